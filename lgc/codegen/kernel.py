@@ -1,0 +1,78 @@
+"""A kernel as data: arguments, an iteration domain and a body, rendered to OpenCL C.
+
+Most ops are "one work-item per point of a domain": the renderer decodes the flat work-item
+id into coordinates c0..c{r-1} and the op supplies the statements that compute the point.
+Heavy ops (matmul, conv) may instead give their own global/local sizes and a body that reads
+get_global_id itself. Either way the kernel is described, not pasted: the op says what each
+point computes, the renderer owns the signature, index decoding and bounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir.dtypes import DType
+from ..ir.graph import Value
+
+INT_MAX = 2**31 - 1
+
+
+@dataclass
+class Arg:
+    name: str            # parameter name in the kernel: in0, in1, out0, ...
+    value: Value         # the IR value whose buffer is passed
+    writable: bool = False
+
+    @property
+    def dtype(self) -> DType:
+        return self.value.dtype
+
+
+@dataclass
+class Kernel:
+    name: str
+    args: list[Arg]
+    body: list[str]
+    domain: tuple[int, ...] = ()            # one work-item per point (domain kernels)
+    global_size: tuple[int, ...] | None = None  # explicit launch (template kernels)
+    local_size: tuple[int, ...] | None = None
+    index_type: str = "int"
+    node_name: str = ""                      # the IR node(s) this kernel computes
+    flops: int = 0                           # for profiling tables
+
+    @property
+    def launch_global(self) -> tuple[int, ...]:
+        if self.global_size is not None:
+            return self.global_size
+        n = 1
+        for d in self.domain:
+            n *= d
+        return (n,)
+
+    @property
+    def empty(self) -> bool:
+        return any(g == 0 for g in self.launch_global)
+
+
+def index_type_for(*sizes: int) -> str:
+    """32-bit indices where every tensor fits (64-bit integer math is slow on GCN)."""
+    return "int" if max(sizes, default=0) <= INT_MAX else "long"
+
+
+def render(k: Kernel) -> str:
+    params = []
+    for a in k.args:
+        qual = "" if a.writable else "const "
+        params.append(f"__global {qual}{a.dtype.cl_storage}* restrict {a.name}")
+    lines = [f"__kernel void {k.name}({', '.join(params)})", "{"]
+    it = k.index_type
+    if k.global_size is None:
+        lines.append(f"  const {it} gid = ({it})get_global_id(0);")
+        rank = len(k.domain)
+        if rank:
+            lines.append(f"  {it} rem_ = gid;")
+            for axis in range(rank - 1, 0, -1):
+                lines.append(f"  const {it} c{axis} = rem_ % {k.domain[axis]}; rem_ /= {k.domain[axis]};")
+            lines.append(f"  const {it} c0 = rem_;")
+    lines += ["  " + s for s in k.body]
+    lines.append("}")
+    return "\n".join(lines)

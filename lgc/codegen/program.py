@@ -1,0 +1,126 @@
+"""Lowering a whole graph to one OpenCL program plus a launch list.
+
+A Program is plain data (source text, buffer table, launches, constants), which is what a
+.lgc artifact stores and what the runtime executes. Kernels with identical bodies are
+emitted once and launched for every node that needs them, which keeps PoCL's per-kernel
+specialisation cost down.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import registry
+from ..ir.graph import Graph, Value
+from .kernel import Kernel, render
+
+PRELUDE = """\
+#ifdef cl_khr_fp64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+"""
+
+
+@dataclass
+class BufferSpec:
+    nbytes: int
+    role: str            # input | output | const | temp
+    name: str = ""
+
+
+@dataclass
+class Launch:
+    kernel: str
+    args: list[int]                      # buffer ids, in parameter order
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...] | None
+    node: str                            # node name(s), for profiling tables and errors
+    flops: int = 0
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    buffer: int
+
+
+@dataclass
+class Program:
+    source: str
+    buffers: list[BufferSpec]
+    launches: list[Launch]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    constants: dict[int, np.ndarray] = field(default_factory=dict)
+    uses_fp64: bool = False
+
+    @property
+    def kernel_names(self) -> list[str]:
+        return re.findall(r"__kernel void (\w+)\(", self.source)
+
+
+def _ident(text: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", text or "")
+    return re.sub(r"_+", "_", s).strip("_")[:40]
+
+
+def lower(graph: Graph) -> Program:
+    buffers: list[BufferSpec] = []
+    where: dict[Value, int] = {}
+    constants: dict[int, np.ndarray] = {}
+
+    def new_buffer(v: Value, role: str) -> int:
+        buffers.append(BufferSpec(max(v.type.nbytes, 1), role, v.name or ""))
+        return len(buffers) - 1
+
+    for v in graph.inputs:
+        where[v] = new_buffer(v, "input")
+
+    sources: list[str] = []
+    by_body: dict[str, str] = {}
+    launches: list[Launch] = []
+    uses_fp64 = False
+    for index, node in enumerate(graph.nodes):
+        if node.op == "const":
+            b = new_buffer(node.output, "const")
+            constants[b] = np.ascontiguousarray(node.attrs["value"])
+            where[node.output] = b
+            continue
+        codegen = registry.get(node.op).codegen
+        if getattr(codegen, "alias", False):
+            where[node.output] = where[node.inputs[0]]
+            continue
+        for v in node.outputs:
+            where[v] = new_buffer(v, "temp")
+        base = f"k{index}_{_ident(node.name or node.op) or node.op}"
+        for part, k in enumerate(codegen.kernels(node, base)):
+            if k.empty:
+                continue
+            name = base if part == 0 else f"{base}_{part}"
+            text = render(Kernel(**{**k.__dict__, "name": "KERNEL"}))
+            uses_fp64 |= "double" in text
+            if text not in by_body:
+                by_body[text] = name
+                sources.append(f"/* {node.op} {node.name or ''} */\n" +
+                               text.replace("KERNEL", name, 1))
+            launches.append(Launch(by_body[text], [where[a.value] for a in k.args],
+                                   k.launch_global, k.local_size, node.name or node.op, k.flops))
+
+    for v in graph.outputs:
+        buffers[where[v]].role = "output" if buffers[where[v]].role == "temp" else buffers[where[v]].role
+
+    def spec(names, values):
+        return [TensorSpec(n, v.dtype.name, v.shape, where[v]) for n, v in zip(names, values)]
+
+    source = PRELUDE + "\n\n".join(sources) + "\n"
+    return Program(source, buffers, launches, spec(graph.input_names, graph.inputs),
+                   spec(graph.output_names, graph.outputs), constants, uses_fp64)
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -1,0 +1,175 @@
+"""ONNX ModelProto -> lgc Graph, for concrete input shapes.
+
+Import happens per concrete input signature: every shape is known, so Shape/Size and the
+arithmetic on them fold to constants. An input used as a shape, axes or similar value
+(NeedsInputValue) makes the caller specialise on that input's value as well.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ...errors import ModelError, UnsupportedOp
+from ...ir import dtypes
+from ...ir.builder import GraphBuilder
+from ...ir.graph import Graph, TensorType, Value
+from ...ir.registry import OpError
+from .context import Context, NeedsInputValue
+from .converters import CONVERTERS
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+class OnnxNode:
+    """A NodeProto with attributes decoded to Python values."""
+
+    def __init__(self, proto: onnx.NodeProto):
+        self.proto = proto
+        self.op_type = proto.op_type
+        self.domain = proto.domain
+        self.name = proto.name or (proto.output[0] if proto.output else proto.op_type)
+        self.attrs = {a.name: _attr_value(a) for a in proto.attribute}
+        self.num_outputs = len(proto.output)
+
+    def attr(self, name, default=None):
+        return self.attrs.get(name, default)
+
+
+def _attr_value(a):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode("utf-8", "replace") for x in v]
+    return v
+
+
+def onnx_dtype(elem_type: int, where: str) -> dtypes.DType:
+    try:
+        npt = helper.tensor_dtype_to_np_dtype(elem_type)
+        return dtypes.from_numpy(npt)
+    except (KeyError, TypeError, ValueError):
+        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type in \
+            onnx.TensorProto.DataType.values() else str(elem_type)
+        raise UnsupportedOp(f"{where}: element type {name} is not supported") from None
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in DEFAULT_DOMAINS:
+            return int(o.version)
+    return 1 if not model.opset_import else 21
+
+
+def declared_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def declared_shape(vi: onnx.ValueInfoProto) -> list[int | str | None]:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+
+
+def load_model(source) -> onnx.ModelProto:
+    """Read an ONNX model from a path, bytes or a ModelProto; clear error when malformed."""
+    if isinstance(source, onnx.ModelProto):
+        return source
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            model = onnx.load_from_string(bytes(source))
+        else:
+            path = os.fspath(source)
+            if not os.path.exists(path):
+                raise ModelError(f"{path}: no such file")
+            model = onnx.load(path, load_external_data=True)
+    except ModelError:
+        raise
+    except Exception as e:
+        where = "model bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+        raise ModelError(f"{where}: not a readable ONNX model ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'parse error'})") from None
+    if not model.graph.node and not model.graph.output:
+        raise ModelError("model has an empty graph (is the file an ONNX model?)")
+    return model
+
+
+def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
+                 static_values: dict[str, np.ndarray] | None = None) -> Graph:
+    """Import with concrete input types. Inputs in static_values become constants."""
+    static_values = static_values or {}
+    opset = default_opset(model)
+    b = GraphBuilder(_ident(model.graph.name or "main"))
+    input_of: dict[Value, str] = {}
+    ctx = Context(b, opset, input_of)
+    env: dict[str, Value] = {}
+    graph_inputs = []
+    for vi in declared_inputs(model):
+        if vi.name in static_values:
+            env[vi.name] = ctx.const(static_values[vi.name])
+            continue
+        v = b.input(vi.name, input_types[vi.name])
+        input_of[v] = vi.name
+        env[vi.name] = v
+        graph_inputs.append(v)
+    for init in model.graph.initializer:
+        try:
+            arr = numpy_helper.to_array(init)
+        except Exception as e:
+            raise ModelError(f"initializer {init.name!r} cannot be read: {e}") from None
+        if arr.dtype == object:
+            raise UnsupportedOp(f"initializer {init.name!r}: string tensors are not supported")
+        env[init.name] = ctx.const(arr)
+    _convert_nodes(ctx, model.graph.node, env, opset)
+    outputs = []
+    for o in model.graph.output:
+        if o.name not in env:
+            raise ModelError(f"graph output {o.name!r} is not produced by any node")
+        outputs.append(env[o.name])
+    return b.build(outputs, [input_of[v] for v in graph_inputs],
+                   [o.name for o in model.graph.output])
+
+
+def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
+    for proto in nodes:
+        node = OnnxNode(proto)
+        fn = CONVERTERS.get((node.domain if node.domain not in DEFAULT_DOMAINS else "", node.op_type))
+        if fn is None:
+            dom = f" in domain {node.domain!r}" if node.domain not in DEFAULT_DOMAINS else ""
+            raise UnsupportedOp(f"unsupported ONNX operator {node.op_type}{dom} "
+                                f"(node {node.name!r}, opset {opset})")
+        inputs = []
+        for name in proto.input:
+            if name == "":
+                inputs.append(None)
+            elif name in env:
+                inputs.append(env[name])
+            else:
+                raise ModelError(f"node {node.name!r} ({node.op_type}) reads {name!r}, "
+                                 f"which no earlier node or input defines")
+        ctx.node = node
+        try:
+            result = fn(ctx, node, *inputs)
+        except (NeedsInputValue, ModelError):
+            raise
+        except OpError as e:
+            raise ModelError(f"node {node.name!r} ({node.op_type}): {e}") from None
+        except NotImplementedError as e:
+            raise UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        for name, v in zip(proto.output, results):
+            if name:
+                env[name] = v
+        ctx.node = None
+
+
+def _ident(s: str) -> str:
+    import re
+    return re.sub(r"[^0-9A-Za-z_]", "_", s) or "main"

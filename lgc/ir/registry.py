@@ -1,0 +1,119 @@
+"""The one op registry: every core op is declared once, with all of its rules.
+
+An OpDef holds what each part of lgc needs to know about an op:
+  infer      - type rule: input TensorTypes + attrs -> output TensorTypes ("abstract eval")
+  reference  - NumPy implementation, used by tests and by constant folding (never at run time)
+  codegen    - object from lgc.codegen that renders the op's OpenCL kernel(s)
+  fusion     - TVM-style fusion class, read by the fusion pass
+  attrs      - attribute names and defaults (REQUIRED for mandatory ones)
+  vjp, batch - gradient and batching rules, where the op has them (tracing API)
+
+Op families live in lgc/ops/*.py; importing lgc.ops registers all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .graph import TensorType
+
+FUSION_CLASSES = ("elementwise", "broadcast", "injective", "reduction",
+                  "out_fusable", "opaque", "alias")
+
+
+class _Required:
+    def __repr__(self):
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
+class OpError(ValueError):
+    """A node's inputs or attributes do not satisfy its op's rules."""
+
+
+@dataclass
+class OpDef:
+    name: str
+    infer: Callable[[list[TensorType], dict], list[TensorType]]
+    reference: Callable[[list[np.ndarray], dict], list[np.ndarray]]
+    codegen: Any
+    fusion: str = "opaque"
+    attrs: dict[str, Any] = field(default_factory=dict)
+    num_inputs: tuple[int, int] | int | None = None  # exact count, (min, max), or None = any
+    vjp: Callable | None = None
+    batch: Callable | None = None
+    doc: str = ""
+
+    def __post_init__(self):
+        assert self.fusion in FUSION_CLASSES, self.fusion
+
+    def normalize_attrs(self, attrs: dict) -> dict:
+        """Fill defaults, reject unknown or missing attributes, make values hashable."""
+        unknown = set(attrs) - set(self.attrs)
+        if unknown:
+            raise OpError(f"op {self.name!r} has no attribute(s) {sorted(unknown)}")
+        out = {}
+        for k, default in self.attrs.items():
+            v = attrs.get(k, default)
+            if v is REQUIRED:
+                raise OpError(f"op {self.name!r} needs attribute {k!r}")
+            out[k] = _freeze(v)
+        return out
+
+    def check_arity(self, n: int) -> None:
+        spec = self.num_inputs
+        if spec is None:
+            return
+        lo, hi = (spec, spec) if isinstance(spec, int) else spec
+        if not lo <= n <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise OpError(f"op {self.name!r} takes {want} inputs, got {n}")
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name!r} registered twice")
+    OPS[opdef.name] = opdef
+    return opdef
+
+
+def get(name: str) -> OpDef:
+    _load_all()
+    try:
+        return OPS[name]
+    except KeyError:
+        raise OpError(f"unknown op {name!r}") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load_all()
+    return OPS
+
+
+_loaded = False
+
+
+def _load_all():
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import lgc.ops  # noqa: F401  (registers every op family)

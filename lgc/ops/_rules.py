@@ -1,0 +1,47 @@
+"""Helpers shared by the type rules of several op families."""
+from __future__ import annotations
+
+from ..ir.dtypes import DType, bool_
+from ..ir.graph import TensorType
+from ..ir.registry import OpError
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for k in range(rank):
+        dims = {s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise OpError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def same_dtype(types: list[TensorType]) -> DType:
+    dts = {t.dtype for t in types}
+    if len(dts) != 1:
+        raise OpError(f"operands have different dtypes {sorted(d.name for d in dts)}")
+    return dts.pop()
+
+
+def require(types: list[TensorType], kinds: str, what: str = "operand") -> None:
+    """kinds: letters of allowed dtype kinds: f float, i signed, u unsigned, b bool."""
+    for t in types:
+        if t.dtype.np.kind not in kinds:
+            raise OpError(f"{what} dtype {t.dtype} not supported")
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise OpError(f"axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def elementwise_type(types, out_dtype: DType | None = None) -> list[TensorType]:
+    dt = same_dtype(types)
+    return [TensorType(out_dtype or dt, broadcast_shapes(*(t.shape for t in types)))]
+
+
+def compare_type(types):
+    return elementwise_type(types, bool_)

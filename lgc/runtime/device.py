@@ -1,0 +1,147 @@
+"""OpenCL device discovery and choice.
+
+Every device is probed once by building a one-line kernel, because an installed platform
+can be present yet unable to compile (a bundled PoCL whose LLVM does not know the host CPU
+fails with "unknown target CPU 'generic'"). Unusable devices are listed with the reason and
+never chosen. The default prefers a working GPU, then a working CPU device.
+
+LGC_DEVICE (or --device) picks one: "cpu", "gpu", an index from `lgc devices`, or a
+substring of the device or platform name.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pyopencl as cl
+
+_PROBE = "__kernel void lgc_probe(__global float* x) { x[get_global_id(0)] += 1.0f; }"
+
+
+class DeviceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Device:
+    index: int
+    cl_device: cl.Device
+    platform: str
+    usable: bool
+    problem: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.cl_device.name.strip()
+
+    @property
+    def kind(self) -> str:
+        t = self.cl_device.type
+        return "gpu" if t & cl.device_type.GPU else "cpu" if t & cl.device_type.CPU else "other"
+
+    @property
+    def has_fp64(self) -> bool:
+        return "cl_khr_fp64" in self.cl_device.extensions
+
+    @property
+    def key(self) -> str:
+        """Identifies the device and driver for caches."""
+        d = self.cl_device
+        return f"{self.platform}|{self.name}|{d.driver_version}|{d.version}"
+
+    def describe(self) -> str:
+        d = self.cl_device
+        return (f"{self.name} ({self.kind}, {self.platform}, {d.max_compute_units} CUs, "
+                f"{d.global_mem_size // 2**20} MiB)")
+
+    @property
+    def context(self) -> cl.Context:
+        return _context(self.index)
+
+
+def _probe(dev: cl.Device) -> str:
+    try:
+        ctx = cl.Context([dev])
+        cl.Program(ctx, _PROBE).build()
+        return ""
+    except Exception as e:  # any failure means the device cannot run lgc's kernels
+        lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower()]
+        return (lines[-1] if lines else str(e).splitlines()[0])[:200]
+
+
+@lru_cache(maxsize=None)
+def _raw_devices() -> tuple:
+    out = []
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error:
+        platforms = []
+    for p in platforms:
+        try:
+            devs = p.get_devices()
+        except cl.Error:
+            continue
+        for d in devs:
+            out.append((p.name.strip(), d))
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _checked(index: int) -> Device:
+    platform, d = _raw_devices()[index]
+    problem = _probe(d)
+    return Device(index, d, platform, not problem, problem)
+
+
+def list_devices() -> list[Device]:
+    return [_checked(i) for i in range(len(_raw_devices()))]
+
+
+@lru_cache(maxsize=None)
+def _context(index: int) -> cl.Context:
+    return cl.Context([_raw_devices()[index][1]])
+
+
+def _preference(raw) -> list[int]:
+    gpus = [i for i, (_, d) in enumerate(raw) if d.type & cl.device_type.GPU]
+    others = [i for i in range(len(raw)) if i not in gpus]
+    return gpus + others
+
+
+def select_device(spec: str | int | None = None) -> Device:
+    """The device named by spec (see module doc), else LGC_DEVICE, else the default."""
+    if isinstance(spec, Device):
+        return spec
+    spec = os.environ.get("LGC_DEVICE", "") if spec is None else str(spec)
+    raw = _raw_devices()
+    if not raw:
+        raise DeviceError("no OpenCL platform found: install a driver, or "
+                          "`apt-get install pocl-opencl-icd` for the CPU")
+    spec = spec.strip()
+    if spec.isdigit():
+        i = int(spec)
+        if i >= len(raw):
+            raise DeviceError(f"device index {i} out of range (0..{len(raw) - 1}); see `lgc devices`")
+        candidates = [i]
+    elif spec.lower() in ("cpu", "gpu"):
+        want = cl.device_type.CPU if spec.lower() == "cpu" else cl.device_type.GPU
+        candidates = [i for i, (_, d) in enumerate(raw) if d.type & want]
+    elif spec:
+        candidates = [i for i, (p, d) in enumerate(raw)
+                      if spec.lower() in d.name.lower() or spec.lower() in p.lower()]
+    else:
+        candidates = _preference(raw)
+    problems = []
+    for i in candidates:
+        dev = _checked(i)
+        if dev.usable:
+            return dev
+        problems.append(f"{dev.name}: {dev.problem}")
+    what = f"matching {spec!r} " if spec else ""
+    detail = ("; ".join(problems)) if problems else "none found"
+    raise DeviceError(f"no usable OpenCL device {what}({detail})")
+
+
+def default_device() -> Device:
+    return select_device(None)

@@ -1,0 +1,99 @@
+"""Runs a Program on one OpenCL device: build (cached), allocate, upload constants once,
+then per call copy inputs in, launch in order, and copy outputs back."""
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pyopencl as cl
+
+from ..codegen.program import Program
+from ..ir import dtypes
+from .device import Device, select_device
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def build_program(device: Device, source: str) -> cl.Program:
+    try:
+        return cl.Program(device.context, source).build()
+    except cl.RuntimeError as e:
+        raise BuildError(_explain_build_error(str(e), source)) from None
+
+
+def _explain_build_error(log: str, source: str) -> str:
+    """First compiler error with the kernel and source line it points at."""
+    lines = source.splitlines()
+    m = re.search(r":(\d+):(\d+): error: (.*)", log)
+    if not m:
+        first = next((ln for ln in log.splitlines() if "error" in ln), log.splitlines()[0])
+        return f"OpenCL build failed: {first.strip()}"
+    lineno, msg = int(m.group(1)), m.group(3).strip()
+    kernel = "?"
+    for ln in reversed(lines[:lineno]):
+        k = re.match(r"__kernel void (\w+)\(", ln)
+        if k:
+            kernel = k.group(1)
+            break
+    text = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    return f"OpenCL build failed in kernel {kernel}, line {lineno}: {msg}: `{text}`"
+
+
+class Executor:
+    def __init__(self, program: Program, device: Device | None = None, profile: bool = False):
+        self.program = program
+        self.device = device or select_device()
+        if program.uses_fp64 and not self.device.has_fp64:
+            raise BuildError(f"the graph needs float64 but {self.device.name} has no cl_khr_fp64")
+        ctx = self.device.context
+        props = cl.command_queue_properties.PROFILING_ENABLE if profile else 0
+        self.queue = cl.CommandQueue(ctx, properties=props)
+        self.cl_program = build_program(self.device, program.source)
+        mf = cl.mem_flags
+        self.buffers = []
+        for i, spec in enumerate(program.buffers):
+            if i in program.constants:
+                host = np.ascontiguousarray(program.constants[i])
+                data = host.view(np.uint8).reshape(-1) if host.size else np.zeros(1, np.uint8)
+                self.buffers.append(cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data))
+            else:
+                self.buffers.append(cl.Buffer(ctx, mf.READ_WRITE, spec.nbytes))
+        self._kernels = {name: getattr(self.cl_program, name) for name in
+                         {ln.kernel for ln in program.launches}}
+        self._bound = []
+        for launch in program.launches:
+            k = cl.Kernel(self.cl_program, launch.kernel)
+            for j, b in enumerate(launch.args):
+                k.set_arg(j, self.buffers[b])
+            self._bound.append(k)
+        self.last_profile: list[tuple[str, str, float]] = []
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Inputs in program order, already checked for shape and dtype by the caller."""
+        for spec, a in zip(self.program.inputs, arrays):
+            a = np.ascontiguousarray(a)
+            if a.size:
+                cl.enqueue_copy(self.queue, self.buffers[spec.buffer], a, is_blocking=False)
+        events = []
+        for launch, k in zip(self.program.launches, self._bound):
+            events.append(cl.enqueue_nd_range_kernel(self.queue, k, launch.global_size,
+                                                     launch.local_size))
+        outs = []
+        for spec in self.program.outputs:
+            out = np.empty(spec.shape, dtypes.by_name(spec.dtype).np)
+            if out.size:
+                cl.enqueue_copy(self.queue, out, self.buffers[spec.buffer], is_blocking=False)
+            outs.append(out)
+        self.queue.finish()
+        if self.queue.properties & cl.command_queue_properties.PROFILING_ENABLE:
+            self.last_profile = [(ln.kernel, ln.node, (e.profile.end - e.profile.start) * 1e-9)
+                                 for ln, e in zip(self.program.launches, events)]
+        return outs
+
+    def timed_run(self, arrays):
+        t = time.perf_counter()
+        out = self.run(arrays)
+        return out, time.perf_counter() - t
