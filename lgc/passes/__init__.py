@@ -1,0 +1,2 @@
+"""Graph-to-graph passes. A pass never mutates its input graph."""
+from .manager import PIPELINES, optimize  # noqa: F401

@@ -1,0 +1,222 @@
+"""The user-facing entry points: compile, load, Executable and the shape-polymorphic Model."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .codegen.program import Program, lower
+from .errors import InputError, ModelError
+from .ir import dtypes
+from .ir.graph import Graph, TensorType
+from .passes import optimize
+from .runtime import Executor, select_device
+
+
+class Executable:
+    """A graph compiled for one device and fixed input shapes; call it with NumPy arrays."""
+
+    def __init__(self, program: Program, graph: Graph | None = None, device=None,
+                 ir_text: str | None = None, profile: bool = False):
+        self.program = program
+        self.graph = graph
+        self._ir_text = ir_text
+        self.device = select_device(device)
+        self.executor = Executor(program, self.device, profile=profile)
+
+    @classmethod
+    def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False):
+        graph = optimize(graph, opt_level)
+        return cls(lower(graph), graph, device, profile=profile)
+
+    # -- signature ---------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.program.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.program.outputs]
+
+    @property
+    def ir_text(self) -> str:
+        if self._ir_text is None and self.graph is not None:
+            self._ir_text = str(self.graph)
+        return self._ir_text or ""
+
+    def input_types(self) -> dict[str, TensorType]:
+        return {s.name: TensorType(dtypes.by_name(s.dtype), tuple(s.shape)) for s in self.program.inputs}
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, feeds) -> dict[str, np.ndarray]:
+        arrays = _check_feeds(feeds, self.input_types())
+        outs = self.executor.run(arrays)
+        return dict(zip(self.output_names, outs))
+
+    def __call__(self, *args, **kwargs):
+        feeds = dict(zip(self.input_names, args))
+        feeds.update(kwargs)
+        outs = list(self.run(feeds).values())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def save(self, path) -> None:
+        from .artifact import save_artifact
+        save_artifact(path, self)
+
+
+def _check_feeds(feeds, types: dict[str, TensorType]) -> list[np.ndarray]:
+    names = list(types)
+    if not isinstance(feeds, dict):
+        feeds = list(feeds)
+        if len(feeds) != len(names):
+            raise InputError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(feeds)}")
+        feeds = dict(zip(names, feeds))
+    unknown = [k for k in feeds if k not in types]
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(names) or 'none'})")
+    missing = [k for k in names if k not in feeds]
+    if missing:
+        raise InputError(f"missing input {missing[0]!r}")
+    out = []
+    for name in names:
+        a = np.asarray(feeds[name])
+        t = types[name]
+        if a.dtype != t.dtype.np:
+            raise InputError(f"input {name!r} has dtype {a.dtype}, expected {t.dtype.np}")
+        if tuple(a.shape) != tuple(t.shape):
+            raise InputError(f"input {name!r} has shape {tuple(a.shape)}, expected {tuple(t.shape)}")
+        out.append(a)
+    return out
+
+
+class Model:
+    """An ONNX model compiled on demand for each concrete input signature.
+
+    Symbolic dimensions (batch, sequence) take their values from the arrays passed in; each
+    new signature compiles once and is cached. Inputs that the model uses as shapes, axes or
+    counts are compile-time values: the cache key includes their contents.
+    """
+
+    def __init__(self, source, input_shapes: dict | None = None, device=None, opt_level=2,
+                 profile: bool = False):
+        from .frontend.onnx.importer import declared_inputs, declared_shape, load_model, onnx_dtype
+        self.model = load_model(source)
+        self.device = select_device(device)
+        self.opt_level = opt_level
+        self.profile = profile
+        self._cache: dict = {}
+        self.static_inputs: set[str] = set()
+        self.inputs = {}
+        for vi in declared_inputs(self.model):
+            if not vi.type.HasField("tensor_type"):
+                raise ModelError(f"input {vi.name!r} is not a tensor (sequences and maps are not supported)")
+            dt = onnx_dtype(vi.type.tensor_type.elem_type, f"input {vi.name!r}")
+            self.inputs[vi.name] = (dt, declared_shape(vi))
+        for name, shape in (input_shapes or {}).items():
+            if name not in self.inputs:
+                raise InputError(f"--input-shape names unknown input {name!r} "
+                                 f"(inputs are: {', '.join(self.inputs)})")
+            dt, decl = self.inputs[name]
+            if decl is not None and len(decl) != len(shape):
+                raise InputError(f"input {name!r} has rank {len(decl)}, shape {tuple(shape)} given")
+            self.inputs[name] = (dt, list(shape))
+        self.output_names = [o.name for o in self.model.graph.output]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
+
+    def default_types(self) -> dict[str, TensorType]:
+        """Input types with every symbolic dimension set to 1."""
+        out = {}
+        for name, (dt, shape) in self.inputs.items():
+            if shape is None:
+                raise InputError(f"input {name!r} has no declared shape; pass --input-shape {name}=...")
+            out[name] = TensorType(dt, tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape))
+        return out
+
+    def _types_of(self, feeds: dict) -> dict[str, TensorType]:
+        types = {}
+        for name, (dt, decl) in self.inputs.items():
+            a = feeds[name]
+            if a.dtype != dt.np:
+                raise InputError(f"input {name!r} has dtype {a.dtype}, expected {dt.np}")
+            if decl is not None:
+                ok = len(decl) == a.ndim and all(
+                    not isinstance(d, int) or d <= 0 or d == s for d, s in zip(decl, a.shape))
+                if not ok:
+                    shown = tuple(d if isinstance(d, int) and d > 0 else (d or "?") for d in decl)
+                    raise InputError(f"input {name!r} has shape {tuple(a.shape)}, expected {shown}")
+            types[name] = TensorType(dt, tuple(int(s) for s in a.shape))
+        return types
+
+    def executable(self, types: dict[str, TensorType], values: dict | None = None) -> Executable:
+        """The executable for these input types (compiling it if new)."""
+        from .frontend.onnx.context import NeedsInputValue
+        from .frontend.onnx.importer import import_graph
+        values = values or {}
+        static = {k: values[k] for k in self.static_inputs}
+        key = (tuple(sorted((k, str(t)) for k, t in types.items())),
+               tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
+        if key in self._cache:
+            return self._cache[key]
+        while True:
+            try:
+                graph = import_graph(self.model, {k: t for k, t in types.items() if k not in static}, static)
+                break
+            except NeedsInputValue as need:
+                if need.input_name not in values:
+                    raise ModelError(f"input {need.input_name!r} is used as {need.what}, so its value "
+                                     f"must be known when compiling; lgc cannot compile it for "
+                                     f"arbitrary data") from None
+                self.static_inputs.add(need.input_name)
+                static[need.input_name] = values[need.input_name]
+                key = (key[0], tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
+        exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile)
+        exe.static_values = static
+        self._cache[key] = exe
+        return exe
+
+    def run(self, feeds) -> dict[str, np.ndarray]:
+        if not isinstance(feeds, dict):
+            feeds = list(feeds)
+            if len(feeds) != len(self.inputs):
+                raise InputError(f"expected {len(self.inputs)} inputs ({', '.join(self.inputs)}), got {len(feeds)}")
+            feeds = dict(zip(self.inputs, feeds))
+        unknown = [k for k in feeds if k not in self.inputs]
+        if unknown:
+            raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(self.inputs)})")
+        missing = [k for k in self.inputs if k not in feeds]
+        if missing:
+            raise InputError(f"missing input {missing[0]!r}")
+        feeds = {k: np.asarray(v) for k, v in feeds.items()}
+        exe = self.executable(self._types_of(feeds), feeds)
+        return exe.run({k: v for k, v in feeds.items() if k not in exe.static_values})
+
+    def __call__(self, *args, **kwargs):
+        feeds = dict(zip(self.inputs, args))
+        feeds.update(kwargs)
+        outs = list(self.run(feeds).values())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def save(self, path, input_types: dict | None = None) -> None:
+        self.executable(input_types or self.default_types()).save(path)
+
+
+def compile(source, input_shapes: dict | None = None, device=None, opt_level: int = 2,
+            profile: bool = False):
+    """Compile a Graph, an ONNX model (path, bytes or ModelProto) or load a .lgc file.
+
+    A Graph gives an Executable (fixed shapes); an ONNX model gives a Model that compiles
+    per input signature; a path ending in .lgc is loaded as an artifact.
+    """
+    if isinstance(source, Graph):
+        return Executable.from_graph(source, device, opt_level, profile=profile)
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".lgc"):
+        return load(source, device)
+    return Model(source, input_shapes, device, opt_level, profile=profile)
+
+
+def load(path, device=None) -> Executable:
+    from .artifact import load_artifact
+    return load_artifact(path, device)
