@@ -1,0 +1,44 @@
+"""Helpers for tests: run one core op on the default device and compare with its reference."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import dtypes, registry
+from .ir.builder import GraphBuilder
+from .ir.graph import TensorType
+
+
+def build_op_graph(op: str, inputs, attrs=None):
+    b = GraphBuilder(op)
+    vals = [b.input(f"x{i}", TensorType(dtypes.from_numpy(a.dtype), tuple(a.shape)))
+            for i, a in enumerate(inputs)]
+    out = b.op(op, vals, attrs or {}, name=op, num_outputs=-1)
+    return b.build(list(out))
+
+
+def run_op(op: str, inputs, attrs=None, device=None) -> list[np.ndarray]:
+    """Compile a one-node graph for `op` and run it on the device; returns its outputs."""
+    from .api import Executable
+    inputs = [np.asarray(a) for a in inputs]
+    exe = Executable.from_graph(build_op_graph(op, inputs, attrs), device)
+    return list(exe.run(dict(zip(exe.input_names, inputs))).values())
+
+
+def reference_op(op: str, inputs, attrs=None) -> list[np.ndarray]:
+    opdef = registry.get(op)
+    return [np.asarray(o) for o in opdef.reference([np.asarray(a) for a in inputs],
+                                                   opdef.normalize_attrs(attrs or {}))]
+
+
+def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6) -> None:
+    """Assert that the device result equals the NumPy reference (dtype, shape, values)."""
+    got = run_op(op, inputs, attrs)
+    want = reference_op(op, inputs, attrs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype, (g.dtype, w.dtype)
+        assert g.shape == w.shape, (g.shape, w.shape)
+        if w.dtype.kind == "f":
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(g, w)
