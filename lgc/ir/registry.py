@@ -44,6 +44,7 @@ class OpDef:
     fusion: str = "opaque"
     attrs: dict[str, Any] = field(default_factory=dict)
     num_inputs: tuple[int, int] | int | None = None  # exact count, (min, max), or None = any
+    flops: Callable[[list[TensorType], list[TensorType], dict], int] | None = None  # default: output elements
     vjp: Callable | None = None
     batch: Callable | None = None
     doc: str = ""

@@ -1,0 +1,250 @@
+"""The `lgc` command. Every failure prints one line `lgc: error: ...` and exits non-zero;
+`--debug` shows the traceback instead."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+DESCRIPTION = """lgc compiles ONNX models (and traced Python) to OpenCL and runs them on any
+OpenCL 1.2+ device: AMD GCN cards that ROCm dropped, other GPUs, or PoCL on the CPU."""
+
+
+def parse_shape_args(items) -> dict:
+    """['x=1x3x224x224', ...] -> {'x': (1, 3, 224, 224)}"""
+    out = {}
+    for item in items or []:
+        name, sep, dims = item.rpartition("=")
+        if not sep or not name:
+            raise SystemExit(f"lgc: error: --input-shape expects NAME=DxDxD, got {item!r}")
+        try:
+            out[name] = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
+        except ValueError:
+            raise SystemExit(f"lgc: error: --input-shape {item!r}: dimensions must be integers") from None
+    return out
+
+
+def _add_common(p, shapes=True):
+    p.add_argument("--device", help="OpenCL device: cpu, gpu, an index or a name (default: "
+                   "$LGC_DEVICE, else the first working GPU, else the CPU)")
+    if shapes:
+        p.add_argument("--input-shape", action="append", metavar="NAME=DxD",
+                       help="concrete shape for an input with symbolic dimensions (repeatable)")
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- commands -------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    import lgc
+    t = time.perf_counter()
+    model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
+                      opt_level=args.opt_level)
+    types = model.default_types()
+    _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
+    exe = model.executable(types)
+    out = args.output or os.path.splitext(args.model)[0] + ".lgc"
+    exe.save(out)
+    n_kernels = len(exe.program.kernel_names)
+    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
+          f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+def _load_any(path, args):
+    import lgc
+    if path.endswith(".lgc"):
+        return lgc.load(path, device=args.device)
+    return lgc.Model(path, parse_shape_args(getattr(args, "input_shape", None)), device=args.device)
+
+
+def _input_types(runner):
+    from lgc.api import Model
+    return runner.default_types() if isinstance(runner, Model) else runner.input_types()
+
+
+def _random_inputs(types, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, t in types.items():
+        dt = t.dtype.np
+        if dt.kind == "f":
+            out[name] = rng.standard_normal(t.shape).astype(dt)
+        elif dt.kind == "b":
+            out[name] = rng.random(t.shape) < 0.5
+        else:
+            out[name] = rng.integers(0, 10, t.shape).astype(dt)
+    return out
+
+
+def _read_inputs(items) -> dict:
+    from lgc.errors import InputError
+    feeds = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise InputError(f"--input expects NAME=FILE.npy, got {item!r}")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--input {name}: cannot read {path!r} as .npy ({e})") from None
+    return feeds
+
+
+def cmd_run(args) -> int:
+    runner = _load_any(args.model, args)
+    feeds = _read_inputs(args.input)
+    if args.random:
+        feeds = {**_random_inputs(_input_types(runner), args.seed), **feeds}
+    outs = runner.run(feeds)
+    for name, a in outs.items():
+        stats = f"min {a.min():.6g} max {a.max():.6g} mean {a.mean():.6g}" if a.size and a.dtype.kind in "fiu" else ""
+        print(f"{name}: {a.dtype}{list(a.shape)} {stats}")
+    if args.output:
+        np.savez(args.output, **outs)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from lgc.ir.stats import graph_stats
+    if args.model.endswith(".lgc"):
+        from lgc.artifact import read_artifact
+        manifest, members = read_artifact(args.model)
+        print(members["ir.txt"].decode())
+        st = manifest.get("stats", {})
+        print(f"format version {manifest['format_version']}, built by lgc {manifest['lgc_version']} "
+              f"for {manifest['target']['device']}")
+        print(f"nodes: {st.get('nodes')}\nparameters: {st.get('params', 0):,} "
+              f"({st.get('param_bytes', 0) / 2**20:.1f} MiB)\nFLOPs: {st.get('flops', 0):,}")
+        print("ops:")
+        for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {op:<20} {n}")
+        return 0
+    from lgc.frontend.onnx.importer import import_graph, load_model
+    from lgc.passes import optimize
+    m = load_model(args.model)
+    types = _onnx_default_types(m, parse_shape_args(args.input_shape))
+    graph = optimize(import_graph(m, types), 1)
+    if not args.no_ir:
+        print(graph)
+    print(graph_stats(graph).table())
+    return 0
+
+
+def _onnx_default_types(model, shapes):
+    from lgc.frontend.onnx.importer import declared_inputs, declared_shape, onnx_dtype
+    from lgc.ir.graph import TensorType
+    types = {}
+    for vi in declared_inputs(model):
+        dt = onnx_dtype(vi.type.tensor_type.elem_type, f"input {vi.name!r}")
+        shape = shapes.get(vi.name) or declared_shape(vi) or []
+        types[vi.name] = TensorType(dt, tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape))
+    return types
+
+
+def cmd_devices(args) -> int:
+    from lgc.runtime.device import DeviceError, list_devices, select_device
+    devs = list_devices()
+    if not devs:
+        print("no OpenCL devices found (install a GPU driver, or `apt-get install pocl-opencl-icd`)")
+        return 1
+    try:
+        default = select_device(None).index
+    except DeviceError:
+        default = None
+    for d in devs:
+        mark = "*" if d.index == default else " "
+        state = "ok" if d.usable else f"unusable: {d.problem}"
+        print(f"{mark} {d.index}: {d.describe()} [{state}]")
+    print("* = default (set LGC_DEVICE or --device to choose)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from lgc.demo import run_demo
+    return run_demo(args)
+
+
+# ---- entry point ----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lgc", description=DESCRIPTION)
+    ap.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile an ONNX model to a .lgc artifact",
+                       description="Compile an ONNX model to a self-contained .lgc artifact.")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("-o", "--output", help="artifact path (default: MODEL.lgc)")
+    p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
+    _add_common(p)
+    p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("run", help="run a .lgc artifact or an ONNX model",
+                       description="Run a model on the OpenCL device and print or save its outputs.")
+    p.add_argument("model", help="a .lgc or .onnx file")
+    p.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input array (repeatable)")
+    p.add_argument("--random", action="store_true", help="random values for inputs not given")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random")
+    p.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    _add_common(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("inspect", help="print the IR, op histogram, parameters and FLOPs",
+                       description="Print a model's IR text, op histogram, parameter count and bytes, and FLOPs.")
+    p.add_argument("model", help="a .onnx or .lgc file")
+    p.add_argument("--no-ir", action="store_true", help="only the statistics")
+    p.add_argument("--input-shape", action="append", metavar="NAME=DxD")
+    p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("devices", help="list OpenCL platforms and devices",
+                       description="List OpenCL devices, whether each can build lgc's kernels, and the default.")
+    p.set_defaults(fn=cmd_devices)
+
+    p = sub.add_parser("demo", help="compile and run ResNet-50 from the onnx test data",
+                       description="Compile the ResNet-50 shipped in onnx's test data, run it, check it "
+                                   "against the expected output, and print latency and a per-kernel table.")
+    p.add_argument("--model", default="resnet50",
+                   help="which light model: resnet50, vgg19, densenet121, inception_v1, ... (default resnet50)")
+    p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up")
+    p.add_argument("--top", type=int, default=12, help="rows of the per-kernel table")
+    _add_common(p, shapes=False)
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.version:
+        from lgc import __version__
+        print(f"lgc {__version__}")
+        return 0
+    if not args.command:
+        ap.print_help()
+        return 2
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("lgc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the CLI's contract: one line, unless --debug
+        if args.debug:
+            raise
+        from lgc.errors import LgcError
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kind = "" if isinstance(e, LgcError) else f"{type(e).__name__}: "
+        print(f"lgc: error: {kind}{msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs lgc (and with --test its test dependencies) plus a working OpenCL CPU device.
+#
+# pip's PoCL (pocl-binary-distribution / the pyopencl wheel) is built with LLVM 14, which
+# cannot target CPUs newer than it (it fails with "unknown target CPU 'generic'", e.g. on
+# AMD Zen 5). Debian's pocl-opencl-icd (PoCL 3.1, LLVM 15) works there, so on Debian/Ubuntu
+# it is installed too. `lgc devices` shows which devices work and why others don't.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+
+if command -v apt-get >/dev/null 2>&1 && [ ! -e /etc/OpenCL/vendors/pocl.icd ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq pocl-opencl-icd >/dev/null
+fi
+
+python3 -m pip install -q -e ".${extra}"
+python3 -m lgc.cli devices
