@@ -31,6 +31,7 @@ class Context:
         self.known: dict[Value, np.ndarray] = {}
         self.input_of = input_of      # graph-input Value -> its ONNX name
         self.node = None              # the ONNX node being converted (for errors and names)
+        self.env: dict = {}           # ONNX name -> Value in scope (subgraphs read outer names)
 
     # -- building --------------------------------------------------------------------
     @property

@@ -155,6 +155,7 @@ def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
                 raise ModelError(f"node {node.name!r} ({node.op_type}) reads {name!r}, "
                                  f"which no earlier node or input defines")
         ctx.node = node
+        ctx.env = env
         try:
             result = fn(ctx, node, *inputs)
         except (NeedsInputValue, ModelError):

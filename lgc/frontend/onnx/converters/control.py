@@ -1,0 +1,136 @@
+"""Control flow (If, Loop, Scan) for static graphs.
+
+lgc compiles for concrete shapes, so control flow is resolved at compile time where it can be:
+  If    - a constant condition inlines the taken branch; a data-dependent one computes both
+          branches and selects with `where` (both are pure), when their outputs agree in type.
+  Loop  - unrolled when the trip count is a constant and the condition stays constant.
+  Scan  - unrolled over the (static) sequence length.
+A loop whose termination depends on data cannot be compiled this way and is reported.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ....errors import ModelError
+from . import converter
+
+MAX_UNROLL = 4096
+
+
+def _run_subgraph(ctx, graph, bound: list, outer_env: dict) -> list:
+    """Inline `graph` with its inputs bound to `bound`; returns its output Values."""
+    from ..importer import _convert_nodes
+    from onnx import numpy_helper
+    env = dict(outer_env)
+    for vi, v in zip(graph.input, bound):
+        env[vi.name] = v
+    for init in graph.initializer:
+        env[init.name] = ctx.const(numpy_helper.to_array(init))
+    saved = ctx.node
+    _convert_nodes(ctx, graph.node, env, ctx.opset)
+    ctx.node = saved
+    try:
+        return [env[o.name] for o in graph.output]
+    except KeyError as e:
+        raise ModelError(f"node {ctx.name!r}: subgraph output {e} is never produced") from None
+
+
+@converter("If")
+def if_(ctx, node, cond):
+    env = ctx.env
+    cval = ctx.value(cond)
+    if cval is not None:
+        branch = node.attr("then_branch") if bool(np.asarray(cval).reshape(-1)[0]) else node.attr("else_branch")
+        return _run_subgraph(ctx, branch, [], env)
+    then = _run_subgraph(ctx, node.attr("then_branch"), [], env)
+    other = _run_subgraph(ctx, node.attr("else_branch"), [], env)
+    outs = []
+    for a, b in zip(then, other):
+        if a.type != b.type:
+            raise NotImplementedError(f"If with a data-dependent condition whose branches give "
+                                      f"different types ({a.type} vs {b.type})")
+        c = cond if cond.shape == () else ctx.op("reshape", [cond], {"shape": ()})
+        outs.append(ctx.op("where", [c, a, b]))
+    return outs
+
+
+def _stack(ctx, values):
+    """Stack equal-shaped Values along a new leading axis."""
+    parts = [ctx.op("reshape", [v], {"shape": (1,) + tuple(v.shape)}) for v in values]
+    return parts[0] if len(parts) == 1 else ctx.op("concat", parts, {"axis": 0})
+
+
+@converter("Loop")
+def loop(ctx, node, trip=None, cond=None, *carried):
+    body = node.attr("body")
+    env = ctx.env
+    n = None if trip is None else int(np.asarray(ctx.need(trip, "the Loop trip count")).reshape(-1)[0])
+    keep_going = True if cond is None else bool(np.asarray(ctx.need(cond, "the Loop condition")).reshape(-1)[0])
+    if n is None:
+        n = MAX_UNROLL + 1
+    if n > MAX_UNROLL:
+        raise NotImplementedError(f"Loop unrolling is limited to {MAX_UNROLL} iterations")
+    state = list(carried)
+    n_carried = len(carried)
+    scans: list[list] = []
+    cond_v = cond if cond is not None else ctx.const(np.array(True))
+    i = 0
+    while i < n and keep_going:
+        it = ctx.const(np.array(i, np.int64))
+        outs = _run_subgraph(ctx, body, [it, cond_v] + state, env)
+        cond_v, state, scan_vals = outs[0], outs[1:1 + n_carried], outs[1 + n_carried:]
+        if not scans:
+            scans = [[] for _ in scan_vals]
+        for lst, v in zip(scans, scan_vals):
+            lst.append(v)
+        c = ctx.value(cond_v)
+        if c is None:
+            raise NotImplementedError("Loop whose condition depends on data (termination is not static)")
+        keep_going = bool(np.asarray(c).reshape(-1)[0])
+        i += 1
+    n_scan = len(body.output) - 1 - n_carried
+    if i == 0 and n_scan:
+        raise NotImplementedError("Loop that runs zero iterations but has scan outputs")
+    return state + [_stack(ctx, lst) for lst in scans] if scans else state + []
+
+
+@converter("Scan")
+def scan(ctx, node, *inputs):
+    if ctx.opset < 9:
+        raise NotImplementedError("Scan before opset 9 (with a batch axis)")
+    body = node.attr("body")
+    env = ctx.env
+    n_scan_in = int(node.attr("num_scan_inputs"))
+    n_state = len(inputs) - n_scan_in
+    state, xs = list(inputs[:n_state]), list(inputs[n_state:])
+    in_axes = list(node.attr("scan_input_axes", [0] * n_scan_in))
+    in_dirs = list(node.attr("scan_input_directions", [0] * n_scan_in))
+    n_scan_out = len(body.output) - n_state
+    out_axes = list(node.attr("scan_output_axes", [0] * n_scan_out))
+    out_dirs = list(node.attr("scan_output_directions", [0] * n_scan_out))
+    axes = [a % len(x.shape) for a, x in zip(in_axes, xs)]
+    length = xs[0].shape[axes[0]] if xs else 0
+    if length > MAX_UNROLL:
+        raise NotImplementedError(f"Scan unrolling is limited to {MAX_UNROLL} steps")
+    collected = [[] for _ in range(n_scan_out)]
+    for t in range(length):
+        slices = []
+        for x, ax, d in zip(xs, axes, in_dirs):
+            idx = ctx.const(np.array(length - 1 - t if d else t, np.int64))
+            slices.append(ctx.op("gather", [x, idx], {"axis": ax}))
+        outs = _run_subgraph(ctx, body, state + slices, env)
+        state = outs[:n_state]
+        for lst, v in zip(collected, outs[n_state:]):
+            lst.append(v)
+    results = []
+    for lst, ax, d in zip(collected, out_axes, out_dirs):
+        if d:
+            lst = lst[::-1]
+        stacked = _stack(ctx, lst)
+        rank = len(stacked.shape)
+        ax = ax % rank
+        if ax:
+            perm = list(range(1, ax + 1)) + [0] + list(range(ax + 1, rank))
+            stacked = ctx.op("transpose", [stacked], {"perm": tuple(perm)})
+        results.append(stacked)
+    return state + results
