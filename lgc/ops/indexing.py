@@ -1,0 +1,516 @@
+"""Indexing ops: gathers, scatters, one_hot, reverse_sequence and resize.
+
+All of them are "one work-item per output point" kernels whose loads use computed
+coordinates. Indices follow ONNX: negative ones wrap once (idx + dim); gathers clamp what is
+still out of range so a bad index can never read outside a buffer. Scatters with a reduction
+are written as one work-item per output element that scans the updates in order, which is
+deterministic with duplicate indices and needs no atomics.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..codegen.emit import Emitter, convert
+from ..codegen.templates import Pointwise, literal
+from ..ir import dtypes
+from ..ir.graph import TensorType
+from ..ir.registry import REQUIRED, OpDef, OpError, register
+from ._rules import norm_axis
+
+
+class Steps:
+    """Several Pointwise kernels for one node, launched in order (e.g. copy, then scatter)."""
+    alias = False
+
+    def __init__(self, *steps):
+        self.steps = steps  # (body(em), domain(node) or None)
+
+    def kernels(self, node, name):
+        out = []
+        for body, domain in self.steps:
+            em = Emitter(node, domain=domain(node) if domain else None)
+            body(em)
+            out.append(em.kernel(name))
+        return out
+
+
+def _int_input(t: TensorType, what: str):
+    if not t.dtype.is_int:
+        raise OpError(f"{what} must be an integer tensor, got {t.dtype}")
+
+
+def _index(em, i, coords, dim, clamp=True) -> str:
+    """Load index input i at coords (a list, or a flat index string) as the kernel's index
+    type; wrap negatives once and, for reads, clamp into [0, dim)."""
+    it = em.index_type
+    raw = em.load_flat(i, coords) if isinstance(coords, str) else em.load(i, coords)
+    t = em.tmp(it, f"({it})({raw})", "ix")
+    em.emit(f"if ({t} < 0) {t} += {dim};")
+    if clamp:
+        em.emit(f"{t} = {t} < 0 ? 0 : ({t} >= {dim} ? {dim - 1} : {t});")
+    return t
+
+
+def _wrap(idx, dim):
+    idx = np.asarray(idx).astype(np.int64)
+    return np.where(idx < 0, idx + dim, idx)
+
+
+# ---- gather ---------------------------------------------------------------------------------
+
+def _gather_infer(types, at):
+    data, ind = types
+    _int_input(ind, "gather indices")
+    a = norm_axis(at["axis"], len(data.shape))
+    return [TensorType(data.dtype, data.shape[:a] + ind.shape + data.shape[a + 1:])]
+
+
+def _gather_body(em):
+    data, ind = em.inputs[0].shape, em.inputs[1].shape
+    a, c = norm_axis(em.node.attrs["axis"], len(data)), em.coords
+    idx = _index(em, 1, c[a:a + len(ind)], data[a])
+    em.store(em.load(0, c[:a] + [idx] + c[a + len(ind):]))
+
+
+def _gather_ref(xs, at):
+    data, ind = xs
+    a = norm_axis(at["axis"], data.ndim)
+    return [np.take(data, _wrap(ind, data.shape[a]), axis=a)]
+
+
+register(OpDef("gather", _gather_infer, _gather_ref, Pointwise(_gather_body, flops_per_point=0),
+               fusion="injective", attrs={"axis": 0}, num_inputs=2,
+               doc="np.take(data, indices, axis)"))
+
+
+def _gather_elements_infer(types, at):
+    data, ind = types
+    _int_input(ind, "gather_elements indices")
+    if len(data.shape) != len(ind.shape):
+        raise OpError(f"data rank {len(data.shape)} != indices rank {len(ind.shape)}")
+    norm_axis(at["axis"], len(data.shape))
+    return [TensorType(data.dtype, ind.shape)]
+
+
+def _gather_elements_body(em):
+    data = em.inputs[0].shape
+    a, c = norm_axis(em.node.attrs["axis"], len(data)), list(em.coords)
+    idx = _index(em, 1, c, data[a])
+    em.store(em.load(0, c[:a] + [idx] + c[a + 1:]))
+
+
+def _gather_elements_ref(xs, at):
+    data, ind = xs
+    a = norm_axis(at["axis"], data.ndim)
+    return [np.take_along_axis(data, _wrap(ind, data.shape[a]), axis=a)]
+
+
+register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
+               Pointwise(_gather_elements_body, flops_per_point=0), fusion="injective",
+               attrs={"axis": 0}, num_inputs=2, doc="np.take_along_axis(data, indices, axis)"))
+
+
+def _gather_nd_infer(types, at):
+    data, ind = types
+    _int_input(ind, "gather_nd indices")
+    b, k = at["batch_dims"], ind.shape[-1] if ind.shape else 0
+    if not ind.shape or b + k > len(data.shape) or data.shape[:b] != ind.shape[:b]:
+        raise OpError(f"gather_nd: indices {ind.shape} do not fit data {data.shape} "
+                      f"with batch_dims={b}")
+    return [TensorType(data.dtype, ind.shape[:-1] + data.shape[b + k:])]
+
+
+def _gather_nd_body(em):
+    data, ind = em.inputs[0].shape, em.inputs[1].shape
+    b, k, q = em.node.attrs["batch_dims"], ind[-1], len(ind) - 1
+    c = em.coords
+    idx = [_index(em, 1, c[:q] + [str(j)], data[b + j]) for j in range(k)]
+    em.store(em.load(0, c[:b] + idx + c[q:]))
+
+
+def _gather_nd_ref(xs, at):
+    data, ind = xs
+    b, k = at["batch_dims"], ind.shape[-1]
+    out = np.empty(ind.shape[:-1] + data.shape[b + k:], data.dtype)
+    for p in np.ndindex(*ind.shape[:-1]):
+        tup = tuple(int(i) % data.shape[b + j] if i < 0 else int(i) for j, i in enumerate(ind[p]))
+        out[p] = data[p[:b] + tup]
+    return [out]
+
+
+register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
+               Pointwise(_gather_nd_body, flops_per_point=0), fusion="injective",
+               attrs={"batch_dims": 0}, num_inputs=2, doc="ONNX GatherND"))
+
+
+# ---- scatters -------------------------------------------------------------------------------
+
+REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+def _combine(red, acc, u, t):
+    if red == "add":
+        return f"({acc} + {u})"
+    if red == "mul":
+        return f"({acc} * {u})"
+    if red == "max":
+        return f"({u} > {acc} ? {u} : {acc})"
+    if red == "min":
+        return f"({u} < {acc} ? {u} : {acc})"
+    return u
+
+
+def _np_combine(red, a, u):
+    return {"none": lambda: u, "add": lambda: a + u, "mul": lambda: a * u,
+            "max": lambda: max(a, u), "min": lambda: min(a, u)}[red]()
+
+
+def _scatter_elements_infer(types, at):
+    data, ind, upd = types
+    _int_input(ind, "scatter_elements indices")
+    if ind.shape != upd.shape or len(ind.shape) != len(data.shape):
+        raise OpError(f"scatter_elements: indices {ind.shape}, updates {upd.shape} and data "
+                      f"{data.shape} do not match")
+    if upd.dtype != data.dtype or at["reduction"] not in REDUCTIONS:
+        raise OpError("scatter_elements: updates dtype or reduction is wrong")
+    norm_axis(at["axis"], len(data.shape))
+    return [data]
+
+
+def _scatter_elements_body(em):
+    """Output point p takes, in order, every update u with u == p off the axis and
+    indices[u] == p[axis]."""
+    data, ind = em.inputs[0].shape, em.inputs[1].shape
+    a, red, t = norm_axis(em.node.attrs["axis"], len(data)), em.node.attrs["reduction"], em.in_type(0)
+    c = list(em.coords)
+    acc = em.tmp(t.cl_compute, em.load(0), "acc")
+    inside = " && ".join(f"{c[k]} < {ind[k]}" for k in range(len(data)) if k != a and ind[k] < data[k])
+    j = em.var("j")
+    em.emit(f"if ({inside or 1}) for ({em.index_type} {j} = 0; {j} < {ind[a]}; {j}++) {{")
+    u = c[:a] + [j] + c[a + 1:]
+    idx = _index(em, 1, u, data[a], clamp=False)
+    em.emit(f"if ({idx} == {c[a]}) {acc} = {_combine(red, acc, em.load(2, u), t)};", "}")
+    em.store(acc)
+
+
+def _scatter_elements_ref(xs, at):
+    data, ind, upd = xs
+    a, red = norm_axis(at["axis"], data.ndim), at["reduction"]
+    out = data.copy()
+    ind = _wrap(ind, data.shape[a])
+    for p in np.ndindex(*ind.shape):
+        q = p[:a] + (int(ind[p]),) + p[a + 1:]
+        out[q] = _np_combine(red, out[q], upd[p])
+    return [out]
+
+
+register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
+               Pointwise(_scatter_elements_body), fusion="opaque",
+               attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
+               doc="ONNX ScatterElements; updates applied in order"))
+
+
+def _scatter_nd_infer(types, at):
+    data, ind, upd = types
+    _int_input(ind, "scatter_nd indices")
+    k = ind.shape[-1] if ind.shape else 0
+    if not ind.shape or k > len(data.shape) or upd.shape != ind.shape[:-1] + data.shape[k:]:
+        raise OpError(f"scatter_nd: indices {ind.shape}, updates {upd.shape} do not fit "
+                      f"data {data.shape}")
+    if upd.dtype != data.dtype or at["reduction"] not in REDUCTIONS:
+        raise OpError("scatter_nd: updates dtype or reduction is wrong")
+    return [data]
+
+
+def _copy_body(em):
+    em.store(em.load(0))
+
+
+def _scatter_nd_write(em):
+    """One work-item per update element: write it where its index tuple points."""
+    data, ind, upd = (v.shape for v in em.inputs)
+    k, q, c = ind[-1], len(ind) - 1, em.coords
+    idx = [_index(em, 1, c[:q] + [str(j)], data[j], clamp=False) for j in range(k)]
+    ok = " && ".join(f"{i} >= 0 && {i} < {d}" for i, d in zip(idx, data)) or "1"
+    em.emit(f"if ({ok}) {{")
+    em.store(em.load(2), coords=idx + c[q:])
+    em.emit("}")
+
+
+def _scatter_nd_reduce(em):
+    """One work-item per output element, scanning all index tuples in order."""
+    data, ind, upd = (v.shape for v in em.inputs)
+    k, q, c, t = ind[-1], len(ind) - 1, em.coords, em.in_type(0)
+    acc = em.tmp(t.cl_compute, em.load(0), "acc")
+    n = math.prod(ind[:-1])
+    j = em.var("j")
+    em.emit(f"for ({em.index_type} {j} = 0; {j} < {n}; {j}++) {{")
+    idx = [_index(em, 1, f"{j}*{k} + {m}", data[m], clamp=False) for m in range(k)]
+    hit = " && ".join(f"{i} == {c[m]}" for m, i in enumerate(idx)) or "1"
+    u = em.load_flat(2, f"{j}*{math.prod(upd[q:])} + " +
+                     (_lin(c[k:], data[k:]) if k < len(data) else "0"))
+    em.emit(f"if ({hit}) {acc} = {_combine(em.node.attrs['reduction'], acc, u, t)};", "}")
+    em.store(acc)
+
+
+def _lin(coords, shape):
+    from ..codegen.emit import linear_index
+    return f"({linear_index(coords, shape)})"
+
+
+def _scatter_nd_ref(xs, at):
+    data, ind, upd = xs
+    out, k = data.copy(), ind.shape[-1]
+    for p in np.ndindex(*ind.shape[:-1]):
+        q = tuple(int(i) + data.shape[j] if i < 0 else int(i) for j, i in enumerate(ind[p]))
+        out[q] = upd[p] if at["reduction"] == "none" else \
+            np.vectorize(lambda a, u: _np_combine(at["reduction"], a, u),
+                         otypes=[data.dtype])(out[q], upd[p])
+    return [out]
+
+
+class _ScatterND:
+    """Plain scatter is copy + one write per update; reductions use the scanning kernel."""
+    alias = False
+
+    def kernels(self, node, name):
+        if node.attrs["reduction"] == "none":
+            return Steps((_copy_body, None),
+                         (_scatter_nd_write, lambda n: n.inputs[2].shape)).kernels(node, name)
+        return Pointwise(_scatter_nd_reduce).kernels(node, name)
+
+
+register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref, _ScatterND(), fusion="opaque",
+               attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND"))
+
+
+# ---- one_hot, reverse_sequence ----------------------------------------------------------------
+
+def _one_hot_infer(types, at):
+    ind, vals = types
+    _int_input(ind, "one_hot indices")
+    if vals.shape != (2,):
+        raise OpError(f"one_hot values must have shape (2,), got {vals.shape}")
+    a = norm_axis(at["axis"], len(ind.shape) + 1)
+    return [TensorType(vals.dtype, ind.shape[:a] + (at["depth"],) + ind.shape[a:])]
+
+
+def _one_hot_body(em):
+    a = norm_axis(em.node.attrs["axis"], len(em.domain))
+    depth, c = em.node.attrs["depth"], em.coords
+    idx = _index(em, 0, c[:a] + c[a + 1:], depth, clamp=False)
+    em.store(f"({idx} == {c[a]} ? {em.load(1, ['1'])} : {em.load(1, ['0'])})")
+
+
+def _one_hot_ref(xs, at):
+    ind, vals = xs
+    depth = at["depth"]
+    a = norm_axis(at["axis"], ind.ndim + 1)
+    ind = _wrap(ind, depth)
+    hot = np.expand_dims(ind, a) == np.arange(depth).reshape((-1,) + (1,) * (ind.ndim - a))
+    return [np.where(hot, vals[1], vals[0]).astype(vals.dtype)]
+
+
+register(OpDef("one_hot", _one_hot_infer, _one_hot_ref, Pointwise(_one_hot_body),
+               fusion="injective", attrs={"axis": -1, "depth": REQUIRED}, num_inputs=2,
+               doc="values[1] where indices == position along axis, else values[0]"))
+
+
+def _reverse_sequence_infer(types, at):
+    x, lens = types
+    _int_input(lens, "sequence lengths")
+    b, t = at["batch_axis"], at["time_axis"]
+    if len(x.shape) < 2 or {b, t} != {0, 1} or lens.shape != (x.shape[b],):
+        raise OpError(f"reverse_sequence: bad axes {b},{t} or lengths {lens.shape} for {x.shape}")
+    return [x]
+
+
+def _reverse_sequence_body(em):
+    b, t, c = em.node.attrs["batch_axis"], em.node.attrs["time_axis"], list(em.coords)
+    n = em.tmp(em.index_type, f"({em.index_type})({em.load(1, [c[b]])})", "n")
+    src = c[:]
+    src[t] = f"({c[t]} < {n} ? {n} - 1 - {c[t]} : {c[t]})"
+    em.store(em.load(0, src))
+
+
+def _reverse_sequence_ref(xs, at):
+    x, lens = xs
+    b, t = at["batch_axis"], at["time_axis"]
+    out = x.copy()
+    for i, n in enumerate(lens):
+        sel = [slice(None)] * x.ndim
+        sel[b], sel[t] = i, slice(0, int(n))
+        out[tuple(sel)] = np.flip(x[tuple(sel)], axis=0)
+    return [out]
+
+
+register(OpDef("reverse_sequence", _reverse_sequence_infer, _reverse_sequence_ref,
+               Pointwise(_reverse_sequence_body, flops_per_point=0), fusion="injective",
+               attrs={"batch_axis": 1, "time_axis": 0}, num_inputs=2,
+               doc="reverse the first lens[b] steps along time_axis of each batch entry"))
+
+
+# ---- resize ---------------------------------------------------------------------------------
+# Resize is separable: along each resized axis an output coordinate o reads a few input
+# positions idx[o, t] with weights w[o, t]. The tables depend only on shapes and attributes,
+# so they are computed here at compile time (following the ONNX reference formulation) and
+# baked into the kernel as __constant arrays; the kernel is one weighted sum per point.
+
+RESIZE_ATTRS = {"sizes": REQUIRED, "scales": REQUIRED, "roi": (), "mode": "nearest",
+                "coordinate_transformation_mode": "half_pixel",
+                "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
+                "exclude_outside": 0, "antialias": 0, "extrapolation_value": 0.0}
+
+
+def _source_coords(mode, y, scale, in_w, out_w, roi):
+    out_f = scale * in_w
+    if mode == "align_corners":
+        return np.zeros(out_w) if out_f == 1 else y * (in_w - 1) / (out_f - 1)
+    if mode == "asymmetric":
+        return y / scale
+    if mode == "tf_crop_and_resize":
+        x = np.full(out_w, (roi[1] - roi[0]) * (in_w - 1) / 2) if out_f == 1 else \
+            y * (roi[1] - roi[0]) * (in_w - 1) / (out_f - 1)
+        return x + roi[0] * (in_w - 1)
+    if mode == "pytorch_half_pixel":
+        return np.full(out_w, -0.5) if out_f == 1 else (y + 0.5) / scale - 0.5
+    if mode == "half_pixel":
+        return (y + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":
+        return in_w / 2 * (1 - out_w / out_f) + (y + 0.5) / scale - 0.5
+    raise OpError(f"resize: unknown coordinate_transformation_mode {mode!r}")
+
+
+def _coeffs(ratio, scale, at):
+    mode, a = at["mode"], at["cubic_coeff_a"]
+    if mode == "nearest":
+        if float(ratio).is_integer():
+            return np.array([0.0, 1.0])
+        nm = at["nearest_mode"]
+        up = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5,
+              "floor": False, "ceil": True}[nm]
+        return np.array([0.0, 1.0]) if up else np.array([1.0, 0.0])
+    s = min(scale, 1.0) if at["antialias"] else 1.0
+    if mode == "linear":
+        start = int(np.floor(-1 / s) + 1)
+        c = np.clip(1 - np.abs((np.arange(start, 2 - start) - ratio) * s), 0, 1)
+    elif mode == "cubic":
+        start = int(np.floor(-2 / s) + 1)
+        x = np.abs((np.arange(start, 2 - start) - ratio) * s)
+        c = np.where(x <= 1, (a + 2) * x**3 - (a + 3) * x**2 + 1,
+                     np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0))
+    else:
+        raise OpError(f"resize: unknown mode {mode!r}")
+    return c / c.sum()
+
+
+def resize_tables(in_w, out_w, scale, roi, at):
+    """(idx[out_w, n], w[out_w, n], extrapolated[out_w] or None) for one axis."""
+    y = np.arange(out_w, dtype=np.float64)
+    x = _source_coords(at["coordinate_transformation_mode"], y, scale, in_w, out_w, roi)
+    fl = np.floor(x)
+    ratio = np.where(x == fl, 1.0, x - fl)
+    w = np.array([_coeffs(r, scale, at) for r in ratio]).reshape(out_w, -1)
+    n = w.shape[1]
+    pad = -(-n // 2)
+    xp = x + pad
+    p = np.floor(xp).astype(np.int64)
+    if n % 2 == 0:
+        off = np.where(xp - p == 0, -(n // 2), -(n // 2) + 1)
+    else:
+        off = np.where(xp - p <= 0.5, -((n - 1) // 2), -((n - 1) // 2) + 1)
+    idx = (p + off)[:, None] + np.arange(n)[None, :] - pad
+    if at["exclude_outside"]:
+        w = np.where((idx < 0) | (idx >= in_w), 0.0, w)
+        total = w.sum(axis=1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    idx = np.clip(idx, 0, in_w - 1)
+    if at["mode"] == "nearest":
+        pick = np.argmax(w, axis=1)
+        idx, w = idx[np.arange(out_w), pick][:, None], np.ones((out_w, 1))
+    extra = None
+    if at["coordinate_transformation_mode"] == "tf_crop_and_resize":
+        extra = (x < 0) | (x > in_w - 1)
+    return idx, w, extra
+
+
+def _resize_axes(shape, at):
+    """[(axis, tables)] for the axes that actually change."""
+    r, out = len(shape), []
+    roi = at["roi"]
+    for a in range(r):
+        pair = (roi[a], roi[a + r]) if roi else (0.0, 1.0)
+        s = at["scales"][a]
+        if math.isclose(s, 1.0) and at["sizes"][a] == shape[a] and \
+                math.isclose(pair[0], 0.0) and math.isclose(pair[1], 1.0):
+            continue
+        out.append((a, resize_tables(shape[a], at["sizes"][a], s, pair, at)))
+    return out
+
+
+def _resize_infer(types, at):
+    (x,) = types
+    r = len(x.shape)
+    if len(at["sizes"]) != r or len(at["scales"]) != r or len(at["roi"]) not in (0, 2 * r):
+        raise OpError(f"resize: sizes/scales/roi do not match rank {r}")
+    if at["mode"] != "nearest" and not x.dtype.is_float:
+        raise OpError(f"resize: {at['mode']} mode needs a float tensor, got {x.dtype}")
+    return [TensorType(x.dtype, tuple(at["sizes"]))]
+
+
+def _resize_ref(xs, at):
+    (x,) = xs
+    res = x if at["mode"] == "nearest" else x.astype(np.float64)
+    for a, (idx, w, extra) in _resize_axes(x.shape, at):
+        g = np.take(res, idx, axis=a)  # (..., out, n, ...)
+        if at["mode"] == "nearest":
+            res = np.squeeze(g, axis=a + 1)
+        else:
+            res = (g * w.reshape((1,) * a + w.shape + (1,) * (x.ndim - a - 1))).sum(axis=a + 1)
+        if extra is not None:
+            m = extra.reshape((1,) * a + extra.shape + (1,) * (x.ndim - a - 1))
+            res = np.where(m, at["extrapolation_value"], res)
+    return [res.astype(x.dtype)]
+
+
+def _c_array(qual, ctype, name, values, dtype):
+    vals = ", ".join(literal(v, dtype) for v in values) or "0"
+    return f"__constant {qual}{ctype} {name}[{max(len(values), 1)}] = {{{vals}}};"
+
+
+def _resize_body(em):
+    at, t = em.node.attrs, em.in_type(0)
+    work = dtypes.f64 if t.name == "f64" else dtypes.f32
+    nearest = at["mode"] == "nearest"
+    it, c = em.index_type, list(em.coords)
+    src, ws, extras, loops = list(c), [], [], []
+    for a, (idx, w, extra) in _resize_axes(em.inputs[0].shape, at):
+        n = idx.shape[1]  # __constant tables must sit in the kernel's outermost scope
+        em.emit(_c_array("", "int", f"ri{a}", idx.reshape(-1).tolist(), dtypes.i32))
+        if nearest:
+            src[a] = f"ri{a}[{c[a]}]"
+        else:
+            em.emit(_c_array("", work.cl_compute, f"rw{a}", w.reshape(-1).tolist(), work))
+            loops += [f"for ({it} t{a} = 0; t{a} < {n}; t{a}++) {{",
+                      f"const {work.cl_compute} w{a} = rw{a}[{c[a]}*{n} + t{a}];"]
+            src[a], ws = f"ri{a}[{c[a]}*{n} + t{a}]", ws + [f"w{a}"]
+        if extra is not None and extra.any():
+            em.emit(_c_array("", "uchar", f"re{a}", extra.astype(int).tolist(), dtypes.u8))
+            extras.append(f"re{a}[{c[a]}]")
+    if nearest:
+        value, vt = em.load(0, src), t
+    else:
+        em.emit(f"{work.cl_compute} acc = {literal(0, work)};", *loops)
+        em.emit(f"acc += {' * '.join(ws + [convert(em.load(0, src), t, work)])};")
+        em.emit(*["}"] * len(ws))
+        value, vt = "acc", work
+    if extras:
+        value = f"(({' || '.join(extras)}) ? {literal(at['extrapolation_value'], vt)} : {value})"
+    em.store(convert(value, vt, t))
+
+
+register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
+               fusion="injective", attrs=RESIZE_ATTRS, num_inputs=1,
+               doc="ONNX Resize with every size, scale and roi resolved to full rank"))
