@@ -1,0 +1,296 @@
+"""Layout and shape ops: reshape, transpose, broadcast_to, slice, concat, pad, tile, trilu.
+
+All shapes and index parameters are static attributes, fully normalized (one entry per
+axis, no negative axes, no clamping left to do), so each kernel is a gather: one work-item
+per output point computes the input coordinates it reads. reshape needs no kernel at all:
+the output is the input's buffer under a new shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.templates import Alias, Pointwise, literal
+from ..ir.graph import TensorType
+from ..ir.registry import REQUIRED, OpDef, OpError, register
+from ._rules import broadcast_shapes, norm_axis, same_dtype
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _ints(name, values, rank=None):
+    values = tuple(int(v) for v in values)
+    if rank is not None and len(values) != rank:
+        raise OpError(f"{name} has {len(values)} entries, the input has rank {rank}")
+    return values
+
+
+# ---- reshape: a view -------------------------------------------------------------------------
+
+def _reshape_infer(types, attrs):
+    (x,), shape = types, _ints("shape", attrs["shape"])
+    if any(d < 0 for d in shape) or _prod(shape) != x.size:
+        raise OpError(f"cannot reshape {x} to {shape}")
+    return [TensorType(x.dtype, shape)]
+
+
+register(OpDef(
+    "reshape", _reshape_infer, lambda xs, at: [xs[0].reshape(at["shape"])], Alias(),
+    fusion="alias", attrs={"shape": REQUIRED}, num_inputs=1,
+    doc="same elements, new shape; shares the input's buffer"))
+
+
+# ---- transpose --------------------------------------------------------------------------------
+
+def _transpose_infer(types, attrs):
+    (x,), perm = types, _ints("perm", attrs["perm"], types[0].rank)
+    if sorted(perm) != list(range(x.rank)):
+        raise OpError(f"perm {perm} is not a permutation of {x.rank} axes")
+    return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
+
+
+def _transpose_body(em):
+    coords = [None] * len(em.coords)
+    for k, p in enumerate(em.node.attrs["perm"]):
+        coords[p] = em.coords[k]   # output axis k walks input axis perm[k]
+    em.store(em.load(0, coords))
+
+
+register(OpDef(
+    "transpose", _transpose_infer, lambda xs, at: [np.transpose(xs[0], at["perm"]).copy()],
+    Pointwise(_transpose_body, flops_per_point=0),
+    fusion="injective", attrs={"perm": REQUIRED}, num_inputs=1))
+
+
+# ---- broadcast_to -----------------------------------------------------------------------------
+
+def _broadcast_infer(types, attrs):
+    (x,), shape = types, _ints("shape", attrs["shape"])
+    if len(shape) < x.rank or broadcast_shapes(x.shape, shape) != shape:
+        raise OpError(f"cannot broadcast {x} to {shape}")
+    return [TensorType(x.dtype, shape)]
+
+
+register(OpDef(
+    "broadcast_to", _broadcast_infer,
+    lambda xs, at: [np.broadcast_to(xs[0], at["shape"]).copy()],
+    Pointwise(lambda em: em.store(em.load(0, em.broadcast_coords(0))), flops_per_point=0),
+    fusion="broadcast", attrs={"shape": REQUIRED}, num_inputs=1,
+    doc="NumPy broadcasting of the input to `shape`"))
+
+
+# ---- slice ------------------------------------------------------------------------------------
+
+def _slice_infer(types, attrs):
+    """Output axis k reads input index starts[k] + i*steps[k], i < shape[k]; all in range."""
+    (x,) = types
+    starts, steps, shape = (_ints(n, attrs[n], x.rank) for n in ("starts", "steps", "shape"))
+    for n, a, s, m in zip(x.shape, starts, steps, shape):
+        if s == 0 or m < 0 or m and not (0 <= a < n and 0 <= a + s * (m - 1) < n):
+            raise OpError(f"slice start {a} step {s} size {m} out of range for {x}")
+    return [TensorType(x.dtype, shape)]
+
+
+def _slice_index(starts, steps, shape):
+    return np.ix_(*[a + s * np.arange(m) for a, s, m in zip(starts, steps, shape)])
+
+
+def _slice_ref(xs, at):
+    x = xs[0]
+    if x.ndim == 0:
+        return [x.copy()]
+    return [x[_slice_index(at["starts"], at["steps"], at["shape"])]]
+
+
+def _slice_body(em):
+    at = em.node.attrs
+    em.store(em.load(0, [c if (a, s) == (0, 1) else f"{a} + ({c})*{s}" if s != 1 else f"{a} + {c}"
+                         for c, a, s in zip(em.coords, at["starts"], at["steps"])]))
+
+
+register(OpDef(
+    "slice", _slice_infer, _slice_ref, Pointwise(_slice_body, flops_per_point=0),
+    fusion="injective", attrs={"starts": REQUIRED, "steps": REQUIRED, "shape": REQUIRED},
+    num_inputs=1, doc="strided window; negative steps walk backwards"))
+
+
+# ---- concat -----------------------------------------------------------------------------------
+
+def _concat_infer(types, attrs):
+    dt = same_dtype(types)
+    rank = types[0].rank
+    axis = norm_axis(attrs["axis"], rank)
+    if axis != attrs["axis"]:
+        raise OpError("concat axis must be normalized (non-negative)")
+    for t in types:
+        if t.rank != rank or any(a != b for k, (a, b) in enumerate(zip(t.shape, types[0].shape))
+                                 if k != axis):
+            raise OpError(f"cannot concatenate {', '.join(map(str, types))} on axis {axis}")
+    shape = list(types[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return [TensorType(dt, tuple(shape))]
+
+
+def _concat_body(em):
+    """An if-chain over the inputs' offsets along the axis; empty inputs are skipped."""
+    axis = em.node.attrs["axis"]
+    c = em.coords[axis]
+    v = em.var()
+    em.emit(f"{em.out_type().cl_compute} {v};")
+    offset, first = 0, True
+    parts = [(i, t.shape[axis]) for i, t in enumerate(em.inputs) if t.shape[axis]]
+    for n, (i, size) in enumerate(parts):
+        coords = list(em.coords)
+        coords[axis] = f"({c} - {offset})" if offset else c
+        load = f"{v} = {em.load(i, coords)};"
+        offset += size
+        if n == len(parts) - 1:
+            em.emit(f"else {load}" if not first else load)
+        else:
+            em.emit(f"{'if' if first else 'else if'} ({c} < {offset}) {load}")
+        first = False
+    em.store(v)
+
+
+register(OpDef(
+    "concat", _concat_infer,
+    lambda xs, at: [np.concatenate(xs, axis=at["axis"])],
+    Pointwise(_concat_body, flops_per_point=0),
+    fusion="injective", attrs={"axis": REQUIRED}, num_inputs=(1, 1 << 16)))
+
+
+# ---- pad --------------------------------------------------------------------------------------
+
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad_parts(shape, pads):
+    """Per axis (crop_begin, kept, pad_begin): negative pads crop first, then we pad."""
+    r = len(shape)
+    out = []
+    for n, b, e in zip(shape, pads[:r], pads[r:]):
+        lo, hi = max(-b, 0), max(-e, 0)
+        out.append((lo, n - lo - hi, max(b, 0)))
+    return out
+
+
+def _pad_infer(types, attrs):
+    (x,) = types
+    pads = _ints("pads", attrs["pads"], 2 * x.rank)
+    if attrs["mode"] not in PAD_MODES:
+        raise OpError(f"unknown pad mode {attrs['mode']!r}")
+    shape = tuple(n + b + e for n, b, e in zip(x.shape, pads[:x.rank], pads[x.rank:]))
+    parts = _pad_parts(x.shape, pads)
+    if any(kept < 0 for _, kept, _ in parts) or any(d < 0 for d in shape):
+        raise OpError(f"pads {pads} crop more than {x} has")
+    if attrs["mode"] != "constant" and any(kept == 0 and d > 0 for (_, kept, _), d
+                                           in zip(parts, shape)):
+        raise OpError(f"{attrs['mode']} padding of an empty axis of {x}")
+    return [TensorType(x.dtype, shape)]
+
+
+def _pad_ref(xs, at):
+    x, r = xs[0], xs[0].ndim
+    parts = _pad_parts(x.shape, at["pads"])
+    x = x[tuple(slice(lo, lo + kept) for lo, kept, _ in parts)]
+    width = [(max(b, 0), max(e, 0)) for b, e in zip(at["pads"][:r], at["pads"][r:])]
+    mode = {"edge": "edge", "reflect": "reflect", "wrap": "wrap"}.get(at["mode"], "constant")
+    if mode == "constant":
+        return [np.pad(x, width, mode="constant", constant_values=at["value"]).astype(x.dtype)]
+    if x.size == 0:  # every padded axis is empty too (checked by the type rule)
+        return [np.zeros([k + a + b for k, (a, b) in zip(x.shape, width)], x.dtype)]
+    return [np.pad(x, width, mode=mode)]
+
+
+def _pad_body(em):
+    at, it = em.node.attrs, em.index_type
+    mode = at["mode"]
+    inside, coords = [], []
+    parts = _pad_parts(em.inputs[0].shape, at["pads"])
+    for c, (lo, n, pb), d in zip(em.coords, parts, em.outputs[0].shape):
+        i = f"({c} - {pb})" if pb else c
+        if mode == "constant":
+            if pb:
+                inside.append(f"{c} >= {pb}")
+            if pb + n < d:
+                inside.append(f"{c} < {pb + n}")
+        elif mode == "edge":
+            i = em.tmp(it, f"clamp({i}, ({it})0, ({it}){n - 1})", "i")
+        elif mode == "wrap":
+            i = em.tmp(it, f"(({i} % {n}) + {n}) % {n}", "i")
+        elif n == 1:  # reflect on a single element stays on it
+            i = "0"
+        else:  # reflect: period 2(n-1), folded back into [0, n)
+            p = 2 * (n - 1)
+            m = em.tmp(it, f"(({i} % {p}) + {p}) % {p}", "i")
+            i = em.tmp(it, f"{m} < {n} ? {m} : {p} - {m}", "i")
+        coords.append(f"{i} + {lo}" if lo else i)
+    if mode == "constant":
+        value = literal(at["value"], em.out_type())
+        if em.inputs[0].type.size == 0:
+            em.store(value)
+        elif inside:
+            em.store(f"(({' && '.join(inside)}) ? {em.load(0, coords)} : {value})")
+        else:
+            em.store(em.load(0, coords))
+    else:
+        em.store(em.load(0, coords))
+
+
+register(OpDef(
+    "pad", _pad_infer, _pad_ref, Pointwise(_pad_body, flops_per_point=0),
+    fusion="injective", attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0},
+    num_inputs=1, doc="pads = (begin..., end...); negative pads crop before padding"))
+
+
+# ---- tile -------------------------------------------------------------------------------------
+
+def _tile_infer(types, attrs):
+    (x,), reps = types, _ints("repeats", attrs["repeats"], types[0].rank)
+    if any(r < 0 for r in reps):
+        raise OpError(f"negative repeats {reps}")
+    return [TensorType(x.dtype, tuple(n * r for n, r in zip(x.shape, reps)))]
+
+
+def _tile_body(em):
+    em.store(em.load(0, [c if r == 1 else f"{c} % {n}"
+                         for c, n, r in zip(em.coords, em.inputs[0].shape, em.node.attrs["repeats"])]))
+
+
+register(OpDef(
+    "tile", _tile_infer, lambda xs, at: [np.tile(xs[0], at["repeats"])],
+    Pointwise(_tile_body, flops_per_point=0),
+    fusion="injective", attrs={"repeats": REQUIRED}, num_inputs=1))
+
+
+# ---- trilu ------------------------------------------------------------------------------------
+
+def _trilu_infer(types, attrs):
+    if types[0].rank < 2:
+        raise OpError(f"trilu needs rank >= 2, got {types[0]}")
+    return [types[0]]
+
+
+def _trilu_ref(xs, at):
+    x = xs[0]
+    keep = np.triu(np.ones(x.shape[-2:], bool), at["k"]) if at["upper"] else \
+        np.tril(np.ones(x.shape[-2:], bool), at["k"])
+    return [np.where(keep, x, np.zeros((), x.dtype)).astype(x.dtype)]
+
+
+def _trilu_body(em):
+    r, c = em.coords[-2:]
+    rows, cols = em.outputs[0].shape[-2:]
+    k = min(max(em.node.attrs["k"], -rows - 1), cols + 1)  # beyond the matrix: all or nothing
+    keep = f"{c} - {r} >= {k}" if em.node.attrs["upper"] else f"{c} - {r} <= {k}"
+    em.store(f"(({keep}) ? {em.load(0)} : {literal(0, em.out_type())})")
+
+
+register(OpDef(
+    "trilu", _trilu_infer, _trilu_ref, Pointwise(_trilu_body, flops_per_point=0),
+    fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1,
+    doc="keep the upper (or lower) triangle of the last two axes from diagonal k, zero the rest"))
