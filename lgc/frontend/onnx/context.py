@@ -14,6 +14,7 @@ from ...ir.builder import GraphBuilder
 from ...ir.graph import Value
 
 FOLD_LIMIT = 1 << 24  # elements; larger constant results stay as graph nodes
+SPECIALISE_LIMIT = 256  # elements; inputs this small may be specialised on when they feed a shape
 
 
 class NeedsInputValue(Exception):
@@ -71,8 +72,28 @@ class Context:
             return self.known[v]
         if v in self.input_of:
             raise NeedsInputValue(self.input_of[v], what)
+        source = self._small_input_source(v)
+        if source is not None:  # e.g. pads = Max(Shape(x), shape_input) - Shape(x)
+            raise NeedsInputValue(source, what)
         raise ModelError(f"node {self.name!r}: {what} must be a constant or computable from "
                          f"input shapes, but it depends on input data")
+
+    def _small_input_source(self, v: Value) -> str | None:
+        """A graph input v is computed from, when every such input is small enough to
+        specialise on (then v folds to a constant); None otherwise."""
+        producer = {o: n for n in self.b.nodes for o in n.outputs}
+        seen, stack, found = set(), [v], []
+        while stack:
+            u = stack.pop()
+            if u not in seen:
+                seen.add(u)
+                if u in self.input_of:
+                    found.append(u)
+                elif u in producer:
+                    stack.extend(producer[u].inputs)
+        if found and all(u.type.size <= SPECIALISE_LIMIT for u in found):
+            return self.input_of[found[0]]
+        return None
 
     def ints(self, v: Value, what: str) -> list[int]:
         return [int(x) for x in np.asarray(self.need(v, what)).reshape(-1)]
