@@ -1,0 +1,188 @@
+"""matmul: NumPy matmul semantics (1-D operands promoted, batch dims broadcast).
+
+The kernel is a register-tile template: one work-item computes a TM x TN tile of C held in
+TM vector accumulators of width TN (rows of A are read as scalars and broadcast, rows of B
+as vectors). Work-group size 1, no local memory: what PoCL runs fastest (DESIGN.md). The
+tile sizes are explicit parameters (`MatmulParams`) so that a tuner can choose them later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codegen.kernel import Arg, Kernel, index_type_for
+from ..codegen.emit import read, write
+from ..ir.graph import TensorType
+from ..ir.registry import OpDef, OpError, register
+from ._rules import broadcast_shapes, require, same_dtype
+
+LANES = "0123456789abcdef"
+
+
+# ---- small vector vocabulary shared with lgc.ops.nn ---------------------------------------
+
+def vtype(dtype, n: int) -> str:
+    """Compute-type vector of n lanes (n == 1: the scalar compute type)."""
+    return dtype.cl_compute if n == 1 else f"{dtype.cl_compute}{n}"
+
+
+def vload(buf: str, dtype, index: str, n: int) -> str:
+    """n contiguous elements of `buf` from `index`, as a compute-type vector."""
+    if n == 1:
+        return read(buf, dtype, index)
+    if dtype.name == "f16":
+        return f"vload_half{n}(0, ((__global const half*){buf}) + {index})"
+    return f"vload{n}(0, {buf} + {index})"
+
+
+def vstore(buf: str, dtype, index: str, value: str, n: int) -> str:
+    if n == 1:
+        return write(buf, dtype, index, value)
+    if dtype.name == "f16":
+        return f"vstore_half{n}({value}, 0, ((__global half*){buf}) + {index});"
+    return f"vstore{n}({value}, 0, {buf} + {index});"
+
+
+def lane(v: str, j: int, n: int) -> str:
+    return v if n == 1 else f"{v}.s{LANES[j]}"
+
+
+def gather(dtype, n: int, elems: list[str]) -> str:
+    """A vector built from n scalar expressions."""
+    return elems[0] if n == 1 else f"({vtype(dtype, n)})({', '.join(elems)})"
+
+
+def width_for(extent: int, most: int = 16) -> int:
+    """Vector width for an axis of this extent: a power of two <= most, not much above it."""
+    w = 1
+    while w * 2 <= min(extent, most):
+        w *= 2
+    return w
+
+
+def prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+# ---- matmul ---------------------------------------------------------------------------------
+
+def _mm_shapes(a, b):
+    """(batch_a, batch_b, batch, M, K, N, out_shape) after NumPy's 1-D promotion."""
+    if not a or not b:
+        raise OpError("matmul operands must have rank >= 1")
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    if a2[-1] != b2[-2]:
+        raise OpError(f"matmul: inner dimensions differ ({a} @ {b})")
+    batch = broadcast_shapes(a2[:-2], b2[:-2])
+    out = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
+    return a2[:-2], b2[:-2], batch, a2[-2], a2[-1], b2[-1], out
+
+
+def _mm_infer(types, attrs):
+    require(types, "fiu", "matmul")
+    dt = same_dtype(types)
+    return [TensorType(dt, _mm_shapes(types[0].shape, types[1].shape)[-1])]
+
+
+def _mm_ref(xs, attrs):
+    a, b = xs
+    if a.dtype == np.float16:
+        return [np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)]
+    return [np.asarray(np.matmul(a, b)).astype(a.dtype)]
+
+
+@dataclass(frozen=True)
+class MatmulParams:
+    TM: int = 4    # rows of C per work-item
+    TN: int = 16   # columns of C per work-item (vector width: 1, 2, 4, 8 or 16)
+
+
+def matmul_params(M: int, K: int, N: int) -> MatmulParams:
+    """Default tile: as wide as N allows, as tall as M allows (no wasted rows for M=1)."""
+    return MatmulParams(TM=min(4, M), TN=width_for(N))
+
+
+def batch_offsets(it: str, batch, shapes, names) -> list[str]:
+    """Lines decoding the flat batch id `b` into element offsets per operand (broadcast dims
+    contribute nothing). `shapes[i]` is operand i's batch shape, `names[i]` (name, matrix
+    size) its offset variable and the elements per matrix."""
+    lines = [f"{it} rem_ = b;"] + [f"{it} {n} = 0;" for n, _ in names]
+    for axis in range(len(batch) - 1, -1, -1):
+        lines.append(f"{{ const {it} c_ = rem_ % {batch[axis]}; rem_ /= {batch[axis]};")
+        for shape, (n, msize) in zip(shapes, names):
+            k = axis - (len(batch) - len(shape))
+            if k >= 0 and shape[k] != 1:
+                stride = msize * prod(shape[k + 1:])
+                lines.append(f"  {n} += c_ * {stride};")
+        lines.append("}")
+    return lines
+
+
+class MatmulGen:
+    """Kernel generator for matmul; `params(M, K, N)` picks the tile."""
+    alias = False
+
+    def __init__(self, params=matmul_params):
+        self.params = params
+
+    def kernels(self, node, name):
+        A, B = node.inputs
+        C = node.outputs[0]
+        ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, B.shape)
+        p = self.params(M, K, N)
+        TM, TN = p.TM, p.TN
+        dt, ct = C.dtype, C.dtype.cl_compute
+        it = index_type_for(A.type.size, B.type.size, C.type.size)
+        VT = vtype(dt, TN)
+        body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
+                f"const {it} m0 = ({it})get_global_id(1) * {TM};",
+                f"const {it} b = ({it})get_global_id(2);"]
+        body += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
+        for i in range(TM):
+            body.append(f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};")
+            body.append(f"{VT} acc{i} = ({VT})0;")
+
+        def k_loop(bvec):
+            lines = [f"for ({it} k = 0; k < {K}; ++k) {{",
+                     f"  const {VT} bv = {bvec};"]
+            lines += [f"  acc{i} += {read('in0', dt, f'a{i} + k')} * bv;" for i in range(TM)]
+            return lines + ["}"]
+
+        if N % TN == 0:
+            body += k_loop(vload("in1", dt, f"offb + k * {N} + n0", TN))
+        else:
+            body.append(f"if (n0 + {TN} <= {N}) {{")
+            body += ["  " + ln for ln in k_loop(vload("in1", dt, f"offb + k * {N} + n0", TN))]
+            body.append("} else {")
+            elems = [read("in1", dt, f"offb + k * {N} + min(n0 + {j}, ({it}){N - 1})") for j in range(TN)]
+            body += ["  " + ln for ln in k_loop(gather(dt, TN, elems))]
+            body.append("}")
+
+        body.append(f"const {it} offc = b * {M * N};")
+        for i in range(TM):
+            row = f"offc + (m0 + {i}) * {N} + n0"
+            guard = f"if (m0 + {i} < {M}) " if M % TM else ""
+            if N % TN == 0:
+                body.append(guard + vstore("out0", dt, row, f"acc{i}", TN))
+            else:
+                body.append(guard + "{")
+                body.append(f"  if (n0 + {TN} <= {N}) {vstore('out0', dt, row, f'acc{i}', TN)}")
+                body.append("  else {")
+                for j in range(TN):
+                    body.append(f"    if (n0 + {j} < {N}) "
+                                + write("out0", dt, f"{row} + {j}", lane(f"acc{i}", j, TN)))
+                body += ["  }", "}"]
+        nb = prod(batch)
+        args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
+        return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), nb),
+                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
+                       flops=2 * M * N * K * nb)]
+
+
+register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(), fusion="out_fusable", num_inputs=2,
+               doc="NumPy matmul: 1-D operands promoted, batch dims broadcast"))
