@@ -30,6 +30,36 @@ def reference_op(op: str, inputs, attrs=None) -> list[np.ndarray]:
                                                    opdef.normalize_attrs(attrs or {}))]
 
 
+def check_ops(cases, rtol=1e-5, atol=1e-6) -> None:
+    """Like check_op for many (op, inputs, attrs) at once: one graph, one OpenCL build.
+
+    The failure message names the case that differs."""
+    from .api import Executable
+    b = GraphBuilder("cases")
+    feeds, outputs, spans = {}, [], []
+    for k, (op, inputs, attrs) in enumerate(cases):
+        vals = []
+        for i, a in enumerate(inputs):
+            a = np.asarray(a)
+            name = f"c{k}_x{i}"
+            feeds[name] = a
+            vals.append(b.input(name, TensorType(dtypes.from_numpy(a.dtype), tuple(a.shape))))
+        outs = b.op(op, vals, attrs or {}, name=f"{op}_{k}", num_outputs=-1)
+        spans.append((len(outputs), len(outs)))
+        outputs += list(outs)
+    exe = Executable.from_graph(b.build(outputs))
+    got = list(exe.run(feeds).values())
+    for (start, n), (op, inputs, attrs) in zip(spans, cases):
+        want = reference_op(op, inputs, attrs)
+        for g, w in zip(got[start:start + n], want):
+            where = f"{op}{tuple(np.asarray(a).dtype.name + str(np.shape(a)) for a in inputs)} {attrs or ''}"
+            assert g.dtype == w.dtype and g.shape == w.shape, (where, g.dtype, g.shape, w.dtype, w.shape)
+            if w.dtype.kind == "f":
+                np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=where)
+
+
 def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6) -> None:
     """Assert that the device result equals the NumPy reference (dtype, shape, values)."""
     got = run_op(op, inputs, attrs)

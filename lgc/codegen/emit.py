@@ -46,7 +46,7 @@ def read(buf: str, dtype: DType, index: str) -> str:
 
 def write(buf: str, dtype: DType, index: str, value: str) -> str:
     if dtype.name == "f16":
-        return f"vstore_half({value}, {index}, (__global half*){buf});"
+        return f"vstore_half((float)({value}), {index}, (__global half*){buf});"
     return f"{buf}[{index}] = ({dtype.cl_storage})({value});"
 
 

@@ -27,11 +27,11 @@ def build_program(device: Device, source: str) -> cl.Program:
 def _explain_build_error(log: str, source: str) -> str:
     """First compiler error with the kernel and source line it points at."""
     lines = source.splitlines()
-    m = re.search(r":(\d+):(\d+): error: (.*)", log)
+    m = re.search(r"\.cl:(\d+):(\d+)(.*)", log)
     if not m:
         first = next((ln for ln in log.splitlines() if "error" in ln), log.splitlines()[0])
         return f"OpenCL build failed: {first.strip()}"
-    lineno, msg = int(m.group(1)), m.group(3).strip()
+    lineno, msg = int(m.group(1)), m.group(3).rsplit(": ", 1)[-1].strip()
     kernel = "?"
     for ln in reversed(lines[:lineno]):
         k = re.match(r"__kernel void (\w+)\(", ln)
