@@ -99,8 +99,10 @@ class Model:
 
     def __init__(self, source, input_shapes: dict | None = None, device=None, opt_level=2,
                  profile: bool = False):
-        from .frontend.onnx.importer import declared_inputs, declared_shape, load_model, onnx_dtype
+        from .frontend.onnx.importer import (check_supported, declared_inputs, declared_shape,
+                                             load_model, onnx_dtype)
         self.model = load_model(source)
+        check_supported(self.model)
         self.device = select_device(device)
         self.opt_level = opt_level
         self.profile = profile

@@ -82,7 +82,21 @@ def test_unsupported_operator_names_op_node_and_opset():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UnsupportedOp, match=r"FancyOp.*'weird'.*opset 17"):
-        lgc.compile(m).run({"x": np.zeros(2, np.float32)})
+        lgc.compile(m)  # at load time, before any input is seen
+
+
+def test_external_data_model(tmp_path):
+    import onnx
+    from tests.conftest import make_small_model
+    model = make_small_model()
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.data", size_threshold=0)
+    assert (tmp_path / "ext.data").exists()
+    x = np.ones((2, 4), np.float32)
+    ref = lgc.compile(make_small_model())(x)
+    for a, b in zip(lgc.compile(path)(x), ref):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_backend_interface(small_model_path):

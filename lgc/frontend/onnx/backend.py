@@ -42,7 +42,8 @@ class LgcBackend(Backend):
         graph = helper.make_graph([node], "run_node", graph_inputs, graph_outputs)
         opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        return cls.run_model(model, inputs, device)
+        # outputs have no declared types, which onnx.checker (run by prepare) rejects
+        return LgcRep(Model(model, device=_lgc_device(device))).run(inputs)
 
     @classmethod
     def supports_device(cls, device: str) -> bool:

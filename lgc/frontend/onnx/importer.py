@@ -101,6 +101,27 @@ def load_model(source) -> onnx.ModelProto:
     return model
 
 
+def check_supported(model: onnx.ModelProto) -> None:
+    """Fail at load time, naming operator, node and opset, if any node (subgraphs included)
+    has no converter."""
+    opset = default_opset(model)
+
+    def walk(graph):
+        for proto in graph.node:
+            domain = proto.domain if proto.domain not in DEFAULT_DOMAINS else ""
+            if (domain, proto.op_type) not in CONVERTERS:
+                dom = f" in domain {proto.domain!r}" if domain else ""
+                name = proto.name or (proto.output[0] if proto.output else proto.op_type)
+                raise UnsupportedOp(f"unsupported ONNX operator {proto.op_type}{dom} "
+                                    f"(node {name!r}, opset {opset})")
+            for a in proto.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+                for g in a.graphs:
+                    walk(g)
+    walk(model.graph)
+
+
 def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
                  static_values: dict[str, np.ndarray] | None = None) -> Graph:
     """Import with concrete input types. Inputs in static_values become constants."""
