@@ -514,3 +514,148 @@ def _resize_body(em):
 register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
                fusion="injective", attrs=RESIZE_ATTRS, num_inputs=1,
                doc="ONNX Resize with every size, scale and roi resolved to full rank"))
+
+
+# ---- tensor_scatter (KV-cache write) ------------------------------------------------------------
+
+def _tensor_scatter_infer(types, at):
+    cache, upd, wi = types
+    a = norm_axis(at["axis"], len(cache.shape))
+    _int_input(wi, "tensor_scatter write indices")
+    if a == 0 or upd.dtype != cache.dtype or wi.shape != cache.shape[:1] or \
+            upd.shape[:a] + upd.shape[a + 1:] != cache.shape[:a] + cache.shape[a + 1:] or \
+            upd.shape[a] > cache.shape[a] or at["mode"] not in ("linear", "circular"):
+        raise OpError(f"tensor_scatter: update {upd.shape} does not fit cache {cache.shape}")
+    return [cache]
+
+
+def _tensor_scatter_body(em):
+    """Written as a gather: point p reads the update step that lands on it, if any."""
+    cache, upd = em.inputs[0].shape, em.inputs[1].shape
+    a, c = norm_axis(em.node.attrs["axis"], len(cache)), list(em.coords)
+    m, s = cache[a], upd[a]
+    st = em.tmp(em.index_type, f"{c[a]} - ({em.index_type})({em.load(2, [c[0]])})", "s")
+    if em.node.attrs["mode"] == "circular":
+        em.emit(f"{st} = (({st} % {m}) + {m}) % {m};")
+    em.store(f"(({st} >= 0 && {st} < {s}) ? {em.load(1, c[:a] + [st] + c[a + 1:])} : {em.load(0)})")
+
+
+def _tensor_scatter_ref(xs, at):
+    cache, upd, wi = xs
+    a = norm_axis(at["axis"], cache.ndim)
+    out = cache.copy()
+    for p in np.ndindex(*cache.shape[:a]):
+        for s in range(upd.shape[a]):
+            t = int(wi[p[0]]) + s
+            out[p + (t % cache.shape[a] if at["mode"] == "circular" else t,)] = upd[p + (s,)]
+    return [out]
+
+
+register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
+               Pointwise(_tensor_scatter_body, flops_per_point=0), fusion="injective",
+               attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
+               doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
+
+
+# ---- col2im ---------------------------------------------------------------------------------
+
+def _col2im_blocks(at):
+    img, blk, dil, pads, st = (at[k] for k in ("image_shape", "block_shape", "dilations",
+                                               "pads", "strides"))
+    d = len(img)
+    return [(img[i] + pads[i] + pads[i + d] - dil[i] * (blk[i] - 1) - 1) // st[i] + 1
+            for i in range(d)]
+
+
+def _col2im_infer(types, at):
+    (x,) = types
+    img, blk = at["image_shape"], at["block_shape"]
+    nb, kb = math.prod(_col2im_blocks(at)), math.prod(blk)
+    if len(x.shape) != 3 or x.shape[1] % kb or x.shape[2] != nb:
+        raise OpError(f"col2im: input {x.shape} does not match blocks {blk} over {img}")
+    return [TensorType(x.dtype, (x.shape[0], x.shape[1] // kb) + tuple(img))]
+
+
+def _col2im_body(em):
+    """Each image point sums the column entries of every block position covering it."""
+    at, t = em.node.attrs, em.in_type(0)
+    blk, dil, pads, st = at["block_shape"], at["dilations"], at["pads"], at["strides"]
+    nbl, d, c, it = _col2im_blocks(at), len(blk), em.coords, em.index_type
+    acc = em.tmp(t.cl_compute, literal(0, t), "acc")
+    ks, ls = [], []
+    for i in range(d):
+        em.emit(f"for ({it} k{i} = 0; k{i} < {blk[i]}; k{i}++) {{",
+                f"const {it} q{i} = {c[2 + i]} + {pads[i]} - k{i} * {dil[i]};",
+                f"if (q{i} < 0 || q{i} % {st[i]} != 0 || q{i} / {st[i]} >= {nbl[i]}) continue;")
+        ks.append(f"k{i}")
+        ls.append(f"q{i} / {st[i]}")
+    row = f"{c[1]} * {math.prod(blk)} + {_lin(ks, blk)}"
+    em.emit(f"{acc} += {em.load(0, [c[0], row, _lin(ls, nbl)])};", *["}"] * d)
+    em.store(acc)
+
+
+def _col2im_ref(xs, at):
+    (x,) = xs
+    blk, dil, pads, st, img = (at[k] for k in ("block_shape", "dilations", "pads", "strides",
+                                               "image_shape"))
+    nbl, d = _col2im_blocks(at), len(blk)
+    n, ck, _ = x.shape
+    out = np.zeros((n, ck // math.prod(blk)) + tuple(img), x.dtype)
+    cols = x.reshape((n, ck // math.prod(blk)) + tuple(blk) + tuple(nbl))
+    for k in np.ndindex(*blk):
+        for b in np.ndindex(*nbl):
+            p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
+            if all(0 <= p[i] < img[i] for i in range(d)):
+                out[(slice(None), slice(None)) + tuple(p)] += cols[(slice(None), slice(None)) + k + b]
+    return [out]
+
+
+register(OpDef("col2im", _col2im_infer, _col2im_ref, Pointwise(_col2im_body), fusion="opaque",
+               attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
+                      "pads": REQUIRED, "strides": REQUIRED}, num_inputs=1,
+               doc="ONNX Col2Im: sum sliding-block columns back into an image"))
+
+
+# ---- affine_grid ----------------------------------------------------------------------------
+
+def _affine_grid_infer(types, at):
+    (theta,) = types
+    size = at["size"]
+    d = len(size) - 2
+    if d not in (2, 3) or theta.shape != (size[0], d, d + 1) or not theta.dtype.is_float:
+        raise OpError(f"affine_grid: theta {theta.shape} does not match size {size}")
+    return [TensorType(theta.dtype, tuple(size[:1]) + tuple(size[2:]) + (d,))]
+
+
+def _base(i, n, align, t):
+    """Normalised coordinate of pixel i of n, in [-1, 1]."""
+    if align:
+        return f"({literal(-1, t)} + ({t.cl_compute}){i} * {literal(2 / max(n - 1, 1), t)})"
+    return f"({literal(-1, t)} + ({t.cl_compute})(2 * {i} + 1) / {literal(n, t)})"
+
+
+def _affine_grid_body(em):
+    size, align, t = em.node.attrs["size"], em.node.attrs["align_corners"], em.in_type(0)
+    d, c = len(size) - 2, em.coords
+    # homogeneous base point: (x, y[, z], 1) with x along the last spatial axis
+    base = [_base(c[d - j], size[2 + d - 1 - j], align, t) for j in range(d)] + [literal(1, t)]
+    terms = [f"{em.load(0, [c[0], c[d + 1], str(j)])} * {b}" for j, b in enumerate(base)]
+    em.store(" + ".join(terms))
+
+
+def _affine_grid_ref(xs, at):
+    (theta,) = xs
+    size, align = at["size"], at["align_corners"]
+    axes = []
+    for n in size[2:]:
+        i = np.arange(n, dtype=np.float64)
+        axes.append(-1 + i * 2 / max(n - 1, 1) if align else -1 + (2 * i + 1) / n)
+    mesh = np.meshgrid(*axes, indexing="ij")
+    base = np.stack(list(mesh[::-1]) + [np.ones_like(mesh[0])], axis=-1)  # (*spatial, d+1)
+    out = np.einsum("...j,nij->n...i", base, theta.astype(np.float64))
+    return [out.astype(theta.dtype)]
+
+
+register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref, Pointwise(_affine_grid_body),
+               fusion="injective", attrs={"size": REQUIRED, "align_corners": 0}, num_inputs=1,
+               doc="ONNX AffineGrid: sampling grid of theta applied to the base mesh"))

@@ -173,3 +173,29 @@ def _window(coeffs):
 converter("HannWindow")(_window([0.5, -0.5]))
 converter("HammingWindow")(_window([25 / 46, -21 / 46]))
 converter("BlackmanWindow")(_window([0.42, -0.5, 0.08]))
+
+
+@converter("TensorScatter")
+def tensor_scatter(ctx, node, cache, update, write_indices=None):
+    if write_indices is None:
+        write_indices = ctx.const(np.zeros(cache.shape[:1], np.int64))
+    return ctx.op("tensor_scatter", [cache, update, write_indices],
+                  {"axis": node.attr("axis", -2), "mode": node.attr("mode", "linear")})
+
+
+@converter("Col2Im")
+def col2im(ctx, node, x, image_shape, block_shape):
+    img = ctx.ints(image_shape, "Col2Im image_shape")
+    blk = ctx.ints(block_shape, "Col2Im block_shape")
+    d = len(img)
+    return ctx.op("col2im", [x], {
+        "image_shape": tuple(img), "block_shape": tuple(blk),
+        "dilations": tuple(node.attr("dilations", [1] * d)),
+        "pads": tuple(node.attr("pads", [0] * 2 * d)),
+        "strides": tuple(node.attr("strides", [1] * d))})
+
+
+@converter("AffineGrid")
+def affine_grid(ctx, node, theta, size):
+    return ctx.op("affine_grid", [theta], {"size": tuple(ctx.ints(size, "AffineGrid size")),
+                                           "align_corners": node.attr("align_corners", 0)})
