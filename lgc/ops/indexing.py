@@ -659,3 +659,140 @@ def _affine_grid_ref(xs, at):
 register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref, Pointwise(_affine_grid_body),
                fusion="injective", attrs={"size": REQUIRED, "align_corners": 0}, num_inputs=1,
                doc="ONNX AffineGrid: sampling grid of theta applied to the base mesh"))
+
+
+# ---- grid_sample ----------------------------------------------------------------------------
+# Follows ONNX GridSample (PyTorch's grid_sampler): grid holds normalised coordinates in
+# reversed axis order (x first); out-of-range samples are zero, clamped or reflected.
+
+def _grid_sample_infer(types, at):
+    x, grid = types
+    d = len(x.shape) - 2
+    if d < 1 or grid.shape[:1] != x.shape[:1] or len(grid.shape) != d + 2 or \
+            grid.shape[-1] != d or not x.dtype.is_float or not grid.dtype.is_float:
+        raise OpError(f"grid_sample: grid {grid.shape} does not match input {x.shape}")
+    if at["mode"] not in ("nearest", "linear", "cubic") or \
+            at["padding_mode"] not in ("zeros", "border", "reflection"):
+        raise OpError(f"grid_sample: unknown mode {at['mode']!r}/{at['padding_mode']!r}")
+    return [TensorType(x.dtype, x.shape[:2] + grid.shape[1:-1])]
+
+
+def _reflect_lines(x, lo, hi, ct):
+    """C statements folding x back into [lo, hi] by reflection (PyTorch's rule)."""
+    def step(dx, even, odd):
+        return (f"{{ const {ct} dx = {dx}; const int k = (int)(dx / ({hi} - {lo})); "
+                f"const {ct} r = dx - k * ({hi} - {lo}); {x} = (k % 2 == 0) ? {even} : {odd}; }}")
+    return [f"if ({x} < {lo}) " + step(f"{lo} - {x}", f"{lo} + r", f"{hi} - r"),
+            f"else if ({x} > {hi}) " + step(f"{x} - {hi}", f"{hi} - r", f"{lo} + r")]
+
+
+def _grid_sample_body(em):
+    at, t = em.node.attrs, em.in_type(0)
+    work = dtypes.f64 if t.name == "f64" else dtypes.f32
+    ct, mode, pad, align = work.cl_compute, at["mode"], at["padding_mode"], at["align_corners"]
+    dims = em.inputs[0].shape[2:]
+    d, c = len(dims), em.coords
+    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    src, ws, valid, loops = [c[0], c[1]], [], [], []
+    for i, n in enumerate(dims):
+        lo, hi = (literal(0, work), literal(n - 1, work)) if align else \
+            (literal(-0.5, work), literal(n - 0.5, work))
+        g = convert(em.load(1, [c[0]] + c[2:] + [str(d - 1 - i)]), em.in_type(1), work)
+        x = em.tmp(ct, f"(({g}) + 1) * {literal((n - 1) / 2, work)}" if align else
+                   f"((({g}) + 1) * {literal(n, work)} - 1) / 2", "x")
+        if mode == "nearest":
+            em.emit(f"{x} = rint({x});")
+        if pad == "border":
+            em.emit(f"{x} = clamp({x}, {literal(0, work)}, {literal(n - 1, work)});")
+        elif pad == "reflection":
+            em.emit(*_reflect_lines(x, lo, hi, ct))
+        f = em.tmp(ct, f"floor({x})", "f")
+        r = em.tmp(ct, f"{x} - {f}", "r")
+        if mode == "nearest":
+            b, coeffs = f"(int){x}", [literal(1, work)]
+        elif mode == "linear":
+            b, coeffs = f"(int){f}", [f"1 - {r}", r]
+        else:
+            b, A = f"(int){f} - 1", literal(-0.75, work)
+            s = [f"({r} + 1)", r, f"(1 - {r})", f"(2 - {r})"]
+            coeffs = [f"(({A} * {s[0]} - 5 * {A}) * {s[0]} + 8 * {A}) * {s[0]} - 4 * {A}",
+                      f"(({A} + 2) * {s[1]} - ({A} + 3)) * {s[1]} * {s[1]} + 1",
+                      f"(({A} + 2) * {s[2]} - ({A} + 3)) * {s[2]} * {s[2]} + 1",
+                      f"(({A} * {s[3]} - 5 * {A}) * {s[3]} + 8 * {A}) * {s[3]} - 4 * {A}"]
+        em.emit(f"const {ct} cw{i}[{taps}] = {{{', '.join(coeffs)}}};",
+                f"const int b{i} = {b};")
+        loops += [f"for (int t{i} = 0; t{i} < {taps}; t{i}++) {{", f"int j{i} = b{i} + t{i};"]
+        if pad == "zeros":
+            valid.append(f"j{i} >= 0 && j{i} < {n}")
+        elif pad == "border":
+            loops.append(f"j{i} = clamp(j{i}, 0, {n - 1});")
+        else:
+            loops += [f"{ct} y{i} = ({ct})j{i};", *_reflect_lines(f"y{i}", lo, hi, ct),
+                      f"j{i} = clamp((int)y{i}, 0, {n - 1});"]
+        src.append(f"j{i}")
+        ws.append(f"cw{i}[t{i}]")
+    em.emit(f"{ct} acc = {literal(0, work)};", *loops)
+    v = convert(em.load(0, src), t, work)
+    em.emit(f"if ({' && '.join(valid) or 1}) acc += {' * '.join(ws)} * {v};", *["}"] * d)
+    em.store(convert("acc", work, t))
+
+
+def _np_reflect(x, lo, hi):
+    rng = hi - lo
+    if x < lo or x > hi:
+        dx = lo - x if x < lo else x - hi
+        k = int(dx / rng)
+        r = dx - k * rng
+        x = (lo + r if k % 2 == 0 else hi - r) if x < lo else (hi - r if k % 2 == 0 else lo + r)
+    return x
+
+
+def _grid_sample_ref(xs, at):
+    x, grid = xs
+    mode, pad, align, A = at["mode"], at["padding_mode"], at["align_corners"], -0.75
+    dims = x.shape[2:]
+    out = np.zeros(x.shape[:2] + grid.shape[1:-1], np.float64)
+    for p in np.ndindex(*grid.shape[:-1]):
+        axes = []  # per data axis: [(index or None, weight)]
+        for i, n in enumerate(dims):
+            g = float(grid[p][len(dims) - 1 - i])
+            lo, hi = (0.0, n - 1.0) if align else (-0.5, n - 0.5)
+            v = (g + 1) / 2 * (n - 1) if align else ((g + 1) * n - 1) / 2
+            v = float(np.rint(v)) if mode == "nearest" else v
+            v = min(max(v, 0), n - 1) if pad == "border" else \
+                _np_reflect(v, lo, hi) if pad == "reflection" else v
+            f = math.floor(v)
+            r = v - f
+            if mode == "nearest":
+                taps = [(int(v), 1.0)]
+            elif mode == "linear":
+                taps = [(f, 1 - r), (f + 1, r)]
+            else:
+                s = [r + 1, r, 1 - r, 2 - r]
+                cw = [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
+                      ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
+                      ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
+                      ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+                taps = [(f - 1 + k, cw[k]) for k in range(4)]
+            fixed = []
+            for j, w in taps:
+                if pad == "zeros":
+                    j = j if 0 <= j < n else None
+                elif pad == "border":
+                    j = min(max(j, 0), n - 1)
+                else:
+                    j = min(max(int(_np_reflect(float(j), lo, hi)), 0), n - 1)
+                fixed.append((j, w))
+            axes.append(fixed)
+        for combo in np.ndindex(*(len(a) for a in axes)):
+            picks = [axes[i][k] for i, k in enumerate(combo)]
+            if all(j is not None for j, _ in picks):
+                w = math.prod(wt for _, wt in picks)
+                out[(p[0], slice(None)) + p[1:]] += w * x[(p[0], slice(None)) + tuple(j for j, _ in picks)]
+    return [out.astype(x.dtype)]
+
+
+register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, Pointwise(_grid_sample_body),
+               fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
+                                       "align_corners": 0}, num_inputs=2,
+               doc="ONNX GridSample (nearest/linear/cubic, zeros/border/reflection)"))

@@ -199,3 +199,12 @@ def col2im(ctx, node, x, image_shape, block_shape):
 def affine_grid(ctx, node, theta, size):
     return ctx.op("affine_grid", [theta], {"size": tuple(ctx.ints(size, "AffineGrid size")),
                                            "align_corners": node.attr("align_corners", 0)})
+
+
+@converter("GridSample")
+def grid_sample(ctx, node, x, grid):
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(node.attr("mode", "linear"),
+                                                          node.attr("mode", "linear"))
+    return ctx.op("grid_sample", [x, grid], {
+        "mode": mode, "padding_mode": node.attr("padding_mode", "zeros"),
+        "align_corners": node.attr("align_corners", 0)})
