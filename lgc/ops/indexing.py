@@ -796,3 +796,119 @@ register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, Pointwise(_g
                fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
                                        "align_corners": 0}, num_inputs=2,
                doc="ONNX GridSample (nearest/linear/cubic, zeros/border/reflection)"))
+
+
+# ---- roi_align ------------------------------------------------------------------------------
+# Follows ONNX RoiAlign (the onnxruntime/Caffe2 formulation): each output bin averages (or
+# takes the max of) bilinear samples on a regular grid inside the bin; the grid size comes
+# from the roi itself when sampling_ratio is 0, so the loops have run-time bounds.
+
+def _roi_align_infer(types, at):
+    x, rois, bidx = types
+    _int_input(bidx, "roi_align batch indices")
+    if len(x.shape) != 4 or rois.shape[1:] != (4,) or bidx.shape != rois.shape[:1] or \
+            not x.dtype.is_float or at["mode"] not in ("avg", "max"):
+        raise OpError(f"roi_align: bad input {x.shape}, rois {rois.shape} or mode {at['mode']!r}")
+    return [TensorType(x.dtype, (rois.shape[0], x.shape[1], at["output_height"],
+                                 at["output_width"]))]
+
+
+def _roi_sample(y, x, h, w):
+    """[(weight, y, x)] taps of one bilinear sample under ORT's edge rules; [] outside."""
+    if y < -1.0 or y > h or x < -1.0 or x > w:
+        return []
+    y, x = max(y, 0.0), max(x, 0.0)
+    yl, xl = int(y), int(x)
+    if yl >= h - 1:
+        yl = yh = h - 1
+        y = float(yl)
+    else:
+        yh = yl + 1
+    if xl >= w - 1:
+        xl = xh = w - 1
+        x = float(xl)
+    else:
+        xh = xl + 1
+    ly, lx = y - yl, x - xl
+    return [((1 - ly) * (1 - lx), yl, xl), ((1 - ly) * lx, yl, xh),
+            (ly * (1 - lx), yh, xl), (ly * lx, yh, xh)]
+
+
+def _roi_align_ref(xs, at):
+    x, rois, bidx = xs
+    oh, ow, sr, sc = at["output_height"], at["output_width"], at["sampling_ratio"], at["spatial_scale"]
+    off = 0.5 if at["half_pixel"] else 0.0
+    h, w = x.shape[2:]
+    out = np.zeros((rois.shape[0], x.shape[1], oh, ow), np.float64)
+    for r in range(rois.shape[0]):
+        sw, sh, ew, eh = (float(v) * sc - off for v in rois[r])
+        rw, rh = ew - sw, eh - sh
+        if not at["half_pixel"]:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / oh, rw / ow
+        gh = sr if sr > 0 else int(math.ceil(rh / oh))
+        gw = sr if sr > 0 else int(math.ceil(rw / ow))
+        img = x[int(bidx[r])].astype(np.float64)
+        for ph, pw in np.ndindex(oh, ow):
+            vals = []
+            for iy, ix in np.ndindex(gh, gw):
+                taps = _roi_sample(sh + ph * bh + (iy + 0.5) * bh / gh,
+                                   sw + pw * bw + (ix + 0.5) * bw / gw, h, w)
+                parts = [wt * img[:, yy, xx] for wt, yy, xx in taps] or [np.zeros(x.shape[1])]
+                vals.append(sum(parts) if at["mode"] == "avg" else np.max(parts, axis=0))
+            if vals:
+                out[r, :, ph, pw] = sum(vals) / max(gh * gw, 1) if at["mode"] == "avg" \
+                    else np.max(vals, axis=0)
+    return [out.astype(x.dtype)]
+
+
+def _roi_align_body(em):
+    at, t = em.node.attrs, em.in_type(0)
+    ct = "double" if t.name == "f64" else "float"
+    h, w = em.inputs[0].shape[2:]
+    n, ch, ph, pw = em.coords
+    oh, ow, sr = at["output_height"], at["output_width"], at["sampling_ratio"]
+    work = dtypes.f64 if ct == "double" else dtypes.f32
+    off, scale = literal(0.5 if at["half_pixel"] else 0.0, work), literal(at["spatial_scale"], work)
+    roi = [convert(em.load(1, [n, str(k)]), em.in_type(1), dtypes.f64 if ct == "double" else dtypes.f32)
+           for k in range(4)]
+    b = f"(int)({em.load(2, [n])})"
+    em.emit(f"const {ct} sw = {roi[0]} * {scale} - {off};",
+            f"const {ct} sh = {roi[1]} * {scale} - {off};",
+            f"{ct} rw = {roi[2]} * {scale} - {off} - sw;",
+            f"{ct} rh = {roi[3]} * {scale} - {off} - sh;")
+    if not at["half_pixel"]:
+        em.emit("rw = fmax(rw, 1); rh = fmax(rh, 1);")
+    em.emit(f"const {ct} bh = rh / {oh}, bw = rw / {ow};",
+            f"const int gh = {sr if sr > 0 else f'(int)ceil(rh / {oh})'};",
+            f"const int gw = {sr if sr > 0 else f'(int)ceil(rw / {ow})'};",
+            f"const int bi = {b};",
+            f"{ct} acc = 0; int first = 1;",
+            "for (int iy = 0; iy < gh; iy++) for (int ix = 0; ix < gw; ix++) {",
+            f"{ct} y = sh + {ph} * bh + (iy + 0.5f) * bh / gh;",
+            f"{ct} x = sw + {pw} * bw + (ix + 0.5f) * bw / gw;",
+            f"{ct} val = 0;",
+            f"if (!(y < -1 || y > {h} || x < -1 || x > {w})) {{",
+            "y = fmax(y, 0); x = fmax(x, 0);",
+            "int yl = (int)y, xl = (int)x, yh, xh;",
+            f"if (yl >= {h - 1}) {{ yh = yl = {h - 1}; y = yl; }} else yh = yl + 1;",
+            f"if (xl >= {w - 1}) {{ xh = xl = {w - 1}; x = xl; }} else xh = xl + 1;",
+            f"const {ct} ly = y - yl, lx = x - xl;")
+    v = [convert(em.load(0, [ "bi", ch, yy, xx]), t, dtypes.f64 if ct == "double" else dtypes.f32)
+         for yy, xx in (("yl", "xl"), ("yl", "xh"), ("yh", "xl"), ("yh", "xh"))]
+    wts = ["(1 - ly) * (1 - lx)", "(1 - ly) * lx", "ly * (1 - lx)", "ly * lx"]
+    terms = [f"{wt} * {vv}" for wt, vv in zip(wts, v)]
+    if at["mode"] == "avg":
+        em.emit(f"val = {' + '.join(terms)};", "}", "acc += val;", "}",
+                "acc /= (gh * gw > 0 ? gh * gw : 1);")
+    else:
+        em.emit(f"val = fmax(fmax({terms[0]}, {terms[1]}), fmax({terms[2]}, {terms[3]}));", "}",
+                "acc = first ? val : fmax(acc, val); first = 0;", "}")
+    em.store(convert("acc", dtypes.f64 if ct == "double" else dtypes.f32, t))
+
+
+register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_align_body),
+               fusion="opaque", num_inputs=3,
+               attrs={"mode": "avg", "output_height": 1, "output_width": 1, "sampling_ratio": 0,
+                      "spatial_scale": 1.0, "half_pixel": 1},
+               doc="ONNX RoiAlign over NCHW input"))

@@ -208,3 +208,15 @@ def grid_sample(ctx, node, x, grid):
     return ctx.op("grid_sample", [x, grid], {
         "mode": mode, "padding_mode": node.attr("padding_mode", "zeros"),
         "align_corners": node.attr("align_corners", 0)})
+
+
+@converter("RoiAlign")
+def roi_align(ctx, node, x, rois, batch_indices):
+    ct = node.attr("coordinate_transformation_mode", "output_half_pixel" if ctx.opset < 16
+                   else "half_pixel")
+    return ctx.op("roi_align", [x, rois, batch_indices], {
+        "mode": node.attr("mode", "avg"), "output_height": node.attr("output_height", 1),
+        "output_width": node.attr("output_width", 1),
+        "sampling_ratio": node.attr("sampling_ratio", 0),
+        "spatial_scale": float(node.attr("spatial_scale", 1.0)),
+        "half_pixel": int(ct == "half_pixel")})
