@@ -220,3 +220,24 @@ def roi_align(ctx, node, x, rois, batch_indices):
         "sampling_ratio": node.attr("sampling_ratio", 0),
         "spatial_scale": float(node.attr("spatial_scale", 1.0)),
         "half_pixel": int(ct == "half_pixel")})
+
+
+@converter("MaxUnpool")
+def max_unpool(ctx, node, x, indices, output_shape=None):
+    """Scatter x into zeros at the flat indices MaxPool returned, then pad to output_shape."""
+    k = node.attr("kernel_shape")
+    d = len(k)
+    strides, pads = node.attr("strides", [1] * d), node.attr("pads", [0] * 2 * d)
+    shape = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[d + i] + k[i]
+                                 for i in range(d)]
+    size = int(np.prod(shape))
+    flat_i = ctx.op("reshape", [indices], {"shape": (indices.type.size, 1)})
+    flat_x = ctx.op("reshape", [x], {"shape": (x.type.size,)})
+    zeros = ctx.const(np.zeros(size, x.dtype.np))
+    y = ctx.op("reshape", [ctx.op("scatter_nd", [zeros, flat_i, flat_x])], {"shape": tuple(shape)})
+    if output_shape is not None:
+        want = ctx.ints(output_shape, "MaxUnpool output_shape")
+        if want != shape:
+            extra = [w - s for w, s in zip(want, shape)]
+            y = ctx.op("pad", [y], {"pads": tuple([0] * len(shape) + extra)})
+    return y
