@@ -1,0 +1,354 @@
+"""Reductions and scans: reduce_{sum,max,min,prod,mean}, argmax/argmin, softmax/log_softmax,
+cumsum/cumprod and topk.
+
+Every kernel here is one work-item per output element (or per row along `axis`) that loops
+over the reduced coordinates itself: no local memory or barriers, which is what PoCL runs
+well and what stays portable. Floats accumulate in float (float16 too) or double; integers
+accumulate in their own type, so sums wrap like NumPy's with `dtype=` the input's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.emit import Emitter, convert
+from ..codegen.templates import Pointwise, literal
+from ..ir import dtypes
+from ..ir.graph import TensorType
+from ..ir.registry import REQUIRED, OpDef, OpError, register
+from ._rules import require
+
+
+def _acc_dtype(dt):
+    """Accumulator: float16 sums in float32 (its compute type), everything else in itself."""
+    return dtypes.f32 if dt == dtypes.f16 else dt
+
+
+def _np_acc(x):
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def _check_axes(axes, rank, what):
+    if len(set(axes)) != len(axes) or any(not 0 <= a < rank for a in axes):
+        raise OpError(f"{what}: axes {axes} invalid for rank {rank} (need distinct 0..{rank - 1})")
+
+
+def _reduced_shape(shape, axes, keepdims):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
+
+
+def _extreme(dt, largest):
+    """The identity of max (largest=False gives min's): -inf/+inf, or the type's limits."""
+    if dt.is_bool:
+        return 0 if largest else 1
+    if dt.is_float:
+        return float("-inf") if largest else float("inf")
+    info = np.iinfo(dt.np)
+    return int(info.min) if largest else int(info.max)
+
+
+def _c_better(v, acc, dt, largest):
+    """C condition: v should replace acc in a max (min) scan; NaN wins, as in np.maximum."""
+    cmp = ">" if largest else "<"
+    return f"({v} {cmp} {acc} || {v} != {v})" if dt.is_float else f"({v} {cmp} {acc})"
+
+
+# ---- reduce_* --------------------------------------------------------------------------------
+
+def _reduce_loops(em: Emitter, axes, keepdims):
+    """Input coordinates of a reduction point, and the loop headers over the reduced axes
+    (close them with "}" * len(axes))."""
+    out = iter(em.coords)
+    coords, loops = [], []
+    for i, d in enumerate(em.inputs[0].shape):
+        if i in axes:
+            if keepdims:
+                next(out)
+            r = em.var("r")
+            loops.append(f"for ({em.index_type} {r} = 0; {r} < {d}; ++{r}) {{")
+            coords.append(r)
+        else:
+            coords.append(next(out))
+    return coords, loops
+
+
+def _reduction(init, step, finish=lambda acc, n, t: acc):
+    """Kernel body: acc = init; acc = step(acc, v) over the reduced axes; store finish(acc)."""
+    def body(em: Emitter):
+        axes, keep = em.node.attrs["axes"], em.node.attrs["keepdims"]
+        xt = em.in_type(0)
+        at = _acc_dtype(xt)
+        n = int(np.prod([em.inputs[0].shape[a] for a in axes], dtype=np.int64))
+        acc = em.tmp(at.cl_compute, literal(init(xt), at), "acc")
+        coords, loops = _reduce_loops(em, axes, keep)
+        em.emit(*loops)
+        v = em.tmp(at.cl_compute, convert(em.load(0, coords), xt, at), "v")
+        em.emit(step(acc, v, at), "}" * len(loops))
+        em.store(convert(finish(acc, n, at), at, em.out_type()))
+    return body
+
+
+def _reduce_op(name, kinds, init, step, ref, finish=lambda acc, n, t: acc, doc=""):
+    def infer(types, attrs):
+        require(types, kinds, name)
+        x = types[0]
+        _check_axes(attrs["axes"], x.rank, name)
+        return [TensorType(x.dtype, _reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]))]
+
+    def reference(xs, attrs):
+        x = xs[0]
+        with np.errstate(all="ignore"):
+            y = ref(_np_acc(x), tuple(attrs["axes"]), bool(attrs["keepdims"]))
+        return [np.asarray(y).astype(x.dtype)]
+
+    register(OpDef(name, infer, reference, Pointwise(_reduction(init, step, finish)),
+                   fusion="reduction", num_inputs=1, attrs={"axes": REQUIRED, "keepdims": 1},
+                   doc=doc))
+
+
+def _c_mean(acc, n, t):
+    if n == 0:  # NumPy: mean of nothing is nan (for ints, we store 0)
+        return literal(float("nan"), t) if t.is_float else literal(0, t)
+    return f"({acc} / {literal(n, t)})"
+
+
+def _ref_mean(x, axes, keep):
+    if x.dtype.kind in "iu":  # truncating integer mean, as C division does
+        n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        s = np.sum(x, axis=axes, keepdims=keep, dtype=x.dtype)
+        return s if n == 0 else np.sign(s) * (np.abs(s) // n)
+    return np.mean(x, axis=axes, keepdims=keep)
+
+
+_reduce_op("reduce_sum", "fiu", lambda t: 0, lambda a, v, t: f"{a} += {v};",
+           lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype))
+_reduce_op("reduce_prod", "fiu", lambda t: 1, lambda a, v, t: f"{a} *= {v};",
+           lambda x, ax, k: np.prod(x, axis=ax, keepdims=k, dtype=x.dtype))
+_reduce_op("reduce_mean", "fiu", lambda t: 0, lambda a, v, t: f"{a} += {v};", _ref_mean, _c_mean,
+           doc="integer means truncate toward zero")
+_reduce_op("reduce_max", "fiub", lambda t: _extreme(t, True),
+           lambda a, v, t: f"if {_c_better(v, a, t, True)} {a} = {v};",
+           lambda x, ax, k: np.maximum.reduce(x, axis=ax, keepdims=k,
+                                              initial=_extreme(dtypes.from_numpy(x.dtype), True)),
+           doc="max of nothing is -inf (or the type's minimum); NaN propagates")
+_reduce_op("reduce_min", "fiub", lambda t: _extreme(t, False),
+           lambda a, v, t: f"if {_c_better(v, a, t, False)} {a} = {v};",
+           lambda x, ax, k: np.minimum.reduce(x, axis=ax, keepdims=k,
+                                              initial=_extreme(dtypes.from_numpy(x.dtype), False)),
+           doc="min of nothing is +inf (or the type's maximum); NaN propagates")
+
+
+# ---- argmax / argmin -------------------------------------------------------------------------
+
+def _arg_op(name, largest):
+    def infer(types, attrs):
+        require(types, "fiub", name)
+        x = types[0]
+        axis = attrs["axis"]
+        if not 0 <= axis < x.rank or x.shape[axis] == 0:
+            raise OpError(f"{name}: axis {axis} invalid or empty for shape {x.shape}")
+        return [TensorType(dtypes.i64, _reduced_shape(x.shape, (axis,), attrs["keepdims"]))]
+
+    def reference(xs, attrs):
+        x, axis, keep = xs[0], attrs["axis"], bool(attrs["keepdims"])
+        f = np.argmax if largest else np.argmin
+        if attrs["select_last_index"]:
+            i = x.shape[axis] - 1 - f(np.flip(x, axis), axis=axis, keepdims=keep)
+        else:
+            i = f(x, axis=axis, keepdims=keep)
+        return [np.asarray(i, dtype=np.int64)]
+
+    def body(em: Emitter):
+        a = em.node.attrs
+        t = em.in_type(0)
+        coords, loops = _reduce_loops(em, (a["axis"],), a["keepdims"])
+        r = coords[a["axis"]]
+        first = list(coords)
+        first[a["axis"]] = "0"
+        best = em.tmp(t.cl_compute, em.load(0, first), "best")
+        idx = em.tmp("long", "0", "idx")
+        em.emit(*loops)
+        v = em.tmp(t.cl_compute, em.load(0, coords), "v")
+        take = _c_better(v, best, t, largest)
+        if a["select_last_index"]:
+            take = take.replace(">", ">=").replace("<", "<=") if not t.is_float else \
+                f"(({best} == {best}) ? ({v} {'>=' if largest else '<='} {best} || {v} != {v}) " \
+                f": ({v} != {v}))"
+        elif t.is_float:  # the first NaN stays, like np.argmax
+            take = f"({best} == {best} && {take})"
+        em.emit(f"if ({take}) {{ {best} = {v}; {idx} = {r}; }}", "}")
+        em.store(idx)
+
+    register(OpDef(name, infer, reference, Pointwise(body), fusion="reduction", num_inputs=1,
+                   attrs={"axis": REQUIRED, "keepdims": 1, "select_last_index": 0},
+                   doc="NaN counts as the extreme; ties go to the first (or last) index"))
+
+
+_arg_op("argmax", True)
+_arg_op("argmin", False)
+
+
+# ---- per-row ops: softmax, scans, topk --------------------------------------------------------
+
+def _row_domain(node):
+    """One work-item per row along `axis`: the input shape with that axis set to 1."""
+    shape = list(node.inputs[0].shape)
+    shape[node.attrs["axis"]] = 1
+    return tuple(shape)
+
+
+def _along(em: Emitter, k: str) -> list[str]:
+    coords = list(em.coords)
+    coords[em.node.attrs["axis"]] = k
+    return coords
+
+
+def _axis_infer(name, kinds):
+    def infer(types, attrs):
+        require(types, kinds, name)
+        if not 0 <= attrs["axis"] < max(types[0].rank, 1):
+            raise OpError(f"{name}: axis {attrs['axis']} out of range for rank {types[0].rank}")
+        return [types[0]]
+    return infer
+
+
+def _softmax_body(log):
+    def body(em: Emitter):
+        t = em.in_type(0)
+        ct = t.cl_compute
+        n = em.inputs[0].shape[em.node.attrs["axis"]]
+        it = em.index_type
+        x = lambda k: em.load(0, _along(em, k))  # noqa: E731
+        m = em.tmp(ct, literal(float("-inf"), t), "m")
+        s = em.tmp(ct, literal(0, t), "s")
+        em.emit(f"for ({it} k = 0; k < {n}; ++k) {{ {ct} v = {x('k')}; "
+                f"if {_c_better('v', m, t, True)} {m} = v; }}",
+                f"for ({it} k = 0; k < {n}; ++k) {s} += exp({x('k')} - {m});")
+        if log:
+            em.emit(f"{s} = log({s});")
+        em.emit(f"for ({it} k = 0; k < {n}; ++k) {{")
+        em.store(f"({x('k')} - {m} - {s})" if log else f"(exp({x('k')} - {m}) / {s})",
+                 coords=_along(em, "k"))
+        em.emit("}")
+    return body
+
+
+def _softmax_ref(log):
+    def ref(xs, attrs):
+        x = _np_acc(xs[0])
+        with np.errstate(all="ignore"):
+            z = x - np.max(x, axis=attrs["axis"], keepdims=True)
+            s = np.sum(np.exp(z), axis=attrs["axis"], keepdims=True)
+            y = z - np.log(s) if log else np.exp(z) / s
+        return [y.astype(xs[0].dtype)]
+    return ref
+
+
+for _name, _log in (("softmax", False), ("log_softmax", True)):
+    register(OpDef(_name, _axis_infer(_name, "f"), _softmax_ref(_log),
+                   Pointwise(_softmax_body(_log), domain=_row_domain), fusion="opaque",
+                   num_inputs=1, attrs={"axis": REQUIRED},
+                   doc="stable: subtracts the row max; one work-item per row"))
+
+
+def _scan_body(op, init):
+    def body(em: Emitter):
+        a = em.node.attrs
+        t = _acc_dtype(em.in_type(0))
+        n = em.inputs[0].shape[a["axis"]]
+        it = em.index_type
+        acc = em.tmp(t.cl_compute, literal(init, t), "acc")
+        k = "(" + f"{n - 1} - i" + ")" if a["reverse"] else "i"
+        em.emit(f"for ({it} i = 0; i < {n}; ++i) {{")
+        v = em.tmp(t.cl_compute, convert(em.load(0, _along(em, k)), em.in_type(0), t), "v")
+        if not a["exclusive"]:
+            em.emit(f"{acc} {op}= {v};")
+        em.store(convert(acc, t, em.out_type()), coords=_along(em, k))
+        if a["exclusive"]:
+            em.emit(f"{acc} {op}= {v};")
+        em.emit("}")
+    return body
+
+
+def _scan_ref(fn, init):
+    def ref(xs, attrs):
+        x, axis = xs[0], attrs["axis"]
+        y = _np_acc(x)
+        if attrs["reverse"]:
+            y = np.flip(y, axis)
+        with np.errstate(all="ignore"):
+            y = fn(y, axis=axis, dtype=y.dtype)
+            if attrs["exclusive"]:
+                pad = np.full_like(np.take(y, [0], axis=axis), init)
+                y = np.concatenate([pad, np.take(y, range(y.shape[axis] - 1), axis=axis)], axis)
+        if attrs["reverse"]:
+            y = np.flip(y, axis)
+        return [np.ascontiguousarray(y).astype(x.dtype)]
+    return ref
+
+
+for _name, _op, _init, _fn in (("cumsum", "+", 0, np.cumsum), ("cumprod", "*", 1, np.cumprod)):
+    register(OpDef(_name, _axis_infer(_name, "fiu"), _scan_ref(_fn, _init),
+                   Pointwise(_scan_body(_op, _init), domain=_row_domain), fusion="opaque",
+                   num_inputs=1, attrs={"axis": REQUIRED, "exclusive": 0, "reverse": 0},
+                   doc="inclusive or exclusive scan along axis, optionally from the end"))
+
+
+# ---- topk ------------------------------------------------------------------------------------
+
+def _topk_infer(types, attrs):
+    require(types, "fiu", "topk")
+    x = types[0]
+    axis, k = attrs["axis"], attrs["k"]
+    if not 0 <= axis < x.rank or not 0 <= k <= x.shape[axis]:
+        raise OpError(f"topk: axis {axis} / k {k} invalid for shape {x.shape}")
+    shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
+    return [TensorType(x.dtype, shape), TensorType(dtypes.i64, shape)]
+
+
+def _topk_ref(xs, attrs):
+    x, axis, k = xs[0], attrs["axis"], attrs["k"]
+    idx = np.indices(x.shape)[axis]
+    order = np.lexsort((-idx if attrs["largest"] else idx, x), axis=axis)
+    if attrs["largest"]:
+        order = np.flip(order, axis)
+    order = np.take(order, range(k), axis=axis)
+    return [np.take_along_axis(x, order, axis), order.astype(np.int64)]
+
+
+def _topk_body(em: Emitter):
+    """k passes over the row; pass j takes the best element ranked after pass j-1's.
+    Order: by value (NaN above every number, as np.sort has it), then by lower index."""
+    a = em.node.attrs
+    t = em.in_type(0)
+    ct, it = t.cl_compute, em.index_type
+    n = em.inputs[0].shape[a["axis"]]
+
+    def gt(p, q):
+        return f"({p} > {q} || ({p} != {p} && {q} == {q}))" if t.is_float else f"({p} > {q})"
+
+    def eq(p, q):
+        return f"({p} == {q} || ({p} != {p} && {q} != {q}))" if t.is_float else f"({p} == {q})"
+
+    def before(p, ip, q, iq):
+        first = gt(p, q) if a["largest"] else gt(q, p)
+        return f"({first} || ({eq(p, q)} && {ip} < {iq}))"
+
+    em.emit(f"{ct} pv = {literal(0, t)}; {it} pi = -1;",
+            f"for ({it} j = 0; j < {a['k']}; ++j) {{",
+            f"  {ct} bv = {literal(0, t)}; {it} bi = -1;",
+            f"  for ({it} i = 0; i < {n}; ++i) {{",
+            f"    {ct} v = {em.load(0, _along(em, 'i'))};",
+            f"    if ((pi < 0 || {before('pv', 'pi', 'v', 'i')}) && "
+            f"(bi < 0 || {before('v', 'i', 'bv', 'bi')})) {{ bv = v; bi = i; }}",
+            "  }")
+    em.store("bv", 0, coords=_along(em, "j"))
+    em.store("(long)bi", 1, coords=_along(em, "j"))
+    em.emit("  pv = bv; pi = bi;", "}")
+
+
+register(OpDef("topk", _topk_infer, _topk_ref, Pointwise(_topk_body, domain=_row_domain),
+               fusion="opaque", num_inputs=1,
+               attrs={"axis": REQUIRED, "k": REQUIRED, "largest": 1, "sorted": 1},
+               doc="values and int64 indices of the k largest (smallest), always sorted; "
+                   "ties go to the lower index"))
+
