@@ -17,6 +17,7 @@ from lgc.ir.graph import TensorType
 from lgc.ir.registry import REQUIRED, OpDef, OpError
 from lgc.ir.text import (INLINE_LIMIT, ParseError, first_difference, graphs_equal, parse_graph,
                          print_graph, weights_of)
+from lgc.ir.verify import verify
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -39,6 +40,7 @@ def _roundtrip(g):
     assert first_difference(g, g2) is None, (first_difference(g, g2), text)
     assert graphs_equal(g, g2)
     assert print_graph(g2) == text
+    verify(g2)
     return text
 
 
@@ -132,14 +134,14 @@ def test_random_graphs_round_trip_exactly(g):
 
 
 @contextlib.contextmanager
-def attr_test_op():
+def attr_test_op(name="_test_attrs", attrs=None):
     """A throwaway two-output op taking attributes of every kind; removed afterwards so no
     other test sees it in the registry."""
-    name = "_test_attrs"
     registry.register(OpDef(
         name, lambda ts, a: [ts[0], TensorType(dtypes.i64, ts[0].shape)],
         lambda xs, a: None, None,
-        attrs={"i": 0, "f": 0.0, "s": "", "t": (), "b": False, "n": None, "arr": REQUIRED},
+        attrs=attrs or {"i": 0, "f": 0.0, "s": "", "t": (), "b": False, "n": None,
+                        "arr": REQUIRED},
         num_inputs=(0, 3)))
     try:
         yield name
@@ -184,6 +186,16 @@ def test_int_and_float_and_bool_stay_distinct():
             g3 = parse_graph(text)
             g3.nodes[0].attrs[k] = v
             assert not graphs_equal(g, g3), k
+
+
+def test_odd_op_and_attribute_names():
+    """The form is generic over the registry: any op or attribute name prints and parses."""
+    keywords = {k: 0 for k in ("true", "none", "dense", "graph", "as", "return", "const")}
+    with attr_test_op("ms::Attention-v2", {**keywords, "a b": 1}) as op:
+        b = GraphBuilder()
+        y, _ = b.op(op, [b.input("x", TensorType(dtypes.f32, (2,)))], {"a b": 2})
+        text = _roundtrip(b.build([y]))
+        assert '"ms::Attention-v2"(%x) {true = 0,' in text and '"a b" = 2}' in text
 
 
 SPECIAL = {

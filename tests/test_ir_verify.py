@@ -175,7 +175,7 @@ def test_networkx_view_carries_values_and_bytes():
 
 def test_topological_check_finds_misorder_and_cycles():
     g, (c, a, n, i) = sample()
-    with pytest.raises(VerifyError, match="node 1 \\(neg\\) reads a value defined later, by node 2"):
+    with pytest.raises(VerifyError, match=r"node 1 \(neg\) reads a value defined later, by node 2"):
         check_topological(g.replace(nodes=[c, n, a, i]))
     loop_a = Node("neg", [], {}, [Value(F3)])
     loop_b = Node("neg", [loop_a.output], {}, [Value(F3)])

@@ -50,7 +50,7 @@ retval: VALUE [alias]
 
 stmt: VALUE ("," VALUE)* "=" rhs NODE_NAME?
 ?rhs: "const" array                                                 -> const
-    | NAME "(" (VALUE ("," VALUE)*)? ")" [attrs] ":" type ("," type)*   -> call
+    | (NAME | STRING) "(" (VALUE ("," VALUE)*)? ")" [attrs] ":" type ("," type)*  -> call
 attrs: "{" (attr ("," attr)*)? "}"
 attr: (NAME | STRING) "=" attrval
 ?attrval: NUMBER | STRING | array
@@ -194,15 +194,14 @@ def print_graph(graph: Graph) -> str:
     lines = [f"graph @{_sym(graph.name)}({params}) -> ({results}) {{"]
     for i, n in enumerate(graph.nodes):
         lhs = ", ".join(vid(o) for o in n.outputs)
-        if n.op == "const" and set(n.attrs) == {"value"} and isinstance(n.attrs["value"], np.ndarray):
+        if n.op == "const" and list(n.attrs) == ["value"] and isinstance(n.attrs["value"], np.ndarray):
             rhs = "const " + _fmt_array(n.attrs["value"], refs.get((i, "value")))
         else:
             opdef = registry.all_ops().get(n.op)
             keys = [k for k in (opdef.attrs if opdef else ()) if k in n.attrs]
             keys += [k for k in n.attrs if k not in keys]
-            attrs = ", ".join(f"{k if _BARE.match(k) else json.dumps(k)} = {_fmt_attr(n.attrs[k], refs.get((i, k)))}"
-                              for k in keys)
-            rhs = (f"{n.op}({', '.join(vid(v) for v in n.inputs)})"
+            attrs = ", ".join(f"{_sym(k)} = {_fmt_attr(n.attrs[k], refs.get((i, k)))}" for k in keys)
+            rhs = (f"{_sym(n.op)}({', '.join(vid(v) for v in n.inputs)})"
                    + (f" {{{attrs}}}" if attrs else "")
                    + " : " + ", ".join(str(o.type) for o in n.outputs))
         line = f"  {lhs} = {rhs}"
@@ -258,7 +257,8 @@ _ID = re.compile(r'[%@](?:([0-9]+)|("(?:[^"\\\n]|\\.)*"|[^~]*)(?:~([0-9]+))?)\Z'
 
 
 def _split_id(tok: Token) -> tuple[int | None, str | None, int]:
-    """%3 -> (3, None, 0); %x, %"x" -> (None, "x", 0); %x~1 -> (None, "x", 1); @w -> (None, "w", 0)."""
+    """%3 -> (3, None, 0); %x and %"x" -> (None, "x", 0); %x~1 -> (None, "x", 1);
+    @w -> (None, "w", 0)."""
     pos, sym, k = _ID.match(str(tok)).groups()
     if pos is not None:
         return int(pos), None, 0
@@ -325,7 +325,7 @@ class _Tree(Transformer):
         return _Stmt([], None, c, {}, [], None)
 
     def call(self, c):
-        vals = [x for x in c[1:] if isinstance(x, Token)]
+        vals = [x for x in c[1:] if isinstance(x, Token)]  # c[0] is the op's name
         attrs = next((x for x in c[1:] if isinstance(x, dict)), {})
         return _Stmt([], c[0], vals, attrs, [x for x in c if isinstance(x, _Ty)], None)
 
@@ -516,21 +516,23 @@ def parse_graph(text: str, weights: dict | None = None) -> Graph:
             define(s.lhs[0], v)
             continue
         attrs = {k: _attr(x, weights) for k, x in s.attrs.items()}
+        op = json.loads(s.op) if s.op.type == "STRING" else str(s.op)
         try:
-            outs = b.op(str(s.op), [use(t) for t in s.args], attrs, name=name, num_outputs=-1)
+            outs = b.op(op, [use(t) for t in s.args], attrs, name=name, num_outputs=-1)
         except registry.OpError as e:
             raise _at(s.op, str(e)) from None
         got, want = [o.type for o in outs], [t.t for t in s.types]
         if len(s.lhs) != len(outs):
-            raise _at(s.op, f"{s.op} gives {len(outs)} result(s), the text names {len(s.lhs)}")
+            raise _at(s.op, f"{op} gives {len(outs)} result(s), the text names {len(s.lhs)}")
         if got != want:
-            raise _at(s.types[0].tok, f"{s.op} gives {', '.join(map(str, got))}, "
+            raise _at(s.types[0].tok, f"{op} gives {', '.join(map(str, got))}, "
                                       f"the text says {', '.join(map(str, want))}")
         for tok, v in zip(s.lhs, outs):
             define(tok, v)
 
     outputs = [use(tok) for tok, _ in rets]
-    output_names = [user_name(al, v, f"out{i}") for i, ((_, al), v) in enumerate(zip(rets, outputs))]
+    output_names = [user_name(al, v, f"out{i}")
+                    for i, ((_, al), v) in enumerate(zip(rets, outputs))]
     if [v.type for v in outputs] != result_types:
         raise _at(rets[0][0] if rets else gsym,
                   f"return gives ({', '.join(str(v.type) for v in outputs)}), "
@@ -561,7 +563,7 @@ def first_difference(a: Graph, b: Graph) -> str | None:
     for what in ("name", "input_names", "output_names"):
         if getattr(a, what) != getattr(b, what):
             return f"{what}: {getattr(a, what)!r} != {getattr(b, what)!r}"
-    if (len(a.inputs), len(a.nodes), len(a.outputs)) != (len(b.inputs), len(b.nodes), len(b.outputs)):
+    if [len(a.inputs), len(a.nodes), len(a.outputs)] != [len(b.inputs), len(b.nodes), len(b.outputs)]:
         return "different numbers of inputs, nodes or outputs"
     m: dict[Value, Value] = {}
 
@@ -575,7 +577,8 @@ def first_difference(a: Graph, b: Graph) -> str | None:
             return d
     for i, (na, nb) in enumerate(zip(a.nodes, b.nodes)):
         where = f"node {i} ({na.op})"
-        if (na.op, na.name, len(na.inputs), len(na.outputs)) != (nb.op, nb.name, len(nb.inputs), len(nb.outputs)):
+        if [na.op, na.name, len(na.inputs), len(na.outputs)] != \
+                [nb.op, nb.name, len(nb.inputs), len(nb.outputs)]:
             return f"{where}: op, name or arity differ ({nb.op}, {nb.name!r})"
         if any(m.get(x) is not y for x, y in zip(na.inputs, nb.inputs)):
             return f"{where}: inputs wired differently"
