@@ -113,6 +113,11 @@ def test_logic_bitwise_shift():
     s = np.array([0, 1, 2, 3, 4], np.uint32)
     check_op("shift_left", [a.astype(np.uint32), s])
     check_op("shift_right", [a.astype(np.uint32), s])
+    for dt, bits in ((np.int8, 8), (np.int32, 32), (np.int64, 64), (np.uint16, 16)):
+        lo = 0 if np.dtype(dt).kind == "u" else -1
+        x = RNG.integers(-100 if lo else 0, 100, (12,)).astype(dt)
+        n = np.array([lo, 0, 1, 3, bits - 1, bits, bits + 3, 2, 5, 7, 1, 0], dt)
+        check_ops([("shift_left", [x, n], None), ("shift_right", [x, n], None)])
 
 
 def test_where_broadcasts():

@@ -170,8 +170,37 @@ _binary("xor", lambda a, b, t, at: f"({a} != {b})", lambda a, b, at: a ^ b, kind
 _binary("bitwise_and", lambda a, b, t, at: f"({a} & {b})", lambda a, b, at: a & b, kinds="iu")
 _binary("bitwise_or", lambda a, b, t, at: f"({a} | {b})", lambda a, b, at: a | b, kinds="iu")
 _binary("bitwise_xor", lambda a, b, t, at: f"({a} ^ {b})", lambda a, b, at: a ^ b, kinds="iu")
-_binary("shift_left", lambda a, b, t, at: f"({a} << {b})", lambda a, b, at: a << b, kinds="u")
-_binary("shift_right", lambda a, b, t, at: f"({a} >> {b})", lambda a, b, at: a >> b, kinds="u")
+def _shift_ref(left):
+    """NumPy-style shifts: a count outside [0, bits) gives 0 (or -1 for a right shift of a
+    negative value) instead of C's undefined behaviour."""
+    def ref(a, b, at):
+        a, b = np.broadcast_arrays(a, b)
+        bits = a.dtype.itemsize * 8
+        ok = (b >= 0) & (b < bits)
+        bs = np.where(ok, b, 0).astype(a.dtype)
+        if left:
+            u = np.dtype(f"u{a.dtype.itemsize}")
+            r = np.left_shift(a.view(u) if a.dtype.kind == "i" else a, bs.astype(u)).view(a.dtype)
+            return np.where(ok, r, 0)
+        fill = np.where(a < 0, -1, 0) if a.dtype.kind == "i" else 0
+        return np.where(ok, np.right_shift(a, bs), fill)
+    return ref
+
+
+def _c_shift(left):
+    def expr(a, b, t, at):
+        bits = t.itemsize * 8
+        ok = f"({b} >= 0 && {b} < {bits})" if t.is_signed_int else f"({b} < {bits})"
+        if left:
+            unsigned = "u" + t.cl_storage if not t.cl_storage.startswith("u") else t.cl_storage
+            return f"({ok} ? ({t.cl_compute})(({unsigned}){a} << {b}) : 0)"
+        fill = f"({a} < 0 ? -1 : 0)" if t.is_signed_int else "0"
+        return f"({ok} ? ({a} >> {b}) : {fill})"
+    return expr
+
+
+_binary("shift_left", _c_shift(True), _shift_ref(True), kinds="iu")
+_binary("shift_right", _c_shift(False), _shift_ref(False), kinds="iu")
 
 
 # ---- select and cast ------------------------------------------------------------------------
