@@ -252,6 +252,27 @@ def test_design_example_prints_as_expected():
     assert not weights_of(g)["w"].flags.writeable
 
 
+def test_brief_example_with_matmul_and_topk():
+    """The example the text form was specified with, multi-output node included."""
+    if not {"matmul", "topk"} <= set(registry.all_ops()):
+        pytest.skip("matmul or topk not registered")
+    text = (
+        "graph @mlp(%x: f32[8,784], %w1: f32[784,128]) -> (f32[8,2], i64[8,2]) {\n"
+        "  %0 = const dense<f32[128], [" + ", ".join(["1.0", "2.0", "3.5", "nan"] * 32) + "]>\n"
+        "  %1 = const @w_big : f32[784,128]\n"
+        "  %2 = matmul(%x, %w1) : f32[8,128]\n"
+        "  %3 = add(%2, %0) : f32[8,128]\n"
+        "  %4, %5 = topk(%3) {axis = 1, k = 2, largest = 1, sorted = 1} : f32[8,2], i64[8,2]\n"
+        "  return %4, %5\n"
+        "}\n")
+    g = parse_graph(text, {"w_big": np.zeros((784, 128), np.float32)})
+    printed = _roundtrip(g)
+    assert "%4, %5 = topk(%3) {axis = 1, k = 2, largest = 1, sorted = 1} : f32[8,2], i64[8,2]" \
+        in printed
+    assert "%0 = const @const0 : f32[128]" in printed and "%1 = const @w_big" not in printed
+    assert sorted(weights_of(g)) == ["const0", "const1"]
+
+
 def test_people_may_write_loosely():
     """Comments, spacing, quoted ids, omitted default attributes and the type-free forms."""
     g = parse_graph("""
