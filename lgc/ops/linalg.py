@@ -104,7 +104,7 @@ class MatmulParams:
 
 def matmul_params(M: int, K: int, N: int) -> MatmulParams:
     """Default tile: as wide as N allows, as tall as M allows (no wasted rows for M=1)."""
-    return MatmulParams(TM=min(4, M), TN=width_for(N))
+    return MatmulParams(TM=max(1, min(4, M)), TN=width_for(N))
 
 
 def batch_offsets(it: str, batch, shapes, names) -> list[str]:
@@ -134,6 +134,8 @@ class MatmulGen:
         A, B = node.inputs
         C = node.outputs[0]
         ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, B.shape)
+        if C.type.size == 0:
+            return []
         p = self.params(M, K, N)
         TM, TN = p.TM, p.TN
         dt, ct = C.dtype, C.dtype.cl_compute
