@@ -104,12 +104,14 @@ def _gather_elements_body(em):
 def _gather_elements_ref(xs, at):
     data, ind = xs
     a = norm_axis(at["axis"], data.ndim)
-    return [np.take_along_axis(data, _wrap(ind, data.shape[a]), axis=a)]
+    pos = list(np.indices(ind.shape, sparse=True))  # indices may be smaller than data
+    pos[a] = _wrap(ind, data.shape[a])
+    return [data[tuple(pos)]]
 
 
 register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
                Pointwise(_gather_elements_body, flops_per_point=0), fusion="injective",
-               attrs={"axis": 0}, num_inputs=2, doc="np.take_along_axis(data, indices, axis)"))
+               attrs={"axis": 0}, num_inputs=2, doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
 
 
 def _gather_nd_infer(types, at):
@@ -330,6 +332,7 @@ def _reverse_sequence_infer(types, at):
 def _reverse_sequence_body(em):
     b, t, c = em.node.attrs["batch_axis"], em.node.attrs["time_axis"], list(em.coords)
     n = em.tmp(em.index_type, f"({em.index_type})({em.load(1, [c[b]])})", "n")
+    em.emit(f"{n} = clamp({n}, ({em.index_type})0, ({em.index_type}){em.domain[t]});")  # no stray reads
     src = c[:]
     src[t] = f"({c[t]} < {n} ? {n} - 1 - {c[t]} : {c[t]})"
     em.store(em.load(0, src))
