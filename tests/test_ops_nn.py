@@ -160,3 +160,30 @@ def test_lrn():
     check_ops([("lrn", [x], dict(size=3, alpha=1e-3, beta=0.75, bias=1.0)),
                ("lrn", [x], dict(size=4)), ("lrn", [rand(1, 5, 3)], dict(size=5, bias=2.0))],
               rtol=1e-4, atol=1e-5)
+
+
+# ---- ONNX Einsum, decomposed into transpose/reshape/slice/reduce_sum/matmul ------------------
+
+EINSUM_CASES = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+                ("...ij,...jk", [(2, 3, 4), (1, 4, 5)]), ("...ij,jk->...ik", [(2, 3, 4), (4, 5)]),
+                ("i,i", [(5,), (5,)]), ("i,j->ij", [(3,), (4,)]), ("ii->i", [(4, 4)]),
+                ("...ii->...i", [(2, 3, 3)]), ("ij->", [(3, 4)]), ("ij->ji", [(3, 4)]),
+                ("ij,ij->ij", [(3, 4), (3, 4)]), ("abc,cd,de->abe", [(2, 3, 4), (4, 5), (5, 2)]),
+                ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]), ("ijk,ikj->i", [(2, 3, 4), (2, 4, 3)])]
+
+
+@pytest.mark.parametrize("eq,shapes", EINSUM_CASES)
+def test_einsum_matches_numpy(eq, shapes):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lgc.frontend.onnx import backend
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=eq)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                            for n, s in zip(names, shapes)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, np.einsum(eq, *[np.zeros(s) for s in shapes]).shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    xs = [rand(*s) for s in shapes]
+    got = backend.prepare(model).run(xs)[0]
+    np.testing.assert_allclose(got, np.einsum(eq, *xs), rtol=1e-4, atol=1e-5)

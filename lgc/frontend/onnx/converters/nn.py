@@ -160,3 +160,101 @@ def global_lp_pool(ctx, node, x):
 def lrn(ctx, node, x):
     return ctx.op("lrn", [x], {"size": node.attr("size"), "alpha": node.attr("alpha", 1e-4),
                                "beta": node.attr("beta", 0.75), "bias": node.attr("bias", 1.0)})
+
+
+# ---- Einsum ---------------------------------------------------------------------------------
+
+def _einsum_terms(equation, ranks):
+    """Operand and output label lists; '...' becomes labels '0', '1', ... aligned right."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise NotImplementedError(f"equation {equation!r} has {len(terms)} operands, got {len(ranks)}")
+    n_ell = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks) if "..." in t), default=0)
+    ell = [str(i) for i in range(n_ell)]
+
+    def expand(t, rank):
+        if "..." not in t:
+            return list(t)
+        head, tail = t.split("...")
+        k = rank - len(head) - len(tail)
+        return list(head) + ell[n_ell - k:] + list(tail)
+    ops = [expand(t, r) for t, r in zip(terms, ranks)]
+    if arrow:
+        out = expand(rhs, len(rhs.replace("...", "")) + n_ell)
+    else:
+        letters = [c for t in terms for c in t.replace("...", "")]
+        out = ell + sorted(c for c in set(letters) if letters.count(c) == 1)
+    return ops, out
+
+
+def _diagonals(ctx, x, labels):
+    """Take the diagonal of each label repeated within one operand (ii -> i)."""
+    while len(set(labels)) < len(labels):
+        lab = next(c for c in labels if labels.count(c) > 1)
+        i, j = [k for k, c in enumerate(labels) if c == lab][:2]
+        rest = [k for k in range(len(labels)) if k not in (i, j)]
+        x = _transpose(ctx, x, rest + [i, j])
+        n = x.shape[-1]
+        if x.shape[-2] != n:
+            raise NotImplementedError(f"Einsum diagonal of unequal axes {x.shape[-2:]}")
+        x = ctx.op("reshape", [x], {"shape": x.shape[:-2] + (n * n,)})
+        x = ctx.op("slice", [x], {"starts": (0,) * (x.type.rank - 1) + (0,),
+                                  "steps": (1,) * (x.type.rank - 1) + (n + 1,),
+                                  "shape": x.shape[:-1] + (n,)})
+        labels = [labels[k] for k in rest] + [lab]
+    return x, labels
+
+
+def _sum_out(ctx, x, labels, keep):
+    axes = tuple(k for k, c in enumerate(labels) if c not in keep)
+    if not axes:
+        return x, labels
+    x = ctx.op("reduce_sum", [x], {"axes": axes, "keepdims": 0})
+    return x, [c for c in labels if c in keep]
+
+
+def _contract(ctx, a, la, b, lb, keep):
+    """a (labels la) times b (labels lb) summed over shared labels not in keep, as one
+    batched matmul: [batch, M, K] @ [batch, K, N] -> [batch, M, N] with labels batch+M+N."""
+    batch = [c for c in la if c in lb and c in keep]
+    contract = [c for c in la if c in lb and c not in keep]
+    ma = [c for c in la if c not in lb]
+    nb = [c for c in lb if c not in la]
+    sa, sb = dict(zip(la, a.shape)), dict(zip(lb, b.shape))
+    for c in contract:
+        if sa[c] != sb[c]:
+            raise NotImplementedError(f"Einsum contraction over broadcast label {c!r}")
+
+    def size(s, labels):
+        n = 1
+        for c in labels:
+            n *= s[c]
+        return n
+    a = _transpose(ctx, a, [la.index(c) for c in batch + ma + contract])
+    a = ctx.op("reshape", [a], {"shape": tuple(sa[c] for c in batch) + (size(sa, ma), size(sa, contract))})
+    b = _transpose(ctx, b, [lb.index(c) for c in batch + contract + nb])
+    b = ctx.op("reshape", [b], {"shape": tuple(sb[c] for c in batch) + (size(sb, contract), size(sb, nb))})
+    y = ctx.op("matmul", [a, b])
+    shape = y.shape[:len(batch)] + tuple(sa[c] for c in ma) + tuple(sb[c] for c in nb)
+    return ctx.op("reshape", [y], {"shape": shape}), batch + ma + nb
+
+
+@converter("Einsum")
+def einsum(ctx, node, *xs):
+    """Decomposed into diagonal slices, reduce_sum, transpose/reshape and batched matmul."""
+    ops, out = _einsum_terms(node.attr("equation"), [x.type.rank for x in xs])
+    vals = []
+    for k, (x, labels) in enumerate(zip(xs, ops)):
+        x, labels = _diagonals(ctx, x, labels)
+        others = set(out).union(*[set(o) for j, o in enumerate(ops) if j != k])
+        vals.append(_sum_out(ctx, x, labels, others))
+    y, ly = vals[0]
+    for k in range(1, len(vals)):
+        later = set(out).union(*[set(labels) for _, labels in vals[k + 1:]])
+        b, lb = vals[k]
+        y, ly = _contract(ctx, y, ly, b, lb, later)
+    y, ly = _sum_out(ctx, y, ly, set(out))
+    perm = [ly.index(c) for c in out]
+    return y if perm == list(range(len(perm))) else _transpose(ctx, y, perm)
