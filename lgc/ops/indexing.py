@@ -410,7 +410,8 @@ def _coeffs(ratio, scale, at):
 
 
 def resize_tables(in_w, out_w, scale, roi, at):
-    """(idx[out_w, n], w[out_w, n], extrapolated[out_w] or None) for one axis."""
+    """(idx[out_w, n], w[out_w, n], extrapolated[out_w] or None) for one axis; idx is
+    unclamped (edge padding = clamping into [0, in_w) is left to the user)."""
     y = np.arange(out_w, dtype=np.float64)
     x = _source_coords(at["coordinate_transformation_mode"], y, scale, in_w, out_w, roi)
     fl = np.floor(x)
@@ -429,10 +430,9 @@ def resize_tables(in_w, out_w, scale, roi, at):
         w = np.where((idx < 0) | (idx >= in_w), 0.0, w)
         total = w.sum(axis=1, keepdims=True)
         w = w / np.where(total == 0, 1.0, total)
-    idx = np.clip(idx, 0, in_w - 1)
     if at["mode"] == "nearest":
         pick = np.argmax(w, axis=1)
-        idx, w = idx[np.arange(out_w), pick][:, None], np.ones((out_w, 1))
+        idx, w = np.clip(idx[np.arange(out_w), pick], 0, in_w - 1)[:, None], np.ones((out_w, 1))
     extra = None
     if at["coordinate_transformation_mode"] == "tf_crop_and_resize":
         extra = (x < 0) | (x > in_w - 1)
@@ -467,7 +467,7 @@ def _resize_ref(xs, at):
     (x,) = xs
     res = x if at["mode"] == "nearest" else x.astype(np.float64)
     for a, (idx, w, extra) in _resize_axes(x.shape, at):
-        g = np.take(res, idx, axis=a)  # (..., out, n, ...)
+        g = np.take(res, np.clip(idx, 0, x.shape[a] - 1), axis=a)  # (..., out, n, ...)
         if at["mode"] == "nearest":
             res = np.squeeze(g, axis=a + 1)
         else:
@@ -490,15 +490,17 @@ def _resize_body(em):
     it, c = em.index_type, list(em.coords)
     src, ws, extras, loops = list(c), [], [], []
     for a, (idx, w, extra) in _resize_axes(em.inputs[0].shape, at):
-        n = idx.shape[1]  # __constant tables must sit in the kernel's outermost scope
-        em.emit(_c_array("", "int", f"ri{a}", idx.reshape(-1).tolist(), dtypes.i32))
+        # __constant tables must sit in the kernel's outermost scope; taps are consecutive,
+        # so only the first one's index is stored
+        n, last = idx.shape[1], em.inputs[0].shape[a] - 1
+        em.emit(_c_array("", "int", f"ri{a}", idx[:, 0].tolist(), dtypes.i32))
         if nearest:
             src[a] = f"ri{a}[{c[a]}]"
         else:
             em.emit(_c_array("", work.cl_compute, f"rw{a}", w.reshape(-1).tolist(), work))
             loops += [f"for ({it} t{a} = 0; t{a} < {n}; t{a}++) {{",
                       f"const {work.cl_compute} w{a} = rw{a}[{c[a]}*{n} + t{a}];"]
-            src[a], ws = f"ri{a}[{c[a]}*{n} + t{a}]", ws + [f"w{a}"]
+            src[a], ws = f"clamp(ri{a}[{c[a]}] + (int)t{a}, 0, {last})", ws + [f"w{a}"]
         if extra is not None and extra.any():
             em.emit(_c_array("", "uchar", f"re{a}", extra.astype(int).tolist(), dtypes.u8))
             extras.append(f"re{a}[{c[a]}]")
