@@ -55,7 +55,7 @@ CONV_CASES = [  # (x shape, w shape, bias?, attrs)
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int32])
 def test_conv(dtype):
     cases = []
     for xs, ws, bias, attrs in CONV_CASES:
@@ -187,3 +187,11 @@ def test_einsum_matches_numpy(eq, shapes):
     xs = [rand(*s) for s in shapes]
     got = backend.prepare(model).run(xs)[0]
     np.testing.assert_allclose(got, np.einsum(eq, *xs), rtol=1e-4, atol=1e-5)
+
+
+def test_det():
+    singular = np.ones((3, 3), np.float32)
+    pivoting = np.array([[0, 1, 2], [1, 0, 3], [4, -3, 8]], np.float32)   # zero leading pivot
+    check_ops([("det", [rand(4, 4)], None), ("det", [rand(2, 3, 5, 5)], None),
+               ("det", [singular], None), ("det", [pivoting], None), ("det", [rand(1, 1)], None),
+               ("det", [rand(3, 6, 6, dtype=np.float64)], None)], rtol=1e-4, atol=1e-5)

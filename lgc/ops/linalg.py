@@ -13,6 +13,7 @@ import numpy as np
 
 from ..codegen.kernel import Arg, Kernel, index_type_for
 from ..codegen.emit import read, write
+from ..codegen.templates import Pointwise
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from ._rules import broadcast_shapes, require, same_dtype
@@ -188,3 +189,49 @@ class MatmulGen:
 
 register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(), fusion="out_fusable", num_inputs=2,
                doc="NumPy matmul: 1-D operands promoted, batch dims broadcast"))
+
+
+# ---- det ------------------------------------------------------------------------------------
+
+DET_MAX_N = 32   # the matrix is copied into private memory
+
+
+def _det_infer(types, attrs):
+    require(types, "f", "det")
+    x = types[0].shape
+    if len(x) < 2 or x[-1] != x[-2]:
+        raise OpError(f"det needs [..., n, n], got {x}")
+    if x[-1] > DET_MAX_N:
+        raise OpError(f"det of {x[-1]}x{x[-1]} matrices: at most {DET_MAX_N}x{DET_MAX_N} supported")
+    return [TensorType(types[0].dtype, x[:-2])]
+
+
+def _det_body(em):
+    """Gaussian elimination with partial pivoting, one work-item per matrix."""
+    n, ct, it = em.inputs[0].shape[-1], em.out_type().cl_compute, em.index_type
+    em.emit(f"{ct} a[{max(n * n, 1)}];",
+            f"for ({it} i = 0; i < {n * n}; ++i) a[i] = {em.load_flat(0, f'gid * {n * n} + i')};",
+            f"{ct} det = 1;",
+            f"for ({it} k = 0; k < {n}; ++k) {{",
+            f"  {it} p = k;",
+            f"  for ({it} i = k + 1; i < {n}; ++i) if (fabs(a[i * {n} + k]) > fabs(a[p * {n} + k])) p = i;",
+            f"  if (p != k) {{",
+            f"    det = -det;",
+            f"    for ({it} j = k; j < {n}; ++j) {{ {ct} t = a[k * {n} + j]; "
+            f"a[k * {n} + j] = a[p * {n} + j]; a[p * {n} + j] = t; }}",
+            "  }",
+            f"  const {ct} piv = a[k * {n} + k];",
+            "  det *= piv;",
+            "  if (piv == 0) break;",
+            f"  for ({it} i = k + 1; i < {n}; ++i) {{",
+            f"    const {ct} f = a[i * {n} + k] / piv;",
+            f"    for ({it} j = k + 1; j < {n}; ++j) a[i * {n} + j] -= f * a[k * {n} + j];",
+            "  }",
+            "}")
+    em.store("det")
+
+
+register(OpDef("det", _det_infer,
+               lambda xs, at: [np.asarray(np.linalg.det(xs[0].astype(np.float64))).astype(xs[0].dtype)],
+               Pointwise(_det_body), fusion="opaque", num_inputs=1,
+               doc="determinant of [..., n, n] by LU with partial pivoting"))

@@ -65,7 +65,7 @@ def _float_ref(fn):
 # ---- conv -----------------------------------------------------------------------------------
 
 def _conv_infer(types, attrs):
-    require(types, "f", "conv")
+    require(types, "fi", "conv")
     dt = same_dtype(types)
     x, w = types[0].shape, types[1].shape
     r, g = len(x) - 2, attrs["group"]

@@ -258,3 +258,36 @@ def einsum(ctx, node, *xs):
     y, ly = _sum_out(ctx, y, ly, set(out))
     perm = [ly.index(c) for c in out]
     return y if perm == list(range(len(perm))) else _transpose(ctx, y, perm)
+
+
+# ---- integer matmul and conv: widen to int32, subtract the zero points ------------------------
+
+def _widen(ctx, x, zero_point, axis_len=None):
+    """int32(x) - int32(zero_point); a per-row/per-channel zero point of length axis_len is
+    reshaped to broadcast along axis 0 of the trailing `axis_len` dims."""
+    x = ctx.op("cast", [x], {"to": "i32"})
+    if zero_point is None:
+        return x
+    zp = ctx.op("cast", [zero_point], {"to": "i32"})
+    if axis_len is not None and zp.type.size > 1:
+        zp = ctx.op("reshape", [zp], {"shape": (zp.type.size,) + (1,) * axis_len})
+    return ctx.op("sub", [x, zp])
+
+
+@converter("MatMulInteger")
+def matmul_integer(ctx, node, a, b, a_zero_point=None, b_zero_point=None):
+    return ctx.op("matmul", [_widen(ctx, a, a_zero_point, 1), _widen(ctx, b, b_zero_point)])
+
+
+@converter("ConvInteger")
+def conv_integer(ctx, node, x, w, x_zero_point=None, w_zero_point=None):
+    x = _widen(ctx, x, x_zero_point)
+    w = _widen(ctx, w, w_zero_point, len(w.shape) - 1)
+    kernel = tuple(w.shape[2:])
+    attrs = {**_window_attrs(node, x, kernel), "group": node.attr("group", 1)}
+    return ctx.op("conv", [x, w], attrs)
+
+
+@converter("Det")
+def det(ctx, node, x):
+    return ctx.op("det", [x])
