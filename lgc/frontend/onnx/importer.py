@@ -17,6 +17,7 @@ from ...ir import dtypes
 from ...ir.builder import GraphBuilder
 from ...ir.graph import Graph, TensorType, Value
 from ...ir.registry import OpError
+from . import functions
 from .context import Context, NeedsInputValue
 from .converters import CONVERTERS
 
@@ -109,7 +110,8 @@ def check_supported(model: onnx.ModelProto) -> None:
     def walk(graph):
         for proto in graph.node:
             domain = proto.domain if proto.domain not in DEFAULT_DOMAINS else ""
-            if (domain, proto.op_type) not in CONVERTERS:
+            if (domain, proto.op_type) not in CONVERTERS and \
+                    not functions.has_body(proto.op_type, proto.domain, opset):
                 dom = f" in domain {proto.domain!r}" if domain else ""
                 name = proto.name or (proto.output[0] if proto.output else proto.op_type)
                 raise UnsupportedOp(f"unsupported ONNX operator {proto.op_type}{dom} "
@@ -162,7 +164,7 @@ def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
     for proto in nodes:
         node = OnnxNode(proto)
         fn = CONVERTERS.get((node.domain if node.domain not in DEFAULT_DOMAINS else "", node.op_type))
-        if fn is None:
+        if fn is None and not functions.has_body(node.op_type, node.domain, opset):
             dom = f" in domain {node.domain!r}" if node.domain not in DEFAULT_DOMAINS else ""
             raise UnsupportedOp(f"unsupported ONNX operator {node.op_type}{dom} "
                                 f"(node {node.name!r}, opset {opset})")
@@ -175,6 +177,12 @@ def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
             else:
                 raise ModelError(f"node {node.name!r} ({node.op_type}) reads {name!r}, "
                                  f"which no earlier node or input defines")
+        if fn is None:
+            results = _expand_function(ctx, node, inputs, opset)
+            for name, v in zip(proto.output, results):
+                if name:
+                    env[name] = v
+            continue
         ctx.node = node
         ctx.env = env
         try:
@@ -190,6 +198,30 @@ def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
             if name:
                 env[name] = v
         ctx.node = None
+
+
+def _expand_function(ctx: Context, node: OnnxNode, inputs: list, opset: int) -> list:
+    """Inline the standard's function body for an op lgc has no converter for."""
+    body = functions.body_of(node.proto, inputs, opset)
+    if body is None:
+        raise UnsupportedOp(f"unsupported ONNX operator {node.op_type} (node {node.name!r}, "
+                            f"opset {opset}): no function body for these inputs")
+    env = {formal: v for formal, v in zip(body.input, inputs) if v is not None}
+    inner_opset = functions.function_opset(body, opset)
+    saved = (ctx.node, ctx.opset, ctx.env)
+    ctx.opset = inner_opset
+    try:
+        _convert_nodes(ctx, functions.instantiate(body, node.proto), env, inner_opset)
+    finally:
+        ctx.node, ctx.opset, ctx.env = saved
+    wanted = list(node.proto.output)
+    results = []
+    for i, formal in enumerate(body.output):
+        requested = i < len(wanted) and wanted[i] != ""
+        if requested and formal not in env:
+            raise ModelError(f"node {node.name!r} ({node.op_type}): function body does not produce {formal!r}")
+        results.append(env.get(formal))
+    return results
 
 
 def _ident(s: str) -> str:
