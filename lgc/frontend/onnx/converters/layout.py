@@ -277,7 +277,8 @@ def depth_to_space(ctx, node, x):
 def space_to_depth(ctx, node, x):
     b, c, h, w = x.shape
     bs = node.attr("blocksize")
-    y = transpose(ctx, reshape(ctx, x, (b, c, h // bs, bs, w // bs, bs)), (0, 3, 5, 1, 2, 4))
+    perm = (0, 3, 5, 1, 2, 4) if node.attr("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
+    y = transpose(ctx, reshape(ctx, x, (b, c, h // bs, bs, w // bs, bs)), perm)
     return reshape(ctx, y, (b, c * bs * bs, h // bs, w // bs))
 
 
