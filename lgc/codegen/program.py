@@ -97,7 +97,8 @@ def lower(graph: Graph) -> Program:
             continue
         for v in node.outputs:
             where[v] = new_buffer(v, "temp")
-        base = f"k{index}_{_ident(node.name or node.op) or node.op}"
+        label = _ident(node.name or "")
+        base = f"k{index}_{node.op}" + (f"_{label}" if label and label != node.op else "")
         for part, k in enumerate(codegen.kernels(node, base)):
             if k.empty:
                 continue
