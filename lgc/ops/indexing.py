@@ -20,6 +20,11 @@ from ..ir.registry import REQUIRED, OpDef, OpError, register
 from ._rules import norm_axis
 
 
+def _copy_body(em):
+    """Output = input 0 (first step of a scatter)."""
+    em.store(em.load(0))
+
+
 class Steps:
     """Several Pointwise kernels for one node, launched in order (e.g. copy, then scatter)."""
     alias = False
@@ -111,7 +116,8 @@ def _gather_elements_ref(xs, at):
 
 register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
                Pointwise(_gather_elements_body, flops_per_point=0), fusion="injective",
-               attrs={"axis": 0}, num_inputs=2, doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
+               attrs={"axis": 0}, num_inputs=2,
+               doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
 
 
 def _gather_nd_infer(types, at):
@@ -185,10 +191,12 @@ def _scatter_elements_body(em):
     """Output point p takes, in order, every update u with u == p off the axis and
     indices[u] == p[axis]."""
     data, ind = em.inputs[0].shape, em.inputs[1].shape
-    a, red, t = norm_axis(em.node.attrs["axis"], len(data)), em.node.attrs["reduction"], em.in_type(0)
+    a, red, t = norm_axis(em.node.attrs["axis"], len(data)), em.node.attrs["reduction"], \
+        em.in_type(0)
     c = list(em.coords)
     acc = em.tmp(t.cl_compute, em.load(0), "acc")
-    inside = " && ".join(f"{c[k]} < {ind[k]}" for k in range(len(data)) if k != a and ind[k] < data[k])
+    inside = " && ".join(f"{c[k]} < {ind[k]}" for k in range(len(data))
+                         if k != a and ind[k] < data[k])
     j = em.var("j")
     em.emit(f"if ({inside or 1}) for ({em.index_type} {j} = 0; {j} < {ind[a]}; {j}++) {{")
     u = c[:a] + [j] + c[a + 1:]
@@ -208,10 +216,33 @@ def _scatter_elements_ref(xs, at):
     return [out]
 
 
+def _scatter_elements_write(em):
+    """One work-item per update: plain scatter is linear in the number of updates."""
+    data = em.inputs[0].shape
+    a, c = norm_axis(em.node.attrs["axis"], len(data)), list(em.coords)
+    idx = _index(em, 1, c, data[a], clamp=False)
+    em.emit(f"if ({idx} >= 0 && {idx} < {data[a]}) {{")
+    em.store(em.load(2), coords=c[:a] + [idx] + c[a + 1:])
+    em.emit("}")
+
+
+class _ByReduction:
+    """Copy + one write per update without a reduction; the scanning kernel with one."""
+    alias = False
+
+    def __init__(self, write, reduce):
+        self.write = Steps((_copy_body, None), (write, lambda n: n.inputs[2].shape))
+        self.reduce = Pointwise(reduce)
+
+    def kernels(self, node, name):
+        gen = self.write if node.attrs["reduction"] == "none" else self.reduce
+        return gen.kernels(node, name)
+
+
 register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
-               Pointwise(_scatter_elements_body), fusion="opaque",
+               _ByReduction(_scatter_elements_write, _scatter_elements_body), fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
-               doc="ONNX ScatterElements; updates applied in order"))
+               doc="ONNX ScatterElements; reductions apply duplicates in order"))
 
 
 def _scatter_nd_infer(types, at):
@@ -224,10 +255,6 @@ def _scatter_nd_infer(types, at):
     if upd.dtype != data.dtype or at["reduction"] not in REDUCTIONS:
         raise OpError("scatter_nd: updates dtype or reduction is wrong")
     return [data]
-
-
-def _copy_body(em):
-    em.store(em.load(0))
 
 
 def _scatter_nd_write(em):
@@ -273,18 +300,8 @@ def _scatter_nd_ref(xs, at):
     return [out]
 
 
-class _ScatterND:
-    """Plain scatter is copy + one write per update; reductions use the scanning kernel."""
-    alias = False
-
-    def kernels(self, node, name):
-        if node.attrs["reduction"] == "none":
-            return Steps((_copy_body, None),
-                         (_scatter_nd_write, lambda n: n.inputs[2].shape)).kernels(node, name)
-        return Pointwise(_scatter_nd_reduce).kernels(node, name)
-
-
-register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref, _ScatterND(), fusion="opaque",
+register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
+               _ByReduction(_scatter_nd_write, _scatter_nd_reduce), fusion="opaque",
                attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND"))
 
 
@@ -332,7 +349,8 @@ def _reverse_sequence_infer(types, at):
 def _reverse_sequence_body(em):
     b, t, c = em.node.attrs["batch_axis"], em.node.attrs["time_axis"], list(em.coords)
     n = em.tmp(em.index_type, f"({em.index_type})({em.load(1, [c[b]])})", "n")
-    em.emit(f"{n} = clamp({n}, ({em.index_type})0, ({em.index_type}){em.domain[t]});")  # no stray reads
+    # lengths past the time axis would read outside the buffer
+    em.emit(f"{n} = clamp({n}, ({em.index_type})0, ({em.index_type}){em.domain[t]});")
     src = c[:]
     src[t] = f"({c[t]} < {n} ? {n} - 1 - {c[t]} : {c[t]})"
     em.store(em.load(0, src))
@@ -611,7 +629,7 @@ def _col2im_ref(xs, at):
         for b in np.ndindex(*nbl):
             p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
             if all(0 <= p[i] < img[i] for i in range(d)):
-                out[(slice(None), slice(None)) + tuple(p)] += cols[(slice(None), slice(None)) + k + b]
+                out[(Ellipsis,) + tuple(p)] += cols[(slice(None), slice(None)) + k + b]
     return [out]
 
 
@@ -793,7 +811,8 @@ def _grid_sample_ref(xs, at):
             picks = [axes[i][k] for i, k in enumerate(combo)]
             if all(j is not None for j, _ in picks):
                 w = math.prod(wt for _, wt in picks)
-                out[(p[0], slice(None)) + p[1:]] += w * x[(p[0], slice(None)) + tuple(j for j, _ in picks)]
+                src = (p[0], slice(None)) + tuple(j for j, _ in picks)
+                out[(p[0], slice(None)) + p[1:]] += w * x[src]
     return [out.astype(x.dtype)]
 
 
@@ -841,7 +860,8 @@ def _roi_sample(y, x, h, w):
 
 def _roi_align_ref(xs, at):
     x, rois, bidx = xs
-    oh, ow, sr, sc = at["output_height"], at["output_width"], at["sampling_ratio"], at["spatial_scale"]
+    oh, ow = at["output_height"], at["output_width"]
+    sr, sc = at["sampling_ratio"], at["spatial_scale"]
     off = 0.5 if at["half_pixel"] else 0.0
     h, w = x.shape[2:]
     out = np.zeros((rois.shape[0], x.shape[1], oh, ow), np.float64)
@@ -875,8 +895,7 @@ def _roi_align_body(em):
     oh, ow, sr = at["output_height"], at["output_width"], at["sampling_ratio"]
     work = dtypes.f64 if ct == "double" else dtypes.f32
     off, scale = literal(0.5 if at["half_pixel"] else 0.0, work), literal(at["spatial_scale"], work)
-    roi = [convert(em.load(1, [n, str(k)]), em.in_type(1), dtypes.f64 if ct == "double" else dtypes.f32)
-           for k in range(4)]
+    roi = [convert(em.load(1, [n, str(k)]), em.in_type(1), work) for k in range(4)]
     b = f"(int)({em.load(2, [n])})"
     em.emit(f"const {ct} sw = {roi[0]} * {scale} - {off};",
             f"const {ct} sh = {roi[1]} * {scale} - {off};",
@@ -899,7 +918,7 @@ def _roi_align_body(em):
             f"if (yl >= {h - 1}) {{ yh = yl = {h - 1}; y = yl; }} else yh = yl + 1;",
             f"if (xl >= {w - 1}) {{ xh = xl = {w - 1}; x = xl; }} else xh = xl + 1;",
             f"const {ct} ly = y - yl, lx = x - xl;")
-    v = [convert(em.load(0, [ "bi", ch, yy, xx]), t, dtypes.f64 if ct == "double" else dtypes.f32)
+    v = [convert(em.load(0, ["bi", ch, yy, xx]), t, work)
          for yy, xx in (("yl", "xl"), ("yl", "xh"), ("yh", "xl"), ("yh", "xh"))]
     wts = ["(1 - ly) * (1 - lx)", "(1 - ly) * lx", "ly * (1 - lx)", "ly * lx"]
     terms = [f"{wt} * {vv}" for wt, vv in zip(wts, v)]
@@ -909,7 +928,7 @@ def _roi_align_body(em):
     else:
         em.emit(f"val = fmax(fmax({terms[0]}, {terms[1]}), fmax({terms[2]}, {terms[3]}));", "}",
                 "acc = first ? val : fmax(acc, val); first = 0;", "}")
-    em.store(convert("acc", dtypes.f64 if ct == "double" else dtypes.f32, t))
+    em.store(convert("acc", work, t))
 
 
 register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_align_body),

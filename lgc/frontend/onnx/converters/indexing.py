@@ -4,8 +4,8 @@ are constants. Window generators fold at compile time when their size is known."
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
-from ....ir import dtypes
 from . import converter
 
 
@@ -38,7 +38,7 @@ def scatter_nd(ctx, node, data, indices, updates):
 
 @converter("OneHot")
 def one_hot(ctx, node, indices, depth, values):
-    (d,) = [int(round(float(v))) for v in np.asarray(ctx.need(depth, "OneHot depth")).reshape(-1)]
+    (d,) = [int(v) for v in np.asarray(ctx.need(depth, "OneHot depth")).reshape(-1)]
     if not indices.dtype.is_int:
         indices = ctx.op("cast", [indices], {"to": "i64"})
     return ctx.op("one_hot", [indices, values], {"axis": node.attr("axis", -1), "depth": d})
@@ -156,17 +156,14 @@ def unique(ctx, node, x):
 # ---- window generators --------------------------------------------------------------------
 
 def _window(coeffs):
+    """Generalised cosine window sum_j c_j cos(2 pi j k / N), folded (size is known)."""
     def conv(ctx, node, size):
         (n,) = ctx.ints(size, f"{node.op_type} size")
-        periodic = node.attr("periodic", 1)
+        m = n if node.attr("periodic", 1) else n - 1
         k = np.arange(n, dtype=np.float64)
-        m = n if periodic else n - 1
         w = sum(c * np.cos(2 * np.pi * j * k / m) for j, c in enumerate(coeffs)) if m > 0 \
             else np.ones(n)
-        dt = dtypes.by_name("f32") if node.attr("output_datatype") is None else None
-        from onnx import helper
-        npt = np.float32 if dt else helper.tensor_dtype_to_np_dtype(node.attr("output_datatype"))
-        return ctx.const(w.astype(npt))
+        return ctx.const(w.astype(helper.tensor_dtype_to_np_dtype(node.attr("output_datatype", 1))))
     return conv
 
 
