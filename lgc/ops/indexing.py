@@ -534,8 +534,9 @@ def _resize_body(em):
     em.store(convert(value, vt, t))
 
 
+# opaque: the body declares __constant tables, which cannot be inlined into another kernel
 register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
-               fusion="injective", attrs=RESIZE_ATTRS, num_inputs=1,
+               fusion="opaque", attrs=RESIZE_ATTRS, num_inputs=1,
                doc="ONNX Resize with every size, scale and roi resolved to full rank"))
 
 
