@@ -18,21 +18,23 @@ def _data(shape, dtype):
     return x > 0 if dtype is np.bool_ else x.astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_every_op_every_dtype(dtype):
-    """One build per dtype covering each op, so storage types (f16 words, bool bytes) are hit."""
-    x = _data((2, 3, 4), dtype)
-    check_ops([
-        ("reshape", [x], {"shape": (4, 6)}),
-        ("transpose", [x], {"perm": (2, 0, 1)}),
-        ("broadcast_to", [x[:, :1]], {"shape": (2, 2, 3, 4)}),
-        ("slice", [x], {"starts": (1, 2, 3), "steps": (-1, -1, -2), "shape": (2, 3, 2)}),
-        ("concat", [x, x[:, :2], x[:, :0]], {"axis": 1}),
-        ("pad", [x], {"pads": (0, 1, 2, 1, 0, 1), "mode": "constant", "value": 1}),
-        ("pad", [x], {"pads": (1, 1, 2, 0, 2, 3), "mode": "reflect"}),
-        ("tile", [x], {"repeats": (2, 1, 3)}),
-        ("trilu", [x], {"upper": 1, "k": 0}),
-    ])
+def test_every_op_every_dtype():
+    """Each op on each storage type (f16 words, bool bytes, 64-bit ints), in one build."""
+    cases = []
+    for dtype in DTYPES:
+        x = _data((2, 3, 4), dtype)
+        cases += [
+            ("reshape", [x], {"shape": (4, 6)}),
+            ("transpose", [x], {"perm": (2, 0, 1)}),
+            ("broadcast_to", [x[:, :1]], {"shape": (2, 2, 3, 4)}),
+            ("slice", [x], {"starts": (1, 2, 3), "steps": (-1, -1, -2), "shape": (2, 3, 2)}),
+            ("concat", [x, x[:, :2], x[:, :0]], {"axis": 1}),
+            ("pad", [x], {"pads": (0, 1, 2, 1, 0, 1), "mode": "constant", "value": 1}),
+            ("pad", [x], {"pads": (1, 1, 2, 0, 2, 3), "mode": "reflect"}),
+            ("tile", [x], {"repeats": (2, 1, 3)}),
+            ("trilu", [x], {"upper": 1, "k": 0}),
+        ]
+    check_ops(cases)
 
 
 def test_scalars_and_empty_tensors():
@@ -128,3 +130,85 @@ def test_type_rules_reject_bad_attrs():
             d.infer([t], d.normalize_attrs(attrs))
     with pytest.raises(registry.OpError):
         registry.get("concat").infer([t, TensorType(f32, (3, 3))], {"axis": 1})
+
+
+# ---- ONNX converters: old-opset attribute forms, clamping, specialisation on inputs ----------
+
+INT_MAX = 2**63 - 1
+
+
+def _onnx_check(opset, nodes, feeds, consts=None):
+    """Run one model through lgc and onnx's reference evaluator; compare every output."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from lgc.api import Model
+    outs = [o for n in nodes for o in n.output if o]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+         for k, v in feeds.items()],
+        [helper.make_empty_tensor_value_info(o) for o in outs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (consts or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    want = ReferenceEvaluator(model).run(None, feeds)
+    got = list(Model(model).run(dict(feeds)).values())
+    for name, g, w in zip(outs, got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape, (name, g.dtype, g.shape, w.dtype, w.shape)
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def _n(op, ins, outs, **attrs):
+    from onnx import helper
+    return helper.make_node(op, ins, outs, **attrs)
+
+
+X = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+
+
+def test_onnx_opset_9_attribute_forms():
+    _onnx_check(9, [
+        _n("Slice", ["x"], ["s1"], starts=[-2, 1], ends=[INT_MAX, -1], axes=[0, 2]),
+        _n("Slice", ["x"], ["s2"], starts=[1, -100], ends=[100, 2]),
+        _n("Pad", ["x"], ["p1"], pads=[1, 0, 2, 0, 2, 1], mode="edge"),
+        _n("Pad", ["x"], ["p2"], pads=[0, 1, 0, 0, 1, 0], value=2.5),
+        _n("Split", ["x"], ["sp1", "sp2"], axis=1, split=[1, 3]),
+        _n("Split", ["x"], ["sp3", "sp4", "sp5"]),
+        _n("Slice", ["x"], ["s3"], starts=[-1], ends=[INT_MAX], axes=[0]),
+        _n("Squeeze", ["s3"], ["sq"], axes=[0]),
+        _n("Unsqueeze", ["x"], ["un"], axes=[0, 4]),
+        _n("Dropout", ["x"], ["d"], ratio=0.3),  # opset 7-9 masks are T, not bool
+        _n("Concat", ["x", "x"], ["c"], axis=2),
+        _n("Flatten", ["x"], ["f"], axis=2),
+        _n("Transpose", ["x"], ["t"]),
+    ], {"x": X})
+
+
+def test_onnx_opset_18_inputs():
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    _onnx_check(18, [
+        _n("Slice", ["x", "st", "en", "ax", "stp"], ["s"]),
+        _n("Reshape", ["x", "shp"], ["r"]),
+        _n("Reshape", ["e", "zero"], ["rz"], allowzero=1),
+        _n("Pad", ["x", "pads", "cv", "pax"], ["p"], mode="reflect"),
+        _n("Pad", ["x", "pads", "cv", "pax"], ["pc"]),
+        _n("Split", ["x"], ["a", "b", "c"], axis=2, num_outputs=3),
+        _n("Squeeze", ["x1", "sqa"], ["sq"]),
+        _n("Expand", ["x1", "exs"], ["ex"]),
+        _n("Tile", ["x", "reps"], ["tl"]),
+        _n("Shape", ["x"], ["sh"], start=-2),
+        _n("Size", ["x"], ["sz"]),
+        _n("ConstantOfShape", ["exs"], ["cs"]),
+        _n("Range", ["r0", "r1", "r2"], ["rg"]),
+        _n("Trilu", ["x", "k"], ["tr"], upper=0),
+        _n("CenterCropPad", ["x", "ccs"], ["cc"], axes=[-1, 1]),
+        _n("DepthToSpace", ["x4"], ["d2s"], blocksize=2, mode="CRD"),
+        _n("SpaceToDepth", ["d2s"], ["s2d"], blocksize=2),
+        _n("Dropout", ["x", "ratio", "train"], ["dr", "drm"]),
+    ], {"x": X, "st": i64(-1, 4), "en": i64(-INT_MAX, 0), "reps": i64(1, 2, 1)},
+        {"ax": i64(0, -1), "stp": i64(-1, -2), "shp": i64(0, -1, 2, 5), "e": np.zeros((0, 3), np.float32),
+         "zero": i64(3, 0), "pads": i64(3, 2, 1, 1), "cv": np.float32(-1), "pax": i64(-1, 1),
+         "x1": X[:1], "sqa": i64(0), "exs": i64(2, 1, 4, 1), "r0": np.float32(1),
+         "r1": np.float32(-2), "r2": np.float32(-0.75), "k": i64(-1), "ccs": i64(7, 2),
+         "x4": np.arange(96, dtype=np.float32).reshape(1, 8, 3, 4),
+         "ratio": np.float32(0), "train": np.array(True)})
