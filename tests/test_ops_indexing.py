@@ -223,7 +223,7 @@ def test_roi_align_reference_matches_onnx(mode):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_col2im_and_affine_grid():
+def test_col2im_affine_grid_max_unpool():
     cases = []
     for at in [dict(image_shape=(5, 5), block_shape=(2, 2), dilations=(1, 1), pads=(0, 0, 0, 0),
                     strides=(1, 1)),
@@ -239,4 +239,9 @@ def test_col2im_and_affine_grid():
                       {"size": (2, 3, 4, 5), "align_corners": align}))
         cases.append(("affine_grid", [_data((1, 3, 4), np.float32)],
                       {"size": (1, 1, 2, 3, 4), "align_corners": align}))
+    x = _data((2, 3, 2, 2), np.float32)
+    flat = RNG.permutation(2 * 3 * 4 * 5)[:24].reshape(x.shape)  # distinct flat positions
+    cases.append(("max_unpool", [x, flat], {"shape": (2, 3, 4, 5)}))
+    cases.append(("max_unpool", [x.astype(np.int32), flat.astype(np.int32)],
+                  {"shape": (2, 3, 4, 5)}))
     check_ops(cases, atol=1e-5)

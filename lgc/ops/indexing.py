@@ -937,3 +937,39 @@ register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_ali
                attrs={"mode": "avg", "output_height": 1, "output_width": 1, "sampling_ratio": 0,
                       "spatial_scale": 1.0, "half_pixel": 1},
                doc="ONNX RoiAlign over NCHW input"))
+
+
+# ---- max_unpool -----------------------------------------------------------------------------
+
+def _max_unpool_infer(types, at):
+    x, ind = types
+    _int_input(ind, "max_unpool indices")
+    if ind.shape != x.shape or len(at["shape"]) != len(x.shape):
+        raise OpError(f"max_unpool: indices {ind.shape} / shape {at['shape']} vs input {x.shape}")
+    return [TensorType(x.dtype, tuple(at["shape"]))]
+
+
+def _zero_body(em):
+    em.store(literal(0, em.out_type()))
+
+
+def _max_unpool_write(em):
+    """Indices are flat positions in the whole output (as MaxPool returns them)."""
+    size = em.outputs[0].type.size
+    idx = em.tmp(em.index_type, f"({em.index_type})({em.load(1)})", "ix")
+    em.emit(f"if ({idx} >= 0 && {idx} < {size}) {{")
+    em.store_flat(em.load(0), idx)
+    em.emit("}")
+
+
+def _max_unpool_ref(xs, at):
+    x, ind = xs
+    out = np.zeros(math.prod(at["shape"]), x.dtype)
+    out[ind.reshape(-1)] = x.reshape(-1)
+    return [out.reshape(at["shape"])]
+
+
+register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
+               Steps((_zero_body, None), (_max_unpool_write, lambda n: n.inputs[0].shape)),
+               fusion="opaque", attrs={"shape": REQUIRED}, num_inputs=2,
+               doc="zeros of `shape` with out.flat[indices] = x (ONNX MaxUnpool)"))

@@ -221,17 +221,13 @@ def roi_align(ctx, node, x, rois, batch_indices):
 
 @converter("MaxUnpool")
 def max_unpool(ctx, node, x, indices, output_shape=None):
-    """Scatter x into zeros at the flat indices MaxPool returned, then pad to output_shape."""
+    """Place x at the flat indices MaxPool returned; zero-pad at the end to output_shape."""
     k = node.attr("kernel_shape")
     d = len(k)
     strides, pads = node.attr("strides", [1] * d), node.attr("pads", [0] * 2 * d)
     shape = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[d + i] + k[i]
                                  for i in range(d)]
-    size = int(np.prod(shape))
-    flat_i = ctx.op("reshape", [indices], {"shape": (indices.type.size, 1)})
-    flat_x = ctx.op("reshape", [x], {"shape": (x.type.size,)})
-    zeros = ctx.const(np.zeros(size, x.dtype.np))
-    y = ctx.op("reshape", [ctx.op("scatter_nd", [zeros, flat_i, flat_x])], {"shape": tuple(shape)})
+    y = ctx.op("max_unpool", [x, indices], {"shape": tuple(shape)})
     if output_shape is not None:
         want = ctx.ints(output_shape, "MaxUnpool output_shape")
         if want != shape:
