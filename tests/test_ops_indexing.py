@@ -139,12 +139,14 @@ def test_resize_half():
                for m in ["nearest", "linear", "cubic"]], rtol=3e-3, atol=3e-3)
 
 
-def test_resize_nearest_int_and_3d():
+def test_resize_int_and_3d():
     check_ops([
         ("resize", [_data((1, 2, 3, 4), np.int64)], _resize((1, 2, 3, 4), (1, 2, 7, 2))),
         ("resize", [_data((1, 2, 3, 4), np.int32)],
          _resize((1, 2, 3, 4), (1, 2, 7, 2), coordinate_transformation_mode="asymmetric",
                  nearest_mode="floor")),
+        ("resize", [RNG.integers(0, 255, (1, 2, 3, 4)).astype(np.uint8)],  # rounds, saturates
+         _resize((1, 2, 3, 4), (1, 2, 7, 3), mode="cubic")),
         ("resize", [_data((1, 1, 3, 4, 2), np.float32)],
          _resize((1, 1, 3, 4, 2), (1, 1, 5, 3, 4), mode="linear")),
     ], atol=1e-5)

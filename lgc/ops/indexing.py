@@ -476,8 +476,8 @@ def _resize_infer(types, at):
     r = len(x.shape)
     if len(at["sizes"]) != r or len(at["scales"]) != r or len(at["roi"]) not in (0, 2 * r):
         raise OpError(f"resize: sizes/scales/roi do not match rank {r}")
-    if at["mode"] != "nearest" and not x.dtype.is_float:
-        raise OpError(f"resize: {at['mode']} mode needs a float tensor, got {x.dtype}")
+    if x.dtype.is_bool and at["mode"] != "nearest":
+        raise OpError(f"resize: {at['mode']} mode needs a numeric tensor")
     return [TensorType(x.dtype, tuple(at["sizes"]))]
 
 
@@ -493,6 +493,9 @@ def _resize_ref(xs, at):
         if extra is not None:
             m = extra.reshape((1,) * a + extra.shape + (1,) * (x.ndim - a - 1))
             res = np.where(m, at["extrapolation_value"], res)
+    if x.dtype.kind in "iu" and at["mode"] != "nearest":  # ONNX rounds and saturates
+        info = np.iinfo(x.dtype)
+        res = np.clip(np.round(res), info.min, info.max)
     return [res.astype(x.dtype)]
 
 
@@ -503,7 +506,8 @@ def _c_array(qual, ctype, name, values, dtype):
 
 def _resize_body(em):
     at, t = em.node.attrs, em.in_type(0)
-    work = dtypes.f64 if t.name == "f64" else dtypes.f32
+    wide = t.name == "f64" or t.is_int and t.itemsize >= 4
+    work = dtypes.f64 if wide else dtypes.f32
     nearest = at["mode"] == "nearest"
     it, c = em.index_type, list(em.coords)
     src, ws, extras, loops = list(c), [], [], []
@@ -529,6 +533,9 @@ def _resize_body(em):
         em.emit(f"acc += {' * '.join(ws + [convert(em.load(0, src), t, work)])};")
         em.emit(*["}"] * len(ws))
         value, vt = "acc", work
+        if t.is_int:  # round half to even, then saturate, as ONNX does
+            info = np.iinfo(t.np)
+            em.emit(f"acc = clamp(rint(acc), {literal(info.min, work)}, {literal(info.max, work)});")
     if extras:
         value = f"(({' || '.join(extras)}) ? {literal(at['extrapolation_value'], vt)} : {value})"
     em.store(convert(value, vt, t))
