@@ -1,10 +1,12 @@
-"""Indexing ops: gathers, scatters, one_hot, reverse_sequence and resize.
+"""Indexing ops: gathers, scatters, one_hot, reverse_sequence, tensor_scatter, resize,
+grid_sample, affine_grid, roi_align, col2im and max_unpool.
 
-All of them are "one work-item per output point" kernels whose loads use computed
-coordinates. Indices follow ONNX: negative ones wrap once (idx + dim); gathers clamp what is
-still out of range so a bad index can never read outside a buffer. Scatters with a reduction
-are written as one work-item per output element that scans the updates in order, which is
-deterministic with duplicate indices and needs no atomics.
+Most are "one work-item per output point" kernels whose loads use computed coordinates.
+Indices follow ONNX: negative ones wrap once (idx + dim); gathers clamp what is still out of
+range so a bad index can never read outside a buffer. A plain scatter is two kernels (copy
+the data, then one work-item per update); a scatter with a reduction is one work-item per
+output element scanning the updates in order, which is deterministic with duplicate indices
+and needs no atomics.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..codegen.emit import Emitter, convert
+from ..codegen.emit import Emitter, convert, linear_index
 from ..codegen.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
@@ -285,7 +287,6 @@ def _scatter_nd_reduce(em):
 
 
 def _lin(coords, shape):
-    from ..codegen.emit import linear_index
     return f"({linear_index(coords, shape)})"
 
 
