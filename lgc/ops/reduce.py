@@ -168,13 +168,12 @@ def _arg_op(name, largest):
         idx = em.tmp("long", "0", "idx")
         em.emit(*loops)
         v = em.tmp(t.cl_compute, em.load(0, coords), "v")
-        take = _c_better(v, best, t, largest)
-        if a["select_last_index"]:
-            take = take.replace(">", ">=").replace("<", "<=") if not t.is_float else \
-                f"(({best} == {best}) ? ({v} {'>=' if largest else '<='} {best} || {v} != {v}) " \
-                f": ({v} != {v}))"
-        elif t.is_float:  # the first NaN stays, like np.argmax
-            take = f"({best} == {best} && {take})"
+        last = a["select_last_index"]
+        op = (">" if largest else "<") + ("=" if last else "")
+        if t.is_float:  # NaN is the extreme: the first NaN wins (the last one, with `last`)
+            take = f"(({best} == {best}) ? ({v} {op} {best} || {v} != {v}) : ({last} && {v} != {v}))"
+        else:
+            take = f"({v} {op} {best})"
         em.emit(f"if ({take}) {{ {best} = {v}; {idx} = {r}; }}", "}")
         em.store(idx)
 
@@ -205,7 +204,7 @@ def _along(em: Emitter, k: str) -> list[str]:
 def _axis_infer(name, kinds):
     def infer(types, attrs):
         require(types, kinds, name)
-        if not 0 <= attrs["axis"] < max(types[0].rank, 1):
+        if not 0 <= attrs["axis"] < types[0].rank:
             raise OpError(f"{name}: axis {attrs['axis']} out of range for rank {types[0].rank}")
         return [types[0]]
     return infer
