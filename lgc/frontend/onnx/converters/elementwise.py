@@ -145,6 +145,9 @@ def leaky_relu(ctx, node, x):
 @converter("PRelu")
 def prelu(ctx, node, x, slope):
     zero = scalar(ctx, 0, x)
+    if ctx.opset < 7 and len(slope.shape) == 1 and len(x.shape) > 2 and slope.shape[0] == x.shape[1] > 1:
+        # before opset 7 a 1-D slope applies per channel (axis 1), not to the last axis
+        slope = ctx.op("reshape", [slope], {"shape": (slope.shape[0],) + (1,) * (len(x.shape) - 2)})
     return ctx.op("where", [ctx.op("lt", [x, zero]), ctx.op("mul", [x, slope]), x])
 
 
