@@ -53,9 +53,8 @@ def reverse_sequence(ctx, node, x, lens):
 # ---- Resize / Upsample --------------------------------------------------------------------
 
 def _floats(ctx, v, what):
-    a = ctx.value(v) if v is not None else None
-    if v is not None and a is None:
-        a = ctx.need(v, what)
+    """A compile-time float list, or None for an omitted or empty optional input."""
+    a = None if v is None else np.asarray(ctx.need(v, what))
     return None if a is None or a.size == 0 else [float(x) for x in a.reshape(-1)]
 
 
