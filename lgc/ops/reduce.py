@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.emit import Emitter, convert
+from ..codegen.emit import Emitter, convert, linear_index, read
 from ..codegen.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
@@ -315,34 +315,38 @@ def _topk_ref(xs, attrs):
 
 
 def _topk_body(em: Emitter):
-    """k passes over the row; pass j takes the best element ranked after pass j-1's.
-    Order: by value (NaN above every number, as np.sort has it), then by lower index."""
+    """One pass over the row, insertion-sorting into the output row itself (it belongs to
+    this work-item): O(n) when few elements make the top k. Order: by value, NaN above every
+    number (as np.sort has it); among equal values the earlier index stays first."""
     a = em.node.attrs
-    t = em.in_type(0)
-    ct, it = t.cl_compute, em.index_type
-    n = em.inputs[0].shape[a["axis"]]
+    k, n = a["k"], em.inputs[0].shape[a["axis"]]
+    if k == 0:
+        return
+    t, it = em.in_type(0), em.index_type
+    ct = t.cl_compute
 
-    def gt(p, q):
+    def better(p, q):  # p goes before q
+        if not a["largest"]:
+            p, q = q, p
         return f"({p} > {q} || ({p} != {p} && {q} == {q}))" if t.is_float else f"({p} > {q})"
 
-    def eq(p, q):
-        return f"({p} == {q} || ({p} != {p} && {q} != {q}))" if t.is_float else f"({p} == {q})"
+    def out(j, p):
+        return read(f"out{j}", em.out_type(j), linear_index(_along(em, p), em.outputs[j].shape))
 
-    def before(p, ip, q, iq):
-        first = gt(p, q) if a["largest"] else gt(q, p)
-        return f"({first} || ({eq(p, q)} && {ip} < {iq}))"
-
-    em.emit(f"{ct} pv = {literal(0, t)}; {it} pi = -1;",
-            f"for ({it} j = 0; j < {a['k']}; ++j) {{",
-            f"  {ct} bv = {literal(0, t)}; {it} bi = -1;",
-            f"  for ({it} i = 0; i < {n}; ++i) {{",
-            f"    {ct} v = {em.load(0, _along(em, 'i'))};",
-            f"    if ((pi < 0 || {before('pv', 'pi', 'v', 'i')}) && "
-            f"(bi < 0 || {before('v', 'i', 'bv', 'bi')})) {{ bv = v; bi = i; }}",
-            "  }")
-    em.store("bv", 0, coords=_along(em, "j"))
-    em.store("(long)bi", 1, coords=_along(em, "j"))
-    em.emit("  pv = bv; pi = bi;", "}")
+    em.emit(f"{it} cnt = 0;", f"{ct} worst = {literal(0, t)};",
+            f"for ({it} i = 0; i < {n}; ++i) {{",
+            f"  {ct} v = {em.load(0, _along(em, 'i'))};",
+            f"  if (cnt == {k} && !{better('v', 'worst')}) continue;",
+            f"  {it} p = cnt < {k} ? cnt++ : {k - 1};",
+            f"  while (p > 0) {{",
+            f"    {ct} w = {out(0, 'p - 1')};",
+            f"    if (!{better('v', 'w')}) break;")
+    em.store("w", 0, coords=_along(em, "p"))
+    em.store(out(1, "p - 1"), 1, coords=_along(em, "p"))
+    em.emit("    --p;", "  }")
+    em.store("v", 0, coords=_along(em, "p"))
+    em.store("(long)i", 1, coords=_along(em, "p"))
+    em.emit(f"  if (cnt == {k}) worst = {out(0, str(k - 1))};", "}")
 
 
 register(OpDef("topk", _topk_infer, _topk_ref, Pointwise(_topk_body, domain=_row_domain),
