@@ -155,6 +155,9 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
     for o in model.graph.output:
         if o.name not in env:
             raise ModelError(f"graph output {o.name!r} is not produced by any node")
+        if not isinstance(env[o.name], Value):
+            raise UnsupportedOp(f"graph output {o.name!r} is a sequence or optional, which lgc "
+                                f"cannot return (only tensors)")
         outputs.append(env[o.name])
     return b.build(outputs, [input_of[v] for v in graph_inputs],
                    [o.name for o in model.graph.output])
