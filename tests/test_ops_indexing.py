@@ -82,6 +82,31 @@ def test_scatter_nd(dtype):
     check_ops(cases)
 
 
+def test_random_shapes_nd_and_elements():
+    """Random ranks 1-3, batch dims, index depths and reductions, negative indices."""
+    rng, cases = np.random.default_rng(1), []
+    for trial in range(6):
+        shape = tuple(int(v) for v in rng.integers(1, 5, rng.integers(1, 4)))
+        rank, x = len(shape), _data(shape, np.float32)
+        red = ["add", "mul", "max", "min"][trial % 4]
+        b = int(rng.integers(0, rank))
+        k = int(rng.integers(1, rank - b + 1))
+        lead = shape[:b] + tuple(int(v) for v in rng.integers(1, 3, rng.integers(0, 2)))
+        ind = np.stack([rng.integers(-shape[b + j], shape[b + j], lead) for j in range(k)], -1)
+        cases.append(("gather_nd", [x, ind], {"batch_dims": b}))
+        k, n = int(rng.integers(1, rank + 1)), int(rng.integers(1, 6))
+        ind = np.stack([rng.integers(-shape[j], shape[j], (n,)) for j in range(k)], -1)
+        cases.append(("scatter_nd", [x, ind, _data((n,) + shape[k:], np.float32)],
+                      {"reduction": red}))
+        a = int(rng.integers(0, rank))
+        ishape = tuple(int(rng.integers(1, d + 1)) for d in shape)
+        ind = rng.integers(-shape[a], shape[a], ishape)
+        cases.append(("scatter_elements", [x, ind, _data(ishape, np.float32)],
+                      {"axis": a, "reduction": red}))
+        cases.append(("gather_elements", [x, ind], {"axis": a}))
+    check_ops(cases, atol=1e-5)
+
+
 def test_one_hot_reverse_sequence_tensor_scatter():
     ind = np.array([[1, -1, 9], [0, 3, -4]])
     x = _data((4, 3, 5), np.float32)
