@@ -138,7 +138,9 @@ class ConvGen:
         OT, MT = -(-O[-1] // TP), -(-Mg // TM)
         L = r - 1                                   # leading spatial axes (looped, not vectorised)
         body = [f"{it} t_ = ({it})get_global_id(0);",
-                f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};"]
+                f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};",
+                # lanes past the output's end hold junk: they may read the next row
+                f"const {it} last = min(({it}){TP - 1}, ({it}){O[-1] - 1} - ox0);"]
         for i in range(L - 1, -1, -1):
             body.append(f"const {it} o{i} = t_ % {O[i]}; t_ /= {O[i]};")
         body += [f"const {it} grp = ({it})get_global_id(1) / {MT};",
@@ -166,7 +168,7 @@ class ConvGen:
                  f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{",
                  f"{ind}  const {it} ix = ox0 * {sl} - {pl} + kx * {dl};",
                  f"{ind}  {VT} xv;",
-                 f"{ind}  if (ix >= 0 && ix + {(TP - 1) * sl} < {SL}) "
+                 f"{ind}  if (ix >= 0 && ix + last * {sl} < {SL} && xr + ix + {self._reach(TP, sl)} < {X.type.size}) "
                  f"xv = {self._inside(dt, TP, sl)};",
                  f"{ind}  else xv = {self._border(dt, TP, sl, SL, ct)};",
                  f"{ind}  const {it} wk = {wk};"]
@@ -196,9 +198,16 @@ class ConvGen:
                        flops=2 * Y.type.size * Cg * KS)]
 
     @staticmethod
+    def _reach(TP, sl):
+        """Last input offset the in-image load of a row touches."""
+        return 2 * TP - 1 if sl == 2 and TP > 1 else (TP - 1) * sl
+
+    @staticmethod
     def _inside(dt, TP, sl):
         if sl == 1:
             return vload("in0", dt, "xr + ix", TP)
+        if sl == 2 and TP > 1:        # one contiguous load of 2*TP, keep the even lanes
+            return f"({vload('in0', dt, 'xr + ix', 2 * TP)}).even"
         return gather(dt, TP, [read("in0", dt, f"xr + ix + {j * sl}") for j in range(TP)])
 
     @staticmethod
