@@ -14,22 +14,45 @@ import lgc  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
+class SelfAttention(torch.nn.Module):
+    """BERT-style multi-head self-attention with an additive padding mask."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.dh = heads, d // heads
+        self.qkv = torch.nn.Linear(d, 3 * d)
+        self.out = torch.nn.Linear(d, d)
+
+    def forward(self, x, mask):
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.reshape(b, s, self.heads, self.dh).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-1, -2) / self.dh ** 0.5
+        scores = scores + (1.0 - mask[:, None, None, :].float()) * -1e4
+        ctx = torch.softmax(scores, -1) @ v
+        return self.out(ctx.transpose(1, 2).reshape(b, s, d))
+
+
 class TinyEncoder(torch.nn.Module):
-    """Embedding + positional table, one post-norm encoder layer (GELU), LayerNorm, pooled head."""
+    """Embedding + positions, one post-norm encoder layer (GELU MLP), mean-pooled head."""
 
     def __init__(self, d=32, heads=4, vocab=50):
         super().__init__()
         self.emb = torch.nn.Embedding(vocab, d)
-        self.pos = torch.nn.Parameter(torch.randn(64, d) * 0.1)
-        self.layer = torch.nn.TransformerEncoderLayer(d, heads, dim_feedforward=64, dropout=0.0,
-                                                      batch_first=True, activation="gelu")
-        self.norm = torch.nn.LayerNorm(d)
+        self.pos = torch.nn.Embedding(64, d)
+        self.attn = SelfAttention(d, heads)
+        self.norm1 = torch.nn.LayerNorm(d)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.GELU(), torch.nn.Linear(64, d))
+        self.norm2 = torch.nn.LayerNorm(d)
         self.head = torch.nn.Linear(d, 3)
 
     def forward(self, ids, mask):
-        x = self.emb(ids) + self.pos[: ids.shape[1]]
-        x = self.layer(x, src_key_padding_mask=mask == 0)
-        return torch.softmax(self.head(self.norm(x)).mean(1), -1)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.emb(ids) + self.pos(positions)[None]
+        x = self.norm1(x + self.attn(x, mask))
+        x = self.norm2(x + self.mlp(x))
+        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return torch.softmax(self.head(pooled), -1)
 
 
 @pytest.fixture(scope="module")
