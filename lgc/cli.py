@@ -236,6 +236,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("lgc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except Exception as e:  # the CLI's contract: one line, unless --debug
         if args.debug:
             raise
