@@ -13,6 +13,7 @@ import numpy as np
 from onnx import helper
 
 from ....ir import dtypes
+from ....ir.registry import OpError
 from ....ops._rules import broadcast_shapes
 from . import converter
 
@@ -36,8 +37,8 @@ def transpose(ctx, x, perm):
 
 def broadcast_to(ctx, x, shape):
     shape = tuple(int(d) for d in shape)
-    if math.prod(shape) == x.type.size:
-        return reshape(ctx, x, shape)
+    if broadcast_shapes(x.shape, shape) == shape and math.prod(shape) == x.type.size:
+        return reshape(ctx, x, shape)  # only size-1 axes are added: no data is repeated
     return ctx.op("broadcast_to", [x], {"shape": shape})
 
 
@@ -59,7 +60,7 @@ def slice_(ctx, x, starts, ends, axes=None, steps=None):
     st, sp, shape = [0] * rank, [1] * rank, list(x.shape)
     for a, b, e, s in zip(axes, starts, ends, steps):
         if s == 0:
-            raise ValueError("Slice step 0")
+            raise OpError("Slice step 0")
         r = range(*slice(b, e, s).indices(x.shape[a]))
         st[a], sp[a], shape[a] = (r.start, s, len(r)) if len(r) else (0, 1, 0)
     if shape == list(x.shape) and all(s == 1 for s in sp):
@@ -70,7 +71,7 @@ def slice_(ctx, x, starts, ends, axes=None, steps=None):
 def _axis(a, rank):
     a = int(a)
     if not -rank <= a < max(rank, 1):
-        raise ValueError(f"axis {a} out of range for rank {rank}")
+        raise OpError(f"axis {a} out of range for rank {rank}")
     return a % rank if rank else 0
 
 
@@ -141,7 +142,7 @@ def squeeze(ctx, node, x, axes=None):
     rank = len(x.shape)
     drop = {_axis(a, rank) for a in axes} if axes else {i for i, d in enumerate(x.shape) if d == 1}
     if any(x.shape[a] != 1 for a in drop):
-        raise ValueError(f"Squeeze of axes {sorted(drop)} of size != 1 in shape {x.shape}")
+        raise OpError(f"Squeeze of axes {sorted(drop)} of size != 1 in shape {x.shape}")
     return reshape(ctx, x, [d for i, d in enumerate(x.shape) if i not in drop])
 
 
@@ -185,7 +186,7 @@ def split(ctx, node, x, sizes=None):
         sizes = [min(chunk, dim - k * chunk) for k in range(n)]
     else:
         if dim % n:
-            raise ValueError(f"Split of {dim} into {n} equal parts")
+            raise OpError(f"Split of {dim} into {n} equal parts")
         sizes = [dim // n] * n
     outs, at = [], 0
     for s in sizes:
