@@ -195,3 +195,12 @@ def test_det():
     check_ops([("det", [rand(4, 4)], None), ("det", [rand(2, 3, 5, 5)], None),
                ("det", [singular], None), ("det", [pivoting], None), ("det", [rand(1, 1)], None),
                ("det", [rand(3, 6, 6, dtype=np.float64)], None)], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int64])
+def test_matmul_trans_b(dtype):
+    """B stored [..., N, K] (the dot-product kernel): tails in K, N and M, batch broadcast."""
+    shapes = [((1, 37), (9, 37)), ((3, 16), (5, 16)), ((5,), (3, 5)), ((2, 3, 7), (4, 7)),
+              ((3, 1, 1, 20), (2, 6, 20)), ((1, 256), (10, 256))]
+    check_ops([("matmul", [rand(*a, dtype=dtype), rand(*b, dtype=dtype)], {"trans_b": 1})
+               for a, b in shapes], **tol(dtype))

@@ -84,14 +84,25 @@ def _mm_shapes(a, b):
     return a2[:-2], b2[:-2], batch, a2[-2], a2[-1], b2[-1], out
 
 
+def _b_shape(b, attrs):
+    """B's shape as the product sees it: with trans_b, B is stored [..., N, K]."""
+    if not attrs["trans_b"]:
+        return tuple(b)
+    if len(b) < 2:
+        raise OpError("matmul with trans_b needs B of rank >= 2")
+    return tuple(b[:-2]) + (b[-1], b[-2])
+
+
 def _mm_infer(types, attrs):
     require(types, "fiu", "matmul")
     dt = same_dtype(types)
-    return [TensorType(dt, _mm_shapes(types[0].shape, types[1].shape)[-1])]
+    return [TensorType(dt, _mm_shapes(types[0].shape, _b_shape(types[1].shape, attrs))[-1])]
 
 
 def _mm_ref(xs, attrs):
     a, b = xs
+    if attrs["trans_b"]:
+        b = np.swapaxes(b, -1, -2)
     if a.dtype == np.float16:
         return [np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)]
     return [np.asarray(np.matmul(a, b)).astype(a.dtype)]
@@ -134,9 +145,11 @@ class MatmulGen:
     def kernels(self, node, name):
         A, B = node.inputs
         C = node.outputs[0]
-        ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, B.shape)
+        ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
         if C.type.size == 0:
             return []
+        if node.attrs["trans_b"]:
+            return self.dot_kernels(node, name, ba, bb, batch, M, K, N)
         p = self.params(M, K, N)
         TM, TN = p.TM, p.TN
         dt, ct = C.dtype, C.dtype.cl_compute
@@ -187,8 +200,46 @@ class MatmulGen:
                        flops=2 * M * N * K * nb)]
 
 
+    def dot_kernels(self, node, name, ba, bb, batch, M, K, N):
+        """B stored [..., N, K]: each of a TM x TN tile of C is a dot product of two contiguous
+        rows, accumulated in VK-wide vectors and summed at the end. Streams B row by row,
+        which is what a matrix-vector product (an FC layer at batch 1) needs."""
+        A, B, C = node.inputs[0], node.inputs[1], node.outputs[0]
+        TM, TN, VK = min(2, M), min(4, N), 8 if K >= 8 else 1
+        dt, ct = C.dtype, C.dtype.cl_compute
+        it = index_type_for(A.type.size, B.type.size, C.type.size)
+        VT = vtype(dt, VK)
+        body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
+                f"const {it} m0 = ({it})get_global_id(1) * {TM};",
+                f"const {it} b = ({it})get_global_id(2);"]
+        body += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
+        tile = [(i, j) for i in range(TM) for j in range(TN)]
+        body += [f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};" for i in range(TM)]
+        body += [f"const {it} b{j} = offb + min(n0 + {j}, ({it}){N - 1}) * {K};" for j in range(TN)]
+        body += [f"{VT} acc{i}_{j} = ({VT})0;" for i, j in tile]
+        body += [f"{it} k = 0;", f"for (; k + {VK} <= {K}; k += {VK}) {{"]
+        body += [f"  const {VT} av{i} = {vload('in0', dt, f'a{i} + k', VK)};" for i in range(TM)]
+        body += [f"  const {VT} bv{j} = {vload('in1', dt, f'b{j} + k', VK)};" for j in range(TN)]
+        body += [f"  acc{i}_{j} += av{i} * bv{j};" for i, j in tile] + ["}"]
+        body += [f"{ct} s{i}_{j} = {' + '.join(lane(f'acc{i}_{j}', v, VK) for v in range(VK))};"
+                 for i, j in tile]
+        body += [f"for (; k < {K}; ++k) {{"]
+        body += [f"  s{i}_{j} += {read('in0', dt, f'a{i} + k')} * {read('in1', dt, f'b{j} + k')};"
+                 for i, j in tile] + ["}"]
+        for i, j in tile:
+            guard = " && ".join(([f"m0 + {i} < {M}"] if M % TM else []) + ([f"n0 + {j} < {N}"] if N % TN else []))
+            store = write("out0", dt, f"b * {M * N} + (m0 + {i}) * {N} + n0 + {j}", f"s{i}_{j}")
+            body.append(f"if ({guard}) {store}" if guard else store)
+        args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
+        return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), prod(batch)),
+                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
+                       flops=2 * M * N * K * prod(batch))]
+
+
 register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(), fusion="out_fusable", num_inputs=2,
-               doc="NumPy matmul: 1-D operands promoted, batch dims broadcast"))
+               attrs={"trans_b": 0},
+               doc="NumPy matmul: 1-D operands promoted, batch dims broadcast; trans_b: B is "
+                   "stored with its last two axes swapped"))
 
 
 # ---- det ------------------------------------------------------------------------------------
