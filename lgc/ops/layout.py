@@ -108,8 +108,11 @@ def _slice_ref(xs, at):
 
 def _slice_body(em):
     at = em.node.attrs
-    em.store(em.load(0, [c if (a, s) == (0, 1) else f"{a} + ({c})*{s}" if s != 1 else f"{a} + {c}"
-                         for c, a, s in zip(em.coords, at["starts"], at["steps"])]))
+    coords = []
+    for c, a, s in zip(em.coords, at["starts"], at["steps"]):
+        walk = c if s == 1 else f"({c})*{s}"
+        coords.append(walk if a == 0 else f"{a} + {walk}")
+    em.store(em.load(0, coords))
 
 
 register(OpDef(

@@ -288,8 +288,8 @@ def dropout(ctx, node, x, ratio=None, training=None):
     """Inference: identity. Training with ratio 0 keeps everything; with ratio > 0 it is
     random, which a static compile cannot reproduce."""
     train = training is not None and bool(ctx.need(training, "Dropout training_mode").reshape(-1)[0])
-    p = node.attr("ratio", 0.5) if ratio is None else float(ctx.need(ratio, "Dropout ratio").reshape(-1)[0])
-    if train and p > 0:
+    if train and (node.attr("ratio", 0.5) if ratio is None else
+                  float(ctx.need(ratio, "Dropout ratio").reshape(-1)[0])) > 0:
         raise NotImplementedError("Dropout in training mode with ratio > 0 (random)")
     if node.num_outputs < 2:
         return x
