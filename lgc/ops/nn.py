@@ -200,13 +200,13 @@ class ConvGen:
     @staticmethod
     def _reach(TP, sl):
         """Last input offset the in-image load of a row touches."""
-        return 2 * TP - 1 if sl == 2 and TP > 1 else (TP - 1) * sl
+        return 2 * TP - 1 if sl == 2 and 1 < TP <= 8 else (TP - 1) * sl
 
     @staticmethod
     def _inside(dt, TP, sl):
         if sl == 1:
             return vload("in0", dt, "xr + ix", TP)
-        if sl == 2 and TP > 1:        # one contiguous load of 2*TP, keep the even lanes
+        if sl == 2 and 1 < TP <= 8:   # one contiguous load of 2*TP, keep the even lanes
             return f"({vload('in0', dt, 'xr + ix', 2 * TP)}).even"
         return gather(dt, TP, [read("in0", dt, f"xr + ix + {j * sl}") for j in range(TP)])
 
