@@ -250,8 +250,9 @@ def center_crop_pad(ctx, node, x, shp):
     axes = [_axis(a, rank) for a in node.attr("axes", range(rank))]
     pads = [0] * (2 * rank)
     for a, want in zip(axes, ctx.ints(shp, "CenterCropPad shape")):
-        d = want - x.shape[a]  # > 0 pads, < 0 crops; the odd element goes to the end
-        pads[a], pads[rank + a] = (d // 2, d - d // 2) if d > 0 else (-(-d // 2), d + (-d) // 2)
+        d = want - x.shape[a]  # > 0 pads, < 0 crops; an odd element goes to the end
+        begin = d // 2 if d > 0 else -(-d // 2)
+        pads[a], pads[rank + a] = begin, d - begin
     if not any(pads):
         return x
     return ctx.op("pad", [x], {"pads": tuple(pads), "mode": "constant", "value": 0})
