@@ -13,7 +13,8 @@ from lgc.testing import check_op, check_ops, reference_op, run_op
 RNG = np.random.default_rng(0)
 REDUCE = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_mean"]
 SHAPES_AXES = [((), ()), ((7,), (0,)), ((7,), ()), ((3, 4, 5), (1,)), ((3, 4, 5), (0, 2)),
-               ((3, 4, 5), (0, 1, 2)), ((2, 1, 3, 2), (1, 3)), ((2, 1, 3, 2), (0, 1, 2, 3))]
+               ((3, 4, 5), (0, 1, 2)), ((2, 1, 3, 2), (1, 3)), ((2, 1, 3, 2), (0, 1, 2, 3)),
+               ((3, 4, 8), (1,)), ((5, 2, 6), (0, 1))]  # the last two: several outputs per item
 
 
 def _data(shape, dtype, op=""):
@@ -34,7 +35,7 @@ def test_reductions_float32():
 def test_reductions_dtypes(dtype):
     tol = 3e-3 if dtype == np.float16 else 1e-5
     check_ops([(op, [_data(shape, dtype, op)], {"axes": axes, "keepdims": k % 2})
-               for op in REDUCE for k, (shape, axes) in enumerate(SHAPES_AXES[3:6])],
+               for op in REDUCE for k, (shape, axes) in enumerate(SHAPES_AXES[4:6] + SHAPES_AXES[-1:])],
               rtol=tol, atol=tol)
 
 
@@ -69,7 +70,7 @@ def test_reduce_nan_and_empty():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.uint8])
 def test_argmax_argmin(dtype):
-    x = RNG.integers(0, 3, (4, 5, 3)).astype(dtype)  # few values: many ties
+    x = RNG.integers(0, 3, (4, 5, 6)).astype(dtype)  # few values: many ties
     axes = range(3) if dtype == np.float32 else [1]
     check_ops([(op, [x], {"axis": axis, "keepdims": axis % 2, "select_last_index": last})
                for op in ("argmax", "argmin") for axis in axes for last in (0, 1)])
@@ -87,7 +88,7 @@ def test_arg_ties_and_nan_match_numpy():
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 def test_softmax(dtype):
     tol = 3e-3 if dtype == np.float16 else 1e-5
-    x = RNG.uniform(-5, 5, (3, 4, 5)).astype(dtype)
+    x = RNG.uniform(-5, 5, (3, 5, 4)).astype(dtype)
     big = np.array([[1000, 1001, 1002], [-1000, 0, 1000]], dtype)  # stable: no inf/nan
     axes = range(3) if dtype == np.float32 else [2]
     check_ops([(op, [a], {"axis": min(axis, a.ndim - 1)}) for op in ("softmax", "log_softmax")
@@ -99,7 +100,7 @@ def test_softmax(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.int64])
 def test_scans(dtype):
     tol = 3e-3 if dtype == np.float16 else 1e-5
-    x = _data((3, 4, 5), dtype, "cumprod")
+    x = _data((3, 5, 4), dtype, "cumprod")
     combos = [(0, 0, 0), (1, 0, 1), (2, 1, 0), (2, 1, 1)] if dtype == np.float32 else [(1, 1, 1)]
     check_ops([(op, [x], {"axis": axis, "exclusive": ex, "reverse": rev})
                for op in ("cumsum", "cumprod") for axis, ex, rev in combos], rtol=tol, atol=tol)
@@ -131,6 +132,9 @@ def test_topk_ties_and_nan():
     v, i = run_op("topk", [x], {"axis": 1, "k": 4, "largest": 0})
     np.testing.assert_array_equal(i, [[1, 5, 4, 0]])
     check_op("topk", [x], {"axis": 1, "k": 6, "largest": 0})
+    up = np.repeat(np.arange(10, dtype=np.int32), 2)[None]  # every element displaces another
+    check_ops([("topk", [r], {"axis": 1, "k": 5, "largest": lg})
+               for r in (up, up[:, ::-1].copy()) for lg in (0, 1)])
 
 
 # ---- ONNX forms that the conformance cases (latest opsets) leave out ----------------------

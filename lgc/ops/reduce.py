@@ -71,19 +71,52 @@ def _reduce_loops(em: Emitter, axes, keepdims):
     return coords, loops
 
 
+def _lanes(shape, axis_reduced) -> int:
+    """How many neighbouring points along the innermost axis one work-item takes, when that
+    axis is not the one reduced: each step then reads a contiguous run instead of single
+    elements a row apart (on PoCL each far-apart read costs about a TLB miss)."""
+    if not shape or axis_reduced(len(shape) - 1):
+        return 1
+    return next((v for v in (16, 8, 4, 2) if shape[-1] % v == 0), 1)
+
+
+def _laned(coords, lanes):
+    """Coordinates with the innermost one widened to lane j of a work-item's run."""
+    return coords if lanes == 1 else coords[:-1] + [f"{coords[-1]}*{lanes} + j"]
+
+
+def _reduce_lanes(node) -> int:
+    axes = node.attrs["axes"] if "axes" in node.attrs else (node.attrs["axis"],)
+    return _lanes(node.inputs[0].shape, lambda a: a in axes)
+
+
+def _reduce_domain(node):
+    shape, lanes = node.outputs[0].shape, _reduce_lanes(node)
+    return shape[:-1] + (shape[-1] // lanes,) if shape else shape
+
+
+def _lane_loop(lanes) -> str:
+    return f"for (int j = 0; j < {lanes}; ++j)"
+
+
 def _reduction(init, step, finish=lambda acc, n, t: acc):
-    """Kernel body: acc = init; acc = step(acc, v) over the reduced axes; store finish(acc)."""
+    """Kernel body: acc = init; acc = step(acc, v) over the reduced axes; store finish(acc);
+    for `lanes` neighbouring outputs at once (acc[j])."""
     def body(em: Emitter):
         axes, keep = em.node.attrs["axes"], em.node.attrs["keepdims"]
         xt = em.in_type(0)
-        at = _acc_dtype(xt)
+        at, ct = _acc_dtype(xt), _acc_dtype(xt).cl_compute
         n = int(np.prod([em.inputs[0].shape[a] for a in axes], dtype=np.int64))
-        acc = em.tmp(at.cl_compute, literal(init(xt), at), "acc")
+        lanes = _reduce_lanes(em.node)
+        lane_loop = _lane_loop(lanes)
+        em.emit(f"{ct} acc[{lanes}];", f"{lane_loop} acc[j] = {literal(init(xt), at)};")
         coords, loops = _reduce_loops(em, axes, keep)
-        em.emit(*loops)
-        v = em.tmp(at.cl_compute, convert(em.load(0, coords), xt, at), "v")
-        em.emit(step(acc, v, at), "}" * len(loops))
-        em.store(convert(finish(acc, n, at), at, em.out_type()))
+        em.emit(*loops, lane_loop + " {")
+        v = em.tmp(ct, convert(em.load(0, _laned(coords, lanes)), xt, at), "v")
+        em.emit(step("acc[j]", v, at), "}" * (len(loops) + 1), lane_loop + " {")
+        em.store(convert(finish("acc[j]", n, at), at, em.out_type()),
+                 coords=_laned(list(em.coords), lanes))
+        em.emit("}")
     return body
 
 
@@ -100,7 +133,8 @@ def _reduce_op(name, kinds, init, step, ref, finish=lambda acc, n, t: acc, doc="
             y = ref(_np_acc(x), tuple(attrs["axes"]), bool(attrs["keepdims"]))
         return [np.asarray(y).astype(x.dtype)]
 
-    register(OpDef(name, infer, reference, Pointwise(_reduction(init, step, finish)),
+    register(OpDef(name, infer, reference,
+                   Pointwise(_reduction(init, step, finish), domain=_reduce_domain),
                    fusion="reduction", num_inputs=1, attrs={"axes": REQUIRED, "keepdims": 1},
                    doc=doc))
 
@@ -159,25 +193,28 @@ def _arg_op(name, largest):
 
     def body(em: Emitter):
         a = em.node.attrs
-        t = em.in_type(0)
+        t, ct = em.in_type(0), em.in_type(0).cl_compute
+        lanes = _reduce_lanes(em.node)
         coords, loops = _reduce_loops(em, (a["axis"],), a["keepdims"])
-        r = coords[a["axis"]]
+        coords = _laned(coords, lanes)
         first = list(coords)
         first[a["axis"]] = "0"
-        best = em.tmp(t.cl_compute, em.load(0, first), "best")
-        idx = em.tmp("long", "0", "idx")
-        em.emit(*loops)
-        v = em.tmp(t.cl_compute, em.load(0, coords), "v")
+        em.emit(f"{ct} best[{lanes}];", f"long idx[{lanes}];",
+                f"{_lane_loop(lanes)} {{ best[j] = {em.load(0, first)}; idx[j] = 0; }}",
+                *loops, _lane_loop(lanes) + " {")
+        v = em.tmp(ct, em.load(0, coords), "v")
         last = a["select_last_index"]
         op = (">" if largest else "<") + ("=" if last else "")
         if t.is_float:  # NaN is the extreme: the first NaN wins (the last one, with `last`)
-            take = f"(({best} == {best}) ? ({v} {op} {best} || {v} != {v}) : ({last} && {v} != {v}))"
+            take = f"((best[j] == best[j]) ? ({v} {op} best[j] || {v} != {v}) : ({last} && {v} != {v}))"
         else:
-            take = f"({v} {op} {best})"
-        em.emit(f"if ({take}) {{ {best} = {v}; {idx} = {r}; }}", "}")
-        em.store(idx)
+            take = f"({v} {op} best[j])"
+        em.emit(f"if ({take}) {{ best[j] = {v}; idx[j] = {coords[a['axis']]}; }}", "}}",
+                _lane_loop(lanes) + " {")
+        em.store("idx[j]", coords=_laned(list(em.coords), lanes))
+        em.emit("}")
 
-    register(OpDef(name, infer, reference, Pointwise(body), fusion="reduction", num_inputs=1,
+    register(OpDef(name, infer, reference, Pointwise(body, domain=_reduce_domain), fusion="reduction", num_inputs=1,
                    attrs={"axis": REQUIRED, "keepdims": 1, "select_last_index": 0},
                    doc="NaN counts as the extreme; ties go to the first (or last) index"))
 
@@ -188,17 +225,23 @@ _arg_op("argmin", False)
 
 # ---- per-row ops: softmax, scans, topk --------------------------------------------------------
 
-def _row_domain(node):
-    """One work-item per row along `axis`: the input shape with that axis set to 1."""
+def _row_lanes(node) -> int:
+    return _lanes(node.inputs[0].shape, lambda a: a == node.attrs["axis"])
+
+
+def _row_domain(node, lanes=None):
+    """One work-item per row along `axis` (per `lanes` neighbouring rows when the axis is
+    not the innermost): the input shape with that axis set to 1."""
     shape = list(node.inputs[0].shape)
     shape[node.attrs["axis"]] = 1
+    shape[-1] //= _row_lanes(node) if lanes is None else lanes
     return tuple(shape)
 
 
-def _along(em: Emitter, k: str) -> list[str]:
+def _along(em: Emitter, k: str, lanes: int) -> list[str]:
     coords = list(em.coords)
     coords[em.node.attrs["axis"]] = k
-    return coords
+    return _laned(coords, lanes)
 
 
 def _axis_infer(name, kinds):
@@ -211,22 +254,28 @@ def _axis_infer(name, kinds):
 
 
 def _softmax_body(log):
+    """Three passes over the row: max; sum of exp(x - max), keeping exp in the output;
+    scale. One exp per element."""
     def body(em: Emitter):
         t = em.in_type(0)
-        ct = t.cl_compute
+        ct, it = t.cl_compute, em.index_type
         n = em.inputs[0].shape[em.node.attrs["axis"]]
-        it = em.index_type
-        x = lambda k: em.load(0, _along(em, k))  # noqa: E731
-        m = em.tmp(ct, literal(float("-inf"), t), "m")
-        s = em.tmp(ct, literal(0, t), "s")
-        em.emit(f"for ({it} k = 0; k < {n}; ++k) {{ {ct} v = {x('k')}; "
-                f"if {_c_better('v', m, t, True)} {m} = v; }}",
-                f"for ({it} k = 0; k < {n}; ++k) {s} += exp({x('k')} - {m});")
+        lanes = _row_lanes(em.node)
+        at = _along(em, "k", lanes)
+        x = em.load(0, at)
+        rows = f"for ({it} k = 0; k < {n}; ++k) {_lane_loop(lanes)} {{"
+        em.emit(f"{ct} m[{lanes}], s[{lanes}];",
+                f"{_lane_loop(lanes)} {{ m[j] = {literal(float('-inf'), t)}; s[j] = {literal(0, t)}; }}",
+                f"{rows} {ct} v = {x}; if {_c_better('v', 'm[j]', t, True)} m[j] = v; }}", rows)
         if log:
-            em.emit(f"{s} = log({s});")
-        em.emit(f"for ({it} k = 0; k < {n}; ++k) {{")
-        em.store(f"({x('k')} - {m} - {s})" if log else f"(exp({x('k')} - {m}) / {s})",
-                 coords=_along(em, "k"))
+            em.emit(f"  s[j] += exp({x} - m[j]);", "}", f"{_lane_loop(lanes)} s[j] = log(s[j]);", rows)
+            em.store(f"({x} - m[j] - s[j])", coords=at)
+        else:
+            em.emit(f"  {ct} e = exp({x} - m[j]);", "  s[j] += e;")
+            em.store("e", coords=at)
+            y = read("out0", em.out_type(), linear_index(at, em.outputs[0].shape))
+            em.emit("}", f"{_lane_loop(lanes)} s[j] = {literal(1, t)} / s[j];", rows)
+            em.store(f"({y} * s[j])", coords=at)
         em.emit("}")
     return body
 
@@ -253,17 +302,16 @@ def _scan_body(op, init):
     def body(em: Emitter):
         a = em.node.attrs
         t = _acc_dtype(em.in_type(0))
-        n = em.inputs[0].shape[a["axis"]]
-        it = em.index_type
-        acc = em.tmp(t.cl_compute, literal(init, t), "acc")
-        k = "(" + f"{n - 1} - i" + ")" if a["reverse"] else "i"
-        em.emit(f"for ({it} i = 0; i < {n}; ++i) {{")
-        v = em.tmp(t.cl_compute, convert(em.load(0, _along(em, k)), em.in_type(0), t), "v")
+        n, lanes = em.inputs[0].shape[a["axis"]], _row_lanes(em.node)
+        at = _along(em, f"({n - 1} - i)" if a["reverse"] else "i", lanes)
+        em.emit(f"{t.cl_compute} acc[{lanes}];", f"{_lane_loop(lanes)} acc[j] = {literal(init, t)};",
+                f"for ({em.index_type} i = 0; i < {n}; ++i) {_lane_loop(lanes)} {{")
+        v = em.tmp(t.cl_compute, convert(em.load(0, at), em.in_type(0), t), "v")
         if not a["exclusive"]:
-            em.emit(f"{acc} {op}= {v};")
-        em.store(convert(acc, t, em.out_type()), coords=_along(em, k))
+            em.emit(f"acc[j] {op}= {v};")
+        em.store(convert("acc[j]", t, em.out_type()), coords=at)
         if a["exclusive"]:
-            em.emit(f"{acc} {op}= {v};")
+            em.emit(f"acc[j] {op}= {v};")
         em.emit("}")
     return body
 
@@ -331,25 +379,26 @@ def _topk_body(em: Emitter):
         return f"({p} > {q} || ({p} != {p} && {q} == {q}))" if t.is_float else f"({p} > {q})"
 
     def out(j, p):
-        return read(f"out{j}", em.out_type(j), linear_index(_along(em, p), em.outputs[j].shape))
+        return read(f"out{j}", em.out_type(j), linear_index(_along(em, p, 1), em.outputs[j].shape))
 
     em.emit(f"{it} cnt = 0;", f"{ct} worst = {literal(0, t)};",
             f"for ({it} i = 0; i < {n}; ++i) {{",
-            f"  {ct} v = {em.load(0, _along(em, 'i'))};",
+            f"  {ct} v = {em.load(0, _along(em, 'i', 1))};",
             f"  if (cnt == {k} && !{better('v', 'worst')}) continue;",
             f"  {it} p = cnt < {k} ? cnt++ : {k - 1};",
             f"  while (p > 0) {{",
             f"    {ct} w = {out(0, 'p - 1')};",
             f"    if (!{better('v', 'w')}) break;")
-    em.store("w", 0, coords=_along(em, "p"))
-    em.store(out(1, "p - 1"), 1, coords=_along(em, "p"))
+    em.store("w", 0, coords=_along(em, "p", 1))
+    em.store(out(1, "p - 1"), 1, coords=_along(em, "p", 1))
     em.emit("    --p;", "  }")
-    em.store("v", 0, coords=_along(em, "p"))
-    em.store("(long)i", 1, coords=_along(em, "p"))
+    em.store("v", 0, coords=_along(em, "p", 1))
+    em.store("(long)i", 1, coords=_along(em, "p", 1))
     em.emit(f"  if (cnt == {k}) worst = {out(0, str(k - 1))};", "}")
 
 
-register(OpDef("topk", _topk_infer, _topk_ref, Pointwise(_topk_body, domain=_row_domain),
+register(OpDef("topk", _topk_infer, _topk_ref,
+               Pointwise(_topk_body, domain=lambda node: _row_domain(node, lanes=1)),
                fusion="opaque", num_inputs=1,
                attrs={"axis": REQUIRED, "k": REQUIRED, "largest": 1, "sorted": 1},
                doc="values and int64 indices of the k largest (smallest), always sorted; "
