@@ -167,9 +167,11 @@ def transpose_(ctx, node, x):
 def concat(ctx, node, *xs):
     xs = [x for x in xs if x is not None]
     axis = _axis(node.attr("axis", 1), len(xs[0].shape))
-    if len(xs) == 1:
-        return xs[0]
-    return ctx.op("concat", xs, {"axis": axis})
+    parts = [x for x in xs if x.shape[axis]] or xs[:1]  # empty parts add nothing
+    rest = lambda x: (x.dtype, x.shape[:axis] + x.shape[axis + 1:])  # noqa: E731
+    if len(parts) == 1 and all(rest(x) == rest(parts[0]) for x in xs):
+        return parts[0]
+    return ctx.op("concat", parts, {"axis": axis})
 
 
 @converter("Split")
