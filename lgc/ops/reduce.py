@@ -206,7 +206,8 @@ def _arg_op(name, largest):
         last = a["select_last_index"]
         op = (">" if largest else "<") + ("=" if last else "")
         if t.is_float:  # NaN is the extreme: the first NaN wins (the last one, with `last`)
-            take = f"((best[j] == best[j]) ? ({v} {op} best[j] || {v} != {v}) : ({last} && {v} != {v}))"
+            nan = f"{v} != {v}" if last else f"({v} != {v} && best[j] == best[j])"
+            take = f"({v} {op} best[j] || {nan})"
         else:
             take = f"({v} {op} best[j])"
         em.emit(f"if ({take}) {{ best[j] = {v}; idx[j] = {coords[a['axis']]}; }}", "}}",
