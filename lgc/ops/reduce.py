@@ -3,7 +3,8 @@ cumsum/cumprod and topk.
 
 Every kernel here is one work-item per output element (or per row along `axis`) that loops
 over the reduced coordinates itself: no local memory or barriers, which is what PoCL runs
-well and what stays portable. Floats accumulate in float (float16 too) or double; integers
+well and what stays portable. When the innermost axis is kept, a work-item takes a run of
+neighbouring outputs ("lanes") so that its reads are contiguous. Floats accumulate in float (float16 too) or double; integers
 accumulate in their own type, so sums wrap like NumPy's with `dtype=` the input's.
 """
 from __future__ import annotations

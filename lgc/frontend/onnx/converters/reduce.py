@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import dtypes, registry
+from ....ir.registry import OpError
 from . import converter
 
 
@@ -18,7 +19,7 @@ def scalar(ctx, value, like):
 
 def _norm(axis, rank):
     if not -rank <= axis < max(rank, 1):
-        raise ValueError(f"axis {axis} out of range for rank {rank}")
+        raise OpError(f"axis {axis} out of range for rank {rank}")
     return axis % rank if rank else 0
 
 
@@ -53,7 +54,7 @@ def _axes(ctx, node, x, axes_input=None):
     else:
         axes = node.attr("axes")
     if not axes:
-        return () if node.attr("noop_with_empty_axes", 0) else tuple(range(x.shape.__len__()))
+        return () if node.attr("noop_with_empty_axes", 0) else tuple(range(len(x.shape)))
     return tuple(sorted({_norm(a, len(x.shape)) for a in axes}))
 
 
