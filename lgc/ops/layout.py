@@ -126,6 +126,8 @@ register(OpDef(
 def _concat_infer(types, attrs):
     dt = same_dtype(types)
     rank = types[0].rank
+    if rank == 0:
+        raise OpError("cannot concatenate scalars")
     axis = norm_axis(attrs["axis"], rank)
     if axis != attrs["axis"]:
         raise OpError("concat axis must be normalized (non-negative)")
@@ -201,7 +203,7 @@ def _pad_ref(xs, at):
     parts = _pad_parts(x.shape, at["pads"])
     x = x[tuple(slice(lo, lo + kept) for lo, kept, _ in parts)]
     width = [(max(b, 0), max(e, 0)) for b, e in zip(at["pads"][:r], at["pads"][r:])]
-    mode = {"edge": "edge", "reflect": "reflect", "wrap": "wrap"}.get(at["mode"], "constant")
+    mode = at["mode"]
     if mode == "constant":
         return [np.pad(x, width, mode="constant", constant_values=at["value"]).astype(x.dtype)]
     if x.size == 0:  # every padded axis is empty too (checked by the type rule)
