@@ -135,6 +135,11 @@ def test_topk_ties_and_nan():
     up = np.repeat(np.arange(10, dtype=np.int32), 2)[None]  # every element displaces another
     check_ops([("topk", [r], {"axis": 1, "k": 5, "largest": lg})
                for r in (up, up[:, ::-1].copy()) for lg in (0, 1)])
+    ties = RNG.integers(0, 5, (2, 300)).astype(np.int64)  # deep heaps, many equal keys
+    nans = RNG.standard_normal((2, 300)).astype(np.float32)
+    nans[0, ::7] = np.nan
+    check_ops([("topk", [r], {"axis": 1, "k": k, "largest": lg})
+               for r in (ties, nans) for k in (7, 300) for lg in (0, 1)])
 
 
 # ---- ONNX forms that the conformance cases (latest opsets) leave out ----------------------

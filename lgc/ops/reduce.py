@@ -365,9 +365,10 @@ def _topk_ref(xs, attrs):
 
 
 def _topk_body(em: Emitter):
-    """One pass over the row, insertion-sorting into the output row itself (it belongs to
-    this work-item): O(n) when few elements make the top k. Order: by value, NaN above every
-    number (as np.sort has it); among equal values the earlier index stays first."""
+    """The output row (this work-item's own) holds a heap of the k best seen so far, worst
+    at the root; then heapsort orders it. O(n log k) at worst, O(n) when few elements beat
+    the root, so it is also a sort (k = n). Order: by value, NaN above every number (as
+    np.sort has it), then by lower index."""
     a = em.node.attrs
     k, n = a["k"], em.inputs[0].shape[a["axis"]]
     if k == 0:
@@ -375,28 +376,52 @@ def _topk_body(em: Emitter):
     t, it = em.in_type(0), em.index_type
     ct = t.cl_compute
 
-    def better(p, q):  # p goes before q
+    def before(p, ip, q, iq):  # element (p, ip) sorts before (q, iq)
         if not a["largest"]:
             p, q = q, p
-        return f"({p} > {q} || ({p} != {p} && {q} == {q}))" if t.is_float else f"({p} > {q})"
+        if t.is_float:
+            gt = f"({p} > {q} || ({p} != {p} && {q} == {q}))"
+            eq = f"({p} == {q} || ({p} != {p} && {q} != {q}))"
+        else:
+            gt, eq = f"({p} > {q})", f"({p} == {q})"
+        return f"({gt} || ({eq} && {ip} < {iq}))"
 
-    def out(j, p):
+    def get(j, p):
         return read(f"out{j}", em.out_type(j), linear_index(_along(em, p, 1), em.outputs[j].shape))
 
-    em.emit(f"{it} cnt = 0;", f"{ct} worst = {literal(0, t)};",
-            f"for ({it} i = 0; i < {n}; ++i) {{",
-            f"  {ct} v = {em.load(0, _along(em, 'i', 1))};",
-            f"  if (cnt == {k} && !{better('v', 'worst')}) continue;",
-            f"  {it} p = cnt < {k} ? cnt++ : {k - 1};",
-            f"  while (p > 0) {{",
-            f"    {ct} w = {out(0, 'p - 1')};",
-            f"    if (!{better('v', 'w')}) break;")
-    em.store("w", 0, coords=_along(em, "p", 1))
-    em.store(out(1, "p - 1"), 1, coords=_along(em, "p", 1))
-    em.emit("    --p;", "  }")
-    em.store("v", 0, coords=_along(em, "p", 1))
-    em.store("(long)i", 1, coords=_along(em, "p", 1))
-    em.emit(f"  if (cnt == {k}) worst = {out(0, str(k - 1))};", "}")
+    def put(p, v, i):
+        em.store(v, 0, coords=_along(em, p, 1))
+        em.store(i, 1, coords=_along(em, p, 1))
+
+    def sift_down(size):  # move (v, vi) down from the root of a heap of `size`
+        em.emit("p = 0;", "while (1) {", f"  {it} c = 2 * p + 1;", f"  if (c >= {size}) break;",
+                f"  {ct} cv = {get(0, 'c')}; long ci = {get(1, 'c')};",
+                f"  if (c + 1 < {size}) {{",
+                f"    {ct} rv = {get(0, 'c + 1')}; long ri = {get(1, 'c + 1')};",
+                f"    if ({before('cv', 'ci', 'rv', 'ri')}) {{ c = c + 1; cv = rv; ci = ri; }}",
+                "  }", f"  if (!{before('v', 'vi', 'cv', 'ci')}) break;")
+        put("p", "cv", "ci")
+        em.emit("  p = c;", "}")
+
+    em.emit(f"{it} p;", f"for ({it} i = 0; i < {n}; ++i) {{",
+            f"  {ct} v = {em.load(0, _along(em, 'i', 1))}; long vi = i;",
+            f"  if (i < {k}) {{  /* grow the heap: sift up */",
+            "    p = i;", "    while (p > 0) {", f"      {it} q = (p - 1) / 2;",
+            f"      {ct} w = {get(0, 'q')}; long wi = {get(1, 'q')};",
+            f"      if (!{before('w', 'wi', 'v', 'vi')}) break;")
+    put("p", "w", "wi")
+    em.emit("      p = q;", "    }", "  } else {  /* replace the root, if v beats it */",
+            f"    {ct} r = {get(0, '0')}; long ri = {get(1, '0')};",
+            f"    if (!{before('v', 'vi', 'r', 'ri')}) continue;")
+    sift_down(k)
+    em.emit("  }")
+    put("p", "v", "vi")
+    em.emit("}", f"for ({it} e = {k - 1}; e > 0; --e) {{  /* heapsort: the worst goes last */",
+            f"  {ct} v = {get(0, 'e')}; long vi = {get(1, 'e')};")
+    put("e", get(0, "0"), get(1, "0"))
+    sift_down("e")
+    put("p", "v", "vi")
+    em.emit("}")
 
 
 register(OpDef("topk", _topk_infer, _topk_ref,
