@@ -185,7 +185,7 @@ def split(ctx, node, x, sizes=None):
     elif node.attr("num_outputs") is not None:
         n = node.attr("num_outputs")
         chunk = -(-dim // n)
-        sizes = [min(chunk, dim - k * chunk) for k in range(n)]
+        sizes = [max(min(chunk, dim - k * chunk), 0) for k in range(n)]
     else:
         if dim % n:
             raise OpError(f"Split of {dim} into {n} equal parts")
