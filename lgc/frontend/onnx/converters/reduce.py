@@ -132,50 +132,31 @@ converter("ArgMax")(_arg("argmax"))
 converter("ArgMin")(_arg("argmin"))
 
 
-def _softmax_axes(ctx, node, x):
-    """Opset 13 reduces one axis (default -1); older opsets flatten from axis (default 1)."""
-    rank = len(x.shape)
-    if ctx.opset >= 13:
-        return (_norm(node.attr("axis", -1), rank),)
-    return tuple(range(_norm(node.attr("axis", 1), rank), rank)) if rank else ()
-
-
-def _softmax(log):
+def _softmax_family(core):
+    """Opset 13 works along one axis (default -1); older opsets on x coerced to 2-D at axis
+    (default 1), which a free reshape gives."""
     def conv(ctx, node, x):
-        axes = _softmax_axes(ctx, node, x)
-        if len(axes) == 1:
-            return ctx.op("log_softmax" if log else "softmax", [x], {"axis": axes[0]})
-        m = ctx.op("reduce_max", [x], {"axes": axes, "keepdims": 1})
-        z = ctx.op("sub", [x, m])
-        s = ctx.op("reduce_sum", [ctx.op("exp", [z])], {"axes": axes, "keepdims": 1})
-        if log:
-            return ctx.op("sub", [z, ctx.op("log", [s])])
-        return ctx.op("div", [ctx.op("exp", [z]), s])
+        rank = len(x.shape)
+        if ctx.opset >= 13:
+            return core(ctx, x, _norm(node.attr("axis", -1), rank))
+        start = _norm(node.attr("axis", 1), rank) if rank else 0
+        flat = _reshape(ctx, x, (int(np.prod(x.shape[:start], dtype=np.int64)),
+                                 int(np.prod(x.shape[start:], dtype=np.int64))))
+        return _reshape(ctx, core(ctx, flat, 1), x.shape)
     return conv
 
 
-converter("Softmax")(_softmax(False))
-converter("LogSoftmax")(_softmax(True))
-
-
-def _one_hot_along(ctx, idx, n, axis, rank, dtype):
-    """idx (size 1 on `axis`) == arange(n) laid along `axis`, as 0/1 of dtype."""
-    iota = ctx.const(np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (rank - 1 - axis)))
-    return _cast(ctx, ctx.op("eq", [idx, iota]), dtype)
-
-
-@converter("Hardmax")
-def hardmax(ctx, node, x):
-    axes = _softmax_axes(ctx, node, x)
-    if len(axes) != 1:  # old opsets: hardmax of the flattened trailing block
-        start = axes[0] if axes else len(x.shape)
-        flat = _reshape(ctx, x, (int(np.prod(x.shape[:start], dtype=np.int64)),
-                                 int(np.prod(x.shape[start:], dtype=np.int64))))
-        am = ctx.op("argmax", [flat], {"axis": 1, "keepdims": 1})
-        return _reshape(ctx, _one_hot_along(ctx, am, flat.shape[1], 1, 2, x.dtype), x.shape)
-    axis = axes[0]
+def _hardmax(ctx, x, axis):
+    """1 where argmax(x) along axis lands (the first maximum), else 0."""
     am = ctx.op("argmax", [x], {"axis": axis, "keepdims": 1})
-    return _one_hot_along(ctx, am, x.shape[axis], axis, len(x.shape), x.dtype)
+    n = x.shape[axis]
+    iota = ctx.const(np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (len(x.shape) - 1 - axis)))
+    return _cast(ctx, ctx.op("eq", [am, iota]), x.dtype)
+
+
+converter("Softmax")(_softmax_family(lambda ctx, x, a: ctx.op("softmax", [x], {"axis": a})))
+converter("LogSoftmax")(_softmax_family(lambda ctx, x, a: ctx.op("log_softmax", [x], {"axis": a})))
+converter("Hardmax")(_softmax_family(_hardmax))
 
 
 # ---- normalizations --------------------------------------------------------------------------
