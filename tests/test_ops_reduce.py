@@ -47,11 +47,14 @@ def shape_and_axes(draw):
 
 
 @settings(max_examples=5, deadline=None)
-@given(sa=shape_and_axes(), keep=st.sampled_from([0, 1]))
-def test_reductions_random_axes(sa, keep):
+@given(sa=shape_and_axes(), keep=st.sampled_from([0, 1]), data=st.data())
+def test_random_shapes_and_axes(sa, keep, data):
     shape, axes = sa
-    check_ops([(op, [_data(shape, np.float32, op)], {"axes": axes, "keepdims": keep})
-               for op in REDUCE])
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    x = _data(shape, np.float32, "reduce_prod")
+    check_ops([(op, [x], {"axes": axes, "keepdims": keep}) for op in REDUCE] +
+              [(op, [x], {"axis": axis}) for op in ("softmax", "cumsum")] +
+              [("argmax", [x], {"axis": axis, "keepdims": keep})])
 
 
 def test_reduce_nan_and_empty():
