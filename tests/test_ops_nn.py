@@ -52,6 +52,8 @@ CONV_CASES = [  # (x shape, w shape, bias?, attrs)
     ((1, 4, 17, 17), (4, 1, 3, 3), False, dict(group=4, pads=(1, 1, 1, 1), strides=(2, 2))),
     ((1, 3, 23, 21), (10, 3, 7, 7), True, dict(pads=(3, 3, 3, 3), strides=(2, 2))),
     ((1, 3, 4, 3), (2, 3, 4, 3), False, {}),                       # output 1x1
+    ((1, 4, 9, 19), (20, 4, 3, 3), True, dict(pads=(1, 1, 1, 1))),   # 16-channel tile + tail
+    ((1, 6, 5, 10), (12, 6, 1, 1), False, {}),                      # 16-wide rows + tail
 ]
 
 
