@@ -43,14 +43,15 @@ def _explain_build_error(log: str, source: str) -> str:
 
 
 class Executor:
-    def __init__(self, program: Program, device: Device | None = None, profile: bool = False):
+    def __init__(self, program: Program, device: Device | None = None, profile: bool = False,
+                 queue: cl.CommandQueue | None = None):
         self.program = program
         self.device = device or select_device()
         if program.uses_fp64 and not self.device.has_fp64:
             raise BuildError(f"the graph needs float64 but {self.device.name} has no cl_khr_fp64")
         ctx = self.device.context
         props = cl.command_queue_properties.PROFILING_ENABLE if profile else 0
-        self.queue = cl.CommandQueue(ctx, properties=props)
+        self.queue = queue or cl.CommandQueue(ctx, properties=props)
         self.cl_program = build_program(self.device, program.source)
         mf = cl.mem_flags
         self.buffers = []
@@ -92,6 +93,30 @@ class Executor:
             self.last_profile = [(ln.kernel, ln.node, (e.profile.end - e.profile.start) * 1e-9)
                                  for ln, e in zip(self.program.launches, events)]
         return outs
+
+    def run_buffers(self, inputs: list[cl.Buffer]) -> list[cl.Buffer]:
+        """Run on device buffers without copying anything or waiting (lgc.jit and eager ops).
+
+        Inputs are buffers in program order; each output gets a new buffer, except an output
+        that is an input or a constant (or a view of one), which is returned as that buffer.
+        Kernels here are a second bound set, so `run` keeps its own buffers."""
+        prog = self.program
+        if not hasattr(self, "_dev_bound"):
+            self._dev_bound = [cl.Kernel(self.cl_program, ln.kernel) for ln in prog.launches]
+            for launch, k in zip(prog.launches, self._dev_bound):
+                for j, b in enumerate(launch.args):
+                    k.set_arg(j, self.buffers[b])
+        subst = {spec.buffer: b for spec, b in zip(prog.inputs, inputs)}
+        for spec in prog.outputs:
+            if spec.buffer not in subst and prog.buffers[spec.buffer].role == "output":
+                subst[spec.buffer] = cl.Buffer(self.device.context, cl.mem_flags.READ_WRITE,
+                                               prog.buffers[spec.buffer].nbytes)
+        for launch, k in zip(prog.launches, self._dev_bound):
+            for j, b in enumerate(launch.args):
+                if b in subst:
+                    k.set_arg(j, subst[b])
+            cl.enqueue_nd_range_kernel(self.queue, k, launch.global_size, launch.local_size)
+        return [subst.get(spec.buffer, self.buffers[spec.buffer]) for spec in prog.outputs]
 
     def timed_run(self, arrays):
         t = time.perf_counter()

@@ -1,0 +1,153 @@
+"""Concrete device arrays and eager execution.
+
+An Array is a buffer on the OpenCL device plus its abstract value; it stays there until
+`np.asarray` (or device_get) copies it back. Outside `jit`, every core op runs at once as a
+one-op executable, compiled once per (op, attributes, input types) and cached, so lnp code
+can be stepped through line by line. All work goes through one in-order command queue per
+device, so results can feed the next op without waiting for the host.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyopencl as cl
+
+from ..codegen.program import lower
+from ..ir.builder import GraphBuilder
+from ..runtime import Executor, select_device
+from . import pytree
+from .core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
+
+
+class _Runtime:
+    """The device lgc.numpy works on (LGC_DEVICE or the default) and its shared queue."""
+    device = None
+    queue = None
+
+
+def runtime() -> _Runtime:
+    if _Runtime.device is None:
+        _Runtime.device = select_device(None)
+        _Runtime.queue = cl.CommandQueue(_Runtime.device.context)
+    return _Runtime
+
+
+def new_buffer(nbytes: int) -> cl.Buffer:
+    return cl.Buffer(runtime().device.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+
+
+class Array(ArrayBase):
+    """An array on the device (jax.Array): immutable, copied to the host only on request."""
+
+    def __init__(self, buffer: cl.Buffer, aval: ShapedArray):
+        self._buf = buffer
+        self.aval = aval
+
+    def __array__(self, dtype=None, copy=None):
+        host = np.empty(self.shape, self.dtype)
+        if host.size:
+            cl.enqueue_copy(runtime().queue, host, self._buf, is_blocking=True)
+        return host if dtype is None else host.astype(dtype)
+
+    def block_until_ready(self):
+        runtime().queue.finish()
+        return self
+
+    @property
+    def device(self):
+        return runtime().device
+
+    def __repr__(self):
+        body = np.array2string(np.asarray(self), separator=", ", prefix="Array(")
+        weak = ", weak_type=True" if self.weak_type else ""
+        return f"Array({body}, dtype={self.dtype.name}{weak})"
+
+    def __str__(self):
+        return str(np.asarray(self))
+
+    def __bool__(self):
+        return bool(np.asarray(self))
+
+    def __int__(self):
+        return int(np.asarray(self))
+
+    def __float__(self):
+        return float(np.asarray(self))
+
+    def __index__(self):
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"only integer arrays can be used as an index, not {self.dtype}")
+        return int(np.asarray(self))
+
+    def __format__(self, spec):
+        return format(np.asarray(self).item() if self.ndim == 0 else np.asarray(self), spec)
+
+
+def device_put(x, device=None) -> Array:
+    """Copy a host value (NumPy array, Python scalar, nested lists) to the device; pytrees
+    are mapped leaf by leaf. Arrays already on the device are returned as they are."""
+    if device is not None and device is not runtime().device:
+        raise ValueError("lgc.numpy works on one device (set LGC_DEVICE to choose it)")
+    leaves, tree = pytree.flatten(x)
+    return pytree.unflatten(tree, [_put(v) for v in leaves])
+
+
+def _put(x) -> Array:
+    if isinstance(x, Array):
+        return x
+    if isinstance(x, ArrayBase):
+        raise TypeError("device_put of a traced value; it is already part of the computation")
+    aval = get_aval(x)
+    host = np.ascontiguousarray(to_numpy_const(x, aval.dtype))
+    rt = runtime()
+    buf = new_buffer(host.nbytes)
+    if host.size:
+        cl.enqueue_copy(rt.queue, buf, host, is_blocking=True)
+    return Array(buf, aval)
+
+
+def device_get(x):
+    """Copy Arrays in a pytree back to NumPy arrays (other leaves are returned unchanged)."""
+    leaves, tree = pytree.flatten(x)
+    return pytree.unflatten(tree, [np.asarray(v) if isinstance(v, Array) else v for v in leaves])
+
+
+# ---- eager execution ----------------------------------------------------------------------------
+
+_cache: dict = {}
+
+
+def _key(op, attrs, avals):
+    items = tuple(attrs.items())
+    try:
+        hash(items)
+    except TypeError:
+        items = repr(items)
+    return op, items, tuple((a.shape, a.dtype) for a in avals)
+
+
+def one_op_executor(op: str, attrs: dict, avals) -> Executor:
+    """The cached one-node program for op on inputs of these abstract values."""
+    key = _key(op, attrs, avals)
+    exe = _cache.get(key)
+    if exe is None:
+        b = GraphBuilder(op)
+        ins = [b.input(f"x{i}", a.tensor_type()) for i, a in enumerate(avals)]
+        outs = b.op(op, ins, attrs, name=op, num_outputs=-1)
+        rt = runtime()
+        exe = _cache[key] = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
+    return exe
+
+
+class EvalTrace(Trace):
+    """Level 0: ops on concrete Arrays run on the device now."""
+
+    def pure(self, x):
+        return _put(x)
+
+    lift = pure
+
+    def process_op(self, op, arrays, attrs, weak):
+        out_avals, attrs = infer_avals(op, [a.aval for a in arrays], attrs, weak)
+        exe = one_op_executor(op, attrs, [a.aval for a in arrays])
+        bufs = exe.run_buffers([a._buf for a in arrays])
+        return [Array(b, av) for b, av in zip(bufs, out_avals)]

@@ -1,0 +1,251 @@
+"""lgc.jit and lgc.make_ir: trace a Python function into a Graph, compile it, cache it.
+
+Tracing runs the function once on GraphTracers, whose ops become nodes of a GraphBuilder:
+the same IR the ONNX importer produces, compiled by the same pipeline. The graph trace is
+"dynamic" while it runs, so constants created inside the function are staged into the
+graph too. One executable is kept per signature: the pytree structure of the arguments,
+each leaf's shape, dtype and weak type, and the values of static arguments.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+
+import numpy as np
+
+from ..codegen.program import lower
+from ..ir.builder import GraphBuilder
+from ..ir.graph import Graph
+from ..passes import optimize
+from ..runtime import Executor
+from . import pytree
+from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
+                   get_aval, new_main, to_numpy_const)
+from .eager import Array, _put, runtime
+
+
+class TraceBuilder(GraphBuilder):
+    """A GraphBuilder that shares one const node per small constant (scalars mostly)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.small_consts: dict = {}
+
+
+class GraphTracer(Tracer):
+    def __init__(self, trace: "GraphTrace", value, weak: bool = False):
+        self._trace = trace
+        self.value = value
+        self.aval = aval_of_type(value.type, weak)
+
+
+class GraphTrace(Trace):
+    """Adds every op to the graph being built (main.global_data is the GraphBuilder)."""
+
+    @property
+    def builder(self) -> TraceBuilder:
+        return self.main.global_data
+
+    def pure(self, x):
+        aval = get_aval(x)
+        host = np.asarray(x) if isinstance(x, Array) else to_numpy_const(x, aval.dtype)
+        consts = self.builder.small_consts
+        key = (host.dtype.str, host.shape, host.tobytes()) if host.size <= 16 else None
+        v = consts.get(key) if key else None
+        if v is None:
+            v = self.builder.const(host)
+            if key:
+                consts[key] = v
+        return GraphTracer(self, v, aval.weak_type)
+
+    lift = pure
+
+    def process_op(self, op, tracers, attrs, weak):
+        outs = self.builder.op(op, [t.value for t in tracers], attrs, num_outputs=-1)
+        return [GraphTracer(self, v, weak) for v in outs]
+
+
+def _ident(s: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.]", "_", s)
+    return s if re.match(r"[A-Za-z_]", s) else "_" + s
+
+
+def _leaf_names(prefix: str, tree: pytree.TreeDef) -> list[str]:
+    if tree.kind is None:
+        return [prefix]
+    keys = tree.aux if tree.kind is dict else range(len(tree.children))
+    out = []
+    for k, child in zip(keys, tree.children):
+        out += _leaf_names(f"{prefix}.{_ident(str(k))}" if prefix else _ident(str(k)), child)
+    return out
+
+
+def _leaf_aval(x, where: str) -> ShapedArray:
+    if isinstance(x, ArrayBase) or isinstance(x, (np.ndarray, np.generic, bool, int, float)):
+        return get_aval(x)
+    raise TypeError(f"argument {where} of type {type(x).__name__} is not an array; pass it "
+                    f"through static_argnums/static_argnames to use it as a Python value")
+
+
+def trace_to_graph(fun, args: tuple, kwargs: dict, static_argnums=(), static_argnames=(),
+                   name: str | None = None):
+    """Trace fun on abstract values of (args, kwargs) -> (Graph, output TreeDef, out avals)."""
+    dyn_args, dyn_kwargs = _split_static(args, kwargs, static_argnums, static_argnames)
+    leaves, tree = pytree.flatten((dyn_args, dyn_kwargs))
+    names = _arg_names(fun, dyn_args, dyn_kwargs, tree)
+    avals = [_leaf_aval(x, n) for x, n in zip(leaves, names)]
+    return _trace(fun, args, kwargs, static_argnums, static_argnames, tree, avals, names, name)
+
+
+def _trace(fun, args, kwargs, static_argnums, static_argnames, tree, avals, names, name):
+    b = TraceBuilder(_ident(name or getattr(fun, "__name__", "fn")))
+    with new_main(GraphTrace, b, dynamic=True) as main:
+        trace = GraphTrace(main)
+        tracers = [GraphTracer(trace, b.input(n, a.tensor_type()), a.weak_type)
+                   for n, a in zip(names, avals)]
+        dyn_args, dyn_kwargs = pytree.unflatten(tree, tracers)
+        full_args, full_kwargs = _merge_static(args, kwargs, dyn_args, dyn_kwargs,
+                                               static_argnums, static_argnames)
+        out = fun(*full_args, **full_kwargs)
+        out_leaves, out_tree = pytree.flatten(out)
+        for x in out_leaves:
+            _leaf_aval(x, "in the result")
+        outs = [full_raise(trace, x) for x in out_leaves]
+    graph = b.build([t.value for t in outs], names, [f"out{i}" for i in range(len(outs))])
+    return graph, out_tree, [t.aval for t in outs]
+
+
+def _norm_static(fun, static_argnums, static_argnames):
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums or ())
+    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames or ())
+    try:
+        params = list(inspect.signature(fun).parameters)
+    except (TypeError, ValueError):
+        params = []
+    names = tuple(names) + tuple(params[i] for i in nums if 0 <= i < len(params))
+    nums = tuple(nums) + tuple(params.index(n) for n in names if n in params)
+    return tuple(sorted(set(nums))), tuple(sorted(set(names)))
+
+
+def _split_static(args, kwargs, nums, names):
+    dyn_args = tuple(a for i, a in enumerate(args) if i not in nums and i - len(args) not in nums)
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in names}
+    return dyn_args, dyn_kwargs
+
+
+def _static_key(args, kwargs, nums, names):
+    vals = tuple((i, a) for i, a in enumerate(args) if i in nums or i - len(args) in nums)
+    vals += tuple((k, kwargs[k]) for k in sorted(kwargs) if k in names)
+    try:
+        hash(vals)
+    except TypeError:
+        raise TypeError("static arguments must be hashable (use tuples, not lists or arrays)") \
+            from None
+    return vals
+
+
+def _merge_static(args, kwargs, dyn_args, dyn_kwargs, nums, names):
+    it = iter(dyn_args)
+    full = [a if (i in nums or i - len(args) in nums) else next(it) for i, a in enumerate(args)]
+    full_kwargs = {k: (v if k in names else dyn_kwargs[k]) for k, v in kwargs.items()}
+    return full, full_kwargs
+
+
+def _arg_names(fun, dyn_args, dyn_kwargs, tree) -> list[str]:
+    try:
+        params = [p for p in inspect.signature(fun).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    (args_tree, kwargs_tree) = tree.children
+    names = []
+    for i, child in enumerate(args_tree.children):
+        base = _ident(params[i].name) if i < len(params) else f"arg{i}"
+        names += _leaf_names(base, child)
+    for k, child in zip(kwargs_tree.aux or (), kwargs_tree.children):
+        names += _leaf_names(_ident(k), child)
+    seen = {}
+    out = []
+    for n in names:  # the text form would tell repeated names apart, but keep them unique
+        seen[n] = seen.get(n, -1) + 1
+        out.append(n if not seen[n] else f"{n}_{seen[n]}")
+    return out
+
+
+class Compiled:
+    """One traced and compiled signature of a jitted function."""
+
+    def __init__(self, graph: Graph, out_tree, out_avals, opt_level: int = 2):
+        self.graph = graph
+        self.out_tree = out_tree
+        self.out_avals = out_avals
+        rt = runtime()
+        self.executor = Executor(lower(optimize(graph, opt_level)), rt.device, queue=rt.queue)
+
+    def __call__(self, leaves):
+        bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
+        return pytree.unflatten(self.out_tree,
+                                [Array(b, a) for b, a in zip(bufs, self.out_avals)])
+
+
+class JitFunction:
+    """A function compiled per signature; calling it runs on the device and returns Arrays."""
+
+    def __init__(self, fun, static_argnums=(), static_argnames=(), opt_level: int = 2):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums, self.static_argnames = _norm_static(fun, static_argnums,
+                                                                 static_argnames)
+        self.opt_level = opt_level
+        self._cache: dict = {}
+        self.trace_count = 0
+
+    def _signature(self, args, kwargs):
+        nums, names = self.static_argnums, self.static_argnames
+        dyn_args, dyn_kwargs = _split_static(args, kwargs, nums, names)
+        leaves, tree = pytree.flatten((dyn_args, dyn_kwargs))
+        avals = tuple(_leaf_aval(x, f"#{i}") for i, x in enumerate(leaves))
+        return (tree, avals, _static_key(args, kwargs, nums, names)), leaves
+
+    def lower(self, *args, **kwargs) -> Compiled:
+        """The compiled form for these arguments (tracing and compiling when new)."""
+        key, _ = self._signature(args, kwargs)
+        entry = self._cache.get(key)
+        if entry is None:
+            tree, avals, _ = key
+            dyn_args, dyn_kwargs = _split_static(args, kwargs, self.static_argnums,
+                                                 self.static_argnames)
+            names = _arg_names(self.fun, dyn_args, dyn_kwargs, tree)
+            graph, out_tree, out_avals = _trace(self.fun, args, kwargs, self.static_argnums,
+                                                self.static_argnames, tree, list(avals), names,
+                                                None)
+            self.trace_count += 1
+            entry = self._cache[key] = Compiled(graph, out_tree, out_avals, self.opt_level)
+        return entry
+
+    def __call__(self, *args, **kwargs):
+        leaves = pytree.tree_leaves((args, kwargs))
+        if _dynamic or any(isinstance(x, Tracer) for x in leaves):
+            return self.fun(*args, **kwargs)   # inside another trace: inline
+        key, dyn_leaves = self._signature(args, kwargs)
+        entry = self._cache.get(key) or self.lower(*args, **kwargs)
+        return entry(dyn_leaves)
+
+
+def jit(fun=None, *, static_argnums=(), static_argnames=(), opt_level: int = 2):
+    """Compile `fun` for the OpenCL device (jax.jit): traced once per signature and cached.
+    Usable as @jit, @jit(static_argnums=...) or jit(f, static_argnums=...)."""
+    if fun is None:
+        return lambda f: JitFunction(f, static_argnums, static_argnames, opt_level)
+    return JitFunction(fun, static_argnums, static_argnames, opt_level)
+
+
+def make_ir(fun, static_argnums=(), static_argnames=()):
+    """make_ir(f)(*args) -> the traced Graph (str() gives the IR text), like jax.make_jaxpr."""
+    nums, names = _norm_static(fun, static_argnums, static_argnames)
+
+    @functools.wraps(fun)
+    def traced(*args, **kwargs) -> Graph:
+        return trace_to_graph(fun, args, kwargs, nums, names)[0]
+    return traced
