@@ -35,7 +35,8 @@ def test_reductions_float32():
 def test_reductions_dtypes(dtype):
     tol = 3e-3 if dtype == np.float16 else 1e-5
     check_ops([(op, [_data(shape, dtype, op)], {"axes": axes, "keepdims": k % 2})
-               for op in REDUCE for k, (shape, axes) in enumerate(SHAPES_AXES[4:6] + SHAPES_AXES[-1:])],
+               for op in REDUCE
+               for k, (shape, axes) in enumerate(SHAPES_AXES[4:6] + SHAPES_AXES[-1:])],
               rtol=tol, atol=tol)
 
 

@@ -4,8 +4,9 @@ cumsum/cumprod and topk.
 Every kernel here is one work-item per output element (or per row along `axis`) that loops
 over the reduced coordinates itself: no local memory or barriers, which is what PoCL runs
 well and what stays portable. When the innermost axis is kept, a work-item takes a run of
-neighbouring outputs ("lanes") so that its reads are contiguous. Floats accumulate in float (float16 too) or double; integers
-accumulate in their own type, so sums wrap like NumPy's with `dtype=` the input's.
+neighbouring outputs ("lanes") so that its reads are contiguous. Floats accumulate in float
+(float16 too) or double; integers accumulate in their own type, so sums wrap like NumPy's
+with `dtype=` the input's.
 """
 from __future__ import annotations
 
@@ -216,7 +217,8 @@ def _arg_op(name, largest):
         em.store("idx[j]", coords=_laned(list(em.coords), lanes))
         em.emit("}")
 
-    register(OpDef(name, infer, reference, Pointwise(body, domain=_reduce_domain), fusion="reduction", num_inputs=1,
+    register(OpDef(name, infer, reference, Pointwise(body, domain=_reduce_domain),
+                   fusion="reduction", num_inputs=1,
                    attrs={"axis": REQUIRED, "keepdims": 1, "select_last_index": 0},
                    doc="NaN counts as the extreme; ties go to the first (or last) index"))
 
@@ -266,17 +268,18 @@ def _softmax_body(log):
         at = _along(em, "k", lanes)
         x = em.load(0, at)
         rows = f"for ({it} k = 0; k < {n}; ++k) {_lane_loop(lanes)} {{"
+        lane = _lane_loop(lanes)
         em.emit(f"{ct} m[{lanes}], s[{lanes}];",
-                f"{_lane_loop(lanes)} {{ m[j] = {literal(float('-inf'), t)}; s[j] = {literal(0, t)}; }}",
+                f"{lane} {{ m[j] = {literal(float('-inf'), t)}; s[j] = {literal(0, t)}; }}",
                 f"{rows} {ct} v = {x}; if {_c_better('v', 'm[j]', t, True)} m[j] = v; }}", rows)
         if log:
-            em.emit(f"  s[j] += exp({x} - m[j]);", "}", f"{_lane_loop(lanes)} s[j] = log(s[j]);", rows)
+            em.emit(f"  s[j] += exp({x} - m[j]);", "}", f"{lane} s[j] = log(s[j]);", rows)
             em.store(f"({x} - m[j] - s[j])", coords=at)
         else:
             em.emit(f"  {ct} e = exp({x} - m[j]);", "  s[j] += e;")
             em.store("e", coords=at)
             y = read("out0", em.out_type(), linear_index(at, em.outputs[0].shape))
-            em.emit("}", f"{_lane_loop(lanes)} s[j] = {literal(1, t)} / s[j];", rows)
+            em.emit("}", f"{lane} s[j] = {literal(1, t)} / s[j];", rows)
             em.store(f"({y} * s[j])", coords=at)
         em.emit("}")
     return body
@@ -306,7 +309,8 @@ def _scan_body(op, init):
         t = _acc_dtype(em.in_type(0))
         n, lanes = em.inputs[0].shape[a["axis"]], _row_lanes(em.node)
         at = _along(em, f"({n - 1} - i)" if a["reverse"] else "i", lanes)
-        em.emit(f"{t.cl_compute} acc[{lanes}];", f"{_lane_loop(lanes)} acc[j] = {literal(init, t)};",
+        em.emit(f"{t.cl_compute} acc[{lanes}];",
+                f"{_lane_loop(lanes)} acc[j] = {literal(init, t)};",
                 f"for ({em.index_type} i = 0; i < {n}; ++i) {_lane_loop(lanes)} {{")
         v = em.tmp(t.cl_compute, convert(em.load(0, at), em.in_type(0), t), "v")
         if not a["exclusive"]:
