@@ -259,7 +259,7 @@ def _axis_infer(name, kinds):
 
 def _softmax_body(log):
     """Three passes over the row: max; sum of exp(x - max), keeping exp in the output;
-    scale. One exp per element."""
+    scale. One exp per element (two for float16 outputs)."""
     def body(em: Emitter):
         t = em.in_type(0)
         ct, it = t.cl_compute, em.index_type
@@ -277,8 +277,11 @@ def _softmax_body(log):
             em.store(f"({x} - m[j] - s[j])", coords=at)
         else:
             em.emit(f"  {ct} e = exp({x} - m[j]);", "  s[j] += e;")
-            em.store("e", coords=at)
-            y = read("out0", em.out_type(), linear_index(at, em.outputs[0].shape))
+            if em.out_type() == dtypes.f16:  # storing e as half would round twice
+                y = f"exp({x} - m[j])"
+            else:
+                em.store("e", coords=at)
+                y = read("out0", em.out_type(), linear_index(at, em.outputs[0].shape))
             em.emit("}", f"{lane} s[j] = {literal(1, t)} / s[j];", rows)
             em.store(f"({y} * s[j])", coords=at)
         em.emit("}")
