@@ -70,6 +70,9 @@ def test_reduce_nan_and_empty():
     assert np.isnan(got[4]).all()
     b = RNG.random((4, 3)) < 0.5
     check_ops([(op, [b], {"axes": (0,), "keepdims": 1}) for op in ("reduce_max", "reduce_min")])
+    ints = np.array([[-3, 0], [5, 2]], np.int32)  # integer means truncate toward zero
+    got = run_op("reduce_mean", [ints], {"axes": (1,), "keepdims": 0})[0]
+    np.testing.assert_array_equal(got, np.trunc(ints.mean(axis=1)).astype(np.int32))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.uint8])
