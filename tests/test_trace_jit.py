@@ -1,0 +1,218 @@
+"""lgc.jit and lgc.make_ir: signature caching, pytrees, static arguments, the error for
+Python control flow on traced values, device-resident results, and JAX dtype promotion."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import lgc
+import lgc.numpy as lnp
+from lgc.ir.text import parse_graph, graphs_equal, weights_of
+from lgc.trace import ConcretizationError, UnexpectedTracerError
+
+X = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+
+def test_traces_once_per_signature():
+    traced = []
+
+    @lgc.jit
+    def f(x, y):
+        traced.append((x.shape, x.dtype))
+        return x * y + 1.0
+
+    a = f(X, X)
+    b = f(X + 1, X)                                   # same signature: cached
+    assert len(traced) == 1 and f.trace_count == 1
+    np.testing.assert_array_equal(np.asarray(b), (X + 1) * X + 1)
+    f(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32))   # new shape
+    f(X.astype(np.int32), X.astype(np.int32))                     # new dtype
+    assert len(traced) == 3
+    f(a, a)                                           # a device Array has the same signature
+    assert len(traced) == 3
+    f(X, 2.0)                                         # a Python scalar: weak f32[]
+    f(X, 3.0)
+    assert len(traced) == 4
+
+
+def test_results_stay_on_device_and_feed_back():
+    f = lgc.jit(lambda x: x * 2.0)
+    y = f(X)
+    assert isinstance(y, lgc.Array) and y.shape == (2, 3) and y.dtype == np.float32
+    z = f(f(y))                                       # device buffers in, device buffers out
+    np.testing.assert_array_equal(np.asarray(z), X * 8)
+    np.testing.assert_array_equal(lgc.device_get({"z": z})["z"], X * 8)
+    assert isinstance(lgc.device_put(X), lgc.Array)
+    # arrays are immutable: an identity output shares its input, and that is safe
+    g = lgc.jit(lambda x: (x, x.reshape(3, 2), x + 0))
+    a, b, c = g(y)
+    np.testing.assert_array_equal(np.asarray(a), X * 2)
+    np.testing.assert_array_equal(np.asarray(b), (X * 2).reshape(3, 2))
+
+
+def test_pytrees_in_and_out():
+    Point = namedtuple("Point", "x y")
+
+    @lgc.jit
+    def f(params, batch, extra=None):
+        h = batch["inp"] @ params["w"] + params["b"]
+        return {"out": h, "pair": (h.sum(), [params["b"] * 2])}, Point(h[0], h[1])
+
+    params = {"w": np.ones((3, 2), np.float32), "b": np.array([1, 2], np.float32)}
+    out, pt = f(params, {"inp": X})
+    h = X @ params["w"] + params["b"]
+    np.testing.assert_allclose(np.asarray(out["out"]), h)
+    np.testing.assert_allclose(np.asarray(out["pair"][0]), h.sum())
+    np.testing.assert_allclose(np.asarray(out["pair"][1][0]), params["b"] * 2)
+    assert isinstance(pt, Point)
+    np.testing.assert_allclose(np.asarray(pt.y), h[1])
+    f(params, {"inp": X})
+    assert f.trace_count == 1
+    f({"w": params["w"], "b": params["b"], "c": np.zeros(1, np.float32)}, {"inp": X})
+    assert f.trace_count == 2                         # new structure: retrace
+
+
+def test_static_args():
+    traced = []
+
+    def f(x, n, mode="sum"):
+        traced.append((n, mode))
+        y = x
+        for _ in range(n):                            # Python control flow on static values
+            y = y * 2.0
+        return y.sum() if mode == "sum" else y.max()
+
+    g = lgc.jit(f, static_argnums=1, static_argnames="mode")
+    assert float(g(X, 2)) == pytest.approx(X.sum() * 4)
+    assert float(g(X, 2)) == pytest.approx(X.sum() * 4)
+    assert float(g(X, 3, mode="max")) == pytest.approx(X.max() * 8)
+    assert traced == [(2, "sum"), (3, "max")]
+    with pytest.raises(TypeError, match="hashable"):
+        g(X, [1])
+
+
+def test_python_control_flow_on_traced_value_explains():
+    @lgc.jit
+    def f(x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+    with pytest.raises(ConcretizationError, match=r"lgc.lax.cond.*|where") as e:
+        f(X)
+    msg = str(e.value)
+    assert "traced" in msg and "bool[]" in msg and "static_argnums" in msg
+    with pytest.raises(ConcretizationError):
+        lgc.jit(lambda x: int(x[0, 0]))(X)
+    with pytest.raises(ConcretizationError):
+        lgc.jit(lambda x: np.asarray(x))(X)
+    # the same code runs eagerly on concrete arrays
+    assert np.asarray(f.__wrapped__(lnp.asarray(X))).sum() == X.sum()
+
+
+def test_leaked_tracer_is_reported():
+    leak = []
+
+    @lgc.jit
+    def f(x):
+        leak.append(x)
+        return x + 1
+
+    f(X)
+    with pytest.raises(UnexpectedTracerError, match="leaked"):
+        lnp.sin(leak[0])
+
+
+def test_make_ir_text():
+    def layer(x, w, b):
+        return lnp.maximum(x * w + b, 0.0).sum(axis=1)
+
+    g = lgc.make_ir(layer)(np.zeros((8, 3), np.float32), np.zeros((8, 3), np.float32),
+                           np.zeros(3, np.float32))
+    assert str(g) == """\
+graph @layer(%x: f32[8,3], %w: f32[8,3], %b: f32[3]) -> (f32[8]) {
+  %0 = mul(%x, %w) : f32[8,3]
+  %1 = add(%0, %b) : f32[8,3]
+  %2 = const dense<f32[], [0.0]>
+  %3 = max(%1, %2) : f32[8,3]
+  %4 = reduce_sum(%3) {axes = [1], keepdims = 0} : f32[8]
+  return %4
+}
+"""
+    assert graphs_equal(parse_graph(str(g), weights_of(g)), g)
+
+
+def test_make_ir_pytree_names_and_constants():
+    def f(p, x):
+        return lnp.tanh(x @ p["w"]) + lnp.arange(3) * 0.5
+
+    g = lgc.make_ir(f)({"w": np.zeros((2, 3), np.float32)}, np.zeros((1, 2), np.float32))
+    text = str(g)
+    assert "graph @f(%p.w: f32[2,3], %x: f32[1,2])" in text
+    assert "tanh" in text and "dense<i32[3], [0, 1, 2]>" in text
+
+
+def test_closure_constants_and_nested_jit():
+    w = lnp.asarray(np.full((3,), 2.0, np.float32))   # a device Array captured by closure
+    inner = lgc.jit(lambda x: x * w)
+    outer = lgc.jit(lambda x: inner(x) + inner(x + 1))
+    np.testing.assert_array_equal(np.asarray(outer(X)), X * 2 + (X + 1) * 2)
+    assert inner.trace_count == 0                      # inlined into outer's trace
+
+
+def test_kwargs_and_eager_equal_jit():
+    def f(x, *, scale):
+        return lnp.log(lnp.exp(x) * scale).mean(axis=0)
+
+    jf = lgc.jit(f)
+    eager = f(lnp.asarray(X), scale=lnp.asarray(np.float32(3)))
+    np.testing.assert_allclose(np.asarray(jf(X, scale=np.float32(3))), np.asarray(eager), rtol=1e-6)
+
+
+def test_promotion_follows_jax():
+    f32, i32, u8, i8, f16 = (np.dtype(t) for t in (np.float32, np.int32, np.uint8, np.int8, np.float16))
+    x16 = lnp.asarray(np.ones(2, np.float16))
+    xi = lnp.asarray(np.ones(2, np.int32))
+    xu = lnp.asarray(np.ones(2, np.uint8))
+    x8 = lnp.asarray(np.ones(2, np.int8))
+    xb = lnp.asarray(np.ones(2, bool))
+    assert (x16 * 2.0).dtype == f16                    # weak Python float keeps f16
+    assert (xi * 2.0).dtype == f32 and (xi * 2.0).weak_type
+    assert (xi + 1).dtype == i32 and not (xi + 1).weak_type
+    assert (xu + 1).dtype == u8
+    assert (xu + x8).dtype == np.int16
+    assert (xb + 1).dtype == i32
+    assert (x16 + xi).dtype == f16
+    assert (xi / xi).dtype == f32
+    assert lnp.asarray(np.arange(3)).dtype == i32      # 64-bit inputs narrowed (no x64)
+    assert lnp.asarray(np.zeros(2)).dtype == f32
+    assert lnp.asarray(2.0).weak_type and lnp.asarray(2.0).dtype == f32
+    assert lnp.sum(xu).dtype == np.uint32 and lnp.sum(x8).dtype == i32
+    assert lnp.argmax(xi).dtype == i32 and lnp.mean(xi).dtype == f32
+    assert lnp.result_type(np.int8, np.uint8) == np.int16
+
+
+def test_array_methods_and_repr():
+    a = lnp.asarray(X)
+    assert repr(a * 1) == "Array([[0., 1., 2.],\n       [3., 4., 5.]], dtype=float32)"
+    assert a.ndim == 2 and a.size == 6 and len(a) == 2 and a.T.shape == (3, 2)
+    assert [float(r.sum()) for r in a] == [3.0, 12.0]
+    assert float(a[1, 2]) == 5.0 and int(a.argmax()) == 5 and a[0, 1].item() == 1.0
+    assert bool((a >= 0).all())
+    np.testing.assert_array_equal(np.asarray(a.reshape(3, 2).astype(np.int32)),
+                                  X.reshape(3, 2).astype(np.int32))
+    np.testing.assert_array_equal(np.asarray(X + a), X + X)   # NumPy on the left defers
+    with pytest.raises(TypeError, match="immutable|does not support item assignment"):
+        a[0] = 1.0
+
+
+def test_eager_op_cache_reuses_executables():
+    from lgc.trace import eager
+    a = lnp.asarray(np.ones(5, np.float32))
+    lnp.sin(a)
+    n = len(eager._cache)
+    for _ in range(3):
+        lnp.sin(a)
+    assert len(eager._cache) == n
