@@ -1,0 +1,207 @@
+"""lgc.lax: structured control flow and a few lax primitives (jax.lax names).
+
+The IR has no control-flow ops: every shape is static and loops are resolved when tracing.
+So `cond`/`switch` with a traced predicate compute every branch and select the result
+(identical for side-effect-free branches), `fori_loop` and `scan` unroll over their static
+trip count, and `while_loop` runs only on concrete values (eagerly) because its trip count
+depends on data. A concrete predicate or bound just runs the Python branch or loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import numpy as lnp
+from .trace import pytree
+from .trace.core import ArrayBase, ConcretizationError, Tracer
+
+
+def _concrete(x):
+    """A Python value for x when it is known now (not traced), else None."""
+    if isinstance(x, Tracer):
+        return None
+    return np.asarray(x)
+
+
+def _check_same_types(a, b, what):
+    la, ta = pytree.flatten(a)
+    lb, tb = pytree.flatten(b)
+    if ta != tb:
+        raise TypeError(f"{what}: branches return different structures {ta} and {tb}")
+    for x, y in zip(la, lb):
+        if lnp.shape(x) != lnp.shape(y) or lnp.result_type(x) != lnp.result_type(y):
+            raise TypeError(f"{what}: branch results differ: {lnp.shape(x)} {lnp.result_type(x)} "
+                            f"vs {lnp.shape(y)} {lnp.result_type(y)}")
+    return la, lb, ta
+
+
+def select(pred, on_true, on_false):
+    return lnp.where(pred, on_true, on_false)
+
+
+def cond(pred, true_fun, false_fun, *operands):
+    """true_fun(*operands) if pred else false_fun(*operands); pred is a scalar."""
+    if lnp.shape(pred) != ():
+        raise TypeError(f"cond predicate must be a scalar, got shape {lnp.shape(pred)}")
+    p = _concrete(pred)
+    if p is not None:
+        return true_fun(*operands) if bool(p) else false_fun(*operands)
+    t, f = true_fun(*operands), false_fun(*operands)
+    lt, lf, tree = _check_same_types(t, f, "cond")
+    return pytree.unflatten(tree, [lnp.where(pred, a, b) for a, b in zip(lt, lf)])
+
+
+def switch(index, branches, *operands):
+    """branches[clamp(index)](*operands)."""
+    n = len(branches)
+    i = _concrete(index)
+    if i is not None:
+        return branches[int(np.clip(i, 0, n - 1))](*operands)
+    outs = [b(*operands) for b in branches]
+    index = lnp.clip(index, 0, n - 1)
+    leaves, tree = pytree.flatten(outs[0])
+    for o in outs[1:]:
+        _check_same_types(outs[0], o, "switch")
+    result = leaves
+    for k in range(1, n):
+        lk = pytree.flatten(outs[k])[0]
+        result = [lnp.where(lnp.equal(index, k), b, a) for a, b in zip(result, lk)]
+    return pytree.unflatten(tree, result)
+
+
+def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
+    """for i in range(lower, upper): val = body_fun(i, val); unrolled (bounds must be static)."""
+    lo, hi = _concrete(lower), _concrete(upper)
+    if lo is None or hi is None:
+        raise ConcretizationError(
+            "fori_loop bounds are traced values: lgc unrolls loops when tracing, so the trip "
+            "count must be static (pass the bounds as Python ints or static arguments)")
+    val = init_val
+    for i in range(int(lo), int(hi)):
+        val = body_fun(i, val)
+    return val
+
+
+def while_loop(cond_fun, body_fun, init_val):
+    """while cond_fun(val): val = body_fun(val); only on concrete values (eager mode)."""
+    val = init_val
+    while True:
+        c = cond_fun(val)
+        if isinstance(c, Tracer):
+            raise ConcretizationError(
+                "while_loop with a traced condition: its trip count depends on data, and lgc "
+                "graphs are static (loops are unrolled when tracing). Use fori_loop or scan "
+                "with a static bound (masking finished steps with lnp.where), or run it eagerly")
+        if not bool(c):
+            return val
+        val = body_fun(val)
+
+
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
+    """carry, y = f(carry, x) over the leading axis of xs (a pytree); unrolled.
+    Returns (final carry, stacked ys)."""
+    x_leaves, x_tree = pytree.flatten(xs)
+    n = length if length is not None else (lnp.shape(x_leaves[0])[0] if x_leaves else None)
+    if n is None:
+        raise ValueError("scan needs xs or length")
+    steps = range(n - 1, -1, -1) if reverse else range(n)
+    carry, ys = init, []
+    for i in steps:
+        x = pytree.unflatten(x_tree, [leaf[i] for leaf in x_leaves])
+        carry, y = f(carry, x)
+        ys.append(y)
+    if reverse:
+        ys.reverse()
+    if not ys:
+        return carry, None
+    y_leaves = [pytree.flatten(y)[0] for y in ys]
+    tree = pytree.flatten(ys[0])[1]
+    stacked = [lnp.stack([yl[k] for yl in y_leaves]) if not _is_none(y_leaves[0][k]) else None
+               for k in range(len(y_leaves[0]))]
+    return carry, pytree.unflatten(tree, stacked)
+
+
+def _is_none(x):
+    return x is None
+
+
+def stop_gradient(x):
+    """Identity for now: lgc has no differentiation yet; kept so ported code runs."""
+    return pytree.tree_map(lambda v: lnp.asarray(v) if isinstance(v, ArrayBase) else v, x)
+
+
+def dynamic_slice(operand, start_indices, slice_sizes):
+    """operand[start:start+size] per axis with possibly traced starts, clamped into range
+    (as jax.lax.dynamic_slice); a gather per axis with a static size."""
+    x = lnp.asarray(operand)
+    for axis, (s, k) in enumerate(zip(start_indices, slice_sizes)):
+        n = x.shape[axis]
+        if k == n:
+            continue
+        c = _concrete(s)
+        if c is not None:
+            s0 = int(np.clip(int(c), 0, n - k))
+            x = lnp.take(x, np.arange(s0, s0 + k, dtype=np.int32), axis=axis)
+        else:
+            start = lnp.clip(lnp.astype(s, lnp.int32), 0, n - k)
+            x = lnp.take(x, lnp.add(lnp.arange(k), start), axis=axis)
+    return x
+
+
+def dynamic_update_slice(operand, update, start_indices):
+    x, u = lnp.asarray(operand), lnp.asarray(update)
+    idx = []
+    for axis, s in enumerate(start_indices):
+        n, k = x.shape[axis], u.shape[axis]
+        start = lnp.clip(lnp.astype(s, lnp.int32) if isinstance(s, ArrayBase) else int(s), 0, n - k)
+        shape = [1] * x.ndim
+        shape[axis] = k
+        idx.append(lnp.reshape(lnp.add(lnp.arange(k), start), tuple(shape)))
+    return x.at[tuple(idx)].set(u)
+
+
+# lax names for elementwise ops (jax.lax applies no promotion; lnp's promotion agrees on
+# same-dtype operands, which is all lax accepts)
+add, sub, mul, div = lnp.add, lnp.subtract, lnp.multiply, lnp.true_divide
+max, min, pow, rem = lnp.maximum, lnp.minimum, lnp.power, lnp.fmod  # noqa: A001
+neg, abs, sign, floor, ceil, round = lnp.negative, lnp.abs, lnp.sign, lnp.floor, lnp.ceil, lnp.rint  # noqa: A001
+exp, log, log1p, expm1, sqrt, rsqrt = lnp.exp, lnp.log, lnp.log1p, lnp.expm1, lnp.sqrt, lnp.rsqrt
+sin, cos, tan, tanh, atan2 = lnp.sin, lnp.cos, lnp.tan, lnp.tanh, lnp.arctan2
+eq, ne, lt, le, gt, ge = (lnp.equal, lnp.not_equal, lnp.less, lnp.less_equal, lnp.greater,
+                          lnp.greater_equal)
+bitwise_and, bitwise_or, bitwise_not = lnp.bitwise_and, lnp.bitwise_or, lnp.invert
+square, reciprocal = lnp.square, lnp.reciprocal
+
+
+def logistic(x):
+    from .nn import sigmoid
+    return sigmoid(x)
+
+
+def erf(x):
+    from .trace.core import bind
+    (x,), dt, weak = lnp._promote(x, to_float=True)
+    return bind("erf", x, weak=weak)
+
+
+def convert_element_type(operand, new_dtype):
+    return lnp.astype(operand, new_dtype)
+
+
+def broadcast_in_dim(operand, shape, broadcast_dimensions):
+    x = lnp.asarray(operand)
+    expanded = [1] * len(shape)
+    for d, b in zip(x.shape, broadcast_dimensions):
+        expanded[b] = d
+    return lnp.broadcast_to(lnp.reshape(x, tuple(expanded)), tuple(shape))
+
+
+def reduce_sum(operand, axes):
+    return lnp.sum(operand, axis=tuple(axes))
+
+
+def reduce_max(operand, axes):
+    return lnp.max(operand, axis=tuple(axes))
+
+
+def iota(dtype, size):
+    return lnp.arange(size, dtype=dtype)
