@@ -110,13 +110,15 @@ def _mm_ref(xs, attrs):
 
 @dataclass(frozen=True)
 class MatmulParams:
-    TM: int = 4    # rows of C per work-item
+    TM: int = 8    # rows of C per work-item
     TN: int = 16   # columns of C per work-item (vector width: 1, 2, 4, 8 or 16)
 
 
 def matmul_params(M: int, K: int, N: int) -> MatmulParams:
-    """Default tile: as wide as N allows, as tall as M allows (no wasted rows for M=1)."""
-    return MatmulParams(TM=max(1, min(4, M)), TN=width_for(N))
+    """Default tile: as wide as N allows, as tall as M allows (no wasted rows for M=1).
+    8x16 beat 4x16, 6x16, 8x8 and 16x16 on a 2-core AVX-512 PoCL machine (~210 GFLOP/s
+    at 512^3); 128 accumulators, as for conv."""
+    return MatmulParams(TM=max(1, min(8, M)), TN=width_for(N))
 
 
 def batch_offsets(it: str, batch, shapes, names) -> list[str]:
