@@ -68,6 +68,13 @@ def test_trilu_k_range_and_batches():
                for u in (0, 1) for k in (-7, -1, 0, 2, 9, 1 << 40)])
 
 
+def test_transpose_tiled_path():
+    """Read strides that are multiples of 4 KiB go tile by tile (see layout._tiled_axes)."""
+    cases = [((32, 1024), (1, 0)), ((2, 16, 32, 64), (0, 2, 3, 1)), ((16, 3, 1024), (2, 1, 0))]
+    check_ops([("transpose", [_data(s, dt)], {"perm": p})
+               for s, p in cases for dt in (np.float32, np.float16)])
+
+
 @st.composite
 def transpose_case(draw):
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=5)))

@@ -53,16 +53,48 @@ def _transpose_infer(types, attrs):
     return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
 
 
+TILE = 16
+
+
+def _tiled_axes(node):
+    """Output axes (a, b) to walk in TILE x TILE tiles, or None for a plain gather.
+
+    A plain gather reads the input with the stride of the axis that the output's last axis
+    walks. When that stride is a multiple of 4 KiB every read lands in the same cache set
+    and a 2048x2048 transpose runs 5-7x slower (measured on PoCL). Tiles over b (the output's
+    last axis) and a (the axis walking the input's last axis) fix that; elsewhere they cost."""
+    perm, in_shape, shape = node.attrs["perm"], node.inputs[0].shape, node.outputs[0].shape
+    if not perm or _prod(in_shape[perm[-1] + 1:]) % 1024:
+        return None
+    a, b = perm.index(len(perm) - 1), len(perm) - 1
+    return (a, b) if shape[a] % TILE == 0 and shape[b] % TILE == 0 else None
+
+
+def _transpose_domain(node):
+    shape, ab = node.outputs[0].shape, _tiled_axes(node)
+    if ab is None:
+        return shape
+    rest = [d for k, d in enumerate(shape) if k not in ab]
+    return (*rest, shape[ab[0]] // TILE, shape[ab[1]] // TILE, TILE, TILE)
+
+
 def _transpose_body(em):
-    coords = [None] * len(em.coords)
-    for k, p in enumerate(em.node.attrs["perm"]):
-        coords[p] = em.coords[k]   # output axis k walks input axis perm[k]
-    em.store(em.load(0, coords))
+    perm, ab = em.node.attrs["perm"], _tiled_axes(em.node)
+    out = list(em.coords)
+    if ab is not None:  # domain: the other axes, tile numbers along a and b, offsets in a tile
+        *rest, ta, tb, ia, ib = em.coords
+        rest = iter(rest)
+        out = [f"{ta}*{TILE} + {ia}" if k == ab[0] else f"{tb}*{TILE} + {ib}" if k == ab[1]
+               else next(rest) for k in range(len(perm))]
+    coords = [None] * len(out)
+    for k, p in enumerate(perm):
+        coords[p] = out[k]   # output axis k walks input axis perm[k]
+    em.store(em.load(0, coords), coords=out if ab else None)
 
 
 register(OpDef(
     "transpose", _transpose_infer, lambda xs, at: [np.transpose(xs[0], at["perm"]).copy()],
-    Pointwise(_transpose_body, flops_per_point=0),
+    Pointwise(_transpose_body, domain=_transpose_domain, flops_per_point=0),
     fusion="injective", attrs={"perm": REQUIRED}, num_inputs=1))
 
 
