@@ -176,15 +176,15 @@ EINSUM_CASES = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2
 
 @pytest.mark.parametrize("eq,shapes", EINSUM_CASES)
 def test_einsum_matches_numpy(eq, shapes):
-    import onnx
     from onnx import TensorProto, helper
 
     from lgc.frontend.onnx import backend
     names = [f"x{i}" for i in range(len(shapes))]
     node = helper.make_node("Einsum", names, ["y"], equation=eq)
+    out_shape = np.einsum(eq, *[np.zeros(s) for s in shapes]).shape
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
                                             for n, s in zip(names, shapes)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, np.einsum(eq, *[np.zeros(s) for s in shapes]).shape)])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     xs = [rand(*s) for s in shapes]
     got = backend.prepare(model).run(xs)[0]

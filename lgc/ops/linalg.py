@@ -154,7 +154,7 @@ class MatmulGen:
             return self.dot_kernels(node, name, ba, bb, batch, M, K, N)
         p = self.params(M, K, N)
         TM, TN = p.TM, p.TN
-        dt, ct = C.dtype, C.dtype.cl_compute
+        dt = C.dtype
         it = index_type_for(A.type.size, B.type.size, C.type.size)
         VT = vtype(dt, TN)
         body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
@@ -229,7 +229,8 @@ class MatmulGen:
         body += [f"  s{i}_{j} += {read('in0', dt, f'a{i} + k')} * {read('in1', dt, f'b{j} + k')};"
                  for i, j in tile] + ["}"]
         for i, j in tile:
-            guard = " && ".join(([f"m0 + {i} < {M}"] if M % TM else []) + ([f"n0 + {j} < {N}"] if N % TN else []))
+            guard = " && ".join(([f"m0 + {i} < {M}"] if M % TM else []) +
+                                ([f"n0 + {j} < {N}"] if N % TN else []))
             store = write("out0", dt, f"b * {M * N} + (m0 + {i}) * {N} + n0 + {j}", f"s{i}_{j}")
             body.append(f"if ({guard}) {store}" if guard else store)
         args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]

@@ -142,7 +142,7 @@ class ConvGen:
         Cg, Mg = C // g, M // g
         p = self.params(Mg, O[-1], s[-1], prod(K))
         TM, TP = p.TM, p.TP
-        dt, ct = Y.dtype, Y.dtype.cl_compute
+        dt = Y.dtype
         it = index_type_for(X.type.size, W.type.size, Y.type.size)
         VT = vtype(dt, TP)
         OT, MT = -(-O[-1] // TP), -(-Mg // TM)
@@ -178,9 +178,9 @@ class ConvGen:
                  f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{",
                  f"{ind}  const {it} ix = ox0 * {sl} - {pl} + kx * {dl};",
                  f"{ind}  {VT} xv;",
-                 f"{ind}  if (ix >= 0 && ix + last * {sl} < {SL} && xr + ix + {self._reach(TP, sl)} < {X.type.size}) "
-                 f"xv = {self._inside(dt, TP, sl)};",
-                 f"{ind}  else xv = {self._border(dt, TP, sl, SL, ct)};",
+                 f"{ind}  if (ix >= 0 && ix + last * {sl} < {SL} && "
+                 f"xr + ix + {self._reach(TP, sl)} < {X.type.size}) xv = {self._inside(dt, TP, sl)};",
+                 f"{ind}  else xv = {self._border(dt, TP, sl, SL)};",
                  f"{ind}  const {it} wk = {wk};"]
         body += [f"{ind}  acc{i} += {read('in1', dt, f'w{i} + wk')} * xv;" for i in range(TM)]
         body.append(f"{ind}}}")
@@ -221,7 +221,7 @@ class ConvGen:
         return gather(dt, TP, [read("in0", dt, f"xr + ix + {j * sl}") for j in range(TP)])
 
     @staticmethod
-    def _border(dt, TP, sl, SL, ct):
+    def _border(dt, TP, sl, SL):
         zero = literal(0, dt)
         return gather(dt, TP, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
                                f"{read('in0', dt, f'xr + ix + {j * sl}')} : {zero})"
