@@ -296,9 +296,14 @@ def _convt_body(em):
     acc = em.tmp(dt.cl_compute, em.load(2, [c[1]]) if len(em.inputs) == 3 else literal(0, dt), "acc")
     em.emit(f"for ({it} ci = grp * {Cg}; ci < grp * {Cg} + {Cg}; ++ci) {{")
     for i in range(r):
-        em.emit(f"for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{",
-                f"const {it} t{i} = {c[2 + i]} + {pb[i]} - k{i} * {d[i]};",
-                f"if (t{i} < 0 || t{i} % {s[i]} != 0 || t{i} / {s[i]} >= {S[i]}) continue;")
+        if d[i] == 1:   # only every s-th tap lands on an input position: step straight to them
+            em.emit(f"for ({it} k{i} = ({c[2 + i]} + {pb[i]}) % {s[i]}; k{i} < {K[i]}; k{i} += {s[i]}) {{",
+                    f"const {it} t{i} = {c[2 + i]} + {pb[i]} - k{i};",
+                    f"if (t{i} < 0 || t{i} / {s[i]} >= {S[i]}) continue;")
+        else:
+            em.emit(f"for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{",
+                    f"const {it} t{i} = {c[2 + i]} + {pb[i]} - k{i} * {d[i]};",
+                    f"if (t{i} < 0 || t{i} % {s[i]} != 0 || t{i} / {s[i]} >= {S[i]}) continue;")
     x = em.load(0, [c[0], "ci"] + [f"t{i} / {s[i]}" for i in range(r)])
     w = em.load(1, ["ci", f"{c[1]} % {Mg}"] + [f"k{i}" for i in range(r)])
     em.emit(f"{acc} += {x} * {w};", "}" * (r + 1))
