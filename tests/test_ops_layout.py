@@ -53,7 +53,7 @@ def test_scalars_and_empty_tensors():
     ])
 
 
-@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap", "symmetric"])
 def test_pad_modes_and_crops(mode):
     """Pads wider than the input (reflect/wrap fold again), and negative pads that crop."""
     x = RNG.standard_normal((3, 5)).astype(np.float32)

@@ -202,7 +202,7 @@ register(OpDef(
 
 # ---- pad --------------------------------------------------------------------------------------
 
-PAD_MODES = ("constant", "reflect", "edge", "wrap")
+PAD_MODES = ("constant", "reflect", "edge", "wrap", "symmetric")
 
 
 def _pad_parts(shape, pads):
@@ -250,7 +250,9 @@ def _pad_body(em):
     parts = _pad_parts(em.inputs[0].shape, at["pads"])
     for c, (lo, n, pb), d in zip(em.coords, parts, em.outputs[0].shape):
         i = f"({c} - {pb})" if pb else c
-        if mode == "constant":
+        if pb == 0 and n == d:  # this axis is only cropped, or untouched
+            pass
+        elif mode == "constant":
             if pb:
                 inside.append(f"{c} >= {pb}")
             if pb + n < d:
@@ -259,12 +261,12 @@ def _pad_body(em):
             i = em.tmp(it, f"clamp({i}, ({it})0, ({it}){n - 1})", "i")
         elif mode == "wrap":
             i = em.tmp(it, f"(({i} % {n}) + {n}) % {n}", "i")
-        elif n == 1:  # reflect on a single element stays on it
+        elif n == 1:  # reflecting a single element stays on it
             i = "0"
-        else:  # reflect: period 2(n-1), folded back into [0, n)
-            p = 2 * (n - 1)
+        else:  # reflect: period 2(n-1) (edges once); symmetric: period 2n (edges twice)
+            p = 2 * (n - 1) if mode == "reflect" else 2 * n
             m = em.tmp(it, f"(({i} % {p}) + {p}) % {p}", "i")
-            i = em.tmp(it, f"{m} < {n} ? {m} : {p} - {m}", "i")
+            i = em.tmp(it, f"{m} < {n} ? {m} : {p - (mode == 'symmetric')} - {m}", "i")
         coords.append(f"{i} + {lo}" if lo else i)
     if mode == "constant":
         value = literal(at["value"], em.out_type())
