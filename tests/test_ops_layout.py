@@ -219,3 +219,9 @@ def test_onnx_opset_18_inputs():
          "r1": np.float32(-2), "r2": np.float32(-0.75), "k": i64(-1), "ccs": i64(7, 2),
          "x4": np.arange(96, dtype=np.float32).reshape(1, 8, 3, 4),
          "ratio": np.float32(0), "train": np.array(True)})
+
+
+def test_onnx_shape_computed_from_a_small_input():
+    """A shape computed from a small graph input: the importer specialises on that input."""
+    _onnx_check(18, [_n("Add", ["s", "one"], ["s1"]), _n("Reshape", ["x", "s1"], ["r"])],
+                {"x": X, "s": np.array([2, 9, 1], np.int64)}, {"one": np.ones(3, np.int64)})
