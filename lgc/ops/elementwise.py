@@ -132,8 +132,13 @@ def _c_min(a, b, t, at):
 
 def _c_mod(a, b, t, at):
     if t.is_float:
-        return f"fmod({a}, {b})" if at["fmod"] else \
-            f"({a} - floor({a} / {b}) * {b})"
+        if at["fmod"]:
+            return f"fmod({a}, {b})"
+        # NumPy's floored modulo via fmod (exact, and right for infinities): the result
+        # takes the divisor's sign, and a zero result is a zero of the divisor's sign
+        m = f"fmod({a}, {b})"
+        return (f"(({m} != 0) ? ((({b} < 0) != ({m} < 0)) ? {m} + {b} : {m}) "
+                f": copysign(({t.cl_compute})0, {b}))")
     if at["fmod"] or t.is_unsigned_int:
         return f"({a} % {b})"
     return f"((({a} % {b}) != 0 && ((({a} % {b}) < 0) != ({b} < 0))) ? ({a} % {b}) + {b} : ({a} % {b}))"
