@@ -208,6 +208,11 @@ def test_array_methods_and_repr():
         a[0] = 1.0
 
 
+def test_small_constants_keep_their_shape():
+    lnp.asarray(np.zeros(1, np.float32))            # a cached one-element constant ...
+    assert (lnp.asarray(np.float32(6)) > 0).shape == ()   # ... is not the 0-d zero
+
+
 def test_eager_op_cache_reuses_executables():
     from lgc.trace import eager
     a = lnp.asarray(np.ones(5, np.float32))

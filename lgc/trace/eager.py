@@ -91,18 +91,28 @@ def device_put(x, device=None) -> Array:
     return pytree.unflatten(tree, [_put(v) for v in leaves])
 
 
+_small: dict = {}   # device copies of small constants (Python scalars in `x * 2.0`, ...)
+
+
 def _put(x) -> Array:
     if isinstance(x, Array):
         return x
     if isinstance(x, ArrayBase):
         raise TypeError("device_put of a traced value; it is already part of the computation")
     aval = get_aval(x)
-    host = np.ascontiguousarray(to_numpy_const(x, aval.dtype))
-    rt = runtime()
-    buf = new_buffer(host.nbytes)
-    if host.size:
-        cl.enqueue_copy(rt.queue, buf, host, is_blocking=True)
-    return Array(buf, aval)
+    host = np.array(to_numpy_const(x, aval.dtype), order="C")  # ascontiguousarray makes 0-d 1-d
+    key = (host.dtype.str, aval.shape, host.tobytes(), aval.weak_type) if host.size <= 4 else None
+    if key in _small:
+        return _small[key]
+    if host.size:   # copied at creation: no queue round trip
+        buf = cl.Buffer(runtime().device.context,
+                        cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=host)
+    else:
+        buf = new_buffer(0)
+    out = Array(buf, aval)
+    if key is not None and len(_small) < 4096:
+        _small[key] = out
+    return out
 
 
 def device_get(x):

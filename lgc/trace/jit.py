@@ -205,7 +205,8 @@ class JitFunction:
         nums, names = self.static_argnums, self.static_argnames
         dyn_args, dyn_kwargs = _split_static(args, kwargs, nums, names)
         leaves, tree = pytree.flatten((dyn_args, dyn_kwargs))
-        avals = tuple(_leaf_aval(x, f"#{i}") for i, x in enumerate(leaves))
+        avals = tuple(x.aval if isinstance(x, ArrayBase) else _leaf_aval(x, f"#{i}")
+                      for i, x in enumerate(leaves))
         return (tree, avals, _static_key(args, kwargs, nums, names)), leaves
 
     def lower(self, *args, **kwargs) -> Compiled:
@@ -225,12 +226,13 @@ class JitFunction:
         return entry
 
     def __call__(self, *args, **kwargs):
-        leaves = pytree.tree_leaves((args, kwargs))
-        if _dynamic or any(isinstance(x, Tracer) for x in leaves):
+        if _dynamic:
             return self.fun(*args, **kwargs)   # inside another trace: inline
-        key, dyn_leaves = self._signature(args, kwargs)
+        key, leaves = self._signature(args, kwargs)
+        if any(isinstance(x, Tracer) for x in leaves):
+            return self.fun(*args, **kwargs)   # under a (future) non-staging transformation
         entry = self._cache.get(key) or self.lower(*args, **kwargs)
-        return entry(dyn_leaves)
+        return entry(leaves)
 
 
 def jit(fun=None, *, static_argnums=(), static_argnames=(), opt_level: int = 2):
