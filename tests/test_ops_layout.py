@@ -53,6 +53,15 @@ def test_scalars_and_empty_tensors():
     ])
 
 
+def test_concat_many_parts():
+    """Enough parts (some empty) for several levels of the branch tree, on every axis."""
+    cases = []
+    for axis in range(3):
+        xs = [_data(tuple(k % 4 if a == axis else 2 for a in range(3)), np.float32) for k in range(13)]
+        cases.append(("concat", xs, {"axis": axis}))
+    check_ops(cases)
+
+
 @pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap", "symmetric"])
 def test_pad_modes_and_crops(mode):
     """Pads wider than the input (reflect/wrap fold again), and negative pads that crop."""

@@ -173,23 +173,31 @@ def _concat_infer(types, attrs):
 
 
 def _concat_body(em):
-    """An if-chain over the inputs' offsets along the axis; empty inputs are skipped."""
+    """A binary search over the inputs' offsets along the axis (log2(n) branches, so the
+    long concatenations of unrolled loops stay cheap); empty inputs are skipped."""
     axis = em.node.attrs["axis"]
     c = em.coords[axis]
     v = em.var()
     em.emit(f"{em.out_type().cl_compute} {v};")
-    offset, first = 0, True
-    parts = [(i, t.shape[axis]) for i, t in enumerate(em.inputs) if t.shape[axis]]
-    for n, (i, size) in enumerate(parts):
-        coords = list(em.coords)
-        coords[axis] = f"({c} - {offset})" if offset else c
-        load = f"{v} = {em.load(i, coords)};"
-        offset += size
-        if n == len(parts) - 1:
-            em.emit(f"else {load}" if not first else load)
-        else:
-            em.emit(f"{'if' if first else 'else if'} ({c} < {offset}) {load}")
-        first = False
+    parts, offsets = [i for i, t in enumerate(em.inputs) if t.shape[axis]], [0]
+    for i in parts:
+        offsets.append(offsets[-1] + em.inputs[i].shape[axis])
+
+    def pick(lo, hi, pad=""):  # parts[lo:hi] cover [offsets[lo], offsets[hi]) on the axis
+        if hi - lo == 1:
+            coords = list(em.coords)
+            coords[axis] = f"({c} - {offsets[lo]})" if offsets[lo] else c
+            em.emit(f"{pad}{v} = {em.load(parts[lo], coords)};")
+            return
+        mid = (lo + hi) // 2
+        em.emit(f"{pad}if ({c} < {offsets[mid]}) {{")
+        pick(lo, mid, pad + "  ")
+        em.emit(f"{pad}}} else {{")
+        pick(mid, hi, pad + "  ")
+        em.emit(f"{pad}}}")
+
+    if parts:
+        pick(0, len(parts))
     em.store(v)
 
 
