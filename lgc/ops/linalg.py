@@ -241,6 +241,7 @@ class MatmulGen:
 
 register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(), fusion="out_fusable", num_inputs=2,
                attrs={"trans_b": 0},
+               flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
                doc="NumPy matmul: 1-D operands promoted, batch dims broadcast; trans_b: B is "
                    "stored with its last two axes swapped"))
 

@@ -229,8 +229,15 @@ class ConvGen:
 
 
 CONV_ATTRS = {"strides": (), "pads": (), "dilations": (), "group": 1}
+def _weight_flops(ins, outs, attrs, per="out"):
+    """2 FLOPs per multiply-add: every output (conv) or input (transposed conv) element
+    meets one filter slice of prod(W.shape[1:]) weights."""
+    n = outs[0].size if per == "out" else ins[0].size
+    return 2 * n * prod(ins[1].shape[1:])
+
+
 register(OpDef("conv", _conv_infer, _float_ref(_conv_ref), ConvGen(), fusion="out_fusable",
-               attrs=dict(CONV_ATTRS), num_inputs=(2, 3),
+               attrs=dict(CONV_ATTRS), num_inputs=(2, 3), flops=_weight_flops,
                doc="ONNX Conv: X [N,C,*S], W [M,C/group,*K], optional bias [M]"))
 
 
@@ -312,6 +319,7 @@ def _convt_body(em):
 
 register(OpDef("conv_transpose", _convt_infer, _float_ref(_convt_ref), Pointwise(_convt_body),
                fusion="out_fusable", attrs={**CONV_ATTRS, "output_padding": ()},
+               flops=lambda i, o, a: _weight_flops(i, o, a, per="in"),
                num_inputs=(2, 3), doc="ONNX ConvTranspose with explicit pads"))
 
 
