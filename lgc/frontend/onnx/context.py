@@ -14,7 +14,7 @@ from ...ir.builder import GraphBuilder
 from ...ir.graph import Value
 
 FOLD_LIMIT = 1 << 24  # elements; larger constant results stay as graph nodes
-SPECIALISE_LIMIT = 256  # elements; inputs this small may be specialised on when they feed a shape
+SPECIALISE_LIMIT = 16  # elements: inputs the size of a shape, axes or pads vector
 
 
 class NeedsInputValue(Exception):
