@@ -1042,3 +1042,121 @@ def diag(v, k=0):
                         reshape(pad(v, (builtins.abs(k), 0)), (1, n) if k >= 0 else (n, 1)))
     return diagonal(v, k)
 
+
+
+# ---- more of jax.numpy ----------------------------------------------------------------------
+
+def select(condlist, choicelist, default=0):
+    """The first choice whose condition holds, else default (a chain of wheres)."""
+    if len(condlist) != len(choicelist):
+        raise ValueError("select: condlist and choicelist must have the same length")
+    out = default
+    for c, v in reversed(list(zip(condlist, choicelist))):
+        out = where(c, v, out)
+    return asarray(out)
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    (a, b), dt, weak = _promote(a, b)
+    if dt.kind != "f":
+        return equal(a, b)
+    close = less_equal(abs(subtract(a, b)), add(atol, multiply(rtol, abs(b))))
+    close = logical_or(close, equal(a, b))               # equal infinities
+    return logical_or(close, logical_and(isnan(a), isnan(b))) if equal_nan else close
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return all(isclose(a, b, rtol, atol, equal_nan))
+
+
+def array_equal(a1, a2, equal_nan=False):
+    if _shape(a1) != _shape(a2):
+        return asarray(False)
+    eq = equal(a1, a2)
+    if equal_nan:
+        eq = logical_or(eq, logical_and(isnan(a1), isnan(a2)))
+    return all(eq)
+
+
+def meshgrid(*xi, indexing="xy"):
+    xi = [ravel(x) for x in xi]
+    shape = [x.shape[0] for x in xi]
+    if indexing == "xy" and len(xi) > 1:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for k, x in enumerate(xi):
+        axis = {0: 1, 1: 0}.get(k, k) if indexing == "xy" and len(xi) > 1 else k
+        s = [1] * len(xi)
+        s[axis] = x.shape[0]
+        out.append(broadcast_to(reshape(x, tuple(s)), tuple(shape)))
+    return out
+
+
+def append(arr, values, axis=None):
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)])
+    return concatenate([arr, values], axis)
+
+
+def cross(a, b, axis=-1):
+    a, b = moveaxis(asarray(a), axis, -1), moveaxis(asarray(b), axis, -1)
+    if a.shape[-1] != 3 or b.shape[-1] != 3:
+        raise NotImplementedError("cross of 3-vectors only")
+    a0, a1, a2 = (a[..., i] for i in range(3))
+    b0, b1, b2 = (b[..., i] for i in range(3))
+    return stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
+
+
+def kron(a, b):
+    a, b = asarray(a), asarray(b)
+    nd = builtins.max(a.ndim, b.ndim)
+    a = reshape(a, (1,) * (nd - a.ndim) + a.shape)
+    b = reshape(b, (1,) * (nd - b.ndim) + b.shape)
+    out = multiply(reshape(a, tuple(d for n in a.shape for d in (n, 1))),
+                   reshape(b, tuple(d for n in b.shape for d in (1, n))))
+    return reshape(out, tuple(p * q for p, q in zip(a.shape, b.shape)))
+
+
+def _nan_reduce(fn, fill):
+    def f(a, axis=None, keepdims=False, **kw):
+        a = asarray(a)
+        if a.dtype.kind == "f":
+            a = where(isnan(a), np.asarray(fill, a.dtype), a)
+        return fn(a, axis, keepdims=keepdims, **kw)
+    return f
+
+
+nansum = _nan_reduce(sum, 0)
+nanprod = _nan_reduce(prod, 1)
+nanmax = _nan_reduce(max, -np.inf)
+nanmin = _nan_reduce(min, np.inf)
+
+
+class _Linalg:
+    """lnp.linalg: what the core ops cover (norm, det)."""
+
+    @staticmethod
+    def norm(x, ord=None, axis=None, keepdims=False):
+        x = asarray(x)
+        x = _cast(x, x.dtype if x.dtype.kind == "f" else _dt.default_float())
+        if ord in (None, 2, "fro") and (axis is None or isinstance(axis, (int, np.integer))
+                                         or ord in (None, "fro")):
+            return sqrt(sum(multiply(x, x), axis, keepdims=keepdims))
+        if ord == 1 and isinstance(axis, (int, np.integer)):
+            return sum(abs(x), axis, keepdims=keepdims)
+        if ord in (np.inf, "inf") and isinstance(axis, (int, np.integer)):
+            return max(abs(x), axis, keepdims=keepdims)
+        raise NotImplementedError(f"norm with ord={ord!r}, axis={axis!r}")
+
+    @staticmethod
+    def det(a):
+        a = asarray(a)
+        return bind("det", _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float()))
+
+
+linalg = _Linalg()
+
+
+def __getattr__(name):
+    raise AttributeError(f"lgc.numpy has no {name!r} yet (jax.numpy has more; see "
+                         f"docs/TRACING.md for what is covered)")

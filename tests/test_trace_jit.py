@@ -221,3 +221,27 @@ def test_eager_op_cache_reuses_executables():
     for _ in range(3):
         lnp.sin(a)
     assert len(eager._cache) == n
+
+
+def test_zero_size_arrays():
+    f = lgc.jit(lambda x: (x + 1.0, x.sum(axis=0), lnp.concatenate([x, x]), x.reshape(3, 0)))
+    e = np.zeros((0, 3), np.float32)
+    for out in (f(e), f.__wrapped__(lnp.asarray(e))):
+        a, s, c, r = (np.asarray(o) for o in out)
+        assert a.shape == (0, 3) and c.shape == (0, 3) and r.shape == (3, 0)
+        np.testing.assert_array_equal(s, np.zeros(3, np.float32))
+
+
+def test_x64_keeps_64_bit_types():
+    from lgc.trace import enable_x64
+    enable_x64(True)
+    try:
+        x = np.linspace(0, 1, 5)                      # float64
+        f = lgc.jit(lambda v: (lnp.sin(v) * 2.0, lnp.arange(3), v.sum()))
+        s, r, t = f(x)
+        assert s.dtype == np.float64 and r.dtype == np.int64 and t.dtype == np.float64
+        np.testing.assert_allclose(np.asarray(s), np.sin(x) * 2.0, rtol=1e-13)
+        assert lnp.asarray(1.0).dtype == np.float64
+    finally:
+        enable_x64(False)
+    assert lnp.asarray(np.linspace(0, 1, 5)).dtype == np.float32

@@ -205,6 +205,19 @@ REDUCTIONS_AND_LINALG = [
     C("trace", lambda m, q: m.trace(q, 1), "q"),
     C("diagonal", lambda m, t: m.diagonal(t, -1, 1, 2), "t"),
     C("diag", lambda m, v: m.diag(v) + m.diag(v[:3], 1) + m.diag(v[:3], -1), "v"),
+    C("select", lambda m, x: m.select([x > 0.5, x < -0.5], [x, -x], 9.0), "x"),
+    C("isclose", lambda m, x, y: m.isclose(x, x + y * 1e-6), "x", "y"),
+    C("allclose", lambda m, x: m.allclose(x, x + 1e-9), "x"),
+    C("array_equal", lambda m, i, j: m.logical_and(m.array_equal(i, i), m.logical_not(m.array_equal(i, j))), "i", "j"),
+    C("meshgrid", lambda m, v: m.meshgrid(v, v[:3]), "v"),
+    C("meshgrid_ij", lambda m, v: m.meshgrid(v, v[:3], indexing="ij"), "v"),
+    C("append", lambda m, x, v: m.append(x, v), "x", "v"),
+    C("cross", lambda m, t: m.cross(t[..., :3], t[..., 1:]), "t"),
+    C("kron", lambda m, q, v: m.kron(q[:2, :2], v), "q", "v"),
+    C("nansum", lambda m, x: m.nansum(m.log(x), axis=1), "x"),
+    C("nanmax", lambda m, x: m.nanmax(m.log(x), axis=0), "x"),
+    C("norm", lambda m, x: m.linalg.norm(x, axis=1), "x"),
+    C("det", lambda m, q: m.linalg.det(q), "q", tol=(1e-4, 1e-5)),
 ]
 
 INDEXING = [
