@@ -289,3 +289,47 @@ def test_broadcast_binary_hypothesis(shape, data):
     want = (np.maximum(a, b) * 2.0 + np.sum(a * b, axis=-1, keepdims=True)) if a.ndim else a + b
     for got in (f(lnp.asarray(a), lnp.asarray(b)), lgc.jit(f)(a, b)):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
+def test_reductions_hypothesis(shape, data):
+    """Every reduction over a random axis set, with and without keepdims, in one graph."""
+    nd = len(shape)
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, nd - 1), min_size=1))))
+    keep = data.draw(st.booleans())
+    a = rng.standard_normal(shape).astype(np.float32)
+
+    def f(m, a):
+        return [m.sum(a, axes, keepdims=keep), m.max(a, axes, keepdims=keep),
+                m.min(a, axes, keepdims=keep), m.mean(a, axes, keepdims=keep),
+                m.var(a, axes, keepdims=keep), m.prod(a, axes, keepdims=keep),
+                m.argmax(a, axes[0]), m.cumsum(a, axes[-1]), m.sort(a, axes[0])]
+
+    got = lgc.jit(lambda a: f(lnp, a))(a)
+    for g, w in zip(got, f(np, a)):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=3), st.data())
+def test_basic_indexing_hypothesis(shape, data):
+    """Random slices (any step sign), ints and newaxis, read and .at[].add, as NumPy."""
+    idx = []
+    for n in shape[:data.draw(st.integers(1, len(shape)))]:
+        kind = data.draw(st.sampled_from(["slice", "int", "none"]))
+        if kind == "int":
+            idx.append(data.draw(st.integers(-n, n - 1)))
+        elif kind == "none":
+            idx += [None, slice(None)]
+        else:
+            idx.append(slice(data.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                             data.draw(st.one_of(st.none(), st.integers(-n - 1, n + 1))),
+                             data.draw(st.sampled_from([None, 1, 2, -1, -2]))))
+    idx = tuple(idx)
+    a = rng.standard_normal(shape).astype(np.float32)
+    got, upd = lgc.jit(lambda a: (a[idx], a.at[idx].add(1.0)))(a)
+    want = a.copy()
+    want[idx] += 1.0
+    np.testing.assert_array_equal(np.asarray(got), a[idx])
+    np.testing.assert_array_equal(np.asarray(upd), want)
