@@ -245,3 +245,18 @@ def test_x64_keeps_64_bit_types():
     finally:
         enable_x64(False)
     assert lnp.asarray(np.linspace(0, 1, 5)).dtype == np.float32
+
+
+def test_export_artifact_runs_without_source(tmp_path):
+    from lgc.trace import export
+
+    def f(params, x):
+        return {"y": lnp.tanh(x @ params["w"]) + 1.0, "n": (x * x).sum()}
+
+    params = {"w": np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2)}
+    export(f, params, X, path=tmp_path / "f.lgc")
+    exe = lgc.load(tmp_path / "f.lgc")
+    assert exe.input_names == ["params.w", "x"]
+    out = exe.run({"params.w": params["w"], "x": X})
+    np.testing.assert_allclose(out["out0"], (X * X).sum(), rtol=1e-6)     # dict keys sorted
+    np.testing.assert_allclose(out["out1"], np.tanh(X @ params["w"]) + 1, rtol=1e-6)

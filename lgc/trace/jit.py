@@ -251,3 +251,18 @@ def make_ir(fun, static_argnums=(), static_argnames=()):
     def traced(*args, **kwargs) -> Graph:
         return trace_to_graph(fun, args, kwargs, nums, names)[0]
     return traced
+
+
+def export(fun, *args, path=None, static_argnums=(), static_argnames=(), opt_level: int = 2,
+           **kwargs):
+    """Trace fun on these example arguments and write a .lgc artifact (the format of
+    `lgc compile`); lgc.load(path) runs it without the Python source. Inputs are the
+    flattened argument leaves (named like make_ir's), outputs the flattened results.
+    Returns the Executable."""
+    from ..api import Executable
+    nums, names = _norm_static(fun, static_argnums, static_argnames)
+    graph = trace_to_graph(fun, args, kwargs, nums, names)[0]
+    exe = Executable.from_graph(graph, runtime().device, opt_level)
+    if path is not None:
+        exe.save(path)
+    return exe
