@@ -155,7 +155,7 @@ CREATION_AND_SHAPES = [
     C("pad", lambda m, x: m.pad(x, ((1, 0), (2, 1))), "x"),
     C("pad_value", lambda m, x: m.pad(x, 1, constant_values=3.5), "x"),
     C("pad_edge", lambda m, x: m.pad(x, (1, 2), mode="edge"), "x"),
-    C("pad_reflect", lambda m, x: m.pad(x, 2, mode="reflect"), "x"),
+    C("pad_reflect", lambda m, x: m.pad(x, ((4, 2), (5, 1)), mode="reflect"), "x"),
     C("pad_wrap", lambda m, x: m.pad(x, 1, mode="wrap"), "x"),
     C("flip", lambda m, t: m.flip(t, (0, 2)), "t"), C("flip_all", lambda m, x: m.flip(x), "x"),
     C("roll", lambda m, x: m.roll(x, 2, axis=1), "x"), C("roll_flat", lambda m, x: m.roll(x, -3), "x"),
