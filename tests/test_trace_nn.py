@@ -127,3 +127,34 @@ def test_conv_padding_shapes(padding, n, s):
         np.zeros((1, 1, n, n), np.float32), np.zeros((1, 1, 3, 3), np.float32))
     want = -(-n // s) if padding == "SAME" else (n - 3) // s + 1
     assert g.outputs[0].shape == (1, 1, want, want)
+
+
+def test_encoder_block_jit_equals_numpy():
+    """A BERT-style encoder layer written in lgc.numpy/lgc.nn, jitted, against NumPy."""
+    B, S, D, H = 2, 5, 8, 2
+    p = {k: rng.standard_normal(s).astype(np.float32) * 0.3 for k, s in
+         {"wq": (D, D), "wk": (D, D), "wv": (D, D), "wo": (D, D), "w1": (D, 16), "w2": (16, D),
+          "g1": (D,), "b1": (D,), "g2": (D,), "b2": (D,)}.items()}
+    xs = rng.standard_normal((B, S, D)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+
+    def layer(m, softmax, ln, gelu, p, x, mask):
+        def heads(t):
+            return m.transpose(t.reshape(B, S, H, D // H), (0, 2, 1, 3))
+        q, k, v = heads(x @ p["wq"]), heads(x @ p["wk"]), heads(x @ p["wv"])
+        s = m.einsum("bhqd,bhkd->bhqk", q, k) / np.float32(np.sqrt(D // H))
+        s = s + (1.0 - mask[:, None, None, :]) * -1e9
+        a = m.einsum("bhqk,bhkd->bhqd", softmax(s), v)
+        a = m.transpose(a, (0, 2, 1, 3)).reshape(B, S, D) @ p["wo"]
+        h = ln(x + a, p["g1"], p["b1"])
+        return ln(h + gelu(h @ p["w1"]) @ p["w2"], p["g2"], p["b2"])
+
+    def np_ln(x, g, b):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * g + b
+
+    def np_gelu(x):
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+    want = layer(np, _softmax, np_ln, np_gelu, p, xs, mask)
+    f = lgc.jit(lambda p, x, mask: layer(lnp, nn.softmax, nn.layer_norm, nn.gelu, p, x, mask))
+    np.testing.assert_allclose(np.asarray(f(p, xs, mask)), want, rtol=1e-4, atol=1e-5)
