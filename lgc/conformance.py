@@ -88,12 +88,20 @@ def _read_pb(path):
     return numpy_helper.to_array(t)
 
 
+def _array(x):
+    """Some node cases store data as TensorProto (types NumPy lacks); decode like onnx's runner."""
+    import onnx
+    from onnx import numpy_helper
+    return numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x
+
+
 def load_case(case: Case):
     """(model, [(inputs, expected_outputs)], rtol, atol)."""
     import onnx
     if case.category == "node":
         c = node_case(case.name)
-        return c.model, [(list(i), list(o)) for i, o in c.data_sets], c.rtol, c.atol
+        return c.model, [([_array(x) for x in i], [_array(x) for x in o]) for i, o in c.data_sets], \
+            c.rtol, c.atol
     if case.category == "light":
         model = onnx.load(case.source)
         from .frontend.onnx.importer import declared_inputs, onnx_dtype
