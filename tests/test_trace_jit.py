@@ -260,3 +260,13 @@ def test_export_artifact_runs_without_source(tmp_path):
     out = exe.run({"params.w": params["w"], "x": X})
     np.testing.assert_allclose(out["out0"], (X * X).sum(), rtol=1e-6)     # dict keys sorted
     np.testing.assert_allclose(out["out1"], np.tanh(X @ params["w"]) + 1, rtol=1e-6)
+
+
+def test_shape_errors_are_the_same_eager_and_jit():
+    a, b = np.ones(3, np.float32), np.ones(4, np.float32)
+    with pytest.raises(TypeError, match=r"add: shapes \(3,\), \(4,\) do not broadcast"):
+        lnp.asarray(a) + lnp.asarray(b)
+    with pytest.raises(TypeError, match=r"add: shapes \(3,\), \(4,\) do not broadcast"):
+        lgc.jit(lambda a, b: a + b)(a, b)
+    with pytest.raises(TypeError, match="not an array.*static"):
+        lgc.jit(lambda a, s: a)(a, "text")

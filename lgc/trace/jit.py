@@ -21,7 +21,7 @@ from ..passes import optimize
 from ..runtime import Executor
 from . import pytree
 from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
-                   get_aval, new_main, to_numpy_const)
+                   get_aval, infer_avals, new_main, to_numpy_const)
 from .eager import Array, _put, runtime
 
 
@@ -62,6 +62,7 @@ class GraphTrace(Trace):
     lift = pure
 
     def process_op(self, op, tracers, attrs, weak):
+        infer_avals(op, [t.aval for t in tracers], attrs, weak)   # same errors as eager mode
         outs = self.builder.op(op, [t.value for t in tracers], attrs, num_outputs=-1)
         return [GraphTracer(self, v, weak) for v in outs]
 
@@ -235,9 +236,11 @@ class JitFunction:
         return entry(leaves)
 
 
-def jit(fun=None, *, static_argnums=(), static_argnames=(), opt_level: int = 2):
+def jit(fun=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),
+        opt_level: int = 2):
     """Compile `fun` for the OpenCL device (jax.jit): traced once per signature and cached.
-    Usable as @jit, @jit(static_argnums=...) or jit(f, static_argnums=...)."""
+    Usable as @jit, @jit(static_argnums=...) or jit(f, static_argnums=...).
+    donate_argnums is accepted for ported code and ignored (outputs get fresh buffers)."""
     if fun is None:
         return lambda f: JitFunction(f, static_argnums, static_argnames, opt_level)
     return JitFunction(fun, static_argnums, static_argnames, opt_level)
