@@ -486,8 +486,16 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     return out
 
 
+def _index_compare(N, M, k, cmp, dtype):
+    """cmp(row + k, col) over an N x M grid, from two small aranges (not an N*M constant)."""
+    M = N if M is None else M
+    rows = reshape(asarray(np.arange(N, dtype=np.int32) + int(k)), (N, 1))
+    cols = reshape(asarray(np.arange(M, dtype=np.int32)), (1, M))
+    return astype(cmp(rows, cols), _dt.canonicalize(dtype or _dt.default_float()))
+
+
 def eye(N, M=None, k=0, dtype=None):
-    return asarray(np.eye(N, M, k, dtype=_dt.canonicalize(dtype or _dt.default_float())))
+    return _index_compare(N, M, k, equal, dtype)
 
 
 def identity(n, dtype=None):
@@ -495,7 +503,7 @@ def identity(n, dtype=None):
 
 
 def tri(N, M=None, k=0, dtype=None):
-    return asarray(np.tri(N, M, k, dtype=_dt.canonicalize(dtype or _dt.default_float())))
+    return _index_compare(N, M, k, greater_equal, dtype)
 
 
 # ---- shapes -----------------------------------------------------------------------------------
