@@ -275,7 +275,8 @@ def test_traced_integer_index():
     np.testing.assert_array_equal(np.asarray(d), want)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(1, 4), min_size=0, max_size=3), st.data())
 def test_broadcast_binary_hypothesis(shape, data):
     """Broadcasting shapes: one operand drops leading axes and sets some axes to 1."""
@@ -292,7 +293,8 @@ def test_broadcast_binary_hypothesis(shape, data):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
 def test_reductions_hypothesis(shape, data):
     """Every reduction over a random axis set, with and without keepdims, in one graph."""
@@ -312,7 +314,8 @@ def test_reductions_hypothesis(shape, data):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=3), st.data())
 def test_basic_indexing_hypothesis(shape, data):
     """Random slices (any step sign), ints and newaxis, read and .at[].add, as NumPy."""
