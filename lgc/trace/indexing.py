@@ -229,6 +229,7 @@ def _scatter(x, idx, values, reduction):
     v = lnp.broadcast_to(v, lnp.shape(pos))
     if lnp.size(pos) == 0:
         return x
-    flat = bind("scatter_elements", lnp.reshape(x, (x.size,)), lnp.ravel(lnp.asarray(pos)),
-                lnp.ravel(v), axis=0, reduction=reduction)
+    pos = pos.reshape(-1) if isinstance(pos, np.ndarray) else lnp.ravel(pos)
+    flat = bind("scatter_elements", lnp.reshape(x, (x.size,)), pos, lnp.ravel(v), axis=0,
+                reduction=reduction)
     return lnp.reshape(flat, x.shape)
