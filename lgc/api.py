@@ -26,8 +26,11 @@ class Executable:
 
     @classmethod
     def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False):
+        from .codegen.target import target_for, use_target
         graph = optimize(graph, opt_level)
-        return cls(lower(graph), graph, device, profile=profile)
+        device = select_device(device)
+        with use_target(target_for(device)):    # GPU devices get the GPU kernel variants
+            return cls(lower(graph), graph, device, profile=profile)
 
     # -- signature ---------------------------------------------------------------------
     @property

@@ -150,6 +150,9 @@ class MatmulGen:
         ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
         if C.type.size == 0:
             return []
+        from ..codegen import gpu_gemm   # GPU targets: local-memory tiled SGEMM
+        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
+            return gpu_gemm.matmul_kernels(node, name, target)
         if node.attrs["trans_b"]:
             return self.dot_kernels(node, name, ba, bb, batch, M, K, N)
         p = self.params(M, K, N)

@@ -129,6 +129,9 @@ class ConvGen:
         self.params = params
 
     def kernels(self, node, name):
+        from ..codegen import gpu_conv, gpu_gemm   # GPU targets: implicit GEMM, local memory
+        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
+            return gpu_conv.conv_kernels(node, name, target)
         X, W = node.inputs[:2]
         Y = node.outputs[0]
         a = node.attrs

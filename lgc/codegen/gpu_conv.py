@@ -1,0 +1,60 @@
+"""Convolution on a GPU target as implicit GEMM on the gpu_gemm template.
+
+For image n and group g, Y[n, g*Mg:(g+1)*Mg, :] (output positions flattened to P columns) is
+W_g [Mg, Cg*KS] @ X_cols [Cg*KS, P], where X_cols' element (k, p) is the input under tap k of
+the window at output position p (zero in the padding). Nothing is materialised: the GEMM's
+B loader computes that address while staging a tile in local memory, so each input element
+is fetched once per tile. A 1x1, stride-1, unpadded conv is a plain GEMM (X_cols is X).
+The batch of the GEMM is N * groups; the bias is added on store.
+"""
+from __future__ import annotations
+
+from .gpu_gemm import gemm_body, launch, params_for
+from .kernel import Arg, Kernel, index_type_for
+from .target import Target
+
+
+def conv_kernels(node, name: str, target: Target, params=None):
+    from ..ops.linalg import prod
+    from ..ops.nn import spatial_attrs
+    X, W = node.inputs[:2]
+    Y = node.outputs[0]
+    r, g = len(X.shape) - 2, node.attrs["group"]
+    s, pb, pe, d = spatial_attrs(node.attrs, r)
+    S, Kw, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[2:])
+    N, C, M = X.shape[0], X.shape[1], W.shape[0]
+    Cg, Mg, KS, P, SP = C // g, M // g, prod(Kw), prod(O), prod(S)
+    Kd = Cg * KS
+    pointwise = KS == 1 and all(v == 1 for v in s) and not any(pb + pe)
+    sig_op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, Kw))}s{'x'.join(map(str, s))}"
+    p = params or params_for(sig_op, Mg, P, Kd, N * g, target)
+    it = index_type_for(X.type.size, W.type.size, Y.type.size)
+    prelude = [f"const {it} bg = ({it})get_group_id(2), img = bg / {g}, grp = bg % {g};",
+               f"const {it} offw = grp * {Mg * Kd};",
+               f"const {it} offx = (img * {C} + grp * {Cg}) * {SP};",
+               f"const {it} offy = (img * {M} + grp * {Mg}) * {P};"]
+
+    def b_at(k, n):
+        if pointwise:
+            return [], f"in0[offx + ({k}) * {SP} + {n}]"
+        lines = [f"const {it} kk = {k}, pp = {n}, ch = kk / {KS};",
+                 f"{it} kr = kk % {KS}, pr = pp, at = offx + ch * {SP};", "int inside = 1;"]
+        for i in range(r - 1, -1, -1):   # decode window tap and output position, last axis first
+            lines += [f"{{ const {it} ki = kr % {Kw[i]}, oi = pr % {O[i]}; kr /= {Kw[i]}; pr /= {O[i]};",
+                      f"  const {it} xi = oi * {s[i]} - {pb[i]} + ki * {d[i]};",
+                      f"  inside &= (xi >= 0) & (xi < {S[i]}); at += xi * {prod(S[i + 1:])}; }}"]
+        return lines, "inside ? in0[at] : 0.0f"
+
+    bias = len(node.inputs) == 3
+
+    def c_store(row, col, v, w):
+        val = f"{v} + in2[grp * {Mg} + {row}]" if bias else v
+        at = f"offy + ({row}) * {P} + {col}"
+        return f"vstore{w}({val}, 0, out0 + {at});" if w > 1 else f"out0[{at}] = {val};"
+
+    body = gemm_body(p, Mg, P, Kd, ct="float", it=it, a_at=lambda m, k: f"in1[offw + ({m}) * {Kd} + {k}]",
+                     b_at=b_at, c_store=c_store, prelude=prelude, target=target)
+    gs, ls = launch(p, Mg, P, N * g)
+    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + [Arg("out0", Y, True)]
+    return [Kernel(name, args, body, global_size=gs, local_size=ls, index_type=it,
+                   node_name=node.name or "", flops=2 * Y.type.size * Kd)]

@@ -1,0 +1,267 @@
+"""A CLBlast-xgemm-style tiled SGEMM for GPUs, with its tunable parameters and constraints as data.
+
+One work-group computes an MWG x NWG tile of C with MDIMC x NDIMC work-items; each work-item
+holds an (MWG/MDIMC) x (NWG/NDIMC) register tile. K advances KWG at a time: the work-group
+stages the A and B slices in local memory (SA, SB), waits at a barrier, and every work-item
+reads its rows and columns from there as VWM- and VWN-wide vectors. A work-item's rows are
+interleaved with its neighbours' in groups of VWM (CLBlast's STRM=0), so the work-items of a
+wave touch consecutive addresses. This is what GCN wants (64-wide waves, 64 KiB LDS, wide
+register files); on PoCL it runs correctly but slowly, so CPU devices keep lgc.ops' own kernels.
+
+The operands are given as functions that return C expressions, so the same template computes
+a plain matmul, a transposed one, and a convolution as implicit GEMM (gpu_conv.py): B's
+element (k, n) may be a gather from an image. Shapes are compile-time constants; edges are
+zero-filled when staged and guarded when stored.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from .target import Target, current_target  # noqa: F401 (generators read it here)
+
+LANES = "0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    MWG: int = 64   # rows of C per work-group
+    NWG: int = 64   # columns of C per work-group
+    KWG: int = 16   # depth of one local-memory stage
+    MDIMC: int = 16  # work-items along M
+    NDIMC: int = 16  # work-items along N
+    VWM: int = 4    # vector width of A reads (rows per vector)
+    VWN: int = 4    # vector width of B reads and C writes (columns per vector)
+    SA: int = 1     # stage A in local memory
+    SB: int = 1     # stage B in local memory
+
+    @property
+    def threads(self) -> int:
+        return self.MDIMC * self.NDIMC
+
+    @property
+    def MWI(self) -> int:
+        return self.MWG // self.MDIMC
+
+    @property
+    def NWI(self) -> int:
+        return self.NWG // self.NDIMC
+
+    def lds_bytes(self, elem: int = 4) -> int:
+        return (self.SA * self.MWG + self.SB * self.NWG) * self.KWG * elem
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# The constraints, as (what must hold, test). A tuner filters its candidates with these and
+# the generator refuses parameters that break them.
+CONSTRAINTS: list[tuple[str, Callable[[GemmParams, Target], bool]]] = [
+    ("vector widths are 1, 2, 4 or 8", lambda p, t: p.VWM in (1, 2, 4, 8) and p.VWN in (1, 2, 4, 8)),
+    ("MWG is a multiple of MDIMC*VWM", lambda p, t: p.MWG % (p.MDIMC * p.VWM) == 0),
+    ("NWG is a multiple of NDIMC*VWN", lambda p, t: p.NWG % (p.NDIMC * p.VWN) == 0),
+    ("work-group fits the device", lambda p, t: p.threads <= t.max_work_group),
+    ("staged A tile splits evenly over the work-items",
+     lambda p, t: not p.SA or (p.MWG * p.KWG) % p.threads == 0),
+    ("staged B tile splits evenly over the work-items",
+     lambda p, t: not p.SB or (p.NWG * p.KWG) % p.threads == 0),
+    ("local memory fits, two work-groups per CU", lambda p, t: 2 * p.lds_bytes() <= t.local_mem_bytes),
+    ("at most 64 accumulators per work-item (registers)", lambda p, t: p.MWI * p.NWI <= 64),
+]
+
+
+def violations(p: GemmParams, target: Target) -> list[str]:
+    return [what for what, ok in CONSTRAINTS if not ok(p, target)]
+
+
+def valid(p: GemmParams, target: Target) -> bool:
+    return not violations(p, target)
+
+
+# Presets, biggest tile first. Register tiles stay at <= 32 accumulators so that a kernel
+# fits in 64 VGPRs (4 waves per SIMD on GCN), checked by `lgc compile --isa-report`.
+PRESETS = {
+    "large": GemmParams(MWG=64, NWG=128, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
+    "medium": GemmParams(MWG=64, NWG=64, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
+    "small": GemmParams(MWG=32, NWG=32, KWG=16, MDIMC=8, NDIMC=8, VWM=4, VWN=4),
+    "gemv": GemmParams(MWG=1, NWG=64, KWG=32, MDIMC=1, NDIMC=64, VWM=1, VWN=1, SA=0),
+}
+
+
+def heuristic(M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
+    """The largest preset that wastes under a quarter of its tile on the edges and still gives
+    every compute unit a work-group; GEMV shapes (one row) get the row-vector preset."""
+    if M == 1:
+        return PRESETS["gemv"]
+    for name in ("large", "medium"):
+        p = PRESETS[name]
+        tiles_m, tiles_n = -(-M // p.MWG), -(-N // p.NWG)
+        waste = 1 - (M * N) / (tiles_m * p.MWG * tiles_n * p.NWG)
+        if valid(p, target) and waste < 0.25 and tiles_m * tiles_n * batch >= target.compute_units:
+            return p
+    return PRESETS["small"]
+
+
+def _vec(ct: str, n: int) -> str:
+    return ct if n == 1 else f"{ct}{n}"
+
+
+def _lane(v: str, j: int, n: int) -> str:
+    return v if n == 1 else f"{v}.s{LANES[j]}"
+
+
+def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
+              a_at: Callable[[str, str], str], b_at: Callable[[str, str], tuple[list[str], str]],
+              c_store: Callable[[str, str, str, int], str], prelude: list[str],
+              b_k_fastest: bool = False, target: Target | None = None) -> list[str]:
+    """Lines of a kernel body computing C[M, N] = A[M, K] @ B[K, N] for one batch entry.
+
+    a_at(m, k): expression of A's element; b_at(k, n): (lines, expression) of B's element
+    (lines may declare temporaries; they run inside their own block); c_store(row, col,
+    value, width): the statement writing `width` consecutive columns of C. `prelude` runs
+    first (batch offsets from get_group_id(2)). b_k_fastest: B is stored with k contiguous
+    (trans_b), so the staging loop walks k fastest to keep reads coalesced."""
+    bad = violations(p, target) if target else []
+    if bad:
+        raise ValueError(f"gemm parameters {p}: " + "; ".join(bad))
+    T, MWI, NWI = p.threads, p.MWI, p.NWI
+    zero = f"({ct})0"
+    VA, VB = _vec(ct, p.VWM), _vec(ct, p.VWN)
+    body = [f"__local {ct} Alm[{p.KWG * p.MWG}];" if p.SA else "",
+            f"__local {ct} Blm[{p.KWG * p.NWG}];" if p.SB else "",
+            f"const {it} tn = ({it})get_local_id(0), tm = ({it})get_local_id(1);",
+            f"const {it} lid = tm * {p.NDIMC} + tn;",
+            f"const {it} n0 = ({it})get_group_id(0) * {p.NWG}, m0 = ({it})get_group_id(1) * {p.MWG};"]
+    body = [ln for ln in body if ln] + prelude
+
+    def row(mi: int) -> str:   # tile-local row of this work-item's mi-th row
+        return f"{(mi // p.VWM) * p.MDIMC * p.VWM + mi % p.VWM} + tm * {p.VWM}"
+
+    def col(ng: int) -> str:   # tile-local first column of this work-item's ng-th vector
+        return f"{ng * p.NDIMC * p.VWN} + tn * {p.VWN}"
+
+    acc = [[f"c{mi}_{ng}" for ng in range(NWI // p.VWN)] for mi in range(MWI)]
+    body += [f"{VB} {a} = ({VB})0;" for r in acc for a in r]
+    body.append(f"for ({it} k0 = 0; k0 < {K}; k0 += {p.KWG}) {{")
+    if p.SA:   # A is [M, K] row-major: walk k fastest so a wave reads consecutive addresses
+        for e in range(p.MWG * p.KWG // T):
+            body += [f"  {{ const {it} f = lid + {e * T}, m = f / {p.KWG}, k = f % {p.KWG};",
+                     f"    Alm[k * {p.MWG} + m] = (m0 + m < {M} && k0 + k < {K}) ? "
+                     f"{a_at('m0 + m', 'k0 + k')} : {zero}; }}"]
+    if p.SB:
+        for e in range(p.NWG * p.KWG // T):
+            split = (f"n = f / {p.KWG}, k = f % {p.KWG}" if b_k_fastest
+                     else f"k = f / {p.NWG}, n = f % {p.NWG}")
+            lines, expr = b_at("k0 + k", "n0 + n")
+            body += [f"  {{ const {it} f = lid + {e * T}, {split};",
+                     f"    {ct} v = {zero};",
+                     f"    if (n0 + n < {N} && k0 + k < {K}) {{"]
+            body += ["      " + ln for ln in lines] + [f"      v = {expr};", "    }",
+                                                       f"    Blm[k * {p.NWG} + n] = v; }}"]
+    if p.SA or p.SB:
+        body.append("  barrier(CLK_LOCAL_MEM_FENCE);")
+    kmax = p.KWG if K % p.KWG == 0 else f"min(({it}){p.KWG}, ({it}){K} - k0)"
+    body.append(f"  for ({it} k = 0; k < {kmax}; ++k) {{")
+    for mg in range(MWI // p.VWM):
+        base = f"{mg * p.MDIMC * p.VWM} + tm * {p.VWM}"
+        if p.SA:
+            src = (f"vload{p.VWM}(0, Alm + k * {p.MWG} + {base})" if p.VWM > 1
+                   else f"Alm[k * {p.MWG} + {base}]")
+        else:
+            elems = [a_at(f"min(m0 + {base} + {j}, ({it}){M - 1})", "k0 + k") for j in range(p.VWM)]
+            src = elems[0] if p.VWM == 1 else f"({VA})({', '.join(elems)})"
+        body.append(f"    const {VA} a{mg} = {src};")
+    for ng in range(NWI // p.VWN):
+        if p.SB:
+            src = (f"vload{p.VWN}(0, Blm + k * {p.NWG} + {col(ng)})" if p.VWN > 1
+                   else f"Blm[k * {p.NWG} + {col(ng)}]")
+            body.append(f"    const {VB} b{ng} = {src};")
+        else:
+            names = []
+            for j in range(p.VWN):
+                lines, expr = b_at("k0 + k", f"min(n0 + {col(ng)} + {j}, ({it}){N - 1})")
+                names.append(f"b{ng}_{j}")
+                body += [f"    {ct} b{ng}_{j};", "    {"] + ["      " + ln for ln in lines] + \
+                        [f"      b{ng}_{j} = {expr};", "    }"]
+            body.append(f"    const {VB} b{ng} = " +
+                        (names[0] if p.VWN == 1 else f"({VB})({', '.join(names)})") + ";")
+    for mi in range(MWI):
+        a = _lane(f"a{mi // p.VWM}", mi % p.VWM, p.VWM)
+        body += [f"    {acc[mi][ng]} += {a} * b{ng};" for ng in range(NWI // p.VWN)]
+    body.append("  }")
+    if p.SA or p.SB:
+        body.append("  barrier(CLK_LOCAL_MEM_FENCE);")
+    body.append("}")
+    for mi in range(MWI):
+        r = f"m0 + {row(mi)}"
+        for ng in range(NWI // p.VWN):
+            c = f"n0 + {col(ng)}"
+            guard_m = f"{r} < {M}" if M % p.MWG else ""
+            if N % p.NWG == 0:
+                st = c_store(r, c, acc[mi][ng], p.VWN)
+                body.append(f"if ({guard_m}) {st}" if guard_m else st)
+                continue
+            body.append(f"if ({guard_m or '1'}) {{")
+            if p.VWN > 1:
+                body.append(f"  if ({c} + {p.VWN} <= {N}) {c_store(r, c, acc[mi][ng], p.VWN)}")
+                body.append("  else {")
+            for j in range(p.VWN):
+                body.append(f"    if ({c} + {j} < {N}) "
+                            f"{c_store(r, f'{c} + {j}', _lane(acc[mi][ng], j, p.VWN), 1)}")
+            body += (["  }"] if p.VWN > 1 else []) + ["}"]
+    return body
+
+
+def launch(p: GemmParams, M: int, N: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(global_size, local_size) for a batch of M x N results."""
+    return ((-(-N // p.NWG) * p.NDIMC, -(-M // p.MWG) * p.MDIMC, batch), (p.NDIMC, p.MDIMC, 1))
+
+
+# ---- matmul on a GPU target -------------------------------------------------------------------
+
+def params_for(op: str, M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
+    """Tuned parameters for this shape on this target if the tuning database has them, else
+    the heuristic."""
+    from .tuning import lookup
+    found = lookup(target, signature(op, M, N, K, batch))
+    return GemmParams(**found) if found and valid(GemmParams(**found), target) else \
+        heuristic(M, N, K, batch, target)
+
+
+def signature(op: str, M: int, N: int, K: int, batch: int) -> str:
+    """The tuning database key of a GEMM-shaped op (conv signatures add their window)."""
+    return f"{op}:M{M}:N{N}:K{K}:B{batch}"
+
+
+def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None):
+    """GPU kernel for a float32 matmul node (either B layout)."""
+    from ..ops.linalg import _b_shape, _mm_shapes, batch_offsets, prod
+    from .emit import read
+    from .kernel import Arg, Kernel, index_type_for
+    A, B = node.inputs
+    C = node.outputs[0]
+    ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
+    trans = bool(node.attrs["trans_b"])
+    nb = prod(batch)
+    p = params or params_for("matmul_t" if trans else "matmul", M, N, K, nb, target)
+    it = index_type_for(A.type.size, B.type.size, C.type.size)
+    prelude = [f"const {it} b = ({it})get_group_id(2);"]
+    prelude += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
+    b_at = (lambda k, n: ([], f"in1[offb + ({n}) * {K} + {k}]")) if trans else \
+        (lambda k, n: ([], f"in1[offb + ({k}) * {N} + {n}]"))
+
+    def c_store(r, c, v, w):
+        at = f"b * {M * N} + ({r}) * {N} + {c}"
+        return f"vstore{w}({v}, 0, out0 + {at});" if w > 1 else f"out0[{at}] = {v};"
+
+    body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: f"in0[offa + ({m}) * {K} + {k}]",
+                     b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target)
+    g, loc = launch(p, M, N, nb)
+    args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
+    return [Kernel(name, args, body, global_size=g, local_size=loc, index_type=it,
+                   node_name=node.name or "", flops=2 * M * N * K * nb)]
+
+
+def use_gpu(node, target: Target) -> bool:
+    """GPU variants serve float32 on GPU targets; other dtypes keep the portable kernels."""
+    return target.is_gpu and all(v.dtype.name == "f32" for v in list(node.inputs) + list(node.outputs))

@@ -1,0 +1,116 @@
+"""The hardware facts that code generation decisions read, and which target is active.
+
+A `Target` is plain data: wave width, compute units, local memory, registers, peak FLOP/s
+and bandwidth, and whether the device is a GPU (GPU variants with local-memory tiles) or a
+CPU (PoCL: one work-item per register tile, no barriers). `GFX803` is the RX 580 that lgc
+is built for; `Target.from_device` reads the facts OpenCL reports (and estimates the peaks
+it does not). Kernel generators ask `current_target()`; `use_target` sets it for a compile,
+so `lgc compile --target gfx803` produces GPU kernels on a machine that has none.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    device_type: str = "cpu"          # "gpu" | "cpu" | "other": picks the kernel variants
+    wave_width: int = 1               # lanes that execute in lock step (64 on GCN)
+    compute_units: int = 1
+    local_mem_bytes: int = 32768      # per work-group (64 KiB LDS per CU on GCN)
+    vgprs: int = 256                  # vector registers per lane (GCN: 256, occupancy falls above 24)
+    simds_per_cu: int = 4             # GCN: 4 SIMD16 units per CU, each holding up to 10 waves
+    max_waves_per_simd: int = 10
+    max_work_group: int = 256
+    peak_flops: float = 0.0           # FP32 FLOP/s
+    bandwidth: float = 0.0            # bytes/s to global memory
+    key: str = ""                     # identifies device and driver (tuning database key)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.device_type == "gpu"
+
+    @property
+    def ridge(self) -> float:
+        """FLOP per byte above which a kernel is compute-bound (roofline ridge point)."""
+        return self.peak_flops / self.bandwidth if self.bandwidth else 0.0
+
+    @staticmethod
+    def from_device(device) -> "Target":
+        """The Target of an lgc Device (or a pyopencl Device). Peaks are estimates: OpenCL
+        reports no FLOP/s or bandwidth, so a GPU counts 2 FLOP x 64 lanes per CU per clock
+        (GCN-like) and a CPU 2 FMA x 16 lanes per core; bandwidth is left unknown (0) unless
+        the device is a known one."""
+        import pyopencl as cl
+        d = getattr(device, "cl_device", device)
+        name = d.name.strip()
+        known = KNOWN.get(_board(name))
+        kind = "gpu" if d.type & cl.device_type.GPU else "cpu" if d.type & cl.device_type.CPU else "other"
+        key = getattr(device, "key", f"{d.platform.name}|{name}|{d.driver_version}")
+        if known is not None:
+            return replace(known, key=key)
+        wave = 64 if "AMD" in d.vendor.upper() or "ADVANCED MICRO" in d.vendor.upper() else 32
+        cus, mhz = d.max_compute_units, d.max_clock_frequency
+        flops = 2.0 * cus * mhz * 1e6 * (64 if kind == "gpu" else 32)
+        return Target(name=name, device_type=kind, wave_width=wave if kind == "gpu" else 1,
+                      compute_units=cus, local_mem_bytes=d.local_mem_size,
+                      max_work_group=d.max_work_group_size, peak_flops=flops, key=key)
+
+
+GFX803 = Target(name="gfx803", device_type="gpu", wave_width=64, compute_units=36,
+                local_mem_bytes=65536, vgprs=256, simds_per_cu=4, max_waves_per_simd=10,
+                max_work_group=256, peak_flops=6.17e12, bandwidth=256e9, key="gfx803")
+CPU = Target(name="cpu", device_type="cpu")
+
+# Targets by name (`--target`) and by the board names drivers report for them.
+TARGETS = {"gfx803": GFX803, "polaris10": GFX803, "cpu": CPU}
+KNOWN = {"ellesmere": GFX803, "gfx803": GFX803, "radeon rx 580": GFX803, "radeon rx 480": GFX803}
+
+
+def _board(name: str) -> str:
+    n = name.lower()
+    return next((k for k in KNOWN if k in n), n)
+
+
+def by_name(name: str) -> Target:
+    try:
+        return TARGETS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown target {name!r} (known: {', '.join(sorted(TARGETS))})") from None
+
+
+_active: contextvars.ContextVar[Target | None] = contextvars.ContextVar("lgc_target", default=None)
+
+
+def current_target() -> Target:
+    """The target kernels are being generated for (the CPU one unless set)."""
+    return _active.get() or CPU
+
+
+def explicit_target() -> Target | None:
+    """The target set by `use_target`, if any (an explicit choice beats the device's)."""
+    return _active.get()
+
+
+@contextlib.contextmanager
+def use_target(target: Target | None):
+    """Generate kernels for `target` inside the block (None: leave the current choice)."""
+    if target is None:
+        yield current_target()
+        return
+    token = _active.set(target)
+    try:
+        yield target
+    finally:
+        _active.reset(token)
+
+
+def target_for(device) -> Target:
+    """An explicit `use_target` choice if there is one, else the device's own facts."""
+    t = explicit_target()
+    if t is not None or device is None:
+        return t or CPU
+    return Target.from_device(device)
