@@ -1,0 +1,125 @@
+"""Batch norm folded into convolution (and per-column scales into matmul).
+
+After ONNX import an inference BatchNormalization is a chain of elementwise ops with
+per-channel constants after the conv (sub mean, mul scale, add bias). Any chain of
+mul/add/sub/div by constants that vary only along the output-channel axis is an affine map
+y -> s*y + b per channel, so it folds into the producer: conv(x, W*s, s*bias + b) is one
+kernel instead of four passes over the activation. For matmul (channels are the columns)
+the scale goes into B and what is left is a single bias add.
+
+A chain is only followed through values with a single user that are not graph outputs, and
+only with constant weights, so nothing else observes the removed intermediate values.
+Arithmetic is done in float64 and rounded once to the weight dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph
+from .dce import dce
+from .rewrite import Rewriter
+
+AFFINE = ("mul", "add", "sub", "div")
+
+
+def _per_channel(c: np.ndarray, out_shape, axis: int):
+    """c as a vector along `axis` of out_shape (length 1 or the channel count), or None when
+    it varies along another axis or would broadcast the output to a bigger shape."""
+    if c.ndim > len(out_shape):
+        return None
+    full = (1,) * (len(out_shape) - c.ndim) + c.shape
+    for k, (d, o) in enumerate(zip(full, out_shape)):
+        if d != 1 and (k != axis or d != o):
+            return None
+    return c.reshape(-1).astype(np.float64) if c.size else None
+
+
+def _chain(start, users, outputs, consts, axis, rw):
+    """Follow affine ops from `start`; returns (last value, scale, bias, nodes) or None."""
+    m = start.shape[axis]
+    s, b = np.ones(m), np.zeros(m)
+    v, steps = start, []
+    while v not in outputs and len(users.get(v, ())) == 1:
+        n = users[v][0]
+        if n.op not in AFFINE or n.outputs[0].type != v.type:
+            break
+        k = 0 if n.inputs[0] is v else 1
+        if n.inputs[k] is not v or n.inputs[1 - k] is v:
+            break
+        c = consts.get(rw.get(n.inputs[1 - k]))
+        c = None if c is None else _per_channel(c, v.shape, axis)
+        if c is None:
+            break
+        if n.op == "mul":
+            s, b = s * c, b * c
+        elif n.op == "add":
+            b = b + c
+        elif n.op == "sub":
+            s, b = (s, b - c) if k == 0 else (-s, c - b)
+        elif k == 0 and np.all(c != 0):   # div by a constant; c / y is not affine
+            s, b = s / c, b / c
+        else:
+            break
+        steps.append(n)
+        v = n.outputs[0]
+    return (v, s, b, steps) if steps else None
+
+
+def fold_affine(graph: Graph) -> Graph:
+    consts = graph.constants()
+    users = graph.users()
+    outputs = set(graph.outputs)
+    rw = Rewriter(graph)
+    skip: set = set()
+    for node in graph.nodes:
+        if node in skip:
+            continue
+        done = False
+        if node.op == "conv" and node.outputs[0].dtype.np.kind == "f":
+            done = _fold_conv(node, consts, users, outputs, rw, skip)
+        elif node.op == "matmul" and node.outputs[0].dtype.np.kind == "f":
+            done = _fold_matmul(node, consts, users, outputs, rw, skip)
+        if not done:
+            rw.keep(node)
+    return dce(rw.finish())
+
+
+def _fold_conv(node, consts, users, outputs, rw, skip) -> bool:
+    w = consts.get(rw.get(node.inputs[1]))
+    bias = consts.get(rw.get(node.inputs[2])) if len(node.inputs) == 3 else None
+    if w is None or (len(node.inputs) == 3 and bias is None):
+        return False
+    found = _chain(node.outputs[0], users, outputs, consts, 1, rw)
+    if found is None:
+        return False
+    last, s, b, steps = found
+    dt = w.dtype
+    w2 = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dt)
+    b0 = np.zeros(len(s)) if bias is None else bias.astype(np.float64)
+    ins = [rw.get(node.inputs[0]), rw.const(w2), rw.const((s * b0 + b).astype(dt))]
+    rw.replace(last, rw.op("conv", ins, node.attrs, node.name))
+    skip.update(steps)
+    return True
+
+
+def _fold_matmul(node, consts, users, outputs, rw, skip) -> bool:
+    bmat = consts.get(rw.get(node.inputs[1]))
+    a = node.inputs[0]
+    if bmat is None or bmat.ndim != 2 or len(a.shape) < 2:
+        return False
+    out = node.outputs[0]
+    found = _chain(out, users, outputs, consts, len(out.shape) - 1, rw)
+    if found is None:
+        return False
+    last, s, b, steps = found
+    if np.all(s == 1) and len(steps) == 1:   # a lone bias add: nothing to gain
+        return False
+    dt = bmat.dtype
+    col = (1, -1) if not node.attrs["trans_b"] else (-1, 1)
+    b2 = (bmat.astype(np.float64) * s.reshape(col)).astype(dt)
+    y = rw.op("matmul", [rw.get(a), rw.const(b2)], node.attrs, node.name)
+    if np.any(b != 0):
+        y = rw.op("add", [y, rw.const(b.astype(dt))], {}, steps[-1].name)
+    rw.replace(last, y)
+    skip.update(steps)
+    return True
