@@ -270,3 +270,24 @@ def test_shape_errors_are_the_same_eager_and_jit():
         lgc.jit(lambda a, b: a + b)(a, b)
     with pytest.raises(TypeError, match="not an array.*static"):
         lgc.jit(lambda a, s: a)(a, "text")
+
+
+def test_tree_util():
+    from lgc import tree_util as tu
+
+    class Pair:
+        def __init__(self, a, b):
+            self.a, self.b = a, b
+
+    tu.register_pytree_node(Pair, lambda p: ((p.a, p.b), None), lambda _, c: Pair(*c))
+    tree = {"b": [1, (2, None)], "a": Pair(3, 4)}
+    leaves, td = tu.tree_flatten(tree)
+    assert leaves == [3, 4, 1, 2]                     # dict keys sorted, None is no leaf
+    back = tu.tree_unflatten(td, [v * 10 for v in leaves])
+    assert back["b"] == [10, (20, None)] and back["a"].b == 40
+    assert tu.tree_map(lambda x, y: x + y, [1, {"k": 2}], [10, {"k": 20}]) == [11, {"k": 22}]
+    with pytest.raises(ValueError, match="structures differ"):
+        tu.tree_map(lambda x, y: x, [1, 2], [1])
+    out = lgc.jit(lambda p: Pair(p.a * 2.0, p.b + 1))(Pair(X, np.int32(1)))
+    np.testing.assert_array_equal(np.asarray(out.a), X * 2)
+    assert int(out.b) == 2

@@ -79,9 +79,14 @@ def unflatten(tree: TreeDef, leaves) -> Any:
     return rec(tree)
 
 
-def tree_map(fn: Callable, x, *rest):
-    leaves, tree = flatten(x)
-    others = [flatten(r)[0] for r in rest]
+def tree_map(fn: Callable, x, *rest, is_leaf: Callable | None = None):
+    leaves, tree = flatten(x, is_leaf)
+    others = []
+    for r in rest:
+        rl, rt = flatten(r, is_leaf)
+        if rt != tree:
+            raise ValueError(f"tree_map: structures differ: {tree} and {rt}")
+        others.append(rl)
     return unflatten(tree, [fn(*vs) for vs in zip(leaves, *others)])
 
 
