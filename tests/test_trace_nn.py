@@ -104,6 +104,15 @@ CASES = {
     "avg_pool": (lambda a: nn.avg_pool(a["img"], (3, 2), strides=1, padding=((1, 1), (0, 1))),
                  np_pool(img, (3, 2), (1, 1), (1, 0, 1, 1), np.mean, 0.0)),
     "segment_sum": (lambda a: nn.segment_sum(a["data"], a["ids"], 4), _segsum()),
+    "softplus": (lambda a: nn.softplus(a["x"]), np.log1p(np.exp(x))),
+    "log_sigmoid": (lambda a: nn.log_sigmoid(a["x"]), -np.log1p(np.exp(-x))),
+    "elu": (lambda a: nn.elu(a["x"]), np.where(x > 0, x, np.expm1(x))),
+    "leaky_relu": (lambda a: nn.leaky_relu(a["x"], 0.1), np.where(x >= 0, x, 0.1 * x)),
+    "relu6": (lambda a: nn.relu6(a["x"] * 5), np.clip(x * 5, 0, 6)),
+    "standardize": (lambda a: nn.standardize(a["x"], axis=0),
+                    (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)),
+    "conv1d": (lambda a: nn.conv(a["img"][:, :, 0], a["w"][:, :, 1], padding="SAME"),
+               np_conv(img[:, :, 0], w[:, :, 1], (1,), (1, 1), (1,), 1)),
 }
 
 ARGS = {"x": x, "img": img, "w": w, "wg": wg, "bias": bias, "labels": labels, "ids": ids,
