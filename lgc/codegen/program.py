@@ -69,7 +69,8 @@ def _ident(text: str) -> str:
     return re.sub(r"_+", "_", s).strip("_")[:40]
 
 
-def lower(graph: Graph) -> Program:
+def lower(graph: Graph, share_buffers: bool = True) -> Program:
+    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory)."""
     buffers: list[BufferSpec] = []
     where: dict[Value, int] = {}
     constants: dict[int, np.ndarray] = {}
@@ -114,6 +115,9 @@ def lower(graph: Graph) -> Program:
 
     for v in graph.outputs:
         buffers[where[v]].role = "output" if buffers[where[v]].role == "temp" else buffers[where[v]].role
+    if share_buffers:
+        from .memory import share_buffers as share
+        buffers, launches, where, constants, _ = share(buffers, launches, where, constants)
 
     def spec(names, values):
         return [TensorSpec(n, v.dtype.name, v.shape, where[v]) for n, v in zip(names, values)]
