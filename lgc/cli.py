@@ -49,6 +49,12 @@ def cmd_compile(args) -> int:
     types = model.default_types()
     _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
     exe = model.executable(types)
+    if args.report:
+        from lgc.frontend.onnx.importer import import_graph
+        from lgc.passes.manager import optimize, report_table
+        records = []
+        optimize(import_graph(model.model, types), args.opt_level, records)
+        print(report_table(records))
     out = args.output or os.path.splitext(args.model)[0] + ".lgc"
     exe.save(out)
     n_kernels = len(exe.program.kernel_names)
@@ -131,10 +137,15 @@ def cmd_inspect(args) -> int:
     from lgc.passes import optimize
     m = load_model(args.model)
     types = _onnx_default_types(m, parse_shape_args(args.input_shape))
-    graph = optimize(import_graph(m, types), 1)
+    graph = optimize(import_graph(m, types), 2 if args.memory else 1)
     if not args.no_ir:
         print(graph)
     print(graph_stats(graph).table())
+    if args.memory:
+        from lgc.codegen.memory import plan
+        from lgc.codegen.program import lower
+        program = lower(graph, share_buffers=False)
+        print(plan(program.buffers, program.launches).summary())
     return 0
 
 
@@ -185,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .onnx file")
     p.add_argument("-o", "--output", help="artifact path (default: MODEL.lgc)")
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
+    p.add_argument("--report", action="store_true",
+                   help="print what each pass changed: nodes, parameter bytes, FLOPs")
     _add_common(p)
     p.set_defaults(fn=cmd_compile)
 
@@ -202,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a model's IR text, op histogram, parameter count and bytes, and FLOPs.")
     p.add_argument("model", help="a .onnx or .lgc file")
     p.add_argument("--no-ir", action="store_true", help="only the statistics")
+    p.add_argument("--memory", action="store_true",
+                   help="also plan device memory (as compiled at -O2): peak activation bytes "
+                        "with buffer reuse, the lower bound and their ratio")
     p.add_argument("--input-shape", action="append", metavar="NAME=DxD")
     p.set_defaults(fn=cmd_inspect)
 
