@@ -47,8 +47,15 @@ def cmd_compile(args) -> int:
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
                       opt_level=args.opt_level)
     types = model.default_types()
+    for name, (_, decl) in model.inputs.items():
+        free = [str(d or "?") for d in decl or [] if not (isinstance(d, int) and d > 0)]
+        if free:
+            _progress(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
+                      f"(choose with --input-shape {name}=...)")
     _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
-    exe = model.executable(types)
+    from lgc.codegen.target import by_name, use_target
+    with use_target(by_name(args.target) if args.target else None):   # else the device's
+        exe = model.executable(types)
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
         from lgc.passes.manager import optimize, report_table
@@ -60,6 +67,9 @@ def cmd_compile(args) -> int:
     n_kernels = len(exe.program.kernel_names)
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
           f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
+    if args.isa_report:
+        from lgc.codegen import isa
+        print(isa.report(isa.program_resources(exe.program), exe.program))
     return 0
 
 
@@ -198,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
     p.add_argument("--report", action="store_true",
                    help="print what each pass changed: nodes, parameter bytes, FLOPs")
+    p.add_argument("--target", help="generate kernels for this target (gfx803, cpu) instead of the device's")
+    p.add_argument("--isa-report", action="store_true",
+                   help="compile each kernel for gfx803 with LLVM and print registers, LDS, scratch, waves")
     _add_common(p)
     p.set_defaults(fn=cmd_compile)
 
