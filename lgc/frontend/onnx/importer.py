@@ -193,7 +193,11 @@ def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
         except (NeedsInputValue, ModelError):
             raise
         except OpError as e:
-            raise ModelError(f"node {node.name!r} ({node.op_type}): {e}") from None
+            msg = str(e)
+            inner = f"node {node.name!r} ("
+            if msg.startswith(inner) and "): " in msg:  # the builder already named the node
+                msg = msg.split("): ", 1)[1]
+            raise ModelError(f"node {node.name!r} ({node.op_type}): {msg}") from None
         except NotImplementedError as e:
             raise UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
         results = list(result) if isinstance(result, (list, tuple)) else [result]
