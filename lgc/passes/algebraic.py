@@ -37,8 +37,9 @@ def simplify_algebra(graph: Graph) -> Graph:
             continue
         new = _compose(node, ins, producer, rw)
         if new is not None:
+            if new is rw.nodes[-1].outputs[0]:   # a new node, not an existing value
+                producer[new] = rw.nodes[-1]
             rw.replace(out, new)
-            producer[new] = rw.nodes[-1]
             continue
         kept = rw.keep(node)
         for o in kept.outputs:
