@@ -19,5 +19,16 @@ if command -v apt-get >/dev/null 2>&1 && [ ! -e /etc/OpenCL/vendors/pocl.icd ]; 
   $SUDO apt-get install -y -qq pocl-opencl-icd >/dev/null
 fi
 
+# The offline GCN check (`lgc compile --target gfx803 --isa-report`, tests/test_isa.py)
+# compiles kernels for the RX 580 with LLVM 16 and libclc: see DESIGN.md.
+if command -v apt-get >/dev/null 2>&1 && { ! command -v llc-16 >/dev/null 2>&1 ||
+    [ ! -e /usr/lib/clc/polaris10-amdgcn-mesa-mesa3d.bc ]; }; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq clang-16 llvm-16 libclc-16 >/dev/null
+fi
+
 python3 -m pip install -q -e ".${extra}"
 python3 -m lgc.cli devices

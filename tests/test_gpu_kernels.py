@@ -67,3 +67,45 @@ def test_gpu_target_picks_gpu_kernels():
     assert "barrier" not in lower(g).source
     with use_target(GFX803):
         assert "barrier(CLK_LOCAL_MEM_FENCE)" in lower(g).source
+
+
+class _Epilogue:
+    """A stand-in for lgc.codegen.fused.Epilogue: relu of the value plus a term from its
+    coordinates (so that wrong coordinates show)."""
+    def __init__(self, output, weights):
+        self.output, self.args, self.weights = output, [], weights
+
+    def __call__(self, value, coords):
+        term = " + ".join(f"(float)({c}) * {w}f" for c, w in zip(coords, self.weights))
+        return [], f"fmax({value}, 0.0f) + {term}"
+
+    def reference(self, y):
+        grids = np.indices(y.shape, dtype=np.float64)
+        return np.maximum(y, 0) + sum(g * w for g, w in zip(grids, self.weights))
+
+
+@pytest.mark.parametrize("op,inputs,attrs", [
+    ("matmul", [(2, 9, 7), (7, 13)], {}),
+    ("matmul", [(5, 12), (7, 12)], {"trans_b": 1}),
+    ("conv", [(2, 4, 5, 7), (6, 4, 3, 3), (6,)], {"pads": (1, 1, 1, 1)}),
+])
+def test_gpu_variants_apply_an_epilogue(op, inputs, attrs, monkeypatch):
+    from lgc.api import Executable
+    from lgc.codegen import gpu_conv
+    from lgc.testing import build_op_graph
+    rng = np.random.default_rng(3)
+    xs = [_rand(rng, *s) for s in inputs]
+    weights = [0.5, 0.25, 0.125, 0.0625][:len(reference_op(op, xs, attrs)[0].shape)]
+    made = []
+    for mod, fn in ((gpu_gemm, "matmul_kernels"), (gpu_conv, "conv_kernels")):
+        orig = getattr(mod, fn)
+
+        def wrapped(node, name, target, orig=orig):
+            made.append(_Epilogue(node.outputs[0], weights))
+            return orig(node, name, target, params=SMALL, epilogue=made[-1])
+        monkeypatch.setattr(mod, fn, wrapped)
+    with use_target(GFX803):
+        exe = Executable.from_graph(build_op_graph(op, xs, attrs), opt_level=0)
+    (got,) = exe.run(dict(zip(exe.input_names, xs))).values()
+    want = made[0].reference(reference_op(op, xs, attrs)[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

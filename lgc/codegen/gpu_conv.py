@@ -9,12 +9,13 @@ The batch of the GEMM is N * groups; the bias is added on store.
 """
 from __future__ import annotations
 
-from .gpu_gemm import gemm_body, launch, params_for
+from .gpu_gemm import epilogue_store, gemm_body, launch, params_for, unravel
 from .kernel import Arg, Kernel, index_type_for
 from .target import Target
 
 
-def conv_kernels(node, name: str, target: Target, params=None):
+def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
+    """GPU kernel for a float32 conv node; `epilogue` as in gpu_gemm.epilogue_store."""
     from ..ops.linalg import prod
     from ..ops.nn import spatial_attrs
     X, W = node.inputs[:2]
@@ -28,7 +29,8 @@ def conv_kernels(node, name: str, target: Target, params=None):
     pointwise = KS == 1 and all(v == 1 for v in s) and not any(pb + pe)
     sig_op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, Kw))}s{'x'.join(map(str, s))}"
     p = params or params_for(sig_op, Mg, P, Kd, N * g, target)
-    it = index_type_for(X.type.size, W.type.size, Y.type.size)
+    out = epilogue.output if epilogue is not None else Y
+    it = index_type_for(X.type.size, W.type.size, Y.type.size, out.type.size)
     prelude = [f"const {it} bg = ({it})get_group_id(2), img = bg / {g}, grp = bg % {g};",
                f"const {it} offw = grp * {Mg * Kd};",
                f"const {it} offx = (img * {C} + grp * {Cg}) * {SP};",
@@ -49,12 +51,16 @@ def conv_kernels(node, name: str, target: Target, params=None):
 
     def c_store(row, col, v, w):
         val = f"{v} + in2[grp * {Mg} + {row}]" if bias else v
-        at = f"offy + ({row}) * {P} + {col}"
-        return f"vstore{w}({val}, 0, out0 + {at});" if w > 1 else f"out0[{at}] = {val};"
+        def coords(j):   # Y's coordinates of lane j
+            return ["img", f"grp * {Mg} + {row}"] + unravel(f"{col} + {j}" if j else col, O)
+        return epilogue_store(epilogue, out.dtype, f"offy + ({row}) * {P} + {col}",
+                              f"({val})" if bias else val, w, coords)
 
     body = gemm_body(p, Mg, P, Kd, ct="float", it=it, a_at=lambda m, k: f"in1[offw + ({m}) * {Kd} + {k}]",
-                     b_at=b_at, c_store=c_store, prelude=prelude, target=target)
+                     b_at=b_at, c_store=c_store, prelude=prelude, target=target,
+                     split_edge=epilogue is None)
     gs, ls = launch(p, Mg, P, N * g)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + [Arg("out0", Y, True)]
+    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+    args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]
     return [Kernel(name, args, body, global_size=gs, local_size=ls, index_type=it,
                    node_name=node.name or "", flops=2 * Y.type.size * Kd)]

@@ -21,6 +21,7 @@ from typing import Callable
 from .target import Target, current_target  # noqa: F401 (generators read it here)
 
 LANES = "0123456789abcdef"
+STAGE_UNROLL = "  #pragma unroll 1"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class GemmParams:
     VWN: int = 4    # vector width of B reads and C writes (columns per vector)
     SA: int = 1     # stage A in local memory
     SB: int = 1     # stage B in local memory
+    KUNR: int = 4   # unroll hint for the inner k loop (0: the compiler's choice, full at -O3)
 
     @property
     def threads(self) -> int:
@@ -67,6 +69,7 @@ CONSTRAINTS: list[tuple[str, Callable[[GemmParams, Target], bool]]] = [
      lambda p, t: not p.SB or (p.NWG * p.KWG) % p.threads == 0),
     ("local memory fits, two work-groups per CU", lambda p, t: 2 * p.lds_bytes() <= t.local_mem_bytes),
     ("at most 64 accumulators per work-item (registers)", lambda p, t: p.MWI * p.NWI <= 64),
+    ("k unroll divides KWG", lambda p, t: p.KUNR == 0 or p.KWG % p.KUNR == 0),
 ]
 
 
@@ -78,13 +81,15 @@ def valid(p: GemmParams, target: Target) -> bool:
     return not violations(p, target)
 
 
-# Presets, biggest tile first. Register tiles stay at <= 32 accumulators so that a kernel
-# fits in 64 VGPRs (4 waves per SIMD on GCN), checked by `lgc compile --isa-report`.
+# Presets, biggest tile first. Register tiles stay at <= 32 accumulators and the k loop is
+# unrolled 4 deep so that a kernel fits in 64 VGPRs (4 waves per SIMD on GCN; full unrolling
+# took 61 and capped the medium tile at 4 waves, unroll 4 took 33 and 7 waves): checked by
+# `lgc compile --target gfx803 --isa-report`.
 PRESETS = {
     "large": GemmParams(MWG=64, NWG=128, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
     "medium": GemmParams(MWG=64, NWG=64, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
     "small": GemmParams(MWG=32, NWG=32, KWG=16, MDIMC=8, NDIMC=8, VWM=4, VWN=4),
-    "gemv": GemmParams(MWG=1, NWG=64, KWG=32, MDIMC=1, NDIMC=64, VWM=1, VWN=1, SA=0),
+    "gemv": GemmParams(MWG=1, NWG=64, KWG=16, MDIMC=1, NDIMC=64, VWM=1, VWN=1, SA=0),
 }
 
 
@@ -113,14 +118,17 @@ def _lane(v: str, j: int, n: int) -> str:
 def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
               a_at: Callable[[str, str], str], b_at: Callable[[str, str], tuple[list[str], str]],
               c_store: Callable[[str, str, str, int], str], prelude: list[str],
-              b_k_fastest: bool = False, target: Target | None = None) -> list[str]:
+              b_k_fastest: bool = False, target: Target | None = None,
+              split_edge: bool = True) -> list[str]:
     """Lines of a kernel body computing C[M, N] = A[M, K] @ B[K, N] for one batch entry.
 
     a_at(m, k): expression of A's element; b_at(k, n): (lines, expression) of B's element
     (lines may declare temporaries; they run inside their own block); c_store(row, col,
     value, width): the statement writing `width` consecutive columns of C. `prelude` runs
     first (batch offsets from get_group_id(2)). b_k_fastest: B is stored with k contiguous
-    (trans_b), so the staging loop walks k fastest to keep reads coalesced."""
+    (trans_b), so the staging loop walks k fastest to keep reads coalesced. split_edge: on
+    the ragged right edge, store whole vectors where they fit and lanes elsewhere (False: lanes
+    only, so c_store is called once per element, as a fusion epilogue's naming needs)."""
     bad = violations(p, target) if target else []
     if bad:
         raise ValueError(f"gemm parameters {p}: " + "; ".join(bad))
@@ -143,25 +151,27 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     acc = [[f"c{mi}_{ng}" for ng in range(NWI // p.VWN)] for mi in range(MWI)]
     body += [f"{VB} {a} = ({VB})0;" for r in acc for a in r]
     body.append(f"for ({it} k0 = 0; k0 < {K}; k0 += {p.KWG}) {{")
+    # Staging loops stay loops (STAGE_UNROLL): unrolled, every load is in flight at once and
+    # the registers holding them cost occupancy (gfx803 ISA report).
     if p.SA:   # A is [M, K] row-major: walk k fastest so a wave reads consecutive addresses
-        for e in range(p.MWG * p.KWG // T):
-            body += [f"  {{ const {it} f = lid + {e * T}, m = f / {p.KWG}, k = f % {p.KWG};",
-                     f"    Alm[k * {p.MWG} + m] = (m0 + m < {M} && k0 + k < {K}) ? "
-                     f"{a_at('m0 + m', 'k0 + k')} : {zero}; }}"]
+        body += [STAGE_UNROLL, f"  for ({it} f = lid; f < {p.MWG * p.KWG}; f += {T}) {{",
+                 f"    const {it} m = f / {p.KWG}, k = f % {p.KWG};",
+                 f"    Alm[k * {p.MWG} + m] = (m0 + m < {M} && k0 + k < {K}) ? "
+                 f"{a_at('m0 + m', 'k0 + k')} : {zero};", "  }"]
     if p.SB:
-        for e in range(p.NWG * p.KWG // T):
-            split = (f"n = f / {p.KWG}, k = f % {p.KWG}" if b_k_fastest
-                     else f"k = f / {p.NWG}, n = f % {p.NWG}")
-            lines, expr = b_at("k0 + k", "n0 + n")
-            body += [f"  {{ const {it} f = lid + {e * T}, {split};",
-                     f"    {ct} v = {zero};",
-                     f"    if (n0 + n < {N} && k0 + k < {K}) {{"]
-            body += ["      " + ln for ln in lines] + [f"      v = {expr};", "    }",
-                                                       f"    Blm[k * {p.NWG} + n] = v; }}"]
+        split = (f"n = f / {p.KWG}, k = f % {p.KWG}" if b_k_fastest
+                 else f"k = f / {p.NWG}, n = f % {p.NWG}")
+        lines, expr = b_at("k0 + k", "n0 + n")
+        body += [STAGE_UNROLL, f"  for ({it} f = lid; f < {p.NWG * p.KWG}; f += {T}) {{",
+                 f"    const {it} {split};", f"    {ct} v = {zero};",
+                 f"    if (n0 + n < {N} && k0 + k < {K}) {{"]
+        body += ["      " + ln for ln in lines] + [f"      v = {expr};", "    }",
+                                                   f"    Blm[k * {p.NWG} + n] = v;", "  }"]
     if p.SA or p.SB:
         body.append("  barrier(CLK_LOCAL_MEM_FENCE);")
     kmax = p.KWG if K % p.KWG == 0 else f"min(({it}){p.KWG}, ({it}){K} - k0)"
-    body.append(f"  for ({it} k = 0; k < {kmax}; ++k) {{")
+    hint = p.KUNR and K % p.KWG == 0   # a hint on a variable trip count only draws warnings
+    body += [f"  #pragma unroll {p.KUNR}" if hint else "", f"  for ({it} k = 0; k < {kmax}; ++k) {{"]
     for mg in range(MWI // p.VWM):
         base = f"{mg * p.MDIMC * p.VWM} + tm * {p.VWM}"
         if p.SA:
@@ -202,14 +212,14 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
                 body.append(f"if ({guard_m}) {st}" if guard_m else st)
                 continue
             body.append(f"if ({guard_m or '1'}) {{")
-            if p.VWN > 1:
+            if p.VWN > 1 and split_edge:
                 body.append(f"  if ({c} + {p.VWN} <= {N}) {c_store(r, c, acc[mi][ng], p.VWN)}")
                 body.append("  else {")
             for j in range(p.VWN):
                 body.append(f"    if ({c} + {j} < {N}) "
                             f"{c_store(r, f'{c} + {j}', _lane(acc[mi][ng], j, p.VWN), 1)}")
-            body += (["  }"] if p.VWN > 1 else []) + ["}"]
-    return body
+            body += (["  }"] if p.VWN > 1 and split_edge else []) + ["}"]
+    return [ln for ln in body if ln]
 
 
 def launch(p: GemmParams, M: int, N: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -233,10 +243,45 @@ def signature(op: str, M: int, N: int, K: int, batch: int) -> str:
     return f"{op}:M{M}:N{N}:K{K}:B{batch}"
 
 
-def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None):
-    """GPU kernel for a float32 matmul node (either B layout)."""
+def unravel(flat: str, shape) -> list[str]:
+    """C expressions of the row-major coordinates of position `flat` in `shape`."""
+    out, inner = [], 1
+    for d in reversed(shape):
+        c = f"({flat})" if inner == 1 else f"(({flat}) / {inner})"
+        out.append(c if inner * d == _prod(shape) else f"({c} % {d})")
+        inner *= d
+    return out[::-1]
+
+
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords) -> str:
+    """The statement storing `width` columns of C at flat index `at`, through a fusion
+    epilogue when there is one (`coords(j)`: output coordinates of lane j). `epilogue` is
+    lgc.codegen.fused.Epilogue: callable (value, coords) -> (lines, expression)."""
+    from .emit import write
+    if epilogue is None:
+        return f"vstore{width}({value}, 0, out0 + {at});" if width > 1 else f"out0[{at}] = {value};"
+    lines, results = [], []
+    for j in range(width):
+        ls, v = epilogue(_lane(value, j, width), coords(j))
+        lines += ls
+        results.append(v)
+    if width > 1 and out_dtype.name == "f32":
+        lines.append(f"vstore{width}((float{width})({', '.join(results)}), 0, out0 + {at});")
+    else:
+        lines += [write("out0", out_dtype, f"{at} + {j}" if j else at, v) for j, v in enumerate(results)]
+    return "{ " + " ".join(lines) + " }"
+
+
+def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None, epilogue=None):
+    """GPU kernel for a float32 matmul node (either B layout); `epilogue` as in epilogue_store."""
     from ..ops.linalg import _b_shape, _mm_shapes, batch_offsets, prod
-    from .emit import read
     from .kernel import Arg, Kernel, index_type_for
     A, B = node.inputs
     C = node.outputs[0]
@@ -244,22 +289,27 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     trans = bool(node.attrs["trans_b"])
     nb = prod(batch)
     p = params or params_for("matmul_t" if trans else "matmul", M, N, K, nb, target)
-    it = index_type_for(A.type.size, B.type.size, C.type.size)
+    Y = epilogue.output if epilogue is not None else C
+    it = index_type_for(A.type.size, B.type.size, C.type.size, Y.type.size)
     prelude = [f"const {it} b = ({it})get_group_id(2);"]
     prelude += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
     b_at = (lambda k, n: ([], f"in1[offb + ({n}) * {K} + {k}]")) if trans else \
         (lambda k, n: ([], f"in1[offb + ({k}) * {N} + {n}]"))
 
     def c_store(r, c, v, w):
-        at = f"b * {M * N} + ({r}) * {N} + {c}"
-        return f"vstore{w}({v}, 0, out0 + {at});" if w > 1 else f"out0[{at}] = {v};"
+        def coords(j):   # C's coordinates: batch dims, then the row and column NumPy kept
+            col = f"{c} + {j}" if j else c
+            return unravel("b", batch) + ([r] if len(A.shape) > 1 else []) + \
+                ([col] if len(B.shape) > 1 else [])
+        return epilogue_store(epilogue, Y.dtype, f"b * {M * N} + ({r}) * {N} + {c}", v, w, coords)
 
     body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: f"in0[offa + ({m}) * {K} + {k}]",
-                     b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target)
+                     b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target,
+                     split_edge=epilogue is None)
     g, loc = launch(p, M, N, nb)
-    args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
-    return [Kernel(name, args, body, global_size=g, local_size=loc, index_type=it,
-                   node_name=node.name or "", flops=2 * M * N * K * nb)]
+    args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
+    return [Kernel(name, args + [Arg("out0", Y, writable=True)], body, global_size=g, local_size=loc,
+                   index_type=it, node_name=node.name or "", flops=2 * M * N * K * nb)]
 
 
 def use_gpu(node, target: Target) -> bool:

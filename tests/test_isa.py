@@ -1,0 +1,59 @@
+"""Offline GCN check (DESIGN.md): the kernels chosen for gfx803 compile with LLVM for polaris10
+without scratch and reach at least 4 waves per SIMD. Skipped where clang-16/libclc-16 are
+missing (scripts/install.sh installs them on Debian/Ubuntu)."""
+import pytest
+
+from lgc.codegen import isa
+
+pytestmark = pytest.mark.skipif(not isa.available(), reason="clang-16, llvm-16 and libclc-16 not installed")
+
+REMARKS = """\
+remark: <unknown>:0:0: Function Name: k1
+remark: <unknown>:0:0:     SGPRs: 11
+remark: <unknown>:0:0:     VGPRs: 70
+remark: <unknown>:0:0:     ScratchSize [bytes/lane]: 16
+remark: <unknown>:0:0:     Occupancy [waves/SIMD]: 3
+remark: <unknown>:0:0:     SGPRs Spill: 0
+remark: <unknown>:0:0:     VGPRs Spill: 4
+remark: <unknown>:0:0:     LDS Size [bytes/block]: 32768
+"""
+
+
+def test_parse_remarks_and_lds_limit():
+    (k,) = isa.parse_remarks(REMARKS, {"k1": 256})
+    assert (k.vgprs, k.sgprs, k.scratch_bytes, k.lds_bytes, k.llvm_waves) == (70, 11, 16, 32768, 3)
+    assert k.spills
+    assert k.waves == 2           # 2 groups of 4 waves fit in 64 KiB LDS: 8 waves / 4 SIMDs
+    assert "SPILLS" in isa.report([k])
+
+
+def test_small_source():
+    src = """__kernel void f(__global const float* restrict a, __global float* restrict b) {
+      __local float t[64]; t[get_local_id(0)] = a[get_global_id(0)];
+      barrier(CLK_LOCAL_MEM_FENCE); b[get_global_id(0)] = exp(t[63 - get_local_id(0)]); }"""
+    (k,) = isa.compile_resources(src, {"f": 64})
+    assert k.name == "f" and k.lds_bytes == 256 and not k.spills and k.waves == 10
+
+
+def test_resnet50_heavy_kernels_on_gfx803():
+    """Every matmul and conv kernel of ResNet-50 for gfx803: GPU variants (local memory), no
+    scratch, >= 4 waves per SIMD."""
+    from lgc.cli import _onnx_default_types
+    from lgc.codegen.program import lower
+    from lgc.codegen.target import GFX803, use_target
+    from lgc.demo import light_model_path
+    from lgc.frontend.onnx.importer import import_graph, load_model
+    from lgc.passes import optimize
+    m = load_model(light_model_path("resnet50"))
+    graph = optimize(import_graph(m, _onnx_default_types(m, {})), 2)
+    with use_target(GFX803):
+        prog = lower(graph)
+    heavy = {k for k in prog.kernel_names if "_conv" in k or "_matmul" in k}
+    assert len(heavy) >= 10
+    res = [r for r in isa.program_resources(prog) if r.name in heavy]
+    assert {r.name for r in res} == heavy
+    table = isa.report(res, prog)
+    for r in res:
+        assert r.lds_bytes > 0, f"{r.name}: not the local-memory GPU variant\n{table}"
+        assert not r.spills, f"{r.name}: scratch {r.scratch_bytes} B/lane\n{table}"
+        assert r.waves >= 4, f"{r.name}: {r.waves} waves per SIMD\n{table}"
