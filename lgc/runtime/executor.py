@@ -10,6 +10,7 @@ import pyopencl as cl
 
 from ..codegen.program import Program
 from ..ir import dtypes
+from . import cache
 from .device import Device, select_device
 
 
@@ -17,9 +18,14 @@ class BuildError(RuntimeError):
     pass
 
 
-def build_program(device: Device, source: str) -> cl.Program:
+def build_program(device: Device, source: str, options: str = "") -> cl.Program:
+    """The built program, from the binary cache (memory, then disk) or built from source."""
+    return cache.build(device, source, options, _build_source)
+
+
+def _build_source(device: Device, source: str, options: str) -> cl.Program:
     try:
-        return cl.Program(device.context, source).build()
+        return cl.Program(device.context, source).build(options)
     except cl.RuntimeError as e:
         raise BuildError(_explain_build_error(str(e), source)) from None
 
@@ -62,8 +68,6 @@ class Executor:
                 self.buffers.append(cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data))
             else:
                 self.buffers.append(cl.Buffer(ctx, mf.READ_WRITE, spec.nbytes))
-        self._kernels = {name: getattr(self.cl_program, name) for name in
-                         {ln.kernel for ln in program.launches}}
         self._bound = []
         for launch in program.launches:
             k = cl.Kernel(self.cl_program, launch.kernel)

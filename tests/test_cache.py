@@ -1,0 +1,106 @@
+"""The program cache: a second compile of the same graph builds nothing (in memory, and from
+disk in a "new process"), and a corrupt or refused disk entry is rebuilt without a crash."""
+import numpy as np
+import pytest
+
+import lgc
+from lgc.ir import dtypes
+from lgc.ir.builder import GraphBuilder
+from lgc.ir.graph import TensorType
+from lgc.runtime import cache
+
+
+def _graph(scale: float = 3.0):
+    b = GraphBuilder("cache_test")
+    x = b.input("x", TensorType(dtypes.by_name("f32"), (5,)))
+    y = b.op("mul", [x, b.const(np.float32(scale))])
+    return b.build([b.op("add", [y, x])], ["x"], ["y"])
+
+
+def _check(exe, scale=3.0):
+    x = np.arange(5, dtype=np.float32)
+    np.testing.assert_allclose(exe(x), x * scale + x)
+
+
+@pytest.fixture
+def disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("LGC_CACHE_BINARIES", "1")  # PoCL stores no binaries by default
+    cache.clear_memory()
+    yield tmp_path
+    cache.clear_memory()
+
+
+def _delta(before):
+    return {k: cache.counts[k] - before.get(k, 0) for k in ("build", "disk", "memory", "corrupt")}
+
+
+def test_second_compile_builds_nothing(disk_cache):
+    before = dict(cache.counts)
+    _check(lgc.compile(_graph(3.5)), 3.5)
+    assert _delta(before)["build"] == 1
+    entries = list(disk_cache.glob("binaries/*/*.bin"))
+    assert len(entries) == 1
+
+    before = dict(cache.counts)
+    _check(lgc.compile(_graph(3.5)), 3.5)           # same process: from memory
+    assert _delta(before) == {"build": 0, "disk": 0, "memory": 1, "corrupt": 0}
+
+    cache.clear_memory()                           # as a new process would
+    before = dict(cache.counts)
+    _check(lgc.compile(_graph(3.5)), 3.5)
+    assert _delta(before) == {"build": 0, "disk": 1, "memory": 0, "corrupt": 0}
+
+
+def test_loading_an_artifact_again_builds_nothing(disk_cache, tmp_path):
+    path = tmp_path / "m.lgc"
+    lgc.compile(_graph(4.5)).save(path)
+    cache.clear_memory()
+    before = dict(cache.counts)
+    _check(lgc.load(path), 4.5)
+    _check(lgc.load(path), 4.5)
+    assert _delta(before)["build"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "payload"])
+def test_corrupt_entry_is_rebuilt(disk_cache, damage):
+    lgc.compile(_graph(5.5))
+    (entry,) = disk_cache.glob("binaries/*/*.bin")
+    data = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    elif damage == "flip":
+        data[-10] ^= 0xFF
+    else:  # a well-formed entry whose payload the driver cannot load
+        import hashlib
+        junk = b"not a binary" * 10
+        data = bytearray(cache.MAGIC + hashlib.sha256(junk).digest() + junk)
+    entry.write_bytes(bytes(data))
+    cache.clear_memory()
+    before = dict(cache.counts)
+    _check(lgc.compile(_graph(5.5)), 5.5)
+    d = _delta(before)
+    assert d["build"] == 1 and d["corrupt"] == 1
+    # rebuilt and stored again: the next "process" loads it
+    cache.clear_memory()
+    before = dict(cache.counts)
+    _check(lgc.compile(_graph(5.5)), 5.5)
+    assert _delta(before)["build"] == 0
+
+
+def test_unwritable_cache_dir_still_compiles(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("LGC_CACHE_DIR", str(blocker / "sub"))  # a path under a file
+    monkeypatch.setenv("LGC_CACHE_BINARIES", "1")
+    cache.clear_memory()
+    _check(lgc.compile(_graph(6.5)), 6.5)
+    cache.clear_memory()
+
+
+def test_keys_differ_by_source_options_and_device():
+    dev = lgc.runtime.select_device()
+    k = cache.program_key(dev, "src")
+    assert k != cache.program_key(dev, "src2")
+    assert k != cache.program_key(dev, "src", "-cl-fast-relaxed-math")
+    assert k == cache.program_key(dev, "src")
