@@ -1138,6 +1138,239 @@ nanmax = _nan_reduce(max, -np.inf)
 nanmin = _nan_reduce(min, np.inf)
 
 
+def copy(a, order=None):
+    return asarray(a)
+
+
+def ptp(a, axis=None, keepdims=False):
+    return subtract(max(a, axis, keepdims=keepdims), min(a, axis, keepdims=keepdims))
+
+
+def diff(a, n=1, axis=-1, prepend=None, append=None):
+    a = asarray(a)
+    axis = _norm_axis(axis, a.ndim)
+    if prepend is not None or append is not None:
+        parts = [broadcast_to(asarray(p), a.shape[:axis] + (1,) + a.shape[axis + 1:])
+                 if ndim(p) == 0 else asarray(p) for p in (prepend, a, append) if p is not None]
+        a = concatenate(parts, axis)
+    for _ in range(n):
+        k = a.shape[axis]
+        a = subtract(_slice_axis(a, axis, 1, k), _slice_axis(a, axis, 0, builtins.max(k - 1, 0)))
+    return a
+
+
+def average(a, axis=None, weights=None, returned=False, keepdims=False):
+    if weights is None:
+        avg = mean(a, axis, keepdims=keepdims)
+        n = asarray(size(a) / builtins.max(size(avg), 1), avg.dtype)
+        return (avg, broadcast_to(n, avg.shape)) if returned else avg
+    a, w = asarray(a), asarray(weights)
+    if w.ndim == 1 and a.ndim > 1 and axis is not None:
+        shape = [1] * a.ndim
+        shape[_norm_axis(axis, a.ndim)] = w.shape[0]
+        w = reshape(w, tuple(shape))
+    wsum = sum(broadcast_to(w, a.shape), axis, keepdims=keepdims)
+    avg = divide(sum(multiply(a, w), axis, keepdims=keepdims), wsum)
+    return (avg, wsum) if returned else avg
+
+
+def quantile(a, q, axis=None, keepdims=False, method="linear"):
+    """Linear interpolation between the sorted neighbours (NumPy's default method)."""
+    if method != "linear":
+        raise NotImplementedError(f"quantile method {method!r}")
+    a = asarray(a)
+    a = _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float())
+    if axis is None:
+        a, axis, shape = ravel(a), 0, (1,) * a.ndim
+    else:
+        axis = _norm_axis(axis, a.ndim)
+        shape = a.shape[:axis] + (1,) + a.shape[axis + 1:]
+    srt = sort(a, axis)
+    n = a.shape[axis]
+    qs = np.asarray(q, np.float64)
+    pos = qs * (n - 1)
+    lo = np.floor(pos).astype(np.int32)
+    hi = np.minimum(lo + 1, n - 1).astype(np.int32)
+    frac = (pos - lo).astype(a.dtype)
+    x_lo = take(srt, lo.reshape(-1), axis=axis)
+    x_hi = take(srt, hi.reshape(-1), axis=axis)
+    fshape = [1] * srt.ndim
+    fshape[axis] = frac.size
+    out = add(x_lo, multiply(subtract(x_hi, x_lo), frac.reshape(fshape)))
+    out = moveaxis(out, axis, 0)                         # quantiles first, as NumPy
+    if keepdims:
+        out = reshape(out, (frac.size,) + shape)
+    return reshape(out, qs.shape + out.shape[1:])
+
+
+def percentile(a, q, axis=None, keepdims=False, method="linear"):
+    return quantile(a, np.asarray(q, np.float64) / 100, axis, keepdims=keepdims, method=method)
+
+
+def median(a, axis=None, keepdims=False):
+    return quantile(a, 0.5, axis, keepdims=keepdims)
+
+
+def nanmean(a, axis=None, keepdims=False):
+    a = asarray(a)
+    ok = logical_not(isnan(a))
+    return divide(sum(where(ok, a, 0.0), axis, keepdims=keepdims), sum(ok, axis, keepdims=keepdims))
+
+
+def heaviside(x1, x2, /):
+    (a, b), dt, weak = _promote(x1, x2, to_float=True)
+    return where(less(a, 0), np.asarray(0, dt), where(greater(a, 0), np.asarray(1, dt), b))
+
+
+def copysign(x1, x2, /):
+    (a, b), dt, weak = _promote(x1, x2, to_float=True)
+    return where(signbit(b), negative(abs(a)), abs(a))
+
+
+def sinc(x, /):
+    (x,), dt, weak = _promote(x, to_float=True)
+    px = multiply(np.asarray(np.pi, dt), x)
+    zero = equal(x, 0)
+    return where(zero, np.asarray(1, dt), divide(sin(px), where(zero, np.asarray(1, dt), px)))
+
+
+def column_stack(tup):
+    return concatenate([reshape(a, (-1, 1)) if ndim(a) < 2 else asarray(a) for a in tup], 1)
+
+
+def dstack(tup):
+    arrs = []
+    for a in tup:
+        a = asarray(a)
+        a = reshape(a, (1, -1, 1)) if a.ndim == 1 else reshape(a, a.shape + (1,)) if a.ndim == 2 else \
+            reshape(a, (1, 1, 1)) if a.ndim == 0 else a
+        arrs.append(a)
+    return concatenate(arrs, 2)
+
+
+def rot90(m, k=1, axes=(0, 1)):
+    m = asarray(m)
+    k %= 4
+    a, b = axes
+    if k == 1:
+        return swapaxes(flip(m, b), a, b)
+    if k == 2:
+        return flip(flip(m, a), b)
+    if k == 3:
+        return flip(swapaxes(m, a, b), b)
+    return m
+
+
+def indices(dimensions, dtype=None, sparse=False):
+    out = np.indices(tuple(dimensions), dtype=_dt.canonicalize(dtype or _dt.default_int()),
+                     sparse=sparse)
+    return tuple(asarray(o) for o in out) if sparse else asarray(out)
+
+
+def unravel_index(indices, shape):
+    i = asarray(indices)
+    out = []
+    for d in reversed(shape):
+        out.append(remainder(i, d))
+        i = floor_divide(i, d)
+    return tuple(reversed(out))
+
+
+def ravel_multi_index(multi_index, dims, mode="raise", order="C"):
+    out = 0
+    for i, d in zip(multi_index, dims):
+        out = add(multiply(out, d), clip(asarray(i), 0, d - 1))
+    return asarray(out)
+
+
+def searchsorted(a, v, side="left", sorter=None):
+    """Insertion points by counting (O(len(a) * len(v)) compares; fine for small a)."""
+    a = asarray(a)
+    if sorter is not None:
+        a = take(a, sorter)
+    v = asarray(v)
+    cmp = less if side == "left" else less_equal
+    hits = cmp(reshape(a, (1,) * v.ndim + (-1,)), expand_dims(v, -1))
+    return sum(hits, axis=-1, dtype=_dt.default_int())
+
+
+def digitize(x, bins, right=False):
+    return searchsorted(bins, x, side="left" if right else "right")
+
+
+def isin(element, test_elements, invert=False):
+    e, t = asarray(element), ravel(test_elements)
+    r = any(equal(expand_dims(e, -1), reshape(t, (1,) * e.ndim + (-1,))), axis=-1)
+    return logical_not(r) if invert else r
+
+
+def bincount(x, weights=None, minlength=0, *, length=None):
+    """Counts of each value in [0, length); `length` must be static (as under jax.jit)."""
+    n = length if length is not None else minlength
+    if not n:
+        raise ValueError("bincount needs a static length= (or minlength=) in lgc")
+    x = asarray(x)
+    hit = equal(expand_dims(x, -1), arange(n))
+    if weights is None:
+        return sum(hit, axis=0, dtype=_dt.default_int())
+    w = asarray(weights)
+    return sum(where(hit, expand_dims(w, -1), np.asarray(0, w.dtype)), axis=0)
+
+
+def tril_indices(n, k=0, m=None):
+    return tuple(asarray(i.astype(np.int32)) for i in np.tril_indices(n, k, m))
+
+
+def triu_indices(n, k=0, m=None):
+    return tuple(asarray(i.astype(np.int32)) for i in np.triu_indices(n, k, m))
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+    return asarray(np.logspace(start, stop, num, endpoint, base, axis=axis).astype(
+        _dt.canonicalize(dtype or _dt.default_float())))
+
+
+def polyval(p, x):
+    """Horner's rule over the (static number of) coefficients."""
+    p, x = asarray(p), asarray(x)
+    out = zeros_like(x, dtype=result_type(p, x))
+    for i in range(p.shape[0]):
+        out = add(multiply(out, x), p[i])
+    return out
+
+
+def interp(x, xp, fp, left=None, right=None):
+    xp, fp = asarray(xp), asarray(fp)
+    x = asarray(x)
+    x, xp_, fp_ = _promote(x, xp, fp, to_float=True)[0]
+    n = xp.shape[0]
+    i = clip(searchsorted(xp_, x, side="right"), 1, n - 1)
+    x0, x1 = take(xp_, subtract(i, 1)), take(xp_, i)
+    y0, y1 = take(fp_, subtract(i, 1)), take(fp_, i)
+    t = divide(subtract(x, x0), where(equal(x1, x0), 1.0, subtract(x1, x0)))
+    y = add(y0, multiply(t, subtract(y1, y0)))
+    y = where(less(x, xp_[0]), fp_[0] if left is None else left, y)
+    return where(greater(x, xp_[n - 1]), fp_[n - 1] if right is None else right, y)
+
+
+def convolve(a, v, mode="full"):
+    """1-D convolution through the core conv op (floats)."""
+    (a, v), dt, weak = _promote(a, v, to_float=True)
+    a, v = asarray(a), asarray(v)
+    if a.shape[0] < v.shape[0]:
+        a, v = v, a
+    n, m = a.shape[0], v.shape[0]
+    pads = {"full": (m - 1, m - 1), "same": (m // 2, m - 1 - m // 2),
+            "valid": (0, 0)}[mode]
+    out = bind("conv", reshape(a, (1, 1, n)), reshape(flip(v), (1, 1, m)), pads=pads,
+               strides=(1,), dilations=(1,), group=1)
+    return reshape(out, (-1,))
+
+
+def correlate(a, v, mode="valid"):
+    return convolve(a, flip(v), mode)
+
+
 class _Linalg:
     """lnp.linalg: what the core ops cover (norm, det)."""
 

@@ -221,6 +221,40 @@ REDUCTIONS_AND_LINALG = [
     C("det", lambda m, q: m.linalg.det(q), "q", tol=(1e-4, 1e-5)),
 ]
 
+MORE = [
+    C("copy", lambda m, x: m.copy(x), "x"), C("ptp", lambda m, x: m.ptp(x, axis=1), "x"),
+    C("diff", lambda m, x: m.diff(x), "x"), C("diff2", lambda m, x: m.diff(x, 2, axis=0), "x"),
+    C("diff_prepend", lambda m, x: m.diff(x, prepend=0.0), "x"),
+    C("average", lambda m, x, v: m.average(x, axis=1, weights=v * v), "x", "v"),
+    C("median", lambda m, x: m.median(x, axis=1), "x"), C("median_all", lambda m, t: m.median(t), "t"),
+    C("quantile", lambda m, x: m.quantile(x, [0.1, 0.5, 0.95], axis=0), "x"),
+    C("percentile", lambda m, t: m.percentile(t, 30, axis=2, keepdims=True), "t"),
+    C("nanmean", lambda m, x: m.nanmean(m.log(x), axis=0), "x"),
+    C("heaviside", lambda m, x: m.heaviside(m.floor(x), 0.5), "x"),
+    C("copysign", lambda m, x, y: m.copysign(x, y), "x", "y"),
+    C("sinc", lambda m, x: m.sinc(m.round(x)), "x", tol=(1e-5, 1e-6)),
+    C("column_stack", lambda m, v, q: m.column_stack([v, q]), "v", "q"),
+    C("dstack", lambda m, x, y: m.dstack([x, y]), "x", "y"),
+    C("rot90", lambda m, x: [m.rot90(x), m.rot90(x, 2), m.rot90(x, 3)], "x"),
+    C("indices", lambda m, x: m.indices((2, 3)) + x[0, 0].astype(m.int32), "x"),
+    C("unravel_index", lambda m, i: m.unravel_index(m.abs(i), (3, 4)), "i"),
+    C("ravel_multi_index", lambda m, i: m.ravel_multi_index((m.abs(i) % 3, m.abs(i) % 4), (3, 4)), "i"),
+    C("searchsorted", lambda m, v, x: m.searchsorted(m.sort(v), x), "v", "x"),
+    C("searchsorted_right", lambda m, i: m.searchsorted(m.array([-2, 0, 0, 3]), i, side="right"), "i"),
+    C("digitize", lambda m, x: m.digitize(x, m.array([-1.0, 0.0, 1.0])), "x"),
+    C("isin", lambda m, i: m.isin(i, m.array([0, 2, 5])), "i"),
+    C("bincount", lambda m, i: m.bincount(m.abs(i).ravel(), length=8) if m is not np else
+      np.bincount(np.abs(i).ravel(), minlength=8), "i"),
+    C("tril_indices", lambda m, q: q[m.tril_indices(4, -1)], "q"),
+    C("triu_indices", lambda m, m_: m_[m.triu_indices(4, 1, 5)], "m"),
+    C("logspace", lambda m, v: m.logspace(0, 2, 4) * v, "v", tol=(1e-5, 1e-5)),
+    C("polyval", lambda m, v, x: m.polyval(v, x), "v", "x", tol=(1e-5, 1e-5)),
+    C("interp", lambda m, x: m.interp(x, m.array([-1.0, 0.0, 0.5, 2.0]), m.array([0.0, 1.0, -1.0, 3.0])), "x"),
+    C("convolve", lambda m, v, m_: m.convolve(v, m_[0]), "v", "m", tol=(1e-5, 1e-5)),
+    C("convolve_same", lambda m, v: m.convolve(v, v[:2], mode="same"), "v"),
+    C("correlate", lambda m, v, m_: m.correlate(m_[1], v), "v", "m"),
+]
+
 INDEXING = [
     C("int", lambda m, x: x[1], "x"), C("ints", lambda m, x: x[-1, 2], "x"),
     C("slices", lambda m, x: x[:, 1:3], "x"), C("neg_step", lambda m, t: t[::-1, :, ::2], "t"),
@@ -255,10 +289,10 @@ def _np_at(x, idx, fn):
 
 
 @pytest.mark.parametrize("group", ["elementwise", "creation_shapes", "reductions_linalg",
-                                   "indexing"])
+                                   "more", "indexing"])
 def test_lnp_matches_numpy(group):
     run_cases({"elementwise": ELEMENTWISE, "creation_shapes": CREATION_AND_SHAPES,
-               "reductions_linalg": REDUCTIONS_AND_LINALG, "indexing": INDEXING}[group])
+               "reductions_linalg": REDUCTIONS_AND_LINALG, "more": MORE, "indexing": INDEXING}[group])
 
 
 def test_traced_integer_index():
