@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=12, help="rows of the per-kernel table")
     _add_common(p, shapes=False)
     p.set_defaults(fn=cmd_demo)
+
+    from lgc.bench import add_parser as add_bench_parser  # lgc bench
+    add_bench_parser(sub)
     return ap
 
 
