@@ -235,6 +235,10 @@ class ArrayBase:
         from .indexing import getitem
         return getitem(self, idx)
 
+    def __setitem__(self, idx, value):
+        raise TypeError("lgc arrays are immutable and do not support item assignment; use "
+                        "x = x.at[idx].set(value) (or .add, .multiply, .min, .max)")
+
     @property
     def at(self):
         from .indexing import IndexUpdateHelper

@@ -210,6 +210,9 @@ class JitFunction:
                       for i, x in enumerate(leaves))
         return (tree, avals, _static_key(args, kwargs, nums, names)), leaves
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
     def lower(self, *args, **kwargs) -> Compiled:
         """The compiled form for these arguments (tracing and compiling when new)."""
         key, _ = self._signature(args, kwargs)
