@@ -54,6 +54,8 @@ def cmd_compile(args) -> int:
                       f"(choose with --input-shape {name}=...)")
     _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
     from lgc.codegen.target import by_name, use_target
+    if args.tune:
+        _tune(model.model, types, args)
     with use_target(by_name(args.target) if args.target else None):   # else the device's
         exe = model.executable(types)
     if args.report:
@@ -70,6 +72,26 @@ def cmd_compile(args) -> int:
     if args.isa_report:
         from lgc.codegen import isa
         print(isa.report(isa.program_resources(exe.program), exe.program))
+    return 0
+
+
+def _tune(onnx_model, types, args) -> None:
+    from lgc.codegen.tuner import tune
+    from lgc.frontend.onnx.importer import import_graph
+    from lgc.passes import optimize
+    results = tune(optimize(import_graph(onnx_model, types), args.opt_level), args.device, args.budget)
+    for sig, (params, t, base) in results.items():
+        gain = f"{base / t:.2f}x the default" if t and base < float("inf") else ""
+        print(f"{sig:<48} {t * 1e3:9.3f} ms  {gain}  {params}")
+
+
+def cmd_tune(args) -> int:
+    import lgc
+    from lgc.codegen.tuning import db_path
+    model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
+                      opt_level=args.opt_level)
+    _tune(model.model, model.default_types(), args)
+    print(f"tuning database: {db_path()}")
     return 0
 
 
@@ -211,8 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="generate kernels for this target (gfx803, cpu) instead of the device's")
     p.add_argument("--isa-report", action="store_true",
                    help="compile each kernel for gfx803 with LLVM and print registers, LDS, scratch, waves")
+    p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds for --tune (default 60)")
     _add_common(p)
     p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("tune", help="time matmul/conv kernel parameters on the device and store the best",
+                       description="Time candidate parameters of the matmul and conv kernels of a model on "
+                                   "the device within a time budget; winners go to the tuning database "
+                                   "($LGC_TUNE_DB, else ~/.cache/lgc/tuning.json), which compiling uses.")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds to spend (default 60)")
+    p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
+    _add_common(p)
+    p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser("run", help="run a .lgc artifact or an ONNX model",
                        description="Run a model on the OpenCL device and print or save its outputs.")

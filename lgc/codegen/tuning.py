@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .target import Target
+from .target import Target, current_target
 
 SHIPPED = Path(__file__).parent / "tuned"
 
@@ -54,3 +54,18 @@ def lookup(target: Target, signature: str) -> dict | None:
     entry = load_db().get(target.key or target.name, {}).get(signature) \
         or _shipped(target.name).get(signature)
     return dict(entry["params"]) if entry else None
+
+
+def cpu_signature(op: str, shape) -> str:
+    """Key of a CPU template op: the arguments its tile heuristic decides from."""
+    return f"cpu:{op}:" + ":".join(map(str, shape))
+
+
+def tuned(op: str, heuristic, cls):
+    """A tile-choosing function for lgc.ops' CPU kernels: the database's winner for these
+    arguments on the current target, else `heuristic`."""
+    def params(*shape):
+        found = lookup(current_target(), cpu_signature(op, shape))
+        return cls(**found) if found else heuristic(*shape)
+    params.__doc__ = heuristic.__doc__
+    return params

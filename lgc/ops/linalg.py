@@ -14,6 +14,7 @@ import numpy as np
 from ..codegen.kernel import Arg, Kernel, index_type_for
 from ..codegen.emit import read, write
 from ..codegen.templates import Pointwise
+from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from ._rules import broadcast_shapes, require, same_dtype
@@ -242,7 +243,8 @@ class MatmulGen:
                        flops=2 * M * N * K * prod(batch))]
 
 
-register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(), fusion="out_fusable", num_inputs=2,
+register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(tuned("matmul", matmul_params, MatmulParams)),
+               fusion="out_fusable", num_inputs=2,
                attrs={"trans_b": 0},
                flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
                doc="NumPy matmul: 1-D operands promoted, batch dims broadcast; trans_b: B is "

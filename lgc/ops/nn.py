@@ -20,6 +20,7 @@ import numpy as np
 
 from ..codegen.kernel import Arg, Kernel, index_type_for
 from ..codegen.templates import Pointwise, literal
+from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -239,7 +240,8 @@ def _weight_flops(ins, outs, attrs, per="out"):
     return 2 * n * prod(ins[1].shape[1:])
 
 
-register(OpDef("conv", _conv_infer, _float_ref(_conv_ref), ConvGen(), fusion="out_fusable",
+register(OpDef("conv", _conv_infer, _float_ref(_conv_ref), ConvGen(tuned("conv", conv_params, ConvParams)),
+               fusion="out_fusable",
                attrs=dict(CONV_ATTRS), num_inputs=(2, 3), flops=_weight_flops,
                doc="ONNX Conv: X [N,C,*S], W [M,C/group,*K], optional bias [M]"))
 

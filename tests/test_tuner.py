@@ -1,0 +1,50 @@
+"""The autotuner and its database: candidates obey the constraints, winners are stored under
+the device and op signature, and compiling picks them up (on PoCL: the CPU tile templates)."""
+import json
+
+import numpy as np
+
+from lgc.codegen import gpu_gemm, tuner, tuning
+from lgc.codegen.program import lower
+from lgc.codegen.target import GFX803, use_target
+from lgc.testing import build_op_graph
+
+A = np.ones((33, 40), np.float32)
+B = np.ones((40, 48), np.float32)
+
+
+def test_gpu_candidates_valid_default_first():
+    (task,) = tuner.tasks(build_op_graph("matmul", [A, B], {}), GFX803)
+    assert task.signature == "matmul:M33:N48:K40:B1"
+    assert task.candidates[0] == task.default == gpu_gemm.heuristic(33, 48, 40, 1, GFX803)
+    assert len(task.candidates) > 20 and all(gpu_gemm.valid(p, GFX803) for p in task.candidates)
+
+
+def test_database_overrides_heuristic(tmp_path, monkeypatch):
+    monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
+    graph = build_op_graph("matmul", [A, B], {})
+    tuning.save_entry(GFX803, "matmul:M33:N48:K40:B1", {**gpu_gemm.PRESETS["small"].as_dict(), "MWG": 64,
+                                                         "MDIMC": 16}, 1e-3)
+    with use_target(GFX803):
+        assert "__local float Alm[1024];" in lower(graph).source     # KWG 16 x MWG 64
+    tuning.save_entry(GFX803, "matmul:M33:N48:K40:B1", {"MWG": 3}, 1e-3)   # invalid: ignored
+    with use_target(GFX803):
+        assert gpu_gemm.params_for("matmul", 33, 48, 40, 1, GFX803) == gpu_gemm.heuristic(33, 48, 40, 1, GFX803)
+
+
+def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
+    from lgc.api import Executable
+    monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
+    graph = build_op_graph("matmul", [A, B], {})
+    results = tuner.tune(graph, None, budget=5.0)
+    assert "tune [" in capsys.readouterr().err                      # the progress bar
+    (sig, (params, seconds, base)), = results.items()
+    assert seconds <= base < float("inf")
+    db = json.loads((tmp_path / "db.json").read_text())
+    (entries,) = db.values()
+    assert entries[sig]["params"] == params.__dict__
+    exe = Executable.from_graph(graph)
+    if exe.device.kind == "cpu":   # the CPU template reads the winner
+        assert f"acc{params.TM - 1} " in exe.program.source and f"acc{params.TM} " not in exe.program.source
+    np.testing.assert_allclose(exe.run({exe.input_names[0]: A, exe.input_names[1]: B})[exe.output_names[0]],
+                               A @ B, rtol=1e-5)
