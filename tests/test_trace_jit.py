@@ -108,6 +108,9 @@ def test_python_control_flow_on_traced_value_explains():
         lgc.jit(lambda x: int(x[0, 0]))(X)
     with pytest.raises(ConcretizationError):
         lgc.jit(lambda x: np.asarray(x))(X)
+    with pytest.raises(ConcretizationError, match="data-dependent shape.*where"):
+        lgc.jit(lambda x: x[x > 2])(X)
+    np.testing.assert_array_equal(np.asarray(lnp.asarray(X)[lnp.asarray(X) > 2]), X[X > 2])
     # the same code runs eagerly on concrete arrays
     assert np.asarray(f.__wrapped__(lnp.asarray(X))).sum() == X.sum()
 
