@@ -211,6 +211,13 @@ def test_array_methods_and_repr():
         a[0] = 1.0
 
 
+def test_array_pickles_through_host():
+    import pickle
+    a = pickle.loads(pickle.dumps(lnp.asarray(X) * 2))
+    assert isinstance(a, lgc.Array)
+    np.testing.assert_array_equal(np.asarray(a), X * 2)
+
+
 def test_small_constants_keep_their_shape():
     lnp.asarray(np.zeros(1, np.float32))            # a cached one-element constant ...
     assert (lnp.asarray(np.float32(6)) > 0).shape == ()   # ... is not the 0-d zero

@@ -48,6 +48,9 @@ class Array(ArrayBase):
             cl.enqueue_copy(runtime().queue, host, self._buf, is_blocking=True)
         return host if dtype is None else host.astype(dtype)
 
+    def __reduce__(self):  # pickles (e.g. to Ray workers) as its host data
+        return (device_put, (np.asarray(self),))
+
     def block_until_ready(self):
         runtime().queue.finish()
         return self
