@@ -52,7 +52,9 @@ def save_artifact(path, exe) -> None:
         "target": {"device": exe.device.name, "platform": exe.device.platform, "kind": exe.device.kind},
         "inputs": [_spec_json(s) for s in prog.inputs],
         "outputs": [_spec_json(s) for s in prog.outputs],
-        "buffers": [{"nbytes": b.nbytes, "role": b.role, "name": b.name} for b in prog.buffers],
+        "buffers": [{"nbytes": b.nbytes, "role": b.role, "name": b.name,
+                     **({"arena": b.arena, "offset": b.offset} if b.arena >= 0 else {})}
+                    for b in prog.buffers],
         "launches": [{"kernel": ln.kernel, "args": ln.args, "global": list(ln.global_size),
                       "local": list(ln.local_size) if ln.local_size else None,
                       "node": ln.node, "flops": ln.flops} for ln in prog.launches],
@@ -121,8 +123,13 @@ def read_artifact(path) -> tuple[dict, dict[str, bytes]]:
 def program_from(manifest: dict, members: dict[str, bytes], where: str = "artifact") -> Program:
     try:
         source = members["kernels.cl"].decode()
-        buffers = [BufferSpec(int(b["nbytes"]), str(b["role"]), str(b.get("name", "")))
+        buffers = [BufferSpec(int(b["nbytes"]), str(b["role"]), str(b.get("name", "")),
+                              int(b.get("arena", -1)), int(b.get("offset", 0)))
                    for b in manifest["buffers"]]
+        for b in buffers:  # views of the memory plan's arena must lie inside it
+            if b.arena >= 0 and not (b.arena < len(buffers) and buffers[b.arena].arena < 0
+                                     and 0 <= b.offset and b.offset + b.nbytes <= buffers[b.arena].nbytes):
+                raise ArtifactError(f"{where}: buffer table is inconsistent (a view outside its arena)")
         kernels = set(re.findall(r"__kernel void (\w+)\(", source))
         launches = []
         for ln in manifest["launches"]:

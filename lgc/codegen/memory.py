@@ -1,4 +1,4 @@
-"""Memory planning: intermediate values share device buffers when their lifetimes do not
+"""Memory planning: intermediate values share device memory when their lifetimes do not
 overlap.
 
 Works on the lowered program (buffer table + launch list), where lifetimes are exact: a temp
@@ -6,16 +6,22 @@ buffer is live from the first launch that touches it to the last one. Reshape-li
 already share their input's buffer id, so a use through an alias extends the buffer's life.
 Inputs, outputs and constants keep buffers of their own.
 
-Assignment is greedy by size (largest first) to shared buffers, each temp going to the
-smallest existing buffer whose occupants are all dead while it lives (best fit), else to a new
-one. Sizes are rounded up to 256 bytes. The lower bound is the largest total size of temps
-live during one launch: no assignment of whole buffers can use less.
+All temps become views (sub-buffers) of one arena at fixed byte offsets. Offsets are chosen
+greedily, largest tensor first, each placed in the smallest gap left by the tensors already
+placed whose lifetimes overlap its own (best fit), else on top. Whole buffers shared between
+temps cannot get close to the bound on branchy nets (Inception, DenseNet: 1.4-1.5x); offsets
+stay within 1.2x on every light model. Offsets are multiples of ALIGN = 512 bytes, the largest
+sub-buffer alignment common devices ask for (NVIDIA 4096 bits; AMD 2048; PoCL, Intel 1024);
+the runtime gives a view a buffer of its own on a device that asks for more.
+
+The lower bound is the largest total size of temps live during one launch: no placement can
+use less.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-ALIGN = 256
+ALIGN = 512
 
 
 def _align(n: int) -> int:
@@ -24,9 +30,8 @@ def _align(n: int) -> int:
 
 @dataclass
 class MemoryPlan:
-    mapping: dict[int, int]      # old buffer id -> new buffer id
-    sizes: list[int]             # new buffer table's sizes (temps: shared, aligned)
-    peak_bytes: int              # total bytes of the shared temp buffers
+    offsets: dict[int, int]      # temp buffer id -> byte offset in the arena
+    peak_bytes: int              # the arena's size: activation memory with reuse
     lower_bound_bytes: int       # max over launches of the bytes of temps live at once
     unshared_bytes: int          # what temps took with one buffer each
 
@@ -36,8 +41,9 @@ class MemoryPlan:
 
     def summary(self) -> str:
         mib = 2 ** 20
-        return (f"peak activation bytes (shared temps): {self.peak_bytes:,} ({self.peak_bytes / mib:.1f} MiB)\n"
-                f"lower bound (largest live set):        {self.lower_bound_bytes:,} "
+        return (f"peak activation bytes (temps, with reuse): {self.peak_bytes:,} "
+                f"({self.peak_bytes / mib:.1f} MiB)\n"
+                f"lower bound (largest live set):            {self.lower_bound_bytes:,} "
                 f"({self.lower_bound_bytes / mib:.1f} MiB)\n"
                 f"ratio: {self.ratio:.3f}   (one buffer per temp: {self.unshared_bytes:,} bytes)")
 
@@ -55,48 +61,39 @@ def live_ranges(buffers, launches) -> dict[int, tuple[int, int]]:
 
 def plan(buffers, launches) -> MemoryPlan:
     ranges = live_ranges(buffers, launches)
-    size = {b: _align(buffers[b].nbytes) for b in ranges}
-    slots: list[list] = []  # per shared buffer: [size, [(first, last), ...]]
-    slot_of: dict[int, int] = {}
-    for b in sorted(ranges, key=lambda b: (-size[b], ranges[b][0])):
+    placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
+    offsets: dict[int, int] = {}
+    for b in sorted(ranges, key=lambda b: (-buffers[b].nbytes, ranges[b][0], b)):
         lo, hi = ranges[b]
-        best = None
-        for k, (cap, held) in enumerate(slots):
-            if all(hi < f or l < lo for f, l in held) and (best is None or cap < slots[best][0]):
-                best = k
-        if best is None:
-            slots.append([size[b], []])
-            best = len(slots) - 1
-        slots[best][1].append((lo, hi))
-        slot_of[b] = best
-
-    mapping, sizes = {}, []
-    for b, spec in enumerate(buffers):  # non-temps and unused temps keep their own buffer
-        if b not in slot_of:
-            mapping[b] = len(sizes)
-            sizes.append(spec.nbytes)
-    first_slot = len(sizes)
-    sizes += [cap for cap, _ in slots]
-    for b, k in slot_of.items():
-        mapping[b] = first_slot + k
+        size = _align(buffers[b].nbytes)
+        busy = sorted((o, o + s) for o, s, f, l in placed if not (hi < f or l < lo))
+        top, best = 0, None
+        for start, end in busy:
+            gap = start - top
+            if gap >= size and (best is None or gap < best[1]):
+                best = (top, gap)
+            top = max(top, end)
+        offsets[b] = best[0] if best else top
+        placed.append((offsets[b], size, lo, hi))
 
     live = [0] * len(launches)
     for b, (lo, hi) in ranges.items():
         for t in range(lo, hi + 1):
-            live[t] += size[b]
-    return MemoryPlan(mapping, sizes, sum(cap for cap, _ in slots), max(live, default=0),
-                      sum(size.values()))
+            live[t] += buffers[b].nbytes
+    peak = max((o + s for o, s, _, _ in placed), default=0)
+    return MemoryPlan(offsets, peak, max(live, default=0),
+                      sum(buffers[b].nbytes for b in ranges))
 
 
 def share_buffers(buffers, launches, where: dict, constants: dict):
-    """Apply `plan` to a lowered program's parts: (buffers, launches, where, constants, plan)."""
+    """Apply `plan` to a lowered program's parts: the temps become views of one arena buffer
+    appended to the table. Returns (buffers, launches, where, constants, plan)."""
+    from .program import BufferSpec
     p = plan(buffers, launches)
-    new = [None] * len(p.sizes)
-    for b, spec in enumerate(buffers):
-        k = p.mapping[b]
-        if new[k] is None:
-            new[k] = replace(spec, nbytes=p.sizes[k], name=spec.name if spec.role != "temp" else "")
-    launches = [replace(ln, args=[p.mapping[a] for a in ln.args]) for ln in launches]
-    where = {v: p.mapping[b] for v, b in where.items()}
-    constants = {p.mapping[b]: a for b, a in constants.items()}
+    if not p.offsets:
+        return buffers, launches, where, constants, p
+    arena = len(buffers)
+    new = [replace(spec, arena=arena, offset=p.offsets[b]) if b in p.offsets else spec
+           for b, spec in enumerate(buffers)]
+    new.append(BufferSpec(max(p.peak_bytes, 1), "temp", "arena"))
     return new, launches, where, constants, p

@@ -29,6 +29,8 @@ class BufferSpec:
     nbytes: int
     role: str            # input | output | const | temp
     name: str = ""
+    arena: int = -1      # >= 0: a view of buffers[arena] at byte `offset` (lgc.codegen.memory)
+    offset: int = 0
 
 
 @dataclass

@@ -48,6 +48,17 @@ def _explain_build_error(log: str, source: str) -> str:
     return f"OpenCL build failed in kernel {kernel}, line {lineno}: {msg}: `{text}`"
 
 
+def _view(arena: cl.Buffer, spec, device: Device) -> cl.Buffer:
+    """A temp's sub-buffer of the arena (lgc.codegen.memory); a buffer of its own where the
+    device needs a coarser offset alignment than the plan's."""
+    if spec.offset % max(device.cl_device.mem_base_addr_align // 8, 1) == 0:
+        try:
+            return arena.get_sub_region(spec.offset, spec.nbytes)
+        except cl.Error:
+            pass
+    return cl.Buffer(arena.context, cl.mem_flags.READ_WRITE, spec.nbytes)
+
+
 class Executor:
     def __init__(self, program: Program, device: Device | None = None, profile: bool = False,
                  queue: cl.CommandQueue | None = None):
@@ -66,8 +77,13 @@ class Executor:
                 host = np.ascontiguousarray(program.constants[i])
                 data = host.view(np.uint8).reshape(-1) if host.size else np.zeros(1, np.uint8)
                 self.buffers.append(cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data))
-            else:
+            elif spec.arena < 0:
                 self.buffers.append(cl.Buffer(ctx, mf.READ_WRITE, spec.nbytes))
+            else:
+                self.buffers.append(None)           # a view of the memory plan's arena: below
+        for i, spec in enumerate(program.buffers):
+            if self.buffers[i] is None:
+                self.buffers[i] = _view(self.buffers[spec.arena], spec, self.device)
         self._bound = []
         for launch in program.launches:
             k = cl.Kernel(self.cl_program, launch.kernel)
