@@ -44,10 +44,9 @@ def test_matmul_gpu_variant(params, monkeypatch):
 
 @pytest.mark.parametrize("params", [SMALL, None], ids=["small", "heuristic"])
 def test_conv_gpu_variant(params, monkeypatch):
-    if params is not None:
-        monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: params)
     import lgc.codegen.gpu_conv as gc
-    monkeypatch.setattr(gc, "params_for", gpu_gemm.params_for)
+    if params is not None:
+        monkeypatch.setattr(gc, "params_for", lambda *a: params)
     rng = np.random.default_rng(1)
     cases = [("conv", [_rand(rng, 1, 8, 6, 6), _rand(rng, 12, 8, 1, 1)], {}),
              ("conv", [_rand(rng, 2, 3, 7, 9), _rand(rng, 5, 3, 3, 3), _rand(rng, 5)],

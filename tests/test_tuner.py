@@ -29,7 +29,7 @@ def test_database_overrides_heuristic(tmp_path, monkeypatch):
         assert "__local float Alm[1024];" in lower(graph).source     # KWG 16 x MWG 64
     tuning.save_entry(GFX803, "matmul:M33:N48:K40:B1", {"MWG": 3}, 1e-3)   # invalid: ignored
     with use_target(GFX803):
-        assert gpu_gemm.params_for("matmul", 33, 48, 40, 1, GFX803) == gpu_gemm.heuristic(33, 48, 40, 1, GFX803)
+        assert gpu_gemm.params_for(("matmul:M33:N48:K40:B1", 33, 48, 40, 1), GFX803) == gpu_gemm.heuristic(33, 48, 40, 1, GFX803)
 
 
 def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
@@ -48,3 +48,16 @@ def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
         assert f"acc{params.TM - 1} " in exe.program.source and f"acc{params.TM} " not in exe.program.source
     np.testing.assert_allclose(exe.run({exe.input_names[0]: A, exe.input_names[1]: B})[exe.output_names[0]],
                                A @ B, rtol=1e-5)
+
+
+def test_shipped_gfx803_defaults_are_valid_and_used(monkeypatch, tmp_path):
+    """lgc/codegen/tuned/gfx803.json: ISA-checked heuristic picks (not timings), keyed like the
+    database; every entry obeys the constraints and is what a gfx803 compile picks."""
+    monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "none.json"))
+    doc = json.loads((tuning.SHIPPED / "gfx803.json").read_text())
+    assert "NOT timings" in doc["note"]
+    for sig, entry in doc["entries"].items():
+        p = gpu_gemm.GemmParams(**entry["params"])
+        assert gpu_gemm.valid(p, GFX803), sig
+        assert entry["isa"]["scratch_bytes"] == 0 and entry["isa"]["waves_per_simd"] >= 4
+        assert tuning.lookup(GFX803, sig) == entry["params"]

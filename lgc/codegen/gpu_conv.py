@@ -9,9 +9,23 @@ The batch of the GEMM is N * groups; the bias is added on store.
 """
 from __future__ import annotations
 
+from . import gpu_gemm
 from .gpu_gemm import epilogue_store, gemm_body, launch, params_for, unravel
 from .kernel import Arg, Kernel, index_type_for
 from .target import Target
+
+
+def gemm_shape(node):
+    """(signature, M, N, K, batch) of a conv node as the GEMM sees it (per image and group)."""
+    from ..ops.linalg import prod
+    from ..ops.nn import spatial_attrs
+    X, W, Y = node.inputs[0], node.inputs[1], node.outputs[0]
+    g, Kw = node.attrs["group"], W.shape[2:]
+    s, pb, pe, _ = spatial_attrs(node.attrs, len(Kw))
+    pointwise = prod(Kw) == 1 and all(v == 1 for v in s) and not any(pb + pe)
+    op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, Kw))}s{'x'.join(map(str, s))}"
+    M, N, K, B = W.shape[0] // g, prod(Y.shape[2:]), W.shape[1] * prod(Kw), X.shape[0] * g
+    return gpu_gemm.signature(op, M, N, K, B), M, N, K, B
 
 
 def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
@@ -27,8 +41,7 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
     Cg, Mg, KS, P, SP = C // g, M // g, prod(Kw), prod(O), prod(S)
     Kd = Cg * KS
     pointwise = KS == 1 and all(v == 1 for v in s) and not any(pb + pe)
-    sig_op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, Kw))}s{'x'.join(map(str, s))}"
-    p = params or params_for(sig_op, Mg, P, Kd, N * g, target)
+    p = params or params_for(gemm_shape(node), target)
     out = epilogue.output if epilogue is not None else Y
     it = index_type_for(X.type.size, W.type.size, Y.type.size, out.type.size)
     prelude = [f"const {it} bg = ({it})get_group_id(2), img = bg / {g}, grp = bg % {g};",

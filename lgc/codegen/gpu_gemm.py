@@ -229,13 +229,20 @@ def launch(p: GemmParams, M: int, N: int, batch: int) -> tuple[tuple[int, ...], 
 
 # ---- matmul on a GPU target -------------------------------------------------------------------
 
-def params_for(op: str, M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
-    """Tuned parameters for this shape on this target if the tuning database has them, else
-    the heuristic."""
+def params_for(shape, target: Target) -> GemmParams:
+    """Parameters for a GEMM shape (signature, M, N, K, batch) on this target: the tuning
+    database's (the user's, then the shipped defaults) if valid, else the heuristic."""
     from .tuning import lookup
-    found = lookup(target, signature(op, M, N, K, batch))
-    return GemmParams(**found) if found and valid(GemmParams(**found), target) else \
-        heuristic(M, N, K, batch, target)
+    sig, M, N, K, batch = shape
+    found = lookup(target, sig)
+    if found:
+        try:
+            p = GemmParams(**found)
+            if valid(p, target):
+                return p
+        except TypeError:   # an entry from another version of the parameters
+            pass
+    return heuristic(M, N, K, batch, target)
 
 
 def signature(op: str, M: int, N: int, K: int, batch: int) -> str:
@@ -279,6 +286,14 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords)
     return "{ " + " ".join(lines) + " }"
 
 
+def gemm_shape(node):
+    """(signature, M, N, K, batch) of a matmul node."""
+    from ..ops.linalg import _b_shape, _mm_shapes, prod
+    _, _, batch, M, K, N, _ = _mm_shapes(node.inputs[0].shape, _b_shape(node.inputs[1].shape, node.attrs))
+    op = "matmul_t" if node.attrs["trans_b"] else "matmul"
+    return signature(op, M, N, K, prod(batch)), M, N, K, prod(batch)
+
+
 def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None, epilogue=None):
     """GPU kernel for a float32 matmul node (either B layout); `epilogue` as in epilogue_store."""
     from ..ops.linalg import _b_shape, _mm_shapes, batch_offsets, prod
@@ -288,7 +303,7 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
     trans = bool(node.attrs["trans_b"])
     nb = prod(batch)
-    p = params or params_for("matmul_t" if trans else "matmul", M, N, K, nb, target)
+    p = params or params_for(gemm_shape(node), target)
     Y = epilogue.output if epilogue is not None else C
     it = index_type_for(A.type.size, B.type.size, C.type.size, Y.type.size)
     prelude = [f"const {it} b = ({it})get_group_id(2);"]

@@ -49,18 +49,8 @@ def _grid(grid: dict, make) -> list:
 
 def gpu_gemm_shape(node):
     """(signature, M, N, K, batch) of a matmul or conv as the GPU GEMM sees it."""
-    from ..ops.linalg import _b_shape, _mm_shapes, prod
-    if node.op == "matmul":
-        _, _, batch, M, K, N, _ = _mm_shapes(node.inputs[0].shape, _b_shape(node.inputs[1].shape, node.attrs))
-        op = "matmul_t" if node.attrs["trans_b"] else "matmul"
-        return gpu_gemm.signature(op, M, N, K, prod(batch)), M, N, K, prod(batch)
-    X, W, Y = node.inputs[0], node.inputs[1], node.outputs[0]
-    g = node.attrs["group"]
-    ks, s = W.shape[2:], tuple(node.attrs.get("strides") or (1,) * len(W.shape[2:]))
-    pointwise = prod(ks) == 1 and all(v == 1 for v in s) and not any(node.attrs.get("pads") or ())
-    op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, ks))}s{'x'.join(map(str, s))}"
-    M, N, K, B = W.shape[0] // g, prod(Y.shape[2:]), W.shape[1] * prod(ks), X.shape[0] * g
-    return gpu_gemm.signature(op, M, N, K, B), M, N, K, B
+    from .gpu_conv import gemm_shape
+    return (gpu_gemm.gemm_shape if node.op == "matmul" else gemm_shape)(node)
 
 
 def _cpu_gen(op: str, params):
