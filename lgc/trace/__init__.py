@@ -6,6 +6,7 @@ containers arguments and results may be nested in. lgc.numpy and lgc.nn are buil
 """
 from .core import ConcretizationError, ShapedArray, UnexpectedTracerError, bind  # noqa: F401
 from .dtypes import enable_x64  # noqa: F401
+from .interpret import eval_graph  # noqa: F401
 from .eager import Array, device_get, device_put  # noqa: F401
 from .jit import export, jit, make_ir  # noqa: F401
 from .pytree import register_pytree_node, tree_leaves, tree_map  # noqa: F401

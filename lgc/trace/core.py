@@ -138,10 +138,15 @@ def bind(op: str, *args, weak: bool = False, num_outputs: int | None = None, **a
 
     Returns one array, or a tuple when the op has several outputs (or num_outputs=-1).
     `weak` marks the result weakly typed (a computation on Python scalars only)."""
+    outs = bind_list(op, args, attrs, weak)
+    return outs[0] if len(outs) == 1 and num_outputs is None else tuple(outs)
+
+
+def bind_list(op: str, args, attrs: dict, weak: bool = False) -> list:
+    """bind with the attributes as a dict (any names) and the outputs as a list."""
     trace = find_top_trace(args)
     tracers = [full_raise(trace, a) for a in args]
-    outs = trace.process_op(op, tracers, attrs, weak)
-    return outs[0] if len(outs) == 1 and num_outputs is None else tuple(outs)
+    return trace.process_op(op, tracers, dict(attrs), weak)
 
 
 def infer_avals(op: str, avals: list[ShapedArray], attrs: dict, weak: bool):
