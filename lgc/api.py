@@ -105,6 +105,7 @@ class Model:
         from .frontend.onnx.importer import (check_supported, declared_inputs, declared_shape,
                                              load_model, onnx_dtype)
         self.model = load_model(source)
+        self.source = source
         check_supported(self.model)
         self.device = select_device(device)
         self.opt_level = opt_level
@@ -165,6 +166,15 @@ class Model:
                tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
         if key in self._cache:
             return self._cache[key]
+        from . import compile_cache        # compiled programs on disk (big models)
+        ckey = None if static else compile_cache.key_for(self.source, types, self.opt_level, self.device)
+        if ckey:
+            exe = compile_cache.lookup(ckey, self.device, self.profile,
+                                       lambda: optimize(import_graph(self.model, types), self.opt_level))
+            if exe is not None:
+                exe.static_values = {}
+                self._cache[key] = exe
+                return exe
         while True:
             try:
                 graph = import_graph(self.model, {k: t for k, t in types.items() if k not in static}, static)
@@ -180,6 +190,8 @@ class Model:
         exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile)
         exe.static_values = static
         self._cache[key] = exe
+        if ckey and not static:
+            compile_cache.store(ckey, exe)
         return exe
 
     def run(self, feeds) -> dict[str, np.ndarray]:

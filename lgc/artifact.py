@@ -32,7 +32,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_artifact(path, exe) -> None:
+def save_artifact(path, exe, compress: bool = True) -> None:
     prog: Program = exe.program
     weights = io.BytesIO()
     consts = []
@@ -65,7 +65,7 @@ def save_artifact(path, exe) -> None:
     }
     path = os.fspath(path)
     tmp = path + ".tmp"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
         z.writestr("manifest.json", json.dumps(manifest, indent=1))
         for k, v in members.items():
             z.writestr(k, v)
@@ -147,7 +147,8 @@ def program_from(manifest: dict, members: dict[str, bytes], where: str = "artifa
             count = int(np.prod(shape, dtype=np.int64))
             if off < 0 or off + n > len(weights) or count * dt.itemsize != n:
                 raise ArtifactError(f"{where}: weight table entry for buffer {c['buffer']} is inconsistent")
-            arr = np.frombuffer(weights, dt, count, off).reshape(shape).astype(dt.newbyteorder("="))
+            arr = np.frombuffer(weights, dt, count, off).reshape(shape)
+            arr = arr.astype(dt.newbyteorder("="), copy=False)  # no copy when native
             constants[int(c["buffer"])] = arr
 
         def spec(s):

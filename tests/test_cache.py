@@ -104,3 +104,49 @@ def test_keys_differ_by_source_options_and_device():
     assert k != cache.program_key(dev, "src2")
     assert k != cache.program_key(dev, "src", "-cl-fast-relaxed-math")
     assert k == cache.program_key(dev, "src")
+
+
+# ---- compiled ONNX models (import, passes and lowering skipped on a warm compile) -----------
+
+@pytest.fixture
+def onnx_file(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return str(path), numpy_helper.to_array(w)
+
+
+def test_compiled_model_cache(disk_cache, onnx_file, monkeypatch):
+    from lgc import compile_cache
+    monkeypatch.setattr(compile_cache, "MIN_BYTES", 0)
+    path, w = onnx_file
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    before = dict(cache.counts)
+    np.testing.assert_allclose(lgc.Model(path)(x), x @ w, rtol=1e-5)
+    assert cache.counts["compiled_saved"] - before.get("compiled_saved", 0) == 1
+    (entry,) = disk_cache.glob("compiled/*/*.lgc")
+
+    cache.clear_memory()
+    before = dict(cache.counts)
+    m = lgc.Model(path)
+    np.testing.assert_allclose(m(x), x @ w, rtol=1e-5)
+    assert cache.counts["compiled_hit"] - before.get("compiled_hit", 0) == 1
+    assert _delta(before)["build"] == 0
+    exe = m.executable(m.default_types())
+    assert exe.graph is not None and "matmul" in exe.ir_text   # recomputed on demand
+
+    entry.write_bytes(entry.read_bytes()[:100])                # corrupt: compiled again
+    before = dict(cache.counts)
+    np.testing.assert_allclose(lgc.Model(path)(x), x @ w, rtol=1e-5)
+    assert cache.counts["compiled_bad"] - before.get("compiled_bad", 0) == 1
+    assert cache.counts["compiled_saved"] - before.get("compiled_saved", 0) == 1
+
+    monkeypatch.setenv("LGC_CACHE_COMPILED", "0")
+    before = dict(cache.counts)
+    np.testing.assert_allclose(lgc.Model(path)(x), x @ w, rtol=1e-5)
+    assert cache.counts["compiled_hit"] == before.get("compiled_hit", 0)

@@ -1,0 +1,102 @@
+"""lgc against onnxruntime on the nine onnx "light" models with seeded random weights.
+
+Batch 1, lgc on its default device, onnxruntime on the CPU with intra_op_num_threads=2, both
+in this process, timed interleaved (lgc, ort, lgc, ort, ...) after warm-up; prints the
+median latency of each, the ratio lgc/ort, compile and first-run times and the largest
+difference between the two outputs. Targets (issue 4): ResNet-50 <= 2x, every model <= 3x.
+
+    python bench/models.py [--models resnet50,vgg19] [--runs 10] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import common  # noqa: F401  (puts this checkout's lgc on sys.path)
+import numpy as np
+from common import interleaved, load, say, write_json
+
+
+def bench_model(name: str, runs: int, seed: int = 0) -> dict:
+    import onnx
+    import onnxruntime as ort
+    from random_weights import light_model_path, randomize
+
+    import lgc
+    model = randomize(onnx.load(light_model_path(name)), seed)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    t = time.perf_counter()
+    m = lgc.Model(model)
+    types = m.default_types()
+    exe = m.executable(types)
+    t_compile = time.perf_counter() - t
+    rng = np.random.default_rng(seed)
+    feeds = {k: rng.standard_normal(tt.shape).astype(tt.dtype.np) for k, tt in types.items()}
+    t = time.perf_counter()
+    got = list(exe.run(feeds).values())[0]
+    t_first = time.perf_counter() - t
+    want = sess.run(None, feeds)[0]
+    err = float(np.max(np.abs(got - want)) / (np.max(np.abs(want)) or 1.0))
+    for _ in range(2):  # warm-up
+        exe.run(feeds)
+        sess.run(None, feeds)
+    times = interleaved({"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}, runs)
+    lg, rt = float(np.median(times["lgc"])), float(np.median(times["ort"]))
+    return {"model": name, "lgc_ms": lg * 1e3, "ort_ms": rt * 1e3, "ratio": lg / rt,
+            "compile_s": t_compile, "first_run_s": t_first, "max_rel_diff": err,
+            "kernels": len(exe.program.kernel_names), "launches": len(exe.program.launches),
+            "lgc_times_ms": [x * 1e3 for x in times["lgc"]],
+            "ort_times_ms": [x * 1e3 for x in times["ort"]]}
+
+
+def main():
+    from random_weights import LIGHT_MODELS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(LIGHT_MODELS))
+    ap.add_argument("--runs", type=int, default=10, help="timed runs of each, interleaved")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    import lgc
+    dev = lgc.runtime.select_device()
+    print(f"device: {dev.describe()}; onnxruntime CPU, intra_op_num_threads=2")
+    print(f"start: {load()}")
+    rows = []
+    print(f"{'model':<14} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} {'compile s':>9} "
+          f"{'1st run s':>9} {'kernels':>7} {'max rel diff':>12}  load", flush=True)
+    for name in args.models.split(","):
+        say(f"{name} ...")
+        try:
+            r = bench_model(name, args.runs)
+        except Exception as e:  # report and go on: one model must not hide the others
+            r = {"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            print(f"{name:<14} failed: {r['error']}", flush=True)
+            rows.append(r)
+            continue
+        r["load"] = load()
+        rows.append(r)
+        print(f"{name:<14} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x "
+              f"{r['compile_s']:>9.2f} {r['first_run_s']:>9.2f} {r['kernels']:>7} "
+              f"{r['max_rel_diff']:>12.2e}  {r['load']}", flush=True)
+        gc.collect()
+    ok = [r for r in rows if "ratio" in r]
+    if ok:
+        worst = max(ok, key=lambda r: r["ratio"])
+        geo = float(np.exp(np.mean([np.log(r["ratio"]) for r in ok])))
+        print(f"geometric mean lgc/ort {geo:.2f}x; worst {worst['model']} {worst['ratio']:.2f}x")
+        rn = next((r for r in ok if r["model"] == "resnet50"), None)
+        if rn:
+            print(f"target ResNet-50 <= 2x: {'met' if rn['ratio'] <= 2 else 'NOT met'} ({rn['ratio']:.2f}x)")
+        within = [r["model"] for r in ok if r["ratio"] <= 3]
+        print(f"target every model <= 3x: {len(within)}/{len(rows)} within")
+    print(f"end: {load()}")
+    write_json(args.json, {"benchmark": "models", "device": dev.describe(), "runs": args.runs,
+                           "results": rows})
+
+
+if __name__ == "__main__":
+    main()
