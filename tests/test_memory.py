@@ -147,3 +147,10 @@ def test_resnet50_with_shared_buffers_matches_onnxruntime():
     views = [s for s in exe.program.buffers if s.arena >= 0]
     assert len(views) > 50 and exe.program.buffers[-1].nbytes < sum(v.nbytes for v in views) / 2
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_cli_inspect_memory(small_model_path, capsys):
+    from lgc.cli import main
+    assert main(["inspect", str(small_model_path), "--no-ir", "--memory"]) == 0
+    out = capsys.readouterr().out
+    assert "peak activation bytes" in out and "lower bound" in out and "ratio: " in out

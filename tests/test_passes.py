@@ -278,3 +278,11 @@ def test_optimized_light_models_compute_the_same(name):
     scale = np.abs(y0).max()
     assert scale > 0 and np.isfinite(y0).all()
     np.testing.assert_allclose(y2, y0, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_cli_compile_report(small_model_path, tmp_path, capsys):
+    from lgc.cli import main
+    assert main(["compile", str(small_model_path), "-o", str(tmp_path / "m.lgc"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["pass", "nodes", "param", "bytes", "MFLOPs"]
+    assert [line.split()[0] for line in out.splitlines()[2:-1]] == [n for n, _ in PIPELINES[2]]
