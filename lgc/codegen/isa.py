@@ -6,7 +6,7 @@ stay external calls and the figures are wrong), opt -O3, and llc with the
 kernel-resource-usage remarks. Per kernel we get VGPRs, SGPRs, LDS bytes, scratch (bytes per
 lane: spills or private arrays) and LLVM's occupancy (waves per SIMD, from registers). The
 occupancy reported here also applies the LDS limit for the kernel's work-group size, which
-LLVM cannot know: 64 KiB per CU shared by the work-groups resident on it (at most 16).
+LLVM cannot know: 64 KiB per CU shared by the work-groups resident on it (at most 16 of more than one wave).
 """
 from __future__ import annotations
 
@@ -49,16 +49,18 @@ class KernelResources:
         return self.scratch_bytes > 0 or self.vgpr_spill > 0 or self.sgpr_spill > 0
 
 
-GROUPS_PER_CU = 16   # GCN: work-groups resident on one CU at most (barrier slots)
+BARRIERS_PER_CU = 16   # GCN: resident multi-wave work-groups per CU (single-wave ones need none)
 
 
 def lds_waves(lds_bytes: int, work_group: int, target: Target = GFX803) -> int:
-    """Waves per SIMD that local memory and work-group slots allow: groups per CU x waves
-    per group / SIMDs."""
+    """Waves per SIMD that local memory and barrier slots allow: groups per CU x waves per
+    group / SIMDs (LLVM's getMaxWorkGroupsPerCU rule for the slots)."""
     if lds_bytes <= 0 or work_group <= 0:
         return target.max_waves_per_simd
-    groups = min(GROUPS_PER_CU, target.local_mem_bytes // lds_bytes)
     waves_per_group = -(-work_group // target.wave_width)
+    groups = target.local_mem_bytes // lds_bytes
+    if waves_per_group > 1:
+        groups = min(groups, BARRIERS_PER_CU)
     return min(target.max_waves_per_simd, groups * waves_per_group // target.simds_per_cu)
 
 
