@@ -56,7 +56,8 @@ def cmd_compile(args) -> int:
     from lgc.codegen.target import by_name, use_target
     if args.tune:
         _tune(model.model, types, args)
-    with use_target(by_name(args.target) if args.target else None):   # else the device's
+    target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
+    with use_target(by_name(target) if target else None):   # else the device's
         exe = model.executable(types)
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
@@ -232,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what each pass changed: nodes, parameter bytes, FLOPs")
     p.add_argument("--target", help="generate kernels for this target (gfx803, cpu) instead of the device's")
     p.add_argument("--isa-report", action="store_true",
-                   help="compile each kernel for gfx803 with LLVM and print registers, LDS, scratch, waves")
+                   help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "
+                        "LDS, scratch and waves per SIMD (implies --target gfx803 unless given)")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
     p.add_argument("--budget", type=float, default=60.0, help="seconds for --tune (default 60)")
     _add_common(p)

@@ -108,3 +108,18 @@ def test_gpu_variants_apply_an_epilogue(op, inputs, attrs, monkeypatch):
     (got,) = exe.run(dict(zip(exe.input_names, xs))).values()
     want = made[0].reference(reference_op(op, xs, attrs)[0])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_target_from_device_and_by_name():
+    from lgc.codegen.target import Target, by_name, target_for
+    from lgc.runtime import select_device
+    dev = select_device(None)
+    t = Target.from_device(dev)
+    assert t.device_type == dev.kind and t.compute_units == dev.cl_device.max_compute_units
+    assert t.local_mem_bytes == dev.cl_device.local_mem_size and t.key == dev.key
+    assert by_name("gfx803") is GFX803 and GFX803.wave_width == 64 and GFX803.compute_units == 36
+    assert round(GFX803.ridge) == 24                      # FLOP/byte: DESIGN.md's figure
+    with use_target(GFX803):
+        assert target_for(dev) is GFX803                  # an explicit target beats the device
+    with pytest.raises(ValueError, match="unknown target"):
+        by_name("gfx9000")

@@ -51,7 +51,7 @@ class Target:
         kind = "gpu" if d.type & cl.device_type.GPU else "cpu" if d.type & cl.device_type.CPU else "other"
         key = getattr(device, "key", f"{d.platform.name}|{name}|{d.driver_version}")
         if known is not None:
-            return replace(known, key=key)
+            return replace(known, key=key, compute_units=d.max_compute_units)   # RX 470/570: 32
         wave = 64 if "AMD" in d.vendor.upper() or "ADVANCED MICRO" in d.vendor.upper() else 32
         cus, mhz = d.max_compute_units, d.max_clock_frequency
         flops = 2.0 * cus * mhz * 1e6 * (64 if kind == "gpu" else 32)
@@ -67,7 +67,8 @@ CPU = Target(name="cpu", device_type="cpu")
 
 # Targets by name (`--target`) and by the board names drivers report for them.
 TARGETS = {"gfx803": GFX803, "polaris10": GFX803, "cpu": CPU}
-KNOWN = {"ellesmere": GFX803, "gfx803": GFX803, "radeon rx 580": GFX803, "radeon rx 480": GFX803}
+KNOWN = {"ellesmere": GFX803, "gfx803": GFX803, "polaris10": GFX803, "polaris 10": GFX803,
+         "radeon rx 580": GFX803, "radeon rx 480": GFX803}
 
 
 def _board(name: str) -> str:
