@@ -201,6 +201,19 @@ def test_affine_fold_stops_where_it_must():
     assert ops(g) == ["conv", "add", "conv", "exp", "add"]
 
 
+def test_affine_chain_after_a_non_conv_collapses():
+    b = GraphBuilder()
+    x = b.input("x", TensorType(F32, (1, 2, 4, 4)))
+    y = b.op("concat", [x, b.op("exp", [x])], {"axis": 1})
+    ch = lambda: b.const(rng.uniform(0.5, 1.5, (1, 4, 1, 1)).astype(np.float32))  # noqa: E731
+    for op in ("sub", "mul", "add", "mul", "add"):    # batch norm, then a scale layer
+        y = b.op(op, [y, ch()])
+    short = b.op("add", [b.op("mul", [x, b.const(np.float32(2))]), b.const(np.float32(1))])
+    g = run_pass(fold_affine, b.build([b.op("relu", [y]), short]),
+                 [rng.standard_normal((1, 2, 4, 4), np.float32)])
+    assert ops(g) == ["exp", "concat", "mul", "add", "mul", "add", "relu"]   # the short chain stays
+
+
 def test_per_column_scale_folds_into_matmul():
     b = GraphBuilder()
     x = b.input("x", TensorType(F32, (3, 5)))

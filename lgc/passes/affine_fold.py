@@ -9,7 +9,9 @@ the scale goes into B and what is left is a single bias add.
 
 A chain is only followed through values with a single user that are not graph outputs, and
 only with constant weights, so nothing else observes the removed intermediate values.
-Arithmetic is done in float64 and rounded once to the weight dtype.
+Arithmetic is done in float64 and rounded once to the weight dtype. Elsewhere (batch norm
+after a concat, as in DenseNet) a chain of three or more such ops collapses into one mul and
+one add.
 """
 from __future__ import annotations
 
@@ -79,9 +81,60 @@ def fold_affine(graph: Graph) -> Graph:
             done = _fold_conv(node, consts, users, outputs, rw, skip)
         elif node.op == "matmul" and node.outputs[0].dtype.np.kind == "f":
             done = _fold_matmul(node, consts, users, outputs, rw, skip)
+        elif node.op in AFFINE and node.outputs[0].dtype.np.kind == "f":
+            done = _collapse_chain(node, consts, users, outputs, rw, skip)
         if not done:
             rw.keep(node)
     return dce(rw.finish())
+
+
+def _collapse_chain(node, consts, users, outputs, rw, skip) -> bool:
+    """A chain of three or more affine ops with constants (batch norm after a concat, then a
+    scale layer) becomes one mul and one add, with constants of any broadcast shape."""
+    k = 0 if consts.get(rw.get(node.inputs[1])) is not None else 1
+    v = node.inputs[k]
+    if consts.get(rw.get(v)) is not None or v.type != node.outputs[0].type:
+        return False
+    s, b = np.ones(()), np.zeros(())
+    steps, cur = [], v
+    n = node
+    while True:
+        k = 0 if n.inputs[0] is cur else 1
+        if n.op not in AFFINE or n.inputs[k] is not cur or n.inputs[1 - k] is cur \
+                or n.outputs[0].type != cur.type:
+            break
+        c = consts.get(rw.get(n.inputs[1 - k]))
+        if c is None or c.ndim > len(cur.shape):
+            break
+        c = c.astype(np.float64)
+        if n.op == "mul":
+            s, b = s * c, b * c
+        elif n.op == "add":
+            b = b + c
+        elif n.op == "sub":
+            s, b = (s, b - c) if k == 0 else (-s, c - b)
+        elif k == 0 and np.all(c != 0):
+            s, b = s / c, b / c
+        else:
+            break
+        steps.append(n)
+        cur = n.outputs[0]
+        if cur in outputs or len(users.get(cur, ())) != 1:
+            break
+        n = users[cur][0]
+    if len(steps) < 3:
+        return False
+    dt = v.dtype.np
+    y = rw.get(v)
+    if np.any(s != 1):
+        y = rw.op("mul", [y, rw.const(s.astype(dt))], {}, steps[0].name)
+    if np.any(b != 0):
+        y = rw.op("add", [y, rw.const(b.astype(dt))], {}, steps[-1].name)
+    if y is rw.get(v):
+        return False
+    rw.replace(cur, y)
+    skip.update(steps)
+    return True
 
 
 def _fold_conv(node, consts, users, outputs, rw, skip) -> bool:
