@@ -123,3 +123,22 @@ def test_target_from_device_and_by_name():
         assert target_for(dev) is GFX803                  # an explicit target beats the device
     with pytest.raises(ValueError, match="unknown target"):
         by_name("gfx9000")
+
+
+def test_jit_on_a_gpu_device_uses_gpu_kernels(monkeypatch):
+    """lgc.jit reads the target from its device: a device that says it is a gfx803 gets
+    the local-memory kernels (here run by PoCL)."""
+    import lgc
+    from lgc.codegen import target as target_mod
+    from lgc.codegen.program import lower as real_lower
+    monkeypatch.setattr(target_mod, "_by_key", {})
+    monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: GFX803))
+    sources = []
+    import sys
+    jit_mod = sys.modules["lgc.trace.jit"]   # the module (lgc.trace.jit is also the function)
+    monkeypatch.setattr(jit_mod, "lower", lambda g: sources.append(real_lower(g).source) or real_lower(g))
+    rng = np.random.default_rng(4)
+    x, y = _rand(rng, 20, 24), _rand(rng, 24, 10)
+    got = np.asarray(lgc.jit(lambda a, b: a @ b)(x, y))
+    np.testing.assert_allclose(got, x @ y, rtol=1e-4, atol=1e-4)
+    assert any("barrier(CLK_LOCAL_MEM_FENCE)" in s for s in sources)

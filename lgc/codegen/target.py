@@ -109,9 +109,17 @@ def use_target(target: Target | None):
         _active.reset(token)
 
 
+_by_key: dict[str, Target] = {}
+
+
 def target_for(device) -> Target:
     """An explicit `use_target` choice if there is one, else the device's own facts."""
     t = explicit_target()
     if t is not None or device is None:
         return t or CPU
-    return Target.from_device(device)
+    key = getattr(device, "key", None)
+    if key is None:
+        return Target.from_device(device)
+    if key not in _by_key:   # eager mode asks once per op: read the device once
+        _by_key[key] = Target.from_device(device)
+    return _by_key[key]

@@ -12,6 +12,7 @@ import numpy as np
 import pyopencl as cl
 
 from ..codegen.program import lower
+from ..codegen.target import target_for, use_target
 from ..ir.builder import GraphBuilder
 from ..runtime import Executor, select_device
 from . import pytree
@@ -147,7 +148,8 @@ def one_op_executor(op: str, attrs: dict, avals) -> Executor:
         ins = [b.input(f"x{i}", a.tensor_type()) for i, a in enumerate(avals)]
         outs = b.op(op, ins, attrs, name=op, num_outputs=-1)
         rt = runtime()
-        exe = _cache[key] = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
+        with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
+            exe = _cache[key] = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
     return exe
 
 

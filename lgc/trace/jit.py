@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from ..codegen.program import lower
+from ..codegen.target import target_for, use_target
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
 from ..passes import optimize
@@ -182,7 +183,9 @@ class Compiled:
         self.out_tree = out_tree
         self.out_avals = out_avals
         rt = runtime()
-        self.executor = Executor(lower(optimize(graph, opt_level)), rt.device, queue=rt.queue)
+        with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
+            program = lower(optimize(graph, opt_level))
+        self.executor = Executor(program, rt.device, queue=rt.queue)
 
     def __call__(self, leaves):
         bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
