@@ -115,27 +115,39 @@ class Executor:
         return outs
 
     def run_buffers(self, inputs: list[cl.Buffer]) -> list[cl.Buffer]:
-        """Run on device buffers without copying anything or waiting (lgc.jit and eager ops).
+        """Run on device buffers without copying to the host or waiting (lgc.jit, eager ops).
 
         Inputs are buffers in program order; each output gets a new buffer, except an output
         that is an input or a constant (or a view of one), which is returned as that buffer.
-        Kernels here are a second bound set, so `run` keeps its own buffers."""
+        An output that lives in the memory plan's arena (or has views into it) is copied
+        out on the device instead. Kernels here are a second bound set, so `run` keeps its
+        own buffers."""
         prog = self.program
         if not hasattr(self, "_dev_bound"):
             self._dev_bound = [cl.Kernel(self.cl_program, ln.kernel) for ln in prog.launches]
             for launch, k in zip(prog.launches, self._dev_bound):
                 for j, b in enumerate(launch.args):
                     k.set_arg(j, self.buffers[b])
+            viewed = {getattr(b, "arena", -1) for b in prog.buffers}
+            self._copy_out = {s.buffer for s in prog.outputs
+                              if getattr(prog.buffers[s.buffer], "arena", -1) >= 0
+                              or s.buffer in viewed}
+        ctx, mf = self.device.context, cl.mem_flags
         subst = {spec.buffer: b for spec, b in zip(prog.inputs, inputs)}
         for spec in prog.outputs:
-            if spec.buffer not in subst and prog.buffers[spec.buffer].role == "output":
-                subst[spec.buffer] = cl.Buffer(self.device.context, cl.mem_flags.READ_WRITE,
-                                               prog.buffers[spec.buffer].nbytes)
+            if (spec.buffer not in subst and spec.buffer not in self._copy_out
+                    and prog.buffers[spec.buffer].role == "output"):
+                subst[spec.buffer] = cl.Buffer(ctx, mf.READ_WRITE, prog.buffers[spec.buffer].nbytes)
         for launch, k in zip(prog.launches, self._dev_bound):
             for j, b in enumerate(launch.args):
                 if b in subst:
                     k.set_arg(j, subst[b])
             cl.enqueue_nd_range_kernel(self.queue, k, launch.global_size, launch.local_size)
+        for b in self._copy_out:
+            if b not in subst:
+                nbytes = prog.buffers[b].nbytes
+                subst[b] = cl.Buffer(ctx, mf.READ_WRITE, nbytes)
+                cl.enqueue_copy(self.queue, subst[b], self.buffers[b], byte_count=nbytes)
         return [subst.get(spec.buffer, self.buffers[spec.buffer]) for spec in prog.outputs]
 
     def timed_run(self, arrays):
