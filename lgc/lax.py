@@ -115,13 +115,8 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
         return carry, None
     y_leaves = [pytree.flatten(y)[0] for y in ys]
     tree = pytree.flatten(ys[0])[1]
-    stacked = [lnp.stack([yl[k] for yl in y_leaves]) if not _is_none(y_leaves[0][k]) else None
-               for k in range(len(y_leaves[0]))]
+    stacked = [lnp.stack([yl[k] for yl in y_leaves]) for k in range(len(y_leaves[0]))]
     return carry, pytree.unflatten(tree, stacked)
-
-
-def _is_none(x):
-    return x is None
 
 
 def stop_gradient(x):
