@@ -142,3 +142,19 @@ def test_jit_on_a_gpu_device_uses_gpu_kernels(monkeypatch):
     got = np.asarray(lgc.jit(lambda a, b: a @ b)(x, y))
     np.testing.assert_allclose(got, x @ y, rtol=1e-4, atol=1e-4)
     assert any("barrier(CLK_LOCAL_MEM_FENCE)" in s for s in sources)
+
+
+def test_tuner_candidates_compute_the_same(monkeypatch):
+    """Any valid point of the tuner's grid computes the same product (seeded sample)."""
+    import random
+    from lgc.codegen import gpu_conv, tuner
+    grid = [p for p in tuner._grid(tuner.GPU_GRID, GemmParams) if valid(p, GFX803)]
+    rng = np.random.default_rng(5)
+    x, y = _rand(rng, 37, 45), _rand(rng, 45, 29)
+    img, w = _rand(rng, 1, 5, 6, 7), _rand(rng, 9, 5, 3, 3)
+    for p in random.Random(0).sample(grid, 4):
+        monkeypatch.setattr(gpu_gemm, "params_for", lambda *a, p=p: p)
+        monkeypatch.setattr(gpu_conv, "params_for", lambda *a, p=p: p)
+        with use_target(GFX803):
+            check_ops([("matmul", [x, y], {}), ("conv", [img, w], {"pads": (1, 1, 1, 1)})],
+                      rtol=1e-4, atol=1e-4)
