@@ -353,3 +353,18 @@ def test_run_buffers_copy_out_path():
     np.testing.assert_allclose(s, X.sum(), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(Array(again[0], compiled.out_avals[0])),
                                np.sin(X + 1) * 2, rtol=1e-6)
+
+
+def test_float16_eager_and_jit():
+    """float16 is stored as 16-bit words and computed in float (no cl_khr_fp16 needed)."""
+    x = np.linspace(-2, 2, 12).astype(np.float16).reshape(3, 4)
+
+    def f(m, x):
+        return [m.sin(x), x + 1.5, m.sum(x, 0), x @ x.T, m.sort(x), m.where(x > 0, x, 0),
+                x.astype(m.float32), m.cumsum(x, 1), m.max(x)]
+
+    for outs in (f(lnp, lnp.asarray(x)), lgc.jit(lambda x: f(lnp, x))(x)):
+        for g, w in zip(outs, f(np, x)):
+            g = np.asarray(g)
+            assert g.dtype == w.dtype
+            np.testing.assert_allclose(g.astype(np.float32), w.astype(np.float32), rtol=3e-3, atol=3e-3)
