@@ -158,3 +158,12 @@ def test_tuner_candidates_compute_the_same(monkeypatch):
         with use_target(GFX803):
             check_ops([("matmul", [x, y], {}), ("conv", [img, w], {"pads": (1, 1, 1, 1)})],
                       rtol=1e-4, atol=1e-4)
+
+
+def test_thin_preset_for_grouped_convs():
+    with use_target(GFX803):
+        check_ops([("conv", [_rand(np.random.default_rng(6), 1, 12, 9, 9),
+                             _rand(np.random.default_rng(7), 12, 3, 3, 3)], {"group": 4, "pads": (1, 1, 1, 1)}),
+                   ("matmul", [_rand(np.random.default_rng(8), 5, 30), _rand(np.random.default_rng(9), 30, 70)], {})],
+                  rtol=1e-4, atol=1e-4)
+    assert gpu_gemm.heuristic(3, 81, 27, 4, GFX803) == gpu_gemm.PRESETS["thin"]

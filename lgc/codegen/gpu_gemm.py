@@ -89,15 +89,19 @@ PRESETS = {
     "large": GemmParams(MWG=64, NWG=128, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
     "medium": GemmParams(MWG=64, NWG=64, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4),
     "small": GemmParams(MWG=32, NWG=32, KWG=16, MDIMC=8, NDIMC=8, VWM=4, VWN=4),
+    "thin": GemmParams(MWG=8, NWG=64, KWG=16, MDIMC=2, NDIMC=32, VWM=4, VWN=2),
     "gemv": GemmParams(MWG=1, NWG=64, KWG=16, MDIMC=1, NDIMC=64, VWM=1, VWN=1, SA=0),
 }
 
 
 def heuristic(M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
     """The largest preset that wastes under a quarter of its tile on the edges and still gives
-    every compute unit a work-group; GEMV shapes (one row) get the row-vector preset."""
+    every compute unit a work-group; GEMV shapes (one row) get the row-vector preset, a few
+    rows (grouped convs) the thin one."""
     if M == 1:
         return PRESETS["gemv"]
+    if M <= 8:
+        return PRESETS["thin"]
     for name in ("large", "medium"):
         p = PRESETS[name]
         tiles_m, tiles_n = -(-M // p.MWG), -(-N // p.NWG)
