@@ -105,8 +105,8 @@ def _erfinv(x):
     p = lnp.where(lt, np.float32(small[0]), np.float32(large[0]))
     for a, b in zip(small[1:], large[1:]):
         p = lnp.add(lnp.where(lt, np.float32(a), np.float32(b)), lnp.multiply(p, w))
-    return lnp.where(lnp.equal(lnp.abs(x), 1.0), lnp.multiply(x, np.float32(np.inf)),
-                     lnp.multiply(p, x))
+    inf = lnp.where(lnp.greater(x, 0), np.float32(np.inf), np.float32(-np.inf))
+    return lnp.where(lnp.equal(lnp.abs(x), 1.0), inf, lnp.multiply(p, x))
 
 
 def normal(key, shape=(), dtype=np.float32):

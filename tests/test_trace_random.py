@@ -42,8 +42,12 @@ def test_jit_equals_eager_and_moments():
     key = random.PRNGKey(1234)
     jitted = lgc.jit(draw)(key)
     eager = draw(key)
-    for a, b in zip(jitted, eager):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jitted, eager):   # bits are exact; floats may differ by graph rewrites
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)   # erfinv tails
+        else:
+            np.testing.assert_array_equal(a, b)
     u, n, b, r, p, k = (np.asarray(v) for v in jitted)
     assert u.dtype == np.float32 and u.min() >= -2.0 and u.max() < 3.0
     assert abs(u.mean() - 0.5) < 0.1 and abs(n.mean()) < 0.06 and abs(n.std() - 1) < 0.05
