@@ -4,9 +4,10 @@ With real weights, importing a model and running the passes over its constants (
 folding, CSE hashing) dominates a warm compile: ResNet-50 with 98 MiB of weights spent about
 0.7 s there against 0.05 s for the OpenCL build from cache. So `lgc.Model` looks up its
 compiled Program here first (models given as a file path). An entry is a .lgc artifact (the
-same checked format as `lgc compile` writes, stored uncompressed) under <cache dir>/compiled/<key[:2]>/<key>.lgc.
+same checked format as `lgc compile` writes, stored uncompressed) under
+<cache dir>/compiled/<key[:2]>/<key>.lgc.
 
-The key hashes everything the result depends on: the serialized model, the input types, the
+The key hashes everything the result depends on: the model file's bytes, the input types, the
 optimization level, the device (and an explicit `use_target`), lgc's own source code (any
 change to the compiler misses), the tuning database and the LGC_* settings. Only models of at
 least MIN_BYTES are stored (small models compile faster than a cache entry loads). An entry
