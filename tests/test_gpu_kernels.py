@@ -167,3 +167,39 @@ def test_thin_preset_for_grouped_convs():
                    ("matmul", [_rand(np.random.default_rng(8), 5, 30), _rand(np.random.default_rng(9), 30, 70)], {})],
                   rtol=1e-4, atol=1e-4)
     assert gpu_gemm.heuristic(3, 81, 27, 4, GFX803) == gpu_gemm.PRESETS["thin"]
+
+
+def test_bottleneck_block_gpu_target_matches_cpu_target():
+    """A ResNet bottleneck (1x1 -> 3x3 -> 1x1 convs with bias, relu, residual add) and an FC
+    layer, compiled for gfx803 (and so fused as that target allows) and for the CPU, run
+    on PoCL: the same numbers."""
+    from lgc.api import Executable
+    from lgc.ir import dtypes
+    from lgc.ir.builder import GraphBuilder
+    from lgc.ir.graph import TensorType
+    rng = np.random.default_rng(10)
+    b = GraphBuilder("block")
+    x = b.input("x", TensorType(dtypes.by_name("f32"), (2, 16, 10, 10)))
+
+    def conv(v, cin, cout, k, **attrs):
+        w = b.const((rng.standard_normal((cout, cin, k, k)) * np.sqrt(2 / (cin * k * k))).astype(np.float32))
+        bias = b.const(rng.standard_normal(cout).astype(np.float32) * 0.1)
+        return b.op("conv", [v, w, bias], attrs)
+
+    def relu(v):
+        return b.op("max", [v, b.const(np.float32(0))])
+
+    h = relu(conv(x, 16, 8, 1))
+    h = relu(conv(h, 8, 8, 3, pads=(1, 1, 1, 1)))
+    h = relu(b.op("add", [conv(h, 8, 16, 1), x]))
+    flat = b.op("reshape", [h], {"shape": (2, 1600)})
+    fc = b.const(rng.standard_normal((1600, 10)).astype(np.float32) * 0.03)
+    g = b.build([b.op("matmul", [flat, fc])])
+    xs = rng.standard_normal((2, 16, 10, 10)).astype(np.float32)
+    want = Executable.from_graph(g).run({"x": xs})
+    with use_target(GFX803):
+        exe = Executable.from_graph(g)
+    assert "barrier(CLK_LOCAL_MEM_FENCE)" in exe.program.source
+    got = exe.run({"x": xs})
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
