@@ -46,23 +46,25 @@ def asarray(a, dtype=None, copy=None):
         return out if dtype is None else astype(out, dtype)
     aval = get_aval(a)
     if dtype is None and aval.weak_type:
-        return bind_const(a)
+        return _const(a)
     host = np.asarray(a, dtype=_dt.canonicalize(dtype if dtype is not None else aval.dtype))
-    return bind_const(host)
+    return _const(host)
 
 
 array = asarray
 
 
-def bind_const(x):
+def _const(x):
     """x (a host value) as a value of the current trace: a device Array or a const node."""
     from .trace.core import find_top_trace
     return find_top_trace(()).pure(x)
 
 
 def result_type(*args):
-    return _dt.promote(*[(get_aval(a).dtype, get_aval(a).weak_type) if not isinstance(a, (type, np.dtype, str))
-                         else (np.dtype(a), False) for a in args])[0]
+    """JAX's result dtype of arrays, scalars (weak) and dtypes."""
+    pairs = [(np.dtype(a), False) if isinstance(a, (type, np.dtype, str)) else
+             (get_aval(a).dtype, get_aval(a).weak_type) for a in args]
+    return _dt.promote(*pairs)[0]
 
 
 def promote_types(a, b):
@@ -99,7 +101,7 @@ def _shape(x):
 
 
 def _norm_axis(axis, ndim) -> int:
-    axis = operator_index(axis)
+    axis = _index(axis)
     if not -ndim <= axis < builtins.max(ndim, 1):
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
     return axis % ndim if ndim else 0
@@ -116,7 +118,7 @@ def _norm_axes(axis, ndim) -> tuple[int, ...]:
     return (_norm_axis(axis, ndim),)
 
 
-def operator_index(x) -> int:
+def _index(x) -> int:
     return operator.index(x)
 
 
@@ -425,8 +427,8 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
 # ---- creation ---------------------------------------------------------------------------------
 
 def _shape_tuple(shape) -> tuple[int, ...]:
-    return (operator_index(shape),) if not isinstance(shape, (tuple, list)) else \
-        tuple(operator_index(d) for d in shape)
+    return (_index(shape),) if not isinstance(shape, (tuple, list)) else \
+        tuple(_index(d) for d in shape)
 
 
 def full(shape, fill_value, dtype=None):
