@@ -280,6 +280,8 @@ def test_shape_errors_are_the_same_eager_and_jit():
         lgc.jit(lambda a, b: a + b)(a, b)
     with pytest.raises(TypeError, match="not an array.*static"):
         lgc.jit(lambda a, s: a)(a, "text")
+    with pytest.raises(TypeError, match="returned a str"):
+        lgc.jit(lambda a: (a, "text"))(a)
 
 
 def test_tree_util():

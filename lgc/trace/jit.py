@@ -112,7 +112,9 @@ def _trace(fun, args, kwargs, static_argnums, static_argnames, tree, avals, name
         out = fun(*full_args, **full_kwargs)
         out_leaves, out_tree = pytree.flatten(out)
         for x in out_leaves:
-            _leaf_aval(x, "in the result")
+            if not isinstance(x, (ArrayBase, np.ndarray, np.generic, bool, int, float)):
+                raise TypeError(f"{getattr(fun, '__name__', 'the function')} returned a "
+                                f"{type(x).__name__}; jitted functions return arrays (in pytrees)")
         outs = [full_raise(trace, x) for x in out_leaves]
     graph = b.build([t.value for t in outs], names, [f"out{i}" for i in range(len(outs))])
     return graph, out_tree, [t.aval for t in outs]
