@@ -371,3 +371,44 @@ def test_basic_indexing_hypothesis(shape, data):
     want[idx] += 1.0
     np.testing.assert_array_equal(np.asarray(got), a[idx])
     np.testing.assert_array_equal(np.asarray(upd), want)
+
+
+DTYPE_OPS = {
+    "add": lambda m, a, b: a + b, "sub": lambda m, a, b: a - b, "mul": lambda m, a, b: a * b,
+    "scalar": lambda m, a, b: a * 2, "fdiv": lambda m, a, b: a // b, "mod": lambda m, a, b: a % b,
+    "max": lambda m, a, b: m.maximum(a, b), "lt": lambda m, a, b: a < b, "eq": lambda m, a, b: a == b,
+    "where": lambda m, a, b: m.where(a > b, a, b), "abs": lambda m, a, b: m.abs(a),
+    "sign": lambda m, a, b: m.sign(a), "bitand": lambda m, a, b: a & b,
+    "sum": lambda m, a, b: m.sum(a, 0), "prod": lambda m, a, b: m.prod(a, 1),
+    "mean": lambda m, a, b: m.mean(a, 1), "max_r": lambda m, a, b: m.max(a, 1),
+    "argmax": lambda m, a, b: m.argmax(a, 1), "cumsum": lambda m, a, b: m.cumsum(a, 1),
+    "sort": lambda m, a, b: m.sort(a, 1), "matmul": lambda m, a, b: a @ b.T,
+    "concat": lambda m, a, b: m.concatenate([a, b]), "take": lambda m, a, b: a[:, [2, 0]],
+    "T": lambda m, a, b: a.T,
+}
+DTYPE_SKIP = {"bool": {"sub", "fdiv", "mod", "sign", "abs", "prod"}, "float16": {"bitand"},
+              "float32": {"bitand"}}
+
+
+@pytest.mark.parametrize("dt", ["bool", "int8", "uint8", "int16", "int32", "uint32", "float16",
+                                "float32"])
+def test_dtype_sweep(dt):
+    """Arithmetic, comparisons, reductions and layout ops on every dtype: NumPy's values and
+    (after 32-bit canonicalisation) NumPy's result dtype, which is JAX's for these ops."""
+    dt = np.dtype(dt)
+    if dt == np.bool_:
+        a, b = rng.random((3, 4)) > 0.5, rng.random((3, 4)) > 0.5
+    elif dt.kind in "iu":
+        a = rng.integers(0 if dt.kind == "u" else -50, 100, (3, 4)).astype(dt)
+        b = (rng.integers(1, 9, (3, 4)) * (1 if dt.kind == "u" else rng.choice([-1, 1], (3, 4)))).astype(dt)
+    else:
+        a, b = rng.standard_normal((3, 4)).astype(dt), rng.uniform(0.5, 2, (3, 4)).astype(dt)
+    ops = {k: f for k, f in DTYPE_OPS.items() if k not in DTYPE_SKIP.get(dt.name, ())}
+    got = lgc.jit(lambda a, b: {k: f(lnp, a, b) for k, f in ops.items()})(a, b)
+    for k, f in ops.items():
+        with np.errstate(all="ignore"):
+            w = np.asarray(f(np, a, b))
+        g = np.asarray(got[k])
+        assert g.shape == w.shape and g.dtype == _canon(w.dtype), (dt, k, g.dtype, w.dtype)
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=2e-3, atol=1e-3,
+                                   err_msg=f"{dt} {k}")
