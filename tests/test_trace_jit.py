@@ -370,3 +370,18 @@ def test_float16_eager_and_jit():
             g = np.asarray(g)
             assert g.dtype == w.dtype
             np.testing.assert_allclose(g.astype(np.float32), w.astype(np.float32), rtol=3e-3, atol=3e-3)
+
+
+def test_jit_as_method():
+    import functools
+
+    class Layer:
+        def __init__(self, scale):
+            self.scale = scale
+
+        @functools.partial(lgc.jit, static_argnums=0)
+        def __call__(self, x):
+            return x * self.scale
+
+    np.testing.assert_array_equal(np.asarray(Layer(3.0)(X)), X * 3)
+    np.testing.assert_array_equal(np.asarray(Layer(2.0)(X)), X * 2)

@@ -215,6 +215,10 @@ class JitFunction:
                       for i, x in enumerate(leaves))
         return (tree, avals, _static_key(args, kwargs, nums, names)), leaves
 
+    def __get__(self, obj, objtype=None):
+        """As a method: bind the instance as the first argument (mark it static to use it)."""
+        return self if obj is None else functools.partial(self, obj)
+
     def clear_cache(self) -> None:
         self._cache.clear()
 
