@@ -139,8 +139,13 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     T, MWI, NWI = p.threads, p.MWI, p.NWI
     zero = f"({ct})0"
     VA, VB = _vec(ct, p.VWM), _vec(ct, p.VWN)
-    body = [f"__local {ct} Alm[{p.KWG * p.MWG}];" if p.SA else "",
-            f"__local {ct} Blm[{p.KWG * p.NWG}];" if p.SB else "",
+    # Local tiles are declared as vectors so that reads of a work-item's VWM (VWN) values are
+    # one aligned LDS instruction (ds_read_b128 for 4 floats, not two ds_read2_b32); the
+    # staging loop writes them as scalars through a pointer.
+    body = [f"__local {VA} AlmV[{p.KWG * p.MWG // p.VWM}];" if p.SA else "",
+            f"__local {ct}* Alm = (__local {ct}*)AlmV;" if p.SA else "",
+            f"__local {VB} BlmV[{p.KWG * p.NWG // p.VWN}];" if p.SB else "",
+            f"__local {ct}* Blm = (__local {ct}*)BlmV;" if p.SB else "",
             f"const {it} tn = ({it})get_local_id(0), tm = ({it})get_local_id(1);",
             f"const {it} lid = tm * {p.NDIMC} + tn;",
             f"const {it} n0 = ({it})get_group_id(0) * {p.NWG}, m0 = ({it})get_group_id(1) * {p.MWG};"]
@@ -179,16 +184,14 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     for mg in range(MWI // p.VWM):
         base = f"{mg * p.MDIMC * p.VWM} + tm * {p.VWM}"
         if p.SA:
-            src = (f"vload{p.VWM}(0, Alm + k * {p.MWG} + {base})" if p.VWM > 1
-                   else f"Alm[k * {p.MWG} + {base}]")
+            src = f"AlmV[k * {p.MWG // p.VWM} + {mg * p.MDIMC} + tm]"
         else:
             elems = [a_at(f"min(m0 + {base} + {j}, ({it}){M - 1})", "k0 + k") for j in range(p.VWM)]
             src = elems[0] if p.VWM == 1 else f"({VA})({', '.join(elems)})"
         body.append(f"    const {VA} a{mg} = {src};")
     for ng in range(NWI // p.VWN):
         if p.SB:
-            src = (f"vload{p.VWN}(0, Blm + k * {p.NWG} + {col(ng)})" if p.VWN > 1
-                   else f"Blm[k * {p.NWG} + {col(ng)}]")
+            src = f"BlmV[k * {p.NWG // p.VWN} + {ng * p.NDIMC} + tn]"
             body.append(f"    const {VB} b{ng} = {src};")
         else:
             names = []
