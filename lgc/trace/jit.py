@@ -189,6 +189,10 @@ class Compiled:
             program = lower(optimize(graph, opt_level))
         self.executor = Executor(program, rt.device, queue=rt.queue)
 
+    def as_text(self) -> str:
+        """The traced graph's IR text (before optimisation)."""
+        return str(self.graph)
+
     def __call__(self, leaves):
         bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
         return pytree.unflatten(self.out_tree,
@@ -214,6 +218,9 @@ class JitFunction:
         avals = tuple(x.aval if isinstance(x, ArrayBase) else _leaf_aval(x, f"#{i}")
                       for i, x in enumerate(leaves))
         return (tree, avals, _static_key(args, kwargs, nums, names)), leaves
+
+    def __repr__(self):
+        return f"<lgc.jit {getattr(self.fun, '__name__', self.fun)!s}, {len(self._cache)} compiled>"
 
     def __get__(self, obj, objtype=None):
         """As a method: bind the instance as the first argument (mark it static to use it)."""
