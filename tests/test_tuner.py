@@ -26,7 +26,7 @@ def test_database_overrides_heuristic(tmp_path, monkeypatch):
     tuning.save_entry(GFX803, "matmul:M33:N48:K40:B1", {**gpu_gemm.PRESETS["small"].as_dict(), "MWG": 64,
                                                          "MDIMC": 16}, 1e-3)
     with use_target(GFX803):
-        assert "__local float Alm[1024];" in lower(graph).source     # KWG 16 x MWG 64
+        assert "__local float4 AlmV[256];" in lower(graph).source     # KWG 16 x MWG 64 / VWM 4
     tuning.save_entry(GFX803, "matmul:M33:N48:K40:B1", {"MWG": 3}, 1e-3)   # invalid: ignored
     with use_target(GFX803):
         assert gpu_gemm.params_for(("matmul:M33:N48:K40:B1", 33, 48, 40, 1), GFX803) == gpu_gemm.heuristic(33, 48, 40, 1, GFX803)
