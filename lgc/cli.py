@@ -59,6 +59,11 @@ def cmd_compile(args) -> int:
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
     with use_target(by_name(target) if target else None):   # else the device's
         exe = model.executable(types)
+        if args.explain:
+            from lgc.codegen.fusion import fusion_enabled, plan
+            from lgc.codegen.target import target_for
+            print(plan(exe.graph, target_for(exe.device)).explain() if fusion_enabled()
+                  else "fusion is off (LGC_FUSE=0)")
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
         from lgc.passes.manager import optimize, report_table
@@ -235,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isa-report", action="store_true",
                    help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "
                         "LDS, scratch and waves per SIMD (implies --target gfx803 unless given)")
+    p.add_argument("--explain", action="store_true",
+                   help="print the fusion groups: which ops each kernel computes, why it stops there")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
     p.add_argument("--budget", type=float, default=60.0, help="seconds for --tune (default 60)")
     _add_common(p)

@@ -71,8 +71,11 @@ def _ident(text: str) -> str:
     return re.sub(r"_+", "_", s).strip("_")[:40]
 
 
-def lower(graph: Graph, share_buffers: bool = True) -> Program:
-    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory)."""
+def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
+    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory).
+    fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
+    from .fusion import fusion_enabled, plan as fusion_plan
+    groups = fusion_plan(graph) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []
     where: dict[Value, int] = {}
     constants: dict[int, np.ndarray] = {}
@@ -94,6 +97,8 @@ def lower(graph: Graph, share_buffers: bool = True) -> Program:
             constants[b] = np.ascontiguousarray(node.attrs["value"])
             where[node.output] = b
             continue
+        if groups is not None and node in groups.inlined:
+            continue                    # computed inside the kernels of the groups it joins
         codegen = registry.get(node.op).codegen
         if getattr(codegen, "alias", False):
             where[node.output] = where[node.inputs[0]]
@@ -102,7 +107,8 @@ def lower(graph: Graph, share_buffers: bool = True) -> Program:
             where[v] = new_buffer(v, "temp")
         label = _ident(node.name or "")
         base = f"k{index}_{node.op}" + (f"_{label}" if label and label != node.op else "")
-        for part, k in enumerate(codegen.kernels(node, base)):
+        fused = groups is not None and groups.fused(node)
+        for part, k in enumerate(groups.kernels(node, base) if fused else codegen.kernels(node, base)):
             if k.empty:
                 continue
             name = base if part == 0 else f"{base}_{part}"

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..codegen.kernel import Arg, Kernel, index_type_for
 from ..codegen.emit import read, write
+from ..codegen.fused import unravel
 from ..codegen.templates import Pointwise
 from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir.graph import TensorType
@@ -145,7 +146,26 @@ class MatmulGen:
     def __init__(self, params=matmul_params):
         self.params = params
 
-    def kernels(self, node, name):
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        """Whether `kernels` can apply a fusion epilogue (the CPU templates can)."""
+        from ..codegen import gpu_gemm
+        return node.outputs[0].type.size > 0 and not gpu_gemm.use_gpu(node, gpu_gemm.current_target())
+
+    @staticmethod
+    def _epilogue(epilogue, node, batch, M, N, value, i, j, it):
+        """Apply `epilogue` to the value of C[b, m0 + i, n0 + j] (rows and columns past the
+        end clamped: their results are computed, then not stored)."""
+        m = f"min(m0 + {i}, ({it}){M - 1})"
+        n = f"min(n0 + {j}, ({it}){N - 1})"
+        coords = unravel("b", batch) if batch else []
+        coords += [m] if len(node.inputs[0].shape) > 1 else []
+        coords += [n] if len(node.inputs[1].shape) > 1 else []
+        return epilogue(value, coords)
+
+    def kernels(self, node, name, epilogue=None):
+        """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its
+        output coordinates, before the store; the kernel then stores epilogue.output."""
         A, B = node.inputs
         C = node.outputs[0]
         ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
@@ -153,9 +173,10 @@ class MatmulGen:
             return []
         from ..codegen import gpu_gemm   # GPU targets: local-memory tiled SGEMM
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
+            assert epilogue is None, "the GPU matmul takes no epilogue"
             return gpu_gemm.matmul_kernels(node, name, target)
         if node.attrs["trans_b"]:
-            return self.dot_kernels(node, name, ba, bb, batch, M, K, N)
+            return self.dot_kernels(node, name, ba, bb, batch, M, K, N, epilogue)
         p = self.params(M, K, N)
         TM, TN = p.TM, p.TN
         dt = C.dtype
@@ -186,6 +207,14 @@ class MatmulGen:
             body.append("}")
 
         body.append(f"const {it} offc = b * {M * N};")
+        if epilogue is not None:
+            for i in range(TM):
+                lanes = []
+                for j in range(TN):
+                    lines, v = self._epilogue(epilogue, node, batch, M, N, lane(f"acc{i}", j, TN), i, j, it)
+                    body += lines
+                    lanes.append(v)
+                body.append(f"acc{i} = {gather(dt, TN, lanes)};")
         for i in range(TM):
             row = f"offc + (m0 + {i}) * {N} + n0"
             guard = f"if (m0 + {i} < {M}) " if M % TM else ""
@@ -200,13 +229,14 @@ class MatmulGen:
                                 + write("out0", dt, f"{row} + {j}", lane(f"acc{i}", j, TN)))
                 body += ["  }", "}"]
         nb = prod(batch)
-        args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
+        args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue else [])
+        args.append(Arg("out0", epilogue.output if epilogue else C, writable=True))
         return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), nb),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                        flops=2 * M * N * K * nb)]
 
 
-    def dot_kernels(self, node, name, ba, bb, batch, M, K, N):
+    def dot_kernels(self, node, name, ba, bb, batch, M, K, N, epilogue=None):
         """B stored [..., N, K]: each of a TM x TN tile of C is a dot product of two contiguous
         rows, accumulated in VK-wide vectors and summed at the end. Streams B row by row,
         which is what a matrix-vector product (an FC layer at batch 1) needs."""
@@ -233,11 +263,16 @@ class MatmulGen:
         body += [f"  s{i}_{j} += {read('in0', dt, f'a{i} + k')} * {read('in1', dt, f'b{j} + k')};"
                  for i, j in tile] + ["}"]
         for i, j in tile:
+            if epilogue is not None:
+                lines, v = self._epilogue(epilogue, node, batch, M, N, f"s{i}_{j}", i, j, it)
+                body += lines + [f"s{i}_{j} = {v};"]
+        for i, j in tile:
             guard = " && ".join(([f"m0 + {i} < {M}"] if M % TM else []) +
                                 ([f"n0 + {j} < {N}"] if N % TN else []))
             store = write("out0", dt, f"b * {M * N} + (m0 + {i}) * {N} + n0 + {j}", f"s{i}_{j}")
             body.append(f"if ({guard}) {store}" if guard else store)
-        args = [Arg("in0", A), Arg("in1", B), Arg("out0", C, writable=True)]
+        args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue else [])
+        args.append(Arg("out0", epilogue.output if epilogue else C, writable=True))
         return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), prod(batch)),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                        flops=2 * M * N * K * prod(batch))]

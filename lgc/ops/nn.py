@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..codegen.fused import unravel
 from ..codegen.kernel import Arg, Kernel, index_type_for
 from ..codegen.templates import Pointwise, literal
 from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
@@ -129,9 +130,18 @@ class ConvGen:
     def __init__(self, params=conv_params):
         self.params = params
 
-    def kernels(self, node, name):
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        """Whether `kernels` can apply a fusion epilogue (the CPU template can)."""
+        from ..codegen import gpu_gemm
+        return not gpu_gemm.use_gpu(node, gpu_gemm.current_target())
+
+    def kernels(self, node, name, epilogue=None):
+        """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its
+        output coordinates, before the store; the kernel then stores epilogue.output."""
         from ..codegen import gpu_conv, gpu_gemm   # GPU targets: implicit GEMM, local memory
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
+            assert epilogue is None, "the GPU conv takes no epilogue"
             return gpu_conv.conv_kernels(node, name, target)
         X, W = node.inputs[:2]
         Y = node.outputs[0]
@@ -194,6 +204,19 @@ class ConvGen:
         body.append("}")
         orow = " + ".join([f"o{i} * {prod(O[i + 1:])}" for i in range(L)] + ["ox0"])
         full = O[-1] % TP == 0
+        if epilogue is not None:       # lanes and rows past the end: clamped, then not stored
+            for i in range(TM):
+                m = f"min(m0 + {i}, {last_m})" if Mg % TM else f"m0 + {i}"
+                lanes = []
+                for j in range(TP):
+                    x = f"ox0 + {j}" if full else f"min(ox0 + {j}, ({it}){O[-1] - 1})"
+                    sp = [f"o{k}" for k in range(L)] + [x]
+                    if len(sp) != len(Y.shape) - 2:     # pointwise conv: one flat spatial axis
+                        sp = unravel(x, Y.shape[2:])
+                    lines, v = epilogue(lane(f"acc{i}", j, TP), ["n", m] + sp)
+                    body += lines
+                    lanes.append(v)
+                body.append(f"acc{i} = {gather(dt, TP, lanes)};")
         for i in range(TM):
             at = f"(n * {M} + m0 + {i}) * {prod(O)} + {orow}"
             guard = f"if (m0 + {i} <= {last_m}) " if Mg % TM else ""
@@ -206,7 +229,11 @@ class ConvGen:
             body += [f"    if (ox0 + {j} < {O[-1]}) " +
                      write("out0", dt, f"{at} + {j}", lane(f"acc{i}", j, TP)) for j in range(TP)]
             body += ["  }", "}"]
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + [Arg("out0", Y, True)]
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        if epilogue is not None:
+            args += epilogue.args
+            Y = epilogue.output
+        args.append(Arg("out0", Y, True))
         return [Kernel(name, args, body, global_size=(OT * prod(O[:-1]), g * MT, N),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                        flops=2 * Y.type.size * Cg * KS)]
