@@ -307,6 +307,21 @@ def test_traced_integer_index():
     want = x.copy()
     np.add.at(want, idx[0], 1.0)
     np.testing.assert_array_equal(np.asarray(d), want)
+    # leading-axis updates with traced indices: duplicates combine, negatives wrap, indices
+    # out of range are dropped (as in JAX)
+    i, j = np.array([0, 0, -1, 7], np.int32), np.array([1, 1, 2, 0], np.int32)
+    g = lgc.jit(lambda x, i, j: (x.at[i, j].add(10.0), x.at[i].set(-1.0), x.at[i, ...].max(0.5)))
+    a, b, c = (np.asarray(v) for v in g(x, i, j))
+    keep = i < 3
+    want = x.copy()
+    np.add.at(want, (i[keep], j[keep]), 10.0)
+    np.testing.assert_array_equal(a, want)
+    want = x.copy()
+    want[i[keep]] = -1.0
+    np.testing.assert_array_equal(b, want)
+    want = x.copy()
+    want[i[keep]] = np.maximum(want[i[keep]], 0.5)
+    np.testing.assert_array_equal(c, want)
 
 
 @settings(max_examples=8, deadline=None, derandomize=True,

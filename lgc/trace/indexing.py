@@ -212,13 +212,40 @@ class IndexUpdateRef:
         return _scatter(self.x, self.idx, values, "max")
 
 
+def _leading(x, idx):
+    """The index entries when idx is integers/integer arrays on the leading axes followed
+    only by full slices or '...' (x.at[i], x.at[i, j]: the common case); else None."""
+    entries = list(idx) if isinstance(idx, tuple) else [idx]
+    while entries and (entries[-1] is Ellipsis or entries[-1] == slice(None)):
+        entries.pop()
+    if not entries or len(entries) > x.ndim:
+        return None
+    for e in entries:
+        ok = isinstance(e, (int, np.integer)) or \
+            (isinstance(e, (ArrayBase, np.ndarray)) and e.dtype.kind in "iu")
+        if not ok:
+            return None
+    return entries
+
+
 def _scatter(x, idx, values, reduction):
-    """Flat positions of the indexed elements, then one scatter_elements on x's flat view.
-    Static indices follow NumPy exactly (an out-of-range one raises IndexError); traced ones
-    are clamped."""
+    """Traced indices on the leading axes: one scatter_nd (negative indices wrap, out-of-range
+    updates are dropped, as in JAX). Otherwise the flat positions of the indexed elements
+    and one scatter_elements on x's flat view; static indices follow NumPy exactly (an
+    out-of-range one raises IndexError), other traced ones are clamped."""
     from .core import bind
     lnp = _lnp()
     x = lnp.asarray(x)
+    lead = None if _static(idx) else _leading(x, idx)
+    if lead is not None:
+        parts = lnp.broadcast_arrays(*[lnp.astype(lnp.asarray(e), np.int32) for e in lead])
+        ind = lnp.stack(parts, axis=-1)
+        v = lnp.asarray(values)
+        v = lnp._cast(v, x.dtype) if v.dtype != x.dtype else v
+        v = lnp.broadcast_to(v, ind.shape[:-1] + x.shape[len(lead):])
+        if v.size == 0:
+            return x
+        return bind("scatter_nd", x, ind, v, reduction=reduction)
     iota = np.arange(x.size, dtype=np.int32).reshape(x.shape)
     if _static(idx):
         pos = iota[_to_host(idx)]
