@@ -285,6 +285,15 @@ class ArrayBase:
             raise ValueError("only arrays with one element can be converted to a Python scalar")
         return np.asarray(self).reshape(()).item()
 
+    def tolist(self):
+        return np.asarray(self).tolist()
+
+    def copy(self):
+        return self   # immutable: a copy is the same value
+
+    itemsize = property(lambda self: self.aval.dtype.itemsize)
+    nbytes = property(lambda self: self.aval.size * self.aval.dtype.itemsize)
+
 
 def _reduction_method(name):
     def method(self, axis=None, **kw):
