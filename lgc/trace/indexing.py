@@ -12,6 +12,7 @@ flattened array writes or combines the updates.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -100,7 +101,14 @@ def getitem(x, idx):
         elif _is_advanced(e):
             starts.append(0), steps.append(1), shape.append(n)
         else:
-            i = int(e)   # a traced int raises the concretization error here
+            try:
+                i = operator.index(e)
+            except ConcretizationError:
+                raise
+            except TypeError:
+                raise IndexError(f"only integers, slices (':'), ellipsis ('...'), None and "
+                                 f"integer or boolean arrays are valid indices, got "
+                                 f"{type(e).__name__}") from None
             if not -n <= i < n:
                 raise IndexError(f"index {i} is out of bounds for axis {k} with size {n}")
             starts.append(i % n), steps.append(1), shape.append(1)
