@@ -42,7 +42,10 @@ def test_matmul_gpu_variant(params, monkeypatch):
         check_ops(cases, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("params", [SMALL, None], ids=["small", "heuristic"])
+WIDE = GemmParams(MWG=16, NWG=32, KWG=8, MDIMC=4, NDIMC=4, VWM=2, VWN=2)   # B column not hoisted
+
+
+@pytest.mark.parametrize("params", [SMALL, WIDE, None], ids=["small", "wide", "heuristic"])
 def test_conv_gpu_variant(params, monkeypatch):
     import lgc.codegen.gpu_conv as gc
     if params is not None:

@@ -60,6 +60,20 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
                       f"  inside &= (xi >= 0) & (xi < {S[i]}); at += xi * {prod(S[i + 1:])}; }}"]
         return lines, "inside ? in0[at] : 0.0f"
 
+    def b_column(n):   # the output position's part of the address, once per work-item
+        lines = [f"{it} bpr = {n};"]
+        for i in range(r - 1, -1, -1):
+            lines.append(f"const {it} bx{i} = (bpr % {O[i]}) * {s[i]} - {pb[i]}; bpr /= {O[i]};")
+
+        def b_at_k(k):
+            ls = [f"const {it} kk = {k}, ch = kk / {KS};",
+                  f"{it} kr = kk % {KS}, at = offx + ch * {SP};", "int inside = 1;"]
+            for i in range(r - 1, -1, -1):
+                ls += [f"{{ const {it} xi = bx{i} + (kr % {Kw[i]}) * {d[i]}; kr /= {Kw[i]};",
+                       f"  inside &= (xi >= 0) & (xi < {S[i]}); at += xi * {prod(S[i + 1:])}; }}"]
+            return ls, "inside ? in0[at] : 0.0f"
+        return lines, b_at_k
+
     bias = len(node.inputs) == 3
 
     def c_store(row, col, v, w):
@@ -71,7 +85,7 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
 
     body = gemm_body(p, Mg, P, Kd, ct="float", it=it, a_at=lambda m, k: f"in1[offw + ({m}) * {Kd} + {k}]",
                      b_at=b_at, c_store=c_store, prelude=prelude, target=target,
-                     split_edge=epilogue is None)
+                     split_edge=epilogue is None, b_column=None if pointwise else b_column)
     gs, ls = launch(p, Mg, P, N * g)
     args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
     args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]

@@ -123,7 +123,7 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
               a_at: Callable[[str, str], str], b_at: Callable[[str, str], tuple[list[str], str]],
               c_store: Callable[[str, str, str, int], str], prelude: list[str],
               b_k_fastest: bool = False, target: Target | None = None,
-              split_edge: bool = True) -> list[str]:
+              split_edge: bool = True, b_column=None) -> list[str]:
     """Lines of a kernel body computing C[M, N] = A[M, K] @ B[K, N] for one batch entry.
 
     a_at(m, k): expression of A's element; b_at(k, n): (lines, expression) of B's element
@@ -132,7 +132,10 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     first (batch offsets from get_group_id(2)). b_k_fastest: B is stored with k contiguous
     (trans_b), so the staging loop walks k fastest to keep reads coalesced. split_edge: on
     the ragged right edge, store whole vectors where they fit and lanes elsewhere (False: lanes
-    only, so c_store is called once per element, as a fusion epilogue's naming needs)."""
+    only, so c_store is called once per element, as a fusion epilogue's naming needs).
+    b_column(n): optional (lines, b_at_k) for a B whose element address splits into a column
+    part and a k part (implicit GEMM): when every staging step of a work-item touches the same
+    column, the lines run once before the k loop and b_at_k(k) gives the element."""
     bad = violations(p, target) if target else []
     if bad:
         raise ValueError(f"gemm parameters {p}: " + "; ".join(bad))
@@ -159,6 +162,10 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
 
     acc = [[f"c{mi}_{ng}" for ng in range(NWI // p.VWN)] for mi in range(MWI)]
     body += [f"{VB} {a} = ({VB})0;" for r in acc for a in r]
+    hoist = b_column is not None and p.SB and not b_k_fastest and T % p.NWG == 0
+    if hoist:
+        col_lines, b_at_k = b_column(f"n0 + nb")
+        body += [f"const {it} nb = lid % {p.NWG};"] + col_lines
     body.append(f"for ({it} k0 = 0; k0 < {K}; k0 += {p.KWG}) {{")
     # Staging loops stay loops (STAGE_UNROLL): unrolled, every load is in flight at once and
     # the registers holding them cost occupancy (gfx803 ISA report).
@@ -171,6 +178,9 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
         split = (f"n = f / {p.KWG}, k = f % {p.KWG}" if b_k_fastest
                  else f"k = f / {p.NWG}, n = f % {p.NWG}")
         lines, expr = b_at("k0 + k", "n0 + n")
+        if hoist:   # this work-item stages the same column at every step: decode it once
+            split = f"k = f / {p.NWG}, n = nb"
+            lines, expr = b_at_k("k0 + k")
         body += [STAGE_UNROLL, f"  for ({it} f = lid; f < {p.NWG * p.KWG}; f += {T}) {{",
                  f"    const {it} {split};", f"    {ct} v = {zero};",
                  f"    if (n0 + n < {N} && k0 + k < {K}) {{"]
