@@ -200,3 +200,148 @@ def reduce_max(operand, axes):
 
 def iota(dtype, size):
     return lnp.arange(size, dtype=dtype)
+
+
+# ---- structural lax ops ----------------------------------------------------------------------
+
+def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """((lhs_contract, rhs_contract), (lhs_batch, rhs_batch)) as in jax.lax: lowered to an
+    einsum (batch dims first, then lhs free, then rhs free)."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    lhs, rhs = lnp.asarray(lhs), lnp.asarray(rhs)
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    ls, rs = [None] * lhs.ndim, [None] * rhs.ndim
+    for i, j in zip(lb, rb):
+        ls[i] = rs[j] = next(letters)
+    for i, j in zip(lc, rc):
+        ls[i] = rs[j] = next(letters)
+    for k in range(lhs.ndim):
+        ls[k] = ls[k] or next(letters)
+    for k in range(rhs.ndim):
+        rs[k] = rs[k] or next(letters)
+    out = [ls[i] for i in lb] + [c for k, c in enumerate(ls) if k not in lb and k not in lc] + \
+        [c for k, c in enumerate(rs) if k not in rb and k not in rc]
+    y = lnp.einsum(f"{''.join(ls)},{''.join(rs)}->{''.join(out)}", lhs, rhs)
+    return y if preferred_element_type is None else lnp.astype(y, preferred_element_type)
+
+
+def dot(lhs, rhs, precision=None, preferred_element_type=None):
+    y = lnp.dot(lhs, rhs)
+    return y if preferred_element_type is None else lnp.astype(y, preferred_element_type)
+
+
+def top_k(operand, k: int):
+    """The k largest along the last axis, sorted, and their int32 indices (one topk op)."""
+    from .trace.core import bind
+    x = lnp.asarray(operand)
+    vals, idx = bind("topk", x, axis=x.ndim - 1, k=int(k), largest=1)
+    return vals, lnp.astype(idx, lnp.int32)
+
+
+def sort(operand, dimension: int = -1, is_stable: bool = True):
+    return lnp.sort(operand, axis=dimension)
+
+
+def argmax(operand, axis: int, index_dtype=np.int32):
+    return lnp.astype(lnp.argmax(operand, axis), index_dtype)
+
+
+def argmin(operand, axis: int, index_dtype=np.int32):
+    return lnp.astype(lnp.argmin(operand, axis), index_dtype)
+
+
+def clamp(min, x, max):  # noqa: A002 (jax.lax's argument names)
+    return lnp.clip(x, min, max)
+
+
+def integer_pow(x, y: int):
+    """x ** y for a static integer y, by repeated squaring (exact, no pow op)."""
+    x = lnp.asarray(x)
+    if y == 0:
+        return lnp.ones_like(x)
+    base, result, n = x, None, builtins_abs(y)
+    while n:
+        if n & 1:
+            result = base if result is None else lnp.multiply(result, base)
+        n >>= 1
+        if n:
+            base = lnp.multiply(base, base)
+    return lnp.reciprocal(result) if y < 0 else result
+
+
+def builtins_abs(v):
+    return v if v >= 0 else -v
+
+
+def reshape(operand, new_sizes, dimensions=None):
+    x = lnp.asarray(operand)
+    if dimensions is not None:
+        x = lnp.transpose(x, dimensions)
+    return lnp.reshape(x, tuple(new_sizes))
+
+
+def transpose(operand, permutation):
+    return lnp.transpose(operand, permutation)
+
+
+def expand_dims(array, dimensions):
+    return lnp.expand_dims(array, tuple(dimensions))
+
+
+def squeeze(array, dimensions):
+    return lnp.squeeze(array, tuple(dimensions))
+
+
+def concatenate(operands, dimension: int):
+    return lnp.concatenate(operands, dimension)
+
+
+def slice(operand, start_indices, limit_indices, strides=None):  # noqa: A001
+    import builtins
+    idx = tuple(builtins.slice(s, e, st) for s, e, st in
+                zip(start_indices, limit_indices, strides or (1,) * len(start_indices)))
+    return lnp.asarray(operand)[idx]
+
+
+def slice_in_dim(operand, start_index, limit_index, stride=1, axis=0):
+    import builtins
+    x = lnp.asarray(operand)
+    idx = [builtins.slice(None)] * x.ndim
+    idx[axis] = builtins.slice(start_index, limit_index, stride)
+    return x[tuple(idx)]
+
+
+def dynamic_slice_in_dim(operand, start_index, slice_size, axis=0):
+    x = lnp.asarray(operand)
+    starts = [0] * x.ndim
+    sizes = list(x.shape)
+    starts[axis], sizes[axis] = start_index, slice_size
+    return dynamic_slice(x, starts, sizes)
+
+
+def pad(operand, padding_value, padding_config):
+    """[(lo, hi, interior)] per axis; interior padding is not supported (no core op)."""
+    if any(c[2] for c in padding_config):
+        raise NotImplementedError("lax.pad with interior padding")
+    return lnp.pad(operand, [(lo, hi) for lo, hi, _ in padding_config],
+                   constant_values=padding_value)
+
+
+def full(shape, fill_value, dtype=None):
+    return lnp.full(shape, fill_value, dtype)
+
+
+def full_like(x, fill_value, dtype=None, shape=None):
+    return lnp.full_like(x, fill_value, dtype, shape)
+
+
+def cumsum(operand, axis: int = 0, reverse: bool = False):
+    x = lnp.asarray(operand)
+    if reverse:
+        return lnp.flip(lnp.cumsum(lnp.flip(x, axis), axis), axis)
+    return lnp.cumsum(x, axis)
+
+
+def map(f, xs):  # noqa: A001 (jax.lax.map)
+    """f over the leading axis of xs (unrolled), stacked."""
+    return scan(lambda c, x: (c, f(x)), None, xs)[1]

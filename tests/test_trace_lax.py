@@ -67,3 +67,34 @@ def test_dynamic_slice_and_update():
         want = X.copy()
         want[j:j + 2, 2:4] = 0
         np.testing.assert_array_equal(np.asarray(u), want)
+
+
+def test_structural_lax_ops():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    b = rng.standard_normal((2, 4, 5)).astype(np.float32)
+
+    def f(a, b):
+        return (lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,)))),
+                lax.dot_general(a, b, (((0,), (0,)), ((), ()))),
+                lax.top_k(a, 2), lax.integer_pow(a, 3), lax.integer_pow(a, -2),
+                lax.slice(a, (0, 1, 0), (2, 3, 4), (1, 1, 2)), lax.cumsum(a, 2, reverse=True),
+                lax.map(lambda r: r.sum(), a), lax.clamp(-0.5, a, 0.5),
+                lax.pad(a, 0.0, [(0, 0, 0), (1, 2, 0), (0, 1, 0)]))
+
+    want_top = np.sort(a, -1)[..., ::-1][..., :2]
+    for out in (lgc.jit(f)(a, b), f(lnp.asarray(a), lnp.asarray(b))):
+        out = [np.asarray(o) if not isinstance(o, tuple) else tuple(np.asarray(v) for v in o)
+               for o in out]
+        np.testing.assert_allclose(out[0], a @ b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out[1], np.einsum("bij,bkl->ijkl", a, b), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out[2][0], want_top)
+        assert out[2][1].dtype == np.int32
+        np.testing.assert_array_equal(np.take_along_axis(a, out[2][1], -1), want_top)
+        np.testing.assert_allclose(out[3], a ** 3, rtol=1e-5)
+        np.testing.assert_allclose(out[4], a ** -2.0, rtol=1e-4)
+        np.testing.assert_array_equal(out[5], a[0:2, 1:3, 0:4:2])
+        np.testing.assert_allclose(out[6], np.flip(np.cumsum(np.flip(a, 2), 2), 2), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[7], a.sum((1, 2)), rtol=1e-5)
+        np.testing.assert_array_equal(out[8], np.clip(a, -0.5, 0.5))
+        np.testing.assert_array_equal(out[9], np.pad(a, [(0, 0), (1, 2), (0, 1)]))

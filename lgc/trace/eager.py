@@ -8,6 +8,8 @@ device, so results can feed the next op without waiting for the host.
 """
 from __future__ import annotations
 
+import atexit
+
 import numpy as np
 import pyopencl as cl
 
@@ -29,6 +31,7 @@ def runtime() -> _Runtime:
     if _Runtime.device is None:
         _Runtime.device = select_device(None)
         _Runtime.queue = cl.CommandQueue(_Runtime.device.context)
+        atexit.register(_Runtime.queue.finish)   # no work in flight while Python tears down
     return _Runtime
 
 
