@@ -203,6 +203,8 @@ REDUCTIONS_AND_LINALG = [
     C("einsum_three", lambda m, x, q, v: m.einsum("ij,jk,k->i", x, q, v), "x", "q", "v"),
     C("einsum_implicit", lambda m, x, y: m.einsum("ij,ij", x, y), "x", "y"),
     C("einsum_outer", lambda m, v: m.einsum("i,j->ij", v, v), "v"),
+    C("einsum_four", lambda m, x, m_, v: m.einsum("i,ij,jk,k->", x[:, 0], x, m_, m_[0]), "x", "m", "v",
+      tol=(1e-5, 1e-5)),
     C("trace", lambda m, q: m.trace(q, 1), "q"),
     C("diagonal", lambda m, t: m.diagonal(t, -1, 1, 2), "t"),
     C("diag", lambda m, v: m.diag(v) + m.diag(v[:3], 1) + m.diag(v[:3], -1), "v"),

@@ -1,6 +1,6 @@
 """einsum from core ops: diagonals as strided slices, sums as reduce_sum, and each pair
 contraction as transpose + reshape to (batch, rows, k) x (batch, k, cols) + one matmul.
-Operands are contracted left to right (no path optimisation yet)."""
+With several operands, the pair whose result is smallest is contracted first (greedy)."""
 from __future__ import annotations
 
 import math
@@ -75,6 +75,20 @@ def _contract(lnp, s1, x1, s2, x2, keep):
     return "".join(labels), lnp.reshape(out, tuple(dims[c] for c in labels))
 
 
+def _cheapest_pair(terms, needed):
+    """The pair of terms whose contraction result has the fewest elements."""
+    dims = {c: d for s, x in terms for c, d in zip(s, x.shape)}
+    best = None
+    for i in range(len(terms)):
+        for j in range(i + 1, len(terms)):
+            keep = needed([t for k, t in enumerate(terms) if k not in (i, j)])
+            labels = set(terms[i][0]) | set(terms[j][0])
+            size = math.prod(dims[c] for c in labels if c in keep)
+            if best is None or size < best[0]:
+                best = (size, i, j)
+    return best[1], best[2]
+
+
 def einsum(subscripts: str, *operands):
     import lgc.numpy as lnp
     ops, dt, weak = lnp._promote(*operands)
@@ -86,9 +100,10 @@ def einsum(subscripts: str, *operands):
         return set(out).union(*[set(s) for s, _ in rest])
 
     terms = [_sum_out(lnp, s, x, needed(terms[:k] + terms[k + 1:])) for k, (s, x) in enumerate(terms)]
-    s, x = terms[0]
-    for k in range(1, len(terms)):
-        s2, x2 = terms[k]
-        s, x = _contract(lnp, s, x, s2, x2, needed(terms[k + 1:]))
-    s, x = _sum_out(lnp, s, x, set(out))
+    while len(terms) > 1:
+        i, j = _cheapest_pair(terms, needed)
+        rest = [t for k, t in enumerate(terms) if k not in (i, j)]
+        (s1, x1), (s2, x2) = terms[i], terms[j]
+        terms = rest + [_contract(lnp, s1, x1, s2, x2, needed(rest))]
+    s, x = _sum_out(lnp, *terms[0], set(out))
     return lnp.transpose(x, [s.index(c) for c in out])
