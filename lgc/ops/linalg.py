@@ -148,9 +148,8 @@ class MatmulGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU templates can)."""
-        from ..codegen import gpu_gemm
-        return node.outputs[0].type.size > 0 and not gpu_gemm.use_gpu(node, gpu_gemm.current_target())
+        """Whether `kernels` can apply a fusion epilogue (the CPU templates and the GPU GEMM can)."""
+        return node.outputs[0].type.size > 0
 
     @staticmethod
     def _epilogue(epilogue, node, batch, M, N, value, i, j, it):
@@ -173,8 +172,7 @@ class MatmulGen:
             return []
         from ..codegen import gpu_gemm   # GPU targets: local-memory tiled SGEMM
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
-            assert epilogue is None, "the GPU matmul takes no epilogue"
-            return gpu_gemm.matmul_kernels(node, name, target)
+            return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
         if node.attrs["trans_b"]:
             return self.dot_kernels(node, name, ba, bb, batch, M, K, N, epilogue)
         p = self.params(M, K, N)

@@ -132,17 +132,16 @@ class ConvGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU template can)."""
-        from ..codegen import gpu_gemm
-        return not gpu_gemm.use_gpu(node, gpu_gemm.current_target())
+        """Whether `kernels` can apply a fusion epilogue (the CPU template and the GPU implicit
+        GEMM both can)."""
+        return True
 
     def kernels(self, node, name, epilogue=None):
         """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its
         output coordinates, before the store; the kernel then stores epilogue.output."""
         from ..codegen import gpu_conv, gpu_gemm   # GPU targets: implicit GEMM, local memory
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
-            assert epilogue is None, "the GPU conv takes no epilogue"
-            return gpu_conv.conv_kernels(node, name, target)
+            return gpu_conv.conv_kernels(node, name, target, epilogue=epilogue)
         X, W = node.inputs[:2]
         Y = node.outputs[0]
         a = node.attrs
