@@ -7,6 +7,8 @@ with `enable_x64(True)`; otherwise int64/float64 NumPy inputs become int32/float
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _X64 = [False]
@@ -78,7 +80,12 @@ def _node(dtype: np.dtype, weak: bool):
 
 def promote(*pairs) -> tuple[np.dtype, bool]:
     """Result (dtype, weak) of (dtype, weak) operands: the lattice's least upper bound."""
-    nodes = {_node(np.dtype(d), w) for d, w in pairs}
+    return _promote(tuple((np.dtype(d), bool(w)) for d, w in pairs), _X64[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _promote(pairs, x64) -> tuple[np.dtype, bool]:
+    nodes = {_node(d, w) for d, w in pairs}
     common = set.intersection(*(_ABOVE[n] for n in nodes))
     lub = next(n for n in common if all(m in _ABOVE[n] for m in common))
     if lub == _b:
