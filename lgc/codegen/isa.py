@@ -131,14 +131,14 @@ def program_resources(program, target: Target = GFX803) -> list[KernelResources]
 def report(resources: list[KernelResources], program=None) -> str:
     """A table, one row per kernel, spills flagged; the heavy kernels' op shown."""
     ops = {}
-    if program is not None:
-        for m in re.finditer(r"/\* (\w+) [^*]*\*/\n__kernel void (\w+)\(", program.source):
-            ops[m.group(2)] = m.group(1)
-    rows = [f"{'kernel':<44} {'op':<10} {'VGPR':>4} {'SGPR':>4} {'LDS':>6} {'scratch':>7} "
+    if program is not None:   # the op of the kernel's last node; "gemm+" when the GEMM template
+        for m in re.finditer(r"/\* (\w+) [^*]*\*/\n__kernel void (\w+)\((.*?)\n}", program.source, re.S):
+            ops[m.group(2)] = ("gemm+" if "k0 += " in m.group(3) else "") + m.group(1)
+    rows = [f"{'kernel':<40} {'op':<14} {'VGPR':>4} {'SGPR':>4} {'LDS':>6} {'scratch':>7} "
             f"{'wg':>4} {'waves':>5}  note"]
     for k in resources:
         note = "SPILLS" if k.spills else ("low occupancy" if k.waves < 4 else "")
-        rows.append(f"{k.name[:44]:<44} {ops.get(k.name, '')[:10]:<10} {k.vgprs:>4} {k.sgprs:>4} "
+        rows.append(f"{k.name[:40]:<40} {ops.get(k.name, '')[:14]:<14} {k.vgprs:>4} {k.sgprs:>4} "
                     f"{k.lds_bytes:>6} {k.scratch_bytes:>7} {k.work_group or '-':>4} {k.waves:>5}  {note}")
     spilled = sum(k.spills for k in resources)
     rows.append(f"{len(resources)} kernels, {spilled} with scratch/spills; waves = waves per SIMD on "
