@@ -142,18 +142,21 @@ def _key(op, attrs, avals):
     return op, items, tuple((a.shape, a.dtype) for a in avals)
 
 
-def one_op_executor(op: str, attrs: dict, avals) -> Executor:
-    """The cached one-node program for op on inputs of these abstract values."""
+def one_op_executor(op: str, attrs: dict, avals):
+    """The cached one-node program for op on inputs of these abstract values, and its
+    output (shape, dtype) pairs; the type rule runs only when the entry is built."""
     key = _key(op, attrs, avals)
-    exe = _cache.get(key)
-    if exe is None:
+    hit = _cache.get(key)
+    if hit is None:
+        out_avals, attrs = infer_avals(op, avals, attrs, False)
         b = GraphBuilder(op)
         ins = [b.input(f"x{i}", a.tensor_type()) for i, a in enumerate(avals)]
         outs = b.op(op, ins, attrs, name=op, num_outputs=-1)
         rt = runtime()
         with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
-            exe = _cache[key] = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
-    return exe
+            exe = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
+        hit = _cache[key] = (exe, [(a.shape, a.dtype) for a in out_avals])
+    return hit
 
 
 class EvalTrace(Trace):
@@ -165,7 +168,6 @@ class EvalTrace(Trace):
     lift = pure
 
     def process_op(self, op, arrays, attrs, weak):
-        out_avals, attrs = infer_avals(op, [a.aval for a in arrays], attrs, weak)
-        exe = one_op_executor(op, attrs, [a.aval for a in arrays])
+        exe, outs = one_op_executor(op, attrs, [a.aval for a in arrays])
         bufs = exe.run_buffers([a._buf for a in arrays])
-        return [Array(b, av) for b, av in zip(bufs, out_avals)]
+        return [Array(b, ShapedArray(s, d, weak)) for b, (s, d) in zip(bufs, outs)]
