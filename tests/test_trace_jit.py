@@ -155,6 +155,8 @@ def test_make_ir_pytree_names_and_constants():
     text = str(g)
     assert "graph @f(%p.w: f32[2,3], %x: f32[1,2])" in text
     assert "tanh" in text and "dense<i32[3], [0, 1, 2]>" in text
+    big = lgc.make_ir(lambda x: x * lnp.linspace(0, 1, 100))(np.zeros(100, np.float32))
+    assert graphs_equal(parse_graph(str(big), weights_of(big)), big)   # weights by name
 
 
 def test_closure_constants_and_nested_jit():
