@@ -200,3 +200,95 @@ def segment_sum(data, segment_ids, num_segments: int | None = None):
     ids = lnp.astype(ids, lnp.int32)
     ids = lnp.where(lnp.less(ids, 0), num_segments, ids)  # scatter_nd would wrap negatives
     return bind("scatter_nd", out, lnp.reshape(ids, (-1, 1)), data, reduction="add")
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None,
+                          is_causal=False):
+    """softmax(q k^T * scale + bias, masked) v for [B, T, N, H] arrays (jax.nn's layout).
+
+    `mask` is boolean, True where attention is allowed; is_causal adds the lower triangle."""
+    q, k, v = lnp.asarray(query), lnp.asarray(key), lnp.asarray(value)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    logits = lnp.multiply(lnp.einsum("btnh,bsnh->bnts", q, k), scale)
+    if bias is not None:
+        logits = lnp.add(logits, bias)
+    big_neg = np.float32(np.finfo(np.float32).min)
+    if mask is not None:
+        logits = lnp.where(mask, logits, big_neg)
+    if is_causal:
+        t, s_ = logits.shape[-2:]
+        logits = lnp.where(lnp.tri(t, s_, dtype=bool), logits, big_neg)
+    return lnp.einsum("bnts,bsnh->btnh", softmax(logits, axis=-1), v)
+
+
+class initializers:  # noqa: N801 (jax.nn.initializers is a module)
+    """jax.nn.initializers: functions init(key, shape, dtype=float32) -> array."""
+
+    @staticmethod
+    def zeros(key, shape, dtype=np.float32):
+        return lnp.zeros(shape, dtype)
+
+    @staticmethod
+    def ones(key, shape, dtype=np.float32):
+        return lnp.ones(shape, dtype)
+
+    @staticmethod
+    def constant(value, dtype=np.float32):
+        return lambda key, shape, dtype=dtype: lnp.full(shape, value, dtype)
+
+    @staticmethod
+    def normal(stddev=1e-2, dtype=np.float32):
+        from . import random
+        return lambda key, shape, dtype=dtype: lnp.multiply(random.normal(key, shape, dtype), stddev)
+
+    @staticmethod
+    def uniform(scale=1e-2, dtype=np.float32):
+        from . import random
+        return lambda key, shape, dtype=dtype: random.uniform(key, shape, dtype, 0.0, scale)
+
+    @staticmethod
+    def variance_scaling(scale, mode, distribution, in_axis=-2, out_axis=-1, dtype=np.float32):
+        """As jax: variance scale / fan (fan_in, fan_out or their mean), drawn from a
+        truncated normal (stddev corrected), a normal or a uniform distribution."""
+        from . import random
+
+        def init(key, shape, dtype=dtype):
+            shape = tuple(shape)
+            receptive = math.prod(d for i, d in enumerate(shape)
+                                  if i not in (in_axis % len(shape), out_axis % len(shape)))
+            fan_in, fan_out = shape[in_axis] * receptive, shape[out_axis] * receptive
+            fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+            var = scale / max(1.0, fan)
+            if distribution == "truncated_normal":
+                std = math.sqrt(var) / 0.87962566103423978   # stddev of N(0,1) cut at +-2
+                return lnp.multiply(random.truncated_normal(key, -2.0, 2.0, shape, dtype), std)
+            if distribution == "normal":
+                return lnp.multiply(random.normal(key, shape, dtype), math.sqrt(var))
+            if distribution == "uniform":
+                lim = math.sqrt(3 * var)
+                return random.uniform(key, shape, dtype, -lim, lim)
+            raise ValueError(f"unknown distribution {distribution!r}")
+        return init
+
+    @staticmethod
+    def glorot_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis, out_axis, dtype)
+
+    @staticmethod
+    def glorot_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(1.0, "fan_avg", "truncated_normal", in_axis, out_axis, dtype)
+
+    @staticmethod
+    def lecun_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
+
+    @staticmethod
+    def he_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
+
+    @staticmethod
+    def he_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(2.0, "fan_in", "uniform", in_axis, out_axis, dtype)
+
+    xavier_uniform, xavier_normal = glorot_uniform, glorot_normal
+    kaiming_normal, kaiming_uniform = he_normal, he_uniform

@@ -146,3 +146,17 @@ def choice(key, a, shape=(), replace=True):
     else:
         idx = lnp.reshape(permutation(key, n)[:math.prod(shape)], shape)
     return idx if isinstance(a, (int, np.integer)) else lnp.take(a, idx, axis=0)
+
+
+def truncated_normal(key, lower, upper, shape=(), dtype=np.float32):
+    """Normal restricted to [lower, upper]: the inverse CDF of a uniform between erf(lower)
+    and erf(upper) (as jax.random.truncated_normal)."""
+    from .trace.core import bind
+    s2 = np.float32(math.sqrt(2))
+    a = bind("erf", lnp.asarray(np.float32(lower) / s2))
+    b = bind("erf", lnp.asarray(np.float32(upper) / s2))
+    u = uniform(key, shape, dtype, a, b)
+    out = lnp.multiply(s2, _erfinv(u))
+    lo = np.nextafter(np.float32(lower), np.float32(np.inf))
+    hi = np.nextafter(np.float32(upper), np.float32(-np.inf))
+    return lnp.clip(out, lo, hi)

@@ -167,3 +167,32 @@ def test_encoder_block_jit_equals_numpy():
     want = layer(np, _softmax, np_ln, np_gelu, p, xs, mask)
     f = lgc.jit(lambda p, x, mask: layer(lnp, nn.softmax, nn.layer_norm, nn.gelu, p, x, mask))
     np.testing.assert_allclose(np.asarray(f(p, xs, mask)), want, rtol=1e-4, atol=1e-5)
+
+
+def test_dot_product_attention_and_initializers():
+    import lgc.random as random
+    B, T, S, N, H = 2, 3, 4, 2, 5
+    q = rng.standard_normal((B, T, N, H)).astype(np.float32)
+    k = rng.standard_normal((B, S, N, H)).astype(np.float32)
+    v = rng.standard_normal((B, S, N, H)).astype(np.float32)
+    mask = rng.random((B, 1, T, S)) > 0.3
+    mask[..., 0] = True
+
+    def ref(causal):
+        lg = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(H)
+        m = mask & (np.tri(T, S, dtype=bool) if causal else True)
+        lg = np.where(m, lg, -np.inf)
+        return np.einsum("bnts,bsnh->btnh", _softmax(lg), v)
+
+    f = lgc.jit(lambda q, k, v, m: (nn.dot_product_attention(q, k, v, mask=m),
+                                    nn.dot_product_attention(q, k, v, mask=m, is_causal=True)))
+    for got, causal in zip(f(q, k, v, mask), (False, True)):
+        np.testing.assert_allclose(np.asarray(got), ref(causal), rtol=1e-5, atol=1e-6)
+
+    key = random.PRNGKey(0)
+    w = np.asarray(nn.initializers.he_normal()(key, (256, 512)))
+    assert abs(w.std() / np.sqrt(2 / 256) - 1) < 0.02 and np.abs(w).max() <= 2 * np.sqrt(2 / 256) / 0.8796
+    u = np.asarray(nn.initializers.glorot_uniform()(key, (30, 40)))
+    assert np.abs(u).max() <= np.sqrt(6 / 70) and u.std() > 0.8 * np.sqrt(2 / 70)
+    t = np.asarray(random.truncated_normal(key, -1.0, 2.0, (20000,)))
+    assert t.min() > -1 and t.max() < 2 and abs(t.mean() - 0.2296) < 0.02
