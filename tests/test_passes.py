@@ -299,3 +299,46 @@ def test_cli_compile_report(small_model_path, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["pass", "nodes", "param", "bytes", "MFLOPs"]
     assert [line.split()[0] for line in out.splitlines()[2:-1]] == [n for n, _ in PIPELINES[2]]
+
+
+def _random_graph(seed):
+    """A random chain of elementwise, layout and constant ops, the kind the passes rewrite."""
+    r = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", TensorType(F32, (2, 3, 4)))
+    vals = [x]
+    consts = [lambda s: np.ones((), np.float32), lambda s: np.zeros(s[-1:], np.float32),
+              lambda s: r.uniform(0.5, 1.5, s[-1:]).astype(np.float32),
+              lambda s: r.uniform(0.5, 1.5, (s[0],) + (1,) * (len(s) - 1)).astype(np.float32)]
+    for _ in range(14):
+        v = vals[r.integers(len(vals))] if r.random() < 0.3 else vals[-1]
+        kind = r.integers(7)
+        if kind <= 2:
+            c = b.const(consts[r.integers(len(consts))](v.shape))
+            op = ("add", "mul", "sub", "div")[r.integers(4)]
+            v = b.op(op, [c, v] if op in ("add", "mul") and r.random() < 0.5 else [v, c])
+        elif kind == 3:
+            v = b.op("transpose", [v], {"perm": tuple(int(p) for p in r.permutation(len(v.shape)))})
+        elif kind == 4:
+            n = v.type.size
+            v = b.op("reshape", [v], {"shape": [(n,), (2, n // 2), (2, 3, 4)][r.integers(3)]})
+        elif kind == 5:
+            cond = b.const(np.full(v.shape[-1:], bool(r.integers(2))))
+            v = b.op("where", [cond, v, b.op("tanh", [v])])
+        else:
+            same = [u for u in vals if u.shape == v.shape]
+            v = b.op("add", [v, same[r.integers(len(same))]])
+        vals.append(v)
+    return b.build([vals[-1], vals[len(vals) // 2]])
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_pipeline_on_random_graphs(seed):
+    graph = _random_graph(seed)
+    x = np.random.default_rng(seed).standard_normal((2, 3, 4)).astype(np.float32)
+    before = snapshot(graph)
+    out = optimize(graph, 2, check=verify)
+    assert snapshot(graph) == before
+    assert len(out.nodes) <= len(graph.nodes)
+    for a, b in zip(interpret(graph, [x]), interpret(out, [x])):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
