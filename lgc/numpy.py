@@ -18,7 +18,7 @@ from .ir.dtypes import from_numpy as _ir_dtype
 from .trace import dtypes as _dt
 from .trace.core import ArrayBase, bind, get_aval
 from .trace.eager import Array
-from .trace.pytree import tree_leaves
+from .trace.pytree import tree_leaves as _tree_leaves
 
 ndarray = Array
 newaxis = None
@@ -41,7 +41,7 @@ def asarray(a, dtype=None, copy=None):
     """An lgc array (device Array, or tracer under jit) from any array-like."""
     if _is_array(a):
         return a if dtype is None else astype(a, dtype)
-    if isinstance(a, (list, tuple)) and builtins.any(_is_array(v) for v in tree_leaves(a)):
+    if isinstance(a, (list, tuple)) and builtins.any(_is_array(v) for v in _tree_leaves(a)):
         out = stack([asarray(v) for v in a])
         return out if dtype is None else astype(out, dtype)
     aval = get_aval(a)
@@ -176,7 +176,7 @@ rad2deg = degrees = _float_fn("rad2deg", lambda x, dt: bind("mul", x, np.asarray
 
 def _same_kind_unary(name, fn_by_kind):
     def fn(x, /):
-        (x,), dt, weak = _promote(x)
+        (x,), dt, weak = _promote(asarray(x))
         return _weak(fn_by_kind(x, dt), weak)
     fn.__name__ = name
     return fn
@@ -219,7 +219,7 @@ def positive(x, /):
 
 
 def abs(x, /):  # noqa: A001
-    (x,), dt, weak = _promote(x)
+    (x,), dt, weak = _promote(asarray(x))
     return x if dt.kind in "bu" else bind("abs", x, weak=weak)
 
 
@@ -227,7 +227,7 @@ absolute = abs
 
 
 def sign(x, /):
-    (x,), dt, weak = _promote(x)
+    (x,), dt, weak = _promote(asarray(x))
     return x if dt == np.bool_ else bind("sign", x, weak=weak)
 
 
@@ -527,6 +527,8 @@ def reshape(a, shape=None, order="C", *, newshape=None):
     if order != "C":
         raise NotImplementedError("reshape supports order='C' only")
     a = asarray(a)
+    if shape is None and newshape is None:
+        raise TypeError("reshape needs the new shape")
     shape = _shape_tuple(shape if shape is not None else newshape)
     if shape.count(-1) > 1:
         raise ValueError("can only specify one unknown dimension")

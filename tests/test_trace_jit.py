@@ -387,3 +387,15 @@ def test_jit_as_method():
 
     np.testing.assert_array_equal(np.asarray(Layer(3.0)(X)), X * 3)
     np.testing.assert_array_equal(np.asarray(Layer(2.0)(X)), X * 2)
+
+
+def test_unary_functions_accept_python_scalars():
+    for name in ("floor", "ceil", "rint", "trunc", "abs", "sign", "sin", "sqrt", "isnan",
+                 "negative", "square", "exp2", "log1p", "round"):
+        for v in (3, 2.5, np.uint8(3)):
+            got = getattr(lnp, name)(v)
+            assert isinstance(got, lgc.Array), (name, v, type(got))
+            with np.errstate(all="ignore"):
+                want = getattr(np, name)(v)
+            np.testing.assert_allclose(np.asarray(got, np.float64), np.float64(want), rtol=1e-3,
+                                       err_msg=name)
