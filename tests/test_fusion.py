@@ -197,15 +197,33 @@ def test_injective_consumers_and_reduction_prologue():
     assert same_numerics(g) == 5
 
 
-def test_alias_consumer_reads_a_buffer():
+def test_reshape_folds_into_index_arithmetic():
+    """exp -> reshape -> neg is one kernel (the reshape is a row-major re-read); a reshape
+    of a stored value stays a view of its buffer (no kernel); a bitcast is never folded."""
     b = GraphBuilder()
     x = _inp(b, "x", (4, 6))
-    r = b.op("reshape", [b.op("exp", [x])], {"shape": (24,)})
-    g = b.build([b.op("neg", [r])])
-    p = plan(g)
-    assert [[n.op for n in gr.nodes] for gr in p.groups] == [["exp"], ["neg"]]
-    assert "alias" in p.groups[0].stop
+    r = b.op("reshape", [b.op("exp", [x])], {"shape": (3, 8)})
+    g = b.build([b.op("neg", [b.op("transpose", [r], {"perm": (1, 0)})])])
+    assert groups(g) == [["exp", "reshape", "transpose", "neg"]]
+    assert same_numerics(g) == 1
+    b = GraphBuilder()
+    x = _inp(b, "x", (4, 6))
+    e = b.op("exp", [x])
+    g = b.build([e, b.op("neg", [b.op("reshape", [e], {"shape": (24,)})])])
+    assert groups(g) == [["exp"], ["neg"]]
     assert same_numerics(g) == 2
+    b = GraphBuilder()
+    x = _inp(b, "x", (4, 6))
+    g = b.build([b.op("reshape", [b.op("exp", [x])], {"shape": (2, 12)})])
+    assert groups(g) == [["exp", "reshape"]]
+    assert same_numerics(g) == 1
+    b = GraphBuilder()
+    x = _inp(b, "x", (4, 6))
+    c = b.op("bitcast", [b.op("exp", [x])], {"to": "i32"})
+    g = b.build([b.op("add", [c, c])])
+    p = plan(g)
+    assert [[n.op for n in gr.nodes] for gr in p.groups] == [["exp"], ["add"]]
+    assert "bitcast is alias" in p.groups[0].stop
 
 
 def test_group_size_limit_from_target():
@@ -225,7 +243,7 @@ def test_group_size_limit_from_target():
 def test_explain_names_kernels_and_stops():
     from lgc.codegen.target import GFX803
     text = plan(layer_norm(), GFX803).explain()
-    assert "3 kernels" in text and "kernel 1: sub -> mul -> reduce_mean" in text
+    assert "3 kernel launches" in text and "kernel 1: sub -> mul -> reduce_mean" in text
     assert text.count("stops:") == 3
 
 
@@ -274,4 +292,4 @@ def test_cli_explain(tmp_path):
     with contextlib.redirect_stdout(out):
         assert main(["compile", str(path), "-o", str(tmp_path / "m.lgc"), "--explain"]) == 0
     text = out.getvalue()
-    assert "1 kernels" in text and "exp" in text and "relu" in text and "graph output" in text
+    assert "1 kernel launches" in text and "exp" in text and "relu" in text and "graph output" in text

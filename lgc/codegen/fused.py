@@ -38,8 +38,14 @@ def _prod(shape) -> int:
 
 
 def body_of(node: Node):
-    """The Pointwise body function of a node's generator."""
-    return registry.get(node.op).codegen.body
+    """The Pointwise body function of a node's generator (a view's: a row-major re-read)."""
+    cg = registry.get(node.op).codegen
+    return _view_body if getattr(cg, "alias", False) else cg.body
+
+
+def _view_body(em) -> None:
+    """reshape inside a fused kernel: the element at the same row-major position."""
+    em.store(em.load_flat(0, linear_index(em.coords, em.outputs[0].shape)))
 
 
 def domain_of(node: Node) -> tuple[int, ...]:

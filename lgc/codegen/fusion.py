@@ -14,8 +14,10 @@ A producer is inlined when
   - or it is heavy (a reduction, or a conv/matmul template, which becomes the group's
     *anchor* and takes the rest as an epilogue) and its one consumer is elementwise or
     broadcast with the same shape: each value is still computed exactly once.
-It stays materialised when it is a graph output, has several outputs, is opaque, feeds an
-alias (reshape reads a buffer), a template's input or an opaque op, or has several
+A reshape (an alias that keeps the elements) is folded into the index arithmetic of the
+kernel that reads it when what it views is computed there too. A value stays materialised
+when it is a graph output, has several outputs, is opaque, feeds a template's input or an
+opaque op, or has several
 consumers and is not cheap to recompute (target.max_recompute ops, no reduction inside).
 A kernel holds at most target.max_fused_nodes ops and one anchor. Every decision keeps its
 reason, so `lgc compile --explain` can say why each group stopped where it did.
@@ -91,6 +93,10 @@ class Plan:
         g = self._by_root.get(node)
         return g is not None and len(g.nodes) > 1
 
+    def ops(self, node: Node) -> str:
+        """A kernel-name label for the group rooted at `node`: its ops, in order, once each."""
+        return "_".join(dict.fromkeys(n.op for n in self._by_root[node].nodes))[:40]
+
     def kernels(self, node: Node, name: str):
         """The kernels for a group rooted at `node` (one, unless a template makes more)."""
         from .fused import Epilogue, pointwise_kernel
@@ -104,7 +110,7 @@ class Plan:
     def explain(self) -> str:
         ops = len({n for g in self.groups for n in g.nodes})
         lines = [f"fusion for target {self.target.name if self.target else 'cpu'}: "
-                 f"{len(self.groups)} kernels compute {ops} ops "
+                 f"{len(self.groups)} kernel launches compute {ops} ops "
                  f"({len(self.inlined)} inside their consumers' kernels)"]
         for i, g in enumerate(self.groups):
             ops = " -> ".join(_label(n) for n in g.nodes)
@@ -120,6 +126,12 @@ def _label(n: Node) -> str:
 def _kind(node: Node) -> tuple[str, object]:
     op = registry.get(node.op)
     return op.fusion, op.codegen
+
+
+def _is_view(node: Node) -> bool:
+    """An alias that keeps the elements and their type (reshape): inside a fused kernel it
+    is index arithmetic, read through the row-major position. A bitcast is not."""
+    return registry.get(node.op).fusion == "alias" and node.outputs[0].dtype == node.inputs[0].dtype
 
 
 def _takes_epilogue(node: Node) -> bool:
@@ -164,12 +176,14 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
         cons = consumers(node)
         if not cons:
             return "nothing reads it"
-        template = not isinstance(cg, Pointwise)
-        if cls in ("opaque", "alias"):
+        template = not isinstance(cg, Pointwise) and cls != "alias"
+        if cls == "opaque" or cls == "alias" and not _is_view(node):
             return f"{node.op} is {cls}"
         if template and not (cls == "out_fusable" and _takes_epilogue(node)):
             return f"{node.op}'s kernel takes no epilogue here"
-        if not template and domain(node) != node.outputs[0].shape:
+        if cls == "alias" and not region_inputs(node):
+            return f"{node.op} of a stored value shares its buffer (no kernel)"
+        if not template and cls != "alias" and domain(node) != node.outputs[0].shape:
             return f"{node.op}'s kernel walks its own domain (tiles or lanes), not one point per element"
         big = heavy.get(node)
         if len(cons) > 1 and not shared_ok:
@@ -180,10 +194,10 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
                         f"{recompute} worth recomputing")
         for c in cons:
             ccls, ccg = _kind(c)
-            if ccls not in POINT_CONSUMERS:
+            if ccls not in POINT_CONSUMERS and not _is_view(c):
                 what = "reads it through its own template" if ccls == "out_fusable" else f"is {ccls}"
                 return f"consumer {_label(c)} {what}"
-            if not isinstance(ccg, Pointwise):
+            if not isinstance(ccg, Pointwise) and not _is_view(c):
                 return f"consumer {_label(c)} has no pointwise body to inline into"
             same = ccls in ("elementwise", "broadcast") and c.outputs[0].shape == node.outputs[0].shape
             if big and not same:
@@ -231,7 +245,7 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
         if node.op == "const":
             continue
         cls, cg = _kind(node)
-        if cls == "alias":
+        if cls == "alias" and not _is_view(node):
             continue
         # the node's own kernel: settle conflicts among the producers it inlines
         ins = region_inputs(node)
@@ -250,18 +264,19 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
         heavy[node] = node.op if own_heavy else next((heavy[p] for p in ins if heavy.get(p)), "")
         found = {rows[p] for p in ins if rows.get(p) is not None}
         rows[node] = row_axes(node) if cls == "reduction" else found.pop() if len(found) == 1 else None
-        is_template = not isinstance(cg, Pointwise)
+        is_template = not isinstance(cg, Pointwise) and cls == "out_fusable"
         anchor[node] = node if is_template else next((anchor[p] for p in ins if anchor.get(p)), None)
         reason = refuse(node)
         inline[node] = reason is None
         if reason:
             why[node] = reason
 
-    def roots(node) -> set:
+    def roots(node, memo) -> set:
         """The group roots whose kernels compute `node`."""
-        if not inline.get(node):
-            return {node}
-        return set().union(*(roots(c) for c in consumers(node)))
+        if node not in memo:
+            memo[node] = {node} if not inline.get(node) else \
+                set().union(*(roots(c, memo) for c in consumers(node)))
+        return memo[node]
 
     def members(root) -> list:
         out, stack = [], [root]
@@ -273,14 +288,16 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
         return out
 
     # Diamonds: a value read by several consumers that all end in one kernel (x * sigmoid(x)
-    # after a matmul) joins that kernel: it is still computed once per point. A reduction is
-    # left out (each read would run its loop again); a template's value is a named result.
+    # after a matmul) joins that kernel: it is still computed once per point (a template's
+    # value is a named result). A reduction joins only a row kernel, which computes it once
+    # before walking the row; anywhere else each read would run its loop again.
     for node in graph.nodes:
         if node.op == "const" or inline.get(node) is not False or len(consumers(node)) < 2:
             continue
         if any(o in outputs for o in node.outputs) or node not in why:
             continue
-        rs = set().union(*(roots(c) for c in consumers(node)))
+        memo = {}
+        rs = set().union(*(roots(c, memo) for c in consumers(node)))
         if len(rs) != 1 or refuse(node, shared_ok=True) is not None:
             continue
         (root,) = rs
@@ -315,18 +332,12 @@ def plan(graph: Graph, target: Target | None = None) -> Plan:
     groups, computed_in = [], {}
     order = {n: i for i, n in enumerate(graph.nodes)}
     for node in graph.nodes:
-        if node.op == "const" or registry.get(node.op).fusion == "alias" or inline.get(node):
-            continue
-        members, stack = [], [node]
-        while stack:
-            n = stack.pop()
-            if n in members:
-                continue
-            members.append(n)
-            stack.extend(region_inputs(n))
-        members.sort(key=order.__getitem__)
-        for n in members[:-1]:
+        if node.op == "const" or inline.get(node) or registry.get(node.op).fusion == "alias" \
+                and not region_inputs(node):
+            continue        # a view of a stored value is no kernel: it shares the buffer
+        nodes = sorted(members(node), key=order.__getitem__)
+        for n in nodes[:-1]:
             computed_in.setdefault(n, []).append(node)
-        a = next((n for n in members if not isinstance(registry.get(n.op).codegen, Pointwise)), None)
-        groups.append(Group(node, members, a if len(members) > 1 else None, why.get(node, "")))
+        a = next((n for n in nodes if anchor.get(n) is n), None)
+        groups.append(Group(node, nodes, a if len(nodes) > 1 else None, why.get(node, "")))
     return Plan(groups, computed_in, target)

@@ -99,15 +99,16 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
             continue
         if groups is not None and node in groups.inlined:
             continue                    # computed inside the kernels of the groups it joins
+        fused = groups is not None and groups.fused(node)
         codegen = registry.get(node.op).codegen
-        if getattr(codegen, "alias", False):
+        if getattr(codegen, "alias", False) and not fused:
             where[node.output] = where[node.inputs[0]]
             continue
         for v in node.outputs:
             where[v] = new_buffer(v, "temp")
         label = _ident(node.name or "")
-        base = f"k{index}_{node.op}" + (f"_{label}" if label and label != node.op else "")
-        fused = groups is not None and groups.fused(node)
+        ops = groups.ops(node) if fused else node.op
+        base = f"k{index}_{ops}" + (f"_{label}" if label and label != node.op else "")
         for part, k in enumerate(groups.kernels(node, base) if fused else codegen.kernels(node, base)):
             if k.empty:
                 continue
