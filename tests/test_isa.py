@@ -63,3 +63,32 @@ def test_resnet50_heavy_kernels_on_gfx803():
         assert r.lds_bytes > 0, f"{r.name}: not the local-memory GPU variant\n{table}"
         assert not r.spills, f"{r.name}: scratch {r.scratch_bytes} B/lane\n{table}"
         assert r.waves >= 4, f"{r.name}: {r.waves} waves per SIMD\n{table}"
+
+
+def test_tuner_grid_points_do_not_spill():
+    """A seeded sample of the tuner's GPU grid, on ragged shapes (K not a multiple of KWG):
+    no scratch. (A variable inner trip count, or leaving a 32-deep k loop to the compiler,
+    once cost 256 VGPRs and spills.)"""
+    import random
+
+    import numpy as np
+
+    from lgc.codegen import gpu_gemm, tuner
+    from lgc.codegen.kernel import render
+    from lgc.codegen.program import PRELUDE
+    from lgc.codegen.target import GFX803
+    from lgc.testing import build_op_graph
+    grid = [p for p in tuner._grid(tuner.GPU_GRID, gpu_gemm.GemmParams) if gpu_gemm.valid(p, GFX803)]
+    sample = random.Random(3).sample(grid, 10) + list(gpu_gemm.PRESETS.values())
+    graphs = [build_op_graph("matmul", [np.zeros((33, 40), np.float32), np.zeros((40, 48), np.float32)], {}),
+              build_op_graph("conv", [np.zeros((1, 5, 9, 9), np.float32), np.zeros((7, 5, 3, 3), np.float32)],
+                             {"pads": (1, 1, 1, 1)})]
+    kernels, groups = [], {}
+    for gi, g in enumerate(graphs):
+        (task,) = tuner.tasks(g, GFX803)
+        for i, p in enumerate(sample):
+            kernels.append(tuner.kernel_for(task, p, GFX803, f"g{gi}_{i}"))
+            groups[kernels[-1].name] = p.threads
+    res = isa.compile_resources(PRELUDE + "\n".join(render(k) for k in kernels), groups)
+    assert len(res) == len(kernels)
+    assert not [r.name for r in res if r.spills], isa.report([r for r in res if r.spills])

@@ -61,3 +61,39 @@ def test_shipped_gfx803_defaults_are_valid_and_used(monkeypatch, tmp_path):
         assert gpu_gemm.valid(p, GFX803), sig
         assert entry["isa"]["scratch_bytes"] == 0 and entry["isa"]["waves_per_simd"] >= 4
         assert tuning.lookup(GFX803, sig) == entry["params"]
+
+
+def _onnx_matmul(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.full((40, 48), 0.5, np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [33, 40])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [33, 48])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_cli_tune_and_compile_with_tuning(tmp_path, monkeypatch, capsys):
+    from lgc.cli import main
+    monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
+    model = str(tmp_path / "mm.onnx")
+    _onnx_matmul(model)
+    assert main(["tune", model, "--budget", "3"]) == 0
+    out = capsys.readouterr()
+    assert "cpu:matmul:33:40:48" in out.out and "tune [" in out.err
+    assert (tmp_path / "db.json").exists()
+    assert main(["compile", model, "--tune", "--budget", "2", "-o", str(tmp_path / "mm.lgc")]) == 0
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_isa_report(tmp_path, capsys):
+    from lgc.codegen import isa
+    from lgc.cli import main
+    if not isa.available():
+        import pytest
+        pytest.skip("clang-16/libclc-16 not installed")
+    model = str(tmp_path / "mm.onnx")
+    _onnx_matmul(model)
+    assert main(["compile", model, "--isa-report", "-o", str(tmp_path / "mm.lgc")]) == 0
+    out = capsys.readouterr().out
+    assert "gemm+matmul" in out and "0 with scratch/spills" in out

@@ -28,7 +28,7 @@ from .target import Target
 from .tuning import cpu_signature
 
 GPU_GRID = dict(MWG=(16, 32, 64, 128), NWG=(16, 32, 64, 128), KWG=(8, 16, 32), MDIMC=(8, 16),
-                NDIMC=(8, 16), VWM=(1, 2, 4), VWN=(1, 2, 4), KUNR=(0, 4))
+                NDIMC=(8, 16), VWM=(1, 2, 4), VWN=(1, 2, 4), KUNR=(2, 4, 8))
 CPU_MATMUL_GRID = dict(TM=(1, 2, 4, 8, 16), TN=(4, 8, 16))
 CPU_CONV_GRID = dict(TM=(4, 8, 16), TP=(4, 8, 16))
 
