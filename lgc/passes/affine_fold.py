@@ -36,6 +36,19 @@ def _per_channel(c: np.ndarray, out_shape, axis: int):
     return c.reshape(-1).astype(np.float64) if c.size else None
 
 
+def _compose(op, k, c, s, b):
+    """(s', b') with op(s*y + b, c) = s'*y + b' (y is operand k), or None if not affine."""
+    if op == "mul":
+        return s * c, b * c
+    if op == "add":
+        return s, b + c
+    if op == "sub":
+        return (s, b - c) if k == 0 else (-s, c - b)
+    if op == "div" and k == 0 and np.all(c != 0):   # c / y is not affine
+        return s / c, b / c
+    return None
+
+
 def _chain(start, users, outputs, consts, axis, rw):
     """Follow affine ops from `start`; returns (last value, scale, bias, nodes) or None."""
     m = start.shape[axis]
@@ -52,16 +65,9 @@ def _chain(start, users, outputs, consts, axis, rw):
         c = None if c is None else _per_channel(c, v.shape, axis)
         if c is None:
             break
-        if n.op == "mul":
-            s, b = s * c, b * c
-        elif n.op == "add":
-            b = b + c
-        elif n.op == "sub":
-            s, b = (s, b - c) if k == 0 else (-s, c - b)
-        elif k == 0 and np.all(c != 0):   # div by a constant; c / y is not affine
-            s, b = s / c, b / c
-        else:
+        if (sb := _compose(n.op, k, c, s, b)) is None:
             break
+        s, b = sb
         steps.append(n)
         v = n.outputs[0]
     return (v, s, b, steps) if steps else None
@@ -106,17 +112,9 @@ def _collapse_chain(node, consts, users, outputs, rw, skip) -> bool:
         c = consts.get(rw.get(n.inputs[1 - k]))
         if c is None or c.ndim > len(cur.shape):
             break
-        c = c.astype(np.float64)
-        if n.op == "mul":
-            s, b = s * c, b * c
-        elif n.op == "add":
-            b = b + c
-        elif n.op == "sub":
-            s, b = (s, b - c) if k == 0 else (-s, c - b)
-        elif k == 0 and np.all(c != 0):
-            s, b = s / c, b / c
-        else:
+        if (sb := _compose(n.op, k, c.astype(np.float64), s, b)) is None:
             break
+        s, b = sb
         steps.append(n)
         cur = n.outputs[0]
         if cur in outputs or len(users.get(cur, ())) != 1:
