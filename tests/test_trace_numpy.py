@@ -269,6 +269,7 @@ INDEXING = [
     C("adjacent", lambda m, t, idx: t[:, idx[:2], idx[1:3]], "t", "idx"),
     C("separated", lambda m, t, idx: t[idx[1:3], :, idx[2:]], "t", "idx"),
     C("negative_index_array", lambda m, x: x[np.array([-1, 0, -2])], "x"),
+    C("arrays_and_ellipsis", lambda m, t, idx: t[idx[1:3], ..., idx[2:]], "t", "idx"),
     C("mask", lambda m, x: x[INPUTS["b"]], "x"),
     C("at_set", lambda m, x: x.at[1].set(0.0), "x",
       ref=lambda x: _np_at(x, 1, lambda a, i: a.__setitem__(i, 0.0))),
@@ -301,8 +302,9 @@ def test_traced_integer_index():
     """Index arrays that are traced values (jit arguments) gather and scatter too."""
     x = INPUTS["x"]
     idx = np.array([[2, 0], [1, -1]], np.int32)
-    f = lgc.jit(lambda x, i: (x[i], x[:, i[0]], x[i[0], i[1]], x.at[i[0]].add(1.0)))
-    a, b, c, d = f(x, idx)
+    f = lgc.jit(lambda x, i: (x[i], x[:, i[0]], x[i[0], i[1]], x.at[i[0]].add(1.0), x[i[0], ...]))
+    a, b, c, d, e = f(x, idx)
+    np.testing.assert_array_equal(np.asarray(e), x[idx[0], ...])
     np.testing.assert_array_equal(np.asarray(a), x[idx])
     np.testing.assert_array_equal(np.asarray(b), x[:, idx[0]])
     np.testing.assert_array_equal(np.asarray(c), x[idx[0], idx[1]])

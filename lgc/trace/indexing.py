@@ -48,15 +48,14 @@ def _normalize(x, idx):
                     "boolean mask indexing on a traced mask gives a data-dependent shape, which "
                     "lgc.jit cannot compile; use lnp.where(mask, x, other) instead")
             i = np.asarray(i)
-        if isinstance(i, np.ndarray) and i.dtype == np.bool_:
-            entries += [n.astype(np.int32) for n in np.nonzero(i)] if i.ndim else [None]
-            if i.ndim == 0:
-                raise NotImplementedError("a scalar boolean index")
+        if isinstance(i, (bool, np.bool_)) or isinstance(i, np.ndarray) and i.dtype == np.bool_ \
+                and i.ndim == 0:
+            raise NotImplementedError("a scalar boolean index")
+        if isinstance(i, np.ndarray) and i.dtype == np.bool_:   # a concrete mask: its nonzeros
+            entries += [n.astype(np.int32) for n in np.nonzero(i)]
             continue
         if isinstance(i, np.ndarray) and i.dtype.kind not in "iu":
             raise IndexError(f"arrays used as indices must be of integer type, got {i.dtype}")
-        if isinstance(i, (bool, np.bool_)):
-            raise NotImplementedError("a scalar boolean index")
         entries.append(i)
     n_ell = sum(e is Ellipsis for e in entries)
     if n_ell > 1:
@@ -65,10 +64,10 @@ def _normalize(x, idx):
     if used > x.ndim:
         raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, but "
                          f"{used} were indexed")
-    if n_ell:
-        k = entries.index(Ellipsis)
+    if n_ell:   # (not entries.index: arrays in the list would compare elementwise)
+        k = next(j for j, e in enumerate(entries) if e is Ellipsis)
         entries[k:k + 1] = [slice(None)] * (x.ndim - used)
-    if not n_ell:
+    else:
         entries += [slice(None)] * (x.ndim - used)
     if any(e is None for e in entries):
         shape, it = [], iter(x.shape)
@@ -224,7 +223,8 @@ def _leading(x, idx):
     """The index entries when idx is integers/integer arrays on the leading axes followed
     only by full slices or '...' (x.at[i], x.at[i, j]: the common case); else None."""
     entries = list(idx) if isinstance(idx, tuple) else [idx]
-    while entries and (entries[-1] is Ellipsis or entries[-1] == slice(None)):
+    while entries and (entries[-1] is Ellipsis or
+                       isinstance(entries[-1], slice) and entries[-1] == slice(None)):
         entries.pop()
     if not entries or len(entries) > x.ndim:
         return None
