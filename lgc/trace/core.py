@@ -316,8 +316,9 @@ class Tracer(ArrayBase):
             f"{what} needs a concrete value, but this is a traced array {self.aval.str_short()} "
             f"inside lgc.jit. Python control flow (if/while/and/or, bool(), int(), float()) "
             f"cannot depend on traced values: the function is traced once for all inputs of this "
-            f"shape. Use lgc.numpy.where or lgc.lax.cond/while_loop/fori_loop instead, or mark "
-            f"the argument static with jit(f, static_argnums=...).")
+            f"shape. Use lgc.numpy.where, lgc.lax.cond/switch, or lgc.lax.fori_loop/scan with "
+            f"static trip counts instead, or mark the argument static with "
+            f"jit(f, static_argnums=...).")
 
     def __bool__(self):
         self._concrete_error("bool() (an `if`, `while`, `and`, `or` or `not` on an array)")
