@@ -93,6 +93,15 @@ def test_conv_bias_relu_is_one_kernel(shape, kernel, stride, pads, m):
     assert same_numerics(g, rtol=1e-4, atol=1e-4) == 1
 
 
+def test_gfx803_plan_and_kernels():
+    """For gfx803 the GPU implicit-GEMM conv takes the same epilogue: one kernel."""
+    from lgc.codegen.target import GFX803, use_target
+    g = conv_bias_relu()
+    assert [[n.op for n in gr.nodes] for gr in plan(g, GFX803).groups] == [["conv", "add", "relu"]]
+    with use_target(GFX803):
+        assert len(lower(g).launches) == 1
+
+
 @pytest.mark.parametrize("trans_b", [0, 1])
 def test_matmul_epilogue(trans_b):
     b = GraphBuilder()

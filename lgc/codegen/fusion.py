@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ..ir import registry
 from ..ir.graph import Graph, Node
-from .target import Target, current_target
+from .target import Target, current_target, use_target
 from .templates import Pointwise
 
 CHEAP = ("elementwise", "broadcast", "injective")
@@ -141,7 +141,13 @@ def _takes_epilogue(node: Node) -> bool:
 
 
 def plan(graph: Graph, target: Target | None = None) -> Plan:
+    """The fusion groups of `graph` for `target` (default: the current one)."""
     target = target or current_target()
+    with use_target(target):        # generators answer takes_epilogue for this target
+        return _plan(graph, target)
+
+
+def _plan(graph: Graph, target: Target) -> Plan:
     limit, recompute = max_fused_nodes(target), max_recompute(target)
     users = graph.users()
     outputs = set(graph.outputs)
