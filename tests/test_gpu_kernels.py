@@ -206,3 +206,24 @@ def test_bottleneck_block_gpu_target_matches_cpu_target():
     got = exe.run({"x": xs})
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("params", [SMALL, None], ids=["small", "heuristic"])
+def test_float16_storage_on_gpu_variants(params, monkeypatch):
+    """float16 tensors: read with vload_half, computed in float, stored with vstore_half."""
+    from lgc.codegen import gpu_conv
+    if params is not None:
+        monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: params)
+        monkeypatch.setattr(gpu_conv, "params_for", lambda *a: params)
+    rng = np.random.default_rng(11)
+    h = lambda *s: _rand(rng, *s).astype(np.float16)   # noqa: E731
+    cases = [("matmul", [h(17, 9), h(9, 23)], {}),
+             ("matmul", [h(5, 12), h(7, 12)], {"trans_b": 1}),
+             ("conv", [h(1, 3, 7, 9), h(5, 3, 3, 3), h(5)], {"pads": (1, 1, 1, 1)}),
+             ("conv", [h(1, 8, 4, 4), h(6, 8, 1, 1)], {})]
+    with use_target(GFX803):
+        from lgc.codegen.program import lower
+        from lgc.testing import build_op_graph
+        src = lower(build_op_graph(*cases[0])).source
+        assert "vload_half" in src and "barrier(CLK_LOCAL_MEM_FENCE)" in src
+        check_ops(cases, rtol=3e-3, atol=3e-3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import gpu_gemm
 from .gpu_gemm import epilogue_store, gemm_body, launch, params_for, unravel
+from .emit import read
 from .kernel import Arg, Kernel, index_type_for
 from .target import Target
 
@@ -51,14 +52,14 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
 
     def b_at(k, n):
         if pointwise:
-            return [], f"in0[offx + ({k}) * {SP} + {n}]"
+            return [], read("in0", X.dtype, f"offx + ({k}) * {SP} + {n}")
         lines = [f"const {it} kk = {k}, pp = {n}, ch = kk / {KS};",
                  f"{it} kr = kk % {KS}, pr = pp, at = offx + ch * {SP};", "int inside = 1;"]
         for i in range(r - 1, -1, -1):   # decode window tap and output position, last axis first
             lines += [f"{{ const {it} ki = kr % {Kw[i]}, oi = pr % {O[i]}; kr /= {Kw[i]}; pr /= {O[i]};",
                       f"  const {it} xi = oi * {s[i]} - {pb[i]} + ki * {d[i]};",
                       f"  inside &= (xi >= 0) & (xi < {S[i]}); at += xi * {prod(S[i + 1:])}; }}"]
-        return lines, "inside ? in0[at] : 0.0f"
+        return lines, f"inside ? {read('in0', X.dtype, 'at')} : 0.0f"
 
     def b_column(n):   # the output position's part of the address, once per work-item
         lines = [f"{it} bpr = {n};"]
@@ -71,19 +72,19 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
             for i in range(r - 1, -1, -1):
                 ls += [f"{{ const {it} xi = bx{i} + (kr % {Kw[i]}) * {d[i]}; kr /= {Kw[i]};",
                        f"  inside &= (xi >= 0) & (xi < {S[i]}); at += xi * {prod(S[i + 1:])}; }}"]
-            return ls, "inside ? in0[at] : 0.0f"
+            return ls, f"inside ? {read('in0', X.dtype, 'at')} : 0.0f"
         return lines, b_at_k
 
     bias = len(node.inputs) == 3
 
     def c_store(row, col, v, w):
-        val = f"{v} + in2[grp * {Mg} + {row}]" if bias else v
+        val = f"{v} + {read('in2', node.inputs[2].dtype, f'grp * {Mg} + {row}')}" if bias else v
         def coords(j):   # Y's coordinates of lane j
             return ["img", f"grp * {Mg} + {row}"] + unravel(f"{col} + {j}" if j else col, O)
         return epilogue_store(epilogue, out.dtype, f"offy + ({row}) * {P} + {col}",
                               f"({val})" if bias else val, w, coords)
 
-    body = gemm_body(p, Mg, P, Kd, ct="float", it=it, a_at=lambda m, k: f"in1[offw + ({m}) * {Kd} + {k}]",
+    body = gemm_body(p, Mg, P, Kd, ct="float", it=it, a_at=lambda m, k: read("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, target=target,
                      split_edge=epilogue is None, b_column=None if pointwise else b_column)
     gs, ls = launch(p, Mg, P, N * g)

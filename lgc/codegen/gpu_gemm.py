@@ -294,18 +294,23 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords)
     epilogue when there is one (`coords(j)`: output coordinates of lane j). `epilogue` is
     lgc.codegen.fused.Epilogue: callable (value, coords) -> (lines, expression)."""
     from .emit import write
-    if epilogue is None:
-        return f"vstore{width}({value}, 0, out0 + {at});" if width > 1 else f"out0[{at}] = {value};"
-    lines, results = [], []
-    for j in range(width):
-        ls, v = epilogue(_lane(value, j, width), coords(j))
-        lines += ls
-        results.append(v)
-    if width > 1 and out_dtype.name == "f32":
-        lines.append(f"vstore{width}((float{width})({', '.join(results)}), 0, out0 + {at});")
+    lines, results = [], [_lane(value, j, width) for j in range(width)]
+    if epilogue is not None:
+        results = []
+        for j in range(width):
+            ls, v = epilogue(_lane(value, j, width), coords(j))
+            lines += ls
+            results.append(v)
+    if width == 1:
+        lines.append(write("out0", out_dtype, at, results[0]))
+    elif out_dtype.name in ("f32", "f16"):   # float16 is stored through vstore_half
+        vec = value if epilogue is None else f"(float{width})({', '.join(results)})"
+        fn = "vstore_half" if out_dtype.name == "f16" else "vstore"
+        cast = "(__global half*)" if out_dtype.name == "f16" else ""
+        lines.append(f"{fn}{width}({vec}, 0, {cast}out0 + {at});")
     else:
         lines += [write("out0", out_dtype, f"{at} + {j}" if j else at, v) for j, v in enumerate(results)]
-    return "{ " + " ".join(lines) + " }"
+    return lines[0] if len(lines) == 1 else "{ " + " ".join(lines) + " }"
 
 
 def gemm_shape(node):
@@ -319,6 +324,7 @@ def gemm_shape(node):
 def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None, epilogue=None):
     """GPU kernel for a float32 matmul node (either B layout); `epilogue` as in epilogue_store."""
     from ..ops.linalg import _b_shape, _mm_shapes, batch_offsets, prod
+    from .emit import read
     from .kernel import Arg, Kernel, index_type_for
     A, B = node.inputs
     C = node.outputs[0]
@@ -330,8 +336,8 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     it = index_type_for(A.type.size, B.type.size, C.type.size, Y.type.size)
     prelude = [f"const {it} b = ({it})get_group_id(2);"]
     prelude += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
-    b_at = (lambda k, n: ([], f"in1[offb + ({n}) * {K} + {k}]")) if trans else \
-        (lambda k, n: ([], f"in1[offb + ({k}) * {N} + {n}]"))
+    b_at = (lambda k, n: ([], read("in1", B.dtype, f"offb + ({n}) * {K} + {k}"))) if trans else \
+        (lambda k, n: ([], read("in1", B.dtype, f"offb + ({k}) * {N} + {n}")))
 
     def c_store(r, c, v, w):
         def coords(j):   # C's coordinates: batch dims, then the row and column NumPy kept
@@ -340,7 +346,7 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
                 ([col] if len(B.shape) > 1 else [])
         return epilogue_store(epilogue, Y.dtype, f"b * {M * N} + ({r}) * {N} + {c}", v, w, coords)
 
-    body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: f"in0[offa + ({m}) * {K} + {k}]",
+    body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: read("in0", A.dtype, f"offa + ({m}) * {K} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target,
                      split_edge=epilogue is None)
     g, loc = launch(p, M, N, nb)
@@ -350,5 +356,7 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
 
 
 def use_gpu(node, target: Target) -> bool:
-    """GPU variants serve float32 on GPU targets; other dtypes keep the portable kernels."""
-    return target.is_gpu and all(v.dtype.name == "f32" for v in list(node.inputs) + list(node.outputs))
+    """GPU variants serve float32 and float16 (stored as half, computed in float: GCN has no
+    faster FP16 arithmetic, the gain is memory) on GPU targets; other dtypes keep the
+    portable kernels."""
+    return target.is_gpu and all(v.dtype.name in ("f32", "f16") for v in list(node.inputs) + list(node.outputs))
