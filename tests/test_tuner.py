@@ -97,3 +97,20 @@ def test_cli_isa_report(tmp_path, capsys):
     assert main(["compile", model, "--isa-report", "-o", str(tmp_path / "mm.lgc")]) == 0
     out = capsys.readouterr().out
     assert "gemm+matmul" in out and "0 with scratch/spills" in out
+
+
+def test_gpu_tuning_path_on_pocl(tmp_path, monkeypatch):
+    """The GPU branch of the tuner (GemmParams candidates, local-size launches), run on PoCL by
+    letting the device pass for a gfx803: winners land under that device's key and a compile
+    for it uses them."""
+    from dataclasses import replace
+
+    from lgc.codegen import target as target_mod
+    monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
+    fake = replace(GFX803, key="fake-gfx803")
+    monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: fake))
+    graph = build_op_graph("matmul", [A, B], {})
+    (sig, (params, seconds, base)), = tuner.tune(graph, None, budget=4.0, batch=4, progress=False).items()
+    assert sig == "matmul:M33:N48:K40:B1" and gpu_gemm.valid(params, fake) and seconds <= base
+    assert json.loads((tmp_path / "db.json").read_text())["fake-gfx803"][sig]["params"] == params.as_dict()
+    assert gpu_gemm.params_for(gpu_gemm.gemm_shape(graph.nodes[-1]), fake) == params
