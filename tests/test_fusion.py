@@ -235,6 +235,22 @@ def test_reshape_folds_into_index_arithmetic():
     assert "bitcast is alias" in p.groups[0].stop
 
 
+def test_broadcast_reuse_limits_recomputation():
+    """A small value read many times by a broadcast is recomputed per read only while it is
+    a few ops; a longer chain is stored once."""
+    def graph(n_ops):
+        b = GraphBuilder()
+        v, x = _inp(b, "v", (8, 1)), _inp(b, "x", (8, 64))
+        for _ in range(n_ops):
+            v = b.op("sin", [v])
+        return b.build([b.op("add", [x, v])])
+    assert groups(graph(3)) == [["sin", "sin", "sin", "add"]]
+    g = graph(6)
+    assert groups(g) == [["sin"] * 6, ["add"]]
+    assert "reads each value 64 times" in plan(g).groups[0].stop
+    assert same_numerics(g) == 2
+
+
 def test_group_size_limit_from_target():
     from lgc.codegen.fusion import max_fused_nodes
     from lgc.codegen.target import CPU

@@ -205,6 +205,10 @@ def _plan(graph: Graph, target: Target) -> Plan:
                 return f"consumer {_label(c)} {what}"
             if not isinstance(ccg, Pointwise) and not _is_view(c):
                 return f"consumer {_label(c)} has no pointwise body to inline into"
+            reads = c.outputs[0].type.size / max(node.outputs[0].type.size, 1)
+            if ccls != "reduction" and reads > 1 and not big and size[node] > recompute:
+                return (f"consumer {_label(c)} reads each value {reads:.0f} times, and its "
+                        f"{size[node]} ops are more than the {recompute} worth recomputing")
             same = ccls in ("elementwise", "broadcast") and c.outputs[0].shape == node.outputs[0].shape
             if big and not same:
                 why_not = row_refusal(node, c)
