@@ -227,3 +227,31 @@ def test_float16_storage_on_gpu_variants(params, monkeypatch):
         src = lower(build_op_graph(*cases[0])).source
         assert "vload_half" in src and "barrier(CLK_LOCAL_MEM_FENCE)" in src
         check_ops(cases, rtol=3e-3, atol=3e-3)
+
+
+def test_gemv_reduction_kernel(monkeypatch):
+    """A row times B^T (an FC layer at batch 1) takes the reduction kernel, batched or not,
+    with N not a multiple of its column group, and applies an epilogue."""
+    from lgc.api import Executable
+    from lgc.testing import build_op_graph
+    rng = np.random.default_rng(12)
+    cases = [("matmul", [_rand(rng, 1, 300), _rand(rng, 10, 300)], {"trans_b": 1}),
+             ("matmul", [_rand(rng, 3, 1, 70), _rand(rng, 3, 9, 70)], {"trans_b": 1}),
+             ("matmul", [_rand(rng, 70), _rand(rng, 9, 70)], {"trans_b": 1})]
+    with use_target(GFX803):
+        from lgc.codegen.program import lower
+        assert "red[" in lower(build_op_graph(*cases[0])).source
+        check_ops(cases, rtol=1e-4, atol=1e-4)
+    made = []
+    orig = gpu_gemm.gemv_t_kernel
+
+    def wrapped(node, name, batch, ba, bb, K, N, epilogue=None):
+        made.append(_Epilogue(node.outputs[0], [0.5, 0.25, 0.125]))
+        return orig(node, name, batch, ba, bb, K, N, made[-1])
+    monkeypatch.setattr(gpu_gemm, "gemv_t_kernel", wrapped)
+    x, w = _rand(rng, 2, 1, 70), _rand(rng, 2, 9, 70)
+    with use_target(GFX803):
+        exe = Executable.from_graph(build_op_graph("matmul", [x, w], {"trans_b": 1}))
+    (got,) = exe.run(dict(zip(exe.input_names, [x, w]))).values()
+    want = made[0].reference(reference_op("matmul", [x, w], {"trans_b": 1})[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

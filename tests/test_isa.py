@@ -51,9 +51,10 @@ def test_resnet50_heavy_kernels_on_gfx803():
     with use_target(GFX803):
         prog = lower(graph)
     # The conv and matmul kernels (fused with their epilogues or not) are the ones with the
-    # GEMM template's k loop; there must be one launch of such a kernel per conv/matmul node.
+    # GEMM template's k loop or the GEMV reduction (the FC layer); there must be one launch of
+    # such a kernel per conv/matmul node.
     bodies = dict(re.findall(r"__kernel void (\w+)\((.*?)\n}", prog.source, re.S))
-    gemm = {k for k, text in bodies.items() if "k0 += " in text}
+    gemm = {k for k, text in bodies.items() if "k0 += " in text or "__local float red[" in text}
     n_heavy = sum(n.op in ("conv", "matmul") for n in graph.nodes)
     assert n_heavy >= 50 and sum(ln.kernel in gemm for ln in prog.launches) == n_heavy
     res = [r for r in isa.program_resources(prog) if r.name in gemm]

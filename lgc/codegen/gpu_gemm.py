@@ -331,6 +331,8 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
     trans = bool(node.attrs["trans_b"])
     nb = prod(batch)
+    if params is None and M == 1 and trans:
+        return [gemv_t_kernel(node, name, batch, ba, bb, K, N, epilogue)]
     p = params or params_for(gemm_shape(node), target)
     Y = epilogue.output if epilogue is not None else C
     it = index_type_for(A.type.size, B.type.size, C.type.size, Y.type.size)
@@ -353,6 +355,49 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
     return [Kernel(name, args + [Arg("out0", Y, writable=True)], body, global_size=g, local_size=loc,
                    index_type=it, node_name=node.name or "", flops=2 * M * N * K * nb)]
+
+
+GEMV_GROUP = 64     # work-items per column group: one GCN wave
+GEMV_COLUMNS = 4    # columns of C per work-group
+
+
+def gemv_t_kernel(node, name, batch, ba, bb, K: int, N: int, epilogue=None):
+    """One row of A times B stored [N, K] (a fully connected layer at batch 1): each work-group
+    takes GEMV_COLUMNS rows of B, its work-items stride along K (consecutive addresses across
+    the wave) and the partial sums meet in a tree reduction in local memory. The GEMM tile
+    would give N/64 work-groups, too few to keep the memory system busy."""
+    from ..ops.linalg import batch_offsets, prod
+    from .emit import read
+    from .kernel import Arg, Kernel, index_type_for
+    A, B = node.inputs
+    C = node.outputs[0]
+    Y = epilogue.output if epilogue is not None else C
+    G, W = GEMV_GROUP, GEMV_COLUMNS
+    it = index_type_for(A.type.size, B.type.size, C.type.size, Y.type.size)
+    body = [f"__local float red[{G * W}];",
+            f"const {it} t = ({it})get_local_id(0), n0 = ({it})get_group_id(0) * {W};",
+            f"const {it} b = ({it})get_group_id(2);"]
+    body += batch_offsets(it, batch, [ba, bb], [("offa", K), ("offb", K * N)])
+    body += [f"const {it} r{j} = offb + min(n0 + {j}, ({it}){N - 1}) * {K};" for j in range(W)]
+    body += [f"float s{j} = 0.0f;" for j in range(W)]
+    body += [f"for ({it} k = t; k < {K}; k += {G}) {{",
+             f"  const float a = {read('in0', A.dtype, 'offa + k')};"]
+    body += [f"  s{j} += a * {read('in1', B.dtype, f'r{j} + k')};" for j in range(W)]
+    body += ["}"] + [f"red[{j * G} + t] = s{j};" for j in range(W)]
+    body += ["barrier(CLK_LOCAL_MEM_FENCE);",
+             f"for ({it} w = {G // 2}; w > 0; w >>= 1) {{",
+             "  if (t < w) {"] + [f"    red[{j * G} + t] += red[{j * G} + t + w];" for j in range(W)]
+    body += ["  }", "  barrier(CLK_LOCAL_MEM_FENCE);", "}", "if (t == 0) {"]
+    for j in range(W):
+        col = f"n0 + {j}"
+        coords = lambda _, col=col: unravel("b", batch) + (["0"] if len(A.shape) > 1 else []) + [col]  # noqa: E731
+        store = epilogue_store(epilogue, Y.dtype, f"b * {N} + {col}", f"red[{j * G}]", 1, coords)
+        body.append(f"  if ({col} < {N}) {store}" if N % W else f"  {store}")
+    body.append("}")
+    args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
+    return Kernel(name, args + [Arg("out0", Y, writable=True)], body,
+                  global_size=(-(-N // W) * G, 1, prod(batch)), local_size=(G, 1, 1), index_type=it,
+                  node_name=node.name or "", flops=2 * N * K * prod(batch))
 
 
 def use_gpu(node, target: Target) -> bool:

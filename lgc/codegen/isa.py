@@ -131,9 +131,11 @@ def program_resources(program, target: Target = GFX803) -> list[KernelResources]
 def report(resources: list[KernelResources], program=None) -> str:
     """A table, one row per kernel, spills flagged; the heavy kernels' op shown."""
     ops = {}
-    if program is not None:   # the op of the kernel's last node; "gemm+" when the GEMM template
+    if program is not None:   # the op of the kernel's last node; "gemm+"/"gemv+": the GPU templates
         for m in re.finditer(r"/\* (\w+) [^*]*\*/\n__kernel void (\w+)\((.*?)\n}", program.source, re.S):
-            ops[m.group(2)] = ("gemm+" if "k0 += " in m.group(3) else "") + m.group(1)
+            text = m.group(3)
+            kind = "gemm+" if "k0 += " in text else "gemv+" if "__local float red[" in text else ""
+            ops[m.group(2)] = kind + m.group(1)
     rows = [f"{'kernel':<40} {'op':<14} {'VGPR':>4} {'SGPR':>4} {'LDS':>6} {'scratch':>7} "
             f"{'wg':>4} {'waves':>5}  note"]
     for k in resources:

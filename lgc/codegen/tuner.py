@@ -83,6 +83,8 @@ def tasks(graph, target: Target) -> list[Task]:
                                             [v.type for v in node.outputs], node.attrs)
         if target.is_gpu:
             sig, M, N, K, B = gpu_gemm_shape(node)
+            if sig.startswith("matmul_t:M1:"):
+                continue   # a row times B^T runs the GEMV reduction kernel, which has no tiles
             default = gpu_gemm.heuristic(M, N, K, B, target)
             cands = [p for p in _grid(GPU_GRID, GemmParams) if gpu_gemm.valid(p, target)]
         elif node.op == "matmul" and node.attrs["trans_b"]:
