@@ -86,8 +86,7 @@ def lookup(key: str, device, profile: bool, graph_fn):
     try:
         manifest, members = read_artifact(path)
         prog = program_from(manifest, members, path.name)
-        exe = _LazyGraphExecutable(prog, None, device, ir_text=members["ir.txt"].decode(),
-                                   profile=profile)
+        exe = _lazy_class()(prog, None, device, ir_text=members["ir.txt"].decode(), profile=profile)
     except Exception:   # any unreadable or refused entry: compile again
         counts["compiled_bad"] += 1
         try:
@@ -112,7 +111,9 @@ def store(key: str, exe) -> None:
     counts["compiled_saved"] += 1
 
 
+@lru_cache(maxsize=None)
 def _lazy_class():
+    """Executable with a graph computed on demand (defined late: api imports this module)."""
     from .api import Executable
 
     class LazyGraphExecutable(Executable):
@@ -138,10 +139,3 @@ def _lazy_class():
                 self._graph_fn = fn
 
     return LazyGraphExecutable
-
-
-def _LazyGraphExecutable(*args, **kwargs):  # noqa: N802  (a class, made on first use)
-    global _LazyGraphExecutable
-    cls = _lazy_class()
-    _LazyGraphExecutable = cls
-    return cls(*args, **kwargs)
