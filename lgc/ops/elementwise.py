@@ -9,6 +9,7 @@ from ..codegen.templates import Elementwise, Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 from ._rules import broadcast_shapes, compare_type, elementwise_type, require
 
 def _quiet():
@@ -29,7 +30,7 @@ def _unary(name, c_expr, ref, kinds="f", doc=""):
         require(types, kinds, name)
         return [types[0]]
     register(OpDef(name, infer, _ref1(ref), Elementwise(lambda a, em: c_expr(a[0], em.in_type(0))),
-                   fusion="elementwise", num_inputs=1, doc=doc))
+                   fusion="elementwise", num_inputs=1, doc=doc, batch=_batch.unary(name)))
 
 
 def _fl(x, t):  # literal helper bound to the operand type
@@ -83,7 +84,8 @@ def _bool_out(name, c_expr, ref, kinds="f", attrs=None):
         return [np.asarray(ref(xs[0], a), dtype=np.bool_)]
     register(OpDef(name, infer, reference,
                    Elementwise(lambda a, em: c_expr(a[0], em.node.attrs)),
-                   fusion="elementwise", num_inputs=1, attrs=attrs or {}))
+                   fusion="elementwise", num_inputs=1, attrs=attrs or {},
+                   batch=_batch.unary(name)))
 
 
 _bool_out("isnan", lambda x, at: f"isnan({x})", lambda x, a: np.isnan(x))
@@ -112,7 +114,8 @@ def _binary(name, c_expr, ref, kinds="fiu", out_bool=False):
 
     register(OpDef(name, infer, reference,
                    Elementwise(lambda a, em: c_expr(a[0], a[1], em.in_type(0), em.node.attrs)),
-                   fusion="broadcast", num_inputs=2, attrs={"fmod": 0} if name == "mod" else {}))
+                   fusion="broadcast", num_inputs=2, attrs={"fmod": 0} if name == "mod" else {},
+                   batch=_batch.broadcasting(name)))
 
 
 def _int_div(a, b, attrs):
@@ -230,7 +233,7 @@ register(OpDef(
     "where", _where_infer,
     lambda xs, at: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)],
     Pointwise(_where_body),
-    fusion="broadcast", num_inputs=3))
+    fusion="broadcast", num_inputs=3, batch=_batch.broadcasting("where")))
 
 
 def _cast_infer(types, attrs):
@@ -249,4 +252,4 @@ def _cast_ref(xs, attrs):
 register(OpDef(
     "cast", _cast_infer, _cast_ref,
     Elementwise(lambda a, em: a[0], on_output=False),
-    fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}))
+    fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}, batch=_batch.unary("cast")))

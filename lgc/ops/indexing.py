@@ -19,6 +19,7 @@ from ..codegen.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 from ._rules import norm_axis
 
 
@@ -87,8 +88,30 @@ def _gather_ref(xs, at):
     return [np.take(data, _wrap(ind, data.shape[a]), axis=a)]
 
 
+def _batch_gather(args, dims, at):
+    """Batched data or indices alone: gather on the shifted axis. Both: a gather_nd with one
+    batch dim over data [B, n, rest...], then the rest moved back behind the index axes."""
+    (data, ind), (dd, di) = args, dims
+    a = norm_axis(at["axis"], len(_batch.shape(data)) - (dd is not None))
+    if di is None:
+        q = len(_batch.shape(ind))
+        return [_batch.bind("gather", data, ind, axis=_batch.shift_axis(a, dd))], \
+            [dd if dd <= a else dd + q - 1]
+    if dd is None:
+        return [_batch.bind("gather", data, ind, axis=a)], [a + di]
+    data = _batch.moveaxis(_batch.moveaxis(data, dd, 0), a + 1, 1)
+    ind = _batch.moveaxis(ind, di, 0)
+    q = len(_batch.shape(ind)) - 1
+    y = _batch.bind("gather_nd", data, _batch.reshape(ind, _batch.shape(ind) + (1,)),
+                    batch_dims=1)
+    r = len(_batch.shape(y))   # [B, ind..., pre..., post...] -> [B, pre..., ind..., post...]
+    perm = (0,) + tuple(range(q + 1, q + 1 + a)) + tuple(range(1, q + 1)) + \
+        tuple(range(q + 1 + a, r))
+    return [_batch.bind("transpose", y, perm=perm) if perm != tuple(range(r)) else y], [0]
+
+
 register(OpDef("gather", _gather_infer, _gather_ref, Pointwise(_gather_body, flops_per_point=0),
-               fusion="injective", attrs={"axis": 0}, num_inputs=2,
+               fusion="injective", attrs={"axis": 0}, num_inputs=2, batch=_batch_gather,
                doc="np.take(data, indices, axis)"))
 
 
@@ -118,7 +141,7 @@ def _gather_elements_ref(xs, at):
 
 register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
                Pointwise(_gather_elements_body, flops_per_point=0), fusion="injective",
-               attrs={"axis": 0}, num_inputs=2,
+               attrs={"axis": 0}, num_inputs=2, batch=_batch.batch_first("gather_elements", shift=("axis",)),
                doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
 
 
@@ -150,9 +173,20 @@ def _gather_nd_ref(xs, at):
     return [out]
 
 
+def _batch_gather_nd(args, dims, at):
+    """Only indices batched: their batch axis goes after the batch_dims (free there). Else
+    both with the batch first, as one more batch dim."""
+    b = at["batch_dims"]
+    if dims[0] is None:
+        return [_batch.bind("gather_nd", args[0], _batch.moveaxis(args[1], dims[1], b),
+                            batch_dims=b)], [b]
+    return [_batch.bind("gather_nd", *_batch.all_to_front(args, dims), batch_dims=b + 1)], [0]
+
+
 register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
                Pointwise(_gather_nd_body, flops_per_point=0), fusion="injective",
-               attrs={"batch_dims": 0}, num_inputs=2, doc="ONNX GatherND"))
+               attrs={"batch_dims": 0}, num_inputs=2, doc="ONNX GatherND",
+               batch=_batch_gather_nd))
 
 
 # ---- scatters -------------------------------------------------------------------------------
@@ -244,6 +278,7 @@ class _ByReduction:
 register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
                _ByReduction(_scatter_elements_write, _scatter_elements_body), fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
+               batch=_batch.batch_first("scatter_elements", shift=("axis",)),
                doc="ONNX ScatterElements; reductions apply duplicates in order"))
 
 
@@ -301,9 +336,20 @@ def _scatter_nd_ref(xs, at):
     return [out]
 
 
+def _batch_scatter_nd(args, dims, at):
+    """Everything with the batch first, and each index tuple led by its example number."""
+    data, ind, upd = _batch.all_to_front(args, dims)
+    s = _batch.shape(ind)
+    num = np.arange(s[0], dtype=_batch.dtype(ind)).reshape((-1,) + (1,) * (len(s) - 1))
+    num = _batch.broadcast_to(num, s[:-1] + (1,))
+    ind = _batch.bind("concat", num, ind, axis=len(s) - 1)
+    return [_batch.bind("scatter_nd", data, ind, upd, reduction=at["reduction"])], [0]
+
+
 register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
                _ByReduction(_scatter_nd_write, _scatter_nd_reduce), fusion="opaque",
-               attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND"))
+               attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND",
+               batch=_batch_scatter_nd))
 
 
 # ---- one_hot, reverse_sequence ----------------------------------------------------------------
@@ -333,8 +379,17 @@ def _one_hot_ref(xs, at):
     return [np.where(hot, vals[1], vals[0]).astype(vals.dtype)]
 
 
+def _batch_one_hot(args, dims, at):
+    if dims[1] is not None:   # per-example (off, on) values: rare
+        return _batch.loop("one_hot")(args, dims, at)
+    ind = _batch.moveaxis(args[0], dims[0], 0)
+    a = norm_axis(at["axis"], len(_batch.shape(ind)))   # the example's rank + 1
+    return [_batch.bind("one_hot", ind, args[1], axis=a + 1, depth=at["depth"])], [0]
+
+
 register(OpDef("one_hot", _one_hot_infer, _one_hot_ref, Pointwise(_one_hot_body),
                fusion="injective", attrs={"axis": -1, "depth": REQUIRED}, num_inputs=2,
+               batch=_batch_one_hot,
                doc="values[1] where indices == position along axis, else values[0]"))
 
 
@@ -371,6 +426,7 @@ def _reverse_sequence_ref(xs, at):
 register(OpDef("reverse_sequence", _reverse_sequence_infer, _reverse_sequence_ref,
                Pointwise(_reverse_sequence_body, flops_per_point=0), fusion="injective",
                attrs={"batch_axis": 1, "time_axis": 0}, num_inputs=2,
+               batch=_batch.loop("reverse_sequence"),
                doc="reverse the first lens[b] steps along time_axis of each batch entry"))
 
 
@@ -545,6 +601,7 @@ def _resize_body(em):
 # opaque: the body declares __constant tables, which cannot be inlined into another kernel
 register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
                fusion="opaque", attrs=RESIZE_ATTRS, num_inputs=1,
+               batch=_batch.loop("resize"),
                doc="ONNX Resize with every size, scale and roi resolved to full rank"))
 
 
@@ -586,6 +643,7 @@ def _tensor_scatter_ref(xs, at):
 register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
                Pointwise(_tensor_scatter_body, flops_per_point=0), fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
+               batch=_batch.loop("tensor_scatter"),
                doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
 
 
@@ -645,6 +703,7 @@ def _col2im_ref(xs, at):
 register(OpDef("col2im", _col2im_infer, _col2im_ref, Pointwise(_col2im_body), fusion="opaque",
                attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
                       "pads": REQUIRED, "strides": REQUIRED}, num_inputs=1,
+               batch=_batch.loop("col2im"),
                doc="ONNX Col2Im: sum sliding-block columns back into an image"))
 
 
@@ -690,6 +749,7 @@ def _affine_grid_ref(xs, at):
 
 register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref, Pointwise(_affine_grid_body),
                fusion="injective", attrs={"size": REQUIRED, "align_corners": 0}, num_inputs=1,
+               batch=_batch.loop("affine_grid"),
                doc="ONNX AffineGrid: sampling grid of theta applied to the base mesh"))
 
 
@@ -828,6 +888,7 @@ def _grid_sample_ref(xs, at):
 register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, Pointwise(_grid_sample_body),
                fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
                                        "align_corners": 0}, num_inputs=2,
+               batch=_batch.loop("grid_sample"),
                doc="ONNX GridSample (nearest/linear/cubic, zeros/border/reflection)"))
 
 
@@ -944,6 +1005,7 @@ register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_ali
                fusion="opaque", num_inputs=3,
                attrs={"mode": "avg", "output_height": 1, "output_width": 1, "sampling_ratio": 0,
                       "spatial_scale": 1.0, "half_pixel": 1},
+               batch=_batch.loop("roi_align"),
                doc="ONNX RoiAlign over NCHW input"))
 
 
@@ -980,4 +1042,5 @@ def _max_unpool_ref(xs, at):
 register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
                Steps((_zero_body, None), (_max_unpool_write, lambda n: n.inputs[0].shape)),
                fusion="opaque", attrs={"shape": REQUIRED}, num_inputs=2,
+               batch=_batch.loop("max_unpool"),
                doc="zeros of `shape` with out.flat[indices] = x (ONNX MaxUnpool)"))

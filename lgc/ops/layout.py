@@ -12,6 +12,7 @@ import numpy as np
 from ..codegen.templates import Alias, Pointwise, literal
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 from ._rules import broadcast_shapes, norm_axis, same_dtype
 
 
@@ -38,9 +39,14 @@ def _reshape_infer(types, attrs):
     return [TensorType(x.dtype, shape)]
 
 
+def _batch_reshape(args, dims, at):
+    x = _batch.moveaxis(args[0], dims[0], 0)
+    return [_batch.reshape(x, _batch.shape(x)[:1] + at["shape"])], [0]
+
+
 register(OpDef(
     "reshape", _reshape_infer, lambda xs, at: [xs[0].reshape(at["shape"])], Alias(),
-    fusion="alias", attrs={"shape": REQUIRED}, num_inputs=1,
+    fusion="alias", attrs={"shape": REQUIRED}, num_inputs=1, batch=_batch_reshape,
     doc="same elements, new shape; shares the input's buffer"))
 
 
@@ -92,10 +98,17 @@ def _transpose_body(em):
     em.store(em.load(0, coords), coords=out if ab else None)
 
 
+def _batch_transpose(args, dims, at):
+    """The batch axis goes first, the others where perm sends them (one transpose)."""
+    d = dims[0]
+    perm = (d,) + tuple(_batch.shift_axis(p, d) for p in at["perm"])
+    return [_batch.bind("transpose", args[0], perm=perm)], [0]
+
+
 register(OpDef(
     "transpose", _transpose_infer, lambda xs, at: [np.transpose(xs[0], at["perm"]).copy()],
     Pointwise(_transpose_body, domain=_transpose_domain, flops_per_point=0),
-    fusion="injective", attrs={"perm": REQUIRED}, num_inputs=1))
+    fusion="injective", attrs={"perm": REQUIRED}, num_inputs=1, batch=_batch_transpose))
 
 
 # ---- broadcast_to -----------------------------------------------------------------------------
@@ -107,11 +120,18 @@ def _broadcast_infer(types, attrs):
     return [TensorType(x.dtype, shape)]
 
 
+def _batch_broadcast_to(args, dims, at):
+    x = _batch.moveaxis(args[0], dims[0], 0)
+    s, r = _batch.shape(x), len(at["shape"])
+    x = _batch.reshape(x, s[:1] + (1,) * (r + 1 - len(s)) + s[1:])
+    return [_batch.broadcast_to(x, s[:1] + at["shape"])], [0]
+
+
 register(OpDef(
     "broadcast_to", _broadcast_infer,
     lambda xs, at: [np.broadcast_to(xs[0], at["shape"]).copy()],
     Pointwise(lambda em: em.store(em.load(0, em.broadcast_coords(0))), flops_per_point=0),
-    fusion="broadcast", attrs={"shape": REQUIRED}, num_inputs=1,
+    fusion="broadcast", attrs={"shape": REQUIRED}, num_inputs=1, batch=_batch_broadcast_to,
     doc="NumPy broadcasting of the input to `shape`"))
 
 
@@ -147,10 +167,18 @@ def _slice_body(em):
     em.store(em.load(0, coords))
 
 
+def _batch_slice(args, dims, at):
+    """The whole batch axis is taken, where it is."""
+    d, n = dims[0], _batch.shape(args[0])[dims[0]]
+    ins = lambda t, v: t[:d] + (v,) + t[d:]  # noqa: E731
+    return [_batch.bind("slice", args[0], starts=ins(at["starts"], 0), steps=ins(at["steps"], 1),
+                        shape=ins(at["shape"], n))], [d]
+
+
 register(OpDef(
     "slice", _slice_infer, _slice_ref, Pointwise(_slice_body, flops_per_point=0),
     fusion="injective", attrs={"starts": REQUIRED, "steps": REQUIRED, "shape": REQUIRED},
-    num_inputs=1, doc="strided window; negative steps walk backwards"))
+    num_inputs=1, batch=_batch_slice, doc="strided window; negative steps walk backwards"))
 
 
 # ---- concat -----------------------------------------------------------------------------------
@@ -205,7 +233,8 @@ register(OpDef(
     "concat", _concat_infer,
     lambda xs, at: [np.concatenate(xs, axis=at["axis"])],
     Pointwise(_concat_body, flops_per_point=0),
-    fusion="injective", attrs={"axis": REQUIRED}, num_inputs=(1, 1 << 16)))
+    fusion="injective", attrs={"axis": REQUIRED}, num_inputs=(1, 1 << 16),
+    batch=_batch.batch_first("concat", shift=("axis",))))
 
 
 # ---- pad --------------------------------------------------------------------------------------
@@ -288,10 +317,17 @@ def _pad_body(em):
         em.store(em.load(0, coords))
 
 
+def _batch_pad(args, dims, at):
+    d, p = dims[0], at["pads"]
+    r = len(p) // 2
+    pads = p[:d] + (0,) + p[d:r + d] + (0,) + p[r + d:]
+    return [_batch.bind("pad", args[0], pads=pads, mode=at["mode"], value=at["value"])], [d]
+
+
 register(OpDef(
     "pad", _pad_infer, _pad_ref, Pointwise(_pad_body, flops_per_point=0),
     fusion="injective", attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0},
-    num_inputs=1, doc="pads = (begin..., end...); negative pads crop before padding"))
+    num_inputs=1, batch=_batch_pad, doc="pads = (begin..., end...); negative pads crop before padding"))
 
 
 # ---- tile -------------------------------------------------------------------------------------
@@ -308,10 +344,15 @@ def _tile_body(em):
                          for c, n, r in zip(em.coords, em.inputs[0].shape, em.node.attrs["repeats"])]))
 
 
+def _batch_tile(args, dims, at):
+    d, reps = dims[0], at["repeats"]
+    return [_batch.bind("tile", args[0], repeats=reps[:d] + (1,) + reps[d:])], [d]
+
+
 register(OpDef(
     "tile", _tile_infer, lambda xs, at: [np.tile(xs[0], at["repeats"])],
     Pointwise(_tile_body, flops_per_point=0),
-    fusion="injective", attrs={"repeats": REQUIRED}, num_inputs=1))
+    fusion="injective", attrs={"repeats": REQUIRED}, num_inputs=1, batch=_batch_tile))
 
 
 # ---- trilu ------------------------------------------------------------------------------------
@@ -337,7 +378,15 @@ def _trilu_body(em):
     em.store(f"(({keep}) ? {em.load(0)} : {literal(0, em.out_type())})")
 
 
+def _batch_trilu(args, dims, at):
+    """The batch axis may stay anywhere but in the last two (the matrix) axes."""
+    x, d = args[0], dims[0]
+    if d >= len(_batch.shape(x)) - 2:
+        x, d = _batch.moveaxis(x, d, 0), 0
+    return [_batch.bind("trilu", x, **at)], [d]
+
+
 register(OpDef(
     "trilu", _trilu_infer, _trilu_ref, Pointwise(_trilu_body, flops_per_point=0),
-    fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1,
+    fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1, batch=_batch_trilu,
     doc="keep the upper (or lower) triangle of the last two axes from diagonal k, zero the rest"))

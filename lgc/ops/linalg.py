@@ -18,6 +18,7 @@ from ..codegen.templates import Pointwise
 from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
+from . import _batch
 from ._rules import broadcast_shapes, require, same_dtype
 
 LANES = "0123456789abcdef"
@@ -276,12 +277,40 @@ class MatmulGen:
                        flops=2 * M * N * K * prod(batch))]
 
 
+def _batch_matmul(args, dims, at):
+    """1-D operands promoted to matrices (as NumPy does), batched ones with the batch axis
+    first and size-1 axes up to the common batch rank, so the op's own batch broadcasting
+    does the rest; the promoted axes are dropped again."""
+    (a, b), (da, db) = args, dims
+    ra, rb = (len(_batch.shape(x)) - (d is not None) for x, d in ((a, da), (b, db)))
+    xs = []
+    for x, d, r, where in ((a, da, ra, -1), (b, db, rb, None)):
+        if d is not None:
+            x = _batch.moveaxis(x, d, 0)
+        s = _batch.shape(x)
+        if r == 1:   # (K,) -> (1, K) for a, (K, 1) for b
+            s = s[:-1] + (1,) + s[-1:] if where == -1 else s + (1,)
+        xs.append((x, s, d is not None))
+    nb = max(len(s) - bat for _, s, bat in xs) - 2
+    xs = [_batch.reshape(x, s[:1] + (1,) * (nb + 2 - len(s) + 1) + s[1:] if bat else s)
+          for x, s, bat in xs]
+    y = _batch.bind("matmul", *xs, trans_b=at["trans_b"])
+    s = _batch.shape(y)
+    return [_batch.reshape(y, s[:-2] + s[-2:-1] * (ra > 1) + s[-1:] * (rb > 1))], [0]
+
+
 register(OpDef("matmul", _mm_infer, _mm_ref, MatmulGen(tuned("matmul", matmul_params, MatmulParams)),
                fusion="out_fusable", num_inputs=2,
-               attrs={"trans_b": 0},
+               attrs={"trans_b": 0}, batch=_batch_matmul,
                flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
                doc="NumPy matmul: 1-D operands promoted, batch dims broadcast; trans_b: B is "
                    "stored with its last two axes swapped"))
+
+
+def _batch_det(x, d):
+    if d >= len(_batch.shape(x)) - 2:   # the batch axis must not be a matrix axis
+        x, d = _batch.moveaxis(x, d, 0), 0
+    return [_batch.bind("det", x)], [d]
 
 
 # ---- det ------------------------------------------------------------------------------------
@@ -327,4 +356,5 @@ def _det_body(em):
 register(OpDef("det", _det_infer,
                lambda xs, at: [np.asarray(np.linalg.det(xs[0].astype(np.float64))).astype(xs[0].dtype)],
                Pointwise(_det_body), fusion="opaque", num_inputs=1,
+               batch=lambda args, dims, at: _batch_det(args[0], dims[0]),
                doc="determinant of [..., n, n] by LU with partial pivoting"))

@@ -5,6 +5,7 @@ from ..codegen.templates import Alias
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 
 
 def _bitcast_infer(types, attrs):
@@ -18,4 +19,5 @@ def _bitcast_infer(types, attrs):
 register(OpDef("bitcast", _bitcast_infer,
                lambda xs, at: [xs[0].view(dtypes.by_name(at["to"]).np)],
                Alias(), fusion="alias", num_inputs=1, attrs={"to": REQUIRED},
+               batch=_batch.unary("bitcast"),
                doc="reinterpret the bytes; the output shares the input's buffer"))

@@ -25,6 +25,7 @@ from ..codegen.tuning import tuned   # tile choice: tuning database, else heuris
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 from ._rules import require, same_dtype
 from .linalg import gather, lane, prod, read, vload, vstore, vtype, width_for, write
 
@@ -266,9 +267,32 @@ def _weight_flops(ins, outs, attrs, per="out"):
     return 2 * n * prod(ins[1].shape[1:])
 
 
+def _batch_conv(op):
+    """Only x batched: the batch folds into N. Batched weights (or bias): one grouped conv
+    with a group per example (x [N, B*C, ...], W [B*M, ...] or [B*C, ...] for conv_transpose,
+    bias [B*M]); an unbatched x is repeated per example for that."""
+    fold = _batch.fold_into_n(op)
+
+    def rule(args, dims, at):
+        if all(d is None for d in dims[1:]):
+            return fold(args, dims, at)
+        n = _batch.axis_size(args, dims)
+        x, w, *bias = _batch.all_to_front(args, dims)
+        xs, ws = _batch.shape(x), _batch.shape(w)
+        x = _batch.reshape(_batch.moveaxis(x, 0, 1), (xs[1], n * xs[2]) + xs[3:])
+        w = _batch.reshape(w, (n * ws[1],) + ws[2:])
+        bias = [_batch.reshape(b, (n * _batch.shape(b)[1],)) for b in bias]
+        y = _batch.bind(op, x, w, *bias, **{**at, "group": at["group"] * n})
+        ys = _batch.shape(y)
+        return [_batch.reshape(y, (ys[0], n, ys[1] // n) + ys[2:])], [1]
+    rule.__name__ = f"batch_{op}"
+    return rule
+
+
 register(OpDef("conv", _conv_infer, _float_ref(_conv_ref), ConvGen(tuned("conv", conv_params, ConvParams)),
                fusion="out_fusable",
                attrs=dict(CONV_ATTRS), num_inputs=(2, 3), flops=_weight_flops,
+               batch=_batch_conv("conv"),
                doc="ONNX Conv: X [N,C,*S], W [M,C/group,*K], optional bias [M]"))
 
 
@@ -351,7 +375,8 @@ def _convt_body(em):
 register(OpDef("conv_transpose", _convt_infer, _float_ref(_convt_ref), Pointwise(_convt_body),
                fusion="out_fusable", attrs={**CONV_ATTRS, "output_padding": ()},
                flops=lambda i, o, a: _weight_flops(i, o, a, per="in"),
-               num_inputs=(2, 3), doc="ONNX ConvTranspose with explicit pads"))
+               num_inputs=(2, 3), doc="ONNX ConvTranspose with explicit pads",
+               batch=_batch_conv("conv_transpose")))
 
 
 # ---- pooling --------------------------------------------------------------------------------
@@ -452,9 +477,21 @@ def _max_pool_body(em):
         em.store(idx, 1)
 
 
+def _batch_max_pool(args, dims, at):
+    """Folded into N; the argmax indices count from the start of each example again."""
+    outs, out_dims = _batch.fold_into_n("max_pool")(args, dims, at)
+    if at["return_indices"]:
+        s = _batch.shape(args[0])
+        per = prod(s) // s[dims[0]]   # elements of one example
+        start = (np.arange(s[dims[0]], dtype=np.int64) * per).reshape((-1,) + (1,) * (len(s) - 1))
+        outs = [outs[0], _batch.bind("sub", outs[1], start)]
+    return outs, out_dims
+
+
 register(OpDef("max_pool", _max_pool_infer, _max_pool_ref, Pointwise(_max_pool_body),
                fusion="opaque", attrs={**POOL_ATTRS, "storage_order": 0, "return_indices": 0},
-               num_inputs=1, doc="max over the window; NaN ignored; optional int64 argmax"))
+               num_inputs=1, doc="max over the window; NaN ignored; optional int64 argmax",
+               batch=_batch_max_pool))
 
 
 def _pool_infer(types, attrs):
@@ -495,6 +532,7 @@ def _avg_pool_body(em):
 
 register(OpDef("avg_pool", _pool_infer, _float_ref(_avg_pool_ref), Pointwise(_avg_pool_body),
                fusion="opaque", attrs={**POOL_ATTRS, "count_include_pad": 0}, num_inputs=1,
+               batch=_batch.fold_into_n("avg_pool"),
                doc="mean over the window (pads counted when count_include_pad)"))
 
 
@@ -520,6 +558,7 @@ def _lp_pool_body(em):
 
 register(OpDef("lp_pool", _pool_infer, _float_ref(_lp_pool_ref), Pointwise(_lp_pool_body),
                fusion="opaque", attrs={**POOL_ATTRS, "p": 2}, num_inputs=1,
+               batch=_batch.fold_into_n("lp_pool"),
                doc="(sum |x|^p)^(1/p) over the window"))
 
 
@@ -556,4 +595,5 @@ def _lrn_body(em):
 
 register(OpDef("lrn", _lrn_infer, _float_ref(_lrn_ref), Pointwise(_lrn_body), fusion="opaque",
                attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, num_inputs=1,
+               batch=_batch.fold_into_n("lrn"),
                doc="local response normalisation across channels"))

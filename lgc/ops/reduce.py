@@ -17,6 +17,7 @@ from ..codegen.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
+from . import _batch
 from ._rules import require
 
 
@@ -138,6 +139,7 @@ def _reduce_op(name, kinds, init, step, ref, finish=lambda acc, n, t: acc, doc="
     register(OpDef(name, infer, reference,
                    Pointwise(_reduction(init, step, finish), domain=_reduce_domain),
                    fusion="reduction", num_inputs=1, attrs={"axes": REQUIRED, "keepdims": 1},
+                   batch=_batch.reduce_axes(name),
                    doc=doc))
 
 
@@ -218,7 +220,7 @@ def _arg_op(name, largest):
         em.emit("}")
 
     register(OpDef(name, infer, reference, Pointwise(body, domain=_reduce_domain),
-                   fusion="reduction", num_inputs=1,
+                   fusion="reduction", num_inputs=1, batch=_batch.along_axis(name),
                    attrs={"axis": REQUIRED, "keepdims": 1, "select_last_index": 0},
                    doc="NaN counts as the extreme; ties go to the first (or last) index"))
 
@@ -302,7 +304,7 @@ def _softmax_ref(log):
 for _name, _log in (("softmax", False), ("log_softmax", True)):
     register(OpDef(_name, _axis_infer(_name, "f"), _softmax_ref(_log),
                    Pointwise(_softmax_body(_log), domain=_row_domain), fusion="opaque",
-                   num_inputs=1, attrs={"axis": REQUIRED},
+                   num_inputs=1, attrs={"axis": REQUIRED}, batch=_batch.along_axis(_name),
                    doc="stable: subtracts the row max; one work-item per row"))
 
 
@@ -346,6 +348,7 @@ for _name, _op, _init, _fn in (("cumsum", "+", 0, np.cumsum), ("cumprod", "*", 1
     register(OpDef(_name, _axis_infer(_name, "fiu"), _scan_ref(_fn, _init),
                    Pointwise(_scan_body(_op, _init), domain=_row_domain), fusion="opaque",
                    num_inputs=1, attrs={"axis": REQUIRED, "exclusive": 0, "reverse": 0},
+                   batch=_batch.along_axis(_name),
                    doc="inclusive or exclusive scan along axis, optionally from the end"))
 
 
@@ -433,7 +436,7 @@ def _topk_body(em: Emitter):
 
 register(OpDef("topk", _topk_infer, _topk_ref,
                Pointwise(_topk_body, domain=lambda node: _row_domain(node, lanes=1)),
-               fusion="opaque", num_inputs=1,
+               fusion="opaque", num_inputs=1, batch=_batch.along_axis("topk"),
                attrs={"axis": REQUIRED, "k": REQUIRED, "largest": 1, "sorted": 1},
                doc="values and int64 indices of the k largest (smallest), always sorted; "
                    "ties go to the lower index"))

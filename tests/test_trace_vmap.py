@@ -1,0 +1,205 @@
+"""lgc.vmap against a Python loop over the batch: many lnp/nn functions, in_axes/out_axes
+variations, unbatched (None) arguments, nested vmap, vmap inside jit and jit inside vmap.
+
+To keep compiles few, each group of cases runs as one jitted function that returns every
+case's vmap result, checked against one jitted function that returns every case's loop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lgc
+import lgc.lax as lax
+import lgc.nn as nn
+import lgc.numpy as lnp
+from lgc.ir import registry
+from lgc.trace.batching import BatchTracer
+
+B = 3
+rng = np.random.default_rng(0)
+
+
+def f32(*s):
+    return rng.standard_normal(s).astype(np.float32)
+
+
+def ints(hi, *s, lo=0):
+    return rng.integers(lo, hi, s).astype(np.int32)
+
+
+def _take(x, axis, i):
+    return x if axis is None else lnp.take(x, i, axis=axis)
+
+
+def _loop(f, in_axes, args, out_axes=0):
+    """f applied example by example (in_axes picks each one) and the results stacked."""
+    outs = [f(*[_take(a, ax, i) for a, ax in zip(args, in_axes)]) for i in range(B)]
+    return lnp.stack(outs, axis=out_axes)
+
+
+# (name, function, in_axes, arguments)
+CASES = [
+    ("unary_binary", lambda x, y: lnp.sin(x) * y + 1.0, (0, 0), [f32(B, 3, 4), f32(B, 3, 4)]),
+    ("bcast_none", lambda x, y: x * y - y, (0, None), [f32(B, 3, 4), f32(4)]),
+    ("bcast_low_rank", lambda x, y: x / (lnp.abs(y) + 1), (1, 0), [f32(3, B, 4), f32(B, 4)]),
+    ("bcast_none_rank", lambda x, y: x + y, (1, None), [f32(4, B), f32(2, 3, 4)]),
+    ("where", lambda c, x, y: lnp.where(c > 0, x, y), (0, None, 1),
+     [f32(B, 4), f32(2, 4), f32(4, B)]),
+    ("compare_cast", lambda x: (x > 0).astype(np.int32) + lnp.floor(x * 3).astype(np.int32),
+     (2,), [f32(2, 3, B)]),
+    ("maximum_pow", lambda x, y: lnp.maximum(x, y) ** 2 + lnp.minimum(x, 0.5), (0, 0),
+     [f32(B, 5), f32(B, 5)]),
+    ("sum_axis", lambda x: lnp.sum(x, axis=1), (2,), [f32(3, 4, B)]),
+    ("mean_keep", lambda x: lnp.mean(x, axis=0, keepdims=True), (1,), [f32(3, B, 4)]),
+    ("max_all_prod", lambda x: lnp.max(x) + lnp.prod(x, axis=(0, 1)), (1,), [f32(2, B, 3)]),
+    ("argmax_argmin", lambda x: lnp.argmax(x, axis=-1) + lnp.argmin(x, axis=0)[0], (1,),
+     [f32(4, B, 5)]),
+    ("softmax", lambda x: nn.softmax(x, axis=0) + nn.log_softmax(x, axis=-1), (1,),
+     [f32(3, B, 4)]),
+    ("cumsum", lambda x: lnp.cumsum(x, axis=0) * lnp.cumprod(x, axis=1), (2,), [f32(3, 4, B)]),
+    ("sort_topk", lambda x: lnp.sort(x, axis=0)[:2] + lax.top_k(x.T, 2)[0].T, (1,),
+     [f32(4, B, 3)]),
+    ("reshape", lambda x: x.reshape(-1) * 2, (1,), [f32(3, B, 4)]),
+    ("transpose", lambda x: lnp.transpose(x, (2, 0, 1)) + 0, (1,), [f32(2, B, 3, 4)]),
+    ("slice_flip", lambda x: x[1:, ::2] + lnp.flip(x, 0)[:2, :2], (2,), [f32(3, 4, B)]),
+    ("pad", lambda x: lnp.pad(x, ((1, 0), (0, 2))) + lnp.pad(x, 1, mode="edge")[1:],
+     (1,), [f32(3, B, 4)]),
+    ("concat_none", lambda x, y: lnp.concatenate([x, y, x], axis=1), (0, None),
+     [f32(B, 2, 3), f32(2, 1)]),
+    ("stack_split", lambda x: lnp.stack(lnp.split(x, 2, axis=1), axis=-1), (1,),
+     [f32(3, B, 4)]),
+    ("tile_broadcast", lambda x: lnp.tile(x, (2, 1)) + lnp.broadcast_to(x, (2, 3, 4))[1, :1],
+     (0,), [f32(B, 3, 4)]),
+    ("tril_triu", lambda x: lnp.tril(x) - lnp.triu(x, 1), (2,), [f32(3, 3, B)]),
+    ("matmul_none", lambda x, w: x @ w, (0, None), [f32(B, 2, 4), f32(4, 3)]),
+    ("matmul_both", lambda x, w: x @ w, (2, 0), [f32(2, 4, B), f32(B, 4, 3)]),
+    ("matmul_w_only", lambda x, w: x @ w, (None, 1), [f32(5, 2, 4), f32(4, B, 3)]),
+    ("matvec", lambda m, v: m @ v, (0, 0), [f32(B, 3, 4), f32(B, 4)]),
+    ("vecmat", lambda v, m: v @ m, (0, None), [f32(B, 4), f32(2, 4, 3)]),
+    ("vecvec", lambda u, v: lnp.dot(u, v), (0, 0), [f32(B, 4), f32(B, 4)]),
+    ("einsum", lambda a, b: lnp.einsum("ij,jk->ki", a, b), (0, 1), [f32(B, 2, 3), f32(3, B, 4)]),
+    ("take_data", lambda x, i: lnp.take(x, i, axis=1), (0, None), [f32(B, 3, 5), ints(5, 2, 2)]),
+    ("take_idx", lambda x, i: lnp.take(x, i, axis=1), (None, 0), [f32(3, 5), ints(5, B, 2)]),
+    ("take_both", lambda x, i: lnp.take(x, i, axis=1), (2, 0), [f32(3, 5, B), ints(5, B, 2, 2)]),
+    ("getitem", lambda x, i: x[i] * 2, (0, 0), [f32(B, 6, 2), ints(6, B, 4, lo=-6)]),
+    ("take_along", lambda x, i: lnp.take_along_axis(x, i, axis=0), (0, None),
+     [f32(B, 4, 3), ints(4, 2, 3)]),
+    ("at_set", lambda x, v: x.at[1].set(v), (0, 0), [f32(B, 4, 2), f32(B, 2)]),
+    ("at_add_idx", lambda x, i, v: x.at[i].add(v), (None, 0, 0),
+     [f32(5, 2), ints(5, B, 3), f32(B, 3, 2)]),
+    ("one_hot", lambda i: nn.one_hot(i, 5), (0,), [ints(5, B, 3)]),
+    ("layer_norm_gelu", lambda x, g: nn.gelu(nn.layer_norm(x, g)), (0, None),
+     [f32(B, 2, 4), f32(4)]),
+    ("logsumexp", lambda x: nn.logsumexp(x, axis=0), (1,), [f32(4, B, 3)]),
+    ("det", lambda x: lnp.linalg.det(x), (2,), [f32(3, 3, B)]),
+    ("segment_sum", lambda d, s: nn.segment_sum(d, s, 4), (0, 0), [f32(B, 5, 2), ints(4, B, 5)]),
+    ("conv_x", lambda x, w: nn.conv(x, w, padding="SAME"), (0, None),
+     [f32(B, 2, 3, 5, 5), f32(4, 3, 3, 3)]),
+    ("conv_w", lambda x, w, b: nn.conv(x, w, bias=b, groups=2), (None, 0, 0),
+     [f32(2, 4, 5, 5), f32(B, 6, 2, 3, 3), f32(B, 6)]),
+    ("conv_both", lambda x, w: nn.conv(x, w, strides=2), (1, 0), [f32(2, B, 3, 5), f32(B, 4, 3, 2)]),
+    ("pools", lambda x: nn.max_pool(x, (2, 2)) + nn.avg_pool(x, (2, 2), padding="SAME")[..., :2, :2],
+     (0,), [f32(B, 2, 3, 4, 4)]),
+]
+
+
+def _run(cases):
+    fs = [(c[1], c[2]) for c in cases]
+    args = [c[3] for c in cases]
+    vm = lgc.jit(lambda a: [lgc.vmap(f, in_axes=ax)(*x) for (f, ax), x in zip(fs, a)])(args)
+    ref = lgc.jit(lambda a: [_loop(f, ax, x) for (f, ax), x in zip(fs, a)])(args)
+    for (name, *_), got, want in zip(cases, vm, ref):
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("part", range(3))
+def test_vmap_matches_loop(part):
+    _run(CASES[part::3])
+
+
+def test_eager_vmap_in_and_out_axes():
+    x, y = f32(4, B), f32(B, 2)
+    out = lgc.vmap(lambda a, b: (a[:, None] * b, a.sum()), in_axes=(-1, 0), out_axes=(1, 0))(x, y)
+    np.testing.assert_allclose(np.asarray(out[0]), np.einsum("ib,bj->ibj", x, y), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out[1]), x.sum(0), rtol=1e-5)
+    # an unbatched output with out_axes=None stays as it is; a batched one may not
+    c, d = lgc.vmap(lambda a: (a * 2, lnp.ones(3)), out_axes=(-1, None))(x.T)
+    np.testing.assert_allclose(np.asarray(c), x * 2)
+    assert d.shape == (3,)
+    with pytest.raises(ValueError, match="out_axes"):
+        lgc.vmap(lambda a: a, out_axes=None)(x)
+
+
+def test_pytree_axes_none_args_and_axis_size():
+    params = {"w": f32(4, 3), "b": f32(3)}
+    xs = f32(B, 4)
+    f = lambda p, x: nn.relu(x @ p["w"] + p["b"])   # noqa: E731
+    got = lgc.vmap(f, in_axes=({"w": None, "b": None}, 0))(params, xs)
+    np.testing.assert_allclose(np.asarray(got), np.maximum(xs @ params["w"] + params["b"], 0),
+                               rtol=1e-5)
+    # per-example biases: a prefix with an axis at one leaf
+    bs = f32(B, 3)
+    got = lgc.vmap(f, in_axes=({"w": None, "b": 0}, 0))({"w": params["w"], "b": bs}, xs)
+    np.testing.assert_allclose(np.asarray(got), np.maximum(xs @ params["w"] + bs, 0), rtol=1e-5)
+    # outputs as pytrees, constants broadcast to the batch
+    out = lgc.vmap(lambda x: {"s": x.sum(), "k": 1.0})(xs)
+    np.testing.assert_allclose(np.asarray(out["s"]), xs.sum(1), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["k"]), np.ones(B))
+    # nothing batched: axis_size says how many
+    z = lgc.vmap(lambda w: w.sum(0), in_axes=None, axis_size=2)(params["w"])
+    assert z.shape == (2, 3)
+    with pytest.raises(ValueError, match="axis_size"):
+        lgc.vmap(lambda w: w, in_axes=None)(params["w"])
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        lgc.vmap(lambda a, b: a + b)(f32(2, 3), f32(3, 3))
+    with pytest.raises(ValueError, match="in_axes"):
+        lgc.vmap(lambda a: a, in_axes=2)(f32(2, 3))
+
+
+def test_nested_vmap_and_jit_inside():
+    x, y = f32(B, 4, 5), f32(5, 2)
+    inner = lgc.jit(lambda r, w: nn.sigmoid(r @ w))
+    got = lgc.vmap(lgc.vmap(inner, in_axes=(0, None)), in_axes=(0, None))(x, y)
+    np.testing.assert_allclose(np.asarray(got), 1 / (1 + np.exp(-(x @ y))), rtol=1e-5)
+    # outer batch on a different axis; inner over the other one, with the result transposed
+    y2 = f32(5, B)
+    got = lgc.vmap(lgc.vmap(lambda a, b: a * b, in_axes=(1, None), out_axes=1),
+                   in_axes=(2, 0))(x, y2)
+    want = np.stack([x[:, :, j] * y2[j][:, None] for j in range(5)], 0)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+
+
+def test_vmap_of_matrix_distance_in_jit_traces_once():
+    """The common pairwise pattern: vmap(vmap(f, (None, 0)), (0, None)) inside jit."""
+    a, b = f32(4, 3), f32(5, 3)
+    d = lambda u, v: lnp.sqrt(lnp.sum((u - v) ** 2))   # noqa: E731
+    pair = lgc.jit(lgc.vmap(lgc.vmap(d, (None, 0)), (0, None)))
+    got = pair(a, b)
+    want = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+    assert pair.trace_count == 1
+    graph = lgc.make_ir(lgc.vmap(lgc.vmap(d, (None, 0)), (0, None)))(a, b)
+    assert len(graph.nodes) < 20   # batched ops, not a loop over the 20 pairs
+
+
+def test_every_op_has_a_batching_rule():
+    missing = [n for n, op in registry.all_ops().items() if op.batch is None]
+    assert not missing, missing
+
+
+def test_fallback_loop_rule():
+    """reverse_sequence has no specialised rule: the per-example loop is used, and is right."""
+    from lgc.trace.core import bind
+    x, lens = f32(B, 4, 2), np.array([1, 3], np.int64)
+    got = lgc.vmap(lambda a: bind("reverse_sequence", a, lens, batch_axis=1, time_axis=0))(x)
+    want = np.stack([registry.get("reverse_sequence").reference([xi, lens], {"batch_axis": 1,
+                    "time_axis": 0})[0] for xi in x])
+    np.testing.assert_allclose(np.asarray(got), want)
+
+
+def test_tracer_shows_the_example_shape():
+    seen = []
+    lgc.vmap(lambda a: seen.append((type(a), a.shape)) or a)(f32(B, 2, 5))
+    assert seen == [(BatchTracer, (2, 5))]
