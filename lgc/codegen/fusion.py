@@ -225,6 +225,9 @@ def _plan(graph: Graph, target: Target) -> Plan:
         axes = axes or rows.get(node)
         ccls = _kind(c)[0]
         shape, cshape = node.outputs[0].shape, c.outputs[0].shape
+        if anchor.get(node) is not None:
+            return (f"consumer {_label(c)} does not read it point for point, as the epilogue of "
+                    f"a {heavy[node]} template must")
         if axes is None or len(cshape) != len(shape):
             return f"it holds a {heavy[node]}, and consumer {_label(c)} would compute it again for other points"
         if ccls == "reduction":
