@@ -13,6 +13,7 @@ change to the compiler misses), the tuning database and the LGC_* settings. Only
 least MIN_BYTES are stored (small models compile faster than a cache entry loads). An entry
 that fails to load is removed and the model compiled again. The executable from a cache hit
 computes its graph again only if something asks for it (`lgc compile --explain`).
+Entries are pruned, least recently used first, to LGC_CACHE_MAX_MB (see runtime/cache.py).
 LGC_CACHE_COMPILED=0 turns this off (LGC_CACHE=0 turns it off with the binary cache).
 """
 from __future__ import annotations
@@ -96,6 +97,7 @@ def lookup(key: str, device, profile: bool, graph_fn):
         return None
     exe.manifest = manifest
     exe._graph_fn = graph_fn
+    program_cache.touch(path)
     counts["compiled_hit"] += 1
     return exe
 
@@ -109,6 +111,7 @@ def store(key: str, exe) -> None:
     except OSError:
         return
     counts["compiled_saved"] += 1
+    program_cache.prune(path.parent.parent)   # least recently used first, to LGC_CACHE_MAX_MB
 
 
 @lru_cache(maxsize=None)

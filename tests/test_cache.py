@@ -150,3 +150,16 @@ def test_compiled_model_cache(disk_cache, onnx_file, monkeypatch):
     before = dict(cache.counts)
     np.testing.assert_allclose(lgc.Model(path)(x), x @ w, rtol=1e-5)
     assert cache.counts["compiled_hit"] == before.get("compiled_hit", 0)
+
+
+def test_prune_removes_least_recently_used(tmp_path):
+    import os
+    for i, name in enumerate(["old", "mid", "new"]):
+        p = tmp_path / "a" / f"{name}.bin"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1000 + i, 1000 + i))
+    cache.touch(tmp_path / "a" / "old.bin")        # used just now: kept
+    assert cache.prune(tmp_path, 250) == 1
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["new.bin", "old.bin"]
+    assert cache.prune(tmp_path, 1000) == 0

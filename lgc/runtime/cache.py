@@ -18,6 +18,10 @@ its own cache (~/.cache/pocl/kcache, keyed by source and device). So on PoCL lgc
 built programs in memory and leaves the disk to PoCL; other drivers' binaries go to disk.
 LGC_CACHE_BINARIES=1 (or 0) forces storing binaries on (or off) for every device.
 
+Each of binaries/ and compiled/ (lgc.compile_cache) is kept under LGC_CACHE_MAX_MB
+(default 1024) by removing the least recently used entries (a hit refreshes an entry's
+mtime); binaries/ is checked once per process, compiled/ after every store.
+
 `counts` records what happened in this process ("build" from source, "disk" and "memory"
 hits, "saved", "corrupt"), which is how tests check that a second compile builds nothing.
 LGC_CACHE=0 disables the disk cache (the in-memory one stays).
@@ -88,7 +92,51 @@ def _read(key: str) -> bytes | None:
             hashlib.sha256(payload).digest() != data[len(MAGIC):head]:
         _discard(path)
         return None
+    touch(path)
     return payload
+
+
+def max_bytes() -> int:
+    try:
+        return int(float(os.environ.get("LGC_CACHE_MAX_MB", "1024")) * 2**20)
+    except ValueError:
+        return 2**30
+
+
+def touch(path: Path) -> None:
+    """Mark an entry as recently used (pruning removes the oldest first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune(directory: Path, limit: int | None = None) -> int:
+    """Remove the least recently used files under directory until it holds at most limit
+    bytes; returns the number removed."""
+    limit = max_bytes() if limit is None else limit
+    files = []
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, path))
+    total = sum(f[1] for f in files)
+    removed = 0
+    for _, size, path in sorted(files):
+        if total <= limit:
+            break
+        try:
+            os.unlink(path)
+            total -= size
+            removed += 1
+        except OSError:
+            pass
+    counts["pruned"] += removed
+    return removed
 
 
 def _discard(path: Path) -> None:
@@ -115,6 +163,9 @@ def _write(key: str, payload: bytes) -> None:
     except OSError:
         return  # a read-only or full cache directory only costs speed
     counts["saved"] += 1
+    if not counts["pruned_binaries"]:     # once per process
+        counts["pruned_binaries"] = 1
+        prune(cache_dir() / "binaries")
 
 
 def _binary(program: cl.Program) -> bytes:
