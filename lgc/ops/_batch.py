@@ -33,6 +33,16 @@ def dtype(x):
     return get_aval(x).dtype
 
 
+def const(value, dt):
+    """A host constant of exactly dtype dt (tracing narrows 64-bit host values by default)."""
+    import numpy as np
+    from ..ir import dtypes
+    x = bind("broadcast_to", np.asarray(value), shape=np.shape(value))
+    if np.dtype(dtype(x)) == np.dtype(dt):
+        return x
+    return bind("cast", x, to=dtypes.from_numpy(np.dtype(dt)).name)
+
+
 def axis_size(args, dims) -> int:
     return next(shape(x)[d] for x, d in zip(args, dims) if d is not None)
 

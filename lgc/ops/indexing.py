@@ -341,7 +341,7 @@ def _batch_scatter_nd(args, dims, at):
     data, ind, upd = _batch.all_to_front(args, dims)
     s = _batch.shape(ind)
     num = np.arange(s[0], dtype=_batch.dtype(ind)).reshape((-1,) + (1,) * (len(s) - 1))
-    num = _batch.broadcast_to(num, s[:-1] + (1,))
+    num = _batch.broadcast_to(_batch.const(num, _batch.dtype(ind)), s[:-1] + (1,))
     ind = _batch.bind("concat", num, ind, axis=len(s) - 1)
     return [_batch.bind("scatter_nd", data, ind, upd, reduction=at["reduction"])], [0]
 

@@ -484,7 +484,7 @@ def _batch_max_pool(args, dims, at):
         s = _batch.shape(args[0])
         per = prod(s) // s[dims[0]]   # elements of one example
         start = (np.arange(s[dims[0]], dtype=np.int64) * per).reshape((-1,) + (1,) * (len(s) - 1))
-        outs = [outs[0], _batch.bind("sub", outs[1], start)]
+        outs = [outs[0], _batch.bind("sub", outs[1], _batch.const(start, np.int64))]
     return outs, out_dims
 
 
