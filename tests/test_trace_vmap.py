@@ -312,3 +312,11 @@ def test_broadcasting_and_reduction_over_shapes(case):
             z = x * y - np.maximum(x, y)
             want.append(z.sum(axis=red) if k and _fits(red, z.ndim) else z)
         np.testing.assert_allclose(np.asarray(got[k]), np.stack(want), rtol=1e-5, atol=1e-6)
+
+
+def test_python_control_flow_on_a_batched_value_says_what_to_use():
+    from lgc.trace import ConcretizationError
+    with pytest.raises(ConcretizationError, match="batched by lgc.vmap.*where"):
+        lgc.vmap(lambda x: x if x > 0 else -x)(f32(B))
+    got = lgc.vmap(lambda x: lax.cond(x > 0, lambda v: v, lambda v: -v, x))(f32(B, 1)[:, 0])
+    assert np.all(np.asarray(got) >= 0)

@@ -34,6 +34,14 @@ class BatchTracer(Tracer):
     def __repr__(self):
         return f"Batched<{self.aval.str_short()}, axis {self.bdim}>"
 
+    def _concrete_error(self, what: str):
+        from .core import ConcretizationError
+        raise ConcretizationError(
+            f"{what} needs a concrete value, but this is an array {self.aval.str_short()} "
+            f"batched by lgc.vmap: its value differs per example, and Python control flow "
+            f"(if/while/and/or, bool(), int()) runs once for the whole batch. Use "
+            f"lgc.numpy.where or lgc.lax.cond/switch (which select per example) instead.")
+
 
 class BatchTrace(Trace):
     """main.global_data is the batch size."""
