@@ -120,8 +120,9 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
 
 
 def stop_gradient(x):
-    """Identity for now: lgc has no differentiation yet; kept so ported code runs."""
-    return pytree.tree_map(lambda v: lnp.asarray(v) if isinstance(v, ArrayBase) else v, x)
+    """x, with no gradient flowing back through it (at any order)."""
+    from .trace.autodiff import stop_gradient as _stop
+    return pytree.tree_map(lambda v: lnp.asarray(v) if isinstance(v, ArrayBase) else v, _stop(x))
 
 
 def dynamic_slice(operand, start_indices, slice_sizes):

@@ -253,3 +253,86 @@ register(OpDef(
     "cast", _cast_infer, _cast_ref,
     Elementwise(lambda a, em: a[0], on_output=False),
     fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}, batch=_batch.unary("cast")))
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+# Cotangents may keep the broadcast shape: lgc.trace.autodiff sums them back per input.
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _defvjp1(name, rule):
+    """rule(g, x, y) -> cotangent of x, for a one-input one-output op."""
+    OPS[name].vjp = lambda cts, ins, outs, attrs: [rule(cts[0], ins[0], outs[0])]
+
+
+def _defvjp2(name, rule):
+    """rule(g, a, b, y) -> (cotangent of a, cotangent of b)."""
+    OPS[name].vjp = lambda cts, ins, outs, attrs: list(rule(cts[0], *ins, outs[0]))
+
+
+def _zero(g, x, y):
+    return None   # piecewise constant: the gradient is zero almost everywhere
+
+
+_defvjp1("exp", lambda g, x, y: g * y)
+_defvjp1("log", lambda g, x, y: g / x)
+_defvjp1("sqrt", lambda g, x, y: g / (2 * y))
+_defvjp1("sin", lambda g, x, y: g * _lnp().cos(x))
+_defvjp1("cos", lambda g, x, y: -g * _lnp().sin(x))
+_defvjp1("tan", lambda g, x, y: g * (1 + y * y))
+_defvjp1("asin", lambda g, x, y: g / _lnp().sqrt(1 - x * x))
+_defvjp1("acos", lambda g, x, y: -g / _lnp().sqrt(1 - x * x))
+_defvjp1("atan", lambda g, x, y: g / (1 + x * x))
+_defvjp1("sinh", lambda g, x, y: g * _lnp().cosh(x))
+_defvjp1("cosh", lambda g, x, y: g * _lnp().sinh(x))
+_defvjp1("tanh", lambda g, x, y: g * (1 - y * y))
+_defvjp1("asinh", lambda g, x, y: g / _lnp().sqrt(x * x + 1))
+_defvjp1("acosh", lambda g, x, y: g / _lnp().sqrt(x * x - 1))
+_defvjp1("atanh", lambda g, x, y: g / (1 - x * x))
+_defvjp1("reciprocal", lambda g, x, y: -g * y * y)
+_defvjp1("sigmoid", lambda g, x, y: g * y * (1 - y))
+_defvjp1("erf", lambda g, x, y: g * (2 / np.sqrt(np.pi)) * _lnp().exp(-x * x))
+_defvjp1("neg", lambda g, x, y: -g)
+_defvjp1("abs", lambda g, x, y: g * _lnp().sign(x))
+_defvjp1("relu", lambda g, x, y: _lnp().where(x > 0, g, 0))
+for _n in ("floor", "ceil", "round", "sign"):
+    _defvjp1(_n, _zero)
+_defvjp1("cast", lambda g, x, y: _lnp().astype(g, x.dtype) if x.dtype.kind == "f" else None)
+
+_defvjp2("add", lambda g, a, b, y: (g, g))
+_defvjp2("sub", lambda g, a, b, y: (g, -g))
+_defvjp2("mul", lambda g, a, b, y: (g * b, g * a))
+_defvjp2("div", lambda g, a, b, y: (g / b, -g * y / b))
+
+
+def _pow_vjp(g, a, b, y):
+    lnp = _lnp()
+    da = g * b * lnp.power(a, b - 1)
+    db = g * y * lnp.log(lnp.where(a == 0, 1, a))   # d/db a**b = a**b log a (0 where a == 0)
+    return da, db
+
+
+def _minmax_vjp(g, a, b, y):
+    """To the chosen operand; ties split the gradient in half (as JAX)."""
+    lnp = _lnp()
+    wa = lnp.where(a == y, lnp.where(b == y, 0.5, 1.0), 0.0).astype(g.dtype)
+    return g * wa, g * (1 - wa)
+
+
+def _mod_vjp(g, a, b, y):
+    return g, -g * _lnp().floor_divide(a - y, b)   # a = b * q + y with q constant
+
+
+_defvjp2("pow", _pow_vjp)
+_defvjp2("max", _minmax_vjp)
+_defvjp2("min", _minmax_vjp)
+_defvjp2("mod", _mod_vjp)
+OPS["where"].vjp = lambda cts, ins, outs, attrs: [
+    None, _lnp().where(ins[0], cts[0], 0), _lnp().where(ins[0], 0, cts[0])]

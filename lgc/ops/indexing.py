@@ -1044,3 +1044,66 @@ register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
                fusion="opaque", attrs={"shape": REQUIRED}, num_inputs=2,
                batch=_batch.loop("max_unpool"),
                doc="zeros of `shape` with out.flat[indices] = x (ONNX MaxUnpool)"))
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# A gather's adjoint is a scatter-add and back; written with bind so they trace and nest.
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _bind(*a, **k):
+    from ..trace.core import bind
+    return bind(*a, **k)
+
+
+def _gather_vjp(cts, ins, outs, attrs):
+    """Move the gathered axis first and scatter-add the cotangent into it (scatter_nd)."""
+    lnp, (x, idx), g = _lnp(), ins, cts[0]
+    axis, k = attrs["axis"] % x.ndim, idx.ndim
+    n = x.shape[axis]
+    idx = lnp.where(idx < 0, idx + n, idx)
+    g = lnp.moveaxis(g, tuple(range(axis, axis + k)), tuple(range(k)))
+    z = lnp.zeros((n,) + x.shape[:axis] + x.shape[axis + 1:], g.dtype)
+    out = _bind("scatter_nd", z, lnp.expand_dims(idx, -1), g, reduction="add")
+    return [lnp.moveaxis(out, 0, axis), None]
+
+
+def _gather_elements_vjp(cts, ins, outs, attrs):
+    x, idx = ins
+    return [_bind("scatter_elements", _lnp().zeros_like(x), idx, cts[0], axis=attrs["axis"],
+                  reduction="add"), None]
+
+
+def _gather_nd_vjp(cts, ins, outs, attrs):
+    if attrs["batch_dims"]:
+        raise NotImplementedError("lgc.grad: gather_nd with batch_dims")
+    x, idx = ins
+    return [_bind("scatter_nd", _lnp().zeros_like(x), idx, cts[0], reduction="add"), None]
+
+
+def _scatter_vjp(scatter_op, gather_op, **gattrs):
+    """data's cotangent is g where no update landed (all of g for 'add'); the updates' is g
+    gathered at their positions."""
+    def vjp(cts, ins, outs, attrs):
+        (data, idx, upd), g, red = ins, cts[0], attrs["reduction"]
+        if red == "add":
+            d_data = g
+        elif red == "none":
+            d_data = _bind(scatter_op, g, idx, _lnp().zeros_like(upd), **attrs)
+        else:
+            raise NotImplementedError(f"lgc.grad: {scatter_op} with reduction {red!r}")
+        return [d_data, None, _bind(gather_op, g, idx, **{k: attrs[k] for k in gattrs})]
+    return vjp
+
+
+OPS["gather"].vjp = _gather_vjp
+OPS["gather_elements"].vjp = _gather_elements_vjp
+OPS["gather_nd"].vjp = _gather_nd_vjp
+OPS["scatter_elements"].vjp = _scatter_vjp("scatter_elements", "gather_elements", axis=0)
+OPS["scatter_nd"].vjp = _scatter_vjp("scatter_nd", "gather_nd")

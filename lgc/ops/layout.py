@@ -390,3 +390,82 @@ register(OpDef(
     "trilu", _trilu_infer, _trilu_ref, Pointwise(_trilu_body, flops_per_point=0),
     fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1, batch=_batch_trilu,
     doc="keep the upper (or lower) triangle of the last two axes from diagonal k, zero the rest"))
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _rule(fn):
+    """fn(g, x, attrs) -> cotangent of the one input."""
+    return lambda cts, ins, outs, attrs: [fn(cts[0], ins[0], attrs)]
+
+
+def _index_map_vjp(op):
+    """Adjoint of any op that only moves elements (each output element is one input element
+    or a constant): run the op's reference on the input positions once, at trace time, and
+    scatter-add the cotangent back to them. Position 0 stands for "no input" (padding)."""
+    def vjp(cts, ins, outs, attrs):
+        from ..trace.core import bind
+        lnp, x = _lnp(), ins[0]
+        pos = np.arange(1, x.size + 1, dtype=np.int64).reshape(x.shape)
+        src = OPS[op].reference([pos], dict(attrs, value=0) if op == "pad" else attrs)[0]
+        flat = bind("scatter_elements", lnp.zeros((x.size + 1,), cts[0].dtype),
+                    src.reshape(-1), lnp.reshape(cts[0], (-1,)), axis=0, reduction="add")
+        return [lnp.reshape(flat[1:], x.shape)]
+    return vjp
+
+
+OPS["reshape"].vjp = _rule(lambda g, x, a: _lnp().reshape(g, x.shape))
+OPS["transpose"].vjp = _rule(lambda g, x, a: _lnp().transpose(g, tuple(np.argsort(a["perm"]))))
+OPS["broadcast_to"].vjp = _rule(lambda g, x, a: g)   # summed back to x's shape by autodiff
+OPS["tile"].vjp = _index_map_vjp("tile")
+
+
+def _trilu_vjp(cts, ins, outs, attrs):
+    from ..trace.core import bind
+    return [bind("trilu", cts[0], *ins[1:], **attrs)]
+
+
+OPS["trilu"].vjp = _trilu_vjp
+
+
+def _slice_vjp(cts, ins, outs, attrs):
+    """Unit steps: pad the cotangent back into place; other steps: the index-map scatter."""
+    x = ins[0]
+    if x.ndim == 0 or any(s != 1 for s in attrs["steps"]):
+        return _index_map_vjp("slice")(cts, ins, outs, attrs)
+    lo = tuple(attrs["starts"])
+    hi = tuple(n - a - m for n, a, m in zip(x.shape, lo, attrs["shape"]))
+    return [_lnp().pad(cts[0], tuple(zip(lo, hi)))]
+
+
+def _pad_vjp(cts, ins, outs, attrs):
+    """Constant padding by p is undone by padding by -p (a negative pad crops)."""
+    from ..trace.core import bind
+    if attrs["mode"] != "constant":
+        return _index_map_vjp("pad")(cts, ins, outs, attrs)
+    return [bind("pad", cts[0], pads=tuple(-p for p in attrs["pads"]), mode="constant",
+                 value=0.0)]
+
+
+def _concat_vjp(cts, ins, outs, attrs):
+    from ..trace.core import bind
+    g = cts[0]
+    axis = attrs["axis"] % g.ndim
+    bounds = np.cumsum([0] + [x.shape[axis] for x in ins]).tolist()
+    return [bind("slice", g, starts=tuple(a if i == axis else 0 for i in range(g.ndim)),
+                 steps=(1,) * g.ndim, shape=x.shape)
+            for a, x in zip(bounds, ins)]
+
+
+OPS["slice"].vjp = _slice_vjp
+OPS["pad"].vjp = _pad_vjp
+OPS["concat"].vjp = _concat_vjp

@@ -358,3 +358,30 @@ register(OpDef("det", _det_infer,
                Pointwise(_det_body), fusion="opaque", num_inputs=1,
                batch=lambda args, dims, at: _batch_det(args[0], dims[0]),
                doc="determinant of [..., n, n] by LU with partial pivoting"))
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _matmul_vjp(cts, ins, outs, attrs):
+    """ga = g @ b^T, gb = a^T @ g, with 1-d operands as rows/columns and batch axes summed
+    back by autodiff (broadcast operands)."""
+    import lgc.numpy as lnp
+    from ..trace.autodiff import unbroadcast
+    (a, b), g = ins, cts[0]
+    if attrs["trans_b"]:
+        b = lnp.swapaxes(b, -1, -2)
+    a2 = lnp.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = lnp.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    if a.ndim == 1:
+        g = lnp.expand_dims(g, -2 if b.ndim > 1 else 0)
+    if b.ndim == 1:
+        g = lnp.expand_dims(g, -1)
+    ga = lnp.reshape(unbroadcast(lnp.matmul(g, lnp.swapaxes(b2, -1, -2)), a2.shape), a.shape)
+    gb = lnp.reshape(unbroadcast(lnp.matmul(lnp.swapaxes(a2, -1, -2), g), b2.shape), b.shape)
+    return [ga, lnp.swapaxes(gb, -1, -2) if attrs["trans_b"] else gb]
+
+
+OPS["matmul"].vjp = _matmul_vjp

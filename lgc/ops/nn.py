@@ -597,3 +597,111 @@ register(OpDef("lrn", _lrn_infer, _float_ref(_lrn_ref), Pointwise(_lrn_body), fu
                attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, num_inputs=1,
                batch=_batch.fold_into_n("lrn"),
                doc="local response normalisation across channels"))
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# Written with lgc.numpy/bind so the backward ops trace like any others (jit, grad of grad).
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _bind(*a, **k):
+    from ..trace.core import bind
+    return bind(*a, **k)
+
+
+def _conv_params(attrs, r):
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    return dict(strides=s, pads=pb + pe, dilations=d, group=attrs["group"])
+
+
+def _conv_input_grad(g, w, x_shape, attrs):
+    """The adjoint of conv in its input: conv_transpose with the same kernel, its output
+    padding chosen to give back x's size (rows the strides skipped get zeros)."""
+    r = len(x_shape) - 2
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    op = tuple(x_shape[2 + i] - (s[i] * (g.shape[2 + i] - 1) + d[i] * (w.shape[2 + i] - 1) + 1
+                                 - pb[i] - pe[i]) for i in range(r))
+    return _bind("conv_transpose", g, w, output_padding=op, **_conv_params(attrs, r))
+
+
+def _conv_weight_grad(x, g, w_shape, attrs):
+    """dW[o, c, k] = sum over n, t of g[n, o, t] x[n, c, t*s + k*d - p]: itself a grouped
+    conv of x (batch as channels) with g as the kernel, strides and dilations swapped."""
+    lnp = _lnp()
+    r, G = x.ndim - 2, attrs["group"]
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    N, C, O = x.shape[0], x.shape[1], g.shape[1]
+    sp = tuple(range(3, 3 + r))
+    xt = lnp.transpose(lnp.reshape(x, (N, G, C // G) + x.shape[2:]), (2, 1, 0) + sp)
+    xt = lnp.reshape(xt, (C // G, G * N) + x.shape[2:])
+    gt = lnp.transpose(lnp.reshape(g, (N, G, O // G) + g.shape[2:]), (1, 2, 0) + sp)
+    gt = lnp.reshape(gt, (O, N) + g.shape[2:])
+    dw = _bind("conv", xt, gt, strides=d, dilations=s, pads=pb + pe, group=G)
+    dw = lnp.swapaxes(dw, 0, 1)
+    if tuple(dw.shape) != tuple(w_shape):   # the end padding can add rows past the kernel
+        dw = _bind("slice", dw, starts=(0,) * dw.ndim, steps=(1,) * dw.ndim, shape=w_shape)
+    return dw
+
+
+def _bias_grad(g):
+    return _lnp().sum(g, axis=(0,) + tuple(range(2, g.ndim)))
+
+
+def _conv_vjp(cts, ins, outs, attrs):
+    x, w, g = ins[0], ins[1], cts[0]
+    out = [_conv_input_grad(g, w, x.shape, attrs), _conv_weight_grad(x, g, w.shape, attrs)]
+    return out + [_bias_grad(g)] * (len(ins) == 3)
+
+
+def _conv_transpose_vjp(cts, ins, outs, attrs):
+    """conv_transpose(x, w) is the adjoint of conv(., w): its input gradient is that conv,
+    its weight gradient conv's weight gradient with the roles of input and output swapped."""
+    x, w, g = ins[0], ins[1], cts[0]
+    r = x.ndim - 2
+    gx = _bind("conv", g, w, **_conv_params(attrs, r))
+    if tuple(gx.shape) != tuple(x.shape):   # output_padding >= stride: trailing rows unused
+        gx = _bind("slice", gx, starts=(0,) * gx.ndim, steps=(1,) * gx.ndim, shape=x.shape)
+    out = [gx, _conv_weight_grad(g, x, w.shape, attrs)]
+    return out + [_bias_grad(g)] * (len(ins) == 3)
+
+
+def _max_pool_vjp(cts, ins, outs, attrs):
+    """To the input element each window took (the max pool's own flat indices)."""
+    lnp, x, g = _lnp(), ins[0], cts[0]
+    if attrs["storage_order"]:
+        raise NotImplementedError("lgc.grad: max_pool with storage_order=1")
+    idx = outs[1] if attrs["return_indices"] else _bind(
+        "max_pool", x, **dict(attrs, return_indices=1))[1]
+    flat = _bind("scatter_elements", lnp.zeros((x.size,), g.dtype), lnp.reshape(idx, (-1,)),
+                 lnp.reshape(g, (-1,)), axis=0, reduction="add")
+    return [lnp.reshape(flat, x.shape)]
+
+
+def _avg_pool_vjp(cts, ins, outs, attrs):
+    """Each window spreads g / count over its elements: a depthwise conv_transpose with a
+    kernel of ones; count is the window size, or its non-padding part."""
+    lnp, x, g = _lnp(), ins[0], cts[0]
+    if attrs["ceil_mode"]:
+        raise NotImplementedError("lgc.grad: avg_pool with ceil_mode")
+    r, C, k = x.ndim - 2, x.shape[1], tuple(attrs["kernel"])
+    conv_attrs = dict(strides=attrs["strides"], pads=attrs["pads"],
+                      dilations=attrs["dilations"], group=1)
+    if attrs["count_include_pad"]:
+        g = g / int(np.prod(k))
+    else:
+        ones = lnp.ones((1, 1) + x.shape[2:], g.dtype)
+        g = g / _bind("conv", ones, lnp.ones((1, 1) + k, g.dtype), **conv_attrs)
+    kernel = lnp.ones((C, 1) + k, g.dtype)
+    return [_conv_input_grad(g, kernel, x.shape, dict(conv_attrs, group=C))]
+
+
+OPS["conv"].vjp = _conv_vjp
+OPS["conv_transpose"].vjp = _conv_transpose_vjp
+OPS["max_pool"].vjp = _max_pool_vjp
+OPS["avg_pool"].vjp = _avg_pool_vjp

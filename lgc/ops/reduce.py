@@ -441,3 +441,87 @@ register(OpDef("topk", _topk_infer, _topk_ref,
                doc="values and int64 indices of the k largest (smallest), always sorted; "
                    "ties go to the lower index"))
 
+
+
+# ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _red_axes(x, attrs):
+    return tuple(a % x.ndim for a in attrs["axes"]) or tuple(range(x.ndim))  # () = all (ONNX)
+
+
+def _keep(g, x, attrs):
+    """A reduction's cotangent with the reduced axes back as size 1 (broadcastable to x)."""
+    if attrs["keepdims"]:
+        return g
+    axes = _red_axes(x, attrs)
+    return _lnp().reshape(g, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+
+
+def _sum_vjp(cts, ins, outs, attrs):
+    return [_lnp().broadcast_to(_keep(cts[0], ins[0], attrs), ins[0].shape)]
+
+
+def _mean_vjp(cts, ins, outs, attrs):
+    x = ins[0]
+    n = int(np.prod([x.shape[a] for a in _red_axes(x, attrs)]))
+    return [_lnp().broadcast_to(_keep(cts[0], x, attrs) / n, x.shape)]
+
+
+def _extremum_vjp(cts, ins, outs, attrs):
+    """To the elements equal to the result, shared equally among ties (as JAX)."""
+    lnp, x = _lnp(), ins[0]
+    hit = lnp.astype(x == _keep(outs[0], x, attrs), x.dtype)
+    count = lnp.sum(hit, axis=_red_axes(x, attrs), keepdims=True)
+    return [hit * (_keep(cts[0], x, attrs) / count)]
+
+
+def _prod_vjp(cts, ins, outs, attrs):
+    x = ins[0]   # y / x: undefined where an element is zero
+    return [_keep(cts[0], x, attrs) * _keep(outs[0], x, attrs) / x]
+
+
+OPS["reduce_sum"].vjp = _sum_vjp
+OPS["reduce_mean"].vjp = _mean_vjp
+OPS["reduce_max"].vjp = _extremum_vjp
+OPS["reduce_min"].vjp = _extremum_vjp
+OPS["reduce_prod"].vjp = _prod_vjp
+
+
+def _softmax_vjp(cts, ins, outs, attrs):
+    g, y = cts[0], outs[0]
+    return [y * (g - _lnp().sum(g * y, axis=attrs["axis"], keepdims=True))]
+
+
+def _log_softmax_vjp(cts, ins, outs, attrs):
+    lnp, g = _lnp(), cts[0]
+    return [g - lnp.exp(outs[0]) * lnp.sum(g, axis=attrs["axis"], keepdims=True)]
+
+
+def _cumsum_vjp(cts, ins, outs, attrs):
+    """The adjoint of a running sum is the running sum the other way."""
+    from ..trace.core import bind
+    return [bind("cumsum", cts[0], axis=attrs["axis"], exclusive=attrs["exclusive"],
+                 reverse=1 - attrs["reverse"])]
+
+
+def _topk_vjp(cts, ins, outs, attrs):
+    """The values' cotangent goes back to where they were taken from."""
+    from ..trace.core import bind
+    lnp, x = _lnp(), ins[0]
+    return [bind("scatter_elements", lnp.zeros_like(x), outs[1], cts[0], axis=attrs["axis"],
+                 reduction="add")]
+
+
+OPS["softmax"].vjp = _softmax_vjp
+OPS["log_softmax"].vjp = _log_softmax_vjp
+OPS["cumsum"].vjp = _cumsum_vjp
+OPS["topk"].vjp = _topk_vjp

@@ -1,0 +1,226 @@
+"""Automatic differentiation: lgc.vjp, lgc.grad, lgc.value_and_grad, lgc.jvp.
+
+Reverse mode is a tape, one per transformation level (a MainTrace, as in Autodidax). Under
+`vjp`, inputs become VJPTracers; each op computes its primal result by binding on the
+primals (so the level below - eager, jit's graph, or an outer vjp - does the arithmetic) and,
+when a differentiated input flows into it, appends an entry to the level's tape. The
+backward pass walks the tape in reverse and calls each op's `OpDef.vjp` rule. The rules are
+lnp/bind code, so the backward ops are processed by whatever trace is below: they run
+eagerly, are staged by an enclosing jit, or are recorded on an outer level's tape, which is
+what makes grad-of-grad and jit(grad) / grad(jit) work without anything special.
+
+Rule shape: `OpDef.vjp(cts, inputs, outputs, attrs) -> [cotangent or None per input]`,
+`cts` has one cotangent per output (zeros where an output got none). A cotangent may have
+the broadcast output shape: the pass sums it back to the input's shape and dtype.
+
+Forward mode (`jvp`) transposes the VJP: vjp_fun(w) is linear in w, so J.u is the VJP of
+w -> vjp_fun(w) with cotangent u. It needs no rules of its own; it costs one forward and
+two backward passes where a JVP trace would cost one.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..ir import registry
+from . import pytree
+from .core import Trace, Tracer, bind_list, full_raise, get_aval, new_main
+
+
+def _lnp():
+    import lgc.numpy as lnp
+    return lnp
+
+
+def _is_float(x) -> bool:
+    return np.dtype(get_aval(x).dtype).kind == "f"
+
+
+class _Tape:
+    def __init__(self):
+        self.entries: list[tuple] = []   # (op, attrs, in_nodes, ins, out_nodes, outs)
+        self._ids = itertools.count()
+
+    def new_node(self) -> int:
+        return next(self._ids)
+
+
+class VJPTracer(Tracer):
+    """A value at one differentiation level: its primal and its tape node (None: a constant
+    of this level, or an integer value, which gets no cotangent)."""
+
+    def __init__(self, trace, primal, node):
+        self._trace, self.primal, self.node = trace, primal, node
+        self.aval = get_aval(primal)
+
+
+class VJPTrace(Trace):
+    def pure(self, x):
+        return VJPTracer(self, x, None)
+
+    lift = pure
+
+    def process_op(self, op, tracers, attrs, weak):
+        ins = [t.primal for t in tracers]
+        outs = bind_list(op, ins, attrs, weak)
+        in_nodes = [t.node for t in tracers]
+        if all(n is None for n in in_nodes):
+            return [VJPTracer(self, o, None) for o in outs]
+        tape: _Tape = self.main.global_data
+        out_nodes = [tape.new_node() if _is_float(o) else None for o in outs]
+        if any(n is not None for n in out_nodes):
+            attrs = registry.get(op).normalize_attrs(attrs)
+            tape.entries.append((op, attrs, in_nodes, ins, out_nodes, outs))
+        return [VJPTracer(self, o, n) for o, n in zip(outs, out_nodes)]
+
+
+def unbroadcast(g, shape):
+    """Sum a cotangent of a broadcast result back to an operand's shape."""
+    lnp = _lnp()
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g.shape[lead + i] != 1)
+    return lnp.reshape(lnp.sum(g, axis=axes), shape)
+
+
+def _fit(g, x):
+    lnp = _lnp()
+    aval = get_aval(x)
+    g = unbroadcast(lnp.asarray(g), aval.shape)
+    return g if g.dtype == aval.dtype else lnp.astype(g, aval.dtype)
+
+
+def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
+    """Cotangents of the inputs, given cotangents of the outputs (reverse tape walk)."""
+    lnp = _lnp()
+    ct: dict[int, object] = {}
+
+    def add(node, g):
+        ct[node] = g if node not in ct else lnp.add(ct[node], g)
+
+    for n, g in zip(out_nodes, out_cts):
+        if n is not None and g is not None:
+            add(n, g)
+    for op, attrs, e_in_nodes, ins, e_out_nodes, outs in reversed(tape.entries):
+        gs = [ct.pop(n, None) if n is not None else None for n in e_out_nodes]
+        if all(g is None for g in gs):
+            continue
+        rule = registry.get(op).vjp
+        if rule is None:
+            raise NotImplementedError(f"lgc.grad: op {op!r} has no gradient rule (OpDef.vjp)")
+        gs = [lnp.zeros_like(y) if g is None else g for g, y in zip(gs, outs)]
+        in_cts = rule(gs, ins, outs, attrs)
+        for n, x, g in zip(e_in_nodes, ins, in_cts):
+            if n is not None and g is not None:
+                add(n, _fit(g, x))
+    return [_fit(ct[n], x) if n in ct else lnp.zeros_like(x)
+            for n, x in zip(in_nodes, in_primals)]
+
+
+def _strip(main, x):
+    """A result leaf of this level as a value of the level below."""
+    return x.primal if isinstance(x, VJPTracer) and x._trace.main is main else x
+
+
+def vjp(fun, *primals, has_aux: bool = False):
+    """(fun(*primals), vjp_fun[, aux]) as jax.vjp: vjp_fun(cotangent of the output pytree)
+    returns a tuple with the cotangent of each primal (same pytree structure)."""
+    lnp = _lnp()
+    leaves, tree = pytree.flatten(primals)
+    leaves = [lnp.asarray(x) for x in leaves]
+    for x in leaves:
+        if not _is_float(x):
+            raise TypeError(f"lgc.vjp/grad: differentiated inputs must be floating point, got "
+                            f"{get_aval(x).str_short()} (pass integers through static or "
+                            f"non-differentiated arguments)")
+    tape = _Tape()
+    with new_main(VJPTrace, tape) as main:
+        trace = VJPTrace(main)
+        in_tracers = [VJPTracer(trace, x, tape.new_node()) for x in leaves]
+        out = fun(*pytree.unflatten(tree, in_tracers))
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError("has_aux=True needs the function to return a pair (out, aux)")
+            out, aux = out
+            aux = pytree.tree_map(lambda v: _strip(main, v), aux)
+        out_leaves, out_tree = pytree.flatten(out)
+        out_tracers = [full_raise(trace, o) for o in out_leaves]
+    in_nodes = [t.node for t in in_tracers]
+    out_nodes = [t.node for t in out_tracers]
+    primal_out = pytree.unflatten(out_tree, [t.primal for t in out_tracers])
+
+    def vjp_fun(cotangent):
+        ct_leaves, ct_tree = pytree.flatten(cotangent)
+        if len(ct_leaves) != len(out_nodes):
+            raise TypeError(f"vjp_fun: cotangent has {len(ct_leaves)} leaves, the output "
+                            f"{len(out_nodes)}")
+        cts = [_fit(g, t.primal) for g, t in zip(ct_leaves, out_tracers)]
+        grads = backward(tape, out_nodes, cts, in_nodes, leaves)
+        return pytree.unflatten(tree, grads)
+
+    return (primal_out, vjp_fun, aux) if has_aux else (primal_out, vjp_fun)
+
+
+def value_and_grad(fun, argnums=0, has_aux: bool = False):
+    """jax.value_and_grad: f's value and its gradient w.r.t. the argnums arguments (pytrees);
+    f must return a real scalar (or (scalar, aux) with has_aux)."""
+    def wrapped(*args, **kwargs):
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        nums = tuple(i % len(args) for i in nums)
+
+        def partial(*dargs):
+            full = list(args)
+            for i, d in zip(nums, dargs):
+                full[i] = d
+            return fun(*full, **kwargs)
+
+        res = vjp(partial, *(args[i] for i in nums), has_aux=has_aux)
+        out, vjp_fun = res[0], res[1]
+        aval = get_aval(out) if not isinstance(out, (tuple, list, dict)) else None
+        if aval is None or aval.shape != () or aval.dtype.kind != "f":
+            raise TypeError("grad needs a function returning a real scalar, got "
+                            f"{aval.str_short() if aval else type(out).__name__}")
+        g = vjp_fun(_lnp().ones_like(out))
+        g = g[0] if isinstance(argnums, int) else g
+        return ((out, res[2]) if has_aux else out), g
+
+    wrapped.__name__ = f"value_and_grad_{getattr(fun, '__name__', 'fn')}"
+    return wrapped
+
+
+def grad(fun, argnums=0, has_aux: bool = False):
+    """jax.grad: the gradient of a real scalar function w.r.t. the argnums arguments."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    def wrapped(*args, **kwargs):
+        (out, g) = vg(*args, **kwargs)
+        return (g, out[1]) if has_aux else g
+
+    wrapped.__name__ = f"grad_{getattr(fun, '__name__', 'fn')}"
+    return wrapped
+
+
+def jvp(fun, primals, tangents, has_aux: bool = False):
+    """jax.jvp: (fun(*primals), J(primals) . tangents), by transposing the VJP (see top)."""
+    lnp = _lnp()
+    primals, tangents = tuple(primals), tuple(tangents)
+    res = vjp(fun, *primals, has_aux=has_aux)
+    out, vjp_fun = res[0], res[1]
+    w0 = pytree.tree_map(lnp.zeros_like, out)
+    _, transposed = vjp(vjp_fun, w0)
+    (t_out,) = transposed(tangents)
+    return (out, t_out, res[2]) if has_aux else (out, t_out)
+
+
+def stop_gradient(x):
+    """The value with every differentiation level removed: no gradient flows back through
+    it, at any order (jax.lax.stop_gradient)."""
+    def strip(v):
+        while isinstance(v, VJPTracer):
+            v = v.primal
+        return v
+    return pytree.tree_map(strip, x)

@@ -1,0 +1,345 @@
+"""lgc.grad / value_and_grad / vjp / jvp: every differentiable op against central finite
+differences in float64 (PoCL has cl_khr_fp64), higher order against analytic values, and
+composition with jit.
+
+The finite-difference check is directional: for random directions v, <grad f(x), v> must
+match (f(x + e v) - f(x - e v)) / 2e, and jvp(f, x, v) the same number; with e = 1e-5 in
+float64 the truncation error is ~1e-10 relative, so rtol 1e-6 means something.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lgc
+import lgc.lax as lax
+import lgc.nn as nn
+import lgc.numpy as lnp
+from lgc.trace import enable_x64
+
+RTOL = 1e-6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def x64():
+    enable_x64(True)
+    yield
+    enable_x64(False)
+
+
+def _rand(rng, shape, lo=-1.0, hi=1.0, away=0.0):
+    """Uniform values; `away` keeps them that far from zero (kinks of relu/abs)."""
+    x = rng.uniform(lo, hi, shape)
+    if away:
+        x = np.sign(x + (x == 0)) * (away + np.abs(x))
+    return x.astype(np.float64)
+
+
+def check_grads(f, args, rng, dirs=2, eps=1e-5, rtol=RTOL):
+    """Gradient of sum(w * f(*args)) (w fixed random) w.r.t. every argument, checked along
+    random directions by central differences; jvp checked the same way."""
+    out = np.asarray(f(*args))
+    w = rng.standard_normal(out.shape)
+
+    def scalar(*xs):
+        return lnp.sum(lnp.asarray(w) * f(*xs))
+
+    grads = lgc.grad(scalar, argnums=tuple(range(len(args))))(*args)
+    for _ in range(dirs):
+        vs = [rng.standard_normal(np.shape(a)) for a in args]
+        plus = float(scalar(*[a + eps * v for a, v in zip(args, vs)]))
+        minus = float(scalar(*[a - eps * v for a, v in zip(args, vs)]))
+        fd = (plus - minus) / (2 * eps)
+        an = sum(float(np.sum(np.asarray(g) * v)) for g, v in zip(grads, vs))
+        np.testing.assert_allclose(an, fd, rtol=rtol, atol=rtol * 1e-2)
+        _, t = lgc.jvp(scalar, args, tuple(vs))
+        np.testing.assert_allclose(float(t), fd, rtol=rtol, atol=rtol * 1e-2)
+    return grads
+
+
+# ---- elementwise ---------------------------------------------------------------------------
+
+UNARY = {
+    "exp": (lnp.exp, {}), "log": (lnp.log, dict(lo=0.2, hi=2)), "sqrt": (lnp.sqrt, dict(lo=0.2)),
+    "sin": (lnp.sin, {}), "cos": (lnp.cos, {}), "tan": (lnp.tan, {}), "tanh": (lnp.tanh, {}),
+    "arcsin": (lnp.arcsin, dict(lo=-0.8, hi=0.8)), "arccos": (lnp.arccos, dict(lo=-0.8, hi=0.8)),
+    "arctan": (lnp.arctan, {}), "sinh": (lnp.sinh, {}), "cosh": (lnp.cosh, {}),
+    "arcsinh": (lnp.arcsinh, {}), "arccosh": (lnp.arccosh, dict(lo=1.2, hi=3)),
+    "arctanh": (lnp.arctanh, dict(lo=-0.8, hi=0.8)), "reciprocal": (lnp.reciprocal, dict(away=0.3)),
+    "sigmoid": (nn.sigmoid, {}), "erf": (lax.erf, {}), "neg": (lnp.negative, {}),
+    "abs": (lnp.abs, dict(away=0.1)), "relu": (nn.relu, dict(away=0.1)),
+    "square": (lnp.square, {}), "gelu": (lambda x: nn.gelu(x, approximate=False), {}),
+    "gelu_tanh": (nn.gelu, {}), "silu": (nn.silu, {}), "softplus": (nn.softplus, {}),
+    "log1p": (lnp.log1p, dict(lo=0, hi=2)), "expm1": (lnp.expm1, {}),
+    "cast32": (lambda x: lnp.astype(lnp.astype(x, lnp.float32), lnp.float64) * 0 + x * 2, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary(name):
+    fn, kw = UNARY[name]
+    rng = np.random.default_rng(0)
+    check_grads(fn, (_rand(rng, (3, 4), **kw),), rng)
+
+
+BINARY = {
+    "add": lnp.add, "sub": lnp.subtract, "mul": lnp.multiply, "div": lnp.divide,
+    "pow": lnp.power, "maximum": lnp.maximum, "minimum": lnp.minimum,
+    "where": lambda a, b: lnp.where(a > b, a * b, a - b), "mod": lnp.mod,
+    "arctan2": lnp.arctan2, "hypot": lnp.hypot,
+}
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(BINARY)),
+       shapes=st.sampled_from([((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 4)), ((), (2, 2)),
+                               ((2, 3, 1), (3, 2))]))
+def test_binary_broadcasting(name, shapes):
+    rng = np.random.default_rng(1)
+    a = _rand(rng, shapes[0], 0.5, 2.0)
+    b = _rand(rng, shapes[1], 0.5, 2.0) + 0.05   # ties only by design below
+    check_grads(BINARY[name], (a, b), rng)
+
+
+def test_max_min_ties_split_evenly():
+    x = np.array([1.0, 2.0, 3.0])
+    g = lgc.grad(lambda a, b: lnp.sum(lnp.maximum(a, b)), argnums=(0, 1))(x, np.full(3, 2.0))
+    np.testing.assert_allclose(np.asarray(g[0]), [0, 0.5, 1])
+    np.testing.assert_allclose(np.asarray(g[1]), [1, 0.5, 0])
+
+
+def test_non_differentiable_ops_give_zero():
+    x = np.array([0.3, -1.7, 2.2])
+    f = lambda x: lnp.sum(lnp.floor(x) + lnp.sign(x) + lnp.round(x) + (x > 0) * 1.0
+                          + lnp.argmax(x) + lax.stop_gradient(x * x))
+    np.testing.assert_array_equal(np.asarray(lgc.grad(f)(x)), np.zeros(3))
+    h = lambda x: lnp.sum(x * lax.stop_gradient(x))   # d/dx = stop(x)
+    np.testing.assert_allclose(np.asarray(lgc.grad(h)(x)), x)
+    assert float(lgc.grad(lgc.grad(lambda x: x * lax.stop_gradient(x) ** 2))(1.5)) == 0.0
+
+
+# ---- reductions ----------------------------------------------------------------------------
+
+REDUCE = {
+    "sum": lambda x: lnp.sum(x, axis=1), "sum_all": lnp.sum,
+    "mean": lambda x: lnp.mean(x, axis=(0, 2), keepdims=True),
+    "max": lambda x: lnp.max(x, axis=-1), "min": lambda x: lnp.min(x, axis=0),
+    "prod": lambda x: lnp.prod(x, axis=1),
+    "softmax": lambda x: nn.softmax(x, axis=1), "log_softmax": nn.log_softmax,
+    "logsumexp": lambda x: nn.logsumexp(x, axis=-1), "cumsum": lambda x: lnp.cumsum(x, axis=1),
+    "cumsum_rev": lambda x: lax.cumsum(x, axis=2, reverse=True),
+    "var": lambda x: lnp.var(x, axis=1), "norm": lambda x: lnp.linalg.norm(x),
+    "layer_norm": lambda x: nn.standardize(x, axis=-1) if hasattr(nn, "standardize")
+    else (x - lnp.mean(x, -1, keepdims=True)) / lnp.std(x, -1, keepdims=True),
+    "top_k": lambda x: lax.top_k(x, 2)[0],
+}
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(REDUCE)), shape=st.sampled_from([(2, 3, 4), (3, 2, 5)]))
+def test_reductions(name, shape):
+    rng = np.random.default_rng(2)
+    check_grads(REDUCE[name], (_rand(rng, shape, away=0.2),), rng)
+
+
+# ---- layout and indexing -------------------------------------------------------------------
+
+LAYOUT = {
+    "reshape": lambda x: lnp.reshape(x, (4, -1)) * 2,
+    "transpose": lambda x: lnp.transpose(x, (2, 0, 1)),
+    "broadcast_to": lambda x: lnp.broadcast_to(x[:, :1, :], (3, 2, 3, 4)),
+    "slice": lambda x: x[1:, ::2, 1:3],
+    "slice_neg_step": lambda x: x[::-1, 1, ::-2],
+    "concat": lambda x: lnp.concatenate([x, 2 * x[:, :1], x * x], axis=1),
+    "stack": lambda x: lnp.stack([x, x * 3], axis=0),
+    "pad": lambda x: lnp.pad(x, ((1, 0), (0, 2), (1, 1))),
+    "pad_reflect": lambda x: lnp.pad(x, ((1, 1), (0, 0), (2, 1)), mode="reflect"),
+    "pad_edge": lambda x: lnp.pad(x, ((0, 2), (1, 0), (0, 0)), mode="edge"),
+    "tile": lambda x: lnp.tile(x, (2, 1, 2)),
+    "take": lambda x: lnp.take(x, np.array([2, 0, 0, 1]), axis=1),
+    "take_2d": lambda x: lnp.take(x, np.array([[1, 0], [1, 1]]), axis=0),
+    "take_along": lambda x: lnp.take_along_axis(x, np.array([[[3], [0], [1]]] * 2), axis=2),
+    "index_arrays": lambda x: x[np.array([0, 1, 1]), :, np.array([3, 2, 3])],
+    "at_set": lambda x: lnp.asarray(x).at[0, 1].set(x[1, 0] * 5),
+    "at_add": lambda x: lnp.asarray(x).at[:, np.array([0, 0, 2])].add(x[:, :3] ** 2),
+    "tril": lambda x: lnp.tril(x[0]),
+    "squeeze": lambda x: lnp.squeeze(lnp.expand_dims(x, 1), 1),
+    "segment_sum": lambda x: nn.segment_sum(x, np.array([0, 2]), num_segments=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT))
+def test_layout(name):
+    rng = np.random.default_rng(3)
+    check_grads(LAYOUT[name], (_rand(rng, (2, 3, 4)),), rng)
+
+
+def test_dynamic_slice_and_scatter_nd():
+    rng = np.random.default_rng(4)
+    x, u = _rand(rng, (5, 3)), _rand(rng, (2, 3))
+    i = lnp.asarray(np.int32(2))
+    check_grads(lambda x, u: lax.dynamic_update_slice(x, u * u, (i, 0))
+                + lax.dynamic_slice(x, (i - 1, 0), (5, 3)) * 0.5, (x, u), rng)
+    check_grads(lambda x, u: lnp.asarray(x).at[np.array([3, 1])].set(u), (x, u), rng)
+
+
+# ---- matmul, conv, pools -------------------------------------------------------------------
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(shapes=st.sampled_from([((3, 4), (4, 2)), ((4,), (4, 3)), ((2, 4), (4,)), ((4,), (4,)),
+                               ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2))]))
+def test_matmul(shapes):
+    rng = np.random.default_rng(5)
+    check_grads(lnp.matmul, (_rand(rng, shapes[0]), _rand(rng, shapes[1])), rng)
+
+
+def test_matmul_trans_b_and_einsum():
+    rng = np.random.default_rng(6)
+    a, b = _rand(rng, (3, 4)), _rand(rng, (5, 4))
+    check_grads(lambda a, b: lnp.einsum("ik,jk->ij", a, b), (a, b), rng)
+    check_grads(lambda a, b: lgc.trace.bind("matmul", a, b, trans_b=1), (a, b), rng)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(cfg=st.sampled_from([
+    dict(x=(2, 3, 7, 6), w=(4, 3, 3, 2)),
+    dict(x=(1, 2, 8, 7), w=(3, 2, 3, 3), strides=(2, 3), padding=((1, 2), (0, 1))),
+    dict(x=(2, 4, 9, 8), w=(6, 2, 2, 3), dilation=(2, 1), groups=2, padding="SAME"),
+    dict(x=(1, 6, 7, 7), w=(6, 1, 3, 3), strides=(2, 2), groups=6, padding=((1, 1), (1, 1))),
+    dict(x=(2, 3, 10), w=(2, 3, 4), strides=(3,), dilation=(2,), padding=((2, 0),)),
+]), bias=st.booleans())
+def test_conv(cfg, bias):
+    rng = np.random.default_rng(7)
+    cfg = dict(cfg)
+    x, w = _rand(rng, cfg.pop("x")), _rand(rng, cfg.pop("w"))
+    args = (x, w) + ((_rand(rng, (w.shape[0],)),) if bias else ())
+    check_grads(lambda x, w, *b: nn.conv(x, w, bias=b[0] if b else None, **cfg), args, rng)
+
+
+def test_conv_transpose():
+    rng = np.random.default_rng(8)
+    x, w = _rand(rng, (2, 4, 5, 4)), _rand(rng, (4, 3, 3, 2))
+    f = lambda x, w: lgc.trace.bind("conv_transpose", x, w, strides=(2, 1), pads=(1, 0, 0, 1),
+                                    group=2, output_padding=(1, 0))
+    check_grads(f, (x, w), rng)
+
+
+@pytest.mark.parametrize("kind,kw", [
+    ("max", dict(window_shape=(2, 2))),
+    ("max", dict(window_shape=(3, 2), strides=(2, 1), padding=((1, 1), (0, 1)))),
+    ("avg", dict(window_shape=(2, 3), strides=(1, 2))),
+    ("avg", dict(window_shape=(3, 3), strides=(2, 2), padding="SAME", count_include_pad=False)),
+    ("avg", dict(window_shape=(3, 2), padding=((1, 1), (1, 0)), count_include_pad=True)),
+])
+def test_pools(kind, kw):
+    rng = np.random.default_rng(9)
+    x = rng.permutation(2 * 3 * 6 * 5).reshape(2, 3, 6, 5) / 10.0   # distinct: no max ties
+    check_grads(lambda x: getattr(nn, f"{kind}_pool")(x, **kw), (x,), rng)
+
+
+# ---- control flow --------------------------------------------------------------------------
+
+def test_scan_fori_cond():
+    rng = np.random.default_rng(10)
+    x = _rand(rng, (3,), away=0.2)
+
+    def f(x):
+        c, ys = lax.scan(lambda c, xi: (c * lnp.sin(xi) + xi, c * xi), 1.0, x)
+        c = lax.fori_loop(0, 3, lambda i, c: c * 1.5 + lnp.tanh(c), c)
+        return lax.cond(c > 0, lambda v: v * v, lambda v: -v, c) + lnp.sum(ys ** 2)
+    check_grads(f, (x,), rng)
+
+
+# ---- higher order, composition, API --------------------------------------------------------
+
+def test_third_derivative_analytic():
+    x = 0.7
+    f = lambda x: lnp.sin(x) * lnp.exp(x)        # f''' = 2 e^x (cos x - sin x)
+    d3 = lgc.grad(lgc.grad(lgc.grad(f)))(x)
+    np.testing.assert_allclose(float(d3), 2 * np.exp(x) * (np.cos(x) - np.sin(x)), rtol=1e-12)
+    g = lambda x: x ** 4 / (1 + x * x)
+    d = x ** 4 / (1 + x * x)
+    num = lgc.grad(lgc.grad(g))(x)
+    # second derivative of x^4/(1+x^2), by hand: (2x^6 + 6x^4 + 12x^2) / (1+x^2)^3
+    np.testing.assert_allclose(float(num), (2 * x**6 + 6 * x**4 + 12 * x**2) / (1 + x * x) ** 3,
+                               rtol=1e-12)
+    assert d > 0
+
+
+def test_jit_grad_commute():
+    rng = np.random.default_rng(11)
+    w, x = _rand(rng, (4, 3)), _rand(rng, (5, 4))
+
+    def loss(w, x):
+        return lnp.mean(nn.log_softmax(nn.relu(x @ w) + lnp.tanh(x[:, :3])) ** 2)
+
+    g0 = np.asarray(lgc.grad(loss)(w, x))
+    np.testing.assert_allclose(np.asarray(lgc.jit(lgc.grad(loss))(w, x)), g0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(lgc.grad(lgc.jit(loss))(w, x)), g0, rtol=1e-12)
+    d1 = lgc.jit(lgc.grad(lambda x: lnp.sum(lnp.sin(x) ** 3)))
+    h = lgc.jit(lgc.grad(lgc.jit(lambda x: lnp.sum(d1(x)))))
+    hx = np.asarray(h(x[0]))   # d2/dx2 sin^3 = 6 sin cos^2 - 3 sin^3, elementwise
+    s, c = np.sin(x[0]), np.cos(x[0])
+    np.testing.assert_allclose(hx, 6 * s * c * c - 3 * s ** 3, rtol=1e-12)
+
+
+def test_value_and_grad_argnums_has_aux():
+    a, b, c = np.array([1.0, 2.0]), {"w": np.array(3.0), "v": [np.ones(2)]}, np.array(0.5)
+
+    def f(a, p, c):
+        y = lnp.sum(a * p["w"] * p["v"][0]) + c * 0
+        return y, {"y2": y * 2, "n": 3}
+
+    (val, aux), (ga, gp) = lgc.value_and_grad(f, argnums=(0, 1), has_aux=True)(a, b, c)
+    assert float(val) == 9.0 and float(aux["y2"]) == 18.0 and aux["n"] == 3
+    np.testing.assert_allclose(np.asarray(ga), [3, 3])
+    np.testing.assert_allclose(float(gp["w"]), 3.0)
+    np.testing.assert_allclose(np.asarray(gp["v"][0]), [3, 6])
+    g, aux = lgc.grad(f, argnums=2, has_aux=True)(a, b, c)
+    assert float(g) == 0.0 and not isinstance(aux["y2"], lgc.trace.core.Tracer)
+    with pytest.raises(TypeError, match="scalar"):
+        lgc.grad(lambda x: x * 2)(a)
+    with pytest.raises(TypeError, match="floating"):
+        lgc.grad(lambda x: x * 2)(np.int32(3))
+
+
+def test_jvp_vjp_transpose_identity():
+    """<v, J u> == <J^T v, u> for a vector-valued function with several inputs."""
+    rng = np.random.default_rng(12)
+    x, y = _rand(rng, (3, 4)), _rand(rng, (4,))
+    f = lambda x, y: (lnp.tanh(x @ y), lnp.sum(x * x, axis=0) * y)
+    u = (rng.standard_normal(x.shape), rng.standard_normal(y.shape))
+    v = (rng.standard_normal(3), rng.standard_normal(4))
+    out, ju = lgc.jvp(f, (x, y), u)
+    out2, f_vjp = lgc.vjp(f, x, y)
+    jtv = f_vjp(v)
+    lhs = sum(float(np.sum(np.asarray(a) * b)) for a, b in zip(ju, v))
+    rhs = sum(float(np.sum(np.asarray(a) * b)) for a, b in zip(jtv, u))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out[0]), np.asarray(out2[0]))
+
+
+def test_hessian_vector_products_compose():
+    """forward-over-reverse, reverse-over-reverse and jit all give the same H v."""
+    rng = np.random.default_rng(13)
+    x, v = _rand(rng, (4,)), rng.standard_normal(4)
+    f = lambda x: lnp.sum(lnp.exp(x) * lnp.sin(x[::-1])) + lnp.prod(x)
+    g = lgc.grad(f)
+    hv1 = lgc.jvp(g, (x,), (v,))[1]
+    hv2 = lgc.grad(lambda x: lnp.vdot(g(x), v))(x)
+    hv3 = lgc.jit(lambda x, v: lgc.jvp(g, (x,), (v,))[1])(x, v)
+    np.testing.assert_allclose(np.asarray(hv1), np.asarray(hv2), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(hv3), np.asarray(hv2), rtol=1e-10)
+    # closure over an outer tracer: d/dx [d/dy (x*y)] = 1 (no perturbation confusion)
+    assert float(lgc.grad(lambda x: lgc.grad(lambda y: x * y)(2.0))(3.0)) == 1.0
+
+
+def test_float32_default():
+    enable_x64(False)
+    try:
+        g = lgc.grad(lambda x: lnp.sum(lnp.tanh(x) ** 2))(np.array([0.1, 0.5], np.float32))
+        assert g.dtype == np.float32
+        t = np.tanh([0.1, 0.5])
+        np.testing.assert_allclose(np.asarray(g), 2 * t * (1 - t * t), rtol=1e-5)
+    finally:
+        enable_x64(True)
