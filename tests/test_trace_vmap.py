@@ -320,3 +320,30 @@ def test_python_control_flow_on_a_batched_value_says_what_to_use():
         lgc.vmap(lambda x: x if x > 0 else -x)(f32(B))
     got = lgc.vmap(lambda x: lax.cond(x > 0, lambda v: v, lambda v: -v, x))(f32(B, 1)[:, 0])
     assert np.all(np.asarray(got) >= 0)
+
+
+@st.composite
+def _matmul_case(draw):
+    """Example shapes for a @ b (1-D operands, batch dims that broadcast) and batch axes."""
+    m, k, n = (draw(st.integers(1, 3)) for _ in range(3))
+    batch = tuple(draw(st.lists(st.integers(1, 2), max_size=2)))
+    sa = k,
+    if draw(st.booleans()):
+        sa = tuple(d if draw(st.booleans()) else 1 for d in batch)[draw(st.integers(0, len(batch))):] \
+            + (m, k)
+    sb = (k,) if draw(st.booleans()) else batch[draw(st.integers(0, len(batch))):] + (k, n)
+    axes = [draw(st.one_of(st.none(), st.integers(-len(s) - 1, len(s)))) for s in (sa, sb)]
+    if axes == [None, None]:
+        axes[1] = -1
+    return sa, sb, axes
+
+
+@settings(max_examples=10, deadline=None)
+@given(_matmul_case())
+def test_matmul_over_shapes(case):
+    sa, sb, axes = case
+    args = [f32(*s) if a is None else np.moveaxis(f32(B, *s), 0, a) for s, a in zip((sa, sb), axes)]
+    got = lgc.jit(lgc.vmap(lnp.matmul, in_axes=tuple(axes)))(*args)
+    want = np.stack([np.matmul(*[x if a is None else np.take(x, i, axis=a)
+                                 for x, a in zip(args, axes)]) for i in range(B)])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
