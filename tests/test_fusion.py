@@ -206,6 +206,19 @@ def test_injective_consumers_and_reduction_prologue():
     assert same_numerics(g) == 5
 
 
+def test_own_domain_kernels_take_an_epilogue():
+    """A reduction over a kept inner axis works in lanes, a large transpose in tiles: their
+    kernels keep their own domains, and what follows is applied where they store."""
+    b = GraphBuilder()
+    x = _inp(b, "x", (8, 48))
+    s = b.op("reduce_sum", [b.op("exp", [x])], {"axes": (0,)})            # 16 lanes
+    mean = b.op("div", [s, b.const(np.float32(8))])
+    t = b.op("transpose", [b.op("sin", [_inp(b, "y", (16, 1024))])], {"perm": (1, 0)})  # tiles
+    g = b.build([b.op("sqrt", [mean]), b.op("neg", [t])])
+    assert groups(g) == [["exp", "reduce_sum", "div", "sqrt"], ["sin", "transpose", "neg"]]
+    assert same_numerics(g) == 2
+
+
 def test_reshape_folds_into_index_arithmetic():
     """exp -> reshape -> neg is one kernel (the reshape is a row-major re-read); a reshape
     of a stored value stays a view of its buffer (no kernel); a bitcast is never folded."""

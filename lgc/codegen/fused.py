@@ -22,7 +22,7 @@ import re
 
 from ..ir import registry
 from ..ir.graph import Node, Value
-from .emit import Emitter, linear_index, read
+from .emit import Emitter, linear_index, read, write
 from .kernel import Arg, Kernel, index_type_for
 from .templates import Elementwise
 
@@ -236,6 +236,41 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
     return Kernel(name, args, [ln for ln in fused.lines if ln], domain=dom,
                   index_type=fused.index_type,
                   node_name="+".join(n.name or n.op for n in nodes), flops=_flops(nodes))
+
+
+class AnchorEmitter(InlineEmitter):
+    """The body of a node that walks its own domain (reduction lanes, transpose tiles) as
+    the anchor of a fused kernel: each of its stores computes the group's root from the
+    stored value, at the stored point, and stores that instead."""
+
+    def __init__(self, fused: FusedBody, anchor: Node, root: Node, domain):
+        super().__init__(fused, anchor, [f"c{i}" for i in range(len(domain))], None, domain)
+        self.root = root
+
+    def store(self, value: str, j: int = 0, coords=None) -> None:
+        assert j == 0, "an anchor has one output"
+        coords = self.coords if coords is None else [str(c) for c in coords]
+        y = self.node.outputs[0]
+        self.fused._cache.clear()       # values computed from an earlier store are stale
+        self.fused.bound[y] = self.fused.fresh("y")
+        self.lines.append(f"const {y.dtype.cl_compute} {self.fused.bound[y]} = {value};")
+        out = self.root.outputs[0]
+        result = self.fused.value(out, coords)
+        self.lines.append(write("out0", out.dtype, linear_index(coords, out.shape), result))
+
+    def store_flat(self, value: str, index: str, j: int = 0) -> None:
+        raise AssertionError(f"{self.node.op}: an anchor stores at coordinates")
+
+
+def anchored_kernel(anchor: Node, nodes: list[Node], root: Node, name: str) -> Kernel:
+    """A kernel walking the anchor's own domain, with the rest applied where it stores."""
+    dom = domain_of(anchor)
+    fused = FusedBody(nodes, _index_type(nodes + [anchor], _prod(dom)))
+    body_of(anchor)(AnchorEmitter(fused, anchor, root, dom))
+    args = [Arg(n, v) for v, n in fused.args.items()] + [Arg("out0", root.outputs[0], True)]
+    return Kernel(name, args, fused.lines, domain=dom, index_type=fused.index_type,
+                  node_name="+".join(n.name or n.op for n in nodes + [anchor]),
+                  flops=_flops(nodes + [anchor]))
 
 
 class Epilogue:

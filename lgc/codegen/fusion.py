@@ -72,7 +72,7 @@ def _prod(xs) -> int:
 class Group:
     root: Node
     nodes: list[Node]                  # topological; the root last; recomputed nodes in each group
-    anchor: Node | None = None         # conv/matmul template taking the rest as an epilogue
+    anchor: Node | None = None         # template (conv, matmul) or own-domain kernel taking the rest as an epilogue
     stop: str = ""                     # why the root's value is materialised
 
 
@@ -99,11 +99,13 @@ class Plan:
 
     def kernels(self, node: Node, name: str):
         """The kernels for a group rooted at `node` (one, unless a template makes more)."""
-        from .fused import Epilogue, pointwise_kernel
+        from .fused import Epilogue, anchored_kernel, pointwise_kernel
         g = self._by_root[node]
         if g.anchor is None:
             return [pointwise_kernel(node, g.nodes, name)]
         rest = [n for n in g.nodes if n is not g.anchor]
+        if isinstance(registry.get(g.anchor.op).codegen, Pointwise):
+            return [anchored_kernel(g.anchor, rest, node, name)]
         return registry.get(g.anchor.op).codegen.kernels(g.anchor, name,
                                                          epilogue=Epilogue(g.anchor, rest, node))
 
@@ -189,8 +191,6 @@ def _plan(graph: Graph, target: Target) -> Plan:
             return f"{node.op}'s kernel takes no epilogue here"
         if cls == "alias" and not region_inputs(node):
             return f"{node.op} of a stored value shares its buffer (no kernel)"
-        if not template and cls != "alias" and domain(node) != node.outputs[0].shape:
-            return f"{node.op}'s kernel walks its own domain (tiles or lanes), not one point per element"
         big = heavy.get(node)
         if len(cons) > 1 and not shared_ok:
             if big:
@@ -226,8 +226,8 @@ def _plan(graph: Graph, target: Target) -> Plan:
         ccls = _kind(c)[0]
         shape, cshape = node.outputs[0].shape, c.outputs[0].shape
         if anchor.get(node) is not None:
-            return (f"consumer {_label(c)} does not read it point for point, as the epilogue of "
-                    f"a {heavy[node]} template must")
+            return (f"consumer {_label(c)} does not read it point for point, as an epilogue "
+                    f"of {_label(anchor[node])} must")
         if axes is None or len(cshape) != len(shape):
             return f"it holds a {heavy[node]}, and consumer {_label(c)} would compute it again for other points"
         if ccls == "reduction":
@@ -273,11 +273,14 @@ def _plan(graph: Graph, target: Target) -> Plan:
                                         f"(target {target.name})")
             ins = region_inputs(node)
         size[node] = 1 + sum(size[p] for p in ins)
-        own_heavy = cls == "reduction" or cls == "out_fusable"
+        # a kernel that walks its own domain (reduction lanes, transpose tiles) is, like a
+        # template, fused only with an epilogue applied where it stores
+        own_domain = isinstance(cg, Pointwise) and domain(node) != node.outputs[0].shape
+        own_heavy = cls in ("reduction", "out_fusable") or own_domain
         heavy[node] = node.op if own_heavy else next((heavy[p] for p in ins if heavy.get(p)), "")
         found = {rows[p] for p in ins if rows.get(p) is not None}
         rows[node] = row_axes(node) if cls == "reduction" else found.pop() if len(found) == 1 else None
-        is_template = not isinstance(cg, Pointwise) and cls == "out_fusable"
+        is_template = not isinstance(cg, Pointwise) and cls == "out_fusable" or own_domain
         anchor[node] = node if is_template else next((anchor[p] for p in ins if anchor.get(p)), None)
         reason = refuse(node)
         inline[node] = reason is None
