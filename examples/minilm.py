@@ -134,10 +134,12 @@ def layer_norm(p, x):
 def self_attention(layer, x, mask):
     """Multi-head attention over [B, T, D]; mask [B, T] is 1 on real tokens."""
     b, t, d = x.shape
-    heads = lambda y: lnp.reshape(y, (b, t, NUM_HEADS, d // NUM_HEADS))   # noqa: E731
-    q, k, v = (heads(linear(layer[n], x)) for n in ("query", "key", "value"))
-    keep = lnp.reshape(mask > 0, (b, 1, 1, t))     # padded keys get no attention
-    ctx = nn.dot_product_attention(q, k, v, mask=keep)               # [B, T, N, H]
+
+    def heads(name):                                     # [B, T, D] -> [B, T, N, D / N]
+        return lnp.reshape(linear(layer[name], x), (b, t, NUM_HEADS, d // NUM_HEADS))
+
+    keep = lnp.reshape(mask > 0, (b, 1, 1, t))           # padded keys get no attention
+    ctx = nn.dot_product_attention(heads("query"), heads("key"), heads("value"), mask=keep)
     return linear(layer["attn_out"], lnp.reshape(ctx, (b, t, d)))
 
 
