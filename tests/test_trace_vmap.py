@@ -191,12 +191,14 @@ def test_every_op_has_a_batching_rule():
 
 
 def test_fallback_loop_rule():
-    """reverse_sequence has no specialised rule: the per-example loop is used, and is right."""
+    """reverse_sequence with per-example lengths has no specialised rule: the per-example
+    loop is used, and is right."""
     from lgc.trace.core import bind
-    x, lens = f32(B, 4, 2), np.array([1, 3], np.int64)
-    got = lgc.vmap(lambda a: bind("reverse_sequence", a, lens, batch_axis=1, time_axis=0))(x)
-    want = np.stack([registry.get("reverse_sequence").reference([xi, lens], {"batch_axis": 1,
-                    "time_axis": 0})[0] for xi in x])
+    at = {"batch_axis": 1, "time_axis": 0}
+    x, lens = f32(B, 4, 2), np.array([[1, 3], [4, 0], [2, 2]], np.int64)
+    got = lgc.vmap(lambda a, n: bind("reverse_sequence", a, n, **at))(x, lens)
+    ref = registry.get("reverse_sequence").reference
+    want = np.stack([ref([xi, li], at)[0] for xi, li in zip(x, lens)])
     np.testing.assert_allclose(np.asarray(got), want)
 
 
@@ -347,3 +349,29 @@ def test_matmul_over_shapes(case):
     want = np.stack([np.matmul(*[x if a is None else np.take(x, i, axis=a)
                                  for x, a in zip(args, axes)]) for i in range(B)])
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_layout_ops():
+    """Rules for ops only ONNX models reach (resize, grid_sample, affine_grid, col2im,
+    reverse_sequence), and the loop fallback on max_unpool, against the loop."""
+    from lgc.trace.core import bind
+    col = dict(image_shape=(5, 5), block_shape=(2, 2), dilations=(1, 1), pads=(0, 0, 0, 0),
+               strides=(1, 1))
+    rs = dict(sizes=(2, 3, 7, 4), scales=(1, 1, 7 / 5, 4 / 6))
+    flat = np.stack([rng.permutation(2 * 3 * 4 * 5)[:24].reshape(2, 3, 2, 2) for _ in range(B)])
+    cases = [
+        ("resize", lambda a: bind("resize", a, mode="linear", **rs), (1,), [f32(2, B, 3, 5, 6)]),
+        ("resize_roi", lambda a: bind("resize", a, mode="linear", extrapolation_value=2.0,
+                                      coordinate_transformation_mode="tf_crop_and_resize",
+                                      roi=(0, 0, -0.2, 0.3, 1, 1, 0.7, 1.2), **rs),
+         (0,), [f32(B, 2, 3, 5, 6)]),
+        ("grid_sample", lambda a, g: bind("grid_sample", a, g, mode="cubic"), (None, 0),
+         [f32(2, 3, 4, 5), rng.uniform(-1.3, 1.3, (B, 2, 3, 6, 2)).astype(np.float32)]),
+        ("affine_grid", lambda t: bind("affine_grid", t, size=(2, 3, 4, 5)), (0,), [f32(B, 2, 2, 3)]),
+        ("col2im", lambda a: bind("col2im", a, **col), (0,), [f32(B, 2, 8, 16)]),
+        ("reverse_sequence", lambda a: bind("reverse_sequence", a, np.array([1, 3, 2], np.int64),
+                                            batch_axis=1, time_axis=0), (0,), [f32(B, 4, 3, 2)]),
+        ("max_unpool", lambda a, i: bind("max_unpool", a, i, shape=(2, 3, 4, 5)), (0, 0),
+         [f32(B, 2, 3, 2, 2), flat.astype(np.int32)]),
+    ]
+    _run(cases)

@@ -211,3 +211,15 @@ def fold_into_n(op: str):
         return [reshape(o, s[:2] + shape(o)[1:]) for o in outs], [0] * len(outs)
     rule.__name__ = f"batch_{op}"
     return rule
+
+
+def fold_all_into_n(op: str):
+    """Ops whose operands all lead with N (grid_sample's x and grid): every operand gets the
+    batch first (repeated if unbatched) and folded into N."""
+    def rule(args, dims, attrs):
+        xs = all_to_front(args, dims)
+        n = shape(xs[0])[:2]
+        outs = bind_all(op, [reshape(x, (n[0] * n[1],) + shape(x)[2:]) for x in xs], attrs)
+        return [reshape(o, n + shape(o)[1:]) for o in outs], [0] * len(outs)
+    rule.__name__ = f"batch_{op}"
+    return rule

@@ -423,10 +423,19 @@ def _reverse_sequence_ref(xs, at):
     return [out]
 
 
+def _batch_reverse_sequence(args, dims, at):
+    """The op only looks at axes 0 and 1: the batch axis goes (or stays) behind them."""
+    if dims[1] is not None:
+        return _batch.loop("reverse_sequence")(args, dims, at)
+    d = max(dims[0], 2)
+    return [_batch.bind("reverse_sequence", _batch.moveaxis(args[0], dims[0], d), args[1],
+                        **at)], [d]
+
+
 register(OpDef("reverse_sequence", _reverse_sequence_infer, _reverse_sequence_ref,
                Pointwise(_reverse_sequence_body, flops_per_point=0), fusion="injective",
                attrs={"batch_axis": 1, "time_axis": 0}, num_inputs=2,
-               batch=_batch.loop("reverse_sequence"),
+               batch=_batch_reverse_sequence,
                doc="reverse the first lens[b] steps along time_axis of each batch entry"))
 
 
@@ -598,10 +607,19 @@ def _resize_body(em):
     em.store(convert(value, vt, t))
 
 
+def _batch_resize(args, dims, at):
+    """The batch axis first, resized to itself (size B, scale 1, the whole roi)."""
+    x = _batch.moveaxis(args[0], dims[0], 0)
+    n, r = _batch.shape(x)[0], len(at["roi"]) // 2
+    roi = (0.0,) + at["roi"][:r] + (1.0,) + at["roi"][r:] if r else ()
+    return [_batch.bind("resize", x, **{**at, "sizes": (n,) + at["sizes"], "roi": roi,
+                                        "scales": (1.0,) + at["scales"]})], [0]
+
+
 # opaque: the body declares __constant tables, which cannot be inlined into another kernel
 register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
                fusion="opaque", attrs=RESIZE_ATTRS, num_inputs=1,
-               batch=_batch.loop("resize"),
+               batch=_batch_resize,
                doc="ONNX Resize with every size, scale and roi resolved to full rank"))
 
 
@@ -703,7 +721,7 @@ def _col2im_ref(xs, at):
 register(OpDef("col2im", _col2im_infer, _col2im_ref, Pointwise(_col2im_body), fusion="opaque",
                attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
                       "pads": REQUIRED, "strides": REQUIRED}, num_inputs=1,
-               batch=_batch.loop("col2im"),
+               batch=_batch.fold_into_n("col2im"),
                doc="ONNX Col2Im: sum sliding-block columns back into an image"))
 
 
@@ -747,9 +765,17 @@ def _affine_grid_ref(xs, at):
     return [out.astype(theta.dtype)]
 
 
+def _batch_affine_grid(args, dims, at):
+    theta = _batch.moveaxis(args[0], dims[0], 0)
+    s = _batch.shape(theta)
+    y = _batch.bind("affine_grid", _batch.reshape(theta, (s[0] * s[1],) + s[2:]),
+                    size=(s[0] * s[1],) + at["size"][1:], align_corners=at["align_corners"])
+    return [_batch.reshape(y, s[:2] + _batch.shape(y)[1:])], [0]
+
+
 register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref, Pointwise(_affine_grid_body),
                fusion="injective", attrs={"size": REQUIRED, "align_corners": 0}, num_inputs=1,
-               batch=_batch.loop("affine_grid"),
+               batch=_batch_affine_grid,
                doc="ONNX AffineGrid: sampling grid of theta applied to the base mesh"))
 
 
@@ -888,7 +914,7 @@ def _grid_sample_ref(xs, at):
 register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, Pointwise(_grid_sample_body),
                fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
                                        "align_corners": 0}, num_inputs=2,
-               batch=_batch.loop("grid_sample"),
+               batch=_batch.fold_all_into_n("grid_sample"),
                doc="ONNX GridSample (nearest/linear/cubic, zeros/border/reflection)"))
 
 
