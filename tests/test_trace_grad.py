@@ -343,3 +343,21 @@ def test_float32_default():
         np.testing.assert_allclose(np.asarray(g), 2 * t * (1 - t * t), rtol=1e-5)
     finally:
         enable_x64(True)
+
+
+def test_forward_mode_nests_and_mixes():
+    """jvp of jvp of jvp, grad of jvp and jvp of grad give the same third derivative."""
+    x = 0.7
+    f = lambda x: lnp.sin(x) * lnp.exp(x)
+    want = 2 * np.exp(x) * (np.cos(x) - np.sin(x))
+    d1 = lambda x: lgc.jvp(f, (x,), (1.0,))[1]
+    d2 = lambda x: lgc.jvp(d1, (x,), (1.0,))[1]
+    np.testing.assert_allclose(float(lgc.jvp(d2, (x,), (1.0,))[1]), want, rtol=1e-12)
+    np.testing.assert_allclose(float(lgc.grad(lgc.grad(d1))(x)), want, rtol=1e-12)
+    np.testing.assert_allclose(float(lgc.jvp(lgc.grad(lgc.grad(f)), (x,), (1.0,))[1]), want,
+                               rtol=1e-12)
+    jd2 = lgc.jit(lgc.grad(lgc.jit(d1)))
+    np.testing.assert_allclose(float(jd2(x)), 2 * np.exp(x) * np.cos(x), rtol=1e-12)
+    y, t, aux = lgc.jvp(lambda x: (f(x), {"s": x * 2}), (x,), (2.0,), has_aux=True)
+    np.testing.assert_allclose(float(t), 2 * np.exp(x) * (np.sin(x) + np.cos(x)), rtol=1e-12)
+    assert float(aux["s"]) == 1.4

@@ -6,7 +6,7 @@ An OpDef holds what each part of lgc needs to know about an op:
   codegen    - object from lgc.codegen that renders the op's OpenCL kernel(s)
   fusion     - TVM-style fusion class, read by the fusion pass
   attrs      - attribute names and defaults (REQUIRED for mandatory ones)
-  vjp, batch - gradient and batching rules, where the op has them (tracing API)
+  vjp, jvp, batch - gradient, tangent and batching rules, where the op has them (tracing API)
 
 Op families live in lgc/ops/*.py; importing lgc.ops registers all of them.
 """
@@ -46,6 +46,7 @@ class OpDef:
     num_inputs: tuple[int, int] | int | None = None  # exact count, (min, max), or None = any
     flops: Callable[[list[TensorType], list[TensorType], dict], int] | None = None  # default: output elements
     vjp: Callable | None = None
+    jvp: Callable | None = None   # optional: derived from vjp when absent (trace/autodiff.py)
     batch: Callable | None = None
     doc: str = ""
 

@@ -45,3 +45,16 @@ def elementwise_type(types, out_dtype: DType | None = None) -> list[TensorType]:
 
 def compare_type(types):
     return elementwise_type(types, bool_)
+
+
+def linear_jvp(op: str, **fixed):
+    """OpDef.jvp of an op that is linear in its float inputs together (layout, gather and
+    scatter, sums): the op itself applied to the tangents (zeros where an input has none;
+    integer inputs such as indices as they are). `fixed` overrides attributes (a pad value)."""
+    def rule(tans, ins, outs, attrs):
+        import lgc.numpy as lnp
+        from ..trace.core import bind_list, get_aval
+        args = [x if get_aval(x).dtype.kind != "f" else (lnp.zeros_like(x) if t is None else t)
+                for x, t in zip(ins, tans)]
+        return bind_list(op, args, dict(attrs, **fixed))
+    return rule

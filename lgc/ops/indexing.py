@@ -1076,6 +1076,7 @@ register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
 # A gather's adjoint is a scatter-add and back; written with bind so they trace and nest.
 
 from ..ir.registry import OPS  # noqa: E402
+from ._rules import linear_jvp  # noqa: E402
 
 
 def _lnp():
@@ -1133,3 +1134,5 @@ OPS["gather_elements"].vjp = _gather_elements_vjp
 OPS["gather_nd"].vjp = _gather_nd_vjp
 OPS["scatter_elements"].vjp = _scatter_vjp("scatter_elements", "gather_elements", axis=0)
 OPS["scatter_nd"].vjp = _scatter_vjp("scatter_nd", "gather_nd")
+for _n in ("gather", "gather_elements", "gather_nd"):
+    OPS[_n].jvp = linear_jvp(_n)

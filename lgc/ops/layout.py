@@ -396,6 +396,7 @@ register(OpDef(
 # Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
 
 from ..ir.registry import OPS  # noqa: E402
+from ._rules import linear_jvp  # noqa: E402
 
 
 def _lnp():
@@ -469,3 +470,6 @@ def _concat_vjp(cts, ins, outs, attrs):
 OPS["slice"].vjp = _slice_vjp
 OPS["pad"].vjp = _pad_vjp
 OPS["concat"].vjp = _concat_vjp
+for _n in ("reshape", "transpose", "broadcast_to", "tile", "trilu", "slice", "concat"):
+    OPS[_n].jvp = linear_jvp(_n)
+OPS["pad"].jvp = linear_jvp("pad", value=0.0)   # padding with a constant: its tangent is 0

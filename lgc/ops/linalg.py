@@ -384,4 +384,14 @@ def _matmul_vjp(cts, ins, outs, attrs):
     return [ga, lnp.swapaxes(gb, -1, -2) if attrs["trans_b"] else gb]
 
 
+def _matmul_jvp(tans, ins, outs, attrs):
+    """Bilinear: d(a b) = da b + a db."""
+    from ..trace.core import bind
+    (a, b), (ta, tb) = ins, tans
+    terms = ([bind("matmul", ta, b, **attrs)] if ta is not None else []) + \
+            ([bind("matmul", a, tb, **attrs)] if tb is not None else [])
+    return [terms[0] if len(terms) == 1 else terms[0] + terms[1]]
+
+
 OPS["matmul"].vjp = _matmul_vjp
+OPS["matmul"].jvp = _matmul_jvp

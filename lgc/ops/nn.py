@@ -701,6 +701,24 @@ def _avg_pool_vjp(cts, ins, outs, attrs):
     return [_conv_input_grad(g, kernel, x.shape, dict(conv_attrs, group=C))]
 
 
+def _bilinear_jvp(op):
+    """conv and conv_transpose are bilinear in (x, w), plus the bias: op(dx, w) + op(x, dw)
+    + db."""
+    def jvp(tans, ins, outs, attrs):
+        lnp, (x, w), (tx, tw) = _lnp(), ins[:2], tans[:2]
+        terms = ([_bind(op, tx, w, **attrs)] if tx is not None else []) + \
+                ([_bind(op, x, tw, **attrs)] if tw is not None else [])
+        if len(ins) == 3 and tans[2] is not None:
+            terms.append(lnp.reshape(tans[2], (-1,) + (1,) * (x.ndim - 2)))
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return [lnp.broadcast_to(total, outs[0].shape)]
+    return jvp
+
+
+OPS["conv"].jvp = _bilinear_jvp("conv")
+OPS["conv_transpose"].jvp = _bilinear_jvp("conv_transpose")
 OPS["conv"].vjp = _conv_vjp
 OPS["conv_transpose"].vjp = _conv_transpose_vjp
 OPS["max_pool"].vjp = _max_pool_vjp

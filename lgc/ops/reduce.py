@@ -447,6 +447,7 @@ register(OpDef("topk", _topk_infer, _topk_ref,
 # Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
 
 from ..ir.registry import OPS  # noqa: E402
+from ._rules import linear_jvp  # noqa: E402
 
 
 def _lnp():
@@ -525,3 +526,5 @@ OPS["softmax"].vjp = _softmax_vjp
 OPS["log_softmax"].vjp = _log_softmax_vjp
 OPS["cumsum"].vjp = _cumsum_vjp
 OPS["topk"].vjp = _topk_vjp
+for _n in ("reduce_sum", "reduce_mean", "cumsum"):
+    OPS[_n].jvp = linear_jvp(_n)

@@ -13,9 +13,10 @@ Rule shape: `OpDef.vjp(cts, inputs, outputs, attrs) -> [cotangent or None per in
 `cts` has one cotangent per output (zeros where an output got none). A cotangent may have
 the broadcast output shape: the pass sums it back to the input's shape and dtype.
 
-Forward mode (`jvp`) transposes the VJP: vjp_fun(w) is linear in w, so J.u is the VJP of
-w -> vjp_fun(w) with cotangent u. It needs no rules of its own; it costs one forward and
-two backward passes where a JVP trace would cost one.
+Forward mode (`jvp`) is a JVPTrace of (primal, tangent) pairs. An op's tangent rule is
+OpDef.jvp(tangents, inputs, outputs, attrs) where an op defines one; otherwise it is derived
+from the vjp rule, so every op with a gradient also has forward mode: elementwise ops have
+diagonal (self-adjoint) Jacobians, other ops have their linear vjp rule transposed.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
 
 def _strip(main, x):
     """A result leaf of this level as a value of the level below."""
-    return x.primal if isinstance(x, VJPTracer) and x._trace.main is main else x
+    return x.primal if isinstance(x, (VJPTracer, JVPTracer)) and x._trace.main is main else x
 
 
 def vjp(fun, *primals, has_aux: bool = False):
@@ -204,23 +205,107 @@ def grad(fun, argnums=0, has_aux: bool = False):
     return wrapped
 
 
-def jvp(fun, primals, tangents, has_aux: bool = False):
-    """jax.jvp: (fun(*primals), J(primals) . tangents), by transposing the VJP (see top)."""
+# ---- forward mode ----------------------------------------------------------------------------
+
+class JVPTracer(Tracer):
+    """A (primal, tangent) pair of one forward-mode level; tangent None is a known zero."""
+
+    def __init__(self, trace, primal, tangent):
+        self._trace, self.primal, self.tangent = trace, primal, tangent
+        self.aval = get_aval(primal)
+
+
+class JVPTrace(Trace):
+    """Forward mode: each op's primal is bound on the level below, its tangent comes from
+    OpDef.jvp where an op has one, else from its vjp rule (see `_tangents`)."""
+
+    def pure(self, x):
+        return JVPTracer(self, x, None)
+
+    lift = pure
+
+    def process_op(self, op, tracers, attrs, weak):
+        ins = [t.primal for t in tracers]
+        outs = bind_list(op, ins, attrs, weak)
+        tans = [t.tangent if _is_float(t.primal) else None for t in tracers]
+        if all(t is None for t in tans) or not any(_is_float(o) for o in outs):
+            return [JVPTracer(self, o, None) for o in outs]
+        opdef = registry.get(op)
+        attrs = opdef.normalize_attrs(attrs)
+        if opdef.jvp is not None:
+            t_outs = opdef.jvp(tans, ins, outs, attrs)
+        else:
+            t_outs = _tangents(opdef, tans, ins, outs, attrs)
+        return [JVPTracer(self, o, _fit(t, o) if t is not None and _is_float(o) else None)
+                for o, t in zip(outs, t_outs)]
+
+
+def _tangents(opdef, tans, ins, outs, attrs) -> list:
+    """Output tangents from the vjp rule. An elementwise op's Jacobian in each input is
+    diagonal (after broadcasting), hence its own transpose: the vjp rule applied to the
+    broadcast tangent is the JVP. Any other op: transpose the (linear) vjp rule itself, by
+    reverse mode over it."""
     lnp = _lnp()
-    primals, tangents = tuple(primals), tuple(tangents)
-    res = vjp(fun, *primals, has_aux=has_aux)
-    out, vjp_fun = res[0], res[1]
-    w0 = pytree.tree_map(lnp.zeros_like, out)
-    _, transposed = vjp(vjp_fun, w0)
-    (t_out,) = transposed(tangents)
-    return (out, t_out, res[2]) if has_aux else (out, t_out)
+    rule = opdef.vjp
+    if rule is None:
+        raise NotImplementedError(f"lgc.jvp: op {opdef.name!r} has no gradient rule")
+    if opdef.fusion == "elementwise" and len(outs) == 1:
+        total = None
+        for i, t in enumerate(tans):
+            if t is None:
+                continue
+            r = rule([lnp.broadcast_to(t, outs[0].shape)], ins, outs, attrs)[i]
+            if r is not None:
+                total = r if total is None else lnp.add(total, r)
+        return [total]
+    live = [i for i, t in enumerate(tans) if t is not None]
+    fl = [j for j, o in enumerate(outs) if _is_float(o)]
+
+    def pullback(*ws):
+        cts = [lnp.zeros_like(o) for o in outs]
+        for j, w in zip(fl, ws):
+            cts[j] = w
+        res = rule(cts, ins, outs, attrs)
+        return [lnp.zeros_like(ins[i]) if res[i] is None else _fit(res[i], ins[i])
+                for i in live]
+
+    _, transposed = vjp(pullback, *[lnp.zeros_like(outs[j]) for j in fl])
+    t_fl = transposed([tans[i] for i in live])
+    t_outs = [None] * len(outs)
+    for j, t in zip(fl, t_fl):
+        t_outs[j] = t
+    return t_outs
+
+
+def jvp(fun, primals, tangents, has_aux: bool = False):
+    """jax.jvp: (fun(*primals), J(primals) . tangents) in one forward pass."""
+    lnp = _lnp()
+    leaves, tree = pytree.flatten(tuple(primals))
+    t_leaves, t_tree = pytree.flatten(tuple(tangents))
+    if len(t_leaves) != len(leaves):
+        raise TypeError("jvp: tangents must have the structure of primals")
+    leaves = [lnp.asarray(x) for x in leaves]
+    with new_main(JVPTrace) as main:
+        trace = JVPTrace(main)
+        ins = [JVPTracer(trace, x, _fit(t, x) if _is_float(x) else None)
+               for x, t in zip(leaves, t_leaves)]
+        out = fun(*pytree.unflatten(tree, ins))
+        if has_aux:
+            out, aux = out
+            aux = pytree.tree_map(lambda v: _strip(main, v), aux)
+        out_leaves, out_tree = pytree.flatten(out)
+        outs = [full_raise(trace, o) for o in out_leaves]
+    primal_out = pytree.unflatten(out_tree, [t.primal for t in outs])
+    tangent_out = pytree.unflatten(out_tree, [lnp.zeros_like(t.primal) if t.tangent is None
+                                              else t.tangent for t in outs])
+    return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
 
 
 def stop_gradient(x):
     """The value with every differentiation level removed: no gradient flows back through
     it, at any order (jax.lax.stop_gradient)."""
     def strip(v):
-        while isinstance(v, VJPTracer):
+        while isinstance(v, (VJPTracer, JVPTracer)):
             v = v.primal
         return v
     return pytree.tree_map(strip, x)
