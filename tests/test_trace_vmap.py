@@ -353,7 +353,7 @@ def test_matmul_over_shapes(case):
 
 def test_onnx_layout_ops():
     """Rules for ops only ONNX models reach (resize, grid_sample, affine_grid, col2im,
-    reverse_sequence), and the loop fallback on max_unpool, against the loop."""
+    reverse_sequence, tensor_scatter), and the loop fallback on max_unpool."""
     from lgc.trace.core import bind
     col = dict(image_shape=(5, 5), block_shape=(2, 2), dilations=(1, 1), pads=(0, 0, 0, 0),
                strides=(1, 1))
@@ -371,6 +371,8 @@ def test_onnx_layout_ops():
         ("col2im", lambda a: bind("col2im", a, **col), (0,), [f32(B, 2, 8, 16)]),
         ("reverse_sequence", lambda a: bind("reverse_sequence", a, np.array([1, 3, 2], np.int64),
                                             batch_axis=1, time_axis=0), (0,), [f32(B, 4, 3, 2)]),
+        ("tensor_scatter", lambda c, u, w: bind("tensor_scatter", c, u, w, mode="circular"),
+         (0, 1, 0), [f32(B, 2, 5, 3), f32(2, B, 2, 3), ints(5, B, 2)]),
         ("max_unpool", lambda a, i: bind("max_unpool", a, i, shape=(2, 3, 4, 5)), (0, 0),
          [f32(B, 2, 3, 2, 2), flat.astype(np.int32)]),
     ]

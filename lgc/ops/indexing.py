@@ -661,7 +661,7 @@ def _tensor_scatter_ref(xs, at):
 register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
                Pointwise(_tensor_scatter_body, flops_per_point=0), fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
-               batch=_batch.loop("tensor_scatter"),
+               batch=_batch.fold_all_into_n("tensor_scatter"),
                doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
 
 
