@@ -82,10 +82,18 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
 
 
 def while_loop(cond_fun, body_fun, init_val):
-    """while cond_fun(val): val = body_fun(val); only on concrete values (eager mode)."""
+    """while cond_fun(val): val = body_fun(val); only on concrete values (eager mode). Under
+    an eager vmap it runs while any example goes on, and finished examples keep their value."""
+    from .trace.batching import any_example
     val = init_val
     while True:
         c = cond_fun(val)
+        if isinstance(c, Tracer) and any_example(c) is not None:   # batched, eager
+            if not any_example(c):
+                return val
+            new = body_fun(val)
+            val = pytree.tree_map(lambda n, o: lnp.where(c, n, o), new, val)
+            continue
         if isinstance(c, Tracer):
             raise ConcretizationError(
                 "while_loop with a traced condition: its trip count depends on data, and lgc "

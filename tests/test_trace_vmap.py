@@ -377,3 +377,14 @@ def test_onnx_layout_ops():
          [f32(B, 2, 3, 2, 2), flat.astype(np.int32)]),
     ]
     _run(cases)
+
+
+def test_while_loop_under_eager_vmap():
+    """Runs while any example goes on; finished examples keep their value (as JAX's rule)."""
+    x = np.array([1.0, 3.0, 20.0], np.float32)
+    got = lgc.vmap(lambda v: lax.while_loop(lambda a: a < 10, lambda a: a * 2, v))(x)
+    np.testing.assert_array_equal(np.asarray(got), [16, 12, 20])
+    n, p = lgc.vmap(lambda m: lax.while_loop(lambda c: c[0] < m, lambda c: (c[0] + 1, c[1] * 2),
+                                             (0, 1.0)))(np.array([1, 3, 0], np.int32))
+    np.testing.assert_array_equal(np.asarray(n), [1, 3, 0])
+    np.testing.assert_array_equal(np.asarray(p), [2, 8, 1])

@@ -172,3 +172,11 @@ def _as_array(x):
         return x
     import lgc.numpy as lnp
     return lnp.asarray(x)
+
+
+def any_example(x):
+    """Whether any example of a predicate batched by vmap is true, when the values under the
+    vmap levels are concrete (eager vmap); None when a traced value lies underneath."""
+    while isinstance(x, BatchTracer):
+        x = x.val
+    return None if isinstance(x, Tracer) else bool(np.any(np.asarray(x)))
