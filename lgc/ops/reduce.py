@@ -526,5 +526,14 @@ OPS["softmax"].vjp = _softmax_vjp
 OPS["log_softmax"].vjp = _log_softmax_vjp
 OPS["cumsum"].vjp = _cumsum_vjp
 OPS["topk"].vjp = _topk_vjp
+def _cumprod_vjp(cts, ins, outs, attrs):
+    """d y_i / d x_j = y_i / x_j for the j in y_i's product: a running sum of g * y the
+    other way, divided by x (undefined where an element is zero, as reduce_prod's)."""
+    from ..trace.core import bind
+    return [bind("cumsum", cts[0] * outs[0], axis=attrs["axis"], exclusive=attrs["exclusive"],
+                 reverse=1 - attrs["reverse"]) / ins[0]]
+
+
+OPS["cumprod"].vjp = _cumprod_vjp
 for _n in ("reduce_sum", "reduce_mean", "cumsum"):
     OPS[_n].jvp = linear_jvp(_n)

@@ -47,7 +47,31 @@ class _Tape:
         return next(self._ids)
 
 
-class VJPTracer(Tracer):
+class _ADTracer(Tracer):
+    """Differentiation does not hide values: where the primal is concrete (grad outside
+    jit), Python control flow and conversions on it work, as in JAX; under jit the primal
+    is a graph tracer and raises the usual ConcretizationError."""
+
+    def __bool__(self):
+        return bool(self.primal)
+
+    def __int__(self):
+        return int(self.primal)
+
+    def __float__(self):
+        return float(self.primal)
+
+    def __index__(self):
+        return self.primal.__index__()
+
+    def __array__(self, *a, **k):
+        return np.asarray(self.primal, *a, **k)
+
+    def item(self):
+        return _lnp().asarray(self.primal).item()
+
+
+class VJPTracer(_ADTracer):
     """A value at one differentiation level: its primal and its tape node (None: a constant
     of this level, or an integer value, which gets no cotangent)."""
 
@@ -207,7 +231,7 @@ def grad(fun, argnums=0, has_aux: bool = False):
 
 # ---- forward mode ----------------------------------------------------------------------------
 
-class JVPTracer(Tracer):
+class JVPTracer(_ADTracer):
     """A (primal, tangent) pair of one forward-mode level; tangent None is a known zero."""
 
     def __init__(self, trace, primal, tangent):
