@@ -79,6 +79,7 @@ CASES = [
     ("vecvec", lambda u, v: lnp.dot(u, v), (0, 0), [f32(B, 4), f32(B, 4)]),
     ("einsum", lambda a, b: lnp.einsum("ij,jk->ki", a, b), (0, 1), [f32(B, 2, 3), f32(3, B, 4)]),
     ("take_data", lambda x, i: lnp.take(x, i, axis=1), (0, None), [f32(B, 3, 5), ints(5, 2, 2)]),
+    ("take_data_late", lambda x, i: lnp.take(x, i, axis=0), (2, None), [f32(3, 5, B), ints(3, 2)]),
     ("take_idx", lambda x, i: lnp.take(x, i, axis=1), (None, 0), [f32(3, 5), ints(5, B, 2)]),
     ("take_both", lambda x, i: lnp.take(x, i, axis=1), (2, 0), [f32(3, 5, B), ints(5, B, 2, 2)]),
     ("getitem", lambda x, i: x[i] * 2, (0, 0), [f32(B, 6, 2), ints(6, B, 4, lo=-6)]),

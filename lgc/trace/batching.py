@@ -18,11 +18,13 @@ import numpy as np
 from ..ir import registry
 from ..ops import _batch
 from . import pytree
-from .core import (ArrayBase, ShapedArray, Trace, Tracer, bind_list, full_raise, get_aval,
-                   infer_avals, new_main)
+from .core import (ArrayBase, ConcretizationError, ShapedArray, Trace, Tracer, bind_list,
+                   full_raise, get_aval, infer_avals, new_main)
 
 
 class BatchTracer(Tracer):
+    """One example as the traced function sees it; the whole batch underneath."""
+
     def __init__(self, trace: "BatchTrace", val, bdim: int | None, weak: bool | None = None):
         self._trace = trace
         self.val = val
@@ -35,7 +37,6 @@ class BatchTracer(Tracer):
         return f"Batched<{self.aval.str_short()}, axis {self.bdim}>"
 
     def _concrete_error(self, what: str):
-        from .core import ConcretizationError
         raise ConcretizationError(
             f"{what} needs a concrete value, but this is an array {self.aval.str_short()} "
             f"batched by lgc.vmap: its value differs per example, and Python control flow "
