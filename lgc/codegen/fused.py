@@ -64,6 +64,7 @@ class FusedBody:
         self.lines: list[str] = []
         self.args: dict[Value, str] = {}
         self.bound: dict[Value, str] = {}     # values given as expressions (a template's accumulator)
+        self.point = None    # (coords, shape, flat index): a template's output point, for reads in its shape
         self._cache: dict = {}
         self._n = 0
         self._blocks, self._scanned, self._next_block = [0], 0, 1
@@ -96,6 +97,9 @@ class FusedBody:
             return self.bound[v]
         node = self.producer.get(v)
         if node is None:
+            if self.point and v.shape == self.point[1] and all(
+                    str(a) == b for a, b, d in zip(coords, self.point[0], v.shape) if d != 1):
+                return read(self.arg(v), v.dtype, self.point[2])   # the template's own index
             return read(self.arg(v), v.dtype, linear_index(coords, v.shape))
         it = self.index_type
         if clamp:   # the consumer may ask for points it then discards (pad's border)
@@ -285,9 +289,13 @@ class Epilogue:
         self.fused = FusedBody(nodes, _index_type(nodes + [anchor]), arg_prefix="ep")
         self.flops = _flops(nodes)
 
-    def __call__(self, value: str, coords: list[str]) -> tuple[list[str], str]:
-        """Statements to emit, and the expression holding the epilogue's result."""
+    def __call__(self, value: str, coords: list[str], flat: str | None = None) -> tuple[list[str], str]:
+        """Statements to emit, and the expression holding the epilogue's result. `flat`: the
+        point's row-major index in the output, which reads of same-shaped tensors (a
+        residual) use instead of recomputing it from `coords` (divisions, for a conv
+        walking a flattened image)."""
         start = len(self.fused.lines)
+        self.fused.point = (tuple(map(str, coords)), self.output.shape, flat) if flat else None
         y = self.anchor.outputs[0]
         # a name of our own: inlined bodies declare names that could shadow the template's
         self.fused.bound[y] = self.fused.fresh("y")

@@ -161,7 +161,7 @@ class MatmulGen:
         coords = unravel("b", batch) if batch else []
         coords += [m] if len(node.inputs[0].shape) > 1 else []
         coords += [n] if len(node.inputs[1].shape) > 1 else []
-        return epilogue(value, coords)
+        return epilogue(value, coords, f"b * {M * N} + {m} * {N} + {n}")
 
     def kernels(self, node, name, epilogue=None):
         """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its

@@ -213,7 +213,9 @@ class ConvGen:
                     sp = [f"o{k}" for k in range(L)] + [x]
                     if len(sp) != len(Y.shape) - 2:     # pointwise conv: one flat spatial axis
                         sp = unravel(x, Y.shape[2:])
-                    lines, v = epilogue(lane(f"acc{i}", j, TP), ["n", m] + sp)
+                    lead = [f"o{k} * {prod(O[k + 1:])}" for k in range(L)]
+                    flat = f"(n * {M} + {m}) * {prod(O)} + " + " + ".join(lead + [x])
+                    lines, v = epilogue(lane(f"acc{i}", j, TP), ["n", m] + sp, flat)
                     body += lines
                     lanes.append(v)
                 body.append(f"acc{i} = {gather(dt, TP, lanes)};")
