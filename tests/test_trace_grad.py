@@ -378,3 +378,21 @@ def test_forward_mode_nests_and_mixes():
     y, t, aux = lgc.jvp(lambda x: (f(x), {"s": x * 2}), (x,), (2.0,), has_aux=True)
     np.testing.assert_allclose(float(t), 2 * np.exp(x) * (np.sin(x) + np.cos(x)), rtol=1e-12)
     assert float(aux["s"]) == 1.4
+
+
+def test_composes_with_vmap():
+    """vmap(grad), grad(vmap), jit(vmap(grad)) and vmap(jvp) against per-example loops."""
+    rng = np.random.default_rng(14)
+    w, xs = _rand(rng, (3, 4)), _rand(rng, (5, 3))
+    loss = lambda w, x: lnp.sum(lnp.tanh(x @ w) ** 2)
+    ref = np.stack([np.asarray(lgc.grad(loss)(w, x)) for x in xs])
+    per = lgc.vmap(lgc.grad(loss), in_axes=(None, 0))(w, xs)
+    np.testing.assert_allclose(np.asarray(per), ref, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(lgc.jit(lgc.vmap(lgc.grad(loss), (None, 0)))(w, xs)),
+                               ref, rtol=1e-12)
+    total = lgc.grad(lambda w: lnp.sum(lgc.vmap(loss, in_axes=(None, 0))(w, xs)))(w)
+    np.testing.assert_allclose(np.asarray(total), ref.sum(0), rtol=1e-12)
+    jv = lgc.vmap(lambda u: lgc.jvp(lambda w: loss(w, xs[0]), (w,), (u,))[1])(np.stack([w, -w]))
+    d = float(np.sum(ref[0] * w))
+    np.testing.assert_allclose(np.asarray(jv), [d, -d], rtol=1e-12)
+    assert float(lgc.grad(lambda x: 3.0)(1.0)) == 0.0   # output independent of the input
