@@ -264,6 +264,12 @@ def test_composes_with_grad_in_any_order():
         np.testing.assert_allclose(np.asarray(g(w, xs)), per, rtol=1e-5, atol=1e-6)
     total = lgc.grad(lambda w: lnp.sum(lgc.vmap(loss, in_axes=(None, 0))(w, xs)))(w)
     np.testing.assert_allclose(np.asarray(total), per.sum(0), rtol=1e-5, atol=1e-6)
+    # through the gather/scatter rules with batched data and indices
+    idx = ints(4, B, 2, lo=-4)
+    h = lambda x: lnp.sum(lgc.vmap(lambda a, j: a.at[j].add(lnp.take(a, j) ** 2))(x, idx))  # noqa
+    want = np.stack([np.asarray(lgc.grad(lambda a: lnp.sum(a.at[j].add(lnp.take(a, j) ** 2)))(r))
+                     for r, j in zip(xs, idx)])
+    np.testing.assert_allclose(np.asarray(lgc.grad(h)(xs)), want, rtol=1e-5)
     # per-example gradients of per-example weights (the batched-weights conv/matmul rules)
     ws = f32(B, 4, 3)
     gs = lgc.vmap(lgc.grad(loss))(ws, xs)

@@ -223,3 +223,14 @@ def fold_all_into_n(op: str):
         return [reshape(o, n + shape(o)[1:]) for o in outs], [0] * len(outs)
     rule.__name__ = f"batch_{op}"
     return rule
+
+
+def with_example_numbers(ind):
+    """Index tuples ind [B, ..., k] (batch first) led by their example number: [B, ..., k+1].
+    Lets gather_nd/scatter_nd address one example each without batch_dims (which grad,
+    for one, does not handle)."""
+    import numpy as np
+    s = shape(ind)
+    num = np.arange(s[0]).reshape((-1,) + (1,) * (len(s) - 1))
+    num = broadcast_to(const(num, dtype(ind)), s[:-1] + (1,))
+    return bind("concat", num, ind, axis=len(s) - 1)

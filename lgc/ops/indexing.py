@@ -89,8 +89,9 @@ def _gather_ref(xs, at):
 
 
 def _batch_gather(args, dims, at):
-    """Batched data or indices alone: gather on the shifted axis. Both: a gather_nd with one
-    batch dim over data [B, n, rest...], then the rest moved back behind the index axes."""
+    """Batched data or indices alone: gather on the shifted axis. Both: a gather_nd of
+    (example, index) pairs from data [B, n, rest...], the rest moved back behind the index
+    axes."""
     (data, ind), (dd, di) = args, dims
     a = norm_axis(at["axis"], len(_batch.shape(data)) - (dd is not None))
     if di is None:
@@ -102,8 +103,8 @@ def _batch_gather(args, dims, at):
     data = _batch.moveaxis(_batch.moveaxis(data, dd, 0), a + 1, 1)
     ind = _batch.moveaxis(ind, di, 0)
     q = len(_batch.shape(ind)) - 1
-    y = _batch.bind("gather_nd", data, _batch.reshape(ind, _batch.shape(ind) + (1,)),
-                    batch_dims=1)
+    ind = _batch.with_example_numbers(_batch.reshape(ind, _batch.shape(ind) + (1,)))
+    y = _batch.bind("gather_nd", data, ind)
     r = len(_batch.shape(y))   # [B, ind..., pre..., post...] -> [B, pre..., ind..., post...]
     perm = (0,) + tuple(range(q + 1, q + 1 + a)) + tuple(range(1, q + 1)) + \
         tuple(range(q + 1 + a, r))
@@ -175,12 +176,16 @@ def _gather_nd_ref(xs, at):
 
 def _batch_gather_nd(args, dims, at):
     """Only indices batched: their batch axis goes after the batch_dims (free there). Else
-    both with the batch first, as one more batch dim."""
+    both with the batch first: index tuples led by the example number (batch_dims=0), or
+    one more batch dim."""
     b = at["batch_dims"]
     if dims[0] is None:
         return [_batch.bind("gather_nd", args[0], _batch.moveaxis(args[1], dims[1], b),
                             batch_dims=b)], [b]
-    return [_batch.bind("gather_nd", *_batch.all_to_front(args, dims), batch_dims=b + 1)], [0]
+    data, ind = _batch.all_to_front(args, dims)
+    if b == 0:
+        return [_batch.bind("gather_nd", data, _batch.with_example_numbers(ind))], [0]
+    return [_batch.bind("gather_nd", data, ind, batch_dims=b + 1)], [0]
 
 
 register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
@@ -339,11 +344,8 @@ def _scatter_nd_ref(xs, at):
 def _batch_scatter_nd(args, dims, at):
     """Everything with the batch first, and each index tuple led by its example number."""
     data, ind, upd = _batch.all_to_front(args, dims)
-    s = _batch.shape(ind)
-    num = np.arange(s[0], dtype=_batch.dtype(ind)).reshape((-1,) + (1,) * (len(s) - 1))
-    num = _batch.broadcast_to(_batch.const(num, _batch.dtype(ind)), s[:-1] + (1,))
-    ind = _batch.bind("concat", num, ind, axis=len(s) - 1)
-    return [_batch.bind("scatter_nd", data, ind, upd, reduction=at["reduction"])], [0]
+    return [_batch.bind("scatter_nd", data, _batch.with_example_numbers(ind), upd,
+                        reduction=at["reduction"])], [0]
 
 
 register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
