@@ -396,3 +396,24 @@ def test_composes_with_vmap():
     d = float(np.sum(ref[0] * w))
     np.testing.assert_allclose(np.asarray(jv), [d, -d], rtol=1e-12)
     assert float(lgc.grad(lambda x: 3.0)(1.0)) == 0.0   # output independent of the input
+
+
+def test_pinn_style_loss_through_second_derivatives():
+    """grad (w.r.t. weights) of a residual built from d2u/dx2 of a small tanh network, jit
+    vs eager, and against finite differences: third-order chains through matmul/tanh."""
+    rng = np.random.default_rng(15)
+    w1, w2 = _rand(rng, (1, 6)), _rand(rng, (6, 1))
+    xs = np.linspace(-1, 1, 5)
+
+    def u(w1, w2, x):
+        return lnp.sum(lnp.tanh(lnp.reshape(x, (1, 1)) @ w1) @ w2)
+
+    def loss(w1, w2):
+        uxx = lgc.vmap(lgc.grad(lgc.grad(u, argnums=2), argnums=2), (None, None, 0))(w1, w2, xs)
+        return lnp.mean((uxx + lnp.sin(xs)) ** 2)
+
+    check_grads(loss, (w1, w2), rng, dirs=1)
+    g = lgc.grad(loss, argnums=(0, 1))(w1, w2)
+    gj = lgc.jit(lgc.grad(loss, argnums=(0, 1)))(w1, w2)
+    for a, b in zip(g, gj):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10)
