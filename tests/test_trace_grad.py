@@ -234,9 +234,23 @@ def test_conv_transpose():
     ("avg", dict(window_shape=(3, 2), padding=((1, 1), (1, 0)), count_include_pad=True)),
 ])
 def test_pools(kind, kw):
+    """Distinct inputs: no ties in max pooling, where the gradient has a kink."""
     rng = np.random.default_rng(9)
     x = rng.permutation(2 * 3 * 6 * 5).reshape(2, 3, 6, 5) / 10.0   # distinct: no max ties
     check_grads(lambda x: getattr(nn, f"{kind}_pool")(x, **kw), (x,), rng)
+
+
+def test_onnx_only_ops():
+    """Ops reached from imported ONNX graphs: lp_pool and reverse_sequence."""
+    rng = np.random.default_rng(16)
+    x = _rand(rng, (2, 3, 5, 4), away=0.2)
+    bind = lgc.trace.bind
+    for p in (2, 3):
+        check_grads(lambda x: bind("lp_pool", x, kernel=(2, 3), strides=(1, 1),
+                                   pads=(1, 0, 0, 1), p=p), (x,), rng, dirs=1)
+    lens = np.array([3, 1, 2], np.int64)
+    check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
+                               batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)
 
 
 # ---- control flow --------------------------------------------------------------------------

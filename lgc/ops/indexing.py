@@ -1136,5 +1136,11 @@ OPS["gather_elements"].vjp = _gather_elements_vjp
 OPS["gather_nd"].vjp = _gather_nd_vjp
 OPS["scatter_elements"].vjp = _scatter_vjp("scatter_elements", "gather_elements", axis=0)
 OPS["scatter_nd"].vjp = _scatter_vjp("scatter_nd", "gather_nd")
-for _n in ("gather", "gather_elements", "gather_nd"):
+def _reverse_sequence_vjp(cts, ins, outs, attrs):
+    """Reversing prefixes is its own inverse permutation, hence its own adjoint."""
+    return [_bind("reverse_sequence", cts[0], ins[1], **attrs), None]
+
+
+OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence"):
     OPS[_n].jvp = linear_jvp(_n)

@@ -686,21 +686,16 @@ def _max_pool_vjp(cts, ins, outs, attrs):
 
 
 def _avg_pool_vjp(cts, ins, outs, attrs):
-    """Each window spreads g / count over its elements: a depthwise conv_transpose with a
-    kernel of ones; count is the window size, or its non-padding part."""
-    lnp, x, g = _lnp(), ins[0], cts[0]
-    if attrs["ceil_mode"]:
-        raise NotImplementedError("lgc.grad: avg_pool with ceil_mode")
-    r, C, k = x.ndim - 2, x.shape[1], tuple(attrs["kernel"])
-    conv_attrs = dict(strides=attrs["strides"], pads=attrs["pads"],
-                      dilations=attrs["dilations"], group=1)
+    """Each window spreads g / count over its elements; count is the window size, or its
+    non-padding part (a conv of ones with ones)."""
+    lnp, x, g, k = _lnp(), ins[0], cts[0], tuple(attrs["kernel"])
     if attrs["count_include_pad"]:
         g = g / int(np.prod(k))
     else:
-        ones = lnp.ones((1, 1) + x.shape[2:], g.dtype)
-        g = g / _bind("conv", ones, lnp.ones((1, 1) + k, g.dtype), **conv_attrs)
-    kernel = lnp.ones((C, 1) + k, g.dtype)
-    return [_conv_input_grad(g, kernel, x.shape, dict(conv_attrs, group=C))]
+        g = g / _bind("conv", lnp.ones((1, 1) + x.shape[2:], g.dtype),
+                      lnp.ones((1, 1) + k, g.dtype), strides=attrs["strides"],
+                      pads=attrs["pads"], dilations=attrs["dilations"])
+    return [_window_sum_adjoint(g, x, attrs)]
 
 
 def _bilinear_jvp(op):
@@ -719,6 +714,25 @@ def _bilinear_jvp(op):
     return jvp
 
 
+def _window_sum_adjoint(g, x, attrs):
+    """Adjoint of summing each pooling window: every window spreads its g over its
+    elements, a depthwise conv_transpose with a kernel of ones."""
+    lnp, k = _lnp(), tuple(attrs["kernel"])
+    if attrs["ceil_mode"]:
+        raise NotImplementedError("lgc.grad: pooling in ceil mode")
+    conv_attrs = dict(strides=attrs["strides"], pads=attrs["pads"],
+                      dilations=attrs["dilations"], group=x.shape[1])
+    return _conv_input_grad(g, lnp.ones((x.shape[1], 1) + k, g.dtype), x.shape, conv_attrs)
+
+
+def _lp_pool_vjp(cts, ins, outs, attrs):
+    """y = (sum |x|^p)^(1/p): dy/dx = y^(1-p) |x|^(p-1) sign(x), summed over the windows."""
+    lnp, x, y, p = _lnp(), ins[0], outs[0], attrs["p"]
+    spread = _window_sum_adjoint(cts[0] * lnp.power(y, 1 - p), x, attrs)
+    return [spread * lnp.power(lnp.abs(x), p - 1) * lnp.sign(x)]
+
+
+OPS["lp_pool"].vjp = _lp_pool_vjp
 OPS["conv"].jvp = _bilinear_jvp("conv")
 OPS["conv_transpose"].jvp = _bilinear_jvp("conv_transpose")
 OPS["conv"].vjp = _conv_vjp
