@@ -241,13 +241,15 @@ def test_pools(kind, kw):
 
 
 def test_onnx_only_ops():
-    """Ops reached from imported ONNX graphs: lp_pool and reverse_sequence."""
+    """Ops reached from imported ONNX graphs: lp_pool, max_unpool, reverse_sequence."""
     rng = np.random.default_rng(16)
     x = _rand(rng, (2, 3, 5, 4), away=0.2)
     bind = lgc.trace.bind
     for p in (2, 3):
         check_grads(lambda x: bind("lp_pool", x, kernel=(2, 3), strides=(1, 1),
                                    pads=(1, 0, 0, 1), p=p), (x,), rng, dirs=1)
+    idx = rng.permutation(2 * 3 * 6 * 5)[:x.size].reshape(x.shape).astype(np.int64)
+    check_grads(lambda x: bind("max_unpool", x * x, idx, shape=(2, 3, 6, 5)), (x,), rng, dirs=1)
     lens = np.array([3, 1, 2], np.int64)
     check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
                                batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)

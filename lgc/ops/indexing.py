@@ -1141,6 +1141,14 @@ def _reverse_sequence_vjp(cts, ins, outs, attrs):
     return [_bind("reverse_sequence", cts[0], ins[1], **attrs), None]
 
 
+def _max_unpool_vjp(cts, ins, outs, attrs):
+    """out.flat[indices] = x, so x's cotangent is g.flat[indices]."""
+    lnp, (x, idx) = _lnp(), ins
+    flat = _bind("gather", lnp.reshape(cts[0], (-1,)), lnp.reshape(idx, (-1,)), axis=0)
+    return [lnp.reshape(flat, x.shape), None]
+
+
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
-for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence"):
+OPS["max_unpool"].vjp = _max_unpool_vjp
+for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool"):
     OPS[_n].jvp = linear_jvp(_n)
