@@ -395,3 +395,38 @@ def test_while_loop_under_eager_vmap():
                                              (0, 1.0)))(np.array([1, 3, 0], np.int32))
     np.testing.assert_array_equal(np.asarray(n), [1, 3, 0])
     np.testing.assert_array_equal(np.asarray(p), [2, 8, 1])
+
+
+@st.composite
+def _layout_case(draw):
+    """An example shape, the batch axis, a permutation and reduction axes for it."""
+    r = draw(st.integers(1, 3))
+    s = tuple(draw(st.lists(st.integers(1, 4), min_size=r, max_size=r)))
+    perm = tuple(draw(st.permutations(range(r))))
+    axes = tuple(sorted(draw(st.sets(st.integers(0, r - 1), min_size=1))))
+    return s, draw(st.integers(0, r)), perm, axes, draw(st.booleans())
+
+
+@settings(max_examples=10, deadline=None)
+@given(_layout_case())
+def test_layout_and_reductions_over_shapes(case):
+    s, ax, perm, axes, keep = case
+    fns = [
+        (lambda x: lnp.transpose(x, perm), lambda x: np.transpose(x, perm)),
+        (lambda x: x.reshape(-1)[::-2], lambda x: x.reshape(-1)[::-2]),
+        (lambda x: lnp.pad(x, 1, mode="edge")[..., 1:], lambda x: np.pad(x, 1, mode="edge")[..., 1:]),
+        (lambda x: lnp.concatenate([x, lnp.tile(x, 2)], axis=-1),
+         lambda x: np.concatenate([x, np.tile(x, 2)], axis=-1)),
+        (lambda x: lnp.broadcast_to(x, (2,) + x.shape), lambda x: np.broadcast_to(x, (2,) + x.shape)),
+        (lambda x: lnp.sum(x, axis=axes, keepdims=keep), lambda x: x.sum(axis=axes, keepdims=keep)),
+        (lambda x: lnp.max(x, axis=axes[-1], keepdims=keep),
+         lambda x: x.max(axis=axes[-1], keepdims=keep)),
+        (lambda x: lnp.argmin(x, axis=axes[0], keepdims=keep),
+         lambda x: np.argmin(x, axis=axes[0], keepdims=keep)),
+        (lambda x: lnp.cumsum(x, axis=axes[0]), lambda x: np.cumsum(x, axis=axes[0])),
+    ]
+    x = np.moveaxis(f32(B, *s), 0, ax)
+    got = lgc.jit(lgc.vmap(lambda v: [f(v) for f, _ in fns], in_axes=ax))(x)
+    for k, (_, ref) in enumerate(fns):
+        want = np.stack([ref(np.take(x, i, axis=ax)) for i in range(B)])
+        np.testing.assert_allclose(np.asarray(got[k]), want, rtol=1e-5, atol=1e-5, err_msg=str(k))
