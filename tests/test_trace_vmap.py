@@ -360,7 +360,7 @@ def test_matmul_over_shapes(case):
 
 def test_onnx_layout_ops():
     """Rules for ops only ONNX models reach (resize, grid_sample, affine_grid, col2im,
-    reverse_sequence, tensor_scatter), and the loop fallback on max_unpool."""
+    reverse_sequence, tensor_scatter, max_unpool), and the loop fallback on roi_align."""
     from lgc.trace.core import bind
     col = dict(image_shape=(5, 5), block_shape=(2, 2), dilations=(1, 1), pads=(0, 0, 0, 0),
                strides=(1, 1))
@@ -382,6 +382,11 @@ def test_onnx_layout_ops():
          (0, 1, 0), [f32(B, 2, 5, 3), f32(2, B, 2, 3), ints(5, B, 2)]),
         ("max_unpool", lambda a, i: bind("max_unpool", a, i, shape=(2, 3, 4, 5)), (0, 0),
          [f32(B, 2, 3, 2, 2), flat.astype(np.int32)]),
+        ("max_unpool_dropped", lambda a, i: bind("max_unpool", a, i, shape=(2, 3, 4, 5)),
+         (0, None), [f32(B, 2, 3, 2, 2), flat[0].astype(np.int32) * 2 - 60]),
+        ("roi_align", lambda a, r, i: bind("roi_align", a, r, i, output_height=2, output_width=2),
+         (0, 0, None), [f32(B, 2, 3, 6, 6), rng.uniform(0, 5, (B, 4, 4)).astype(np.float32),
+                        np.array([0, 1, 1, 0], np.int32)]),
     ]
     _run(cases)
 

@@ -1067,10 +1067,25 @@ def _max_unpool_ref(xs, at):
     return [out.reshape(at["shape"])]
 
 
+def _batch_max_unpool(args, dims, at):
+    """Folded into N, each example's flat positions moved into its own block of the output
+    (positions out of range stay out of range, so they are still dropped)."""
+    x, ind = _batch.all_to_front(args, dims)
+    s, dt, per = _batch.shape(ind), _batch.dtype(ind), math.prod(at["shape"])
+    start = _batch.const((np.arange(s[0]) * per).reshape((-1,) + (1,) * (len(s) - 1)), dt)
+    ok = _batch.bind("and", _batch.bind("ge", ind, _batch.const(0, dt)),
+                     _batch.bind("lt", ind, _batch.const(per, dt)))
+    ind = _batch.bind("where", ok, _batch.bind("add", ind, start), _batch.const(-1, dt))
+    fold = (s[0] * s[1],) + s[2:]
+    y = _batch.bind("max_unpool", _batch.reshape(x, fold), _batch.reshape(ind, fold),
+                    shape=(s[0] * at["shape"][0],) + at["shape"][1:])
+    return [_batch.reshape(y, (s[0],) + at["shape"])], [0]
+
+
 register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
                Steps((_zero_body, None), (_max_unpool_write, lambda n: n.inputs[0].shape)),
                fusion="opaque", attrs={"shape": REQUIRED}, num_inputs=2,
-               batch=_batch.loop("max_unpool"),
+               batch=_batch_max_unpool,
                doc="zeros of `shape` with out.flat[indices] = x (ONNX MaxUnpool)"))
 
 
