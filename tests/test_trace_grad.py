@@ -433,3 +433,23 @@ def test_pinn_style_loss_through_second_derivatives():
     gj = lgc.jit(lgc.grad(loss, argnums=(0, 1)))(w1, w2)
     for a, b in zip(g, gj):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10)
+
+
+def test_jacobians_and_hessian():
+    rng = np.random.default_rng(17)
+    a, x = _rand(rng, (3, 4)), _rand(rng, (4,))
+    t = np.tanh(a @ x)
+    want = (1 - t ** 2)[:, None] * a
+    f = lambda x: lnp.tanh(lnp.asarray(a) @ x)
+    np.testing.assert_allclose(np.asarray(lgc.jacrev(f)(x)), want, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(lgc.jacfwd(f)(x)), want, rtol=1e-12)
+    g = lambda x: lnp.sum(lnp.sin(x) * x[::-1])
+    h_cols = [np.asarray(lgc.jvp(lgc.grad(g), (x,), (e,))[1]) for e in np.eye(4)]
+    np.testing.assert_allclose(np.asarray(lgc.hessian(g)(x)), np.stack(h_cols), rtol=1e-12)
+    pair = lambda p, q: {"s": p * q, "t": lnp.sum(p)}
+    jr = lgc.jacrev(pair, argnums=(0, 1))(x, x[::-1].copy())
+    jf = lgc.jacfwd(pair, argnums=(0, 1))(x, x[::-1].copy())
+    np.testing.assert_allclose(np.asarray(jr["s"][1]), np.diag(x), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(jf["s"][1]), np.diag(x), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(jf["t"][0]), np.ones(4))
+    assert jr["t"][1].shape == (4,)

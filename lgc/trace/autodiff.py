@@ -333,3 +333,85 @@ def stop_gradient(x):
             v = v.primal
         return v
     return pytree.tree_map(strip, x)
+
+
+# ---- Jacobians -------------------------------------------------------------------------------
+
+def _argnums_partial(fun, args, kwargs, argnums):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    nums = tuple(i % len(args) for i in nums)
+
+    def partial(*dargs):
+        full = list(args)
+        for i, d in zip(nums, dargs):
+            full[i] = d
+        return fun(*full, **kwargs)
+    return partial, tuple(args[i] for i in nums)
+
+
+def _basis(x):
+    """The standard basis of x's space, stacked: shape (x.size,) + x.shape."""
+    lnp = _lnp()
+    n = get_aval(x).size
+    return lnp.reshape(lnp.eye(n, dtype=get_aval(x).dtype), (n,) + tuple(get_aval(x).shape))
+
+
+def jacrev(fun, argnums=0, has_aux: bool = False):
+    """jax.jacrev: the Jacobian by reverse mode, one vjp per output element (vmapped).
+    Each output leaf holds, per differentiated argument, an array of shape out + in."""
+    from .batching import vmap
+
+    def wrapped(*args, **kwargs):
+        lnp = _lnp()
+        partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
+        res = vjp(partial, *dargs, has_aux=has_aux)
+        y, pullback = res[0], res[1]
+        y_leaves, y_tree = pytree.flatten(y)
+        rows = []
+        for k, yk in enumerate(y_leaves):
+            def pull_row(e, k=k):
+                cts = [e if j == k else lnp.zeros_like(yj) for j, yj in enumerate(y_leaves)]
+                return pullback(pytree.unflatten(y_tree, cts))
+            jac = vmap(pull_row)(_basis(yk))   # per argument: (yk.size,) + x.shape
+            jac = pytree.tree_map(
+                lambda j: lnp.reshape(j, tuple(get_aval(yk).shape) + tuple(j.shape[1:])), jac)
+            rows.append(jac[0] if isinstance(argnums, int) else jac)
+        out = pytree.unflatten(y_tree, rows)
+        return (out, res[2]) if has_aux else out
+    return wrapped
+
+
+def jacfwd(fun, argnums=0, has_aux: bool = False):
+    """jax.jacfwd: the Jacobian by forward mode, one jvp per input element (vmapped)."""
+    from .batching import vmap
+
+    def wrapped(*args, **kwargs):
+        lnp = _lnp()
+        partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
+        dargs = pytree.tree_map(lnp.asarray, dargs)
+        x_leaves, x_tree = pytree.flatten(dargs)
+        per_input = []
+        for i, xi in enumerate(x_leaves):
+            def push(e, i=i):
+                ts = [e if j == i else lnp.zeros_like(xj) for j, xj in enumerate(x_leaves)]
+                return jvp(partial, dargs, pytree.unflatten(x_tree, ts), has_aux=has_aux)[1]
+            cols = vmap(push)(_basis(xi))     # per output leaf: (xi.size,) + y.shape
+            per_input.append(pytree.tree_map(
+                lambda c: lnp.reshape(lnp.moveaxis(c, 0, -1),
+                                      tuple(c.shape[1:]) + tuple(get_aval(xi).shape)), cols))
+        y_cols = [pytree.flatten(p)[0] for p in per_input]
+        y_tree = pytree.flatten(per_input[0])[1]
+        leaves = [pytree.unflatten(x_tree, [y_cols[i][k] for i in range(len(x_leaves))])
+                  for k in range(len(y_cols[0]))]
+        out = pytree.unflatten(y_tree, [lv[0] if isinstance(argnums, int) else lv
+                                        for lv in leaves])
+        if has_aux:
+            return out, jvp(partial, dargs, pytree.tree_map(lnp.zeros_like, dargs),
+                            has_aux=True)[2]
+        return out
+    return wrapped
+
+
+def hessian(fun, argnums=0):
+    """jax.hessian: jacfwd of jacrev."""
+    return jacfwd(jacrev(fun, argnums), argnums)
