@@ -98,8 +98,10 @@ CASES = [
      [f32(B, 2, 3, 5, 5), f32(4, 3, 3, 3)]),
     ("conv_w", lambda x, w, b: nn.conv(x, w, bias=b, groups=2), (None, 0, 0),
      [f32(2, 4, 5, 5), f32(B, 6, 2, 3, 3), f32(B, 6)]),
-    ("conv_both", lambda x, w: nn.conv(x, w, strides=2), (1, 0), [f32(2, B, 3, 5), f32(B, 4, 3, 2)]),
-    ("pools", lambda x: nn.max_pool(x, (2, 2)) + nn.avg_pool(x, (2, 2), padding="SAME")[..., :2, :2],
+    ("conv_both", lambda x, w: nn.conv(x, w, strides=2), (1, 0),
+     [f32(2, B, 3, 5), f32(B, 4, 3, 2)]),
+    ("pools",
+     lambda x: nn.max_pool(x, (2, 2)) + nn.avg_pool(x, (2, 2), padding="SAME")[..., :2, :2],
      (0,), [f32(B, 2, 3, 4, 4)]),
 ]
 
@@ -338,8 +340,8 @@ def _matmul_case(draw):
     batch = tuple(draw(st.lists(st.integers(1, 2), max_size=2)))
     sa = k,
     if draw(st.booleans()):
-        sa = tuple(d if draw(st.booleans()) else 1 for d in batch)[draw(st.integers(0, len(batch))):] \
-            + (m, k)
+        own = tuple(d if draw(st.booleans()) else 1 for d in batch)
+        sa = own[draw(st.integers(0, len(batch))):] + (m, k)
     sb = (k,) if draw(st.booleans()) else batch[draw(st.integers(0, len(batch))):] + (k, n)
     axes = [draw(st.one_of(st.none(), st.integers(-len(s) - 1, len(s)))) for s in (sa, sb)]
     if axes == [None, None]:
@@ -374,7 +376,8 @@ def test_onnx_layout_ops():
          (0,), [f32(B, 2, 3, 5, 6)]),
         ("grid_sample", lambda a, g: bind("grid_sample", a, g, mode="cubic"), (None, 0),
          [f32(2, 3, 4, 5), rng.uniform(-1.3, 1.3, (B, 2, 3, 6, 2)).astype(np.float32)]),
-        ("affine_grid", lambda t: bind("affine_grid", t, size=(2, 3, 4, 5)), (0,), [f32(B, 2, 2, 3)]),
+        ("affine_grid", lambda t: bind("affine_grid", t, size=(2, 3, 4, 5)), (0,),
+         [f32(B, 2, 2, 3)]),
         ("col2im", lambda a: bind("col2im", a, **col), (0,), [f32(B, 2, 8, 16)]),
         ("reverse_sequence", lambda a: bind("reverse_sequence", a, np.array([1, 3, 2], np.int64),
                                             batch_axis=1, time_axis=0), (0,), [f32(B, 4, 3, 2)]),
@@ -419,10 +422,12 @@ def test_layout_and_reductions_over_shapes(case):
     fns = [
         (lambda x: lnp.transpose(x, perm), lambda x: np.transpose(x, perm)),
         (lambda x: x.reshape(-1)[::-2], lambda x: x.reshape(-1)[::-2]),
-        (lambda x: lnp.pad(x, 1, mode="edge")[..., 1:], lambda x: np.pad(x, 1, mode="edge")[..., 1:]),
+        (lambda x: lnp.pad(x, 1, mode="edge")[..., 1:],
+         lambda x: np.pad(x, 1, mode="edge")[..., 1:]),
         (lambda x: lnp.concatenate([x, lnp.tile(x, 2)], axis=-1),
          lambda x: np.concatenate([x, np.tile(x, 2)], axis=-1)),
-        (lambda x: lnp.broadcast_to(x, (2,) + x.shape), lambda x: np.broadcast_to(x, (2,) + x.shape)),
+        (lambda x: lnp.broadcast_to(x, (2,) + x.shape),
+         lambda x: np.broadcast_to(x, (2,) + x.shape)),
         (lambda x: lnp.sum(x, axis=axes, keepdims=keep), lambda x: x.sum(axis=axes, keepdims=keep)),
         (lambda x: lnp.max(x, axis=axes[-1], keepdims=keep),
          lambda x: x.max(axis=axes[-1], keepdims=keep)),
