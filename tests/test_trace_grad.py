@@ -453,3 +453,19 @@ def test_jacobians_and_hessian():
     np.testing.assert_allclose(np.asarray(jf["s"][1]), np.diag(x), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(jf["t"][0]), np.ones(4))
     assert jr["t"][1].shape == (4,)
+
+
+def test_rule_coverage():
+    """Every op has a gradient rule except the non-differentiable ones and the documented
+    gaps (docs/TRACING.md); an op without one says so when a gradient reaches it."""
+    from lgc.ir import registry
+    non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
+                "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
+                "bitwise_xor", "shift_left", "shift_right", "one_hot"}
+    gaps = {"det", "lrn", "resize", "grid_sample", "roi_align", "affine_grid", "col2im",
+            "tensor_scatter"}
+    missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
+    assert missing == non_diff | gaps
+    x = np.ones((1, 3, 4, 4))
+    with pytest.raises(NotImplementedError, match="lrn"):
+        lgc.grad(lambda x: lnp.sum(lgc.trace.bind("lrn", x, size=3)))(x)

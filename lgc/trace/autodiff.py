@@ -190,20 +190,25 @@ def vjp(fun, *primals, has_aux: bool = False):
     return (primal_out, vjp_fun, aux) if has_aux else (primal_out, vjp_fun)
 
 
+def _argnums_partial(fun, args, kwargs, argnums):
+    """fun as a function of the argnums arguments alone (the others fixed), and those."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    nums = tuple(i % len(args) for i in nums)
+
+    def partial(*dargs):
+        full = list(args)
+        for i, d in zip(nums, dargs):
+            full[i] = d
+        return fun(*full, **kwargs)
+    return partial, tuple(args[i] for i in nums)
+
+
 def value_and_grad(fun, argnums=0, has_aux: bool = False):
     """jax.value_and_grad: f's value and its gradient w.r.t. the argnums arguments (pytrees);
     f must return a real scalar (or (scalar, aux) with has_aux)."""
     def wrapped(*args, **kwargs):
-        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        nums = tuple(i % len(args) for i in nums)
-
-        def partial(*dargs):
-            full = list(args)
-            for i, d in zip(nums, dargs):
-                full[i] = d
-            return fun(*full, **kwargs)
-
-        res = vjp(partial, *(args[i] for i in nums), has_aux=has_aux)
+        partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
+        res = vjp(partial, *dargs, has_aux=has_aux)
         out, vjp_fun = res[0], res[1]
         aval = get_aval(out) if not isinstance(out, (tuple, list, dict)) else None
         if aval is None or aval.shape != () or aval.dtype.kind != "f":
@@ -336,18 +341,6 @@ def stop_gradient(x):
 
 
 # ---- Jacobians -------------------------------------------------------------------------------
-
-def _argnums_partial(fun, args, kwargs, argnums):
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    nums = tuple(i % len(args) for i in nums)
-
-    def partial(*dargs):
-        full = list(args)
-        for i, d in zip(nums, dargs):
-            full[i] = d
-        return fun(*full, **kwargs)
-    return partial, tuple(args[i] for i in nums)
-
 
 def _basis(x):
     """The standard basis of x's space, stacked: shape (x.size,) + x.shape."""
