@@ -195,6 +195,19 @@ def test_matmul(shapes):
     check_grads(lnp.matmul, (_rand(rng, shapes[0]), _rand(rng, shapes[1])), rng)
 
 
+def test_det():
+    """Cofactor rule, checked also at a singular matrix (where det * inv^T fails)."""
+    rng = np.random.default_rng(18)
+    check_grads(lnp.linalg.det, (_rand(rng, (2, 3, 3)),), rng)
+    check_grads(lnp.linalg.det, (_rand(rng, (2, 2)),), rng)
+    s = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.5, -1.0, 2.0]])   # rank 2
+    g = np.asarray(lgc.grad(lnp.linalg.det)(s))
+    cof = np.array([[np.linalg.det(np.delete(np.delete(s, i, 0), j, 1)) * (-1) ** (i + j)
+                     for j in range(3)] for i in range(3)])
+    np.testing.assert_allclose(g, cof, rtol=1e-12, atol=1e-12)
+    check_grads(lgc.grad(lnp.linalg.det), (_rand(rng, (3, 3)),), rng, dirs=1)   # second order
+
+
 def test_matmul_trans_b_and_einsum():
     rng = np.random.default_rng(6)
     a, b = _rand(rng, (3, 4)), _rand(rng, (5, 4))
@@ -462,7 +475,7 @@ def test_rule_coverage():
     non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
                 "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
                 "bitwise_xor", "shift_left", "shift_right", "one_hot"}
-    gaps = {"det", "lrn", "resize", "grid_sample", "roi_align", "affine_grid", "col2im",
+    gaps = {"lrn", "resize", "grid_sample", "roi_align", "affine_grid", "col2im",
             "tensor_scatter"}
     missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
     assert missing == non_diff | gaps

@@ -393,5 +393,24 @@ def _matmul_jvp(tans, ins, outs, attrs):
     return [terms[0] if len(terms) == 1 else terms[0] + terms[1]]
 
 
+def _det_vjp(cts, ins, outs, attrs):
+    """d det(A) / dA = adj(A)^T, the cofactors: (-1)^(i+j) det(A without row i, column j).
+    The minors are one batched det (exact for singular A too, unlike det * inv(A)^T)."""
+    import lgc.numpy as lnp
+    from ..trace.core import bind
+    a, g = ins[0], cts[0]
+    n = a.shape[-1]
+    if n == 1:
+        return [lnp.ones_like(a) * g[..., None, None]]
+    keep = [[k for k in range(n) if k != i] for i in range(n)]
+    rows = np.array([keep[i] for i in range(n) for j in range(n)])[:, :, None]
+    cols = np.array([keep[j] for i in range(n) for j in range(n)])[:, None, :]
+    minors = bind("det", a[..., rows, cols])                        # [..., n*n]
+    sign = np.array([(-1.0) ** (i + j) for i in range(n) for j in range(n)], a.dtype)
+    cof = lnp.reshape(minors * sign, a.shape)
+    return [cof * g[..., None, None]]
+
+
 OPS["matmul"].vjp = _matmul_vjp
+OPS["det"].vjp = _det_vjp
 OPS["matmul"].jvp = _matmul_jvp
