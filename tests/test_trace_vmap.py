@@ -362,7 +362,7 @@ def test_matmul_over_shapes(case):
 
 def test_onnx_layout_ops():
     """Rules for ops only ONNX models reach (resize, grid_sample, affine_grid, col2im,
-    reverse_sequence, tensor_scatter, max_unpool), and the loop fallback on roi_align."""
+    reverse_sequence, tensor_scatter, max_unpool, roi_align)."""
     from lgc.trace.core import bind
     col = dict(image_shape=(5, 5), block_shape=(2, 2), dilations=(1, 1), pads=(0, 0, 0, 0),
                strides=(1, 1))
@@ -390,6 +390,9 @@ def test_onnx_layout_ops():
         ("roi_align", lambda a, r, i: bind("roi_align", a, r, i, output_height=2, output_width=2),
          (0, 0, None), [f32(B, 2, 3, 6, 6), rng.uniform(0, 5, (B, 4, 4)).astype(np.float32),
                         np.array([0, 1, 1, 0], np.int32)]),
+        ("roi_align_x", lambda a, r, i: bind("roi_align", a, r, i, mode="max", output_width=3),
+         (1, None, None), [f32(2, B, 3, 6, 6), rng.uniform(0, 5, (4, 4)).astype(np.float32),
+                           np.array([1, 0, 1, 0], np.int32)]),
     ]
     _run(cases)
 

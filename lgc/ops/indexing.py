@@ -1029,11 +1029,23 @@ def _roi_align_body(em):
     em.store(convert("acc", work, t))
 
 
+def _batch_roi_align(args, dims, at):
+    """Images folded into N, every example's boxes in one list, their image numbers moved
+    to the example's block of images."""
+    x, rois, bidx = _batch.all_to_front(args, dims)
+    xs, n = _batch.shape(x), _batch.shape(rois)[:2]
+    start = _batch.const((np.arange(n[0]) * xs[1]).reshape(-1, 1), _batch.dtype(bidx))
+    y = _batch.bind("roi_align", _batch.reshape(x, (xs[0] * xs[1],) + xs[2:]),
+                    _batch.reshape(rois, (n[0] * n[1], 4)),
+                    _batch.reshape(_batch.bind("add", bidx, start), (n[0] * n[1],)), **at)
+    return [_batch.reshape(y, n + _batch.shape(y)[1:])], [0]
+
+
 register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_align_body),
                fusion="opaque", num_inputs=3,
                attrs={"mode": "avg", "output_height": 1, "output_width": 1, "sampling_ratio": 0,
                       "spatial_scale": 1.0, "half_pixel": 1},
-               batch=_batch.loop("roi_align"),
+               batch=_batch_roi_align,
                doc="ONNX RoiAlign over NCHW input"))
 
 
