@@ -240,6 +240,8 @@ def test_ops_without_an_lnp_door():
          [f32(2, B, 3, 4)]),
         ("one_hot_values", lambda i, v: bind("one_hot", i, v, depth=4, axis=0), (0, 0),
          [ints(4, B, 3), f32(B, 2)]),
+        ("one_hot_values_only", lambda i, v: bind("one_hot", i, v, depth=4), (None, 0),
+         [ints(4, 2, 3), f32(B, 2)]),
     ]
     _run(cases)
 

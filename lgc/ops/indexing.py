@@ -382,11 +382,18 @@ def _one_hot_ref(xs, at):
 
 
 def _batch_one_hot(args, dims, at):
-    if dims[1] is not None:   # per-example (off, on) values: rare
-        return _batch.loop("one_hot")(args, dims, at)
-    ind = _batch.moveaxis(args[0], dims[0], 0)
+    """Indices with the batch first, the axis shifted; per-example (off, on) values are
+    selected per example from a 0/1 one_hot."""
+    n = _batch.axis_size(args, dims)
+    ind = _batch.to_front(args[0], dims[0], n)
     a = norm_axis(at["axis"], len(_batch.shape(ind)))   # the example's rank + 1
-    return [_batch.bind("one_hot", ind, args[1], axis=a + 1, depth=at["depth"])], [0]
+    if dims[1] is None:
+        return [_batch.bind("one_hot", ind, args[1], axis=a + 1, depth=at["depth"])], [0]
+    hot = _batch.bind("one_hot", ind, np.array([0, 1], np.int32), axis=a + 1, depth=at["depth"])
+    vals = _batch.moveaxis(args[1], dims[1], 0)
+    r = len(_batch.shape(hot)) - 1
+    off, on = (_batch.reshape(_batch.take(vals, 1, k), (n,) + (1,) * r) for k in (0, 1))
+    return [_batch.bind("where", _batch.bind("eq", hot, np.array(1, np.int32)), on, off)], [0]
 
 
 register(OpDef("one_hot", _one_hot_infer, _one_hot_ref, Pointwise(_one_hot_body),
