@@ -268,6 +268,14 @@ def test_composes_with_grad_in_any_order():
         np.testing.assert_allclose(np.asarray(g(w, xs)), per, rtol=1e-5, atol=1e-6)
     total = lgc.grad(lambda w: lnp.sum(lgc.vmap(loss, in_axes=(None, 0))(w, xs)))(w)
     np.testing.assert_allclose(np.asarray(total), per.sum(0), rtol=1e-5, atol=1e-6)
+    # forward mode both ways, and a Jacobian as a vmap over cotangents
+    t = lgc.vmap(lambda x: lgc.jvp(lambda v: lnp.sum(lnp.sin(v) ** 2), (x,), (lnp.ones(4),))[1])(xs)
+    np.testing.assert_allclose(np.asarray(t), np.sin(2 * xs).sum(1), rtol=1e-5, atol=1e-6)
+    _, t = lgc.jvp(lgc.vmap(lnp.sin), (xs,), (np.ones_like(xs),))
+    np.testing.assert_allclose(np.asarray(t), np.cos(xs), rtol=1e-6)
+    _, pull = lgc.vjp(lambda v: lnp.sin(v) * 2, xs[0])
+    (jac,) = lgc.vmap(pull)(lnp.eye(4))
+    np.testing.assert_allclose(np.asarray(jac), np.diag(2 * np.cos(xs[0])), rtol=1e-6, atol=1e-7)
     # through the gather/scatter rules with batched data and indices
     idx = ints(4, B, 2, lo=-4)
     h = lambda x: lnp.sum(lgc.vmap(lambda a, j: a.at[j].add(lnp.take(a, j) ** 2))(x, idx))  # noqa
