@@ -108,6 +108,13 @@ def test_max_min_ties_split_evenly():
     np.testing.assert_allclose(np.asarray(g[1]), [1, 0.5, 0])
 
 
+def test_prod_gradient_at_zeros():
+    x = np.array([[2.0, 0.0, 3.0], [0.0, 0.0, 5.0]])
+    g = np.asarray(lgc.grad(lambda x: lnp.sum(lnp.prod(x, axis=1) * np.array([1.0, 2.0]))
+                            + lnp.prod(x[0]))(x))
+    np.testing.assert_allclose(g, [[0, 12, 0], [0, 0, 0]])
+
+
 def test_non_differentiable_ops_give_zero():
     x = np.array([0.3, -1.7, 2.2])
     f = lambda x: lnp.sum(lnp.floor(x) + lnp.sign(x) + lnp.round(x) + (x > 0) * 1.0

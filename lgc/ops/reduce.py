@@ -486,8 +486,20 @@ def _extremum_vjp(cts, ins, outs, attrs):
 
 
 def _prod_vjp(cts, ins, outs, attrs):
-    x = ins[0]   # y / x: undefined where an element is zero
-    return [_keep(cts[0], x, attrs) * _keep(outs[0], x, attrs) / x]
+    """Each element's cotangent is g times the product of the others: exclusive running
+    products from both ends (no division, so zeros are fine)."""
+    from ..trace.core import bind
+    lnp, x = _lnp(), ins[0]
+    axes = _red_axes(x, attrs)
+    perm = tuple(i for i in range(x.ndim) if i not in axes) + axes
+    xt = lnp.transpose(x, perm)
+    flat = (-1,) if len(axes) == x.ndim else xt.shape[:x.ndim - len(axes)] + (-1,)
+    xr = lnp.reshape(xt, flat)
+    last = xr.ndim - 1
+    others = (bind("cumprod", xr, axis=last, exclusive=1, reverse=0)
+              * bind("cumprod", xr, axis=last, exclusive=1, reverse=1))
+    g = lnp.reshape(lnp.transpose(_keep(cts[0], x, attrs), perm), flat[:-1] + (1,))
+    return [lnp.transpose(lnp.reshape(g * others, xt.shape), tuple(np.argsort(perm)))]
 
 
 OPS["reduce_sum"].vjp = _sum_vjp
