@@ -10,6 +10,8 @@ lgc/trace/batching.py has the trace that calls them (BatchTrace).
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 def bind(op: str, *args, **attrs):
     """core.bind, imported late: the op families load before the tracing package."""
@@ -35,7 +37,6 @@ def dtype(x):
 
 def const(value, dt):
     """A host constant of exactly dtype dt (tracing narrows 64-bit host values by default)."""
-    import numpy as np
     from ..ir import dtypes
     x = bind("broadcast_to", np.asarray(value), shape=np.shape(value))
     if np.dtype(dtype(x)) == np.dtype(dt):
@@ -117,7 +118,6 @@ def loop(op: str):
 
 def _empty_batch(op, args, dims, attrs):
     """A batch of zero examples: zero-size outputs of the per-example types."""
-    import numpy as np
     from ..trace.core import ShapedArray, get_aval, infer_avals
     avals = []
     for x, d in zip(args, dims):
@@ -229,7 +229,6 @@ def with_example_numbers(ind):
     """Index tuples ind [B, ..., k] (batch first) led by their example number: [B, ..., k+1].
     Lets gather_nd/scatter_nd address one example each without batch_dims (which grad,
     for one, does not handle)."""
-    import numpy as np
     s = shape(ind)
     num = np.arange(s[0]).reshape((-1,) + (1,) * (len(s) - 1))
     num = broadcast_to(const(num, dtype(ind)), s[:-1] + (1,))
