@@ -280,9 +280,15 @@ class MatmulGen:
 def _batch_matmul(args, dims, at):
     """1-D operands promoted to matrices (as NumPy does), batched ones with the batch axis
     first and size-1 axes up to the common batch rank, so the op's own batch broadcasting
-    does the rest; the promoted axes are dropped again."""
+    does the rest; the promoted axes are dropped again. A batched A times one shared
+    matrix is one GEMM with the batch folded into A's rows."""
     (a, b), (da, db) = args, dims
     ra, rb = (len(_batch.shape(x)) - (d is not None) for x, d in ((a, da), (b, db)))
+    if db is None and rb == 2:
+        x = _batch.moveaxis(a, da, 0)
+        s = _batch.shape(x)
+        y = _batch.bind("matmul", _batch.reshape(x, (prod(s[:-1]), s[-1])), b, **at)
+        return [_batch.reshape(y, s[:-1] + _batch.shape(y)[-1:])], [0]
     xs = []
     for x, d, r, where in ((a, da, ra, -1), (b, db, rb, None)):
         if d is not None:
