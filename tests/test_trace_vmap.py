@@ -100,6 +100,9 @@ CASES = [
      [f32(2, 4, 5, 5), f32(B, 6, 2, 3, 3), f32(B, 6)]),
     ("conv_both", lambda x, w: nn.conv(x, w, strides=2), (1, 0),
      [f32(2, B, 3, 5), f32(B, 4, 3, 2)]),
+    ("scan", lambda x: lax.scan(lambda c, v: (c * v, c + v), 1.0, x)[1], (1,), [f32(4, B)]),
+    ("fori_cond", lambda x: lax.fori_loop(0, 3, lambda i, v: lax.cond(
+        v[0] > 0, lambda u: u * x - i, lambda u: u + 1.0, v), x), (0,), [f32(B, 2)]),
     ("pools",
      lambda x: nn.max_pool(x, (2, 2)) + nn.avg_pool(x, (2, 2), padding="SAME")[..., :2, :2],
      (0,), [f32(B, 2, 3, 4, 4)]),
