@@ -281,7 +281,7 @@ def _batch_matmul(args, dims, at):
     """1-D operands promoted to matrices (as NumPy does), batched ones with the batch axis
     first and size-1 axes up to the common batch rank, so the op's own batch broadcasting
     does the rest; the promoted axes are dropped again. A batched A times one shared
-    matrix is one GEMM with the batch folded into A's rows."""
+    matrix is one GEMM with the batch folded into A's rows (or B's columns)."""
     (a, b), (da, db) = args, dims
     ra, rb = (len(_batch.shape(x)) - (d is not None) for x, d in ((a, da), (b, db)))
     if db is None and rb == 2:
@@ -289,6 +289,13 @@ def _batch_matmul(args, dims, at):
         s = _batch.shape(x)
         y = _batch.bind("matmul", _batch.reshape(x, (prod(s[:-1]), s[-1])), b, **at)
         return [_batch.reshape(y, s[:-1] + _batch.shape(y)[-1:])], [0]
+    if da is None and ra == 2 and rb <= 2:   # a shared matrix times a batch: into B's columns
+        t = at["trans_b"]
+        x = _batch.moveaxis(b, db, 0 if t else 1)   # [B, N, K] with trans_b, else [K, B, (N)]
+        s = _batch.shape(x)
+        x = _batch.reshape(x, (s[0] * s[1], s[2]) if t else (s[0], prod(s[1:])))
+        y = _batch.bind("matmul", a, x, **at)
+        return [_batch.reshape(y, _batch.shape(y)[:1] + (s[:2] if t else s[1:]))], [1]
     xs = []
     for x, d, r, where in ((a, da, ra, -1), (b, db, rb, None)):
         if d is not None:
