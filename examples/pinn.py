@@ -48,9 +48,10 @@ def residual(params, t, x):
 def loss(params, pts, x0, tb):
     r = lgc.vmap(residual, (None, 0, 0))(params, pts[:, 0], pts[:, 1])
     u0 = lgc.vmap(u, (None, None, 0))(params, 0.0, x0)
-    ub = lgc.vmap(u, (None, 0, None))(params, tb, 0.0), lgc.vmap(u, (None, 0, None))(params, tb, 1.0)
+    on_edge = lgc.vmap(u, (None, 0, None))
+    ub0, ub1 = on_edge(params, tb, 0.0), on_edge(params, tb, 1.0)
     return (lnp.mean(r ** 2) + lnp.mean((u0 - lnp.sin(np.pi * x0)) ** 2)
-            + lnp.mean(ub[0] ** 2) + lnp.mean(ub[1] ** 2))
+            + lnp.mean(ub0 ** 2) + lnp.mean(ub1 ** 2))
 
 
 @lgc.jit

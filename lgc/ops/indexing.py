@@ -1154,7 +1154,7 @@ def _scatter_vjp(scatter_op, gather_op, **gattrs):
     """data's cotangent is g where no update landed (all of g for 'add'); the updates' is g
     gathered at their positions."""
     def vjp(cts, ins, outs, attrs):
-        (data, idx, upd), g, red = ins, cts[0], attrs["reduction"]
+        (_, idx, upd), g, red = ins, cts[0], attrs["reduction"]
         if red == "add":
             d_data = g
         elif red == "none":
