@@ -1375,6 +1375,70 @@ def correlate(a, v, mode="valid"):
     return convolve(a, flip(v), mode)
 
 
+# ---- built on vmap --------------------------------------------------------------------------------
+
+def _parse_signature(signature):
+    """'(m,n),(n)->(m)' -> ([('m', 'n'), ('n',)], [('m',)]): core axis names per operand."""
+    import re
+    part = r"\(([\w,]*)\)"
+    m = re.fullmatch(rf"\s*({part}(?:,{part})*)?->({part}(?:,{part})*)\s*",
+                     signature.replace(" ", ""))
+    if m is None:
+        raise ValueError(f"not a valid gufunc signature: {signature!r}")
+    ins, outs = signature.replace(" ", "").split("->")
+    core = lambda s: [tuple(d for d in g.split(",") if d) for g in re.findall(part, s)]  # noqa
+    return core(ins), core(outs)
+
+
+def vectorize(pyfunc, *, excluded=frozenset(), signature=None):
+    """jnp.vectorize: pyfunc on the core axes of its arguments (none, or those `signature`
+    names), mapped over the broadcast leading axes by nested vmap. Positional indices and
+    keyword names in `excluded`, and all keyword arguments, are passed through as they are."""
+    import functools
+    from .trace.batching import vmap
+    in_core = _parse_signature(signature)[0] if signature is not None else None
+
+    @functools.wraps(pyfunc)
+    def wrapped(*args, **kwargs):
+        mapped = [i for i in range(len(args)) if i not in excluded]
+        cores = in_core if in_core is not None else [()] * len(mapped)
+        if len(cores) != len(mapped):
+            raise TypeError(f"vectorize signature {signature!r} has {len(cores)} inputs, got "
+                            f"{len(mapped)} arguments")
+        xs = [asarray(args[i]) for i in mapped]
+        for x, c in zip(xs, cores):
+            if x.ndim < len(c):
+                raise ValueError(f"vectorize: an argument of shape {x.shape} has fewer axes "
+                                 f"than its core dimensions {c}")
+        loop = broadcast_shapes(*[x.shape[:x.ndim - len(c)] for x, c in zip(xs, cores)])
+        xs = [broadcast_to(x, loop + x.shape[x.ndim - len(c):]) for x, c in zip(xs, cores)]
+
+        def core_fn(*vals):
+            full = list(args)
+            for i, v in zip(mapped, vals):
+                full[i] = v
+            return pyfunc(*full, **kwargs)
+        f = core_fn
+        for _ in loop:
+            f = vmap(f)
+        return f(*xs)
+    return wrapped
+
+
+def apply_along_axis(func1d, axis, arr, *args, **kwargs):
+    """func1d on every 1-D slice along `axis` (by vmap over the other axes); the slices'
+    results take the axis' place (jnp.apply_along_axis)."""
+    from .trace.batching import vmap
+    arr = asarray(arr)
+    axis = _norm_axis(axis, arr.ndim)
+    f = lambda a: func1d(a, *args, **kwargs)  # noqa: E731
+    for i in range(1, arr.ndim - axis):
+        f = vmap(f, in_axes=i, out_axes=-1)
+    for _ in range(axis):
+        f = vmap(f)
+    return f(arr)
+
+
 class _Linalg:
     """lnp.linalg: what the core ops cover (norm, det)."""
 

@@ -460,3 +460,24 @@ def test_layout_and_reductions_over_shapes(case):
     for k, (_, ref) in enumerate(fns):
         want = np.stack([ref(np.take(x, i, axis=ax)) for i in range(B)])
         np.testing.assert_allclose(np.asarray(got[k]), want, rtol=1e-5, atol=1e-5, err_msg=str(k))
+
+
+def test_lnp_vectorize_and_apply_along_axis():
+    """jnp.vectorize and jnp.apply_along_axis are nested vmaps."""
+    x, v = f32(2, 3, 4), f32(2, 4)
+    mv = lnp.vectorize(lambda m, u: m @ u, signature="(m,n),(n)->(m)")
+    np.testing.assert_allclose(np.asarray(mv(x, v)), np.einsum("bmn,bn->bm", x, v), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(mv(x, v[0])), x @ v[0], rtol=1e-5)
+    f = lnp.vectorize(lambda a, b: lnp.where(a > b, a - b, a + b))   # elementwise, broadcast
+    np.testing.assert_allclose(np.asarray(f(x, v[0])), np.where(x > v[0], x - v[0], x + v[0]))
+    g = lnp.vectorize(lambda a, n, scale=1: a[:n].sum() * scale, excluded={1},
+                      signature="(k)->()")
+    np.testing.assert_allclose(np.asarray(g(x, 2, scale=3.0)), x[..., :2].sum(-1) * 3, rtol=1e-5)
+    with pytest.raises(ValueError, match="signature"):
+        lnp.vectorize(lambda a: a, signature="(n)")
+    for axis, fn, ref in [(1, lambda r: r.sum() * r[0], lambda r: r.sum() * r[0]),
+                          (2, lambda r: lnp.stack([r.max(), r.min()]),
+                           lambda r: np.stack([r.max(), r.min()])),
+                          (0, lnp.cumsum, np.cumsum)]:
+        np.testing.assert_allclose(np.asarray(lnp.apply_along_axis(fn, axis, x)),
+                                   np.apply_along_axis(ref, axis, x), rtol=1e-5, atol=1e-6)
