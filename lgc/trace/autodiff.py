@@ -134,7 +134,7 @@ def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
         gs = [ct.pop(n, None) if n is not None else None for n in e_out_nodes]
         if all(g is None for g in gs):
             continue
-        rule = registry.get(op).vjp
+        rule = op if callable(op) else registry.get(op).vjp   # callable: a custom_vjp
         if rule is None:
             raise NotImplementedError(f"lgc.grad: op {op!r} has no gradient rule (OpDef.vjp)")
         gs = [lnp.zeros_like(y) if g is None else g for g, y in zip(gs, outs)]
@@ -232,6 +232,51 @@ def grad(fun, argnums=0, has_aux: bool = False):
 
     wrapped.__name__ = f"grad_{getattr(fun, '__name__', 'fn')}"
     return wrapped
+
+
+class custom_vjp:
+    """jax.custom_vjp: f with a hand-written backward pass. f.defvjp(fwd, bwd): fwd(*args)
+    -> (out, residuals), bwd(residuals, out_cotangent) -> one cotangent per argument (None
+    for none). Under grad, fwd runs on the primals and bwd becomes the tape entry; outer
+    levels differentiate through fwd and bwd (so higher orders work as in JAX). Under jvp,
+    or with no gradient being taken, f itself runs."""
+
+    def __init__(self, fun):
+        self.fun, self.fwd, self.bwd = fun, None, None
+        self.__name__ = getattr(fun, "__name__", "custom_vjp")
+
+    def defvjp(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+        return self
+
+    def __call__(self, *args):
+        leaves, tree = pytree.flatten(args)
+        tracers = [x for x in leaves if isinstance(x, Tracer)]
+        top = max(tracers, key=lambda t: t._trace.main.level, default=None)
+        if not isinstance(top, VJPTracer) or self.fwd is None:
+            return self.fun(*args)
+        main = top._trace.main
+        trace = VJPTrace(main)
+        mine = [isinstance(x, VJPTracer) and x._trace.main is main for x in leaves]
+        primals = [x.primal if m else x for x, m in zip(leaves, mine)]
+        out, res = self.fwd(*pytree.unflatten(tree, primals))
+        out_leaves, out_tree = pytree.flatten(out)
+        tape: _Tape = main.global_data
+        out_nodes = [tape.new_node() if _is_float(o) else None for o in out_leaves]
+        in_nodes = [x.node if m else None for x, m in zip(leaves, mine)]
+        bwd = self.bwd
+
+        def rule(cts, ins, outs, attrs):
+            g = bwd(res, pytree.unflatten(out_tree, cts))
+            g_leaves = []
+            for a, ga in zip(args, g):   # None for a whole argument: no cotangent
+                n = len(pytree.flatten(a)[0])
+                g_leaves += [None] * n if ga is None else pytree.flatten(ga)[0]
+            return g_leaves
+
+        tape.entries.append((rule, {}, in_nodes, primals, out_nodes, out_leaves))
+        return pytree.unflatten(out_tree, [VJPTracer(trace, o, n)
+                                           for o, n in zip(out_leaves, out_nodes)])
 
 
 # ---- forward mode ----------------------------------------------------------------------------
