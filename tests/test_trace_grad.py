@@ -516,3 +516,30 @@ def test_custom_vjp():
     # forward mode differentiates f itself
     np.testing.assert_allclose(np.asarray(lgc.jvp(lambda x: f(x, y), (x,), (np.ones(2),))[1]),
                                np.cos(x) * y, rtol=1e-12)
+
+
+def test_custom_jvp():
+    """log1pexp with JAX's docs' stable tangent: jvp uses the rule, grad its transpose,
+    the second derivative differentiates the rule; at x = 800 the naive derivative is
+    inf/inf."""
+    @lgc.custom_jvp
+    def log1pexp(x):
+        return lnp.log(1.0 + lnp.exp(x))
+
+    @log1pexp.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return log1pexp(x), t * (1.0 - 1.0 / (1.0 + lnp.exp(x)))
+
+    x = np.array([0.5, -2.0, 800.0])
+    sig = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(np.asarray(lgc.grad(lambda x: lnp.sum(log1pexp(x)))(x)), sig,
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(lgc.jvp(log1pexp, (x,), (np.ones(3),))[1]), sig,
+                               rtol=1e-12)
+    d2 = lgc.grad(lambda x: lnp.sum(lgc.grad(lambda x: lnp.sum(log1pexp(x)))(x)))(x[:2])
+    np.testing.assert_allclose(np.asarray(d2), (sig * (1 - sig))[:2], rtol=1e-12)
+    outer = lgc.grad(lambda x: lgc.value_and_grad(lambda y: lnp.sum(log1pexp(y)))(x)[0])(x)
+    np.testing.assert_allclose(np.asarray(outer), sig, rtol=1e-12)   # levels below: the rule
+    jg = lgc.jit(lgc.grad(lambda x: lnp.sum(log1pexp(x) * 2)))(x)
+    np.testing.assert_allclose(np.asarray(jg), 2 * sig, rtol=1e-12)

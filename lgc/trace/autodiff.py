@@ -279,6 +279,67 @@ class custom_vjp:
                                            for o, n in zip(out_leaves, out_nodes)])
 
 
+class custom_jvp:
+    """jax.custom_jvp: f with a hand-written tangent rule. f.defjvp(rule): rule(primals,
+    tangents) -> (out, tangent_out), linear in the tangents. Under jvp the rule gives the
+    tangents; under grad its transpose (reverse mode over the rule in the tangents) is the
+    tape entry. Outer levels differentiate through the rule, so higher orders work."""
+
+    def __init__(self, fun):
+        self.fun, self.rule = fun, None
+        self.__name__ = getattr(fun, "__name__", "custom_jvp")
+
+    def defjvp(self, rule):
+        self.rule = rule
+        return rule
+
+    def __call__(self, *args):
+        lnp = _lnp()
+        leaves, tree = pytree.flatten(args)
+        tracers = [x for x in leaves if isinstance(x, Tracer)]
+        top = max(tracers, key=lambda t: t._trace.main.level, default=None)
+        if not isinstance(top, (VJPTracer, JVPTracer)) or self.rule is None:
+            return self.fun(*args)
+        main = top._trace.main
+        mine = [isinstance(x, type(top)) and x._trace.main is main for x in leaves]
+        primals = [x.primal if m else x for x, m in zip(leaves, mine)]
+        p_args = pytree.unflatten(tree, primals)
+
+        def tangent_out(t_leaves):
+            return self.rule(p_args, pytree.unflatten(tree, t_leaves))[1]
+
+        if isinstance(top, JVPTracer):
+            t_leaves = [x.tangent if m and x.tangent is not None else lnp.zeros_like(p)
+                        for x, m, p in zip(leaves, mine, primals)]
+            out, t_out = self.rule(p_args, pytree.unflatten(tree, t_leaves))
+            trace = JVPTrace(main)
+            return pytree.tree_map(lambda o, t: JVPTracer(trace, o, _fit(t, o)), out, t_out)
+        out = self(*p_args)          # levels below use the rule too
+        out_leaves, out_tree = pytree.flatten(out)
+        tape: _Tape = main.global_data
+        out_nodes = [tape.new_node() if _is_float(o) else None for o in out_leaves]
+        live = [i for i, m in enumerate(mine) if m and _is_float(primals[i])]
+
+        def rule(cts, ins, outs, attrs):
+            def lin(*ts):   # the tangent map restricted to the differentiated leaves
+                full = [lnp.zeros_like(p) for p in primals]
+                for i, t in zip(live, ts):
+                    full[i] = t
+                return tangent_out(full)
+            _, transposed = vjp(lin, *[lnp.zeros_like(primals[i]) for i in live])
+            g_live = transposed(pytree.unflatten(out_tree, cts))
+            g = [None] * len(primals)
+            for i, gi in zip(live, g_live):
+                g[i] = gi
+            return g
+
+        in_nodes = [x.node if m else None for x, m in zip(leaves, mine)]
+        tape.entries.append((rule, {}, in_nodes, primals, out_nodes, out_leaves))
+        trace = VJPTrace(main)
+        return pytree.unflatten(out_tree, [VJPTracer(trace, o, n)
+                                           for o, n in zip(out_leaves, out_nodes)])
+
+
 # ---- forward mode ----------------------------------------------------------------------------
 
 class JVPTracer(_ADTracer):
