@@ -543,3 +543,13 @@ def test_custom_jvp():
     np.testing.assert_allclose(np.asarray(outer), sig, rtol=1e-12)   # levels below: the rule
     jg = lgc.jit(lgc.grad(lambda x: lnp.sum(log1pexp(x) * 2)))(x)
     np.testing.assert_allclose(np.asarray(jg), 2 * sig, rtol=1e-12)
+
+
+def test_stop_gradient_under_vmap():
+    """grad outside a vmap that stops the gradient inside: no derivative leaks through."""
+    xs = np.array([0.5, 1.5, -1.0])
+    f = lambda x: lnp.sum(lgc.vmap(lambda v: v * lax.stop_gradient(v * v))(x))
+    np.testing.assert_allclose(np.asarray(lgc.grad(f)(xs)), xs * xs, rtol=1e-12)
+    inner = lambda x: lgc.vmap(lgc.grad(lambda v: v * lax.stop_gradient(v * x[0])))(x)
+    np.testing.assert_allclose(np.asarray(lgc.grad(lambda x: lnp.sum(inner(x)))(xs)),
+                               np.zeros(3), atol=1e-12)

@@ -438,10 +438,14 @@ def jvp(fun, primals, tangents, has_aux: bool = False):
 
 def stop_gradient(x):
     """The value with every differentiation level removed: no gradient flows back through
-    it, at any order (jax.lax.stop_gradient)."""
+    it, at any order (jax.lax.stop_gradient); levels under a vmap are stripped inside it."""
+    from .batching import BatchTracer
+
     def strip(v):
         while isinstance(v, (VJPTracer, JVPTracer)):
             v = v.primal
+        if isinstance(v, BatchTracer):
+            return BatchTracer(v._trace, strip(v.val), v.bdim, v.aval.weak_type)
         return v
     return pytree.tree_map(strip, x)
 
