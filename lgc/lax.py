@@ -95,10 +95,14 @@ def while_loop(cond_fun, body_fun, init_val):
             val = pytree.tree_map(lambda n, o: lnp.where(c, n, o), new, val)
             continue
         if isinstance(c, Tracer):
-            raise ConcretizationError(
-                "while_loop with a traced condition: its trip count depends on data, and lgc "
-                "graphs are static (loops are unrolled when tracing). Use fori_loop or scan "
-                "with a static bound (masking finished steps with lnp.where), or run it eagerly")
+            try:
+                c = bool(c)   # concrete under grad/jvp outside jit: the loop runs eagerly
+            except ConcretizationError:
+                raise ConcretizationError(
+                    "while_loop with a traced condition: its trip count depends on data, and "
+                    "lgc graphs are static (loops are unrolled when tracing). Use fori_loop or "
+                    "scan with a static bound (masking finished steps with lnp.where), or run "
+                    "it eagerly") from None
         if not bool(c):
             return val
         val = body_fun(val)

@@ -286,6 +286,14 @@ def test_scan_fori_cond():
         c = lax.fori_loop(0, 3, lambda i, c: c * 1.5 + lnp.tanh(c), c)
         return lax.cond(c > 0, lambda v: v * v, lambda v: -v, c) + lnp.sum(ys ** 2)
     check_grads(f, (x,), rng)
+    # while_loop runs eagerly; outside jit grad follows the iterations it took
+    w = lambda x: lax.while_loop(lambda c: c < 10, lambda c: c * 2 + lnp.sin(c), x)
+    c, d = 1.5, 1.0
+    while c < 10:
+        c, d = c * 2 + np.sin(c), d * (2 + np.cos(c))
+    np.testing.assert_allclose(float(lgc.grad(w)(1.5)), d, rtol=1e-12)
+    with pytest.raises(lgc.trace.ConcretizationError, match="while_loop"):
+        lgc.jit(lgc.grad(w))(1.5)
 
 
 # ---- higher order, composition, API --------------------------------------------------------
