@@ -1182,7 +1182,16 @@ def _max_unpool_vjp(cts, ins, outs, attrs):
     return [lnp.reshape(flat, x.shape), None]
 
 
+def _resize_vjp(cts, ins, outs, attrs):
+    """Nearest-neighbour resizing only moves elements: the index-map adjoint."""
+    if attrs["mode"] != "nearest":
+        raise NotImplementedError(f"lgc.grad: resize in {attrs['mode']!r} mode")
+    from .layout import _index_map_vjp
+    return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
+
+
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+OPS["resize"].vjp = _resize_vjp
 OPS["max_unpool"].vjp = _max_unpool_vjp
 for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool"):
     OPS[_n].jvp = linear_jvp(_n)

@@ -732,7 +732,29 @@ def _lp_pool_vjp(cts, ins, outs, attrs):
     return [spread * lnp.power(lnp.abs(x), p - 1) * lnp.sign(x)]
 
 
+def _channel_window_sum(z, before, after, n):
+    """sum over j < n of z shifted along the channels: pad by (before, after), add slices."""
+    lnp, C = _lnp(), z.shape[1]
+    zp = lnp.pad(z, [(0, 0), (before, after)] + [(0, 0)] * (z.ndim - 2))
+    total = zp[:, 0:C]
+    for j in range(1, n):
+        total = total + zp[:, j:j + C]
+    return total
+
+
+def _lrn_vjp(cts, ins, outs, attrs):
+    """y = x d^-beta, d = bias + alpha/n * (window sum of x^2 over channels): the window sum's
+    adjoint is the window sum the other way round."""
+    lnp, x, g, n = _lnp(), ins[0], cts[0], attrs["size"]
+    lo, hi = (n - 1) // 2, -(-(n - 1) // 2)
+    k, beta = attrs["alpha"] / n, attrs["beta"]
+    d = attrs["bias"] + k * _channel_window_sum(x * x, lo, hi, n)
+    back = _channel_window_sum(g * x * lnp.power(d, -beta - 1), hi, lo, n)
+    return [g * lnp.power(d, -beta) - 2 * beta * k * x * back]
+
+
 OPS["lp_pool"].vjp = _lp_pool_vjp
+OPS["lrn"].vjp = _lrn_vjp
 OPS["conv"].jvp = _bilinear_jvp("conv")
 OPS["conv_transpose"].jvp = _bilinear_jvp("conv_transpose")
 OPS["conv"].vjp = _conv_vjp
