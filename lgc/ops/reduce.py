@@ -510,6 +510,7 @@ OPS["reduce_prod"].vjp = _prod_vjp
 
 
 def _softmax_vjp(cts, ins, outs, attrs):
+    """J = diag(y) - y y^T: symmetric, so this is the jvp rule as well."""
     g, y = cts[0], outs[0]
     return [y * (g - _lnp().sum(g * y, axis=attrs["axis"], keepdims=True))]
 
@@ -535,7 +536,10 @@ def _topk_vjp(cts, ins, outs, attrs):
 
 
 OPS["softmax"].vjp = _softmax_vjp
+OPS["softmax"].jvp = lambda tans, ins, outs, attrs: _softmax_vjp(tans, ins, outs, attrs)
 OPS["log_softmax"].vjp = _log_softmax_vjp
+OPS["log_softmax"].jvp = lambda tans, ins, outs, attrs: [   # J = I - 1 softmax^T
+    tans[0] - _lnp().sum(_lnp().exp(outs[0]) * tans[0], axis=attrs["axis"], keepdims=True)]
 OPS["cumsum"].vjp = _cumsum_vjp
 OPS["topk"].vjp = _topk_vjp
 def _cumprod_vjp(cts, ins, outs, attrs):

@@ -378,13 +378,14 @@ class JVPTrace(Trace):
 def _tangents(opdef, tans, ins, outs, attrs) -> list:
     """Output tangents from the vjp rule. An elementwise op's Jacobian in each input is
     diagonal (after broadcasting), hence its own transpose: the vjp rule applied to the
-    broadcast tangent is the JVP. Any other op: transpose the (linear) vjp rule itself, by
-    reverse mode over it."""
+    broadcast tangent is the JVP (elementwise rules return cotangents in the output's
+    shape; the reverse pass sums them back). Any other op: transpose the (linear) vjp rule
+    itself, by reverse mode over it."""
     lnp = _lnp()
     rule = opdef.vjp
     if rule is None:
         raise NotImplementedError(f"lgc.jvp: op {opdef.name!r} has no gradient rule")
-    if opdef.fusion == "elementwise" and len(outs) == 1:
+    if opdef.fusion in ("elementwise", "broadcast") and len(outs) == 1:
         total = None
         for i, t in enumerate(tans):
             if t is None:
