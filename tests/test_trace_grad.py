@@ -262,7 +262,7 @@ def test_pools(kind, kw):
 
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
-    reverse_sequence."""
+    col2im, reverse_sequence."""
     rng = np.random.default_rng(16)
     x = _rand(rng, (2, 3, 5, 4), away=0.2)
     bind = lgc.trace.bind
@@ -277,6 +277,10 @@ def test_onnx_only_ops():
     check_grads(lambda x: bind("resize", x, sizes=(2, 3, 9, 7), scales=(1, 1, 1.8, 1.75),
                                mode="nearest"),
                 (x,), rng, dirs=1)
+    cols = _rand(rng, (2, 2 * 2 * 3, 20))   # 2 channels, 2x3 blocks, 4x5 block positions
+    check_grads(lambda c: bind("col2im", c * c, image_shape=(5, 6), block_shape=(2, 3),
+                               dilations=(2, 1), pads=(1, 0, 0, 1), strides=(1, 1)),
+                (cols,), rng, dirs=1)
     lens = np.array([3, 1, 2], np.int64)
     check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
                                batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)
@@ -495,15 +499,14 @@ def test_rule_coverage():
     non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
                 "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
                 "bitwise_xor", "shift_left", "shift_right", "one_hot"}
-    gaps = {"grid_sample", "roi_align", "affine_grid", "col2im",
+    gaps = {"grid_sample", "roi_align", "affine_grid",
             "tensor_scatter"}
     missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
     assert missing == non_diff | gaps
-    x = np.ones((1, 4, 4))
-    with pytest.raises(NotImplementedError, match="col2im"):
-        lgc.grad(lambda x: lnp.sum(lgc.trace.bind(
-            "col2im", x, image_shape=(3, 3), block_shape=(2, 2),
-            dilations=(1, 1), pads=(0, 0, 0, 0), strides=(1, 1))))(x)
+    x = np.ones((1, 2, 3, 3))
+    with pytest.raises(NotImplementedError, match="affine_grid"):
+        lgc.grad(lambda t: lnp.sum(lgc.trace.bind("affine_grid", t, size=(1, 2, 3, 3))))(
+            np.ones((1, 2, 3)))
 
 
 def test_custom_vjp():

@@ -1190,8 +1190,29 @@ def _resize_vjp(cts, ins, outs, attrs):
     return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
 
 
+def _col2im_vjp(cts, ins, outs, attrs):
+    """Each column element lands on one image position (or off the image): its cotangent
+    is g there, one gather with positions worked out as _col2im_ref walks them."""
+    lnp, x, g = _lnp(), ins[0], cts[0]
+    blk, dil, pads, st, img = (attrs[k] for k in ("block_shape", "dilations", "pads",
+                                                  "strides", "image_shape"))
+    nbl, d = _col2im_blocks(attrs), len(blk)
+    n, ck, n_blocks = x.shape
+    C, P = ck // math.prod(blk), math.prod(img)
+    idx = np.full((C,) + tuple(blk) + tuple(nbl), C * P, np.int64)   # C * P: a zero slot
+    for k in np.ndindex(*blk):
+        for b in np.ndindex(*nbl):
+            p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
+            if all(0 <= p[i] < img[i] for i in range(d)):
+                idx[(slice(None),) + k + b] = np.arange(C) * P + np.ravel_multi_index(p, img)
+    flat = lnp.concatenate([lnp.reshape(g, (n, C * P)), lnp.zeros((n, 1), g.dtype)], axis=1)
+    return [_bind("gather", flat, idx.reshape(ck, n_blocks), axis=1)]
+
+
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+OPS["col2im"].vjp = _col2im_vjp
 OPS["resize"].vjp = _resize_vjp
 OPS["max_unpool"].vjp = _max_unpool_vjp
-for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool"):
+for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool",
+           "col2im"):
     OPS[_n].jvp = linear_jvp(_n)
