@@ -262,7 +262,7 @@ def test_pools(kind, kw):
 
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
-    col2im, reverse_sequence."""
+    col2im, affine_grid, reverse_sequence."""
     rng = np.random.default_rng(16)
     x = _rand(rng, (2, 3, 5, 4), away=0.2)
     bind = lgc.trace.bind
@@ -281,6 +281,10 @@ def test_onnx_only_ops():
     check_grads(lambda c: bind("col2im", c * c, image_shape=(5, 6), block_shape=(2, 3),
                                dilations=(2, 1), pads=(1, 0, 0, 1), strides=(1, 1)),
                 (cols,), rng, dirs=1)
+    for size, align in (((2, 3, 4, 5), 0), ((2, 1, 3, 2, 4), 1)):
+        r = len(size) - 2
+        check_grads(lambda t: bind("affine_grid", t * t, size=size, align_corners=align),
+                    (_rand(rng, (2, r, r + 1)),), rng, dirs=1)
     lens = np.array([3, 1, 2], np.int64)
     check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
                                batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)
@@ -499,14 +503,13 @@ def test_rule_coverage():
     non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
                 "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
                 "bitwise_xor", "shift_left", "shift_right", "one_hot"}
-    gaps = {"grid_sample", "roi_align", "affine_grid",
+    gaps = {"grid_sample", "roi_align",
             "tensor_scatter"}
     missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
     assert missing == non_diff | gaps
-    x = np.ones((1, 2, 3, 3))
-    with pytest.raises(NotImplementedError, match="affine_grid"):
-        lgc.grad(lambda t: lnp.sum(lgc.trace.bind("affine_grid", t, size=(1, 2, 3, 3))))(
-            np.ones((1, 2, 3)))
+    x, grid = np.ones((1, 2, 3, 3)), np.zeros((1, 2, 2, 2))
+    with pytest.raises(NotImplementedError, match="grid_sample"):
+        lgc.grad(lambda x: lnp.sum(lgc.trace.bind("grid_sample", x, grid)))(x)
 
 
 def test_custom_vjp():

@@ -1209,10 +1209,23 @@ def _col2im_vjp(cts, ins, outs, attrs):
     return [_bind("gather", flat, idx.reshape(ck, n_blocks), axis=1)]
 
 
+def _affine_grid_vjp(cts, ins, outs, attrs):
+    """grid[n, ..., i] = sum_j theta[n, i, j] base[..., j]: dtheta = g^T base, with base
+    (the homogeneous grid coordinates) read off the reference at an identity theta."""
+    lnp, theta, g = _lnp(), ins[0], cts[0]
+    r = theta.shape[1]
+    eye = np.eye(r, r + 1)[None]
+    base = _affine_grid_ref([eye], attrs)[0][0].reshape(-1, r)          # (S, r): coordinates
+    base = np.concatenate([base, np.ones((base.shape[0], 1))], 1).astype(g.dtype)
+    gs = lnp.reshape(g, (g.shape[0], -1, r))                              # (N, S, r)
+    return [lnp.matmul(lnp.swapaxes(gs, 1, 2), base)]
+
+
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+OPS["affine_grid"].vjp = _affine_grid_vjp
 OPS["col2im"].vjp = _col2im_vjp
 OPS["resize"].vjp = _resize_vjp
 OPS["max_unpool"].vjp = _max_unpool_vjp
 for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool",
-           "col2im"):
+           "col2im", "affine_grid"):
     OPS[_n].jvp = linear_jvp(_n)
