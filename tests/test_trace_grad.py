@@ -262,7 +262,7 @@ def test_pools(kind, kw):
 
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
-    col2im, affine_grid, reverse_sequence."""
+    col2im, affine_grid, tensor_scatter, reverse_sequence."""
     rng = np.random.default_rng(16)
     x = _rand(rng, (2, 3, 5, 4), away=0.2)
     bind = lgc.trace.bind
@@ -285,6 +285,10 @@ def test_onnx_only_ops():
         r = len(size) - 2
         check_grads(lambda t: bind("affine_grid", t * t, size=size, align_corners=align),
                     (_rand(rng, (2, r, r + 1)),), rng, dirs=1)
+    cache, upd = _rand(rng, (2, 3, 6, 4)), _rand(rng, (2, 3, 2, 4))
+    for mode, wi in (("linear", [1, 4]), ("circular", [5, 2])):
+        check_grads(lambda c, u: bind("tensor_scatter", c * c, u * u, np.array(wi, np.int64),
+                                      mode=mode), (cache, upd), rng, dirs=1)
     lens = np.array([3, 1, 2], np.int64)
     check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
                                batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)
@@ -503,8 +507,7 @@ def test_rule_coverage():
     non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
                 "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
                 "bitwise_xor", "shift_left", "shift_right", "one_hot"}
-    gaps = {"grid_sample", "roi_align",
-            "tensor_scatter"}
+    gaps = {"grid_sample", "roi_align"}
     missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
     assert missing == non_diff | gaps
     x, grid = np.ones((1, 2, 3, 3)), np.zeros((1, 2, 2, 2))

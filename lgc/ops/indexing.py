@@ -1221,11 +1221,26 @@ def _affine_grid_vjp(cts, ins, outs, attrs):
     return [lnp.matmul(lnp.swapaxes(gs, 1, 2), base)]
 
 
+def _tensor_scatter_vjp(cts, ins, outs, attrs):
+    """The cache's cotangent is g with the written rows zeroed (the op itself, writing
+    zeros); the update's is g read back at the rows w[b] + s (one gather_elements)."""
+    lnp, (cache, upd, wi), g = _lnp(), ins, cts[0]
+    a = norm_axis(attrs["axis"], cache.ndim)
+    d_cache = _bind("tensor_scatter", g, lnp.zeros_like(upd), wi, **attrs)
+    rows = lnp.reshape(lnp.astype(wi, np.int64), (-1,) + (1,) * (cache.ndim - 1)) + \
+        np.arange(upd.shape[a]).reshape((-1,) + (1,) * (cache.ndim - a - 1))
+    if attrs["mode"] == "circular":
+        rows = lnp.remainder(rows, cache.shape[a])
+    rows = lnp.broadcast_to(rows, upd.shape)
+    return [d_cache, _bind("gather_elements", g, rows, axis=a), None]
+
+
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+OPS["tensor_scatter"].vjp = _tensor_scatter_vjp
 OPS["affine_grid"].vjp = _affine_grid_vjp
 OPS["col2im"].vjp = _col2im_vjp
 OPS["resize"].vjp = _resize_vjp
 OPS["max_unpool"].vjp = _max_unpool_vjp
 for _n in ("gather", "gather_elements", "gather_nd", "reverse_sequence", "max_unpool",
-           "col2im", "affine_grid"):
+           "col2im", "affine_grid", "tensor_scatter"):
     OPS[_n].jvp = linear_jvp(_n)
