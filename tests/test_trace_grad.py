@@ -262,7 +262,7 @@ def test_pools(kind, kw):
 
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
-    col2im, affine_grid, tensor_scatter, reverse_sequence."""
+    col2im, affine_grid, tensor_scatter, gather_nd with batch_dims, reverse_sequence."""
     rng = np.random.default_rng(16)
     x = _rand(rng, (2, 3, 5, 4), away=0.2)
     bind = lgc.trace.bind
@@ -289,6 +289,11 @@ def test_onnx_only_ops():
     for mode, wi in (("linear", [1, 4]), ("circular", [5, 2])):
         check_grads(lambda c, u: bind("tensor_scatter", c * c, u * u, np.array(wi, np.int64),
                                       mode=mode), (cache, upd), rng, dirs=1)
+    data = _rand(rng, (2, 3, 4, 5))
+    nd_idx = np.array([[[[1, 2], [0, -1]]] * 3, [[[3, 0], [1, 1]]] * 3], np.int64)  # 2,3,2,2
+    check_grads(lambda d: bind("gather_nd", d * d, nd_idx, batch_dims=2), (data,), rng, dirs=1)
+    check_grads(lambda d: bind("gather_nd", d, nd_idx[0, 0], batch_dims=0), (data,), rng,
+                dirs=1)
     lens = np.array([3, 1, 2], np.int64)
     check_grads(lambda x: bind("reverse_sequence", x[0, :, :3, 0].T * x[1, :, :3, 1].T, lens,
                                batch_axis=1, time_axis=0) ** 2, (x,), rng, dirs=1)

@@ -1144,10 +1144,20 @@ def _gather_elements_vjp(cts, ins, outs, attrs):
 
 
 def _gather_nd_vjp(cts, ins, outs, attrs):
-    if attrs["batch_dims"]:
-        raise NotImplementedError("lgc.grad: gather_nd with batch_dims")
-    x, idx = ins
-    return [_bind("scatter_nd", _lnp().zeros_like(x), idx, cts[0], reduction="add"), None]
+    """A scatter-add of g to the gathered positions. With batch_dims b, the b batch axes are
+    flattened into one and each index tuple is led by its batch number (batch_dims 0)."""
+    lnp, (x, idx), g, b = _lnp(), ins, cts[0], attrs["batch_dims"]
+    if not b:
+        return [_bind("scatter_nd", lnp.zeros_like(x), idx, g, reduction="add"), None]
+    nb = math.prod(x.shape[:b])
+    idx = lnp.reshape(idx, (nb,) + idx.shape[b:])
+    lead = np.arange(nb).reshape((nb,) + (1,) * (idx.ndim - 1))
+    idx = lnp.concatenate([lnp.broadcast_to(lead.astype(idx.dtype), idx.shape[:-1] + (1,)),
+                           idx], axis=-1)
+    g = lnp.reshape(g, (nb,) + g.shape[b:])
+    zeros = lnp.zeros((nb,) + x.shape[b:], g.dtype)
+    dx = _bind("scatter_nd", zeros, idx, g, reduction="add")
+    return [lnp.reshape(dx, x.shape), None]
 
 
 def _scatter_vjp(scatter_op, gather_op, **gattrs):
