@@ -113,20 +113,6 @@ def _input_types(runner):
     return runner.default_types() if isinstance(runner, Model) else runner.input_types()
 
 
-def _random_inputs(types, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, t in types.items():
-        dt = t.dtype.np
-        if dt.kind == "f":
-            out[name] = rng.standard_normal(t.shape).astype(dt)
-        elif dt.kind == "b":
-            out[name] = rng.random(t.shape) < 0.5
-        else:
-            out[name] = rng.integers(0, 10, t.shape).astype(dt)
-    return out
-
-
 def _read_inputs(items) -> dict:
     from lgc.errors import InputError
     feeds = {}
@@ -145,7 +131,8 @@ def cmd_run(args) -> int:
     runner = _load_any(args.model, args)
     feeds = _read_inputs(args.input)
     if args.random:
-        feeds = {**_random_inputs(_input_types(runner), args.seed), **feeds}
+        from lgc.bench import random_inputs
+        feeds = {**random_inputs(_input_types(runner), args.seed), **feeds}
     outs = runner.run(feeds)
     for name, a in outs.items():
         stats = f"min {a.min():.6g} max {a.max():.6g} mean {a.mean():.6g}" if a.size and a.dtype.kind in "fiu" else ""
