@@ -86,7 +86,9 @@ def compile_resources(source: str, work_groups: dict[str, int] | None = None,
         _run(["opt-16", "-O3", "kl.bc", "-o", "klo.bc"], tmp)
         r = _run(["llc-16", "-mtriple=amdgcn-mesa-mesa3d", "-mcpu=polaris10", "-O3", "klo.bc",
                   "-o", "k.s", "-pass-remarks-analysis=kernel-resource-usage"], tmp)
-    return parse_remarks(r.stderr, work_groups or {}, target)
+    kernels = set(re.findall(r"__kernel\s+void\s+(\w+)\s*\(", source))
+    # helper functions (lgc_erf, ...) are inlined into kernels but llc still reports them
+    return [k for k in parse_remarks(r.stderr, work_groups or {}, target) if k.name in kernels]
 
 
 _FIELDS = {"SGPRs": "sgprs", "VGPRs": "vgprs", "ScratchSize [bytes/lane]": "scratch_bytes",

@@ -138,16 +138,17 @@ class Progress:
 def _time_kernels(device, kernels, runs: int = 3) -> list[float]:
     """Seconds per launch (best of `runs` after a warm-up) of each kernel; inf if it fails."""
     import pyopencl as cl
-    from .program import PRELUDE
+    from .program import prelude_for
     ctx = device.context
     queue = cl.CommandQueue(ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
     try:
-        prgs = [cl.Program(ctx, PRELUDE + "\n".join(render(k) for k in kernels)).build()] * len(kernels)
+        body = "\n".join(render(k) for k in kernels)
+        prgs = [cl.Program(ctx, prelude_for(body) + body).build()] * len(kernels)
     except cl.Error:   # one candidate the driver refuses: build them one by one, skip it
         prgs = []
         for k in kernels:
             try:
-                prgs.append(cl.Program(ctx, PRELUDE + render(k)).build())
+                prgs.append(cl.Program(ctx, prelude_for(render(k)) + render(k)).build())
             except cl.Error:
                 prgs.append(None)
     rng = np.random.default_rng(0)

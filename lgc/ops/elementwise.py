@@ -65,7 +65,7 @@ def _erf_ref(x):
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x
 
 
-_unary("erf", lambda x, t: f"erf({x})", _erf_ref)
+_unary("erf", lambda x, t: f"lgc_erf({x})" if t.cl_compute == "float" else f"erf({x})", _erf_ref)
 _unary("neg", lambda x, t: f"(-{x})", np.negative, kinds="fi")
 _unary("abs", lambda x, t: f"({x} < {literal(0, t)} ? -{x} : {x})", np.abs, kinds="fiu")
 _unary("sign", lambda x, t: f"(({x} > {literal(0, t)}) - ({x} < {literal(0, t)}))", np.sign, kinds="fiu")
