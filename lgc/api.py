@@ -67,19 +67,25 @@ class Executable:
         save_artifact(path, self)
 
 
-def _check_feeds(feeds, types: dict[str, TensorType]) -> list[np.ndarray]:
-    names = list(types)
+def _named_feeds(feeds, names: list[str]) -> dict:
+    """Feeds as {name: value}, from a dict or a list in input order; names checked."""
     if not isinstance(feeds, dict):
         feeds = list(feeds)
         if len(feeds) != len(names):
             raise InputError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(feeds)}")
         feeds = dict(zip(names, feeds))
-    unknown = [k for k in feeds if k not in types]
+    unknown = [k for k in feeds if k not in names]
     if unknown:
         raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(names) or 'none'})")
     missing = [k for k in names if k not in feeds]
     if missing:
         raise InputError(f"missing input {missing[0]!r}")
+    return feeds
+
+
+def _check_feeds(feeds, types: dict[str, TensorType]) -> list[np.ndarray]:
+    names = list(types)
+    feeds = _named_feeds(feeds, names)
     out = []
     for name in names:
         a = np.asarray(feeds[name])
@@ -195,18 +201,7 @@ class Model:
         return exe
 
     def run(self, feeds) -> dict[str, np.ndarray]:
-        if not isinstance(feeds, dict):
-            feeds = list(feeds)
-            if len(feeds) != len(self.inputs):
-                raise InputError(f"expected {len(self.inputs)} inputs ({', '.join(self.inputs)}), got {len(feeds)}")
-            feeds = dict(zip(self.inputs, feeds))
-        unknown = [k for k in feeds if k not in self.inputs]
-        if unknown:
-            raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(self.inputs)})")
-        missing = [k for k in self.inputs if k not in feeds]
-        if missing:
-            raise InputError(f"missing input {missing[0]!r}")
-        feeds = {k: np.asarray(v) for k, v in feeds.items()}
+        feeds = {k: np.asarray(v) for k, v in _named_feeds(feeds, list(self.inputs)).items()}
         exe = self.executable(self._types_of(feeds), feeds)
         return exe.run({k: v for k, v in feeds.items() if k not in exe.static_values})
 
