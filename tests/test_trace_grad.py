@@ -260,6 +260,25 @@ def test_pools(kind, kw):
     check_grads(lambda x: getattr(nn, f"{kind}_pool")(x, **kw), (x,), rng)
 
 
+@pytest.mark.parametrize("op,kw", [
+    ("avg_pool", dict(kernel=(3, 2), strides=(2, 2), ceil_mode=1)),
+    ("avg_pool", dict(kernel=(2, 3), strides=(2, 2), pads=(1, 0, 0, 1), ceil_mode=1,
+                      count_include_pad=1)),
+    ("avg_pool", dict(kernel=(2, 2), strides=(3, 2), dilations=(1, 2), pads=(0, 1, 1, 0),
+                      ceil_mode=1)),
+    ("lp_pool", dict(kernel=(3, 2), strides=(2, 2), pads=(1, 0, 0, 0), ceil_mode=1, p=2)),
+    ("lp_pool", dict(kernel=(2, 2), strides=(2, 3), ceil_mode=1, p=3)),
+    ("max_pool", dict(kernel=(2, 2), strides=(2, 2), ceil_mode=1, storage_order=1)),
+    ("max_pool", dict(kernel=(2, 3), strides=(1, 2), storage_order=1, return_indices=1)),
+])
+def test_pools_ceil_mode_and_storage_order(op, kw):
+    """Ceil mode: the last windows run past the end pad (and count only what they cover)."""
+    rng = np.random.default_rng(21)
+    x = (rng.permutation(2 * 3 * 6 * 5).reshape(2, 3, 6, 5) + 1.0) / 10.0   # distinct
+    check_grads(lambda x: lgc.trace.bind(op, x, **kw)[0] if kw.get("return_indices")
+                else lgc.trace.bind(op, x, **kw), (x,), rng, dirs=1)
+
+
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
     col2im, affine_grid, tensor_scatter, gather_nd with batch_dims, reverse_sequence."""

@@ -676,10 +676,8 @@ def _conv_transpose_vjp(cts, ins, outs, attrs):
 def _max_pool_vjp(cts, ins, outs, attrs):
     """To the input element each window took (the max pool's own flat indices)."""
     lnp, x, g = _lnp(), ins[0], cts[0]
-    if attrs["storage_order"]:
-        raise NotImplementedError("lgc.grad: max_pool with storage_order=1")
-    idx = outs[1] if attrs["return_indices"] else _bind(
-        "max_pool", x, **dict(attrs, return_indices=1))[1]
+    idx = outs[1] if attrs["return_indices"] and not attrs["storage_order"] else _bind(
+        "max_pool", x, **dict(attrs, return_indices=1, storage_order=0))[1]
     flat = _bind("scatter_elements", lnp.zeros((x.size,), g.dtype), lnp.reshape(idx, (-1,)),
                  lnp.reshape(g, (-1,)), axis=0, reduction="add")
     return [lnp.reshape(flat, x.shape)]
@@ -689,12 +687,22 @@ def _avg_pool_vjp(cts, ins, outs, attrs):
     """Each window spreads g / count over its elements; count is the window size, or its
     non-padding part (a conv of ones with ones)."""
     lnp, x, g, k = _lnp(), ins[0], cts[0], tuple(attrs["kernel"])
-    if attrs["count_include_pad"]:
+    r = x.ndim - 2
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    fa = _floor_attrs(x.shape, g.shape, attrs)
+    if attrs["count_include_pad"] and not attrs["ceil_mode"]:
         g = g / int(np.prod(k))
-    else:
-        g = g / _bind("conv", lnp.ones((1, 1) + x.shape[2:], g.dtype),
-                      lnp.ones((1, 1) + k, g.dtype), strides=attrs["strides"],
-                      pads=attrs["pads"], dilations=attrs["dilations"])
+    else:   # padding counts when count_include_pad, positions past the end pad never
+        inc = attrs["count_include_pad"]
+        size = tuple(x.shape[2 + i] + (pb[i] + pe[i] if inc else 0) for i in range(r))
+        pads = fa["pads"]
+        pads = (0,) * r + tuple(pads[r + i] - pe[i] for i in range(r)) if inc else pads
+        cnt = _bind("conv", lnp.ones((1, 1) + size, g.dtype), lnp.ones((1, 1) + k, g.dtype),
+                    strides=s, pads=pads, dilations=d)
+        if tuple(cnt.shape[2:]) != tuple(g.shape[2:]):
+            cnt = _bind("slice", cnt, starts=(0,) * cnt.ndim, steps=(1,) * cnt.ndim,
+                        shape=(1, 1) + tuple(g.shape[2:]))
+        g = g / cnt
     return [_window_sum_adjoint(g, x, attrs)]
 
 
@@ -714,14 +722,25 @@ def _bilinear_jvp(op):
     return jvp
 
 
+def _floor_attrs(x_shape, out_shape, attrs):
+    """strides/pads/dilations whose windows are the pool's: in ceil mode the last windows
+    run past the end pad (zeros there), so the end pad grows to cover them."""
+    r = len(x_shape) - 2
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    k = tuple(attrs["kernel"])
+    if attrs["ceil_mode"]:
+        pe = tuple(max(pe[i], (out_shape[2 + i] - 1) * s[i] + d[i] * (k[i] - 1) + 1
+                       - x_shape[2 + i] - pb[i]) for i in range(r))
+    return dict(strides=s, pads=tuple(pb) + tuple(pe), dilations=d)
+
+
 def _window_sum_adjoint(g, x, attrs):
     """Adjoint of summing each pooling window: every window spreads its g over its
     elements, a depthwise conv_transpose with a kernel of ones."""
     lnp, k = _lnp(), tuple(attrs["kernel"])
-    if attrs["ceil_mode"]:
-        raise NotImplementedError("lgc.grad: pooling in ceil mode")
-    conv_attrs = dict(strides=attrs["strides"], pads=attrs["pads"],
-                      dilations=attrs["dilations"], group=x.shape[1])
+    fa = _floor_attrs(x.shape, g.shape, attrs)
+    conv_attrs = dict(strides=fa["strides"], pads=fa["pads"],
+                      dilations=fa["dilations"], group=x.shape[1])
     return _conv_input_grad(g, lnp.ones((x.shape[1], 1) + k, g.dtype), x.shape, conv_attrs)
 
 
