@@ -192,6 +192,29 @@ def test_dynamic_slice_and_scatter_nd():
     check_grads(lambda x, u: lnp.asarray(x).at[np.array([3, 1])].set(u), (x, u), rng)
 
 
+@pytest.mark.parametrize("red", ["mul", "min", "max"])
+def test_scatter_reductions(red):
+    """Duplicate indices; distinct values (no ties, no kinks); ties and zeros below."""
+    rng = np.random.default_rng(5)
+    bind = lgc.trace.bind
+    x, u = _rand(rng, (5, 3), away=0.3), _rand(rng, (4, 3), away=0.3)
+    ie = np.array([[1, 0, 4], [3, 0, 4], [1, 2, 0], [1, 4, 2]], np.int64)
+    check_grads(lambda x, u: bind("scatter_elements", x, ie, u, axis=0, reduction=red),
+                (x, u), rng, dirs=1)
+    ind = np.array([[2], [0], [2], [4]], np.int64)
+    check_grads(lambda x, u: bind("scatter_nd", x, ind, u, reduction=red), (x, u), rng, dirs=1)
+    d = np.array([1.0, 2.0, 3.0])
+    f = lambda x, u: bind("scatter_nd", x, np.array([[0], [0], [2]], np.int64), u,
+                          reduction=red)
+    gx, gu = lgc.grad(lambda x, u: lnp.sum(f(x, u) * np.array([1.0, 10.0, 100.0])),
+                      argnums=(0, 1))(d, np.array([0.0, 1.0, 3.0]) if red == "mul"
+                                      else np.array([1.0, 1.0, 5.0]))
+    want = {"mul": ([0, 10, 300], [1, 0, 300]),            # out = [1*0*1, 2, 3*3]
+            "min": ([1 / 3, 10, 100], [1 / 3, 1 / 3, 0]),  # min(1, 1, 1): three ways
+            "max": ([1 / 3, 10, 0], [1 / 3, 1 / 3, 100])}[red]   # max(3, 5): the update
+    np.testing.assert_allclose(gx, want[0]), np.testing.assert_allclose(gu, want[1])
+
+
 # ---- matmul, conv, pools -------------------------------------------------------------------
 
 @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

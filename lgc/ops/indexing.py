@@ -1170,9 +1170,38 @@ def _scatter_vjp(scatter_op, gather_op, **gattrs):
         elif red == "none":
             d_data = _bind(scatter_op, g, idx, _lnp().zeros_like(upd), **attrs)
         else:
-            raise NotImplementedError(f"lgc.grad: {scatter_op} with reduction {red!r}")
+            return _scatter_reduce_vjp(scatter_op, gather_op, gattrs, cts, ins, outs, attrs)
         return [d_data, None, _bind(gather_op, g, idx, **{k: attrs[k] for k in gattrs})]
     return vjp
+
+
+def _scatter_reduce_vjp(scatter_op, gather_op, gattrs, cts, ins, outs, attrs):
+    """mul: product rule, d_data = g * (product of the updates landing there), an update's
+    cotangent g * data * (product of the others there): that product with the zero updates
+    replaced by 1, divided by this one, kept where no other zero landed (no division by
+    zero). min/max (as JAX): to the selected values, ties split evenly among the data and
+    the updates equal to the result."""
+    lnp, (data, idx, upd), g, out = _lnp(), ins, cts[0], outs[0]
+    ga = {k: attrs[k] for k in gattrs}
+
+    def scat(d, u, red):
+        return _bind(scatter_op, d, idx, u, **dict(attrs, reduction=red))
+
+    def gath(v):
+        return _bind(gather_op, v, idx, **ga)
+
+    one, zero = lnp.ones_like(upd), lnp.zeros_like(upd)
+    if attrs["reduction"] == "mul":
+        zu = lnp.where(upd == 0, one, zero)
+        u1 = lnp.where(upd == 0, one, upd)
+        nz = gath(scat(lnp.zeros_like(data), zu, "add"))    # zero updates at each position
+        rest = lnp.where(upd == 0, nz == 1, nz == 0)
+        d_upd = lnp.where(rest, gath(g * scat(data, u1, "mul")) / u1, zero)
+        return [g * scat(lnp.ones_like(data), upd, "mul"), None, d_upd]
+    hit = lnp.where(upd == gath(out), one, zero)
+    keep = lnp.where(data == out, lnp.ones_like(data), lnp.zeros_like(data))
+    share = g / (scat(lnp.zeros_like(data), hit, "add") + keep)
+    return [share * keep, None, gath(share) * hit]
 
 
 OPS["gather"].vjp = _gather_vjp
