@@ -302,6 +302,22 @@ def test_pools_ceil_mode_and_storage_order(op, kw):
                 else lgc.trace.bind(op, x, **kw), (x,), rng, dirs=1)
 
 
+@pytest.mark.parametrize("kw", [
+    dict(mode="linear"),
+    dict(mode="linear", coordinate_transformation_mode="align_corners"),
+    dict(mode="linear", antialias=1, sizes=(2, 3, 3, 2), scales=(1, 1, 0.6, 0.5)),
+    dict(mode="cubic"),
+    dict(mode="cubic", exclude_outside=1, coordinate_transformation_mode="asymmetric"),
+    dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+         roi=(0, 0, -0.2, 0.1, 1, 1, 0.9, 1.3), extrapolation_value=0.5),
+])
+def test_resize_linear_cubic(kw):
+    rng = np.random.default_rng(17)
+    x = _rand(rng, (2, 3, 5, 4))
+    kw = dict(dict(sizes=(2, 3, 9, 7), scales=(1, 1, 1.8, 1.75)), **kw)
+    check_grads(lambda x: lgc.trace.bind("resize", x * x, **kw), (x,), rng, dirs=1)
+
+
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
     col2im, affine_grid, tensor_scatter, gather_nd with batch_dims, reverse_sequence."""

@@ -1222,11 +1222,22 @@ def _max_unpool_vjp(cts, ins, outs, attrs):
 
 
 def _resize_vjp(cts, ins, outs, attrs):
-    """Nearest-neighbour resizing only moves elements: the index-map adjoint."""
-    if attrs["mode"] != "nearest":
-        raise NotImplementedError(f"lgc.grad: resize in {attrs['mode']!r} mode")
-    from .layout import _index_map_vjp
-    return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
+    """Nearest-neighbour resizing only moves elements: the index-map adjoint. Linear and
+    cubic are separable, one fixed (out, in) matrix per resized axis built from the same
+    tables as the kernel: its transpose, applied axis by axis in reverse order (a matmul
+    with the axis moved last); extrapolated points (tf_crop_and_resize) get nothing."""
+    if attrs["mode"] == "nearest":
+        from .layout import _index_map_vjp
+        return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
+    lnp, x, g = _lnp(), ins[0], cts[0]
+    for a, (idx, w, extra) in reversed(_resize_axes(x.shape, attrs)):
+        n_in = x.shape[a]
+        m = np.zeros((idx.shape[0], n_in))
+        np.add.at(m, (np.arange(idx.shape[0])[:, None], np.clip(idx, 0, n_in - 1)), w)
+        if extra is not None:
+            m[extra] = 0.0
+        g = lnp.moveaxis(lnp.matmul(lnp.moveaxis(g, a, -1), m.astype(g.dtype)), -1, a)
+    return [g] + [None] * (len(ins) - 1)
 
 
 def _col2im_vjp(cts, ins, outs, attrs):
