@@ -318,6 +318,25 @@ def test_resize_linear_cubic(kw):
     check_grads(lambda x: lgc.trace.bind("resize", x * x, **kw), (x,), rng, dirs=1)
 
 
+@pytest.mark.parametrize("mode,pad,align", [
+    ("linear", "zeros", 0), ("linear", "border", 1), ("linear", "reflection", 0),
+    ("cubic", "zeros", 1), ("cubic", "reflection", 1), ("nearest", "zeros", 0),
+])
+def test_grid_sample(mode, pad, align):
+    """Gradients in the image and the grid (grid points reach outside [-1, 1]); the
+    composed form the rule differentiates matches the op."""
+    from lgc.ops.indexing import grid_sample_composed
+    rng = np.random.default_rng(23)
+    x, grid = _rand(rng, (2, 2, 4, 5)), _rand(rng, (2, 3, 2, 2), -1.3, 1.3)
+    at = dict(mode=mode, padding_mode=pad, align_corners=align)
+    f = lambda x, grid: lgc.trace.bind("grid_sample", x * x, grid, **at)
+    np.testing.assert_allclose(np.asarray(f(x, grid)),
+                               np.asarray(grid_sample_composed(lnp.asarray(x * x),
+                                                               lnp.asarray(grid), at)),
+                               rtol=1e-12, atol=1e-12)
+    check_grads(f, (x, grid), rng, dirs=1)
+
+
 def test_onnx_only_ops():
     """Ops reached from imported ONNX graphs: lp_pool, max_unpool, lrn, nearest resize,
     col2im, affine_grid, tensor_scatter, gather_nd with batch_dims, reverse_sequence."""
@@ -570,12 +589,13 @@ def test_rule_coverage():
     non_diff = {"and", "or", "xor", "not", "eq", "lt", "le", "gt", "ge", "isnan", "isinf",
                 "argmax", "argmin", "bitcast", "bitwise_and", "bitwise_not", "bitwise_or",
                 "bitwise_xor", "shift_left", "shift_right", "one_hot"}
-    gaps = {"grid_sample", "roi_align"}
+    gaps = {"roi_align"}
     missing = {n for n, op in registry.all_ops().items() if op.vjp is None}
     assert missing == non_diff | gaps
-    x, grid = np.ones((1, 2, 3, 3)), np.zeros((1, 2, 2, 2))
-    with pytest.raises(NotImplementedError, match="grid_sample"):
-        lgc.grad(lambda x: lnp.sum(lgc.trace.bind("grid_sample", x, grid)))(x)
+    x, rois = np.ones((1, 2, 3, 3)), np.array([[0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(NotImplementedError, match="roi_align"):
+        lgc.grad(lambda x: lnp.sum(lgc.trace.bind("roi_align", x, rois,
+                                                  np.zeros(1, np.int64))))(x)
 
 
 def test_custom_vjp():

@@ -10,6 +10,7 @@ and needs no atomics.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -1271,6 +1272,75 @@ def _affine_grid_vjp(cts, ins, outs, attrs):
     return [lnp.matmul(lnp.swapaxes(gs, 1, 2), base)]
 
 
+def _lnp_reflect(v, lo, hi):
+    """_np_reflect on arrays: fold v back into [lo, hi] by reflection."""
+    lnp, span = _lnp(), hi - lo
+    below, above = v < lo, v > hi
+    dx = lnp.where(below, lo - v, lnp.where(above, v - hi, 0.0))
+    k = lnp.floor(dx / span)
+    r = dx - k * span
+    even = lnp.remainder(k, 2.0) == 0
+    return lnp.where(below, lnp.where(even, lo + r, hi - r),
+                     lnp.where(above, lnp.where(even, hi - r, lo + r), v))
+
+
+def grid_sample_composed(x, grid, attrs):
+    """grid_sample as lnp code (gathers of the taps, weights from the grid), following
+    _grid_sample_ref: its reverse mode gives the op's gradient in x and in the grid."""
+    lnp, A = _lnp(), -0.75
+    mode, pad, align = attrs["mode"], attrs["padding_mode"], attrs["align_corners"]
+    dims, N, C = x.shape[2:], x.shape[0], x.shape[1]
+    d, out_sp = len(dims), grid.shape[1:-1]
+    axes = []   # per data axis: [(index array, weight array)]
+    for i, n in enumerate(dims):
+        g = grid[..., d - 1 - i]
+        lo, hi = (0.0, n - 1.0) if align else (-0.5, n - 0.5)
+        v = (g + 1) * ((n - 1) / 2) if align else ((g + 1) * n - 1) / 2
+        v = lnp.round(v) if mode == "nearest" else v
+        v = lnp.clip(v, 0.0, n - 1.0) if pad == "border" else \
+            _lnp_reflect(v, lo, hi) if pad == "reflection" else v
+        f = lnp.floor(v)
+        r = v - f
+        if mode == "nearest":
+            taps = [(v, lnp.ones_like(v))]
+        elif mode == "linear":
+            taps = [(f, 1 - r), (f + 1, r)]
+        else:
+            s = [r + 1, r, 1 - r, 2 - r]
+            cw = [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
+                  ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
+                  ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
+                  ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+            taps = [(f + (k - 1), cw[k]) for k in range(4)]
+        fixed = []
+        for j, w in taps:
+            if pad == "zeros":
+                w = lnp.where(lnp.logical_and(j >= 0, j < n), w, 0.0)
+            elif pad == "reflection":
+                j = lnp.floor(_lnp_reflect(j, lo, hi))
+            fixed.append((lnp.astype(lnp.clip(j, 0, n - 1), np.int64), w))
+        axes.append(fixed)
+    xf = lnp.reshape(x, (N, C, -1))
+    Q = math.prod(out_sp)
+    out = None
+    for combo in itertools.product(*axes):
+        flat, w = combo[0][0], combo[0][1]
+        for (j, wj), n in zip(combo[1:], dims[1:]):
+            flat, w = flat * n + j, w * wj
+        idx = lnp.broadcast_to(lnp.reshape(flat, (N, 1, Q)), (N, C, Q))
+        term = lnp.take_along_axis(xf, idx, axis=2) * lnp.reshape(w, (N, 1, Q))
+        out = term if out is None else out + term
+    return lnp.reshape(out, (N, C) + tuple(out_sp))
+
+
+def _grid_sample_vjp(cts, ins, outs, attrs):
+    """Reverse mode over grid_sample_composed: x's cotangent is g scatter-added to the taps
+    with their weights, the grid's comes from the weights' derivatives (zero for nearest)."""
+    from ..trace.autodiff import vjp
+    _, pull = vjp(lambda x, grid: grid_sample_composed(x, grid, attrs), ins[0], ins[1])
+    return list(pull(cts[0]))
+
+
 def _tensor_scatter_vjp(cts, ins, outs, attrs):
     """The cache's cotangent is g with the written rows zeroed (the op itself, writing
     zeros); the update's is g read back at the rows w[b] + s (one gather_elements)."""
@@ -1286,6 +1356,7 @@ def _tensor_scatter_vjp(cts, ins, outs, attrs):
 
 
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
+OPS["grid_sample"].vjp = _grid_sample_vjp
 OPS["tensor_scatter"].vjp = _tensor_scatter_vjp
 OPS["affine_grid"].vjp = _affine_grid_vjp
 OPS["col2im"].vjp = _col2im_vjp
