@@ -1341,6 +1341,73 @@ def _grid_sample_vjp(cts, ins, outs, attrs):
     return list(pull(cts[0]))
 
 
+def _roi_align_taps(x_shape, rois, bidx, at):
+    """The sampling taps of _roi_align_ref, for concrete rois: flat positions in the (N*H*W)
+    image plane and weights, shape (R, oh, ow, S, 4) (S: most samples of a bin; padded
+    samples and taps weigh 0), and which samples exist (R, oh, ow, S). In avg mode the
+    weights include the 1 / (gh * gw) of the mean."""
+    N, _, h, w = x_shape
+    oh, ow, sr, sc = (at[k] for k in ("output_height", "output_width", "sampling_ratio",
+                                      "spatial_scale"))
+    off = 0.5 if at["half_pixel"] else 0.0
+    per_roi = []
+    for r in range(rois.shape[0]):
+        sw, sh, ew, eh = (float(v) * sc - off for v in rois[r])
+        rw, rh = ew - sw, eh - sh
+        if not at["half_pixel"]:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / oh, rw / ow
+        gh = sr if sr > 0 else int(math.ceil(rh / oh))
+        gw = sr if sr > 0 else int(math.ceil(rw / ow))
+        scale = 1.0 / max(gh * gw, 1) if at["mode"] == "avg" else 1.0
+        base = int(bidx[r]) * h * w
+        per_roi.append([[[[(base + yy * w + xx, wt * scale) for wt, yy, xx in
+                           _roi_sample(sh + ph * bh + (iy + 0.5) * bh / gh,
+                                       sw + pw * bw + (ix + 0.5) * bw / gw, h, w)]
+                          for iy, ix in np.ndindex(gh, gw)] for pw in range(ow)]
+                        for ph in range(oh)])
+    S = max([len(b) for roi in per_roi for row in roi for b in row] + [1])
+    idx = np.zeros((rois.shape[0], oh, ow, S, 4), np.int64)
+    wts = np.zeros(idx.shape)
+    valid = np.zeros(idx.shape[:4], bool)
+    for r, ph, pw in np.ndindex(rois.shape[0], oh, ow):
+        for k, taps in enumerate(per_roi[r][ph][pw]):
+            valid[r, ph, pw, k] = True
+            for t, (q, wt) in enumerate(taps):
+                idx[r, ph, pw, k, t], wts[r, ph, pw, k, t] = q, wt
+    return idx, wts, valid
+
+
+def roi_align_composed(x, idx, wts, valid, mode):
+    """roi_align as lnp code over taps from _roi_align_taps (one gather of the image)."""
+    lnp = _lnp()
+    N, C, h, w = x.shape
+    xf = lnp.reshape(lnp.transpose(x, (1, 0, 2, 3)), (C, N * h * w))
+    vals = lnp.reshape(lnp.take(xf, idx.reshape(-1), axis=1), (C,) + idx.shape)
+    vals = vals * wts.astype(vals.dtype)
+    if mode == "avg":
+        out = lnp.sum(vals, axis=(-2, -1))
+    else:   # ORT: the max of the weighted taps, then of the samples; no sample: 0
+        sv = lnp.where(valid, lnp.max(vals, axis=-1), -np.inf)
+        out = lnp.where(valid.any(axis=-1), lnp.max(sv, axis=-1), 0.0)
+    return lnp.transpose(out, (1, 0, 2, 3))
+
+
+def _roi_align_vjp(cts, ins, outs, attrs):
+    """Linear in the image for given boxes (avg), or piecewise so (max): reverse mode over
+    roi_align_composed with the taps worked out from the concrete rois. The boxes get no
+    gradient (their sample counts change with them); traced rois (under jit) raise."""
+    from ..trace.autodiff import vjp
+    from ..trace.core import Tracer
+    x, rois, bidx = ins
+    if isinstance(rois, Tracer) or isinstance(bidx, Tracer):
+        raise NotImplementedError("lgc.grad: roi_align needs concrete rois and batch "
+                                  "indices (pass them as constants, not jit arguments)")
+    taps = _roi_align_taps(x.shape, np.asarray(rois), np.asarray(bidx), attrs)
+    _, pull = vjp(lambda x: roi_align_composed(x, *taps, attrs["mode"]), x)
+    return [pull(cts[0])[0], None, None]
+
+
 def _tensor_scatter_vjp(cts, ins, outs, attrs):
     """The cache's cotangent is g with the written rows zeroed (the op itself, writing
     zeros); the update's is g read back at the rows w[b] + s (one gather_elements)."""
@@ -1357,6 +1424,7 @@ def _tensor_scatter_vjp(cts, ins, outs, attrs):
 
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp
 OPS["grid_sample"].vjp = _grid_sample_vjp
+OPS["roi_align"].vjp = _roi_align_vjp
 OPS["tensor_scatter"].vjp = _tensor_scatter_vjp
 OPS["affine_grid"].vjp = _affine_grid_vjp
 OPS["col2im"].vjp = _col2im_vjp
