@@ -5,6 +5,7 @@ from . import onnx  # noqa: E402,F401
 from .api import Executable, Model, compile, load  # noqa: E402,F401
 from .errors import ArtifactError, InputError, LgcError, ModelError, UnsupportedOp  # noqa: E402,F401
 from .trace import Array, device_get, device_put, jit, make_ir  # noqa: E402,F401
+from .trace.jit import export  # noqa: E402,F401
 from .trace.autodiff import (custom_jvp, custom_vjp, grad, hessian, jacfwd,  # noqa: E402,F401
                              jacrev, jvp, value_and_grad, vjp)
 from .trace.batching import vmap  # noqa: E402,F401

@@ -260,7 +260,7 @@ def test_x64_keeps_64_bit_types():
 
 
 def test_export_artifact_runs_without_source(tmp_path):
-    from lgc.trace import export
+    export = lgc.export  # the public name the issue asks for
 
     def f(params, x):
         return {"y": lnp.tanh(x @ params["w"]) + 1.0, "n": (x * x).sum()}
