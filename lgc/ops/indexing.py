@@ -865,6 +865,17 @@ def _grid_sample_body(em):
     em.store(convert("acc", work, t))
 
 
+def cubic_weights(r, A):
+    """Keys cubic convolution weights of the 4 taps around a point at fraction r past the
+    second tap (coefficient A). Plain arithmetic, so r may be a float, an ndarray or a traced
+    lnp array: the NumPy tap tables and the differentiable composition share it."""
+    s = [r + 1, r, 1 - r, 2 - r]
+    return [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
+            ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
+            ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
+            ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+
+
 def _np_reflect(x, lo, hi):
     rng = hi - lo
     if x < lo or x > hi:
@@ -896,11 +907,7 @@ def _grid_sample_ref(xs, at):
             elif mode == "linear":
                 taps = [(f, 1 - r), (f + 1, r)]
             else:
-                s = [r + 1, r, 1 - r, 2 - r]
-                cw = [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
-                      ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
-                      ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
-                      ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+                cw = cubic_weights(r, A)
                 taps = [(f - 1 + k, cw[k]) for k in range(4)]
             fixed = []
             for j, w in taps:
@@ -1306,11 +1313,7 @@ def grid_sample_composed(x, grid, attrs):
         elif mode == "linear":
             taps = [(f, 1 - r), (f + 1, r)]
         else:
-            s = [r + 1, r, 1 - r, 2 - r]
-            cw = [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
-                  ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
-                  ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
-                  ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+            cw = cubic_weights(r, A)
             taps = [(f + (k - 1), cw[k]) for k in range(4)]
         fixed = []
         for j, w in taps:
