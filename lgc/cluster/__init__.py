@@ -1,0 +1,1 @@
+"""Deployment of compiled artifacts on a Ray cluster: one actor per (stage, replica)."""

@@ -1,0 +1,1 @@
+"""Model compression: quantization, reduced-precision storage, pruning, decomposition."""
