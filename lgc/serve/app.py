@@ -1,0 +1,284 @@
+"""The Open Inference Protocol (KServe v2) REST API as a Starlette app over Backends.
+
+`make_app(backends, config)` returns an ASGI app: run it with uvicorn (lgc serve) or drive it
+with starlette's TestClient. Every error answers `{"error": "..."}` with a 4xx/5xx status and
+the server keeps serving: 400 bad request, 401 missing/wrong bearer token, 404 unknown model
+or version, 413 body over the limit, 503 queue full or model not ready, 504 timed out,
+500 the backend failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import InputError
+from .backend import Backend
+from .batcher import Batcher, QueueFull
+from .metrics import ServeMetrics
+from .protocol import ProtocolError, encode_infer_response, parse_infer_request
+
+HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@dataclass
+class ServeConfig:
+    max_wait_ms: float = 2.0          # longest a request waits for others to batch with
+    queue_size: int = 64              # requests waiting per model before 503
+    timeout_s: float = 30.0           # arrival to answer; 504 after
+    max_body_bytes: int = 64 << 20    # 413 above
+    token: str | None = None          # bearer token for every route but the health checks
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _Model:
+    """A backend with its batcher."""
+
+    def __init__(self, backend: Backend, config: ServeConfig, metrics: ServeMetrics):
+        self.backend = backend
+        self.batcher = Batcher(backend, config.max_wait_ms, config.queue_size,
+                               on_batch=metrics.batch_observer(backend.name))
+        metrics.queue_depth.labels(backend.name).set_function(self.batcher.depth)
+
+    def metadata(self) -> dict:
+        b = self.backend
+        return {"name": b.name, "versions": [b.version], "platform": "lgc",
+                "inputs": [s.as_json() for s in b.inputs],
+                "outputs": [s.as_json() for s in b.outputs]}
+
+    def config(self) -> dict:
+        """Triton-style model configuration (GET .../config), for clients that ask."""
+        b = self.backend
+        return {"name": b.name, "platform": "lgc", "max_batch_size": b.max_batch_size,
+                "input": [s.as_json() for s in b.inputs],
+                "output": [s.as_json() for s in b.outputs]}
+
+
+def make_app(backends, config: ServeConfig | None = None) -> Starlette:
+    """The ASGI app serving `backends` (a Backend or a list of them, distinct names).
+
+    The app owns the backends: shutting it down closes their batchers and the backends.
+    """
+    import lgc
+    config = config or ServeConfig()
+    if not isinstance(backends, (list, tuple)):
+        backends = [backends]
+    metrics = ServeMetrics()
+    models: dict[str, _Model] = {}
+    for b in backends:
+        if b.name in models:
+            raise ValueError(f"two backends are named {b.name!r}")
+        models[b.name] = _Model(b, config, metrics)
+
+    def find(request: Request) -> _Model:
+        name = request.path_params["name"]
+        m = models.get(name)
+        if m is None:
+            raise ProtocolError(f"unknown model {name!r} (models: {', '.join(models)})", 404)
+        version = request.path_params.get("version")
+        if version is not None and version != m.backend.version:
+            raise ProtocolError(f"model {name!r} has no version {version!r} "
+                                f"(versions: {m.backend.version})", 404)
+        return m
+
+    async def live(request):
+        return JSONResponse({"live": True})
+
+    async def ready(request):
+        ok = all(m.backend.ready() for m in models.values())
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    async def server_metadata(request):
+        return JSONResponse({"name": "lgc", "version": getattr(lgc, "__version__", "0"),
+                             "extensions": EXTENSIONS})
+
+    async def model_metadata(request):
+        try:
+            return JSONResponse(find(request).metadata())
+        except ProtocolError as e:
+            return _error(e.status, str(e))
+
+    async def model_config(request):
+        try:
+            return JSONResponse(find(request).config())
+        except ProtocolError as e:
+            return _error(e.status, str(e))
+
+    async def model_ready(request):
+        try:
+            m = find(request)
+        except ProtocolError as e:
+            return _error(e.status, str(e))
+        ok = m.backend.ready()
+        return JSONResponse({"name": m.backend.name, "ready": ok}, status_code=200 if ok else 503)
+
+    async def infer(request: Request):
+        t0 = time.monotonic()
+        label = request.path_params["name"]
+        outcome, response = await _infer(request)
+        metrics.observe_request(label if label in models else "<unknown>", outcome,
+                                time.monotonic() - t0)
+        return response
+
+    async def _infer(request: Request):
+        try:
+            m = find(request)
+        except ProtocolError as e:
+            return "not_found", _error(e.status, str(e))
+        b = m.backend
+        try:
+            body = await _read_body(request, config.max_body_bytes)
+            req = parse_infer_request(body, request.headers.get("inference-header-content-length"),
+                                      b.inputs, b.outputs, b.max_batch_size)
+        except ProtocolError as e:
+            return ("too_large" if e.status == 413 else "bad_request"), _error(e.status, str(e))
+        if not b.ready():
+            return "not_ready", _error(503, f"model {b.name!r} is not ready")
+        try:
+            fut = m.batcher.submit(req.inputs)
+        except QueueFull as e:
+            return "queue_full", _error(503, str(e), {"retry-after": "1"})
+        waited = asyncio.wrap_future(fut)
+        try:
+            outs = await asyncio.wait_for(asyncio.shield(waited), config.timeout_s)
+        except asyncio.TimeoutError:
+            fut.cancel()                    # dropped if its batch has not started
+            return "timeout", _error(504, f"model {b.name!r}: no answer within "
+                                          f"{config.timeout_s:g} s (request timeout)")
+        except InputError as e:
+            return "bad_request", _error(400, f"model {b.name!r}: {e}")
+        except Exception as e:             # noqa: BLE001 - reported, server keeps serving
+            return "error", _error(500, f"model {b.name!r} failed: {type(e).__name__}: {e}")
+        try:
+            missing = [n for n, _ in req.outputs if n not in outs]
+            if missing:
+                raise ValueError(f"the backend returned no output {missing[0]!r}")
+            content, headers = encode_infer_response(b.name, b.version, req.id, outs, req.outputs)
+        except Exception as e:             # noqa: BLE001
+            return "error", _error(500, f"model {b.name!r}: bad outputs: {e}")
+        return "success", Response(content, headers=headers)
+
+    async def metrics_endpoint(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        return Response(generate_latest(metrics.registry), headers={"content-type": CONTENT_TYPE_LATEST})
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/metrics", metrics_endpoint),
+    ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [
+            Route(prefix, model_metadata),
+            Route(prefix + "/config", model_config),
+            Route(prefix + "/ready", model_ready),
+            Route(prefix + "/infer", infer, methods=["POST"]),
+        ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        close_models(models)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.models = models
+    app.state.metrics = metrics
+    app.state.config = config
+    if config.token:
+        app.add_middleware(_BearerAuth, token=config.token, metrics=metrics)
+    app.add_middleware(_JsonErrors)
+    return app
+
+
+def close_models(models: dict) -> None:
+    """Stop every batcher (queued requests get 503) and close the backends."""
+    for m in models.values():
+        m.batcher.close()
+        m.backend.close()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise ProtocolError(f"request body of {int(declared)} bytes is over the "
+                                    f"limit of {limit} bytes", 413)
+        except ValueError:
+            raise ProtocolError(f"Content-Length {declared!r} is not an integer") from None
+    if request.headers.get("content-encoding", "identity") not in ("identity", ""):
+        raise ProtocolError(f"Content-Encoding {request.headers['content-encoding']!r} is not "
+                            f"supported; send the body uncompressed", 415)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(f"request body is over the limit of {limit} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _BearerAuth:
+    """Every route but the health checks needs `Authorization: Bearer <token>` (else 401)."""
+
+    def __init__(self, app, token: str, metrics: ServeMetrics):
+        self.app = app
+        self.token = token.encode()
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
+            return await self.app(scope, receive, send)
+        auth = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, given = auth.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+            return await self.app(scope, receive, send)
+        if scope["path"].endswith("/infer"):
+            self.metrics.requests.labels("<unauthenticated>", "unauthorized").inc()
+        resp = _error(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                      {"www-authenticate": "Bearer"})
+        await resp(scope, receive, send)
+
+
+class _JsonErrors:
+    """Starlette's own 404/405 answers (unknown paths, wrong methods) as {"error": ...}."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        replaced = False
+
+        async def send_json_errors(message):
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] in (404, 405):
+                headers = dict(message.get("headers", []))
+                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    replaced = True
+                    status = message["status"]
+                    text = (f"no route {scope['path']!r}" if status == 404 else
+                            f"method {scope['method']} is not allowed on {scope['path']!r}")
+                    resp = _error(status, text)
+                    await resp(scope, receive, send)
+                    return
+            if replaced:
+                return                        # drop the plain-text body of the replaced answer
+            await send(message)
+
+        await self.app(scope, receive, send_json_errors)
