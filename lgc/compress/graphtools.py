@@ -1,0 +1,146 @@
+"""What the pruning, decomposition and FP16 passes share: rebuilding a graph whose shapes
+change, evaluating a graph with the ops' NumPy references, accuracy drift, and timing.
+
+Passes never edit their input: `Rebuild` walks the old graph and creates each node again
+from the mapped inputs, re-running the op's type rule, so a pass that changes a weight's
+shape (pruned channels, a factorised matmul) gets every consumer retyped for free.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import InputError
+from ..ir import registry
+from ..ir.dtypes import from_numpy
+from ..ir.graph import Graph, Node, TensorType, Value
+
+
+def const_map(graph: Graph) -> dict[Value, np.ndarray]:
+    return {n.output: n.attrs["value"] for n in graph.nodes if n.op == "const"}
+
+
+class Rebuild:
+    """A new graph built node by node from an old one (`env`: old Value -> new Value)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.env: dict[Value, Value] = {v: v for v in graph.inputs}
+        self.nodes: list[Node] = []
+
+    def __getitem__(self, old: Value) -> Value:
+        return self.env[old]
+
+    def const(self, array, name: str | None = None) -> Value:
+        array = np.array(array, order="C")
+        array.setflags(write=False)
+        v = Value(TensorType(from_numpy(array.dtype), tuple(int(d) for d in array.shape)), name)
+        self.nodes.append(Node("const", [], {"value": array}, [v], name))
+        return v
+
+    def op(self, op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Value:
+        return self._make(op, list(inputs), attrs or {}, name)[0]
+
+    def _make(self, op, inputs, attrs, name):
+        opdef = registry.get(op)
+        attrs = opdef.normalize_attrs(attrs)
+        try:
+            types = opdef.infer([v.type for v in inputs], attrs)
+        except registry.OpError as e:
+            raise registry.OpError(f"node {name or op!r} ({op}): {e}") from None
+        outs = [Value(t) for t in types]
+        self.nodes.append(Node(op, inputs, attrs, outs, name))
+        return outs
+
+    def copy(self, node: Node, inputs=None, attrs=None) -> list[Value]:
+        """Re-create `node` on mapped (or given) inputs; shares it when nothing changed."""
+        ins = [self.env[v] for v in node.inputs] if inputs is None else list(inputs)
+        if node.op == "const" or (attrs is None and all(a is b for a, b in zip(ins, node.inputs))):
+            self.nodes.append(node)
+            outs = list(node.outputs)
+        else:
+            outs = self._make(node.op, ins, dict(node.attrs if attrs is None else attrs), node.name)
+        for old, new in zip(node.outputs, outs):
+            self.env[old] = new
+        return outs
+
+    def bind(self, old: Value, new: Value) -> None:
+        self.env[old] = new
+
+    def finish(self) -> Graph:
+        from ..passes.dce import dce
+        outs = [self.env[v] for v in self.graph.outputs]
+        return dce(self.graph.replace(nodes=self.nodes, outputs=outs))
+
+
+# ---- evaluating and comparing ------------------------------------------------------------------
+
+def as_feed_list(graph: Graph, feeds) -> list[np.ndarray]:
+    """Feeds (a dict by input name, a list, or one array) as arrays in the graph's order."""
+    if isinstance(feeds, dict):
+        missing = [n for n in graph.input_names if n not in feeds]
+        if missing:
+            raise InputError(f"no data given for graph input {missing[0]!r}")
+        feeds = [feeds[n] for n in graph.input_names]
+    elif not isinstance(feeds, (list, tuple)):
+        feeds = [feeds]
+    if len(feeds) != len(graph.inputs):
+        raise InputError(f"graph takes {len(graph.inputs)} inputs, got {len(feeds)} arrays")
+    return [np.asarray(f, v.dtype.np) for f, v in zip(feeds, graph.inputs)]
+
+
+def reference_run(graph: Graph, feeds) -> list[np.ndarray]:
+    """The graph's outputs computed by each op's NumPy reference (no device involved)."""
+    env = dict(zip(graph.inputs, as_feed_list(graph, feeds)))
+    for node in graph.nodes:
+        if node.op == "const":
+            env[node.output] = node.attrs["value"]
+            continue
+        outs = registry.get(node.op).reference([env[v] for v in node.inputs], node.attrs)
+        env.update(zip(node.outputs, outs))
+    return [np.asarray(env[v]) for v in graph.outputs]
+
+
+def drift(ref: np.ndarray, out: np.ndarray) -> dict:
+    """max / mean absolute error, top-1 agreement (last axis) and mean cosine similarity
+    (rows of the last axis) of `out` against the float32 reference `ref`."""
+    ref = np.asarray(ref, np.float64)
+    out = np.asarray(out, np.float64)
+    err = np.abs(out - ref)
+    r2 = ref.reshape(-1, ref.shape[-1]) if ref.ndim else ref.reshape(1, 1)
+    o2 = out.reshape(r2.shape)
+    cos = np.sum(r2 * o2, 1) / np.maximum(np.linalg.norm(r2, axis=1) * np.linalg.norm(o2, axis=1),
+                                           1e-30)
+    return {"max_abs": float(err.max(initial=0.0)), "mean_abs": float(err.mean()) if err.size else 0.0,
+            "top1": float(np.mean(np.argmax(r2, 1) == np.argmax(o2, 1))),
+            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
+
+
+def relative_l1(ref: list, out: list) -> float:
+    """The default drift the searches hold under a budget: sum |out - ref| / sum |ref| over
+    every output (0 = identical)."""
+    num = sum(float(np.abs(np.asarray(o, np.float64) - np.asarray(r, np.float64)).sum())
+              for r, o in zip(ref, out))
+    den = sum(float(np.abs(np.asarray(r, np.float64)).sum()) for r in ref)
+    return num / max(den, 1e-30)
+
+
+def param_bytes(graph: Graph) -> int:
+    return sum(n.output.type.nbytes for n in graph.nodes if n.op == "const")
+
+
+def latencies(graphs: dict, feeds, runs: int = 10, device=None, warmup: int = 2) -> dict:
+    """Median seconds per run of each graph, compiled as given (opt_level 0: the passes'
+    output is kept as is) and timed interleaved (A B A B ...) so machine load hits all alike."""
+    import lgc
+    exes = {k: lgc.compile(g, device=device, opt_level=0) for k, g in graphs.items()}
+    fl = {k: dict(zip(e.input_names, as_feed_list(graphs[k], feeds))) for k, e in exes.items()}
+    times = {k: [] for k in exes}
+    for i in range(warmup + runs):
+        for k, e in exes.items():
+            t0 = time.perf_counter()
+            e.run(fl[k])
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
