@@ -1,0 +1,304 @@
+"""Kernels for the quantized ops (lgc.ops.quant): matmul and convolution that read int8.
+
+GCN has no int8 dot instructions (DESIGN.md), so the gain is memory and bandwidth: weights
+(and, in full int8 mode, activations) are read as 8-bit integers, converted to float32 in
+registers and accumulated in float32. Dequantization is fused into the prologue (the
+activation's zero point is subtracted as it is loaded; scales are applied once per
+accumulator, in the epilogue: acc * x_scale * w_scale[channel] + bias[channel]) and the
+graph's own epilogue (relu, a residual add, the next layer's requantization to int8) is
+applied by the fusion `Epilogue` before the store.
+
+Both are register-tile templates in the manner of the float kernels: one work-item per
+TM x TN tile of the output, no local memory and no barriers (what PoCL runs fastest); on
+GPU targets the driver chooses the work-group size.
+
+Accumulating (x - zero) * w in float32 is exact while the partial sums stay below 2^24
+(K up to ~500 for uint8 x int8); beyond that the error is float32 rounding, far below one
+quantization step.
+"""
+from __future__ import annotations
+
+from .fused import unravel
+from .kernel import Arg, Kernel, index_type_for
+from .target import current_target
+
+LANES = "0123456789abcdef"
+
+
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def _width(extent: int, most: int = 16) -> int:
+    w = 1
+    while w * 2 <= min(extent, most):
+        w *= 2
+    return w
+
+
+def _vt(n: int) -> str:
+    return "float" if n == 1 else f"float{n}"
+
+
+def _lane(v: str, j: int, n: int) -> str:
+    return v if n == 1 else f"{v}.s{LANES[j]}"
+
+
+def _vec(n: int, elems: list[str]) -> str:
+    return elems[0] if n == 1 else f"(float{n})({', '.join(elems)})"
+
+
+class Reader:
+    """Float32 loads from one buffer of any storage type (f32, or integers converted)."""
+
+    def __init__(self, buf: str, dtype, zero: str | None = None):
+        self.buf, self.dtype, self.zero = buf, dtype, zero
+
+    def scalar(self, index: str) -> str:
+        if self.dtype.name == "f32":
+            return f"{self.buf}[{index}]"
+        x = f"(float){self.buf}[{index}]"
+        return f"({x} - {self.zero})" if self.zero else x
+
+    def vector(self, index: str, n: int) -> str:
+        if n == 1:
+            return self.scalar(index)
+        if self.dtype.name == "f32":
+            return f"vload{n}(0, {self.buf} + {index})"
+        x = f"convert_float{n}(vload{n}(0, {self.buf} + {index}))"
+        return f"({x} - ({_vt(n)})({self.zero}))" if self.zero else x
+
+    def gather(self, indices: list[str]) -> str:
+        return _vec(len(indices), [self.scalar(i) for i in indices])
+
+
+def _local_size(rank: int):
+    """Work-group size 1 on the CPU (PoCL); the driver's choice on GPUs."""
+    return None if current_target().is_gpu else (1,) * rank
+
+
+def _zero_line(node) -> tuple[list[str], str | None, str]:
+    """Declarations of the activation's zero point and scale (int8 activations), and the
+    expression of the scale that multiplies every accumulator."""
+    if len(node.inputs) <= 4:
+        return [], None, "1.0f"
+    return ["const float xs_ = in4[0];", "const float xz_ = in5[0];"], "xz_", "xs_"
+
+
+class QMatmulGen:
+    """qmatmul(x [..., K], w [K, N] int, w_scale [N], bias [N][, x_scale, x_zero])."""
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        X, W = node.inputs[:2]
+        Y = node.outputs[0]
+        if Y.type.size == 0:
+            return []
+        K, N = W.shape
+        R = _prod(X.shape[:-1])
+        TM, TN = max(1, min(8, R)), _width(N)
+        it = index_type_for(X.type.size, W.type.size, Y.type.size)
+        VT = _vt(TN)
+        head, zero, xs = _zero_line(node)
+        x, w = Reader("in0", X.dtype, zero), Reader("in1", W.dtype)
+        body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
+                f"const {it} m0 = ({it})get_global_id(1) * {TM};"] + head
+        for i in range(TM):
+            body.append(f"const {it} a{i} = min(m0 + {i}, ({it}){R - 1}) * {K};")
+            body.append(f"{VT} acc{i} = ({VT})0;")
+        col = [f"min(n0 + {j}, ({it}){N - 1})" for j in range(TN)]
+
+        def k_loop(bvec):
+            lines = [f"for ({it} k = 0; k < {K}; ++k) {{", f"  const {VT} bv = {bvec};"]
+            lines += [f"  acc{i} += {x.scalar(f'a{i} + k')} * bv;" for i in range(TM)]
+            return lines + ["}"]
+
+        full = N % TN == 0
+        if full:
+            body += k_loop(w.vector(f"k * {N} + n0", TN))
+        else:
+            body.append(f"if (n0 + {TN} <= {N}) {{")
+            body += ["  " + ln for ln in k_loop(w.vector(f"k * {N} + n0", TN))]
+            body.append("} else {")
+            body += ["  " + ln for ln in k_loop(w.gather([f"k * {N} + {c}" for c in col]))]
+            body.append("}")
+        scale = _vec(TN, [f"in2[{c}]" for c in col])
+        bias = _vec(TN, [f"in3[{c}]" for c in col])
+        body += [f"const {VT} sc_ = {scale} * {xs};", f"const {VT} bi_ = {bias};"]
+        body += [f"acc{i} = acc{i} * sc_ + bi_;" for i in range(TM)]
+        lead = X.shape[:-1]
+        if epilogue is not None:
+            for i in range(TM):
+                lanes = []
+                m = f"min(m0 + {i}, ({it}){R - 1})"
+                for j in range(TN):
+                    coords = (unravel(m, lead) if lead else []) + [col[j]]
+                    lines, v = epilogue(_lane(f"acc{i}", j, TN), coords, f"{m} * {N} + {col[j]}")
+                    body += lines
+                    lanes.append(v)
+                body.append(f"acc{i} = {_vec(TN, lanes)};")
+        out = epilogue.output if epilogue is not None else Y
+        body += _store_rows(out.dtype, TM, TN, N, full, R % TM != 0,
+                            lambda i: f"(m0 + {i}) * {N} + n0", "m0", R)
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+        return [Kernel(name, args, body, global_size=(-(-N // TN), -(-R // TM)),
+                       local_size=_local_size(2), index_type=it, node_name=node.name or "",
+                       flops=2 * R * N * K)]
+
+
+def _store(dtype, buf: str, index: str, value: str) -> str:
+    from .emit import write
+    return write(buf, dtype, index, value)
+
+
+def _vstore(dtype, index: str, value: str, n: int) -> str:
+    if n == 1:
+        return _store(dtype, "out0", index, value)
+    if dtype.name == "f32":
+        return f"vstore{n}({value}, 0, out0 + {index});"
+    if dtype.name == "f16":
+        return f"vstore_half{n}({value}, 0, ((__global half*)out0) + {index});"
+    ct = dtype.cl_storage
+    return f"vstore{n}(convert_{ct}{n}_sat_rte({value}), 0, out0 + {index});"
+
+
+def _store_rows(dtype, TM, TN, N, full, ragged_rows, at, m0, R) -> list[str]:
+    """Stores of TM vector accumulators acc{i} of width TN at rows m0 + i (< R), columns
+    n0.. (< N); `at(i)` is row i's first element."""
+    body = []
+    for i in range(TM):
+        guard = f"if ({m0} + {i} < {R}) " if ragged_rows else ""
+        if full:
+            body.append(guard + _vstore(dtype, at(i), f"acc{i}", TN))
+            continue
+        body += [guard + "{",
+                 f"  if (n0 + {TN} <= {N}) {_vstore(dtype, at(i), f'acc{i}', TN)}",
+                 "  else {"]
+        body += [f"    if (n0 + {j} < {N}) " + _store(dtype, "out0", f"{at(i)} + {j}", _lane(f"acc{i}", j, TN))
+                 for j in range(TN)]
+        body += ["  }", "}"]
+    return body
+
+
+class QConvGen:
+    """qconv(x [N, C, *S], w [M, C/g, *K] int, w_scale [M], bias [M][, x_scale, x_zero]):
+    one work-item per TM output channels x TP consecutive positions of the last spatial
+    axis (the float conv's tile). Padding reads as zero after the zero point is removed,
+    i.e. as the real value 0, as ONNX's QLinearConv defines it."""
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        from ..ops.nn import spatial_attrs
+        X, W = node.inputs[:2]
+        Y = node.outputs[0]
+        if Y.type.size == 0:
+            return []
+        a = node.attrs
+        r, g = len(X.shape) - 2, a["group"]
+        s, pb, pe, d = spatial_attrs(a, r)
+        S, K, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[2:])
+        if all(k == 1 for k in K) and all(v == 1 for v in s) and not any(pb + pe):
+            S, K, O, r = [_prod(S)], [1], [_prod(O)], 1       # pointwise: one flat axis
+            s, pb, pe, d = (1,), (0,), (0,), (1,)
+        Nb, C, M = X.shape[0], X.shape[1], W.shape[0]
+        Cg, Mg = C // g, M // g
+        TM = min(16 if s[-1] == 1 and _prod(K) > 1 else 8, Mg)
+        TP = _width(O[-1], 16 if _prod(K) == 1 else 8)
+        it = index_type_for(X.type.size, W.type.size, Y.type.size)
+        VT = _vt(TP)
+        head, zero, xs = _zero_line(node)
+        x, w = Reader("in0", X.dtype, zero), Reader("in1", W.dtype)
+        OT, MT = -(-O[-1] // TP), -(-Mg // TM)
+        L = r - 1
+        body = [f"{it} t_ = ({it})get_global_id(0);",
+                f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};",
+                f"const {it} last = min(({it}){TP - 1}, ({it}){O[-1] - 1} - ox0);"] + head
+        for i in range(L - 1, -1, -1):
+            body.append(f"const {it} o{i} = t_ % {O[i]}; t_ /= {O[i]};")
+        body += [f"const {it} grp = ({it})get_global_id(1) / {MT};",
+                 f"const {it} m0 = grp * {Mg} + (({it})get_global_id(1) % {MT}) * {TM};",
+                 f"const {it} n = ({it})get_global_id(2);"]
+        last_m = f"grp * {Mg} + {Mg - 1}"
+        KS = _prod(K)
+        for i in range(TM):
+            body.append(f"const {it} w{i} = min(m0 + {i}, {last_m}) * {Cg * KS};")
+            body.append(f"{VT} acc{i} = ({VT})0;")
+        body.append(f"for ({it} c = 0; c < {Cg}; ++c) {{")
+        body.append(f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {_prod(S)};")
+        ind = "  "
+        for i in range(L):
+            body.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
+            ind += "  "
+            body.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
+            body.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
+        row = " + ".join([f"i{i} * {_prod(S[i + 1:])}" for i in range(L)] + ["xc"])
+        wk = " + ".join([f"k{i} * {_prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {KS}"])
+        sl, dl, pl, SL = s[-1], d[-1], pb[-1], S[-1]
+        inside = x.vector("xr + ix", TP) if sl == 1 else \
+            x.gather([f"xr + ix + {j * sl}" for j in range(TP)])
+        border = _vec(TP, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
+                           f"{x.scalar(f'xr + ix + {j * sl}')} : 0.0f)" for j in range(TP)])
+        body += [f"{ind}const {it} xr = {row};",
+                 f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{",
+                 f"{ind}  const {it} ix = ox0 * {sl} - {pl} + kx * {dl};",
+                 f"{ind}  {VT} xv;",
+                 f"{ind}  if (ix >= 0 && ix + last * {sl} < {SL} && "
+                 f"xr + ix + {(TP - 1) * sl} < {X.type.size}) xv = {inside};",
+                 f"{ind}  else xv = {border};",
+                 f"{ind}  const {it} wk = {wk};"]
+        body += [f"{ind}  acc{i} += {w.scalar(f'w{i} + wk')} * xv;" for i in range(TM)]
+        body.append(f"{ind}}}")
+        for i in range(L):
+            ind = ind[:-2]
+            body.append(f"{ind}}}")
+        body.append("}")
+        for i in range(TM):
+            m = f"min(m0 + {i}, {last_m})"
+            body.append(f"acc{i} = acc{i} * (in2[{m}] * {xs}) + in3[{m}];")
+        orow = " + ".join([f"o{i} * {_prod(O[i + 1:])}" for i in range(L)] + ["ox0"])
+        full = O[-1] % TP == 0
+        if epilogue is not None:
+            for i in range(TM):
+                m = f"min(m0 + {i}, {last_m})" if Mg % TM else f"m0 + {i}"
+                lanes = []
+                for j in range(TP):
+                    xj = f"ox0 + {j}" if full else f"min(ox0 + {j}, ({it}){O[-1] - 1})"
+                    sp = [f"o{k}" for k in range(L)] + [xj]
+                    if len(sp) != len(Y.shape) - 2:
+                        sp = unravel(xj, Y.shape[2:])
+                    lead = [f"o{k} * {_prod(O[k + 1:])}" for k in range(L)]
+                    flat = f"(n * {M} + {m}) * {_prod(O)} + " + " + ".join(lead + [xj])
+                    lines, v = epilogue(_lane(f"acc{i}", j, TP), ["n", m] + sp, flat)
+                    body += lines
+                    lanes.append(v)
+                body.append(f"acc{i} = {_vec(TP, lanes)};")
+        out = epilogue.output if epilogue is not None else Y
+        for i in range(TM):
+            at = f"(n * {M} + m0 + {i}) * {_prod(O)} + {orow}"
+            guard = f"if (m0 + {i} <= {last_m}) " if Mg % TM else ""
+            if full:
+                body.append(guard + _vstore(out.dtype, at, f"acc{i}", TP))
+                continue
+            body += [guard + "{",
+                     f"  if (ox0 + {TP} <= {O[-1]}) {_vstore(out.dtype, at, f'acc{i}', TP)}",
+                     "  else {"]
+            body += [f"    if (ox0 + {j} < {O[-1]}) " +
+                     _store(out.dtype, "out0", f"{at} + {j}", _lane(f"acc{i}", j, TP)) for j in range(TP)]
+            body += ["  }", "}"]
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+        return [Kernel(name, args, body, global_size=(OT * _prod(O[:-1]), g * MT, Nb),
+                       local_size=_local_size(3), index_type=it, node_name=node.name or "",
+                       flops=2 * Y.type.size * Cg * KS)]

@@ -1,0 +1,191 @@
+"""Quantized ops: quantize (float -> int8/uint8), qmatmul and qconv (int8 weights).
+
+  quantize(x, scale, zero; to)        clamp(rint(x / scale) + zero) as i8 or u8 (ONNX
+                                      QuantizeLinear's rounding: half to even); scale and
+                                      zero are float tensors broadcast against x.
+  qmatmul(x, w, w_scale, bias[, x_scale, x_zero])
+                                      y[..., n] = x_scale * w_scale[n] *
+                                        sum_k (x[..., k] - x_zero) * w[k, n] + bias[n]
+  qconv(x, w, w_scale, bias[, x_scale, x_zero]; conv attrs)
+                                      the same for ONNX Conv, w [M, C/group, *kernel],
+                                      one scale and bias per output channel.
+
+w holds integers (i8, u8 or i16) whose zero point is 0: per-channel symmetric int8 from
+lgc.compress, or an ONNX weight with its zero point subtracted at import. x is float32
+(weight-only quantization: x_scale and x_zero absent) or i8/u8 with a per-tensor scale and
+zero point given as scalar float tensors (full int8; dynamic quantization computes them
+per call). The output is float32; requantizing to int8 for the next layer is a `quantize`
+that fusion applies in these ops' epilogue. Kernels: lgc/codegen/quant_kernels.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen.quant_kernels import QConvGen, QMatmulGen
+from ..codegen.templates import Elementwise, literal
+from ..ir import dtypes
+from ..ir.graph import TensorType
+from ..ir.registry import REQUIRED, OpDef, OpError, register
+from ._rules import broadcast_shapes
+from .nn import CONV_ATTRS, _conv_infer, _conv_ref
+
+RANGES = {"i8": (-128, 127), "u8": (0, 255)}
+
+
+# ---- quantize -------------------------------------------------------------------------------
+
+def _quantize_infer(types, attrs):
+    if attrs["to"] not in RANGES:
+        raise OpError(f"quantize: to={attrs['to']!r}, expected one of {sorted(RANGES)}")
+    if any(t.dtype.name != "f32" for t in types):
+        raise OpError(f"quantize takes float32 x, scale and zero, got {[str(t.dtype) for t in types]}")
+    shape = broadcast_shapes(*(t.shape for t in types))
+    if shape != types[0].shape:
+        raise OpError(f"quantize: scale/zero {types[1].shape}/{types[2].shape} must broadcast to x {types[0].shape}")
+    return [TensorType(dtypes.by_name(attrs["to"]), shape)]
+
+
+def quantize_ref(x, scale, zero, to):
+    lo, hi = RANGES[to]
+    q = np.rint(np.float32(x) / np.float32(scale)) + np.float32(zero)
+    return np.clip(q, lo, hi).astype(dtypes.by_name(to).np)
+
+
+def _quantize_expr(ops, em):
+    lo, hi = RANGES[em.node.attrs["to"]]
+    f = dtypes.f32
+    return f"clamp(rint({ops[0]} / {ops[1]}) + {ops[2]}, {literal(lo, f)}, {literal(hi, f)})"
+
+
+register(OpDef("quantize", _quantize_infer,
+               lambda xs, at: [quantize_ref(*xs, at["to"])],
+               Elementwise(_quantize_expr), fusion="elementwise", num_inputs=3,
+               attrs={"to": REQUIRED},
+               doc="clamp(rint(x / scale) + zero) to int8 or uint8 (scale, zero: float, broadcast)"))
+
+
+# ---- qmatmul and qconv ----------------------------------------------------------------------
+
+def _check_quant_inputs(types, channels: int, what: str):
+    x, w = types[0], types[1]
+    if x.dtype.name not in ("f32", "i8", "u8"):
+        raise OpError(f"{what}: x must be f32, i8 or u8, got {x.dtype}")
+    if w.dtype.name not in ("i8", "u8", "i16"):
+        raise OpError(f"{what}: w must be i8, u8 or i16, got {w.dtype}")
+    for t, role in zip(types[2:4], ("w_scale", "bias")):
+        if t.dtype.name != "f32" or t.shape != (channels,):
+            raise OpError(f"{what}: {role} must be f32[{channels}], got {t}")
+    extra = types[4:]
+    if (x.dtype.name == "f32") != (not extra):
+        raise OpError(f"{what}: x_scale and x_zero are given exactly when x is an integer")
+    if extra and (len(extra) != 2 or any(t.dtype.name != "f32" or t.size != 1 for t in extra)):
+        raise OpError(f"{what}: x_scale and x_zero must be float32 scalars")
+
+
+def _dequant_x(xs):
+    """x as float64 real values (minus its zero point, times its scale) and the rest."""
+    x = xs[0].astype(np.float64)
+    if len(xs) > 4:
+        x = (x - float(np.ravel(xs[5])[0])) * float(np.ravel(xs[4])[0])
+    return x
+
+
+def _qmatmul_infer(types, attrs):
+    w = types[1].shape
+    if len(w) != 2 or not types[0].shape or types[0].shape[-1] != w[0]:
+        raise OpError(f"qmatmul: x {types[0].shape} @ w {w}: w must be [K, N] with K = x's last axis")
+    _check_quant_inputs(types, w[1], "qmatmul")
+    return [TensorType(dtypes.f32, types[0].shape[:-1] + (w[1],))]
+
+
+def _qmatmul_ref(xs, attrs):
+    w = xs[1].astype(np.float64) * xs[2].astype(np.float64)
+    return [(_dequant_x(xs) @ w + xs[3]).astype(np.float32)]
+
+
+def _qconv_infer(types, attrs):
+    if len(types[1].shape) < 3:
+        raise OpError(f"qconv: w must be [M, C/group, *kernel], got {types[1].shape}")
+    _check_quant_inputs(types, types[1].shape[0], "qconv")
+    return _conv_infer([TensorType(dtypes.f32, t.shape) for t in types[:2]], attrs)
+
+
+def _qconv_ref(xs, attrs):
+    w = xs[1].astype(np.float64) * xs[2].astype(np.float64).reshape((-1,) + (1,) * (xs[1].ndim - 1))
+    (y,) = _conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
+    return [y.astype(np.float32)]
+
+
+def _qmatmul_flops(ins, outs, attrs):
+    return 2 * outs[0].size * ins[1].shape[0]
+
+
+def _qconv_flops(ins, outs, attrs):
+    w = ins[1].shape
+    return 2 * outs[0].size * int(np.prod(w[1:]))
+
+
+register(OpDef("qmatmul", _qmatmul_infer, _qmatmul_ref, QMatmulGen(), fusion="out_fusable",
+               num_inputs=(4, 6), flops=_qmatmul_flops,
+               doc="x @ (w * w_scale) + bias with integer w [K, N]; x float, or integer with "
+                   "scalar x_scale and x_zero"))
+
+register(OpDef("qconv", _qconv_infer, _qconv_ref, QConvGen(), fusion="out_fusable",
+               attrs=dict(CONV_ATTRS), num_inputs=(4, 6), flops=_qconv_flops,
+               doc="ONNX Conv with integer w [M, C/group, *K], per-channel w_scale and bias; x "
+                   "float, or integer with scalar x_scale and x_zero"))
+
+
+# ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
+
+from . import _batch  # noqa: E402
+from ..ir.registry import OPS  # noqa: E402
+
+
+def _batch_qmatmul(args, dims, attrs):
+    """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
+    if any(d is not None for d in dims[1:]):
+        return _batch.loop("qmatmul")(args, dims, attrs)
+    return [_batch.bind("qmatmul", _batch.moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
+
+
+def _float_operands(ins):
+    """The op's operands as float tensors (lnp): x dequantized, w times its scale."""
+    import lgc.numpy as lnp
+    x, w, ws, b = ins[:4]
+    xf = lnp.astype(x, np.float32)
+    if len(ins) > 4:
+        xf = (xf - ins[5]) * ins[4]
+    wf = lnp.astype(w, np.float32)
+    return xf, wf * lnp.reshape(ws, (-1,) + (1,) * (w.ndim - 1) if w.ndim > 2 else (1, -1)), wf
+
+
+def _quant_vjp(op: str):
+    """The float op's rule on the dequantized operands, mapped back: integer operands get
+    none; w_scale gets the weight cotangent contracted with the integer weights; x_scale
+    and x_zero get theirs through x = (q - zero) * scale."""
+    def rule(cts, ins, outs, attrs):
+        import lgc.numpy as lnp
+        xf, wf_scaled, wf = _float_operands(ins)
+        g = cts[0]
+        if op == "conv":
+            gx, gw, gb = OPS["conv"].vjp(cts, [xf, wf_scaled, ins[3]], outs, attrs)
+            gws = lnp.sum(gw * wf, axis=tuple(range(1, wf.ndim)))
+        else:
+            gx, gw = OPS["matmul"].vjp(cts, [xf, wf_scaled], outs, {"trans_b": 0})
+            gb = lnp.sum(lnp.reshape(g, (-1, g.shape[-1])), axis=0)
+            gws = lnp.sum(gw * wf, axis=0)
+        res = [gx if len(ins) == 4 else None, None, gws, gb]
+        if len(ins) > 4:
+            q = lnp.astype(ins[0], np.float32) - ins[5]
+            res += [lnp.sum(gx * q), -lnp.sum(gx) * ins[4]]
+        return res
+    return rule
+
+
+OPS["quantize"].batch = _batch.broadcasting("quantize")
+OPS["quantize"].vjp = lambda cts, ins, outs, attrs: [None, None, None]   # integer output
+OPS["qmatmul"].batch = _batch_qmatmul
+OPS["qmatmul"].vjp = _quant_vjp("matmul")
+OPS["qconv"].batch = _batch.fold_into_n("qconv")
+OPS["qconv"].vjp = _quant_vjp("conv")
