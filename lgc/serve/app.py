@@ -154,7 +154,7 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         try:
             outs = await asyncio.wait_for(asyncio.shield(waited), config.timeout_s)
         except asyncio.TimeoutError:
-            fut.cancel()                    # dropped if its batch has not started
+            m.batcher.abandon(fut)          # dropped if its batch has not started
             return "timeout", _error(504, f"model {b.name!r}: no answer within "
                                           f"{config.timeout_s:g} s (request timeout)")
         except InputError as e:

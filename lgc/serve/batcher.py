@@ -80,6 +80,15 @@ class Batcher:
             self._cond.notify()
         return item.future
 
+    def abandon(self, future: Future) -> None:
+        """The caller gave up (timeout): drop its request if not started, freeing its place."""
+        with self._cond:
+            if future.cancel():
+                for i, it in enumerate(self._items):
+                    if it.future is future:
+                        del self._items[i]
+                        break
+
     def close(self) -> None:
         with self._cond:
             self._stopped = True
