@@ -106,6 +106,8 @@ def _ident(text: str) -> str:
 def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
     """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory).
     fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
+    from .cpu_lowering import lower_for_cpu   # CPU targets: GEMMs on packed panels
+    graph = lower_for_cpu(graph)
     from .fusion import fusion_enabled, plan as fusion_plan
     groups = fusion_plan(graph) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []

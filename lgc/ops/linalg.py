@@ -427,3 +427,5 @@ def _det_vjp(cts, ins, outs, attrs):
 OPS["matmul"].vjp = _matmul_vjp
 OPS["det"].vjp = _det_vjp
 OPS["matmul"].jvp = _matmul_jvp
+
+from ..codegen import cpu_gemm  # noqa: E402,F401  (registers the CPU panel-GEMM ops)

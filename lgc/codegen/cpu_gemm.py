@@ -1,0 +1,293 @@
+"""Packed-panel GEMM for CPU devices (PoCL): the kernel and the two packing ops it reads.
+
+What made SGEMM fast on PoCL (DESIGN.md, "Facts about PoCL"): B packed into column panels
+of 16 ([..., ceil(N/16), K, 16], zero-padded past N), so that one work-item streams one
+contiguous panel while it holds a 4 x 16 tile of C in float8 accumulators; work-group size
+1, no local memory, `c += a * b` rather than `fma()`. Reading B unpacked (row stride N) ran
+at a fifth of the speed at 2048^3. A is read row by row, or from row panels of 4
+([ceil(M/4), K, 4]) when it is a constant and could be packed once at compile time (~10%).
+
+Ops (made only by lgc.codegen.cpu_lowering, after differentiation and batching):
+  pack_panels(B)        B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
+  im2col_panels(X)      X [N, C, *S] -> the conv's patches as B panels [N, ceil(P/16), C*KS, 16]
+  matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`
+Constant operands are packed by the NumPy references at compile time (weights: once).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import TensorType
+from ..ir.registry import OpDef, OpError, register
+from .emit import Emitter, read, write
+from .fused import unravel
+from .kernel import Arg, Kernel, index_type_for
+from .templates import Pointwise
+
+PANEL = 16      # columns of B (and of a C tile) per panel
+ROWS = 4        # rows of A per packed panel and per C tile
+
+
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def _panels(n: int, width: int = PANEL) -> int:
+    return -(-n // width)
+
+
+def _lowering_only(name):
+    def rule(*args, **kwargs):
+        raise NotImplementedError(f"{name} is made by CPU lowering, after differentiation and "
+                                  "batching; it has no gradient or batching rule")
+    return rule
+
+
+# ---- pack_panels ----------------------------------------------------------------------------
+
+def _pack_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 2:
+        raise OpError("pack_panels needs rank >= 2")
+    K, N = (x[-1], x[-2]) if attrs["trans"] else (x[-2], x[-1])
+    return [TensorType(types[0].dtype, tuple(x[:-2]) + (_panels(N), K, PANEL))]
+
+
+def pack_panels_ref(xs, attrs):
+    """[..., K, N] -> [..., NP, K, 16], zero-padded past column N."""
+    b = np.swapaxes(xs[0], -1, -2) if attrs["trans"] else xs[0]
+    K, N = b.shape[-2:]
+    pad = [(0, 0)] * (b.ndim - 1) + [(0, _panels(N) * PANEL - N)]
+    b = np.pad(b, pad).reshape(b.shape[:-1] + (_panels(N), PANEL))
+    return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
+
+
+def _pack_body(em: Emitter):
+    x = em.inputs[0].shape
+    trans = em.node.attrs["trans"]
+    N = x[-2] if trans else x[-1]
+    *lead, p, k, j = em.coords
+    col = f"({p} * {PANEL} + {j})"
+    at = lead + ([f"min({col}, {N - 1})", k] if trans else [k, f"min({col}, {N - 1})"])
+    v = em.tmp(em.out_type().cl_compute, em.load(0, at))
+    em.store(f"({col} < {N} ? {v} : 0)")
+
+
+register(OpDef("pack_panels", _pack_infer, pack_panels_ref, Pointwise(_pack_body),
+               fusion="injective", num_inputs=1, attrs={"trans": 0},
+               vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
+               doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
+                   "(CPU lowering only)"))
+
+
+# ---- im2col_panels --------------------------------------------------------------------------
+
+def conv_geometry(x_shape, k_shape, attrs):
+    """(strides, pads_begin, dilations, output spatial shape) of a conv."""
+    from ..ops.nn import spatial_attrs, window_out
+    r = len(x_shape) - 2
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    out = tuple(window_out(x_shape[2 + i], k_shape[i], s[i], pb[i], pe[i], d[i]) for i in range(r))
+    return s, pb, d, out
+
+
+def _im2col_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 3 or len(attrs["kernel"]) != len(x) - 2:
+        raise OpError(f"im2col_panels: X {x} does not fit kernel {attrs['kernel']}")
+    *_, out = conv_geometry(x, attrs["kernel"], attrs)
+    return [TensorType(types[0].dtype, (x[0], _panels(_prod(out)), x[1] * _prod(attrs["kernel"]), PANEL))]
+
+
+def im2col_panels_ref(xs, attrs):
+    x = xs[0]
+    ks = tuple(attrs["kernel"])
+    s, pb, d, out = conv_geometry(x.shape, ks, attrs)
+    r = len(ks)
+    pe = [max(0, (out[i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 - x.shape[2 + i] - pb[i]) for i in range(r)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
+    cols = []
+    for kk in np.ndindex(*ks):
+        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
+        cols.append(xp[(slice(None), slice(None)) + sl].reshape(x.shape[0], x.shape[1], -1))
+    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, _prod(out))   # [N, C*KS, P]
+    return pack_panels_ref([col], {"trans": 0})
+
+
+def _im2col_body(em: Emitter):
+    x = em.inputs[0].shape
+    at = em.node.attrs
+    ks = tuple(at["kernel"])
+    s, pb, d, out = conv_geometry(x, ks, at)
+    it, P, KS = em.index_type, _prod(out), _prod(ks)
+    n, p, k, j = em.coords
+    pos = em.tmp(it, f"{p} * {PANEL} + {j}", "pos")
+    c = em.tmp(it, f"{k} / {KS}", "ch") if KS > 1 else k
+    kk = unravel(f"{k} % {KS}", ks) if KS > 1 else ["0"] * len(ks)
+    oo = unravel(pos, out)
+    inside, idx = [f"{pos} < {P}"], []
+    for i in range(len(ks)):
+        e = f"{oo[i]} * {s[i]} - {pb[i]} + {kk[i]} * {d[i]}"
+        v = em.tmp(it, e if (s[i], pb[i], ks[i]) != (1, 0, 1) else oo[i], "ix")
+        if pb[i] or ks[i] > 1:
+            inside.append(f"{v} >= 0 && {v} < {x[2 + i]}")
+            idx.append(f"clamp({v}, ({it})0, ({it}){x[2 + i] - 1})")
+        else:
+            idx.append(f"min({v}, ({it}){x[2 + i] - 1})")
+    v = em.tmp(em.out_type().cl_compute, em.load(0, [n, c] + idx))
+    em.store(f"(({' && '.join(inside)}) ? {v} : 0)")
+
+
+register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref, Pointwise(_im2col_body),
+               fusion="injective", num_inputs=1,
+               attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
+               vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
+               doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
+                   "(CPU lowering only)"))
+
+
+# ---- matmul_panels --------------------------------------------------------------------------
+
+def pack_rows_ref(a: np.ndarray) -> np.ndarray:
+    """A [M, K] -> row panels [ceil(M/4), K, 4], zero-padded past row M (constants only)."""
+    M, K = a.shape
+    a = np.pad(a, [(0, _panels(M, ROWS) * ROWS - M), (0, 0)]).reshape(-1, ROWS, K)
+    return np.ascontiguousarray(np.swapaxes(a, 1, 2))
+
+
+def _dims(types, attrs):
+    """(batch_a, batch_b, M, K, N) of a matmul_panels node."""
+    a, bp = types[0].shape, types[1].shape
+    K = bp[-2]
+    if attrs["a_packed"]:
+        ba, M = a[:-3], attrs["m"]
+        ok = a[-2:] == (K, ROWS) and a[-3] == _panels(M, ROWS)
+    else:
+        ba, M = a[:-2], a[-2]
+        ok = a[-1] == K
+    if not ok or bp[-1] != PANEL or bp[-3] != _panels(attrs["n"]):
+        raise OpError(f"matmul_panels: A {a} and panels {bp} do not fit (m={attrs['m']}, n={attrs['n']})")
+    return tuple(ba), tuple(bp[:-3]), M, K, attrs["n"]
+
+
+def _mmp_infer(types, attrs):
+    from ..ops._rules import broadcast_shapes
+    ba, bb, M, K, N = _dims(types, attrs)
+    out = tuple(attrs["out_shape"])
+    batch = broadcast_shapes(ba, bb)
+    if _prod(out) != _prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
+        raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
+    if len(types) == 3 and types[2].shape != (M,):
+        raise OpError(f"matmul_panels: bias shape {types[2].shape}, expected ({M},)")
+    return [TensorType(types[0].dtype, out)]
+
+
+def _mmp_ref(xs, attrs):
+    a, bp = xs[0], xs[1]
+    if attrs["a_packed"]:
+        a = np.swapaxes(a, -1, -2).reshape(a.shape[:-3] + (-1, a.shape[-2]))[..., :attrs["m"], :]
+    b = np.moveaxis(bp, -3, -2).reshape(bp.shape[:-3] + (bp.shape[-2], -1))[..., :attrs["n"]]
+    c = np.matmul(a, b)
+    if len(xs) == 3:
+        c = c + xs[2][:, None]
+    return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
+
+
+class PanelGemmGen:
+    """One work-item per ROWS x 16 tile of C, over one B panel; see the module docstring."""
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        from ..ops.linalg import batch_offsets
+        A, Bp = node.inputs[:2]
+        C = node.outputs[0]
+        at = node.attrs
+        ba, bb, M, K, N = _dims([v.type for v in node.inputs], at)
+        out = tuple(at["out_shape"])
+        nb_rank = max(len(ba), len(bb))
+        batch, nshape = out[:nb_rank], out[nb_rank + 1:]
+        packed = bool(at["a_packed"])
+        TM = ROWS if packed else min(ROWS, M)
+        dt = C.dtype
+        it = index_type_for(A.type.size, Bp.type.size, C.type.size)
+        a_size = _panels(M, ROWS) * ROWS * K if packed else M * K
+        body = [f"const {it} pn = ({it})get_global_id(0);",
+                f"const {it} pm = ({it})get_global_id(1);",
+                f"const {it} b = ({it})get_global_id(2);",
+                f"const {it} m0 = pm * {TM};",
+                f"const {it} n0 = pn * {PANEL};"]
+        body += batch_offsets(it, batch, [ba, bb], [("offa", a_size), ("offb", _panels(N) * K * PANEL)])
+        body.append(f"__global const float* bq = in1 + offb + pn * {K * PANEL};")
+        if packed:
+            body.append(f"__global const float* aq = in0 + offa + pm * {K * ROWS};")
+        else:
+            body += [f"__global const float* a{i} = in0 + offa + min(m0 + {i}, ({it}){M - 1}) * {K};"
+                     for i in range(TM)]
+        bias = len(node.inputs) == 3
+        for i in range(TM):
+            init = f"(float8)(in2[min(m0 + {i}, ({it}){M - 1})])" if bias else "(float8)0"
+            body += [f"float8 c{i}_0 = {init}, c{i}_1 = {init};"]
+        body += [f"for ({it} k = 0; k < {K}; ++k) {{",
+                 "  const float8 b0 = vload8(0, bq + k * 16), b1 = vload8(1, bq + k * 16);"]
+        if packed:
+            body.append("  const float4 av = vload4(k, aq);")
+            av = [f"av.s{i}" for i in range(TM)]
+        else:
+            av = [f"a{i}[k]" for i in range(TM)]
+        for i in range(TM):
+            body += [f"  {{ const float a = {av[i]}; c{i}_0 += a * b0; c{i}_1 += a * b1; }}"]
+        body.append("}")
+        if epilogue is not None:
+            for i in range(TM):
+                m = f"min(m0 + {i}, ({it}){M - 1})"
+                for h in range(2):
+                    for j in range(8):
+                        n = f"min(n0 + {8 * h + j}, ({it}){N - 1})"
+                        coords = (unravel("b", batch) if batch else []) + [m] + \
+                            (unravel(n, nshape) if len(nshape) > 1 else [n] * len(nshape))
+                        lines, v = epilogue(f"c{i}_{h}.s{j}", coords, f"b * {M * N} + {m} * {N} + {n}")
+                        body += lines + [f"c{i}_{h}.s{j} = {v};"]
+        st = epilogue.output.dtype if epilogue is not None else dt
+        for i in range(TM):
+            row = f"b * {M * N} + (m0 + {i}) * {N} + n0"
+            lines = []
+            if N % PANEL == 0:
+                lines += [_store8(st, row, f"c{i}_0"), _store8(st, f"{row} + 8", f"c{i}_1")]
+            else:
+                lines += [f"if (n0 + {PANEL} <= {N}) {{ {_store8(st, row, f'c{i}_0')} "
+                          f"{_store8(st, f'{row} + 8', f'c{i}_1')} }}", "else {"]
+                lines += [f"  if (n0 + {8 * h + j} < {N}) " +
+                          write("out0", st, f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
+                          for h in range(2) for j in range(8)]
+                lines.append("}")
+            if M % TM:
+                body += [f"if (m0 + {i} < {M}) {{"] + ["  " + ln for ln in lines] + ["}"]
+            else:
+                body += lines
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += epilogue.args if epilogue is not None else []
+        args.append(Arg("out0", epilogue.output if epilogue is not None else C, writable=True))
+        return [Kernel(name, args, body, global_size=(_panels(N), _panels(M, TM), _prod(batch)),
+                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
+                       flops=2 * M * N * K * _prod(batch))]
+
+
+def _store8(dtype, index, value) -> str:
+    if dtype.name == "f32":
+        return f"vstore8({value}, 0, out0 + {index});"
+    return " ".join(write("out0", dtype, f"{index} + {j}", f"{value}.s{j}") for j in range(8))
+
+
+register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, PanelGemmGen(), fusion="out_fusable",
+               num_inputs=(2, 3), attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
+               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
+               vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
+               doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
+                   "out_shape (CPU lowering only)"))

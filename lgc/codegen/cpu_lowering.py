@@ -1,0 +1,110 @@
+"""CPU lowering: matmuls and convolutions rewritten onto the packed-panel GEMM (cpu_gemm).
+
+Runs inside `lower` when the target is a CPU (PoCL), before fusion, so that the fusion
+pass sees `matmul_panels` as the template that takes the epilogue (bias, activation,
+residual) exactly as it would have seen the matmul or conv. GPU targets keep their own
+kernels (gpu_gemm, gpu_conv) and never see these ops.
+
+  matmul(A, B)        -> matmul_panels(A, pack_panels(B))
+  conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1
+A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
+reference: weights are never packed per call. What stays on the direct kernels: float16
+and integer dtypes, grouped and depthwise convs, matmuls too narrow for a panel, and
+problems too small for a packing launch to pay (`MIN_FLOPS`).
+"""
+from __future__ import annotations
+
+from ..ir import registry
+from ..ir.graph import Graph, Node
+from ..passes.dce import dce
+from ..passes.rewrite import Rewriter
+from . import cpu_gemm
+from .target import current_target
+
+MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
+MIN_N = 16               # narrower B: a panel would be mostly padding
+
+
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def lower_for_cpu(graph: Graph, target=None) -> Graph:
+    """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
+    target = target or current_target()
+    if target.is_gpu:
+        return graph
+    consts = graph.constants()
+    rw = Rewriter(graph)
+    for node in graph.nodes:
+        done = False
+        if node.op == "matmul":
+            done = _matmul(rw, node, consts)
+        elif node.op == "conv":
+            done = _conv(rw, node, consts)
+        if not done:
+            rw.keep(node)
+    return dce(rw.finish()) if rw.changed else graph
+
+
+def _f32(node: Node) -> bool:
+    return all(v.dtype.name == "f32" for v in list(node.inputs) + list(node.outputs))
+
+
+def _emit(rw: Rewriter, node: Node, a, bp, attrs, bias=None):
+    """The matmul_panels node, computing `node`'s own output Value (its users, graph outputs
+    and names stay as they were)."""
+    ins = [a, bp] + ([rw.get(bias)] if bias is not None else [])
+    opdef = registry.get("matmul_panels")
+    attrs = opdef.normalize_attrs(attrs)
+    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
+    rw.nodes.append(Node("matmul_panels", ins, attrs, node.outputs, node.name))
+    rw.changed = True
+    return True
+
+
+def _matmul(rw: Rewriter, node: Node, consts) -> bool:
+    A, B = (rw.get(v) for v in node.inputs)
+    trans = node.attrs["trans_b"]
+    if not _f32(node) or len(A.shape) < 2 or len(B.shape) < 2:
+        return False
+    M, K = A.shape[-2:]
+    N = B.shape[-2] if trans else B.shape[-1]
+    out = node.outputs[0]
+    flops = 2 * out.type.size * K
+    if N < MIN_N or K == 0 or out.type.size == 0:
+        return False
+    if B in consts:
+        bp = rw.const(cpu_gemm.pack_panels_ref([consts[B]], {"trans": trans})[0], B.name)
+    elif flops >= MIN_FLOPS and M >= 4:
+        bp = rw.op("pack_panels", [B], {"trans": trans}, name=node.name)
+    else:
+        return False
+    return _emit(rw, node, A, bp, {"m": M, "n": N, "a_packed": 0, "out_shape": out.shape})
+
+
+def _conv(rw: Rewriter, node: Node, consts) -> bool:
+    X, W = (rw.get(v) for v in node.inputs[:2])
+    at = node.attrs
+    out = node.outputs[0]
+    if not _f32(node) or at["group"] != 1 or out.type.size == 0:
+        return False
+    M, ks = W.shape[0], W.shape[2:]
+    KK = _prod(W.shape[1:])
+    P = _prod(out.shape[2:])
+    if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
+        return False
+    bp = rw.op("im2col_panels", [X], {"kernel": tuple(ks), "strides": at["strides"], "pads": at["pads"],
+                                      "dilations": at["dilations"]}, name=node.name)
+    attrs = {"m": M, "n": P, "out_shape": out.shape}
+    if W in consts:
+        a = rw.const(cpu_gemm.pack_rows_ref(consts[W].reshape(M, KK)), W.name)
+        attrs["a_packed"] = 1
+    else:
+        a = rw.op("reshape", [W], {"shape": (M, KK)})
+        attrs["a_packed"] = 0
+    bias = node.inputs[2] if len(node.inputs) == 3 else None
+    return _emit(rw, node, a, bp, attrs, bias)
