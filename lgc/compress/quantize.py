@@ -1,0 +1,286 @@
+"""INT8 post-training quantization of a Graph: `quantize_graph(graph, calibration, mode=...)`.
+
+Modes:
+  int8          weights per-channel symmetric int8; each quantized layer's input activation
+                per-tensor asymmetric uint8 with a range from the calibration data (observer:
+                minmax, percentile or entropy). The layer becomes qmatmul/qconv reading int8
+                activations; the `quantize` producing them fuses into the previous layer's
+                epilogue, so activations between layers travel as 8-bit.
+  int8-weights  weights as above, activations stay float32 (no calibration needed).
+  dynamic       matmuls: int8 weights, activations quantized per call from their own min
+                and max (as onnxruntime's quantize_dynamic); convolutions: weights only.
+In every mode large embedding tables read by `gather` along axis 0 (a transformer's word
+embeddings) are stored as int8 with one scale per row.
+
+Layers are matmul nodes with a constant 2-D weight, conv nodes with a constant weight and
+gather nodes on a constant table, named by their node name (else `op#k`, k counting nodes
+of that op). `keep_float` names layers left in float32. `max_drift` is an accuracy budget:
+the drift (max |quantized - float| over the calibration data's outputs, divided by max
+|float output|) is measured; while it is over budget, the layer whose quantization alone
+changes its own output most (relative L2 error, on the first calibration sample) returns to
+float, and the drift is measured again.
+
+    from lgc.compress import quantize_graph
+    q = quantize_graph(graph, feeds, mode="int8")     # feeds: list of {input: array}
+    exe = lgc.compile(q)                              # or quantize(...) for the details
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..ir import registry
+from ..ir.graph import Graph, Node, Value
+from ..passes import optimize
+from ..passes.dce import dce
+from ..passes.rewrite import Rewriter
+from .observers import make_observer, symmetric_int8, uint8_params
+
+MODES = ("int8", "int8-weights", "dynamic")
+MIN_TABLE = 4096        # gather tables with fewer elements stay float
+
+
+@dataclass
+class Layer:
+    name: str
+    node: Node
+    kind: str                     # matmul, conv, gather
+    sensitivity: float = 0.0      # relative L2 error of the layer's own output when quantized
+
+
+@dataclass
+class QuantResult:
+    graph: Graph
+    layers: list[Layer]
+    kept_float: list[str]
+    drift: float | None = None                    # measured, when a budget was given
+    activation_ranges: dict = field(default_factory=dict)   # layer name -> (lo, hi)
+
+
+def find_layers(graph: Graph) -> list[Layer]:
+    """The quantizable layers, in graph order."""
+    consts = graph.constants()
+    counts: dict[str, int] = {}
+    out = []
+    for n in graph.nodes:
+        if n.op not in ("matmul", "conv", "gather"):
+            continue
+        k = counts[n.op] = counts.get(n.op, 0) + 1
+        name = n.name or f"{n.op}#{k}"
+        if n.op == "matmul" and _const_f32(consts, n.inputs[1], 2) and n.inputs[0].dtype.name == "f32" \
+                and n.inputs[0].shape and n.outputs[0].shape:
+            out.append(Layer(name, n, "matmul"))
+        elif n.op == "conv" and _const_f32(consts, n.inputs[1]) and n.inputs[0].dtype.name == "f32" \
+                and all(_const_f32(consts, v) for v in n.inputs[2:]):
+            out.append(Layer(name, n, "conv"))
+        elif n.op == "gather" and n.attrs.get("axis", 0) == 0 and _const_f32(consts, n.inputs[0], 2) \
+                and n.inputs[0].type.size >= MIN_TABLE:
+            out.append(Layer(name, n, "gather"))
+    return out
+
+
+def _const_f32(consts, v: Value, rank: int | None = None) -> bool:
+    return v in consts and v.dtype.name == "f32" and (rank is None or len(v.shape) == rank)
+
+
+def quantize_graph(graph: Graph, calibration=None, mode: str = "int8", **options) -> Graph:
+    """The quantized graph (see the module docstring); options as for `quantize`."""
+    return quantize(graph, calibration, mode, **options).graph
+
+
+def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str = "minmax",
+             keep_float=(), max_drift: float | None = None, device=None,
+             progress=None) -> QuantResult:
+    """Quantize `graph`. calibration: feeds (a list of {input name: array}), or anything
+    lgc.compress.load_calibration accepts; needed for mode int8 and for max_drift."""
+    if mode not in MODES:
+        raise InputError(f"unknown quantization mode {mode!r} (choose from {', '.join(MODES)})")
+    say = progress or (lambda msg: None)
+    graph = optimize(graph, 2)          # batch norm folded into conv weights before quantizing
+    layers = find_layers(graph)
+    names = {layer.name for layer in layers}
+    unknown = [k for k in keep_float if k not in names]
+    if unknown:
+        raise InputError(f"--keep-float: no quantizable layer named {unknown[0]!r} "
+                         f"(layers: {', '.join(sorted(names)[:12])}{' ...' if len(names) > 12 else ''})")
+    feeds = _feeds(calibration, graph) if calibration is not None else None
+    if feeds is None and (mode == "int8" or max_drift is not None):
+        raise InputError(f"mode {mode}{' with --max-drift' if max_drift is not None else ''} "
+                         "needs calibration data (--calibrate)")
+    ranges, samples = {}, {}
+    if mode == "int8" or max_drift is not None:
+        say(f"calibrating on {len(feeds)} sample(s) ({observer})")
+        ranges, samples = _observe(graph, layers, feeds, observer, device)
+    kept = list(keep_float)
+    qgraph = _rewrite(graph, layers, mode, ranges, set(kept))
+    drift = None
+    if max_drift is not None:
+        from .report import run_outputs
+        ref = run_outputs(graph, feeds, device)
+        drift = output_drift(ref, run_outputs(qgraph, feeds, device))
+        say(f"drift {drift:.4g} (budget {max_drift:g})")
+        if drift > max_drift:
+            consts = graph.constants()
+            for layer in layers:
+                layer.sensitivity = _sensitivity(layer, mode, ranges, samples, consts)
+            order = sorted((la for la in layers if la.name not in kept), key=lambda la: -la.sensitivity)
+            for layer in order:
+                kept.append(layer.name)
+                qgraph = _rewrite(graph, layers, mode, ranges, set(kept))
+                drift = output_drift(ref, run_outputs(qgraph, feeds, device))
+                say(f"  {layer.name} back to float (sensitivity {layer.sensitivity:.3g}): drift {drift:.4g}")
+                if drift <= max_drift:
+                    break
+    return QuantResult(qgraph, layers, kept, drift,
+                       {k: v for k, v in ranges.items()})
+
+
+def output_drift(ref: list[dict], got: list[dict]) -> float:
+    """max |got - ref| / max |ref| over every float output of every feed."""
+    err, scale = 0.0, 0.0
+    for r, g in zip(ref, got):
+        for k, a in r.items():
+            if a.dtype.kind == "f" and a.size:
+                err = max(err, float(np.max(np.abs(g[k].astype(np.float64) - a))))
+                scale = max(scale, float(np.max(np.abs(a))))
+    return err / scale if scale else err
+
+
+def _feeds(calibration, graph: Graph) -> list[dict]:
+    from .calibrate import load_calibration
+    types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
+    return load_calibration(calibration, types)
+
+
+# ---- calibration ------------------------------------------------------------------------------
+
+def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str, device):
+    """Activation ranges per layer input ({value: (lo, hi)}) and the first feed's layer
+    inputs ({value: array}, for the sensitivities)."""
+    from ..api import Executable
+    watched = []
+    for layer in layers:
+        v = layer.node.inputs[0] if layer.kind != "gather" else None
+        if v is not None and v not in watched:
+            watched.append(v)
+    inputs = dict(zip(graph.inputs, graph.input_names))
+    inner = [v for v in watched if v not in inputs]
+    probe = graph.replace(outputs=list(graph.outputs) + inner,
+                          output_names=list(graph.output_names) + [f"__calib{i}" for i in range(len(inner))])
+    exe = Executable.from_graph(probe, device)
+    obs = {v: make_observer(observer) for v in watched}
+    samples = {}
+    for i, feed in enumerate(feeds):
+        outs = exe.run(feed)
+        for v in watched:
+            a = feed[inputs[v]] if v in inputs else outs[f"__calib{inner.index(v)}"]
+            obs[v].update(a)
+            if i == 0:
+                samples[v] = a
+    return {v: o.range() for v, o in obs.items()}, samples
+
+
+# ---- the rewrite --------------------------------------------------------------------------------
+
+def _weights(layer: Layer, consts):
+    """(int8 weight in the q-op's layout, per-channel scale, bias)."""
+    n = layer.node
+    w = consts[n.inputs[1]]
+    if layer.kind == "matmul":
+        if n.attrs.get("trans_b"):
+            w = w.T
+        q, s = symmetric_int8(w, 1)
+        return q, s, np.zeros(w.shape[1], np.float32)
+    q, s = symmetric_int8(w, 0)
+    bias = consts[n.inputs[2]] if len(n.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+    return q, s, np.asarray(bias, np.float32)
+
+
+def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: set) -> Graph:
+    consts = graph.constants()
+    todo = {layer.node: layer for layer in layers if layer.name not in keep}
+    rw = Rewriter(graph)
+    xq_cache: dict = {}
+    for node in graph.nodes:
+        layer = todo.get(node)
+        if layer is None:
+            rw.keep(node)
+            continue
+        if layer.kind == "gather":
+            rw.replace(node.outputs[0], _gather_int8(rw, node, consts))
+            continue
+        wq, ws, bias = _weights(layer, consts)
+        x = rw.get(node.inputs[0])
+        args = [x, rw.const(wq), rw.const(ws), rw.const(bias)]
+        if mode == "int8":
+            args[0], xs, xz = _static_act(rw, x, ranges[node.inputs[0]], xq_cache)
+            args += [xs, xz]
+        elif mode == "dynamic" and layer.kind == "matmul":
+            args[0], xs, xz = _dynamic_act(rw, x)
+            args += [xs, xz]
+        op = "qmatmul" if layer.kind == "matmul" else "qconv"
+        attrs = {} if op == "qmatmul" else {k: node.attrs[k] for k in registry.get("qconv").attrs}
+        y = rw.op(op, args, attrs, name=node.name)
+        rw.replace(node.outputs[0], y)
+    return dce(rw.finish())
+
+
+def _static_act(rw: Rewriter, x: Value, rng, cache):
+    if x not in cache:
+        scale, zero = uint8_params(*rng)
+        s, z = rw.const(np.float32(scale)), rw.const(np.float32(zero))
+        cache[x] = (rw.op("quantize", [x, s, z], {"to": "u8"}), s, z)
+    return cache[x]
+
+
+def _dynamic_act(rw: Rewriter, x: Value):
+    """uint8 quantization of x from its own range, computed on the device per call."""
+    axes = tuple(range(len(x.shape)))
+    zero_f = rw.const(np.float32(0))
+    lo = rw.op("min", [rw.op("reduce_min", [x], {"axes": axes, "keepdims": 0}), zero_f])
+    hi = rw.op("max", [rw.op("reduce_max", [x], {"axes": axes, "keepdims": 0}), zero_f])
+    scale = rw.op("div", [rw.op("sub", [hi, lo]), rw.const(np.float32(255))])
+    scale = rw.op("max", [scale, rw.const(np.float32(1e-30))])      # all-zero x
+    zero = rw.op("min", [rw.op("max", [rw.op("round", [rw.op("div", [rw.op("neg", [lo]), scale])]),
+                                       zero_f]), rw.const(np.float32(255))])
+    return rw.op("quantize", [x, scale, zero], {"to": "u8"}), scale, zero
+
+
+def _gather_int8(rw: Rewriter, node: Node, consts) -> Value:
+    """gather(table, ids) as gather(int8 table, ids) * gather(row scales, ids)."""
+    table = consts[node.inputs[0]]
+    q, s = symmetric_int8(table, 0)
+    ids = rw.get(node.inputs[1])
+    rows = rw.op("cast", [rw.op("gather", [rw.const(q), ids], {"axis": 0})], {"to": "f32"})
+    scales = rw.op("gather", [rw.const(s.reshape(-1, 1)), ids], {"axis": 0})
+    return rw.op("mul", [rows, scales], name=node.name)
+
+
+# ---- sensitivity ------------------------------------------------------------------------------
+
+def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: dict) -> float:
+    """Relative L2 error of the layer's output on the first calibration sample when only
+    this layer is quantized (NumPy references of the float op and of the quantized op)."""
+    n = layer.node
+    if layer.kind == "gather":
+        return 0.0   # table lookups: the row-scaled int8 error is tiny and input-independent
+    x = samples.get(n.inputs[0])
+    if x is None:
+        return 0.0
+    wq, ws, bias = _weights(layer, consts)
+    ref_op = registry.get(n.op).reference
+    ins = [x] + [consts[v] for v in n.inputs[1:]]
+    y = ref_op(ins, n.attrs)[0].astype(np.float64)
+    qins = [x, wq, ws, bias]
+    if mode == "int8" or mode == "dynamic" and layer.kind == "matmul":
+        lo, hi = ranges[n.inputs[0]] if mode == "int8" else (float(x.min()), float(x.max()))
+        scale, zero = uint8_params(lo, hi)
+        from ..ops.quant import quantize_ref
+        qins = [quantize_ref(x, scale, zero, "u8"), wq, ws, bias, np.float32(scale), np.float32(zero)]
+    op = "qmatmul" if layer.kind == "matmul" else "qconv"
+    attrs = {} if op == "qmatmul" else {k: n.attrs[k] for k in registry.get("qconv").attrs}
+    yq = registry.get(op).reference(qins, registry.get(op).normalize_attrs(attrs))[0]
+    return float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-30))
+
