@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir.graph import Graph, Node
-from .graphtools import Rebuild, const_map, reference_run, relative_l1
+from .graphtools import Rebuild, const_map, layer_names, reference_run, relative_l1
 
 
 def decompose(graph: Graph, rank=None, energy: float | None = None,
@@ -38,8 +38,8 @@ def decompose(graph: Graph, rank=None, energy: float | None = None,
                    of the total, e.g. 0.9 [None]
       compression  target factor/original parameter ratio per layer, e.g. 0.5 [0.5 when
                    neither rank nor energy is given]
-      layers       names of the weights (const names as the IR prints them, e.g. "const12")
-                   or nodes to decompose [all eligible]
+      layers       names of the layers to decompose: the node's name, else its weight's,
+                   else op and position ("conv0", "matmul1"; graphtools.layer_names) [all eligible]
       min_params   skip weights with fewer elements [4096]
       convs, matmuls  which kinds to decompose [both]
       keep_larger  also factorise a layer when the factors are not smaller (full-rank checks) [False]
@@ -101,13 +101,13 @@ def _ladder(rank, energy, compression):
 
 
 def _label(node: Node) -> str:
-    return node.name or node.inputs[1].name or node.op
+    return node.name or node.inputs[1].name or f"{node.op} {node.inputs[1].shape}"
 
 
 def candidates(graph: Graph, layers=None, min_params: int = 4096, convs=True, matmuls=True,
                select=None) -> list[Node]:
     """matmul nodes with a constant 2-D weight and group-1 convs with a constant weight."""
-    consts = const_map(graph)
+    consts, names = const_map(graph), layer_names(graph)
     out = []
     for n in graph.nodes:
         if n.op not in ("matmul", "conv") or len(n.inputs) < 2 or n.inputs[1] not in consts:
@@ -118,7 +118,7 @@ def candidates(graph: Graph, layers=None, min_params: int = 4096, convs=True, ma
         if n.op == "conv" and (not convs or n.attrs["group"] != 1 or w.ndim < 3):
             continue
         if layers is not None:
-            if n.name not in layers and n.inputs[1].name not in layers:
+            if names[id(n)] not in layers:
                 continue
         elif w.size < min_params:
             continue

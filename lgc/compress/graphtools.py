@@ -144,3 +144,17 @@ def latencies(graphs: dict, feeds, runs: int = 10, device=None, warmup: int = 2)
             if i >= warmup:
                 times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def layer_names(graph: Graph) -> dict[int, str]:
+    """A name for each conv/matmul node (by id): its own name, else its weight's, else the op
+    and its position among the graph's nodes of that op ("conv0", "matmul2")."""
+    count: dict[str, int] = {}
+    names: dict[int, str] = {}
+    for n in graph.nodes:
+        if n.op in ("conv", "matmul", "sparse_matmul"):
+            k = count.get(n.op, 0)
+            count[n.op] = k + 1
+            w = n.inputs[1].name if len(n.inputs) > 1 else None
+            names[id(n)] = n.name or w or f"{n.op}{k}"
+    return names
