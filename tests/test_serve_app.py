@@ -107,8 +107,12 @@ BAD = [
      400, "outside the body"),
     ("post", "/v2/models/m/infer", {"content": b"x" * 5000}, 413, "over the limit of 4096 bytes"),
     ("post", "/v2/models/m/infer", {"content": iter([b"x" * 3000, b"x" * 3000])}, 413, "over the limit"),
-    ("post", "/v2/models/m/infer", {"content": b"{}", "headers": {"content-encoding": "gzip"}}, 415,
+    ("post", "/v2/models/m/infer", {"content": b"{}", "headers": {"content-encoding": "br"}}, 415,
      "Content-Encoding"),
+    ("post", "/v2/models/m/infer", {"content": b"{}", "headers": {"content-encoding": "gzip"}}, 400,
+     "not valid gzip data"),
+    ("post", "/v2/models/m/infer", {"content": __import__("gzip").compress(b" " * 5000),
+                                    "headers": {"content-encoding": "gzip"}}, 413, "decompressed"),
 ]
 
 
@@ -122,9 +126,9 @@ def test_bad_input_answers_4xx_and_server_keeps_serving():
             assert good.status_code == 200
             np.testing.assert_array_equal(_y(good), np.full((1, 3), 3, np.float32))
         text = c.get("/metrics").text
-        assert 'lgc_serve_requests_total{model="m",outcome="success"} 14.0' in text
-        assert 'lgc_serve_requests_total{model="m",outcome="bad_request"} 8.0' in text  # incl. 415
-        assert 'lgc_serve_requests_total{model="m",outcome="too_large"} 2.0' in text
+        assert 'lgc_serve_requests_total{model="m",outcome="success"} 16.0' in text
+        assert 'lgc_serve_requests_total{model="m",outcome="bad_request"} 9.0' in text  # incl. 415
+        assert 'lgc_serve_requests_total{model="m",outcome="too_large"} 3.0' in text
 
 
 def test_backend_errors_are_500_or_400_and_serving_continues():

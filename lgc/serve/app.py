@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,16 +221,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
                                     f"limit of {limit} bytes", 413)
         except ValueError:
             raise ProtocolError(f"Content-Length {declared!r} is not an integer") from None
-    if request.headers.get("content-encoding", "identity") not in ("identity", ""):
-        raise ProtocolError(f"Content-Encoding {request.headers['content-encoding']!r} is not "
-                            f"supported; send the body uncompressed", 415)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise ProtocolError(f"Content-Encoding {encoding!r} is not supported "
+                            f"(use gzip, deflate or none)", 415)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise ProtocolError(f"request body is over the limit of {limit} bytes", 413)
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if encoding in ("gzip", "deflate"):          # as tritonclient's request_compression_algorithm
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+        try:
+            body = d.decompress(body, limit + 1)
+        except zlib.error as e:
+            raise ProtocolError(f"request body is not valid {encoding} data: {e}") from None
+        if len(body) > limit or d.unconsumed_tail:
+            raise ProtocolError(f"decompressed request body is over the limit of {limit} bytes", 413)
+    return body
 
 
 class _BearerAuth:
