@@ -214,7 +214,8 @@ def _plan(graph: Graph, target: Target) -> Plan:
                 why_not = row_refusal(node, c)
                 if why_not:
                     return why_not
-            if anchor.get(node) is not None and c.outputs[0].dtype != node.outputs[0].dtype:
+            if anchor.get(node) is not None and c.outputs[0].dtype != node.outputs[0].dtype and \
+                    not getattr(_kind(anchor[node])[1], "stores_any_dtype", False):
                 return f"consumer {_label(c)} changes the dtype the {big} template stores"
         return None
 
