@@ -57,8 +57,13 @@ def cmd_compile(args) -> int:
     if args.tune:
         _tune(model.model, types, args)
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
+    copts = _compress_options(args)
+    crep = None
     with use_target(by_name(target) if target else None):   # else the device's
-        exe = model.executable(types)
+        if copts.active:
+            exe, crep = _compress(model, types, copts, args)
+        else:
+            exe = model.executable(types)
         if args.explain:
             from lgc.codegen.fusion import fusion_enabled, plan
             from lgc.codegen.target import target_for
@@ -70,6 +75,15 @@ def cmd_compile(args) -> int:
         records = []
         optimize(import_graph(model.model, types), args.opt_level, records)
         print(report_table(records))
+        if crep is not None:
+            print(crep.table())
+        if isinstance(args.report, str):
+            import json
+            data = crep.to_dict() if crep is not None else {}
+            data["passes"] = [vars(r) for r in records]
+            with open(args.report, "w") as f:
+                json.dump(data, f, indent=2)
+            print(f"wrote {args.report}")
     out = args.output or os.path.splitext(args.model)[0] + ".lgc"
     exe.save(out)
     n_kernels = len(exe.program.kernel_names)
@@ -79,6 +93,34 @@ def cmd_compile(args) -> int:
         from lgc.codegen import isa
         print(isa.report(isa.program_resources(exe.program), exe.program))
     return 0
+
+
+def _compress_options(args):
+    from lgc.compress.pipeline import CompressOptions
+    from lgc.errors import InputError
+    if args.max_drift is not None and not args.max_drift >= 0:
+        raise InputError(f"--max-drift {args.max_drift}: must be a number >= 0")
+    keep = tuple(k.strip() for k in (args.keep_float or "").split(",") if k.strip())
+    opts = CompressOptions(quantize=args.quantize, calibrate=args.calibrate, observer=args.observer,
+                           keep_float=keep, max_drift=args.max_drift, precision=args.precision,
+                           prune=args.prune, decompose=args.decompose)
+    if not opts.active and (keep or args.calibrate or args.max_drift is not None):
+        raise InputError("--calibrate, --keep-float and --max-drift need a compression pass "
+                         "(--quantize, --precision, --prune or --decompose)")
+    if keep and not opts.quantize:
+        raise InputError("--keep-float applies to --quantize")
+    return opts
+
+
+def _compress(model, types, opts, args):
+    """The compressed Executable, and the compression report when --report is given."""
+    from lgc.api import Executable
+    from lgc.compress.pipeline import compress
+    from lgc.frontend.onnx.importer import import_graph
+    from lgc.passes import optimize
+    graph = optimize(import_graph(model.model, types), args.opt_level)
+    small, rep = compress(graph, opts, args.device, progress=_progress, report=bool(args.report))
+    return Executable.from_graph(small, args.device, args.opt_level), rep
 
 
 def _tune(onnx_model, types, args) -> None:
@@ -221,8 +263,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .onnx file")
     p.add_argument("-o", "--output", help="artifact path (default: MODEL.lgc)")
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
-    p.add_argument("--report", action="store_true",
-                   help="print what each pass changed: nodes, parameter bytes, FLOPs")
+    p.add_argument("--report", nargs="?", const=True, default=False, metavar="FILE",
+                   help="print what each pass changed: nodes, parameter bytes, FLOPs; with "
+                        "compression also latency and accuracy drift per pass. With FILE (write "
+                        "--report=FILE, or put it after the model) also save it as JSON")
+    q = p.add_argument_group("compression (docs/COMPRESSION.md)")
+    q.add_argument("--quantize", choices=("int8", "int8-weights", "dynamic"),
+                   help="int8: weights per-channel int8, activations per-tensor uint8 from "
+                        "calibration; int8-weights: weights only; dynamic: matmul activations "
+                        "quantized per call")
+    q.add_argument("--calibrate", metavar="DATA",
+                   help="calibration and report data: a .npz (one array per input), a folder of "
+                        ".npy files, or 'random' (accuracy then unknown; the default)")
+    q.add_argument("--observer", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="activation range for --quantize int8 (default minmax)")
+    q.add_argument("--keep-float", metavar="NAME,...",
+                   help="layers (node names) left in float32")
+    q.add_argument("--max-drift", type=float, metavar="X",
+                   help="accuracy budget: return the most sensitive layers to float until max "
+                        "|quantized - float| / max |float| on the data is <= X")
+    q.add_argument("--precision", choices=("fp16",), help="store weights as float16")
+    q.add_argument("--prune", metavar="SPEC", help="pruning (see docs/COMPRESSION.md)")
+    q.add_argument("--decompose", metavar="SPEC", help="low-rank decomposition (see docs/COMPRESSION.md)")
     p.add_argument("--target", help="generate kernels for this target (gfx803, cpu) instead of the device's")
     p.add_argument("--isa-report", action="store_true",
                    help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "

@@ -91,6 +91,7 @@ def _zero_line(node) -> tuple[list[str], str | None, str]:
 class QMatmulGen:
     """qmatmul(x [..., K], w [K, N] int, w_scale [N], bias [N][, x_scale, x_zero])."""
     alias = False
+    stores_any_dtype = True     # an epilogue may requantize: the store converts to its dtype
 
     @staticmethod
     def takes_epilogue(node) -> bool:
@@ -194,6 +195,7 @@ class QConvGen:
     axis (the float conv's tile). Padding reads as zero after the zero point is removed,
     i.e. as the real value 0, as ONNX's QLinearConv defines it."""
     alias = False
+    stores_any_dtype = True
 
     @staticmethod
     def takes_epilogue(node) -> bool:

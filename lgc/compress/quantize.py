@@ -228,10 +228,19 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
 
 
 def _static_act(rw: Rewriter, x: Value, rng, cache):
+    """uint8 x from its calibrated range. Through a reshape, the value before it is
+    quantized (then reshaped as int8), so that the quantize fuses into the epilogue of the
+    layer that computes it (a reshape is not read point for point)."""
     if x not in cache:
         scale, zero = uint8_params(*rng)
         s, z = rw.const(np.float32(scale)), rw.const(np.float32(zero))
-        cache[x] = (rw.op("quantize", [x, s, z], {"to": "u8"}), s, z)
+        src = next((n for n in reversed(rw.nodes) if x in n.outputs), None)
+        if src is not None and src.op == "reshape":
+            q = rw.op("quantize", [src.inputs[0], s, z], {"to": "u8"})
+            q = rw.op("reshape", [q], dict(src.attrs))
+        else:
+            q = rw.op("quantize", [x, s, z], {"to": "u8"})
+        cache[x] = (q, s, z)
     return cache[x]
 
 
