@@ -218,31 +218,39 @@ def _sha_file(path: Path) -> str:
 def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_level: int = 2,
                    model: str = "", progress=None) -> list[Path]:
     """Compile each stage of split(graph, cuts) to out_dir/stage{k}.lgc and write
-    out_dir/stages.json; returns the artifact paths in stage order. `target` (a Target or
-    a name such as "gfx803") picks the kernel variants, as `lgc compile --target` does."""
+    out_dir/stages.json; returns the artifact paths in stage order. `target` (a Target, a
+    name such as "gfx803", or a list of those, one per stage) picks the kernel variants, as
+    `lgc compile --target` does; None: the device's own."""
     from ..api import Executable
-    from ..codegen.target import Target, by_name, use_target
+    from ..codegen.target import by_name, use_target
+    if getattr(graph, "from_artifact", False):
+        raise InputError("splitting needs the model the artifact was compiled from (a .lgc keeps "
+                         "its weights packed for its kernels); give the .onnx model")
     stages = split(graph, cuts)
+    targets = list(target) if isinstance(target, (list, tuple)) else [target] * len(stages)
+    if len(targets) != len(stages):
+        raise InputError(f"{len(targets)} targets given for {len(stages)} stages")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tgt = by_name(target) if isinstance(target, str) else target
     paths, entries = [], []
-    for st in stages:
+    for st, tgt in zip(stages, targets):
         if progress:
             progress(f"compiling stage {st.index + 1}/{len(stages)} "
-                     f"({st.nodes[1] - st.nodes[0]} nodes) ...")
-        with use_target(tgt if isinstance(tgt, Target) else None):
+                     f"(nodes {st.nodes[0]}-{st.nodes[1] - 1}) ...")
+        with use_target(by_name(tgt) if isinstance(tgt, str) else tgt):
             exe = Executable.from_graph(st.graph, device, opt_level)
         path = out / f"stage{st.index}.lgc"
         exe.save(path)
         paths.append(path)
         entries.append({
             "index": st.index, "artifact": path.name, "nodes": list(st.nodes),
+            "target": tgt if isinstance(tgt, str) or tgt is None else tgt.name,
             "receives": [_tensor_json(n, v) for n, v in zip(st.graph.input_names, st.graph.inputs)],
             "sends": [_tensor_json(n, v) for n, v in zip(st.graph.output_names, st.graph.outputs)],
             "sha256": _sha_file(path)})
     doc = {"format": STAGES_FORMAT, "version": STAGES_VERSION, "model": model or graph.name,
            "stage_count": len(stages), "cuts": [s.nodes[0] for s in stages[1:]],
+           "fingerprint": fingerprint(graph),
            "inputs": list(graph.input_names), "outputs": list(graph.output_names),
            "stages": entries}
     tmp = out / "stages.json.tmp"
@@ -277,14 +285,39 @@ def read_stages(path) -> dict:
     return doc
 
 
-def compile_from_plan(model_path, plan_path, out_dir, device=None) -> list[Path]:
-    """Stage artifacts for the cuts a plan file records (`lgc plan -o plan.json`); the model
-    is imported exactly as the planner imported it (same input shapes and optimisation)."""
-    from .planner import load_plan
+def compile_from_plan(model_path, plan_path, out_dir, device=None, progress=None) -> list[Path]:
+    """Stage artifacts for the cuts a plan file records (`lgc plan -o plan.json`), each stage
+    compiled for its worker's target when lgc knows it (gfx803), else for `device`. The
+    model is imported as the planner imported it (the plan's input shapes, -O2) and must
+    give the same schedule (checked by fingerprint)."""
     from .graphs import load_graph
+    from .planner import load_plan
     plan = load_plan(plan_path)
     graph = load_graph(model_path, plan.get("input_shapes") or {})
-    cuts = [s["nodes"][0] for s in plan["stages"][1:]]
-    target = plan.get("compile_target")
-    return compile_stages(graph, cuts, out_dir, device=device, target=target,
-                          model=os.path.basename(os.fspath(model_path)))
+    want = plan.get("graph", {}).get("fingerprint")
+    if want and fingerprint(graph) != want:
+        raise InputError(f"{os.path.basename(os.fspath(model_path))} does not give the graph "
+                         f"{os.path.basename(os.fspath(plan_path))} was planned for (schedule "
+                         f"fingerprint {fingerprint(graph)}, plan has {want})")
+    cuts = [int(s["nodes"][0]) for s in plan["stages"][1:]]
+    targets = [compile_target(s.get("target")) for s in plan["stages"]]
+    return compile_stages(graph, cuts, out_dir, device=device, target=targets,
+                          model=os.path.basename(os.fspath(model_path)), progress=progress)
+
+
+def compile_target(kind) -> str | None:
+    """The codegen target for a worker kind: a GPU lgc knows by name (gfx803), else None
+    (the compiling device's own kernels, e.g. PoCL's for a cpu worker)."""
+    from ..codegen.target import TARGETS
+    t = TARGETS.get(str(kind).lower())
+    return t.name if t is not None and t.is_gpu else None
+
+
+def fingerprint(graph: Graph) -> str:
+    """A hash of the schedule (ops and output types, in order): a plan's node positions mean
+    the same nodes in another import of the model only if the fingerprints agree."""
+    h = hashlib.sha256()
+    for i in schedule(graph):
+        n = graph.nodes[i]
+        h.update(f"{n.op}:{','.join(str(o.type) for o in n.outputs)};".encode())
+    return h.hexdigest()[:16]
