@@ -33,7 +33,7 @@ EXTENSIONS = ["binary_tensor_data"]
 
 @dataclass
 class ServeConfig:
-    max_wait_ms: float = 2.0          # longest a request waits for others to batch with
+    max_wait_ms: float = 0.0          # longest a request waits for others to batch with
     queue_size: int = 64              # requests waiting per model before 503
     timeout_s: float = 30.0           # arrival to answer; 504 after
     max_body_bytes: int = 64 << 20    # 413 above

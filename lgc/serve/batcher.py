@@ -47,7 +47,7 @@ class _Pending:
 class Batcher:
     """Queue + batching for one backend; `submit` returns a concurrent Future of the outputs."""
 
-    def __init__(self, backend: Backend, max_wait_ms: float = 2.0, queue_size: int = 64,
+    def __init__(self, backend: Backend, max_wait_ms: float = 0.0, queue_size: int = 64,
                  on_batch=None):
         self.backend = backend
         self.max_batch = int(backend.max_batch_size)

@@ -27,8 +27,9 @@ def add_parsers(sub) -> None:
                         "(default: $LGC_SERVE_TOKEN; none: no authentication)")
     p.add_argument("--max-batch-size", type=int, default=8,
                    help="rows per backend call; 0 disables batching (default 8)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0,
-                   help="longest a request waits for others to batch with (default 2)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="longest a request waits for others to batch with (default 0: batches "
+                        "form from what queued while the model was busy)")
     p.add_argument("--queue-size", type=int, default=64,
                    help="requests waiting per model before answering 503 (default 64)")
     p.add_argument("--timeout-s", type=float, default=30.0,
