@@ -243,6 +243,37 @@ def test_full_queue_answers_503_and_timeouts_504():
     assert 'lgc_serve_queue_depth{model="m"} 0.0' in text
 
 
+def test_backends_with_concurrency_overlap_batches():
+    """max_concurrency 2 (a Ray backend with replicas): two batches run at once."""
+    b = GatedBackend(max_batch_size=1)
+    b.max_concurrency = 2
+    inside = []
+    both = threading.Barrier(2, timeout=10)
+
+    def infer(feeds):
+        inside.append(1)
+        both.wait()                  # passes only when two calls are inside together
+        return {"y": feeds["x"] * 2 + 1}
+    b.infer = infer
+    app = make_app(b, ServeConfig(max_wait_ms=0))
+    rs = asyncio.run(_post_all(app, [GOOD] * 4))
+    assert [r.status_code for r in rs] == [200] * 4 and len(inside) == 4
+
+
+def test_broken_backends_are_refused_by_name():
+    from lgc.errors import ModelError
+    b = GatedBackend()
+    b.outputs = [TensorSpec("y", "FP31", (-1, 3))]
+    with pytest.raises(ModelError, match="datatype 'FP31'"):
+        make_app(b)
+    b = GatedBackend()
+    b.inputs = [TensorSpec("x", "FP32", (1, 3))]
+    with pytest.raises(ModelError, match="axis 0 must be -1"):
+        make_app(b)
+    with pytest.raises(ValueError, match="two backends are named 'm'"):
+        make_app([GatedBackend(), GatedBackend()])
+
+
 async def _get_metrics(app):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         return (await c.get("/metrics")).text

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import InputError
-from .backend import Backend
+from .backend import Backend, check_backend
 from .batcher import Batcher, QueueFull
 from .metrics import ServeMetrics
 from .protocol import ProtocolError, encode_infer_response, parse_infer_request
@@ -78,9 +78,12 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         backends = [backends]
     metrics = ServeMetrics()
     models: dict[str, _Model] = {}
+    names = [b.name for b in backends]
     for b in backends:
-        if b.name in models:
+        check_backend(b)
+        if names.count(b.name) > 1:
             raise ValueError(f"two backends are named {b.name!r}")
+    for b in backends:
         models[b.name] = _Model(b, config, metrics)
 
     def find(request: Request) -> _Model:

@@ -80,6 +80,34 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def check_backend(b) -> None:
+    """Raise ModelError naming what is wrong if `b` does not keep the Backend contract."""
+    for attr in ("name", "version", "inputs", "outputs", "max_batch_size", "infer", "ready", "close"):
+        if not hasattr(b, attr):
+            raise ModelError(f"backend {type(b).__name__} has no {attr!r}")
+    if not isinstance(b.name, str) or not b.name or "/" in b.name:
+        raise ModelError(f"backend name {b.name!r} must be a non-empty string without '/'")
+    if not isinstance(b.max_batch_size, int) or b.max_batch_size < 0:
+        raise ModelError(f"backend {b.name!r}: max_batch_size must be an integer >= 0")
+    if int(getattr(b, "max_concurrency", 1)) < 1:
+        raise ModelError(f"backend {b.name!r}: max_concurrency must be >= 1")
+    if not b.inputs or not b.outputs:
+        raise ModelError(f"backend {b.name!r} declares no inputs or no outputs")
+    for kind, specs in (("input", b.inputs), ("output", b.outputs)):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ModelError(f"backend {b.name!r}: {kind} names repeat: {names}")
+        for s in specs:
+            if s.datatype not in KSERVE_TO_NUMPY:
+                raise ModelError(f"backend {b.name!r}: {kind} {s.name!r} has datatype "
+                                 f"{s.datatype!r} (known: {', '.join(KSERVE_TO_NUMPY)})")
+            if any(not isinstance(d, int) or d < -1 for d in s.shape):
+                raise ModelError(f"backend {b.name!r}: {kind} {s.name!r} has shape {s.shape}")
+            if b.max_batch_size > 0 and (not s.shape or s.shape[0] != -1):
+                raise ModelError(f"backend {b.name!r} batches but {kind} {s.name!r} has shape "
+                                 f"{s.shape}: axis 0 must be -1")
+
+
 def _bucket_sizes(max_batch: int) -> list[int]:
     """Batch sizes compiled for a dynamic-batch ONNX model: powers of two, then max_batch."""
     sizes, b = [], 1
