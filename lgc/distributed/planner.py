@@ -172,19 +172,20 @@ def _greedy_reach(prob: Problem, workers: list[Worker]) -> PlanError:
                 f"({cm.labels[a]!r}): it needs {need:,} bytes ({_gib(need)}: weights "
                 f"{_gib(prob.weights[a, a + 1])}, activations {_gib(prob.acts[a, a + 1])})"
                 + (f"; workers before it hold nodes 0-{a - 1}" if a else ""))
-        held.append(f"{w.name} {a}-{b - 1}")
+        held.append(f"{w.name} nodes {a}-{b - 1}")
         a = b
         if a == prob.n:
             break
     rest = int(prob.memory[a, prob.n])
-    return PlanError(f"the model does not fit the {len(workers)} workers: filled in order they "
-                     f"hold nodes {', '.join(held)}; nodes {a}-{prob.n - 1} ({rest:,} bytes, "
-                     f"{_gib(rest)}) are left over")
+    return PlanError(f"the model does not fit the {len(workers)} worker(s): filled in order, "
+                     f"{'; '.join(held)} (as much as each holds), and nodes {a}-{prob.n - 1} "
+                     f"({rest:,} bytes, {_gib(rest)}) are left over")
 
 
 def _gib(n) -> str:
     n = float(n)
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+    return (f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB" if n >= 2**20
+            else f"{n / 2**10:.1f} KiB")
 
 
 # -- plans ------------------------------------------------------------------------------------
