@@ -76,3 +76,134 @@ def dequantize_linear(ctx, node, x, scale, zp=None):
 def bit_cast(ctx, node, x):
     to = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(node.attr("to")))
     return x if to == x.dtype else ctx.op("bitcast", [x], {"to": to.name})
+
+
+# ---- QLinearMatMul, QLinearConv: onto lgc's qmatmul / qconv ---------------------------------
+#
+# y = saturate(rint(acc * (x_scale * w_scale / y_scale)) + y_zero), acc the integer product of
+# (x - x_zero) and (w - w_zero). The weight's zero point is subtracted once (at compile time
+# for a constant weight: int8 when the result fits, else int16); the kernel subtracts x's as
+# it loads x; the combined scale is qmatmul/qconv's per-channel w_scale, y's zero point their
+# bias, and the rounding a `quantize` with scale 1 that fusion puts in their epilogue.
+
+def _f32(ctx, v):
+    return v if v.dtype.name == "f32" else ctx.op("cast", [v], {"to": "f32"})
+
+
+def _per_channel(ctx, v, n):
+    """A scalar or [n] tensor as f32[n]."""
+    v = ctx.op("reshape", [_f32(ctx, v)], {"shape": (v.type.size,)})
+    return v if v.type.size == n else ctx.op("broadcast_to", [v], {"shape": (n,)})
+
+
+def _scalar(ctx, v, dtype_of=None):
+    if v is None:
+        return ctx.const(np.float32(0))
+    return ctx.op("reshape", [_f32(ctx, v)], {"shape": ()})
+
+
+def _weight_minus_zero(ctx, w, zp, axis):
+    """w - zero point as an integer tensor: int8 when it fits, else int16."""
+    if zp is None or (ctx.value(zp) is not None and not np.any(ctx.value(zp))):
+        return w if w.dtype.name == "i8" else _narrow(ctx, ctx.op("cast", [w], {"to": "i32"}))
+    z = ctx.op("cast", [zp], {"to": "i32"})
+    if z.type.size > 1:
+        dims = [1] * len(w.shape)
+        dims[axis] = z.type.size
+        z = ctx.op("reshape", [z], {"shape": tuple(dims)})
+    else:
+        z = ctx.op("reshape", [z], {"shape": ()})
+    return _narrow(ctx, ctx.op("sub", [ctx.op("cast", [w], {"to": "i32"}), z]))
+
+
+def _narrow(ctx, w32):
+    known = ctx.value(w32)
+    if known is not None and known.size and -128 <= known.min() and known.max() <= 127:
+        return ctx.op("cast", [w32], {"to": "i8"})
+    return ctx.op("cast", [w32], {"to": "i16"})
+
+
+def _requantize(ctx, y, y_zero, like):
+    out = y_zero.dtype.name if y_zero is not None else like.dtype.name
+    if out not in ("i8", "u8"):
+        raise NotImplementedError(f"quantized output of type {out} (only int8, uint8)")
+    one = ctx.const(np.float32(1))
+    return ctx.op("quantize", [y, one, ctx.const(np.float32(0))], {"to": out})
+
+
+def _combined_scale(ctx, x_scale, w_scale, y_scale, n):
+    s = ctx.op("mul", [_scalar(ctx, x_scale), _per_channel(ctx, w_scale, n)])
+    return ctx.op("div", [s, _scalar(ctx, y_scale)])
+
+
+@converter("QLinearMatMul")
+def qlinear_matmul(ctx, node, a, a_scale, a_zero, b, b_scale, b_zero, y_scale, y_zero):
+    if len(b.shape) != 2:      # batched weights: the integer product in float32
+        af = ctx.op("sub", [_f32(ctx, a), _scalar(ctx, a_zero)])
+        bf = ctx.op("sub", [_f32(ctx, b), _f32(ctx, b_zero) if b_zero is not None else ctx.const(np.float32(0))])
+        acc = ctx.op("matmul", [af, bf])
+        m = ctx.op("div", [ctx.op("mul", [_scalar(ctx, a_scale), _f32(ctx, b_scale)]), _scalar(ctx, y_scale)])
+        y = ctx.op("add", [ctx.op("mul", [acc, m]), _scalar(ctx, y_zero)])
+        return _requantize(ctx, y, y_zero, a)
+    n = b.shape[1]
+    w = _weight_minus_zero(ctx, b, b_zero, 1)
+    scale = _combined_scale(ctx, a_scale, b_scale, y_scale, n)
+    bias = _per_channel(ctx, _scalar(ctx, y_zero), n)
+    y = ctx.op("qmatmul", [a, w, scale, bias, ctx.const(np.float32(1)), _scalar(ctx, a_zero)])
+    return _requantize(ctx, y, y_zero, a)
+
+
+@converter("QLinearConv")
+def qlinear_conv(ctx, node, x, x_scale, x_zero, w, w_scale, w_zero, y_scale, y_zero, bias=None):
+    from .nn import _window_attrs
+    m = w.shape[0]
+    wq = _weight_minus_zero(ctx, w, w_zero, 0)
+    scale = _combined_scale(ctx, x_scale, w_scale, y_scale, m)
+    b = _per_channel(ctx, _scalar(ctx, y_zero), m)
+    if bias is not None:       # int32 bias, added to the accumulator: bias * scale
+        b = ctx.op("add", [b, ctx.op("mul", [_f32(ctx, bias), scale])])
+    attrs = {**_window_attrs(node, x, tuple(w.shape[2:])), "group": node.attr("group", 1)}
+    y = ctx.op("qconv", [x, wq, scale, b, ctx.const(np.float32(1)), _scalar(ctx, x_zero)], attrs)
+    return _requantize(ctx, y, y_zero, x)
+
+
+def matmul_integer_q8(ctx, a, b, a_zero, b_zero):
+    """MatMulInteger with a constant 2-D B as qmatmul (B read as int8), or None when B is not
+    constant or an output could exceed 2^24 in magnitude (float32 accumulation would round)."""
+    bv = ctx.value(b)
+    if bv is None or bv.ndim != 2 or (b_zero is not None and ctx.value(b_zero) is None) or \
+            (a_zero is not None and a_zero.type.size != 1):
+        return None
+    bz = ctx.value(b_zero) if b_zero is not None else np.zeros((), np.int32)
+    w = bv.astype(np.int64) - np.asarray(bz, np.int64).reshape((1, -1) if np.size(bz) > 1 else ())
+    amax = 255 if a.dtype.name == "u8" else 256      # |a - a_zero| at most
+    if np.abs(w).sum(axis=0).max(initial=0) * amax >= 2**24 or np.abs(w).max(initial=0) > 127:
+        return None
+    n = bv.shape[1]
+    ones, zeros = ctx.const(np.ones(n, np.float32)), ctx.const(np.zeros(n, np.float32))
+    y = ctx.op("qmatmul", [a, ctx.const(w.astype(np.int8)), ones, zeros, ctx.const(np.float32(1)),
+                           _scalar(ctx, a_zero)])
+    return ctx.op("cast", [ctx.op("round", [y])], {"to": "i32"})
+
+
+@converter("QGemm", domain="com.microsoft")
+def qgemm(ctx, node, a, a_scale, a_zero, b, b_scale, b_zero, c=None, y_scale=None, y_zero=None):
+    """onnxruntime's QGemm (QOperator format): alpha * (A - a_zero)(B - b_zero) * a_scale *
+    b_scale plus C (int32 at scale a_scale * b_scale), requantized when y_scale is given,
+    else float32."""
+    if node.attr("transA", 0):
+        raise NotImplementedError("QGemm with transA")
+    if node.attr("transB", 0):
+        b = ctx.op("transpose", [b], {"perm": (1, 0)})
+    n = b.shape[1]
+    w = _weight_minus_zero(ctx, b, b_zero, 1)
+    scale = ctx.op("mul", [_combined_scale(ctx, a_scale, b_scale, ctx.const(np.float32(1)), n),
+                           ctx.const(np.float32(node.attr("alpha", 1.0)))])
+    bias = ctx.op("mul", [_per_channel(ctx, c, n), scale]) if c is not None else \
+        ctx.const(np.zeros(n, np.float32))
+    if y_scale is not None:
+        inv = ctx.op("div", [ctx.const(np.float32(1)), _scalar(ctx, y_scale)])
+        scale = ctx.op("mul", [scale, inv])
+        bias = ctx.op("add", [ctx.op("mul", [bias, inv]), _scalar(ctx, y_zero)])
+    y = ctx.op("qmatmul", [a, w, scale, bias, ctx.const(np.float32(1)), _scalar(ctx, a_zero)])
+    return _requantize(ctx, y, y_zero, a) if y_scale is not None else y
