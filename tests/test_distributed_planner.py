@@ -162,3 +162,17 @@ def test_front_link_caps_throughput_and_auto_picks_the_best_stage_count(resnet):
     feasible = [c for c in free.candidates if c["feasible"]]
     assert len(feasible) == 10
     assert free.throughput == pytest.approx(max(c["throughput_per_s"] for c in feasible))
+
+
+def test_simulated_queue_matches_md1_theory(resnet):
+    """One stage, one replica: an M/D/1 queue, whose mean wait is rho / (2 mu (1 - rho))."""
+    from lgc.distributed.simulate import simulate
+    p = plan(resnet, [gfx("g")], Link(125e6), front_link=False)
+    s = p.stages[0].time_s
+    for rho in (0.3, 0.6):
+        sim = simulate(p, rho / s, requests=40000, seed=1)
+        want = s + rho * s / (2 * (1 - rho))
+        assert sim["mean_s"] == pytest.approx(want, rel=0.05), rho
+        assert sim["p50_s"] >= s * (1 - 1e-9) and sim["p95_s"] > sim["p50_s"]
+    light = simulate(p, 0.01 / s, requests=2000)
+    assert light["p95_s"] == pytest.approx(p.latency_s, rel=0.05)   # no queue: the plan's latency

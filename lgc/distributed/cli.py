@@ -141,9 +141,13 @@ def cmd_plan(args) -> int:
     p = plan(cm, workers, link, stages=args.stages, order=args.order,
              front_link=not args.no_front_link)
     print(table(p))
+    from .simulate import simulate
+    sim = simulate(p, 0.8 * p.throughput, requests=5000)
+    print(f"simulated at 80% of that rate (Poisson arrivals): p50 {sim['p50_s'] * 1e3:.3f} ms, "
+          f"p95 {sim['p95_s'] * 1e3:.3f} ms")
     model_name = os.path.basename(os.fspath(args.model))
     out = args.output or os.path.splitext(args.model)[0] + ".plan.json"
-    save_plan(p, out, model_name, shapes)
+    save_plan(p, out, model_name, shapes, {"load_per_s": 0.8 * p.throughput, **sim})
     print(f"wrote {out}")
     if args.split:
         targets = [compile_target(s.worker.kind) for s in p.stages]

@@ -348,7 +348,8 @@ def _assemble(prob: Problem, seq: list[Worker], cuts: list[int], workers: list[W
 
 # -- plan files ----------------------------------------------------------------------------------
 
-def plan_json(p: Plan, model: str = "", input_shapes: dict | None = None) -> dict:
+def plan_json(p: Plan, model: str = "", input_shapes: dict | None = None,
+              simulated: dict | None = None) -> dict:
     cm = p.cm
 
     def worker_json(w: Worker) -> dict:
@@ -375,16 +376,18 @@ def plan_json(p: Plan, model: str = "", input_shapes: dict | None = None) -> dic
                    for s in p.stages],
         "unused_workers": [w.name for w in p.unused],
         "predicted": {"throughput_per_s": p.throughput, "latency_s": p.latency_s,
-                      "bottleneck_s": p.bottleneck_s, "limited_by": p.limited_by},
+                      "bottleneck_s": p.bottleneck_s, "limited_by": p.limited_by,
+                      **({"simulated": simulated} if simulated else {})},
         "candidates": p.candidates,
     }
 
 
-def save_plan(p: Plan, path, model: str = "", input_shapes: dict | None = None) -> None:
+def save_plan(p: Plan, path, model: str = "", input_shapes: dict | None = None,
+              simulated: dict | None = None) -> None:
     path = os.fspath(path)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(plan_json(p, model, input_shapes), f, indent=1)
+        json.dump(plan_json(p, model, input_shapes, simulated), f, indent=1)
     os.replace(tmp, path)
 
 
