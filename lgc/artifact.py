@@ -19,12 +19,14 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .codegen.program import BufferSpec, Launch, Program, TensorSpec
+from .codegen.program import BufferSpec, Launch, Loop, Program, TensorSpec
 from .errors import ArtifactError
 from .ir import dtypes
 
 FORMAT = "lgc-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1          # what a program without loops is written as
+LOOPS_VERSION = 2           # a program with while loops ("loops" tables); older lgc refuses it
+READ_VERSIONS = (FORMAT_VERSION, LOOPS_VERSION)
 MEMBERS = ("ir.txt", "kernels.cl", "weights.bin")
 
 
@@ -32,9 +34,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_artifact(path, exe, compress: bool = True) -> None:
-    prog: Program = exe.program
-    weights = io.BytesIO()
+def _tables(prog: Program, weights: io.BytesIO) -> dict:
+    """A program's tables for the manifest (its loops' cond and body programs nested); the
+    constants' bytes are appended to `weights`."""
     consts = []
     for buf, arr in sorted(prog.constants.items()):
         a = np.ascontiguousarray(arr)
@@ -42,14 +44,7 @@ def save_artifact(path, exe, compress: bool = True) -> None:
         consts.append({"buffer": buf, "dtype": dtypes.from_numpy(a.dtype).name,
                        "shape": list(a.shape), "offset": weights.tell(), "nbytes": len(data)})
         weights.write(data)
-    members = {"ir.txt": exe.ir_text.encode(), "kernels.cl": prog.source.encode(),
-               "weights.bin": weights.getvalue()}
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "lgc_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "target": {"device": exe.device.name, "platform": exe.device.platform, "kind": exe.device.kind},
+    out = {
         "inputs": [_spec_json(s) for s in prog.inputs],
         "outputs": [_spec_json(s) for s in prog.outputs],
         "buffers": [{"nbytes": b.nbytes, "role": b.role, "name": b.name,
@@ -59,6 +54,27 @@ def save_artifact(path, exe, compress: bool = True) -> None:
                       "local": list(ln.local_size) if ln.local_size else None,
                       "node": ln.node, "flops": ln.flops} for ln in prog.launches],
         "constants": consts,
+    }
+    if prog.loops:
+        out["loops"] = [{"at": lp.at, "inputs": lp.inputs, "outputs": lp.outputs,
+                         "node": lp.node, "cond": _tables(lp.cond, weights),
+                         "body": _tables(lp.body, weights)} for lp in prog.loops]
+    return out
+
+
+def save_artifact(path, exe, compress: bool = True) -> None:
+    prog: Program = exe.program
+    weights = io.BytesIO()
+    tables = _tables(prog, weights)
+    members = {"ir.txt": exe.ir_text.encode(), "kernels.cl": prog.source.encode(),
+               "weights.bin": weights.getvalue()}
+    manifest = {
+        "format": FORMAT,
+        "format_version": LOOPS_VERSION if prog.loops else FORMAT_VERSION,
+        "lgc_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": {"device": exe.device.name, "platform": exe.device.platform, "kind": exe.device.kind},
+        **tables,
         "uses_fp64": prog.uses_fp64,
         "stats": _stats_json(exe),
         "sha256": {k: _sha(v) for k, v in members.items()},
@@ -101,7 +117,7 @@ def read_artifact(path) -> tuple[dict, dict[str, bytes]]:
                 raise ArtifactError(f"{where}: not an lgc artifact (format {manifest.get('format')!r})"
                                     if isinstance(manifest, dict) else f"{where}: malformed manifest")
             version = manifest.get("format_version")
-            if version != FORMAT_VERSION:
+            if version not in READ_VERSIONS:
                 raise ArtifactError(f"{where}: unknown artifact format version {version!r} "
                                     f"(this lgc reads version {FORMAT_VERSION})")
             members = {}
@@ -123,48 +139,66 @@ def read_artifact(path) -> tuple[dict, dict[str, bytes]]:
 def program_from(manifest: dict, members: dict[str, bytes], where: str = "artifact") -> Program:
     try:
         source = members["kernels.cl"].decode()
-        buffers = [BufferSpec(int(b["nbytes"]), str(b["role"]), str(b.get("name", "")),
-                              int(b.get("arena", -1)), int(b.get("offset", 0)))
-                   for b in manifest["buffers"]]
-        for b in buffers:  # views of the memory plan's arena must lie inside it
-            if b.arena >= 0 and not (b.arena < len(buffers) and buffers[b.arena].arena < 0
-                                     and 0 <= b.offset and b.offset + b.nbytes <= buffers[b.arena].nbytes):
-                raise ArtifactError(f"{where}: buffer table is inconsistent (a view outside its arena)")
         kernels = set(re.findall(r"__kernel void (\w+)\(", source))
-        launches = []
-        for ln in manifest["launches"]:
-            launch = Launch(str(ln["kernel"]), [int(a) for a in ln["args"]], tuple(int(g) for g in ln["global"]),
-                            tuple(int(x) for x in ln["local"]) if ln.get("local") else None,
-                            str(ln.get("node", "")), int(ln.get("flops", 0)))
-            if launch.kernel not in kernels or any(not 0 <= a < len(buffers) for a in launch.args):
-                raise ArtifactError(f"{where}: launch of {launch.kernel!r} is inconsistent with the program")
-            launches.append(launch)
-        weights = members["weights.bin"]
-        constants = {}
-        for c in manifest["constants"]:
-            dt = dtypes.by_name(c["dtype"]).np.newbyteorder("<")
-            off, n, shape = int(c["offset"]), int(c["nbytes"]), tuple(int(d) for d in c["shape"])
-            count = int(np.prod(shape, dtype=np.int64))
-            if off < 0 or off + n > len(weights) or count * dt.itemsize != n:
-                raise ArtifactError(f"{where}: weight table entry for buffer {c['buffer']} is inconsistent")
-            arr = np.frombuffer(weights, dt, count, off).reshape(shape)
-            arr = arr.astype(dt.newbyteorder("="), copy=False)  # no copy when native
-            constants[int(c["buffer"])] = arr
-
-        def spec(s):
-            t = TensorSpec(str(s["name"]), dtypes.by_name(s["dtype"]).name,
-                           tuple(int(d) for d in s["shape"]), int(s["buffer"]))
-            size = int(np.prod(t.shape, dtype=np.int64)) * dtypes.by_name(t.dtype).itemsize
-            if not 0 <= t.buffer < len(buffers) or buffers[t.buffer].nbytes < size:
-                raise ArtifactError(f"{where}: tensor {t.name!r} does not fit its buffer")
-            return t
-        return Program(source, buffers, launches, [spec(s) for s in manifest["inputs"]],
-                       [spec(s) for s in manifest["outputs"]], constants,
-                       bool(manifest.get("uses_fp64", False)))
+        prog = _program(manifest, kernels, members["weights.bin"], where)
+        prog.source = source
+        prog.uses_fp64 = bool(manifest.get("uses_fp64", False))
+        return prog
     except ArtifactError:
         raise
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{where}: malformed manifest ({type(e).__name__}: {e})") from None
+
+
+def _program(manifest: dict, kernels: set, weights: bytes, where: str) -> Program:
+    """One program's tables (a loop's cond and body recursively), checked for consistency."""
+    buffers = [BufferSpec(int(b["nbytes"]), str(b["role"]), str(b.get("name", "")),
+                          int(b.get("arena", -1)), int(b.get("offset", 0)))
+               for b in manifest["buffers"]]
+    for b in buffers:  # views of the memory plan's arena must lie inside it
+        if b.arena >= 0 and not (b.arena < len(buffers) and buffers[b.arena].arena < 0
+                                 and 0 <= b.offset and b.offset + b.nbytes <= buffers[b.arena].nbytes):
+            raise ArtifactError(f"{where}: buffer table is inconsistent (a view outside its arena)")
+    launches = []
+    for ln in manifest["launches"]:
+        launch = Launch(str(ln["kernel"]), [int(a) for a in ln["args"]], tuple(int(g) for g in ln["global"]),
+                        tuple(int(x) for x in ln["local"]) if ln.get("local") else None,
+                        str(ln.get("node", "")), int(ln.get("flops", 0)))
+        if launch.kernel not in kernels or any(not 0 <= a < len(buffers) for a in launch.args):
+            raise ArtifactError(f"{where}: launch of {launch.kernel!r} is inconsistent with the program")
+        launches.append(launch)
+    constants = {}
+    for c in manifest["constants"]:
+        dt = dtypes.by_name(c["dtype"]).np.newbyteorder("<")
+        off, n, shape = int(c["offset"]), int(c["nbytes"]), tuple(int(d) for d in c["shape"])
+        count = int(np.prod(shape, dtype=np.int64))
+        if off < 0 or off + n > len(weights) or count * dt.itemsize != n:
+            raise ArtifactError(f"{where}: weight table entry for buffer {c['buffer']} is inconsistent")
+        arr = np.frombuffer(weights, dt, count, off).reshape(shape)
+        arr = arr.astype(dt.newbyteorder("="), copy=False)  # no copy when native
+        constants[int(c["buffer"])] = arr
+
+    def spec(s):
+        t = TensorSpec(str(s["name"]), dtypes.by_name(s["dtype"]).name,
+                       tuple(int(d) for d in s["shape"]), int(s["buffer"]))
+        size = int(np.prod(t.shape, dtype=np.int64)) * dtypes.by_name(t.dtype).itemsize
+        if not 0 <= t.buffer < len(buffers) or buffers[t.buffer].nbytes < size:
+            raise ArtifactError(f"{where}: tensor {t.name!r} does not fit its buffer")
+        return t
+    loops = []
+    for lp in manifest.get("loops", ()):
+        loop = Loop(int(lp["at"]), [int(b) for b in lp["inputs"]], [int(b) for b in lp["outputs"]],
+                    _program(lp["cond"], kernels, weights, where),
+                    _program(lp["body"], kernels, weights, where), str(lp.get("node", "while")))
+        n = len(loop.outputs)
+        if (not 0 <= loop.at <= len(launches) or not 0 < n <= len(loop.inputs)
+                or any(not 0 <= b < len(buffers) for b in loop.inputs + loop.outputs)
+                or len(loop.cond.inputs) != len(loop.inputs) or len(loop.body.inputs) != len(loop.inputs)
+                or len(loop.cond.outputs) != 1 or len(loop.body.outputs) != n):
+            raise ArtifactError(f"{where}: loop {loop.node!r} is inconsistent with the program")
+        loops.append(loop)
+    return Program("", buffers, launches, [spec(s) for s in manifest["inputs"]],
+                   [spec(s) for s in manifest["outputs"]], constants, False, loops)
 
 
 def load_artifact(path, device=None):

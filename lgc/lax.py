@@ -1,10 +1,11 @@
 """lgc.lax: structured control flow and a few lax primitives (jax.lax names).
 
-The IR has no control-flow ops: every shape is static and loops are resolved when tracing.
-So `cond`/`switch` with a traced predicate compute every branch and select the result
-(identical for side-effect-free branches), `fori_loop` and `scan` unroll over their static
-trip count, and `while_loop` runs only on concrete values (eagerly) because its trip count
-depends on data. A concrete predicate or bound just runs the Python branch or loop.
+Every shape in the IR is static. `cond`/`switch` with a traced predicate compute every
+branch and select the result (identical for side-effect-free branches); `fori_loop` with
+static bounds and `scan` unroll over their trip count. `while_loop` inside a trace (jit,
+make_ir, export), and `fori_loop` with traced bounds, become one `while` op whose condition
+and body are graphs of their own, run by the host around their kernels (lgc/trace/control.py,
+lgc/ops/control.py). Outside a trace a concrete predicate or bound runs the Python loop.
 """
 from __future__ import annotations
 
@@ -69,12 +70,17 @@ def switch(index, branches, *operands):
 
 
 def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
-    """for i in range(lower, upper): val = body_fun(i, val); unrolled (bounds must be static)."""
+    """for i in range(lower, upper): val = body_fun(i, val); unrolled when the bounds are
+    static, else a while_loop over (i, upper, val) (which grad cannot go back through)."""
     lo, hi = _concrete(lower), _concrete(upper)
     if lo is None or hi is None:
-        raise ConcretizationError(
-            "fori_loop bounds are traced values: lgc unrolls loops when tracing, so the trip "
-            "count must be static (pass the bounds as Python ints or static arguments)")
+        dt = lnp.result_type(lower, upper)
+        i0 = lnp.astype(lnp.asarray(lower), dt)
+        _, _, val = while_loop(lambda c: lnp.less(c[0], c[1]),
+                               lambda c: (lnp.add(c[0], lnp.asarray(1, dt)), c[1],
+                                          body_fun(c[0], c[2])),
+                               (i0, lnp.astype(lnp.asarray(upper), dt), init_val))
+        return val
     val = init_val
     for i in range(int(lo), int(hi)):
         val = body_fun(i, val)
@@ -82,9 +88,15 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
 
 
 def while_loop(cond_fun, body_fun, init_val):
-    """while cond_fun(val): val = body_fun(val); only on concrete values (eager mode). Under
-    an eager vmap it runs while any example goes on, and finished examples keep their value."""
+    """while cond_fun(val): val = body_fun(val). Inside jit/make_ir/export: one `while` op
+    (body and condition traced once; the carry keeps its shapes and dtypes). Outside, on
+    concrete values: a Python loop; under an eager vmap it runs while any example goes on,
+    and finished examples keep their value."""
     from .trace.batching import any_example
+    from .trace.core import _dynamic
+    if _dynamic:
+        from .trace.control import stage_while
+        return stage_while(cond_fun, body_fun, init_val)
     val = init_val
     while True:
         c = cond_fun(val)

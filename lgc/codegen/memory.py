@@ -17,6 +17,11 @@ the runtime gives a view a buffer of its own on a device that asks for more.
 
 The lower bound is the largest total size of temps live during one launch: no placement can
 use less.
+
+A while loop (Program.loops) is one step of its own, just before the launch it precedes: it
+reads its initial carry and constants and writes its results within that step, so they all
+stay live across it and never share memory with each other. What the loop carries from one
+iteration to the next lives in its body program's own buffers (planned separately).
 """
 from __future__ import annotations
 
@@ -49,11 +54,25 @@ class MemoryPlan:
                 f"ratio: {self.ratio:.3f}   (one buffer per temp: {self.unshared_bytes:,} bytes)")
 
 
-def live_ranges(buffers, launches) -> dict[int, tuple[int, int]]:
-    """Temp buffer id -> (first, last) launch index that reads or writes it."""
+def steps(launches, loops=()) -> list[list[int]]:
+    """The buffer ids each step touches, in order: launches, with each loop (its inputs and
+    outputs) placed before the launch it precedes."""
+    if not loops:
+        return [ln.args for ln in launches]
+    out: list[list[int]] = []
+    for t in range(len(launches) + 1):
+        out += [list(lp.inputs) + list(lp.outputs) for lp in loops if lp.at == t]
+        if t < len(launches):
+            out.append(launches[t].args)
+    return out
+
+
+def live_ranges(buffers, launches, loops=()) -> dict[int, tuple[int, int]]:
+    """Temp buffer id -> (first, last) step (launch index, when there are no loops) that
+    reads or writes it."""
     ranges: dict[int, tuple[int, int]] = {}
-    for t, ln in enumerate(launches):
-        for b in ln.args:
+    for t, args in enumerate(steps(launches, loops)):
+        for b in args:
             if buffers[b].role == "temp":
                 first, _ = ranges.get(b, (t, t))
                 ranges[b] = (first, t)
@@ -80,8 +99,8 @@ def _place(order, ranges, sizes) -> dict[int, int]:
     return offsets
 
 
-def plan(buffers, launches) -> MemoryPlan:
-    ranges = live_ranges(buffers, launches)
+def plan(buffers, launches, loops=()) -> MemoryPlan:
+    ranges = live_ranges(buffers, launches, loops)
     sizes = {b: _align(buffers[b].nbytes) for b in ranges}
     span = {b: hi - lo + 1 for b, (lo, hi) in ranges.items()}
     orders = (  # no one order wins everywhere; placing is cheap, so keep the best of three
@@ -91,7 +110,7 @@ def plan(buffers, launches) -> MemoryPlan:
     peak_of = lambda offs: max((o + sizes[b] for b, o in offs.items()), default=0)  # noqa: E731
     offsets = min((_place(order, ranges, sizes) for order in orders), key=peak_of)
 
-    live = [0] * len(launches)
+    live = [0] * (len(launches) + len(loops))
     for b, (lo, hi) in ranges.items():
         for t in range(lo, hi + 1):
             live[t] += buffers[b].nbytes
@@ -99,11 +118,11 @@ def plan(buffers, launches) -> MemoryPlan:
                       sum(buffers[b].nbytes for b in ranges))
 
 
-def share_buffers(buffers, launches, where: dict, constants: dict):
+def share_buffers(buffers, launches, where: dict, constants: dict, loops=()):
     """Apply `plan` to a lowered program's parts: the temps become views of one arena buffer
     appended to the table. Returns (buffers, launches, where, constants, plan)."""
     from .program import BufferSpec
-    p = plan(buffers, launches)
+    p = plan(buffers, launches, loops)
     if not p.offsets:
         return buffers, launches, where, constants, p
     arena = len(buffers)

@@ -84,6 +84,21 @@ class TensorSpec:
 
 
 @dataclass
+class Loop:
+    """A while loop, run by the host just before launches[at]: copy the initial carry into
+    the body's carry inputs, then (run cond, read its bool back, stop if false, run body,
+    copy body outputs to the carry) and finally copy the carry to `outputs`. cond and body
+    are programs of their own (own buffers and memory plan) whose kernels are in the
+    enclosing program's source; both take (carry..., constants...)."""
+    at: int
+    inputs: list[int]          # buffer ids here: the initial carry, then the constants
+    outputs: list[int]         # buffer ids here: the final carry
+    cond: "Program"
+    body: "Program"
+    node: str = "while"
+
+
+@dataclass
 class Program:
     source: str
     buffers: list[BufferSpec]
@@ -92,6 +107,7 @@ class Program:
     outputs: list[TensorSpec]
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     uses_fp64: bool = False
+    loops: list[Loop] = field(default_factory=list)
 
     @property
     def kernel_names(self) -> list[str]:
@@ -108,11 +124,23 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
     fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
     from .cpu_lowering import lower_for_cpu   # CPU targets: GEMMs on packed panels
     graph = lower_for_cpu(graph)
+    sources: list[str] = []
+    prog = _lower(graph, share_buffers, fuse, sources, {}, "")
+    body = "\n\n".join(sources) + "\n"
+    prog.source = prelude_for(body) + body
+    return prog
+
+
+def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[str],
+           by_body: dict[str, str], prefix: str) -> Program:
+    """One graph's buffers, launches and loops; kernels are appended to `sources` (shared
+    with the loops' cond and body graphs, whose kernel names start with `prefix`)."""
     from .fusion import fusion_enabled, plan as fusion_plan
     groups = fusion_plan(graph) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []
     where: dict[Value, int] = {}
     constants: dict[int, np.ndarray] = {}
+    loops: list[Loop] = []
 
     def new_buffer(v: Value, role: str) -> int:
         buffers.append(BufferSpec(max(v.type.nbytes, 1), role, v.name or ""))
@@ -121,8 +149,6 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
     for v in graph.inputs:
         where[v] = new_buffer(v, "input")
 
-    sources: list[str] = []
-    by_body: dict[str, str] = {}
     launches: list[Launch] = []
     uses_fp64 = False
     for index, node in enumerate(graph.nodes):
@@ -133,6 +159,16 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
             continue
         if groups is not None and node in groups.inlined:
             continue                    # computed inside the kernels of the groups it joins
+        if node.op == "while":
+            from ..passes import optimize
+            sub = [_lower(optimize(node.attrs[k]), share_buffers, fuse, sources, by_body,
+                          f"{prefix}w{index}{k[0]}_") for k in ("cond", "body")]
+            for v in node.outputs:
+                where[v] = new_buffer(v, "temp")
+            loops.append(Loop(len(launches), [where[v] for v in node.inputs],
+                              [where[v] for v in node.outputs], *sub, node.name or "while"))
+            uses_fp64 |= sub[0].uses_fp64 or sub[1].uses_fp64
+            continue
         fused = groups is not None and groups.fused(node)
         codegen = registry.get(node.op).codegen
         if getattr(codegen, "alias", False) and not fused:
@@ -142,7 +178,7 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
             where[v] = new_buffer(v, "temp")
         label = _ident(node.name or "")
         ops = groups.ops(node) if fused else node.op
-        base = f"k{index}_{ops}" + (f"_{label}" if label and label != node.op else "")
+        base = f"{prefix}k{index}_{ops}" + (f"_{label}" if label and label != node.op else "")
         for part, k in enumerate(groups.kernels(node, base) if fused else codegen.kernels(node, base)):
             if k.empty:
                 continue
@@ -160,15 +196,14 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
         buffers[where[v]].role = "output" if buffers[where[v]].role == "temp" else buffers[where[v]].role
     if share_buffers:
         from .memory import share_buffers as share
-        buffers, launches, where, constants, _ = share(buffers, launches, where, constants)
+        buffers, launches, where, constants, _ = share(buffers, launches, where, constants,
+                                                       loops)
 
     def spec(names, values):
         return [TensorSpec(n, v.dtype.name, v.shape, where[v]) for n, v in zip(names, values)]
 
-    body = "\n\n".join(sources) + "\n"
-    source = prelude_for(body) + body
-    return Program(source, buffers, launches, spec(graph.input_names, graph.inputs),
-                   spec(graph.output_names, graph.outputs), constants, uses_fp64)
+    return Program("", buffers, launches, spec(graph.input_names, graph.inputs),
+                   spec(graph.output_names, graph.outputs), constants, uses_fp64, loops)
 
 
 def source_hash(source: str) -> str:

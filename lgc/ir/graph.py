@@ -123,3 +123,7 @@ class Graph:
     def __str__(self) -> str:
         from .text import print_graph
         return print_graph(self)
+
+    def __repr__(self) -> str:  # by identity: a nested graph (a loop's body) is an attribute,
+        # and passes compare attributes by repr (cse), so two graphs are never confused
+        return f"<Graph @{self.name} at {id(self):#x}: {len(self.nodes)} nodes>"

@@ -18,7 +18,9 @@ The printer is exact, so `parse_graph(print_graph(g), weights_of(g))` equals `g`
   - floats print shortest-exact (repr); a float element that would not read back bit for bit
     (a NaN with a payload) prints as its bits, `0x7fc00001`; `1` is an int, `1.0` a float;
   - arrays of up to INLINE_LIMIT elements print inline (`dense<...>`); bigger ones print as
-    `@name : type` and travel in the dict `weights_of(graph)` returns.
+    `@name : type` and travel in the dict `weights_of(graph)` returns;
+  - an attribute may hold a whole graph (a loop's cond and body), printed nested, with
+    values of its own: it reads only its inputs, never the enclosing graph's values.
 Nothing here knows any op but `const`: attributes and types come from the registry, and the
 parser re-runs each op's type rule and checks the printed result types against it.
 """
@@ -42,7 +44,8 @@ from .graph import Graph, Node, TensorType, Value
 INLINE_LIMIT = 16  # constants with more elements become named weights
 
 GRAMMAR = r"""
-start: "graph" GSYM "(" (param ("," param)*)? ")" "->" "(" (type ("," type)*)? ")" "{" stmt* ret "}"
+start: graph
+graph: "graph" GSYM "(" (param ("," param)*)? ")" "->" "(" (type ("," type)*)? ")" "{" stmt* ret "}"
 param: VALUE ":" type [alias]
 alias: "as" STRING
 ret: "return" (retval ("," retval)*)?
@@ -53,7 +56,7 @@ stmt: VALUE ("," VALUE)* "=" rhs NODE_NAME?
     | (NAME | STRING) "(" (VALUE ("," VALUE)*)? ")" [attrs] ":" type ("," type)*  -> call
 attrs: "{" (attr ("," attr)*)? "}"
 attr: (NAME | STRING) "=" attrval
-?attrval: NUMBER | STRING | array
+?attrval: NUMBER | STRING | array | graph
         | "true" -> true | "false" -> false | "none" -> none
         | "[" (attrval ("," attrval)*)? "]" -> tuple
 
@@ -106,12 +109,16 @@ def value_ids(graph: Graph) -> dict[Value, str]:
     return ids
 
 
-def _weight_refs(graph: Graph) -> dict[tuple[int, str], str]:
-    """Names of the arrays too big to print inline, keyed by (node index, attribute)."""
-    refs, used = {}, set()
+def _weight_refs(graph: Graph, refs=None, used=None) -> dict[tuple[int, str], tuple]:
+    """Names of the arrays too big to print inline, keyed by (id(node), attribute), with the
+    array; nested graphs (attributes) included, all names distinct."""
+    refs = {} if refs is None else refs
+    used = set() if used is None else used
     for i, n in enumerate(graph.nodes):
         for k, a in n.attrs.items():
-            if isinstance(a, np.ndarray) and a.size > INLINE_LIMIT:
+            if isinstance(a, Graph):
+                _weight_refs(a, refs, used)
+            elif isinstance(a, np.ndarray) and a.size > INLINE_LIMIT:
                 if n.op == "const":
                     base = n.output.name or n.name or f"const{i}"
                 else:
@@ -121,13 +128,13 @@ def _weight_refs(graph: Graph) -> dict[tuple[int, str], str]:
                     j += 1
                     name = f"{base}_{j}"
                 used.add(name)
-                refs[i, k] = name
+                refs[id(n), k] = (name, a)
     return refs
 
 
 def weights_of(graph: Graph) -> dict[str, np.ndarray]:
     """The arrays print_graph refers to by name; pass them to parse_graph."""
-    return {name: graph.nodes[i].attrs[k] for (i, k), name in _weight_refs(graph).items()}
+    return dict(_weight_refs(graph).values())
 
 
 def _float_bits(a: np.ndarray) -> np.ndarray:
@@ -152,7 +159,9 @@ def _fmt_array(a: np.ndarray, ref: str | None) -> str:
     return f"dense<{t}, [{', '.join(_fmt_elem(x) for x in a.reshape(-1))}]>"
 
 
-def _fmt_attr(v, ref=None) -> str:
+def _fmt_attr(v, ref=None, nested=None) -> str:
+    if isinstance(v, Graph) and nested is not None:
+        return nested(v)
     if v is None:
         return "none"
     if isinstance(v, (bool, np.bool_)):
@@ -176,8 +185,16 @@ def _fmt_node_name(name: str) -> str:
 
 def print_graph(graph: Graph) -> str:
     """The text form of `graph` (exact; stable for equal graphs)."""
+    return _print(graph, _weight_refs(graph), "") + "\n"
+
+
+def _print(graph: Graph, all_refs: dict, indent: str) -> str:
     ids = value_ids(graph)
-    refs = _weight_refs(graph)
+    refs = {(i, k): all_refs[id(n), k][0] for i, n in enumerate(graph.nodes) for k in n.attrs
+            if (id(n), k) in all_refs}
+
+    def nested(g):
+        return _print(g, all_refs, indent + "    ")
 
     def vid(v):  # a use of a value no one defines prints as an id the parser will reject
         return ids.get(v) or f"%undefined.{v.uid}"
@@ -200,18 +217,19 @@ def print_graph(graph: Graph) -> str:
             opdef = registry.all_ops().get(n.op)
             keys = [k for k in (opdef.attrs if opdef else ()) if k in n.attrs]
             keys += [k for k in n.attrs if k not in keys]
-            attrs = ", ".join(f"{_sym(k)} = {_fmt_attr(n.attrs[k], refs.get((i, k)))}" for k in keys)
+            attrs = ", ".join(f"{_sym(k)} = {_fmt_attr(n.attrs[k], refs.get((i, k)), nested)}"
+                              for k in keys)
             rhs = (f"{_sym(n.op)}({', '.join(vid(v) for v in n.inputs)})"
                    + (f" {{{attrs}}}" if attrs else "")
                    + " : " + ", ".join(str(o.type) for o in n.outputs))
-        line = f"  {lhs} = {rhs}"
+        line = f"{indent}  {lhs} = {rhs}"
         if n.name is not None:
             line += "  " + _fmt_node_name(n.name)
         lines.append(line)
     rets = ", ".join(vid(v) + alias(graph.output_names, i, v, f"out{i}")
                      for i, v in enumerate(graph.outputs))
-    lines += [f"  return {rets}" if rets else "  return", "}"]
-    return "\n".join(lines) + "\n"
+    lines += [f"{indent}  return {rets}" if rets else f"{indent}  return", indent + "}"]
+    return "\n".join(lines)
 
 
 # ---- parsing ------------------------------------------------------------------------------
@@ -297,11 +315,19 @@ class _Stmt:
     name: Token | None
 
 
+@dataclass
+class _GraphText:
+    parts: list              # what the `graph` rule matched, as records
+
+
 class _Tree(Transformer):
     """Parse tree -> the records above; tokens are kept where later checks need a position."""
 
     def start(self, c):
-        return c
+        return c[0]
+
+    def graph(self, c):
+        return _GraphText(c)
 
     def param(self, c):
         return tuple(c)
@@ -445,6 +471,8 @@ def _attr(x, weights):
         return _dense(x)
     if isinstance(x, _Weight):
         return _weight(x, weights)
+    if isinstance(x, _GraphText):
+        return _build(x, weights)
     if isinstance(x, tuple):
         return tuple(_attr(y, weights) for y in x)
     if isinstance(x, Token) and x.type == "STRING":
@@ -471,9 +499,14 @@ def parse_graph(text: str, weights: dict | None = None) -> Graph:
     """Read the text form back into a Graph, re-running every op's type rule."""
     weights = weights or {}
     try:
-        gsym, *rest = _lark().parse(text)
+        tree = _lark().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text) from None
+    return _build(tree, weights)
+
+
+def _build(tree: _GraphText, weights: dict) -> Graph:
+    gsym, *rest = tree.parts
     params = [x for x in rest if isinstance(x, tuple) and x[0] != "ret"]
     result_types = [x.t for x in rest if isinstance(x, _Ty)]
     stmts = [x for x in rest if isinstance(x, _Stmt)]
@@ -543,7 +576,10 @@ def parse_graph(text: str, weights: dict | None = None) -> Graph:
 # ---- equality -----------------------------------------------------------------------------
 
 def same_value(x, y) -> bool:
-    """Strict equality of attribute values: 1 != 1.0 != True, arrays bitwise, NaN == NaN."""
+    """Strict equality of attribute values: 1 != 1.0 != True, arrays bitwise, NaN == NaN,
+    graphs structurally (graphs_equal)."""
+    if isinstance(x, Graph) or isinstance(y, Graph):
+        return isinstance(x, Graph) and isinstance(y, Graph) and (x is y or graphs_equal(x, y))
     if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         return (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == y.dtype
                 and x.shape == y.shape and x.tobytes() == y.tobytes())

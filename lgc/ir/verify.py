@@ -22,7 +22,8 @@ def _where(i: int, n: Node) -> str:
 
 
 def verify(graph: Graph) -> None:
-    """Raise VerifyError at the first broken invariant: SSA order, ops, arity, attrs, types."""
+    """Raise VerifyError at the first broken invariant: SSA order, ops, arity, attrs, types;
+    graphs held in attributes (a while loop's cond and body) are verified too."""
     ids = value_ids(graph)
     producer = {}
     for i, n in enumerate(graph.nodes):
@@ -63,6 +64,12 @@ def verify(graph: Graph) -> None:
             if o in defined:
                 raise VerifyError(f"{at}: output {k} ({vid(o)}) is already defined by {defined[o]}")
             defined[o] = f"node {i}"
+        for k, a in n.attrs.items():   # a loop's cond and body: graphs of their own
+            if isinstance(a, Graph):
+                try:
+                    verify(a)
+                except VerifyError as e:
+                    raise VerifyError(f"{at}: in its {k} graph: {e}") from None
 
     for k, v in enumerate(graph.outputs):
         if v not in defined:

@@ -60,8 +60,12 @@ def _view(arena: cl.Buffer, spec, device: Device) -> cl.Buffer:
 
 
 class Executor:
+    """`external`: input buffer ids the caller binds (a loop's cond and body take their
+    carry and constants from the enclosing program) and that get no buffer here."""
+
     def __init__(self, program: Program, device: Device | None = None, profile: bool = False,
-                 queue: cl.CommandQueue | None = None):
+                 queue: cl.CommandQueue | None = None, cl_program: cl.Program | None = None,
+                 external=()):
         self.program = program
         self.device = device or select_device()
         if program.uses_fp64 and not self.device.has_fp64:
@@ -69,11 +73,13 @@ class Executor:
         ctx = self.device.context
         props = cl.command_queue_properties.PROFILING_ENABLE if profile else 0
         self.queue = queue or cl.CommandQueue(ctx, properties=props)
-        self.cl_program = build_program(self.device, program.source)
+        self.cl_program = cl_program or build_program(self.device, program.source)
         mf = cl.mem_flags
         self.buffers = []
         for i, spec in enumerate(program.buffers):
-            if i in program.constants:
+            if i in external:
+                self.buffers.append(None)
+            elif i in program.constants:
                 host = np.ascontiguousarray(program.constants[i])
                 data = host.view(np.uint8).reshape(-1) if host.size else np.zeros(1, np.uint8)
                 self.buffers.append(cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=data))
@@ -82,15 +88,40 @@ class Executor:
             else:
                 self.buffers.append(None)           # a view of the memory plan's arena: below
         for i, spec in enumerate(program.buffers):
-            if self.buffers[i] is None:
+            if self.buffers[i] is None and i not in external:
                 self.buffers[i] = _view(self.buffers[spec.arena], spec, self.device)
-        self._bound = []
-        for launch in program.launches:
+        self._bound = self._bind()
+        # the order of work: launch i >= 0, or loop ~i; loops run before launches[loop.at]
+        self._steps = []
+        for t in range(len(program.launches) + 1):
+            self._steps += [~j for j, lp in enumerate(program.loops) if lp.at == t]
+            if t < len(program.launches):
+                self._steps.append(t)
+        self._loops = [_LoopRunner(lp, self) for lp in program.loops]
+        self.last_profile: list[tuple[str, str, float]] = []
+
+    def _bind(self) -> list:
+        """A kernel object per launch with its buffers set (a second set keeps `run`'s own)."""
+        kernels = []
+        for launch in self.program.launches:
             k = cl.Kernel(self.cl_program, launch.kernel)
             for j, b in enumerate(launch.args):
-                k.set_arg(j, self.buffers[b])
-            self._bound.append(k)
-        self.last_profile: list[tuple[str, str, float]] = []
+                if self.buffers[b] is not None:
+                    k.set_arg(j, self.buffers[b])
+            kernels.append(k)
+        return kernels
+
+    def _enqueue(self, kernels, buf, events=None) -> None:
+        """Launch everything in order; buf(buffer id) -> the cl.Buffer loops read and write."""
+        q, launches = self.queue, self.program.launches
+        for t in self._steps:
+            if t < 0:
+                self._loops[~t].run(buf)
+                continue
+            ln = launches[t]
+            e = cl.enqueue_nd_range_kernel(q, kernels[t], ln.global_size, ln.local_size)
+            if events is not None:
+                events.append(e)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Inputs in program order, already checked for shape and dtype by the caller."""
@@ -99,9 +130,7 @@ class Executor:
             if a.size:
                 cl.enqueue_copy(self.queue, self.buffers[spec.buffer], a, is_blocking=False)
         events = []
-        for launch, k in zip(self.program.launches, self._bound):
-            events.append(cl.enqueue_nd_range_kernel(self.queue, k, launch.global_size,
-                                                     launch.local_size))
+        self._enqueue(self._bound, self.buffers.__getitem__, events)
         outs = []
         for spec in self.program.outputs:
             out = np.empty(spec.shape, dtypes.by_name(spec.dtype).np)
@@ -124,33 +153,115 @@ class Executor:
         own buffers."""
         prog = self.program
         if not hasattr(self, "_dev_bound"):
-            self._dev_bound = [cl.Kernel(self.cl_program, ln.kernel) for ln in prog.launches]
-            for launch, k in zip(prog.launches, self._dev_bound):
-                for j, b in enumerate(launch.args):
-                    k.set_arg(j, self.buffers[b])
+            self._dev_bound = self._bind()
             viewed = {getattr(b, "arena", -1) for b in prog.buffers}
             self._copy_out = {s.buffer for s in prog.outputs
                               if getattr(prog.buffers[s.buffer], "arena", -1) >= 0
                               or s.buffer in viewed}
+            # where each substitutable buffer is a kernel argument: (kernel, position)
+            subst_ids = {s.buffer for s in prog.inputs} | {s.buffer for s in prog.outputs}
+            self._arg_sites = {}
+            for launch, k in zip(prog.launches, self._dev_bound):
+                for j, b in enumerate(launch.args):
+                    if b in subst_ids:
+                        self._arg_sites.setdefault(b, []).append((k, j))
+            self._fresh = [(s.buffer, prog.buffers[s.buffer].nbytes) for s in prog.outputs
+                           if s.buffer not in self._copy_out
+                           and prog.buffers[s.buffer].role == "output"]
+            self._in_ids = [s.buffer for s in prog.inputs]
+            self._out_ids = [s.buffer for s in prog.outputs]
         ctx, mf = self.device.context, cl.mem_flags
-        subst = {spec.buffer: b for spec, b in zip(prog.inputs, inputs)}
-        for spec in prog.outputs:
-            if (spec.buffer not in subst and spec.buffer not in self._copy_out
-                    and prog.buffers[spec.buffer].role == "output"):
-                subst[spec.buffer] = cl.Buffer(ctx, mf.READ_WRITE, prog.buffers[spec.buffer].nbytes)
-        for launch, k in zip(prog.launches, self._dev_bound):
-            for j, b in enumerate(launch.args):
-                if b in subst:
-                    k.set_arg(j, subst[b])
-            cl.enqueue_nd_range_kernel(self.queue, k, launch.global_size, launch.local_size)
+        subst = dict(zip(self._in_ids, inputs))
+        for b, nbytes in self._fresh:
+            if b not in subst:
+                subst[b] = cl.Buffer(ctx, mf.READ_WRITE, nbytes)
+        sites = self._arg_sites
+        for b, buf in subst.items():
+            for k, j in sites.get(b, ()):
+                k.set_arg(j, buf)
+        if prog.loops:
+            buffers = self.buffers
+            self._enqueue(self._dev_bound, lambda b: subst[b] if b in subst else buffers[b])
+        else:
+            q, launches = self.queue, prog.launches
+            for ln, k in zip(launches, self._dev_bound):
+                cl.enqueue_nd_range_kernel(q, k, ln.global_size, ln.local_size)
         for b in self._copy_out:
             if b not in subst:
                 nbytes = prog.buffers[b].nbytes
                 subst[b] = cl.Buffer(ctx, mf.READ_WRITE, nbytes)
                 cl.enqueue_copy(self.queue, subst[b], self.buffers[b], byte_count=nbytes)
-        return [subst.get(spec.buffer, self.buffers[spec.buffer]) for spec in prog.outputs]
+        return [subst[b] if b in subst else self.buffers[b] for b in self._out_ids]
 
     def timed_run(self, arrays):
         t = time.perf_counter()
         out = self.run(arrays)
         return out, time.perf_counter() - t
+
+
+def _copy(queue, dst: cl.Buffer, src: cl.Buffer, nbytes: int) -> None:
+    if dst is not src:
+        cl.enqueue_copy(queue, dst, src, byte_count=nbytes)
+
+
+class _LoopRunner:
+    """Runs one Program.loop on the host: cond and body are Executors of the loop's
+    programs over the enclosing program's cl.Program (built once), with the carry kept in
+    the body's input buffers and read by cond in place."""
+
+    def __init__(self, loop, parent: Executor):
+        self.loop, self.queue = loop, parent.queue
+        self.n = n = len(loop.outputs)
+        body_ext = {s.buffer for s in loop.body.inputs[n:]}
+        cond_ext = {s.buffer for s in loop.cond.inputs}
+        self.body = Executor(loop.body, parent.device, queue=parent.queue,
+                             cl_program=parent.cl_program, external=body_ext)
+        self.cond = Executor(loop.cond, parent.device, queue=parent.queue,
+                             cl_program=parent.cl_program, external=cond_ext)
+        self.carry_ids = [s.buffer for s in loop.body.inputs[:n]]
+        self.nbytes = [loop.body.buffers[b].nbytes for b in self.carry_ids]
+        self._sites = {}
+        for ex, ext in ((self.body, body_ext), (self.cond, cond_ext)):
+            for launch, k in zip(ex.program.launches, ex._bound):
+                for j, b in enumerate(launch.args):
+                    if b in ext:
+                        self._sites.setdefault((id(ex), b), []).append((k, j))
+        ctx = parent.device.context
+        # a body output that is another carry slot's buffer (a swap) goes through a spare
+        outs = [s.buffer for s in loop.body.outputs]
+        self.spare = {j: cl.Buffer(ctx, cl.mem_flags.READ_WRITE, self.nbytes[j])
+                      for j, b in enumerate(outs) if b in self.carry_ids and b != self.carry_ids[j]}
+        self.pred = np.zeros((), np.bool_)
+
+    def _bind(self, ex: Executor, subst: dict) -> None:
+        for b, buf in subst.items():
+            for k, j in self._sites.get((id(ex), b), ()):
+                k.set_arg(j, buf)
+
+    def run(self, buf) -> None:
+        lp, n, q = self.loop, self.n, self.queue
+        ins = [buf(b) for b in lp.inputs]
+        body, cond = self.body, self.cond
+        carry = [body.buffers[b] for b in self.carry_ids]
+        bsub = {s.buffer: ins[n + j] for j, s in enumerate(lp.body.inputs[n:])}
+        csub = {s.buffer: (carry[k] if k < n else ins[k]) for k, s in enumerate(lp.cond.inputs)}
+        self._bind(body, bsub)
+        self._bind(cond, csub)
+        bbuf = lambda b: bsub[b] if b in bsub else body.buffers[b]  # noqa: E731
+        cbuf = lambda b: csub[b] if b in csub else cond.buffers[b]  # noqa: E731
+        for i in range(n):
+            _copy(q, carry[i], ins[i], self.nbytes[i])
+        pred_buf = cbuf(lp.cond.outputs[0].buffer)
+        src = [bbuf(s.buffer) for s in lp.body.outputs]
+        while True:
+            cond._enqueue(cond._bound, cbuf)
+            cl.enqueue_copy(q, self.pred, pred_buf, is_blocking=True)
+            if not self.pred:
+                break
+            body._enqueue(body._bound, bbuf)
+            for j, spare in self.spare.items():
+                _copy(q, spare, src[j], self.nbytes[j])
+            for j in range(n):
+                _copy(q, carry[j], self.spare.get(j, src[j]), self.nbytes[j])
+        for i, b in enumerate(lp.outputs):
+            _copy(q, buf(b), carry[i], self.nbytes[i])

@@ -87,6 +87,9 @@ class VJPTrace(Trace):
     lift = pure
 
     def process_op(self, op, tracers, attrs, weak):
+        if op == "while" and any(t.node is not None for t in tracers):
+            from .control import refuse_reverse_mode
+            refuse_reverse_mode()
         ins = [t.primal for t in tracers]
         outs = bind_list(op, ins, attrs, weak)
         in_nodes = [t.node for t in tracers]
@@ -360,6 +363,9 @@ class JVPTrace(Trace):
     lift = pure
 
     def process_op(self, op, tracers, attrs, weak):
+        if op == "while":   # the tangents ride along in the loop's carry
+            from .control import jvp_while
+            return jvp_while(self, tracers, attrs)
         ins = [t.primal for t in tracers]
         outs = bind_list(op, ins, attrs, weak)
         tans = [t.tangent if _is_float(t.primal) else None for t in tracers]

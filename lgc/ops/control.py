@@ -1,0 +1,95 @@
+"""Structured control flow: the `while` op (jax.lax.while_loop with a traced condition).
+
+    %r0, %r1 = while(%c0, %c1, %k0) {cond = graph @cond(...) -> (bool[]) {...},
+                                     body = graph @body(...) -> (f32[], i32[]) {...}} : ...
+
+Inputs are the initial carry (one value per body output) followed by the loop's constants
+(values the condition or body read from outside, captured when tracing). `cond` and `body`
+are nested Graphs that both take (carry..., constants...); cond returns one scalar bool,
+body the next carry with the same types. Shapes are fixed, so the memory of every
+iteration is known; the runtime runs the loop on the host, reading the predicate back
+after each condition (lgc.runtime.executor). Batching, forward-mode and the refusal of
+reverse mode live with the tracing code (lgc/trace/control.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import dtypes
+from ..ir.graph import Graph, TensorType
+from ..ir.registry import REQUIRED, OpDef, OpError, register
+
+BOOL_SCALAR = TensorType(dtypes.bool_, ())
+
+
+def _types(ts) -> str:
+    return "(" + ", ".join(map(str, ts)) + ")"
+
+
+def _infer(types, attrs):
+    cond, body = attrs["cond"], attrs["body"]
+    for what, g in (("cond", cond), ("body", body)):
+        if not isinstance(g, Graph):
+            raise OpError(f"attribute {what!r} must be a graph, got {type(g).__name__}")
+        got = [v.type for v in g.inputs]
+        if got != list(types):
+            raise OpError(f"{what} graph takes {_types(got)}, the loop passes {_types(types)}")
+    n = len(body.outputs)
+    carry = list(types[:n])
+    if n > len(types):
+        raise OpError(f"body returns {n} values but the loop has only {len(types)} inputs")
+    if [v.type for v in body.outputs] != carry:
+        raise OpError(f"body returns {_types(v.type for v in body.outputs)}, the carry is "
+                      f"{_types(carry)}")
+    if [v.type for v in cond.outputs] != [BOOL_SCALAR]:
+        raise OpError(f"cond must return one bool[] scalar, it returns "
+                      f"{_types(v.type for v in cond.outputs)}")
+    return carry
+
+
+def run_reference(graph: Graph, arrays) -> list[np.ndarray]:
+    """A graph's outputs by each op's NumPy reference (nested loops included)."""
+    from ..ir import registry
+    env = dict(zip(graph.inputs, arrays))
+    for node in graph.nodes:
+        if node.op == "const":
+            env[node.output] = node.attrs["value"]
+            continue
+        outs = registry.get(node.op).reference([env[v] for v in node.inputs], node.attrs)
+        env.update(zip(node.outputs, outs))
+    return [np.asarray(env[v]) for v in graph.outputs]
+
+
+def _reference(xs, attrs):
+    cond, body = attrs["cond"], attrs["body"]
+    n = len(body.outputs)
+    carry, consts = [np.asarray(x) for x in xs[:n]], list(xs[n:])
+    while bool(run_reference(cond, carry + consts)[0]):
+        carry = [np.asarray(y, x.dtype) for y, x in zip(run_reference(body, carry + consts), carry)]
+    return carry
+
+
+class _HostLoop:
+    """No kernel of its own: lgc.codegen.program lowers cond and body into the same program
+    and the runtime runs the loop around their launches."""
+    alias = False
+    domain = None
+
+    def kernels(self, node, name):
+        raise NotImplementedError("the while op is lowered by lgc.codegen.program, not as a kernel")
+
+
+def _vjp(cts, ins, outs, attrs):
+    from ..trace.control import refuse_reverse_mode
+    refuse_reverse_mode()
+
+
+def _batch(vals, dims, attrs):
+    from ..trace.control import batch_while
+    return batch_while(vals, dims, attrs)
+
+
+register(OpDef("while", _infer, _reference, _HostLoop(), fusion="opaque",
+               attrs={"cond": REQUIRED, "body": REQUIRED}, num_inputs=(1, 1 << 30),
+               flops=lambda ins, outs, attrs: 0, vjp=_vjp, batch=_batch,
+               doc="while cond(carry, consts): carry = body(carry, consts)"))
