@@ -323,6 +323,24 @@ def test_artifact_backend_batches_in_chunks_and_checks_checksums(small_onnx, tmp
         LocalBackend(bad)
 
 
+def test_onnx_with_fixed_batch_one_and_undeclared_output_shapes(tmp_path):
+    import onnx
+    model = make_small_model(batch=1)
+    for o in model.graph.output:              # outputs without shapes: filled by shape inference
+        o.type.tensor_type.ClearField("shape")
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, path)
+    backend = LocalBackend(path, max_batch_size=3)
+    assert backend._chunk == 1 and backend.outputs[1].shape == (-1, 4)
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x[:1]})[1]
+    got = backend.infer({"x": x})["z"]
+    np.testing.assert_allclose(got[:1], want, rtol=1e-5, atol=1e-6)
+    for k in (1, 2):                           # each row run on its own
+        np.testing.assert_allclose(got[k:k + 1], ort.InferenceSession(str(path)).run(None, {"x": x[k:k + 1]})[1],
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_metadata_json_is_what_tritonclient_reads(small_onnx):
     backend = LocalBackend(small_onnx, max_batch_size=2)
     with TestClient(make_app(backend)) as c:

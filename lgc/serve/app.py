@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,6 +30,7 @@ from .protocol import ProtocolError, encode_infer_response, parse_infer_request
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
 EXTENSIONS = ["binary_tensor_data"]
+OFFLOAD_BYTES = 256 << 10   # bodies/outputs above this are coded in a worker thread
 
 
 @dataclass
@@ -144,8 +146,12 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         b = m.backend
         try:
             body = await _read_body(request, config.max_body_bytes)
-            req = parse_infer_request(body, request.headers.get("inference-header-content-length"),
-                                      b.inputs, b.outputs, b.max_batch_size)
+            args = (body, request.headers.get("inference-header-content-length"),
+                    b.inputs, b.outputs, b.max_batch_size)
+            # big JSON bodies take milliseconds to decode: off the event loop, so health
+            # checks and other requests are not held up
+            req = (await run_in_threadpool(parse_infer_request, *args) if len(body) > OFFLOAD_BYTES
+                   else parse_infer_request(*args))
         except ProtocolError as e:
             return ("too_large" if e.status == 413 else "bad_request"), _error(e.status, str(e))
         if not b.ready():
@@ -169,7 +175,10 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
             missing = [n for n, _ in req.outputs if n not in outs]
             if missing:
                 raise ValueError(f"the backend returned no output {missing[0]!r}")
-            content, headers = encode_infer_response(b.name, b.version, req.id, outs, req.outputs)
+            args = (b.name, b.version, req.id, outs, req.outputs)
+            big = sum(np.asarray(outs[n]).nbytes for n, _ in req.outputs) > OFFLOAD_BYTES
+            content, headers = (await run_in_threadpool(encode_infer_response, *args) if big
+                                else encode_infer_response(*args))
         except Exception as e:             # noqa: BLE001
             return "error", _error(500, f"model {b.name!r}: bad outputs: {e}")
         return "success", Response(content, headers=headers)

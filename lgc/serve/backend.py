@@ -135,8 +135,8 @@ class LocalBackend:
       compilation, a batch of n rows is padded (repeating its last row) up to the next
       bucket size (1, 2, 4, ... max_batch_size) and the padding rows are dropped from the
       outputs; `warmup()` compiles every bucket ahead of traffic.
-    - A fixed-shape artifact whose inputs and outputs all lead with the same size b
-      (typically 1): batched by running ceil(n / b) chunks one after another (the last chunk
+    - A fixed-shape artifact (or ONNX model) whose inputs and outputs all lead with the same
+      size b (typically 1): batched by running ceil(n / b) chunks one after another (the last chunk
       padded the same way). This saves queueing and HTTP overhead, not device time; for real
       batching compile the artifact with a larger b.
     - Anything else: max_batch_size = 0, shapes must match exactly.
@@ -161,16 +161,19 @@ class LocalBackend:
             self._model = None
             ins = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.inputs]
             outs = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.outputs]
-            lead = {sh[0] if sh else None for _, _, sh in ins + outs}
-            self._chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
         else:
             self._model = compile(source, device=device)
             assert isinstance(self._model, Model)
             self._exe = None
             ins = [(n, dt.np, _dyn(shape, n)) for n, (dt, shape) in self._model.inputs.items()]
-            outs = [(o.name,) + _onnx_out(o) for o in self._model.model.graph.output]
-            symbolic_lead = all(len(sh) >= 1 and sh[0] == -1 for _, _, sh in ins + outs)
-            self._chunk = -1 if symbolic_lead else 0   # -1: batch axis compiled per bucket
+            graph_outputs = self._model.model.graph.output
+            if any(not o.type.tensor_type.HasField("shape") for o in graph_outputs):
+                import onnx                             # undeclared output shapes: infer them
+                graph_outputs = onnx.shape_inference.infer_shapes(self._model.model).graph.output
+            outs = [(o.name,) + _onnx_out(o) for o in graph_outputs]
+        # the batch axis: -1 symbolic (compiled per bucket), b > 0 fixed (run in chunks), 0 none
+        lead = {sh[0] if sh else None for _, _, sh in ins + outs}
+        self._chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
         if batching is False or self._chunk == 0 or max_batch_size <= 0:
             self.max_batch_size = 0
         else:
