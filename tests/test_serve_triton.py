@@ -96,6 +96,19 @@ def test_tritonclient_errors_and_concurrent_requests(server, small_onnx):
     c.close()
 
 
+def test_drive_counts_correct_wrong_and_errors(server, small_onnx):
+    from lgc.serve.testing import drive
+    sess = ort.InferenceSession(str(small_onnx))
+    rng = np.random.default_rng(11)
+    feeds = [{"x": rng.standard_normal((2, 4)).astype(np.float32)} for _ in range(12)]
+    expected = [dict(zip(["y", "z"], sess.run(None, f))) for f in feeds]
+    expected[3] = {"z": expected[3]["z"] + 1}            # a wrong reference is caught as wrong
+    feeds[5] = {"x": np.ones((2, 5), np.float32)}         # a bad request is counted by status
+    counts = drive(server.url, "small", feeds, expected, concurrency=4, headers=TOKEN)
+    assert counts["correct"] == 10 and counts["wrong"] == 1 and counts["errors"] == {400: 1}
+    assert counts["lost"] == 0 and "shape [2, 5]" in counts["error_messages"][0]
+
+
 def _wait_live(url, proc, limit=60):
     import httpx
     deadline = time.monotonic() + limit
