@@ -4,8 +4,9 @@ What made SGEMM fast on PoCL (DESIGN.md, "Facts about PoCL"): B packed into colu
 of 16 ([..., ceil(N/16), K, 16], zero-padded past N), so that one work-item streams one
 contiguous panel while it holds a 4 x 16 tile of C in float8 accumulators; work-group size
 1, no local memory, `c += a * b` rather than `fma()`. Reading B unpacked (row stride N) ran
-at a fifth of the speed at 2048^3. A is read row by row, or from row panels of 4
-([ceil(M/4), K, 4]) when it is a constant and could be packed once at compile time (~10%).
+at a fifth of the speed at 2048^3 (44 against 211 GFLOP/s). A is read row by row (4 rows
+per tile), or, when it is a constant packed once at compile time (conv weights), from row
+panels of 4 ([K, 4] each), two panels per 8 x 16 tile.
 
 Ops (made only by lgc.codegen.cpu_lowering, after differentiation and batching):
   pack_panels(B)        B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
@@ -19,13 +20,13 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from .emit import Emitter, read, write
+from .emit import write
 from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
-from .templates import Pointwise
 
 PANEL = 16      # columns of B (and of a C tile) per panel
-ROWS = 4        # rows of A per packed panel and per C tile
+ROWS = 4        # rows of A per packed panel, and per C tile when A is read unpacked
+PACKED_TILE = 8  # rows per C tile when A is packed: two panels (8 x 16 beat 4 x 16 by ~10%)
 
 
 def _prod(xs) -> int:
@@ -65,19 +66,43 @@ def pack_panels_ref(xs, attrs):
     return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
 
 
-def _pack_body(em: Emitter):
-    x = em.inputs[0].shape
-    trans = em.node.attrs["trans"]
-    N = x[-2] if trans else x[-1]
-    *lead, p, k, j = em.coords
-    col = f"({p} * {PANEL} + {j})"
-    at = lead + ([f"min({col}, {N - 1})", k] if trans else [k, f"min({col}, {N - 1})"])
-    v = em.tmp(em.out_type().cl_compute, em.load(0, at))
-    em.store(f"({col} < {N} ? {v} : 0)")
+class PackGen:
+    """One work-item per panel row: 16 elements of B stored with one vstore16 (a vload16
+    from a row of B when the panel lies inside it)."""
+    alias = False
+
+    def kernels(self, node, name):
+        X, Y = node.inputs[0], node.outputs[0]
+        trans = node.attrs["trans"]
+        x = X.shape
+        K, N = (x[-1], x[-2]) if trans else (x[-2], x[-1])
+        NP, nb = _panels(N), _prod(x[:-2])
+        it = index_type_for(X.type.size, Y.type.size)
+        body = [f"const {it} k = ({it})get_global_id(0);",
+                f"const {it} p = ({it})get_global_id(1);",
+                f"const {it} b = ({it})get_global_id(2);",
+                f"__global const float* src = in0 + b * {K * N};",
+                f"__global float* dst = out0 + ((b * {NP} + p) * {K} + k) * {PANEL};"]
+        if trans:
+            lanes = [f"(p * 16 + {j} < {N} ? src[min(p * 16 + {j}, ({it}){N - 1}) * {K} + k] : 0.0f)"
+                     for j in range(PANEL)]
+            body.append(f"vstore16((float16)({', '.join(lanes)}), 0, dst);")
+        else:
+            full = f"vstore16(vload16(0, src + k * {N} + p * 16), 0, dst);"
+            if N % PANEL == 0:
+                body.append(full)
+            else:
+                lanes = [f"(p * 16 + {j} < {N} ? src[k * {N} + min(p * 16 + {j}, ({it}){N - 1})] : 0.0f)"
+                         for j in range(PANEL)]
+                body += [f"if (p * 16 + 16 <= {N}) {full}",
+                         f"else vstore16((float16)({', '.join(lanes)}), 0, dst);"]
+        return [Kernel(name, [Arg("in0", X), Arg("out0", Y, writable=True)], body,
+                       global_size=(K, NP, nb), local_size=None, index_type=it,
+                       node_name=node.name or "")]
 
 
-register(OpDef("pack_panels", _pack_infer, pack_panels_ref, Pointwise(_pack_body),
-               fusion="injective", num_inputs=1, attrs={"trans": 0},
+register(OpDef("pack_panels", _pack_infer, pack_panels_ref, PackGen(),
+               fusion="opaque", num_inputs=1, attrs={"trans": 0},
                vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
                doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
                    "(CPU lowering only)"))
@@ -117,32 +142,64 @@ def im2col_panels_ref(xs, attrs):
     return pack_panels_ref([col], {"trans": 0})
 
 
-def _im2col_body(em: Emitter):
-    x = em.inputs[0].shape
-    at = em.node.attrs
-    ks = tuple(at["kernel"])
-    s, pb, d, out = conv_geometry(x, ks, at)
-    it, P, KS = em.index_type, _prod(out), _prod(ks)
-    n, p, k, j = em.coords
-    pos = em.tmp(it, f"{p} * {PANEL} + {j}", "pos")
-    c = em.tmp(it, f"{k} / {KS}", "ch") if KS > 1 else k
-    kk = unravel(f"{k} % {KS}", ks) if KS > 1 else ["0"] * len(ks)
-    oo = unravel(pos, out)
-    inside, idx = [f"{pos} < {P}"], []
-    for i in range(len(ks)):
-        e = f"{oo[i]} * {s[i]} - {pb[i]} + {kk[i]} * {d[i]}"
-        v = em.tmp(it, e if (s[i], pb[i], ks[i]) != (1, 0, 1) else oo[i], "ix")
-        if pb[i] or ks[i] > 1:
-            inside.append(f"{v} >= 0 && {v} < {x[2 + i]}")
-            idx.append(f"clamp({v}, ({it})0, ({it}){x[2 + i] - 1})")
+class Im2colGen:
+    """One work-item per panel row: the 16 output positions of panel p read at one window
+    offset k of one channel, stored with one vstore16. The window offset is decoded once per
+    work-item; when the 16 positions lie in one output row and inside the image, with stride
+    1 along it, they are one vload16."""
+    alias = False
+
+    def kernels(self, node, name):
+        X, Y = node.inputs[0], node.outputs[0]
+        at = node.attrs
+        x, ks = X.shape, tuple(at["kernel"])
+        s, pb, d, out = conv_geometry(x, ks, at)
+        r, C, P, KS, S = len(ks), x[1], _prod(out), _prod(ks), x[2:]
+        NP = _panels(P)
+        it = index_type_for(X.type.size, Y.type.size)
+        body = [f"const {it} k = ({it})get_global_id(0);",
+                f"const {it} p = ({it})get_global_id(1);",
+                f"const {it} n = ({it})get_global_id(2);",
+                f"__global const float* src = in0 + (n * {C} + k / {KS}) * {_prod(S)};",
+                f"__global float* dst = out0 + ((n * {NP} + p) * {C * KS} + k) * {PANEL};"]
+        kk = unravel(f"k % {KS}", ks)
+        body += [f"const {it} kk{i} = {kk[i]};" for i in range(r)]
+
+        def lane(pos):
+            """(condition, index) of output position `pos` at window offset kk."""
+            oo = unravel(pos, out)
+            conds, idx = [f"{pos} < {P}"], []
+            for i in range(r):
+                e = f"({oo[i]} * {s[i]} - {pb[i]} + kk{i} * {d[i]})"
+                if pb[i] or ks[i] > 1 or (out[i] - 1) * s[i] >= S[i]:
+                    conds.append(f"{e} >= 0 && {e} < {S[i]}")
+                idx.append(f"clamp({e}, ({it})0, ({it}){S[i] - 1})")
+            flat = " + ".join(f"{idx[i]} * {_prod(S[i + 1:])}" for i in range(r))
+            return " && ".join(conds), flat
+
+        lanes = []
+        for j in range(PANEL):
+            cond, flat = lane(f"(p * 16 + {j})")
+            lanes.append(f"(({cond}) ? src[{flat}] : 0.0f)")
+        slow = f"vstore16((float16)({', '.join(lanes)}), 0, dst);"
+        OW = out[-1]
+        if s[-1] == 1 and OW >= PANEL:
+            # the fast case: 16 positions in one output row, every read inside the image
+            row_cond, row_flat = lane("(p * 16)")
+            ix0 = f"(p * 16) % {OW} - {pb[-1]} + kk{r - 1} * {d[-1]}"
+            body += [f"const {it} x0 = {ix0};",
+                     f"if ((p * 16) % {OW} + 16 <= {OW} && x0 >= 0 && x0 + 16 <= {S[-1]} && "
+                     f"{row_cond}) vstore16(vload16(0, src + {row_flat}), 0, dst);",
+                     f"else {slow}"]
         else:
-            idx.append(f"min({v}, ({it}){x[2 + i] - 1})")
-    v = em.tmp(em.out_type().cl_compute, em.load(0, [n, c] + idx))
-    em.store(f"(({' && '.join(inside)}) ? {v} : 0)")
+            body.append(slow)
+        return [Kernel(name, [Arg("in0", X), Arg("out0", Y, writable=True)], body,
+                       global_size=(C * KS, NP, x[0]), local_size=None, index_type=it,
+                       node_name=node.name or "")]
 
 
-register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref, Pointwise(_im2col_body),
-               fusion="injective", num_inputs=1,
+register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref, Im2colGen(),
+               fusion="opaque", num_inputs=1,
                attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
                vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
                doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
@@ -152,9 +209,10 @@ register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref, Pointwise(_im2
 # ---- matmul_panels --------------------------------------------------------------------------
 
 def pack_rows_ref(a: np.ndarray) -> np.ndarray:
-    """A [M, K] -> row panels [ceil(M/4), K, 4], zero-padded past row M (constants only)."""
+    """A [M, K] -> row panels [K, 4], zero-padded to whole tiles of PACKED_TILE rows
+    (constants only)."""
     M, K = a.shape
-    a = np.pad(a, [(0, _panels(M, ROWS) * ROWS - M), (0, 0)]).reshape(-1, ROWS, K)
+    a = np.pad(a, [(0, _panels(M, PACKED_TILE) * PACKED_TILE - M), (0, 0)]).reshape(-1, ROWS, K)
     return np.ascontiguousarray(np.swapaxes(a, 1, 2))
 
 
@@ -164,7 +222,7 @@ def _dims(types, attrs):
     K = bp[-2]
     if attrs["a_packed"]:
         ba, M = a[:-3], attrs["m"]
-        ok = a[-2:] == (K, ROWS) and a[-3] == _panels(M, ROWS)
+        ok = a[-2:] == (K, ROWS) and a[-3] * ROWS == _panels(M, PACKED_TILE) * PACKED_TILE
     else:
         ba, M = a[:-2], a[-2]
         ok = a[-1] == K
@@ -214,10 +272,10 @@ class PanelGemmGen:
         nb_rank = max(len(ba), len(bb))
         batch, nshape = out[:nb_rank], out[nb_rank + 1:]
         packed = bool(at["a_packed"])
-        TM = ROWS if packed else min(ROWS, M)
+        TM = PACKED_TILE if packed else min(ROWS, M)
         dt = C.dtype
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
-        a_size = _panels(M, ROWS) * ROWS * K if packed else M * K
+        a_size = _panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
         body = [f"const {it} pn = ({it})get_global_id(0);",
                 f"const {it} pm = ({it})get_global_id(1);",
                 f"const {it} b = ({it})get_global_id(2);",
@@ -226,7 +284,7 @@ class PanelGemmGen:
         body += batch_offsets(it, batch, [ba, bb], [("offa", a_size), ("offb", _panels(N) * K * PANEL)])
         body.append(f"__global const float* bq = in1 + offb + pn * {K * PANEL};")
         if packed:
-            body.append(f"__global const float* aq = in0 + offa + pm * {K * ROWS};")
+            body.append(f"__global const float* aq = in0 + offa + pm * {K * TM};")
         else:
             body += [f"__global const float* a{i} = in0 + offa + min(m0 + {i}, ({it}){M - 1}) * {K};"
                      for i in range(TM)]
@@ -238,7 +296,8 @@ class PanelGemmGen:
                  "  const float8 b0 = vload8(0, bq + k * 16), b1 = vload8(1, bq + k * 16);"]
         if packed:
             body.append("  const float4 av = vload4(k, aq);")
-            av = [f"av.s{i}" for i in range(TM)]
+            body.append(f"  const float4 aw = vload4(k, aq + {K * ROWS});")
+            av = [f"av.s{i}" for i in range(ROWS)] + [f"aw.s{i}" for i in range(ROWS)]
         else:
             av = [f"a{i}[k]" for i in range(TM)]
         for i in range(TM):

@@ -10,9 +10,12 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
 and integer dtypes, grouped and depthwise convs, matmuls too narrow for a panel, and
-problems too small for a packing launch to pay (`MIN_FLOPS`).
+problems too small for a packing launch to pay (`MIN_FLOPS`). LGC_CPU_PANELS=0 turns the
+rewrite off (the direct kernels then run everything, for comparisons).
 """
 from __future__ import annotations
+
+import os
 
 from ..ir import registry
 from ..ir.graph import Graph, Node
@@ -23,6 +26,7 @@ from .target import current_target
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
 MIN_N = 16               # narrower B: a panel would be mostly padding
+MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
 
 
 def _prod(xs) -> int:
@@ -35,7 +39,7 @@ def _prod(xs) -> int:
 def lower_for_cpu(graph: Graph, target=None) -> Graph:
     """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
     target = target or current_target()
-    if target.is_gpu:
+    if target.is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0":
         return graph
     consts = graph.constants()
     rw = Rewriter(graph)
@@ -79,7 +83,7 @@ def _matmul(rw: Rewriter, node: Node, consts) -> bool:
         return False
     if B in consts:
         bp = rw.const(cpu_gemm.pack_panels_ref([consts[B]], {"trans": trans})[0], B.name)
-    elif flops >= MIN_FLOPS and M >= 4:
+    elif flops >= MIN_FLOPS and M >= MIN_M:
         bp = rw.op("pack_panels", [B], {"trans": trans}, name=node.name)
     else:
         return False
@@ -97,8 +101,14 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     P = _prod(out.shape[2:])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
-    bp = rw.op("im2col_panels", [X], {"kernel": tuple(ks), "strides": at["strides"], "pads": at["pads"],
-                                      "dilations": at["dilations"]}, name=node.name)
+    pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
+    if pointwise:      # the image is already B: [N, C, P] packed as it stands
+        flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
+        bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)
+    else:
+        bp = rw.op("im2col_panels", [X], {"kernel": tuple(ks), "strides": at["strides"],
+                                          "pads": at["pads"], "dilations": at["dilations"]},
+                   name=node.name)
     attrs = {"m": M, "n": P, "out_shape": out.shape}
     if W in consts:
         a = rw.const(cpu_gemm.pack_rows_ref(consts[W].reshape(M, KK)), W.name)

@@ -1,0 +1,153 @@
+"""The CPU packed-panel GEMM (lgc.codegen.cpu_gemm, cpu_lowering) against NumPy.
+
+Shapes are chosen awkward on purpose: M, N, K not multiples of the 4 x 16 tile, K = 1,
+batches that broadcast, transposed B, and fused epilogues (bias, activation, residual).
+Each case checks that the rewrite really put the op on the panel kernel, so a silent fall
+back to the direct kernels cannot pass for it.
+"""
+import numpy as np
+import pytest
+
+from lgc.api import Executable
+from lgc.codegen import cpu_lowering
+from lgc.codegen.cpu_gemm import im2col_panels_ref, pack_panels_ref, pack_rows_ref
+from lgc.codegen.program import lower
+from lgc.codegen.target import GFX803
+from lgc.ir import dtypes
+from lgc.ir.builder import GraphBuilder
+from lgc.ir.graph import TensorType
+from lgc.ops.nn import _conv_ref
+
+F32 = dtypes.by_name("f32")
+
+
+@pytest.fixture(autouse=True)
+def always_pack(monkeypatch):
+    """Small problems take the panel path too (in use it starts at cpu_lowering.MIN_FLOPS)."""
+    monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 0)
+    monkeypatch.setattr(cpu_lowering, "MIN_N", 1)
+    monkeypatch.setattr(cpu_lowering, "MIN_M", 1)
+
+
+def run(graph, feeds):
+    program = lower(graph)
+    assert any("matmul_panels" in k for k in program.kernel_names), program.kernel_names
+    return Executable(program, graph).run(feeds)
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_pack_refs():
+    b = np.arange(3 * 5 * 18, dtype=np.float32).reshape(3, 5, 18)
+    p = pack_panels_ref([b], {"trans": 0})[0]
+    assert p.shape == (3, 2, 5, 16)
+    np.testing.assert_array_equal(p[:, 1, :, :2], b[:, :, 16:])
+    assert not p[:, 1, :, 2:].any()
+    pt = pack_panels_ref([np.swapaxes(b, 1, 2).copy()], {"trans": 1})[0]
+    np.testing.assert_array_equal(pt, p)
+    a = np.arange(6 * 7, dtype=np.float32).reshape(6, 7)
+    r = pack_rows_ref(a)
+    assert r.shape == (2, 7, 4)   # 6 rows padded to one tile of 8: two panels
+    np.testing.assert_array_equal(r[1, :, :2], a[4:].T)
+    assert not r[1, :, 2:].any()
+
+
+def test_im2col_ref_is_the_conv():
+    rng = np.random.default_rng(0)
+    x, w = rand(rng, (2, 3, 9, 8)), rand(rng, (5, 3, 3, 2))
+    at = {"kernel": (3, 2), "strides": (2, 1), "pads": (1, 0, 2, 1), "dilations": (1, 2)}
+    cols = im2col_panels_ref([x], at)[0]                     # [N, NP, C*KS, 16]
+    y = _conv_ref([x, w], {"strides": (2, 1), "pads": (1, 0, 2, 1), "dilations": (1, 2), "group": 1})[0]
+    P = y.shape[2] * y.shape[3]
+    col = np.moveaxis(cols, 1, 2).reshape(2, 18, -1)[:, :, :P]
+    np.testing.assert_allclose(w.reshape(5, -1) @ col, y.reshape(2, 5, P), rtol=1e-5, atol=1e-5)
+
+
+MATMULS = [  # (M, K, N, batch A, batch B, trans_b, B constant)
+    (1, 1, 1, (), (), 0, False),
+    (5, 1, 17, (), (), 0, False),
+    (33, 17, 50, (), (), 0, True),
+    (4, 64, 16, (), (), 1, False),
+    (7, 300, 129, (), (), 1, True),
+    (9, 20, 31, (2, 3), (3,), 0, False),
+    (6, 13, 40, (3,), (2, 1), 1, False),
+    (3, 8, 20, (2,), (), 0, True),
+]
+
+
+@pytest.mark.parametrize("M,K,N,ba,bb,trans,const", MATMULS)
+def test_matmul(M, K, N, ba, bb, trans, const):
+    rng = np.random.default_rng(M * 1000 + K + N)
+    a = rand(rng, ba + (M, K))
+    b = rand(rng, bb + ((N, K) if trans else (K, N)))
+    g = GraphBuilder("mm")
+    x = g.input("a", TensorType(F32, a.shape))
+    y = g.const(b) if const else g.input("b", TensorType(F32, b.shape))
+    graph = g.build([g.op("matmul", [x, y], {"trans_b": trans})])
+    feeds = {"a": a} if const else {"a": a, "b": b}
+    got = list(run(graph, feeds).values())[0]
+    want = np.matmul(a.astype(np.float64), np.swapaxes(b, -1, -2) if trans else b)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+def test_matmul_epilogue_bias_relu_residual():
+    """bias + relu + residual fuse into the panel kernel (one launch besides none for
+    packing: B is a constant, packed at compile time)."""
+    rng = np.random.default_rng(1)
+    a, w, bias, r = rand(rng, (2, 19, 23)), rand(rng, (23, 37)), rand(rng, (37,)), rand(rng, (2, 19, 37))
+    g = GraphBuilder("ep")
+    x, res = g.input("a", TensorType(F32, a.shape)), g.input("r", TensorType(F32, r.shape))
+    t = g.op("relu", [g.op("add", [g.op("matmul", [x, g.const(w)]), g.const(bias)])])
+    graph = g.build([g.op("add", [t, res])])
+    program = lower(graph)
+    assert len(program.launches) == 1, [ln.kernel for ln in program.launches]
+    got = list(Executable(program, graph).run({"a": a, "r": r}).values())[0]
+    want = np.maximum(a.astype(np.float64) @ w + bias, 0) + r
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+CONVS = [  # x shape, w shape, attrs, W constant, bias
+    ((1, 3, 10, 10), (5, 3, 3, 3), {"pads": (1, 1, 1, 1)}, True, True),
+    ((2, 8, 9, 11), (7, 8, 3, 3), {"strides": (2, 2), "pads": (1, 0, 1, 2)}, False, False),
+    ((1, 16, 7, 7), (33, 16, 1, 1), {}, True, False),
+    ((1, 16, 9, 9), (20, 16, 1, 1), {"strides": (2, 2)}, True, True),
+    ((2, 4, 20), (6, 4, 5), {"dilations": (2,), "pads": (2, 2)}, True, True),
+    ((1, 3, 23, 23), (8, 3, 7, 7), {"strides": (2, 2), "pads": (3, 3, 3, 3)}, True, True),
+    ((1, 1, 4, 5), (3, 1, 1, 1), {}, True, False),                                  # K = 1
+    ((1, 2, 3, 4, 5), (4, 2, 2, 3, 2), {"pads": (0, 1, 1, 1, 0, 0)}, True, True),    # 3-D
+]
+
+
+@pytest.mark.parametrize("xs,ws,at,const,bias", CONVS)
+def test_conv_relu_residual(xs, ws, at, const, bias):
+    rng = np.random.default_rng(len(xs) + ws[0])
+    x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, (ws[0],))
+    full = {"strides": (), "pads": (), "dilations": (), "group": 1, **at}
+    y = _conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    r = rand(rng, y.shape)
+    g = GraphBuilder("conv")
+    xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, r.shape))
+    wv = g.const(w) if const else g.input("w", TensorType(F32, ws))
+    c = g.op("conv", [xv, wv] + ([g.const(b)] if bias else []), at)
+    graph = g.build([g.op("add", [g.op("relu", [c]), rv])])
+    feeds = {"x": x, "r": r} | ({} if const else {"w": w})
+    got = list(run(graph, feeds).values())[0]
+    np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
+
+
+def test_gpu_and_other_dtypes_keep_their_kernels():
+    g = GraphBuilder("mm")
+    x = g.input("a", TensorType(F32, (64, 64)))
+    graph = g.build([g.op("matmul", [x, g.const(np.ones((64, 64), np.float32))])])
+    assert cpu_lowering.lower_for_cpu(graph, GFX803) is graph
+    h = GraphBuilder("mm16")
+    f16 = dtypes.by_name("f16")
+    x = h.input("a", TensorType(f16, (64, 64)))
+    graph = h.build([h.op("matmul", [x, h.const(np.ones((64, 64), np.float16))])])
+    assert cpu_lowering.lower_for_cpu(graph) is graph
+    g = GraphBuilder("dw")
+    x = g.input("x", TensorType(F32, (1, 8, 16, 16)))
+    graph = g.build([g.op("conv", [x, g.const(np.ones((8, 1, 3, 3), np.float32))], {"group": 8})])
+    assert cpu_lowering.lower_for_cpu(graph) is graph
