@@ -543,11 +543,40 @@ OPS["log_softmax"].jvp = lambda tans, ins, outs, attrs: [   # J = I - 1 softmax^
 OPS["cumsum"].vjp = _cumsum_vjp
 OPS["topk"].vjp = _topk_vjp
 def _cumprod_vjp(cts, ins, outs, attrs):
-    """d y_i / d x_j = y_i / x_j for the j in y_i's product: a running sum of g * y the
-    other way, divided by x (undefined where an element is zero, as reduce_prod's)."""
+    """Exact where elements are zero (no division by x). For the inclusive forward scan
+    y_i = x_0 ... x_i, dL/dx_j = E_j R_j with E_j = x_0 ... x_{j-1} (an exclusive cumprod)
+    and R_j = g_j + x_{j+1} R_{j+1}, a linear recurrence solved by log2(n) doubling steps
+    over (a, b) pairs (b_j += a_j b_{j+s}; a_j *= a_{j+s}), all of it mul, add and shifts,
+    so higher orders work too. Reverse scans are flipped; an exclusive scan is the
+    inclusive scan of x shifted by one (a leading 1)."""
     from ..trace.core import bind
-    return [bind("cumsum", cts[0] * outs[0], axis=attrs["axis"], exclusive=attrs["exclusive"],
-                 reverse=1 - attrs["reverse"]) / ins[0]]
+    lnp = _lnp()
+    axis, x, g = attrs["axis"], ins[0], cts[0]
+    n = x.shape[axis]
+    if n == 0:
+        return [lnp.zeros_like(x)]
+    x, g = lnp.moveaxis(x, axis, -1), lnp.moveaxis(lnp.astype(g, x.dtype), axis, -1)
+    if attrs["reverse"]:
+        x, g = lnp.flip(x, -1), lnp.flip(g, -1)
+
+    def shift(v, s, fill):   # v_{j+s}, `fill` past the end
+        pad = lnp.full_like(v[..., :min(s, n)], fill)
+        return lnp.concatenate([v[..., s:], pad], axis=-1) if s < n else pad
+
+    xs = shift(lnp.flip(x, -1), 1, 1.0)[..., ::-1] if attrs["exclusive"] else x
+    e = bind("cumprod", xs, axis=xs.ndim - 1, exclusive=1, reverse=0)
+    a, b, s = shift(xs, 1, 0.0), g, 1
+    while s < n:
+        b = b + a * shift(b, s, 0.0)
+        if 2 * s < n:
+            a = a * shift(a, s, 0.0)
+        s *= 2
+    dx = e * b
+    if attrs["exclusive"]:   # x_k is xs_{k+1}; the last x takes no part
+        dx = shift(dx, 1, 0.0)
+    if attrs["reverse"]:
+        dx = lnp.flip(dx, -1)
+    return [lnp.moveaxis(dx, -1, axis)]
 
 
 OPS["cumprod"].vjp = _cumprod_vjp
