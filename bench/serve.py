@@ -44,8 +44,11 @@ try:                                   # the Ray helper's factory, when lgc.clus
 except ImportError:
     pass
 
-# name -> (max_batch_size, max_wait_ms)
-CONFIGS = {"batched": (8, 0.0), "batched-wait2ms": (8, 2.0), "unbatched": (0, 0.0)}
+# name -> (max_batch_size, max_wait_ms, uvicorn http, uvicorn loop); "auto" takes httptools and
+# uvloop when installed (uvicorn[standard]), else h11 and asyncio
+CONFIGS = {"batched": (8, 0.0, "auto", "auto"), "batched-wait2ms": (8, 2.0, "auto", "auto"),
+           "unbatched": (0, 0.0, "auto", "auto"),
+           "batched-h11": (8, 0.0, "h11", "asyncio"), "batched-httptools": (8, 0.0, "httptools", "uvloop")}
 
 
 def _model_path(name: str, tmp: str) -> str:
@@ -189,11 +192,11 @@ def main() -> None:
     servers, apps, bodies, backends = {}, {}, {}, {}
     try:
         for name in names:
-            max_batch, wait = CONFIGS[name]
+            max_batch, wait, http, loop = CONFIGS[name]
             say(f"{name}: starting ({args.backend} backend, max batch {max_batch}) ...")
             backends[name] = b = FACTORIES[args.backend](path, max_batch)
             apps[name] = make_app(b, ServeConfig(max_wait_ms=wait, queue_size=4 * args.concurrency + 8))
-            servers[name] = ThreadedServer(apps[name]).__enter__()
+            servers[name] = ThreadedServer(apps[name], http=http, loop=loop).__enter__()
             bodies[name] = _request_body(b, args.batch)
             r = _run_load(servers[name].url, bodies[name][0], bodies[name][1], 2, 4)  # warm-up
             if r["errors"]:

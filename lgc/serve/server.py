@@ -20,11 +20,12 @@ class ThreadedServer:
     Leaving the block stops uvicorn, which runs the app's shutdown (closing its backends).
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None,
+                 http: str = "auto", loop: str = "auto"):
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")
+                                access_log=False, lifespan="on", http=http, loop=loop)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="lgc-serve-uvicorn")
 
