@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import lgc
 from lgc.distributed.graphs import load_graph
-from lgc.distributed.shard import (compile_stages, live_across, read_stages, schedule, split,
-                                   tensor_names)
+from lgc.distributed.shard import (compile_stages, live_across, load_stages, read_stages,
+                                   run_stages, schedule, split, tensor_names)
 from lgc.errors import InputError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
@@ -35,7 +35,7 @@ def skip_model():
     return m
 
 
-def run_stages(stages, feeds):
+def compile_and_run(stages, feeds):
     for st in stages:
         exe = lgc.compile(st.graph)
         assert exe.input_names == st.receives and exe.output_names == st.sends
@@ -59,7 +59,7 @@ def test_every_cut_of_a_small_graph_equals_the_whole():
         for a_st, b_st in zip(stages, stages[1:]):     # sends feed the next stage by name
             assert a_st.sends == b_st.receives
         assert stages[0].receives == ["x"] and stages[-1].sends == ["a", "c"]
-        got = run_stages(stages, {"x": x})
+        got = compile_and_run(stages, {"x": x})
         for k in want:
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"cuts {cuts}, output {k}")
     # x is read by the last node, so it passes through every cut; a is a graph output
@@ -115,6 +115,8 @@ def test_resnet50_stage_artifacts_equal_the_whole_model(tmp_path):
         assert list(feeds) == [t["name"] for t in st["sends"]]
         for t in st["sends"]:
             assert list(feeds[t["name"]].shape) == t["shape"]
+    again = run_stages(load_stages(tmp_path), {"gpu_0/data_0": x})
+    np.testing.assert_array_equal(again[next(iter(again))], feeds[next(iter(again))])
     whole = lgc.compile(g).run({"gpu_0/data_0": x})
     ref = ort.InferenceSession(m.SerializeToString()).run(None, {"gpu_0/data_0": x})[0]
     (name, want), = whole.items()

@@ -22,6 +22,9 @@ API
     (see STAGES_SCHEMA below) into out_dir; returns the artifact paths in stage order.
 `compile_from_plan(model_path, plan_path, out_dir, device=None) -> list[Path]`
     The same for the cuts recorded in a plan file from `lgc plan` (lgc/distributed/planner.py).
+`read_stages(dir) -> dict`, `load_stages(dir, device=None) -> list[Executable]`,
+`run_stages(executables, feeds) -> dict`
+    Read and check stages.json; load the stage artifacts (checked); run them in sequence.
 
 Interface between stages (pass-through): the tensors stage k sends are exactly the tensors
 stage k+1 receives, with the same names and order. Stage 0 receives the graph's inputs
@@ -283,6 +286,32 @@ def read_stages(path) -> dict:
             raise InputError(f"{p}: stage {st['index']} artifact {art.name} does not match its "
                              f"checksum (rebuilt or tampered with)")
     return doc
+
+
+def load_stages(path, device=None) -> list:
+    """The stage Executables of a directory written by compile_stages, checked against
+    stages.json (checksums, and each artifact's inputs/outputs equal its receives/sends)."""
+    from ..api import load
+    p = Path(path)
+    doc = read_stages(p)
+    base = p if p.is_dir() else p.parent
+    exes = []
+    for st in doc["stages"]:
+        exe = load(base / st["artifact"], device)
+        if exe.input_names != [t["name"] for t in st["receives"]] or \
+                exe.output_names != [t["name"] for t in st["sends"]]:
+            raise InputError(f"{st['artifact']}: its inputs/outputs are not the tensors "
+                             f"stages.json says stage {st['index']} receives and sends")
+        exes.append(exe)
+    return exes
+
+
+def run_stages(stages, feeds: dict) -> dict:
+    """Run stage Executables in sequence, in one process: each one's outputs are the next
+    one's inputs by name. The reference a distributed runner must agree with."""
+    for exe in stages:
+        feeds = exe.run(feeds)
+    return feeds
 
 
 def compile_from_plan(model_path, plan_path, out_dir, device=None, progress=None) -> list[Path]:
