@@ -17,8 +17,8 @@ the cuts minimizing the slowest stage, subject to each worker's memory (weights 
 activations); a second pass finds, among the splits with that bottleneck, the one of least
 latency. Stages go to workers in sequence order. With order="auto" (the default) every
 distinct sequence of worker kinds (kind, memory, efficiency, kernel times) is tried when
-there are at most MAX_ORDERINGS of them (a homogeneous cluster has one), else the given
-order is used; order="given" always keeps it. With `stages=None` every S from 1 to the
+there are at most MAX_ORDERINGS of them and their DPs fit a work budget (ORDERING_WORK table
+cells per stage count; a homogeneous cluster has one sequence), else the given order is used; order="given" always keeps it. With `stages=None` every S from 1 to the
 number of workers is tried, and the plan with the highest throughput (then the lowest
 latency) wins: pipelining pays only when transfers are cheap next to compute. Workers not
 holding a stage are handed out one at a time to the stage with the least capacity that
@@ -45,6 +45,7 @@ from .shard import fingerprint
 PLAN_FORMAT = "lgc-plan"
 PLAN_VERSION = 1
 MAX_ORDERINGS = 1000
+ORDERING_WORK = 3e8        # at most this many table cells per stage count for ordering search
 INF = float("inf")
 _TOL = 1e-9
 
@@ -251,7 +252,7 @@ def plan(source, workers: list[Worker], link: Link = Link(), stages: int | None 
     candidates = []
     for S in counts:
         found = None
-        for seq in _sequences(workers, S, order):
+        for seq in _sequences(workers, S, order, int(ORDERING_WORK // (S * (cm.n + 1) ** 2))):
             r = best_split(prob, seq)
             if r is not None and (found is None or r[0] < found[0][0] * (1 - _TOL)
                                   or (r[0] <= found[0][0] * (1 + _TOL) and r[1] < found[0][1])):
@@ -274,10 +275,12 @@ def plan(source, workers: list[Worker], link: Link = Link(), stages: int | None 
     return best
 
 
-def _sequences(workers: list[Worker], S: int, order: str):
-    """Worker sequences of length S to try: distinct kinds' orderings when few, else given."""
+def _sequences(workers: list[Worker], S: int, order: str, budget: int = MAX_ORDERINGS):
+    """Worker sequences of length S to try: distinct kinds' orderings when few (at most
+    min(MAX_ORDERINGS, budget)), else the given order."""
     given = workers[:S]
-    if order == "given":
+    limit = min(MAX_ORDERINGS, budget)
+    if order == "given" or limit < 2:
         return [given]
     groups: dict = {}
     for w in workers:
@@ -286,7 +289,7 @@ def _sequences(workers: list[Worker], S: int, order: str):
     out: list[list[Worker]] = []
 
     def rec(seq, left):
-        if len(out) > MAX_ORDERINGS:
+        if len(out) > limit:
             return
         if len(seq) == S:
             used: dict = {}
@@ -303,7 +306,7 @@ def _sequences(workers: list[Worker], S: int, order: str):
                 left[k] += 1
 
     rec([], [len(groups[k]) for k in keys])
-    return out if len(out) <= MAX_ORDERINGS else [given]
+    return out if len(out) <= limit else [given]
 
 
 def _assemble(prob: Problem, seq: list[Worker], cuts: list[int], workers: list[Worker],
