@@ -84,6 +84,9 @@ def test_protocol_routes():
         np.testing.assert_array_equal(_y(r), x * 2 + 1)
         b.is_ready = False
         assert c.get("/v2/health/ready").status_code == 503
+        b.ready = lambda: 1 / 0                  # a failing probe reads as not ready
+        assert c.get("/v2/health/ready").status_code == 503
+        del b.ready
         assert c.get("/v2/models/m/ready").status_code == 503
         r = c.post("/v2/models/m/infer", json=GOOD)
         assert r.status_code == 503 and "not ready" in r.json()["error"]

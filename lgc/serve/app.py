@@ -103,7 +103,7 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         return JSONResponse({"live": True})
 
     async def ready(request):
-        ok = all(m.backend.ready() for m in models.values())
+        ok = all(_is_ready(m.backend) for m in models.values())
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     async def server_metadata(request):
@@ -127,18 +127,18 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
             m = find(request)
         except ProtocolError as e:
             return _error(e.status, str(e))
-        ok = m.backend.ready()
+        ok = _is_ready(m.backend)
         return JSONResponse({"name": m.backend.name, "ready": ok}, status_code=200 if ok else 503)
 
     async def infer(request: Request):
         t0 = time.monotonic()
         label = request.path_params["name"]
-        outcome, response = await _infer(request)
+        outcome, response = await _infer(request, t0)
         metrics.observe_request(label if label in models else "<unknown>", outcome,
                                 time.monotonic() - t0)
         return response
 
-    async def _infer(request: Request):
+    async def _infer(request: Request, t0: float):
         try:
             m = find(request)
         except ProtocolError as e:
@@ -154,7 +154,7 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
                    else parse_infer_request(*args))
         except ProtocolError as e:
             return ("too_large" if e.status == 413 else "bad_request"), _error(e.status, str(e))
-        if not b.ready():
+        if not _is_ready(b):
             return "not_ready", _error(503, f"model {b.name!r} is not ready")
         try:
             fut = m.batcher.submit(req.inputs)
@@ -162,7 +162,11 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
             return "queue_full", _error(503, str(e), {"retry-after": "1"})
         waited = asyncio.wrap_future(fut)
         try:
-            outs = await asyncio.wait_for(asyncio.shield(waited), config.timeout_s)
+            left = config.timeout_s - (time.monotonic() - t0)      # the limit runs from arrival
+            outs = await asyncio.wait_for(asyncio.shield(waited), max(left, 0.0))
+        except asyncio.CancelledError:
+            m.batcher.abandon(fut)          # the client went away: do not run it for nobody
+            raise
         except asyncio.TimeoutError:
             m.batcher.abandon(fut)          # dropped if its batch has not started
             return "timeout", _error(504, f"model {b.name!r}: no answer within "
@@ -206,7 +210,10 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         yield
         close_models(models)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def unexpected(request, exc):
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: unexpected})
     app.state.models = models
     app.state.metrics = metrics
     app.state.config = config
@@ -214,6 +221,14 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         app.add_middleware(_BearerAuth, token=config.token, metrics=metrics)
     app.add_middleware(_JsonErrors)
     return app
+
+
+def _is_ready(backend) -> bool:
+    """backend.ready(), with a failing probe read as not ready."""
+    try:
+        return bool(backend.ready())
+    except Exception:                      # noqa: BLE001
+        return False
 
 
 def close_models(models: dict) -> None:
