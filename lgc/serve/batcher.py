@@ -99,7 +99,7 @@ class Batcher:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(QueueFull(f"model {self.backend.name!r} is shutting down"))
         self._thread.join(timeout=5)
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown(wait=False)     # a hung backend call must not hang the shutdown
 
     # -- dispatcher thread -----------------------------------------------------------------
     def _dispatch(self) -> None:
