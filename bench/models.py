@@ -5,8 +5,11 @@ in this process, timed interleaved (lgc, ort, lgc, ort, ...) after warm-up; prin
 median latency of each, the ratio lgc/ort, compile and first-run times and the largest
 difference between the two outputs relative to the largest output (a final Softmax, one-hot
 with random weights, also exposes its input so the logits are compared). Targets (issue 4): ResNet-50 <= 2x, every model <= 3x.
+--direct adds a third peer to the same interleaved runs: lgc compiled with LGC_CPU_PANELS=0
+(matmul and conv on the direct kernels instead of the packed-panel GEMM), a before/after
+comparison that the machine's load cannot skew.
 
-    python bench/models.py [--models resnet50,vgg19] [--runs 10] [--json out.json]
+    python bench/models.py [--models resnet50,vgg19] [--runs 10] [--direct] [--json out.json]
 """
 from __future__ import annotations
 
@@ -19,7 +22,25 @@ import numpy as np
 from common import interleaved, load, say, write_json
 
 
-def bench_model(name: str, runs: int, seed: int = 0) -> dict:
+def _compile(model, direct: bool):
+    """An executable of `model`; direct: with the CPU panel-GEMM rewrite off."""
+    import os
+
+    import lgc
+    old = os.environ.get("LGC_CPU_PANELS")
+    os.environ["LGC_CPU_PANELS"] = "0" if direct else (old or "1")
+    try:
+        m = lgc.Model(model)
+        types = m.default_types()
+        return m.executable(types), types
+    finally:
+        if old is None:
+            os.environ.pop("LGC_CPU_PANELS")
+        else:
+            os.environ["LGC_CPU_PANELS"] = old
+
+
+def bench_model(name: str, runs: int, seed: int = 0, direct: bool = False) -> dict:
     import onnx
     import onnxruntime as ort
     from random_weights import light_model_path, randomize
@@ -35,9 +56,7 @@ def bench_model(name: str, runs: int, seed: int = 0) -> dict:
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
     t = time.perf_counter()
-    m = lgc.Model(model)
-    types = m.default_types()
-    exe = m.executable(types)
+    exe, types = _compile(model, False)
     t_compile = time.perf_counter() - t
     rng = np.random.default_rng(seed)
     feeds = {k: rng.standard_normal(tt.shape).astype(tt.dtype.np) for k, tt in types.items()}
@@ -46,12 +65,21 @@ def bench_model(name: str, runs: int, seed: int = 0) -> dict:
     t_first = time.perf_counter() - t
     want = sess.run(None, feeds)
     err = max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) or 1.0)) for g, w in zip(got, want))
+    peers = {"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}
+    if direct:
+        exe0, _ = _compile(model, True)
+        peers["direct"] = lambda: exe0.run(feeds)
     for _ in range(2):  # warm-up
-        exe.run(feeds)
-        sess.run(None, feeds)
-    times = interleaved({"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}, runs)
+        for fn in peers.values():
+            fn()
+    times = interleaved(peers, runs)
     lg, rt = float(np.median(times["lgc"])), float(np.median(times["ort"]))
-    return {"model": name, "lgc_ms": lg * 1e3, "ort_ms": rt * 1e3, "ratio": lg / rt,
+    extra = {}
+    if direct:
+        d = float(np.median(times["direct"]))
+        extra = {"direct_ms": d * 1e3, "direct_ratio": d / rt,
+                 "direct_times_ms": [x * 1e3 for x in times["direct"]]}
+    return {"model": name, "lgc_ms": lg * 1e3, "ort_ms": rt * 1e3, "ratio": lg / rt, **extra,
             "compile_s": t_compile, "first_run_s": t_first, "max_rel_diff": err,
             "kernels": len(exe.program.kernel_names), "launches": len(exe.program.launches),
             "lgc_times_ms": [x * 1e3 for x in times["lgc"]],
@@ -63,6 +91,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(LIGHT_MODELS))
     ap.add_argument("--runs", type=int, default=10, help="timed runs of each, interleaved")
+    ap.add_argument("--direct", action="store_true",
+                    help="also time lgc with LGC_CPU_PANELS=0 (the direct kernels), interleaved")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     import lgc
@@ -75,7 +105,7 @@ def main():
     for name in args.models.split(","):
         say(f"{name} ...")
         try:
-            r = bench_model(name, args.runs)
+            r = bench_model(name, args.runs, direct=args.direct)
         except Exception as e:  # report and go on: one model must not hide the others
             r = {"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
             print(f"{name:<14} failed: {r['error']}", flush=True)
@@ -86,6 +116,9 @@ def main():
         print(f"{name:<14} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x "
               f"{r['compile_s']:>9.2f} {r['first_run_s']:>9.2f} {r['kernels']:>7} "
               f"{r['max_rel_diff']:>12.2e}  {r['load']}", flush=True)
+        if "direct_ms" in r:
+            print(f"{'  direct':<14} {r['direct_ms']:>9.2f} {'':>9} {r['direct_ratio']:>7.2f}x  "
+                  f"(LGC_CPU_PANELS=0; panels/direct {r['lgc_ms'] / r['direct_ms']:.2f})", flush=True)
         gc.collect()
     ok = [r for r in rows if "ratio" in r]
     if ok:
