@@ -350,7 +350,7 @@ def test_run_buffers_copy_out_path():
         prog.buffers[s.buffer].arena = 0
     x = lgc.device_put(X)
     bufs = ex.run_buffers([x._buf])
-    assert ex._copy_out == {s.buffer for s in prog.outputs}
+    assert set(ex._copy_ids) == {s.buffer for s in prog.outputs}
     again = ex.run_buffers([lgc.device_put(X + 1)._buf])
     a, s = (np.asarray(Array(b, o)) for b, o in zip(bufs, compiled.out_avals))
     np.testing.assert_allclose(a, np.sin(X) * 2, rtol=1e-6)
@@ -399,3 +399,24 @@ def test_unary_functions_accept_python_scalars():
                 want = getattr(np, name)(v)
             np.testing.assert_allclose(np.asarray(got, np.float64), np.float64(want), rtol=1e-3,
                                        err_msg=name)
+
+
+def test_fast_path_keys_on_every_argument():
+    """Calls with device Arrays only skip the pytree signature; the key still tells shapes,
+    dtypes, weak types and argument counts apart."""
+    f = lgc.jit(lambda *xs: sum(x * 2 for x in xs))
+    a32, b32 = lgc.device_put(np.arange(3, dtype=np.float32)), lgc.device_put(np.ones(3, np.float32))
+    a_i = lgc.device_put(np.arange(3, dtype=np.int32))
+    a4 = lgc.device_put(np.arange(4, dtype=np.float32))
+    for _ in range(2):    # second round: every call takes the fast path
+        np.testing.assert_array_equal(np.asarray(f(a32)), [0, 2, 4])
+        assert f(a_i).dtype == np.int32 and np.asarray(f(a_i)).tolist() == [0, 2, 4]
+        np.testing.assert_array_equal(np.asarray(f(a4)), [0, 2, 4, 6])
+        np.testing.assert_array_equal(np.asarray(f(a32, b32)), [2, 4, 6])
+        np.testing.assert_array_equal(np.asarray(f(a32, np.ones(3, np.float32))), [2, 4, 6])
+        assert f(lnp.asarray(2.0)).weak_type != f(lgc.device_put(np.float32(2))).weak_type
+    assert f.trace_count == 6 and len(f._fast) == 6   # NumPy f32 in: the (a32, b32) graph
+    g = lgc.jit(lambda x, y=None: x if y is None else x + y)
+    np.testing.assert_array_equal(np.asarray(g(a32)), [0, 1, 2])
+    np.testing.assert_array_equal(np.asarray(g(a32, None)), [0, 1, 2])
+    np.testing.assert_array_equal(np.asarray(g(a32, y=b32)), [1, 2, 3])

@@ -153,45 +153,71 @@ class Executor:
         own buffers."""
         prog = self.program
         if not hasattr(self, "_dev_bound"):
-            self._dev_bound = self._bind()
-            viewed = {getattr(b, "arena", -1) for b in prog.buffers}
-            self._copy_out = {s.buffer for s in prog.outputs
-                              if getattr(prog.buffers[s.buffer], "arena", -1) >= 0
-                              or s.buffer in viewed}
-            # where each substitutable buffer is a kernel argument: (kernel, position)
-            subst_ids = {s.buffer for s in prog.inputs} | {s.buffer for s in prog.outputs}
-            self._arg_sites = {}
-            for launch, k in zip(prog.launches, self._dev_bound):
-                for j, b in enumerate(launch.args):
-                    if b in subst_ids:
-                        self._arg_sites.setdefault(b, []).append((k, j))
-            self._fresh = [(s.buffer, prog.buffers[s.buffer].nbytes) for s in prog.outputs
-                           if s.buffer not in self._copy_out
-                           and prog.buffers[s.buffer].role == "output"]
-            self._in_ids = [s.buffer for s in prog.inputs]
-            self._out_ids = [s.buffer for s in prog.outputs]
-        ctx, mf = self.device.context, cl.mem_flags
-        subst = dict(zip(self._in_ids, inputs))
-        for b, nbytes in self._fresh:
-            if b not in subst:
-                subst[b] = cl.Buffer(ctx, mf.READ_WRITE, nbytes)
-        sites = self._arg_sites
-        for b, buf in subst.items():
-            for k, j in sites.get(b, ()):
-                k.set_arg(j, buf)
+            self._prepare_buffers_path()
+        ctx, rw = self._ctx, cl.mem_flags.READ_WRITE
+        fresh = [cl.Buffer(ctx, rw, nbytes) for nbytes in self._fresh_bytes]
+        for k, j, i in self._in_sites:
+            k.set_arg(j, inputs[i])
+        for k, j, f in self._fresh_sites:
+            k.set_arg(j, fresh[f])
+        q = self.queue
         if prog.loops:
+            subst = dict(zip(self._in_ids, inputs))
+            subst.update(zip(self._fresh_ids, fresh))
             buffers = self.buffers
             self._enqueue(self._dev_bound, lambda b: subst[b] if b in subst else buffers[b])
         else:
-            q, launches = self.queue, prog.launches
-            for ln, k in zip(launches, self._dev_bound):
-                cl.enqueue_nd_range_kernel(q, k, ln.global_size, ln.local_size)
-        for b in self._copy_out:
-            if b not in subst:
-                nbytes = prog.buffers[b].nbytes
-                subst[b] = cl.Buffer(ctx, mf.READ_WRITE, nbytes)
-                cl.enqueue_copy(self.queue, subst[b], self.buffers[b], byte_count=nbytes)
-        return [subst[b] if b in subst else self.buffers[b] for b in self._out_ids]
+            for k, gs, ls in self._dev_launches:
+                cl.enqueue_nd_range_kernel(q, k, gs, ls)
+        copies = []
+        for b, nbytes in self._copies:
+            copies.append(cl.Buffer(ctx, rw, nbytes))
+            cl.enqueue_copy(q, copies[-1], self.buffers[b], byte_count=nbytes)
+        pick = (inputs, fresh, copies)
+        return [pick[kind][i] if kind < 3 else self.buffers[i] for kind, i in self._out_from]
+
+    def _prepare_buffers_path(self) -> None:
+        """What run_buffers needs per call, worked out once: the kernel arguments that take
+        the caller's inputs or fresh output buffers, and where each output comes from."""
+        prog = self.program
+        self._ctx = self.device.context
+        self._dev_bound = self._bind()
+        self._dev_launches = [(k, ln.global_size, ln.local_size)
+                              for k, ln in zip(self._dev_bound, prog.launches)]
+        viewed = {b.arena for b in prog.buffers}
+        copy_out = {s.buffer for s in prog.outputs
+                    if prog.buffers[s.buffer].arena >= 0 or s.buffer in viewed}
+        self._in_ids = [s.buffer for s in prog.inputs]
+        self._fresh_ids, self._copy_ids = [], []
+        for s in prog.outputs:
+            b = s.buffer
+            if b in self._in_ids or b in self._fresh_ids or b in self._copy_ids:
+                continue
+            if b in copy_out:
+                self._copy_ids.append(b)
+            elif prog.buffers[b].role == "output":
+                self._fresh_ids.append(b)
+        self._fresh_bytes = [prog.buffers[b].nbytes for b in self._fresh_ids]
+        self._copies = [(b, prog.buffers[b].nbytes) for b in self._copy_ids]
+        sites: dict = {}
+        for launch, k in zip(prog.launches, self._dev_bound):
+            for j, b in enumerate(launch.args):
+                sites.setdefault(b, []).append((k, j))
+        self._in_sites = [(k, j, i) for i, b in enumerate(self._in_ids) for k, j in sites.get(b, ())]
+        self._fresh_sites = [(k, j, f) for f, b in enumerate(self._fresh_ids)
+                             for k, j in sites.get(b, ())]
+        # each output: (0, input index), (1, fresh index), (2, copy index) or (3, buffer id)
+        self._out_from = []
+        for s in prog.outputs:
+            b = s.buffer
+            if b in self._in_ids:
+                self._out_from.append((0, self._in_ids.index(b)))
+            elif b in self._fresh_ids:
+                self._out_from.append((1, self._fresh_ids.index(b)))
+            elif b in self._copy_ids:
+                self._out_from.append((2, self._copy_ids.index(b)))
+            else:
+                self._out_from.append((3, b))
 
     def timed_run(self, arrays):
         t = time.perf_counter()

@@ -27,6 +27,13 @@ class ShapedArray:
     dtype: np.dtype
     weak_type: bool = False
 
+    def __hash__(self) -> int:   # computed once: avals key every jit cache lookup
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.shape, self.dtype, self.weak_type))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     @property
     def ndim(self) -> int:
         return len(self.shape)

@@ -184,6 +184,7 @@ class Compiled:
         self.graph = graph
         self.out_tree = out_tree
         self.out_avals = out_avals
+        self.n_in = len(graph.inputs)
         rt = runtime()
         with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
             program = lower(optimize(graph, opt_level))
@@ -195,6 +196,8 @@ class Compiled:
 
     def __call__(self, leaves):
         bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
+        if self.out_tree.kind is None:       # one array: no tree to rebuild
+            return Array(bufs[0], self.out_avals[0])
         return pytree.unflatten(self.out_tree,
                                 [Array(b, a) for b, a in zip(bufs, self.out_avals)])
 
@@ -209,6 +212,10 @@ class JitFunction:
                                                                  static_argnames)
         self.opt_level = opt_level
         self._cache: dict = {}
+        # calls whose arguments are all device Arrays (no kwargs, nothing static) skip the
+        # pytree signature: their avals alone are the key (a tuple of leaves is its own tree)
+        self._fast: dict = {}
+        self._fast_ok = not self.static_argnums and not self.static_argnames
         self.trace_count = 0
 
     def _signature(self, args, kwargs):
@@ -228,6 +235,7 @@ class JitFunction:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._fast.clear()
 
     def lower(self, *args, **kwargs) -> Compiled:
         """The compiled form for these arguments (tracing and compiling when new)."""
@@ -248,10 +256,19 @@ class JitFunction:
     def __call__(self, *args, **kwargs):
         if _dynamic:
             return self.fun(*args, **kwargs)   # inside another trace: inline
+        if self._fast_ok and not kwargs:
+            try:
+                entry = self._fast.get(tuple([a.aval for a in args if type(a) is Array]))
+            except TypeError:                  # an unhashable aval: take the general path
+                entry = None
+            if entry is not None and entry.n_in == len(args):
+                return entry(args)
         key, leaves = self._signature(args, kwargs)
         if any(isinstance(x, Tracer) for x in leaves):
-            return self.fun(*args, **kwargs)   # under a (future) non-staging transformation
+            return self.fun(*args, **kwargs)   # under a non-staging transformation
         entry = self._cache.get(key) or self.lower(*args, **kwargs)
+        if self._fast_ok and not kwargs and all(type(a) is Array for a in args):
+            self._fast[key[1]] = entry
         return entry(leaves)
 
 
