@@ -69,8 +69,8 @@ def make_backend(args):
             from ..errors import LgcError
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
-        return connect(args.address, args.model, name=args.name,
-                       max_batch_size=args.max_batch_size)
+        return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
+                       progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
     from .backend import LocalBackend
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device)
