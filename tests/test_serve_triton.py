@@ -109,6 +109,52 @@ def test_drive_counts_correct_wrong_and_errors(server, small_onnx):
     assert counts["lost"] == 0 and "shape [2, 5]" in counts["error_messages"][0]
 
 
+class EchoBackend:
+    """Outputs computed by NumPy from inputs of several datatypes (the wire coding under test)."""
+    name, version, max_batch_size, max_concurrency = "echo", "1", 4, 1
+
+    def __init__(self):
+        from lgc.serve.backend import TensorSpec
+        self.inputs = [TensorSpec("h", "FP16", (-1, 3)), TensorSpec("i", "INT64", (-1, 2)),
+                       TensorSpec("b", "BOOL", (-1,)), TensorSpec("u", "UINT8", (-1, 2))]
+        self.outputs = [TensorSpec("h2", "FP16", (-1, 3)), TensorSpec("i2", "INT64", (-1, 2)),
+                        TensorSpec("nb", "BOOL", (-1,)), TensorSpec("d", "FP64", (-1,))]
+
+    def infer(self, f):
+        return {"h2": f["h"] * np.float16(2), "i2": f["i"] * 3 - 2**40, "nb": ~f["b"],
+                "d": f["u"].sum(axis=1).astype(np.float64) / 3}
+
+    def ready(self):
+        return True
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_datatypes_round_trip_through_tritonclient(binary):
+    from tritonclient.utils import np_to_triton_dtype
+    rng = np.random.default_rng(2)
+    feeds = {"h": rng.standard_normal((2, 3)).astype(np.float16),
+             "i": rng.integers(-2**50, 2**50, (2, 2)), "b": np.array([True, False]),
+             "u": rng.integers(0, 256, (2, 2)).astype(np.uint8)}
+    backend = EchoBackend()
+    want = backend.infer(feeds)
+    with ThreadedServer(make_app(backend)) as srv:
+        c = httpclient.InferenceServerClient(srv.url)
+        inputs = []
+        for k, a in feeds.items():
+            i = httpclient.InferInput(k, list(a.shape), np_to_triton_dtype(a.dtype))
+            i.set_data_from_numpy(a, binary_data=binary)
+            inputs.append(i)
+        outs = [httpclient.InferRequestedOutput(k, binary_data=binary) for k in want]
+        r = c.infer("echo", inputs, outputs=outs)
+        for k, w in want.items():
+            got = r.as_numpy(k)
+            assert got.dtype == w.dtype and got.shape == w.shape, k
+            np.testing.assert_array_equal(got, w)
+
+
 def _wait_live(url, proc, limit=60):
     import httpx
     deadline = time.monotonic() + limit
