@@ -27,6 +27,7 @@ def always_pack(monkeypatch):
     monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 0)
     monkeypatch.setattr(cpu_lowering, "MIN_N", 1)
     monkeypatch.setattr(cpu_lowering, "MIN_M", 1)
+    monkeypatch.setattr(cpu_lowering, "MIN_M_PACKED", 8)   # A packed at run time from 8 rows
 
 
 def run(graph, feeds):
@@ -67,6 +68,7 @@ def test_im2col_ref_is_the_conv():
 
 MATMULS = [  # (M, K, N, batch A, batch B, trans_b, B constant)
     (1, 1, 1, (), (), 0, False),
+    (1, 1, 1, (), (), 0, True),
     (5, 1, 17, (), (), 0, False),
     (33, 17, 50, (), (), 0, True),
     (4, 64, 16, (), (), 1, False),
@@ -74,6 +76,8 @@ MATMULS = [  # (M, K, N, batch A, batch B, trans_b, B constant)
     (9, 20, 31, (2, 3), (3,), 0, False),
     (6, 13, 40, (3,), (2, 1), 1, False),
     (3, 8, 20, (2,), (), 0, True),
+    (70, 33, 45, (2,), (2,), 0, False),
+    (8, 5, 16, (), (), 1, False),
 ]
 
 
@@ -93,8 +97,8 @@ def test_matmul(M, K, N, ba, bb, trans, const):
 
 
 def test_matmul_epilogue_bias_relu_residual():
-    """bias + relu + residual fuse into the panel kernel (one launch besides none for
-    packing: B is a constant, packed at compile time)."""
+    """bias + relu + residual fuse into the panel kernel; B, a constant, is packed at
+    compile time, so the only other launch packs A's rows."""
     rng = np.random.default_rng(1)
     a, w, bias, r = rand(rng, (2, 19, 23)), rand(rng, (23, 37)), rand(rng, (37,)), rand(rng, (2, 19, 37))
     g = GraphBuilder("ep")
@@ -102,7 +106,8 @@ def test_matmul_epilogue_bias_relu_residual():
     t = g.op("relu", [g.op("add", [g.op("matmul", [x, g.const(w)]), g.const(bias)])])
     graph = g.build([g.op("add", [t, res])])
     program = lower(graph)
-    assert len(program.launches) == 1, [ln.kernel for ln in program.launches]
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert kernels == ["pack_rows", "matmul_panels_add_relu"], kernels   # no pack of B: a constant
     got = list(Executable(program, graph).run({"a": a, "r": r}).values())[0]
     want = np.maximum(a.astype(np.float64) @ w + bias, 0) + r
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

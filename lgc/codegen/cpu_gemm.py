@@ -254,6 +254,47 @@ def _mmp_ref(xs, attrs):
     return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
 
 
+def _pack_rows_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 2:
+        raise OpError("pack_rows needs rank >= 2")
+    M, K = x[-2:]
+    return [TensorType(types[0].dtype, tuple(x[:-2]) + (_panels(M, PACKED_TILE) * PACKED_TILE // ROWS, K, ROWS))]
+
+
+def pack_rows_batched_ref(xs, attrs):
+    a = xs[0]
+    flat = a.reshape((-1,) + a.shape[-2:])
+    out = np.stack([pack_rows_ref(m) for m in flat]) if len(flat) else np.zeros((0,), a.dtype)
+    return [out.reshape(a.shape[:-2] + out.shape[1:])]
+
+
+class PackRowsGen:
+    """One work-item per (k, row panel): 4 rows of A at column k, stored as one float4."""
+    alias = False
+
+    def kernels(self, node, name):
+        X, Y = node.inputs[0], node.outputs[0]
+        M, K = X.shape[-2:]
+        Q, nb = Y.shape[-3], _prod(X.shape[:-2])
+        it = index_type_for(X.type.size, Y.type.size)
+        lanes = [f"(q * 4 + {i} < {M} ? src[min(q * 4 + {i}, ({it}){M - 1}) * {K} + k] : 0.0f)"
+                 for i in range(ROWS)]
+        body = [f"const {it} k = ({it})get_global_id(0);",
+                f"const {it} q = ({it})get_global_id(1);",
+                f"const {it} b = ({it})get_global_id(2);",
+                f"__global const float* src = in0 + b * {M * K};",
+                f"vstore4((float4)({', '.join(lanes)}), 0, out0 + ((b * {Q} + q) * {K} + k) * 4);"]
+        return [Kernel(name, [Arg("in0", X), Arg("out0", Y, writable=True)], body,
+                       global_size=(K, Q, nb), local_size=None, index_type=it,
+                       node_name=node.name or "")]
+
+
+register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, PackRowsGen(), fusion="opaque",
+               num_inputs=1, vjp=_lowering_only("pack_rows"), batch=_lowering_only("pack_rows"),
+               doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
+
+
 class PanelGemmGen:
     """One work-item per ROWS x 16 tile of C, over one B panel; see the module docstring."""
     alias = False
