@@ -282,9 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-drift", type=float, metavar="X",
                    help="accuracy budget: return the most sensitive layers to float until max "
                         "|quantized - float| / max |float| on the data is <= X")
-    q.add_argument("--precision", choices=("fp16",), help="store weights as float16")
-    q.add_argument("--prune", metavar="SPEC", help="pruning (see docs/COMPRESSION.md)")
-    q.add_argument("--decompose", metavar="SPEC", help="low-rank decomposition (see docs/COMPRESSION.md)")
+    q.add_argument("--precision", choices=("fp16", "fp16-weights"),
+                   help="store weights and activations (fp16) or weights only as float16; "
+                        "arithmetic stays float32")
+    q.add_argument("--prune", metavar="[channels|magnitude:]X",
+                   help="channels:X removes fraction X of the output channels of each prunable "
+                        "layer (default); magnitude:X zeroes fraction X of each layer's weights")
+    q.add_argument("--decompose", metavar="[compression|energy|rank:]X",
+                   help="low-rank factors of matmul/conv weights: compression:X keeps X of each "
+                        "layer's parameters (default), energy:X that fraction of the squared "
+                        "singular values, rank:R a fixed rank (or fraction of it)")
     p.add_argument("--target", help="generate kernels for this target (gfx803, cpu) instead of the device's")
     p.add_argument("--isa-report", action="store_true",
                    help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "

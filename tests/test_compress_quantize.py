@@ -240,3 +240,20 @@ def test_cli_quantize_report(tmp_path, capsys):
     assert rc == 1 and "need a compression pass" in err
     rc, _, err = _lgc(capsys, "compile", src, "-o", out, "--quantize", "int8-weights", "--keep-float", "nope")
     assert rc == 1 and "lgc: error: --keep-float: no quantizable layer named 'nope'" in err
+
+
+def test_cli_other_passes_and_bad_specs(tmp_path, capsys):
+    """--precision, --prune and --decompose reach lgc.compress.fp16/prune/decompose and
+    appear as stages of the report; a bad spec is a one-line error."""
+    src = str(tmp_path / "cnn.onnx")
+    _onnx_cnn(src)
+    rep = str(tmp_path / "rep.json")
+    rc, _, err = _lgc(capsys, "compile", src, "-o", str(tmp_path / "p.lgc"), "--prune", "channels:0.5",
+                      "--precision", "fp16-weights", f"--report={rep}")
+    assert rc == 0, err
+    stages = json.loads(open(rep).read())["stages"]
+    assert [s["name"] for s in stages] == ["float32", "prune channels:0.5", "precision fp16-weights"]
+    assert stages[1]["param_bytes"] < stages[0]["param_bytes"]
+    assert stages[2]["param_bytes"] < stages[1]["param_bytes"]
+    rc, _, err = _lgc(capsys, "compile", src, "-o", str(tmp_path / "p.lgc"), "--decompose", "svd:2")
+    assert rc == 1 and "--decompose 'svd:2': expected [compression|energy|rank:]NUMBER" in err

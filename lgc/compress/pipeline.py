@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import InputError
 from ..ir.graph import Graph
 
@@ -21,9 +23,9 @@ class CompressOptions:
     observer: str = "minmax"
     keep_float: tuple = ()
     max_drift: float | None = None
-    precision: str | None = None         # fp16 (lgc.compress.fp16)
-    prune: str | None = None             # lgc.compress.prune's spec
-    decompose: str | None = None         # lgc.compress.decompose's spec
+    precision: str | None = None         # fp16 (weights and activations) or fp16-weights
+    prune: str | None = None             # [channels|magnitude:]FRACTION
+    decompose: str | None = None         # [compression|energy|rank:]NUMBER
     extra: dict = field(default_factory=dict)
 
     @property
@@ -84,16 +86,52 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
     return g, rep
 
 
-def _other(kind: str, spec, graph: Graph, feeds, opts, device, say) -> Graph:
-    """The other compression passes (lgc.compress.fp16, prune, decompose), through the
-    entry point each module documents."""
-    import importlib
-    try:
-        mod = importlib.import_module(f"lgc.compress.{kind}")
-    except ImportError as e:
-        raise InputError(f"--{kind}: the {kind} pass is not available ({e})") from None
-    fn = getattr(mod, "from_cli", None)
-    if fn is None:
-        raise InputError(f"--{kind}: lgc.compress.{kind} has no command-line entry point yet")
+def _other(kind: str, spec: str, graph: Graph, feeds, opts, device, say) -> Graph:
+    """The other compression passes, through the entry points their modules document:
+    lgc.compress.fp16.to_fp16, prune.prune_channels / prune_magnitude, decompose.decompose.
+    --max-drift holds them to the same measure as quantization (`max_relative_error`), on
+    the first calibration sample (their searches run NumPy references)."""
     say(f"{kind}: {spec}")
-    return fn(graph, spec, feeds=feeds, max_drift=opts.max_drift, device=device)
+    budget = dict(max_drift=opts.max_drift, data=feeds[0], drift_fn=max_relative_error) \
+        if opts.max_drift is not None else {}
+    if kind == "fp16":
+        from .fp16 import to_fp16
+        return to_fp16(graph, weights=True, activations=spec == "fp16")
+    how, value = _spec(kind, spec)
+    if kind == "prune":
+        from .prune import prune_channels, prune_magnitude
+        if how == "channels":
+            return prune_channels(graph, amount=value, **budget)
+        if budget:
+            raise InputError("--max-drift applies to --prune channels:X, not magnitude pruning")
+        return prune_magnitude(graph, sparsity=value, device=device)
+    from .decompose import decompose
+    return decompose(graph, **{how: value}, **budget)
+
+
+_SPECS = {"prune": ("channels", ("channels", "magnitude")),
+          "decompose": ("compression", ("compression", "energy", "rank"))}
+
+
+def _spec(kind: str, spec: str) -> tuple[str, float]:
+    """'0.5' or 'how:0.5' -> (how, 0.5); a rank may be an integer."""
+    default, allowed = _SPECS[kind]
+    how, _, value = spec.rpartition(":")
+    how = how or default
+    if how not in allowed:
+        raise InputError(f"--{kind} {spec!r}: expected [{'|'.join(allowed)}:]NUMBER")
+    try:
+        num = float(value)
+    except ValueError:
+        raise InputError(f"--{kind} {spec!r}: {value!r} is not a number") from None
+    return how, int(num) if how == "rank" and num >= 1 else num
+
+
+def max_relative_error(ref: list, out: list) -> float:
+    """The drift every --max-drift budget holds: max |out - ref| / max |ref| over all outputs
+    (lists of arrays, as lgc.compress.graphtools.reference_run gives)."""
+    ref = [np.asarray(r, np.float64) for r in ref]
+    err = max((float(np.max(np.abs(np.asarray(o, np.float64) - r))) for r, o in zip(ref, out) if r.size),
+              default=0.0)
+    scale = max((float(np.max(np.abs(r))) for r in ref if r.size), default=0.0)
+    return err / scale if scale else err

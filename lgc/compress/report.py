@@ -116,7 +116,9 @@ def drift(ref: list[dict], got: list[dict], task: str | None = None) -> dict:
             rows_b = b.reshape(rows_a.shape)
             na, nb = np.linalg.norm(rows_a, axis=1), np.linalg.norm(rows_b, axis=1)
             ok = (na > 0) & (nb > 0)
-            c = np.where(ok, np.sum(rows_a * rows_b, 1) / np.where(ok, na * nb, 1), (na == nb) * 1.0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                c = np.where(ok, np.sum(rows_a * rows_b, 1) / np.where(ok, na * nb, 1), (na == nb) * 1.0)
+            c = np.where(np.isfinite(rows_b).all(1), c, np.nan)    # inf/nan outputs: no similarity
             cos += list(c)
             sq = a.reshape([s for s in a.shape if s != 1] or [1])
             if task == "embedding":
@@ -126,7 +128,7 @@ def drift(ref: list[dict], got: list[dict], task: str | None = None) -> dict:
             elif a.ndim >= 2 and sq.ndim == 1 and a.shape[0] == 1 and sq.size > 1:   # batch 1
                 top.append(np.argmax(sq) == np.argmax(b.reshape(sq.shape)))
     return {"max_abs_err": max(errs, default=0.0), "mean_abs_err": float(np.mean(means)) if means else 0.0,
-            "cosine_min": float(min(cos, default=1.0)), "cosine_mean": float(np.mean(cos)) if cos else 1.0,
+            "cosine_min": float(np.min(cos)) if cos else 1.0, "cosine_mean": float(np.mean(cos)) if cos else 1.0,
             "top1_agreement": float(np.mean(top)) if top else None}
 
 
