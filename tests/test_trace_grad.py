@@ -372,19 +372,25 @@ def test_grid_sample(mode, pad, align):
     dict(mode="max", output_height=2, output_width=3, sampling_ratio=2),
 ])
 def test_roi_align(kw):
-    """Gradient in the image (boxes fixed; one reaches past the edge, sample counts differ
-    per box); the composed form the rule differentiates matches the op."""
+    """Gradient in the image and in the boxes (one box reaches past the edge, one is
+    smaller than a pixel, sample counts differ per box); the composed form the rule
+    differentiates matches the op."""
     from lgc.ops.indexing import _roi_align_taps, roi_align_composed
     rng = np.random.default_rng(29)
     x = _rand(rng, (2, 3, 6, 7))
-    rois = np.array([[0.3, 0.6, 4.1, 5.2], [1.2, -0.7, 7.6, 3.3], [2.0, 1.5, 3.1, 2.4]])
-    bidx = np.array([1, 0, 1], np.int64)
-    f = lambda x: lgc.trace.bind("roi_align", x * x, rois, bidx, **kw)
+    # no sample sits exactly on a pixel row/column nor a box on a sample-count change
+    # (kinks of the piecewise-smooth function, where finite differences disagree)
+    rois = np.array([[0.31, 0.63, 4.12, 5.17], [1.23, -0.71, 7.62, 3.41],
+                     [2.03, 1.52, 3.13, 2.44], [3.31, 2.21, 3.83, 2.93]])
+    bidx = np.array([1, 0, 1, 0], np.int64)
+    f = lambda x, r: lgc.trace.bind("roi_align", x * x, r, bidx, **kw)
     at = dict(dict(sampling_ratio=0, spatial_scale=1.0, half_pixel=1), **kw)
-    comp = roi_align_composed(lnp.asarray(x * x), *_roi_align_taps(x.shape, rois, bidx, at),
-                              at["mode"])
-    np.testing.assert_allclose(np.asarray(f(x)), np.asarray(comp), rtol=1e-12, atol=1e-12)
-    check_grads(f, (x,), rng, dirs=1)
+    comp = roi_align_composed(lnp.asarray(x * x), rois, *_roi_align_taps(x.shape, rois, bidx, at),
+                              at)
+    np.testing.assert_allclose(np.asarray(f(x, rois)), np.asarray(comp), rtol=1e-12, atol=1e-12)
+    check_grads(f, (x, rois), rng, dirs=2)
+    g = np.asarray(lgc.grad(lambda r: lnp.sum(f(x, r)))(rois))
+    assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0.1      # the boxes do get a gradient
 
 
 def test_onnx_only_ops():

@@ -1345,50 +1345,95 @@ def _grid_sample_vjp(cts, ins, outs, attrs):
 
 
 def _roi_align_taps(x_shape, rois, bidx, at):
-    """The sampling taps of _roi_align_ref, for concrete rois: flat positions in the (N*H*W)
-    image plane and weights, shape (R, oh, ow, S, 4) (S: most samples of a bin; padded
-    samples and taps weigh 0), and which samples exist (R, oh, ow, S). In avg mode the
-    weights include the 1 / (gh * gw) of the mean."""
+    """The sampling taps of _roi_align_ref for concrete rois, as tables that let the
+    weights be recomputed from the rois with lnp (so they are differentiable in the boxes):
+    idx, the flat position of each tap in the (N*H*W) image plane, shape (R, oh, ow, S, 4)
+    (S: most samples of a bin; padded samples and taps weigh 0); and `geo`, the sample
+    positions y = y0 + cy * roi_height (x alike), their floors, whether the position is
+    free (not clamped at an edge: its derivative flows) with the fraction used where it is
+    not, each tap's corner, which taps and samples exist, the 1 / (gh * gw) of the mean,
+    and which rois had their size clamped to 1. Sample counts are fixed by the concrete
+    boxes: the gradient is that of the piecewise-smooth function between count changes."""
     N, _, h, w = x_shape
     oh, ow, sr, sc = (at[k] for k in ("output_height", "output_width", "sampling_ratio",
                                       "spatial_scale"))
     off = 0.5 if at["half_pixel"] else 0.0
-    per_roi = []
-    for r in range(rois.shape[0]):
+    R = rois.shape[0]
+    samples, S = [], 1
+    scale, clamp = np.ones(R), np.zeros((R, 2), bool)
+    for r in range(R):
         sw, sh, ew, eh = (float(v) * sc - off for v in rois[r])
         rw, rh = ew - sw, eh - sh
         if not at["half_pixel"]:
+            clamp[r] = rh < 1.0, rw < 1.0
             rw, rh = max(rw, 1.0), max(rh, 1.0)
-        bh, bw = rh / oh, rw / ow
         gh = sr if sr > 0 else int(math.ceil(rh / oh))
         gw = sr if sr > 0 else int(math.ceil(rw / ow))
-        scale = 1.0 / max(gh * gw, 1) if at["mode"] == "avg" else 1.0
+        scale[r] = 1.0 / max(gh * gw, 1) if at["mode"] == "avg" else 1.0
+        S = max(S, gh * gw)
+        samples.append((sh, sw, rh, rw, gh, gw))
+    shape = (R, oh, ow, S)
+    idx = np.zeros(shape + (4,), np.int64)
+    geo = {k: np.zeros(shape) for k in ("cy", "cx", "yl", "xl", "ly0", "lx0")}
+    geo.update({k: np.zeros(shape, bool) for k in ("yfree", "xfree", "valid")})
+    geo["tap"] = np.zeros(shape + (4,), bool)
+    geo["corner_y"] = np.broadcast_to(np.array([0, 0, 1, 1], bool), shape + (4,))
+    geo["corner_x"] = np.broadcast_to(np.array([0, 1, 0, 1], bool), shape + (4,))
+    geo["scale"], geo["clamp"] = scale, clamp
+    for r, (sh, sw, rh, rw, gh, gw) in enumerate(samples):
         base = int(bidx[r]) * h * w
-        per_roi.append([[[[(base + yy * w + xx, wt * scale) for wt, yy, xx in
-                           _roi_sample(sh + ph * bh + (iy + 0.5) * bh / gh,
-                                       sw + pw * bw + (ix + 0.5) * bw / gw, h, w)]
-                          for iy, ix in np.ndindex(gh, gw)] for pw in range(ow)]
-                        for ph in range(oh)])
-    S = max([len(b) for roi in per_roi for row in roi for b in row] + [1])
-    idx = np.zeros((rois.shape[0], oh, ow, S, 4), np.int64)
-    wts = np.zeros(idx.shape)
-    valid = np.zeros(idx.shape[:4], bool)
-    for r, ph, pw in np.ndindex(rois.shape[0], oh, ow):
-        for k, taps in enumerate(per_roi[r][ph][pw]):
-            valid[r, ph, pw, k] = True
-            for t, (q, wt) in enumerate(taps):
-                idx[r, ph, pw, k, t], wts[r, ph, pw, k, t] = q, wt
-    return idx, wts, valid
+        for ph, pw in np.ndindex(oh, ow):
+            for k, (iy, ix) in enumerate(np.ndindex(gh, gw)):
+                at_ = (r, ph, pw, k)
+                geo["valid"][at_] = True
+                cy, cx = (ph + (iy + 0.5) / gh) / oh, (pw + (ix + 0.5) / gw) / ow
+                geo["cy"][at_], geo["cx"][at_] = cy, cx
+                y, x = sh + cy * rh, sw + cx * rw
+                if y < -1.0 or y > h or x < -1.0 or x > w:
+                    continue                        # outside: no taps (ORT)
+                lo = []
+                for v, n, name in ((y, h, "y"), (x, w, "x")):
+                    free = v >= 0.0
+                    v = max(v, 0.0)
+                    fl = int(v)
+                    if fl >= n - 1:
+                        fl, free, v = n - 1, False, float(n - 1)
+                    geo[name + "l"][at_], geo[name + "free"][at_] = fl, free
+                    geo["l" + name + "0"][at_] = v - fl
+                    lo.append((fl, min(fl + 1, n - 1)))
+                (yl, yh), (xl, xh) = lo
+                geo["tap"][at_] = True
+                idx[at_] = [base + yy * w + xx for yy in (yl, yh) for xx in (xl, xh)]
+    return idx, geo
 
 
-def roi_align_composed(x, idx, wts, valid, mode):
-    """roi_align as lnp code over taps from _roi_align_taps (one gather of the image)."""
+def _roi_weights(rois, geo, at, dtype):
+    """The taps' weights (R, oh, ow, S, 4) as lnp code in the rois (see _roi_align_taps)."""
+    lnp = _lnp()
+    sc, off = at["spatial_scale"], 0.5 if at["half_pixel"] else 0.0
+    g = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in geo.items()}
+    b = lnp.asarray(rois).astype(dtype) * sc - off               # (R, 4): x1 y1 x2 y2
+    col = lambda v: lnp.reshape(v, (-1, 1, 1, 1))               # noqa: E731
+    rh = lnp.where(g["clamp"][:, 0], 1.0, b[:, 3] - b[:, 1])
+    rw = lnp.where(g["clamp"][:, 1], 1.0, b[:, 2] - b[:, 0])
+    ly = lnp.where(g["yfree"], col(b[:, 1]) + g["cy"] * col(rh) - g["yl"], g["ly0"])
+    lx = lnp.where(g["xfree"], col(b[:, 0]) + g["cx"] * col(rw) - g["xl"], g["lx0"])
+    ly, lx = lnp.expand_dims(ly, -1), lnp.expand_dims(lx, -1)
+    wy = lnp.where(g["corner_y"], ly, 1.0 - ly)
+    wx = lnp.where(g["corner_x"], lx, 1.0 - lx)
+    return lnp.where(g["tap"], wy * wx * lnp.reshape(g["scale"], (-1, 1, 1, 1, 1)), 0.0)
+
+
+def roi_align_composed(x, rois, idx, geo, at):
+    """roi_align as lnp code over the taps of _roi_align_taps (one gather of the image),
+    differentiable in the image and in the boxes."""
     lnp = _lnp()
     N, C, h, w = x.shape
     xf = lnp.reshape(lnp.transpose(x, (1, 0, 2, 3)), (C, N * h * w))
     vals = lnp.reshape(lnp.take(xf, idx.reshape(-1), axis=1), (C,) + idx.shape)
-    vals = vals * wts.astype(vals.dtype)
-    if mode == "avg":
+    vals = vals * _roi_weights(rois, geo, at, x.dtype)
+    valid = geo["valid"]
+    if at["mode"] == "avg":
         out = lnp.sum(vals, axis=(-2, -1))
     else:   # ORT: the max of the weighted taps, then of the samples; no sample: 0
         sv = lnp.where(valid, lnp.max(vals, axis=-1), -np.inf)
@@ -1397,18 +1442,23 @@ def roi_align_composed(x, idx, wts, valid, mode):
 
 
 def _roi_align_vjp(cts, ins, outs, attrs):
-    """Linear in the image for given boxes (avg), or piecewise so (max): reverse mode over
-    roi_align_composed with the taps worked out from the concrete rois. The boxes get no
-    gradient (their sample counts change with them); traced rois (under jit) raise."""
+    """Reverse mode over roi_align_composed with the taps worked out from the concrete
+    rois: the image's cotangent, and the boxes' through the bilinear weights (the sample
+    positions move with the boxes; the sample counts are held where they are, as for any
+    piecewise-smooth function). Traced rois (jit arguments) raise."""
     from ..trace.autodiff import vjp
     from ..trace.core import Tracer
     x, rois, bidx = ins
     if isinstance(rois, Tracer) or isinstance(bidx, Tracer):
         raise NotImplementedError("lgc.grad: roi_align needs concrete rois and batch "
                                   "indices (pass them as constants, not jit arguments)")
-    taps = _roi_align_taps(x.shape, np.asarray(rois), np.asarray(bidx), attrs)
-    _, pull = vjp(lambda x: roi_align_composed(x, *taps, attrs["mode"]), x)
-    return [pull(cts[0])[0], None, None]
+    idx, geo = _roi_align_taps(x.shape, np.asarray(rois), np.asarray(bidx), attrs)
+    if np.dtype(rois.dtype).kind != "f":
+        _, pull = vjp(lambda x: roi_align_composed(x, rois, idx, geo, attrs), x)
+        return [pull(cts[0])[0], None, None]
+    _, pull = vjp(lambda x, r: roi_align_composed(x, r, idx, geo, attrs), x, rois)
+    dx, drois = pull(cts[0])
+    return [dx, drois, None]
 
 
 def _tensor_scatter_vjp(cts, ins, outs, attrs):
