@@ -142,3 +142,24 @@ def test_sparse_matmul_grad_and_vmap():
     np.testing.assert_allclose(np.asarray(gv), (x.T @ gy)[cols, rows], rtol=1e-5, atol=1e-5)
     y = lgc.vmap(lambda x: bind("sparse_matmul", x, v, i, p, k=6))(x[:, None, :])
     np.testing.assert_allclose(np.asarray(y)[:, 0], x @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_finetune_keeps_masked_weights_zero_and_learns():
+    from lgc.compress.finetune import cross_entropy, finetune, finetune_graph
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((256, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
+    w = rng.standard_normal((6, 2)).astype(np.float32) * 0.1
+    mask = np.ones_like(w)
+    mask[2:] = 0                                   # only features 0 and 1 may be used
+    model = lambda p, xb: xb @ p["w"]              # noqa: E731
+    before = float(cross_entropy(model({"w": w * mask}, x), y))
+    p = finetune(model, {"w": w}, {"w": mask}, x, y, epochs=20, lr=1e-2, batch=64)
+    assert np.all(p["w"][2:] == 0)                 # held at exactly zero
+    assert float(cross_entropy(model(p, x), y)) < 0.5 * before
+    # the graph form: the weight's zeros are its mask
+    g = prune_magnitude(lgc.make_ir(lambda xi: xi @ (w * mask))(x[:1]), 0.0, min_params=0,
+                        sparse="never")
+    g2 = finetune_graph(g, x, y, epochs=20, lr=1e-2, batch=64)
+    (w2,) = [n.attrs["value"] for n in g2.nodes if n.op == "const" and n.output.shape == (6, 2)]
+    assert np.all(w2[2:] == 0) and np.mean((x @ w2).argmax(1) == y) > 0.9
