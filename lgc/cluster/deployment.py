@@ -137,7 +137,8 @@ class Deployment:
     def create(cls, stage_paths: list[str], name: str | None = None, replicas: int | list[int] = 1,
                address: str | None = "auto", outputs: list[str] | None = None,
                detached: bool = True, max_restarts: int = -1, retries: int = 3,
-               ready_timeout: float = 600.0, progress=None) -> "Deployment":
+               ready_timeout: float = 600.0, capacity_wait_s: float = 10.0,
+               progress=None) -> "Deployment":
         """Start one actor per (stage, replica) and wait until each has loaded its artifact.
 
         `detached=True` keeps the actors after this process exits (`lgc deploy`); tests and
@@ -155,6 +156,10 @@ class Deployment:
         ray = join(address)
         total, free = device_capacity(ray)
         need = sum(replicas)
+        deadline = time.monotonic() + (capacity_wait_s if need <= total else 0)
+        while need > free and time.monotonic() < deadline:   # units of actors just removed
+            time.sleep(0.2)                                    # show up free a little later
+            total, free = device_capacity(ray)
         if need > free:
             raise ClusterError(f"{len(stages)} stage(s) with {'+'.join(map(str, replicas))} replica(s) "
                                f"need {need} {RESOURCE} units; the cluster has {total}, {free} free")
@@ -235,14 +240,22 @@ class Deployment:
             reps.append(row)
         return cls(ray, name, description, reps, retries)
 
-    def shutdown(self) -> None:
-        """Kill every actor of the deployment (no restart)."""
+    def shutdown(self, wait_s: float = 30.0) -> None:
+        """Kill every actor of the deployment (no restart) and wait until Ray has let them go
+        (their names freed, so their device units are free again)."""
         names = [r.name for rs in self.replicas for r in rs] + [registry_name(self.name)]
         for n in names:
             try:
                 self._ray.kill(self._ray.get_actor(n, namespace=NAMESPACE), no_restart=True)
             except ValueError:
                 pass
+        deadline = time.monotonic() + wait_s
+        while names and time.monotonic() < deadline:
+            alive = {a["name"] for a in self._ray.util.list_named_actors(all_namespaces=True)
+                     if a.get("namespace") == NAMESPACE}
+            names = [n for n in names if n in alive]
+            if names:
+                time.sleep(0.05)
 
     # -- requests ------------------------------------------------------------------------
     def _pick(self, stage: int) -> _Replica:
