@@ -2,6 +2,9 @@
 by the module, the small model deployed as an artifact with 2 replicas, answers checked
 against onnxruntime through tritonclient, readiness following the actors."""
 import argparse
+import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -21,7 +24,7 @@ ray = pytest.importorskip("ray")
 def local_ray():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, resources={"lgc_device": 2}, namespace="lgc",
+        ray.init(num_cpus=2, resources={"lgc_device": 4}, namespace="lgc",
                  include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     if started:
@@ -86,3 +89,69 @@ def test_cli_address_path_deploys_for_the_server(local_ray, artifact):
             np.testing.assert_allclose(got["z"], e["z"], rtol=1e-5, atol=1e-6)
     finally:
         backend.close()                 # deployed for this server: its actors go with it
+
+
+@pytest.mark.slow
+def test_killing_actors_under_load(local_ray, artifact, tmp_path):
+    """2 stages x 2 replicas behind the server. Killing one stage actor's process under load:
+    every request answered correctly (retried on the live replica), the actor comes back.
+    Killing both replicas of a stage: readiness says so, requests meanwhile get a clean
+    answer or a clean error, never a wrong one, and readiness returns."""
+    import httpx
+
+    from lgc.cluster.backend import RayBackend
+    from lgc.cluster.deploy import deploy
+    dep = deploy(artifact / "small.onnx", "auto", stages=2, replicas=2, name="serve-fault",
+                 detached=False, out_dir=str(tmp_path / "stages"))
+    backend = RayBackend(dep, max_batch_size=4, owns_deployment=True)
+    feeds, expected = _workload(artifact / "small.onnx", n=200, seed=2)
+    with ThreadedServer(make_app(backend, ServeConfig(timeout_s=30))) as srv:
+        pids = [[a["pid"] for a in row] for row in dep.health()]
+        victim = pids[1][0]
+        counts = {}
+        load = threading.Thread(target=lambda: counts.update(
+            drive(srv.url, "serve-fault", feeds, expected, concurrency=8)))
+        t0 = time.monotonic()
+        load.start()
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        load.join()
+        print(f"one replica killed under load: {counts} in {time.monotonic() - t0:.1f} s")
+        assert counts["wrong"] == 0 and counts["lost"] == 0
+        assert counts["correct"] + sum(counts["errors"].values()) == len(feeds)
+        assert set(counts["errors"]) <= {500, 503, 504}  # a failure is a clean server error
+        assert counts["correct"] >= len(feeds) // 2      # (all 200 in our runs: retries on the live replica)
+        deadline = time.monotonic() + 60
+        while True:                                     # the killed actor comes back
+            now = [[a and a["pid"] for a in row] for row in dep.health()]
+            if all(all(row) for row in now):
+                break
+            assert time.monotonic() < deadline, f"actor did not come back: {now}"
+            time.sleep(0.3)
+        assert now[1][0] != victim
+
+        seen, stop = [], threading.Event()
+
+        def probe():                                    # readiness, every 50 ms
+            while not stop.is_set():
+                seen.append(httpx.get(f"http://{srv.url}/v2/health/ready").status_code)
+                time.sleep(0.05)
+        prober = threading.Thread(target=probe)
+        prober.start()
+        t0 = time.monotonic()
+        for pid in now[0]:                              # a whole stage down
+            os.kill(pid, signal.SIGKILL)
+        during = drive(srv.url, "serve-fault", feeds[:24], expected[:24], concurrency=8)
+        print(f"whole stage killed: {during} in {time.monotonic() - t0:.1f} s")
+        assert during["wrong"] == 0 and during["lost"] == 0
+        assert during["correct"] + sum(during["errors"].values()) == 24
+        assert set(during["errors"]) <= {500, 503, 504}
+        deadline = time.monotonic() + 60
+        while not (503 in seen and seen[-1] == 200):
+            assert time.monotonic() < deadline, f"readiness: {seen[-5:]}"
+            time.sleep(0.1)
+        stop.set()
+        prober.join()
+        print(f"readiness answers from the kill: {seen.count(200)} x 200, {seen.count(503)} x 503")
+        after = drive(srv.url, "serve-fault", feeds[:16], expected[:16], concurrency=8)
+        assert after["correct"] == 16
