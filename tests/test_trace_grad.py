@@ -143,6 +143,15 @@ def test_cumprod_gradient_exact_at_zeros(ex, rev):
         np.testing.assert_allclose(hv, fd2, rtol=1e-6, atol=1e-6)
 
 
+def test_prod_hessian_at_zeros():
+    """reduce_prod's second derivatives go through cumprod's rule: exact at zeros too."""
+    for x in ([2.0, 0.0, 3.0, 0.0], [2.0, 0.0, 3.0, 5.0]):
+        x = np.array(x)
+        want = np.array([[np.prod(np.delete(x, [i, j])) if i != j else 0.0 for j in range(4)]
+                         for i in range(4)])
+        np.testing.assert_allclose(np.asarray(lgc.hessian(lambda v: lnp.prod(v))(x)), want)
+
+
 def test_non_differentiable_ops_give_zero():
     x = np.array([0.3, -1.7, 2.2])
     f = lambda x: lnp.sum(lnp.floor(x) + lnp.sign(x) + lnp.round(x) + (x > 0) * 1.0

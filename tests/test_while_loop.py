@@ -213,3 +213,19 @@ def test_memory_plan_keeps_loop_operands_apart():
     while y[0] < 50:
         y = y * 2
     np.testing.assert_allclose(np.asarray(lgc.jit(f)(x)), np.tanh(y) * 3, rtol=1e-5)
+
+
+def test_graph_with_a_loop_runs_eagerly_and_transforms():
+    """A traced graph holding a while op, called op by op (eval_graph): eager, under an eager
+    vmap (the batching rule), jvp (the loop carries tangents) and grad (refused)."""
+    from lgc.trace.interpret import eval_graph
+    g = lgc.make_ir(gcd)(np.int32(1), np.int32(1))
+    assert int(eval_graph(g, np.int32(1071), np.int32(462))[0]) == 21
+    got = lgc.vmap(lambda a, b: eval_graph(g, a, b)[0])(np.array([12, 1071, 9], np.int32),
+                                                       np.array([18, 462, 0], np.int32))
+    np.testing.assert_array_equal(np.asarray(got), [6, 21, 9])
+    h = lgc.make_ir(newton_sqrt)(np.float32(1))
+    y, dy = lgc.jvp(lambda a: eval_graph(h, a)[0], (np.float32(2.0),), (np.float32(1.0),))
+    assert abs(float(y) - math.sqrt(2)) < 1e-6 and abs(float(dy) - 0.5 / math.sqrt(2)) < 1e-5
+    with pytest.raises(ValueError, match="reverse-mode"):
+        lgc.grad(lambda a: eval_graph(h, a)[0])(np.float32(2.0))
