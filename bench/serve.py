@@ -7,8 +7,8 @@ reports every request's latency. Configurations are measured in rounds, interlea
 so a noisy machine hurts them alike; the peer is the same backend called directly in this
 process, one request's rows at a time (no HTTP, no batching).
 
-Backends come from a factory `(model_path, max_batch_size) -> Backend`; FACTORIES holds the
-embedded one, and lgc.cluster can add its Ray one (`--backend ray`).
+Backends come from a factory `(model_path, max_batch_size, **backend_kw) -> Backend`;
+FACTORIES holds the embedded one, and lgc.cluster can add its Ray one (`--backend ray`).
 
     python bench/serve.py [--model small|mlp|squeezenet|PATH.onnx|PATH.lgc] [--concurrency 8]
                           [--requests 200] [--rounds 3] [--configs batched,unbatched,batched-wait2ms]
@@ -44,11 +44,16 @@ try:                                   # the Ray helper's factory, when lgc.clus
 except ImportError:
     pass
 
-# name -> (max_batch_size, max_wait_ms, uvicorn http, uvicorn loop); "auto" takes httptools and
-# uvloop when installed (uvicorn[standard]), else h11 and asyncio
-CONFIGS = {"batched": (8, 0.0, "auto", "auto"), "batched-wait2ms": (8, 2.0, "auto", "auto"),
-           "unbatched": (0, 0.0, "auto", "auto"),
-           "batched-h11": (8, 0.0, "h11", "asyncio"), "batched-httptools": (8, 0.0, "httptools", "uvloop")}
+# name -> settings: max_batch (rows per backend call), wait_ms (max wait), http/loop (uvicorn's
+# stack: "auto" takes httptools and uvloop when installed, i.e. uvicorn[standard]), and
+# backend_kw passed on to the factory (a Ray factory can take replicas=, stages=, ...)
+CONFIGS = {
+    "batched": dict(max_batch=8, wait_ms=0.0),
+    "batched-wait2ms": dict(max_batch=8, wait_ms=2.0),
+    "unbatched": dict(max_batch=0, wait_ms=0.0),
+    "batched-h11": dict(max_batch=8, wait_ms=0.0, http="h11", loop="asyncio"),
+    "batched-httptools": dict(max_batch=8, wait_ms=0.0, http="httptools", loop="uvloop"),
+}
 
 
 def _model_path(name: str, tmp: str) -> str:
@@ -192,9 +197,11 @@ def main() -> None:
     servers, apps, bodies, backends = {}, {}, {}, {}
     try:
         for name in names:
-            max_batch, wait, http, loop = CONFIGS[name]
+            cfg = CONFIGS[name]
+            max_batch, wait = cfg["max_batch"], cfg["wait_ms"]
+            http, loop = cfg.get("http", "auto"), cfg.get("loop", "auto")
             say(f"{name}: starting ({args.backend} backend, max batch {max_batch}) ...")
-            backends[name] = b = FACTORIES[args.backend](path, max_batch)
+            backends[name] = b = FACTORIES[args.backend](path, max_batch, **cfg.get("backend_kw", {}))
             apps[name] = make_app(b, ServeConfig(max_wait_ms=wait, queue_size=4 * args.concurrency + 8))
             servers[name] = ThreadedServer(apps[name], http=http, loop=loop).__enter__()
             bodies[name] = _request_body(b, args.batch)
