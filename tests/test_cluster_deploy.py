@@ -293,3 +293,33 @@ def test_served_through_the_http_front(ray_local, mlp):
         time.sleep(0.1)
     else:
         raise AssertionError("closing the backend left its actors running")
+
+
+@pytest.mark.slow
+def test_resnet50_two_stages_two_replicas_match_a_single_process(ray_local, tmp_path):
+    """ResNet-50 (onnx light test data) cut in two where the planner balances it, 2 replicas
+    per stage: the same outputs as the whole model run in this process, and as onnxruntime."""
+    from lgc.cluster.deploy import balanced_cuts
+    from lgc.demo import light_model_path
+    from lgc.distributed.graphs import load_graph
+    from lgc.distributed.shard import compile_stages
+    path = light_model_path("resnet50")
+    graph = load_graph(path)
+    stage_paths = compile_stages(graph, balanced_cuts(graph, 2), tmp_path / "st", model="resnet50.onnx")
+    single = lgc.compile(graph)
+    (name,) = single.input_names
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 224, 224)).astype(np.float32) for i in range(4)]
+    dep = Deployment.create(stage_paths, name="resnet50", replicas=2, detached=False)
+    try:
+        import onnxruntime as ort
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for x in xs:
+            got = dep.infer({name: x}, timeout=300)
+            want = single.run({name: x})
+            (out,) = dep.output_names
+            np.testing.assert_allclose(got[out], want[out], rtol=1e-5, atol=1e-6)
+            ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+            np.testing.assert_allclose(got[out], ref, rtol=1e-3, atol=1e-4)
+        assert all(a["served"] > 0 for row in dep.health(timeout=10) for a in row)
+    finally:
+        dep.shutdown()
