@@ -105,6 +105,17 @@ def test_malformed_bodies(body, header, message):
     assert message in str(e.value)
 
 
+def test_hostile_shapes_and_nesting():
+    specs = [TensorSpec("x", "FP32", (-1, -1))]
+    # 2**32 * 2**32 wraps to 0 in int64: the element count must not
+    with pytest.raises(ProtocolError, match="shape needs 18446744073709551616"):
+        parse_infer_request(_body([_x([], shape=(2**32, 2**32))]), None, specs, OUTPUTS, 0)
+    deep = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": ' + \
+        b"[" * 100000 + b"]" * 100000 + b"}]}"
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse_infer_request(deep, None, specs, OUTPUTS, 0)
+
+
 def test_leftover_binary_and_unknown_output():
     head = _body([_x([1] * 6), IDS])
     with pytest.raises(ProtocolError, match="4 bytes of binary data follow"):

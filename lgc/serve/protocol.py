@@ -10,6 +10,7 @@ rest of the body, in the order they appear. Outputs asked for with `parameters.b
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,8 @@ def _json_object(data: bytes, where: str) -> dict:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"malformed JSON in {where}: {e}") from None
+    except RecursionError:
+        raise ProtocolError(f"JSON in {where} is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{where} must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -95,7 +98,7 @@ def parse_infer_request(body: bytes, header_length: str | None,
             raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers")
         _check_shape(name, tuple(shape), spec, max_batch_size)
         dtype = KSERVE_TO_NUMPY[spec.datatype]
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)                       # exact: no int64 overflow to fool us
         size = _params(t, f"input {name!r}").get("binary_data_size")
         if size is not None:
             if "data" in t:
@@ -169,7 +172,7 @@ def _json_data(name, data, dtype: np.dtype, count: int) -> np.ndarray:
         raise ProtocolError(f"input {name!r}: 'data' must be a list")
     try:
         a = np.asarray(data)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, RecursionError):
         raise ProtocolError(f"input {name!r}: 'data' is a ragged nested list or holds "
                             f"values no {kserve_datatype(dtype)} tensor can") from None
     a = a.reshape(-1)
