@@ -177,7 +177,8 @@ def _batch_stats(app) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="small", help="small (4 features), mlp (512-2048-2048-10), a light model name, or a file")
+    ap.add_argument("--model", default="small",
+                    help="small (4 features), mlp (512-2048-2048-10), a light model name, or a file")
     ap.add_argument("--backend", default="local", choices=sorted(FACTORIES))
     ap.add_argument("--configs", default="batched,unbatched",
                     help=f"comma-separated, from: {', '.join(CONFIGS)}")

@@ -136,9 +136,9 @@ class LocalBackend:
       bucket size (1, 2, 4, ... max_batch_size) and the padding rows are dropped from the
       outputs; `warmup()` compiles every bucket ahead of traffic.
     - A fixed-shape artifact (or ONNX model) whose inputs and outputs all lead with the same
-      size b (typically 1): batched by running ceil(n / b) chunks one after another (the last chunk
-      padded the same way). This saves queueing and HTTP overhead, not device time; for real
-      batching compile the artifact with a larger b.
+      size b (typically 1): batched by running ceil(n / b) chunks one after another (the
+      last chunk padded the same way). This saves queueing and HTTP overhead, not device
+      time; for real batching compile the artifact with a larger b.
     - Anything else: max_batch_size = 0, shapes must match exactly.
     `infer` serializes calls with a lock (the OpenCL executor reuses its buffers), so
     `max_concurrency` is 1.

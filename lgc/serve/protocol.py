@@ -60,7 +60,8 @@ def parse_infer_request(body: bytes, header_length: str | None,
         try:
             n = int(header_length)
         except ValueError:
-            raise ProtocolError(f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
+            raise ProtocolError(f"Inference-Header-Content-Length {header_length!r} is not "
+                                f"an integer") from None
         if not 0 <= n <= len(body):
             raise ProtocolError(f"Inference-Header-Content-Length {n} is outside the body "
                                 f"({len(body)} bytes)")
