@@ -12,6 +12,7 @@ running deployment of that name, or a fresh one for the server's lifetime.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -106,4 +107,25 @@ def connect(address: str | None, model, name: str | None = None, max_batch_size:
     return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=owned)
 
 
-__all__ = ["ClusterError", "connect", "deploy", "default_name", "stage_artifacts"]
+def bench_factory(model_path, max_batch_size: int, stages: int | None = None, replicas: int | None = None,
+                  address: str | None = None, units: int = 8):
+    """A RayBackend for bench/serve.py (`--backend ray`): a local Ray instance with `units`
+    lgc_device units unless this process has joined one (or `address` names one), and a
+    deployment that goes away with the backend."""
+    from .backend import RayBackend
+    from .connect import NAMESPACE, RESOURCE, require_ray
+    ray = require_ray()
+    if not ray.is_initialized():
+        if address:
+            join(address)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 2, resources={RESOURCE: units}, include_dashboard=False,
+                     log_to_driver=False, namespace=NAMESPACE)
+    name = f"bench-{os.getpid()}-{next(_bench_ids)}"
+    dep = deploy(model_path, None, stages=stages, replicas=replicas, name=name, detached=False)
+    return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=True)
+
+
+_bench_ids = itertools.count()
+
+__all__ = ["ClusterError", "bench_factory", "connect", "deploy", "default_name", "stage_artifacts"]
