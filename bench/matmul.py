@@ -3,9 +3,10 @@
 Both are timed interleaved (lgc, NumPy, lgc, NumPy, ...) after warm-up. lgc's time is the
 whole `Executable.run` (both operands copied in, the kernels, the result copied back);
 the kernel-only time from profiling events is shown too. Target (issue 4): lgc >= 70% of
-NumPy's GFLOP/s on PoCL (stretch 90%).
+NumPy's GFLOP/s on PoCL (stretch 90%). --direct adds lgc compiled with LGC_CPU_PANELS=0 (the
+direct register-tile kernel instead of the packed-panel GEMM) to the same interleaved runs.
 
-    python bench/matmul.py [--n 2048] [--runs 10] [--json out.json]
+    python bench/matmul.py [--n 2048] [--runs 10] [--direct] [--json out.json]
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import numpy as np
 from common import interleaved, load, say, write_json
 
 
-def matmul_executable(n: int, device=None, profile=False):
+def matmul_executable(n: int, device=None, profile=False, direct=False):
+    """direct: with the CPU panel-GEMM rewrite off (LGC_CPU_PANELS=0)."""
+    import os
+
     import lgc
     from lgc.ir import dtypes
     from lgc.ir.builder import GraphBuilder
@@ -25,14 +29,23 @@ def matmul_executable(n: int, device=None, profile=False):
     b = GraphBuilder("matmul")
     t = TensorType(dtypes.by_name("f32"), (n, n))
     x, y = b.input("a", t), b.input("b", t)
-    return lgc.compile(b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"]), device=device,
-                       profile=profile)
+    old = os.environ.get("LGC_CPU_PANELS")
+    os.environ["LGC_CPU_PANELS"] = "0" if direct else (old or "1")
+    try:
+        return lgc.compile(b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"]), device=device,
+                           profile=profile)
+    finally:
+        if old is None:
+            os.environ.pop("LGC_CPU_PANELS")
+        else:
+            os.environ["LGC_CPU_PANELS"] = old
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--direct", action="store_true", help="also time the direct kernel (LGC_CPU_PANELS=0)")
     ap.add_argument("--json")
     args = ap.parse_args()
     n = args.n
@@ -53,7 +66,12 @@ def main():
     for _ in range(2):
         exe(a, b)
         a @ b
-    times = interleaved({"lgc": lambda: exe(a, b), "numpy": lambda: a @ b}, args.runs)
+    peers = {"lgc": lambda: exe(a, b), "numpy": lambda: a @ b}
+    if args.direct:
+        exe0 = matmul_executable(n, direct=True)
+        exe0(a, b)
+        peers["direct"] = lambda: exe0(a, b)
+    times = interleaved(peers, args.runs)
     lg, nps = float(np.median(times["lgc"])), float(np.median(times["numpy"]))
     # kernel-only time from profiling events (a second executor on a profiling queue)
     from lgc.runtime.executor import Executor
@@ -75,6 +93,11 @@ def main():
     print(f"{'NumPy (a @ b)':<22} {nps * 1e3:>9.2f} {res['numpy_gflops']:>9.1f} {'1.00':>9}")
     print(f"{'lgc run (with copies)':<22} {lg * 1e3:>9.2f} {res['lgc_gflops']:>9.1f} {res['ratio']:>9.2f}")
     print(f"{'lgc kernels only':<22} {kt * 1e3:>9.2f} {res['lgc_kernel_gflops']:>9.1f} {res['kernel_ratio']:>9.2f}")
+    if args.direct:
+        d = float(np.median(times["direct"]))
+        res.update(direct_ms=d * 1e3, direct_ratio=nps / d)
+        print(f"{'direct kernel run':<22} {d * 1e3:>9.2f} {flops / d / 1e9:>9.1f} {nps / d:>9.2f}"
+              f"   (LGC_CPU_PANELS=0)")
     print(f"compile {t_compile:.2f} s, first run {t_first:.2f} s, {res['launches']} launches, "
           f"max rel err {err:.1e}")
     print(f"target >= 70% of NumPy: {'met' if res['ratio'] >= 0.7 else 'NOT met'} ({100 * res['ratio']:.0f}%)")
