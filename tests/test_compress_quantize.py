@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lgc
+from lgc.codegen.quant_kernels import tile_weights
 from lgc.compress import find_layers, load_calibration, quantize, quantize_graph
 from lgc.compress.observers import Entropy, MinMax, Percentile, symmetric_int8, uint8_params
 from lgc.compress.report import compression_report, drift
@@ -53,6 +54,11 @@ def test_qconv_kernels_match_reference():
         cases.append(("qconv", [_f(xs), w, s, b], at))
         xq = RNG.integers(0, 256, xs).astype(np.uint8)
         cases.append(("qconv", [xq, w, s, b, np.float32(0.05), np.float32(30)], at))
+        for tm in (4, 8):     # weights stored tiled: tm output channels per vector load
+            wt = tile_weights(w, tm, at.get("group", 1))
+            tiled = {**at, "tm": tm, "w_shape": ws}
+            cases.append(("qconv", [_f(xs), wt, s, b], tiled))
+            cases.append(("qconv", [xq, wt, s, b, np.float32(0.05), np.float32(30)], tiled))
     check_ops(cases, rtol=1e-5, atol=1e-4)
 
 

@@ -210,13 +210,15 @@ class QConvGen:
         a = node.attrs
         r, g = len(X.shape) - 2, a["group"]
         s, pb, pe, d = spatial_attrs(a, r)
-        S, K, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[2:])
+        wshape = tuple(a["w_shape"]) if a.get("tm") else W.shape     # logical [M, C/g, *K]
+        S, K, O = list(X.shape[2:]), list(wshape[2:]), list(Y.shape[2:])
         if all(k == 1 for k in K) and all(v == 1 for v in s) and not any(pb + pe):
             S, K, O, r = [_prod(S)], [1], [_prod(O)], 1       # pointwise: one flat axis
             s, pb, pe, d = (1,), (0,), (0,), (1,)
-        Nb, C, M = X.shape[0], X.shape[1], W.shape[0]
+        Nb, C, M = X.shape[0], X.shape[1], wshape[0]
         Cg, Mg = C // g, M // g
-        TM = min(16 if s[-1] == 1 and _prod(K) > 1 else 8, Mg)
+        tiled = node.attrs.get("tm", 0)
+        TM = tiled or min(16 if s[-1] == 1 and _prod(K) > 1 else 8, Mg)
         TP = _width(O[-1], 16 if _prod(K) == 1 else 8)
         it = index_type_for(X.type.size, W.type.size, Y.type.size)
         VT = _vt(TP)
@@ -235,7 +237,8 @@ class QConvGen:
         last_m = f"grp * {Mg} + {Mg - 1}"
         KS = _prod(K)
         for i in range(TM):
-            body.append(f"const {it} w{i} = min(m0 + {i}, {last_m}) * {Cg * KS};")
+            if not tiled:
+                body.append(f"const {it} w{i} = min(m0 + {i}, {last_m}) * {Cg * KS};")
             body.append(f"{VT} acc{i} = ({VT})0;")
         body.append(f"for ({it} c = 0; c < {Cg}; ++c) {{")
         body.append(f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {_prod(S)};")
@@ -260,7 +263,11 @@ class QConvGen:
                  f"xr + ix + {(TP - 1) * sl} < {X.type.size}) xv = {inside};",
                  f"{ind}  else xv = {border};",
                  f"{ind}  const {it} wk = {wk};"]
-        body += [f"{ind}  acc{i} += {w.scalar(f'w{i} + wk')} * xv;" for i in range(TM)]
+        if tiled:      # the tile's TM weights at this offset: one vector load
+            body.append(f"{ind}  const {_vt(TM)} wv = {w.vector(f'(({it})get_global_id(1) * {Cg * KS} + wk) * {TM}', TM)};")
+            body += [f"{ind}  acc{i} += {_lane('wv', i, TM)} * xv;" for i in range(TM)]
+        else:
+            body += [f"{ind}  acc{i} += {w.scalar(f'w{i} + wk')} * xv;" for i in range(TM)]
         body.append(f"{ind}}}")
         for i in range(L):
             ind = ind[:-2]
@@ -304,3 +311,34 @@ class QConvGen:
         return [Kernel(name, args, body, global_size=(OT * _prod(O[:-1]), g * MT, Nb),
                        local_size=_local_size(3), index_type=it, node_name=node.name or "",
                        flops=2 * Y.type.size * Cg * KS)]
+
+
+def qconv_tile(w_shape, attrs) -> int:
+    """Output channels per work-item for a qconv whose weights are stored tiled (TM of
+    them interleaved per window offset, read with one vector load), or 0: untiled."""
+    from ..ops.nn import spatial_attrs
+    g = attrs.get("group", 1)
+    Mg, KS = w_shape[0] // g, _prod(w_shape[2:])
+    s = spatial_attrs(attrs, len(w_shape) - 2)[0]
+    tm = min(16 if s[-1] == 1 and KS > 1 else 8, _width(Mg))
+    return tm if tm > 1 else 0
+
+
+def tile_weights(w, tm: int, group: int):
+    """w [M, C/g, *K] -> [g * ceil(Mg/tm), C/g * KS, tm], rows past each group's end zero."""
+    import numpy as np
+    M = w.shape[0]
+    Mg, CK = M // group, _prod(w.shape[1:])
+    MT = -(-Mg // tm)
+    w = np.asarray(w).reshape(group, Mg, CK)
+    w = np.pad(w, [(0, 0), (0, MT * tm - Mg), (0, 0)]).reshape(group * MT, tm, CK)
+    return np.ascontiguousarray(np.swapaxes(w, 1, 2))
+
+
+def untile_weights(wt, tm: int, group: int, shape):
+    """The inverse of tile_weights, to `shape` [M, C/g, *K]."""
+    import numpy as np
+    M = shape[0]
+    Mg = M // group
+    w = np.swapaxes(wt, 1, 2).reshape(group, -1, wt.shape[1])[:, :Mg]
+    return w.reshape(shape)

@@ -33,6 +33,8 @@ import numpy as np
 from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
+from ..codegen.quant_kernels import qconv_tile, tile_weights
+from ..ops.nn import CONV_ATTRS
 from ..passes import optimize
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
@@ -213,7 +215,7 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
             continue
         wq, ws, bias = _weights(layer, consts)
         x = rw.get(node.inputs[0])
-        args = [x, rw.const(wq), rw.const(ws), rw.const(bias)]
+        args = [x, None, rw.const(ws), rw.const(bias)]
         if mode == "int8":
             args[0], xs, xz = _static_act(rw, x, ranges[node.inputs[0]], xq_cache)
             args += [xs, xz]
@@ -221,7 +223,12 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
             args[0], xs, xz = _dynamic_act(rw, x)
             args += [xs, xz]
         op = "qmatmul" if layer.kind == "matmul" else "qconv"
-        attrs = {} if op == "qmatmul" else {k: node.attrs[k] for k in registry.get("qconv").attrs}
+        attrs = {} if op == "qmatmul" else {k: node.attrs[k] for k in CONV_ATTRS}
+        if op == "qconv" and (tm := qconv_tile(wq.shape, attrs)):
+            # tm output channels' weights side by side: the kernel reads them with one load
+            attrs.update(tm=tm, w_shape=wq.shape)
+            wq = tile_weights(wq, tm, attrs["group"])
+        args[1] = rw.const(wq)
         y = rw.op(op, args, attrs, name=node.name)
         rw.replace(node.outputs[0], y)
     return dce(rw.finish())
@@ -289,7 +296,7 @@ def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: d
         from ..ops.quant import quantize_ref
         qins = [quantize_ref(x, scale, zero, "u8"), wq, ws, bias, np.float32(scale), np.float32(zero)]
     op = "qmatmul" if layer.kind == "matmul" else "qconv"
-    attrs = {} if op == "qmatmul" else {k: n.attrs[k] for k in registry.get("qconv").attrs}
+    attrs = {} if op == "qmatmul" else {k: n.attrs[k] for k in CONV_ATTRS}
     yq = registry.get(op).reference(qins, registry.get(op).normalize_attrs(attrs))[0]
     return float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-30))
 

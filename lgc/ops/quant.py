@@ -103,14 +103,30 @@ def _qmatmul_ref(xs, attrs):
     return [(_dequant_x(xs) @ w + xs[3]).astype(np.float32)]
 
 
+def _w_shape(types, attrs):
+    """The weight's logical shape [M, C/group, *K] (stored tiled when tm > 0)."""
+    if not attrs["tm"]:
+        return types[1].shape
+    w_shape = tuple(attrs["w_shape"])
+    g, tm = attrs["group"], attrs["tm"]
+    want = (g * -(-(w_shape[0] // g) // tm), int(np.prod(w_shape[1:])), tm) if w_shape else None
+    if types[1].shape != want:
+        raise OpError(f"qconv: tiled weight {types[1].shape} does not fit w_shape {w_shape}, tm {tm}")
+    return w_shape
+
+
 def _qconv_infer(types, attrs):
-    if len(types[1].shape) < 3:
-        raise OpError(f"qconv: w must be [M, C/group, *kernel], got {types[1].shape}")
-    _check_quant_inputs(types, types[1].shape[0], "qconv")
-    return _conv_infer([TensorType(dtypes.f32, t.shape) for t in types[:2]], attrs)
+    shape = _w_shape(types, attrs)
+    if len(shape) < 3:
+        raise OpError(f"qconv: w must be [M, C/group, *kernel], got {shape}")
+    _check_quant_inputs(types, shape[0], "qconv")
+    return _conv_infer([TensorType(dtypes.f32, types[0].shape), TensorType(dtypes.f32, shape)], attrs)
 
 
 def _qconv_ref(xs, attrs):
+    if attrs["tm"]:
+        from ..codegen.quant_kernels import untile_weights
+        xs = [xs[0], untile_weights(xs[1], attrs["tm"], attrs["group"], attrs["w_shape"])] + list(xs[2:])
     w = xs[1].astype(np.float64) * xs[2].astype(np.float64).reshape((-1,) + (1,) * (xs[1].ndim - 1))
     (y,) = _conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
     return [y.astype(np.float32)]
@@ -121,7 +137,7 @@ def _qmatmul_flops(ins, outs, attrs):
 
 
 def _qconv_flops(ins, outs, attrs):
-    w = ins[1].shape
+    w = tuple(attrs["w_shape"]) if attrs["tm"] else ins[1].shape
     return 2 * outs[0].size * int(np.prod(w[1:]))
 
 
@@ -131,9 +147,11 @@ register(OpDef("qmatmul", _qmatmul_infer, _qmatmul_ref, QMatmulGen(), fusion="ou
                    "scalar x_scale and x_zero"))
 
 register(OpDef("qconv", _qconv_infer, _qconv_ref, QConvGen(), fusion="out_fusable",
-               attrs=dict(CONV_ATTRS), num_inputs=(4, 6), flops=_qconv_flops,
+               attrs={**CONV_ATTRS, "tm": 0, "w_shape": ()}, num_inputs=(4, 6), flops=_qconv_flops,
                doc="ONNX Conv with integer w [M, C/group, *K], per-channel w_scale and bias; x "
-                   "float, or integer with scalar x_scale and x_zero"))
+                   "float, or integer with scalar x_scale and x_zero. tm > 0: w is stored tiled "
+                   "[g * ceil(Mg / tm), C/g * KS, tm] (tm output channels interleaved) for logical "
+                   "shape w_shape"))
 
 
 # ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
@@ -166,6 +184,9 @@ def _quant_vjp(op: str):
     and x_zero get theirs through x = (q - zero) * scale."""
     def rule(cts, ins, outs, attrs):
         import lgc.numpy as lnp
+        if attrs.get("tm"):
+            raise NotImplementedError("qconv with tiled weights has no gradient (tiling is "
+                                      "done for inference, after training)")
         xf, wf_scaled, wf = _float_operands(ins)
         g = cts[0]
         if op == "conv":
