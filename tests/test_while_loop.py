@@ -229,3 +229,58 @@ def test_graph_with_a_loop_runs_eagerly_and_transforms():
     assert abs(float(y) - math.sqrt(2)) < 1e-6 and abs(float(dy) - 0.5 / math.sqrt(2)) < 1e-5
     with pytest.raises(ValueError, match="reverse-mode"):
         lgc.grad(lambda a: eval_graph(h, a)[0])(np.float32(2.0))
+
+
+def _onnx_loop_model(trip_from_data: bool):
+    """y doubles (times w, read from the outer graph) plus the iteration number until its sum
+    passes `limit`, or for a trip count computed from a data input."""
+    from onnx import TensorProto, helper
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Cast", ["i"], ["i_f"], to=f),
+         helper.make_node("Mul", ["y_in", "w"], ["y2"]),
+         helper.make_node("Add", ["y2", "i_f"], ["y_out"]),
+         helper.make_node("ReduceSum", ["y_out"], ["s"], keepdims=0),
+         helper.make_node("Less", ["s", "limit"], ["c_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_in", f, [4])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", f, [4])])
+    nodes = [helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True]))]
+    if trip_from_data:
+        nodes += [helper.make_node("ReduceSum", ["counts"], ["m"], keepdims=0),
+                  helper.make_node("Loop", ["m", "", "x"], ["y"], body=body)]
+    else:
+        nodes += [helper.make_node("Loop", ["", "t", "x"], ["y"], body=body)]
+    ins = [helper.make_tensor_value_info("x", f, [4]), helper.make_tensor_value_info("w", f, [4]),
+           helper.make_tensor_value_info("limit", f, [])]
+    if trip_from_data:
+        ins.append(helper.make_tensor_value_info("counts", TensorProto.INT64, [32]))
+    g = helper.make_graph(nodes, "loop", ins, [helper.make_tensor_value_info("y", f, [4])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("trip_from_data", [False, True])
+def test_onnx_loop_with_data_dependent_termination(trip_from_data):
+    """ONNX Loop whose condition (or trip count) depends on data: one while op, matching
+    onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    model = _onnx_loop_model(trip_from_data)
+    x = np.array([0.5, 1.0, -0.25, 2.0], np.float32)
+    w = np.array([2.0, 1.5, 2.0, 1.25], np.float32)
+    feeds = [{"x": x, "w": w, "limit": np.array(v, np.float32)} for v in (3.0, 50.0, 1000.0)]
+    if trip_from_data:
+        for k, fd in enumerate(feeds):
+            fd["limit"] = np.array(1e9, np.float32)  # the trip count alone ends the loop
+            fd["counts"] = np.zeros(32, np.int64)
+            fd["counts"][: 3 * k] = 1              # 0, 3, 6 iterations
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    g = lgc.onnx.load(model, input_shapes={k: v.shape for k, v in feeds[0].items()})
+    assert sum(n.op == "while" for n in g.nodes) == 1
+    exe = lgc.compile(g)
+    for fd in feeds:
+        want = sess.run(None, fd)[0]
+        got = exe.run(fd)["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -3,9 +3,12 @@
 lgc compiles for concrete shapes, so control flow is resolved at compile time where it can be:
   If    - a constant condition inlines the taken branch; a data-dependent one computes both
           branches and selects with `where` (both are pure), when their outputs agree in type.
-  Loop  - unrolled when the trip count is a constant and the condition stays constant.
+  Loop  - unrolled when the trip count is a constant and the condition stays constant;
+          otherwise (a condition or trip count that depends on data, or more than
+          MAX_UNROLL iterations) one `while` op (lgc/ops/control.py) whose cond and body are
+          graphs of their own, when it has no scan outputs (their length would depend on
+          data too).
   Scan  - unrolled over the (static) sequence length.
-A loop whose termination depends on data cannot be compiled this way and is reported.
 """
 from __future__ import annotations
 
@@ -60,16 +63,28 @@ def _stack(ctx, values):
     return parts[0] if len(parts) == 1 else ctx.op("concat", parts, {"axis": 0})
 
 
+class _NotStatic(Exception):
+    """The Loop's termination is not known when compiling: build a while op instead."""
+
+
 @converter("Loop")
 def loop(ctx, node, trip=None, cond=None, *carried):
+    try:
+        return _unrolled(ctx, node, trip, cond, *carried)
+    except _NotStatic as e:
+        return _as_while(ctx, node, trip, cond, list(carried), str(e))
+
+
+def _unrolled(ctx, node, trip=None, cond=None, *carried):
     body = node.attr("body")
     env = ctx.env
-    n = None if trip is None else int(np.asarray(ctx.need(trip, "the Loop trip count")).reshape(-1)[0])
-    keep_going = True if cond is None else bool(np.asarray(ctx.need(cond, "the Loop condition")).reshape(-1)[0])
-    if n is None:
-        n = MAX_UNROLL + 1
-    if n > MAX_UNROLL:
-        raise NotImplementedError(f"Loop unrolling is limited to {MAX_UNROLL} iterations")
+    try:
+        n = None if trip is None else int(np.asarray(ctx.need(trip, "the Loop trip count")).reshape(-1)[0])
+        keep_going = True if cond is None else bool(np.asarray(ctx.need(cond, "the Loop condition")).reshape(-1)[0])
+    except ModelError:
+        raise _NotStatic("its trip count or condition depends on data") from None
+    if n is None or n > MAX_UNROLL:
+        raise _NotStatic(f"it has no trip count or more than {MAX_UNROLL} iterations")
     state = list(carried)
     n_carried = len(carried)
     scans: list[list] = []
@@ -85,13 +100,95 @@ def loop(ctx, node, trip=None, cond=None, *carried):
             lst.append(v)
         c = ctx.value(cond_v)
         if c is None:
-            raise NotImplementedError("Loop whose condition depends on data (termination is not static)")
+            raise _NotStatic("its condition depends on data")
         keep_going = bool(np.asarray(c).reshape(-1)[0])
         i += 1
     n_scan = len(body.output) - 1 - n_carried
     if i == 0 and n_scan:
         raise NotImplementedError("Loop that runs zero iterations but has scan outputs")
     return state + [_stack(ctx, lst) for lst in scans] if scans else state + []
+
+
+def _names_read(graph) -> set:
+    """Every name the nodes of `graph` (and of the graphs in their attributes) read."""
+    out = set()
+    for n in graph.node:
+        out.update(n.input)
+        for a in n.attribute:
+            for g in [a.g] if a.HasField("g") else list(a.graphs):
+                out |= _names_read(g)
+    return out
+
+
+def _as_while(ctx, node, trip, cond, carried, why: str):
+    """The Loop as one while op. Carry: (iteration, keep going, loop state...); constants:
+    the trip count, then the values of the enclosing graph the body reads (constants known
+    when compiling are copied into the body instead)."""
+    from ....ir import dtypes
+    from ....ir.builder import GraphBuilder
+    from ....ir.graph import TensorType
+    from ..context import Context
+    from ..importer import _convert_nodes
+    from onnx import numpy_helper
+    body = node.attr("body")
+    n_state = len(carried)
+    if len(body.output) - 1 - n_state:
+        raise NotImplementedError(f"Loop with scan outputs when {why} (their length would "
+                                  f"depend on data)")
+    scalar = lambda v, dt: ctx.op("reshape", [v], {"shape": ()}) if v.type.shape != () else v  # noqa: E731
+    i64, flag = TensorType(dtypes.i64, ()), TensorType(dtypes.bool_, ())
+    own = {vi.name for vi in body.input} | {i.name for i in body.initializer}
+    outer = sorted(k for k in _names_read(body) if k not in own and k and k in ctx.env)
+    captured = [ctx.env[k] for k in outer if ctx.value(ctx.env[k]) is None]
+    carry0 = [ctx.const(np.array(0, np.int64)),
+              ctx.const(np.array(True)) if cond is None else scalar(cond, np.bool_)] + carried
+    consts = ([scalar(trip, np.int64)] if trip is not None else []) + captured
+    if any(not hasattr(v, "type") for v in carry0 + consts):
+        raise NotImplementedError("Loop over sequences or optionals")
+
+    def subgraph(name):
+        b = GraphBuilder(name)
+        sctx = Context(b, ctx.opset, {})
+        ins = [b.input(f"c{k}", v.type) for k, v in enumerate(carry0)]
+        ins += [b.input(f"k{k}", v.type) for k, v in enumerate(consts)]
+        env = {}
+        for k in outer:
+            v = ctx.env[k]
+            env[k] = sctx.const(ctx.value(v)) if ctx.value(v) is not None else \
+                ins[len(carry0) + len(consts) - len(captured) + captured.index(v)]
+        return b, sctx, ins, env
+
+    b, sctx, ins, env = subgraph("cond")
+    keep = ins[1]
+    if trip is not None:
+        keep = b.op("and", [keep, b.op("lt", [ins[0], ins[len(carry0)]])])
+    g_cond = b.build([keep])
+
+    b, sctx, ins, env = subgraph("body")
+    for vi, v in zip(body.input, [ins[0], ins[1]] + ins[2:len(carry0)]):
+        env[vi.name] = v
+    for init in body.initializer:
+        env[init.name] = sctx.const(numpy_helper.to_array(init))
+    saved = ctx.node
+    _convert_nodes(sctx, body.node, env, ctx.opset)
+    ctx.node = saved
+    try:
+        outs = [env[o.name] for o in body.output]
+    except KeyError as e:
+        raise ModelError(f"node {ctx.name!r}: Loop body output {e} is never produced") from None
+    keep_out = ins[1] if cond is None else outs[0]   # no cond input: the body's is ignored
+    if keep_out.type.shape != ():
+        keep_out = sctx.op("reshape", [keep_out], {"shape": ()})
+    step = b.op("add", [ins[0], sctx.const(np.array(1, np.int64))])
+    state = outs[1:]
+    for k, (v, w) in enumerate(zip(state, carried)):
+        if v.type != w.type:
+            raise NotImplementedError(f"Loop state {k} changes from {w.type} to {v.type} in "
+                                      f"the body, and {why}")
+    g_body = b.build([step, keep_out] + state)
+    res = ctx.b.op("while", carry0 + consts, {"cond": g_cond, "body": g_body},
+                   name=ctx.name or None, num_outputs=-1)
+    return list(res[2:])
 
 
 @converter("Scan")
