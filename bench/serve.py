@@ -115,14 +115,15 @@ def _request_body(backend, rows: int, seed: int = 0) -> tuple[bytes, int, dict]:
 
 
 # -- the load process ----------------------------------------------------------------------
-async def _load(url: str, body: bytes, head_len: int, concurrency: int, requests: int) -> dict:
+async def _load(url: str, model: str, body: bytes, head_len: int, concurrency: int,
+                requests: int) -> dict:
     """`concurrency` keep-alive connections, each sending its next request when answered.
 
     A minimal HTTP/1.1 client on asyncio streams: httpx costs ~1 ms of CPU per request, which
     on a 2-core machine would measure the client more than the server.
     """
     host, port = url.rsplit(":", 1)
-    request = (f"POST /v2/models/m/infer HTTP/1.1\r\nHost: {url}\r\n"
+    request = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {url}\r\n"
                f"Content-Type: application/octet-stream\r\n"
                f"Inference-Header-Content-Length: {head_len}\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -155,11 +156,11 @@ async def _load(url: str, body: bytes, head_len: int, concurrency: int, requests
     return {"latencies": lat, "wall_s": time.perf_counter() - t0, "errors": errors}
 
 
-def _run_load(url, body, head_len, concurrency, requests) -> dict:
+def _run_load(url, model, body, head_len, concurrency, requests) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
         f.write(body)
     try:
-        out = subprocess.run([sys.executable, __file__, "--load", url, f.name, str(head_len),
+        out = subprocess.run([sys.executable, __file__, "--load", url, model, f.name, str(head_len),
                               str(concurrency), str(requests)],
                              capture_output=True, text=True, check=True)
     finally:
@@ -168,11 +169,11 @@ def _run_load(url, body, head_len, concurrency, requests) -> dict:
 
 
 # -- the driver ----------------------------------------------------------------------------
-def _batch_stats(app) -> tuple[float, float]:
+def _batch_stats(app, model: str) -> tuple[float, float]:
     """(batches, rows) so far from the app's Prometheus registry."""
     reg = app.state.metrics.registry
-    return (reg.get_sample_value("lgc_serve_batch_size_count", {"model": "m"}) or 0.0,
-            reg.get_sample_value("lgc_serve_batch_size_sum", {"model": "m"}) or 0.0)
+    return (reg.get_sample_value("lgc_serve_batch_size_count", {"model": model}) or 0.0,
+            reg.get_sample_value("lgc_serve_batch_size_sum", {"model": model}) or 0.0)
 
 
 def main() -> None:
@@ -206,7 +207,7 @@ def main() -> None:
             apps[name] = make_app(b, ServeConfig(max_wait_ms=wait, queue_size=4 * args.concurrency + 8))
             servers[name] = ThreadedServer(apps[name], http=http, loop=loop).__enter__()
             bodies[name] = _request_body(b, args.batch)
-            r = _run_load(servers[name].url, bodies[name][0], bodies[name][1], 2, 4)  # warm-up
+            r = _run_load(servers[name].url, b.name, bodies[name][0], bodies[name][1], 2, 4)  # warm-up
             if r["errors"]:
                 raise SystemExit(f"{name}: warm-up requests failed: {r['errors']}")
         first = backends[names[0]]
@@ -215,7 +216,7 @@ def main() -> None:
         direct = []
         for rnd in range(args.rounds):
             for name in names:
-                r = _run_load(servers[name].url, bodies[name][0], bodies[name][1],
+                r = _run_load(servers[name].url, backends[name].name, bodies[name][0], bodies[name][1],
                               args.concurrency, args.requests)
                 acc = results[name]
                 acc["latencies"] += r["latencies"]
@@ -233,7 +234,7 @@ def main() -> None:
         for name in names:
             acc = results[name]
             lat = np.array(acc["latencies"]) * 1e3
-            batches, brows = _batch_stats(apps[name])
+            batches, brows = _batch_stats(apps[name], backends[name].name)
             rows.append({"config": name, "concurrency": args.concurrency, "batch": args.batch,
                          "requests": acc["requests"], "errors": acc["errors"],
                          "requests_per_s": acc["requests"] / acc["wall_s"],
@@ -262,9 +263,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        url, body_path, head_len, conc, n = sys.argv[2:7]
+        url, model, body_path, head_len, conc, n = sys.argv[2:8]
         with open(body_path, "rb") as f:
             body = f.read()
-        print(json.dumps(asyncio.run(_load(url, body, int(head_len), int(conc), int(n)))))
+        print(json.dumps(asyncio.run(_load(url, model, body, int(head_len), int(conc), int(n)))))
     else:
         main()
