@@ -284,3 +284,17 @@ def test_onnx_loop_with_data_dependent_termination(trip_from_data):
         want = sess.run(None, fd)[0]
         got = exe.run(fd)["y"]
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_constant_loop_folds_unless_long(monkeypatch):
+    """A loop on constants only is folded by its NumPy reference while compiling; one past
+    the reference's step limit is left to the device."""
+    from lgc.ops import control
+    from lgc.passes import optimize
+    f = lambda: lax.while_loop(lambda c: c[0] < 40, lambda c: (c[0] + 1, c[1] * 1.5), (0, 1.0))  # noqa: E731
+    g = lgc.make_ir(f)()
+    assert not any(n.op == "while" for n in optimize(g).nodes)
+    monkeypatch.setattr(control, "MAX_REFERENCE_STEPS", 10)
+    assert sum(n.op == "while" for n in optimize(g).nodes) == 1
+    i, v = lgc.jit(f)()
+    assert int(i) == 40 and float(v) == pytest.approx(1.5 ** 40, rel=1e-5)

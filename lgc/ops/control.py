@@ -60,12 +60,21 @@ def run_reference(graph: Graph, arrays) -> list[np.ndarray]:
     return [np.asarray(env[v]) for v in graph.outputs]
 
 
+MAX_REFERENCE_STEPS = 100_000   # the reference interprets the body op by op: slow past this
+
+
 def _reference(xs, attrs):
+    """Stops with an error past MAX_REFERENCE_STEPS iterations, so constant folding leaves a
+    long (or endless) loop to the device instead of running it while compiling."""
     cond, body = attrs["cond"], attrs["body"]
     n = len(body.outputs)
     carry, consts = [np.asarray(x) for x in xs[:n]], list(xs[n:])
+    steps = 0
     while bool(run_reference(cond, carry + consts)[0]):
+        if steps == MAX_REFERENCE_STEPS:
+            raise RuntimeError(f"while: the NumPy reference stops after {steps} iterations")
         carry = [np.asarray(y, x.dtype) for y, x in zip(run_reference(body, carry + consts), carry)]
+        steps += 1
     return carry
 
 
