@@ -41,6 +41,9 @@ def test_qmatmul_kernels_match_reference():
         cases.append(("qmatmul", [xq, w, s, b, np.float32(0.05), np.float32(100)], {}))
         xs = RNG.integers(-128, 128, (M, K)).astype(np.int8)
         cases.append(("qmatmul", [xs, w, s, b, np.float32(0.02), np.float32(-5)], {}))
+        rows = (2, M, 1)          # a scale and zero point per row (dynamic quantization)
+        cases.append(("qmatmul", [xq, w, s, b, RNG.uniform(0.01, 0.1, rows).astype(np.float32),
+                                  RNG.integers(0, 255, rows).astype(np.float32)], {}))
     check_ops(cases, rtol=1e-5, atol=1e-4)
 
 

@@ -107,18 +107,23 @@ class QMatmulGen:
         TM, TN = max(1, min(8, R)), _width(N)
         it = index_type_for(X.type.size, W.type.size, Y.type.size)
         VT = _vt(TN)
-        head, zero, xs = _zero_line(node)
-        x, w = Reader("in0", X.dtype, zero), Reader("in1", W.dtype)
+        per_row = len(node.inputs) > 4 and node.inputs[4].type.size > 1   # a scale per row of x
+        head, zero, xs = ([], None, "1.0f") if per_row else _zero_line(node)
+        xr = [Reader("in0", X.dtype, f"xz{i}" if per_row else zero) for i in range(TM)]
+        w = Reader("in1", W.dtype)
         body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
                 f"const {it} m0 = ({it})get_global_id(1) * {TM};"] + head
         for i in range(TM):
             body.append(f"const {it} a{i} = min(m0 + {i}, ({it}){R - 1}) * {K};")
             body.append(f"{VT} acc{i} = ({VT})0;")
+            if per_row:
+                body.append(f"const float xs{i} = in4[min(m0 + {i}, ({it}){R - 1})], "
+                            f"xz{i} = in5[min(m0 + {i}, ({it}){R - 1})];")
         col = [f"min(n0 + {j}, ({it}){N - 1})" for j in range(TN)]
 
         def k_loop(bvec):
             lines = [f"for ({it} k = 0; k < {K}; ++k) {{", f"  const {VT} bv = {bvec};"]
-            lines += [f"  acc{i} += {x.scalar(f'a{i} + k')} * bv;" for i in range(TM)]
+            lines += [f"  acc{i} += {xr[i].scalar(f'a{i} + k')} * bv;" for i in range(TM)]
             return lines + ["}"]
 
         full = N % TN == 0
@@ -133,7 +138,7 @@ class QMatmulGen:
         scale = _vec(TN, [f"in2[{c}]" for c in col])
         bias = _vec(TN, [f"in3[{c}]" for c in col])
         body += [f"const {VT} sc_ = {scale} * {xs};", f"const {VT} bi_ = {bias};"]
-        body += [f"acc{i} = acc{i} * sc_ + bi_;" for i in range(TM)]
+        body += [f"acc{i} = acc{i} * {f'(sc_ * xs{i})' if per_row else 'sc_'} + bi_;" for i in range(TM)]
         lead = X.shape[:-1]
         if epilogue is not None:
             for i in range(TM):

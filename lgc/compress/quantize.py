@@ -8,7 +8,8 @@ Modes:
                 epilogue, so activations between layers travel as 8-bit.
   int8-weights  weights as above, activations stay float32 (no calibration needed).
   dynamic       matmuls: int8 weights, activations quantized per call from their own min
-                and max (as onnxruntime's quantize_dynamic); convolutions: weights only.
+                and max, one scale per row (onnxruntime's quantize_dynamic uses one per
+                tensor); convolutions: weights only.
 In every mode large embedding tables read by `gather` along axis 0 (a transformer's word
 embeddings) are stored as int8 with one scale per row.
 
@@ -252,11 +253,13 @@ def _static_act(rw: Rewriter, x: Value, rng, cache):
 
 
 def _dynamic_act(rw: Rewriter, x: Value):
-    """uint8 quantization of x from its own range, computed on the device per call."""
-    axes = tuple(range(len(x.shape)))
+    """uint8 quantization of x from its own range, computed on the device per call: one
+    scale and zero point per row (per token in a transformer), so one outlier row does not
+    coarsen the grid of every other."""
+    axes = (len(x.shape) - 1,)
     zero_f = rw.const(np.float32(0))
-    lo = rw.op("min", [rw.op("reduce_min", [x], {"axes": axes, "keepdims": 0}), zero_f])
-    hi = rw.op("max", [rw.op("reduce_max", [x], {"axes": axes, "keepdims": 0}), zero_f])
+    lo = rw.op("min", [rw.op("reduce_min", [x], {"axes": axes, "keepdims": 1}), zero_f])
+    hi = rw.op("max", [rw.op("reduce_max", [x], {"axes": axes, "keepdims": 1}), zero_f])
     scale = rw.op("div", [rw.op("sub", [hi, lo]), rw.const(np.float32(255))])
     scale = rw.op("max", [scale, rw.const(np.float32(1e-30))])      # all-zero x
     zero = rw.op("min", [rw.op("max", [rw.op("round", [rw.op("div", [rw.op("neg", [lo]), scale])]),
@@ -291,10 +294,13 @@ def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: d
     y = ref_op(ins, n.attrs)[0].astype(np.float64)
     qins = [x, wq, ws, bias]
     if mode == "int8" or mode == "dynamic" and layer.kind == "matmul":
-        lo, hi = ranges[n.inputs[0]] if mode == "int8" else (float(x.min()), float(x.max()))
-        scale, zero = uint8_params(lo, hi)
         from ..ops.quant import quantize_ref
-        qins = [quantize_ref(x, scale, zero, "u8"), wq, ws, bias, np.float32(scale), np.float32(zero)]
+        if mode == "int8":
+            scale, zero = (np.float32(v) for v in uint8_params(*ranges[n.inputs[0]]))
+        else:          # per row, as _dynamic_act
+            pairs = [uint8_params(float(r.min()), float(r.max())) for r in x.reshape(-1, x.shape[-1])]
+            scale, zero = (np.array(v, np.float32).reshape(x.shape[:-1] + (1,)) for v in zip(*pairs))
+        qins = [quantize_ref(x, scale, zero, "u8"), wq, ws, bias, scale, zero]
     op = "qmatmul" if layer.kind == "matmul" else "qconv"
     attrs = {} if op == "qmatmul" else {k: n.attrs[k] for k in CONV_ATTRS}
     yq = registry.get(op).reference(qins, registry.get(op).normalize_attrs(attrs))[0]

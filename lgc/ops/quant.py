@@ -4,6 +4,7 @@
                                       QuantizeLinear's rounding: half to even); scale and
                                       zero are float tensors broadcast against x.
   qmatmul(x, w, w_scale, bias[, x_scale, x_zero])
+                                      (x_scale, x_zero: scalars, or one per row [..., 1])
                                       y[..., n] = x_scale * w_scale[n] *
                                         sum_k (x[..., k] - x_zero) * w[k, n] + bias[n]
   qconv(x, w, w_scale, bias[, x_scale, x_zero]; conv attrs)
@@ -78,15 +79,19 @@ def _check_quant_inputs(types, channels: int, what: str):
     extra = types[4:]
     if (x.dtype.name == "f32") != (not extra):
         raise OpError(f"{what}: x_scale and x_zero are given exactly when x is an integer")
-    if extra and (len(extra) != 2 or any(t.dtype.name != "f32" or t.size != 1 for t in extra)):
-        raise OpError(f"{what}: x_scale and x_zero must be float32 scalars")
+    rows = x.shape[:-1] + (1,) if what == "qmatmul" else None     # qmatmul: one per row too
+    if extra and (len(extra) != 2 or any(t.dtype.name != "f32" or (t.size != 1 and t.shape != rows)
+                                         for t in extra)):
+        raise OpError(f"{what}: x_scale and x_zero must be float32 scalars"
+                      + (f" or {list(rows)} (one per row)" if rows else ""))
 
 
 def _dequant_x(xs):
     """x as float64 real values (minus its zero point, times its scale) and the rest."""
     x = xs[0].astype(np.float64)
     if len(xs) > 4:
-        x = (x - float(np.ravel(xs[5])[0])) * float(np.ravel(xs[4])[0])
+        scale, zero = (np.asarray(a, np.float64) for a in xs[4:6])
+        x = (x - (zero if zero.size > 1 else zero.ravel()[0])) * (scale if scale.size > 1 else scale.ravel()[0])
     return x
 
 
@@ -199,7 +204,11 @@ def _quant_vjp(op: str):
         res = [gx if len(ins) == 4 else None, None, gws, gb]
         if len(ins) > 4:
             q = lnp.astype(ins[0], np.float32) - ins[5]
-            res += [lnp.sum(gx * q), -lnp.sum(gx) * ins[4]]
+            if ins[4].size > 1:     # per-row scale and zero point
+                res += [lnp.sum(gx * q, axis=-1, keepdims=True), -lnp.sum(gx, axis=-1, keepdims=True) * ins[4]]
+            else:
+                res += [lnp.reshape(lnp.sum(gx * q), ins[4].shape),
+                        lnp.reshape(-lnp.sum(gx) * ins[4], ins[5].shape)]
         return res
     return rule
 
