@@ -269,6 +269,22 @@ def test_detached_deployment_is_found_by_name(ray_local, mlp):
     assert "kept" not in list_deployments(ray)
 
 
+def test_cli_deploy_status_down(ray_local, mlp, capsys):
+    """The commands on the cluster this process has joined (a real head is the same path)."""
+    from lgc.cli import main
+    w, paths = mlp
+    assert main(["deploy", str(paths["s0"]), "--replicas", "2", "--name", "clidep"]) == 0
+    out = capsys.readouterr().out
+    assert "deployed 'clidep': 1 stage(s), replicas 2, 2 lgc_device unit(s); ready: True" in out
+    assert main(["cluster", "status", "--name", "clidep"]) == 0
+    out = capsys.readouterr().out
+    assert "deployment 'clidep': 1 stage(s), ready: yes" in out and out.count(" ok ") == 2
+    assert main(["cluster", "down", "clidep"]) == 0
+    assert "removed 'clidep' (2 actor(s))" in capsys.readouterr().out
+    assert main(["cluster", "down", "clidep"]) == 1
+    assert "no deployment named 'clidep'" in capsys.readouterr().err
+
+
 def test_served_through_the_http_front(ray_local, mlp):
     """RayBackend behind lgc.serve's app: tritonclient requests, batched into chunks that go
     through the pipeline concurrently, all correct."""

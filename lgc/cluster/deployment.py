@@ -174,8 +174,11 @@ class Deployment:
         description = {"name": name, "replicas": replicas, "inputs": inputs, "outputs": outputs,
                        "stages": [st.__dict__ for st in stages], "created": time.time(),
                        "max_restarts": max_restarts}
-        registry = Registry.options(name=registry_name(name), namespace=NAMESPACE,
-                                    lifetime=lifetime).remote(description)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        here = ray.get_runtime_context().get_node_id()      # the registry next to the deployer
+        registry = Registry.options(name=registry_name(name), namespace=NAMESPACE, lifetime=lifetime,
+                                    scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+                                    ).remote(description)
         ray.get([registry.put_artifact.remote(i, b) for i, b in enumerate(blobs)])
         say(f"shipped {len(blobs)} artifact(s), {sum(map(len, blobs)) / 2**20:.1f} MiB; "
             f"starting {need} actor(s)")
