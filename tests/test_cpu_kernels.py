@@ -156,3 +156,31 @@ def test_gpu_and_other_dtypes_keep_their_kernels():
     x = g.input("x", TensorType(F32, (1, 8, 16, 16)))
     graph = g.build([g.op("conv", [x, g.const(np.ones((8, 1, 3, 3), np.float32))], {"group": 8})])
     assert cpu_lowering.lower_for_cpu(graph) is graph
+
+
+WINOGRAD = [  # x shape, M, pads, bias
+    ((1, 3, 8, 8), 4, (1, 1, 1, 1), True),
+    ((2, 5, 7, 9), 3, (0, 1, 2, 0), False),     # odd output height and width, uneven pads
+    ((1, 20, 14, 14), 17, (1, 1, 1, 1), True),
+    ((1, 2, 5, 6), 2, (0, 0, 0, 0), True),
+]
+
+
+@pytest.mark.parametrize("xs,M,pads,bias", WINOGRAD)
+def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
+    monkeypatch.setattr(cpu_lowering, "MIN_WINOGRAD_CHANNELS", 1)
+    from lgc.codegen.cpu_winograd import filter_transform   # noqa: F401  (the path under test)
+    rng = np.random.default_rng(xs[1] * 10 + M)
+    x, w, b = rand(rng, xs), rand(rng, (M, xs[1], 3, 3)), rand(rng, (M,))
+    full = {"strides": (), "pads": pads, "dilations": (), "group": 1}
+    y = _conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    r = rand(rng, y.shape)
+    g = GraphBuilder("wino")
+    xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, r.shape))
+    c = g.op("conv", [xv, g.const(w)] + ([g.const(b)] if bias else []), {"pads": pads})
+    graph = g.build([g.op("add", [g.op("relu", [c]), rv])])
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert kernels == ["winograd_input", "matmul_panels", "winograd_output_relu_add"], kernels
+    got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
+    np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)

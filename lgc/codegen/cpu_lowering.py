@@ -6,7 +6,9 @@ residual) exactly as it would have seen the matmul or conv. GPU targets keep the
 kernels (gpu_gemm, gpu_conv) and never see these ops.
 
   matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 64 else A, pack_panels(B))
-  conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1
+  conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
+                         a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
+                         (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
 and integer dtypes, grouped and depthwise convs, matmuls too narrow for a panel, and
@@ -17,16 +19,19 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_gemm
+from . import cpu_gemm, cpu_winograd
 from .target import current_target
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
 MIN_N = 16               # narrower B: a panel would be mostly padding
 MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
+MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out channels: Winograd
 MIN_M_PACKED = 64        # from here on A is packed at run time too (its rows as float4 panels)
 
 
@@ -109,6 +114,8 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     P = _prod(out.shape[2:])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
+    if W in consts and _winograd_fits(X, W, at):
+        return _winograd(rw, node, X, consts[W])
     pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise:      # the image is already B: [N, C, P] packed as it stands
         flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
@@ -126,3 +133,31 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
         attrs["a_packed"] = 0
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     return _emit(rw, node, a, bp, attrs, bias)
+
+
+def _winograd_fits(X, W, at) -> bool:
+    """A 2-D 3x3 conv, stride 1, no dilation, enough channels for the 16 GEMMs to pay."""
+    return (os.environ.get("LGC_CPU_WINOGRAD", "1") != "0" and len(X.shape) == 4
+            and tuple(W.shape[2:]) == (3, 3) and set(at["strides"]) <= {1}
+            and set(at["dilations"]) <= {1} and X.shape[1] >= MIN_WINOGRAD_CHANNELS
+            and W.shape[0] >= MIN_WINOGRAD_CHANNELS)
+
+
+def _winograd(rw: Rewriter, node: Node, X, w) -> bool:
+    """conv -> winograd_output(matmul_panels(U, winograd_input(X))[, bias])."""
+    pads = tuple(node.attrs["pads"]) or (0, 0, 0, 0)
+    out = node.outputs[0]
+    M, C = w.shape[:2]
+    v = rw.op("winograd_input", [X], {"pads": pads}, name=node.name)
+    u = cpu_winograd.filter_transform(w)                       # [16, M, C]
+    U = rw.const(np.stack([cpu_gemm.pack_rows_ref(ue) for ue in u]), None)
+    T16 = v.shape[2] * cpu_gemm.PANEL
+    mt = rw.op("matmul_panels", [U, v], {"m": M, "n": T16, "a_packed": 1,
+                                         "out_shape": (X.shape[0], 16, M, T16)}, name=node.name)
+    ins = [mt] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
+    opdef = registry.get("winograd_output")
+    attrs = opdef.normalize_attrs({"out_hw": tuple(out.shape[2:])})
+    assert opdef.infer([x.type for x in ins], attrs) == [out.type], node
+    rw.nodes.append(Node("winograd_output", ins, attrs, node.outputs, node.name))
+    rw.changed = True
+    return True

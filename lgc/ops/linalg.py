@@ -428,4 +428,4 @@ OPS["matmul"].vjp = _matmul_vjp
 OPS["det"].vjp = _det_vjp
 OPS["matmul"].jvp = _matmul_jvp
 
-from ..codegen import cpu_gemm  # noqa: E402,F401  (registers the CPU panel-GEMM ops)
+from ..codegen import cpu_gemm, cpu_winograd  # noqa: E402,F401  (register the CPU GEMM ops)

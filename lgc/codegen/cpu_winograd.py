@@ -1,0 +1,205 @@
+"""Winograd F(2x2, 3x3) for stride-1 3x3 convs on CPU devices, on the panel GEMM.
+
+Each 2x2 block of outputs (a tile) is A^T [(G g G^T) . (B^T d B)] A, where d is the 4x4
+input patch and g the 3x3 filter: 16 products per tile instead of 36 multiply-adds, and
+the 16 element positions e are 16 independent GEMMs over the input channels:
+  winograd_input(X)            X [N, C, H, W] -> V [N, 16, ceil(T/16), C, 16] (B panels, T tiles)
+  matmul_panels(U, V)          U = G g G^T, [16, M, C] packed at compile time -> [N, 16, M, T16]
+  winograd_output(Mt[, bias])  -> Y [N, M, OH, OW]; takes the fusion epilogue
+The input transform writes 4x fewer values than im2col writes for a 3x3 conv (16 per 4
+outputs against 9 per output). Only constant filters (their transform is folded).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import TensorType
+from ..ir.registry import OpDef, OpError, register
+from .cpu_gemm import PANEL, _lowering_only, _panels, _prod
+from .fused import unravel
+from .kernel import Arg, Kernel, index_type_for
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def tiles(out_hw) -> tuple[int, int]:
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def filter_transform(w: np.ndarray) -> np.ndarray:
+    """W [M, C, 3, 3] -> U [16, M, C] (element position e = 4 * row + column)."""
+    u = np.einsum("ai,mcij,bj->abmc", G, w.astype(np.float64), G)
+    return u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype)
+
+
+def _out_hw(x, pads):
+    return x[2] + pads[0] + pads[2] - 2, x[3] + pads[1] + pads[3] - 2
+
+
+# ---- winograd_input -------------------------------------------------------------------------
+
+def _in_infer(types, attrs):
+    x = types[0].shape
+    if len(x) != 4:
+        raise OpError(f"winograd_input needs X [N, C, H, W], got {x}")
+    th, tw = tiles(_out_hw(x, attrs["pads"]))
+    return [TensorType(types[0].dtype, (x[0], 16, _panels(th * tw), x[1], PANEL))]
+
+
+def _in_ref(xs, attrs):
+    x = xs[0]
+    pt, pl, pb, pr = attrs["pads"]
+    th, tw = tiles(_out_hw(x.shape, attrs["pads"]))
+    xp = np.pad(x, [(0, 0), (0, 0), (pt, max(0, 2 * th + 2 - x.shape[2] - pt)),
+                    (pl, max(0, 2 * tw + 2 - x.shape[3] - pl))])
+    d = np.stack([np.stack([xp[:, :, 2 * i:2 * i + 4, 2 * j:2 * j + 4] for j in range(tw)], 2)
+                  for i in range(th)], 2)                                # [N, C, th, tw, 4, 4]
+    v = np.einsum("ai,nctsij,bj->nabcts", BT, d.astype(np.float64), BT)  # [N, 4, 4, C, th, tw]
+    v = v.reshape(x.shape[0], 16, x.shape[1], th * tw)
+    T16 = _panels(th * tw) * PANEL
+    v = np.pad(v, [(0, 0), (0, 0), (0, 0), (0, T16 - th * tw)])
+    v = v.reshape(x.shape[0], 16, x.shape[1], -1, PANEL).transpose(0, 1, 3, 2, 4)
+    return [np.ascontiguousarray(v).astype(x.dtype)]
+
+
+def _transform_lines(src, dst, op):
+    """Statements for dst[a][b] = sum_ij op[a][i] src[i][j] op[b][j] (op: a 0/+-1 matrix)."""
+    def comb(row, terms):
+        parts = [("+ " if c > 0 else "- ") + t for c, t in zip(row, terms) if c]
+        s = " ".join(parts)
+        return s[2:] if s.startswith("+ ") else "-" + s[2:]
+    n, k = op.shape
+    lines = [f"const float {dst}t{a}_{j} = {comb(op[a], [f'{src}{i}_{j}' for i in range(k)])};"
+             for a in range(n) for j in range(k)]
+    lines += [f"const float {dst}{a}_{b} = {comb(op[b], [f'{dst}t{a}_{j}' for j in range(k)])};"
+              for a in range(n) for b in range(n)]
+    return lines
+
+
+class WinogradInputGen:
+    """One work-item per (channel, panel of 16 tiles): loads each tile's 4x4 patch (zero
+    outside the image), transforms it, and stores the 16 element positions as 16 panel rows."""
+    alias = False
+
+    def kernels(self, node, name):
+        X, V = node.inputs[0], node.outputs[0]
+        N, C, H, W = X.shape
+        pt, pl, _, _ = node.attrs["pads"]
+        th, tw = tiles(_out_hw(X.shape, node.attrs["pads"]))
+        T, NP = th * tw, _panels(th * tw)
+        it = index_type_for(X.type.size, V.type.size)
+        body = [f"const {it} c = ({it})get_global_id(0);",
+                f"const {it} p = ({it})get_global_id(1);",
+                f"const {it} n = ({it})get_global_id(2);",
+                f"__global const float* src = in0 + (n * {C} + c) * {H * W};",
+                "float r[256];",
+                f"for ({it} j = 0; j < 16; ++j) {{",
+                f"  const {it} t = min(p * 16 + j, ({it}){T - 1});",
+                f"  const {it} y0 = (t / {tw}) * 2 - {pt}, x0 = (t % {tw}) * 2 - {pl};",
+                f"  const int live = p * 16 + j < {T};"]
+        for i in range(4):
+            for k in range(4):
+                body.append(f"  const float d{i}_{k} = (live && y0 + {i} >= 0 && y0 + {i} < {H} && "
+                            f"x0 + {k} >= 0 && x0 + {k} < {W}) ? src[clamp(y0 + {i}, ({it})0, ({it}){H - 1}) * {W}"
+                            f" + clamp(x0 + {k}, ({it})0, ({it}){W - 1})] : 0.0f;")
+        body += ["  " + ln for ln in _transform_lines("d", "v", BT)]
+        body += [f"  r[{a * 4 + b} * 16 + j] = v{a}_{b};" for a in range(4) for b in range(4)]
+        body += ["}",
+                 "for (int e = 0; e < 16; ++e)",
+                 f"  vstore16(vload16(e, r), 0, out0 + (((n * 16 + e) * {NP} + p) * {C} + c) * 16);"]
+        return [Kernel(name, [Arg("in0", X), Arg("out0", V, writable=True)], body,
+                       global_size=(C, NP, N), local_size=None, index_type=it,
+                       node_name=node.name or "")]
+
+
+register(OpDef("winograd_input", _in_infer, _in_ref, WinogradInputGen(), fusion="opaque",
+               num_inputs=1, attrs={"pads": (0, 0, 0, 0)},
+               vjp=_lowering_only("winograd_input"), batch=_lowering_only("winograd_input"),
+               doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
+
+
+# ---- winograd_output ------------------------------------------------------------------------
+
+def _out_infer(types, attrs):
+    mt = types[0].shape
+    oh, ow = attrs["out_hw"]
+    th, tw = tiles((oh, ow))
+    if len(mt) != 4 or mt[1] != 16 or mt[3] != _panels(th * tw) * PANEL:
+        raise OpError(f"winograd_output: products {mt} do not fit output {oh}x{ow}")
+    if len(types) == 2 and types[1].shape != (mt[2],):
+        raise OpError(f"winograd_output: bias shape {types[1].shape}, expected ({mt[2]},)")
+    return [TensorType(types[0].dtype, (mt[0], mt[2], oh, ow))]
+
+
+def _out_ref(xs, attrs):
+    mt = xs[0].astype(np.float64)
+    N, _, M, _ = mt.shape
+    oh, ow = attrs["out_hw"]
+    th, tw = tiles((oh, ow))
+    m = mt[..., :th * tw].reshape(N, 4, 4, M, th, tw)
+    y = np.einsum("ai,nijmts,bj->nmtasb", AT, m, AT).reshape(N, M, 2 * th, 2 * tw)[:, :, :oh, :ow]
+    if len(xs) == 2:
+        y = y + xs[1].reshape(1, M, 1, 1)
+    return [np.ascontiguousarray(y).astype(xs[0].dtype)]
+
+
+class WinogradOutputGen:
+    """One work-item per (panel of 16 tiles, output channel): the 16 products of 16 tiles as
+    16 float16 vectors (lanes = tiles), transformed to 4 vectors of outputs, each output
+    through the fusion epilogue and stored where its tile puts it."""
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        Mt, Y = node.inputs[0], node.outputs[0]
+        N, _, M, T16 = Mt.shape
+        oh, ow = node.attrs["out_hw"]
+        th, tw = tiles((oh, ow))
+        T, NP = th * tw, T16 // PANEL
+        it = index_type_for(Mt.type.size, Y.type.size)
+        body = [f"const {it} p = ({it})get_global_id(0);",
+                f"const {it} m = ({it})get_global_id(1);",
+                f"const {it} n = ({it})get_global_id(2);"]
+        body += [f"const float16 s{i}_{j} = vload16(0, in0 + ((n * 16 + {4 * i + j}) * {M} + m) * {T16} + p * 16);"
+                 for i in range(4) for j in range(4)]
+        at = np.array(AT)
+        lines = _transform_lines("s", "y", at)
+        body += [ln.replace("const float ", "const float16 ") for ln in lines]
+        if len(node.inputs) == 2:
+            body += [f"const float bias = in1[m];"]
+        st = epilogue.output if epilogue is not None else Y
+        stores = []
+        for j in range(PANEL):
+            lane_ = "0123456789abcdef"[j]
+            body.append(f"const {it} t{j} = min(p * 16 + {j}, ({it}){T - 1});")
+            body.append(f"const {it} oy{j} = (t{j} / {tw}) * 2, ox{j} = (t{j} % {tw}) * 2;")
+            for a in range(2):
+                for b in range(2):
+                    v = f"y{a}_{b}.s{lane_}" + (" + bias" if len(node.inputs) == 2 else "")
+                    oy = f"min(oy{j} + {a}, ({it}){oh - 1})"
+                    ox = f"min(ox{j} + {b}, ({it}){ow - 1})"
+                    flat = f"((n * {M} + m) * {oh} + {oy}) * {ow} + {ox}"
+                    if epilogue is not None:     # at top level: it may reuse what it declared
+                        lines, v = epilogue(v, ["n", "m", oy, ox], flat)
+                        body += lines
+                    guard = [f"p * 16 + {j} < {T}"] + ([f"oy{j} + {a} < {oh}"] if oh % 2 and a else []) \
+                        + ([f"ox{j} + {b} < {ow}"] if ow % 2 and b else [])
+                    stores.append(f"if ({' && '.join(guard)}) out0[{flat}] = "
+                                  f"({st.dtype.cl_storage})({v});")
+        body += stores
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += epilogue.args if epilogue is not None else []
+        args.append(Arg("out0", st, writable=True))
+        return [Kernel(name, args, body, global_size=(NP, M, N), local_size=(1, 1, 1),
+                       index_type=it, node_name=node.name or "", flops=0)]
+
+
+register(OpDef("winograd_output", _out_infer, _out_ref, WinogradOutputGen(), fusion="out_fusable",
+               num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
+               vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
+               doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
