@@ -104,7 +104,8 @@ class QMatmulGen:
             return []
         K, N = W.shape
         R = _prod(X.shape[:-1])
-        TM, TN = max(1, min(8, R)), _width(N)
+        gpu = current_target().is_gpu      # GPUs: a smaller tile, for occupancy (VGPRs)
+        TM, TN = max(1, min(4 if gpu else 8, R)), _width(N, 4 if gpu else 16)
         it = index_type_for(X.type.size, W.type.size, Y.type.size)
         VT = _vt(TN)
         per_row = len(node.inputs) > 4 and node.inputs[4].type.size > 1   # a scale per row of x
@@ -224,7 +225,7 @@ class QConvGen:
         Cg, Mg = C // g, M // g
         tiled = node.attrs.get("tm", 0)
         TM = tiled or min(16 if s[-1] == 1 and _prod(K) > 1 else 8, Mg)
-        TP = _width(O[-1], 16 if _prod(K) == 1 else 8)
+        TP = _width(O[-1], 4 if current_target().is_gpu else 16 if _prod(K) == 1 else 8)
         it = index_type_for(X.type.size, W.type.size, Y.type.size)
         VT = _vt(TP)
         head, zero, xs = _zero_line(node)
@@ -325,7 +326,8 @@ def qconv_tile(w_shape, attrs) -> int:
     g = attrs.get("group", 1)
     Mg, KS = w_shape[0] // g, _prod(w_shape[2:])
     s = spatial_attrs(attrs, len(w_shape) - 2)[0]
-    tm = min(16 if s[-1] == 1 and KS > 1 else 8, _width(Mg))
+    big = s[-1] == 1 and KS > 1 and not current_target().is_gpu    # GPUs: fewer VGPRs
+    tm = min(16 if big else 8, _width(Mg))
     return tm if tm > 1 else 0
 
 
