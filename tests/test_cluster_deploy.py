@@ -164,13 +164,14 @@ def _wait_back(handle, old_pid, timeout=90):
     raise AssertionError("the killed actor did not come back")
 
 
-@pytest.mark.parametrize("replicas,kill", [(2, "ray.kill"), (1, "SIGKILL")])
-def test_killing_a_stage_actor_under_load(ray_local, mlp, replicas, kill):
+@pytest.mark.parametrize("replicas,kill,retries", [(2, "ray.kill", 3), (1, "SIGKILL", 3), (1, "SIGKILL", 0)])
+def test_killing_a_stage_actor_under_load(ray_local, mlp, replicas, kill, retries):
     """Every request gets a correct answer or a clean error, none is lost or wrong; readiness
-    shows the outage (1 replica) or a stage running on its survivor (2); the actor returns."""
+    shows the outage (1 replica) or a stage running on its survivor (2); the actor returns.
+    With retries=0 the requests caught by the kill must fail, cleanly."""
     w, paths = mlp
-    dep = Deployment.create([paths["s0"], paths["s1"]], name=f"fault{replicas}", replicas=replicas,
-                            detached=False)
+    dep = Deployment.create([paths["s0"], paths["s1"]], name=f"fault{replicas}{kill[:3]}{retries}",
+                            replicas=replicas, detached=False, retries=retries)
     dep.ping_timeout = 0.3          # a restart (new process, import, load) takes longer than this
     try:
         xs = requests(100, seed=replicas)
@@ -193,12 +194,14 @@ def test_killing_a_stage_actor_under_load(ray_local, mlp, replicas, kill):
         stop.set()
         watcher.join()
         counts = {k: outcome.count(k) for k in set(outcome)}
-        print(f"\n{replicas} replica(s), {kill}: {counts}, deployment counts {dep.counts}, "
+        print(f"\n{replicas} replica(s), {kill}, {retries} retries: {counts}, deployment counts {dep.counts}, "
               f"ready samples {sum(s[0] for s in samples)}/{len(samples)}")
         assert None not in outcome                                    # none lost
         assert counts.get("wrong", 0) == 0
         assert set(counts) <= {"ok", "ClusterError"}                  # errors are clean
         assert counts.get("ok", 0) >= len(xs) * 0.5
+        if retries == 0:
+            assert counts.get("ClusterError", 0) >= 1                 # the in-flight ones
         assert back["restarted"] and back["pid"] != old["pid"]
         assert any(alive[1] < replicas for _, alive in samples)      # the outage was seen
         if replicas == 1:

@@ -126,7 +126,7 @@ class Deployment:
         self._turns = [itertools.count() for _ in replicas]
         self._by_actor = {r.handle._actor_id.hex(): r for rs in replicas for r in rs if r.handle}
         self._health_cache: tuple[float, bool] = (0.0, False)
-        self.counts = {"ok": 0, "retried": 0, "failed": 0}
+        self.counts = {"ok": 0, "actor_failures": 0, "failed": 0}
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -331,7 +331,7 @@ class Deployment:
                 failed_actor = cause
                 self._mark(chosen, failed_actor)
                 last = e
-                self._count("retried")
+                self._count("actor_failures")
                 if time.monotonic() >= deadline:
                     break
                 continue
