@@ -225,6 +225,8 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
             args += [xs, xz]
         op = "qmatmul" if layer.kind == "matmul" else "qconv"
         attrs = {} if op == "qmatmul" else {k: node.attrs[k] for k in CONV_ATTRS}
+        if op == "qconv":
+            args[0] = _strided_pointwise(rw, args[0], wq.shape, attrs)
         if op == "qconv" and (tm := qconv_tile(wq.shape, attrs)):
             # tm output channels' weights side by side: the kernel reads them with one load
             attrs.update(tm=tm, w_shape=wq.shape)
@@ -233,6 +235,19 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
         y = rw.op(op, args, attrs, name=node.name)
         rw.replace(node.outputs[0], y)
     return dce(rw.finish())
+
+
+def _strided_pointwise(rw: Rewriter, x: Value, w_shape, attrs: dict) -> Value:
+    """A 1x1 conv with strides (ResNet's downsampling shortcut) as a strided slice of x and
+    a pointwise conv, which the kernel runs over the flattened image (attrs updated)."""
+    r = len(w_shape) - 2
+    strides = tuple(attrs["strides"] or (1,) * r)
+    if any(k != 1 for k in w_shape[2:]) or all(st == 1 for st in strides) or any(attrs["pads"] or ()):
+        return x
+    out = tuple(-(-n // st) for n, st in zip(x.shape[2:], strides))
+    attrs.update(strides=(), dilations=())
+    return rw.op("slice", [x], {"starts": (0,) * len(x.shape), "steps": (1, 1) + strides,
+                                "shape": tuple(x.shape[:2]) + out})
 
 
 def _static_act(rw: Rewriter, x: Value, rng, cache):
