@@ -330,6 +330,7 @@ class Deployment:
                     raise ClusterError(f"{self.name}: {_first_line(e)}") from None
                 failed_actor = cause
                 self._mark(chosen, failed_actor)
+                self._drain([v for v in env.values() if isinstance(v, ray.ObjectRef)])
                 last = e
                 self._count("actor_failures")
                 if time.monotonic() >= deadline:
@@ -341,6 +342,16 @@ class Deployment:
         self._count("failed")
         raise ClusterError(f"{self.name}: no live replica answered after {self.retries} retries "
                            f"({_first_line(last)})")
+
+    def _drain(self, refs: list, wait_s: float = 1.0) -> None:
+        """Fetch the errors of a failed attempt's other objects (stage calls fed by the dead
+        actor fail too), so that Ray does not log each one as an unhandled error."""
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=wait_s) if refs else ([], [])
+        for ref in ready:
+            try:
+                self._ray.get(ref)
+            except self._ray.exceptions.RayError:
+                pass
 
     # -- health --------------------------------------------------------------------------
     def health(self, timeout: float | None = None) -> list[list[dict | None]]:
