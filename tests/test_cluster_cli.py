@@ -52,3 +52,30 @@ def test_a_compiled_artifact_is_not_split(tmp_path):
     assert default_name(art) == "m"
     with pytest.raises(InputError, match="does not exist"):
         stage_artifacts(tmp_path / "none.onnx")
+
+
+def test_onnx_split_by_stages_and_by_plan(tmp_path):
+    """`lgc deploy model.onnx --stages 2` and `--plan plan.json` compile stage artifacts (no
+    Ray needed for that part); the plan's replica counts come along."""
+    from lgc.cluster.deploy import stage_artifacts
+    from lgc.distributed.cli import parse_workers
+    from lgc.distributed.cost import CostModel
+    from lgc.distributed.graphs import load_graph
+    from lgc.distributed.planner import plan, save_plan
+    from lgc.distributed.shard import load_stages, run_stages
+    from tests.conftest import make_small_model
+    import numpy as np
+    import lgc
+    model = tmp_path / "small.onnx"
+    make_small_model(model)
+    paths, replicas = stage_artifacts(model, stages=2, out_dir=tmp_path / "by_stages")
+    assert len(paths) == 2 and replicas is None
+    x = np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)
+    want = lgc.compile(str(model)).run({"x": x})
+    got = run_stages(load_stages(tmp_path / "by_stages"), {"x": x})
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+    p = plan(CostModel(load_graph(model)), parse_workers("cpu:1GB*3"), stages=2)
+    save_plan(p, tmp_path / "plan.json", "small.onnx")
+    paths, replicas = stage_artifacts(model, plan=str(tmp_path / "plan.json"), out_dir=tmp_path / "by_plan")
+    assert len(paths) == 2 and replicas == [len(s.replicas) for s in p.stages] and sum(replicas) == 3
