@@ -68,8 +68,8 @@ def cmd_compile(args) -> int:
             from lgc.codegen.fusion import fusion_enabled, plan
             from lgc.codegen.cpu_lowering import lower_for_cpu   # the graph lower() fuses
             from lgc.codegen.target import target_for
-            t = target_for(exe.device)
-            print(plan(lower_for_cpu(exe.graph, t), t).explain() if fusion_enabled()
+            tgt = target_for(exe.device)
+            print(plan(lower_for_cpu(exe.graph, tgt), tgt).explain() if fusion_enabled()
                   else "fusion is off (LGC_FUSE=0)")
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
