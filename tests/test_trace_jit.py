@@ -420,3 +420,24 @@ def test_fast_path_keys_on_every_argument():
     np.testing.assert_array_equal(np.asarray(g(a32)), [0, 1, 2])
     np.testing.assert_array_equal(np.asarray(g(a32, None)), [0, 1, 2])
     np.testing.assert_array_equal(np.asarray(g(a32, y=b32)), [1, 2, 3])
+
+
+def test_fast_path_with_numpy_arguments():
+    """Plain NumPy arguments take the fast path too, keyed by their canonical dtype (float64
+    is float32 unless x64 is on)."""
+    from lgc.trace import enable_x64
+    f = lgc.jit(lambda x, m: lnp.where(m, x * 2, x))
+    x64, m = np.arange(4, dtype=np.float64), np.array([True, False, True, False])
+    for _ in range(2):
+        y = f(x64, m)
+        assert y.dtype == np.float32 and np.asarray(y).tolist() == [0, 1, 4, 3]
+    assert f.trace_count == 1 and len(f._fast) == 1
+    enable_x64(True)
+    try:
+        y = f(x64, m)
+        assert y.dtype == np.float64 and np.asarray(y).tolist() == [0, 1, 4, 3]
+    finally:
+        enable_x64(False)
+    assert f.trace_count == 2
+    with pytest.raises(TypeError):
+        f(np.array(["a", "b"], dtype=object), m)

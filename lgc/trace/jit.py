@@ -23,6 +23,7 @@ from ..runtime import Executor
 from . import pytree
 from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
                    get_aval, infer_avals, new_main, to_numpy_const)
+from .dtypes import canonicalize
 from .eager import Array, _put, runtime
 
 
@@ -184,7 +185,6 @@ class Compiled:
         self.graph = graph
         self.out_tree = out_tree
         self.out_avals = out_avals
-        self.n_in = len(graph.inputs)
         rt = runtime()
         with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
             program = lower(optimize(graph, opt_level))
@@ -202,6 +202,21 @@ class Compiled:
                                 [Array(b, a) for b, a in zip(bufs, self.out_avals)])
 
 
+def _fast_avals(args) -> tuple | None:
+    """The avals of arguments that are each one array (a device Array or a plain NumPy array
+    of a supported kind), which is then their whole signature; None for anything else."""
+    out = []
+    for a in args:
+        t = type(a)
+        if t is Array:
+            out.append(a.aval)
+        elif t is np.ndarray and a.dtype.kind in "biuf":
+            out.append(ShapedArray(a.shape, canonicalize(a.dtype), False))
+        else:
+            return None
+    return tuple(out)
+
+
 class JitFunction:
     """A function compiled per signature; calling it runs on the device and returns Arrays."""
 
@@ -212,7 +227,7 @@ class JitFunction:
                                                                  static_argnames)
         self.opt_level = opt_level
         self._cache: dict = {}
-        # calls whose arguments are all device Arrays (no kwargs, nothing static) skip the
+        # calls whose arguments are each one array (no kwargs, nothing static) skip the
         # pytree signature: their avals alone are the key (a tuple of leaves is its own tree)
         self._fast: dict = {}
         self._fast_ok = not self.static_argnums and not self.static_argnames
@@ -257,17 +272,15 @@ class JitFunction:
         if _dynamic:
             return self.fun(*args, **kwargs)   # inside another trace: inline
         if self._fast_ok and not kwargs:
-            try:
-                entry = self._fast.get(tuple([a.aval for a in args if type(a) is Array]))
-            except TypeError:                  # an unhashable aval: take the general path
-                entry = None
-            if entry is not None and entry.n_in == len(args):
+            avals = _fast_avals(args)
+            entry = self._fast.get(avals) if avals is not None else None
+            if entry is not None:
                 return entry(args)
         key, leaves = self._signature(args, kwargs)
         if any(isinstance(x, Tracer) for x in leaves):
             return self.fun(*args, **kwargs)   # under a non-staging transformation
         entry = self._cache.get(key) or self.lower(*args, **kwargs)
-        if self._fast_ok and not kwargs and all(type(a) is Array for a in args):
+        if self._fast_ok and not kwargs and _fast_avals(args) == key[1]:
             self._fast[key[1]] = entry
         return entry(leaves)
 
