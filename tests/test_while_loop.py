@@ -141,6 +141,30 @@ def test_export_and_load(tmp_path):
     assert int(n) == rn and abs(float(x) - rx) <= 1e-6 * rx
 
 
+def test_artifact_loop_tables_are_checked(tmp_path):
+    """A manifest whose loop table does not fit its program is refused with one line."""
+    import json
+    import zipfile
+
+    from lgc.errors import ArtifactError
+    path = tmp_path / "gcd.lgc"
+    lgc.export(gcd, np.int32(1), np.int32(1), path=path)
+    for what, edit in (("at", lambda lp: lp.update(at=99)),
+                       ("outputs", lambda lp: lp.update(outputs=lp["outputs"][:1])),
+                       ("body", lambda lp: lp["body"]["launches"][0].update(kernel="nope"))):
+        with zipfile.ZipFile(path) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        man = json.loads(members["manifest.json"])
+        edit(man["loops"][0])
+        members["manifest.json"] = json.dumps(man).encode()
+        bad = tmp_path / f"bad_{what}.lgc"
+        with zipfile.ZipFile(bad, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        with pytest.raises(ArtifactError, match="inconsistent"):
+            lgc.load(bad)
+
+
 def test_vmap_batched_and_unbatched_predicate():
     ns = np.array([1, 2, 3, 6, 7, 9, 27], np.int32)
     want = [collatz_ref(int(n)) for n in ns]
