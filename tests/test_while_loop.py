@@ -62,6 +62,17 @@ def test_newton_jit_eager_and_python():
     assert f.trace_count == 1                  # one graph for every trip count
 
 
+def test_weak_types_survive_the_loop():
+    """A carry slot started from a Python scalar stays weakly typed (as in JAX), so it
+    promotes like one afterwards; one started from an array stays strong."""
+    f = lgc.jit(lambda x: lax.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 2), (0, x)))
+    i, v = f(np.int8(3))
+    assert i.weak_type and i.dtype == np.int32 and not v.weak_type and v.dtype == np.int8
+    assert int(i) == 5 and int(v) == 96
+    g = lgc.jit(lambda k: lax.while_loop(lambda c: c < 5, lambda c: c + 1, 0) + k)
+    assert g(np.int8(1)).dtype == np.int8 and int(g(np.int8(1))) == 6
+
+
 def test_integer_loops():
     steps, g = lgc.jit(collatz_steps), lgc.jit(gcd)
     for n in (1, 2, 3, 7, 27, 97):

@@ -116,7 +116,11 @@ def stage_while(cond_fun, body_fun, init_val):
             consts.append(c)
     attrs = {"cond": _with_consts(cond, n, c_caps, consts),
              "body": _with_consts(body, n, b_caps, consts)}
-    return pytree.unflatten(tree, bind_list("while", leaves + consts, attrs))
+    outs = bind_list("while", leaves + consts, attrs)
+    # a slot weakly typed on the way in and out (a Python scalar) stays weak, as in JAX
+    outs = [bind_list("reshape", [o], {"shape": a.shape}, weak=True)[0]
+            if a.weak_type and b.weak_type else o for o, a, b in zip(outs, avals, b_avals)]
+    return pytree.unflatten(tree, outs)
 
 
 # ---- dependence of outputs on inputs ---------------------------------------------------------
