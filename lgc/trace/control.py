@@ -221,7 +221,7 @@ def jvp_while(trace, tracers, attrs):
     tk = [j for j in range(n, len(prims)) if tans[j] is not None]   # constants with tangents
     t0 = [tans[i] if tans[i] is not None else lnp.zeros_like(prims[i]) for i in tc]
     ins = prims[:n] + t0 + prims[n:] + [tans[j] for j in tk]
-    a, b = n + len(tc), n + len(tc) + len(prims) - n
+    a, b = n + len(tc), len(tc) + len(prims)     # xs: carry | carry tangents | consts | ...
 
     def split(xs):
         xs = list(xs)
