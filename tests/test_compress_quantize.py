@@ -266,3 +266,22 @@ def test_cli_other_passes_and_bad_specs(tmp_path, capsys):
     assert stages[2]["param_bytes"] < stages[1]["param_bytes"]
     rc, _, err = _lgc(capsys, "compile", src, "-o", str(tmp_path / "p.lgc"), "--decompose", "svd:2")
     assert rc == 1 and "--decompose 'svd:2': expected [compression|energy|rank:]NUMBER" in err
+
+
+@pytest.mark.parametrize("k,stride,pad,M", [(3, 1, 1, 20), (1, 1, 0, 24), (3, 2, 1, 64), (5, 1, 2, 8)])
+def test_cpu_panel_lowering_of_weight_only_qconv(monkeypatch, k, stride, pad, M):
+    """On CPU targets a weight-only qconv runs as int8 row panels times the float panel
+    GEMM's im2col (or packed image) panels, with its epilogue; same result as the op."""
+    import lgc.codegen.quant_kernels as qk
+    monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
+    C, S = 16, 13
+    w, b = _f((M, C, k, k), 0.1), _f(M)
+    x = _f((2, C, S, S))
+    g = lgc.make_ir(lambda x: nn.relu(bind("conv", x, w, b, pads=(pad,) * 4, strides=(stride,) * 2)))(x)
+    q = quantize_graph(g, None, mode="int8-weights")
+    node = next(n for n in q.nodes if n.op == "qconv")
+    consts = q.constants()
+    ref = lgc.testing.reference_op("qconv", [x] + [consts[v] for v in node.inputs[1:]], node.attrs)[0]
+    exe = lgc.compile(q)
+    assert any("qmatmul_panels" in name for name in exe.program.kernel_names)
+    np.testing.assert_allclose(exe(x), np.maximum(ref, 0), rtol=1e-5, atol=1e-5)

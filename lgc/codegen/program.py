@@ -124,6 +124,8 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
     fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
     from .cpu_lowering import lower_for_cpu   # CPU targets: GEMMs on packed panels
     graph = lower_for_cpu(graph)
+    from .quant_kernels import lower_quant_for_cpu   # and int8-weight convs on the same panels
+    graph = lower_quant_for_cpu(graph)
     sources: list[str] = []
     prog = _lower(graph, share_buffers, fuse, sources, {}, "")
     body = "\n\n".join(sources) + "\n"

@@ -349,3 +349,136 @@ def untile_weights(wt, tm: int, group: int, shape):
     Mg = M // group
     w = np.swapaxes(wt, 1, 2).reshape(group, -1, wt.shape[1])[:, :Mg]
     return w.reshape(shape)
+
+
+# ---- CPU: int8 weights times the float panel GEMM's B panels ------------------------------------
+#
+# On CPU targets (PoCL) float32 convs run on lgc.codegen.cpu_gemm's packed panels: the image
+# as im2col panels of 16 columns, one work-item per tile streaming a contiguous panel. A
+# weight-only qconv (float x, group 1) is lowered onto the same B panels, with its int8
+# weights as row panels of 8 ([ceil(M/8), C*KS, 8], one char8 per k, converted in registers).
+
+QROWS = 8      # rows of W per panel and per C tile
+
+
+def pack_qrows(w2):
+    """W [M, K] (int8) -> row panels [ceil(M/8), K, 8], zero rows past M."""
+    import numpy as np
+    M, K = w2.shape
+    w2 = np.pad(w2, [(0, -(-M // QROWS) * QROWS - M), (0, 0)]).reshape(-1, QROWS, K)
+    return np.ascontiguousarray(np.swapaxes(w2, 1, 2))
+
+
+class QPanelGen:
+    """qmatmul_panels(Ap int8 [MP, K, 8], Bp f32 [N, NP, K, 16], scale [M], bias [M]):
+    one work-item per 8 x 16 tile of C [N, M, P], in float8 accumulator pairs."""
+    alias = False
+    stores_any_dtype = True
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        A, Bp = node.inputs[:2]
+        Y = node.outputs[0]
+        at = node.attrs
+        M, P, O = at["m"], at["n"], tuple(at["out_shape"][2:])
+        Nb, NP, K = Bp.shape[0], Bp.shape[1], Bp.shape[2]
+        it = index_type_for(A.type.size, Bp.type.size, Y.type.size)
+        body = [f"const {it} pn = ({it})get_global_id(0);",
+                f"const {it} pm = ({it})get_global_id(1);",
+                f"const {it} n = ({it})get_global_id(2);",
+                f"const {it} m0 = pm * {QROWS};",
+                f"const {it} n0 = pn * 16;",
+                f"__global const float* bq = in1 + (n * {NP} + pn) * {K * 16};",
+                f"__global const char* aq = in0 + pm * {K * QROWS};"]
+        body += [f"float8 c{i}_0 = (float8)0, c{i}_1 = (float8)0;" for i in range(QROWS)]
+        body += [f"for ({it} k = 0; k < {K}; ++k) {{",
+                 "  const float8 b0 = vload8(0, bq + k * 16), b1 = vload8(1, bq + k * 16);",
+                 "  const float8 a = convert_float8(vload8(k, aq));"]
+        body += [f"  c{i}_0 += a.s{i} * b0; c{i}_1 += a.s{i} * b1;" for i in range(QROWS)]
+        body.append("}")
+        for i in range(QROWS):
+            m = f"min(m0 + {i}, ({it}){M - 1})"
+            body += [f"{{ const float s = in2[{m}], t = in3[{m}];",
+                     f"  c{i}_0 = c{i}_0 * s + t; c{i}_1 = c{i}_1 * s + t; }}"]
+        if epilogue is not None:
+            for i in range(QROWS):
+                m = f"min(m0 + {i}, ({it}){M - 1})"
+                for h in range(2):
+                    for j in range(8):
+                        p = f"min(n0 + {8 * h + j}, ({it}){P - 1})"
+                        coords = ["n", m] + (unravel(p, O) if len(O) > 1 else [p] * len(O))
+                        lines, v = epilogue(f"c{i}_{h}.s{j}", coords, f"(n * {M} + {m}) * {P} + {p}")
+                        body += lines + [f"c{i}_{h}.s{j} = {v};"]
+        out = epilogue.output if epilogue is not None else Y
+        for i in range(QROWS):
+            row = f"(n * {M} + m0 + {i}) * {P} + n0"
+            if P % 16 == 0:
+                lines = [_vstore(out.dtype, row, f"c{i}_0", 8), _vstore(out.dtype, f"{row} + 8", f"c{i}_1", 8)]
+            else:
+                lines = [f"if (n0 + 16 <= {P}) {{ {_vstore(out.dtype, row, f'c{i}_0', 8)} "
+                         f"{_vstore(out.dtype, f'{row} + 8', f'c{i}_1', 8)} }}", "else {"]
+                lines += [f"  if (n0 + {8 * h + j} < {P}) " +
+                          _store(out.dtype, "out0", f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
+                          for h in range(2) for j in range(8)]
+                lines.append("}")
+            body += ([f"if (m0 + {i} < {M}) {{"] + ["  " + ln for ln in lines] + ["}"]) if M % QROWS else lines
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+        return [Kernel(name, args, body, global_size=(NP, -(-M // QROWS), Nb), local_size=(1, 1, 1),
+                       index_type=it, node_name=node.name or "", flops=2 * Nb * M * P * K)]
+
+
+MIN_PANEL_FLOPS = 1 << 22
+
+
+def lower_quant_for_cpu(graph):
+    """CPU targets: weight-only qconvs (float x, group 1, big enough) onto int8 row panels
+    times the float panel GEMM's B panels (im2col_panels, or pack_panels of a pointwise
+    conv's image). Runs in lgc.codegen.program.lower, after lower_for_cpu; LGC_CPU_PANELS=0
+    turns it off with the float rewrite."""
+    import os
+
+    from ..passes.dce import dce
+    from ..passes.rewrite import Rewriter
+    if current_target().is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0" or \
+            not any(n.op == "qconv" for n in graph.nodes):
+        return graph
+    consts = graph.constants()
+    rw = Rewriter(graph)
+    for node in graph.nodes:
+        if not (node.op == "qconv" and _panel_qconv(rw, node, consts)):
+            rw.keep(node)
+    return dce(rw.finish()) if rw.changed else graph
+
+
+def _panel_qconv(rw, node, consts) -> bool:
+    from ..ops.nn import spatial_attrs
+    X, W = (rw.get(v) for v in node.inputs[:2])
+    at = node.attrs
+    Y = node.outputs[0]
+    if X.dtype.name != "f32" or len(node.inputs) != 4 or at["group"] != 1 or W not in consts \
+            or W.dtype.name != "i8" or Y.type.size == 0:
+        return False
+    w = consts[W]
+    shape = tuple(at["w_shape"]) if at["tm"] else w.shape
+    if at["tm"]:
+        w = untile_weights(w, at["tm"], 1, shape)
+    M, KK, P = shape[0], _prod(shape[1:]), _prod(Y.shape[2:])
+    if 2 * Y.type.size * KK < MIN_PANEL_FLOPS or P < 8:
+        return False
+    r = len(shape) - 2
+    s, pb, pe, d = spatial_attrs(at, r)
+    if all(k == 1 for k in shape[2:]) and set(s) <= {1} and not any(pb + pe):
+        flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
+        bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)
+    else:
+        bp = rw.op("im2col_panels", [X], {"kernel": tuple(shape[2:]), "strides": at["strides"],
+                                          "pads": at["pads"], "dilations": at["dilations"]}, name=node.name)
+    ap = rw.const(pack_qrows(w.reshape(M, KK)))
+    y = rw.op("qmatmul_panels", [ap, bp, rw.get(node.inputs[2]), rw.get(node.inputs[3])],
+              {"m": M, "n": P, "out_shape": tuple(Y.shape)}, name=node.name)
+    rw.replace(Y, y)
+    return True

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.quant_kernels import QConvGen, QMatmulGen
+from ..codegen.quant_kernels import QConvGen, QMatmulGen, QPanelGen
 from ..codegen.templates import Elementwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
@@ -219,3 +219,40 @@ OPS["qmatmul"].batch = _batch_qmatmul
 OPS["qmatmul"].vjp = _quant_vjp("matmul")
 OPS["qconv"].batch = _batch.fold_into_n("qconv")
 OPS["qconv"].vjp = _quant_vjp("conv")
+
+
+# ---- qmatmul_panels (CPU lowering of weight-only qconv: lgc.codegen.quant_kernels) ----------
+
+def _qmp_infer(types, attrs):
+    a, bp = types[0].shape, types[1].shape
+    M, P, out = attrs["m"], attrs["n"], tuple(attrs["out_shape"])
+    if types[0].dtype.name != "i8" or types[1].dtype.name != "f32" or len(a) != 3 or len(bp) != 4 \
+            or a[1:] != (bp[2], 8) or a[0] != -(-M // 8) or bp[3] != 16 or bp[1] != -(-P // 16) \
+            or len(out) < 2 or out[:2] != (bp[0], M) or int(np.prod(out[2:])) != P:
+        raise OpError(f"qmatmul_panels: A {a} and panels {bp} do not fit m={M}, n={P}, out {out}")
+    for t in types[2:]:
+        if t.dtype.name != "f32" or t.shape != (M,):
+            raise OpError(f"qmatmul_panels: scale and bias must be f32[{M}], got {t}")
+    return [TensorType(dtypes.f32, out)]
+
+
+def _qmp_ref(xs, attrs):
+    a, bp, scale, bias = xs
+    M, P = attrs["m"], attrs["n"]
+    w = np.swapaxes(a, 1, 2).reshape(-1, a.shape[1])[:M].astype(np.float64)
+    b = np.moveaxis(bp, 1, 2).reshape(bp.shape[0], bp.shape[2], -1)[..., :P].astype(np.float64)
+    c = np.matmul(w, b) * scale[:, None] + bias[:, None]
+    return [c.astype(np.float32).reshape(attrs["out_shape"])]
+
+
+def _lowering_only(*args, **kwargs):
+    raise NotImplementedError("qmatmul_panels is made by CPU lowering, after differentiation "
+                              "and batching")
+
+
+register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, QPanelGen(), fusion="out_fusable",
+               num_inputs=4, attrs={"m": 0, "n": 0, "out_shape": ()},
+               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
+               vjp=_lowering_only, batch=_lowering_only,
+               doc="int8 row panels times float B panels, per-row scale and bias, stored as "
+                   "out_shape (CPU lowering of a weight-only qconv)"))
