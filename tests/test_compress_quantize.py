@@ -285,3 +285,16 @@ def test_cpu_panel_lowering_of_weight_only_qconv(monkeypatch, k, stride, pad, M)
     exe = lgc.compile(q)
     assert any("qmatmul_panels" in name for name in exe.program.kernel_names)
     np.testing.assert_allclose(exe(x), np.maximum(ref, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_panel_lowering_of_int8_qconv(monkeypatch):
+    import lgc.codegen.quant_kernels as qk
+    monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
+    w, s, b = _i8((24, 16, 3, 3)), RNG.uniform(1e-3, 1e-2, 24).astype(np.float32), _f(24)
+    xq = RNG.integers(0, 256, (1, 16, 11, 11)).astype(np.uint8)
+    args = [xq, w, s, b, np.float32(0.05), np.float32(30)]
+    g = lgc.make_ir(lambda x: bind("qconv", x, *args[1:], pads=(1, 1, 1, 1)))(xq)
+    exe = lgc.compile(g)
+    assert any("qmatmul_panels" in name for name in exe.program.kernel_names)
+    ref = lgc.testing.reference_op("qconv", args, {"pads": (1, 1, 1, 1)})[0]
+    np.testing.assert_allclose(exe(xq), ref, rtol=1e-5, atol=1e-4)

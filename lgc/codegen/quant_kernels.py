@@ -435,9 +435,9 @@ MIN_PANEL_FLOPS = 1 << 22
 
 
 def lower_quant_for_cpu(graph):
-    """CPU targets: weight-only qconvs (float x, group 1, big enough) onto int8 row panels
-    times the float panel GEMM's B panels (im2col_panels, or pack_panels of a pointwise
-    conv's image). Runs in lgc.codegen.program.lower, after lower_for_cpu; LGC_CPU_PANELS=0
+    """CPU targets: qconvs (group 1, big enough) onto int8 row panels times the float panel
+    GEMM's B panels (im2col_panels, or pack_panels of a pointwise conv's image); int8
+    activations are dequantized to float32 first. Runs in lgc.codegen.program.lower, after lower_for_cpu; LGC_CPU_PANELS=0
     turns it off with the float rewrite."""
     import os
 
@@ -459,8 +459,7 @@ def _panel_qconv(rw, node, consts) -> bool:
     X, W = (rw.get(v) for v in node.inputs[:2])
     at = node.attrs
     Y = node.outputs[0]
-    if X.dtype.name != "f32" or len(node.inputs) != 4 or at["group"] != 1 or W not in consts \
-            or W.dtype.name != "i8" or Y.type.size == 0:
+    if at["group"] != 1 or W not in consts or W.dtype.name != "i8" or Y.type.size == 0:
         return False
     w = consts[W]
     shape = tuple(at["w_shape"]) if at["tm"] else w.shape
@@ -469,6 +468,9 @@ def _panel_qconv(rw, node, consts) -> bool:
     M, KK, P = shape[0], _prod(shape[1:]), _prod(Y.shape[2:])
     if 2 * Y.type.size * KK < MIN_PANEL_FLOPS or P < 8:
         return False
+    if len(node.inputs) == 6:    # int8 activations: dequantized for the panels (one more kernel)
+        xs, xz = (rw.get(v) for v in node.inputs[4:])
+        X = rw.op("mul", [rw.op("sub", [rw.op("cast", [X], {"to": "f32"}), xz]), xs])
     r = len(shape) - 2
     s, pb, pe, d = spatial_attrs(at, r)
     if all(k == 1 for k in shape[2:]) and set(s) <= {1} and not any(pb + pe):
