@@ -298,3 +298,18 @@ def test_cpu_panel_lowering_of_int8_qconv(monkeypatch):
     assert any("qmatmul_panels" in name for name in exe.program.kernel_names)
     ref = lgc.testing.reference_op("qconv", args, {"pads": (1, 1, 1, 1)})[0]
     np.testing.assert_allclose(exe(xq), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("lead,K,N", [((5,), 33, 17), ((2, 7), 64, 48), ((3, 4), 16, 16)])
+def test_cpu_panel_lowering_of_weight_only_qmatmul(monkeypatch, lead, K, N):
+    import lgc.codegen.quant_kernels as qk
+    monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
+    w = _f((K, N), 0.1)
+    x = _f(lead + (K,))
+    q = quantize_graph(lgc.make_ir(lambda x: nn.relu(x @ w))(x), None, mode="int8-weights")
+    node = next(n for n in q.nodes if n.op == "qmatmul")
+    consts = q.constants()
+    ref = lgc.testing.reference_op("qmatmul", [x] + [consts[v] for v in node.inputs[1:]])[0]
+    exe = lgc.compile(q)
+    assert any("qmatmul_bpanels" in name for name in exe.program.kernel_names)
+    np.testing.assert_allclose(exe(x), np.maximum(ref, 0), rtol=1e-5, atol=1e-5)

@@ -437,19 +437,21 @@ MIN_PANEL_FLOPS = 1 << 22
 def lower_quant_for_cpu(graph):
     """CPU targets: qconvs (group 1, big enough) onto int8 row panels times the float panel
     GEMM's B panels (im2col_panels, or pack_panels of a pointwise conv's image); int8
-    activations are dequantized to float32 first. Runs in lgc.codegen.program.lower, after lower_for_cpu; LGC_CPU_PANELS=0
-    turns it off with the float rewrite."""
+    activations are dequantized to float32 first. Weight-only qmatmuls (float x) onto int8
+    column panels (qmatmul_bpanels). Runs in lgc.codegen.program.lower, after lower_for_cpu;
+    LGC_CPU_PANELS=0 turns it off with the float rewrite."""
     import os
 
     from ..passes.dce import dce
     from ..passes.rewrite import Rewriter
     if current_target().is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0" or \
-            not any(n.op == "qconv" for n in graph.nodes):
+            not any(n.op in ("qconv", "qmatmul") for n in graph.nodes):
         return graph
     consts = graph.constants()
     rw = Rewriter(graph)
     for node in graph.nodes:
-        if not (node.op == "qconv" and _panel_qconv(rw, node, consts)):
+        if not (node.op == "qconv" and _panel_qconv(rw, node, consts) or
+                node.op == "qmatmul" and _panel_qmatmul(rw, node, consts)):
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
 
@@ -482,5 +484,88 @@ def _panel_qconv(rw, node, consts) -> bool:
     ap = rw.const(pack_qrows(w.reshape(M, KK)))
     y = rw.op("qmatmul_panels", [ap, bp, rw.get(node.inputs[2]), rw.get(node.inputs[3])],
               {"m": M, "n": P, "out_shape": tuple(Y.shape)}, name=node.name)
+    rw.replace(Y, y)
+    return True
+
+
+class QBPanelGen:
+    """qmatmul_bpanels(x f32 [..., K], Bp int8 [ceil(N/16), K, 16], scale [N], bias [N]): a
+    weight-only qmatmul on CPU targets: one work-item per 4 rows of x times one int8 panel
+    (one char16 per k, converted in registers), accumulators in float8 pairs."""
+    alias = False
+    stores_any_dtype = True
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        X, Bp = node.inputs[:2]
+        Y = node.outputs[0]
+        N, K = node.attrs["n"], X.shape[-1]
+        R, lead = _prod(X.shape[:-1]), X.shape[:-1]
+        TM = min(4, R)
+        it = index_type_for(X.type.size, Bp.type.size, Y.type.size)
+        body = [f"const {it} pn = ({it})get_global_id(0);",
+                f"const {it} m0 = ({it})get_global_id(1) * {TM};",
+                f"const {it} n0 = pn * 16;",
+                f"__global const char* bq = in1 + pn * {K * 16};"]
+        body += [f"__global const float* a{i} = in0 + min(m0 + {i}, ({it}){R - 1}) * {K};" for i in range(TM)]
+        body += [f"float8 c{i}_0 = (float8)0, c{i}_1 = (float8)0;" for i in range(TM)]
+        body += [f"for ({it} k = 0; k < {K}; ++k) {{",
+                 "  const float16 b = convert_float16(vload16(k, bq));"]
+        body += [f"  {{ const float a = a{i}[k]; c{i}_0 += a * b.lo; c{i}_1 += a * b.hi; }}" for i in range(TM)]
+        body.append("}")
+        cols = [f"min(n0 + {j}, ({it}){N - 1})" for j in range(16)]
+        body += [f"const float8 s0 = (float8)({', '.join(f'in2[{c}]' for c in cols[:8])}), "
+                 f"s1 = (float8)({', '.join(f'in2[{c}]' for c in cols[8:])});",
+                 f"const float8 t0 = (float8)({', '.join(f'in3[{c}]' for c in cols[:8])}), "
+                 f"t1 = (float8)({', '.join(f'in3[{c}]' for c in cols[8:])});"]
+        body += [f"c{i}_0 = c{i}_0 * s0 + t0; c{i}_1 = c{i}_1 * s1 + t1;" for i in range(TM)]
+        if epilogue is not None:
+            for i in range(TM):
+                m = f"min(m0 + {i}, ({it}){R - 1})"
+                for h in range(2):
+                    for j in range(8):
+                        c = cols[8 * h + j]
+                        coords = (unravel(m, lead) if lead else []) + [c]
+                        lines, v = epilogue(f"c{i}_{h}.s{j}", coords, f"{m} * {N} + {c}")
+                        body += lines + [f"c{i}_{h}.s{j} = {v};"]
+        out = epilogue.output if epilogue is not None else Y
+        for i in range(TM):
+            row = f"(m0 + {i}) * {N} + n0"
+            if N % 16 == 0:
+                lines = [_vstore(out.dtype, row, f"c{i}_0", 8), _vstore(out.dtype, f"{row} + 8", f"c{i}_1", 8)]
+            else:
+                lines = [f"if (n0 + 16 <= {N}) {{ {_vstore(out.dtype, row, f'c{i}_0', 8)} "
+                         f"{_vstore(out.dtype, f'{row} + 8', f'c{i}_1', 8)} }}", "else {"]
+                lines += [f"  if (n0 + {8 * h + j} < {N}) " +
+                          _store(out.dtype, "out0", f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
+                          for h in range(2) for j in range(8)]
+                lines.append("}")
+            body += ([f"if (m0 + {i} < {R}) {{"] + ["  " + ln for ln in lines] + ["}"]) if R % TM else lines
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+        return [Kernel(name, args, body, global_size=(-(-N // 16), -(-R // TM)), local_size=(1, 1),
+                       index_type=it, node_name=node.name or "", flops=2 * R * N * K)]
+
+
+def pack_qpanels(w):
+    """W [K, N] (int8) -> column panels [ceil(N/16), K, 16], zero columns past N."""
+    import numpy as np
+    K, N = w.shape
+    w = np.pad(w, [(0, 0), (0, -(-N // 16) * 16 - N)]).reshape(K, -1, 16)
+    return np.ascontiguousarray(np.swapaxes(w, 0, 1))
+
+
+def _panel_qmatmul(rw, node, consts) -> bool:
+    X, W = (rw.get(v) for v in node.inputs[:2])
+    Y = node.outputs[0]
+    K, N = W.shape
+    if len(node.inputs) != 4 or X.dtype.name != "f32" or W not in consts or W.dtype.name != "i8" \
+            or N < 16 or Y.type.size == 0 or 2 * Y.type.size * K < MIN_PANEL_FLOPS:
+        return False
+    y = rw.op("qmatmul_bpanels", [X, rw.const(pack_qpanels(consts[W])), rw.get(node.inputs[2]),
+                                  rw.get(node.inputs[3])], {"n": N}, name=node.name)
     rw.replace(Y, y)
     return True

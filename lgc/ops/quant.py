@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.quant_kernels import QConvGen, QMatmulGen, QPanelGen
+from ..codegen.quant_kernels import QBPanelGen, QConvGen, QMatmulGen, QPanelGen
 from ..codegen.templates import Elementwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
@@ -256,3 +256,29 @@ register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, QPanelGen(), fusion="out_
                vjp=_lowering_only, batch=_lowering_only,
                doc="int8 row panels times float B panels, per-row scale and bias, stored as "
                    "out_shape (CPU lowering of a weight-only qconv)"))
+
+
+def _qmbp_infer(types, attrs):
+    x, bp = types[0].shape, types[1].shape
+    N = attrs["n"]
+    if types[0].dtype.name != "f32" or types[1].dtype.name != "i8" or not x or len(bp) != 3 \
+            or bp != (-(-N // 16), x[-1], 16):
+        raise OpError(f"qmatmul_bpanels: x {x} and panels {bp} do not fit n={N}")
+    for t in types[2:]:
+        if t.dtype.name != "f32" or t.shape != (N,):
+            raise OpError(f"qmatmul_bpanels: scale and bias must be f32[{N}], got {t}")
+    return [TensorType(dtypes.f32, x[:-1] + (N,))]
+
+
+def _qmbp_ref(xs, attrs):
+    x, bp, scale, bias = xs
+    w = np.swapaxes(bp, 0, 1).reshape(bp.shape[1], -1)[:, :attrs["n"]].astype(np.float64)
+    return [(x.astype(np.float64) @ w * scale + bias).astype(np.float32)]
+
+
+register(OpDef("qmatmul_bpanels", _qmbp_infer, _qmbp_ref, QBPanelGen(), fusion="out_fusable",
+               num_inputs=4, attrs={"n": 0},
+               flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
+               vjp=_lowering_only, batch=_lowering_only,
+               doc="float x times int8 column panels, per-column scale and bias (CPU lowering "
+                   "of a weight-only qmatmul)"))
