@@ -241,6 +241,8 @@ def test_errors_are_clean_and_leave_nothing_behind(ray_local, mlp, tmp_path):
             dep.infer({"x": np.zeros((3, D_IN), np.float32)})
         with pytest.raises(InputError, match="missing input 'x'"):
             dep.infer({})
+        with pytest.raises(InputError, match=r"unknown input 'h' \(inputs are: x\)"):
+            dep.infer({"x": np.zeros((BATCH, D_IN), np.float32), "h": np.zeros(1, np.float32)})
         assert dep.ready()                                            # bad requests hurt nothing
     finally:
         dep.shutdown()

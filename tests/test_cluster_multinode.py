@@ -60,6 +60,9 @@ def test_a_lost_node_is_replaced(cluster, mlp):
     w, paths = mlp
     dep = Deployment.create([paths["s0"], paths["s1"]], name="nodeloss", replicas=2, detached=False)
     try:
+        registry = ray.get_actor("nodeloss.registry", namespace="lgc")
+        assert ray.get(registry.__ray_call__.remote(
+            lambda self: ray.get_runtime_context().get_node_id())) == c.head_node.node_id
         lost = {a["node_id"] for a in _answers(dep)} - {c.head_node.node_id}
         assert len(lost) == 1
         c.remove_node(worker)

@@ -175,9 +175,8 @@ class Deployment:
                        "stages": [st.__dict__ for st in stages], "created": time.time(),
                        "max_restarts": max_restarts}
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        here = ray.get_runtime_context().get_node_id()      # the registry next to the deployer
         registry = Registry.options(name=registry_name(name), namespace=NAMESPACE, lifetime=lifetime,
-                                    scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+                                    scheduling_strategy=NodeAffinitySchedulingStrategy(_head_node(ray), soft=False),
                                     ).remote(description)
         ray.get([registry.put_artifact.remote(i, b) for i, b in enumerate(blobs)])
         say(f"shipped {len(blobs)} artifact(s), {sum(map(len, blobs)) / 2**20:.1f} MiB; "
@@ -290,10 +289,13 @@ class Deployment:
     def infer(self, feeds: dict[str, np.ndarray], timeout: float = 60.0) -> dict[str, np.ndarray]:
         """Run one request through the pipeline; retried on live replicas when an actor dies."""
         ray = self._ray
-        missing = [s["name"] for s in self.inputs if s["name"] not in feeds]
-        if missing:
+        names = [s["name"] for s in self.inputs]
+        missing = [n for n in names if n not in feeds]
+        unknown = [n for n in feeds if n not in names]
+        if missing or unknown:
             from ..errors import InputError
-            raise InputError(f"missing input {missing[0]!r}")
+            raise InputError(f"missing input {missing[0]!r}" if missing else
+                             f"unknown input {unknown[0]!r} (inputs are: {', '.join(names)})")
         deadline = time.monotonic() + timeout
         last = None
         for attempt in range(self.retries + 1):
@@ -387,6 +389,15 @@ class Deployment:
         ok = all(any(a is not None for a in row) for row in self.health())
         self._health_cache = (time.monotonic(), ok)
         return ok
+
+
+def _head_node(ray) -> str:
+    """The head node's id (the registry lives there: the cluster ends with it anyway), else
+    this process's node."""
+    for n in ray.nodes():
+        if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {}):
+            return n["NodeID"]
+    return ray.get_runtime_context().get_node_id()
 
 
 def _actor_failure(ray, e) -> str | None:
