@@ -3,8 +3,9 @@
     python bench/quant_kernels.py [--runs 10] [--json out.json]
 
 For each conv: `qconv` with int8 weights (float activations, as --quantize int8-weights
-builds it: tiled weights), the float32 conv on the default kernels (the CPU panel GEMM) and
-on the direct kernels (LGC_CPU_PANELS=0 when compiling); interleaved, medians, ratios.
+builds it; on CPU targets lowered onto int8 row panels), the float32 conv on the default
+kernels (CPU panel GEMM, Winograd where it applies) and on the direct kernels
+(LGC_CPU_PANELS=0 when compiling); interleaved, medians, ratios.
 """
 from __future__ import annotations
 
