@@ -203,12 +203,17 @@ class Deployment:
 
     def _wait_loaded(self, timeout: float, say) -> None:
         pending = {r.handle.ping.remote(): r for rs in self.replicas for r in rs}
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline, next_note = start + timeout, start + 30
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ClusterError(f"{len(pending)} actor(s) did not load within {timeout:.0f} s "
                                    f"(see `lgc cluster status`)")
+            if time.monotonic() >= next_note:
+                say(f"  still waiting for {len(pending)} actor(s) after {time.monotonic() - start:.0f} s "
+                    f"(loading, or no free {RESOURCE} unit on a live node)")
+                next_note += 30
             done, _ = self._ray.wait(list(pending), num_returns=1, timeout=min(left, 5.0))
             for ref in done:
                 rep = pending.pop(ref)
