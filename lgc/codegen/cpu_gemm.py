@@ -1,12 +1,14 @@
-"""Packed-panel GEMM for CPU devices (PoCL): the kernel and the two packing ops it reads.
+"""Packed-panel GEMM for CPU devices (PoCL): the kernel and the packing ops it reads.
 
 What made SGEMM fast on PoCL (DESIGN.md, "Facts about PoCL"): B packed into column panels
 of 16 ([..., ceil(N/16), K, 16], zero-padded past N), so that one work-item streams one
-contiguous panel while it holds a 4 x 16 tile of C in vector accumulators (ACC); work-group size
+contiguous panel while it holds an 8 x 16 tile of C in vector accumulators, work-group size
 1, no local memory, `c += a * b` rather than `fma()`. Reading B unpacked (row stride N) ran
-at a fifth of the speed at 2048^3 (44 against 211 GFLOP/s). A is read row by row (4 rows
-per tile), or, when it is a constant packed once at compile time (conv weights), from row
-panels of 4 ([K, 4] each), two panels per 8 x 16 tile.
+at a fifth of the speed at 2048^3 (44 against 211 GFLOP/s). Measured here (PoCL 3.1, AVX-512)
+and unlike the float8 recipe of DESIGN.md: one float16 accumulator per tile row beat two
+float8, and 8-row tiles beat 4-row ones. A is read row by row (8 scalar streams), or from row
+panels of 4 ([K, 4] each, two per tile) when it is a constant packed once at compile time
+(conv weights) or tall enough for a runtime pack to pay (cpu_lowering.MIN_M_PACKED).
 
 Ops (made only by lgc.codegen.cpu_lowering, after differentiation and batching):
   pack_panels(B)        B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
@@ -27,6 +29,7 @@ from .kernel import Arg, Kernel, index_type_for
 PANEL = 16      # columns of B (and of a C tile) per panel
 ROWS = 4        # rows of A per packed panel, and per C tile when A is read unpacked
 PACKED_TILE = 8  # rows per C tile when A is packed: two panels (8 x 16 beat 4 x 16 by ~10%)
+UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
                 # AVX-512 it beat two float8 by 1.5-2x at 1024^3 and 2048^3 (/tmp proto, same run)
 
@@ -298,7 +301,8 @@ register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, PackRowsGen
 
 
 class PanelGemmGen:
-    """One work-item per ROWS x 16 tile of C, over one B panel; see the module docstring."""
+    """One work-item per 8 x 16 tile of C (fewer rows when M is smaller), over one B panel;
+    see the module docstring."""
     alias = False
 
     @staticmethod
@@ -315,7 +319,7 @@ class PanelGemmGen:
         nb_rank = max(len(ba), len(bb))
         batch, nshape = out[:nb_rank], out[nb_rank + 1:]
         packed = bool(at["a_packed"])
-        TM = PACKED_TILE if packed else min(ROWS, M)
+        TM = PACKED_TILE if packed else min(UNPACKED_TILE, M)
         dt = C.dtype
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
         a_size = _panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K

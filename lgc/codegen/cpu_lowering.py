@@ -5,7 +5,7 @@ pass sees `matmul_panels` as the template that takes the epilogue (bias, activat
 residual) exactly as it would have seen the matmul or conv. GPU targets keep their own
 kernels (gpu_gemm, gpu_conv) and never see these ops.
 
-  matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 64 else A, pack_panels(B))
+  matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 1024 else A, pack_panels(B))
   conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
                          a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
@@ -32,7 +32,7 @@ MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than i
 MIN_N = 16               # narrower B: a panel would be mostly padding
 MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
 MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out channels: Winograd
-MIN_M_PACKED = 64        # from here on A is packed at run time too (its rows as float4 panels)
+MIN_M_PACKED = 1024      # from here on A is packed at run time too: it won at 1024^3, lost at 512^3
 
 
 def _prod(xs) -> int:
@@ -97,7 +97,7 @@ def _matmul(rw: Rewriter, node: Node, consts) -> bool:
     if A in consts:
         A = rw.const(cpu_gemm.pack_rows_batched_ref([consts[A]], {})[0], A.name)
         packed = 1
-    elif M >= MIN_M_PACKED:      # rows packed too: one float4 per k, 8 x 16 tiles (~10%)
+    elif M >= MIN_M_PACKED:      # rows packed too: two float4 loads per k
         A = rw.op("pack_rows", [A], name=node.name)
         packed = 1
     return _emit(rw, node, A, bp, {"m": M, "n": N, "a_packed": packed, "out_shape": out.shape})
