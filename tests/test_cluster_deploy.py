@@ -211,6 +211,8 @@ def test_killing_a_stage_actor_under_load(ray_local, mlp, replicas, kill, retrie
         assert dep.ready(max_age=0)
         x = xs[0]
         np.testing.assert_allclose(dep.infer({"x": x})["y"], numpy_mlp(x, w), rtol=1e-5, atol=1e-5)
+        # retries start at the dead actor's stage: stage 0 ran once per request, no more
+        assert sum(a["served"] for a in dep.health(timeout=5)[0]) == len(xs) + 1
     finally:
         dep.shutdown()
 

@@ -8,7 +8,8 @@ only fetches the final outputs.
 
 Fault handling is Ray's plus a little routing: actors restart after a crash (`max_restarts`);
 Ray does not retry their calls itself (`max_task_retries=0`), because a request failed by a dead
-actor is better sent at once to a live replica of its stage, here, up to `retries` times.
+actor is better sent at once to a live replica of its stage, here, up to `retries` times,
+from that stage on (the earlier stages' outputs are reused from the object store).
 A replica that failed a call is skipped until a health ping answers again.
 """
 from __future__ import annotations
@@ -303,14 +304,15 @@ class Deployment:
                              f"unknown input {unknown[0]!r} (inputs are: {', '.join(names)})")
         deadline = time.monotonic() + timeout
         last = None
+        env: dict = dict(feeds)       # tensor name -> array or ObjectRef, kept across attempts
+        first = 0                     # the stage an attempt starts from
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(min(0.1 * 2 ** (attempt - 1), max(0.0, deadline - time.monotonic())))
             chosen: list[_Replica] = []
             failed_actor = None
             try:
-                env = dict(feeds)
-                for st in self.stages:
+                for st in self.stages[first:]:
                     rep = self._pick(st.index)
                     chosen.append(rep)
                     refs = rep.handle.infer.options(num_returns=len(st.outputs)).remote(
@@ -337,7 +339,16 @@ class Deployment:
                     raise ClusterError(f"{self.name}: {_first_line(e)}") from None
                 failed_actor = cause
                 self._mark(chosen, failed_actor)
-                self._drain([v for v in env.values() if isinstance(v, ray.ObjectRef)])
+                # start again at the dead actor's stage: earlier stages' outputs are still in
+                # the object store (if they were lost too, the next failure names their actor,
+                # or none, and the attempt after starts earlier, at stage 0 at the latest)
+                dead = self._by_actor.get(failed_actor)
+                first = dead.stage if dead is not None else 0
+                later = {n for st in self.stages[first:] for n in st.output_names}
+                self._drain([v for n, v in env.items() if n in later and isinstance(v, ray.ObjectRef)])
+                env = {n: v for n, v in env.items() if n not in later}
+                if first == 0:
+                    env = dict(feeds)
                 last = e
                 self._count("actor_failures")
                 if time.monotonic() >= deadline:
