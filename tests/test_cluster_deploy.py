@@ -280,7 +280,7 @@ def test_cli_deploy_status_down(ray_local, mlp, capsys):
     """The commands on the cluster this process has joined (a real head is the same path)."""
     from lgc.cli import main
     w, paths = mlp
-    assert main(["deploy", str(paths["s0"]), "--replicas", "2", "--name", "clidep"]) == 0
+    assert main(["deploy", str(paths["s0"]), "--replicas", "2", "--name", "clidep", "--max-restarts", "2"]) == 0
     out = capsys.readouterr().out
     assert "deployed 'clidep': 1 stage(s), replicas 2, 2 lgc_device unit(s); ready: True" in out
     assert main(["cluster", "status", "--name", "clidep"]) == 0

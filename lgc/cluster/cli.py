@@ -16,7 +16,7 @@ def cmd_deploy(args) -> int:
         from ..errors import InputError
         raise InputError(f"--replicas must be at least 1, got {args.replicas}")
     dep = deploy(args.model, args.address, stages=args.stages, replicas=args.replicas, plan=args.plan,
-                 name=args.name, out_dir=args.out_dir, progress=_say)
+                 name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=_say)
     counts = [len(rs) for rs in dep.replicas]
     print(f"deployed {dep.name!r}: {len(counts)} stage(s), replicas {'+'.join(map(str, counts))}, "
           f"{sum(counts)} {RESOURCE} unit(s); ready: {dep.ready()}")
@@ -99,6 +99,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--name", help="deployment name (default: the model file's name)")
     p.add_argument("--out-dir", help="where stage artifacts of a .onnx model are written "
                                      "(default MODEL.stages/)")
+    p.add_argument("--max-restarts", type=int, default=-1,
+                   help="times Ray restarts each actor after a crash (default -1: always)")
     p.set_defaults(fn=cmd_deploy)
 
     p = sub.add_parser("cluster", help="inspect or take down deployments on a Ray cluster",

@@ -82,13 +82,14 @@ def balanced_cuts(graph, stages: int) -> list[int]:
 
 def deploy(model, address: str | None = "auto", stages: int | None = None, replicas: int | None = None,
            plan: str | None = None, name: str | None = None, detached: bool = True,
-           out_dir: str | None = None, progress=None) -> Deployment:
+           out_dir: str | None = None, max_restarts: int = -1, progress=None) -> Deployment:
     """Compile stages if needed, then start the actors and wait for them to load."""
     join(address)                          # fail fast (no Ray, no cluster) before compiling
     paths, planned = stage_artifacts(model, stages, plan, out_dir, progress)
     counts = [replicas] * len(paths) if replicas else planned or [1] * len(paths)
     return Deployment.create([str(x) for x in paths], name=name or default_name(model), replicas=counts,
-                             address=address, detached=detached, progress=progress)
+                             address=address, detached=detached, max_restarts=max_restarts,
+                             progress=progress)
 
 
 def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None):
