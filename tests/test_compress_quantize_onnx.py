@@ -109,3 +109,40 @@ def test_quantize_dynamic_matches_onnxruntime(tmp_path):
     weights = [n.output.dtype.name for n in optimize(graph).nodes
                if n.op == "const" and n.output.type.size >= 64 * 96]
     assert weights == ["i8"]           # the 64x96 weight stays 8-bit
+
+
+def test_qoperator_contrib_ops_match_onnxruntime(tmp_path):
+    """onnxruntime's QOperator format also emits com.microsoft QLinearAdd, QLinearMul,
+    QLinearConcat and QLinearGlobalAveragePool (a residual block, a gate, a concat, a pool)."""
+    rng = np.random.default_rng(0)
+    inits = {"W1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "B1": rng.standard_normal(16) * 0.1,
+             "W2": rng.standard_normal((16, 16, 3, 3)) * 0.1, "B2": rng.standard_normal(16) * 0.1,
+             "W3": rng.standard_normal((16, 16, 1, 1)) * 0.2, "W4": rng.standard_normal((10, 32)) * 0.2,
+             "B4": rng.standard_normal(10) * 0.1}
+    nodes = [h.make_node("Conv", ["x", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             h.make_node("Add", ["c2", "r1"], ["s"], name="add"), h.make_node("Relu", ["s"], ["r2"]),
+             h.make_node("Conv", ["r2", "W3"], ["c3"], name="conv3"),
+             h.make_node("Mul", ["c3", "r2"], ["m"], name="mul"),
+             h.make_node("Concat", ["m", "r2"], ["cc"], axis=1, name="cat"),
+             h.make_node("GlobalAveragePool", ["cc"], ["gp"], name="gap"),
+             h.make_node("Flatten", ["gp"], ["f"]),
+             h.make_node("Gemm", ["f", "W4", "B4"], ["y"], transB=1, name="fc")]
+    g = h.make_graph(nodes, "res", [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [2, 10])],
+                     [nh.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    m.ir_version = 8
+    src, out = str(tmp_path / "res.onnx"), str(tmp_path / "res_q.onnx")
+    onnx.save(m, src)
+    calib = [rng.standard_normal((2, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    quant.quantize_static(src, out, _Reader(calib), quant_format=quant.QuantFormat.QOperator,
+                          per_channel=True)
+    model = onnx.load(out)
+    contrib = {n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
+    assert {"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool"} <= contrib
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    step = _output_step(model)
+    assert np.abs(lgc.compile(out)(x) - ref).max() <= step * 1.001

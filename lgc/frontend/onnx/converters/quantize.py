@@ -207,3 +207,50 @@ def qgemm(ctx, node, a, a_scale, a_zero, b, b_scale, b_zero, c=None, y_scale=Non
         bias = ctx.op("add", [ctx.op("mul", [bias, inv]), _scalar(ctx, y_zero)])
     y = ctx.op("qmatmul", [a, w, scale, bias, ctx.const(np.float32(1)), _scalar(ctx, a_zero)])
     return _requantize(ctx, y, y_zero, a) if y_scale is not None else y
+
+
+# ---- onnxruntime's com.microsoft QLinear* elementwise and pooling ops (QOperator format) ------
+#
+# Dequantize the inputs, run the float op, requantize the result (what onnxruntime's
+# reference kernels compute; the quantize fuses into the float op's kernel).
+
+def _dequant(ctx, x, scale, zero):
+    d = _f32(ctx, x)
+    if zero is not None:
+        d = ctx.op("sub", [d, _scalar(ctx, zero)])
+    return ctx.op("mul", [d, _scalar(ctx, scale)])
+
+
+def _quant(ctx, y, scale, zero, like):
+    out = zero.dtype.name if zero is not None else like.dtype.name
+    if out not in ("i8", "u8"):
+        raise NotImplementedError(f"quantized output of type {out} (only int8, uint8)")
+    return ctx.op("quantize", [y, _scalar(ctx, scale), _scalar(ctx, zero)], {"to": out})
+
+
+def _qbinary(op):
+    def conv(ctx, node, a, a_scale, a_zero, b, b_scale, b_zero, c_scale, c_zero=None):
+        y = ctx.op(op, [_dequant(ctx, a, a_scale, a_zero), _dequant(ctx, b, b_scale, b_zero)])
+        return _quant(ctx, y, c_scale, c_zero, a)
+    return conv
+
+
+converter("QLinearAdd", domain="com.microsoft")(_qbinary("add"))
+converter("QLinearMul", domain="com.microsoft")(_qbinary("mul"))
+
+
+@converter("QLinearGlobalAveragePool", domain="com.microsoft")
+def qlinear_global_average_pool(ctx, node, x, x_scale, x_zero, y_scale, y_zero=None):
+    rank = len(x.shape)
+    axes = tuple(range(1, rank - 1)) if node.attr("channels_last", 0) else tuple(range(2, rank))
+    y = ctx.op("reduce_mean", [_dequant(ctx, x, x_scale, x_zero)], {"axes": axes, "keepdims": 1})
+    return _quant(ctx, y, y_scale, y_zero, x)
+
+
+@converter("QLinearConcat", domain="com.microsoft")
+def qlinear_concat(ctx, node, y_scale, y_zero, *triples):
+    if len(triples) % 3:
+        raise NotImplementedError("QLinearConcat inputs must come in (x, scale, zero) triples")
+    xs = [_dequant(ctx, *triples[i:i + 3]) for i in range(0, len(triples), 3)]
+    axis = node.attr("axis") % len(xs[0].shape)
+    return _quant(ctx, ctx.op("concat", xs, {"axis": axis}), y_scale, y_zero, triples[0])
