@@ -163,3 +163,23 @@ def test_finetune_keeps_masked_weights_zero_and_learns():
     g2 = finetune_graph(g, x, y, epochs=20, lr=1e-2, batch=64)
     (w2,) = [n.attrs["value"] for n in g2.nodes if n.op == "const" and n.output.shape == (6, 2)]
     assert np.all(w2[2:] == 0) and np.mean((x @ w2).argmax(1) == y) > 0.9
+
+
+def test_structured_pruning_of_transposed_weights():
+    """Gemm imports as matmul with trans_b (weights [out, in]): columns and rows follow."""
+    from lgc.ir.builder import GraphBuilder
+    from lgc.ir.dtypes import f32
+    from lgc.ir.graph import TensorType
+    w1 = RNG.standard_normal((12, 6)).astype(np.float32)       # [out, in]
+    w2 = RNG.standard_normal((5, 12)).astype(np.float32)
+    b1 = RNG.standard_normal(12).astype(np.float32)
+    b = GraphBuilder()
+    x = b.input("x", TensorType(f32, (3, 6)))
+    h = b.op("relu", [b.op("add", [b.op("matmul", [x, b.const(w1)], {"trans_b": 1}), b.const(b1)])])
+    g = b.build([b.op("matmul", [h, b.const(w2)], {"trans_b": 1})])
+    small = prune_channels(g, 0.5)
+    shapes = sorted(n.output.shape for n in small.nodes if n.op == "const")
+    assert shapes == [(5, 6), (6,), (6, 6)]
+    xv = RNG.standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_allclose(reference_run(small, [xv])[0],
+                               reference_run(mask_channels(g, amount=0.5), [xv])[0], atol=1e-5)
