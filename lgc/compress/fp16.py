@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..ir.dtypes import f16, f32
+from ..ir.dtypes import f32
 from ..ir.graph import Graph
 from .graphtools import Rebuild
 
