@@ -168,6 +168,9 @@ def svd_factors(w: np.ndarray, rank=None, energy=None, compression=None, multipl
 def left_singular(m: np.ndarray):
     """(U, s) of m [r, c] from the eigenvectors of m m^T, descending: the unfoldings are
     short and wide (512 x 4608 for a 3x3 conv), where a full SVD spends its time on V."""
+    if m.shape[0] > m.shape[1]:              # tall: the thin SVD is the cheap one
+        u, s, _ = np.linalg.svd(m, full_matrices=False)
+        return u, s
     vals, vecs = np.linalg.eigh(m @ m.T)
     order = np.argsort(vals)[::-1]
     return vecs[:, order], np.sqrt(np.maximum(vals[order], 0.0))
