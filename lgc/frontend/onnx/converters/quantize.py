@@ -254,3 +254,11 @@ def qlinear_concat(ctx, node, y_scale, y_zero, *triples):
     xs = [_dequant(ctx, *triples[i:i + 3]) for i in range(0, len(triples), 3)]
     axis = node.attr("axis") % len(xs[0].shape)
     return _quant(ctx, ctx.op("concat", xs, {"axis": axis}), y_scale, y_zero, triples[0])
+
+
+@converter("QLinearAveragePool", domain="com.microsoft")
+def qlinear_average_pool(ctx, node, x, x_scale, x_zero, y_scale, y_zero=None):
+    from .nn import average_pool
+    if node.attr("channels_last", 0):
+        raise NotImplementedError("QLinearAveragePool with channels_last")
+    return _quant(ctx, average_pool(ctx, node, _dequant(ctx, x, x_scale, x_zero)), y_scale, y_zero, x)
