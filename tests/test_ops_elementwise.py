@@ -105,6 +105,25 @@ def test_mod_fmod_and_float_mod():
     check_op("mod", [ai, bi], {"fmod": 0})
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+def test_integer_division_by_zero_and_min_by_minus_one_do_not_trap(dtype):
+    """On a CPU device (PoCL) a trapping divide raises SIGFPE and kills the whole process:
+    x / 0 and x % 0 give 0 as NumPy does, MIN / -1 wraps to MIN and MIN % -1 is 0."""
+    from lgc.testing import run_op
+    info = np.iinfo(dtype)
+    signed = info.min < 0
+    a = np.array([7, info.min, info.max, 0, 5] if signed else [7, 0, info.max, 0, 5], dtype)
+    b = np.array([0, -1 if signed else 0, 0, 0, 2], dtype)
+    (q,) = run_op("div", [a, b])
+    want_q = [0, info.min if signed else 0, 0, 0, 2]
+    np.testing.assert_array_equal(q, np.array(want_q, dtype))
+    for fmod in (0, 1):
+        (r,) = run_op("mod", [a, b], {"fmod": fmod})
+        np.testing.assert_array_equal(r, np.array([0, 0, 0, 0, 1], dtype))
+        check_op("mod", [a, b], {"fmod": fmod})
+    check_op("div", [a[[0, 2, 3, 4]], b[[0, 2, 3, 4]]])
+
+
 def test_logic_bitwise_shift():
     p, q = RNG.random((2, 3)) < 0.5, RNG.random((3,)) < 0.5
     for op in ("and", "or", "xor"):

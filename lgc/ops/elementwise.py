@@ -142,9 +142,26 @@ def _c_mod(a, b, t, at):
         m = f"fmod({a}, {b})"
         return (f"(({m} != 0) ? ((({b} < 0) != ({m} < 0)) ? {m} + {b} : {m}) "
                 f": copysign(({t.cl_compute})0, {b}))")
-    if at["fmod"] or t.is_unsigned_int:
-        return f"({a} % {b})"
-    return f"((({a} % {b}) != 0 && ((({a} % {b}) < 0) != ({b} < 0))) ? ({a} % {b}) + {b} : ({a} % {b}))"
+    T = t.cl_compute
+    if t.is_unsigned_int:
+        return f"(({b} == 0) ? ({T})0 : ({a} % {b}))"
+    # x % 0 and MIN % -1 trap on CPUs (SIGFPE kills the host process under PoCL); NumPy gives 0
+    if at["fmod"]:
+        return f"(({b} == 0 || {b} == -1) ? ({T})0 : ({a} % {b}))"
+    r = f"({a} % {b})"
+    return (f"(({b} == 0 || {b} == -1) ? ({T})0 : "
+            f"(({r} != 0 && (({r} < 0) != ({b} < 0))) ? {r} + {b} : {r}))")
+
+
+def _c_div(a, b, t, at):
+    """Float division as is; integer division that cannot trap: x / 0 gives 0 (NumPy's value)
+    and MIN / -1 wraps to MIN, where a CPU's divide instruction raises SIGFPE."""
+    if t.is_float:
+        return f"({a} / {b})"
+    T = t.cl_compute
+    if t.is_unsigned_int:
+        return f"(({b} == 0) ? ({T})0 : ({a} / {b}))"
+    return f"(({b} == 0) ? ({T})0 : ({b} == -1) ? ({T})(0 - (u{T}){a}) : ({a} / {b}))"
 
 
 def _ref_mod(a, b, at):
@@ -162,7 +179,7 @@ def _c_pow(a, b, t, at):
 _binary("add", lambda a, b, t, at: f"({a} + {b})", lambda a, b, at: a + b)
 _binary("sub", lambda a, b, t, at: f"({a} - {b})", lambda a, b, at: a - b)
 _binary("mul", lambda a, b, t, at: f"({a} * {b})", lambda a, b, at: a * b)
-_binary("div", lambda a, b, t, at: f"({a} / {b})", _int_div)
+_binary("div", _c_div, _int_div)
 _binary("pow", _c_pow, lambda a, b, at: np.power(a, b))
 _binary("max", _c_max, lambda a, b, at: np.maximum(a, b))
 _binary("min", _c_min, lambda a, b, at: np.minimum(a, b))
