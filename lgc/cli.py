@@ -44,6 +44,8 @@ def _progress(msg: str) -> None:
 def cmd_compile(args) -> int:
     import lgc
     t = time.perf_counter()
+    if args.plan:
+        return _compile_stages(args, t)
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
                       opt_level=args.opt_level)
     types = model.default_types()
@@ -94,6 +96,21 @@ def cmd_compile(args) -> int:
     if args.isa_report:
         from lgc.codegen import isa
         print(isa.report(isa.program_resources(exe.program), exe.program))
+    return 0
+
+
+def _compile_stages(args, t0) -> int:
+    """`lgc compile --plan`: one self-contained artifact per pipeline stage of a plan made by
+    `lgc plan`, plus the stages.json that `lgc deploy` reads."""
+    from lgc.distributed.shard import compile_from_plan
+    from lgc.errors import InputError
+    if _compress_options(args).active or args.tune or args.isa_report or args.explain:
+        raise InputError("--plan compiles the planned float model as it is: it does not combine "
+                         "with compression, --tune, --explain or --isa-report")
+    out_dir = args.output or os.path.splitext(args.model)[0] + ".stages"
+    paths = compile_from_plan(args.model, args.plan, out_dir, device=args.device, progress=_progress)
+    print(f"wrote {len(paths)} stage artifacts to {out_dir} ({time.perf_counter() - t0:.1f} s); "
+          f"deploy with: lgc deploy {out_dir} --address ...")
     return 0
 
 
@@ -303,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the fusion groups: which ops each kernel computes, why it stops there")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
     p.add_argument("--budget", type=float, default=60.0, help="seconds for --tune (default 60)")
+    p.add_argument("--plan", metavar="PLAN.json",
+                   help="compile one artifact per pipeline stage of a plan from `lgc plan` into the "
+                        "folder -o (default MODEL.stages/), with stages.json for `lgc deploy`")
     _add_common(p)
     p.set_defaults(fn=cmd_compile)
 

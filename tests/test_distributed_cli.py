@@ -63,6 +63,23 @@ def test_plan_split_and_compile_from_plan(tmp_path, capsys):
         compile_from_plan(model, plan_path, tmp_path / "x")
 
 
+def test_lgc_compile_plan_writes_the_stage_artifacts(tmp_path, capsys):
+    model = tmp_path / "small.onnx"
+    make_small_model(model)
+    plan_path, out = tmp_path / "plan.json", tmp_path / "st"
+    assert main(["plan", str(model), "--workers", "cpu:1GB*2", "--stages", "2",
+                 "--input-shape", "x=3x4", "-o", str(plan_path)]) == 0
+    assert main(["compile", str(model), "--plan", str(plan_path), "-o", str(out)]) == 0
+    assert "wrote 2 stage artifacts" in capsys.readouterr().out
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    got, want = run_dir(out, {"x": x}), small_reference(model, x)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert main(["compile", str(model), "--plan", str(plan_path), "--quantize", "int8-weights",
+                 "-o", str(tmp_path / "q")]) == 1
+    assert "does not combine" in capsys.readouterr().err
+
+
 def test_plan_from_artifact_plans_but_does_not_split(tmp_path, capsys):
     model = tmp_path / "small.onnx"
     make_small_model(model, batch=3)
