@@ -88,14 +88,40 @@ def _zero_line(node) -> tuple[list[str], str | None, str]:
     return ["const float xs_ = in4[0];", "const float xz_ = in5[0];"], "xz_", "xs_"
 
 
-class QMatmulGen:
-    """qmatmul(x [..., K], w [K, N] int, w_scale [N], bias [N][, x_scale, x_zero])."""
+class _QuantGen:
+    """What the quantized kernel generators share: they take the graph's epilogue."""
     alias = False
     stores_any_dtype = True     # an epilogue may requantize: the store converts to its dtype
 
     @staticmethod
     def takes_epilogue(node) -> bool:
         return node.outputs[0].type.size > 0
+
+
+def _args(node, epilogue):
+    """The kernel's arguments (the node's inputs, the epilogue's, out0) and the value stored.
+    Called after the epilogue has been applied."""
+    out = epilogue.output if epilogue is not None else node.outputs[0]
+    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+    return args + (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)], out
+
+
+def _epilogue_tiles(epilogue, TM, TN, place) -> list[str]:
+    """The epilogue on TM vector accumulators acc{i} of width TN; `place(i, j)` gives lane
+    j of row i's output coordinates and flat index."""
+    body = []
+    for i in range(TM):
+        lanes = []
+        for j in range(TN):
+            lines, v = epilogue(_lane(f"acc{i}", j, TN), *place(i, j))
+            body += lines
+            lanes.append(v)
+        body.append(f"acc{i} = {_vec(TN, lanes)};")
+    return body
+
+
+class QMatmulGen(_QuantGen):
+    """qmatmul(x [..., K], w [K, N] int, w_scale [N], bias [N][, x_scale, x_zero])."""
 
     def kernels(self, node, name, epilogue=None):
         X, W = node.inputs[:2]
@@ -142,20 +168,13 @@ class QMatmulGen:
         body += [f"acc{i} = acc{i} * {f'(sc_ * xs{i})' if per_row else 'sc_'} + bi_;" for i in range(TM)]
         lead = X.shape[:-1]
         if epilogue is not None:
-            for i in range(TM):
-                lanes = []
+            def place(i, j):
                 m = f"min(m0 + {i}, ({it}){R - 1})"
-                for j in range(TN):
-                    coords = (unravel(m, lead) if lead else []) + [col[j]]
-                    lines, v = epilogue(_lane(f"acc{i}", j, TN), coords, f"{m} * {N} + {col[j]}")
-                    body += lines
-                    lanes.append(v)
-                body.append(f"acc{i} = {_vec(TN, lanes)};")
-        out = epilogue.output if epilogue is not None else Y
-        body += _store_rows(out.dtype, TM, TN, N, full, R % TM != 0,
-                            lambda i: f"(m0 + {i}) * {N} + n0", "m0", R)
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+                return (unravel(m, lead) if lead else []) + [col[j]], f"{m} * {N} + {col[j]}"
+            body += _epilogue_tiles(epilogue, TM, TN, place)
+        args, out = _args(node, epilogue)
+        body += _store_rows(out.dtype, TM, TN, N, full, lambda i: f"(m0 + {i}) * {N} + n0",
+                            lambda i: f"m0 + {i} < {R}" if R % TM else "")
         return [Kernel(name, args, body, global_size=(-(-N // TN), -(-R // TM)),
                        local_size=_local_size(2), index_type=it, node_name=node.name or "",
                        flops=2 * R * N * K)]
@@ -177,36 +196,30 @@ def _vstore(dtype, index: str, value: str, n: int) -> str:
     return f"vstore{n}(convert_{ct}{n}_sat_rte({value}), 0, out0 + {index});"
 
 
-def _store_rows(dtype, TM, TN, N, full, ragged_rows, at, m0, R) -> list[str]:
-    """Stores of TM vector accumulators acc{i} of width TN at rows m0 + i (< R), columns
-    n0.. (< N); `at(i)` is row i's first element."""
+def _store_rows(dtype, TM, TN, N, full, at, row_guard, n0="n0") -> list[str]:
+    """Stores of TM vector accumulators acc{i} of width TN at columns n0.. (< N; all in
+    range when `full`); `at(i)` is row i's first element, `row_guard(i)` the condition that
+    row i exists ("": always)."""
     body = []
     for i in range(TM):
-        guard = f"if ({m0} + {i} < {R}) " if ragged_rows else ""
+        guard = f"if ({row_guard(i)}) " if row_guard(i) else ""
         if full:
             body.append(guard + _vstore(dtype, at(i), f"acc{i}", TN))
             continue
         body += [guard + "{",
-                 f"  if (n0 + {TN} <= {N}) {_vstore(dtype, at(i), f'acc{i}', TN)}",
+                 f"  if ({n0} + {TN} <= {N}) {_vstore(dtype, at(i), f'acc{i}', TN)}",
                  "  else {"]
-        body += [f"    if (n0 + {j} < {N}) " + _store(dtype, "out0", f"{at(i)} + {j}", _lane(f"acc{i}", j, TN))
+        body += [f"    if ({n0} + {j} < {N}) " + _store(dtype, "out0", f"{at(i)} + {j}", _lane(f"acc{i}", j, TN))
                  for j in range(TN)]
         body += ["  }", "}"]
     return body
 
 
-class QConvGen:
+class QConvGen(_QuantGen):
     """qconv(x [N, C, *S], w [M, C/g, *K] int, w_scale [M], bias [M][, x_scale, x_zero]):
     one work-item per TM output channels x TP consecutive positions of the last spatial
     axis (the float conv's tile). Padding reads as zero after the zero point is removed,
     i.e. as the real value 0, as ONNX's QLinearConv defines it."""
-    alias = False
-    stores_any_dtype = True
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
-
     def kernels(self, node, name, epilogue=None):
         from ..ops.nn import spatial_attrs
         X, W = node.inputs[:2]
@@ -285,35 +298,19 @@ class QConvGen:
         orow = " + ".join([f"o{i} * {_prod(O[i + 1:])}" for i in range(L)] + ["ox0"])
         full = O[-1] % TP == 0
         if epilogue is not None:
-            for i in range(TM):
+            def place(i, j):
                 m = f"min(m0 + {i}, {last_m})" if Mg % TM else f"m0 + {i}"
-                lanes = []
-                for j in range(TP):
-                    xj = f"ox0 + {j}" if full else f"min(ox0 + {j}, ({it}){O[-1] - 1})"
-                    sp = [f"o{k}" for k in range(L)] + [xj]
-                    if len(sp) != len(Y.shape) - 2:
-                        sp = unravel(xj, Y.shape[2:])
-                    lead = [f"o{k} * {_prod(O[k + 1:])}" for k in range(L)]
-                    flat = f"(n * {M} + {m}) * {_prod(O)} + " + " + ".join(lead + [xj])
-                    lines, v = epilogue(_lane(f"acc{i}", j, TP), ["n", m] + sp, flat)
-                    body += lines
-                    lanes.append(v)
-                body.append(f"acc{i} = {_vec(TP, lanes)};")
-        out = epilogue.output if epilogue is not None else Y
-        for i in range(TM):
-            at = f"(n * {M} + m0 + {i}) * {_prod(O)} + {orow}"
-            guard = f"if (m0 + {i} <= {last_m}) " if Mg % TM else ""
-            if full:
-                body.append(guard + _vstore(out.dtype, at, f"acc{i}", TP))
-                continue
-            body += [guard + "{",
-                     f"  if (ox0 + {TP} <= {O[-1]}) {_vstore(out.dtype, at, f'acc{i}', TP)}",
-                     "  else {"]
-            body += [f"    if (ox0 + {j} < {O[-1]}) " +
-                     _store(out.dtype, "out0", f"{at} + {j}", _lane(f"acc{i}", j, TP)) for j in range(TP)]
-            body += ["  }", "}"]
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+                xj = f"ox0 + {j}" if full else f"min(ox0 + {j}, ({it}){O[-1] - 1})"
+                sp = [f"o{k}" for k in range(L)] + [xj]
+                if len(sp) != len(Y.shape) - 2:
+                    sp = unravel(xj, Y.shape[2:])
+                lead = [f"o{k} * {_prod(O[k + 1:])}" for k in range(L)]
+                return ["n", m] + sp, f"(n * {M} + {m}) * {_prod(O)} + " + " + ".join(lead + [xj])
+            body += _epilogue_tiles(epilogue, TM, TP, place)
+        args, out = _args(node, epilogue)
+        body += _store_rows(out.dtype, TM, TP, O[-1], full,
+                            lambda i: f"(n * {M} + m0 + {i}) * {_prod(O)} + {orow}",
+                            lambda i: f"m0 + {i} <= {last_m}" if Mg % TM else "", n0="ox0")
         return [Kernel(name, args, body, global_size=(OT * _prod(O[:-1]), g * MT, Nb),
                        local_size=_local_size(3), index_type=it, node_name=node.name or "",
                        flops=2 * Y.type.size * Cg * KS)]
@@ -369,16 +366,9 @@ def pack_qrows(w2):
     return np.ascontiguousarray(np.swapaxes(w2, 1, 2))
 
 
-class QPanelGen:
+class QPanelGen(_QuantGen):
     """qmatmul_panels(Ap int8 [MP, K, 8], Bp f32 [N, NP, K, 16], scale [M], bias [M]):
     one work-item per 8 x 16 tile of C [N, M, P], in float8 accumulator pairs."""
-    alias = False
-    stores_any_dtype = True
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
-
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]
         Y = node.outputs[0]
@@ -404,31 +394,46 @@ class QPanelGen:
             body += [f"{{ const float s = in2[{m}], t = in3[{m}];",
                      f"  c{i}_0 = c{i}_0 * s + t; c{i}_1 = c{i}_1 * s + t; }}"]
         if epilogue is not None:
-            for i in range(QROWS):
-                m = f"min(m0 + {i}, ({it}){M - 1})"
-                for h in range(2):
-                    for j in range(8):
-                        p = f"min(n0 + {8 * h + j}, ({it}){P - 1})"
-                        coords = ["n", m] + (unravel(p, O) if len(O) > 1 else [p] * len(O))
-                        lines, v = epilogue(f"c{i}_{h}.s{j}", coords, f"(n * {M} + {m}) * {P} + {p}")
-                        body += lines + [f"c{i}_{h}.s{j} = {v};"]
-        out = epilogue.output if epilogue is not None else Y
-        for i in range(QROWS):
-            row = f"(n * {M} + m0 + {i}) * {P} + n0"
-            if P % 16 == 0:
-                lines = [_vstore(out.dtype, row, f"c{i}_0", 8), _vstore(out.dtype, f"{row} + 8", f"c{i}_1", 8)]
-            else:
-                lines = [f"if (n0 + 16 <= {P}) {{ {_vstore(out.dtype, row, f'c{i}_0', 8)} "
-                         f"{_vstore(out.dtype, f'{row} + 8', f'c{i}_1', 8)} }}", "else {"]
-                lines += [f"  if (n0 + {8 * h + j} < {P}) " +
-                          _store(out.dtype, "out0", f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
-                          for h in range(2) for j in range(8)]
-                lines.append("}")
-            body += ([f"if (m0 + {i} < {M}) {{"] + ["  " + ln for ln in lines] + ["}"]) if M % QROWS else lines
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+            body += _epilogue_pairs(epilogue, QROWS, M, P, it, lambda m, p: (
+                ["n", m] + (unravel(p, O) if len(O) > 1 else [p] * len(O)), f"(n * {M} + {m}) * {P} + {p}"))
+        args, out = _args(node, epilogue)
+        body += _store_pairs(out.dtype, QROWS, M, P, lambda i: f"(n * {M} + m0 + {i}) * {P} + n0")
         return [Kernel(name, args, body, global_size=(NP, -(-M // QROWS), Nb), local_size=(1, 1, 1),
                        index_type=it, node_name=node.name or "", flops=2 * Nb * M * P * K)]
+
+
+def _epilogue_pairs(epilogue, TM, M, N, it, place) -> list[str]:
+    """The epilogue on the panel kernels' accumulator pairs c{i}_0, c{i}_1 (rows m0 + i of
+    M, 16 columns n0.. of N); `place(m, c)` gives row m, column c's output coordinates and
+    flat index."""
+    body = []
+    for i in range(TM):
+        m = f"min(m0 + {i}, ({it}){M - 1})"
+        for h in range(2):
+            for j in range(8):
+                coords, flat = place(m, f"min(n0 + {8 * h + j}, ({it}){N - 1})")
+                lines, v = epilogue(f"c{i}_{h}.s{j}", coords, flat)
+                body += lines + [f"c{i}_{h}.s{j} = {v};"]
+    return body
+
+
+def _store_pairs(dtype, TM, M, N, at) -> list[str]:
+    """Stores of the accumulator pairs c{i}_0, c{i}_1 (rows m0 + i < M, 16 columns n0.. < N);
+    `at(i)` is row i's first element."""
+    body = []
+    for i in range(TM):
+        row = at(i)
+        if N % 16 == 0:
+            lines = [_vstore(dtype, row, f"c{i}_0", 8), _vstore(dtype, f"{row} + 8", f"c{i}_1", 8)]
+        else:
+            lines = [f"if (n0 + 16 <= {N}) {{ {_vstore(dtype, row, f'c{i}_0', 8)} "
+                     f"{_vstore(dtype, f'{row} + 8', f'c{i}_1', 8)} }}", "else {"]
+            lines += [f"  if (n0 + {8 * h + j} < {N}) " +
+                      _store(dtype, "out0", f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
+                      for h in range(2) for j in range(8)]
+            lines.append("}")
+        body += ([f"if (m0 + {i} < {M}) {{"] + ["  " + ln for ln in lines] + ["}"]) if M % TM else lines
+    return body
 
 
 MIN_PANEL_FLOPS = 1 << 22
@@ -488,17 +493,10 @@ def _panel_qconv(rw, node, consts) -> bool:
     return True
 
 
-class QBPanelGen:
+class QBPanelGen(_QuantGen):
     """qmatmul_bpanels(x f32 [..., K], Bp int8 [ceil(N/16), K, 16], scale [N], bias [N]): a
     weight-only qmatmul on CPU targets: one work-item per 4 rows of x times one int8 panel
     (one char16 per k, converted in registers), accumulators in float8 pairs."""
-    alias = False
-    stores_any_dtype = True
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
-
     def kernels(self, node, name, epilogue=None):
         X, Bp = node.inputs[:2]
         Y = node.outputs[0]
@@ -523,29 +521,10 @@ class QBPanelGen:
                  f"t1 = (float8)({', '.join(f'in3[{c}]' for c in cols[8:])});"]
         body += [f"c{i}_0 = c{i}_0 * s0 + t0; c{i}_1 = c{i}_1 * s1 + t1;" for i in range(TM)]
         if epilogue is not None:
-            for i in range(TM):
-                m = f"min(m0 + {i}, ({it}){R - 1})"
-                for h in range(2):
-                    for j in range(8):
-                        c = cols[8 * h + j]
-                        coords = (unravel(m, lead) if lead else []) + [c]
-                        lines, v = epilogue(f"c{i}_{h}.s{j}", coords, f"{m} * {N} + {c}")
-                        body += lines + [f"c{i}_{h}.s{j} = {v};"]
-        out = epilogue.output if epilogue is not None else Y
-        for i in range(TM):
-            row = f"(m0 + {i}) * {N} + n0"
-            if N % 16 == 0:
-                lines = [_vstore(out.dtype, row, f"c{i}_0", 8), _vstore(out.dtype, f"{row} + 8", f"c{i}_1", 8)]
-            else:
-                lines = [f"if (n0 + 16 <= {N}) {{ {_vstore(out.dtype, row, f'c{i}_0', 8)} "
-                         f"{_vstore(out.dtype, f'{row} + 8', f'c{i}_1', 8)} }}", "else {"]
-                lines += [f"  if (n0 + {8 * h + j} < {N}) " +
-                          _store(out.dtype, "out0", f"{row} + {8 * h + j}", f"c{i}_{h}.s{j}")
-                          for h in range(2) for j in range(8)]
-                lines.append("}")
-            body += ([f"if (m0 + {i} < {R}) {{"] + ["  " + ln for ln in lines] + ["}"]) if R % TM else lines
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+            body += _epilogue_pairs(epilogue, TM, R, N, it, lambda m, c: (
+                (unravel(m, lead) if lead else []) + [c], f"{m} * {N} + {c}"))
+        args, out = _args(node, epilogue)
+        body += _store_pairs(out.dtype, TM, R, N, lambda i: f"(m0 + {i}) * {N} + n0")
         return [Kernel(name, args, body, global_size=(-(-N // 16), -(-R // TM)), local_size=(1, 1),
                        index_type=it, node_name=node.name or "", flops=2 * R * N * K)]
 
