@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..ir import registry
 from ..ir.dtypes import from_numpy
 from ..ir.graph import Graph, Node, TensorType, Value
+from ..ops.control import run_reference
 
 
 def const_map(graph: Graph) -> dict[Value, np.ndarray]:
@@ -92,14 +93,7 @@ def as_feed_list(graph: Graph, feeds) -> list[np.ndarray]:
 
 def reference_run(graph: Graph, feeds) -> list[np.ndarray]:
     """The graph's outputs computed by each op's NumPy reference (no device involved)."""
-    env = dict(zip(graph.inputs, as_feed_list(graph, feeds)))
-    for node in graph.nodes:
-        if node.op == "const":
-            env[node.output] = node.attrs["value"]
-            continue
-        outs = registry.get(node.op).reference([env[v] for v in node.inputs], node.attrs)
-        env.update(zip(node.outputs, outs))
-    return [np.asarray(env[v]) for v in graph.outputs]
+    return run_reference(graph, as_feed_list(graph, feeds))
 
 
 def drift(ref: np.ndarray, out: np.ndarray) -> dict:
