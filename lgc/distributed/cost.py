@@ -30,7 +30,6 @@ launching nodes with that label when read.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -42,7 +41,7 @@ from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Value
 from ..ir.stats import node_flops
-from .shard import live_across, schedule, static_values, tensor_names
+from .shard import live_across, read_json, schedule, static_values, tensor_names
 
 KERNEL_TIMES_FORMAT = "lgc-kernel-times"
 KERNEL_TIMES_VERSION = 1
@@ -255,13 +254,7 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
 
 def load_kernel_times(path) -> dict:
     where = os.path.basename(os.fspath(path))
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"kernel times file {path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"kernel times file {where}: not valid JSON ({e})") from None
+    doc = read_json(path, "kernel times file", where)
     if not isinstance(doc, dict) or doc.get("format") != KERNEL_TIMES_FORMAT:
         hint = " (an `lgc bench --json` file has per-kernel, not per-node, times; write one " \
                "with `lgc plan MODEL --measure-kernels FILE`)" if isinstance(doc, dict) and \

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InputError
 from ..ir.graph import Graph
 from .cost import CostModel, Link, Worker
-from .shard import fingerprint
+from .shard import fingerprint, read_json
 
 PLAN_FORMAT = "lgc-plan"
 PLAN_VERSION = 1
@@ -397,13 +397,7 @@ def save_plan(p: Plan, path, model: str = "", input_shapes: dict | None = None,
 def load_plan(path) -> dict:
     """A plan file, checked enough that compiling from it cannot go wrong silently."""
     where = os.path.basename(os.fspath(path))
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"plan file {path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"plan file {where}: not valid JSON ({e})") from None
+    doc = read_json(path, "plan file", where)
     if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
         raise InputError(f"plan file {where}: not an lgc plan")
     if doc.get("version") != PLAN_VERSION:

@@ -262,17 +262,25 @@ def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_le
     return paths
 
 
+def read_json(path, what: str = "", name=None):
+    """The JSON document in file `path`. A missing file or bad JSON is an InputError that
+    begins with `what` and names the file (as `name` for bad JSON, when given)."""
+    lead = f"{what} " if what else ""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{lead}{path}: no such file") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{lead}{name or path}: not valid JSON ({e})") from None
+
+
 def read_stages(path) -> dict:
     """The stages.json next to stage artifacts, checked (format, version, files, checksums)."""
     p = Path(path)
     if p.is_dir():
         p = p / "stages.json"
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{p}: not valid JSON ({e})") from None
+    doc = read_json(p)
     if not isinstance(doc, dict) or doc.get("format") != STAGES_FORMAT:
         raise InputError(f"{p}: not an lgc stages file")
     if doc.get("version") != STAGES_VERSION:
