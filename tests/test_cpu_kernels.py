@@ -152,10 +152,14 @@ def test_gpu_and_other_dtypes_keep_their_kernels():
     x = h.input("a", TensorType(f16, (64, 64)))
     graph = h.build([h.op("matmul", [x, h.const(np.ones((64, 64), np.float16))])])
     assert cpu_lowering.lower_for_cpu(graph) is graph
+    g = GraphBuilder("grouped")
+    x = g.input("x", TensorType(F32, (1, 8, 16, 16)))
+    graph = g.build([g.op("conv", [x, g.const(np.ones((8, 2, 3, 3), np.float32))], {"group": 4})])
+    assert cpu_lowering.lower_for_cpu(graph) is graph
     g = GraphBuilder("dw")
     x = g.input("x", TensorType(F32, (1, 8, 16, 16)))
     graph = g.build([g.op("conv", [x, g.const(np.ones((8, 1, 3, 3), np.float32))], {"group": 8})])
-    assert cpu_lowering.lower_for_cpu(graph) is graph
+    assert cpu_lowering.lower_for_cpu(graph, GFX803) is graph
 
 
 WINOGRAD = [  # x shape, M, pads, bias
@@ -184,3 +188,61 @@ def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
     assert kernels == ["winograd_input", "matmul_panels", "winograd_output_relu_add"], kernels
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
+
+
+DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before the conv
+    ((1, 8, 14, 14), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),
+    ((2, 6, 15, 13), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),
+    ((1, 5, 9, 23), (3, 3), {"strides": (2, 2), "pads": (0, 1, 2, 0)}, False, False, 1),
+    ((1, 3, 7, 7), (5, 3), {"strides": (1, 2), "pads": (2, 1, 2, 1), "dilations": (1, 2)}, True, True, 1),
+    ((1, 12, 11, 11), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 3),          # shuffle folded
+    ((1, 12, 10, 9), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, False, True, 4),
+    ((1, 4, 1, 1), (1, 1), {}, True, False, 1),
+]
+
+
+@pytest.mark.parametrize("xs,ks,at,const,bias,g", DEPTHWISE)
+def test_depthwise_conv_relu_residual(xs, ks, at, const, bias, g):
+    """A depthwise conv (group = C) on depthwise_conv, bias + relu + residual fused in, one
+    launch; a ShuffleNet channel shuffle in front of it is read through, not copied."""
+    N, C, H, W = xs
+    rng = np.random.default_rng(C * 100 + H)
+    x, w, b = rand(rng, xs), rand(rng, (C, 1) + ks), rand(rng, (C,))
+    xs64 = x.astype(np.float64)
+    if g > 1:
+        xs64 = xs64.reshape(N, g, C // g, H, W).transpose(0, 2, 1, 3, 4).reshape(xs)
+    full = {"strides": (), "pads": (), "dilations": (), **at, "group": C}
+    y = _conv_ref([xs64, w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    r = rand(rng, y.shape)
+    gb = GraphBuilder("dw")
+    xv, rv = gb.input("x", TensorType(F32, xs)), gb.input("r", TensorType(F32, r.shape))
+    src = xv
+    if g > 1:
+        t = gb.op("reshape", [xv], {"shape": (N, g, C // g, H, W)})
+        t = gb.op("transpose", [t], {"perm": (0, 2, 1, 3, 4)})
+        src = gb.op("reshape", [t], {"shape": xs})
+    wv = gb.const(w) if const else gb.input("w", TensorType(F32, w.shape))
+    c = gb.op("conv", [src, wv] + ([gb.const(b)] if bias else []), {**at, "group": C})
+    graph = gb.build([gb.op("add", [gb.op("relu", [c]), rv])])
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert kernels == ["depthwise_conv_relu_add"], kernels
+    feeds = {"x": x, "r": r} | ({} if const else {"w": w})
+    got = list(Executable(program, graph).run(feeds).values())[0]
+    np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_ref_is_the_conv():
+    from lgc.codegen.cpu_depthwise import _ref
+    rng = np.random.default_rng(3)
+    x, w = rand(rng, (1, 6, 8, 8)), rand(rng, (6, 1, 3, 3))
+    at = {"strides": (2, 1), "pads": (1, 0, 1, 2), "dilations": (1, 1), "shuffle": 2}
+    got = _ref([x, w], at)[0]
+    xsh = x.reshape(1, 2, 3, 8, 8).transpose(0, 2, 1, 3, 4).reshape(1, 6, 8, 8)
+    want = np.zeros_like(got, dtype=np.float64)
+    xp = np.pad(xsh.astype(np.float64), [(0, 0), (0, 0), (1, 1), (0, 2)])
+    for c in range(6):
+        for oy in range(want.shape[2]):
+            for ox in range(want.shape[3]):
+                want[0, c, oy, ox] = (xp[0, c, 2 * oy:2 * oy + 3, ox:ox + 3] * w[c, 0]).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -25,7 +25,7 @@ from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_gemm, cpu_winograd
+from . import cpu_depthwise, cpu_gemm, cpu_winograd
 from .target import current_target
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
@@ -48,13 +48,14 @@ def lower_for_cpu(graph: Graph, target=None) -> Graph:
     if target.is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0":
         return graph
     consts = graph.constants()
+    producer = {v: n for n in graph.nodes for v in n.outputs}
     rw = Rewriter(graph)
     for node in graph.nodes:
         done = False
         if node.op == "matmul":
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
-            done = _conv(rw, node, consts)
+            done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
         if not done:
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
@@ -133,6 +134,43 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
         attrs["a_packed"] = 0
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     return _emit(rw, node, a, bp, attrs, bias)
+
+
+def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
+    """A 2-D conv with one input channel per output channel -> depthwise_conv, reading
+    through a channel shuffle that feeds it (the shuffle's copy then goes unless used)."""
+    X, W = node.inputs[:2]
+    at = node.attrs
+    if (os.environ.get("LGC_CPU_DEPTHWISE", "1") == "0" or not _f32(node) or len(X.shape) != 4
+            or at["group"] != X.shape[1] or W.shape[:2] != (X.shape[1], 1)
+            or node.outputs[0].type.size == 0):
+        return False
+    src, g = _unshuffled(X, producer)
+    ins = [rw.get(src), rw.get(W)] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
+    opdef = registry.get("depthwise_conv")
+    attrs = opdef.normalize_attrs({"strides": tuple(at["strides"]) or (1, 1),
+                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                   "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
+    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
+    rw.nodes.append(Node("depthwise_conv", ins, attrs, node.outputs, node.name))
+    rw.changed = True
+    return True
+
+
+def _unshuffled(X, producer):
+    """(Y, g) when X = reshape(transpose(reshape(Y, [N, g, C/g, H, W]), (0, 2, 1, 3, 4))),
+    ShuffleNet's channel shuffle; else (X, 1)."""
+    r2 = producer.get(X)
+    t = producer.get(r2.inputs[0]) if r2 is not None and r2.op == "reshape" else None
+    r1 = producer.get(t.inputs[0]) if t is not None and t.op == "transpose" else None
+    if r1 is None or r1.op != "reshape" or tuple(t.attrs["perm"]) != (0, 2, 1, 3, 4):
+        return X, 1
+    Y = r1.inputs[0]
+    N, C, H, W = X.shape
+    s = r1.outputs[0].shape
+    if Y.shape != X.shape or len(s) != 5 or s[0] != N or s[3:] != (H, W) or s[1] * s[2] != C:
+        return X, 1
+    return Y, s[1]
 
 
 def _winograd_fits(X, W, at) -> bool:
