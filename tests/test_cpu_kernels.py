@@ -246,3 +246,29 @@ def test_depthwise_ref_is_the_conv():
             for ox in range(want.shape[3]):
                 want[0, c, oy, ox] = (xp[0, c, 2 * oy:2 * oy + 3, ox:ox + 3] * w[c, 0]).sum()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_while_loop_body_matmul_on_panels():
+    """A matmul inside a jitted while_loop's body goes through the CPU rewrite too: the body's
+    launches use matmul_panels, and the loop's result matches a NumPy loop."""
+    import lgc
+    import lgc.lax as lax
+    rng = np.random.default_rng(7)
+    w = (rand(rng, (64, 64)) / 8).astype(np.float32)
+    x = rand(rng, (64, 64))
+
+    def f(x):
+        body = lambda c: (lgc.numpy.tanh(c[0] @ w) + c[0] * 0.5, c[1] + 1)  # noqa: E731
+        return lax.while_loop(lambda c: c[1] < 5, body, (x, 0))[0]
+
+    graph = lgc.make_ir(f)(x)
+    program = lower(graph)
+    (loop,) = program.loops
+    body = [ln.kernel for ln in loop.body.launches]
+    assert any("matmul_panels" in k for k in body), body
+    got = list(Executable(program, graph).run({graph.input_names[0]: x}).values())[0]
+    want = x.astype(np.float64)
+    for _ in range(5):
+        want = np.tanh(want @ w) + want * 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(lgc.jit(f)(x)), want, rtol=1e-4, atol=1e-4)

@@ -163,8 +163,9 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             continue                    # computed inside the kernels of the groups it joins
         if node.op == "while":
             from ..passes import optimize
-            sub = [_lower(optimize(node.attrs[k]), share_buffers, fuse, sources, by_body,
-                          f"{prefix}w{index}{k[0]}_") for k in ("cond", "body")]
+            from .cpu_lowering import lower_for_cpu   # loop bodies get the CPU GEMMs too
+            sub = [_lower(lower_for_cpu(optimize(node.attrs[k])), share_buffers, fuse, sources,
+                          by_body, f"{prefix}w{index}{k[0]}_") for k in ("cond", "body")]
             for v in node.outputs:
                 where[v] = new_buffer(v, "temp")
             loops.append(Loop(len(launches), [where[v] for v in node.inputs],
