@@ -26,6 +26,7 @@ import numpy as np
 
 import common  # noqa: F401  (this checkout's lgc on sys.path)
 from common import load, say, write_json
+from compress_models import MINILM_INPUTS, minilm_encoder, random_feed, resnet50_graph, resnet50_logits
 
 CALIB_SENTENCES = [
     "The weather today is sunny with a light breeze.",
@@ -40,28 +41,11 @@ CALIB_SENTENCES = [
 
 
 def resnet50(args) -> dict:
-    import onnx
-    from random_weights import light_model_path, randomize
-
-    import lgc
     from lgc.compress import quantize
-    from lgc.compress.report import compression_report
-    from lgc.frontend.onnx.importer import import_graph
-    from lgc.passes import optimize
-    model = randomize(onnx.load(light_model_path("resnet50")), args.seed)
-    last = model.graph.node[-1]
-    if last.op_type == "Softmax":    # random weights saturate it: measure the logits
-        model.graph.output[0].name = last.input[0]
-        model.graph.node.pop()
-    m = lgc.Model(model)
-    types = m.default_types()
-    graph = optimize(import_graph(m.model, types))
+    graph, types = resnet50_graph(args.seed)
     rng = np.random.default_rng(args.seed)
-
-    def feed():
-        return {k: rng.standard_normal(t.shape).astype(np.float32) for k, t in types.items()}
-
-    calib, test = [feed() for _ in range(args.calib)], [feed() for _ in range(args.test)]
+    calib = [random_feed(types, rng) for _ in range(args.calib)]
+    test = [random_feed(types, rng) for _ in range(args.test)]
     stages = []
     say("resnet50: quantizing (int8, calibrating)")
     stages.append(("int8", quantize(graph, calib, "int8").graph))
@@ -71,32 +55,13 @@ def resnet50(args) -> dict:
 
 
 def minilm(args) -> dict:
-    sys.path.insert(0, os.path.join(common.ROOT, "examples"))
-    import minilm as ex
-
-    import lgc
-    import lgc.numpy as lnp
-    import lgc.tree_util as tu
     from lgc.compress import quantize
-    model = ex.MiniLM()
-    params = ex.load_params(ex.model_dir(), model.config["num_hidden_layers"])
-    golden = np.load(os.path.join(common.ROOT, "examples", "minilm_golden.npz"))
-    sentences = [str(s) for s in golden["sentences"]]
-    if args.short:
-        sentences = [s for s in sentences if len(s) < 200]
-    toks = model.tokenize(sentences)
-    names = ("input_ids", "token_type_ids", "attention_mask")
-
-    def encoder(*arrays):
-        return ex.encode_tokens.fun(tu.tree_map(lnp.asarray, params), *arrays)
-
-    graph = lgc.make_ir(encoder)(*(toks[k] for k in names))
-    test = [dict(zip(graph.input_names, (toks[k] for k in names)))]
-    length = toks["input_ids"].shape[1]
-    ctoks = ex.tokenize(model.tokenizer, CALIB_SENTENCES)          # [PAD] is id 0, mask 0
+    enc = minilm_encoder(args.short)
+    graph, test = enc.graph, enc.feeds
+    length = enc.toks["input_ids"].shape[1]
+    ctoks = enc.tokenize(CALIB_SENTENCES)          # [PAD] is id 0, mask 0
     ctoks = {k: np.pad(v[:, :length], ((0, 0), (0, max(0, length - v.shape[1])))) for k, v in ctoks.items()}
-    calib = [dict(zip(graph.input_names, (_tile(ctoks[k], len(sentences)) for k in names)))]
-    say(f"minilm: {len(sentences)} sentences, {toks['input_ids'].shape[1]} tokens")
+    calib = [dict(zip(graph.input_names, (_tile(ctoks[k], len(enc.sentences)) for k in MINILM_INPUTS)))]
     stages = [("int8-weights", quantize(graph, None, "int8-weights").graph),
               ("int8", quantize(graph, calib, "int8").graph),
               ("dynamic", quantize(graph, None, "dynamic").graph)]
@@ -110,15 +75,11 @@ def resnet50_ort(args) -> dict:
     import onnxruntime as ort
     from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-    from random_weights import light_model_path, randomize
 
     import lgc
     from lgc.ir.stats import graph_stats
     from lgc.passes import optimize
-    model = randomize(onnx.load(light_model_path("resnet50")), args.seed)
-    if model.graph.node[-1].op_type == "Softmax":
-        model.graph.output[0].name = model.graph.node[-1].input[0]
-        model.graph.node.pop()
+    model = resnet50_logits(args.seed)
     model.ir_version = max(model.ir_version, 8)      # onnxruntime's quantizer wants >= 4
     name = model.graph.input[0].name
     rng = np.random.default_rng(args.seed)

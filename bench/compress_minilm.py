@@ -19,13 +19,13 @@ a second table gives every sentence's cosine (NumPy references of the same graph
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
 import common  # noqa: F401  (this checkout's lgc on sys.path)
 from common import load, say, write_json
+from compress_models import minilm_encoder
 
 FFN_SHAPES = ((384, 1536), (1536, 384))
 
@@ -41,31 +41,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
 
-    sys.path.insert(0, os.path.join(common.ROOT, "examples"))
-    import minilm as ex
-
-    import lgc
-    import lgc.numpy as lnp
-    import lgc.tree_util as tu
     from lgc.compress.decompose import decompose
     from lgc.compress.report import compression_report
     from lgc.passes.manager import optimize
 
-    model = ex.MiniLM()
-    params = ex.load_params(ex.model_dir(), model.config["num_hidden_layers"])
-    golden = np.load(os.path.join(common.ROOT, "examples", "minilm_golden.npz"))
-    sentences = [str(s) for s in golden["sentences"]]
-    if args.short:
-        sentences = [s for s in sentences if len(s) < 200]
-    toks = model.tokenize(sentences)
-    names = ("input_ids", "token_type_ids", "attention_mask")
-
-    def encoder(*arrays):
-        return ex.encode_tokens.fun(tu.tree_map(lnp.asarray, params), *arrays)
-
-    graph = optimize(lgc.make_ir(encoder)(*(toks[k] for k in names)), 2)
-    feeds = [dict(zip(graph.input_names, (toks[k] for k in names)))]
-    say(f"minilm: {len(sentences)} sentences, {toks['input_ids'].shape[1]} tokens")
+    enc = minilm_encoder(args.short)
+    graph, feeds = optimize(enc.graph, 2), enc.feeds
+    assert graph.input_names == enc.graph.input_names
     stages = [(name, decompose(graph, select=ffn_only, **kw)) for name, kw in
               (("svd-ffn-1/2", {"rank": 0.5}), ("svd-ffn-e0.9", {"energy": 0.9, "multiple_of": 16}),
                ("svd-ffn-1/4", {"rank": 0.25}))]
@@ -85,8 +67,8 @@ def main(argv=None) -> int:
         cos[name] = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
     print("\ncosine against float32 per sentence (tokens; NumPy reference)")
     print(f"{'':>4} {'tokens':>6} " + " ".join(f"{n:>13}" for n in cos))
-    lengths = toks["attention_mask"].sum(1)
-    for i in range(len(sentences)):
+    lengths = enc.toks["attention_mask"].sum(1)
+    for i in range(len(enc.sentences)):
         print(f"{i:>4} {lengths[i]:>6} " + " ".join(f"{c[i]:>13.4f}" for c in cos.values()))
     print(f"{'min':>4} {'':>6} " + " ".join(f"{c.min():>13.4f}" for c in cos.values()))
     print(f"{'mean':>4} {'':>6} " + " ".join(f"{c.mean():>13.4f}" for c in cos.values()))

@@ -26,6 +26,7 @@ import numpy as np
 
 import common  # noqa: F401  (this checkout's lgc on sys.path)
 from common import load, say, write_json
+from compress_models import random_feed, resnet50_graph
 
 
 def main(argv=None) -> int:
@@ -35,25 +36,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
 
-    import onnx
-    from random_weights import light_model_path, randomize
-
-    import lgc
     from lgc.compress.decompose import decompose
     from lgc.compress.prune import channel_groups, prune_channels
     from lgc.compress.report import compression_report
-    from lgc.frontend.onnx.importer import import_graph
-    from lgc.passes import optimize
-    model = randomize(onnx.load(light_model_path("resnet50")), args.seed)
-    last = model.graph.node[-1]
-    if last.op_type == "Softmax":
-        model.graph.output[0].name = last.input[0]
-        model.graph.node.pop()
-    m = lgc.Model(model)
-    types = m.default_types()
-    graph = optimize(import_graph(m.model, types))
-    rng = np.random.default_rng(args.seed)
-    feeds = [{k: rng.standard_normal(t.shape).astype(np.float32) for k, t in types.items()}]
+    graph, types = resnet50_graph(args.seed)
+    feeds = [random_feed(types, np.random.default_rng(args.seed))]
     convs = sum(n.op == "conv" for n in graph.nodes)
     say(f"resnet50: {len(channel_groups(graph))} of {convs} convs prunable")
     t = time.perf_counter()
