@@ -272,3 +272,50 @@ def test_while_loop_body_matmul_on_panels():
         want = np.tanh(want @ w) + want * 0.5
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(lgc.jit(f)(x)), want, rtol=1e-4, atol=1e-4)
+
+
+POOLS = [  # op, x shape, attrs
+    ("max_pool", (1, 4, 112, 112), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
+    ("max_pool", (2, 3, 9, 13), {"kernel": (2, 3), "strides": (1, 2), "pads": (0, 1, 1, 0)}),
+    ("max_pool", (1, 2, 11, 10), {"kernel": (3, 3), "dilations": (2, 1)}),
+    ("avg_pool", (1, 5, 28, 28), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
+    ("avg_pool", (1, 3, 14, 15), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+                                  "count_include_pad": 1}),
+    ("avg_pool", (1, 6, 7, 7), {"kernel": (7, 7)}),
+]
+
+
+@pytest.mark.parametrize("op,xs,at", POOLS)
+def test_pool_rows_relu_residual(op, xs, at):
+    """2-D max / average pools on pool_rows with relu + residual fused in, against NumPy
+    (max: -inf outside the image, NaN ignored; average: the taps inside, or the window)."""
+    from lgc.ops.nn import _pool_out
+    rng = np.random.default_rng(xs[1] * 7 + xs[2])
+    x = rand(rng, xs)
+    x[0, 0, 0, :3] = np.nan if op == "max_pool" else x[0, 0, 0, :3]
+    k = at["kernel"]
+    s, d = at.get("strides", (1, 1)), at.get("dilations", (1, 1))
+    pt, pl, pb, pr = at.get("pads", (0, 0, 0, 0))
+    out = _pool_out(xs, {"kernel": k, "strides": s, "pads": (pt, pl, pb, pr), "dilations": d,
+                         "ceil_mode": 0})
+    want = np.zeros(out)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (pt, pb), (pl, pr)], constant_values=np.nan)
+    for oy in range(out[2]):
+        for ox in range(out[3]):
+            win = xp[:, :, oy * s[0]:oy * s[0] + d[0] * (k[0] - 1) + 1:d[0],
+                     ox * s[1]:ox * s[1] + d[1] * (k[1] - 1) + 1:d[1]]
+            if op == "max_pool":
+                want[:, :, oy, ox] = np.nanmax(np.where(np.isnan(win), -np.inf, win), axis=(2, 3))
+            elif at.get("count_include_pad"):
+                want[:, :, oy, ox] = np.nansum(win, axis=(2, 3)) / (k[0] * k[1])
+            else:
+                want[:, :, oy, ox] = np.nanmean(win, axis=(2, 3))
+    r = rand(rng, out)
+    g = GraphBuilder("pool")
+    xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, out))
+    graph = g.build([g.op("add", [g.op("relu", [g.op(op, [xv], at)]), rv])])
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert kernels == ["pool_rows_relu_add"], kernels
+    got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
+    np.testing.assert_allclose(got, np.maximum(want, 0) + r, rtol=1e-5, atol=1e-5)

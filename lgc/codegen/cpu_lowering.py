@@ -25,7 +25,7 @@ from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_depthwise, cpu_gemm, cpu_winograd
+from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd  # noqa: F401
 from .target import current_target
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
@@ -56,6 +56,8 @@ def lower_for_cpu(graph: Graph, target=None) -> Graph:
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
             done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
+        elif node.op in ("max_pool", "avg_pool"):
+            done = _pool(rw, node)
         if not done:
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
@@ -153,6 +155,25 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
                                    "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
     assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
     rw.nodes.append(Node("depthwise_conv", ins, attrs, node.outputs, node.name))
+    rw.changed = True
+    return True
+
+
+def _pool(rw: Rewriter, node: Node) -> bool:
+    """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows."""
+    at, X = node.attrs, node.inputs[0]
+    if (os.environ.get("LGC_CPU_POOL", "1") == "0" or not _f32(node) or len(X.shape) != 4
+            or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
+        return False
+    mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
+    opdef = registry.get("pool_rows")
+    attrs = opdef.normalize_attrs({"mode": mode, "kernel": tuple(at["kernel"]),
+                                   "strides": tuple(at["strides"]) or (1, 1),
+                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                   "dilations": tuple(at["dilations"]) or (1, 1)})
+    ins = [rw.get(X)]
+    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
+    rw.nodes.append(Node("pool_rows", ins, attrs, node.outputs, node.name))
     rw.changed = True
     return True
 

@@ -1,0 +1,116 @@
+"""2-D max and average pooling for CPU devices (PoCL): one work-item per output row segment.
+
+The generic pool kernels (lgc.ops.nn) give each output its own work-item and a bounds test
+per tap; on PoCL a 3x3/2 max pool of ShuffleNet's stem ran at ~3 GB/s. Here, as in
+cpu_depthwise, a work-item owns SEG <= 8 adjacent outputs of one (n, c, row) and loads each
+input row span they share once into registers. Outside the image a tap reads -inf (max) or
+0 (average); the average divides by the taps inside the image (count_include_pad = 0) or by
+the whole window (= 1). The fusion epilogue is applied before the store.
+
+  pool_rows(X [N, C, H, W]) -> [N, C, OH, OW], mode "max" | "avg" | "avg_pad"
+Only ceil_mode 0 and a single output (no argmax) come here (cpu_lowering checks).
+"""
+from __future__ import annotations
+
+from ..ir.graph import TensorType
+from ..ir.registry import OpDef, OpError, register
+from .cpu_depthwise import segment
+from .cpu_gemm import _lowering_only
+from .kernel import Arg, Kernel, index_type_for
+
+MODES = ("max", "avg", "avg_pad")
+
+
+def _nn_attrs(attrs):
+    return {"kernel": attrs["kernel"], "strides": attrs["strides"], "pads": attrs["pads"],
+            "dilations": attrs["dilations"], "ceil_mode": 0}
+
+
+def _infer(types, attrs):
+    from ..ops.nn import _pool_out
+    x = types[0].shape
+    if len(x) != 4 or attrs["mode"] not in MODES or types[0].dtype.name != "f32":
+        raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {MODES}, got "
+                      f"{types[0]} and {attrs['mode']!r}")
+    return [TensorType(types[0].dtype, _pool_out(x, _nn_attrs(attrs)))]
+
+
+def _ref(xs, attrs):
+    from ..ops.nn import _avg_pool_ref, _max_pool_ref
+    at = _nn_attrs(attrs)
+    if attrs["mode"] == "max":
+        return [_max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
+    x = xs[0].astype(float)
+    y = _avg_pool_ref([x], {**at, "count_include_pad": int(attrs["mode"] == "avg_pad")})[0]
+    return [y.astype(xs[0].dtype)]
+
+
+class PoolRowsGen:
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+    def kernels(self, node, name, epilogue=None):
+        X, Y = node.inputs[0], node.outputs[0]
+        at = node.attrs
+        mode = at["mode"]
+        N, C, H, W = X.shape
+        KH, KW = at["kernel"]
+        OH, OW = Y.shape[2:]
+        (sh, sw), (dh, dw) = at["strides"], at["dilations"]
+        pt, pl = at["pads"][:2]
+        S = segment(OW)
+        span = (S - 1) * sw + (KW - 1) * dw + 1
+        it = index_type_for(X.type.size, Y.type.size)
+        fill = "-INFINITY" if mode == "max" else "0.0f"
+        b = [f"const {it} s = ({it})get_global_id(0);",
+             f"const {it} oy = ({it})get_global_id(1);",
+             f"const {it} nc = ({it})get_global_id(2);",
+             f"const {it} n = nc / {C}, c = nc % {C};",
+             f"const {it} ox0 = s * {S}, x0 = ox0 * {sw} - {pl};",
+             f"const __global float* src = in0 + nc * {H * W};",
+             "int vy = 0;"]
+        b += [f"float a{i} = {fill};" for i in range(S)]
+        for kh in range(KH):
+            b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
+            b.append(f"  if (iy >= 0 && iy < {H}) {{")
+            b.append(f"    const __global float* row = src + iy * {W};")
+            b.append("    vy += 1;")
+            for j in range(span):
+                b.append(f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
+                         f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};")
+            for kw in range(KW):
+                for i in range(S):
+                    r = f"r{i * sw + kw * dw}"
+                    b.append(f"    a{i} = fmax(a{i}, {r});" if mode == "max" else f"    a{i} += {r};")
+            b += ["  }", "}"]
+        st = epilogue.output if epilogue is not None else Y
+        for i in range(S):
+            tail = OW % S and i >= OW % S
+            ox = f"min(ox0 + {i}, ({it}){OW - 1})" if tail else f"ox0 + {i}"
+            flat = f"(nc * {OH} + oy) * {OW} + {ox}"
+            v = f"a{i}"
+            if mode == "avg_pad":
+                v = f"(a{i} / {float(KH * KW)!r}f)"
+            elif mode == "avg":
+                cols = " + ".join(f"(x0 + {i * sw + kw * dw} >= 0 && x0 + {i * sw + kw * dw} < {W})"
+                                  for kw in range(KW))
+                v = f"(a{i} / (float)(vy * ({cols})))"
+            if epilogue is not None:     # at top level: it may reuse what it declared
+                lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
+                b += lines
+            store = f"out0[{flat}] = ({st.dtype.cl_storage})({v});"
+            b.append(f"if (ox0 + {i} < {OW}) {store}" if tail else store)
+        args = [Arg("in0", X)] + (epilogue.args if epilogue is not None else [])
+        args.append(Arg("out0", st, writable=True))
+        return [Kernel(name, args, b, global_size=(-(-OW // S), OH, N * C), local_size=None,
+                       index_type=it, node_name=node.name or "", flops=KH * KW * Y.type.size)]
+
+
+register(OpDef("pool_rows", _infer, _ref, PoolRowsGen(), fusion="out_fusable", num_inputs=1,
+               attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                      "dilations": (1, 1)},
+               vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
+               doc="2-D max / average pool by output row segments (CPU lowering only)"))
