@@ -22,6 +22,7 @@ import re
 
 from ..ir import registry
 from ..ir.graph import Node, Value
+from . import cpu_rows
 from .emit import Emitter, linear_index, read, write
 from .kernel import Arg, Kernel, index_type_for
 from .templates import Elementwise
@@ -229,10 +230,17 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
         if len(s) == rank and all(d == 1 or d == e for d, e in zip(s, dom)) and \
                 (n in reductions or axes and all(s[a] == 1 for a in axes)):
             fused.value(n.outputs[0], [c if d != 1 else "0" for c, d in zip(coords, s)])
+    it = fused.index_type
+    lanes = cpu_rows.row_lanes(shape[-1]) if axes and axes[-1] == rank - 1 else 1
     for a in axes:          # then walk the row
         coords[a] = fused.fresh("q")
-        fused.lines.append(f"for ({fused.index_type} {coords[a]} = 0; {coords[a]} < {shape[a]}; "
-                           f"++{coords[a]}) {{")
+        if a == rank - 1 and lanes > 1:    # CPU: `lanes` neighbours per step (they vectorise)
+            step = fused.fresh("q")
+            fused.lines += [f"for ({it} {step} = 0; {step} < {shape[a] // lanes}; ++{step}) "
+                            f"for (int j = 0; j < {lanes}; ++j) {{",
+                            f"const {it} {coords[a]} = {step}*{lanes} + j;"]
+        else:
+            fused.lines.append(f"for ({it} {coords[a]} = 0; {coords[a]} < {shape[a]}; ++{coords[a]}) {{")
     em = InlineEmitter(fused, root, coords, None, dom)
     body_of(root)(em)
     fused.lines.append("}" * len(axes))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codegen import cpu_rows
 from ..codegen.emit import Emitter, convert, linear_index, read
 from ..codegen.templates import Pointwise, literal
 from ..ir import dtypes
@@ -102,6 +103,15 @@ def _lane_loop(lanes) -> str:
     return f"for (int j = 0; j < {lanes}; ++j)"
 
 
+def _split_lanes(em: Emitter, axes) -> int:
+    """Accumulators along a reduced innermost axis (CPU targets; cpu_rows.row_lanes): the
+    row is read in steps of that many neighbouring elements, which vectorise."""
+    shape = em.inputs[0].shape
+    if not shape or len(shape) - 1 not in axes or _reduce_lanes(em.node) != 1:
+        return 1
+    return cpu_rows.row_lanes(shape[-1])
+
+
 def _reduction(init, step, finish=lambda acc, n, t: acc):
     """Kernel body: acc = init; acc = step(acc, v) over the reduced axes; store finish(acc);
     for `lanes` neighbouring outputs at once (acc[j])."""
@@ -111,12 +121,22 @@ def _reduction(init, step, finish=lambda acc, n, t: acc):
         at, ct = _acc_dtype(xt), _acc_dtype(xt).cl_compute
         n = int(np.prod([em.inputs[0].shape[a] for a in axes], dtype=np.int64))
         lanes = _reduce_lanes(em.node)
+        coords, loops = _reduce_loops(em, axes, keep)
+        split = _split_lanes(em, axes)
+        if split > 1:   # CPU: the contiguous row in steps of `split`, one accumulator each
+            lanes = split
+            loops[-1] = loops[-1].replace(f"< {em.inputs[0].shape[-1]};", f"< {em.inputs[0].shape[-1] // split};")
+            coords = coords[:-1] + [f"({coords[-1]}*{split} + j)"]
         lane_loop = _lane_loop(lanes)
         em.emit(f"{ct} acc[{lanes}];", f"{lane_loop} acc[j] = {literal(init(xt), at)};")
-        coords, loops = _reduce_loops(em, axes, keep)
         em.emit(*loops, lane_loop + " {")
-        v = em.tmp(ct, convert(em.load(0, _laned(coords, lanes)), xt, at), "v")
-        em.emit(step("acc[j]", v, at), "}" * (len(loops) + 1), lane_loop + " {")
+        v = em.tmp(ct, convert(em.load(0, coords if split > 1 else _laned(coords, lanes)), xt, at), "v")
+        em.emit(step("acc[j]", v, at), "}" * (len(loops) + 1))
+        if split > 1:
+            em.emit(f"for (int j = 1; j < {split}; ++j) {{", step("acc[0]", "acc[j]", at), "}")
+            em.store(convert(finish("acc[0]", n, at), at, em.out_type()))
+            return
+        em.emit(lane_loop + " {")
         em.store(convert(finish("acc[j]", n, at), at, em.out_type()),
                  coords=_laned(list(em.coords), lanes))
         em.emit("}")
@@ -263,6 +283,8 @@ def _softmax_body(log):
     """Three passes over the row: max; sum of exp(x - max), keeping exp in the output;
     scale. One exp per element (two for float16 outputs)."""
     def body(em: Emitter):
+        if type(em) is Emitter and cpu_rows.softmax_applies(em.node):
+            return cpu_rows.softmax_body(em, log)   # CPU: float16 vectors along the row
         t = em.in_type(0)
         ct, it = t.cl_compute, em.index_type
         n = em.inputs[0].shape[em.node.attrs["axis"]]
