@@ -115,6 +115,9 @@ register(OpDef("pack_panels", _pack_infer, pack_panels_ref, PackGen(),
 
 # ---- im2col_panels --------------------------------------------------------------------------
 
+STRIDE2_VLOAD = True    # the stride-2 fast path of im2col_panels (off: for A/B timing)
+
+
 def conv_geometry(x_shape, k_shape, attrs):
     """(strides, pads_begin, dilations, output spatial shape) of a conv."""
     from ..ops.nn import spatial_attrs, window_out
@@ -196,6 +199,15 @@ class Im2colGen:
                      f"if ((p * 16) % {OW} + 16 <= {OW} && x0 >= 0 && x0 + 16 <= {S[-1]} && "
                      f"{row_cond}) vstore16(vload16(0, src + {row_flat}), 0, dst);",
                      f"else {slow}"]
+        elif s[-1] == 2 and OW >= PANEL and OW % PANEL == 0 and STRIDE2_VLOAD:
+            # stride 2 (stems): the 16 positions are the even lanes of 31 inputs, two vload16s
+            row_cond, row_flat = lane("(p * 16)")
+            ix0 = f"(p * 16) % {OW} * 2 - {pb[-1]} + kk{r - 1} * {d[-1]}"
+            body += [f"const {it} x0 = {ix0};",
+                     f"if (x0 >= 0 && x0 + 31 <= {S[-1]} && {row_cond}) {{",
+                     f"  __global const float* q = src + {row_flat};",
+                     "  vstore16((float16)(vload16(0, q).even, vload16(0, q + 15).odd), 0, dst);",
+                     f"}} else {slow}"]
         else:
             body.append(slow)
         return [Kernel(name, [Arg("in0", X), Arg("out0", Y, writable=True)], body,

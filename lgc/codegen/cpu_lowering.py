@@ -9,11 +9,14 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
   conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
                          a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
+  conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
+                         (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
+  max_pool / avg_pool, 2-D, floor mode -> pool_rows (cpu_pool; LGC_CPU_POOL=0 turns it off)
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
-and integer dtypes, grouped and depthwise convs, matmuls too narrow for a panel, and
+and integer dtypes, grouped convs other than depthwise, matmuls too narrow for a panel, and
 problems too small for a packing launch to pay (`MIN_FLOPS`). LGC_CPU_PANELS=0 turns the
-rewrite off (the direct kernels then run everything, for comparisons).
+whole rewrite off (the direct kernels then run everything, for comparisons).
 """
 from __future__ import annotations
 
