@@ -148,15 +148,22 @@ def test_fused_layer_norm_with_epilogue(shape):
         assert "for (int j = 0; j < 8; ++j) {" in src or "j < 16; ++j) {" in src
 
 
+@pytest.mark.parametrize("prologue", [False, True])
 @pytest.mark.parametrize("shape", [(12, 64), (5, 37), (4, 8, 24)])
-def test_fused_decomposed_softmax(shape):
+def test_fused_decomposed_softmax(shape, prologue):
+    """max/exp/sum/div alone becomes the vector softmax kernel; with a prologue (x * 0.5
+    computed in the same kernel) it stays a generic row kernel with split row loops."""
     b = GraphBuilder()
     x = b.input("x", TensorType(F32, shape))
+    if prologue:
+        x = b.op("mul", [x, b.const(np.float32(0.5))])
     ax = (len(shape) - 1,)
     e = b.op("exp", [b.op("sub", [x, b.op("reduce_max", [x], {"axes": ax})])])
     g = b.build([b.op("div", [e, b.op("reduce_sum", [e], {"axes": ax})])])
     assert len(plan(g).groups) == 1
     xv = _rows(shape, 8)
     xv[0, ..., 1] = -np.inf
-    out, _ = _run(g, {"x": xv})
-    np.testing.assert_allclose(out[next(iter(out))], _np_softmax(xv), rtol=2e-6, atol=2e-6)
+    out, src = _run(g, {"x": xv})
+    assert ("vload16" in src) == (not prologue)
+    ref = _np_softmax(xv * np.float32(0.5) if prologue else xv)
+    np.testing.assert_allclose(out[next(iter(out))], ref, rtol=2e-6, atol=2e-6)

@@ -109,3 +109,36 @@ def _strides(shape) -> list[int]:
         out.append(s)
         s *= d
     return out[::-1]
+
+
+def softmax_group(nodes):
+    """(x, y) when a fusion group is exactly y = softmax(x) written as reduce_max, sub, exp,
+    reduce_sum, div along the innermost axis (traced code, decomposed exports): its row
+    kernel is then the vector softmax, which computes each exp once instead of twice."""
+    if not enabled() or [n.op for n in nodes] != ["reduce_max", "sub", "exp", "reduce_sum", "div"]:
+        return None
+    rm, sub, ex, rs, div = nodes
+    x = rm.inputs[0]
+    last = (len(x.shape) - 1,)
+    if not x.shape or x.dtype != dtypes.f32 or div.outputs[0].dtype != dtypes.f32 or \
+            div.outputs[0].shape != x.shape:
+        return None
+    if any(tuple(n.attrs["axes"]) != last or not n.attrs["keepdims"] for n in (rm, rs)):
+        return None
+    wired = (sub.inputs[0] is x and sub.inputs[1] is rm.outputs[0] and ex.inputs[0] is sub.outputs[0]
+             and rs.inputs[0] is ex.outputs[0] and div.inputs[0] is ex.outputs[0]
+             and div.inputs[1] is rs.outputs[0])
+    return (x, div.outputs[0]) if wired else None
+
+
+def softmax_kernel(nodes, name: str):
+    """The vector softmax kernel for a group that softmax_group matched."""
+    from .emit import Emitter
+    from .kernel import Arg, Kernel
+    x, y = softmax_group(nodes)
+    rows = tuple(x.shape[:-1]) + (1,)
+    em = Emitter(nodes[0], domain=rows)
+    softmax_body(em, log=False)
+    return Kernel(name, [Arg("in0", x), Arg("out0", y, writable=True)], em.lines, domain=rows,
+                  index_type=em.index_type, node_name="+".join(n.name or n.op for n in nodes),
+                  flops=5 * x.type.size)

@@ -214,6 +214,8 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
     When the group holds reductions that the root reads back along their rows (softmax,
     layer norm), the kernel is one work-item per row: it computes those reductions once,
     at the row's coordinates (where every later read finds them), then walks the row."""
+    if cpu_rows.softmax_group(nodes):     # CPU: max/exp/sum/div is the vector softmax
+        return cpu_rows.softmax_kernel(nodes, name)
     dom = domain_of(root)
     shape = tuple(root.outputs[0].shape)
     rank = len(dom)
