@@ -167,3 +167,33 @@ def test_fused_decomposed_softmax(shape, prologue):
     assert ("vload16" in src) == (not prologue)
     ref = _np_softmax(xv * np.float32(0.5) if prologue else xv)
     np.testing.assert_allclose(out[next(iter(out))], ref, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("n", [40, 16, 7])
+def test_softmax_takes_masking_prologue(n, log):
+    """Attention masking (where(mask > 0, x * scale, -inf)) is computed inside the vector
+    softmax kernel on CPU targets: one kernel; the GPU plan keeps the softmax alone."""
+    shape = (2, 3, 5, n)
+    b = GraphBuilder()
+    x = b.input("x", TensorType(F32, shape))
+    m = b.input("m", TensorType(dtypes.i32, (2, 1, 1, n)))
+    keep = b.op("gt", [m, b.const(np.int32(0))])
+    s = b.op("where", [keep, b.op("mul", [x, b.const(np.float32(0.125))]),
+                       b.const(np.float32(-1e9))])
+    g = b.build([b.op("log_softmax" if log else "softmax", [s], {"axis": 3})])
+    assert [[n.op for n in gr.nodes] for gr in plan(g).groups] == [
+        ["gt", "mul", "where", "log_softmax" if log else "softmax"]]
+    assert len(plan(g, GFX803).groups) == 2
+    rng = np.random.default_rng(9)
+    xv = (rng.standard_normal(shape) * 4).astype(np.float32)
+    mv = (rng.random((2, 1, 1, n)) > 0.3).astype(np.int32)
+    mv[..., 0] = 1
+    out, src = _run(g, {"x": xv, "m": mv})
+    assert src.count("__kernel") == 1
+    ref = _np_softmax(np.where(mv > 0, xv * np.float32(0.125), np.float32(-1e9)), log)
+    y = out[next(iter(out))]
+    if log:     # masked entries are about -1e9: compare them relatively
+        np.testing.assert_allclose(y, ref, rtol=1e-6, atol=2e-5)
+    else:
+        np.testing.assert_allclose(y, ref, rtol=2e-6, atol=2e-6)

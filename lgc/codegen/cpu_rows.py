@@ -64,26 +64,41 @@ def _max(a: str, b: str, t: str) -> str:
     return f"select({a}, {b}, isgreater({b}, {a}) | isnan({b}))"
 
 
-def softmax_body(em, log: bool) -> None:
+def softmax_body(em, log: bool, prologue=None) -> None:
     """One work-item per row of n contiguous floats: pass 1 the max (float16 vectors, the
     tail scalar), pass 2 e = exp(x - max) stored to the output and summed (log_softmax:
     summed only), pass 3 the output scaled by 1/sum in place (log_softmax: (x - max) - log
-    sum). Rows a work-item apart are n floats apart, so each work-item's reads stream."""
+    sum). Rows a work-item apart are n floats apart, so each work-item's reads stream.
+
+    prologue(k): statements and a scalar expression for x at row position k (an
+    elementwise prologue computed in this kernel); pass 1 then stores x to the output row,
+    and the later passes read it back from there (it is in cache)."""
     it = em.index_type
     n = em.inputs[0].shape[-1]
     w = WIDTH
     vt = f"float{w}"
     full = n - n % w
     base = " + ".join(f"{c}*{s}" for c, s in zip(em.coords[:-1], _strides(em.inputs[0].shape)[:-1]))
-    em.emit(f"const {it} row_ = {base or '0'};",
-            "__global const float* x_ = in0 + row_;", "__global float* y_ = out0 + row_;",
-            f"{vt} mv_ = ({vt})(-INFINITY);",
-            f"for ({it} k = 0; k < {full}; k += {w}) {{",
-            f"  const {vt} v_ = vload{w}(0, x_ + k);",
-            f"  mv_ = {_max('mv_', 'v_', vt)};", "}",
-            *_horizontal("mv_", w, _max),
-            "float m_ = mv__1;",
-            f"for ({it} k = {full}; k < {n}; ++k) {{ const float v_ = x_[k]; m_ = {_max('m_', 'v_', 'float')}; }}",
+    em.emit(f"const {it} row_ = {base or '0'};", "__global float* y_ = out0 + row_;")
+    if prologue is None:
+        em.emit("__global const float* x_ = in0 + row_;")
+    else:
+        em.emit("__global const float* x_ = y_;")
+    em.emit(f"{vt} mv_ = ({vt})(-INFINITY);", f"for ({it} k = 0; k < {full}; k += {w}) {{")
+    if prologue is None:
+        em.emit(f"  const {vt} v_ = vload{w}(0, x_ + k);")
+    else:
+        em.emit(f"float t_[{w}];", f"for (int j = 0; j < {w}; ++j) {{")
+        em.emit(f"t_[j] = {prologue('k + j')};", "}",
+                f"const {vt} v_ = vload{w}(0, t_);", f"vstore{w}(v_, 0, y_ + k);")
+    em.emit(f"  mv_ = {_max('mv_', 'v_', vt)};", "}",
+            *_horizontal("mv_", w, _max), "float m_ = mv__1;",
+            f"for ({it} k = {full}; k < {n}; ++k) {{")
+    if prologue is None:
+        em.emit("const float v_ = x_[k];")
+    else:
+        em.emit(f"const float v_ = {prologue('k')};", "y_[k] = v_;")
+    em.emit(f"m_ = {_max('m_', 'v_', 'float')}; }}",
             f"{vt} sv_ = ({vt})(0.0f);",
             f"for ({it} k = 0; k < {full}; k += {w}) {{",
             f"  const {vt} e_ = exp(vload{w}(0, x_ + k) - m_);", "  sv_ += e_;")
@@ -142,3 +157,32 @@ def softmax_kernel(nodes, name: str):
     return Kernel(name, [Arg("in0", x), Arg("out0", y, writable=True)], em.lines, domain=rows,
                   index_type=em.index_type, node_name="+".join(n.name or n.op for n in nodes),
                   flops=5 * x.type.size)
+
+
+def takes_prologue(node) -> bool:
+    """Whether a softmax / log_softmax node computes an elementwise prologue (the masking
+    and scaling of attention scores) inside its own vector kernel on this target."""
+    return node.op in ("softmax", "log_softmax") and softmax_applies(node)
+
+
+def softmax_prologue_kernel(root, nodes, name: str):
+    """softmax(prologue(...)) as one kernel: the vector softmax whose pass 1 computes x
+    with the group's other (elementwise, broadcast or injective) nodes inlined."""
+    from .emit import Emitter
+    from .fused import FusedBody, _index_type
+    from .kernel import Arg, Kernel
+    x = root.inputs[0]
+    rows = tuple(x.shape[:-1]) + (1,)
+    fused = FusedBody(nodes, _index_type(nodes, x.type.size))
+    em = Emitter(root, domain=rows)
+    em.lines = fused.lines
+    em.index_type = fused.index_type
+    coords = list(em.coords[:-1])
+
+    def prologue(k):
+        return fused.value(x, coords + [f"({k})"])
+
+    softmax_body(em, root.op == "log_softmax", prologue)
+    args = [Arg(n, v) for v, n in fused.args.items()] + [Arg("out0", root.outputs[0], True)]
+    return Kernel(name, args, fused.lines, domain=rows, index_type=fused.index_type,
+                  node_name="+".join(n.name or n.op for n in nodes), flops=5 * x.type.size)

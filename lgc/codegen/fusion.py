@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ..ir import registry
 from ..ir.graph import Graph, Node
+from . import cpu_rows
 from .target import Target, current_target, use_target
 from .templates import Pointwise
 
@@ -101,6 +102,8 @@ class Plan:
         """The kernels for a group rooted at `node` (one, unless a template makes more)."""
         from .fused import Epilogue, anchored_kernel, pointwise_kernel
         g = self._by_root[node]
+        if len(g.nodes) > 1 and cpu_rows.takes_prologue(node):
+            return [cpu_rows.softmax_prologue_kernel(node, g.nodes, name)]
         if g.anchor is None:
             return [pointwise_kernel(node, g.nodes, name)]
         rest = [n for n in g.nodes if n is not g.anchor]
@@ -200,6 +203,10 @@ def _plan(graph: Graph, target: Target) -> Plan:
                         f"{recompute} worth recomputing")
         for c in cons:
             ccls, ccg = _kind(c)
+            if cpu_rows.takes_prologue(c):      # CPU: the vector softmax computes its input
+                if big:
+                    return f"consumer {_label(c)} takes an elementwise prologue, and this holds a {big}"
+                continue
             if ccls not in POINT_CONSUMERS and not _is_view(c):
                 what = "reads it through its own template" if ccls == "out_fusable" else f"is {ccls}"
                 return f"consumer {_label(c)} {what}"
