@@ -148,24 +148,29 @@ def test_fused_layer_norm_with_epilogue(shape):
         assert "for (int j = 0; j < 8; ++j) {" in src or "j < 16; ++j) {" in src
 
 
-@pytest.mark.parametrize("prologue", [False, True])
+@pytest.mark.parametrize("extra", ["none", "prologue", "epilogue"])
 @pytest.mark.parametrize("shape", [(12, 64), (5, 37), (4, 8, 24)])
-def test_fused_decomposed_softmax(shape, prologue):
-    """max/exp/sum/div alone becomes the vector softmax kernel; with a prologue (x * 0.5
-    computed in the same kernel) it stays a generic row kernel with split row loops."""
+def test_fused_decomposed_softmax(shape, extra):
+    """max/exp/sum/div (after an elementwise prologue x * 0.5, or not) becomes the vector
+    softmax kernel; with an epilogue (+ 1) it stays a generic row kernel with split row
+    loops."""
     b = GraphBuilder()
     x = b.input("x", TensorType(F32, shape))
-    if prologue:
+    if extra == "prologue":
         x = b.op("mul", [x, b.const(np.float32(0.5))])
     ax = (len(shape) - 1,)
     e = b.op("exp", [b.op("sub", [x, b.op("reduce_max", [x], {"axes": ax})])])
-    g = b.build([b.op("div", [e, b.op("reduce_sum", [e], {"axes": ax})])])
+    y = b.op("div", [e, b.op("reduce_sum", [e], {"axes": ax})])
+    if extra == "epilogue":
+        y = b.op("add", [y, b.const(np.float32(1.0))])
+    g = b.build([y])
     assert len(plan(g).groups) == 1
     xv = _rows(shape, 8)
     xv[0, ..., 1] = -np.inf
     out, src = _run(g, {"x": xv})
-    assert ("vload16" in src) == (not prologue)
-    ref = _np_softmax(xv * np.float32(0.5) if prologue else xv)
+    assert ("vload16" in src) == (extra != "epilogue")
+    ref = _np_softmax(xv * np.float32(0.5) if extra == "prologue" else xv)
+    ref = ref + 1 if extra == "epilogue" else ref
     np.testing.assert_allclose(out[next(iter(out))], ref, rtol=2e-6, atol=2e-6)
 
 

@@ -215,7 +215,7 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
     layer norm), the kernel is one work-item per row: it computes those reductions once,
     at the row's coordinates (where every later read finds them), then walks the row (on
     CPU targets, `cpu_rows.row_lanes` neighbours per step, which vectorise). A CPU group
-    that is exactly max/exp/sum/div is rendered as the vector softmax instead."""
+    that is max/exp/sum/div (after an elementwise prologue) is the vector softmax instead."""
     if cpu_rows.softmax_group(nodes):     # CPU: max/exp/sum/div is the vector softmax
         return cpu_rows.softmax_kernel(nodes, name)
     dom = domain_of(root)
