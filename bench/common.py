@@ -26,13 +26,21 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def interleaved(fns: dict, runs: int) -> dict:
-    """Wall times of each callable, run in turn A B A B ... `runs` times each."""
+def interleaved(fns: dict, runs: int, settle_s: float = 0.05) -> dict:
+    """Wall times of each callable, run in turn A B A B ... `runs` times each.
+
+    Before each timed call the process sleeps `settle_s` (not timed), and the order rotates
+    every round: onnxruntime's worker threads spin-wait after a run, and without the pause
+    whichever peer runs next pays for it (measured: ShuffleNet read 3.1x onnxruntime right
+    after an onnxruntime run, 1.7x with its spinning off)."""
     times = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
+    names = list(fns)
+    for r in range(runs):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            if settle_s:
+                time.sleep(settle_s)
             t = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
     return times
 
