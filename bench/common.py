@@ -26,19 +26,23 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def interleaved(fns: dict, runs: int, settle_s: float = 0.05) -> dict:
+def interleaved(fns: dict, runs: int, lead_in_s: float = 0.1) -> dict:
     """Wall times of each callable, run in turn A B A B ... `runs` times each.
 
-    Before each timed call the process sleeps `settle_s` (not timed), and the order rotates
-    every round: onnxruntime's worker threads spin-wait after a run, and without the pause
-    whichever peer runs next pays for it (measured: ShuffleNet read 3.1x onnxruntime right
-    after an onnxruntime run, 1.7x with its spinning off)."""
+    Before each timed call the same callable runs untimed for at least `lead_in_s`, and the
+    order rotates every round, so each peer is timed in its own steady state. Right after
+    onnxruntime, whose worker threads spin-wait for a while after a run, the next peer
+    shares the cores with them: on SqueezeNet lgc took 7.5 ms right after onnxruntime, 6.2 ms
+    after a 30 ms lead-in, 5.4 ms after 100 ms, 5.6 ms back to back (5.4 ms when
+    onnxruntime's spinning is off); pausing instead made it slower (PoCL's threads sleep)."""
     times = {k: [] for k in fns}
     names = list(fns)
     for r in range(runs):
         for k in names[r % len(names):] + names[:r % len(names)]:
-            if settle_s:
-                time.sleep(settle_s)
+            until = time.perf_counter() + lead_in_s
+            fns[k]()
+            while time.perf_counter() < until:
+                fns[k]()
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
