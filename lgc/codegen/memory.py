@@ -22,6 +22,13 @@ A while loop (Program.loops) is one step of its own, just before the launch it p
 reads its initial carry and constants and writes its results within that step, so they all
 stay live across it and never share memory with each other. What the loop carries from one
 iteration to the next lives in its body program's own buffers (planned separately).
+
+A concat made in place (lgc.codegen.program: each input a contiguous block of the output,
+written there by its producer) is one tensor to the planner: its inputs are views of the
+output at fixed byte offsets, and the output is live from the first producer's write to its
+last use. The table says which buffers these are by itself: a launch whose every other
+argument lies inside its last argument's memory (`in_place_launches`), which reuse never
+makes, since two buffers touched by one launch are live at once.
 """
 from __future__ import annotations
 
@@ -54,6 +61,51 @@ class MemoryPlan:
                 f"ratio: {self.ratio:.3f}   (one buffer per temp: {self.unshared_bytes:,} bytes)")
 
 
+def region(buffers, b: int) -> tuple[int, int, int]:
+    """(the buffer holding b's memory, start byte, end byte) for b or a view of another."""
+    spec = buffers[b]
+    if spec.arena >= 0:
+        return spec.arena, spec.offset, spec.offset + spec.nbytes
+    return b, 0, spec.nbytes
+
+
+def in_place_launches(buffers, launches) -> dict[int, list[int]]:
+    """Launch index -> its input buffers, for each launch whose inputs all lie inside the
+    memory of its output (its last argument): a concat made in place, with nothing to do
+    when the views are real."""
+    out: dict[int, list[int]] = {}
+    for t, ln in enumerate(launches):
+        if len(ln.args) < 2:
+            continue
+        root, lo, hi = region(buffers, ln.args[-1])
+        ins = ln.args[:-1]
+        if buffers[ln.args[-1]].role != "temp" or ln.args[-1] in ins:
+            continue
+        if all(buffers[a].role == "temp" and (lambda r: r[0] == root and lo <= r[1] and r[2] <= hi)(
+                region(buffers, a)) for a in ins):
+            out[t] = list(ins)
+    return out
+
+
+def parts_of(buffers, launches) -> dict[int, tuple[int, int]]:
+    """Input buffer -> (output buffer, byte offset in it) of the in-place concats."""
+    into = {}
+    for t, ins in in_place_launches(buffers, launches).items():
+        o = launches[t].args[-1]
+        for a in ins:
+            into[a] = (o, region(buffers, a)[1] - region(buffers, o)[1])
+    return into
+
+
+def resolve(into: dict, b: int) -> tuple[int, int]:
+    """The outermost buffer b is part of (through nested in-place concats) and b's offset."""
+    off = 0
+    while b in into:
+        b, o = into[b]
+        off += o
+    return b, off
+
+
 def steps(launches, loops=()) -> list[list[int]]:
     """The buffer ids each step touches, in order: launches, with each loop (its inputs and
     outputs) placed before the launch it precedes."""
@@ -79,6 +131,20 @@ def live_ranges(buffers, launches, loops=()) -> dict[int, tuple[int, int]]:
     return ranges
 
 
+def planned_ranges(buffers, launches, loops=(), into=None) -> dict[int, tuple[int, int]]:
+    """`live_ranges` with each in-place concat input's range folded into its outermost
+    output's: one tensor, live from the first producer's write to the last read."""
+    ranges = live_ranges(buffers, launches, loops)
+    into = parts_of(buffers, launches) if into is None else into
+    for b in into:
+        if b in ranges:
+            r = resolve(into, b)[0]
+            lo, hi = ranges.pop(b)
+            rlo, rhi = ranges.get(r, (lo, hi))
+            ranges[r] = (min(lo, rlo), max(hi, rhi))
+    return ranges
+
+
 def _place(order, ranges, sizes) -> dict[int, int]:
     """Offsets for temps taken in `order`: each in the smallest gap between the tensors placed
     so far whose lifetimes overlap its own (best fit), else on top of them."""
@@ -99,8 +165,10 @@ def _place(order, ranges, sizes) -> dict[int, int]:
     return offsets
 
 
-def plan(buffers, launches, loops=()) -> MemoryPlan:
-    ranges = live_ranges(buffers, launches, loops)
+def plan(buffers, launches, loops=(), into=None) -> MemoryPlan:
+    """into: buffer -> (buffer, byte offset) it is part of (in-place concats); default: read
+    from the table (`parts_of`). Such parts are planned as their outermost buffer."""
+    ranges = planned_ranges(buffers, launches, loops, into)
     sizes = {b: _align(buffers[b].nbytes) for b in ranges}
     span = {b: hi - lo + 1 for b, (lo, hi) in ranges.items()}
     orders = (  # no one order wins everywhere; placing is cheap, so keep the best of three
@@ -118,15 +186,31 @@ def plan(buffers, launches, loops=()) -> MemoryPlan:
                       sum(buffers[b].nbytes for b in ranges))
 
 
-def share_buffers(buffers, launches, where: dict, constants: dict, loops=()):
+def place_parts(buffers, into: dict) -> list:
+    """The table with each in-place concat input made a view of its outermost output (no
+    memory plan: the output keeps a buffer of its own)."""
+    new = list(buffers)
+    for b in into:
+        r, off = resolve(into, b)
+        new[b] = replace(buffers[b], arena=r, offset=off)
+    return new
+
+
+def share_buffers(buffers, launches, where: dict, constants: dict, loops=(), into=None):
     """Apply `plan` to a lowered program's parts: the temps become views of one arena buffer
-    appended to the table. Returns (buffers, launches, where, constants, plan)."""
+    appended to the table; `into` (in-place concat inputs, see `plan`) views at their
+    output's offset. Returns (buffers, launches, where, constants, plan)."""
     from .program import BufferSpec
-    p = plan(buffers, launches, loops)
+    into = into or {}
+    p = plan(buffers, launches, loops, into)
     if not p.offsets:
-        return buffers, launches, where, constants, p
+        return place_parts(buffers, into), launches, where, constants, p
     arena = len(buffers)
-    new = [replace(spec, arena=arena, offset=p.offsets[b]) if b in p.offsets else spec
+    offset = dict(p.offsets)
+    for b in into:
+        r, off = resolve(into, b)
+        offset[b] = p.offsets[r] + off
+    new = [replace(spec, arena=arena, offset=offset[b]) if b in offset else spec
            for b, spec in enumerate(buffers)]
     new.append(BufferSpec(max(p.peak_bytes, 1), "temp", "arena"))
     return new, launches, where, constants, p

@@ -8,13 +8,14 @@ specialisation cost down.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..ir import registry
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph, Node, Value
 from .kernel import Kernel, render
 
 PRELUDE = """\
@@ -152,6 +153,7 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
         where[v] = new_buffer(v, "input")
 
     launches: list[Launch] = []
+    concats: list = []   # (concat, the values it joins, the value its kernel writes, launch)
     uses_fp64 = False
     for index, node in enumerate(graph.nodes):
         if node.op == "const":
@@ -179,6 +181,7 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             continue
         for v in node.outputs:
             where[v] = new_buffer(v, "temp")
+        start = len(launches)
         label = _ident(node.name or "")
         ops = groups.ops(node) if fused else node.op
         base = f"{prefix}k{index}_{ops}" + (f"_{label}" if label and label != node.op else "")
@@ -194,19 +197,110 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
                                text.replace("KERNEL", name, 1))
             launches.append(Launch(by_body[text], [where[a.value] for a in k.args],
                                    k.launch_global, k.local_size, node.name or node.op, k.flops))
+        concat = _concat_kernel(node, groups)
+        if concat is not None and len(launches) == start + 1:
+            concats.append((*concat, node.outputs[0], start))
 
     for v in graph.outputs:
         buffers[where[v]].role = "output" if buffers[where[v]].role == "temp" else buffers[where[v]].role
+    into = _concats_in_place(graph, concats, where, buffers, launches, loops)
     if share_buffers:
         from .memory import share_buffers as share
         buffers, launches, where, constants, _ = share(buffers, launches, where, constants,
-                                                       loops)
+                                                       loops, into)
+    elif into:
+        from .memory import place_parts
+        buffers = place_parts(buffers, into)
 
     def spec(names, values):
         return [TensorSpec(n, v.dtype.name, v.shape, where[v]) for n, v in zip(names, values)]
 
     return Program("", buffers, launches, spec(graph.input_names, graph.inputs),
                    spec(graph.output_names, graph.outputs), constants, uses_fp64, loops)
+
+
+def concat_in_place_enabled() -> bool:
+    return os.environ.get("LGC_CONCAT_INPLACE", "1") != "0"
+
+
+def _concat_kernel(node: Node, groups) -> tuple[Node, list[Value]] | None:
+    """(the concat computed by the kernel of `node`, the values it concatenates): `node`
+    itself, or the concat a group rooted at `node` ends in when the rest are reshapes (which
+    keep the layout) after it and concats on the same axis inlined into it (DenseNet's
+    concats of concats), whose inputs it then concatenates."""
+    if groups is None or not groups.fused(node):
+        return (node, list(node.inputs)) if node.op == "concat" else None
+    nodes = groups.group_of(node).nodes
+    cats = [n for n in nodes if n.op == "concat"]
+    if not cats:
+        return None
+    top = cats[-1]
+    tail = nodes[nodes.index(top):]
+    if nodes[:nodes.index(top) + 1] != cats or not all(
+            getattr(registry.get(n.op).codegen, "alias", False) and len(n.inputs) == 1
+            and n.inputs[0] is p.output for p, n in zip(tail, tail[1:])):
+        return None
+    if any(c.attrs["axis"] != top.attrs["axis"] for c in cats):
+        return None
+    by_output = {c.output: c for c in cats}
+    used: set = set()
+
+    def leaves(c):
+        used.add(c)
+        return [x for v in c.inputs
+                for x in (leaves(by_output[v]) if v in by_output else [v])]
+    values = leaves(top)
+    return (top, values) if len(used) == len(cats) else None
+
+
+def _concats_in_place(graph: Graph, concats, where, buffers, launches, loops) -> dict:
+    """Input buffer -> (concat output buffer, byte offset) for each concat whose inputs can
+    be written straight into their block of its output, so its kernel has nothing to do.
+
+    Legal when each input is one contiguous block of the output (every axis before the
+    concat axis has size 1), is a temp written by a kernel of its own (not a graph input,
+    output or constant, no other value or loop on its buffer) and is not already part of
+    another concat, and the output is a temp. Other readers of an input are fine: no kernel
+    writes its inputs, and the block is written only by the input's producer, so they read
+    the same values from the view (the planner keeps the block live for them). So in a
+    DenseNet block each concat is a prefix of the next and the block is one buffer. The
+    concat's launch stays in the program: the runtime skips it where the views are real
+    sub-buffers and runs it (a copy) where a device cannot make them."""
+    if not concat_in_place_enabled():
+        return {}
+    graph_outputs = set(graph.outputs)
+    values_on: dict[int, int] = {}
+    for b in where.values():
+        values_on[b] = values_on.get(b, 0) + 1
+    producers = graph.producers()
+    in_loops = {b for lp in loops for b in lp.inputs + lp.outputs}
+    into: dict[int, tuple[int, int]] = {}
+    for concat, values, out, t in concats:
+        axis = concat.attrs["axis"]
+        shape = concat.output.shape
+        o = where.get(out)
+        if o is None or buffers[o].role != "temp" or o in in_loops:
+            continue
+        if any(d != 1 for d in shape[:axis]) or out.type.nbytes != concat.output.type.nbytes:
+            continue
+        ins = [where.get(v) for v in values]
+        args = launches[t].args
+        if (args[-1] != o or len(args) != len(ins) + 1 or set(args[:-1]) != set(ins)
+                or len(set(ins)) != len(ins)):
+            continue
+        inner = concat.output.type.nbytes // max(shape[axis], 1)   # bytes per index on the axis
+        ok, parts, at = True, {}, 0
+        for v, b in zip(values, ins):
+            if (b is None or buffers[b].role != "temp" or v in graph_outputs or values_on[b] != 1
+                    or b in in_loops or v.shape[axis] == 0 or b in into
+                    or v not in producers or producers[v].op in ("const", "while")):
+                ok = False
+                break
+            parts[b] = (o, at)
+            at += v.shape[axis] * inner
+        if ok:
+            into.update(parts)
+    return into
 
 
 def source_hash(source: str) -> str:

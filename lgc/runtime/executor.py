@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pyopencl as cl
 
+from ..codegen.memory import in_place_launches
 from ..codegen.program import Program
 from ..ir import dtypes
 from . import cache
@@ -48,15 +49,15 @@ def _explain_build_error(log: str, source: str) -> str:
     return f"OpenCL build failed in kernel {kernel}, line {lineno}: {msg}: `{text}`"
 
 
-def _view(arena: cl.Buffer, spec, device: Device) -> cl.Buffer:
-    """A temp's sub-buffer of the arena (lgc.codegen.memory); a buffer of its own where the
-    device needs a coarser offset alignment than the plan's."""
+def _view(arena: cl.Buffer, spec, device: Device) -> tuple[cl.Buffer, bool]:
+    """A temp's sub-buffer of the arena (lgc.codegen.memory), and True; a buffer of its own
+    where the device needs a coarser offset alignment than the plan's, and False."""
     if spec.offset % max(device.cl_device.mem_base_addr_align // 8, 1) == 0:
         try:
-            return arena.get_sub_region(spec.offset, spec.nbytes)
+            return arena.get_sub_region(spec.offset, spec.nbytes), True
         except cl.Error:
             pass
-    return cl.Buffer(arena.context, cl.mem_flags.READ_WRITE, spec.nbytes)
+    return cl.Buffer(arena.context, cl.mem_flags.READ_WRITE, spec.nbytes), False
 
 
 class Executor:
@@ -87,15 +88,22 @@ class Executor:
                 self.buffers.append(cl.Buffer(ctx, mf.READ_WRITE, spec.nbytes))
             else:
                 self.buffers.append(None)           # a view of the memory plan's arena: below
+        copied = set()                      # views that had to get a buffer of their own
         for i, spec in enumerate(program.buffers):
             if self.buffers[i] is None and i not in external:
-                self.buffers[i] = _view(self.buffers[spec.arena], spec, self.device)
+                self.buffers[i], real = _view(self.buffers[spec.arena], spec, self.device)
+                if not real:
+                    copied.add(i)
         self._bound = self._bind()
+        # concats made in place: their inputs were written into the output's memory by their
+        # producers, so there is nothing to do, unless a view had to be a copy of its own
+        self.skipped = {t for t, ins in in_place_launches(program.buffers, program.launches).items()
+                        if not copied & set(ins + [program.launches[t].args[-1]])}
         # the order of work: launch i >= 0, or loop ~i; loops run before launches[loop.at]
         self._steps = []
         for t in range(len(program.launches) + 1):
             self._steps += [~j for j, lp in enumerate(program.loops) if lp.at == t]
-            if t < len(program.launches):
+            if t < len(program.launches) and t not in self.skipped:
                 self._steps.append(t)
         self._loops = [_LoopRunner(lp, self) for lp in program.loops]
         self.last_profile: list[tuple[str, str, float]] = []
@@ -139,8 +147,9 @@ class Executor:
             outs.append(out)
         self.queue.finish()
         if self.queue.properties & cl.command_queue_properties.PROFILING_ENABLE:
-            self.last_profile = [(ln.kernel, ln.node, (e.profile.end - e.profile.start) * 1e-9)
-                                 for ln, e in zip(self.program.launches, events)]
+            times = iter([(e.profile.end - e.profile.start) * 1e-9 for e in events])
+            self.last_profile = [(ln.kernel, ln.node, 0.0 if t in self.skipped else next(times))
+                                 for t, ln in enumerate(self.program.launches)]
         return outs
 
     def run_buffers(self, inputs: list[cl.Buffer]) -> list[cl.Buffer]:
@@ -183,7 +192,8 @@ class Executor:
         self._ctx = self.device.context
         self._dev_bound = self._bind()
         self._dev_launches = [(k, ln.global_size, ln.local_size)
-                              for k, ln in zip(self._dev_bound, prog.launches)]
+                              for t, (k, ln) in enumerate(zip(self._dev_bound, prog.launches))
+                              if t not in self.skipped]
         viewed = {b.arena for b in prog.buffers}
         copy_out = {s.buffer for s in prog.outputs
                     if prog.buffers[s.buffer].arena >= 0 or s.buffer in viewed}
