@@ -728,3 +728,25 @@ def test_stop_gradient_under_vmap():
     inner = lambda x: lgc.vmap(lgc.grad(lambda v: v * lax.stop_gradient(v * x[0])))(x)
     np.testing.assert_allclose(np.asarray(lgc.grad(lambda x: lnp.sum(inner(x)))(xs)),
                                np.zeros(3), atol=1e-12)
+
+
+def test_max_pool_gradient_and_hvp_against_window_argmax():
+    """Overlapping 3x3/2 windows: the gradient of sum(y**3) goes to each window's argmax
+    (added where windows share it), and so does the Hessian-vector product 6 y v[argmax]."""
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    v = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+
+    def loss(x):
+        return lnp.sum(nn.max_pool(x, (3, 3), (2, 2)) ** 3)
+
+    g = np.asarray(lgc.jit(lgc.grad(loss))(x))
+    h = np.asarray(lgc.grad(lambda x: lnp.sum(lgc.grad(loss)(x) * v))(x))
+    want_g, want_h = np.zeros_like(x), np.zeros_like(x)
+    for n, c, i, j in np.ndindex(2, 3, 2, 2):
+        w = x[n, c, 2 * i:2 * i + 3, 2 * j:2 * j + 3]
+        a, b = np.unravel_index(w.argmax(), w.shape)
+        p, y = (n, c, 2 * i + a, 2 * j + b), w.max()
+        want_g[p] += 3 * y * y
+        want_h[p] += 6 * y * v[p]
+    np.testing.assert_allclose(g, want_g, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(h, want_h, rtol=1e-6, atol=1e-5)
