@@ -221,7 +221,7 @@ class QConvGen(_QuantGen):
     axis (the float conv's tile). Padding reads as zero after the zero point is removed,
     i.e. as the real value 0, as ONNX's QLinearConv defines it."""
     def kernels(self, node, name, epilogue=None):
-        from ..ops.nn import spatial_attrs
+        from ..ops.nn import conv_tile_indices, spatial_attrs
         X, W = node.inputs[:2]
         Y = node.outputs[0]
         if Y.type.size == 0:
@@ -245,14 +245,7 @@ class QConvGen(_QuantGen):
         x, w = Reader("in0", X.dtype, zero), Reader("in1", W.dtype)
         OT, MT = -(-O[-1] // TP), -(-Mg // TM)
         L = r - 1
-        body = [f"{it} t_ = ({it})get_global_id(0);",
-                f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};",
-                f"const {it} last = min(({it}){TP - 1}, ({it}){O[-1] - 1} - ox0);"] + head
-        for i in range(L - 1, -1, -1):
-            body.append(f"const {it} o{i} = t_ % {O[i]}; t_ /= {O[i]};")
-        body += [f"const {it} grp = ({it})get_global_id(1) / {MT};",
-                 f"const {it} m0 = grp * {Mg} + (({it})get_global_id(1) % {MT}) * {TM};",
-                 f"const {it} n = ({it})get_global_id(2);"]
+        body = conv_tile_indices(it, O, TP, TM, Mg) + head
         last_m = f"grp * {Mg} + {Mg - 1}"
         KS = _prod(K)
         for i in range(TM):

@@ -124,6 +124,22 @@ def conv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams:
     return ConvParams(TM=min(tm, Mg), TP=width_for(out_last, tp))
 
 
+
+def conv_tile_indices(it: str, O, TP: int, TM: int, Mg: int) -> list[str]:
+    """Where a work-item of a direct conv sits (dim 0: TP outputs along the last spatial
+    axis, then the leading output axes o0..; dim 1: TM output channels of a group; dim 2:
+    the image): declares ox0, last (the last valid lane), o<i>, grp, m0 and n."""
+    OT, MT = -(-O[-1] // TP), -(-Mg // TM)
+    body = [f"{it} t_ = ({it})get_global_id(0);",
+            f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};",
+            # lanes past the output's end hold junk: they may read the next row
+            f"const {it} last = min(({it}){TP - 1}, ({it}){O[-1] - 1} - ox0);"]
+    for i in range(len(O) - 2, -1, -1):
+        body.append(f"const {it} o{i} = t_ % {O[i]}; t_ /= {O[i]};")
+    return body + [f"const {it} grp = ({it})get_global_id(1) / {MT};",
+                   f"const {it} m0 = grp * {Mg} + (({it})get_global_id(1) % {MT}) * {TM};",
+                   f"const {it} n = ({it})get_global_id(2);"]
+
 class ConvGen:
     """Kernel generator for conv (see the module docstring for the tile)."""
     alias = False
@@ -161,15 +177,7 @@ class ConvGen:
         VT = vtype(dt, TP)
         OT, MT = -(-O[-1] // TP), -(-Mg // TM)
         L = r - 1                                   # leading spatial axes (looped, not vectorised)
-        body = [f"{it} t_ = ({it})get_global_id(0);",
-                f"const {it} ox0 = (t_ % {OT}) * {TP}; t_ /= {OT};",
-                # lanes past the output's end hold junk: they may read the next row
-                f"const {it} last = min(({it}){TP - 1}, ({it}){O[-1] - 1} - ox0);"]
-        for i in range(L - 1, -1, -1):
-            body.append(f"const {it} o{i} = t_ % {O[i]}; t_ /= {O[i]};")
-        body += [f"const {it} grp = ({it})get_global_id(1) / {MT};",
-                 f"const {it} m0 = grp * {Mg} + (({it})get_global_id(1) % {MT}) * {TM};",
-                 f"const {it} n = ({it})get_global_id(2);"]
+        body = conv_tile_indices(it, O, TP, TM, Mg)
         last_m = f"grp * {Mg} + {Mg - 1}"
         KS = prod(K)
         for i in range(TM):
