@@ -1,14 +1,22 @@
-"""The tuning database: winning GEMM parameters per device and op signature.
+"""The tuning database: winning kernel parameters per device and op signature.
 
 Stored as JSON, {device key: {signature: {"params": {...}, "seconds": t, "source": ...}}}, in
 $LGC_TUNE_DB or ~/.cache/lgc/tuning.json. Defaults that ship with lgc live in
 lgc/codegen/tuned/<target>.json in the same shape (one device key: the target's name).
 Lookups try the user's database, then the shipped file; a miss means the heuristic.
+
+What is stored, by signature:
+  matmul:M..:N..:K..:B..    GPU GEMM (gpu_gemm.GemmParams)
+  cpu:matmul:.. / cpu:conv:..   lgc.ops' direct CPU kernels (MatmulParams, ConvParams)
+  cpu:panels:M..:N..:K..:B..:A..   rows per C tile of the CPU panel GEMM (PanelTile)
+  cpu:winograd:X..:W..:P..   a 3x3 conv on Winograd or on im2col (ConvChoice)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,28 +25,54 @@ from .target import Target, current_target
 SHIPPED = Path(__file__).parent / "tuned"
 
 
+@dataclass(frozen=True)
+class PanelTile:
+    """Rows of C per work-item of cpu_gemm's panel GEMM (its columns are one panel of 16)."""
+    rows: int
+
+
+@dataclass(frozen=True)
+class ConvChoice:
+    """How cpu_lowering runs a stride-1 3x3 conv: Winograd F(2x2,3x3) (1) or im2col (0)."""
+    winograd: int
+
+
 def db_path() -> Path:
     return Path(os.environ.get("LGC_TUNE_DB") or Path.home() / ".cache" / "lgc" / "tuning.json")
+
+
+_loaded: dict = {}   # path -> ((mtime_ns, size), db): every kernel generation looks things up
 
 
 def load_db(path: Path | None = None) -> dict:
     path = path or db_path()
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        st = os.stat(path)
+    except OSError:
         return {}
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _loaded.get(str(path))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        db = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        db = {}
+    _loaded[str(path)] = (stamp, db)
+    return db
 
 
 def save_entry(target: Target, signature: str, params: dict, seconds: float, path: Path | None = None):
     """Record a winner (read, update, write whole: the file is small)."""
     path = path or db_path()
-    db = load_db(path)
+    db = json.loads(json.dumps(load_db(path)))     # a copy: the cached one stays as read
     db.setdefault(target.key or target.name, {})[signature] = {
         "params": params, "seconds": seconds, "source": "timed on the device by lgc tune"}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(db, indent=1, sort_keys=True))
     tmp.replace(path)
+    _loaded.pop(str(path), None)
     _shipped.cache_clear()
 
 
@@ -50,7 +84,24 @@ def _shipped(name: str) -> dict:
         return {}
 
 
+_forced: list[dict] = []   # the tuner's candidate being generated: {signature: params}
+
+
+@contextlib.contextmanager
+def forced(entries: dict):
+    """Inside the block, lookups of these signatures answer `entries[signature]` (a dict of
+    params): the tuner builds each candidate through the same code that compiling runs."""
+    _forced.append(entries)
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
 def lookup(target: Target, signature: str) -> dict | None:
+    for entries in reversed(_forced):
+        if signature in entries:
+            return dict(entries[signature])
     entry = load_db().get(target.key or target.name, {}).get(signature) \
         or _shipped(target.name).get(signature)
     return dict(entry["params"]) if entry else None
@@ -69,3 +120,31 @@ def tuned(op: str, heuristic, cls):
         return cls(**found) if found else heuristic(*shape)
     params.__doc__ = heuristic.__doc__
     return params
+
+
+def panel_signature(M: int, N: int, K: int, batch: int, packed) -> str:
+    """Key of one panel GEMM (cpu_gemm.matmul_panels): C is batch x M x N, K deep, A packed
+    into row panels or read row by row."""
+    return f"cpu:panels:M{M}:N{N}:K{K}:B{batch}:A{int(bool(packed))}"
+
+
+def panel_rows(M: int, N: int, K: int, batch: int, packed) -> int | None:
+    """The tuned rows per C tile of this panel GEMM on the current target, if any."""
+    found = lookup(current_target(), panel_signature(M, N, K, batch, packed))
+    try:
+        return int(found["rows"]) if found else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def winograd_signature(x_shape, w_shape, pads) -> str:
+    """Key of a 3x3 conv's Winograd-or-im2col decision: input and filter shapes, pads."""
+    pads = tuple(pads) or (0, 0, 0, 0)
+    return "cpu:winograd:X{}:W{}:P{}".format(*("x".join(map(str, s)) for s in (x_shape, w_shape, pads)))
+
+
+def winograd_wins(x_shape, w_shape, pads) -> bool:
+    """False when `lgc tune` timed im2col faster for this conv on the current target (the
+    conv already fits Winograd by cpu_lowering's rule); else True."""
+    found = lookup(current_target(), winograd_signature(x_shape, w_shape, pads))
+    return not found or bool(found.get("winograd", 1))
