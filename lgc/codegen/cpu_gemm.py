@@ -312,6 +312,19 @@ register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, PackRowsGen
                doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
 
 
+def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
+    """Rows per C tile: `lgc tune`'s winner for this GEMM (lgc.codegen.tuning), else
+    PACKED_TILE or UNPACKED_TILE (fewer when M is). A packed tile is whole row panels inside
+    A's padding to PACKED_TILE rows; one read row by row is at most 16 rows."""
+    from .tuning import panel_rows
+    rows = panel_rows(M, N, K, batch, packed)
+    padded = _panels(M, PACKED_TILE) * PACKED_TILE
+    if rows is not None and (0 < rows <= 16 and padded % rows == 0 and rows % ROWS == 0
+                             if packed else 0 < rows <= 16):
+        return rows
+    return PACKED_TILE if packed else min(UNPACKED_TILE, M)
+
+
 class PanelGemmGen:
     """One work-item per 8 x 16 tile of C (fewer rows when M is smaller), over one B panel;
     see the module docstring."""
@@ -331,7 +344,7 @@ class PanelGemmGen:
         nb_rank = max(len(ba), len(bb))
         batch, nshape = out[:nb_rank], out[nb_rank + 1:]
         packed = bool(at["a_packed"])
-        TM = PACKED_TILE if packed else min(UNPACKED_TILE, M)
+        TM = tile_rows(M, N, K, _prod(batch), packed)
         dt = C.dtype
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
         a_size = _panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
@@ -355,10 +368,9 @@ class PanelGemmGen:
             body.append(f"{VT} " + ", ".join(f"c{i}_{h} = {init}" for h in range(H)) + ";")
         body += [f"for ({it} k = 0; k < {K}; ++k) {{"]
         body += [f"  const {VT} b{h} = vload{W}({h}, bq + k * 16);" for h in range(H)]
-        if packed:
-            body.append("  const float4 av = vload4(k, aq);")
-            body.append(f"  const float4 aw = vload4(k, aq + {K * ROWS});")
-            av = [f"av.s{i}" for i in range(ROWS)] + [f"aw.s{i}" for i in range(ROWS)]
+        if packed:     # one float4 per row panel of the tile
+            body += [f"  const float4 ap{j} = vload4(k, aq + {j * K * ROWS});" for j in range(TM // ROWS)]
+            av = [f"ap{i // ROWS}.s{i % ROWS}" for i in range(TM)]
         else:
             av = [f"a{i}[k]" for i in range(TM)]
         for i in range(TM):

@@ -30,6 +30,7 @@ from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd  # noqa: F401
 from .target import current_target
+from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
 MIN_N = 16               # narrower B: a panel would be mostly padding
@@ -120,7 +121,7 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     P = _prod(out.shape[2:])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
-    if W in consts and _winograd_fits(X, W, at):
+    if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
     pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise:      # the image is already B: [N, C, P] packed as it stands
