@@ -29,25 +29,35 @@ def _rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("params", [SMALL, UNSTAGED, None], ids=["small", "unstaged", "heuristic"])
+@pytest.mark.parametrize("params", [SMALL, UNSTAGED, None, "knobs2", "knobs4"],
+                         ids=["small", "unstaged", "heuristic", "knobs2", "knobs4"])
 def test_matmul_gpu_variant(params, monkeypatch):
+    params = {"knobs2": KNOBS2, "knobs4": KNOBS4}.get(params, params)
     if params is not None:
         monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: params)
     rng = np.random.default_rng(0)
     cases = [("matmul", [_rand(rng, 17, 9), _rand(rng, 9, 23)], {}),
              ("matmul", [_rand(rng, 2, 16, 16), _rand(rng, 16, 32)], {}),
              ("matmul", [_rand(rng, 1, 40), _rand(rng, 40, 5)], {}),
-             ("matmul", [_rand(rng, 5, 12), _rand(rng, 7, 12)], {"trans_b": 1})]
+             ("matmul", [_rand(rng, 5, 12), _rand(rng, 7, 12)], {"trans_b": 1}),
+             ("matmul", [_rand(rng, 32, 16), _rand(rng, 16, 32)], {})]   # exact tiles: no guards
     with use_target(GFX803):
         check_ops(cases, rtol=1e-4, atol=1e-4)
 
 
 WIDE = GemmParams(MWG=16, NWG=32, KWG=8, MDIMC=4, NDIMC=4, VWM=2, VWN=2)   # B column not hoisted
+# The staging knobs: unrolled staging, padded tile rows, vector loads of A and B (taken where K
+# or N is a multiple of the width, scalar elsewhere: the cases below have both).
+KNOBS2 = GemmParams(MWG=16, NWG=16, KWG=8, MDIMC=4, NDIMC=4, VWM=2, VWN=2, STU=1, PAD=2, VLA=2, VLB=2)
+KNOBS4 = GemmParams(MWG=16, NWG=16, KWG=8, MDIMC=4, NDIMC=4, VWM=4, VWN=4, STU=1, PAD=4, VLA=4, VLB=4)
 
 
-@pytest.mark.parametrize("params", [SMALL, WIDE, None], ids=["small", "wide", "heuristic"])
-def test_conv_gpu_variant(params, monkeypatch):
+@pytest.mark.parametrize("fold", ["1", "0"], ids=["images-folded", "per-image"])
+@pytest.mark.parametrize("params", [SMALL, WIDE, None, "knobs4"], ids=["small", "wide", "heuristic", "knobs4"])
+def test_conv_gpu_variant(params, fold, monkeypatch):
     import lgc.codegen.gpu_conv as gc
+    params = {"knobs4": KNOBS4}.get(params, params)
+    monkeypatch.setenv("LGC_GPU_CONV_FOLD", fold)
     if params is not None:
         monkeypatch.setattr(gc, "params_for", lambda *a: params)
     rng = np.random.default_rng(1)
@@ -56,7 +66,12 @@ def test_conv_gpu_variant(params, monkeypatch):
               {"pads": (1, 1, 1, 1)}),
              ("conv", [_rand(rng, 1, 4, 9, 9), _rand(rng, 6, 2, 3, 3)],
               {"strides": (2, 2), "group": 2, "dilations": (1, 2), "pads": (0, 1, 2, 1)}),
-             ("conv", [_rand(rng, 1, 6, 11), _rand(rng, 6, 1, 3)], {"group": 6, "pads": (1, 1)})]
+             ("conv", [_rand(rng, 1, 6, 11), _rand(rng, 6, 1, 3)], {"group": 6, "pads": (1, 1)}),
+             # several images: 1x1 (positions a multiple of 4, and not), strided, grouped
+             ("conv", [_rand(rng, 3, 8, 4, 4), _rand(rng, 12, 8, 1, 1), _rand(rng, 12)], {}),
+             ("conv", [_rand(rng, 2, 8, 3, 3), _rand(rng, 16, 8, 1, 1)], {}),
+             ("conv", [_rand(rng, 3, 4, 9, 9), _rand(rng, 8, 2, 3, 3)],
+              {"strides": (2, 2), "group": 2, "pads": (1, 1, 1, 1)})]
     with use_target(GFX803):
         check_ops(cases, rtol=1e-4, atol=1e-4)
 

@@ -37,6 +37,12 @@ class GemmParams:
     SB: int = 1     # stage B in local memory
     KUNR: int = 4   # unroll hint for the inner k loop (0: the compiler's choice: it unrolls
                     # fully, and a 32-deep loop then spilled on gfx803)
+    STU: int = 0    # unroll the staging loops (1). GCN keeps them loops: unrolled, every load
+                    # is in flight at once and its registers cost occupancy
+    PAD: int = 0    # floats of padding after each k-row of a staged tile: spreads the
+                    # transposing stores of A over the local-memory banks
+    VLA: int = 1    # width of A's global loads while staging (k-contiguous A, K % VLA == 0)
+    VLB: int = 1    # width of B's global loads while staging (n-contiguous B, N % VLB == 0)
 
     @property
     def threads(self) -> int:
@@ -51,7 +57,7 @@ class GemmParams:
         return self.NWG // self.NDIMC
 
     def lds_bytes(self, elem: int = 4) -> int:
-        return (self.SA * self.MWG + self.SB * self.NWG) * self.KWG * elem
+        return (self.SA * (self.MWG + self.PAD) + self.SB * (self.NWG + self.PAD)) * self.KWG * elem
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +77,12 @@ CONSTRAINTS: list[tuple[str, Callable[[GemmParams, Target], bool]]] = [
     ("local memory fits, two work-groups per CU", lambda p, t: 2 * p.lds_bytes() <= t.local_mem_bytes),
     ("at most 64 accumulators per work-item (registers)", lambda p, t: p.MWI * p.NWI <= 64),
     ("k unroll divides KWG", lambda p, t: p.KUNR == 0 or p.KWG % p.KUNR == 0),
+    ("padding keeps staged rows vector-aligned", lambda p, t: p.PAD % p.VWM == 0 and p.PAD % p.VWN == 0),
+    ("staging load widths are 1, 2 or 4", lambda p, t: p.VLA in (1, 2, 4) and p.VLB in (1, 2, 4)),
+    ("A's staging loads split evenly", lambda p, t: p.VLA == 1 or
+     (p.KWG % p.VLA == 0 and (p.MWG * p.KWG // p.VLA) % p.threads == 0)),
+    ("B's staging loads split evenly", lambda p, t: p.VLB == 1 or
+     (p.NWG % p.VLB == 0 and (p.NWG * p.KWG // p.VLB) % p.threads == 0)),
 ]
 
 
@@ -124,7 +136,9 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
               a_at: Callable[[str, str], str], b_at: Callable[[str, str], tuple[list[str], str]],
               c_store: Callable[[str, str, str, int], str], prelude: list[str],
               b_k_fastest: bool = False, target: Target | None = None,
-              split_edge: bool = True, b_column=None) -> list[str]:
+              split_edge: bool = True, b_column=None,
+              a_vec: Callable[[str, str, int], str] | None = None,
+              b_vec: Callable[[str, str, int], str] | None = None) -> list[str]:
     """Lines of a kernel body computing C[M, N] = A[M, K] @ B[K, N] for one batch entry.
 
     a_at(m, k): expression of A's element; b_at(k, n): (lines, expression) of B's element
@@ -136,7 +150,10 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     only, so c_store is called once per element, as a fusion epilogue's naming needs).
     b_column(n): optional (lines, b_at_k) for a B whose element address splits into a column
     part and a k part (implicit GEMM): when every staging step of a work-item touches the same
-    column, the lines run once before the k loop and b_at_k(k) gives the element."""
+    column, the lines run once before the k loop and b_at_k(k) gives the element.
+    a_vec(m, k, w) / b_vec(k, n, w): optional expressions loading w consecutive elements of A's
+    row (along k) or B's row (along n) in one vector load; staging uses them when VLA / VLB
+    ask for it and K / N are multiples of the width (else scalar loads)."""
     bad = violations(p, target) if target else []
     if bad:
         raise ValueError(f"gemm parameters {p}: " + "; ".join(bad))
@@ -146,9 +163,10 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     # Local tiles are declared as vectors so that reads of a work-item's VWM (VWN) values are
     # one aligned LDS instruction (ds_read_b128 for 4 floats, not two ds_read2_b32); the
     # staging loop writes them as scalars through a pointer.
-    body = [f"__local {VA} AlmV[{p.KWG * p.MWG // p.VWM}];" if p.SA else "",
+    AST, BST = p.MWG + p.PAD, p.NWG + p.PAD   # row strides of the staged tiles
+    body = [f"__local {VA} AlmV[{p.KWG * AST // p.VWM}];" if p.SA else "",
             f"__local {ct}* Alm = (__local {ct}*)AlmV;" if p.SA else "",
-            f"__local {VB} BlmV[{p.KWG * p.NWG // p.VWN}];" if p.SB else "",
+            f"__local {VB} BlmV[{p.KWG * BST // p.VWN}];" if p.SB else "",
             f"__local {ct}* Blm = (__local {ct}*)BlmV;" if p.SB else "",
             f"const {it} tn = ({it})get_local_id(0), tm = ({it})get_local_id(1);",
             f"const {it} lid = tm * {p.NDIMC} + tn;",
@@ -168,25 +186,71 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
         col_lines, b_at_k = b_column(f"n0 + nb")
         body += [f"const {it} nb = lid % {p.NWG};"] + col_lines
     body.append(f"for ({it} k0 = 0; k0 < {K}; k0 += {p.KWG}) {{")
-    # Staging loops stay loops (STAGE_UNROLL): unrolled, every load is in flight at once and
-    # the registers holding them cost occupancy (gfx803 ISA report).
-    if p.SA:   # A is [M, K] row-major: walk k fastest so a wave reads consecutive addresses
-        body += [STAGE_UNROLL, f"  for ({it} f = lid; f < {p.MWG * p.KWG}; f += {T}) {{",
+    # Staging loops stay loops on GCN (STU=0): unrolled, every load is in flight at once and
+    # the registers holding them cost occupancy (gfx803 ISA report). Bounds that the shape
+    # makes always true are left out.
+    unroll = "  #pragma unroll" if p.STU else STAGE_UNROLL
+    in_m = "" if M % p.MWG == 0 else f"m0 + m < {M}"
+    in_n = "" if N % p.NWG == 0 else f"n0 + n < {N}"
+    in_k = "" if K % p.KWG == 0 else f"k0 + k < {K}"
+    both = lambda *c: " && ".join(x for x in c if x)   # noqa: E731
+
+    def stage_loop(total: int) -> str:
+        """The loop head giving this work-item its elements f of a staged tile: a constant
+        trip count where the work-items split the tile evenly (the constraints make it so),
+        so that STU=1 can unroll it."""
+        if total % T:
+            return f"  for ({it} f = lid; f < {total}; f += {T}) {{"
+        return f"  for ({it} i = 0, f = lid; i < {total // T}; ++i, f += {T}) {{"
+    a_load = a_vec("m0 + m", "k0 + k", p.VLA) if p.SA and p.VLA > 1 and a_vec and K % p.VLA == 0 else None
+    b_load = b_vec("k0 + k", "n0 + n", p.VLB) if p.SB and p.VLB > 1 and b_vec and N % p.VLB == 0 \
+        and not b_k_fastest and not hoist else None
+    if a_load is not None:
+        # A is [M, K] row-major: each work-item loads VLA consecutive k of one row and stores
+        # them transposed (k-major) into the tile
+        kv = p.KWG // p.VLA
+        guard, load = both(in_m, in_k), a_load
+        body += [unroll, stage_loop(p.MWG * kv),
+                 f"    const {it} m = f / {kv}, k = (f % {kv}) * {p.VLA};",
+                 f"    const {_vec(ct, p.VLA)} v = " + (f"({guard}) ? {load} : ({_vec(ct, p.VLA)})0;"
+                                                      if guard else f"{load};")]
+        body += [f"    Alm[(k + {j}) * {AST} + m] = {_lane('v', j, p.VLA)};" for j in range(p.VLA)]
+        body.append("  }")
+    elif p.SA:   # A is [M, K] row-major: walk k fastest so a wave reads consecutive addresses
+        guard = both(in_m, in_k)
+        expr = a_at('m0 + m', 'k0 + k')
+        body += [unroll, stage_loop(p.MWG * p.KWG),
                  f"    const {it} m = f / {p.KWG}, k = f % {p.KWG};",
-                 f"    Alm[k * {p.MWG} + m] = (m0 + m < {M} && k0 + k < {K}) ? "
-                 f"{a_at('m0 + m', 'k0 + k')} : {zero};", "  }"]
-    if p.SB:
+                 f"    Alm[k * {AST} + m] = " + (f"({guard}) ? {expr} : {zero};" if guard else f"{expr};"),
+                 "  }"]
+    if b_load is not None:   # B is [K, N] row-major: VLB consecutive columns per load
+        nv = p.NWG // p.VLB
+        guard, load = both(in_n, in_k), b_load
+        body += [unroll, stage_loop(p.KWG * nv),
+                 f"    const {it} k = f / {nv}, n = (f % {nv}) * {p.VLB};",
+                 f"    const {_vec(ct, p.VLB)} v = " + (f"({guard}) ? {load} : ({_vec(ct, p.VLB)})0;"
+                                                      if guard else f"{load};")]
+        if p.VLB == p.VWN:
+            body.append(f"    BlmV[(k * {BST} + n) / {p.VWN}] = v;")
+        else:
+            body += [f"    Blm[k * {BST} + n + {j}] = {_lane('v', j, p.VLB)};" for j in range(p.VLB)]
+        body.append("  }")
+    elif p.SB:
         split = (f"n = f / {p.KWG}, k = f % {p.KWG}" if b_k_fastest
                  else f"k = f / {p.NWG}, n = f % {p.NWG}")
         lines, expr = b_at("k0 + k", "n0 + n")
         if hoist:   # this work-item stages the same column at every step: decode it once
             split = f"k = f / {p.NWG}, n = nb"
             lines, expr = b_at_k("k0 + k")
-        body += [STAGE_UNROLL, f"  for ({it} f = lid; f < {p.NWG * p.KWG}; f += {T}) {{",
-                 f"    const {it} {split};", f"    {ct} v = {zero};",
-                 f"    if (n0 + n < {N} && k0 + k < {K}) {{"]
-        body += ["      " + ln for ln in lines] + [f"      v = {expr};", "    }",
-                                                   f"    Blm[k * {p.NWG} + n] = v;", "  }"]
+        guard = both(in_n, in_k)
+        body += [unroll, stage_loop(p.NWG * p.KWG),
+                 f"    const {it} {split};"]
+        if guard or lines:
+            body += [f"    {ct} v = {zero};", f"    if ({guard or '1'}) {{"]
+            body += ["      " + ln for ln in lines] + [f"      v = {expr};", "    }"]
+        else:
+            body.append(f"    const {ct} v = {expr};")
+        body += [f"    Blm[k * {BST} + n] = v;", "  }"]
     if p.SA or p.SB:
         body.append("  barrier(CLK_LOCAL_MEM_FENCE);")
     # Staged tiles are zero past K, so the inner loop always runs KWG steps (a constant trip
@@ -199,14 +263,14 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     for mg in range(MWI // p.VWM):
         base = f"{mg * p.MDIMC * p.VWM} + tm * {p.VWM}"
         if p.SA:
-            src = f"AlmV[k * {p.MWG // p.VWM} + {mg * p.MDIMC} + tm]"
+            src = f"AlmV[k * {AST // p.VWM} + {mg * p.MDIMC} + tm]"
         else:
             elems = [a_at(f"min(m0 + {base} + {j}, ({it}){M - 1})", "k0 + k") for j in range(p.VWM)]
             src = elems[0] if p.VWM == 1 else f"({VA})({', '.join(elems)})"
         body.append(f"    const {VA} a{mg} = {src};")
     for ng in range(NWI // p.VWN):
         if p.SB:
-            src = f"BlmV[k * {p.NWG // p.VWN} + {ng * p.NDIMC} + tn]"
+            src = f"BlmV[k * {BST // p.VWN} + {ng * p.NDIMC} + tn]"
             body.append(f"    const {VB} b{ng} = {src};")
         else:
             names = []
@@ -289,10 +353,13 @@ def _prod(xs) -> int:
     return n
 
 
-def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords) -> str:
+def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
+                   aligned: bool = False) -> str:
     """The statement storing `width` columns of C at flat index `at`, through a fusion
     epilogue when there is one (`coords(j)`: output coordinates of lane j). `epilogue` is
-    lgc.codegen.fused.Epilogue: callable (value, coords) -> (lines, expression)."""
+    lgc.codegen.fused.Epilogue: callable (value, coords) -> (lines, expression). `aligned`:
+    `at` is a multiple of `width`, so a float32 vector is stored as one aligned store (vstoreN
+    only promises element alignment, and a compiler that cannot prove more splits it)."""
     from .emit import write
     lines, results = [], [_lane(value, j, width) for j in range(width)]
     if epilogue is not None:
@@ -305,6 +372,9 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords)
         lines.append(write("out0", out_dtype, at, results[0]))
     elif out_dtype.name in ("f32", "f16"):   # float16 is stored through vstore_half
         vec = value if epilogue is None else f"(float{width})({', '.join(results)})"
+        if aligned and out_dtype.name == "f32":
+            lines.append(f"*(__global float{width}*)(out0 + {at}) = {vec};")
+            return lines[0] if len(lines) == 1 else "{ " + " ".join(lines) + " }"
         fn = "vstore_half" if out_dtype.name == "f16" else "vstore"
         cast = "(__global half*)" if out_dtype.name == "f16" else ""
         lines.append(f"{fn}{width}({vec}, 0, {cast}out0 + {at});")
@@ -346,11 +416,18 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
             col = f"{c} + {j}" if j else c
             return unravel("b", batch) + ([r] if len(A.shape) > 1 else []) + \
                 ([col] if len(B.shape) > 1 else [])
-        return epilogue_store(epilogue, Y.dtype, f"b * {M * N} + ({r}) * {N} + {c}", v, w, coords)
+        return epilogue_store(epilogue, Y.dtype, f"b * {M * N} + ({r}) * {N} + {c}", v, w, coords,
+                              aligned=N % w == 0)
+
+    def a_vec(m, k, w):   # rows start on a multiple of w (K % w == 0): aligned vector loads
+        return f"(*(__global const float{w}*)(in0 + offa + ({m}) * {K} + {k}))" if A.dtype.name == "f32" else None
+
+    def b_vec(k, n, w):
+        return f"(*(__global const float{w}*)(in1 + offb + ({k}) * {N} + {n}))" if B.dtype.name == "f32" else None
 
     body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: read("in0", A.dtype, f"offa + ({m}) * {K} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target,
-                     split_edge=epilogue is None)
+                     split_edge=epilogue is None, a_vec=a_vec, b_vec=b_vec)
     g, loc = launch(p, M, N, nb)
     args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
     return [Kernel(name, args + [Arg("out0", Y, writable=True)], body, global_size=g, local_size=loc,

@@ -42,7 +42,8 @@ class Target:
     def from_device(device) -> "Target":
         """The Target of an lgc Device (or a pyopencl Device). Peaks are estimates: OpenCL
         reports no FLOP/s or bandwidth, so a GPU counts 2 FLOP x 64 lanes per CU per clock
-        (GCN-like) and a CPU 2 FMA x 16 lanes per core; bandwidth is left unknown (0) unless
+        (GCN-like; 128 on NVIDIA, whose SMs have had 128 FP32 lanes since Pascal's GP10x, bar
+        Volta's 64) and a CPU 2 FMA x 16 lanes per core; bandwidth is left unknown (0) unless
         the device is a known one."""
         import pyopencl as cl
         d = getattr(device, "cl_device", device)
@@ -54,7 +55,8 @@ class Target:
             return replace(known, key=key, compute_units=d.max_compute_units)   # RX 470/570: 32
         wave = 64 if "AMD" in d.vendor.upper() or "ADVANCED MICRO" in d.vendor.upper() else 32
         cus, mhz = d.max_compute_units, d.max_clock_frequency
-        flops = 2.0 * cus * mhz * 1e6 * (64 if kind == "gpu" else 32)
+        lanes = (128 if "NVIDIA" in d.vendor.upper() else 64) if kind == "gpu" else 32
+        flops = 2.0 * cus * mhz * 1e6 * lanes
         return Target(name=name, device_type=kind, wave_width=wave if kind == "gpu" else 1,
                       compute_units=cus, local_mem_bytes=d.local_mem_size,
                       max_work_group=d.max_work_group_size, peak_flops=flops, key=key)

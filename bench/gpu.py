@@ -1,0 +1,544 @@
+"""lgc on a GPU through its OpenCL, against cuBLAS and PyTorch eager on the same GPU.
+
+Issue 4's GPU targets: 4096x4096 SGEMM >= 70% of cuBLAS FP32 (torch, TF32 off), and
+torchvision's ResNet-50 at batch 16 <= 2x PyTorch eager FP32. Sections, each timed against
+its peer in the same run, interleaved (A B A B):
+
+  sgemm   a staged sweep of gpu_gemm's parameters on the N^3 product (kernel time from
+          OpenCL profiling events): tile shapes first, then the staging knobs on the best
+          tile, then the best knobs on the best tiles. The winner is stored in a tuning
+          database, compiled through lgc, checked against torch in float64, and timed
+          against torch.matmul (TF32 off): kernel time (profiling events / CUDA events) and
+          wall time with operands already on the device.
+  resnet  torchvision's resnet50 (seeded random weights, batch-norm statistics randomised)
+          exported to ONNX at --batch; lgc's compile time, its output against torch's, and
+          its latency with the input on the device (the buffers path lgc.jit runs) against
+          torch eager FP32 (TF32 off; TF32 on, torch's default for convolutions, for scale);
+          also lgc with LGC_GPU_CONV_FOLD=0 and a per-kernel table.
+  tune    `lgc tune` on the ResNet-50 graph within --tune-budget seconds, then the resnet
+          timings again with the tuned database.
+
+Results go to --out (gpu.json, kernel tables, the tuning database) and a summary to stdout.
+On the GPU machine (../shared/gpu/README.md):
+
+    source .whl/gpu-setup.sh && LGC_DEVICE=gpu python3 bench/gpu.py --out $OUT
+
+--smoke runs every section small on any device, with the GPU kernels forced (a check of this
+script on PoCL, no figures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, replace
+
+import common  # noqa: F401  (puts this checkout's lgc on sys.path)
+import numpy as np
+from common import interleaved, say
+
+RESULTS: dict = {}
+
+
+def save(out: str) -> None:
+    with open(os.path.join(out, "gpu.json"), "w") as f:
+        json.dump(RESULTS, f, indent=1, default=str)
+
+
+def section(name: str, out: str, fn, *args) -> None:
+    """Run one section; a failure is recorded with its traceback and the next section runs."""
+    t = time.perf_counter()
+    say(f"== {name}")
+    try:
+        RESULTS[name] = fn(*args)
+    except Exception as e:   # noqa: BLE001 (a benchmark keeps going and reports)
+        RESULTS[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        say(traceback.format_exc())
+    RESULTS.setdefault("seconds", {})[name] = time.perf_counter() - t
+    save(out)
+
+
+# ---- set-up -----------------------------------------------------------------------------------
+
+def gpu_target(device, smoke: bool):
+    """The device's Target; --smoke on a CPU device pretends to be a 32-wide GPU."""
+    from lgc.codegen.target import Target
+    t = Target.from_device(device)
+    if smoke and not t.is_gpu:
+        t = replace(t, name="smoke-gpu", device_type="gpu", wave_width=32, local_mem_bytes=49152,
+                    max_work_group=1024, key="smoke-gpu")
+    return t
+
+
+def torch_setup():
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def info(device, target) -> dict:
+    import pyopencl as cl
+    d = device.cl_device
+    out = {"device": device.describe(), "driver": d.driver_version, "opencl": d.version,
+           "compute_units": d.max_compute_units, "clock_mhz": d.max_clock_frequency,
+           "local_mem": d.local_mem_size, "max_work_group": d.max_work_group_size,
+           "base_addr_align_bits": d.mem_base_addr_align, "target": asdict(target),
+           "platforms": [p.name for p in cl.get_platforms()]}
+    torch = torch_setup()
+    if torch is not None:
+        out["torch"] = torch.__version__
+        out["torch_device"] = torch.cuda.get_device_name()
+    return out
+
+
+# ---- SGEMM ------------------------------------------------------------------------------------
+
+# (MWG, NWG, MDIMC, NDIMC, VWM, VWN): 8x8 register tiles in several work-group shapes, and the
+# presets' 4x8 and 4x4 tiles
+TILES = [(128, 128, 16, 16, 4, 4), (64, 128, 8, 16, 4, 4), (128, 64, 16, 8, 4, 4),
+         (64, 64, 8, 8, 4, 4), (128, 128, 16, 16, 2, 4), (64, 128, 16, 16, 4, 4),
+         (128, 128, 32, 16, 4, 4), (64, 64, 16, 16, 4, 4)]
+GOOD_KNOBS = dict(STU=1, PAD=4, VLA=4, VLB=4, KUNR=0)
+
+
+def _params(tile, kwg, **knobs):
+    from lgc.codegen.gpu_gemm import GemmParams
+    m, n, md, nd, vm, vn = tile
+    return GemmParams(MWG=m, NWG=n, KWG=kwg, MDIMC=md, NDIMC=nd, VWM=vm, VWN=vn, **knobs)
+
+
+def matmul_graph(n: int):
+    from lgc.ir import dtypes
+    from lgc.ir.builder import GraphBuilder
+    from lgc.ir.graph import TensorType
+    b = GraphBuilder("sgemm")
+    t = TensorType(dtypes.by_name("f32"), (n, n))
+    x, y = b.input("a", t), b.input("b", t)
+    return b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"])
+
+
+def time_kernels(device, kernels, runs: int = 5) -> list[float]:
+    """Best kernel time (profiling events) of each kernel over `runs` rounds after a warm-up,
+    the kernels taking turns in each round; inf for one the driver refuses or that fails."""
+    import pyopencl as cl
+
+    from lgc.codegen.kernel import render
+    from lgc.codegen.program import prelude_for
+    ctx = device.context
+    queue = cl.CommandQueue(ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
+    try:
+        body = "\n".join(render(k) for k in kernels)
+        prgs = [cl.Program(ctx, prelude_for(body) + body).build()] * len(kernels)
+    except cl.Error:   # build one by one, so one refused candidate loses only itself
+        prgs = []
+        for k in kernels:
+            try:
+                prgs.append(cl.Program(ctx, prelude_for(render(k)) + render(k)).build())
+            except cl.Error as e:
+                say(f"  {k.name} refused: {str(e).splitlines()[0][:200]}")
+                prgs.append(None)
+    rng = np.random.default_rng(0)
+    mf = cl.mem_flags
+    bufs = {a.name: cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR,
+                              hostbuf=rng.standard_normal(max(a.value.type.size, 1)).astype(np.float32))
+            for a in kernels[0].args}
+    launch = []
+    for k, prg in zip(kernels, prgs):
+        kern = None
+        if prg is not None:
+            kern = getattr(prg, k.name)
+            kern.set_args(*[bufs[a.name] for a in k.args])
+        launch.append(kern)
+    best = [float("inf")] * len(kernels)
+    for _ in range(runs + 1):
+        for i, (k, kern) in enumerate(zip(kernels, launch)):
+            if kern is None:
+                continue
+            try:
+                ev = cl.enqueue_nd_range_kernel(queue, kern, k.launch_global, k.local_size)
+                ev.wait()
+                best[i] = min(best[i], (ev.profile.end - ev.profile.start) * 1e-9) if _ else best[i]
+            except cl.Error as e:
+                say(f"  {k.name} failed: {e}")
+                launch[i] = None
+    return best
+
+
+def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
+    """[(params, seconds)] for the valid candidates, kernels built 8 to a program."""
+    from lgc.codegen import gpu_gemm
+    cands = [p for p in dict.fromkeys(cands) if gpu_gemm.valid(p, target)]
+    out = []
+    for i in range(0, len(cands), 8):
+        chunk = cands[i:i + 8]
+        kernels = [gpu_gemm.matmul_kernels(node, f"cand{j}", target, params=p)[0] for j, p in enumerate(chunk)]
+        out += list(zip(chunk, time_kernels(device, kernels, runs=runs)))
+    return out
+
+
+def sgemm(device, target, n: int, out: str) -> dict:
+    import pyopencl as cl
+
+    from lgc.codegen import gpu_gemm, tuning
+    from lgc.codegen.target import use_target
+    graph = matmul_graph(n)
+    node = graph.nodes[0]
+    flops = 2.0 * n ** 3
+    tf = lambda s: flops / s / 1e12   # noqa: E731
+    t0 = time.perf_counter()
+    stage1 = time_candidates(device, target, node, [_params(t, k, **GOOD_KNOBS) for t in TILES for k in (8, 16)])
+    stage1.sort(key=lambda r: r[1])
+    best_tile = stage1[0][0]
+    say("  stage 1 (tiles): " + ", ".join(f"{p.MWG}x{p.NWG}/{p.MDIMC}x{p.NDIMC}/k{p.KWG}/v{p.VWM}: "
+                                          f"{tf(s):.1f}" for p, s in stage1[:6]) + " TFLOP/s")
+    knobs = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (0, 1) for b in (0, 4) for c in (1, 4)
+             for d in (1, 4) for e in (0, 4)]
+    stage2 = time_candidates(device, target, node, [replace(best_tile, **k) for k in knobs])
+    stage2.sort(key=lambda r: r[1])
+    say("  stage 2 (knobs): " + ", ".join(f"STU{p.STU} PAD{p.PAD} VLA{p.VLA} VLB{p.VLB} KUNR{p.KUNR}: "
+                                          f"{tf(s):.1f}" for p, s in stage2[:6]) + " TFLOP/s")
+    top_knobs = [dict(STU=p.STU, PAD=p.PAD, VLA=p.VLA, VLB=p.VLB, KUNR=p.KUNR) for p, _ in stage2[:3]]
+    stage3 = time_candidates(device, target, node, [replace(p, **k) for p, _ in stage1[:4] for k in top_knobs])
+    ranked = sorted(stage1 + stage2 + stage3, key=lambda r: r[1])
+    best, best_s = ranked[0]
+    heur = gpu_gemm.heuristic(n, n, n, 1, target)
+    (heur_s,) = [s for _, s in time_candidates(device, target, node, [heur])] or [float("inf")]
+    sweep_s = time.perf_counter() - t0
+    say(f"  best {best} {tf(best_s):.1f} TFLOP/s; heuristic {tf(heur_s):.1f}; sweep {sweep_s:.0f} s")
+
+    # the winner through lgc: stored as a tuning entry, compiled, checked, timed
+    tuning.save_entry(target, gpu_gemm.gemm_shape(node)[0], asdict(best), best_s)
+    import lgc
+    with use_target(target):
+        exe = lgc.compile(graph, device=device)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    (got,) = exe.run({"a": a, "b": b}).values()
+    res = {"n": n, "sweep_s": sweep_s, "candidates": len(ranked), "best": asdict(best),
+           "best_kernel_ms": best_s * 1e3, "best_tflops": tf(best_s), "heuristic": asdict(heur),
+           "heuristic_tflops": tf(heur_s),
+           "top10": [(asdict(p), tf(s)) for p, s in ranked[:10]],
+           "stage1": [(asdict(p), tf(s)) for p, s in stage1]}
+    torch = torch_setup()
+    if torch is None:
+        want = a.astype(np.float64) @ b.astype(np.float64)
+    else:
+        want = (torch.from_numpy(a).cuda().double() @ torch.from_numpy(b).cuda().double()).cpu().numpy()
+    err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    res["max_err_over_max_ref"] = err
+    say(f"  lgc against float64: max |err| / max |ref| = {err:.2e}")
+    if torch is None:
+        return res
+
+    # interleaved: lgc on device buffers (kernel events, wall) against torch.matmul (events, wall)
+    ex = exe.executor
+    mf = cl.mem_flags
+    bufs = [cl.Buffer(device.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=x) for x in (a, b)]
+    ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+    got_torch = (ta @ tb).cpu().numpy()
+    res["torch_fp32_err_over_max_ref"] = float(np.max(np.abs(got_torch - want)) / np.max(np.abs(want)))
+
+    def lgc_wall():
+        ex.run_buffers(bufs)
+        ex.queue.finish()
+
+    def torch_wall():
+        ta @ tb
+        torch.cuda.synchronize()
+
+    walls = interleaved({"lgc": lgc_wall, "cublas": torch_wall}, runs=10, lead_in_s=0.05)
+    # kernel times: lgc's compiled kernel on a profiling queue, cuBLAS between CUDA events
+    from lgc.runtime.executor import Executor
+    prof = Executor(exe.program, device, profile=True)
+    k_lgc, k_torch = [], []
+    for _ in range(10):
+        prof.run([a, b])
+        k_lgc.append(sum(t for _, _, t in prof.last_profile))
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        ta @ tb
+        e1.record()
+        torch.cuda.synchronize()
+        k_torch.append(e0.elapsed_time(e1) * 1e-3)
+    med = lambda xs: float(np.median(xs))   # noqa: E731
+    res.update({"lgc_kernel_ms": med(k_lgc) * 1e3, "cublas_kernel_ms": med(k_torch) * 1e3,
+                "lgc_kernel_tflops": tf(med(k_lgc)), "cublas_tflops": tf(med(k_torch)),
+                "kernel_ratio_lgc_over_cublas": med(k_torch) / med(k_lgc),
+                "lgc_wall_ms": med(walls["lgc"]) * 1e3, "cublas_wall_ms": med(walls["cublas"]) * 1e3,
+                "wall_ratio_lgc_over_cublas": med(walls["cublas"]) / med(walls["lgc"])})
+    say(f"  lgc {res['lgc_kernel_tflops']:.1f} TFLOP/s, cuBLAS {res['cublas_tflops']:.1f}: "
+        f"{100 * res['kernel_ratio_lgc_over_cublas']:.0f}% of cuBLAS (kernels), "
+        f"{100 * res['wall_ratio_lgc_over_cublas']:.0f}% (wall, operands on the device)")
+    return res
+
+
+# ---- ResNet-50 --------------------------------------------------------------------------------
+
+def torch_resnet(batch: int, path: str, smoke: bool):
+    """(torch model or None, ONNX path): torchvision's resnet50, seeded, batch-norm statistics
+    randomised, exported at `batch`; without torchvision (--smoke here) the onnx package's
+    light ResNet-50 with seeded random weights."""
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        if not smoke:
+            raise
+        import onnx
+        from random_weights import light_model_path, randomize
+        onnx.save(randomize(onnx.load(light_model_path("resnet50")), 0), path)
+        return None, path
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    x = torch.randn(batch, 3, 224, 224)
+    kw = dict(input_names=["input"], output_names=["logits"], opset_version=17)
+    try:
+        torch.onnx.export(model, (x,), path, dynamo=False, **kw)
+    except Exception as e:   # noqa: BLE001 (the TorchScript exporter may be gone: try dynamo's)
+        say(f"  TorchScript export failed ({type(e).__name__}: {e}); trying dynamo=True")
+        torch.onnx.export(model, (x,), path, dynamo=True, external_data=False, **kw)
+    return model, path
+
+
+def compile_resnet(path, batch, device, target, fold: bool, knobs: bool = False):
+    """knobs: the presets with GOOD_KNOBS on (patched in for this compile, so the compiled
+    program cache is bypassed)."""
+    from lgc.bench import compile_for_bench
+    from lgc.codegen import gpu_gemm
+    from lgc.codegen.target import use_target
+    env = {"LGC_GPU_CONV_FOLD": "1" if fold else "0"}
+    if knobs:
+        env["LGC_CACHE_COMPILED"] = "0"
+    old = {k: os.environ.get(k) for k in env}
+    presets = dict(gpu_gemm.PRESETS)
+    os.environ.update(env)
+    if knobs:
+        gpu_gemm.PRESETS.update({k: replace(p, **GOOD_KNOBS) for k, p in presets.items()
+                                 if gpu_gemm.valid(replace(p, **GOOD_KNOBS), target)})
+    try:
+        with use_target(target):
+            t = time.perf_counter()
+            exe, types, _ = compile_for_bench(path, batch, device)
+            compile_s = time.perf_counter() - t
+    finally:
+        gpu_gemm.PRESETS.update(presets)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+    return exe, types, compile_s
+
+
+_MODEL: dict = {}
+
+
+def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", variants: bool = True,
+           runs: int = 15) -> dict:
+    import pyopencl as cl
+
+    from lgc.bench import kernel_table, profile_kernels
+    path = os.path.join(out if smoke else "/tmp", "resnet50.onnx")
+    t = time.perf_counter()
+    if "path" not in _MODEL:
+        _MODEL["model"], _MODEL["path"] = torch_resnet(batch, path, smoke)
+    model, path = _MODEL["model"], _MODEL["path"]
+    res = {"batch": batch, "export_s": time.perf_counter() - t, "model": "torchvision resnet50" if model else
+           "onnx light resnet50, random weights"}
+    exe, types, res["compile_s"] = compile_resnet(path, batch, device, target, fold=True)
+    (name, typ), = types.items()
+    x = np.random.default_rng(0).standard_normal(typ.shape).astype(np.float32)
+    t = time.perf_counter()
+    (got,) = exe.run({name: x}).values()
+    res["first_run_s"] = time.perf_counter() - t
+    res["kernels"], res["launches"] = len(exe.program.kernel_names), len(exe.program.launches)
+    say(f"  compiled in {res['compile_s']:.1f} s, first run {res['first_run_s']:.1f} s, "
+        f"{res['kernels']} kernels, {res['launches']} launches")
+    torch = torch_setup() if model is not None else None
+    if torch is not None:
+        model = model.cuda()
+        xg = torch.from_numpy(x).cuda()
+        with torch.no_grad():
+            want = model(xg).cpu().numpy().astype(np.float64)
+    else:
+        import onnxruntime as ort
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        want = sess.run(None, {name: x})[0].astype(np.float64)
+    err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    res["max_err_over_max_ref"] = err
+    res["top1_agree"] = float(np.mean(got.argmax(-1) == want.argmax(-1)))
+    say(f"  lgc against {'torch' if torch else 'onnxruntime'}: max |err| / max |ref| = {err:.2e}, "
+        f"top-1 agreement {res['top1_agree']:.2f}")
+
+    feeds = {name: x}
+    rows = profile_kernels(exe, feeds, runs=3)
+    table = kernel_table(rows, target, top=25)
+    with open(os.path.join(out, f"resnet_kernels{tag}.txt"), "w") as f:
+        f.write(table + "\n")
+    res["kernel_total_ms"] = sum(r["time_s"] for r in rows) * 1e3
+    res["top_kernels"] = [{k: r[k] for k in ("kernel", "node", "calls", "time_s", "gflops")} for r in rows[:12]]
+    say(table)
+
+    xbuf = cl.Buffer(device.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=x)
+    ex = exe.executor
+
+    def lgc_dev():
+        ex.run_buffers([xbuf])
+        ex.queue.finish()
+
+    fns = {"lgc": lgc_dev, "lgc_host_io": lambda: exe.run(feeds)}
+    for variant, fold, knobs in ((("lgc_nofold", False, False), ("lgc_knobs", True, True)) if variants else ()):
+        try:
+            exe2, _, res[f"compile_{variant}_s"] = compile_resnet(path, batch, device, target, fold, knobs)
+            (got2,) = exe2.run(feeds).values()
+            res[f"{variant}_err_over_max_ref"] = float(np.max(np.abs(got2 - want)) / np.max(np.abs(want)))
+        except Exception as e:   # noqa: BLE001 (a variant that fails is reported, not fatal)
+            res[f"{variant}_error"] = f"{type(e).__name__}: {e}"
+            say(f"  {variant} failed: {e}")
+            continue
+
+        def run_variant(ex2=exe2.executor):
+            ex2.run_buffers([xbuf])
+            ex2.queue.finish()
+        fns[variant] = run_variant
+    if torch is not None:
+        def torch_fp32():
+            torch.backends.cudnn.allow_tf32 = False
+            with torch.no_grad():
+                model(xg)
+            torch.cuda.synchronize()
+
+        def torch_tf32():
+            torch.backends.cudnn.allow_tf32 = True
+            with torch.no_grad():
+                model(xg)
+            torch.cuda.synchronize()
+            torch.backends.cudnn.allow_tf32 = False
+        fns.update(torch_fp32=torch_fp32, torch_tf32_default=torch_tf32)
+    walls = interleaved(fns, runs=runs, lead_in_s=0.05)
+    med = {k: float(np.median(v)) for k, v in walls.items()}
+    res["median_ms"] = {k: v * 1e3 for k, v in med.items()}
+    if torch is not None:
+        res["ratio_lgc_over_torch_fp32"] = med["lgc"] / med["torch_fp32"]
+        res["ratio_lgc_over_torch_tf32"] = med["lgc"] / med["torch_tf32_default"]
+    say("  median ms: " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in med.items()) +
+        (f"; lgc / torch FP32 = {res['ratio_lgc_over_torch_fp32']:.2f}x" if torch is not None else ""))
+    RESULTS["_resnet_state"] = {"path": path, "name": name}
+    return res
+
+
+KNOB_SETS = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (1, 0) for b in (4, 0) for c in (4, 1)
+             for d in (4, 1) for e in (0, 4)]
+
+
+def directed_candidates(default, target) -> list:
+    """Candidates for one op, most promising first: the heuristic's pick, the 8x8 and preset
+    tiles with the staging knobs on, then every knob setting of the default tile."""
+    from lgc.codegen import gpu_gemm
+    out = [default, replace(default, **GOOD_KNOBS)]
+    for t in TILES[:4] + [(64, 64, 16, 16, 4, 4)]:
+        for k in (8, 16):
+            out.append(_params(t, k, **GOOD_KNOBS))
+    out += [replace(default, **k) for k in KNOB_SETS]
+    return [p for p in dict.fromkeys(out) if gpu_gemm.valid(p, target)]
+
+
+def op_kernel(node, params, target, name):
+    from lgc.codegen import gpu_conv, gpu_gemm
+    make = gpu_gemm.matmul_kernels if node.op == "matmul" else gpu_conv.conv_kernels
+    return make(node, name, target, params=params)[0]
+
+
+def tune_graph(graph, device, target, budget: float) -> dict:
+    """Per distinct matmul/conv of the graph, biggest first: time the directed candidates
+    (8 to a program) within an equal share of what is left of the budget; store winners."""
+    from lgc.codegen import tuner, tuning
+    todo = tuner.tasks(graph, target)
+    start, found, builds = time.perf_counter(), {}, []
+    for i, task in enumerate(todo):
+        left = budget - (time.perf_counter() - start)
+        if left <= 0:
+            break
+        share, t0 = left / (len(todo) - i), time.perf_counter()
+        cands = directed_candidates(task.default, target)
+        timed = []
+        for j in range(0, len(cands), 8):
+            chunk = cands[j:j + 8]
+            tb = time.perf_counter()
+            timed += zip(chunk, time_kernels(device, [op_kernel(task.node, p, target, f"c{n}")
+                                                      for n, p in enumerate(chunk)], runs=3))
+            builds.append(time.perf_counter() - tb)
+            if time.perf_counter() - t0 > share:
+                break
+        base = timed[0][1]
+        best, best_s = min(timed, key=lambda r: r[1])
+        if best_s < float("inf"):
+            tuning.save_entry(target, task.signature, asdict(best), best_s)
+        found[task.signature] = {"default_ms": base * 1e3, "best_ms": best_s * 1e3,
+                                 "gain": base / best_s if best_s else 0.0, "best": asdict(best),
+                                 "timed": len(timed), "of": len(cands), "flops": task.flops}
+        say(f"  {i + 1}/{len(todo)} {task.signature}: {base * 1e3:.3f} -> {best_s * 1e3:.3f} ms "
+            f"({len(timed)}/{len(cands)} candidates)")
+    return {"ops": len(todo), "tuned": len(found), "seconds": time.perf_counter() - start,
+            "seconds_per_chunk_of_8": float(np.median(builds)) if builds else None, "found": found}
+
+
+def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float) -> dict:
+    path = RESULTS.get("_resnet_state", {}).get("path")
+    if not path:
+        raise RuntimeError("the resnet section did not produce a model")
+    exe, _, _ = compile_resnet(path, batch, device, target, fold=True)
+    res = tune_graph(exe.graph, device, target, budget)
+    res["after"] = resnet(device, target, batch, out, smoke, tag="_tuned", variants=False)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for results")
+    ap.add_argument("--sections", default="sgemm,resnet,tune")
+    ap.add_argument("--n", type=int, default=4096, help="SGEMM size")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tune-budget", type=float, default=90.0)
+    ap.add_argument("--smoke", action="store_true", help="small sizes, GPU kernels forced on any device")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    os.environ.setdefault("LGC_TUNE_DB", os.path.join(args.out, "tuning.json"))
+    from lgc.runtime import select_device
+    device = select_device(None)
+    target = gpu_target(device, args.smoke)
+    if args.smoke:
+        args.n, args.batch, args.tune_budget = min(args.n, 256), min(args.batch, 1), min(args.tune_budget, 5)
+        global TILES
+        TILES = TILES[:2]
+    section("info", args.out, info, device, target)
+    say(json.dumps(RESULTS["info"], default=str))
+    todo = args.sections.split(",")
+    if "sgemm" in todo:
+        section("sgemm", args.out, sgemm, device, target, args.n, args.out)
+    if "resnet" in todo:
+        section("resnet", args.out, resnet, device, target, args.batch, args.out, args.smoke)
+    if "tune" in todo and not args.smoke:
+        section("tune", args.out, tune_resnet, device, target, args.batch, args.out, args.smoke,
+                args.tune_budget)
+    RESULTS.pop("_resnet_state", None)
+    save(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
