@@ -5,7 +5,9 @@ on it with a budget into a database of its own (--db, default a temporary file, 
 user's ~/.cache/lgc/tuning.json is neither read nor changed), then compiles the model twice
 in this process, once reading that database and once reading an empty one, checks that the
 two agree with onnxruntime, and times tuned, untuned and onnxruntime interleaved (A B C A B
-C ...). Prints each median, tuned/untuned, and which tuned entries changed the kernels.
+C ...), with a second untuned build as a fourth peer: how far apart two identical builds read
+in the same run is the noise floor for tuned/untuned. Prints each median, the ratios, and
+which tuned entries changed the kernels.
 
     python bench/tune.py [--model resnet50] [--budget 90] [--runs 15] [--db PATH] [--no-tune]
 """
@@ -73,6 +75,7 @@ def main():
               f"into {db}; {load()}")
         os.environ.pop("LGC_TUNE_DB")
     tuned, untuned = _compile(model, db), _compile(model, empty)
+    again = _compile(model, empty)       # the same untuned build twice: the A/A noise floor
     changed = sum(a != b for a, b in zip(tuned.program.launches, untuned.program.launches))
     print(f"kernels: {len(tuned.program.launches)} launches, {changed} differ from the untuned "
           f"build; sources {'differ' if tuned.program.source != untuned.program.source else 'SAME'}")
@@ -93,7 +96,7 @@ def main():
         print(f"{name}: max difference to onnxruntime {err:.2e} of the largest output")
         assert err < 1e-3, f"{name} disagrees with onnxruntime ({err:.2e})"
     peers = {"tuned": lambda: tuned.run(feeds), "untuned": lambda: untuned.run(feeds),
-             "ort": lambda: sess.run(None, feeds)}
+             "untuned_again": lambda: again.run(feeds), "ort": lambda: sess.run(None, feeds)}
     for _ in range(2):
         for fn in peers.values():
             fn()
@@ -103,6 +106,8 @@ def main():
     print(f"tuned {med['tuned']:.2f} ms, untuned {med['untuned']:.2f} ms, ort {med['ort']:.2f} ms; "
           f"tuned/untuned {med['tuned'] / med['untuned']:.3f}; tuned/ort {med['tuned'] / med['ort']:.2f}, "
           f"untuned/ort {med['untuned'] / med['ort']:.2f}; {load()}")
+    print(f"noise floor: the untuned build again / untuned {med['untuned_again'] / med['untuned']:.3f} "
+          f"(two identical executables, same run)")
     write_json(args.json, {"model": args.model, "budget_s": args.budget, "median_ms": med,
                            "times_ms": {k: [x * 1e3 for x in v] for k, v in times.items()},
                            "launches_changed": changed,
