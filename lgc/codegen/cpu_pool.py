@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from .cpu_depthwise import segment
-from .cpu_gemm import _lowering_only
+from .cpu_gemm import NO_UNROLL, _lowering_only
 from .kernel import Arg, Kernel, index_type_for
 
 MODES = ("max", "avg", "avg_pad")
@@ -73,19 +73,22 @@ class PoolRowsGen:
              f"const __global float* src = in0 + nc * {H * W};",
              "int vy = 0;"]
         b += [f"float a{i} = {fill};" for i in range(S)]
-        for kh in range(KH):
-            b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-            b.append(f"  if (iy >= 0 && iy < {H}) {{")
-            b.append(f"    const __global float* row = src + iy * {W};")
-            b.append("    vy += 1;")
-            for j in range(span):
-                b.append(f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
-                         f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};")
-            for kw in range(KW):
-                for i in range(S):
-                    r = f"r{i * sw + kw * dw}"
-                    b.append(f"    a{i} = fmax(a{i}, {r});" if mode == "max" else f"    a{i} += {r};")
-            b += ["  }", "}"]
+        # the window's rows in a loop (its columns stay unrolled): unrolled, PoCL's
+        # first-launch compile of this kernel took about twice as long
+        b.append(f"{NO_UNROLL} for ({it} kh = 0; kh < {KH}; ++kh) {{")
+        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + kh * {dh};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W};")
+        b.append("    vy += 1;")
+        for j in range(span):
+            b.append(f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
+                     f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};")
+        for kw in range(KW):
+            for i in range(S):
+                r = f"r{i * sw + kw * dw}"
+                b.append(f"    a{i} = fmax(a{i}, {r});" if mode == "max" else f"    a{i} += {r};")
+        b += ["  }", "}"]
+        b.append("}")
         st = epilogue.output if epilogue is not None else Y
         for i in range(S):
             tail = OW % S and i >= OW % S

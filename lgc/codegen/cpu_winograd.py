@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from .cpu_gemm import PANEL, _lowering_only, _panels, _prod
+from .cpu_gemm import NO_UNROLL, PANEL, _lowering_only, _panels, _prod
 from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
 
@@ -30,8 +30,9 @@ def tiles(out_hw) -> tuple[int, int]:
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
     """W [M, C, 3, 3] -> U [16, M, C] (element position e = 4 * row + column)."""
-    u = np.einsum("ai,mcij,bj->abmc", G, w.astype(np.float64), G)
-    return u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype)
+    M, C = w.shape[:2]     # one GEMM with kron(G, G) (the einsum took ~10x longer)
+    u = w.reshape(M * C, 9).astype(np.float64) @ np.kron(G, G).T      # [M*C, 16]
+    return np.ascontiguousarray(u.T.reshape(16, M, C)).astype(w.dtype)
 
 
 def _out_hw(x, pads):
@@ -110,7 +111,7 @@ class WinogradInputGen:
                  "for (int e = 0; e < 16; ++e)",
                  f"  vstore16(vload16(e, r), 0, out0 + (((n * 16 + e) * {NP} + p) * {C} + c) * 16);"]
         return [Kernel(name, [Arg("in0", X), Arg("out0", V, writable=True)], body,
-                       global_size=(C, NP, N), local_size=None, index_type=it,
+                       global_size=(C, NP, N), local_size=(1, 1, 1), index_type=it,
                        node_name=node.name or "")]
 
 
@@ -173,25 +174,25 @@ class WinogradOutputGen:
         if len(node.inputs) == 2:
             body += [f"const float bias = in1[m];"]
         st = epilogue.output if epilogue is not None else Y
-        stores = []
-        for j in range(PANEL):
-            lane_ = "0123456789abcdef"[j]
-            body.append(f"const {it} t{j} = min(p * 16 + {j}, ({it}){T - 1});")
-            body.append(f"const {it} oy{j} = (t{j} / {tw}) * 2, ox{j} = (t{j} % {tw}) * 2;")
-            for a in range(2):
-                for b in range(2):
-                    v = f"y{a}_{b}.s{lane_}" + (" + bias" if len(node.inputs) == 2 else "")
-                    oy = f"min(oy{j} + {a}, ({it}){oh - 1})"
-                    ox = f"min(ox{j} + {b}, ({it}){ow - 1})"
-                    flat = f"((n * {M} + m) * {oh} + {oy}) * {ow} + {ox}"
-                    if epilogue is not None:     # at top level: it may reuse what it declared
-                        lines, v = epilogue(v, ["n", "m", oy, ox], flat)
-                        body += lines
-                    guard = [f"p * 16 + {j} < {T}"] + ([f"oy{j} + {a} < {oh}"] if oh % 2 and a else []) \
-                        + ([f"ox{j} + {b} < {ow}"] if ow % 2 and b else [])
-                    stores.append(f"if ({' && '.join(guard)}) out0[{flat}] = "
-                                  f"({st.dtype.cl_storage})({v});")
-        body += stores
+        # the 16 tiles in a loop over private copies of the outputs (unrolled, with the
+        # epilogue 64 times, PoCL's first-launch compile of this kernel took ~3x longer)
+        body += ["float y_[64];"] + [f"vstore16(y{a}_{b}, {2 * a + b}, y_);" for a in range(2) for b in range(2)]
+        body += [NO_UNROLL, f"for ({it} j = 0; j < min(16, {T} - p * 16); ++j) {{",
+                 f"  const {it} t = p * 16 + j;",
+                 f"  const {it} oy = (t / {tw}) * 2, ox = (t % {tw}) * 2;"]
+        for a in range(2):
+            for b in range(2):
+                v = f"y_[{(2 * a + b) * 16} + j]" + (" + bias" if len(node.inputs) == 2 else "")
+                oy = f"min(oy + {a}, ({it}){oh - 1})"
+                ox = f"min(ox + {b}, ({it}){ow - 1})"
+                flat = f"((n * {M} + m) * {oh} + {oy}) * {ow} + {ox}"
+                if epilogue is not None:     # inside the loop's block: it may reuse what it declared there
+                    lines, v = epilogue(v, ["n", "m", oy, ox], flat)
+                    body += ["  " + ln for ln in lines]
+                guard = ([f"oy + {a} < {oh}"] if oh % 2 and a else []) + ([f"ox + {b} < {ow}"] if ow % 2 and b else [])
+                store = f"out0[{flat}] = ({st.dtype.cl_storage})({v});"
+                body.append(f"  if ({' && '.join(guard)}) {store}" if guard else f"  {store}")
+        body.append("}")
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
         args.append(Arg("out0", st, writable=True))
