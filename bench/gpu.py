@@ -183,7 +183,8 @@ def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
     return out
 
 
-def sgemm(device, target, n: int, out: str) -> dict:
+def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
+    """sweep=False: lgc's own choice (tuning database, else the heuristic), no search."""
     import pyopencl as cl
 
     from lgc.codegen import gpu_gemm, tuning
@@ -192,6 +193,10 @@ def sgemm(device, target, n: int, out: str) -> dict:
     node = graph.nodes[0]
     flops = 2.0 * n ** 3
     tf = lambda s: flops / s / 1e12   # noqa: E731
+    if not sweep:
+        best = gpu_gemm.params_for(gpu_gemm.gemm_shape(node), target)
+        res = {"n": n, "params": asdict(best), "source": "lgc's default (no tuning)"}
+        return sgemm_check_and_time(device, target, graph, best, res, tf)
     t0 = time.perf_counter()
     stage1 = time_candidates(device, target, node, [_params(t, k, **GOOD_KNOBS) for t in TILES for k in (8, 16)])
     stage1.sort(key=lambda r: r[1])
@@ -215,17 +220,26 @@ def sgemm(device, target, n: int, out: str) -> dict:
 
     # the winner through lgc: stored as a tuning entry, compiled, checked, timed
     tuning.save_entry(target, gpu_gemm.gemm_shape(node)[0], asdict(best), best_s)
-    import lgc
-    with use_target(target):
-        exe = lgc.compile(graph, device=device)
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    (got,) = exe.run({"a": a, "b": b}).values()
     res = {"n": n, "sweep_s": sweep_s, "candidates": len(ranked), "best": asdict(best),
            "best_kernel_ms": best_s * 1e3, "best_tflops": tf(best_s), "heuristic": asdict(heur),
            "heuristic_tflops": tf(heur_s),
            "top10": [(asdict(p), tf(s)) for p, s in ranked[:10]],
            "stage1": [(asdict(p), tf(s)) for p, s in stage1]}
+    return sgemm_check_and_time(device, target, graph, best, res, tf)
+
+
+def sgemm_check_and_time(device, target, graph, params, res: dict, tf) -> dict:
+    """Compile the product through lgc, check it against float64, time it against cuBLAS."""
+    import pyopencl as cl
+
+    import lgc
+    from lgc.codegen.target import use_target
+    n = graph.inputs[0].shape[0]
+    with use_target(target):
+        exe = lgc.compile(graph, device=device)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    (got,) = exe.run({"a": a, "b": b}).values()
     torch = torch_setup()
     if torch is None:
         want = a.astype(np.float64) @ b.astype(np.float64)
@@ -515,6 +529,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tune-budget", type=float, default=90.0)
     ap.add_argument("--smoke", action="store_true", help="small sizes, GPU kernels forced on any device")
+    ap.add_argument("--no-sweep", action="store_true", help="sgemm: lgc's own choice only, no search")
+    ap.add_argument("--variants", type=int, default=1, help="resnet: also time LGC_GPU_CONV_FOLD=0 and "
+                    "the presets with the wide knobs (0: lgc's default alone)")
     ap.add_argument("--deadline", type=float, default=1e9,
                     help="seconds: the tune budget shrinks so that the run ends by then")
     args = ap.parse_args()
@@ -532,9 +549,10 @@ def main() -> int:
     say(json.dumps(RESULTS["info"], default=str))
     todo = args.sections.split(",")
     if "sgemm" in todo:
-        section("sgemm", args.out, sgemm, device, target, args.n, args.out)
+        section("sgemm", args.out, sgemm, device, target, args.n, args.out, not args.no_sweep)
     if "resnet" in todo:
-        section("resnet", args.out, resnet, device, target, args.batch, args.out, args.smoke)
+        section("resnet", args.out, resnet, device, target, args.batch, args.out, args.smoke, "",
+                bool(args.variants))
     # what the tune section needs besides its budget: a compile, and the timings after it
     budget = min(args.tune_budget, args.deadline - (time.perf_counter() - t_start) - 70)
     if "tune" in todo and not args.smoke and budget >= 15:

@@ -245,28 +245,58 @@ def test_float16_storage_on_gpu_variants(params, monkeypatch):
 
 
 def test_gemv_reduction_kernel(monkeypatch):
-    """A row times B^T (an FC layer at batch 1) takes the reduction kernel, batched or not,
-    with N not a multiple of its column group, and applies an epilogue."""
+    """A few rows times B^T (an FC layer at a small batch) take the reduction kernel, batched
+    or not, with N not a multiple of its column group, and apply an epilogue."""
     from lgc.api import Executable
     from lgc.testing import build_op_graph
     rng = np.random.default_rng(12)
     cases = [("matmul", [_rand(rng, 1, 300), _rand(rng, 10, 300)], {"trans_b": 1}),
              ("matmul", [_rand(rng, 3, 1, 70), _rand(rng, 3, 9, 70)], {"trans_b": 1}),
-             ("matmul", [_rand(rng, 70), _rand(rng, 9, 70)], {"trans_b": 1})]
+             ("matmul", [_rand(rng, 70), _rand(rng, 9, 70)], {"trans_b": 1}),
+             ("matmul", [_rand(rng, 16, 130), _rand(rng, 21, 130)], {"trans_b": 1}),
+             ("matmul", [_rand(rng, 2, 5, 70), _rand(rng, 1, 9, 70)], {"trans_b": 1})]
     with use_target(GFX803):
         from lgc.codegen.program import lower
         assert "red[" in lower(build_op_graph(*cases[0])).source
+        assert "red[" in lower(build_op_graph(*cases[3])).source
         check_ops(cases, rtol=1e-4, atol=1e-4)
     made = []
     orig = gpu_gemm.gemv_t_kernel
 
-    def wrapped(node, name, batch, ba, bb, K, N, epilogue=None):
+    def wrapped(node, name, batch, ba, bb, M, K, N, epilogue=None):
         made.append(_Epilogue(node.outputs[0], [0.5, 0.25, 0.125]))
-        return orig(node, name, batch, ba, bb, K, N, made[-1])
+        return orig(node, name, batch, ba, bb, M, K, N, made[-1])
     monkeypatch.setattr(gpu_gemm, "gemv_t_kernel", wrapped)
-    x, w = _rand(rng, 2, 1, 70), _rand(rng, 2, 9, 70)
+    x, w = _rand(rng, 2, 3, 70), _rand(rng, 2, 9, 70)
     with use_target(GFX803):
         exe = Executable.from_graph(build_op_graph("matmul", [x, w], {"trans_b": 1}))
     (got,) = exe.run(dict(zip(exe.input_names, [x, w]))).values()
     want = made[0].reference(reference_op("matmul", [x, w], {"trans_b": 1})[0])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+NVIDIA_LIKE = GFX803.__class__(name="nvidia-like", device_type="gpu", wave_width=32, compute_units=132,
+                               local_mem_bytes=49152, max_work_group=1024, key="nvidia-like")
+
+
+@pytest.mark.parametrize("name", ["xlarge", "large", "medium", "small", "thin"])
+def test_wide_presets_compute_the_same(name, monkeypatch):
+    """The 32-wide GPUs' presets (unrolled staging, padded rows, float4 staging loads) on
+    shapes with ragged edges and exact ones, as a matmul and as a conv over two images."""
+    import lgc.codegen.gpu_conv as gc
+    p = gpu_gemm.PRESETS_WIDE[name]
+    assert valid(p, NVIDIA_LIKE), violations(p, NVIDIA_LIKE)
+    monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: p)
+    monkeypatch.setattr(gc, "params_for", lambda *a: p)
+    rng = np.random.default_rng(13)
+    cases = [("matmul", [_rand(rng, 130, 24), _rand(rng, 24, 136)], {}),
+             ("matmul", [_rand(rng, 128, 32), _rand(rng, 32, 128)], {}),
+             ("conv", [_rand(rng, 2, 8, 9, 9), _rand(rng, 16, 8, 3, 3), _rand(rng, 16)], {"pads": (1, 1, 1, 1)})]
+    with use_target(NVIDIA_LIKE):
+        check_ops(cases, rtol=1e-4, atol=1e-4)
+
+
+def test_heuristic_follows_the_wave_width():
+    assert gpu_gemm.heuristic(4096, 4096, 4096, 1, NVIDIA_LIKE) == gpu_gemm.PRESETS_WIDE["xlarge"]
+    assert gpu_gemm.heuristic(512, 784, 4608, 1, NVIDIA_LIKE) == gpu_gemm.PRESETS_WIDE["small"]
+    assert gpu_gemm.heuristic(4096, 4096, 4096, 1, GFX803) == gpu_gemm.PRESETS["large"]
