@@ -37,6 +37,10 @@ from .tuning import ConvChoice, PanelTile, cpu_signature
 
 GPU_GRID = dict(MWG=(16, 32, 64, 128), NWG=(16, 32, 64, 128), KWG=(8, 16, 32), MDIMC=(8, 16),
                 NDIMC=(8, 16), VWM=(1, 2, 4), VWN=(1, 2, 4), KUNR=(2, 4, 8))
+# Every setting of the staging knobs (gpu_gemm.GemmParams): on an H200 they decided more than
+# the tile did (bench/gpu.py: 2x on the 4096^3 SGEMM and on ResNet-50's convs).
+GPU_KNOBS = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (1, 0) for b in (4, 0) for c in (4, 1)
+             for d in (4, 1) for e in (0, 4)]
 CPU_MATMUL_GRID = dict(TM=(1, 2, 4, 8, 16), TN=(4, 8, 16))
 CPU_CONV_GRID = dict(TM=(4, 8, 16), TP=(4, 8, 16))
 PANEL_ROWS = (2, 4, 8, 12, 16)      # rows per C tile tried for a panel GEMM (cpu_gemm.tile_rows
@@ -72,6 +76,19 @@ def _prod(xs) -> int:
     for x in xs:
         n *= int(x)
     return n
+
+
+def gpu_candidates(default: GemmParams, target: Target, seed: str) -> list[GemmParams]:
+    """GPU candidates, most promising first (a budget cut short keeps the best part): the
+    heuristic's pick, the target's presets, every staging-knob setting of the pick's tile,
+    then the tile grid (seeded shuffle) with the pick's knobs."""
+    from dataclasses import replace
+    knobs = {k: getattr(default, k) for k in GPU_KNOBS[0]}
+    grid = [replace(p, **knobs) for p in _grid(GPU_GRID, GemmParams)]
+    random.Random(seed).shuffle(grid)
+    ordered = [default] + list(gpu_gemm.presets_for(target).values()) + \
+        [replace(default, **k) for k in GPU_KNOBS] + grid
+    return [p for p in dict.fromkeys(ordered) if gpu_gemm.valid(p, target)]
 
 
 def gpu_gemm_shape(node):
@@ -184,10 +201,10 @@ def tasks(graph, target: Target) -> list[Task]:
                                             [v.type for v in node.outputs], node.attrs)
         if target.is_gpu:
             sig, M, N, K, B = gpu_gemm_shape(node)
-            if sig.startswith("matmul_t:M1:"):
-                continue   # a row times B^T runs the GEMV reduction kernel, which has no tiles
+            if sig.startswith("matmul_t:") and M <= gpu_gemm.GEMV_ROWS:
+                continue   # a few rows times B^T run the GEMV reduction kernel: no tiles
             default = gpu_gemm.heuristic(M, N, K, B, target)
-            cands = [p for p in _grid(GPU_GRID, GemmParams) if gpu_gemm.valid(p, target)]
+            cands = gpu_candidates(default, target, sig)
         elif node.op == "matmul" and node.attrs["trans_b"]:
             continue   # the CPU dot-product kernel has fixed tiles
         else:
@@ -202,7 +219,8 @@ def tasks(graph, target: Target) -> list[Task]:
         if sig in out:
             out[sig].flops += flops
             continue
-        random.Random(sig).shuffle(cands)
+        if not target.is_gpu:   # GPU candidates come ordered, most promising first
+            random.Random(sig).shuffle(cands)
         cands = [default] + [c for c in cands if c != default]
         out[sig] = Task(sig, node, cands, default, flops)
     return first + sorted(out.values(), key=lambda t: -t.flops)
