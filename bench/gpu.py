@@ -15,8 +15,8 @@ its peer in the same run, interleaved (A B A B):
           its latency with the input on the device (the buffers path lgc.jit runs) against
           torch eager FP32 (TF32 off; TF32 on, torch's default for convolutions, for scale);
           also lgc with LGC_GPU_CONV_FOLD=0 and a per-kernel table.
-  tune    `lgc tune` on the ResNet-50 graph within --tune-budget seconds, then the resnet
-          timings again with the tuned database.
+  tune    `lgc tune` (lgc.codegen.tuner.tune) on the ResNet-50 graph within --tune-budget
+          seconds, then the resnet timings again with the tuned database.
 
 Results go to --out (gpu.json, kernel tables, the tuning database) and a summary to stdout.
 On the GPU machine (../shared/gpu/README.md):
@@ -185,10 +185,7 @@ def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
 
 def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
     """sweep=False: lgc's own choice (tuning database, else the heuristic), no search."""
-    import pyopencl as cl
-
     from lgc.codegen import gpu_gemm, tuning
-    from lgc.codegen.target import use_target
     graph = matmul_graph(n)
     node = graph.nodes[0]
     flops = 2.0 * n ** 3
@@ -455,68 +452,18 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
     return res
 
 
-KNOB_SETS = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (1, 0) for b in (4, 0) for c in (4, 1)
-             for d in (4, 1) for e in (0, 4)]
-
-
-def directed_candidates(default, target) -> list:
-    """Candidates for one op, most promising first: the heuristic's pick, the 8x8 and preset
-    tiles with the staging knobs on, then every knob setting of the default tile."""
-    from lgc.codegen import gpu_gemm
-    out = [default, replace(default, **GOOD_KNOBS)]
-    for t in TILES[:4] + [(64, 64, 16, 16, 4, 4)]:
-        for k in (8, 16):
-            out.append(_params(t, k, **GOOD_KNOBS))
-    out += [replace(default, **k) for k in KNOB_SETS]
-    return [p for p in dict.fromkeys(out) if gpu_gemm.valid(p, target)]
-
-
-def op_kernel(node, params, target, name):
-    from lgc.codegen import gpu_conv, gpu_gemm
-    make = gpu_gemm.matmul_kernels if node.op == "matmul" else gpu_conv.conv_kernels
-    return make(node, name, target, params=params)[0]
-
-
-def tune_graph(graph, device, target, budget: float) -> dict:
-    """Per distinct matmul/conv of the graph, biggest first: time the directed candidates
-    (8 to a program) within an equal share of what is left of the budget; store winners."""
-    from lgc.codegen import tuner, tuning
-    todo = tuner.tasks(graph, target)
-    start, found, builds = time.perf_counter(), {}, []
-    for i, task in enumerate(todo):
-        left = budget - (time.perf_counter() - start)
-        if left <= 0:
-            break
-        share, t0 = left / (len(todo) - i), time.perf_counter()
-        cands = directed_candidates(task.default, target)
-        timed = []
-        for j in range(0, len(cands), 8):
-            chunk = cands[j:j + 8]
-            tb = time.perf_counter()
-            timed += zip(chunk, time_kernels(device, [op_kernel(task.node, p, target, f"c{n}")
-                                                      for n, p in enumerate(chunk)], runs=3))
-            builds.append(time.perf_counter() - tb)
-            if time.perf_counter() - t0 > share:
-                break
-        base = timed[0][1]
-        best, best_s = min(timed, key=lambda r: r[1])
-        if best_s < float("inf"):
-            tuning.save_entry(target, task.signature, asdict(best), best_s)
-        found[task.signature] = {"default_ms": base * 1e3, "best_ms": best_s * 1e3,
-                                 "gain": base / best_s if best_s else 0.0, "best": asdict(best),
-                                 "timed": len(timed), "of": len(cands), "flops": task.flops}
-        say(f"  {i + 1}/{len(todo)} {task.signature}: {base * 1e3:.3f} -> {best_s * 1e3:.3f} ms "
-            f"({len(timed)}/{len(cands)} candidates)")
-    return {"ops": len(todo), "tuned": len(found), "seconds": time.perf_counter() - start,
-            "seconds_per_chunk_of_8": float(np.median(builds)) if builds else None, "found": found}
-
-
 def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float) -> dict:
     path = RESULTS.get("_resnet_state", {}).get("path")
     if not path:
         raise RuntimeError("the resnet section did not produce a model")
+    from lgc.codegen import tuner
     exe, _, _ = compile_resnet(path, batch, device, target, fold=True)
-    res = tune_graph(exe.graph, device, target, budget)
+    t = time.perf_counter()
+    found = tuner.tune(exe.graph, device, budget=budget)   # what `lgc tune` runs
+    res = {"budget_s": budget, "seconds": time.perf_counter() - t, "ops_tuned": len(found),
+           "found": {sig: {"default_ms": base * 1e3, "best_ms": s * 1e3, "gain": base / s if s else 0.0,
+                           "best": asdict(p) if hasattr(p, "__dataclass_fields__") else str(p)}
+                     for sig, (p, s, base) in found.items()}}
     res["after"] = resnet(device, target, batch, out, smoke, tag="_tuned", variants=False)
     return res
 
