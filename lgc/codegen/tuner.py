@@ -432,7 +432,8 @@ def tune(graph, device, budget: float = 60.0, batch: int = 8, progress: bool = T
                     best = (p, t)
             done += len(chunk)
             if bar:
-                bar.show(time.perf_counter() - start,
+                work = (i + done / len(task.candidates)) / len(todo)   # the budget or the ops:
+                bar.show(max(time.perf_counter() - start, work * budget),  # whichever is further
                          f"{i + 1}/{len(todo)} {task.signature[:60]} {done}/{len(task.candidates)} "
                          f"best {best[1] * 1e3:.3f} ms")
             if ref is None or time.perf_counter() - t0 > share:
