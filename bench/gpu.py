@@ -14,7 +14,8 @@ its peer in the same run, interleaved (A B A B):
           exported to ONNX at --batch; lgc's compile time, its output against torch's, and
           its latency with the input on the device (the buffers path lgc.jit runs) against
           torch eager FP32 (TF32 off; TF32 on, torch's default for convolutions, for scale);
-          also lgc with LGC_GPU_CONV_FOLD=0 and a per-kernel table.
+          also lgc with LGC_GPU_CONV_FOLD=0 and with the previous wide heuristic, and a
+          per-kernel table.
   tune    `lgc tune` (lgc.codegen.tuner.tune) on the ResNet-50 graph within --tune-budget
           seconds, then the resnet timings again with the tuned database.
 
@@ -325,28 +326,30 @@ def torch_resnet(batch: int, path: str, smoke: bool):
     return model, path
 
 
-def compile_resnet(path, batch, device, target, fold: bool, knobs: bool = False):
-    """knobs: the presets with GOOD_KNOBS on (patched in for this compile, so the compiled
-    program cache is bypassed)."""
+def compile_resnet(path, batch, device, target, fold: bool, previous: bool = False):
+    """previous: the heuristic as it was before the 4x4 medium preset (a 64x64 tile of 8x8
+    work-items) and with one work-group per compute unit required, patched in for this compile
+    (so the compiled program cache is bypassed)."""
     from lgc.bench import compile_for_bench
     from lgc.codegen import gpu_gemm
     from lgc.codegen.target import use_target
     env = {"LGC_GPU_CONV_FOLD": "1" if fold else "0"}
-    if knobs:
+    if previous:
         env["LGC_CACHE_COMPILED"] = "0"
     old = {k: os.environ.get(k) for k in env}
-    presets = dict(gpu_gemm.PRESETS)
+    presets, per_cu = dict(gpu_gemm.PRESETS_WIDE), gpu_gemm.WIDE_GROUPS_PER_CU
     os.environ.update(env)
-    if knobs:
-        gpu_gemm.PRESETS.update({k: replace(p, **GOOD_KNOBS) for k, p in presets.items()
-                                 if gpu_gemm.valid(replace(p, **GOOD_KNOBS), target)})
+    if previous:
+        gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=8, NDIMC=8)
+        gpu_gemm.WIDE_GROUPS_PER_CU = 1
     try:
         with use_target(target):
             t = time.perf_counter()
             exe, types, _ = compile_for_bench(path, batch, device)
             compile_s = time.perf_counter() - t
     finally:
-        gpu_gemm.PRESETS.update(presets)
+        gpu_gemm.PRESETS_WIDE.update(presets)
+        gpu_gemm.WIDE_GROUPS_PER_CU = per_cu
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k)
@@ -412,9 +415,10 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
         ex.queue.finish()
 
     fns = {"lgc": lgc_dev, "lgc_host_io": lambda: exe.run(feeds)}
-    for variant, fold, knobs in ((("lgc_nofold", False, False), ("lgc_knobs", True, True)) if variants else ()):
+    for variant, fold, previous in ((("lgc_nofold", False, False), ("lgc_previous_heuristic", True, True))
+                                    if variants else ()):
         try:
-            exe2, _, res[f"compile_{variant}_s"] = compile_resnet(path, batch, device, target, fold, knobs)
+            exe2, _, res[f"compile_{variant}_s"] = compile_resnet(path, batch, device, target, fold, previous)
             (got2,) = exe2.run(feeds).values()
             res[f"{variant}_err_over_max_ref"] = float(np.max(np.abs(got2 - want)) / np.max(np.abs(want)))
         except Exception as e:   # noqa: BLE001 (a variant that fails is reported, not fatal)
@@ -478,7 +482,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="small sizes, GPU kernels forced on any device")
     ap.add_argument("--no-sweep", action="store_true", help="sgemm: lgc's own choice only, no search")
     ap.add_argument("--variants", type=int, default=1, help="resnet: also time LGC_GPU_CONV_FOLD=0 and "
-                    "the presets with the wide knobs (0: lgc's default alone)")
+                    "the previous wide heuristic (0: lgc's default alone)")
     ap.add_argument("--deadline", type=float, default=1e9,
                     help="seconds: the tune budget shrinks so that the run ends by then")
     args = ap.parse_args()
