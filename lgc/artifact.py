@@ -26,7 +26,8 @@ from .ir import dtypes
 FORMAT = "lgc-artifact"
 FORMAT_VERSION = 1          # what a program without loops is written as
 LOOPS_VERSION = 2           # a program with while loops ("loops" tables); older lgc refuses it
-READ_VERSIONS = (FORMAT_VERSION, LOOPS_VERSION)
+SCALARS_VERSION = 3         # launches with integer arguments ("scalars"); older lgc refuses it
+READ_VERSIONS = (FORMAT_VERSION, LOOPS_VERSION, SCALARS_VERSION)
 MEMBERS = ("ir.txt", "kernels.cl", "weights.bin")
 
 
@@ -52,7 +53,8 @@ def _tables(prog: Program, weights: io.BytesIO) -> dict:
                     for b in prog.buffers],
         "launches": [{"kernel": ln.kernel, "args": ln.args, "global": list(ln.global_size),
                       "local": list(ln.local_size) if ln.local_size else None,
-                      "node": ln.node, "flops": ln.flops} for ln in prog.launches],
+                      "node": ln.node, "flops": ln.flops,
+                      **({"scalars": list(ln.scalars)} if ln.scalars else {})} for ln in prog.launches],
         "constants": consts,
     }
     if prog.loops:
@@ -60,6 +62,11 @@ def _tables(prog: Program, weights: io.BytesIO) -> dict:
                          "node": lp.node, "cond": _tables(lp.cond, weights),
                          "body": _tables(lp.body, weights)} for lp in prog.loops]
     return out
+
+
+def _has_scalars(prog: Program) -> bool:
+    return any(ln.scalars for ln in prog.launches) or any(
+        _has_scalars(lp.cond) or _has_scalars(lp.body) for lp in prog.loops)
 
 
 def save_artifact(path, exe, compress: bool = True) -> None:
@@ -70,7 +77,8 @@ def save_artifact(path, exe, compress: bool = True) -> None:
                "weights.bin": weights.getvalue()}
     manifest = {
         "format": FORMAT,
-        "format_version": LOOPS_VERSION if prog.loops else FORMAT_VERSION,
+        "format_version": (SCALARS_VERSION if _has_scalars(prog) else
+                           LOOPS_VERSION if prog.loops else FORMAT_VERSION),
         "lgc_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "target": {"device": exe.device.name, "platform": exe.device.platform, "kind": exe.device.kind},
@@ -163,8 +171,10 @@ def _program(manifest: dict, kernels: set, weights: bytes, where: str) -> Progra
     for ln in manifest["launches"]:
         launch = Launch(str(ln["kernel"]), [int(a) for a in ln["args"]], tuple(int(g) for g in ln["global"]),
                         tuple(int(x) for x in ln["local"]) if ln.get("local") else None,
-                        str(ln.get("node", "")), int(ln.get("flops", 0)))
-        if launch.kernel not in kernels or any(not 0 <= a < len(buffers) for a in launch.args):
+                        str(ln.get("node", "")), int(ln.get("flops", 0)),
+                        tuple(int(v) for v in ln.get("scalars", ())))
+        if launch.kernel not in kernels or any(not 0 <= a < len(buffers) for a in launch.args) \
+                or any(not 0 <= v < 2**31 for v in launch.scalars):
             raise ArtifactError(f"{where}: launch of {launch.kernel!r} is inconsistent with the program")
         launches.append(launch)
     constants = {}

@@ -67,6 +67,9 @@ def _lanes_loop(it, cond, read) -> list[str]:
             "vstore16(vload16(0, t_), 0, dst);"]
 
 
+PACK_LOCAL = 64     # work-items per group along k (a fixed size: one PoCL specialisation)
+
+
 # ---- pack_panels ----------------------------------------------------------------------------
 
 def _pack_infer(types, attrs):
@@ -98,23 +101,27 @@ class PackGen:
         K, N = (x[-1], x[-2]) if trans else (x[-2], x[-1])
         NP, nb = _panels(N), _prod(x[:-2])
         it = index_type_for(X.type.size, Y.type.size)
+        L = PACK_LOCAL
+        # sizes are kernel arguments (Kernel.params) and the work-group size is fixed (rows
+        # of k, rounded up), so every pack of the same kind is one kernel for PoCL to compile
+        params = (("K_", K), ("N_", N), ("NP_", NP))
         body = [f"const {it} k = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
-                f"const {it} b = ({it})get_global_id(2);",
-                f"__global const float* src = in0 + b * {K * N};",
-                f"__global float* dst = out0 + ((b * {NP} + p) * {K} + k) * {PANEL};"]
+                f"const {it} b = ({it})get_global_id(2);"]
+        if L:
+            body.append("if (k >= K_) return;")
+        body += ["__global const float* src = in0 + b * K_ * N_;",
+                 f"__global float* dst = out0 + ((b * NP_ + p) * K_ + k) * {PANEL};"]
         if trans:
-            body += _lanes_loop(it, f"q < {N}", f"src[q * {K} + k]")
+            body += _lanes_loop(it, "q < N_", "src[q * K_ + k]")
         else:
-            full = f"vstore16(vload16(0, src + k * {N} + p * 16), 0, dst);"
-            if N % PANEL == 0:
-                body.append(full)
-            else:
-                body += [f"if (p * 16 + 16 <= {N}) {full}", "else {"]
-                body += ["  " + ln for ln in _lanes_loop(it, f"q < {N}", f"src[k * {N} + q]")] + ["}"]
+            full = "vstore16(vload16(0, src + k * N_ + p * 16), 0, dst);"
+            body += [f"if (p * 16 + 16 <= N_) {full}", "else {"]
+            body += ["  " + ln for ln in _lanes_loop(it, "q < N_", "src[k * N_ + q]")] + ["}"]
         return [Kernel(name, [Arg("in0", X), Arg("out0", Y, writable=True)], body,
-                       global_size=(K, NP, nb), local_size=None, index_type=it,
-                       node_name=node.name or "")]
+                       global_size=(-(-K // L) * L if L else K, NP, nb),
+                       local_size=(L, 1, 1) if L else None, index_type=it,
+                       node_name=node.name or "", params=params)]
 
 
 register(OpDef("pack_panels", _pack_infer, pack_panels_ref, PackGen(),
@@ -346,7 +353,6 @@ class PanelGemmGen:
         return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
-        from ..ops.linalg import batch_offsets
         A, Bp = node.inputs[:2]
         C = node.outputs[0]
         at = node.attrs
@@ -359,28 +365,31 @@ class PanelGemmGen:
         dt = C.dtype
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
         a_size = _panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
+        # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
+        # share one kernel; guards for ragged tiles are always there (cheap at run time).
+        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", a_size), ("SB_", _panels(N) * K * PANEL))
         body = [f"const {it} pn = ({it})get_global_id(0);",
                 f"const {it} pm = ({it})get_global_id(1);",
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        body += batch_offsets(it, batch, [ba, bb], [("offa", a_size), ("offb", _panels(N) * K * PANEL)])
-        body.append(f"__global const float* bq = in1 + offb + pn * {K * PANEL};")
+        body += _batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
+        body.append(f"__global const float* bq = in1 + offb + pn * K_ * {PANEL};")
         if packed:
-            body.append(f"__global const float* aq = in0 + offa + pm * {K * TM};")
+            body.append(f"__global const float* aq = in0 + offa + pm * K_ * {TM};")
         else:
-            body += [f"__global const float* a{i} = in0 + offa + min(m0 + {i}, ({it}){M - 1}) * {K};"
+            body += [f"__global const float* a{i} = in0 + offa + min(m0 + {i}, M_ - 1) * K_;"
                      for i in range(TM)]
         bias = len(node.inputs) == 3
         W, H = ACC, PANEL // ACC                    # accumulator width, vectors per tile row
         VT = f"float{W}"
         for i in range(TM):
-            init = f"({VT})(in2[min(m0 + {i}, ({it}){M - 1})])" if bias else f"({VT})0"
+            init = f"({VT})(in2[min(m0 + {i}, M_ - 1)])" if bias else f"({VT})0"
             body.append(f"{VT} " + ", ".join(f"c{i}_{h} = {init}" for h in range(H)) + ";")
-        body += [f"for ({it} k = 0; k < {K}; ++k) {{"]
+        body += [f"for ({it} k = 0; k < K_; ++k) {{"]
         body += [f"  const {VT} b{h} = vload{W}({h}, bq + k * 16);" for h in range(H)]
         if packed:     # one float4 per row panel of the tile
-            body += [f"  const float4 ap{j} = vload4(k, aq + {j * K * ROWS});" for j in range(TM // ROWS)]
+            body += [f"  const float4 ap{j} = vload4(k, aq + {j * ROWS} * K_);" for j in range(TM // ROWS)]
             av = [f"ap{i // ROWS}.s{i % ROWS}" for i in range(TM)]
         else:
             av = [f"a{i}[k]" for i in range(TM)]
@@ -391,40 +400,50 @@ class PanelGemmGen:
         # that stays a loop: PoCL compiles each kernel again at its first launch, and the
         # epilogue unrolled 128 times or 128 guarded scalar stores were most of that time.
         st = epilogue.output.dtype if epilogue is not None else dt
-        rows_left = f"min({TM}, {M} - m0)" if M % TM else f"{TM}"
         tile = [f"float t_[{TM * PANEL}];"] + \
             [f"vstore{W}(c{i}_{h}, {i * H + h}, t_);" for i in range(TM) for h in range(H)]
 
         def loop(cols, inner):
-            return [f"{NO_UNROLL} for ({it} i = 0; i < {rows_left}; ++i)",
+            return [f"{NO_UNROLL} for ({it} i = 0; i < min({TM}, M_ - m0); ++i)",
                     f"{NO_UNROLL} for ({it} j = 0; j < {cols}; ++j) {{"] + \
                 ["  " + ln for ln in inner] + ["}"]
         m, n = "(m0 + i)", "(n0 + j)"
-        flat = f"b * {M * N} + {m} * {N} + {n}"
+        flat = f"b * M_ * N_ + {m} * N_ + {n}"
         if epilogue is not None:
             coords = (unravel("b", batch) if batch else []) + [m] + \
                 (unravel(n, nshape) if len(nshape) > 1 else [n] * len(nshape))
             lines, v = epilogue(f"t_[i * {PANEL} + j]", coords, flat)
-            cols = f"min({PANEL}, {N} - n0)" if N % PANEL else f"{PANEL}"
-            body += tile + loop(cols, lines + [write("out0", st, flat, v)])
+            body += tile + loop(f"min({PANEL}, N_ - n0)", lines + [write("out0", st, flat, v)])
         else:
             full = []
             for i in range(TM):
-                row = f"b * {M * N} + (m0 + {i}) * {N} + n0"
+                row = f"b * M_ * N_ + (m0 + {i}) * N_ + n0"
                 s = " ".join(_vstore(st, f"{row} + {W * h}", f"c{i}_{h}", W) for h in range(H))
-                full += [f"if (m0 + {i} < {M}) {{ {s} }}"] if M % TM else [s]
-            if N % PANEL == 0:
-                body += full
-            else:
-                body += [f"if (n0 + {PANEL} <= {N}) {{"] + ["  " + ln for ln in full] + ["} else {"]
-                body += ["  " + ln for ln in tile + loop(f"{N} - n0", [write("out0", st, flat, f"t_[i * {PANEL} + j]")])]
-                body.append("}")
+                full += [f"if (m0 + {i} < M_) {{ {s} }}"]
+            body += ["if (n0 + 16 <= N_) {"] + ["  " + ln for ln in full] + ["} else {"]
+            body += ["  " + ln for ln in tile + loop("N_ - n0", [write("out0", st, flat, f"t_[i * {PANEL} + j]")])]
+            body.append("}")
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
         args.append(Arg("out0", epilogue.output if epilogue is not None else C, writable=True))
         return [Kernel(name, args, body, global_size=(_panels(N), _panels(M, TM), _prod(batch)),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * M * N * K * _prod(batch))]
+                       flops=2 * M * N * K * _prod(batch), params=params)]
+
+
+def _batch_offsets(it: str, batch, shapes, names) -> list[str]:
+    """Lines decoding the flat batch id `b` into element offsets per operand, as
+    lgc.ops.linalg.batch_offsets does, with each operand's matrix size a name (`names[i]`:
+    (offset variable, size name)) rather than a number."""
+    lines = [f"{it} rem_ = b;"] + [f"{it} {n} = 0;" for n, _ in names]
+    for axis in range(len(batch) - 1, -1, -1):
+        lines.append(f"{{ const {it} c_ = rem_ % {batch[axis]}; rem_ /= {batch[axis]};")
+        for shape, (n, size) in zip(shapes, names):
+            k = axis - (len(batch) - len(shape))
+            if k >= 0 and shape[k] != 1:
+                lines.append(f"  {n} += c_ * {_prod(shape[k + 1:])} * {size};")
+        lines.append("}")
+    return lines
 
 
 def _vstore(dtype, index, value, w) -> str:

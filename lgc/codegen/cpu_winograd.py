@@ -91,28 +91,31 @@ class WinogradInputGen:
         th, tw = tiles(_out_hw(X.shape, node.attrs["pads"]))
         T, NP = th * tw, _panels(th * tw)
         it = index_type_for(X.type.size, V.type.size)
+        # sizes are kernel arguments (Kernel.params): one kernel for every layer with these pads
+        params = (("C_", C), ("H_", H), ("W_", W), ("T_", T), ("TW_", tw), ("NP_", NP))
         body = [f"const {it} c = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
                 f"const {it} n = ({it})get_global_id(2);",
-                f"__global const float* src = in0 + (n * {C} + c) * {H * W};",
+                "__global const float* src = in0 + (n * C_ + c) * H_ * W_;",
                 "float r[256];",
+                f"{it} ty = (p * 16) / TW_, tx = (p * 16) % TW_;   /* tile j's row and column */",
                 f"for ({it} j = 0; j < 16; ++j) {{",
-                f"  const {it} t = min(p * 16 + j, ({it}){T - 1});",
-                f"  const {it} y0 = (t / {tw}) * 2 - {pt}, x0 = (t % {tw}) * 2 - {pl};",
-                f"  const int live = p * 16 + j < {T};"]
+                f"  const {it} y0 = ty * 2 - {pt}, x0 = tx * 2 - {pl};",
+                "  const int live = p * 16 + j < T_;"]
         for i in range(4):
             for k in range(4):
-                body.append(f"  const float d{i}_{k} = (live && y0 + {i} >= 0 && y0 + {i} < {H} && "
-                            f"x0 + {k} >= 0 && x0 + {k} < {W}) ? src[clamp(y0 + {i}, ({it})0, ({it}){H - 1}) * {W}"
-                            f" + clamp(x0 + {k}, ({it})0, ({it}){W - 1})] : 0.0f;")
+                body.append(f"  const float d{i}_{k} = (live && y0 + {i} >= 0 && y0 + {i} < H_ && "
+                            f"x0 + {k} >= 0 && x0 + {k} < W_) ? src[clamp(y0 + {i}, ({it})0, H_ - 1) * W_"
+                            f" + clamp(x0 + {k}, ({it})0, W_ - 1)] : 0.0f;")
         body += ["  " + ln for ln in _transform_lines("d", "v", BT)]
         body += [f"  r[{a * 4 + b} * 16 + j] = v{a}_{b};" for a in range(4) for b in range(4)]
-        body += ["}",
+        body += ["  tx += 1; ty += tx == TW_; tx = tx == TW_ ? 0 : tx;",
+                 "}",
                  "for (int e = 0; e < 16; ++e)",
-                 f"  vstore16(vload16(e, r), 0, out0 + (((n * 16 + e) * {NP} + p) * {C} + c) * 16);"]
+                 "  vstore16(vload16(e, r), 0, out0 + (((n * 16 + e) * NP_ + p) * C_ + c) * 16);"]
         return [Kernel(name, [Arg("in0", X), Arg("out0", V, writable=True)], body,
                        global_size=(C, NP, N), local_size=(1, 1, 1), index_type=it,
-                       node_name=node.name or "")]
+                       node_name=node.name or "", params=params)]
 
 
 register(OpDef("winograd_input", _in_infer, _in_ref, WinogradInputGen(), fusion="opaque",
@@ -163,41 +166,44 @@ class WinogradOutputGen:
         th, tw = tiles((oh, ow))
         T, NP = th * tw, T16 // PANEL
         it = index_type_for(Mt.type.size, Y.type.size)
+        # sizes are kernel arguments (Kernel.params): one kernel for every layer
+        params = (("M_", M), ("T16_", T16), ("T_", T), ("TW_", tw), ("OH_", oh), ("OW_", ow))
         body = [f"const {it} p = ({it})get_global_id(0);",
                 f"const {it} m = ({it})get_global_id(1);",
                 f"const {it} n = ({it})get_global_id(2);"]
-        body += [f"const float16 s{i}_{j} = vload16(0, in0 + ((n * 16 + {4 * i + j}) * {M} + m) * {T16} + p * 16);"
+        body += [f"const float16 s{i}_{j} = vload16(0, in0 + ((n * 16 + {4 * i + j}) * M_ + m) * T16_ + p * 16);"
                  for i in range(4) for j in range(4)]
         at = np.array(AT)
         lines = _transform_lines("s", "y", at)
         body += [ln.replace("const float ", "const float16 ") for ln in lines]
         if len(node.inputs) == 2:
-            body += [f"const float bias = in1[m];"]
+            body += ["const float bias = in1[m];"]
         st = epilogue.output if epilogue is not None else Y
         # the 16 tiles in a loop over private copies of the outputs (unrolled, with the
         # epilogue 64 times, PoCL's first-launch compile of this kernel took ~3x longer)
         body += ["float y_[64];"] + [f"vstore16(y{a}_{b}, {2 * a + b}, y_);" for a in range(2) for b in range(2)]
-        body += [NO_UNROLL, f"for ({it} j = 0; j < min(16, {T} - p * 16); ++j) {{",
-                 f"  const {it} t = p * 16 + j;",
-                 f"  const {it} oy = (t / {tw}) * 2, ox = (t % {tw}) * 2;"]
+        body += [f"{it} ty = (p * 16) / TW_, tx = (p * 16) % TW_;   /* tile j's row and column */",
+                 NO_UNROLL, f"for ({it} j = 0; j < min(16, T_ - p * 16); ++j) {{",
+                 f"  const {it} oy = ty * 2, ox = tx * 2;"]
         for a in range(2):
             for b in range(2):
                 v = f"y_[{(2 * a + b) * 16} + j]" + (" + bias" if len(node.inputs) == 2 else "")
-                oy = f"min(oy + {a}, ({it}){oh - 1})"
-                ox = f"min(ox + {b}, ({it}){ow - 1})"
-                flat = f"((n * {M} + m) * {oh} + {oy}) * {ow} + {ox}"
+                oy = f"min(oy + {a}, OH_ - 1)"
+                ox = f"min(ox + {b}, OW_ - 1)"
+                flat = f"((n * M_ + m) * OH_ + {oy}) * OW_ + {ox}"
                 if epilogue is not None:     # inside the loop's block: it may reuse what it declared there
                     lines, v = epilogue(v, ["n", "m", oy, ox], flat)
                     body += ["  " + ln for ln in lines]
-                guard = ([f"oy + {a} < {oh}"] if oh % 2 and a else []) + ([f"ox + {b} < {ow}"] if ow % 2 and b else [])
+                guard = ([f"oy + {a} < OH_"] if a else []) + ([f"ox + {b} < OW_"] if b else [])
                 store = f"out0[{flat}] = ({st.dtype.cl_storage})({v});"
                 body.append(f"  if ({' && '.join(guard)}) {store}" if guard else f"  {store}")
+        body.append("  tx += 1; ty += tx == TW_; tx = tx == TW_ ? 0 : tx;")
         body.append("}")
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
         args.append(Arg("out0", st, writable=True))
         return [Kernel(name, args, body, global_size=(NP, M, N), local_size=(1, 1, 1),
-                       index_type=it, node_name=node.name or "", flops=0)]
+                       index_type=it, node_name=node.name or "", flops=0, params=params)]
 
 
 register(OpDef("winograd_output", _out_infer, _out_ref, WinogradOutputGen(), fusion="out_fusable",

@@ -38,6 +38,10 @@ class Kernel:
     index_type: str = "int"
     node_name: str = ""                      # the IR node(s) this kernel computes
     flops: int = 0                           # for profiling tables
+    # Integer sizes the body refers to by name (("K_", 512), ...): constants declared in the
+    # body by default; `render(k, generic=True)` makes them kernel arguments instead, so one
+    # kernel text serves every layer that differs only in them (lgc.codegen.program).
+    params: tuple[tuple[str, int], ...] = ()
 
     @property
     def launch_global(self) -> tuple[int, ...]:
@@ -58,13 +62,20 @@ def index_type_for(*sizes: int) -> str:
     return "int" if max(sizes, default=0) <= INT_MAX else "long"
 
 
-def render(k: Kernel) -> str:
+def render(k: Kernel, generic: bool = False) -> str:
+    """OpenCL C for k. generic: k.params become `const int` arguments after the buffers
+    (only for 32-bit index types; see Kernel.params) instead of constants in the body."""
     params = []
     for a in k.args:
         qual = "" if a.writable else "const "
         params.append(f"__global {qual}{a.dtype.cl_storage}* restrict {a.name}")
-    lines = [f"__kernel void {k.name}({', '.join(params)})", "{"]
     it = k.index_type
+    generic = generic and scalar_params(k)
+    if generic:
+        params += [f"const {it} {name}" for name, _ in k.params]
+    lines = [f"__kernel void {k.name}({', '.join(params)})", "{"]
+    if not generic:
+        lines += [f"  const {it} {name} = {value};" for name, value in k.params]
     if k.global_size is None:
         lines.append(f"  const {it} gid = ({it})get_global_id(0);")
         rank = len(k.domain)
@@ -76,3 +87,9 @@ def render(k: Kernel) -> str:
     lines += ["  " + s for s in k.body]
     lines.append("}")
     return "\n".join(lines)
+
+
+def scalar_params(k: Kernel) -> bool:
+    """Whether k's params can be passed as arguments: 32-bit indices (the runtime passes
+    them as int32), and values that fit."""
+    return bool(k.params) and k.index_type == "int" and all(0 <= v <= INT_MAX for _, v in k.params)

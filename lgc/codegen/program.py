@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
-from .kernel import Kernel, render
+from .kernel import Kernel, render, scalar_params
 
 PRELUDE = """\
 #ifdef cl_khr_fp64
@@ -74,6 +74,7 @@ class Launch:
     local_size: tuple[int, ...] | None
     node: str                            # node name(s), for profiling tables and errors
     flops: int = 0
+    scalars: tuple[int, ...] = ()        # int32 arguments after the buffers (Kernel.params)
 
 
 @dataclass
@@ -128,16 +129,42 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
     from .quant_kernels import lower_quant_for_cpu   # and int8-weight convs on the same panels
     graph = lower_quant_for_cpu(graph)
     sources: list[str] = []
-    prog = _lower(graph, share_buffers, fuse, sources, {}, "")
+    generic_of: dict[str, tuple[Kernel, int]] = {}
+    prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of)
+    _specialise_unshared(prog, sources, generic_of)
     body = "\n\n".join(sources) + "\n"
     prog.source = prelude_for(body) + body
     return prog
 
 
+def _specialise_unshared(prog: Program, sources: list[str], generic_of: dict) -> None:
+    """Kernels that take their sizes as arguments (Kernel.params) but whose launches all pass
+    the same sizes get them back as constants: nothing is shared, and constant sizes let the
+    compiler fold divisions (an im2col ran 1.4-1.8x slower with its sizes as arguments)."""
+    uses: dict[str, list[Launch]] = {}
+
+    def walk(p: Program) -> None:
+        for ln in p.launches:
+            if ln.scalars:
+                uses.setdefault(ln.kernel, []).append(ln)
+        for lp in p.loops:
+            walk(lp.cond)
+            walk(lp.body)
+    walk(prog)
+    for name, lns in uses.items():
+        if len({ln.scalars for ln in lns}) == 1:
+            k, at = generic_of[name]
+            head = sources[at].split("\n", 1)[0]
+            sources[at] = head + "\n" + render(Kernel(**{**k.__dict__, "name": name}))
+            for ln in lns:
+                ln.scalars = ()
+
+
 def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[str],
-           by_body: dict[str, str], prefix: str) -> Program:
+           by_body: dict[str, str], prefix: str, generic_of: dict) -> Program:
     """One graph's buffers, launches and loops; kernels are appended to `sources` (shared
-    with the loops' cond and body graphs, whose kernel names start with `prefix`)."""
+    with the loops' cond and body graphs, whose kernel names start with `prefix`); `generic_of`
+    records each kernel rendered with its sizes as arguments: name -> (Kernel, its source)."""
     from .fusion import fusion_enabled, plan as fusion_plan
     groups = fusion_plan(graph) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []
@@ -167,7 +194,7 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             from ..passes import optimize
             from .cpu_lowering import lower_for_cpu   # loop bodies get the CPU GEMMs too
             sub = [_lower(lower_for_cpu(optimize(node.attrs[k])), share_buffers, fuse, sources,
-                          by_body, f"{prefix}w{index}{k[0]}_") for k in ("cond", "body")]
+                          by_body, f"{prefix}w{index}{k[0]}_", generic_of) for k in ("cond", "body")]
             for v in node.outputs:
                 where[v] = new_buffer(v, "temp")
             loops.append(Loop(len(launches), [where[v] for v in node.inputs],
@@ -189,14 +216,18 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             if k.empty:
                 continue
             name = base if part == 0 else f"{base}_{part}"
-            text = render(Kernel(**{**k.__dict__, "name": "KERNEL"}))
+            generic = generic_kernels_enabled() and scalar_params(k)
+            text = render(Kernel(**{**k.__dict__, "name": "KERNEL"}), generic)
             uses_fp64 |= "double" in text
             if text not in by_body:
                 by_body[text] = name
+                if generic:
+                    generic_of[name] = (k, len(sources))
                 sources.append(f"/* {node.op} {node.name or ''} */\n" +
                                text.replace("KERNEL", name, 1))
             launches.append(Launch(by_body[text], [where[a.value] for a in k.args],
-                                   k.launch_global, k.local_size, node.name or node.op, k.flops))
+                                   k.launch_global, k.local_size, node.name or node.op, k.flops,
+                                   tuple(v for _, v in k.params) if generic else ()))
         concat = _concat_kernel(node, groups)
         if concat is not None and len(launches) == start + 1:
             concats.append((*concat, node.outputs[0], start))
@@ -217,6 +248,13 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
 
     return Program("", buffers, launches, spec(graph.input_names, graph.inputs),
                    spec(graph.output_names, graph.outputs), constants, uses_fp64, loops)
+
+
+def generic_kernels_enabled() -> bool:
+    """Kernels with Kernel.params take them as arguments, so layers that differ only in those
+    sizes share one kernel: PoCL compiles every kernel again at its first launch (about
+    50-100 ms each), so fewer kernels is a faster cold start. LGC_GENERIC_KERNELS=0: off."""
+    return os.environ.get("LGC_GENERIC_KERNELS", "1") != "0"
 
 
 def concat_in_place_enabled() -> bool:

@@ -116,6 +116,8 @@ class Executor:
             for j, b in enumerate(launch.args):
                 if self.buffers[b] is not None:
                     k.set_arg(j, self.buffers[b])
+            for j, v in enumerate(launch.scalars, len(launch.args)):
+                k.set_arg(j, np.int32(v))
             kernels.append(k)
         return kernels
 
