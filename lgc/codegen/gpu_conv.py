@@ -36,6 +36,9 @@ def gemm_shape(node):
     fold = folds_images(images)
     M, K = W.shape[0] // g, W.shape[1] * prod(Kw)
     N, B = (images * P, g) if fold else (P, images * g)
+    splits = node.attrs.get("splits", 1)   # conv_split_k: a GEMM per slice of the channels
+    if splits > 1:
+        op, K, B = f"{op}k{splits}", K // splits, B * splits
     return gpu_gemm.signature(op, M, N, K, B), M, N, K, B
 
 
@@ -52,37 +55,43 @@ def _vector_load(buf: str, dtype, at: str, w: int) -> str | None:
 
 
 def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
-    """GPU kernel for a float32 conv node; `epilogue` as in gpu_gemm.epilogue_store."""
+    """GPU kernel for a float32 conv node; `epilogue` as in gpu_gemm.epilogue_store.
+
+    A conv_split_k node (gpu_split) is the same GEMM over one slice of the input channels per
+    split z (the outermost part of the work-group's z id): weights from column z*Ks of each
+    filter row, the image from channel z*Cs, partial results to Y[z]."""
     from ..ops.linalg import prod
     from ..ops.nn import spatial_attrs
     X, W = node.inputs[:2]
     Y = node.outputs[0]
     r, g = len(X.shape) - 2, node.attrs["group"]
     s, pb, pe, d = spatial_attrs(node.attrs, r)
-    S, Kw, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[2:])
+    S, Kw, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[-r:])
     N, C, M = X.shape[0], X.shape[1], W.shape[0]
     Cg, Mg, KS, P, SP = C // g, M // g, prod(Kw), prod(O), prod(S)
     Kd = Cg * KS
+    splits = node.attrs.get("splits", 1)
+    Cs, Ks = Cg // splits, Kd // splits          # channels and GEMM depth of one split
     pointwise = KS == 1 and all(v == 1 for v in s) and not any(pb + pe)
     p = params or params_for(gemm_shape(node), target)
     fold = folds_images(N)
     cols, gemm_batch = (N * P, g) if fold else (P, N * g)
     out = epilogue.output if epilogue is not None else Y
     it = index_type_for(X.type.size, W.type.size, Y.type.size, out.type.size)
-    prelude = [f"const {it} bg = ({it})get_group_id(2);"]
+    prelude = [f"const {it} bz = ({it})get_group_id(2), z = bz / {gemm_batch}, bg = bz % {gemm_batch};"]
     if fold:
-        prelude += [f"const {it} grp = bg;", f"const {it} offw = grp * {Mg * Kd};"]
+        prelude += [f"const {it} grp = bg;", f"const {it} offw = grp * {Mg * Kd} + z * {Ks};"]
     else:
         prelude += [f"const {it} img = bg / {g}, grp = bg % {g};",
-                    f"const {it} offw = grp * {Mg * Kd};",
-                    f"const {it} offx = (img * {C} + grp * {Cg}) * {SP};",
-                    f"const {it} offy = (img * {M} + grp * {Mg}) * {P};"]
+                    f"const {it} offw = grp * {Mg * Kd} + z * {Ks};",
+                    f"const {it} offx = (img * {C} + grp * {Cg} + z * {Cs}) * {SP};",
+                    f"const {it} offy = ((z * {N} + img) * {M} + grp * {Mg}) * {P};"]
 
     def image_base(n: str) -> tuple[list[str], str, str]:
-        """(lines, X offset of column n's image and group, n's output position)."""
+        """(lines, X offset of column n's image, group and split, n's output position)."""
         if not fold:
             return [], "offx", f"({n})"
-        return [], f"((({n}) / {P}) * {C} + grp * {Cg}) * {SP}", f"(({n}) % {P})"
+        return [], f"((({n}) / {P}) * {C} + grp * {Cg} + z * {Cs}) * {SP}", f"(({n}) % {P})"
 
     def b_at(k, n):
         _, base, pos = image_base(n)
@@ -124,27 +133,27 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
 
         def coords(j):   # Y's coordinates of lane j
             return [img, f"grp * {Mg} + {row}"] + unravel(f"{pos} + {j}" if j else pos, O)
-        at = f"(({img} * {M} + grp * {Mg} + {row}) * {P} + {pos})" if fold \
+        at = f"(((z * {N} + {img}) * {M} + grp * {Mg} + {row}) * {P} + {pos})" if fold \
             else f"offy + ({row}) * {P} + {col}"
         return epilogue_store(epilogue, out.dtype, at, f"({val})" if bias else val, w, coords,
                               aligned=P % w == 0)
 
     def a_vec(m, k, w):
-        return _vector_load("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}", w) if Kd % w == 0 else None
+        return _vector_load("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}", w) if Ks % w == 0 else None
 
     def b_vec(k, n, w):   # unfolded 1x1 convs: a row of B is a row of the image
         if not pointwise or fold or SP % w:
             return None
         return _vector_load("in0", X.dtype, f"offx + ({k}) * {SP} + {n}", w)
 
-    body = gemm_body(p, Mg, cols, Kd, ct="float", it=it,
+    body = gemm_body(p, Mg, cols, Ks, ct="float", it=it,
                      a_at=lambda m, k: read("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, target=target,
                      split_edge=epilogue is None, b_column=b_column if (fold or not pointwise) else None,
                      a_vec=a_vec if W.dtype.name == "f32" else None,
                      b_vec=b_vec if X.dtype.name == "f32" else None)
-    gs, ls = launch(p, Mg, cols, gemm_batch)
+    gs, ls = launch(p, Mg, cols, gemm_batch * splits)
     args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
     args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]
     return [Kernel(name, args, body, global_size=gs, local_size=ls, index_type=it,
-                   node_name=node.name or "", flops=2 * Y.type.size * Kd)]
+                   node_name=node.name or "", flops=2 * Y.type.size * Ks)]

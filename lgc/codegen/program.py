@@ -128,6 +128,8 @@ def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) ->
     graph = lower_for_cpu(graph)
     from .quant_kernels import lower_quant_for_cpu   # and int8-weight convs on the same panels
     graph = lower_quant_for_cpu(graph)
+    from .gpu_split import lower_for_gpu   # GPU targets: split-K for convs that underfill the GPU
+    graph = lower_for_gpu(graph)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}
     prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of)

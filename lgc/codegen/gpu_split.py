@@ -1,0 +1,212 @@
+"""GPU lowering: split-K for convolutions too small to fill the GPU.
+
+A conv whose implicit GEMM has few output tiles (late layers: ResNet-50's 7x7 layers have
+512 x 49 outputs per image) leaves most compute units idle however its tile is chosen: the
+work is in the depth (K = 4608 for a 3x3 conv over 512 channels), not in the outputs. Split
+the input channels into S slices and run one GEMM per slice, writing S partial results; a
+second kernel sums them, adds the bias and applies the fusion epilogue (relu, residual):
+
+  conv(X, W[, bias])  ->  sum_splits(conv_split_k(X, W; splits=S)[, bias])
+
+conv_split_k has the conv's attributes plus `splits`, and its output is [S, N, M, *O]: slice
+z is the conv of channels [z*C/S, (z+1)*C/S) of X and W. sum_splits is an out_fusable op, so
+the fusion pass hands it the epilogue the conv would have taken. S is the smallest power of
+two (dividing the channels, each slice at least MIN_SLICE_DEPTH deep) that gives the GPU
+WAVES_PER_CU waves per compute unit, counted with the tile the heuristic (or the tuning
+database) picks for the split GEMM; where none does, the one with the most waves if it at
+least doubles them. Runs inside `lower` on GPU targets, like cpu_lowering on
+CPU ones; LGC_GPU_SPLIT_K=0 turns it off.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..ir import registry
+from ..ir.graph import Graph, Node, TensorType
+from ..ir.registry import OpDef, OpError, register
+from ..passes.dce import dce
+from ..passes.rewrite import Rewriter
+from .cpu_gemm import _lowering_only
+from .kernel import Arg, Kernel, index_type_for
+from .target import Target, current_target
+
+WAVES_PER_CU = 8          # fewer than this many waves per compute unit: split the depth
+MIN_SLICE_DEPTH = 256     # multiply-adds per output and slice: below, the partials' traffic dominates
+MAX_SPLITS = 16
+
+
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+# ---- conv_split_k -----------------------------------------------------------------------------
+
+def _split_infer(types, attrs):
+    from ..ops.nn import _conv_infer
+    S = attrs["splits"]
+    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
+    (y,) = _conv_infer(types, conv_attrs)
+    cg = types[1].shape[1]
+    if S < 1 or cg % S or attrs["group"] != 1:
+        raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
+                      "the splits must divide the channels of a group-1 conv")
+    return [TensorType(y.dtype, (S,) + tuple(y.shape))]
+
+
+def _split_ref(xs, attrs):
+    from ..ops.nn import _conv_ref
+    x, w = xs[0], xs[1]
+    S = attrs["splits"]
+    cs = w.shape[1] // S
+    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
+    parts = [_conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
+             for z in range(S)]
+    return [np.stack(parts).astype(x.dtype)]
+
+
+class ConvSplitGen:
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return False
+
+    def kernels(self, node, name, epilogue=None):
+        from .gpu_conv import conv_kernels
+        return conv_kernels(node, name, current_target())
+
+
+def _split_flops(ins, outs, attrs):
+    return 2 * _prod(outs[0].shape) * _prod(ins[1].shape[1:]) // attrs["splits"]
+
+
+# ---- sum_splits -------------------------------------------------------------------------------
+
+def _sum_infer(types, attrs):
+    p = types[0].shape
+    if len(p) < 3:
+        raise OpError(f"sum_splits: partials {p} need a split axis, a batch and channels")
+    if len(types) == 2 and types[1].shape != (p[2],):
+        raise OpError(f"sum_splits: bias shape {types[1].shape}, expected ({p[2]},)")
+    return [TensorType(types[0].dtype, tuple(p[1:]))]
+
+
+def _sum_ref(xs, attrs):
+    y = xs[0].astype(np.float64).sum(axis=0)
+    if len(xs) == 2:
+        y = y + xs[1].astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return [y.astype(xs[0].dtype)]
+
+
+class SumSplitsGen:
+    """One work-item per output point: the S partials in order, the bias, the epilogue."""
+    alias = False
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return True
+
+    def kernels(self, node, name, epilogue=None):
+        from .fused import unravel
+        Pt, Y = node.inputs[0], node.outputs[0]
+        S, size, M = Pt.shape[0], Y.type.size, Y.shape[1]
+        inner = _prod(Y.shape[2:])
+        out = epilogue.output if epilogue is not None else Y
+        it = index_type_for(Pt.type.size, out.type.size)
+        body = [f"const {it} i = ({it})get_global_id(0);", f"if (i >= {size}) return;",
+                "float v = in0[i];"]
+        body += [f"v += in0[i + {z * size}];" for z in range(1, S)]
+        if len(node.inputs) == 2:
+            body.append(f"v += in1[(i / {inner}) % {M}];")
+        value = "v"
+        if epilogue is not None:
+            lines, value = epilogue("v", unravel("i", Y.shape), "i")
+            body += lines
+        body.append(f"out0[i] = ({out.dtype.cl_storage})({value});")
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
+        group = 256
+        return [Kernel(name, args, body, global_size=(-(-size // group) * group,),
+                       local_size=(group,), index_type=it, node_name=node.name or "")]
+
+
+register(OpDef("conv_split_k", _split_infer, _split_ref, ConvSplitGen(), fusion="opaque",
+               attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
+               num_inputs=2, flops=_split_flops,
+               vjp=_lowering_only("conv_split_k"), batch=_lowering_only("conv_split_k"),
+               doc="partial convs over S slices of the input channels, [S, N, M, *O] "
+                   "(GPU lowering only)"))
+register(OpDef("sum_splits", _sum_infer, _sum_ref, SumSplitsGen(), fusion="out_fusable",
+               num_inputs=(1, 2), vjp=_lowering_only("sum_splits"), batch=_lowering_only("sum_splits"),
+               doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
+
+
+# ---- the lowering -----------------------------------------------------------------------------
+
+def waves(node, target: Target, splits: int = 1) -> int:
+    """Waves the conv's GEMM launches with the tile lgc would pick, split `splits` ways."""
+    from . import gpu_conv, gpu_gemm
+    attrs = dict(node.attrs, splits=splits)
+    shape = gpu_conv.gemm_shape(_Probe(node, attrs))
+    p = gpu_gemm.params_for(shape, target)
+    _, M, N, _, B = shape
+    tiles = -(-M // p.MWG) * -(-N // p.NWG) * B
+    return tiles * -(-p.threads // max(target.wave_width, 1))
+
+
+class _Probe:
+    """A conv node seen with other attributes (gemm_shape reads only these fields)."""
+    def __init__(self, node, attrs):
+        self.inputs, self.outputs, self.attrs = node.inputs, node.outputs, attrs
+
+
+def choose_splits(node, target: Target) -> int:
+    """1 (no split), or the number of channel slices for this conv (see the module doc)."""
+    from . import gpu_gemm
+    from .gpu_conv import folds_images
+    X, W = node.inputs[0], node.inputs[1]
+    if node.attrs["group"] != 1 or not gpu_gemm.use_gpu(node, target) or X.dtype.name != "f32":
+        return 1
+    if X.shape[0] > 1 and not folds_images(X.shape[0]):
+        return 1
+    want, have = WAVES_PER_CU * target.compute_units, waves(node, target)
+    if have >= want:
+        return 1
+    C, KS = W.shape[1], _prod(W.shape[2:])
+    best, best_waves = 1, have
+    for S in (2, 4, 8, MAX_SPLITS):
+        if C % S or (C // S) * KS < MIN_SLICE_DEPTH:
+            break
+        w = waves(node, target, S)
+        best, best_waves = (S, w) if w > best_waves else (best, best_waves)
+        if w >= want:
+            break
+    # a split whose GEMM picks a bigger tile may add few waves: then the partials are all cost
+    return best if best_waves >= min(want, 2 * have) else 1
+
+
+def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
+    """`graph` with its under-filled float32 convs split along the channels (GPU targets)."""
+    target = target or current_target()
+    if not target.is_gpu or os.environ.get("LGC_GPU_SPLIT_K", "1") == "0":
+        return graph
+    rw = Rewriter(graph)
+    for node in graph.nodes:
+        S = choose_splits(node, target) if node.op == "conv" else 1
+        if S == 1:
+            rw.keep(node)
+            continue
+        partial = rw.op("conv_split_k", [rw.get(v) for v in node.inputs[:2]],
+                        {**node.attrs, "splits": S}, name=node.name)
+        ins = [partial] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
+        sums = registry.get("sum_splits")
+        assert sums.infer([v.type for v in ins], {}) == [node.outputs[0].type], node
+        # the sum computes the conv's own output Value: its users and name stay as they were
+        rw.nodes.append(Node("sum_splits", ins, sums.normalize_attrs({}), node.outputs, node.name))
+        rw.changed = True
+    return dce(rw.finish()) if rw.changed else graph
