@@ -14,8 +14,9 @@ its peer in the same run, interleaved (A B A B):
           exported to ONNX at --batch; lgc's compile time, its output against torch's, and
           its latency with the input on the device (the buffers path lgc.jit runs) against
           torch eager FP32 (TF32 off; TF32 on, torch's default for convolutions, for scale);
-          also lgc with LGC_GPU_CONV_FOLD=0 and with the previous wide heuristic, and a
-          per-kernel table.
+          also lgc with LGC_GPU_CONV_FOLD=0, with the previous wide heuristic and with
+          LGC_GPU_SPLIT_K=0, and a per-kernel table.
+  resnet1 the same at batch 1, lgc with and without split-K.
   tune    `lgc tune` (lgc.codegen.tuner.tune) on the ResNet-50 graph within --tune-budget
           seconds, then the resnet timings again with the tuned database.
 
@@ -326,14 +327,15 @@ def torch_resnet(batch: int, path: str, smoke: bool):
     return model, path
 
 
-def compile_resnet(path, batch, device, target, fold: bool, previous: bool = False):
+def compile_resnet(path, batch, device, target, fold: bool = True, previous: bool = False,
+                   split: bool = True):
     """previous: the heuristic as it was before the 4x4 medium preset (a 64x64 tile of 8x8
     work-items) and with one work-group per compute unit required, patched in for this compile
-    (so the compiled program cache is bypassed)."""
+    (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
     from lgc.bench import compile_for_bench
     from lgc.codegen import gpu_gemm
     from lgc.codegen.target import use_target
-    env = {"LGC_GPU_CONV_FOLD": "1" if fold else "0"}
+    env = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
     if previous:
         env["LGC_CACHE_COMPILED"] = "0"
     old = {k: os.environ.get(k) for k in env}
@@ -366,14 +368,14 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
     import pyopencl as cl
 
     from lgc.bench import kernel_table, profile_kernels
-    path = os.path.join(out if smoke else "/tmp", "resnet50.onnx")
+    path = os.path.join(out if smoke else "/tmp", f"resnet50_b{batch}.onnx")
     t = time.perf_counter()
-    if "path" not in _MODEL:
-        _MODEL["model"], _MODEL["path"] = torch_resnet(batch, path, smoke)
-    model, path = _MODEL["model"], _MODEL["path"]
+    if batch not in _MODEL:
+        _MODEL[batch] = torch_resnet(batch, path, smoke)
+    model, path = _MODEL[batch]
     res = {"batch": batch, "export_s": time.perf_counter() - t, "model": "torchvision resnet50" if model else
            "onnx light resnet50, random weights"}
-    exe, types, res["compile_s"] = compile_resnet(path, batch, device, target, fold=True)
+    exe, types, res["compile_s"] = compile_resnet(path, batch, device, target)
     (name, typ), = types.items()
     x = np.random.default_rng(0).standard_normal(typ.shape).astype(np.float32)
     t = time.perf_counter()
@@ -415,10 +417,12 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
         ex.queue.finish()
 
     fns = {"lgc": lgc_dev, "lgc_host_io": lambda: exe.run(feeds)}
-    for variant, fold, previous in ((("lgc_nofold", False, False), ("lgc_previous_heuristic", True, True))
-                                    if variants else ()):
+    todo = [("lgc_nofold", dict(fold=False)), ("lgc_previous_heuristic", dict(previous=True)),
+            ("lgc_no_split_k", dict(split=False))] if variants is True else \
+        [v for v in (("lgc_no_split_k", dict(split=False)),) if variants == "split"]
+    for variant, how in todo:
         try:
-            exe2, _, res[f"compile_{variant}_s"] = compile_resnet(path, batch, device, target, fold, previous)
+            exe2, _, res[f"compile_{variant}_s"] = compile_resnet(path, batch, device, target, **how)
             (got2,) = exe2.run(feeds).values()
             res[f"{variant}_err_over_max_ref"] = float(np.max(np.abs(got2 - want)) / np.max(np.abs(want)))
         except Exception as e:   # noqa: BLE001 (a variant that fails is reported, not fatal)
@@ -452,7 +456,8 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
         res["ratio_lgc_over_torch_tf32"] = med["lgc"] / med["torch_tf32_default"]
     say("  median ms: " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in med.items()) +
         (f"; lgc / torch FP32 = {res['ratio_lgc_over_torch_fp32']:.2f}x" if torch is not None else ""))
-    RESULTS["_resnet_state"] = {"path": path, "name": name}
+    if batch == RESULTS.get("_batch", batch):
+        RESULTS["_resnet_state"] = {"path": path, "name": name}
     return res
 
 
@@ -461,7 +466,7 @@ def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float
     if not path:
         raise RuntimeError("the resnet section did not produce a model")
     from lgc.codegen import tuner
-    exe, _, _ = compile_resnet(path, batch, device, target, fold=True)
+    exe, _, _ = compile_resnet(path, batch, device, target)
     t = time.perf_counter()
     found = tuner.tune(exe.graph, device, budget=budget)   # what `lgc tune` runs
     res = {"budget_s": budget, "seconds": time.perf_counter() - t, "ops_tuned": len(found),
@@ -475,7 +480,8 @@ def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for results")
-    ap.add_argument("--sections", default="sgemm,resnet,tune")
+    ap.add_argument("--sections", default="sgemm,resnet,tune", help="comma-separated: sgemm, resnet, "
+                    "resnet1 (batch 1, with and without split-K), tune")
     ap.add_argument("--n", type=int, default=4096, help="SGEMM size")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tune-budget", type=float, default=90.0)
@@ -499,16 +505,20 @@ def main() -> int:
     section("info", args.out, info, device, target)
     say(json.dumps(RESULTS["info"], default=str))
     todo = args.sections.split(",")
+    RESULTS["_batch"] = args.batch
     if "sgemm" in todo:
         section("sgemm", args.out, sgemm, device, target, args.n, args.out, not args.no_sweep)
     if "resnet" in todo:
         section("resnet", args.out, resnet, device, target, args.batch, args.out, args.smoke, "",
                 bool(args.variants))
+    if "resnet1" in todo:   # batch 1, where split-K matters most: with and without it
+        section("resnet1", args.out, resnet, device, target, 1, args.out, args.smoke, "_b1", "split")
     # what the tune section needs besides its budget: a compile, and the timings after it
     budget = min(args.tune_budget, args.deadline - (time.perf_counter() - t_start) - 70)
     if "tune" in todo and not args.smoke and budget >= 15:
         section("tune", args.out, tune_resnet, device, target, args.batch, args.out, args.smoke, budget)
     RESULTS.pop("_resnet_state", None)
+    RESULTS.pop("_batch", None)
     save(args.out)
     return 0
 
