@@ -14,7 +14,7 @@ its peer in the same run, interleaved (A B A B):
           exported to ONNX at --batch; lgc's compile time, its output against torch's, and
           its latency with the input on the device (the buffers path lgc.jit runs) against
           torch eager FP32 (TF32 off; TF32 on, torch's default for convolutions, for scale);
-          also lgc with LGC_GPU_CONV_FOLD=0, with the previous wide heuristic and with
+          also lgc with LGC_GPU_CONV_FOLD=0, with the 4x4-medium wide heuristic and with
           LGC_GPU_SPLIT_K=0, and a per-kernel table.
   resnet1 the same at batch 1, lgc with and without split-K.
   tune    `lgc tune` (lgc.codegen.tuner.tune) on the ResNet-50 graph within --tune-budget
@@ -329,9 +329,9 @@ def torch_resnet(batch: int, path: str, smoke: bool):
 
 def compile_resnet(path, batch, device, target, fold: bool = True, previous: bool = False,
                    split: bool = True):
-    """previous: the heuristic as it was before the 4x4 medium preset (a 64x64 tile of 8x8
-    work-items) and with one work-group per compute unit required, patched in for this compile
-    (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
+    """previous: the wide heuristic tried in between (a 64x64 tile of 16x16 work-items, 4x4
+    each, for the medium preset, and two work-groups per compute unit required), patched in for
+    this compile (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
     from lgc.bench import compile_for_bench
     from lgc.codegen import gpu_gemm
     from lgc.codegen.target import use_target
@@ -342,8 +342,8 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     presets, per_cu = dict(gpu_gemm.PRESETS_WIDE), gpu_gemm.WIDE_GROUPS_PER_CU
     os.environ.update(env)
     if previous:
-        gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=8, NDIMC=8)
-        gpu_gemm.WIDE_GROUPS_PER_CU = 1
+        gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=16, NDIMC=16)
+        gpu_gemm.WIDE_GROUPS_PER_CU = 2
     try:
         with use_target(target):
             t = time.perf_counter()
@@ -417,7 +417,7 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
         ex.queue.finish()
 
     fns = {"lgc": lgc_dev, "lgc_host_io": lambda: exe.run(feeds)}
-    todo = [("lgc_nofold", dict(fold=False)), ("lgc_previous_heuristic", dict(previous=True)),
+    todo = [("lgc_nofold", dict(fold=False)), ("lgc_4x4_medium_heuristic", dict(previous=True)),
             ("lgc_no_split_k", dict(split=False))] if variants is True else \
         [v for v in (("lgc_no_split_k", dict(split=False)),) if variants == "split"]
     for variant, how in todo:

@@ -299,4 +299,5 @@ def test_wide_presets_compute_the_same(name, monkeypatch):
 def test_heuristic_follows_the_wave_width():
     assert gpu_gemm.heuristic(4096, 4096, 4096, 1, NVIDIA_LIKE) == gpu_gemm.PRESETS_WIDE["xlarge"]
     assert gpu_gemm.heuristic(512, 784, 4608, 1, NVIDIA_LIKE) == gpu_gemm.PRESETS_WIDE["small"]
+    assert gpu_gemm.heuristic(128, 12544, 1152, 1, NVIDIA_LIKE) == gpu_gemm.PRESETS_WIDE["large"]
     assert gpu_gemm.heuristic(4096, 4096, 4096, 1, GFX803) == gpu_gemm.PRESETS["large"]

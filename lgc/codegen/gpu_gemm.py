@@ -109,22 +109,23 @@ PRESETS = {
 # Presets for 32-wide GPUs (NVIDIA), from sweeps on an H200 (python bench/gpu.py): staging
 # unrolled, A and B staged with float4 loads, tile rows padded by 4 floats (the transposing
 # stores of A then hit different banks), the k loop left to the compiler; 8x8 register tiles
-# for big problems, 4x4 where 8x8 would leave the SMs short of warps. On the 4096^3 SGEMM the
-# GCN presets' best reached 20.7 TFLOP/s, the xlarge one 42.8 (87% of cuBLAS); on ResNet-50's
-# convs at batch 16 the knobs alone took 17.3 ms to 8.7, and 64x64 tiles of 256 work-items
-# beat 64x128 ones of 128 on its mid-sized 3x3 convs (0.146 against 0.176 ms).
+# down to 64x64 tiles, 4x4 on the smallest. On the 4096^3 SGEMM the GCN presets' best reached
+# 20.7 TFLOP/s, the xlarge one 42.8 (87% of cuBLAS); on ResNet-50 at batch 16 the knobs took
+# 17.3 ms to 8.7. Timed single convs favoured 64x64 tiles of 256 work-items (4x4 each) and two
+# work-groups per SM, but in the whole model that heuristic took 8.04 ms against this one's
+# 7.06 (same run, interleaved): measure the model, not the kernel alone.
 WIDE_KNOBS = dict(STU=1, PAD=4, VLA=4, VLB=4, KUNR=0)
 PRESETS_WIDE = {
     "xlarge": GemmParams(MWG=128, NWG=128, KWG=8, MDIMC=16, NDIMC=16, VWM=2, VWN=4, **WIDE_KNOBS),
     "large": GemmParams(MWG=64, NWG=128, KWG=8, MDIMC=8, NDIMC=16, VWM=4, VWN=4, **WIDE_KNOBS),
-    "medium": GemmParams(MWG=64, NWG=64, KWG=16, MDIMC=16, NDIMC=16, VWM=4, VWN=4, **WIDE_KNOBS),
+    "medium": GemmParams(MWG=64, NWG=64, KWG=16, MDIMC=8, NDIMC=8, VWM=4, VWN=4, **WIDE_KNOBS),
     "small": GemmParams(MWG=32, NWG=32, KWG=16, MDIMC=8, NDIMC=8, VWM=4, VWN=4, **WIDE_KNOBS),
     "thin": GemmParams(MWG=8, NWG=64, KWG=16, MDIMC=2, NDIMC=32, VWM=4, VWN=2, STU=1, KUNR=0),
     "gemv": PRESETS["gemv"],
 }
 
 
-WIDE_GROUPS_PER_CU = 2   # work-groups per compute unit the wide presets must fill
+WIDE_GROUPS_PER_CU = 1   # work-groups per compute unit the wide presets must fill
 
 
 def presets_for(target: Target) -> dict:
@@ -134,9 +135,8 @@ def presets_for(target: Target) -> dict:
 
 def heuristic(M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
     """The largest preset that wastes under a quarter of its tile on the edges and still gives
-    every compute unit a work-group (two on 32-wide GPUs, whose SMs hold several of these
-    small work-groups at once); GEMV shapes (one row) get the row-vector preset, a few rows
-    (grouped convs) the thin one."""
+    every compute unit a work-group; GEMV shapes (one row) get the row-vector preset, a few
+    rows (grouped convs) the thin one."""
     presets = presets_for(target)
     per_cu = 1 if target.wave_width == 64 else WIDE_GROUPS_PER_CU
     if M == 1:
