@@ -86,3 +86,16 @@ def test_when_it_splits():
     assert gpu_split.choose_splits(conv_node((1, 16, 7, 7), (32, 16, 3, 3)), GFX803) == 1
     # grouped convs are left alone
     assert gpu_split.choose_splits(conv_node((1, 64, 7, 7), (64, 16, 3, 3), group=4), GFX803) == 1
+
+
+def test_tuner_tunes_the_split_gemm():
+    """`lgc tune` on a GPU times the GEMM that runs: a conv that is split is tuned as split."""
+    from lgc.codegen import tuner
+    from lgc.codegen.kernel import render
+    rng = np.random.default_rng(4)
+    g = build_op_graph("conv", [_rand(rng, 1, 512, 7, 7), _rand(rng, 512, 512, 3, 3)],
+                       {"pads": (1, 1, 1, 1)})
+    (task,) = tuner.tasks(g, GFX803)
+    assert task.signature == "conv3x3s1x1k16:M512:N49:K288:B16" and task.node.op == "conv_split_k"
+    with use_target(GFX803):
+        assert "k0 += " in render(tuner.kernel_for(task, task.candidates[1], GFX803, "cand"))

@@ -32,7 +32,7 @@ def gemm_shape(node):
     s, pb, pe, _ = spatial_attrs(node.attrs, len(Kw))
     pointwise = prod(Kw) == 1 and all(v == 1 for v in s) and not any(pb + pe)
     op = "conv1x1" if pointwise else f"conv{'x'.join(map(str, Kw))}s{'x'.join(map(str, s))}"
-    P, images = prod(Y.shape[2:]), X.shape[0]
+    P, images = prod(Y.shape[-len(Kw):]), X.shape[0]   # (conv_split_k's Y leads with the splits)
     fold = folds_images(images)
     M, K = W.shape[0] // g, W.shape[1] * prod(Kw)
     N, B = (images * P, g) if fold else (P, images * g)

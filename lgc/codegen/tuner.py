@@ -174,7 +174,8 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
 
 def tasks(graph, target: Target) -> list[Task]:
     """The distinct tunable ops of a graph: on a CPU, its Winograd-or-im2col decisions first
-    (they change what runs), then the kernels of the graph as cpu_lowering rewrites it,
+    (they change what runs), then the kernels of the graph as cpu_lowering rewrites it; on a
+    GPU, the GEMMs of the graph as gpu_split rewrites it (a split conv is tuned as split);
     biggest FLOP count first."""
     from ..ir import registry
     from ..ops.linalg import MatmulParams, width_for
@@ -185,6 +186,10 @@ def tasks(graph, target: Target) -> list[Task]:
         with use_target(target):
             first = lowering_tasks(graph, target)
             graph = lower_for_cpu(graph, target)
+    else:
+        from .gpu_split import lower_for_gpu
+        with use_target(target):
+            graph = lower_for_gpu(graph, target)
     out: dict[str, Task] = {}
     for node in graph.nodes:
         if node.op == "matmul_panels" and all(v.dtype.name == "f32" for v in node.inputs):
@@ -195,7 +200,8 @@ def tasks(graph, target: Target) -> list[Task]:
             elif task is not None:
                 out[task.signature] = task
             continue
-        if node.op not in ("matmul", "conv") or any(v.dtype.name != "f32" for v in node.inputs):
+        gpu_op = target.is_gpu and node.op == "conv_split_k"
+        if (node.op not in ("matmul", "conv") and not gpu_op) or any(v.dtype.name != "f32" for v in node.inputs):
             continue
         flops = registry.get(node.op).flops([v.type for v in node.inputs],
                                             [v.type for v in node.outputs], node.attrs)
