@@ -211,7 +211,7 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
     body += [f"{VB} {a} = ({VB})0;" for r in acc for a in r]
     hoist = b_column is not None and p.SB and not b_k_fastest and T % p.NWG == 0
     if hoist:
-        col_lines, b_at_k = b_column(f"n0 + nb")
+        col_lines, b_at_k = b_column("n0 + nb")
         body += [f"const {it} nb = lid % {p.NWG};"] + col_lines
     body.append(f"for ({it} k0 = 0; k0 < {K}; k0 += {p.KWG}) {{")
     # Staging loops stay loops on GCN (STU=0): unrolled, every load is in flight at once and
@@ -230,6 +230,10 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
         if total % T:
             return f"  for ({it} f = lid; f < {total}; f += {T}) {{"
         return f"  for ({it} i = 0, f = lid; i < {total // T}; ++i, f += {T}) {{"
+    def guarded_load(vt: str, guard: str, load: str) -> str:
+        """`v` = the vector load where the guard holds (no test where the shape needs none)."""
+        return f"    const {vt} v = ({guard}) ? {load} : ({vt})0;" if guard else f"    const {vt} v = {load};"
+
     a_load = a_vec("m0 + m", "k0 + k", p.VLA) if p.SA and p.VLA > 1 and a_vec and K % p.VLA == 0 else None
     b_load = b_vec("k0 + k", "n0 + n", p.VLB) if p.SB and p.VLB > 1 and b_vec and N % p.VLB == 0 \
         and not b_k_fastest and not hoist else None
@@ -240,8 +244,7 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
         guard, load = both(in_m, in_k), a_load
         body += [unroll, stage_loop(p.MWG * kv),
                  f"    const {it} m = f / {kv}, k = (f % {kv}) * {p.VLA};",
-                 f"    const {_vec(ct, p.VLA)} v = " + (f"({guard}) ? {load} : ({_vec(ct, p.VLA)})0;"
-                                                      if guard else f"{load};")]
+                 guarded_load(_vec(ct, p.VLA), guard, load)]
         body += [f"    Alm[(k + {j}) * {AST} + m] = {_lane('v', j, p.VLA)};" for j in range(p.VLA)]
         body.append("  }")
     elif p.SA:   # A is [M, K] row-major: walk k fastest so a wave reads consecutive addresses
@@ -256,8 +259,7 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, *, ct: str, it: str,
         guard, load = both(in_n, in_k), b_load
         body += [unroll, stage_loop(p.KWG * nv),
                  f"    const {it} k = f / {nv}, n = (f % {nv}) * {p.VLB};",
-                 f"    const {_vec(ct, p.VLB)} v = " + (f"({guard}) ? {load} : ({_vec(ct, p.VLB)})0;"
-                                                      if guard else f"{load};")]
+                 guarded_load(_vec(ct, p.VLB), guard, load)]
         if p.VLB == p.VWN:
             body.append(f"    BlmV[(k * {BST} + n) / {p.VWN}] = v;")
         else:

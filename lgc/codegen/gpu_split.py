@@ -26,6 +26,7 @@ import numpy as np
 from ..ir import registry
 from ..ir.graph import Graph, Node, TensorType
 from ..ir.registry import OpDef, OpError, register
+from ..ops.linalg import prod as _prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from .cpu_gemm import _lowering_only
@@ -35,13 +36,6 @@ from .target import Target, current_target
 WAVES_PER_CU = 8          # fewer than this many waves per compute unit: split the depth
 MIN_SLICE_DEPTH = 256     # multiply-adds per output and slice: below, the partials' traffic dominates
 MAX_SPLITS = 16
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
 
 
 # ---- conv_split_k -----------------------------------------------------------------------------
