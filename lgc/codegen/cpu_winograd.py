@@ -91,9 +91,11 @@ class WinogradInputGen:
         th, tw = tiles(_out_hw(X.shape, node.attrs["pads"]))
         T, NP = th * tw, _panels(th * tw)
         it = index_type_for(X.type.size, V.type.size)
-        # sizes are kernel arguments (Kernel.params): one kernel for every layer with these pads
-        params = (("C_", C), ("H_", H), ("W_", W), ("T_", T), ("TW_", tw), ("NP_", NP))
-        body = [f"const {it} c = ({it})get_global_id(0);",
+        # sizes as constants, one kernel per layer shape: as kernel arguments (Kernel.params,
+        # shared) this kernel ran 1.24x slower on DenseNet-121 (its 16 divisions per tile)
+        sizes = (("C_", C), ("H_", H), ("W_", W), ("T_", T), ("TW_", tw), ("NP_", NP))
+        body = [f"const {it} {n} = {v};" for n, v in sizes]
+        body += [f"const {it} c = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
                 f"const {it} n = ({it})get_global_id(2);",
                 "__global const float* src = in0 + (n * C_ + c) * H_ * W_;",
@@ -114,7 +116,7 @@ class WinogradInputGen:
                  "  vstore16(vload16(e, r), 0, out0 + (((n * 16 + e) * NP_ + p) * C_ + c) * 16);"]
         return [Kernel(name, [Arg("in0", X), Arg("out0", V, writable=True)], body,
                        global_size=(C, NP, N), local_size=(1, 1, 1), index_type=it,
-                       node_name=node.name or "", params=params)]
+                       node_name=node.name or "")]
 
 
 register(OpDef("winograd_input", _in_infer, _in_ref, WinogradInputGen(), fusion="opaque",
