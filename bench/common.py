@@ -2,6 +2,7 @@
 another checkout), the machine's load, interleaved timing and JSON output."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -47,6 +48,21 @@ def interleaved(fns: dict, runs: int, lead_in_s: float = 0.1) -> dict:
             fns[k]()
             times[k].append(time.perf_counter() - t)
     return times
+
+
+@contextlib.contextmanager
+def env(**values: str):
+    """Environment variables set for the block (an LGC_* switch for one compile), then restored."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def write_json(path: str | None, payload: dict) -> None:

@@ -40,7 +40,7 @@ from dataclasses import asdict, replace
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import interleaved, say
+from common import env, interleaved, say
 
 RESULTS: dict = {}
 
@@ -335,28 +335,21 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     from lgc.bench import compile_for_bench
     from lgc.codegen import gpu_gemm
     from lgc.codegen.target import use_target
-    env = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
+    switches = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
     if previous:
-        env["LGC_CACHE_COMPILED"] = "0"
-    old = {k: os.environ.get(k) for k in env}
+        switches["LGC_CACHE_COMPILED"] = "0"
     presets, per_cu = dict(gpu_gemm.PRESETS_WIDE), gpu_gemm.WIDE_GROUPS_PER_CU
-    os.environ.update(env)
     if previous:
         gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=16, NDIMC=16)
         gpu_gemm.WIDE_GROUPS_PER_CU = 2
     try:
-        with use_target(target):
+        with env(**switches), use_target(target):
             t = time.perf_counter()
             exe, types, _ = compile_for_bench(path, batch, device)
             compile_s = time.perf_counter() - t
     finally:
         gpu_gemm.PRESETS_WIDE.update(presets)
         gpu_gemm.WIDE_GROUPS_PER_CU = per_cu
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
     return exe, types, compile_s
 
 

@@ -15,7 +15,7 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import interleaved, load, say, write_json
+from common import env, interleaved, load, say, write_json
 
 
 def matmul_executable(n: int, device=None, profile=False, direct=False):
@@ -29,16 +29,9 @@ def matmul_executable(n: int, device=None, profile=False, direct=False):
     b = GraphBuilder("matmul")
     t = TensorType(dtypes.by_name("f32"), (n, n))
     x, y = b.input("a", t), b.input("b", t)
-    old = os.environ.get("LGC_CPU_PANELS")
-    os.environ["LGC_CPU_PANELS"] = "0" if direct else (old or "1")
-    try:
+    with env(LGC_CPU_PANELS="0" if direct else os.environ.get("LGC_CPU_PANELS", "1")):
         return lgc.compile(b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"]), device=device,
                            profile=profile)
-    finally:
-        if old is None:
-            os.environ.pop("LGC_CPU_PANELS")
-        else:
-            os.environ["LGC_CPU_PANELS"] = old
 
 
 def main():

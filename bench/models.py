@@ -19,7 +19,7 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import interleaved, load, say, write_json
+from common import env, interleaved, load, say, write_json
 
 
 def _compile(model, direct: bool):
@@ -27,17 +27,10 @@ def _compile(model, direct: bool):
     import os
 
     import lgc
-    old = os.environ.get("LGC_CPU_PANELS")
-    os.environ["LGC_CPU_PANELS"] = "0" if direct else (old or "1")
-    try:
+    with env(LGC_CPU_PANELS="0" if direct else os.environ.get("LGC_CPU_PANELS", "1")):
         m = lgc.Model(model)
         types = m.default_types()
         return m.executable(types), types
-    finally:
-        if old is None:
-            os.environ.pop("LGC_CPU_PANELS")
-        else:
-            os.environ["LGC_CPU_PANELS"] = old
 
 
 def bench_model(name: str, runs: int, seed: int = 0, direct: bool = False) -> dict:

@@ -20,21 +20,14 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import interleaved, load, say, write_json
+from common import env, interleaved, load, say, write_json
 
 
 def _compile(model, db: str):
     import lgc
-    old = os.environ.get("LGC_TUNE_DB")
-    os.environ["LGC_TUNE_DB"] = db
-    try:
+    with env(LGC_TUNE_DB=db):
         m = lgc.Model(model)
         return m.executable(m.default_types())
-    finally:
-        if old is None:
-            os.environ.pop("LGC_TUNE_DB")
-        else:
-            os.environ["LGC_TUNE_DB"] = old
 
 
 def main():

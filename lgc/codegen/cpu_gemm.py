@@ -373,7 +373,8 @@ class PanelGemmGen:
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        body += _batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
+        from ..ops.linalg import batch_offsets
+        body += batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
         body.append(f"__global const float* bq = in1 + offb + pn * K_ * {PANEL};")
         if packed:
             body.append(f"__global const float* aq = in0 + offa + pm * K_ * {TM};")
@@ -432,21 +433,6 @@ class PanelGemmGen:
         return [Kernel(name, args, body, global_size=(_panels(N), _panels(M, TM), _prod(batch)),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                        flops=2 * M * N * K * _prod(batch), params=params)]
-
-
-def _batch_offsets(it: str, batch, shapes, names) -> list[str]:
-    """Lines decoding the flat batch id `b` into element offsets per operand, as
-    lgc.ops.linalg.batch_offsets does, with each operand's matrix size a name (`names[i]`:
-    (offset variable, size name)) rather than a number."""
-    lines = [f"{it} rem_ = b;"] + [f"{it} {n} = 0;" for n, _ in names]
-    for axis in range(len(batch) - 1, -1, -1):
-        lines.append(f"{{ const {it} c_ = rem_ % {batch[axis]}; rem_ /= {batch[axis]};")
-        for shape, (n, size) in zip(shapes, names):
-            k = axis - (len(batch) - len(shape))
-            if k >= 0 and shape[k] != 1:
-                lines.append(f"  {n} += c_ * {_prod(shape[k + 1:])} * {size};")
-        lines.append("}")
-    return lines
 
 
 def _vstore(dtype, index, value, w) -> str:

@@ -127,14 +127,16 @@ def matmul_params(M: int, K: int, N: int) -> MatmulParams:
 def batch_offsets(it: str, batch, shapes, names) -> list[str]:
     """Lines decoding the flat batch id `b` into element offsets per operand (broadcast dims
     contribute nothing). `shapes[i]` is operand i's batch shape, `names[i]` (name, matrix
-    size) its offset variable and the elements per matrix."""
+    size) its offset variable and the elements per matrix: a number, or the name of a size
+    the kernel takes as an argument (lgc.codegen.kernel.Kernel.params)."""
     lines = [f"{it} rem_ = b;"] + [f"{it} {n} = 0;" for n, _ in names]
     for axis in range(len(batch) - 1, -1, -1):
         lines.append(f"{{ const {it} c_ = rem_ % {batch[axis]}; rem_ /= {batch[axis]};")
         for shape, (n, msize) in zip(shapes, names):
             k = axis - (len(batch) - len(shape))
             if k >= 0 and shape[k] != 1:
-                stride = msize * prod(shape[k + 1:])
+                stride = msize * prod(shape[k + 1:]) if isinstance(msize, int) \
+                    else f"{prod(shape[k + 1:])} * {msize}"
                 lines.append(f"  {n} += c_ * {stride};")
         lines.append("}")
     return lines
