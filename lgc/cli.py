@@ -68,11 +68,12 @@ def cmd_compile(args) -> int:
             exe = model.executable(types)
         if args.explain:
             from lgc.codegen.fusion import fusion_enabled, plan
-            from lgc.codegen.cpu_lowering import lower_for_cpu   # the graph lower() fuses
+            from lgc.codegen.program import lower_for_target   # the graph lower() fuses
             from lgc.codegen.target import target_for
             tgt = target_for(exe.device)
-            print(plan(lower_for_cpu(exe.graph, tgt), tgt).explain() if fusion_enabled()
-                  else "fusion is off (LGC_FUSE=0)")
+            with use_target(tgt):
+                lowered = lower_for_target(exe.graph)
+            print(plan(lowered, tgt).explain() if fusion_enabled() else "fusion is off (LGC_FUSE=0)")
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
         from lgc.passes.manager import optimize, report_table

@@ -99,3 +99,23 @@ def test_tuner_tunes_the_split_gemm():
     assert task.signature == "conv3x3s1x1k16:M512:N49:K288:B16" and task.node.op == "conv_split_k"
     with use_target(GFX803):
         assert "k0 += " in render(tuner.kernel_for(task, task.candidates[1], GFX803, "cand"))
+
+
+def test_explain_shows_the_split(tmp_path, capsys):
+    """`lgc compile --target gfx803 --explain` plans the graph lower() fuses: split convs and
+    the sum that takes their epilogue."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lgc.cli import main
+    rng = np.random.default_rng(5)
+    w = numpy_helper.from_array(_rand(rng, 96, 64, 3, 3), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "late", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 7, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 96, 7, 7])], [w])
+    path = tmp_path / "late.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["compile", str(path), "--target", "gfx803", "--explain", "-o", str(tmp_path / "late.lgc")]) == 0
+    text = capsys.readouterr().out
+    assert "conv_split_k" in text and "sum_splits" in text

@@ -121,15 +121,21 @@ def _ident(text: str) -> str:
     return re.sub(r"_+", "_", s).strip("_")[:40]
 
 
-def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
-    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory).
-    fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
+def lower_for_target(graph: Graph) -> Graph:
+    """The graph rewritten for the current target before fusion: what `lower` fuses, and
+    what `lgc compile --explain` shows."""
     from .cpu_lowering import lower_for_cpu   # CPU targets: GEMMs on packed panels
     graph = lower_for_cpu(graph)
     from .quant_kernels import lower_quant_for_cpu   # and int8-weight convs on the same panels
     graph = lower_quant_for_cpu(graph)
     from .gpu_split import lower_for_gpu   # GPU targets: split-K for convs that underfill the GPU
-    graph = lower_for_gpu(graph)
+    return lower_for_gpu(graph)
+
+
+def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
+    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory).
+    fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
+    graph = lower_for_target(graph)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}
     prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of)
@@ -194,8 +200,8 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             continue                    # computed inside the kernels of the groups it joins
         if node.op == "while":
             from ..passes import optimize
-            from .cpu_lowering import lower_for_cpu   # loop bodies get the CPU GEMMs too
-            sub = [_lower(lower_for_cpu(optimize(node.attrs[k])), share_buffers, fuse, sources,
+            # loop bodies get the same target rewrites (CPU GEMMs, GPU split-K) as the graph
+            sub = [_lower(lower_for_target(optimize(node.attrs[k])), share_buffers, fuse, sources,
                           by_body, f"{prefix}w{index}{k[0]}_", generic_of) for k in ("cond", "body")]
             for v in node.outputs:
                 where[v] = new_buffer(v, "temp")
