@@ -119,3 +119,23 @@ def test_explain_shows_the_split(tmp_path, capsys):
     assert main(["compile", str(path), "--target", "gfx803", "--explain", "-o", str(tmp_path / "late.lgc")]) == 0
     text = capsys.readouterr().out
     assert "conv_split_k" in text and "sum_splits" in text
+
+
+def test_bad_splits_are_refused():
+    """conv_split_k and sum_splits say which operand is wrong, in one line."""
+    from lgc.ir import registry
+    from lgc.ir.graph import TensorType
+    from lgc.ir.registry import OpError
+    from lgc.ir import dtypes
+    f32 = dtypes.by_name("f32")
+    split = registry.get("conv_split_k")
+    x, w = TensorType(f32, (1, 12, 5, 5)), TensorType(f32, (8, 12, 3, 3))
+    with pytest.raises(OpError, match="5 splits of 12 channels"):
+        split.infer([x, w], split.normalize_attrs({"splits": 5}))
+    with pytest.raises(OpError, match="group-1"):
+        split.infer([x, TensorType(f32, (8, 6, 3, 3))], split.normalize_attrs({"splits": 2, "group": 2}))
+    sums = registry.get("sum_splits")
+    with pytest.raises(OpError, match=r"bias shape \(5,\), expected \(8,\)"):
+        sums.infer([TensorType(f32, (2, 1, 8, 3, 3)), TensorType(f32, (5,))], {})
+    with pytest.raises(OpError, match="need a split axis"):
+        sums.infer([TensorType(f32, (2, 8))], {})
