@@ -221,7 +221,7 @@ class QConvGen(_QuantGen):
     axis (the float conv's tile). Padding reads as zero after the zero point is removed,
     i.e. as the real value 0, as ONNX's QLinearConv defines it."""
     def kernels(self, node, name, epilogue=None):
-        from ..ops.nn import conv_tile_indices, spatial_attrs
+        from ..ops.nn import conv_tile_indices, conv_window_loops, spatial_attrs
         X, W = node.inputs[:2]
         Y = node.outputs[0]
         if Y.type.size == 0:
@@ -252,16 +252,8 @@ class QConvGen(_QuantGen):
             if not tiled:
                 body.append(f"const {it} w{i} = min(m0 + {i}, {last_m}) * {Cg * KS};")
             body.append(f"{VT} acc{i} = ({VT})0;")
-        body.append(f"for ({it} c = 0; c < {Cg}; ++c) {{")
-        body.append(f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {_prod(S)};")
-        ind = "  "
-        for i in range(L):
-            body.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
-            ind += "  "
-            body.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
-            body.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
-        row = " + ".join([f"i{i} * {_prod(S[i + 1:])}" for i in range(L)] + ["xc"])
-        wk = " + ".join([f"k{i} * {_prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {KS}"])
+        loops, ind, row, wk = conv_window_loops(it, C, Cg, S, K, s, pb, d)
+        body += loops
         sl, dl, pl, SL = s[-1], d[-1], pb[-1], S[-1]
         inside = x.vector("xr + ix", TP) if sl == 1 else \
             x.gather([f"xr + ix + {j * sl}" for j in range(TP)])

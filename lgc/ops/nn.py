@@ -125,6 +125,25 @@ def conv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams:
 
 
 
+def conv_window_loops(it: str, C: int, Cg: int, S, K, s, pb, d) -> tuple[list[str], str, str, str]:
+    """The loops the direct conv templates (float and int8) share: over the group's input
+    channels c, then the leading window axes, skipping input rows outside the image. Returns
+    (lines, the indent inside them, X's row offset, W's tap offset) for the last axis, whose
+    loop (over kx) each template writes itself."""
+    L = len(S) - 1
+    lines = [f"for ({it} c = 0; c < {Cg}; ++c) {{",
+             f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {prod(S)};"]
+    ind = "  "
+    for i in range(L):
+        lines.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
+        ind += "  "
+        lines.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
+        lines.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
+    row = " + ".join([f"i{i} * {prod(S[i + 1:])}" for i in range(L)] + ["xc"])
+    wk = " + ".join([f"k{i} * {prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {prod(K)}"])
+    return lines, ind, row, wk
+
+
 def conv_tile_indices(it: str, O, TP: int, TM: int, Mg: int) -> list[str]:
     """Where a work-item of a direct conv sits (dim 0: TP outputs along the last spatial
     axis, then the leading output axes o0..; dim 1: TM output channels of a group; dim 2:
@@ -185,16 +204,8 @@ class ConvGen:
             init = f"({VT})({read('in2', dt, f'min(m0 + {i}, {last_m})')})" if len(node.inputs) == 3 \
                 else f"({VT})0"
             body.append(f"{VT} acc{i} = {init};")
-        body.append(f"for ({it} c = 0; c < {Cg}; ++c) {{")
-        body.append(f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {prod(S)};")
-        ind = "  "
-        for i in range(L):                          # leading window axes: skip rows outside
-            body.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
-            ind += "  "
-            body.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
-            body.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
-        row = " + ".join([f"i{i} * {prod(S[i + 1:])}" for i in range(L)] + ["xc"])
-        wk = " + ".join([f"k{i} * {prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {KS}"])
+        loops, ind, row, wk = conv_window_loops(it, C, Cg, S, K, s, pb, d)
+        body += loops
         sl, dl, pl, SL = s[-1], d[-1], pb[-1], S[-1]
         body += [f"{ind}const {it} xr = {row};",
                  f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{",
