@@ -17,14 +17,15 @@ from __future__ import annotations
 import os
 
 from . import gpu_gemm
-from .gpu_gemm import _lane, epilogue_store, gemm_body, launch, params_for, unravel
+from .gpu_gemm import _lane, epilogue_store, gemm_body, launch, params_for, unravel, vector_load
 from .emit import read
 from .kernel import Arg, Kernel, index_type_for
 from .target import Target
 
 
-def gemm_shape(node):
-    """(signature, M, N, K, batch) of a conv node as the GEMM sees it (per image and group)."""
+def gemm_shape(node, splits: int | None = None):
+    """(signature, M, N, K, batch) of a conv node as the GEMM sees it (per image and group);
+    `splits`: as a conv_split_k of that many slices (default: the node's own, 1 for a conv)."""
     from ..ops.linalg import prod
     from ..ops.nn import spatial_attrs
     X, W, Y = node.inputs[0], node.inputs[1], node.outputs[0]
@@ -36,7 +37,7 @@ def gemm_shape(node):
     fold = folds_images(images)
     M, K = W.shape[0] // g, W.shape[1] * prod(Kw)
     N, B = (images * P, g) if fold else (P, images * g)
-    splits = node.attrs.get("splits", 1)   # conv_split_k: a GEMM per slice of the channels
+    splits = splits or node.attrs.get("splits", 1)   # conv_split_k: a GEMM per channel slice
     if splits > 1:
         op, K, B = f"{op}k{splits}", K // splits, B * splits
     return gpu_gemm.signature(op, M, N, K, B), M, N, K, B
@@ -45,13 +46,6 @@ def gemm_shape(node):
 def folds_images(images: int) -> bool:
     """Whether a conv over `images` images puts them side by side in the GEMM's columns."""
     return images > 1 and os.environ.get("LGC_GPU_CONV_FOLD", "1") != "0"
-
-
-def _vector_load(buf: str, dtype, at: str, w: int) -> str | None:
-    """w consecutive float32 elements from `at` as one vector load (None for other storage).
-    `at` is a multiple of w and buffers start on the device's base alignment (sub-buffers
-    too, lgc.runtime.executor), so the vector is aligned."""
-    return f"(*(__global const float{w}*)({buf} + {at}))" if dtype.name == "f32" else None
 
 
 def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
@@ -87,14 +81,14 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
                     f"const {it} offx = (img * {C} + grp * {Cg} + z * {Cs}) * {SP};",
                     f"const {it} offy = ((z * {N} + img) * {M} + grp * {Mg}) * {P};"]
 
-    def image_base(n: str) -> tuple[list[str], str, str]:
-        """(lines, X offset of column n's image, group and split, n's output position)."""
+    def image_base(n: str) -> tuple[str, str]:
+        """(X offset of column n's image, group and split, n's output position)."""
         if not fold:
-            return [], "offx", f"({n})"
-        return [], f"((({n}) / {P}) * {C} + grp * {Cg} + z * {Cs}) * {SP}", f"(({n}) % {P})"
+            return "offx", f"({n})"
+        return f"((({n}) / {P}) * {C} + grp * {Cg} + z * {Cs}) * {SP}", f"(({n}) % {P})"
 
     def b_at(k, n):
-        _, base, pos = image_base(n)
+        base, pos = image_base(n)
         if pointwise:
             return [], read("in0", X.dtype, f"{base} + ({k}) * {SP} + {pos}")
         lines = [f"const {it} kk = {k}, ch = kk / {KS};",
@@ -106,7 +100,7 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
         return lines, f"inside ? {read('in0', X.dtype, 'at')} : 0.0f"
 
     def b_column(n):   # the output position's part of the address, once per work-item
-        _, base, pos = image_base(n)
+        base, pos = image_base(n)
         if pointwise:
             return [f"const {it} bxo = {base} + {pos};"], \
                 lambda k: ([], read("in0", X.dtype, f"bxo + ({k}) * {SP}"))
@@ -138,20 +132,19 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
         return epilogue_store(epilogue, out.dtype, at, f"({val})" if bias else val, w, coords,
                               aligned=P % w == 0)
 
-    def a_vec(m, k, w):
-        return _vector_load("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}", w) if Ks % w == 0 else None
+    def a_vec(m, k, w):   # gemm_body asks only when Ks % w == 0: rows and slices start aligned
+        return vector_load("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}", w)
 
     def b_vec(k, n, w):   # unfolded 1x1 convs: a row of B is a row of the image
         if not pointwise or fold or SP % w:
             return None
-        return _vector_load("in0", X.dtype, f"offx + ({k}) * {SP} + {n}", w)
+        return vector_load("in0", X.dtype, f"offx + ({k}) * {SP} + {n}", w)
 
     body = gemm_body(p, Mg, cols, Ks, ct="float", it=it,
                      a_at=lambda m, k: read("in1", W.dtype, f"offw + ({m}) * {Kd} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, target=target,
                      split_edge=epilogue is None, b_column=b_column if (fold or not pointwise) else None,
-                     a_vec=a_vec if W.dtype.name == "f32" else None,
-                     b_vec=b_vec if X.dtype.name == "f32" else None)
+                     a_vec=a_vec, b_vec=b_vec)
     gs, ls = launch(p, Mg, cols, gemm_batch * splits)
     args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
     args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]

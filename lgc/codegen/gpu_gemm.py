@@ -125,7 +125,7 @@ PRESETS_WIDE = {
 }
 
 
-WIDE_GROUPS_PER_CU = 1   # work-groups per compute unit the wide presets must fill
+MIN_GROUPS_PER_CU = 1   # work-groups per compute unit a preset must give (bench/gpu.py tries 2)
 
 
 def presets_for(target: Target) -> dict:
@@ -138,7 +138,6 @@ def heuristic(M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
     every compute unit a work-group; GEMV shapes (one row) get the row-vector preset, a few
     rows (grouped convs) the thin one."""
     presets = presets_for(target)
-    per_cu = 1 if target.wave_width == 64 else WIDE_GROUPS_PER_CU
     if M == 1:
         return presets["gemv"]
     if M <= 8:
@@ -147,7 +146,7 @@ def heuristic(M: int, N: int, K: int, batch: int, target: Target) -> GemmParams:
         p = presets[name]
         tiles_m, tiles_n = -(-M // p.MWG), -(-N // p.NWG)
         waste = 1 - (M * N) / (tiles_m * p.MWG * tiles_n * p.NWG)
-        if valid(p, target) and waste < 0.25 and tiles_m * tiles_n * batch >= per_cu * target.compute_units:
+        if valid(p, target) and waste < 0.25 and tiles_m * tiles_n * batch >= MIN_GROUPS_PER_CU * target.compute_units:
             return p
     return presets["small"]
 
@@ -383,6 +382,13 @@ def _prod(xs) -> int:
     return n
 
 
+def vector_load(buf: str, dtype, at: str, w: int) -> str | None:
+    """w consecutive float32 elements from `at` as one aligned vector load (None for other
+    storage). Callers pass an `at` that is a multiple of w; buffers start on the device's base
+    alignment (sub-buffers too, lgc.runtime.executor), so the vector is aligned."""
+    return f"(*(__global const float{w}*)({buf} + {at}))" if dtype.name == "f32" else None
+
+
 def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
                    aligned: bool = False) -> str:
     """The statement storing `width` columns of C at flat index `at`, through a fusion
@@ -404,10 +410,10 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
         vec = value if epilogue is None else f"(float{width})({', '.join(results)})"
         if aligned and out_dtype.name == "f32":
             lines.append(f"*(__global float{width}*)(out0 + {at}) = {vec};")
-            return lines[0] if len(lines) == 1 else "{ " + " ".join(lines) + " }"
-        fn = "vstore_half" if out_dtype.name == "f16" else "vstore"
-        cast = "(__global half*)" if out_dtype.name == "f16" else ""
-        lines.append(f"{fn}{width}({vec}, 0, {cast}out0 + {at});")
+        else:
+            fn = "vstore_half" if out_dtype.name == "f16" else "vstore"
+            cast = "(__global half*)" if out_dtype.name == "f16" else ""
+            lines.append(f"{fn}{width}({vec}, 0, {cast}out0 + {at});")
     else:
         lines += [write("out0", out_dtype, f"{at} + {j}" if j else at, v) for j, v in enumerate(results)]
     return lines[0] if len(lines) == 1 else "{ " + " ".join(lines) + " }"
@@ -449,11 +455,11 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
         return epilogue_store(epilogue, Y.dtype, f"b * {M * N} + ({r}) * {N} + {c}", v, w, coords,
                               aligned=N % w == 0)
 
-    def a_vec(m, k, w):   # rows start on a multiple of w (K % w == 0): aligned vector loads
-        return f"(*(__global const float{w}*)(in0 + offa + ({m}) * {K} + {k}))" if A.dtype.name == "f32" else None
+    def a_vec(m, k, w):   # gemm_body asks only when K % w == 0: rows start aligned
+        return vector_load("in0", A.dtype, f"offa + ({m}) * {K} + {k}", w)
 
     def b_vec(k, n, w):
-        return f"(*(__global const float{w}*)(in1 + offb + ({k}) * {N} + {n}))" if B.dtype.name == "f32" else None
+        return vector_load("in1", B.dtype, f"offb + ({k}) * {N} + {n}", w)
 
     body = gemm_body(p, M, N, K, ct="float", it=it, a_at=lambda m, k: read("in0", A.dtype, f"offa + ({m}) * {K} + {k}"),
                      b_at=b_at, c_store=c_store, prelude=prelude, b_k_fastest=trans, target=target,

@@ -145,18 +145,12 @@ register(OpDef("sum_splits", _sum_infer, _sum_ref, SumSplitsGen(), fusion="out_f
 def waves(node, target: Target, splits: int = 1) -> int:
     """Waves the conv's GEMM launches with the tile lgc would pick, split `splits` ways."""
     from . import gpu_conv, gpu_gemm
-    attrs = dict(node.attrs, splits=splits)
-    shape = gpu_conv.gemm_shape(_Probe(node, attrs))
+    shape = gpu_conv.gemm_shape(node, splits)
     p = gpu_gemm.params_for(shape, target)
     _, M, N, _, B = shape
-    tiles = -(-M // p.MWG) * -(-N // p.NWG) * B
-    return tiles * -(-p.threads // max(target.wave_width, 1))
-
-
-class _Probe:
-    """A conv node seen with other attributes (gemm_shape reads only these fields)."""
-    def __init__(self, node, attrs):
-        self.inputs, self.outputs, self.attrs = node.inputs, node.outputs, attrs
+    global_size, local_size = gpu_gemm.launch(p, M, N, B)
+    groups = _prod(global_size) // _prod(local_size)
+    return groups * -(-p.threads // max(target.wave_width, 1))
 
 
 def choose_splits(node, target: Target) -> int:
