@@ -41,6 +41,7 @@ from dataclasses import asdict, replace
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
 from common import env, interleaved, say
+from matmul import matmul_graph
 
 RESULTS: dict = {}
 
@@ -107,87 +108,28 @@ def info(device, target) -> dict:
 TILES = [(128, 128, 16, 16, 4, 4), (64, 128, 8, 16, 4, 4), (128, 64, 16, 8, 4, 4),
          (64, 64, 8, 8, 4, 4), (128, 128, 16, 16, 2, 4), (64, 128, 16, 16, 4, 4),
          (128, 128, 32, 16, 4, 4), (64, 64, 16, 16, 4, 4)]
-GOOD_KNOBS = dict(STU=1, PAD=4, VLA=4, VLB=4, KUNR=0)
-
-
 def _params(tile, kwg, **knobs):
     from lgc.codegen.gpu_gemm import GemmParams
     m, n, md, nd, vm, vn = tile
     return GemmParams(MWG=m, NWG=n, KWG=kwg, MDIMC=md, NDIMC=nd, VWM=vm, VWN=vn, **knobs)
 
 
-def matmul_graph(n: int):
-    from lgc.ir import dtypes
-    from lgc.ir.builder import GraphBuilder
-    from lgc.ir.graph import TensorType
-    b = GraphBuilder("sgemm")
-    t = TensorType(dtypes.by_name("f32"), (n, n))
-    x, y = b.input("a", t), b.input("b", t)
-    return b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"])
-
-
-def time_kernels(device, kernels, runs: int = 5) -> list[float]:
-    """Best kernel time (profiling events) of each kernel over `runs` rounds after a warm-up,
-    the kernels taking turns in each round; inf for one the driver refuses or that fails."""
-    import pyopencl as cl
-
-    from lgc.codegen.kernel import render
-    from lgc.codegen.program import prelude_for
-    ctx = device.context
-    queue = cl.CommandQueue(ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
-    try:
-        body = "\n".join(render(k) for k in kernels)
-        prgs = [cl.Program(ctx, prelude_for(body) + body).build()] * len(kernels)
-    except cl.Error:   # build one by one, so one refused candidate loses only itself
-        prgs = []
-        for k in kernels:
-            try:
-                prgs.append(cl.Program(ctx, prelude_for(render(k)) + render(k)).build())
-            except cl.Error as e:
-                say(f"  {k.name} refused: {str(e).splitlines()[0][:200]}")
-                prgs.append(None)
-    rng = np.random.default_rng(0)
-    mf = cl.mem_flags
-    bufs = {a.name: cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR,
-                              hostbuf=rng.standard_normal(max(a.value.type.size, 1)).astype(np.float32))
-            for a in kernels[0].args}
-    launch = []
-    for k, prg in zip(kernels, prgs):
-        kern = None
-        if prg is not None:
-            kern = getattr(prg, k.name)
-            kern.set_args(*[bufs[a.name] for a in k.args])
-        launch.append(kern)
-    best = [float("inf")] * len(kernels)
-    for _ in range(runs + 1):
-        for i, (k, kern) in enumerate(zip(kernels, launch)):
-            if kern is None:
-                continue
-            try:
-                ev = cl.enqueue_nd_range_kernel(queue, kern, k.launch_global, k.local_size)
-                ev.wait()
-                best[i] = min(best[i], (ev.profile.end - ev.profile.start) * 1e-9) if _ else best[i]
-            except cl.Error as e:
-                say(f"  {k.name} failed: {e}")
-                launch[i] = None
-    return best
-
-
 def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
-    """[(params, seconds)] for the valid candidates, kernels built 8 to a program."""
-    from lgc.codegen import gpu_gemm
+    """[(params, seconds)] for the valid candidates, kernels built 8 to a program and timed
+    by lgc tune's own timer (profiling events, candidates interleaved per round)."""
+    from lgc.codegen import gpu_gemm, tuner
     cands = [p for p in dict.fromkeys(cands) if gpu_gemm.valid(p, target)]
     out = []
     for i in range(0, len(cands), 8):
         chunk = cands[i:i + 8]
         kernels = [gpu_gemm.matmul_kernels(node, f"cand{j}", target, params=p)[0] for j, p in enumerate(chunk)]
-        out += list(zip(chunk, time_kernels(device, kernels, runs=runs)))
+        out += [(p, t) for p, (t, _) in zip(chunk, tuner.time_kernels(device, kernels, runs=runs))]
     return out
 
 
 def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
     """sweep=False: lgc's own choice (tuning database, else the heuristic), no search."""
-    from lgc.codegen import gpu_gemm, tuning
+    from lgc.codegen import gpu_gemm, tuner, tuning
     graph = matmul_graph(n)
     node = graph.nodes[0]
     flops = 2.0 * n ** 3
@@ -197,14 +139,12 @@ def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
         res = {"n": n, "params": asdict(best), "source": "lgc's default (no tuning)"}
         return sgemm_check_and_time(device, target, graph, best, res, tf)
     t0 = time.perf_counter()
-    stage1 = time_candidates(device, target, node, [_params(t, k, **GOOD_KNOBS) for t in TILES for k in (8, 16)])
+    stage1 = time_candidates(device, target, node, [_params(t, k, **gpu_gemm.WIDE_KNOBS) for t in TILES for k in (8, 16)])
     stage1.sort(key=lambda r: r[1])
     best_tile = stage1[0][0]
     say("  stage 1 (tiles): " + ", ".join(f"{p.MWG}x{p.NWG}/{p.MDIMC}x{p.NDIMC}/k{p.KWG}/v{p.VWM}: "
                                           f"{tf(s):.1f}" for p, s in stage1[:6]) + " TFLOP/s")
-    knobs = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (0, 1) for b in (0, 4) for c in (1, 4)
-             for d in (1, 4) for e in (0, 4)]
-    stage2 = time_candidates(device, target, node, [replace(best_tile, **k) for k in knobs])
+    stage2 = time_candidates(device, target, node, [replace(best_tile, **k) for k in tuner.GPU_KNOBS])
     stage2.sort(key=lambda r: r[1])
     say("  stage 2 (knobs): " + ", ".join(f"STU{p.STU} PAD{p.PAD} VLA{p.VLA} VLB{p.VLB} KUNR{p.KUNR}: "
                                           f"{tf(s):.1f}" for p, s in stage2[:6]) + " TFLOP/s")
@@ -338,10 +278,10 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     switches = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
     if previous:
         switches["LGC_CACHE_COMPILED"] = "0"
-    presets, per_cu = dict(gpu_gemm.PRESETS_WIDE), gpu_gemm.WIDE_GROUPS_PER_CU
+    presets, per_cu = dict(gpu_gemm.PRESETS_WIDE), gpu_gemm.MIN_GROUPS_PER_CU
     if previous:
         gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=16, NDIMC=16)
-        gpu_gemm.WIDE_GROUPS_PER_CU = 2
+        gpu_gemm.MIN_GROUPS_PER_CU = 2
     try:
         with env(**switches), use_target(target):
             t = time.perf_counter()
@@ -349,7 +289,7 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
             compile_s = time.perf_counter() - t
     finally:
         gpu_gemm.PRESETS_WIDE.update(presets)
-        gpu_gemm.WIDE_GROUPS_PER_CU = per_cu
+        gpu_gemm.MIN_GROUPS_PER_CU = per_cu
     return exe, types, compile_s
 
 

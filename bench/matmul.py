@@ -18,20 +18,24 @@ import numpy as np
 from common import env, interleaved, load, say, write_json
 
 
-def matmul_executable(n: int, device=None, profile=False, direct=False):
-    """direct: with the CPU panel-GEMM rewrite off (LGC_CPU_PANELS=0)."""
-    import os
-
-    import lgc
+def matmul_graph(n: int):
+    """The graph c = a @ b of two n x n float32 inputs."""
     from lgc.ir import dtypes
     from lgc.ir.builder import GraphBuilder
     from lgc.ir.graph import TensorType
     b = GraphBuilder("matmul")
     t = TensorType(dtypes.by_name("f32"), (n, n))
     x, y = b.input("a", t), b.input("b", t)
+    return b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"])
+
+
+def matmul_executable(n: int, device=None, profile=False, direct=False):
+    """direct: with the CPU panel-GEMM rewrite off (LGC_CPU_PANELS=0)."""
+    import os
+
+    import lgc
     with env(LGC_CPU_PANELS="0" if direct else os.environ.get("LGC_CPU_PANELS", "1")):
-        return lgc.compile(b.build([b.op("matmul", [x, y])], ["a", "b"], ["c"]), device=device,
-                           profile=profile)
+        return lgc.compile(matmul_graph(n), device=device, profile=profile)
 
 
 def main():

@@ -272,7 +272,7 @@ def _close(out, ref) -> bool:
     return bool(np.max(np.abs(out.astype(np.float64) - ref), initial=0.0) <= RTOL * max(scale, 1e-30))
 
 
-def _time_kernels(device, kernels, runs: int = 5) -> list[tuple[float, np.ndarray | None]]:
+def time_kernels(device, kernels, runs: int = 5) -> list[tuple[float, np.ndarray | None]]:
     """(seconds per launch, output) of each kernel: the best of `runs` rounds after a warm-up
     one, every kernel launched once per round (interleaved: load on the machine hits them
     alike), and what the first launch wrote (None, inf if it fails). All read the same
@@ -332,7 +332,7 @@ def _time_kernels(device, kernels, runs: int = 5) -> list[tuple[float, np.ndarra
 
 
 def _reference_output(kernel, node):
-    """The op's NumPy result on the inputs _time_kernels fed `kernel` (flat), or None when
+    """The op's NumPy result on the inputs time_kernels fed `kernel` (flat), or None when
     the kernel's parameters are not just the node's inputs (a GPU variant's padded copies)."""
     from ..ir import registry
     ins = [a for a in kernel.args if not a.writable]
@@ -386,7 +386,7 @@ def _confirm(device, task: Task, target: Target, winner):
     if task.kind == "lowering":
         (d, _), (w, _) = _time_lowerings(device, task, target, CONFIRM_RUNS, pair)
     else:
-        (d, _), (w, _) = _time_kernels(device, [kernel_for(task, p, target, f"cand{n}")
+        (d, _), (w, _) = time_kernels(device, [kernel_for(task, p, target, f"cand{n}")
                                                 for n, p in enumerate(pair)], CONFIRM_RUNS)
     return ((winner, w) if w < d * (1 - MIN_GAIN) else (task.default, d)), d
 
@@ -419,7 +419,7 @@ def tune(graph, device, budget: float = 60.0, batch: int = 8, progress: bool = T
                 check = _lowering_reference(task)
             else:
                 kernels = [kernel_for(task, p, target, f"cand{n}") for n, p in enumerate(chunk)]
-                timed = _time_kernels(device, kernels)
+                timed = time_kernels(device, kernels)
                 check = _reference_output(kernels[0], task.node) if ref is None else None
             for p, (t, out) in zip(chunk, timed):
                 if p == task.default and ref is None:
