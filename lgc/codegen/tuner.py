@@ -172,11 +172,11 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
     return sorted(out.values(), key=lambda t: -t.flops)
 
 
-def tasks(graph, target: Target) -> list[Task]:
+def tasks(graph, target: Target, lowering: bool = True) -> list[Task]:
     """The distinct tunable ops of a graph: on a CPU, its Winograd-or-im2col decisions first
-    (they change what runs), then the kernels of the graph as cpu_lowering rewrites it; on a
-    GPU, the GEMMs of the graph as gpu_split rewrites it (a split conv is tuned as split);
-    biggest FLOP count first."""
+    (they change what runs; `lowering=False` leaves them out, once they are decided), then
+    the kernels of the graph as cpu_lowering rewrites it; on a GPU, the GEMMs of the graph as
+    gpu_split rewrites it (a split conv is tuned as split); biggest FLOP count first."""
     from ..ir import registry
     from ..ops.linalg import MatmulParams, width_for
     from ..ops.nn import ConvParams
@@ -184,7 +184,7 @@ def tasks(graph, target: Target) -> list[Task]:
     if not target.is_gpu:
         from .cpu_lowering import lower_for_cpu
         with use_target(target):
-            first = lowering_tasks(graph, target)
+            first = lowering_tasks(graph, target) if lowering else []
             graph = lower_for_cpu(graph, target)
     else:
         from .gpu_split import lower_for_gpu
@@ -455,7 +455,7 @@ def tune(graph, device, budget: float = 60.0, batch: int = 8, progress: bool = T
         i += 1
         if task.kind == "lowering" and (i == len(todo) or todo[i].kind != "lowering"):
             with tuning.forced(decided):  # the kernels that run after these decisions
-                todo = todo[:i] + [t for t in tasks(graph, target) if t.kind != "lowering"]
+                todo = todo[:i] + tasks(graph, target, lowering=False)
     if bar:
         bar.close()
         if i < len(todo):
