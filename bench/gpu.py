@@ -17,7 +17,7 @@ its peer in the same run, interleaved (A B A B):
           also lgc with LGC_GPU_CONV_FOLD=0, with the 4x4-medium wide heuristic and with
           LGC_GPU_SPLIT_K=0, and a per-kernel table.
   resnet1 the same at batch 1, lgc with and without split-K.
-  tune    `lgc tune` (lgc.codegen.tuner.tune) on the ResNet-50 graph within --tune-budget
+  tune    `lgc tune` (lgc.backends.tuner.tune) on the ResNet-50 graph within --tune-budget
           seconds, then the resnet timings again with the tuned database.
 
 Results go to --out (gpu.json, kernel tables, the tuning database) and a summary to stdout.
@@ -68,7 +68,7 @@ def section(name: str, out: str, fn, *args) -> None:
 
 def gpu_target(device, smoke: bool):
     """The device's Target; --smoke on a CPU device pretends to be a 32-wide GPU."""
-    from lgc.codegen.target import Target
+    from lgc.backends.target import Target
     t = Target.from_device(device)
     if smoke and not t.is_gpu:
         t = replace(t, name="smoke-gpu", device_type="gpu", wave_width=32, local_mem_bytes=49152,
@@ -109,7 +109,7 @@ TILES = [(128, 128, 16, 16, 4, 4), (64, 128, 8, 16, 4, 4), (128, 64, 16, 8, 4, 4
          (64, 64, 8, 8, 4, 4), (128, 128, 16, 16, 2, 4), (64, 128, 16, 16, 4, 4),
          (128, 128, 32, 16, 4, 4), (64, 64, 16, 16, 4, 4)]
 def _params(tile, kwg, **knobs):
-    from lgc.codegen.gpu_gemm import GemmParams
+    from lgc.backends.gpu_gemm import GemmParams
     m, n, md, nd, vm, vn = tile
     return GemmParams(MWG=m, NWG=n, KWG=kwg, MDIMC=md, NDIMC=nd, VWM=vm, VWN=vn, **knobs)
 
@@ -117,7 +117,7 @@ def _params(tile, kwg, **knobs):
 def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
     """[(params, seconds)] for the valid candidates, kernels built 8 to a program and timed
     by lgc tune's own timer (profiling events, candidates interleaved per round)."""
-    from lgc.codegen import gpu_gemm, tuner
+    from lgc.backends import gpu_gemm, tuner
     cands = [p for p in dict.fromkeys(cands) if gpu_gemm.valid(p, target)]
     out = []
     for i in range(0, len(cands), 8):
@@ -129,7 +129,7 @@ def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
 
 def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
     """sweep=False: lgc's own choice (tuning database, else the heuristic), no search."""
-    from lgc.codegen import gpu_gemm, tuner, tuning
+    from lgc.backends import gpu_gemm, tuner, tuning
     graph = matmul_graph(n)
     node = graph.nodes[0]
     flops = 2.0 * n ** 3
@@ -172,7 +172,7 @@ def sgemm_check_and_time(device, target, graph, params, res: dict, tf) -> dict:
     import pyopencl as cl
 
     import lgc
-    from lgc.codegen.target import use_target
+    from lgc.backends.target import use_target
     n = graph.inputs[0].shape[0]
     with use_target(target):
         exe = lgc.compile(graph, device=device)
@@ -273,8 +273,8 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     each, for the medium preset, and two work-groups per compute unit required), patched in for
     this compile (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
     from lgc.bench import compile_for_bench
-    from lgc.codegen import gpu_gemm
-    from lgc.codegen.target import use_target
+    from lgc.backends import gpu_gemm
+    from lgc.backends.target import use_target
     switches = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
     if previous:
         switches["LGC_CACHE_COMPILED"] = "0"
@@ -398,7 +398,7 @@ def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float
     path = RESULTS.get("_resnet_state", {}).get("path")
     if not path:
         raise RuntimeError("the resnet section did not produce a model")
-    from lgc.codegen import tuner
+    from lgc.backends import tuner
     exe, _, _ = compile_resnet(path, batch, device, target)
     t = time.perf_counter()
     found = tuner.tune(exe.graph, device, budget=budget)   # what `lgc tune` runs

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from random_weights import light_model_path, randomize  # noqa: E402
 
-from lgc.codegen.target import GFX803  # noqa: E402
+from lgc.backends.target import GFX803  # noqa: E402
 from lgc.distributed.cost import CostModel, Link, Worker  # noqa: E402
 from lgc.distributed.graphs import load_graph  # noqa: E402
 from lgc.distributed.planner import plan  # noqa: E402

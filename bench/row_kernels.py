@@ -5,7 +5,7 @@
 One-op ONNX models (Softmax over MiniLM's attention scores [12, L, L]; LayerNormalization
 over [tokens, hidden] with scale and bias) and a softmax written as max/exp/sum/div (one
 fused row kernel in lgc, NumPy as its peer, and lgc's unfused five kernels). Each case compiles lgc twice, with the CPU
-vector row code off and on (lgc.codegen.cpu_rows), and times old, new and the peer
+vector row code off and on (lgc.backends.cpu_rows), and times old, new and the peer
 interleaved (A B C A B C), because the machine is shared: read the ratios. Kernel time is
 the sum of OpenCL profiling events; latency is the host-side call.
 """
@@ -63,7 +63,7 @@ def lgc_graph(model):
 def compile_both(graph):
     """{old, new}: executables with the CPU vector row code off / on."""
     from lgc.api import Executable
-    from lgc.codegen.program import lower
+    from lgc.backends.program import lower
     exes, saved = {}, os.environ.get("LGC_CPU_ROWVEC")
     try:
         for name, flag in (("old", "0"), ("new", "1")):
@@ -86,7 +86,7 @@ def case(label, graph, x, peer_name, peer, runs, unfused=False):
     exes = compile_both(graph)
     if unfused:     # the same graph as one kernel per op, with the new row code
         from lgc.api import Executable
-        from lgc.codegen.program import lower
+        from lgc.backends.program import lower
         exes["unfused"] = Executable(lower(graph, fuse=False), graph, profile=True)
     feeds = {"x": x}
     ref = peer(x)

@@ -20,8 +20,8 @@ from random_weights import LIGHT_MODELS, light_model_path, randomize  # noqa: E4
 
 def measure(name: str, raw: bool):
     from lgc.cli import _onnx_default_types
-    from lgc.codegen.memory import plan
-    from lgc.codegen.program import lower
+    from lgc.backends.memory import plan
+    from lgc.backends.program import lower
     from lgc.frontend.onnx.importer import import_graph
     from lgc.ir.stats import graph_stats
     from lgc.passes import optimize

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .codegen.program import Program, lower
+from .backends.program import Program, lower
 from .errors import InputError, ModelError
 from .ir import dtypes
 from .ir.graph import Graph, TensorType
@@ -26,7 +26,7 @@ class Executable:
 
     @classmethod
     def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False):
-        from .codegen.target import target_for, use_target
+        from .backends.target import target_for, use_target
         graph = optimize(graph, opt_level)
         device = select_device(device)
         with use_target(target_for(device)):    # GPU devices get the GPU kernel variants

@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .codegen.program import BufferSpec, Launch, Loop, Program, TensorSpec
+from .backends.program import BufferSpec, Launch, Loop, Program, TensorSpec
 from .errors import ArtifactError
 from .ir import dtypes
 

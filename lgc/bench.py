@@ -103,7 +103,7 @@ def device_target(device):
     """(Target, note): the Target of the device; a CPU device without a known bandwidth gets the host's
     measured copy bandwidth (PoCL kernels read and write host memory)."""
     from dataclasses import replace
-    from .codegen.target import Target
+    from .backends.target import Target
     target = Target.from_device(device)
     note = ""
     if not target.bandwidth and target.device_type == "cpu":
@@ -207,7 +207,7 @@ def bench(path, batch=None, runs=20, warmup=3, device=None, input_shapes=None,
 
 
 def report(res: BenchResult, top: int = 15) -> str:
-    from .codegen.target import Target
+    from .backends.target import Target
     target = Target(name=res.target["name"], peak_flops=res.target["peak_gflops"] * 1e9,
                     bandwidth=res.target["bandwidth_gbps"] * 1e9)
     batch = f"batch: {res.batch}" if res.batch else "shapes as declared"

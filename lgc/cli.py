@@ -55,7 +55,7 @@ def cmd_compile(args) -> int:
             _progress(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
                       f"(choose with --input-shape {name}=...)")
     _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
-    from lgc.codegen.target import by_name, use_target
+    from lgc.backends.target import by_name, use_target
     if args.tune:
         _tune(model.model, types, args)
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
@@ -67,9 +67,9 @@ def cmd_compile(args) -> int:
         else:
             exe = model.executable(types)
         if args.explain:
-            from lgc.codegen.fusion import fusion_enabled, plan
-            from lgc.codegen.program import lower_for_target   # the graph lower() fuses
-            from lgc.codegen.target import target_for
+            from lgc.backends.fusion import fusion_enabled, plan
+            from lgc.backends.program import lower_for_target   # the graph lower() fuses
+            from lgc.backends.target import target_for
             tgt = target_for(exe.device)
             with use_target(tgt):
                 lowered = lower_for_target(exe.graph)
@@ -95,7 +95,7 @@ def cmd_compile(args) -> int:
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
           f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
     if args.isa_report:
-        from lgc.codegen import isa
+        from lgc.backends import isa
         print(isa.report(isa.program_resources(exe.program), exe.program))
     return 0
 
@@ -144,7 +144,7 @@ def _compress(model, types, opts, args):
 
 
 def _tune(onnx_model, types, args) -> None:
-    from lgc.codegen.tuner import tune
+    from lgc.backends.tuner import tune
     from lgc.frontend.onnx.importer import import_graph
     from lgc.passes import optimize
     results = tune(optimize(import_graph(onnx_model, types), args.opt_level), args.device, args.budget)
@@ -155,7 +155,7 @@ def _tune(onnx_model, types, args) -> None:
 
 def cmd_tune(args) -> int:
     import lgc
-    from lgc.codegen.tuning import db_path
+    from lgc.backends.tuning import db_path
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
                       opt_level=args.opt_level)
     _tune(model.model, model.default_types(), args)
@@ -229,8 +229,8 @@ def cmd_inspect(args) -> int:
         print(graph)
     print(graph_stats(graph).table())
     if args.memory:
-        from lgc.codegen.memory import plan
-        from lgc.codegen.program import lower
+        from lgc.backends.memory import plan
+        from lgc.backends.program import lower
         program = lower(graph, share_buffers=False)
         print(plan(program.buffers, program.launches).summary())
     return 0

@@ -65,8 +65,8 @@ def key_for(source, types: dict, opt_level: int, device) -> str | None:
             model_hash = hashlib.file_digest(f, "sha256").digest()
     except (OSError, AttributeError):
         return None
-    from .codegen.target import explicit_target
-    from .codegen.tuning import db_path
+    from .backends.target import explicit_target
+    from .backends.tuning import db_path
     h = hashlib.sha256()
     try:
         tuning = db_path().read_bytes()

@@ -1,8 +1,8 @@
-"""Regenerate lgc/codegen/tuned/gfx803.json: GEMM parameters for the matmul/conv shapes of
+"""Regenerate lgc/backends/tuned/gfx803.json: GEMM parameters for the matmul/conv shapes of
 onnx's light models on the RX 580 (gfx803).
 
 No gfx803 is at hand, so these are not timings: for each shape the heuristic's pick is
-compiled offline for polaris10 (lgc.codegen.isa) and kept if it has no scratch and reaches at
+compiled offline for polaris10 (lgc.backends.isa) and kept if it has no scratch and reaches at
 least 4 waves per SIMD; otherwise the next preset that does. The file records the figures.
 Replace entries with `lgc tune` results on a real RX 580 (they go to the user database, which
 wins over this file). Usage: python scripts/gfx803_defaults.py [model ...]
@@ -14,16 +14,16 @@ import sys
 from pathlib import Path
 
 from lgc.cli import _onnx_default_types
-from lgc.codegen import gpu_gemm, isa, tuner
-from lgc.codegen.kernel import render
-from lgc.codegen.program import PRELUDE
-from lgc.codegen.target import GFX803
+from lgc.backends import gpu_gemm, isa, tuner
+from lgc.backends.kernel import render
+from lgc.backends.program import PRELUDE
+from lgc.backends.target import GFX803
 from lgc.demo import light_model_path
 from lgc.frontend.onnx.importer import import_graph, load_model
 from lgc.passes import optimize
 
 MODELS = ["resnet50", "vgg19", "inception_v1", "densenet121", "squeezenet", "bvlc_alexnet"]
-OUT = Path(__file__).resolve().parent.parent / "lgc" / "codegen" / "tuned" / "gfx803.json"
+OUT = Path(__file__).resolve().parent.parent / "lgc" / "backends" / "tuned" / "gfx803.json"
 
 
 def check(task, params):

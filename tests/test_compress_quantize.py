@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lgc
-from lgc.codegen.quant_kernels import tile_weights
+from lgc.backends.quant_kernels import tile_weights
 from lgc.compress import find_layers, load_calibration, quantize, quantize_graph
 from lgc.compress.observers import Entropy, MinMax, Percentile, symmetric_int8, uint8_params
 from lgc.compress.report import compression_report, drift
@@ -272,7 +272,7 @@ def test_cli_other_passes_and_bad_specs(tmp_path, capsys):
 def test_cpu_panel_lowering_of_weight_only_qconv(monkeypatch, k, stride, pad, M):
     """On CPU targets a weight-only qconv runs as int8 row panels times the float panel
     GEMM's im2col (or packed image) panels, with its epilogue; same result as the op."""
-    import lgc.codegen.quant_kernels as qk
+    import lgc.backends.quant_kernels as qk
     monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
     C, S = 16, 13
     w, b = _f((M, C, k, k), 0.1), _f(M)
@@ -288,7 +288,7 @@ def test_cpu_panel_lowering_of_weight_only_qconv(monkeypatch, k, stride, pad, M)
 
 
 def test_cpu_panel_lowering_of_int8_qconv(monkeypatch):
-    import lgc.codegen.quant_kernels as qk
+    import lgc.backends.quant_kernels as qk
     monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
     w, s, b = _i8((24, 16, 3, 3)), RNG.uniform(1e-3, 1e-2, 24).astype(np.float32), _f(24)
     xq = RNG.integers(0, 256, (1, 16, 11, 11)).astype(np.uint8)
@@ -302,7 +302,7 @@ def test_cpu_panel_lowering_of_int8_qconv(monkeypatch):
 
 @pytest.mark.parametrize("lead,K,N", [((5,), 33, 17), ((2, 7), 64, 48), ((3, 4), 16, 16)])
 def test_cpu_panel_lowering_of_weight_only_qmatmul(monkeypatch, lead, K, N):
-    import lgc.codegen.quant_kernels as qk
+    import lgc.backends.quant_kernels as qk
     monkeypatch.setattr(qk, "MIN_PANEL_FLOPS", 0)
     w = _f((K, N), 0.1)
     x = _f(lead + (K,))

@@ -1,12 +1,12 @@
 """Concats made in place: producers write straight into their block of the concat's output
-(lgc.codegen.program._concats_in_place), the planner treats the blocks as one tensor, and the
+(lgc.backends.program._concats_in_place), the planner treats the blocks as one tensor, and the
 runtime skips the concat's kernel; where that is not legal the copy stays."""
 import numpy as np
 import pytest
 
 from lgc.api import Executable
-from lgc.codegen.memory import in_place_launches
-from lgc.codegen.program import lower
+from lgc.backends.memory import in_place_launches
+from lgc.backends.program import lower
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType

@@ -1,4 +1,4 @@
-"""The CPU packed-panel GEMM (lgc.codegen.cpu_gemm, cpu_lowering) against NumPy.
+"""The CPU packed-panel GEMM (lgc.backends.cpu_gemm, cpu_lowering) against NumPy.
 
 Shapes are chosen awkward on purpose: M, N, K not multiples of the 4 x 16 tile, K = 1,
 batches that broadcast, transposed B, and fused epilogues (bias, activation, residual).
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lgc.api import Executable
-from lgc.codegen import cpu_lowering
-from lgc.codegen.cpu_gemm import im2col_panels_ref, pack_panels_ref, pack_rows_ref
-from lgc.codegen.program import lower
-from lgc.codegen.target import GFX803
+from lgc.backends import cpu_lowering
+from lgc.backends.cpu_gemm import im2col_panels_ref, pack_panels_ref, pack_rows_ref
+from lgc.backends.program import lower
+from lgc.backends.target import GFX803
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
@@ -177,7 +177,7 @@ WINOGRAD = [  # x shape, M, pads, bias
 @pytest.mark.parametrize("xs,M,pads,bias", WINOGRAD)
 def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
     monkeypatch.setattr(cpu_lowering, "MIN_WINOGRAD_CHANNELS", 1)
-    from lgc.codegen.cpu_winograd import filter_transform   # noqa: F401  (the path under test)
+    from lgc.backends.cpu_winograd import filter_transform   # noqa: F401  (the path under test)
     rng = np.random.default_rng(xs[1] * 10 + M)
     x, w, b = rand(rng, xs), rand(rng, (M, xs[1], 3, 3)), rand(rng, (M,))
     full = {"strides": (), "pads": pads, "dilations": (), "group": 1}
@@ -237,7 +237,7 @@ def test_depthwise_conv_relu_residual(xs, ks, at, const, bias, g):
 
 
 def test_depthwise_ref_is_the_conv():
-    from lgc.codegen.cpu_depthwise import _ref
+    from lgc.backends.cpu_depthwise import _ref
     rng = np.random.default_rng(3)
     x, w = rand(rng, (1, 6, 8, 8)), rand(rng, (6, 1, 3, 3))
     at = {"strides": (2, 1), "pads": (1, 0, 1, 2), "dilations": (1, 1), "shuffle": 2}

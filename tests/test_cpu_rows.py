@@ -1,13 +1,13 @@
-"""CPU row kernels (lgc.codegen.cpu_rows): the float16-vector softmax / log_softmax and the
+"""CPU row kernels (lgc.backends.cpu_rows): the float16-vector softmax / log_softmax and the
 split row loops of reductions and fused row kernels, against NumPy; GPU targets keep
 their kernels."""
 import numpy as np
 import pytest
 
 from lgc.api import Executable
-from lgc.codegen.fusion import plan
-from lgc.codegen.program import lower
-from lgc.codegen.target import GFX803, use_target
+from lgc.backends.fusion import plan
+from lgc.backends.program import lower
+from lgc.backends.target import GFX803, use_target
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lgc.codegen.target import GFX803
+from lgc.backends.target import GFX803
 from lgc.distributed.cost import CPU_WORKER, CostModel, Link, Worker
 from lgc.distributed.graphs import load_graph
 from lgc.distributed.planner import (PlanError, Problem, best_split, brute_force, plan,

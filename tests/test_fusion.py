@@ -1,11 +1,11 @@
-"""Fusion: which nodes share a kernel (lgc.codegen.fusion), and that fused kernels compute
-what the unfused program computes (lgc.codegen.fused)."""
+"""Fusion: which nodes share a kernel (lgc.backends.fusion), and that fused kernels compute
+what the unfused program computes (lgc.backends.fused)."""
 import numpy as np
 import pytest
 
 from lgc.api import Executable
-from lgc.codegen.fusion import plan
-from lgc.codegen.program import lower
+from lgc.backends.fusion import plan
+from lgc.backends.program import lower
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
@@ -95,7 +95,7 @@ def test_conv_bias_relu_is_one_kernel(shape, kernel, stride, pads, m):
 
 def test_gfx803_plan_and_kernels():
     """For gfx803 the GPU implicit-GEMM conv takes the same epilogue: one kernel."""
-    from lgc.codegen.target import GFX803, use_target
+    from lgc.backends.target import GFX803, use_target
     g = conv_bias_relu()
     assert [[n.op for n in gr.nodes] for gr in plan(g, GFX803).groups] == [["conv", "add", "relu"]]
     with use_target(GFX803):
@@ -171,7 +171,7 @@ def test_softmax_is_one_row_kernel():
 def test_row_kernels_need_enough_rows_for_the_target():
     """On gfx803 one work-item per row would leave most of its 36 x 64 lanes idle: the
     reductions stay in kernels of their own (with their prologues and epilogues)."""
-    from lgc.codegen.target import GFX803
+    from lgc.backends.target import GFX803
     p = plan(layer_norm(), GFX803)
     assert [[n.op for n in gr.nodes] for gr in p.groups] == [
         ["reduce_mean"], ["sub", "mul", "reduce_mean", "add", "sqrt", "reciprocal"],
@@ -265,8 +265,8 @@ def test_broadcast_reuse_limits_recomputation():
 
 
 def test_group_size_limit_from_target():
-    from lgc.codegen.fusion import max_fused_nodes
-    from lgc.codegen.target import CPU
+    from lgc.backends.fusion import max_fused_nodes
+    from lgc.backends.target import CPU
     b = GraphBuilder()
     t = _inp(b, "x", (16,))
     for _ in range(max_fused_nodes(CPU) + 5):
@@ -279,7 +279,7 @@ def test_group_size_limit_from_target():
 
 
 def test_explain_names_kernels_and_stops():
-    from lgc.codegen.target import GFX803
+    from lgc.backends.target import GFX803
     text = plan(layer_norm(), GFX803).explain()
     assert "3 kernel launches" in text and "kernel 1: sub -> mul -> reduce_mean" in text
     assert text.count("stops:") == 3

@@ -13,8 +13,8 @@ import pytest
 
 import lgc
 from lgc.api import Executable
-from lgc.codegen import cpu_lowering
-from lgc.codegen.program import lower
+from lgc.backends import cpu_lowering
+from lgc.backends.program import lower
 from lgc.errors import ArtifactError
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder

@@ -7,9 +7,9 @@ strides, padding and dilation. Each parameter set is checked against the constra
 import numpy as np
 import pytest
 
-from lgc.codegen import gpu_gemm
-from lgc.codegen.gpu_gemm import GemmParams, valid, violations
-from lgc.codegen.target import GFX803, use_target
+from lgc.backends import gpu_gemm
+from lgc.backends.gpu_gemm import GemmParams, valid, violations
+from lgc.backends.target import GFX803, use_target
 from lgc.testing import check_ops, reference_op
 
 SMALL = GemmParams(MWG=16, NWG=16, KWG=8, MDIMC=4, NDIMC=4, VWM=2, VWN=2)
@@ -55,7 +55,7 @@ KNOBS4 = GemmParams(MWG=16, NWG=16, KWG=8, MDIMC=4, NDIMC=4, VWM=4, VWN=4, STU=1
 @pytest.mark.parametrize("fold", ["1", "0"], ids=["images-folded", "per-image"])
 @pytest.mark.parametrize("params", [SMALL, WIDE, None, "knobs4"], ids=["small", "wide", "heuristic", "knobs4"])
 def test_conv_gpu_variant(params, fold, monkeypatch):
-    import lgc.codegen.gpu_conv as gc
+    import lgc.backends.gpu_conv as gc
     params = {"knobs4": KNOBS4}.get(params, params)
     monkeypatch.setenv("LGC_GPU_CONV_FOLD", fold)
     if params is not None:
@@ -77,7 +77,7 @@ def test_conv_gpu_variant(params, fold, monkeypatch):
 
 
 def test_gpu_target_picks_gpu_kernels():
-    from lgc.codegen.program import lower
+    from lgc.backends.program import lower
     from lgc.testing import build_op_graph
     rng = np.random.default_rng(2)
     g = build_op_graph("matmul", [_rand(rng, 4, 4), _rand(rng, 4, 4)], {})
@@ -87,7 +87,7 @@ def test_gpu_target_picks_gpu_kernels():
 
 
 class _Epilogue:
-    """A stand-in for lgc.codegen.fused.Epilogue: relu of the value plus a term from its
+    """A stand-in for lgc.backends.fused.Epilogue: relu of the value plus a term from its
     coordinates (so that wrong coordinates show)."""
     def __init__(self, output, weights):
         self.output, self.args, self.weights = output, [], weights
@@ -108,7 +108,7 @@ class _Epilogue:
 ])
 def test_gpu_variants_apply_an_epilogue(op, inputs, attrs, monkeypatch):
     from lgc.api import Executable
-    from lgc.codegen import gpu_conv
+    from lgc.backends import gpu_conv
     from lgc.testing import build_op_graph
     rng = np.random.default_rng(3)
     xs = [_rand(rng, *s) for s in inputs]
@@ -129,7 +129,7 @@ def test_gpu_variants_apply_an_epilogue(op, inputs, attrs, monkeypatch):
 
 
 def test_target_from_device_and_by_name():
-    from lgc.codegen.target import Target, by_name, target_for
+    from lgc.backends.target import Target, by_name, target_for
     from lgc.runtime import select_device
     dev = select_device(None)
     t = Target.from_device(dev)
@@ -147,8 +147,8 @@ def test_jit_on_a_gpu_device_uses_gpu_kernels(monkeypatch):
     """lgc.jit reads the target from its device: a device that says it is a gfx803 gets
     the local-memory kernels (here run by PoCL)."""
     import lgc
-    from lgc.codegen import target as target_mod
-    from lgc.codegen.program import lower as real_lower
+    from lgc.backends import target as target_mod
+    from lgc.backends.program import lower as real_lower
     monkeypatch.setattr(target_mod, "_by_key", {})
     monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: GFX803))
     sources = []
@@ -165,7 +165,7 @@ def test_jit_on_a_gpu_device_uses_gpu_kernels(monkeypatch):
 def test_tuner_candidates_compute_the_same(monkeypatch):
     """Any valid point of the tuner's grid computes the same product (seeded sample)."""
     import random
-    from lgc.codegen import gpu_conv, tuner
+    from lgc.backends import gpu_conv, tuner
     grid = [p for p in tuner._grid(tuner.GPU_GRID, GemmParams) if valid(p, GFX803)]
     rng = np.random.default_rng(5)
     x, y = _rand(rng, 37, 45), _rand(rng, 45, 29)
@@ -226,7 +226,7 @@ def test_bottleneck_block_gpu_target_matches_cpu_target():
 @pytest.mark.parametrize("params", [SMALL, None], ids=["small", "heuristic"])
 def test_float16_storage_on_gpu_variants(params, monkeypatch):
     """float16 tensors: read with vload_half, computed in float, stored with vstore_half."""
-    from lgc.codegen import gpu_conv
+    from lgc.backends import gpu_conv
     if params is not None:
         monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: params)
         monkeypatch.setattr(gpu_conv, "params_for", lambda *a: params)
@@ -237,7 +237,7 @@ def test_float16_storage_on_gpu_variants(params, monkeypatch):
              ("conv", [h(1, 3, 7, 9), h(5, 3, 3, 3), h(5)], {"pads": (1, 1, 1, 1)}),
              ("conv", [h(1, 8, 4, 4), h(6, 8, 1, 1)], {})]
     with use_target(GFX803):
-        from lgc.codegen.program import lower
+        from lgc.backends.program import lower
         from lgc.testing import build_op_graph
         src = lower(build_op_graph(*cases[0])).source
         assert "vload_half" in src and "barrier(CLK_LOCAL_MEM_FENCE)" in src
@@ -256,7 +256,7 @@ def test_gemv_reduction_kernel(monkeypatch):
              ("matmul", [_rand(rng, 16, 130), _rand(rng, 21, 130)], {"trans_b": 1}),
              ("matmul", [_rand(rng, 2, 5, 70), _rand(rng, 1, 9, 70)], {"trans_b": 1})]
     with use_target(GFX803):
-        from lgc.codegen.program import lower
+        from lgc.backends.program import lower
         assert "red[" in lower(build_op_graph(*cases[0])).source
         assert "red[" in lower(build_op_graph(*cases[3])).source
         check_ops(cases, rtol=1e-4, atol=1e-4)
@@ -283,7 +283,7 @@ NVIDIA_LIKE = GFX803.__class__(name="nvidia-like", device_type="gpu", wave_width
 def test_wide_presets_compute_the_same(name, monkeypatch):
     """The 32-wide GPUs' presets (unrolled staging, padded rows, float4 staging loads) on
     shapes with ragged edges and exact ones, as a matmul and as a conv over two images."""
-    import lgc.codegen.gpu_conv as gc
+    import lgc.backends.gpu_conv as gc
     p = gpu_gemm.PRESETS_WIDE[name]
     assert valid(p, NVIDIA_LIKE), violations(p, NVIDIA_LIKE)
     monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: p)

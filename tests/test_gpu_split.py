@@ -1,12 +1,12 @@
-"""Split-K for convs that underfill a GPU (lgc.codegen.gpu_split), run on PoCL with the GPU
+"""Split-K for convs that underfill a GPU (lgc.backends.gpu_split), run on PoCL with the GPU
 kernels: the partial conv and the sum against their NumPy references, the references against
 the plain conv, the whole rewrite (with a fused relu + residual) against NumPy, and when it
 applies."""
 import numpy as np
 import pytest
 
-from lgc.codegen import gpu_split
-from lgc.codegen.target import GFX803, use_target
+from lgc.backends import gpu_split
+from lgc.backends.target import GFX803, use_target
 from lgc.testing import build_op_graph, check_ops, reference_op
 
 
@@ -90,8 +90,8 @@ def test_when_it_splits():
 
 def test_tuner_tunes_the_split_gemm():
     """`lgc tune` on a GPU times the GEMM that runs: a conv that is split is tuned as split."""
-    from lgc.codegen import tuner
-    from lgc.codegen.kernel import render
+    from lgc.backends import tuner
+    from lgc.backends.kernel import render
     rng = np.random.default_rng(4)
     g = build_op_graph("conv", [_rand(rng, 1, 512, 7, 7), _rand(rng, 512, 512, 3, 3)],
                        {"pads": (1, 1, 1, 1)})

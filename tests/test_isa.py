@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from lgc.codegen import isa
+from lgc.backends import isa
 
 pytestmark = pytest.mark.skipif(not isa.available(), reason="clang-16, llvm-16 and libclc-16 not installed")
 
@@ -41,8 +41,8 @@ def test_resnet50_heavy_kernels_on_gfx803():
     """Every matmul and conv kernel of ResNet-50 for gfx803: GPU variants (local memory), no
     scratch, >= 4 waves per SIMD."""
     from lgc.cli import _onnx_default_types
-    from lgc.codegen.program import lower
-    from lgc.codegen.target import GFX803, use_target
+    from lgc.backends.program import lower
+    from lgc.backends.target import GFX803, use_target
     from lgc.demo import light_model_path
     from lgc.frontend.onnx.importer import import_graph, load_model
     from lgc.passes import optimize
@@ -74,10 +74,10 @@ def test_tuner_grid_points_do_not_spill():
 
     import numpy as np
 
-    from lgc.codegen import gpu_gemm, tuner
-    from lgc.codegen.kernel import render
-    from lgc.codegen.program import PRELUDE
-    from lgc.codegen.target import GFX803
+    from lgc.backends import gpu_gemm, tuner
+    from lgc.backends.kernel import render
+    from lgc.backends.program import PRELUDE
+    from lgc.backends.target import GFX803
     from lgc.testing import build_op_graph
     grid = [p for p in tuner._grid(tuner.GPU_GRID, gpu_gemm.GemmParams) if gpu_gemm.valid(p, GFX803)]
     sample = random.Random(3).sample(grid, 10) + list(gpu_gemm.PRESETS.values())

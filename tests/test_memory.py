@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from lgc.codegen.memory import ALIGN, live_ranges, plan, planned_ranges
-from lgc.codegen.program import lower
+from lgc.backends.memory import ALIGN, live_ranges, plan, planned_ranges
+from lgc.backends.program import lower
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
@@ -23,7 +23,7 @@ F32 = dtypes.f32
 
 def check_plan(program):
     """Temps live at the same launch never overlap in the arena; offsets are aligned. (A
-    concat made in place is one tensor with its inputs: lgc.codegen.memory.planned_ranges.)"""
+    concat made in place is one tensor with its inputs: lgc.backends.memory.planned_ranges.)"""
     ranges = planned_ranges(program.buffers, program.launches)
     p = plan(program.buffers, program.launches)
     assert set(p.offsets) == set(ranges)
@@ -102,7 +102,7 @@ def test_shared_buffers_give_the_same_results(tmp_path):
 
 def test_artifact_refuses_a_view_outside_its_arena():
     from lgc.artifact import ArtifactError, program_from
-    from lgc.codegen.program import BufferSpec
+    from lgc.backends.program import BufferSpec
     prog = lower(chain_graph())
     manifest = {"buffers": [dict(nbytes=s.nbytes, role=s.role, name=s.name, arena=s.arena,
                                  offset=s.offset + (s.nbytes if s.arena >= 0 else 0))

@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import lgc
-from lgc.codegen.program import Program
+from lgc.backends.program import Program
 from lgc.errors import ModelError
 from lgc.runtime import Executor, list_devices, select_device
 from lgc.runtime.device import DeviceError

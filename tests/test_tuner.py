@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from lgc.codegen import gpu_gemm, tuner, tuning
-from lgc.codegen.program import lower
-from lgc.codegen.target import GFX803, use_target
+from lgc.backends import gpu_gemm, tuner, tuning
+from lgc.backends.program import lower
+from lgc.backends.target import GFX803, use_target
 from lgc.testing import build_op_graph
 
 A = np.ones((33, 40), np.float32)
@@ -53,7 +53,7 @@ def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
 
 
 def test_shipped_gfx803_defaults_are_valid_and_used(monkeypatch, tmp_path):
-    """lgc/codegen/tuned/gfx803.json: ISA-checked heuristic picks (not timings), keyed like the
+    """lgc/backends/tuned/gfx803.json: ISA-checked heuristic picks (not timings), keyed like the
     database; every entry obeys the constraints and is what a gfx803 compile picks."""
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "none.json"))
     doc = json.loads((tuning.SHIPPED / "gfx803.json").read_text())
@@ -92,7 +92,7 @@ def test_cli_tune_and_compile_with_tuning(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_isa_report(tmp_path, capsys):
-    from lgc.codegen import isa
+    from lgc.backends import isa
     from lgc.cli import main
     if not isa.available():
         import pytest
@@ -110,7 +110,7 @@ def test_gpu_tuning_path_on_pocl(tmp_path, monkeypatch):
     for it uses them."""
     from dataclasses import replace
 
-    from lgc.codegen import target as target_mod
+    from lgc.backends import target as target_mod
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     fake = replace(GFX803, key="fake-gfx803")
     monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: fake))
@@ -147,7 +147,7 @@ def _mixed_graph():
 
 
 def _device_target():
-    from lgc.codegen.target import Target
+    from lgc.backends.target import Target
     from lgc.runtime import select_device
     device = select_device(None)
     if device.kind != "cpu":
@@ -163,7 +163,7 @@ def _in_source(kernel, source: str) -> bool:
     import inspect
     from dataclasses import replace
 
-    from lgc.codegen.kernel import render
+    from lgc.backends.kernel import render
     k = replace(kernel, name="KERNEL")
     texts = [render(k)]
     if "generic" in inspect.signature(render).parameters:
@@ -284,7 +284,7 @@ def test_wrong_candidate_never_wins(tmp_path, monkeypatch, capsys):
 
 def test_stored_panel_rows_checked_against_the_layout(tmp_path, monkeypatch):
     """cpu_gemm.tile_rows takes a stored row count only where its A layout allows it."""
-    from lgc.codegen.cpu_gemm import tile_rows
+    from lgc.backends.cpu_gemm import tile_rows
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     _, target = _device_target()
     cases = [((40, 64, 64, 1, 1), 16, 8),     # packed A padded to 40 rows: 16 does not divide

@@ -11,8 +11,8 @@ import pytest
 import lgc
 import lgc.lax as lax
 import lgc.numpy as lnp
-from lgc.codegen.memory import plan
-from lgc.codegen.program import lower
+from lgc.backends.memory import plan
+from lgc.backends.program import lower
 from lgc.ir.text import graphs_equal, parse_graph, weights_of
 from lgc.ir.verify import VerifyError, verify
 from lgc.trace import enable_x64

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
-from ..codegen.quant_kernels import qconv_tile, tile_weights
+from ..backends.quant_kernels import qconv_tile, tile_weights
 from ..ops.nn import CONV_ATTRS
 from ..passes import optimize
 from ..passes.dce import dce

@@ -62,7 +62,7 @@ def parse_workers(spec: str, efficiency: float = 1.0, launch_overhead_s: float =
     (or "*") to a kernel-times document measured on such a device."""
     from dataclasses import replace
 
-    from ..codegen.target import Target
+    from ..backends.target import Target
     from .cost import WORKER_TARGETS, Worker
     workers = []
     for item in [s.strip() for s in str(spec).split(",")]:

@@ -5,8 +5,8 @@ Time of a node on a worker, in this order of preference:
   1. measured: a kernel-times file (`lgc plan --measure-kernels FILE`, format below) gives
      seconds per launching node, from OpenCL profiling events on a real device;
   2. roofline: max(FLOPs / peak FLOP/s, bytes / bandwidth) / efficiency + launch overhead,
-     with the worker's Target (lgc/codegen/target.py; GFX803 = RX 580: 6.17 TFLOP/s,
-     256 GB/s). Fusion is taken from lgc.codegen.fusion.plan for that Target: a node inlined
+     with the worker's Target (lgc/backends/target.py; GFX803 = RX 580: 6.17 TFLOP/s,
+     256 GB/s). Fusion is taken from lgc.backends.fusion.plan for that Target: a node inlined
      into a consumer's kernel costs its FLOPs but moves no bytes and launches nothing; a
      kernel's bytes are its group's external inputs (weights included) plus its outputs.
      At efficiency 1 and no launch overhead the roofline is a lower bound on real time.
@@ -36,7 +36,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..codegen.target import CPU, GFX803, Target
+from ..backends.target import CPU, GFX803, Target
 from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Value
@@ -177,7 +177,7 @@ class CostModel:
         """(bytes per position, launches per position) under the fusion plan for target."""
         if target in self._groups:
             return self._groups[target]
-        from ..codegen.fusion import fusion_enabled, plan
+        from ..backends.fusion import fusion_enabled, plan
         g = self.graph
         nbytes = np.zeros(self.n)
         launches = np.zeros(self.n)
@@ -246,7 +246,7 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
     nodes: dict[str, float] = {}
     for ln, t in zip(exe.program.launches, med):
         nodes[ln.node] = nodes.get(ln.node, 0.0) + float(t)
-    from ..codegen.target import target_for
+    from ..backends.target import target_for
     return {"format": KERNEL_TIMES_FORMAT, "version": KERNEL_TIMES_VERSION,
             "device": exe.device.describe(), "target": target_for(exe.device).name,
             "nodes": nodes}

@@ -225,7 +225,7 @@ def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_le
     name such as "gfx803", or a list of those, one per stage) picks the kernel variants, as
     `lgc compile --target` does; None: the device's own."""
     from ..api import Executable
-    from ..codegen.target import by_name, use_target
+    from ..backends.target import by_name, use_target
     if getattr(graph, "from_artifact", False):
         raise InputError("splitting needs the model the artifact was compiled from (a .lgc keeps "
                          "its weights packed for its kernels); give the .onnx model")
@@ -345,7 +345,7 @@ def compile_from_plan(model_path, plan_path, out_dir, device=None, progress=None
 def compile_target(kind) -> str | None:
     """The codegen target for a worker kind: a GPU lgc knows by name (gfx803), else None
     (the compiling device's own kernels, e.g. PoCL's for a cpu worker)."""
-    from ..codegen.target import TARGETS
+    from ..backends.target import TARGETS
     t = TARGETS.get(str(kind).lower())
     return t.name if t is not None and t.is_gpu else None
 

@@ -3,7 +3,7 @@
 An OpDef holds what each part of lgc needs to know about an op:
   infer      - type rule: input TensorTypes + attrs -> output TensorTypes ("abstract eval")
   reference  - NumPy implementation, used by tests and by constant folding (never at run time)
-  codegen    - object from lgc.codegen that renders the op's OpenCL kernel(s)
+  codegen    - object from lgc.backends that renders the op's OpenCL kernel(s)
   fusion     - TVM-style fusion class, read by the fusion pass
   attrs      - attribute names and defaults (REQUIRED for mandatory ones)
   vjp, jvp, batch - gradient, tangent and batching rules, where the op has them (tracing API)

@@ -79,13 +79,13 @@ def _reference(xs, attrs):
 
 
 class _HostLoop:
-    """No kernel of its own: lgc.codegen.program lowers cond and body into the same program
+    """No kernel of its own: lgc.backends.program lowers cond and body into the same program
     and the runtime runs the loop around their launches."""
     alias = False
     domain = None
 
     def kernels(self, node, name):
-        raise NotImplementedError("the while op is lowered by lgc.codegen.program, not as a kernel")
+        raise NotImplementedError("the while op is lowered by lgc.backends.program, not as a kernel")
 
 
 def _vjp(cts, ins, outs, attrs):

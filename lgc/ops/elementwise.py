@@ -1,11 +1,11 @@
 """Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons,
-logic, select and cast. Each is one C expression; lgc.codegen.templates.Elementwise does
+logic, select and cast. Each is one C expression; lgc.backends.templates.Elementwise does
 the loads, broadcasting and conversions."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.templates import Elementwise, Pointwise, literal
+from ..backends.templates import Elementwise, Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register

@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from ..codegen.emit import Emitter, convert, linear_index
-from ..codegen.templates import Pointwise, literal
+from ..backends.emit import Emitter, convert, linear_index
+from ..backends.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.templates import Alias, Pointwise, literal
+from ..backends.templates import Alias, Pointwise, literal
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import _batch

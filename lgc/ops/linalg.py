@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen.kernel import Arg, Kernel, index_type_for
-from ..codegen.emit import read, write
-from ..codegen.fused import unravel
-from ..codegen.templates import Pointwise
-from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
+from ..backends.kernel import Arg, Kernel, index_type_for
+from ..backends.emit import read, write
+from ..backends.fused import unravel
+from ..backends.templates import Pointwise
+from ..backends.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from . import _batch
@@ -128,7 +128,7 @@ def batch_offsets(it: str, batch, shapes, names) -> list[str]:
     """Lines decoding the flat batch id `b` into element offsets per operand (broadcast dims
     contribute nothing). `shapes[i]` is operand i's batch shape, `names[i]` (name, matrix
     size) its offset variable and the elements per matrix: a number, or the name of a size
-    the kernel takes as an argument (lgc.codegen.kernel.Kernel.params)."""
+    the kernel takes as an argument (lgc.backends.kernel.Kernel.params)."""
     lines = [f"{it} rem_ = b;"] + [f"{it} {n} = 0;" for n, _ in names]
     for axis in range(len(batch) - 1, -1, -1):
         lines.append(f"{{ const {it} c_ = rem_ % {batch[axis]}; rem_ /= {batch[axis]};")
@@ -166,14 +166,14 @@ class MatmulGen:
         return epilogue(value, coords, f"b * {M * N} + {m} * {N} + {n}")
 
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its
+        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
         output coordinates, before the store; the kernel then stores epilogue.output."""
         A, B = node.inputs
         C = node.outputs[0]
         ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
         if C.type.size == 0:
             return []
-        from ..codegen import gpu_gemm   # GPU targets: local-memory tiled SGEMM
+        from ..backends import gpu_gemm   # GPU targets: local-memory tiled SGEMM
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
             return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
         if node.attrs["trans_b"]:
@@ -430,4 +430,4 @@ OPS["matmul"].vjp = _matmul_vjp
 OPS["det"].vjp = _det_vjp
 OPS["matmul"].jvp = _matmul_jvp
 
-from ..codegen import cpu_gemm, cpu_winograd  # noqa: E402,F401  (register the CPU GEMM ops)
+from ..backends import cpu_gemm, cpu_winograd  # noqa: E402,F401  (register the CPU GEMM ops)

@@ -1,7 +1,7 @@
 """Ops that only reinterpret data: bitcast (same bits, another element type)."""
 from __future__ import annotations
 
-from ..codegen.templates import Alias
+from ..backends.templates import Alias
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register

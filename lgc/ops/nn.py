@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen.fused import unravel
-from ..codegen.kernel import Arg, Kernel, index_type_for
-from ..codegen.templates import Pointwise, literal
-from ..codegen.tuning import tuned   # tile choice: tuning database, else heuristic
+from ..backends.fused import unravel
+from ..backends.kernel import Arg, Kernel, index_type_for
+from ..backends.templates import Pointwise, literal
+from ..backends.tuning import tuned   # tile choice: tuning database, else heuristic
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -173,9 +173,9 @@ class ConvGen:
         return True
 
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.codegen.fused.Epilogue): applied to each accumulator value, at its
+        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
         output coordinates, before the store; the kernel then stores epilogue.output."""
-        from ..codegen import gpu_conv, gpu_gemm   # GPU targets: implicit GEMM, local memory
+        from ..backends import gpu_conv, gpu_gemm   # GPU targets: implicit GEMM, local memory
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):
             return gpu_conv.conv_kernels(node, name, target, epilogue=epilogue)
         X, W = node.inputs[:2]

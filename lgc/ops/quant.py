@@ -16,14 +16,14 @@ lgc.compress, or an ONNX weight with its zero point subtracted at import. x is f
 (weight-only quantization: x_scale and x_zero absent) or i8/u8 with a per-tensor scale and
 zero point given as scalar float tensors (full int8; dynamic quantization computes them
 per call). The output is float32; requantizing to int8 for the next layer is a `quantize`
-that fusion applies in these ops' epilogue. Kernels: lgc/codegen/quant_kernels.py.
+that fusion applies in these ops' epilogue. Kernels: lgc/backends/quant_kernels.py.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.quant_kernels import QBPanelGen, QConvGen, QMatmulGen, QPanelGen
-from ..codegen.templates import Elementwise, literal
+from ..backends.quant_kernels import QBPanelGen, QConvGen, QMatmulGen, QPanelGen
+from ..backends.templates import Elementwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -130,7 +130,7 @@ def _qconv_infer(types, attrs):
 
 def _qconv_ref(xs, attrs):
     if attrs["tm"]:
-        from ..codegen.quant_kernels import untile_weights
+        from ..backends.quant_kernels import untile_weights
         xs = [xs[0], untile_weights(xs[1], attrs["tm"], attrs["group"], attrs["w_shape"])] + list(xs[2:])
     w = xs[1].astype(np.float64) * xs[2].astype(np.float64).reshape((-1,) + (1,) * (xs[1].ndim - 1))
     (y,) = _conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
@@ -221,7 +221,7 @@ OPS["qconv"].batch = _batch.fold_into_n("qconv")
 OPS["qconv"].vjp = _quant_vjp("conv")
 
 
-# ---- qmatmul_panels (CPU lowering of weight-only qconv: lgc.codegen.quant_kernels) ----------
+# ---- qmatmul_panels (CPU lowering of weight-only qconv: lgc.backends.quant_kernels) ----------
 
 def _qmp_infer(types, attrs):
     a, bp = types[0].shape, types[1].shape

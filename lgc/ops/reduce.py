@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen import cpu_rows
-from ..codegen.emit import Emitter, convert, linear_index, read
-from ..codegen.templates import Pointwise, literal
+from ..backends import cpu_rows
+from ..backends.emit import Emitter, convert, linear_index, read
+from ..backends.templates import Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register

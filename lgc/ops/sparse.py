@@ -3,14 +3,14 @@
 Inputs: x [..., K] float; values [nnz] (x's dtype), indices [nnz] int32 (row k of each
 nonzero), indptr [N + 1] int32 (column n's nonzeros are values[indptr[n]:indptr[n+1]]):
 CSR of W^T, i.e. W [K, N] stored by output column. Attribute k = K, so that the type rule
-can check x. Output [..., N]. The kernel (lgc.codegen.sparse_kernels) does 2 * rows * nnz
+can check x. Output [..., N]. The kernel (lgc.backends.sparse_kernels) does 2 * rows * nnz
 FLOPs and takes a fusion epilogue like matmul.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..codegen.sparse_kernels import SparseMatmulGen
+from ..backends.sparse_kernels import SparseMatmulGen
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pyopencl as cl
 
-from ..codegen.memory import in_place_launches
-from ..codegen.program import Program
+from ..backends.memory import in_place_launches
+from ..backends.program import Program
 from ..ir import dtypes
 from . import cache
 from .device import Device, select_device
@@ -50,7 +50,7 @@ def _explain_build_error(log: str, source: str) -> str:
 
 
 def _view(arena: cl.Buffer, spec, device: Device) -> tuple[cl.Buffer, bool]:
-    """A temp's sub-buffer of the arena (lgc.codegen.memory), and True; a buffer of its own
+    """A temp's sub-buffer of the arena (lgc.backends.memory), and True; a buffer of its own
     where the device needs a coarser offset alignment than the plan's, and False."""
     if spec.offset % max(device.cl_device.mem_base_addr_align // 8, 1) == 0:
         try:

@@ -13,8 +13,8 @@ import atexit
 import numpy as np
 import pyopencl as cl
 
-from ..codegen.program import lower
-from ..codegen.target import target_for, use_target
+from ..backends.program import lower
+from ..backends.target import target_for, use_target
 from ..ir.builder import GraphBuilder
 from ..runtime import Executor, select_device
 from . import pytree

@@ -14,8 +14,8 @@ import re
 
 import numpy as np
 
-from ..codegen.program import lower
-from ..codegen.target import target_for, use_target
+from ..backends.program import lower
+from ..backends.target import target_for, use_target
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
 from ..passes import optimize

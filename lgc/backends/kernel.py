@@ -40,7 +40,7 @@ class Kernel:
     flops: int = 0                           # for profiling tables
     # Integer sizes the body refers to by name (("K_", 512), ...): constants declared in the
     # body by default; `render(k, generic=True)` makes them kernel arguments instead, so one
-    # kernel text serves every layer that differs only in them (lgc.codegen.program).
+    # kernel text serves every layer that differs only in them (lgc.backends.program).
     params: tuple[tuple[str, int], ...] = ()
 
     @property

@@ -2,7 +2,7 @@
 
 Stored as JSON, {device key: {signature: {"params": {...}, "seconds": t, "source": ...}}}, in
 $LGC_TUNE_DB or ~/.cache/lgc/tuning.json. Defaults that ship with lgc live in
-lgc/codegen/tuned/<target>.json in the same shape (one device key: the target's name).
+lgc/backends/tuned/<target>.json in the same shape (one device key: the target's name).
 Lookups try the user's database, then the shipped file; a miss means the heuristic.
 
 What is stored, by signature:

@@ -393,7 +393,7 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
                    aligned: bool = False) -> str:
     """The statement storing `width` columns of C at flat index `at`, through a fusion
     epilogue when there is one (`coords(j)`: output coordinates of lane j). `epilogue` is
-    lgc.codegen.fused.Epilogue: callable (value, coords) -> (lines, expression). `aligned`:
+    lgc.backends.fused.Epilogue: callable (value, coords) -> (lines, expression). `aligned`:
     `at` is a multiple of `width`, so a float32 vector is stored as one aligned store (vstoreN
     only promises element alignment, and a compiler that cannot prove more splits it)."""
     from .emit import write

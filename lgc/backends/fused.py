@@ -1,4 +1,4 @@
-"""Rendering a fusion group (lgc.codegen.fusion) as one kernel, by composing bodies.
+"""Rendering a fusion group (lgc.backends.fusion) as one kernel, by composing bodies.
 
 A fused kernel is the body of its root node, written with the ordinary Emitter vocabulary;
 the only change is what `em.load` means. Loading a value that another node of the group

@@ -23,7 +23,7 @@ reads its initial carry and constants and writes its results within that step, s
 stay live across it and never share memory with each other. What the loop carries from one
 iteration to the next lives in its body program's own buffers (planned separately).
 
-A concat made in place (lgc.codegen.program: each input a contiguous block of the output,
+A concat made in place (lgc.backends.program: each input a contiguous block of the output,
 written there by its producer) is one tensor to the planner: its inputs are views of the
 output at fixed byte offsets, and the output is live from the first producer's write to its
 last use. The table says which buffers these are by itself: a launch whose every other

@@ -7,7 +7,7 @@ interleaved in each round, after a warm-up). Candidates come from a small grid f
 the template's constraints, the current default first, so a run cut short by the budget
 never does worse than no tuning. Each candidate's output is compared with the default's
 (and the default's with the op's NumPy reference) once: a candidate that computes something
-else never wins. Winners go to the tuning database (lgc.codegen.tuning) under the device's
+else never wins. Winners go to the tuning database (lgc.backends.tuning) under the device's
 key and the op's signature, where compiling picks them up.
 
 What is tuned follows what compiling runs on the device:

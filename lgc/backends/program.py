@@ -62,7 +62,7 @@ class BufferSpec:
     nbytes: int
     role: str            # input | output | const | temp
     name: str = ""
-    arena: int = -1      # >= 0: a view of buffers[arena] at byte `offset` (lgc.codegen.memory)
+    arena: int = -1      # >= 0: a view of buffers[arena] at byte `offset` (lgc.backends.memory)
     offset: int = 0
 
 
@@ -133,8 +133,8 @@ def lower_for_target(graph: Graph) -> Graph:
 
 
 def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
-    """share_buffers: intermediate values reuse device buffers (lgc.codegen.memory).
-    fuse: one kernel per fusion group (lgc.codegen.fusion); default on unless LGC_FUSE=0."""
+    """share_buffers: intermediate values reuse device buffers (lgc.backends.memory).
+    fuse: one kernel per fusion group (lgc.backends.fusion); default on unless LGC_FUSE=0."""
     graph = lower_for_target(graph)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}

@@ -335,7 +335,7 @@ def untile_weights(wt, tm: int, group: int, shape):
 
 # ---- CPU: int8 weights times the float panel GEMM's B panels ------------------------------------
 #
-# On CPU targets (PoCL) float32 convs run on lgc.codegen.cpu_gemm's packed panels: the image
+# On CPU targets (PoCL) float32 convs run on lgc.backends.cpu_gemm's packed panels: the image
 # as im2col panels of 16 columns, one work-item per tile streaming a contiguous panel. A
 # weight-only qconv (float x, group 1) is lowered onto the same B panels, with its int8
 # weights as row panels of 8 ([ceil(M/8), C*KS, 8], one char8 per k, converted in registers).
@@ -428,7 +428,7 @@ def lower_quant_for_cpu(graph):
     """CPU targets: qconvs (group 1, big enough) onto int8 row panels times the float panel
     GEMM's B panels (im2col_panels, or pack_panels of a pointwise conv's image); int8
     activations are dequantized to float32 first. Weight-only qmatmuls (float x) onto int8
-    column panels (qmatmul_bpanels). Runs in lgc.codegen.program.lower, after lower_for_cpu;
+    column panels (qmatmul_bpanels). Runs in lgc.backends.program.lower, after lower_for_cpu;
     LGC_CPU_PANELS=0 turns it off with the float rewrite."""
     import os
 

@@ -10,7 +10,7 @@ float8, and 8-row tiles beat 4-row ones. A is read row by row (8 scalar streams)
 panels of 4 ([K, 4] each, two per tile) when it is a constant packed once at compile time
 (conv weights) or tall enough for a runtime pack to pay (cpu_lowering.MIN_M_PACKED).
 
-Ops (made only by lgc.codegen.cpu_lowering, after differentiation and batching):
+Ops (made only by lgc.backends.cpu_lowering, after differentiation and batching):
   pack_panels(B)        B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
   im2col_panels(X)      X [N, C, *S] -> the conv's patches as B panels [N, ceil(P/16), C*KS, 16]
   matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`
@@ -331,7 +331,7 @@ register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, PackRowsGen
 
 
 def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
-    """Rows per C tile: `lgc tune`'s winner for this GEMM (lgc.codegen.tuning), else
+    """Rows per C tile: `lgc tune`'s winner for this GEMM (lgc.backends.tuning), else
     PACKED_TILE or UNPACKED_TILE (fewer when M is). A packed tile is whole row panels inside
     A's padding to PACKED_TILE rows; one read row by row is at most 16 rows."""
     from .tuning import panel_rows
