@@ -15,8 +15,7 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from .cpu_gemm import NO_UNROLL, PANEL, _lowering_only, _panels, _prod
-from .fused import unravel
+from .cpu_gemm import NO_UNROLL, PANEL, _lowering_only, _panels
 from .kernel import Arg, Kernel, index_type_for
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)

@@ -26,6 +26,7 @@ from . import cpu_rows
 from .emit import Emitter, linear_index, read, write
 from .kernel import Arg, Kernel, index_type_for
 from .templates import Elementwise
+from .lowering import lowering_of
 
 
 _OWN_NAME = re.compile(r"c\d+|q_\d+")     # the renderer's coordinates and our bindings
@@ -40,7 +41,7 @@ def _prod(shape) -> int:
 
 def body_of(node: Node):
     """The Pointwise body function of a node's generator (a view's: a row-major re-read)."""
-    cg = registry.get(node.op).codegen
+    cg = lowering_of(node.op)
     return _view_body if getattr(cg, "alias", False) else cg.body
 
 
@@ -50,7 +51,7 @@ def _view_body(em) -> None:
 
 
 def domain_of(node: Node) -> tuple[int, ...]:
-    cg = registry.get(node.op).codegen
+    cg = lowering_of(node.op)
     return tuple(cg.domain(node)) if getattr(cg, "domain", None) else tuple(node.outputs[0].shape)
 
 
@@ -113,7 +114,7 @@ class FusedBody:
             if self._scope()[:len(scope)] == scope:
                 return name
         result = self.fresh("f")
-        if isinstance(registry.get(node.op).codegen, Elementwise):
+        if isinstance(lowering_of(node.op), Elementwise):
             # loads and fresh temporaries only: no names to collide, no block needed
             body_of(node)(InlineEmitter(self, node, [str(c) for c in coords], result, declare=True))
             self._cache[key] = (result, self._scope())
@@ -203,7 +204,7 @@ def _index_type(nodes: list[Node], *extra: int) -> str:
 def _flops(nodes: list[Node]) -> int:
     total = 0
     for n in nodes:
-        cg = registry.get(n.op).codegen
+        cg = lowering_of(n.op)
         total += getattr(cg, "flops_per_point", 0) * n.outputs[0].type.size
     return total
 

@@ -32,6 +32,7 @@ from ..ir.graph import Graph, Node
 from . import cpu_rows
 from .target import Target, current_target, use_target
 from .templates import Pointwise
+from .lowering import lowering_of
 
 CHEAP = ("elementwise", "broadcast", "injective")
 POINT_CONSUMERS = ("elementwise", "broadcast", "injective", "reduction")
@@ -107,9 +108,9 @@ class Plan:
         if g.anchor is None:
             return [pointwise_kernel(node, g.nodes, name)]
         rest = [n for n in g.nodes if n is not g.anchor]
-        if isinstance(registry.get(g.anchor.op).codegen, Pointwise):
+        if isinstance(lowering_of(g.anchor.op), Pointwise):
             return [anchored_kernel(g.anchor, rest, node, name)]
-        return registry.get(g.anchor.op).codegen.kernels(g.anchor, name,
+        return lowering_of(g.anchor.op).kernels(g.anchor, name,
                                                          epilogue=Epilogue(g.anchor, rest, node))
 
     def explain(self) -> str:
@@ -130,7 +131,7 @@ def _label(n: Node) -> str:
 
 def _kind(node: Node) -> tuple[str, object]:
     op = registry.get(node.op)
-    return op.fusion, op.codegen
+    return op.fusion, lowering_of(node.op)
 
 
 def _is_view(node: Node) -> bool:
@@ -140,7 +141,7 @@ def _is_view(node: Node) -> bool:
 
 
 def _takes_epilogue(node: Node) -> bool:
-    cg = registry.get(node.op).codegen
+    cg = lowering_of(node.op)
     ask = getattr(cg, "takes_epilogue", None)
     return bool(ask and ask(node))
 
@@ -259,7 +260,7 @@ def _plan(graph: Graph, target: Target) -> Plan:
         return axes if axes and axes == tuple(range(r - len(axes), r)) else None
 
     def domain(node):
-        cg = registry.get(node.op).codegen
+        cg = lowering_of(node.op)
         return tuple(cg.domain(node)) if cg.domain else tuple(node.outputs[0].shape)
 
     for node in graph.nodes:

@@ -8,7 +8,7 @@ point computes, the renderer owns the signature, index decoding and bounds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..ir.dtypes import DType
 from ..ir.graph import Value

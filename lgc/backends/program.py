@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir import registry
 from ..ir.graph import Graph, Node, Value
 from .kernel import Kernel, render, scalar_params
+from .lowering import is_alias, lowering_of
 
 PRELUDE = """\
 #ifdef cl_khr_fp64
@@ -210,8 +210,8 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             uses_fp64 |= sub[0].uses_fp64 or sub[1].uses_fp64
             continue
         fused = groups is not None and groups.fused(node)
-        codegen = registry.get(node.op).codegen
-        if getattr(codegen, "alias", False) and not fused:
+        codegen = lowering_of(node.op)
+        if is_alias(node.op) and not fused:
             where[node.output] = where[node.inputs[0]]
             continue
         for v in node.outputs:
@@ -283,7 +283,7 @@ def _concat_kernel(node: Node, groups) -> tuple[Node, list[Value]] | None:
     top = cats[-1]
     tail = nodes[nodes.index(top):]
     if nodes[:nodes.index(top) + 1] != cats or not all(
-            getattr(registry.get(n.op).codegen, "alias", False) and len(n.inputs) == 1
+            is_alias(n.op) and len(n.inputs) == 1
             and n.inputs[0] is p.output for p, n in zip(tail, tail[1:])):
         return None
     if any(c.attrs["axis"] != top.attrs["axis"] for c in cats):

@@ -34,6 +34,7 @@ from .gpu_gemm import GemmParams
 from .kernel import render
 from .target import Target, use_target
 from .tuning import ConvChoice, PanelTile, cpu_signature
+from .lowering import lowering_of
 
 GPU_GRID = dict(MWG=(16, 32, 64, 128), NWG=(16, 32, 64, 128), KWG=(8, 16, 32), MDIMC=(8, 16),
                 NDIMC=(8, 16), VWM=(1, 2, 4), VWN=(1, 2, 4), KUNR=(2, 4, 8))
@@ -239,9 +240,8 @@ def kernel_for(task: Task, params, target: Target, name: str):
         make = gpu_gemm.matmul_kernels if node.op == "matmul" else conv_kernels
         return make(node, name, target, params=params)[0]
     if node.op == "matmul_panels":       # through cpu_gemm.tile_rows, as compiling goes
-        from ..ir import registry
         with use_target(target), tuning.forced({task.signature: asdict(params)}):
-            return registry.get("matmul_panels").codegen.kernels(node, name)[0]
+            return lowering_of("matmul_panels").kernels(node, name)[0]
     return _cpu_gen(node.op, lambda *a: params).kernels(node, name)[0]
 
 

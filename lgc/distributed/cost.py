@@ -187,7 +187,7 @@ class CostModel:
             if fp is not None and node in fp.inlined:
                 continue
             fused = fp is not None and fp.fused(node)
-            if getattr(registry.get(node.op).codegen, "alias", False) and not fused:
+            if registry.get(node.op).fusion == "alias" and not fused:
                 continue
             members = fp.group_of(node).nodes if fused else [node]
             inside = {o for m in members for o in m.outputs}

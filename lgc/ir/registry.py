@@ -40,7 +40,7 @@ class OpDef:
     name: str
     infer: Callable[[list[TensorType], dict], list[TensorType]]
     reference: Callable[[list[np.ndarray], dict], list[np.ndarray]]
-    codegen: Any
+    codegen: Any = None   # being retired: lowerings live in lgc.backends.lowering
     fusion: str = "opaque"
     attrs: dict[str, Any] = field(default_factory=dict)
     num_inputs: tuple[int, int] | int | None = None  # exact count, (min, max), or None = any

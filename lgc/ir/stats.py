@@ -33,7 +33,7 @@ def node_flops(node) -> int:
     outs = [v.type for v in node.outputs]
     if opdef.flops is not None:
         return int(opdef.flops(ins, outs, node.attrs))
-    if getattr(opdef.codegen, "alias", False):
+    if opdef.fusion == "alias":
         return 0
     return sum(t.size for t in outs)
 

@@ -1,0 +1,3 @@
+"""OpenCL kernels of the elementwise op family (lgc.ops.elementwise holds their semantics)."""
+
+LOWERINGS: dict = {}

@@ -1,0 +1,3 @@
+"""OpenCL kernels of the linalg op family (lgc.ops.linalg holds their semantics)."""
+
+LOWERINGS: dict = {}

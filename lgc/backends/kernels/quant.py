@@ -1,0 +1,3 @@
+"""OpenCL kernels of the quant op family (lgc.ops.quant holds their semantics)."""
+
+LOWERINGS: dict = {}

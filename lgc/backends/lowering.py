@@ -1,0 +1,51 @@
+"""Which kernel generator lowers each op, on which backend: the one table.
+
+A generator turns one IR node into kernels (`kernels(node, name) -> list[Kernel]`; see
+lgc.backends.templates). Each module of lgc/backends/kernels gives its op family's
+generators as a plain dict, `LOWERINGS = {op name: generator}`; the backend-specific modules
+(cpu_gemm, gpu_split, ...) give theirs the same way. `TABLES` below joins them per device
+class, so this file is the one place that says "op X on backend Y is lowered by Z" (the role
+of JAX's register_lowering), and nothing is registered by importing a module for its side
+effects.
+
+The table being lowered for is the active target's (lgc.backends.target.current_target), set
+once per compile by lgc.compiler.
+"""
+from __future__ import annotations
+
+from ..ir import registry
+from .target import current_target
+
+
+def _common() -> dict:
+    from .kernels import (control, elementwise, indexing, layout, linalg, misc, nn, quant,
+                          reduce, sparse)
+    table: dict = {}
+    for family in (elementwise, layout, misc, control, indexing, reduce, linalg, nn, quant, sparse):
+        table.update(family.LOWERINGS)
+    return table
+
+
+_TABLES: dict[str, dict] = {}
+
+
+def table(device_class: str) -> dict:
+    """{op: generator} for a device class ("cpu" or "gpu")."""
+    if device_class not in _TABLES:
+        _TABLES[device_class] = _common()
+    return _TABLES[device_class]
+
+
+def lowering_of(op: str):
+    """The generator that lowers `op` on the active target, or None for a graph-level op
+    (const, while) that lowering handles itself."""
+    target = current_target()
+    gen = table("gpu" if target.is_gpu else "cpu").get(op)
+    if gen is None:   # families not yet moved out of lgc.ops keep theirs on the OpDef
+        gen = registry.get(op).codegen
+    return gen
+
+
+def is_alias(op: str) -> bool:
+    """No kernel: the output is a view of its input's buffer (reshape, bitcast)."""
+    return registry.get(op).fusion == "alias"
