@@ -136,3 +136,7 @@ register(OpDef("depthwise_conv", _infer, _ref, DepthwiseGen(), fusion="out_fusab
                vjp=_lowering_only("depthwise_conv"), batch=_lowering_only("depthwise_conv"),
                doc="2-D depthwise conv, optionally reading through a channel shuffle "
                    "(CPU lowering only)"))
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

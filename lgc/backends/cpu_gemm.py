@@ -447,3 +447,7 @@ register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, PanelGemmGen(), fusion="ou
                vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
                doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
                    "out_shape (CPU lowering only)"))
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

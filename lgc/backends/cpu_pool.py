@@ -117,3 +117,7 @@ register(OpDef("pool_rows", _infer, _ref, PoolRowsGen(), fusion="out_fusable", n
                       "dilations": (1, 1)},
                vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
                doc="2-D max / average pool by output row segments (CPU lowering only)"))
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

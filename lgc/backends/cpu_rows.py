@@ -199,3 +199,7 @@ def _softmax_kernel(x, y, nodes, name: str, log: bool):
     return Kernel(name, args + [Arg("out0", y, True)], fused.lines, domain=rows,
                   index_type=fused.index_type, node_name="+".join(n.name or n.op for n in nodes),
                   flops=5 * x.type.size)
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

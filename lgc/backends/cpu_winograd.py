@@ -210,3 +210,7 @@ register(OpDef("winograd_output", _out_infer, _out_ref, WinogradOutputGen(), fus
                num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
                vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
                doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

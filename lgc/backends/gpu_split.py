@@ -198,3 +198,7 @@ def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
         rw.nodes.append(Node("sum_splits", ins, sums.normalize_attrs({}), node.outputs, node.name))
         rw.changed = True
     return dce(rw.finish()) if rw.changed else graph
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}

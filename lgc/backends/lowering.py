@@ -26,13 +26,30 @@ def _common() -> dict:
     return table
 
 
+def _cpu_only() -> dict:
+    """Ops that only the CPU backend's graph rewrites create (packed panels, Winograd, row
+    kernels, int8 panels)."""
+    from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_rows, cpu_winograd, quant_kernels
+    table: dict = {}
+    for module in (cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, cpu_rows, quant_kernels):
+        table.update(module.LOWERINGS)
+    return table
+
+
+def _gpu_only() -> dict:
+    """Ops that only the GPU backend's graph rewrites create (split-K)."""
+    from . import gpu_split
+    return dict(gpu_split.LOWERINGS)
+
+
 _TABLES: dict[str, dict] = {}
 
 
 def table(device_class: str) -> dict:
     """{op: generator} for a device class ("cpu" or "gpu")."""
     if device_class not in _TABLES:
-        _TABLES[device_class] = _common()
+        only = _gpu_only() if device_class == "gpu" else _cpu_only()
+        _TABLES[device_class] = {**_common(), **only}
     return _TABLES[device_class]
 
 

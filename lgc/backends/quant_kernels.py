@@ -533,3 +533,7 @@ def _panel_qmatmul(rw, node, consts) -> bool:
                                   rw.get(node.inputs[3])], {"n": N}, name=node.name)
     rw.replace(Y, y)
     return True
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {}
