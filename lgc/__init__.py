@@ -1,5 +1,5 @@
 """lgc: a compiler for the GPUs the vendors left behind (OpenCL 1.2+, tuned for AMD GCN)."""
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from . import onnx  # noqa: E402,F401
 from .api import Executable, Model, compile, load  # noqa: E402,F401

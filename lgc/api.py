@@ -5,97 +5,14 @@ import os
 
 import numpy as np
 
-from .backends.program import Program, lower
+from .backends.target import Target
+from .compiler import Options
 from .errors import InputError, ModelError
-from .ir import dtypes
 from .ir.graph import Graph, TensorType
 from .passes import optimize
-from .runtime import Executor, select_device
-
-
-class Executable:
-    """A graph compiled for one device and fixed input shapes; call it with NumPy arrays."""
-
-    def __init__(self, program: Program, graph: Graph | None = None, device=None,
-                 ir_text: str | None = None, profile: bool = False):
-        self.program = program
-        self.graph = graph
-        self._ir_text = ir_text
-        self.device = select_device(device)
-        self.executor = Executor(program, self.device, profile=profile)
-
-    @classmethod
-    def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False):
-        from .backends.target import target_for, use_target
-        graph = optimize(graph, opt_level)
-        device = select_device(device)
-        with use_target(target_for(device)):    # GPU devices get the GPU kernel variants
-            return cls(lower(graph), graph, device, profile=profile)
-
-    # -- signature ---------------------------------------------------------------------
-    @property
-    def input_names(self) -> list[str]:
-        return [s.name for s in self.program.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [s.name for s in self.program.outputs]
-
-    @property
-    def ir_text(self) -> str:
-        if self._ir_text is None and self.graph is not None:
-            self._ir_text = str(self.graph)
-        return self._ir_text or ""
-
-    def input_types(self) -> dict[str, TensorType]:
-        return {s.name: TensorType(dtypes.by_name(s.dtype), tuple(s.shape)) for s in self.program.inputs}
-
-    # -- running -----------------------------------------------------------------------
-    def run(self, feeds) -> dict[str, np.ndarray]:
-        arrays = _check_feeds(feeds, self.input_types())
-        outs = self.executor.run(arrays)
-        return dict(zip(self.output_names, outs))
-
-    def __call__(self, *args, **kwargs):
-        feeds = dict(zip(self.input_names, args))
-        feeds.update(kwargs)
-        outs = list(self.run(feeds).values())
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    def save(self, path) -> None:
-        from .artifact import save_artifact
-        save_artifact(path, self)
-
-
-def _named_feeds(feeds, names: list[str]) -> dict:
-    """Feeds as {name: value}, from a dict or a list in input order; names checked."""
-    if not isinstance(feeds, dict):
-        feeds = list(feeds)
-        if len(feeds) != len(names):
-            raise InputError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(feeds)}")
-        feeds = dict(zip(names, feeds))
-    unknown = [k for k in feeds if k not in names]
-    if unknown:
-        raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(names) or 'none'})")
-    missing = [k for k in names if k not in feeds]
-    if missing:
-        raise InputError(f"missing input {missing[0]!r}")
-    return feeds
-
-
-def _check_feeds(feeds, types: dict[str, TensorType]) -> list[np.ndarray]:
-    names = list(types)
-    feeds = _named_feeds(feeds, names)
-    out = []
-    for name in names:
-        a = np.asarray(feeds[name])
-        t = types[name]
-        if a.dtype != t.dtype.np:
-            raise InputError(f"input {name!r} has dtype {a.dtype}, expected {t.dtype.np}")
-        if tuple(a.shape) != tuple(t.shape):
-            raise InputError(f"input {name!r} has shape {tuple(a.shape)}, expected {tuple(t.shape)}")
-        out.append(a)
-    return out
+from .runtime import compile_cache, select_device
+from .runtime.artifact import load_artifact
+from .runtime.executable import Executable, named_feeds
 
 
 class Model:
@@ -107,7 +24,7 @@ class Model:
     """
 
     def __init__(self, source, input_shapes: dict | None = None, device=None, opt_level=2,
-                 profile: bool = False):
+                 profile: bool = False, target: Target | None = None):
         from .frontend.onnx.importer import (check_supported, declared_inputs, declared_shape,
                                              load_model, onnx_dtype)
         self.model = load_model(source)
@@ -116,6 +33,7 @@ class Model:
         self.device = select_device(device)
         self.opt_level = opt_level
         self.profile = profile
+        self.target = target        # generate for this Target instead of the device's
         self._cache: dict = {}
         self.static_inputs: set[str] = set()
         self.inputs = {}
@@ -172,8 +90,8 @@ class Model:
                tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
         if key in self._cache:
             return self._cache[key]
-        from . import compile_cache        # compiled programs on disk (big models)
-        ckey = None if static else compile_cache.key_for(self.source, types, self.opt_level, self.device)
+        ckey = None if static else compile_cache.key_for(self.source, types, Options(self.opt_level),
+                                                         self.device, self.target)
         if ckey:
             exe = compile_cache.lookup(ckey, self.device, self.profile,
                                        lambda: optimize(import_graph(self.model, types), self.opt_level))
@@ -193,7 +111,8 @@ class Model:
                 self.static_inputs.add(need.input_name)
                 static[need.input_name] = values[need.input_name]
                 key = (key[0], tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
-        exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile)
+        exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile,
+                                    target=self.target)
         exe.static_values = static
         self._cache[key] = exe
         if ckey and not static:
@@ -201,7 +120,7 @@ class Model:
         return exe
 
     def run(self, feeds) -> dict[str, np.ndarray]:
-        feeds = {k: np.asarray(v) for k, v in _named_feeds(feeds, list(self.inputs)).items()}
+        feeds = {k: np.asarray(v) for k, v in named_feeds(feeds, list(self.inputs)).items()}
         exe = self.executable(self._types_of(feeds), feeds)
         return exe.run({k: v for k, v in feeds.items() if k not in exe.static_values})
 
@@ -216,19 +135,20 @@ class Model:
 
 
 def compile(source, input_shapes: dict | None = None, device=None, opt_level: int = 2,
-            profile: bool = False):
+            profile: bool = False, target: Target | None = None):
     """Compile a Graph, an ONNX model (path, bytes or ModelProto) or load a .lgc file.
 
     A Graph gives an Executable (fixed shapes); an ONNX model gives a Model that compiles
-    per input signature; a path ending in .lgc is loaded as an artifact.
+    per input signature; a path ending in .lgc is loaded as an artifact. `target`
+    (lgc.backends.target.by_name("gfx803")) generates for that GPU instead of the device's
+    own facts, as `lgc compile --target` does.
     """
     if isinstance(source, Graph):
-        return Executable.from_graph(source, device, opt_level, profile=profile)
+        return Executable.from_graph(source, device, opt_level, profile=profile, target=target)
     if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".lgc"):
         return load(source, device)
-    return Model(source, input_shapes, device, opt_level, profile=profile)
+    return Model(source, input_shapes, device, opt_level, profile=profile, target=target)
 
 
 def load(path, device=None) -> Executable:
-    from .artifact import load_artifact
     return load_artifact(path, device)

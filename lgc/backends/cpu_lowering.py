@@ -20,7 +20,6 @@ whole rewrite off (the direct kernels then run everything, for comparisons).
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from ..ir.graph import Graph, Node
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd  # noqa: F401
+from .settings import current_settings
 from .target import current_target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
@@ -49,7 +49,7 @@ def _prod(xs) -> int:
 def lower_for_cpu(graph: Graph, target=None) -> Graph:
     """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
     target = target or current_target()
-    if target.is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0":
+    if target.is_gpu or not current_settings().cpu_panels:
         return graph
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
@@ -147,7 +147,7 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
     through a channel shuffle that feeds it (the shuffle's copy then goes unless used)."""
     X, W = node.inputs[:2]
     at = node.attrs
-    if (os.environ.get("LGC_CPU_DEPTHWISE", "1") == "0" or not _f32(node) or len(X.shape) != 4
+    if (not current_settings().cpu_depthwise or not _f32(node) or len(X.shape) != 4
             or at["group"] != X.shape[1] or W.shape[:2] != (X.shape[1], 1)
             or node.outputs[0].type.size == 0):
         return False
@@ -166,7 +166,7 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
 def _pool(rw: Rewriter, node: Node) -> bool:
     """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows."""
     at, X = node.attrs, node.inputs[0]
-    if (os.environ.get("LGC_CPU_POOL", "1") == "0" or not _f32(node) or len(X.shape) != 4
+    if (not current_settings().cpu_pool or not _f32(node) or len(X.shape) != 4
             or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
@@ -200,7 +200,7 @@ def _unshuffled(X, producer):
 
 def _winograd_fits(X, W, at) -> bool:
     """A 2-D 3x3 conv, stride 1, no dilation, enough channels for the 16 GEMMs to pay."""
-    return (os.environ.get("LGC_CPU_WINOGRAD", "1") != "0" and len(X.shape) == 4
+    return (current_settings().cpu_winograd and len(X.shape) == 4
             and tuple(W.shape[2:]) == (3, 3) and set(at["strides"]) <= {1}
             and set(at["dilations"]) <= {1} and X.shape[1] >= MIN_WINOGRAD_CHANNELS
             and W.shape[0] >= MIN_WINOGRAD_CHANNELS)

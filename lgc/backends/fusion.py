@@ -24,7 +24,6 @@ reason, so `lgc compile --explain` can say why each group stopped where it did.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from ..ir import registry
@@ -33,14 +32,15 @@ from . import cpu_rows
 from .target import Target, current_target, use_target
 from .templates import Pointwise
 from .lowering import lowering_of
+from .settings import current_settings
 
 CHEAP = ("elementwise", "broadcast", "injective")
 POINT_CONSUMERS = ("elementwise", "broadcast", "injective", "reduction")
 
 
 def fusion_enabled(fuse: bool | None = None) -> bool:
-    """An explicit choice, else on unless the environment says LGC_FUSE=0 (for comparisons)."""
-    return fuse if fuse is not None else os.environ.get("LGC_FUSE", "1") != "0"
+    """An explicit choice, else the settings' (on unless LGC_FUSE=0, for comparisons)."""
+    return fuse if fuse is not None else current_settings().fuse
 
 
 def max_fused_nodes(target: Target) -> int:

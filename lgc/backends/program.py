@@ -8,7 +8,6 @@ specialisation cost down.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -17,6 +16,8 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from .kernel import Kernel, render, scalar_params
 from .lowering import is_alias, lowering_of
+from .settings import current_settings
+from .target import current_target
 
 PRELUDE = """\
 #ifdef cl_khr_fp64
@@ -122,23 +123,24 @@ def _ident(text: str) -> str:
 
 
 def lower_for_target(graph: Graph) -> Graph:
-    """The graph rewritten for the current target before fusion: what `lower` fuses, and
-    what `lgc compile --explain` shows."""
-    from .cpu_lowering import lower_for_cpu   # CPU targets: GEMMs on packed panels
-    graph = lower_for_cpu(graph)
-    from .quant_kernels import lower_quant_for_cpu   # and int8-weight convs on the same panels
-    graph = lower_quant_for_cpu(graph)
-    from .gpu_split import lower_for_gpu   # GPU targets: split-K for convs that underfill the GPU
-    return lower_for_gpu(graph)
+    """The graph rewritten for the current target's backend before fusion: what `lower`
+    fuses, and what `lgc compile --explain` shows."""
+    from .backend import backend_for
+    return backend_for(current_target()).rewrite(graph)
 
 
-def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None) -> Program:
+def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None,
+          rewrite=None) -> Program:
     """share_buffers: intermediate values reuse device buffers (lgc.backends.memory).
-    fuse: one kernel per fusion group (lgc.backends.fusion); default on unless LGC_FUSE=0."""
-    graph = lower_for_target(graph)
+    fuse: one kernel per fusion group (lgc.backends.fusion); default: the settings' choice.
+    rewrite: the backend's graph rewrites (Backend.rewrite; default: the current target's),
+    applied to the graph and to the bodies of its loops. Called through Backend.lower,
+    which sets the target and settings generators read."""
+    rewrite = rewrite or lower_for_target
+    graph = rewrite(graph)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}
-    prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of)
+    prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of, rewrite)
     _specialise_unshared(prog, sources, generic_of)
     body = "\n\n".join(sources) + "\n"
     prog.source = prelude_for(body) + body
@@ -169,7 +171,7 @@ def _specialise_unshared(prog: Program, sources: list[str], generic_of: dict) ->
 
 
 def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[str],
-           by_body: dict[str, str], prefix: str, generic_of: dict) -> Program:
+           by_body: dict[str, str], prefix: str, generic_of: dict, rewrite) -> Program:
     """One graph's buffers, launches and loops; kernels are appended to `sources` (shared
     with the loops' cond and body graphs, whose kernel names start with `prefix`); `generic_of`
     records each kernel rendered with its sizes as arguments: name -> (Kernel, its source)."""
@@ -201,8 +203,9 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
         if node.op == "while":
             from ..passes import optimize
             # loop bodies get the same target rewrites (CPU GEMMs, GPU split-K) as the graph
-            sub = [_lower(lower_for_target(optimize(node.attrs[k])), share_buffers, fuse, sources,
-                          by_body, f"{prefix}w{index}{k[0]}_", generic_of) for k in ("cond", "body")]
+            sub = [_lower(rewrite(optimize(node.attrs[k])), share_buffers, fuse, sources,
+                          by_body, f"{prefix}w{index}{k[0]}_", generic_of, rewrite)
+                   for k in ("cond", "body")]
             for v in node.outputs:
                 where[v] = new_buffer(v, "temp")
             loops.append(Loop(len(launches), [where[v] for v in node.inputs],
@@ -262,11 +265,11 @@ def generic_kernels_enabled() -> bool:
     """Kernels with Kernel.params take them as arguments, so layers that differ only in those
     sizes share one kernel: PoCL compiles every kernel again at its first launch (about
     50-100 ms each), so fewer kernels is a faster cold start. LGC_GENERIC_KERNELS=0: off."""
-    return os.environ.get("LGC_GENERIC_KERNELS", "1") != "0"
+    return current_settings().generic_kernels
 
 
 def concat_in_place_enabled() -> bool:
-    return os.environ.get("LGC_CONCAT_INPLACE", "1") != "0"
+    return current_settings().concat_in_place
 
 
 def _concat_kernel(node: Node, groups) -> tuple[Node, list[Value]] | None:

@@ -78,6 +78,11 @@ def _board(name: str) -> str:
     return next((k for k in KNOWN if k in n), n)
 
 
+def known_target(device_name: str) -> Target | None:
+    """The Target of a board lgc knows by the name its driver reports (an RX 580), if any."""
+    return KNOWN.get(_board(device_name))
+
+
 def by_name(name: str) -> Target:
     try:
         return TARGETS[name.lower()]

@@ -11,10 +11,12 @@ substring of the device or platform name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import pyopencl as cl
+
+from ..backends.target import Target, known_target
 
 _PROBE = "__kernel void lgc_probe(__global float* x) { x[get_global_id(0)] += 1.0f; }"
 
@@ -58,6 +60,33 @@ class Device:
     @property
     def context(self) -> cl.Context:
         return _context(self.index)
+
+    @property
+    def target(self) -> Target:
+        """The hardware facts code generation reads (lgc.backends.target.Target)."""
+        return _target(self.index, self.key)
+
+
+@lru_cache(maxsize=None)
+def _target(index: int, key: str) -> Target:
+    """A device's Target: a board lgc knows (the RX 580), else what OpenCL reports, with
+    estimated peaks. OpenCL reports no FLOP/s or bandwidth, so a GPU counts 2 FLOP x 64 lanes
+    per CU per clock (GCN-like; 128 on NVIDIA, whose SMs have had 128 FP32 lanes since
+    Pascal's GP10x, bar Volta's 64) and a CPU 2 FMA x 16 lanes per core; bandwidth is left
+    unknown (0) unless the device is a known one."""
+    d = _raw_devices()[index][1]
+    name = d.name.strip()
+    known = known_target(name)
+    if known is not None:
+        return replace(known, key=key, compute_units=d.max_compute_units)   # RX 470/570: 32
+    kind = "gpu" if d.type & cl.device_type.GPU else "cpu" if d.type & cl.device_type.CPU else "other"
+    vendor = d.vendor.upper()
+    wave = 64 if "AMD" in vendor or "ADVANCED MICRO" in vendor else 32
+    lanes = (128 if "NVIDIA" in vendor else 64) if kind == "gpu" else 32
+    flops = 2.0 * d.max_compute_units * d.max_clock_frequency * 1e6 * lanes
+    return Target(name=name, device_type=kind, wave_width=wave if kind == "gpu" else 1,
+                  compute_units=d.max_compute_units, local_mem_bytes=d.local_mem_size,
+                  max_work_group=d.max_work_group_size, peak_flops=flops, key=key)
 
 
 def _probe(dev: cl.Device) -> str:

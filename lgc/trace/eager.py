@@ -13,8 +13,7 @@ import atexit
 import numpy as np
 import pyopencl as cl
 
-from ..backends.program import lower
-from ..backends.target import target_for, use_target
+from ..compiler import Options, backend_for, compile as compile_graph
 from ..ir.builder import GraphBuilder
 from ..runtime import Executor, select_device
 from . import pytree
@@ -22,14 +21,17 @@ from .core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy
 
 
 class _Runtime:
-    """The device lgc.numpy works on (LGC_DEVICE or the default) and its shared queue."""
+    """The device lgc.numpy works on (LGC_DEVICE or the default), the backend that generates
+    its kernels, and its shared queue."""
     device = None
+    backend = None
     queue = None
 
 
 def runtime() -> _Runtime:
     if _Runtime.device is None:
         _Runtime.device = select_device(None)
+        _Runtime.backend = backend_for(_Runtime.device.target)
         _Runtime.queue = cl.CommandQueue(_Runtime.device.context)
         atexit.register(_Runtime.queue.finish)   # no work in flight while Python tears down
     return _Runtime
@@ -153,8 +155,8 @@ def one_op_executor(op: str, attrs: dict, avals):
         ins = [b.input(f"x{i}", a.tensor_type()) for i, a in enumerate(avals)]
         outs = b.op(op, ins, attrs, name=op, num_outputs=-1)
         rt = runtime()
-        with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
-            exe = Executor(lower(b.build(list(outs))), rt.device, queue=rt.queue)
+        program = compile_graph(b.build(list(outs)), rt.backend, Options(opt_level=0)).program
+        exe = Executor(program, rt.device, queue=rt.queue)
         hit = _cache[key] = (exe, [(a.shape, a.dtype) for a in out_avals])
     return hit
 

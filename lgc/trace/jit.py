@@ -14,12 +14,10 @@ import re
 
 import numpy as np
 
-from ..backends.program import lower
-from ..backends.target import target_for, use_target
+from ..compiler import Options, compile as compile_graph
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
-from ..passes import optimize
-from ..runtime import Executor
+from ..runtime import Executable, Executor
 from . import pytree
 from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
                    get_aval, infer_avals, new_main, to_numpy_const)
@@ -186,8 +184,7 @@ class Compiled:
         self.out_tree = out_tree
         self.out_avals = out_avals
         rt = runtime()
-        with use_target(target_for(rt.device)):   # GPU devices get the GPU kernel variants
-            program = lower(optimize(graph, opt_level))
+        program = compile_graph(graph, rt.backend, Options(opt_level)).program
         self.executor = Executor(program, rt.device, queue=rt.queue)
 
     def as_text(self) -> str:
@@ -311,7 +308,6 @@ def export(fun, *args, path=None, static_argnums=(), static_argnames=(), opt_lev
     `lgc compile`); lgc.load(path) runs it without the Python source. Inputs are the
     flattened argument leaves (named like make_ir's), outputs the flattened results.
     Returns the Executable."""
-    from ..api import Executable
     nums, names = _norm_static(fun, static_argnums, static_argnames)
     graph = trace_to_graph(fun, args, kwargs, nums, names)[0]
     exe = Executable.from_graph(graph, runtime().device, opt_level)

@@ -1,0 +1,84 @@
+"""A Backend per device class: its Target facts, its graph rewrites and its op lowerings.
+
+lgc generates OpenCL C for two device classes. The CPU backend (PoCL) rewrites matmuls and
+convs onto the packed-panel GEMM, Winograd and row kernels (cpu_lowering, quant_kernels);
+the GPU backend splits under-filled convs along their channels (gpu_split) and picks GEMM
+presets by wave width (64-wide GCN, or 32-wide). Both then lower every op through the table of
+lgc.backends.lowering and fuse by fusion class. The compile pipeline (lgc.compiler) passes a
+Backend explicitly; kernel generators read the active target and settings, which
+`Backend.lower` sets for the duration of one lowering.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from ..ir.graph import Graph
+from . import lowering, tuning
+from .settings import Settings, use_settings
+from .target import CPU, Target, use_target
+
+
+@dataclass(frozen=True)
+class Backend:
+    target: Target
+
+    device_class = "cpu"
+
+    @property
+    def name(self) -> str:
+        return f"opencl-{self.device_class} ({self.target.name})"
+
+    def rewrites(self) -> tuple:
+        """Graph-to-graph functions run before fusion, in order."""
+        return ()
+
+    def rewrite(self, graph: Graph, settings: Settings | None = None) -> Graph:
+        """The graph as this backend lowers it (what `lgc compile --explain` shows)."""
+        with use_target(self.target), use_settings(settings):
+            for rewrite in self.rewrites():
+                graph = rewrite(graph)
+        return graph
+
+    def lowering(self, op: str):
+        """The kernel generator of `op` on this backend (None: lowering handles it itself)."""
+        return lowering.table(self.device_class).get(op)
+
+    @contextlib.contextmanager
+    def active(self, settings: Settings | None = None, tuned: dict | None = None):
+        """Generate kernels for this backend inside the block: its target, the settings and
+        any tuning choices imposed (the tuner's candidate) become the ones generators read."""
+        with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
+            yield self
+
+    def lower(self, graph: Graph, settings: Settings | None = None, tuned: dict | None = None,
+              share_buffers: bool = True):
+        """The Program (one OpenCL source, buffers, launches) of an optimized graph."""
+        from .program import lower
+        with self.active(settings, tuned):
+            return lower(graph, share_buffers=share_buffers, rewrite=self.rewrite)
+
+
+class OpenCLCPU(Backend):
+    device_class = "cpu"
+
+    def rewrites(self) -> tuple:
+        from .cpu_lowering import lower_for_cpu
+        from .quant_kernels import lower_quant_for_cpu
+        return (lower_for_cpu, lower_quant_for_cpu)
+
+
+class OpenCLGPU(Backend):
+    """GCN targets (64-wide waves) keep their ISA-checked GEMM presets; 32-wide GPUs get the
+    wide presets (gpu_gemm.presets_for)."""
+    device_class = "gpu"
+
+    def rewrites(self) -> tuple:
+        from .gpu_split import lower_for_gpu
+        return (lower_for_gpu,)
+
+
+def backend_for(target: Target | None) -> Backend:
+    """The backend that generates code for `target` (the CPU one for None)."""
+    target = target or CPU
+    return OpenCLGPU(target) if target.is_gpu else OpenCLCPU(target)

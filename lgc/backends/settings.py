@@ -1,0 +1,64 @@
+"""The compile-time switches (LGC_* variables), read once into one object.
+
+Each switch turns a lowering off for comparisons and bisection (`LGC_FUSE=0 lgc bench ...`).
+They are read from the environment in one place, `Settings.from_env`, when a compile starts;
+the compile pipeline (lgc.compiler) makes them active for the lowering, and the compiled-
+program cache keys on `Settings.key()`, so a cached program never answers for other settings.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    fuse: bool = True               # LGC_FUSE: fusion groups (off: one kernel per op)
+    generic_kernels: bool = True    # LGC_GENERIC_KERNELS: sizes as kernel arguments, shared kernels
+    concat_in_place: bool = True    # LGC_CONCAT_INPLACE: concat inputs written into their output
+    cpu_panels: bool = True         # LGC_CPU_PANELS: CPU matmul/conv on the packed-panel GEMM
+    cpu_winograd: bool = True       # LGC_CPU_WINOGRAD: CPU 3x3 convs through Winograd F(2x2,3x3)
+    cpu_depthwise: bool = True      # LGC_CPU_DEPTHWISE: CPU depthwise convs on row kernels
+    cpu_pool: bool = True           # LGC_CPU_POOL: CPU pools on row kernels
+    cpu_rowvec: bool = True         # LGC_CPU_ROWVEC: CPU softmax/row reductions as vector rows
+    gpu_conv_fold: bool = True      # LGC_GPU_CONV_FOLD: a batch's images side by side in GEMM columns
+    gpu_split_k: bool = True        # LGC_GPU_SPLIT_K: split-K for convs that underfill the GPU
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Settings":
+        """The switches as the environment sets them: LGC_<NAME>=0 turns one off."""
+        environ = os.environ if environ is None else environ
+        return cls(**{f.name: environ.get(env_name(f.name), "1") != "0" for f in fields(cls)})
+
+    def key(self) -> str:
+        """A stable text of the switches that differ from the defaults, for cache keys."""
+        off = [f.name for f in fields(self) if not getattr(self, f.name)]
+        return "off:" + ",".join(off) if off else "default"
+
+
+def env_name(field_name: str) -> str:
+    return "LGC_" + field_name.upper()
+
+
+_active: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("lgc_settings", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings of the compile in progress; outside one, the environment's."""
+    s = _active.get()
+    return s if s is not None else Settings.from_env()
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings | None):
+    """Lower with `settings` inside the block (None: leave the current ones)."""
+    if settings is None:
+        yield current_settings()
+        return
+    token = _active.set(settings)
+    try:
+        yield settings
+    finally:
+        _active.reset(token)

@@ -1,0 +1,100 @@
+"""A graph compiled for one device and fixed input shapes, ready to run."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.program import Program
+from ..backends.target import Target, explicit_target
+from ..compiler import Options, backend_for, compile as compile_graph
+from ..errors import InputError
+from ..ir import dtypes
+from ..ir.graph import Graph, TensorType
+from .device import select_device
+from .executor import Executor
+
+
+class Executable:
+    """A graph compiled for one device and fixed input shapes; call it with NumPy arrays."""
+
+    def __init__(self, program: Program, graph: Graph | None = None, device=None,
+                 ir_text: str | None = None, profile: bool = False):
+        self.program = program
+        self.graph = graph
+        self._ir_text = ir_text
+        self.device = select_device(device)
+        self.executor = Executor(program, self.device, profile=profile)
+
+    @classmethod
+    def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False,
+                   target: Target | None = None):
+        """Compile `graph` for `device` (default: LGC_DEVICE, else the first working GPU, else
+        the CPU). `target` generates for that Target instead of the device's own facts."""
+        device = select_device(device)
+        target = target or explicit_target() or device.target   # TODO(issue 11): cli passes target
+        compiled = compile_graph(graph, backend_for(target), Options(opt_level))
+        return cls(compiled.program, compiled.graph, device, profile=profile)
+
+    # -- signature ---------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.program.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.program.outputs]
+
+    @property
+    def ir_text(self) -> str:
+        if self._ir_text is None and self.graph is not None:
+            self._ir_text = str(self.graph)
+        return self._ir_text or ""
+
+    def input_types(self) -> dict[str, TensorType]:
+        return {s.name: TensorType(dtypes.by_name(s.dtype), tuple(s.shape)) for s in self.program.inputs}
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, feeds) -> dict[str, np.ndarray]:
+        arrays = check_feeds(feeds, self.input_types())
+        outs = self.executor.run(arrays)
+        return dict(zip(self.output_names, outs))
+
+    def __call__(self, *args, **kwargs):
+        feeds = dict(zip(self.input_names, args))
+        feeds.update(kwargs)
+        outs = list(self.run(feeds).values())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def save(self, path) -> None:
+        from .artifact import save_artifact
+        save_artifact(path, self)
+
+
+def named_feeds(feeds, names: list[str]) -> dict:
+    """Feeds as {name: value}, from a dict or a list in input order; names checked."""
+    if not isinstance(feeds, dict):
+        feeds = list(feeds)
+        if len(feeds) != len(names):
+            raise InputError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(feeds)}")
+        feeds = dict(zip(names, feeds))
+    unknown = [k for k in feeds if k not in names]
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r} (inputs are: {', '.join(names) or 'none'})")
+    missing = [k for k in names if k not in feeds]
+    if missing:
+        raise InputError(f"missing input {missing[0]!r}")
+    return feeds
+
+
+def check_feeds(feeds, types: dict[str, TensorType]) -> list[np.ndarray]:
+    names = list(types)
+    feeds = named_feeds(feeds, names)
+    out = []
+    for name in names:
+        a = np.asarray(feeds[name])
+        t = types[name]
+        if a.dtype != t.dtype.np:
+            raise InputError(f"input {name!r} has dtype {a.dtype}, expected {t.dtype.np}")
+        if tuple(a.shape) != tuple(t.shape):
+            raise InputError(f"input {name!r} has shape {tuple(a.shape)}, expected {tuple(t.shape)}")
+        out.append(a)
+    return out
