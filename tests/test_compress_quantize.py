@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lgc
-from lgc.backends.quant_kernels import tile_weights
+from lgc.ops.quant import tile_weights
 from lgc.compress import find_layers, load_calibration, quantize, quantize_graph
 from lgc.compress.observers import Entropy, MinMax, Percentile, symmetric_int8, uint8_params
 from lgc.compress.report import compression_report, drift

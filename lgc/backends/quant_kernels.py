@@ -18,6 +18,7 @@ quantization step.
 """
 from __future__ import annotations
 
+from ..ops.quant import tile_weights, untile_weights  # noqa: F401 (tile_weights: for lgc.compress)
 from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
 from .target import current_target
@@ -313,26 +314,6 @@ def qconv_tile(w_shape, attrs) -> int:
     return tm if tm > 1 else 0
 
 
-def tile_weights(w, tm: int, group: int):
-    """w [M, C/g, *K] -> [g * ceil(Mg/tm), C/g * KS, tm], rows past each group's end zero."""
-    import numpy as np
-    M = w.shape[0]
-    Mg, CK = M // group, _prod(w.shape[1:])
-    MT = -(-Mg // tm)
-    w = np.asarray(w).reshape(group, Mg, CK)
-    w = np.pad(w, [(0, 0), (0, MT * tm - Mg), (0, 0)]).reshape(group * MT, tm, CK)
-    return np.ascontiguousarray(np.swapaxes(w, 1, 2))
-
-
-def untile_weights(wt, tm: int, group: int, shape):
-    """The inverse of tile_weights, to `shape` [M, C/g, *K]."""
-    import numpy as np
-    M = shape[0]
-    Mg = M // group
-    w = np.swapaxes(wt, 1, 2).reshape(group, -1, wt.shape[1])[:, :Mg]
-    return w.reshape(shape)
-
-
 # ---- CPU: int8 weights times the float panel GEMM's B panels ------------------------------------
 #
 # On CPU targets (PoCL) float32 convs run on lgc.backends.cpu_gemm's packed panels: the image
@@ -535,5 +516,7 @@ def _panel_qmatmul(rw, node, consts) -> bool:
     return True
 
 
-# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering): the
+# ops that only lower_quant_for_cpu creates. qmatmul and qconv, which every backend lowers,
+# are in lgc.backends.kernels.quant.
+LOWERINGS: dict = {"qmatmul_panels": QPanelGen(), "qmatmul_bpanels": QBPanelGen()}

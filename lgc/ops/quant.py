@@ -16,14 +16,13 @@ lgc.compress, or an ONNX weight with its zero point subtracted at import. x is f
 (weight-only quantization: x_scale and x_zero absent) or i8/u8 with a per-tensor scale and
 zero point given as scalar float tensors (full int8; dynamic quantization computes them
 per call). The output is float32; requantizing to int8 for the next layer is a `quantize`
-that fusion applies in these ops' epilogue. Kernels: lgc/backends/quant_kernels.py.
+that fusion applies in these ops' epilogue. Kernels: lgc/backends/kernels/quant.py (every
+backend) and lgc/backends/quant_kernels.py (the CPU's int8 panels).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backends.quant_kernels import QBPanelGen, QConvGen, QMatmulGen, QPanelGen
-from ..backends.templates import Elementwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -52,15 +51,9 @@ def quantize_ref(x, scale, zero, to):
     return np.clip(q, lo, hi).astype(dtypes.by_name(to).np)
 
 
-def _quantize_expr(ops, em):
-    lo, hi = RANGES[em.node.attrs["to"]]
-    f = dtypes.f32
-    return f"clamp(rint({ops[0]} / {ops[1]}) + {ops[2]}, {literal(lo, f)}, {literal(hi, f)})"
-
-
 register(OpDef("quantize", _quantize_infer,
                lambda xs, at: [quantize_ref(*xs, at["to"])],
-               Elementwise(_quantize_expr), fusion="elementwise", num_inputs=3,
+               fusion="elementwise", num_inputs=3,
                attrs={"to": REQUIRED},
                doc="clamp(rint(x / scale) + zero) to int8 or uint8 (scale, zero: float, broadcast)"))
 
@@ -128,9 +121,27 @@ def _qconv_infer(types, attrs):
     return _conv_infer([TensorType(dtypes.f32, types[0].shape), TensorType(dtypes.f32, shape)], attrs)
 
 
+def tile_weights(w, tm: int, group: int):
+    """w [M, C/g, *K] -> [g * ceil(Mg/tm), C/g * KS, tm], rows past each group's end zero:
+    qconv's weights stored tiled (attrs tm, w_shape), tm output channels interleaved."""
+    M = w.shape[0]
+    Mg, CK = M // group, int(np.prod(w.shape[1:]))
+    MT = -(-Mg // tm)
+    w = np.asarray(w).reshape(group, Mg, CK)
+    w = np.pad(w, [(0, 0), (0, MT * tm - Mg), (0, 0)]).reshape(group * MT, tm, CK)
+    return np.ascontiguousarray(np.swapaxes(w, 1, 2))
+
+
+def untile_weights(wt, tm: int, group: int, shape):
+    """The inverse of tile_weights, to `shape` [M, C/g, *K]."""
+    M = shape[0]
+    Mg = M // group
+    w = np.swapaxes(wt, 1, 2).reshape(group, -1, wt.shape[1])[:, :Mg]
+    return w.reshape(shape)
+
+
 def _qconv_ref(xs, attrs):
     if attrs["tm"]:
-        from ..backends.quant_kernels import untile_weights
         xs = [xs[0], untile_weights(xs[1], attrs["tm"], attrs["group"], attrs["w_shape"])] + list(xs[2:])
     w = xs[1].astype(np.float64) * xs[2].astype(np.float64).reshape((-1,) + (1,) * (xs[1].ndim - 1))
     (y,) = _conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
@@ -146,12 +157,12 @@ def _qconv_flops(ins, outs, attrs):
     return 2 * outs[0].size * int(np.prod(w[1:]))
 
 
-register(OpDef("qmatmul", _qmatmul_infer, _qmatmul_ref, QMatmulGen(), fusion="out_fusable",
+register(OpDef("qmatmul", _qmatmul_infer, _qmatmul_ref, fusion="out_fusable",
                num_inputs=(4, 6), flops=_qmatmul_flops,
                doc="x @ (w * w_scale) + bias with integer w [K, N]; x float, or integer with "
                    "scalar x_scale and x_zero"))
 
-register(OpDef("qconv", _qconv_infer, _qconv_ref, QConvGen(), fusion="out_fusable",
+register(OpDef("qconv", _qconv_infer, _qconv_ref, fusion="out_fusable",
                attrs={**CONV_ATTRS, "tm": 0, "w_shape": ()}, num_inputs=(4, 6), flops=_qconv_flops,
                doc="ONNX Conv with integer w [M, C/group, *K], per-channel w_scale and bias; x "
                    "float, or integer with scalar x_scale and x_zero. tm > 0: w is stored tiled "
@@ -250,7 +261,7 @@ def _lowering_only(*args, **kwargs):
                               "and batching")
 
 
-register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, QPanelGen(), fusion="out_fusable",
+register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, fusion="out_fusable",
                num_inputs=4, attrs={"m": 0, "n": 0, "out_shape": ()},
                flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
                vjp=_lowering_only, batch=_lowering_only,
@@ -276,7 +287,7 @@ def _qmbp_ref(xs, attrs):
     return [(x.astype(np.float64) @ w * scale + bias).astype(np.float32)]
 
 
-register(OpDef("qmatmul_bpanels", _qmbp_infer, _qmbp_ref, QBPanelGen(), fusion="out_fusable",
+register(OpDef("qmatmul_bpanels", _qmbp_infer, _qmbp_ref, fusion="out_fusable",
                num_inputs=4, attrs={"n": 0},
                flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
                vjp=_lowering_only, batch=_lowering_only,

@@ -1,3 +1,22 @@
-"""OpenCL kernels of the quant op family (lgc.ops.quant holds their semantics)."""
+"""OpenCL kernels of the quant op family (lgc.ops.quant holds their semantics): quantize as
+a C expression, and the qmatmul and qconv templates of lgc.backends.quant_kernels, which
+every backend lowers (the CPU's int8 panel ops are in that module's own table)."""
+from __future__ import annotations
 
-LOWERINGS: dict = {}
+from ...ir import dtypes
+from ...ops.quant import RANGES
+from ..quant_kernels import QConvGen, QMatmulGen
+from ..templates import Elementwise, literal
+
+
+def _quantize_expr(ops, em):
+    lo, hi = RANGES[em.node.attrs["to"]]
+    f = dtypes.f32
+    return f"clamp(rint({ops[0]} / {ops[1]}) + {ops[2]}, {literal(lo, f)}, {literal(hi, f)})"
+
+
+LOWERINGS: dict = {
+    "quantize": Elementwise(_quantize_expr),
+    "qmatmul": QMatmulGen(),
+    "qconv": QConvGen(),
+}
