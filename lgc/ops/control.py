@@ -78,16 +78,6 @@ def _reference(xs, attrs):
     return carry
 
 
-class _HostLoop:
-    """No kernel of its own: lgc.backends.program lowers cond and body into the same program
-    and the runtime runs the loop around their launches."""
-    alias = False
-    domain = None
-
-    def kernels(self, node, name):
-        raise NotImplementedError("the while op is lowered by lgc.backends.program, not as a kernel")
-
-
 def _vjp(cts, ins, outs, attrs):
     from ..trace.control import refuse_reverse_mode
     refuse_reverse_mode()
@@ -98,7 +88,7 @@ def _batch(vals, dims, attrs):
     return batch_while(vals, dims, attrs)
 
 
-register(OpDef("while", _infer, _reference, _HostLoop(), fusion="opaque",
+register(OpDef("while", _infer, _reference, fusion="opaque",
                attrs={"cond": REQUIRED, "body": REQUIRED}, num_inputs=(1, 1 << 30),
                flops=lambda ins, outs, attrs: 0, vjp=_vjp, batch=_batch,
                doc="while cond(carry, consts): carry = body(carry, consts)"))

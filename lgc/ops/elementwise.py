@@ -1,11 +1,10 @@
 """Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons,
-logic, select and cast. Each is one C expression; lgc.backends.templates.Elementwise does
-the loads, broadcasting and conversions."""
+logic, select and cast. Each is declared here by its type rule and NumPy reference; its C
+expression is in lgc.backends.kernels.elementwise."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..backends.templates import Elementwise, Pointwise, literal
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -25,39 +24,34 @@ def _ref1(fn):
     return ref
 
 
-def _unary(name, c_expr, ref, kinds="f", doc=""):
+def _unary(name, ref, kinds="f", doc=""):
     def infer(types, attrs):
         require(types, kinds, name)
         return [types[0]]
-    register(OpDef(name, infer, _ref1(ref), Elementwise(lambda a, em: c_expr(a[0], em.in_type(0))),
+    register(OpDef(name, infer, _ref1(ref),
                    fusion="elementwise", num_inputs=1, doc=doc, batch=_batch.unary(name)))
 
 
-def _fl(x, t):  # literal helper bound to the operand type
-    return lambda v: literal(v, t)
-
-
-_unary("exp", lambda x, t: f"exp({x})", np.exp)
-_unary("log", lambda x, t: f"log({x})", np.log)
-_unary("sqrt", lambda x, t: f"sqrt({x})", np.sqrt)
-_unary("sin", lambda x, t: f"sin({x})", np.sin)
-_unary("cos", lambda x, t: f"cos({x})", np.cos)
-_unary("tan", lambda x, t: f"tan({x})", np.tan)
-_unary("asin", lambda x, t: f"asin({x})", np.arcsin)
-_unary("acos", lambda x, t: f"acos({x})", np.arccos)
-_unary("atan", lambda x, t: f"atan({x})", np.arctan)
-_unary("sinh", lambda x, t: f"sinh({x})", np.sinh)
-_unary("cosh", lambda x, t: f"cosh({x})", np.cosh)
-_unary("tanh", lambda x, t: f"tanh({x})", np.tanh)
-_unary("asinh", lambda x, t: f"asinh({x})", np.arcsinh)
-_unary("acosh", lambda x, t: f"acosh({x})", np.arccosh)
-_unary("atanh", lambda x, t: f"atanh({x})", np.arctanh)
-_unary("floor", lambda x, t: f"floor({x})", np.floor)
-_unary("ceil", lambda x, t: f"ceil({x})", np.ceil)
-_unary("round", lambda x, t: f"rint({x})", np.round, doc="round half to even")
-_unary("reciprocal", lambda x, t: f"({literal(1, t)} / {x})", lambda x: 1 / x)
-_unary("sigmoid", lambda x, t: f"({literal(1, t)} / ({literal(1, t)} + exp(-{x})))",
-       lambda x: 1 / (1 + np.exp(-x)))
+_unary("exp", np.exp)
+_unary("log", np.log)
+_unary("sqrt", np.sqrt)
+_unary("sin", np.sin)
+_unary("cos", np.cos)
+_unary("tan", np.tan)
+_unary("asin", np.arcsin)
+_unary("acos", np.arccos)
+_unary("atan", np.arctan)
+_unary("sinh", np.sinh)
+_unary("cosh", np.cosh)
+_unary("tanh", np.tanh)
+_unary("asinh", np.arcsinh)
+_unary("acosh", np.arccosh)
+_unary("atanh", np.arctanh)
+_unary("floor", np.floor)
+_unary("ceil", np.ceil)
+_unary("round", np.round, doc="round half to even")
+_unary("reciprocal", lambda x: 1 / x)
+_unary("sigmoid", lambda x: 1 / (1 + np.exp(-x)))
 
 
 def _erf_ref(x):
@@ -65,17 +59,16 @@ def _erf_ref(x):
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x
 
 
-_unary("erf", lambda x, t: f"lgc_erf({x})" if t.cl_compute == "float" else f"erf({x})", _erf_ref)
-_unary("neg", lambda x, t: f"(-{x})", np.negative, kinds="fi")
-_unary("abs", lambda x, t: f"({x} < {literal(0, t)} ? -{x} : {x})", np.abs, kinds="fiu")
-_unary("sign", lambda x, t: f"(({x} > {literal(0, t)}) - ({x} < {literal(0, t)}))", np.sign, kinds="fiu")
-_unary("relu", lambda x, t: f"({x} < {literal(0, t)} ? {literal(0, t)} : {x})",
-       lambda x: np.where(x < 0, np.zeros_like(x), x), kinds="fi")
-_unary("not", lambda x, t: f"(!{x})", np.logical_not, kinds="b")
-_unary("bitwise_not", lambda x, t: f"(~{x})", np.invert, kinds="iu")
+_unary("erf", _erf_ref)
+_unary("neg", np.negative, kinds="fi")
+_unary("abs", np.abs, kinds="fiu")
+_unary("sign", np.sign, kinds="fiu")
+_unary("relu", lambda x: np.where(x < 0, np.zeros_like(x), x), kinds="fi")
+_unary("not", np.logical_not, kinds="b")
+_unary("bitwise_not", np.invert, kinds="iu")
 
 
-def _bool_out(name, c_expr, ref, kinds="f", attrs=None):
+def _bool_out(name, ref, kinds="f", attrs=None):
     def infer(types, a):
         require(types, kinds, name)
         return [TensorType(dtypes.bool_, types[0].shape)]
@@ -83,22 +76,19 @@ def _bool_out(name, c_expr, ref, kinds="f", attrs=None):
     def reference(xs, a):
         return [np.asarray(ref(xs[0], a), dtype=np.bool_)]
     register(OpDef(name, infer, reference,
-                   Elementwise(lambda a, em: c_expr(a[0], em.node.attrs)),
                    fusion="elementwise", num_inputs=1, attrs=attrs or {},
                    batch=_batch.unary(name)))
 
 
-_bool_out("isnan", lambda x, at: f"isnan({x})", lambda x, a: np.isnan(x))
-_bool_out("isinf", lambda x, at: "(" + " || ".join(
-    (["(isinf(" + x + ") && " + x + " > 0)"] if at["detect_positive"] else []) +
-    (["(isinf(" + x + ") && " + x + " < 0)"] if at["detect_negative"] else []) or ["0"]) + ")",
-    lambda x, a: (np.isposinf(x) & bool(a["detect_positive"])) | (np.isneginf(x) & bool(a["detect_negative"])),
-    attrs={"detect_positive": 1, "detect_negative": 1})
+_bool_out("isnan", lambda x, a: np.isnan(x))
+_bool_out("isinf",
+          lambda x, a: (np.isposinf(x) & bool(a["detect_positive"])) | (np.isneginf(x) & bool(a["detect_negative"])),
+          attrs={"detect_positive": 1, "detect_negative": 1})
 
 
 # ---- binary ops ---------------------------------------------------------------------------
 
-def _binary(name, c_expr, ref, kinds="fiu", out_bool=False):
+def _binary(name, ref, kinds="fiu", out_bool=False):
     def infer(types, attrs):
         require(types, kinds, name)
         return compare_type(types) if out_bool else elementwise_type(types)
@@ -113,7 +103,6 @@ def _binary(name, c_expr, ref, kinds="fiu", out_bool=False):
         return [np.asarray(r).astype(np.bool_ if out_bool else a.dtype)]
 
     register(OpDef(name, infer, reference,
-                   Elementwise(lambda a, em: c_expr(a[0], a[1], em.in_type(0), em.node.attrs)),
                    fusion="broadcast", num_inputs=2, attrs={"fmod": 0} if name == "mod" else {},
                    batch=_batch.broadcasting(name)))
 
@@ -125,76 +114,31 @@ def _int_div(a, b, attrs):
     return a / b
 
 
-def _c_max(a, b, t, at):
-    return f"(({a} >= {b} || {a} != {a}) ? {a} : {b})" if t.is_float else f"({a} >= {b} ? {a} : {b})"
-
-
-def _c_min(a, b, t, at):
-    return f"(({a} <= {b} || {a} != {a}) ? {a} : {b})" if t.is_float else f"({a} <= {b} ? {a} : {b})"
-
-
-def _c_mod(a, b, t, at):
-    if t.is_float:
-        if at["fmod"]:
-            return f"fmod({a}, {b})"
-        # NumPy's floored modulo via fmod (exact, and right for infinities): the result
-        # takes the divisor's sign, and a zero result is a zero of the divisor's sign
-        m = f"fmod({a}, {b})"
-        return (f"(({m} != 0) ? ((({b} < 0) != ({m} < 0)) ? {m} + {b} : {m}) "
-                f": copysign(({t.cl_compute})0, {b}))")
-    T = t.cl_compute
-    if t.is_unsigned_int:
-        return f"(({b} == 0) ? ({T})0 : ({a} % {b}))"
-    # x % 0 and MIN % -1 trap on CPUs (SIGFPE kills the host process under PoCL); NumPy gives 0
-    if at["fmod"]:
-        return f"(({b} == 0 || {b} == -1) ? ({T})0 : ({a} % {b}))"
-    r = f"({a} % {b})"
-    return (f"(({b} == 0 || {b} == -1) ? ({T})0 : "
-            f"(({r} != 0 && (({r} < 0) != ({b} < 0))) ? {r} + {b} : {r}))")
-
-
-def _c_div(a, b, t, at):
-    """Float division as is; integer division that cannot trap: x / 0 gives 0 (NumPy's value)
-    and MIN / -1 wraps to MIN, where a CPU's divide instruction raises SIGFPE."""
-    if t.is_float:
-        return f"({a} / {b})"
-    T = t.cl_compute
-    if t.is_unsigned_int:
-        return f"(({b} == 0) ? ({T})0 : ({a} / {b}))"
-    return f"(({b} == 0) ? ({T})0 : ({b} == -1) ? ({T})(0 - (u{T}){a}) : ({a} / {b}))"
-
-
 def _ref_mod(a, b, at):
     if at["fmod"]:
         return np.fmod(a, b)
     return np.mod(a, b)
 
 
-def _c_pow(a, b, t, at):
-    if t.is_float:
-        return f"pow({a}, {b})"
-    return f"({t.cl_compute})pow((double){a}, (double){b})"
-
-
-_binary("add", lambda a, b, t, at: f"({a} + {b})", lambda a, b, at: a + b)
-_binary("sub", lambda a, b, t, at: f"({a} - {b})", lambda a, b, at: a - b)
-_binary("mul", lambda a, b, t, at: f"({a} * {b})", lambda a, b, at: a * b)
-_binary("div", _c_div, _int_div)
-_binary("pow", _c_pow, lambda a, b, at: np.power(a, b))
-_binary("max", _c_max, lambda a, b, at: np.maximum(a, b))
-_binary("min", _c_min, lambda a, b, at: np.minimum(a, b))
-_binary("mod", _c_mod, _ref_mod)
-_binary("eq", lambda a, b, t, at: f"({a} == {b})", lambda a, b, at: a == b, kinds="fiub", out_bool=True)
-_binary("lt", lambda a, b, t, at: f"({a} < {b})", lambda a, b, at: a < b, out_bool=True)
-_binary("le", lambda a, b, t, at: f"({a} <= {b})", lambda a, b, at: a <= b, out_bool=True)
-_binary("gt", lambda a, b, t, at: f"({a} > {b})", lambda a, b, at: a > b, out_bool=True)
-_binary("ge", lambda a, b, t, at: f"({a} >= {b})", lambda a, b, at: a >= b, out_bool=True)
-_binary("and", lambda a, b, t, at: f"({a} && {b})", lambda a, b, at: a & b, kinds="b")
-_binary("or", lambda a, b, t, at: f"({a} || {b})", lambda a, b, at: a | b, kinds="b")
-_binary("xor", lambda a, b, t, at: f"({a} != {b})", lambda a, b, at: a ^ b, kinds="b")
-_binary("bitwise_and", lambda a, b, t, at: f"({a} & {b})", lambda a, b, at: a & b, kinds="iu")
-_binary("bitwise_or", lambda a, b, t, at: f"({a} | {b})", lambda a, b, at: a | b, kinds="iu")
-_binary("bitwise_xor", lambda a, b, t, at: f"({a} ^ {b})", lambda a, b, at: a ^ b, kinds="iu")
+_binary("add", lambda a, b, at: a + b)
+_binary("sub", lambda a, b, at: a - b)
+_binary("mul", lambda a, b, at: a * b)
+_binary("div", _int_div)
+_binary("pow", lambda a, b, at: np.power(a, b))
+_binary("max", lambda a, b, at: np.maximum(a, b))
+_binary("min", lambda a, b, at: np.minimum(a, b))
+_binary("mod", _ref_mod)
+_binary("eq", lambda a, b, at: a == b, kinds="fiub", out_bool=True)
+_binary("lt", lambda a, b, at: a < b, out_bool=True)
+_binary("le", lambda a, b, at: a <= b, out_bool=True)
+_binary("gt", lambda a, b, at: a > b, out_bool=True)
+_binary("ge", lambda a, b, at: a >= b, out_bool=True)
+_binary("and", lambda a, b, at: a & b, kinds="b")
+_binary("or", lambda a, b, at: a | b, kinds="b")
+_binary("xor", lambda a, b, at: a ^ b, kinds="b")
+_binary("bitwise_and", lambda a, b, at: a & b, kinds="iu")
+_binary("bitwise_or", lambda a, b, at: a | b, kinds="iu")
+_binary("bitwise_xor", lambda a, b, at: a ^ b, kinds="iu")
 def _shift_ref(left):
     """NumPy-style shifts: a count outside [0, bits) gives 0 (or -1 for a right shift of a
     negative value) instead of C's undefined behaviour."""
@@ -212,20 +156,8 @@ def _shift_ref(left):
     return ref
 
 
-def _c_shift(left):
-    def expr(a, b, t, at):
-        bits = t.itemsize * 8
-        ok = f"({b} >= 0 && {b} < {bits})" if t.is_signed_int else f"({b} < {bits})"
-        if left:
-            unsigned = "u" + t.cl_storage if not t.cl_storage.startswith("u") else t.cl_storage
-            return f"({ok} ? ({t.cl_compute})(({unsigned}){a} << {b}) : 0)"
-        fill = f"({a} < 0 ? -1 : 0)" if t.is_signed_int else "0"
-        return f"({ok} ? ({a} >> {b}) : {fill})"
-    return expr
-
-
-_binary("shift_left", _c_shift(True), _shift_ref(True), kinds="iu")
-_binary("shift_right", _c_shift(False), _shift_ref(False), kinds="iu")
+_binary("shift_left", _shift_ref(True), kinds="iu")
+_binary("shift_right", _shift_ref(False), kinds="iu")
 
 
 # ---- select and cast ------------------------------------------------------------------------
@@ -239,17 +171,9 @@ def _where_infer(types, attrs):
     return [TensorType(a.dtype, broadcast_shapes(c.shape, a.shape, b.shape))]
 
 
-def _where_body(em):
-    c = em.load(0, em.broadcast_coords(0))
-    a = em.load(1, em.broadcast_coords(1))
-    b = em.load(2, em.broadcast_coords(2))
-    em.store(f"({c} ? {a} : {b})")
-
-
 register(OpDef(
     "where", _where_infer,
     lambda xs, at: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)],
-    Pointwise(_where_body),
     fusion="broadcast", num_inputs=3, batch=_batch.broadcasting("where")))
 
 
@@ -268,7 +192,6 @@ def _cast_ref(xs, attrs):
 
 register(OpDef(
     "cast", _cast_infer, _cast_ref,
-    Elementwise(lambda a, em: a[0], on_output=False),
     fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}, batch=_batch.unary("cast")))
 
 

@@ -2,14 +2,13 @@
 
 All shapes and index parameters are static attributes, fully normalized (one entry per
 axis, no negative axes, no clamping left to do), so each kernel is a gather: one work-item
-per output point computes the input coordinates it reads. reshape needs no kernel at all:
-the output is the input's buffer under a new shape.
+per output point computes the input coordinates it reads (lgc.backends.kernels.layout).
+reshape needs no kernel at all: the output is the input's buffer under a new shape.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backends.templates import Alias, Pointwise, literal
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import _batch
@@ -45,7 +44,7 @@ def _batch_reshape(args, dims, at):
 
 
 register(OpDef(
-    "reshape", _reshape_infer, lambda xs, at: [xs[0].reshape(at["shape"])], Alias(),
+    "reshape", _reshape_infer, lambda xs, at: [xs[0].reshape(at["shape"])],
     fusion="alias", attrs={"shape": REQUIRED}, num_inputs=1, batch=_batch_reshape,
     doc="same elements, new shape; shares the input's buffer"))
 
@@ -59,45 +58,6 @@ def _transpose_infer(types, attrs):
     return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
 
 
-TILE = 16
-
-
-def _tiled_axes(node):
-    """Output axes (a, b) to walk in TILE x TILE tiles, or None for a plain gather.
-
-    A plain gather reads the input with the stride of the axis that the output's last axis
-    walks. When that stride is a multiple of 4 KiB every read lands in the same cache set
-    and a 2048x2048 transpose runs 5-7x slower (measured on PoCL). Tiles over b (the output's
-    last axis) and a (the axis walking the input's last axis) fix that; elsewhere they cost."""
-    perm, in_shape, shape = node.attrs["perm"], node.inputs[0].shape, node.outputs[0].shape
-    if not perm or _prod(in_shape[perm[-1] + 1:]) % 1024:
-        return None
-    a, b = perm.index(len(perm) - 1), len(perm) - 1
-    return (a, b) if shape[a] % TILE == 0 and shape[b] % TILE == 0 else None
-
-
-def _transpose_domain(node):
-    shape, ab = node.outputs[0].shape, _tiled_axes(node)
-    if ab is None:
-        return shape
-    rest = [d for k, d in enumerate(shape) if k not in ab]
-    return (*rest, shape[ab[0]] // TILE, shape[ab[1]] // TILE, TILE, TILE)
-
-
-def _transpose_body(em):
-    perm, ab = em.node.attrs["perm"], _tiled_axes(em.node)
-    out = list(em.coords)
-    if ab is not None:  # domain: the other axes, tile numbers along a and b, offsets in a tile
-        *rest, ta, tb, ia, ib = em.coords
-        rest = iter(rest)
-        out = [f"{ta}*{TILE} + {ia}" if k == ab[0] else f"{tb}*{TILE} + {ib}" if k == ab[1]
-               else next(rest) for k in range(len(perm))]
-    coords = [None] * len(out)
-    for k, p in enumerate(perm):
-        coords[p] = out[k]   # output axis k walks input axis perm[k]
-    em.store(em.load(0, coords), coords=out if ab else None)
-
-
 def _batch_transpose(args, dims, at):
     """The batch axis goes first, the others where perm sends them (one transpose)."""
     d = dims[0]
@@ -107,7 +67,6 @@ def _batch_transpose(args, dims, at):
 
 register(OpDef(
     "transpose", _transpose_infer, lambda xs, at: [np.transpose(xs[0], at["perm"]).copy()],
-    Pointwise(_transpose_body, domain=_transpose_domain, flops_per_point=0),
     fusion="injective", attrs={"perm": REQUIRED}, num_inputs=1, batch=_batch_transpose))
 
 
@@ -130,7 +89,6 @@ def _batch_broadcast_to(args, dims, at):
 register(OpDef(
     "broadcast_to", _broadcast_infer,
     lambda xs, at: [np.broadcast_to(xs[0], at["shape"]).copy()],
-    Pointwise(lambda em: em.store(em.load(0, em.broadcast_coords(0))), flops_per_point=0),
     fusion="broadcast", attrs={"shape": REQUIRED}, num_inputs=1, batch=_batch_broadcast_to,
     doc="NumPy broadcasting of the input to `shape`"))
 
@@ -158,15 +116,6 @@ def _slice_ref(xs, at):
     return [x[_slice_index(at["starts"], at["steps"], at["shape"])]]
 
 
-def _slice_body(em):
-    at = em.node.attrs
-    coords = []
-    for c, a, s in zip(em.coords, at["starts"], at["steps"]):
-        walk = c if s == 1 else f"({c})*{s}"
-        coords.append(walk if a == 0 else f"{a} + {walk}")
-    em.store(em.load(0, coords))
-
-
 def _batch_slice(args, dims, at):
     """The whole batch axis is taken, where it is."""
     d, n = dims[0], _batch.shape(args[0])[dims[0]]
@@ -176,7 +125,7 @@ def _batch_slice(args, dims, at):
 
 
 register(OpDef(
-    "slice", _slice_infer, _slice_ref, Pointwise(_slice_body, flops_per_point=0),
+    "slice", _slice_infer, _slice_ref,
     fusion="injective", attrs={"starts": REQUIRED, "steps": REQUIRED, "shape": REQUIRED},
     num_inputs=1, batch=_batch_slice, doc="strided window; negative steps walk backwards"))
 
@@ -200,39 +149,9 @@ def _concat_infer(types, attrs):
     return [TensorType(dt, tuple(shape))]
 
 
-def _concat_body(em):
-    """A binary search over the inputs' offsets along the axis (log2(n) branches, so the
-    long concatenations of unrolled loops stay cheap); empty inputs are skipped."""
-    axis = em.node.attrs["axis"]
-    c = em.coords[axis]
-    v = em.var()
-    em.emit(f"{em.out_type().cl_compute} {v};")
-    parts, offsets = [i for i, t in enumerate(em.inputs) if t.shape[axis]], [0]
-    for i in parts:
-        offsets.append(offsets[-1] + em.inputs[i].shape[axis])
-
-    def pick(lo, hi, pad=""):  # parts[lo:hi] cover [offsets[lo], offsets[hi]) on the axis
-        if hi - lo == 1:
-            coords = list(em.coords)
-            coords[axis] = f"({c} - {offsets[lo]})" if offsets[lo] else c
-            em.emit(f"{pad}{v} = {em.load(parts[lo], coords)};")
-            return
-        mid = (lo + hi) // 2
-        em.emit(f"{pad}if ({c} < {offsets[mid]}) {{")
-        pick(lo, mid, pad + "  ")
-        em.emit(f"{pad}}} else {{")
-        pick(mid, hi, pad + "  ")
-        em.emit(f"{pad}}}")
-
-    if parts:
-        pick(0, len(parts))
-    em.store(v)
-
-
 register(OpDef(
     "concat", _concat_infer,
     lambda xs, at: [np.concatenate(xs, axis=at["axis"])],
-    Pointwise(_concat_body, flops_per_point=0),
     fusion="injective", attrs={"axis": REQUIRED}, num_inputs=(1, 1 << 16),
     batch=_batch.batch_first("concat", shift=("axis",))))
 
@@ -242,7 +161,7 @@ register(OpDef(
 PAD_MODES = ("constant", "reflect", "edge", "wrap", "symmetric")
 
 
-def _pad_parts(shape, pads):
+def pad_parts(shape, pads):
     """Per axis (crop_begin, kept, pad_begin): negative pads crop first, then we pad."""
     r = len(shape)
     out = []
@@ -258,7 +177,7 @@ def _pad_infer(types, attrs):
     if attrs["mode"] not in PAD_MODES:
         raise OpError(f"unknown pad mode {attrs['mode']!r}")
     shape = tuple(n + b + e for n, b, e in zip(x.shape, pads[:x.rank], pads[x.rank:]))
-    parts = _pad_parts(x.shape, pads)
+    parts = pad_parts(x.shape, pads)
     if any(kept < 0 for _, kept, _ in parts) or any(d < 0 for d in shape):
         raise OpError(f"pads {pads} crop more than {x} has")
     if attrs["mode"] != "constant" and any(kept == 0 and d > 0 for (_, kept, _), d
@@ -269,7 +188,7 @@ def _pad_infer(types, attrs):
 
 def _pad_ref(xs, at):
     x, r = xs[0], xs[0].ndim
-    parts = _pad_parts(x.shape, at["pads"])
+    parts = pad_parts(x.shape, at["pads"])
     x = x[tuple(slice(lo, lo + kept) for lo, kept, _ in parts)]
     width = [(max(b, 0), max(e, 0)) for b, e in zip(at["pads"][:r], at["pads"][r:])]
     mode = at["mode"]
@@ -280,43 +199,6 @@ def _pad_ref(xs, at):
     return [np.pad(x, width, mode=mode)]
 
 
-def _pad_body(em):
-    at, it = em.node.attrs, em.index_type
-    mode = at["mode"]
-    inside, coords = [], []
-    parts = _pad_parts(em.inputs[0].shape, at["pads"])
-    for c, (lo, n, pb), d in zip(em.coords, parts, em.outputs[0].shape):
-        i = f"({c} - {pb})" if pb else c
-        if pb == 0 and n == d:  # this axis is only cropped, or untouched
-            pass
-        elif mode == "constant":
-            if pb:
-                inside.append(f"{c} >= {pb}")
-            if pb + n < d:
-                inside.append(f"{c} < {pb + n}")
-        elif mode == "edge":
-            i = em.tmp(it, f"clamp({i}, ({it})0, ({it}){n - 1})", "i")
-        elif mode == "wrap":
-            i = em.tmp(it, f"(({i} % {n}) + {n}) % {n}", "i")
-        elif n == 1:  # reflecting a single element stays on it
-            i = "0"
-        else:  # reflect: period 2(n-1) (edges once); symmetric: period 2n (edges twice)
-            p = 2 * (n - 1) if mode == "reflect" else 2 * n
-            m = em.tmp(it, f"(({i} % {p}) + {p}) % {p}", "i")
-            i = em.tmp(it, f"{m} < {n} ? {m} : {p - (mode == 'symmetric')} - {m}", "i")
-        coords.append(f"{i} + {lo}" if lo else i)
-    if mode == "constant":
-        value = literal(at["value"], em.out_type())
-        if em.inputs[0].type.size == 0:
-            em.store(value)
-        elif inside:
-            em.store(f"(({' && '.join(inside)}) ? {em.load(0, coords)} : {value})")
-        else:
-            em.store(em.load(0, coords))
-    else:
-        em.store(em.load(0, coords))
-
-
 def _batch_pad(args, dims, at):
     d, p = dims[0], at["pads"]
     r = len(p) // 2
@@ -325,7 +207,7 @@ def _batch_pad(args, dims, at):
 
 
 register(OpDef(
-    "pad", _pad_infer, _pad_ref, Pointwise(_pad_body, flops_per_point=0),
+    "pad", _pad_infer, _pad_ref,
     fusion="injective", attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0},
     num_inputs=1, batch=_batch_pad, doc="pads = (begin..., end...); negative pads crop before padding"))
 
@@ -339,11 +221,6 @@ def _tile_infer(types, attrs):
     return [TensorType(x.dtype, tuple(n * r for n, r in zip(x.shape, reps)))]
 
 
-def _tile_body(em):
-    em.store(em.load(0, [c if r == 1 else f"{c} % {n}"
-                         for c, n, r in zip(em.coords, em.inputs[0].shape, em.node.attrs["repeats"])]))
-
-
 def _batch_tile(args, dims, at):
     d, reps = dims[0], at["repeats"]
     return [_batch.bind("tile", args[0], repeats=reps[:d] + (1,) + reps[d:])], [d]
@@ -351,7 +228,6 @@ def _batch_tile(args, dims, at):
 
 register(OpDef(
     "tile", _tile_infer, lambda xs, at: [np.tile(xs[0], at["repeats"])],
-    Pointwise(_tile_body, flops_per_point=0),
     fusion="injective", attrs={"repeats": REQUIRED}, num_inputs=1, batch=_batch_tile))
 
 
@@ -370,14 +246,6 @@ def _trilu_ref(xs, at):
     return [np.where(keep, x, np.zeros((), x.dtype)).astype(x.dtype)]
 
 
-def _trilu_body(em):
-    r, c = em.coords[-2:]
-    rows, cols = em.outputs[0].shape[-2:]
-    k = min(max(em.node.attrs["k"], -rows - 1), cols + 1)  # beyond the matrix: all or nothing
-    keep = f"{c} - {r} >= {k}" if em.node.attrs["upper"] else f"{c} - {r} <= {k}"
-    em.store(f"(({keep}) ? {em.load(0)} : {literal(0, em.out_type())})")
-
-
 def _batch_trilu(args, dims, at):
     """The batch axis may stay anywhere but in the last two (the matrix) axes."""
     x, d = args[0], dims[0]
@@ -387,7 +255,7 @@ def _batch_trilu(args, dims, at):
 
 
 register(OpDef(
-    "trilu", _trilu_infer, _trilu_ref, Pointwise(_trilu_body, flops_per_point=0),
+    "trilu", _trilu_infer, _trilu_ref,
     fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1, batch=_batch_trilu,
     doc="keep the upper (or lower) triangle of the last two axes from diagonal k, zero the rest"))
 

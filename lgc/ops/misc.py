@@ -1,7 +1,6 @@
 """Ops that only reinterpret data: bitcast (same bits, another element type)."""
 from __future__ import annotations
 
-from ..backends.templates import Alias
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -18,6 +17,6 @@ def _bitcast_infer(types, attrs):
 
 register(OpDef("bitcast", _bitcast_infer,
                lambda xs, at: [xs[0].view(dtypes.by_name(at["to"]).np)],
-               Alias(), fusion="alias", num_inputs=1, attrs={"to": REQUIRED},
+               fusion="alias", num_inputs=1, attrs={"to": REQUIRED},
                batch=_batch.unary("bitcast"),
                doc="reinterpret the bytes; the output shares the input's buffer"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends.sparse_kernels import SparseMatmulGen
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 
@@ -54,7 +53,7 @@ def _ref(xs, attrs):
     return [(x.astype(np.float64) @ w).astype(x.dtype)]
 
 
-register(OpDef("sparse_matmul", _infer, _ref, SparseMatmulGen(), fusion="out_fusable",
+register(OpDef("sparse_matmul", _infer, _ref, fusion="out_fusable",
                attrs={"k": REQUIRED}, num_inputs=4,
                flops=lambda ins, outs, at: 2 * (outs[0].size // max(outs[0].shape[-1], 1)) * ins[1].size,
                doc="x [..., K] @ W, W [K, N] as by-column CSR (values, indices, indptr)"))
