@@ -1,5 +1,6 @@
 """lgc: a compiler for the GPUs the vendors left behind (OpenCL 1.2+, tuned for AMD GCN)."""
 from .version import __version__  # noqa: F401
+from . import ops  # noqa: F401  (declares every core op in lgc.ir.registry)
 
 from . import onnx  # noqa: E402,F401
 from .api import Executable, Model, compile, load  # noqa: E402,F401

@@ -3,12 +3,13 @@
 An OpDef holds what each part of lgc needs to know about an op:
   infer      - type rule: input TensorTypes + attrs -> output TensorTypes ("abstract eval")
   reference  - NumPy implementation, used by tests and by constant folding (never at run time)
-  codegen    - object from lgc.backends that renders the op's OpenCL kernel(s)
+  codegen    - retired: kernels are in lgc.backends (lgc/backends/lowering.py)
   fusion     - TVM-style fusion class, read by the fusion pass
   attrs      - attribute names and defaults (REQUIRED for mandatory ones)
   vjp, jvp, batch - gradient, tangent and batching rules, where the op has them (tracing API)
 
-Op families live in lgc/ops/*.py; importing lgc.ops registers all of them.
+Op families live in lgc/ops/*.py and fill this table when lgc.ops is imported, which
+`import lgc` does first (the registry itself imports nothing above lgc.ir).
 """
 from __future__ import annotations
 
@@ -99,7 +100,6 @@ def register(opdef: OpDef) -> OpDef:
 
 
 def get(name: str) -> OpDef:
-    _load_all()
     try:
         return OPS[name]
     except KeyError:
@@ -107,15 +107,4 @@ def get(name: str) -> OpDef:
 
 
 def all_ops() -> dict[str, OpDef]:
-    _load_all()
     return OPS
-
-
-_loaded = False
-
-
-def _load_all():
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import lgc.ops  # noqa: F401  (registers every op family)
