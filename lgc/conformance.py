@@ -126,7 +126,7 @@ def load_case(case: Case):
 
 def run_case(case: Case) -> str:
     """'' on success, else a one-line reason."""
-    from .frontend.onnx import backend
+    from .onnx import backend
     try:
         model, sets, rtol, atol = load_case(case)
         rep = backend.prepare(model)

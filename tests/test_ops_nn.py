@@ -179,7 +179,7 @@ EINSUM_CASES = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2
 def test_einsum_matches_numpy(eq, shapes):
     from onnx import TensorProto, helper
 
-    from lgc.frontend.onnx import backend
+    from lgc.onnx import backend
     names = [f"x{i}" for i in range(len(shapes))]
     node = helper.make_node("Einsum", names, ["y"], equation=eq)
     out_shape = np.einsum(eq, *[np.zeros(s) for s in shapes]).shape

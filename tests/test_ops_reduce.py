@@ -152,7 +152,7 @@ def test_topk_ties_and_nan():
 # ---- ONNX forms that the conformance cases (latest opsets) leave out ----------------------
 
 def _onnx_check(op, x, opset, inputs=(), want=None, **attrs):
-    from lgc.frontend.onnx import backend
+    from lgc.onnx import backend
     node = helper.make_node(op, ["x", *[n for n, _ in inputs]], ["y"], **attrs)
 
     def model(y_shape):

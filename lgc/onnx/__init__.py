@@ -1,8 +1,12 @@
 """`lgc.onnx`: load ONNX models as lgc graphs, and the ONNX backend (`lgc.onnx.backend`)."""
 from __future__ import annotations
 
-from .errors import ModelError
-from .ir.graph import Graph, TensorType
+import importlib
+
+from ..errors import ModelError
+from ..frontend.onnx.importer import (declared_inputs, declared_shape, import_graph, load_model,
+                                      onnx_dtype)
+from ..ir.graph import Graph, TensorType
 
 
 def load(source, input_shapes: dict | None = None) -> Graph:
@@ -11,8 +15,6 @@ def load(source, input_shapes: dict | None = None) -> Graph:
     Symbolic dimensions need `input_shapes={"name": (1, 3, 224, 224)}`; for a model that
     should serve many shapes use `lgc.compile(path)`, which specialises per call.
     """
-    from .frontend.onnx.importer import (declared_inputs, declared_shape, import_graph,
-                                         load_model, onnx_dtype)
     model = load_model(source)
     types = {}
     for vi in declared_inputs(model):
@@ -26,10 +28,10 @@ def load(source, input_shapes: dict | None = None) -> Graph:
 
 
 def __getattr__(name):
+    """`lgc.onnx.backend` loads on first use (it brings in onnx's backend base classes)."""
     if name == "backend":
-        from .frontend.onnx import backend
-        return backend
-    raise AttributeError(name)
+        return importlib.import_module(f"{__name__}.backend")
+    raise AttributeError(f"module 'lgc.onnx' has no attribute {name!r}")
 
 
 __all__ = ["load", "backend"]

@@ -7,8 +7,8 @@ import onnx
 from onnx import helper
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 
-from ...api import Model
-from ...runtime.device import list_devices
+from ..api import Model
+from ..runtime.device import list_devices
 
 
 class LgcRep(BackendRep):
