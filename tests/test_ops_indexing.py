@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from lgc.ops.indexing import _col2im_blocks
+from lgc.ops.indexing import col2im_blocks
 from lgc.testing import check_ops, reference_op
 
 RNG = np.random.default_rng(0)
@@ -258,7 +258,7 @@ def test_col2im_affine_grid_max_unpool():
                     strides=(2, 1)),
                dict(image_shape=(3, 4, 3), block_shape=(1, 2, 2), dilations=(1, 1, 1),
                     pads=(0, 0, 0, 0, 1, 0), strides=(1, 2, 1))]:
-        n = int(np.prod(_col2im_blocks(at)))
+        n = int(np.prod(col2im_blocks(at)))
         cases.append(("col2im", [_data((2, 2 * int(np.prod(at["block_shape"])), n),
                                        np.float32)], at))
     for align in (0, 1):

@@ -1,12 +1,10 @@
 """Indexing ops: gathers, scatters, one_hot, reverse_sequence, tensor_scatter, resize,
 grid_sample, affine_grid, roi_align, col2im and max_unpool.
 
-Most are "one work-item per output point" kernels whose loads use computed coordinates.
-Indices follow ONNX: negative ones wrap once (idx + dim); gathers clamp what is still out of
-range so a bad index can never read outside a buffer. A plain scatter is two kernels (copy
-the data, then one work-item per update); a scatter with a reduction is one work-item per
-output element scanning the updates in order, which is deterministic with duplicate indices
-and needs no atomics.
+Indices follow ONNX: negative ones wrap once (idx + dim); scatters with a reduction apply
+duplicate indices in order. The kernels are in lgc.backends.kernels.indexing; the tables
+and coordinate rules that both they and the NumPy references follow (resize_axes,
+col2im_blocks) live here.
 """
 from __future__ import annotations
 
@@ -15,51 +13,15 @@ import math
 
 import numpy as np
 
-from ..backends.emit import Emitter, convert, linear_index
-from ..backends.templates import Pointwise, literal
-from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import _batch
 from ._rules import norm_axis
 
 
-def _copy_body(em):
-    """Output = input 0 (first step of a scatter)."""
-    em.store(em.load(0))
-
-
-class Steps:
-    """Several Pointwise kernels for one node, launched in order (e.g. copy, then scatter)."""
-    alias = False
-
-    def __init__(self, *steps):
-        self.steps = steps  # (body(em), domain(node) or None)
-
-    def kernels(self, node, name):
-        out = []
-        for body, domain in self.steps:
-            em = Emitter(node, domain=domain(node) if domain else None)
-            body(em)
-            out.append(em.kernel(name))
-        return out
-
-
 def _int_input(t: TensorType, what: str):
     if not t.dtype.is_int:
         raise OpError(f"{what} must be an integer tensor, got {t.dtype}")
-
-
-def _index(em, i, coords, dim, clamp=True) -> str:
-    """Load index input i at coords (a list, or a flat index string) as the kernel's index
-    type; wrap negatives once and, for reads, clamp into [0, dim)."""
-    it = em.index_type
-    raw = em.load_flat(i, coords) if isinstance(coords, str) else em.load(i, coords)
-    t = em.tmp(it, f"({it})({raw})", "ix")
-    em.emit(f"if ({t} < 0) {t} += {dim};")
-    if clamp:
-        em.emit(f"{t} = {t} < 0 ? 0 : ({t} >= {dim} ? {dim - 1} : {t});")
-    return t
 
 
 def _wrap(idx, dim):
@@ -74,13 +36,6 @@ def _gather_infer(types, at):
     _int_input(ind, "gather indices")
     a = norm_axis(at["axis"], len(data.shape))
     return [TensorType(data.dtype, data.shape[:a] + ind.shape + data.shape[a + 1:])]
-
-
-def _gather_body(em):
-    data, ind = em.inputs[0].shape, em.inputs[1].shape
-    a, c = norm_axis(em.node.attrs["axis"], len(data)), em.coords
-    idx = _index(em, 1, c[a:a + len(ind)], data[a])
-    em.store(em.load(0, c[:a] + [idx] + c[a + len(ind):]))
 
 
 def _gather_ref(xs, at):
@@ -112,7 +67,7 @@ def _batch_gather(args, dims, at):
     return [_batch.bind("transpose", y, perm=perm) if perm != tuple(range(r)) else y], [0]
 
 
-register(OpDef("gather", _gather_infer, _gather_ref, Pointwise(_gather_body, flops_per_point=0),
+register(OpDef("gather", _gather_infer, _gather_ref,
                fusion="injective", attrs={"axis": 0}, num_inputs=2, batch=_batch_gather,
                doc="np.take(data, indices, axis)"))
 
@@ -126,13 +81,6 @@ def _gather_elements_infer(types, at):
     return [TensorType(data.dtype, ind.shape)]
 
 
-def _gather_elements_body(em):
-    data = em.inputs[0].shape
-    a, c = norm_axis(em.node.attrs["axis"], len(data)), list(em.coords)
-    idx = _index(em, 1, c, data[a])
-    em.store(em.load(0, c[:a] + [idx] + c[a + 1:]))
-
-
 def _gather_elements_ref(xs, at):
     data, ind = xs
     a = norm_axis(at["axis"], data.ndim)
@@ -142,7 +90,7 @@ def _gather_elements_ref(xs, at):
 
 
 register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
-               Pointwise(_gather_elements_body, flops_per_point=0), fusion="injective",
+               fusion="injective",
                attrs={"axis": 0}, num_inputs=2, batch=_batch.batch_first("gather_elements", shift=("axis",)),
                doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
 
@@ -155,14 +103,6 @@ def _gather_nd_infer(types, at):
         raise OpError(f"gather_nd: indices {ind.shape} do not fit data {data.shape} "
                       f"with batch_dims={b}")
     return [TensorType(data.dtype, ind.shape[:-1] + data.shape[b + k:])]
-
-
-def _gather_nd_body(em):
-    data, ind = em.inputs[0].shape, em.inputs[1].shape
-    b, k, q = em.node.attrs["batch_dims"], ind[-1], len(ind) - 1
-    c = em.coords
-    idx = [_index(em, 1, c[:q] + [str(j)], data[b + j]) for j in range(k)]
-    em.store(em.load(0, c[:b] + idx + c[q:]))
 
 
 def _gather_nd_ref(xs, at):
@@ -190,7 +130,7 @@ def _batch_gather_nd(args, dims, at):
 
 
 register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
-               Pointwise(_gather_nd_body, flops_per_point=0), fusion="injective",
+               fusion="injective",
                attrs={"batch_dims": 0}, num_inputs=2, doc="ONNX GatherND",
                batch=_batch_gather_nd))
 
@@ -198,18 +138,6 @@ register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
 # ---- scatters -------------------------------------------------------------------------------
 
 REDUCTIONS = ("none", "add", "mul", "max", "min")
-
-
-def _combine(red, acc, u, t):
-    if red == "add":
-        return f"({acc} + {u})"
-    if red == "mul":
-        return f"({acc} * {u})"
-    if red == "max":
-        return f"({u} > {acc} ? {u} : {acc})"
-    if red == "min":
-        return f"({u} < {acc} ? {u} : {acc})"
-    return u
 
 
 def _np_combine(red, a, u):
@@ -229,24 +157,6 @@ def _scatter_elements_infer(types, at):
     return [data]
 
 
-def _scatter_elements_body(em):
-    """Output point p takes, in order, every update u with u == p off the axis and
-    indices[u] == p[axis]."""
-    data, ind = em.inputs[0].shape, em.inputs[1].shape
-    a, red, t = norm_axis(em.node.attrs["axis"], len(data)), em.node.attrs["reduction"], \
-        em.in_type(0)
-    c = list(em.coords)
-    acc = em.tmp(t.cl_compute, em.load(0), "acc")
-    inside = " && ".join(f"{c[k]} < {ind[k]}" for k in range(len(data))
-                         if k != a and ind[k] < data[k])
-    j = em.var("j")
-    em.emit(f"if ({inside or 1}) for ({em.index_type} {j} = 0; {j} < {ind[a]}; {j}++) {{")
-    u = c[:a] + [j] + c[a + 1:]
-    idx = _index(em, 1, u, data[a], clamp=False)
-    em.emit(f"if ({idx} == {c[a]}) {acc} = {_combine(red, acc, em.load(2, u), t)};", "}")
-    em.store(acc)
-
-
 def _scatter_elements_ref(xs, at):
     data, ind, upd = xs
     a, red = norm_axis(at["axis"], data.ndim), at["reduction"]
@@ -258,31 +168,8 @@ def _scatter_elements_ref(xs, at):
     return [out]
 
 
-def _scatter_elements_write(em):
-    """One work-item per update: plain scatter is linear in the number of updates."""
-    data = em.inputs[0].shape
-    a, c = norm_axis(em.node.attrs["axis"], len(data)), list(em.coords)
-    idx = _index(em, 1, c, data[a], clamp=False)
-    em.emit(f"if ({idx} >= 0 && {idx} < {data[a]}) {{")
-    em.store(em.load(2), coords=c[:a] + [idx] + c[a + 1:])
-    em.emit("}")
-
-
-class _ByReduction:
-    """Copy + one write per update without a reduction; the scanning kernel with one."""
-    alias = False
-
-    def __init__(self, write, reduce):
-        self.write = Steps((_copy_body, None), (write, lambda n: n.inputs[2].shape))
-        self.reduce = Pointwise(reduce)
-
-    def kernels(self, node, name):
-        gen = self.write if node.attrs["reduction"] == "none" else self.reduce
-        return gen.kernels(node, name)
-
-
 register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
-               _ByReduction(_scatter_elements_write, _scatter_elements_body), fusion="opaque",
+               fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
                batch=_batch.batch_first("scatter_elements", shift=("axis",)),
                doc="ONNX ScatterElements; reductions apply duplicates in order"))
@@ -300,40 +187,9 @@ def _scatter_nd_infer(types, at):
     return [data]
 
 
-def _scatter_nd_write(em):
-    """One work-item per update element: write it where its index tuple points."""
-    data, ind, upd = (v.shape for v in em.inputs)
-    k, q, c = ind[-1], len(ind) - 1, em.coords
-    idx = [_index(em, 1, c[:q] + [str(j)], data[j], clamp=False) for j in range(k)]
-    ok = " && ".join(f"{i} >= 0 && {i} < {d}" for i, d in zip(idx, data)) or "1"
-    em.emit(f"if ({ok}) {{")
-    em.store(em.load(2), coords=idx + c[q:])
-    em.emit("}")
-
-
-def _scatter_nd_reduce(em):
-    """One work-item per output element, scanning all index tuples in order."""
-    data, ind, upd = (v.shape for v in em.inputs)
-    k, q, c, t = ind[-1], len(ind) - 1, em.coords, em.in_type(0)
-    acc = em.tmp(t.cl_compute, em.load(0), "acc")
-    n = math.prod(ind[:-1])
-    j = em.var("j")
-    em.emit(f"for ({em.index_type} {j} = 0; {j} < {n}; {j}++) {{")
-    idx = [_index(em, 1, f"{j}*{k} + {m}", data[m], clamp=False) for m in range(k)]
-    hit = " && ".join(f"{i} == {c[m]}" for m, i in enumerate(idx)) or "1"
-    u = em.load_flat(2, f"{j}*{math.prod(upd[q:])} + " +
-                     (_lin(c[k:], data[k:]) if k < len(data) else "0"))
-    em.emit(f"if ({hit}) {acc} = {_combine(em.node.attrs['reduction'], acc, u, t)};", "}")
-    em.store(acc)
-
-
-def _lin(coords, shape):
-    return f"({linear_index(coords, shape)})"
-
-
 def _scatter_nd_ref(xs, at):
     data, ind, upd = xs
-    out, k = data.copy(), ind.shape[-1]
+    out = data.copy()
     for p in np.ndindex(*ind.shape[:-1]):
         q = tuple(int(i) + data.shape[j] if i < 0 else int(i) for j, i in enumerate(ind[p]))
         out[q] = upd[p] if at["reduction"] == "none" else \
@@ -350,7 +206,7 @@ def _batch_scatter_nd(args, dims, at):
 
 
 register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
-               _ByReduction(_scatter_nd_write, _scatter_nd_reduce), fusion="opaque",
+               fusion="opaque",
                attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND",
                batch=_batch_scatter_nd))
 
@@ -364,13 +220,6 @@ def _one_hot_infer(types, at):
         raise OpError(f"one_hot values must have shape (2,), got {vals.shape}")
     a = norm_axis(at["axis"], len(ind.shape) + 1)
     return [TensorType(vals.dtype, ind.shape[:a] + (at["depth"],) + ind.shape[a:])]
-
-
-def _one_hot_body(em):
-    a = norm_axis(em.node.attrs["axis"], len(em.domain))
-    depth, c = em.node.attrs["depth"], em.coords
-    idx = _index(em, 0, c[:a] + c[a + 1:], depth, clamp=False)
-    em.store(f"({idx} == {c[a]} ? {em.load(1, ['1'])} : {em.load(1, ['0'])})")
 
 
 def _one_hot_ref(xs, at):
@@ -397,7 +246,7 @@ def _batch_one_hot(args, dims, at):
     return [_batch.bind("where", _batch.bind("eq", hot, np.array(1, np.int32)), on, off)], [0]
 
 
-register(OpDef("one_hot", _one_hot_infer, _one_hot_ref, Pointwise(_one_hot_body),
+register(OpDef("one_hot", _one_hot_infer, _one_hot_ref,
                fusion="injective", attrs={"axis": -1, "depth": REQUIRED}, num_inputs=2,
                batch=_batch_one_hot,
                doc="values[1] where indices == position along axis, else values[0]"))
@@ -410,16 +259,6 @@ def _reverse_sequence_infer(types, at):
     if len(x.shape) < 2 or {b, t} != {0, 1} or lens.shape != (x.shape[b],):
         raise OpError(f"reverse_sequence: bad axes {b},{t} or lengths {lens.shape} for {x.shape}")
     return [x]
-
-
-def _reverse_sequence_body(em):
-    b, t, c = em.node.attrs["batch_axis"], em.node.attrs["time_axis"], list(em.coords)
-    n = em.tmp(em.index_type, f"({em.index_type})({em.load(1, [c[b]])})", "n")
-    # lengths past the time axis would read outside the buffer
-    em.emit(f"{n} = clamp({n}, ({em.index_type})0, ({em.index_type}){em.domain[t]});")
-    src = c[:]
-    src[t] = f"({c[t]} < {n} ? {n} - 1 - {c[t]} : {c[t]})"
-    em.store(em.load(0, src))
 
 
 def _reverse_sequence_ref(xs, at):
@@ -443,7 +282,7 @@ def _batch_reverse_sequence(args, dims, at):
 
 
 register(OpDef("reverse_sequence", _reverse_sequence_infer, _reverse_sequence_ref,
-               Pointwise(_reverse_sequence_body, flops_per_point=0), fusion="injective",
+               fusion="injective",
                attrs={"batch_axis": 1, "time_axis": 0}, num_inputs=2,
                batch=_batch_reverse_sequence,
                doc="reverse the first lens[b] steps along time_axis of each batch entry"))
@@ -533,7 +372,7 @@ def resize_tables(in_w, out_w, scale, roi, at):
     return idx, w, extra
 
 
-def _resize_axes(shape, at):
+def resize_axes(shape, at):
     """[(axis, tables)] for the axes that actually change."""
     r, out = len(shape), []
     roi = at["roi"]
@@ -560,7 +399,7 @@ def _resize_infer(types, at):
 def _resize_ref(xs, at):
     (x,) = xs
     res = x if at["mode"] == "nearest" else x.astype(np.float64)
-    for a, (idx, w, extra) in _resize_axes(x.shape, at):
+    for a, (idx, w, extra) in resize_axes(x.shape, at):
         g = np.take(res, np.clip(idx, 0, x.shape[a] - 1), axis=a)  # (..., out, n, ...)
         if at["mode"] == "nearest":
             res = np.squeeze(g, axis=a + 1)
@@ -575,48 +414,6 @@ def _resize_ref(xs, at):
     return [res.astype(x.dtype)]
 
 
-def _c_array(qual, ctype, name, values, dtype):
-    vals = ", ".join(literal(v, dtype) for v in values) or "0"
-    return f"__constant {qual}{ctype} {name}[{max(len(values), 1)}] = {{{vals}}};"
-
-
-def _resize_body(em):
-    at, t = em.node.attrs, em.in_type(0)
-    wide = t.name == "f64" or t.is_int and t.itemsize >= 4
-    work = dtypes.f64 if wide else dtypes.f32
-    nearest = at["mode"] == "nearest"
-    it, c = em.index_type, list(em.coords)
-    src, ws, extras, loops = list(c), [], [], []
-    for a, (idx, w, extra) in _resize_axes(em.inputs[0].shape, at):
-        # __constant tables must sit in the kernel's outermost scope; taps are consecutive,
-        # so only the first one's index is stored
-        n, last = idx.shape[1], em.inputs[0].shape[a] - 1
-        em.emit(_c_array("", "int", f"ri{a}", idx[:, 0].tolist(), dtypes.i32))
-        if nearest:
-            src[a] = f"ri{a}[{c[a]}]"
-        else:
-            em.emit(_c_array("", work.cl_compute, f"rw{a}", w.reshape(-1).tolist(), work))
-            loops += [f"for ({it} t{a} = 0; t{a} < {n}; t{a}++) {{",
-                      f"const {work.cl_compute} w{a} = rw{a}[{c[a]}*{n} + t{a}];"]
-            src[a], ws = f"clamp(ri{a}[{c[a]}] + (int)t{a}, 0, {last})", ws + [f"w{a}"]
-        if extra is not None and extra.any():
-            em.emit(_c_array("", "uchar", f"re{a}", extra.astype(int).tolist(), dtypes.u8))
-            extras.append(f"re{a}[{c[a]}]")
-    if nearest:
-        value, vt = em.load(0, src), t
-    else:
-        em.emit(f"{work.cl_compute} acc = {literal(0, work)};", *loops)
-        em.emit(f"acc += {' * '.join(ws + [convert(em.load(0, src), t, work)])};")
-        em.emit(*["}"] * len(ws))
-        value, vt = "acc", work
-        if t.is_int:  # round half to even, then saturate, as ONNX does
-            info = np.iinfo(t.np)
-            em.emit(f"acc = clamp(rint(acc), {literal(info.min, work)}, {literal(info.max, work)});")
-    if extras:
-        value = f"(({' || '.join(extras)}) ? {literal(at['extrapolation_value'], vt)} : {value})"
-    em.store(convert(value, vt, t))
-
-
 def _batch_resize(args, dims, at):
     """The batch axis first, resized to itself (size B, scale 1, the whole roi)."""
     x = _batch.moveaxis(args[0], dims[0], 0)
@@ -627,7 +424,7 @@ def _batch_resize(args, dims, at):
 
 
 # opaque: the body declares __constant tables, which cannot be inlined into another kernel
-register(OpDef("resize", _resize_infer, _resize_ref, Pointwise(_resize_body, flops_per_point=4),
+register(OpDef("resize", _resize_infer, _resize_ref,
                fusion="opaque", attrs=RESIZE_ATTRS, num_inputs=1,
                batch=_batch_resize,
                doc="ONNX Resize with every size, scale and roi resolved to full rank"))
@@ -646,17 +443,6 @@ def _tensor_scatter_infer(types, at):
     return [cache]
 
 
-def _tensor_scatter_body(em):
-    """Written as a gather: point p reads the update step that lands on it, if any."""
-    cache, upd = em.inputs[0].shape, em.inputs[1].shape
-    a, c = norm_axis(em.node.attrs["axis"], len(cache)), list(em.coords)
-    m, s = cache[a], upd[a]
-    st = em.tmp(em.index_type, f"{c[a]} - ({em.index_type})({em.load(2, [c[0]])})", "s")
-    if em.node.attrs["mode"] == "circular":
-        em.emit(f"{st} = (({st} % {m}) + {m}) % {m};")
-    em.store(f"(({st} >= 0 && {st} < {s}) ? {em.load(1, c[:a] + [st] + c[a + 1:])} : {em.load(0)})")
-
-
 def _tensor_scatter_ref(xs, at):
     cache, upd, wi = xs
     a = norm_axis(at["axis"], cache.ndim)
@@ -669,7 +455,7 @@ def _tensor_scatter_ref(xs, at):
 
 
 register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
-               Pointwise(_tensor_scatter_body, flops_per_point=0), fusion="injective",
+               fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
                batch=_batch.fold_all_into_n("tensor_scatter"),
                doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
@@ -677,7 +463,8 @@ register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
 
 # ---- col2im ---------------------------------------------------------------------------------
 
-def _col2im_blocks(at):
+def col2im_blocks(at):
+    """How many block positions fit along each image axis (the columns' last dimension)."""
     img, blk, dil, pads, st = (at[k] for k in ("image_shape", "block_shape", "dilations",
                                                "pads", "strides"))
     d = len(img)
@@ -688,35 +475,17 @@ def _col2im_blocks(at):
 def _col2im_infer(types, at):
     (x,) = types
     img, blk = at["image_shape"], at["block_shape"]
-    nb, kb = math.prod(_col2im_blocks(at)), math.prod(blk)
+    nb, kb = math.prod(col2im_blocks(at)), math.prod(blk)
     if len(x.shape) != 3 or x.shape[1] % kb or x.shape[2] != nb:
         raise OpError(f"col2im: input {x.shape} does not match blocks {blk} over {img}")
     return [TensorType(x.dtype, (x.shape[0], x.shape[1] // kb) + tuple(img))]
-
-
-def _col2im_body(em):
-    """Each image point sums the column entries of every block position covering it."""
-    at, t = em.node.attrs, em.in_type(0)
-    blk, dil, pads, st = at["block_shape"], at["dilations"], at["pads"], at["strides"]
-    nbl, d, c, it = _col2im_blocks(at), len(blk), em.coords, em.index_type
-    acc = em.tmp(t.cl_compute, literal(0, t), "acc")
-    ks, ls = [], []
-    for i in range(d):
-        em.emit(f"for ({it} k{i} = 0; k{i} < {blk[i]}; k{i}++) {{",
-                f"const {it} q{i} = {c[2 + i]} + {pads[i]} - k{i} * {dil[i]};",
-                f"if (q{i} < 0 || q{i} % {st[i]} != 0 || q{i} / {st[i]} >= {nbl[i]}) continue;")
-        ks.append(f"k{i}")
-        ls.append(f"q{i} / {st[i]}")
-    row = f"{c[1]} * {math.prod(blk)} + {_lin(ks, blk)}"
-    em.emit(f"{acc} += {em.load(0, [c[0], row, _lin(ls, nbl)])};", *["}"] * d)
-    em.store(acc)
 
 
 def _col2im_ref(xs, at):
     (x,) = xs
     blk, dil, pads, st, img = (at[k] for k in ("block_shape", "dilations", "pads", "strides",
                                                "image_shape"))
-    nbl, d = _col2im_blocks(at), len(blk)
+    nbl, d = col2im_blocks(at), len(blk)
     n, ck, _ = x.shape
     out = np.zeros((n, ck // math.prod(blk)) + tuple(img), x.dtype)
     cols = x.reshape((n, ck // math.prod(blk)) + tuple(blk) + tuple(nbl))
@@ -728,7 +497,7 @@ def _col2im_ref(xs, at):
     return [out]
 
 
-register(OpDef("col2im", _col2im_infer, _col2im_ref, Pointwise(_col2im_body), fusion="opaque",
+register(OpDef("col2im", _col2im_infer, _col2im_ref, fusion="opaque",
                attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
                       "pads": REQUIRED, "strides": REQUIRED}, num_inputs=1,
                batch=_batch.fold_into_n("col2im"),
@@ -744,22 +513,6 @@ def _affine_grid_infer(types, at):
     if d not in (2, 3) or theta.shape != (size[0], d, d + 1) or not theta.dtype.is_float:
         raise OpError(f"affine_grid: theta {theta.shape} does not match size {size}")
     return [TensorType(theta.dtype, tuple(size[:1]) + tuple(size[2:]) + (d,))]
-
-
-def _base(i, n, align, t):
-    """Normalised coordinate of pixel i of n, in [-1, 1]."""
-    if align:
-        return f"({literal(-1, t)} + ({t.cl_compute}){i} * {literal(2 / max(n - 1, 1), t)})"
-    return f"({literal(-1, t)} + ({t.cl_compute})(2 * {i} + 1) / {literal(n, t)})"
-
-
-def _affine_grid_body(em):
-    size, align, t = em.node.attrs["size"], em.node.attrs["align_corners"], em.in_type(0)
-    d, c = len(size) - 2, em.coords
-    # homogeneous base point: (x, y[, z], 1) with x along the last spatial axis
-    base = [_base(c[d - j], size[2 + d - 1 - j], align, t) for j in range(d)] + [literal(1, t)]
-    terms = [f"{em.load(0, [c[0], c[d + 1], str(j)])} * {b}" for j, b in enumerate(base)]
-    em.store(" + ".join(terms))
 
 
 def _affine_grid_ref(xs, at):
@@ -783,7 +536,7 @@ def _batch_affine_grid(args, dims, at):
     return [_batch.reshape(y, s[:2] + _batch.shape(y)[1:])], [0]
 
 
-register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref, Pointwise(_affine_grid_body),
+register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref,
                fusion="injective", attrs={"size": REQUIRED, "align_corners": 0}, num_inputs=1,
                batch=_batch_affine_grid,
                doc="ONNX AffineGrid: sampling grid of theta applied to the base mesh"))
@@ -803,66 +556,6 @@ def _grid_sample_infer(types, at):
             at["padding_mode"] not in ("zeros", "border", "reflection"):
         raise OpError(f"grid_sample: unknown mode {at['mode']!r}/{at['padding_mode']!r}")
     return [TensorType(x.dtype, x.shape[:2] + grid.shape[1:-1])]
-
-
-def _reflect_lines(x, lo, hi, ct):
-    """C statements folding x back into [lo, hi] by reflection (PyTorch's rule)."""
-    def step(dx, even, odd):
-        return (f"{{ const {ct} dx = {dx}; const int k = (int)(dx / ({hi} - {lo})); "
-                f"const {ct} r = dx - k * ({hi} - {lo}); {x} = (k % 2 == 0) ? {even} : {odd}; }}")
-    return [f"if ({x} < {lo}) " + step(f"{lo} - {x}", f"{lo} + r", f"{hi} - r"),
-            f"else if ({x} > {hi}) " + step(f"{x} - {hi}", f"{hi} - r", f"{lo} + r")]
-
-
-def _grid_sample_body(em):
-    at, t = em.node.attrs, em.in_type(0)
-    work = dtypes.f64 if t.name == "f64" else dtypes.f32
-    ct, mode, pad, align = work.cl_compute, at["mode"], at["padding_mode"], at["align_corners"]
-    dims = em.inputs[0].shape[2:]
-    d, c = len(dims), em.coords
-    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
-    src, ws, valid, loops = [c[0], c[1]], [], [], []
-    for i, n in enumerate(dims):
-        lo, hi = (literal(0, work), literal(n - 1, work)) if align else \
-            (literal(-0.5, work), literal(n - 0.5, work))
-        g = convert(em.load(1, [c[0]] + c[2:] + [str(d - 1 - i)]), em.in_type(1), work)
-        x = em.tmp(ct, f"(({g}) + 1) * {literal((n - 1) / 2, work)}" if align else
-                   f"((({g}) + 1) * {literal(n, work)} - 1) / 2", "x")
-        if mode == "nearest":
-            em.emit(f"{x} = rint({x});")
-        if pad == "border":
-            em.emit(f"{x} = clamp({x}, {literal(0, work)}, {literal(n - 1, work)});")
-        elif pad == "reflection":
-            em.emit(*_reflect_lines(x, lo, hi, ct))
-        f = em.tmp(ct, f"floor({x})", "f")
-        r = em.tmp(ct, f"{x} - {f}", "r")
-        if mode == "nearest":
-            b, coeffs = f"(int){x}", [literal(1, work)]
-        elif mode == "linear":
-            b, coeffs = f"(int){f}", [f"1 - {r}", r]
-        else:
-            b, A = f"(int){f} - 1", literal(-0.75, work)
-            s = [f"({r} + 1)", r, f"(1 - {r})", f"(2 - {r})"]
-            coeffs = [f"(({A} * {s[0]} - 5 * {A}) * {s[0]} + 8 * {A}) * {s[0]} - 4 * {A}",
-                      f"(({A} + 2) * {s[1]} - ({A} + 3)) * {s[1]} * {s[1]} + 1",
-                      f"(({A} + 2) * {s[2]} - ({A} + 3)) * {s[2]} * {s[2]} + 1",
-                      f"(({A} * {s[3]} - 5 * {A}) * {s[3]} + 8 * {A}) * {s[3]} - 4 * {A}"]
-        em.emit(f"const {ct} cw{i}[{taps}] = {{{', '.join(coeffs)}}};",
-                f"const int b{i} = {b};")
-        loops += [f"for (int t{i} = 0; t{i} < {taps}; t{i}++) {{", f"int j{i} = b{i} + t{i};"]
-        if pad == "zeros":
-            valid.append(f"j{i} >= 0 && j{i} < {n}")
-        elif pad == "border":
-            loops.append(f"j{i} = clamp(j{i}, 0, {n - 1});")
-        else:
-            loops += [f"{ct} y{i} = ({ct})j{i};", *_reflect_lines(f"y{i}", lo, hi, ct),
-                      f"j{i} = clamp((int)y{i}, 0, {n - 1});"]
-        src.append(f"j{i}")
-        ws.append(f"cw{i}[t{i}]")
-    em.emit(f"{ct} acc = {literal(0, work)};", *loops)
-    v = convert(em.load(0, src), t, work)
-    em.emit(f"if ({' && '.join(valid) or 1}) acc += {' * '.join(ws)} * {v};", *["}"] * d)
-    em.store(convert("acc", work, t))
 
 
 def cubic_weights(r, A):
@@ -928,7 +621,7 @@ def _grid_sample_ref(xs, at):
     return [out.astype(x.dtype)]
 
 
-register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, Pointwise(_grid_sample_body),
+register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref,
                fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
                                        "align_corners": 0}, num_inputs=2,
                batch=_batch.fold_all_into_n("grid_sample"),
@@ -1000,50 +693,6 @@ def _roi_align_ref(xs, at):
     return [out.astype(x.dtype)]
 
 
-def _roi_align_body(em):
-    at, t = em.node.attrs, em.in_type(0)
-    ct = "double" if t.name == "f64" else "float"
-    h, w = em.inputs[0].shape[2:]
-    n, ch, ph, pw = em.coords
-    oh, ow, sr = at["output_height"], at["output_width"], at["sampling_ratio"]
-    work = dtypes.f64 if ct == "double" else dtypes.f32
-    off, scale = literal(0.5 if at["half_pixel"] else 0.0, work), literal(at["spatial_scale"], work)
-    roi = [convert(em.load(1, [n, str(k)]), em.in_type(1), work) for k in range(4)]
-    b = f"(int)({em.load(2, [n])})"
-    em.emit(f"const {ct} sw = {roi[0]} * {scale} - {off};",
-            f"const {ct} sh = {roi[1]} * {scale} - {off};",
-            f"{ct} rw = {roi[2]} * {scale} - {off} - sw;",
-            f"{ct} rh = {roi[3]} * {scale} - {off} - sh;")
-    if not at["half_pixel"]:
-        em.emit("rw = fmax(rw, 1); rh = fmax(rh, 1);")
-    em.emit(f"const {ct} bh = rh / {oh}, bw = rw / {ow};",
-            f"const int gh = {sr if sr > 0 else f'(int)ceil(rh / {oh})'};",
-            f"const int gw = {sr if sr > 0 else f'(int)ceil(rw / {ow})'};",
-            f"const int bi = {b};",
-            f"{ct} acc = 0; int first = 1;",
-            "for (int iy = 0; iy < gh; iy++) for (int ix = 0; ix < gw; ix++) {",
-            f"{ct} y = sh + {ph} * bh + (iy + 0.5f) * bh / gh;",
-            f"{ct} x = sw + {pw} * bw + (ix + 0.5f) * bw / gw;",
-            f"{ct} val = 0;",
-            f"if (!(y < -1 || y > {h} || x < -1 || x > {w})) {{",
-            "y = fmax(y, 0); x = fmax(x, 0);",
-            "int yl = (int)y, xl = (int)x, yh, xh;",
-            f"if (yl >= {h - 1}) {{ yh = yl = {h - 1}; y = yl; }} else yh = yl + 1;",
-            f"if (xl >= {w - 1}) {{ xh = xl = {w - 1}; x = xl; }} else xh = xl + 1;",
-            f"const {ct} ly = y - yl, lx = x - xl;")
-    v = [convert(em.load(0, ["bi", ch, yy, xx]), t, work)
-         for yy, xx in (("yl", "xl"), ("yl", "xh"), ("yh", "xl"), ("yh", "xh"))]
-    wts = ["(1 - ly) * (1 - lx)", "(1 - ly) * lx", "ly * (1 - lx)", "ly * lx"]
-    terms = [f"{wt} * {vv}" for wt, vv in zip(wts, v)]
-    if at["mode"] == "avg":
-        em.emit(f"val = {' + '.join(terms)};", "}", "acc += val;", "}",
-                "acc /= (gh * gw > 0 ? gh * gw : 1);")
-    else:
-        em.emit(f"val = fmax(fmax({terms[0]}, {terms[1]}), fmax({terms[2]}, {terms[3]}));", "}",
-                "acc = first ? val : fmax(acc, val); first = 0;", "}")
-    em.store(convert("acc", work, t))
-
-
 def _batch_roi_align(args, dims, at):
     """Images folded into N, every example's boxes in one list, their image numbers moved
     to the example's block of images."""
@@ -1056,7 +705,7 @@ def _batch_roi_align(args, dims, at):
     return [_batch.reshape(y, n + _batch.shape(y)[1:])], [0]
 
 
-register(OpDef("roi_align", _roi_align_infer, _roi_align_ref, Pointwise(_roi_align_body),
+register(OpDef("roi_align", _roi_align_infer, _roi_align_ref,
                fusion="opaque", num_inputs=3,
                attrs={"mode": "avg", "output_height": 1, "output_width": 1, "sampling_ratio": 0,
                       "spatial_scale": 1.0, "half_pixel": 1},
@@ -1072,19 +721,6 @@ def _max_unpool_infer(types, at):
     if ind.shape != x.shape or len(at["shape"]) != len(x.shape):
         raise OpError(f"max_unpool: indices {ind.shape} / shape {at['shape']} vs input {x.shape}")
     return [TensorType(x.dtype, tuple(at["shape"]))]
-
-
-def _zero_body(em):
-    em.store(literal(0, em.out_type()))
-
-
-def _max_unpool_write(em):
-    """Indices are flat positions in the whole output (as MaxPool returns them)."""
-    size = em.outputs[0].type.size
-    idx = em.tmp(em.index_type, f"({em.index_type})({em.load(1)})", "ix")
-    em.emit(f"if ({idx} >= 0 && {idx} < {size}) {{")
-    em.store_flat(em.load(0), idx)
-    em.emit("}")
 
 
 def _max_unpool_ref(xs, at):
@@ -1110,7 +746,6 @@ def _batch_max_unpool(args, dims, at):
 
 
 register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
-               Steps((_zero_body, None), (_max_unpool_write, lambda n: n.inputs[0].shape)),
                fusion="opaque", attrs={"shape": REQUIRED}, num_inputs=2,
                batch=_batch_max_unpool,
                doc="zeros of `shape` with out.flat[indices] = x (ONNX MaxUnpool)"))
@@ -1238,7 +873,7 @@ def _resize_vjp(cts, ins, outs, attrs):
         from .layout import _index_map_vjp
         return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
     lnp, x, g = _lnp(), ins[0], cts[0]
-    for a, (idx, w, extra) in reversed(_resize_axes(x.shape, attrs)):
+    for a, (idx, w, extra) in reversed(resize_axes(x.shape, attrs)):
         n_in = x.shape[a]
         m = np.zeros((idx.shape[0], n_in))
         np.add.at(m, (np.arange(idx.shape[0])[:, None], np.clip(idx, 0, n_in - 1)), w)
@@ -1254,7 +889,7 @@ def _col2im_vjp(cts, ins, outs, attrs):
     lnp, x, g = _lnp(), ins[0], cts[0]
     blk, dil, pads, st, img = (attrs[k] for k in ("block_shape", "dilations", "pads",
                                                   "strides", "image_shape"))
-    nbl, d = _col2im_blocks(attrs), len(blk)
+    nbl, d = col2im_blocks(attrs), len(blk)
     n, ck, n_blocks = x.shape
     C, P = ck // math.prod(blk), math.prod(img)
     idx = np.full((C,) + tuple(blk) + tuple(nbl), C * P, np.int64)   # C * P: a zero slot
