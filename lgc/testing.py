@@ -18,7 +18,7 @@ def build_op_graph(op: str, inputs, attrs=None):
 
 def run_op(op: str, inputs, attrs=None, device=None) -> list[np.ndarray]:
     """Compile a one-node graph for `op` and run it on the device; returns its outputs."""
-    from .api import Executable
+    from .runtime import Executable
     inputs = [np.asarray(a) for a in inputs]
     exe = Executable.from_graph(build_op_graph(op, inputs, attrs), device)
     return list(exe.run(dict(zip(exe.input_names, inputs))).values())
@@ -34,7 +34,7 @@ def check_ops(cases, rtol=1e-5, atol=1e-6) -> None:
     """Like check_op for many (op, inputs, attrs) at once: one graph, one OpenCL build.
 
     The failure message names the case that differs."""
-    from .api import Executable
+    from .runtime import Executable
     b = GraphBuilder("cases")
     feeds, outputs, spans = {}, [], []
     for k, (op, inputs, attrs) in enumerate(cases):

@@ -93,3 +93,8 @@ def scalar_params(k: Kernel) -> bool:
     """Whether k's params can be passed as arguments: 32-bit indices (the runtime passes
     them as int32), and values that fit."""
     return bool(k.params) and k.index_type == "int" and all(0 <= v <= INT_MAX for _, v in k.params)
+
+
+# A one-line kernel the runtime builds on each device before choosing it: an installed
+# platform can be present yet unable to compile (lgc.runtime.device).
+PROBE_SOURCE = "__kernel void lgc_probe(__global float* x) { x[get_global_id(0)] += 1.0f; }"

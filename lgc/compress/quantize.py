@@ -162,7 +162,7 @@ def _feeds(calibration, graph: Graph) -> list[dict]:
 def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str, device):
     """Activation ranges per layer input ({value: (lo, hi)}) and the first feed's layer
     inputs ({value: array}, for the sensitivities)."""
-    from ..api import Executable
+    from ..runtime import Executable
     watched = []
     for layer in layers:
         v = layer.node.inputs[0] if layer.kind != "gather" else None

@@ -94,7 +94,7 @@ class Report:
 
 def run_outputs(graph: Graph, feeds: list[dict], device=None, exe=None) -> list[dict]:
     """The graph's outputs ({name: array}) for each feed."""
-    from ..api import Executable
+    from ..runtime import Executable
     exe = exe or Executable.from_graph(graph, device)
     return [exe.run(f) for f in feeds]
 
@@ -138,7 +138,7 @@ def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: 
     """Measure the float32 `baseline` and each (name, graph) stage on `feeds` (see the
     module docstring). Latency: `runs` interleaved rounds on the first feed. artifact_dir:
     save each stage's .lgc there and report its size. task: see `drift`."""
-    from ..api import Executable
+    from ..runtime import Executable
     from ..runtime import select_device
     say = progress or (lambda msg: None)
     dev = select_device(device)

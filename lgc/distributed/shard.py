@@ -61,8 +61,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends.target import TARGETS, by_name
 from ..errors import InputError
 from ..ir.graph import Graph, Node, Value
+from ..runtime import Executable
+from ..runtime.artifact import load_artifact
 
 STAGES_FORMAT = "lgc-stages"
 STAGES_VERSION = 1
@@ -224,8 +227,6 @@ def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_le
     out_dir/stages.json; returns the artifact paths in stage order. `target` (a Target, a
     name such as "gfx803", or a list of those, one per stage) picks the kernel variants, as
     `lgc compile --target` does; None: the device's own."""
-    from ..api import Executable
-    from ..backends.target import by_name, use_target
     if getattr(graph, "from_artifact", False):
         raise InputError("splitting needs the model the artifact was compiled from (a .lgc keeps "
                          "its weights packed for its kernels); give the .onnx model")
@@ -240,8 +241,8 @@ def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_le
         if progress:
             progress(f"compiling stage {st.index + 1}/{len(stages)} "
                      f"(nodes {st.nodes[0]}-{st.nodes[1] - 1}) ...")
-        with use_target(by_name(tgt) if isinstance(tgt, str) else tgt):
-            exe = Executable.from_graph(st.graph, device, opt_level)
+        exe = Executable.from_graph(st.graph, device, opt_level,
+                                    target=by_name(tgt) if isinstance(tgt, str) else tgt)
         path = out / f"stage{st.index}.lgc"
         exe.save(path)
         paths.append(path)
@@ -299,13 +300,12 @@ def read_stages(path) -> dict:
 def load_stages(path, device=None) -> list:
     """The stage Executables of a directory written by compile_stages, checked against
     stages.json (checksums, and each artifact's inputs/outputs equal its receives/sends)."""
-    from ..api import load
     p = Path(path)
     doc = read_stages(p)
     base = p if p.is_dir() else p.parent
     exes = []
     for st in doc["stages"]:
-        exe = load(base / st["artifact"], device)
+        exe = load_artifact(base / st["artifact"], device)
         if exe.input_names != [t["name"] for t in st["receives"]] or \
                 exe.output_names != [t["name"] for t in st["sends"]]:
             raise InputError(f"{st['artifact']}: its inputs/outputs are not the tensors "
@@ -345,7 +345,6 @@ def compile_from_plan(model_path, plan_path, out_dir, device=None, progress=None
 def compile_target(kind) -> str | None:
     """The codegen target for a worker kind: a GPU lgc knows by name (gfx803), else None
     (the compiling device's own kernels, e.g. PoCL's for a cpu worker)."""
-    from ..backends.target import TARGETS
     t = TARGETS.get(str(kind).lower())
     return t.name if t is not None and t.is_gpu else None
 

@@ -16,9 +16,9 @@ from functools import lru_cache
 
 import pyopencl as cl
 
+from ..backends.kernel import PROBE_SOURCE
 from ..backends.target import Target, known_target
 
-_PROBE = "__kernel void lgc_probe(__global float* x) { x[get_global_id(0)] += 1.0f; }"
 
 
 class DeviceError(RuntimeError):
@@ -92,7 +92,7 @@ def _target(index: int, key: str) -> Target:
 def _probe(dev: cl.Device) -> str:
     try:
         ctx = cl.Context([dev])
-        cl.Program(ctx, _PROBE).build()
+        cl.Program(ctx, PROBE_SOURCE).build()
         return ""
     except Exception as e:  # any failure means the device cannot run lgc's kernels
         lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower()]
