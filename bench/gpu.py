@@ -272,7 +272,7 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     """previous: the wide heuristic tried in between (a 64x64 tile of 16x16 work-items, 4x4
     each, for the medium preset, and two work-groups per compute unit required), patched in for
     this compile (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
-    from lgc.bench import compile_for_bench
+    from lgc.tools.bench import compile_for_bench
     from lgc.backends import gpu_gemm
     from lgc.backends.target import use_target
     switches = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
@@ -300,7 +300,7 @@ def resnet(device, target, batch: int, out: str, smoke: bool, tag: str = "", var
            runs: int = 15) -> dict:
     import pyopencl as cl
 
-    from lgc.bench import kernel_table, profile_kernels
+    from lgc.tools.bench import kernel_table, profile_kernels
     path = os.path.join(out if smoke else "/tmp", f"resnet50_b{batch}.onnx")
     t = time.perf_counter()
     if batch not in _MODEL:

@@ -19,16 +19,15 @@ from random_weights import LIGHT_MODELS, light_model_path, randomize  # noqa: E4
 
 
 def measure(name: str, raw: bool):
-    from lgc.cli import _onnx_default_types
     from lgc.backends.memory import plan
     from lgc.backends.program import lower
-    from lgc.frontend.onnx.importer import import_graph
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
     from lgc.ir.stats import graph_stats
     from lgc.passes import optimize
     m = onnx.load(light_model_path(name))
     if not raw:
         m = randomize(m, 0)
-    g = import_graph(m, _onnx_default_types(m, {}))
+    g = import_graph(m, default_input_types(m))
     g2 = optimize(g, 2)
     p = lower(g2, share_buffers=False)
     return graph_stats(g), graph_stats(g2), plan(p.buffers, p.launches)

@@ -13,14 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from lgc.cli import _onnx_default_types
 from lgc.backends import gpu_gemm, isa, tuner
 from lgc.backends.kernel import render
 from lgc.backends.program import PRELUDE
 from lgc.backends.target import GFX803
-from lgc.demo import light_model_path
-from lgc.frontend.onnx.importer import import_graph, load_model
+from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
 from lgc.passes import optimize
+from lgc.tools.demo import light_model_path
 
 MODELS = ["resnet50", "vgg19", "inception_v1", "densenet121", "squeezenet", "bvlc_alexnet"]
 OUT = Path(__file__).resolve().parent.parent / "lgc" / "backends" / "tuned" / "gfx803.json"
@@ -36,7 +35,7 @@ def main(models) -> None:
     entries = {}
     for name in models:
         m = load_model(light_model_path(name))
-        graph = optimize(import_graph(m, _onnx_default_types(m, {})), 2)
+        graph = optimize(import_graph(m, default_input_types(m)), 2)
         for task in tuner.tasks(graph, GFX803):
             if task.signature in entries:
                 continue

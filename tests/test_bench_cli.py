@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lgc.cli import main
+from lgc.tools.cli import main
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lgc.cli import main
+from lgc.tools.cli import main
 
 
 def test_compile_run_inspect(small_model_path, tmp_path, capsys):

@@ -21,7 +21,7 @@ def test_no_worker_with_devices_and_no_ray(monkeypatch):
 
 def test_cli_errors_are_one_line(capsys):
     pytest.importorskip("ray")
-    from lgc.cli import main
+    from lgc.tools.cli import main
     assert main(["deploy", "nothing.lgc", "--address", "127.0.0.1:1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("lgc: error: no Ray cluster reachable at 127.0.0.1:1") and "\n" not in err
@@ -30,7 +30,7 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_help_and_argument_errors(capsys):
-    from lgc.cli import main
+    from lgc.tools.cli import main
     with pytest.raises(SystemExit) as e:
         main(["deploy", "--help"])
     assert e.value.code == 0 and "--replicas" in capsys.readouterr().out

@@ -278,7 +278,7 @@ def test_detached_deployment_is_found_by_name(ray_local, mlp):
 
 def test_cli_deploy_status_down(ray_local, mlp, capsys):
     """The commands on the cluster this process has joined (a real head is the same path)."""
-    from lgc.cli import main
+    from lgc.tools.cli import main
     w, paths = mlp
     assert main(["deploy", str(paths["s0"]), "--replicas", "2", "--name", "clidep", "--max-restarts", "2"]) == 0
     out = capsys.readouterr().out
@@ -323,7 +323,7 @@ def test_resnet50_two_stages_two_replicas_match_a_single_process(ray_local, tmp_
     """ResNet-50 (onnx light test data) cut in two where the planner balances it, 2 replicas
     per stage: the same outputs as the whole model run in this process, and as onnxruntime."""
     from lgc.cluster.deploy import balanced_cuts
-    from lgc.demo import light_model_path
+    from lgc.tools.demo import light_model_path
     from lgc.distributed.graphs import load_graph
     from lgc.distributed.shard import compile_stages
     path = light_model_path("resnet50")

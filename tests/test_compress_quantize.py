@@ -220,7 +220,7 @@ def _onnx_cnn(path):
 
 
 def _lgc(capsys, *args):
-    from lgc.cli import main
+    from lgc.tools.cli import main
     rc = main(list(args))
     out = capsys.readouterr()
     return rc, out.out, out.err

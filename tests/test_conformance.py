@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from lgc import conformance
+from lgc.tools import conformance
 
 JOBS = max(1, min(2, os.cpu_count() or 1))
 

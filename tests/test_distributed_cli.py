@@ -7,7 +7,7 @@ import pytest
 from onnx import numpy_helper
 
 import lgc
-from lgc.cli import main
+from lgc.tools.cli import main
 from lgc.distributed.cli import parse_bandwidth, parse_duration, parse_size, parse_workers
 from lgc.distributed.cost import CostModel, load_kernel_times
 from lgc.distributed.graphs import load_graph

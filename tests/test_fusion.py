@@ -318,7 +318,7 @@ def test_cli_explain(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from lgc.cli import main
+    from lgc.tools.cli import main
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
     nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Relu", ["e"], ["y"])]

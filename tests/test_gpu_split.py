@@ -107,7 +107,7 @@ def test_explain_shows_the_split(tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from lgc.cli import main
+    from lgc.tools.cli import main
     rng = np.random.default_rng(5)
     w = numpy_helper.from_array(_rand(rng, 96, 64, 3, 3), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),

@@ -40,14 +40,13 @@ def test_small_source():
 def test_resnet50_heavy_kernels_on_gfx803():
     """Every matmul and conv kernel of ResNet-50 for gfx803: GPU variants (local memory), no
     scratch, >= 4 waves per SIMD."""
-    from lgc.cli import _onnx_default_types
     from lgc.backends.program import lower
     from lgc.backends.target import GFX803, use_target
-    from lgc.demo import light_model_path
-    from lgc.frontend.onnx.importer import import_graph, load_model
+    from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
     from lgc.passes import optimize
+    from lgc.tools.demo import light_model_path
     m = load_model(light_model_path("resnet50"))
-    graph = optimize(import_graph(m, _onnx_default_types(m, {})), 2)
+    graph = optimize(import_graph(m, default_input_types(m)), 2)
     with use_target(GFX803):
         prog = lower(graph)
     # The conv and matmul kernels (fused with their epilogues or not) are the ones with the

@@ -114,12 +114,11 @@ def test_artifact_refuses_a_view_outside_its_arena():
 
 
 def _graph(name, random):
-    from lgc.cli import _onnx_default_types
-    from lgc.frontend.onnx.importer import import_graph
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
     m = onnx.load(light_model_path(name))
     if random:
         m = randomize(m, 0)
-    return m, optimize(import_graph(m, _onnx_default_types(m, {})), 2)
+    return m, optimize(import_graph(m, default_input_types(m)), 2)
 
 
 @pytest.mark.parametrize("name", LIGHT_MODELS)
@@ -151,7 +150,7 @@ def test_resnet50_with_shared_buffers_matches_onnxruntime():
 
 
 def test_cli_inspect_memory(small_model_path, capsys):
-    from lgc.cli import main
+    from lgc.tools.cli import main
     assert main(["inspect", str(small_model_path), "--no-ir", "--memory"]) == 0
     out = capsys.readouterr().out
     assert "peak activation bytes" in out and "lower bound" in out and "ratio: " in out

@@ -258,10 +258,9 @@ def _logits(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _imported(name, seed=0):
-    from lgc.cli import _onnx_default_types
-    from lgc.frontend.onnx.importer import import_graph
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
     m = _logits(randomize(onnx.load(light_model_path(name)), seed))
-    return m, import_graph(m, _onnx_default_types(m, {}))
+    return m, import_graph(m, default_input_types(m))
 
 
 def test_resnet50_batch_norm_disappears():
@@ -294,7 +293,7 @@ def test_optimized_light_models_compute_the_same(name):
 
 
 def test_cli_compile_report(small_model_path, tmp_path, capsys):
-    from lgc.cli import main
+    from lgc.tools.cli import main
     assert main(["compile", str(small_model_path), "-o", str(tmp_path / "m.lgc"), "--report"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["pass", "nodes", "param", "bytes", "MFLOPs"]

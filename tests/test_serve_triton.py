@@ -176,7 +176,7 @@ def test_lgc_serve_cli_artifact(small_onnx, tmp_path):
     lgc.compile(small_onnx).save(art)
     port = free_port()
     env = dict(os.environ, LGC_SERVE_TOKEN="envtok")
-    proc = subprocess.Popen([sys.executable, "-m", "lgc.cli", "serve", str(art), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "lgc.tools.cli", "serve", str(art), "--port", str(port),
                              "--name", "m", "--max-batch-size", "4"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -194,7 +194,7 @@ def test_lgc_serve_cli_artifact(small_onnx, tmp_path):
 
 
 def test_lgc_serve_cli_refuses_bad_settings(small_onnx):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "lgc.cli", "serve", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lgc.tools.cli", "serve", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=60)
     r = run(str(small_onnx), "--queue-size", "0")
     assert r.returncode == 1 and "--queue-size must be at least 1" in r.stderr

@@ -76,7 +76,7 @@ def _onnx_matmul(path):
 
 
 def test_cli_tune_and_compile_with_tuning(tmp_path, monkeypatch, capsys):
-    from lgc.cli import main
+    from lgc.tools.cli import main
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     model = str(tmp_path / "mm.onnx")
     _onnx_matmul(model)
@@ -93,7 +93,7 @@ def test_cli_tune_and_compile_with_tuning(tmp_path, monkeypatch, capsys):
 
 def test_cli_isa_report(tmp_path, capsys):
     from lgc.backends import isa
-    from lgc.cli import main
+    from lgc.tools.cli import main
     if not isa.available():
         import pytest
         pytest.skip("clang-16/libclc-16 not installed")

@@ -20,9 +20,8 @@ def load_graph(source, input_shapes: dict | None = None, opt_level: int = 2) -> 
                              f"--input-shape needs the .onnx model")
         from .lgc_graph import graph_of_artifact
         return graph_of_artifact(source)
-    from ..cli import _onnx_default_types
-    from ..frontend.onnx.importer import check_supported, import_graph, load_model
+    from ..frontend.onnx.importer import check_supported, default_input_types, import_graph, load_model
     from ..passes import optimize
     model = load_model(source)
     check_supported(model)
-    return optimize(import_graph(model, _onnx_default_types(model, input_shapes or {})), opt_level)
+    return optimize(import_graph(model, default_input_types(model, input_shapes)), opt_level)

@@ -79,6 +79,17 @@ def declared_shape(vi: onnx.ValueInfoProto) -> list[int | str | None]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
 
+def default_input_types(model: onnx.ModelProto, input_shapes: dict | None = None) -> dict[str, TensorType]:
+    """The declared input types, shapes from input_shapes where given, every symbolic or
+    missing dimension 1: the signature `lgc inspect` and the planner import a model at."""
+    types = {}
+    for vi in declared_inputs(model):
+        dt = onnx_dtype(vi.type.tensor_type.elem_type, f"input {vi.name!r}")
+        shape = (input_shapes or {}).get(vi.name) or declared_shape(vi) or []
+        types[vi.name] = TensorType(dt, tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape))
+    return types
+
+
 def load_model(source) -> onnx.ModelProto:
     """Read an ONNX model from a path, bytes or a ModelProto; clear error when malformed."""
     if isinstance(source, onnx.ModelProto):

@@ -61,7 +61,7 @@ def with_batch(types: dict, batch: int | None) -> dict:
     """Input types with the first (batch) dimension of every input of rank >= 1 set to batch."""
     if batch is None:
         return types
-    from .ir.graph import TensorType
+    from ..ir.graph import TensorType
     return {k: TensorType(t.dtype, (batch,) + tuple(t.shape[1:])) if t.shape else t
             for k, t in types.items()}
 
@@ -83,7 +83,7 @@ def random_inputs(types: dict, seed: int = 0) -> dict:
 def compile_for_bench(path, batch=None, device=None, input_shapes=None):
     """(Executable, its input types, compile seconds) for a .onnx or .lgc path or ModelProto."""
     import lgc
-    from .errors import InputError
+    from ..errors import InputError
     t = time.perf_counter()
     if isinstance(path, (str, os.PathLike)) and os.fspath(path).endswith(".lgc"):
         exe = lgc.load(path, device=device)
@@ -103,7 +103,7 @@ def device_target(device):
     """(Target, note): the Target of the device; a CPU device without a known bandwidth gets the host's
     measured copy bandwidth (PoCL kernels read and write host memory)."""
     from dataclasses import replace
-    from .backends.target import Target
+    from ..backends.target import Target
     target = Target.from_device(device)
     note = ""
     if not target.bandwidth and target.device_type == "cpu":
@@ -126,7 +126,7 @@ def host_copy_bandwidth(nbytes: int = 64 << 20) -> float:
 
 def profile_kernels(exe, feeds: dict, runs: int = 3) -> list[dict]:
     """Per-kernel rows from profiling events over `runs` runs on a profiling queue."""
-    from .runtime.executor import Executor
+    from ..runtime.executor import Executor
     prof = Executor(exe.program, exe.device, profile=True)
     arrays = [feeds[n] for n in exe.input_names]
     per_launch = []
@@ -207,7 +207,7 @@ def bench(path, batch=None, runs=20, warmup=3, device=None, input_shapes=None,
 
 
 def report(res: BenchResult, top: int = 15) -> str:
-    from .backends.target import Target
+    from ..backends.target import Target
     target = Target(name=res.target["name"], peak_flops=res.target["peak_gflops"] * 1e9,
                     bandwidth=res.target["bandwidth_gbps"] * 1e9)
     batch = f"batch: {res.batch}" if res.batch else "shapes as declared"
@@ -228,7 +228,7 @@ def report(res: BenchResult, top: int = 15) -> str:
 def main(args) -> int:
     from .cli import parse_shape_args
     if args.batch is not None and args.batch < 1:
-        from .errors import InputError
+        from ..errors import InputError
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     res = bench(args.model, args.batch, args.runs, args.warmup, args.device,
                 parse_shape_args(args.input_shape), args.profile_runs)

@@ -15,7 +15,7 @@ def light_model_path(name: str) -> str:
     path = os.path.join(root, f"light_{name}.onnx")
     if not os.path.exists(path):
         have = sorted(f[6:-5] for f in os.listdir(root) if f.endswith(".onnx"))
-        from .errors import ModelError
+        from ..errors import ModelError
         raise ModelError(f"no light model {name!r} (have: {', '.join(have)})")
     return path
 
@@ -81,6 +81,6 @@ def run_demo(args) -> int:
 
 
 def _type_of(a):
-    from .ir import dtypes
-    from .ir.graph import TensorType
+    from ..ir import dtypes
+    from ..ir.graph import TensorType
     return TensorType(dtypes.from_numpy(a.dtype), tuple(a.shape))

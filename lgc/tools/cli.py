@@ -193,7 +193,7 @@ def cmd_run(args) -> int:
     runner = _load_any(args.model, args)
     feeds = _read_inputs(args.input)
     if args.random:
-        from lgc.bench import random_inputs
+        from lgc.tools.bench import random_inputs
         feeds = {**random_inputs(_input_types(runner), args.seed), **feeds}
     outs = runner.run(feeds)
     for name, a in outs.items():
@@ -220,10 +220,10 @@ def cmd_inspect(args) -> int:
         for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {op:<20} {n}")
         return 0
-    from lgc.frontend.onnx.importer import import_graph, load_model
+    from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
     from lgc.passes import optimize
     m = load_model(args.model)
-    types = _onnx_default_types(m, parse_shape_args(args.input_shape))
+    types = default_input_types(m, parse_shape_args(args.input_shape))
     graph = optimize(import_graph(m, types), 2 if args.memory else 1)
     if not args.no_ir:
         print(graph)
@@ -234,17 +234,6 @@ def cmd_inspect(args) -> int:
         program = lower(graph, share_buffers=False)
         print(plan(program.buffers, program.launches).summary())
     return 0
-
-
-def _onnx_default_types(model, shapes):
-    from lgc.frontend.onnx.importer import declared_inputs, declared_shape, onnx_dtype
-    from lgc.ir.graph import TensorType
-    types = {}
-    for vi in declared_inputs(model):
-        dt = onnx_dtype(vi.type.tensor_type.elem_type, f"input {vi.name!r}")
-        shape = shapes.get(vi.name) or declared_shape(vi) or []
-        types[vi.name] = TensorType(dt, tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape))
-    return types
 
 
 def cmd_devices(args) -> int:
@@ -266,7 +255,7 @@ def cmd_devices(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from lgc.demo import run_demo
+    from lgc.tools.demo import run_demo
     return run_demo(args)
 
 
@@ -371,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, shapes=False)
     p.set_defaults(fn=cmd_demo)
 
-    from lgc.bench import add_parser as add_bench_parser  # lgc bench
+    from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
     add_bench_parser(sub)
     from lgc.distributed.cli import add_parsers as add_plan_parsers  # lgc plan
     add_plan_parsers(sub)

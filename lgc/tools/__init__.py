@@ -1,0 +1,11 @@
+"""The top layer: the `lgc` command and the bench, demo and conformance tools.
+
+Everything here may import the library; nothing in the library imports this package.
+
+cli.py           `lgc` and its subcommands compile, tune, run, inspect, devices, demo
+bench.py         `lgc bench`: latency, throughput and a per-kernel profile
+demo.py          `lgc demo`: a light model compiled, checked and timed
+conformance.py   ONNX conformance (`python -m lgc.conformance`)
+
+lgc/cli.py, lgc/bench.py, lgc/demo.py and lgc/conformance.py re-export these at their old paths.
+"""
