@@ -27,7 +27,7 @@ def load_calibration(source, input_types: dict, limit: int | None = None, seed: 
     """Feeds for the model whose inputs have `input_types` ({name: TensorType})."""
     if isinstance(source, str) and source == "random":
         warnings.warn(RANDOM_WARNING, stacklevel=2)
-        from ..bench import random_inputs
+        from ..feeds import random_inputs
         return [random_inputs(input_types, seed + i) for i in range(limit or 4)]
     if isinstance(source, list):
         feeds = [f for src in source for f in _split(src, input_types, "calibration feed")]

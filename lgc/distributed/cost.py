@@ -231,7 +231,7 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
     """Per-label kernel seconds (median over runs) from OpenCL profiling events for this graph
     on a device: the content of a kernel-times file."""
     from ..api import Executable
-    from ..bench import random_inputs
+    from ..feeds import random_inputs
     from ..runtime.executor import Executor
     exe = Executable.from_graph(graph, device)
     feeds = random_inputs(exe.input_types(), seed)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..feeds import random_inputs
+
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -64,20 +66,6 @@ def with_batch(types: dict, batch: int | None) -> dict:
     from ..ir.graph import TensorType
     return {k: TensorType(t.dtype, (batch,) + tuple(t.shape[1:])) if t.shape else t
             for k, t in types.items()}
-
-
-def random_inputs(types: dict, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, t in types.items():
-        dt = t.dtype.np
-        if dt.kind == "f":
-            out[name] = rng.standard_normal(t.shape).astype(dt)
-        elif dt.kind == "b":
-            out[name] = rng.random(t.shape) < 0.5
-        else:
-            out[name] = rng.integers(0, 10, t.shape).astype(dt)
-    return out
 
 
 def compile_for_bench(path, batch=None, device=None, input_shapes=None):

@@ -193,7 +193,7 @@ def cmd_run(args) -> int:
     runner = _load_any(args.model, args)
     feeds = _read_inputs(args.input)
     if args.random:
-        from lgc.tools.bench import random_inputs
+        from lgc.feeds import random_inputs
         feeds = {**random_inputs(_input_types(runner), args.seed), **feeds}
     outs = runner.run(feeds)
     for name, a in outs.items():
