@@ -64,9 +64,9 @@ def closed_loop(call, feeds, concurrency: int, seconds: float) -> tuple[list[flo
 
 def predictions(graph, configs, bandwidth: str) -> dict:
     """Planner's throughput/latency for each (S, R): S stages on S*R workers like this one."""
-    from lgc.distributed.cli import parse_bandwidth, parse_workers
     from lgc.distributed.cost import CostModel, Link, measure_kernel_times
     from lgc.distributed.planner import plan
+    from lgc.distributed.specs import parse_bandwidth, parse_workers
     say("measuring kernel times for the planner ...")
     times = measure_kernel_times(graph, runs=3)
     cm, link = CostModel(graph), Link(parse_bandwidth(bandwidth))

@@ -58,11 +58,11 @@ def test_onnx_split_by_stages_and_by_plan(tmp_path):
     """`lgc deploy model.onnx --stages 2` and `--plan plan.json` compile stage artifacts (no
     Ray needed for that part); the plan's replica counts come along."""
     from lgc.cluster.deploy import stage_artifacts
-    from lgc.distributed.cli import parse_workers
     from lgc.distributed.cost import CostModel
     from lgc.distributed.graphs import load_graph
     from lgc.distributed.planner import plan, save_plan
     from lgc.distributed.shard import load_stages, run_stages
+    from lgc.distributed.specs import parse_workers
     from tests.conftest import make_small_model
     import numpy as np
     import lgc

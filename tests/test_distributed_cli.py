@@ -7,12 +7,12 @@ import pytest
 from onnx import numpy_helper
 
 import lgc
-from lgc.tools.cli import main
-from lgc.distributed.cli import parse_bandwidth, parse_duration, parse_size, parse_workers
 from lgc.distributed.cost import CostModel, load_kernel_times
 from lgc.distributed.graphs import load_graph
 from lgc.distributed.shard import compile_from_plan, read_stages
+from lgc.distributed.specs import parse_bandwidth, parse_duration, parse_size, parse_workers
 from lgc.errors import InputError
+from lgc.tools.cli import main
 
 from .conftest import make_small_model
 

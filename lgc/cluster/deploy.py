@@ -73,9 +73,9 @@ def stage_artifacts(model, stages: int | None = None, plan: str | None = None,
 
 def balanced_cuts(graph, stages: int) -> list[int]:
     """Cuts the planner chooses for `stages` equal workers (compute balanced, transfers counted)."""
-    from ..distributed.cli import parse_workers
     from ..distributed.cost import CostModel
     from ..distributed.planner import plan
+    from ..distributed.specs import parse_workers
     p = plan(CostModel(graph), parse_workers(f"cpu:1024GB*{stages}"), stages=stages, order="given")
     return p.cuts
 

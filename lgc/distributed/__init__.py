@@ -4,6 +4,6 @@ shard.py     split a graph at cut positions into stage graphs; compile one .lgc 
 cost.py      per-node FLOPs / bytes / weights, time on a worker's Target or measured
 planner.py   DP over the schedule: S stages for S workers, replicas, plan files
 simulate.py  p50/p95 of a plan under Poisson load
-cli.py       `lgc plan`
-See docs/DISTRIBUTED.md.
+specs.py     worker lists, sizes and rates from text (`lgc plan --workers`)
+The `lgc plan` command is lgc/tools/plan_cli.py. See docs/DISTRIBUTED.md.
 """

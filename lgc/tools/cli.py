@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
     add_bench_parser(sub)
-    from lgc.distributed.cli import add_parsers as add_plan_parsers  # lgc plan
+    from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
     add_plan_parsers(sub)
     from lgc.cluster.cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
     add_cluster_parsers(sub)
