@@ -256,7 +256,7 @@ def test_errors_are_clean_and_leave_nothing_behind(ray_local, mlp, tmp_path):
 
 def test_detached_deployment_is_found_by_name(ray_local, mlp):
     """What `lgc deploy` leaves running, `lgc serve --address` and `lgc cluster status` find."""
-    from lgc.cluster.cli import status_text
+    from lgc.tools.cluster_cli import status_text
     from lgc.cluster.deployment import list_deployments
     w, paths = mlp
     made = Deployment.create([paths["s0"], paths["s1"]], name="kept", replicas=[1, 2], detached=True)

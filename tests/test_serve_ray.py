@@ -74,7 +74,7 @@ def test_served_from_ray_replicas_matches_onnxruntime(local_ray, artifact):
 
 def test_cli_address_path_deploys_for_the_server(local_ray, artifact):
     """What `lgc serve small.lgc --address auto --name cli-dep` builds, minus the socket."""
-    from lgc.serve.cli import make_backend
+    from lgc.tools.serve_cli import make_backend
     args = argparse.Namespace(address="auto", model=str(artifact / "small.lgc"), name="cli-dep",
                               max_batch_size=2, model_version="1", device=None, no_warmup=False)
     backend = make_backend(args)

@@ -364,9 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
     add_plan_parsers(sub)
-    from lgc.cluster.cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
+    from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
     add_cluster_parsers(sub)
-    from lgc.serve.cli import add_parsers as add_serve_parsers  # lgc serve
+    from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
     add_serve_parsers(sub)
     return ap
 

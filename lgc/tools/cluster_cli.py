@@ -1,4 +1,4 @@
-"""`lgc deploy`, `lgc cluster status` and `lgc cluster down`; `lgc.cli.build_parser` calls
+"""`lgc deploy`, `lgc cluster status` and `lgc cluster down`; `lgc.tools.cli.build_parser` calls
 `add_parsers`. Ray is imported only when a command runs, so `lgc --help` works without it."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ def _say(msg: str) -> None:
 
 
 def cmd_deploy(args) -> int:
-    from .connect import RESOURCE
-    from .deploy import deploy
+    from ..cluster.connect import RESOURCE
+    from ..cluster.deploy import deploy
     if args.replicas is not None and args.replicas < 1:
         from ..errors import InputError
         raise InputError(f"--replicas must be at least 1, got {args.replicas}")
@@ -27,7 +27,7 @@ def cmd_deploy(args) -> int:
 
 def status_text(ray, deployments) -> str:
     """Workers (nodes with their resources) and each deployment's replicas with their health."""
-    from .connect import RESOURCE
+    from ..cluster.connect import RESOURCE
     lines = [f"{'node':<16} {'alive':<5} {'CPU':>4} {RESOURCE:>10}"]
     for n in sorted(ray.nodes(), key=lambda n: n["NodeManagerAddress"]):
         res = n.get("Resources", {})
@@ -58,8 +58,8 @@ def status_text(ray, deployments) -> str:
 
 
 def cmd_status(args) -> int:
-    from .connect import join
-    from .deployment import Deployment, list_deployments
+    from ..cluster.connect import join
+    from ..cluster.deployment import Deployment, list_deployments
     ray = join(args.address)
     names = [args.name] if args.name else list_deployments(ray)
     print(status_text(ray, [Deployment.attach(n, args.address) for n in names]))
@@ -67,8 +67,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from .connect import join
-    from .deployment import Deployment
+    from ..cluster.connect import join
+    from ..cluster.deployment import Deployment
     join(args.address)
     dep = Deployment.attach(args.name, args.address)
     dep.shutdown()

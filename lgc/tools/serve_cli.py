@@ -1,4 +1,6 @@
-"""Command-line entry points of this package; `lgc.cli.build_parser` calls `add_parsers`."""
+"""`lgc serve`: lgc.serve's HTTP server in front of a Backend chosen here, the embedded model
+(lgc.serve.backend.LocalBackend) or, with --address, a Ray deployment (lgc.cluster), so that
+lgc.serve never imports lgc.cluster. `lgc.tools.cli.build_parser` calls `add_parsers`."""
 from __future__ import annotations
 
 import os
@@ -64,14 +66,14 @@ def make_backend(args):
     """The Backend `args` describe: embedded (LocalBackend) or Ray (lgc.cluster)."""
     if args.address:
         try:
-            from lgc.cluster.deploy import connect
+            from ..cluster.deploy import connect
         except ImportError as e:
             from ..errors import LgcError
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
                        progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
-    from .backend import LocalBackend
+    from ..serve.backend import LocalBackend
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device)
     if not args.no_warmup and backend.max_batch_size > 0:
@@ -84,7 +86,7 @@ def make_backend(args):
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from .app import ServeConfig, make_app
+    from ..serve.app import ServeConfig, make_app
     _check_args(args)
     token = args.token if args.token is not None else os.environ.get("LGC_SERVE_TOKEN") or None
     backend = make_backend(args)
