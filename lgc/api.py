@@ -30,10 +30,9 @@ class Model:
         self.model = load_model(source)
         self.source = source
         check_supported(self.model)
-        self.device = select_device(device)
+        self.device = select_device(device).retargeted(target)
         self.opt_level = opt_level
         self.profile = profile
-        self.target = target        # generate for this Target instead of the device's
         self._cache: dict = {}
         self.static_inputs: set[str] = set()
         self.inputs = {}
@@ -91,7 +90,7 @@ class Model:
         if key in self._cache:
             return self._cache[key]
         ckey = None if static else compile_cache.key_for(self.source, types, Options(self.opt_level),
-                                                         self.device, self.target)
+                                                         self.device)
         if ckey:
             exe = compile_cache.lookup(ckey, self.device, self.profile,
                                        lambda: optimize(import_graph(self.model, types), self.opt_level))
@@ -111,8 +110,7 @@ class Model:
                 self.static_inputs.add(need.input_name)
                 static[need.input_name] = values[need.input_name]
                 key = (key[0], tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
-        exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile,
-                                    target=self.target)
+        exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile)
         exe.static_values = static
         self._cache[key] = exe
         if ckey and not static:

@@ -246,9 +246,8 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
     nodes: dict[str, float] = {}
     for ln, t in zip(exe.program.launches, med):
         nodes[ln.node] = nodes.get(ln.node, 0.0) + float(t)
-    from ..backends.target import target_for
     return {"format": KERNEL_TIMES_FORMAT, "version": KERNEL_TIMES_VERSION,
-            "device": exe.device.describe(), "target": target_for(exe.device).name,
+            "device": exe.device.describe(), "target": exe.device.target.name,
             "nodes": nodes}
 
 

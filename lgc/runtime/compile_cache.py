@@ -9,7 +9,7 @@ same checked format as `lgc compile` writes, stored uncompressed) under
 
 The key hashes everything the result depends on: the model file's bytes, the input types, the
 compile options (optimization level and the LGC_* switches, lgc.compiler.Options.key), the
-device and any target named in its place, lgc's own source code (any change to the compiler
+device and the Target its kernels are generated for (its own, or one named with --target), lgc's own source code (any change to the compiler
 misses) and the tuning database. Only models of at
 least MIN_BYTES are stored (small models compile faster than a cache entry loads). An entry
 that fails to load is removed and the model compiled again. The executable from a cache hit
@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.target import Target
 from ..backends.tuning import db_path
 from ..compiler import Options
 from . import cache as program_cache
@@ -57,7 +56,7 @@ def _path(key: str) -> Path:
     return program_cache.cache_dir() / "compiled" / key[:2] / f"{key}.lgc"
 
 
-def key_for(source, types: dict, options: Options, device, target: Target | None = None) -> str | None:
+def key_for(source, types: dict, options: Options, device) -> str | None:
     """The cache key, or None where this model is not cached: caching off, a model given
     as a ModelProto or bytes (hashing those costs as much as the compile saves), or a file
     under MIN_BYTES."""
@@ -76,7 +75,7 @@ def key_for(source, types: dict, options: Options, device, target: Target | None
         tuning = db_path().read_bytes()
     except OSError:
         tuning = b""
-    for part in (code_version(), device.key, repr(target), options.key(),
+    for part in (code_version(), device.key, repr(device.target), options.key(),
                  repr(sorted((k, str(t)) for k, t in types.items()))):
         h.update(part.encode())
         h.update(b"\0")

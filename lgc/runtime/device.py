@@ -32,6 +32,7 @@ class Device:
     platform: str
     usable: bool
     problem: str = ""
+    target_override: Target | None = None   # generate kernels for this Target instead (--target)
 
     @property
     def name(self) -> str:
@@ -63,8 +64,14 @@ class Device:
 
     @property
     def target(self) -> Target:
-        """The hardware facts code generation reads (lgc.backends.target.Target)."""
-        return _target(self.index, self.key)
+        """The hardware facts code generation reads (lgc.backends.target.Target): the
+        device's own, or the one it was retargeted to."""
+        return self.target_override or _target(self.index, self.key)
+
+    def retargeted(self, target: Target | None) -> "Device":
+        """This device, with kernels generated for `target` (`lgc compile --target gfx803`
+        on a machine without that GPU; the kernels still run here). None: unchanged."""
+        return self if target is None else replace(self, target_override=target)
 
 
 @lru_cache(maxsize=None)

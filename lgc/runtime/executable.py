@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.program import Program
-from ..backends.target import Target, explicit_target
+from ..backends.target import Target
 from ..compiler import Options, backend_for, compile as compile_graph
 from ..errors import InputError
 from ..ir import dtypes
@@ -29,9 +29,8 @@ class Executable:
                    target: Target | None = None):
         """Compile `graph` for `device` (default: LGC_DEVICE, else the first working GPU, else
         the CPU). `target` generates for that Target instead of the device's own facts."""
-        device = select_device(device)
-        target = target or explicit_target() or device.target   # TODO(issue 11): cli passes target
-        compiled = compile_graph(graph, backend_for(target), Options(opt_level))
+        device = select_device(device).retargeted(target)
+        compiled = compile_graph(graph, backend_for(device.target), Options(opt_level))
         return cls(compiled.program, compiled.graph, device, profile=profile)
 
     # -- signature ---------------------------------------------------------------------

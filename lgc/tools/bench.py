@@ -91,8 +91,7 @@ def device_target(device):
     """(Target, note): the Target of the device; a CPU device without a known bandwidth gets the host's
     measured copy bandwidth (PoCL kernels read and write host memory)."""
     from dataclasses import replace
-    from ..backends.target import Target
-    target = Target.from_device(device)
+    target = device.target
     note = ""
     if not target.bandwidth and target.device_type == "cpu":
         target = replace(target, bandwidth=host_copy_bandwidth())

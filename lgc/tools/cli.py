@@ -46,7 +46,11 @@ def cmd_compile(args) -> int:
     t = time.perf_counter()
     if args.plan:
         return _compile_stages(args, t)
-    model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
+    from lgc.backends.target import by_name
+    from lgc.runtime import select_device
+    target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
+    device = select_device(args.device).retargeted(by_name(target) if target else None)
+    model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=device,
                       opt_level=args.opt_level)
     types = model.default_types()
     for name, (_, decl) in model.inputs.items():
@@ -55,25 +59,21 @@ def cmd_compile(args) -> int:
             _progress(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
                       f"(choose with --input-shape {name}=...)")
     _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
-    from lgc.backends.target import by_name, use_target
     if args.tune:
         _tune(model.model, types, args)
-    target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
     copts = _compress_options(args)
     crep = None
-    with use_target(by_name(target) if target else None):   # else the device's
-        if copts.active:
-            exe, crep = _compress(model, types, copts, args)
-        else:
-            exe = model.executable(types)
-        if args.explain:
-            from lgc.backends.fusion import fusion_enabled, plan
-            from lgc.backends.program import lower_for_target   # the graph lower() fuses
-            from lgc.backends.target import target_for
-            tgt = target_for(exe.device)
-            with use_target(tgt):
-                lowered = lower_for_target(exe.graph)
-            print(plan(lowered, tgt).explain() if fusion_enabled() else "fusion is off (LGC_FUSE=0)")
+    if copts.active:
+        exe, crep = _compress(model, types, copts, args, device)
+    else:
+        exe = model.executable(types)
+    if args.explain:
+        from lgc.backends.fusion import plan
+        from lgc.compiler import Settings, backend_for
+        backend = backend_for(device.target)
+        settings = Settings.from_env()
+        lowered = backend.rewrite(exe.graph, settings)   # the graph the backend fuses
+        print(plan(lowered, backend.target).explain() if settings.fuse else "fusion is off (LGC_FUSE=0)")
     if args.report:
         from lgc.frontend.onnx.importer import import_graph
         from lgc.passes.manager import optimize, report_table
@@ -132,15 +132,15 @@ def _compress_options(args):
     return opts
 
 
-def _compress(model, types, opts, args):
+def _compress(model, types, opts, args, device):
     """The compressed Executable and its compression report."""
-    from lgc.api import Executable
     from lgc.compress.pipeline import compress
     from lgc.frontend.onnx.importer import import_graph
     from lgc.passes import optimize
+    from lgc.runtime import Executable
     graph = optimize(import_graph(model.model, types), args.opt_level)
-    small, rep = compress(graph, opts, args.device, progress=_progress, report=True)
-    return Executable.from_graph(small, args.device, args.opt_level), rep
+    small, rep = compress(graph, opts, device, progress=_progress, report=True)
+    return Executable.from_graph(small, device, args.opt_level), rep
 
 
 def _tune(onnx_model, types, args) -> None:
