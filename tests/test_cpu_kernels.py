@@ -16,7 +16,7 @@ from lgc.backends.target import GFX803
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
-from lgc.ops.nn import _conv_ref
+from lgc.ops.nn import conv_ref
 
 F32 = dtypes.by_name("f32")
 
@@ -60,7 +60,7 @@ def test_im2col_ref_is_the_conv():
     x, w = rand(rng, (2, 3, 9, 8)), rand(rng, (5, 3, 3, 2))
     at = {"kernel": (3, 2), "strides": (2, 1), "pads": (1, 0, 2, 1), "dilations": (1, 2)}
     cols = im2col_panels_ref([x], at)[0]                     # [N, NP, C*KS, 16]
-    y = _conv_ref([x, w], {"strides": (2, 1), "pads": (1, 0, 2, 1), "dilations": (1, 2), "group": 1})[0]
+    y = conv_ref([x, w], {"strides": (2, 1), "pads": (1, 0, 2, 1), "dilations": (1, 2), "group": 1})[0]
     P = y.shape[2] * y.shape[3]
     col = np.moveaxis(cols, 1, 2).reshape(2, 18, -1)[:, :, :P]
     np.testing.assert_allclose(w.reshape(5, -1) @ col, y.reshape(2, 5, P), rtol=1e-5, atol=1e-5)
@@ -132,7 +132,7 @@ def test_conv_relu_residual(xs, ws, at, const, bias):
     rng = np.random.default_rng(len(xs) + ws[0])
     x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, (ws[0],))
     full = {"strides": (), "pads": (), "dilations": (), "group": 1, **at}
-    y = _conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    y = conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
     r = rand(rng, y.shape)
     g = GraphBuilder("conv")
     xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, r.shape))
@@ -181,7 +181,7 @@ def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
     rng = np.random.default_rng(xs[1] * 10 + M)
     x, w, b = rand(rng, xs), rand(rng, (M, xs[1], 3, 3)), rand(rng, (M,))
     full = {"strides": (), "pads": pads, "dilations": (), "group": 1}
-    y = _conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    y = conv_ref([x.astype(np.float64), w.astype(np.float64)] + ([b] if bias else []), full)[0]
     r = rand(rng, y.shape)
     g = GraphBuilder("wino")
     xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, r.shape))
@@ -216,7 +216,7 @@ def test_depthwise_conv_relu_residual(xs, ks, at, const, bias, g):
     if g > 1:
         xs64 = xs64.reshape(N, g, C // g, H, W).transpose(0, 2, 1, 3, 4).reshape(xs)
     full = {"strides": (), "pads": (), "dilations": (), **at, "group": C}
-    y = _conv_ref([xs64, w.astype(np.float64)] + ([b] if bias else []), full)[0]
+    y = conv_ref([xs64, w.astype(np.float64)] + ([b] if bias else []), full)[0]
     r = rand(rng, y.shape)
     gb = GraphBuilder("dw")
     xv, rv = gb.input("x", TensorType(F32, xs)), gb.input("r", TensorType(F32, r.shape))
@@ -293,15 +293,15 @@ POOLS = [  # op, x shape, attrs
 def test_pool_rows_relu_residual(op, xs, at):
     """2-D max / average pools on pool_rows with relu + residual fused in, against NumPy
     (max: -inf outside the image, NaN ignored; average: the taps inside, or the window)."""
-    from lgc.ops.nn import _pool_out
+    from lgc.ops.nn import pool_out
     rng = np.random.default_rng(xs[1] * 7 + xs[2])
     x = rand(rng, xs)
     x[0, 0, 0, :3] = np.nan if op == "max_pool" else x[0, 0, 0, :3]
     k = at["kernel"]
     s, d = at.get("strides", (1, 1)), at.get("dilations", (1, 1))
     pt, pl, pb, pr = at.get("pads", (0, 0, 0, 0))
-    out = _pool_out(xs, {"kernel": k, "strides": s, "pads": (pt, pl, pb, pr), "dilations": d,
-                         "ceil_mode": 0})
+    out = pool_out(xs, {"kernel": k, "strides": s, "pads": (pt, pl, pb, pr), "dilations": d,
+                        "ceil_mode": 0})
     want = np.zeros(out)
     xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (pt, pb), (pl, pr)], constant_values=np.nan)
     for oy in range(out[2]):

@@ -19,7 +19,7 @@ from lgc.errors import ArtifactError
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
-from lgc.ops.nn import _conv_ref
+from lgc.ops.nn import conv_ref
 
 F32 = dtypes.by_name("f32")
 
@@ -105,9 +105,9 @@ def test_winograd_layers_of_two_sizes_share_kernels():
     assert len(lns) == 2 and lns[0].kernel == lns[1].kernel and lns[0].scalars != lns[1].scalars
     lns = by_kind(program, "winograd_input")
     assert len(lns) == 2 and lns[0].kernel != lns[1].kernel and not lns[0].scalars
-    y = np.maximum(_conv_ref([x.astype(np.float64), w1.astype(np.float64)], pad)[0], 0)
+    y = np.maximum(conv_ref([x.astype(np.float64), w1.astype(np.float64)], pad)[0], 0)
     y = y.reshape(1, 6, 5, 2, 6, 2).max(axis=(3, 5))
-    y = np.maximum(_conv_ref([y, w2.astype(np.float64)], pad)[0], 0)
+    y = np.maximum(conv_ref([y, w2.astype(np.float64)], pad)[0], 0)
     got = list(Executable(program, graph).run({"x": x}).values())[0]
     np.testing.assert_allclose(got, y, rtol=1e-4, atol=1e-4)
 

@@ -201,7 +201,7 @@ def test_cpu_winograd_decision_is_stored_and_used(tmp_path, monkeypatch):
     """A stored im2col win takes the conv off Winograd: the program has no Winograd kernels,
     the conv's panel GEMM task becomes the im2col one, and the result still matches NumPy."""
     from lgc.api import Executable
-    from lgc.ops.nn import _conv_ref
+    from lgc.ops.nn import conv_ref
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     device, target = _device_target()
     graph = _mixed_graph()
@@ -221,8 +221,8 @@ def test_cpu_winograd_decision_is_stored_and_used(tmp_path, monkeypatch):
     feeds = {"x": np.zeros((33, 40), np.float32), "img": img, "s1": np.zeros((6, 10), np.float32),
              "s2": np.zeros((10, 12), np.float32), "bt": np.zeros((48, 40), np.float32)}
     got = list(Executable(program, graph, device).run(feeds).values())[1]
-    want = _conv_ref([img.astype(np.float64)] + [consts[v].astype(np.float64) for v in conv.inputs[1:]],
-                     conv.attrs)[0]
+    want = conv_ref([img.astype(np.float64)] + [consts[v].astype(np.float64) for v in conv.inputs[1:]],
+                    conv.attrs)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

@@ -55,12 +55,12 @@ def _infer(types, attrs):
 
 
 def _ref(xs, attrs):
-    from ..ops.nn import _conv_ref
+    from ..ops.nn import conv_ref
     x = xs[0].astype(np.float64)[:, shuffle_map(xs[0].shape[1], attrs["shuffle"])]
     at = {k: attrs[k] for k in ("strides", "dilations")}
     pt, pl, pb, pr = attrs["pads"]
-    y = _conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
-                  {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
+    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
+                 {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
     return [y.astype(xs[0].dtype)]
 
 

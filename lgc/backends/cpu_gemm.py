@@ -373,7 +373,7 @@ class PanelGemmGen:
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        from ..ops.linalg import batch_offsets
+        from .vector import batch_offsets
         body += batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
         body.append(f"__global const float* bq = in1 + offb + pn * K_ * {PANEL};")
         if packed:

@@ -27,21 +27,21 @@ def _nn_attrs(attrs):
 
 
 def _infer(types, attrs):
-    from ..ops.nn import _pool_out
+    from ..ops.nn import pool_out
     x = types[0].shape
     if len(x) != 4 or attrs["mode"] not in MODES or types[0].dtype.name != "f32":
         raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {MODES}, got "
                       f"{types[0]} and {attrs['mode']!r}")
-    return [TensorType(types[0].dtype, _pool_out(x, _nn_attrs(attrs)))]
+    return [TensorType(types[0].dtype, pool_out(x, _nn_attrs(attrs)))]
 
 
 def _ref(xs, attrs):
-    from ..ops.nn import _avg_pool_ref, _max_pool_ref
+    from ..ops.nn import avg_pool_ref, max_pool_ref
     at = _nn_attrs(attrs)
     if attrs["mode"] == "max":
-        return [_max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
+        return [max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
     x = xs[0].astype(float)
-    y = _avg_pool_ref([x], {**at, "count_include_pad": int(attrs["mode"] == "avg_pad")})[0]
+    y = avg_pool_ref([x], {**at, "count_include_pad": int(attrs["mode"] == "avg_pad")})[0]
     return [y.astype(xs[0].dtype)]
 
 

@@ -421,20 +421,21 @@ def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
 
 def gemm_shape(node):
     """(signature, M, N, K, batch) of a matmul node."""
-    from ..ops.linalg import _b_shape, _mm_shapes, prod
-    _, _, batch, M, K, N, _ = _mm_shapes(node.inputs[0].shape, _b_shape(node.inputs[1].shape, node.attrs))
+    from ..ops.linalg import b_shape, mm_shapes, prod
+    _, _, batch, M, K, N, _ = mm_shapes(node.inputs[0].shape, b_shape(node.inputs[1].shape, node.attrs))
     op = "matmul_t" if node.attrs["trans_b"] else "matmul"
     return signature(op, M, N, K, prod(batch)), M, N, K, prod(batch)
 
 
 def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None, epilogue=None):
     """GPU kernel for a float32 matmul node (either B layout); `epilogue` as in epilogue_store."""
-    from ..ops.linalg import _b_shape, _mm_shapes, batch_offsets, prod
+    from ..ops.linalg import b_shape, mm_shapes, prod
     from .emit import read
     from .kernel import Arg, Kernel, index_type_for
+    from .vector import batch_offsets
     A, B = node.inputs
     C = node.outputs[0]
-    ba, bb, batch, M, K, N, _ = _mm_shapes(A.shape, _b_shape(B.shape, node.attrs))
+    ba, bb, batch, M, K, N, _ = mm_shapes(A.shape, b_shape(B.shape, node.attrs))
     trans = bool(node.attrs["trans_b"])
     nb = prod(batch)
     if params is None and M <= GEMV_ROWS and trans:
@@ -482,9 +483,10 @@ def gemv_t_kernel(node, name, batch, ba, bb, M: int, K: int, N: int, epilogue=No
     local memory. The GEMM tile would give N/64 work-groups, too few to keep the memory system
     busy (ResNet-50's classifier at batch 16 on an H200: 0.67 ms as a 32x32-tile GEMM); B's
     rows are read once per row of A, from cache after the first."""
-    from ..ops.linalg import batch_offsets, prod
+    from ..ops.linalg import prod
     from .emit import read
     from .kernel import Arg, Kernel, index_type_for
+    from .vector import batch_offsets
     A, B = node.inputs
     C = node.outputs[0]
     Y = epilogue.output if epilogue is not None else C

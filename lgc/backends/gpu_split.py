@@ -41,10 +41,10 @@ MAX_SPLITS = 16
 # ---- conv_split_k -----------------------------------------------------------------------------
 
 def _split_infer(types, attrs):
-    from ..ops.nn import _conv_infer
+    from ..ops.nn import conv_infer
     S = attrs["splits"]
     conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    (y,) = _conv_infer(types, conv_attrs)
+    (y,) = conv_infer(types, conv_attrs)
     cg = types[1].shape[1]
     if S < 1 or cg % S or attrs["group"] != 1:
         raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
@@ -53,12 +53,12 @@ def _split_infer(types, attrs):
 
 
 def _split_ref(xs, attrs):
-    from ..ops.nn import _conv_ref
+    from ..ops.nn import conv_ref
     x, w = xs[0], xs[1]
     S = attrs["splits"]
     cs = w.shape[1] // S
     conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    parts = [_conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
+    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
              for z in range(S)]
     return [np.stack(parts).astype(x.dtype)]
 

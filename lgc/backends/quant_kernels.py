@@ -222,7 +222,8 @@ class QConvGen(_QuantGen):
     axis (the float conv's tile). Padding reads as zero after the zero point is removed,
     i.e. as the real value 0, as ONNX's QLinearConv defines it."""
     def kernels(self, node, name, epilogue=None):
-        from ..ops.nn import conv_tile_indices, conv_window_loops, spatial_attrs
+        from ..ops.nn import spatial_attrs
+        from .kernels.nn import conv_tile_indices, conv_window_loops
         X, W = node.inputs[:2]
         Y = node.outputs[0]
         if Y.type.size == 0:

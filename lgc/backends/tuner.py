@@ -99,16 +99,16 @@ def gpu_gemm_shape(node):
 
 
 def _cpu_gen(op: str, params):
-    from ..ops.linalg import MatmulGen
-    from ..ops.nn import ConvGen
+    from .kernels.linalg import MatmulGen
+    from .kernels.nn import ConvGen
     return (MatmulGen if op == "matmul" else ConvGen)(params)
 
 
 def cpu_shape(node):
     """(signature, heuristic default) of a CPU template op: the arguments its generator hands
     to the tile heuristic, recorded by running the generator once."""
-    from ..ops.linalg import matmul_params
-    from ..ops.nn import conv_params
+    from .kernels.linalg import matmul_params
+    from .kernels.nn import conv_params
     heuristic = matmul_params if node.op == "matmul" else conv_params
     seen = []
     _cpu_gen(node.op, lambda *a: seen.append(a) or heuristic(*a)).kernels(node, "probe")
@@ -179,8 +179,9 @@ def tasks(graph, target: Target, lowering: bool = True) -> list[Task]:
     the kernels of the graph as cpu_lowering rewrites it; on a GPU, the GEMMs of the graph as
     gpu_split rewrites it (a split conv is tuned as split); biggest FLOP count first."""
     from ..ir import registry
-    from ..ops.linalg import MatmulParams, width_for
-    from ..ops.nn import ConvParams
+    from .kernels.linalg import MatmulParams
+    from .kernels.nn import ConvParams
+    from .vector import width_for
     first = []
     if not target.is_gpu:
         from .cpu_lowering import lower_for_cpu
