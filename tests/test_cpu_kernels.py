@@ -10,12 +10,12 @@ import pytest
 
 from lgc.api import Executable
 from lgc.backends import cpu_lowering
-from lgc.backends.cpu_gemm import im2col_panels_ref, pack_panels_ref, pack_rows_ref
 from lgc.backends.program import lower
 from lgc.backends.target import GFX803
 from lgc.ir import dtypes
 from lgc.ir.builder import GraphBuilder
 from lgc.ir.graph import TensorType
+from lgc.ops.lowered import im2col_panels_ref, pack_panels_ref, pack_rows_ref
 from lgc.ops.nn import conv_ref
 
 F32 = dtypes.by_name("f32")
@@ -237,11 +237,11 @@ def test_depthwise_conv_relu_residual(xs, ks, at, const, bias, g):
 
 
 def test_depthwise_ref_is_the_conv():
-    from lgc.backends.cpu_depthwise import _ref
+    from lgc.ops.lowered import depthwise_conv_ref
     rng = np.random.default_rng(3)
     x, w = rand(rng, (1, 6, 8, 8)), rand(rng, (6, 1, 3, 3))
     at = {"strides": (2, 1), "pads": (1, 0, 1, 2), "dilations": (1, 1), "shuffle": 2}
-    got = _ref([x, w], at)[0]
+    got = depthwise_conv_ref([x, w], at)[0]
     xsh = x.reshape(1, 2, 3, 8, 8).transpose(0, 2, 1, 3, 4).reshape(1, 6, 8, 8)
     want = np.zeros_like(got, dtype=np.float64)
     xp = np.pad(xsh.astype(np.float64), [(0, 0), (0, 0), (1, 1), (0, 2)])

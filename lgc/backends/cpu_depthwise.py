@@ -13,55 +13,13 @@ transpose (0, 2, 1, 3, 4), reshape back) into the input index: output channel c 
 channel (c % g) * (C / g) + c / g, so the shuffled copy is never written.
 
   depthwise_conv(X [N, C, H, W], W [C, 1, KH, KW][, bias [C]]) -> [N, C, OH, OW]
+(its semantics and NumPy reference are in lgc.ops.lowered)
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..ir.graph import TensorType
-from ..ir.registry import OpDef, OpError, register
-from .cpu_gemm import _lowering_only
 from .kernel import Arg, Kernel, index_type_for
 
 MAX_SEG = 8       # outputs per work-item along W
-
-
-def shuffle_map(C: int, g: int) -> np.ndarray:
-    """Input channel read by each output channel after a channel shuffle of g groups."""
-    c = np.arange(C)
-    return c if g <= 1 else (c % g) * (C // g) + c // g
-
-
-def _out_hw(x, w, at):
-    (sh, sw), (dh, dw) = at["strides"], at["dilations"]
-    pt, pl, pb, pr = at["pads"]
-    return ((x[2] + pt + pb - dh * (w[2] - 1) - 1) // sh + 1,
-            (x[3] + pl + pr - dw * (w[3] - 1) - 1) // sw + 1)
-
-
-def _infer(types, attrs):
-    x, w = types[0].shape, types[1].shape
-    g = attrs["shuffle"]
-    if len(x) != 4 or len(w) != 4 or w[0] != x[1] or w[1] != 1:
-        raise OpError(f"depthwise_conv: X {x} and W {w} are not a 2-D depthwise conv")
-    if g > 1 and x[1] % g:
-        raise OpError(f"depthwise_conv: {x[1]} channels do not split into {g} shuffle groups")
-    if len(types) == 3 and types[2].shape != (x[1],):
-        raise OpError(f"depthwise_conv: bias shape {types[2].shape}, expected ({x[1]},)")
-    oh, ow = _out_hw(x, w, attrs)
-    if oh < 1 or ow < 1:
-        raise OpError(f"depthwise_conv: X {x} with W {w} leaves no output")
-    return [TensorType(types[0].dtype, (x[0], x[1], oh, ow))]
-
-
-def _ref(xs, attrs):
-    from ..ops.nn import conv_ref
-    x = xs[0].astype(np.float64)[:, shuffle_map(xs[0].shape[1], attrs["shuffle"])]
-    at = {k: attrs[k] for k in ("strides", "dilations")}
-    pt, pl, pb, pr = attrs["pads"]
-    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
-                 {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
-    return [y.astype(xs[0].dtype)]
 
 
 def segment(ow: int) -> int:
@@ -130,13 +88,5 @@ class DepthwiseGen:
                        flops=2 * KH * KW * Y.type.size)]
 
 
-register(OpDef("depthwise_conv", _infer, _ref, DepthwiseGen(), fusion="out_fusable",
-               num_inputs=(2, 3),
-               attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
-               vjp=_lowering_only("depthwise_conv"), batch=_lowering_only("depthwise_conv"),
-               doc="2-D depthwise conv, optionally reading through a channel shuffle "
-                   "(CPU lowering only)"))
-
-
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+LOWERINGS: dict = {"depthwise_conv": DepthwiseGen()}

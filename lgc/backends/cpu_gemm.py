@@ -10,25 +10,22 @@ float8, and 8-row tiles beat 4-row ones. A is read row by row (8 scalar streams)
 panels of 4 ([K, 4] each, two per tile) when it is a constant packed once at compile time
 (conv weights) or tall enough for a runtime pack to pay (cpu_lowering.MIN_M_PACKED).
 
-Ops (made only by lgc.backends.cpu_lowering, after differentiation and batching):
+Ops (made only by lgc.backends.cpu_lowering, after differentiation and batching; their
+semantics and NumPy references are in lgc.ops.lowered):
   pack_panels(B)        B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
   im2col_panels(X)      X [N, C, *S] -> the conv's patches as B panels [N, ceil(P/16), C*KS, 16]
+  pack_rows(A)          A [..., M, K] -> row panels [..., ceil(M/8)*2, K, 4]
   matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`
 Constant operands are packed by the NumPy references at compile time (weights: once).
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..ir.graph import TensorType
-from ..ir.registry import OpDef, OpError, register
+from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
 from .emit import write
 from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
+from .vector import batch_offsets
 
-PANEL = 16      # columns of B (and of a C tile) per panel
-ROWS = 4        # rows of A per packed panel, and per C tile when A is read unpacked
-PACKED_TILE = 8  # rows per C tile when A is packed: two panels (8 x 16 beat 4 x 16 by ~10%)
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
                 # AVX-512 it beat two float8 by 1.5-2x at 1024^3 and 2048^3 (/tmp proto, same run)
@@ -46,17 +43,6 @@ def _prod(xs) -> int:
     return n
 
 
-def _panels(n: int, width: int = PANEL) -> int:
-    return -(-n // width)
-
-
-def _lowering_only(name):
-    def rule(*args, **kwargs):
-        raise NotImplementedError(f"{name} is made by CPU lowering, after differentiation and "
-                                  "batching; it has no gradient or batching rule")
-    return rule
-
-
 def _lanes_loop(it, cond, read) -> list[str]:
     """Statements storing the panel row at dst: lane j is `read` where `cond` holds, else 0,
     with q = p * 16 + j. A loop, not 16 unrolled lanes: PoCL compiles every kernel again at
@@ -72,23 +58,6 @@ PACK_LOCAL = 64     # work-items per group along k (a fixed size: one PoCL speci
 
 # ---- pack_panels ----------------------------------------------------------------------------
 
-def _pack_infer(types, attrs):
-    x = types[0].shape
-    if len(x) < 2:
-        raise OpError("pack_panels needs rank >= 2")
-    K, N = (x[-1], x[-2]) if attrs["trans"] else (x[-2], x[-1])
-    return [TensorType(types[0].dtype, tuple(x[:-2]) + (_panels(N), K, PANEL))]
-
-
-def pack_panels_ref(xs, attrs):
-    """[..., K, N] -> [..., NP, K, 16], zero-padded past column N."""
-    b = np.swapaxes(xs[0], -1, -2) if attrs["trans"] else xs[0]
-    K, N = b.shape[-2:]
-    pad = [(0, 0)] * (b.ndim - 1) + [(0, _panels(N) * PANEL - N)]
-    b = np.pad(b, pad).reshape(b.shape[:-1] + (_panels(N), PANEL))
-    return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
-
-
 class PackGen:
     """One work-item per panel row: 16 elements of B stored with one vstore16 (a vload16
     from a row of B when the panel lies inside it)."""
@@ -99,7 +68,7 @@ class PackGen:
         trans = node.attrs["trans"]
         x = X.shape
         K, N = (x[-1], x[-2]) if trans else (x[-2], x[-1])
-        NP, nb = _panels(N), _prod(x[:-2])
+        NP, nb = panels(N), _prod(x[:-2])
         it = index_type_for(X.type.size, Y.type.size)
         L = PACK_LOCAL
         # sizes are kernel arguments (Kernel.params) and the work-group size is fixed (rows
@@ -124,48 +93,9 @@ class PackGen:
                        node_name=node.name or "", params=params)]
 
 
-register(OpDef("pack_panels", _pack_infer, pack_panels_ref, PackGen(),
-               fusion="opaque", num_inputs=1, attrs={"trans": 0},
-               vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
-               doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
-                   "(CPU lowering only)"))
-
-
 # ---- im2col_panels --------------------------------------------------------------------------
 
 STRIDE2_VLOAD = True    # the stride-2 fast path of im2col_panels (off: for A/B timing)
-
-
-def conv_geometry(x_shape, k_shape, attrs):
-    """(strides, pads_begin, dilations, output spatial shape) of a conv."""
-    from ..ops.nn import spatial_attrs, window_out
-    r = len(x_shape) - 2
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    out = tuple(window_out(x_shape[2 + i], k_shape[i], s[i], pb[i], pe[i], d[i]) for i in range(r))
-    return s, pb, d, out
-
-
-def _im2col_infer(types, attrs):
-    x = types[0].shape
-    if len(x) < 3 or len(attrs["kernel"]) != len(x) - 2:
-        raise OpError(f"im2col_panels: X {x} does not fit kernel {attrs['kernel']}")
-    *_, out = conv_geometry(x, attrs["kernel"], attrs)
-    return [TensorType(types[0].dtype, (x[0], _panels(_prod(out)), x[1] * _prod(attrs["kernel"]), PANEL))]
-
-
-def im2col_panels_ref(xs, attrs):
-    x = xs[0]
-    ks = tuple(attrs["kernel"])
-    s, pb, d, out = conv_geometry(x.shape, ks, attrs)
-    r = len(ks)
-    pe = [max(0, (out[i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 - x.shape[2 + i] - pb[i]) for i in range(r)]
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
-    cols = []
-    for kk in np.ndindex(*ks):
-        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
-        cols.append(xp[(slice(None), slice(None)) + sl].reshape(x.shape[0], x.shape[1], -1))
-    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, _prod(out))   # [N, C*KS, P]
-    return pack_panels_ref([col], {"trans": 0})
 
 
 class Im2colGen:
@@ -181,7 +111,7 @@ class Im2colGen:
         x, ks = X.shape, tuple(at["kernel"])
         s, pb, d, out = conv_geometry(x, ks, at)
         r, C, P, KS, S = len(ks), x[1], _prod(out), _prod(ks), x[2:]
-        NP = _panels(P)
+        NP = panels(P)
         it = index_type_for(X.type.size, Y.type.size)
         body = [f"const {it} k = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
@@ -233,76 +163,7 @@ class Im2colGen:
                        node_name=node.name or "")]
 
 
-register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref, Im2colGen(),
-               fusion="opaque", num_inputs=1,
-               attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
-               vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
-               doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
-                   "(CPU lowering only)"))
-
-
 # ---- matmul_panels --------------------------------------------------------------------------
-
-def pack_rows_ref(a: np.ndarray) -> np.ndarray:
-    """A [M, K] -> row panels [K, 4], zero-padded to whole tiles of PACKED_TILE rows
-    (constants only)."""
-    M, K = a.shape
-    a = np.pad(a, [(0, _panels(M, PACKED_TILE) * PACKED_TILE - M), (0, 0)]).reshape(-1, ROWS, K)
-    return np.ascontiguousarray(np.swapaxes(a, 1, 2))
-
-
-def _dims(types, attrs):
-    """(batch_a, batch_b, M, K, N) of a matmul_panels node."""
-    a, bp = types[0].shape, types[1].shape
-    K = bp[-2]
-    if attrs["a_packed"]:
-        ba, M = a[:-3], attrs["m"]
-        ok = a[-2:] == (K, ROWS) and a[-3] * ROWS == _panels(M, PACKED_TILE) * PACKED_TILE
-    else:
-        ba, M = a[:-2], a[-2]
-        ok = a[-1] == K
-    if not ok or bp[-1] != PANEL or bp[-3] != _panels(attrs["n"]):
-        raise OpError(f"matmul_panels: A {a} and panels {bp} do not fit (m={attrs['m']}, n={attrs['n']})")
-    return tuple(ba), tuple(bp[:-3]), M, K, attrs["n"]
-
-
-def _mmp_infer(types, attrs):
-    from ..ops._rules import broadcast_shapes
-    ba, bb, M, K, N = _dims(types, attrs)
-    out = tuple(attrs["out_shape"])
-    batch = broadcast_shapes(ba, bb)
-    if _prod(out) != _prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
-        raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
-    if len(types) == 3 and types[2].shape != (M,):
-        raise OpError(f"matmul_panels: bias shape {types[2].shape}, expected ({M},)")
-    return [TensorType(types[0].dtype, out)]
-
-
-def _mmp_ref(xs, attrs):
-    a, bp = xs[0], xs[1]
-    if attrs["a_packed"]:
-        a = np.swapaxes(a, -1, -2).reshape(a.shape[:-3] + (-1, a.shape[-2]))[..., :attrs["m"], :]
-    b = np.moveaxis(bp, -3, -2).reshape(bp.shape[:-3] + (bp.shape[-2], -1))[..., :attrs["n"]]
-    c = np.matmul(a, b)
-    if len(xs) == 3:
-        c = c + xs[2][:, None]
-    return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
-
-
-def _pack_rows_infer(types, attrs):
-    x = types[0].shape
-    if len(x) < 2:
-        raise OpError("pack_rows needs rank >= 2")
-    M, K = x[-2:]
-    return [TensorType(types[0].dtype, tuple(x[:-2]) + (_panels(M, PACKED_TILE) * PACKED_TILE // ROWS, K, ROWS))]
-
-
-def pack_rows_batched_ref(xs, attrs):
-    a = xs[0]
-    flat = a.reshape((-1,) + a.shape[-2:])
-    out = np.stack([pack_rows_ref(m) for m in flat]) if len(flat) else np.zeros((0,), a.dtype)
-    return [out.reshape(a.shape[:-2] + out.shape[1:])]
-
 
 class PackRowsGen:
     """One work-item per (k, row panel): 4 rows of A at column k, stored as one float4."""
@@ -325,18 +186,13 @@ class PackRowsGen:
                        node_name=node.name or "")]
 
 
-register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, PackRowsGen(), fusion="opaque",
-               num_inputs=1, vjp=_lowering_only("pack_rows"), batch=_lowering_only("pack_rows"),
-               doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
-
-
 def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
     """Rows per C tile: `lgc tune`'s winner for this GEMM (lgc.backends.tuning), else
     PACKED_TILE or UNPACKED_TILE (fewer when M is). A packed tile is whole row panels inside
     A's padding to PACKED_TILE rows; one read row by row is at most 16 rows."""
     from .tuning import panel_rows
     rows = panel_rows(M, N, K, batch, packed)
-    padded = _panels(M, PACKED_TILE) * PACKED_TILE
+    padded = panels(M, PACKED_TILE) * PACKED_TILE
     if rows is not None and (0 < rows <= 16 and padded % rows == 0 and rows % ROWS == 0
                              if packed else 0 < rows <= 16):
         return rows
@@ -356,7 +212,7 @@ class PanelGemmGen:
         A, Bp = node.inputs[:2]
         C = node.outputs[0]
         at = node.attrs
-        ba, bb, M, K, N = _dims([v.type for v in node.inputs], at)
+        ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
         out = tuple(at["out_shape"])
         nb_rank = max(len(ba), len(bb))
         batch, nshape = out[:nb_rank], out[nb_rank + 1:]
@@ -364,16 +220,15 @@ class PanelGemmGen:
         TM = tile_rows(M, N, K, _prod(batch), packed)
         dt = C.dtype
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
-        a_size = _panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
+        a_size = panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
-        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", a_size), ("SB_", _panels(N) * K * PANEL))
+        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", a_size), ("SB_", panels(N) * K * PANEL))
         body = [f"const {it} pn = ({it})get_global_id(0);",
                 f"const {it} pm = ({it})get_global_id(1);",
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        from .vector import batch_offsets
         body += batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
         body.append(f"__global const float* bq = in1 + offb + pn * K_ * {PANEL};")
         if packed:
@@ -430,7 +285,7 @@ class PanelGemmGen:
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
         args.append(Arg("out0", epilogue.output if epilogue is not None else C, writable=True))
-        return [Kernel(name, args, body, global_size=(_panels(N), _panels(M, TM), _prod(batch)),
+        return [Kernel(name, args, body, global_size=(panels(N), panels(M, TM), _prod(batch)),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                        flops=2 * M * N * K * _prod(batch), params=params)]
 
@@ -441,13 +296,10 @@ def _vstore(dtype, index, value, w) -> str:
     return " ".join(write("out0", dtype, f"{index} + {j}", f"{value}.s{'0123456789abcdef'[j]}") for j in range(w))
 
 
-register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, PanelGemmGen(), fusion="out_fusable",
-               num_inputs=(2, 3), attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
-               vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
-               doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
-                   "out_shape (CPU lowering only)"))
-
-
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+LOWERINGS: dict = {
+    "pack_panels": PackGen(),
+    "im2col_panels": Im2colGen(),
+    "pack_rows": PackRowsGen(),
+    "matmul_panels": PanelGemmGen(),
+}

@@ -25,9 +25,10 @@ import numpy as np
 
 from ..ir import registry
 from ..ir.graph import Graph, Node
+from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd  # noqa: F401
+from . import cpu_winograd
 from .settings import current_settings
 from .target import current_target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
@@ -95,14 +96,14 @@ def _matmul(rw: Rewriter, node: Node, consts) -> bool:
     if N < MIN_N or K == 0 or out.type.size == 0:
         return False
     if B in consts:
-        bp = rw.const(cpu_gemm.pack_panels_ref([consts[B]], {"trans": trans})[0], B.name)
+        bp = rw.const(lowered.pack_panels_ref([consts[B]], {"trans": trans})[0], B.name)
     elif flops >= MIN_FLOPS and M >= MIN_M:
         bp = rw.op("pack_panels", [B], {"trans": trans}, name=node.name)
     else:
         return False
     packed = 0
     if A in consts:
-        A = rw.const(cpu_gemm.pack_rows_batched_ref([consts[A]], {})[0], A.name)
+        A = rw.const(lowered.pack_rows_batched_ref([consts[A]], {})[0], A.name)
         packed = 1
     elif M >= MIN_M_PACKED:      # rows packed too: two float4 loads per k
         A = rw.op("pack_rows", [A], name=node.name)
@@ -133,7 +134,7 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
                    name=node.name)
     attrs = {"m": M, "n": P, "out_shape": out.shape}
     if W in consts:
-        a = rw.const(cpu_gemm.pack_rows_ref(consts[W].reshape(M, KK)), W.name)
+        a = rw.const(lowered.pack_rows_ref(consts[W].reshape(M, KK)), W.name)
         attrs["a_packed"] = 1
     else:
         a = rw.op("reshape", [W], {"shape": (M, KK)})
@@ -213,8 +214,8 @@ def _winograd(rw: Rewriter, node: Node, X, w) -> bool:
     M, C = w.shape[:2]
     v = rw.op("winograd_input", [X], {"pads": pads}, name=node.name)
     u = cpu_winograd.filter_transform(w)                       # [16, M, C]
-    U = rw.const(np.stack([cpu_gemm.pack_rows_ref(ue) for ue in u]), None)
-    T16 = v.shape[2] * cpu_gemm.PANEL
+    U = rw.const(np.stack([lowered.pack_rows_ref(ue) for ue in u]), None)
+    T16 = v.shape[2] * lowered.PANEL
     mt = rw.op("matmul_panels", [U, v], {"m": M, "n": T16, "a_packed": 1,
                                          "out_shape": (X.shape[0], 16, M, T16)}, name=node.name)
     ins = [mt] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])

@@ -1,48 +1,21 @@
 """2-D max and average pooling for CPU devices (PoCL): one work-item per output row segment.
 
-The generic pool kernels (lgc.ops.nn) give each output its own work-item and a bounds test
-per tap; on PoCL a 3x3/2 max pool of ShuffleNet's stem ran at ~3 GB/s. Here, as in
-cpu_depthwise, a work-item owns SEG <= 8 adjacent outputs of one (n, c, row) and loads each
-input row span they share once into registers. Outside the image a tap reads -inf (max) or
-0 (average); the average divides by the taps inside the image (count_include_pad = 0) or by
-the whole window (= 1). The fusion epilogue is applied before the store.
+The generic pool kernels (lgc.backends.kernels.nn) give each output its own work-item and a
+bounds test per tap; on PoCL a 3x3/2 max pool of ShuffleNet's stem ran at ~3 GB/s. Here, as
+in cpu_depthwise, a work-item owns SEG <= 8 adjacent outputs of one (n, c, row) and loads
+each input row span they share once into registers. Outside the image a tap reads -inf
+(max) or 0 (average); the average divides by the taps inside the image (count_include_pad
+= 0) or by the whole window (= 1). The fusion epilogue is applied before the store.
 
   pool_rows(X [N, C, H, W]) -> [N, C, OH, OW], mode "max" | "avg" | "avg_pad"
-Only ceil_mode 0 and a single output (no argmax) come here (cpu_lowering checks).
+Only ceil_mode 0 and a single output (no argmax) come here (cpu_lowering checks). The op's
+semantics and NumPy reference are in lgc.ops.lowered.
 """
 from __future__ import annotations
 
-from ..ir.graph import TensorType
-from ..ir.registry import OpDef, OpError, register
 from .cpu_depthwise import segment
-from .cpu_gemm import NO_UNROLL, _lowering_only
+from .cpu_gemm import NO_UNROLL
 from .kernel import Arg, Kernel, index_type_for
-
-MODES = ("max", "avg", "avg_pad")
-
-
-def _nn_attrs(attrs):
-    return {"kernel": attrs["kernel"], "strides": attrs["strides"], "pads": attrs["pads"],
-            "dilations": attrs["dilations"], "ceil_mode": 0}
-
-
-def _infer(types, attrs):
-    from ..ops.nn import pool_out
-    x = types[0].shape
-    if len(x) != 4 or attrs["mode"] not in MODES or types[0].dtype.name != "f32":
-        raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {MODES}, got "
-                      f"{types[0]} and {attrs['mode']!r}")
-    return [TensorType(types[0].dtype, pool_out(x, _nn_attrs(attrs)))]
-
-
-def _ref(xs, attrs):
-    from ..ops.nn import avg_pool_ref, max_pool_ref
-    at = _nn_attrs(attrs)
-    if attrs["mode"] == "max":
-        return [max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
-    x = xs[0].astype(float)
-    y = avg_pool_ref([x], {**at, "count_include_pad": int(attrs["mode"] == "avg_pad")})[0]
-    return [y.astype(xs[0].dtype)]
 
 
 class PoolRowsGen:
@@ -112,12 +85,5 @@ class PoolRowsGen:
                        index_type=it, node_name=node.name or "", flops=KH * KW * Y.type.size)]
 
 
-register(OpDef("pool_rows", _infer, _ref, PoolRowsGen(), fusion="out_fusable", num_inputs=1,
-               attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
-                      "dilations": (1, 1)},
-               vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
-               doc="2-D max / average pool by output row segments (CPU lowering only)"))
-
-
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+LOWERINGS: dict = {"pool_rows": PoolRowsGen()}

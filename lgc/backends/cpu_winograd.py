@@ -7,24 +7,16 @@ the 16 element positions e are 16 independent GEMMs over the input channels:
   matmul_panels(U, V)          U = G g G^T, [16, M, C] packed at compile time -> [N, 16, M, T16]
   winograd_output(Mt[, bias])  -> Y [N, M, OH, OW]; takes the fusion epilogue
 The input transform writes 4x fewer values than im2col writes for a 3x3 conv (16 per 4
-outputs against 9 per output). Only constant filters (their transform is folded).
+outputs against 9 per output). Only constant filters (their transform is folded). The two
+ops' semantics and NumPy references are in lgc.ops.lowered.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import TensorType
-from ..ir.registry import OpDef, OpError, register
-from .cpu_gemm import NO_UNROLL, PANEL, _lowering_only, _panels
+from ..ops.lowered import AT, BT, PANEL, G, panels, winograd_out_hw, winograd_tiles
+from .cpu_gemm import NO_UNROLL
 from .kernel import Arg, Kernel, index_type_for
-
-BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
-AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-
-
-def tiles(out_hw) -> tuple[int, int]:
-    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
@@ -34,35 +26,7 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
     return u.astype(w.dtype).reshape(16, M, C)
 
 
-def _out_hw(x, pads):
-    return x[2] + pads[0] + pads[2] - 2, x[3] + pads[1] + pads[3] - 2
-
-
 # ---- winograd_input -------------------------------------------------------------------------
-
-def _in_infer(types, attrs):
-    x = types[0].shape
-    if len(x) != 4:
-        raise OpError(f"winograd_input needs X [N, C, H, W], got {x}")
-    th, tw = tiles(_out_hw(x, attrs["pads"]))
-    return [TensorType(types[0].dtype, (x[0], 16, _panels(th * tw), x[1], PANEL))]
-
-
-def _in_ref(xs, attrs):
-    x = xs[0]
-    pt, pl, pb, pr = attrs["pads"]
-    th, tw = tiles(_out_hw(x.shape, attrs["pads"]))
-    xp = np.pad(x, [(0, 0), (0, 0), (pt, max(0, 2 * th + 2 - x.shape[2] - pt)),
-                    (pl, max(0, 2 * tw + 2 - x.shape[3] - pl))])
-    d = np.stack([np.stack([xp[:, :, 2 * i:2 * i + 4, 2 * j:2 * j + 4] for j in range(tw)], 2)
-                  for i in range(th)], 2)                                # [N, C, th, tw, 4, 4]
-    v = np.einsum("ai,nctsij,bj->nabcts", BT, d.astype(np.float64), BT)  # [N, 4, 4, C, th, tw]
-    v = v.reshape(x.shape[0], 16, x.shape[1], th * tw)
-    T16 = _panels(th * tw) * PANEL
-    v = np.pad(v, [(0, 0), (0, 0), (0, 0), (0, T16 - th * tw)])
-    v = v.reshape(x.shape[0], 16, x.shape[1], -1, PANEL).transpose(0, 1, 3, 2, 4)
-    return [np.ascontiguousarray(v).astype(x.dtype)]
-
 
 def _transform_lines(src, dst, op):
     """Statements for dst[a][b] = sum_ij op[a][i] src[i][j] op[b][j] (op: a 0/+-1 matrix)."""
@@ -87,8 +51,8 @@ class WinogradInputGen:
         X, V = node.inputs[0], node.outputs[0]
         N, C, H, W = X.shape
         pt, pl, _, _ = node.attrs["pads"]
-        th, tw = tiles(_out_hw(X.shape, node.attrs["pads"]))
-        T, NP = th * tw, _panels(th * tw)
+        th, tw = winograd_tiles(winograd_out_hw(X.shape, node.attrs["pads"]))
+        T, NP = th * tw, panels(th * tw)
         it = index_type_for(X.type.size, V.type.size)
         # sizes as constants, one kernel per layer shape: as kernel arguments (Kernel.params,
         # shared) this kernel ran 1.24x slower on DenseNet-121 (its 16 divisions per tile)
@@ -118,36 +82,7 @@ class WinogradInputGen:
                        node_name=node.name or "")]
 
 
-register(OpDef("winograd_input", _in_infer, _in_ref, WinogradInputGen(), fusion="opaque",
-               num_inputs=1, attrs={"pads": (0, 0, 0, 0)},
-               vjp=_lowering_only("winograd_input"), batch=_lowering_only("winograd_input"),
-               doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
-
-
 # ---- winograd_output ------------------------------------------------------------------------
-
-def _out_infer(types, attrs):
-    mt = types[0].shape
-    oh, ow = attrs["out_hw"]
-    th, tw = tiles((oh, ow))
-    if len(mt) != 4 or mt[1] != 16 or mt[3] != _panels(th * tw) * PANEL:
-        raise OpError(f"winograd_output: products {mt} do not fit output {oh}x{ow}")
-    if len(types) == 2 and types[1].shape != (mt[2],):
-        raise OpError(f"winograd_output: bias shape {types[1].shape}, expected ({mt[2]},)")
-    return [TensorType(types[0].dtype, (mt[0], mt[2], oh, ow))]
-
-
-def _out_ref(xs, attrs):
-    mt = xs[0].astype(np.float64)
-    N, _, M, _ = mt.shape
-    oh, ow = attrs["out_hw"]
-    th, tw = tiles((oh, ow))
-    m = mt[..., :th * tw].reshape(N, 4, 4, M, th, tw)
-    y = np.einsum("ai,nijmts,bj->nmtasb", AT, m, AT).reshape(N, M, 2 * th, 2 * tw)[:, :, :oh, :ow]
-    if len(xs) == 2:
-        y = y + xs[1].reshape(1, M, 1, 1)
-    return [np.ascontiguousarray(y).astype(xs[0].dtype)]
-
 
 class WinogradOutputGen:
     """One work-item per (panel of 16 tiles, output channel): the 16 products of 16 tiles as
@@ -163,7 +98,7 @@ class WinogradOutputGen:
         Mt, Y = node.inputs[0], node.outputs[0]
         N, _, M, T16 = Mt.shape
         oh, ow = node.attrs["out_hw"]
-        th, tw = tiles((oh, ow))
+        th, tw = winograd_tiles((oh, ow))
         T, NP = th * tw, T16 // PANEL
         it = index_type_for(Mt.type.size, Y.type.size)
         # sizes are kernel arguments (Kernel.params): one kernel for every layer
@@ -206,11 +141,8 @@ class WinogradOutputGen:
                        index_type=it, node_name=node.name or "", flops=0, params=params)]
 
 
-register(OpDef("winograd_output", _out_infer, _out_ref, WinogradOutputGen(), fusion="out_fusable",
-               num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
-               vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
-               doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
-
-
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+LOWERINGS: dict = {
+    "winograd_input": WinogradInputGen(),
+    "winograd_output": WinogradOutputGen(),
+}

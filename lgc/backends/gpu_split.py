@@ -15,21 +15,18 @@ two (dividing the channels, each slice at least MIN_SLICE_DEPTH deep) that gives
 WAVES_PER_CU waves per compute unit, counted with the tile the heuristic (or the tuning
 database) picks for the split GEMM; where none does, the one with the most waves if it at
 least doubles them. Runs inside `lower` on GPU targets, like cpu_lowering on
-CPU ones; LGC_GPU_SPLIT_K=0 turns it off.
+CPU ones; LGC_GPU_SPLIT_K=0 turns it off. The two ops' semantics and NumPy references are in
+lgc.ops.lowered.
 """
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ..ir import registry
-from ..ir.graph import Graph, Node, TensorType
-from ..ir.registry import OpDef, OpError, register
+from ..ir.graph import Graph, Node
 from ..ops.linalg import prod as _prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from .cpu_gemm import _lowering_only
 from .kernel import Arg, Kernel, index_type_for
 from .target import Target, current_target
 
@@ -39,29 +36,6 @@ MAX_SPLITS = 16
 
 
 # ---- conv_split_k -----------------------------------------------------------------------------
-
-def _split_infer(types, attrs):
-    from ..ops.nn import conv_infer
-    S = attrs["splits"]
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    (y,) = conv_infer(types, conv_attrs)
-    cg = types[1].shape[1]
-    if S < 1 or cg % S or attrs["group"] != 1:
-        raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
-                      "the splits must divide the channels of a group-1 conv")
-    return [TensorType(y.dtype, (S,) + tuple(y.shape))]
-
-
-def _split_ref(xs, attrs):
-    from ..ops.nn import conv_ref
-    x, w = xs[0], xs[1]
-    S = attrs["splits"]
-    cs = w.shape[1] // S
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
-             for z in range(S)]
-    return [np.stack(parts).astype(x.dtype)]
-
 
 class ConvSplitGen:
     alias = False
@@ -75,27 +49,7 @@ class ConvSplitGen:
         return conv_kernels(node, name, current_target())
 
 
-def _split_flops(ins, outs, attrs):
-    return 2 * _prod(outs[0].shape) * _prod(ins[1].shape[1:]) // attrs["splits"]
-
-
 # ---- sum_splits -------------------------------------------------------------------------------
-
-def _sum_infer(types, attrs):
-    p = types[0].shape
-    if len(p) < 3:
-        raise OpError(f"sum_splits: partials {p} need a split axis, a batch and channels")
-    if len(types) == 2 and types[1].shape != (p[2],):
-        raise OpError(f"sum_splits: bias shape {types[1].shape}, expected ({p[2]},)")
-    return [TensorType(types[0].dtype, tuple(p[1:]))]
-
-
-def _sum_ref(xs, attrs):
-    y = xs[0].astype(np.float64).sum(axis=0)
-    if len(xs) == 2:
-        y = y + xs[1].astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
-    return [y.astype(xs[0].dtype)]
-
 
 class SumSplitsGen:
     """One work-item per output point: the S partials in order, the bias, the epilogue."""
@@ -127,17 +81,6 @@ class SumSplitsGen:
         group = 256
         return [Kernel(name, args, body, global_size=(-(-size // group) * group,),
                        local_size=(group,), index_type=it, node_name=node.name or "")]
-
-
-register(OpDef("conv_split_k", _split_infer, _split_ref, ConvSplitGen(), fusion="opaque",
-               attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
-               num_inputs=2, flops=_split_flops,
-               vjp=_lowering_only("conv_split_k"), batch=_lowering_only("conv_split_k"),
-               doc="partial convs over S slices of the input channels, [S, N, M, *O] "
-                   "(GPU lowering only)"))
-register(OpDef("sum_splits", _sum_infer, _sum_ref, SumSplitsGen(), fusion="out_fusable",
-               num_inputs=(1, 2), vjp=_lowering_only("sum_splits"), batch=_lowering_only("sum_splits"),
-               doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
 
 
 # ---- the lowering -----------------------------------------------------------------------------
@@ -201,4 +144,7 @@ def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}
+LOWERINGS: dict = {
+    "conv_split_k": ConvSplitGen(),
+    "sum_splits": SumSplitsGen(),
+}

@@ -184,5 +184,3 @@ def _det_vjp(cts, ins, outs, attrs):
 OPS["matmul"].vjp = _matmul_vjp
 OPS["det"].vjp = _det_vjp
 OPS["matmul"].jvp = _matmul_jvp
-
-from ..backends import cpu_gemm, cpu_winograd  # noqa: E402,F401  (register the CPU GEMM ops)

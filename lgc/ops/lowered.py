@@ -1,0 +1,409 @@
+"""Ops that only the backends' graph rewrites create: semantics here, kernels in lgc/backends.
+
+The CPU backend (lgc.backends.cpu_lowering) puts large float32 matmuls and convs on a
+packed-panel GEMM (cpu_gemm) or Winograd F(2x2, 3x3) (cpu_winograd), depthwise convs and 2-D
+pools on kernels by output row segments (cpu_depthwise, cpu_pool); the GPU backend
+(lgc.backends.gpu_split) splits the depth of convs too small to fill the GPU. Those rewrites
+run after differentiation and batching, so these ops have no gradient or batching rule.
+
+  pack_panels(B)                B [..., K, N] (trans: [..., N, K]) -> [..., ceil(N/16), K, 16]
+  im2col_panels(X)              X [N, C, *S] -> the conv's patches as B panels
+                                [N, ceil(P/16), C*KS, 16]
+  pack_rows(A)                  A [..., M, K] -> row panels [..., ceil(M/8)*2, K, 4]
+  matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`
+  winograd_input(X)             X [N, C, H, W] -> V [N, 16, ceil(T/16), C, 16] (B panels, T tiles)
+  winograd_output(Mt[, bias])   the products [N, 16, M, T16] -> Y [N, M, OH, OW]
+  depthwise_conv(X, W[, bias])  2-D depthwise conv, optionally read through a channel shuffle
+  pool_rows(X)                  2-D max / average pool, floor mode
+  conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
+  sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
+Constant operands are packed by the NumPy references at compile time (weights: once).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import TensorType
+from ..ir.registry import OpDef, OpError, register
+from ._rules import broadcast_shapes
+from .linalg import prod
+from .nn import avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs, window_out
+
+PANEL = 16       # columns of B (and of a C tile) per panel
+ROWS = 4         # rows of A per packed panel
+PACKED_TILE = 8  # rows per C tile when A is packed: two panels (8 x 16 beat 4 x 16 by ~10%)
+
+
+def panels(n: int, width: int = PANEL) -> int:
+    return -(-n // width)
+
+
+def _lowering_only(name):
+    def rule(*args, **kwargs):
+        raise NotImplementedError(f"{name} is made by a backend's lowering, after differentiation "
+                                  "and batching; it has no gradient or batching rule")
+    return rule
+
+
+# ---- pack_panels ----------------------------------------------------------------------------
+
+def _pack_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 2:
+        raise OpError("pack_panels needs rank >= 2")
+    K, N = (x[-1], x[-2]) if attrs["trans"] else (x[-2], x[-1])
+    return [TensorType(types[0].dtype, tuple(x[:-2]) + (panels(N), K, PANEL))]
+
+
+def pack_panels_ref(xs, attrs):
+    """[..., K, N] -> [..., NP, K, 16], zero-padded past column N."""
+    b = np.swapaxes(xs[0], -1, -2) if attrs["trans"] else xs[0]
+    K, N = b.shape[-2:]
+    pad = [(0, 0)] * (b.ndim - 1) + [(0, panels(N) * PANEL - N)]
+    b = np.pad(b, pad).reshape(b.shape[:-1] + (panels(N), PANEL))
+    return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
+
+
+register(OpDef("pack_panels", _pack_infer, pack_panels_ref,
+               fusion="opaque", num_inputs=1, attrs={"trans": 0},
+               vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
+               doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
+                   "(CPU lowering only)"))
+
+
+# ---- im2col_panels --------------------------------------------------------------------------
+
+def conv_geometry(x_shape, k_shape, attrs):
+    """(strides, pads_begin, dilations, output spatial shape) of a conv."""
+    r = len(x_shape) - 2
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    out = tuple(window_out(x_shape[2 + i], k_shape[i], s[i], pb[i], pe[i], d[i]) for i in range(r))
+    return s, pb, d, out
+
+
+def _im2col_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 3 or len(attrs["kernel"]) != len(x) - 2:
+        raise OpError(f"im2col_panels: X {x} does not fit kernel {attrs['kernel']}")
+    *_, out = conv_geometry(x, attrs["kernel"], attrs)
+    return [TensorType(types[0].dtype, (x[0], panels(prod(out)), x[1] * prod(attrs["kernel"]), PANEL))]
+
+
+def im2col_panels_ref(xs, attrs):
+    x = xs[0]
+    ks = tuple(attrs["kernel"])
+    s, pb, d, out = conv_geometry(x.shape, ks, attrs)
+    r = len(ks)
+    pe = [max(0, (out[i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 - x.shape[2 + i] - pb[i]) for i in range(r)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
+    cols = []
+    for kk in np.ndindex(*ks):
+        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
+        cols.append(xp[(slice(None), slice(None)) + sl].reshape(x.shape[0], x.shape[1], -1))
+    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, prod(out))   # [N, C*KS, P]
+    return pack_panels_ref([col], {"trans": 0})
+
+
+register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref,
+               fusion="opaque", num_inputs=1,
+               attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
+               vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
+               doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
+                   "(CPU lowering only)"))
+
+
+# ---- pack_rows ------------------------------------------------------------------------------
+
+def pack_rows_ref(a: np.ndarray) -> np.ndarray:
+    """A [M, K] -> row panels [K, 4], zero-padded to whole tiles of PACKED_TILE rows
+    (constants only)."""
+    M, K = a.shape
+    a = np.pad(a, [(0, panels(M, PACKED_TILE) * PACKED_TILE - M), (0, 0)]).reshape(-1, ROWS, K)
+    return np.ascontiguousarray(np.swapaxes(a, 1, 2))
+
+
+def _pack_rows_infer(types, attrs):
+    x = types[0].shape
+    if len(x) < 2:
+        raise OpError("pack_rows needs rank >= 2")
+    M, K = x[-2:]
+    return [TensorType(types[0].dtype, tuple(x[:-2]) + (panels(M, PACKED_TILE) * PACKED_TILE // ROWS, K, ROWS))]
+
+
+def pack_rows_batched_ref(xs, attrs):
+    a = xs[0]
+    flat = a.reshape((-1,) + a.shape[-2:])
+    out = np.stack([pack_rows_ref(m) for m in flat]) if len(flat) else np.zeros((0,), a.dtype)
+    return [out.reshape(a.shape[:-2] + out.shape[1:])]
+
+
+register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, fusion="opaque",
+               num_inputs=1, vjp=_lowering_only("pack_rows"), batch=_lowering_only("pack_rows"),
+               doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
+
+
+# ---- matmul_panels --------------------------------------------------------------------------
+
+def matmul_panels_dims(types, attrs):
+    """(batch_a, batch_b, M, K, N) of a matmul_panels node."""
+    a, bp = types[0].shape, types[1].shape
+    K = bp[-2]
+    if attrs["a_packed"]:
+        ba, M = a[:-3], attrs["m"]
+        ok = a[-2:] == (K, ROWS) and a[-3] * ROWS == panels(M, PACKED_TILE) * PACKED_TILE
+    else:
+        ba, M = a[:-2], a[-2]
+        ok = a[-1] == K
+    if not ok or bp[-1] != PANEL or bp[-3] != panels(attrs["n"]):
+        raise OpError(f"matmul_panels: A {a} and panels {bp} do not fit (m={attrs['m']}, n={attrs['n']})")
+    return tuple(ba), tuple(bp[:-3]), M, K, attrs["n"]
+
+
+def _mmp_infer(types, attrs):
+    ba, bb, M, K, N = matmul_panels_dims(types, attrs)
+    out = tuple(attrs["out_shape"])
+    batch = broadcast_shapes(ba, bb)
+    if prod(out) != prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
+        raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
+    if len(types) == 3 and types[2].shape != (M,):
+        raise OpError(f"matmul_panels: bias shape {types[2].shape}, expected ({M},)")
+    return [TensorType(types[0].dtype, out)]
+
+
+def _mmp_ref(xs, attrs):
+    a, bp = xs[0], xs[1]
+    if attrs["a_packed"]:
+        a = np.swapaxes(a, -1, -2).reshape(a.shape[:-3] + (-1, a.shape[-2]))[..., :attrs["m"], :]
+    b = np.moveaxis(bp, -3, -2).reshape(bp.shape[:-3] + (bp.shape[-2], -1))[..., :attrs["n"]]
+    c = np.matmul(a, b)
+    if len(xs) == 3:
+        c = c + xs[2][:, None]
+    return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
+
+
+register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable",
+               num_inputs=(2, 3), attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
+               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
+               vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
+               doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
+                   "out_shape (CPU lowering only)"))
+
+
+# ---- winograd_input, winograd_output --------------------------------------------------------
+# F(2x2, 3x3): each 2x2 block of outputs (a tile) is A^T [(G g G^T) . (B^T d B)] A, where d
+# is the 4x4 input patch and g the 3x3 filter; matmul_panels multiplies the transformed
+# filters U = G g G^T into the transformed inputs V = B^T d B between the two ops.
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def winograd_tiles(out_hw) -> tuple[int, int]:
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def winograd_out_hw(x, pads):
+    """Output height and width of the 3x3 stride-1 conv of X [N, C, H, W]."""
+    return x[2] + pads[0] + pads[2] - 2, x[3] + pads[1] + pads[3] - 2
+
+
+def _in_infer(types, attrs):
+    x = types[0].shape
+    if len(x) != 4:
+        raise OpError(f"winograd_input needs X [N, C, H, W], got {x}")
+    th, tw = winograd_tiles(winograd_out_hw(x, attrs["pads"]))
+    return [TensorType(types[0].dtype, (x[0], 16, panels(th * tw), x[1], PANEL))]
+
+
+def _in_ref(xs, attrs):
+    x = xs[0]
+    pt, pl, pb, pr = attrs["pads"]
+    th, tw = winograd_tiles(winograd_out_hw(x.shape, attrs["pads"]))
+    xp = np.pad(x, [(0, 0), (0, 0), (pt, max(0, 2 * th + 2 - x.shape[2] - pt)),
+                    (pl, max(0, 2 * tw + 2 - x.shape[3] - pl))])
+    d = np.stack([np.stack([xp[:, :, 2 * i:2 * i + 4, 2 * j:2 * j + 4] for j in range(tw)], 2)
+                  for i in range(th)], 2)                                # [N, C, th, tw, 4, 4]
+    v = np.einsum("ai,nctsij,bj->nabcts", BT, d.astype(np.float64), BT)  # [N, 4, 4, C, th, tw]
+    v = v.reshape(x.shape[0], 16, x.shape[1], th * tw)
+    T16 = panels(th * tw) * PANEL
+    v = np.pad(v, [(0, 0), (0, 0), (0, 0), (0, T16 - th * tw)])
+    v = v.reshape(x.shape[0], 16, x.shape[1], -1, PANEL).transpose(0, 1, 3, 2, 4)
+    return [np.ascontiguousarray(v).astype(x.dtype)]
+
+
+register(OpDef("winograd_input", _in_infer, _in_ref, fusion="opaque",
+               num_inputs=1, attrs={"pads": (0, 0, 0, 0)},
+               vjp=_lowering_only("winograd_input"), batch=_lowering_only("winograd_input"),
+               doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
+
+
+def _out_infer(types, attrs):
+    mt = types[0].shape
+    oh, ow = attrs["out_hw"]
+    th, tw = winograd_tiles((oh, ow))
+    if len(mt) != 4 or mt[1] != 16 or mt[3] != panels(th * tw) * PANEL:
+        raise OpError(f"winograd_output: products {mt} do not fit output {oh}x{ow}")
+    if len(types) == 2 and types[1].shape != (mt[2],):
+        raise OpError(f"winograd_output: bias shape {types[1].shape}, expected ({mt[2]},)")
+    return [TensorType(types[0].dtype, (mt[0], mt[2], oh, ow))]
+
+
+def _out_ref(xs, attrs):
+    mt = xs[0].astype(np.float64)
+    N, _, M, _ = mt.shape
+    oh, ow = attrs["out_hw"]
+    th, tw = winograd_tiles((oh, ow))
+    m = mt[..., :th * tw].reshape(N, 4, 4, M, th, tw)
+    y = np.einsum("ai,nijmts,bj->nmtasb", AT, m, AT).reshape(N, M, 2 * th, 2 * tw)[:, :, :oh, :ow]
+    if len(xs) == 2:
+        y = y + xs[1].reshape(1, M, 1, 1)
+    return [np.ascontiguousarray(y).astype(xs[0].dtype)]
+
+
+register(OpDef("winograd_output", _out_infer, _out_ref, fusion="out_fusable",
+               num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
+               vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
+               doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
+
+
+# ---- depthwise_conv -------------------------------------------------------------------------
+# shuffle = g > 1: the input is read through a ShuffleNet channel shuffle of g groups (reshape
+# [N, g, C/g, H, W], transpose (0, 2, 1, 3, 4), reshape back), so the shuffled copy is never made.
+
+def shuffle_map(C: int, g: int) -> np.ndarray:
+    """Input channel read by each output channel after a channel shuffle of g groups."""
+    c = np.arange(C)
+    return c if g <= 1 else (c % g) * (C // g) + c // g
+
+
+def _depthwise_out_hw(x, w, at):
+    (sh, sw), (dh, dw) = at["strides"], at["dilations"]
+    pt, pl, pb, pr = at["pads"]
+    return ((x[2] + pt + pb - dh * (w[2] - 1) - 1) // sh + 1,
+            (x[3] + pl + pr - dw * (w[3] - 1) - 1) // sw + 1)
+
+
+def _depthwise_infer(types, attrs):
+    x, w = types[0].shape, types[1].shape
+    g = attrs["shuffle"]
+    if len(x) != 4 or len(w) != 4 or w[0] != x[1] or w[1] != 1:
+        raise OpError(f"depthwise_conv: X {x} and W {w} are not a 2-D depthwise conv")
+    if g > 1 and x[1] % g:
+        raise OpError(f"depthwise_conv: {x[1]} channels do not split into {g} shuffle groups")
+    if len(types) == 3 and types[2].shape != (x[1],):
+        raise OpError(f"depthwise_conv: bias shape {types[2].shape}, expected ({x[1]},)")
+    oh, ow = _depthwise_out_hw(x, w, attrs)
+    if oh < 1 or ow < 1:
+        raise OpError(f"depthwise_conv: X {x} with W {w} leaves no output")
+    return [TensorType(types[0].dtype, (x[0], x[1], oh, ow))]
+
+
+def depthwise_conv_ref(xs, attrs):
+    x = xs[0].astype(np.float64)[:, shuffle_map(xs[0].shape[1], attrs["shuffle"])]
+    at = {k: attrs[k] for k in ("strides", "dilations")}
+    pt, pl, pb, pr = attrs["pads"]
+    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
+                 {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
+    return [y.astype(xs[0].dtype)]
+
+
+register(OpDef("depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="out_fusable",
+               num_inputs=(2, 3),
+               attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
+               vjp=_lowering_only("depthwise_conv"), batch=_lowering_only("depthwise_conv"),
+               doc="2-D depthwise conv, optionally reading through a channel shuffle "
+                   "(CPU lowering only)"))
+
+
+# ---- pool_rows ------------------------------------------------------------------------------
+# Outside the image a tap reads -inf (max) or 0 (average); "avg" divides by the taps inside
+# the image (count_include_pad = 0), "avg_pad" by the whole window (= 1).
+
+POOL_MODES = ("max", "avg", "avg_pad")
+
+
+def _pool_attrs(attrs):
+    """pool_rows' attributes as max_pool's / avg_pool's (floor mode)."""
+    return {"kernel": attrs["kernel"], "strides": attrs["strides"], "pads": attrs["pads"],
+            "dilations": attrs["dilations"], "ceil_mode": 0}
+
+
+def _pool_rows_infer(types, attrs):
+    x = types[0].shape
+    if len(x) != 4 or attrs["mode"] not in POOL_MODES or types[0].dtype.name != "f32":
+        raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {POOL_MODES}, got "
+                      f"{types[0]} and {attrs['mode']!r}")
+    return [TensorType(types[0].dtype, pool_out(x, _pool_attrs(attrs)))]
+
+
+def _pool_rows_ref(xs, attrs):
+    at = _pool_attrs(attrs)
+    if attrs["mode"] == "max":
+        return [max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
+    x = xs[0].astype(float)
+    y = avg_pool_ref([x], {**at, "count_include_pad": int(attrs["mode"] == "avg_pad")})[0]
+    return [y.astype(xs[0].dtype)]
+
+
+register(OpDef("pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusable", num_inputs=1,
+               attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                      "dilations": (1, 1)},
+               vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
+               doc="2-D max / average pool by output row segments (CPU lowering only)"))
+
+
+# ---- conv_split_k, sum_splits ---------------------------------------------------------------
+# conv(X, W[, bias]) = sum_splits(conv_split_k(X, W; splits=S)[, bias]): slice z of the
+# partials is the conv of channels [z*C/S, (z+1)*C/S) of X and W.
+
+def _split_infer(types, attrs):
+    S = attrs["splits"]
+    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
+    (y,) = conv_infer(types, conv_attrs)
+    cg = types[1].shape[1]
+    if S < 1 or cg % S or attrs["group"] != 1:
+        raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
+                      "the splits must divide the channels of a group-1 conv")
+    return [TensorType(y.dtype, (S,) + tuple(y.shape))]
+
+
+def _split_ref(xs, attrs):
+    x, w = xs[0], xs[1]
+    S = attrs["splits"]
+    cs = w.shape[1] // S
+    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
+    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
+             for z in range(S)]
+    return [np.stack(parts).astype(x.dtype)]
+
+
+def _split_flops(ins, outs, attrs):
+    return 2 * prod(outs[0].shape) * prod(ins[1].shape[1:]) // attrs["splits"]
+
+
+def _sum_infer(types, attrs):
+    p = types[0].shape
+    if len(p) < 3:
+        raise OpError(f"sum_splits: partials {p} need a split axis, a batch and channels")
+    if len(types) == 2 and types[1].shape != (p[2],):
+        raise OpError(f"sum_splits: bias shape {types[1].shape}, expected ({p[2]},)")
+    return [TensorType(types[0].dtype, tuple(p[1:]))]
+
+
+def _sum_ref(xs, attrs):
+    y = xs[0].astype(np.float64).sum(axis=0)
+    if len(xs) == 2:
+        y = y + xs[1].astype(np.float64).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return [y.astype(xs[0].dtype)]
+
+
+register(OpDef("conv_split_k", _split_infer, _split_ref, fusion="opaque",
+               attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
+               num_inputs=2, flops=_split_flops,
+               vjp=_lowering_only("conv_split_k"), batch=_lowering_only("conv_split_k"),
+               doc="partial convs over S slices of the input channels, [S, N, M, *O] "
+                   "(GPU lowering only)"))
+register(OpDef("sum_splits", _sum_infer, _sum_ref, fusion="out_fusable",
+               num_inputs=(1, 2), vjp=_lowering_only("sum_splits"), batch=_lowering_only("sum_splits"),
+               doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
