@@ -17,7 +17,7 @@ its peer in the same run, interleaved (A B A B):
           also lgc with LGC_GPU_CONV_FOLD=0, with the 4x4-medium wide heuristic and with
           LGC_GPU_SPLIT_K=0, and a per-kernel table.
   resnet1 the same at batch 1, lgc with and without split-K.
-  tune    `lgc tune` (lgc.backends.tuner.tune) on the ResNet-50 graph within --tune-budget
+  tune    `lgc tune` (lgc.runtime.tuner.tune) on the ResNet-50 graph within --tune-budget
           seconds, then the resnet timings again with the tuned database.
 
 Results go to --out (gpu.json, kernel tables, the tuning database) and a summary to stdout.
@@ -68,8 +68,7 @@ def section(name: str, out: str, fn, *args) -> None:
 
 def gpu_target(device, smoke: bool):
     """The device's Target; --smoke on a CPU device pretends to be a 32-wide GPU."""
-    from lgc.backends.target import Target
-    t = Target.from_device(device)
+    t = device.target
     if smoke and not t.is_gpu:
         t = replace(t, name="smoke-gpu", device_type="gpu", wave_width=32, local_mem_bytes=49152,
                     max_work_group=1024, key="smoke-gpu")
@@ -117,7 +116,8 @@ def _params(tile, kwg, **knobs):
 def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
     """[(params, seconds)] for the valid candidates, kernels built 8 to a program and timed
     by lgc tune's own timer (profiling events, candidates interleaved per round)."""
-    from lgc.backends import gpu_gemm, tuner
+    from lgc.backends import gpu_gemm
+    from lgc.runtime import tuner
     cands = [p for p in dict.fromkeys(cands) if gpu_gemm.valid(p, target)]
     out = []
     for i in range(0, len(cands), 8):
@@ -172,10 +172,8 @@ def sgemm_check_and_time(device, target, graph, params, res: dict, tf) -> dict:
     import pyopencl as cl
 
     import lgc
-    from lgc.backends.target import use_target
     n = graph.inputs[0].shape[0]
-    with use_target(target):
-        exe = lgc.compile(graph, device=device)
+    exe = lgc.compile(graph, device=device, target=target)
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     (got,) = exe.run({"a": a, "b": b}).values()
@@ -274,7 +272,6 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
     this compile (so the compiled program cache is bypassed). split=False: LGC_GPU_SPLIT_K=0."""
     from lgc.tools.bench import compile_for_bench
     from lgc.backends import gpu_gemm
-    from lgc.backends.target import use_target
     switches = {"LGC_GPU_CONV_FOLD": "1" if fold else "0", "LGC_GPU_SPLIT_K": "1" if split else "0"}
     if previous:
         switches["LGC_CACHE_COMPILED"] = "0"
@@ -283,9 +280,9 @@ def compile_resnet(path, batch, device, target, fold: bool = True, previous: boo
         gpu_gemm.PRESETS_WIDE["medium"] = replace(presets["medium"], MDIMC=16, NDIMC=16)
         gpu_gemm.MIN_GROUPS_PER_CU = 2
     try:
-        with env(**switches), use_target(target):
+        with env(**switches):
             t = time.perf_counter()
-            exe, types, _ = compile_for_bench(path, batch, device)
+            exe, types, _ = compile_for_bench(path, batch, device.retargeted(target))
             compile_s = time.perf_counter() - t
     finally:
         gpu_gemm.PRESETS_WIDE.update(presets)
@@ -398,7 +395,7 @@ def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float
     path = RESULTS.get("_resnet_state", {}).get("path")
     if not path:
         raise RuntimeError("the resnet section did not produce a model")
-    from lgc.backends import tuner
+    from lgc.runtime import tuner
     exe, _, _ = compile_resnet(path, batch, device, target)
     t = time.perf_counter()
     found = tuner.tune(exe.graph, device, budget=budget)   # what `lgc tune` runs

@@ -44,7 +44,7 @@ def main():
     from random_weights import light_model_path, randomize
 
     import lgc
-    from lgc.backends import tuner
+    from lgc.runtime import tuner
     from lgc.frontend.onnx.importer import import_graph
     from lgc.passes import optimize
     tmp = tempfile.mkdtemp(prefix="lgc-tune-bench-")

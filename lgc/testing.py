@@ -16,11 +16,12 @@ def build_op_graph(op: str, inputs, attrs=None):
     return b.build(list(out))
 
 
-def run_op(op: str, inputs, attrs=None, device=None) -> list[np.ndarray]:
-    """Compile a one-node graph for `op` and run it on the device; returns its outputs."""
+def run_op(op: str, inputs, attrs=None, device=None, target=None) -> list[np.ndarray]:
+    """Compile a one-node graph for `op` and run it on the device; returns its outputs.
+    `target`: generate the kernels for this Target (e.g. GFX803's GPU kernels, run here)."""
     from .runtime import Executable
     inputs = [np.asarray(a) for a in inputs]
-    exe = Executable.from_graph(build_op_graph(op, inputs, attrs), device)
+    exe = Executable.from_graph(build_op_graph(op, inputs, attrs), device, target=target)
     return list(exe.run(dict(zip(exe.input_names, inputs))).values())
 
 
@@ -30,10 +31,10 @@ def reference_op(op: str, inputs, attrs=None) -> list[np.ndarray]:
                                                    opdef.normalize_attrs(attrs or {}))]
 
 
-def check_ops(cases, rtol=1e-5, atol=1e-6) -> None:
+def check_ops(cases, rtol=1e-5, atol=1e-6, target=None) -> None:
     """Like check_op for many (op, inputs, attrs) at once: one graph, one OpenCL build.
 
-    The failure message names the case that differs."""
+    The failure message names the case that differs. `target` as for run_op."""
     from .runtime import Executable
     b = GraphBuilder("cases")
     feeds, outputs, spans = {}, [], []
@@ -47,7 +48,7 @@ def check_ops(cases, rtol=1e-5, atol=1e-6) -> None:
         outs = b.op(op, vals, attrs or {}, name=f"{op}_{k}", num_outputs=-1)
         spans.append((len(outputs), len(outs)))
         outputs += list(outs)
-    exe = Executable.from_graph(b.build(outputs))
+    exe = Executable.from_graph(b.build(outputs), target=target)
     got = list(exe.run(feeds).values())
     for (start, n), (op, inputs, attrs) in zip(spans, cases):
         want = reference_op(op, inputs, attrs)
@@ -60,9 +61,9 @@ def check_ops(cases, rtol=1e-5, atol=1e-6) -> None:
                 np.testing.assert_array_equal(g, w, err_msg=where)
 
 
-def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6) -> None:
+def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6, target=None) -> None:
     """Assert that the device result equals the NumPy reference (dtype, shape, values)."""
-    got = run_op(op, inputs, attrs)
+    got = run_op(op, inputs, attrs, target=target)
     want = reference_op(op, inputs, attrs)
     assert len(got) == len(want)
     for g, w in zip(got, want):

@@ -41,8 +41,7 @@ def test_matmul_gpu_variant(params, monkeypatch):
              ("matmul", [_rand(rng, 1, 40), _rand(rng, 40, 5)], {}),
              ("matmul", [_rand(rng, 5, 12), _rand(rng, 7, 12)], {"trans_b": 1}),
              ("matmul", [_rand(rng, 32, 16), _rand(rng, 16, 32)], {})]   # exact tiles: no guards
-    with use_target(GFX803):
-        check_ops(cases, rtol=1e-4, atol=1e-4)
+    check_ops(cases, rtol=1e-4, atol=1e-4, target=GFX803)
 
 
 WIDE = GemmParams(MWG=16, NWG=32, KWG=8, MDIMC=4, NDIMC=4, VWM=2, VWN=2)   # B column not hoisted
@@ -72,8 +71,7 @@ def test_conv_gpu_variant(params, fold, monkeypatch):
              ("conv", [_rand(rng, 2, 8, 3, 3), _rand(rng, 16, 8, 1, 1)], {}),
              ("conv", [_rand(rng, 3, 4, 9, 9), _rand(rng, 8, 2, 3, 3)],
               {"strides": (2, 2), "group": 2, "pads": (1, 1, 1, 1)})]
-    with use_target(GFX803):
-        check_ops(cases, rtol=1e-4, atol=1e-4)
+    check_ops(cases, rtol=1e-4, atol=1e-4, target=GFX803)
 
 
 def test_gpu_target_picks_gpu_kernels():
@@ -121,40 +119,48 @@ def test_gpu_variants_apply_an_epilogue(op, inputs, attrs, monkeypatch):
             made.append(_Epilogue(node.outputs[0], weights))
             return orig(node, name, target, params=SMALL, epilogue=made[-1])
         monkeypatch.setattr(mod, fn, wrapped)
-    with use_target(GFX803):
-        exe = Executable.from_graph(build_op_graph(op, xs, attrs), opt_level=0)
+    exe = Executable.from_graph(build_op_graph(op, xs, attrs), opt_level=0, target=GFX803)
     (got,) = exe.run(dict(zip(exe.input_names, xs))).values()
     want = made[0].reference(reference_op(op, xs, attrs)[0])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_target_from_device_and_by_name():
-    from lgc.backends.target import Target, by_name, target_for
+    from lgc.backends.target import by_name
     from lgc.runtime import select_device
     dev = select_device(None)
-    t = Target.from_device(dev)
+    t = dev.target
     assert t.device_type == dev.kind and t.compute_units == dev.cl_device.max_compute_units
     assert t.local_mem_bytes == dev.cl_device.local_mem_size and t.key == dev.key
     assert by_name("gfx803") is GFX803 and GFX803.wave_width == 64 and GFX803.compute_units == 36
     assert round(GFX803.ridge) == 24                      # FLOP/byte: DESIGN.md's figure
-    with use_target(GFX803):
-        assert target_for(dev) is GFX803                  # an explicit target beats the device
+    assert dev.retargeted(GFX803).target is GFX803        # an explicit target beats the device
+    assert dev.retargeted(None) is dev and select_device(dev.retargeted(GFX803)).target is GFX803
     with pytest.raises(ValueError, match="unknown target"):
         by_name("gfx9000")
 
 
 def test_jit_on_a_gpu_device_uses_gpu_kernels(monkeypatch):
-    """lgc.jit reads the target from its device: a device that says it is a gfx803 gets
+    """lgc.jit compiles for its device's backend: a device that says it is a gfx803 gets
     the local-memory kernels (here run by PoCL)."""
-    import lgc
-    from lgc.backends import target as target_mod
-    from lgc.backends.program import lower as real_lower
-    monkeypatch.setattr(target_mod, "_by_key", {})
-    monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: GFX803))
-    sources = []
     import sys
+
+    import lgc
+    from lgc.compiler import backend_for
+    from lgc.runtime import select_device
+    from lgc.trace import eager
+    rt = eager.runtime()
+    monkeypatch.setattr(rt, "device", select_device(None).retargeted(GFX803))
+    monkeypatch.setattr(rt, "backend", backend_for(GFX803))
     jit_mod = sys.modules["lgc.trace.jit"]   # the module (lgc.trace.jit is also the function)
-    monkeypatch.setattr(jit_mod, "lower", lambda g: sources.append(real_lower(g).source) or real_lower(g))
+    real_compile = jit_mod.compile_graph
+    sources = []
+
+    def spy(*args, **kwargs):
+        compiled = real_compile(*args, **kwargs)
+        sources.append(compiled.program.source)
+        return compiled
+    monkeypatch.setattr(jit_mod, "compile_graph", spy)
     rng = np.random.default_rng(4)
     x, y = _rand(rng, 20, 24), _rand(rng, 24, 10)
     got = np.asarray(lgc.jit(lambda a, b: a @ b)(x, y))
@@ -173,17 +179,15 @@ def test_tuner_candidates_compute_the_same(monkeypatch):
     for p in random.Random(0).sample(grid, 4):
         monkeypatch.setattr(gpu_gemm, "params_for", lambda *a, p=p: p)
         monkeypatch.setattr(gpu_conv, "params_for", lambda *a, p=p: p)
-        with use_target(GFX803):
-            check_ops([("matmul", [x, y], {}), ("conv", [img, w], {"pads": (1, 1, 1, 1)})],
-                      rtol=1e-4, atol=1e-4)
+        check_ops([("matmul", [x, y], {}), ("conv", [img, w], {"pads": (1, 1, 1, 1)})],
+                  rtol=1e-4, atol=1e-4, target=GFX803)
 
 
 def test_thin_preset_for_grouped_convs():
-    with use_target(GFX803):
-        check_ops([("conv", [_rand(np.random.default_rng(6), 1, 12, 9, 9),
-                             _rand(np.random.default_rng(7), 12, 3, 3, 3)], {"group": 4, "pads": (1, 1, 1, 1)}),
-                   ("matmul", [_rand(np.random.default_rng(8), 5, 30), _rand(np.random.default_rng(9), 30, 70)], {})],
-                  rtol=1e-4, atol=1e-4)
+    check_ops([("conv", [_rand(np.random.default_rng(6), 1, 12, 9, 9),
+                         _rand(np.random.default_rng(7), 12, 3, 3, 3)], {"group": 4, "pads": (1, 1, 1, 1)}),
+               ("matmul", [_rand(np.random.default_rng(8), 5, 30), _rand(np.random.default_rng(9), 30, 70)], {})],
+              rtol=1e-4, atol=1e-4, target=GFX803)
     assert gpu_gemm.heuristic(3, 81, 27, 4, GFX803) == gpu_gemm.PRESETS["thin"]
 
 
@@ -215,8 +219,7 @@ def test_bottleneck_block_gpu_target_matches_cpu_target():
     g = b.build([b.op("matmul", [flat, fc])])
     xs = rng.standard_normal((2, 16, 10, 10)).astype(np.float32)
     want = Executable.from_graph(g).run({"x": xs})
-    with use_target(GFX803):
-        exe = Executable.from_graph(g)
+    exe = Executable.from_graph(g, target=GFX803)
     assert "barrier(CLK_LOCAL_MEM_FENCE)" in exe.program.source
     got = exe.run({"x": xs})
     for k in want:
@@ -268,8 +271,7 @@ def test_gemv_reduction_kernel(monkeypatch):
         return orig(node, name, batch, ba, bb, M, K, N, made[-1])
     monkeypatch.setattr(gpu_gemm, "gemv_t_kernel", wrapped)
     x, w = _rand(rng, 2, 3, 70), _rand(rng, 2, 9, 70)
-    with use_target(GFX803):
-        exe = Executable.from_graph(build_op_graph("matmul", [x, w], {"trans_b": 1}))
+    exe = Executable.from_graph(build_op_graph("matmul", [x, w], {"trans_b": 1}), target=GFX803)
     (got,) = exe.run(dict(zip(exe.input_names, [x, w]))).values()
     want = made[0].reference(reference_op("matmul", [x, w], {"trans_b": 1})[0])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -292,8 +294,7 @@ def test_wide_presets_compute_the_same(name, monkeypatch):
     cases = [("matmul", [_rand(rng, 130, 24), _rand(rng, 24, 136)], {}),
              ("matmul", [_rand(rng, 128, 32), _rand(rng, 32, 128)], {}),
              ("conv", [_rand(rng, 2, 8, 9, 9), _rand(rng, 16, 8, 3, 3), _rand(rng, 16)], {"pads": (1, 1, 1, 1)})]
-    with use_target(NVIDIA_LIKE):
-        check_ops(cases, rtol=1e-4, atol=1e-4)
+    check_ops(cases, rtol=1e-4, atol=1e-4, target=NVIDIA_LIKE)
 
 
 def test_heuristic_follows_the_wave_width():

@@ -37,8 +37,7 @@ def test_split_kernels_against_references(fold, monkeypatch):
               {"strides": (2, 2), "splits": 2}),
              ("sum_splits", [_rand(rng, 4, 2, 3, 5, 5), _rand(rng, 3)], {}),
              ("sum_splits", [_rand(rng, 2, 1, 6, 7)], {})]
-    with use_target(GFX803):
-        check_ops(cases, rtol=1e-4, atol=1e-4)
+    check_ops(cases, rtol=1e-4, atol=1e-4, target=GFX803)
 
 
 def _block(rng):
@@ -61,8 +60,7 @@ def test_rewrite_end_to_end(split, monkeypatch):
     from lgc.api import Executable
     monkeypatch.setenv("LGC_GPU_SPLIT_K", split)
     graph, feeds, want = _block(np.random.default_rng(2))
-    with use_target(GFX803):
-        exe = Executable.from_graph(graph)
+    exe = Executable.from_graph(graph, target=GFX803)
     kernels = " ".join(ln.kernel for ln in exe.program.launches)
     assert ("conv_split_k" in kernels) == (split == "1"), kernels
     if split == "1":   # the relu and the residual add ride on the sum, not a kernel of their own

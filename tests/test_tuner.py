@@ -7,6 +7,8 @@ import json
 import numpy as np
 
 from lgc.backends import gpu_gemm, tuner, tuning
+from lgc.runtime import select_device
+from lgc.runtime import tuner as device_tuner
 from lgc.backends.program import lower
 from lgc.backends.target import GFX803, use_target
 from lgc.testing import build_op_graph
@@ -38,7 +40,7 @@ def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
     from lgc.api import Executable
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     graph = build_op_graph("matmul", [A, B], {})
-    results = tuner.tune(graph, None, budget=5.0)
+    results = device_tuner.tune(graph, None, budget=5.0)
     assert "tune [" in capsys.readouterr().err                      # the progress bar
     (sig, (params, seconds, base)), = results.items()
     assert seconds <= base < float("inf")
@@ -110,12 +112,12 @@ def test_gpu_tuning_path_on_pocl(tmp_path, monkeypatch):
     for it uses them."""
     from dataclasses import replace
 
-    from lgc.backends import target as target_mod
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     fake = replace(GFX803, key="fake-gfx803")
-    monkeypatch.setattr(target_mod.Target, "from_device", staticmethod(lambda d: fake))
     graph = build_op_graph("matmul", [A, B], {})
-    (sig, (params, seconds, base)), = tuner.tune(graph, None, budget=4.0, batch=4, progress=False).items()
+    device = select_device(None).retargeted(fake)
+    (sig, (params, seconds, base)), = device_tuner.tune(graph, device, budget=4.0, batch=4,
+                                                        progress=False).items()
     assert sig == "matmul:M33:N48:K40:B1" and gpu_gemm.valid(params, fake) and seconds <= base
     assert json.loads((tmp_path / "db.json").read_text())["fake-gfx803"][sig]["params"] == params.as_dict()
     assert gpu_gemm.params_for(gpu_gemm.gemm_shape(graph.nodes[-1]), fake) == params
@@ -147,13 +149,11 @@ def _mixed_graph():
 
 
 def _device_target():
-    from lgc.backends.target import Target
-    from lgc.runtime import select_device
     device = select_device(None)
     if device.kind != "cpu":
         import pytest
         pytest.skip("the CPU lowering's tasks need a CPU device")
-    return device, Target.from_device(device)
+    return device, device.target
 
 
 def _in_source(kernel, source: str) -> bool:
@@ -233,7 +233,7 @@ def test_cpu_tune_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     device, target = _device_target()
     graph = _mixed_graph()
-    results = tuner.tune(graph, device, budget=60.0)
+    results = device_tuner.tune(graph, device, budget=60.0)
     assert "tune [" in capsys.readouterr().err
     todo = tuner.tasks(graph, target)           # after the decision: the kernels that run now
     assert set(results) == {t.signature for t in todo}
@@ -274,10 +274,10 @@ def test_wrong_candidate_never_wins(tmp_path, monkeypatch, capsys):
             k.body = [ln.replace("k < 512;", "k < 256;").replace("k < K_;", "k < K_ / 2;") for ln in k.body]
             assert any("k < 256;" in ln or "k < K_ / 2;" in ln for ln in k.body)
         return k
-    monkeypatch.setattr(tuner, "kernel_for", kernel_for)
+    monkeypatch.setattr(device_tuner, "kernel_for", kernel_for)   # what tune() calls
     (task,) = tuner.tasks(graph, target)
     assert cheat in task.candidates
-    (sig, (params, seconds, base)), = tuner.tune(graph, device, budget=30.0, progress=False).items()
+    (sig, (params, seconds, base)), = device_tuner.tune(graph, device, budget=30.0, progress=False).items()
     assert params != cheat
     assert f"{sig}: {cheat!r} computed a different result; rejected" in capsys.readouterr().err
 

@@ -3,15 +3,16 @@
 A `Target` is plain data: wave width, compute units, local memory, registers, peak FLOP/s
 and bandwidth, and whether the device is a GPU (GPU variants with local-memory tiles) or a
 CPU (PoCL: one work-item per register tile, no barriers). `GFX803` is the RX 580 that lgc
-is built for; `Target.from_device` reads the facts OpenCL reports (and estimates the peaks
-it does not). Kernel generators ask `current_target()`; `use_target` sets it for a compile,
-so `lgc compile --target gfx803` produces GPU kernels on a machine that has none.
+is built for; lgc.runtime reads a device's facts from what OpenCL reports (Device.target).
+Kernel generators ask `current_target()`, which the Backend being lowered for sets
+(Backend.lower, through `use_target`); `lgc compile --target gfx803` retargets the device, so
+GPU kernels come out on a machine that has none.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -37,29 +38,6 @@ class Target:
     def ridge(self) -> float:
         """FLOP per byte above which a kernel is compute-bound (roofline ridge point)."""
         return self.peak_flops / self.bandwidth if self.bandwidth else 0.0
-
-    @staticmethod
-    def from_device(device) -> "Target":
-        """The Target of an lgc Device (or a pyopencl Device). Peaks are estimates: OpenCL
-        reports no FLOP/s or bandwidth, so a GPU counts 2 FLOP x 64 lanes per CU per clock
-        (GCN-like; 128 on NVIDIA, whose SMs have had 128 FP32 lanes since Pascal's GP10x, bar
-        Volta's 64) and a CPU 2 FMA x 16 lanes per core; bandwidth is left unknown (0) unless
-        the device is a known one."""
-        import pyopencl as cl
-        d = getattr(device, "cl_device", device)
-        name = d.name.strip()
-        known = KNOWN.get(_board(name))
-        kind = "gpu" if d.type & cl.device_type.GPU else "cpu" if d.type & cl.device_type.CPU else "other"
-        key = getattr(device, "key", f"{d.platform.name}|{name}|{d.driver_version}")
-        if known is not None:
-            return replace(known, key=key, compute_units=d.max_compute_units)   # RX 470/570: 32
-        wave = 64 if "AMD" in d.vendor.upper() or "ADVANCED MICRO" in d.vendor.upper() else 32
-        cus, mhz = d.max_compute_units, d.max_clock_frequency
-        lanes = (128 if "NVIDIA" in d.vendor.upper() else 64) if kind == "gpu" else 32
-        flops = 2.0 * cus * mhz * 1e6 * lanes
-        return Target(name=name, device_type=kind, wave_width=wave if kind == "gpu" else 1,
-                      compute_units=cus, local_mem_bytes=d.local_mem_size,
-                      max_work_group=d.max_work_group_size, peak_flops=flops, key=key)
 
 
 GFX803 = Target(name="gfx803", device_type="gpu", wave_width=64, compute_units=36,
@@ -98,11 +76,6 @@ def current_target() -> Target:
     return _active.get() or CPU
 
 
-def explicit_target() -> Target | None:
-    """The target set by `use_target`, if any (an explicit choice beats the device's)."""
-    return _active.get()
-
-
 @contextlib.contextmanager
 def use_target(target: Target | None):
     """Generate kernels for `target` inside the block (None: leave the current choice)."""
@@ -114,19 +87,3 @@ def use_target(target: Target | None):
         yield target
     finally:
         _active.reset(token)
-
-
-_by_key: dict[str, Target] = {}
-
-
-def target_for(device) -> Target:
-    """An explicit `use_target` choice if there is one, else the device's own facts."""
-    t = explicit_target()
-    if t is not None or device is None:
-        return t or CPU
-    key = getattr(device, "key", None)
-    if key is None:
-        return Target.from_device(device)
-    if key not in _by_key:   # eager mode asks once per op: read the device once
-        _by_key[key] = Target.from_device(device)
-    return _by_key[key]

@@ -144,7 +144,7 @@ def _compress(model, types, opts, args, device):
 
 
 def _tune(onnx_model, types, args) -> None:
-    from lgc.backends.tuner import tune
+    from lgc.runtime.tuner import tune
     from lgc.frontend.onnx.importer import import_graph
     from lgc.passes import optimize
     results = tune(optimize(import_graph(onnx_model, types), args.opt_level), args.device, args.budget)
