@@ -16,9 +16,9 @@ import pyopencl as cl
 from ..backends.program import lower
 from ..backends.target import target_for, use_target
 from ..ir.builder import GraphBuilder
+from ..ops.core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
 from ..runtime import Executor, select_device
 from . import pytree
-from .core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
 
 
 class _Runtime:

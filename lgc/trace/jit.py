@@ -18,11 +18,11 @@ from ..backends.program import lower
 from ..backends.target import target_for, use_target
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
+from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type,
+                        full_raise, get_aval, infer_avals, new_main, to_numpy_const)
 from ..passes import optimize
 from ..runtime import Executor
 from . import pytree
-from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
-                   get_aval, infer_avals, new_main, to_numpy_const)
 from .dtypes import canonicalize
 from .eager import Array, _put, runtime
 
