@@ -14,9 +14,10 @@ lgc.ops.core.bind, with explicit semantics:
 - The conveniences that cost no op stay: negative axes, -1 in reshape, and returning the
   operand itself where an op would change nothing.
 
-Each function binds the same ops with the same attributes as lgc.numpy's function of that
-name does on operands of one dtype, so a rule moved from lgc.numpy to prim traces to the
-same graph. Names are NumPy's (reshape, where, sum); the arithmetic a rule writes with
+Where lgc.numpy's function of the same name converts nothing (operands of one dtype, floats
+for exp and log, no arithmetic on bools, no narrow integers summed), both bind the same ops
+with the same attributes, so a rule moved from lgc.numpy to prim traces to the same graph.
+Names are NumPy's (reshape, where, sum); the arithmetic a rule writes with
 Python operators has lax's short names (add, sub, mul, div, neg, eq, ne, lt, le, gt, ge).
 """
 from __future__ import annotations
@@ -31,8 +32,8 @@ from ..ir.dtypes import from_numpy
 from . import dtypes
 from .core import ArrayBase, bind, find_top_trace, get_aval
 
-# ---- values and dtypes --------------------------------------------------------------------------
 
+# ---- values and dtypes --------------------------------------------------------------------------
 
 def asarray(x, dtype=None):
     """x as a value of the current trace (a device Array, or a const node under jit). Host
