@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import numpy as lnp
+from .ops.core import ArrayBase, ConcretizationError, Tracer, bind
 from .trace import pytree
-from .trace.core import ArrayBase, ConcretizationError, Tracer
 
 
 def _concrete(x):
@@ -93,7 +93,7 @@ def while_loop(cond_fun, body_fun, init_val):
     concrete values: a Python loop; under an eager vmap it runs while any example goes on,
     and finished examples keep their value."""
     from .trace.batching import any_example
-    from .trace.core import _dynamic
+    from .ops.core import _dynamic
     if _dynamic:
         from .trace.control import stage_while
         return stage_while(cond_fun, body_fun, init_val)
@@ -198,7 +198,6 @@ def logistic(x):
 
 
 def erf(x):
-    from .trace.core import bind
     (x,), dt, weak = lnp._promote(x, to_float=True)
     return bind("erf", x, weak=weak)
 
@@ -257,7 +256,6 @@ def dot(lhs, rhs, precision=None, preferred_element_type=None):
 
 def top_k(operand, k: int):
     """The k largest along the last axis, sorted, and their int32 indices (one topk op)."""
-    from .trace.core import bind
     x = lnp.asarray(operand)
     vals, idx = bind("topk", x, axis=x.ndim - 1, k=int(k), largest=1)
     return vals, lnp.astype(idx, lnp.int32)

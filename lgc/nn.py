@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import numpy as lnp
-from .trace.core import bind
+from .ops.core import bind
 
 
 def _float(x):

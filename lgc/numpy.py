@@ -15,8 +15,8 @@ import operator
 import numpy as np
 
 from .ir.dtypes import from_numpy as _ir_dtype
+from .ops.core import ArrayBase, ShapedArray, bind, find_top_trace, get_aval
 from .trace import dtypes as _dt
-from .trace.core import ArrayBase, bind, get_aval
 from .trace.eager import Array
 from .trace.pytree import tree_leaves as _tree_leaves
 
@@ -56,7 +56,6 @@ array = asarray
 
 def _const(x):
     """x (a host value) as a value of the current trace: a device Array or a const node."""
-    from .trace.core import find_top_trace
     return find_top_trace(()).pure(x)
 
 
@@ -152,7 +151,6 @@ def _weak(x, weak):
     """x with its weak-type flag set (a new handle to the same value)."""
     if x.weak_type == weak:
         return x
-    from .trace.core import ShapedArray
     aval = ShapedArray(x.shape, x.dtype, weak)
     if isinstance(x, Array):
         return Array(x._buf, aval)

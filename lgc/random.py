@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import numpy as lnp
-from .trace.core import bind
+from .ops.core import bind
 
 _U32 = np.uint32
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -151,7 +151,6 @@ def choice(key, a, shape=(), replace=True):
 def truncated_normal(key, lower, upper, shape=(), dtype=np.float32):
     """Normal restricted to [lower, upper]: the inverse CDF of a uniform between erf(lower)
     and erf(upper) (as jax.random.truncated_normal)."""
-    from .trace.core import bind
     s2 = np.float32(math.sqrt(2))
     a = bind("erf", lnp.asarray(np.float32(lower) / s2))
     b = bind("erf", lnp.asarray(np.float32(upper) / s2))

@@ -12,32 +12,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir import dtypes
+from .core import ShapedArray, bind_list, get_aval, infer_avals
+
 
 def bind(op: str, *args, **attrs):
-    """core.bind, imported late: the op families load before the tracing package."""
-    from ..trace.core import bind_list
+    """core.bind for rules: attributes only (the results are not weakly typed); one output,
+    or a tuple of them."""
     outs = bind_list(op, args, attrs)
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def bind_all(op: str, args, attrs) -> list:
-    from ..trace.core import bind_list
     return bind_list(op, list(args), attrs)
 
 
 def shape(x) -> tuple:
-    from ..trace.core import get_aval
     return get_aval(x).shape
 
 
 def dtype(x):
-    from ..trace.core import get_aval
     return get_aval(x).dtype
 
 
 def const(value, dt):
     """A host constant of exactly dtype dt (tracing narrows 64-bit host values by default)."""
-    from ..ir import dtypes
     x = bind("broadcast_to", np.asarray(value), shape=np.shape(value))
     if np.dtype(dtype(x)) == np.dtype(dt):
         return x
@@ -118,7 +117,6 @@ def loop(op: str):
 
 def _empty_batch(op, args, dims, attrs):
     """A batch of zero examples: zero-size outputs of the per-example types."""
-    from ..trace.core import ShapedArray, get_aval, infer_avals
     avals = []
     for x, d in zip(args, dims):
         a = get_aval(x)

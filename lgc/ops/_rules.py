@@ -4,6 +4,8 @@ from __future__ import annotations
 from ..ir.dtypes import DType, bool_
 from ..ir.graph import TensorType
 from ..ir.registry import OpError
+from . import prim
+from .core import bind_list, get_aval
 
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
@@ -52,9 +54,7 @@ def linear_jvp(op: str, **fixed):
     scatter, sums): the op itself applied to the tangents (zeros where an input has none;
     integer inputs such as indices as they are). `fixed` overrides attributes (a pad value)."""
     def rule(tans, ins, outs, attrs):
-        import lgc.numpy as lnp
-        from ..trace.core import bind_list, get_aval
-        args = [x if get_aval(x).dtype.kind != "f" else (lnp.zeros_like(x) if t is None else t)
+        args = [x if get_aval(x).dtype.kind != "f" else (prim.zeros_like(x) if t is None else t)
                 for x, t in zip(ins, tans)]
         return bind_list(op, args, dict(attrs, **fixed))
     return rule

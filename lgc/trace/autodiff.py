@@ -25,8 +25,8 @@ import itertools
 import numpy as np
 
 from ..ir import registry
+from ..ops.core import Trace, Tracer, bind_list, full_raise, get_aval, new_main
 from . import pytree
-from .core import Trace, Tracer, bind_list, full_raise, get_aval, new_main
 
 
 def _lnp():

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..ir import registry
 from ..ops import _batch
+from ..ops.core import (ArrayBase, ConcretizationError, ShapedArray, Trace, Tracer, bind_list,
+                        full_raise, get_aval, infer_avals, new_main)
 from . import pytree
-from .core import (ArrayBase, ConcretizationError, ShapedArray, Trace, Tracer, bind_list,
-                   full_raise, get_aval, infer_avals, new_main)
 
 
 class BatchTracer(Tracer):

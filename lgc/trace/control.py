@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import LgcError
 from ..ir.graph import Graph, Value
+from ..ops.core import bind_list, full_raise, get_aval, new_main
 from . import pytree
-from .core import bind_list, full_raise, get_aval, new_main
 from .jit import GraphTrace, GraphTracer, TraceBuilder
 
 

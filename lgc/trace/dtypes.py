@@ -2,8 +2,9 @@
 
 Python scalars are "weak": `x * 2.0` keeps x's float16, `i32 + 1` stays int32, while
 `i32 * 2.0` gives float32. Promotion is the least upper bound in JAX's lattice, where the
-weak kinds `int`/`float` sit between bool and the concrete types. 64-bit types appear only
-with `enable_x64(True)`; otherwise int64/float64 NumPy inputs become int32/float32 as in JAX.
+weak kinds `int`/`float` sit between bool and the concrete types. The defaults and the x64
+switch (`enable_x64(True)` keeps 64-bit types) live in lgc/ops/dtypes.py, below the tracing
+core, and are re-exported here.
 """
 from __future__ import annotations
 
@@ -11,36 +12,8 @@ import functools
 
 import numpy as np
 
-_X64 = [False]
-
-
-def enable_x64(on: bool = True) -> None:
-    """Keep 64-bit dtypes (as JAX's jax_enable_x64); off by default."""
-    _X64[0] = bool(on)
-
-
-def x64() -> bool:
-    return _X64[0]
-
-
-_NARROW = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32),
-           np.dtype(np.float64): np.dtype(np.float32)}
-
-
-def canonicalize(dt) -> np.dtype:
-    """The dtype lgc uses for `dt`: 64-bit types narrowed unless x64 is on."""
-    dt = np.dtype(dt)
-    if dt.kind == "c":
-        raise TypeError("complex dtypes are not supported by lgc")
-    return dt if _X64[0] else _NARROW.get(dt, dt)
-
-
-def default_int() -> np.dtype:
-    return np.dtype(np.int64 if _X64[0] else np.int32)
-
-
-def default_float() -> np.dtype:
-    return np.dtype(np.float64 if _X64[0] else np.float32)
+from ..ops.dtypes import (canonicalize, default_float, default_int, enable_x64,  # noqa: F401
+                          is_float, is_int, scalar_dtype, x64)
 
 
 # ---- the promotion lattice (jax._src.dtypes, 'standard' mode) ---------------------------------
@@ -80,7 +53,7 @@ def _node(dtype: np.dtype, weak: bool):
 
 def promote(*pairs) -> tuple[np.dtype, bool]:
     """Result (dtype, weak) of (dtype, weak) operands: the lattice's least upper bound."""
-    return _promote(tuple((np.dtype(d), bool(w)) for d, w in pairs), _X64[0])
+    return _promote(tuple((np.dtype(d), bool(w)) for d, w in pairs), x64())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -95,26 +68,3 @@ def _promote(pairs, x64) -> tuple[np.dtype, bool]:
     if lub == _f:
         return default_float(), True
     return canonicalize(lub), False
-
-
-def scalar_dtype(x) -> tuple[np.dtype, bool] | None:
-    """(dtype, weak) of a Python scalar, or None when x is not one (NumPy scalars are not)."""
-    if isinstance(x, np.generic):
-        return None
-    if isinstance(x, bool):
-        return np.dtype(np.bool_), False
-    if isinstance(x, int):
-        return default_int(), True
-    if isinstance(x, float):
-        return default_float(), True
-    if isinstance(x, complex):
-        raise TypeError("complex numbers are not supported by lgc")
-    return None
-
-
-def is_float(dt) -> bool:
-    return np.dtype(dt).kind == "f"
-
-
-def is_int(dt) -> bool:
-    return np.dtype(dt).kind in "iu"

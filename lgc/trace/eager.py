@@ -15,9 +15,9 @@ import pyopencl as cl
 
 from ..compiler import Options, backend_for, compile as compile_graph
 from ..ir.builder import GraphBuilder
+from ..ops.core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
 from ..runtime import Executor, select_device
 from . import pytree
-from .core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
 
 
 class _Runtime:

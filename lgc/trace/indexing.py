@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .core import ArrayBase, ConcretizationError
+from ..ops.core import ArrayBase, ConcretizationError, bind
 from .eager import Array
 from .pytree import tree_leaves
 
@@ -125,7 +125,6 @@ def getitem(x, idx):
 
 
 def _bind_slice(x, starts, steps, shape):
-    from .core import bind
     return bind("slice", x, starts=tuple(starts), steps=tuple(steps), shape=tuple(shape),
                 weak=x.weak_type)
 
@@ -145,7 +144,6 @@ def _wrap_clamp(i, n):
 
 
 def _gather_advanced(x, idxs, axes):
-    from .core import bind
     lnp = _lnp()
     if len(axes) == 1:
         i = idxs[0]
@@ -241,7 +239,6 @@ def _scatter(x, idx, values, reduction):
     updates are dropped, as in JAX). Otherwise the flat positions of the indexed elements
     and one scatter_elements on x's flat view; static indices follow NumPy exactly (an
     out-of-range one raises IndexError), other traced ones are clamped."""
-    from .core import bind
     lnp = _lnp()
     x = lnp.asarray(x)
     lead = None if _static(idx) else _leading(x, idx)

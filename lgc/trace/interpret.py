@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph
-from .core import ArrayBase, bind_list, find_top_trace
+from ..ops.core import ArrayBase, bind_list, find_top_trace
 
 _uploaded: dict[int, tuple] = {}   # id(weight) -> (weight, its device Array), for eager calls
 

@@ -17,10 +17,10 @@ import numpy as np
 from ..compiler import Options, compile as compile_graph
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
+from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type,
+                        full_raise, get_aval, infer_avals, new_main, to_numpy_const)
 from ..runtime import Executable, Executor
 from . import pytree
-from .core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type, full_raise,
-                   get_aval, infer_avals, new_main, to_numpy_const)
 from .dtypes import canonicalize
 from .eager import Array, _put, runtime
 
