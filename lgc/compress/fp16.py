@@ -1,9 +1,9 @@
 """FP16 storage: weights, and optionally activations, kept as IEEE half; arithmetic in float.
 
-lgc's f16 dtype is stored as 16-bit words and every kernel reads it with vload_half and
-writes it with vstore_half (lgc.backends.emit.read/write, the matmul/conv vector loads), so
-the arithmetic is float32 in registers and devices without cl_khr_fp16 (PoCL, most GCN
-drivers) run it. On GCN that buys memory and bandwidth, not FLOPs (DESIGN.md).
+lgc's f16 dtype is stored as 16-bit words that every kernel converts to float as it reads
+them and back as it writes them (lgc.backends.emit.read/write, the matmul/conv vector loads),
+so the arithmetic is float32 in registers and devices without cl_khr_fp16 (PoCL, most GCN
+drivers) run it. On GCN that buys memory and bandwidth, not FLOPs (docs/HARDWARE.md).
 
   weights only      each float32 constant becomes a half constant and a cast back to
                     float32; the artifact's weights are half the bytes. The cast is a kernel

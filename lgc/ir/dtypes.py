@@ -1,9 +1,10 @@
-"""Element types of the IR and how each one maps to NumPy and to OpenCL C.
+"""Element types of the IR and how each one maps to NumPy and to OpenCL C's type names.
 
 A dtype has a storage type (what sits in a device buffer) and a compute type (what
-arithmetic happens in). They differ for float16, which is stored as 16-bit words and read
-with vload_half/vstore_half so that devices without cl_khr_fp16 (PoCL, many GCN drivers)
-still work, and for bool, stored as one byte.
+arithmetic happens in). They differ for float16, which is stored as 16-bit words and
+converted to float as it is read (lgc.backends.emit), so that devices without cl_khr_fp16
+(PoCL, many GCN drivers) still work, and for bool, stored as one byte. The two type names
+are the one piece of OpenCL this layer holds: data that only lgc.backends reads.
 """
 from __future__ import annotations
 

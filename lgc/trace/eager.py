@@ -11,12 +11,11 @@ from __future__ import annotations
 import atexit
 
 import numpy as np
-import pyopencl as cl
 
 from ..compiler import Options, backend_for, compile as compile_graph
 from ..ir.builder import GraphBuilder
 from ..ops.core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
-from ..runtime import Executor, select_device
+from ..runtime import Executor, memory, select_device
 from . import pytree
 
 
@@ -32,26 +31,24 @@ def runtime() -> _Runtime:
     if _Runtime.device is None:
         _Runtime.device = select_device(None)
         _Runtime.backend = backend_for(_Runtime.device.target)
-        _Runtime.queue = cl.CommandQueue(_Runtime.device.context)
+        _Runtime.queue = memory.new_queue(_Runtime.device)
         atexit.register(_Runtime.queue.finish)   # no work in flight while Python tears down
     return _Runtime
 
 
-def new_buffer(nbytes: int) -> cl.Buffer:
-    return cl.Buffer(runtime().device.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+def new_buffer(nbytes: int):
+    return memory.allocate(runtime().device, nbytes)
 
 
 class Array(ArrayBase):
     """An array on the device (jax.Array): immutable, copied to the host only on request."""
 
-    def __init__(self, buffer: cl.Buffer, aval: ShapedArray):
+    def __init__(self, buffer, aval: ShapedArray):
         self._buf = buffer
         self.aval = aval
 
     def __array__(self, dtype=None, copy=None):
-        host = np.empty(self.shape, self.dtype)
-        if host.size:
-            cl.enqueue_copy(runtime().queue, host, self._buf, is_blocking=True)
+        host = memory.download(runtime().queue, self._buf, np.empty(self.shape, self.dtype))
         return host if dtype is None else host.astype(dtype)
 
     def __reduce__(self):  # pickles (e.g. to Ray workers) as its host data
@@ -113,12 +110,7 @@ def _put(x) -> Array:
     key = (host.dtype.str, aval.shape, host.tobytes(), aval.weak_type) if host.size <= 4 else None
     if key in _small:
         return _small[key]
-    if host.size:   # copied at creation: no queue round trip
-        buf = cl.Buffer(runtime().device.context,
-                        cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=host)
-    else:
-        buf = new_buffer(0)
-    out = Array(buf, aval)
+    out = Array(memory.upload(runtime().device, host), aval)
     if key is not None and len(_small) < 4096:
         _small[key] = out
     return out

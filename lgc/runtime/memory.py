@@ -1,0 +1,32 @@
+"""Device buffers for arrays that live on the device between programs (lgc.numpy's eager
+Arrays and jit's results): allocate, upload, download, and the shared in-order queue."""
+from __future__ import annotations
+
+import numpy as np
+import pyopencl as cl
+
+from .device import Device
+
+
+def new_queue(device: Device) -> cl.CommandQueue:
+    return cl.CommandQueue(device.context)
+
+
+def allocate(device: Device, nbytes: int) -> cl.Buffer:
+    """An uninitialised buffer (at least one byte: OpenCL refuses empty ones)."""
+    return cl.Buffer(device.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+
+
+def upload(device: Device, host: np.ndarray) -> cl.Buffer:
+    """A buffer holding a copy of `host`, copied at creation (no queue round trip)."""
+    if not host.size:
+        return allocate(device, 0)
+    return cl.Buffer(device.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                     hostbuf=np.ascontiguousarray(host))
+
+
+def download(queue: cl.CommandQueue, buffer: cl.Buffer, host: np.ndarray) -> np.ndarray:
+    """Copy `buffer` into `host` (blocking) and return it."""
+    if host.size:
+        cl.enqueue_copy(queue, host, buffer, is_blocking=True)
+    return host
