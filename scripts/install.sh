@@ -20,7 +20,7 @@ if command -v apt-get >/dev/null 2>&1 && [ ! -e /etc/OpenCL/vendors/pocl.icd ]; 
 fi
 
 # The offline GCN check (`lgc compile --target gfx803 --isa-report`, tests/test_isa.py)
-# compiles kernels for the RX 580 with LLVM 16 and libclc: see DESIGN.md.
+# compiles kernels for the RX 580 with LLVM 16 and libclc: see docs/HARDWARE.md.
 if command -v apt-get >/dev/null 2>&1 && { ! command -v llc-16 >/dev/null 2>&1 ||
     [ ! -e /usr/lib/clc/polaris10-amdgcn-mesa-mesa3d.bc ]; }; then
   SUDO=""

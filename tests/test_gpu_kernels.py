@@ -133,7 +133,7 @@ def test_target_from_device_and_by_name():
     assert t.device_type == dev.kind and t.compute_units == dev.cl_device.max_compute_units
     assert t.local_mem_bytes == dev.cl_device.local_mem_size and t.key == dev.key
     assert by_name("gfx803") is GFX803 and GFX803.wave_width == 64 and GFX803.compute_units == 36
-    assert round(GFX803.ridge) == 24                      # FLOP/byte: DESIGN.md's figure
+    assert round(GFX803.ridge) == 24                      # FLOP/byte: docs/HARDWARE.md's figure
     assert dev.retargeted(GFX803).target is GFX803        # an explicit target beats the device
     assert dev.retargeted(None) is dev and select_device(dev.retargeted(GFX803)).target is GFX803
     with pytest.raises(ValueError, match="unknown target"):

@@ -1,4 +1,4 @@
-"""Offline GCN check (DESIGN.md): the kernels chosen for gfx803 compile with LLVM for polaris10
+"""Offline GCN check (docs/HARDWARE.md): the kernels chosen for gfx803 compile with LLVM for polaris10
 without scratch and reach at least 4 waves per SIMD. Skipped where clang-16/libclc-16 are
 missing (scripts/install.sh installs them on Debian/Ubuntu)."""
 import re
