@@ -18,9 +18,8 @@ environment switch LGC_CPU_ROWVEC=0 turns all of it off, for comparisons.
 """
 from __future__ import annotations
 
-import os
-
 from ..ir import dtypes, registry
+from .settings import current_settings
 from .target import current_target
 
 WIDTH = 16      # float16: one AVX-512 register; measured 5-15% faster than float8 here
@@ -28,7 +27,7 @@ WIDTH = 16      # float16: one AVX-512 register; measured 5-15% faster than floa
 
 def enabled() -> bool:
     """Vector row code for the current target: CPU-like targets, unless LGC_CPU_ROWVEC=0."""
-    return not current_target().is_gpu and os.environ.get("LGC_CPU_ROWVEC", "1") != "0"
+    return not current_target().is_gpu and current_settings().cpu_rowvec
 
 
 def row_lanes(n: int) -> int:
