@@ -53,6 +53,9 @@ CASES = [
     C("power_scalar", lambda p: prim.power(p, 3.0), lambda p: p ** 3.0, "p", grad=True),
     C("remainder", prim.remainder, np.remainder, "x", "p", grad=True),
     C("remainder_int", prim.remainder, np.remainder, "i", "j"),
+    C("floor_divide", prim.floor_divide, np.floor_divide, "x", "p"),
+    C("floor_divide_int", prim.floor_divide, np.floor_divide, "i", "j"),
+    C("floor_divide_uint", lambda u: prim.floor_divide(u, 7), lambda u: u // 7, "u8"),
     C("maximum", prim.maximum, np.maximum, "x", "y", grad=True),
     C("minimum_scalar", lambda x: prim.minimum(x, 0.0), lambda x: np.minimum(x, 0.0), "x",
       grad=True),
@@ -76,6 +79,11 @@ CASES = [
     # unary
     C("exp", prim.exp, np.exp, "x", grad=True),
     C("log", prim.log, np.log, "p", grad=True),
+    C("sqrt", prim.sqrt, np.sqrt, "p", grad=True),
+    C("sin", prim.sin, np.sin, "x", grad=True),
+    C("cos", prim.cos, np.cos, "x", grad=True),
+    C("sinh", prim.sinh, np.sinh, "x", grad=True),
+    C("cosh", prim.cosh, np.cosh, "x", grad=True),
     C("abs", prim.abs, np.abs, "x", grad=True),
     C("abs_int", prim.abs, np.abs, "i"),
     C("abs_uint", prim.abs, np.abs, "u8"),
@@ -132,12 +140,25 @@ CASES = [
       "x", grad=True),
     C("pad_value", lambda x: prim.pad(x, 1, constant_values=2.0),
       lambda x: np.pad(x, 1, constant_values=2.0), "x"),
+    C("slice_in_dim", lambda t: prim.slice_in_dim(t, 1, None, axis=-1), lambda t: t[..., 1:],
+      "t", grad=True),
+    C("slice_in_dim_step", lambda t: prim.slice_in_dim(t, None, None, -2, axis=2),
+      lambda t: t[:, :, ::-2], "t", grad=True),
+    C("slice_in_dim_empty", lambda x: prim.slice_in_dim(x, 3, 1), lambda x: x[3:1], "x"),
+    C("index_in_dim", lambda t: prim.index_in_dim(t, -1, axis=1), lambda t: t[:, -1], "t",
+      grad=True),
+    C("index_in_dim_keepdims", lambda x: prim.index_in_dim(x, 2, keepdims=True),
+      lambda x: x[2:3], "x"),
     C("pad_edge", lambda x: prim.pad(x, [(1, 1), (0, 2)], mode="edge"),
       lambda x: np.pad(x, [(1, 1), (0, 2)], mode="edge"), "x"),
     # indexing
     C("take", lambda x, idx: prim.take(x, idx, axis=1), lambda x, idx: np.take(x, idx, axis=1),
       "x", "idx", grad=True),
     C("take_flat", prim.take, np.take, "x", "idx", grad=True),
+    C("segment_sum", lambda x: prim.segment_sum(x, np.array([2, 2, 0], np.int32), 3),
+      lambda x: np.stack([x[2], np.zeros_like(x[0]), x[0] + x[1]]), "x", grad=True),
+    C("segment_sum_drops", lambda x: prim.segment_sum(x, np.array([2, -1, 5], np.int32), 3),
+      lambda x: np.stack([np.zeros_like(x[0]), np.zeros_like(x[0]), x[0]]), "x"),
     C("take_along_axis", lambda x, k: prim.take_along_axis(x, k, axis=1),
       lambda x, k: np.take_along_axis(x, k, axis=1), "x", "tidx", grad=True),
     # reductions and products
@@ -150,6 +171,9 @@ CASES = [
     C("max_axis", lambda t: prim.max(t, -1), lambda t: np.max(t, -1), "t", grad=True),
     C("max_keepdims", lambda x: prim.max(x, 0, keepdims=True),
       lambda x: np.max(x, 0, keepdims=True), "x", grad=True),
+    C("unbroadcast", lambda t: prim.unbroadcast(t, (3, 1)),
+      lambda t: t.sum(0).sum(-1, keepdims=True), "t", grad=True),
+    C("unbroadcast_same_shape", lambda x: prim.unbroadcast(x, (3, 4)), lambda x: x, "x"),
     C("matmul", prim.matmul, np.matmul, "x", "m", grad=True),
     C("matmul_vector", prim.matmul, np.matmul, "v", "m", grad=True),
     C("matmul_batched", prim.matmul, np.matmul, "t", "m", grad=True),
@@ -265,12 +289,42 @@ def test_no_promotion():
     ("matmul", lambda m, x, m2: m.matmul(m.moveaxis(m.expand_dims(x, 0), 0, -1)[..., 0], m2),
      "xm"),
     ("take", lambda m, x, k: m.take_along_axis(m.clip(x, -1.0, 1.0), k, axis=1), "xk"),
+    ("sin", lambda m, x: m.sqrt(m.add(m.cosh(m.sin(x)), m.sinh(m.cos(x)))), "x"),
+    ("floor_divide", lambda m, x: m.floor_divide(x, 0.75), "x"),
 ])
 def test_prim_traces_to_lgc_numpys_graph(name, f, args):
     """A rule moved from lgc.numpy to prim gives the same graph (so the same kernels)."""
     vals = [INPUTS[{"x": "x", "b": "b", "t": "t", "m": "m", "k": "tidx"}[a]] for a in args]
     assert str(lgc.make_ir(lambda *v: f(prim, *v))(*vals)) == \
         str(lgc.make_ir(lambda *v: f(lnp, *v))(*vals))
+
+
+def test_slicing_traces_to_indexings_graph():
+    t = INPUTS["t"]
+    assert str(lgc.make_ir(lambda t: prim.index_in_dim(
+        prim.slice_in_dim(t, None, None, -1, axis=2), 1))(t)) == \
+        str(lgc.make_ir(lambda t: t[..., ::-1][1])(t))
+
+
+def test_segment_sum_traces_to_lgc_nns_graph():
+    ids = np.array([2, -1, 0], np.int32)
+    assert str(lgc.make_ir(lambda x: prim.segment_sum(x, ids, 3))(INPUTS["x"])) == \
+        str(lgc.make_ir(lambda x: lgc.nn.segment_sum(x, ids, 3))(INPUTS["x"]))
+
+
+def test_core_vjp_is_the_tracing_layers():
+    """The hook the rules of composite ops differentiate with (set by lgc.trace.autodiff)."""
+    x = np.array([0.5, 2.0], np.float32)
+    y, pull = core.vjp(lambda v: prim.mul(prim.sin(v), v), x)
+    (g,) = pull(np.ones(2, np.float32))
+    np.testing.assert_allclose(np.asarray(y), np.sin(x) * x, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(g), np.cos(x) * x + np.sin(x), rtol=1e-6)
+
+
+def test_core_vjp_needs_a_registered_transformation(monkeypatch):
+    monkeypatch.setattr(core, "_vjp", [])
+    with pytest.raises(RuntimeError, match="no reverse-mode"):
+        core.vjp(prim.sin, np.ones(2, np.float32))
 
 
 def test_core_needs_a_registered_eval_trace(monkeypatch):

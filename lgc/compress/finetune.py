@@ -46,7 +46,7 @@ def graph_function(graph: Graph, trainable: list | None = None):
     shape) with the trainable constants taken from `params` (a list of arrays)."""
     trainable = trainable_constants(graph) if trainable is None else trainable
     index = {v: i for i, v in enumerate(trainable)}
-    from ..trace.core import bind_list
+    from ..ops.core import bind_list
 
     def fn(params, *xs):
         env = dict(zip(graph.inputs, xs))

@@ -1,7 +1,8 @@
-"""Core op families. Importing this package registers every op in lgc.ir.registry."""
-import importlib
-import pkgutil
+"""Core op families. Importing this package registers every op in lgc.ir.registry.
 
-for _m in pkgutil.iter_modules(__path__):
-    if not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+The import below is the one list of the families: each module declares its ops (type rule,
+NumPy reference, fusion class, rules) when imported. The other modules are what the
+families are written with: core (tracing: bind), prim (array functions for the rules),
+dtypes, _batch and _rules."""
+from . import (control, elementwise, indexing, layout, linalg, lowered, misc, nn,  # noqa: F401
+               quant, reduce, sparse)

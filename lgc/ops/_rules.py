@@ -5,7 +5,7 @@ from ..ir.dtypes import DType, bool_
 from ..ir.graph import TensorType
 from ..ir.registry import OpError
 from . import prim
-from .core import bind_list, get_aval
+from .core import ArrayBase, bind_list, get_aval
 
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
@@ -58,3 +58,10 @@ def linear_jvp(op: str, **fixed):
                 for x, t in zip(ins, tans)]
         return bind_list(op, args, dict(attrs, **fixed))
     return rule
+
+
+def is_host(x) -> bool:
+    """Whether x is a host value (a NumPy array or a Python number), not a traced or device
+    array: an op's constant operand, which its rules work on with NumPy at trace time, so
+    that what they derive from it stays one constant of the graph, not ops on constants."""
+    return not isinstance(x, ArrayBase)

@@ -8,13 +8,18 @@ Inputs are the initial carry (one value per body output) followed by the loop's 
 are nested Graphs that both take (carry..., constants...); cond returns one scalar bool,
 body the next carry with the same types. Shapes are fixed, so the memory of every
 iteration is known; the runtime runs the loop on the host, reading the predicate back
-after each condition (lgc.runtime.executor). Batching, forward-mode and the refusal of
-reverse mode live with the tracing code (lgc/trace/control.py).
+after each condition (lgc.runtime.executor).
+
+Reverse mode is refused here (the trip count is known only at run time). The batching rule
+vmaps the cond and body graphs and forward mode runs the jvp of the body: transformations
+of the tracing layer above, so they live with the tracing code (lgc/trace/control.py),
+which sets this op's OpDef.batch when lgc.trace is imported.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import LgcError
 from ..ir import dtypes
 from ..ir.graph import Graph, TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
@@ -78,17 +83,23 @@ def _reference(xs, attrs):
     return carry
 
 
+class ReverseModeError(LgcError, ValueError):
+    """Reverse-mode differentiation through a loop whose trip count is data-dependent."""
+
+
+def refuse_reverse_mode():
+    raise ReverseModeError(
+        "reverse-mode differentiation (grad, vjp) does not work for while_loop with a traced "
+        "condition, nor for fori_loop with traced bounds: the trip count is known only at run "
+        "time. Use scan or fori_loop with static bounds (trip count fixed when tracing), or "
+        "forward mode (jvp, jacfwd)")
+
+
 def _vjp(cts, ins, outs, attrs):
-    from ..trace.control import refuse_reverse_mode
     refuse_reverse_mode()
-
-
-def _batch(vals, dims, attrs):
-    from ..trace.control import batch_while
-    return batch_while(vals, dims, attrs)
 
 
 register(OpDef("while", _infer, _reference, fusion="opaque",
                attrs={"cond": REQUIRED, "body": REQUIRED}, num_inputs=(1, 1 << 30),
-               flops=lambda ins, outs, attrs: 0, vjp=_vjp, batch=_batch,
+               flops=lambda ins, outs, attrs: 0, vjp=_vjp,
                doc="while cond(carry, consts): carry = body(carry, consts)"))

@@ -10,7 +10,9 @@ tables from OpDef.jvp / OpDef.vjp / OpDef.batch.
 This is the lowest layer of tracing, below the op rules (which bind through it, via
 lgc.ops.prim) and below the front end in lgc/trace that sits on it. What needs the layers
 above is set from there, as JAX does: the eval trace class (`register_eval_trace`, by
-lgc.trace) and the NumPy-style array methods on ArrayBase (lgc/trace/array_methods.py).
+lgc.trace), reverse-mode differentiation for the gradient rules that differentiate a
+composition of ops (`register_vjp`, by lgc.trace.autodiff) and the NumPy-style array
+methods on ArrayBase (lgc/trace/array_methods.py).
 """
 from __future__ import annotations
 
@@ -96,6 +98,24 @@ _eval_trace: list[type] = []   # the level-0 trace class, registered by the laye
 def register_eval_trace(trace_type: type) -> None:
     """Set the trace that runs ops on concrete values (lgc.trace's EvalTrace: the device)."""
     _eval_trace[:] = [trace_type]
+
+
+_vjp: list = []          # reverse-mode differentiation, registered by the layer above
+
+
+def register_vjp(vjp) -> None:
+    """Set reverse-mode differentiation (lgc.trace.autodiff's vjp) for `vjp` below."""
+    _vjp[:] = [vjp]
+
+
+def vjp(fun, *primals):
+    """(fun(*primals), pullback) as jax.vjp. For the gradient rules of ops whose gradient is
+    that of a composition of other ops (grid_sample, roi_align): the reverse pass is the
+    tracing layer's, which calls those rules, so it is registered before they can run."""
+    if not _vjp:
+        raise RuntimeError("no reverse-mode differentiation is registered; import "
+                           "lgc.trace.autodiff (or lgc), which registers it")
+    return _vjp[0](fun, *primals)
 
 
 def _eval_main() -> MainTrace:

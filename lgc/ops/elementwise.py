@@ -196,15 +196,13 @@ register(OpDef(
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
-# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+# Written with lgc.ops.prim so the backward ops trace like any others (jit, grad of grad).
 # Cotangents may keep the broadcast shape: lgc.trace.autodiff sums them back per input.
 
 from ..ir.registry import OPS  # noqa: E402
-
-
-def _lnp():
-    import lgc.numpy as lnp
-    return lnp
+from . import prim  # noqa: E402
+from ._rules import is_host  # noqa: E402
+from .prim import add, div, mul, neg, sub  # noqa: E402
 
 
 def _defvjp1(name, rule):
@@ -221,53 +219,65 @@ def _zero(g, x, y):
     return None   # piecewise constant: the gradient is zero almost everywhere
 
 
-_defvjp1("exp", lambda g, x, y: g * y)
-_defvjp1("log", lambda g, x, y: g / x)
-_defvjp1("sqrt", lambda g, x, y: g / (2 * y))
-_defvjp1("sin", lambda g, x, y: g * _lnp().cos(x))
-_defvjp1("cos", lambda g, x, y: -g * _lnp().sin(x))
-_defvjp1("tan", lambda g, x, y: g * (1 + y * y))
-_defvjp1("asin", lambda g, x, y: g / _lnp().sqrt(1 - x * x))
-_defvjp1("acos", lambda g, x, y: -g / _lnp().sqrt(1 - x * x))
-_defvjp1("atan", lambda g, x, y: g / (1 + x * x))
-_defvjp1("sinh", lambda g, x, y: g * _lnp().cosh(x))
-_defvjp1("cosh", lambda g, x, y: g * _lnp().sinh(x))
-_defvjp1("tanh", lambda g, x, y: g * (1 - y * y))
-_defvjp1("asinh", lambda g, x, y: g / _lnp().sqrt(x * x + 1))
-_defvjp1("acosh", lambda g, x, y: g / _lnp().sqrt(x * x - 1))
-_defvjp1("atanh", lambda g, x, y: g / (1 - x * x))
-_defvjp1("reciprocal", lambda g, x, y: -g * y * y)
-_defvjp1("sigmoid", lambda g, x, y: g * y * (1 - y))
-_defvjp1("erf", lambda g, x, y: g * (2 / np.sqrt(np.pi)) * _lnp().exp(-x * x))
-_defvjp1("neg", lambda g, x, y: -g)
-_defvjp1("abs", lambda g, x, y: g * _lnp().sign(x))
-_defvjp1("relu", lambda g, x, y: _lnp().where(x > 0, g, 0))
+def _one_minus_square(v):
+    return sub(1, mul(v, v))
+
+
+_defvjp1("exp", lambda g, x, y: mul(g, y))
+_defvjp1("log", lambda g, x, y: div(g, x))
+_defvjp1("sqrt", lambda g, x, y: div(g, mul(2, y)))
+_defvjp1("sin", lambda g, x, y: mul(g, prim.cos(x)))
+_defvjp1("cos", lambda g, x, y: mul(neg(g), prim.sin(x)))
+_defvjp1("tan", lambda g, x, y: mul(g, add(1, mul(y, y))))
+_defvjp1("asin", lambda g, x, y: div(g, prim.sqrt(_one_minus_square(x))))
+_defvjp1("acos", lambda g, x, y: div(neg(g), prim.sqrt(_one_minus_square(x))))
+_defvjp1("atan", lambda g, x, y: div(g, add(1, mul(x, x))))
+_defvjp1("sinh", lambda g, x, y: mul(g, prim.cosh(x)))
+_defvjp1("cosh", lambda g, x, y: mul(g, prim.sinh(x)))
+_defvjp1("tanh", lambda g, x, y: mul(g, _one_minus_square(y)))
+_defvjp1("asinh", lambda g, x, y: div(g, prim.sqrt(add(mul(x, x), 1))))
+_defvjp1("acosh", lambda g, x, y: div(g, prim.sqrt(sub(mul(x, x), 1))))
+_defvjp1("atanh", lambda g, x, y: div(g, _one_minus_square(x)))
+_defvjp1("reciprocal", lambda g, x, y: mul(mul(neg(g), y), y))
+_defvjp1("sigmoid", lambda g, x, y: mul(mul(g, y), sub(1, y)))
+_defvjp1("erf", lambda g, x, y: mul(mul(g, float(2 / np.sqrt(np.pi))),
+                                    prim.exp(mul(neg(x), x))))
+_defvjp1("neg", lambda g, x, y: neg(g))
+_defvjp1("abs", lambda g, x, y: mul(g, prim.sign(x)))
+_defvjp1("relu", lambda g, x, y: prim.where(prim.gt(x, 0), g, 0))
 for _n in ("floor", "ceil", "round", "sign"):
     _defvjp1(_n, _zero)
-_defvjp1("cast", lambda g, x, y: _lnp().astype(g, x.dtype) if x.dtype.kind == "f" else None)
+_defvjp1("cast", lambda g, x, y: prim.astype(g, x.dtype) if x.dtype.kind == "f" else None)
 
 _defvjp2("add", lambda g, a, b, y: (g, g))
-_defvjp2("sub", lambda g, a, b, y: (g, -g))
-_defvjp2("mul", lambda g, a, b, y: (g * b, g * a))
-_defvjp2("div", lambda g, a, b, y: (g / b, -g * y / b))
+_defvjp2("sub", lambda g, a, b, y: (g, neg(g)))
+_defvjp2("mul", lambda g, a, b, y: (mul(g, b), mul(g, a)))
+_defvjp2("div", lambda g, a, b, y: (div(g, b), div(mul(neg(g), y), b)))
 
 
 def _pow_vjp(g, a, b, y):
-    lnp = _lnp()
-    da = g * b * lnp.power(a, b - 1)
-    db = g * y * lnp.log(lnp.where(a == 0, 1, a))   # d/db a**b = a**b log a (0 where a == 0)
-    return da, db
+    """A constant exponent or base (x ** 2, 2 ** x) is worked on with NumPy."""
+    da = mul(mul(g, b), prim.power(a, b - 1 if is_host(b) else sub(b, 1)))
+    gy = mul(g, y)
+    at_zero = a == 0 if is_host(a) else prim.eq(a, 0)
+    return da, mul(gy, prim.log(prim.where(at_zero, 1, a)))   # a**b log a; 0 at a == 0
+
+
+def _chosen(v, y):
+    """Where the operand v is the result y. A constant v goes second, where NumPy's `v == y`
+    puts it (it hands the comparison to the traced y): the graph these rules always traced."""
+    return prim.eq(y, v) if is_host(v) else prim.eq(v, y)
 
 
 def _minmax_vjp(g, a, b, y):
     """To the chosen operand; ties split the gradient in half (as JAX)."""
-    lnp = _lnp()
-    wa = lnp.where(a == y, lnp.where(b == y, 0.5, 1.0), 0.0).astype(g.dtype)
-    return g * wa, g * (1 - wa)
+    wa = prim.astype(prim.where(_chosen(a, y), prim.where(_chosen(b, y), 0.5, 1.0), 0.0),
+                     g.dtype)
+    return mul(g, wa), mul(g, sub(1, wa))
 
 
 def _mod_vjp(g, a, b, y):
-    return g, -g * _lnp().floor_divide(a - y, b)   # a = b * q + y with q constant
+    return g, mul(neg(g), prim.floor_divide(sub(a, y), b))   # a = b * q + y with q constant
 
 
 _defvjp2("pow", _pow_vjp)
@@ -275,4 +285,4 @@ _defvjp2("max", _minmax_vjp)
 _defvjp2("min", _minmax_vjp)
 _defvjp2("mod", _mod_vjp)
 OPS["where"].vjp = lambda cts, ins, outs, attrs: [
-    None, _lnp().where(ins[0], cts[0], 0), _lnp().where(ins[0], 0, cts[0])]
+    None, prim.where(ins[0], cts[0], 0), prim.where(ins[0], 0, cts[0])]

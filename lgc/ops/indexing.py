@@ -5,11 +5,17 @@ Indices follow ONNX: negative ones wrap once (idx + dim); scatters with a reduct
 duplicate indices in order. The kernels are in lgc.backends.kernels.indexing; the tables
 and coordinate rules that both they and the NumPy references follow (resize_axes,
 col2im_blocks) live here.
+
+The gradients of grid_sample and roi_align are the reverse mode of the ops' composition of
+gathers and arithmetic (grid_sample_composed, roi_align_composed). Differentiation belongs
+to the tracing layer above, so the rules call it through lgc.ops.core.vjp, a hook
+lgc.trace.autodiff fills when imported (as the eval trace is registered).
 """
 from __future__ import annotations
 
 import itertools
 import math
+import operator
 
 import numpy as np
 
@@ -558,15 +564,19 @@ def _grid_sample_infer(types, at):
     return [TensorType(x.dtype, x.shape[:2] + grid.shape[1:-1])]
 
 
-def cubic_weights(r, A):
+def cubic_weights(r, A, add=operator.add, sub=operator.sub, mul=operator.mul):
     """Keys cubic convolution weights of the 4 taps around a point at fraction r past the
-    second tap (coefficient A). Plain arithmetic, so r may be a float, an ndarray or a traced
-    lnp array: the NumPy tap tables and the differentiable composition share it."""
-    s = [r + 1, r, 1 - r, 2 - r]
-    return [((A * s[0] - 5 * A) * s[0] + 8 * A) * s[0] - 4 * A,
-            ((A + 2) * s[1] - (A + 3)) * s[1] * s[1] + 1,
-            ((A + 2) * s[2] - (A + 3)) * s[2] * s[2] + 1,
-            ((A * s[3] - 5 * A) * s[3] + 8 * A) * s[3] - 4 * A]
+    second tap (coefficient A). The NumPy tap tables (r a float or an ndarray, Python's
+    arithmetic) and the differentiable composition (r traced, prim's add, sub and mul)
+    share it."""
+    def outer(t):   # ((A t - 5A) t + 8A) t - 4A
+        return sub(mul(add(mul(sub(mul(A, t), 5 * A), t), 8 * A), t), 4 * A)
+
+    def inner(t):   # ((A + 2) t - (A + 3)) t t + 1
+        return add(mul(mul(sub(mul(A + 2, t), A + 3), t), t), 1)
+
+    s = [add(r, 1), r, sub(1, r), sub(2, r)]
+    return [outer(s[0]), inner(s[1]), inner(s[2]), outer(s[3])]
 
 
 def _np_reflect(x, lo, hi):
@@ -752,55 +762,50 @@ register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
-# A gather's adjoint is a scatter-add and back; written with bind so they trace and nest.
+# A gather's adjoint is a scatter-add and back; written with lgc.ops.prim and bind so they
+# trace and nest.
 
 from ..ir.registry import OPS  # noqa: E402
-from ._rules import linear_jvp  # noqa: E402
-
-
-def _lnp():
-    import lgc.numpy as lnp
-    return lnp
-
-
-def _bind(*a, **k):
-    from ..trace.core import bind
-    return bind(*a, **k)
+from . import prim  # noqa: E402
+from ._rules import is_host, linear_jvp  # noqa: E402
+from .core import Tracer, bind, vjp  # noqa: E402
+from .prim import add, div, mul, sub, where  # noqa: E402
 
 
 def _gather_vjp(cts, ins, outs, attrs):
     """Move the gathered axis first and scatter-add the cotangent into it (scatter_nd)."""
-    lnp, (x, idx), g = _lnp(), ins, cts[0]
+    (x, idx), g = ins, cts[0]
     axis, k = attrs["axis"] % x.ndim, idx.ndim
     n = x.shape[axis]
-    idx = lnp.where(idx < 0, idx + n, idx)
-    g = lnp.moveaxis(g, tuple(range(axis, axis + k)), tuple(range(k)))
-    z = lnp.zeros((n,) + x.shape[:axis] + x.shape[axis + 1:], g.dtype)
-    out = _bind("scatter_nd", z, lnp.expand_dims(idx, -1), g, reduction="add")
-    return [lnp.moveaxis(out, 0, axis), None]
+    idx = np.where(idx < 0, idx + n, idx) if is_host(idx) else \
+        where(prim.lt(idx, 0), add(idx, n), idx)
+    g = prim.moveaxis(g, tuple(range(axis, axis + k)), tuple(range(k)))
+    z = prim.zeros((n,) + x.shape[:axis] + x.shape[axis + 1:], g.dtype)
+    out = bind("scatter_nd", z, prim.expand_dims(idx, -1), g, reduction="add")
+    return [prim.moveaxis(out, 0, axis), None]
 
 
 def _gather_elements_vjp(cts, ins, outs, attrs):
     x, idx = ins
-    return [_bind("scatter_elements", _lnp().zeros_like(x), idx, cts[0], axis=attrs["axis"],
-                  reduction="add"), None]
+    return [bind("scatter_elements", prim.zeros_like(x), idx, cts[0], axis=attrs["axis"],
+                 reduction="add"), None]
 
 
 def _gather_nd_vjp(cts, ins, outs, attrs):
     """A scatter-add of g to the gathered positions. With batch_dims b, the b batch axes are
     flattened into one and each index tuple is led by its batch number (batch_dims 0)."""
-    lnp, (x, idx), g, b = _lnp(), ins, cts[0], attrs["batch_dims"]
+    (x, idx), g, b = ins, cts[0], attrs["batch_dims"]
     if not b:
-        return [_bind("scatter_nd", lnp.zeros_like(x), idx, g, reduction="add"), None]
+        return [bind("scatter_nd", prim.zeros_like(x), idx, g, reduction="add"), None]
     nb = math.prod(x.shape[:b])
-    idx = lnp.reshape(idx, (nb,) + idx.shape[b:])
+    idx = prim.reshape(idx, (nb,) + idx.shape[b:])
     lead = np.arange(nb).reshape((nb,) + (1,) * (idx.ndim - 1))
-    idx = lnp.concatenate([lnp.broadcast_to(lead.astype(idx.dtype), idx.shape[:-1] + (1,)),
-                           idx], axis=-1)
-    g = lnp.reshape(g, (nb,) + g.shape[b:])
-    zeros = lnp.zeros((nb,) + x.shape[b:], g.dtype)
-    dx = _bind("scatter_nd", zeros, idx, g, reduction="add")
-    return [lnp.reshape(dx, x.shape), None]
+    idx = prim.concatenate([prim.broadcast_to(lead.astype(idx.dtype), idx.shape[:-1] + (1,)),
+                            idx], axis=-1)
+    g = prim.reshape(g, (nb,) + g.shape[b:])
+    zeros = prim.zeros((nb,) + x.shape[b:], g.dtype)
+    dx = bind("scatter_nd", zeros, idx, g, reduction="add")
+    return [prim.reshape(dx, x.shape), None]
 
 
 def _scatter_vjp(scatter_op, gather_op, **gattrs):
@@ -811,10 +816,10 @@ def _scatter_vjp(scatter_op, gather_op, **gattrs):
         if red == "add":
             d_data = g
         elif red == "none":
-            d_data = _bind(scatter_op, g, idx, _lnp().zeros_like(upd), **attrs)
+            d_data = bind(scatter_op, g, idx, prim.zeros_like(upd), **attrs)
         else:
             return _scatter_reduce_vjp(scatter_op, gather_op, gattrs, cts, ins, outs, attrs)
-        return [d_data, None, _bind(gather_op, g, idx, **{k: attrs[k] for k in gattrs})]
+        return [d_data, None, bind(gather_op, g, idx, **{k: attrs[k] for k in gattrs})]
     return vjp
 
 
@@ -824,27 +829,27 @@ def _scatter_reduce_vjp(scatter_op, gather_op, gattrs, cts, ins, outs, attrs):
     replaced by 1, divided by this one, kept where no other zero landed (no division by
     zero). min/max (as JAX): to the selected values, ties split evenly among the data and
     the updates equal to the result."""
-    lnp, (data, idx, upd), g, out = _lnp(), ins, cts[0], outs[0]
+    (data, idx, upd), g, out = ins, cts[0], outs[0]
     ga = {k: attrs[k] for k in gattrs}
 
     def scat(d, u, red):
-        return _bind(scatter_op, d, idx, u, **dict(attrs, reduction=red))
+        return bind(scatter_op, d, idx, u, **dict(attrs, reduction=red))
 
     def gath(v):
-        return _bind(gather_op, v, idx, **ga)
+        return bind(gather_op, v, idx, **ga)
 
-    one, zero = lnp.ones_like(upd), lnp.zeros_like(upd)
+    one, zero = prim.ones_like(upd), prim.zeros_like(upd)
     if attrs["reduction"] == "mul":
-        zu = lnp.where(upd == 0, one, zero)
-        u1 = lnp.where(upd == 0, one, upd)
-        nz = gath(scat(lnp.zeros_like(data), zu, "add"))    # zero updates at each position
-        rest = lnp.where(upd == 0, nz == 1, nz == 0)
-        d_upd = lnp.where(rest, gath(g * scat(data, u1, "mul")) / u1, zero)
-        return [g * scat(lnp.ones_like(data), upd, "mul"), None, d_upd]
-    hit = lnp.where(upd == gath(out), one, zero)
-    keep = lnp.where(data == out, lnp.ones_like(data), lnp.zeros_like(data))
-    share = g / (scat(lnp.zeros_like(data), hit, "add") + keep)
-    return [share * keep, None, gath(share) * hit]
+        zu = where(prim.eq(upd, 0), one, zero)
+        u1 = where(prim.eq(upd, 0), one, upd)
+        nz = gath(scat(prim.zeros_like(data), zu, "add"))    # zero updates at each position
+        rest = where(prim.eq(upd, 0), prim.eq(nz, 1), prim.eq(nz, 0))
+        d_upd = where(rest, div(gath(mul(g, scat(data, u1, "mul"))), u1), zero)
+        return [mul(g, scat(prim.ones_like(data), upd, "mul")), None, d_upd]
+    hit = where(prim.eq(upd, gath(out)), one, zero)
+    keep = where(prim.eq(data, out), prim.ones_like(data), prim.zeros_like(data))
+    share = div(g, add(scat(prim.zeros_like(data), hit, "add"), keep))
+    return [mul(share, keep), None, mul(gath(share), hit)]
 
 
 OPS["gather"].vjp = _gather_vjp
@@ -852,16 +857,18 @@ OPS["gather_elements"].vjp = _gather_elements_vjp
 OPS["gather_nd"].vjp = _gather_nd_vjp
 OPS["scatter_elements"].vjp = _scatter_vjp("scatter_elements", "gather_elements", axis=0)
 OPS["scatter_nd"].vjp = _scatter_vjp("scatter_nd", "gather_nd")
+
+
 def _reverse_sequence_vjp(cts, ins, outs, attrs):
     """Reversing prefixes is its own inverse permutation, hence its own adjoint."""
-    return [_bind("reverse_sequence", cts[0], ins[1], **attrs), None]
+    return [bind("reverse_sequence", cts[0], ins[1], **attrs), None]
 
 
 def _max_unpool_vjp(cts, ins, outs, attrs):
     """out.flat[indices] = x, so x's cotangent is g.flat[indices]."""
-    lnp, (x, idx) = _lnp(), ins
-    flat = _bind("gather", lnp.reshape(cts[0], (-1,)), lnp.reshape(idx, (-1,)), axis=0)
-    return [lnp.reshape(flat, x.shape), None]
+    x, idx = ins
+    flat = bind("gather", prim.reshape(cts[0], (-1,)), prim.reshape(idx, (-1,)), axis=0)
+    return [prim.reshape(flat, x.shape), None]
 
 
 def _resize_vjp(cts, ins, outs, attrs):
@@ -872,21 +879,21 @@ def _resize_vjp(cts, ins, outs, attrs):
     if attrs["mode"] == "nearest":
         from .layout import _index_map_vjp
         return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
-    lnp, x, g = _lnp(), ins[0], cts[0]
+    x, g = ins[0], cts[0]
     for a, (idx, w, extra) in reversed(resize_axes(x.shape, attrs)):
         n_in = x.shape[a]
         m = np.zeros((idx.shape[0], n_in))
         np.add.at(m, (np.arange(idx.shape[0])[:, None], np.clip(idx, 0, n_in - 1)), w)
         if extra is not None:
             m[extra] = 0.0
-        g = lnp.moveaxis(lnp.matmul(lnp.moveaxis(g, a, -1), m.astype(g.dtype)), -1, a)
+        g = prim.moveaxis(prim.matmul(prim.moveaxis(g, a, -1), m.astype(g.dtype)), -1, a)
     return [g] + [None] * (len(ins) - 1)
 
 
 def _col2im_vjp(cts, ins, outs, attrs):
     """Each column element lands on one image position (or off the image): its cotangent
     is g there, one gather with positions worked out as _col2im_ref walks them."""
-    lnp, x, g = _lnp(), ins[0], cts[0]
+    x, g = ins[0], cts[0]
     blk, dil, pads, st, img = (attrs[k] for k in ("block_shape", "dilations", "pads",
                                                   "strides", "image_shape"))
     nbl, d = col2im_blocks(attrs), len(blk)
@@ -898,90 +905,89 @@ def _col2im_vjp(cts, ins, outs, attrs):
             p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
             if all(0 <= p[i] < img[i] for i in range(d)):
                 idx[(slice(None),) + k + b] = np.arange(C) * P + np.ravel_multi_index(p, img)
-    flat = lnp.concatenate([lnp.reshape(g, (n, C * P)), lnp.zeros((n, 1), g.dtype)], axis=1)
-    return [_bind("gather", flat, idx.reshape(ck, n_blocks), axis=1)]
+    flat = prim.concatenate([prim.reshape(g, (n, C * P)), prim.zeros((n, 1), g.dtype)], axis=1)
+    return [bind("gather", flat, idx.reshape(ck, n_blocks), axis=1)]
 
 
 def _affine_grid_vjp(cts, ins, outs, attrs):
     """grid[n, ..., i] = sum_j theta[n, i, j] base[..., j]: dtheta = g^T base, with base
     (the homogeneous grid coordinates) read off the reference at an identity theta."""
-    lnp, theta, g = _lnp(), ins[0], cts[0]
+    theta, g = ins[0], cts[0]
     r = theta.shape[1]
     eye = np.eye(r, r + 1)[None]
     base = _affine_grid_ref([eye], attrs)[0][0].reshape(-1, r)          # (S, r): coordinates
     base = np.concatenate([base, np.ones((base.shape[0], 1))], 1).astype(g.dtype)
-    gs = lnp.reshape(g, (g.shape[0], -1, r))                              # (N, S, r)
-    return [lnp.matmul(lnp.swapaxes(gs, 1, 2), base)]
+    gs = prim.reshape(g, (g.shape[0], -1, r))                             # (N, S, r)
+    return [prim.matmul(prim.swapaxes(gs, 1, 2), base)]
 
 
-def _lnp_reflect(v, lo, hi):
-    """_np_reflect on arrays: fold v back into [lo, hi] by reflection."""
-    lnp, span = _lnp(), hi - lo
-    below, above = v < lo, v > hi
-    dx = lnp.where(below, lo - v, lnp.where(above, v - hi, 0.0))
-    k = lnp.floor(dx / span)
-    r = dx - k * span
-    even = lnp.remainder(k, 2.0) == 0
-    return lnp.where(below, lnp.where(even, lo + r, hi - r),
-                     lnp.where(above, lnp.where(even, hi - r, lo + r), v))
+def _reflect(v, lo, hi):
+    """_np_reflect on traced arrays: fold v back into [lo, hi] by reflection."""
+    span = hi - lo
+    below, above = prim.lt(v, lo), prim.gt(v, hi)
+    dx = where(below, sub(lo, v), where(above, sub(v, hi), 0.0))
+    k = prim.floor(div(dx, span))
+    r = sub(dx, mul(k, span))
+    even = prim.eq(prim.remainder(k, 2.0), 0)
+    return where(below, where(even, add(lo, r), sub(hi, r)),
+                 where(above, where(even, sub(hi, r), add(lo, r)), v))
 
 
 def grid_sample_composed(x, grid, attrs):
-    """grid_sample as lnp code (gathers of the taps, weights from the grid), following
-    _grid_sample_ref: its reverse mode gives the op's gradient in x and in the grid."""
-    lnp, A = _lnp(), -0.75
+    """grid_sample composed of other ops (gathers of the taps, weights from the grid),
+    following _grid_sample_ref: its reverse mode gives the op's gradient in x and in the grid."""
+    A = -0.75
     mode, pad, align = attrs["mode"], attrs["padding_mode"], attrs["align_corners"]
     dims, N, C = x.shape[2:], x.shape[0], x.shape[1]
     d, out_sp = len(dims), grid.shape[1:-1]
     axes = []   # per data axis: [(index array, weight array)]
     for i, n in enumerate(dims):
-        g = grid[..., d - 1 - i]
+        g = prim.index_in_dim(grid, d - 1 - i, axis=-1)
         lo, hi = (0.0, n - 1.0) if align else (-0.5, n - 0.5)
-        v = (g + 1) * ((n - 1) / 2) if align else ((g + 1) * n - 1) / 2
-        v = lnp.round(v) if mode == "nearest" else v
-        v = lnp.clip(v, 0.0, n - 1.0) if pad == "border" else \
-            _lnp_reflect(v, lo, hi) if pad == "reflection" else v
-        f = lnp.floor(v)
-        r = v - f
+        v = mul(add(g, 1), (n - 1) / 2) if align else div(sub(mul(add(g, 1), n), 1), 2)
+        v = prim.round(v) if mode == "nearest" else v
+        v = prim.clip(v, 0.0, n - 1.0) if pad == "border" else \
+            _reflect(v, lo, hi) if pad == "reflection" else v
+        f = prim.floor(v)
+        r = sub(v, f)
         if mode == "nearest":
-            taps = [(v, lnp.ones_like(v))]
+            taps = [(v, prim.ones_like(v))]
         elif mode == "linear":
-            taps = [(f, 1 - r), (f + 1, r)]
+            taps = [(f, sub(1, r)), (add(f, 1), r)]
         else:
-            cw = cubic_weights(r, A)
-            taps = [(f + (k - 1), cw[k]) for k in range(4)]
+            cw = cubic_weights(r, A, add, sub, mul)
+            taps = [(add(f, k - 1), cw[k]) for k in range(4)]
         fixed = []
         for j, w in taps:
             if pad == "zeros":
-                w = lnp.where(lnp.logical_and(j >= 0, j < n), w, 0.0)
+                w = where(prim.logical_and(prim.ge(j, 0), prim.lt(j, n)), w, 0.0)
             elif pad == "reflection":
-                j = lnp.floor(_lnp_reflect(j, lo, hi))
-            fixed.append((lnp.astype(lnp.clip(j, 0, n - 1), np.int64), w))
+                j = prim.floor(_reflect(j, lo, hi))
+            fixed.append((prim.astype(prim.clip(j, 0, n - 1), np.int64), w))
         axes.append(fixed)
-    xf = lnp.reshape(x, (N, C, -1))
+    xf = prim.reshape(x, (N, C, -1))
     Q = math.prod(out_sp)
     out = None
     for combo in itertools.product(*axes):
         flat, w = combo[0][0], combo[0][1]
         for (j, wj), n in zip(combo[1:], dims[1:]):
-            flat, w = flat * n + j, w * wj
-        idx = lnp.broadcast_to(lnp.reshape(flat, (N, 1, Q)), (N, C, Q))
-        term = lnp.take_along_axis(xf, idx, axis=2) * lnp.reshape(w, (N, 1, Q))
-        out = term if out is None else out + term
-    return lnp.reshape(out, (N, C) + tuple(out_sp))
+            flat, w = add(mul(flat, n), j), mul(w, wj)
+        idx = prim.broadcast_to(prim.reshape(flat, (N, 1, Q)), (N, C, Q))
+        term = mul(prim.take_along_axis(xf, idx, axis=2), prim.reshape(w, (N, 1, Q)))
+        out = term if out is None else add(out, term)
+    return prim.reshape(out, (N, C) + tuple(out_sp))
 
 
 def _grid_sample_vjp(cts, ins, outs, attrs):
     """Reverse mode over grid_sample_composed: x's cotangent is g scatter-added to the taps
     with their weights, the grid's comes from the weights' derivatives (zero for nearest)."""
-    from ..trace.autodiff import vjp
     _, pull = vjp(lambda x, grid: grid_sample_composed(x, grid, attrs), ins[0], ins[1])
     return list(pull(cts[0]))
 
 
 def _roi_align_taps(x_shape, rois, bidx, at):
     """The sampling taps of _roi_align_ref for concrete rois, as tables that let the
-    weights be recomputed from the rois with lnp (so they are differentiable in the boxes):
+    weights be recomputed from the rois by ops (so they are differentiable in the boxes):
     idx, the flat position of each tap in the (N*H*W) image plane, shape (R, oh, ow, S, 4)
     (S: most samples of a bin; padded samples and taps weigh 0); and `geo`, the sample
     positions y = y0 + cy * roi_height (x alike), their floors, whether the position is
@@ -1043,37 +1049,37 @@ def _roi_align_taps(x_shape, rois, bidx, at):
 
 
 def _roi_weights(rois, geo, at, dtype):
-    """The taps' weights (R, oh, ow, S, 4) as lnp code in the rois (see _roi_align_taps)."""
-    lnp = _lnp()
+    """The taps' weights (R, oh, ow, S, 4) computed from the rois by ops, so that they are
+    differentiable in the boxes (see _roi_align_taps)."""
     sc, off = at["spatial_scale"], 0.5 if at["half_pixel"] else 0.0
     g = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in geo.items()}
-    b = lnp.asarray(rois).astype(dtype) * sc - off               # (R, 4): x1 y1 x2 y2
-    col = lambda v: lnp.reshape(v, (-1, 1, 1, 1))               # noqa: E731
-    rh = lnp.where(g["clamp"][:, 0], 1.0, b[:, 3] - b[:, 1])
-    rw = lnp.where(g["clamp"][:, 1], 1.0, b[:, 2] - b[:, 0])
-    ly = lnp.where(g["yfree"], col(b[:, 1]) + g["cy"] * col(rh) - g["yl"], g["ly0"])
-    lx = lnp.where(g["xfree"], col(b[:, 0]) + g["cx"] * col(rw) - g["xl"], g["lx0"])
-    ly, lx = lnp.expand_dims(ly, -1), lnp.expand_dims(lx, -1)
-    wy = lnp.where(g["corner_y"], ly, 1.0 - ly)
-    wx = lnp.where(g["corner_x"], lx, 1.0 - lx)
-    return lnp.where(g["tap"], wy * wx * lnp.reshape(g["scale"], (-1, 1, 1, 1, 1)), 0.0)
+    b = sub(mul(prim.astype(rois, dtype), sc), off)               # (R, 4): x1 y1 x2 y2
+    col = lambda v: prim.reshape(v, (-1, 1, 1, 1))               # noqa: E731
+    coord = lambda k: prim.index_in_dim(b, k, axis=1)            # noqa: E731
+    rh = where(g["clamp"][:, 0], 1.0, sub(coord(3), coord(1)))
+    rw = where(g["clamp"][:, 1], 1.0, sub(coord(2), coord(0)))
+    ly = where(g["yfree"], sub(add(col(coord(1)), mul(g["cy"], col(rh))), g["yl"]), g["ly0"])
+    lx = where(g["xfree"], sub(add(col(coord(0)), mul(g["cx"], col(rw))), g["xl"]), g["lx0"])
+    ly, lx = prim.expand_dims(ly, -1), prim.expand_dims(lx, -1)
+    wy = where(g["corner_y"], ly, sub(1.0, ly))
+    wx = where(g["corner_x"], lx, sub(1.0, lx))
+    return where(g["tap"], mul(mul(wy, wx), prim.reshape(g["scale"], (-1, 1, 1, 1, 1))), 0.0)
 
 
 def roi_align_composed(x, rois, idx, geo, at):
-    """roi_align as lnp code over the taps of _roi_align_taps (one gather of the image),
-    differentiable in the image and in the boxes."""
-    lnp = _lnp()
+    """roi_align composed of other ops over the taps of _roi_align_taps (one gather of the
+    image), differentiable in the image and in the boxes."""
     N, C, h, w = x.shape
-    xf = lnp.reshape(lnp.transpose(x, (1, 0, 2, 3)), (C, N * h * w))
-    vals = lnp.reshape(lnp.take(xf, idx.reshape(-1), axis=1), (C,) + idx.shape)
-    vals = vals * _roi_weights(rois, geo, at, x.dtype)
+    xf = prim.reshape(prim.transpose(x, (1, 0, 2, 3)), (C, N * h * w))
+    vals = prim.reshape(prim.take(xf, idx.reshape(-1), axis=1), (C,) + idx.shape)
+    vals = mul(vals, _roi_weights(rois, geo, at, x.dtype))
     valid = geo["valid"]
     if at["mode"] == "avg":
-        out = lnp.sum(vals, axis=(-2, -1))
+        out = prim.sum(vals, axis=(-2, -1))
     else:   # ORT: the max of the weighted taps, then of the samples; no sample: 0
-        sv = lnp.where(valid, lnp.max(vals, axis=-1), -np.inf)
-        out = lnp.where(valid.any(axis=-1), lnp.max(sv, axis=-1), 0.0)
-    return lnp.transpose(out, (1, 0, 2, 3))
+        sv = where(valid, prim.max(vals, axis=-1), -np.inf)
+        out = where(valid.any(axis=-1), prim.max(sv, axis=-1), 0.0)
+    return prim.transpose(out, (1, 0, 2, 3))
 
 
 def _roi_align_vjp(cts, ins, outs, attrs):
@@ -1081,8 +1087,6 @@ def _roi_align_vjp(cts, ins, outs, attrs):
     rois: the image's cotangent, and the boxes' through the bilinear weights (the sample
     positions move with the boxes; the sample counts are held where they are, as for any
     piecewise-smooth function). Traced rois (jit arguments) raise."""
-    from ..trace.autodiff import vjp
-    from ..trace.core import Tracer
     x, rois, bidx = ins
     if isinstance(rois, Tracer) or isinstance(bidx, Tracer):
         raise NotImplementedError("lgc.grad: roi_align needs concrete rois and batch "
@@ -1099,15 +1103,15 @@ def _roi_align_vjp(cts, ins, outs, attrs):
 def _tensor_scatter_vjp(cts, ins, outs, attrs):
     """The cache's cotangent is g with the written rows zeroed (the op itself, writing
     zeros); the update's is g read back at the rows w[b] + s (one gather_elements)."""
-    lnp, (cache, upd, wi), g = _lnp(), ins, cts[0]
+    (cache, upd, wi), g = ins, cts[0]
     a = norm_axis(attrs["axis"], cache.ndim)
-    d_cache = _bind("tensor_scatter", g, lnp.zeros_like(upd), wi, **attrs)
-    rows = lnp.reshape(lnp.astype(wi, np.int64), (-1,) + (1,) * (cache.ndim - 1)) + \
-        np.arange(upd.shape[a]).reshape((-1,) + (1,) * (cache.ndim - a - 1))
+    d_cache = bind("tensor_scatter", g, prim.zeros_like(upd), wi, **attrs)
+    rows = add(prim.reshape(prim.astype(wi, np.int64), (-1,) + (1,) * (cache.ndim - 1)),
+               np.arange(upd.shape[a]).reshape((-1,) + (1,) * (cache.ndim - a - 1)))
     if attrs["mode"] == "circular":
-        rows = lnp.remainder(rows, cache.shape[a])
-    rows = lnp.broadcast_to(rows, upd.shape)
-    return [d_cache, _bind("gather_elements", g, rows, axis=a), None]
+        rows = prim.remainder(rows, cache.shape[a])
+    rows = prim.broadcast_to(rows, upd.shape)
+    return [d_cache, bind("gather_elements", g, rows, axis=a), None]
 
 
 OPS["reverse_sequence"].vjp = _reverse_sequence_vjp

@@ -261,15 +261,12 @@ register(OpDef(
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
-# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+# Written with lgc.ops.prim so the backward ops trace like any others (jit, grad of grad).
 
 from ..ir.registry import OPS  # noqa: E402
+from . import prim  # noqa: E402
 from ._rules import linear_jvp  # noqa: E402
-
-
-def _lnp():
-    import lgc.numpy as lnp
-    return lnp
+from .core import bind  # noqa: E402
 
 
 def _rule(fn):
@@ -282,24 +279,22 @@ def _index_map_vjp(op):
     or a constant): run the op's reference on the input positions once, at trace time, and
     scatter-add the cotangent back to them. Position 0 stands for "no input" (padding)."""
     def vjp(cts, ins, outs, attrs):
-        from ..trace.core import bind
-        lnp, x = _lnp(), ins[0]
+        x = ins[0]
         pos = np.arange(1, x.size + 1, dtype=np.int64).reshape(x.shape)
         src = OPS[op].reference([pos], dict(attrs, value=0) if op == "pad" else attrs)[0]
-        flat = bind("scatter_elements", lnp.zeros((x.size + 1,), cts[0].dtype),
-                    src.reshape(-1), lnp.reshape(cts[0], (-1,)), axis=0, reduction="add")
-        return [lnp.reshape(flat[1:], x.shape)]
+        flat = bind("scatter_elements", prim.zeros((x.size + 1,), cts[0].dtype),
+                    src.reshape(-1), prim.reshape(cts[0], (-1,)), axis=0, reduction="add")
+        return [prim.reshape(prim.slice_in_dim(flat, 1, None), x.shape)]
     return vjp
 
 
-OPS["reshape"].vjp = _rule(lambda g, x, a: _lnp().reshape(g, x.shape))
-OPS["transpose"].vjp = _rule(lambda g, x, a: _lnp().transpose(g, tuple(np.argsort(a["perm"]))))
+OPS["reshape"].vjp = _rule(lambda g, x, a: prim.reshape(g, x.shape))
+OPS["transpose"].vjp = _rule(lambda g, x, a: prim.transpose(g, tuple(np.argsort(a["perm"]))))
 OPS["broadcast_to"].vjp = _rule(lambda g, x, a: g)   # summed back to x's shape by autodiff
 OPS["tile"].vjp = _index_map_vjp("tile")
 
 
 def _trilu_vjp(cts, ins, outs, attrs):
-    from ..trace.core import bind
     return [bind("trilu", cts[0], *ins[1:], **attrs)]
 
 
@@ -313,12 +308,11 @@ def _slice_vjp(cts, ins, outs, attrs):
         return _index_map_vjp("slice")(cts, ins, outs, attrs)
     lo = tuple(attrs["starts"])
     hi = tuple(n - a - m for n, a, m in zip(x.shape, lo, attrs["shape"]))
-    return [_lnp().pad(cts[0], tuple(zip(lo, hi)))]
+    return [prim.pad(cts[0], tuple(zip(lo, hi)))]
 
 
 def _pad_vjp(cts, ins, outs, attrs):
     """Constant padding by p is undone by padding by -p (a negative pad crops)."""
-    from ..trace.core import bind
     if attrs["mode"] != "constant":
         return _index_map_vjp("pad")(cts, ins, outs, attrs)
     return [bind("pad", cts[0], pads=tuple(-p for p in attrs["pads"]), mode="constant",
@@ -326,7 +320,6 @@ def _pad_vjp(cts, ins, outs, attrs):
 
 
 def _concat_vjp(cts, ins, outs, attrs):
-    from ..trace.core import bind
     g = cts[0]
     axis = attrs["axis"] % g.ndim
     bounds = np.cumsum([0] + [x.shape[axis] for x in ins]).tolist()

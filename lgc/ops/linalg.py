@@ -131,54 +131,56 @@ register(OpDef("det", _det_infer,
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
+# Written with lgc.ops.prim so the backward ops trace like any others (jit, grad of grad).
 
 from ..ir.registry import OPS  # noqa: E402
+from . import prim  # noqa: E402
+from .core import bind  # noqa: E402
 
 
 def _matmul_vjp(cts, ins, outs, attrs):
     """ga = g @ b^T, gb = a^T @ g, with 1-d operands as rows/columns and batch axes summed
     back by autodiff (broadcast operands)."""
-    import lgc.numpy as lnp
-    from ..trace.autodiff import unbroadcast
     (a, b), g = ins, cts[0]
     if attrs["trans_b"]:
-        b = lnp.swapaxes(b, -1, -2)
-    a2 = lnp.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
-    b2 = lnp.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+        b = prim.swapaxes(b, -1, -2)
+    a2 = prim.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = prim.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     if a.ndim == 1:
-        g = lnp.expand_dims(g, -2 if b.ndim > 1 else 0)
+        g = prim.expand_dims(g, -2 if b.ndim > 1 else 0)
     if b.ndim == 1:
-        g = lnp.expand_dims(g, -1)
-    ga = lnp.reshape(unbroadcast(lnp.matmul(g, lnp.swapaxes(b2, -1, -2)), a2.shape), a.shape)
-    gb = lnp.reshape(unbroadcast(lnp.matmul(lnp.swapaxes(a2, -1, -2), g), b2.shape), b.shape)
-    return [ga, lnp.swapaxes(gb, -1, -2) if attrs["trans_b"] else gb]
+        g = prim.expand_dims(g, -1)
+    ga = prim.reshape(prim.unbroadcast(prim.matmul(g, prim.swapaxes(b2, -1, -2)), a2.shape),
+                      a.shape)
+    gb = prim.reshape(prim.unbroadcast(prim.matmul(prim.swapaxes(a2, -1, -2), g), b2.shape),
+                      b.shape)
+    return [ga, prim.swapaxes(gb, -1, -2) if attrs["trans_b"] else gb]
 
 
 def _matmul_jvp(tans, ins, outs, attrs):
     """Bilinear: d(a b) = da b + a db."""
-    from ..trace.core import bind
     (a, b), (ta, tb) = ins, tans
     terms = ([bind("matmul", ta, b, **attrs)] if ta is not None else []) + \
             ([bind("matmul", a, tb, **attrs)] if tb is not None else [])
-    return [terms[0] if len(terms) == 1 else terms[0] + terms[1]]
+    return [terms[0] if len(terms) == 1 else prim.add(terms[0], terms[1])]
 
 
 def _det_vjp(cts, ins, outs, attrs):
     """d det(A) / dA = adj(A)^T, the cofactors: (-1)^(i+j) det(A without row i, column j).
     The minors are one batched det (exact for singular A too, unlike det * inv(A)^T)."""
-    import lgc.numpy as lnp
-    from ..trace.core import bind
     a, g = ins[0], cts[0]
     n = a.shape[-1]
     if n == 1:
-        return [lnp.ones_like(a) * g[..., None, None]]
+        return [prim.mul(prim.ones_like(a), prim.expand_dims(g, (-2, -1)))]
     keep = [[k for k in range(n) if k != i] for i in range(n)]
     rows = np.array([keep[i] for i in range(n) for j in range(n)])[:, :, None]
     cols = np.array([keep[j] for i in range(n) for j in range(n)])[:, None, :]
-    minors = bind("det", a[..., rows, cols])                        # [..., n*n]
+    at = (rows * n + cols).astype(np.int32)    # the minors' entries in the flattened matrix
+    flat = prim.reshape(a, a.shape[:-2] + (n * n,))
+    minors = bind("det", bind("gather", flat, at, axis=flat.ndim - 1, weak=flat.weak_type))
     sign = np.array([(-1.0) ** (i + j) for i in range(n) for j in range(n)], a.dtype)
-    cof = lnp.reshape(minors * sign, a.shape)
-    return [cof * g[..., None, None]]
+    cof = prim.reshape(prim.mul(minors, sign), a.shape)
+    return [prim.mul(cof, prim.expand_dims(g, (-2, -1)))]
 
 
 OPS["matmul"].vjp = _matmul_vjp

@@ -334,19 +334,13 @@ register(OpDef("lrn", _lrn_infer, _float_ref(_lrn_ref), fusion="opaque",
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
-# Written with lgc.numpy/bind so the backward ops trace like any others (jit, grad of grad).
+# Written with lgc.ops.prim and bind so the backward ops trace like any others (jit, grad of
+# grad).
 
 from ..ir.registry import OPS  # noqa: E402
-
-
-def _lnp():
-    import lgc.numpy as lnp
-    return lnp
-
-
-def _bind(*a, **k):
-    from ..trace.core import bind
-    return bind(*a, **k)
+from . import prim  # noqa: E402
+from .core import bind  # noqa: E402
+from .prim import add, mul, sub  # noqa: E402
 
 
 def _conv_params(attrs, r):
@@ -361,30 +355,29 @@ def _conv_input_grad(g, w, x_shape, attrs):
     s, pb, pe, d = spatial_attrs(attrs, r)
     op = tuple(x_shape[2 + i] - (s[i] * (g.shape[2 + i] - 1) + d[i] * (w.shape[2 + i] - 1) + 1
                                  - pb[i] - pe[i]) for i in range(r))
-    return _bind("conv_transpose", g, w, output_padding=op, **_conv_params(attrs, r))
+    return bind("conv_transpose", g, w, output_padding=op, **_conv_params(attrs, r))
 
 
 def _conv_weight_grad(x, g, w_shape, attrs):
     """dW[o, c, k] = sum over n, t of g[n, o, t] x[n, c, t*s + k*d - p]: itself a grouped
     conv of x (batch as channels) with g as the kernel, strides and dilations swapped."""
-    lnp = _lnp()
     r, G = x.ndim - 2, attrs["group"]
     s, pb, pe, d = spatial_attrs(attrs, r)
     N, C, O = x.shape[0], x.shape[1], g.shape[1]
     sp = tuple(range(3, 3 + r))
-    xt = lnp.transpose(lnp.reshape(x, (N, G, C // G) + x.shape[2:]), (2, 1, 0) + sp)
-    xt = lnp.reshape(xt, (C // G, G * N) + x.shape[2:])
-    gt = lnp.transpose(lnp.reshape(g, (N, G, O // G) + g.shape[2:]), (1, 2, 0) + sp)
-    gt = lnp.reshape(gt, (O, N) + g.shape[2:])
-    dw = _bind("conv", xt, gt, strides=d, dilations=s, pads=pb + pe, group=G)
-    dw = lnp.swapaxes(dw, 0, 1)
+    xt = prim.transpose(prim.reshape(x, (N, G, C // G) + x.shape[2:]), (2, 1, 0) + sp)
+    xt = prim.reshape(xt, (C // G, G * N) + x.shape[2:])
+    gt = prim.transpose(prim.reshape(g, (N, G, O // G) + g.shape[2:]), (1, 2, 0) + sp)
+    gt = prim.reshape(gt, (O, N) + g.shape[2:])
+    dw = bind("conv", xt, gt, strides=d, dilations=s, pads=pb + pe, group=G)
+    dw = prim.swapaxes(dw, 0, 1)
     if tuple(dw.shape) != tuple(w_shape):   # the end padding can add rows past the kernel
-        dw = _bind("slice", dw, starts=(0,) * dw.ndim, steps=(1,) * dw.ndim, shape=w_shape)
+        dw = bind("slice", dw, starts=(0,) * dw.ndim, steps=(1,) * dw.ndim, shape=w_shape)
     return dw
 
 
 def _bias_grad(g):
-    return _lnp().sum(g, axis=(0,) + tuple(range(2, g.ndim)))
+    return prim.sum(g, axis=(0,) + tuple(range(2, g.ndim)))
 
 
 def _conv_vjp(cts, ins, outs, attrs):
@@ -398,9 +391,9 @@ def _conv_transpose_vjp(cts, ins, outs, attrs):
     its weight gradient conv's weight gradient with the roles of input and output swapped."""
     x, w, g = ins[0], ins[1], cts[0]
     r = x.ndim - 2
-    gx = _bind("conv", g, w, **_conv_params(attrs, r))
+    gx = bind("conv", g, w, **_conv_params(attrs, r))
     if tuple(gx.shape) != tuple(x.shape):   # output_padding >= stride: trailing rows unused
-        gx = _bind("slice", gx, starts=(0,) * gx.ndim, steps=(1,) * gx.ndim, shape=x.shape)
+        gx = bind("slice", gx, starts=(0,) * gx.ndim, steps=(1,) * gx.ndim, shape=x.shape)
     out = [gx, _conv_weight_grad(g, x, w.shape, attrs)]
     return out + [_bias_grad(g)] * (len(ins) == 3)
 
@@ -410,37 +403,38 @@ def _max_pool_vjp(cts, ins, outs, attrs):
     runs per (n, c) plane: an accumulating scatter scans every update of its row for each
     output point, so one flat row of the whole tensor cost N*C times more (190 ms against
     ~1 ms for a batch of 64 16-channel 8x8 images)."""
-    lnp, x, g = _lnp(), ins[0], cts[0]
-    idx = outs[1] if attrs["return_indices"] and not attrs["storage_order"] else _bind(
+    x, g = ins[0], cts[0]
+    idx = outs[1] if attrs["return_indices"] and not attrs["storage_order"] else bind(
         "max_pool", x, **dict(attrs, return_indices=1, storage_order=0))[1]
     planes, plane = x.shape[0] * x.shape[1], prod(x.shape[2:])
     start = (np.arange(planes, dtype=np.int64) * plane).reshape(planes, 1)
-    local = lnp.reshape(idx, (planes, -1)) - start
-    grad = _bind("scatter_elements", lnp.zeros((planes, plane), g.dtype), local,
-                 lnp.reshape(g, (planes, -1)), axis=1, reduction="add")
-    return [lnp.reshape(grad, x.shape)]
+    # idx (int64) and start as the default int: int32 unless x64
+    local = sub(prim.astype(prim.reshape(idx, (planes, -1)), np.int64), start)
+    grad = bind("scatter_elements", prim.zeros((planes, plane), g.dtype), local,
+                prim.reshape(g, (planes, -1)), axis=1, reduction="add")
+    return [prim.reshape(grad, x.shape)]
 
 
 def _avg_pool_vjp(cts, ins, outs, attrs):
     """Each window spreads g / count over its elements; count is the window size, or its
     non-padding part (a conv of ones with ones)."""
-    lnp, x, g, k = _lnp(), ins[0], cts[0], tuple(attrs["kernel"])
+    x, g, k = ins[0], cts[0], tuple(attrs["kernel"])
     r = x.ndim - 2
     s, pb, pe, d = spatial_attrs(attrs, r)
     fa = _floor_attrs(x.shape, g.shape, attrs)
     if attrs["count_include_pad"] and not attrs["ceil_mode"]:
-        g = g / int(np.prod(k))
+        g = prim.div(g, int(np.prod(k)))
     else:   # padding counts when count_include_pad, positions past the end pad never
         inc = attrs["count_include_pad"]
         size = tuple(x.shape[2 + i] + (pb[i] + pe[i] if inc else 0) for i in range(r))
         pads = fa["pads"]
         pads = (0,) * r + tuple(pads[r + i] - pe[i] for i in range(r)) if inc else pads
-        cnt = _bind("conv", lnp.ones((1, 1) + size, g.dtype), lnp.ones((1, 1) + k, g.dtype),
-                    strides=s, pads=pads, dilations=d)
+        cnt = bind("conv", prim.ones((1, 1) + size, g.dtype), prim.ones((1, 1) + k, g.dtype),
+                   strides=s, pads=pads, dilations=d)
         if tuple(cnt.shape[2:]) != tuple(g.shape[2:]):
-            cnt = _bind("slice", cnt, starts=(0,) * cnt.ndim, steps=(1,) * cnt.ndim,
-                        shape=(1, 1) + tuple(g.shape[2:]))
-        g = g / cnt
+            cnt = bind("slice", cnt, starts=(0,) * cnt.ndim, steps=(1,) * cnt.ndim,
+                       shape=(1, 1) + tuple(g.shape[2:]))
+        g = prim.div(g, cnt)
     return [_window_sum_adjoint(g, x, attrs)]
 
 
@@ -448,15 +442,15 @@ def _bilinear_jvp(op):
     """conv and conv_transpose are bilinear in (x, w), plus the bias: op(dx, w) + op(x, dw)
     + db."""
     def jvp(tans, ins, outs, attrs):
-        lnp, (x, w), (tx, tw) = _lnp(), ins[:2], tans[:2]
-        terms = ([_bind(op, tx, w, **attrs)] if tx is not None else []) + \
-                ([_bind(op, x, tw, **attrs)] if tw is not None else [])
+        (x, w), (tx, tw) = ins[:2], tans[:2]
+        terms = ([bind(op, tx, w, **attrs)] if tx is not None else []) + \
+                ([bind(op, x, tw, **attrs)] if tw is not None else [])
         if len(ins) == 3 and tans[2] is not None:
-            terms.append(lnp.reshape(tans[2], (-1,) + (1,) * (x.ndim - 2)))
+            terms.append(prim.reshape(tans[2], (-1,) + (1,) * (x.ndim - 2)))
         total = terms[0]
         for t in terms[1:]:
-            total = total + t
-        return [lnp.broadcast_to(total, outs[0].shape)]
+            total = add(total, t)
+        return [prim.broadcast_to(total, outs[0].shape)]
     return jvp
 
 
@@ -475,39 +469,39 @@ def _floor_attrs(x_shape, out_shape, attrs):
 def _window_sum_adjoint(g, x, attrs):
     """Adjoint of summing each pooling window: every window spreads its g over its
     elements, a depthwise conv_transpose with a kernel of ones."""
-    lnp, k = _lnp(), tuple(attrs["kernel"])
+    k = tuple(attrs["kernel"])
     fa = _floor_attrs(x.shape, g.shape, attrs)
     conv_attrs = dict(strides=fa["strides"], pads=fa["pads"],
                       dilations=fa["dilations"], group=x.shape[1])
-    return _conv_input_grad(g, lnp.ones((x.shape[1], 1) + k, g.dtype), x.shape, conv_attrs)
+    return _conv_input_grad(g, prim.ones((x.shape[1], 1) + k, g.dtype), x.shape, conv_attrs)
 
 
 def _lp_pool_vjp(cts, ins, outs, attrs):
     """y = (sum |x|^p)^(1/p): dy/dx = y^(1-p) |x|^(p-1) sign(x), summed over the windows."""
-    lnp, x, y, p = _lnp(), ins[0], outs[0], attrs["p"]
-    spread = _window_sum_adjoint(cts[0] * lnp.power(y, 1 - p), x, attrs)
-    return [spread * lnp.power(lnp.abs(x), p - 1) * lnp.sign(x)]
+    x, y, p = ins[0], outs[0], attrs["p"]
+    spread = _window_sum_adjoint(mul(cts[0], prim.power(y, 1 - p)), x, attrs)
+    return [mul(mul(spread, prim.power(prim.abs(x), p - 1)), prim.sign(x))]
 
 
 def _channel_window_sum(z, before, after, n):
     """sum over j < n of z shifted along the channels: pad by (before, after), add slices."""
-    lnp, C = _lnp(), z.shape[1]
-    zp = lnp.pad(z, [(0, 0), (before, after)] + [(0, 0)] * (z.ndim - 2))
-    total = zp[:, 0:C]
+    C = z.shape[1]
+    zp = prim.pad(z, [(0, 0), (before, after)] + [(0, 0)] * (z.ndim - 2))
+    total = prim.slice_in_dim(zp, 0, C, axis=1)
     for j in range(1, n):
-        total = total + zp[:, j:j + C]
+        total = add(total, prim.slice_in_dim(zp, j, j + C, axis=1))
     return total
 
 
 def _lrn_vjp(cts, ins, outs, attrs):
     """y = x d^-beta, d = bias + alpha/n * (window sum of x^2 over channels): the window sum's
     adjoint is the window sum the other way round."""
-    lnp, x, g, n = _lnp(), ins[0], cts[0], attrs["size"]
+    x, g, n = ins[0], cts[0], attrs["size"]
     lo, hi = (n - 1) // 2, -(-(n - 1) // 2)
     k, beta = attrs["alpha"] / n, attrs["beta"]
-    d = attrs["bias"] + k * _channel_window_sum(x * x, lo, hi, n)
-    back = _channel_window_sum(g * x * lnp.power(d, -beta - 1), hi, lo, n)
-    return [g * lnp.power(d, -beta) - 2 * beta * k * x * back]
+    d = add(attrs["bias"], mul(k, _channel_window_sum(mul(x, x), lo, hi, n)))
+    back = _channel_window_sum(mul(mul(g, x), prim.power(d, -beta - 1)), hi, lo, n)
+    return [sub(mul(g, prim.power(d, -beta)), mul(mul(2 * beta * k, x), back))]
 
 
 OPS["lp_pool"].vjp = _lp_pool_vjp

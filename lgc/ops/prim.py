@@ -146,14 +146,17 @@ def neg(x):
     return bind("neg", x, weak=x.weak_type)
 
 
-def exp(x):
-    x = asarray(x)
-    return bind("exp", x, weak=x.weak_type)
+def _float_unary(op: str):
+    def fn(x):
+        x = asarray(x)
+        return bind(op, x, weak=x.weak_type)
+    fn.__name__ = fn.__qualname__ = op
+    fn.__doc__ = f"The core op {op!r} on a float array (integers are refused, not converted)."
+    return fn
 
 
-def log(x):
-    x = asarray(x)
-    return bind("log", x, weak=x.weak_type)
+exp, log, sqrt = _float_unary("exp"), _float_unary("log"), _float_unary("sqrt")
+sin, cos, sinh, cosh = (_float_unary(op) for op in ("sin", "cos", "sinh", "cosh"))
 
 
 def abs(x):  # noqa: A001 (NumPy's name)
@@ -171,6 +174,17 @@ def floor(x):
     """Rounded down; integers are their own."""
     x = asarray(x)
     return bind("floor", x, weak=x.weak_type) if x.dtype.kind == "f" else x
+
+
+def floor_divide(x, y):
+    """x // y rounded toward minus infinity, as NumPy (the core div truncates integers)."""
+    q = div(x, y)
+    if q.dtype.kind == "f":
+        return floor(q)
+    if q.dtype.kind == "u":
+        return q
+    r = sub(x, mul(q, y))   # nonzero with the sign of y's opposite: one step too far up
+    return where(logical_and(ne(r, 0), ne(lt(r, 0), lt(y, 0))), sub(q, 1), q)
 
 
 def round(x, decimals=0):  # noqa: A001 (NumPy's name)
@@ -319,6 +333,32 @@ def broadcast_to(x, shape):
     return bind("broadcast_to", x, shape=shape, weak=x.weak_type)
 
 
+def slice_in_dim(x, start, stop, step=1, axis=0):
+    """x[..., start:stop:step, ...] along one axis (lax.slice_in_dim; Python's slice rules)."""
+    x = asarray(x)
+    axis = _axis(axis, x.ndim)
+    n = x.shape[axis]
+    start, stop, step = builtins.slice(start, stop, step).indices(n)
+    m = len(range(start, stop, step))
+    if (start, step, m) == (0, 1, n):
+        return x
+    starts, steps, shape = [0] * x.ndim, [1] * x.ndim, list(x.shape)
+    starts[axis], steps[axis], shape[axis] = (start if m else 0), step, m
+    return bind("slice", x, starts=tuple(starts), steps=tuple(steps), shape=tuple(shape),
+                weak=x.weak_type)
+
+
+def index_in_dim(x, index, axis=0, keepdims=False):
+    """x[..., index, ...] along one axis (lax.index_in_dim): the axis dropped unless keepdims."""
+    x = asarray(x)
+    axis = _axis(axis, x.ndim)
+    n, i = x.shape[axis], operator.index(index)
+    if not -n <= i < n:
+        raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+    y = slice_in_dim(x, i % n, i % n + 1, 1, axis)
+    return y if keepdims else reshape(y, x.shape[:axis] + x.shape[axis + 1:])
+
+
 def flip(x, axis=None):
     """x reversed along `axis` (all axes when None): one step -1 slice per axis."""
     x = asarray(x)
@@ -382,6 +422,15 @@ def take_along_axis(x, indices, axis):
     return bind("gather_elements", x, ind, axis=axis, weak=x.weak_type)
 
 
+def segment_sum(data, segment_ids, num_segments: int):
+    """out[s] = the sum of data[i] with segment_ids[i] == s (jax.ops.segment_sum); ids out of
+    range are dropped. One scatter_nd adding into zeros."""
+    data, ids = asarray(data), astype(segment_ids, np.int32)
+    out = zeros((num_segments,) + data.shape[1:], data.dtype)
+    ids = where(lt(ids, 0), num_segments, ids)   # scatter_nd would wrap negative ids
+    return bind("scatter_nd", out, reshape(ids, (-1, 1)), data, reduction="add")
+
+
 # ---- reductions and products --------------------------------------------------------------------
 
 def _reduce(op: str, x, axis, keepdims: bool):
@@ -400,6 +449,18 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 (NumPy's name)
 def max(x, axis=None, keepdims=False):  # noqa: A001 (NumPy's name)
     """Largest element over `axis` (all axes when None); `maximum` is the elementwise one."""
     return _reduce("reduce_max", x, axis, keepdims)
+
+
+def unbroadcast(g, shape):
+    """g summed down to `shape`, the shape of an operand broadcast to g's: over the leading
+    axes g has more and the axes where shape has 1. How a cotangent returns to its operand."""
+    g, shape = asarray(g), tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g.shape[lead + i] != 1)
+    return reshape(sum(g, axes), shape)
 
 
 def matmul(a, b):

@@ -172,8 +172,9 @@ register(OpDef("qconv", _qconv_infer, _qconv_ref, fusion="out_fusable",
 
 # ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
 
-from . import _batch  # noqa: E402
+from . import _batch, prim  # noqa: E402
 from ..ir.registry import OPS  # noqa: E402
+from .prim import mul, neg, sub  # noqa: E402
 
 
 def _batch_qmatmul(args, dims, attrs):
@@ -184,14 +185,13 @@ def _batch_qmatmul(args, dims, attrs):
 
 
 def _float_operands(ins):
-    """The op's operands as float tensors (lnp): x dequantized, w times its scale."""
-    import lgc.numpy as lnp
+    """The op's operands as float tensors: x dequantized, w times its scale."""
     x, w, ws, b = ins[:4]
-    xf = lnp.astype(x, np.float32)
+    xf = prim.astype(x, np.float32)
     if len(ins) > 4:
-        xf = (xf - ins[5]) * ins[4]
-    wf = lnp.astype(w, np.float32)
-    return xf, wf * lnp.reshape(ws, (-1,) + (1,) * (w.ndim - 1) if w.ndim > 2 else (1, -1)), wf
+        xf = mul(sub(xf, ins[5]), ins[4])
+    wf = prim.astype(w, np.float32)
+    return xf, mul(wf, prim.reshape(ws, (-1,) + (1,) * (w.ndim - 1) if w.ndim > 2 else (1, -1))), wf
 
 
 def _quant_vjp(op: str):
@@ -199,7 +199,6 @@ def _quant_vjp(op: str):
     none; w_scale gets the weight cotangent contracted with the integer weights; x_scale
     and x_zero get theirs through x = (q - zero) * scale."""
     def rule(cts, ins, outs, attrs):
-        import lgc.numpy as lnp
         if attrs.get("tm"):
             raise NotImplementedError("qconv with tiled weights has no gradient (tiling is "
                                       "done for inference, after training)")
@@ -207,19 +206,20 @@ def _quant_vjp(op: str):
         g = cts[0]
         if op == "conv":
             gx, gw, gb = OPS["conv"].vjp(cts, [xf, wf_scaled, ins[3]], outs, attrs)
-            gws = lnp.sum(gw * wf, axis=tuple(range(1, wf.ndim)))
+            gws = prim.sum(mul(gw, wf), axis=tuple(range(1, wf.ndim)))
         else:
             gx, gw = OPS["matmul"].vjp(cts, [xf, wf_scaled], outs, {"trans_b": 0})
-            gb = lnp.sum(lnp.reshape(g, (-1, g.shape[-1])), axis=0)
-            gws = lnp.sum(gw * wf, axis=0)
+            gb = prim.sum(prim.reshape(g, (-1, g.shape[-1])), axis=0)
+            gws = prim.sum(mul(gw, wf), axis=0)
         res = [gx if len(ins) == 4 else None, None, gws, gb]
         if len(ins) > 4:
-            q = lnp.astype(ins[0], np.float32) - ins[5]
+            q = sub(prim.astype(ins[0], np.float32), ins[5])
             if ins[4].size > 1:     # per-row scale and zero point
-                res += [lnp.sum(gx * q, axis=-1, keepdims=True), -lnp.sum(gx, axis=-1, keepdims=True) * ins[4]]
+                res += [prim.sum(mul(gx, q), axis=-1, keepdims=True),
+                        mul(neg(prim.sum(gx, axis=-1, keepdims=True)), ins[4])]
             else:
-                res += [lnp.reshape(lnp.sum(gx * q), ins[4].shape),
-                        lnp.reshape(-lnp.sum(gx) * ins[4], ins[5].shape)]
+                res += [prim.reshape(prim.sum(mul(gx, q)), ins[4].shape),
+                        prim.reshape(mul(neg(prim.sum(gx)), ins[4]), ins[5].shape)]
         return res
     return rule
 

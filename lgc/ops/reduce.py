@@ -199,15 +199,13 @@ register(OpDef("topk", _topk_infer, _topk_ref,
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------
-# Written with lgc.numpy so the backward ops trace like any others (jit, grad of grad).
+# Written with lgc.ops.prim so the backward ops trace like any others (jit, grad of grad).
 
 from ..ir.registry import OPS  # noqa: E402
+from . import prim  # noqa: E402
 from ._rules import linear_jvp  # noqa: E402
-
-
-def _lnp():
-    import lgc.numpy as lnp
-    return lnp
+from .core import bind  # noqa: E402
+from .prim import add, div, mul, sub  # noqa: E402
 
 
 def _red_axes(x, attrs):
@@ -219,42 +217,41 @@ def _keep(g, x, attrs):
     if attrs["keepdims"]:
         return g
     axes = _red_axes(x, attrs)
-    return _lnp().reshape(g, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return prim.reshape(g, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
 
 
 def _sum_vjp(cts, ins, outs, attrs):
-    return [_lnp().broadcast_to(_keep(cts[0], ins[0], attrs), ins[0].shape)]
+    return [prim.broadcast_to(_keep(cts[0], ins[0], attrs), ins[0].shape)]
 
 
 def _mean_vjp(cts, ins, outs, attrs):
     x = ins[0]
     n = int(np.prod([x.shape[a] for a in _red_axes(x, attrs)]))
-    return [_lnp().broadcast_to(_keep(cts[0], x, attrs) / n, x.shape)]
+    return [prim.broadcast_to(div(_keep(cts[0], x, attrs), n), x.shape)]
 
 
 def _extremum_vjp(cts, ins, outs, attrs):
     """To the elements equal to the result, shared equally among ties (as JAX)."""
-    lnp, x = _lnp(), ins[0]
-    hit = lnp.astype(x == _keep(outs[0], x, attrs), x.dtype)
-    count = lnp.sum(hit, axis=_red_axes(x, attrs), keepdims=True)
-    return [hit * (_keep(cts[0], x, attrs) / count)]
+    x = ins[0]
+    hit = prim.astype(prim.eq(x, _keep(outs[0], x, attrs)), x.dtype)
+    count = prim.sum(hit, axis=_red_axes(x, attrs), keepdims=True)
+    return [mul(hit, div(_keep(cts[0], x, attrs), count))]
 
 
 def _prod_vjp(cts, ins, outs, attrs):
     """Each element's cotangent is g times the product of the others: exclusive running
     products from both ends (no division, so zeros are fine)."""
-    from ..trace.core import bind
-    lnp, x = _lnp(), ins[0]
+    x = ins[0]
     axes = _red_axes(x, attrs)
     perm = tuple(i for i in range(x.ndim) if i not in axes) + axes
-    xt = lnp.transpose(x, perm)
+    xt = prim.transpose(x, perm)
     flat = (-1,) if len(axes) == x.ndim else xt.shape[:x.ndim - len(axes)] + (-1,)
-    xr = lnp.reshape(xt, flat)
+    xr = prim.reshape(xt, flat)
     last = xr.ndim - 1
-    others = (bind("cumprod", xr, axis=last, exclusive=1, reverse=0)
-              * bind("cumprod", xr, axis=last, exclusive=1, reverse=1))
-    g = lnp.reshape(lnp.transpose(_keep(cts[0], x, attrs), perm), flat[:-1] + (1,))
-    return [lnp.transpose(lnp.reshape(g * others, xt.shape), tuple(np.argsort(perm)))]
+    others = mul(bind("cumprod", xr, axis=last, exclusive=1, reverse=0),
+                 bind("cumprod", xr, axis=last, exclusive=1, reverse=1))
+    g = prim.reshape(prim.transpose(_keep(cts[0], x, attrs), perm), flat[:-1] + (1,))
+    return [prim.transpose(prim.reshape(mul(g, others), xt.shape), tuple(np.argsort(perm)))]
 
 
 OPS["reduce_sum"].vjp = _sum_vjp
@@ -267,36 +264,40 @@ OPS["reduce_prod"].vjp = _prod_vjp
 def _softmax_vjp(cts, ins, outs, attrs):
     """J = diag(y) - y y^T: symmetric, so this is the jvp rule as well."""
     g, y = cts[0], outs[0]
-    return [y * (g - _lnp().sum(g * y, axis=attrs["axis"], keepdims=True))]
+    return [mul(y, sub(g, prim.sum(mul(g, y), axis=attrs["axis"], keepdims=True)))]
 
 
 def _log_softmax_vjp(cts, ins, outs, attrs):
-    lnp, g = _lnp(), cts[0]
-    return [g - lnp.exp(outs[0]) * lnp.sum(g, axis=attrs["axis"], keepdims=True)]
+    g = cts[0]
+    return [sub(g, mul(prim.exp(outs[0]), prim.sum(g, axis=attrs["axis"], keepdims=True)))]
+
+
+def _log_softmax_jvp(tans, ins, outs, attrs):
+    """J = I - 1 softmax^T."""
+    t = tans[0]
+    return [sub(t, prim.sum(mul(prim.exp(outs[0]), t), axis=attrs["axis"], keepdims=True))]
 
 
 def _cumsum_vjp(cts, ins, outs, attrs):
     """The adjoint of a running sum is the running sum the other way."""
-    from ..trace.core import bind
     return [bind("cumsum", cts[0], axis=attrs["axis"], exclusive=attrs["exclusive"],
                  reverse=1 - attrs["reverse"])]
 
 
 def _topk_vjp(cts, ins, outs, attrs):
     """The values' cotangent goes back to where they were taken from."""
-    from ..trace.core import bind
-    lnp, x = _lnp(), ins[0]
-    return [bind("scatter_elements", lnp.zeros_like(x), outs[1], cts[0], axis=attrs["axis"],
-                 reduction="add")]
+    return [bind("scatter_elements", prim.zeros_like(ins[0]), outs[1], cts[0],
+                 axis=attrs["axis"], reduction="add")]
 
 
 OPS["softmax"].vjp = _softmax_vjp
 OPS["softmax"].jvp = lambda tans, ins, outs, attrs: _softmax_vjp(tans, ins, outs, attrs)
 OPS["log_softmax"].vjp = _log_softmax_vjp
-OPS["log_softmax"].jvp = lambda tans, ins, outs, attrs: [   # J = I - 1 softmax^T
-    tans[0] - _lnp().sum(_lnp().exp(outs[0]) * tans[0], axis=attrs["axis"], keepdims=True)]
+OPS["log_softmax"].jvp = _log_softmax_jvp
 OPS["cumsum"].vjp = _cumsum_vjp
 OPS["topk"].vjp = _topk_vjp
+
+
 def _cumprod_vjp(cts, ins, outs, attrs):
     """Exact where elements are zero (no division by x). For the inclusive forward scan
     y_i = x_0 ... x_i, dL/dx_j = E_j R_j with E_j = x_0 ... x_{j-1} (an exclusive cumprod)
@@ -304,34 +305,34 @@ def _cumprod_vjp(cts, ins, outs, attrs):
     over (a, b) pairs (b_j += a_j b_{j+s}; a_j *= a_{j+s}), all of it mul, add and shifts,
     so higher orders work too. Reverse scans are flipped; an exclusive scan is the
     inclusive scan of x shifted by one (a leading 1)."""
-    from ..trace.core import bind
-    lnp = _lnp()
     axis, x, g = attrs["axis"], ins[0], cts[0]
     n = x.shape[axis]
     if n == 0:
-        return [lnp.zeros_like(x)]
-    x, g = lnp.moveaxis(x, axis, -1), lnp.moveaxis(lnp.astype(g, x.dtype), axis, -1)
+        return [prim.zeros_like(x)]
+    x, g = prim.moveaxis(x, axis, -1), prim.moveaxis(prim.astype(g, x.dtype), axis, -1)
     if attrs["reverse"]:
-        x, g = lnp.flip(x, -1), lnp.flip(g, -1)
+        x, g = prim.flip(x, -1), prim.flip(g, -1)
 
     def shift(v, s, fill):   # v_{j+s}, `fill` past the end
-        pad = lnp.full_like(v[..., :min(s, n)], fill)
-        return lnp.concatenate([v[..., s:], pad], axis=-1) if s < n else pad
+        pad = prim.full_like(prim.slice_in_dim(v, 0, min(s, n), axis=-1), fill)
+        return prim.concatenate([prim.slice_in_dim(v, s, None, axis=-1), pad], axis=-1) \
+            if s < n else pad
 
-    xs = shift(lnp.flip(x, -1), 1, 1.0)[..., ::-1] if attrs["exclusive"] else x
+    xs = prim.slice_in_dim(shift(prim.flip(x, -1), 1, 1.0), None, None, -1, axis=-1) \
+        if attrs["exclusive"] else x
     e = bind("cumprod", xs, axis=xs.ndim - 1, exclusive=1, reverse=0)
     a, b, s = shift(xs, 1, 0.0), g, 1
     while s < n:
-        b = b + a * shift(b, s, 0.0)
+        b = add(b, mul(a, shift(b, s, 0.0)))
         if 2 * s < n:
-            a = a * shift(a, s, 0.0)
+            a = mul(a, shift(a, s, 0.0))
         s *= 2
-    dx = e * b
+    dx = mul(e, b)
     if attrs["exclusive"]:   # x_k is xs_{k+1}; the last x takes no part
         dx = shift(dx, 1, 0.0)
     if attrs["reverse"]:
-        dx = lnp.flip(dx, -1)
-    return [lnp.moveaxis(dx, -1, axis)]
+        dx = prim.flip(dx, -1)
+    return [prim.moveaxis(dx, -1, axis)]
 
 
 OPS["cumprod"].vjp = _cumprod_vjp

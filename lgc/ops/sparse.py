@@ -61,8 +61,9 @@ register(OpDef("sparse_matmul", _infer, _ref, fusion="out_fusable",
 
 # ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
 
-from . import _batch  # noqa: E402
+from . import _batch, prim  # noqa: E402
 from ..ir.registry import OPS  # noqa: E402
+from ._rules import is_host  # noqa: E402
 
 
 def _batch_sparse(args, dims, attrs):
@@ -76,20 +77,21 @@ def _batch_sparse(args, dims, attrs):
 def _vjp_sparse(cts, ins, outs, attrs):
     """x: g @ W^T, as a segment sum of g's columns weighted by the nonzeros onto their rows;
     values: the sum over rows of x[k_j] * g[n_j]. Integer index inputs get none."""
-    import lgc.nn as nn
-    import lgc.numpy as lnp
     x, v, idx, ptr = ins
     g = cts[0]
     K, N = attrs["k"], g.shape[-1]
-    g2 = lnp.reshape(g, (-1, N))
-    x2 = lnp.reshape(x, (-1, K))
+    g2 = prim.reshape(g, (-1, N))
+    x2 = prim.reshape(x, (-1, K))
     nnz = v.shape[0]
-    col = lnp.sum(lnp.astype(ptr[1:][None, :] <= lnp.arange(nnz, dtype=np.int32)[:, None],
-                             np.int32), axis=1)                     # column of each nonzero
-    gc = lnp.take(g2, col, axis=1)                                  # [R, nnz]
-    gv = lnp.sum(lnp.take(x2, idx, axis=1) * gc, axis=0)
-    gx = nn.segment_sum(lnp.transpose(gc * v[None, :]), idx, num_segments=K)   # [K, R]
-    return [lnp.reshape(lnp.transpose(gx), x.shape), gv, None, None]
+    ends = ptr[1:][None, :] if is_host(ptr) else \
+        prim.expand_dims(prim.slice_in_dim(ptr, 1, None), 0)        # [1, N]: column ends
+    past = prim.ge(prim.expand_dims(prim.arange(nnz, dtype=np.int32), 1), ends)
+    col = prim.sum(prim.astype(past, np.int32), axis=1)             # column of each nonzero
+    gc = prim.take(g2, col, axis=1)                                 # [R, nnz]
+    gv = prim.sum(prim.mul(prim.take(x2, idx, axis=1), gc), axis=0)
+    gx = prim.segment_sum(prim.transpose(prim.mul(gc, prim.expand_dims(v, 0))), idx,
+                          num_segments=K)                           # [K, R]
+    return [prim.reshape(prim.transpose(gx), x.shape), gv, None, None]
 
 
 OPS["sparse_matmul"].batch = _batch_sparse

@@ -14,6 +14,8 @@ from .array_methods import install_array_methods
 from .interpret import eval_graph  # noqa: F401
 from .eager import Array, EvalTrace, device_get, device_put  # noqa: F401
 from .jit import export, jit, make_ir  # noqa: F401
+from . import control  # noqa: F401  (sets the while op's batching rule)
+from . import core  # noqa: F401  (lgc.trace.core: lgc.ops.core's old path)
 from .pytree import register_pytree_node, tree_leaves, tree_map  # noqa: F401
 
 register_eval_trace(EvalTrace)

@@ -5,7 +5,7 @@ Reverse mode is a tape, one per transformation level (a MainTrace, as in Autodid
 primals (so the level below - eager, jit's graph, or an outer vjp - does the arithmetic) and,
 when a differentiated input flows into it, appends an entry to the level's tape. The
 backward pass walks the tape in reverse and calls each op's `OpDef.vjp` rule. The rules are
-lnp/bind code, so the backward ops are processed by whatever trace is below: they run
+lgc.ops.prim/bind code, so the backward ops are processed by whatever trace is below: they run
 eagerly, are staged by an enclosing jit, or are recorded on an outer level's tape, which is
 what makes grad-of-grad and jit(grad) / grad(jit) work without anything special.
 
@@ -25,7 +25,8 @@ import itertools
 import numpy as np
 
 from ..ir import registry
-from ..ops.core import Trace, Tracer, bind_list, full_raise, get_aval, new_main
+from ..ops.core import Trace, Tracer, bind_list, full_raise, get_aval, new_main, register_vjp
+from ..ops.prim import unbroadcast
 from . import pytree
 
 
@@ -101,18 +102,6 @@ class VJPTrace(Trace):
             attrs = registry.get(op).normalize_attrs(attrs)
             tape.entries.append((op, attrs, in_nodes, ins, out_nodes, outs))
         return [VJPTracer(self, o, n) for o, n in zip(outs, out_nodes)]
-
-
-def unbroadcast(g, shape):
-    """Sum a cotangent of a broadcast result back to an operand's shape."""
-    lnp = _lnp()
-    shape = tuple(shape)
-    if tuple(g.shape) == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
-                                      if d == 1 and g.shape[lead + i] != 1)
-    return lnp.reshape(lnp.sum(g, axis=axes), shape)
 
 
 def _fit(g, x):
@@ -191,6 +180,9 @@ def vjp(fun, *primals, has_aux: bool = False):
         return pytree.unflatten(tree, grads)
 
     return (primal_out, vjp_fun, aux) if has_aux else (primal_out, vjp_fun)
+
+
+register_vjp(vjp)   # for the op rules that differentiate a composition (lgc.ops.core.vjp)
 
 
 def _argnums_partial(fun, args, kwargs, argnums):

@@ -9,29 +9,20 @@ transformation sees them as ordinary operands. The rules of the op, as in JAX:
     example goes on, and finished examples keep their carry (a select per step);
   - jvp: one loop carries (primal, tangent), its body the jvp of the old body;
   - vjp/grad: refused (the trip count is known only at run time, nothing is recorded to
-    walk back through) with an error that says what to use instead.
+    walk back through) with an error that says what to use instead (lgc/ops/control.py).
+The batching rule is set on the op (OpDef.batch) when this module is imported, with
+lgc.trace: it vmaps the subgraphs, which the op's own module below cannot do.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import LgcError
 from ..ir.graph import Graph, Value
+from ..ir.registry import OPS
+from ..ops.control import ReverseModeError, refuse_reverse_mode  # noqa: F401 (also here)
 from ..ops.core import bind_list, full_raise, get_aval, new_main
 from . import pytree
 from .jit import GraphTrace, GraphTracer, TraceBuilder
-
-
-class ReverseModeError(LgcError, ValueError):
-    """Reverse-mode differentiation through a loop whose trip count is data-dependent."""
-
-
-def refuse_reverse_mode():
-    raise ReverseModeError(
-        "reverse-mode differentiation (grad, vjp) does not work for while_loop with a traced "
-        "condition, nor for fori_loop with traced bounds: the trip count is known only at run "
-        "time. Use scan or fori_loop with static bounds (trip count fixed when tracing), or "
-        "forward mode (jvp, jacfwd)")
 
 
 # ---- tracing a function into a closed subgraph ---------------------------------------------
@@ -190,6 +181,9 @@ def batch_while(vals, dims, attrs):
     g_body = trace_subgraph(new_body, avals, "body")[0]
     outs = bind_list("while", ins, {"cond": g_cond, "body": g_body})
     return outs, [0 if f else None for f in carry_b]
+
+
+OPS["while"].batch = batch_while
 
 
 # ---- jvp -----------------------------------------------------------------------------------
