@@ -45,3 +45,14 @@ def test_pyopencl_only_in_runtime():
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{rel}: {n}" for n in names if n.split(".")[0] == "pyopencl"]
     assert not found, "pyopencl imported outside lgc/runtime: " + ", ".join(found)
+
+
+def test_import_linter_contracts_hold():
+    """The contracts of pyproject.toml (layers, no cycles between packages, pyopencl only in
+    the runtime), as .ci/run checks them: a failure here names the offending import."""
+    import shutil
+    import subprocess
+    exe = shutil.which("lint-imports")
+    assert exe, "import-linter is a test dependency (pip install -e '.[test]')"
+    done = subprocess.run([exe, "--no-cache"], cwd=LGC.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

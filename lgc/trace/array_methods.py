@@ -15,7 +15,7 @@ from ..ops.core import ArrayBase
 
 
 def _lnp():
-    import lgc.numpy as lnp   # imported on first use: `import lgc` does not load lgc.numpy
+    from . import numpy as lnp   # imported on first use: `import lgc` does not load lgc.numpy
     return lnp
 
 

@@ -31,7 +31,7 @@ from . import pytree
 
 
 def _lnp():
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     return lnp
 
 

@@ -50,7 +50,7 @@ class _SubGraphTrace(GraphTrace):
 def trace_subgraph(fun, avals, name: str):
     """fun(*tracers of avals) traced into a Graph whose inputs are those, then the outer
     values fun read (returned as `captured`). -> (graph, captured, out_tree, out_avals)."""
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     b = _SubBuilder(name)
     with new_main(_SubGraphTrace, b, dynamic=True) as main:
         trace = _SubGraphTrace(main)
@@ -81,7 +81,7 @@ def _types(avals) -> str:
 
 def stage_while(cond_fun, body_fun, init_val):
     """while_loop as one `while` op of the graph being traced."""
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     leaves, tree = pytree.flatten(init_val)
     leaves = [lnp.asarray(x) for x in leaves]
     avals = [get_aval(x) for x in leaves]
@@ -142,7 +142,7 @@ def _carry_fixpoint(body: Graph, carry, consts) -> list[bool]:
 
 def batch_while(vals, dims, attrs):
     """The while op's batching rule (called by BatchTrace with the level-below values)."""
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     from ..ops import _batch
     from .batching import vmap
     from .interpret import eval_graph
@@ -200,7 +200,7 @@ def _jvp_flat(fun, primals, tangents):
 
 def jvp_while(trace, tracers, attrs):
     """Forward mode through a while op: one loop over (carry, carry tangents)."""
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     from .autodiff import JVPTracer, _is_float
     from .interpret import eval_graph
     cond, body = attrs["cond"], attrs["body"]

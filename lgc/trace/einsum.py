@@ -90,7 +90,7 @@ def _cheapest_pair(terms, needed):
 
 
 def einsum(subscripts: str, *operands):
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     ops, dt, weak = lnp._promote(*operands)
     ops = [lnp.asarray(o) for o in ops]
     ins, out = _parse(subscripts, [o.ndim for o in ops])

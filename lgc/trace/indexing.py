@@ -22,7 +22,7 @@ from .pytree import tree_leaves
 
 
 def _lnp():
-    import lgc.numpy as lnp
+    from . import numpy as lnp
     return lnp
 
 
