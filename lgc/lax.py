@@ -93,8 +93,8 @@ def while_loop(cond_fun, body_fun, init_val):
     concrete values: a Python loop; under an eager vmap it runs while any example goes on,
     and finished examples keep their value."""
     from .trace.batching import any_example
-    from .ops.core import _dynamic
-    if _dynamic:
+    from .ops.core import dynamic_mains
+    if dynamic_mains:
         from .trace.control import stage_while
         return stage_while(cond_fun, body_fun, init_val)
     val = init_val

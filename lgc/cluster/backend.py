@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir import dtypes
-from ..serve.backend import TensorSpec, _pad_rows, kserve_datatype
+from ..serve.backend import TensorSpec, kserve_datatype, pad_rows
 from .deployment import Deployment
 
 
@@ -50,7 +50,7 @@ class RayBackend:
         if n > self.max_batch_size:
             raise InputError(f"batch of {n} exceeds max_batch_size {self.max_batch_size}")
         b = self._chunk
-        chunks = [{k: _pad_rows(v[s:s + b], b) for k, v in feeds.items()} for s in range(0, n, b)]
+        chunks = [{k: pad_rows(v[s:s + b], b) for k, v in feeds.items()} for s in range(0, n, b)]
         if len(chunks) == 1:
             parts = [self.deployment.infer(chunks[0], self.timeout_s)]
         else:

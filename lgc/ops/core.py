@@ -91,7 +91,7 @@ class Trace:
 
 
 _stack: list[MainTrace] = []
-_dynamic: list[MainTrace] = []
+dynamic_mains: list[MainTrace] = []   # the staging traces (jit, make_ir), innermost last
 _eval_trace: list[type] = []   # the level-0 trace class, registered by the layer above
 
 
@@ -134,12 +134,12 @@ def new_main(trace_type: type, global_data=None, dynamic: bool = False):
     main = MainTrace(len(_stack), trace_type, global_data)
     _stack.append(main)
     if dynamic:
-        _dynamic.append(main)
+        dynamic_mains.append(main)
     try:
         yield main
     finally:
         if dynamic:
-            _dynamic.pop()
+            dynamic_mains.pop()
         _stack.pop()
 
 
@@ -148,7 +148,7 @@ def _alive(main: MainTrace) -> bool:
 
 
 def find_top_trace(args) -> Trace:
-    top = _dynamic[-1] if _dynamic else _eval_main()
+    top = dynamic_mains[-1] if dynamic_mains else _eval_main()
     for a in args:
         if isinstance(a, Tracer):
             m = a._trace.main

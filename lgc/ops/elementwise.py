@@ -8,7 +8,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import broadcast_shapes, compare_type, elementwise_type, require
 
 def _quiet():
@@ -29,7 +29,7 @@ def _unary(name, ref, kinds="f", doc=""):
         require(types, kinds, name)
         return [types[0]]
     register(OpDef(name, infer, _ref1(ref),
-                   fusion="elementwise", num_inputs=1, doc=doc, batch=_batch.unary(name)))
+                   fusion="elementwise", num_inputs=1, doc=doc, batch=batch_rules.unary(name)))
 
 
 _unary("exp", np.exp)
@@ -77,7 +77,7 @@ def _bool_out(name, ref, kinds="f", attrs=None):
         return [np.asarray(ref(xs[0], a), dtype=np.bool_)]
     register(OpDef(name, infer, reference,
                    fusion="elementwise", num_inputs=1, attrs=attrs or {},
-                   batch=_batch.unary(name)))
+                   batch=batch_rules.unary(name)))
 
 
 _bool_out("isnan", lambda x, a: np.isnan(x))
@@ -104,7 +104,7 @@ def _binary(name, ref, kinds="fiu", out_bool=False):
 
     register(OpDef(name, infer, reference,
                    fusion="broadcast", num_inputs=2, attrs={"fmod": 0} if name == "mod" else {},
-                   batch=_batch.broadcasting(name)))
+                   batch=batch_rules.broadcasting(name)))
 
 
 def _int_div(a, b, attrs):
@@ -174,7 +174,7 @@ def _where_infer(types, attrs):
 register(OpDef(
     "where", _where_infer,
     lambda xs, at: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)],
-    fusion="broadcast", num_inputs=3, batch=_batch.broadcasting("where")))
+    fusion="broadcast", num_inputs=3, batch=batch_rules.broadcasting("where")))
 
 
 def _cast_infer(types, attrs):
@@ -192,7 +192,7 @@ def _cast_ref(xs, attrs):
 
 register(OpDef(
     "cast", _cast_infer, _cast_ref,
-    fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}, batch=_batch.unary("cast")))
+    fusion="elementwise", num_inputs=1, attrs={"to": REQUIRED}, batch=batch_rules.unary("cast")))
 
 
 # ---- gradient rules (OpDef.vjp, used by lgc.grad) -------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import norm_axis
 
 
@@ -55,22 +55,22 @@ def _batch_gather(args, dims, at):
     (example, index) pairs from data [B, n, rest...], the rest moved back behind the index
     axes."""
     (data, ind), (dd, di) = args, dims
-    a = norm_axis(at["axis"], len(_batch.shape(data)) - (dd is not None))
+    a = norm_axis(at["axis"], len(batch_rules.shape(data)) - (dd is not None))
     if di is None:
-        q = len(_batch.shape(ind))
-        return [_batch.bind("gather", data, ind, axis=_batch.shift_axis(a, dd))], \
+        q = len(batch_rules.shape(ind))
+        return [batch_rules.bind("gather", data, ind, axis=batch_rules.shift_axis(a, dd))], \
             [dd if dd <= a else dd + q - 1]
     if dd is None:
-        return [_batch.bind("gather", data, ind, axis=a)], [a + di]
-    data = _batch.moveaxis(_batch.moveaxis(data, dd, 0), a + 1, 1)
-    ind = _batch.moveaxis(ind, di, 0)
-    q = len(_batch.shape(ind)) - 1
-    ind = _batch.with_example_numbers(_batch.reshape(ind, _batch.shape(ind) + (1,)))
-    y = _batch.bind("gather_nd", data, ind)
-    r = len(_batch.shape(y))   # [B, ind..., pre..., post...] -> [B, pre..., ind..., post...]
+        return [batch_rules.bind("gather", data, ind, axis=a)], [a + di]
+    data = batch_rules.moveaxis(batch_rules.moveaxis(data, dd, 0), a + 1, 1)
+    ind = batch_rules.moveaxis(ind, di, 0)
+    q = len(batch_rules.shape(ind)) - 1
+    ind = batch_rules.with_example_numbers(batch_rules.reshape(ind, batch_rules.shape(ind) + (1,)))
+    y = batch_rules.bind("gather_nd", data, ind)
+    r = len(batch_rules.shape(y))   # [B, ind..., pre..., post...] -> [B, pre..., ind..., post...]
     perm = (0,) + tuple(range(q + 1, q + 1 + a)) + tuple(range(1, q + 1)) + \
         tuple(range(q + 1 + a, r))
-    return [_batch.bind("transpose", y, perm=perm) if perm != tuple(range(r)) else y], [0]
+    return [batch_rules.bind("transpose", y, perm=perm) if perm != tuple(range(r)) else y], [0]
 
 
 register(OpDef("gather", _gather_infer, _gather_ref,
@@ -97,7 +97,7 @@ def _gather_elements_ref(xs, at):
 
 register(OpDef("gather_elements", _gather_elements_infer, _gather_elements_ref,
                fusion="injective",
-               attrs={"axis": 0}, num_inputs=2, batch=_batch.batch_first("gather_elements", shift=("axis",)),
+               attrs={"axis": 0}, num_inputs=2, batch=batch_rules.batch_first("gather_elements", shift=("axis",)),
                doc="ONNX GatherElements (indices may be smaller than data off the axis)"))
 
 
@@ -127,12 +127,12 @@ def _batch_gather_nd(args, dims, at):
     one more batch dim."""
     b = at["batch_dims"]
     if dims[0] is None:
-        return [_batch.bind("gather_nd", args[0], _batch.moveaxis(args[1], dims[1], b),
-                            batch_dims=b)], [b]
-    data, ind = _batch.all_to_front(args, dims)
+        return [batch_rules.bind("gather_nd", args[0], batch_rules.moveaxis(args[1], dims[1], b),
+                                 batch_dims=b)], [b]
+    data, ind = batch_rules.all_to_front(args, dims)
     if b == 0:
-        return [_batch.bind("gather_nd", data, _batch.with_example_numbers(ind))], [0]
-    return [_batch.bind("gather_nd", data, ind, batch_dims=b + 1)], [0]
+        return [batch_rules.bind("gather_nd", data, batch_rules.with_example_numbers(ind))], [0]
+    return [batch_rules.bind("gather_nd", data, ind, batch_dims=b + 1)], [0]
 
 
 register(OpDef("gather_nd", _gather_nd_infer, _gather_nd_ref,
@@ -177,7 +177,7 @@ def _scatter_elements_ref(xs, at):
 register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
                fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
-               batch=_batch.batch_first("scatter_elements", shift=("axis",)),
+               batch=batch_rules.batch_first("scatter_elements", shift=("axis",)),
                doc="ONNX ScatterElements; reductions apply duplicates in order"))
 
 
@@ -206,9 +206,9 @@ def _scatter_nd_ref(xs, at):
 
 def _batch_scatter_nd(args, dims, at):
     """Everything with the batch first, and each index tuple led by its example number."""
-    data, ind, upd = _batch.all_to_front(args, dims)
-    return [_batch.bind("scatter_nd", data, _batch.with_example_numbers(ind), upd,
-                        reduction=at["reduction"])], [0]
+    data, ind, upd = batch_rules.all_to_front(args, dims)
+    return [batch_rules.bind("scatter_nd", data, batch_rules.with_example_numbers(ind), upd,
+                             reduction=at["reduction"])], [0]
 
 
 register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
@@ -240,16 +240,16 @@ def _one_hot_ref(xs, at):
 def _batch_one_hot(args, dims, at):
     """Indices with the batch first, the axis shifted; per-example (off, on) values are
     selected per example from a 0/1 one_hot."""
-    n = _batch.axis_size(args, dims)
-    ind = _batch.to_front(args[0], dims[0], n)
-    a = norm_axis(at["axis"], len(_batch.shape(ind)))   # the example's rank + 1
+    n = batch_rules.axis_size(args, dims)
+    ind = batch_rules.to_front(args[0], dims[0], n)
+    a = norm_axis(at["axis"], len(batch_rules.shape(ind)))   # the example's rank + 1
     if dims[1] is None:
-        return [_batch.bind("one_hot", ind, args[1], axis=a + 1, depth=at["depth"])], [0]
-    hot = _batch.bind("one_hot", ind, np.array([0, 1], np.int32), axis=a + 1, depth=at["depth"])
-    vals = _batch.moveaxis(args[1], dims[1], 0)
-    r = len(_batch.shape(hot)) - 1
-    off, on = (_batch.reshape(_batch.take(vals, 1, k), (n,) + (1,) * r) for k in (0, 1))
-    return [_batch.bind("where", _batch.bind("eq", hot, np.array(1, np.int32)), on, off)], [0]
+        return [batch_rules.bind("one_hot", ind, args[1], axis=a + 1, depth=at["depth"])], [0]
+    hot = batch_rules.bind("one_hot", ind, np.array([0, 1], np.int32), axis=a + 1, depth=at["depth"])
+    vals = batch_rules.moveaxis(args[1], dims[1], 0)
+    r = len(batch_rules.shape(hot)) - 1
+    off, on = (batch_rules.reshape(batch_rules.take(vals, 1, k), (n,) + (1,) * r) for k in (0, 1))
+    return [batch_rules.bind("where", batch_rules.bind("eq", hot, np.array(1, np.int32)), on, off)], [0]
 
 
 register(OpDef("one_hot", _one_hot_infer, _one_hot_ref,
@@ -281,10 +281,10 @@ def _reverse_sequence_ref(xs, at):
 def _batch_reverse_sequence(args, dims, at):
     """The op only looks at axes 0 and 1: the batch axis goes (or stays) behind them."""
     if dims[1] is not None:
-        return _batch.loop("reverse_sequence")(args, dims, at)
+        return batch_rules.loop("reverse_sequence")(args, dims, at)
     d = max(dims[0], 2)
-    return [_batch.bind("reverse_sequence", _batch.moveaxis(args[0], dims[0], d), args[1],
-                        **at)], [d]
+    return [batch_rules.bind("reverse_sequence", batch_rules.moveaxis(args[0], dims[0], d), args[1],
+                             **at)], [d]
 
 
 register(OpDef("reverse_sequence", _reverse_sequence_infer, _reverse_sequence_ref,
@@ -422,11 +422,11 @@ def _resize_ref(xs, at):
 
 def _batch_resize(args, dims, at):
     """The batch axis first, resized to itself (size B, scale 1, the whole roi)."""
-    x = _batch.moveaxis(args[0], dims[0], 0)
-    n, r = _batch.shape(x)[0], len(at["roi"]) // 2
+    x = batch_rules.moveaxis(args[0], dims[0], 0)
+    n, r = batch_rules.shape(x)[0], len(at["roi"]) // 2
     roi = (0.0,) + at["roi"][:r] + (1.0,) + at["roi"][r:] if r else ()
-    return [_batch.bind("resize", x, **{**at, "sizes": (n,) + at["sizes"], "roi": roi,
-                                        "scales": (1.0,) + at["scales"]})], [0]
+    return [batch_rules.bind("resize", x, **{**at, "sizes": (n,) + at["sizes"], "roi": roi,
+                                             "scales": (1.0,) + at["scales"]})], [0]
 
 
 # opaque: the body declares __constant tables, which cannot be inlined into another kernel
@@ -463,7 +463,7 @@ def _tensor_scatter_ref(xs, at):
 register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
                fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
-               batch=_batch.fold_all_into_n("tensor_scatter"),
+               batch=batch_rules.fold_all_into_n("tensor_scatter"),
                doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
 
 
@@ -506,7 +506,7 @@ def _col2im_ref(xs, at):
 register(OpDef("col2im", _col2im_infer, _col2im_ref, fusion="opaque",
                attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
                       "pads": REQUIRED, "strides": REQUIRED}, num_inputs=1,
-               batch=_batch.fold_into_n("col2im"),
+               batch=batch_rules.fold_into_n("col2im"),
                doc="ONNX Col2Im: sum sliding-block columns back into an image"))
 
 
@@ -535,11 +535,11 @@ def _affine_grid_ref(xs, at):
 
 
 def _batch_affine_grid(args, dims, at):
-    theta = _batch.moveaxis(args[0], dims[0], 0)
-    s = _batch.shape(theta)
-    y = _batch.bind("affine_grid", _batch.reshape(theta, (s[0] * s[1],) + s[2:]),
-                    size=(s[0] * s[1],) + at["size"][1:], align_corners=at["align_corners"])
-    return [_batch.reshape(y, s[:2] + _batch.shape(y)[1:])], [0]
+    theta = batch_rules.moveaxis(args[0], dims[0], 0)
+    s = batch_rules.shape(theta)
+    y = batch_rules.bind("affine_grid", batch_rules.reshape(theta, (s[0] * s[1],) + s[2:]),
+                         size=(s[0] * s[1],) + at["size"][1:], align_corners=at["align_corners"])
+    return [batch_rules.reshape(y, s[:2] + batch_rules.shape(y)[1:])], [0]
 
 
 register(OpDef("affine_grid", _affine_grid_infer, _affine_grid_ref,
@@ -634,7 +634,7 @@ def _grid_sample_ref(xs, at):
 register(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref,
                fusion="opaque", attrs={"mode": "linear", "padding_mode": "zeros",
                                        "align_corners": 0}, num_inputs=2,
-               batch=_batch.fold_all_into_n("grid_sample"),
+               batch=batch_rules.fold_all_into_n("grid_sample"),
                doc="ONNX GridSample (nearest/linear/cubic, zeros/border/reflection)"))
 
 
@@ -706,13 +706,13 @@ def _roi_align_ref(xs, at):
 def _batch_roi_align(args, dims, at):
     """Images folded into N, every example's boxes in one list, their image numbers moved
     to the example's block of images."""
-    x, rois, bidx = _batch.all_to_front(args, dims)
-    xs, n = _batch.shape(x), _batch.shape(rois)[:2]
-    start = _batch.const((np.arange(n[0]) * xs[1]).reshape(-1, 1), _batch.dtype(bidx))
-    y = _batch.bind("roi_align", _batch.reshape(x, (xs[0] * xs[1],) + xs[2:]),
-                    _batch.reshape(rois, (n[0] * n[1], 4)),
-                    _batch.reshape(_batch.bind("add", bidx, start), (n[0] * n[1],)), **at)
-    return [_batch.reshape(y, n + _batch.shape(y)[1:])], [0]
+    x, rois, bidx = batch_rules.all_to_front(args, dims)
+    xs, n = batch_rules.shape(x), batch_rules.shape(rois)[:2]
+    start = batch_rules.const((np.arange(n[0]) * xs[1]).reshape(-1, 1), batch_rules.dtype(bidx))
+    y = batch_rules.bind("roi_align", batch_rules.reshape(x, (xs[0] * xs[1],) + xs[2:]),
+                         batch_rules.reshape(rois, (n[0] * n[1], 4)),
+                         batch_rules.reshape(batch_rules.bind("add", bidx, start), (n[0] * n[1],)), **at)
+    return [batch_rules.reshape(y, n + batch_rules.shape(y)[1:])], [0]
 
 
 register(OpDef("roi_align", _roi_align_infer, _roi_align_ref,
@@ -743,16 +743,16 @@ def _max_unpool_ref(xs, at):
 def _batch_max_unpool(args, dims, at):
     """Folded into N, each example's flat positions moved into its own block of the output
     (positions out of range stay out of range, so they are still dropped)."""
-    x, ind = _batch.all_to_front(args, dims)
-    s, dt, per = _batch.shape(ind), _batch.dtype(ind), math.prod(at["shape"])
-    start = _batch.const((np.arange(s[0]) * per).reshape((-1,) + (1,) * (len(s) - 1)), dt)
-    ok = _batch.bind("and", _batch.bind("ge", ind, _batch.const(0, dt)),
-                     _batch.bind("lt", ind, _batch.const(per, dt)))
-    ind = _batch.bind("where", ok, _batch.bind("add", ind, start), _batch.const(-1, dt))
+    x, ind = batch_rules.all_to_front(args, dims)
+    s, dt, per = batch_rules.shape(ind), batch_rules.dtype(ind), math.prod(at["shape"])
+    start = batch_rules.const((np.arange(s[0]) * per).reshape((-1,) + (1,) * (len(s) - 1)), dt)
+    ok = batch_rules.bind("and", batch_rules.bind("ge", ind, batch_rules.const(0, dt)),
+                          batch_rules.bind("lt", ind, batch_rules.const(per, dt)))
+    ind = batch_rules.bind("where", ok, batch_rules.bind("add", ind, start), batch_rules.const(-1, dt))
     fold = (s[0] * s[1],) + s[2:]
-    y = _batch.bind("max_unpool", _batch.reshape(x, fold), _batch.reshape(ind, fold),
-                    shape=(s[0] * at["shape"][0],) + at["shape"][1:])
-    return [_batch.reshape(y, (s[0],) + at["shape"])], [0]
+    y = batch_rules.bind("max_unpool", batch_rules.reshape(x, fold), batch_rules.reshape(ind, fold),
+                         shape=(s[0] * at["shape"][0],) + at["shape"][1:])
+    return [batch_rules.reshape(y, (s[0],) + at["shape"])], [0]
 
 
 register(OpDef("max_unpool", _max_unpool_infer, _max_unpool_ref,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import broadcast_shapes, norm_axis, same_dtype
 
 
@@ -39,8 +39,8 @@ def _reshape_infer(types, attrs):
 
 
 def _batch_reshape(args, dims, at):
-    x = _batch.moveaxis(args[0], dims[0], 0)
-    return [_batch.reshape(x, _batch.shape(x)[:1] + at["shape"])], [0]
+    x = batch_rules.moveaxis(args[0], dims[0], 0)
+    return [batch_rules.reshape(x, batch_rules.shape(x)[:1] + at["shape"])], [0]
 
 
 register(OpDef(
@@ -61,8 +61,8 @@ def _transpose_infer(types, attrs):
 def _batch_transpose(args, dims, at):
     """The batch axis goes first, the others where perm sends them (one transpose)."""
     d = dims[0]
-    perm = (d,) + tuple(_batch.shift_axis(p, d) for p in at["perm"])
-    return [_batch.bind("transpose", args[0], perm=perm)], [0]
+    perm = (d,) + tuple(batch_rules.shift_axis(p, d) for p in at["perm"])
+    return [batch_rules.bind("transpose", args[0], perm=perm)], [0]
 
 
 register(OpDef(
@@ -80,10 +80,10 @@ def _broadcast_infer(types, attrs):
 
 
 def _batch_broadcast_to(args, dims, at):
-    x = _batch.moveaxis(args[0], dims[0], 0)
-    s, r = _batch.shape(x), len(at["shape"])
-    x = _batch.reshape(x, s[:1] + (1,) * (r + 1 - len(s)) + s[1:])
-    return [_batch.broadcast_to(x, s[:1] + at["shape"])], [0]
+    x = batch_rules.moveaxis(args[0], dims[0], 0)
+    s, r = batch_rules.shape(x), len(at["shape"])
+    x = batch_rules.reshape(x, s[:1] + (1,) * (r + 1 - len(s)) + s[1:])
+    return [batch_rules.broadcast_to(x, s[:1] + at["shape"])], [0]
 
 
 register(OpDef(
@@ -118,10 +118,10 @@ def _slice_ref(xs, at):
 
 def _batch_slice(args, dims, at):
     """The whole batch axis is taken, where it is."""
-    d, n = dims[0], _batch.shape(args[0])[dims[0]]
+    d, n = dims[0], batch_rules.shape(args[0])[dims[0]]
     ins = lambda t, v: t[:d] + (v,) + t[d:]  # noqa: E731
-    return [_batch.bind("slice", args[0], starts=ins(at["starts"], 0), steps=ins(at["steps"], 1),
-                        shape=ins(at["shape"], n))], [d]
+    return [batch_rules.bind("slice", args[0], starts=ins(at["starts"], 0), steps=ins(at["steps"], 1),
+                             shape=ins(at["shape"], n))], [d]
 
 
 register(OpDef(
@@ -153,7 +153,7 @@ register(OpDef(
     "concat", _concat_infer,
     lambda xs, at: [np.concatenate(xs, axis=at["axis"])],
     fusion="injective", attrs={"axis": REQUIRED}, num_inputs=(1, 1 << 16),
-    batch=_batch.batch_first("concat", shift=("axis",))))
+    batch=batch_rules.batch_first("concat", shift=("axis",))))
 
 
 # ---- pad --------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def _batch_pad(args, dims, at):
     d, p = dims[0], at["pads"]
     r = len(p) // 2
     pads = p[:d] + (0,) + p[d:r + d] + (0,) + p[r + d:]
-    return [_batch.bind("pad", args[0], pads=pads, mode=at["mode"], value=at["value"])], [d]
+    return [batch_rules.bind("pad", args[0], pads=pads, mode=at["mode"], value=at["value"])], [d]
 
 
 register(OpDef(
@@ -223,7 +223,7 @@ def _tile_infer(types, attrs):
 
 def _batch_tile(args, dims, at):
     d, reps = dims[0], at["repeats"]
-    return [_batch.bind("tile", args[0], repeats=reps[:d] + (1,) + reps[d:])], [d]
+    return [batch_rules.bind("tile", args[0], repeats=reps[:d] + (1,) + reps[d:])], [d]
 
 
 register(OpDef(
@@ -249,9 +249,9 @@ def _trilu_ref(xs, at):
 def _batch_trilu(args, dims, at):
     """The batch axis may stay anywhere but in the last two (the matrix) axes."""
     x, d = args[0], dims[0]
-    if d >= len(_batch.shape(x)) - 2:
-        x, d = _batch.moveaxis(x, d, 0), 0
-    return [_batch.bind("trilu", x, **at)], [d]
+    if d >= len(batch_rules.shape(x)) - 2:
+        x, d = batch_rules.moveaxis(x, d, 0), 0
+    return [batch_rules.bind("trilu", x, **at)], [d]
 
 
 register(OpDef(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import broadcast_shapes, require, same_dtype
 
 
@@ -66,33 +66,33 @@ def _batch_matmul(args, dims, at):
     does the rest; the promoted axes are dropped again. A batched A times one shared
     matrix is one GEMM with the batch folded into A's rows (or B's columns)."""
     (a, b), (da, db) = args, dims
-    ra, rb = (len(_batch.shape(x)) - (d is not None) for x, d in ((a, da), (b, db)))
+    ra, rb = (len(batch_rules.shape(x)) - (d is not None) for x, d in ((a, da), (b, db)))
     if db is None and rb == 2:
-        x = _batch.moveaxis(a, da, 0)
-        s = _batch.shape(x)
-        y = _batch.bind("matmul", _batch.reshape(x, (prod(s[:-1]), s[-1])), b, **at)
-        return [_batch.reshape(y, s[:-1] + _batch.shape(y)[-1:])], [0]
+        x = batch_rules.moveaxis(a, da, 0)
+        s = batch_rules.shape(x)
+        y = batch_rules.bind("matmul", batch_rules.reshape(x, (prod(s[:-1]), s[-1])), b, **at)
+        return [batch_rules.reshape(y, s[:-1] + batch_rules.shape(y)[-1:])], [0]
     if da is None and ra == 2 and rb <= 2:   # a shared matrix times a batch: into B's columns
         t = at["trans_b"]
-        x = _batch.moveaxis(b, db, 0 if t else 1)   # [B, N, K] with trans_b, else [K, B, (N)]
-        s = _batch.shape(x)
-        x = _batch.reshape(x, (s[0] * s[1], s[2]) if t else (s[0], prod(s[1:])))
-        y = _batch.bind("matmul", a, x, **at)
-        return [_batch.reshape(y, _batch.shape(y)[:1] + (s[:2] if t else s[1:]))], [1]
+        x = batch_rules.moveaxis(b, db, 0 if t else 1)   # [B, N, K] with trans_b, else [K, B, (N)]
+        s = batch_rules.shape(x)
+        x = batch_rules.reshape(x, (s[0] * s[1], s[2]) if t else (s[0], prod(s[1:])))
+        y = batch_rules.bind("matmul", a, x, **at)
+        return [batch_rules.reshape(y, batch_rules.shape(y)[:1] + (s[:2] if t else s[1:]))], [1]
     xs = []
     for x, d, r, where in ((a, da, ra, -1), (b, db, rb, None)):
         if d is not None:
-            x = _batch.moveaxis(x, d, 0)
-        s = _batch.shape(x)
+            x = batch_rules.moveaxis(x, d, 0)
+        s = batch_rules.shape(x)
         if r == 1:   # (K,) -> (1, K) for a, (K, 1) for b
             s = s[:-1] + (1,) + s[-1:] if where == -1 else s + (1,)
         xs.append((x, s, d is not None))
     nb = max(len(s) - bat for _, s, bat in xs) - 2
-    xs = [_batch.reshape(x, s[:1] + (1,) * (nb + 2 - len(s) + 1) + s[1:] if bat else s)
+    xs = [batch_rules.reshape(x, s[:1] + (1,) * (nb + 2 - len(s) + 1) + s[1:] if bat else s)
           for x, s, bat in xs]
-    y = _batch.bind("matmul", *xs, trans_b=at["trans_b"])
-    s = _batch.shape(y)
-    return [_batch.reshape(y, s[:-2] + s[-2:-1] * (ra > 1) + s[-1:] * (rb > 1))], [0]
+    y = batch_rules.bind("matmul", *xs, trans_b=at["trans_b"])
+    s = batch_rules.shape(y)
+    return [batch_rules.reshape(y, s[:-2] + s[-2:-1] * (ra > 1) + s[-1:] * (rb > 1))], [0]
 
 
 register(OpDef("matmul", _mm_infer, _mm_ref, fusion="out_fusable", num_inputs=2,
@@ -103,9 +103,9 @@ register(OpDef("matmul", _mm_infer, _mm_ref, fusion="out_fusable", num_inputs=2,
 
 
 def _batch_det(x, d):
-    if d >= len(_batch.shape(x)) - 2:   # the batch axis must not be a matrix axis
-        x, d = _batch.moveaxis(x, d, 0), 0
-    return [_batch.bind("det", x)], [d]
+    if d >= len(batch_rules.shape(x)) - 2:   # the batch axis must not be a matrix axis
+        x, d = batch_rules.moveaxis(x, d, 0), 0
+    return [batch_rules.bind("det", x)], [d]
 
 
 # ---- det ------------------------------------------------------------------------------------

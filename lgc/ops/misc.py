@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 
 
 def _bitcast_infer(types, attrs):
@@ -18,5 +18,5 @@ def _bitcast_infer(types, attrs):
 register(OpDef("bitcast", _bitcast_infer,
                lambda xs, at: [xs[0].view(dtypes.by_name(at["to"]).np)],
                fusion="alias", num_inputs=1, attrs={"to": REQUIRED},
-               batch=_batch.unary("bitcast"),
+               batch=batch_rules.unary("bitcast"),
                doc="reinterpret the bytes; the output shares the input's buffer"))

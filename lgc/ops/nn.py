@@ -15,7 +15,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import require, same_dtype
 from .linalg import prod
 
@@ -94,8 +94,6 @@ def conv_ref(xs, attrs):
     return [y]
 
 
-_conv_infer, _conv_ref = conv_infer, conv_ref   # the names lgc.ops.quant imports
-
 CONV_ATTRS = {"strides": (), "pads": (), "dilations": (), "group": 1}
 def _weight_flops(ins, outs, attrs, per="out"):
     """2 FLOPs per multiply-add: every output (conv) or input (transposed conv) element
@@ -108,20 +106,20 @@ def _batch_conv(op):
     """Only x batched: the batch folds into N. Batched weights (or bias): one grouped conv
     with a group per example (x [N, B*C, ...], W [B*M, ...] or [B*C, ...] for conv_transpose,
     bias [B*M]); an unbatched x is repeated per example for that."""
-    fold = _batch.fold_into_n(op)
+    fold = batch_rules.fold_into_n(op)
 
     def rule(args, dims, at):
         if all(d is None for d in dims[1:]):
             return fold(args, dims, at)
-        n = _batch.axis_size(args, dims)
-        x, w, *bias = _batch.all_to_front(args, dims)
-        xs, ws = _batch.shape(x), _batch.shape(w)
-        x = _batch.reshape(_batch.moveaxis(x, 0, 1), (xs[1], n * xs[2]) + xs[3:])
-        w = _batch.reshape(w, (n * ws[1],) + ws[2:])
-        bias = [_batch.reshape(b, (n * _batch.shape(b)[1],)) for b in bias]
-        y = _batch.bind(op, x, w, *bias, **{**at, "group": at["group"] * n})
-        ys = _batch.shape(y)
-        return [_batch.reshape(y, (ys[0], n, ys[1] // n) + ys[2:])], [1]
+        n = batch_rules.axis_size(args, dims)
+        x, w, *bias = batch_rules.all_to_front(args, dims)
+        xs, ws = batch_rules.shape(x), batch_rules.shape(w)
+        x = batch_rules.reshape(batch_rules.moveaxis(x, 0, 1), (xs[1], n * xs[2]) + xs[3:])
+        w = batch_rules.reshape(w, (n * ws[1],) + ws[2:])
+        bias = [batch_rules.reshape(b, (n * batch_rules.shape(b)[1],)) for b in bias]
+        y = batch_rules.bind(op, x, w, *bias, **{**at, "group": at["group"] * n})
+        ys = batch_rules.shape(y)
+        return [batch_rules.reshape(y, (ys[0], n, ys[1] // n) + ys[2:])], [1]
     rule.__name__ = f"batch_{op}"
     return rule
 
@@ -253,12 +251,12 @@ def max_pool_ref(xs, attrs):
 
 def _batch_max_pool(args, dims, at):
     """Folded into N; the argmax indices count from the start of each example again."""
-    outs, out_dims = _batch.fold_into_n("max_pool")(args, dims, at)
+    outs, out_dims = batch_rules.fold_into_n("max_pool")(args, dims, at)
     if at["return_indices"]:
-        s = _batch.shape(args[0])
+        s = batch_rules.shape(args[0])
         per = prod(s) // s[dims[0]]   # elements of one example
         start = (np.arange(s[dims[0]], dtype=np.int64) * per).reshape((-1,) + (1,) * (len(s) - 1))
-        outs = [outs[0], _batch.bind("sub", outs[1], _batch.const(start, np.int64))]
+        outs = [outs[0], batch_rules.bind("sub", outs[1], batch_rules.const(start, np.int64))]
     return outs, out_dims
 
 
@@ -291,7 +289,7 @@ def avg_pool_ref(xs, attrs):
 
 register(OpDef("avg_pool", _pool_infer, _float_ref(avg_pool_ref),
                fusion="opaque", attrs={**POOL_ATTRS, "count_include_pad": 0}, num_inputs=1,
-               batch=_batch.fold_into_n("avg_pool"),
+               batch=batch_rules.fold_into_n("avg_pool"),
                doc="mean over the window (pads counted when count_include_pad)"))
 
 
@@ -305,7 +303,7 @@ def _lp_pool_ref(xs, attrs):
 
 register(OpDef("lp_pool", _pool_infer, _float_ref(_lp_pool_ref),
                fusion="opaque", attrs={**POOL_ATTRS, "p": 2}, num_inputs=1,
-               batch=_batch.fold_into_n("lp_pool"),
+               batch=batch_rules.fold_into_n("lp_pool"),
                doc="(sum |x|^p)^(1/p) over the window"))
 
 
@@ -329,7 +327,7 @@ def _lrn_ref(xs, attrs):
 
 register(OpDef("lrn", _lrn_infer, _float_ref(_lrn_ref), fusion="opaque",
                attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, num_inputs=1,
-               batch=_batch.fold_into_n("lrn"),
+               batch=batch_rules.fold_into_n("lrn"),
                doc="local response normalisation across channels"))
 
 

@@ -27,7 +27,7 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from ._rules import broadcast_shapes
-from .nn import CONV_ATTRS, _conv_infer, _conv_ref
+from .nn import CONV_ATTRS, conv_infer, conv_ref
 
 RANGES = {"i8": (-128, 127), "u8": (0, 255)}
 
@@ -118,7 +118,7 @@ def _qconv_infer(types, attrs):
     if len(shape) < 3:
         raise OpError(f"qconv: w must be [M, C/group, *kernel], got {shape}")
     _check_quant_inputs(types, shape[0], "qconv")
-    return _conv_infer([TensorType(dtypes.f32, types[0].shape), TensorType(dtypes.f32, shape)], attrs)
+    return conv_infer([TensorType(dtypes.f32, types[0].shape), TensorType(dtypes.f32, shape)], attrs)
 
 
 def tile_weights(w, tm: int, group: int):
@@ -144,7 +144,7 @@ def _qconv_ref(xs, attrs):
     if attrs["tm"]:
         xs = [xs[0], untile_weights(xs[1], attrs["tm"], attrs["group"], attrs["w_shape"])] + list(xs[2:])
     w = xs[1].astype(np.float64) * xs[2].astype(np.float64).reshape((-1,) + (1,) * (xs[1].ndim - 1))
-    (y,) = _conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
+    (y,) = conv_ref([_dequant_x(xs), w, xs[3].astype(np.float64)], attrs)
     return [y.astype(np.float32)]
 
 
@@ -172,7 +172,7 @@ register(OpDef("qconv", _qconv_infer, _qconv_ref, fusion="out_fusable",
 
 # ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
 
-from . import _batch, prim  # noqa: E402
+from . import batch_rules, prim  # noqa: E402
 from ..ir.registry import OPS  # noqa: E402
 from .prim import mul, neg, sub  # noqa: E402
 
@@ -180,8 +180,8 @@ from .prim import mul, neg, sub  # noqa: E402
 def _batch_qmatmul(args, dims, attrs):
     """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
     if any(d is not None for d in dims[1:]):
-        return _batch.loop("qmatmul")(args, dims, attrs)
-    return [_batch.bind("qmatmul", _batch.moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
+        return batch_rules.loop("qmatmul")(args, dims, attrs)
+    return [batch_rules.bind("qmatmul", batch_rules.moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
 
 
 def _float_operands(ins):
@@ -224,11 +224,11 @@ def _quant_vjp(op: str):
     return rule
 
 
-OPS["quantize"].batch = _batch.broadcasting("quantize")
+OPS["quantize"].batch = batch_rules.broadcasting("quantize")
 OPS["quantize"].vjp = lambda cts, ins, outs, attrs: [None, None, None]   # integer output
 OPS["qmatmul"].batch = _batch_qmatmul
 OPS["qmatmul"].vjp = _quant_vjp("matmul")
-OPS["qconv"].batch = _batch.fold_into_n("qconv")
+OPS["qconv"].batch = batch_rules.fold_into_n("qconv")
 OPS["qconv"].vjp = _quant_vjp("conv")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
-from . import _batch
+from . import batch_rules
 from ._rules import require
 
 
@@ -60,7 +60,7 @@ def _reduce_op(name, kinds, ref, doc=""):
 
     register(OpDef(name, infer, reference,
                    fusion="reduction", num_inputs=1, attrs={"axes": REQUIRED, "keepdims": 1},
-                   batch=_batch.reduce_axes(name),
+                   batch=batch_rules.reduce_axes(name),
                    doc=doc))
 
 
@@ -106,7 +106,7 @@ def _arg_op(name, largest):
         return [np.asarray(i, dtype=np.int64)]
 
     register(OpDef(name, infer, reference,
-                   fusion="reduction", num_inputs=1, batch=_batch.along_axis(name),
+                   fusion="reduction", num_inputs=1, batch=batch_rules.along_axis(name),
                    attrs={"axis": REQUIRED, "keepdims": 1, "select_last_index": 0},
                    doc="NaN counts as the extreme; ties go to the first (or last) index"))
 
@@ -140,7 +140,7 @@ def _softmax_ref(log):
 for _name, _log in (("softmax", False), ("log_softmax", True)):
     register(OpDef(_name, _axis_infer(_name, "f"), _softmax_ref(_log),
                    fusion="opaque",
-                   num_inputs=1, attrs={"axis": REQUIRED}, batch=_batch.along_axis(_name),
+                   num_inputs=1, attrs={"axis": REQUIRED}, batch=batch_rules.along_axis(_name),
                    doc="stable: subtracts the row max; one work-item per row"))
 
 
@@ -165,7 +165,7 @@ for _name, _init, _fn in (("cumsum", 0, np.cumsum), ("cumprod", 1, np.cumprod)):
     register(OpDef(_name, _axis_infer(_name, "fiu"), _scan_ref(_fn, _init),
                    fusion="opaque",
                    num_inputs=1, attrs={"axis": REQUIRED, "exclusive": 0, "reverse": 0},
-                   batch=_batch.along_axis(_name),
+                   batch=batch_rules.along_axis(_name),
                    doc="inclusive or exclusive scan along axis, optionally from the end"))
 
 
@@ -192,7 +192,7 @@ def _topk_ref(xs, attrs):
 
 
 register(OpDef("topk", _topk_infer, _topk_ref,
-               fusion="opaque", num_inputs=1, batch=_batch.along_axis("topk"),
+               fusion="opaque", num_inputs=1, batch=batch_rules.along_axis("topk"),
                attrs={"axis": REQUIRED, "k": REQUIRED, "largest": 1, "sorted": 1},
                doc="values and int64 indices of the k largest (smallest), always sorted; "
                    "ties go to the lower index"))

@@ -61,7 +61,7 @@ register(OpDef("sparse_matmul", _infer, _ref, fusion="out_fusable",
 
 # ---- batching and gradient rules (lgc.vmap, lgc.grad) ---------------------------------------
 
-from . import _batch, prim  # noqa: E402
+from . import batch_rules, prim  # noqa: E402
 from ..ir.registry import OPS  # noqa: E402
 from ._rules import is_host  # noqa: E402
 
@@ -69,9 +69,9 @@ from ._rules import is_host  # noqa: E402
 def _batch_sparse(args, dims, attrs):
     """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
     if any(d is not None for d in dims[1:]):
-        return _batch.loop("sparse_matmul")(args, dims, attrs)
-    return [_batch.bind("sparse_matmul", _batch.moveaxis(args[0], dims[0], 0), *args[1:],
-                        **attrs)], [0]
+        return batch_rules.loop("sparse_matmul")(args, dims, attrs)
+    return [batch_rules.bind("sparse_matmul", batch_rules.moveaxis(args[0], dims[0], 0), *args[1:],
+                             **attrs)], [0]
 
 
 def _vjp_sparse(cts, ins, outs, attrs):

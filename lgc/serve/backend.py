@@ -117,7 +117,7 @@ def _bucket_sizes(max_batch: int) -> list[int]:
     return sizes + [max_batch]
 
 
-def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
+def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
     """`a` grown to n rows by repeating its last row (real data: no NaN/index surprises)."""
     if a.shape[0] == n:
         return a
@@ -197,11 +197,11 @@ class LocalBackend:
                 raise InputError(f"batch of {n} exceeds max_batch_size {self.max_batch_size}")
             if self._chunk == -1:                      # dynamic batch: pad to a bucket size
                 size = next(b for b in self._buckets if b >= n)
-                out = self._run({k: _pad_rows(v, size) for k, v in feeds.items()})
+                out = self._run({k: pad_rows(v, size) for k, v in feeds.items()})
                 return {k: v[:n] for k, v in out.items()}
             b, parts = self._chunk, []
             for start in range(0, n, b):               # fixed batch b: run chunk by chunk
-                chunk = {k: _pad_rows(v[start:start + b], b) for k, v in feeds.items()}
+                chunk = {k: pad_rows(v[start:start + b], b) for k, v in feeds.items()}
                 parts.append(self._run(chunk))
             return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 

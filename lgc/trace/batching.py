@@ -4,10 +4,10 @@ A BatchTracer carries (value, batch axis): `val` is a value of the trace below (
 Array, a jit tracer, an outer vmap's or grad's tracer, or a host constant) holding every
 example, and `bdim` is the axis of val that runs over them (None: the same for every example).
 Its abstract value is one example's. For each op, BatchTrace calls the op's batching rule
-(`OpDef.batch`, beside the op in lgc/ops/*.py; lgc/ops/_batch.py has the shared ones), which
-computes the whole batch with ordinary binds at the level below, so vmap composes with
-jit (inside or outside), grad, and itself. An op without a rule falls back to a loop over
-the examples unrolled at trace time, which is always correct.
+(`OpDef.batch`, beside the op in lgc/ops/*.py; lgc/ops/batch_rules.py has the shared
+ones), which computes the whole batch with ordinary binds at the level below, so vmap
+composes with jit (inside or outside), grad, and itself. An op without a rule falls back to
+a loop over the examples unrolled at trace time, which is always correct.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from ..ir import registry
-from ..ops import _batch
+from ..ops import batch_rules
 from ..ops.core import (ArrayBase, ConcretizationError, ShapedArray, Trace, Tracer, bind_list,
                         full_raise, get_aval, infer_avals, new_main)
 from . import pytree
@@ -59,7 +59,7 @@ class BatchTrace(Trace):
             return [BatchTracer(self, v, None, weak) for v in bind_list(op, vals, attrs, weak)]
         # the per-example type rule: the errors eager mode and jit would give
         out_avals, attrs = infer_avals(op, [t.aval for t in tracers], attrs, weak)
-        rule = registry.get(op).batch or _batch.loop(op)
+        rule = registry.get(op).batch or batch_rules.loop(op)
         outs, out_dims = rule(vals, dims, attrs)
         res = [BatchTracer(self, v, d, weak) for v, d in zip(outs, out_dims)]
         for r, a in zip(res, out_avals):
@@ -107,12 +107,12 @@ def _move_out(val, bdim, out_axis, size):
             raise ValueError("vmap out_axes: an output marked None (not batched) depends on "
                              "the batched inputs")
         return val
-    s = _batch.shape(val)
+    s = batch_rules.shape(val)
     if bdim is None:
         a = _norm(out_axis, len(s) + 1, "out_axes")
-        return _batch.broadcast_to(_batch.reshape(val, s[:a] + (1,) + s[a:]),
-                                   s[:a] + (size,) + s[a:])
-    return _batch.moveaxis(val, bdim, _norm(out_axis, len(s), "out_axes"))
+        return batch_rules.broadcast_to(batch_rules.reshape(val, s[:a] + (1,) + s[a:]),
+                                        s[:a] + (size,) + s[a:])
+    return batch_rules.moveaxis(val, bdim, _norm(out_axis, len(s), "out_axes"))
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, spmd_axis_name=None):

@@ -143,19 +143,19 @@ def _carry_fixpoint(body: Graph, carry, consts) -> list[bool]:
 def batch_while(vals, dims, attrs):
     """The while op's batching rule (called by BatchTrace with the level-below values)."""
     from . import numpy as lnp
-    from ..ops import _batch
+    from ..ops import batch_rules
     from .batching import vmap
     from .interpret import eval_graph
     cond, body = attrs["cond"], attrs["body"]
     n = len(body.outputs)
-    size = _batch.axis_size(vals, dims)
+    size = batch_rules.axis_size(vals, dims)
     const_b = [d is not None for d in dims[n:]]
     carry_b = _carry_fixpoint(body, [d is not None for d in dims[:n]], const_b)
     pred_b = depends(cond, carry_b + const_b)[0]
     if pred_b:
         carry_b = [True] * n    # every slot is selected per example
     flags = carry_b + const_b
-    ins = [(_batch.to_front(v, d, size) if f else v) for v, d, f in zip(vals, dims, flags)]
+    ins = [(batch_rules.to_front(v, d, size) if f else v) for v, d, f in zip(vals, dims, flags)]
     avals = [get_aval(x) for x in ins]
     axes = tuple(0 if f else None for f in flags)
     out_axes = tuple(0 if f else None for f in carry_b)

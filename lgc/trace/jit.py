@@ -17,7 +17,7 @@ import numpy as np
 from ..compiler import Options, compile as compile_graph
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
-from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, _dynamic, aval_of_type,
+from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, aval_of_type, dynamic_mains,
                         full_raise, get_aval, infer_avals, new_main, to_numpy_const)
 from ..runtime import Executable, Executor
 from . import pytree
@@ -266,7 +266,7 @@ class JitFunction:
         return entry
 
     def __call__(self, *args, **kwargs):
-        if _dynamic:
+        if dynamic_mains:
             return self.fun(*args, **kwargs)   # inside another trace: inline
         if self._fast_ok and not kwargs:
             avals = _fast_avals(args)

@@ -161,7 +161,7 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
         if arr.dtype == object:
             raise UnsupportedOp(f"initializer {init.name!r}: string tensors are not supported")
         env[init.name] = ctx.const(arr)
-    _convert_nodes(ctx, model.graph.node, env, opset)
+    convert_nodes(ctx, model.graph.node, env, opset)
     outputs = []
     for o in model.graph.output:
         if o.name not in env:
@@ -174,7 +174,9 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
                    [o.name for o in model.graph.output])
 
 
-def _convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
+def convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
+    """Each ONNX node onto core ops in ctx's graph, in order, its outputs bound in `env`
+    (the converters of If, Loop and Scan inline their subgraphs through here)."""
     for proto in nodes:
         node = OnnxNode(proto)
         fn = CONVERTERS.get((node.domain if node.domain not in DEFAULT_DOMAINS else "", node.op_type))
@@ -229,7 +231,7 @@ def _expand_function(ctx: Context, node: OnnxNode, inputs: list, opset: int) -> 
     saved = (ctx.node, ctx.opset, ctx.env)
     ctx.opset = inner_opset
     try:
-        _convert_nodes(ctx, functions.instantiate(body, node.proto), env, inner_opset)
+        convert_nodes(ctx, functions.instantiate(body, node.proto), env, inner_opset)
     finally:
         ctx.node, ctx.opset, ctx.env = saved
     wanted = list(node.proto.output)

@@ -22,7 +22,7 @@ MAX_UNROLL = 4096
 
 def _run_subgraph(ctx, graph, bound: list, outer_env: dict) -> list:
     """Inline `graph` with its inputs bound to `bound`; returns its output Values."""
-    from ..importer import _convert_nodes
+    from ..importer import convert_nodes
     from onnx import numpy_helper
     env = dict(outer_env)
     for vi, v in zip(graph.input, bound):
@@ -30,7 +30,7 @@ def _run_subgraph(ctx, graph, bound: list, outer_env: dict) -> list:
     for init in graph.initializer:
         env[init.name] = ctx.const(numpy_helper.to_array(init))
     saved = ctx.node
-    _convert_nodes(ctx, graph.node, env, ctx.opset)
+    convert_nodes(ctx, graph.node, env, ctx.opset)
     ctx.node = saved
     try:
         return [env[o.name] for o in graph.output]
@@ -128,7 +128,7 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
     from ....ir.builder import GraphBuilder
     from ....ir.graph import TensorType
     from ..context import Context
-    from ..importer import _convert_nodes
+    from ..importer import convert_nodes
     from onnx import numpy_helper
     body = node.attr("body")
     n_state = len(carried)
@@ -170,7 +170,7 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
     for init in body.initializer:
         env[init.name] = sctx.const(numpy_helper.to_array(init))
     saved = ctx.node
-    _convert_nodes(sctx, body.node, env, ctx.opset)
+    convert_nodes(sctx, body.node, env, ctx.opset)
     ctx.node = saved
     try:
         outs = [env[o.name] for o in body.output]
