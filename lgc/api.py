@@ -8,6 +8,9 @@ import numpy as np
 from .backends.target import Target
 from .compiler import Options
 from .errors import InputError, ModelError
+from .frontend.onnx.context import NeedsInputValue
+from .frontend.onnx.importer import (check_supported, declared_inputs, declared_shape, import_graph,
+                                     load_model, onnx_dtype)
 from .ir.graph import Graph, TensorType
 from .passes import optimize
 from .runtime import compile_cache, select_device
@@ -25,8 +28,6 @@ class Model:
 
     def __init__(self, source, input_shapes: dict | None = None, device=None, opt_level=2,
                  profile: bool = False, target: Target | None = None):
-        from .frontend.onnx.importer import (check_supported, declared_inputs, declared_shape,
-                                             load_model, onnx_dtype)
         self.model = load_model(source)
         self.source = source
         check_supported(self.model)
@@ -81,8 +82,6 @@ class Model:
 
     def executable(self, types: dict[str, TensorType], values: dict | None = None) -> Executable:
         """The executable for these input types (compiling it if new)."""
-        from .frontend.onnx.context import NeedsInputValue
-        from .frontend.onnx.importer import import_graph
         values = values or {}
         static = {k: values[k] for k in self.static_inputs}
         key = (tuple(sorted((k, str(t)) for k, t in types.items())),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import nn
 from . import numpy as lnp
-from .ops.core import ArrayBase, ConcretizationError, Tracer, bind
-from .trace import pytree
+from .ops.core import ArrayBase, ConcretizationError, Tracer, bind, dynamic_mains
+from .trace import autodiff, pytree
+from .trace.batching import any_example
+from .trace.control import stage_while
 
 
 def _concrete(x):
@@ -92,10 +95,7 @@ def while_loop(cond_fun, body_fun, init_val):
     (body and condition traced once; the carry keeps its shapes and dtypes). Outside, on
     concrete values: a Python loop; under an eager vmap it runs while any example goes on,
     and finished examples keep their value."""
-    from .trace.batching import any_example
-    from .ops.core import dynamic_mains
     if dynamic_mains:
-        from .trace.control import stage_while
         return stage_while(cond_fun, body_fun, init_val)
     val = init_val
     while True:
@@ -145,8 +145,8 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
 
 def stop_gradient(x):
     """x, with no gradient flowing back through it (at any order)."""
-    from .trace.autodiff import stop_gradient as _stop
-    return pytree.tree_map(lambda v: lnp.asarray(v) if isinstance(v, ArrayBase) else v, _stop(x))
+    return pytree.tree_map(lambda v: lnp.asarray(v) if isinstance(v, ArrayBase) else v,
+                           autodiff.stop_gradient(x))
 
 
 def dynamic_slice(operand, start_indices, slice_sizes):
@@ -193,8 +193,7 @@ square, reciprocal = lnp.square, lnp.reciprocal
 
 
 def logistic(x):
-    from .nn import sigmoid
-    return sigmoid(x)
+    return nn.sigmoid(x)
 
 
 def erf(x):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from . import numpy as lnp
+from . import random
 from .ops.core import bind
 
 
@@ -238,19 +239,16 @@ class initializers:  # noqa: N801 (jax.nn.initializers is a module)
 
     @staticmethod
     def normal(stddev=1e-2, dtype=np.float32):
-        from . import random
         return lambda key, shape, dtype=dtype: lnp.multiply(random.normal(key, shape, dtype), stddev)
 
     @staticmethod
     def uniform(scale=1e-2, dtype=np.float32):
-        from . import random
         return lambda key, shape, dtype=dtype: random.uniform(key, shape, dtype, 0.0, scale)
 
     @staticmethod
     def variance_scaling(scale, mode, distribution, in_axis=-2, out_axis=-1, dtype=np.float32):
         """As jax: variance scale / fan (fan_in, fan_out or their mean), drawn from a
         truncated normal (stddev corrected), a normal or a uniform distribution."""
-        from . import random
 
         def init(key, shape, dtype=dtype):
             shape = tuple(shape)

@@ -6,6 +6,7 @@ import numpy as np
 from .ir import dtypes, registry
 from .ir.builder import GraphBuilder
 from .ir.graph import TensorType
+from .runtime import Executable
 
 
 def build_op_graph(op: str, inputs, attrs=None):
@@ -19,7 +20,6 @@ def build_op_graph(op: str, inputs, attrs=None):
 def run_op(op: str, inputs, attrs=None, device=None, target=None) -> list[np.ndarray]:
     """Compile a one-node graph for `op` and run it on the device; returns its outputs.
     `target`: generate the kernels for this Target (e.g. GFX803's GPU kernels, run here)."""
-    from .runtime import Executable
     inputs = [np.asarray(a) for a in inputs]
     exe = Executable.from_graph(build_op_graph(op, inputs, attrs), device, target=target)
     return list(exe.run(dict(zip(exe.input_names, inputs))).values())
@@ -35,7 +35,6 @@ def check_ops(cases, rtol=1e-5, atol=1e-6, target=None) -> None:
     """Like check_op for many (op, inputs, attrs) at once: one graph, one OpenCL build.
 
     The failure message names the case that differs. `target` as for run_op."""
-    from .runtime import Executable
     b = GraphBuilder("cases")
     feeds, outputs, spans = {}, [], []
     for k, (op, inputs, attrs) in enumerate(cases):

@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass
 
 from ..ir.graph import Graph
-from . import lowering, tuning
+from . import lowering, program, tuning
 from .settings import Settings, use_settings
 from .target import CPU, Target, use_target
 
@@ -54,15 +54,15 @@ class Backend:
     def lower(self, graph: Graph, settings: Settings | None = None, tuned: dict | None = None,
               share_buffers: bool = True):
         """The Program (one OpenCL source, buffers, launches) of an optimized graph."""
-        from .program import lower
         with self.active(settings, tuned):
-            return lower(graph, share_buffers=share_buffers, rewrite=self.rewrite)
+            return program.lower(graph, share_buffers=share_buffers, rewrite=self.rewrite)
 
 
 class OpenCLCPU(Backend):
     device_class = "cpu"
 
     def rewrites(self) -> tuple:
+        # the rewrites load the CPU kernel generators: only for a lowering, not at `import lgc`
         from .cpu_lowering import lower_for_cpu
         from .quant_kernels import lower_quant_for_cpu
         return (lower_for_cpu, lower_quant_for_cpu)
@@ -74,7 +74,7 @@ class OpenCLGPU(Backend):
     device_class = "gpu"
 
     def rewrites(self) -> tuple:
-        from .gpu_split import lower_for_gpu
+        from .gpu_split import lower_for_gpu   # as OpenCLCPU.rewrites
         return (lower_for_gpu,)
 
 

@@ -19,6 +19,8 @@ environment switch LGC_CPU_ROWVEC=0 turns all of it off, for comparisons.
 from __future__ import annotations
 
 from ..ir import dtypes, registry
+from .emit import Emitter
+from .kernel import Arg, Kernel
 from .settings import current_settings
 from .target import current_target
 
@@ -175,9 +177,7 @@ def softmax_prologue_kernel(root, nodes, name: str):
 
 def _softmax_kernel(x, y, nodes, name: str, log: bool):
     """The vector softmax of x (external, or computed by `nodes` inlined) into y."""
-    from .emit import Emitter
-    from .fused import FusedBody, _index_type
-    from .kernel import Arg, Kernel
+    from .fused import FusedBody, _index_type   # lgc.backends.fused imports this module
     rows = tuple(x.shape[:-1]) + (1,)
     fused = FusedBody(nodes, _index_type(nodes, x.type.size))
     em = Emitter(nodes[-1], domain=rows)

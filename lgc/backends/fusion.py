@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ..ir import registry
 from ..ir.graph import Graph, Node
 from . import cpu_rows
+from .fused import Epilogue, anchored_kernel, pointwise_kernel
 from .target import Target, current_target, use_target
 from .templates import Pointwise
 from .lowering import lowering_of
@@ -101,7 +102,6 @@ class Plan:
 
     def kernels(self, node: Node, name: str):
         """The kernels for a group rooted at `node` (one, unless a template makes more)."""
-        from .fused import Epilogue, anchored_kernel, pointwise_kernel
         g = self._by_root[node]
         if len(g.nodes) > 1 and cpu_rows.takes_prologue(node):
             return [cpu_rows.softmax_prologue_kernel(node, g.nodes, name)]

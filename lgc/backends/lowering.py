@@ -18,6 +18,7 @@ from .target import current_target
 
 
 def _common() -> dict:
+    # the generators import this module (through fused.py), and `import lgc` needs none of them
     from .kernels import (control, elementwise, indexing, layout, linalg, misc, nn, quant,
                           reduce, sparse)
     table: dict = {}
@@ -29,7 +30,7 @@ def _common() -> dict:
 def _cpu_only() -> dict:
     """Ops that only the CPU backend's graph rewrites create (packed panels, Winograd, row
     kernels, int8 panels)."""
-    from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_rows, cpu_winograd, quant_kernels
+    from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_rows, cpu_winograd, quant_kernels   # as in _common
     table: dict = {}
     for module in (cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, cpu_rows, quant_kernels):
         table.update(module.LOWERINGS)
@@ -38,7 +39,7 @@ def _cpu_only() -> dict:
 
 def _gpu_only() -> dict:
     """Ops that only the GPU backend's graph rewrites create (split-K)."""
-    from . import gpu_split
+    from . import gpu_split   # as in _common
     return dict(gpu_split.LOWERINGS)
 
 

@@ -200,7 +200,7 @@ def share_buffers(buffers, launches, where: dict, constants: dict, loops=(), int
     """Apply `plan` to a lowered program's parts: the temps become views of one arena buffer
     appended to the table; `into` (in-place concat inputs, see `plan`) views at their
     output's offset. Returns (buffers, launches, where, constants, plan)."""
-    from .program import BufferSpec
+    from .program import BufferSpec   # lgc.backends.program imports this module
     into = into or {}
     p = plan(buffers, launches, loops, into)
     if not p.offsets:

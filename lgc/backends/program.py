@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
+from ..passes import optimize
+from . import memory
 from .kernel import Kernel, render, scalar_params
 from .lowering import is_alias, lowering_of
 from .settings import current_settings
@@ -125,7 +127,7 @@ def _ident(text: str) -> str:
 def lower_for_target(graph: Graph) -> Graph:
     """The graph rewritten for the current target's backend before fusion: what `lower`
     fuses, and what `lgc compile --explain` shows."""
-    from .backend import backend_for
+    from .backend import backend_for   # lgc.backends.backend lowers through this module
     return backend_for(current_target()).rewrite(graph)
 
 
@@ -175,7 +177,7 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
     """One graph's buffers, launches and loops; kernels are appended to `sources` (shared
     with the loops' cond and body graphs, whose kernel names start with `prefix`); `generic_of`
     records each kernel rendered with its sizes as arguments: name -> (Kernel, its source)."""
-    from .fusion import fusion_enabled, plan as fusion_plan
+    from .fusion import fusion_enabled, plan as fusion_plan   # loads the kernel emitters: not at `import lgc`
     groups = fusion_plan(graph) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []
     where: dict[Value, int] = {}
@@ -201,7 +203,6 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
         if groups is not None and node in groups.inlined:
             continue                    # computed inside the kernels of the groups it joins
         if node.op == "while":
-            from ..passes import optimize
             # loop bodies get the same target rewrites (CPU GEMMs, GPU split-K) as the graph
             sub = [_lower(rewrite(optimize(node.attrs[k])), share_buffers, fuse, sources,
                           by_body, f"{prefix}w{index}{k[0]}_", generic_of, rewrite)
@@ -247,12 +248,10 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
         buffers[where[v]].role = "output" if buffers[where[v]].role == "temp" else buffers[where[v]].role
     into = _concats_in_place(graph, concats, where, buffers, launches, loops)
     if share_buffers:
-        from .memory import share_buffers as share
-        buffers, launches, where, constants, _ = share(buffers, launches, where, constants,
-                                                       loops, into)
+        buffers, launches, where, constants, _ = memory.share_buffers(buffers, launches, where,
+                                                                      constants, loops, into)
     elif into:
-        from .memory import place_parts
-        buffers = place_parts(buffers, into)
+        buffers = memory.place_parts(buffers, into)
 
     def spec(names, values):
         return [TensorSpec(n, v.dtype.name, v.shape, where[v]) for n, v in zip(names, values)]

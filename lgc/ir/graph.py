@@ -121,7 +121,7 @@ class Graph:
         return Graph(**fields)
 
     def __str__(self) -> str:
-        from .text import print_graph
+        from .text import print_graph   # lgc.ir.text imports this module (and loads lark)
         return print_graph(self)
 
     def __repr__(self) -> str:  # by identity: a nested graph (a loop's body) is an attribute,

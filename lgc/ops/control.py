@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LgcError
-from ..ir import dtypes
+from ..ir import dtypes, registry
 from ..ir.graph import Graph, TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 
@@ -54,7 +54,6 @@ def _infer(types, attrs):
 
 def run_reference(graph: Graph, arrays) -> list[np.ndarray]:
     """A graph's outputs by each op's NumPy reference (nested loops included)."""
-    from ..ir import registry
     env = dict(zip(graph.inputs, arrays))
     for node in graph.nodes:
         if node.op == "const":

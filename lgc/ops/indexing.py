@@ -769,6 +769,7 @@ from ..ir.registry import OPS  # noqa: E402
 from . import prim  # noqa: E402
 from ._rules import is_host, linear_jvp  # noqa: E402
 from .core import Tracer, bind, vjp  # noqa: E402
+from .layout import _index_map_vjp  # noqa: E402
 from .prim import add, div, mul, sub, where  # noqa: E402
 
 
@@ -877,7 +878,6 @@ def _resize_vjp(cts, ins, outs, attrs):
     tables as the kernel: its transpose, applied axis by axis in reverse order (a matmul
     with the axis moved last); extrapolated points (tf_crop_and_resize) get nothing."""
     if attrs["mode"] == "nearest":
-        from .layout import _index_map_vjp
         return _index_map_vjp("resize")(cts, ins[:1], outs, attrs) + [None] * (len(ins) - 1)
     x, g = ins[0], cts[0]
     for a, (idx, w, extra) in reversed(resize_axes(x.shape, attrs)):

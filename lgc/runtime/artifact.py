@@ -21,7 +21,9 @@ import numpy as np
 from ..backends.program import BufferSpec, Launch, Loop, Program, TensorSpec
 from ..errors import ArtifactError
 from ..ir import dtypes
+from ..ir.stats import graph_stats
 from ..version import __version__
+from .executable import Executable
 
 FORMAT = "lgc-artifact"
 FORMAT_VERSION = 1          # what a program without loops is written as
@@ -99,7 +101,6 @@ def save_artifact(path, exe, compress: bool = True) -> None:
 def _stats_json(exe) -> dict:
     if exe.graph is None:
         return getattr(exe, "manifest", {}).get("stats", {})
-    from ..ir.stats import graph_stats
     st = graph_stats(exe.graph)
     return {"nodes": st.nodes, "ops": dict(st.ops), "params": st.params,
             "param_bytes": st.param_bytes, "flops": st.flops}
@@ -212,7 +213,6 @@ def _program(manifest: dict, kernels: set, weights: bytes, where: str) -> Progra
 
 
 def load_artifact(path, device=None):
-    from .executable import Executable
     manifest, members = read_artifact(path)
     prog = program_from(manifest, members, os.path.basename(os.fspath(path)))
     exe = Executable(prog, None, device, ir_text=members["ir.txt"].decode())

@@ -64,7 +64,7 @@ class Executable:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def save(self, path) -> None:
-        from .artifact import save_artifact
+        from .artifact import save_artifact   # lgc.runtime.artifact loads into Executables
         save_artifact(path, self)
 
 

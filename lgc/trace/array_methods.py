@@ -12,11 +12,7 @@ from types import FunctionType
 import numpy as np
 
 from ..ops.core import ArrayBase
-
-
-def _lnp():
-    from . import numpy as lnp   # imported on first use: `import lgc` does not load lgc.numpy
-    return lnp
+from . import numpy as lnp
 
 
 def _is_arraylike(x) -> bool:
@@ -27,7 +23,7 @@ def _binop(name, reflected=False):
     def method(self, other):
         if not _is_arraylike(other):
             return NotImplemented
-        fn = getattr(_lnp(), name)
+        fn = getattr(lnp, name)
         return fn(other, self) if reflected else fn(self, other)
     method.__name__ = name
     return method
@@ -35,7 +31,7 @@ def _binop(name, reflected=False):
 
 def _reduction(name):
     def method(self, axis=None, **kw):
-        return getattr(_lnp(), name)(self, axis=axis, **kw)
+        return getattr(lnp, name)(self, axis=axis, **kw)
     method.__name__ = name
     return method
 
@@ -43,8 +39,8 @@ def _reduction(name):
 class ArrayMethods:
     """The methods install_array_methods copies (its functions and properties)."""
 
-    T = property(lambda self: _lnp().transpose(self))
-    mT = property(lambda self: _lnp().swapaxes(self, -1, -2))
+    T = property(lambda self: lnp.transpose(self))
+    mT = property(lambda self: lnp.swapaxes(self, -1, -2))
 
     __add__, __radd__ = _binop("add"), _binop("add", True)
     __sub__, __rsub__ = _binop("subtract"), _binop("subtract", True)
@@ -64,53 +60,53 @@ class ArrayMethods:
     __eq__, __ne__ = _binop("equal"), _binop("not_equal")
 
     def __neg__(self):
-        return _lnp().negative(self)
+        return lnp.negative(self)
 
     def __abs__(self):
-        return _lnp().abs(self)
+        return lnp.abs(self)
 
     def __invert__(self):
-        return _lnp().invert(self)
+        return lnp.invert(self)
 
     def __getitem__(self, idx):
-        from .indexing import getitem
+        from .indexing import getitem   # loaded on first indexing: `import lgc` does not need it
         return getitem(self, idx)
 
     @property
     def at(self):
-        from .indexing import IndexUpdateHelper
+        from .indexing import IndexUpdateHelper   # as in __getitem__
         return IndexUpdateHelper(self)
 
     def reshape(self, *shape, order="C"):
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return _lnp().reshape(self, shape, order=order)
+        return lnp.reshape(self, shape, order=order)
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None)
-        return _lnp().transpose(self, axes)
+        return lnp.transpose(self, axes)
 
     def astype(self, dtype):
-        return _lnp().astype(self, dtype)
+        return lnp.astype(self, dtype)
 
     def ravel(self):
-        return _lnp().ravel(self)
+        return lnp.ravel(self)
 
     flatten = ravel
 
     def squeeze(self, axis=None):
-        return _lnp().squeeze(self, axis)
+        return lnp.squeeze(self, axis)
 
     def swapaxes(self, a, b):
-        return _lnp().swapaxes(self, a, b)
+        return lnp.swapaxes(self, a, b)
 
     def clip(self, min=None, max=None):
-        return _lnp().clip(self, min, max)
+        return lnp.clip(self, min, max)
 
     def round(self, decimals=0):
-        return _lnp().round(self, decimals)
+        return lnp.round(self, decimals)
 
     def dot(self, other):
-        return _lnp().dot(self, other)
+        return lnp.dot(self, other)
 
     sum, prod, mean, max, min = (_reduction(n) for n in ("sum", "prod", "mean", "max", "min"))
     all, any, argmax, argmin = (_reduction(n) for n in ("all", "any", "argmax", "argmin"))

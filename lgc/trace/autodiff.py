@@ -25,14 +25,12 @@ import itertools
 import numpy as np
 
 from ..ir import registry
+from ..ops.control import refuse_reverse_mode
 from ..ops.core import Trace, Tracer, bind_list, full_raise, get_aval, new_main, register_vjp
 from ..ops.prim import unbroadcast
+from . import numpy as lnp
 from . import pytree
-
-
-def _lnp():
-    from . import numpy as lnp
-    return lnp
+from .batching import BatchTracer, vmap
 
 
 def _is_float(x) -> bool:
@@ -69,7 +67,7 @@ class _ADTracer(Tracer):
         return np.asarray(self.primal, *a, **k)
 
     def item(self):
-        return _lnp().asarray(self.primal).item()
+        return lnp.asarray(self.primal).item()
 
 
 class VJPTracer(_ADTracer):
@@ -89,7 +87,6 @@ class VJPTrace(Trace):
 
     def process_op(self, op, tracers, attrs, weak):
         if op == "while" and any(t.node is not None for t in tracers):
-            from .control import refuse_reverse_mode
             refuse_reverse_mode()
         ins = [t.primal for t in tracers]
         outs = bind_list(op, ins, attrs, weak)
@@ -105,7 +102,6 @@ class VJPTrace(Trace):
 
 
 def _fit(g, x):
-    lnp = _lnp()
     aval = get_aval(x)
     g = unbroadcast(lnp.asarray(g), aval.shape)
     return g if g.dtype == aval.dtype else lnp.astype(g, aval.dtype)
@@ -113,7 +109,6 @@ def _fit(g, x):
 
 def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
     """Cotangents of the inputs, given cotangents of the outputs (reverse tape walk)."""
-    lnp = _lnp()
     ct: dict[int, object] = {}
 
     def add(node, g):
@@ -146,7 +141,6 @@ def _strip(main, x):
 def vjp(fun, *primals, has_aux: bool = False):
     """(fun(*primals), vjp_fun[, aux]) as jax.vjp: vjp_fun(cotangent of the output pytree)
     returns a tuple with the cotangent of each primal (same pytree structure)."""
-    lnp = _lnp()
     leaves, tree = pytree.flatten(primals)
     leaves = [lnp.asarray(x) for x in leaves]
     for x in leaves:
@@ -209,7 +203,7 @@ def value_and_grad(fun, argnums=0, has_aux: bool = False):
         if aval is None or aval.shape != () or aval.dtype.kind != "f":
             raise TypeError("grad needs a function returning a real scalar, got "
                             f"{aval.str_short() if aval else type(out).__name__}")
-        g = vjp_fun(_lnp().ones_like(out))
+        g = vjp_fun(lnp.ones_like(out))
         g = g[0] if isinstance(argnums, int) else g
         return ((out, res[2]) if has_aux else out), g
 
@@ -289,7 +283,6 @@ class custom_jvp:
         return rule
 
     def __call__(self, *args):
-        lnp = _lnp()
         leaves, tree = pytree.flatten(args)
         tracers = [x for x in leaves if isinstance(x, Tracer)]
         top = max(tracers, key=lambda t: t._trace.main.level, default=None)
@@ -356,7 +349,7 @@ class JVPTrace(Trace):
 
     def process_op(self, op, tracers, attrs, weak):
         if op == "while":   # the tangents ride along in the loop's carry
-            from .control import jvp_while
+            from .control import jvp_while   # lgc.trace.control builds on this module
             return jvp_while(self, tracers, attrs)
         ins = [t.primal for t in tracers]
         outs = bind_list(op, ins, attrs, weak)
@@ -379,7 +372,6 @@ def _tangents(opdef, tans, ins, outs, attrs) -> list:
     broadcast tangent is the JVP (elementwise rules return cotangents in the output's
     shape; the reverse pass sums them back). Any other op: transpose the (linear) vjp rule
     itself, by reverse mode over it."""
-    lnp = _lnp()
     rule = opdef.vjp
     if rule is None:
         raise NotImplementedError(f"lgc.jvp: op {opdef.name!r} has no gradient rule")
@@ -413,7 +405,6 @@ def _tangents(opdef, tans, ins, outs, attrs) -> list:
 
 def jvp(fun, primals, tangents, has_aux: bool = False):
     """jax.jvp: (fun(*primals), J(primals) . tangents) in one forward pass."""
-    lnp = _lnp()
     leaves, tree = pytree.flatten(tuple(primals))
     t_leaves, t_tree = pytree.flatten(tuple(tangents))
     if len(t_leaves) != len(leaves):
@@ -438,7 +429,6 @@ def jvp(fun, primals, tangents, has_aux: bool = False):
 def stop_gradient(x):
     """The value with every differentiation level removed: no gradient flows back through
     it, at any order (jax.lax.stop_gradient); levels under a vmap are stripped inside it."""
-    from .batching import BatchTracer
 
     def strip(v):
         while isinstance(v, (VJPTracer, JVPTracer)):
@@ -453,7 +443,6 @@ def stop_gradient(x):
 
 def _basis(x):
     """The standard basis of x's space, stacked: shape (x.size,) + x.shape."""
-    lnp = _lnp()
     n = get_aval(x).size
     return lnp.reshape(lnp.eye(n, dtype=get_aval(x).dtype), (n,) + tuple(get_aval(x).shape))
 
@@ -461,10 +450,8 @@ def _basis(x):
 def jacrev(fun, argnums=0, has_aux: bool = False):
     """jax.jacrev: the Jacobian by reverse mode, one vjp per output element (vmapped).
     Each output leaf holds, per differentiated argument, an array of shape out + in."""
-    from .batching import vmap
 
     def wrapped(*args, **kwargs):
-        lnp = _lnp()
         partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
         res = vjp(partial, *dargs, has_aux=has_aux)
         y, pullback = res[0], res[1]
@@ -485,10 +472,8 @@ def jacrev(fun, argnums=0, has_aux: bool = False):
 
 def jacfwd(fun, argnums=0, has_aux: bool = False):
     """jax.jacfwd: the Jacobian by forward mode, one jvp per input element (vmapped)."""
-    from .batching import vmap
 
     def wrapped(*args, **kwargs):
-        lnp = _lnp()
         partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
         dargs = pytree.tree_map(lnp.asarray, dargs)
         x_leaves, x_tree = pytree.flatten(dargs)

@@ -171,7 +171,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, spmd_axis_n
 def _as_array(x):
     if isinstance(x, ArrayBase):
         return x
-    from . import numpy as lnp
+    from . import numpy as lnp   # lgc.trace.numpy's vectorize is built on vmap
     return lnp.asarray(x)
 
 

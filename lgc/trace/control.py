@@ -20,8 +20,13 @@ import numpy as np
 from ..ir.graph import Graph, Value
 from ..ir.registry import OPS
 from ..ops.control import ReverseModeError, refuse_reverse_mode  # noqa: F401 (also here)
+from ..ops import batch_rules
 from ..ops.core import bind_list, full_raise, get_aval, new_main
+from . import numpy as lnp
 from . import pytree
+from .autodiff import JVPTrace, JVPTracer, _is_float
+from .batching import vmap
+from .interpret import eval_graph
 from .jit import GraphTrace, GraphTracer, TraceBuilder
 
 
@@ -50,7 +55,6 @@ class _SubGraphTrace(GraphTrace):
 def trace_subgraph(fun, avals, name: str):
     """fun(*tracers of avals) traced into a Graph whose inputs are those, then the outer
     values fun read (returned as `captured`). -> (graph, captured, out_tree, out_avals)."""
-    from . import numpy as lnp
     b = _SubBuilder(name)
     with new_main(_SubGraphTrace, b, dynamic=True) as main:
         trace = _SubGraphTrace(main)
@@ -81,7 +85,6 @@ def _types(avals) -> str:
 
 def stage_while(cond_fun, body_fun, init_val):
     """while_loop as one `while` op of the graph being traced."""
-    from . import numpy as lnp
     leaves, tree = pytree.flatten(init_val)
     leaves = [lnp.asarray(x) for x in leaves]
     avals = [get_aval(x) for x in leaves]
@@ -142,10 +145,6 @@ def _carry_fixpoint(body: Graph, carry, consts) -> list[bool]:
 
 def batch_while(vals, dims, attrs):
     """The while op's batching rule (called by BatchTrace with the level-below values)."""
-    from . import numpy as lnp
-    from ..ops import batch_rules
-    from .batching import vmap
-    from .interpret import eval_graph
     cond, body = attrs["cond"], attrs["body"]
     n = len(body.outputs)
     size = batch_rules.axis_size(vals, dims)
@@ -190,7 +189,6 @@ OPS["while"].batch = batch_while
 
 def _jvp_flat(fun, primals, tangents):
     """(outputs, output tangents) of fun at primals; a tangent None is a known zero."""
-    from .autodiff import JVPTrace, JVPTracer
     with new_main(JVPTrace) as main:
         trace = JVPTrace(main)
         outs = fun(*[JVPTracer(trace, p, t) for p, t in zip(primals, tangents)])
@@ -200,9 +198,6 @@ def _jvp_flat(fun, primals, tangents):
 
 def jvp_while(trace, tracers, attrs):
     """Forward mode through a while op: one loop over (carry, carry tangents)."""
-    from . import numpy as lnp
-    from .autodiff import JVPTracer, _is_float
-    from .interpret import eval_graph
     cond, body = attrs["cond"], attrs["body"]
     n = len(body.outputs)
     prims = [t.primal for t in tracers]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from . import numpy as lnp
+
 
 def _parse(subscripts: str, ranks: list[int]):
     s = subscripts.replace(" ", "")
@@ -90,7 +92,6 @@ def _cheapest_pair(terms, needed):
 
 
 def einsum(subscripts: str, *operands):
-    from . import numpy as lnp
     ops, dt, weak = lnp._promote(*operands)
     ops = [lnp.asarray(o) for o in ops]
     ins, out = _parse(subscripts, [o.ndim for o in ops])

@@ -17,13 +17,9 @@ import operator
 import numpy as np
 
 from ..ops.core import ArrayBase, ConcretizationError, bind
+from . import numpy as lnp
 from .eager import Array
 from .pytree import tree_leaves
-
-
-def _lnp():
-    from . import numpy as lnp
-    return lnp
 
 
 def _is_int_array(i) -> bool:
@@ -35,7 +31,6 @@ def _is_int_array(i) -> bool:
 def _normalize(x, idx):
     """Index tuple with one entry per axis of x after None axes are inserted, and x
     reshaped to have those axes. Boolean masks must be concrete (their size is the shape)."""
-    lnp = _lnp()
     idx = idx if isinstance(idx, tuple) else (idx,)
     entries = []
     for i in idx:
@@ -83,7 +78,6 @@ def _is_advanced(e) -> bool:
 
 
 def getitem(x, idx):
-    lnp = _lnp()
     x = lnp.asarray(x)
     x, entries = _normalize(x, idx)
     advanced = [k for k, e in enumerate(entries) if _is_advanced(e)]
@@ -131,7 +125,6 @@ def _bind_slice(x, starts, steps, shape):
 
 def _wrap_clamp(i, n):
     """Negative indices wrap once, the rest are clamped into [0, n)."""
-    lnp = _lnp()
     if isinstance(i, np.ndarray):
         i = np.where(i < 0, i + n, i)
         return np.clip(i, 0, max(n - 1, 0)).astype(np.int32)
@@ -144,7 +137,6 @@ def _wrap_clamp(i, n):
 
 
 def _gather_advanced(x, idxs, axes):
-    lnp = _lnp()
     if len(axes) == 1:
         i = idxs[0]
         if isinstance(i, np.ndarray):
@@ -239,7 +231,6 @@ def _scatter(x, idx, values, reduction):
     updates are dropped, as in JAX). Otherwise the flat positions of the indexed elements
     and one scatter_elements on x's flat view; static indices follow NumPy exactly (an
     out-of-range one raises IndexError), other traced ones are clamped."""
-    lnp = _lnp()
     x = lnp.asarray(x)
     lead = None if _static(idx) else _leading(x, idx)
     if lead is not None:

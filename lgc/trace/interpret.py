@@ -10,12 +10,12 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ops.core import ArrayBase, bind_list, find_top_trace
+from .eager import EvalTrace
 
 _uploaded: dict[int, tuple] = {}   # id(weight) -> (weight, its device Array), for eager calls
 
 
 def _const(trace, value: np.ndarray):
-    from .eager import EvalTrace
     if not isinstance(trace, EvalTrace):
         return trace.pure(value)
     hit = _uploaded.get(id(value))

@@ -17,6 +17,7 @@ import numpy as np
 from ..ir.dtypes import from_numpy as _ir_dtype
 from ..ops.core import ArrayBase, ShapedArray, bind, find_top_trace, get_aval
 from . import dtypes as _dt
+from .batching import vmap as _vmap
 from .eager import Array
 from .pytree import tree_leaves as _tree_leaves
 
@@ -1020,7 +1021,7 @@ def tensordot(a, b, axes=2):
 
 
 def einsum(subscripts, *operands, optimize=None, precision=None):
-    from .einsum import einsum as _einsum
+    from .einsum import einsum as _einsum   # written with this module; loaded on first use
     return _einsum(subscripts, *operands)
 
 
@@ -1393,7 +1394,6 @@ def vectorize(pyfunc, *, excluded=frozenset(), signature=None):
     names), mapped over the broadcast leading axes by nested vmap. Positional indices and
     keyword names in `excluded`, and all keyword arguments, are passed through as they are."""
     import functools
-    from .batching import vmap
     in_core = _parse_signature(signature)[0] if signature is not None else None
 
     @functools.wraps(pyfunc)
@@ -1418,7 +1418,7 @@ def vectorize(pyfunc, *, excluded=frozenset(), signature=None):
             return pyfunc(*full, **kwargs)
         f = core_fn
         for _ in loop:
-            f = vmap(f)
+            f = _vmap(f)
         return f(*xs)
     return wrapped
 
@@ -1426,14 +1426,13 @@ def vectorize(pyfunc, *, excluded=frozenset(), signature=None):
 def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     """func1d on every 1-D slice along `axis` (by vmap over the other axes); the slices'
     results take the axis' place (jnp.apply_along_axis)."""
-    from .batching import vmap
     arr = asarray(arr)
     axis = _norm_axis(axis, arr.ndim)
     f = lambda a: func1d(a, *args, **kwargs)  # noqa: E731
     for i in range(1, arr.ndim - axis):
-        f = vmap(f, in_axes=i, out_axes=-1)
+        f = _vmap(f, in_axes=i, out_axes=-1)
     for _ in range(axis):
-        f = vmap(f)
+        f = _vmap(f)
     return f(arr)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ....errors import ModelError
+from ....ir.builder import GraphBuilder
+from ..context import Context
 from . import converter
 
 MAX_UNROLL = 4096
@@ -22,7 +24,7 @@ MAX_UNROLL = 4096
 
 def _run_subgraph(ctx, graph, bound: list, outer_env: dict) -> list:
     """Inline `graph` with its inputs bound to `bound`; returns its output Values."""
-    from ..importer import convert_nodes
+    from ..importer import convert_nodes   # the importer loads the converters
     from onnx import numpy_helper
     env = dict(outer_env)
     for vi, v in zip(graph.input, bound):
@@ -124,11 +126,7 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
     """The Loop as one while op. Carry: (iteration, keep going, loop state...); constants:
     the trip count, then the values of the enclosing graph the body reads (constants known
     when compiling are copied into the body instead)."""
-    from ....ir import dtypes
-    from ....ir.builder import GraphBuilder
-    from ....ir.graph import TensorType
-    from ..context import Context
-    from ..importer import convert_nodes
+    from ..importer import convert_nodes   # as in _run_subgraph
     from onnx import numpy_helper
     body = node.attr("body")
     n_state = len(carried)
@@ -136,7 +134,6 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
         raise NotImplementedError(f"Loop with scan outputs when {why} (their length would "
                                   f"depend on data)")
     scalar = lambda v, dt: ctx.op("reshape", [v], {"shape": ()}) if v.type.shape != () else v  # noqa: E731
-    i64, flag = TensorType(dtypes.i64, ()), TensorType(dtypes.bool_, ())
     own = {vi.name for vi in body.input} | {i.name for i in body.initializer}
     outer = sorted(k for k in _names_read(body) if k not in own and k and k in ctx.env)
     captured = [ctx.env[k] for k in outer if ctx.value(ctx.env[k]) is None]

@@ -292,7 +292,7 @@ def _widen(ctx, x, zero_point, axis_len=None):
 def matmul_integer(ctx, node, a, b, a_zero_point=None, b_zero_point=None):
     """A constant 2-D B stays 8-bit (lgc's qmatmul, accumulating in float32) when every
     output's sum is below 2^24, so float32 holds it exactly; otherwise int32 arithmetic."""
-    from .quantize import matmul_integer_q8
+    from .quantize import matmul_integer_q8   # converters/quantize.py imports this module
     q = matmul_integer_q8(ctx, a, b, a_zero_point, b_zero_point)
     if q is not None:
         return q

@@ -11,6 +11,7 @@ from onnx import helper
 
 from ....ir import dtypes
 from . import converter
+from .nn import _window_attrs, average_pool
 
 _RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767)}
 
@@ -155,7 +156,6 @@ def qlinear_matmul(ctx, node, a, a_scale, a_zero, b, b_scale, b_zero, y_scale, y
 
 @converter("QLinearConv")
 def qlinear_conv(ctx, node, x, x_scale, x_zero, w, w_scale, w_zero, y_scale, y_zero, bias=None):
-    from .nn import _window_attrs
     m = w.shape[0]
     wq = _weight_minus_zero(ctx, w, w_zero, 0)
     scale = _combined_scale(ctx, x_scale, w_scale, y_scale, m)
@@ -258,7 +258,6 @@ def qlinear_concat(ctx, node, y_scale, y_zero, *triples):
 
 @converter("QLinearAveragePool", domain="com.microsoft")
 def qlinear_average_pool(ctx, node, x, x_scale, x_zero, y_scale, y_zero=None):
-    from .nn import average_pool
     if node.attr("channels_last", 0):
         raise NotImplementedError("QLinearAveragePool with channels_last")
     return _quant(ctx, average_pool(ctx, node, _dequant(ctx, x, x_scale, x_zero)), y_scale, y_zero, x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import converter
+from .control import _run_subgraph
 
 
 def _pos(ctx, pos, n, insert=False):
@@ -101,7 +102,6 @@ def concat_from_sequence(ctx, node, seq):
 
 @converter("SequenceMap")
 def sequence_map(ctx, node, seq, *extra):
-    from .control import _run_subgraph
     body = node.attr("body")
     results = None
     for i in range(len(seq)):
