@@ -14,6 +14,9 @@ import time
 
 import ray
 
+import lgc
+
+from ..runtime.device import list_devices, select_device
 from .connect import RESOURCE
 
 
@@ -56,7 +59,6 @@ def _claim_slot(node_id: str, slots: int):
 
 def _device_for_slot(slot: int):
     """$LGC_DEVICE if the worker was started with it, else the slot-th usable GPU, else the default."""
-    from ..runtime.device import list_devices, select_device
     if os.environ.get("LGC_DEVICE"):
         return select_device(None)
     gpus = [d for d in list_devices() if d.usable and d.kind == "gpu"]
@@ -72,7 +74,6 @@ class StageWorker:
     """
 
     def __init__(self, deployment: str, stage: int, replica: int, registry_name: str, namespace: str):
-        import lgc
         t = time.perf_counter()
         self.deployment, self.stage, self.replica = deployment, stage, replica
         ctx = ray.get_runtime_context()

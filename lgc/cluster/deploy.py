@@ -16,8 +16,14 @@ import itertools
 import os
 from pathlib import Path
 
+from ..distributed import planner
+from ..distributed.cost import CostModel
+from ..distributed.graphs import load_graph
+from ..distributed.shard import compile_from_plan, compile_stages, read_stages
+from ..distributed.specs import parse_workers
 from ..errors import InputError
-from .connect import ClusterError, join
+from .backend import RayBackend
+from .connect import NAMESPACE, RESOURCE, ClusterError, join, require_ray
 from .deployment import Deployment, registry_name
 
 
@@ -43,7 +49,6 @@ def stage_artifacts(model, stages: int | None = None, plan: str | None = None,
     if not p.exists():
         raise InputError(f"model {os.fspath(model)!r} does not exist")
     if p.name == "stages.json" or p.is_dir():
-        from ..distributed.shard import read_stages
         base = p.parent if p.name == "stages.json" else p
         doc = read_stages(base)                             # checksums against stages.json
         if stages and stages != doc["stage_count"]:
@@ -58,14 +63,10 @@ def stage_artifacts(model, stages: int | None = None, plan: str | None = None,
         raise InputError(f"{p.name}: expected a .lgc artifact, a .onnx model or a stages directory")
     out = Path(out_dir) if out_dir else p.with_suffix("").with_name(p.stem + ".stages")
     if plan:
-        from ..distributed.planner import load_plan
-        from ..distributed.shard import compile_from_plan
-        doc = load_plan(plan)
+        doc = planner.load_plan(plan)
         paths = compile_from_plan(p, plan, out, progress=progress)
         return paths, [max(1, len(s.get("replicas") or [1])) for s in doc["stages"]]
     s = stages or 1
-    from ..distributed.graphs import load_graph
-    from ..distributed.shard import compile_stages
     graph = load_graph(p)
     cuts = balanced_cuts(graph, s) if s > 1 else []
     return compile_stages(graph, cuts, out, model=p.name, progress=progress), None
@@ -73,10 +74,7 @@ def stage_artifacts(model, stages: int | None = None, plan: str | None = None,
 
 def balanced_cuts(graph, stages: int) -> list[int]:
     """Cuts the planner chooses for `stages` equal workers (compute balanced, transfers counted)."""
-    from ..distributed.cost import CostModel
-    from ..distributed.planner import plan
-    from ..distributed.specs import parse_workers
-    p = plan(CostModel(graph), parse_workers(f"cpu:1024GB*{stages}"), stages=stages, order="given")
+    p = planner.plan(CostModel(graph), parse_workers(f"cpu:1024GB*{stages}"), stages=stages, order="given")
     return p.cuts
 
 
@@ -95,7 +93,6 @@ def deploy(model, address: str | None = "auto", stages: int | None = None, repli
 def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None):
     """A RayBackend for `lgc serve --address`: attach to the deployment `name` (default: the
     model's) if one runs, else deploy `model` for as long as the server lives."""
-    from .backend import RayBackend
     ray = join(address)
     name = name or default_name(model)
     try:
@@ -113,8 +110,6 @@ def bench_factory(model_path, max_batch_size: int, stages: int | None = None, re
     """A RayBackend for bench/serve.py (`--backend ray`): a local Ray instance with `units`
     lgc_device units unless this process has joined one (or `address` names one), and a
     deployment that goes away with the backend."""
-    from .backend import RayBackend
-    from .connect import NAMESPACE, RESOURCE, require_ray
     ray = require_ray()
     if not ray.is_initialized():
         if address:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LgcError
+from ..artifact import read_artifact
+from ..errors import InputError, LgcError
 from .connect import NAMESPACE, RESOURCE, ClusterError, device_capacity, join
 
 
@@ -69,7 +70,6 @@ def _spec(s: dict) -> dict:
 
 def describe_stages(paths: list[str]) -> tuple[list[Stage], list[bytes]]:
     """Stage descriptions and bytes of the artifacts, each checked (checksums) before use."""
-    from ..artifact import read_artifact
     stages, blobs = [], []
     for i, path in enumerate(paths):
         manifest, _ = read_artifact(path)           # ArtifactError on anything wrong
@@ -170,7 +170,7 @@ class Deployment:
                                f"(`lgc cluster down {name}` removes it)")
         except ValueError:
             pass
-        from .actor import Registry, StageWorker
+        from .actor import Registry, StageWorker   # imports ray: only when deploying
         lifetime = "detached" if detached else None
         description = {"name": name, "replicas": replicas, "inputs": inputs, "outputs": outputs,
                        "stages": [st.__dict__ for st in stages], "created": time.time(),
@@ -299,7 +299,6 @@ class Deployment:
         missing = [n for n in names if n not in feeds]
         unknown = [n for n in feeds if n not in names]
         if missing or unknown:
-            from ..errors import InputError
             raise InputError(f"missing input {missing[0]!r}" if missing else
                              f"unknown input {unknown[0]!r} (inputs are: {', '.join(names)})")
         deadline = time.monotonic() + timeout

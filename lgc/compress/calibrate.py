@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
+from ..feeds import random_inputs
 
 RANDOM_WARNING = ("calibrating on random data: the accuracy of the quantized model on real "
                   "data is unknown")
@@ -27,7 +28,6 @@ def load_calibration(source, input_types: dict, limit: int | None = None, seed: 
     """Feeds for the model whose inputs have `input_types` ({name: TensorType})."""
     if isinstance(source, str) and source == "random":
         warnings.warn(RANDOM_WARNING, stacklevel=2)
-        from ..feeds import random_inputs
         return [random_inputs(input_types, seed + i) for i in range(limit or 4)]
     if isinstance(source, list):
         feeds = [f for src in source for f in _split(src, input_types, "calibration feed")]

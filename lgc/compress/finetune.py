@@ -20,6 +20,7 @@ import lgc.tree_util as tu
 
 from ..errors import InputError
 from ..ir.graph import Graph
+from ..ops.core import bind_list
 from .graphtools import Rebuild
 
 WEIGHT_OPS = {"conv": (1, 2), "matmul": (1,), "sparse_matmul": (1,)}
@@ -46,7 +47,6 @@ def graph_function(graph: Graph, trainable: list | None = None):
     shape) with the trainable constants taken from `params` (a list of arrays)."""
     trainable = trainable_constants(graph) if trainable is None else trainable
     index = {v: i for i, v in enumerate(trainable)}
-    from ..ops.core import bind_list
 
     def fn(params, *xs):
         env = dict(zip(graph.inputs, xs))

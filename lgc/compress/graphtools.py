@@ -11,11 +11,14 @@ import time
 
 import numpy as np
 
+import lgc
+
 from ..errors import InputError
 from ..ir import registry
 from ..ir.dtypes import from_numpy
 from ..ir.graph import Graph, Node, TensorType, Value
 from ..ops.control import run_reference
+from ..passes.dce import dce
 
 
 def const_map(graph: Graph) -> dict[Value, np.ndarray]:
@@ -70,7 +73,6 @@ class Rebuild:
         self.env[old] = new
 
     def finish(self) -> Graph:
-        from ..passes.dce import dce
         outs = [self.env[v] for v in self.graph.outputs]
         return dce(self.graph.replace(nodes=self.nodes, outputs=outs))
 
@@ -127,7 +129,6 @@ def param_bytes(graph: Graph) -> int:
 def latencies(graphs: dict, feeds, runs: int = 10, device=None, warmup: int = 2) -> dict:
     """Median seconds per run of each graph, compiled as given (opt_level 0: the passes'
     output is kept as is) and timed interleaved (A B A B ...) so machine load hits all alike."""
-    import lgc
     exes = {k: lgc.compile(g, device=device, opt_level=0) for k, g in graphs.items()}
     fl = {k: dict(zip(e.input_names, as_feed_list(graphs[k], feeds))) for k, e in exes.items()}
     times = {k: [] for k in exes}

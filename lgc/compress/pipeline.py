@@ -14,6 +14,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir.graph import Graph
+from .calibrate import load_calibration
+from .decompose import decompose
+from .fp16 import to_fp16
+from .prune import prune_channels, prune_magnitude
+from .quantize import quantize
+from .report import compression_report
 
 
 @dataclass
@@ -35,7 +41,6 @@ class CompressOptions:
 
 def calibration_feeds(graph: Graph, source, limit: int | None = None) -> tuple[list[dict], str]:
     """(feeds, a description) for the report and the passes; random data when none given."""
-    from .calibrate import load_calibration
     types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
     if source is None:
         source = "random"
@@ -64,7 +69,6 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
         g = _other("prune", opts.prune, g, feeds, opts, device, say)
         stages.append((f"prune {opts.prune}", g))
     if opts.quantize:
-        from .quantize import quantize
         say(f"quantizing ({opts.quantize})")
         res = quantize(g, feeds, opts.quantize, observer=opts.observer,
                        keep_float=opts.keep_float, max_drift=opts.max_drift, device=device,
@@ -80,7 +84,6 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
         stages.append((f"precision {opts.precision}", g))
     if not report:
         return g, None
-    from .report import compression_report
     rep = compression_report(graph, stages, feeds, device, runs=runs, data=data, notes=notes,
                              progress=say)
     return g, rep
@@ -95,17 +98,14 @@ def _other(kind: str, spec: str, graph: Graph, feeds, opts, device, say) -> Grap
     budget = dict(max_drift=opts.max_drift, data=feeds[0], drift_fn=max_relative_error) \
         if opts.max_drift is not None else {}
     if kind == "fp16":
-        from .fp16 import to_fp16
         return to_fp16(graph, weights=True, activations=spec == "fp16")
     how, value = _spec(kind, spec)
     if kind == "prune":
-        from .prune import prune_channels, prune_magnitude
         if how == "channels":
             return prune_channels(graph, amount=value, **budget)
         if budget:
             raise InputError("--max-drift applies to --prune channels:X, not magnitude pruning")
         return prune_magnitude(graph, sparsity=value, device=device)
-    from .decompose import decompose
     return decompose(graph, **{how: value}, **budget)
 
 

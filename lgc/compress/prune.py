@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
 from .graphtools import Rebuild, const_map, layer_names, reference_run, relative_l1
+from .sparse import choose, to_sparse
 
 POOLS = ("max_pool", "avg_pool", "lp_pool")
 LEVELS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
@@ -290,7 +291,6 @@ def prune_magnitude(graph: Graph, sparsity: float = 0.5, layers=None, min_params
       device      the device to measure on [the default]
       decisions   a list to append each layer's measured (name, dense_s, sparse_s, used) to
     """
-    from .sparse import choose, to_sparse
     if not 0 <= sparsity < 1:
         raise InputError(f"prune_magnitude: sparsity must be in [0, 1), got {sparsity}")
     if sparse not in ("auto", "always", "never"):

@@ -36,10 +36,14 @@ from ..ir import registry
 from ..ir.graph import Graph, Node, Value
 from ..backends.quant_kernels import qconv_tile, tile_weights
 from ..ops.nn import CONV_ATTRS
+from ..ops.quant import quantize_ref
 from ..passes import optimize
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
+from ..runtime import Executable
+from .calibrate import load_calibration
 from .observers import make_observer, symmetric_int8, uint8_params
+from .report import run_outputs
 
 MODES = ("int8", "int8-weights", "dynamic")
 MIN_TABLE = 4096        # gather tables with fewer elements stay float
@@ -120,7 +124,6 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
     qgraph = _rewrite(graph, layers, mode, ranges, set(kept))
     drift = None
     if max_drift is not None:
-        from .report import run_outputs
         ref = run_outputs(graph, feeds, device)
         drift = output_drift(ref, run_outputs(qgraph, feeds, device))
         say(f"drift {drift:.4g} (budget {max_drift:g})")
@@ -152,7 +155,6 @@ def output_drift(ref: list[dict], got: list[dict]) -> float:
 
 
 def _feeds(calibration, graph: Graph) -> list[dict]:
-    from .calibrate import load_calibration
     types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
     return load_calibration(calibration, types)
 
@@ -162,7 +164,6 @@ def _feeds(calibration, graph: Graph) -> list[dict]:
 def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str, device):
     """Activation ranges per layer input ({value: (lo, hi)}) and the first feed's layer
     inputs ({value: array}, for the sensitivities)."""
-    from ..runtime import Executable
     watched = []
     for layer in layers:
         v = layer.node.inputs[0] if layer.kind != "gather" else None
@@ -309,7 +310,6 @@ def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: d
     y = ref_op(ins, n.attrs)[0].astype(np.float64)
     qins = [x, wq, ws, bias]
     if mode == "int8" or mode == "dynamic" and layer.kind == "matmul":
-        from ..ops.quant import quantize_ref
         if mode == "int8":
             scale, zero = (np.float32(v) for v in uint8_params(*ranges[n.inputs[0]]))
         else:          # per row, as _dynamic_act

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.stats import graph_stats
+from ..runtime import Executable, select_device
 
 
 @dataclass
@@ -94,7 +95,6 @@ class Report:
 
 def run_outputs(graph: Graph, feeds: list[dict], device=None, exe=None) -> list[dict]:
     """The graph's outputs ({name: array}) for each feed."""
-    from ..runtime import Executable
     exe = exe or Executable.from_graph(graph, device)
     return [exe.run(f) for f in feeds]
 
@@ -138,8 +138,6 @@ def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: 
     """Measure the float32 `baseline` and each (name, graph) stage on `feeds` (see the
     module docstring). Latency: `runs` interleaved rounds on the first feed. artifact_dir:
     save each stage's .lgc there and report its size. task: see `drift`."""
-    from ..runtime import Executable
-    from ..runtime import select_device
     say = progress or (lambda msg: None)
     dev = select_device(device)
     all_stages = [("float32", baseline)] + list(stages)

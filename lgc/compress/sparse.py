@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+import lgc
+
 from ..ir.builder import GraphBuilder
 from ..ir.graph import TensorType, Value
 from ..ops.sparse import dense_to_csr
+from ..runtime.device import select_device
 
 _cache: dict = {}
 
@@ -43,8 +46,6 @@ def layer_graphs(x_type: TensorType, w: np.ndarray):
 
 def choose(x_type: TensorType, w: np.ndarray, device=None, runs: int = 15) -> tuple[float, float]:
     """(dense seconds, sparse seconds): median kernel time of the layer each way, measured."""
-    import lgc
-    from ..runtime.device import select_device
     dev = select_device(device)
     key = (getattr(dev, "name", str(dev)), x_type, w.shape, int(np.count_nonzero(w)))
     if key in _cache:

@@ -37,10 +37,13 @@ from functools import cached_property
 import numpy as np
 
 from ..backends.target import CPU, GFX803, Target
+from ..backends.fusion import fusion_enabled, plan
 from ..errors import InputError
+from ..feeds import random_inputs
 from ..ir import registry
 from ..ir.graph import Graph, Value
 from ..ir.stats import node_flops
+from ..runtime import Executable, Executor
 from .shard import live_across, read_json, schedule, static_values, tensor_names
 
 KERNEL_TIMES_FORMAT = "lgc-kernel-times"
@@ -177,7 +180,6 @@ class CostModel:
         """(bytes per position, launches per position) under the fusion plan for target."""
         if target in self._groups:
             return self._groups[target]
-        from ..backends.fusion import fusion_enabled, plan
         g = self.graph
         nbytes = np.zeros(self.n)
         launches = np.zeros(self.n)
@@ -230,9 +232,6 @@ class CostModel:
 def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0) -> dict:
     """Per-label kernel seconds (median over runs) from OpenCL profiling events for this graph
     on a device: the content of a kernel-times file."""
-    from ..api import Executable
-    from ..feeds import random_inputs
-    from ..runtime.executor import Executor
     exe = Executable.from_graph(graph, device)
     feeds = random_inputs(exe.input_types(), seed)
     prof = Executor(exe.program, exe.device, profile=True)

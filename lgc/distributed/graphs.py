@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 
 from ..errors import InputError
+from ..frontend.onnx.importer import check_supported, default_input_types, import_graph, load_model
 from ..ir.graph import Graph
+from ..passes import optimize
+from .lgc_graph import graph_of_artifact
 
 
 def load_graph(source, input_shapes: dict | None = None, opt_level: int = 2) -> Graph:
@@ -18,10 +21,7 @@ def load_graph(source, input_shapes: dict | None = None, opt_level: int = 2) -> 
         if input_shapes:
             raise InputError(f"{os.path.basename(os.fspath(source))} was compiled for fixed shapes; "
                              f"--input-shape needs the .onnx model")
-        from .lgc_graph import graph_of_artifact
         return graph_of_artifact(source)
-    from ..frontend.onnx.importer import check_supported, default_input_types, import_graph, load_model
-    from ..passes import optimize
     model = load_model(source)
     check_supported(model)
     return optimize(import_graph(model, default_input_types(model, input_shapes)), opt_level)

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from ..artifact import read_artifact
 from ..errors import ArtifactError
 from ..ir import dtypes
 from ..ir.graph import Graph
@@ -21,8 +22,7 @@ _REF = re.compile(r'= const @("(?:[^"\\]|\\.)*"|[^\s:]+) : (\w+)\[([^\]]*)\]')
 
 
 def graph_of_artifact(path) -> Graph:
-    from ..artifact import read_artifact
-    from ..ir.text import ParseError, parse_graph
+    from ..ir.text import ParseError, parse_graph   # loads lark: only for an artifact's IR
     manifest, members = read_artifact(path)
     text = members["ir.txt"].decode()
     where = os.path.basename(os.fspath(path))

@@ -66,6 +66,7 @@ from ..errors import InputError
 from ..ir.graph import Graph, Node, Value
 from ..runtime import Executable
 from ..runtime.artifact import load_artifact
+from .graphs import load_graph
 
 STAGES_FORMAT = "lgc-stages"
 STAGES_VERSION = 1
@@ -327,8 +328,7 @@ def compile_from_plan(model_path, plan_path, out_dir, device=None, progress=None
     compiled for its worker's target when lgc knows it (gfx803), else for `device`. The
     model is imported as the planner imported it (the plan's input shapes, -O2) and must
     give the same schedule (checked by fingerprint)."""
-    from .graphs import load_graph
-    from .planner import load_plan
+    from .planner import load_plan   # lgc.distributed.planner imports this module
     plan = load_plan(plan_path)
     graph = load_graph(model_path, plan.get("input_shapes") or {})
     want = plan.get("graph", {}).get("fingerprint")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..backends.target import Target
 from ..errors import InputError
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
@@ -60,8 +61,7 @@ def parse_workers(spec: str, efficiency: float = 1.0, launch_overhead_s: float =
     (or "*") to a kernel-times document measured on such a device."""
     from dataclasses import replace
 
-    from ..backends.target import Target
-    from .cost import WORKER_TARGETS, Worker
+    from .cost import WORKER_TARGETS, Worker   # on use: the lgc command imports this module at start
     workers = []
     for item in [s.strip() for s in str(spec).split(",")]:
         if not item:

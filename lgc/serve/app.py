@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import lgc
+
 from ..errors import InputError
 from .backend import Backend, check_backend
 from .batcher import Batcher, QueueFull
@@ -74,7 +76,6 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
 
     The app owns the backends: shutting it down closes their batchers and the backends.
     """
-    import lgc
     config = config or ServeConfig()
     if not isinstance(backends, (list, tuple)):
         backends = [backends]

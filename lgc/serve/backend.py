@@ -28,7 +28,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .. import api
 from ..errors import InputError, ModelError
+from ..frontend.onnx.importer import declared_shape, onnx_dtype
+from ..ir import dtypes
 
 # KServe v2 / Triton datatype names and the NumPy dtypes they carry. BYTES (strings) is not
 # supported: lgc models take numeric tensors only.
@@ -149,21 +152,19 @@ class LocalBackend:
     def __init__(self, source, name: str | None = None, version: str = "1",
                  max_batch_size: int = 8, device=None, batching: bool | None = None):
         import os
-
-        from ..api import Model, compile, load
         self.name = name or os.path.splitext(os.path.basename(os.fspath(source)))[0]
         self.version = str(version)
         self._lock = threading.Lock()
         self._closed = False
         path = os.fspath(source)
         if path.endswith(".lgc"):
-            self._exe = load(path, device)                 # checksums verified here
+            self._exe = api.load(path, device)             # checksums verified here
             self._model = None
             ins = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.inputs]
             outs = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.outputs]
         else:
-            self._model = compile(source, device=device)
-            assert isinstance(self._model, Model)
+            self._model = api.compile(source, device=device)
+            assert isinstance(self._model, api.Model)
             self._exe = None
             ins = [(n, dt.np, _dyn(shape, n)) for n, (dt, shape) in self._model.inputs.items()]
             graph_outputs = self._model.model.graph.output
@@ -235,7 +236,6 @@ class LocalBackend:
 
 
 def _np_of(lgc_dtype_name: str):
-    from ..ir import dtypes
     return dtypes.by_name(lgc_dtype_name).np
 
 
@@ -246,7 +246,6 @@ def _dyn(shape, name) -> tuple[int, ...]:
 
 
 def _onnx_out(vi) -> tuple[np.dtype, tuple[int, ...]]:
-    from ..frontend.onnx.importer import declared_shape, onnx_dtype
     dt = onnx_dtype(vi.type.tensor_type.elem_type, f"output {vi.name!r}").np
     shape = declared_shape(vi)
     if shape is None:
