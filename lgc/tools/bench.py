@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import lgc
+
+from ..backends.target import Target
+from ..errors import InputError
 from ..feeds import random_inputs
+from ..ir.graph import TensorType
+from ..runtime.executor import Executor
 
 
 def say(msg: str) -> None:
@@ -63,15 +69,12 @@ def with_batch(types: dict, batch: int | None) -> dict:
     """Input types with the first (batch) dimension of every input of rank >= 1 set to batch."""
     if batch is None:
         return types
-    from ..ir.graph import TensorType
     return {k: TensorType(t.dtype, (batch,) + tuple(t.shape[1:])) if t.shape else t
             for k, t in types.items()}
 
 
 def compile_for_bench(path, batch=None, device=None, input_shapes=None):
     """(Executable, its input types, compile seconds) for a .onnx or .lgc path or ModelProto."""
-    import lgc
-    from ..errors import InputError
     t = time.perf_counter()
     if isinstance(path, (str, os.PathLike)) and os.fspath(path).endswith(".lgc"):
         exe = lgc.load(path, device=device)
@@ -113,7 +116,6 @@ def host_copy_bandwidth(nbytes: int = 64 << 20) -> float:
 
 def profile_kernels(exe, feeds: dict, runs: int = 3) -> list[dict]:
     """Per-kernel rows from profiling events over `runs` runs on a profiling queue."""
-    from ..runtime.executor import Executor
     prof = Executor(exe.program, exe.device, profile=True)
     arrays = [feeds[n] for n in exe.input_names]
     per_launch = []
@@ -194,7 +196,6 @@ def bench(path, batch=None, runs=20, warmup=3, device=None, input_shapes=None,
 
 
 def report(res: BenchResult, top: int = 15) -> str:
-    from ..backends.target import Target
     target = Target(name=res.target["name"], peak_flops=res.target["peak_gflops"] * 1e9,
                     bandwidth=res.target["bandwidth_gbps"] * 1e9)
     batch = f"batch: {res.batch}" if res.batch else "shapes as declared"
@@ -213,9 +214,8 @@ def report(res: BenchResult, top: int = 15) -> str:
 
 
 def main(args) -> int:
-    from .cli import parse_shape_args
+    from .cli import parse_shape_args   # lgc.tools.cli imports this module
     if args.batch is not None and args.batch < 1:
-        from ..errors import InputError
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     res = bench(args.model, args.batch, args.runs, args.warmup, args.device,
                 parse_shape_args(args.input_shape), args.profile_runs)

@@ -9,6 +9,27 @@ import time
 
 import numpy as np
 
+import lgc
+from lgc.api import Model
+from lgc.backends import memory
+from lgc.backends.program import lower
+from lgc.backends.target import by_name
+from lgc.backends.tuning import db_path
+from lgc.compiler import Settings, backend_for
+from lgc.errors import InputError, LgcError
+from lgc.feeds import random_inputs
+from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
+from lgc.ir.stats import graph_stats
+from lgc.passes import optimize
+from lgc.passes.manager import report_table
+from lgc.runtime import Executable, select_device
+from lgc.runtime.artifact import read_artifact
+from lgc.runtime.device import DeviceError, list_devices
+from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
+from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
+from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
+from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
+
 DESCRIPTION = """lgc compiles ONNX models (and traced Python) to OpenCL and runs them on any
 OpenCL 1.2+ device: AMD GCN cards that ROCm dropped, other GPUs, or PoCL on the CPU."""
 
@@ -40,14 +61,13 @@ def _progress(msg: str) -> None:
 
 
 # ---- commands -------------------------------------------------------------------------
+# What one command alone uses (compression, stage compilation, tuning, the fusion and ISA
+# reports, the demo) is imported when that command runs, not at every `lgc` start.
 
 def cmd_compile(args) -> int:
-    import lgc
     t = time.perf_counter()
     if args.plan:
         return _compile_stages(args, t)
-    from lgc.backends.target import by_name
-    from lgc.runtime import select_device
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
     device = select_device(args.device).retargeted(by_name(target) if target else None)
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=device,
@@ -68,15 +88,12 @@ def cmd_compile(args) -> int:
     else:
         exe = model.executable(types)
     if args.explain:
-        from lgc.backends.fusion import plan
-        from lgc.compiler import Settings, backend_for
+        from lgc.backends.fusion import plan   # (see the note above cmd_compile)
         backend = backend_for(device.target)
         settings = Settings.from_env()
         lowered = backend.rewrite(exe.graph, settings)   # the graph the backend fuses
         print(plan(lowered, backend.target).explain() if settings.fuse else "fusion is off (LGC_FUSE=0)")
     if args.report:
-        from lgc.frontend.onnx.importer import import_graph
-        from lgc.passes.manager import optimize, report_table
         records = []
         optimize(import_graph(model.model, types), args.opt_level, records)
         print(report_table(records))
@@ -95,7 +112,7 @@ def cmd_compile(args) -> int:
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
           f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
     if args.isa_report:
-        from lgc.backends import isa
+        from lgc.backends import isa   # (see the note above cmd_compile)
         print(isa.report(isa.program_resources(exe.program), exe.program))
     return 0
 
@@ -103,8 +120,7 @@ def cmd_compile(args) -> int:
 def _compile_stages(args, t0) -> int:
     """`lgc compile --plan`: one self-contained artifact per pipeline stage of a plan made by
     `lgc plan`, plus the stages.json that `lgc deploy` reads."""
-    from lgc.distributed.shard import compile_from_plan
-    from lgc.errors import InputError
+    from lgc.distributed.shard import compile_from_plan   # (see the note above cmd_compile)
     if _compress_options(args).active or args.tune or args.isa_report or args.explain:
         raise InputError("--plan compiles the planned float model as it is: it does not combine "
                          "with compression, --tune, --explain or --isa-report")
@@ -116,8 +132,7 @@ def _compile_stages(args, t0) -> int:
 
 
 def _compress_options(args):
-    from lgc.compress.pipeline import CompressOptions
-    from lgc.errors import InputError
+    from lgc.compress.pipeline import CompressOptions   # (see the note above cmd_compile)
     if args.max_drift is not None and not args.max_drift >= 0:
         raise InputError(f"--max-drift {args.max_drift}: must be a number >= 0")
     keep = tuple(k.strip() for k in (args.keep_float or "").split(",") if k.strip())
@@ -134,19 +149,14 @@ def _compress_options(args):
 
 def _compress(model, types, opts, args, device):
     """The compressed Executable and its compression report."""
-    from lgc.compress.pipeline import compress
-    from lgc.frontend.onnx.importer import import_graph
-    from lgc.passes import optimize
-    from lgc.runtime import Executable
+    from lgc.compress.pipeline import compress   # (see the note above cmd_compile)
     graph = optimize(import_graph(model.model, types), args.opt_level)
     small, rep = compress(graph, opts, device, progress=_progress, report=True)
     return Executable.from_graph(small, device, args.opt_level), rep
 
 
 def _tune(onnx_model, types, args) -> None:
-    from lgc.runtime.tuner import tune
-    from lgc.frontend.onnx.importer import import_graph
-    from lgc.passes import optimize
+    from lgc.runtime.tuner import tune   # (see the note above cmd_compile)
     results = tune(optimize(import_graph(onnx_model, types), args.opt_level), args.device, args.budget)
     for sig, (params, t, base) in results.items():
         gain = f"{base / t:.2f}x the default" if t and base < float("inf") else ""
@@ -154,8 +164,6 @@ def _tune(onnx_model, types, args) -> None:
 
 
 def cmd_tune(args) -> int:
-    import lgc
-    from lgc.backends.tuning import db_path
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=args.device,
                       opt_level=args.opt_level)
     _tune(model.model, model.default_types(), args)
@@ -164,19 +172,16 @@ def cmd_tune(args) -> int:
 
 
 def _load_any(path, args):
-    import lgc
     if path.endswith(".lgc"):
         return lgc.load(path, device=args.device)
     return lgc.Model(path, parse_shape_args(getattr(args, "input_shape", None)), device=args.device)
 
 
 def _input_types(runner):
-    from lgc.api import Model
     return runner.default_types() if isinstance(runner, Model) else runner.input_types()
 
 
 def _read_inputs(items) -> dict:
-    from lgc.errors import InputError
     feeds = {}
     for item in items or []:
         name, sep, path = item.partition("=")
@@ -193,7 +198,6 @@ def cmd_run(args) -> int:
     runner = _load_any(args.model, args)
     feeds = _read_inputs(args.input)
     if args.random:
-        from lgc.feeds import random_inputs
         feeds = {**random_inputs(_input_types(runner), args.seed), **feeds}
     outs = runner.run(feeds)
     for name, a in outs.items():
@@ -206,9 +210,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from lgc.ir.stats import graph_stats
     if args.model.endswith(".lgc"):
-        from lgc.artifact import read_artifact
         manifest, members = read_artifact(args.model)
         print(members["ir.txt"].decode())
         st = manifest.get("stats", {})
@@ -220,8 +222,6 @@ def cmd_inspect(args) -> int:
         for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {op:<20} {n}")
         return 0
-    from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
-    from lgc.passes import optimize
     m = load_model(args.model)
     types = default_input_types(m, parse_shape_args(args.input_shape))
     graph = optimize(import_graph(m, types), 2 if args.memory else 1)
@@ -229,15 +229,12 @@ def cmd_inspect(args) -> int:
         print(graph)
     print(graph_stats(graph).table())
     if args.memory:
-        from lgc.backends.memory import plan
-        from lgc.backends.program import lower
         program = lower(graph, share_buffers=False)
-        print(plan(program.buffers, program.launches).summary())
+        print(memory.plan(program.buffers, program.launches).summary())
     return 0
 
 
 def cmd_devices(args) -> int:
-    from lgc.runtime.device import DeviceError, list_devices, select_device
     devs = list_devices()
     if not devs:
         print("no OpenCL devices found (install a GPU driver, or `apt-get install pocl-opencl-icd`)")
@@ -255,7 +252,7 @@ def cmd_devices(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from lgc.tools.demo import run_demo
+    from lgc.tools.demo import run_demo   # (see the note above cmd_compile)
     return run_demo(args)
 
 
@@ -360,13 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, shapes=False)
     p.set_defaults(fn=cmd_demo)
 
-    from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
     add_bench_parser(sub)
-    from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
     add_plan_parsers(sub)
-    from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
     add_cluster_parsers(sub)
-    from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
     add_serve_parsers(sub)
     return ap
 
@@ -375,8 +368,7 @@ def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.version:
-        from lgc import __version__
-        print(f"lgc {__version__}")
+        print(f"lgc {lgc.__version__}")
         return 0
     if not args.command:
         ap.print_help()
@@ -392,7 +384,6 @@ def main(argv=None) -> int:
     except Exception as e:  # the CLI's contract: one line, unless --debug
         if args.debug:
             raise
-        from lgc.errors import LgcError
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         kind = "" if isinstance(e, LgcError) else f"{type(e).__name__}: "
         print(f"lgc: error: {kind}{msg}", file=sys.stderr)

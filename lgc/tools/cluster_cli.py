@@ -1,8 +1,11 @@
 """`lgc deploy`, `lgc cluster status` and `lgc cluster down`; `lgc.tools.cli.build_parser` calls
-`add_parsers`. Ray is imported only when a command runs, so `lgc --help` works without it."""
+`add_parsers`. lgc.cluster (and Ray) is imported only when a command runs: `lgc --help` works
+without Ray, and other commands do not load it."""
 from __future__ import annotations
 
 import sys
+
+from ..errors import InputError
 
 
 def _say(msg: str) -> None:
@@ -13,7 +16,6 @@ def cmd_deploy(args) -> int:
     from ..cluster.connect import RESOURCE
     from ..cluster.deploy import deploy
     if args.replicas is not None and args.replicas < 1:
-        from ..errors import InputError
         raise InputError(f"--replicas must be at least 1, got {args.replicas}")
     dep = deploy(args.model, args.address, stages=args.stages, replicas=args.replicas, plan=args.plan,
                  name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=_say)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..frontend.onnx.importer import declared_inputs, onnx_dtype
+from ..onnx import backend
+
 CATEGORIES = ("node", "model", "light")
 EXPECTED_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "tests",
                              "conformance_expected_failures.txt")
@@ -105,7 +108,6 @@ def load_case(case: Case):
             c.rtol, c.atol
     if case.category == "light":
         model = onnx.load(case.source)
-        from ..frontend.onnx.importer import declared_inputs, onnx_dtype
         inputs = []
         for vi in declared_inputs(model):
             shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
@@ -127,7 +129,6 @@ def load_case(case: Case):
 
 def run_case(case: Case) -> str:
     """'' on success, else a one-line reason."""
-    from ..onnx import backend
     try:
         model, sets, rtol, atol = load_case(case)
         rep = backend.prepare(model)

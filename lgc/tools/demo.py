@@ -8,6 +8,13 @@ from collections import defaultdict
 
 import numpy as np
 
+import lgc
+
+from ..errors import ModelError
+from ..ir import dtypes
+from ..ir.graph import TensorType
+from .conformance import Case, load_case
+
 
 def light_model_path(name: str) -> str:
     import onnx.backend.test
@@ -15,7 +22,6 @@ def light_model_path(name: str) -> str:
     path = os.path.join(root, f"light_{name}.onnx")
     if not os.path.exists(path):
         have = sorted(f[6:-5] for f in os.listdir(root) if f.endswith(".onnx"))
-        from ..errors import ModelError
         raise ModelError(f"no light model {name!r} (have: {', '.join(have)})")
     return path
 
@@ -41,8 +47,6 @@ def kernel_table(profile, top: int) -> str:
 
 
 def run_demo(args) -> int:
-    import lgc
-    from .conformance import Case, load_case
     path = light_model_path(args.model)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     model, sets, rtol, atol = load_case(Case(args.model, "light", path))
@@ -81,6 +85,4 @@ def run_demo(args) -> int:
 
 
 def _type_of(a):
-    from ..ir import dtypes
-    from ..ir.graph import TensorType
     return TensorType(dtypes.from_numpy(a.dtype), tuple(a.shape))

@@ -13,11 +13,12 @@ def _say(msg: str) -> None:
 
 
 def cmd_plan(args) -> int:
+    # the planner's modules load when the command runs: every `lgc` start imports this module
     from ..distributed.cost import CostModel, Link, load_kernel_times, measure_kernel_times
     from ..distributed.graphs import load_graph
     from ..distributed.planner import plan, save_plan, table
     from ..distributed.shard import compile_stages, compile_target
-    from .cli import parse_shape_args
+    from .cli import parse_shape_args   # lgc.tools.cli imports this module
     shapes = parse_shape_args(args.input_shape)
     _say(f"importing {args.model} ...")
     graph = load_graph(args.model, shapes)

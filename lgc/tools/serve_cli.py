@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..errors import InputError, LgcError
+
 DESCRIPTION = """Serve a compiled model over the Open Inference Protocol (KServe v2 REST API:
 /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/ready|/config|/infer], JSON and binary
 tensors, as tritonclient.http speaks it) with dynamic batching, a bounded queue (503 when
@@ -50,7 +52,6 @@ def add_parsers(sub) -> None:
 
 
 def _check_args(args) -> None:
-    from ..errors import InputError
     if not os.path.exists(args.model):
         raise InputError(f"model file {args.model!r} does not exist")
     for flag, value, low in (("--port", args.port, 0), ("--max-batch-size", args.max_batch_size, 0),
@@ -68,12 +69,11 @@ def make_backend(args):
         try:
             from ..cluster.deploy import connect
         except ImportError as e:
-            from ..errors import LgcError
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
                        progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
-    from ..serve.backend import LocalBackend
+    from ..serve.backend import LocalBackend   # on use: every `lgc` start imports this module
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device)
     if not args.no_warmup and backend.max_batch_size > 0:
@@ -86,7 +86,7 @@ def make_backend(args):
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from ..serve.app import ServeConfig, make_app
+    from ..serve.app import ServeConfig, make_app   # Starlette, only for `lgc serve`
     _check_args(args)
     token = args.token if args.token is not None else os.environ.get("LGC_SERVE_TOKEN") or None
     backend = make_backend(args)
