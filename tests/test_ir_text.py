@@ -165,7 +165,7 @@ def test_attribute_values_round_trip(i, f, s, t, flag, n, arr, data):
         y, idx = b.op(op, [x], dict(i=i, f=f, s=s, t=t, b=flag, n=n, arr=arr),
                       name=data.draw(NODE_NAMES))
         text = _roundtrip(b.build([y, idx]))
-        assert (f"arr = @" in text) == (arr.size > INLINE_LIMIT)
+        assert ("arr = @" in text) == (arr.size > INLINE_LIMIT)
 
 
 def test_int_and_float_and_bool_stay_distinct():

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..ir.graph import Graph
 from .cost import CostModel, Link, Worker
 from .shard import fingerprint, read_json
 
