@@ -49,7 +49,7 @@ def cmd_plan(args) -> int:
     p = plan(cm, workers, link, stages=args.stages, order=args.order,
              front_link=not args.no_front_link)
     print(table(p))
-    from ..distributed.simulate import simulate
+    from ..distributed.simulate import simulate   # as the imports above
     sim = simulate(p, 0.8 * p.throughput, requests=5000)
     print(f"simulated at 80% of that rate (Poisson arrivals): p50 {sim['p50_s'] * 1e3:.3f} ms, "
           f"p95 {sim['p95_s'] * 1e3:.3f} ms")
