@@ -268,7 +268,7 @@ def generic_kernels_enabled() -> bool:
 
 
 def concat_in_place_enabled() -> bool:
-    return current_settings().concat_in_place
+    return current_settings().concat_inplace
 
 
 def _concat_kernel(node: Node, groups) -> tuple[Node, list[Value]] | None:

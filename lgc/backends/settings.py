@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 class Settings:
     fuse: bool = True               # LGC_FUSE: fusion groups (off: one kernel per op)
     generic_kernels: bool = True    # LGC_GENERIC_KERNELS: sizes as kernel arguments, shared kernels
-    concat_in_place: bool = True    # LGC_CONCAT_INPLACE: concat inputs written into their output
+    concat_inplace: bool = True     # LGC_CONCAT_INPLACE: concat inputs written into their output
     cpu_panels: bool = True         # LGC_CPU_PANELS: CPU matmul/conv on the packed-panel GEMM
     cpu_winograd: bool = True       # LGC_CPU_WINOGRAD: CPU 3x3 convs through Winograd F(2x2,3x3)
     cpu_depthwise: bool = True      # LGC_CPU_DEPTHWISE: CPU depthwise convs on row kernels
