@@ -56,3 +56,17 @@ def test_import_linter_contracts_hold():
     assert exe, "import-linter is a test dependency (pip install -e '.[test]')"
     done = subprocess.run([exe, "--no-cache"], cwd=LGC.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_old_import_paths_still_work():
+    """Paths users may have, kept as thin re-exports when their modules moved."""
+    import importlib
+    for module, name in [("lgc.codegen.target", "GFX803"), ("lgc.codegen.program", "lower"),
+                         ("lgc.artifact", "save_artifact"), ("lgc.compile_cache", "key_for"),
+                         ("lgc.trace.core", "bind"), ("lgc.cli", "main"), ("lgc.bench", "bench"),
+                         ("lgc.conformance", "main"), ("lgc.onnx.backend", "prepare"),
+                         ("lgc.numpy", "sum")]:
+        assert hasattr(importlib.import_module(module), name), (module, name)
+    import lgc
+    for face in ("numpy", "nn", "lax", "random", "tree_util", "onnx"):   # as `import jax` does
+        assert hasattr(lgc, face), face
