@@ -20,6 +20,8 @@ Constant operands are packed by the NumPy references at compile time (weights: o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
 from .fused import unravel
 from .gemm.cpu_tile import Tile, accumulate, scale_tile
@@ -212,35 +214,28 @@ class PanelGemmGen:
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]
         C = node.outputs[0]
-        g = _panel_gemm(node)
-        M, K, N, TM = g["M"], g["K"], g["N"], g["TM"]
-        batch, nb = g["batch"], _prod(g["batch"])
+        g = PanelGemm.of(node)
+        M, K, N, TM, batch, nb = g.M, g.K, g.N, g.TM, g.batch, _prod(g.batch)
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
-        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", g["SA"]), ("SB_", panels(N) * K * PANEL))
+        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", g.SA), ("SB_", panels(N) * K * PANEL))
         body = [f"const {it} pn = ({it})get_global_id(0);",
                 f"const {it} pm = ({it})get_global_id(1);",
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        body += batch_offsets(it, batch, [g["ba"], g["bb"]], [("offa", "SA_"), ("offb", "SB_")])
-        t = Tile(TM, ACC, PANEL // ACC)             # one float16 accumulator per tile row
+        body += batch_offsets(it, batch, [g.ba, g.bb], [("offa", "SA_"), ("offb", "SB_")])
+        t = Tile(TM, ACC, PANEL // ACC)
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
-        if g["a_panel"]:
-            a = RowPanels(a_load, g["a_panel"], "K_", "offa")
-        else:
-            a = Rows(a_load, "K_", "offa", "M_ - 1")
+        a = RowPanels(a_load, g.a_panel, "K_", "offa") if g.a_panel else Rows(a_load, "K_", "offa", "M_ - 1")
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
         body += accumulate(t, a, Panels(b_load, "K_", "offb", it), bias and (lambda i: f"in2[min(m0 + {i}, M_ - 1)]"))
-        if g["affine"] is not None:
-            body += scale_tile(t, g["affine"], lambda i: f"min(m0 + {i}, M_ - 1)", lambda j: f"min(n0 + {j}, N_ - 1)")
-        # Stores: cold and ragged parts go through a private copy of the tile in a loop
-        # (gemm.store.looped)
+        if g.affine is not None:
+            body += scale_tile(t, g.affine, lambda i: f"min(m0 + {i}, M_ - 1)", lambda j: f"min(n0 + {j}, N_ - 1)")
         out = epilogue.output if epilogue is not None else C
-        mshape, nshape = g["mshape"], g["nshape"]
         body += looped(t, out.dtype, epilogue,
-                       lambda m, n: (coords_of("b", batch) if batch else []) + axes(m, mshape) + axes(n, nshape),
+                       lambda m, n: (coords_of("b", batch) if batch else []) + axes(m, g.mshape) + axes(n, g.nshape),
                        lambda m, n: f"b * M_ * N_ + {m} * N_ + {n}", "M_", "N_", it)
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
@@ -250,32 +245,46 @@ class PanelGemmGen:
                        flops=2 * M * N * K * nb, params=params)]
 
 
-def _panel_gemm(node) -> dict:
-    """The GEMM a panel op describes: sizes, batch shapes (of C, A and B), the output axes
-    C's rows and columns span, rows per tile, A's layout (a_panel: rows per row panel, 0:
-    by rows; SA its elements per batch entry) and the int8 forms' scales (affine)."""
-    A, Bp = node.inputs[:2]
-    at = node.attrs
-    if node.op == "qmatmul_bpanels":      # float x [..., K] times int8 column panels
-        lead, K, N = A.shape[:-1], A.shape[-1], at["n"]
-        affine = Affine(cols=(Load("in2", node.inputs[2].dtype),), bias=Load("in3", node.inputs[3].dtype),
-                        bias_by_row=False)
-        return dict(M=_prod(lead), K=K, N=N, TM=min(4, _prod(lead)), batch=(), ba=(), bb=(), mshape=lead,
-                    nshape=(N,), a_panel=0, SA=_prod(lead) * K, affine=affine)
-    out = tuple(at["out_shape"])
-    if node.op == "qmatmul_panels":       # int8 row panels of QROWS times the image's B panels
-        from .quant_kernels import QROWS
-        M, N, K = at["m"], at["n"], Bp.shape[2]
-        affine = Affine(rows=(Load("in2", node.inputs[2].dtype),), bias=Load("in3", node.inputs[3].dtype))
-        return dict(M=M, K=K, N=N, TM=QROWS, batch=out[:1], ba=(), bb=Bp.shape[:1], mshape=(M,),
-                    nshape=out[2:], a_panel=QROWS, SA=A.type.size, affine=affine)
-    ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
-    nb_rank = max(len(ba), len(bb))
-    batch = out[:nb_rank]
-    packed = bool(at["a_packed"])
-    return dict(M=M, K=K, N=N, TM=tile_rows(M, N, K, _prod(batch), packed), batch=batch, ba=ba, bb=bb,
-                mshape=(M,), nshape=out[nb_rank + 1:], a_panel=ROWS if packed else 0,
-                SA=panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K, affine=None)
+@dataclass(frozen=True)
+class PanelGemm:
+    """The GEMM a panel op describes: sizes, rows per tile, batch shapes (of C, A and B),
+    the output axes C's rows and columns span, A's layout (a_panel: rows per row panel, 0:
+    by rows; SA: its elements per batch entry) and the int8 forms' scales and bias."""
+    M: int
+    K: int
+    N: int
+    TM: int
+    batch: tuple
+    ba: tuple
+    bb: tuple
+    mshape: tuple
+    nshape: tuple
+    a_panel: int
+    SA: int
+    affine: Affine | None = None
+
+    @staticmethod
+    def of(node) -> "PanelGemm":
+        A, Bp = node.inputs[:2]
+        at = node.attrs
+        f32 = node.inputs[-1].dtype          # the int8 forms' scale and bias
+        if node.op == "qmatmul_bpanels":      # float x [..., K] times int8 column panels
+            lead, K, N = A.shape[:-1], A.shape[-1], at["n"]
+            M = _prod(lead)
+            return PanelGemm(M, K, N, min(4, M), (), (), (), lead, (N,), 0, M * K,
+                             Affine(cols=(Load("in2", f32),), bias=Load("in3", f32), bias_by_row=False))
+        out = tuple(at["out_shape"])
+        if node.op == "qmatmul_panels":       # int8 row panels times an image's B panels
+            from .quant_kernels import QROWS
+            M, N, K = at["m"], at["n"], Bp.shape[2]
+            return PanelGemm(M, K, N, QROWS, out[:1], (), Bp.shape[:1], (M,), out[2:], QROWS, A.type.size,
+                             Affine(rows=(Load("in2", f32),), bias=Load("in3", f32)))
+        ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
+        nb_rank = max(len(ba), len(bb))
+        batch, packed = out[:nb_rank], bool(at["a_packed"])
+        return PanelGemm(M, K, N, tile_rows(M, N, K, _prod(batch), packed), batch, ba, bb, (M,),
+                         out[nb_rank + 1:], ROWS if packed else 0,
+                         panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K)
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
