@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ops.linalg import prod
 from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
 from .fused import unravel
 from .gemm.cpu_tile import Tile, accumulate, scale_tile
 from .gemm.loads import Load, batch_offsets
-from .gemm.problem import Affine, axes, unravel as coords_of
+from .gemm.problem import Affine, Matmul
 from .gemm.readers import Panels, RowPanels, Rows
 from .gemm.store import NO_UNROLL, looped
 from .kernel import Arg, Kernel, index_type_for
@@ -34,13 +35,6 @@ from .kernel import Arg, Kernel, index_type_for
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
                 # AVX-512 it beat two float8 by 1.5-2x at 1024^3 and 2048^3 (/tmp proto, same run)
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
 
 
 def _lanes_loop(it, cond, read) -> list[str]:
@@ -68,7 +62,7 @@ class PackGen:
         trans = node.attrs["trans"]
         x = X.shape
         K, N = (x[-1], x[-2]) if trans else (x[-2], x[-1])
-        NP, nb = panels(N), _prod(x[:-2])
+        NP, nb = panels(N), prod(x[:-2])
         it = index_type_for(X.type.size, Y.type.size)
         L = PACK_LOCAL
         # sizes are kernel arguments (Kernel.params) and the work-group size is fixed (rows
@@ -110,13 +104,13 @@ class Im2colGen:
         at = node.attrs
         x, ks = X.shape, tuple(at["kernel"])
         s, pb, d, out = conv_geometry(x, ks, at)
-        r, C, P, KS, S = len(ks), x[1], _prod(out), _prod(ks), x[2:]
+        r, C, P, KS, S = len(ks), x[1], prod(out), prod(ks), x[2:]
         NP = panels(P)
         it = index_type_for(X.type.size, Y.type.size)
         body = [f"const {it} k = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
                 f"const {it} n = ({it})get_global_id(2);",
-                f"__global const float* src = in0 + (n * {C} + k / {KS}) * {_prod(S)};",
+                f"__global const float* src = in0 + (n * {C} + k / {KS}) * {prod(S)};",
                 f"__global float* dst = out0 + ((n * {NP} + p) * {C * KS} + k) * {PANEL};"]
         kk = unravel(f"k % {KS}", ks)
         body += [f"const {it} kk{i} = {kk[i]};" for i in range(r)]
@@ -130,7 +124,7 @@ class Im2colGen:
                 if pb[i] or ks[i] > 1 or (out[i] - 1) * s[i] >= S[i]:
                     conds.append(f"{e} >= 0 && {e} < {S[i]}")
                 idx.append(f"clamp({e}, ({it})0, ({it}){S[i] - 1})")
-            flat = " + ".join(f"{idx[i]} * {_prod(S[i + 1:])}" for i in range(r))
+            flat = " + ".join(f"{idx[i]} * {prod(S[i + 1:])}" for i in range(r))
             return " && ".join(conds), flat
 
         lanes = []      # unrolled: as a loop (cheaper to compile) it ran 2.4x slower here
@@ -172,7 +166,7 @@ class PackRowsGen:
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
         M, K = X.shape[-2:]
-        Q, nb = Y.shape[-3], _prod(X.shape[:-2])
+        Q, nb = Y.shape[-3], prod(X.shape[:-2])
         it = index_type_for(X.type.size, Y.type.size)
         lanes = [f"(q * 4 + {i} < {M} ? src[min(q * 4 + {i}, ({it}){M - 1}) * {K} + k] : 0.0f)"
                  for i in range(ROWS)]
@@ -215,7 +209,8 @@ class PanelGemmGen:
         A, Bp = node.inputs[:2]
         C = node.outputs[0]
         g = PanelGemm.of(node)
-        M, K, N, TM, batch, nb = g.M, g.K, g.N, g.TM, g.batch, _prod(g.batch)
+        mm, TM = g.mm, g.TM
+        M, K, N, nb = mm.M, mm.K, mm.N, prod(mm.batch)
         it = index_type_for(A.type.size, Bp.type.size, C.type.size)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
@@ -225,7 +220,7 @@ class PanelGemmGen:
                 f"const {it} b = ({it})get_global_id(2);",
                 f"const {it} m0 = pm * {TM};",
                 f"const {it} n0 = pn * {PANEL};"]
-        body += batch_offsets(it, batch, [g.ba, g.bb], [("offa", "SA_"), ("offb", "SB_")])
+        body += batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", "SA_"), ("offb", "SB_")])
         t = Tile(TM, ACC, PANEL // ACC)
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
         a = RowPanels(a_load, g.a_panel, "K_", "offa") if g.a_panel else Rows(a_load, "K_", "offa", "M_ - 1")
@@ -234,8 +229,7 @@ class PanelGemmGen:
         if g.affine is not None:
             body += scale_tile(t, g.affine, lambda i: f"min(m0 + {i}, M_ - 1)", lambda j: f"min(n0 + {j}, N_ - 1)")
         out = epilogue.output if epilogue is not None else C
-        body += looped(t, out.dtype, epilogue,
-                       lambda m, n: (coords_of("b", batch) if batch else []) + axes(m, g.mshape) + axes(n, g.nshape),
+        body += looped(t, out.dtype, epilogue, lambda m, n: mm.coords("b", m, n),
                        lambda m, n: f"b * M_ * N_ + {m} * N_ + {n}", "M_", "N_", it)
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
         args += epilogue.args if epilogue is not None else []
@@ -247,18 +241,11 @@ class PanelGemmGen:
 
 @dataclass(frozen=True)
 class PanelGemm:
-    """The GEMM a panel op describes: sizes, rows per tile, batch shapes (of C, A and B),
-    the output axes C's rows and columns span, A's layout (a_panel: rows per row panel, 0:
-    by rows; SA: its elements per batch entry) and the int8 forms' scales and bias."""
-    M: int
-    K: int
-    N: int
+    """The GEMM a panel op describes (`mm`: sizes, batch, the output axes C's rows and
+    columns span), rows per tile, A's layout (a_panel: rows per row panel, 0: by rows; SA:
+    its elements per batch entry) and the int8 forms' scales and bias."""
+    mm: Matmul
     TM: int
-    batch: tuple
-    ba: tuple
-    bb: tuple
-    mshape: tuple
-    nshape: tuple
     a_panel: int
     SA: int
     affine: Affine | None = None
@@ -270,20 +257,20 @@ class PanelGemm:
         f32 = node.inputs[-1].dtype          # the int8 forms' scale and bias
         if node.op == "qmatmul_bpanels":      # float x [..., K] times int8 column panels
             lead, K, N = A.shape[:-1], A.shape[-1], at["n"]
-            M = _prod(lead)
-            return PanelGemm(M, K, N, min(4, M), (), (), (), lead, (N,), 0, M * K,
-                             Affine(cols=(Load("in2", f32),), bias=Load("in3", f32), bias_by_row=False))
+            M = prod(lead)
+            return PanelGemm(Matmul((), (), (), M, K, N, lead, (N,)), min(4, M), 0, M * K,
+                             Affine(((Load("in2", f32), "col"),), (Load("in3", f32), "col")))
         out = tuple(at["out_shape"])
         if node.op == "qmatmul_panels":       # int8 row panels times an image's B panels
             from .quant_kernels import QROWS
             M, N, K = at["m"], at["n"], Bp.shape[2]
-            return PanelGemm(M, K, N, QROWS, out[:1], (), Bp.shape[:1], (M,), out[2:], QROWS, A.type.size,
-                             Affine(rows=(Load("in2", f32),), bias=Load("in3", f32)))
+            return PanelGemm(Matmul(out[:1], (), Bp.shape[:1], M, K, N, (M,), out[2:]), QROWS, QROWS,
+                             A.type.size, Affine(((Load("in2", f32), "row"),), (Load("in3", f32), "row")))
         ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
         nb_rank = max(len(ba), len(bb))
         batch, packed = out[:nb_rank], bool(at["a_packed"])
-        return PanelGemm(M, K, N, tile_rows(M, N, K, _prod(batch), packed), batch, ba, bb, (M,),
-                         out[nb_rank + 1:], ROWS if packed else 0,
+        return PanelGemm(Matmul(batch, ba, bb, M, K, N, (M,), out[nb_rank + 1:]),
+                         tile_rows(M, N, K, prod(batch), packed), ROWS if packed else 0,
                          panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K)
 
 

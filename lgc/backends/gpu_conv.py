@@ -21,7 +21,8 @@ from ..ops.linalg import prod
 from . import gpu_gemm
 from .gemm.gpu_local import gemm_body, launch
 from .gemm.loads import Load, lane
-from .gemm.problem import Affine, Conv, int8_terms, unravel
+from .fused import unravel
+from .gemm.problem import Affine, Conv, int8_terms
 from .gemm.readers import Im2col, Rows, TiledRows
 from .gemm.store import epilogue_store
 from .gpu_gemm import params_for
@@ -79,7 +80,7 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
         zero = zero and zero("0")
     else:
         zero = None
-        affine = Affine(bias=Load("in2", node.inputs[2].dtype)) if len(node.inputs) == 3 else None
+        affine = Affine(bias=(Load("in2", node.inputs[2].dtype), "row")) if len(node.inputs) == 3 else None
     w = Load("in1", W.dtype, "float")
     a = TiledRows(w, c.tm, Kd, f"grp * {-(-Mg // c.tm)}") if c.tm else Rows(w, Kd, "offw")
     b = Im2col(c, Load("in0", X.dtype, "float"), it, zero, fold=fold)
@@ -87,7 +88,7 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
     def c_store(row, col, v, w):
         if fold and w > 1 and P % w:   # the lanes may belong to two images: store each
             return "{ " + " ".join(c_store(row, f"{col} + {j}", lane(v, j, w), 1) for j in range(w)) + " }"
-        val = affine.apply(v, f"grp * {Mg} + {row}", []) if affine else v
+        val = affine.apply(v, f"grp * {Mg} + {row}", [col]) if affine else v
         img, pos = (f"(({col}) / {P})", f"(({col}) % {P})") if fold else ("img", col)
 
         def coords(j):   # Y's coordinates of lane j

@@ -19,19 +19,13 @@ quantization step.
 """
 from __future__ import annotations
 
+from ..ops.linalg import prod
 from ..ops.quant import tile_weights, untile_weights  # noqa: F401 (tile_weights: for lgc.compress)
 from .cpu_gemm import PanelGemmGen
 from .gemm.loads import width_for
 from .kernels.linalg import MatmulGen, matmul_params
 from .kernels.nn import ConvGen, ConvParams
 from .target import current_target
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
 
 
 def qconv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams:
@@ -73,7 +67,7 @@ def qconv_tile(w_shape, attrs) -> int:
     them interleaved per window offset, read with one vector load), or 0: untiled."""
     from ..ops.nn import spatial_attrs
     g = attrs.get("group", 1)
-    Mg, KS = w_shape[0] // g, _prod(w_shape[2:])
+    Mg, KS = w_shape[0] // g, prod(w_shape[2:])
     s = spatial_attrs(attrs, len(w_shape) - 2)[0]
     big = s[-1] == 1 and KS > 1 and not current_target().is_gpu    # GPUs: fewer VGPRs
     tm = min(16 if big else 8, width_for(Mg))
@@ -134,7 +128,7 @@ def _panel_qconv(rw, node, consts) -> bool:
     shape = tuple(at["w_shape"]) if at["tm"] else w.shape
     if at["tm"]:
         w = untile_weights(w, at["tm"], 1, shape)
-    M, KK, P = shape[0], _prod(shape[1:]), _prod(Y.shape[2:])
+    M, KK, P = shape[0], prod(shape[1:]), prod(Y.shape[2:])
     if 2 * Y.type.size * KK < MIN_PANEL_FLOPS or P < 8:
         return False
     if len(node.inputs) == 6:    # int8 activations: dequantized for the panels (one more kernel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loads import gather, lane, vtype
+from .loads import lane, vtype
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,6 @@ def accumulate(t: Tile, a, b, init=None) -> list[str]:
 
 def scale_tile(t: Tile, affine, row, col) -> list[str]:
     """Lines applying an Affine (lgc.backends.gemm.problem) to the tile: `row(i)` and
-    `col(j)` are row i's and column j's indices (clamped to C). Per-column terms are gathered
-    once per accumulator column, not once per row."""
-    lines, cs, cb = [], [None] * t.vectors, [None] * t.vectors
-    for h in range(t.vectors):
-        cols = [col(h * t.width + j) for j in range(t.width)]
-        if affine.cols:
-            cs[h] = f"s{h}_"
-            lines.append(f"const {t.vt} s{h}_ = {gather(t.ct, [affine.col_scale(c) for c in cols])};")
-        if affine.col_bias("0"):
-            cb[h] = f"t{h}_"
-            lines.append(f"const {t.vt} t{h}_ = {gather(t.ct, [affine.col_bias(c) for c in cols])};")
-    for i in range(t.rows):
-        for h in range(t.vectors):
-            c = t.acc(i, h)
-            lines.append(f"{c} = {affine.apply(c, row(i), [], cs[h], cb[h])};")
-    return lines
+    `col(j)` are row i's and column j's indices (clamped to C)."""
+    return [f"{t.acc(i, h)} = {affine.apply(t.acc(i, h), row(i), [col(h * t.width + j) for j in range(t.width)])};"
+            for i in range(t.rows) for h in range(t.vectors)]

@@ -94,17 +94,11 @@ def looped(t, dtype, epilogue, coords, flat, M: str, N: str, it: str) -> list[st
     full = []
     for i in range(t.rows):
         row = flat(f"(m0 + {i})", "n0")
-        s = " ".join(_vstore(dtype, f"{row} + {W * h}", t.acc(i, h), W) for h in range(H))
+        s = " ".join(vstore("out0", dtype, f"{row} + {W * h}", t.acc(i, h), W, t.ct) for h in range(H))
         full += [f"if (m0 + {i} < {M}) {{ {s} }}"]
     body = [f"if (n0 + {cols} <= {N}) {{"] + ["  " + ln for ln in full] + ["} else {"]
     body += ["  " + ln for ln in tile + loop(f"{N} - n0", [write("out0", dtype, flat(m, n), f"t_[i * {cols} + j]")])]
     return body + ["}"]
-
-
-def _vstore(dtype, index, value, w) -> str:
-    if dtype.name == "f32":
-        return f"vstore{w}({value}, 0, out0 + {index});"
-    return " ".join(write("out0", dtype, f"{index} + {j}", lane(value, j, w)) for j in range(w))
 
 
 def epilogue_store(epilogue, out_dtype, at: str, value: str, width: int, coords,
