@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from ..ops.linalg import prod
 from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
 from .fused import unravel
-from .gemm.cpu_tile import Tile, accumulate, scale_tile
-from .gemm.loads import Load, batch_offsets
+from .gemm.cpu_tile import Tile, accumulate, matmul_kernel
+from .gemm.loads import Load
 from .gemm.problem import Affine, Matmul
 from .gemm.readers import Panels, RowPanels, Rows
-from .gemm.store import NO_UNROLL, looped
+from .gemm.store import NO_UNROLL
 from .kernel import Arg, Kernel, index_type_for
 
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
@@ -207,36 +207,17 @@ class PanelGemmGen:
 
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]
-        C = node.outputs[0]
         g = PanelGemm.of(node)
-        mm, TM = g.mm, g.TM
-        M, K, N, nb = mm.M, mm.K, mm.N, prod(mm.batch)
-        it = index_type_for(A.type.size, Bp.type.size, C.type.size)
-        # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
-        # share one kernel; guards for ragged tiles are always there (cheap at run time).
-        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", g.SA), ("SB_", panels(N) * K * PANEL))
-        body = [f"const {it} pn = ({it})get_global_id(0);",
-                f"const {it} pm = ({it})get_global_id(1);",
-                f"const {it} b = ({it})get_global_id(2);",
-                f"const {it} m0 = pm * {TM};",
-                f"const {it} n0 = pn * {PANEL};"]
-        body += batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", "SA_"), ("offb", "SB_")])
-        t = Tile(TM, ACC, PANEL // ACC)
+        mm, t = g.mm, Tile(g.TM, ACC, PANEL // ACC)
+        it = index_type_for(A.type.size, Bp.type.size, node.outputs[0].type.size)
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
         a = RowPanels(a_load, g.a_panel, "K_", "offa") if g.a_panel else Rows(a_load, "K_", "offa", "M_ - 1")
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
-        body += accumulate(t, a, Panels(b_load, "K_", "offb", it), bias and (lambda i: f"in2[min(m0 + {i}, M_ - 1)]"))
-        if g.affine is not None:
-            body += scale_tile(t, g.affine, lambda i: f"min(m0 + {i}, M_ - 1)", lambda j: f"min(n0 + {j}, N_ - 1)")
-        out = epilogue.output if epilogue is not None else C
-        body += looped(t, out.dtype, epilogue, lambda m, n: mm.coords("b", m, n),
-                       lambda m, n: f"b * M_ * N_ + {m} * N_ + {n}", "M_", "N_", it)
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += epilogue.args if epilogue is not None else []
-        args.append(Arg("out0", out, writable=True))
-        return [Kernel(name, args, body, global_size=(panels(N), panels(M, TM), nb),
-                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * M * N * K * nb, params=params)]
+        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias and (lambda i: f"in2[min(m0 + {i}, M_ - 1)]"))
+        # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
+        # share one kernel; guards for ragged tiles are always there (cheap at run time).
+        params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", panels(mm.N) * mm.K * PANEL))
+        return [matmul_kernel(node, name, mm, t, it, reduction, epilogue, g.affine, params)]
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,17 @@ The tile is held in registers as TM rows of `vectors` accumulators c{i}_{h} of `
 lanes. Each step of the reduction loads the step's row of B's tile as vectors b{h} and one
 scalar of A per row, and does `c += a * b` (PoCL calls the vector `fma()` out of line).
 Which steps there are is the B reader's: a flat loop over k, a convolution's window nest,
-a panel. The work-item's place (m0, n0, the batch entry) is declared by the generator's own
-lines before `accumulate`, and its results leave through lgc.backends.gemm.store.
+a panel. A matmul's tiles are placed by `matmul_kernel`, a convolution's by its generator;
+the results leave through lgc.backends.gemm.store.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .loads import lane, vtype
+from ...ops.linalg import prod
+from ..kernel import Arg, Kernel
+from .loads import batch_offsets, lane, vtype
+from .store import Place, looped, unrolled
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,39 @@ def scale_tile(t: Tile, affine, row, col) -> list[str]:
     `col(j)` are row i's and column j's indices (clamped to C)."""
     return [f"{t.acc(i, h)} = {affine.apply(t.acc(i, h), row(i), [col(h * t.width + j) for j in range(t.width)])};"
             for i in range(t.rows) for h in range(t.vectors)]
+
+
+def matmul_kernel(node, name, mm, t: Tile, it: str, reduction, epilogue=None, affine=None,
+                  params=()) -> Kernel:
+    """A batched matmul-shaped kernel (`mm`: a problem.Matmul) on this schedule: work-item
+    (pn, pm, b) computes the tile at rows m0 = pm * TM, columns n0 = pn * TN of batch entry
+    b with the lines `reduction` (which find A's and B's offsets of the entry in offa and
+    offb), then applies `affine` and stores. `params`: sizes passed as kernel arguments (M_,
+    N_, K_, and SA_, SB_: A's and B's elements per entry), so layers that differ only in
+    them share one kernel; the stores then loop (store.looped)."""
+    generic = bool(params)
+    M, N, SA, SB, MN = ("M_", "N_", "SA_", "SB_", "M_ * N_") if generic else \
+        (mm.M, mm.N, mm.M * mm.K, mm.K * mm.N, mm.M * mm.N)
+    body = [f"const {it} pn = ({it})get_global_id(0);",
+            f"const {it} pm = ({it})get_global_id(1);",
+            f"const {it} b = ({it})get_global_id(2);",
+            f"const {it} m0 = pm * {t.rows};",
+            f"const {it} n0 = pn * {t.cols};"]
+    body += batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", SA), ("offb", SB)]) + reduction
+
+    def flat(m, n):
+        return f"b * {MN} + {m} * {N} + {n}"
+
+    def coords(m, n):
+        return mm.coords("b", m, n)
+    place = Place(flat, coords, f"{M} - 1" if generic else f"({it}){M - 1}", f"{N} - 1" if generic else f"({it}){N - 1}",
+                  generic or mm.M % t.rows != 0, generic or mm.N % t.cols != 0)
+    if affine is not None:
+        body += scale_tile(t, affine, place.row, place.col)
+    out = epilogue.output if epilogue is not None else node.outputs[0]
+    body += looped(t, out.dtype, epilogue, coords, flat, M, N, it) if generic else unrolled(t, out.dtype, epilogue, place)
+    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue else [])
+    nb = prod(mm.batch)
+    return Kernel(name, args + [Arg("out0", out, writable=True)], body,
+                  global_size=(-(-mm.N // t.cols), -(-mm.M // t.rows), nb), local_size=(1, 1, 1), index_type=it,
+                  node_name=node.name or "", flops=2 * mm.M * mm.N * mm.K * nb, params=params)

@@ -1,24 +1,21 @@
 """Operand readers: how the GEMM schedules read A [M, K] and B [K, N] from memory.
 
-A reader pairs a Load (lgc.backends.gemm.loads: float32, float16, or integers converted to
-float less their zero point) with an address pattern. Each serves the schedules it fits:
-
-  CPU register tile (cpu_tile)   A: setup(t) lines once per work-item, step(t, k) -> (lines,
-                                 one scalar per tile row); B: setup(t), walks(t) -> the
-                                 reduction loops, each declaring B's vectors b0.. per step
+A reader pairs a Load (lgc.backends.gemm.loads) with an address pattern, and serves the
+schedules it fits through their protocols:
+  CPU register tile (cpu_tile)   A: setup(t), step(t, k) -> (lines, a scalar per tile row);
+                                 B: setup(t), walks(t) -> the reduction loops (cpu_tile.Walk)
   GPU local memory (gpu_local)   A: at(m, k), vec(m, k, w); B: at(k, n) -> (lines, value),
                                  vec(k, n, w), column(n), k_fastest
 
-  Rows        A row-major (a matmul's A, a conv's filters)                 CPU and GPU
-  TiledRows   a qconv's filters stored tiled, TM rows interleaved           CPU and GPU
-  RowPanels   A packed in row panels [K, 4] (float) or [K, 8] (int8)        CPU
-  Columns     B row-major [K, N], or stored [N, K] (trans_b)                 CPU (not trans) and GPU
-  Panels      B packed in column panels [K, 16]                             CPU
-  Im2col      B as a convolution's image, never materialised               CPU and GPU
-
-Sizes and offsets are C expressions: numbers, or names of sizes the kernel takes as
-arguments (Kernel.params). CPU readers clamp rows and columns past C's edge to its last one
-(those lanes are computed, then not stored); on the GPU the schedule zero-fills them.
+  Rows        A row-major (a matmul's A, a conv's filters)         CPU and GPU
+  TiledRows   a qconv's filters stored tiled, tm rows interleaved   CPU and GPU
+  RowPanels   A packed in row panels of 4 floats or 8 int8           CPU
+  Columns     B row-major [K, N], or stored [N, K] (trans_b)         CPU (not trans) and GPU
+  Panels      B packed in column panels of 16                        CPU
+  Im2col      B as a convolution's image, never materialised        CPU and GPU
+Sizes and offsets are C expressions (numbers, or names of sizes passed as kernel arguments).
+CPU readers clamp rows and columns past C's edge to its last one (those lanes are computed,
+then not stored); the GPU schedule zero-fills them as it stages.
 """
 from __future__ import annotations
 
@@ -31,7 +28,28 @@ def _plus(*terms) -> str:
     return " + ".join(str(t) for t in terms if t)
 
 
-class Rows:
+class Reader:
+    """What most readers do: nothing per work-item, no vector loads, no column to hoist."""
+    k_fastest = False
+
+    def __init__(self, load: Load):
+        self.load = load
+
+    def setup(self, t) -> list[str]:
+        return []
+
+    def vec(self, r: str, c: str, w: int) -> str | None:
+        return None
+
+    def column(self, n: str):
+        return None
+
+    def pointer(self, name: str, *offset) -> str:
+        """A pointer `name` to the buffer at `offset`, in its storage type."""
+        return f"__global const {self.load.dtype.cl_storage}* {name} = {_plus(self.load.buf, *offset)};"
+
+
+class Rows(Reader):
     """A row-major: element (m, k) at base + m * stride + k. `last`: the last row's index
     (CPU tiles clamp to it); `zero(row)`: the zero point of a row's elements, or None."""
 
@@ -39,10 +57,7 @@ class Rows:
         self.load, self.stride, self.base, self.last, self.zero = load, stride, base, last, zero
 
     def setup(self, t) -> list[str]:
-        st = self.load.dtype.cl_storage
-        lines = [f"__global const {st}* a{i} = "
-                 f"{_plus(self.load.buf, self.base, f'min(m0 + {i}, {self.last}) * {self.stride}')};"
-                 for i in range(t.rows)]
+        lines = [self.pointer(f"a{i}", self.base, f"min(m0 + {i}, {self.last}) * {self.stride}") for i in range(t.rows)]
         if self.zero:
             lines += [f"const float z{i} = {self.zero(f'min(m0 + {i}, {self.last})')};" for i in range(t.rows)]
         return lines
@@ -62,7 +77,7 @@ class Rows:
         return self.load.aligned(self._index(m, k), w, self.zero(m) if self.zero else None)
 
 
-class TiledRows:
+class TiledRows(Reader):
     """A qconv's filters stored tiled (lgc.ops.quant.tile_weights): tm rows interleaved per
     k, element (m, k) at ((tile + m / tm) * stride + k) * tm + m % tm, rows counted from the
     first row of tile `tile`. A CPU tile of tm rows reads them as one vector per step."""
@@ -70,11 +85,8 @@ class TiledRows:
     def __init__(self, load: Load, tm: int, stride, tile: str):
         self.load, self.tm, self.stride, self.tile = load, tm, stride, tile
 
-    def setup(self, t) -> list[str]:
-        assert t.rows == self.tm, "a tile of tiled weights has their rows"
-        return []
-
     def step(self, t, k: str):
+        assert t.rows == self.tm, "a tile of tiled weights has their rows"
         v = self.load.vector(f"({self.tile} * {self.stride} + {k}) * {self.tm}", self.tm)
         return [f"const {vtype(t.ct, self.tm)} wv = {v};"], [f"wv.s{'0123456789abcdef'[i]}" for i in range(t.rows)]
 
@@ -82,11 +94,8 @@ class TiledRows:
         return self.load.scalar(f"(({self.tile} + ({m}) / {self.tm}) * {self.stride} + {k}) * {self.tm}"
                                 f" + ({m}) % {self.tm}")
 
-    def vec(self, m: str, k: str, w: int) -> None:
-        return None
 
-
-class RowPanels:
+class RowPanels(Reader):
     """A packed as row panels ([..., M/per, K, per]: per = 4 floats, or 8 int8 in one
     vector load): the tile's rows are whole panels from panel pm * TM / per."""
 
@@ -94,8 +103,7 @@ class RowPanels:
         self.load, self.per, self.K, self.base = load, per, K, base
 
     def setup(self, t) -> list[str]:
-        st = self.load.dtype.cl_storage
-        return [f"__global const {st}* aq = {_plus(self.load.buf, self.base, f'pm * {self.K} * {t.rows}')};"]
+        return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
 
     def step(self, t, k: str):
         aq = Load("aq", self.load.dtype, self.load.ct)
@@ -104,16 +112,13 @@ class RowPanels:
         return lines, [f"ap{i // self.per}.s{i % self.per}" for i in range(t.rows)]
 
 
-class Columns:
+class Columns(Reader):
     """B row-major [K, N] from `base` (or stored [N, K]: `trans`, GPU only). A CPU tile loads
     its columns as vectors; a tile on C's ragged right edge gathers them, clamped."""
 
     def __init__(self, load: Load, K, N, base: str = "", trans: bool = False, it: str = "int"):
         self.load, self.K, self.N, self.base, self.trans, self.it = load, K, N, base, trans, it
         self.k_fastest = trans
-
-    def setup(self, t) -> list[str]:
-        return []
 
     def walks(self, t):
         W, N = t.width, self.N
@@ -134,11 +139,8 @@ class Columns:
     def vec(self, k: str, n: str, w: int) -> str | None:
         return None if self.trans else self.load.aligned(_plus(self.base, f"({k}) * {self.N}", n), w)
 
-    def column(self, n: str) -> None:
-        return None
 
-
-class Panels:
+class Panels(Reader):
     """B packed in column panels ([..., N/16, K, 16], zero past N): the tile's 16 columns
     are panel pn, one contiguous stream."""
     WIDTH = 16
@@ -147,8 +149,7 @@ class Panels:
         self.load, self.K, self.base, self.it = load, K, base, it
 
     def setup(self, t) -> list[str]:
-        st = self.load.dtype.cl_storage
-        return [f"__global const {st}* bq = {_plus(self.load.buf, self.base, f'pn * {self.K} * {self.WIDTH}')};"]
+        return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
 
     def walks(self, t):
         bq = Load("bq", self.load.dtype, self.load.ct)
@@ -156,7 +157,7 @@ class Panels:
         return [("", flat_walk(self.it, self.K, step))]
 
 
-class Im2col:
+class Im2col(Reader):
     """B of a convolution as implicit GEMM: element (k, p) is the input under window tap k
     (channel, then window offsets) at output position p, zero in the padding; padding reads
     as the real value 0 (after an int8 image's zero point is removed: ONNX's QLinearConv).
@@ -170,12 +171,8 @@ class Im2col:
 
     def __init__(self, conv, load: Load, it: str, zero: str | None = None, size: int = 0, fold: bool = False):
         self.c, self.load, self.it, self.zero, self.size, self.fold = conv, load, it, zero, size, fold
-        self.k_fastest = False
 
     # ---- CPU register tile
-    def setup(self, t) -> list[str]:
-        return []
-
     def walks(self, t):
         assert t.vectors == 1, "a conv tile row is one vector"
         c, it, TP = self.c, self.it, t.width

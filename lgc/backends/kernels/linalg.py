@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ops.linalg import prod
 from .. import gpu_gemm
-from ..gemm.cpu_tile import Tile, accumulate, scale_tile
-from ..gemm.loads import Load, batch_offsets, lane, vtype, width_for
+from ..gemm.cpu_tile import Tile, accumulate, matmul_kernel
+from ..gemm.loads import Load, lane, vtype, width_for
 from ..gemm.problem import Matmul, int8_terms
 from ..gemm.readers import Columns, Rows
-from ..gemm.store import Place, unrolled
-from ..kernel import Arg, Kernel, index_type_for
+from ..kernel import index_type_for
 from ..templates import Pointwise
 from ..tuning import tuned   # tile choice: tuning database, else heuristic
 
@@ -59,12 +57,19 @@ class MatmulGen:
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # local-memory tiled GEMM
             return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
         mm = Matmul.of(node)
+        A, B = node.inputs[:2]
+        it = index_type_for(A.type.size, B.type.size, node.outputs[0].type.size)
         if mm.trans:
-            return self.dot_kernels(node, name, mm, epilogue)
+            return [self.dot_kernel(node, name, mm, it, epilogue)]
         p = self.params(mm.M, mm.K, mm.N)
-        return [tile_kernel(node, name, mm, Tile(p.TM, p.TN, 1, _compute_type(node)), epilogue)]
+        t = Tile(p.TM, p.TN, 1, "float" if node.op == "qmatmul" else node.outputs[0].dtype.cl_compute)
+        zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
+        a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", f"({it}){mm.M - 1}", zero)
+        b = Columns(Load("in1", B.dtype, t.ct), mm.K, mm.N, "offb", it=it)
+        return [matmul_kernel(node, name, mm, t, it, accumulate(t, a, b), epilogue, affine)]
 
-    def dot_kernels(self, node, name, mm, epilogue=None):
+    @staticmethod
+    def dot_kernel(node, name, mm, it, epilogue=None):
         """B stored [..., N, K]: each of a TM x TN tile of C is a dot product of two contiguous
         rows, accumulated in VK-wide vectors and summed at the end. Streams B row by row,
         which is what a matrix-vector product (an FC layer at batch 1) needs."""
@@ -72,12 +77,10 @@ class MatmulGen:
         M, K, N = mm.M, mm.K, mm.N
         t = Tile(min(2, M), 1, min(4, N), C.dtype.cl_compute)    # TN sums of width 1 per row
         VK = 8 if K >= 8 else 1
-        it = index_type_for(A.type.size, B.type.size, C.type.size)
         VT = vtype(t.ct, VK)
         a, b = Load("in0", A.dtype), Load("in1", B.dtype)
-        body = _where(it, t, mm)
         tile = [(i, j) for i in range(t.rows) for j in range(t.vectors)]
-        body += [f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};" for i in range(t.rows)]
+        body = [f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};" for i in range(t.rows)]
         body += [f"const {it} b{j} = offb + min(n0 + {j}, ({it}){N - 1}) * {K};" for j in range(t.vectors)]
         body += [f"{VT} d{i}_{j} = ({VT})0;" for i, j in tile]
         body += [f"{it} k = 0;", f"for (; k + {VK} <= {K}; k += {VK}) {{"]
@@ -88,55 +91,7 @@ class MatmulGen:
                  for i, j in tile]
         body += [f"for (; k < {K}; ++k) {{"]
         body += [f"  {t.acc(i, j)} += {a.scalar(f'a{i} + k')} * {b.scalar(f'b{j} + k')};" for i, j in tile]
-        body += ["}"] + unrolled(t, _out(node, epilogue).dtype, epilogue, _place(it, t, mm))
-        return [_kernel(node, name, body, it, t, mm, epilogue)]
-
-
-def _compute_type(node) -> str:
-    return "float" if node.op == "qmatmul" else node.outputs[0].dtype.cl_compute
-
-
-def _where(it, t, mm) -> list[str]:
-    """The work-item's tile: columns n0.., rows m0.., batch entry b (and A's, B's offsets)."""
-    body = [f"const {it} n0 = ({it})get_global_id(0) * {t.cols};",
-            f"const {it} m0 = ({it})get_global_id(1) * {t.rows};",
-            f"const {it} b = ({it})get_global_id(2);"]
-    return body + batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", mm.M * mm.K), ("offb", mm.K * mm.N)])
-
-
-def _place(it, t, mm) -> Place:
-    M, N = mm.M, mm.N
-    return Place(lambda m, n: f"b * {M * N} + {m} * {N} + {n}", lambda m, n: mm.coords("b", m, n),
-                 f"({it}){M - 1}", f"({it}){N - 1}", M % t.rows != 0, N % t.cols != 0)
-
-
-def _out(node, epilogue):
-    return epilogue.output if epilogue is not None else node.outputs[0]
-
-
-def _kernel(node, name, body, it, t, mm, epilogue) -> Kernel:
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue else [])
-    args.append(Arg("out0", _out(node, epilogue), writable=True))
-    nb = prod(mm.batch)
-    return Kernel(name, args, body, global_size=(-(-mm.N // t.cols), -(-mm.M // t.rows), nb),
-                  local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                  flops=2 * mm.M * mm.N * mm.K * nb)
-
-
-def tile_kernel(node, name, mm: Matmul, t: Tile, epilogue=None) -> Kernel:
-    """A matmul or qmatmul on the CPU register-tile schedule: A by rows, B by columns; a
-    qmatmul's x less its zero point, its scales and bias applied to the finished tile."""
-    A, B, C = node.inputs[0], node.inputs[1], node.outputs[0]
-    it = index_type_for(A.type.size, B.type.size, C.type.size)
-    zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
-    place = _place(it, t, mm)
-    a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", place.m_last, zero)
-    b = Columns(Load("in1", B.dtype, t.ct), mm.K, mm.N, "offb", it=it)
-    body = _where(it, t, mm) + accumulate(t, a, b)
-    if affine is not None:
-        body += scale_tile(t, affine, place.row, place.col)
-    body += unrolled(t, _out(node, epilogue).dtype, epilogue, place)
-    return _kernel(node, name, body, it, t, mm, epilogue)
+        return matmul_kernel(node, name, mm, t, it, body + ["}"], epilogue)
 
 
 # ---- det ------------------------------------------------------------------------------------
