@@ -2,11 +2,9 @@
 
 For image n and group g, Y[n, g*Mg:(g+1)*Mg, :] (output positions flattened to P columns) is
 W_g [Mg, Cg*KS] @ X_cols [Cg*KS, P], where X_cols' element (k, p) is the input under tap k of
-the window at output position p (zero in the padding). Nothing is materialised: the GEMM's
-B reader (gemm.readers.Im2col) computes that address while staging a tile in local memory,
-so each input element is fetched once per tile. A 1x1, stride-1, unpadded conv is a plain
-GEMM (X_cols is X). The bias is added on store; a qconv's int8 image and filters are
-converted to float as they are staged, and its scales and bias applied on store.
+the window at output position p (zero in the padding), never materialised: the B reader
+(gemm.readers.Im2col) computes that address while staging a tile in local memory. The bias
+(a qconv's scales and bias) is applied on store; int8 is converted to float as it is staged.
 
 With several images the images are folded into the columns: the GEMM is per group only, with
 N * P columns (column c is output position c % P of image c / P). Late layers have few output

@@ -1,10 +1,6 @@
-"""Matmul on GPU targets: the GPU local-memory schedule (lgc.backends.gemm.gpu_local) with
-dense readers, float or int8, and how its parameters are chosen for a shape.
-
-GemmParams are CLBlast xgemm's (see gpu_local). Parameters for a shape come from the tuning
-database (the user's, then lgc/backends/tuned/<target>.json), else `heuristic`: presets
-checked with the gfx803 ISA report on GCN, ones from H200 sweeps on 32-wide GPUs. A few rows
-times B stored [N, K] (a fully connected layer at a small batch) take `gemv_t_kernel`.
+"""Matmul and qmatmul on GPU targets: the local-memory schedule (gemm.gpu_local) with dense
+readers, and its parameters (GemmParams) for a shape: the tuning database's, else the
+`heuristic`'s presets. A few rows times B stored [N, K] take `gemv_t_kernel`.
 """
 from __future__ import annotations
 

@@ -2,16 +2,12 @@
 
 GCN has no int8 dot instructions (DESIGN.md), so the gain is memory and bandwidth: weights
 (and, in full int8 mode, activations) are read as 8-bit integers, converted to float32 in
-registers and accumulated in float32. Dequantization is fused into the readers (the
-activation's zero point is subtracted as it is loaded; scales are applied once per
-accumulator: acc * x_scale * w_scale[channel] + bias[channel], lgc.backends.gemm.problem's
-int8_terms) and the graph's own epilogue (relu, a residual add, the next layer's
-requantization to int8) is applied by the fusion `Epilogue` before the store.
-
-qmatmul and qconv are the float generators (kernels.linalg.MatmulGen, kernels.nn.ConvGen)
-with int8 readers: on CPU targets the register-tile schedule, on GPU targets the local-memory
-schedule (gpu_gemm, gpu_conv). On CPU targets the big ones are first rewritten onto the
-panel GEMM (lower_quant_for_cpu below; cpu_gemm.PanelGemmGen with int8 panels).
+registers and accumulated in float32: qmatmul and qconv are the float generators
+(kernels.linalg.MatmulGen, kernels.nn.ConvGen) with int8 readers, on either schedule. The
+activation's zero point is subtracted as it is loaded, the scales and bias applied once per
+accumulator (gemm.problem.int8_terms), then the graph's epilogue (relu, a residual add, the
+next layer's requantization to int8). On CPU targets the big ones are first rewritten onto
+the panel GEMM with int8 panels (lower_quant_for_cpu below).
 
 Accumulating (x - zero) * w in float32 is exact while the partial sums stay below 2^24
 (K up to ~500 for uint8 x int8); beyond that the error is float32 rounding, far below one
@@ -23,7 +19,7 @@ from ..ops.linalg import prod
 from ..ops.quant import tile_weights, untile_weights  # noqa: F401 (tile_weights: for lgc.compress)
 from .cpu_gemm import PanelGemmGen
 from .gemm.loads import width_for
-from .kernels.linalg import MatmulGen, matmul_params
+from .kernels.linalg import MatmulGen
 from .kernels.nn import ConvGen, ConvParams
 from .target import current_target
 
@@ -38,9 +34,6 @@ def qconv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams
 class QMatmulGen(MatmulGen):
     """qmatmul(x [..., K], w [K, N] int, w_scale [N], bias [N][, x_scale, x_zero])."""
     stores_any_dtype = True     # an epilogue may requantize: the store converts to its dtype
-
-    def __init__(self):
-        super().__init__(matmul_params)
 
 
 class QConvGen(ConvGen):

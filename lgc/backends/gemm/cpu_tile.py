@@ -1,12 +1,10 @@
 """The CPU register-tile schedule: one work-item per TM x TN tile of C, work-group size 1, no
 local memory and no barriers, what PoCL runs fastest (DESIGN.md, facts about PoCL).
 
-The tile is held in registers as TM rows of `vectors` accumulators c{i}_{h} of `width`
-lanes. Each step of the reduction loads the step's row of B's tile as vectors b{h} and one
-scalar of A per row, and does `c += a * b` (PoCL calls the vector `fma()` out of line).
-Which steps there are is the B reader's: a flat loop over k, a convolution's window nest,
-a panel. A matmul's tiles are placed by `matmul_kernel`, a convolution's by its generator;
-the results leave through lgc.backends.gemm.store.
+The tile is TM rows of `vectors` accumulators c{i}_{h} of `width` lanes. Each step of the
+reduction (the B reader's walk: a loop over k, a convolution's window nest) loads B's row
+of the tile as vectors b{h} and one scalar of A per row, and does `c += a * b` (PoCL calls
+the vector `fma()` out of line).
 """
 from __future__ import annotations
 

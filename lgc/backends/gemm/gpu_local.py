@@ -101,19 +101,15 @@ def gemm_body(p: GemmParams, M: int, N: int, K: int, a, b,
               target: Target | None = None, split_edge: bool = True) -> list[str]:
     """Lines of a kernel body computing C[M, N] = A[M, K] @ B[K, N] for one batch entry.
 
-    a, b: the operands' readers (lgc.backends.gemm.readers): a.at(m, k) is A's element,
-    b.at(k, n) (lines, B's element): the lines may declare temporaries and run in their own
-    block; a.vec(m, k, w) / b.vec(k, n, w) load w consecutive elements of A's row (along k) or
-    B's row (along n) in one vector load, or are None; staging uses them when VLA / VLB ask
-    for it and K / N are multiples of the width. b.k_fastest: B is stored with k contiguous
-    (trans_b), so the staging loop walks k fastest to keep reads coalesced. b.column(n): None,
-    or (lines, at_k) for a B whose element address splits into a column part and a k part
-    (implicit GEMM): when every staging step of a work-item touches the same column, the lines
-    run once before the k loop and at_k(k) gives (lines, element).
-    c_store(row, col, value, width): the statement writing `width` consecutive columns of C.
-    `prelude` runs first (batch offsets from get_group_id(2)). split_edge: on the ragged right
-    edge, store whole vectors where they fit and lanes elsewhere (False: lanes only, so
-    c_store is called once per element, as a fusion epilogue's naming needs)."""
+    a, b: the operands' readers (gemm.readers): a.at(m, k) is A's element, b.at(k, n) (lines
+    declaring temporaries, B's element); a.vec / b.vec load w elements along k / n as one
+    vector (or None), for VLA / VLB where K / N are multiples of w; b.k_fastest: B is stored
+    with k contiguous (trans_b), so staging walks k fastest to keep reads coalesced;
+    b.column(n): None, or (lines, at_k) for an address that splits into a column part and a k
+    part (implicit GEMM), the lines run once before the k loop where every staging step of a
+    work-item touches the same column. c_store(row, col, value, width) writes `width` columns
+    of C. `prelude` runs first (batch offsets from get_group_id(2)). split_edge: on the ragged
+    right edge, whole vectors where they fit (False: lanes only, one c_store per element)."""
     bad = violations(p, target) if target else []
     if bad:
         raise ValueError(f"gemm parameters {p}: " + "; ".join(bad))

@@ -1,11 +1,7 @@
-"""The vector vocabulary of the GEMM schedules: vector types, lanes, and `Load`, which turns
-one buffer's stored elements into compute-type values in registers.
-
-float16 tensors are read and written through vload_half / vstore_half (as lgc.backends.emit
-does for scalars), so a schedule never sees storage types. Integer tensors read by a kernel
-that computes in float (int8 weights and activations) are converted in registers, their zero
-point subtracted: GCN and PoCL have no int8 dot products (DESIGN.md), so int8 pays off as
-smaller weights and less memory traffic, not as faster arithmetic.
+"""The vector vocabulary of the GEMM schedules, and `Load`: one buffer's elements as
+compute-type values in registers. float16 goes through vload_half / vstore_half; integers
+read by a float kernel (int8 weights, activations) are converted, less their zero point:
+GCN and PoCL have no int8 dot products, so int8 pays as memory traffic (DESIGN.md).
 """
 from __future__ import annotations
 

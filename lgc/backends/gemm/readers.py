@@ -1,11 +1,7 @@
-"""Operand readers: how the GEMM schedules read A [M, K] and B [K, N] from memory.
-
-A reader pairs a Load (lgc.backends.gemm.loads) with an address pattern, and serves the
-schedules it fits through their protocols:
-  CPU register tile (cpu_tile)   A: setup(t), step(t, k) -> (lines, a scalar per tile row);
-                                 B: setup(t), walks(t) -> the reduction loops (cpu_tile.Walk)
-  GPU local memory (gpu_local)   A: at(m, k), vec(m, k, w); B: at(k, n) -> (lines, value),
-                                 vec(k, n, w), column(n), k_fastest
+"""Operand readers: a Load (gemm.loads) and an address pattern for A [M, K] or B [K, N],
+serving the schedules they fit through the schedules' protocols:
+  CPU register tile (cpu_tile)   A: setup(t), step(t, k); B: setup(t), walks(t)
+  GPU local memory (gpu_local)   A: at(m, k), vec(m, k, w); B: at, vec, column, k_fastest
 
   Rows        A row-major (a matmul's A, a conv's filters)         CPU and GPU
   TiledRows   a qconv's filters stored tiled, tm rows interleaved   CPU and GPU
@@ -13,9 +9,8 @@ schedules it fits through their protocols:
   Columns     B row-major [K, N], or stored [N, K] (trans_b)         CPU (not trans) and GPU
   Panels      B packed in column panels of 16                        CPU
   Im2col      B as a convolution's image, never materialised        CPU and GPU
-Sizes and offsets are C expressions (numbers, or names of sizes passed as kernel arguments).
-CPU readers clamp rows and columns past C's edge to its last one (those lanes are computed,
-then not stored); the GPU schedule zero-fills them as it stages.
+Sizes and offsets are C expressions (numbers, or names of kernel arguments). CPU readers
+clamp rows and columns past C's edge to its last one (computed, then not stored).
 """
 from __future__ import annotations
 
@@ -31,9 +26,6 @@ def _plus(*terms) -> str:
 class Reader:
     """What most readers do: nothing per work-item, no vector loads, no column to hoist."""
     k_fastest = False
-
-    def __init__(self, load: Load):
-        self.load = load
 
     def setup(self, t) -> list[str]:
         return []
@@ -159,15 +151,12 @@ class Panels(Reader):
 
 class Im2col(Reader):
     """B of a convolution as implicit GEMM: element (k, p) is the input under window tap k
-    (channel, then window offsets) at output position p, zero in the padding; padding reads
-    as the real value 0 (after an int8 image's zero point is removed: ONNX's QLinearConv).
-
-    CPU: B's columns are TP consecutive outputs along the last spatial axis (ox0.., the
-    leading output axes o0.. fixed per work-item); the walk loops over the group's channels
-    and the window, skipping input rows outside the image, and loads a row of TP inputs with
-    one vector load where it lies inside the image. A's offset of a step is `wk`.
-    GPU: columns are output positions (with `fold`, of all images side by side); a column's
-    address is decoded once per work-item where the schedule allows (`column`)."""
+    (channel, then window offsets) at output position p; padding reads as the real value 0
+    (an int8 image's zero point removed, as ONNX's QLinearConv has it).
+    CPU: the columns are TP outputs along the last spatial axis from ox0 (o0.. fixed); the
+    walk loops over the group's channels and the window, skipping rows outside the image, and
+    loads TP inputs as one vector where they lie inside it; A's offset of a step is `wk`.
+    GPU: the columns are output positions (with `fold`, of all images side by side)."""
 
     def __init__(self, conv, load: Load, it: str, zero: str | None = None, size: int = 0, fold: bool = False):
         self.c, self.load, self.it, self.zero, self.size, self.fold = conv, load, it, zero, size, fold
@@ -191,33 +180,24 @@ class Im2col(Reader):
         sl, SL = s[-1], S[-1]
         head += [f"{ind}const {it} xr = {row};",
                  f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{"]
-        step = [f"const {it} ix = ox0 * {sl} - {pb[-1]} + kx * {d[-1]};",
-                f"{t.vt} b0;",
-                f"if (ix >= 0 && ix + last * {sl} < {SL} && xr + ix + {self._reach(TP)} < {self.size}) "
-                f"b0 = {self._inside(TP)};",
-                f"else b0 = {self._border(TP)};",
-                f"const {it} wk = {wk};"]
+        reach, inside, border = self._row(TP)
+        step = [f"const {it} ix = ox0 * {sl} - {pb[-1]} + kx * {d[-1]};", f"{t.vt} b0;",
+                f"if (ix >= 0 && ix + last * {sl} < {SL} && xr + ix + {reach} < {self.size}) b0 = {inside};",
+                f"else b0 = {border};", f"const {it} wk = {wk};"]
         close = [f"{ind[:len(ind) - 2 * i]}}}" for i in range(L + 1)] + ["}"]
         return [("", Walk(head, step, close, "wk", ind + "  "))]
 
-    def _reach(self, TP):
-        """Last input offset the in-image load of a row touches."""
-        sl = self.c.s[-1]
-        return 2 * TP - 1 if sl == 2 and 1 < TP <= 8 else (TP - 1) * sl
-
-    def _inside(self, TP):
-        sl = self.c.s[-1]
+    def _row(self, TP):
+        """(last input offset the in-image load of TP outputs touches, that load, the load
+        lane by lane with bounds checks)."""
+        sl, SL, x, z = self.c.s[-1], self.c.S[-1], self.load, self.zero
+        border = gather(x.ct, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
+                               f"{x.scalar(f'xr + ix + {j * sl}', z)} : {x.nothing})" for j in range(TP)])
         if sl == 1:
-            return self.load.vector("xr + ix", TP, self.zero)
+            return (TP - 1) * sl, x.vector("xr + ix", TP, z), border
         if sl == 2 and 1 < TP <= 8:   # one contiguous load of 2*TP, keep the even lanes
-            return f"({self.load.vector('xr + ix', 2 * TP, self.zero)}).even"
-        return self.load.gather([f"xr + ix + {j * sl}" for j in range(TP)], self.zero)
-
-    def _border(self, TP):
-        sl, SL = self.c.s[-1], self.c.S[-1]
-        return gather(self.load.ct, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
-                                     f"{self.load.scalar(f'xr + ix + {j * sl}', self.zero)} : {self.load.nothing})"
-                                     for j in range(TP)])
+            return 2 * TP - 1, f"({x.vector('xr + ix', 2 * TP, z)}).even", border
+        return (TP - 1) * sl, x.gather([f"xr + ix + {j * sl}" for j in range(TP)], z), border
 
     # ---- GPU local memory
     def image_base(self, n: str) -> tuple[str, str]:

@@ -1,14 +1,10 @@
-"""The one way a GEMM's results leave registers: each value through the fusion epilogue
-(lgc.backends.fused.Epilogue: callable (value, coords[, flat]) -> (lines, expression); the
-kernel then stores epilogue.output, whose dtype may differ), whole vectors where the tile
-lies inside C, lanes one by one on its ragged edges.
-
-A CPU tile (cpu_tile) stores in one of two ways:
-  unrolled   constant sizes: every lane's epilogue and every guarded store written out
-  looped     sizes as kernel arguments (Kernel.params), shared by many layers: the epilogue
-             and the ragged edges run in a loop over a private copy of the tile, a loop that
-             stays a loop (PoCL compiles each kernel again at its first launch, and the
-             epilogue unrolled 128 times or 128 guarded stores were most of that time)
+"""How a GEMM's results leave registers: each value through the fusion epilogue
+(lgc.backends.fused.Epilogue; the kernel then stores epilogue.output, whose dtype may
+differ), whole vectors where the tile lies inside C, lanes one by one on its ragged edges.
+A CPU tile with constant sizes is stored `unrolled`; one whose sizes are kernel arguments
+(shared by many layers) `looped`: the epilogue and ragged edges in a loop over a private
+copy that stays a loop (PoCL compiles each kernel again at its first launch, and unrolled
+epilogues and guarded stores were most of that time).
 """
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """OpenCL kernels of the linalg op family (lgc.ops.linalg holds their semantics).
 
-matmul on a CPU target runs the CPU register-tile schedule (lgc.backends.gemm.cpu_tile):
-one work-item computes a TM x TN tile of C, rows of A read as scalars and broadcast, rows of
-B as vectors. The tile sizes are explicit parameters (`MatmulParams`), chosen by `lgc tune`
-where it has timed them. GPU targets take the GPU local-memory schedule (gpu_gemm); the CPU
-backend rewrites large float32 matmuls onto its packed panels first (cpu_lowering), so this
-kernel is what is left. qmatmul (lgc.backends.quant_kernels) is this generator with int8 reads.
+matmul (and qmatmul, with int8 reads: lgc.backends.quant_kernels) on a CPU target runs the
+register-tile schedule (gemm.cpu_tile): rows of A read as scalars and broadcast, rows of B
+as vectors, a TM x TN tile (`MatmulParams`, chosen by `lgc tune` where it has timed them).
+GPU targets take the local-memory schedule (gpu_gemm); the CPU backend rewrites large
+float32 matmuls onto its packed panels first (cpu_lowering), so this kernel is what is left.
 """
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ def matmul_params(M: int, K: int, N: int) -> MatmulParams:
 
 
 class MatmulGen:
-    """Kernel generator for matmul (and, with int8 reads, qmatmul); `params(M, K, N)` picks
-    the tile."""
+    """Kernel generator for matmul and qmatmul; `params(M, K, N)` picks the CPU tile."""
     alias = False
 
     def __init__(self, params=matmul_params):

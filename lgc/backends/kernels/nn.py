@@ -1,14 +1,11 @@
 """OpenCL kernels of the nn op family (lgc.ops.nn holds their semantics).
 
-conv on a CPU target runs the CPU register-tile schedule (lgc.backends.gemm.cpu_tile) with
-an im2col B reader: one work-item computes TM output channels x TP consecutive output
-positions along the last spatial axis; it loops over the input channels of its group and the
-kernel window. Rows whose TP inputs are all inside the image take a plain vector load; border
-rows load lane by lane with a bounds check. A pointwise conv (kernel 1, stride 1, no pads) is
-run as a 1-D conv over the flattened image so small images fill the vectors. GPU targets take
-gpu_conv's implicit GEMM instead; the CPU backend rewrites most float32 convs onto its panel
-GEMM, Winograd or depthwise kernels first (cpu_lowering). qconv (lgc.backends.quant_kernels)
-is this generator with int8 reads.
+conv (and qconv, with int8 reads: lgc.backends.quant_kernels) on a CPU target runs the
+register-tile schedule (gemm.cpu_tile) with an im2col B reader (gemm.readers.Im2col): one
+work-item computes TM output channels x TP consecutive outputs along the last spatial axis.
+A pointwise conv (kernel 1, stride 1, no pads) runs as a 1-D conv over the flattened image,
+so small images fill the vectors. GPU targets take gpu_conv's implicit GEMM; the CPU backend
+rewrites most float32 convs onto its panel GEMM, Winograd or depthwise kernels first.
 The pools, lrn and conv_transpose are one work-item per output element.
 """
 from __future__ import annotations
