@@ -216,7 +216,8 @@ class PanelGemmGen:
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
         a = RowPanels(a_load, g.a_panel, "K_", "offa") if g.a_panel else Rows(a_load, "K_", "offa", "M_ - 1")
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
-        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias and (lambda i: f"in2[min(m0 + {i}, M_ - 1)]"))
+        bias = (lambda i: f"in2[min(m0 + {i}, M_ - 1)]") if bias else None
+        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
         params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", panels(mm.N) * mm.K * PANEL))
