@@ -214,7 +214,10 @@ class PanelGemmGen:
         mm, t = g.mm, Tile(g.TM, acc, PANEL // acc)
         it = index_type_for(A.type.size, Bp.type.size, node.outputs[0].type.size)
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
-        a = RowPanels(a_load, g.a_panel, "K_", "offa") if g.a_panel else Rows(a_load, "K_", "offa", "M_ - 1")
+        if g.a_panel:
+            a = RowPanels(a_load, g.a_panel, "K_", "offa")
+        else:
+            a = Rows(a_load, "K_", "offa", "M_ - 1", pointers=True)
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
         bias = (lambda i: f"in2[min(m0 + {i}, M_ - 1)]") if bias else None
         reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias)

@@ -62,7 +62,7 @@ class MatmulGen:
         p = self.params(mm.M, mm.K, mm.N)
         t = Tile(p.TM, p.TN, 1, "float" if node.op == "qmatmul" else node.outputs[0].dtype.cl_compute)
         zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
-        a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", f"({it}){mm.M - 1}", zero)
+        a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", f"({it}){mm.M - 1}", zero, it)
         b = Columns(Load("in1", B.dtype, t.ct), mm.K, mm.N, "offb", it=it)
         return [matmul_kernel(node, name, mm, t, it, accumulate(t, a, b), epilogue, affine)]
 

@@ -109,7 +109,7 @@ def tile_kernel(node, name, c: Conv, t: Tile, epilogue=None) -> Kernel:
     zero, affine = int8_terms(node) if node.op == "qconv" else (None, None)
     w = Load("in1", W.dtype, t.ct)
     a = TiledRows(w, c.tm, c.Cg * c.KS, f"({it})get_global_id(1)") if c.tm else \
-        Rows(w, c.Cg * c.KS, "", place.m_last)
+        Rows(w, c.Cg * c.KS, "", place.m_last, it=it)
     b = Im2col(c, Load("in0", X.dtype, t.ct), it, zero and zero("0"), X.type.size)
     bias = Load("in2", node.inputs[2].dtype) if node.op == "conv" and len(node.inputs) == 3 else None
     body = conv_tile_indices(it, O, t.width, t.rows, Mg)
