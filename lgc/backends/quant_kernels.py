@@ -1,14 +1,11 @@
 """Kernels for the quantized ops (lgc.ops.quant): matmul and convolution that read int8.
 
-GCN has no int8 dot instructions (DESIGN.md), so the gain is memory and bandwidth: weights
-(and, in full int8 mode, activations) are read as 8-bit integers, converted to float32 in
-registers and accumulated in float32: qmatmul and qconv are the float generators
-(kernels.linalg.MatmulGen, kernels.nn.ConvGen) with int8 readers, on either schedule. The
-activation's zero point is subtracted as it is loaded, the scales and bias applied once per
-accumulator (gemm.problem.int8_terms), then the graph's epilogue (relu, a residual add, the
-next layer's requantization to int8). On CPU targets the big ones are first rewritten onto
-the panel GEMM with int8 panels (lower_quant_for_cpu below).
-
+qmatmul and qconv are the float generators (kernels.linalg.MatmulGen, kernels.nn.ConvGen)
+with int8 readers on either schedule: int8 converted to float32 in registers, less the
+activation's zero point, the scales and bias applied to the finished accumulators
+(gemm.problem.int8_terms), then the graph's epilogue (relu, a residual, the next layer's
+requantization). GCN has no int8 dot instructions (DESIGN.md): the gain is memory traffic.
+On CPU targets the big ones are first rewritten onto int8 panels (lower_quant_for_cpu).
 Accumulating (x - zero) * w in float32 is exact while the partial sums stay below 2^24
 (K up to ~500 for uint8 x int8); beyond that the error is float32 rounding, far below one
 quantization step.

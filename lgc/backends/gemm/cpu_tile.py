@@ -104,19 +104,13 @@ def matmul_kernel(node, name, mm, t: Tile, it: str, reduction, epilogue=None, af
             f"const {it} m0 = pm * {t.rows};",
             f"const {it} n0 = pn * {t.cols};"]
     body += batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", SA), ("offb", SB)]) + reduction
-
-    def flat(m, n):
-        return f"b * {MN} + {m} * {N} + {n}"
-
-    def coords(m, n):
-        return mm.coords("b", m, n)
     last = (lambda n: f"{n} - 1") if generic else (lambda n: f"({it}){n - 1}")
-    place = Place(flat, coords, last(M), last(N), generic or mm.M % t.rows != 0, generic or mm.N % t.cols != 0)
+    place = Place(lambda m, n: f"b * {MN} + {m} * {N} + {n}", lambda m, n: mm.coords("b", m, n),
+                  last(M), last(N), generic or mm.M % t.rows != 0, generic or mm.N % t.cols != 0)
     if affine is not None:
         body += scale_tile(t, affine, place.row, place.col)
     out = epilogue.output if epilogue is not None else node.outputs[0]
-    body += looped(t, out.dtype, epilogue, coords, flat, M, N, it) if generic else \
-        unrolled(t, out.dtype, epilogue, place)
+    body += looped(t, out.dtype, epilogue, place, M, N, it) if generic else unrolled(t, out.dtype, epilogue, place)
     args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue else [])
     nb = prod(mm.batch)
     return Kernel(name, args + [Arg("out0", out, writable=True)], body,

@@ -1,7 +1,5 @@
-"""What a GEMM-shaped node asks for, read once from the node: the sizes of C = A @ B, the
-batch, the convolution's geometry, and for the int8 ops (lgc.ops.quant) how their operands
-become real values: a zero point subtracted as x is loaded, scales and a bias applied to each
-finished accumulator (they factor out of the sum).
+"""What a GEMM-shaped node asks for, read once: the sizes of C = A @ B, the batch, a
+convolution's geometry, and how an int8 op's operands become real values (int8_terms).
 """
 from __future__ import annotations
 

@@ -42,12 +42,10 @@ class Reader:
 
 
 class Rows(Reader):
-    """A row-major: element (m, k) at base + m * stride + k. `last`: the last row's index
-    (CPU tiles clamp to it); `zero(row)`: the zero point of a row's elements, or None.
-    A CPU tile finds its rows by offsets into the buffer, of index type `it`, or with
-    `pointers` as pointers: neither is faster everywhere (offsets ran the direct 2048^3
-    matmul at 216 against 340 ms; pointers the panel GEMM with A by rows at 34.7 against 42.9
-    ms, 512 x 2048 x 2048), so each kernel keeps the form it was measured with."""
+    """A row-major: element (m, k) at base + m * stride + k; `last`: the last row (CPU tiles
+    clamp to it); `zero(row)`: a row's zero point, or None. A CPU tile finds its rows by
+    offsets of type `it`, or by `pointers`: each kernel keeps the faster form (offsets: the
+    direct 2048^3 matmul, 216 against 340 ms; pointers: the panel GEMM, 34.7 against 42.9)."""
 
     def __init__(self, load: Load, stride, base: str = "", last: str = "", zero=None, it: str = "",
                  pointers: bool = False):
@@ -172,6 +170,9 @@ class Im2col(Reader):
         self.c, self.load, self.it, self.zero, self.size, self.fold = conv, load, it, zero, size, fold
 
     # ---- CPU register tile
+    def setup(self, t) -> list[str]:
+        return [f"const float xz_ = {self.zero};"] if self.zero else []
+
     def walks(self, t):
         assert t.vectors == 1, "a conv tile row is one vector"
         c, it, TP = self.c, self.it, t.width
@@ -200,7 +201,7 @@ class Im2col(Reader):
     def _row(self, TP):
         """(last input offset the in-image load of TP outputs touches, that load, the load
         lane by lane with bounds checks)."""
-        sl, SL, x, z = self.c.s[-1], self.c.S[-1], self.load, self.zero
+        sl, SL, x, z = self.c.s[-1], self.c.S[-1], self.load, self.zero and "xz_"
         border = gather(x.ct, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
                                f"{x.scalar(f'xr + ix + {j * sl}', z)} : {x.nothing})" for j in range(TP)])
         if sl == 1:

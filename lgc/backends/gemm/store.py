@@ -70,7 +70,7 @@ def unrolled(t, dtype, epilogue, place: Place) -> list[str]:
     return body
 
 
-def looped(t, dtype, epilogue, coords, flat, M: str, N: str, it: str) -> list[str]:
+def looped(t, dtype, epilogue, place: Place, M: str, N: str, it: str) -> list[str]:
     """Stores of a tile whose sizes M, N are names (see the module docstring): whole rows
     with vector stores when the tile's columns are inside C, else a loop over a private copy."""
     W, H, cols = t.width, t.vectors, t.cols
@@ -80,9 +80,9 @@ def looped(t, dtype, epilogue, coords, flat, M: str, N: str, it: str) -> list[st
     def loop(n, inner, across=NO_UNROLL):
         return [f"{NO_UNROLL} for ({it} i = 0; i < min({t.rows}, {M} - m0); ++i)",
                 f"{across} for ({it} j = 0; j < {n}; ++j) {{"] + ["  " + ln for ln in inner] + ["}"]
-    m, n = "(m0 + i)", "(n0 + j)"
+    m, n, flat = "(m0 + i)", "(n0 + j)", place.flat
     if epilogue is not None:
-        lines, v = epilogue(f"t_[i * {cols} + j]", coords(m, n), flat(m, n))
+        lines, v = epilogue(f"t_[i * {cols} + j]", place.coords(m, n), flat(m, n))
         # along a row the epilogue may be vectorised (2% faster end to end on ResNet-50,
         # interleaved A/B), not unrolled
         return tile + loop(f"min({cols}, {N} - n0)", lines + [write("out0", dtype, flat(m, n), v)],

@@ -44,12 +44,10 @@ class MatmulGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU templates and the GPU GEMM can)."""
         return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
-        output coordinates, before the store; the kernel then stores epilogue.output."""
+        """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
         if node.outputs[0].type.size == 0:
             return []
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # local-memory tiled GEMM

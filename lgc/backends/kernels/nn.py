@@ -74,13 +74,10 @@ class ConvGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU template and the GPU implicit
-        GEMM both can)."""
         return True
 
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
-        output coordinates, before the store; the kernel then stores epilogue.output."""
+        """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
         if node.outputs[0].type.size == 0:
             return []
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # implicit GEMM, local memory
