@@ -92,3 +92,31 @@ def test_tuner_grid_points_do_not_spill():
     res = isa.compile_resources(PRELUDE + "\n".join(render(k) for k in kernels), groups)
     assert len(res) == len(kernels)
     assert not [r.name for r in res if r.spills], isa.report([r for r in res if r.spills])
+
+
+@pytest.mark.parametrize("mode", ["int8-weights", "int8"])
+def test_resnet50_int8_kernels_on_gfx803(mode):
+    """ResNet-50 quantized by lgc.compress for gfx803 (int8 weights; and int8 activations,
+    whose kernels requantize in their epilogue): every qconv runs the local-memory GEMM
+    template, without scratch, at >= 4 waves per SIMD."""
+    import numpy as np
+
+    from lgc.backends.program import lower
+    from lgc.backends.target import GFX803, use_target
+    from lgc.compress import quantize_graph
+    from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
+    from lgc.passes import optimize
+    from lgc.tools.demo import light_model_path
+    m = load_model(light_model_path("resnet50"))
+    graph = optimize(import_graph(m, default_input_types(m)), 2)
+    x = np.random.default_rng(0).standard_normal(graph.inputs[0].shape).astype(np.float32)
+    with use_target(GFX803):
+        q = quantize_graph(graph, [{graph.inputs[0].name: x}] if mode == "int8" else None, mode=mode)
+        prog = lower(q)
+    bodies = dict(re.findall(r"__kernel void (\w+)\((.*?)\n}", prog.source, re.S))
+    quant = {k for k, text in bodies.items() if "qconv" in k}
+    assert len(quant) >= 5 and all("k0 += " in bodies[k] for k in quant)
+    res = [r for r in isa.program_resources(prog) if r.name in quant]
+    table = isa.report(res, prog)
+    for r in res:
+        assert r.lds_bytes > 0 and not r.spills and r.waves >= 4, f"{r.name}\n{table}"

@@ -49,7 +49,7 @@ def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
     assert entries[sig]["params"] == params.__dict__
     exe = Executable.from_graph(graph)
     if exe.device.kind == "cpu":   # the CPU template reads the winner
-        assert f"acc{params.TM - 1} " in exe.program.source and f"acc{params.TM} " not in exe.program.source
+        assert f"c{params.TM - 1}_0 " in exe.program.source and f"c{params.TM}_0 " not in exe.program.source
     np.testing.assert_allclose(exe.run({exe.input_names[0]: A, exe.input_names[1]: B})[exe.output_names[0]],
                                A @ B, rtol=1e-5)
 

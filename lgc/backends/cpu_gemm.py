@@ -20,27 +20,23 @@ Constant operands are packed by the NumPy references at compile time (weights: o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..ops.linalg import prod
 from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
-from .emit import write
 from .fused import unravel
+from .gemm.cpu_tile import Tile, accumulate, matmul_kernel
+from .gemm.loads import Load
+from .gemm.problem import Affine, Matmul
+from .gemm.readers import Panels, RowPanels, Rows
+from .gemm.store import NO_UNROLL
 from .kernel import Arg, Kernel, index_type_for
-from .vector import batch_offsets
 
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
                 # AVX-512 it beat two float8 by 1.5-2x at 1024^3 and 2048^3 (/tmp proto, same run)
-
-
-# Loops that must stay loops: PoCL compiles each kernel again at its first launch, and an
-# unrolled, vectorised copy of a cold loop (a tile's ragged edge) is what it spends that time on.
-NO_UNROLL = '_Pragma("clang loop unroll(disable) vectorize(disable)")'   # inline: may share a line
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
+QACC = 8        # the int8 panel GEMMs: two float8 per row beat one float16 by 1.2x (weight-only
+                # qconv, 128->128 3x3 @28: 1.87 against 2.27 ms; 1024->256 1x1 @14: 0.86 against 1.04)
 
 
 def _lanes_loop(it, cond, read) -> list[str]:
@@ -68,7 +64,7 @@ class PackGen:
         trans = node.attrs["trans"]
         x = X.shape
         K, N = (x[-1], x[-2]) if trans else (x[-2], x[-1])
-        NP, nb = panels(N), _prod(x[:-2])
+        NP, nb = panels(N), prod(x[:-2])
         it = index_type_for(X.type.size, Y.type.size)
         L = PACK_LOCAL
         # sizes are kernel arguments (Kernel.params) and the work-group size is fixed (rows
@@ -110,13 +106,13 @@ class Im2colGen:
         at = node.attrs
         x, ks = X.shape, tuple(at["kernel"])
         s, pb, d, out = conv_geometry(x, ks, at)
-        r, C, P, KS, S = len(ks), x[1], _prod(out), _prod(ks), x[2:]
+        r, C, P, KS, S = len(ks), x[1], prod(out), prod(ks), x[2:]
         NP = panels(P)
         it = index_type_for(X.type.size, Y.type.size)
         body = [f"const {it} k = ({it})get_global_id(0);",
                 f"const {it} p = ({it})get_global_id(1);",
                 f"const {it} n = ({it})get_global_id(2);",
-                f"__global const float* src = in0 + (n * {C} + k / {KS}) * {_prod(S)};",
+                f"__global const float* src = in0 + (n * {C} + k / {KS}) * {prod(S)};",
                 f"__global float* dst = out0 + ((n * {NP} + p) * {C * KS} + k) * {PANEL};"]
         kk = unravel(f"k % {KS}", ks)
         body += [f"const {it} kk{i} = {kk[i]};" for i in range(r)]
@@ -130,7 +126,7 @@ class Im2colGen:
                 if pb[i] or ks[i] > 1 or (out[i] - 1) * s[i] >= S[i]:
                     conds.append(f"{e} >= 0 && {e} < {S[i]}")
                 idx.append(f"clamp({e}, ({it})0, ({it}){S[i] - 1})")
-            flat = " + ".join(f"{idx[i]} * {_prod(S[i + 1:])}" for i in range(r))
+            flat = " + ".join(f"{idx[i]} * {prod(S[i + 1:])}" for i in range(r))
             return " && ".join(conds), flat
 
         lanes = []      # unrolled: as a loop (cheaper to compile) it ran 2.4x slower here
@@ -172,7 +168,7 @@ class PackRowsGen:
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
         M, K = X.shape[-2:]
-        Q, nb = Y.shape[-3], _prod(X.shape[:-2])
+        Q, nb = Y.shape[-3], prod(X.shape[:-2])
         it = index_type_for(X.type.size, Y.type.size)
         lanes = [f"(q * 4 + {i} < {M} ? src[min(q * 4 + {i}, ({it}){M - 1}) * {K} + k] : 0.0f)"
                  for i in range(ROWS)]
@@ -200,8 +196,11 @@ def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
 
 
 class PanelGemmGen:
-    """One work-item per 8 x 16 tile of C (fewer rows when M is smaller), over one B panel;
-    see the module docstring."""
+    """The panel GEMMs on the CPU register-tile schedule (gemm.cpu_tile): one work-item per
+    TM x 16 tile of C over one B panel (see the module docstring). matmul_panels reads A by
+    rows or from float row panels; the int8 forms (quant_kernels: weight-only qconv and
+    qmatmul) read int8 row panels times float B panels, or float rows times int8 panels, and
+    apply the weights' scales and the bias to the finished tile."""
     alias = False
 
     @staticmethod
@@ -210,90 +209,57 @@ class PanelGemmGen:
 
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]
-        C = node.outputs[0]
-        at = node.attrs
-        ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
-        out = tuple(at["out_shape"])
-        nb_rank = max(len(ba), len(bb))
-        batch, nshape = out[:nb_rank], out[nb_rank + 1:]
-        packed = bool(at["a_packed"])
-        TM = tile_rows(M, N, K, _prod(batch), packed)
-        dt = C.dtype
-        it = index_type_for(A.type.size, Bp.type.size, C.type.size)
-        a_size = panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K
+        g = PanelGemm.of(node)
+        acc = ACC if node.op == "matmul_panels" else QACC
+        mm, t = g.mm, Tile(g.TM, acc, PANEL // acc)
+        it = index_type_for(A.type.size, Bp.type.size, node.outputs[0].type.size)
+        a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
+        if g.a_panel:
+            a = RowPanels(a_load, g.a_panel, "K_", "offa")
+        else:
+            a = Rows(a_load, "K_", "offa", "M_ - 1", pointers=True)
+        bias = node.op == "matmul_panels" and len(node.inputs) == 3
+        bias = (lambda i: f"in2[min(m0 + {i}, M_ - 1)]") if bias else None
+        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
-        params = (("M_", M), ("N_", N), ("K_", K), ("SA_", a_size), ("SB_", panels(N) * K * PANEL))
-        body = [f"const {it} pn = ({it})get_global_id(0);",
-                f"const {it} pm = ({it})get_global_id(1);",
-                f"const {it} b = ({it})get_global_id(2);",
-                f"const {it} m0 = pm * {TM};",
-                f"const {it} n0 = pn * {PANEL};"]
-        body += batch_offsets(it, batch, [ba, bb], [("offa", "SA_"), ("offb", "SB_")])
-        body.append(f"__global const float* bq = in1 + offb + pn * K_ * {PANEL};")
-        if packed:
-            body.append(f"__global const float* aq = in0 + offa + pm * K_ * {TM};")
-        else:
-            body += [f"__global const float* a{i} = in0 + offa + min(m0 + {i}, M_ - 1) * K_;"
-                     for i in range(TM)]
-        bias = len(node.inputs) == 3
-        W, H = ACC, PANEL // ACC                    # accumulator width, vectors per tile row
-        VT = f"float{W}"
-        for i in range(TM):
-            init = f"({VT})(in2[min(m0 + {i}, M_ - 1)])" if bias else f"({VT})0"
-            body.append(f"{VT} " + ", ".join(f"c{i}_{h} = {init}" for h in range(H)) + ";")
-        body += [f"for ({it} k = 0; k < K_; ++k) {{"]
-        body += [f"  const {VT} b{h} = vload{W}({h}, bq + k * 16);" for h in range(H)]
-        if packed:     # one float4 per row panel of the tile
-            body += [f"  const float4 ap{j} = vload4(k, aq + {j * ROWS} * K_);" for j in range(TM // ROWS)]
-            av = [f"ap{i // ROWS}.s{i % ROWS}" for i in range(TM)]
-        else:
-            av = [f"a{i}[k]" for i in range(TM)]
-        for i in range(TM):
-            body += [f"  {{ const float a = {av[i]}; " + " ".join(f"c{i}_{h} += a * b{h};" for h in range(H)) + " }"]
-        body.append("}")
-        # Stores. Cold and ragged parts go through a private copy of the tile and a loop nest
-        # that stays a loop: PoCL compiles each kernel again at its first launch, and the
-        # epilogue unrolled 128 times or 128 guarded scalar stores were most of that time.
-        st = epilogue.output.dtype if epilogue is not None else dt
-        tile = [f"float t_[{TM * PANEL}];"] + \
-            [f"vstore{W}(c{i}_{h}, {i * H + h}, t_);" for i in range(TM) for h in range(H)]
-
-        def loop(cols, inner, across=NO_UNROLL):
-            return [f"{NO_UNROLL} for ({it} i = 0; i < min({TM}, M_ - m0); ++i)",
-                    f"{across} for ({it} j = 0; j < {cols}; ++j) {{"] + \
-                ["  " + ln for ln in inner] + ["}"]
-        m, n = "(m0 + i)", "(n0 + j)"
-        flat = f"b * M_ * N_ + {m} * N_ + {n}"
-        if epilogue is not None:
-            coords = (unravel("b", batch) if batch else []) + [m] + \
-                (unravel(n, nshape) if len(nshape) > 1 else [n] * len(nshape))
-            lines, v = epilogue(f"t_[i * {PANEL} + j]", coords, flat)
-            # along a row the epilogue may be vectorised (2% faster end to end on ResNet-50,
-            # interleaved A/B), not unrolled
-            body += tile + loop(f"min({PANEL}, N_ - n0)", lines + [write("out0", st, flat, v)],
-                                '_Pragma("clang loop unroll(disable)")')
-        else:
-            full = []
-            for i in range(TM):
-                row = f"b * M_ * N_ + (m0 + {i}) * N_ + n0"
-                s = " ".join(_vstore(st, f"{row} + {W * h}", f"c{i}_{h}", W) for h in range(H))
-                full += [f"if (m0 + {i} < M_) {{ {s} }}"]
-            body += ["if (n0 + 16 <= N_) {"] + ["  " + ln for ln in full] + ["} else {"]
-            body += ["  " + ln for ln in tile + loop("N_ - n0", [write("out0", st, flat, f"t_[i * {PANEL} + j]")])]
-            body.append("}")
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += epilogue.args if epilogue is not None else []
-        args.append(Arg("out0", epilogue.output if epilogue is not None else C, writable=True))
-        return [Kernel(name, args, body, global_size=(panels(N), panels(M, TM), _prod(batch)),
-                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * M * N * K * _prod(batch), params=params)]
+        params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", panels(mm.N) * mm.K * PANEL))
+        return [matmul_kernel(node, name, mm, t, it, reduction, epilogue, g.affine, params)]
 
 
-def _vstore(dtype, index, value, w) -> str:
-    if dtype.name == "f32":
-        return f"vstore{w}({value}, 0, out0 + {index});"
-    return " ".join(write("out0", dtype, f"{index} + {j}", f"{value}.s{'0123456789abcdef'[j]}") for j in range(w))
+@dataclass(frozen=True)
+class PanelGemm:
+    """The GEMM a panel op describes (`mm`: sizes, batch, the output axes C's rows and
+    columns span), rows per tile, A's layout (a_panel: rows per row panel, 0: by rows; SA:
+    its elements per batch entry) and the int8 forms' scales and bias."""
+    mm: Matmul
+    TM: int
+    a_panel: int
+    SA: int
+    affine: Affine | None = None
+
+    @staticmethod
+    def of(node) -> "PanelGemm":
+        A, Bp = node.inputs[:2]
+        at = node.attrs
+        f32 = node.inputs[-1].dtype          # the int8 forms' scale and bias
+        if node.op == "qmatmul_bpanels":      # float x [..., K] times int8 column panels
+            lead, K, N = A.shape[:-1], A.shape[-1], at["n"]
+            M = prod(lead)
+            return PanelGemm(Matmul((), (), (), M, K, N, lead, (N,)), min(4, M), 0, M * K,
+                             Affine(((Load("in2", f32), "col"),), (Load("in3", f32), "col")))
+        out = tuple(at["out_shape"])
+        if node.op == "qmatmul_panels":       # int8 row panels times an image's B panels
+            from .quant_kernels import QROWS
+            M, N, K = at["m"], at["n"], Bp.shape[2]
+            return PanelGemm(Matmul(out[:1], (), Bp.shape[:1], M, K, N, (M,), out[2:]), QROWS, QROWS,
+                             A.type.size, Affine(((Load("in2", f32), "row"),), (Load("in3", f32), "row")))
+        ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
+        nb_rank = max(len(ba), len(bb))
+        batch, packed = out[:nb_rank], bool(at["a_packed"])
+        return PanelGemm(Matmul(batch, ba, bb, M, K, N, (M,), out[nb_rank + 1:]),
+                         tile_rows(M, N, K, prod(batch), packed), ROWS if packed else 0,
+                         panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K)
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).

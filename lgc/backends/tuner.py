@@ -179,7 +179,7 @@ def tasks(graph, target: Target, lowering: bool = True) -> list[Task]:
     from ..ir import registry
     from .kernels.linalg import MatmulParams
     from .kernels.nn import ConvParams
-    from .vector import width_for
+    from .gemm.loads import width_for
     first = []
     if not target.is_gpu:
         from .cpu_lowering import lower_for_cpu

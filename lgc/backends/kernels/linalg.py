@@ -1,24 +1,23 @@
 """OpenCL kernels of the linalg op family (lgc.ops.linalg holds their semantics).
 
-matmul is a register-tile template: one work-item computes a TM x TN tile of C held in TM
-vector accumulators of width TN (rows of A are read as scalars and broadcast, rows of B as
-vectors). Work-group size 1, no local memory: what PoCL runs fastest (DESIGN.md). The tile
-sizes are explicit parameters (`MatmulParams`), chosen by `lgc tune` where it has timed them.
-GPU targets take gpu_gemm's local-memory tiled SGEMM instead; the CPU backend rewrites large
-float32 matmuls onto its packed panels first (cpu_lowering), so this template is what is left.
+matmul (and qmatmul, with int8 reads: lgc.backends.quant_kernels) on a CPU target runs the
+register-tile schedule (gemm.cpu_tile): rows of A read as scalars and broadcast, rows of B
+as vectors, a TM x TN tile (`MatmulParams`, chosen by `lgc tune` where it has timed them).
+GPU targets take the local-memory schedule (gpu_gemm); the CPU backend rewrites large
+float32 matmuls onto its packed panels first (cpu_lowering), so this kernel is what is left.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ops.linalg import b_shape, mm_shapes, prod
 from .. import gpu_gemm
-from ..emit import read, write
-from ..fused import unravel
-from ..kernel import Arg, Kernel, index_type_for
+from ..gemm.cpu_tile import Tile, accumulate, matmul_kernel
+from ..gemm.loads import Load, lane, vtype, width_for
+from ..gemm.problem import Matmul, int8_terms
+from ..gemm.readers import Columns, Rows
+from ..kernel import index_type_for
 from ..templates import Pointwise
 from ..tuning import tuned   # tile choice: tuning database, else heuristic
-from ..vector import batch_offsets, gather, lane, vload, vstore, vtype, width_for
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -37,7 +36,7 @@ def matmul_params(M: int, K: int, N: int) -> MatmulParams:
 
 
 class MatmulGen:
-    """Kernel generator for matmul; `params(M, K, N)` picks the tile."""
+    """Kernel generator for matmul and qmatmul; `params(M, K, N)` picks the CPU tile."""
     alias = False
 
     def __init__(self, params=matmul_params):
@@ -45,130 +44,50 @@ class MatmulGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU templates and the GPU GEMM can)."""
         return node.outputs[0].type.size > 0
 
-    @staticmethod
-    def _epilogue(epilogue, node, batch, M, N, value, i, j, it):
-        """Apply `epilogue` to the value of C[b, m0 + i, n0 + j] (rows and columns past the
-        end clamped: their results are computed, then not stored)."""
-        m = f"min(m0 + {i}, ({it}){M - 1})"
-        n = f"min(n0 + {j}, ({it}){N - 1})"
-        coords = unravel("b", batch) if batch else []
-        coords += [m] if len(node.inputs[0].shape) > 1 else []
-        coords += [n] if len(node.inputs[1].shape) > 1 else []
-        return epilogue(value, coords, f"b * {M * N} + {m} * {N} + {n}")
-
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
-        output coordinates, before the store; the kernel then stores epilogue.output."""
-        A, B = node.inputs
-        C = node.outputs[0]
-        ba, bb, batch, M, K, N, _ = mm_shapes(A.shape, b_shape(B.shape, node.attrs))
-        if C.type.size == 0:
+        """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
+        if node.outputs[0].type.size == 0:
             return []
-        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # local-memory tiled SGEMM
+        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # local-memory tiled GEMM
             return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
-        if node.attrs["trans_b"]:
-            return self.dot_kernels(node, name, ba, bb, batch, M, K, N, epilogue)
-        p = self.params(M, K, N)
-        TM, TN = p.TM, p.TN
-        dt = C.dtype
-        it = index_type_for(A.type.size, B.type.size, C.type.size)
-        VT = vtype(dt, TN)
-        body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
-                f"const {it} m0 = ({it})get_global_id(1) * {TM};",
-                f"const {it} b = ({it})get_global_id(2);"]
-        body += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
-        for i in range(TM):
-            body.append(f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};")
-            body.append(f"{VT} acc{i} = ({VT})0;")
+        mm = Matmul.of(node)
+        A, B = node.inputs[:2]
+        it = index_type_for(A.type.size, B.type.size, node.outputs[0].type.size)
+        if mm.trans:
+            return [self.dot_kernel(node, name, mm, it, epilogue)]
+        p = self.params(mm.M, mm.K, mm.N)
+        t = Tile(p.TM, p.TN, 1, "float" if node.op == "qmatmul" else node.outputs[0].dtype.cl_compute)
+        zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
+        a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", f"({it}){mm.M - 1}", zero, it)
+        b = Columns(Load("in1", B.dtype, t.ct), mm.K, mm.N, "offb", it=it)
+        return [matmul_kernel(node, name, mm, t, it, accumulate(t, a, b), epilogue, affine)]
 
-        def k_loop(bvec):
-            lines = [f"for ({it} k = 0; k < {K}; ++k) {{",
-                     f"  const {VT} bv = {bvec};"]
-            lines += [f"  acc{i} += {read('in0', dt, f'a{i} + k')} * bv;" for i in range(TM)]
-            return lines + ["}"]
-
-        if N % TN == 0:
-            body += k_loop(vload("in1", dt, f"offb + k * {N} + n0", TN))
-        else:
-            body.append(f"if (n0 + {TN} <= {N}) {{")
-            body += ["  " + ln for ln in k_loop(vload("in1", dt, f"offb + k * {N} + n0", TN))]
-            body.append("} else {")
-            elems = [read("in1", dt, f"offb + k * {N} + min(n0 + {j}, ({it}){N - 1})") for j in range(TN)]
-            body += ["  " + ln for ln in k_loop(gather(dt, TN, elems))]
-            body.append("}")
-
-        body.append(f"const {it} offc = b * {M * N};")
-        if epilogue is not None:
-            for i in range(TM):
-                lanes = []
-                for j in range(TN):
-                    lines, v = self._epilogue(epilogue, node, batch, M, N, lane(f"acc{i}", j, TN), i, j, it)
-                    body += lines
-                    lanes.append(v)
-                body.append(f"acc{i} = {gather(dt, TN, lanes)};")
-        for i in range(TM):
-            row = f"offc + (m0 + {i}) * {N} + n0"
-            guard = f"if (m0 + {i} < {M}) " if M % TM else ""
-            if N % TN == 0:
-                body.append(guard + vstore("out0", dt, row, f"acc{i}", TN))
-            else:
-                body.append(guard + "{")
-                body.append(f"  if (n0 + {TN} <= {N}) {vstore('out0', dt, row, f'acc{i}', TN)}")
-                body.append("  else {")
-                for j in range(TN):
-                    body.append(f"    if (n0 + {j} < {N}) "
-                                + write("out0", dt, f"{row} + {j}", lane(f"acc{i}", j, TN)))
-                body += ["  }", "}"]
-        nb = prod(batch)
-        args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue else [])
-        args.append(Arg("out0", epilogue.output if epilogue else C, writable=True))
-        return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), nb),
-                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * M * N * K * nb)]
-
-    def dot_kernels(self, node, name, ba, bb, batch, M, K, N, epilogue=None):
+    @staticmethod
+    def dot_kernel(node, name, mm, it, epilogue=None):
         """B stored [..., N, K]: each of a TM x TN tile of C is a dot product of two contiguous
         rows, accumulated in VK-wide vectors and summed at the end. Streams B row by row,
         which is what a matrix-vector product (an FC layer at batch 1) needs."""
         A, B, C = node.inputs[0], node.inputs[1], node.outputs[0]
-        TM, TN, VK = min(2, M), min(4, N), 8 if K >= 8 else 1
-        dt, ct = C.dtype, C.dtype.cl_compute
-        it = index_type_for(A.type.size, B.type.size, C.type.size)
-        VT = vtype(dt, VK)
-        body = [f"const {it} n0 = ({it})get_global_id(0) * {TN};",
-                f"const {it} m0 = ({it})get_global_id(1) * {TM};",
-                f"const {it} b = ({it})get_global_id(2);"]
-        body += batch_offsets(it, batch, [ba, bb], [("offa", M * K), ("offb", K * N)])
-        tile = [(i, j) for i in range(TM) for j in range(TN)]
-        body += [f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};" for i in range(TM)]
-        body += [f"const {it} b{j} = offb + min(n0 + {j}, ({it}){N - 1}) * {K};" for j in range(TN)]
-        body += [f"{VT} acc{i}_{j} = ({VT})0;" for i, j in tile]
+        M, K, N = mm.M, mm.K, mm.N
+        t = Tile(min(2, M), 1, min(4, N), C.dtype.cl_compute)    # TN sums of width 1 per row
+        VK = 8 if K >= 8 else 1
+        VT = vtype(t.ct, VK)
+        a, b = Load("in0", A.dtype), Load("in1", B.dtype)
+        tile = [(i, j) for i in range(t.rows) for j in range(t.vectors)]
+        body = [f"const {it} a{i} = offa + min(m0 + {i}, ({it}){M - 1}) * {K};" for i in range(t.rows)]
+        body += [f"const {it} b{j} = offb + min(n0 + {j}, ({it}){N - 1}) * {K};" for j in range(t.vectors)]
+        body += [f"{VT} d{i}_{j} = ({VT})0;" for i, j in tile]
         body += [f"{it} k = 0;", f"for (; k + {VK} <= {K}; k += {VK}) {{"]
-        body += [f"  const {VT} av{i} = {vload('in0', dt, f'a{i} + k', VK)};" for i in range(TM)]
-        body += [f"  const {VT} bv{j} = {vload('in1', dt, f'b{j} + k', VK)};" for j in range(TN)]
-        body += [f"  acc{i}_{j} += av{i} * bv{j};" for i, j in tile] + ["}"]
-        body += [f"{ct} s{i}_{j} = {' + '.join(lane(f'acc{i}_{j}', v, VK) for v in range(VK))};"
+        body += [f"  const {VT} av{i} = {a.vector(f'a{i} + k', VK)};" for i in range(t.rows)]
+        body += [f"  const {VT} bv{j} = {b.vector(f'b{j} + k', VK)};" for j in range(t.vectors)]
+        body += [f"  d{i}_{j} += av{i} * bv{j};" for i, j in tile] + ["}"]
+        body += [f"{t.ct} {t.acc(i, j)} = {' + '.join(lane(f'd{i}_{j}', v, VK) for v in range(VK))};"
                  for i, j in tile]
         body += [f"for (; k < {K}; ++k) {{"]
-        body += [f"  s{i}_{j} += {read('in0', dt, f'a{i} + k')} * {read('in1', dt, f'b{j} + k')};"
-                 for i, j in tile] + ["}"]
-        for i, j in tile:
-            if epilogue is not None:
-                lines, v = self._epilogue(epilogue, node, batch, M, N, f"s{i}_{j}", i, j, it)
-                body += lines + [f"s{i}_{j} = {v};"]
-        for i, j in tile:
-            guard = " && ".join(([f"m0 + {i} < {M}"] if M % TM else []) +
-                                ([f"n0 + {j} < {N}"] if N % TN else []))
-            store = write("out0", dt, f"b * {M * N} + (m0 + {i}) * {N} + n0 + {j}", f"s{i}_{j}")
-            body.append(f"if ({guard}) {store}" if guard else store)
-        args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue else [])
-        args.append(Arg("out0", epilogue.output if epilogue else C, writable=True))
-        return [Kernel(name, args, body, global_size=(-(-N // TN), -(-M // TM), prod(batch)),
-                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * M * N * K * prod(batch))]
+        body += [f"  {t.acc(i, j)} += {a.scalar(f'a{i} + k')} * {b.scalar(f'b{j} + k')};" for i, j in tile]
+        return matmul_kernel(node, name, mm, t, it, body + ["}"], epilogue)
 
 
 # ---- det ------------------------------------------------------------------------------------

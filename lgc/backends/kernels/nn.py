@@ -1,13 +1,11 @@
 """OpenCL kernels of the nn op family (lgc.ops.nn holds their semantics).
 
-conv's kernel (`ConvGen`) is a register-tile template: one work-item computes TM output
-channels x TP consecutive output positions along the last spatial axis, held in TM vector
-accumulators of width TP; it loops over the input channels of its group and the kernel
-window. Rows whose TP inputs are all inside the image take a plain vector load; border rows
-load lane by lane with a bounds check. A pointwise conv (kernel 1, stride 1, no pads) is run
-as a 1-D conv over the flattened image so small images fill the vectors. GPU targets take
-gpu_conv's implicit GEMM instead; the CPU backend rewrites most float32 convs onto its panel
-GEMM, Winograd or depthwise kernels first (cpu_lowering).
+conv (and qconv, with int8 reads: lgc.backends.quant_kernels) on a CPU target runs the
+register-tile schedule (gemm.cpu_tile) with an im2col B reader (gemm.readers.Im2col): one
+work-item computes TM output channels x TP consecutive outputs along the last spatial axis.
+A pointwise conv (kernel 1, stride 1, no pads) runs as a 1-D conv over the flattened image,
+so small images fill the vectors. GPU targets take gpu_conv's implicit GEMM; the CPU backend
+rewrites most float32 convs onto its panel GEMM, Winograd or depthwise kernels first.
 The pools, lrn and conv_transpose are one work-item per output element.
 """
 from __future__ import annotations
@@ -19,12 +17,14 @@ import numpy as np
 from ...ops.linalg import prod
 from ...ops.nn import spatial_attrs
 from .. import gpu_conv, gpu_gemm
-from ..emit import read, write
-from ..fused import unravel
+from ..gemm.cpu_tile import Tile, accumulate, scale_tile
+from ..gemm.loads import Load, width_for
+from ..gemm.problem import Conv, int8_terms, unravel
+from ..gemm.readers import Im2col, Rows, TiledRows
+from ..gemm.store import Place, unrolled
 from ..kernel import Arg, Kernel, index_type_for
 from ..templates import Pointwise, literal
 from ..tuning import tuned   # tile choice: tuning database, else heuristic
-from ..vector import gather, lane, vload, vstore, vtype, width_for
 
 
 # ---- conv -----------------------------------------------------------------------------------
@@ -49,25 +49,6 @@ def conv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams:
     return ConvParams(TM=min(tm, Mg), TP=width_for(out_last, tp))
 
 
-def conv_window_loops(it: str, C: int, Cg: int, S, K, s, pb, d) -> tuple[list[str], str, str, str]:
-    """The loops the direct conv templates (float and int8) share: over the group's input
-    channels c, then the leading window axes, skipping input rows outside the image. Returns
-    (lines, the indent inside them, X's row offset, W's tap offset) for the last axis, whose
-    loop (over kx) each template writes itself."""
-    L = len(S) - 1
-    lines = [f"for ({it} c = 0; c < {Cg}; ++c) {{",
-             f"  const {it} xc = (n * {C} + grp * {Cg} + c) * {prod(S)};"]
-    ind = "  "
-    for i in range(L):
-        lines.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
-        ind += "  "
-        lines.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
-        lines.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
-    row = " + ".join([f"i{i} * {prod(S[i + 1:])}" for i in range(L)] + ["xc"])
-    wk = " + ".join([f"k{i} * {prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {prod(K)}"])
-    return lines, ind, row, wk
-
-
 def conv_tile_indices(it: str, O, TP: int, TM: int, Mg: int) -> list[str]:
     """Where a work-item of a direct conv sits (dim 0: TP outputs along the last spatial
     axis, then the leading output axes o0..; dim 1: TM output channels of a group; dim 2:
@@ -85,7 +66,7 @@ def conv_tile_indices(it: str, O, TP: int, TM: int, Mg: int) -> list[str]:
 
 
 class ConvGen:
-    """Kernel generator for conv (see the module docstring for the tile)."""
+    """Kernel generator for conv (and, with int8 reads, qconv); see the module docstring."""
     alias = False
 
     def __init__(self, params=conv_params):
@@ -93,115 +74,51 @@ class ConvGen:
 
     @staticmethod
     def takes_epilogue(node) -> bool:
-        """Whether `kernels` can apply a fusion epilogue (the CPU template and the GPU implicit
-        GEMM both can)."""
         return True
 
     def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.backends.fused.Epilogue): applied to each accumulator value, at its
-        output coordinates, before the store; the kernel then stores epilogue.output."""
+        """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
+        if node.outputs[0].type.size == 0:
+            return []
         if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # implicit GEMM, local memory
             return gpu_conv.conv_kernels(node, name, target, epilogue=epilogue)
-        X, W = node.inputs[:2]
-        Y = node.outputs[0]
-        a = node.attrs
-        r, g = len(X.shape) - 2, a["group"]
-        s, pb, pe, d = spatial_attrs(a, r)
-        S, K, O = list(X.shape[2:]), list(W.shape[2:]), list(Y.shape[2:])
-        if all(k == 1 for k in K) and all(v == 1 for v in s) and not any(pb + pe):
-            S, K, O, r = [prod(S)], [1], [prod(O)], 1       # pointwise: one flat axis
-            s, pb, pe, d = (1,), (0,), (0,), (1,)
-        N, C, M = X.shape[0], X.shape[1], W.shape[0]
-        Cg, Mg = C // g, M // g
-        p = self.params(Mg, O[-1], s[-1], prod(K))
-        TM, TP = p.TM, p.TP
-        dt = Y.dtype
-        it = index_type_for(X.type.size, W.type.size, Y.type.size)
-        VT = vtype(dt, TP)
-        OT, MT = -(-O[-1] // TP), -(-Mg // TM)
-        L = r - 1                                   # leading spatial axes (looped, not vectorised)
-        body = conv_tile_indices(it, O, TP, TM, Mg)
-        last_m = f"grp * {Mg} + {Mg - 1}"
-        KS = prod(K)
-        for i in range(TM):
-            body.append(f"const {it} w{i} = min(m0 + {i}, {last_m}) * {Cg * KS};")
-            init = f"({VT})({read('in2', dt, f'min(m0 + {i}, {last_m})')})" if len(node.inputs) == 3 \
-                else f"({VT})0"
-            body.append(f"{VT} acc{i} = {init};")
-        loops, ind, row, wk = conv_window_loops(it, C, Cg, S, K, s, pb, d)
-        body += loops
-        sl, dl, pl, SL = s[-1], d[-1], pb[-1], S[-1]
-        body += [f"{ind}const {it} xr = {row};",
-                 f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{",
-                 f"{ind}  const {it} ix = ox0 * {sl} - {pl} + kx * {dl};",
-                 f"{ind}  {VT} xv;",
-                 f"{ind}  if (ix >= 0 && ix + last * {sl} < {SL} && "
-                 f"xr + ix + {self._reach(TP, sl)} < {X.type.size}) xv = {self._inside(dt, TP, sl)};",
-                 f"{ind}  else xv = {self._border(dt, TP, sl, SL)};",
-                 f"{ind}  const {it} wk = {wk};"]
-        body += [f"{ind}  acc{i} += {read('in1', dt, f'w{i} + wk')} * xv;" for i in range(TM)]
-        body.append(f"{ind}}}")
-        for i in range(L):
-            ind = ind[:-2]
-            body.append(f"{ind}}}")
-        body.append("}")
-        orow = " + ".join([f"o{i} * {prod(O[i + 1:])}" for i in range(L)] + ["ox0"])
-        full = O[-1] % TP == 0
-        if epilogue is not None:       # lanes and rows past the end: clamped, then not stored
-            for i in range(TM):
-                m = f"min(m0 + {i}, {last_m})" if Mg % TM else f"m0 + {i}"
-                lanes = []
-                for j in range(TP):
-                    x = f"ox0 + {j}" if full else f"min(ox0 + {j}, ({it}){O[-1] - 1})"
-                    sp = [f"o{k}" for k in range(L)] + [x]
-                    if len(sp) != len(Y.shape) - 2:     # pointwise conv: one flat spatial axis
-                        sp = unravel(x, Y.shape[2:])
-                    lead = [f"o{k} * {prod(O[k + 1:])}" for k in range(L)]
-                    flat = f"(n * {M} + {m}) * {prod(O)} + " + " + ".join(lead + [x])
-                    lines, v = epilogue(lane(f"acc{i}", j, TP), ["n", m] + sp, flat)
-                    body += lines
-                    lanes.append(v)
-                body.append(f"acc{i} = {gather(dt, TP, lanes)};")
-        for i in range(TM):
-            at = f"(n * {M} + m0 + {i}) * {prod(O)} + {orow}"
-            guard = f"if (m0 + {i} <= {last_m}) " if Mg % TM else ""
-            if full:
-                body.append(guard + vstore("out0", dt, at, f"acc{i}", TP))
-                continue
-            body += [guard + "{",
-                     f"  if (ox0 + {TP} <= {O[-1]}) {vstore('out0', dt, at, f'acc{i}', TP)}",
-                     "  else {"]
-            body += [f"    if (ox0 + {j} < {O[-1]}) " +
-                     write("out0", dt, f"{at} + {j}", lane(f"acc{i}", j, TP)) for j in range(TP)]
-            body += ["  }", "}"]
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        if epilogue is not None:
-            args += epilogue.args
-            Y = epilogue.output
-        args.append(Arg("out0", Y, True))
-        return [Kernel(name, args, body, global_size=(OT * prod(O[:-1]), g * MT, N),
-                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
-                       flops=2 * Y.type.size * Cg * KS)]
+        c = Conv.of(node).flattened()
+        p = self.params(c.Mg, c.O[-1], c.s[-1], c.KS)
+        ct = "float" if node.op == "qconv" else node.outputs[0].dtype.cl_compute
+        return [tile_kernel(node, name, c, Tile(c.tm or p.TM, p.TP, 1, ct), epilogue)]
 
-    @staticmethod
-    def _reach(TP, sl):
-        """Last input offset the in-image load of a row touches."""
-        return 2 * TP - 1 if sl == 2 and 1 < TP <= 8 else (TP - 1) * sl
 
-    @staticmethod
-    def _inside(dt, TP, sl):
-        if sl == 1:
-            return vload("in0", dt, "xr + ix", TP)
-        if sl == 2 and 1 < TP <= 8:   # one contiguous load of 2*TP, keep the even lanes
-            return f"({vload('in0', dt, 'xr + ix', 2 * TP)}).even"
-        return gather(dt, TP, [read("in0", dt, f"xr + ix + {j * sl}") for j in range(TP)])
+def tile_kernel(node, name, c: Conv, t: Tile, epilogue=None) -> Kernel:
+    """A conv or qconv on the CPU register-tile schedule: filters by rows (or tiled), the
+    image through im2col; a float conv's bias starts the accumulators, a qconv's scales and
+    bias are applied to the finished tile."""
+    X, W, Y = node.inputs[0], node.inputs[1], node.outputs[0]
+    out = epilogue.output if epilogue is not None else Y
+    it = index_type_for(X.type.size, W.type.size, Y.type.size)
+    O, L, Mg, M, P = c.O, len(c.O) - 1, c.Mg, c.M, c.P
+    lead = [f"o{k} * {prod(O[k + 1:])}" for k in range(L)]
 
-    @staticmethod
-    def _border(dt, TP, sl, SL):
-        zero = literal(0, dt)
-        return gather(dt, TP, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
-                               f"{read('in0', dt, f'xr + ix + {j * sl}')} : {zero})"
-                               for j in range(TP)])
+    def coords(m, x):
+        sp = [f"o{k}" for k in range(L)] + [x]
+        return ["n", m] + (sp if len(sp) == len(Y.shape) - 2 else unravel(x, Y.shape[2:]))
+    place = Place(lambda m, x: f"(n * {M} + {m}) * {P} + " + " + ".join(lead + [x]), coords,
+                  f"grp * {Mg} + {Mg - 1}", f"({it}){O[-1] - 1}", Mg % t.rows != 0, O[-1] % t.width != 0, "ox0")
+    zero, affine = int8_terms(node) if node.op == "qconv" else (None, None)
+    w = Load("in1", W.dtype, t.ct)
+    a = TiledRows(w, c.tm, c.Cg * c.KS, f"({it})get_global_id(1)") if c.tm else \
+        Rows(w, c.Cg * c.KS, "", place.m_last, it=it)
+    b = Im2col(c, Load("in0", X.dtype, t.ct), it, zero and zero("0"), X.type.size)
+    bias = Load("in2", node.inputs[2].dtype) if node.op == "conv" and len(node.inputs) == 3 else None
+    body = conv_tile_indices(it, O, t.width, t.rows, Mg)
+    body += accumulate(t, a, b, bias and (lambda i: bias.scalar(f"min(m0 + {i}, {place.m_last})")))
+    if affine is not None:
+        body += scale_tile(t, affine, place.row, place.col)
+    body += unrolled(t, out.dtype, epilogue, place)
+    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
+    args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]
+    return Kernel(name, args, body, global_size=(-(-O[-1] // t.width) * prod(O[:-1]), c.g * -(-Mg // t.rows), c.N),
+                  local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
+                  flops=2 * Y.type.size * c.Cg * c.KS)
 
 
 # ---- conv_transpose -----------------------------------------------------------------------

@@ -1,0 +1,265 @@
+"""Operand readers: a Load (gemm.loads) and an address pattern for A [M, K] or B [K, N],
+serving the schedules they fit through the schedules' protocols:
+  CPU register tile (cpu_tile)   A: setup(t), step(t, k); B: setup(t), walks(t)
+  GPU local memory (gpu_local)   A: at(m, k), vec(m, k, w); B: at, vec, column, k_fastest
+
+  Rows        A row-major (a matmul's A, a conv's filters)         CPU and GPU
+  TiledRows   a qconv's filters stored tiled, tm rows interleaved   CPU and GPU
+  RowPanels   A packed in row panels of 4 floats or 8 int8           CPU
+  Columns     B row-major [K, N], or stored [N, K] (trans_b)         CPU (not trans) and GPU
+  Panels      B packed in column panels of 16                        CPU
+  Im2col      B as a convolution's image, never materialised        CPU and GPU
+Sizes and offsets are C expressions (numbers, or names of kernel arguments). CPU readers
+clamp rows and columns past C's edge to its last one (computed, then not stored).
+"""
+from __future__ import annotations
+
+from ...ops.linalg import prod
+from .cpu_tile import Walk, flat_walk
+from .loads import Load, gather, vtype
+
+
+def _plus(*terms) -> str:
+    return " + ".join(str(t) for t in terms if t)
+
+
+class Reader:
+    """What most readers do: nothing per work-item, no vector loads, no column to hoist."""
+    k_fastest = False
+
+    def setup(self, t) -> list[str]:
+        return []
+
+    def vec(self, r: str, c: str, w: int) -> str | None:
+        return None
+
+    def column(self, n: str):
+        return None
+
+    def pointer(self, name: str, *offset) -> str:
+        """A pointer `name` to the buffer at `offset`, in its storage type."""
+        return f"__global const {self.load.dtype.cl_storage}* {name} = {_plus(self.load.buf, *offset)};"
+
+
+class Rows(Reader):
+    """A row-major: element (m, k) at base + m * stride + k; `last`: the last row (CPU tiles
+    clamp to it); `zero(row)`: a row's zero point, or None. A CPU tile finds its rows by
+    offsets of type `it`, or by `pointers`: each kernel keeps the faster form (offsets: the
+    direct 2048^3 matmul, 216 against 340 ms; pointers: the panel GEMM, 34.7 against 42.9)."""
+
+    def __init__(self, load: Load, stride, base: str = "", last: str = "", zero=None, it: str = "",
+                 pointers: bool = False):
+        self.load, self.stride, self.base, self.last, self.zero = load, stride, base, last, zero
+        self.it, self.pointers = it, pointers
+
+    def setup(self, t) -> list[str]:
+        at = [(f"a{i}", f"min(m0 + {i}, {self.last}) * {self.stride}") for i in range(t.rows)]
+        lines = [self.pointer(a, self.base, off) if self.pointers else f"const {self.it} {a} = {_plus(self.base, off)};"
+                 for a, off in at]
+        if self.zero:
+            lines += [f"const float z{i} = {self.zero(f'min(m0 + {i}, {self.last})')};" for i in range(t.rows)]
+        return lines
+
+    def step(self, t, k: str):
+        z = [f"z{i}" if self.zero else None for i in range(t.rows)]
+        if self.pointers:
+            return [], [Load(f"a{i}", self.load.dtype, self.load.ct).scalar(k, z[i]) for i in range(t.rows)]
+        return [], [self.load.scalar(f"a{i} + {k}", z[i]) for i in range(t.rows)]
+
+    def _index(self, m: str, k: str) -> str:
+        return _plus(self.base, f"({m}) * {self.stride}", k)
+
+    def at(self, m: str, k: str) -> str:
+        return self.load.scalar(self._index(m, k), self.zero(m) if self.zero else None)
+
+    def vec(self, m: str, k: str, w: int) -> str | None:
+        """Rows start aligned: the schedule asks only when the row length is a multiple of w."""
+        return self.load.aligned(self._index(m, k), w, self.zero(m) if self.zero else None)
+
+
+class TiledRows(Reader):
+    """A qconv's filters stored tiled (lgc.ops.quant.tile_weights): tm rows interleaved per
+    k, element (m, k) at ((tile + m / tm) * stride + k) * tm + m % tm, rows counted from the
+    first row of tile `tile`. A CPU tile of tm rows reads them as one vector per step."""
+
+    def __init__(self, load: Load, tm: int, stride, tile: str):
+        self.load, self.tm, self.stride, self.tile = load, tm, stride, tile
+
+    def step(self, t, k: str):
+        assert t.rows == self.tm, "a tile of tiled weights has their rows"
+        v = self.load.vector(f"({self.tile} * {self.stride} + {k}) * {self.tm}", self.tm)
+        return [f"const {vtype(t.ct, self.tm)} wv = {v};"], [f"wv.s{'0123456789abcdef'[i]}" for i in range(t.rows)]
+
+    def at(self, m: str, k: str) -> str:
+        return self.load.scalar(f"(({self.tile} + ({m}) / {self.tm}) * {self.stride} + {k}) * {self.tm}"
+                                f" + ({m}) % {self.tm}")
+
+
+class RowPanels(Reader):
+    """A packed as row panels ([..., M/per, K, per]: per = 4 floats, or 8 int8 in one
+    vector load): the tile's rows are whole panels from panel pm * TM / per."""
+
+    def __init__(self, load: Load, per: int, K, base: str = ""):
+        self.load, self.per, self.K, self.base = load, per, K, base
+
+    def setup(self, t) -> list[str]:
+        return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
+
+    def step(self, t, k: str):
+        aq = Load("aq", self.load.dtype, self.load.ct)
+        lines = [f"const {vtype(t.ct, self.per)} ap{j} = {aq.vector(f'{j * self.per} * {self.K}', self.per, nth=k)};"
+                 for j in range(t.rows // self.per)]
+        return lines, [f"ap{i // self.per}.s{i % self.per}" for i in range(t.rows)]
+
+
+class Columns(Reader):
+    """B row-major [K, N] from `base` (or stored [N, K]: `trans`, GPU only). A CPU tile loads
+    its columns as vectors; a tile on C's ragged right edge gathers them, clamped."""
+
+    def __init__(self, load: Load, K, N, base: str = "", trans: bool = False, it: str = "int"):
+        self.load, self.K, self.N, self.base, self.trans, self.it = load, K, N, base, trans, it
+        self.k_fastest = trans
+
+    def walks(self, t):
+        W, N = t.width, self.N
+        row = _plus(self.base, f"k * {N}")
+        full = [f"const {t.vt} b{h} = {self.load.vector(_plus(row, 'n0', W * h), W)};" for h in range(t.vectors)]
+        if N % t.cols == 0:
+            return [("", flat_walk(self.it, self.K, full))]
+        edge = [f"const {t.vt} b{h} = " + self.load.gather(
+            [_plus(row, f"min(n0 + {h * W + j}, ({self.it}){N - 1})") for j in range(W)]) + ";"
+            for h in range(t.vectors)]
+        return [(f"n0 + {t.cols} <= {N}", flat_walk(self.it, self.K, full)),
+                ("", flat_walk(self.it, self.K, edge))]
+
+    def at(self, k: str, n: str):
+        i = f"({n}) * {self.K} + {k}" if self.trans else f"({k}) * {self.N} + {n}"
+        return [], self.load.scalar(_plus(self.base, i))
+
+    def vec(self, k: str, n: str, w: int) -> str | None:
+        return None if self.trans else self.load.aligned(_plus(self.base, f"({k}) * {self.N}", n), w)
+
+
+class Panels(Reader):
+    """B packed in column panels ([..., N/16, K, 16], zero past N): the tile's 16 columns
+    are panel pn, one contiguous stream."""
+    WIDTH = 16
+
+    def __init__(self, load: Load, K, base: str = "", it: str = "int"):
+        self.load, self.K, self.base, self.it = load, K, base, it
+
+    def setup(self, t) -> list[str]:
+        return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
+
+    def walks(self, t):
+        bq = Load("bq", self.load.dtype, self.load.ct)
+        step = [f"const {t.vt} b{h} = {bq.vector(f'k * {self.WIDTH}', t.width, nth=h)};" for h in range(t.vectors)]
+        return [("", flat_walk(self.it, self.K, step))]
+
+
+class Im2col(Reader):
+    """B of a convolution as implicit GEMM: element (k, p) is the input under window tap k
+    (channel, then window offsets) at output position p; padding reads as the real value 0
+    (an int8 image's zero point removed, as ONNX's QLinearConv has it).
+    CPU: the columns are TP outputs along the last spatial axis from ox0 (o0.. fixed); the
+    walk loops over the group's channels and the window, skipping rows outside the image, and
+    loads TP inputs as one vector where they lie inside it; A's offset of a step is `wk`.
+    GPU: the columns are output positions (with `fold`, of all images side by side)."""
+
+    def __init__(self, conv, load: Load, it: str, zero: str | None = None, size: int = 0, fold: bool = False):
+        self.c, self.load, self.it, self.zero, self.size, self.fold = conv, load, it, zero, size, fold
+
+    # ---- CPU register tile
+    def setup(self, t) -> list[str]:
+        return [f"const float xz_ = {self.zero};"] if self.zero else []
+
+    def walks(self, t):
+        assert t.vectors == 1, "a conv tile row is one vector"
+        c, it, TP = self.c, self.it, t.width
+        S, K, s, pb, d = c.S, c.KW, c.s, c.pb, c.d
+        L = len(S) - 1
+        head = [f"for ({it} c = 0; c < {c.Cg}; ++c) {{",
+                f"  const {it} xc = (n * {c.C} + grp * {c.Cg} + c) * {prod(S)};"]
+        ind = "  "
+        for i in range(L):
+            head.append(f"{ind}for ({it} k{i} = 0; k{i} < {K[i]}; ++k{i}) {{")
+            ind += "  "
+            head.append(f"{ind}const {it} i{i} = o{i} * {s[i]} - {pb[i]} + k{i} * {d[i]};")
+            head.append(f"{ind}if (i{i} < 0 || i{i} >= {S[i]}) continue;")
+        row = " + ".join([f"i{i} * {prod(S[i + 1:])}" for i in range(L)] + ["xc"])
+        wk = " + ".join([f"k{i} * {prod(K[i + 1:])}" for i in range(L)] + ["kx", f"c * {prod(K)}"])
+        sl, SL = s[-1], S[-1]
+        head += [f"{ind}const {it} xr = {row};",
+                 f"{ind}for ({it} kx = 0; kx < {K[-1]}; ++kx) {{"]
+        reach, inside, border = self._row(TP)
+        step = [f"const {it} ix = ox0 * {sl} - {pb[-1]} + kx * {d[-1]};", f"{t.vt} b0;",
+                f"if (ix >= 0 && ix + last * {sl} < {SL} && xr + ix + {reach} < {self.size}) b0 = {inside};",
+                f"else b0 = {border};", f"const {it} wk = {wk};"]
+        close = [f"{ind[:len(ind) - 2 * i]}}}" for i in range(L + 1)] + ["}"]
+        return [("", Walk(head, step, close, "wk", ind + "  "))]
+
+    def _row(self, TP):
+        """(last input offset the in-image load of TP outputs touches, that load, the load
+        lane by lane with bounds checks)."""
+        sl, SL, x, z = self.c.s[-1], self.c.S[-1], self.load, self.zero and "xz_"
+        border = gather(x.ct, [f"((ix + {j * sl} >= 0 && ix + {j * sl} < {SL}) ? "
+                               f"{x.scalar(f'xr + ix + {j * sl}', z)} : {x.nothing})" for j in range(TP)])
+        if sl == 1:
+            return (TP - 1) * sl, x.vector("xr + ix", TP, z), border
+        if sl == 2 and 1 < TP <= 8:   # one contiguous load of 2*TP, keep the even lanes
+            return 2 * TP - 1, f"({x.vector('xr + ix', 2 * TP, z)}).even", border
+        return (TP - 1) * sl, x.gather([f"xr + ix + {j * sl}" for j in range(TP)], z), border
+
+    # ---- GPU local memory
+    def image_base(self, n: str) -> tuple[str, str]:
+        """(X offset of column n's image, group and split, n's output position)."""
+        c = self.c
+        if not self.fold:
+            return "offx", f"({n})"
+        return f"((({n}) / {c.P}) * {c.C} + grp * {c.Cg} + z * {c.Cg // c.splits}) * {prod(c.S)}", f"(({n}) % {c.P})"
+
+    def _x(self, at: str) -> str:
+        return f"inside ? {self.load.scalar(at, self.zero)} : {self.load.nothing}"
+
+    def at(self, k: str, n: str):
+        c, it = self.c, self.it
+        base, pos = self.image_base(n)
+        SP, KS, r = prod(c.S), c.KS, len(c.S)
+        if c.pointwise:
+            return [], self.load.scalar(f"{base} + ({k}) * {SP} + {pos}", self.zero)
+        lines = [f"const {it} kk = {k}, ch = kk / {KS};",
+                 f"{it} kr = kk % {KS}, pr = {pos}, at = {base} + ch * {SP};", "int inside = 1;"]
+        for i in range(r - 1, -1, -1):   # decode window tap and output position, last axis first
+            lines += [f"{{ const {it} ki = kr % {c.KW[i]}, oi = pr % {c.O[i]}; kr /= {c.KW[i]}; pr /= {c.O[i]};",
+                      f"  const {it} xi = oi * {c.s[i]} - {c.pb[i]} + ki * {c.d[i]};",
+                      f"  inside &= (xi >= 0) & (xi < {c.S[i]}); at += xi * {prod(c.S[i + 1:])}; }}"]
+        return lines, self._x("at")
+
+    def column(self, n: str):
+        """The output position's part of the address, once per work-item."""
+        c, it = self.c, self.it
+        if c.pointwise and not self.fold:
+            return None
+        base, pos = self.image_base(n)
+        SP, KS, r = prod(c.S), c.KS, len(c.S)
+        if c.pointwise:
+            return [f"const {it} bxo = {base} + {pos};"], \
+                lambda k: ([], self.load.scalar(f"bxo + ({k}) * {SP}", self.zero))
+        lines = [f"{it} bpr = {pos};", f"const {it} bxo = {base};"]
+        for i in range(r - 1, -1, -1):
+            lines.append(f"const {it} bx{i} = (bpr % {c.O[i]}) * {c.s[i]} - {c.pb[i]}; bpr /= {c.O[i]};")
+
+        def at_k(k):
+            ls = [f"const {it} kk = {k}, ch = kk / {KS};",
+                  f"{it} kr = kk % {KS}, at = bxo + ch * {SP};", "int inside = 1;"]
+            for i in range(r - 1, -1, -1):
+                ls += [f"{{ const {it} xi = bx{i} + (kr % {c.KW[i]}) * {c.d[i]}; kr /= {c.KW[i]};",
+                       f"  inside &= (xi >= 0) & (xi < {c.S[i]}); at += xi * {prod(c.S[i + 1:])}; }}"]
+            return ls, self._x("at")
+        return lines, at_k
+
+    def vec(self, k: str, n: str, w: int) -> str | None:
+        """Unfolded 1x1 convs: a row of B is a row of the image."""
+        if not self.c.pointwise or self.fold or prod(self.c.S) % w:
+            return None
+        return self.load.aligned(f"offx + ({k}) * {prod(self.c.S)} + {n}", w, self.zero)

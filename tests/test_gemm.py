@@ -1,0 +1,119 @@
+"""The GEMM skeleton (lgc.backends.gemm): each operand reader through each schedule it serves,
+against the ops' NumPy references, run on PoCL. The CPU target runs the register-tile
+schedule; GFX803 (the RX 580) the local-memory one, which PoCL runs correctly but slowly, so
+the shapes are small and ragged (M, N, K not multiples of any tile)."""
+import numpy as np
+import pytest
+
+from lgc.backends.target import GFX803
+from lgc.ops.quant import tile_weights
+from lgc.testing import build_op_graph, check_ops
+
+RNG = np.random.default_rng(0)
+
+
+def _f(*s):
+    return RNG.standard_normal(s).astype(np.float32)
+
+
+def _i8(*s):
+    return RNG.integers(-127, 128, s).astype(np.int8)
+
+
+def _u8(*s):
+    return RNG.integers(0, 256, s).astype(np.uint8)
+
+
+def _scales(n):
+    return RNG.uniform(1e-3, 1e-2, n).astype(np.float32)
+
+
+def _qmatmul(M, K, N, x):
+    """qmatmul cases: x float (weight-only), uint8 with one zero point, or one per row."""
+    w, s, b = _i8(K, N), _scales(N), _f(N)
+    if x == "f32":
+        return ("qmatmul", [_f(M, K), w, s, b], {})
+    if x == "u8":
+        return ("qmatmul", [_u8(2, M, K), w, s, b, np.float32(0.05), np.float32(100)], {})
+    rows = (2, M, 1)
+    return ("qmatmul", [_u8(2, M, K), w, s, b, RNG.uniform(0.01, 0.1, rows).astype(np.float32),
+                        RNG.integers(0, 255, rows).astype(np.float32)], {})
+
+
+def _qconv(xs, ws, at, x, tm=0):
+    """qconv cases: x float or uint8, weights plain or stored tiled (tm channels per vector)."""
+    w, s, b = _i8(*ws), _scales(ws[0]), _f(ws[0])
+    if tm:
+        w, at = tile_weights(w, tm, at.get("group", 1)), {**at, "tm": tm, "w_shape": ws}
+    ins = [_f(*xs), w, s, b] if x == "f32" else [_u8(*xs), w, s, b, np.float32(0.05), np.float32(30)]
+    return ("qconv", ins, at)
+
+
+CONVS = [((1, 3, 9, 9), (8, 3, 3, 3), {"pads": (1, 1, 1, 1)}),
+         ((2, 4, 8, 8), (6, 4, 1, 1), {}),
+         ((1, 4, 9, 9), (4, 2, 3, 3), {"strides": (2, 2), "group": 2, "pads": (0, 1, 0, 1)}),
+         ((1, 2, 13), (20, 2, 5), {"pads": (2, 2), "dilations": (2,)})]
+
+# reader -> cases (A reader x B reader of the schedule)
+READERS = {
+    "rows-columns f32": [("matmul", [_f(17, 9), _f(9, 23)], {}), ("matmul", [_f(2, 5, 12), _f(12, 32)], {})],
+    "rows-columns f16": [("matmul", [_f(17, 9).astype(np.float16), _f(9, 23).astype(np.float16)], {})],
+    "rows-columns int8": [_qmatmul(M, K, N, x) for M, K, N in [(5, 33, 17), (16, 40, 64), (3, 5, 1)]
+                          for x in ("f32", "u8", "rows")],
+    "rows-im2col f32": [("conv", [_f(*xs), _f(*ws), _f(ws[0])], at) for xs, ws, at in CONVS],
+    "rows-im2col int8": [_qconv(xs, ws, at, x) for xs, ws, at in CONVS for x in ("f32", "u8")],
+    "tiled-im2col int8": [_qconv(xs, ws, at, x, tm) for xs, ws, at in CONVS for x in ("f32", "u8")
+                          for tm in (4, 8)],
+}
+
+
+@pytest.mark.parametrize("target", [None, GFX803], ids=["cpu-tile", "gpu-local"])
+@pytest.mark.parametrize("reader", list(READERS))
+def test_reader_through_schedule(reader, target):
+    f16 = "f16" in reader
+    check_ops(READERS[reader], rtol=3e-3 if f16 else 1e-5, atol=3e-3 if f16 else 1e-4, target=target)
+
+
+@pytest.mark.parametrize("case", [_qmatmul(9, 7, 24, "u8"), _qconv(*CONVS[0], "u8", 8)], ids=["qmatmul", "qconv"])
+def test_int8_ops_take_the_local_memory_schedule_on_gpus(case):
+    """The RX 580's own case: int8 weights on GCN run the GEMM template, not a CPU tile."""
+    from lgc.backends.program import lower
+    from lgc.backends.target import use_target
+    g = build_op_graph(*case)
+    assert "barrier" not in lower(g).source
+    with use_target(GFX803):
+        src = lower(g).source
+    assert "barrier(CLK_LOCAL_MEM_FENCE)" in src and "__local float" in src
+
+
+def test_int8_staging_loads_on_wide_presets(monkeypatch):
+    """Presets that stage with vector loads (32-wide GPUs) convert int8 vectors as they load."""
+    from lgc.backends import gpu_conv, gpu_gemm
+    from lgc.backends.gemm.gpu_local import GemmParams
+    p = GemmParams(MWG=16, NWG=16, KWG=8, MDIMC=4, NDIMC=4, VWM=4, VWN=4, STU=1, PAD=4, VLA=4, VLB=4)
+    monkeypatch.setattr(gpu_gemm, "params_for", lambda *a: p)
+    monkeypatch.setattr(gpu_conv, "params_for", lambda *a: p)
+    check_ops([_qmatmul(9, 16, 24, "u8"), _qmatmul(5, 32, 16, "rows"),
+               _qconv((2, 8, 4, 4), (12, 8, 1, 1), {}, "u8")], rtol=1e-5, atol=1e-4, target=GFX803)
+
+
+def test_requantizing_epilogue_on_the_gpu_schedule():
+    """qconv -> relu -> quantize(u8) for gfx803: one kernel storing bytes, and right."""
+    import lgc.nn as nn
+    from lgc.api import Executable
+    from lgc.testing import reference_op
+    from lgc.trace import bind
+    import lgc
+    w, s, b = _i8(8, 3, 3, 3), _scales(8), _f(8)
+
+    def f(x):
+        y = nn.relu(bind("qconv", x, w, s, b, pads=(1, 1, 1, 1)))
+        return bind("quantize", y, np.float32(0.01), np.float32(3.0), to="u8")
+    x = _f(1, 3, 6, 6)
+    exe = Executable.from_graph(lgc.make_ir(f)(x), target=GFX803)
+    assert len(exe.program.launches) == 1 and "barrier" in exe.program.source
+    (got,) = exe.run({exe.input_names[0]: x}).values()
+    y = np.maximum(reference_op("qconv", [x, w, s, b], {"pads": (1, 1, 1, 1)})[0], 0)
+    want = np.clip(np.rint(y / np.float32(0.01)) + 3, 0, 255)
+    assert got.dtype == np.uint8
+    assert np.abs(got.astype(np.float64) - want).max() <= 1 and np.mean(got != want) < 0.01
