@@ -13,18 +13,17 @@ edge; folded, a batch of 16 gives 784 columns. LGC_GPU_CONV_FOLD=0 keeps one GEM
 """
 from __future__ import annotations
 
-import os
-
 from ..ops.linalg import prod
 from . import gpu_gemm
+from .fused import unravel
 from .gemm.gpu_local import gemm_body, launch
 from .gemm.loads import Load, lane
-from .fused import unravel
 from .gemm.problem import Affine, Conv, int8_terms
 from .gemm.readers import Im2col, Rows, TiledRows
 from .gemm.store import epilogue_store
 from .gpu_gemm import params_for
 from .kernel import Arg, Kernel, index_type_for
+from .settings import current_settings
 from .target import Target
 
 
@@ -44,7 +43,7 @@ def gemm_shape(node, splits: int | None = None):
 
 def folds_images(images: int) -> bool:
     """Whether a conv over `images` images puts them side by side in the GEMM's columns."""
-    return images > 1 and os.environ.get("LGC_GPU_CONV_FOLD", "1") != "0"
+    return images > 1 and current_settings().gpu_conv_fold
 
 
 def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):

@@ -20,14 +20,13 @@ lgc.ops.lowered.
 """
 from __future__ import annotations
 
-import os
-
 from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..ops.linalg import prod as _prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from .kernel import Arg, Kernel, index_type_for
+from .settings import current_settings
 from .target import Target, current_target
 
 WAVES_PER_CU = 8          # fewer than this many waves per compute unit: split the depth
@@ -124,7 +123,7 @@ def choose_splits(node, target: Target) -> int:
 def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
     """`graph` with its under-filled float32 convs split along the channels (GPU targets)."""
     target = target or current_target()
-    if not target.is_gpu or os.environ.get("LGC_GPU_SPLIT_K", "1") == "0":
+    if not target.is_gpu or not current_settings().gpu_split_k:
         return graph
     rw = Rewriter(graph)
     for node in graph.nodes:

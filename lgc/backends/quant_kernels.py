@@ -13,11 +13,12 @@ quantization step.
 from __future__ import annotations
 
 from ..ops.linalg import prod
-from ..ops.quant import tile_weights, untile_weights  # noqa: F401 (tile_weights: for lgc.compress)
+from ..ops.quant import untile_weights
 from .cpu_gemm import PanelGemmGen
 from .gemm.loads import width_for
 from .kernels.linalg import MatmulGen
 from .kernels.nn import ConvGen, ConvParams
+from .settings import current_settings
 from .target import current_target
 
 
@@ -91,11 +92,10 @@ def lower_quant_for_cpu(graph):
     activations are dequantized to float32 first. Weight-only qmatmuls (float x) onto int8
     column panels (qmatmul_bpanels). Runs in lgc.backends.program.lower, after lower_for_cpu;
     LGC_CPU_PANELS=0 turns it off with the float rewrite."""
-    import os
 
     from ..passes.dce import dce
     from ..passes.rewrite import Rewriter
-    if current_target().is_gpu or os.environ.get("LGC_CPU_PANELS", "1") == "0" or \
+    if current_target().is_gpu or not current_settings().cpu_panels or \
             not any(n.op in ("qconv", "qmatmul") for n in graph.nodes):
         return graph
     consts = graph.constants()

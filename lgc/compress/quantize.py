@@ -34,7 +34,8 @@ import numpy as np
 from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
-from ..backends.quant_kernels import qconv_tile, tile_weights
+from ..backends.quant_kernels import qconv_tile
+from ..ops.quant import tile_weights
 from ..ops.nn import CONV_ATTRS
 from ..ops.quant import quantize_ref
 from ..passes import optimize
