@@ -55,13 +55,10 @@ def table(device_class: str) -> dict:
 
 
 def lowering_of(op: str):
-    """The generator that lowers `op` on the active target, or None for a graph-level op
-    (const, while) that lowering handles itself."""
-    target = current_target()
-    gen = table("gpu" if target.is_gpu else "cpu").get(op)
-    if gen is None:   # families not yet moved out of lgc.ops keep theirs on the OpDef
-        gen = registry.get(op).codegen
-    return gen
+    """The generator that lowers `op` on the active target (the while op's is a marker:
+    lgc.backends.program runs its subgraphs itself); None for const, which lowering
+    handles as a buffer."""
+    return table("gpu" if current_target().is_gpu else "cpu").get(op)
 
 
 def is_alias(op: str) -> bool:

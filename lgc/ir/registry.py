@@ -3,10 +3,10 @@
 An OpDef holds what each part of lgc needs to know about an op:
   infer      - type rule: input TensorTypes + attrs -> output TensorTypes ("abstract eval")
   reference  - NumPy implementation, used by tests and by constant folding (never at run time)
-  codegen    - retired: kernels are in lgc.backends (lgc/backends/lowering.py)
   fusion     - TVM-style fusion class, read by the fusion pass
   attrs      - attribute names and defaults (REQUIRED for mandatory ones)
   vjp, jvp, batch - gradient, tangent and batching rules, where the op has them (tracing API)
+Kernels are not here: lgc/backends/lowering.py says which generator lowers each op.
 
 Op families live in lgc/ops/*.py and fill this table when lgc.ops is imported, which
 `import lgc` does first (the registry itself imports nothing above lgc.ir).
@@ -41,7 +41,6 @@ class OpDef:
     name: str
     infer: Callable[[list[TensorType], dict], list[TensorType]]
     reference: Callable[[list[np.ndarray], dict], list[np.ndarray]]
-    codegen: Any = None   # being retired: lowerings live in lgc.backends.lowering
     fusion: str = "opaque"
     attrs: dict[str, Any] = field(default_factory=dict)
     num_inputs: tuple[int, int] | int | None = None  # exact count, (min, max), or None = any
