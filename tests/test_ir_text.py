@@ -139,7 +139,7 @@ def attr_test_op(name="_test_attrs", attrs=None):
     other test sees it in the registry."""
     registry.register(OpDef(
         name, lambda ts, a: [ts[0], TensorType(dtypes.i64, ts[0].shape)],
-        lambda xs, a: None, None,
+        lambda xs, a: None,
         attrs=attrs or {"i": 0, "f": 0.0, "s": "", "t": (), "b": False, "n": None,
                         "arr": REQUIRED},
         num_inputs=(0, 3)))
