@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass
 
 from ..ir.graph import Graph
-from . import lowering, program, tuning
+from . import program, tuning
 from .settings import Settings, use_settings
 from .target import CPU, Target, use_target
 
@@ -39,10 +39,6 @@ class Backend:
             for rewrite in self.rewrites():
                 graph = rewrite(graph)
         return graph
-
-    def lowering(self, op: str):
-        """The kernel generator of `op` on this backend (None: lowering handles it itself)."""
-        return lowering.table(self.device_class).get(op)
 
     @contextlib.contextmanager
     def active(self, settings: Settings | None = None, tuned: dict | None = None):
