@@ -1,6 +1,11 @@
 """Device buffers for arrays that live on the device between programs (lgc.numpy's eager
-Arrays and jit's results): allocate, upload, download, and the shared in-order queue."""
+Arrays and jit's results): allocate, upload, download, and the shared in-order queue.
+
+Threads share that queue; `lock` (lgc.trace.eager's) is held while commands are put on
+it, never while waiting for the device."""
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 import pyopencl as cl
@@ -25,8 +30,18 @@ def upload(device: Device, host: np.ndarray) -> cl.Buffer:
                      hostbuf=np.ascontiguousarray(host))
 
 
-def download(queue: cl.CommandQueue, buffer: cl.Buffer, host: np.ndarray) -> np.ndarray:
-    """Copy `buffer` into `host` (blocking) and return it."""
+def download(queue: cl.CommandQueue, buffer: cl.Buffer, host: np.ndarray,
+             lock=None) -> np.ndarray:
+    """Copy `buffer` into `host` (waiting for it) and return it."""
     if host.size:
-        cl.enqueue_copy(queue, host, buffer, is_blocking=True)
+        with lock or nullcontext():
+            done = cl.enqueue_copy(queue, host, buffer, is_blocking=False)
+        done.wait()
     return host
+
+
+def wait_for_queue(queue: cl.CommandQueue, lock=None) -> None:
+    """Wait until everything put on `queue` so far has run."""
+    with lock or nullcontext():
+        done = cl.enqueue_marker(queue)
+    done.wait()

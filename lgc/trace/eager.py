@@ -9,6 +9,7 @@ device, so results can feed the next op without waiting for the host.
 from __future__ import annotations
 
 import atexit
+import threading
 
 import numpy as np
 
@@ -21,18 +22,28 @@ from . import pytree
 
 class _Runtime:
     """The device lgc.numpy works on (LGC_DEVICE or the default), the backend that generates
-    its kernels, and its shared queue."""
+    its kernels, its shared queue and the lock that keeps each caller's commands on that
+    queue together (threads share Arrays, so they share the queue too)."""
     device = None
     backend = None
     queue = None
+    lock = None
+
+
+_runtime_lock = threading.Lock()
 
 
 def runtime() -> _Runtime:
-    if _Runtime.device is None:
-        _Runtime.device = select_device(None)
-        _Runtime.backend = backend_for(_Runtime.device.target)
-        _Runtime.queue = memory.new_queue(_Runtime.device)
-        atexit.register(_Runtime.queue.finish)   # no work in flight while Python tears down
+    if _Runtime.queue is None:
+        with _runtime_lock:      # one queue, even when the first ops of two threads race
+            if _Runtime.queue is None:
+                device = select_device(None)
+                _Runtime.backend = backend_for(device.target)
+                _Runtime.lock = threading.Lock()
+                _Runtime.device = device
+                queue = memory.new_queue(device)
+                atexit.register(queue.finish)   # no work in flight while Python tears down
+                _Runtime.queue = queue
     return _Runtime
 
 
@@ -48,14 +59,16 @@ class Array(ArrayBase):
         self.aval = aval
 
     def __array__(self, dtype=None, copy=None):
-        host = memory.download(runtime().queue, self._buf, np.empty(self.shape, self.dtype))
+        rt = runtime()
+        host = memory.download(rt.queue, self._buf, np.empty(self.shape, self.dtype), rt.lock)
         return host if dtype is None else host.astype(dtype)
 
     def __reduce__(self):  # pickles (e.g. to Ray workers) as its host data
         return (device_put, (np.asarray(self),))
 
     def block_until_ready(self):
-        runtime().queue.finish()
+        rt = runtime()
+        memory.wait_for_queue(rt.queue, rt.lock)
         return self
 
     @property
@@ -148,7 +161,7 @@ def one_op_executor(op: str, attrs: dict, avals):
         outs = b.op(op, ins, attrs, name=op, num_outputs=-1)
         rt = runtime()
         program = compile_graph(b.build(list(outs)), rt.backend, Options(opt_level=0)).program
-        exe = Executor(program, rt.device, queue=rt.queue)
+        exe = Executor(program, rt.device, queue=rt.queue, lock=rt.lock)
         hit = _cache[key] = (exe, [(a.shape, a.dtype) for a in out_avals])
     return hit
 
