@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -41,6 +42,7 @@ _MEMORY_ENTRIES = 64
 
 counts: Counter = Counter()
 _memory: OrderedDict = OrderedDict()   # key -> cl.Program
+_memory_lock = threading.Lock()   # threads that build at once: no read of a half-moved entry
 
 
 def cache_dir() -> Path:
@@ -177,10 +179,19 @@ def _binary(program: cl.Program) -> bytes:
 
 
 def _remember(key: str, program: cl.Program) -> cl.Program:
-    _memory[key] = program
-    _memory.move_to_end(key)
-    while len(_memory) > _MEMORY_ENTRIES:
-        _memory.popitem(last=False)
+    with _memory_lock:
+        _memory[key] = program
+        _memory.move_to_end(key)
+        while len(_memory) > _MEMORY_ENTRIES:
+            _memory.popitem(last=False)
+    return program
+
+
+def _recall(key: str) -> cl.Program | None:
+    with _memory_lock:
+        program = _memory.get(key)
+        if program is not None:
+            _memory.move_to_end(key)
     return program
 
 
@@ -188,12 +199,13 @@ def build(device, source: str, options: str = "", build_source=None) -> cl.Progr
     """A built program for source on device: from memory, from disk, or built and saved.
 
     build_source(device, source, options) builds from source (the executor's, which turns
-    build errors into readable ones); the default calls pyopencl directly."""
+    build errors into readable ones); the default calls pyopencl directly. Threads that
+    miss at once each build (the same program); none waits on another's build."""
     key = program_key(device, source, options)
-    if key in _memory:
+    program = _recall(key)
+    if program is not None:
         counts["memory"] += 1
-        _memory.move_to_end(key)
-        return _memory[key]
+        return program
     use_disk = enabled() and stores_binaries(device)
     if use_disk:
         payload = _read(key)
@@ -219,4 +231,5 @@ def _build_source(device, source: str, options: str) -> cl.Program:
 
 def clear_memory() -> None:
     """Forget the in-memory programs (tests use this to act like a new process)."""
-    _memory.clear()
+    with _memory_lock:
+        _memory.clear()

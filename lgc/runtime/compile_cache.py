@@ -126,8 +126,12 @@ def store(key: str, exe) -> None:
 
 def wait() -> None:
     """Wait for entries being written in the background (tests, benchmarks)."""
-    while _pending:
-        _pending.pop(next(iter(_pending))).join()
+    while True:
+        try:
+            _, writer = _pending.popitem()   # one step: another thread may take entries too
+        except KeyError:
+            return
+        writer.join()
 
 
 def _store(key: str, exe) -> None:

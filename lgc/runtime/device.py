@@ -10,9 +10,10 @@ substring of the device or platform name.
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import pyopencl as cl
 
@@ -23,6 +24,28 @@ from ..backends.target import Target, known_target
 
 class DeviceError(RuntimeError):
     pass
+
+
+_once_lock = threading.RLock()
+
+
+def _once(fn):
+    """Cache fn's value per arguments, computed once even when first calls race: two
+    threads must never get two OpenCL contexts for one device (their buffers and queues
+    cannot mix). Later calls read the cache without the lock."""
+    values: dict = {}
+
+    @functools.wraps(fn)
+    def cached(*args):
+        try:
+            return values[args]
+        except KeyError:
+            pass
+        with _once_lock:
+            if args not in values:
+                values[args] = fn(*args)
+            return values[args]
+    return cached
 
 
 @dataclass
@@ -74,7 +97,7 @@ class Device:
         return self if target is None else replace(self, target_override=target)
 
 
-@lru_cache(maxsize=None)
+@_once
 def _target(index: int, key: str) -> Target:
     """A device's Target: a board lgc knows (the RX 580), else what OpenCL reports, with
     estimated peaks. OpenCL reports no FLOP/s or bandwidth, so a GPU counts 2 FLOP x 64 lanes
@@ -106,7 +129,7 @@ def _probe(dev: cl.Device) -> str:
         return (lines[-1] if lines else str(e).splitlines()[0])[:200]
 
 
-@lru_cache(maxsize=None)
+@_once
 def _raw_devices() -> tuple:
     out = []
     try:
@@ -123,7 +146,7 @@ def _raw_devices() -> tuple:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@_once
 def _checked(index: int) -> Device:
     platform, d = _raw_devices()[index]
     problem = _probe(d)
@@ -134,7 +157,7 @@ def list_devices() -> list[Device]:
     return [_checked(i) for i in range(len(_raw_devices()))]
 
 
-@lru_cache(maxsize=None)
+@_once
 def _context(index: int) -> cl.Context:
     return cl.Context([_raw_devices()[index][1]])
 
