@@ -16,6 +16,7 @@ methods on ArrayBase (lgc/trace/array_methods.py).
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -90,8 +91,29 @@ class Trace:
         raise NotImplementedError
 
 
-_stack: list[MainTrace] = []
-dynamic_mains: list[MainTrace] = []   # the staging traces (jit, make_ir), innermost last
+class _ThreadStack(threading.local):
+    """A list that each thread sees on its own (JAX keeps its trace state per thread too):
+    a trace running in one thread never takes another thread's ops. `items` is this
+    thread's list (the hot paths read it directly); the list methods serve other modules."""
+
+    def __init__(self):
+        self.items: list = []
+
+    def append(self, x) -> None:
+        self.items.append(x)
+
+    def pop(self):
+        return self.items.pop()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+_stack = _ThreadStack()          # MainTrace levels of this thread; level 0 is the eval trace
+dynamic_mains = _ThreadStack()   # this thread's staging traces (jit, make_ir), innermost last
 _eval_trace: list[type] = []   # the level-0 trace class, registered by the layer above
 
 
@@ -119,36 +141,40 @@ def vjp(fun, *primals):
 
 
 def _eval_main() -> MainTrace:
-    if not _stack:
-        if not _eval_trace:
-            raise RuntimeError("no eval trace is registered to run ops on concrete values; "
-                               "import lgc.trace (or lgc), which registers the device's")
-        _stack.append(MainTrace(0, _eval_trace[0]))
-    return _stack[0]
+    if not _eval_trace:
+        raise RuntimeError("no eval trace is registered to run ops on concrete values; "
+                           "import lgc.trace (or lgc), which registers the device's")
+    stack = _stack.items
+    if not stack:
+        stack.append(MainTrace(0, _eval_trace[0]))
+    return stack[0]
 
 
 @contextmanager
 def new_main(trace_type: type, global_data=None, dynamic: bool = False):
     """Push a trace level; `dynamic` makes it take ops on constants too (omnistaging)."""
     _eval_main()
-    main = MainTrace(len(_stack), trace_type, global_data)
-    _stack.append(main)
+    stack, staging = _stack.items, dynamic_mains.items
+    main = MainTrace(len(stack), trace_type, global_data)
+    stack.append(main)
     if dynamic:
-        dynamic_mains.append(main)
+        staging.append(main)
     try:
         yield main
     finally:
         if dynamic:
-            dynamic_mains.pop()
-        _stack.pop()
+            staging.pop()
+        stack.pop()
 
 
 def _alive(main: MainTrace) -> bool:
-    return main.level < len(_stack) and _stack[main.level] is main
+    stack = _stack.items
+    return main.level < len(stack) and stack[main.level] is main
 
 
 def find_top_trace(args) -> Trace:
-    top = dynamic_mains[-1] if dynamic_mains else _eval_main()
+    staging = dynamic_mains.items
+    top = staging[-1] if staging else _eval_main()
     for a in args:
         if isinstance(a, Tracer):
             m = a._trace.main

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import threading
 
 import numpy as np
 
@@ -185,7 +186,7 @@ class Compiled:
         self.out_avals = out_avals
         rt = runtime()
         program = compile_graph(graph, rt.backend, Options(opt_level)).program
-        self.executor = Executor(program, rt.device, queue=rt.queue)
+        self.executor = Executor(program, rt.device, queue=rt.queue, lock=rt.lock)
 
     def as_text(self) -> str:
         """The traced graph's IR text (before optimisation)."""
@@ -229,6 +230,7 @@ class JitFunction:
         self._fast: dict = {}
         self._fast_ok = not self.static_argnums and not self.static_argnames
         self.trace_count = 0
+        self._lock = threading.RLock()   # re-entrant: tracing may call lower() again
 
     def _signature(self, args, kwargs):
         nums, names = self.static_argnums, self.static_argnames
@@ -250,10 +252,16 @@ class JitFunction:
         self._fast.clear()
 
     def lower(self, *args, **kwargs) -> Compiled:
-        """The compiled form for these arguments (tracing and compiling when new)."""
+        """The compiled form for these arguments (tracing and compiling when new; threads
+        whose first calls race wait for one trace of each signature)."""
         key, _ = self._signature(args, kwargs)
         entry = self._cache.get(key)
-        if entry is None:
+        if entry is not None:
+            return entry
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                return entry
             tree, avals, _ = key
             dyn_args, dyn_kwargs = _split_static(args, kwargs, self.static_argnums,
                                                  self.static_argnames)
@@ -263,10 +271,10 @@ class JitFunction:
                                                 None)
             self.trace_count += 1
             entry = self._cache[key] = Compiled(graph, out_tree, out_avals, self.opt_level)
-        return entry
+            return entry
 
     def __call__(self, *args, **kwargs):
-        if dynamic_mains:
+        if dynamic_mains.items:
             return self.fun(*args, **kwargs)   # inside another trace: inline
         if self._fast_ok and not kwargs:
             avals = _fast_avals(args)
