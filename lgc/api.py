@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class Model:
         self.opt_level = opt_level
         self.profile = profile
         self._cache: dict = {}
+        self._compile_lock = threading.Lock()
         self.static_inputs: set[str] = set()
         self.inputs = {}
         for vi in declared_inputs(self.model):
@@ -80,14 +82,24 @@ class Model:
             types[name] = TensorType(dt, tuple(int(s) for s in a.shape))
         return types
 
-    def executable(self, types: dict[str, TensorType], values: dict | None = None) -> Executable:
-        """The executable for these input types (compiling it if new)."""
-        values = values or {}
+    def _key(self, types: dict[str, TensorType], values: dict):
         static = {k: values[k] for k in self.static_inputs}
-        key = (tuple(sorted((k, str(t)) for k, t in types.items())),
-               tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
-        if key in self._cache:
-            return self._cache[key]
+        return static, (tuple(sorted((k, str(t)) for k, t in types.items())),
+                        tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
+
+    def executable(self, types: dict[str, TensorType], values: dict | None = None) -> Executable:
+        """The executable for these input types (compiling it if new). Threads whose first
+        calls race compile one signature at a time; a cached one is returned at once."""
+        values = values or {}
+        exe = self._cache.get(self._key(types, values)[1])
+        if exe is not None:
+            return exe
+        with self._compile_lock:
+            static, key = self._key(types, values)   # static_inputs may have grown meanwhile
+            exe = self._cache.get(key)
+            return exe if exe is not None else self._compile(types, values, static, key)
+
+    def _compile(self, types, values: dict, static: dict, key) -> Executable:
         ckey = None if static else compile_cache.key_for(self.source, types, Options(self.opt_level),
                                                          self.device)
         if ckey:
@@ -106,7 +118,7 @@ class Model:
                     raise ModelError(f"input {need.input_name!r} is used as {need.what}, so its value "
                                      f"must be known when compiling; lgc cannot compile it for "
                                      f"arbitrary data") from None
-                self.static_inputs.add(need.input_name)
+                self.static_inputs = self.static_inputs | {need.input_name}   # readers iterate it
                 static[need.input_name] = values[need.input_name]
                 key = (key[0], tuple(sorted((k, v.tobytes(), v.shape) for k, v in static.items())))
         exe = Executable.from_graph(graph, self.device, self.opt_level, profile=self.profile)
