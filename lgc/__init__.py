@@ -10,3 +10,11 @@ from .trace.jit import export  # noqa: E402,F401
 from .trace.autodiff import (custom_jvp, custom_vjp, grad, hessian, jacfwd,  # noqa: E402,F401
                              jacrev, jvp, value_and_grad, vjp)
 from .trace.batching import vmap  # noqa: E402,F401
+
+
+def __getattr__(name):
+    """`lgc.torch` loads on first use: it imports torch, which `import lgc` must not."""
+    if name == "torch":
+        import importlib
+        return importlib.import_module(f"{__name__}.torch")
+    raise AttributeError(f"module 'lgc' has no attribute {name!r}")
