@@ -3,6 +3,7 @@ another checkout), the machine's load, interleaved timing and JSON output."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -63,6 +64,25 @@ def env(**values: str):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def each_model(names, measure, show) -> list[dict]:
+    """measure(name) -> a row for each name, printed by show(row) with the machine's load
+    added; a model that fails is printed and recorded with its error, and the rest go on."""
+    rows = []
+    for name in names:
+        say(f"{name} ...")
+        try:
+            r = measure(name)
+        except Exception as e:  # report and go on: one model must not hide the others
+            r = {"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            print(f"{name:<14} failed: {r['error']}", flush=True)
+        else:
+            r["load"] = load()
+            show(r)
+        rows.append(r)
+        gc.collect()
+    return rows
 
 
 def write_json(path: str | None, payload: dict) -> None:

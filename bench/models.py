@@ -14,12 +14,11 @@ comparison that the machine's load cannot skew.
 from __future__ import annotations
 
 import argparse
-import gc
 import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import env, interleaved, load, say, write_json
+from common import each_model, env, interleaved, load, write_json
 
 
 def _compile(model, direct: bool):
@@ -92,27 +91,18 @@ def main():
     dev = lgc.runtime.select_device()
     print(f"device: {dev.describe()}; onnxruntime CPU, intra_op_num_threads=2")
     print(f"start: {load()}")
-    rows = []
     print(f"{'model':<14} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} {'compile s':>9} "
           f"{'1st run s':>9} {'kernels':>7} {'max rel diff':>12}  load", flush=True)
-    for name in args.models.split(","):
-        say(f"{name} ...")
-        try:
-            r = bench_model(name, args.runs, direct=args.direct)
-        except Exception as e:  # report and go on: one model must not hide the others
-            r = {"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            print(f"{name:<14} failed: {r['error']}", flush=True)
-            rows.append(r)
-            continue
-        r["load"] = load()
-        rows.append(r)
-        print(f"{name:<14} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x "
+
+    def show(r):
+        print(f"{r['model']:<14} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x "
               f"{r['compile_s']:>9.2f} {r['first_run_s']:>9.2f} {r['kernels']:>7} "
               f"{r['max_rel_diff']:>12.2e}  {r['load']}", flush=True)
         if "direct_ms" in r:
             print(f"{'  direct':<14} {r['direct_ms']:>9.2f} {'':>9} {r['direct_ratio']:>7.2f}x  "
                   f"(LGC_CPU_PANELS=0; panels/direct {r['lgc_ms'] / r['direct_ms']:.2f})", flush=True)
-        gc.collect()
+    rows = each_model(args.models.split(","), lambda name: bench_model(name, args.runs, direct=args.direct),
+                      show)
     ok = [r for r in rows if "ratio" in r]
     if ok:
         worst = max(ok, key=lambda r: r["ratio"])
