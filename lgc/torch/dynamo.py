@@ -22,6 +22,7 @@ import torch
 from torch._decomp import core_aten_decompositions
 from torch._functorch.aot_autograd import aot_module_simplified, make_boxed_func
 
+from ..frontend.torch.importer import check_supported
 from .runner import FxProgram, to_numpy
 
 
@@ -89,6 +90,7 @@ def lgc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | None =
         raise TypeError(f"unknown lgc backend option(s): {', '.join(sorted(options))}")
 
     def forward_compiler(fw: torch.fx.GraphModule, fw_inputs):
+        check_supported(fw.graph)   # now, not at the first call: dynamo reports it as its own
         n = sum(1 for node in fw.graph.nodes if node.op == "placeholder")
         static = _static_inputs(n) if freeze else []
         return make_boxed_func(FrozenForward(fw, static, device, opt_level))

@@ -10,19 +10,11 @@ from .converters import CONVERTERS
 
 # Why an operator is not converted, by the first matching name fragment.
 NOT_CONVERTED = [
-    ("_backward", "a backward operator: gradients run in PyTorch for now"),
-    ("convolution_backward", "a backward operator: gradients run in PyTorch for now"),
-    ("embedding_dense_backward", "a backward operator: gradients run in PyTorch for now"),
+    ("backward", "a backward operator: gradients run in PyTorch for now"),
     ("aten.rand", "random numbers"),
-    ("aten.randn", "random numbers"),
-    ("aten.randperm", "random numbers"),
     ("_fft_", "complex numbers"),
     ("nonzero", "its output's shape depends on the data"),
-    ("masked_scatter", "its output depends on a data-dependent count"),
-    ("_embedding_bag", "not yet"),
-    ("as_strided", ""),
     (".out", "an out= variant (graphs are functional)"),
-    ("sym_", ""),
 ]
 
 

@@ -66,8 +66,17 @@ def source_line(node) -> str:
 
 
 def where(node) -> str:
+    """The node, and the source line that made it; without a recorded line (code run from
+    a string), the module it ran in."""
     src = source_line(node)
-    return f"node {node.name!r}" + (f" at {src}" if src else "")
+    if src:
+        return f"node {node.name!r} at {src}"
+    stack = list(((getattr(node, "meta", None) or {}).get("nn_module_stack") or {}).values())
+    if stack:
+        path, kind = stack[-1]
+        kind = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1])
+        return f"node {node.name!r} in " + (f"module {path} ({kind})" if path else kind)
+    return f"node {node.name!r}"
 
 
 def check_supported(graph) -> None:
