@@ -99,7 +99,7 @@ class FxProgram:
                 feeds[n] = to_numpy(by_name[n])
             results = list(exe.run(feeds).values())
         outs = []
-        for k, slot in enumerate(plan):
+        for slot in plan:
             if slot.kind == "graph":
                 outs.append(torch.from_numpy(results[slot.index]))
             elif slot.kind == "input":

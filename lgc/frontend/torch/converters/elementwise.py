@@ -6,6 +6,7 @@ import math
 
 from ....ir import dtypes
 from . import converter
+from .layout import full_of
 
 _UNARY = {
     "abs": "abs", "acos": "acos", "acosh": "acosh", "asin": "asin", "asinh": "asinh",
@@ -42,14 +43,28 @@ def rsqrt(ctx, x):
 
 @converter("aten.expm1.default")
 def expm1(ctx, x):
+    """exp(x) - 1 without cancellation near 0 (Kahan): u = exp(x); (u - 1) x / log(u), and x
+    itself where u rounds to 1."""
     x = _floating(ctx, x)
-    return ctx.op("sub", [ctx.op("exp", [x]), ctx.scalar(1, x)])
+    u = ctx.op("exp", [x])
+    um1 = ctx.op("sub", [u, ctx.scalar(1, x)])
+    fixed = ctx.op("div", [ctx.op("mul", [um1, x]), ctx.op("log", [u])])
+    big = ctx.op("gt", [ctx.op("abs", [x]), ctx.scalar(0.5, x)])   # and inf - inf stays out
+    return ctx.op("where", [ctx.op("eq", [u, ctx.scalar(1, x)]), x,
+                            ctx.op("where", [big, um1, fixed])])
 
 
 @converter("aten.log1p.default")
 def log1p(ctx, x):
+    """log(1 + x) without cancellation near 0 (Goldberg): u = 1 + x; log(u) x / (u - 1), and
+    x itself where u rounds to 1."""
     x = _floating(ctx, x)
-    return ctx.op("log", [ctx.op("add", [x, ctx.scalar(1, x)])])
+    u = ctx.op("add", [x, ctx.scalar(1, x)])
+    logu = ctx.op("log", [u])
+    fixed = ctx.op("div", [ctx.op("mul", [logu, x]), ctx.op("sub", [u, ctx.scalar(1, x)])])
+    big = ctx.op("gt", [ctx.op("abs", [x]), ctx.scalar(0.5, x)])
+    return ctx.op("where", [ctx.op("eq", [u, ctx.scalar(1, x)]), x,
+                            ctx.op("where", [big, logu, fixed])])
 
 
 def _log_base(base):
@@ -85,7 +100,6 @@ def isinf(ctx, x):
 
 
 def _all(ctx, like, value: bool):
-    from .layout import full_of
     return full_of(ctx, like.shape, value, dtypes.bool_)
 
 

@@ -218,16 +218,16 @@ def embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sp
 def _p_norm(ctx, d, p, dim):
     """The p-norm of d over axis dim: p = 0 counts non-zeros, p = inf takes the max."""
     a = ctx.op("abs", [d])
-    if p == 0:
-        nz = ctx.cast(ctx.op("not", [ctx.op("eq", [a, ctx.scalar(0, a)])]), a.dtype)
-        return ctx.op("reduce_sum", [nz], {"axes": (dim,), "keepdims": 0})
+    over = {"axes": (dim,), "keepdims": 0}
     if math.isinf(p):
-        return ctx.op("reduce_max", [a], {"axes": (dim,), "keepdims": 0})
+        return ctx.op("reduce_max", [a], over)
+    if p == 0:
+        return ctx.op("reduce_sum", [ctx.cast(ctx.op("not", [ctx.op("eq", [a, ctx.scalar(0, a)])]), a.dtype)], over)
     if p == 1:
-        return ctx.op("reduce_sum", [a], {"axes": (dim,), "keepdims": 0})
+        return ctx.op("reduce_sum", [a], over)
     if p == 2:
-        return ctx.op("sqrt", [ctx.op("reduce_sum", [ctx.op("mul", [a, a])], {"axes": (dim,), "keepdims": 0})])
-    s = ctx.op("reduce_sum", [ctx.op("pow", [a, ctx.scalar(p, a)])], {"axes": (dim,), "keepdims": 0})
+        return ctx.op("sqrt", [ctx.op("reduce_sum", [ctx.op("mul", [a, a])], over)])
+    s = ctx.op("reduce_sum", [ctx.op("pow", [a, ctx.scalar(p, a)])], over)
     return ctx.op("pow", [s, ctx.scalar(1 / p, s)])
 
 
