@@ -8,11 +8,17 @@ the order swapped every round) after warm-up; prints the median latency of each,
 lgc/eager, the compile and first-call time and the largest difference between the outputs
 relative to the largest output. Target: the CNNs within 1.5x of eager.
 
-    python bench/torch_models.py [--models resnet18,bert] [--rounds 5] [--block 3] [--json out.json]
+--threads N gives each side N threads (torch.set_num_threads, PoCL's compute units): on a
+loaded machine PyTorch's OpenMP threads, which spin at barriers, lose far more than PoCL's
+when there are fewer free cores than threads, so `--threads 1` is the fairer comparison there.
+
+    python bench/torch_models.py [--models resnet18,bert] [--rounds 5] [--block 3] [--threads N]
+                                 [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -105,8 +111,12 @@ def main():
     ap.add_argument("--models", default=",".join(table))
     ap.add_argument("--rounds", type=int, default=5, help="rounds of one block of each")
     ap.add_argument("--block", type=int, default=3, help="calls in a row per block")
+    ap.add_argument("--threads", type=int, help="threads for each side (default: theirs)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    if args.threads:   # before the OpenCL device is made
+        torch.set_num_threads(args.threads)
+        os.environ["POCL_MAX_PTHREAD_COUNT"] = os.environ["POCL_CPU_MAX_CU_COUNT"] = str(args.threads)
     import lgc
     dev = lgc.runtime.select_device()
     cpu = cpu_model()
@@ -127,7 +137,8 @@ def main():
         print(f"target CNNs within 1.5x of eager: {len(within)}/{len(cnn)} ({ratios})")
     print(f"end: {load()}")
     write_json(args.json, {"benchmark": "torch_models", "cpu": cpu, "device": dev.describe(),
-                           "torch": torch.__version__, "rounds": args.rounds, "block": args.block,
+                           "torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "rounds": args.rounds, "block": args.block,
                            "results": rows})
 
 

@@ -161,10 +161,12 @@ def test_torch_compile_backend(build):
 
 def test_torch_compile_transformers():
     bert = nets.bert_base(small=True)
-    ids, mask = tokens(2, 9), torch.ones(2, 9, dtype=torch.int64)
-    mask[1, 4:] = 0
-    compiled = torch.compile(bert, backend=lgc.torch.lgc_backend)
-    assert_close(eager(compiled, ids, attention_mask=mask), eager(bert, ids, attention_mask=mask))
+    compiled = torch.compile(bert, backend=lgc.torch.lgc_backend, dynamic=True)   # SymInt sizes
+    for n, s in ((2, 9), (3, 5)):
+        ids, mask = tokens(n, s, seed=s), torch.ones(n, s, dtype=torch.int64)
+        mask[1, s // 2:] = 0
+        assert_close(eager(compiled, ids, attention_mask=mask), eager(bert, ids, attention_mask=mask))
+    ids = tokens(2, 9)
     lm = nets.gpt2_small(small=True, use_cache=True)
     gpt = nets.GPT2WithPast(lm).eval()
     past = nets.gpt2_past(lm, 1, 4)
@@ -448,7 +450,7 @@ CORE_CASES = [
     (A._cdist_forward.default, "h", "o", 3.0, None), (A._cdist_forward.default, "h", "o", float("inf"), None),
     (A._pdist_forward.default, "W", 1.0),
     # symbolic sizes and assertions
-    (A.sym_numel.default, "x"), (A.sym_stride.int, "x", 1), (A.sym_storage_offset.default, "x"),
+    (torch.ops.prims.convert_element_type.default, "x", torch.float64), (A.sym_numel.default, "x"), (A.sym_stride.int, "x", 1), (A.sym_storage_offset.default, "x"),
     (A._local_scalar_dense.default, "c"), (A._assert_scalar.default, True, "ok"),
     (A.sym_constrain_range_for_size.default, 3), (A.sym_constrain_range.default, 3, {"min": 0}),
     (A._assert_async.msg, "c", "ok"), (A._assert_async.default, "c"),

@@ -79,6 +79,10 @@ def where(node) -> str:
     return f"node {node.name!r}"
 
 
+def _kind(name: str) -> str:
+    return "ATen operator" if name.startswith("aten.") else "operator"
+
+
 def check_supported(graph) -> None:
     """Fail before any compiling, naming the operator and the user's line, if a node calls an
     operator that has no converter."""
@@ -86,7 +90,7 @@ def check_supported(graph) -> None:
         if node.op == "call_function":
             name = aten_name(node.target)
             if name is not None and name not in CONVERTERS:
-                raise UnsupportedOp(f"unsupported ATen operator {name} ({where(node)})")
+                raise UnsupportedOp(f"unsupported {_kind(name)} {name} ({where(node)})")
         elif node.op == "call_module" or node.op == "call_method":
             raise UnsupportedOp(f"unsupported FX {node.op} {node.target} ({where(node)}): "
                                 f"lgc imports graphs of ATen operators")
@@ -182,7 +186,7 @@ def _convert(ctx: TorchContext, node, env):
             msg = msg.split("): ", 1)[1]
         raise ModelError(f"{name} ({where(node)}): {msg}") from None
     except NotImplementedError as e:
-        raise UnsupportedOp(f"unsupported ATen operator {name} ({where(node)}): {e}") from None
+        raise UnsupportedOp(f"unsupported {_kind(name)} {name} ({where(node)}): {e}") from None
     finally:
         ctx.fx_node = None
     _check(node, name, result)

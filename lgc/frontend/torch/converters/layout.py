@@ -199,6 +199,11 @@ def to_copy(ctx, x, dtype=None, layout=None, device=None, pin_memory=None, non_b
     return x if dtype is None else ctx.cast(x, lgc_dtype(dtype))
 
 
+@converter("prims.convert_element_type.default")
+def convert_element_type(ctx, x, dtype):
+    return ctx.cast(x, lgc_dtype(dtype))
+
+
 @converter("aten.copy.default")
 def copy(ctx, x, src, non_blocking=False):
     return broadcast_to(ctx, ctx.cast(src, x.dtype), x.shape)
