@@ -78,6 +78,7 @@ def test_cnn_and_vit_export(build):
         assert_close(compiled(images(3, seed=2)), eager(model, images(3, seed=2)))
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes self.lstm._flat_weights")   # torch's own
 def test_lstm_export():
     model = nets.lstm(small=True)
     compiled = lgc.torch.compile(model, (tokens(2, 7, vocab=100),), dynamic_shapes=({0: BATCH},))
