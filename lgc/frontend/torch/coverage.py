@@ -56,7 +56,7 @@ def markdown() -> str:
         "|---|---|",
     ]
     lines += [f"| `{n}` | {'yes' if n in CONVERTERS else 'no: ' + _reason(n)} |" for n in core]
-    lines += ["", "Other ATen operators converted:", "",
+    lines += ["", "Other operators converted (ATen operators outside the core set, prims):", "",
               ", ".join(f"`{n}`" for n in extra), ""]
     return "\n".join(lines)
 
