@@ -222,6 +222,13 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None
     return lnp.einsum("bnts,bsnh->btnh", softmax(logits, axis=-1), v)
 
 
+def _scaled(scale, mode, distribution):
+    """A named variance_scaling initializer (glorot_uniform, he_normal, ...), as jax's."""
+    def make(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(scale, mode, distribution, in_axis, out_axis, dtype)
+    return staticmethod(make)
+
+
 class initializers:  # noqa: N801 (jax.nn.initializers is a module)
     """jax.nn.initializers: functions init(key, shape, dtype=float32) -> array."""
 
@@ -268,25 +275,10 @@ class initializers:  # noqa: N801 (jax.nn.initializers is a module)
             raise ValueError(f"unknown distribution {distribution!r}")
         return init
 
-    @staticmethod
-    def glorot_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def glorot_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_avg", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def lecun_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def he_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def he_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(2.0, "fan_in", "uniform", in_axis, out_axis, dtype)
-
+    glorot_uniform = _scaled(1.0, "fan_avg", "uniform")
+    glorot_normal = _scaled(1.0, "fan_avg", "truncated_normal")
+    lecun_normal = _scaled(1.0, "fan_in", "truncated_normal")
+    he_normal = _scaled(2.0, "fan_in", "truncated_normal")
+    he_uniform = _scaled(2.0, "fan_in", "uniform")
     xavier_uniform, xavier_normal = glorot_uniform, glorot_normal
     kaiming_normal, kaiming_uniform = he_normal, he_uniform

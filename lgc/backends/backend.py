@@ -10,7 +10,6 @@ Backend explicitly; kernel generators read the active target and settings, which
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from ..ir.graph import Graph
@@ -30,28 +29,23 @@ class Backend:
         return f"opencl-{self.device_class} ({self.target.name})"
 
     def rewrites(self) -> tuple:
-        """Graph-to-graph functions run before fusion, in order."""
+        """Graph-to-graph functions `(graph, target) -> graph` run before fusion, in order."""
         return ()
 
     def rewrite(self, graph: Graph, settings: Settings | None = None) -> Graph:
         """The graph as this backend lowers it (what `lgc compile --explain` shows)."""
         with use_target(self.target), use_settings(settings):
             for rewrite in self.rewrites():
-                graph = rewrite(graph)
+                graph = rewrite(graph, self.target)
         return graph
-
-    @contextlib.contextmanager
-    def active(self, settings: Settings | None = None, tuned: dict | None = None):
-        """Generate kernels for this backend inside the block: its target, the settings and
-        any tuning choices imposed (the tuner's candidate) become the ones generators read."""
-        with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
-            yield self
 
     def lower(self, graph: Graph, settings: Settings | None = None, tuned: dict | None = None,
               share_buffers: bool = True):
-        """The Program (one OpenCL source, buffers, launches) of an optimized graph."""
-        with self.active(settings, tuned):
-            return program.lower(graph, share_buffers=share_buffers, rewrite=self.rewrite)
+        """The Program (one OpenCL source, buffers, launches) of an optimized graph. This
+        backend's target, the settings and any tuning choices imposed (the tuner's candidate)
+        are the ones kernel generators read meanwhile."""
+        with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
+            return program.lower(graph, share_buffers=share_buffers, backend=self)
 
 
 class OpenCLCPU(Backend):

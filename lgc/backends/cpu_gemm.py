@@ -30,7 +30,7 @@ from .gemm.loads import Load
 from .gemm.problem import Affine, Matmul
 from .gemm.readers import Panels, RowPanels, Rows
 from .gemm.store import NO_UNROLL
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Arg, Kernel, Template, index_type_for
 
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
@@ -57,7 +57,6 @@ PACK_LOCAL = 64     # work-items per group along k (a fixed size: one PoCL speci
 class PackGen:
     """One work-item per panel row: 16 elements of B stored with one vstore16 (a vload16
     from a row of B when the panel lies inside it)."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -99,7 +98,6 @@ class Im2colGen:
     offset k of one channel, stored with one vstore16. The window offset is decoded once per
     work-item; when the 16 positions lie in one output row and inside the image, with stride
     1 along it, they are one vload16."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -163,7 +161,6 @@ class Im2colGen:
 
 class PackRowsGen:
     """One work-item per (k, row panel): 4 rows of A at column k, stored as one float4."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -195,17 +192,12 @@ def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
     return PACKED_TILE if packed else min(UNPACKED_TILE, M)
 
 
-class PanelGemmGen:
+class PanelGemmGen(Template):
     """The panel GEMMs on the CPU register-tile schedule (gemm.cpu_tile): one work-item per
     TM x 16 tile of C over one B panel (see the module docstring). matmul_panels reads A by
     rows or from float row panels; the int8 forms (quant_kernels: weight-only qconv and
     qmatmul) read int8 row panels times float B panels, or float rows times int8 panels, and
     apply the weights' scales and the bias to the finished tile."""
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
+from ..ops.linalg import prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_winograd
 from .settings import current_settings
-from .target import current_target
+from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
@@ -40,16 +40,8 @@ MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out chan
 MIN_M_PACKED = 1024      # from here on A is packed at run time too: it won at 1024^3, lost at 512^3
 
 
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
-
-
-def lower_for_cpu(graph: Graph, target=None) -> Graph:
+def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
     """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
-    target = target or current_target()
     if target.is_gpu or not current_settings().cpu_panels:
         return graph
     consts = graph.constants()
@@ -73,14 +65,8 @@ def _f32(node: Node) -> bool:
 
 
 def _emit(rw: Rewriter, node: Node, a, bp, attrs, bias=None):
-    """The matmul_panels node, computing `node`'s own output Value (its users, graph outputs
-    and names stay as they were)."""
-    ins = [a, bp] + ([rw.get(bias)] if bias is not None else [])
-    opdef = registry.get("matmul_panels")
-    attrs = opdef.normalize_attrs(attrs)
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("matmul_panels", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    """`node` computed by a matmul_panels node."""
+    rw.compute(node, "matmul_panels", [a, bp] + ([rw.get(bias)] if bias is not None else []), attrs)
     return True
 
 
@@ -118,8 +104,8 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     if not _f32(node) or at["group"] != 1 or out.type.size == 0:
         return False
     M, ks = W.shape[0], W.shape[2:]
-    KK = _prod(W.shape[1:])
-    P = _prod(out.shape[2:])
+    KK = prod(W.shape[1:])
+    P = prod(out.shape[2:])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
@@ -154,13 +140,9 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
         return False
     src, g = _unshuffled(X, producer)
     ins = [rw.get(src), rw.get(W)] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
-    opdef = registry.get("depthwise_conv")
-    attrs = opdef.normalize_attrs({"strides": tuple(at["strides"]) or (1, 1),
-                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                   "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("depthwise_conv", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
+                                             "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                             "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
     return True
 
 
@@ -171,15 +153,10 @@ def _pool(rw: Rewriter, node: Node) -> bool:
             or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
-    opdef = registry.get("pool_rows")
-    attrs = opdef.normalize_attrs({"mode": mode, "kernel": tuple(at["kernel"]),
-                                   "strides": tuple(at["strides"]) or (1, 1),
-                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                   "dilations": tuple(at["dilations"]) or (1, 1)})
-    ins = [rw.get(X)]
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("pool_rows", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "pool_rows", [rw.get(X)], {"mode": mode, "kernel": tuple(at["kernel"]),
+                                                "strides": tuple(at["strides"]) or (1, 1),
+                                                "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                                "dilations": tuple(at["dilations"]) or (1, 1)})
     return True
 
 
@@ -219,9 +196,5 @@ def _winograd(rw: Rewriter, node: Node, X, w) -> bool:
     mt = rw.op("matmul_panels", [U, v], {"m": M, "n": T16, "a_packed": 1,
                                          "out_shape": (X.shape[0], 16, M, T16)}, name=node.name)
     ins = [mt] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
-    opdef = registry.get("winograd_output")
-    attrs = opdef.normalize_attrs({"out_hw": tuple(out.shape[2:])})
-    assert opdef.infer([x.type for x in ins], attrs) == [out.type], node
-    rw.nodes.append(Node("winograd_output", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "winograd_output", ins, {"out_hw": tuple(out.shape[2:])})
     return True

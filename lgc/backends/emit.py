@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir.dtypes import DType
 from ..ir.graph import Node, Value
+from ..ops.linalg import prod
 from .kernel import Arg, Kernel, index_type_for
 
 
@@ -61,7 +62,7 @@ class Emitter:
         self.coords = [f"c{i}" for i in range(len(self.domain))]
         self.lines: list[str] = []
         self._n = 0
-        sizes = [v.type.size for v in self.inputs + self.outputs] + [_prod(self.domain)]
+        sizes = [v.type.size for v in self.inputs + self.outputs] + [prod(self.domain)]
         self.index_type = index_type_for(*sizes)
 
     # -- reading and writing -------------------------------------------------------
@@ -115,10 +116,3 @@ class Emitter:
         args += [Arg(f"out{j}", v, writable=True) for j, v in enumerate(self.outputs)]
         return Kernel(name, args, self.lines, domain=self.domain,
                       index_type=self.index_type, node_name=self.node.name or "", flops=flops)
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from ..ops.linalg import prod
 from .emit import read
-from .gemm.gpu_local import CONSTRAINTS, GemmParams, gemm_body, launch, valid, violations  # noqa: F401
+from .gemm.gpu_local import GemmParams, gemm_body, launch, valid, violations  # noqa: F401
 from .gemm.loads import Load, batch_offsets
 from .gemm.problem import Matmul, int8_terms, unravel
 from .gemm.readers import Columns, Rows
 from .gemm.store import epilogue_store
-from .kernel import Arg, Kernel, index_type_for
-from .target import Target, current_target  # noqa: F401 (generators read it here)
+from .kernel import Kernel, index_type_for, template_args
+from .target import Target
 
 
 # Presets, biggest tile first. Register tiles stay at <= 32 accumulators and the k loop is
@@ -136,8 +136,7 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     body = gemm_body(p, M, N, K, a, b, c_store, ct="float", it=it, prelude=prelude, target=target,
                      split_edge=epilogue is None)
     g, loc = launch(p, M, N, nb)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue is not None else [])
-    return [Kernel(name, args + [Arg("out0", Y, writable=True)], body, global_size=g, local_size=loc,
+    return [Kernel(name, template_args(node.inputs, epilogue, Y), body, global_size=g, local_size=loc,
                    index_type=it, node_name=node.name or "", flops=2 * M * N * K * nb)]
 
 
@@ -179,7 +178,6 @@ def gemv_t_kernel(node, name, batch, ba, bb, M: int, K: int, N: int, epilogue=No
         store = epilogue_store(epilogue, Y.dtype, f"z * {N} + {col}", f"red[{j * G}]", 1, coords)
         body.append(f"  if ({col} < {N}) {store}" if N % W else f"  {store}")
     body.append("}")
-    args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
-    return Kernel(name, args + [Arg("out0", Y, writable=True)], body,
+    return Kernel(name, template_args([A, B], epilogue, Y), body,
                   global_size=(-(-N // W) * G, 1, prod(batch) * M), local_size=(G, 1, 1), index_type=it,
                   node_name=node.name or "", flops=2 * M * N * K * prod(batch))

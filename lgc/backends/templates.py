@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..ir.dtypes import DType
 from ..ir.graph import Node
+from ..ops.linalg import prod
 from .emit import Emitter, convert
 
 
@@ -43,7 +44,6 @@ def literal(value, dtype: DType) -> str:
 
 class Pointwise:
     """One work-item per point of the output (or of `domain(node)`)."""
-    alias = False
 
     def __init__(self, body: Callable[[Emitter], None], domain=None, flops_per_point=1):
         self.body = body
@@ -53,7 +53,7 @@ class Pointwise:
     def kernels(self, node: Node, name: str):
         em = Emitter(node, domain=self.domain(node) if self.domain else None)
         self.body(em)
-        return [em.kernel(name, flops=self.flops_per_point * _size(em.domain))]
+        return [em.kernel(name, flops=self.flops_per_point * prod(em.domain))]
 
 
 class Elementwise(Pointwise):
@@ -80,10 +80,3 @@ class Alias:
 
     def kernels(self, node, name):
         return []
-
-
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

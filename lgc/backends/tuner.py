@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..ops.linalg import prod
 from . import gpu_gemm, tuning
+from .backend import backend_for
 from .gpu_gemm import GemmParams
 from .target import Target, use_target
 from .tuning import ConvChoice, PanelTile, cpu_signature
@@ -68,13 +70,6 @@ class Task:
 
 def _grid(grid: dict, make) -> list:
     return [make(**dict(zip(grid, vals))) for vals in itertools.product(*grid.values())]
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
 
 
 def gpu_candidates(default: GemmParams, target: Target, seed: str) -> list[GemmParams]:
@@ -119,7 +114,7 @@ def panel_shape(node):
     out = tuple(at["out_shape"])
     K = node.inputs[1].shape[-2]
     nb = max(len(node.inputs[0].shape) - (3 if at["a_packed"] else 2), len(node.inputs[1].shape) - 3)
-    return at["m"], at["n"], K, _prod(out[:nb]), int(at["a_packed"])
+    return at["m"], at["n"], K, prod(out[:nb]), int(at["a_packed"])
 
 
 def panel_task(node) -> Task | None:
@@ -159,7 +154,7 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
             continue
         X, W = node.inputs[:2]
         sig = tuning.winograd_signature(X.shape, W.shape, node.attrs["pads"])
-        flops = 2 * node.outputs[0].type.size * _prod(W.shape[1:])
+        flops = 2 * node.outputs[0].type.size * prod(W.shape[1:])
         if sig in out:
             out[sig].flops += flops
             continue
@@ -174,22 +169,15 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
 def tasks(graph, target: Target, lowering: bool = True) -> list[Task]:
     """The distinct tunable ops of a graph: on a CPU, its Winograd-or-im2col decisions first
     (they change what runs; `lowering=False` leaves them out, once they are decided), then
-    the kernels of the graph as cpu_lowering rewrites it; on a GPU, the GEMMs of the graph as
-    gpu_split rewrites it (a split conv is tuned as split); biggest FLOP count first."""
+    the kernels of the graph as the target's backend rewrites it (cpu_lowering; on a GPU,
+    gpu_split: a split conv is tuned as split); biggest FLOP count first."""
     from ..ir import registry
     from .kernels.linalg import MatmulParams
     from .kernels.nn import ConvParams
     from .gemm.loads import width_for
-    first = []
-    if not target.is_gpu:
-        from .cpu_lowering import lower_for_cpu
-        with use_target(target):
-            first = lowering_tasks(graph, target) if lowering else []
-            graph = lower_for_cpu(graph, target)
-    else:
-        from .gpu_split import lower_for_gpu
-        with use_target(target):
-            graph = lower_for_gpu(graph, target)
+    with use_target(target):
+        first = lowering_tasks(graph, target) if lowering and not target.is_gpu else []
+    graph = backend_for(target).rewrite(graph)
     out: dict[str, Task] = {}
     for node in graph.nodes:
         if node.op == "matmul_panels" and all(v.dtype.name == "f32" for v in node.inputs):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ops.linalg import prod
-from ..kernel import Arg, Kernel
+from ..kernel import Kernel, template_args
 from .loads import batch_offsets, lane, vtype
 from .store import Place, looped, unrolled
 
@@ -111,8 +111,7 @@ def matmul_kernel(node, name, mm, t: Tile, it: str, reduction, epilogue=None, af
         body += scale_tile(t, affine, place.row, place.col)
     out = epilogue.output if epilogue is not None else node.outputs[0]
     body += looped(t, out.dtype, epilogue, place, M, N, it) if generic else unrolled(t, out.dtype, epilogue, place)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue else [])
     nb = prod(mm.batch)
-    return Kernel(name, args + [Arg("out0", out, writable=True)], body,
+    return Kernel(name, template_args(node.inputs, epilogue, out), body,
                   global_size=(-(-mm.N // t.cols), -(-mm.M // t.rows), nb), local_size=(1, 1, 1), index_type=it,
                   node_name=node.name or "", flops=2 * mm.M * mm.N * mm.K * nb, params=params)

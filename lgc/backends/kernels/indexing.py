@@ -31,7 +31,6 @@ def _zero_body(em):
 
 class Steps:
     """Several Pointwise kernels for one node, launched in order (e.g. copy, then scatter)."""
-    alias = False
 
     def __init__(self, *steps):
         self.steps = steps  # (body(em), domain(node) or None)
@@ -125,7 +124,6 @@ def _scatter_elements_write(em):
 
 class _ByReduction:
     """Copy + one write per update without a reduction; the scanning kernel with one."""
-    alias = False
 
     def __init__(self, write, reduce):
         self.write = Steps((_copy_body, None), (write, lambda n: n.inputs[2].shape))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from ...ir import dtypes
 from ...ops.quant import RANGES
-from ..quant_kernels import QConvGen, QMatmulGen
+from ..quant_kernels import QConvGen, QMatmulGen, qconv_params
 from ..templates import Elementwise, literal
+from .linalg import matmul_params
 
 
 def _quantize_expr(ops, em):
@@ -17,6 +18,6 @@ def _quantize_expr(ops, em):
 
 LOWERINGS: dict = {
     "quantize": Elementwise(_quantize_expr),
-    "qmatmul": QMatmulGen(),
-    "qconv": QConvGen(),
+    "qmatmul": QMatmulGen(matmul_params),
+    "qconv": QConvGen(qconv_params),
 }
