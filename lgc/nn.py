@@ -8,6 +8,7 @@ import numpy as np
 
 from . import numpy as lnp
 from . import random
+from .ops import prim
 from .ops.core import bind
 
 
@@ -72,7 +73,7 @@ def leaky_relu(x, negative_slope=1e-2):
 
 
 def _one_axis(x, axis):
-    return lnp._norm_axis(axis, x.ndim) if isinstance(axis, (int, np.integer)) else None
+    return prim.normalize_axis(axis, x.ndim) if isinstance(axis, (int, np.integer)) else None
 
 
 def softmax(x, axis=-1):
@@ -101,13 +102,13 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     m = lnp.where(lnp.isfinite(m), m, 0.0)
     s = lnp.log(lnp.sum(lnp.exp(lnp.subtract(a, m)), axis, keepdims=True))
     out = lnp.add(s, m)
-    return out if keepdims else lnp.squeeze(out, lnp._norm_axes(axis, a.ndim))
+    return out if keepdims else lnp.squeeze(out, prim.normalize_axes(axis, a.ndim))
 
 
 def one_hot(x, num_classes: int, dtype=None, axis=-1):
     """1 where x equals the class index along `axis`; out-of-range entries give all zeros."""
     x = lnp.asarray(x)
-    a = lnp._norm_axis(axis, x.ndim + 1)
+    a = prim.normalize_axis(axis, x.ndim + 1)
     classes = lnp.reshape(lnp.arange(num_classes), (num_classes,) + (1,) * (x.ndim - a))
     hit = lnp.equal(lnp.expand_dims(x, a), classes)
     return lnp.astype(hit, dtype or lnp.float32)
@@ -194,13 +195,9 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
 def segment_sum(data, segment_ids, num_segments: int | None = None):
     """out[s] = sum of data[i] with segment_ids[i] == s (jax.ops.segment_sum); ids out of
     range are dropped. One scatter_nd with add over a zero array."""
-    data, ids = lnp.asarray(data), lnp.asarray(segment_ids)
     if num_segments is None:
         raise ValueError("segment_sum needs a static num_segments under lgc")
-    out = lnp.zeros((num_segments,) + data.shape[1:], data.dtype)
-    ids = lnp.astype(ids, lnp.int32)
-    ids = lnp.where(lnp.less(ids, 0), num_segments, ids)  # scatter_nd would wrap negatives
-    return bind("scatter_nd", out, lnp.reshape(ids, (-1, 1)), data, reduction="add")
+    return prim.segment_sum(lnp.asarray(data), lnp.asarray(segment_ids), num_segments)
 
 
 def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None,

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from . import numpy as lnp
+from .ops import prim
 from .ops.core import bind
 
 _U32 = np.uint32
@@ -75,7 +76,7 @@ def fold_in(key, data):
 
 
 def bits(key, shape=(), dtype=_U32):
-    shape = lnp._shape_tuple(shape)
+    shape = prim.shape_tuple(shape)
     n = math.prod(shape)
     if n == 0:
         return lnp.zeros(shape, _U32)
@@ -118,7 +119,7 @@ def normal(key, shape=(), dtype=np.float32):
 
 def bernoulli(key, p=0.5, shape=None):
     p = lnp.asarray(p)
-    shape = lnp.shape(p) if shape is None else lnp._shape_tuple(shape)
+    shape = lnp.shape(p) if shape is None else prim.shape_tuple(shape)
     return lnp.less(uniform(key, shape), p)
 
 
@@ -140,7 +141,7 @@ def permutation(key, x):
 
 def choice(key, a, shape=(), replace=True):
     n = int(a) if isinstance(a, (int, np.integer)) else lnp.shape(a)[0]
-    shape = lnp._shape_tuple(shape)
+    shape = prim.shape_tuple(shape)
     if replace:
         idx = randint(key, shape, 0, n)
     else:

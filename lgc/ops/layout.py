@@ -320,12 +320,8 @@ def _pad_vjp(cts, ins, outs, attrs):
 
 
 def _concat_vjp(cts, ins, outs, attrs):
-    g = cts[0]
-    axis = attrs["axis"] % g.ndim
-    bounds = np.cumsum([0] + [x.shape[axis] for x in ins]).tolist()
-    return [bind("slice", g, starts=tuple(a if i == axis else 0 for i in range(g.ndim)),
-                 steps=(1,) * g.ndim, shape=x.shape)
-            for a, x in zip(bounds, ins)]
+    axis = attrs["axis"]
+    return prim.split(cts[0], np.cumsum([x.shape[axis] for x in ins[:-1]]).tolist(), axis)
 
 
 OPS["slice"].vjp = _slice_vjp
