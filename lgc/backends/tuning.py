@@ -14,6 +14,7 @@ What is stored, by signature:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 from dataclasses import dataclass
@@ -84,22 +85,24 @@ def _shipped(name: str) -> dict:
         return {}
 
 
-_forced: list[dict] = []   # the tuner's candidate being generated: {signature: params}
+# The tuner's candidates being generated, innermost last: ({signature: params}, ...). A
+# ContextVar, so that a compile in another thread never sees the tuner's candidate.
+_forced: contextvars.ContextVar[tuple] = contextvars.ContextVar("lgc_tuning_forced", default=())
 
 
 @contextlib.contextmanager
 def forced(entries: dict):
     """Inside the block, lookups of these signatures answer `entries[signature]` (a dict of
     params): the tuner builds each candidate through the same code that compiling runs."""
-    _forced.append(entries)
+    token = _forced.set(_forced.get() + (entries,))
     try:
         yield
     finally:
-        _forced.pop()
+        _forced.reset(token)
 
 
 def lookup(target: Target, signature: str) -> dict | None:
-    for entries in reversed(_forced):
+    for entries in reversed(_forced.get()):
         if signature in entries:
             return dict(entries[signature])
     entry = load_db().get(target.key or target.name, {}).get(signature) \
