@@ -159,5 +159,11 @@ def compile(source, input_shapes: dict | None = None, device=None, opt_level: in
     return Model(source, input_shapes, device, opt_level, profile=profile, target=target)
 
 
-def load(path, device=None) -> Executable:
-    return load_artifact(path, device)
+def load(path, device=None, trusted_keys=None) -> Executable:
+    """The Executable in a .lgc artifact, every member verified against its digest table.
+
+    A .lgc is code (its kernels run as written), so load only artifacts from a source you
+    trust. `trusted_keys` (Ed25519 public keys, or PEM files holding them) makes that a
+    check: the artifact must carry a signature by one of them (`lgc compile --sign KEY`);
+    an unsigned or otherwise signed one raises SignatureError."""
+    return load_artifact(path, device, trusted_keys)

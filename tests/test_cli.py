@@ -1,4 +1,6 @@
 """The lgc command: each subcommand works, has --help, and fails with one line."""
+import os
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,7 @@ def test_compile_run_inspect(small_model_path, tmp_path, capsys):
     assert "default" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("cmd", ["compile", "run", "inspect", "devices", "demo"])
+@pytest.mark.parametrize("cmd", ["compile", "run", "inspect", "devices", "demo", "keygen"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -38,5 +40,8 @@ def test_errors_are_one_line(tmp_path, capsys, small_model_path):
     assert err.startswith("lgc: error:") and "\n" not in err and "bad.onnx" in err
     assert main(["run", str(tmp_path / "missing.lgc")]) == 1
     assert "no such file" in capsys.readouterr().err
+    os.mkfifo(tmp_path / "pipe.lgc")                     # refused at once, never opened
+    assert main(["run", str(tmp_path / "pipe.lgc"), "--random"]) == 1
+    assert capsys.readouterr().err == "lgc: error: pipe.lgc: not a regular file (an artifact is a .lgc zip file)\n"
     assert main(["run", str(small_model_path), "--input", "q=nothing.npy"]) == 1
     assert "cannot read" in capsys.readouterr().err

@@ -63,9 +63,10 @@ class Executable:
         outs = list(self.run(feeds).values())
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def save(self, path) -> None:
+    def save(self, path, sign_key=None) -> None:
+        """Write a .lgc artifact; `sign_key` (an Ed25519 private key or its PEM file) signs it."""
         from .artifact import save_artifact   # lgc.runtime.artifact loads into Executables
-        save_artifact(path, self)
+        save_artifact(path, self, sign_key=sign_key)
 
 
 def named_feeds(feeds, names: list[str]) -> dict:

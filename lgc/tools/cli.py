@@ -16,14 +16,15 @@ from lgc.backends.program import lower
 from lgc.backends.target import by_name
 from lgc.backends.tuning import db_path
 from lgc.compiler import Settings, backend_for
-from lgc.errors import InputError, LgcError
+from lgc.errors import ArtifactError, InputError, LgcError
 from lgc.feeds import random_inputs
 from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
 from lgc.ir.stats import graph_stats
 from lgc.passes import optimize
 from lgc.passes.manager import report_table
 from lgc.runtime import Executable, select_device
-from lgc.runtime.artifact import read_artifact
+from lgc.runtime.artifact import program_from, read_artifact, signing
+from lgc.runtime.artifact_sign import generate as generate_key, key_id, private_key
 from lgc.runtime.device import DeviceError, list_devices
 from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
 from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
@@ -66,8 +67,10 @@ def _progress(msg: str) -> None:
 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
+    key = private_key(args.sign) if args.sign else None   # a bad key fails before compiling
     if args.plan:
-        return _compile_stages(args, t)
+        with signing(key):
+            return _compile_stages(args, t)
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
     device = select_device(args.device).retargeted(by_name(target) if target else None)
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=device,
@@ -107,10 +110,11 @@ def cmd_compile(args) -> int:
             json.dump(data, f, indent=2)
         print(f"wrote {args.report}")
     out = args.output or os.path.splitext(args.model)[0] + ".lgc"
-    exe.save(out)
+    exe.save(out, sign_key=key)
     n_kernels = len(exe.program.kernel_names)
+    signed = f", signed by key {key_id(key.public_key())}" if key else ""
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
-          f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
+          f"{len(exe.program.launches)} launches{signed}, {time.perf_counter() - t:.1f} s)")
     if args.isa_report:
         from lgc.backends import isa   # (see the note above cmd_compile)
         print(isa.report(isa.program_resources(exe.program), exe.program))
@@ -172,8 +176,12 @@ def cmd_tune(args) -> int:
 
 
 def _load_any(path, args):
+    trusted = getattr(args, "trusted_keys", None)
     if path.endswith(".lgc"):
-        return lgc.load(path, device=args.device)
+        return lgc.load(path, device=args.device, trusted_keys=trusted)
+    if trusted:
+        raise InputError("--trusted-keys checks the signature of a .lgc artifact; "
+                         f"{os.path.basename(path)} is not one")
     return lgc.Model(path, parse_shape_args(getattr(args, "input_shape", None)), device=args.device)
 
 
@@ -212,15 +220,13 @@ def cmd_run(args) -> int:
 def cmd_inspect(args) -> int:
     if args.model.endswith(".lgc"):
         manifest, members = read_artifact(args.model)
-        print(members["ir.txt"].decode())
-        st = manifest.get("stats", {})
-        print(f"format version {manifest['format_version']}, built by lgc {manifest['lgc_version']} "
-              f"for {manifest['target']['device']}")
-        print(f"nodes: {st.get('nodes')}\nparameters: {st.get('params', 0):,} "
-              f"({st.get('param_bytes', 0) / 2**20:.1f} MiB)\nFLOPs: {st.get('flops', 0):,}")
-        print("ops:")
-        for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
-            print(f"  {op:<20} {n}")
+        where = os.path.basename(args.model)
+        program_from(manifest, members, where)            # the tables are checked as by lgc.load
+        print(bytes(members["ir.txt"]).decode(errors="replace"))
+        try:
+            _print_artifact_stats(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ArtifactError(f"{where}: manifest field 'stats' or 'target' is malformed") from None
         return 0
     m = load_model(args.model)
     types = default_input_types(m, parse_shape_args(args.input_shape))
@@ -232,6 +238,25 @@ def cmd_inspect(args) -> int:
         program = lower(graph, share_buffers=False)
         print(memory.plan(program.buffers, program.launches).summary())
     return 0
+
+
+def cmd_keygen(args) -> int:
+    pub, kid = generate_key(args.key)
+    print(f"wrote private key {args.key} (keep it secret) and public key {pub}; key id {kid}")
+    print(f"sign with: lgc compile MODEL.onnx --sign {args.key}; "
+          f"verify with: lgc run MODEL.lgc --trusted-keys {pub}")
+    return 0
+
+
+def _print_artifact_stats(manifest: dict) -> None:
+    st = manifest.get("stats", {})
+    print(f"format version {manifest['format_version']}, built by lgc {manifest['lgc_version']} "
+          f"for {manifest['target']['device']}")
+    print(f"nodes: {st.get('nodes')}\nparameters: {st.get('params', 0):,} "
+          f"({st.get('param_bytes', 0) / 2**20:.1f} MiB)\nFLOPs: {st.get('flops', 0):,}")
+    print("ops:")
+    for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {op:<20} {n}")
 
 
 def cmd_devices(args) -> int:
@@ -310,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", metavar="PLAN.json",
                    help="compile one artifact per pipeline stage of a plan from `lgc plan` into the "
                         "folder -o (default MODEL.stages/), with stages.json for `lgc deploy`")
+    p.add_argument("--sign", metavar="KEY.pem",
+                   help="sign the artifact(s) with this Ed25519 private key (`lgc keygen`); "
+                        "`lgc run/deploy --trusted-keys` and lgc.load(trusted_keys=) check it")
     _add_common(p)
     p.set_defaults(fn=cmd_compile)
 
@@ -330,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", action="store_true", help="random values for inputs not given")
     p.add_argument("--seed", type=int, default=0, help="seed for --random")
     p.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
+                   help="run a .lgc only if signed by one of the Ed25519 public keys in this PEM "
+                        "file (repeatable); unsigned or otherwise signed artifacts are refused")
     _add_common(p)
     p.set_defaults(fn=cmd_run)
 
@@ -342,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "with buffer reuse, the lower bound and their ratio")
     p.add_argument("--input-shape", action="append", metavar="NAME=DxD")
     p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing artifacts",
+                       description="Write a new Ed25519 private key (PEM, mode 0600) to KEY.pem and its "
+                                   "public key to KEY.pub.pem, for `lgc compile --sign` and "
+                                   "`--trusted-keys` (docs/ARTIFACTS.md). Never overwrites.")
+    p.add_argument("key", metavar="KEY.pem", help="where to write the private key")
+    p.set_defaults(fn=cmd_keygen)
 
     p = sub.add_parser("devices", help="list OpenCL platforms and devices",
                        description="List OpenCL devices, whether each can build lgc's kernels, and the default.")
