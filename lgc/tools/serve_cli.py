@@ -73,6 +73,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-warmup", action="store_true",
                    help="do not compile every batch size before accepting requests (ONNX source)")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
+                   help="uvicorn's HTTP parser (default auto: httptools when installed, else h11)")
     p.add_argument("--device", help="OpenCL device for the embedded model: cpu, gpu, an index or a "
                                     "name (default: $LGC_DEVICE, else the first working GPU, else the CPU)")
     p.set_defaults(fn=cmd_serve)
@@ -173,7 +175,7 @@ def cmd_serve(args) -> int:
           f"{backend.name} (max batch {backend.max_batch_size}, "
           f"{'bearer token required' if token else 'no authentication'})", file=sys.stderr, flush=True)
     _raise_fd_limit()
-    Server(uvicorn_config(app, args.host, args.port, limits, access_log=args.access_log,
-                          log_level="info" if args.access_log else "warning",
+    Server(uvicorn_config(app, args.host, args.port, limits, http=args.http,
+                          access_log=args.access_log, log_level="info" if args.access_log else "warning",
                           log_config=log_config("INFO"))).run()
     return 0
