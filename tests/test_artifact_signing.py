@@ -164,3 +164,17 @@ def test_deploy_with_trusted_keys(ray_local, setup, capsys, monkeypatch):
         deployment.Deployment.create([plain], name="sneaky", detached=False, trusted_keys=pub,
                                      ready_timeout=120)
     assert deployment.list_deployments(ray_local) == []      # and nothing is left running
+
+
+def test_serve_backend_checks_signatures(setup):
+    """`lgc serve --trusted-keys` (LocalBackend): the signed artifact serves, the unsigned one and
+    an ONNX model are refused before anything runs."""
+    from lgc.serve.backend import LocalBackend
+    _, signed, plain, _, pub, other = setup
+    LocalBackend(signed, trusted_keys=[pub]).close()
+    with pytest.raises(SignatureError):
+        LocalBackend(plain, trusted_keys=[pub])
+    with pytest.raises(SignatureError):
+        LocalBackend(signed, trusted_keys=[other])
+    with pytest.raises(InputError, match="not one"):
+        LocalBackend(signed.with_suffix(".onnx"), trusted_keys=[pub])

@@ -98,19 +98,26 @@ def deploy(model, address: str | None = "auto", stages: int | None = None, repli
                              progress=progress, trusted_keys=trusted_keys)
 
 
-def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None):
+def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None,
+            trusted_keys=None):
     """A RayBackend for `lgc serve --address`: attach to the deployment `name` (default: the
-    model's) if one runs, else deploy `model` for as long as the server lives."""
+    model's) if one runs, else deploy `model` for as long as the server lives (only if it is
+    signed by one of `trusted_keys`, when given)."""
     ray = join(address)
     name = name or default_name(model)
     try:
         ray.get_actor(registry_name(name), namespace="lgc")
-        dep, owned = Deployment.attach(name, address), False
     except ValueError:
         if progress:
             progress(f"no deployment {name!r} running: deploying {os.fspath(model)} for this server")
-        dep, owned = deploy(model, address, name=name, detached=False, progress=progress), True
-    return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=owned)
+        dep = deploy(model, address, name=name, detached=False, progress=progress, trusted_keys=trusted_keys)
+        return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=True)
+    if trusted_keys:
+        raise InputError(f"deployment {name!r} is already running, and its signatures were checked "
+                         f"(or not) by `lgc deploy`: serve it without --trusted-keys, or redeploy it "
+                         f"with `lgc deploy --trusted-keys`")
+    return RayBackend(Deployment.attach(name, address), max_batch_size=max_batch_size,
+                      owns_deployment=False)
 
 
 def bench_factory(model_path, max_batch_size: int, stages: int | None = None, replicas: int | None = None,

@@ -130,8 +130,9 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 class LocalBackend:
     """A model compiled and run in this process (the embedded server; no Ray needed).
 
-    Source is a `.lgc` artifact (loaded with lgc.load, which verifies its checksums; fixed
-    shapes) or an ONNX model (compiled per input signature by lgc.Model).
+    Source is a `.lgc` artifact (loaded with lgc.load, which verifies its digests, and its
+    signature when `trusted_keys` are given; fixed shapes) or an ONNX model (compiled per input
+    signature by lgc.Model).
 
     Batching:
     - ONNX with a symbolic first dimension on every input and output: batched. To bound
@@ -143,22 +144,26 @@ class LocalBackend:
       last chunk padded the same way). This saves queueing and HTTP overhead, not device
       time; for real batching compile the artifact with a larger b.
     - Anything else: max_batch_size = 0, shapes must match exactly.
-    `infer` serializes calls with a lock (the OpenCL executor reuses its buffers), so
-    `max_concurrency` is 1.
+    `infer` serializes calls with a lock (which also guards `close`), so `max_concurrency` is
+    1: the batcher already merges concurrent requests into one call.
     """
 
     max_concurrency = 1
 
     def __init__(self, source, name: str | None = None, version: str = "1",
-                 max_batch_size: int = 8, device=None, batching: bool | None = None):
+                 max_batch_size: int = 8, device=None, batching: bool | None = None,
+                 trusted_keys=None):
         import os
         self.name = name or os.path.splitext(os.path.basename(os.fspath(source)))[0]
         self.version = str(version)
         self._lock = threading.Lock()
         self._closed = False
         path = os.fspath(source)
+        if trusted_keys and not path.endswith(".lgc"):
+            raise InputError(f"trusted keys check the signature of a .lgc artifact, and {path} is "
+                             f"not one: compile it with `lgc compile --sign KEY` first")
         if path.endswith(".lgc"):
-            self._exe = api.load(path, device)             # checksums verified here
+            self._exe = api.load(path, device, trusted_keys=trusted_keys)   # digests (and signature) verified
             self._model = None
             ins = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.inputs]
             outs = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.outputs]

@@ -70,6 +70,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--address", default=None,
                    help="serve in front of the Ray deployment at this address (auto or HOST:PORT) "
                         "instead of running the model in this process")
+    p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
+                   help="serve only a .lgc signed by one of the Ed25519 public keys in this PEM file "
+                        "(repeatable; `lgc compile --sign`, docs/ARTIFACTS.md)")
     p.add_argument("--no-warmup", action="store_true",
                    help="do not compile every batch size before accepting requests (ONNX source)")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
@@ -140,10 +143,11 @@ def make_backend(args):
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
-                       progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
+                       trusted_keys=args.trusted_keys, progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
     from ..serve.backend import LocalBackend   # on use: every `lgc` start imports this module
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
-                           max_batch_size=args.max_batch_size, device=args.device)
+                           max_batch_size=args.max_batch_size, device=args.device,
+                           trusted_keys=args.trusted_keys)
     if not args.no_warmup and backend.max_batch_size > 0:
         print(f"lgc serve: compiling {backend.name!r} for batch sizes up to "
               f"{backend.max_batch_size} ...", file=sys.stderr, flush=True)
