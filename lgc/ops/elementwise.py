@@ -9,7 +9,7 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import batch_rules
-from ._rules import broadcast_shapes, compare_type, elementwise_type, require
+from ._rules import broadcast_shapes, elementwise_type, f16_as_f32, require
 
 def _quiet():
     return np.errstate(all="ignore")
@@ -19,7 +19,7 @@ def _ref1(fn):
     def ref(xs, attrs):
         with _quiet():
             x = xs[0]
-            y = fn(x.astype(np.float32) if x.dtype == np.float16 else x)
+            y = fn(f16_as_f32(x))
             return [np.asarray(y).astype(x.dtype)]
     return ref
 
@@ -91,15 +91,12 @@ _bool_out("isinf",
 def _binary(name, ref, kinds="fiu", out_bool=False):
     def infer(types, attrs):
         require(types, kinds, name)
-        return compare_type(types) if out_bool else elementwise_type(types)
+        return elementwise_type(types, dtypes.bool_ if out_bool else None)
 
     def reference(xs, attrs):
         a, b = xs
         with _quiet():
-            if a.dtype == np.float16:
-                r = ref(a.astype(np.float32), b.astype(np.float32), attrs)
-            else:
-                r = ref(a, b, attrs)
+            r = ref(f16_as_f32(a), f16_as_f32(b), attrs)
         return [np.asarray(r).astype(np.bool_ if out_bool else a.dtype)]
 
     register(OpDef(name, infer, reference,

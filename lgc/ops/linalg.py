@@ -11,7 +11,7 @@ import numpy as np
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from . import batch_rules
-from ._rules import broadcast_shapes, require, same_dtype
+from ._rules import bilinear_jvp, broadcast_shapes, f16_as_f32, require, same_dtype
 
 
 def prod(xs) -> int:
@@ -55,9 +55,7 @@ def _mm_ref(xs, attrs):
     a, b = xs
     if attrs["trans_b"]:
         b = np.swapaxes(b, -1, -2)
-    if a.dtype == np.float16:
-        return [np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)]
-    return [np.asarray(np.matmul(a, b)).astype(a.dtype)]
+    return [np.asarray(np.matmul(f16_as_f32(a), f16_as_f32(b))).astype(a.dtype)]
 
 
 def _batch_matmul(args, dims, at):
@@ -102,12 +100,6 @@ register(OpDef("matmul", _mm_infer, _mm_ref, fusion="out_fusable", num_inputs=2,
                    "stored with its last two axes swapped"))
 
 
-def _batch_det(x, d):
-    if d >= len(batch_rules.shape(x)) - 2:   # the batch axis must not be a matrix axis
-        x, d = batch_rules.moveaxis(x, d, 0), 0
-    return [batch_rules.bind("det", x)], [d]
-
-
 # ---- det ------------------------------------------------------------------------------------
 
 DET_MAX_N = 32   # the matrix is copied into private memory
@@ -126,7 +118,7 @@ def _det_infer(types, attrs):
 register(OpDef("det", _det_infer,
                lambda xs, at: [np.asarray(np.linalg.det(xs[0].astype(np.float64))).astype(xs[0].dtype)],
                fusion="opaque", num_inputs=1,
-               batch=lambda args, dims, at: _batch_det(args[0], dims[0]),
+               batch=batch_rules.on_matrices("det"),
                doc="determinant of [..., n, n] by LU with partial pivoting"))
 
 
@@ -157,14 +149,6 @@ def _matmul_vjp(cts, ins, outs, attrs):
     return [ga, prim.swapaxes(gb, -1, -2) if attrs["trans_b"] else gb]
 
 
-def _matmul_jvp(tans, ins, outs, attrs):
-    """Bilinear: d(a b) = da b + a db."""
-    (a, b), (ta, tb) = ins, tans
-    terms = ([bind("matmul", ta, b, **attrs)] if ta is not None else []) + \
-            ([bind("matmul", a, tb, **attrs)] if tb is not None else [])
-    return [terms[0] if len(terms) == 1 else prim.add(terms[0], terms[1])]
-
-
 def _det_vjp(cts, ins, outs, attrs):
     """d det(A) / dA = adj(A)^T, the cofactors: (-1)^(i+j) det(A without row i, column j).
     The minors are one batched det (exact for singular A too, unlike det * inv(A)^T)."""
@@ -185,4 +169,4 @@ def _det_vjp(cts, ins, outs, attrs):
 
 OPS["matmul"].vjp = _matmul_vjp
 OPS["det"].vjp = _det_vjp
-OPS["matmul"].jvp = _matmul_jvp
+OPS["matmul"].jvp = bilinear_jvp("matmul")

@@ -25,9 +25,10 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from ._rules import broadcast_shapes
+from ._rules import broadcast_shapes, check_bias
 from .linalg import prod
-from .nn import avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs, window_out
+from .nn import (avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs,
+                 window_patches)
 
 PANEL = 16       # columns of B (and of a C tile) per panel
 ROWS = 4         # rows of A per packed panel
@@ -38,11 +39,15 @@ def panels(n: int, width: int = PANEL) -> int:
     return -(-n // width)
 
 
-def _lowering_only(name):
-    def rule(*args, **kwargs):
-        raise NotImplementedError(f"{name} is made by a backend's lowering, after differentiation "
-                                  "and batching; it has no gradient or batching rule")
-    return rule
+def register_lowered(opdef: OpDef) -> None:
+    """Register an op that only a backend's lowering makes: its gradient and batching rules
+    refuse (they run before the lowering)."""
+    def refuse(*args, **kwargs):
+        raise NotImplementedError(f"{opdef.name} is made by a backend's lowering, after "
+                                  "differentiation and batching; it has no gradient or batching "
+                                  "rule")
+    opdef.vjp = opdef.batch = refuse
+    register(opdef)
 
 
 # ---- pack_panels ----------------------------------------------------------------------------
@@ -64,21 +69,18 @@ def pack_panels_ref(xs, attrs):
     return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
 
 
-register(OpDef("pack_panels", _pack_infer, pack_panels_ref,
-               fusion="opaque", num_inputs=1, attrs={"trans": 0},
-               vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
-               doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "pack_panels", _pack_infer, pack_panels_ref, fusion="opaque", num_inputs=1, attrs={"trans": 0},
+    doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
+        "(CPU lowering only)"))
 
 
 # ---- im2col_panels --------------------------------------------------------------------------
 
 def conv_geometry(x_shape, k_shape, attrs):
     """(strides, pads_begin, dilations, output spatial shape) of a conv."""
-    r = len(x_shape) - 2
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    out = tuple(window_out(x_shape[2 + i], k_shape[i], s[i], pb[i], pe[i], d[i]) for i in range(r))
-    return s, pb, d, out
+    s, pb, pe, d = spatial_attrs(attrs, len(x_shape) - 2)
+    return s, pb, d, pool_out(tuple(x_shape), {**attrs, "kernel": k_shape, "ceil_mode": 0})[2:]
 
 
 def _im2col_infer(types, attrs):
@@ -91,25 +93,17 @@ def _im2col_infer(types, attrs):
 
 def im2col_panels_ref(xs, attrs):
     x = xs[0]
-    ks = tuple(attrs["kernel"])
-    s, pb, d, out = conv_geometry(x.shape, ks, attrs)
-    r = len(ks)
-    pe = [max(0, (out[i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 - x.shape[2 + i] - pb[i]) for i in range(r)]
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
-    cols = []
-    for kk in np.ndindex(*ks):
-        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
-        cols.append(xp[(slice(None), slice(None)) + sl].reshape(x.shape[0], x.shape[1], -1))
-    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, prod(out))   # [N, C*KS, P]
+    patches = window_patches(x, {**attrs, "ceil_mode": 0}, 0)
+    cols = [p.reshape(x.shape[:2] + (-1,)) for _, p in patches]
+    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, cols[0].shape[-1])   # [N, C*KS, P]
     return pack_panels_ref([col], {"trans": 0})
 
 
-register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref,
-               fusion="opaque", num_inputs=1,
-               attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
-               vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
-               doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "im2col_panels", _im2col_infer, im2col_panels_ref, fusion="opaque", num_inputs=1,
+    attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
+    doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
+        "(CPU lowering only)"))
 
 
 # ---- pack_rows ------------------------------------------------------------------------------
@@ -137,9 +131,9 @@ def pack_rows_batched_ref(xs, attrs):
     return [out.reshape(a.shape[:-2] + out.shape[1:])]
 
 
-register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, fusion="opaque",
-               num_inputs=1, vjp=_lowering_only("pack_rows"), batch=_lowering_only("pack_rows"),
-               doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
+register_lowered(OpDef(
+    "pack_rows", _pack_rows_infer, pack_rows_batched_ref, fusion="opaque", num_inputs=1,
+    doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
 
 
 # ---- matmul_panels --------------------------------------------------------------------------
@@ -165,8 +159,7 @@ def _mmp_infer(types, attrs):
     batch = broadcast_shapes(ba, bb)
     if prod(out) != prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
         raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
-    if len(types) == 3 and types[2].shape != (M,):
-        raise OpError(f"matmul_panels: bias shape {types[2].shape}, expected ({M},)")
+    check_bias(types, 2, M, "matmul_panels")
     return [TensorType(types[0].dtype, out)]
 
 
@@ -181,12 +174,12 @@ def _mmp_ref(xs, attrs):
     return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
 
 
-register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable",
-               num_inputs=(2, 3), attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
-               vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
-               doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
-                   "out_shape (CPU lowering only)"))
+register_lowered(OpDef(
+    "matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable", num_inputs=(2, 3),
+    attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
+    flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
+    doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
+        "out_shape (CPU lowering only)"))
 
 
 # ---- winograd_input, winograd_output --------------------------------------------------------
@@ -232,10 +225,10 @@ def _in_ref(xs, attrs):
     return [np.ascontiguousarray(v).astype(x.dtype)]
 
 
-register(OpDef("winograd_input", _in_infer, _in_ref, fusion="opaque",
-               num_inputs=1, attrs={"pads": (0, 0, 0, 0)},
-               vjp=_lowering_only("winograd_input"), batch=_lowering_only("winograd_input"),
-               doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
+register_lowered(OpDef(
+    "winograd_input", _in_infer, _in_ref, fusion="opaque", num_inputs=1,
+    attrs={"pads": (0, 0, 0, 0)},
+    doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
 
 
 def _out_infer(types, attrs):
@@ -244,8 +237,7 @@ def _out_infer(types, attrs):
     th, tw = winograd_tiles((oh, ow))
     if len(mt) != 4 or mt[1] != 16 or mt[3] != panels(th * tw) * PANEL:
         raise OpError(f"winograd_output: products {mt} do not fit output {oh}x{ow}")
-    if len(types) == 2 and types[1].shape != (mt[2],):
-        raise OpError(f"winograd_output: bias shape {types[1].shape}, expected ({mt[2]},)")
+    check_bias(types, 1, mt[2], "winograd_output")
     return [TensorType(types[0].dtype, (mt[0], mt[2], oh, ow))]
 
 
@@ -261,10 +253,10 @@ def _out_ref(xs, attrs):
     return [np.ascontiguousarray(y).astype(xs[0].dtype)]
 
 
-register(OpDef("winograd_output", _out_infer, _out_ref, fusion="out_fusable",
-               num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
-               vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
-               doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
+register_lowered(OpDef(
+    "winograd_output", _out_infer, _out_ref, fusion="out_fusable", num_inputs=(1, 2),
+    attrs={"out_hw": (0, 0)},
+    doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
 
 
 # ---- depthwise_conv -------------------------------------------------------------------------
@@ -291,8 +283,7 @@ def _depthwise_infer(types, attrs):
         raise OpError(f"depthwise_conv: X {x} and W {w} are not a 2-D depthwise conv")
     if g > 1 and x[1] % g:
         raise OpError(f"depthwise_conv: {x[1]} channels do not split into {g} shuffle groups")
-    if len(types) == 3 and types[2].shape != (x[1],):
-        raise OpError(f"depthwise_conv: bias shape {types[2].shape}, expected ({x[1]},)")
+    check_bias(types, 2, x[1], "depthwise_conv")
     oh, ow = _depthwise_out_hw(x, w, attrs)
     if oh < 1 or ow < 1:
         raise OpError(f"depthwise_conv: X {x} with W {w} leaves no output")
@@ -301,19 +292,15 @@ def _depthwise_infer(types, attrs):
 
 def depthwise_conv_ref(xs, attrs):
     x = xs[0].astype(np.float64)[:, shuffle_map(xs[0].shape[1], attrs["shuffle"])]
-    at = {k: attrs[k] for k in ("strides", "dilations")}
-    pt, pl, pb, pr = attrs["pads"]
-    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
-                 {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
+    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]], {**attrs, "group": x.shape[1]})[0]
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="out_fusable",
-               num_inputs=(2, 3),
-               attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
-               vjp=_lowering_only("depthwise_conv"), batch=_lowering_only("depthwise_conv"),
-               doc="2-D depthwise conv, optionally reading through a channel shuffle "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="out_fusable",
+    num_inputs=(2, 3),
+    attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
+    doc="2-D depthwise conv, optionally reading through a channel shuffle (CPU lowering only)"))
 
 
 # ---- pool_rows ------------------------------------------------------------------------------
@@ -323,22 +310,16 @@ register(OpDef("depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="o
 POOL_MODES = ("max", "avg", "avg_pad")
 
 
-def _pool_attrs(attrs):
-    """pool_rows' attributes as max_pool's / avg_pool's (floor mode)."""
-    return {"kernel": attrs["kernel"], "strides": attrs["strides"], "pads": attrs["pads"],
-            "dilations": attrs["dilations"], "ceil_mode": 0}
-
-
 def _pool_rows_infer(types, attrs):
     x = types[0].shape
     if len(x) != 4 or attrs["mode"] not in POOL_MODES or types[0].dtype.name != "f32":
         raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {POOL_MODES}, got "
                       f"{types[0]} and {attrs['mode']!r}")
-    return [TensorType(types[0].dtype, pool_out(x, _pool_attrs(attrs)))]
+    return [TensorType(types[0].dtype, pool_out(x, {**attrs, "ceil_mode": 0}))]
 
 
 def _pool_rows_ref(xs, attrs):
-    at = _pool_attrs(attrs)
+    at = {**attrs, "ceil_mode": 0}   # max_pool's / avg_pool's attributes in floor mode
     if attrs["mode"] == "max":
         return [max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
     x = xs[0].astype(float)
@@ -346,11 +327,11 @@ def _pool_rows_ref(xs, attrs):
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusable", num_inputs=1,
-               attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
-                      "dilations": (1, 1)},
-               vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
-               doc="2-D max / average pool by output row segments (CPU lowering only)"))
+register_lowered(OpDef(
+    "pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusable", num_inputs=1,
+    attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+           "dilations": (1, 1)},
+    doc="2-D max / average pool by output row segments (CPU lowering only)"))
 
 
 # ---- conv_split_k, sum_splits ---------------------------------------------------------------
@@ -359,8 +340,7 @@ register(OpDef("pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusabl
 
 def _split_infer(types, attrs):
     S = attrs["splits"]
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    (y,) = conv_infer(types, conv_attrs)
+    (y,) = conv_infer(types, attrs)
     cg = types[1].shape[1]
     if S < 1 or cg % S or attrs["group"] != 1:
         raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
@@ -372,8 +352,7 @@ def _split_ref(xs, attrs):
     x, w = xs[0], xs[1]
     S = attrs["splits"]
     cs = w.shape[1] // S
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
+    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], attrs)[0]
              for z in range(S)]
     return [np.stack(parts).astype(x.dtype)]
 
@@ -386,8 +365,7 @@ def _sum_infer(types, attrs):
     p = types[0].shape
     if len(p) < 3:
         raise OpError(f"sum_splits: partials {p} need a split axis, a batch and channels")
-    if len(types) == 2 and types[1].shape != (p[2],):
-        raise OpError(f"sum_splits: bias shape {types[1].shape}, expected ({p[2]},)")
+    check_bias(types, 1, p[2], "sum_splits")
     return [TensorType(types[0].dtype, tuple(p[1:]))]
 
 
@@ -398,12 +376,11 @@ def _sum_ref(xs, attrs):
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("conv_split_k", _split_infer, _split_ref, fusion="opaque",
-               attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
-               num_inputs=2, flops=_split_flops,
-               vjp=_lowering_only("conv_split_k"), batch=_lowering_only("conv_split_k"),
-               doc="partial convs over S slices of the input channels, [S, N, M, *O] "
-                   "(GPU lowering only)"))
-register(OpDef("sum_splits", _sum_infer, _sum_ref, fusion="out_fusable",
-               num_inputs=(1, 2), vjp=_lowering_only("sum_splits"), batch=_lowering_only("sum_splits"),
-               doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
+register_lowered(OpDef(
+    "conv_split_k", _split_infer, _split_ref, fusion="opaque", num_inputs=2,
+    attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
+    flops=_split_flops,
+    doc="partial convs over S slices of the input channels, [S, N, M, *O] (GPU lowering only)"))
+register_lowered(OpDef(
+    "sum_splits", _sum_infer, _sum_ref, fusion="out_fusable", num_inputs=(1, 2),
+    doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))

@@ -27,6 +27,7 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from ._rules import broadcast_shapes
+from .lowered import register_lowered
 from .nn import CONV_ATTRS, conv_infer, conv_ref
 
 RANGES = {"i8": (-128, 127), "u8": (0, 255)}
@@ -177,13 +178,6 @@ from ..ir.registry import OPS  # noqa: E402
 from .prim import mul, neg, sub  # noqa: E402
 
 
-def _batch_qmatmul(args, dims, attrs):
-    """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
-    if any(d is not None for d in dims[1:]):
-        return batch_rules.loop("qmatmul")(args, dims, attrs)
-    return [batch_rules.bind("qmatmul", batch_rules.moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
-
-
 def _float_operands(ins):
     """The op's operands as float tensors: x dequantized, w times its scale."""
     x, w, ws, b = ins[:4]
@@ -226,7 +220,7 @@ def _quant_vjp(op: str):
 
 OPS["quantize"].batch = batch_rules.broadcasting("quantize")
 OPS["quantize"].vjp = lambda cts, ins, outs, attrs: [None, None, None]   # integer output
-OPS["qmatmul"].batch = _batch_qmatmul
+OPS["qmatmul"].batch = batch_rules.leading_axes("qmatmul")
 OPS["qmatmul"].vjp = _quant_vjp("matmul")
 OPS["qconv"].batch = batch_rules.fold_into_n("qconv")
 OPS["qconv"].vjp = _quant_vjp("conv")
@@ -256,17 +250,12 @@ def _qmp_ref(xs, attrs):
     return [c.astype(np.float32).reshape(attrs["out_shape"])]
 
 
-def _lowering_only(*args, **kwargs):
-    raise NotImplementedError("qmatmul_panels is made by CPU lowering, after differentiation "
-                              "and batching")
-
-
-register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, fusion="out_fusable",
-               num_inputs=4, attrs={"m": 0, "n": 0, "out_shape": ()},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
-               vjp=_lowering_only, batch=_lowering_only,
-               doc="int8 row panels times float B panels, per-row scale and bias, stored as "
-                   "out_shape (CPU lowering of a weight-only qconv)"))
+register_lowered(OpDef(
+    "qmatmul_panels", _qmp_infer, _qmp_ref, fusion="out_fusable", num_inputs=4,
+    attrs={"m": 0, "n": 0, "out_shape": ()},
+    flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
+    doc="int8 row panels times float B panels, per-row scale and bias, stored as out_shape "
+        "(CPU lowering of a weight-only qconv)"))
 
 
 def _qmbp_infer(types, attrs):
@@ -287,9 +276,8 @@ def _qmbp_ref(xs, attrs):
     return [(x.astype(np.float64) @ w * scale + bias).astype(np.float32)]
 
 
-register(OpDef("qmatmul_bpanels", _qmbp_infer, _qmbp_ref, fusion="out_fusable",
-               num_inputs=4, attrs={"n": 0},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
-               vjp=_lowering_only, batch=_lowering_only,
-               doc="float x times int8 column panels, per-column scale and bias (CPU lowering "
-                   "of a weight-only qmatmul)"))
+register_lowered(OpDef(
+    "qmatmul_bpanels", _qmbp_infer, _qmbp_ref, fusion="out_fusable", num_inputs=4,
+    attrs={"n": 0}, flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
+    doc="float x times int8 column panels, per-column scale and bias (CPU lowering of a "
+        "weight-only qmatmul)"))
