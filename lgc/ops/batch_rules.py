@@ -228,12 +228,14 @@ def fold_all_into_n(op: str, args, dims, attrs):
 
 @family
 def on_matrices(op: str, args, dims, attrs):
-    """Ops on the last two axes (trilu, det): the batch axis stays where it is unless it is
-    one of them (then it goes first)."""
+    """Ops on the last two axes (trilu, det, the factorizations): the batch axis stays where
+    it is unless it is one of them (then it goes first); it is the same leading axis of
+    every output."""
     x, d = args[0], dims[0]
     if d >= len(shape(x)) - 2:
         x, d = moveaxis(x, d, 0), 0
-    return [bind(op, x, **attrs)], [d]
+    outs = bind_list(op, [x], attrs)
+    return outs, [d] * len(outs)
 
 
 def with_example_numbers(ind):

@@ -17,6 +17,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
   pool_rows(X)                  2-D max / average pool, floor mode
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
+  svd_rows(A)                   svd of A [..., m, n] with m <= n, always (s, U, Vt): Vt's
+                                buffer is the Jacobi kernel's work (lgc.backends.factor_lowering)
 Constant operands are packed by the NumPy references at compile time (weights: once).
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from ._rules import broadcast_shapes, check_bias
-from .linalg import prod
+from .linalg import prod, svd_reference, svd_types
 from .nn import (avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs,
                  window_patches)
 
@@ -384,3 +386,16 @@ register_lowered(OpDef(
 register_lowered(OpDef(
     "sum_splits", _sum_infer, _sum_ref, fusion="out_fusable", num_inputs=(1, 2),
     doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
+
+
+def _svd_rows_infer(types, attrs):
+    m, n = types[0].shape[-2:] if types[0].rank >= 2 else (0, 0)
+    if m > n:
+        raise OpError(f"svd_rows needs [..., m, n] with m <= n, got {types[0].shape}")
+    return svd_types(types, dict(attrs, compute_uv=1))
+
+
+register_lowered(OpDef(
+    "svd_rows", _svd_rows_infer, lambda xs, at: svd_reference(xs, dict(at, compute_uv=1)),
+    attrs={"full_matrices": 0, "compute_uv": 1}, num_inputs=1,
+    doc="svd of [..., m, n], m <= n, as (s, U, Vt); without compute_uv, U and Vt are scratch"))
