@@ -54,8 +54,9 @@ class OpenCLCPU(Backend):
     def rewrites(self) -> tuple:
         # the rewrites load the CPU kernel generators: only for a lowering, not at `import lgc`
         from .cpu_lowering import lower_for_cpu
+        from .factor_lowering import lower_factorizations
         from .quant_kernels import lower_quant_for_cpu
-        return (lower_for_cpu, lower_quant_for_cpu)
+        return (lower_factorizations, lower_for_cpu, lower_quant_for_cpu)
 
 
 class OpenCLGPU(Backend):
@@ -64,8 +65,9 @@ class OpenCLGPU(Backend):
     device_class = "gpu"
 
     def rewrites(self) -> tuple:
-        from .gpu_split import lower_for_gpu   # as OpenCLCPU.rewrites
-        return (lower_for_gpu,)
+        from .factor_lowering import lower_factorizations   # as OpenCLCPU.rewrites
+        from .gpu_split import lower_for_gpu
+        return (lower_factorizations, lower_for_gpu)
 
 
 def backend_for(target: Target | None) -> Backend:

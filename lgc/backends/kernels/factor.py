@@ -1,0 +1,661 @@
+"""OpenCL kernels of the factorizations (lgc.ops.linalg holds their semantics): cholesky,
+triangular_solve, lu, qr, eigh, and svd (as svd_rows, the form lgc.backends.factor_lowering
+gives it).
+
+Each matrix of the batch is one work-item on a CPU and one work-group of LANES work-items
+on a GPU. A CPU work-item walks rows of the matrix (docs/HARDWARE.md: PoCL runs
+barrier kernels slowly, and one work-item looping over a contiguous row is vector code: a
+single work-item's LU of a 512 x 512 matrix took 2.8 ms on the 2-core AVX-512 machine,
+the same launched as one kernel per column 15-25 ms, each launch ~25 us). A GPU work-group
+shares each step's loops among its lanes (adjacent lanes on adjacent columns, so reads
+coalesce) with barriers between the steps. The kernels write their results in place in
+their output buffers, which are their only memory; sizes are kernel arguments (Kernel
+params), so one kernel serves every shape of one variant.
+
+  cholesky          right-looking on the upper triangle (U = L^T, rows contiguous), L = U^T
+  lu                right-looking with partial pivoting (LAPACK's getf2: first largest pivot,
+                    a zero pivot's column left unscaled)
+  triangular_solve  substitution; right-hand sides are independent: work-items take chunks
+                    of B's columns (left side) or single rows of B (right side)
+  qr                Householder (LAPACK's larfg reflectors, so R and Q match LAPACK's signs)
+                    in the Q buffer (m >= n) or the R buffer (m < n); Q formed in place
+                    backwards from the reflectors (orgqr)
+  eigh, svd_rows    one-sided (Hestenes) Jacobi on rows, swept until a sweep rotates nothing
+                    (at most MAX_SWEEPS); see their docstrings (factor_lowering runs them in
+                    float64)
+"""
+from __future__ import annotations
+
+import re
+from string import Template
+
+from ...ir.graph import Node
+from ..kernel import Arg, Kernel, index_type_for
+from ..target import current_target
+
+LANES = 64            # work-items per matrix on a GPU (one GCN wave)
+CPU_COLUMNS = 64      # right-hand-side columns per CPU work-item of triangular_solve
+MAX_SWEEPS = {"float": 30, "double": 40}   # Jacobi sweeps (a float64 512 x 512: 10-14)
+VECTOR = {"float": 16, "double": 8}         # CPU dot-product vector width
+
+
+class Lanes:
+    """How a kernel's loops are shared: `par` loops split among a GPU work-group's lanes,
+    `sync` a barrier between steps; on a CPU (one work-item) plain loops and no barriers."""
+
+    def __init__(self, gpu: bool, it: str):
+        self.gpu, self.it = gpu, it
+        self.size = LANES if gpu else 1
+
+    def expand(self, text: str, **subs) -> list[str]:
+        """C text with $-substitutions, PAR(var, lo, hi) loops and SYNC; barriers."""
+        text = Template(text).substitute(it=self.it, **subs)
+        step = f"{self.size}" if self.gpu else "1"
+        start = "+ lid" if self.gpu else ""
+
+        def par(m):
+            var, lo, hi = m.group(1), m.group(2), m.group(3)
+            return f"for ({self.it} {var} = ({lo}) {start}; {var} < ({hi}); {var} += {step})"
+        text = re.sub(r"PAR\((\w+), ([^,]+), ([^)]+)\)", par, text)
+        text = text.replace("SYNC;", "barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);"
+                            if self.gpu else "")
+        return [line for line in text.split("\n") if line.strip()]
+
+    def preamble(self) -> list[str]:
+        lid = f"({self.it})get_local_id(0)" if self.gpu else "0"
+        return [f"const {self.it} b = ({self.it})get_group_id(0);", f"const {self.it} lid = {lid};"]
+
+
+def _lanes(node: Node) -> Lanes:
+    sizes = [v.type.size for v in list(node.inputs) + list(node.outputs)]
+    return Lanes(current_target().is_gpu, index_type_for(*sizes))
+
+
+def _args(node: Node) -> list[Arg]:
+    return [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + \
+           [Arg(f"out{j}", v, writable=True) for j, v in enumerate(node.outputs)]
+
+
+def _batch(node: Node) -> int:
+    n = 1
+    for d in node.inputs[0].shape[:-2]:
+        n *= d
+    return n
+
+
+def _per_matrix(node, name, lanes: Lanes, body: list[str], params, flops=0) -> list[Kernel]:
+    """One work-group (GPU) or work-item (CPU) per matrix of the batch."""
+    return [Kernel(name, _args(node), lanes.preamble() + body, global_size=(_batch(node) * lanes.size,),
+                   local_size=(lanes.size,), index_type=lanes.it, node_name=node.name or "",
+                   flops=flops, params=tuple(params))]
+
+
+def _literals(ct: str) -> dict:
+    f = ct == "float"
+    return dict(T=ct, EPS="FLT_EPSILON" if f else "DBL_EPSILON", NAN="NAN" if f else "(double)NAN",
+                TINY="1e-30f" if f else "1e-290", HUGE="1e30f" if f else "1e290")
+
+
+# ---- cholesky ---------------------------------------------------------------------------------
+
+_CHOLESKY = """
+__global const $T* A = in0 + b * N_ * N_;
+__global $T* U = out0 + b * N_ * N_;
+PAR(i, 0, N_) { for ($it j = i; j < N_; ++j) U[i * N_ + j] = A[j * N_ + i]; }
+SYNC;
+int ok = 1;
+for ($it k = 0; k < N_ && ok; ++k) {
+  const $T d = U[k * N_ + k];
+  ok = d > ($T)0;
+  if (ok) { const $T s = sqrt(d); PAR(j, k + 1, N_) U[k * N_ + j] /= s; }
+  SYNC;
+  for ($it i = k + 1; i < N_ && ok; ++i) {
+    const $T f = U[k * N_ + i];
+    PAR(j, i, N_) U[i * N_ + j] -= f * U[k * N_ + j];
+  }
+  SYNC;
+}
+PAR(i, 0, N_) {
+  if (ok) {
+    U[i * N_ + i] = sqrt(U[i * N_ + i]);
+    for ($it j = i + 1; j < N_; ++j) { U[j * N_ + i] = U[i * N_ + j]; U[i * N_ + j] = ($T)0; }
+  } else {
+    for ($it j = 0; j < N_; ++j) U[i * N_ + j] = $NAN;
+  }
+}
+"""
+
+
+class CholeskyGen:
+    """The upper triangle U = L^T is factored in the output (it reads A's lower triangle
+    transposed): step k scales row k by 1/sqrt(d_k) and subtracts u_ki u_k from each later
+    row i, contiguous axpys; the diagonal keeps d_k until the end, when U is transposed into
+    L. A non-positive pivot fills the matrix with NaN (JAX's convention)."""
+
+    def kernels(self, node, name):
+        lanes, n = _lanes(node), node.inputs[0].shape[-1]
+        body = lanes.expand(_CHOLESKY, **_literals(node.outputs[0].dtype.cl_compute))
+        return _per_matrix(node, name, lanes, body, [("N_", n)], _batch(node) * n ** 3 // 3)
+
+
+# ---- lu ---------------------------------------------------------------------------------------
+
+_LU = """
+__global const $T* A = in0 + b * M_ * N_;
+__global $T* LU = out0 + b * M_ * N_;
+__global int* P = out1 + b * K_;
+__global int* Q = out2 + b * M_;
+PAR(i, 0, M_) { for ($it j = 0; j < N_; ++j) LU[i * N_ + j] = A[i * N_ + j]; Q[i] = (int)i; }
+SYNC;
+for ($it k = 0; k < K_; ++k) {
+  $it p = k;
+  $T best = fabs(LU[k * N_ + k]);
+  for ($it i = k + 1; i < M_; ++i) { const $T v = fabs(LU[i * N_ + k]); if (v > best) { best = v; p = i; } }
+  SYNC;
+  if (p != k) {
+    PAR(j, 0, N_) { const $T t = LU[k * N_ + j]; LU[k * N_ + j] = LU[p * N_ + j]; LU[p * N_ + j] = t; }
+    if (lid == 0) { const int t = Q[k]; Q[k] = Q[p]; Q[p] = t; }
+  }
+  if (lid == 0) P[k] = (int)p;
+  SYNC;
+  const $T piv = LU[k * N_ + k];
+  if (piv != ($T)0) { PAR(i, k + 1, M_) LU[i * N_ + k] /= piv; }
+  SYNC;
+  for ($it i = k + 1; i < M_; ++i) {
+    const $T f = LU[i * N_ + k];
+    PAR(j, k + 1, N_) LU[i * N_ + j] -= f * LU[k * N_ + j];
+  }
+  SYNC;
+}
+"""
+
+
+class LuGen:
+    """Row swaps of whole rows and rank-1 updates along rows (contiguous); the permutation
+    is the swaps applied to 0..m-1."""
+
+    def kernels(self, node, name):
+        lanes = _lanes(node)
+        m, n = node.inputs[0].shape[-2:]
+        body = lanes.expand(_LU, **_literals(node.outputs[0].dtype.cl_compute))
+        return _per_matrix(node, name, lanes, body, [("M_", m), ("N_", n), ("K_", min(m, n))],
+                           2 * _batch(node) * m * n * min(m, n) // 3)
+
+
+# ---- triangular_solve ---------------------------------------------------------------------------
+
+_SOLVE_LEFT = """
+const $it g = ($it)get_global_id(0);
+const $it bb = g / CH_, c0 = (g % CH_) * KC_;
+const $it c1 = min(c0 + KC_, K_);
+__global const $T* A = in0 + bb * M_ * M_;
+__global const $T* B = in1 + bb * M_ * K_;
+__global $T* X = out0 + bb * M_ * K_;
+for ($it ii = 0; ii < M_; ++ii) {
+  const $it i = $row;
+  __global $T* xi = X + i * K_;
+  for ($it c = c0; c < c1; ++c) xi[c] = B[i * K_ + c];
+  for ($it j = $jlo; j < $jhi; ++j) {
+    const $T t = $tij;
+    __global const $T* xj = X + j * K_;
+    for ($it c = c0; c < c1; ++c) xi[c] -= t * xj[c];
+  }
+  $divide
+}
+"""
+
+_SOLVE_RIGHT = """
+const $it g = ($it)get_global_id(0);
+const $it bb = g / K_;
+__global const $T* A = in0 + bb * M_ * M_;
+__global const $T* B = in1 + g * M_;
+__global $T* x = out0 + g * M_;
+for ($it j = 0; j < M_; ++j) x[j] = B[j];
+for ($it ii = 0; ii < M_; ++ii) {
+  const $it i = $row;
+  const $T xi = x[i]$divide;
+  x[i] = xi;
+  for ($it j = $jlo; j < $jhi; ++j) x[j] -= xi * $tij;
+}
+"""
+
+
+class TriangularSolveGen:
+    """op(A) X = B: row i of X is B's row i less the rows of X already solved, over the
+    right-hand-side columns a work-item owns (contiguous); X op(A) = B: each row of X on
+    its own, solved for its elements in the order the triangle allows, each one's multiple
+    of a row of op(A) subtracted from the rest of the row (contiguous when op(A) = A). The
+    right-hand sides are independent, so no work-group shares anything: one work-item per
+    column (GPU) or CPU_COLUMNS columns (CPU), one per row on the right side."""
+
+    def kernels(self, node, name):
+        at = node.attrs
+        a, b = node.inputs
+        m, left = a.shape[-1], bool(at["left_side"])
+        k = b.shape[-1] if left else b.shape[-2]
+        lower = bool(at["lower"]) != bool(at["transpose_a"])    # the triangle op(A) has
+        forward = lower if left else not lower                   # rows solved first to last
+        ct, gpu = a.dtype.cl_compute, current_target().is_gpu
+        it = _lanes(node).it
+        subs = dict(_literals(ct), row="ii" if forward else "M_ - 1 - ii",
+                    jlo="0" if forward == left else "i + 1", jhi="i" if forward == left else "M_",
+                    tij="A[j * M_ + i]" if at["transpose_a"] else "A[i * M_ + j]")
+        unit = at["unit_diagonal"]
+        if left:
+            subs["divide"] = "" if unit else \
+                f"{{ const {ct} d = A[i * M_ + i]; for ({it} c = c0; c < c1; ++c) xi[c] /= d; }}"
+            kc = 1 if gpu else max(1, min(k, CPU_COLUMNS))
+            chunks = -(-k // kc)
+            params = [("M_", m), ("K_", k), ("KC_", kc), ("CH_", max(chunks, 1))]
+            text, items = _SOLVE_LEFT, _batch(node) * chunks
+        else:
+            subs["divide"] = "" if unit else " / A[i * M_ + i]"
+            params, text, items = [("M_", m), ("K_", k)], _SOLVE_RIGHT, _batch(node) * k
+        return [Kernel(name, _args(node), Lanes(False, it).expand(text, **subs), global_size=(items,),
+                       local_size=None if gpu else (1,), index_type=it, node_name=node.name or "",
+                       params=tuple(params), flops=_batch(node) * m * m * k)]
+
+
+# ---- qr ---------------------------------------------------------------------------------------
+
+_QR_FACTOR = """
+__global const $T* A = in0 + b * M_ * N_;
+__global $T* Q = out0 + b * M_ * QC_;
+__global $T* R = out1 + b * RR_ * N_;
+__global $T* X = $X;
+PAR(i, 0, M_) { for ($it c = 0; c < N_; ++c) X[i * $XS + c] = A[i * N_ + c]; }
+SYNC;
+for ($it j = 0; j < K_; ++j) {
+  const $T x0 = X[j * $XS + j];
+  $T scale = 0, ss = 0;
+  for ($it i = j + 1; i < M_; ++i) scale = fmax(scale, fabs(X[i * $XS + j]));
+  if (scale > ($T)0) for ($it i = j + 1; i < M_; ++i) { const $T t = X[i * $XS + j] / scale; ss += t * t; }
+  const $T xnorm = scale * sqrt(ss);
+  $T beta = x0, f = 0, v0 = 0;
+  if (xnorm != ($T)0) {
+    const $T h = hypot(x0, xnorm);
+    beta = x0 >= ($T)0 ? -h : h;
+    v0 = x0 - beta;
+    f = ($T)1.4142135623730950488 / hypot(v0, xnorm);
+  }
+  SYNC;
+  PAR(i, j, M_) {
+    Q[i * QC_ + j] = i == j ? v0 * f : X[i * $XS + j] * f;
+    $store_r
+  }
+  SYNC;
+  if (f != ($T)0) {
+$apply
+  }
+  SYNC;
+  $r_row
+}
+$r_rest
+"""
+
+_QR_FORM = """
+$q_rest
+SYNC;
+for ($it j = K_ - 1; j >= 0; --j) {
+$apply
+  SYNC;
+  const $T v0 = Q[j * QC_ + j];
+  SYNC;
+  PAR(i, 0, M_) Q[i * QC_ + j] = i < j ? ($T)0 : (i == j ? ($T)1 : ($T)0) - Q[i * QC_ + j] * v0;
+  SYNC;
+}
+"""
+
+# H = I - v v^T (v: column j of Q from row j) applied to X[j:, lo:hi], a column at a time
+# (a lane per column on a GPU), or, on a CPU, row by row through a temporary row w = v^T X.
+_BY_COLUMNS = """
+    PAR(c, $lo, $hi) {
+      $T d = 0;
+      for ($it i = j; i < M_; ++i) d += Q[i * QC_ + j] * $X[i * $XS + c];
+      for ($it i = j; i < M_; ++i) $X[i * $XS + c] -= d * Q[i * QC_ + j];
+    }
+"""
+_BY_ROWS = """
+    __global $T* w = $w;
+    for ($it c = $lo; c < $hi; ++c) w[c] = 0;
+    for ($it i = j; i < M_; ++i) {
+      const $T vi = Q[i * QC_ + j];
+      __global const $T* xi = $X + i * $XS;
+      for ($it c = $lo; c < $hi; ++c) w[c] += vi * xi[c];
+    }
+    for ($it i = j; i < M_; ++i) {
+      const $T vi = Q[i * QC_ + j];
+      __global $T* xi = $X + i * $XS;
+      for ($it c = $lo; c < $hi; ++c) xi[c] -= vi * w[c];
+    }
+    $clear
+"""
+
+
+class QrGen:
+    """Householder QR. Reflector j is I - v v^T with |v|^2 = 2 (0 where LAPACK's larfg
+    takes H = I), stored whole in column j of Q from row j down; R's row j goes to R at
+    step j. The matrix is reduced in the Q buffer when m >= n (R's next row is the CPU's
+    temporary row) and in the R buffer when m < n (Q's columns hold the reflectors). Q is
+    then formed in place backwards, H_j applied to the columns right of j (Q's row 0 is
+    the CPU's temporary: those columns are still zero in the rows above j), then column j
+    becomes H_j e_j."""
+
+    def kernels(self, node, name):
+        lanes = _lanes(node)
+        m, n = node.inputs[0].shape[-2:]
+        full, k, tall = node.attrs["full_matrices"], min(m, n), m >= n
+        qc = rr = m if full else k        # Q's columns, R's rows
+        lit = _literals(node.outputs[0].dtype.cl_compute)
+        x, xs = ("Q", "QC_") if tall else ("R", "N_")
+        rows = not lanes.gpu
+
+        def apply(buf, stride, lo, hi, temp=None, clear=""):
+            text = _BY_ROWS if rows and temp else _BY_COLUMNS
+            return Template(text).safe_substitute(X=buf, XS=stride, lo=lo, hi=hi, w=temp or "",
+                                                  clear=clear)
+
+        fact = Template(_QR_FACTOR).safe_substitute(
+            X=x, XS=xs, store_r="" if tall else "X[i * N_ + j] = i == j ? beta : ($T)0;",
+            apply=apply(x, xs, "j + 1", "N_", "R + (j + 1) * N_" if tall else None),
+            r_row="PAR(c, 0, N_) R[j * N_ + c] = c < j ? ($T)0 : (c == j ? beta : X[j * QC_ + c]);"
+            if tall else "",
+            r_rest="PAR(i, N_, RR_) { for ($it c = 0; c < N_; ++c) R[i * N_ + c] = 0; }"
+            if tall and rr > n else "")
+        form_apply = apply("Q", "QC_", "j + 1", "QC_")
+        if rows:   # Q's row 0 is the temporary from j = 1 on, cleared after
+            clear = f"for ({lanes.it} c = j + 1; c < QC_; ++c) w[c] = 0;"
+            form_apply = (f"if (j > 0) {{ {apply('Q', 'QC_', 'j + 1', 'QC_', 'Q', clear)} }}"
+                          f" else {{ {form_apply} }}")
+        form = Template(_QR_FORM).safe_substitute(
+            q_rest="PAR(i, 0, M_) { for ($it c = N_; c < QC_; ++c) Q[i * QC_ + c] = i == c ? 1 : 0; }"
+            if qc > n else "", apply=form_apply)
+        body = lanes.expand(fact + form, **lit)
+        params = [("M_", m), ("N_", n), ("K_", k), ("QC_", qc), ("RR_", rr)]
+        return _per_matrix(node, name, lanes, body, params, 4 * _batch(node) * m * n * k)
+
+
+# ---- one-sided Jacobi: eigh and svd_rows --------------------------------------------------------
+
+_PAIR = """
+        __global $T* wi = $W + i * $C;
+        __global $T* wj = $W + j * $C;
+$dots
+        if (fabs(gamma) > tol * sqrt(alpha) * sqrt(beta)) {
+          $set_flag
+          const $T zeta = (beta - alpha) / (2 * gamma);
+          const $T tn = (zeta >= ($T)0 ? ($T)1 : ($T)-1) / (fabs(zeta) + sqrt(1 + zeta * zeta));
+          const $T cs = 1 / sqrt(1 + tn * tn), sn = cs * tn;
+          for ($it x = 0; x < $C; ++x) {
+            const $T a = wi[x], e = wj[x];
+            wi[x] = cs * a - sn * e;
+            wj[x] = sn * a + cs * e;
+          }
+$accumulate
+        }
+"""
+
+# GPU: rounds of the round-robin order, r/2 disjoint pairs a round, a lane each
+_JACOBI_ROUNDS = """
+const $it RP = $R + ($R & 1);
+const $T tol = $EPS * sqrt(($T)max(($it)1, ($it)$C));
+int go = 1;
+for (int sweep = 0; sweep < $sweeps && go; ++sweep) {
+  if (lid == 0) flag[0] = 0;
+  SYNC;
+  for ($it rnd = 0; rnd + 1 < RP; ++rnd) {
+    PAR(p, 0, RP / 2) {
+      $it i = p == 0 ? 0 : 1 + (p - 1 + rnd) % (RP - 1);
+      $it j = 1 + (RP - 2 - p + rnd) % (RP - 1);
+      if (i > j) { const $it s = i; i = j; j = s; }
+      if (j < $R) {
+$pair
+      }
+    }
+    SYNC;
+  }
+  go = flag[0];
+  SYNC;
+}
+"""
+
+# CPU: all pairs of two blocks of rows at a time (blocks of BS rows, two of them ~512 KiB
+# of float64), so the rows stay in the L2 cache while they meet each other
+_JACOBI_BLOCKS = """
+const $T tol = $EPS * sqrt(($T)max(($it)1, ($it)$C));
+const $it BS = max(($it)8, ($it)(32768 / max(($it)1, ($it)$C)));
+int go = 1;
+for (int sweep = 0; sweep < $sweeps && go; ++sweep) {
+  int rotated = 0;
+  for ($it I = 0; I < $R; I += BS)
+  for ($it J = I; J < $R; J += BS)
+  for ($it i = I; i < min(I + BS, ($it)$R); ++i)
+  for ($it j = J == I ? i + 1 : J; j < min(J + BS, ($it)$R); ++j) {
+$pair
+  }
+  go = rotated;
+}
+"""
+
+_ROTATE_J = """
+          __global $T* ji = $J + i * $R;
+          __global $T* jj = $J + j * $R;
+          for ($it x = 0; x < $R; ++x) {
+            const $T a = ji[x], e = jj[x];
+            ji[x] = cs * a - sn * e;
+            jj[x] = sn * a + cs * e;
+          }
+"""
+
+
+def _dots(ct: str, width: int, n: str, it: str) -> str:
+    """alpha = |wi|^2, beta = |wj|^2, gamma = wi . wj over n elements; on a CPU in
+    `width`-wide vector partial sums (LLVM keeps a reduction scalar without fast math)."""
+    tail = (f"for (; x < {n}; ++x) {{ const {ct} p = wi[x], q = wj[x]; "
+            f"alpha += p * p; beta += q * q; gamma += p * q; }}")
+    if width == 1:
+        return f"{ct} alpha = 0, beta = 0, gamma = 0; {it} x = 0;\n{tail}"
+    vt = f"{ct}{width}"
+    total = lambda v: " + ".join(f"{v}.s{'0123456789abcdef'[i]}" for i in range(width))  # noqa: E731
+    return "\n".join([
+        f"{vt} va = ({vt})0, vb = ({vt})0, vg = ({vt})0; {it} x = 0;",
+        f"for (; x + {width} <= {n}; x += {width}) {{",
+        f"  const {vt} p = vload{width}(0, wi + x), q = vload{width}(0, wj + x);",
+        "  va += p * p; vb += q * q; vg += p * q;", "}",
+        f"{ct} alpha = {total('va')}, beta = {total('vb')}, gamma = {total('vg')};", tail])
+
+
+def _jacobi(lanes: Lanes, ct: str, w: str, r: str, c: str, j: str | None = None) -> str:
+    """Rows 0..r-1 of the r x c matrix at w made orthogonal: each pair (i, j) is rotated
+    when |wi . wj| > eps sqrt(c) |wi| |wj| (the angle zeroing wi . wj, Rutishauser's
+    formulas), the rows of j rotated alike (the accumulated J^T), until a sweep over all
+    pairs rotates nothing or MAX_SWEEPS. Pairs go in the round-robin order on a GPU (a
+    lane per pair of a round), block by block on a CPU (cyclic by rows within two blocks of
+    rows at a time, which stay in the cache while they meet, where a round-robin round
+    streams every row through it: ~1.3x faster for a 512 x 512 eigh in float64)."""
+    dots = _dots(ct, 1 if lanes.gpu else VECTOR[ct], c, lanes.it)
+    pair = Template(_PAIR).safe_substitute(
+        dots=dots, set_flag="flag[0] = 1;" if lanes.gpu else "rotated = 1;",
+        accumulate=Template(_ROTATE_J).safe_substitute(J=j, R=r) if j else "")
+    order = _JACOBI_ROUNDS if lanes.gpu else _JACOBI_BLOCKS
+    return Template(Template(order).safe_substitute(pair=pair)).safe_substitute(
+        W=w, R=r, C=c, sweeps=MAX_SWEEPS[ct])
+
+
+_ROW_NORM = """
+    $T ss = 0, big = 0;
+    for ($it x = 0; x < $n; ++x) { const $T v = $row[x]; ss += v * v; big = fmax(big, fabs(v)); }
+    $T nrm = sqrt(ss);
+    if (ss == ss && !(ss > $TINY && ss < $HUGE) && big > ($T)0) {
+      $T s2 = 0;
+      for ($it x = 0; x < $n; ++x) { const $T v = $row[x] / big; s2 += v * v; }
+      nrm = big * sqrt(s2);
+    }
+"""
+
+
+def _row_norm(row: str, n: str) -> str:
+    """`nrm` = the 2-norm of row[0..n), rescaled where the squares under- or overflow."""
+    return Template(_ROW_NORM).safe_substitute(row=row, n=n)
+
+
+_SORT = """
+for ($it i = 0; i < $n; ++i) {
+  $it p = i;
+  $T best = $S[i];
+  for ($it q = i + 1; q < $n; ++q) if ($S[q] $cmp best) { best = $S[q]; p = q; }
+  SYNC;
+  if (p != i) {
+$swaps
+    if (lid == 0) { $S[p] = $S[i]; $S[i] = best; }
+  }
+  SYNC;
+}
+"""
+
+
+def _sort(values: str, n: str, rows: list[tuple[str, str]], descending: bool) -> str:
+    """Selection sort of values[0..n), the same swaps applied to the rows (buffer, length)."""
+    swaps = "\n".join(f"    PAR(x, 0, {length}) {{ const $T t = {buf}[i * {length} + x]; "
+                      f"{buf}[i * {length} + x] = {buf}[p * {length} + x]; {buf}[p * {length} + x] = t; }}"
+                      for buf, length in rows)
+    return Template(_SORT).safe_substitute(S=values, n=n, cmp=">" if descending else "<",
+                                           swaps=swaps)
+
+
+def _transpose_square(buf: str, n: str) -> str:
+    return (f"PAR(i, 0, {n}) {{ for ($it x = i + 1; x < {n}; ++x) {{ const $T t = {buf}[i * {n} + x]; "
+            f"{buf}[i * {n} + x] = {buf}[x * {n} + i]; {buf}[x * {n} + i] = t; }} }}")
+
+
+_EIGH = """
+__global const $T* A = in0 + b * N_ * N_;
+__global $T* V = out0 + b * N_ * N_;
+__global $T* E = out1 + b * N_;
+PAR(i, 0, N_) { $T s = 0; for ($it j = 0; j < N_; ++j) s += fabs($aij); E[i] = s; }
+SYNC;
+$T sigma = 0;
+for ($it i = 0; i < N_; ++i) sigma = fmax(sigma, E[i]);
+sigma = sigma > ($T)0 ? 2 * sigma : ($T)1;
+SYNC;
+PAR(i, 0, N_) { for ($it j = 0; j < N_; ++j) V[i * N_ + j] = $aij + (i == j ? sigma : ($T)0); }
+SYNC;
+$jacobi
+PAR(i, 0, N_) {
+  __global $T* vi = V + i * N_;
+$norm
+  for ($it x = 0; x < N_; ++x) vi[x] /= nrm;
+  E[i] = nrm - sigma;
+}
+SYNC;
+$sort
+$transpose
+"""
+
+
+class EighGen:
+    """B = A + sigma I with sigma = 2 max_i sum_j |a_ij| has its eigenvalues in [|A|, 3|A|]
+    (well conditioned, all positive), so B's singular vectors are A's eigenvectors and its
+    singular values A's eigenvalues plus sigma. One-sided Jacobi makes B's rows orthogonal
+    (J^T B = diag(s) W^T); normalized, they are the eigenvectors, sorted by s - sigma and
+    transposed into columns. No rotation is accumulated: V is the only n x n buffer."""
+
+    def kernels(self, node, name):
+        lanes, n = _lanes(node), node.inputs[0].shape[-1]
+        ct = node.outputs[0].dtype.cl_compute
+        aij = ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if node.attrs["lower"]
+               else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
+        text = Template(_EIGH).safe_substitute(
+            aij=aij, jacobi=_jacobi(lanes, ct, "V", "N_", "N_"), norm=_row_norm("vi", "N_"),
+            sort=_sort("E", "N_", [("V", "N_")], descending=False),
+            transpose=_transpose_square("V", "N_"))
+        body = (["__local int flag[1];"] if lanes.gpu else []) + lanes.expand(text, **_literals(ct))
+        return _per_matrix(node, name, lanes, body, [("N_", n)], 60 * _batch(node) * n ** 3)
+
+
+_SVD = """
+__global const $T* A = in0 + b * M_ * N_;
+__global $T* S = out0 + b * M_;
+__global $T* U = out1 + b * M_ * M_;
+__global $T* W = out2 + b * VR_ * N_;
+PAR(i, 0, M_) {
+  for ($it x = 0; x < N_; ++x) W[i * N_ + x] = A[i * N_ + x];
+  $init_u
+}
+SYNC;
+$jacobi
+PAR(i, 0, M_) {
+  __global $T* wi = W + i * N_;
+$norm
+  S[i] = nrm;
+}
+SYNC;
+$sort
+$vectors
+"""
+
+_SVD_VECTORS = """
+const $T small = M_ > 0 ? S[0] * $EPS * $EPS : ($T)0;
+$it valid = 0;
+for ($it i = 0; i < M_; ++i) valid += S[i] > small;
+PAR(i, 0, M_) { if (S[i] > small) { const $T s = S[i]; for ($it x = 0; x < N_; ++x) W[i * N_ + x] /= s; } }
+SYNC;
+if (lid == 0) {
+  $it cand = 0;
+  for ($it i = valid; i < VR_; ++i) {
+    __global $T* v = W + i * N_;
+    while (cand < N_) {
+      for ($it x = 0; x < N_; ++x) v[x] = x == cand ? ($T)1 : ($T)0;
+      ++cand;
+      for (int rep = 0; rep < 2; ++rep) {
+        for ($it r = 0; r < i; ++r) {
+          __global const $T* w = W + r * N_;
+          $T d = 0;
+          for ($it x = 0; x < N_; ++x) d += v[x] * w[x];
+          for ($it x = 0; x < N_; ++x) v[x] -= d * w[x];
+        }
+      }
+      $T ss = 0;
+      for ($it x = 0; x < N_; ++x) ss += v[x] * v[x];
+      if (ss * N_ > ($T)0.25) { const $T r = sqrt(ss); for ($it x = 0; x < N_; ++x) v[x] /= r; break; }
+    }
+  }
+}
+SYNC;
+$transpose
+"""
+
+
+class SvdRowsGen:
+    """One-sided Jacobi on the rows of A (m <= n), in the Vt buffer, the rotations
+    accumulated into J^T in the U buffer: J^T A = diag(s) Vt. The rows' norms are s; rows
+    sorted by s (descending) and normalized are Vt's rows, J = U. Rows with s at most
+    s_max eps^2 (a numerically zero singular value) and Vt's extra rows (full_matrices) are
+    completed to an orthonormal basis: the first unit vectors e_q left with at least half a
+    unit's worth of the complement after two Gram-Schmidt passes against the rows above."""
+
+    def kernels(self, node, name):
+        lanes = _lanes(node)
+        m, n = node.inputs[0].shape[-2:]
+        ct = node.outputs[0].dtype.cl_compute
+        uv = node.attrs["compute_uv"]
+        text = Template(_SVD).safe_substitute(
+            init_u="for ($it x = 0; x < M_; ++x) U[i * M_ + x] = i == x ? 1 : 0;" if uv else "",
+            jacobi=_jacobi(lanes, ct, "W", "M_", "N_", "U" if uv else None),
+            norm=_row_norm("wi", "N_"),
+            sort=_sort("S", "M_", [("W", "N_")] + ([("U", "M_")] if uv else []), descending=True),
+            vectors=Template(_SVD_VECTORS).safe_substitute(transpose=_transpose_square("U", "M_"))
+            if uv else "")
+        body = (["__local int flag[1];"] if lanes.gpu else []) + lanes.expand(text, **_literals(ct))
+        params = [("M_", m), ("N_", n), ("VR_", node.outputs[2].shape[-2])]
+        return _per_matrix(node, name, lanes, body, params, 60 * _batch(node) * m * m * n)
+
+
+LOWERINGS: dict = {
+    "cholesky": CholeskyGen(),
+    "lu": LuGen(),
+    "triangular_solve": TriangularSolveGen(),
+    "qr": QrGen(),
+    "eigh": EighGen(),
+    "svd_rows": SvdRowsGen(),
+}
