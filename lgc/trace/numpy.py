@@ -1253,7 +1253,7 @@ class _Linalg:
         return bind("det", _as_float(a))
 
 
-linalg = _Linalg()
+from . import linalg  # noqa: E402  (lnp.linalg is lgc/trace/linalg.py; norm stays above)
 
 
 def __getattr__(name):
