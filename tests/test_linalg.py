@@ -195,6 +195,35 @@ def test_awkward_spectra():
     np.testing.assert_allclose(np.asarray(svd0.U), np.ones((2, 1, 1)))
 
 
+def test_empty_matrices():
+    """0 x 0 and n x 0 operands as NumPy has them: det 1, slogdet (1, 0), empty results."""
+    z, zb = np.zeros((0, 0), np.float32), np.zeros((2, 0, 0), np.float32)
+    det, dets, (sign, logdet), inv, x, chol, w, p, (q, r), power = lgc.jit(lambda z, zb: (
+        la.det(z), la.det(zb), la.slogdet(z), la.inv(zb), la.solve(z, z.sum(0)), la.cholesky(zb),
+        la.eigvalsh(zb), la.pinv(np.zeros((3, 0), np.float32)), la.qr(np.zeros((0, 3), np.float32)),
+        la.matrix_power(zb, 3)))(z, zb)
+    assert float(det) == 1 and np.asarray(dets).tolist() == [1, 1] and (float(sign), float(logdet)) == (1, 0)
+    assert [t.shape for t in (inv, x, chol, w, p, q, r, power)] == \
+        [(2, 0, 0), (0,), (2, 0, 0), (2, 0), (0, 3), (0, 0), (0, 3), (2, 0, 0)]
+
+
+def test_ill_conditioned():
+    """A Hilbert matrix (condition 1.5e7 at 6 x 6): what is defined is small backward errors
+    (solve, cholesky, qr), and eigenvalues and singular values to float32's precision of |A|."""
+    h = sl.hilbert(6).astype(np.float32)
+    b = np.ones(6, np.float32)
+    x, L, (q, r), w, s = lgc.jit(lambda h, b: (la.solve(h, b), la.cholesky(h), la.qr(h), la.eigvalsh(h),
+                                               la.svd(h, compute_uv=False)))(h, b)
+    x, L, q, r = (np.asarray(t, np.float64) for t in (x, L, q, r))
+    h64, norm = h.astype(np.float64), np.linalg.norm(h, 2)
+    assert np.linalg.norm(h64 @ x - b) <= 1e-6 * norm * np.linalg.norm(x)
+    assert np.abs(L @ L.T - h64).max() <= 1e-6 * norm
+    assert np.abs(q @ r - h64).max() <= 1e-6 * norm
+    _orthonormal(q, -2, 1e-6)
+    np.testing.assert_allclose(np.asarray(w), np.linalg.eigvalsh(h64), atol=1e-6 * norm)
+    np.testing.assert_allclose(np.asarray(s), np.linalg.svd(h64, compute_uv=False), atol=1e-6 * norm)
+
+
 def test_lstsq_overdetermined_residuals():
     a, b = f32(6, 3), f32(6, 2)
     x, resid, rank, s = lgc.jit(la.lstsq)(a, b)

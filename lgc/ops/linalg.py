@@ -155,7 +155,7 @@ def _per_matrix(fn, x, outs):
     return outs
 
 
-def symmetric_from(x: np.ndarray, lower: bool) -> np.ndarray:
+def _symmetric_from(x: np.ndarray, lower: bool) -> np.ndarray:
     """The symmetric matrix whose lower (else upper) triangle is x's."""
     t = np.tril(x) if lower else np.triu(x)
     return t + np.swapaxes(np.tril(x, -1) if lower else np.triu(x, 1), -1, -2)
@@ -174,7 +174,7 @@ def _chol_ref(xs, at):
             return (np.linalg.cholesky(a),)
         except np.linalg.LinAlgError:
             return (np.full(a.shape, np.nan, a.dtype),)
-    return _per_matrix(one, symmetric_from(x, True), [np.empty_like(x)])
+    return _per_matrix(one, _symmetric_from(x, True), [np.empty_like(x)])
 
 
 def _trisolve_infer(types, at):
@@ -189,7 +189,7 @@ def _trisolve_infer(types, at):
     return [b]
 
 
-def triangle(a, lower: bool, unit: bool):
+def _triangle(a, lower: bool, unit: bool):
     """The triangle of `a` that triangular_solve reads, with a unit diagonal if `unit`."""
     t = np.tril(a, -int(unit)) if lower else np.triu(a, int(unit))
     return t + np.eye(a.shape[-1], dtype=a.dtype) if unit else t
@@ -198,7 +198,7 @@ def triangle(a, lower: bool, unit: bool):
 def _trisolve_ref(xs, at):
     """Substitution in float64, row by row (vectorized over the batch and right-hand sides)."""
     a, b = (x.astype(np.float64) for x in xs)
-    t = triangle(a, at["lower"], at["unit_diagonal"])
+    t = _triangle(a, at["lower"], at["unit_diagonal"])
     t = np.swapaxes(t, -1, -2) if at["transpose_a"] else t
     lower = bool(at["lower"]) != bool(at["transpose_a"])
     if not at["left_side"]:         # x t = b  <=>  t^T x^T = b^T
@@ -220,7 +220,7 @@ def _lu_infer(types, at):
     return [types[0], TensorType(dtypes.i32, batch + (min(m, n),)), TensorType(dtypes.i32, batch + (m,))]
 
 
-def lu_unpacked(a):
+def _lu_one(a):
     """LAPACK's getrf with partial pivoting on one matrix: (lu, pivots, permutation), the
     first largest |pivot| taken, columns with a zero pivot left unscaled."""
     lu = a.copy()
@@ -240,7 +240,7 @@ def _lu_ref(xs, at):
     x = xs[0]
     outs = [np.empty_like(x)] + [np.empty(t.shape, np.int32) for t in _lu_infer(
         [TensorType(dtypes.from_numpy(x.dtype), x.shape)], at)[1:]]
-    return _per_matrix(lu_unpacked, x, outs)
+    return _per_matrix(_lu_one, x, outs)
 
 
 def qr_shapes(m: int, n: int, full: bool) -> tuple[tuple, tuple]:
