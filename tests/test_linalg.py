@@ -388,12 +388,16 @@ def test_errors():
         lgc.jit(lgc.grad(lambda a: lnp.sum(la.qr(a).R)))(f32(2, 3))
 
 
-def test_float32_eigh_and_svd_run_in_float64():
-    """The backend's rewrite: float32 eigh/svd factor in float64 (svd as svd_rows, a tall
-    matrix transposed); the results are float32 again."""
+def test_backend_rewrite_of_eigh_and_svd():
+    """float32 eigh and svd factor in float64; on a CPU eigh is the tridiagonal QL, its
+    vectors computed only when used; svd is svd_rows, a tall matrix transposed; a GPU keeps
+    the Jacobi eigh."""
     from lgc.backends.backend import backend_for
-    g = lgc.make_ir(lambda a, b: (la.eigh(a), la.svd(b)))(f32(3, 3), f32(5, 3))
-    ops = [n.op for n in backend_for(None).rewrite(g).nodes]
-    assert "svd" not in ops and "svd_rows" in ops and ops.count("cast") >= 2 and "transpose" in ops
-    rows = next(n for n in backend_for(None).rewrite(g).nodes if n.op == "svd_rows")
+    g = lgc.make_ir(lambda a, b, c: (la.eigh(a), la.svd(b), la.eigvalsh(c)))(f32(3, 3), f32(5, 3), f32(4, 4))
+    nodes = backend_for(None).rewrite(g).nodes
+    ops = [n.op for n in nodes]
+    assert "svd" not in ops and "eigh" not in ops and ops.count("cast") >= 2 and "transpose" in ops
+    rows = next(n for n in nodes if n.op == "svd_rows")
     assert rows.inputs[0].dtype.name == "f64" and rows.inputs[0].shape == (3, 5)
+    assert sorted(n.attrs["vectors"] for n in nodes if n.op == "eigh_tridiagonal") == [0, 1]
+    assert "eigh" in [n.op for n in backend_for(GFX803).rewrite(g).nodes]

@@ -267,12 +267,12 @@ def _qr_ref(xs, at):
     return [q.astype(x.dtype), r.astype(x.dtype)]
 
 
-def _eigh_infer(types, at):
+def eigh_types(types, at):
     n, _ = _factor_operand(types[0], "eigh", square=True)
     return [types[0], TensorType(types[0].dtype, types[0].shape[:-2] + (n,))]
 
 
-def _eigh_ref(xs, at):
+def eigh_reference(xs, at):
     x = xs[0]
     if x.shape[-1] == 0:
         return [x.copy(), np.zeros(x.shape[:-1], x.dtype)]
@@ -331,7 +331,7 @@ register(OpDef("lu", _lu_infer, _lu_ref, num_inputs=1, batch=batch_rules.on_matr
 register(OpDef("qr", _qr_infer, _qr_ref, num_inputs=1, attrs={"full_matrices": 0},
                batch=batch_rules.on_matrices("qr"), flops=lambda ins, outs, at: 4 * _cube(ins, outs, at),
                doc="Householder QR, A = Q R (numpy.linalg.qr's 'complete' or 'reduced')"))
-register(OpDef("eigh", _eigh_infer, _eigh_ref, num_inputs=1, attrs={"lower": 1},
+register(OpDef("eigh", eigh_types, eigh_reference, num_inputs=1, attrs={"lower": 1},
                batch=batch_rules.on_matrices("eigh"), flops=lambda ins, outs, at: 60 * _cube(ins, outs, at),
                doc="(V, w): eigenvectors (columns) and ascending eigenvalues of the symmetric "
                    "matrix held in A's lower (or upper) triangle"))

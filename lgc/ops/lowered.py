@@ -19,6 +19,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
   svd_rows(A)                   svd of A [..., m, n] with m <= n, always (s, U, Vt): Vt's
                                 buffer is the Jacobi kernel's work (lgc.backends.factor_lowering)
+  eigh_tridiagonal(A)           eigh as (V, w, work): the CPU's tridiagonal QL, its n x n work
+                                an output; without `vectors`, V is scratch
 Constant operands are packed by the NumPy references at compile time (weights: once).
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from ._rules import broadcast_shapes, check_bias
-from .linalg import prod, svd_reference, svd_types
+from .linalg import eigh_reference, eigh_types, prod, svd_reference, svd_types
 from .nn import (avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs,
                  window_patches)
 
@@ -399,3 +401,19 @@ register_lowered(OpDef(
     "svd_rows", _svd_rows_infer, lambda xs, at: svd_reference(xs, dict(at, compute_uv=1)),
     attrs={"full_matrices": 0, "compute_uv": 1}, num_inputs=1,
     doc="svd of [..., m, n], m <= n, as (s, U, Vt); without compute_uv, U and Vt are scratch"))
+
+
+def _eigh_tridiagonal_infer(types, attrs):
+    v, w = eigh_types(types, attrs)
+    return [v, w, v]
+
+
+def _eigh_tridiagonal_ref(xs, attrs):
+    v, w = eigh_reference(xs, attrs)
+    return [v, w, np.zeros_like(v)]
+
+
+register_lowered(OpDef(
+    "eigh_tridiagonal", _eigh_tridiagonal_infer, _eigh_tridiagonal_ref, num_inputs=1,
+    attrs={"lower": 1, "vectors": 1},
+    doc="eigh as (V, w, work), work an n x n scratch; without vectors, V is scratch too"))

@@ -1,6 +1,6 @@
 """OpenCL kernels of the factorizations (lgc.ops.linalg holds their semantics): cholesky,
-triangular_solve, lu, qr, eigh, and svd (as svd_rows, the form lgc.backends.factor_lowering
-gives it).
+triangular_solve, lu, qr, eigh (on a CPU as eigh_tridiagonal), and svd (as svd_rows): the
+forms lgc.backends.factor_lowering gives them.
 
 Each matrix of the batch is one work-item on a CPU and one work-group of LANES work-items
 on a GPU. A CPU work-item walks rows of the matrix (docs/HARDWARE.md: PoCL runs
@@ -20,9 +20,10 @@ params), so one kernel serves every shape of one variant.
   qr                Householder (LAPACK's larfg reflectors, so R and Q match LAPACK's signs)
                     in the Q buffer (m >= n) or the R buffer (m < n); Q formed in place
                     backwards from the reflectors (orgqr)
+  eigh_tridiagonal  (CPU) Householder tridiagonalization and implicit QL, LAPACK's syev
   eigh, svd_rows    one-sided (Hestenes) Jacobi on rows, swept until a sweep rotates nothing
-                    (at most MAX_SWEEPS); see their docstrings (factor_lowering runs them in
-                    float64)
+                    (at most MAX_SWEEPS); see their docstrings (factor_lowering runs eigh and
+                    svd in float64)
 """
 from __future__ import annotations
 
@@ -651,11 +652,159 @@ class SvdRowsGen:
         return _per_matrix(node, name, lanes, body, params, 60 * _batch(node) * m * m * n)
 
 
+# ---- eigh on a CPU: tridiagonal QL --------------------------------------------------------------
+
+def _dot(ct: str, acc: str, x: str, y: str, lo: str, hi: str, it: str) -> str:
+    """`acc` = sum of x[j] y[j] for j in [lo, hi), in VECTOR-wide partial sums."""
+    w = VECTOR[ct]
+    vt, lanes = f"{ct}{w}", " + ".join(f"va.s{'0123456789abcdef'[i]}" for i in range(w))
+    return (f"{ct} {acc}; {{ {vt} va = ({vt})0; {it} j = {lo};\n"
+            f"  for (; j + {w} <= {hi}; j += {w}) va += vload{w}(0, {x} + j) * vload{w}(0, {y} + j);\n"
+            f"  {acc} = {lanes};\n  for (; j < {hi}; ++j) {acc} += {x}[j] * {y}[j]; }}")
+
+
+_TRIDIAGONAL_QL = """
+__global const $T* A = in0 + b * N_ * N_;
+__global $T* Z = out0 + b * N_ * N_;
+__global $T* D = out1 + b * N_;
+__global $T* W = out2 + b * N_ * N_;
+for ($it i = 0; i < N_; ++i) for ($it j = 0; j < N_; ++j) W[i * N_ + j] = $aij;
+for ($it k = 0; k + 2 < N_; ++k) {
+  __global $T* wk = W + k * N_;
+  const $T alpha = wk[k + 1];
+  $T scale = 0, ss = 0;
+  for ($it j = k + 2; j < N_; ++j) scale = fmax(scale, fabs(wk[j]));
+  if (scale > ($T)0) for ($it j = k + 2; j < N_; ++j) { const $T t = wk[j] / scale; ss += t * t; }
+  const $T xnorm = scale * sqrt(ss);
+  $T tau = 0, beta = alpha;
+  if (xnorm != ($T)0) {
+    const $T h = hypot(alpha, xnorm);
+    beta = alpha >= ($T)0 ? -h : h;
+    tau = (beta - alpha) / beta;
+    const $T f = 1 / (alpha - beta);
+    for ($it j = k + 2; j < N_; ++j) wk[j] *= f;
+  }
+  wk[k + 1] = 1;
+  if (tau != ($T)0) {
+    $T pu = 0;
+    for ($it i = k + 1; i < N_; ++i) {
+      __global const $T* wi = W + i * N_;
+      $symv
+      Z[i] = tau * s;
+      pu += Z[i] * wk[i];
+    }
+    const $T hk = tau * pu / 2;
+    for ($it i = k + 1; i < N_; ++i) Z[i] -= hk * wk[i];
+    for ($it i = k + 1; i < N_; ++i) {
+      __global $T* wi = W + i * N_;
+      const $T ui = wk[i], pi = Z[i];
+      for ($it j = k + 1; j < N_; ++j) wi[j] -= ui * Z[j] + pi * wk[j];
+    }
+  }
+  W[(k + 2) * N_ + k] = tau;
+  D[k] = wk[k];
+  wk[k] = beta;
+}
+if (N_ >= 2) { D[N_ - 2] = W[(N_ - 2) * (N_ + 1)]; W[(N_ - 2) * (N_ + 1)] = W[(N_ - 1) * N_ + N_ - 2]; }
+if (N_ >= 1) { D[N_ - 1] = W[(N_ - 1) * (N_ + 1)]; W[(N_ - 1) * (N_ + 1)] = 0; }
+$init_z
+int fail = 0;
+for ($it l = 0; l < N_ && !fail; ++l) {
+  int iter = 0;
+  for (;;) {
+    $it m = l;
+    for (; m + 1 < N_; ++m) if (fabs(W[m * (N_ + 1)]) <= $EPS * (fabs(D[m]) + fabs(D[m + 1]))) break;
+    if (m == l) break;
+    if (++iter > 60) { fail = 1; break; }
+    const $T el = W[l * (N_ + 1)];
+    $T g = (D[l + 1] - D[l]) / (2 * el);
+    $T r = hypot(g, ($T)1);
+    g = D[m] - D[l] + el / (g + (g >= ($T)0 ? r : -r));
+    $T s = 1, c = 1, p = 0;
+    int split = 0;
+    for ($it i = m - 1; i >= l; --i) {
+      const $T ei = W[i * (N_ + 1)];
+      const $T f = s * ei, bb = c * ei;
+      r = hypot(f, g);
+      W[(i + 1) * (N_ + 1)] = r;
+      if (r == ($T)0) { D[i + 1] -= p; W[m * (N_ + 1)] = 0; split = 1; break; }
+      s = f / r;
+      c = g / r;
+      g = D[i + 1] - p;
+      r = (D[i] - g) * s + 2 * c * bb;
+      p = s * r;
+      D[i + 1] = g + p;
+      g = c * r - bb;
+$rotate
+    }
+    if (split) continue;
+    D[l] -= p;
+    W[l * (N_ + 1)] = g;
+    W[m * (N_ + 1)] = 0;
+  }
+}
+$back
+if (fail) { for ($it i = 0; i < N_; ++i) D[i] = $NAN; }
+$sort
+$transpose
+"""
+
+_QL_ROTATE = """
+      __global $T* zi = Z + i * N_;
+      __global $T* zn = Z + (i + 1) * N_;
+      for ($it x = 0; x < N_; ++x) { const $T t = zn[x]; zn[x] = s * zi[x] + c * t; zi[x] = c * zi[x] - s * t; }
+"""
+
+_BACK_TRANSFORM = """
+for ($it k = N_ - 3; k >= 0; --k) {
+  __global const $T* u = W + k * N_;
+  const $T tau = W[(k + 2) * N_ + k];
+  if (tau == ($T)0) continue;
+  for ($it r = 0; r < N_; ++r) {
+    __global $T* zr = Z + r * N_;
+    $dot
+    const $T t = tau * d;
+    for ($it j = k + 1; j < N_; ++j) zr[j] -= t * u[j];
+  }
+}
+"""
+
+
+class EighTridiagonalGen:
+    """eigh on a CPU, as LAPACK's syev: Householder tridiagonalization (sytd2's reflectors,
+    the trailing matrix kept whole so that the symmetric product and the rank-2 update run
+    along rows), then implicit QL with Wilkinson's shift (tql2), each rotation applied to two
+    rows of Z^T (contiguous), then Z^T times the reflectors, sorted and transposed. The work
+    matrix holds A, then the reflectors in its rows, the off-diagonal on its diagonal and the
+    reflectors' tau below it. Without `vectors` (eigvalsh) only the QL of the tridiagonal
+    runs after the reduction: O(n^2)."""
+
+    def kernels(self, node, name):
+        n = node.inputs[0].shape[-1]
+        ct, it = node.outputs[0].dtype.cl_compute, _lanes(node).it
+        vectors = node.attrs["vectors"]
+        aij = ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if node.attrs["lower"]
+               else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
+        cpu = Lanes(False, it)
+        text = Template(_TRIDIAGONAL_QL).safe_substitute(
+            aij=aij, symv=_dot(ct, "s", "wi", "wk", "k + 1", "N_", it),
+            init_z="for ($it i = 0; i < N_; ++i) for ($it x = 0; x < N_; ++x) Z[i * N_ + x] = i == x;"
+            if vectors else "",
+            rotate=_QL_ROTATE if vectors else "",
+            back=Template(_BACK_TRANSFORM).safe_substitute(dot=_dot(ct, "d", "zr", "u", "k + 1", "N_", it))
+            if vectors else "",
+            sort=_sort("D", "N_", [("Z", "N_")] if vectors else [], descending=False),
+            transpose=_transpose_square("Z", "N_") if vectors else "")
+        body = cpu.expand(text, **_literals(ct))
+        return _per_matrix(node, name, cpu, body, [("N_", n)], 10 * _batch(node) * n ** 3)
+
+
 LOWERINGS: dict = {
     "cholesky": CholeskyGen(),
     "lu": LuGen(),
     "triangular_solve": TriangularSolveGen(),
     "qr": QrGen(),
     "eigh": EighGen(),
+    "eigh_tridiagonal": EighTridiagonalGen(),
     "svd_rows": SvdRowsGen(),
 }
