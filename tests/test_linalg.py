@@ -389,15 +389,17 @@ def test_errors():
 
 
 def test_backend_rewrite_of_eigh_and_svd():
-    """float32 eigh and svd factor in float64; on a CPU eigh is the tridiagonal QL, its
-    vectors computed only when used; svd is svd_rows, a tall matrix transposed; a GPU keeps
-    the Jacobi eigh."""
+    """float32 eigh and svd factor in float64. On a CPU, eigh is the tridiagonal QL and svd
+    Golub-Reinsch on a tall matrix (a wide one transposed), vectors computed only when used;
+    a GPU keeps the Jacobi kernels (svd on a wide matrix)."""
     from lgc.backends.backend import backend_for
-    g = lgc.make_ir(lambda a, b, c: (la.eigh(a), la.svd(b), la.eigvalsh(c)))(f32(3, 3), f32(5, 3), f32(4, 4))
-    nodes = backend_for(None).rewrite(g).nodes
-    ops = [n.op for n in nodes]
-    assert "svd" not in ops and "eigh" not in ops and ops.count("cast") >= 2 and "transpose" in ops
-    rows = next(n for n in nodes if n.op == "svd_rows")
-    assert rows.inputs[0].dtype.name == "f64" and rows.inputs[0].shape == (3, 5)
-    assert sorted(n.attrs["vectors"] for n in nodes if n.op == "eigh_tridiagonal") == [0, 1]
-    assert "eigh" in [n.op for n in backend_for(GFX803).rewrite(g).nodes]
+    g = lgc.make_ir(lambda a, b, c, d: (la.eigh(a), la.svd(b), la.eigvalsh(c), la.svd(d, compute_uv=False)))(
+        f32(3, 3), f32(5, 3), f32(4, 4), f32(3, 5))
+    cpu, gpu = (backend_for(t).rewrite(g).nodes for t in (None, GFX803))
+    assert not {"svd", "eigh"} & {n.op for n in cpu}
+    assert sorted(n.attrs["vectors"] for n in cpu if n.op == "eigh_tridiagonal") == [0, 1]
+    svds = [n for n in cpu if n.op == "svd_bidiagonal"]
+    assert [(n.inputs[0].dtype.name, n.inputs[0].shape, n.attrs["compute_uv"]) for n in svds] == \
+        [("f64", (5, 3), 1), ("f64", (5, 3), 0)]
+    assert [n.inputs[0].shape for n in gpu if n.op == "svd_rows"] == [(3, 5), (3, 5)]
+    assert "eigh" in [n.op for n in gpu]

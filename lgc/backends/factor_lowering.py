@@ -1,19 +1,18 @@
 """eigh and svd as their kernels take them (kernels/factor.py); both backends.
 
-  - float32 matrices are factored in float64 and the results rounded once: a float32
-    Jacobi sweep rounds every element at each of its ~n rotations, which left 512 x 512
-    reconstructions 1e-5 (svd) to 3e-4 (eigh, whose shifted matrix is ~2 |A|_inf large)
-    times |A| off, against NumPy's 1e-7; in float64 they are float32's last bit, for ~2.3x
-    the time.
+  - float32 matrices are factored in float64 and the results rounded once, which gives
+    NumPy's accuracy. In float32, a GPU's Jacobi sweep rounds every element at each of its
+    ~n rotations (512 x 512 reconstructions 1e-5 (svd) to 3e-4 (eigh, whose shifted
+    matrix is ~2 |A|_inf large) times |A| off, NumPy's 1e-7), and a CPU's QL and QR
+    sweeps left residuals and orthogonality 6-13x NumPy's at n = 512 for half the time.
   - eigh on a CPU becomes eigh_tridiagonal (tridiagonal QL, with its n x n work matrix as
     an output; its eigenvectors only when the graph uses them: eigvalsh is O(n^2) after the
     reduction), and stays the Jacobi kernel on a GPU (a lane per pair of rows);
-  - svd becomes svd_rows, which makes the rows of an m x n matrix with m <= n orthogonal
-    in place in Vt's buffer, so it needs that buffer even when only the singular values
-    are wanted; a tall matrix is done as its transpose (rows are contiguous):
-        svd(A), m <= n          -> svd_rows(A)
-        svd(A), m > n           -> svd_rows(A^T) = (s, U', Vt');  U = Vt'^T, Vt = U'^T
-        svd(A, compute_uv=0)    -> the same, U and Vt unused
+  - svd on a CPU becomes svd_bidiagonal (Golub-Reinsch on a tall matrix: the transpose of
+    a wide one, A^T = V S U^T; (s, U^T, Vt) and an O(mn) work vector), on a GPU svd_rows
+    (one-sided Jacobi on the rows of a wide matrix, in place in Vt's buffer, which it
+    needs even when only the singular values are wanted); the outputs nobody uses are left
+    out, the others transposed back where needed.
 """
 from __future__ import annotations
 
@@ -48,35 +47,40 @@ def _lower(rw: Rewriter, node: Node, target: Target, used: set) -> None:
     a = rw.get(node.inputs[0])
     widen = a.dtype == dtypes.f32
     m, n = a.shape[-2:]
-    tall = node.op == "svd" and m > n
+    swap = _swap_last(len(a.shape))
 
-    def emit(op, inputs, attrs, outputs=None):
+    def emit(op, inputs, attrs):
         opdef = get(op)
         attrs = opdef.normalize_attrs(attrs)
-        outputs = outputs or [Value(t) for t in opdef.infer([v.type for v in inputs], attrs)]
+        outputs = [Value(t) for t in opdef.infer([v.type for v in inputs], attrs)]
         rw.nodes.append(Node(op, inputs, attrs, outputs, node.name))
         return outputs
 
     x = emit("cast", [a], {"to": "f64"})[0] if widen else a
-    x = emit("transpose", [x], _swap_last(len(a.shape)))[0] if tall else x
-    if node.op == "eigh" and target.is_gpu:
-        op, attrs = "eigh", node.attrs
-    elif node.op == "eigh":
-        op, attrs = "eigh_tridiagonal", {"lower": node.attrs["lower"],
-                                         "vectors": int(node.outputs[0] in used)}
+    if node.op == "eigh":
+        if target.is_gpu:
+            outs = emit("eigh", [x], node.attrs)
+        else:
+            outs = emit("eigh_tridiagonal", [x], {"lower": node.attrs["lower"],
+                                                 "vectors": int(node.outputs[0] in used)})
+        results = [(outs[0], False), (outs[1], False)]
     else:
-        op, attrs = "svd_rows", dict(node.attrs)
-    types = get(op).infer([x.type], get(op).normalize_attrs(attrs))
-    # the node's own Values where nothing is left to do to them, else new ones
-    outs = [want if not widen and (i == 0 or not tall) else Value(t)
-            for i, (want, t) in enumerate(zip(node.outputs, types))]
-    outs += [Value(t) for t in types[len(outs):]]
-    emit(op, [x], attrs, outs)
-    if node.op == "svd" and node.attrs["compute_uv"] and tall:    # U = Vt'^T, Vt = U'^T
-        perm = _swap_last(len(a.shape))
-        outs = [outs[0]] + [emit("transpose", [got], perm, None if widen else [want])[0]
-                            for got, want in ((outs[2], node.outputs[1]), (outs[1], node.outputs[2]))]
-    if widen:
-        for want, got in zip(node.outputs, outs):
-            if want in used:
-                emit("cast", [got], {"to": want.dtype.name}, [want])
+        uv, at = node.attrs["compute_uv"], {"full_matrices": node.attrs["full_matrices"],
+                                            "compute_uv": node.attrs["compute_uv"]}
+        # svd_rows: (s, U, Vt) of a wide x; svd_bidiagonal: (s, U^T, Vt) of a tall x;
+        # the other orientation is factored as A^T = V S U^T
+        op, transposed = ("svd_rows", m > n) if target.is_gpu else ("svd_bidiagonal", m < n)
+        s, p, q = emit(op, [emit("transpose", [x], swap)[0] if transposed else x], at)[:3]
+        if op == "svd_rows":
+            u, vt = ((q, True), (p, True)) if transposed else ((p, False), (q, False))
+        else:
+            u, vt = ((q, True), (p, False)) if transposed else ((p, True), (q, False))
+        results = [(s, False)] + ([u, vt] if uv else [])
+    for want, (got, transpose) in zip(node.outputs, results):
+        if want not in used:
+            continue
+        if transpose:
+            got = emit("transpose", [got], swap)[0]
+        if widen:
+            got = emit("cast", [got], {"to": want.dtype.name})[0]
+        rw.replace(want, got)

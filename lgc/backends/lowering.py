@@ -31,15 +31,19 @@ def _common() -> dict:
 
 def _cpu_only() -> dict:
     """Ops that only the CPU backend's graph rewrites create (packed panels, Winograd, row
-    kernels, int8 panels)."""
+    kernels, int8 panels, the LAPACK-style eigh and svd)."""
     from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd, quant_kernels   # as in _common
-    return _joined(cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, quant_kernels)
+    from .kernels import factor
+    return {**_joined(cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, quant_kernels),
+            **factor.CPU_LOWERINGS}
 
 
 def _gpu_only() -> dict:
-    """Ops that only the GPU backend's graph rewrites create (split-K)."""
+    """Ops that only the GPU backend's graph rewrites create (split-K), and the ones its
+    kernels take as they are (the Jacobi eigh and svd)."""
     from . import gpu_split   # as in _common
-    return _joined(gpu_split)
+    from .kernels import factor
+    return {**_joined(gpu_split), **factor.GPU_LOWERINGS}
 
 
 _TABLES: dict[str, dict] = {}

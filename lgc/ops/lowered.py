@@ -21,6 +21,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
                                 buffer is the Jacobi kernel's work (lgc.backends.factor_lowering)
   eigh_tridiagonal(A)           eigh as (V, w, work): the CPU's tridiagonal QL, its n x n work
                                 an output; without `vectors`, V is scratch
+  svd_bidiagonal(A)             svd of A [..., m, n], m >= n, as (s, U^T, Vt, work): the CPU's
+                                Golub-Reinsch; without compute_uv, U^T and Vt are scratch
 Constant operands are packed by the NumPy references at compile time (weights: once).
 """
 from __future__ import annotations
@@ -417,3 +419,26 @@ register_lowered(OpDef(
     "eigh_tridiagonal", _eigh_tridiagonal_infer, _eigh_tridiagonal_ref, num_inputs=1,
     attrs={"lower": 1, "vectors": 1},
     doc="eigh as (V, w, work), work an n x n scratch; without vectors, V is scratch too"))
+
+
+def _svd_bidiagonal_infer(types, attrs):
+    m, n = types[0].shape[-2:] if types[0].rank >= 2 else (0, 1)
+    if m < n:
+        raise OpError(f"svd_bidiagonal needs [..., m, n] with m >= n, got {types[0].shape}")
+    s, u, vt = svd_types(types, dict(attrs, compute_uv=1))
+    batch = types[0].shape[:-2]
+    ut = TensorType(u.dtype, batch + (u.shape[-1], m))
+    return [s, ut, vt, TensorType(u.dtype, batch + (m * n + m + n,))]
+
+
+def _svd_bidiagonal_ref(xs, attrs):
+    s, u, vt = svd_reference(xs, dict(attrs, compute_uv=1))
+    m, n = xs[0].shape[-2:]
+    return [s, np.swapaxes(u, -1, -2).copy(), vt, np.zeros(xs[0].shape[:-2] + (m * n + m + n,), u.dtype)]
+
+
+register_lowered(OpDef(
+    "svd_bidiagonal", _svd_bidiagonal_infer, _svd_bidiagonal_ref, num_inputs=1,
+    attrs={"full_matrices": 0, "compute_uv": 1},
+    doc="svd of [..., m, n], m >= n, as (s, U^T, Vt, work); without compute_uv, U^T and Vt "
+        "are scratch"))

@@ -1,6 +1,6 @@
 """OpenCL kernels of the factorizations (lgc.ops.linalg holds their semantics): cholesky,
-triangular_solve, lu, qr, eigh (on a CPU as eigh_tridiagonal), and svd (as svd_rows): the
-forms lgc.backends.factor_lowering gives them.
+triangular_solve, lu, qr, eigh (on a CPU as eigh_tridiagonal) and svd (svd_bidiagonal on a
+CPU, svd_rows on a GPU): the forms lgc.backends.factor_lowering gives them.
 
 Each matrix of the batch is one work-item on a CPU and one work-group of LANES work-items
 on a GPU. A CPU work-item walks rows of the matrix (docs/HARDWARE.md: PoCL runs
@@ -21,9 +21,10 @@ params), so one kernel serves every shape of one variant.
                     in the Q buffer (m >= n) or the R buffer (m < n); Q formed in place
                     backwards from the reflectors (orgqr)
   eigh_tridiagonal  (CPU) Householder tridiagonalization and implicit QL, LAPACK's syev
-  eigh, svd_rows    one-sided (Hestenes) Jacobi on rows, swept until a sweep rotates nothing
-                    (at most MAX_SWEEPS); see their docstrings (factor_lowering runs eigh and
-                    svd in float64)
+  svd_bidiagonal    (CPU) Householder bidiagonalization and implicit-shift QR, Golub-Reinsch
+  eigh, svd_rows    (GPU) one-sided (Hestenes) Jacobi on rows, swept until a sweep rotates
+                    nothing (at most MAX_SWEEPS); a lane per pair of rows
+  (factor_lowering runs eigh and svd in float64.)
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ from ..target import current_target
 
 LANES = 64            # work-items per matrix on a GPU (one GCN wave)
 CPU_COLUMNS = 64      # right-hand-side columns per CPU work-item of triangular_solve
-MAX_SWEEPS = {"float": 30, "double": 40}   # Jacobi sweeps (a float64 512 x 512: 10-14)
-VECTOR = {"float": 16, "double": 8}         # CPU dot-product vector width
+MAX_SWEEPS = {"float": 30, "double": 40}   # Jacobi sweeps (a float64 512 x 512 needs 10-14)
+VECTOR = {"float": 16, "double": 8}         # CPU dot products' vector width
 
 
 class Lanes:
@@ -376,28 +377,12 @@ class QrGen:
         return _per_matrix(node, name, lanes, body, params, 4 * _batch(node) * m * n * k)
 
 
-# ---- one-sided Jacobi: eigh and svd_rows --------------------------------------------------------
+# ---- one-sided Jacobi on a GPU: eigh and svd_rows ---------------------------------------------
 
-_PAIR = """
-        __global $T* wi = $W + i * $C;
-        __global $T* wj = $W + j * $C;
-$dots
-        if (fabs(gamma) > tol * sqrt(alpha) * sqrt(beta)) {
-          $set_flag
-          const $T zeta = (beta - alpha) / (2 * gamma);
-          const $T tn = (zeta >= ($T)0 ? ($T)1 : ($T)-1) / (fabs(zeta) + sqrt(1 + zeta * zeta));
-          const $T cs = 1 / sqrt(1 + tn * tn), sn = cs * tn;
-          for ($it x = 0; x < $C; ++x) {
-            const $T a = wi[x], e = wj[x];
-            wi[x] = cs * a - sn * e;
-            wj[x] = sn * a + cs * e;
-          }
-$accumulate
-        }
-"""
-
-# GPU: rounds of the round-robin order, r/2 disjoint pairs a round, a lane each
-_JACOBI_ROUNDS = """
+# Rounds of the round-robin order, r/2 disjoint pairs (i, j) a round, a lane each; a pair is
+# rotated when |wi . wj| > eps sqrt(c) |wi| |wj| (the angle zeroing wi . wj, Rutishauser's
+# formulas), J^T's rows alike; until a sweep rotates nothing or MAX_SWEEPS
+_JACOBI = """
 const $it RP = $R + ($R & 1);
 const $T tol = $EPS * sqrt(($T)max(($it)1, ($it)$C));
 int go = 1;
@@ -410,31 +395,28 @@ for (int sweep = 0; sweep < $sweeps && go; ++sweep) {
       $it j = 1 + (RP - 2 - p + rnd) % (RP - 1);
       if (i > j) { const $it s = i; i = j; j = s; }
       if (j < $R) {
-$pair
+        __global $T* wi = $W + i * $C;
+        __global $T* wj = $W + j * $C;
+        $T alpha = 0, beta = 0, gamma = 0;
+        for ($it x = 0; x < $C; ++x) { const $T a = wi[x], e = wj[x]; alpha += a * a; beta += e * e; gamma += a * e; }
+        if (fabs(gamma) > tol * sqrt(alpha) * sqrt(beta)) {
+          flag[0] = 1;
+          const $T zeta = (beta - alpha) / (2 * gamma);
+          const $T tn = (zeta >= ($T)0 ? ($T)1 : ($T)-1) / (fabs(zeta) + sqrt(1 + zeta * zeta));
+          const $T cs = 1 / sqrt(1 + tn * tn), sn = cs * tn;
+          for ($it x = 0; x < $C; ++x) {
+            const $T a = wi[x], e = wj[x];
+            wi[x] = cs * a - sn * e;
+            wj[x] = sn * a + cs * e;
+          }
+$accumulate
+        }
       }
     }
     SYNC;
   }
   go = flag[0];
   SYNC;
-}
-"""
-
-# CPU: all pairs of two blocks of rows at a time (blocks of BS rows, two of them ~512 KiB
-# of float64), so the rows stay in the L2 cache while they meet each other
-_JACOBI_BLOCKS = """
-const $T tol = $EPS * sqrt(($T)max(($it)1, ($it)$C));
-const $it BS = max(($it)8, ($it)(32768 / max(($it)1, ($it)$C)));
-int go = 1;
-for (int sweep = 0; sweep < $sweeps && go; ++sweep) {
-  int rotated = 0;
-  for ($it I = 0; I < $R; I += BS)
-  for ($it J = I; J < $R; J += BS)
-  for ($it i = I; i < min(I + BS, ($it)$R); ++i)
-  for ($it j = J == I ? i + 1 : J; j < min(J + BS, ($it)$R); ++j) {
-$pair
-  }
-  go = rotated;
 }
 """
 
@@ -449,38 +431,12 @@ _ROTATE_J = """
 """
 
 
-def _dots(ct: str, width: int, n: str, it: str) -> str:
-    """alpha = |wi|^2, beta = |wj|^2, gamma = wi . wj over n elements; on a CPU in
-    `width`-wide vector partial sums (LLVM keeps a reduction scalar without fast math)."""
-    tail = (f"for (; x < {n}; ++x) {{ const {ct} p = wi[x], q = wj[x]; "
-            f"alpha += p * p; beta += q * q; gamma += p * q; }}")
-    if width == 1:
-        return f"{ct} alpha = 0, beta = 0, gamma = 0; {it} x = 0;\n{tail}"
-    vt = f"{ct}{width}"
-    total = lambda v: " + ".join(f"{v}.s{'0123456789abcdef'[i]}" for i in range(width))  # noqa: E731
-    return "\n".join([
-        f"{vt} va = ({vt})0, vb = ({vt})0, vg = ({vt})0; {it} x = 0;",
-        f"for (; x + {width} <= {n}; x += {width}) {{",
-        f"  const {vt} p = vload{width}(0, wi + x), q = vload{width}(0, wj + x);",
-        "  va += p * p; vb += q * q; vg += p * q;", "}",
-        f"{ct} alpha = {total('va')}, beta = {total('vb')}, gamma = {total('vg')};", tail])
-
-
-def _jacobi(lanes: Lanes, ct: str, w: str, r: str, c: str, j: str | None = None) -> str:
-    """Rows 0..r-1 of the r x c matrix at w made orthogonal: each pair (i, j) is rotated
-    when |wi . wj| > eps sqrt(c) |wi| |wj| (the angle zeroing wi . wj, Rutishauser's
-    formulas), the rows of j rotated alike (the accumulated J^T), until a sweep over all
-    pairs rotates nothing or MAX_SWEEPS. Pairs go in the round-robin order on a GPU (a
-    lane per pair of a round), block by block on a CPU (cyclic by rows within two blocks of
-    rows at a time, which stay in the cache while they meet, where a round-robin round
-    streams every row through it: ~1.3x faster for a 512 x 512 eigh in float64)."""
-    dots = _dots(ct, 1 if lanes.gpu else VECTOR[ct], c, lanes.it)
-    pair = Template(_PAIR).safe_substitute(
-        dots=dots, set_flag="flag[0] = 1;" if lanes.gpu else "rotated = 1;",
-        accumulate=Template(_ROTATE_J).safe_substitute(J=j, R=r) if j else "")
-    order = _JACOBI_ROUNDS if lanes.gpu else _JACOBI_BLOCKS
-    return Template(Template(order).safe_substitute(pair=pair)).safe_substitute(
-        W=w, R=r, C=c, sweeps=MAX_SWEEPS[ct])
+def _jacobi(ct: str, w: str, r: str, c: str, j: str | None = None) -> str:
+    """Rows 0..r-1 of the r x c matrix at w made orthogonal, J^T's rows (at j) rotated
+    alike (_JACOBI)."""
+    accumulate = Template(_ROTATE_J).safe_substitute(J=j, R=r) if j else ""
+    return Template(_JACOBI).safe_substitute(W=w, R=r, C=c, sweeps=MAX_SWEEPS[ct],
+                                             accumulate=accumulate)
 
 
 _ROW_NORM = """
@@ -562,15 +518,15 @@ class EighGen:
     transposed into columns. No rotation is accumulated: V is the only n x n buffer."""
 
     def kernels(self, node, name):
-        lanes, n = _lanes(node), node.inputs[0].shape[-1]
+        lanes, n = Lanes(True, _lanes(node).it), node.inputs[0].shape[-1]
         ct = node.outputs[0].dtype.cl_compute
         aij = ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if node.attrs["lower"]
                else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
         text = Template(_EIGH).safe_substitute(
-            aij=aij, jacobi=_jacobi(lanes, ct, "V", "N_", "N_"), norm=_row_norm("vi", "N_"),
+            aij=aij, jacobi=_jacobi(ct, "V", "N_", "N_"), norm=_row_norm("vi", "N_"),
             sort=_sort("E", "N_", [("V", "N_")], descending=False),
             transpose=_transpose_square("V", "N_"))
-        body = (["__local int flag[1];"] if lanes.gpu else []) + lanes.expand(text, **_literals(ct))
+        body = ["__local int flag[1];"] + lanes.expand(text, **_literals(ct))
         return _per_matrix(node, name, lanes, body, [("N_", n)], 60 * _batch(node) * n ** 3)
 
 
@@ -636,18 +592,18 @@ class SvdRowsGen:
     unit's worth of the complement after two Gram-Schmidt passes against the rows above."""
 
     def kernels(self, node, name):
-        lanes = _lanes(node)
+        lanes = Lanes(True, _lanes(node).it)
         m, n = node.inputs[0].shape[-2:]
         ct = node.outputs[0].dtype.cl_compute
         uv = node.attrs["compute_uv"]
         text = Template(_SVD).safe_substitute(
             init_u="for ($it x = 0; x < M_; ++x) U[i * M_ + x] = i == x ? 1 : 0;" if uv else "",
-            jacobi=_jacobi(lanes, ct, "W", "M_", "N_", "U" if uv else None),
+            jacobi=_jacobi(ct, "W", "M_", "N_", "U" if uv else None),
             norm=_row_norm("wi", "N_"),
             sort=_sort("S", "M_", [("W", "N_")] + ([("U", "M_")] if uv else []), descending=True),
             vectors=Template(_SVD_VECTORS).safe_substitute(transpose=_transpose_square("U", "M_"))
             if uv else "")
-        body = (["__local int flag[1];"] if lanes.gpu else []) + lanes.expand(text, **_literals(ct))
+        body = ["__local int flag[1];"] + lanes.expand(text, **_literals(ct))
         params = [("M_", m), ("N_", n), ("VR_", node.outputs[2].shape[-2])]
         return _per_matrix(node, name, lanes, body, params, 60 * _batch(node) * m * m * n)
 
@@ -799,12 +755,207 @@ class EighTridiagonalGen:
         return _per_matrix(node, name, cpu, body, [("N_", n)], 10 * _batch(node) * n ** 3)
 
 
+# ---- svd on a CPU: Golub-Reinsch -------------------------------------------------------------
+
+_BIDIAGONAL = """
+__global const $T* A = in0 + b * M_ * N_;
+__global $T* S = out0 + b * N_;
+__global $T* UT = out1 + b * UR_ * M_;
+__global $T* VT = out2 + b * N_ * N_;
+__global $T* X = out3 + b * (M_ * N_ + M_ + N_);
+__global $T* E = X + M_ * N_;
+__global $T* TMP = E + N_;
+for ($it i = 0; i < M_ * N_; ++i) X[i] = A[i];
+for ($it k = 0; k < N_; ++k) {
+  const $T x0 = X[k * N_ + k];
+  $T scale = 0, ss = 0;
+  for ($it i = k + 1; i < M_; ++i) scale = fmax(scale, fabs(X[i * N_ + k]));
+  if (scale > ($T)0) for ($it i = k + 1; i < M_; ++i) { const $T t = X[i * N_ + k] / scale; ss += t * t; }
+  const $T xnorm = scale * sqrt(ss);
+  $T beta = x0, f = 0, v0 = 0;
+  if (xnorm != ($T)0) {
+    const $T h = hypot(x0, xnorm);
+    beta = x0 >= ($T)0 ? -h : h;
+    v0 = x0 - beta;
+    f = ($T)1.4142135623730950488 / hypot(v0, xnorm);
+  }
+  S[k] = beta;
+  X[k * N_ + k] = v0 * f;
+  for ($it i = k + 1; i < M_; ++i) X[i * N_ + k] *= f;
+  if (f != ($T)0) {
+    for ($it c = k + 1; c < N_; ++c) TMP[c] = 0;
+    for ($it i = k; i < M_; ++i) {
+      const $T vi = X[i * N_ + k];
+      __global const $T* xi = X + i * N_;
+      for ($it c = k + 1; c < N_; ++c) TMP[c] += vi * xi[c];
+    }
+    for ($it i = k; i < M_; ++i) {
+      const $T vi = X[i * N_ + k];
+      __global $T* xi = X + i * N_;
+      for ($it c = k + 1; c < N_; ++c) xi[c] -= vi * TMP[c];
+    }
+  }
+  if (k + 1 < N_) {
+    __global $T* xk = X + k * N_;
+    const $T y0 = xk[k + 1];
+    $T sc = 0, s2 = 0;
+    for ($it c = k + 2; c < N_; ++c) sc = fmax(sc, fabs(xk[c]));
+    if (sc > ($T)0) for ($it c = k + 2; c < N_; ++c) { const $T t = xk[c] / sc; s2 += t * t; }
+    const $T ynorm = sc * sqrt(s2);
+    $T gamma = y0, g = 0, u0 = 0;
+    if (ynorm != ($T)0) {
+      const $T h = hypot(y0, ynorm);
+      gamma = y0 >= ($T)0 ? -h : h;
+      u0 = y0 - gamma;
+      g = ($T)1.4142135623730950488 / hypot(u0, ynorm);
+    }
+    E[k + 1] = gamma;
+    xk[k + 1] = u0 * g;
+    for ($it c = k + 2; c < N_; ++c) xk[c] *= g;
+    if (g != ($T)0) {
+      for ($it i = k + 1; i < M_; ++i) {
+        __global $T* xi = X + i * N_;
+        $dot_row
+        for ($it c = k + 1; c < N_; ++c) xi[c] -= t * xk[c];
+      }
+    }
+  }
+}
+if (N_ > 0) E[0] = 0;
+$form
+$T anorm = 0;
+for ($it i = 0; i < N_; ++i) anorm = fmax(anorm, fabs(S[i]) + fabs(E[i]));
+const $T tol = $EPS * anorm;
+int fail = 0;
+for ($it k = N_ - 1; k >= 0 && !fail; --k) {
+  for (int its = 1; its <= 75; ++its) {
+    int cancel = 1;
+    $it l = k, nm = 0;
+    for (; l >= 0; --l) {
+      nm = l - 1;
+      if (l == 0 || fabs(E[l]) <= tol) { cancel = 0; break; }
+      if (fabs(S[nm]) <= tol) break;
+    }
+    if (cancel) {
+      $T c = 0, s = 1;
+      for ($it i = l; i <= k; ++i) {
+        const $T f = s * E[i];
+        E[i] = c * E[i];
+        if (fabs(f) <= tol) break;
+        const $T g = S[i], h = hypot(f, g);
+        S[i] = h;
+        c = g / h;
+        s = -f / h;
+$rot_u_nm
+      }
+    }
+    const $T z = S[k];
+    if (l == k) {
+      if (z < ($T)0) { S[k] = -z; $negate_v }
+      break;
+    }
+    if (its == 75) { fail = 1; break; }
+    $T x = S[l], y = S[k - 1], g = E[k - 1], h = E[k];
+    $T f = ((y - z) * (y + z) + (g - h) * (g + h)) / (2 * h * y);
+    g = hypot(f, ($T)1);
+    f = ((x - z) * (x + z) + h * ((y / (f + (f >= ($T)0 ? g : -g))) - h)) / x;
+    $T c = 1, s = 1;
+    for ($it j = l; j < k; ++j) {
+      const $it i = j + 1;
+      g = E[i];
+      y = S[i];
+      h = s * g;
+      g = c * g;
+      $T zz = hypot(f, h);
+      E[j] = zz;
+      c = f / zz;
+      s = h / zz;
+      f = x * c + g * s;
+      g = g * c - x * s;
+      h = y * s;
+      y *= c;
+$rot_v
+      zz = hypot(f, h);
+      S[j] = zz;
+      if (zz != ($T)0) { zz = 1 / zz; c = f * zz; s = h * zz; }
+      f = c * g + s * y;
+      x = c * y - s * g;
+$rot_u
+    }
+    E[l] = 0;
+    E[k] = f;
+    S[k] = x;
+  }
+}
+if (fail) { for ($it i = 0; i < N_; ++i) S[i] = $NAN; }
+$sort
+"""
+
+_FORM_UV = """
+for ($it j = 0; j < N_; ++j) {
+  __global $T* vj = VT + j * N_;
+  for ($it c = 0; c < N_; ++c) vj[c] = c == j;
+  for ($it k = N_ - 2; k >= 0; --k) {
+    __global const $T* uk = X + k * N_;
+    $dot_v
+    for ($it c = k + 1; c < N_; ++c) vj[c] -= t * uk[c];
+  }
+}
+for ($it i = 0; i < UR_; ++i) for ($it c = 0; c < M_; ++c) UT[i * M_ + c] = c == i;
+for ($it k = N_ - 1; k >= 0; --k) {
+  for ($it r = k; r < M_; ++r) TMP[r] = X[r * N_ + k];
+  for ($it i = 0; i < UR_; ++i) {
+    __global $T* ui = UT + i * M_;
+    $dot_u
+    for ($it c = k; c < M_; ++c) ui[c] -= t * TMP[c];
+  }
+}
+"""
+
+
+def _rotate_rows(buf: str, length: str, a: str, b: str) -> str:
+    """Rows a and b of buf (rows of `length`) <- (a c + b s, b c - a s)."""
+    return (f"      {{ __global $T* ra = {buf} + ({a}) * {length}; __global $T* rb = {buf} + ({b}) * {length};\n"
+            f"        for ($it q = 0; q < {length}; ++q) {{ const $T ta = ra[q], tb = rb[q]; "
+            f"ra[q] = ta * c + tb * s; rb[q] = tb * c - ta * s; }} }}")
+
+
+class SvdBidiagonalGen:
+    """svd on a CPU, as Golub and Reinsch (LAPACK's gesvd, Numerical Recipes' svdcmp):
+    Householder bidiagonalization, A = Q B P^T (the left reflectors stored in the columns,
+    the right ones in the rows of the work copy, each applied along rows), Q and P formed
+    as the rows of U^T and Vt, then implicit-shift QR sweeps on the bidiagonal, each
+    rotation applied to two rows of U^T or Vt (contiguous), the singular values made
+    positive and sorted. U^T's extra rows (full_matrices) are Q's other columns. Without
+    compute_uv only the sweeps on the bidiagonal run after the reduction: O(n^2)."""
+
+    def kernels(self, node, name):
+        m, n = node.inputs[0].shape[-2:]
+        ct, it = node.outputs[0].dtype.cl_compute, _lanes(node).it
+        uv = node.attrs["compute_uv"]
+        cpu = Lanes(False, it)
+        text = Template(_BIDIAGONAL).safe_substitute(
+            dot_row=_dot(ct, "t", "xi", "xk", "k + 1", "N_", it),
+            form=Template(_FORM_UV).safe_substitute(
+                dot_v=_dot(ct, "t", "vj", "uk", "k + 1", "N_", it),
+                dot_u=_dot(ct, "t", "ui", "TMP", "k", "M_", it)) if uv else "",
+            rot_u_nm=_rotate_rows("UT", "M_", "nm", "i") if uv else "",
+            rot_v=_rotate_rows("VT", "N_", "j", "i") if uv else "",
+            rot_u=_rotate_rows("UT", "M_", "j", "i") if uv else "",
+            negate_v="for ($it q = 0; q < N_; ++q) VT[k * N_ + q] = -VT[k * N_ + q];" if uv else "",
+            sort=_sort("S", "N_", [("UT", "M_"), ("VT", "N_")] if uv else [], descending=True))
+        body = cpu.expand(text, **_literals(ct))
+        params = [("M_", m), ("N_", n), ("UR_", node.outputs[1].shape[-2])]
+        return _per_matrix(node, name, cpu, body, params, 12 * _batch(node) * m * n * n)
+
+
+# the generators of the ops both device classes run; factor_lowering gives each its own eigh
+# and svd (joined per device class in lgc.backends.lowering)
 LOWERINGS: dict = {
     "cholesky": CholeskyGen(),
     "lu": LuGen(),
     "triangular_solve": TriangularSolveGen(),
     "qr": QrGen(),
-    "eigh": EighGen(),
-    "eigh_tridiagonal": EighTridiagonalGen(),
-    "svd_rows": SvdRowsGen(),
 }
+CPU_LOWERINGS: dict = {"eigh_tridiagonal": EighTridiagonalGen(), "svd_bidiagonal": SvdBidiagonalGen()}
+GPU_LOWERINGS: dict = {"eigh": EighGen(), "svd_rows": SvdRowsGen()}
