@@ -98,6 +98,33 @@ def _literals(ct: str) -> dict:
                 TINY="1e-30f" if f else "1e-290", HUGE="1e30f" if f else "1e290")
 
 
+def _householder(first: str, rest, lo: str, hi: str) -> str:
+    """C declaring beta, f and v0 for the reflector H = I - v v^T (|v|^2 = 2; LAPACK's larfg
+    choice of sign; v = 0 where larfg takes H = I) that maps x = (first, rest(q) for q in
+    [lo, hi)) to (beta, 0, ..., 0): v = (v0 f, rest(q) f). The norm is scaled (no under- or
+    overflow of the squares)."""
+    x = rest("q")
+    return f"""
+  const $T x0 = {first};
+  $T scale = 0, ss = 0;
+  for ($it q = {lo}; q < {hi}; ++q) scale = fmax(scale, fabs({x}));
+  if (scale > ($T)0) for ($it q = {lo}; q < {hi}; ++q) {{ const $T t = {x} / scale; ss += t * t; }}
+  const $T xnorm = scale * sqrt(ss);
+  $T beta = x0, f = 0, v0 = 0;
+  if (xnorm != ($T)0) {{
+    const $T h = hypot(x0, xnorm);
+    beta = x0 >= ($T)0 ? -h : h;
+    v0 = x0 - beta;
+    f = ($T)1.4142135623730950488 / hypot(v0, xnorm);
+  }}"""
+
+
+def _symmetric_read(lower) -> str:
+    """Element (i, j) of the symmetric matrix A's lower (else upper) triangle holds."""
+    return ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if lower
+            else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
+
+
 # ---- cholesky ---------------------------------------------------------------------------------
 
 _CHOLESKY = """
@@ -268,18 +295,7 @@ __global $T* X = $X;
 PAR(i, 0, M_) { for ($it c = 0; c < N_; ++c) X[i * $XS + c] = A[i * N_ + c]; }
 SYNC;
 for ($it j = 0; j < K_; ++j) {
-  const $T x0 = X[j * $XS + j];
-  $T scale = 0, ss = 0;
-  for ($it i = j + 1; i < M_; ++i) scale = fmax(scale, fabs(X[i * $XS + j]));
-  if (scale > ($T)0) for ($it i = j + 1; i < M_; ++i) { const $T t = X[i * $XS + j] / scale; ss += t * t; }
-  const $T xnorm = scale * sqrt(ss);
-  $T beta = x0, f = 0, v0 = 0;
-  if (xnorm != ($T)0) {
-    const $T h = hypot(x0, xnorm);
-    beta = x0 >= ($T)0 ? -h : h;
-    v0 = x0 - beta;
-    f = ($T)1.4142135623730950488 / hypot(v0, xnorm);
-  }
+$reflector
   SYNC;
   PAR(i, j, M_) {
     Q[i * QC_ + j] = i == j ? v0 * f : X[i * $XS + j] * f;
@@ -359,6 +375,7 @@ class QrGen:
 
         fact = Template(_QR_FACTOR).safe_substitute(
             X=x, XS=xs, store_r="" if tall else "X[i * N_ + j] = i == j ? beta : ($T)0;",
+            reflector=_householder(f"X[j * {xs} + j]", lambda q: f"X[{q} * {xs} + j]", "j + 1", "M_"),
             apply=apply(x, xs, "j + 1", "N_", "R + (j + 1) * N_" if tall else None),
             r_row="PAR(c, 0, N_) R[j * N_ + c] = c < j ? ($T)0 : (c == j ? beta : X[j * QC_ + c]);"
             if tall else "",
@@ -520,10 +537,9 @@ class EighGen:
     def kernels(self, node, name):
         lanes, n = Lanes(True, _lanes(node).it), node.inputs[0].shape[-1]
         ct = node.outputs[0].dtype.cl_compute
-        aij = ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if node.attrs["lower"]
-               else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
         text = Template(_EIGH).safe_substitute(
-            aij=aij, jacobi=_jacobi(ct, "V", "N_", "N_"), norm=_row_norm("vi", "N_"),
+            aij=_symmetric_read(node.attrs["lower"]), jacobi=_jacobi(ct, "V", "N_", "N_"),
+            norm=_row_norm("vi", "N_"),
             sort=_sort("E", "N_", [("V", "N_")], descending=False),
             transpose=_transpose_square("V", "N_"))
         body = ["__local int flag[1];"] + lanes.expand(text, **_literals(ct))
@@ -627,37 +643,24 @@ __global $T* W = out2 + b * N_ * N_;
 for ($it i = 0; i < N_; ++i) for ($it j = 0; j < N_; ++j) W[i * N_ + j] = $aij;
 for ($it k = 0; k + 2 < N_; ++k) {
   __global $T* wk = W + k * N_;
-  const $T alpha = wk[k + 1];
-  $T scale = 0, ss = 0;
-  for ($it j = k + 2; j < N_; ++j) scale = fmax(scale, fabs(wk[j]));
-  if (scale > ($T)0) for ($it j = k + 2; j < N_; ++j) { const $T t = wk[j] / scale; ss += t * t; }
-  const $T xnorm = scale * sqrt(ss);
-  $T tau = 0, beta = alpha;
-  if (xnorm != ($T)0) {
-    const $T h = hypot(alpha, xnorm);
-    beta = alpha >= ($T)0 ? -h : h;
-    tau = (beta - alpha) / beta;
-    const $T f = 1 / (alpha - beta);
-    for ($it j = k + 2; j < N_; ++j) wk[j] *= f;
-  }
-  wk[k + 1] = 1;
-  if (tau != ($T)0) {
+$reflector
+  wk[k + 1] = v0 * f;
+  for ($it j = k + 2; j < N_; ++j) wk[j] *= f;
+  if (f != ($T)0) {
     $T pu = 0;
     for ($it i = k + 1; i < N_; ++i) {
       __global const $T* wi = W + i * N_;
       $symv
-      Z[i] = tau * s;
-      pu += Z[i] * wk[i];
+      Z[i] = s;
+      pu += s * wk[i];
     }
-    const $T hk = tau * pu / 2;
-    for ($it i = k + 1; i < N_; ++i) Z[i] -= hk * wk[i];
+    for ($it i = k + 1; i < N_; ++i) Z[i] -= pu / 2 * wk[i];
     for ($it i = k + 1; i < N_; ++i) {
       __global $T* wi = W + i * N_;
       const $T ui = wk[i], pi = Z[i];
       for ($it j = k + 1; j < N_; ++j) wi[j] -= ui * Z[j] + pi * wk[j];
     }
   }
-  W[(k + 2) * N_ + k] = tau;
   D[k] = wk[k];
   wk[k] = beta;
 }
@@ -714,13 +717,10 @@ _QL_ROTATE = """
 _BACK_TRANSFORM = """
 for ($it k = N_ - 3; k >= 0; --k) {
   __global const $T* u = W + k * N_;
-  const $T tau = W[(k + 2) * N_ + k];
-  if (tau == ($T)0) continue;
   for ($it r = 0; r < N_; ++r) {
     __global $T* zr = Z + r * N_;
     $dot
-    const $T t = tau * d;
-    for ($it j = k + 1; j < N_; ++j) zr[j] -= t * u[j];
+    for ($it j = k + 1; j < N_; ++j) zr[j] -= d * u[j];
   }
 }
 """
@@ -731,19 +731,18 @@ class EighTridiagonalGen:
     the trailing matrix kept whole so that the symmetric product and the rank-2 update run
     along rows), then implicit QL with Wilkinson's shift (tql2), each rotation applied to two
     rows of Z^T (contiguous), then Z^T times the reflectors, sorted and transposed. The work
-    matrix holds A, then the reflectors in its rows, the off-diagonal on its diagonal and the
-    reflectors' tau below it. Without `vectors` (eigvalsh) only the QL of the tridiagonal
+    matrix holds A, then the reflectors (|u|^2 = 2, H = I - u u^T) in its rows and the
+    off-diagonal on its diagonal. Without `vectors` (eigvalsh) only the QL of the tridiagonal
     runs after the reduction: O(n^2)."""
 
     def kernels(self, node, name):
         n = node.inputs[0].shape[-1]
         ct, it = node.outputs[0].dtype.cl_compute, _lanes(node).it
         vectors = node.attrs["vectors"]
-        aij = ("(i >= j ? A[i * N_ + j] : A[j * N_ + i])" if node.attrs["lower"]
-               else "(i <= j ? A[i * N_ + j] : A[j * N_ + i])")
         cpu = Lanes(False, it)
         text = Template(_TRIDIAGONAL_QL).safe_substitute(
-            aij=aij, symv=_dot(ct, "s", "wi", "wk", "k + 1", "N_", it),
+            aij=_symmetric_read(node.attrs["lower"]), symv=_dot(ct, "s", "wi", "wk", "k + 1", "N_", it),
+            reflector=_householder("wk[k + 1]", lambda q: f"wk[{q}]", "k + 2", "N_"),
             init_z="for ($it i = 0; i < N_; ++i) for ($it x = 0; x < N_; ++x) Z[i * N_ + x] = i == x;"
             if vectors else "",
             rotate=_QL_ROTATE if vectors else "",
@@ -767,18 +766,7 @@ __global $T* E = X + M_ * N_;
 __global $T* TMP = E + N_;
 for ($it i = 0; i < M_ * N_; ++i) X[i] = A[i];
 for ($it k = 0; k < N_; ++k) {
-  const $T x0 = X[k * N_ + k];
-  $T scale = 0, ss = 0;
-  for ($it i = k + 1; i < M_; ++i) scale = fmax(scale, fabs(X[i * N_ + k]));
-  if (scale > ($T)0) for ($it i = k + 1; i < M_; ++i) { const $T t = X[i * N_ + k] / scale; ss += t * t; }
-  const $T xnorm = scale * sqrt(ss);
-  $T beta = x0, f = 0, v0 = 0;
-  if (xnorm != ($T)0) {
-    const $T h = hypot(x0, xnorm);
-    beta = x0 >= ($T)0 ? -h : h;
-    v0 = x0 - beta;
-    f = ($T)1.4142135623730950488 / hypot(v0, xnorm);
-  }
+$left
   S[k] = beta;
   X[k * N_ + k] = v0 * f;
   for ($it i = k + 1; i < M_; ++i) X[i * N_ + k] *= f;
@@ -797,22 +785,11 @@ for ($it k = 0; k < N_; ++k) {
   }
   if (k + 1 < N_) {
     __global $T* xk = X + k * N_;
-    const $T y0 = xk[k + 1];
-    $T sc = 0, s2 = 0;
-    for ($it c = k + 2; c < N_; ++c) sc = fmax(sc, fabs(xk[c]));
-    if (sc > ($T)0) for ($it c = k + 2; c < N_; ++c) { const $T t = xk[c] / sc; s2 += t * t; }
-    const $T ynorm = sc * sqrt(s2);
-    $T gamma = y0, g = 0, u0 = 0;
-    if (ynorm != ($T)0) {
-      const $T h = hypot(y0, ynorm);
-      gamma = y0 >= ($T)0 ? -h : h;
-      u0 = y0 - gamma;
-      g = ($T)1.4142135623730950488 / hypot(u0, ynorm);
-    }
-    E[k + 1] = gamma;
-    xk[k + 1] = u0 * g;
-    for ($it c = k + 2; c < N_; ++c) xk[c] *= g;
-    if (g != ($T)0) {
+$right
+    E[k + 1] = beta;
+    xk[k + 1] = v0 * f;
+    for ($it c = k + 2; c < N_; ++c) xk[c] *= f;
+    if (f != ($T)0) {
       for ($it i = k + 1; i < M_; ++i) {
         __global $T* xi = X + i * N_;
         $dot_row
@@ -935,6 +912,8 @@ class SvdBidiagonalGen:
         uv = node.attrs["compute_uv"]
         cpu = Lanes(False, it)
         text = Template(_BIDIAGONAL).safe_substitute(
+            left=_householder("X[k * N_ + k]", lambda q: f"X[{q} * N_ + k]", "k + 1", "M_"),
+            right=_householder("xk[k + 1]", lambda q: f"xk[{q}]", "k + 2", "N_"),
             dot_row=_dot(ct, "t", "xi", "xk", "k + 1", "N_", it),
             form=Template(_FORM_UV).safe_substitute(
                 dot_v=_dot(ct, "t", "vj", "uk", "k + 1", "N_", it),
