@@ -277,25 +277,3 @@ def test_adam_trains_softmax_regression_under_jit():
     want = np_loss_grad(p)[0]
     got = float(loss(params))
     assert want < 0.1 and abs(got - want) < 1e-3 * max(1.0, want) + 1e-4, (got, want)
-
-
-@pytest.mark.xfail(strict=True, reason="lgc.jit miscomputes (a @ w) * (c @ v) (two matmuls into "
-                   "one elementwise op) since cf16d48 (the GEMM skeleton); this tanh network's "
-                   "gradient has that shape, so Adam stalls at loss ~0.19 (NumPy: 8e-4)")
-def test_adam_trains_a_tanh_network_under_jit():
-    """A 2-layer tanh network fitted to sin(3x) with Adam: below 1e-3 in 400 steps (as
-    the same steps reach in NumPy)."""
-    x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
-    y = np.sin(3 * x)
-    init = np.random.default_rng(0)
-    params = {"w1": init.standard_normal((1, 32)).astype(np.float32),
-              "b1": np.zeros(32, np.float32),
-              "w2": (init.standard_normal((32, 1)) / 6).astype(np.float32),
-              "b2": np.zeros(1, np.float32)}
-
-    def loss(p):
-        h = lnp.tanh(x @ p["w1"] + p["b1"])
-        return lnp.mean((h @ p["w2"] + p["b2"] - y) ** 2)
-
-    params, _ = _train(loss, params, optim.adam(2e-2), 400)
-    assert float(loss(params)) < 1e-3

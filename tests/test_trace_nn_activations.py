@@ -41,6 +41,8 @@ def everything(x, logits, mask, row_mask, weights):
     out["log_softmax"] = nn.log_softmax(logits, axis=-1, where=mask)
     out["softmax_rows"] = nn.softmax(logits, where=row_mask)
     out["softmax_axis0"] = nn.softmax(logits, axis=0, where=mask)
+    out["softmax_all_kept"] = nn.softmax(logits, where=lnp.ones(logits.shape, bool))
+    out["softmax_plain"] = nn.softmax(logits)
     out["softmax_grad"] = lgc.grad(lambda v: lnp.sum(weights * nn.softmax(v, where=mask)))(logits)
     kept = lambda v: lnp.where(mask, nn.log_softmax(v, where=mask), 0.0)  # noqa: E731
     out["log_softmax_grad"] = lgc.grad(lambda v: lnp.sum(weights * kept(v)))(logits)
@@ -109,8 +111,14 @@ def test_softmax_where_gradients(out):
     np.testing.assert_allclose(out["log_softmax_grad"], want, rtol=1e-5, atol=1e-6)
 
 
-def test_where_none_is_the_plain_softmax():
-    x = LOGITS
-    np.testing.assert_allclose(np.asarray(nn.softmax(x, where=np.ones_like(x, bool))),
-                               np.asarray(nn.softmax(x)), rtol=1e-6)
-    assert nn.selu(1.0).weak_type and not nn.mish(np.float32(1)).weak_type
+def test_all_kept_is_the_plain_softmax(out):
+    np.testing.assert_allclose(out["softmax_all_kept"], out["softmax_plain"], rtol=1e-6)
+
+
+def test_weak_types():
+    """Checked while tracing (make_ir compiles nothing)."""
+    def check(x):
+        assert nn.selu(1.0).weak_type and nn.hard_tanh(2).weak_type
+        assert not nn.mish(x).weak_type and nn.mish(x).dtype == np.float32
+        return x
+    lgc.make_ir(check)(np.float32(1))
