@@ -117,3 +117,22 @@ def test_requantizing_epilogue_on_the_gpu_schedule():
     want = np.clip(np.rint(y / np.float32(0.01)) + 3, 0, 255)
     assert got.dtype == np.uint8
     assert np.abs(got.astype(np.float64) - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+@pytest.mark.parametrize("target", [None, GFX803], ids=["cpu-tile", "gpu-local"])
+def test_epilogue_reads_full_shaped_operands_at_their_own_rows(target):
+    """An epilogue operand shaped like C (here the other matmul's result) is read at C's row
+    and column: the CPU tile once indexed it at m0 + i * N instead of (m0 + i) * N, which only
+    shapes with broadcast operands (bias, per-channel scale) had never exposed."""
+    import lgc
+    from lgc.api import Executable
+
+    def f(a, c, w, d):
+        return (a @ w) * (c @ w) + d
+    for shape in [(64, 2, 32), (17, 9, 23), (2, 16, 5, 48)]:
+        *lead, M, K, N = shape
+        a, c, w, d = _f(*lead, M, K), _f(*lead, M, K), _f(K, N), _f(*lead, M, N)
+        exe = Executable.from_graph(lgc.make_ir(f)(a, c, w, d), target=target)
+        assert len(exe.program.launches) == 2, "the mul and add should fuse into the second matmul"
+        got = exe(a, c, w, d)
+        np.testing.assert_allclose(got, (a @ w) * (c @ w) + d, rtol=1e-4, atol=1e-4, err_msg=str(shape))
