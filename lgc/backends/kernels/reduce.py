@@ -142,9 +142,9 @@ def _arg_kernel(largest):
         coords = _laned(coords, lanes)
         first = list(coords)
         first[a["axis"]] = "0"
-        em.emit(f"{ct} best[{lanes}];", f"long idx[{lanes}];",
-                f"{_lane_loop(lanes)} {{ best[j] = {em.load(0, first)}; idx[j] = 0; }}",
-                *loops, _lane_loop(lanes) + " {")
+        em.emit(f"{ct} best[{lanes}];", f"long idx[{lanes}];", _lane_loop(lanes) + " {")
+        # inside the lane loop: a fused producer's statements for the first element use j
+        em.emit(f"best[j] = {em.load(0, first)}; idx[j] = 0; }}", *loops, _lane_loop(lanes) + " {")
         v = em.tmp(ct, em.load(0, coords), "v")
         last = a["select_last_index"]
         op = (">" if largest else "<") + ("=" if last else "")
