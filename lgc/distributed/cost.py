@@ -43,8 +43,8 @@ from ..feeds import random_inputs
 from ..ir import registry
 from ..ir.graph import Graph, Value
 from ..ir.stats import node_flops
-from ..runtime import Executable, Executor
-from .shard import live_across, read_json, schedule, static_values, tensor_names
+from ..runtime import Executable
+from .shard import live_across, read_json, schedule, static_values, tensor_json, tensor_names
 
 KERNEL_TIMES_FORMAT = "lgc-kernel-times"
 KERNEL_TIMES_VERSION = 1
@@ -153,8 +153,7 @@ class CostModel:
         return int(self.live_bytes[p])
 
     def cut_tensors(self, p: int) -> list[dict]:
-        return [{"name": self.names[v], "dtype": v.dtype.name, "shape": list(v.shape),
-                 "nbytes": v.type.nbytes} for v in self.live[p]]
+        return [tensor_json(self.names[v], v) for v in self.live[p]]
 
     # -- time ----------------------------------------------------------------------------
     def node_times(self, worker: Worker) -> np.ndarray:
@@ -233,15 +232,8 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
     """Per-label kernel seconds (median over runs) from OpenCL profiling events for this graph
     on a device: the content of a kernel-times file."""
     exe = Executable.from_graph(graph, device)
-    feeds = random_inputs(exe.input_types(), seed)
-    prof = Executor(exe.program, exe.device, profile=True)
-    arrays = [feeds[n] for n in exe.input_names]
-    prof.run(arrays)                                  # first run: driver compiles
-    per_run = []
-    for _ in range(max(1, runs)):
-        prof.run(arrays)
-        per_run.append([t for _, _, t in prof.last_profile])
-    med = np.median(np.array(per_run), axis=0) if per_run and per_run[0] else []
+    # a first untimed run: the driver compiles the kernels
+    med = exe.launch_times(random_inputs(exe.input_types(), seed), runs, warmup=1)
     nodes: dict[str, float] = {}
     for ln, t in zip(exe.program.launches, med):
         nodes[ln.node] = nodes.get(ln.node, 0.0) + float(t)
