@@ -61,12 +61,10 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
     stages: list[tuple[str, Graph]] = []
     notes: dict[str, str] = {}
     g = graph
-    if opts.decompose:
-        g = _other("decompose", opts.decompose, g, feeds, opts, device, say)
-        stages.append((f"decompose {opts.decompose}", g))
-    if opts.prune:
-        g = _other("prune", opts.prune, g, feeds, opts, device, say)
-        stages.append((f"prune {opts.prune}", g))
+    for kind, spec in (("decompose", opts.decompose), ("prune", opts.prune)):
+        if spec:
+            g = _other(kind, spec, g, feeds, opts, device, say)
+            stages.append((f"{kind} {spec}", g))
     if opts.quantize:
         say(f"quantizing ({opts.quantize})")
         res = quantize(g, feeds, opts.quantize, observer=opts.observer,

@@ -44,7 +44,8 @@ from ..ir import registry
 from ..ir.graph import Graph, Value
 from ..ir.stats import node_flops
 from ..runtime import Executable
-from .shard import live_across, read_json, schedule, static_values, tensor_json, tensor_names
+from .shard import (live_across, read_json, schedule, static_values, tensor_json, tensor_names,
+                    upstream)
 
 KERNEL_TIMES_FORMAT = "lgc-kernel-times"
 KERNEL_TIMES_VERSION = 1
@@ -105,20 +106,11 @@ class CostModel:
     def _static_uses(self) -> list[tuple[int, list[int]]]:
         """(nbytes, sorted positions that hold it) for each static value a stage must hold."""
         g = self.graph
-        producer = {o: n for n in g.nodes for o in n.outputs}
+        producer = g.producers()
         uses: dict[Value, set[int]] = {}
         for p, i in enumerate(self.sched):
-            need = [v for v in g.nodes[i].inputs if v in self.static]
-            seen: set[Value] = set()
-            while need:
-                v = need.pop()
-                if v in seen:
-                    continue
-                seen.add(v)
+            for v in upstream([v for v in g.nodes[i].inputs if v in self.static], producer):
                 uses.setdefault(v, set()).add(p)
-                node = producer.get(v)
-                if node is not None:
-                    need.extend(node.inputs)
         for v in g.outputs:                      # constant graph outputs: held by the last stage
             if v in self.static:
                 uses.setdefault(v, set()).add(max(self.n - 1, 0))

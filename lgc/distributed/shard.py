@@ -128,6 +128,18 @@ def tensor_names(graph: Graph) -> dict[Value, str]:
     return names
 
 
+def upstream(values, producer: dict[Value, Node]) -> set[Value]:
+    """`values` and every value they are computed from (producer: Graph.producers())."""
+    seen, need = set(), list(values)
+    while need:
+        v = need.pop()
+        if v not in seen:
+            seen.add(v)
+            if v in producer:
+                need.extend(producer[v].inputs)
+    return seen
+
+
 def live_across(graph: Graph, sched: list[int] | None = None) -> list[list[Value]]:
     """live[p]: the dynamic values defined before schedule position p and needed at or after
     it (by a dynamic node or as a graph output); live[0] is the graph's inputs."""
@@ -176,7 +188,8 @@ def split(graph: Graph, cuts) -> list[Stage]:
     cuts = _check_cuts(cuts, len(sched))
     live = live_across(graph, sched)
     names = tensor_names(graph)
-    producer: dict[Value, int] = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
+    producer = graph.producers()
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
     static = static_values(graph)
     bounds = [0, *cuts, len(sched)]
     stages = []
@@ -191,14 +204,7 @@ def split(graph: Graph, cuts) -> list[Stage]:
         # the static closure this stage reads (weights, shapes), kept in graph order
         need = [v for i in dynamic for v in graph.nodes[i].inputs if v in static]
         need += [v for v in outs if v in static]
-        keep: set[int] = set()
-        while need:
-            v = need.pop()
-            i = producer.get(v)
-            if i is None or i in keep:
-                continue
-            keep.add(i)
-            need.extend(graph.nodes[i].inputs)
+        keep = {index[id(producer[v])] for v in upstream(need, producer) if v in producer}
         nodes: list[Node] = [graph.nodes[i] for i in sorted(keep | set(dynamic))]
         sg = Graph(f"{graph.name}_stage{k}", ins, outs, nodes, in_names, out_names)
         stages.append(Stage(k, sg, (first, end)))

@@ -87,15 +87,13 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
                     config.parse_slots)
     if not isinstance(backends, (list, tuple)):
         backends = [backends]
-    metrics = ServeMetrics()
-    models: dict[str, _Model] = {}
     names = [b.name for b in backends]
     for b in backends:
         check_backend(b)
         if names.count(b.name) > 1:
             raise ValueError(f"two backends are named {b.name!r}")
-    for b in backends:
-        models[b.name] = _Model(b, config, metrics)
+    metrics = ServeMetrics()
+    models = {b.name: _Model(b, config, metrics) for b in backends}
 
     def find(request: Request) -> _Model:
         name = request.path_params["name"]

@@ -55,7 +55,7 @@ def cmd_compile(args) -> int:
         free = [str(d or "?") for d in decl or [] if not (isinstance(d, int) and d > 0)]
         if free:
             say(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
-                      f"(choose with --input-shape {name}=...)")
+                f"(choose with --input-shape {name}=...)")
     say(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
     if args.tune:
         _tune(model.model, types, args)
