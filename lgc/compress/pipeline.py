@@ -10,13 +10,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import InputError
 from ..ir.graph import Graph
 from .calibrate import load_calibration
 from .decompose import decompose
 from .fp16 import to_fp16
+from .graphtools import max_relative_error
 from .prune import prune_channels, prune_magnitude
 from .quantize import quantize
 from .report import compression_report
@@ -62,12 +61,10 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
     stages: list[tuple[str, Graph]] = []
     notes: dict[str, str] = {}
     g = graph
-    if opts.decompose:
-        g = _other("decompose", opts.decompose, g, feeds, opts, device, say)
-        stages.append((f"decompose {opts.decompose}", g))
-    if opts.prune:
-        g = _other("prune", opts.prune, g, feeds, opts, device, say)
-        stages.append((f"prune {opts.prune}", g))
+    for kind, spec in (("decompose", opts.decompose), ("prune", opts.prune)):
+        if spec:
+            g = _other(kind, spec, g, feeds, opts, device, say)
+            stages.append((f"{kind} {spec}", g))
     if opts.quantize:
         say(f"quantizing ({opts.quantize})")
         res = quantize(g, feeds, opts.quantize, observer=opts.observer,
@@ -125,13 +122,3 @@ def _spec(kind: str, spec: str) -> tuple[str, float]:
     except ValueError:
         raise InputError(f"--{kind} {spec!r}: {value!r} is not a number") from None
     return how, int(num) if how == "rank" and num >= 1 else num
-
-
-def max_relative_error(ref: list, out: list) -> float:
-    """The drift every --max-drift budget holds: max |out - ref| / max |ref| over all outputs
-    (lists of arrays, as lgc.compress.graphtools.reference_run gives)."""
-    ref = [np.asarray(r, np.float64) for r in ref]
-    err = max((float(np.max(np.abs(np.asarray(o, np.float64) - r))) for r, o in zip(ref, out) if r.size),
-              default=0.0)
-    scale = max((float(np.max(np.abs(r))) for r in ref if r.size), default=0.0)
-    return err / scale if scale else err

@@ -27,7 +27,7 @@ float, and the drift is measured again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from ..runtime import Executable
 from .calibrate import load_calibration
+from .graphtools import max_relative_error
 from .observers import make_observer, symmetric_int8, uint8_params
 from .report import run_outputs
 
@@ -64,7 +65,6 @@ class QuantResult:
     layers: list[Layer]
     kept_float: list[str]
     drift: float | None = None                    # measured, when a budget was given
-    activation_ranges: dict = field(default_factory=dict)   # layer name -> (lo, hi)
 
 
 def find_layers(graph: Graph) -> list[Layer]:
@@ -113,7 +113,8 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
     if unknown:
         raise InputError(f"--keep-float: no quantizable layer named {unknown[0]!r} "
                          f"(layers: {', '.join(sorted(names)[:12])}{' ...' if len(names) > 12 else ''})")
-    feeds = _feeds(calibration, graph) if calibration is not None else None
+    types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
+    feeds = load_calibration(calibration, types) if calibration is not None else None
     if feeds is None and (mode == "int8" or max_drift is not None):
         raise InputError(f"mode {mode}{' with --max-drift' if max_drift is not None else ''} "
                          "needs calibration data (--calibrate)")
@@ -140,24 +141,13 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
                 say(f"  {layer.name} back to float (sensitivity {layer.sensitivity:.3g}): drift {drift:.4g}")
                 if drift <= max_drift:
                     break
-    return QuantResult(qgraph, layers, kept, drift,
-                       {k: v for k, v in ranges.items()})
+    return QuantResult(qgraph, layers, kept, drift)
 
 
 def output_drift(ref: list[dict], got: list[dict]) -> float:
     """max |got - ref| / max |ref| over every float output of every feed."""
-    err, scale = 0.0, 0.0
-    for r, g in zip(ref, got):
-        for k, a in r.items():
-            if a.dtype.kind == "f" and a.size:
-                err = max(err, float(np.max(np.abs(g[k].astype(np.float64) - a))))
-                scale = max(scale, float(np.max(np.abs(a))))
-    return err / scale if scale else err
-
-
-def _feeds(calibration, graph: Graph) -> list[dict]:
-    types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
-    return load_calibration(calibration, types)
+    pairs = [(a, g[k]) for r, g in zip(ref, got) for k, a in r.items() if a.dtype.kind == "f"]
+    return max_relative_error([a for a, _ in pairs], [b for _, b in pairs])
 
 
 # ---- calibration ------------------------------------------------------------------------------

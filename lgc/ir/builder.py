@@ -17,7 +17,6 @@ class GraphBuilder:
         self.name = name
         self.inputs: list[Value] = []
         self.nodes: list[Node] = []
-        self._counter = 0
 
     def input(self, name: str, type: TensorType) -> Value:
         v = Value(type, name)

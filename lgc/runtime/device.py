@@ -200,7 +200,3 @@ def select_device(spec: str | int | None = None) -> Device:
     what = f"matching {spec!r} " if spec else ""
     detail = ("; ".join(problems)) if problems else "none found"
     raise DeviceError(f"no usable OpenCL device {what}({detail})")
-
-
-def default_device() -> Device:
-    return select_device(None)

@@ -13,7 +13,18 @@ from .device import select_device
 from .executor import Executor
 
 
-class Executable:
+class CallToRun:
+    """f(*inputs in input order, **inputs by name): the output, or a tuple when there are
+    several; for anything with `input_names` and `run(feeds) -> {name: array}`."""
+
+    def __call__(self, *args, **kwargs):
+        feeds = dict(zip(self.input_names, args))
+        feeds.update(kwargs)
+        outs = list(self.run(feeds).values())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class Executable(CallToRun):
     """A graph compiled for one device and fixed input shapes; call it with NumPy arrays."""
 
     def __init__(self, program: Program, graph: Graph | None = None, device=None,
@@ -57,11 +68,18 @@ class Executable:
         outs = self.executor.run(arrays)
         return dict(zip(self.output_names, outs))
 
-    def __call__(self, *args, **kwargs):
-        feeds = dict(zip(self.input_names, args))
-        feeds.update(kwargs)
-        outs = list(self.run(feeds).values())
-        return outs[0] if len(outs) == 1 else tuple(outs)
+    def launch_times(self, feeds: dict, runs: int = 3, warmup: int = 0) -> np.ndarray:
+        """Seconds of each launch of the program, the median over `runs` runs after `warmup`
+        untimed ones, from OpenCL profiling events on a profiling queue of its own."""
+        prof = Executor(self.program, self.device, profile=True)
+        arrays = [feeds[n] for n in self.input_names]
+        for _ in range(warmup):
+            prof.run(arrays)
+        per_run = []
+        for _ in range(max(1, runs)):
+            prof.run(arrays)
+            per_run.append([t for _, _, t in prof.last_profile])
+        return np.median(np.array(per_run), axis=0) if per_run[0] else np.zeros(0)
 
     def save(self, path, sign_key=None) -> None:
         """Write a .lgc artifact; `sign_key` (an Ed25519 private key or its PEM file) signs it."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import numpy as np
 import pyopencl as cl
@@ -256,11 +255,6 @@ class Executor:
                 self._out_from.append((2, self._copy_ids.index(b)))
             else:
                 self._out_from.append((3, b))
-
-    def timed_run(self, arrays):
-        t = time.perf_counter()
-        out = self.run(arrays)
-        return out, time.perf_counter() - t
 
 
 class BufferSet:

@@ -87,15 +87,13 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
                     config.parse_slots)
     if not isinstance(backends, (list, tuple)):
         backends = [backends]
-    metrics = ServeMetrics()
-    models: dict[str, _Model] = {}
     names = [b.name for b in backends]
     for b in backends:
         check_backend(b)
         if names.count(b.name) > 1:
             raise ValueError(f"two backends are named {b.name!r}")
-    for b in backends:
-        models[b.name] = _Model(b, config, metrics)
+    metrics = ServeMetrics()
+    models = {b.name: _Model(b, config, metrics) for b in backends}
 
     def find(request: Request) -> _Model:
         name = request.path_params["name"]
@@ -119,23 +117,16 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         return JSONResponse({"name": "lgc", "version": getattr(lgc, "__version__", "0"),
                              "extensions": EXTENSIONS})
 
-    async def model_metadata(request):
-        try:
-            return JSONResponse(find(request).metadata())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def on_model(answer):
+        """A GET route answering answer(the model named), or 404 naming what is unknown."""
+        async def route(request):
+            try:
+                return answer(find(request))
+            except ProtocolError as e:
+                return _error(e.status, str(e))
+        return route
 
-    async def model_config(request):
-        try:
-            return JSONResponse(find(request).config())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
-
-    async def model_ready(request):
-        try:
-            m = find(request)
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def model_ready(m: _Model):
         ok = _is_ready(m.backend)
         return JSONResponse({"name": m.backend.name, "ready": ok}, status_code=200 if ok else 503)
 
@@ -200,9 +191,9 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [
-            Route(prefix, model_metadata),
-            Route(prefix + "/config", model_config),
-            Route(prefix + "/ready", model_ready),
+            Route(prefix, on_model(lambda m: JSONResponse(m.metadata()))),
+            Route(prefix + "/config", on_model(lambda m: JSONResponse(m.config()))),
+            Route(prefix + "/ready", on_model(model_ready)),
             Route(prefix + "/infer", infer, methods=["POST"]),
         ]
 

@@ -120,6 +120,21 @@ def _bucket_sizes(max_batch: int) -> list[int]:
     return sizes + [max_batch]
 
 
+def batch_layout(ins: list, outs: list, max_batch_size: int):
+    """How a model whose inputs and outputs are [(name, NumPy dtype, shape)] batches:
+    (chunk, max batch size, input TensorSpecs, output TensorSpecs). chunk is the size that
+    every input and output leads with, -1 when symbolic, 0 when they differ (no batching:
+    max batch size 0); batched specs show the batch axis as -1."""
+    lead = {sh[0] if sh else None for _, _, sh in ins + outs}
+    chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
+    most = int(max_batch_size) if chunk and max_batch_size > 0 else 0
+
+    def specs(items):
+        return [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if most else sh)
+                for n, dt, sh in items]
+    return chunk, most, specs(ins), specs(outs)
+
+
 def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
     """`a` grown to n rows by repeating its last row (real data: no NaN/index surprises)."""
     if a.shape[0] == n:
@@ -178,17 +193,9 @@ class LocalBackend:
                 graph_outputs = onnx.shape_inference.infer_shapes(self._model.model).graph.output
             outs = [(o.name,) + _onnx_out(o) for o in graph_outputs]
         # the batch axis: -1 symbolic (compiled per bucket), b > 0 fixed (run in chunks), 0 none
-        lead = {sh[0] if sh else None for _, _, sh in ins + outs}
-        self._chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
-        if batching is False or self._chunk == 0 or max_batch_size <= 0:
-            self.max_batch_size = 0
-        else:
-            self.max_batch_size = int(max_batch_size)
+        self._chunk, self.max_batch_size, self.inputs, self.outputs = batch_layout(
+            ins, outs, 0 if batching is False else max_batch_size)
         batched = self.max_batch_size > 0
-        self.inputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                       for n, dt, sh in ins]
-        self.outputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                        for n, dt, sh in outs]
         self._buckets = _bucket_sizes(self.max_batch_size) if self._chunk == -1 and batched else []
 
     # -- the Backend interface -----------------------------------------------------------

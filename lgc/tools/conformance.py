@@ -11,6 +11,7 @@ a new failure and an unexpected pass both fail the suite.
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import os
 import sys
@@ -42,6 +43,7 @@ def _data_dir() -> str:
     return os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
 
 
+@functools.cache
 def _node_cases():
     from onnx.backend.test.case.node import collect_testcases
     with warnings.catch_warnings():
@@ -53,23 +55,14 @@ def _node_cases():
             np.seterr(**np_err)
 
 
-_NODE_CACHE = None
-
-
 def node_case(name):
-    global _NODE_CACHE
-    if _NODE_CACHE is None:
-        _NODE_CACHE = _node_cases()
-    return _NODE_CACHE[name]
+    return _node_cases()[name]
 
 
 def collect(categories=CATEGORIES, pattern: str = "") -> list[Case]:
     out = []
     if "node" in categories:
-        global _NODE_CACHE
-        if _NODE_CACHE is None:
-            _NODE_CACHE = _node_cases()
-        for name, c in sorted(_NODE_CACHE.items()):
+        for name, c in sorted(_node_cases().items()):
             out.append(Case(name, "node", f"node:{name}", c.rtol, c.atol))
     root = _data_dir()
     if "model" in categories:
@@ -117,14 +110,15 @@ def load_case(case: Case):
         expected = [_read_pb(case.source[:-5] + "_output_0.pb")]
         return model, [(inputs, expected)], 1e-3, 1e-7
     model = onnx.load(os.path.join(case.source, "model.onnx"))
-    sets = []
-    for ds in sorted(glob.glob(os.path.join(case.source, "test_data_set_*"))):
-        ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "input_*.pb")),
-                                             key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "output_*.pb")),
-                                              key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        sets.append((ins, outs))
+    sets = [(_read_pbs(ds, "input"), _read_pbs(ds, "output"))
+            for ds in sorted(glob.glob(os.path.join(case.source, "test_data_set_*")))]
     return model, sets, 1e-3, 1e-7
+
+
+def _read_pbs(data_set: str, kind: str) -> list:
+    """A test data set's input_<i>.pb (or output_<i>.pb) arrays, in the order of i."""
+    paths = glob.glob(os.path.join(data_set, f"{kind}_*.pb"))
+    return [_read_pb(p) for p in sorted(paths, key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
 
 
 def run_case(case: Case) -> str:
@@ -162,20 +156,20 @@ def _worker(case):
 
 
 def run_all(cases: list[Case], jobs: int = 1, progress=None) -> dict[str, str]:
-    results = {}
     if jobs <= 1:
-        for c in cases:
-            name, reason, _ = _worker(c)
-            results[name] = reason
-            if progress:
-                progress(name, reason)
-        return results
+        return _results(map(_worker, cases), progress)
     import multiprocessing as mp
     with mp.get_context("spawn").Pool(jobs, maxtasksperchild=200) as pool:
-        for name, reason, _ in pool.imap_unordered(_worker, cases, chunksize=4):
-            results[name] = reason
-            if progress:
-                progress(name, reason)
+        return _results(pool.imap_unordered(_worker, cases, chunksize=4), progress)
+
+
+def _results(done, progress) -> dict[str, str]:
+    """{case name: failure reason} from _worker's answers, each told to `progress`."""
+    results = {}
+    for name, reason, _ in done:
+        results[name] = reason
+        if progress:
+            progress(name, reason)
     return results
 
 

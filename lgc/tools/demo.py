@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import defaultdict
 
@@ -13,6 +12,8 @@ import lgc
 from ..errors import ModelError
 from ..ir import dtypes
 from ..ir.graph import TensorType
+from .bench import timed_run
+from .common import say
 from .conformance import Case, load_case
 
 
@@ -48,7 +49,6 @@ def kernel_table(profile, top: int) -> str:
 
 def run_demo(args) -> int:
     path = light_model_path(args.model)
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     model, sets, rtol, atol = load_case(Case(args.model, "light", path))
     inputs, expected = sets[0]
     t0 = time.perf_counter()
@@ -61,14 +61,11 @@ def run_demo(args) -> int:
     print(f"compiled in {t_compile:.2f} s: {len(exe.program.kernel_names)} kernels, "
           f"{len(exe.program.launches)} launches")
     feeds = dict(zip(exe.input_names, inputs))
-    t = time.perf_counter()
-    out = exe.run(feeds)
-    first = time.perf_counter() - t
+    first, out = timed_run(exe, feeds)
     times = []
     for _ in range(max(1, args.runs)):
-        t = time.perf_counter()
-        out = exe.run(feeds)
-        times.append(time.perf_counter() - t)
+        t, out = timed_run(exe, feeds)
+        times.append(t)
     got = list(out.values())[0]
     err = float(np.max(np.abs(got - expected[0])))
     try:

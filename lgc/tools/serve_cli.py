@@ -4,9 +4,9 @@ lgc.serve never imports lgc.cluster. `lgc.tools.cli.build_parser` calls `add_par
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import InputError, LgcError
+from .common import DEVICES, add_device_flags, say
 
 DESCRIPTION = """Serve a compiled model over the Open Inference Protocol (KServe v2 REST API:
 /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/ready|/config|/infer], JSON and binary
@@ -78,8 +78,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
                    help="uvicorn's HTTP parser (default auto: httptools when installed, else h11)")
-    p.add_argument("--device", help="OpenCL device for the embedded model: cpu, gpu, an index or a "
-                                    "name (default: $LGC_DEVICE, else the first working GPU, else the CPU)")
+    add_device_flags(p, device=f"OpenCL device for the embedded model: {DEVICES}", shapes=False)
     p.set_defaults(fn=cmd_serve)
 
 
@@ -143,14 +142,13 @@ def make_backend(args):
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
-                       trusted_keys=args.trusted_keys, progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
+                       trusted_keys=args.trusted_keys, progress=lambda msg: say(f"lgc serve: {msg}"))
     from ..serve.backend import LocalBackend   # on use: every `lgc` start imports this module
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device,
                            trusted_keys=args.trusted_keys)
     if not args.no_warmup and backend.max_batch_size > 0:
-        print(f"lgc serve: compiling {backend.name!r} for batch sizes up to "
-              f"{backend.max_batch_size} ...", file=sys.stderr, flush=True)
+        say(f"lgc serve: compiling {backend.name!r} for batch sizes up to {backend.max_batch_size} ...")
         backend.warmup()
     return backend
 
@@ -174,10 +172,10 @@ def cmd_serve(args) -> int:
                         keep_alive_s=args.keep_alive_s, limit_concurrency=args.limit_concurrency)
     app = make_app([backend], config)
     if not token:
-        print(no_auth_warning(args.host), file=sys.stderr)
-    print(f"lgc serve: model {backend.name!r} at http://{args.host}:{args.port}/v2/models/"
-          f"{backend.name} (max batch {backend.max_batch_size}, "
-          f"{'bearer token required' if token else 'no authentication'})", file=sys.stderr, flush=True)
+        say(no_auth_warning(args.host))
+    say(f"lgc serve: model {backend.name!r} at http://{args.host}:{args.port}/v2/models/"
+        f"{backend.name} (max batch {backend.max_batch_size}, "
+        f"{'bearer token required' if token else 'no authentication'})")
     _raise_fd_limit()
     Server(uvicorn_config(app, args.host, args.port, limits, http=args.http,
                           access_log=args.access_log, log_level="info" if args.access_log else "warning",
