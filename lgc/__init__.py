@@ -10,3 +10,4 @@ from .trace.jit import export  # noqa: E402,F401
 from .trace.autodiff import (custom_jvp, custom_vjp, grad, hessian, jacfwd,  # noqa: E402,F401
                              jacrev, jvp, value_and_grad, vjp)
 from .trace.batching import vmap  # noqa: E402,F401
+from .trace.remat import checkpoint, checkpoint_policies, remat  # noqa: E402,F401

@@ -61,10 +61,11 @@ def _promote(pairs, x64) -> tuple[np.dtype, bool]:
     nodes = {_node(d, w) for d, w in pairs}
     common = set.intersection(*(_ABOVE[n] for n in nodes))
     lub = next(n for n in common if all(m in _ABOVE[n] for m in common))
-    if lub == _b:
+    # `is`, not ==: NumPy finds np.dtype("float64") == "float" (and int64 == "int") true
+    if lub is _b:
         return np.dtype(np.bool_), False
-    if lub == _i:
+    if lub is _i:
         return default_int(), True
-    if lub == _f:
+    if lub is _f:
         return default_float(), True
     return canonicalize(lub), False
