@@ -34,6 +34,8 @@ def _unary(name, ref, kinds="f", doc=""):
 
 _unary("exp", np.exp)
 _unary("log", np.log)
+_unary("log1p", np.log1p, doc="log(1 + x), exact near 0")
+_unary("expm1", np.expm1, doc="exp(x) - 1, exact near 0")
 _unary("sqrt", np.sqrt)
 _unary("sin", np.sin)
 _unary("cos", np.cos)
@@ -222,6 +224,8 @@ def _one_minus_square(v):
 
 _defvjp1("exp", lambda g, x, y: mul(g, y))
 _defvjp1("log", lambda g, x, y: div(g, x))
+_defvjp1("log1p", lambda g, x, y: div(g, add(x, 1)))
+_defvjp1("expm1", lambda g, x, y: mul(g, add(y, 1)))
 _defvjp1("sqrt", lambda g, x, y: div(g, mul(2, y)))
 _defvjp1("sin", lambda g, x, y: mul(g, prim.cos(x)))
 _defvjp1("cos", lambda g, x, y: mul(neg(g), prim.sin(x)))

@@ -1,7 +1,6 @@
 """Building blocks the special functions need to full float32 accuracy, written with lnp.
 
-lnp.log1p is log(1 + x) (it loses every digit below 2**-24 near 0), and exp(-x*x) loses
-x*x's rounding error times x*x: these two helpers avoid both.
+exp(-x*x) loses x*x's rounding error times x*x: exp_neg_square avoids it.
 """
 from __future__ import annotations
 
@@ -14,18 +13,6 @@ def polyval(coeffs, x):
     for c in coeffs[1:]:
         p = lnp.add(lnp.multiply(p, x), c)
     return p
-
-
-def log1p(x):
-    """log(1 + x) to full precision near 0: log(u) * x / (u - 1) with u = 1 + x rounded
-    corrects u's rounding (Goldberg, "What every computer scientist should know about
-    floating-point arithmetic", 1991, Theorem 4)."""
-    u = lnp.add(x, 1.0)
-    d = lnp.subtract(u, 1.0)
-    exact = lnp.logical_or(lnp.equal(d, 0.0), lnp.isinf(x))
-    safe_d = lnp.where(exact, 1.0, d)
-    corrected = lnp.multiply(lnp.log(u), lnp.divide(x, safe_d))
-    return lnp.where(lnp.equal(d, 0.0), x, lnp.where(lnp.isinf(x), lnp.log(u), corrected))
 
 
 def exp_neg_square(x, scale=1.0):

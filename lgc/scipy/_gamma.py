@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .. import numpy as lnp
-from ._accurate import log1p, polyval
+from ._accurate import polyval
 
 # log Gamma(1 + z) = -log1p(z) + S(z), S(z) = (1 - euler_gamma) z + sum_{k>=2} (-1)^k
 # (zeta(k) - 1) / k z^k (Abramowitz & Stegun 6.1.33), converging for |z| < 2; used for
@@ -35,7 +35,7 @@ def _gammaln_positive(x):
     """log Gamma(x) for x >= 1/2 (other x are clamped into range; callers select)."""
     x = lnp.maximum(x, 0.5)
     z = lnp.subtract(lnp.minimum(x, 1.5), 1.0)
-    near_one = lnp.subtract(_series_s(z), log1p(z))
+    near_one = lnp.subtract(_series_s(z), lnp.log1p(z))
     # 1.5 <= x < 8.5: Gamma(x) = (x - 1) ... (x - n) Gamma(x - n) with x - n in [1.5, 2.5)
     xm = lnp.clip(x, 1.5, 8.5)
     n = lnp.floor(lnp.subtract(xm, 1.5))
@@ -75,7 +75,7 @@ def gammaln(x):
     """log|Gamma(x)|: inf at 0, the negative integers and +-inf (as XLA's lgamma)."""
     small = lnp.less(lnp.abs(x), 0.5)
     xs = lnp.where(small, x, 0.25)
-    near_zero = lnp.subtract(lnp.subtract(_series_s(xs), log1p(xs)), lnp.log(lnp.abs(xs)))
+    near_zero = lnp.subtract(lnp.subtract(_series_s(xs), lnp.log1p(xs)), lnp.log(lnp.abs(xs)))
     xr = lnp.minimum(x, -0.5)
     reflected = lnp.subtract(
         lnp.subtract(math.log(math.pi), lnp.log(lnp.abs(_sinpi(_reduce(xr))))),

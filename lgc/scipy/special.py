@@ -14,7 +14,7 @@ from ..ops import prim
 from ..ops.core import bind
 from ..trace.autodiff import custom_jvp, stop_gradient
 from . import _erf, _gamma
-from ._accurate import exp_neg_square, log1p as _log1p
+from ._accurate import exp_neg_square
 
 _SQRT_PI = math.sqrt(math.pi)
 _SQRT_2PI = math.sqrt(2 * math.pi)
@@ -82,7 +82,7 @@ def _logit(x):
     """log(x / (1 - x)); near 1/2 as log1p((2x - 1) / (1 - x)), whose argument is exact."""
     near_half = lnp.less(lnp.abs(lnp.subtract(x, 0.5)), 0.25)
     xc = lnp.where(near_half, x, 0.5)
-    centred = _log1p(lnp.divide(lnp.subtract(lnp.multiply(2.0, xc), 1.0), lnp.subtract(1.0, xc)))
+    centred = lnp.log1p(lnp.divide(lnp.subtract(lnp.multiply(2.0, xc), 1.0), lnp.subtract(1.0, xc)))
     ratio = lnp.log(lnp.divide(x, lnp.subtract(1.0, x)))
     return lnp.where(near_half, centred, ratio)
 
@@ -120,7 +120,7 @@ def _x_times_log(log_fn, log_derivative, lowest):
 xlogy = _x_times_log(lnp.log, lnp.reciprocal, 0.0)
 xlogy.__name__ = xlogy.__qualname__ = "xlogy"
 xlogy.__doc__ = "x * log(y), 0 where x == 0 (as JAX: also for y <= 0, inf or NaN)."
-xlog1py = _x_times_log(_log1p, lambda y: lnp.reciprocal(lnp.add(y, 1.0)), -1.0)
+xlog1py = _x_times_log(lnp.log1p, lambda y: lnp.reciprocal(lnp.add(y, 1.0)), -1.0)
 xlog1py.__name__ = xlog1py.__qualname__ = "xlog1py"
 xlog1py.__doc__ = "x * log1p(y), 0 where x == 0."
 

@@ -104,6 +104,7 @@ def _unary(op, to_float=True):
 
 
 exp, log, sqrt = _unary("exp"), _unary("log"), _unary("sqrt")
+log1p, expm1 = _unary("log1p"), _unary("expm1")
 sin, cos, tan = _unary("sin"), _unary("cos"), _unary("tan")
 arcsin, arccos, arctan = _unary("asin"), _unary("acos"), _unary("atan")
 sinh, cosh, tanh = _unary("sinh"), _unary("cosh"), _unary("tanh")
@@ -133,10 +134,8 @@ def _weak(x, weak):
 
 
 exp2 = _float_fn("exp2", lambda x, dt: bind("pow", np.asarray(2, dt), x))
-expm1 = _float_fn("expm1", lambda x, dt: bind("sub", bind("exp", x), np.asarray(1, dt)))
 log2 = _float_fn("log2", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(2), dt)))
 log10 = _float_fn("log10", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(10), dt)))
-log1p = _float_fn("log1p", lambda x, dt: bind("log", bind("add", x, np.asarray(1, dt))))
 rsqrt = _float_fn("rsqrt", lambda x, dt: bind("reciprocal", bind("sqrt", x)))
 cbrt = _float_fn("cbrt", lambda x, dt: bind("mul", bind("sign", x),
                                              bind("pow", bind("abs", x), np.asarray(1 / 3, dt))))

@@ -13,6 +13,8 @@ from ..templates import Elementwise, Pointwise, literal
 UNARY = {
     "exp": lambda x, t: f"exp({x})",
     "log": lambda x, t: f"log({x})",
+    "log1p": lambda x, t: f"log1p({x})",
+    "expm1": lambda x, t: f"expm1({x})",
     "sqrt": lambda x, t: f"sqrt({x})",
     "sin": lambda x, t: f"sin({x})",
     "cos": lambda x, t: f"cos({x})",
