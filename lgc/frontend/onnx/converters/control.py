@@ -195,6 +195,9 @@ def scan(ctx, node, *inputs):
     body = node.attr("body")
     env = ctx.env
     n_scan_in = int(node.attr("num_scan_inputs"))
+    if not 0 < n_scan_in <= len(inputs):
+        raise ModelError(f"node {node.name!r} (Scan): num_scan_inputs {n_scan_in}, but the node "
+                         f"has {len(inputs)} inputs")
     n_state = len(inputs) - n_scan_in
     state, xs = list(inputs[:n_state]), list(inputs[n_state:])
     in_axes = list(node.attr("scan_input_axes", [0] * n_scan_in))
