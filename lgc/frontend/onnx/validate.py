@@ -10,9 +10,10 @@ list kept here.
 from __future__ import annotations
 
 import os
+import re
 
 import onnx
-from onnx import defs, helper
+from onnx import defs, helper, shape_inference
 
 from ...errors import ModelError, UnsupportedOp
 from ...ir import dtypes
@@ -141,34 +142,27 @@ def check_node(proto: onnx.NodeProto, opset: int) -> None:
             raise ModelError(f"{where}: required attribute {name!r} is missing")
 
 
-def check_input_types(proto: onnx.NodeProto, types: list, opset: int) -> None:
-    """The element types of a node's inputs (None: absent or not a tensor) are among those
-    its schema allows, and inputs sharing a type parameter (Add's A and B: T) agree."""
+def check_node_inputs(proto: onnx.NodeProto, types: list, opset: int) -> None:
+    """The node's inputs (TensorTypes, None where absent, a list for a sequence) fit its
+    operator: onnx's own type and shape inference for the node (type constraints, ranks,
+    broadcasting, attribute lengths) runs on the concrete input types and must not fail."""
     schema = _schema(proto, opset)
-    if schema is None or not schema.inputs:
-        return
-    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-    bound: dict[str, tuple[int, object]] = {}
-    for i, dt in enumerate(types):
-        formal = schema.inputs[min(i, len(schema.inputs) - 1)]
-        if dt is None:
-            continue
-        name = _type_str(dt)
-        ok = allowed.get(formal.type_str, {formal.type_str})
-        where = f"node {node_name(proto)!r} ({proto.op_type}): input {i} ({formal.name})"
-        if name not in ok:
-            raise ModelError(f"{where} is {name}, which {proto.op_type}-{schema.since_version} "
-                             f"does not take")
-        if formal.type_str in allowed and formal.is_homogeneous:
-            j, first = bound.setdefault(formal.type_str, (i, dt))
-            if first != dt:
-                raise ModelError(f"{where} is {name} but input {j} is {_type_str(first)}; "
-                                 f"both are {formal.type_str}")
+    if schema is None or any(a.type in _GRAPH_TYPES for a in proto.attribute) or \
+            any(isinstance(t, list) for t in types):
+        return     # no schema; subgraphs (inferred with their outer scope); sequences
+    given = {name: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(t.dtype.np), t.shape)
+             for name, t in zip(proto.input, types) if name and t is not None}
+    try:
+        shape_inference.infer_node_outputs(schema, proto, given,
+                                           opset_imports=[helper.make_opsetid("", opset)])
+    except (shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = re.sub(r"^\[\w+\]\s*", "", text)
+        shown = ", ".join(str(t) if t is not None else "-" for t in types)
+        raise ModelError(f"node {node_name(proto)!r} ({proto.op_type}): {text} (inputs: {shown})") from None
 
 
-def _type_str(dt: dtypes.DType) -> str:
-    """The schemas' spelling of a tensor type: tensor(float), tensor(int64)..."""
-    return f"tensor({onnx.TensorProto.DataType.Name(helper.np_dtype_to_tensor_dtype(dt.np)).lower()})"
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _check_count(where, what, n, lo, hi, spec):

@@ -51,6 +51,9 @@ def if_(ctx, node, cond):
     other = _run_subgraph(ctx, node.attr("else_branch"), [], env)
     outs = []
     for a, b in zip(then, other):
+        if any(v is None or isinstance(v, list) for v in (a, b)):
+            raise NotImplementedError("If with a data-dependent condition whose branches give "
+                                      "sequences or empty optionals")
         if a.type != b.type:
             raise NotImplementedError(f"If with a data-dependent condition whose branches give "
                                       f"different types ({a.type} vs {b.type})")

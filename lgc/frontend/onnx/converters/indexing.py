@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import attr_dtype, converter
+from .nn import check_window
 
 
 @converter("Gather")
@@ -224,6 +225,7 @@ def max_unpool(ctx, node, x, indices, output_shape=None):
     k = node.attr("kernel_shape")
     d = len(k)
     strides, pads = node.attr("strides", [1] * d), node.attr("pads", [0] * 2 * d)
+    check_window(x, k, strides, pads)
     shape = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[d + i] + k[i]
                                  for i in range(d)]
     y = ctx.op("max_unpool", [x, indices], {"shape": tuple(shape)})

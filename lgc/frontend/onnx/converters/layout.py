@@ -171,6 +171,8 @@ def transpose_(ctx, node, x):
 @converter("Concat")
 def concat(ctx, node, *xs):
     xs = [x for x in xs if x is not None]
+    if len({x.type.rank for x in xs}) > 1:
+        raise OpError(f"inputs of different ranks {[x.shape for x in xs]} cannot be concatenated")
     axis = _axis(node.attr("axis", 1), len(xs[0].shape))
     parts = [x for x in xs if x.shape[axis]] or xs[:1]  # empty parts add nothing
     rest = lambda x: (x.dtype, x.shape[:axis] + x.shape[axis + 1:])  # noqa: E731
