@@ -168,7 +168,8 @@ _GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 def _check_count(where, what, n, lo, hi, spec):
     if not lo <= n <= hi:
         allowed = str(lo) if lo == hi else f"{lo} or more" if hi >= 2**31 - 1 else f"{lo} to {hi}"
-        raise ModelError(f"{where}: {spec} takes {allowed} {what}, the node has {n}")
+        raise ModelError(f"{where}: {spec} takes {allowed} {what if allowed != '1' else what[:-1]}, "
+                         f"the node has {n}")
 
 
 def _type_name(t: int) -> str:
