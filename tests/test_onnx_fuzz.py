@@ -154,8 +154,17 @@ def _all_graphs(model):
                 stack.extend(a.graphs)
 
 
-def _nodes(model):
-    return [(g, n) for g in _all_graphs(model) for n in g.node]
+def _pick_node(model, r, having=lambda n: True):
+    """A random node (subgraphs included) for which having(node) holds, or None."""
+    nodes = [n for g in _all_graphs(model) for n in g.node if having(n)]
+    return r.choice(nodes) if nodes else None
+
+
+def _pick_attribute(model, r):
+    """A random attribute that does not hold a graph, or None."""
+    attrs = [a for g in _all_graphs(model) for n in g.node for a in n.attribute
+             if a.type != onnx.AttributeProto.GRAPH]
+    return r.choice(attrs) if attrs else None
 
 
 def delete_node(m, r):
@@ -191,46 +200,50 @@ def swap_nodes(m, r):
 
 
 def undefined_input(m, r):
-    nodes = [n for _, n in _nodes(m) if n.input]
-    if not nodes:
+    n = _pick_node(m, r, lambda n: n.input)
+    if n is None:
         return None
-    n = r.choice(nodes)
     n.input[r.randrange(len(n.input))] = "no_such_tensor"
     return m
 
 
 def extra_input(m, r):
-    nodes = [n for _, n in _nodes(m)]
-    if not nodes:
+    n = _pick_node(m, r)
+    if n is None:
         return None
-    n = r.choice(nodes)
     n.input.append(r.choice([n.input[0] if n.input else "", "", "no_such_tensor"]))
     return m
 
 
-def drop_input(m, r):
-    nodes = [n for _, n in _nodes(m) if n.input]
-    if not nodes:
-        return None
-    n = r.choice(nodes)
-    del n.input[r.randrange(len(n.input))]
-    return m
+def _dropping(field: str):
+    """The mutation that deletes one entry of a node's `field` (input or attribute)."""
+    def mutate(m, r):
+        n = _pick_node(m, r, lambda n: getattr(n, field))
+        if n is None:
+            return None
+        entries = getattr(n, field)
+        del entries[r.randrange(len(entries))]
+        return m
+    mutate.__name__ = f"drop_{field}"
+    return mutate
+
+
+drop_input = _dropping("input")
 
 
 def change_op_type(m, r):
-    nodes = [n for _, n in _nodes(m)]
-    if not nodes:
+    n = _pick_node(m, r)
+    if n is None:
         return None
-    r.choice(nodes).op_type = r.choice(["Relu", "Add", "Concat", "Reshape", "Gemm", "Conv",
-                                        "Softmax", "Split", "NoSuchOp", "Loop", "Where", "Pad"])
+    n.op_type = r.choice(["Relu", "Add", "Concat", "Reshape", "Gemm", "Conv", "Softmax", "Split",
+                          "NoSuchOp", "Loop", "Where", "Pad"])
     return m
 
 
 def change_attribute(m, r):
-    attrs = [a for _, n in _nodes(m) for a in n.attribute if a.type != onnx.AttributeProto.GRAPH]
-    if not attrs:
+    a = _pick_attribute(m, r)
+    if a is None:
         return None
-    a = r.choice(attrs)
     T = onnx.AttributeProto
     if a.type == T.INT:
         a.i = r.choice(ABSURD + (3, 7, -2))
@@ -254,10 +267,9 @@ def change_attribute(m, r):
 
 
 def change_attribute_type(m, r):
-    attrs = [a for _, n in _nodes(m) for a in n.attribute if a.type != onnx.AttributeProto.GRAPH]
-    if not attrs:
+    a = _pick_attribute(m, r)
+    if a is None:
         return None
-    a = r.choice(attrs)
     name = a.name
     a.Clear()
     a.CopyFrom(r.choice([helper.make_attribute(name, 1.5), helper.make_attribute(name, "text"),
@@ -268,21 +280,15 @@ def change_attribute_type(m, r):
 
 
 def unknown_attribute(m, r):
-    nodes = [n for _, n in _nodes(m)]
-    if not nodes:
+    n = _pick_node(m, r)
+    if n is None:
         return None
-    r.choice(nodes).attribute.append(helper.make_attribute(
+    n.attribute.append(helper.make_attribute(
         r.choice(["no_such_attr", "alpha_", "bogus"]), r.choice([1, 2.0, "x", [1, 2]])))
     return m
 
 
-def drop_attribute(m, r):
-    nodes = [n for _, n in _nodes(m) if n.attribute]
-    if not nodes:
-        return None
-    n = r.choice(nodes)
-    del n.attribute[r.randrange(len(n.attribute))]
-    return m
+drop_attribute = _dropping("attribute")
 
 
 def _value_infos(m):
