@@ -20,7 +20,7 @@ from . import functions
 from .context import Context, NeedsInputValue
 from .converters import CONVERTERS
 from .validate import (DEFAULT_DOMAINS, check_declared_output, check_external_paths,
-                       check_model, check_node_inputs, default_opset, node_name, onnx_dtype,
+                       check_model, node_input_problem, default_opset, node_name, onnx_dtype,
                        subgraphs)
 
 # A converter that trips over inputs its op's schema allows but its code did not expect (a rank,
@@ -214,36 +214,48 @@ def convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
             else:
                 raise ModelError(f"node {node.name!r} ({node.op_type}) reads {name!r}, "
                                  f"which no earlier node or input defines")
-        check_node_inputs(proto, [v.type if isinstance(v, Value) else v for v in inputs], opset)
+        problem = node_input_problem(proto, [v.type if isinstance(v, Value) else v for v in inputs],
+                                     opset)
         if fn is None:
+            if problem:
+                raise ModelError(problem)
             results = _expand_function(ctx, node, inputs, opset)
-            for name, v in zip(proto.output, results):
-                if name:
-                    env[name] = v
-            continue
-        ctx.node = node
-        ctx.env = env
-        try:
-            result = fn(ctx, node, *inputs)
-        except (NeedsInputValue, ModelError):
-            raise
-        except OpError as e:
-            msg = str(e)
-            inner = f"node {node.name!r} ("
-            if msg.startswith(inner) and "): " in msg:  # the builder already named the node
-                msg = msg.split("): ", 1)[1]
-            raise ModelError(f"node {node.name!r} ({node.op_type}): {msg}") from None
-        except NotImplementedError as e:
-            raise UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
-        except CONVERTER_SLIPS as e:
-            raise ModelError(f"node {node.name!r} ({node.op_type}): {CANNOT_CONVERT} inputs "
-                             f"{_types_of(inputs)} and attributes {sorted(node.attrs)} "
-                             f"({_first_line(e, 'no detail')})") from None
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        else:
+            results = _convert(ctx, node, fn, inputs, env, opset, problem)
         for name, v in zip(proto.output, results):
             if name:
                 env[name] = v
+
+
+def _convert(ctx: Context, node: OnnxNode, fn, inputs: list, env: dict, opset: int,
+             problem: str | None) -> list:
+    """The node's converter run on its inputs, its outputs as a list; every failure a one-line
+    lgc error naming the node. `problem`: why onnx's inference rejects the inputs. The
+    converter's own OpError says it in lgc's words where it has them; otherwise the problem
+    is the error, also when the converter would have gone on."""
+    ctx.node, ctx.env = node, env
+    try:
+        result = fn(ctx, node, *inputs)
+    except (NeedsInputValue, ModelError):
+        raise
+    except OpError as e:
+        msg = str(e)
+        inner = f"node {node.name!r} ("
+        if msg.startswith(inner) and "): " in msg:  # the builder already named the node
+            msg = msg.split("): ", 1)[1]
+        raise ModelError(f"node {node.name!r} ({node.op_type}): {msg}") from None
+    except NotImplementedError as e:
+        raise ModelError(problem) if problem else \
+            UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
+    except CONVERTER_SLIPS as e:
+        raise ModelError(problem or f"node {node.name!r} ({node.op_type}): {CANNOT_CONVERT} inputs "
+                         f"{_types_of(inputs)} and attributes {sorted(node.attrs)} "
+                         f"({_first_line(e, 'no detail')})") from None
+    finally:
         ctx.node = None
+    if problem:
+        raise ModelError(problem)
+    return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
 def _types_of(inputs) -> str:

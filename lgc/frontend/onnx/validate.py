@@ -142,24 +142,25 @@ def check_node(proto: onnx.NodeProto, opset: int) -> None:
             raise ModelError(f"{where}: required attribute {name!r} is missing")
 
 
-def check_node_inputs(proto: onnx.NodeProto, types: list, opset: int) -> None:
-    """The node's inputs (TensorTypes, None where absent, a list for a sequence) fit its
-    operator: onnx's own type and shape inference for the node (type constraints, ranks,
-    broadcasting, attribute lengths) runs on the concrete input types and must not fail."""
+def node_input_problem(proto: onnx.NodeProto, types: list, opset: int) -> str | None:
+    """Why the node's inputs (TensorTypes, None where absent, a list for a sequence) do not
+    fit its operator, naming the node, or None: onnx's own type and shape inference for the
+    node (type constraints, ranks, broadcasting, attribute lengths) on the concrete types."""
     schema = _schema(proto, opset)
     if schema is None or any(a.type in _GRAPH_TYPES for a in proto.attribute) or \
             any(isinstance(t, list) for t in types):
-        return     # no schema; subgraphs (inferred with their outer scope); sequences
+        return None  # no schema; subgraphs (inferred with their outer scope); sequences
     given = {name: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(t.dtype.np), t.shape)
              for name, t in zip(proto.input, types) if name and t is not None}
     try:
         shape_inference.infer_node_outputs(schema, proto, given,
                                            opset_imports=[helper.make_opsetid("", opset)])
-    except (shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+    except Exception as e:  # InferenceError, ValidationError, ValueError (a bad attribute)...
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         text = re.sub(r"^\[\w+\]\s*", "", text)
         shown = ", ".join(str(t) if t is not None else "-" for t in types)
-        raise ModelError(f"node {node_name(proto)!r} ({proto.op_type}): {text} (inputs: {shown})") from None
+        return f"node {node_name(proto)!r} ({proto.op_type}): {text} (inputs: {shown})"
+    return None
 
 
 _GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
