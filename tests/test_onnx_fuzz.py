@@ -11,7 +11,6 @@ passes, lowering and the OpenCL build. A sample of those that compile also runs.
 """
 from __future__ import annotations
 
-import glob
 import os
 import random
 import sys
@@ -19,7 +18,6 @@ import time
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import lgc

@@ -20,7 +20,7 @@ from . import functions
 from .context import Context, NeedsInputValue
 from .converters import CONVERTERS
 from .validate import (DEFAULT_DOMAINS, check_declared_output, check_external_paths,
-                       check_model, node_input_problem, default_opset, node_name, onnx_dtype,
+                       check_model, default_opset, node_input_problem, node_name, onnx_dtype,
                        subgraphs)
 
 # A converter that trips over inputs its op's schema allows but its code did not expect (a rank,
