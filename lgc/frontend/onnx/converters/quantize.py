@@ -7,10 +7,9 @@ types have no lgc dtype and are reported as unsupported.
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
 from ....ir import dtypes
-from . import converter
+from . import attr_dtype, converter
 from .nn import _window_attrs, average_pool
 
 _RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767)}
@@ -32,8 +31,7 @@ def _broadcast_param(ctx, p, x, axis, block):
 def _out_dtype(node, zp, default="u8"):
     if zp is not None:
         return zp.dtype
-    to = node.attr("output_dtype", 0)
-    return dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(to)) if to else dtypes.by_name(default)
+    return attr_dtype(node, "output_dtype") if node.attr("output_dtype", 0) else dtypes.by_name(default)
 
 
 @converter("QuantizeLinear")
@@ -42,8 +40,7 @@ def quantize_linear(ctx, node, x, scale, zp=None):
     if out.name not in _RANGES:
         raise NotImplementedError(f"quantizing to {out} (only int8, uint8, int16, uint16)")
     axis, block = node.attr("axis", 1), node.attr("block_size", 0)
-    precision = node.attr("precision", 0)
-    work = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(precision)) if precision else x.dtype
+    work = attr_dtype(node, "precision") if node.attr("precision", 0) else x.dtype
     xs = x if x.dtype == work else ctx.op("cast", [x], {"to": work.name})
     s = _broadcast_param(ctx, scale, x, axis, block)
     s = s if s.dtype == work else ctx.op("cast", [s], {"to": work.name})
@@ -68,14 +65,13 @@ def dequantize_linear(ctx, node, x, scale, zp=None):
     s = ctx.op("cast", [_broadcast_param(ctx, scale, x, axis, block)], {"to": "f32"}) \
         if scale.dtype.name != "f32" else _broadcast_param(ctx, scale, x, axis, block)
     y = ctx.op("mul", [dx, s])
-    to = node.attr("output_dtype", 0)
-    out = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(to)) if to else scale.dtype
+    out = attr_dtype(node, "output_dtype") if node.attr("output_dtype", 0) else scale.dtype
     return y if out.name == "f32" else ctx.op("cast", [y], {"to": out.name})
 
 
 @converter("BitCast")
 def bit_cast(ctx, node, x):
-    to = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(node.attr("to")))
+    to = attr_dtype(node, "to")
     return x if to == x.dtype else ctx.op("bitcast", [x], {"to": to.name})
 
 
