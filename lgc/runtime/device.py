@@ -19,11 +19,12 @@ import pyopencl as cl
 
 from ..backends.kernel import PROBE_SOURCE
 from ..backends.target import Target, known_target
+from ..errors import LgcError
 
 
 
-class DeviceError(RuntimeError):
-    pass
+class DeviceError(LgcError, RuntimeError):
+    """No usable OpenCL device, or one that cannot hold what a program needs."""
 
 
 _once_lock = threading.RLock()
