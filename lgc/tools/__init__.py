@@ -10,6 +10,7 @@ cluster_cli.py   `lgc deploy`, `lgc cluster status|down` (lgc.cluster, Ray)
 serve_cli.py     `lgc serve`: lgc.serve in front of the embedded model or a Ray deployment
 common.py        what the subcommands share: progress lines, --device and --input-shape
 conformance.py   ONNX conformance (`python -m lgc.conformance`)
+coverage.py      the JAX coverage table of docs/TRACING.md (`python -m lgc.tools.coverage`)
 
 lgc/cli.py, lgc/bench.py, lgc/demo.py and lgc/conformance.py re-export these at their old paths.
 """
