@@ -168,9 +168,9 @@ def categorical(key, logits, axis: int = -1, shape=None, replace: bool = True):
     logits = lnp.asarray(logits)
     if logits.dtype.kind != "f":
         logits = lnp.astype(logits, np.float32)
-    axis = lnp._norm_axis(axis, logits.ndim)
+    axis = prim.normalize_axis(axis, logits.ndim)
     batch_shape = logits.shape[:axis] + logits.shape[axis + 1:]
-    shape = batch_shape if shape is None else lnp._shape_tuple(shape)
+    shape = batch_shape if shape is None else prim.shape_tuple(shape)
     if shape[len(shape) - len(batch_shape):] != batch_shape:
         raise ValueError(f"categorical: shape {shape} must end with the batch shape "
                          f"{batch_shape} of logits {logits.shape} without axis {axis}")
