@@ -54,7 +54,7 @@ def check_ops(cases, rtol=1e-5, atol=1e-6, target=None) -> None:
         for g, w in zip(got[start:start + n], want):
             where = f"{op}{tuple(np.asarray(a).dtype.name + str(np.shape(a)) for a in inputs)} {attrs or ''}"
             assert g.dtype == w.dtype and g.shape == w.shape, (where, g.dtype, g.shape, w.dtype, w.shape)
-            if w.dtype.kind == "f":
+            if w.dtype.kind in "fc":
                 np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
             else:
                 np.testing.assert_array_equal(g, w, err_msg=where)
@@ -68,7 +68,7 @@ def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6, target=None) -> 
     for g, w in zip(got, want):
         assert g.dtype == w.dtype, (g.dtype, w.dtype)
         assert g.shape == w.shape, (g.shape, w.shape)
-        if w.dtype.kind == "f":
+        if w.dtype.kind in "fc":
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
         else:
             np.testing.assert_array_equal(g, w)
