@@ -1395,6 +1395,8 @@ class _Linalg:
 
 linalg = _Linalg()
 
+from . import fft  # noqa: E402  (lnp.fft: jax.numpy.fft, built on the functions above)
+
 
 def __getattr__(name):
     raise AttributeError(f"lgc.numpy has no {name!r} yet (jax.numpy has more; see "
