@@ -72,3 +72,21 @@ def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6, target=None) -> 
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
         else:
             np.testing.assert_array_equal(g, w)
+
+
+def numerical_grad(f, x, eps=1e-6) -> np.ndarray:
+    """Central differences of a real NumPy function f at x, in float64: what lgc.grad should
+    give. Of a complex x, JAX's convention for a real function of complex input:
+    df/dx - i df/dy."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        x = x.astype(np.complex128)
+        return numerical_grad(lambda u: f(u + 1j * x.imag), x.real, eps) - \
+            1j * numerical_grad(lambda v: f(x.real + 1j * v), x.imag, eps)
+    x = x.astype(np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g

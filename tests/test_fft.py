@@ -12,7 +12,7 @@ import lgc
 import lgc.numpy as lnp
 from lgc.backends.kernels import fft as fft_kernels
 from lgc.backends.target import GFX803
-from lgc.testing import check_ops
+from lgc.testing import check_ops, numerical_grad
 
 RNG = np.random.default_rng(0)
 
@@ -49,13 +49,13 @@ def _cases(lengths, rows=(3,)):
 
 
 # powers of two (radix-2; real ones as half-length complex), odd, prime and other lengths
-LENGTHS = [1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 16, 64, 128]
+LENGTHS = [1, 2, 3, 4, 5, 6, 8, 13, 16, 64]
 
 
 @pytest.mark.parametrize("target", [None, GFX803], ids=["cpu", "gpu"])
 def test_op_against_numpy(target):
     check_ops(_cases(LENGTHS) + _cases([8, 5], rows=(2, 0, 3)) + _cases([16, 3], rows=(2, 3)),
-              rtol=1e-4, atol=2e-5 * 128, target=target)
+              rtol=1e-4, atol=2e-5 * 64, target=target)
 
 
 @pytest.mark.parametrize("target", [None, GFX803], ids=["cpu", "gpu"])
@@ -85,7 +85,7 @@ def test_op_type_errors():
         infer([TensorType(c64, (0,))], {"fft_type": "fft", "length": 0})
 
 
-# ---- lgc.numpy.fft ---------------------------------------------------------------------------------
+# ---- lgc.numpy.fft -----------------------------------------------------------------------------
 
 def test_one_axis_functions():
     x, z = _r(4, 7), _c(4, 6)
@@ -93,9 +93,9 @@ def test_one_axis_functions():
     for name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
         a = z if name in ("ifft", "irfft", "hfft") else x
         f, g = getattr(lnp.fft, name), getattr(np.fft, name)
-        for kw in ({}, {"n": 5}, {"n": 11}, {"axis": 0}, {"n": 3, "axis": 0}, {"norm": "ortho"},
-                   {"norm": "forward"}, {"norm": "backward", "n": 8}):
-            close(f(a, **kw), g(a, **kw))
+        for kw in ({}, {"n": 5}, {"n": 11, "norm": "ortho"}, {"axis": 0, "norm": "forward"},
+                   {"n": 3, "axis": 0, "norm": "backward"}):
+            close(lgc.jit(lambda a: f(a, **kw))(a), g(a, **kw))
     close(lnp.fft.fft(flipped), np.fft.fft(flipped))
     close(lnp.fft.rfft(np.arange(6)), np.fft.rfft(np.arange(6)))     # integers become float32
     one = _r(1)
@@ -151,25 +151,10 @@ def test_errors():
         lnp.fft.fftn(_c(2, 2), s=(2,), axes=(0, 1))
 
 
-# ---- gradients, vmap, jvp -------------------------------------------------------------------------
-
-def _fd(f, x, eps=1e-6):
-    """Central differences of a float64 NumPy function; of a complex x, JAX's convention
-    for lgc.grad: df/dx - i df/dy."""
-    if np.iscomplexobj(x):
-        return _fd(lambda u: f(u + 1j * x.imag), x.real, eps) - \
-            1j * _fd(lambda v: f(x.real + 1j * v), x.imag, eps)
-    x = x.astype(np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
-    return g
-
+# ---- gradients, vmap, jvp ----------------------------------------------------------------------
 
 def _check_grad(loss_l, loss_np, x, tol=2e-3):
-    want = _fd(loss_np, x.astype(np.complex128 if np.iscomplexobj(x) else np.float64))
+    want = numerical_grad(loss_np, x)
     got = lgc.jit(lgc.grad(loss_l))(x)
     assert got.dtype == x.dtype
     assert np.abs(got - want).max() <= tol * max(np.abs(want).max(), 1), (got, want)

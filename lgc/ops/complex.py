@@ -7,7 +7,8 @@ Gradients follow JAX's convention for complex values: a cotangent pairs with a t
 Re(ct * t), without conjugation, so a holomorphic op transposes to multiplication by its
 derivative, and `lgc.grad` of a real function of a complex z returns df/dx - i df/dy (the
 conjugate of the steepest-ascent direction), as jax.grad does. The rules below are the
-transposes of these linear ops under that pairing.
+transposes of these linear ops under that pairing: real's is ct + 0i, imag's -i ct,
+complex's (Re ct, -Im ct), conj's conj(ct).
 """
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ register(OpDef(
     "real", _part_infer("real"), lambda xs, at: [np.ascontiguousarray(xs[0].real)],
     fusion="elementwise", num_inputs=1, doc="the real part (float32)",
     batch=batch_rules.unary("real"), jvp=linear_jvp("real"),
-    vjp=lambda cts, ins, outs, at: [prim.astype(cts[0], np.complex64)]))            # ct + 0i
+    vjp=lambda cts, ins, outs, at: [prim.astype(cts[0], np.complex64)]))
 register(OpDef(
     "imag", _part_infer("imag"), lambda xs, at: [np.ascontiguousarray(xs[0].imag)],
     fusion="elementwise", num_inputs=1, doc="the imaginary part (float32)",
     batch=batch_rules.unary("imag"), jvp=linear_jvp("imag"),
-    vjp=lambda cts, ins, outs, at: [prim.complex(prim.zeros_like(cts[0]), prim.neg(cts[0]))]))  # -i ct
+    vjp=lambda cts, ins, outs, at: [prim.complex(prim.zeros_like(cts[0]), prim.neg(cts[0]))]))
 register(OpDef(
     "conj", _conj_infer, lambda xs, at: [np.conj(xs[0])],
     fusion="elementwise", num_inputs=1, doc="the complex conjugate",

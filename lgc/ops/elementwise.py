@@ -257,6 +257,8 @@ _defvjp1("sigmoid", lambda g, x, y: mul(mul(g, y), sub(1, y)))
 _defvjp1("erf", lambda g, x, y: mul(mul(g, float(2 / np.sqrt(np.pi))),
                                     prim.exp(mul(neg(x), x))))
 _defvjp1("neg", lambda g, x, y: neg(g))
+
+
 def _abs_vjp(g, x, y):
     """1 at 0 for a real x, as JAX. Of a complex x: g conj(x) / |x| (0 at x = 0), JAX's
     convention for the cotangent of a complex input (no conjugation of the pairing); g may

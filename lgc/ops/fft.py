@@ -1,11 +1,11 @@
 """The discrete Fourier transform: one op, `fft`, over the last axis (lax.fft's four types).
 
-  fft_type="fft"    complex64 [..., n]      -> complex64 [..., n]        X_k = sum_j x_j e^(-2 pi i jk/n)
-  fft_type="ifft"   complex64 [..., n]      -> complex64 [..., n]        the inverse, scaled by 1/n
-  fft_type="rfft"   float32   [..., n]      -> complex64 [..., n//2+1]   fft of a real x, k <= n/2
-  fft_type="irfft"  complex64 [..., n//2+1] -> float32   [..., n]        the inverse of rfft, 1/n
+  fft    complex64 [..., n]      -> complex64 [..., n]        X_k = sum_j x_j e^(-2 pi i jk/n)
+  ifft   complex64 [..., n]      -> complex64 [..., n]        the inverse, scaled by 1/n
+  rfft   float32   [..., n]      -> complex64 [..., n//2+1]   fft of a real x, k <= n/2
+  irfft  complex64 [..., n//2+1] -> float32   [..., n]        the inverse of rfft, 1/n
 
-`length` is n, the transform's length (for irfft it is not implied by the input). This is
+`fft_type` is one of these, `length` is n, the transform's length (for irfft it is not implied by the input). This is
 NumPy's "backward" normalization; lgc.numpy.fft scales for the others, pads or crops to a
 requested n and moves other axes last (lgc/trace/fft.py). Leading axes are independent
 transforms. Kernels: lgc.backends.kernels.fft.
@@ -51,7 +51,8 @@ def _infer(types, attrs):
         raise OpError(f"{kind} needs {want_in} input, got {x.dtype}")
     n_in = half(n) if kind == "irfft" else n
     if x.shape[-1] != n_in:
-        raise OpError(f"{kind} of length {n} needs {n_in} elements on the last axis, got {x.shape[-1]}")
+        raise OpError(f"{kind} of length {n} needs {n_in} elements on the last axis, "
+                      f"got {x.shape[-1]}")
     n_out = half(n) if kind == "rfft" else n
     return [TensorType(dtypes.f32 if kind == "irfft" else dtypes.c64, x.shape[:-1] + (n_out,))]
 

@@ -29,7 +29,8 @@ _NORMS = (None, "backward", "ortho", "forward")
 def _scale(norm, n: int, inverse: bool) -> float | None:
     """The factor on top of the op's backward scaling (1/n on inverse transforms)."""
     if norm not in _NORMS:
-        raise ValueError(f'Invalid norm value {norm!r}; should be "backward", "ortho" or "forward".')
+        raise ValueError(f'Invalid norm value {norm!r}; should be "backward", "ortho" or '
+                         '"forward".')
     if norm == "ortho":
         return math.sqrt(n) if inverse else 1 / math.sqrt(n)
     if norm == "forward":

@@ -763,9 +763,11 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     ddof = ddof if correction is None else correction
     axes = prim.normalize_axes(axis, a.ndim)
     d = subtract(a, mean(a, axes, keepdims=True, where=where))
-    s = sum(multiply(d, d), axes, keepdims=keepdims, where=where)
+    sq = real(multiply(d, conj(d))) if d.dtype.kind == "c" else multiply(d, d)   # |d|^2
+    s = sum(sq, axes, keepdims=keepdims, where=where)
     n = _count(a, axes, keepdims, where)
-    n = np.maximum(n - ddof, 0).astype(a.dtype) if where is None else maximum(subtract(n, ddof), 0)
+    n = (np.maximum(np.real(n) - ddof, 0).astype(s.dtype) if where is None
+         else maximum(subtract(real(n), ddof), 0))
     r = divide(s, n)
     return r if dtype is None else astype(r, dtype)
 
@@ -1373,8 +1375,10 @@ class _Linalg:
     def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
         """jax.numpy.linalg.norm: vector norms (any p, inf, -inf, 0) over one axis, matrix
         norms ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' need an SVD) over two; axis None: the
-        2-norm of everything for ord None, else a vector or matrix norm by x's rank."""
+        2-norm of everything for ord None, else a vector or matrix norm by x's rank. Of a
+        complex x, the norms of |x| (which the SVD ones are not: they refuse it anyway)."""
         x = _as_float(x)
+        x = abs(x) if x.dtype.kind == "c" else x
         if axis is None:
             if ord is None:
                 return sqrt(sum(multiply(x, x), keepdims=keepdims))
