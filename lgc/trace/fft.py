@@ -105,12 +105,12 @@ def _nd(name: str, fft_type: str, a, s, axes, norm):
     _scale(norm, 1, inverse)   # a bad norm fails before any work
     if not axes:
         return x
-    complex_type = "ifft" if inverse else "fft"
+    real = fft_type in ("rfft", "irfft")
+    complex_axes = list(zip(axes, s))[:-1] if real else list(zip(axes, s))
     if fft_type == "rfft":
         x = _along(x, axes[-1], "rfft", s[-1])
-    for ax, n in reversed(list(zip(axes, s))[:-1] if fft_type in ("rfft", "irfft")
-                          else list(zip(axes, s))):
-        x = _along(x, ax, complex_type, n)
+    for ax, n in reversed(complex_axes):
+        x = _along(x, ax, "ifft" if inverse else "fft", n)
     if fft_type == "irfft":
         x = _along(x, axes[-1], "irfft", s[-1])
     factor = _scale(norm, math.prod(s), inverse)
