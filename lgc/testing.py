@@ -54,7 +54,7 @@ def check_ops(cases, rtol=1e-5, atol=1e-6, target=None) -> None:
         for g, w in zip(got[start:start + n], want):
             where = f"{op}{tuple(np.asarray(a).dtype.name + str(np.shape(a)) for a in inputs)} {attrs or ''}"
             assert g.dtype == w.dtype and g.shape == w.shape, (where, g.dtype, g.shape, w.dtype, w.shape)
-            if w.dtype.kind == "f":
+            if w.dtype.kind in "fc":
                 np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
             else:
                 np.testing.assert_array_equal(g, w, err_msg=where)
@@ -68,7 +68,25 @@ def check_op(op: str, inputs, attrs=None, rtol=1e-5, atol=1e-6, target=None) -> 
     for g, w in zip(got, want):
         assert g.dtype == w.dtype, (g.dtype, w.dtype)
         assert g.shape == w.shape, (g.shape, w.shape)
-        if w.dtype.kind == "f":
+        if w.dtype.kind in "fc":
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
         else:
             np.testing.assert_array_equal(g, w)
+
+
+def numerical_grad(f, x, eps=1e-6) -> np.ndarray:
+    """Central differences of a real NumPy function f at x, in float64: what lgc.grad should
+    give. Of a complex x, JAX's convention for a real function of complex input:
+    df/dx - i df/dy."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        x = x.astype(np.complex128)
+        return numerical_grad(lambda u: f(u + 1j * x.imag), x.real, eps) - \
+            1j * numerical_grad(lambda v: f(x.real + 1j * v), x.imag, eps)
+    x = x.astype(np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g

@@ -3,7 +3,8 @@
 lgc generates OpenCL C for two device classes. The CPU backend (PoCL) rewrites matmuls and
 convs onto the packed-panel GEMM, Winograd and row kernels (cpu_lowering, quant_kernels);
 the GPU backend splits under-filled convs along their channels (gpu_split) and picks GEMM
-presets by wave width (64-wide GCN, or 32-wide). Both then lower every op through the table of
+presets by wave width (64-wide GCN, or 32-wide). Both put long FFTs of lengths that are not
+powers of two on power-of-two ones (fft_rewrite). Both then lower every op through the table of
 lgc.backends.lowering and fuse by fusion class. The compile pipeline (lgc.compiler) passes a
 Backend explicitly; kernel generators read the active target and settings, which
 `Backend.lower` sets for the duration of one lowering.
@@ -54,8 +55,9 @@ class OpenCLCPU(Backend):
     def rewrites(self) -> tuple:
         # the rewrites load the CPU kernel generators: only for a lowering, not at `import lgc`
         from .cpu_lowering import lower_for_cpu
+        from .fft_rewrite import bluestein_fft
         from .quant_kernels import lower_quant_for_cpu
-        return (lower_for_cpu, lower_quant_for_cpu)
+        return (lower_for_cpu, lower_quant_for_cpu, bluestein_fft)
 
 
 class OpenCLGPU(Backend):
@@ -64,8 +66,9 @@ class OpenCLGPU(Backend):
     device_class = "gpu"
 
     def rewrites(self) -> tuple:
-        from .gpu_split import lower_for_gpu   # as OpenCLCPU.rewrites
-        return (lower_for_gpu,)
+        from .fft_rewrite import bluestein_fft   # as OpenCLCPU.rewrites
+        from .gpu_split import lower_for_gpu
+        return (lower_for_gpu, bluestein_fft)
 
 
 def backend_for(target: Target | None) -> Backend:

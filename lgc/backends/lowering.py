@@ -23,9 +23,10 @@ def _joined(*modules) -> dict:
 
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
-    from .kernels import (control, elementwise, indexing, layout, linalg, misc, nn, quant,
-                          reduce, sparse)
-    return _joined(elementwise, layout, misc, control, indexing, reduce, linalg, nn, quant, sparse)
+    from .kernels import (complex, control, elementwise, fft, indexing, layout, linalg, misc,
+                          nn, quant, reduce, sparse)
+    return _joined(elementwise, complex, layout, misc, control, indexing, reduce, linalg, nn,
+                   quant, sparse, fft)
 
 
 def _cpu_only() -> dict:

@@ -50,6 +50,20 @@ float lgc_erf(float x)
   return x * p / q;
 }
 """,
+    # complex64 division as NumPy's loop does it (Smith's method: no overflow in |b|^2)
+    "lgc_cdiv": """\
+float2 lgc_cdiv(float2 a, float2 b)
+{
+  const float br = fabs(b.x), bi = fabs(b.y);
+  if (br >= bi) {
+    if (br == 0 && bi == 0) return (float2)(a.x / br, a.y / br);
+    const float rat = b.y / b.x, scl = 1.0f / (b.x + b.y * rat);
+    return (float2)((a.x + a.y * rat) * scl, (a.y - a.x * rat) * scl);
+  }
+  const float rat = b.x / b.y, scl = 1.0f / (b.y + b.x * rat);
+  return (float2)((a.x * rat + a.y) * scl, (a.y * rat - a.x) * scl);
+}
+""",
 }
 
 

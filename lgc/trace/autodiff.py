@@ -47,7 +47,8 @@ from .batching import BatchTracer, vmap
 
 
 def _is_float(x) -> bool:
-    return np.dtype(get_aval(x).dtype).kind == "f"
+    """Whether x carries a gradient: a float or a complex value."""
+    return np.dtype(get_aval(x).dtype).kind in "fc"
 
 
 class _Tape:
@@ -222,9 +223,9 @@ def vjp(fun, *primals, has_aux: bool = False):
     leaves = [lnp.asarray(x) for x in leaves]
     for x in leaves:
         if not _is_float(x):
-            raise TypeError(f"lgc.vjp/grad: differentiated inputs must be floating point, got "
-                            f"{get_aval(x).str_short()} (pass integers through static or "
-                            f"non-differentiated arguments)")
+            raise TypeError(f"lgc.vjp/grad: differentiated inputs must be floating point (or "
+                            f"complex), got {get_aval(x).str_short()} (pass integers through "
+                            f"static or non-differentiated arguments)")
     tape = _Tape()
     with new_main(VJPTrace, tape) as main:
         trace = VJPTrace(main)
@@ -269,17 +270,29 @@ def _argnums_partial(fun, args, kwargs, argnums):
     return partial, tuple(args[i] for i in nums)
 
 
-def value_and_grad(fun, argnums=0, has_aux: bool = False):
+def value_and_grad(fun, argnums=0, has_aux: bool = False, holomorphic: bool = False):
     """jax.value_and_grad: f's value and its gradient w.r.t. the argnums arguments (pytrees);
-    f must return a real scalar (or (scalar, aux) with has_aux)."""
+    f must return a real scalar (or (scalar, aux) with has_aux). Of complex inputs, the
+    gradient is df/dx - i df/dy (JAX's convention; lgc/ops/complex.py); holomorphic=True
+    takes a complex scalar f of complex inputs and gives f'(z)."""
     def wrapped(*args, **kwargs):
         partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
+        if holomorphic:
+            bad = [a for a in pytree.flatten(dargs)[0] if get_aval(a).dtype.kind != "c"]
+            if bad:
+                raise TypeError("grad(holomorphic=True) needs complex inputs, got "
+                                f"{get_aval(bad[0]).str_short()}")
         res = vjp(partial, *dargs, has_aux=has_aux)
         out, vjp_fun = res[0], res[1]
         aval = get_aval(out) if not isinstance(out, (tuple, list, dict)) else None
-        if aval is None or aval.shape != () or aval.dtype.kind != "f":
-            raise TypeError("grad needs a function returning a real scalar, got "
-                            f"{aval.str_short() if aval else type(out).__name__}")
+        kind = "c" if holomorphic else "f"
+        if aval is None or aval.shape != () or aval.dtype.kind != kind:
+            got = aval.str_short() if aval else type(out).__name__
+            if holomorphic:
+                raise TypeError(f"grad(holomorphic=True) needs a function returning a complex "
+                                f"scalar, got {got}")
+            hint = "; for a holomorphic function pass holomorphic=True" if aval and aval.dtype.kind == "c" else ""
+            raise TypeError(f"grad needs a function returning a real scalar, got {got}{hint}")
         g = vjp_fun(lnp.ones_like(out))
         g = g[0] if isinstance(argnums, int) else g
         return ((out, res[2]) if has_aux else out), g
@@ -288,9 +301,10 @@ def value_and_grad(fun, argnums=0, has_aux: bool = False):
     return wrapped
 
 
-def grad(fun, argnums=0, has_aux: bool = False):
-    """jax.grad: the gradient of a real scalar function w.r.t. the argnums arguments."""
-    vg = value_and_grad(fun, argnums, has_aux)
+def grad(fun, argnums=0, has_aux: bool = False, holomorphic: bool = False):
+    """jax.grad: the gradient of a real scalar function w.r.t. the argnums arguments (of a
+    complex one with holomorphic=True)."""
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     def wrapped(*args, **kwargs):
         (out, g) = vg(*args, **kwargs)

@@ -208,7 +208,7 @@ def _fast_avals(args) -> tuple | None:
         t = type(a)
         if t is Array:
             out.append(a.aval)
-        elif t is np.ndarray and a.dtype.kind in "biuf":
+        elif t is np.ndarray and a.dtype.kind in "biufc":
             out.append(ShapedArray(a.shape, canonicalize(a.dtype), False))
         else:
             return None

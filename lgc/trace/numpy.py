@@ -28,6 +28,7 @@ pi, e, inf, nan, euler_gamma = np.pi, np.e, np.inf, np.nan, np.euler_gamma
 bool_, int8, int16, int32, int64 = np.bool_, np.int8, np.int16, np.int32, np.int64
 uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
 float16, float32, float64 = np.float16, np.float32, np.float64
+complex64, complex128, complexfloating = np.complex64, np.complex128, np.complexfloating
 dtype, finfo, iinfo, issubdtype = np.dtype, np.finfo, np.iinfo, np.issubdtype
 number, integer, signedinteger, unsignedinteger = np.number, np.integer, np.signedinteger, np.unsignedinteger
 floating, inexact, bool = np.floating, np.inexact, np.bool_  # noqa: A001 (as jax.numpy)
@@ -78,7 +79,7 @@ def _promote(*args, to_float=False):
     """Operands converted to their JAX result type; returns (operands, dtype, weak)."""
     avals = [get_aval(a) for a in args]
     dt, weak = _dt.promote(*[(a.dtype, a.weak_type) for a in avals])
-    if to_float and dt.kind != "f":
+    if to_float and dt.kind not in "fc":
         dt = _dt.default_float()
     return [_cast(a, dt) for a in args], dt, weak
 
@@ -88,9 +89,9 @@ def _shape(x):
 
 
 def _as_float(a):
-    """a as an lgc array of a float dtype: its own, else the default float."""
+    """a as an lgc array of a float (or complex) dtype: its own, else the default float."""
     a = asarray(a)
-    return _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float())
+    return _cast(a, a.dtype if a.dtype.kind in "fc" else _dt.default_float())
 
 
 # ---- elementwise ------------------------------------------------------------------------------
@@ -187,6 +188,44 @@ def abs(x, /):  # noqa: A001
 absolute = abs
 
 
+def real(val, /):
+    return prim.real(val)
+
+
+def imag(val, /):
+    return prim.imag(val)
+
+
+def conjugate(x, /):
+    return prim.conj(x)
+
+
+conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of z, arctan2(imag, real) (of a real z: 0, or pi where it is negative)."""
+    z = asarray(z)
+    a = arctan2(imag(z), real(z))
+    return multiply(a, 180 / np.pi) if deg else a
+
+
+def iscomplexobj(x):
+    return np.dtype(get_aval(x).dtype).kind == "c"
+
+
+def isrealobj(x):
+    return not iscomplexobj(x)
+
+
+def iscomplex(x):
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    return equal(imag(x), 0)
+
+
 def sign(x, /):
     return prim.sign(asarray(x))
 
@@ -201,18 +240,29 @@ def reciprocal(x, /):
     return bind("reciprocal", x, weak=weak) if dt.kind == "f" else bind("div", np.asarray(1, dt), x, weak=weak)
 
 
+def _either_part(fn):
+    """fn of a complex x: true where it holds for the real or the imaginary part."""
+    return lambda x: logical_or(fn(real(x)), fn(imag(x)))
+
+
 def isnan(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isnan)(x)
     return bind("isnan", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isinf(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isinf)(x)
     return bind("isinf", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isfinite(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return logical_and(isfinite(real(x)), isfinite(imag(x)))
     if x.dtype.kind != "f":
         return full(x.shape, True)
     return logical_not(logical_or(isnan(x), isinf(x)))
@@ -713,9 +763,11 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     ddof = ddof if correction is None else correction
     axes = prim.normalize_axes(axis, a.ndim)
     d = subtract(a, mean(a, axes, keepdims=True, where=where))
-    s = sum(multiply(d, d), axes, keepdims=keepdims, where=where)
+    sq = real(multiply(d, conj(d))) if d.dtype.kind == "c" else multiply(d, d)   # |d|^2
+    s = sum(sq, axes, keepdims=keepdims, where=where)
     n = _count(a, axes, keepdims, where)
-    n = np.maximum(n - ddof, 0).astype(a.dtype) if where is None else maximum(subtract(n, ddof), 0)
+    n = (np.maximum(np.real(n) - ddof, 0).astype(s.dtype) if where is None
+         else maximum(subtract(real(n), ddof), 0))
     r = divide(s, n)
     return r if dtype is None else astype(r, dtype)
 
@@ -1323,8 +1375,10 @@ class _Linalg:
     def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
         """jax.numpy.linalg.norm: vector norms (any p, inf, -inf, 0) over one axis, matrix
         norms ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' need an SVD) over two; axis None: the
-        2-norm of everything for ord None, else a vector or matrix norm by x's rank."""
+        2-norm of everything for ord None, else a vector or matrix norm by x's rank. Of a
+        complex x, the norms of |x| (which the SVD ones are not: they refuse it anyway)."""
         x = _as_float(x)
+        x = abs(x) if x.dtype.kind == "c" else x
         if axis is None:
             if ord is None:
                 return sqrt(sum(multiply(x, x), keepdims=keepdims))
@@ -1344,6 +1398,8 @@ class _Linalg:
 
 
 linalg = _Linalg()
+
+from . import fft  # noqa: E402  (lnp.fft: jax.numpy.fft, built on the functions above)
 
 
 def __getattr__(name):

@@ -116,8 +116,9 @@ def _reduce_kernel(init, step, finish=lambda acc, n, t: acc):
 
 def _c_mean(acc, n, t):
     if n == 0:  # NumPy: mean of nothing is nan (for ints, we store 0)
-        return literal(float("nan"), t) if t.is_float else literal(0, t)
-    return f"({acc} / {literal(n, t)})"
+        nan = float("nan")
+        return literal(complex(nan, nan) if t.is_complex else nan if t.is_float else 0, t)
+    return f"({acc} / {literal(n, dtypes.f32 if t.is_complex else t)})"   # float2 / float
 
 
 _REDUCE = {
