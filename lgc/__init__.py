@@ -4,6 +4,7 @@ from . import ops  # noqa: F401  (declares every core op in lgc.ir.registry)
 
 from . import lax, nn, numpy, onnx, optim, random, scipy, tree, tree_util  # noqa: E402,F401  (lgc.numpy etc., as jax.numpy)
 from .api import Executable, Model, compile, load  # noqa: E402,F401
+from .generation import generate  # noqa: E402,F401
 from .errors import ArtifactError, InputError, LgcError, ModelError, UnsupportedOp  # noqa: E402,F401
 from .trace import Array, device_get, device_put, jit, make_ir  # noqa: E402,F401
 from .trace.jit import export  # noqa: E402,F401

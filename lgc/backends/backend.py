@@ -41,12 +41,13 @@ class Backend:
         return graph
 
     def lower(self, graph: Graph, settings: Settings | None = None, tuned: dict | None = None,
-              share_buffers: bool = True):
+              share_buffers: bool = True, donate=()):
         """The Program (one OpenCL source, buffers, launches) of an optimized graph. This
         backend's target, the settings and any tuning choices imposed (the tuner's candidate)
-        are the ones kernel generators read meanwhile."""
+        are the ones kernel generators read meanwhile. `donate`: input names whose buffers
+        the program may write its results into (lgc.backends.in_place)."""
         with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
-            return program.lower(graph, share_buffers=share_buffers, backend=self)
+            return program.lower(graph, share_buffers=share_buffers, backend=self, donate=donate)
 
 
 class OpenCLCPU(Backend):

@@ -37,11 +37,14 @@ class Executable(CallToRun):
 
     @classmethod
     def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False,
-                   target: Target | None = None):
+                   target: Target | None = None, donate=()):
         """Compile `graph` for `device` (default: LGC_DEVICE, else the first working GPU, else
-        the CPU). `target` generates for that Target instead of the device's own facts."""
+        the CPU). `target` generates for that Target instead of the device's own facts.
+        `donate`: input names whose buffers may hold results (see Options.donate); `run`
+        copies inputs in per call anyway, `executor.run_buffers` writes into the caller's."""
         device = select_device(device).retargeted(target)
-        compiled = compile_graph(graph, backend_for(device.target), Options(opt_level))
+        compiled = compile_graph(graph, backend_for(device.target),
+                                 Options(opt_level, donate=frozenset(donate)))
         return cls(compiled.program, compiled.graph, device, profile=profile)
 
     # -- signature ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ import lgc
 from ..errors import InputError
 from .backend import Backend, check_backend
 from .batcher import Batcher, QueueFull
+from .generate import generate_routes
 from .bodies import Intake, Refusal
 from .bodies import error_response as _error
 from .metrics import ServeMetrics
@@ -36,7 +37,7 @@ from .protocol import ProtocolError
 log = logging.getLogger("lgc.serve")
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "generate"]
 
 
 @dataclass
@@ -179,6 +180,8 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         content, headers = answer
         return "success", Response(content, headers=headers)
 
+    generate, generate_stream = generate_routes(models, find, intake, config, metrics)
+
     async def metrics_endpoint(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         return Response(generate_latest(metrics.registry), headers={"content-type": CONTENT_TYPE_LATEST})
@@ -195,6 +198,8 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
             Route(prefix + "/config", on_model(lambda m: JSONResponse(m.config()))),
             Route(prefix + "/ready", on_model(model_ready)),
             Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/generate", generate, methods=["POST"]),
+            Route(prefix + "/generate_stream", generate_stream, methods=["POST"]),
         ]
 
     @contextlib.asynccontextmanager

@@ -19,6 +19,9 @@ Contract for implementers:
   `infer` is called from one thread at a time; a Ray backend with R replicas or S pipelined
   stages sets it higher so that batches overlap.
 - `ready()` is cheap and called per readiness probe; `close()` releases devices/actors.
+- Optional, for the generate extension (lgc.serve.generate): `decoder` (an lgc.generation
+  Decoder, or None), `tokenizer` (encode/decode for text_input/text_output, or None),
+  `eos_token_id`.
 """
 from __future__ import annotations
 
@@ -159,6 +162,8 @@ class LocalBackend:
       last chunk padded the same way). This saves queueing and HTTP overhead, not device
       time; for real batching compile the artifact with a larger b.
     - Anything else: max_batch_size = 0, shapes must match exactly.
+    A decoder ONNX with past_key_values also answers the generate extension
+    (lgc.serve.generate) through an lgc.generation.OnnxDecoder (`decoder`).
     `infer` serializes calls with a lock (which also guards `close`), so `max_concurrency` is
     1: the batcher already merges concurrent requests into one call.
     """
@@ -167,7 +172,8 @@ class LocalBackend:
 
     def __init__(self, source, name: str | None = None, version: str = "1",
                  max_batch_size: int = 8, device=None, batching: bool | None = None,
-                 trusted_keys=None):
+                 trusted_keys=None, max_seq_len: int = 1024, tokenizer=None,
+                 eos_token_id: int | None = None):
         import os
         self.name = name or os.path.splitext(os.path.basename(os.fspath(source)))[0]
         self.version = str(version)
@@ -192,6 +198,7 @@ class LocalBackend:
                 import onnx                             # undeclared output shapes: infer them
                 graph_outputs = onnx.shape_inference.infer_shapes(self._model.model).graph.output
             outs = [(o.name,) + _onnx_out(o) for o in graph_outputs]
+        self._generative(max_seq_len, tokenizer, eos_token_id)
         # the batch axis: -1 symbolic (compiled per bucket), b > 0 fixed (run in chunks), 0 none
         self._chunk, self.max_batch_size, self.inputs, self.outputs = batch_layout(
             ins, outs, 0 if batching is False else max_batch_size)
@@ -223,6 +230,23 @@ class LocalBackend:
 
     def close(self) -> None:
         self._closed = True
+
+    # -- generation (lgc.serve.generate) --------------------------------------------------
+    def _generative(self, max_seq_len: int, tokenizer, eos_token_id) -> None:
+        """A decoder ONNX with past_key_values also generates: `decoder` (an OnnxDecoder with
+        a cache of max_seq_len positions, compiled on first use), `tokenizer` (a TextCodec
+        for text_input/text_output) and `eos_token_id`. Otherwise decoder is None and
+        `not_generative` says why when the model looked like a decoder."""
+        from ..generation import OnnxDecoder
+        from ..generation.fixed_cache import past_inputs
+        from ..generation.text import TextCodec
+        self.decoder, self.not_generative, self.eos_token_id = None, None, eos_token_id
+        self.tokenizer = TextCodec(tokenizer) if tokenizer else None
+        if self._model is not None and past_inputs(list(self._model.inputs), self._model.inputs):
+            try:
+                self.decoder = OnnxDecoder(self._model, max_seq_len)
+            except ModelError as e:
+                self.not_generative = str(e)
 
     # -- helpers -------------------------------------------------------------------------
     def warmup(self, sample_shapes: dict[str, tuple[int, ...]] | None = None) -> None:

@@ -29,6 +29,7 @@ from lgc.runtime.device import DeviceError, list_devices
 from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
 from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
 from lgc.tools.common import add_device_flags, parse_shape_args, say
+from lgc.tools.generate_cli import add_parsers as add_generate_parsers  # lgc generate
 from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
 from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
 
@@ -374,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_parsers(sub)
     add_cluster_parsers(sub)
     add_serve_parsers(sub)
+    add_generate_parsers(sub)
     return ap
 
 

@@ -73,6 +73,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
                    help="serve only a .lgc signed by one of the Ed25519 public keys in this PEM file "
                         "(repeatable; `lgc compile --sign`, docs/ARTIFACTS.md)")
+    gen = p.add_argument_group("generation (a decoder ONNX with past_key_values; docs/GENERATE.md)")
+    gen.add_argument("--max-seq-len", type=int, default=1024,
+                     help="positions of the KV cache: prompt + generated tokens (default 1024)")
+    gen.add_argument("--tokenizer", help="a tokenizer.json for text_input/text_output "
+                                         "(default: the model's folder's, if any)")
+    gen.add_argument("--eos-id", type=int, default=None, help="end generations at this token id")
     p.add_argument("--no-warmup", action="store_true",
                    help="do not compile every batch size before accepting requests (ONNX source)")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
@@ -88,6 +94,7 @@ def _check_args(args) -> None:
     for flag, value, low in (("--port", args.port, 0), ("--max-batch-size", args.max_batch_size, 0),
                              ("--queue-size", args.queue_size, 1), ("--max-wait-ms", args.max_wait_ms, 0),
                              ("--timeout-s", args.timeout_s, 1e-3), ("--max-body-mb", args.max_body_mb, 1e-3),
+                             ("--max-seq-len", args.max_seq_len, 2),
                              *((flag, getattr(args, flag[2:].replace("-", "_")), low)
                                for flag, _, _, low, _ in CLIENT_LIMITS)):
         if value < low:
@@ -144,9 +151,14 @@ def make_backend(args):
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
                        trusted_keys=args.trusted_keys, progress=lambda msg: say(f"lgc serve: {msg}"))
     from ..serve.backend import LocalBackend   # on use: every `lgc` start imports this module
+    from ..generation.text import tokenizer_beside
+    if args.device:
+        os.environ["LGC_DEVICE"] = args.device   # generation runs on lgc.numpy's device
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device,
-                           trusted_keys=args.trusted_keys)
+                           trusted_keys=args.trusted_keys, max_seq_len=args.max_seq_len,
+                           tokenizer=args.tokenizer or tokenizer_beside(args.model),
+                           eos_token_id=args.eos_id)
     if not args.no_warmup and backend.max_batch_size > 0:
         say(f"lgc serve: compiling {backend.name!r} for batch sizes up to {backend.max_batch_size} ...")
         backend.warmup()
