@@ -24,8 +24,9 @@ def _joined(*modules) -> dict:
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
     from .kernels import (control, elementwise, indexing, layout, linalg, misc, nn, quant,
-                          reduce, sparse)
-    return _joined(elementwise, layout, misc, control, indexing, reduce, linalg, nn, quant, sparse)
+                          reduce, sparse, spike)
+    return _joined(elementwise, layout, misc, control, indexing, reduce, linalg, nn, quant, sparse,
+                   spike)
 
 
 def _cpu_only() -> dict:

@@ -5,4 +5,4 @@ NumPy reference, fusion class, rules) when imported. The other modules are what 
 families are written with: core (tracing: bind), prim (array functions for the rules),
 dtypes, batch_rules and _rules."""
 from . import (control, elementwise, indexing, layout, linalg, lowered, misc, nn,  # noqa: F401
-               quant, reduce, sparse)
+               quant, reduce, sparse, spike)
