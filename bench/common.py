@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -21,6 +22,16 @@ def load() -> str:
     """The 1, 5 and 15 minute load averages and the core count (the machine is shared)."""
     a, b, c = os.getloadavg()
     return f"load {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu gives it ("unknown" without lscpu)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                    if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return "unknown"
 
 
 def say(msg: str) -> None:

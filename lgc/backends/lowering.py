@@ -24,9 +24,9 @@ def _joined(*modules) -> dict:
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
     from .kernels import (complex, control, elementwise, fft, indexing, layout, linalg, misc,
-                          nn, quant, reduce, sparse)
+                          nn, quant, reduce, sparse, spike)
     return _joined(elementwise, complex, layout, misc, control, indexing, reduce, linalg, nn,
-                   quant, sparse, fft)
+                   quant, sparse, fft, spike)
 
 
 def _cpu_only() -> dict:
