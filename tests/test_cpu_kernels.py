@@ -323,3 +323,18 @@ def test_pool_rows_relu_residual(op, xs, at):
     assert kernels == ["pool_rows_relu_add"], kernels
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(want, 0) + r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])
+def test_constant_integer_powers_are_products(e):
+    """pow(x, 2 | 3 | 4) runs as products (PoCL's pow() is very slow); other exponents keep pow."""
+    rng = np.random.default_rng(3)
+    x = rand(rng, (5, 37))
+    g = GraphBuilder("pow")
+    v = g.input("x", TensorType(F32, x.shape))
+    graph = g.build([g.op("mul", [g.op("pow", [v, g.const(np.float32(e))]), g.const(np.float32(0.5))])])
+    program = lower(graph)
+    assert ("pow(" in program.source) == (e == 2.5)
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    want = np.power(x.astype(np.float64), e) * 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)

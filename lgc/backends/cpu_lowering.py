@@ -12,11 +12,12 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
                          (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
   max_pool / avg_pool, 2-D, floor mode -> pool_rows (cpu_pool; LGC_CPU_POOL=0 turns it off)
+  pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
 and integer dtypes, grouped convs other than depthwise, matmuls too narrow for a panel, and
 problems too small for a packing launch to pay (`MIN_FLOPS`). LGC_CPU_PANELS=0 turns the
-whole rewrite off (the direct kernels then run everything, for comparisons).
+rewrite of matmuls, convs and pools off (the direct kernels then run them, for comparisons).
 """
 from __future__ import annotations
 
@@ -41,15 +42,21 @@ MIN_M_PACKED = 1024      # from here on A is packed at run time too: it won at 1
 
 
 def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
-    """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
-    if target.is_gpu or not current_settings().cpu_panels:
+    """`graph` with its large float32 matmuls and convs on the panel GEMM and its integer
+    powers as products (CPU targets only)."""
+    if target.is_gpu:
         return graph
+    panels = current_settings().cpu_panels
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
     rw = Rewriter(graph)
     for node in graph.nodes:
         done = False
-        if node.op == "matmul":
+        if node.op == "pow":
+            done = _pow(rw, node, consts)
+        elif not panels:
+            pass
+        elif node.op == "matmul":
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
             done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
@@ -143,6 +150,27 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
     rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
                                              "pads": tuple(at["pads"]) or (0, 0, 0, 0),
                                              "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
+    return True
+
+
+POW_PRODUCTS = (2, 3, 4)    # constant exponents of pow computed as products
+
+
+def _pow(rw: Rewriter, node: Node, consts) -> bool:
+    """pow(x, c), c a constant 2, 3 or 4 (everywhere) and x float -> x * x (* x ...). PoCL's
+    pow() and pown() took 340 ns an element (docs/HARDWARE.md), and such a pow is GPT-2's
+    GELU and T5's RMS norm: 94% of the T5 encoder's time."""
+    x, e = node.inputs
+    if not x.dtype.is_float or e not in consts or node.outputs[0].shape != x.shape:
+        return False
+    c = np.unique(consts[e])
+    if c.size != 1 or float(c[0]) not in POW_PRODUCTS:
+        return False
+    x = rw.get(x)
+    y = x
+    for _ in range(int(c[0]) - 2):
+        y = rw.op("mul", [y, x], name=node.name)
+    rw.compute(node, "mul", [y, x], {})
     return True
 
 
