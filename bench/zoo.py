@@ -10,9 +10,11 @@ encoder (transformers' T5Config: 6 layers of 512, 64 tokens). torchvision is not
 lgc runs on its default device; onnxruntime on the CPU with as many threads as the OpenCL
 CPU device has compute units and spinning off (session.intra_op.allow_spinning=0), both
 in this process, timed in blocks (lgc x block, onnxruntime x block, the order alternating
-each round) after warm-up. Prints the CPU, then per model the median latency of each, the
-ratio lgc/onnxruntime, lgc's compile and first-run times, its launches per inference and
-the largest difference between the two outputs relative to the largest output.
+each round) after warm-up. Prints the CPU, then per model the median latency of each and
+the ratio lgc/onnxruntime, the same for the process's CPU time (all threads; steadier than
+wall time where other work loads the machine), lgc's compile and first-run times, its
+launches per inference and the largest difference between the two outputs relative to the
+largest output.
 
     python bench/zoo.py [--models mobilenet_v2,gpt2] [--rounds 5] [--block 3] [--keep DIR] [--json out.json]
 """
@@ -229,20 +231,23 @@ def export(name: str, folder: str) -> tuple[str, dict]:
 
 # ---- timing -----------------------------------------------------------------------------------
 
-def blocks(fns: dict, rounds: int, block: int) -> dict:
-    """Wall times of each callable, run `block` times in a row per round (A A A B B B), the
-    order of the peers rotating each round; the first call of each block is a lead-in, not
-    timed (a peer that ran just before may still hold the cores)."""
-    times = {k: [] for k in fns}
+def blocks(fns: dict, rounds: int, block: int) -> tuple[dict, dict]:
+    """Wall times and process CPU times (all threads: the runtime's workers too) of each
+    callable, run `block` times in a row per round (A A A B B B), the order of the peers
+    rotating each round; the first call of each block is a lead-in, not timed (a peer that
+    ran just before may still hold the cores). On a machine others load, CPU time is the
+    steadier figure: what a run costs, not how long it waited for a core."""
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
     names = list(fns)
     for r in range(rounds):
         for k in names[r % len(names):] + names[:r % len(names)]:
             fns[k]()
             for _ in range(block):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fns[k]()
-                times[k].append(time.perf_counter() - t)
-    return times
+                cpu[k].append(time.process_time() - c)
+                wall[k].append(time.perf_counter() - t)
+    return wall, cpu
 
 
 def cpu_name() -> str:
@@ -276,9 +281,11 @@ def bench_model(name: str, folder: str, rounds: int, block: int, threads: int) -
     peers = {"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}
     for fn in peers.values():   # warm-up
         fn()
-    times = blocks(peers, rounds, block)
+    times, cpu = blocks(peers, rounds, block)
     lg, rt = float(np.median(times["lgc"])), float(np.median(times["ort"]))
-    return {"model": name, "lgc_ms": lg * 1e3, "ort_ms": rt * 1e3, "ratio": lg / rt, "export_s": t_export,
+    lc, rc = float(np.median(cpu["lgc"])), float(np.median(cpu["ort"]))
+    return {"model": name, "lgc_ms": lg * 1e3, "ort_ms": rt * 1e3, "ratio": lg / rt,
+            "lgc_cpu_ms": lc * 1e3, "ort_cpu_ms": rc * 1e3, "cpu_ratio": lc / rc, "export_s": t_export,
             "compile_s": t_compile, "first_run_s": t_first, "launches": len(exe.program.launches),
             "max_rel_diff": err, "lgc_times_ms": [x * 1e3 for x in times["lgc"]],
             "ort_times_ms": [x * 1e3 for x in times["ort"]]}
@@ -297,8 +304,9 @@ def main():
     threads = device.cl_device.max_compute_units
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); lgc device: {device.describe()}")
     print(f"onnxruntime: {threads} threads, spinning off; {args.rounds} rounds of blocks of {args.block}; {load()}")
-    print(f"{'model':<20} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} {'compile s':>9} {'1st run s':>9} "
-          f"{'launches':>8} {'max rel diff':>12}")
+    print(f"{'':<20} {'wall time, median':^28} {'CPU time, all threads':^28}")
+    print(f"{'model':<20} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} "
+          f"{'compile s':>9} {'1st run s':>9} {'launches':>8} {'max rel diff':>12}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or tmp
@@ -312,11 +320,14 @@ def main():
                 rows.append({"model": name, "error": f"{type(e).__name__}: {e}"})
                 continue
             rows.append(r)
-            print(f"{name:<20} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x {r['compile_s']:>9.2f} "
-                  f"{r['first_run_s']:>9.2f} {r['launches']:>8} {r['max_rel_diff']:>12.2e}", flush=True)
-    done = [r["ratio"] for r in rows if "ratio" in r]
+            print(f"{name:<20} {r['lgc_ms']:>9.2f} {r['ort_ms']:>9.2f} {r['ratio']:>7.2f}x {r['lgc_cpu_ms']:>9.2f} "
+                  f"{r['ort_cpu_ms']:>9.2f} {r['cpu_ratio']:>7.2f}x {r['compile_s']:>9.2f} {r['first_run_s']:>9.2f} "
+                  f"{r['launches']:>8} {r['max_rel_diff']:>12.2e}", flush=True)
+    done = [(r["ratio"], r["cpu_ratio"]) for r in rows if "ratio" in r]
     if done:
-        print(f"geometric mean lgc/ort {float(np.exp(np.mean(np.log(done)))):.2f}x over {len(done)} models; {load()}")
+        wall, cpu = np.exp(np.mean(np.log(done), axis=0))
+        print(f"geometric mean lgc/ort {wall:.2f}x by wall time, {cpu:.2f}x by CPU time over {len(done)} models; "
+              f"{load()}")
     write_json(args.json, {"benchmark": "zoo", "cpu": cpu_name(), "device": device.describe(),
                            "ort_threads": threads, "models": rows})
 

@@ -124,6 +124,8 @@ CONVS = [  # x shape, w shape, attrs, W constant, bias
     ((1, 2, 3, 4, 5), (4, 2, 2, 3, 2), {"pads": (0, 1, 1, 1, 0, 0)}, True, True),    # 3-D
     ((1, 3, 64, 64), (8, 3, 3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True),  # stride-2
     ((1, 2, 33, 64), (5, 2, 3, 3), {"strides": (2, 2), "pads": (0, 1, 2, 0)}, False, False),  # vload path
+    ((2, 40, 1, 1), (24, 40, 1, 1), {}, True, True),          # one position (squeeze-excitation): X @ W^T
+    ((1, 24, 1, 1), (40, 24, 1, 1), {}, True, False),
 ]
 
 
@@ -202,6 +204,9 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 12, 11, 11), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 3),          # shuffle folded
     ((1, 12, 10, 9), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, False, True, 4),
     ((1, 4, 1, 1), (1, 1), {}, True, False, 1),
+    ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # whole vectors inside the row
+    ((1, 3, 6, 75), (5, 5), {"strides": (2, 2), "pads": (2, 2, 2, 2)}, True, False, 1),
+    ((1, 2, 4, 50), (3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True, True, 1),
 ]
 
 

@@ -7,6 +7,7 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
 
   matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 1024 else A, pack_panels(B))
   conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
+                         1x1 over a single position (W constant): X as [N, C] @ W^T panels
                          a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
@@ -113,11 +114,13 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     M, ks = W.shape[0], W.shape[2:]
     KK = prod(W.shape[1:])
     P = prod(out.shape[2:])
+    pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
+    if pointwise and prod(X.shape[2:]) == 1 and W in consts:
+        return _single_position(rw, node, X, consts[W])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
-    pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise:      # the image is already B: [N, C, P] packed as it stands
         flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
         bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)
@@ -134,6 +137,25 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
         attrs["a_packed"] = 0
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     return _emit(rw, node, a, bp, attrs, bias)
+
+
+def _single_position(rw: Rewriter, node: Node, X, w) -> bool:
+    """A 1x1 conv of an image of one position (a squeeze-and-excitation block's convs) is a
+    matrix-vector product: Y [N, M] = X [N, C] @ W^T, with W^T packed as B panels once. On
+    the direct conv kernel (a column of one output) these ran at ~1 GFLOP/s; the bias goes
+    in as an add that fusion folds into the GEMM's epilogue."""
+    N, C = X.shape[:2]
+    out = node.outputs[0]
+    M = w.shape[0]
+    a = rw.op("reshape", [X], {"shape": (N, C)})
+    bp = rw.const(lowered.pack_panels_ref([w.reshape(M, C)], {"trans": 1})[0], node.inputs[1].name)
+    attrs = {"m": N, "n": M, "a_packed": 0, "out_shape": out.shape}
+    if len(node.inputs) < 3:
+        return _emit(rw, node, a, bp, attrs)
+    y = rw.op("matmul_panels", [a, bp], attrs, name=node.name)
+    bias = rw.op("reshape", [rw.get(node.inputs[2])], {"shape": (M,) + (1,) * (len(out.shape) - 2)})
+    rw.compute(node, "add", [y, bias], {})
+    return True
 
 
 def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
