@@ -204,7 +204,7 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 12, 11, 11), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 3),          # shuffle folded
     ((1, 12, 10, 9), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, False, True, 4),
     ((1, 4, 1, 1), (1, 1), {}, True, False, 1),
-    ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # whole vectors inside the row
+    ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # wide rows, many segments
     ((1, 3, 6, 75), (5, 5), {"strides": (2, 2), "pads": (2, 2, 2, 2)}, True, False, 1),
     ((1, 2, 4, 50), (3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True, True, 1),
 ]
