@@ -28,7 +28,7 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import load, say, write_json
+from common import first_run_against, load, say, write_json
 
 
 # ---- the models (torch.nn, random weights) ----------------------------------------------------
@@ -273,11 +273,7 @@ def bench_model(name: str, folder: str, rounds: int, block: int, threads: int) -
     model = lgc.Model(path)
     exe = model.executable(model.default_types())
     t_compile = time.perf_counter() - t
-    t = time.perf_counter()
-    got = list(exe.run(feeds).values())
-    t_first = time.perf_counter() - t
-    want = sess.run(None, feeds)
-    err = max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) or 1.0)) for g, w in zip(got, want))
+    t_first, err = first_run_against(exe, sess, feeds)
     peers = {"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}
     for fn in peers.values():   # warm-up
         fn()
