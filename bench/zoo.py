@@ -5,7 +5,9 @@ known one, exported to ONNX in a temporary folder (torch.onnx.export, the TorchS
 exporter): MobileNetV2, MobileNetV3-small, ShuffleNetV2 x1.0, SqueezeNet 1.1 (224x224,
 batch 1), an LSTM+GRU sequence model (64 steps), a small ViT (patch 16, 224x224, 6 blocks of
 width 192), GPT-2 (transformers' GPT2Config: 12 layers of 768, 64 tokens) and a T5-small
-encoder (transformers' T5Config: 6 layers of 512, 64 tokens). torchvision is not used.
+encoder (transformers' T5Config: 6 layers of 512, 64 tokens). torchvision is not used. Needs
+torch and, for gpt2 and t5_encoder, transformers (pip install torch transformers); a model
+that fails to build or export gets a line saying why and the table goes on.
 
 lgc runs on its default device; onnxruntime on the CPU with as many threads as the OpenCL
 CPU device has compute units and spinning off (session.intra_op.allow_spinning=0), both
