@@ -61,6 +61,17 @@ def interleaved(fns: dict, runs: int, lead_in_s: float = 0.1) -> dict:
     return times
 
 
+def first_run_against(exe, sess, feeds: dict) -> tuple[float, float]:
+    """(seconds of lgc's first run of `exe`, the largest difference between its outputs and
+    onnxruntime's `sess` on `feeds`, relative to the largest output)."""
+    import numpy as np
+    t = time.perf_counter()
+    got = list(exe.run(feeds).values())
+    t_first = time.perf_counter() - t
+    want = sess.run(None, feeds)
+    return t_first, max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) or 1.0)) for g, w in zip(got, want))
+
+
 @contextlib.contextmanager
 def env(**values: str):
     """Environment variables set for the block (an LGC_* switch for one compile), then restored."""

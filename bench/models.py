@@ -19,7 +19,7 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import env, interleaved, load, say, write_json
+from common import env, first_run_against, interleaved, load, say, write_json
 
 
 def _compile(model, direct: bool):
@@ -53,11 +53,7 @@ def bench_model(name: str, runs: int, seed: int = 0, direct: bool = False) -> di
     t_compile = time.perf_counter() - t
     rng = np.random.default_rng(seed)
     feeds = {k: rng.standard_normal(tt.shape).astype(tt.dtype.np) for k, tt in types.items()}
-    t = time.perf_counter()
-    got = list(exe.run(feeds).values())
-    t_first = time.perf_counter() - t
-    want = sess.run(None, feeds)
-    err = max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) or 1.0)) for g, w in zip(got, want))
+    t_first, err = first_run_against(exe, sess, feeds)
     peers = {"lgc": lambda: exe.run(feeds), "ort": lambda: sess.run(None, feeds)}
     if direct:
         exe0, _ = _compile(model, True)

@@ -97,19 +97,36 @@ class TiledRows(Reader):
 
 class RowPanels(Reader):
     """A packed as row panels ([..., M/per, K, per]: per = 4 floats, or 8 int8 in one
-    vector load): the tile's rows are whole panels from panel pm * TM / per."""
+    vector load). Float panels are read one scalar per row, which LLVM folds into the
+    multiply-add as a broadcast from memory; as a vector load split into lanes it took a
+    register shuffle per row, on Intel the port that also does half of the FMAs
+    (docs/HARDWARE.md, PoCL). A tile of whole panels (TM a multiple of per) reads them from
+    one pointer; other tiles keep a pointer per row, clamped to row `last`."""
 
-    def __init__(self, load: Load, per: int, K, base: str = ""):
-        self.load, self.per, self.K, self.base = load, per, K, base
+    def __init__(self, load: Load, per: int, K, base: str = "", last: str = ""):
+        self.load, self.per, self.K, self.base, self.last = load, per, K, base, last
+
+    def _whole(self, t) -> bool:
+        return t.rows % self.per == 0
 
     def setup(self, t) -> list[str]:
-        return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
+        if self._whole(t):
+            return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
+        rows = [f"min(m0 + {i}, {self.last})" for i in range(t.rows)]
+        return [self.pointer(f"aq{i}", self.base, f"{r} / {self.per} * {self.per} * {self.K}",
+                             f"{r} % {self.per}") for i, r in enumerate(rows)]
 
     def step(self, t, k: str):
+        per = self.per
+        if not self._whole(t):
+            return [], [Load(f"aq{i}", self.load.dtype, self.load.ct).scalar(f"{k} * {per}")
+                        for i in range(t.rows)]
         aq = Load("aq", self.load.dtype, self.load.ct)
-        lines = [f"const {vtype(t.ct, self.per)} ap{j} = {aq.vector(f'{j * self.per} * {self.K}', self.per, nth=k)};"
-                 for j in range(t.rows // self.per)]
-        return lines, [f"ap{i // self.per}.s{i % self.per}" for i in range(t.rows)]
+        if not aq.converts:
+            return [], [aq.scalar(f"{i // per * per} * {self.K} + {k} * {per} + {i % per}") for i in range(t.rows)]
+        lines = [f"const {vtype(t.ct, per)} ap{j} = {aq.vector(f'{j * per} * {self.K}', per, nth=k)};"
+                 for j in range(t.rows // per)]
+        return lines, [f"ap{i // per}.s{i % per}" for i in range(t.rows)]
 
 
 class Columns(Reader):
@@ -141,19 +158,33 @@ class Columns(Reader):
 
 
 class Panels(Reader):
-    """B packed in column panels ([..., N/16, K, 16], zero past N): the tile's 16 columns
-    are panel pn, one contiguous stream."""
+    """B packed in column panels ([..., NP, K, 16], zero past N): the tile's TN columns are
+    TN / 16 consecutive panels from pn * TN / 16, each one contiguous stream. `NP` (an
+    expression) is the panel count: a tile's panels past it read the last one (computed,
+    then not stored)."""
     WIDTH = 16
 
-    def __init__(self, load: Load, K, base: str = "", it: str = "int"):
-        self.load, self.K, self.base, self.it = load, K, base, it
+    def __init__(self, load: Load, K, base: str = "", it: str = "int", NP=None):
+        self.load, self.K, self.base, self.it, self.NP = load, K, base, it, NP
+
+    def _count(self, t) -> int:
+        assert t.cols % self.WIDTH == 0, "a tile of whole panels"
+        return t.cols // self.WIDTH
 
     def setup(self, t) -> list[str]:
-        return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
+        n = self._count(t)
+        if n == 1:
+            return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
+        return [self.pointer(f"bq{p}", self.base, f"min(pn * {n} + {p}, {self.NP} - 1) * {self.K} * {self.WIDTH}")
+                for p in range(n)]
 
     def walks(self, t):
-        bq = Load("bq", self.load.dtype, self.load.ct)
-        step = [f"const {t.vt} b{h} = {bq.vector(f'k * {self.WIDTH}', t.width, nth=h)};" for h in range(t.vectors)]
+        n, W = self._count(t), self.WIDTH
+        step = []
+        for h in range(t.vectors):
+            col = h * t.width
+            bq = Load("bq" if n == 1 else f"bq{col // W}", self.load.dtype, self.load.ct)
+            step.append(f"const {t.vt} b{h} = {bq.vector(f'k * {W}', t.width, nth=str((col % W) // t.width))};")
         return [("", flat_walk(self.it, self.K, step))]
 
 
