@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lgc.backends.target import GFX803
-from lgc.ops.quant import tile_weights
+from lgc.ops.quant import pack_nbits, tile_weights
 from lgc.testing import build_op_graph, check_ops
 
 RNG = np.random.default_rng(0)
@@ -49,6 +49,14 @@ def _qconv(xs, ws, at, x, tm=0):
     return ("qconv", ins, at)
 
 
+def _nbits(lead, K, N, block, zeros):
+    """qmatmul_nbits cases: onnxruntime's MatMulNBits layout, with or without zero points."""
+    G = -(-K // block)
+    b, s, z = pack_nbits(RNG.integers(0, 16, (K, N)), _scales(G * N).reshape(G, N),
+                         RNG.integers(0, 16, (G, N)) if zeros else None, block)
+    return ("qmatmul_nbits", [_f(*lead, K), b, s] + ([z] if zeros else []), {"k": K, "block_size": block})
+
+
 CONVS = [((1, 3, 9, 9), (8, 3, 3, 3), {"pads": (1, 1, 1, 1)}),
          ((2, 4, 8, 8), (6, 4, 1, 1), {}),
          ((1, 4, 9, 9), (4, 2, 3, 3), {"strides": (2, 2), "group": 2, "pads": (0, 1, 0, 1)}),
@@ -60,6 +68,11 @@ READERS = {
     "rows-columns f16": [("matmul", [_f(17, 9).astype(np.float16), _f(9, 23).astype(np.float16)], {})],
     "rows-columns int8": [_qmatmul(M, K, N, x) for M, K, N in [(5, 33, 17), (16, 40, 64), (3, 5, 1)]
                           for x in ("f32", "u8", "rows")],
+    # GPUs: up to 16 rows GEMV, 17 the local-memory GEMM; CPU: 1-2 rows summing levels, more
+    # scaling them in registers; ragged K (a partial block, single k past the last step) and N
+    "rows-nbits int4": [_nbits(lead, K, N, bs, z) for lead, K, N, bs, z in
+                        [((1,), 100, 40, 32, True), ((3,), 64, 7, 16, False), ((2, 5), 300, 33, 128, True),
+                         ((17,), 129, 5, 64, True), ((1,), 256, 64, 128, False), ((2,), 72, 9, 16, True)]],
     "rows-im2col f32": [("conv", [_f(*xs), _f(*ws), _f(ws[0])], at) for xs, ws, at in CONVS],
     "rows-im2col int8": [_qconv(xs, ws, at, x) for xs, ws, at in CONVS for x in ("f32", "u8")],
     "tiled-im2col int8": [_qconv(xs, ws, at, x, tm) for xs, ws, at in CONVS for x in ("f32", "u8")

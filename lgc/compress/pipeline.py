@@ -23,7 +23,7 @@ from .report import compression_report
 
 @dataclass
 class CompressOptions:
-    quantize: str | None = None          # int8, int8-weights, dynamic
+    quantize: str | None = None          # int8, int8-weights, dynamic, int4-weights[:gN][:sym]
     calibrate: object = None             # a path, "random", or feeds
     observer: str = "minmax"
     keep_float: tuple = ()
@@ -67,14 +67,18 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
             stages.append((f"{kind} {spec}", g))
     if opts.quantize:
         say(f"quantizing ({opts.quantize})")
-        res = quantize(g, feeds, opts.quantize, observer=opts.observer,
+        # int4 fits its levels to calibration data (GPTQ): the user's, not the report's random data
+        fit = feeds if opts.calibrate is not None or opts.max_drift is not None or \
+            not opts.quantize.startswith("int4") else None
+        res = quantize(g, fit, opts.quantize, observer=opts.observer,
                        keep_float=opts.keep_float, max_drift=opts.max_drift, device=device,
                        progress=say)
         g = res.graph
         name = f"quantize {opts.quantize}"
         stages.append((name, g))
         quantized = len(res.layers) - len(res.kept_float)
-        notes[name] = f"{quantized}/{len(res.layers)} layers int8" + \
+        bits = "int4 matmuls, int8 others" if opts.quantize.startswith("int4") else "int8"
+        notes[name] = f"{quantized}/{len(res.layers)} layers {bits}" + \
             (f"; float: {', '.join(res.kept_float)}" if res.kept_float else "")
     if opts.precision:
         g = _other("fp16", opts.precision, g, feeds, opts, device, say)

@@ -111,6 +111,20 @@ def _compile_stages(args, t0) -> int:
     return 0
 
 
+def _quantize_mode(mode: str) -> str:
+    """--quantize's value: a fixed mode, or int4-weights with its options (checked here)."""
+    from lgc.compress.int4 import parse_int4   # (see the note above cmd_compile)
+    if mode in ("int8", "int8-weights", "dynamic"):
+        return mode
+    try:
+        if parse_int4(mode) is not None:
+            return mode
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    raise argparse.ArgumentTypeError(f"{mode!r}: choose from int8, int8-weights, dynamic, "
+                                     "int4-weights[:gN][:sym|:asym]")
+
+
 def _compress_options(args):
     from lgc.compress.pipeline import CompressOptions   # (see the note above cmd_compile)
     if args.max_drift is not None and not args.max_drift >= 0:
@@ -276,10 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "drift per pass). With FILE (write --report=FILE, or put it after the "
                         "model) also save both as JSON")
     q = p.add_argument_group("compression (docs/COMPRESSION.md)")
-    q.add_argument("--quantize", choices=("int8", "int8-weights", "dynamic"),
+    q.add_argument("--quantize", type=_quantize_mode, metavar="MODE",
                    help="int8: weights per-channel int8, activations per-tensor uint8 from "
                         "calibration; int8-weights: weights only; dynamic: matmul activations "
-                        "quantized per call")
+                        "quantized per call; int4-weights[:gN][:sym|:asym]: matmul weights 4-bit, "
+                        "a scale (and zero point) per block of N along K (default g128, asym)")
     q.add_argument("--calibrate", metavar="DATA",
                    help="calibration and report data: a .npz (one array per input), a folder of "
                         ".npy files, or 'random' (accuracy then unknown; the default)")

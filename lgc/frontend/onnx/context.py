@@ -33,6 +33,7 @@ class Context:
         self.input_of = input_of      # graph-input Value -> its ONNX name
         self.node = None              # the ONNX node being converted (for errors and names)
         self.env: dict = {}           # ONNX name -> Value in scope (subgraphs read outer names)
+        self.nbits: dict = {}         # Value -> (inputs, attrs) of 4-bit weights a MatMul reads packed
 
     # -- building --------------------------------------------------------------------
     @property

@@ -53,6 +53,11 @@ class OnnxNode:
                              f"read ({_first_line(e, 'bad value')})") from None
 
 
+# 4-bit initializers (blocked DequantizeLinear's weights) are read as int8 / uint8; the
+# DequantizeLinear converter packs them again where a MatMul reads them (qmatmul_nbits)
+FOUR_BIT = {onnx.TensorProto.INT4: np.int8, onnx.TensorProto.UINT4: np.uint8}
+
+
 def _attr_value(a):
     v = helper.get_attribute_value(a)
     if isinstance(v, bytes):
@@ -173,9 +178,13 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
         env[vi.name] = v
         graph_inputs.append(v)
     for init in model.graph.initializer:
-        onnx_dtype(init.data_type, f"initializer {init.name!r}")
+        four_bit = FOUR_BIT.get(init.data_type)
+        if four_bit is None:
+            onnx_dtype(init.data_type, f"initializer {init.name!r}")
         try:
             arr = numpy_helper.to_array(init)
+            if four_bit is not None:      # lgc has no 4-bit dtype: the values widened to 8 bits
+                arr = arr.astype(four_bit)
         except Exception as e:
             raise ModelError(f"initializer {init.name!r} cannot be read: {e}") from None
         if arr.dtype == object:

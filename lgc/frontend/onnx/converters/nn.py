@@ -40,6 +40,9 @@ def _product(ctx, a, b, b_transposed=False):
 
 @converter("MatMul")
 def matmul(ctx, node, a, b):
+    if b in ctx.nbits:      # 4-bit weights of a blocked DequantizeLinear: read packed
+        inputs, attrs = ctx.nbits[b]
+        return ctx.op("qmatmul_nbits", [a] + inputs, attrs)
     return _product(ctx, a, b)
 
 
