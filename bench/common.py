@@ -34,6 +34,50 @@ def cpu_model() -> str:
         return "unknown"
 
 
+def lgc_device():
+    """The device lgc runs on against a CPU peer: the OpenCL CPU device, unless LGC_DEVICE
+    names another (then the peers do not share hardware, which setup() says)."""
+    from lgc.runtime import select_device
+    return select_device(os.environ.get("LGC_DEVICE") or "cpu")
+
+
+def peer_threads(device) -> int:
+    """onnxruntime's intra-op threads: the compute units of lgc's device where that is the
+    CPU (PoCL runs one thread per compute unit), so both use the same cores; else those of
+    the OpenCL CPU device, else every core."""
+    from lgc.runtime import select_device
+    from lgc.runtime.device import DeviceError
+    if device.kind == "cpu":
+        return device.cl_device.max_compute_units
+    try:
+        return select_device("cpu").cl_device.max_compute_units
+    except DeviceError:
+        return os.cpu_count() or 1
+
+
+def tuning_state(device) -> str:
+    """Whether lgc's figures are out of the box or tuned: entries for this device in the
+    tuning database that compiles read (LGC_TUNE_DB, else ~/.cache/lgc/tuning.json)."""
+    from lgc.backends import tuning
+    target = device.target
+    n = len(tuning.load_db().get(target.key or target.name, {}))
+    return (f"tuned ({n} entries for this device in {tuning.db_path()})" if n else
+            "out of the box (no tuning entries for this device)")
+
+
+def setup(device, threads: int | None = None, tuning: str | None = None) -> str:
+    """Lines that name what ran: lgc's device and tuning state (`tuning`, else tuning_state),
+    onnxruntime's threads, the CPU."""
+    lines = [f"lgc: {device.describe()}; {tuning or tuning_state(device)}"]
+    if threads is not None:
+        lines.append(f"onnxruntime: CPU, {threads} intra-op threads (the compute units of the OpenCL "
+                     f"CPU device)")
+        if device.kind != "cpu":
+            lines.append("note: lgc runs on a GPU and onnxruntime on the CPU: not the same hardware")
+    lines.append(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores")
+    return "\n".join(lines)
+
+
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

@@ -1,6 +1,7 @@
 """Offline GCN check (docs/HARDWARE.md): the kernels chosen for gfx803 compile with LLVM for polaris10
-without scratch and reach at least 4 waves per SIMD. Skipped where clang-16/libclc-16 are
-missing (scripts/install.sh installs them on Debian/Ubuntu)."""
+without scratch and reach at least 4 waves per SIMD. Fails, saying so, where clang-16/libclc-16
+are missing (scripts/install.sh installs them on Debian/Ubuntu; tests/conftest.py turns the
+skip into a failure)."""
 import re
 
 import pytest
