@@ -33,7 +33,7 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import load, say, write_json
+from common import cpu_model, load, say, write_json
 
 GOOD_TIMEOUT_S = 2.0
 GOOD_WINDOW_S = 3.0            # good load measured this long with no attacker, and at least
@@ -277,15 +277,6 @@ def baseline(url: str, pid: int, good_clients: int) -> dict:
     with GoodLoad(url, good_clients) as good, RssSampler(pid):
         time.sleep(GOOD_WINDOW_S)
     return good.summary()
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return "unknown"
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from .ir.graph import Graph, TensorType
 from .passes import optimize
 from .runtime import compile_cache, select_device
 from .runtime.artifact import load_artifact
-from .runtime.executable import Executable, named_feeds
+from .runtime.executable import CallToRun, Executable, named_feeds
 
 
-class Model:
+class Model(CallToRun):
     """An ONNX model compiled on demand for each concrete input signature.
 
     Symbolic dimensions (batch, sequence) take their values from the arrays passed in; each
@@ -132,12 +132,6 @@ class Model:
         feeds = {k: np.asarray(v) for k, v in named_feeds(feeds, list(self.inputs)).items()}
         exe = self.executable(self._types_of(feeds), feeds)
         return exe.run({k: v for k, v in feeds.items() if k not in exe.static_values})
-
-    def __call__(self, *args, **kwargs):
-        feeds = dict(zip(self.inputs, args))
-        feeds.update(kwargs)
-        outs = list(self.run(feeds).values())
-        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def save(self, path, input_types: dict | None = None) -> None:
         self.executable(input_types or self.default_types()).save(path)

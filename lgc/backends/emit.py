@@ -7,6 +7,7 @@ vstore_half, so generators never see storage types.
 """
 from __future__ import annotations
 
+from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.graph import Node, Value
 from ..ops.linalg import prod
@@ -31,9 +32,16 @@ def linear_index(coords, shape) -> str:
 
 
 def convert(expr: str, src: DType, dst: DType) -> str:
-    """C expression converting a compute-type value of src to dst's compute type."""
+    """C expression converting a compute-type value of src to dst's compute type. A complex
+    value becomes a real one by its real part (NumPy's astype) and a bool by either part."""
     if src == dst or src.cl_compute == dst.cl_compute and not dst.is_bool:
         return expr
+    if src.is_complex:
+        if dst.is_bool:
+            return f"(uchar)(any(({expr}) != (float2)(0.0f, 0.0f)))"
+        return convert(f"({expr}).x", dtypes.f32, dst)
+    if dst.is_complex:
+        return f"(float2)({convert(expr, src, dtypes.f32)}, 0.0f)"
     if dst.is_bool:
         return f"(uchar)(({expr}) != 0)"
     return f"({dst.cl_compute})({expr})"

@@ -23,10 +23,10 @@ def _joined(*modules) -> dict:
 
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
-    from .kernels import (control, elementwise, factor, indexing, layout, linalg, misc, nn,
-                          quant, reduce, sparse)
-    return _joined(elementwise, layout, misc, control, indexing, reduce, linalg, factor, nn, quant,
-                   sparse)
+    from .kernels import (complex, control, elementwise, factor, fft, indexing, layout, linalg,
+                          misc, nn, quant, reduce, sparse, spike)
+    return _joined(elementwise, complex, layout, misc, control, indexing, reduce, linalg, factor,
+                   nn, quant, sparse, fft, spike)
 
 
 def _cpu_only() -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..passes import optimize
 from . import memory
+from .in_place import is_written_in_place, write_donated_in_place
 from .kernel import Kernel, render, scalar_params
 from .lowering import is_alias, lowering_of
 from .settings import current_settings
@@ -48,6 +49,20 @@ float lgc_erf(float x)
   q = q * x2 - 7.37332916720468e-03f;
   q = q * x2 - 1.42647390514189e-02f;
   return x * p / q;
+}
+""",
+    # complex64 division as NumPy's loop does it (Smith's method: no overflow in |b|^2)
+    "lgc_cdiv": """\
+float2 lgc_cdiv(float2 a, float2 b)
+{
+  const float br = fabs(b.x), bi = fabs(b.y);
+  if (br >= bi) {
+    if (br == 0 && bi == 0) return (float2)(a.x / br, a.y / br);
+    const float rat = b.y / b.x, scl = 1.0f / (b.x + b.y * rat);
+    return (float2)((a.x + a.y * rat) * scl, (a.y - a.x * rat) * scl);
+  }
+  const float rat = b.x / b.y, scl = 1.0f / (b.y + b.x * rat);
+  return (float2)((a.x * rat + a.y) * scl, (a.y * rat - a.x) * scl);
 }
 """,
 }
@@ -124,15 +139,16 @@ def _ident(text: str) -> str:
 
 
 def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None,
-          backend=None) -> Program:
+          backend=None, donate=()) -> Program:
     """share_buffers: intermediate values reuse device buffers (lgc.backends.memory).
+    donate: names of inputs whose buffers scatters may write into (lgc.backends.in_place).
     fuse: one kernel per fusion group (lgc.backends.fusion); default: the settings' choice.
     backend (default: the current target's): its graph rewrites (Backend.rewrite) apply to
     the graph and to the bodies of its loops, and fusion plans for its target. Called
     through Backend.lower, which sets the target and settings generators read."""
     from .backend import backend_for   # lgc.backends.backend lowers through this module
     backend = backend or backend_for(current_target())
-    graph = backend.rewrite(graph)
+    graph = write_donated_in_place(backend.rewrite(graph), donate)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}
     prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of, backend)
@@ -212,7 +228,8 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             where[node.output] = where[node.inputs[0]]
             continue
         for v in node.outputs:
-            where[v] = new_buffer(v, "temp")
+            # a scatter into a donated input writes that input's buffer: one buffer id
+            where[v] = where[node.inputs[0]] if is_written_in_place(node.op) else new_buffer(v, "temp")
         start = len(launches)
         label = _ident(node.name or "")
         ops = groups.ops(node) if fused else node.op

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.graph import Node
 from ..ops.linalg import prod
@@ -19,6 +20,9 @@ def literal(value, dtype: DType) -> str:
     """A C literal of `value` in dtype's compute type."""
     if dtype.is_bool:
         return "1" if value else "0"
+    if dtype.is_complex:
+        value = complex(value)
+        return f"(float2)({literal(value.real, dtypes.f32)}, {literal(value.imag, dtypes.f32)})"
     if dtype.is_float:
         v = float(value)
         if v != v:
@@ -58,7 +62,9 @@ class Pointwise:
 
 class Elementwise(Pointwise):
     """`expr(operands, em)` gives the result from operands already loaded with broadcasting
-    and converted to the operand type (the first input's, or the output's if `on_output`)."""
+    and converted to the operand type (the first input's, or the output's if `on_output`);
+    the result is of that type too, unless expr returns (C expression, its DType) (complex
+    abs is a float)."""
 
     def __init__(self, expr: Callable, on_output: bool = False):
         self.expr = expr
@@ -71,7 +77,9 @@ class Elementwise(Pointwise):
         for i in range(len(em.inputs)):
             x = convert(em.load(i, em.broadcast_coords(i)), em.in_type(i), work)
             operands.append(em.tmp(work.cl_compute, x, "x"))
-        em.store(convert(self.expr(operands, em), work, em.out_type()))
+        value = self.expr(operands, em)
+        value, vtype = value if isinstance(value, tuple) else (value, work)
+        em.store(convert(value, vtype, em.out_type()))
 
 
 class Alias:

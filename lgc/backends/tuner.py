@@ -15,8 +15,9 @@ What is tuned follows what compiling runs on the device:
   GPU   gpu_gemm's GemmParams for each float32 matmul and conv;
   CPU   first, each 3x3 conv that cpu_lowering would put on Winograd: its whole lowering is
         compiled both ways (Winograd, im2col) and timed kernel by kernel (ConvChoice); then,
-        on the graph as cpu_lowering rewrites it with those choices, the rows per C tile of
-        each panel GEMM (`matmul_panels`, PanelTile), and the register tiles of lgc.ops'
+        on the graph as cpu_lowering rewrites it with those choices, the C tile of each
+        panel GEMM (`matmul_panels`, PanelTile: rows, B panels, accumulator width, launch
+        order), and the register tiles of lgc.ops'
         direct kernels (MatmulParams, ConvParams) for the matmuls and convs left to them
         (small problems, grouped convs).
 """
@@ -33,7 +34,7 @@ from . import gpu_gemm, tuning
 from .backend import backend_for
 from .gpu_gemm import GemmParams
 from .target import Target, use_target
-from .tuning import ConvChoice, PanelTile, cpu_signature
+from .tuning import ConvChoice, cpu_signature
 from .lowering import lowering_of
 
 GPU_GRID = dict(MWG=(16, 32, 64, 128), NWG=(16, 32, 64, 128), KWG=(8, 16, 32), MDIMC=(8, 16),
@@ -44,8 +45,9 @@ GPU_KNOBS = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (1, 0) for b in (
              for d in (4, 1) for e in (0, 4)]
 CPU_MATMUL_GRID = dict(TM=(1, 2, 4, 8, 16), TN=(4, 8, 16))
 CPU_CONV_GRID = dict(TM=(4, 8, 16), TP=(4, 8, 16))
-PANEL_ROWS = (2, 4, 8, 12, 16)      # rows per C tile tried for a panel GEMM (cpu_gemm.tile_rows
+PANEL_ROWS = (2, 4, 8, 12, 16)      # rows per C tile tried for a panel GEMM (cpu_gemm.panel_tile
                                     # drops those its A layout cannot take)
+PANEL_COUNTS = (1, 2)               # B panels of 16 columns per C tile tried
 MIN_GAIN = 0.03                      # a candidate replaces the default only this much faster:
                                      # closer than that is the machine's noise, not a win
 CONFIRM_RUNS = 10                    # rounds when a non-default winner is timed again
@@ -118,19 +120,25 @@ def panel_shape(node):
 
 
 def panel_task(node) -> Task | None:
-    """Rows per C tile of one panel GEMM: the candidates its A layout can take."""
-    from .cpu_gemm import tile_rows
+    """The C tile of one panel GEMM: the default (the ISA class's table or a stored
+    winner), then each knob varied alone (rows, panels, accumulator width, launch order),
+    those the layout cannot take dropped (cpu_gemm.panel_tile is the judge)."""
+    from dataclasses import replace
+    from .cpu_gemm import ACC_WIDTHS, panel_tile
     M, N, K, B, packed = shape = panel_shape(node)
     sig = tuning.panel_signature(*shape)
 
-    def rows(entry):
+    def tile(entry):
         with tuning.forced({sig: entry}):
-            return tile_rows(*shape)
-    default = PanelTile(rows({}))
-    cands = [PanelTile(r) for r in PANEL_ROWS if rows({"rows": r}) == r and (packed or r <= M)]
-    if not any(c != default for c in cands):
+            return panel_tile(*shape)
+    default = tile({})
+    varied = [replace(default, rows=r) for r in PANEL_ROWS] + \
+        [replace(default, panels=p) for p in PANEL_COUNTS] + \
+        [replace(default, acc=a) for a in ACC_WIDTHS] + [replace(default, order=1 - default.order)]
+    cands = [c for c in dict.fromkeys(varied) if c != default and tile(asdict(c)) == c]
+    if not cands:
         return None                       # one way to run it: nothing to time
-    return Task(sig, node, [default] + [c for c in cands if c != default], default, 2 * M * N * K * B)
+    return Task(sig, node, [default] + cands, default, 2 * M * N * K * B)
 
 
 def _one_conv(node, consts):
@@ -226,7 +234,7 @@ def kernel_for(task: Task, params, target: Target, name: str):
         from .gpu_conv import conv_kernels
         make = gpu_gemm.matmul_kernels if node.op == "matmul" else conv_kernels
         return make(node, name, target, params=params)[0]
-    if node.op == "matmul_panels":       # through cpu_gemm.tile_rows, as compiling goes
+    if node.op == "matmul_panels":       # through cpu_gemm.panel_tile, as compiling goes
         with use_target(target), tuning.forced({task.signature: asdict(params)}):
             return lowering_of("matmul_panels").kernels(node, name)[0]
     return _cpu_gen(node.op, lambda *a: params).kernels(node, name)[0]

@@ -30,7 +30,7 @@ def same_dtype(types: list[TensorType]) -> DType:
 
 
 def require(types: list[TensorType], kinds: str, what: str = "operand") -> None:
-    """kinds: letters of allowed dtype kinds: f float, i signed, u unsigned, b bool."""
+    """kinds: letters of allowed dtype kinds: f float, i signed, u unsigned, b bool, c complex."""
     for t in types:
         if t.dtype.np.kind not in kinds:
             raise OpError(f"{what} dtype {t.dtype} not supported")
@@ -59,11 +59,12 @@ def f16_as_f32(x: np.ndarray) -> np.ndarray:
 
 
 def linear_jvp(op: str, **fixed):
-    """OpDef.jvp of an op that is linear in its float inputs together (layout, gather and
-    scatter, sums): the op itself applied to the tangents (zeros where an input has none;
-    integer inputs such as indices as they are). `fixed` overrides attributes (a pad value)."""
+    """OpDef.jvp of an op that is linear in its float (or complex) inputs together (layout,
+    gather and scatter, sums): the op itself applied to the tangents (zeros where an input has
+    none; integer inputs such as indices as they are). `fixed` overrides attributes (a pad
+    value)."""
     def rule(tans, ins, outs, attrs):
-        args = [x if get_aval(x).dtype.kind != "f" else (prim.zeros_like(x) if t is None else t)
+        args = [x if get_aval(x).dtype.kind not in "fc" else (prim.zeros_like(x) if t is None else t)
                 for x, t in zip(ins, tans)]
         return bind_list(op, args, dict(attrs, **fixed))
     return rule

@@ -174,11 +174,12 @@ def _scatter_elements_ref(xs, at):
     return [out]
 
 
-register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
+SCATTER_ELEMENTS = OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
                fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
                batch=batch_rules.batch_first("scatter_elements", shift=("axis",)),
-               doc="ONNX ScatterElements; reductions apply duplicates in order"))
+               doc="ONNX ScatterElements; reductions apply duplicates in order")
+register(SCATTER_ELEMENTS)
 
 
 def _scatter_nd_infer(types, at):
@@ -211,10 +212,11 @@ def _batch_scatter_nd(args, dims, at):
                              reduction=at["reduction"])], [0]
 
 
-register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
+SCATTER_ND = OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
                fusion="opaque",
                attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND",
-               batch=_batch_scatter_nd))
+               batch=_batch_scatter_nd)
+register(SCATTER_ND)
 
 
 # ---- one_hot, reverse_sequence ----------------------------------------------------------------
@@ -460,11 +462,12 @@ def _tensor_scatter_ref(xs, at):
     return [out]
 
 
-register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
+TENSOR_SCATTER = OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
                fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
                batch=batch_rules.fold_all_into_n("tensor_scatter"),
-               doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
+               doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)")
+register(TENSOR_SCATTER)
 
 
 # ---- col2im ---------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ run after differentiation and batching, so these ops have no gradient or batchin
   pool_rows(X)                  2-D max / average pool, floor mode
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
+  tensor_scatter_into, scatter_nd_into, scatter_elements_into
+                                the scatter, written into its data operand's buffer: made by
+                                lgc.backends.in_place for a donated input (`Options.donate`)
   svd_rows(A)                   svd of A [..., m, n] with m <= n, always (s, U, Vt): Vt's
                                 buffer is the Jacobi kernel's work (lgc.backends.factor_lowering)
   eigh_tridiagonal(A)           eigh as (V, w, work): the CPU's tridiagonal QL, its n x n work
@@ -32,6 +35,7 @@ import numpy as np
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
 from ._rules import broadcast_shapes, check_bias
+from . import indexing
 from .linalg import eigh_reference, eigh_types, prod, svd_reference, svd_types
 from .nn import (avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs,
                  window_patches)
@@ -391,6 +395,23 @@ register_lowered(OpDef(
     "sum_splits", _sum_infer, _sum_ref, fusion="out_fusable", num_inputs=(1, 2),
     doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
 
+
+# ---- scatters written in place ----------------------------------------------------------------
+
+def _written_in_place(base: OpDef) -> OpDef:
+    """`base` (a scatter) with the same type rule and meaning, lowered to a kernel that writes
+    only the updated elements into its data operand's buffer (lgc.backends.in_place makes it
+    where that operand is a donated input nothing else reads)."""
+    return OpDef(f"{base.name}_into", base.infer, base.reference, fusion="opaque",
+                 attrs=dict(base.attrs), num_inputs=base.num_inputs,
+                 flops=lambda ins, outs, at: 0, doc=f"{base.name}, written in place (donated data)")
+
+
+for _scatter in (indexing.TENSOR_SCATTER, indexing.SCATTER_ND, indexing.SCATTER_ELEMENTS):
+    register_lowered(_written_in_place(_scatter))
+
+
+# ---- the factorizations' forms for their kernels (lgc.backends.factor_lowering) ------------
 
 def _svd_rows_infer(types, attrs):
     m, n = types[0].shape[-2:] if types[0].rank >= 2 else (0, 0)

@@ -61,14 +61,17 @@ def astype(x, dtype):
 
 
 def _is_scalar(x) -> bool:
-    return dtypes.scalar_dtype(x) is not None   # Python bool, int or float (not NumPy's)
+    return dtypes.scalar_dtype(x) is not None   # Python bool, int, float or complex (not NumPy's)
 
 
-_KIND_ORDER = "bif"   # bool < int < float: the type a few Python scalars take on their own
+_KIND_ORDER = "bifc"   # bool < int < float < complex: the type Python scalars take on their own
 
 
 def _scalar_as(v, dt: np.dtype) -> np.ndarray:
-    fits = dt.kind == "f" or (not isinstance(v, float) and (dt.kind != "b" or isinstance(v, bool)))
+    if isinstance(v, builtins.complex):
+        fits = dt.kind == "c"
+    else:
+        fits = dt.kind in "fc" or (not isinstance(v, float) and (dt.kind != "b" or isinstance(v, bool)))
     if not fits:
         raise TypeError(f"a Python {type(v).__name__} ({v!r}) would change its value as a "
                         f"{dt} operand; convert the array with astype first")
@@ -163,9 +166,33 @@ sin, cos, sinh, cosh = (_float_unary(op) for op in ("sin", "cos", "sinh", "cosh"
 
 
 def abs(x):  # noqa: A001 (NumPy's name)
-    """|x|; bool and unsigned values are their own."""
+    """|x|; bool and unsigned values are their own; of a complex x, its float32 modulus."""
     x = asarray(x)
     return x if x.dtype.kind in "bu" else bind("abs", x, weak=x.weak_type)
+
+
+def real(x):
+    """The real part of a complex x (float32); a real x is its own."""
+    x = asarray(x)
+    return bind("real", x, weak=x.weak_type) if x.dtype.kind == "c" else x
+
+
+def imag(x):
+    """The imaginary part of a complex x (float32); a real x has zeros."""
+    x = asarray(x)
+    return bind("imag", x, weak=x.weak_type) if x.dtype.kind == "c" else zeros_like(x)
+
+
+def conj(x):
+    """The complex conjugate; a real x is its own."""
+    x = asarray(x)
+    return bind("conj", x, weak=x.weak_type) if x.dtype.kind == "c" else x
+
+
+def complex(re, im):  # noqa: A001 (lax's name)
+    """re + i im from two float32 arrays (broadcast), as lax.complex."""
+    (re, im), weak = _operands(re, im)
+    return bind("complex", re, im, weak=weak)
 
 
 def sign(x):

@@ -68,9 +68,9 @@ def _ref_mean(x, axes, keep):
     return np.mean(x, axis=axes, keepdims=keep)
 
 
-_reduce_op("reduce_sum", "fiu", lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype))
+_reduce_op("reduce_sum", "fiuc", lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype))
 _reduce_op("reduce_prod", "fiu", lambda x, ax, k: np.prod(x, axis=ax, keepdims=k, dtype=x.dtype))
-_reduce_op("reduce_mean", "fiu", _ref_mean, doc="integer means truncate toward zero")
+_reduce_op("reduce_mean", "fiuc", _ref_mean, doc="integer means truncate toward zero")
 _reduce_op("reduce_max", "fiub",
            lambda x, ax, k: np.maximum.reduce(x, axis=ax, keepdims=k,
                                               initial=extreme(dtypes.from_numpy(x.dtype), True)),

@@ -96,6 +96,12 @@ def _tables(prog: Program, weights: io.BytesIO) -> dict:
 def save_artifact(path, exe, compress: bool = True, sign_key=None) -> None:
     """Write exe as a .lgc; `sign_key` (an Ed25519 private key or its PEM file) signs it."""
     prog: Program = exe.program
+    stored = {ln.args[-1] for ln in prog.launches if ln.args}    # a kernel's last arguments are its outputs
+    written = [s.name for s in prog.inputs if s.buffer in stored]
+    if written:   # the loader refuses kernels that write input buffers (artifact_program.py)
+        raise ArtifactError(f"the program writes its results into donated input {written[0]!r} "
+                            f"(Options.donate), which a .lgc cannot hold: compile it without "
+                            f"donating to save it")
     weights = io.BytesIO()
     tables = _tables(prog, weights)
     manifest = {

@@ -28,6 +28,7 @@ import lgc
 from ..errors import InputError
 from .backend import Backend, check_backend
 from .batcher import Batcher, QueueFull
+from .generate import generate_routes
 from .bodies import Intake, Refusal
 from .bodies import error_response as _error
 from .metrics import ServeMetrics
@@ -36,7 +37,7 @@ from .protocol import ProtocolError
 log = logging.getLogger("lgc.serve")
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "generate"]
 
 
 @dataclass
@@ -87,15 +88,13 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
                     config.parse_slots)
     if not isinstance(backends, (list, tuple)):
         backends = [backends]
-    metrics = ServeMetrics()
-    models: dict[str, _Model] = {}
     names = [b.name for b in backends]
     for b in backends:
         check_backend(b)
         if names.count(b.name) > 1:
             raise ValueError(f"two backends are named {b.name!r}")
-    for b in backends:
-        models[b.name] = _Model(b, config, metrics)
+    metrics = ServeMetrics()
+    models = {b.name: _Model(b, config, metrics) for b in backends}
 
     def find(request: Request) -> _Model:
         name = request.path_params["name"]
@@ -119,23 +118,16 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         return JSONResponse({"name": "lgc", "version": getattr(lgc, "__version__", "0"),
                              "extensions": EXTENSIONS})
 
-    async def model_metadata(request):
-        try:
-            return JSONResponse(find(request).metadata())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def on_model(answer):
+        """A GET route answering answer(the model named), or 404 naming what is unknown."""
+        async def route(request):
+            try:
+                return answer(find(request))
+            except ProtocolError as e:
+                return _error(e.status, str(e))
+        return route
 
-    async def model_config(request):
-        try:
-            return JSONResponse(find(request).config())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
-
-    async def model_ready(request):
-        try:
-            m = find(request)
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def model_ready(m: _Model):
         ok = _is_ready(m.backend)
         return JSONResponse({"name": m.backend.name, "ready": ok}, status_code=200 if ok else 503)
 
@@ -188,6 +180,8 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         content, headers = answer
         return "success", Response(content, headers=headers)
 
+    generate, generate_stream = generate_routes(models, find, intake, config, metrics)
+
     async def metrics_endpoint(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         return Response(generate_latest(metrics.registry), headers={"content-type": CONTENT_TYPE_LATEST})
@@ -200,10 +194,12 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [
-            Route(prefix, model_metadata),
-            Route(prefix + "/config", model_config),
-            Route(prefix + "/ready", model_ready),
+            Route(prefix, on_model(lambda m: JSONResponse(m.metadata()))),
+            Route(prefix + "/config", on_model(lambda m: JSONResponse(m.config()))),
+            Route(prefix + "/ready", on_model(model_ready)),
             Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/generate", generate, methods=["POST"]),
+            Route(prefix + "/generate_stream", generate_stream, methods=["POST"]),
         ]
 
     @contextlib.asynccontextmanager

@@ -24,7 +24,8 @@ import numpy as np
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from .protocol import InferRequest, ProtocolError, encode_infer_response, parse_infer_request
+from .protocol import (InferRequest, ProtocolError, encode_infer_response, json_object,
+                       parse_infer_request)
 
 OFFLOAD_BYTES = 256 << 10   # bodies/outputs above this are coded in a worker thread
 
@@ -98,10 +99,7 @@ class Intake:
         dropped (and its budget released) when this returns."""
         claim = _Claim(self.budget)
         try:
-            body = Refusal(408, f"request body not received within {self.timeout_s:g} s",
-                           "body_timeout", close=True)
-            with anyio.move_on_after(self.timeout_s - (time.monotonic() - arrival)):
-                body = await self._read(request, claim)
+            body = await self._within_deadline(request, claim, arrival)
             if isinstance(body, Refusal):
                 return body
             args = (body, request.headers.get("inference-header-content-length"),
@@ -113,6 +111,28 @@ class Intake:
             return _decode(*args)
         finally:
             claim.release()
+
+    async def receive_json(self, request: Request, arrival: float) -> dict | Refusal:
+        """A request body that is one JSON object (the generate extension's), read under the
+        same limits as infer bodies."""
+        claim = _Claim(self.budget)
+        try:
+            body = await self._within_deadline(request, claim, arrival)
+            if isinstance(body, Refusal):
+                return body
+            try:
+                return json_object(body, "the request")
+            except ProtocolError as e:
+                return Refusal(e.status, str(e), "bad_request")
+        finally:
+            claim.release()
+
+    async def _within_deadline(self, request: Request, claim, arrival: float) -> bytes | Refusal:
+        body = Refusal(408, f"request body not received within {self.timeout_s:g} s",
+                       "body_timeout", close=True)
+        with anyio.move_on_after(self.timeout_s - (time.monotonic() - arrival)):
+            body = await self._read(request, claim)
+        return body
 
     async def encode(self, *args) -> tuple[bytes, dict] | Refusal:
         """encode_infer_response(*args) (model, version, id, outputs, wanted), off the event

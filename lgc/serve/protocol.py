@@ -33,7 +33,7 @@ class InferRequest:
     outputs: list[tuple[str, bool]]      # (output name, send as binary)
 
 
-def _json_object(data: bytes, where: str) -> dict:
+def json_object(data: bytes, where: str) -> dict:
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -68,7 +68,7 @@ def parse_infer_request(body: bytes, header_length: str | None,
         head, binary = body[:n], memoryview(body)[n:]
     else:
         head, binary = body, memoryview(b"")
-    req = _json_object(head, "the request")
+    req = json_object(head, "the request")
     rid = req.get("id")
     if rid is not None and not isinstance(rid, str):
         raise ProtocolError("'id' must be a string")

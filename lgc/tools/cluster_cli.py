@@ -3,13 +3,8 @@
 without Ray, and other commands do not load it."""
 from __future__ import annotations
 
-import sys
-
 from ..errors import InputError
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .common import say
 
 
 def cmd_deploy(args) -> int:
@@ -18,7 +13,7 @@ def cmd_deploy(args) -> int:
     if args.replicas is not None and args.replicas < 1:
         raise InputError(f"--replicas must be at least 1, got {args.replicas}")
     dep = deploy(args.model, args.address, stages=args.stages, replicas=args.replicas, plan=args.plan,
-                 name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=_say,
+                 name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=say,
                  trusted_keys=args.trusted_keys)
     counts = [len(rs) for rs in dep.replicas]
     print(f"deployed {dep.name!r}: {len(counts)} stage(s), replicas {'+'.join(map(str, counts))}, "

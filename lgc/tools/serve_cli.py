@@ -4,9 +4,9 @@ lgc.serve never imports lgc.cluster. `lgc.tools.cli.build_parser` calls `add_par
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import InputError, LgcError
+from .common import DEVICES, add_device_flags, say
 
 DESCRIPTION = """Serve a compiled model over the Open Inference Protocol (KServe v2 REST API:
 /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/ready|/config|/infer], JSON and binary
@@ -73,13 +73,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
                    help="serve only a .lgc signed by one of the Ed25519 public keys in this PEM file "
                         "(repeatable; `lgc compile --sign`, docs/ARTIFACTS.md)")
+    gen = p.add_argument_group("generation (a decoder ONNX with past_key_values; docs/GENERATE.md)")
+    gen.add_argument("--max-seq-len", type=int, default=1024,
+                     help="positions of the KV cache: prompt + generated tokens (default 1024)")
+    gen.add_argument("--tokenizer", help="a tokenizer.json for text_input/text_output "
+                                         "(default: the model's folder's, if any)")
+    gen.add_argument("--eos-id", type=int, default=None, help="end generations at this token id")
     p.add_argument("--no-warmup", action="store_true",
                    help="do not compile every batch size before accepting requests (ONNX source)")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
                    help="uvicorn's HTTP parser (default auto: httptools when installed, else h11)")
-    p.add_argument("--device", help="OpenCL device for the embedded model: cpu, gpu, an index or a "
-                                    "name (default: $LGC_DEVICE, else the first working GPU, else the CPU)")
+    add_device_flags(p, device=f"OpenCL device for the embedded model: {DEVICES}", shapes=False)
     p.set_defaults(fn=cmd_serve)
 
 
@@ -89,6 +94,7 @@ def _check_args(args) -> None:
     for flag, value, low in (("--port", args.port, 0), ("--max-batch-size", args.max_batch_size, 0),
                              ("--queue-size", args.queue_size, 1), ("--max-wait-ms", args.max_wait_ms, 0),
                              ("--timeout-s", args.timeout_s, 1e-3), ("--max-body-mb", args.max_body_mb, 1e-3),
+                             ("--max-seq-len", args.max_seq_len, 2),
                              *((flag, getattr(args, flag[2:].replace("-", "_")), low)
                                for flag, _, _, low, _ in CLIENT_LIMITS)):
         if value < low:
@@ -143,14 +149,18 @@ def make_backend(args):
             raise LgcError(f"--address needs lgc.cluster's Ray backend "
                            f"(lgc.cluster.deploy.connect), which is not available: {e}") from None
         return connect(args.address, args.model, name=args.name, max_batch_size=args.max_batch_size,
-                       trusted_keys=args.trusted_keys, progress=lambda msg: print(f"lgc serve: {msg}", file=sys.stderr, flush=True))
+                       trusted_keys=args.trusted_keys, progress=lambda msg: say(f"lgc serve: {msg}"))
     from ..serve.backend import LocalBackend   # on use: every `lgc` start imports this module
+    from ..generation.text import tokenizer_beside
+    if args.device:
+        os.environ["LGC_DEVICE"] = args.device   # generation runs on lgc.numpy's device
     backend = LocalBackend(args.model, name=args.name, version=args.model_version,
                            max_batch_size=args.max_batch_size, device=args.device,
-                           trusted_keys=args.trusted_keys)
+                           trusted_keys=args.trusted_keys, max_seq_len=args.max_seq_len,
+                           tokenizer=args.tokenizer or tokenizer_beside(args.model),
+                           eos_token_id=args.eos_id)
     if not args.no_warmup and backend.max_batch_size > 0:
-        print(f"lgc serve: compiling {backend.name!r} for batch sizes up to "
-              f"{backend.max_batch_size} ...", file=sys.stderr, flush=True)
+        say(f"lgc serve: compiling {backend.name!r} for batch sizes up to {backend.max_batch_size} ...")
         backend.warmup()
     return backend
 
@@ -174,10 +184,10 @@ def cmd_serve(args) -> int:
                         keep_alive_s=args.keep_alive_s, limit_concurrency=args.limit_concurrency)
     app = make_app([backend], config)
     if not token:
-        print(no_auth_warning(args.host), file=sys.stderr)
-    print(f"lgc serve: model {backend.name!r} at http://{args.host}:{args.port}/v2/models/"
-          f"{backend.name} (max batch {backend.max_batch_size}, "
-          f"{'bearer token required' if token else 'no authentication'})", file=sys.stderr, flush=True)
+        say(no_auth_warning(args.host))
+    say(f"lgc serve: model {backend.name!r} at http://{args.host}:{args.port}/v2/models/"
+        f"{backend.name} (max batch {backend.max_batch_size}, "
+        f"{'bearer token required' if token else 'no authentication'})")
     _raise_fd_limit()
     Server(uvicorn_config(app, args.host, args.port, limits, http=args.http,
                           access_log=args.access_log, log_level="info" if args.access_log else "warning",

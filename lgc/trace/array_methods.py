@@ -16,7 +16,7 @@ from . import numpy as lnp
 
 
 def _is_arraylike(x) -> bool:
-    return isinstance(x, (ArrayBase, np.ndarray, np.generic, bool, int, float, list, tuple))
+    return isinstance(x, (ArrayBase, np.ndarray, np.generic, bool, int, float, complex, list, tuple))
 
 
 def _binop(name, reflected=False):
@@ -77,6 +77,9 @@ class ArrayMethods:
     sum, prod, mean, max, min = (_method(n) for n in ("sum", "prod", "mean", "max", "min"))
     all, any, argmax, argmin = (_method(n) for n in ("all", "any", "argmax", "argmin"))
     std, var, cumsum, cumprod = (_method(n) for n in ("std", "var", "cumsum", "cumprod"))
+    conj = conjugate = _method("conjugate")
+    real = property(lambda self: lnp.real(self))
+    imag = property(lambda self: lnp.imag(self))
 
 
 def install_array_methods(cls: type = ArrayBase) -> None:

@@ -28,6 +28,7 @@ pi, e, inf, nan, euler_gamma = np.pi, np.e, np.inf, np.nan, np.euler_gamma
 bool_, int8, int16, int32, int64 = np.bool_, np.int8, np.int16, np.int32, np.int64
 uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
 float16, float32, float64 = np.float16, np.float32, np.float64
+complex64, complex128, complexfloating = np.complex64, np.complex128, np.complexfloating
 dtype, finfo, iinfo, issubdtype = np.dtype, np.finfo, np.iinfo, np.issubdtype
 number, integer, signedinteger, unsignedinteger = np.number, np.integer, np.signedinteger, np.unsignedinteger
 floating, inexact, bool = np.floating, np.inexact, np.bool_  # noqa: A001 (as jax.numpy)
@@ -78,7 +79,7 @@ def _promote(*args, to_float=False):
     """Operands converted to their JAX result type; returns (operands, dtype, weak)."""
     avals = [get_aval(a) for a in args]
     dt, weak = _dt.promote(*[(a.dtype, a.weak_type) for a in avals])
-    if to_float and dt.kind != "f":
+    if to_float and dt.kind not in "fc":
         dt = _dt.default_float()
     return [_cast(a, dt) for a in args], dt, weak
 
@@ -88,9 +89,9 @@ def _shape(x):
 
 
 def _as_float(a):
-    """a as an lgc array of a float dtype: its own, else the default float."""
+    """a as an lgc array of a float (or complex) dtype: its own, else the default float."""
     a = asarray(a)
-    return _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float())
+    return _cast(a, a.dtype if a.dtype.kind in "fc" else _dt.default_float())
 
 
 # ---- elementwise ------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ def _unary(op, to_float=True):
 
 
 exp, log, sqrt = _unary("exp"), _unary("log"), _unary("sqrt")
+log1p, expm1 = _unary("log1p"), _unary("expm1")
 sin, cos, tan = _unary("sin"), _unary("cos"), _unary("tan")
 arcsin, arccos, arctan = _unary("asin"), _unary("acos"), _unary("atan")
 sinh, cosh, tanh = _unary("sinh"), _unary("cosh"), _unary("tanh")
@@ -133,10 +135,8 @@ def _weak(x, weak):
 
 
 exp2 = _float_fn("exp2", lambda x, dt: bind("pow", np.asarray(2, dt), x))
-expm1 = _float_fn("expm1", lambda x, dt: bind("sub", bind("exp", x), np.asarray(1, dt)))
 log2 = _float_fn("log2", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(2), dt)))
 log10 = _float_fn("log10", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(10), dt)))
-log1p = _float_fn("log1p", lambda x, dt: bind("log", bind("add", x, np.asarray(1, dt))))
 rsqrt = _float_fn("rsqrt", lambda x, dt: bind("reciprocal", bind("sqrt", x)))
 cbrt = _float_fn("cbrt", lambda x, dt: bind("mul", bind("sign", x),
                                              bind("pow", bind("abs", x), np.asarray(1 / 3, dt))))
@@ -188,6 +188,44 @@ def abs(x, /):  # noqa: A001
 absolute = abs
 
 
+def real(val, /):
+    return prim.real(val)
+
+
+def imag(val, /):
+    return prim.imag(val)
+
+
+def conjugate(x, /):
+    return prim.conj(x)
+
+
+conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of z, arctan2(imag, real) (of a real z: 0, or pi where it is negative)."""
+    z = asarray(z)
+    a = arctan2(imag(z), real(z))
+    return multiply(a, 180 / np.pi) if deg else a
+
+
+def iscomplexobj(x):
+    return np.dtype(get_aval(x).dtype).kind == "c"
+
+
+def isrealobj(x):
+    return not iscomplexobj(x)
+
+
+def iscomplex(x):
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    return equal(imag(x), 0)
+
+
 def sign(x, /):
     return prim.sign(asarray(x))
 
@@ -202,18 +240,29 @@ def reciprocal(x, /):
     return bind("reciprocal", x, weak=weak) if dt.kind == "f" else bind("div", np.asarray(1, dt), x, weak=weak)
 
 
+def _either_part(fn):
+    """fn of a complex x: true where it holds for the real or the imaginary part."""
+    return lambda x: logical_or(fn(real(x)), fn(imag(x)))
+
+
 def isnan(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isnan)(x)
     return bind("isnan", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isinf(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isinf)(x)
     return bind("isinf", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isfinite(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return logical_and(isfinite(real(x)), isfinite(imag(x)))
     if x.dtype.kind != "f":
         return full(x.shape, True)
     return logical_not(logical_or(isnan(x), isinf(x)))
@@ -623,27 +672,57 @@ def _accumulated(a, dtype):
     return a
 
 
+def _masked(a, where_, fill):
+    """a with fill wherever the mask where_ (broadcast against a) is False: the values a
+    reduction with `where=` leaves out are replaced by its identity (as jax.numpy)."""
+    if where_ is None:
+        return a
+    return prim.where(_to_bool(where_), a, fill)
+
+
+def _identity_of(op_name, dt):
+    """The identity of max (-inf or the smallest integer) or min for dtype dt."""
+    if dt == np.bool_:
+        return op_name == "min"
+    if dt.kind == "f":
+        return -np.inf if op_name == "max" else np.inf
+    info = np.iinfo(dt)
+    return info.min if op_name == "max" else info.max
+
+
+def _needs_initial(name, initial, where_):
+    if where_ is not None and initial is None:
+        raise ValueError(f"reduction operation {name!r} does not have an identity, so to use a "
+                         f"where mask one has to specify 'initial'")
+
+
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = prim.sum(_accumulated(a, dtype), axis, keepdims)
+    _no(out)
+    a = _accumulated(a, dtype)
+    r = prim.sum(_masked(a, where, 0), axis, keepdims)
     return r if initial is None else add(r, initial)
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _no(out, where)
-    r = prim.prod(_accumulated(a, dtype), axis, keepdims)
+    _no(out)
+    a = _accumulated(a, dtype)
+    r = prim.prod(_masked(a, where, 1), axis, keepdims)
     return r if initial is None else multiply(r, initial)
 
 
 def max(a, axis=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = prim.max(asarray(a), axis, keepdims)
+    _no(out)
+    _needs_initial("max", initial, where)
+    a = asarray(a)
+    r = prim.max(_masked(a, where, _identity_of("max", a.dtype)), axis, keepdims)
     return r if initial is None else maximum(r, initial)
 
 
 def min(a, axis=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = prim.min(asarray(a), axis, keepdims)
+    _no(out)
+    _needs_initial("min", initial, where)
+    a = asarray(a)
+    r = prim.min(_masked(a, where, _identity_of("min", a.dtype)), axis, keepdims)
     return r if initial is None else minimum(r, initial)
 
 
@@ -651,29 +730,45 @@ amax, amin = max, min
 
 
 def all(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    _no(out, where)
-    return prim.min(_to_bool(a), axis, keepdims)
+    _no(out)
+    return prim.min(_masked(_to_bool(a), where, True), axis, keepdims)
 
 
 def any(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    _no(out, where)
-    return prim.max(_to_bool(a), axis, keepdims)
+    _no(out)
+    return prim.max(_masked(_to_bool(a), where, False), axis, keepdims)
+
+
+def _count(a, axis, keepdims, where_):
+    """How many elements a reduction over axis averages: a static number, or with a mask
+    the number of True entries (in a's float dtype)."""
+    axes = prim.normalize_axes(axis, a.ndim)
+    if where_ is None:
+        return np.asarray(math.prod(a.shape[x] for x in axes), a.dtype)
+    m = prim.broadcast_to(_to_bool(where_), a.shape)
+    return prim.sum(_cast(m, a.dtype), axes, keepdims)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
-    _no(out, where)
-    return prim.mean(_as_float(a) if dtype is None else astype(a, dtype), axis, keepdims)
+    _no(out)
+    a = _as_float(a) if dtype is None else astype(a, dtype)
+    if where is None:
+        return prim.mean(a, axis, keepdims)
+    return divide(sum(a, axis, keepdims=keepdims, where=where), _count(a, axis, keepdims, where))
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, correction=None):
-    _no(out, where)
+    _no(out)
     a = _as_float(a)
     ddof = ddof if correction is None else correction
     axes = prim.normalize_axes(axis, a.ndim)
-    n = math.prod(a.shape[x] for x in axes)
-    d = subtract(a, mean(a, axes, keepdims=True))
-    s = sum(multiply(d, d), axes, keepdims=keepdims)
-    r = divide(s, np.asarray(builtins.max(n - ddof, 0), a.dtype))
+    d = subtract(a, mean(a, axes, keepdims=True, where=where))
+    sq = real(multiply(d, conj(d))) if d.dtype.kind == "c" else multiply(d, d)   # |d|^2
+    s = sum(sq, axes, keepdims=keepdims, where=where)
+    n = _count(a, axes, keepdims, where)
+    n = (np.maximum(np.real(n) - ddof, 0).astype(s.dtype) if where is None
+         else maximum(subtract(real(n), ddof), 0))
+    r = divide(s, n)
     return r if dtype is None else astype(r, dtype)
 
 
@@ -681,11 +776,9 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     return sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, correction=correction))
 
 
-def _no(out, where_):
+def _no(out):
     if out is not None:
         raise NotImplementedError("out= is not supported: lgc arrays are immutable")
-    if where_ is not None:
-        raise NotImplementedError("where= in reductions is not supported yet")
 
 
 def _arg(op, a, axis, keepdims):
@@ -1233,20 +1326,71 @@ def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     return f(arr)
 
 
+def _vector_norm(x, ord, axis, keepdims):  # noqa: A002 (NumPy's name)
+    if ord is None or ord == 2:
+        return sqrt(sum(multiply(x, x), axis, keepdims=keepdims))
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid order {ord!r} for vector norm")
+    if ord == np.inf:
+        return max(abs(x), axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return min(abs(x), axis, keepdims=keepdims)
+    if ord == 0:
+        return sum(not_equal(x, 0), axis, dtype=x.dtype, keepdims=keepdims)
+    if ord == 1:
+        return sum(abs(x), axis, keepdims=keepdims)
+    p = np.asarray(ord, x.dtype)
+    return power(sum(power(abs(x), p), axis, keepdims=keepdims), np.asarray(1 / p, x.dtype))
+
+
+def _singular_value_norm(x, ord, axes, keepdims):  # noqa: A002
+    """Matrix norms of the singular values: 2 (the largest), -2 (the smallest), 'nuc' (their
+    sum). The hook for a device SVD: until lgc.numpy.linalg has one, these are refused
+    rather than approximated by another norm."""
+    raise NotImplementedError(
+        f"lnp.linalg.norm(ord={ord!r}) of a matrix needs its singular values (an SVD), which "
+        f"lgc does not have yet; ord='fro', 1, -1, inf and -inf work")
+
+
+def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002
+    """jax.numpy's matrix norms over the axis pair (rows, cols) = axes."""
+    rows, cols = axes
+    if ord in (None, "fro"):
+        return sqrt(sum(multiply(x, x), axes, keepdims=keepdims))
+    if ord in (1, -1, np.inf, -np.inf):
+        inner, outer = (rows, cols) if ord in (1, -1) else (cols, rows)   # 1: max column sum
+        if not keepdims and outer > inner:
+            outer -= 1
+        pick = max if ord in (1, np.inf) else min
+        return pick(sum(abs(x), inner, keepdims=keepdims), outer, keepdims=keepdims)
+    if ord in (2, -2, "nuc"):
+        return _singular_value_norm(x, ord, axes, keepdims)
+    raise ValueError(f"Invalid order {ord!r} for matrix norm")
+
+
 class _Linalg:
     """lnp.linalg: what the core ops cover (norm, det)."""
 
     @staticmethod
-    def norm(x, ord=None, axis=None, keepdims=False):
+    def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
+        """jax.numpy.linalg.norm: vector norms (any p, inf, -inf, 0) over one axis, matrix
+        norms ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' need an SVD) over two; axis None: the
+        2-norm of everything for ord None, else a vector or matrix norm by x's rank. Of a
+        complex x, the norms of |x| (which the SVD ones are not: they refuse it anyway)."""
         x = _as_float(x)
-        if ord in (None, 2, "fro") and (axis is None or isinstance(axis, (int, np.integer))
-                                         or ord in (None, "fro")):
-            return sqrt(sum(multiply(x, x), axis, keepdims=keepdims))
-        if ord == 1 and isinstance(axis, (int, np.integer)):
-            return sum(abs(x), axis, keepdims=keepdims)
-        if ord in (np.inf, "inf") and isinstance(axis, (int, np.integer)):
-            return max(abs(x), axis, keepdims=keepdims)
-        raise NotImplementedError(f"norm with ord={ord!r}, axis={axis!r}")
+        x = abs(x) if x.dtype.kind == "c" else x
+        if axis is None:
+            if ord is None:
+                return sqrt(sum(multiply(x, x), keepdims=keepdims))
+            axis = tuple(range(x.ndim))
+        axes = (prim.normalize_axis(axis, x.ndim),) if not isinstance(axis, (tuple, list)) \
+            else tuple(prim.normalize_axis(a, x.ndim) for a in axis)
+        if len(axes) == 1:
+            return _vector_norm(x, ord, axes[0], keepdims)
+        if len(axes) == 2 and axes[0] != axes[1]:
+            return _matrix_norm(x, ord, axes, keepdims)
+        raise ValueError(f"Improper number of dimensions to norm: axis={axis!r} of a "
+                         f"{x.ndim}-d array")
 
     @staticmethod
     def det(a):
@@ -1254,6 +1398,8 @@ class _Linalg:
 
 
 from . import linalg  # noqa: E402  (lnp.linalg is lgc/trace/linalg.py; norm stays above)
+
+from . import fft  # noqa: E402  (lnp.fft: jax.numpy.fft, built on the functions above)
 
 
 def __getattr__(name):

@@ -53,6 +53,9 @@ def if_(ctx, node, cond):
     other = _run_subgraph(ctx, node.attr("else_branch"), [], env)
     outs = []
     for a, b in zip(then, other):
+        if any(v is None or isinstance(v, list) for v in (a, b)):
+            raise NotImplementedError("If with a data-dependent condition whose branches give "
+                                      "sequences or empty optionals")
         if a.type != b.type:
             raise NotImplementedError(f"If with a data-dependent condition whose branches give "
                                       f"different types ({a.type} vs {b.type})")
@@ -185,6 +188,9 @@ def scan(ctx, node, *inputs):
     body = node.attr("body")
     env = ctx.env
     n_scan_in = int(node.attr("num_scan_inputs"))
+    if not 0 < n_scan_in <= len(inputs):
+        raise ModelError(f"node {node.name!r} (Scan): num_scan_inputs {n_scan_in}, but the node "
+                         f"has {len(inputs)} inputs")
     n_state = len(inputs) - n_scan_in
     state, xs = list(inputs[:n_state]), list(inputs[n_state:])
     in_axes = list(node.attr("scan_input_axes", [0] * n_scan_in))
