@@ -103,7 +103,7 @@ def test_structural_lax_ops():
 
 # ---- JAX parity: values that used to be wrong without an error --------------------------------
 
-def test_norm_matrix_ords_and_refusals():
+def test_norm_matrix_ords():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((3, 4)).astype(np.float32)
     v = rng.standard_normal(5).astype(np.float32)
@@ -119,9 +119,14 @@ def test_norm_matrix_ords_and_refusals():
     for ord_, axis in ((1, (2, 1)), (np.inf, (0, 2)), ("fro", (1, 2)), (3, 1), (None, (0, 1))):
         np.testing.assert_allclose(np.asarray(norm(b, ord_, axis, keepdims=True)),
                                    np.linalg.norm(b, ord_, axis, keepdims=True), rtol=1e-5)
-    for ord_ in (2, -2, "nuc"):   # need an SVD: refused, never the Frobenius norm
-        with pytest.raises(NotImplementedError, match=f"ord={ord_!r}"):
-            norm(a, ord_)
+    for ord_, axis in ((2, None), (-2, None), ("nuc", None), (2, (2, 0)), ("nuc", (1, 2))):
+        x = a if axis is None else b     # singular values: 2.848-like, never the Frobenius norm
+        np.testing.assert_allclose(np.asarray(norm(x, ord_, axis, keepdims=axis is not None)),
+                                   np.linalg.norm(x.astype(np.float64), ord_, axis,
+                                                  keepdims=axis is not None), rtol=1e-5)
+    u, _, vt = np.linalg.svd(a.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(lgc.grad(lambda m: norm(m, 2))(a)), np.outer(u[:, 0], vt[0]),
+                               atol=1e-5)   # d sigma_max = u1 v1^T
     g = lgc.grad(lambda m: norm(m, 1))(a)   # the column with the largest |sum|
     want = np.zeros_like(a)
     j = np.argmax(np.abs(a).sum(0))

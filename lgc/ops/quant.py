@@ -402,4 +402,5 @@ def _no_nbits_gradient(op):
 
 OPS["qmatmul_nbits"].batch = batch_rules.leading_axes("qmatmul_nbits")
 OPS["qmatmul_nbits"].vjp = _no_nbits_gradient("qmatmul_nbits")
+OPS["dequantize_nbits"].batch = batch_rules.loop("dequantize_nbits")   # a stack of weight sets
 OPS["dequantize_nbits"].vjp = _no_nbits_gradient("dequantize_nbits")

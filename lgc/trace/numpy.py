@@ -1344,12 +1344,15 @@ def _vector_norm(x, ord, axis, keepdims):  # noqa: A002 (NumPy's name)
 
 
 def _singular_value_norm(x, ord, axes, keepdims):  # noqa: A002
-    """Matrix norms of the singular values: 2 (the largest), -2 (the smallest), 'nuc' (their
-    sum). The hook for a device SVD: until lgc.numpy.linalg has one, these are refused
-    rather than approximated by another norm."""
-    raise NotImplementedError(
-        f"lnp.linalg.norm(ord={ord!r}) of a matrix needs its singular values (an SVD), which "
-        f"lgc does not have yet; ord='fro', 1, -1, inf and -inf work")
+    """Matrix norms of the singular values (the core svd op without vectors, as
+    lnp.linalg.svdvals): 2 the largest, -2 the smallest, 'nuc' their sum."""
+    m = moveaxis(x, axes, (-2, -1))
+    s = bind("svd", m, full_matrices=0, compute_uv=0)
+    out = {2: max, -2: min, "nuc": sum}[ord](s, -1)
+    if keepdims:
+        for a in sorted(axes):
+            out = expand_dims(out, a)
+    return out
 
 
 def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002
@@ -1374,9 +1377,9 @@ class _Linalg:
     @staticmethod
     def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
         """jax.numpy.linalg.norm: vector norms (any p, inf, -inf, 0) over one axis, matrix
-        norms ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' need an SVD) over two; axis None: the
+        norms ('fro', 1, -1, inf, -inf, and 2, -2, 'nuc' of the singular values) over two; axis None: the
         2-norm of everything for ord None, else a vector or matrix norm by x's rank. Of a
-        complex x, the norms of |x| (which the SVD ones are not: they refuse it anyway)."""
+        complex x, the norms of |x|."""
         x = _as_float(x)
         x = abs(x) if x.dtype.kind == "c" else x
         if axis is None:
