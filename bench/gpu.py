@@ -4,12 +4,15 @@ Issue 4's GPU targets: 4096x4096 SGEMM >= 70% of cuBLAS FP32 (torch, TF32 off), 
 torchvision's ResNet-50 at batch 16 <= 2x PyTorch eager FP32. Sections, each timed against
 its peer in the same run, interleaved (A B A B):
 
-  sgemm   a staged sweep of gpu_gemm's parameters on the N^3 product (kernel time from
-          OpenCL profiling events): tile shapes first, then the staging knobs on the best
-          tile, then the best knobs on the best tiles. The winner is stored in a tuning
-          database, compiled through lgc, checked against torch in float64, and timed
-          against torch.matmul (TF32 off): kernel time (profiling events / CUDA events) and
-          wall time with operands already on the device.
+  sgemm   lgc's untuned default on the N^3 product (the parameters a compile picks with no
+          tuning database), compiled through lgc, checked against torch in float64, and
+          timed against torch.matmul (TF32 off): kernel time (profiling events / CUDA
+          events) and wall time with operands already on the device. The out-of-the-box
+          figure, reported first.
+  sgemm_sweep  a tuned figure, reported apart: a staged sweep of about 50 of gpu_gemm's
+          parameter sets on this exact shape (tile shapes first, then the staging knobs on
+          the best tile, then the best knobs on the best tiles); the winner is stored in a
+          database of its own and checked and timed as above.
   resnet  torchvision's resnet50 (seeded random weights, batch-norm statistics randomised)
           exported to ONNX at --batch; lgc's compile time, its output against torch's, and
           its latency with the input on the device (the buffers path lgc.jit runs) against
@@ -20,7 +23,8 @@ its peer in the same run, interleaved (A B A B):
   tune    `lgc tune` (lgc.runtime.tuner.tune) on the ResNet-50 graph within --tune-budget
           seconds, then the resnet timings again with the tuned database.
 
-Results go to --out (gpu.json, kernel tables, the tuning database) and a summary to stdout.
+Results go to --out (gpu.json, kernel tables, the tuning databases) and a summary to stdout;
+the resnet sections are untuned unless the tune section ran.
 On the GPU machine (../shared/gpu/README.md):
 
     source .whl/gpu-setup.sh && LGC_DEVICE=gpu python3 bench/gpu.py --out $OUT
@@ -127,17 +131,34 @@ def time_candidates(device, target, node, cands, runs: int = 5) -> list[tuple]:
     return out
 
 
-def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
-    """sweep=False: lgc's own choice (tuning database, else the heuristic), no search."""
+def _tflops(n: int):
+    return lambda s: 2.0 * n ** 3 / s / 1e12
+
+
+def sgemm(device, target, n: int, out: str) -> dict:
+    """lgc's untuned default on the N^3 product, the out-of-the-box figure: the parameters a
+    compile picks with no tuning database (the shipped defaults, else the heuristic)."""
+    from lgc.backends import gpu_gemm
+    graph = matmul_graph(n)
+    with env(LGC_TUNE_DB=os.path.join(out, "no-tuning-database.json")):    # never written
+        params = gpu_gemm.params_for(gpu_gemm.gemm_shape(graph.nodes[0]), target)
+    res = {"n": n, "figure": "untuned: lgc's default parameters, no tuning database",
+           "params": asdict(params)}
+    say(f"  untuned default {params}")
+    return sgemm_check_and_time(device, target, graph, params, res, _tflops(n))
+
+
+def sgemm_sweep(device, target, n: int, out: str) -> dict:
+    """A tuned figure, reported apart from the default: a staged sweep of about 50 candidates
+    on this exact shape (tile shapes first, then the staging knobs on the best tile, then the
+    best knobs on the best tiles), timed by lgc tune's timer; the winner is stored in a
+    database of its own (sgemm_sweep.json, read by no other section), compiled, timed."""
+    from pathlib import Path
+
     from lgc.backends import gpu_gemm, tuner, tuning
     graph = matmul_graph(n)
     node = graph.nodes[0]
-    flops = 2.0 * n ** 3
-    tf = lambda s: flops / s / 1e12   # noqa: E731
-    if not sweep:
-        best = gpu_gemm.params_for(gpu_gemm.gemm_shape(node), target)
-        res = {"n": n, "params": asdict(best), "source": "lgc's default (no tuning)"}
-        return sgemm_check_and_time(device, target, graph, best, res, tf)
+    tf = _tflops(n)
     t0 = time.perf_counter()
     stage1 = time_candidates(device, target, node, [_params(t, k, **gpu_gemm.WIDE_KNOBS) for t in TILES for k in (8, 16)])
     stage1.sort(key=lambda r: r[1])
@@ -156,10 +177,10 @@ def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
     (heur_s,) = [s for _, s in time_candidates(device, target, node, [heur])] or [float("inf")]
     sweep_s = time.perf_counter() - t0
     say(f"  best {best} {tf(best_s):.1f} TFLOP/s; heuristic {tf(heur_s):.1f}; sweep {sweep_s:.0f} s")
-
-    # the winner through lgc: stored as a tuning entry, compiled, checked, timed
-    tuning.save_entry(target, gpu_gemm.gemm_shape(node)[0], asdict(best), best_s)
-    res = {"n": n, "sweep_s": sweep_s, "candidates": len(ranked), "best": asdict(best),
+    tuning.save_entry(target, gpu_gemm.gemm_shape(node)[0], asdict(best), best_s,
+                      path=Path(out) / "sgemm_sweep.json")
+    res = {"n": n, "figure": f"tuned: the best of {len(ranked)} candidates swept on this exact shape",
+           "sweep_s": sweep_s, "candidates": len(ranked), "best": asdict(best),
            "best_kernel_ms": best_s * 1e3, "best_tflops": tf(best_s), "heuristic": asdict(heur),
            "heuristic_tflops": tf(heur_s),
            "top10": [(asdict(p), tf(s)) for p, s in ranked[:10]],
@@ -168,12 +189,15 @@ def sgemm(device, target, n: int, out: str, sweep: bool = True) -> dict:
 
 
 def sgemm_check_and_time(device, target, graph, params, res: dict, tf) -> dict:
-    """Compile the product through lgc, check it against float64, time it against cuBLAS."""
+    """Compile the product through lgc with these parameters, check it against float64, time
+    it against cuBLAS."""
     import pyopencl as cl
 
     import lgc
+    from lgc.backends import gpu_gemm, tuning
     n = graph.inputs[0].shape[0]
-    exe = lgc.compile(graph, device=device, target=target)
+    with tuning.forced({gpu_gemm.gemm_shape(graph.nodes[0])[0]: asdict(params)}):
+        exe = lgc.compile(graph, device=device, target=target)
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     (got,) = exe.run({"a": a, "b": b}).values()
@@ -224,7 +248,7 @@ def sgemm_check_and_time(device, target, graph, params, res: dict, tf) -> dict:
                 "kernel_ratio_lgc_over_cublas": med(k_torch) / med(k_lgc),
                 "lgc_wall_ms": med(walls["lgc"]) * 1e3, "cublas_wall_ms": med(walls["cublas"]) * 1e3,
                 "wall_ratio_lgc_over_cublas": med(walls["cublas"]) / med(walls["lgc"])})
-    say(f"  lgc {res['lgc_kernel_tflops']:.1f} TFLOP/s, cuBLAS {res['cublas_tflops']:.1f}: "
+    say(f"  {res['figure']}: lgc {res['lgc_kernel_tflops']:.1f} TFLOP/s, cuBLAS {res['cublas_tflops']:.1f}: "
         f"{100 * res['kernel_ratio_lgc_over_cublas']:.0f}% of cuBLAS (kernels), "
         f"{100 * res['wall_ratio_lgc_over_cublas']:.0f}% (wall, operands on the device)")
     return res
@@ -410,13 +434,13 @@ def tune_resnet(device, target, batch: int, out: str, smoke: bool, budget: float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for results")
-    ap.add_argument("--sections", default="sgemm,resnet,tune", help="comma-separated: sgemm, resnet, "
-                    "resnet1 (batch 1, with and without split-K), tune")
+    ap.add_argument("--sections", default="sgemm,sgemm_sweep,resnet,tune", help="comma-separated: sgemm (lgc's "
+                    "untuned default), sgemm_sweep (tuned on the exact shape), resnet, resnet1 (batch 1, "
+                    "with and without split-K), tune")
     ap.add_argument("--n", type=int, default=4096, help="SGEMM size")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tune-budget", type=float, default=90.0)
     ap.add_argument("--smoke", action="store_true", help="small sizes, GPU kernels forced on any device")
-    ap.add_argument("--no-sweep", action="store_true", help="sgemm: lgc's own choice only, no search")
     ap.add_argument("--variants", type=int, default=1, help="resnet: also time LGC_GPU_CONV_FOLD=0 and "
                     "the previous wide heuristic (0: lgc's default alone)")
     ap.add_argument("--deadline", type=float, default=1e9,
@@ -437,7 +461,9 @@ def main() -> int:
     todo = args.sections.split(",")
     RESULTS["_batch"] = args.batch
     if "sgemm" in todo:
-        section("sgemm", args.out, sgemm, device, target, args.n, args.out, not args.no_sweep)
+        section("sgemm", args.out, sgemm, device, target, args.n, args.out)
+    if "sgemm_sweep" in todo:
+        section("sgemm_sweep", args.out, sgemm_sweep, device, target, args.n, args.out)
     if "resnet" in todo:
         section("resnet", args.out, resnet, device, target, args.batch, args.out, args.smoke, "",
                 bool(args.variants))

@@ -7,7 +7,9 @@ over [tokens, hidden] with scale and bias) and a softmax written as max/exp/sum/
 fused row kernel in lgc, NumPy as its peer, and lgc's unfused five kernels). Each case compiles lgc twice, with the CPU
 vector row code off and on (lgc.backends.cpu_rows), and times old, new and the peer
 interleaved (A B C A B C), because the machine is shared: read the ratios. Kernel time is
-the sum of OpenCL profiling events; latency is the host-side call.
+the sum of OpenCL profiling events; latency is the host-side call. lgc runs on the OpenCL CPU
+device (LGC_DEVICE picks another), onnxruntime with as many intra-op threads as that device
+has compute units; the first lines name both and the CPU.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import os
 import sys
 import time
 
+import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import lgc_device, peer_threads, setup
 
 
 def onnx_model(kind: str, shape):
@@ -60,7 +62,7 @@ def lgc_graph(model):
     return optimize(import_graph(model, {"x": TensorType(dtypes.f32, shape)}))
 
 
-def compile_both(graph):
+def compile_both(graph, device):
     """{old, new}: executables with the CPU vector row code off / on."""
     from lgc.api import Executable
     from lgc.backends.program import lower
@@ -68,7 +70,7 @@ def compile_both(graph):
     try:
         for name, flag in (("old", "0"), ("new", "1")):
             os.environ["LGC_CPU_ROWVEC"] = flag
-            exes[name] = Executable(lower(graph), graph, profile=True)
+            exes[name] = Executable(lower(graph), graph, device, profile=True)
     finally:
         if saved is None:
             os.environ.pop("LGC_CPU_ROWVEC", None)
@@ -82,12 +84,12 @@ def np_softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def case(label, graph, x, peer_name, peer, runs, unfused=False):
-    exes = compile_both(graph)
+def case(label, graph, x, peer_name, peer, runs, device, unfused=False):
+    exes = compile_both(graph, device)
     if unfused:     # the same graph as one kernel per op, with the new row code
         from lgc.api import Executable
         from lgc.backends.program import lower
-        exes["unfused"] = Executable(lower(graph, fuse=False), graph, profile=True)
+        exes["unfused"] = Executable(lower(graph, fuse=False), graph, device, profile=True)
     feeds = {"x": x}
     ref = peer(x)
     for name, e in exes.items():       # warm-up (PoCL specialises at first launch) and check
@@ -164,21 +166,22 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=128, help="MiniLM: padded length (default 128)")
     ap.add_argument("--batch", type=int, default=1, help="MiniLM: sentences (default 1)")
     args = ap.parse_args(argv)
-    import onnxruntime as ort
+    from lgc.testing import onnxruntime_session
+    device = lgc_device()
+    threads = peer_threads(device)
+    print(setup(device, threads) + "\nNumPy: one thread (its ufuncs)", flush=True)
     rng = np.random.default_rng(0)
     for kind, shape in (("softmax", (12, 128, 128)), ("softmax", (12, 256, 256)),
                         ("layer_norm", (256, 384)), ("layer_norm", (128, 768))):
         model = onnx_model(kind, shape)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 2
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = onnxruntime_session(model, threads, spinning=True)
         x = rng.standard_normal(shape).astype(np.float32) * 3
         case(f"{kind} {list(shape)} (ONNX)", lgc_graph(model), x, "ort",
-             lambda v, s=sess: s.run(None, {"x": v})[0], args.runs)
+             lambda v, s=sess: s.run(None, {"x": v})[0], args.runs, device)
     for shape in ((12, 128, 128), (12, 256, 256)):
         x = rng.standard_normal(shape).astype(np.float32) * 3
         case(f"max/exp/sum/div {list(shape)} fused", decomposed_softmax(shape), x, "numpy",
-             np_softmax, args.runs, unfused=True)
+             np_softmax, args.runs, device, unfused=True)
     if args.minilm:
         minilm(max(args.runs // 2, 3), args.tokens, args.batch)
     return 0

@@ -7,7 +7,9 @@ in this process, once reading that database and once reading an empty one, check
 two agree with onnxruntime, and times tuned, untuned and onnxruntime interleaved (A B C A B
 C ...), with a second untuned build as a fourth peer: how far apart two identical builds read
 in the same run is the noise floor for tuned/untuned. Prints each median, the ratios, and
-which tuned entries changed the kernels.
+which tuned entries changed the kernels. lgc runs on the OpenCL CPU device (LGC_DEVICE picks
+another), onnxruntime with as many intra-op threads as that device has compute units; the
+first lines name both, the CPU, and which figures are tuned.
 
     python bench/tune.py [--model resnet50] [--budget 90] [--runs 15] [--db PATH] [--no-tune]
 """
@@ -20,13 +22,13 @@ import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
 import numpy as np
-from common import env, interleaved, load, say, write_json
+from common import env, interleaved, lgc_device, load, peer_threads, say, setup, write_json
 
 
-def _compile(model, db: str):
+def _compile(model, device, db: str):
     import lgc
     with env(LGC_TUNE_DB=db):
-        m = lgc.Model(model)
+        m = lgc.Model(model, device=device)
         return m.executable(m.default_types())
 
 
@@ -39,53 +41,47 @@ def main():
     ap.add_argument("--no-tune", action="store_true", help="use --db as it is, without tuning")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    import onnx
-    import onnxruntime as ort
-    from random_weights import light_model_path, randomize
-
     import lgc
     from lgc.runtime import tuner
     from lgc.frontend.onnx.importer import import_graph
     from lgc.passes import optimize
+    from lgc.testing import onnxruntime_session, random_light_model, scaled_error
     tmp = tempfile.mkdtemp(prefix="lgc-tune-bench-")
     db = args.db or os.path.join(tmp, "tuned.json")
     empty = os.path.join(tmp, "empty.json")
-    model = randomize(onnx.load(light_model_path(args.model)), 0)
-    last = model.graph.node[-1]
-    if last.op_type == "Softmax":  # random weights saturate it to one-hot: compare the logits too
-        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(last.input[0]))
-    dev = lgc.runtime.select_device()
-    print(f"device: {dev.describe()}; {args.model} (random weights), batch 1")
-    print(f"start: {load()}")
+    # random weights saturate a final Softmax to one-hot: the logits are compared too
+    model = random_light_model(args.model, 0)
+    dev = lgc_device()
+    threads = peer_threads(dev)
+    print(setup(dev, threads, tuning=f"'untuned' is out of the box (an empty tuning database), "
+                                     f"'tuned' reads {db}"))
+    print(f"{args.model} (random weights), batch 1; start: {load()}")
     results = {}
     if not args.no_tune:
-        m = lgc.Model(model)
+        m = lgc.Model(model, device=dev)
         graph = optimize(import_graph(m.model, m.default_types()), 2)
         os.environ["LGC_TUNE_DB"] = db
         t = time.perf_counter()
-        results = tuner.tune(graph, None, args.budget)
+        results = tuner.tune(graph, dev, args.budget)
         print(f"tuned {len(results)} ops in {time.perf_counter() - t:.1f} s (budget {args.budget:.0f} s) "
               f"into {db}; {load()}")
         os.environ.pop("LGC_TUNE_DB")
-    tuned, untuned = _compile(model, db), _compile(model, empty)
-    again = _compile(model, empty)       # the same untuned build twice: the A/A noise floor
+    tuned, untuned = _compile(model, dev, db), _compile(model, dev, empty)
+    again = _compile(model, dev, empty)       # the same untuned build twice: the A/A noise floor
     changed = sum(a != b for a, b in zip(tuned.program.launches, untuned.program.launches))
     print(f"kernels: {len(tuned.program.launches)} launches, {changed} differ from the untuned "
           f"build; sources {'differ' if tuned.program.source != untuned.program.source else 'SAME'}")
     for sig, (p, t, base) in results.items():
         if t < base:
             print(f"  {sig:<52} {p}  {base / t:.2f}x its default in the tuner")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = onnxruntime_session(model, threads, spinning=True)
     types = lgc.Model(model).default_types()
     rng = np.random.default_rng(0)
     feeds = {k: rng.standard_normal(tt.shape).astype(tt.dtype.np) for k, tt in types.items()}
     want = sess.run(None, feeds)
     for name, exe in (("tuned", tuned), ("untuned", untuned)):
         got = list(exe.run(feeds).values())
-        err = max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) or 1.0)) for g, w in zip(got, want))
+        err = max(scaled_error(g, w) for g, w in zip(got, want))
         print(f"{name}: max difference to onnxruntime {err:.2e} of the largest output")
         assert err < 1e-3, f"{name} disagrees with onnxruntime ({err:.2e})"
     peers = {"tuned": lambda: tuned.run(feeds), "untuned": lambda: untuned.run(feeds),

@@ -3,7 +3,7 @@
     python examples/cnn_digits.py [--epochs 40] [--finetune-epochs 10]
 
 Training is lgc.jit(value_and_grad) of a cross-entropy loss over lgc.nn.conv layers, with
-Adam in lgc.numpy, on the OpenCL device. The trained model is traced (at batch 1) to a
+Adam from lgc.optim, on the OpenCL device. The trained model is traced (at batch 1) to a
 graph, and each compression pass of lgc.compress is applied to it and measured on the
 held-out 20% (360 images):
 
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 import lgc  # noqa: E402
 import lgc.nn as nn  # noqa: E402
 import lgc.numpy as lnp  # noqa: E402
+import lgc.optim as optim  # noqa: E402
 import lgc.tree_util as tu  # noqa: E402
 
 
@@ -70,15 +71,15 @@ def loss(p, x, y):
     return -lnp.mean(lnp.take_along_axis(lp, y[:, None], axis=1))
 
 
+optimizer = optim.adam(2e-3)
+
+
 @lgc.jit
-def train_step(p, m, v, k, x, y, lr):
-    """One Adam step, k the 1-based step count."""
+def train_step(p, opt_state, x, y):
+    """One Adam step."""
     value, g = lgc.value_and_grad(loss)(p, x, y)
-    m = tu.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
-    v = tu.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
-    c1, c2 = 1 - 0.9 ** k, 1 - 0.999 ** k
-    p = tu.tree_map(lambda p, m, v: p - lr * (m / c1) / (lnp.sqrt(v / c2) + 1e-8), p, m, v)
-    return p, m, v, value
+    updates, opt_state = optimizer.update(g, opt_state, p)
+    return optim.apply_updates(p, updates), opt_state, value
 
 
 @lgc.jit
@@ -88,15 +89,13 @@ def predict(p, x):
 
 def train(xtr, ytr, epochs: int, seed: int, batch: int = 64, verbose=True, **sizes):
     params = init(seed, **sizes)
-    m, v = tu.tree_map(np.zeros_like, params), tu.tree_map(np.zeros_like, params)
-    rng, k = np.random.default_rng(seed), 0
+    opt_state = optimizer.init(params)
+    rng = np.random.default_rng(seed)
     for epoch in range(epochs):
         order = rng.permutation(len(xtr))
         for b in range(len(xtr) // batch):
             idx = order[b * batch:(b + 1) * batch]
-            k += 1
-            params, m, v, value = train_step(params, m, v, np.float32(k), xtr[idx], ytr[idx],
-                                             np.float32(2e-3))
+            params, opt_state, value = train_step(params, opt_state, xtr[idx], ytr[idx])
         if verbose and (epoch % 10 == 9 or epoch == 0):
             print(f"epoch {epoch + 1:3d}  loss {float(value):.4f}")
     return tu.tree_map(np.asarray, params)

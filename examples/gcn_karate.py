@@ -4,7 +4,7 @@ predict which club each member joined from a few labelled members.
 Message passing is a gather of the source nodes' features along the edges and a
 segment_sum into the destination nodes, with the symmetric normalisation
 1/sqrt(deg(u) deg(v)) over the graph with self loops. Trained with jit(value_and_grad) and
-Adam in lgc.numpy on the OpenCL device; the held-out accuracy is over the unlabelled nodes.
+Adam from lgc.optim on the OpenCL device; the held-out accuracy is over the unlabelled nodes.
 
     python examples/gcn_karate.py [--labelled 4] [--steps 200]
 """
@@ -17,7 +17,7 @@ import numpy as np
 import lgc
 import lgc.nn as nn
 import lgc.numpy as lnp
-import lgc.tree_util as tu
+import lgc.optim as optim
 
 
 def load_graph():
@@ -61,20 +61,17 @@ def main(labelled: int = 4, steps: int = 200, hidden: int = 16, seed: int = 0,
         nll = -lnp.mean(lnp.take_along_axis(lp, labels[train][:, None], axis=1))
         return nll + 5e-4 * lnp.sum(params["w1"] ** 2)
 
-    @lgc.jit
-    def step(params, m, v, k):
-        value, g = lgc.value_and_grad(loss)(params)
-        m = tu.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
-        v = tu.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
-        c1, c2 = 1 - 0.9 ** k, 1 - 0.999 ** k
-        params = tu.tree_map(lambda p, m, v: p - 0.01 * (m / c1) / (lnp.sqrt(v / c2) + 1e-8),
-                             params, m, v)
-        return params, m, v, value
+    optimizer = optim.adam(0.01)
 
-    m = tu.tree_map(np.zeros_like, params)
-    v = tu.tree_map(np.zeros_like, params)
+    @lgc.jit
+    def step(params, opt_state):
+        value, g = lgc.value_and_grad(loss)(params)
+        updates, opt_state = optimizer.update(g, opt_state, params)
+        return optim.apply_updates(params, updates), opt_state, value
+
+    opt_state = optimizer.init(params)
     for k in range(1, steps + 1):
-        params, m, v, value = step(params, m, v, np.float32(k))
+        params, opt_state, value = step(params, opt_state)
         if verbose and k % 50 == 0:
             print(f"step {k:4d}  loss {float(value):.4f}")
     pred = np.argmax(np.asarray(lgc.jit(model, static_argnums=5)(params, x, src, dst, weight, n)),

@@ -1,5 +1,5 @@
 """An MLP trained on scikit-learn's bundled digits (8x8 images, 10 classes), all on the
-OpenCL device: jit(value_and_grad) of a cross-entropy loss and Adam written in lgc.numpy.
+OpenCL device: jit(value_and_grad) of a cross-entropy loss and Adam from lgc.optim.
 
     python examples/mlp_digits.py [--epochs 30] [--hidden 128]
 
@@ -14,7 +14,7 @@ import numpy as np
 import lgc
 import lgc.nn as nn
 import lgc.numpy as lnp
-import lgc.tree_util as tu
+import lgc.optim as optim
 
 
 def load(seed: int = 0):
@@ -44,16 +44,15 @@ def loss(params, x, y):
     return -lnp.mean(lnp.take_along_axis(lp, y[:, None], axis=1))
 
 
+optimizer = optim.adam(1e-3)
+
+
 @lgc.jit
-def train_step(params, m, v, k, x, y, lr):
-    """One Adam step (Kingma & Ba), k the 1-based step count."""
+def train_step(params, opt_state, x, y):
+    """One Adam step: the loss's gradient, the optimizer's update, the new parameters."""
     value, g = lgc.value_and_grad(loss)(params, x, y)
-    m = tu.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
-    v = tu.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
-    c1, c2 = 1 - 0.9 ** k, 1 - 0.999 ** k
-    params = tu.tree_map(lambda p, m, v: p - lr * (m / c1) / (lnp.sqrt(v / c2) + 1e-8),
-                         params, m, v)
-    return params, m, v, value
+    updates, opt_state = optimizer.update(g, opt_state, params)
+    return optim.apply_updates(params, updates), opt_state, value
 
 
 @lgc.jit
@@ -65,17 +64,14 @@ def main(epochs: int = 30, hidden: int = 128, batch: int = 128, seed: int = 0,
          verbose: bool = True) -> float:
     xtr, ytr, xte, yte = load(seed)
     params = init(seed, [64, hidden, hidden, 10])
-    m = tu.tree_map(np.zeros_like, params)
-    v = tu.tree_map(np.zeros_like, params)
-    rng, k = np.random.default_rng(seed), 0
+    opt_state = optimizer.init(params)
+    rng = np.random.default_rng(seed)
     n_batches = len(xtr) // batch          # full batches only: one compiled signature
     for epoch in range(epochs):
         order = rng.permutation(len(xtr))
         for b in range(n_batches):
             idx = order[b * batch:(b + 1) * batch]
-            k += 1
-            params, m, v, value = train_step(params, m, v, np.float32(k), xtr[idx], ytr[idx],
-                                             np.float32(1e-3))
+            params, opt_state, value = train_step(params, opt_state, xtr[idx], ytr[idx])
         if verbose and (epoch % 10 == 9 or epoch == 0):
             print(f"epoch {epoch + 1:3d}  loss {float(value):.4f}")
     acc = float(np.mean(np.asarray(predict(params, xte)) == yte))

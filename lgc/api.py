@@ -16,10 +16,10 @@ from .ir.graph import Graph, TensorType
 from .passes import optimize
 from .runtime import compile_cache, select_device
 from .runtime.artifact import load_artifact
-from .runtime.executable import Executable, named_feeds
+from .runtime.executable import CallToRun, Executable, named_feeds
 
 
-class Model:
+class Model(CallToRun):
     """An ONNX model compiled on demand for each concrete input signature.
 
     Symbolic dimensions (batch, sequence) take their values from the arrays passed in; each
@@ -133,12 +133,6 @@ class Model:
         exe = self.executable(self._types_of(feeds), feeds)
         return exe.run({k: v for k, v in feeds.items() if k not in exe.static_values})
 
-    def __call__(self, *args, **kwargs):
-        feeds = dict(zip(self.inputs, args))
-        feeds.update(kwargs)
-        outs = list(self.run(feeds).values())
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
     def save(self, path, input_types: dict | None = None) -> None:
         self.executable(input_types or self.default_types()).save(path)
 
@@ -159,5 +153,11 @@ def compile(source, input_shapes: dict | None = None, device=None, opt_level: in
     return Model(source, input_shapes, device, opt_level, profile=profile, target=target)
 
 
-def load(path, device=None) -> Executable:
-    return load_artifact(path, device)
+def load(path, device=None, trusted_keys=None) -> Executable:
+    """The Executable in a .lgc artifact, every member verified against its digest table.
+
+    A .lgc is code (its kernels run as written), so load only artifacts from a source you
+    trust. `trusted_keys` (Ed25519 public keys, or PEM files holding them) makes that a
+    check: the artifact must carry a signature by one of them (`lgc compile --sign KEY`);
+    an unsigned or otherwise signed one raises SignatureError."""
+    return load_artifact(path, device, trusted_keys)

@@ -19,3 +19,7 @@ class InputError(LgcError):
 
 class ArtifactError(LgcError):
     """A .lgc file is truncated, corrupted, tampered with, or of an unknown format."""
+
+
+class SignatureError(ArtifactError):
+    """A .lgc is unsigned, signed by a key that is not trusted, or its signature does not match."""

@@ -8,7 +8,10 @@ import numpy as np
 
 from . import numpy as lnp
 from . import random
+from .ops import prim
 from .ops.core import bind
+from .scipy.special import logsumexp  # jax.nn.logsumexp is the same function
+from .trace.autodiff import stop_gradient
 
 
 def _float(x):
@@ -72,42 +75,37 @@ def leaky_relu(x, negative_slope=1e-2):
 
 
 def _one_axis(x, axis):
-    return lnp._norm_axis(axis, x.ndim) if isinstance(axis, (int, np.integer)) else None
+    return prim.normalize_axis(axis, x.ndim) if isinstance(axis, (int, np.integer)) else None
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, where=None):
+    """exp(x) / sum(exp(x)) over `axis`; `where` (broadcast to x) masks entries out: they
+    get 0, and the max and sum skip them (jax.nn.softmax)."""
     x, weak = _float(x)
     a = _one_axis(x, axis)
+    if where is not None:
+        return _masked_softmax(x, axis, where, log=False)
     if a is not None:
         return bind("softmax", x, axis=a)
     e = lnp.exp(lnp.subtract(x, lnp.max(x, axis, keepdims=True)))
     return lnp.divide(e, lnp.sum(e, axis, keepdims=True))
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, where=None):
+    """x - logsumexp(x) over `axis`; entries masked out by `where` get -inf."""
     x, weak = _float(x)
     a = _one_axis(x, axis)
+    if where is not None:
+        return _masked_softmax(x, axis, where, log=True)
     if a is not None:
         return bind("log_softmax", x, axis=a)
     return lnp.subtract(x, logsumexp(x, axis, keepdims=True))
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    """log(sum(b * exp(a))) with the max subtracted first (stable); -inf rows stay -inf."""
-    if b is not None or return_sign:
-        raise NotImplementedError("logsumexp with b= or return_sign=")
-    a, weak = _float(a)
-    m = lnp.max(a, axis, keepdims=True)
-    m = lnp.where(lnp.isfinite(m), m, 0.0)
-    s = lnp.log(lnp.sum(lnp.exp(lnp.subtract(a, m)), axis, keepdims=True))
-    out = lnp.add(s, m)
-    return out if keepdims else lnp.squeeze(out, lnp._norm_axes(axis, a.ndim))
-
-
 def one_hot(x, num_classes: int, dtype=None, axis=-1):
     """1 where x equals the class index along `axis`; out-of-range entries give all zeros."""
     x = lnp.asarray(x)
-    a = lnp._norm_axis(axis, x.ndim + 1)
+    a = prim.normalize_axis(axis, x.ndim + 1)
     classes = lnp.reshape(lnp.arange(num_classes), (num_classes,) + (1,) * (x.ndim - a))
     hit = lnp.equal(lnp.expand_dims(x, a), classes)
     return lnp.astype(hit, dtype or lnp.float32)
@@ -194,13 +192,9 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
 def segment_sum(data, segment_ids, num_segments: int | None = None):
     """out[s] = sum of data[i] with segment_ids[i] == s (jax.ops.segment_sum); ids out of
     range are dropped. One scatter_nd with add over a zero array."""
-    data, ids = lnp.asarray(data), lnp.asarray(segment_ids)
     if num_segments is None:
         raise ValueError("segment_sum needs a static num_segments under lgc")
-    out = lnp.zeros((num_segments,) + data.shape[1:], data.dtype)
-    ids = lnp.astype(ids, lnp.int32)
-    ids = lnp.where(lnp.less(ids, 0), num_segments, ids)  # scatter_nd would wrap negatives
-    return bind("scatter_nd", out, lnp.reshape(ids, (-1, 1)), data, reduction="add")
+    return prim.segment_sum(lnp.asarray(data), lnp.asarray(segment_ids), num_segments)
 
 
 def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None,
@@ -220,6 +214,13 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None
         t, s_ = logits.shape[-2:]
         logits = lnp.where(lnp.tri(t, s_, dtype=bool), logits, big_neg)
     return lnp.einsum("bnts,bsnh->btnh", softmax(logits, axis=-1), v)
+
+
+def _scaled(scale, mode, distribution):
+    """A named variance_scaling initializer (glorot_uniform, he_normal, ...), as jax's."""
+    def make(in_axis=-2, out_axis=-1, dtype=np.float32):
+        return initializers.variance_scaling(scale, mode, distribution, in_axis, out_axis, dtype)
+    return staticmethod(make)
 
 
 class initializers:  # noqa: N801 (jax.nn.initializers is a module)
@@ -268,25 +269,80 @@ class initializers:  # noqa: N801 (jax.nn.initializers is a module)
             raise ValueError(f"unknown distribution {distribution!r}")
         return init
 
-    @staticmethod
-    def glorot_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def glorot_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_avg", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def lecun_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def he_normal(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(2.0, "fan_in", "truncated_normal", in_axis, out_axis, dtype)
-
-    @staticmethod
-    def he_uniform(in_axis=-2, out_axis=-1, dtype=np.float32):
-        return initializers.variance_scaling(2.0, "fan_in", "uniform", in_axis, out_axis, dtype)
-
+    glorot_uniform = _scaled(1.0, "fan_avg", "uniform")
+    glorot_normal = _scaled(1.0, "fan_avg", "truncated_normal")
+    lecun_normal = _scaled(1.0, "fan_in", "truncated_normal")
+    he_normal = _scaled(2.0, "fan_in", "truncated_normal")
+    he_uniform = _scaled(2.0, "fan_in", "uniform")
     xavier_uniform, xavier_normal = glorot_uniform, glorot_normal
     kaiming_normal, kaiming_uniform = he_normal, he_uniform
+
+
+# ---- jax.nn's other activations, and softmax with `where` -------------------------------------
+
+def _masked_softmax(x, axis, where, log: bool):
+    """softmax / log_softmax over `axis` of the entries `where` keeps (JAX's semantics: the
+    others give 0 / -inf, a row with none kept too); the max is held out of the gradient."""
+    keep = lnp.broadcast_to(lnp.asarray(where, dtype=bool), x.shape)
+    kept = lnp.where(keep, x, -np.inf)
+    m = lnp.max(kept, axis, keepdims=True)
+    shifted = lnp.subtract(kept, stop_gradient(lnp.where(lnp.isfinite(m), m, 0.0)))
+    e = lnp.where(keep, lnp.exp(shifted), 0.0)
+    total = lnp.sum(e, axis, keepdims=True)
+    total = lnp.where(lnp.equal(total, 0.0), 1.0, total)     # rows with nothing kept
+    if log:
+        return lnp.where(keep, lnp.subtract(shifted, lnp.log(total)), -np.inf)
+    return lnp.divide(e, total)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x):
+    """scale * elu(x, alpha) with Klambauer et al.'s self-normalising constants."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(_SELU_SCALE, elu(x, _SELU_ALPHA)), weak)
+
+
+def celu(x, alpha=1.0):
+    """max(x, 0) + alpha * expm1(min(x, 0) / alpha) (jax.nn.celu)."""
+    x, weak = _float(x)
+    neg = lnp.expm1(lnp.divide(lnp.minimum(x, 0.0), alpha))
+    return lnp._weak(lnp.add(lnp.maximum(x, 0.0), lnp.multiply(alpha, neg)), weak)
+
+
+def hard_tanh(x):
+    """x clipped to [-1, 1]."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.clip(x, -1.0, 1.0), weak)
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.divide(relu6(lnp.add(x, 3.0)), 6.0), weak)
+
+
+def hard_silu(x):
+    """x * hard_sigmoid(x)."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(x, hard_sigmoid(x)), weak)
+
+
+hard_swish = hard_silu
+
+
+def glu(x, axis=-1):
+    """Gated linear unit: the first half of x along `axis` times sigmoid of the second."""
+    x = lnp.asarray(x)
+    if x.shape[axis] % 2:
+        raise ValueError(f"glu: axis {axis} has odd size {x.shape[axis]}; it must split in two")
+    a, b = lnp.split(x, 2, axis)
+    return lnp.multiply(a, sigmoid(b))
+
+
+def mish(x):
+    """x * tanh(softplus(x)) (Misra 2019)."""
+    x, weak = _float(x)
+    return lnp._weak(lnp.multiply(x, lnp.tanh(softplus(x))), weak)

@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 from . import numpy as lnp
+from .ops import prim
 from .ops.core import bind
+from .scipy._erf import erfinv_giles
 
 _U32 = np.uint32
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -75,7 +77,7 @@ def fold_in(key, data):
 
 
 def bits(key, shape=(), dtype=_U32):
-    shape = lnp._shape_tuple(shape)
+    shape = prim.shape_tuple(shape)
     n = math.prod(shape)
     if n == 0:
         return lnp.zeros(shape, _U32)
@@ -94,19 +96,10 @@ def uniform(key, shape=(), dtype=np.float32, minval=0.0, maxval=1.0):
 
 
 def _erfinv(x):
-    """XLA's float32 erfinv (Giles' polynomials in w = -log(1 - x^2))."""
-    small = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
-             -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
-    large = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
-             -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+    """XLA's float32 erfinv: Giles' polynomials in w = -log1p(-x^2)."""
     w = lnp.negative(lnp.log1p(lnp.negative(lnp.multiply(x, x))))
-    lt = lnp.less(w, 5.0)
-    w = lnp.where(lt, lnp.subtract(w, 2.5), lnp.subtract(lnp.sqrt(w), 3.0))
-    p = lnp.where(lt, np.float32(small[0]), np.float32(large[0]))
-    for a, b in zip(small[1:], large[1:]):
-        p = lnp.add(lnp.where(lt, np.float32(a), np.float32(b)), lnp.multiply(p, w))
     inf = lnp.where(lnp.greater(x, 0), np.float32(np.inf), np.float32(-np.inf))
-    return lnp.where(lnp.equal(lnp.abs(x), 1.0), inf, lnp.multiply(p, x))
+    return lnp.where(lnp.equal(lnp.abs(x), 1.0), inf, erfinv_giles(x, w))
 
 
 def normal(key, shape=(), dtype=np.float32):
@@ -118,7 +111,7 @@ def normal(key, shape=(), dtype=np.float32):
 
 def bernoulli(key, p=0.5, shape=None):
     p = lnp.asarray(p)
-    shape = lnp.shape(p) if shape is None else lnp._shape_tuple(shape)
+    shape = lnp.shape(p) if shape is None else prim.shape_tuple(shape)
     return lnp.less(uniform(key, shape), p)
 
 
@@ -140,7 +133,7 @@ def permutation(key, x):
 
 def choice(key, a, shape=(), replace=True):
     n = int(a) if isinstance(a, (int, np.integer)) else lnp.shape(a)[0]
-    shape = lnp._shape_tuple(shape)
+    shape = prim.shape_tuple(shape)
     if replace:
         idx = randint(key, shape, 0, n)
     else:
@@ -159,3 +152,39 @@ def truncated_normal(key, lower, upper, shape=(), dtype=np.float32):
     lo = np.nextafter(np.float32(lower), np.float32(np.inf))
     hi = np.nextafter(np.float32(upper), np.float32(-np.inf))
     return lnp.clip(out, lo, hi)
+
+
+def gumbel(key, shape=(), dtype=np.float32):
+    """Standard Gumbel samples, -log(-log(u)) with u uniform in [tiny, 1) (as jax.random)."""
+    u = uniform(key, shape, dtype, np.finfo(dtype).tiny, 1.0)
+    return lnp.negative(lnp.log(lnp.negative(lnp.log(u))))
+
+
+def categorical(key, logits, axis: int = -1, shape=None, replace: bool = True):
+    """Class indices drawn with probabilities softmax(logits) along `axis` (jax.random's
+    Gumbel-max trick: argmax of logits plus Gumbel noise). `shape` (default: logits' shape
+    without `axis`) must end with that batch shape; its leading part draws independent
+    samples. replace=False draws distinct classes (top-k of one perturbation)."""
+    logits = lnp.asarray(logits)
+    if logits.dtype.kind != "f":
+        logits = lnp.astype(logits, np.float32)
+    axis = prim.normalize_axis(axis, logits.ndim)
+    batch_shape = logits.shape[:axis] + logits.shape[axis + 1:]
+    shape = batch_shape if shape is None else prim.shape_tuple(shape)
+    if shape[len(shape) - len(batch_shape):] != batch_shape:
+        raise ValueError(f"categorical: shape {shape} must end with the batch shape "
+                         f"{batch_shape} of logits {logits.shape} without axis {axis}")
+    prefix = shape[:len(shape) - len(batch_shape)]
+    if replace:
+        noisy = lnp.add(gumbel(key, prefix + logits.shape, logits.dtype), logits)
+        # argmax over the last axis: lgc.jit fails to build an argmax over another axis
+        # fused with the elementwise ops before it (undeclared 'j' in the kernel)
+        noisy = lnp.moveaxis(noisy, len(prefix) + axis, -1)
+        return lnp.astype(lnp.argmax(noisy, axis=-1), np.int32)
+    k = math.prod(prefix)
+    n = logits.shape[axis]
+    if k > n:
+        raise ValueError(f"categorical: {k} samples without replacement from {n} classes")
+    noisy = lnp.moveaxis(lnp.add(logits, gumbel(key, logits.shape, logits.dtype)), axis, -1)
+    _, idx = bind("topk", noisy, axis=noisy.ndim - 1, k=int(k), largest=1)
+    return lnp.reshape(lnp.moveaxis(lnp.astype(idx, np.int32), -1, 0), shape)

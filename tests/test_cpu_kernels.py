@@ -124,6 +124,8 @@ CONVS = [  # x shape, w shape, attrs, W constant, bias
     ((1, 2, 3, 4, 5), (4, 2, 2, 3, 2), {"pads": (0, 1, 1, 1, 0, 0)}, True, True),    # 3-D
     ((1, 3, 64, 64), (8, 3, 3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True),  # stride-2
     ((1, 2, 33, 64), (5, 2, 3, 3), {"strides": (2, 2), "pads": (0, 1, 2, 0)}, False, False),  # vload path
+    ((2, 40, 1, 1), (24, 40, 1, 1), {}, True, True),          # one position (squeeze-excitation): X @ W^T
+    ((1, 24, 1, 1), (40, 24, 1, 1), {}, True, False),
 ]
 
 
@@ -202,6 +204,9 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 12, 11, 11), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 3),          # shuffle folded
     ((1, 12, 10, 9), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, False, True, 4),
     ((1, 4, 1, 1), (1, 1), {}, True, False, 1),
+    ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # wide rows, many segments
+    ((1, 3, 6, 75), (5, 5), {"strides": (2, 2), "pads": (2, 2, 2, 2)}, True, False, 1),
+    ((1, 2, 4, 50), (3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True, True, 1),
 ]
 
 
@@ -323,3 +328,18 @@ def test_pool_rows_relu_residual(op, xs, at):
     assert kernels == ["pool_rows_relu_add"], kernels
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(want, 0) + r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])
+def test_constant_integer_powers_are_products(e):
+    """pow(x, 2 | 3 | 4) runs as products (PoCL's pow() is very slow); other exponents keep pow."""
+    rng = np.random.default_rng(3)
+    x = rand(rng, (5, 37))
+    g = GraphBuilder("pow")
+    v = g.input("x", TensorType(F32, x.shape))
+    graph = g.build([g.op("mul", [g.op("pow", [v, g.const(np.float32(e))]), g.const(np.float32(0.5))])])
+    program = lower(graph)
+    assert ("pow(" in program.source) == (e == 2.5)
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    want = np.power(x.astype(np.float64), e) * 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)

@@ -331,3 +331,16 @@ def test_cli_explain(tmp_path):
         assert main(["compile", str(path), "-o", str(tmp_path / "m.lgc"), "--explain"]) == 0
     text = out.getvalue()
     assert "1 kernel launches" in text and "exp" in text and "relu" in text and "graph output" in text
+
+
+def test_fused_producer_into_laned_argmax():
+    """argmax/argmin over a leading axis with a fused producer (u * 2): the CPU kernel keeps
+    several columns per work-item in lanes j, and the producer's code for the first element
+    must sit inside the lane loop (it once preceded it: undeclared identifier 'j')."""
+    import lgc
+    import lgc.numpy as lnp
+    u = np.random.default_rng(3).standard_normal((64, 10)).astype(np.float32)
+    for fn, ref in ((lnp.argmax, np.argmax), (lnp.argmin, np.argmin)):
+        for axis in (0, 1):
+            got = lgc.jit(lambda u: fn(u * 2, axis=axis))(u)
+            np.testing.assert_array_equal(np.asarray(got), ref(u * 2, axis))

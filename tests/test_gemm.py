@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lgc.backends.target import GFX803
-from lgc.ops.quant import tile_weights
+from lgc.ops.quant import pack_nbits, tile_weights
 from lgc.testing import build_op_graph, check_ops
 
 RNG = np.random.default_rng(0)
@@ -49,6 +49,14 @@ def _qconv(xs, ws, at, x, tm=0):
     return ("qconv", ins, at)
 
 
+def _nbits(lead, K, N, block, zeros):
+    """qmatmul_nbits cases: onnxruntime's MatMulNBits layout, with or without zero points."""
+    G = -(-K // block)
+    b, s, z = pack_nbits(RNG.integers(0, 16, (K, N)), _scales(G * N).reshape(G, N),
+                         RNG.integers(0, 16, (G, N)) if zeros else None, block)
+    return ("qmatmul_nbits", [_f(*lead, K), b, s] + ([z] if zeros else []), {"k": K, "block_size": block})
+
+
 CONVS = [((1, 3, 9, 9), (8, 3, 3, 3), {"pads": (1, 1, 1, 1)}),
          ((2, 4, 8, 8), (6, 4, 1, 1), {}),
          ((1, 4, 9, 9), (4, 2, 3, 3), {"strides": (2, 2), "group": 2, "pads": (0, 1, 0, 1)}),
@@ -60,6 +68,11 @@ READERS = {
     "rows-columns f16": [("matmul", [_f(17, 9).astype(np.float16), _f(9, 23).astype(np.float16)], {})],
     "rows-columns int8": [_qmatmul(M, K, N, x) for M, K, N in [(5, 33, 17), (16, 40, 64), (3, 5, 1)]
                           for x in ("f32", "u8", "rows")],
+    # GPUs: up to 16 rows GEMV, 17 the local-memory GEMM; CPU: 1-2 rows summing levels, more
+    # scaling them in registers; ragged K (a partial block, single k past the last step) and N
+    "rows-nbits int4": [_nbits(lead, K, N, bs, z) for lead, K, N, bs, z in
+                        [((1,), 100, 40, 32, True), ((3,), 64, 7, 16, False), ((2, 5), 300, 33, 128, True),
+                         ((17,), 129, 5, 64, True), ((1,), 256, 64, 128, False), ((2,), 72, 9, 16, True)]],
     "rows-im2col f32": [("conv", [_f(*xs), _f(*ws), _f(ws[0])], at) for xs, ws, at in CONVS],
     "rows-im2col int8": [_qconv(xs, ws, at, x) for xs, ws, at in CONVS for x in ("f32", "u8")],
     "tiled-im2col int8": [_qconv(xs, ws, at, x, tm) for xs, ws, at in CONVS for x in ("f32", "u8")
@@ -117,3 +130,22 @@ def test_requantizing_epilogue_on_the_gpu_schedule():
     want = np.clip(np.rint(y / np.float32(0.01)) + 3, 0, 255)
     assert got.dtype == np.uint8
     assert np.abs(got.astype(np.float64) - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+@pytest.mark.parametrize("target", [None, GFX803], ids=["cpu-tile", "gpu-local"])
+def test_epilogue_reads_full_shaped_operands_at_their_own_rows(target):
+    """An epilogue operand shaped like C (here the other matmul's result) is read at C's row
+    and column: the CPU tile once indexed it at m0 + i * N instead of (m0 + i) * N, which only
+    shapes with broadcast operands (bias, per-channel scale) had never exposed."""
+    import lgc
+    from lgc.api import Executable
+
+    def f(a, c, w, d):
+        return (a @ w) * (c @ w) + d
+    for shape in [(64, 2, 32), (17, 9, 23), (2, 16, 5, 48)]:
+        *lead, M, K, N = shape
+        a, c, w, d = _f(*lead, M, K), _f(*lead, M, K), _f(K, N), _f(*lead, M, N)
+        exe = Executable.from_graph(lgc.make_ir(f)(a, c, w, d), target=target)
+        assert len(exe.program.launches) == 2, "the mul and add should fuse into the second matmul"
+        got = exe(a, c, w, d)
+        np.testing.assert_allclose(got, (a @ w) * (c @ w) + d, rtol=1e-4, atol=1e-4, err_msg=str(shape))

@@ -210,6 +210,10 @@ SPECIAL = {
 def test_constants_of_every_dtype_are_bitwise_exact(dt, n):
     if dt.is_bool:
         vals = np.array([True, False] * n, dtype=np.bool_)[:n]
+    elif dt.is_complex:   # both parts run through the float specials, one a NaN with a payload
+        parts = np.resize(np.array(SPECIAL["f"], dtype=np.float32)[::-1], 2 * n)
+        parts.view(np.uint32)[-1] = 0xffc00001
+        vals = parts.view(dt.np)
     elif dt.is_float:
         with np.errstate(all="ignore"):
             vals = np.resize(np.array(SPECIAL["f"], dtype=dt.np), n)
@@ -227,7 +231,7 @@ def test_constants_of_every_dtype_are_bitwise_exact(dt, n):
     c = b.const(vals, name="w")
     text = _roundtrip(b.build([c]))
     assert ("@w : " in text) == (n > INLINE_LIMIT)
-    if dt.is_float and n > 1 and n <= INLINE_LIMIT:
+    if (dt.is_float or dt.is_complex) and n > 1 and n <= INLINE_LIMIT:
         assert "inf" in text and "0x" in text  # payload NaN printed as bits
 
 

@@ -1,6 +1,7 @@
 """Offline GCN check (docs/HARDWARE.md): the kernels chosen for gfx803 compile with LLVM for polaris10
-without scratch and reach at least 4 waves per SIMD. Skipped where clang-16/libclc-16 are
-missing (scripts/install.sh installs them on Debian/Ubuntu)."""
+without scratch and reach at least 4 waves per SIMD. Fails, saying so, where clang-16/libclc-16
+are missing (scripts/install.sh installs them on Debian/Ubuntu; tests/conftest.py turns the
+skip into a failure)."""
 import re
 
 import pytest
@@ -120,3 +121,27 @@ def test_resnet50_int8_kernels_on_gfx803(mode):
     table = isa.report(res, prog)
     for r in res:
         assert r.lds_bytes > 0 and not r.spills and r.waves >= 4, f"{r.name}\n{table}"
+
+
+def test_int4_kernels_on_gfx803():
+    """qmatmul_nbits for gfx803: the GEMV (one row) and the local-memory GEMM (64 rows),
+    Llama-sized, compile without scratch and reach >= 4 waves per SIMD."""
+    import numpy as np
+
+    from lgc.backends.program import lower
+    from lgc.backends.target import GFX803, use_target
+    from lgc.ops.quant import pack_nbits
+    from lgc.testing import build_op_graph
+    rng = np.random.default_rng(0)
+    K, N, block = 4096, 512, 128
+    res = []
+    for M in (1, 64):
+        b, s, z = pack_nbits(rng.integers(0, 16, (K, N)), rng.uniform(size=(K // block, N)),
+                             rng.integers(0, 16, (K // block, N)), block)
+        g = build_op_graph("qmatmul_nbits", [np.zeros((M, K), np.float32), b, s, z], {"k": K, "block_size": block})
+        with use_target(GFX803):
+            res += isa.program_resources(lower(g))
+    table = isa.report(res)
+    assert len(res) == 2 and all(r.lds_bytes > 0 for r in res), table
+    for r in res:
+        assert not r.spills and r.waves >= 4, f"{r.name}\n{table}"

@@ -10,6 +10,7 @@ import pytest
 import lgc
 import lgc.numpy as lnp
 from lgc.ops import core, prim
+from lgc.testing import numerical_grad
 
 rng = np.random.default_rng(0)
 INPUTS = {
@@ -151,6 +152,16 @@ CASES = [
       lambda x: x[2:3], "x"),
     C("pad_edge", lambda x: prim.pad(x, [(1, 1), (0, 2)], mode="edge"),
       lambda x: np.pad(x, [(1, 1), (0, 2)], mode="edge"), "x"),
+    C("squeeze", lambda x: prim.squeeze(prim.reshape(x, (3, 1, 4)), 1),
+      lambda x: x.reshape(3, 1, 4).squeeze(1), "x", grad=True),
+    C("squeeze_all", lambda v: prim.squeeze(prim.reshape(v, (1, 4, 1))),
+      lambda v: v.reshape(1, 4, 1).squeeze(), "v"),
+    C("split_sections", lambda t: prim.split(t, 2)[1], lambda t: np.split(t, 2)[1], "t",
+      grad=True),
+    C("split_indices", lambda t: prim.split(t, [1, 3], axis=-1)[2],
+      lambda t: np.split(t, [1, 3], axis=-1)[2], "t", grad=True),
+    C("strided_slice", lambda t: prim.strided_slice(t, (1, 2, 0), (1, -1, 2), (1, 2, 2)),
+      lambda t: t[1:2, 2:0:-1, 0::2], "t", grad=True),
     # indexing
     C("take", lambda x, idx: prim.take(x, idx, axis=1), lambda x, idx: np.take(x, idx, axis=1),
       "x", "idx", grad=True),
@@ -161,6 +172,8 @@ CASES = [
       lambda x: np.stack([np.zeros_like(x[0]), np.zeros_like(x[0]), x[0]]), "x"),
     C("take_along_axis", lambda x, k: prim.take_along_axis(x, k, axis=1),
       lambda x, k: np.take_along_axis(x, k, axis=1), "x", "tidx", grad=True),
+    C("take_along_axis_flat", lambda x, idx: prim.take_along_axis(x, idx, None),
+      lambda x, idx: np.take_along_axis(x, idx, None), "x", "idx", grad=True),
     # reductions and products
     C("sum", prim.sum, np.sum, "t", grad=True),
     C("sum_axis", lambda t: prim.sum(t, axis=1), lambda t: np.sum(t, axis=1), "t", grad=True),
@@ -171,6 +184,10 @@ CASES = [
     C("max_axis", lambda t: prim.max(t, -1), lambda t: np.max(t, -1), "t", grad=True),
     C("max_keepdims", lambda x: prim.max(x, 0, keepdims=True),
       lambda x: np.max(x, 0, keepdims=True), "x", grad=True),
+    C("min_keepdims", lambda x: prim.min(x, 0, keepdims=True),
+      lambda x: np.min(x, 0, keepdims=True), "x", grad=True),
+    C("prod", lambda p: prim.prod(p, 1), lambda p: np.prod(p, 1), "p", grad=True),
+    C("mean", lambda t: prim.mean(t, (0, 2)), lambda t: np.mean(t, (0, 2)), "t", grad=True),
     C("unbroadcast", lambda t: prim.unbroadcast(t, (3, 1)),
       lambda t: t.sum(0).sum(-1, keepdims=True), "t", grad=True),
     C("unbroadcast_same_shape", lambda x: prim.unbroadcast(x, (3, 4)), lambda x: x, "x"),
@@ -224,13 +241,8 @@ def _numeric_grad(ref, args, w, h=1e-3):
     """Central differences of sum(ref(x, *rest) * w) in float64, x = INPUTS[args[0]]."""
     x = INPUTS[args[0]].astype(np.float64)
     rest = [INPUTS[a] for a in args[1:]]
-    loss = lambda v: float(np.sum(np.asarray(ref(v, *rest), np.float64) * w))  # noqa: E731
-    g = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[k] = h
-        g[k] = (loss(x + e) - loss(x - e)) / (2 * h)
-    return g
+    return numerical_grad(lambda v: float(np.sum(np.asarray(ref(v, *rest), np.float64) * w)),
+                          x, h)
 
 
 def test_prim_grads_match_central_differences():

@@ -52,3 +52,19 @@ def test_type_error_names_node():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(ModelError, match=r"node 'mismatch' \(Add\).*do not broadcast"):
         lgc.compile(m).run({"x": np.zeros(2, np.float32), "z": np.zeros(3, np.float32)})
+
+
+def test_a_buffer_past_the_device_allocation_limit_is_an_lgc_error_naming_it():
+    """Not pyopencl's INVALID_BUFFER_SIZE or a MemoryError at the first run: a DeviceError
+    (an LgcError) before anything is allocated, naming the tensor."""
+    from types import SimpleNamespace
+
+    from lgc.backends.program import BufferSpec, Program
+    from lgc.errors import LgcError
+    from lgc.runtime.executor import _check_allocations
+    prog = Program(source="", buffers=[BufferSpec(64, "input", "x"), BufferSpec(4096, "temp", "h"),
+                                       BufferSpec(4096, "temp", arena=1)],
+                   launches=[], inputs=[], outputs=[])
+    tiny = SimpleNamespace(name="tiny", cl_device=SimpleNamespace(max_mem_alloc_size=1024))
+    with pytest.raises(LgcError, match=r"temp 'h' needs 4096 bytes, more than tiny allocates at once \(1024\)"):
+        _check_allocations(prog, tiny)

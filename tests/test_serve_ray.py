@@ -76,7 +76,8 @@ def test_cli_address_path_deploys_for_the_server(local_ray, artifact):
     """What `lgc serve small.lgc --address auto --name cli-dep` builds, minus the socket."""
     from lgc.tools.serve_cli import make_backend
     args = argparse.Namespace(address="auto", model=str(artifact / "small.lgc"), name="cli-dep",
-                              max_batch_size=2, model_version="1", device=None, no_warmup=False)
+                              max_batch_size=2, model_version="1", device=None, no_warmup=False,
+                                  trusted_keys=None)
     backend = make_backend(args)
     try:
         assert backend.name == "cli-dep" and backend.ready()

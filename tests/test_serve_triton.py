@@ -138,6 +138,7 @@ def test_datatypes_round_trip_through_tritonclient(binary):
     feeds = {"h": rng.standard_normal((2, 3)).astype(np.float16),
              "i": rng.integers(-2**50, 2**50, (2, 2)), "b": np.array([True, False]),
              "u": rng.integers(0, 256, (2, 2)).astype(np.uint8)}
+    feeds["h"][0] = [np.nan, np.inf, -np.inf]       # JSON answers carry them as "NaN", ...
     backend = EchoBackend()
     want = backend.infer(feeds)
     with ThreadedServer(make_app(backend)) as srv:
@@ -200,6 +201,10 @@ def test_lgc_serve_cli_refuses_bad_settings(small_onnx):
     assert r.returncode == 1 and "--queue-size must be at least 1" in r.stderr
     r = run("missing.lgc")
     assert r.returncode == 1 and "does not exist" in r.stderr
+    r = run(str(small_onnx), "--body-memory-mb", "10", "--max-body-mb", "20")
+    assert r.returncode == 1 and "--body-memory-mb (10) must be at least --max-body-mb (20)" in r.stderr
+    r = run(str(small_onnx), "--header-timeout-s", "0")
+    assert r.returncode == 1 and "--header-timeout-s must be at least" in r.stderr
 
 
 @pytest.mark.slow

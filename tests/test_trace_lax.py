@@ -99,3 +99,123 @@ def test_structural_lax_ops():
         np.testing.assert_allclose(out[7], a.sum((1, 2)), rtol=1e-5)
         np.testing.assert_array_equal(out[8], np.clip(a, -0.5, 0.5))
         np.testing.assert_array_equal(out[9], np.pad(a, [(0, 0), (1, 2), (0, 1)]))
+
+
+# ---- JAX parity: values that used to be wrong without an error --------------------------------
+
+def test_norm_matrix_ords():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    v = rng.standard_normal(5).astype(np.float32)
+    v[2] = 0.0
+    norm = lnp.linalg.norm
+    for ord_ in (None, "fro", 1, -1, np.inf, -np.inf):
+        np.testing.assert_allclose(np.asarray(norm(a, ord_)), np.linalg.norm(a, ord_), rtol=1e-5)
+    for ord_ in (None, 1, 2, 3, 0.5, -1, -2, 0, np.inf, -np.inf):
+        with np.errstate(divide="ignore"):   # negative orders of a vector with a zero
+            want = np.linalg.norm(v, ord_)
+        np.testing.assert_allclose(np.asarray(norm(v, ord_)), want, rtol=1e-5)
+    b = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    for ord_, axis in ((1, (2, 1)), (np.inf, (0, 2)), ("fro", (1, 2)), (3, 1), (None, (0, 1))):
+        np.testing.assert_allclose(np.asarray(norm(b, ord_, axis, keepdims=True)),
+                                   np.linalg.norm(b, ord_, axis, keepdims=True), rtol=1e-5)
+    for ord_, axis in ((2, None), (-2, None), ("nuc", None), (2, (2, 0)), ("nuc", (1, 2))):
+        x = a if axis is None else b     # singular values: 2.848-like, never the Frobenius norm
+        np.testing.assert_allclose(np.asarray(norm(x, ord_, axis, keepdims=axis is not None)),
+                                   np.linalg.norm(x.astype(np.float64), ord_, axis,
+                                                  keepdims=axis is not None), rtol=1e-5)
+    u, _, vt = np.linalg.svd(a.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(lgc.grad(lambda m: norm(m, 2))(a)), np.outer(u[:, 0], vt[0]),
+                               atol=1e-5)   # d sigma_max = u1 v1^T
+    g = lgc.grad(lambda m: norm(m, 1))(a)   # the column with the largest |sum|
+    want = np.zeros_like(a)
+    j = np.argmax(np.abs(a).sum(0))
+    want[:, j] = np.sign(a[:, j])
+    np.testing.assert_allclose(np.asarray(g), want)
+
+
+def test_sort_several_operands_by_keys():
+    k = np.array([[3, 1, 2, 1], [0, 0, -1, 5]], np.int32)
+    v = np.array([[10, 20, 30, 40], [1, 2, 3, 4]], np.float32)
+    w = np.array([[1, 0, 0, 9], [7, 8, 9, 6]], np.int32)
+    for out in (lax.sort((k, v)), lgc.jit(lambda k, v: lax.sort((k, v)))(k, v)):
+        assert isinstance(out, tuple) and len(out) == 2
+        order = np.argsort(k, -1, kind="stable")
+        np.testing.assert_array_equal(np.asarray(out[0]), np.take_along_axis(k, order, -1))
+        np.testing.assert_array_equal(np.asarray(out[1]), np.take_along_axis(v, order, -1))
+    ks, vs = lax.sort_key_val(k, v, dimension=0)
+    order = np.argsort(k, 0, kind="stable")
+    np.testing.assert_array_equal(np.asarray(vs), np.take_along_axis(v, order, 0))
+    out = lax.sort((k, w, v), num_keys=2)     # lexicographic on (k, w)
+    order = np.lexsort((w, k), axis=-1)
+    for got, want in zip(out, (k, w, v)):
+        np.testing.assert_array_equal(np.asarray(got), np.take_along_axis(want, order, -1))
+    np.testing.assert_array_equal(np.asarray(lax.sort(v[:, ::-1])), np.sort(v[:, ::-1]))
+    # NaN last, -0.0 == 0.0 (stable), ties in order; top_k: ties to the lower index, NaN first
+    x = np.array([1, 3, 3, np.nan, 2, -0.0, 0.0], np.float32)
+    _, perm = lax.sort_key_val(x, np.arange(7, dtype=np.int32))
+    np.testing.assert_array_equal(np.asarray(perm), [5, 6, 0, 4, 1, 2, 3])
+    vals, idx = lax.top_k(x, 4)
+    np.testing.assert_array_equal(np.asarray(idx), [3, 1, 2, 4])
+
+
+def test_lax_arithmetic_keeps_dtypes():
+    a = np.array([-7, 7, -8, 5], np.int32)
+    b = np.array([2, 2, -3, -5], np.int32)
+    q = lax.div(a, b)
+    assert q.dtype == np.int32
+    np.testing.assert_array_equal(np.asarray(q), np.trunc(a / b).astype(np.int32))
+    r = lax.rem(a, b)
+    assert r.dtype == np.int32
+    np.testing.assert_array_equal(np.asarray(r), np.fmod(a, b))
+    np.testing.assert_allclose(np.asarray(lax.div(np.float32(-7), np.float32(2))), -3.5)
+    assert lax.add(np.int8(3), 4).dtype == np.int8          # a Python scalar takes the type
+    for fn in (lax.add, lax.sub, lax.mul, lax.div, lax.rem, lax.max, lax.pow):
+        with pytest.raises(TypeError, match="same dtype"):
+            fn(a, b.astype(np.float32))
+
+
+def test_cond_and_switch_gradients_ignore_the_branch_not_taken():
+    def f(x):
+        return lax.cond(x > 0, lnp.sqrt, lambda x: -2 * x, x)
+
+    def h(x):
+        return lax.cond(x != 0, lambda x: 1 / x, lambda x: 3 * x, x)
+
+    def s(x):
+        i = lnp.astype(x > 0, lnp.int32) + lnp.astype(x > 1, lnp.int32)
+        return lax.switch(i, [lambda x: 5 * x, lnp.log, lnp.sqrt], x)
+
+    for fn, x, want in ((f, 0.0, -2.0), (f, 4.0, 0.25), (h, 0.0, 3.0), (h, 2.0, -0.25),
+                        (s, 0.0, 5.0), (s, 0.5, 2.0), (s, 4.0, 0.25)):
+        for g in (lgc.grad(fn), lgc.jit(lgc.grad(fn))):
+            np.testing.assert_allclose(float(g(np.float32(x))), want, rtol=1e-6)
+    # higher order: the untaken branch's second derivative (0 * inf) stays out too
+    np.testing.assert_allclose(float(lgc.grad(lgc.grad(h))(np.float32(0.0))), 0.0)
+    np.testing.assert_allclose(float(lgc.grad(lgc.grad(f))(np.float32(0.0))), 0.0)
+    gv = lgc.vmap(lgc.grad(f))(np.array([0.0, 4.0, -1.0], np.float32))
+    np.testing.assert_allclose(np.asarray(gv), [-2.0, 0.25, -2.0])
+    # lnp.where is not cond: the unselected sqrt's 0 * inf is NaN, as in JAX
+    assert np.isnan(float(lgc.grad(lambda x: lnp.where(x > 0, lnp.sqrt(x), 0.0))(0.0)))
+
+
+def test_abs_gradient_at_zero_is_one():
+    np.testing.assert_array_equal(np.asarray(lgc.grad(lambda x: lnp.abs(x).sum())(
+        np.array([0.0, -0.0, -2.0, 3.0], np.float32))), [1.0, 1.0, -1.0, 1.0])
+    _, t = lgc.jvp(lnp.abs, (np.float32(0.0),), (np.float32(1.0),))
+    assert float(t) == 1.0
+
+
+def test_promotion_of_two_strong_floats_is_strong():
+    """NumPy finds np.dtype('float64') == 'float': the lattice once took float32 + float64
+    for a weak float, which then lost to float16 (and gave float32 under x64)."""
+    h = lnp.asarray(np.ones(2, np.float16))
+    mixed = lnp.asarray(np.ones(2, np.float32)) + np.ones(2, np.float64)
+    assert not mixed.weak_type and (h + mixed).dtype == np.float32
+    lgc.trace.enable_x64(True)
+    try:
+        wide = lnp.asarray(np.ones(2, np.float32)) + np.ones(2, np.float64)
+        assert wide.dtype == np.float64 and not wide.weak_type
+        assert (lnp.asarray(np.ones(2, np.int32)) + np.ones(2, np.int64)).dtype == np.int64
+    finally:
+        lgc.trace.enable_x64(False)

@@ -59,3 +59,44 @@ def test_jit_equals_eager_and_moments():
     np.testing.assert_array_equal(np.asarray(again[1]), n)            # deterministic
     other = np.asarray(lgc.jit(draw)(random.PRNGKey(1235))[1])
     assert np.abs(other - n).mean() > 0.5                             # another key differs
+
+
+def test_categorical_and_gumbel_frequencies():
+    """Sample frequencies against softmax(logits) by a chi-square test at p = 1e-4 (the same
+    statistic against a wrong distribution, softmax(1.3 * logits), is far above it); Gumbel
+    moments; without replacement, distinct classes per row."""
+    from scipy.stats import chi2
+
+    probs = np.array([[0.05, 0.15, 0.3, 0.5], [0.4, 0.3, 0.2, 0.1]])
+    logits = np.log(probs).astype(np.float32)
+    n = 20000
+
+    @lgc.jit
+    def draw(key):
+        k1, k2, k3, k4 = random.split(key, 4)
+        return (random.categorical(k1, logits, shape=(n, 2)),
+                random.categorical(k2, logits.T, axis=0),
+                random.gumbel(k3, (n,)),
+                random.categorical(k4, np.zeros((3, 6), np.float32), shape=(4, 3), replace=False))
+
+    samples, per_column, g, distinct = (np.asarray(v) for v in draw(random.PRNGKey(7)))
+    assert samples.shape == (n, 2) and samples.dtype == np.int32
+    limit = chi2.ppf(1 - 1e-4, df=3)
+    for row in range(2):
+        counts = np.bincount(samples[:, row], minlength=4)
+        stat = np.sum((counts - n * probs[row]) ** 2 / (n * probs[row]))
+        wrong = np.exp(1.3 * np.log(probs[row]))
+        wrong /= wrong.sum()
+        assert stat < limit < np.sum((counts - n * wrong) ** 2 / (n * wrong)), (row, stat)
+    assert per_column.shape == (2,) and set(per_column) <= set(range(4))
+    assert abs(g.mean() - np.euler_gamma) < 0.04 and abs(g.var() - np.pi ** 2 / 6) < 0.1
+    assert distinct.shape == (4, 3)
+    assert all(len(set(distinct[:, j])) == 4 for j in range(3)) and distinct.max() < 6
+
+
+def test_categorical_rejects_bad_shapes():
+    import pytest
+    with pytest.raises(ValueError, match="batch shape"):
+        random.categorical(random.PRNGKey(0), np.zeros((2, 3), np.float32), shape=(5, 3))
+    with pytest.raises(ValueError, match="without replacement"):
+        random.categorical(random.PRNGKey(0), np.zeros(3, np.float32), shape=(4,), replace=False)

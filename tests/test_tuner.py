@@ -2,9 +2,11 @@
 the device and op signature, and compiling picks them up. On a CPU target the tuned entries
 are the kernels that run after cpu_lowering (panel GEMM rows, Winograd or im2col, and the
 direct kernels only for the ops left to them), and a wrong candidate never wins."""
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from lgc.backends import gpu_gemm, tuner, tuning
 from lgc.runtime import select_device
@@ -13,8 +15,20 @@ from lgc.backends.program import lower
 from lgc.backends.target import GFX803, use_target
 from lgc.testing import build_op_graph
 
-A = np.ones((33, 40), np.float32)
-B = np.ones((40, 48), np.float32)
+# random, not ones: a tuned kernel that swaps an index or a transpose must give a wrong product
+_rng = np.random.default_rng(7)
+A = _rng.standard_normal((33, 40)).astype(np.float32)
+B = _rng.standard_normal((40, 48)).astype(np.float32)
+W = _rng.standard_normal((40, 48)).astype(np.float32)    # the ONNX model's constant B
+
+
+cpu_only = pytest.mark.device("cpu")   # the CPU lowering's tasks
+
+
+def _check_product(exe, a, b):
+    """exe (a one-matmul Executable) computes a @ b, against float64."""
+    got = exe.run({exe.input_names[0]: a, exe.input_names[1]: b})[exe.output_names[0]]
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
 
 
 def test_gpu_candidates_valid_default_first():
@@ -50,8 +64,7 @@ def test_tune_on_device_then_compile_uses_winner(tmp_path, monkeypatch, capsys):
     exe = Executable.from_graph(graph)
     if exe.device.kind == "cpu":   # the CPU template reads the winner
         assert f"c{params.TM - 1}_0 " in exe.program.source and f"c{params.TM}_0 " not in exe.program.source
-    np.testing.assert_allclose(exe.run({exe.input_names[0]: A, exe.input_names[1]: B})[exe.output_names[0]],
-                               A @ B, rtol=1e-5)
+    _check_product(exe, A, B)
 
 
 def test_shipped_gfx803_defaults_are_valid_and_used(monkeypatch, tmp_path):
@@ -70,7 +83,7 @@ def test_shipped_gfx803_defaults_are_valid_and_used(monkeypatch, tmp_path):
 def _onnx_matmul(path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    w = numpy_helper.from_array(np.full((40, 48), 0.5, np.float32), "w")
+    w = numpy_helper.from_array(W, "w")
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [33, 40])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [33, 48])], [w])
@@ -91,14 +104,13 @@ def test_cli_tune_and_compile_with_tuning(tmp_path, monkeypatch, capsys):
     assert list(entries) == ["cpu:panels:M33:N48:K40:B1:A0"]
     assert main(["compile", model, "--tune", "--budget", "2", "-o", str(tmp_path / "mm.lgc")]) == 0
     assert "wrote" in capsys.readouterr().out
+    import lgc
+    (y,) = lgc.load(tmp_path / "mm.lgc").run({"x": A}).values()            # the tuned rows
+    np.testing.assert_allclose(y, A.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_isa_report(tmp_path, capsys):
-    from lgc.backends import isa
     from lgc.tools.cli import main
-    if not isa.available():
-        import pytest
-        pytest.skip("clang-16/libclc-16 not installed")
     model = str(tmp_path / "mm.onnx")
     _onnx_matmul(model)
     assert main(["compile", model, "--isa-report", "-o", str(tmp_path / "mm.lgc")]) == 0
@@ -121,6 +133,8 @@ def test_gpu_tuning_path_on_pocl(tmp_path, monkeypatch):
     assert sig == "matmul:M33:N48:K40:B1" and gpu_gemm.valid(params, fake) and seconds <= base
     assert json.loads((tmp_path / "db.json").read_text())["fake-gfx803"][sig]["params"] == params.as_dict()
     assert gpu_gemm.params_for(gpu_gemm.gemm_shape(graph.nodes[-1]), fake) == params
+    from lgc.api import Executable
+    _check_product(Executable.from_graph(graph, device), A, B)     # the winner's kernel, run here
 
 
 # ---- CPU: the tasks are the kernels that run after cpu_lowering -------------------------------
@@ -149,10 +163,9 @@ def _mixed_graph():
 
 
 def _device_target():
+    """The CPU device the tests marked cpu_only run on (tests/conftest.py skips them elsewhere)."""
     device = select_device(None)
-    if device.kind != "cpu":
-        import pytest
-        pytest.skip("the CPU lowering's tasks need a CPU device")
+    assert device.kind == "cpu"
     return device, device.target
 
 
@@ -171,6 +184,7 @@ def _in_source(kernel, source: str) -> bool:
     return any(t.split("KERNEL", 1)[1] in source for t in texts)
 
 
+@cpu_only
 def test_cpu_tasks_are_the_kernels_that_run(tmp_path, monkeypatch):
     """Each task's default kernel is in the untuned program; storing a non-default candidate
     for every task puts each one's kernel in the program instead (the source changes)."""
@@ -197,6 +211,7 @@ def test_cpu_tasks_are_the_kernels_that_run(tmp_path, monkeypatch):
         assert _in_source(tuner.kernel_for(t, t.candidates[1], target, "x"), tuned), t.signature
 
 
+@cpu_only
 def test_cpu_winograd_decision_is_stored_and_used(tmp_path, monkeypatch):
     """A stored im2col win takes the conv off Winograd: the program has no Winograd kernels,
     the conv's panel GEMM task becomes the im2col one, and the result still matches NumPy."""
@@ -226,6 +241,7 @@ def test_cpu_winograd_decision_is_stored_and_used(tmp_path, monkeypatch):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@cpu_only
 def test_cpu_tune_end_to_end(tmp_path, monkeypatch, capsys):
     """Within its budget the tuner times every task on the device, stores each winner, and a
     compile afterwards runs exactly the winners' kernels and still computes the right thing."""
@@ -255,6 +271,7 @@ def test_cpu_tune_end_to_end(tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(got[exe.output_names[0]], x @ w, rtol=1e-4, atol=1e-4)
 
 
+@cpu_only
 def test_wrong_candidate_never_wins(tmp_path, monkeypatch, capsys):
     """A candidate that skips half of K is faster and wrong: the output check rejects it."""
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
@@ -266,7 +283,6 @@ def test_wrong_candidate_never_wins(tmp_path, monkeypatch, capsys):
     graph = b.build([b.op("matmul", [x, b.const(np.random.default_rng(0).standard_normal((512, 64))
                                                 .astype(np.float32))], {})])
     make = tuner.kernel_for
-    cheat = tuning.PanelTile(16)
 
     def kernel_for(task, params, target, name):
         k = make(task, params, target, name)
@@ -276,19 +292,22 @@ def test_wrong_candidate_never_wins(tmp_path, monkeypatch, capsys):
         return k
     monkeypatch.setattr(device_tuner, "kernel_for", kernel_for)   # what tune() calls
     (task,) = tuner.tasks(graph, target)
+    cheat = dataclasses.replace(task.default, rows=16)
     assert cheat in task.candidates
     (sig, (params, seconds, base)), = device_tuner.tune(graph, device, budget=30.0, progress=False).items()
     assert params != cheat
     assert f"{sig}: {cheat!r} computed a different result; rejected" in capsys.readouterr().err
 
 
+@cpu_only
 def test_stored_panel_rows_checked_against_the_layout(tmp_path, monkeypatch):
-    """cpu_gemm.tile_rows takes a stored row count only where its A layout allows it."""
+    """cpu_gemm.tile_rows takes a stored row count only where its A layout allows it (6 rows
+    of packed A: a pointer per row)."""
     from lgc.backends.cpu_gemm import tile_rows
     monkeypatch.setenv("LGC_TUNE_DB", str(tmp_path / "db.json"))
     _, target = _device_target()
     cases = [((40, 64, 64, 1, 1), 16, 8),     # packed A padded to 40 rows: 16 does not divide
-             ((48, 64, 64, 1, 1), 16, 16), ((48, 64, 64, 1, 1), 12, 12), ((48, 64, 64, 1, 1), 6, 8),
+             ((48, 64, 64, 1, 1), 16, 16), ((48, 64, 64, 1, 1), 12, 12), ((48, 64, 64, 1, 1), 6, 6),
              ((33, 64, 64, 1, 0), 12, 12), ((33, 64, 64, 1, 0), 32, 8), ((5, 64, 64, 1, 0), 0, 5)]
     with use_target(target):
         for shape, stored, want in cases:

@@ -3,14 +3,14 @@
 lgc generates OpenCL C for two device classes. The CPU backend (PoCL) rewrites matmuls and
 convs onto the packed-panel GEMM, Winograd and row kernels (cpu_lowering, quant_kernels);
 the GPU backend splits under-filled convs along their channels (gpu_split) and picks GEMM
-presets by wave width (64-wide GCN, or 32-wide). Both then lower every op through the table of
+presets by wave width (64-wide GCN, or 32-wide). Both put long FFTs of lengths that are not
+powers of two on power-of-two ones (fft_rewrite). Both then lower every op through the table of
 lgc.backends.lowering and fuse by fusion class. The compile pipeline (lgc.compiler) passes a
 Backend explicitly; kernel generators read the active target and settings, which
 `Backend.lower` sets for the duration of one lowering.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from ..ir.graph import Graph
@@ -30,28 +30,24 @@ class Backend:
         return f"opencl-{self.device_class} ({self.target.name})"
 
     def rewrites(self) -> tuple:
-        """Graph-to-graph functions run before fusion, in order."""
+        """Graph-to-graph functions `(graph, target) -> graph` run before fusion, in order."""
         return ()
 
     def rewrite(self, graph: Graph, settings: Settings | None = None) -> Graph:
         """The graph as this backend lowers it (what `lgc compile --explain` shows)."""
         with use_target(self.target), use_settings(settings):
             for rewrite in self.rewrites():
-                graph = rewrite(graph)
+                graph = rewrite(graph, self.target)
         return graph
 
-    @contextlib.contextmanager
-    def active(self, settings: Settings | None = None, tuned: dict | None = None):
-        """Generate kernels for this backend inside the block: its target, the settings and
-        any tuning choices imposed (the tuner's candidate) become the ones generators read."""
-        with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
-            yield self
-
     def lower(self, graph: Graph, settings: Settings | None = None, tuned: dict | None = None,
-              share_buffers: bool = True):
-        """The Program (one OpenCL source, buffers, launches) of an optimized graph."""
-        with self.active(settings, tuned):
-            return program.lower(graph, share_buffers=share_buffers, rewrite=self.rewrite)
+              share_buffers: bool = True, donate=()):
+        """The Program (one OpenCL source, buffers, launches) of an optimized graph. This
+        backend's target, the settings and any tuning choices imposed (the tuner's candidate)
+        are the ones kernel generators read meanwhile. `donate`: input names whose buffers
+        the program may write its results into (lgc.backends.in_place)."""
+        with use_target(self.target), use_settings(settings), tuning.forced(tuned or {}):
+            return program.lower(graph, share_buffers=share_buffers, backend=self, donate=donate)
 
 
 class OpenCLCPU(Backend):
@@ -60,8 +56,10 @@ class OpenCLCPU(Backend):
     def rewrites(self) -> tuple:
         # the rewrites load the CPU kernel generators: only for a lowering, not at `import lgc`
         from .cpu_lowering import lower_for_cpu
+        from .factor_lowering import lower_factorizations
+        from .fft_rewrite import bluestein_fft
         from .quant_kernels import lower_quant_for_cpu
-        return (lower_for_cpu, lower_quant_for_cpu)
+        return (lower_factorizations, lower_for_cpu, lower_quant_for_cpu, bluestein_fft)
 
 
 class OpenCLGPU(Backend):
@@ -70,8 +68,10 @@ class OpenCLGPU(Backend):
     device_class = "gpu"
 
     def rewrites(self) -> tuple:
-        from .gpu_split import lower_for_gpu   # as OpenCLCPU.rewrites
-        return (lower_for_gpu,)
+        from .factor_lowering import lower_factorizations   # as OpenCLCPU.rewrites
+        from .fft_rewrite import bluestein_fft
+        from .gpu_split import lower_for_gpu
+        return (lower_factorizations, lower_for_gpu, bluestein_fft)
 
 
 def backend_for(target: Target | None) -> Backend:

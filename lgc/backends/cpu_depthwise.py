@@ -17,7 +17,7 @@ channel (c % g) * (C / g) + c / g, so the shuffled copy is never written.
 """
 from __future__ import annotations
 
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Kernel, Template, index_type_for, template_args
 
 MAX_SEG = 8       # outputs per work-item along W
 
@@ -27,13 +27,41 @@ def segment(ow: int) -> int:
     return -(-ow // -(-ow // MAX_SEG))
 
 
-class DepthwiseGen:
-    alias = False
+def segment_head(it: str, C: int, S: int, sw: int, pl: int) -> list[str]:
+    """Where a work-item sits: segment s of output row oy of image channel nc = n * C + c;
+    ox0, its first output, and x0, the input column where that output's window starts."""
+    return [f"const {it} s = ({it})get_global_id(0);",
+            f"const {it} oy = ({it})get_global_id(1);",
+            f"const {it} nc = ({it})get_global_id(2);",
+            f"const {it} n = nc / {C}, c = nc % {C};",
+            f"const {it} ox0 = s * {S}, x0 = ox0 * {sw} - {pl};"]
 
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
+def row_loads(it: str, span: int, W: int, fill: str) -> list[str]:
+    """r0..r{span-1}: the input row's columns from x0, `fill` outside the image."""
+    return [f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
+            f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};" for j in range(span)]
+
+
+def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value) -> list[str]:
+    """The segment's outputs `value(i)`, each through the fusion epilogue, stored (those past
+    OW in the last segment are not)."""
+    out = epilogue.output if epilogue is not None else y
+    b = []
+    for i in range(S):
+        tail = OW % S and i >= OW % S
+        ox = f"min(ox0 + {i}, ({it}){OW - 1})" if tail else f"ox0 + {i}"
+        flat = f"(nc * {OH} + oy) * {OW} + {ox}"
+        v = value(i)
+        if epilogue is not None:     # at top level: it may reuse what it declared
+            lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
+            b += lines
+        store = f"out0[{flat}] = ({out.dtype.cl_storage})({v});"
+        b.append(f"if (ox0 + {i} < {OW}) {store}" if tail else store)
+    return b
+
+
+class DepthwiseGen(Template):
     def kernels(self, node, name, epilogue=None):
         X, Wt, Y = node.inputs[0], node.inputs[1], node.outputs[0]
         at = node.attrs
@@ -48,41 +76,22 @@ class DepthwiseGen:
         span = (S - 1) * sw + (KW - 1) * dw + 1
         it = index_type_for(X.type.size, Y.type.size)
         ci = f"(c % {g}) * {C // g} + c / {g}" if g > 1 else "c"
-        b = [f"const {it} s = ({it})get_global_id(0);",
-             f"const {it} oy = ({it})get_global_id(1);",
-             f"const {it} nc = ({it})get_global_id(2);",
-             f"const {it} n = nc / {C}, c = nc % {C};",
-             f"const {it} ox0 = s * {S}, x0 = ox0 * {sw} - {pl};",
-             f"const __global float* src = in0 + (n * {C} + {ci}) * {H * W};",
-             f"const __global float* wk = in1 + c * {KH * KW};"]
+        b = segment_head(it, C, S, sw, pl) + [f"const __global float* src = in0 + (n * {C} + {ci}) * {H * W};"]
+        b.append(f"const __global float* wk = in1 + c * {KH * KW};")
         init = "in2[c]" if len(node.inputs) == 3 else "0.0f"
         b += [f"float a{i} = {init};" for i in range(S)]
         for kh in range(KH):
             b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
             b.append(f"  if (iy >= 0 && iy < {H}) {{")
             b.append(f"    const __global float* row = src + iy * {W};")
-            for j in range(span):
-                b.append(f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
-                         f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : 0.0f;")
+            b += row_loads(it, span, W, "0.0f")
             for kw in range(KW):
                 b.append(f"    const float w{kw} = wk[{kh * KW + kw}];")
                 b += [f"    a{i} = fma(w{kw}, r{i * sw + kw * dw}, a{i});" for i in range(S)]
             b.append("  }")
             b.append("}")
-        st = epilogue.output if epilogue is not None else Y
-        for i in range(S):
-            tail = OW % S and i >= OW % S         # past OW in the last segment: not stored
-            ox = f"min(ox0 + {i}, ({it}){OW - 1})" if tail else f"ox0 + {i}"
-            flat = f"(nc * {OH} + oy) * {OW} + {ox}"
-            v = f"a{i}"
-            if epilogue is not None:     # at top level: it may reuse what it declared
-                lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
-                b += lines
-            store = f"out0[{flat}] = ({st.dtype.cl_storage})({v});"
-            b.append(f"if (ox0 + {i} < {OW}) {store}" if tail else store)
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += epilogue.args if epilogue is not None else []
-        args.append(Arg("out0", st, writable=True))
+        b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i: f"a{i}")
+        args = template_args(node.inputs, epilogue, Y)
         return [Kernel(name, args, b, global_size=(nseg, OH, N * C), local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]

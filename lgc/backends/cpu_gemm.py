@@ -30,9 +30,11 @@ from .gemm.loads import Load
 from .gemm.problem import Affine, Matmul
 from .gemm.readers import Panels, RowPanels, Rows
 from .gemm.store import NO_UNROLL
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Arg, Kernel, Template, index_type_for
+from .tuning import PanelTile
 
 UNPACKED_TILE = 8   # rows per C tile when A is read row by row (8 beat 4 by 1.2-1.6x)
+ACC_WIDTHS = (4, 8, 16)   # lanes per accumulator a tile may take (one SSE, AVX2, AVX-512 register)
 ACC = 16        # accumulator width: one float16 per tile row. On PoCL 3.1 (Debian) with
                 # AVX-512 it beat two float8 by 1.5-2x at 1024^3 and 2048^3 (/tmp proto, same run)
 QACC = 8        # the int8 panel GEMMs: two float8 per row beat one float16 by 1.2x (weight-only
@@ -57,7 +59,6 @@ PACK_LOCAL = 64     # work-items per group along k (a fixed size: one PoCL speci
 class PackGen:
     """One work-item per panel row: 16 elements of B stored with one vstore16 (a vload16
     from a row of B when the panel lies inside it)."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -99,7 +100,6 @@ class Im2colGen:
     offset k of one channel, stored with one vstore16. The window offset is decoded once per
     work-item; when the 16 positions lie in one output row and inside the image, with stride
     1 along it, they are one vload16."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -163,7 +163,6 @@ class Im2colGen:
 
 class PackRowsGen:
     """One work-item per (k, row panel): 4 rows of A at column k, stored as one float4."""
-    alias = False
 
     def kernels(self, node, name):
         X, Y = node.inputs[0], node.outputs[0]
@@ -182,49 +181,58 @@ class PackRowsGen:
                        node_name=node.name or "")]
 
 
-def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
-    """Rows per C tile: `lgc tune`'s winner for this GEMM (lgc.backends.tuning), else
-    PACKED_TILE or UNPACKED_TILE (fewer when M is). A packed tile is whole row panels inside
-    A's padding to PACKED_TILE rows; one read row by row is at most 16 rows."""
-    from .tuning import panel_rows
-    rows = panel_rows(M, N, K, batch, packed)
+def panel_tile(M: int, N: int, K: int, batch: int, packed: bool) -> PanelTile:
+    """The C tile of this GEMM: `lgc tune`'s winner or the shipped table of the CPU's ISA
+    class (lgc.backends.tuning), each field kept only where the layout can take it, else
+    8 x 16 in one float16 per row. A tile is at most 16 rows (and at most M); one of whole
+    row panels of packed A (a multiple of 4 rows) lies inside A's padding to PACKED_TILE."""
+    from .tuning import panel_tile as stored
+    found = stored(M, N, K, batch, packed)
+
+    def field(name, ok, default):
+        try:
+            v = int(found.get(name, default))
+        except (TypeError, ValueError):
+            return default
+        return v if ok(v) else default
     padded = panels(M, PACKED_TILE) * PACKED_TILE
-    if rows is not None and (0 < rows <= 16 and padded % rows == 0 and rows % ROWS == 0
-                             if packed else 0 < rows <= 16):
-        return rows
-    return PACKED_TILE if packed else min(UNPACKED_TILE, M)
+    rows = field("rows", lambda r: 0 < r <= 16 and (not packed or r % ROWS or padded % r == 0),
+                 PACKED_TILE if packed else UNPACKED_TILE)
+    rows = rows if packed and rows % ROWS == 0 else min(rows, M)
+    acc = field("acc", lambda a: a in ACC_WIDTHS, ACC)
+    npan = field("panels", lambda p: p in (1, 2, 4), 1)
+    return PanelTile(rows, acc, min(npan, panels(N)), field("order", lambda o: o in (0, 1), 0))
 
 
-class PanelGemmGen:
+def tile_rows(M: int, N: int, K: int, batch: int, packed: bool) -> int:
+    """Rows per C tile (panel_tile's)."""
+    return panel_tile(M, N, K, batch, packed).rows
+
+
+class PanelGemmGen(Template):
     """The panel GEMMs on the CPU register-tile schedule (gemm.cpu_tile): one work-item per
     TM x 16 tile of C over one B panel (see the module docstring). matmul_panels reads A by
     rows or from float row panels; the int8 forms (quant_kernels: weight-only qconv and
     qmatmul) read int8 row panels times float B panels, or float rows times int8 panels, and
     apply the weights' scales and the bias to the finished tile."""
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
         A, Bp = node.inputs[:2]
         g = PanelGemm.of(node)
-        acc = ACC if node.op == "matmul_panels" else QACC
-        mm, t = g.mm, Tile(g.TM, acc, PANEL // acc)
+        mm, t = g.mm, Tile(g.TM, g.acc, g.panels * PANEL // g.acc)
         it = index_type_for(A.type.size, Bp.type.size, node.outputs[0].type.size)
         a_load, b_load = Load("in0", A.dtype, "float"), Load("in1", Bp.dtype, "float")
         if g.a_panel:
-            a = RowPanels(a_load, g.a_panel, "K_", "offa")
+            a = RowPanels(a_load, g.a_panel, "K_", "offa", "M_ - 1")
         else:
             a = Rows(a_load, "K_", "offa", "M_ - 1", pointers=True)
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
         bias = (lambda i: f"in2[min(m0 + {i}, M_ - 1)]") if bias else None
-        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it), bias)
+        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it, "((N_ + 15) / 16)"), bias)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
         params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", panels(mm.N) * mm.K * PANEL))
-        return [matmul_kernel(node, name, mm, t, it, reduction, epilogue, g.affine, params)]
+        return [matmul_kernel(node, name, mm, t, it, reduction, epilogue, g.affine, params, g.rows_first)]
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,9 @@ class PanelGemm:
     a_panel: int
     SA: int
     affine: Affine | None = None
+    acc: int = QACC        # lanes per accumulator
+    panels: int = 1        # B panels per tile
+    rows_first: bool = False   # launch order: tiles of one column block consecutive
 
     @staticmethod
     def of(node) -> "PanelGemm":
@@ -257,9 +268,11 @@ class PanelGemm:
         ba, bb, M, K, N = matmul_panels_dims([v.type for v in node.inputs], at)
         nb_rank = max(len(ba), len(bb))
         batch, packed = out[:nb_rank], bool(at["a_packed"])
+        tile = panel_tile(M, N, K, prod(batch), packed)
         return PanelGemm(Matmul(batch, ba, bb, M, K, N, (M,), out[nb_rank + 1:]),
-                         tile_rows(M, N, K, prod(batch), packed), ROWS if packed else 0,
-                         panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K)
+                         tile.rows, ROWS if packed else 0,
+                         panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K,
+                         acc=tile.acc, panels=tile.panels, rows_first=bool(tile.order))
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).

@@ -7,30 +7,32 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
 
   matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 1024 else A, pack_panels(B))
   conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
+                         1x1 over a single position (W constant): X as [N, C] @ W^T panels
                          a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
                          (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
   max_pool / avg_pool, 2-D, floor mode -> pool_rows (cpu_pool; LGC_CPU_POOL=0 turns it off)
+  pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
 and integer dtypes, grouped convs other than depthwise, matmuls too narrow for a panel, and
 problems too small for a packing launch to pay (`MIN_FLOPS`). LGC_CPU_PANELS=0 turns the
-whole rewrite off (the direct kernels then run everything, for comparisons).
+rewrite of matmuls, convs and pools off (the direct kernels then run them, for comparisons).
 """
 from __future__ import annotations
 
 
 import numpy as np
 
-from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
+from ..ops.linalg import prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_winograd
 from .settings import current_settings
-from .target import current_target
+from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
@@ -40,24 +42,22 @@ MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out chan
 MIN_M_PACKED = 1024      # from here on A is packed at run time too: it won at 1024^3, lost at 512^3
 
 
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
-
-
-def lower_for_cpu(graph: Graph, target=None) -> Graph:
-    """`graph` with its large float32 matmuls and convs on the panel GEMM (CPU targets only)."""
-    target = target or current_target()
-    if target.is_gpu or not current_settings().cpu_panels:
+def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
+    """`graph` with its large float32 matmuls and convs on the panel GEMM and its integer
+    powers as products (CPU targets only)."""
+    if target.is_gpu:
         return graph
+    panels = current_settings().cpu_panels
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
     rw = Rewriter(graph)
     for node in graph.nodes:
         done = False
-        if node.op == "matmul":
+        if node.op == "pow":
+            done = _pow(rw, node, consts)
+        elif not panels:
+            pass
+        elif node.op == "matmul":
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
             done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
@@ -73,14 +73,8 @@ def _f32(node: Node) -> bool:
 
 
 def _emit(rw: Rewriter, node: Node, a, bp, attrs, bias=None):
-    """The matmul_panels node, computing `node`'s own output Value (its users, graph outputs
-    and names stay as they were)."""
-    ins = [a, bp] + ([rw.get(bias)] if bias is not None else [])
-    opdef = registry.get("matmul_panels")
-    attrs = opdef.normalize_attrs(attrs)
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("matmul_panels", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    """`node` computed by a matmul_panels node."""
+    rw.compute(node, "matmul_panels", [a, bp] + ([rw.get(bias)] if bias is not None else []), attrs)
     return True
 
 
@@ -118,13 +112,15 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     if not _f32(node) or at["group"] != 1 or out.type.size == 0:
         return False
     M, ks = W.shape[0], W.shape[2:]
-    KK = _prod(W.shape[1:])
-    P = _prod(out.shape[2:])
+    KK = prod(W.shape[1:])
+    P = prod(out.shape[2:])
+    pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
+    if pointwise and prod(X.shape[2:]) == 1 and W in consts:
+        return _single_position(rw, node, X, consts[W])
     if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
-    pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise:      # the image is already B: [N, C, P] packed as it stands
         flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
         bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)
@@ -143,6 +139,25 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     return _emit(rw, node, a, bp, attrs, bias)
 
 
+def _single_position(rw: Rewriter, node: Node, X, w) -> bool:
+    """A 1x1 conv of an image of one position (a squeeze-and-excitation block's convs) is a
+    matrix-vector product: Y [N, M] = X [N, C] @ W^T, with W^T packed as B panels once. On
+    the direct conv kernel (a column of one output) these ran at ~1 GFLOP/s; the bias goes
+    in as an add that fusion folds into the GEMM's epilogue."""
+    N, C = X.shape[:2]
+    out = node.outputs[0]
+    M = w.shape[0]
+    a = rw.op("reshape", [X], {"shape": (N, C)})
+    bp = rw.const(lowered.pack_panels_ref([w.reshape(M, C)], {"trans": 1})[0], node.inputs[1].name)
+    attrs = {"m": N, "n": M, "a_packed": 0, "out_shape": out.shape}
+    if len(node.inputs) < 3:
+        return _emit(rw, node, a, bp, attrs)
+    y = rw.op("matmul_panels", [a, bp], attrs, name=node.name)
+    bias = rw.op("reshape", [rw.get(node.inputs[2])], {"shape": (M,) + (1,) * (len(out.shape) - 2)})
+    rw.compute(node, "add", [y, bias], {})
+    return True
+
+
 def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
     """A 2-D conv with one input channel per output channel -> depthwise_conv, reading
     through a channel shuffle that feeds it (the shuffle's copy then goes unless used)."""
@@ -154,13 +169,30 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
         return False
     src, g = _unshuffled(X, producer)
     ins = [rw.get(src), rw.get(W)] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
-    opdef = registry.get("depthwise_conv")
-    attrs = opdef.normalize_attrs({"strides": tuple(at["strides"]) or (1, 1),
-                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                   "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("depthwise_conv", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
+                                             "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                             "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
+    return True
+
+
+POW_PRODUCTS = (2, 3, 4)    # constant exponents of pow computed as products
+
+
+def _pow(rw: Rewriter, node: Node, consts) -> bool:
+    """pow(x, c), c a constant 2, 3 or 4 (everywhere) and x float -> x * x (* x ...). PoCL's
+    pow() and pown() took 340 ns an element (docs/HARDWARE.md), and such a pow is GPT-2's
+    GELU and T5's RMS norm: 94% of the T5 encoder's time."""
+    x, e = node.inputs
+    if not x.dtype.is_float or e not in consts or node.outputs[0].shape != x.shape:
+        return False
+    c = np.unique(consts[e])
+    if c.size != 1 or float(c[0]) not in POW_PRODUCTS:
+        return False
+    x = rw.get(x)
+    y = x
+    for _ in range(int(c[0]) - 2):
+        y = rw.op("mul", [y, x], name=node.name)
+    rw.compute(node, "mul", [y, x], {})
     return True
 
 
@@ -171,15 +203,10 @@ def _pool(rw: Rewriter, node: Node) -> bool:
             or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
-    opdef = registry.get("pool_rows")
-    attrs = opdef.normalize_attrs({"mode": mode, "kernel": tuple(at["kernel"]),
-                                   "strides": tuple(at["strides"]) or (1, 1),
-                                   "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                   "dilations": tuple(at["dilations"]) or (1, 1)})
-    ins = [rw.get(X)]
-    assert opdef.infer([v.type for v in ins], attrs) == [node.outputs[0].type], node
-    rw.nodes.append(Node("pool_rows", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "pool_rows", [rw.get(X)], {"mode": mode, "kernel": tuple(at["kernel"]),
+                                                "strides": tuple(at["strides"]) or (1, 1),
+                                                "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                                                "dilations": tuple(at["dilations"]) or (1, 1)})
     return True
 
 
@@ -219,9 +246,5 @@ def _winograd(rw: Rewriter, node: Node, X, w) -> bool:
     mt = rw.op("matmul_panels", [U, v], {"m": M, "n": T16, "a_packed": 1,
                                          "out_shape": (X.shape[0], 16, M, T16)}, name=node.name)
     ins = [mt] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
-    opdef = registry.get("winograd_output")
-    attrs = opdef.normalize_attrs({"out_hw": tuple(out.shape[2:])})
-    assert opdef.infer([x.type for x in ins], attrs) == [out.type], node
-    rw.nodes.append(Node("winograd_output", ins, attrs, node.outputs, node.name))
-    rw.changed = True
+    rw.compute(node, "winograd_output", ins, {"out_hw": tuple(out.shape[2:])})
     return True

@@ -13,18 +13,12 @@ semantics and NumPy reference are in lgc.ops.lowered.
 """
 from __future__ import annotations
 
-from .cpu_depthwise import segment
+from .cpu_depthwise import row_loads, segment, segment_head, segment_stores
 from .cpu_gemm import NO_UNROLL
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Kernel, Template, index_type_for, template_args
 
 
-class PoolRowsGen:
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
-
+class PoolRowsGen(Template):
     def kernels(self, node, name, epilogue=None):
         X, Y = node.inputs[0], node.outputs[0]
         at = node.attrs
@@ -38,13 +32,7 @@ class PoolRowsGen:
         span = (S - 1) * sw + (KW - 1) * dw + 1
         it = index_type_for(X.type.size, Y.type.size)
         fill = "-INFINITY" if mode == "max" else "0.0f"
-        b = [f"const {it} s = ({it})get_global_id(0);",
-             f"const {it} oy = ({it})get_global_id(1);",
-             f"const {it} nc = ({it})get_global_id(2);",
-             f"const {it} n = nc / {C}, c = nc % {C};",
-             f"const {it} ox0 = s * {S}, x0 = ox0 * {sw} - {pl};",
-             f"const __global float* src = in0 + nc * {H * W};",
-             "int vy = 0;"]
+        b = segment_head(it, C, S, sw, pl) + [f"const __global float* src = in0 + nc * {H * W};", "int vy = 0;"]
         b += [f"float a{i} = {fill};" for i in range(S)]
         # the window's rows in a loop (its columns stay unrolled): unrolled, PoCL's
         # first-launch compile of this kernel took about twice as long
@@ -53,34 +41,24 @@ class PoolRowsGen:
         b.append(f"  if (iy >= 0 && iy < {H}) {{")
         b.append(f"    const __global float* row = src + iy * {W};")
         b.append("    vy += 1;")
-        for j in range(span):
-            b.append(f"    const float r{j} = (x0 + {j} >= 0 && x0 + {j} < {W}) ? "
-                     f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};")
+        b += row_loads(it, span, W, fill)
         for kw in range(KW):
             for i in range(S):
                 r = f"r{i * sw + kw * dw}"
                 b.append(f"    a{i} = fmax(a{i}, {r});" if mode == "max" else f"    a{i} += {r};")
         b += ["  }", "}"]
         b.append("}")
-        st = epilogue.output if epilogue is not None else Y
-        for i in range(S):
-            tail = OW % S and i >= OW % S
-            ox = f"min(ox0 + {i}, ({it}){OW - 1})" if tail else f"ox0 + {i}"
-            flat = f"(nc * {OH} + oy) * {OW} + {ox}"
-            v = f"a{i}"
+
+        def value(i):      # the average divides by the taps inside the image, or by all
             if mode == "avg_pad":
-                v = f"(a{i} / {float(KH * KW)!r}f)"
-            elif mode == "avg":
+                return f"(a{i} / {float(KH * KW)!r}f)"
+            if mode == "avg":
                 cols = " + ".join(f"(x0 + {i * sw + kw * dw} >= 0 && x0 + {i * sw + kw * dw} < {W})"
                                   for kw in range(KW))
-                v = f"(a{i} / (float)(vy * ({cols})))"
-            if epilogue is not None:     # at top level: it may reuse what it declared
-                lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
-                b += lines
-            store = f"out0[{flat}] = ({st.dtype.cl_storage})({v});"
-            b.append(f"if (ox0 + {i} < {OW}) {store}" if tail else store)
-        args = [Arg("in0", X)] + (epilogue.args if epilogue is not None else [])
-        args.append(Arg("out0", st, writable=True))
+                return f"(a{i} / (float)(vy * ({cols})))"
+            return f"a{i}"
+        b += segment_stores(it, S, OH, OW, Y, epilogue, value)
+        args = template_args([X], epilogue, Y)
         return [Kernel(name, args, b, global_size=(-(-OW // S), OH, N * C), local_size=None,
                        index_type=it, node_name=node.name or "", flops=KH * KW * Y.type.size)]
 

@@ -19,7 +19,7 @@ environment switch LGC_CPU_ROWVEC=0 turns all of it off, for comparisons.
 from __future__ import annotations
 
 from ..ir import dtypes, registry
-from .emit import Emitter
+from .emit import Emitter, strides_of
 from .kernel import Arg, Kernel
 from .settings import current_settings
 from .target import current_target
@@ -81,7 +81,7 @@ def softmax_body(em, log: bool, prologue=None) -> None:
     w = WIDTH
     vt = f"float{w}"
     full = n - n % w
-    base = " + ".join(f"{c}*{s}" for c, s in zip(em.coords[:-1], _strides(em.inputs[0].shape)[:-1]))
+    base = " + ".join(f"{c}*{s}" for c, s in zip(em.coords[:-1], strides_of(em.inputs[0].shape)[:-1]))
     em.emit(f"const {it} row_ = {base or '0'};", "__global float* y_ = out0 + row_;")
     if prologue is None:
         em.emit("__global const float* x_ = in0 + row_;")
@@ -119,14 +119,6 @@ def softmax_body(em, log: bool, prologue=None) -> None:
         em.emit("const float r_ = 1.0f / s_;",
                 f"for ({it} k = 0; k < {full}; k += {w}) vstore{w}(vload{w}(0, y_ + k) * r_, 0, y_ + k);",
                 f"for ({it} k = {full}; k < {n}; ++k) y_[k] *= r_;")
-
-
-def _strides(shape) -> list[int]:
-    out, s = [], 1
-    for d in reversed(shape):
-        out.append(s)
-        s *= d
-    return out[::-1]
 
 
 def softmax_group(nodes):
@@ -198,7 +190,3 @@ def _softmax_kernel(x, y, nodes, name: str, log: bool):
     return Kernel(name, args + [Arg("out0", y, True)], fused.lines, domain=rows,
                   index_type=fused.index_type, node_name="+".join(n.name or n.op for n in nodes),
                   flops=5 * x.type.size)
-
-
-# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
-LOWERINGS: dict = {}

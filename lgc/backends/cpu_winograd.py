@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ops.lowered import AT, BT, PANEL, G, panels, winograd_out_hw, winograd_tiles
 from .cpu_gemm import NO_UNROLL
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Arg, Kernel, Template, index_type_for, template_args
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
@@ -45,7 +45,6 @@ def _transform_lines(src, dst, op):
 class WinogradInputGen:
     """One work-item per (channel, panel of 16 tiles): loads each tile's 4x4 patch (zero
     outside the image), transforms it, and stores the 16 element positions as 16 panel rows."""
-    alias = False
 
     def kernels(self, node, name):
         X, V = node.inputs[0], node.outputs[0]
@@ -84,15 +83,10 @@ class WinogradInputGen:
 
 # ---- winograd_output ------------------------------------------------------------------------
 
-class WinogradOutputGen:
+class WinogradOutputGen(Template):
     """One work-item per (panel of 16 tiles, output channel): the 16 products of 16 tiles as
     16 float16 vectors (lanes = tiles), transformed to 4 vectors of outputs, each output
     through the fusion epilogue and stored where its tile puts it."""
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
         Mt, Y = node.inputs[0], node.outputs[0]
@@ -134,9 +128,7 @@ class WinogradOutputGen:
                 body.append(f"  if ({' && '.join(guard)}) {store}" if guard else f"  {store}")
         body.append("  tx += 1; ty += tx == TW_; tx = tx == TW_ ? 0 : tx;")
         body.append("}")
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += epilogue.args if epilogue is not None else []
-        args.append(Arg("out0", st, writable=True))
+        args = template_args(node.inputs, epilogue, Y)
         return [Kernel(name, args, body, global_size=(NP, M, N), local_size=(1, 1, 1),
                        index_type=it, node_name=node.name or "", flops=0, params=params)]
 

@@ -7,8 +7,10 @@ vstore_half, so generators never see storage types.
 """
 from __future__ import annotations
 
+from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.graph import Node, Value
+from ..ops.linalg import prod
 from .kernel import Arg, Kernel, index_type_for
 
 
@@ -30,9 +32,16 @@ def linear_index(coords, shape) -> str:
 
 
 def convert(expr: str, src: DType, dst: DType) -> str:
-    """C expression converting a compute-type value of src to dst's compute type."""
+    """C expression converting a compute-type value of src to dst's compute type. A complex
+    value becomes a real one by its real part (NumPy's astype) and a bool by either part."""
     if src == dst or src.cl_compute == dst.cl_compute and not dst.is_bool:
         return expr
+    if src.is_complex:
+        if dst.is_bool:
+            return f"(uchar)(any(({expr}) != (float2)(0.0f, 0.0f)))"
+        return convert(f"({expr}).x", dtypes.f32, dst)
+    if dst.is_complex:
+        return f"(float2)({convert(expr, src, dtypes.f32)}, 0.0f)"
     if dst.is_bool:
         return f"(uchar)(({expr}) != 0)"
     return f"({dst.cl_compute})({expr})"
@@ -61,7 +70,7 @@ class Emitter:
         self.coords = [f"c{i}" for i in range(len(self.domain))]
         self.lines: list[str] = []
         self._n = 0
-        sizes = [v.type.size for v in self.inputs + self.outputs] + [_prod(self.domain)]
+        sizes = [v.type.size for v in self.inputs + self.outputs] + [prod(self.domain)]
         self.index_type = index_type_for(*sizes)
 
     # -- reading and writing -------------------------------------------------------
@@ -115,10 +124,3 @@ class Emitter:
         args += [Arg(f"out{j}", v, writable=True) for j, v in enumerate(self.outputs)]
         return Kernel(name, args, self.lines, domain=self.domain,
                       index_type=self.index_type, node_name=self.node.name or "", flops=flops)
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

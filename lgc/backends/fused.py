@@ -22,6 +22,7 @@ import re
 
 from ..ir import registry
 from ..ir.graph import Node, Value
+from ..ops.linalg import prod
 from . import cpu_rows
 from .emit import Emitter, linear_index, read, write
 from .kernel import Arg, Kernel, index_type_for
@@ -30,13 +31,6 @@ from .lowering import lowering_of
 
 
 _OWN_NAME = re.compile(r"c\d+|q_\d+")     # the renderer's coordinates and our bindings
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def body_of(node: Node):
@@ -190,7 +184,7 @@ def unravel(flat: str, shape) -> list[str]:
     """Coordinates (C expressions) of flat row-major position `flat` in `shape`."""
     out = []
     for k, d in enumerate(shape):
-        inner = _prod(shape[k + 1:])
+        inner = prod(shape[k + 1:])
         c = f"({flat})" if inner == 1 else f"(({flat}) / {inner})"
         out.append(c if k == 0 else f"({c} % {d})")
     return out
@@ -228,7 +222,7 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
                    if d == 1 and dom[a] > 1 and dom == shape})
     if axes:
         dom = tuple(1 if a in axes else d for a, d in enumerate(shape))
-    fused = FusedBody(nodes, _index_type(nodes, _prod(shape)))
+    fused = FusedBody(nodes, _index_type(nodes, prod(shape)))
     coords = [f"c{i}" for i in range(rank)]
     for n in nodes[:-1]:    # row-level values first: reductions, and what follows them per row
         s = n.outputs[0].shape
@@ -282,7 +276,7 @@ class AnchorEmitter(InlineEmitter):
 def anchored_kernel(anchor: Node, nodes: list[Node], root: Node, name: str) -> Kernel:
     """A kernel walking the anchor's own domain, with the rest applied where it stores."""
     dom = domain_of(anchor)
-    fused = FusedBody(nodes, _index_type(nodes + [anchor], _prod(dom)))
+    fused = FusedBody(nodes, _index_type(nodes + [anchor], prod(dom)))
     body_of(anchor)(AnchorEmitter(fused, anchor, root, dom))
     args = [Arg(n, v) for v, n in fused.args.items()] + [Arg("out0", root.outputs[0], True)]
     return Kernel(name, args, fused.lines, domain=dom, index_type=fused.index_type,

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 
 from ..ir import registry
 from ..ir.graph import Graph, Node
+from ..ops.linalg import prod
 from . import cpu_rows
 from .fused import Epilogue, anchored_kernel, pointwise_kernel
-from .target import Target, current_target, use_target
+from .target import CPU, Target, use_target
 from .templates import Pointwise
 from .lowering import lowering_of
 from .settings import current_settings
 
-CHEAP = ("elementwise", "broadcast", "injective")
 POINT_CONSUMERS = ("elementwise", "broadcast", "injective", "reduction")
 
 
@@ -62,13 +62,6 @@ def min_row_items(target: Target) -> int:
     kernel with one work-item per row: enough to fill the device (every lane of every
     compute unit on a GPU; on a CPU, PoCL runs a work-group per core)."""
     return target.compute_units * max(target.wave_width, 1)
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= x
-    return n
 
 
 @dataclass
@@ -146,9 +139,8 @@ def _takes_epilogue(node: Node) -> bool:
     return bool(ask and ask(node))
 
 
-def plan(graph: Graph, target: Target | None = None) -> Plan:
-    """The fusion groups of `graph` for `target` (default: the current one)."""
-    target = target or current_target()
+def plan(graph: Graph, target: Target = CPU) -> Plan:
+    """The fusion groups of `graph` for `target`."""
     with use_target(target):        # generators answer takes_epilogue for this target
         return _plan(graph, target)
 
@@ -245,7 +237,7 @@ def _plan(graph: Graph, target: Target) -> Plan:
         elif ccls not in ("elementwise", "broadcast") or any(
                 a not in axes and d != e for a, (d, e) in enumerate(zip(cshape, shape))):
             return f"it holds a {heavy[node]}, and consumer {_label(c)} would compute it again for other points"
-        n_rows = _prod(d for a, d in enumerate(cshape) if a not in axes)
+        n_rows = prod(d for a, d in enumerate(cshape) if a not in axes)
         if n_rows < min_rows:
             return (f"one work-item per row would make {n_rows} work-items, under the "
                     f"{min_rows} that keep target {target.name} busy")

@@ -22,7 +22,7 @@ from .gemm.problem import Affine, Conv, int8_terms
 from .gemm.readers import Im2col, Rows, TiledRows
 from .gemm.store import epilogue_store
 from .gpu_gemm import params_for
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Kernel, index_type_for, template_args
 from .settings import current_settings
 from .target import Target
 
@@ -97,8 +97,6 @@ def conv_kernels(node, name: str, target: Target, params=None, epilogue=None):
     body = gemm_body(p, Mg, cols, Ks, a, b, c_store, ct="float", it=it, prelude=prelude, target=target,
                      split_edge=epilogue is None)
     gs, ls = launch(p, Mg, cols, gemm_batch * c.splits)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-    args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]
-    return [Kernel(name, args, body, global_size=gs, local_size=ls, index_type=it,
+    return [Kernel(name, template_args(node.inputs, epilogue, out), body, global_size=gs, local_size=ls, index_type=it,
                    node_name=node.name or "", flops=2 * Y.type.size * Ks)]
 

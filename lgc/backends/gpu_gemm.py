@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from ..ops.linalg import prod
 from .emit import read
-from .gemm.gpu_local import CONSTRAINTS, GemmParams, gemm_body, launch, valid, violations  # noqa: F401
+from .gemm.gpu_local import GemmParams, gemm_body, launch, valid, violations  # noqa: F401
 from .gemm.loads import Load, batch_offsets
 from .gemm.problem import Matmul, int8_terms, unravel
-from .gemm.readers import Columns, Rows
+from .gemm.readers import Columns, NBitsColumns, Rows
 from .gemm.store import epilogue_store
-from .kernel import Arg, Kernel, index_type_for
-from .target import Target, current_target  # noqa: F401 (generators read it here)
+from .kernel import Kernel, index_type_for, template_args
+from .target import Target
 
 
 # Presets, biggest tile first. Register tiles stay at <= 32 accumulators and the k loop is
@@ -105,12 +105,12 @@ def signature(op: str, M: int, N: int, K: int, batch: int) -> str:
 def gemm_shape(node):
     """(signature, M, N, K, batch) of a matmul or qmatmul node."""
     mm = Matmul.of(node)
-    op = "qmatmul" if node.op == "qmatmul" else "matmul_t" if mm.trans else "matmul"
+    op = node.op if node.op in ("qmatmul", "qmatmul_nbits") else "matmul_t" if mm.trans else "matmul"
     return signature(op, mm.M, mm.N, mm.K, prod(mm.batch)), mm.M, mm.N, mm.K, prod(mm.batch)
 
 
 def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = None, epilogue=None):
-    """GPU kernel for a matmul (float32 or float16, either B layout) or qmatmul node;
+    """GPU kernel for a matmul (float32 or float16, either B layout), qmatmul or qmatmul_nbits node;
     `epilogue` as in lgc.backends.gemm.store.epilogue_store."""
     A, B = node.inputs[:2]
     C = node.outputs[0]
@@ -125,7 +125,8 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     prelude += batch_offsets(it, mm.batch, [mm.ba, mm.bb], [("offa", M * K), ("offb", K * N)])
     zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
     a = Rows(Load("in0", A.dtype, "float"), K, "offa", zero=zero)
-    b = Columns(Load("in1", B.dtype, "float"), K, N, "offb", trans=mm.trans, it=it)
+    b = NBitsColumns.of(node, it) if node.op == "qmatmul_nbits" else \
+        Columns(Load("in1", B.dtype, "float"), K, N, "offb", trans=mm.trans, it=it)
 
     def c_store(r, c, v, w):
         cols = [f"{c} + {j}" if j else c for j in range(w)]
@@ -136,8 +137,7 @@ def matmul_kernels(node, name: str, target: Target, params: GemmParams | None = 
     body = gemm_body(p, M, N, K, a, b, c_store, ct="float", it=it, prelude=prelude, target=target,
                      split_edge=epilogue is None)
     g, loc = launch(p, M, N, nb)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue is not None else [])
-    return [Kernel(name, args + [Arg("out0", Y, writable=True)], body, global_size=g, local_size=loc,
+    return [Kernel(name, template_args(node.inputs, epilogue, Y), body, global_size=g, local_size=loc,
                    index_type=it, node_name=node.name or "", flops=2 * M * N * K * nb)]
 
 
@@ -168,18 +168,26 @@ def gemv_t_kernel(node, name, batch, ba, bb, M: int, K: int, N: int, epilogue=No
     body += [f"for ({it} k = t; k < {K}; k += {G}) {{",
              f"  const float a = {read('in0', A.dtype, 'offa + k')};"]
     body += [f"  s{j} += a * {read('in1', B.dtype, f'r{j} + k')};" for j in range(W)]
-    body += ["}"] + [f"red[{j * G} + t] = s{j};" for j in range(W)]
+    coords = lambda col: unravel("b", batch) + (["row"] if len(A.shape) > 1 else []) + [col]  # noqa: E731
+    body += ["}"] + gemv_reduce_store(epilogue, Y, N, it, coords)
+    return Kernel(name, template_args([A, B], epilogue, Y), body,
+                  global_size=(-(-N // W) * G, 1, prod(batch) * M), local_size=(G, 1, 1), index_type=it,
+                  node_name=node.name or "", flops=2 * M * N * K * prod(batch))
+
+
+def gemv_reduce_store(epilogue, Y, N: int, it: str, coords) -> list[str]:
+    """The end of a GEMV kernel: each work-item's partial sums s0.. of the work-group's
+    GEMV_COLUMNS columns from n0 meet in a tree reduction in local memory `red`, and work-item
+    0 stores them, row z, through the epilogue (`coords(col)`: the output coordinates)."""
+    G, W = GEMV_GROUP, GEMV_COLUMNS
+    body = [f"red[{j * G} + t] = s{j};" for j in range(W)]
     body += ["barrier(CLK_LOCAL_MEM_FENCE);",
              f"for ({it} w = {G // 2}; w > 0; w >>= 1) {{",
              "  if (t < w) {"] + [f"    red[{j * G} + t] += red[{j * G} + t + w];" for j in range(W)]
     body += ["  }", "  barrier(CLK_LOCAL_MEM_FENCE);", "}", "if (t == 0) {"]
     for j in range(W):
         col = f"n0 + {j}"
-        coords = lambda _, col=col: unravel("b", batch) + (["row"] if len(A.shape) > 1 else []) + [col]  # noqa: E731
-        store = epilogue_store(epilogue, Y.dtype, f"z * {N} + {col}", f"red[{j * G}]", 1, coords)
+        store = epilogue_store(epilogue, Y.dtype, f"z * {N} + {col}", f"red[{j * G}]", 1,
+                               lambda _, col=col: coords(col))
         body.append(f"  if ({col} < {N}) {store}" if N % W else f"  {store}")
-    body.append("}")
-    args = [Arg("in0", A), Arg("in1", B)] + (epilogue.args if epilogue is not None else [])
-    return Kernel(name, args + [Arg("out0", Y, writable=True)], body,
-                  global_size=(-(-N // W) * G, 1, prod(batch) * M), local_size=(G, 1, 1), index_type=it,
-                  node_name=node.name or "", flops=2 * M * N * K * prod(batch))
+    return body + ["}"]

@@ -20,12 +20,11 @@ lgc.ops.lowered.
 """
 from __future__ import annotations
 
-from ..ir import registry
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph
 from ..ops.linalg import prod as _prod
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Kernel, Template, index_type_for, template_args
 from .settings import current_settings
 from .target import Target, current_target
 
@@ -37,11 +36,7 @@ MAX_SPLITS = 16
 # ---- conv_split_k -----------------------------------------------------------------------------
 
 class ConvSplitGen:
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return False
+    """The conv's GPU kernel, a slice of the channels per z; it takes no epilogue (sum_splits does)."""
 
     def kernels(self, node, name, epilogue=None):
         from .gpu_conv import conv_kernels
@@ -50,13 +45,8 @@ class ConvSplitGen:
 
 # ---- sum_splits -------------------------------------------------------------------------------
 
-class SumSplitsGen:
+class SumSplitsGen(Template):
     """One work-item per output point: the S partials in order, the bias, the epilogue."""
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return True
 
     def kernels(self, node, name, epilogue=None):
         from .fused import unravel
@@ -75,11 +65,10 @@ class SumSplitsGen:
             lines, value = epilogue("v", unravel("i", Y.shape), "i")
             body += lines
         body.append(f"out0[i] = ({out.dtype.cl_storage})({value});")
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, writable=True)]
         group = 256
-        return [Kernel(name, args, body, global_size=(-(-size // group) * group,),
-                       local_size=(group,), index_type=it, node_name=node.name or "")]
+        return [Kernel(name, template_args(node.inputs, epilogue, Y), body,
+                       global_size=(-(-size // group) * group,), local_size=(group,), index_type=it,
+                       node_name=node.name or "")]
 
 
 # ---- the lowering -----------------------------------------------------------------------------
@@ -120,9 +109,8 @@ def choose_splits(node, target: Target) -> int:
     return best if best_waves >= min(want, 2 * have) else 1
 
 
-def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
+def lower_for_gpu(graph: Graph, target: Target) -> Graph:
     """`graph` with its under-filled float32 convs split along the channels (GPU targets)."""
-    target = target or current_target()
     if not target.is_gpu or not current_settings().gpu_split_k:
         return graph
     rw = Rewriter(graph)
@@ -134,11 +122,7 @@ def lower_for_gpu(graph: Graph, target: Target | None = None) -> Graph:
         partial = rw.op("conv_split_k", [rw.get(v) for v in node.inputs[:2]],
                         {**node.attrs, "splits": S}, name=node.name)
         ins = [partial] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
-        sums = registry.get("sum_splits")
-        assert sums.infer([v.type for v in ins], {}) == [node.outputs[0].type], node
-        # the sum computes the conv's own output Value: its users and name stay as they were
-        rw.nodes.append(Node("sum_splits", ins, sums.normalize_attrs({}), node.outputs, node.name))
-        rw.changed = True
+        rw.compute(node, "sum_splits", ins, {})     # the conv's own output Value: users and name stay
     return dce(rw.finish()) if rw.changed else graph
 
 

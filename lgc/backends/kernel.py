@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..ir.dtypes import DType
 from ..ir.graph import Value
+from ..ops.linalg import prod
 
 INT_MAX = 2**31 - 1
 
@@ -45,16 +46,30 @@ class Kernel:
 
     @property
     def launch_global(self) -> tuple[int, ...]:
-        if self.global_size is not None:
-            return self.global_size
-        n = 1
-        for d in self.domain:
-            n *= d
-        return (n,)
+        return self.global_size if self.global_size is not None else (prod(self.domain),)
 
     @property
     def empty(self) -> bool:
         return any(g == 0 for g in self.launch_global)
+
+
+class Template:
+    """A generator of kernels with their own launch (matmul, conv, ...) that store through
+    the fusion epilogue they are handed (lgc.backends.fused.Epilogue), when there is
+    anything to store."""
+
+    @staticmethod
+    def takes_epilogue(node) -> bool:
+        return node.outputs[0].type.size > 0
+
+
+def template_args(inputs, epilogue, y: Value) -> list[Arg]:
+    """A template kernel's arguments: `inputs` as in0, in1, ..., the operands of its fusion
+    epilogue (known once every call to it is made), then out0, the value it stores: the
+    epilogue's output, else `y`."""
+    out = epilogue.output if epilogue is not None else y
+    extra = epilogue.args if epilogue is not None else []
+    return [Arg(f"in{i}", v) for i, v in enumerate(inputs)] + extra + [Arg("out0", out, writable=True)]
 
 
 def index_type_for(*sizes: int) -> str:

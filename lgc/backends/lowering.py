@@ -17,30 +17,33 @@ from ..ir import registry
 from .target import current_target
 
 
+def _joined(*modules) -> dict:
+    return {op: generator for module in modules for op, generator in module.LOWERINGS.items()}
+
+
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
-    from .kernels import (control, elementwise, indexing, layout, linalg, misc, nn, quant,
-                          reduce, sparse)
-    table: dict = {}
-    for family in (elementwise, layout, misc, control, indexing, reduce, linalg, nn, quant, sparse):
-        table.update(family.LOWERINGS)
-    return table
+    from .kernels import (complex, control, elementwise, factor, fft, indexing, layout, linalg,
+                          misc, nn, quant, reduce, sparse, spike)
+    return _joined(elementwise, complex, layout, misc, control, indexing, reduce, linalg, factor,
+                   nn, quant, sparse, fft, spike)
 
 
 def _cpu_only() -> dict:
     """Ops that only the CPU backend's graph rewrites create (packed panels, Winograd, row
-    kernels, int8 panels)."""
-    from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_rows, cpu_winograd, quant_kernels   # as in _common
-    table: dict = {}
-    for module in (cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, cpu_rows, quant_kernels):
-        table.update(module.LOWERINGS)
-    return table
+    kernels, int8 panels, the LAPACK-style eigh and svd)."""
+    from . import cpu_depthwise, cpu_gemm, cpu_pool, cpu_winograd, quant_kernels   # as in _common
+    from .kernels import factor
+    return {**_joined(cpu_gemm, cpu_winograd, cpu_depthwise, cpu_pool, quant_kernels),
+            **factor.CPU_LOWERINGS}
 
 
 def _gpu_only() -> dict:
-    """Ops that only the GPU backend's graph rewrites create (split-K)."""
+    """Ops that only the GPU backend's graph rewrites create (split-K), and the ones its
+    kernels take as they are (the Jacobi eigh and svd)."""
     from . import gpu_split   # as in _common
-    return dict(gpu_split.LOWERINGS)
+    from .kernels import factor
+    return {**_joined(gpu_split), **factor.GPU_LOWERINGS}
 
 
 _TABLES: dict[str, dict] = {}

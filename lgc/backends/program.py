@@ -7,7 +7,6 @@ specialisation cost down.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..passes import optimize
 from . import memory
+from .in_place import is_written_in_place, write_donated_in_place
 from .kernel import Kernel, render, scalar_params
 from .lowering import is_alias, lowering_of
 from .settings import current_settings
@@ -49,6 +49,20 @@ float lgc_erf(float x)
   q = q * x2 - 7.37332916720468e-03f;
   q = q * x2 - 1.42647390514189e-02f;
   return x * p / q;
+}
+""",
+    # complex64 division as NumPy's loop does it (Smith's method: no overflow in |b|^2)
+    "lgc_cdiv": """\
+float2 lgc_cdiv(float2 a, float2 b)
+{
+  const float br = fabs(b.x), bi = fabs(b.y);
+  if (br >= bi) {
+    if (br == 0 && bi == 0) return (float2)(a.x / br, a.y / br);
+    const float rat = b.y / b.x, scl = 1.0f / (b.x + b.y * rat);
+    return (float2)((a.x + a.y * rat) * scl, (a.y - a.x * rat) * scl);
+  }
+  const float rat = b.x / b.y, scl = 1.0f / (b.y + b.x * rat);
+  return (float2)((a.x * rat + a.y) * scl, (a.y * rat - a.x) * scl);
 }
 """,
 }
@@ -124,25 +138,20 @@ def _ident(text: str) -> str:
     return re.sub(r"_+", "_", s).strip("_")[:40]
 
 
-def lower_for_target(graph: Graph) -> Graph:
-    """The graph rewritten for the current target's backend before fusion: what `lower`
-    fuses, and what `lgc compile --explain` shows."""
-    from .backend import backend_for   # lgc.backends.backend lowers through this module
-    return backend_for(current_target()).rewrite(graph)
-
-
 def lower(graph: Graph, share_buffers: bool = True, fuse: bool | None = None,
-          rewrite=None) -> Program:
+          backend=None, donate=()) -> Program:
     """share_buffers: intermediate values reuse device buffers (lgc.backends.memory).
+    donate: names of inputs whose buffers scatters may write into (lgc.backends.in_place).
     fuse: one kernel per fusion group (lgc.backends.fusion); default: the settings' choice.
-    rewrite: the backend's graph rewrites (Backend.rewrite; default: the current target's),
-    applied to the graph and to the bodies of its loops. Called through Backend.lower,
-    which sets the target and settings generators read."""
-    rewrite = rewrite or lower_for_target
-    graph = rewrite(graph)
+    backend (default: the current target's): its graph rewrites (Backend.rewrite) apply to
+    the graph and to the bodies of its loops, and fusion plans for its target. Called
+    through Backend.lower, which sets the target and settings generators read."""
+    from .backend import backend_for   # lgc.backends.backend lowers through this module
+    backend = backend or backend_for(current_target())
+    graph = write_donated_in_place(backend.rewrite(graph), donate)
     sources: list[str] = []
     generic_of: dict[str, tuple[Kernel, int]] = {}
-    prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of, rewrite)
+    prog = _lower(graph, share_buffers, fuse, sources, {}, "", generic_of, backend)
     _specialise_unshared(prog, sources, generic_of)
     body = "\n\n".join(sources) + "\n"
     prog.source = prelude_for(body) + body
@@ -173,12 +182,12 @@ def _specialise_unshared(prog: Program, sources: list[str], generic_of: dict) ->
 
 
 def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[str],
-           by_body: dict[str, str], prefix: str, generic_of: dict, rewrite) -> Program:
+           by_body: dict[str, str], prefix: str, generic_of: dict, backend) -> Program:
     """One graph's buffers, launches and loops; kernels are appended to `sources` (shared
     with the loops' cond and body graphs, whose kernel names start with `prefix`); `generic_of`
     records each kernel rendered with its sizes as arguments: name -> (Kernel, its source)."""
     from .fusion import fusion_enabled, plan as fusion_plan   # loads the kernel emitters: not at `import lgc`
-    groups = fusion_plan(graph) if fusion_enabled(fuse) else None
+    groups = fusion_plan(graph, backend.target) if fusion_enabled(fuse) else None
     buffers: list[BufferSpec] = []
     where: dict[Value, int] = {}
     constants: dict[int, np.ndarray] = {}
@@ -204,8 +213,8 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             continue                    # computed inside the kernels of the groups it joins
         if node.op == "while":
             # loop bodies get the same target rewrites (CPU GEMMs, GPU split-K) as the graph
-            sub = [_lower(rewrite(optimize(node.attrs[k])), share_buffers, fuse, sources,
-                          by_body, f"{prefix}w{index}{k[0]}_", generic_of, rewrite)
+            sub = [_lower(backend.rewrite(optimize(node.attrs[k])), share_buffers, fuse, sources,
+                          by_body, f"{prefix}w{index}{k[0]}_", generic_of, backend)
                    for k in ("cond", "body")]
             for v in node.outputs:
                 where[v] = new_buffer(v, "temp")
@@ -219,7 +228,8 @@ def _lower(graph: Graph, share_buffers: bool, fuse: bool | None, sources: list[s
             where[node.output] = where[node.inputs[0]]
             continue
         for v in node.outputs:
-            where[v] = new_buffer(v, "temp")
+            # a scatter into a donated input writes that input's buffer: one buffer id
+            where[v] = where[node.inputs[0]] if is_written_in_place(node.op) else new_buffer(v, "temp")
         start = len(launches)
         label = _ident(node.name or "")
         ops = groups.ops(node) if fused else node.op
@@ -349,7 +359,3 @@ def _concats_in_place(graph: Graph, concats, where, buffers, launches, loops) ->
         if ok:
             into.update(parts)
     return into
-
-
-def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]

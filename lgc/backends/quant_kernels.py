@@ -19,7 +19,7 @@ from .gemm.loads import width_for
 from .kernels.linalg import MatmulGen
 from .kernels.nn import ConvGen, ConvParams
 from .settings import current_settings
-from .target import current_target
+from .target import CPU, Target, current_target
 
 
 def qconv_params(Mg: int, out_last: int, stride: int, window: int) -> ConvParams:
@@ -39,13 +39,6 @@ class QConvGen(ConvGen):
     Padding reads as zero after the zero point is removed, i.e. as the real value 0, as
     ONNX's QLinearConv defines it."""
     stores_any_dtype = True
-
-    def __init__(self):
-        super().__init__(qconv_params)
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
 
 class QPanelGen(PanelGemmGen):
@@ -86,7 +79,7 @@ def pack_qrows(w2):
 MIN_PANEL_FLOPS = 1 << 22
 
 
-def lower_quant_for_cpu(graph):
+def lower_quant_for_cpu(graph, target: Target = CPU):
     """CPU targets: qconvs (group 1, big enough) onto int8 row panels times the float panel
     GEMM's B panels (im2col_panels, or pack_panels of a pointwise conv's image); int8
     activations are dequantized to float32 first. Weight-only qmatmuls (float x) onto int8
@@ -95,7 +88,7 @@ def lower_quant_for_cpu(graph):
 
     from ..passes.dce import dce
     from ..passes.rewrite import Rewriter
-    if current_target().is_gpu or not current_settings().cpu_panels or \
+    if target.is_gpu or not current_settings().cpu_panels or \
             not any(n.op in ("qconv", "qmatmul") for n in graph.nodes):
         return graph
     consts = graph.constants()

@@ -7,10 +7,10 @@ program cache keys on `Settings.key()`, so a cached program never answers for ot
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 from dataclasses import dataclass, fields
+
+from .scoped import scoped
 
 
 @dataclass(frozen=True)
@@ -42,23 +42,6 @@ def env_name(field_name: str) -> str:
     return "LGC_" + field_name.upper()
 
 
-_active: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("lgc_settings", default=None)
-
-
-def current_settings() -> Settings:
-    """The settings of the compile in progress; outside one, the environment's."""
-    s = _active.get()
-    return s if s is not None else Settings.from_env()
-
-
-@contextlib.contextmanager
-def use_settings(settings: Settings | None):
-    """Lower with `settings` inside the block (None: leave the current ones)."""
-    if settings is None:
-        yield current_settings()
-        return
-    token = _active.set(settings)
-    try:
-        yield settings
-    finally:
-        _active.reset(token)
+# current_settings: the settings of the compile in progress, outside one the environment's;
+# `with use_settings(settings):` lowers with `settings` inside the block.
+current_settings, use_settings = scoped("lgc_settings", Settings.from_env)

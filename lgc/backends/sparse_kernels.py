@@ -18,16 +18,10 @@ from .gemm.cpu_tile import Tile
 from .gemm.loads import Load
 from .gemm.problem import axes
 from .gemm.store import Place, unrolled
-from .kernel import Arg, Kernel, index_type_for
+from .kernel import Kernel, Template, index_type_for, template_args
 
 
-class SparseMatmulGen:
-    alias = False
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
-
+class SparseMatmulGen(Template):
     def kernels(self, node, name, epilogue=None):
         X, V, I, P = node.inputs
         Y = node.outputs[0]
@@ -63,8 +57,7 @@ class SparseMatmulGen:
         place = Place(lambda m, c: f"{m} * {N} + {c}", lambda m, c: axes(m, lead) + [c],
                       f"({it}){R - 1}", "n", R % t.rows != 0, False, "n")
         body += unrolled(t, out.dtype, epilogue, place)
-        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-        args += (epilogue.args if epilogue else []) + [Arg("out0", out, writable=True)]
+        args = template_args(node.inputs, epilogue, Y)
         return [Kernel(name, args, body, global_size=(N, -(-R // t.rows)), local_size=None,
                        index_type=it, node_name=node.name or "", flops=2 * R * V.type.size)]
 

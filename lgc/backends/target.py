@@ -10,9 +10,9 @@ GPU kernels come out on a machine that has none.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from dataclasses import dataclass
+
+from .scoped import scoped
 
 
 @dataclass(frozen=True)
@@ -68,22 +68,6 @@ def by_name(name: str) -> Target:
         raise ValueError(f"unknown target {name!r} (known: {', '.join(sorted(TARGETS))})") from None
 
 
-_active: contextvars.ContextVar[Target | None] = contextvars.ContextVar("lgc_target", default=None)
-
-
-def current_target() -> Target:
-    """The target kernels are being generated for (the CPU one unless set)."""
-    return _active.get() or CPU
-
-
-@contextlib.contextmanager
-def use_target(target: Target | None):
-    """Generate kernels for `target` inside the block (None: leave the current choice)."""
-    if target is None:
-        yield current_target()
-        return
-    token = _active.set(target)
-    try:
-        yield target
-    finally:
-        _active.reset(token)
+# current_target: the target kernels are being generated for (the CPU one unless set);
+# `with use_target(target):` generates kernels for `target` inside the block.
+current_target, use_target = scoped("lgc_target", lambda: CPU)

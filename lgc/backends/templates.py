@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..ir import dtypes
 from ..ir.dtypes import DType
 from ..ir.graph import Node
+from ..ops.linalg import prod
 from .emit import Emitter, convert
 
 
@@ -18,6 +20,9 @@ def literal(value, dtype: DType) -> str:
     """A C literal of `value` in dtype's compute type."""
     if dtype.is_bool:
         return "1" if value else "0"
+    if dtype.is_complex:
+        value = complex(value)
+        return f"(float2)({literal(value.real, dtypes.f32)}, {literal(value.imag, dtypes.f32)})"
     if dtype.is_float:
         v = float(value)
         if v != v:
@@ -43,7 +48,6 @@ def literal(value, dtype: DType) -> str:
 
 class Pointwise:
     """One work-item per point of the output (or of `domain(node)`)."""
-    alias = False
 
     def __init__(self, body: Callable[[Emitter], None], domain=None, flops_per_point=1):
         self.body = body
@@ -53,12 +57,14 @@ class Pointwise:
     def kernels(self, node: Node, name: str):
         em = Emitter(node, domain=self.domain(node) if self.domain else None)
         self.body(em)
-        return [em.kernel(name, flops=self.flops_per_point * _size(em.domain))]
+        return [em.kernel(name, flops=self.flops_per_point * prod(em.domain))]
 
 
 class Elementwise(Pointwise):
     """`expr(operands, em)` gives the result from operands already loaded with broadcasting
-    and converted to the operand type (the first input's, or the output's if `on_output`)."""
+    and converted to the operand type (the first input's, or the output's if `on_output`);
+    the result is of that type too, unless expr returns (C expression, its DType) (complex
+    abs is a float)."""
 
     def __init__(self, expr: Callable, on_output: bool = False):
         self.expr = expr
@@ -71,7 +77,9 @@ class Elementwise(Pointwise):
         for i in range(len(em.inputs)):
             x = convert(em.load(i, em.broadcast_coords(i)), em.in_type(i), work)
             operands.append(em.tmp(work.cl_compute, x, "x"))
-        em.store(convert(self.expr(operands, em), work, em.out_type()))
+        value = self.expr(operands, em)
+        value, vtype = value if isinstance(value, tuple) else (value, work)
+        em.store(convert(value, vtype, em.out_type()))
 
 
 class Alias:
@@ -80,10 +88,3 @@ class Alias:
 
     def kernels(self, node, name):
         return []
-
-
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

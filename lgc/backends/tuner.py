@@ -15,8 +15,9 @@ What is tuned follows what compiling runs on the device:
   GPU   gpu_gemm's GemmParams for each float32 matmul and conv;
   CPU   first, each 3x3 conv that cpu_lowering would put on Winograd: its whole lowering is
         compiled both ways (Winograd, im2col) and timed kernel by kernel (ConvChoice); then,
-        on the graph as cpu_lowering rewrites it with those choices, the rows per C tile of
-        each panel GEMM (`matmul_panels`, PanelTile), and the register tiles of lgc.ops'
+        on the graph as cpu_lowering rewrites it with those choices, the C tile of each
+        panel GEMM (`matmul_panels`, PanelTile: rows, B panels, accumulator width, launch
+        order), and the register tiles of lgc.ops'
         direct kernels (MatmulParams, ConvParams) for the matmuls and convs left to them
         (small problems, grouped convs).
 """
@@ -28,10 +29,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..ops.linalg import prod
 from . import gpu_gemm, tuning
+from .backend import backend_for
 from .gpu_gemm import GemmParams
 from .target import Target, use_target
-from .tuning import ConvChoice, PanelTile, cpu_signature
+from .tuning import ConvChoice, cpu_signature
 from .lowering import lowering_of
 
 GPU_GRID = dict(MWG=(16, 32, 64, 128), NWG=(16, 32, 64, 128), KWG=(8, 16, 32), MDIMC=(8, 16),
@@ -42,8 +45,9 @@ GPU_KNOBS = [dict(STU=a, PAD=b, VLA=c, VLB=d, KUNR=e) for a in (1, 0) for b in (
              for d in (4, 1) for e in (0, 4)]
 CPU_MATMUL_GRID = dict(TM=(1, 2, 4, 8, 16), TN=(4, 8, 16))
 CPU_CONV_GRID = dict(TM=(4, 8, 16), TP=(4, 8, 16))
-PANEL_ROWS = (2, 4, 8, 12, 16)      # rows per C tile tried for a panel GEMM (cpu_gemm.tile_rows
+PANEL_ROWS = (2, 4, 8, 12, 16)      # rows per C tile tried for a panel GEMM (cpu_gemm.panel_tile
                                     # drops those its A layout cannot take)
+PANEL_COUNTS = (1, 2)               # B panels of 16 columns per C tile tried
 MIN_GAIN = 0.03                      # a candidate replaces the default only this much faster:
                                      # closer than that is the machine's noise, not a win
 CONFIRM_RUNS = 10                    # rounds when a non-default winner is timed again
@@ -68,13 +72,6 @@ class Task:
 
 def _grid(grid: dict, make) -> list:
     return [make(**dict(zip(grid, vals))) for vals in itertools.product(*grid.values())]
-
-
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
 
 
 def gpu_candidates(default: GemmParams, target: Target, seed: str) -> list[GemmParams]:
@@ -119,23 +116,29 @@ def panel_shape(node):
     out = tuple(at["out_shape"])
     K = node.inputs[1].shape[-2]
     nb = max(len(node.inputs[0].shape) - (3 if at["a_packed"] else 2), len(node.inputs[1].shape) - 3)
-    return at["m"], at["n"], K, _prod(out[:nb]), int(at["a_packed"])
+    return at["m"], at["n"], K, prod(out[:nb]), int(at["a_packed"])
 
 
 def panel_task(node) -> Task | None:
-    """Rows per C tile of one panel GEMM: the candidates its A layout can take."""
-    from .cpu_gemm import tile_rows
+    """The C tile of one panel GEMM: the default (the ISA class's table or a stored
+    winner), then each knob varied alone (rows, panels, accumulator width, launch order),
+    those the layout cannot take dropped (cpu_gemm.panel_tile is the judge)."""
+    from dataclasses import replace
+    from .cpu_gemm import ACC_WIDTHS, panel_tile
     M, N, K, B, packed = shape = panel_shape(node)
     sig = tuning.panel_signature(*shape)
 
-    def rows(entry):
+    def tile(entry):
         with tuning.forced({sig: entry}):
-            return tile_rows(*shape)
-    default = PanelTile(rows({}))
-    cands = [PanelTile(r) for r in PANEL_ROWS if rows({"rows": r}) == r and (packed or r <= M)]
-    if not any(c != default for c in cands):
+            return panel_tile(*shape)
+    default = tile({})
+    varied = [replace(default, rows=r) for r in PANEL_ROWS] + \
+        [replace(default, panels=p) for p in PANEL_COUNTS] + \
+        [replace(default, acc=a) for a in ACC_WIDTHS] + [replace(default, order=1 - default.order)]
+    cands = [c for c in dict.fromkeys(varied) if c != default and tile(asdict(c)) == c]
+    if not cands:
         return None                       # one way to run it: nothing to time
-    return Task(sig, node, [default] + [c for c in cands if c != default], default, 2 * M * N * K * B)
+    return Task(sig, node, [default] + cands, default, 2 * M * N * K * B)
 
 
 def _one_conv(node, consts):
@@ -159,7 +162,7 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
             continue
         X, W = node.inputs[:2]
         sig = tuning.winograd_signature(X.shape, W.shape, node.attrs["pads"])
-        flops = 2 * node.outputs[0].type.size * _prod(W.shape[1:])
+        flops = 2 * node.outputs[0].type.size * prod(W.shape[1:])
         if sig in out:
             out[sig].flops += flops
             continue
@@ -174,22 +177,15 @@ def lowering_tasks(graph, target: Target) -> list[Task]:
 def tasks(graph, target: Target, lowering: bool = True) -> list[Task]:
     """The distinct tunable ops of a graph: on a CPU, its Winograd-or-im2col decisions first
     (they change what runs; `lowering=False` leaves them out, once they are decided), then
-    the kernels of the graph as cpu_lowering rewrites it; on a GPU, the GEMMs of the graph as
-    gpu_split rewrites it (a split conv is tuned as split); biggest FLOP count first."""
+    the kernels of the graph as the target's backend rewrites it (cpu_lowering; on a GPU,
+    gpu_split: a split conv is tuned as split); biggest FLOP count first."""
     from ..ir import registry
     from .kernels.linalg import MatmulParams
     from .kernels.nn import ConvParams
     from .gemm.loads import width_for
-    first = []
-    if not target.is_gpu:
-        from .cpu_lowering import lower_for_cpu
-        with use_target(target):
-            first = lowering_tasks(graph, target) if lowering else []
-            graph = lower_for_cpu(graph, target)
-    else:
-        from .gpu_split import lower_for_gpu
-        with use_target(target):
-            graph = lower_for_gpu(graph, target)
+    with use_target(target):
+        first = lowering_tasks(graph, target) if lowering and not target.is_gpu else []
+    graph = backend_for(target).rewrite(graph)
     out: dict[str, Task] = {}
     for node in graph.nodes:
         if node.op == "matmul_panels" and all(v.dtype.name == "f32" for v in node.inputs):
@@ -238,7 +234,7 @@ def kernel_for(task: Task, params, target: Target, name: str):
         from .gpu_conv import conv_kernels
         make = gpu_gemm.matmul_kernels if node.op == "matmul" else conv_kernels
         return make(node, name, target, params=params)[0]
-    if node.op == "matmul_panels":       # through cpu_gemm.tile_rows, as compiling goes
+    if node.op == "matmul_panels":       # through cpu_gemm.panel_tile, as compiling goes
         with use_target(target), tuning.forced({task.signature: asdict(params)}):
             return lowering_of("matmul_panels").kernels(node, name)[0]
     return _cpu_gen(node.op, lambda *a: params).kernels(node, name)[0]

@@ -3,7 +3,9 @@
 Stored as JSON, {device key: {signature: {"params": {...}, "seconds": t, "source": ...}}}, in
 $LGC_TUNE_DB or ~/.cache/lgc/tuning.json. Defaults that ship with lgc live in
 lgc/backends/tuned/<target>.json in the same shape (one device key: the target's name).
-Lookups try the user's database, then the shipped file; a miss means the heuristic.
+Lookups try the user's database, then the shipped file; a miss means the heuristic. A CPU
+target also has the shipped table of its vector-ISA class (tuned/cpu-<class>.json,
+lgc.backends.cpu_isa), which holds, beside signatures, class-wide defaults (`cpu:panels:A1`).
 
 What is stored, by signature:
   matmul:M..:N..:K..:B..    GPU GEMM (gpu_gemm.GemmParams)
@@ -14,6 +16,7 @@ What is stored, by signature:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 from dataclasses import dataclass
@@ -27,8 +30,12 @@ SHIPPED = Path(__file__).parent / "tuned"
 
 @dataclass(frozen=True)
 class PanelTile:
-    """Rows of C per work-item of cpu_gemm's panel GEMM (its columns are one panel of 16)."""
+    """The C tile of one work-item of cpu_gemm's panel GEMM: `rows` rows by `panels` B
+    panels of 16 columns, held in accumulators of `acc` lanes (16: one AVX-512 register)."""
     rows: int
+    acc: int = 16
+    panels: int = 1
+    order: int = 0         # 1: the tiles of one column block run one after another
 
 
 @dataclass(frozen=True)
@@ -84,26 +91,31 @@ def _shipped(name: str) -> dict:
         return {}
 
 
-_forced: list[dict] = []   # the tuner's candidate being generated: {signature: params}
+# The tuner's candidates being generated, innermost last: ({signature: params}, ...). A
+# ContextVar, so that a compile in another thread never sees the tuner's candidate.
+_forced: contextvars.ContextVar[tuple] = contextvars.ContextVar("lgc_tuning_forced", default=())
 
 
 @contextlib.contextmanager
 def forced(entries: dict):
     """Inside the block, lookups of these signatures answer `entries[signature]` (a dict of
     params): the tuner builds each candidate through the same code that compiling runs."""
-    _forced.append(entries)
+    token = _forced.set(_forced.get() + (entries,))
     try:
         yield
     finally:
-        _forced.pop()
+        _forced.reset(token)
 
 
 def lookup(target: Target, signature: str) -> dict | None:
-    for entries in reversed(_forced):
+    for entries in reversed(_forced.get()):
         if signature in entries:
             return dict(entries[signature])
     entry = load_db().get(target.key or target.name, {}).get(signature) \
         or _shipped(target.name).get(signature)
+    if entry is None and not target.is_gpu:
+        from .cpu_isa import isa_class
+        entry = _shipped(f"cpu-{isa_class(target)}").get(signature)
     return dict(entry["params"]) if entry else None
 
 
@@ -128,13 +140,12 @@ def panel_signature(M: int, N: int, K: int, batch: int, packed) -> str:
     return f"cpu:panels:M{M}:N{N}:K{K}:B{batch}:A{int(bool(packed))}"
 
 
-def panel_rows(M: int, N: int, K: int, batch: int, packed) -> int | None:
-    """The tuned rows per C tile of this panel GEMM on the current target, if any."""
-    found = lookup(current_target(), panel_signature(M, N, K, batch, packed))
-    try:
-        return int(found["rows"]) if found else None
-    except (KeyError, TypeError, ValueError):
-        return None
+def panel_tile(M: int, N: int, K: int, batch: int, packed) -> dict:
+    """The stored PanelTile fields for this panel GEMM on the current target: the class-wide
+    default of its A layout, updated by a tuned or shipped entry of its signature."""
+    target = current_target()
+    return {**(lookup(target, f"cpu:panels:A{int(bool(packed))}") or {}),
+            **(lookup(target, panel_signature(M, N, K, batch, packed)) or {})}
 
 
 def winograd_signature(x_shape, w_shape, pads) -> str:

@@ -83,11 +83,14 @@ class StageWorker:
         self.slot, self._slot_lock = _claim_slot(self.node_id, int(node.get("Resources", {}).get(RESOURCE, 1)))
         registry = ray.get_actor(registry_name, namespace=namespace)
         data = ray.get(registry.artifact.remote(stage))
+        trusted = ray.get(registry.describe.remote()).get("trusted_keys")   # PEM texts or None
         with tempfile.TemporaryDirectory(prefix="lgc-stage-") as d:
             path = os.path.join(d, f"stage{stage}.lgc")
             with open(path, "wb") as f:
                 f.write(data)
-            self.exe = lgc.load(path, _device_for_slot(self.slot))     # verifies the checksums
+            # verifies the digests, and the signature when the deployment names trusted keys
+            self.exe = lgc.load(path, _device_for_slot(self.slot),
+                                trusted_keys=None if trusted is None else [k.encode() for k in trusted])
         self.restarted = ctx.was_current_actor_reconstructed
         self.load_s = time.perf_counter() - t
         self.served = 0

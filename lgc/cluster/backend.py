@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir import dtypes
-from ..serve.backend import TensorSpec, kserve_datatype, pad_rows
+from ..serve.backend import batch_layout, pad_rows
 from .deployment import Deployment
 
 
@@ -31,14 +31,8 @@ class RayBackend:
         ins = [(s["name"], dtypes.by_name(s["dtype"]).np, tuple(s["shape"])) for s in deployment.inputs]
         outs = [(n, dtypes.by_name(produced[n]["dtype"]).np, tuple(produced[n]["shape"]))
                 for n in deployment.output_names]
-        lead = {sh[0] if sh else None for _, _, sh in ins + outs}
-        self._chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
-        self.max_batch_size = int(max_batch_size) if self._chunk and max_batch_size > 0 else 0
-        batched = self.max_batch_size > 0
-        self.inputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                       for n, dt, sh in ins]
-        self.outputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                        for n, dt, sh in outs]
+        self._chunk, self.max_batch_size, self.inputs, self.outputs = batch_layout(
+            ins, outs, max_batch_size)
         # requests in flight that keep every actor busy: one per actor
         self.max_concurrency = max(1, sum(len(rs) for rs in deployment.replicas))
         self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="lgc-ray")

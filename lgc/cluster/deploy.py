@@ -22,6 +22,7 @@ from ..distributed.graphs import load_graph
 from ..distributed.shard import compile_from_plan, compile_stages, read_stages
 from ..distributed.specs import parse_workers
 from ..errors import InputError
+from ..runtime.artifact_sign import public_keys
 from .backend import RayBackend
 from .connect import NAMESPACE, RESOURCE, ClusterError, join, require_ray
 from .deployment import Deployment, registry_name
@@ -80,29 +81,43 @@ def balanced_cuts(graph, stages: int) -> list[int]:
 
 def deploy(model, address: str | None = "auto", stages: int | None = None, replicas: int | None = None,
            plan: str | None = None, name: str | None = None, detached: bool = True,
-           out_dir: str | None = None, max_restarts: int = -1, progress=None) -> Deployment:
-    """Compile stages if needed, then start the actors and wait for them to load."""
+           out_dir: str | None = None, max_restarts: int = -1, progress=None,
+           trusted_keys=None) -> Deployment:
+    """Compile stages if needed, then start the actors and wait for them to load.
+    `trusted_keys`: deploy only artifacts signed by one of these keys (see lgc.load)."""
+    if trusted_keys is not None:
+        trusted_keys = public_keys(trusted_keys)       # a bad key file fails first
+        if Path(os.fspath(model)).suffix == ".onnx":
+            raise InputError("--trusted-keys deploys signed artifacts; compile and sign the "
+                             "stages first (`lgc compile MODEL.onnx --plan PLAN --sign KEY`)")
     join(address)                          # fail fast (no Ray, no cluster) before compiling
     paths, planned = stage_artifacts(model, stages, plan, out_dir, progress)
     counts = [replicas] * len(paths) if replicas else planned or [1] * len(paths)
     return Deployment.create([str(x) for x in paths], name=name or default_name(model), replicas=counts,
                              address=address, detached=detached, max_restarts=max_restarts,
-                             progress=progress)
+                             progress=progress, trusted_keys=trusted_keys)
 
 
-def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None):
+def connect(address: str | None, model, name: str | None = None, max_batch_size: int = 8, progress=None,
+            trusted_keys=None):
     """A RayBackend for `lgc serve --address`: attach to the deployment `name` (default: the
-    model's) if one runs, else deploy `model` for as long as the server lives."""
+    model's) if one runs, else deploy `model` for as long as the server lives (only if it is
+    signed by one of `trusted_keys`, when given)."""
     ray = join(address)
     name = name or default_name(model)
     try:
         ray.get_actor(registry_name(name), namespace="lgc")
-        dep, owned = Deployment.attach(name, address), False
     except ValueError:
         if progress:
             progress(f"no deployment {name!r} running: deploying {os.fspath(model)} for this server")
-        dep, owned = deploy(model, address, name=name, detached=False, progress=progress), True
-    return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=owned)
+        dep = deploy(model, address, name=name, detached=False, progress=progress, trusted_keys=trusted_keys)
+        return RayBackend(dep, max_batch_size=max_batch_size, owns_deployment=True)
+    if trusted_keys:
+        raise InputError(f"deployment {name!r} is already running, and its signatures were checked "
+                         f"(or not) by `lgc deploy`: serve it without --trusted-keys, or redeploy it "
+                         f"with `lgc deploy --trusted-keys`")
+    return RayBackend(Deployment.attach(name, address), max_batch_size=max_batch_size,
+                      owns_deployment=False)
 
 
 def bench_factory(model_path, max_batch_size: int, stages: int | None = None, replicas: int | None = None,

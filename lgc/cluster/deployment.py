@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import numpy as np
 
 from ..artifact import read_artifact
 from ..errors import InputError, LgcError
+from ..runtime.artifact_sign import public_keys, public_pems
+from ..runtime.artifact_zip import open_regular
 from .connect import NAMESPACE, RESOURCE, ClusterError, device_capacity, join
 
 
@@ -68,13 +71,14 @@ def _spec(s: dict) -> dict:
     return {"name": s["name"], "dtype": s["dtype"], "shape": list(s["shape"])}
 
 
-def describe_stages(paths: list[str]) -> tuple[list[Stage], list[bytes]]:
-    """Stage descriptions and bytes of the artifacts, each checked (checksums) before use."""
+def describe_stages(paths: list[str], trusted_keys=None) -> tuple[list[Stage], list[bytes]]:
+    """Stage descriptions and bytes of the artifacts, each checked (digests, and signatures
+    given trusted keys) in the very bytes that are shipped."""
     stages, blobs = [], []
     for i, path in enumerate(paths):
-        manifest, _ = read_artifact(path)           # ArtifactError on anything wrong
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read()
+        manifest, _ = read_artifact(data, trusted_keys, os.path.basename(path))   # ArtifactError
         stages.append(Stage(i, [_spec(s) for s in manifest["inputs"]],
                             [_spec(s) for s in manifest["outputs"]], len(data),
                             hashlib.sha256(data).hexdigest()))
@@ -139,16 +143,19 @@ class Deployment:
                address: str | None = "auto", outputs: list[str] | None = None,
                detached: bool = True, max_restarts: int = -1, retries: int = 3,
                ready_timeout: float = 600.0, capacity_wait_s: float = 10.0,
-               progress=None) -> "Deployment":
+               progress=None, trusted_keys=None) -> "Deployment":
         """Start one actor per (stage, replica) and wait until each has loaded its artifact.
 
         `detached=True` keeps the actors after this process exits (`lgc deploy`); tests and
-        benchmarks pass False so that the actors go with them.
+        benchmarks pass False so that the actors go with them. `trusted_keys`: every stage
+        must be signed by one of these keys, checked here and by each actor before it loads.
         """
         say = progress or (lambda msg: None)
         if not stage_paths:
             raise ClusterError("a deployment needs at least one stage artifact")
-        stages, blobs = describe_stages([os.fspath(p) for p in stage_paths])
+        if trusted_keys is not None:
+            trusted_keys = public_keys(trusted_keys)
+        stages, blobs = describe_stages([os.fspath(p) for p in stage_paths], trusted_keys)
         replicas = [replicas] * len(stages) if isinstance(replicas, int) else [int(r) for r in replicas]
         if len(replicas) != len(stages) or min(replicas) < 1:
             raise ClusterError(f"need one replica count >= 1 per stage ({len(stages)} stages), got {replicas}")
@@ -174,7 +181,8 @@ class Deployment:
         lifetime = "detached" if detached else None
         description = {"name": name, "replicas": replicas, "inputs": inputs, "outputs": outputs,
                        "stages": [st.__dict__ for st in stages], "created": time.time(),
-                       "max_restarts": max_restarts}
+                       "max_restarts": max_restarts,
+                       "trusted_keys": None if trusted_keys is None else public_pems(trusted_keys)}
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         registry = Registry.options(name=registry_name(name), namespace=NAMESPACE, lifetime=lifetime,
                                     scheduling_strategy=NodeAffinitySchedulingStrategy(_head_node(ray), soft=False),
@@ -221,7 +229,7 @@ class Deployment:
                 try:
                     rep.last_ping = self._ray.get(ref)
                 except self._ray.exceptions.RayError as e:
-                    raise ClusterError(f"actor {rep.name} failed to start: {_first_line(e)}") from None
+                    raise ClusterError(f"actor {rep.name} failed to start: {_raised_line(e)}") from None
                 say(f"  {rep.name} loaded on {rep.last_ping['node']} ({rep.last_ping['device']}) "
                     f"in {rep.last_ping['load_s']} s")
 
@@ -426,6 +434,16 @@ def _actor_failure(ray, e) -> str | None:
         if isinstance(err, (ex.ObjectLostError, ex.OwnerDiedError, ex.WorkerCrashedError)):
             return ""
     return None
+
+
+def _raised_line(e) -> str:
+    """What an actor's constructor raised ("SignatureError: stage0.lgc: unsigned ..."): the
+    last `module.Error: message` line of the traceback Ray reports, else its first line."""
+    for line in reversed(str(e).strip().splitlines()):
+        m = re.match(r"\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)", line)
+        if m:
+            return f"{m.group(1)}: {m.group(2)}"[:300]
+    return _first_line(e)
 
 
 def _first_line(e) -> str:

@@ -23,14 +23,18 @@ __all__ = ["Backend", "Compiled", "Options", "Settings", "backend_for", "compile
 @dataclass(frozen=True)
 class Options:
     """How to compile: the pass pipeline (-O0..-O3), the switches, and kernel parameters
-    imposed by the tuner ({tuning signature: params}) in place of the tuning database's."""
+    imposed by the tuner ({tuning signature: params}) in place of the tuning database's.
+    `donate`: names of graph inputs whose buffers the program may reuse for its results
+    (a scatter into one writes in place: lgc.backends.in_place), as JAX's donate_argnums."""
     opt_level: int = 2
     settings: Settings = field(default_factory=Settings.from_env)
     tuned: tuple = ()      # ((signature, params dict), ...): hashable, so Options can key caches
+    donate: frozenset = frozenset()
 
     def key(self) -> str:
         """What of these options a compiled program depends on, for cache keys."""
-        return f"O{self.opt_level}:{self.settings.key()}:{self.tuned!r}"
+        donated = f":donate={sorted(self.donate)!r}" if self.donate else ""
+        return f"O{self.opt_level}:{self.settings.key()}:{self.tuned!r}{donated}"
 
 
 @dataclass
@@ -46,5 +50,5 @@ def compile(graph: Graph, backend: Backend, options: Options | None = None,
     changed (lgc compile --report)."""
     options = options or Options()
     graph = optimize(graph, options.opt_level, records)
-    program = backend.lower(graph, options.settings, dict(options.tuned))
+    program = backend.lower(graph, options.settings, dict(options.tuned), donate=options.donate)
     return Compiled(graph, program, backend)

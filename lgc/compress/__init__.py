@@ -1,6 +1,7 @@
 """Model compression: quantization, reduced-precision storage, pruning, decomposition.
 
-  quantize_graph(graph, calibration, mode="int8"|"int8-weights"|"dynamic", ...) -> Graph
+  quantize_graph(graph, calibration, mode="int8"|"int8-weights"|"dynamic"|"int4-weights[:g128]",
+                 ...) -> Graph
   quantize(...) -> QuantResult (the graph, its layers, those kept in float, the drift)
   load_calibration(source, input_types) -> list of feeds
   compression_report(float_graph, [(name, graph), ...], feeds) -> Report (table, JSON)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir.graph import Graph, Node
-from .graphtools import Rebuild, const_map, layer_names, reference_run, relative_l1
+from .graphtools import Rebuild, reference_run, relative_l1, weighted_layers
 
 
 def decompose(graph: Graph, rank=None, energy: float | None = None,
@@ -70,7 +70,7 @@ def decompose(graph: Graph, rank=None, energy: float | None = None,
         return _apply(graph, policy, keep_larger, mult)
     drift_fn = drift_fn or relative_l1
     ref = reference_run(graph, data)
-    consts = const_map(graph)
+    consts = graph.constants()
     order = sorted(cands, key=lambda n: -consts[n.inputs[1]].size)
     chosen: dict = {}
     ladder = _ladder(rank, energy, compression)
@@ -110,20 +110,15 @@ def _label(node: Node) -> str:
 def candidates(graph: Graph, layers=None, min_params: int = 4096, convs=True, matmuls=True,
                select=None) -> list[Node]:
     """matmul nodes with a constant 2-D weight and group-1 convs with a constant weight."""
-    consts, names = const_map(graph), layer_names(graph)
+    picked = weighted_layers(graph, layers, min_params)
     out = []
     for n in graph.nodes:
-        if n.op not in ("matmul", "conv") or len(n.inputs) < 2 or n.inputs[1] not in consts:
+        w = picked.get(id(n))
+        if w is None:
             continue
-        w = consts[n.inputs[1]]
         if n.op == "matmul" and (not matmuls or w.ndim != 2 or w.dtype.kind != "f"):
             continue
         if n.op == "conv" and (not convs or n.attrs["group"] != 1 or w.ndim < 3):
-            continue
-        if layers is not None:
-            if names[id(n)] not in layers:
-                continue
-        elif w.size < min_params:
             continue
         if select is not None and not select(n, w):
             continue
@@ -209,7 +204,7 @@ def tucker2(w: np.ndarray, rank=None, energy=None, compression=None, multiple_of
 # ---- the rewrite -----------------------------------------------------------------------------
 
 def _apply(graph: Graph, policy: dict, keep_larger: bool, mult: int = 1) -> Graph:
-    consts = const_map(graph)
+    consts = graph.constants()
     rb = Rebuild(graph)
     for node in graph.nodes:
         setting = policy.get(id(node))

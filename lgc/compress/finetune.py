@@ -30,7 +30,7 @@ AFFINE_OPS = ("add", "sub", "mul")
 def trainable_constants(graph: Graph) -> list:
     """The const Values that are weights, biases or per-channel scales: float constants of
     at least 2 elements read as a conv/matmul weight or bias, or by add/sub/mul."""
-    consts = {n.output: n for n in graph.nodes if n.op == "const"}
+    consts = graph.constants()
     out = []
     for node in graph.nodes:
         slots = WEIGHT_OPS.get(node.op, (0, 1) if node.op in AFFINE_OPS else ())
@@ -59,15 +59,8 @@ def graph_function(graph: Graph, trainable: list | None = None):
                                                    node.attrs)))
         outs = [env[v] for v in graph.outputs]
         return outs[0] if len(outs) == 1 else outs
-    params = [np.array(graph_constant(graph, v)) for v in trainable]
-    return fn, params
-
-
-def graph_constant(graph: Graph, v):
-    for n in graph.nodes:
-        if n.op == "const" and n.output is v:
-            return n.attrs["value"]
-    raise KeyError(v)
+    consts = graph.constants()
+    return fn, [np.array(consts[v]) for v in trainable]
 
 
 def batched(graph: Graph):

@@ -14,48 +14,23 @@ import numpy as np
 import lgc
 
 from ..errors import InputError
-from ..ir import registry
-from ..ir.dtypes import from_numpy
-from ..ir.graph import Graph, Node, TensorType, Value
+from ..ir.builder import GraphBuilder
+from ..ir.graph import Graph, Node, Value
 from ..ops.control import run_reference
 from ..passes.dce import dce
 
 
-def const_map(graph: Graph) -> dict[Value, np.ndarray]:
-    return {n.output: n.attrs["value"] for n in graph.nodes if n.op == "const"}
-
-
-class Rebuild:
-    """A new graph built node by node from an old one (`env`: old Value -> new Value)."""
+class Rebuild(GraphBuilder):
+    """A new graph built node by node from an old one (`env`: old Value -> new Value); new
+    nodes come from GraphBuilder's `op` and `const`."""
 
     def __init__(self, graph: Graph):
+        super().__init__(graph.name)
         self.graph = graph
         self.env: dict[Value, Value] = {v: v for v in graph.inputs}
-        self.nodes: list[Node] = []
 
     def __getitem__(self, old: Value) -> Value:
         return self.env[old]
-
-    def const(self, array, name: str | None = None) -> Value:
-        array = np.array(array, order="C")
-        array.setflags(write=False)
-        v = Value(TensorType(from_numpy(array.dtype), tuple(int(d) for d in array.shape)), name)
-        self.nodes.append(Node("const", [], {"value": array}, [v], name))
-        return v
-
-    def op(self, op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Value:
-        return self._make(op, list(inputs), attrs or {}, name)[0]
-
-    def _make(self, op, inputs, attrs, name):
-        opdef = registry.get(op)
-        attrs = opdef.normalize_attrs(attrs)
-        try:
-            types = opdef.infer([v.type for v in inputs], attrs)
-        except registry.OpError as e:
-            raise registry.OpError(f"node {name or op!r} ({op}): {e}") from None
-        outs = [Value(t) for t in types]
-        self.nodes.append(Node(op, inputs, attrs, outs, name))
-        return outs
 
     def copy(self, node: Node, inputs=None, attrs=None) -> list[Value]:
         """Re-create `node` on mapped (or given) inputs; shares it when nothing changed."""
@@ -64,7 +39,8 @@ class Rebuild:
             self.nodes.append(node)
             outs = list(node.outputs)
         else:
-            outs = self._make(node.op, ins, dict(node.attrs if attrs is None else attrs), node.name)
+            outs = list(self.op(node.op, ins, dict(node.attrs if attrs is None else attrs), node.name,
+                                num_outputs=len(node.outputs)))
         for old, new in zip(node.outputs, outs):
             self.env[old] = new
         return outs
@@ -98,21 +74,6 @@ def reference_run(graph: Graph, feeds) -> list[np.ndarray]:
     return run_reference(graph, as_feed_list(graph, feeds))
 
 
-def drift(ref: np.ndarray, out: np.ndarray) -> dict:
-    """max / mean absolute error, top-1 agreement (last axis) and mean cosine similarity
-    (rows of the last axis) of `out` against the float32 reference `ref`."""
-    ref = np.asarray(ref, np.float64)
-    out = np.asarray(out, np.float64)
-    err = np.abs(out - ref)
-    r2 = ref.reshape(-1, ref.shape[-1]) if ref.ndim else ref.reshape(1, 1)
-    o2 = out.reshape(r2.shape)
-    cos = np.sum(r2 * o2, 1) / np.maximum(np.linalg.norm(r2, axis=1) * np.linalg.norm(o2, axis=1),
-                                           1e-30)
-    return {"max_abs": float(err.max(initial=0.0)), "mean_abs": float(err.mean()) if err.size else 0.0,
-            "top1": float(np.mean(np.argmax(r2, 1) == np.argmax(o2, 1))),
-            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
-
-
 def relative_l1(ref: list, out: list) -> float:
     """The default drift the searches hold under a budget: sum |out - ref| / sum |ref| over
     every output (0 = identical)."""
@@ -120,6 +81,16 @@ def relative_l1(ref: list, out: list) -> float:
               for r, o in zip(ref, out))
     den = sum(float(np.abs(np.asarray(r, np.float64)).sum()) for r in ref)
     return num / max(den, 1e-30)
+
+
+def max_relative_error(ref: list, out: list) -> float:
+    """The drift every --max-drift budget holds: max |out - ref| / max |ref| over all outputs
+    (lists of arrays, as reference_run gives)."""
+    ref = [np.asarray(r, np.float64) for r in ref]
+    err = max((float(np.max(np.abs(np.asarray(o, np.float64) - r))) for r, o in zip(ref, out) if r.size),
+              default=0.0)
+    scale = max((float(np.max(np.abs(r))) for r in ref if r.size), default=0.0)
+    return err / scale if scale else err
 
 
 def param_bytes(graph: Graph) -> int:
@@ -131,14 +102,34 @@ def latencies(graphs: dict, feeds, runs: int = 10, device=None, warmup: int = 2)
     output is kept as is) and timed interleaved (A B A B ...) so machine load hits all alike."""
     exes = {k: lgc.compile(g, device=device, opt_level=0) for k, g in graphs.items()}
     fl = {k: dict(zip(e.input_names, as_feed_list(graphs[k], feeds))) for k, e in exes.items()}
+    return run_seconds(exes, fl, runs, warmup)
+
+
+def run_seconds(exes: dict, feeds: dict, runs: int, warmup: int = 1) -> dict:
+    """Median seconds per run of each exes[k] on feeds[k], timed interleaved (A B A B ...)
+    after `warmup` untimed rounds, so that machine load hits all alike."""
     times = {k: [] for k in exes}
     for i in range(warmup + runs):
         for k, e in exes.items():
             t0 = time.perf_counter()
-            e.run(fl[k])
+            e.run(feeds[k])
             if i >= warmup:
                 times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def weighted_layers(graph: Graph, layers=None, min_params: int = 4096) -> dict[int, np.ndarray]:
+    """{id(node): weight} of the matmul/conv nodes with a constant weight that `layers` names
+    (as layer_names does), or with at least min_params weights when `layers` is None."""
+    consts, names = graph.constants(), layer_names(graph)
+    out = {}
+    for n in graph.nodes:
+        if n.op in ("matmul", "conv") and len(n.inputs) > 1 and n.inputs[1] in consts:
+            w = consts[n.inputs[1]]
+            wanted = names[id(n)] in layers if layers is not None else w.size >= min_params
+            if wanted:
+                out[id(n)] = w
+    return out
 
 
 def layer_names(graph: Graph) -> dict[int, str]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import InputError
 from ..ir.graph import Graph
 from .calibrate import load_calibration
 from .decompose import decompose
 from .fp16 import to_fp16
+from .graphtools import max_relative_error
 from .prune import prune_channels, prune_magnitude
 from .quantize import quantize
 from .report import compression_report
@@ -24,7 +23,7 @@ from .report import compression_report
 
 @dataclass
 class CompressOptions:
-    quantize: str | None = None          # int8, int8-weights, dynamic
+    quantize: str | None = None          # int8, int8-weights, dynamic, int4-weights[:gN][:sym]
     calibrate: object = None             # a path, "random", or feeds
     observer: str = "minmax"
     keep_float: tuple = ()
@@ -62,22 +61,24 @@ def compress(graph: Graph, opts: CompressOptions, device=None, progress=None,
     stages: list[tuple[str, Graph]] = []
     notes: dict[str, str] = {}
     g = graph
-    if opts.decompose:
-        g = _other("decompose", opts.decompose, g, feeds, opts, device, say)
-        stages.append((f"decompose {opts.decompose}", g))
-    if opts.prune:
-        g = _other("prune", opts.prune, g, feeds, opts, device, say)
-        stages.append((f"prune {opts.prune}", g))
+    for kind, spec in (("decompose", opts.decompose), ("prune", opts.prune)):
+        if spec:
+            g = _other(kind, spec, g, feeds, opts, device, say)
+            stages.append((f"{kind} {spec}", g))
     if opts.quantize:
         say(f"quantizing ({opts.quantize})")
-        res = quantize(g, feeds, opts.quantize, observer=opts.observer,
+        # int4 fits its levels to calibration data (GPTQ): the user's, not the report's random data
+        fit = feeds if opts.calibrate is not None or opts.max_drift is not None or \
+            not opts.quantize.startswith("int4") else None
+        res = quantize(g, fit, opts.quantize, observer=opts.observer,
                        keep_float=opts.keep_float, max_drift=opts.max_drift, device=device,
                        progress=say)
         g = res.graph
         name = f"quantize {opts.quantize}"
         stages.append((name, g))
         quantized = len(res.layers) - len(res.kept_float)
-        notes[name] = f"{quantized}/{len(res.layers)} layers int8" + \
+        bits = "int4 matmuls, int8 others" if opts.quantize.startswith("int4") else "int8"
+        notes[name] = f"{quantized}/{len(res.layers)} layers {bits}" + \
             (f"; float: {', '.join(res.kept_float)}" if res.kept_float else "")
     if opts.precision:
         g = _other("fp16", opts.precision, g, feeds, opts, device, say)
@@ -125,13 +126,3 @@ def _spec(kind: str, spec: str) -> tuple[str, float]:
     except ValueError:
         raise InputError(f"--{kind} {spec!r}: {value!r} is not a number") from None
     return how, int(num) if how == "rank" and num >= 1 else num
-
-
-def max_relative_error(ref: list, out: list) -> float:
-    """The drift every --max-drift budget holds: max |out - ref| / max |ref| over all outputs
-    (lists of arrays, as lgc.compress.graphtools.reference_run gives)."""
-    ref = [np.asarray(r, np.float64) for r in ref]
-    err = max((float(np.max(np.abs(np.asarray(o, np.float64) - r))) for r, o in zip(ref, out) if r.size),
-              default=0.0)
-    scale = max((float(np.max(np.abs(r))) for r in ref if r.size), default=0.0)
-    return err / scale if scale else err

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
-from .graphtools import Rebuild, const_map, layer_names, reference_run, relative_l1
+from .graphtools import Rebuild, layer_names, reference_run, relative_l1, weighted_layers
 from .sparse import choose, to_sparse
 
 POOLS = ("max_pool", "avg_pool", "lp_pool")
@@ -51,7 +51,7 @@ class ChannelGroup:
 
 def channel_groups(graph: Graph) -> list[ChannelGroup]:
     """Every conv/matmul whose output channels can be removed (see the module docstring)."""
-    consts, users = const_map(graph), graph.users()
+    consts, users = graph.constants(), graph.users()
     outs = set(graph.outputs)
     names = layer_names(graph)
     groups = []
@@ -141,7 +141,7 @@ def _expand(idx: np.ndarray, block: int) -> np.ndarray:
 
 def _rewrite(graph: Graph, chosen: list[tuple[ChannelGroup, np.ndarray]], mask: bool) -> Graph:
     """Slice (or, with mask, zero) the constants of each group to its kept channels."""
-    consts = const_map(graph)
+    consts = graph.constants()
     slices: dict = {}
     reshapes: dict = {}
     for g, keep in chosen:
@@ -209,7 +209,7 @@ def prune_channels(graph: Graph, amount: float = 0.5, amounts: dict | None = Non
             raise InputError(f"prune_channels: layer {bad[0]!r} is not prunable "
                              f"(prunable: {sorted(known)})")
         groups = [g for g in groups if g.name in layers]
-    consts = const_map(graph)
+    consts = graph.constants()
     if max_drift is not None:
         amounts = search_amounts(graph, groups, amount, max_drift, data, drift_fn, min_channels,
                                  verbose)
@@ -228,7 +228,7 @@ def search_amounts(graph, groups, most, max_drift, data, drift_fn=None, min_chan
     """Greedy sensitivity search: per layer the largest fraction (<= most) whose drift alone
     fits the budget, then step back the most sensitive layer until all together fit."""
     drift_fn = drift_fn or relative_l1
-    consts = const_map(graph)
+    consts = graph.constants()
     ref = reference_run(graph, data)
 
     def measure(amts):
@@ -295,16 +295,11 @@ def prune_magnitude(graph: Graph, sparsity: float = 0.5, layers=None, min_params
         raise InputError(f"prune_magnitude: sparsity must be in [0, 1), got {sparsity}")
     if sparse not in ("auto", "always", "never"):
         raise InputError(f"prune_magnitude: sparse must be auto, always or never, got {sparse!r}")
-    consts, names = const_map(graph), layer_names(graph)
+    picked, names = weighted_layers(graph, layers, min_params), layer_names(graph)
     rb = Rebuild(graph)
     for node in graph.nodes:
-        if node.op not in ("matmul", "conv") or len(node.inputs) < 2 or node.inputs[1] not in consts:
-            rb.copy(node)
-            continue
-        w = consts[node.inputs[1]]
-        named = layers is not None and names[id(node)] in layers
-        if (layers is not None and not named) or (layers is None and w.size < min_params) \
-                or w.dtype.kind != "f":
+        w = picked.get(id(node))
+        if w is None or w.dtype.kind != "f":
             rb.copy(node)
             continue
         pw = (w * magnitude_mask(w, sparsity)).astype(w.dtype)

@@ -10,6 +10,10 @@ Modes:
   dynamic       matmuls: int8 weights, activations quantized per call from their own min
                 and max, one scale per row (onnxruntime's quantize_dynamic uses one per
                 tensor); convolutions: weights only.
+  int4-weights[:gN][:sym|:asym]
+                matmul weights 4-bit with a scale (and zero point) per block of N along K
+                (lgc.compress.int4; onnxruntime's MatMulNBits layout, run by qmatmul_nbits);
+                convolutions as int8-weights; activations float32.
 In every mode large embedding tables read by `gather` along axis 0 (a transformer's word
 embeddings) are stored as int8 with one scale per row.
 
@@ -27,7 +31,7 @@ float, and the drift is measured again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,16 +41,18 @@ from ..ir.graph import Graph, Node, Value
 from ..backends.quant_kernels import qconv_tile
 from ..ops.quant import tile_weights
 from ..ops.nn import CONV_ATTRS
-from ..ops.quant import quantize_ref
+from ..ops.quant import pack_nbits, quantize_ref
 from ..passes import optimize
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from ..runtime import Executable
 from .calibrate import load_calibration
+from .graphtools import max_relative_error
+from .int4 import GPTQ_ROWS, gptq_blocks, parse_int4, quantize_blocks
 from .observers import make_observer, symmetric_int8, uint8_params
 from .report import run_outputs
 
-MODES = ("int8", "int8-weights", "dynamic")
+MODES = ("int8", "int8-weights", "dynamic", "int4-weights[:gN][:sym|:asym]")
 MIN_TABLE = 4096        # gather tables with fewer elements stay float
 
 
@@ -64,7 +70,6 @@ class QuantResult:
     layers: list[Layer]
     kept_float: list[str]
     drift: float | None = None                    # measured, when a budget was given
-    activation_ranges: dict = field(default_factory=dict)   # layer name -> (lo, hi)
 
 
 def find_layers(graph: Graph) -> list[Layer]:
@@ -103,7 +108,7 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
              progress=None) -> QuantResult:
     """Quantize `graph`. calibration: feeds (a list of {input name: array}), or anything
     lgc.compress.load_calibration accepts; needed for mode int8 and for max_drift."""
-    if mode not in MODES:
+    if mode not in MODES[:3] and parse_int4(mode) is None:
         raise InputError(f"unknown quantization mode {mode!r} (choose from {', '.join(MODES)})")
     say = progress or (lambda msg: None)
     graph = optimize(graph, 2)          # batch norm folded into conv weights before quantizing
@@ -113,16 +118,18 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
     if unknown:
         raise InputError(f"--keep-float: no quantizable layer named {unknown[0]!r} "
                          f"(layers: {', '.join(sorted(names)[:12])}{' ...' if len(names) > 12 else ''})")
-    feeds = _feeds(calibration, graph) if calibration is not None else None
+    types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
+    feeds = load_calibration(calibration, types) if calibration is not None else None
     if feeds is None and (mode == "int8" or max_drift is not None):
         raise InputError(f"mode {mode}{' with --max-drift' if max_drift is not None else ''} "
                          "needs calibration data (--calibrate)")
-    ranges, samples = {}, {}
-    if mode == "int8" or max_drift is not None:
-        say(f"calibrating on {len(feeds)} sample(s) ({observer})")
-        ranges, samples = _observe(graph, layers, feeds, observer, device)
+    ranges, samples, hessians = {}, {}, {}
+    int4 = parse_int4(mode)
+    if mode == "int8" or max_drift is not None or int4 and feeds is not None:
+        say(f"calibrating on {len(feeds)} sample(s) ({'GPTQ' if int4 else observer})")
+        ranges, samples, hessians = _observe(graph, layers, feeds, observer, device, hessians=bool(int4))
     kept = list(keep_float)
-    qgraph = _rewrite(graph, layers, mode, ranges, set(kept))
+    qgraph = _rewrite(graph, layers, mode, ranges, set(kept), hessians)
     drift = None
     if max_drift is not None:
         ref = run_outputs(graph, feeds, device)
@@ -131,40 +138,31 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
         if drift > max_drift:
             consts = graph.constants()
             for layer in layers:
-                layer.sensitivity = _sensitivity(layer, mode, ranges, samples, consts)
+                layer.sensitivity = _sensitivity(layer, mode, ranges, samples, consts, hessians)
             order = sorted((la for la in layers if la.name not in kept), key=lambda la: -la.sensitivity)
             for layer in order:
                 kept.append(layer.name)
-                qgraph = _rewrite(graph, layers, mode, ranges, set(kept))
+                qgraph = _rewrite(graph, layers, mode, ranges, set(kept), hessians)
                 drift = output_drift(ref, run_outputs(qgraph, feeds, device))
                 say(f"  {layer.name} back to float (sensitivity {layer.sensitivity:.3g}): drift {drift:.4g}")
                 if drift <= max_drift:
                     break
-    return QuantResult(qgraph, layers, kept, drift,
-                       {k: v for k, v in ranges.items()})
+    return QuantResult(qgraph, layers, kept, drift)
 
 
 def output_drift(ref: list[dict], got: list[dict]) -> float:
     """max |got - ref| / max |ref| over every float output of every feed."""
-    err, scale = 0.0, 0.0
-    for r, g in zip(ref, got):
-        for k, a in r.items():
-            if a.dtype.kind == "f" and a.size:
-                err = max(err, float(np.max(np.abs(g[k].astype(np.float64) - a))))
-                scale = max(scale, float(np.max(np.abs(a))))
-    return err / scale if scale else err
-
-
-def _feeds(calibration, graph: Graph) -> list[dict]:
-    types = {n: v.type for n, v in zip(graph.input_names, graph.inputs)}
-    return load_calibration(calibration, types)
+    pairs = [(a, g[k]) for r, g in zip(ref, got) for k, a in r.items() if a.dtype.kind == "f"]
+    return max_relative_error([a for a, _ in pairs], [b for _, b in pairs])
 
 
 # ---- calibration ------------------------------------------------------------------------------
 
-def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str, device):
-    """Activation ranges per layer input ({value: (lo, hi)}) and the first feed's layer
-    inputs ({value: array}, for the sensitivities)."""
+def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str, device,
+             hessians: bool = False):
+    """Activation ranges per layer input ({value: (lo, hi)}), the first feed's layer inputs
+    ({value: array}, for the sensitivities) and, with `hessians`, (X^T X, rows of X) of each
+    matmul layer's input X over the calibration data (GPTQ's, lgc.compress.int4)."""
     watched = []
     for layer in layers:
         v = layer.node.inputs[0] if layer.kind != "gather" else None
@@ -176,7 +174,8 @@ def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str
                           output_names=list(graph.output_names) + [f"__calib{i}" for i in range(len(inner))])
     exe = Executable.from_graph(probe, device)
     obs = {v: make_observer(observer) for v in watched}
-    samples = {}
+    samples, H = {}, {}
+    products = {layer.node.inputs[0] for layer in layers if layer.kind == "matmul"} if hessians else set()
     for i, feed in enumerate(feeds):
         outs = exe.run(feed)
         for v in watched:
@@ -184,7 +183,11 @@ def _observe(graph: Graph, layers: list[Layer], feeds: list[dict], observer: str
             obs[v].update(a)
             if i == 0:
                 samples[v] = a
-    return {v: o.range() for v, o in obs.items()}, samples
+            if v in products:
+                x = np.asarray(a, np.float64).reshape(-1, a.shape[-1])
+                h, rows = H.get(v, (0, 0))
+                H[v] = (h + x.T @ x, rows + len(x))
+    return {v: o.range() for v, o in obs.items()}, samples, H
 
 
 # ---- the rewrite --------------------------------------------------------------------------------
@@ -203,11 +206,28 @@ def _weights(layer: Layer, consts):
     return q, s, np.asarray(bias, np.float32)
 
 
-def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: set) -> Graph:
+def _int4_weights(layer: Layer, consts, spec, hessians: dict):
+    """(qmatmul_nbits' b, scales, zero points or None; its attrs) of a matmul layer: GPTQ
+    where calibration gave its input's X^T X over enough rows (GPTQ_ROWS per input), else
+    each block's least-error grid."""
+    n = layer.node
+    w = consts[n.inputs[1]]
+    if n.attrs.get("trans_b"):
+        w = w.T
+    block = spec.block_for(w.shape[0])
+    H, rows = hessians.get(n.inputs[0], (None, 0))
+    q, s, z = gptq_blocks(w, H, block, spec.symmetric) if rows >= GPTQ_ROWS * w.shape[0] else \
+        quantize_blocks(w, block, spec.symmetric)
+    return pack_nbits(q, s, z, block), {"k": w.shape[0], "block_size": block}
+
+
+def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: set,
+             hessians: dict) -> Graph:
     consts = graph.constants()
     todo = {layer.node: layer for layer in layers if layer.name not in keep}
     rw = Rewriter(graph)
     xq_cache: dict = {}
+    int4 = parse_int4(mode)
     for node in graph.nodes:
         layer = todo.get(node)
         if layer is None:
@@ -215,6 +235,11 @@ def _rewrite(graph: Graph, layers: list[Layer], mode: str, ranges: dict, keep: s
             continue
         if layer.kind == "gather":
             rw.replace(node.outputs[0], _gather_int8(rw, node, consts))
+            continue
+        if int4 and layer.kind == "matmul":
+            packed, attrs = _int4_weights(layer, consts, int4, hessians)
+            args = [rw.get(node.inputs[0])] + [rw.const(a) for a in packed if a is not None]
+            rw.replace(node.outputs[0], rw.op("qmatmul_nbits", args, attrs, name=node.name))
             continue
         wq, ws, bias = _weights(layer, consts)
         x = rw.get(node.inputs[0])
@@ -296,7 +321,8 @@ def _gather_int8(rw: Rewriter, node: Node, consts) -> Value:
 
 # ---- sensitivity ------------------------------------------------------------------------------
 
-def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: dict) -> float:
+def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: dict,
+                 hessians: dict) -> float:
     """Relative L2 error of the layer's output on the first calibration sample when only
     this layer is quantized (NumPy references of the float op and of the quantized op)."""
     n = layer.node
@@ -305,10 +331,15 @@ def _sensitivity(layer: Layer, mode: str, ranges: dict, samples: dict, consts: d
     x = samples.get(n.inputs[0])
     if x is None:
         return 0.0
-    wq, ws, bias = _weights(layer, consts)
     ref_op = registry.get(n.op).reference
     ins = [x] + [consts[v] for v in n.inputs[1:]]
     y = ref_op(ins, n.attrs)[0].astype(np.float64)
+    if layer.kind == "matmul" and (int4 := parse_int4(mode)):
+        packed, attrs = _int4_weights(layer, consts, int4, hessians)
+        op = registry.get("qmatmul_nbits")
+        yq = op.reference([x] + [a for a in packed if a is not None], op.normalize_attrs(attrs))[0]
+        return float(np.linalg.norm(yq - y) / max(np.linalg.norm(y), 1e-30))
+    wq, ws, bias = _weights(layer, consts)
     qins = [x, wq, ws, bias]
     if mode == "int8" or mode == "dynamic" and layer.kind == "matmul":
         if mode == "int8":

@@ -15,7 +15,6 @@ pruning, decomposition) appends its own stage with `Report.add` or by listing it
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from ..ir.graph import Graph
 from ..ir.stats import graph_stats
 from ..runtime import Executable, select_device
+from .graphtools import run_seconds
 
 
 @dataclass
@@ -146,17 +146,10 @@ def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: 
         say(f"compiling {name} for the report")
         exes.append(Executable.from_graph(g, dev))
     ref = run_outputs(baseline, feeds, exe=exes[0])
-    times = [[] for _ in exes]
-    if runs:
-        for exe in exes:     # warm-up: first launches specialise kernels
-            exe.run(feeds[0])
-        for _ in range(runs):
-            for i, exe in enumerate(exes):
-                t = time.perf_counter()
-                exe.run(feeds[0])
-                times[i].append(time.perf_counter() - t)
+    # a warm-up round first: first launches specialise kernels
+    seconds = run_seconds(dict(enumerate(exes)), [feeds[0]] * len(exes), runs) if runs else {}
     rep = Report(samples=len(feeds), device=getattr(dev, "name", str(dev)), data=data)
-    for k, ((name, g), exe, ts) in enumerate(zip(all_stages, exes, times)):
+    for k, ((name, g), exe) in enumerate(zip(all_stages, exes)):
         st = graph_stats(g)
         acc = drift(ref, ref if exe is exes[0] else run_outputs(g, feeds, exe=exe), task)
         size = None
@@ -165,6 +158,6 @@ def compression_report(baseline: Graph, stages: list[tuple[str, Graph]], feeds: 
             path = os.path.join(artifact_dir, f"stage{k}.lgc")
             exe.save(path)
             size = os.path.getsize(path)
-        rep.add(Stage(name, st.param_bytes, st.flops, float(np.median(ts)) * 1e3 if ts else None,
+        rep.add(Stage(name, st.param_bytes, st.flops, seconds[k] * 1e3 if k in seconds else None,
                       artifact_bytes=size, notes=(notes or {}).get(name, ""), **acc))
     return rep

@@ -21,8 +21,8 @@ from ..runtime.device import select_device
 _cache: dict = {}
 
 
-def to_sparse(rb, x: Value, w: np.ndarray, name: str | None = None) -> Value:
-    """Add sparse_matmul(x, CSR(w)) to the Rebuild `rb`; returns its output."""
+def to_sparse(rb: GraphBuilder, x: Value, w: np.ndarray, name: str | None = None) -> Value:
+    """Add sparse_matmul(x, CSR(w)) to `rb` (a GraphBuilder or a Rebuild); returns its output."""
     v, i, p = dense_to_csr(w)
     return rb.op("sparse_matmul", [x, rb.const(v), rb.const(i), rb.const(p)],
                  {"k": int(w.shape[0])}, name)
@@ -34,12 +34,7 @@ def layer_graphs(x_type: TensorType, w: np.ndarray):
     for sparse in (False, True):
         b = GraphBuilder("sparse_layer" if sparse else "dense_layer")
         x = b.input("x", x_type)
-        if sparse:
-            v, i, p = dense_to_csr(w)
-            y = b.op("sparse_matmul", [x, b.const(v), b.const(i), b.const(p)],
-                     {"k": int(w.shape[0])})
-        else:
-            y = b.op("matmul", [x, b.const(w)])
+        y = to_sparse(b, x, w) if sparse else b.op("matmul", [x, b.const(w)])
         out.append(b.build([y]))
     return out
 

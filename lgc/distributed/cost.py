@@ -43,8 +43,9 @@ from ..feeds import random_inputs
 from ..ir import registry
 from ..ir.graph import Graph, Value
 from ..ir.stats import node_flops
-from ..runtime import Executable, Executor
-from .shard import live_across, read_json, schedule, static_values, tensor_names
+from ..runtime import Executable
+from .shard import (live_across, read_json, schedule, static_values, tensor_json, tensor_names,
+                    upstream)
 
 KERNEL_TIMES_FORMAT = "lgc-kernel-times"
 KERNEL_TIMES_VERSION = 1
@@ -105,20 +106,11 @@ class CostModel:
     def _static_uses(self) -> list[tuple[int, list[int]]]:
         """(nbytes, sorted positions that hold it) for each static value a stage must hold."""
         g = self.graph
-        producer = {o: n for n in g.nodes for o in n.outputs}
+        producer = g.producers()
         uses: dict[Value, set[int]] = {}
         for p, i in enumerate(self.sched):
-            need = [v for v in g.nodes[i].inputs if v in self.static]
-            seen: set[Value] = set()
-            while need:
-                v = need.pop()
-                if v in seen:
-                    continue
-                seen.add(v)
+            for v in upstream([v for v in g.nodes[i].inputs if v in self.static], producer):
                 uses.setdefault(v, set()).add(p)
-                node = producer.get(v)
-                if node is not None:
-                    need.extend(node.inputs)
         for v in g.outputs:                      # constant graph outputs: held by the last stage
             if v in self.static:
                 uses.setdefault(v, set()).add(max(self.n - 1, 0))
@@ -153,8 +145,7 @@ class CostModel:
         return int(self.live_bytes[p])
 
     def cut_tensors(self, p: int) -> list[dict]:
-        return [{"name": self.names[v], "dtype": v.dtype.name, "shape": list(v.shape),
-                 "nbytes": v.type.nbytes} for v in self.live[p]]
+        return [tensor_json(self.names[v], v) for v in self.live[p]]
 
     # -- time ----------------------------------------------------------------------------
     def node_times(self, worker: Worker) -> np.ndarray:
@@ -233,15 +224,8 @@ def measure_kernel_times(graph: Graph, device=None, runs: int = 5, seed: int = 0
     """Per-label kernel seconds (median over runs) from OpenCL profiling events for this graph
     on a device: the content of a kernel-times file."""
     exe = Executable.from_graph(graph, device)
-    feeds = random_inputs(exe.input_types(), seed)
-    prof = Executor(exe.program, exe.device, profile=True)
-    arrays = [feeds[n] for n in exe.input_names]
-    prof.run(arrays)                                  # first run: driver compiles
-    per_run = []
-    for _ in range(max(1, runs)):
-        prof.run(arrays)
-        per_run.append([t for _, _, t in prof.last_profile])
-    med = np.median(np.array(per_run), axis=0) if per_run and per_run[0] else []
+    # a first untimed run: the driver compiles the kernels
+    med = exe.launch_times(random_inputs(exe.input_types(), seed), runs, warmup=1)
     nodes: dict[str, float] = {}
     for ln, t in zip(exe.program.launches, med):
         nodes[ln.node] = nodes.get(ln.node, 0.0) + float(t)

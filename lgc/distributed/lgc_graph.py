@@ -41,7 +41,3 @@ def graph_of_artifact(path) -> Graph:
         raise ArtifactError(f"{where}: its IR does not parse ({e})") from None
     graph.from_artifact = True          # weights are stand-ins: plan with it, do not compile it
     return graph
-
-
-def is_stand_in(graph: Graph) -> bool:
-    return bool(getattr(graph, "from_artifact", False))

@@ -30,7 +30,6 @@ Plan file (PLAN_FORMAT "lgc-plan", version 1): see docs/DISTRIBUTED.md.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError
 from .cost import CostModel, Link, Worker
-from .shard import fingerprint, read_json
+from .shard import check_format, fingerprint, read_json, write_json
 
 PLAN_FORMAT = "lgc-plan"
 PLAN_VERSION = 1
@@ -386,22 +385,14 @@ def plan_json(p: Plan, model: str = "", input_shapes: dict | None = None,
 
 def save_plan(p: Plan, path, model: str = "", input_shapes: dict | None = None,
               simulated: dict | None = None) -> None:
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(plan_json(p, model, input_shapes, simulated), f, indent=1)
-    os.replace(tmp, path)
+    write_json(path, plan_json(p, model, input_shapes, simulated))
 
 
 def load_plan(path) -> dict:
     """A plan file, checked enough that compiling from it cannot go wrong silently."""
     where = os.path.basename(os.fspath(path))
-    doc = read_json(path, "plan file", where)
-    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT:
-        raise InputError(f"plan file {where}: not an lgc plan")
-    if doc.get("version") != PLAN_VERSION:
-        raise InputError(f"plan file {where}: unknown plan version {doc.get('version')!r} "
-                         f"(this lgc reads version {PLAN_VERSION})")
+    doc = check_format(read_json(path, "plan file", where), PLAN_FORMAT, PLAN_VERSION,
+                       f"plan file {where}", "plan")
     try:
         bounds = [tuple(int(x) for x in s["nodes"]) for s in doc["stages"]]
         n = int(doc["graph"]["dynamic_nodes"])

@@ -128,6 +128,18 @@ def tensor_names(graph: Graph) -> dict[Value, str]:
     return names
 
 
+def upstream(values, producer: dict[Value, Node]) -> set[Value]:
+    """`values` and every value they are computed from (producer: Graph.producers())."""
+    seen, need = set(), list(values)
+    while need:
+        v = need.pop()
+        if v not in seen:
+            seen.add(v)
+            if v in producer:
+                need.extend(producer[v].inputs)
+    return seen
+
+
 def live_across(graph: Graph, sched: list[int] | None = None) -> list[list[Value]]:
     """live[p]: the dynamic values defined before schedule position p and needed at or after
     it (by a dynamic node or as a graph output); live[0] is the graph's inputs."""
@@ -176,41 +188,30 @@ def split(graph: Graph, cuts) -> list[Stage]:
     cuts = _check_cuts(cuts, len(sched))
     live = live_across(graph, sched)
     names = tensor_names(graph)
-    producer: dict[Value, int] = {o: i for i, n in enumerate(graph.nodes) for o in n.outputs}
+    producer = graph.producers()
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
     static = static_values(graph)
     bounds = [0, *cuts, len(sched)]
     stages = []
     for k in range(len(bounds) - 1):
         first, end = bounds[k], bounds[k + 1]
         dynamic = sched[first:end]
-        if k == 0:
-            ins, in_names = list(graph.inputs), list(graph.input_names)
-        else:
-            ins = live[first]
-            in_names = [names[v] for v in ins]
-        if k == len(bounds) - 2:
-            outs, out_names = list(graph.outputs), list(graph.output_names)
-        else:
-            outs = live[end]
-            out_names = [names[v] for v in outs]
+        last = k == len(bounds) - 2      # stage 0 takes the model inputs, the last gives its outputs
+        ins = list(graph.inputs) if k == 0 else live[first]
+        in_names = list(graph.input_names) if k == 0 else [names[v] for v in ins]
+        outs = list(graph.outputs) if last else live[end]
+        out_names = list(graph.output_names) if last else [names[v] for v in outs]
         # the static closure this stage reads (weights, shapes), kept in graph order
         need = [v for i in dynamic for v in graph.nodes[i].inputs if v in static]
         need += [v for v in outs if v in static]
-        keep: set[int] = set()
-        while need:
-            v = need.pop()
-            i = producer.get(v)
-            if i is None or i in keep:
-                continue
-            keep.add(i)
-            need.extend(graph.nodes[i].inputs)
+        keep = {index[id(producer[v])] for v in upstream(need, producer) if v in producer}
         nodes: list[Node] = [graph.nodes[i] for i in sorted(keep | set(dynamic))]
         sg = Graph(f"{graph.name}_stage{k}", ins, outs, nodes, in_names, out_names)
         stages.append(Stage(k, sg, (first, end)))
     return stages
 
 
-def _tensor_json(name: str, v: Value) -> dict:
+def tensor_json(name: str, v: Value) -> dict:
     return {"name": name, "dtype": v.dtype.name, "shape": list(v.shape), "nbytes": v.type.nbytes}
 
 
@@ -250,17 +251,15 @@ def compile_stages(graph: Graph, cuts, out_dir, device=None, target=None, opt_le
         entries.append({
             "index": st.index, "artifact": path.name, "nodes": list(st.nodes),
             "target": tgt if isinstance(tgt, str) or tgt is None else tgt.name,
-            "receives": [_tensor_json(n, v) for n, v in zip(st.graph.input_names, st.graph.inputs)],
-            "sends": [_tensor_json(n, v) for n, v in zip(st.graph.output_names, st.graph.outputs)],
+            "receives": [tensor_json(n, v) for n, v in zip(st.graph.input_names, st.graph.inputs)],
+            "sends": [tensor_json(n, v) for n, v in zip(st.graph.output_names, st.graph.outputs)],
             "sha256": _sha_file(path)})
     doc = {"format": STAGES_FORMAT, "version": STAGES_VERSION, "model": model or graph.name,
            "stage_count": len(stages), "cuts": [s.nodes[0] for s in stages[1:]],
            "fingerprint": fingerprint(graph),
            "inputs": list(graph.input_names), "outputs": list(graph.output_names),
            "stages": entries}
-    tmp = out / "stages.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, out / "stages.json")
+    write_json(out / "stages.json", doc)
     return paths
 
 
@@ -277,17 +276,31 @@ def read_json(path, what: str = "", name=None):
         raise InputError(f"{lead}{name or path}: not valid JSON ({e})") from None
 
 
+def write_json(path, doc) -> None:
+    """`doc` as JSON in file `path`, written whole or not at all (a temporary file renamed)."""
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def check_format(doc, fmt: str, version: int, where: str, kind: str) -> dict:
+    """`doc` if it is an lgc `kind` of this format and version, else an InputError that
+    begins with `where`."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise InputError(f"{where}: not an lgc {kind}")
+    if doc.get("version") != version:
+        raise InputError(f"{where}: unknown {kind} version {doc.get('version')!r} "
+                         f"(this lgc reads version {version})")
+    return doc
+
+
 def read_stages(path) -> dict:
     """The stages.json next to stage artifacts, checked (format, version, files, checksums)."""
     p = Path(path)
     if p.is_dir():
         p = p / "stages.json"
-    doc = read_json(p)
-    if not isinstance(doc, dict) or doc.get("format") != STAGES_FORMAT:
-        raise InputError(f"{p}: not an lgc stages file")
-    if doc.get("version") != STAGES_VERSION:
-        raise InputError(f"{p}: unknown stages file version {doc.get('version')!r} "
-                         f"(this lgc reads version {STAGES_VERSION})")
+    doc = check_format(read_json(p), STAGES_FORMAT, STAGES_VERSION, str(p), "stages file")
     for st in doc.get("stages", []):
         art = p.parent / st["artifact"]
         if not art.exists():

@@ -5,6 +5,8 @@ node that causes it, with the node's name.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import registry
@@ -12,12 +14,29 @@ from .dtypes import from_numpy
 from .graph import Graph, Node, TensorType, Value
 
 
+MAX_ELEMENTS = 2**31   # per tensor: far past any model lgc runs, and refused before any allocation
+MAX_BYTES = 2**33      # per tensor (8 GiB): no OpenCL device lgc targets allocates more at once
+
+
+def size_problem(t: TensorType) -> str | None:
+    """Why a tensor of type t cannot exist (a negative or absurd shape), or None. Exact integer
+    arithmetic: a product that overflows int64 must not wrap round to a small size."""
+    if any(d < 0 for d in t.shape):
+        return f"shape {t.shape} has a negative dimension"
+    n = math.prod(t.shape)
+    if n > MAX_ELEMENTS:
+        return f"shape {t.shape} has {n} elements, over lgc's limit of 2**31 per tensor"
+    if n * t.dtype.itemsize > MAX_BYTES:
+        return f"shape {t.shape} of {t.dtype.name} is {n * t.dtype.itemsize} bytes, over lgc's " \
+               f"limit of 8 GiB per tensor"
+    return None
+
+
 class GraphBuilder:
     def __init__(self, name: str = "main"):
         self.name = name
         self.inputs: list[Value] = []
         self.nodes: list[Node] = []
-        self._counter = 0
 
     def input(self, name: str, type: TensorType) -> Value:
         v = Value(type, name)
@@ -42,6 +61,10 @@ class GraphBuilder:
             opdef.check_arity(len(inputs))
             attrs = opdef.normalize_attrs(attrs or {})
             out_types = opdef.infer([v.type for v in inputs], attrs)
+            for i, t in enumerate(out_types):
+                problem = size_problem(t)
+                if problem:
+                    raise registry.OpError(f"output {i}: {problem}")
         except registry.OpError as e:
             raise registry.OpError(f"node {label!r} ({op}): {e}") from None
         outs = [Value(t) for t in out_types]

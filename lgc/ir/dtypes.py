@@ -44,6 +44,10 @@ class DType:
     def itemsize(self) -> int:
         return self.np.itemsize
 
+    @property
+    def is_complex(self) -> bool:
+        return self.np.kind == "c"
+
     def __repr__(self) -> str:
         return self.name
 
@@ -67,8 +71,11 @@ u16 = _d("u16", np.uint16, "ushort")
 u32 = _d("u32", np.uint32, "uint")
 u64 = _d("u64", np.uint64, "ulong")
 bool_ = _d("bool", np.bool_, "uchar")
+# complex64 is NumPy's two float32s (real, imaginary): the layout of OpenCL's float2, so
+# buffers copy as they are; its arithmetic is lgc.backends.kernels.complex's
+c64 = _d("c64", np.complex64, "float2")
 
-ALL = (f16, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_)
+ALL = (f16, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, bool_, c64)
 BY_NAME = {d.name: d for d in ALL}
 _BY_NP = {d.np: d for d in ALL}
 

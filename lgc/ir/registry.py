@@ -77,9 +77,7 @@ class OpDef:
 
 
 def _freeze(v):
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, tuple):
+    if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, np.integer):
         return int(v)

@@ -50,4 +50,3 @@ def _human(n: int) -> str:
         if n < 1024 or unit == "GiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
-    return f"{n} B"

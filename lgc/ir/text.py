@@ -17,6 +17,7 @@ The printer is exact, so `parse_graph(print_graph(g), weights_of(g))` equals `g`
     (the value's name, else in<i>/out<i>);
   - floats print shortest-exact (repr); a float element that would not read back bit for bit
     (a NaN with a payload) prints as its bits, `0x7fc00001`; `1` is an int, `1.0` a float;
+    a complex element prints as its two parts, `(1.0, -0.5)`;
   - arrays of up to INLINE_LIMIT elements print inline (`dense<...>`); bigger ones print as
     `@name : type` and travel in the dict `weights_of(graph)` returns;
   - an attribute may hold a whole graph (a loop's cond and body), printed nested, with
@@ -62,7 +63,7 @@ attr: (NAME | STRING) "=" attrval
 
 array: "dense" "<" type "," "[" (elem ("," elem)*)? "]" ">"   -> dense
      | GSYM ":" type                                          -> weight
-?elem: NUMBER | "true" -> true | "false" -> false
+?elem: NUMBER | "true" -> true | "false" -> false | "(" NUMBER "," NUMBER ")" -> pair
 type: NAME "[" (NUMBER ("," NUMBER)*)? "]"
 
 _STR: /"(?:[^"\\\n]|\\.)*"/
@@ -142,6 +143,8 @@ def _float_bits(a: np.ndarray) -> np.ndarray:
 
 
 def _fmt_elem(x: np.generic) -> str:
+    if isinstance(x, np.complexfloating):
+        return f"({_fmt_elem(x.real)}, {_fmt_elem(x.imag)})"
     if isinstance(x, np.bool_):
         return "true" if x else "false"
     if isinstance(x, np.integer):
@@ -376,6 +379,9 @@ class _Tree(Transformer):
     def dense(self, c):
         return _Dense(c[0], c[1:])
 
+    def pair(self, c):
+        return tuple(c)
+
     def weight(self, c):
         return _Weight(c[0], c[1])
 
@@ -431,6 +437,12 @@ def _dense(d: _Dense) -> np.ndarray:
         raise _at(d.ty.tok, f"dense<{t}> needs {t.size} elements, got {len(d.elems)}")
     vals = []
     for e in d.elems:
+        if isinstance(e, tuple) != t.dtype.is_complex:
+            raise _at(d.ty.tok, f"{e} in a {t.dtype} array" if isinstance(e, tuple) else
+                      f"{e} in a complex array (use (real, imaginary))")
+        if isinstance(e, tuple):
+            vals.append(_read_complex(e, dt, t.dtype))
+            continue
         if isinstance(e, bool) != t.dtype.is_bool:
             raise _at(d.ty.tok, f"{e} in a {t.dtype} array" if isinstance(e, bool) else
                       f"{e} in a bool array (use true/false)")
@@ -450,6 +462,16 @@ def _dense(d: _Dense) -> np.ndarray:
     a = np.array(vals, dtype=dt).reshape(t.shape)
     a.setflags(write=False)
     return a
+
+
+def _read_complex(parts, dt: np.dtype, what) -> np.generic:
+    """(re, im) bit for bit: the two parts side by side are the complex number's bytes."""
+    part = np.dtype(f"f{dt.itemsize // 2}")
+    try:
+        re, im = (_read_float(str(p), part) for p in parts)
+    except ValueError:  # hex bits too wide
+        raise _at(parts[0], f"({parts[0]}, {parts[1]}) is not a {what} value") from None
+    return np.array([re, im], part).view(dt)[0]
 
 
 def _weight(w: _Weight, weights: dict) -> np.ndarray:

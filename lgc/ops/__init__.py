@@ -4,5 +4,5 @@ The import below is the one list of the families: each module declares its ops (
 NumPy reference, fusion class, rules) when imported. The other modules are what the
 families are written with: core (tracing: bind), prim (array functions for the rules),
 dtypes, batch_rules and _rules."""
-from . import (control, elementwise, indexing, layout, linalg, lowered, misc, nn,  # noqa: F401
-               quant, reduce, sparse)
+from . import (complex, control, elementwise, fft, indexing, layout, linalg, lowered,  # noqa: F401
+               misc, nn, quant, reduce, sparse, spike)

@@ -1,11 +1,13 @@
-"""Helpers shared by the type rules of several op families."""
+"""Helpers shared by several op families: for type rules, NumPy references and jvp rules."""
 from __future__ import annotations
 
-from ..ir.dtypes import DType, bool_
+import numpy as np
+
+from ..ir.dtypes import DType
 from ..ir.graph import TensorType
 from ..ir.registry import OpError
 from . import prim
-from .core import ArrayBase, bind_list, get_aval
+from .core import ArrayBase, bind, bind_list, get_aval
 
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
@@ -28,7 +30,7 @@ def same_dtype(types: list[TensorType]) -> DType:
 
 
 def require(types: list[TensorType], kinds: str, what: str = "operand") -> None:
-    """kinds: letters of allowed dtype kinds: f float, i signed, u unsigned, b bool."""
+    """kinds: letters of allowed dtype kinds: f float, i signed, u unsigned, b bool, c complex."""
     for t in types:
         if t.dtype.np.kind not in kinds:
             raise OpError(f"{what} dtype {t.dtype} not supported")
@@ -40,23 +42,48 @@ def norm_axis(axis: int, rank: int) -> int:
     return axis % rank if rank else 0
 
 
+def check_bias(types: list[TensorType], i: int, n: int, what: str) -> None:
+    """The optional bias operand types[i] must be [n] (one per output channel or row)."""
+    if len(types) > i and types[i].shape != (n,):
+        raise OpError(f"{what}: bias shape {types[i].shape}, expected ({n},)")
+
+
 def elementwise_type(types, out_dtype: DType | None = None) -> list[TensorType]:
     dt = same_dtype(types)
     return [TensorType(out_dtype or dt, broadcast_shapes(*(t.shape for t in types)))]
 
 
-def compare_type(types):
-    return elementwise_type(types, bool_)
+def f16_as_f32(x: np.ndarray) -> np.ndarray:
+    """x for a NumPy reference: float16 computes in float32 (its compute type in kernels)."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
 
 
 def linear_jvp(op: str, **fixed):
-    """OpDef.jvp of an op that is linear in its float inputs together (layout, gather and
-    scatter, sums): the op itself applied to the tangents (zeros where an input has none;
-    integer inputs such as indices as they are). `fixed` overrides attributes (a pad value)."""
+    """OpDef.jvp of an op that is linear in its float (or complex) inputs together (layout,
+    gather and scatter, sums): the op itself applied to the tangents (zeros where an input has
+    none; integer inputs such as indices as they are). `fixed` overrides attributes (a pad
+    value)."""
     def rule(tans, ins, outs, attrs):
-        args = [x if get_aval(x).dtype.kind != "f" else (prim.zeros_like(x) if t is None else t)
+        args = [x if get_aval(x).dtype.kind not in "fc" else (prim.zeros_like(x) if t is None else t)
                 for x, t in zip(ins, tans)]
         return bind_list(op, args, dict(attrs, **fixed))
+    return rule
+
+
+def bilinear_jvp(op: str):
+    """OpDef.jvp of an op bilinear in its first two inputs (matmul, conv, conv_transpose):
+    op(dx, w) + op(x, dw), plus a third input's tangent where it is a bias per channel
+    (axis 1)."""
+    def rule(tans, ins, outs, attrs):
+        (x, w), (tx, tw) = ins[:2], tans[:2]
+        terms = ([bind(op, tx, w, **attrs)] if tx is not None else []) + \
+                ([bind(op, x, tw, **attrs)] if tw is not None else [])
+        if len(ins) == 3 and tans[2] is not None:
+            terms.append(prim.reshape(tans[2], (-1,) + (1,) * (x.ndim - 2)))
+        total = terms[0]
+        for t in terms[1:]:
+            total = prim.add(total, t)
+        return [prim.broadcast_to(total, outs[0].shape)]
     return rule
 
 

@@ -10,6 +10,8 @@ lgc/trace/batching.py has the trace that calls them (BatchTrace).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import dtypes
@@ -21,10 +23,6 @@ def bind(op: str, *args, **attrs):
     or a tuple of them."""
     outs = bind_list(op, args, attrs)
     return outs[0] if len(outs) == 1 else tuple(outs)
-
-
-def bind_all(op: str, args, attrs) -> list:
-    return bind_list(op, list(args), attrs)
 
 
 def shape(x) -> tuple:
@@ -101,18 +99,28 @@ def shift_axis(a: int, d: int) -> int:
 
 # ---- generic rules -----------------------------------------------------------------------------
 
-def loop(op: str):
+def family(body):
+    """A family of rules written once, as body(op, args, dims, attrs, **params): the family
+    called with an op name (and params) gives that op's rule."""
+    @functools.wraps(body)
+    def rule_of(op: str, **params):
+        def rule(args, dims, attrs):
+            return body(op, args, dims, attrs, **params)
+        rule.__name__ = f"batch_{op}"
+        return rule
+    return rule_of
+
+
+@family
+def loop(op: str, args, dims, attrs):
     """The rule that is always right: apply the op to each example (unrolled at trace time)
     and stack the results. For ops without a specialised rule, or cases a rule skips."""
-    def rule(args, dims, attrs):
-        n = axis_size(args, dims)
-        if n == 0:
-            return _empty_batch(op, args, dims, attrs)
-        per = [bind_all(op, [x if d is None else take(x, d, i) for x, d in zip(args, dims)],
-                        attrs) for i in range(n)]
-        return [stack([p[k] for p in per]) for k in range(len(per[0]))], [0] * len(per[0])
-    rule.__name__ = f"loop_{op}"
-    return rule
+    n = axis_size(args, dims)
+    if n == 0:
+        return _empty_batch(op, args, dims, attrs)
+    per = [bind_list(op, [x if d is None else take(x, d, i) for x, d in zip(args, dims)],
+                     attrs) for i in range(n)]
+    return [stack([p[k] for p in per]) for k in range(len(per[0]))], [0] * len(per[0])
 
 
 def _empty_batch(op, args, dims, attrs):
@@ -126,101 +134,108 @@ def _empty_batch(op, args, dims, attrs):
     return res, [0] * len(res)
 
 
-def unary(op: str):
+@family
+def unary(op: str, args, dims, attrs):
     """Elementwise on one operand (and ops that act on each element alone, like cast):
     the batch axis stays where it is."""
-    def rule(args, dims, attrs):
-        return [bind(op, args[0], **attrs)], [dims[0]]
-    rule.__name__ = f"batch_{op}"
-    return rule
+    return [bind(op, args[0], **attrs)], [dims[0]]
 
 
-def broadcasting(op: str):
+@family
+def broadcasting(op: str, args, dims, attrs):
     """NumPy-broadcasting ops (binary arithmetic, comparisons, where): operands batched on the
     same axis of the same rank keep it; otherwise batched operands get their batch axis first
     and size-1 axes up to the example rank, and unbatched ones broadcast as they are."""
-    def rule(args, dims, attrs):
-        ranks = [len(shape(x)) - (d is not None) for x, d in zip(args, dims)]
-        r = max(ranks)
-        batched = {(d, rk) for d, rk in zip(dims, ranks) if d is not None}
-        if len(batched) == 1:
-            d, rk = next(iter(batched))
-            # batched operands agree; unbatched ones broadcast along the axes after d only
-            if rk == r and all(dd is not None or rk2 <= r - d for dd, rk2 in zip(dims, ranks)):
-                return [bind(op, *args, **attrs)], [d]
-        xs = []
-        for x, d, rk in zip(args, dims, ranks):
-            if d is not None:
-                x = moveaxis(x, d, 0)
-                s = shape(x)
-                x = reshape(x, s[:1] + (1,) * (r - rk) + s[1:])
-            xs.append(x)
-        return [bind(op, *xs, **attrs)], [0]
-    rule.__name__ = f"batch_{op}"
-    return rule
+    ranks = [len(shape(x)) - (d is not None) for x, d in zip(args, dims)]
+    r = max(ranks)
+    batched = {(d, rk) for d, rk in zip(dims, ranks) if d is not None}
+    if len(batched) == 1:
+        d, rk = next(iter(batched))
+        # batched operands agree; unbatched ones broadcast along the axes after d only
+        if rk == r and all(dd is not None or rk2 <= r - d for dd, rk2 in zip(dims, ranks)):
+            return [bind(op, *args, **attrs)], [d]
+    xs = []
+    for x, d, rk in zip(args, dims, ranks):
+        if d is not None:
+            x = moveaxis(x, d, 0)
+            s = shape(x)
+            x = reshape(x, s[:1] + (1,) * (r - rk) + s[1:])
+        xs.append(x)
+    return [bind(op, *xs, **attrs)], [0]
 
 
-def batch_first(op: str, shift=()):
+@family
+def batch_first(op: str, args, dims, attrs, shift=()):
     """Ops on [N, ...] layouts with the batch axis put first and every operand batched;
     `shift` names integer attributes that are axes (moved up by one)."""
-    def rule(args, dims, attrs):
-        at = dict(attrs)
-        for name in shift:   # negative axes count from the end: unchanged
-            at[name] = at[name] + (at[name] >= 0)
-        outs = bind_all(op, all_to_front(args, dims), at)
-        return outs, [0] * len(outs)
-    rule.__name__ = f"batch_{op}"
-    return rule
+    at = dict(attrs)
+    for name in shift:   # negative axes count from the end: unchanged
+        at[name] = at[name] + (at[name] >= 0)
+    outs = bind_list(op, all_to_front(args, dims), at)
+    return outs, [0] * len(outs)
 
 
-def reduce_axes(op: str):
+@family
+def reduce_axes(op: str, args, dims, attrs):
     """reduce_*: the reduced axes step past the batch axis, which stays (moved left by the
     axes dropped in front of it, without keepdims)."""
-    def rule(args, dims, attrs):
-        d, axes = dims[0], attrs["axes"]
-        out_d = d if attrs["keepdims"] else d - sum(a < d for a in axes)
-        at = {**attrs, "axes": tuple(shift_axis(a, d) for a in axes)}
-        return [bind(op, args[0], **at)], [out_d]
-    rule.__name__ = f"batch_{op}"
-    return rule
+    d, axes = dims[0], attrs["axes"]
+    out_d = d if attrs["keepdims"] else d - sum(a < d for a in axes)
+    at = {**attrs, "axes": tuple(shift_axis(a, d) for a in axes)}
+    return [bind(op, args[0], **at)], [out_d]
 
 
-def along_axis(op: str):
+@family
+def along_axis(op: str, args, dims, attrs):
     """Ops along one `axis` (argmax/argmin, softmax, scans, topk): the axis steps past the
     batch axis, which stays where it is (moved left when argmax drops an axis before it)."""
-    def rule(args, dims, attrs):
-        d, a = dims[0], attrs["axis"]
-        outs = bind_all(op, [args[0]], {**attrs, "axis": shift_axis(a, d)})
-        out_d = d - 1 if not attrs.get("keepdims", 1) and a < d else d
-        return outs, [out_d] * len(outs)
-    rule.__name__ = f"batch_{op}"
-    return rule
+    d, a = dims[0], attrs["axis"]
+    outs = bind_list(op, [args[0]], {**attrs, "axis": shift_axis(a, d)})
+    out_d = d - 1 if not attrs.get("keepdims", 1) and a < d else d
+    return outs, [out_d] * len(outs)
 
 
-def fold_into_n(op: str):
+@family
+def leading_axes(op: str, args, dims, attrs):
+    """Ops whose first operand x [..., K] may have any leading axes (qmatmul, sparse_matmul):
+    only x batched, its batch axis joins them; otherwise one op per example."""
+    if any(d is not None for d in dims[1:]):
+        return loop(op)(args, dims, attrs)
+    return [bind(op, moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
+
+
+@family
+def fold_into_n(op: str, args, dims, attrs):
     """Ops on [N, C, ...] (pools, conv with shared weights): when only x is batched, the
     batch folds into N, one op over B*N examples; otherwise the per-example loop."""
-    def rule(args, dims, attrs):
-        if any(d is not None for d in dims[1:]):
-            return loop(op)(args, dims, attrs)
-        x = moveaxis(args[0], dims[0], 0)
-        s = shape(x)
-        outs = bind_all(op, [reshape(x, (s[0] * s[1],) + s[2:])] + list(args[1:]), attrs)
-        return [reshape(o, s[:2] + shape(o)[1:]) for o in outs], [0] * len(outs)
-    rule.__name__ = f"batch_{op}"
-    return rule
+    if any(d is not None for d in dims[1:]):
+        return loop(op)(args, dims, attrs)
+    x = moveaxis(args[0], dims[0], 0)
+    s = shape(x)
+    outs = bind_list(op, [reshape(x, (s[0] * s[1],) + s[2:])] + list(args[1:]), attrs)
+    return [reshape(o, s[:2] + shape(o)[1:]) for o in outs], [0] * len(outs)
 
 
-def fold_all_into_n(op: str):
+@family
+def fold_all_into_n(op: str, args, dims, attrs):
     """Ops whose operands all lead with N (grid_sample's x and grid): every operand gets the
     batch first (repeated if unbatched) and folded into N."""
-    def rule(args, dims, attrs):
-        xs = all_to_front(args, dims)
-        n = shape(xs[0])[:2]
-        outs = bind_all(op, [reshape(x, (n[0] * n[1],) + shape(x)[2:]) for x in xs], attrs)
-        return [reshape(o, n + shape(o)[1:]) for o in outs], [0] * len(outs)
-    rule.__name__ = f"batch_{op}"
-    return rule
+    xs = all_to_front(args, dims)
+    n = shape(xs[0])[:2]
+    outs = bind_list(op, [reshape(x, (n[0] * n[1],) + shape(x)[2:]) for x in xs], attrs)
+    return [reshape(o, n + shape(o)[1:]) for o in outs], [0] * len(outs)
+
+
+@family
+def on_matrices(op: str, args, dims, attrs):
+    """Ops on the last two axes (trilu, det, the factorizations): the batch axis stays where
+    it is unless it is one of them (then it goes first); it is the same leading axis of
+    every output."""
+    x, d = args[0], dims[0]
+    if d >= len(shape(x)) - 2:
+        x, d = moveaxis(x, d, 0), 0
+    outs = bind_list(op, [x], attrs)
+    return outs, [d] * len(outs)
 
 
 def with_example_numbers(ind):

@@ -22,14 +22,16 @@ def x64() -> bool:
 
 
 _NARROW = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32),
-           np.dtype(np.float64): np.dtype(np.float32)}
+           np.dtype(np.float64): np.dtype(np.float32),
+           np.dtype(np.complex128): np.dtype(np.complex64)}
 
 
 def canonicalize(dt) -> np.dtype:
-    """The dtype lgc uses for `dt`: 64-bit types narrowed unless x64 is on."""
+    """The dtype lgc uses for `dt`: 64-bit types narrowed unless x64 is on. complex128 has no
+    device type (complex64 is float2; there is no double2 arithmetic yet), so x64 refuses it."""
     dt = np.dtype(dt)
-    if dt.kind == "c":
-        raise TypeError("complex dtypes are not supported by lgc")
+    if dt.kind == "c" and (_X64[0] and dt != np.complex64 or dt.itemsize > 16):
+        raise TypeError(f"dtype {dt} is not supported by lgc (its one complex dtype is complex64)")
     return dt if _X64[0] else _NARROW.get(dt, dt)
 
 
@@ -39,6 +41,10 @@ def default_int() -> np.dtype:
 
 def default_float() -> np.dtype:
     return np.dtype(np.float64 if _X64[0] else np.float32)
+
+
+def default_complex() -> np.dtype:
+    return np.dtype(np.complex64)
 
 
 def scalar_dtype(x) -> tuple[np.dtype, bool] | None:
@@ -52,12 +58,17 @@ def scalar_dtype(x) -> tuple[np.dtype, bool] | None:
     if isinstance(x, float):
         return default_float(), True
     if isinstance(x, complex):
-        raise TypeError("complex numbers are not supported by lgc")
+        return default_complex(), True
     return None
 
 
 def is_float(dt) -> bool:
     return np.dtype(dt).kind == "f"
+
+
+def is_inexact(dt) -> bool:
+    """Float or complex: the dtypes that carry gradients."""
+    return np.dtype(dt).kind in "fc"
 
 
 def is_int(dt) -> bool:

@@ -1,6 +1,8 @@
 """Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons,
 logic, select and cast. Each is declared here by its type rule and NumPy reference; its C
-expression is in lgc.backends.kernels.elementwise."""
+expression is in lgc.backends.kernels.elementwise. complex64 takes the arithmetic (add, sub,
+mul, div, neg), exp, eq, where, cast and abs (a float32 result); its own ops (real, imag,
+conj, complex) are lgc.ops.complex."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,31 +11,42 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import batch_rules
-from ._rules import broadcast_shapes, compare_type, elementwise_type, require
+from ._rules import broadcast_shapes, elementwise_type, f16_as_f32, require
 
 def _quiet():
     return np.errstate(all="ignore")
 
 
-def _ref1(fn):
+def _ref1(fn, out):
     def ref(xs, attrs):
         with _quiet():
             x = xs[0]
-            y = fn(x.astype(np.float32) if x.dtype == np.float16 else x)
-            return [np.asarray(y).astype(x.dtype)]
+            y = fn(f16_as_f32(x))
+            return [np.asarray(y).astype(out(dtypes.from_numpy(x.dtype)).np)]
     return ref
 
 
-def _unary(name, ref, kinds="f", doc=""):
+def _same(dt):
+    return dt
+
+
+def _real(dt):
+    """The dtype of a complex value's parts (a real dtype is its own)."""
+    return dtypes.f32 if dt.is_complex else dt
+
+
+def _unary(name, ref, kinds="f", doc="", out=_same):
     def infer(types, attrs):
         require(types, kinds, name)
-        return [types[0]]
-    register(OpDef(name, infer, _ref1(ref),
+        return [TensorType(out(types[0].dtype), types[0].shape)]
+    register(OpDef(name, infer, _ref1(ref, out),
                    fusion="elementwise", num_inputs=1, doc=doc, batch=batch_rules.unary(name)))
 
 
-_unary("exp", np.exp)
+_unary("exp", np.exp, kinds="fc")
 _unary("log", np.log)
+_unary("log1p", np.log1p, doc="log(1 + x), exact near 0")
+_unary("expm1", np.expm1, doc="exp(x) - 1, exact near 0")
 _unary("sqrt", np.sqrt)
 _unary("sin", np.sin)
 _unary("cos", np.cos)
@@ -60,8 +73,8 @@ def _erf_ref(x):
 
 
 _unary("erf", _erf_ref)
-_unary("neg", np.negative, kinds="fi")
-_unary("abs", np.abs, kinds="fiu")
+_unary("neg", np.negative, kinds="fic")
+_unary("abs", np.abs, kinds="fiuc", out=_real, doc="of a complex value: its modulus (float32)")
 _unary("sign", np.sign, kinds="fiu")
 _unary("relu", lambda x: np.where(x < 0, np.zeros_like(x), x), kinds="fi")
 _unary("not", np.logical_not, kinds="b")
@@ -91,15 +104,12 @@ _bool_out("isinf",
 def _binary(name, ref, kinds="fiu", out_bool=False):
     def infer(types, attrs):
         require(types, kinds, name)
-        return compare_type(types) if out_bool else elementwise_type(types)
+        return elementwise_type(types, dtypes.bool_ if out_bool else None)
 
     def reference(xs, attrs):
         a, b = xs
         with _quiet():
-            if a.dtype == np.float16:
-                r = ref(a.astype(np.float32), b.astype(np.float32), attrs)
-            else:
-                r = ref(a, b, attrs)
+            r = ref(f16_as_f32(a), f16_as_f32(b), attrs)
         return [np.asarray(r).astype(np.bool_ if out_bool else a.dtype)]
 
     register(OpDef(name, infer, reference,
@@ -120,15 +130,15 @@ def _ref_mod(a, b, at):
     return np.mod(a, b)
 
 
-_binary("add", lambda a, b, at: a + b)
-_binary("sub", lambda a, b, at: a - b)
-_binary("mul", lambda a, b, at: a * b)
-_binary("div", _int_div)
+_binary("add", lambda a, b, at: a + b, kinds="fiuc")
+_binary("sub", lambda a, b, at: a - b, kinds="fiuc")
+_binary("mul", lambda a, b, at: a * b, kinds="fiuc")
+_binary("div", _int_div, kinds="fiuc")
 _binary("pow", lambda a, b, at: np.power(a, b))
 _binary("max", lambda a, b, at: np.maximum(a, b))
 _binary("min", lambda a, b, at: np.minimum(a, b))
 _binary("mod", _ref_mod)
-_binary("eq", lambda a, b, at: a == b, kinds="fiub", out_bool=True)
+_binary("eq", lambda a, b, at: a == b, kinds="fiubc", out_bool=True)
 _binary("lt", lambda a, b, at: a < b, out_bool=True)
 _binary("le", lambda a, b, at: a <= b, out_bool=True)
 _binary("gt", lambda a, b, at: a > b, out_bool=True)
@@ -185,6 +195,8 @@ def _cast_ref(xs, attrs):
     to = dtypes.by_name(attrs["to"]).np
     x = xs[0]
     with _quiet():
+        if x.dtype.kind == "c" and to.kind not in "cb":
+            x = x.real     # NumPy's astype keeps the real part (and warns)
         if x.dtype.kind == "f" and to.kind in "iu":
             x = np.trunc(x)
         return [x.astype(to)]
@@ -225,6 +237,8 @@ def _one_minus_square(v):
 
 _defvjp1("exp", lambda g, x, y: mul(g, y))
 _defvjp1("log", lambda g, x, y: div(g, x))
+_defvjp1("log1p", lambda g, x, y: div(g, add(x, 1)))
+_defvjp1("expm1", lambda g, x, y: mul(g, add(y, 1)))
 _defvjp1("sqrt", lambda g, x, y: div(g, mul(2, y)))
 _defvjp1("sin", lambda g, x, y: mul(g, prim.cos(x)))
 _defvjp1("cos", lambda g, x, y: mul(neg(g), prim.sin(x)))
@@ -243,11 +257,23 @@ _defvjp1("sigmoid", lambda g, x, y: mul(mul(g, y), sub(1, y)))
 _defvjp1("erf", lambda g, x, y: mul(mul(g, float(2 / np.sqrt(np.pi))),
                                     prim.exp(mul(neg(x), x))))
 _defvjp1("neg", lambda g, x, y: neg(g))
-_defvjp1("abs", lambda g, x, y: mul(g, prim.sign(x)))
+
+
+def _abs_vjp(g, x, y):
+    """1 at 0 for a real x, as JAX. Of a complex x: g conj(x) / |x| (0 at x = 0), JAX's
+    convention for the cotangent of a complex input (no conjugation of the pairing); g may
+    be a complex tangent (forward mode reads this rule too: autodiff keeps the real part)."""
+    if x.dtype.kind != "c":
+        return prim.where(prim.ge(x, 0), g, neg(g))
+    nonzero = prim.astype(prim.where(prim.eq(y, 0), 1, y), x.dtype)
+    return mul(prim.astype(g, x.dtype), div(prim.conj(x), nonzero))
+
+
+_defvjp1("abs", _abs_vjp)
 _defvjp1("relu", lambda g, x, y: prim.where(prim.gt(x, 0), g, 0))
 for _n in ("floor", "ceil", "round", "sign"):
     _defvjp1(_n, _zero)
-_defvjp1("cast", lambda g, x, y: prim.astype(g, x.dtype) if x.dtype.kind == "f" else None)
+_defvjp1("cast", lambda g, x, y: prim.astype(g, x.dtype) if x.dtype.kind in "fc" else None)
 
 _defvjp2("add", lambda g, a, b, y: (g, g))
 _defvjp2("sub", lambda g, a, b, y: (g, neg(g)))

@@ -174,11 +174,12 @@ def _scatter_elements_ref(xs, at):
     return [out]
 
 
-register(OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
+SCATTER_ELEMENTS = OpDef("scatter_elements", _scatter_elements_infer, _scatter_elements_ref,
                fusion="opaque",
                attrs={"axis": 0, "reduction": "none"}, num_inputs=3,
                batch=batch_rules.batch_first("scatter_elements", shift=("axis",)),
-               doc="ONNX ScatterElements; reductions apply duplicates in order"))
+               doc="ONNX ScatterElements; reductions apply duplicates in order")
+register(SCATTER_ELEMENTS)
 
 
 def _scatter_nd_infer(types, at):
@@ -211,10 +212,11 @@ def _batch_scatter_nd(args, dims, at):
                              reduction=at["reduction"])], [0]
 
 
-register(OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
+SCATTER_ND = OpDef("scatter_nd", _scatter_nd_infer, _scatter_nd_ref,
                fusion="opaque",
                attrs={"reduction": "none"}, num_inputs=3, doc="ONNX ScatterND",
-               batch=_batch_scatter_nd))
+               batch=_batch_scatter_nd)
+register(SCATTER_ND)
 
 
 # ---- one_hot, reverse_sequence ----------------------------------------------------------------
@@ -460,11 +462,12 @@ def _tensor_scatter_ref(xs, at):
     return [out]
 
 
-register(OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
+TENSOR_SCATTER = OpDef("tensor_scatter", _tensor_scatter_infer, _tensor_scatter_ref,
                fusion="injective",
                attrs={"axis": -2, "mode": "linear"}, num_inputs=3,
                batch=batch_rules.fold_all_into_n("tensor_scatter"),
-               doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)"))
+               doc="cache[b, ..., w[b] + s, ...] = update[b, ..., s, ...] (ONNX TensorScatter)")
+register(TENSOR_SCATTER)
 
 
 # ---- col2im ---------------------------------------------------------------------------------
@@ -478,6 +481,18 @@ def col2im_blocks(at):
             for i in range(d)]
 
 
+def _col2im_places(at):
+    """(kernel offset, block position, image position) of each column element that lands
+    on the image (the others fall in the padding)."""
+    blk, dil, pads, st, img = (at[k] for k in ("block_shape", "dilations", "pads", "strides",
+                                               "image_shape"))
+    for k in np.ndindex(*blk):
+        for b in np.ndindex(*col2im_blocks(at)):
+            p = tuple(b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(len(blk)))
+            if all(0 <= p[i] < img[i] for i in range(len(blk))):
+                yield k, b, p
+
+
 def _col2im_infer(types, at):
     (x,) = types
     img, blk = at["image_shape"], at["block_shape"]
@@ -489,17 +504,11 @@ def _col2im_infer(types, at):
 
 def _col2im_ref(xs, at):
     (x,) = xs
-    blk, dil, pads, st, img = (at[k] for k in ("block_shape", "dilations", "pads", "strides",
-                                               "image_shape"))
-    nbl, d = col2im_blocks(at), len(blk)
-    n, ck, _ = x.shape
-    out = np.zeros((n, ck // math.prod(blk)) + tuple(img), x.dtype)
-    cols = x.reshape((n, ck // math.prod(blk)) + tuple(blk) + tuple(nbl))
-    for k in np.ndindex(*blk):
-        for b in np.ndindex(*nbl):
-            p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
-            if all(0 <= p[i] < img[i] for i in range(d)):
-                out[(Ellipsis,) + tuple(p)] += cols[(slice(None), slice(None)) + k + b]
+    blk, (n, ck, _) = at["block_shape"], x.shape
+    out = np.zeros((n, ck // math.prod(blk)) + tuple(at["image_shape"]), x.dtype)
+    cols = x.reshape((n, ck // math.prod(blk)) + tuple(blk) + tuple(col2im_blocks(at)))
+    for k, b, p in _col2im_places(at):
+        out[(Ellipsis,) + p] += cols[(slice(None), slice(None)) + k + b]
     return [out]
 
 
@@ -653,23 +662,49 @@ def _roi_align_infer(types, at):
                                  at["output_width"]))]
 
 
+def _roi_box(roi, at):
+    """One box under ORT's rules: (start y, start x, height, width, sample rows and columns
+    per bin, whether the height and the width were raised to 1 (without half_pixel))."""
+    off = 0.5 if at["half_pixel"] else 0.0
+    sw, sh, ew, eh = (float(v) * at["spatial_scale"] - off for v in roi)
+    rw, rh = ew - sw, eh - sh
+    clamp = (False, False) if at["half_pixel"] else (rh < 1.0, rw < 1.0)
+    if not at["half_pixel"]:
+        rw, rh = max(rw, 1.0), max(rh, 1.0)
+    sr = at["sampling_ratio"]
+    gh = sr if sr > 0 else int(math.ceil(rh / at["output_height"]))
+    gw = sr if sr > 0 else int(math.ceil(rw / at["output_width"]))
+    return sh, sw, rh, rw, gh, gw, clamp
+
+
+def _roi_samples(box, ph, pw, at):
+    """The sample points of bin (ph, pw) of a _roi_box, [(cy, cx, y, x)]: y and x as ORT
+    computes them, cy and cx their fractions of the box's height and width."""
+    sh, sw, rh, rw, gh, gw, _ = box
+    oh, ow = at["output_height"], at["output_width"]
+    bh, bw = rh / oh, rw / ow
+    return [((ph + (iy + 0.5) / gh) / oh, (pw + (ix + 0.5) / gw) / ow,
+             sh + ph * bh + (iy + 0.5) * bh / gh, sw + pw * bw + (ix + 0.5) * bw / gw)
+            for iy, ix in np.ndindex(gh, gw)]
+
+
+def _roi_axis(v, n):
+    """One coordinate (within [-1, n]) of a bilinear sample under ORT's edge rules: its low
+    and high pixel, the fraction past the low one, and whether v is free (not clamped to
+    an edge, so that its derivative flows)."""
+    free = v >= 0.0
+    v = max(v, 0.0)
+    lo = int(v)
+    if lo >= n - 1:
+        return n - 1, n - 1, 0.0, False
+    return lo, lo + 1, v - lo, free
+
+
 def _roi_sample(y, x, h, w):
     """[(weight, y, x)] taps of one bilinear sample under ORT's edge rules; [] outside."""
     if y < -1.0 or y > h or x < -1.0 or x > w:
         return []
-    y, x = max(y, 0.0), max(x, 0.0)
-    yl, xl = int(y), int(x)
-    if yl >= h - 1:
-        yl = yh = h - 1
-        y = float(yl)
-    else:
-        yh = yl + 1
-    if xl >= w - 1:
-        xl = xh = w - 1
-        x = float(xl)
-    else:
-        xh = xl + 1
-    ly, lx = y - yl, x - xl
+    (yl, yh, ly, _), (xl, xh, lx, _) = _roi_axis(y, h), _roi_axis(x, w)
     return [((1 - ly) * (1 - lx), yl, xl), ((1 - ly) * lx, yl, xh),
             (ly * (1 - lx), yh, xl), (ly * lx, yh, xh)]
 
@@ -677,28 +712,19 @@ def _roi_sample(y, x, h, w):
 def _roi_align_ref(xs, at):
     x, rois, bidx = xs
     oh, ow = at["output_height"], at["output_width"]
-    sr, sc = at["sampling_ratio"], at["spatial_scale"]
-    off = 0.5 if at["half_pixel"] else 0.0
     h, w = x.shape[2:]
     out = np.zeros((rois.shape[0], x.shape[1], oh, ow), np.float64)
     for r in range(rois.shape[0]):
-        sw, sh, ew, eh = (float(v) * sc - off for v in rois[r])
-        rw, rh = ew - sw, eh - sh
-        if not at["half_pixel"]:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        bh, bw = rh / oh, rw / ow
-        gh = sr if sr > 0 else int(math.ceil(rh / oh))
-        gw = sr if sr > 0 else int(math.ceil(rw / ow))
+        box = _roi_box(rois[r], at)
         img = x[int(bidx[r])].astype(np.float64)
         for ph, pw in np.ndindex(oh, ow):
             vals = []
-            for iy, ix in np.ndindex(gh, gw):
-                taps = _roi_sample(sh + ph * bh + (iy + 0.5) * bh / gh,
-                                   sw + pw * bw + (ix + 0.5) * bw / gw, h, w)
+            for _, _, sy, sx in _roi_samples(box, ph, pw, at):
+                taps = _roi_sample(sy, sx, h, w)
                 parts = [wt * img[:, yy, xx] for wt, yy, xx in taps] or [np.zeros(x.shape[1])]
                 vals.append(sum(parts) if at["mode"] == "avg" else np.max(parts, axis=0))
             if vals:
-                out[r, :, ph, pw] = sum(vals) / max(gh * gw, 1) if at["mode"] == "avg" \
+                out[r, :, ph, pw] = sum(vals) / len(vals) if at["mode"] == "avg" \
                     else np.max(vals, axis=0)
     return [out.astype(x.dtype)]
 
@@ -894,17 +920,12 @@ def _col2im_vjp(cts, ins, outs, attrs):
     """Each column element lands on one image position (or off the image): its cotangent
     is g there, one gather with positions worked out as _col2im_ref walks them."""
     x, g = ins[0], cts[0]
-    blk, dil, pads, st, img = (attrs[k] for k in ("block_shape", "dilations", "pads",
-                                                  "strides", "image_shape"))
-    nbl, d = col2im_blocks(attrs), len(blk)
+    blk, img, nbl = attrs["block_shape"], attrs["image_shape"], col2im_blocks(attrs)
     n, ck, n_blocks = x.shape
     C, P = ck // math.prod(blk), math.prod(img)
     idx = np.full((C,) + tuple(blk) + tuple(nbl), C * P, np.int64)   # C * P: a zero slot
-    for k in np.ndindex(*blk):
-        for b in np.ndindex(*nbl):
-            p = [b[i] * st[i] - pads[i] + k[i] * dil[i] for i in range(d)]
-            if all(0 <= p[i] < img[i] for i in range(d)):
-                idx[(slice(None),) + k + b] = np.arange(C) * P + np.ravel_multi_index(p, img)
+    for k, b, p in _col2im_places(attrs):
+        idx[(slice(None),) + k + b] = np.arange(C) * P + np.ravel_multi_index(p, img)
     flat = prim.concatenate([prim.reshape(g, (n, C * P)), prim.zeros((n, 1), g.dtype)], axis=1)
     return [bind("gather", flat, idx.reshape(ck, n_blocks), axis=1)]
 
@@ -996,23 +1017,10 @@ def _roi_align_taps(x_shape, rois, bidx, at):
     and which rois had their size clamped to 1. Sample counts are fixed by the concrete
     boxes: the gradient is that of the piecewise-smooth function between count changes."""
     N, _, h, w = x_shape
-    oh, ow, sr, sc = (at[k] for k in ("output_height", "output_width", "sampling_ratio",
-                                      "spatial_scale"))
-    off = 0.5 if at["half_pixel"] else 0.0
-    R = rois.shape[0]
-    samples, S = [], 1
-    scale, clamp = np.ones(R), np.zeros((R, 2), bool)
-    for r in range(R):
-        sw, sh, ew, eh = (float(v) * sc - off for v in rois[r])
-        rw, rh = ew - sw, eh - sh
-        if not at["half_pixel"]:
-            clamp[r] = rh < 1.0, rw < 1.0
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        gh = sr if sr > 0 else int(math.ceil(rh / oh))
-        gw = sr if sr > 0 else int(math.ceil(rw / ow))
-        scale[r] = 1.0 / max(gh * gw, 1) if at["mode"] == "avg" else 1.0
-        S = max(S, gh * gw)
-        samples.append((sh, sw, rh, rw, gh, gw))
+    oh, ow = at["output_height"], at["output_width"]
+    boxes = [_roi_box(roi, at) for roi in rois]
+    counts = [gh * gw for *_, gh, gw, _ in boxes]
+    R, S = len(boxes), max(counts + [1])
     shape = (R, oh, ow, S)
     idx = np.zeros(shape + (4,), np.int64)
     geo = {k: np.zeros(shape) for k in ("cy", "cx", "yl", "xl", "ly0", "lx0")}
@@ -1020,29 +1028,20 @@ def _roi_align_taps(x_shape, rois, bidx, at):
     geo["tap"] = np.zeros(shape + (4,), bool)
     geo["corner_y"] = np.broadcast_to(np.array([0, 0, 1, 1], bool), shape + (4,))
     geo["corner_x"] = np.broadcast_to(np.array([0, 1, 0, 1], bool), shape + (4,))
-    geo["scale"], geo["clamp"] = scale, clamp
-    for r, (sh, sw, rh, rw, gh, gw) in enumerate(samples):
+    geo["scale"] = np.array([1.0 / max(n, 1) if at["mode"] == "avg" else 1.0 for n in counts])
+    geo["clamp"] = np.array([box[-1] for box in boxes], bool).reshape(R, 2)
+    for r, box in enumerate(boxes):
         base = int(bidx[r]) * h * w
         for ph, pw in np.ndindex(oh, ow):
-            for k, (iy, ix) in enumerate(np.ndindex(gh, gw)):
+            for k, (cy, cx, y, x) in enumerate(_roi_samples(box, ph, pw, at)):
                 at_ = (r, ph, pw, k)
                 geo["valid"][at_] = True
-                cy, cx = (ph + (iy + 0.5) / gh) / oh, (pw + (ix + 0.5) / gw) / ow
                 geo["cy"][at_], geo["cx"][at_] = cy, cx
-                y, x = sh + cy * rh, sw + cx * rw
                 if y < -1.0 or y > h or x < -1.0 or x > w:
                     continue                        # outside: no taps (ORT)
-                lo = []
-                for v, n, name in ((y, h, "y"), (x, w, "x")):
-                    free = v >= 0.0
-                    v = max(v, 0.0)
-                    fl = int(v)
-                    if fl >= n - 1:
-                        fl, free, v = n - 1, False, float(n - 1)
-                    geo[name + "l"][at_], geo[name + "free"][at_] = fl, free
-                    geo["l" + name + "0"][at_] = v - fl
-                    lo.append((fl, min(fl + 1, n - 1)))
-                (yl, yh), (xl, xh) = lo
+                (yl, yh, ly, yfree), (xl, xh, lx, xfree) = _roi_axis(y, h), _roi_axis(x, w)
+                geo["yl"][at_], geo["ly0"][at_], geo["yfree"][at_] = yl, ly, yfree
+                geo["xl"][at_], geo["lx0"][at_], geo["xfree"][at_] = xl, lx, xfree
                 geo["tap"][at_] = True
                 idx[at_] = [base + yy * w + xx for yy in (yl, yh) for xx in (xl, xh)]
     return idx, geo

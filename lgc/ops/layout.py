@@ -7,19 +7,14 @@ reshape needs no kernel at all: the output is the input's buffer under a new sha
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import batch_rules
 from ._rules import broadcast_shapes, norm_axis, same_dtype
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _ints(name, values, rank=None):
@@ -33,7 +28,7 @@ def _ints(name, values, rank=None):
 
 def _reshape_infer(types, attrs):
     (x,), shape = types, _ints("shape", attrs["shape"])
-    if any(d < 0 for d in shape) or _prod(shape) != x.size:
+    if any(d < 0 for d in shape) or math.prod(shape) != x.size:
         raise OpError(f"cannot reshape {x} to {shape}")
     return [TensorType(x.dtype, shape)]
 
@@ -246,17 +241,10 @@ def _trilu_ref(xs, at):
     return [np.where(keep, x, np.zeros((), x.dtype)).astype(x.dtype)]
 
 
-def _batch_trilu(args, dims, at):
-    """The batch axis may stay anywhere but in the last two (the matrix) axes."""
-    x, d = args[0], dims[0]
-    if d >= len(batch_rules.shape(x)) - 2:
-        x, d = batch_rules.moveaxis(x, d, 0), 0
-    return [batch_rules.bind("trilu", x, **at)], [d]
-
-
 register(OpDef(
     "trilu", _trilu_infer, _trilu_ref,
-    fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1, batch=_batch_trilu,
+    fusion="injective", attrs={"upper": 1, "k": 0}, num_inputs=1,
+    batch=batch_rules.on_matrices("trilu"),
     doc="keep the upper (or lower) triangle of the last two axes from diagonal k, zero the rest"))
 
 
@@ -292,13 +280,7 @@ OPS["reshape"].vjp = _rule(lambda g, x, a: prim.reshape(g, x.shape))
 OPS["transpose"].vjp = _rule(lambda g, x, a: prim.transpose(g, tuple(np.argsort(a["perm"]))))
 OPS["broadcast_to"].vjp = _rule(lambda g, x, a: g)   # summed back to x's shape by autodiff
 OPS["tile"].vjp = _index_map_vjp("tile")
-
-
-def _trilu_vjp(cts, ins, outs, attrs):
-    return [bind("trilu", cts[0], *ins[1:], **attrs)]
-
-
-OPS["trilu"].vjp = _trilu_vjp
+OPS["trilu"].vjp = _rule(lambda g, x, a: bind("trilu", g, **a))   # a mask: its own adjoint
 
 
 def _slice_vjp(cts, ins, outs, attrs):
@@ -320,12 +302,8 @@ def _pad_vjp(cts, ins, outs, attrs):
 
 
 def _concat_vjp(cts, ins, outs, attrs):
-    g = cts[0]
-    axis = attrs["axis"] % g.ndim
-    bounds = np.cumsum([0] + [x.shape[axis] for x in ins]).tolist()
-    return [bind("slice", g, starts=tuple(a if i == axis else 0 for i in range(g.ndim)),
-                 steps=(1,) * g.ndim, shape=x.shape)
-            for a, x in zip(bounds, ins)]
+    axis = attrs["axis"]
+    return prim.split(cts[0], np.cumsum([x.shape[axis] for x in ins[:-1]]).tolist(), axis)
 
 
 OPS["slice"].vjp = _slice_vjp

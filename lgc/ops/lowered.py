@@ -17,6 +17,15 @@ run after differentiation and batching, so these ops have no gradient or batchin
   pool_rows(X)                  2-D max / average pool, floor mode
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
+  tensor_scatter_into, scatter_nd_into, scatter_elements_into
+                                the scatter, written into its data operand's buffer: made by
+                                lgc.backends.in_place for a donated input (`Options.donate`)
+  svd_rows(A)                   svd of A [..., m, n] with m <= n, always (s, U, Vt): Vt's
+                                buffer is the Jacobi kernel's work (lgc.backends.factor_lowering)
+  eigh_tridiagonal(A)           eigh as (V, w, work): the CPU's tridiagonal QL, its n x n work
+                                an output; without `vectors`, V is scratch
+  svd_bidiagonal(A)             svd of A [..., m, n], m >= n, as (s, U^T, Vt, work): the CPU's
+                                Golub-Reinsch; without compute_uv, U^T and Vt are scratch
 Constant operands are packed by the NumPy references at compile time (weights: once).
 """
 from __future__ import annotations
@@ -25,9 +34,11 @@ import numpy as np
 
 from ..ir.graph import TensorType
 from ..ir.registry import OpDef, OpError, register
-from ._rules import broadcast_shapes
-from .linalg import prod
-from .nn import avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs, window_out
+from ._rules import broadcast_shapes, check_bias
+from . import indexing
+from .linalg import eigh_reference, eigh_types, prod, svd_reference, svd_types
+from .nn import (avg_pool_ref, conv_infer, conv_ref, max_pool_ref, pool_out, spatial_attrs,
+                 window_patches)
 
 PANEL = 16       # columns of B (and of a C tile) per panel
 ROWS = 4         # rows of A per packed panel
@@ -38,11 +49,15 @@ def panels(n: int, width: int = PANEL) -> int:
     return -(-n // width)
 
 
-def _lowering_only(name):
-    def rule(*args, **kwargs):
-        raise NotImplementedError(f"{name} is made by a backend's lowering, after differentiation "
-                                  "and batching; it has no gradient or batching rule")
-    return rule
+def register_lowered(opdef: OpDef) -> None:
+    """Register an op that only a backend's lowering makes: its gradient and batching rules
+    refuse (they run before the lowering)."""
+    def refuse(*args, **kwargs):
+        raise NotImplementedError(f"{opdef.name} is made by a backend's lowering, after "
+                                  "differentiation and batching; it has no gradient or batching "
+                                  "rule")
+    opdef.vjp = opdef.batch = refuse
+    register(opdef)
 
 
 # ---- pack_panels ----------------------------------------------------------------------------
@@ -64,21 +79,18 @@ def pack_panels_ref(xs, attrs):
     return [np.ascontiguousarray(np.moveaxis(b, -2, -3))]
 
 
-register(OpDef("pack_panels", _pack_infer, pack_panels_ref,
-               fusion="opaque", num_inputs=1, attrs={"trans": 0},
-               vjp=_lowering_only("pack_panels"), batch=_lowering_only("pack_panels"),
-               doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "pack_panels", _pack_infer, pack_panels_ref, fusion="opaque", num_inputs=1, attrs={"trans": 0},
+    doc="B [..., K, N] (trans: [..., N, K]) as column panels [..., ceil(N/16), K, 16] "
+        "(CPU lowering only)"))
 
 
 # ---- im2col_panels --------------------------------------------------------------------------
 
 def conv_geometry(x_shape, k_shape, attrs):
     """(strides, pads_begin, dilations, output spatial shape) of a conv."""
-    r = len(x_shape) - 2
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    out = tuple(window_out(x_shape[2 + i], k_shape[i], s[i], pb[i], pe[i], d[i]) for i in range(r))
-    return s, pb, d, out
+    s, pb, pe, d = spatial_attrs(attrs, len(x_shape) - 2)
+    return s, pb, d, pool_out(tuple(x_shape), {**attrs, "kernel": k_shape, "ceil_mode": 0})[2:]
 
 
 def _im2col_infer(types, attrs):
@@ -91,25 +103,17 @@ def _im2col_infer(types, attrs):
 
 def im2col_panels_ref(xs, attrs):
     x = xs[0]
-    ks = tuple(attrs["kernel"])
-    s, pb, d, out = conv_geometry(x.shape, ks, attrs)
-    r = len(ks)
-    pe = [max(0, (out[i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 - x.shape[2 + i] - pb[i]) for i in range(r)]
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
-    cols = []
-    for kk in np.ndindex(*ks):
-        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
-        cols.append(xp[(slice(None), slice(None)) + sl].reshape(x.shape[0], x.shape[1], -1))
-    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, prod(out))   # [N, C*KS, P]
+    patches = window_patches(x, {**attrs, "ceil_mode": 0}, 0)
+    cols = [p.reshape(x.shape[:2] + (-1,)) for _, p in patches]
+    col = np.stack(cols, axis=2).reshape(x.shape[0], -1, cols[0].shape[-1])   # [N, C*KS, P]
     return pack_panels_ref([col], {"trans": 0})
 
 
-register(OpDef("im2col_panels", _im2col_infer, im2col_panels_ref,
-               fusion="opaque", num_inputs=1,
-               attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
-               vjp=_lowering_only("im2col_panels"), batch=_lowering_only("im2col_panels"),
-               doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "im2col_panels", _im2col_infer, im2col_panels_ref, fusion="opaque", num_inputs=1,
+    attrs={"kernel": (), "strides": (), "pads": (), "dilations": ()},
+    doc="a conv's input patches [N, C*KS, P] as column panels [N, ceil(P/16), C*KS, 16] "
+        "(CPU lowering only)"))
 
 
 # ---- pack_rows ------------------------------------------------------------------------------
@@ -137,9 +141,9 @@ def pack_rows_batched_ref(xs, attrs):
     return [out.reshape(a.shape[:-2] + out.shape[1:])]
 
 
-register(OpDef("pack_rows", _pack_rows_infer, pack_rows_batched_ref, fusion="opaque",
-               num_inputs=1, vjp=_lowering_only("pack_rows"), batch=_lowering_only("pack_rows"),
-               doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
+register_lowered(OpDef(
+    "pack_rows", _pack_rows_infer, pack_rows_batched_ref, fusion="opaque", num_inputs=1,
+    doc="A [..., M, K] as row panels [..., ceil(M/8)*2, K, 4] (CPU lowering only)"))
 
 
 # ---- matmul_panels --------------------------------------------------------------------------
@@ -165,8 +169,7 @@ def _mmp_infer(types, attrs):
     batch = broadcast_shapes(ba, bb)
     if prod(out) != prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
         raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
-    if len(types) == 3 and types[2].shape != (M,):
-        raise OpError(f"matmul_panels: bias shape {types[2].shape}, expected ({M},)")
+    check_bias(types, 2, M, "matmul_panels")
     return [TensorType(types[0].dtype, out)]
 
 
@@ -181,12 +184,12 @@ def _mmp_ref(xs, attrs):
     return [np.asarray(c).astype(xs[0].dtype).reshape(attrs["out_shape"])]
 
 
-register(OpDef("matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable",
-               num_inputs=(2, 3), attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
-               vjp=_lowering_only("matmul_panels"), batch=_lowering_only("matmul_panels"),
-               doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
-                   "out_shape (CPU lowering only)"))
+register_lowered(OpDef(
+    "matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable", num_inputs=(2, 3),
+    attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
+    flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
+    doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
+        "out_shape (CPU lowering only)"))
 
 
 # ---- winograd_input, winograd_output --------------------------------------------------------
@@ -232,10 +235,10 @@ def _in_ref(xs, attrs):
     return [np.ascontiguousarray(v).astype(x.dtype)]
 
 
-register(OpDef("winograd_input", _in_infer, _in_ref, fusion="opaque",
-               num_inputs=1, attrs={"pads": (0, 0, 0, 0)},
-               vjp=_lowering_only("winograd_input"), batch=_lowering_only("winograd_input"),
-               doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
+register_lowered(OpDef(
+    "winograd_input", _in_infer, _in_ref, fusion="opaque", num_inputs=1,
+    attrs={"pads": (0, 0, 0, 0)},
+    doc="Winograd F(2x2,3x3) input transform as B panels (CPU lowering only)"))
 
 
 def _out_infer(types, attrs):
@@ -244,8 +247,7 @@ def _out_infer(types, attrs):
     th, tw = winograd_tiles((oh, ow))
     if len(mt) != 4 or mt[1] != 16 or mt[3] != panels(th * tw) * PANEL:
         raise OpError(f"winograd_output: products {mt} do not fit output {oh}x{ow}")
-    if len(types) == 2 and types[1].shape != (mt[2],):
-        raise OpError(f"winograd_output: bias shape {types[1].shape}, expected ({mt[2]},)")
+    check_bias(types, 1, mt[2], "winograd_output")
     return [TensorType(types[0].dtype, (mt[0], mt[2], oh, ow))]
 
 
@@ -261,10 +263,10 @@ def _out_ref(xs, attrs):
     return [np.ascontiguousarray(y).astype(xs[0].dtype)]
 
 
-register(OpDef("winograd_output", _out_infer, _out_ref, fusion="out_fusable",
-               num_inputs=(1, 2), attrs={"out_hw": (0, 0)},
-               vjp=_lowering_only("winograd_output"), batch=_lowering_only("winograd_output"),
-               doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
+register_lowered(OpDef(
+    "winograd_output", _out_infer, _out_ref, fusion="out_fusable", num_inputs=(1, 2),
+    attrs={"out_hw": (0, 0)},
+    doc="Winograd F(2x2,3x3) output transform (+ bias per channel) (CPU lowering only)"))
 
 
 # ---- depthwise_conv -------------------------------------------------------------------------
@@ -291,8 +293,7 @@ def _depthwise_infer(types, attrs):
         raise OpError(f"depthwise_conv: X {x} and W {w} are not a 2-D depthwise conv")
     if g > 1 and x[1] % g:
         raise OpError(f"depthwise_conv: {x[1]} channels do not split into {g} shuffle groups")
-    if len(types) == 3 and types[2].shape != (x[1],):
-        raise OpError(f"depthwise_conv: bias shape {types[2].shape}, expected ({x[1]},)")
+    check_bias(types, 2, x[1], "depthwise_conv")
     oh, ow = _depthwise_out_hw(x, w, attrs)
     if oh < 1 or ow < 1:
         raise OpError(f"depthwise_conv: X {x} with W {w} leaves no output")
@@ -301,19 +302,15 @@ def _depthwise_infer(types, attrs):
 
 def depthwise_conv_ref(xs, attrs):
     x = xs[0].astype(np.float64)[:, shuffle_map(xs[0].shape[1], attrs["shuffle"])]
-    at = {k: attrs[k] for k in ("strides", "dilations")}
-    pt, pl, pb, pr = attrs["pads"]
-    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]],
-                 {**at, "pads": (pt, pl, pb, pr), "group": x.shape[1]})[0]
+    y = conv_ref([x] + [v.astype(np.float64) for v in xs[1:]], {**attrs, "group": x.shape[1]})[0]
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="out_fusable",
-               num_inputs=(2, 3),
-               attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
-               vjp=_lowering_only("depthwise_conv"), batch=_lowering_only("depthwise_conv"),
-               doc="2-D depthwise conv, optionally reading through a channel shuffle "
-                   "(CPU lowering only)"))
+register_lowered(OpDef(
+    "depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="out_fusable",
+    num_inputs=(2, 3),
+    attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
+    doc="2-D depthwise conv, optionally reading through a channel shuffle (CPU lowering only)"))
 
 
 # ---- pool_rows ------------------------------------------------------------------------------
@@ -323,22 +320,16 @@ register(OpDef("depthwise_conv", _depthwise_infer, depthwise_conv_ref, fusion="o
 POOL_MODES = ("max", "avg", "avg_pad")
 
 
-def _pool_attrs(attrs):
-    """pool_rows' attributes as max_pool's / avg_pool's (floor mode)."""
-    return {"kernel": attrs["kernel"], "strides": attrs["strides"], "pads": attrs["pads"],
-            "dilations": attrs["dilations"], "ceil_mode": 0}
-
-
 def _pool_rows_infer(types, attrs):
     x = types[0].shape
     if len(x) != 4 or attrs["mode"] not in POOL_MODES or types[0].dtype.name != "f32":
         raise OpError(f"pool_rows: needs f32 X [N, C, H, W] and a mode in {POOL_MODES}, got "
                       f"{types[0]} and {attrs['mode']!r}")
-    return [TensorType(types[0].dtype, pool_out(x, _pool_attrs(attrs)))]
+    return [TensorType(types[0].dtype, pool_out(x, {**attrs, "ceil_mode": 0}))]
 
 
 def _pool_rows_ref(xs, attrs):
-    at = _pool_attrs(attrs)
+    at = {**attrs, "ceil_mode": 0}   # max_pool's / avg_pool's attributes in floor mode
     if attrs["mode"] == "max":
         return [max_pool_ref(xs, {**at, "storage_order": 0, "return_indices": 0})[0].astype(xs[0].dtype)]
     x = xs[0].astype(float)
@@ -346,11 +337,11 @@ def _pool_rows_ref(xs, attrs):
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusable", num_inputs=1,
-               attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
-                      "dilations": (1, 1)},
-               vjp=_lowering_only("pool_rows"), batch=_lowering_only("pool_rows"),
-               doc="2-D max / average pool by output row segments (CPU lowering only)"))
+register_lowered(OpDef(
+    "pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusable", num_inputs=1,
+    attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
+           "dilations": (1, 1)},
+    doc="2-D max / average pool by output row segments (CPU lowering only)"))
 
 
 # ---- conv_split_k, sum_splits ---------------------------------------------------------------
@@ -359,8 +350,7 @@ register(OpDef("pool_rows", _pool_rows_infer, _pool_rows_ref, fusion="out_fusabl
 
 def _split_infer(types, attrs):
     S = attrs["splits"]
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    (y,) = conv_infer(types, conv_attrs)
+    (y,) = conv_infer(types, attrs)
     cg = types[1].shape[1]
     if S < 1 or cg % S or attrs["group"] != 1:
         raise OpError(f"conv_split_k: {S} splits of {cg} channels (group {attrs['group']}): "
@@ -372,8 +362,7 @@ def _split_ref(xs, attrs):
     x, w = xs[0], xs[1]
     S = attrs["splits"]
     cs = w.shape[1] // S
-    conv_attrs = {k: v for k, v in attrs.items() if k != "splits"}
-    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], conv_attrs)[0]
+    parts = [conv_ref([x[:, z * cs:(z + 1) * cs], w[:, z * cs:(z + 1) * cs]], attrs)[0]
              for z in range(S)]
     return [np.stack(parts).astype(x.dtype)]
 
@@ -386,8 +375,7 @@ def _sum_infer(types, attrs):
     p = types[0].shape
     if len(p) < 3:
         raise OpError(f"sum_splits: partials {p} need a split axis, a batch and channels")
-    if len(types) == 2 and types[1].shape != (p[2],):
-        raise OpError(f"sum_splits: bias shape {types[1].shape}, expected ({p[2]},)")
+    check_bias(types, 1, p[2], "sum_splits")
     return [TensorType(types[0].dtype, tuple(p[1:]))]
 
 
@@ -398,12 +386,80 @@ def _sum_ref(xs, attrs):
     return [y.astype(xs[0].dtype)]
 
 
-register(OpDef("conv_split_k", _split_infer, _split_ref, fusion="opaque",
-               attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
-               num_inputs=2, flops=_split_flops,
-               vjp=_lowering_only("conv_split_k"), batch=_lowering_only("conv_split_k"),
-               doc="partial convs over S slices of the input channels, [S, N, M, *O] "
-                   "(GPU lowering only)"))
-register(OpDef("sum_splits", _sum_infer, _sum_ref, fusion="out_fusable",
-               num_inputs=(1, 2), vjp=_lowering_only("sum_splits"), batch=_lowering_only("sum_splits"),
-               doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
+register_lowered(OpDef(
+    "conv_split_k", _split_infer, _split_ref, fusion="opaque", num_inputs=2,
+    attrs={"strides": (), "pads": (), "dilations": (), "group": 1, "splits": 1},
+    flops=_split_flops,
+    doc="partial convs over S slices of the input channels, [S, N, M, *O] (GPU lowering only)"))
+register_lowered(OpDef(
+    "sum_splits", _sum_infer, _sum_ref, fusion="out_fusable", num_inputs=(1, 2),
+    doc="the sum of conv_split_k's partials (+ bias per channel) (GPU lowering only)"))
+
+
+# ---- scatters written in place ----------------------------------------------------------------
+
+def _written_in_place(base: OpDef) -> OpDef:
+    """`base` (a scatter) with the same type rule and meaning, lowered to a kernel that writes
+    only the updated elements into its data operand's buffer (lgc.backends.in_place makes it
+    where that operand is a donated input nothing else reads)."""
+    return OpDef(f"{base.name}_into", base.infer, base.reference, fusion="opaque",
+                 attrs=dict(base.attrs), num_inputs=base.num_inputs,
+                 flops=lambda ins, outs, at: 0, doc=f"{base.name}, written in place (donated data)")
+
+
+for _scatter in (indexing.TENSOR_SCATTER, indexing.SCATTER_ND, indexing.SCATTER_ELEMENTS):
+    register_lowered(_written_in_place(_scatter))
+
+
+# ---- the factorizations' forms for their kernels (lgc.backends.factor_lowering) ------------
+
+def _svd_rows_infer(types, attrs):
+    m, n = types[0].shape[-2:] if types[0].rank >= 2 else (0, 0)
+    if m > n:
+        raise OpError(f"svd_rows needs [..., m, n] with m <= n, got {types[0].shape}")
+    return svd_types(types, dict(attrs, compute_uv=1))
+
+
+register_lowered(OpDef(
+    "svd_rows", _svd_rows_infer, lambda xs, at: svd_reference(xs, dict(at, compute_uv=1)),
+    attrs={"full_matrices": 0, "compute_uv": 1}, num_inputs=1,
+    doc="svd of [..., m, n], m <= n, as (s, U, Vt); without compute_uv, U and Vt are scratch"))
+
+
+def _eigh_tridiagonal_infer(types, attrs):
+    v, w = eigh_types(types, attrs)
+    return [v, w, v]
+
+
+def _eigh_tridiagonal_ref(xs, attrs):
+    v, w = eigh_reference(xs, attrs)
+    return [v, w, np.zeros_like(v)]
+
+
+register_lowered(OpDef(
+    "eigh_tridiagonal", _eigh_tridiagonal_infer, _eigh_tridiagonal_ref, num_inputs=1,
+    attrs={"lower": 1, "vectors": 1},
+    doc="eigh as (V, w, work), work an n x n scratch; without vectors, V is scratch too"))
+
+
+def _svd_bidiagonal_infer(types, attrs):
+    m, n = types[0].shape[-2:] if types[0].rank >= 2 else (0, 1)
+    if m < n:
+        raise OpError(f"svd_bidiagonal needs [..., m, n] with m >= n, got {types[0].shape}")
+    s, u, vt = svd_types(types, dict(attrs, compute_uv=1))
+    batch = types[0].shape[:-2]
+    ut = TensorType(u.dtype, batch + (u.shape[-1], m))
+    return [s, ut, vt, TensorType(u.dtype, batch + (m * n + m + n,))]
+
+
+def _svd_bidiagonal_ref(xs, attrs):
+    s, u, vt = svd_reference(xs, dict(attrs, compute_uv=1))
+    m, n = xs[0].shape[-2:]
+    return [s, np.swapaxes(u, -1, -2).copy(), vt, np.zeros(xs[0].shape[:-2] + (m * n + m + n,), u.dtype)]
+
+
+register_lowered(OpDef(
+    "svd_bidiagonal", _svd_bidiagonal_infer, _svd_bidiagonal_ref, num_inputs=1,
+    attrs={"full_matrices": 0, "compute_uv": 1},
+    doc="svd of [..., m, n], m >= n, as (s, U^T, Vt, work); without compute_uv, U^T and Vt "
+        "are scratch"))

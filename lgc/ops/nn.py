@@ -16,7 +16,7 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import batch_rules
-from ._rules import require, same_dtype
+from ._rules import bilinear_jvp, check_bias, require, same_dtype
 from .linalg import prod
 
 
@@ -46,6 +46,32 @@ def window_out(size, k, s, pb, pe, d, ceil_mode=0) -> int:
     return out
 
 
+def pool_out(x, attrs):
+    r = len(x) - 2
+    k = tuple(attrs["kernel"])
+    if r < 1 or len(k) != r:
+        raise OpError(f"pool: kernel {k} does not fit input {x}")
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    return x[:2] + tuple(window_out(x[2 + i], k[i], s[i], pb[i], pe[i], d[i], attrs["ceil_mode"])
+                         for i in range(r))
+
+
+def window_patches(x, attrs, fill):
+    """Yield (kernel offset, the input values it meets in every output window), for the
+    references of pools, convs and im2col (attrs: a pool's): the input padded with `fill`
+    far enough for every window (ceil mode may run past the end pad)."""
+    r = x.ndim - 2
+    k = attrs["kernel"]
+    s, pb, pe, d = spatial_attrs(attrs, r)
+    out = pool_out(x.shape, attrs)[2:]
+    extra = [max(0, (out[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - x.shape[2 + i] - pb[i])
+             for i in range(r)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, extra)), constant_values=fill)
+    for kk in np.ndindex(*k):
+        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
+        yield kk, xp[(slice(None), slice(None)) + sl]
+
+
 def _float_ref(fn):
     """Run a NumPy reference in float64 (float32 for f16 is not enough headroom) and cast back."""
     def ref(xs, attrs):
@@ -66,11 +92,9 @@ def conv_infer(types, attrs):
         raise OpError(f"conv: X {x} and W {w} need the same rank >= 3")
     if g < 1 or x[1] != w[1] * g or w[0] % g:
         raise OpError(f"conv: {x[1]} input channels, W {w}, group {g} do not fit")
-    if len(types) == 3 and types[2].shape != (w[0],):
-        raise OpError(f"conv: bias shape {types[2].shape}, expected ({w[0]},)")
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    out = tuple(window_out(x[2 + i], w[2 + i], s[i], pb[i], pe[i], d[i]) for i in range(r))
-    return [TensorType(dt, (x[0], w[0]) + out)]
+    check_bias(types, 2, w[0], "conv")
+    out = pool_out(x, {**attrs, "kernel": w[2:], "ceil_mode": 0})   # its windows are a pool's
+    return [TensorType(dt, (x[0], w[0]) + out[2:])]
 
 
 def conv_ref(xs, attrs):
@@ -78,17 +102,15 @@ def conv_ref(xs, attrs):
     input contracted with that offset's weights."""
     x, w = xs[0], xs[1]
     r, g = x.ndim - 2, attrs["group"]
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
-    out_sp = [(xp.shape[2 + i] - d[i] * (w.shape[2 + i] - 1) - 1) // s[i] + 1 for i in range(r)]
+    at = {**attrs, "kernel": w.shape[2:], "ceil_mode": 0}   # its windows are a pool's
+    out_sp = pool_out(x.shape, at)[2:]
     N, M, Cg = x.shape[0], w.shape[0], w.shape[1]
     wg = w.reshape((g, M // g, Cg) + w.shape[2:])
-    y = np.zeros((N, g, M // g) + tuple(out_sp))
-    for kk in np.ndindex(*w.shape[2:]):
-        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out_sp[i] - 1) + 1, s[i]) for i in range(r))
-        patch = xp[(slice(None), slice(None)) + sl].reshape((N, g, Cg) + tuple(out_sp))
+    y = np.zeros((N, g, M // g) + out_sp)
+    for kk, patch in window_patches(x, at, 0):
+        patch = patch.reshape((N, g, Cg) + out_sp)
         y += np.einsum("ngc...,gmc->ngm...", patch, wg[(Ellipsis,) + kk])
-    y = y.reshape((N, M) + tuple(out_sp))
+    y = y.reshape((N, M) + out_sp)
     if len(xs) == 3:
         y += xs[2].reshape((1, M) + (1,) * r)
     return [y]
@@ -102,26 +124,22 @@ def _weight_flops(ins, outs, attrs, per="out"):
     return 2 * n * prod(ins[1].shape[1:])
 
 
-def _batch_conv(op):
+@batch_rules.family
+def _batch_conv(op, args, dims, at):
     """Only x batched: the batch folds into N. Batched weights (or bias): one grouped conv
     with a group per example (x [N, B*C, ...], W [B*M, ...] or [B*C, ...] for conv_transpose,
     bias [B*M]); an unbatched x is repeated per example for that."""
-    fold = batch_rules.fold_into_n(op)
-
-    def rule(args, dims, at):
-        if all(d is None for d in dims[1:]):
-            return fold(args, dims, at)
-        n = batch_rules.axis_size(args, dims)
-        x, w, *bias = batch_rules.all_to_front(args, dims)
-        xs, ws = batch_rules.shape(x), batch_rules.shape(w)
-        x = batch_rules.reshape(batch_rules.moveaxis(x, 0, 1), (xs[1], n * xs[2]) + xs[3:])
-        w = batch_rules.reshape(w, (n * ws[1],) + ws[2:])
-        bias = [batch_rules.reshape(b, (n * batch_rules.shape(b)[1],)) for b in bias]
-        y = batch_rules.bind(op, x, w, *bias, **{**at, "group": at["group"] * n})
-        ys = batch_rules.shape(y)
-        return [batch_rules.reshape(y, (ys[0], n, ys[1] // n) + ys[2:])], [1]
-    rule.__name__ = f"batch_{op}"
-    return rule
+    if all(d is None for d in dims[1:]):
+        return batch_rules.fold_into_n(op)(args, dims, at)
+    n = batch_rules.axis_size(args, dims)
+    x, w, *bias = batch_rules.all_to_front(args, dims)
+    xs, ws = batch_rules.shape(x), batch_rules.shape(w)
+    x = batch_rules.reshape(batch_rules.moveaxis(x, 0, 1), (xs[1], n * xs[2]) + xs[3:])
+    w = batch_rules.reshape(w, (n * ws[1],) + ws[2:])
+    bias = [batch_rules.reshape(b, (n * batch_rules.shape(b)[1],)) for b in bias]
+    y = batch_rules.bind(op, x, w, *bias, **{**at, "group": at["group"] * n})
+    ys = batch_rules.shape(y)
+    return [batch_rules.reshape(y, (ys[0], n, ys[1] // n) + ys[2:])], [1]
 
 
 register(OpDef("conv", conv_infer, _float_ref(conv_ref), fusion="out_fusable",
@@ -151,8 +169,7 @@ def _convt_infer(types, attrs):
     out = _convt_shape(x, w, attrs)
     if min(out) < 1:
         raise OpError(f"conv_transpose: output shape {out} is empty")
-    if len(types) == 3 and types[2].shape != (out[1],):
-        raise OpError(f"conv_transpose: bias shape {types[2].shape}, expected ({out[1]},)")
+    check_bias(types, 2, out[1], "conv_transpose")
     return [TensorType(dt, out)]
 
 
@@ -191,31 +208,6 @@ register(OpDef("conv_transpose", _convt_infer, _float_ref(_convt_ref),
 POOL_ATTRS = {"kernel": REQUIRED, "strides": (), "pads": (), "dilations": (), "ceil_mode": 0}
 
 
-def pool_out(x, attrs):
-    r = len(x) - 2
-    k = tuple(attrs["kernel"])
-    if r < 1 or len(k) != r:
-        raise OpError(f"pool: kernel {k} does not fit input {x}")
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    return x[:2] + tuple(window_out(x[2 + i], k[i], s[i], pb[i], pe[i], d[i], attrs["ceil_mode"])
-                         for i in range(r))
-
-
-def _pool_windows(x, attrs, fill):
-    """Yield (output slice, window values) per kernel offset, for a reference: the input
-    padded with `fill` far enough for every window (ceil mode may run past the end pad)."""
-    r = x.ndim - 2
-    k = attrs["kernel"]
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    out = pool_out(x.shape, attrs)[2:]
-    extra = [max(0, (out[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - x.shape[2 + i] - pb[i])
-             for i in range(r)]
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, extra)), constant_values=fill)
-    for kk in np.ndindex(*k):
-        sl = tuple(slice(kk[i] * d[i], kk[i] * d[i] + s[i] * (out[i] - 1) + 1, s[i]) for i in range(r))
-        yield kk, xp[(slice(None), slice(None)) + sl]
-
-
 def _max_pool_infer(types, attrs):
     require(types, "fiu", "max_pool")
     out = [TensorType(types[0].dtype, pool_out(types[0].shape, attrs))]
@@ -230,7 +222,7 @@ def max_pool_ref(xs, attrs):
     best = idx = None
     S = x.shape[2:]
     s, pb, pe, d = spatial_attrs(attrs, r)
-    for kk, win in _pool_windows(xw, attrs, low):
+    for kk, win in window_patches(xw, attrs, low):
         win = np.where(np.isnan(win), low, win) if x.dtype.kind == "f" else win
         if best is None:
             best, idx = np.full(win.shape, low, win.dtype), np.zeros(win.shape, np.int64)
@@ -282,7 +274,7 @@ def avg_pool_ref(xs, attrs):
         ones = np.pad(ones, [(0, 0), (0, 0)] + list(zip(pb, pe)), constant_values=1)
         x = np.pad(x, [(0, 0), (0, 0)] + list(zip(pb, pe)))
         attrs = {**attrs, "pads": (0,) * (2 * r)}
-    for (_, w), (_, o) in zip(_pool_windows(x, attrs, 0), _pool_windows(ones, attrs, 0)):
+    for (_, w), (_, o) in zip(window_patches(x, attrs, 0), window_patches(ones, attrs, 0)):
         total, count = total + w, count + o
     return [total / count]
 
@@ -296,7 +288,7 @@ register(OpDef("avg_pool", _pool_infer, _float_ref(avg_pool_ref),
 def _lp_pool_ref(xs, attrs):
     p = attrs["p"]
     total = 0
-    for _, w in _pool_windows(xs[0], attrs, 0):
+    for _, w in window_patches(xs[0], attrs, 0):
         total = total + np.abs(w) ** p
     return [total ** (1.0 / p)]
 
@@ -346,14 +338,19 @@ def _conv_params(attrs, r):
     return dict(strides=s, pads=pb + pe, dilations=d, group=attrs["group"])
 
 
+def _crop(x, shape):
+    """x's leading block of `shape` (dropping the trailing rows some padding adds)."""
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return bind("slice", x, starts=(0,) * x.ndim, steps=(1,) * x.ndim, shape=tuple(shape))
+
+
 def _conv_input_grad(g, w, x_shape, attrs):
     """The adjoint of conv in its input: conv_transpose with the same kernel, its output
     padding chosen to give back x's size (rows the strides skipped get zeros)."""
-    r = len(x_shape) - 2
-    s, pb, pe, d = spatial_attrs(attrs, r)
-    op = tuple(x_shape[2 + i] - (s[i] * (g.shape[2 + i] - 1) + d[i] * (w.shape[2 + i] - 1) + 1
-                                 - pb[i] - pe[i]) for i in range(r))
-    return bind("conv_transpose", g, w, output_padding=op, **_conv_params(attrs, r))
+    unpadded = _convt_shape(g.shape, w.shape, {**attrs, "output_padding": ()})
+    op = tuple(n - m for n, m in zip(x_shape[2:], unpadded[2:]))
+    return bind("conv_transpose", g, w, output_padding=op, **_conv_params(attrs, len(op)))
 
 
 def _conv_weight_grad(x, g, w_shape, attrs):
@@ -368,10 +365,7 @@ def _conv_weight_grad(x, g, w_shape, attrs):
     gt = prim.transpose(prim.reshape(g, (N, G, O // G) + g.shape[2:]), (1, 2, 0) + sp)
     gt = prim.reshape(gt, (O, N) + g.shape[2:])
     dw = bind("conv", xt, gt, strides=d, dilations=s, pads=pb + pe, group=G)
-    dw = prim.swapaxes(dw, 0, 1)
-    if tuple(dw.shape) != tuple(w_shape):   # the end padding can add rows past the kernel
-        dw = bind("slice", dw, starts=(0,) * dw.ndim, steps=(1,) * dw.ndim, shape=w_shape)
-    return dw
+    return _crop(prim.swapaxes(dw, 0, 1), w_shape)   # the end padding can add rows past the kernel
 
 
 def _bias_grad(g):
@@ -388,10 +382,8 @@ def _conv_transpose_vjp(cts, ins, outs, attrs):
     """conv_transpose(x, w) is the adjoint of conv(., w): its input gradient is that conv,
     its weight gradient conv's weight gradient with the roles of input and output swapped."""
     x, w, g = ins[0], ins[1], cts[0]
-    r = x.ndim - 2
-    gx = bind("conv", g, w, **_conv_params(attrs, r))
-    if tuple(gx.shape) != tuple(x.shape):   # output_padding >= stride: trailing rows unused
-        gx = bind("slice", gx, starts=(0,) * gx.ndim, steps=(1,) * gx.ndim, shape=x.shape)
+    gx = bind("conv", g, w, **_conv_params(attrs, x.ndim - 2))
+    gx = _crop(gx, x.shape)   # output_padding >= stride: trailing rows unused
     out = [gx, _conv_weight_grad(g, x, w.shape, attrs)]
     return out + [_bias_grad(g)] * (len(ins) == 3)
 
@@ -429,27 +421,8 @@ def _avg_pool_vjp(cts, ins, outs, attrs):
         pads = (0,) * r + tuple(pads[r + i] - pe[i] for i in range(r)) if inc else pads
         cnt = bind("conv", prim.ones((1, 1) + size, g.dtype), prim.ones((1, 1) + k, g.dtype),
                    strides=s, pads=pads, dilations=d)
-        if tuple(cnt.shape[2:]) != tuple(g.shape[2:]):
-            cnt = bind("slice", cnt, starts=(0,) * cnt.ndim, steps=(1,) * cnt.ndim,
-                       shape=(1, 1) + tuple(g.shape[2:]))
-        g = prim.div(g, cnt)
+        g = prim.div(g, _crop(cnt, (1, 1) + tuple(g.shape[2:])))
     return [_window_sum_adjoint(g, x, attrs)]
-
-
-def _bilinear_jvp(op):
-    """conv and conv_transpose are bilinear in (x, w), plus the bias: op(dx, w) + op(x, dw)
-    + db."""
-    def jvp(tans, ins, outs, attrs):
-        (x, w), (tx, tw) = ins[:2], tans[:2]
-        terms = ([bind(op, tx, w, **attrs)] if tx is not None else []) + \
-                ([bind(op, x, tw, **attrs)] if tw is not None else [])
-        if len(ins) == 3 and tans[2] is not None:
-            terms.append(prim.reshape(tans[2], (-1,) + (1,) * (x.ndim - 2)))
-        total = terms[0]
-        for t in terms[1:]:
-            total = add(total, t)
-        return [prim.broadcast_to(total, outs[0].shape)]
-    return jvp
 
 
 def _floor_attrs(x_shape, out_shape, attrs):
@@ -504,8 +477,8 @@ def _lrn_vjp(cts, ins, outs, attrs):
 
 OPS["lp_pool"].vjp = _lp_pool_vjp
 OPS["lrn"].vjp = _lrn_vjp
-OPS["conv"].jvp = _bilinear_jvp("conv")
-OPS["conv_transpose"].jvp = _bilinear_jvp("conv_transpose")
+OPS["conv"].jvp = bilinear_jvp("conv")
+OPS["conv_transpose"].jvp = bilinear_jvp("conv_transpose")
 OPS["conv"].vjp = _conv_vjp
 OPS["conv_transpose"].vjp = _conv_transpose_vjp
 OPS["max_pool"].vjp = _max_pool_vjp

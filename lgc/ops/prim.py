@@ -2,7 +2,9 @@
 
 The vjp, jvp and batching rules of lgc/ops/*.py run on traced values, so they need array
 functions; lgc.numpy is the user-facing front end above the tracing core and must not be
-imported from below it. These functions bind the registry's ops directly through
+imported from below it. lgc.numpy is built on these, as jax.numpy is on lax: it does NumPy's
+part (type promotion, conversion to float, NumPy's argument names) and calls the function
+here where there is one. These functions bind the registry's ops directly through
 lgc.ops.core.bind, with explicit semantics:
 
 - No type promotion: the array operands of one op share a dtype (else the op's type rule
@@ -15,8 +17,9 @@ lgc.ops.core.bind, with explicit semantics:
   operand itself where an op would change nothing.
 
 Where lgc.numpy's function of the same name converts nothing (operands of one dtype, floats
-for exp and log, no arithmetic on bools, no narrow integers summed), both bind the same ops
-with the same attributes, so a rule moved from lgc.numpy to prim traces to the same graph.
+for exp and log, no arithmetic on bools, no narrow integers summed), it binds the same ops
+with the same attributes (most call the function here), so a rule moved from lgc.numpy to
+prim traces to the same graph.
 Names are NumPy's (reshape, where, sum); the arithmetic a rule writes with
 Python operators has lax's short names (add, sub, mul, div, neg, eq, ne, lt, le, gt, ge).
 """
@@ -58,14 +61,17 @@ def astype(x, dtype):
 
 
 def _is_scalar(x) -> bool:
-    return dtypes.scalar_dtype(x) is not None   # Python bool, int or float (not NumPy's)
+    return dtypes.scalar_dtype(x) is not None   # Python bool, int, float or complex (not NumPy's)
 
 
-_KIND_ORDER = "bif"   # bool < int < float: the type a few Python scalars take on their own
+_KIND_ORDER = "bifc"   # bool < int < float < complex: the type Python scalars take on their own
 
 
 def _scalar_as(v, dt: np.dtype) -> np.ndarray:
-    fits = dt.kind == "f" or (not isinstance(v, float) and (dt.kind != "b" or isinstance(v, bool)))
+    if isinstance(v, builtins.complex):
+        fits = dt.kind == "c"
+    else:
+        fits = dt.kind in "fc" or (not isinstance(v, float) and (dt.kind != "b" or isinstance(v, bool)))
     if not fits:
         raise TypeError(f"a Python {type(v).__name__} ({v!r}) would change its value as a "
                         f"{dt} operand; convert the array with astype first")
@@ -160,9 +166,33 @@ sin, cos, sinh, cosh = (_float_unary(op) for op in ("sin", "cos", "sinh", "cosh"
 
 
 def abs(x):  # noqa: A001 (NumPy's name)
-    """|x|; bool and unsigned values are their own."""
+    """|x|; bool and unsigned values are their own; of a complex x, its float32 modulus."""
     x = asarray(x)
     return x if x.dtype.kind in "bu" else bind("abs", x, weak=x.weak_type)
+
+
+def real(x):
+    """The real part of a complex x (float32); a real x is its own."""
+    x = asarray(x)
+    return bind("real", x, weak=x.weak_type) if x.dtype.kind == "c" else x
+
+
+def imag(x):
+    """The imaginary part of a complex x (float32); a real x has zeros."""
+    x = asarray(x)
+    return bind("imag", x, weak=x.weak_type) if x.dtype.kind == "c" else zeros_like(x)
+
+
+def conj(x):
+    """The complex conjugate; a real x is its own."""
+    x = asarray(x)
+    return bind("conj", x, weak=x.weak_type) if x.dtype.kind == "c" else x
+
+
+def complex(re, im):  # noqa: A001 (lax's name)
+    """re + i im from two float32 arrays (broadcast), as lax.complex."""
+    (re, im), weak = _operands(re, im)
+    return bind("complex", re, im, weak=weak)
 
 
 def sign(x):
@@ -200,7 +230,7 @@ def round(x, decimals=0):  # noqa: A001 (NumPy's name)
 
 # ---- creation -----------------------------------------------------------------------------------
 
-def _shape_tuple(shape) -> tuple[int, ...]:
+def shape_tuple(shape) -> tuple[int, ...]:
     if isinstance(shape, (tuple, list)):
         return tuple(operator.index(d) for d in shape)
     return (operator.index(shape),)
@@ -212,7 +242,7 @@ def full(shape, fill_value, dtype=None):
         v = fill_value if dtype is None else astype(fill_value, dtype)
     else:
         v = asarray(fill_value, dtype=dtype)
-    return broadcast_to(v, _shape_tuple(shape))
+    return broadcast_to(v, shape_tuple(shape))
 
 
 def zeros(shape, dtype=None):
@@ -223,17 +253,17 @@ def ones(shape, dtype=None):
     return full(shape, 1, dtype or dtypes.default_float())
 
 
-def full_like(x, fill_value, dtype=None, shape=None):
-    a = get_aval(x)
-    return full(a.shape if shape is None else shape, fill_value, dtype or a.dtype)
+def full_like(a, fill_value, dtype=None, shape=None):
+    aval = get_aval(a)
+    return full(aval.shape if shape is None else shape, fill_value, dtype or aval.dtype)
 
 
-def zeros_like(x, dtype=None, shape=None):
-    return full_like(x, 0, dtype, shape)
+def zeros_like(a, dtype=None, shape=None):
+    return full_like(a, 0, dtype, shape)
 
 
-def ones_like(x, dtype=None, shape=None):
-    return full_like(x, 1, dtype, shape)
+def ones_like(a, dtype=None, shape=None):
+    return full_like(a, 1, dtype, shape)
 
 
 def arange(start, stop=None, step=None, dtype=None):
@@ -250,29 +280,35 @@ def arange(start, stop=None, step=None, dtype=None):
 
 # ---- shapes -------------------------------------------------------------------------------------
 
-def _axis(axis, ndim: int) -> int:
+def normalize_axis(axis, ndim: int) -> int:
+    """axis as a non-negative axis of an ndim-dimensional array (one past the end for 0-d)."""
     axis = operator.index(axis)
     if not -ndim <= axis < builtins.max(ndim, 1):
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
     return axis % ndim if ndim else 0
 
 
-def _axes(axis, ndim: int) -> tuple[int, ...]:
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     """Sorted non-negative axes: all of them for None, one for an int."""
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, (tuple, list)):
-        axes = tuple(_axis(a, ndim) for a in axis)
+        axes = tuple(normalize_axis(a, ndim) for a in axis)
         if len(set(axes)) != len(axes):
             raise ValueError(f"repeated axis in {axis}")
         return tuple(sorted(axes))
-    return (_axis(axis, ndim),)
+    return (normalize_axis(axis, ndim),)
+
+
+def _as_list(v) -> list:
+    """v as a list: a tuple or list's items, else v alone."""
+    return list(v) if isinstance(v, (tuple, list)) else [v]
 
 
 def reshape(x, shape):
     """x in a new shape of the same size; one entry may be -1 (the rest of the size)."""
     x = asarray(x)
-    shape = _shape_tuple(shape)
+    shape = shape_tuple(shape)
     if shape.count(-1) > 1:
         raise ValueError("can only specify one unknown dimension")
     if -1 in shape:
@@ -288,7 +324,8 @@ def reshape(x, shape):
 def transpose(x, axes=None):
     """x with its axes permuted (reversed when axes is None)."""
     x = asarray(x)
-    perm = tuple(range(x.ndim))[::-1] if axes is None else tuple(_axis(a, x.ndim) for a in axes)
+    perm = (tuple(range(x.ndim))[::-1] if axes is None
+            else tuple(normalize_axis(a, x.ndim) for a in axes))
     if sorted(perm) != list(range(x.ndim)):
         raise ValueError(f"axes {axes} don't match array of dimension {x.ndim}")
     return x if perm == tuple(range(x.ndim)) else bind("transpose", x, perm=perm, weak=x.weak_type)
@@ -297,7 +334,7 @@ def transpose(x, axes=None):
 def swapaxes(x, axis1, axis2):
     x = asarray(x)
     perm = list(range(x.ndim))
-    i, j = _axis(axis1, x.ndim), _axis(axis2, x.ndim)
+    i, j = normalize_axis(axis1, x.ndim), normalize_axis(axis2, x.ndim)
     perm[i], perm[j] = perm[j], perm[i]
     return transpose(x, perm)
 
@@ -305,9 +342,8 @@ def swapaxes(x, axis1, axis2):
 def moveaxis(x, source, destination):
     """x with the axes `source` (an int or a sequence) moved to `destination`."""
     x = asarray(x)
-    src = [_axis(s, x.ndim) for s in (source if isinstance(source, (tuple, list)) else [source])]
-    dst = [_axis(d, x.ndim)
-           for d in (destination if isinstance(destination, (tuple, list)) else [destination])]
+    src = [normalize_axis(s, x.ndim) for s in _as_list(source)]
+    dst = [normalize_axis(d, x.ndim) for d in _as_list(destination)]
     order = [n for n in range(x.ndim) if n not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -317,15 +353,29 @@ def moveaxis(x, source, destination):
 def expand_dims(x, axis):
     """x with size-1 axes inserted at `axis` (an int or a sequence; in the result's axes)."""
     x = asarray(x)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    axes = _as_list(axis)
     shape = list(x.shape)
-    for a in sorted(_axis(a, x.ndim + len(axes)) for a in axes):
+    for a in sorted(normalize_axis(a, x.ndim + len(axes)) for a in axes):
         shape.insert(a, 1)
     return reshape(x, tuple(shape))
 
 
+def squeeze(x, axis=None):
+    """x without its size-1 axes (all of them when axis is None, else those named)."""
+    x = asarray(x)
+    if axis is None:
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
+    else:
+        axes = normalize_axes(axis, x.ndim)
+        bad = [a for a in axes if x.shape[a] != 1]
+        if bad:
+            raise ValueError(f"cannot select an axis to squeeze out which has size not equal "
+                             f"to one (axis {bad[0]} of shape {x.shape})")
+    return reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
 def broadcast_to(x, shape):
-    x, shape = asarray(x), _shape_tuple(shape)
+    x, shape = asarray(x), shape_tuple(shape)
     if x.shape == shape:
         return x
     if tuple(np.broadcast_shapes(x.shape, shape)) != shape:
@@ -333,25 +383,31 @@ def broadcast_to(x, shape):
     return bind("broadcast_to", x, shape=shape, weak=x.weak_type)
 
 
+def strided_slice(x, starts, steps, shape):
+    """The core slice op: shape[i] elements of axis i from starts[i] in steps of steps[i]
+    (x itself where that is all of x)."""
+    x = asarray(x)
+    starts, steps, shape = tuple(starts), tuple(steps), tuple(shape)
+    if (starts, steps, shape) == ((0,) * x.ndim, (1,) * x.ndim, x.shape):
+        return x
+    return bind("slice", x, starts=starts, steps=steps, shape=shape, weak=x.weak_type)
+
+
 def slice_in_dim(x, start, stop, step=1, axis=0):
     """x[..., start:stop:step, ...] along one axis (lax.slice_in_dim; Python's slice rules)."""
     x = asarray(x)
-    axis = _axis(axis, x.ndim)
-    n = x.shape[axis]
-    start, stop, step = builtins.slice(start, stop, step).indices(n)
+    axis = normalize_axis(axis, x.ndim)
+    start, stop, step = builtins.slice(start, stop, step).indices(x.shape[axis])
     m = len(range(start, stop, step))
-    if (start, step, m) == (0, 1, n):
-        return x
     starts, steps, shape = [0] * x.ndim, [1] * x.ndim, list(x.shape)
     starts[axis], steps[axis], shape[axis] = (start if m else 0), step, m
-    return bind("slice", x, starts=tuple(starts), steps=tuple(steps), shape=tuple(shape),
-                weak=x.weak_type)
+    return strided_slice(x, starts, steps, shape)
 
 
 def index_in_dim(x, index, axis=0, keepdims=False):
     """x[..., index, ...] along one axis (lax.index_in_dim): the axis dropped unless keepdims."""
     x = asarray(x)
-    axis = _axis(axis, x.ndim)
+    axis = normalize_axis(axis, x.ndim)
     n, i = x.shape[axis], operator.index(index)
     if not -n <= i < n:
         raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
@@ -362,12 +418,9 @@ def index_in_dim(x, index, axis=0, keepdims=False):
 def flip(x, axis=None):
     """x reversed along `axis` (all axes when None): one step -1 slice per axis."""
     x = asarray(x)
-    for a in _axes(axis, x.ndim):
+    for a in normalize_axes(axis, x.ndim):
         if x.shape[a] > 1:
-            starts, steps = [0] * x.ndim, [1] * x.ndim
-            starts[a], steps[a] = x.shape[a] - 1, -1
-            x = bind("slice", x, starts=tuple(starts), steps=tuple(steps), shape=x.shape,
-                     weak=x.weak_type)
+            x = slice_in_dim(x, None, None, -1, a)
     return x
 
 
@@ -378,10 +431,27 @@ def concatenate(xs, axis=0):
         raise ValueError("need at least one array to concatenate")
     if xs[0].ndim == 0:
         raise ValueError("zero-dimensional arrays cannot be concatenated")
-    axis = _axis(axis, xs[0].ndim)
+    axis = normalize_axis(axis, xs[0].ndim)
     if len(xs) == 1:
         return xs[0]
     return bind("concat", *xs, axis=axis, weak=all(x.weak_type for x in xs))
+
+
+def split(x, indices_or_sections, axis=0):
+    """np.split: x cut along `axis` into equal sections (an int) or at the given indices."""
+    x = asarray(x)
+    axis = normalize_axis(axis, x.ndim)
+    n = x.shape[axis]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if n % k:
+            raise ValueError("array split does not result in an equal division")
+        cuts = [i * (n // k) for i in range(1, k)]
+    else:
+        cuts = [int(i) for i in indices_or_sections]
+    bounds = [0] + cuts + [n]
+    return [slice_in_dim(x, lo, builtins.max(lo, hi), 1, axis)
+            for lo, hi in zip(bounds, bounds[1:])]
 
 
 def pad(x, pad_width, mode="constant", constant_values=0):
@@ -406,13 +476,16 @@ def take(x, indices, axis=None):
     ind = asarray(indices)
     if ind.dtype.kind not in "iu":
         raise TypeError(f"take indices must be integers, got {ind.dtype}")
-    return bind("gather", x, ind, axis=_axis(axis, x.ndim), weak=x.weak_type)
+    return bind("gather", x, ind, axis=normalize_axis(axis, x.ndim), weak=x.weak_type)
 
 
 def take_along_axis(x, indices, axis):
-    """np.take_along_axis: x and indices broadcast against each other off the axis."""
+    """np.take_along_axis: x and indices broadcast against each other off the axis (both
+    flattened when axis is None)."""
     x, ind = asarray(x), asarray(indices)
-    axis = _axis(axis, x.ndim)
+    if axis is None:
+        x, ind, axis = reshape(x, (-1,)), reshape(ind, (-1,)), 0
+    axis = normalize_axis(axis, x.ndim)
     if x.ndim != ind.ndim:
         raise ValueError("indices and arr must have the same number of dimensions")
     off_axis = np.broadcast_shapes(tuple(1 if i == axis else d for i, d in enumerate(x.shape)),
@@ -435,7 +508,7 @@ def segment_sum(data, segment_ids, num_segments: int):
 
 def _reduce(op: str, x, axis, keepdims: bool):
     x = asarray(x)
-    axes = _axes(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim)
     if not axes:
         return x
     return bind(op, x, axes=axes, keepdims=int(bool(keepdims)), weak=x.weak_type)
@@ -446,9 +519,24 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 (NumPy's name)
     return _reduce("reduce_sum", x, axis, keepdims)
 
 
+def prod(x, axis=None, keepdims=False):
+    """Product over `axis` (all axes when None), in x's dtype."""
+    return _reduce("reduce_prod", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over `axis` (all axes when None), in x's dtype (so a float one)."""
+    return _reduce("reduce_mean", x, axis, keepdims)
+
+
 def max(x, axis=None, keepdims=False):  # noqa: A001 (NumPy's name)
     """Largest element over `axis` (all axes when None); `maximum` is the elementwise one."""
     return _reduce("reduce_max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001 (NumPy's name)
+    """Smallest element over `axis` (all axes when None); `minimum` is the elementwise one."""
+    return _reduce("reduce_min", x, axis, keepdims)
 
 
 def unbroadcast(g, shape):

@@ -18,6 +18,19 @@ zero point given as scalar float tensors (full int8; dynamic quantization comput
 per call). The output is float32; requantizing to int8 for the next layer is a `quantize`
 that fusion applies in these ops' epilogue. Kernels: lgc/backends/kernels/quant.py (every
 backend) and lgc/backends/quant_kernels.py (the CPU's int8 panels).
+
+  qmatmul_nbits(x, b, scales[, zero_points]; k, bits=4, block_size)
+                                      onnxruntime's MatMulNBits: x [..., K] float32 times
+                                      4-bit weights [K, N] stored per column, blocked along K
+  dequantize_nbits(b, scales[, zero_points]; k, bits=4, block_size)
+                                      those weights as float32 [K, N]
+
+The 4-bit layout is MatMulNBits' (what onnxruntime's quantizer and optimum write): b uint8
+[N, G, block_size / 2] with G = ceil(K / block_size), two nibbles per byte along K (the even
+k in the low nibble), K padded to G * block_size; scales float32 [N, G]; zero_points uint8
+[N, ceil(G / 2)], two blocks' per byte (low nibble first), 8 where absent. Element (k, n) is
+(nibble - zero point of its block) * scale of its block. Kernels:
+lgc/backends/nbits_kernels.py.
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from ._rules import broadcast_shapes
+from .lowered import register_lowered
 from .nn import CONV_ATTRS, conv_infer, conv_ref
 
 RANGES = {"i8": (-128, 127), "u8": (0, 255)}
@@ -177,13 +191,6 @@ from ..ir.registry import OPS  # noqa: E402
 from .prim import mul, neg, sub  # noqa: E402
 
 
-def _batch_qmatmul(args, dims, attrs):
-    """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
-    if any(d is not None for d in dims[1:]):
-        return batch_rules.loop("qmatmul")(args, dims, attrs)
-    return [batch_rules.bind("qmatmul", batch_rules.moveaxis(args[0], dims[0], 0), *args[1:], **attrs)], [0]
-
-
 def _float_operands(ins):
     """The op's operands as float tensors: x dequantized, w times its scale."""
     x, w, ws, b = ins[:4]
@@ -226,7 +233,7 @@ def _quant_vjp(op: str):
 
 OPS["quantize"].batch = batch_rules.broadcasting("quantize")
 OPS["quantize"].vjp = lambda cts, ins, outs, attrs: [None, None, None]   # integer output
-OPS["qmatmul"].batch = _batch_qmatmul
+OPS["qmatmul"].batch = batch_rules.leading_axes("qmatmul")
 OPS["qmatmul"].vjp = _quant_vjp("matmul")
 OPS["qconv"].batch = batch_rules.fold_into_n("qconv")
 OPS["qconv"].vjp = _quant_vjp("conv")
@@ -256,17 +263,12 @@ def _qmp_ref(xs, attrs):
     return [c.astype(np.float32).reshape(attrs["out_shape"])]
 
 
-def _lowering_only(*args, **kwargs):
-    raise NotImplementedError("qmatmul_panels is made by CPU lowering, after differentiation "
-                              "and batching")
-
-
-register(OpDef("qmatmul_panels", _qmp_infer, _qmp_ref, fusion="out_fusable",
-               num_inputs=4, attrs={"m": 0, "n": 0, "out_shape": ()},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
-               vjp=_lowering_only, batch=_lowering_only,
-               doc="int8 row panels times float B panels, per-row scale and bias, stored as "
-                   "out_shape (CPU lowering of a weight-only qconv)"))
+register_lowered(OpDef(
+    "qmatmul_panels", _qmp_infer, _qmp_ref, fusion="out_fusable", num_inputs=4,
+    attrs={"m": 0, "n": 0, "out_shape": ()},
+    flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[2],
+    doc="int8 row panels times float B panels, per-row scale and bias, stored as out_shape "
+        "(CPU lowering of a weight-only qconv)"))
 
 
 def _qmbp_infer(types, attrs):
@@ -287,9 +289,118 @@ def _qmbp_ref(xs, attrs):
     return [(x.astype(np.float64) @ w * scale + bias).astype(np.float32)]
 
 
-register(OpDef("qmatmul_bpanels", _qmbp_infer, _qmbp_ref, fusion="out_fusable",
-               num_inputs=4, attrs={"n": 0},
-               flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
-               vjp=_lowering_only, batch=_lowering_only,
-               doc="float x times int8 column panels, per-column scale and bias (CPU lowering "
-                   "of a weight-only qmatmul)"))
+register_lowered(OpDef(
+    "qmatmul_bpanels", _qmbp_infer, _qmbp_ref, fusion="out_fusable", num_inputs=4,
+    attrs={"n": 0}, flops=lambda ins, outs, at: 2 * outs[0].size * ins[0].shape[-1],
+    doc="float x times int8 column panels, per-column scale and bias (CPU lowering of a "
+        "weight-only qmatmul)"))
+
+
+# ---- qmatmul_nbits, dequantize_nbits (onnxruntime's MatMulNBits layout, see the docstring) -----
+
+NBITS_ATTRS = {"k": REQUIRED, "bits": 4, "block_size": REQUIRED}
+
+
+def nbits_blocks(k: int, block_size: int) -> int:
+    return -(-k // block_size)
+
+
+def _nbits_check(types, attrs, what: str) -> int:
+    """N, after checking b, scales and zero points (types[0:3]) against k and block_size."""
+    K, bs, bits = attrs["k"], attrs["block_size"], attrs["bits"]
+    if bits != 4:
+        raise OpError(f"{what}: bits={bits}; only 4-bit weights are supported")
+    if bs < 16 or bs & (bs - 1) or K < 1:
+        raise OpError(f"{what}: block_size={bs} must be a power of two >= 16 (k={K})")
+    G = nbits_blocks(K, bs)
+    b = types[0]
+    if b.dtype.name != "u8" or len(b.shape) != 3 or b.shape[1:] != (G, bs // 2):
+        raise OpError(f"{what}: b must be u8[N, {G}, {bs // 2}] for k={K}, block_size={bs}, got {b}")
+    N = b.shape[0]
+    if types[1].dtype.name != "f32" or types[1].shape != (N, G):
+        raise OpError(f"{what}: scales must be f32[{N}, {G}], got {types[1]}")
+    if len(types) > 2 and (types[2].dtype.name != "u8" or types[2].shape != (N, -(-G // 2))):
+        raise OpError(f"{what}: zero_points must be u8[{N}, {-(-G // 2)}] (two per byte), got {types[2]}")
+    return N
+
+
+def unpack_nibbles(packed, count: int):
+    """uint8 [..., m] -> [..., count] of its nibbles in order, low nibble first."""
+    packed = np.asarray(packed, np.uint8)
+    both = np.stack([packed & 15, packed >> 4], axis=-1).reshape(packed.shape[:-1] + (-1,))
+    return both[..., :count]
+
+
+def pack_nibbles(q):
+    """[..., m] values 0..15 -> uint8 [..., ceil(m / 2)], element 2i in the low nibble."""
+    q = np.asarray(q, np.uint8)
+    if q.shape[-1] % 2:
+        q = np.concatenate([q, np.zeros(q.shape[:-1] + (1,), np.uint8)], axis=-1)
+    return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+
+
+def pack_nbits(q, scales, zero_points, block_size: int):
+    """q [K, N] (0..15), scales and zero points [G, N] (blocks along K) -> MatMulNBits' b,
+    scales and zero points (zero_points None: all 8, left out). Padding past K is the block's
+    zero point (the real value 0)."""
+    K, N = q.shape
+    G = nbits_blocks(K, block_size)
+    zp = np.full((G, N), 8, np.uint8) if zero_points is None else np.asarray(zero_points, np.uint8)
+    pad = np.repeat(zp, block_size, axis=0)[K:G * block_size]
+    full = np.concatenate([np.asarray(q, np.uint8), pad]).T.reshape(N, G, block_size)
+    b = pack_nibbles(full)
+    zps = None if zero_points is None else pack_nibbles(zp.T)
+    return np.ascontiguousarray(b), np.ascontiguousarray(np.asarray(scales, np.float32).T), zps
+
+
+def dequantize_nbits_ref(b, scales, zero_points, k: int, block_size: int):
+    """MatMulNBits' weights as float32 [K, N]: (nibble - zero point) * scale, computed in
+    float32 as onnxruntime does."""
+    N, G, _ = b.shape
+    q = unpack_nibbles(b, block_size).reshape(N, G * block_size).astype(np.float32)
+    zp = np.full((N, G), 8, np.float32) if zero_points is None else \
+        unpack_nibbles(zero_points, G).astype(np.float32)
+    w = (q - np.repeat(zp, block_size, axis=1)) * np.repeat(np.asarray(scales, np.float32), block_size, axis=1)
+    return np.ascontiguousarray(w[:, :k].T)
+
+
+def _nbits_weights(xs, attrs):
+    return dequantize_nbits_ref(xs[0], xs[1], xs[2] if len(xs) > 2 else None, attrs["k"], attrs["block_size"])
+
+
+def _qmatmul_nbits_infer(types, attrs):
+    x = types[0]
+    if x.dtype.name != "f32" or not x.shape or x.shape[-1] != attrs["k"]:
+        raise OpError(f"qmatmul_nbits: x must be f32[..., {attrs['k']}] (k), got {x}")
+    N = _nbits_check(types[1:], attrs, "qmatmul_nbits")
+    return [TensorType(dtypes.f32, x.shape[:-1] + (N,))]
+
+
+def _dequantize_nbits_infer(types, attrs):
+    N = _nbits_check(types, attrs, "dequantize_nbits")
+    return [TensorType(dtypes.f32, (attrs["k"], N))]
+
+
+register(OpDef("qmatmul_nbits", _qmatmul_nbits_infer,
+               lambda xs, at: [(xs[0].astype(np.float64) @ _nbits_weights(xs[1:], at)).astype(np.float32)],
+               fusion="out_fusable", num_inputs=(3, 4), attrs=NBITS_ATTRS,
+               flops=lambda ins, outs, at: 2 * outs[0].size * at["k"],
+               doc="x @ W with W [k, N] 4-bit, per block of block_size along k a scale and zero "
+                   "point per column (onnxruntime's MatMulNBits layout)"))
+
+register(OpDef("dequantize_nbits", _dequantize_nbits_infer, lambda xs, at: [_nbits_weights(xs, at)],
+               num_inputs=(2, 3), attrs=NBITS_ATTRS,
+               doc="4-bit blocked weights (MatMulNBits layout) as float32 [k, N]"))
+
+
+def _no_nbits_gradient(op):
+    def rule(cts, ins, outs, attrs):
+        raise NotImplementedError(f"{op} has no gradient: 4-bit weights are for inference "
+                                  "(train in float32, then quantize)")
+    return rule
+
+
+OPS["qmatmul_nbits"].batch = batch_rules.leading_axes("qmatmul_nbits")
+OPS["qmatmul_nbits"].vjp = _no_nbits_gradient("qmatmul_nbits")
+OPS["dequantize_nbits"].batch = batch_rules.loop("dequantize_nbits")   # a stack of weight sets
+OPS["dequantize_nbits"].vjp = _no_nbits_gradient("dequantize_nbits")

@@ -12,16 +12,12 @@ from ..ir import dtypes
 from ..ir.graph import TensorType
 from ..ir.registry import REQUIRED, OpDef, OpError, register
 from . import batch_rules
-from ._rules import require
+from ._rules import f16_as_f32, require
 
 
 def acc_dtype(dt):
     """Accumulator: float16 sums in float32 (its compute type), everything else in itself."""
     return dtypes.f32 if dt == dtypes.f16 else dt
-
-
-def _np_acc(x):
-    return x.astype(np.float32) if x.dtype == np.float16 else x
 
 
 def _check_axes(axes, rank, what):
@@ -55,7 +51,7 @@ def _reduce_op(name, kinds, ref, doc=""):
     def reference(xs, attrs):
         x = xs[0]
         with np.errstate(all="ignore"):
-            y = ref(_np_acc(x), tuple(attrs["axes"]), bool(attrs["keepdims"]))
+            y = ref(f16_as_f32(x), tuple(attrs["axes"]), bool(attrs["keepdims"]))
         return [np.asarray(y).astype(x.dtype)]
 
     register(OpDef(name, infer, reference,
@@ -72,9 +68,9 @@ def _ref_mean(x, axes, keep):
     return np.mean(x, axis=axes, keepdims=keep)
 
 
-_reduce_op("reduce_sum", "fiu", lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype))
+_reduce_op("reduce_sum", "fiuc", lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype))
 _reduce_op("reduce_prod", "fiu", lambda x, ax, k: np.prod(x, axis=ax, keepdims=k, dtype=x.dtype))
-_reduce_op("reduce_mean", "fiu", _ref_mean, doc="integer means truncate toward zero")
+_reduce_op("reduce_mean", "fiuc", _ref_mean, doc="integer means truncate toward zero")
 _reduce_op("reduce_max", "fiub",
            lambda x, ax, k: np.maximum.reduce(x, axis=ax, keepdims=k,
                                               initial=extreme(dtypes.from_numpy(x.dtype), True)),
@@ -128,7 +124,7 @@ def _axis_infer(name, kinds):
 
 def _softmax_ref(log):
     def ref(xs, attrs):
-        x = _np_acc(xs[0])
+        x = f16_as_f32(xs[0])
         with np.errstate(all="ignore"):
             z = x - np.max(x, axis=attrs["axis"], keepdims=True)
             s = np.sum(np.exp(z), axis=attrs["axis"], keepdims=True)
@@ -147,7 +143,7 @@ for _name, _log in (("softmax", False), ("log_softmax", True)):
 def _scan_ref(fn, init):
     def ref(xs, attrs):
         x, axis = xs[0], attrs["axis"]
-        y = _np_acc(x)
+        y = f16_as_f32(x)
         if attrs["reverse"]:
             y = np.flip(y, axis)
         with np.errstate(all="ignore"):

@@ -66,14 +66,6 @@ from ..ir.registry import OPS  # noqa: E402
 from ._rules import is_host  # noqa: E402
 
 
-def _batch_sparse(args, dims, attrs):
-    """Only x batched: its batch axis joins the leading axes; otherwise one op per example."""
-    if any(d is not None for d in dims[1:]):
-        return batch_rules.loop("sparse_matmul")(args, dims, attrs)
-    return [batch_rules.bind("sparse_matmul", batch_rules.moveaxis(args[0], dims[0], 0), *args[1:],
-                             **attrs)], [0]
-
-
 def _vjp_sparse(cts, ins, outs, attrs):
     """x: g @ W^T, as a segment sum of g's columns weighted by the nonzeros onto their rows;
     values: the sum over rows of x[k_j] * g[n_j]. Integer index inputs get none."""
@@ -94,5 +86,5 @@ def _vjp_sparse(cts, ins, outs, attrs):
     return [prim.reshape(prim.transpose(gx), x.shape), gv, None, None]
 
 
-OPS["sparse_matmul"].batch = _batch_sparse
+OPS["sparse_matmul"].batch = batch_rules.leading_axes("sparse_matmul")
 OPS["sparse_matmul"].vjp = _vjp_sparse

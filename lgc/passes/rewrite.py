@@ -56,12 +56,16 @@ class Rewriter:
         self.changed = True
         return out
 
+    def compute(self, node: Node, op: str, inputs, attrs: dict) -> None:
+        """A new `op` node (inputs already mapped) that computes `node`'s own output Values,
+        so their users, the graph's outputs and their names stay as they were."""
+        opdef = registry.get(op)
+        attrs = opdef.normalize_attrs(attrs)
+        assert opdef.infer([v.type for v in inputs], attrs) == [v.type for v in node.outputs], node
+        self.nodes.append(Node(op, list(inputs), attrs, node.outputs, node.name))
+        self.changed = True
+
     def finish(self) -> Graph:
         if not self.changed and len(self.nodes) == len(self.graph.nodes):
             return self.graph
         return self.graph.replace(nodes=self.nodes, outputs=[self.get(v) for v in self.graph.outputs])
-
-
-def const_value(graph_consts: dict, v: Value):
-    """The array a value holds if a const node defines it, else None."""
-    return graph_consts.get(v)

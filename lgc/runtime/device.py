@@ -19,11 +19,12 @@ import pyopencl as cl
 
 from ..backends.kernel import PROBE_SOURCE
 from ..backends.target import Target, known_target
+from ..errors import LgcError
 
 
 
-class DeviceError(RuntimeError):
-    pass
+class DeviceError(LgcError, RuntimeError):
+    """No usable OpenCL device, or one that cannot hold what a program needs."""
 
 
 _once_lock = threading.RLock()
@@ -200,7 +201,3 @@ def select_device(spec: str | int | None = None) -> Device:
     what = f"matching {spec!r} " if spec else ""
     detail = ("; ".join(problems)) if problems else "none found"
     raise DeviceError(f"no usable OpenCL device {what}({detail})")
-
-
-def default_device() -> Device:
-    return select_device(None)

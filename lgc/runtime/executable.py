@@ -13,7 +13,18 @@ from .device import select_device
 from .executor import Executor
 
 
-class Executable:
+class CallToRun:
+    """f(*inputs in input order, **inputs by name): the output, or a tuple when there are
+    several; for anything with `input_names` and `run(feeds) -> {name: array}`."""
+
+    def __call__(self, *args, **kwargs):
+        feeds = dict(zip(self.input_names, args))
+        feeds.update(kwargs)
+        outs = list(self.run(feeds).values())
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class Executable(CallToRun):
     """A graph compiled for one device and fixed input shapes; call it with NumPy arrays."""
 
     def __init__(self, program: Program, graph: Graph | None = None, device=None,
@@ -26,11 +37,14 @@ class Executable:
 
     @classmethod
     def from_graph(cls, graph: Graph, device=None, opt_level: int = 2, profile=False,
-                   target: Target | None = None):
+                   target: Target | None = None, donate=()):
         """Compile `graph` for `device` (default: LGC_DEVICE, else the first working GPU, else
-        the CPU). `target` generates for that Target instead of the device's own facts."""
+        the CPU). `target` generates for that Target instead of the device's own facts.
+        `donate`: input names whose buffers may hold results (see Options.donate); `run`
+        copies inputs in per call anyway, `executor.run_buffers` writes into the caller's."""
         device = select_device(device).retargeted(target)
-        compiled = compile_graph(graph, backend_for(device.target), Options(opt_level))
+        compiled = compile_graph(graph, backend_for(device.target),
+                                 Options(opt_level, donate=frozenset(donate)))
         return cls(compiled.program, compiled.graph, device, profile=profile)
 
     # -- signature ---------------------------------------------------------------------
@@ -57,15 +71,23 @@ class Executable:
         outs = self.executor.run(arrays)
         return dict(zip(self.output_names, outs))
 
-    def __call__(self, *args, **kwargs):
-        feeds = dict(zip(self.input_names, args))
-        feeds.update(kwargs)
-        outs = list(self.run(feeds).values())
-        return outs[0] if len(outs) == 1 else tuple(outs)
+    def launch_times(self, feeds: dict, runs: int = 3, warmup: int = 0) -> np.ndarray:
+        """Seconds of each launch of the program, the median over `runs` runs after `warmup`
+        untimed ones, from OpenCL profiling events on a profiling queue of its own."""
+        prof = Executor(self.program, self.device, profile=True)
+        arrays = [feeds[n] for n in self.input_names]
+        for _ in range(warmup):
+            prof.run(arrays)
+        per_run = []
+        for _ in range(max(1, runs)):
+            prof.run(arrays)
+            per_run.append([t for _, _, t in prof.last_profile])
+        return np.median(np.array(per_run), axis=0) if per_run[0] else np.zeros(0)
 
-    def save(self, path) -> None:
+    def save(self, path, sign_key=None) -> None:
+        """Write a .lgc artifact; `sign_key` (an Ed25519 private key or its PEM file) signs it."""
         from .artifact import save_artifact   # lgc.runtime.artifact loads into Executables
-        save_artifact(path, self)
+        save_artifact(path, self, sign_key=sign_key)
 
 
 def named_feeds(feeds, names: list[str]) -> dict:

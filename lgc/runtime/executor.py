@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import numpy as np
 import pyopencl as cl
@@ -14,14 +13,15 @@ from ..backends.memory import in_place_launches
 from ..backends.program import Program
 from ..ir import dtypes
 from . import cache
-from .device import Device, select_device
+from ..errors import LgcError
+from .device import Device, DeviceError, select_device
 
 
 MAX_CONCURRENCY = 4   # default for calls of one Executor.run at once, each in its own buffer set
 
 
-class BuildError(RuntimeError):
-    pass
+class BuildError(LgcError, RuntimeError):
+    """The device's OpenCL compiler refused a program (or it needs what the device lacks)."""
 
 
 def build_program(device: Device, source: str, options: str = "") -> cl.Program:
@@ -65,6 +65,17 @@ def _view(arena: cl.Buffer, spec, device: Device) -> tuple[cl.Buffer, bool]:
     return cl.Buffer(arena.context, cl.mem_flags.READ_WRITE, spec.nbytes), False
 
 
+def _check_allocations(program: Program, device: Device) -> None:
+    """Refuse, naming the tensor, a buffer larger than the device allocates at once (else
+    pyopencl fails later with INVALID_BUFFER_SIZE or MemoryError, naming nothing)."""
+    limit = device.cl_device.max_mem_alloc_size
+    for i, spec in enumerate(program.buffers):
+        if spec.arena < 0 and spec.nbytes > limit:
+            what = f"{spec.role} {spec.name!r}" if spec.name else f"{spec.role} buffer {i}"
+            raise DeviceError(f"{what} needs {spec.nbytes} bytes, more than {device.name} "
+                              f"allocates at once ({limit})")
+
+
 class Executor:
     """Runs one Program; safe to call from several threads at once.
 
@@ -92,6 +103,7 @@ class Executor:
         self.device = device or select_device()
         if program.uses_fp64 and not self.device.has_fp64:
             raise BuildError(f"the graph needs float64 but {self.device.name} has no cl_khr_fp64")
+        _check_allocations(program, self.device)
         self.profile = profile
         self.queue = queue or self.new_queue()
         self.cl_program = cl_program or build_program(self.device, program.source)
@@ -256,11 +268,6 @@ class Executor:
                 self._out_from.append((2, self._copy_ids.index(b)))
             else:
                 self._out_from.append((3, b))
-
-    def timed_run(self, arrays):
-        t = time.perf_counter()
-        out = self.run(arrays)
-        return out, time.perf_counter() - t
 
 
 class BufferSet:

@@ -3,21 +3,22 @@
 `make_app(backends, config)` returns an ASGI app: run it with uvicorn (lgc serve) or drive it
 with starlette's TestClient. Every error answers `{"error": "..."}` with a 4xx/5xx status and
 the server keeps serving: 400 bad request, 401 missing/wrong bearer token, 404 unknown model
-or version, 413 body over the limit, 503 queue full or model not ready, 504 timed out,
-500 the backend failed.
+or version, 408 body not received in time, 413 body over the limit, 431 too many headers,
+503 queue full, body memory full or model not ready, 504 timed out, 500 the backend failed.
+
+Bodies are read, decoded and dropped by lgc.serve.bodies, under a deadline, a size limit and
+a memory budget; the request then waits for its batch holding only its tensors.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hmac
+import logging
 import time
-import zlib
 from dataclasses import dataclass
 
-import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,12 +28,16 @@ import lgc
 from ..errors import InputError
 from .backend import Backend, check_backend
 from .batcher import Batcher, QueueFull
+from .generate import generate_routes
+from .bodies import Intake, Refusal
+from .bodies import error_response as _error
 from .metrics import ServeMetrics
-from .protocol import ProtocolError, encode_infer_response, parse_infer_request
+from .protocol import ProtocolError
+
+log = logging.getLogger("lgc.serve")
 
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
-EXTENSIONS = ["binary_tensor_data"]
-OFFLOAD_BYTES = 256 << 10   # bodies/outputs above this are coded in a worker thread
+EXTENSIONS = ["binary_tensor_data", "generate"]
 
 
 @dataclass
@@ -41,11 +46,11 @@ class ServeConfig:
     queue_size: int = 64              # requests waiting per model before 503
     timeout_s: float = 30.0           # arrival to answer; 504 after
     max_body_bytes: int = 64 << 20    # 413 above
+    body_memory_bytes: int = 512 << 20  # bodies held at once (read, not yet decoded); 503 above
+    body_timeout_s: float = 30.0      # the whole body must arrive within this; 408 after
+    parse_slots: int = 2              # large bodies decoded (large answers encoded) at once
+    max_header_count: int = 100       # 431 above
     token: str | None = None          # bearer token for every route but the health checks
-
-
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class _Model:
@@ -77,17 +82,19 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
     The app owns the backends: shutting it down closes their batchers and the backends.
     """
     config = config or ServeConfig()
+    if config.token is not None and not config.token:
+        raise ValueError("the bearer token is empty: give a token, or None for no authentication")
+    intake = Intake(config.max_body_bytes, config.body_memory_bytes, config.body_timeout_s,
+                    config.parse_slots)
     if not isinstance(backends, (list, tuple)):
         backends = [backends]
-    metrics = ServeMetrics()
-    models: dict[str, _Model] = {}
     names = [b.name for b in backends]
     for b in backends:
         check_backend(b)
         if names.count(b.name) > 1:
             raise ValueError(f"two backends are named {b.name!r}")
-    for b in backends:
-        models[b.name] = _Model(b, config, metrics)
+    metrics = ServeMetrics()
+    models = {b.name: _Model(b, config, metrics) for b in backends}
 
     def find(request: Request) -> _Model:
         name = request.path_params["name"]
@@ -111,23 +118,16 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         return JSONResponse({"name": "lgc", "version": getattr(lgc, "__version__", "0"),
                              "extensions": EXTENSIONS})
 
-    async def model_metadata(request):
-        try:
-            return JSONResponse(find(request).metadata())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def on_model(answer):
+        """A GET route answering answer(the model named), or 404 naming what is unknown."""
+        async def route(request):
+            try:
+                return answer(find(request))
+            except ProtocolError as e:
+                return _error(e.status, str(e))
+        return route
 
-    async def model_config(request):
-        try:
-            return JSONResponse(find(request).config())
-        except ProtocolError as e:
-            return _error(e.status, str(e))
-
-    async def model_ready(request):
-        try:
-            m = find(request)
-        except ProtocolError as e:
-            return _error(e.status, str(e))
+    def model_ready(m: _Model):
         ok = _is_ready(m.backend)
         return JSONResponse({"name": m.backend.name, "ready": ok}, status_code=200 if ok else 503)
 
@@ -143,24 +143,21 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
         try:
             m = find(request)
         except ProtocolError as e:
-            return "not_found", _error(e.status, str(e))
+            return "not_found", _error(e.status, str(e), {"connection": "close"})
         b = m.backend
-        try:
-            body = await _read_body(request, config.max_body_bytes)
-            args = (body, request.headers.get("inference-header-content-length"),
-                    b.inputs, b.outputs, b.max_batch_size)
-            # big JSON bodies take milliseconds to decode: off the event loop, so health
-            # checks and other requests are not held up
-            req = (await run_in_threadpool(parse_infer_request, *args) if len(body) > OFFLOAD_BYTES
-                   else parse_infer_request(*args))
-        except ProtocolError as e:
-            return ("too_large" if e.status == 413 else "bad_request"), _error(e.status, str(e))
+        req = await intake.receive(request, b, t0)
+        if isinstance(req, Refusal):
+            if req.outcome == "disconnected":
+                log.info("%s: client went away while sending its request to %r: %s",
+                         _client(request), b.name, req.message)
+            return req.outcome, req.response()
         if not _is_ready(b):
             return "not_ready", _error(503, f"model {b.name!r} is not ready")
         try:
             fut = m.batcher.submit(req.inputs)
         except QueueFull as e:
             return "queue_full", _error(503, str(e), {"retry-after": "1"})
+        req.inputs = None                   # the batcher's now: freed once its batch has run
         waited = asyncio.wrap_future(fut)
         try:
             left = config.timeout_s - (time.monotonic() - t0)      # the limit runs from arrival
@@ -176,17 +173,14 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
             return "bad_request", _error(400, f"model {b.name!r}: {e}")
         except Exception as e:             # noqa: BLE001 - reported, server keeps serving
             return "error", _error(500, f"model {b.name!r} failed: {type(e).__name__}: {e}")
-        try:
-            missing = [n for n, _ in req.outputs if n not in outs]
-            if missing:
-                raise ValueError(f"the backend returned no output {missing[0]!r}")
-            args = (b.name, b.version, req.id, outs, req.outputs)
-            big = sum(np.asarray(outs[n]).nbytes for n, _ in req.outputs) > OFFLOAD_BYTES
-            content, headers = (await run_in_threadpool(encode_infer_response, *args) if big
-                                else encode_infer_response(*args))
-        except Exception as e:             # noqa: BLE001
-            return "error", _error(500, f"model {b.name!r}: bad outputs: {e}")
+        del fut, waited
+        answer = await intake.encode(b.name, b.version, req.id, outs, req.outputs)
+        if isinstance(answer, Refusal):
+            return answer.outcome, answer.response()
+        content, headers = answer
         return "success", Response(content, headers=headers)
+
+    generate, generate_stream = generate_routes(models, find, intake, config, metrics)
 
     async def metrics_endpoint(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -200,10 +194,12 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [
-            Route(prefix, model_metadata),
-            Route(prefix + "/config", model_config),
-            Route(prefix + "/ready", model_ready),
+            Route(prefix, on_model(lambda m: JSONResponse(m.metadata()))),
+            Route(prefix + "/config", on_model(lambda m: JSONResponse(m.config()))),
+            Route(prefix + "/ready", on_model(model_ready)),
             Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/generate", generate, methods=["POST"]),
+            Route(prefix + "/generate_stream", generate_stream, methods=["POST"]),
         ]
 
     @contextlib.asynccontextmanager
@@ -220,6 +216,7 @@ def make_app(backends, config: ServeConfig | None = None) -> Starlette:
     app.state.config = config
     if config.token:
         app.add_middleware(_BearerAuth, token=config.token, metrics=metrics)
+    app.add_middleware(_HeaderCount, limit=config.max_header_count)
     app.add_middleware(_JsonErrors)
     return app
 
@@ -239,36 +236,9 @@ def close_models(models: dict) -> None:
         m.backend.close()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise ProtocolError(f"request body of {int(declared)} bytes is over the "
-                                    f"limit of {limit} bytes", 413)
-        except ValueError:
-            raise ProtocolError(f"Content-Length {declared!r} is not an integer") from None
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "", "gzip", "deflate"):
-        raise ProtocolError(f"Content-Encoding {encoding!r} is not supported "
-                            f"(use gzip, deflate or none)", 415)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(f"request body is over the limit of {limit} bytes", 413)
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if encoding in ("gzip", "deflate"):          # as tritonclient's request_compression_algorithm
-        d = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
-        try:
-            body = d.decompress(body, limit + 1)
-        except zlib.error as e:
-            raise ProtocolError(f"request body is not valid {encoding} data: {e}") from None
-        if len(body) > limit or d.unconsumed_tail:
-            raise ProtocolError(f"decompressed request body is over the limit of {limit} bytes", 413)
-    return body
+def _client(request: Request) -> str:
+    c = request.client
+    return f"{c.host}:{c.port}" if c else "a client"
 
 
 class _BearerAuth:
@@ -289,8 +259,24 @@ class _BearerAuth:
         if scope["path"].endswith("/infer"):
             self.metrics.requests.labels("<unauthenticated>", "unauthorized").inc()
         resp = _error(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                      {"www-authenticate": "Bearer"})
+                      {"www-authenticate": "Bearer", "connection": "close"})   # body left unread
         await resp(scope, receive, send)
+
+
+class _HeaderCount:
+    """More than `limit` request headers: 431 (their total size is capped per connection,
+    by lgc.serve.connection)."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and len(scope["headers"]) > self.limit:
+            resp = _error(431, f"{len(scope['headers'])} request headers are over the limit of "
+                               f"{self.limit}", {"connection": "close"})
+            return await resp(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class _JsonErrors:

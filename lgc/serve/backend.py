@@ -19,6 +19,9 @@ Contract for implementers:
   `infer` is called from one thread at a time; a Ray backend with R replicas or S pipelined
   stages sets it higher so that batches overlap.
 - `ready()` is cheap and called per readiness probe; `close()` releases devices/actors.
+- Optional, for the generate extension (lgc.serve.generate): `decoder` (an lgc.generation
+  Decoder, or None), `tokenizer` (encode/decode for text_input/text_output, or None),
+  `eos_token_id`.
 """
 from __future__ import annotations
 
@@ -120,6 +123,21 @@ def _bucket_sizes(max_batch: int) -> list[int]:
     return sizes + [max_batch]
 
 
+def batch_layout(ins: list, outs: list, max_batch_size: int):
+    """How a model whose inputs and outputs are [(name, NumPy dtype, shape)] batches:
+    (chunk, max batch size, input TensorSpecs, output TensorSpecs). chunk is the size that
+    every input and output leads with, -1 when symbolic, 0 when they differ (no batching:
+    max batch size 0); batched specs show the batch axis as -1."""
+    lead = {sh[0] if sh else None for _, _, sh in ins + outs}
+    chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
+    most = int(max_batch_size) if chunk and max_batch_size > 0 else 0
+
+    def specs(items):
+        return [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if most else sh)
+                for n, dt, sh in items]
+    return chunk, most, specs(ins), specs(outs)
+
+
 def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
     """`a` grown to n rows by repeating its last row (real data: no NaN/index surprises)."""
     if a.shape[0] == n:
@@ -130,8 +148,9 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 class LocalBackend:
     """A model compiled and run in this process (the embedded server; no Ray needed).
 
-    Source is a `.lgc` artifact (loaded with lgc.load, which verifies its checksums; fixed
-    shapes) or an ONNX model (compiled per input signature by lgc.Model).
+    Source is a `.lgc` artifact (loaded with lgc.load, which verifies its digests, and its
+    signature when `trusted_keys` are given; fixed shapes) or an ONNX model (compiled per input
+    signature by lgc.Model).
 
     Batching:
     - ONNX with a symbolic first dimension on every input and output: batched. To bound
@@ -143,22 +162,29 @@ class LocalBackend:
       last chunk padded the same way). This saves queueing and HTTP overhead, not device
       time; for real batching compile the artifact with a larger b.
     - Anything else: max_batch_size = 0, shapes must match exactly.
-    `infer` serializes calls with a lock (the OpenCL executor reuses its buffers), so
-    `max_concurrency` is 1.
+    A decoder ONNX with past_key_values also answers the generate extension
+    (lgc.serve.generate) through an lgc.generation.OnnxDecoder (`decoder`).
+    `infer` serializes calls with a lock (which also guards `close`), so `max_concurrency` is
+    1: the batcher already merges concurrent requests into one call.
     """
 
     max_concurrency = 1
 
     def __init__(self, source, name: str | None = None, version: str = "1",
-                 max_batch_size: int = 8, device=None, batching: bool | None = None):
+                 max_batch_size: int = 8, device=None, batching: bool | None = None,
+                 trusted_keys=None, max_seq_len: int = 1024, tokenizer=None,
+                 eos_token_id: int | None = None):
         import os
         self.name = name or os.path.splitext(os.path.basename(os.fspath(source)))[0]
         self.version = str(version)
         self._lock = threading.Lock()
         self._closed = False
         path = os.fspath(source)
+        if trusted_keys and not path.endswith(".lgc"):
+            raise InputError(f"trusted keys check the signature of a .lgc artifact, and {path} is "
+                             f"not one: compile it with `lgc compile --sign KEY` first")
         if path.endswith(".lgc"):
-            self._exe = api.load(path, device)             # checksums verified here
+            self._exe = api.load(path, device, trusted_keys=trusted_keys)   # digests (and signature) verified
             self._model = None
             ins = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.inputs]
             outs = [(s.name, np.dtype(_np_of(s.dtype)), tuple(s.shape)) for s in self._exe.program.outputs]
@@ -172,18 +198,11 @@ class LocalBackend:
                 import onnx                             # undeclared output shapes: infer them
                 graph_outputs = onnx.shape_inference.infer_shapes(self._model.model).graph.output
             outs = [(o.name,) + _onnx_out(o) for o in graph_outputs]
+        self._generative(max_seq_len, tokenizer, eos_token_id)
         # the batch axis: -1 symbolic (compiled per bucket), b > 0 fixed (run in chunks), 0 none
-        lead = {sh[0] if sh else None for _, _, sh in ins + outs}
-        self._chunk = lead.pop() if len(lead) == 1 and None not in lead else 0
-        if batching is False or self._chunk == 0 or max_batch_size <= 0:
-            self.max_batch_size = 0
-        else:
-            self.max_batch_size = int(max_batch_size)
+        self._chunk, self.max_batch_size, self.inputs, self.outputs = batch_layout(
+            ins, outs, 0 if batching is False else max_batch_size)
         batched = self.max_batch_size > 0
-        self.inputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                       for n, dt, sh in ins]
-        self.outputs = [TensorSpec(n, kserve_datatype(dt), ((-1,) + sh[1:]) if batched else sh)
-                        for n, dt, sh in outs]
         self._buckets = _bucket_sizes(self.max_batch_size) if self._chunk == -1 and batched else []
 
     # -- the Backend interface -----------------------------------------------------------
@@ -211,6 +230,23 @@ class LocalBackend:
 
     def close(self) -> None:
         self._closed = True
+
+    # -- generation (lgc.serve.generate) --------------------------------------------------
+    def _generative(self, max_seq_len: int, tokenizer, eos_token_id) -> None:
+        """A decoder ONNX with past_key_values also generates: `decoder` (an OnnxDecoder with
+        a cache of max_seq_len positions, compiled on first use), `tokenizer` (a TextCodec
+        for text_input/text_output) and `eos_token_id`. Otherwise decoder is None and
+        `not_generative` says why when the model looked like a decoder."""
+        from ..generation import OnnxDecoder
+        from ..generation.fixed_cache import past_inputs
+        from ..generation.text import TextCodec
+        self.decoder, self.not_generative, self.eos_token_id = None, None, eos_token_id
+        self.tokenizer = TextCodec(tokenizer) if tokenizer else None
+        if self._model is not None and past_inputs(list(self._model.inputs), self._model.inputs):
+            try:
+                self.decoder = OnnxDecoder(self._model, max_seq_len)
+            except ModelError as e:
+                self.not_generative = str(e)
 
     # -- helpers -------------------------------------------------------------------------
     def warmup(self, sample_shapes: dict[str, tuple[int, ...]] | None = None) -> None:

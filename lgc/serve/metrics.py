@@ -3,10 +3,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Outcomes of an infer request, the label values of lgc_serve_requests_total.
-OUTCOMES = ("success", "bad_request", "not_found", "too_large", "unauthorized",
-            "queue_full", "timeout", "error", "not_ready")
-
 
 class ServeMetrics:
     def __init__(self):

@@ -33,7 +33,7 @@ class InferRequest:
     outputs: list[tuple[str, bool]]      # (output name, send as binary)
 
 
-def _json_object(data: bytes, where: str) -> dict:
+def json_object(data: bytes, where: str) -> dict:
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -68,7 +68,7 @@ def parse_infer_request(body: bytes, header_length: str | None,
         head, binary = body[:n], memoryview(body)[n:]
     else:
         head, binary = body, memoryview(b"")
-    req = _json_object(head, "the request")
+    req = json_object(head, "the request")
     rid = req.get("id")
     if rid is not None and not isinstance(rid, str):
         raise ProtocolError("'id' must be a string")
@@ -222,7 +222,7 @@ def encode_infer_response(model_name: str, model_version: str, request_id: str |
     head = {"model_name": model_name, "model_version": model_version, "outputs": outs}
     if request_id is not None:
         head["id"] = request_id
-    text = json.dumps(head, allow_nan=True).encode()
+    text = json.dumps(head, allow_nan=False).encode()
     if not chunks:
         return text, {"content-type": "application/json"}
     return text + b"".join(chunks), {"content-type": "application/octet-stream",
@@ -230,5 +230,13 @@ def encode_infer_response(model_name: str, model_version: str, request_id: str |
 
 
 def _json_values(a: np.ndarray) -> list:
-    """Flat row-major values; non-finite floats as NaN/Infinity (what Python's json reads)."""
-    return a.reshape(-1).tolist()
+    """Flat row-major values. JSON has no NaN or Infinity: those are written as the strings
+    "NaN", "Infinity" and "-Infinity", which tritonclient's and KServe's clients turn back
+    into floats (`np.array(data, dtype)`), and which a strict JSON parser still reads."""
+    flat = a.reshape(-1)
+    values = flat.tolist()
+    if flat.dtype.kind == "f":
+        for i in np.flatnonzero(~np.isfinite(flat)).tolist():
+            v = values[i]
+            values[i] = "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    return values

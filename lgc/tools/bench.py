@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,11 +25,7 @@ from ..backends.target import Target
 from ..errors import InputError
 from ..feeds import random_inputs
 from ..ir.graph import TensorType
-from ..runtime.executor import Executor
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .common import add_device_flags, parse_shape_args, say
 
 
 @dataclass
@@ -114,15 +109,16 @@ def host_copy_bandwidth(nbytes: int = 64 << 20) -> float:
     return 2 * nbytes / best
 
 
+def timed_run(exe, feeds: dict) -> tuple[float, dict]:
+    """(wall seconds, outputs) of one exe.run(feeds)."""
+    t = time.perf_counter()
+    out = exe.run(feeds)
+    return time.perf_counter() - t, out
+
+
 def profile_kernels(exe, feeds: dict, runs: int = 3) -> list[dict]:
     """Per-kernel rows from profiling events over `runs` runs on a profiling queue."""
-    prof = Executor(exe.program, exe.device, profile=True)
-    arrays = [feeds[n] for n in exe.input_names]
-    per_launch = []
-    for _ in range(max(1, runs)):
-        prof.run(arrays)
-        per_launch.append([t for _, _, t in prof.last_profile])
-    times = np.median(np.array(per_launch), axis=0) if per_launch and per_launch[0] else []
+    times = exe.launch_times(feeds, runs)
     prog = exe.program
     by = defaultdict(lambda: {"time_s": 0.0, "calls": 0, "flops": 0, "bytes": 0, "node": ""})
     for launch, t in zip(prog.launches, times):
@@ -176,17 +172,11 @@ def bench(path, batch=None, runs=20, warmup=3, device=None, input_shapes=None,
     feeds = random_inputs(types, seed)
     say(f"compiled in {t_compile:.2f} s ({len(exe.program.kernel_names)} kernels, "
         f"{len(exe.program.launches)} launches); first run ...")
-    t = time.perf_counter()
-    exe.run(feeds)
-    first = time.perf_counter() - t
+    first, _ = timed_run(exe, feeds)
     say(f"first run {first:.2f} s; {warmup} warm-up and {runs} timed runs ...")
     for _ in range(max(0, warmup - 1)):
         exe.run(feeds)
-    times = []
-    for i in range(max(1, runs)):
-        t = time.perf_counter()
-        exe.run(feeds)
-        times.append(time.perf_counter() - t)
+    times = [timed_run(exe, feeds)[0] for _ in range(max(1, runs))]
     say(f"profiling {profile_runs} runs ...")
     rows = profile_kernels(exe, feeds, profile_runs)
     target, note = device_target(exe.device)
@@ -214,7 +204,6 @@ def report(res: BenchResult, top: int = 15) -> str:
 
 
 def main(args) -> int:
-    from .cli import parse_shape_args   # lgc.tools.cli imports this module
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     res = bench(args.model, args.batch, args.runs, args.warmup, args.device,
@@ -241,7 +230,5 @@ def add_parser(sub) -> None:
     p.add_argument("--profile-runs", type=int, default=3, help="profiled runs for the kernel table")
     p.add_argument("--top", type=int, default=15, help="rows of the kernel table")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--device", help="OpenCL device: cpu, gpu, an index or a name")
-    p.add_argument("--input-shape", action="append", metavar="NAME=DxD",
-                   help="concrete shape for an input with symbolic dimensions (repeatable)")
+    add_device_flags(p)
     p.set_defaults(fn=main)

@@ -16,48 +16,25 @@ from lgc.backends.program import lower
 from lgc.backends.target import by_name
 from lgc.backends.tuning import db_path
 from lgc.compiler import Settings, backend_for
-from lgc.errors import InputError, LgcError
+from lgc.errors import ArtifactError, InputError, LgcError
 from lgc.feeds import random_inputs
 from lgc.frontend.onnx.importer import default_input_types, import_graph, load_model
 from lgc.ir.stats import graph_stats
 from lgc.passes import optimize
 from lgc.passes.manager import report_table
 from lgc.runtime import Executable, select_device
-from lgc.runtime.artifact import read_artifact
+from lgc.runtime.artifact import program_from, read_artifact, signing
+from lgc.runtime.artifact_sign import generate as generate_key, key_id, private_key
 from lgc.runtime.device import DeviceError, list_devices
 from lgc.tools.bench import add_parser as add_bench_parser  # lgc bench
 from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc deploy, lgc cluster
+from lgc.tools.common import add_device_flags, parse_shape_args, say
+from lgc.tools.generate_cli import add_parsers as add_generate_parsers  # lgc generate
 from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
 from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
 
 DESCRIPTION = """lgc compiles ONNX models (and traced Python) to OpenCL and runs them on any
 OpenCL 1.2+ device: AMD GCN cards that ROCm dropped, other GPUs, or PoCL on the CPU."""
-
-
-def parse_shape_args(items) -> dict:
-    """['x=1x3x224x224', ...] -> {'x': (1, 3, 224, 224)}"""
-    out = {}
-    for item in items or []:
-        name, sep, dims = item.rpartition("=")
-        if not sep or not name:
-            raise SystemExit(f"lgc: error: --input-shape expects NAME=DxDxD, got {item!r}")
-        try:
-            out[name] = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
-        except ValueError:
-            raise SystemExit(f"lgc: error: --input-shape {item!r}: dimensions must be integers") from None
-    return out
-
-
-def _add_common(p, shapes=True):
-    p.add_argument("--device", help="OpenCL device: cpu, gpu, an index or a name (default: "
-                   "$LGC_DEVICE, else the first working GPU, else the CPU)")
-    if shapes:
-        p.add_argument("--input-shape", action="append", metavar="NAME=DxD",
-                       help="concrete shape for an input with symbolic dimensions (repeatable)")
-
-
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -66,8 +43,10 @@ def _progress(msg: str) -> None:
 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
+    key = private_key(args.sign) if args.sign else None   # a bad key fails before compiling
     if args.plan:
-        return _compile_stages(args, t)
+        with signing(key):
+            return _compile_stages(args, t)
     target = args.target or ("gfx803" if args.isa_report else None)   # the report is for gfx803
     device = select_device(args.device).retargeted(by_name(target) if target else None)
     model = lgc.Model(args.model, parse_shape_args(args.input_shape), device=device,
@@ -76,9 +55,9 @@ def cmd_compile(args) -> int:
     for name, (_, decl) in model.inputs.items():
         free = [str(d or "?") for d in decl or [] if not (isinstance(d, int) and d > 0)]
         if free:
-            _progress(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
-                      f"(choose with --input-shape {name}=...)")
-    _progress(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
+            say(f"note: input {name!r} has symbolic dimension(s) {', '.join(free)}, compiled as 1 "
+                f"(choose with --input-shape {name}=...)")
+    say(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
     if args.tune:
         _tune(model.model, types, args)
     copts = _compress_options(args)
@@ -107,10 +86,11 @@ def cmd_compile(args) -> int:
             json.dump(data, f, indent=2)
         print(f"wrote {args.report}")
     out = args.output or os.path.splitext(args.model)[0] + ".lgc"
-    exe.save(out)
+    exe.save(out, sign_key=key)
     n_kernels = len(exe.program.kernel_names)
+    signed = f", signed by key {key_id(key.public_key())}" if key else ""
     print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {n_kernels} kernels, "
-          f"{len(exe.program.launches)} launches, {time.perf_counter() - t:.1f} s)")
+          f"{len(exe.program.launches)} launches{signed}, {time.perf_counter() - t:.1f} s)")
     if args.isa_report:
         from lgc.backends import isa   # (see the note above cmd_compile)
         print(isa.report(isa.program_resources(exe.program), exe.program))
@@ -125,10 +105,24 @@ def _compile_stages(args, t0) -> int:
         raise InputError("--plan compiles the planned float model as it is: it does not combine "
                          "with compression, --tune, --explain or --isa-report")
     out_dir = args.output or os.path.splitext(args.model)[0] + ".stages"
-    paths = compile_from_plan(args.model, args.plan, out_dir, device=args.device, progress=_progress)
+    paths = compile_from_plan(args.model, args.plan, out_dir, device=args.device, progress=say)
     print(f"wrote {len(paths)} stage artifacts to {out_dir} ({time.perf_counter() - t0:.1f} s); "
           f"deploy with: lgc deploy {out_dir} --address ...")
     return 0
+
+
+def _quantize_mode(mode: str) -> str:
+    """--quantize's value: a fixed mode, or int4-weights with its options (checked here)."""
+    from lgc.compress.int4 import parse_int4   # (see the note above cmd_compile)
+    if mode in ("int8", "int8-weights", "dynamic"):
+        return mode
+    try:
+        if parse_int4(mode) is not None:
+            return mode
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    raise argparse.ArgumentTypeError(f"{mode!r}: choose from int8, int8-weights, dynamic, "
+                                     "int4-weights[:gN][:sym|:asym]")
 
 
 def _compress_options(args):
@@ -151,7 +145,7 @@ def _compress(model, types, opts, args, device):
     """The compressed Executable and its compression report."""
     from lgc.compress.pipeline import compress   # (see the note above cmd_compile)
     graph = optimize(import_graph(model.model, types), args.opt_level)
-    small, rep = compress(graph, opts, device, progress=_progress, report=True)
+    small, rep = compress(graph, opts, device, progress=say, report=True)
     return Executable.from_graph(small, device, args.opt_level), rep
 
 
@@ -172,8 +166,12 @@ def cmd_tune(args) -> int:
 
 
 def _load_any(path, args):
+    trusted = getattr(args, "trusted_keys", None)
     if path.endswith(".lgc"):
-        return lgc.load(path, device=args.device)
+        return lgc.load(path, device=args.device, trusted_keys=trusted)
+    if trusted:
+        raise InputError("--trusted-keys checks the signature of a .lgc artifact; "
+                         f"{os.path.basename(path)} is not one")
     return lgc.Model(path, parse_shape_args(getattr(args, "input_shape", None)), device=args.device)
 
 
@@ -212,15 +210,13 @@ def cmd_run(args) -> int:
 def cmd_inspect(args) -> int:
     if args.model.endswith(".lgc"):
         manifest, members = read_artifact(args.model)
-        print(members["ir.txt"].decode())
-        st = manifest.get("stats", {})
-        print(f"format version {manifest['format_version']}, built by lgc {manifest['lgc_version']} "
-              f"for {manifest['target']['device']}")
-        print(f"nodes: {st.get('nodes')}\nparameters: {st.get('params', 0):,} "
-              f"({st.get('param_bytes', 0) / 2**20:.1f} MiB)\nFLOPs: {st.get('flops', 0):,}")
-        print("ops:")
-        for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
-            print(f"  {op:<20} {n}")
+        where = os.path.basename(args.model)
+        program_from(manifest, members, where)            # the tables are checked as by lgc.load
+        print(bytes(members["ir.txt"]).decode(errors="replace"))
+        try:
+            _print_artifact_stats(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ArtifactError(f"{where}: manifest field 'stats' or 'target' is malformed") from None
         return 0
     m = load_model(args.model)
     types = default_input_types(m, parse_shape_args(args.input_shape))
@@ -232,6 +228,25 @@ def cmd_inspect(args) -> int:
         program = lower(graph, share_buffers=False)
         print(memory.plan(program.buffers, program.launches).summary())
     return 0
+
+
+def cmd_keygen(args) -> int:
+    pub, kid = generate_key(args.key)
+    print(f"wrote private key {args.key} (keep it secret) and public key {pub}; key id {kid}")
+    print(f"sign with: lgc compile MODEL.onnx --sign {args.key}; "
+          f"verify with: lgc run MODEL.lgc --trusted-keys {pub}")
+    return 0
+
+
+def _print_artifact_stats(manifest: dict) -> None:
+    st = manifest.get("stats", {})
+    print(f"format version {manifest['format_version']}, built by lgc {manifest['lgc_version']} "
+          f"for {manifest['target']['device']}")
+    print(f"nodes: {st.get('nodes')}\nparameters: {st.get('params', 0):,} "
+          f"({st.get('param_bytes', 0) / 2**20:.1f} MiB)\nFLOPs: {st.get('flops', 0):,}")
+    print("ops:")
+    for op, n in sorted(st.get("ops", {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {op:<20} {n}")
 
 
 def cmd_devices(args) -> int:
@@ -275,10 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "drift per pass). With FILE (write --report=FILE, or put it after the "
                         "model) also save both as JSON")
     q = p.add_argument_group("compression (docs/COMPRESSION.md)")
-    q.add_argument("--quantize", choices=("int8", "int8-weights", "dynamic"),
+    q.add_argument("--quantize", type=_quantize_mode, metavar="MODE",
                    help="int8: weights per-channel int8, activations per-tensor uint8 from "
                         "calibration; int8-weights: weights only; dynamic: matmul activations "
-                        "quantized per call")
+                        "quantized per call; int4-weights[:gN][:sym|:asym]: matmul weights 4-bit, "
+                        "a scale (and zero point) per block of N along K (default g128, asym)")
     q.add_argument("--calibrate", metavar="DATA",
                    help="calibration and report data: a .npz (one array per input), a folder of "
                         ".npy files, or 'random' (accuracy then unknown; the default)")
@@ -310,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", metavar="PLAN.json",
                    help="compile one artifact per pipeline stage of a plan from `lgc plan` into the "
                         "folder -o (default MODEL.stages/), with stages.json for `lgc deploy`")
-    _add_common(p)
+    p.add_argument("--sign", metavar="KEY.pem",
+                   help="sign the artifact(s) with this Ed25519 private key (`lgc keygen`); "
+                        "`lgc run/deploy --trusted-keys` and lgc.load(trusted_keys=) check it")
+    add_device_flags(p)
     p.set_defaults(fn=cmd_compile)
 
     p = sub.add_parser("tune", help="time matmul/conv kernel parameters on the device and store the best",
@@ -320,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .onnx file")
     p.add_argument("--budget", type=float, default=60.0, help="seconds to spend (default 60)")
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=range(4), help="optimization level")
-    _add_common(p)
+    add_device_flags(p)
     p.set_defaults(fn=cmd_tune)
 
     p = sub.add_parser("run", help="run a .lgc artifact or an ONNX model",
@@ -330,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", action="store_true", help="random values for inputs not given")
     p.add_argument("--seed", type=int, default=0, help="seed for --random")
     p.add_argument("--output", metavar="FILE.npz", help="save the outputs")
-    _add_common(p)
+    p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
+                   help="run a .lgc only if signed by one of the Ed25519 public keys in this PEM "
+                        "file (repeatable); unsigned or otherwise signed artifacts are refused")
+    add_device_flags(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("inspect", help="print the IR, op histogram, parameters and FLOPs",
@@ -340,27 +362,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", action="store_true",
                    help="also plan device memory (as compiled at -O2): peak activation bytes "
                         "with buffer reuse, the lower bound and their ratio")
-    p.add_argument("--input-shape", action="append", metavar="NAME=DxD")
+    add_device_flags(p, device=None)
     p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing artifacts",
+                       description="Write a new Ed25519 private key (PEM, mode 0600) to KEY.pem and its "
+                                   "public key to KEY.pub.pem, for `lgc compile --sign` and "
+                                   "`--trusted-keys` (docs/ARTIFACTS.md). Never overwrites.")
+    p.add_argument("key", metavar="KEY.pem", help="where to write the private key")
+    p.set_defaults(fn=cmd_keygen)
 
     p = sub.add_parser("devices", help="list OpenCL platforms and devices",
                        description="List OpenCL devices, whether each can build lgc's kernels, and the default.")
     p.set_defaults(fn=cmd_devices)
 
     p = sub.add_parser("demo", help="compile and run ResNet-50 from the onnx test data",
-                       description="Compile the ResNet-50 shipped in onnx's test data, run it, check it "
-                                   "against the expected output, and print latency and a per-kernel table.")
+                       description="Compile the ResNet-50 shipped in onnx's test data with seeded random weights "
+                                   "(its own are all 0.02), run it, check it against onnxruntime (else "
+                                   "lgc's NumPy op references), and print latency and a per-kernel table.")
     p.add_argument("--model", default="resnet50",
                    help="which light model: resnet50, vgg19, densenet121, inception_v1, ... (default resnet50)")
     p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up")
     p.add_argument("--top", type=int, default=12, help="rows of the per-kernel table")
-    _add_common(p, shapes=False)
+    add_device_flags(p, shapes=False)
     p.set_defaults(fn=cmd_demo)
 
     add_bench_parser(sub)
     add_plan_parsers(sub)
     add_cluster_parsers(sub)
     add_serve_parsers(sub)
+    add_generate_parsers(sub)
     return ap
 
 

@@ -3,13 +3,8 @@
 without Ray, and other commands do not load it."""
 from __future__ import annotations
 
-import sys
-
 from ..errors import InputError
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .common import say
 
 
 def cmd_deploy(args) -> int:
@@ -18,7 +13,8 @@ def cmd_deploy(args) -> int:
     if args.replicas is not None and args.replicas < 1:
         raise InputError(f"--replicas must be at least 1, got {args.replicas}")
     dep = deploy(args.model, args.address, stages=args.stages, replicas=args.replicas, plan=args.plan,
-                 name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=_say)
+                 name=args.name, out_dir=args.out_dir, max_restarts=args.max_restarts, progress=say,
+                 trusted_keys=args.trusted_keys)
     counts = [len(rs) for rs in dep.replicas]
     print(f"deployed {dep.name!r}: {len(counts)} stage(s), replicas {'+'.join(map(str, counts))}, "
           f"{sum(counts)} {RESOURCE} unit(s); ready: {dep.ready()}")
@@ -88,7 +84,7 @@ def add_parsers(sub) -> None:
         description="Deploy a model on a Ray cluster: one actor per (pipeline stage, replica), each "
                     "placed on a worker that advertises an OpenCL device (`ray start "
                     "--resources='{\"lgc_device\": N}'`) and loading its stage's artifact there "
-                    "(checksums verified). Tensors pass stage to stage as Ray objects; actors "
+                    "(digests verified, and signatures with --trusted-keys). Tensors pass stage to stage as Ray objects; actors "
                     "restart after a crash. The deployment outlives this command: serve it with "
                     "`lgc serve MODEL --address ...`, remove it with `lgc cluster down NAME`.")
     p.add_argument("model", help="a .lgc artifact (one stage), a directory from `lgc plan --split`, "
@@ -103,6 +99,10 @@ def add_parsers(sub) -> None:
                                      "(default MODEL.stages/)")
     p.add_argument("--max-restarts", type=int, default=-1,
                    help="times Ray restarts each actor after a crash (default -1: always)")
+    p.add_argument("--trusted-keys", action="append", metavar="PUB.pem",
+                   help="deploy only artifacts signed by one of the Ed25519 public keys in this PEM "
+                        "file (repeatable; `lgc compile --sign`): checked here and again by each "
+                        "worker before it loads its stage")
     p.set_defaults(fn=cmd_deploy)
 
     p = sub.add_parser("cluster", help="inspect or take down deployments on a Ray cluster",

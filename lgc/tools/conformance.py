@@ -6,13 +6,17 @@ run through lgc.onnx.backend and compared the way onnx's runner compares them.
 
 Prints one line per category and a last line `N passed, M failed`. The test suite compares
 the failures against tests/conformance_expected_failures.txt (one `name  # reason` a line):
-a new failure and an unexpected pass both fail the suite.
+a new failure, a listed case failing for another reason (or, for a numeric mismatch, with a
+larger error than listed) and an unexpected pass all fail the suite.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
+import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -42,6 +46,7 @@ def _data_dir() -> str:
     return os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
 
 
+@functools.cache
 def _node_cases():
     from onnx.backend.test.case.node import collect_testcases
     with warnings.catch_warnings():
@@ -53,23 +58,14 @@ def _node_cases():
             np.seterr(**np_err)
 
 
-_NODE_CACHE = None
-
-
 def node_case(name):
-    global _NODE_CACHE
-    if _NODE_CACHE is None:
-        _NODE_CACHE = _node_cases()
-    return _NODE_CACHE[name]
+    return _node_cases()[name]
 
 
 def collect(categories=CATEGORIES, pattern: str = "") -> list[Case]:
     out = []
     if "node" in categories:
-        global _NODE_CACHE
-        if _NODE_CACHE is None:
-            _NODE_CACHE = _node_cases()
-        for name, c in sorted(_NODE_CACHE.items()):
+        for name, c in sorted(_node_cases().items()):
             out.append(Case(name, "node", f"node:{name}", c.rtol, c.atol))
     root = _data_dir()
     if "model" in categories:
@@ -117,14 +113,15 @@ def load_case(case: Case):
         expected = [_read_pb(case.source[:-5] + "_output_0.pb")]
         return model, [(inputs, expected)], 1e-3, 1e-7
     model = onnx.load(os.path.join(case.source, "model.onnx"))
-    sets = []
-    for ds in sorted(glob.glob(os.path.join(case.source, "test_data_set_*"))):
-        ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "input_*.pb")),
-                                             key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "output_*.pb")),
-                                              key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        sets.append((ins, outs))
+    sets = [(_read_pbs(ds, "input"), _read_pbs(ds, "output"))
+            for ds in sorted(glob.glob(os.path.join(case.source, "test_data_set_*")))]
     return model, sets, 1e-3, 1e-7
+
+
+def _read_pbs(data_set: str, kind: str) -> list:
+    """A test data set's input_<i>.pb (or output_<i>.pb) arrays, in the order of i."""
+    paths = glob.glob(os.path.join(data_set, f"{kind}_*.pb"))
+    return [_read_pb(p) for p in sorted(paths, key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
 
 
 def run_case(case: Case) -> str:
@@ -144,14 +141,78 @@ def run_case(case: Case) -> str:
                     return f"output {i} dtype {g.dtype}, expected {e.dtype}"
                 if g.shape != e.shape:
                     return f"output {i} shape {g.shape}, expected {e.shape}"
-                np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+                reason = mismatch(i, g, e, rtol, atol)
+                if reason:
+                    return reason
         return ""
-    except AssertionError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        return "mismatch: " + "; ".join(lines[1:4])[:200]
     except Exception as err:  # a conformance run reports every failure as data
         msg = str(err).splitlines()[0] if str(err) else ""
         return f"{type(err).__name__}: {msg}"[:300]
+
+
+def mismatch(i: int, got, want, rtol: float, atol: float) -> str:
+    """'' where `got` is within onnx's tolerance of `want` (NaN equal to NaN), else the reason:
+    output i's largest absolute error, and how many elements are beyond the tolerance."""
+    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    ok = np.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+    if ok.all():
+        return ""
+    err = np.nan_to_num(np.abs(g - w), nan=np.inf)
+    worst = float(np.max(np.where(ok, 0.0, err)))
+    return (f"mismatch: output {i}, max abs error {worst:.3g} ({int((~ok).sum())} of {ok.size} "
+            f"elements beyond rtol {rtol:g}, atol {atol:g})")
+
+
+# A numeric mismatch is listed with the largest error it may have: `mismatch: output I, max abs
+# error <= E`. The same case failing with a larger error, on another output, or for any other
+# reason is a new failure; every other entry must fail with exactly the reason listed.
+_MISMATCH = re.compile(r"mismatch: output (\d+), max abs error (?:<= )?([^\s(]+)")
+
+
+def expected_form(reason: str) -> str:
+    """The reason as the expected-failures file lists it: a mismatch with its error rounded up
+    to two digits as the allowance, anything else as it is."""
+    m = _MISMATCH.match(reason)
+    if not m:
+        return reason
+    err = float(m[2])
+    if 0 < err < math.inf:
+        step = 10.0 ** (math.floor(math.log10(err)) - 1)
+        err = math.ceil(err / step) * step
+    return f"mismatch: output {m[1]}, max abs error <= {err:.1e}"
+
+
+def same_failure(expected: str, actual: str) -> bool:
+    """Whether `actual` is the failure listed as `expected` (see _MISMATCH)."""
+    e, a = _MISMATCH.match(expected), _MISMATCH.match(actual)
+    if e and a:
+        return e[1] == a[1] and float(a[2]) <= float(e[2])
+    return expected == actual
+
+
+def compare(results: dict[str, str], expected: dict[str, str]) -> tuple[list, list, list]:
+    """(new, changed, fixed) case names: failing and not listed; listed and failing for another
+    reason (or with a larger error); listed and passing."""
+    new = sorted(n for n, r in results.items() if r and n not in expected)
+    changed = sorted(n for n, r in results.items() if r and n in expected
+                     and not same_failure(expected[n], r))
+    fixed = sorted(n for n, r in results.items() if not r and n in expected)
+    return new, changed, fixed
+
+
+def report(results: dict[str, str], expected: dict[str, str]) -> str:
+    """'' where every result is what the expected-failures file says, else what differs."""
+    new, changed, fixed = compare(results, expected)
+    msg = []
+    if new:
+        msg.append(f"{len(new)} new failures:\n" + "\n".join(f"  {n}: {results[n]}" for n in new))
+    if changed:
+        msg.append(f"{len(changed)} expected failures that fail differently now:\n" + "\n".join(
+            f"  {n}: {results[n]}\n    (listed: {expected[n]})" for n in changed))
+    if fixed:
+        msg.append(f"{len(fixed)} unexpected passes (remove them from the expected-failures file):\n"
+                   + "\n".join(f"  {n}" for n in fixed))
+    return "\n".join(msg)
 
 
 def _worker(case):
@@ -162,20 +223,20 @@ def _worker(case):
 
 
 def run_all(cases: list[Case], jobs: int = 1, progress=None) -> dict[str, str]:
-    results = {}
     if jobs <= 1:
-        for c in cases:
-            name, reason, _ = _worker(c)
-            results[name] = reason
-            if progress:
-                progress(name, reason)
-        return results
+        return _results(map(_worker, cases), progress)
     import multiprocessing as mp
     with mp.get_context("spawn").Pool(jobs, maxtasksperchild=200) as pool:
-        for name, reason, _ in pool.imap_unordered(_worker, cases, chunksize=4):
-            results[name] = reason
-            if progress:
-                progress(name, reason)
+        return _results(pool.imap_unordered(_worker, cases, chunksize=4), progress)
+
+
+def _results(done, progress) -> dict[str, str]:
+    """{case name: failure reason} from _worker's answers, each told to `progress`."""
+    results = {}
+    for name, reason, _ in done:
+        results[name] = reason
+        if progress:
+            progress(name, reason)
     return results
 
 
@@ -197,7 +258,7 @@ def write_expected(results: dict[str, str], path: str) -> None:
                 "tests/conformance_expected_failures.txt\n")
         for name in sorted(results):
             if results[name]:
-                f.write(f"{name}  # {results[name]}\n")
+                f.write(f"{name}  # {expected_form(results[name])}\n")
 
 
 def summarize(cases: list[Case], results: dict[str, str], out=sys.stdout) -> tuple[int, int]:

@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from ..distributed.specs import parse_bandwidth, parse_duration, parse_workers
 from ..errors import InputError
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .common import add_device_flags, parse_shape_args, say
 
 
 def cmd_plan(args) -> int:
@@ -17,17 +13,14 @@ def cmd_plan(args) -> int:
     from ..distributed.cost import CostModel, Link, load_kernel_times, measure_kernel_times
     from ..distributed.graphs import load_graph
     from ..distributed.planner import plan, save_plan, table
-    from ..distributed.shard import compile_stages, compile_target
-    from .cli import parse_shape_args   # lgc.tools.cli imports this module
+    from ..distributed.shard import compile_stages, compile_target, write_json
     shapes = parse_shape_args(args.input_shape)
-    _say(f"importing {args.model} ...")
+    say(f"importing {args.model} ...")
     graph = load_graph(args.model, shapes)
     if args.measure_kernels:
-        import json
-        _say(f"measuring kernel times on {args.device or 'the default device'} ...")
+        say(f"measuring kernel times on {args.device or 'the default device'} ...")
         doc = measure_kernel_times(graph, args.device, runs=args.runs)
-        with open(args.measure_kernels, "w") as f:
-            json.dump(doc, f, indent=1)
+        write_json(args.measure_kernels, doc)
         print(f"wrote {args.measure_kernels} ({len(doc['nodes'])} kernels, "
               f"{sum(doc['nodes'].values()) * 1e3:.3f} ms in all on {doc['device']})")
         if not args.workers:
@@ -45,7 +38,7 @@ def cmd_plan(args) -> int:
     link = Link(parse_bandwidth(args.bandwidth, "--bandwidth"),
                 parse_duration(args.hop_latency, "--hop-latency"))
     cm = CostModel(graph)
-    _say(f"planning {len(workers)} workers over {cm.n} scheduled nodes ...")
+    say(f"planning {len(workers)} workers over {cm.n} scheduled nodes ...")
     p = plan(cm, workers, link, stages=args.stages, order=args.order,
              front_link=not args.no_front_link)
     print(table(p))
@@ -60,7 +53,7 @@ def cmd_plan(args) -> int:
     if args.split:
         targets = [compile_target(s.worker.kind) for s in p.stages]
         paths = compile_stages(graph, p.cuts, args.split, device=args.device, target=targets,
-                               model=model_name, progress=_say)
+                               model=model_name, progress=say)
         print(f"wrote {len(paths)} stage artifacts and stages.json to {args.split}")
     return 0
 
@@ -100,7 +93,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--runs", type=int, default=5, help="profiled runs for --measure-kernels")
     p.add_argument("-o", "--output", help="plan file (default MODEL.plan.json)")
     p.add_argument("--split", metavar="OUTDIR", help="also compile one .lgc per stage into OUTDIR")
-    p.add_argument("--device", help="OpenCL device for --split and --measure-kernels")
-    p.add_argument("--input-shape", action="append", metavar="NAME=DxD",
-                   help="concrete shape for an input with symbolic dimensions (repeatable)")
+    add_device_flags(p, device="OpenCL device for --split and --measure-kernels")
     p.set_defaults(fn=cmd_plan)

@@ -16,7 +16,7 @@ from . import numpy as lnp
 
 
 def _is_arraylike(x) -> bool:
-    return isinstance(x, (ArrayBase, np.ndarray, np.generic, bool, int, float, list, tuple))
+    return isinstance(x, (ArrayBase, np.ndarray, np.generic, bool, int, float, complex, list, tuple))
 
 
 def _binop(name, reflected=False):
@@ -29,44 +29,31 @@ def _binop(name, reflected=False):
     return method
 
 
-def _reduction(name):
-    def method(self, axis=None, **kw):
-        return getattr(lnp, name)(self, axis=axis, **kw)
+def _method(name):
+    """x.name(*args, **kw) as lnp.name(x, *args, **kw)."""
+    def method(self, *args, **kw):
+        return getattr(lnp, name)(self, *args, **kw)
     method.__name__ = name
     return method
 
 
+# Python's operators: __op__ and __rop__ (the reflected one) for each
+_OPERATORS = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "true_divide",
+              "floordiv": "floor_divide", "mod": "remainder", "pow": "power", "matmul": "matmul",
+              "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+              "lshift": "left_shift", "rshift": "right_shift"}
+_COMPARISONS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+                "eq": "equal", "ne": "not_equal"}
+
+
 class ArrayMethods:
-    """The methods install_array_methods copies (its functions and properties)."""
+    """The methods install_array_methods copies (its functions and properties), besides the
+    operators in _OPERATORS and _COMPARISONS."""
 
     T = property(lambda self: lnp.transpose(self))
     mT = property(lambda self: lnp.swapaxes(self, -1, -2))
 
-    __add__, __radd__ = _binop("add"), _binop("add", True)
-    __sub__, __rsub__ = _binop("subtract"), _binop("subtract", True)
-    __mul__, __rmul__ = _binop("multiply"), _binop("multiply", True)
-    __truediv__, __rtruediv__ = _binop("true_divide"), _binop("true_divide", True)
-    __floordiv__, __rfloordiv__ = _binop("floor_divide"), _binop("floor_divide", True)
-    __mod__, __rmod__ = _binop("remainder"), _binop("remainder", True)
-    __pow__, __rpow__ = _binop("power"), _binop("power", True)
-    __matmul__, __rmatmul__ = _binop("matmul"), _binop("matmul", True)
-    __and__, __rand__ = _binop("bitwise_and"), _binop("bitwise_and", True)
-    __or__, __ror__ = _binop("bitwise_or"), _binop("bitwise_or", True)
-    __xor__, __rxor__ = _binop("bitwise_xor"), _binop("bitwise_xor", True)
-    __lshift__, __rlshift__ = _binop("left_shift"), _binop("left_shift", True)
-    __rshift__, __rrshift__ = _binop("right_shift"), _binop("right_shift", True)
-    __lt__, __le__ = _binop("less"), _binop("less_equal")
-    __gt__, __ge__ = _binop("greater"), _binop("greater_equal")
-    __eq__, __ne__ = _binop("equal"), _binop("not_equal")
-
-    def __neg__(self):
-        return lnp.negative(self)
-
-    def __abs__(self):
-        return lnp.abs(self)
-
-    def __invert__(self):
-        return lnp.invert(self)
+    __neg__, __abs__, __invert__ = _method("negative"), _method("abs"), _method("invert")
 
     def __getitem__(self, idx):
         from .indexing import getitem   # loaded on first indexing: `import lgc` does not need it
@@ -85,32 +72,14 @@ class ArrayMethods:
         axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None)
         return lnp.transpose(self, axes)
 
-    def astype(self, dtype):
-        return lnp.astype(self, dtype)
-
-    def ravel(self):
-        return lnp.ravel(self)
-
-    flatten = ravel
-
-    def squeeze(self, axis=None):
-        return lnp.squeeze(self, axis)
-
-    def swapaxes(self, a, b):
-        return lnp.swapaxes(self, a, b)
-
-    def clip(self, min=None, max=None):
-        return lnp.clip(self, min, max)
-
-    def round(self, decimals=0):
-        return lnp.round(self, decimals)
-
-    def dot(self, other):
-        return lnp.dot(self, other)
-
-    sum, prod, mean, max, min = (_reduction(n) for n in ("sum", "prod", "mean", "max", "min"))
-    all, any, argmax, argmin = (_reduction(n) for n in ("all", "any", "argmax", "argmin"))
-    std, var, cumsum, cumprod = (_reduction(n) for n in ("std", "var", "cumsum", "cumprod"))
+    astype, ravel, flatten, squeeze = (_method(n) for n in ("astype", "ravel", "ravel", "squeeze"))
+    swapaxes, clip, round, dot = (_method(n) for n in ("swapaxes", "clip", "round", "dot"))
+    sum, prod, mean, max, min = (_method(n) for n in ("sum", "prod", "mean", "max", "min"))
+    all, any, argmax, argmin = (_method(n) for n in ("all", "any", "argmax", "argmin"))
+    std, var, cumsum, cumprod = (_method(n) for n in ("std", "var", "cumsum", "cumprod"))
+    conj = conjugate = _method("conjugate")
+    real = property(lambda self: lnp.real(self))
+    imag = property(lambda self: lnp.imag(self))
 
 
 def install_array_methods(cls: type = ArrayBase) -> None:
@@ -118,3 +87,8 @@ def install_array_methods(cls: type = ArrayBase) -> None:
     for name, member in vars(ArrayMethods).items():
         if isinstance(member, (FunctionType, property)):
             setattr(cls, name, member)
+    for op, fn in _OPERATORS.items():
+        setattr(cls, f"__{op}__", _binop(fn))
+        setattr(cls, f"__r{op}__", _binop(fn, True))
+    for op, fn in _COMPARISONS.items():
+        setattr(cls, f"__{op}__", _binop(fn))

@@ -17,16 +17,29 @@ Forward mode (`jvp`) is a JVPTrace of (primal, tangent) pairs. An op's tangent r
 OpDef.jvp(tangents, inputs, outputs, attrs) where an op defines one; otherwise it is derived
 from the vjp rule, so every op with a gradient also has forward mode: elementwise ops have
 diagonal (self-adjoint) Jacobians, other ops have their linear vjp rule transposed.
+
+Branches (`branch_guard`): lax.cond/switch with a traced predicate trace every branch and
+select the result. What each branch records carries its guard (is this branch the one
+taken?), and the reverse pass selects every cotangent a guarded entry passes back with
+where(guard, g, 0), running the entry's rule under the same guard (so outer levels select
+too). The branch not taken thus contributes exact zeros even where its own backward
+computes 0 * inf (sqrt at 0, 1/x at 0), as JAX's cond, whose transpose is a cond. A plain
+lnp.where has no guard: its unselected side's rule sees a zero cotangent, and 0 * inf is
+NaN there, as in JAX. A predicate batched by a vmap inside the grad is invisible to the
+tape (JAX turns that cond into a select too).
 """
 from __future__ import annotations
 
 import itertools
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
 from ..ir import registry
 from ..ops.control import refuse_reverse_mode
 from ..ops.core import Trace, Tracer, bind_list, full_raise, get_aval, new_main, register_vjp
+from ..ops import prim
 from ..ops.prim import unbroadcast
 from . import numpy as lnp
 from . import pytree
@@ -34,16 +47,77 @@ from .batching import BatchTracer, vmap
 
 
 def _is_float(x) -> bool:
-    return np.dtype(get_aval(x).dtype).kind == "f"
+    """Whether x carries a gradient: a float or a complex value."""
+    return np.dtype(get_aval(x).dtype).kind in "fc"
 
 
 class _Tape:
     def __init__(self):
-        self.entries: list[tuple] = []   # (op, attrs, in_nodes, ins, out_nodes, outs)
+        # (op, attrs, in_nodes, ins, out_nodes, outs, guards); op is a core op's name or a
+        # rule (custom_vjp, checkpoint); guards: the branch predicates it ran under
+        self.entries: list[tuple] = []
         self._ids = itertools.count()
+        self.segment = None   # a checkpointed function being recorded (lgc/trace/remat.py)
 
     def new_node(self) -> int:
         return next(self._ids)
+
+    def append(self, main, op, attrs, in_nodes, ins, out_nodes, outs, weak=False) -> None:
+        """Record an entry of the level `main` (into the checkpoint being recorded, if any)."""
+        entry = (op, attrs, in_nodes, ins, out_nodes, outs, guards_for(main))
+        if self.segment is not None:
+            self.segment.record(entry, weak)
+        else:
+            self.entries.append(entry)
+
+
+# ---- branch guards (lax.cond / lax.switch) ----------------------------------------------------
+
+class _Guards(threading.local):
+    def __init__(self):
+        self.stack: list = []   # predicates of the branches being traced, innermost last
+
+
+_guards = _Guards()
+
+
+@contextmanager
+def branch_guard(pred):
+    """Trace (or run the backward rules of) a branch taken where the bool scalar pred holds."""
+    _guards.stack.append(pred)
+    try:
+        yield
+    finally:
+        _guards.stack.pop()
+
+
+@contextmanager
+def _guarded(preds):
+    for p in preds:
+        _guards.stack.append(p)
+    try:
+        yield
+    finally:
+        del _guards.stack[len(_guards.stack) - len(preds):]
+
+
+def guards_for(main) -> tuple:
+    """The active branch predicates as values of the level below `main` (what its tape
+    entries hold). A predicate under a vmap above `main` has no such value: skipped."""
+    out = []
+    for p in _guards.stack:
+        while isinstance(p, Tracer) and p._trace.main.level >= main.level:
+            p = p.primal if isinstance(p, (VJPTracer, JVPTracer)) else None
+        if p is not None:
+            out.append(p)
+    return tuple(out)
+
+
+def _select(preds, g):
+    g = lnp.asarray(g)
+    for p in preds:
+        g = prim.where(p, g, 0)
+    return g
 
 
 class _ADTracer(Tracer):
@@ -91,13 +165,13 @@ class VJPTrace(Trace):
         ins = [t.primal for t in tracers]
         outs = bind_list(op, ins, attrs, weak)
         in_nodes = [t.node for t in tracers]
-        if all(n is None for n in in_nodes):
-            return [VJPTracer(self, o, None) for o in outs]
         tape: _Tape = self.main.global_data
-        out_nodes = [tape.new_node() if _is_float(o) else None for o in outs]
-        if any(n is not None for n in out_nodes):
+        live = any(n is not None for n in in_nodes)
+        out_nodes = [tape.new_node() if live and _is_float(o) else None for o in outs]
+        # a checkpoint replays every op it saw, differentiated or not (lgc/trace/remat.py)
+        if any(n is not None for n in out_nodes) or tape.segment is not None:
             attrs = registry.get(op).normalize_attrs(attrs)
-            tape.entries.append((op, attrs, in_nodes, ins, out_nodes, outs))
+            tape.append(self.main, op, attrs, in_nodes, ins, out_nodes, outs, weak)
         return [VJPTracer(self, o, n) for o, n in zip(outs, out_nodes)]
 
 
@@ -107,8 +181,9 @@ def _fit(g, x):
     return g if g.dtype == aval.dtype else lnp.astype(g, aval.dtype)
 
 
-def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
-    """Cotangents of the inputs, given cotangents of the outputs (reverse tape walk)."""
+def backward(entries, out_nodes, out_cts, in_nodes, in_primals) -> list:
+    """Cotangents of the inputs, given cotangents of the outputs (a reverse walk of a
+    tape's entries)."""
     ct: dict[int, object] = {}
 
     def add(node, g):
@@ -117,15 +192,18 @@ def backward(tape: _Tape, out_nodes, out_cts, in_nodes, in_primals) -> list:
     for n, g in zip(out_nodes, out_cts):
         if n is not None and g is not None:
             add(n, g)
-    for op, attrs, e_in_nodes, ins, e_out_nodes, outs in reversed(tape.entries):
+    for op, attrs, e_in_nodes, ins, e_out_nodes, outs, guards in reversed(entries):
         gs = [ct.pop(n, None) if n is not None else None for n in e_out_nodes]
         if all(g is None for g in gs):
             continue
-        rule = op if callable(op) else registry.get(op).vjp   # callable: a custom_vjp
+        rule = op if callable(op) else registry.get(op).vjp   # callable: custom_vjp, checkpoint
         if rule is None:
             raise NotImplementedError(f"lgc.grad: op {op!r} has no gradient rule (OpDef.vjp)")
         gs = [lnp.zeros_like(y) if g is None else g for g, y in zip(gs, outs)]
-        in_cts = rule(gs, ins, outs, attrs)
+        with _guarded(guards):
+            in_cts = rule(gs, ins, outs, attrs)
+            if guards:   # a branch: its cotangents count only where it is the one taken
+                in_cts = [None if g is None else _select(guards, g) for g in in_cts]
         for n, x, g in zip(e_in_nodes, ins, in_cts):
             if n is not None and g is not None:
                 add(n, _fit(g, x))
@@ -145,9 +223,9 @@ def vjp(fun, *primals, has_aux: bool = False):
     leaves = [lnp.asarray(x) for x in leaves]
     for x in leaves:
         if not _is_float(x):
-            raise TypeError(f"lgc.vjp/grad: differentiated inputs must be floating point, got "
-                            f"{get_aval(x).str_short()} (pass integers through static or "
-                            f"non-differentiated arguments)")
+            raise TypeError(f"lgc.vjp/grad: differentiated inputs must be floating point (or "
+                            f"complex), got {get_aval(x).str_short()} (pass integers through "
+                            f"static or non-differentiated arguments)")
     tape = _Tape()
     with new_main(VJPTrace, tape) as main:
         trace = VJPTrace(main)
@@ -170,7 +248,7 @@ def vjp(fun, *primals, has_aux: bool = False):
             raise TypeError(f"vjp_fun: cotangent has {len(ct_leaves)} leaves, the output "
                             f"{len(out_nodes)}")
         cts = [_fit(g, t.primal) for g, t in zip(ct_leaves, out_tracers)]
-        grads = backward(tape, out_nodes, cts, in_nodes, leaves)
+        grads = backward(tape.entries, out_nodes, cts, in_nodes, leaves)
         return pytree.unflatten(tree, grads)
 
     return (primal_out, vjp_fun, aux) if has_aux else (primal_out, vjp_fun)
@@ -192,17 +270,29 @@ def _argnums_partial(fun, args, kwargs, argnums):
     return partial, tuple(args[i] for i in nums)
 
 
-def value_and_grad(fun, argnums=0, has_aux: bool = False):
+def value_and_grad(fun, argnums=0, has_aux: bool = False, holomorphic: bool = False):
     """jax.value_and_grad: f's value and its gradient w.r.t. the argnums arguments (pytrees);
-    f must return a real scalar (or (scalar, aux) with has_aux)."""
+    f must return a real scalar (or (scalar, aux) with has_aux). Of complex inputs, the
+    gradient is df/dx - i df/dy (JAX's convention; lgc/ops/complex.py); holomorphic=True
+    takes a complex scalar f of complex inputs and gives f'(z)."""
     def wrapped(*args, **kwargs):
         partial, dargs = _argnums_partial(fun, args, kwargs, argnums)
+        if holomorphic:
+            bad = [a for a in pytree.flatten(dargs)[0] if get_aval(a).dtype.kind != "c"]
+            if bad:
+                raise TypeError("grad(holomorphic=True) needs complex inputs, got "
+                                f"{get_aval(bad[0]).str_short()}")
         res = vjp(partial, *dargs, has_aux=has_aux)
         out, vjp_fun = res[0], res[1]
         aval = get_aval(out) if not isinstance(out, (tuple, list, dict)) else None
-        if aval is None or aval.shape != () or aval.dtype.kind != "f":
-            raise TypeError("grad needs a function returning a real scalar, got "
-                            f"{aval.str_short() if aval else type(out).__name__}")
+        kind = "c" if holomorphic else "f"
+        if aval is None or aval.shape != () or aval.dtype.kind != kind:
+            got = aval.str_short() if aval else type(out).__name__
+            if holomorphic:
+                raise TypeError(f"grad(holomorphic=True) needs a function returning a complex "
+                                f"scalar, got {got}")
+            hint = "; for a holomorphic function pass holomorphic=True" if aval and aval.dtype.kind == "c" else ""
+            raise TypeError(f"grad needs a function returning a real scalar, got {got}{hint}")
         g = vjp_fun(lnp.ones_like(out))
         g = g[0] if isinstance(argnums, int) else g
         return ((out, res[2]) if has_aux else out), g
@@ -211,9 +301,10 @@ def value_and_grad(fun, argnums=0, has_aux: bool = False):
     return wrapped
 
 
-def grad(fun, argnums=0, has_aux: bool = False):
-    """jax.grad: the gradient of a real scalar function w.r.t. the argnums arguments."""
-    vg = value_and_grad(fun, argnums, has_aux)
+def grad(fun, argnums=0, has_aux: bool = False, holomorphic: bool = False):
+    """jax.grad: the gradient of a real scalar function w.r.t. the argnums arguments (of a
+    complex one with holomorphic=True)."""
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     def wrapped(*args, **kwargs):
         (out, g) = vg(*args, **kwargs)
@@ -263,7 +354,7 @@ class custom_vjp:
                 g_leaves += [None] * n if ga is None else pytree.flatten(ga)[0]
             return g_leaves
 
-        tape.entries.append((rule, {}, in_nodes, primals, out_nodes, out_leaves))
+        tape.append(main, rule, {}, in_nodes, primals, out_nodes, out_leaves)
         return pytree.unflatten(out_tree, [VJPTracer(trace, o, n)
                                            for o, n in zip(out_leaves, out_nodes)])
 
@@ -322,7 +413,7 @@ class custom_jvp:
             return g
 
         in_nodes = [x.node if m else None for x, m in zip(leaves, mine)]
-        tape.entries.append((rule, {}, in_nodes, primals, out_nodes, out_leaves))
+        tape.append(main, rule, {}, in_nodes, primals, out_nodes, out_leaves)
         trace = VJPTrace(main)
         return pytree.unflatten(out_tree, [VJPTracer(trace, o, n)
                                            for o, n in zip(out_leaves, out_nodes)])

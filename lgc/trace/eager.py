@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from ..compiler import Options, backend_for, compile as compile_graph
+from ..errors import InputError
 from ..ir.builder import GraphBuilder
 from ..ops.core import ArrayBase, ShapedArray, Trace, get_aval, infer_avals, to_numpy_const
 from ..runtime import Executor, memory, select_device
@@ -55,8 +56,23 @@ class Array(ArrayBase):
     """An array on the device (jax.Array): immutable, copied to the host only on request."""
 
     def __init__(self, buffer, aval: ShapedArray):
-        self._buf = buffer
+        self._buffer = buffer
         self.aval = aval
+
+    @property
+    def _buf(self):
+        if self._buffer is None:
+            raise InputError(f"this {self.dtype.name}{list(self.shape)} Array was donated to a "
+                             f"jit call (donate_argnums): its buffer holds that call's result now")
+        return self._buffer
+
+    def delete(self) -> None:
+        """Give up the buffer (jax.Array.delete): any later use raises. lgc.jit does this to
+        donated arguments, whose buffers its results may now occupy."""
+        self._buffer = None
+
+    def is_deleted(self) -> bool:
+        return self._buffer is None
 
     def __array__(self, dtype=None, copy=None):
         rt = runtime()
@@ -113,14 +129,25 @@ def device_put(x, device=None) -> Array:
 _small: dict = {}   # device copies of small constants (Python scalars in `x * 2.0`, ...)
 
 
-def _put(x) -> Array:
+def put_exact(host: np.ndarray) -> Array:
+    """A host array on the device in a buffer of its own, with its dtype as it is (no
+    canonicalization: int64 stays int64 without x64), for programs whose input types are
+    fixed by a model rather than by tracing (lgc.trace.jit.Compiled.of_graph)."""
+    host = np.array(host, order="C")
+    return Array(memory.upload(runtime().device, host), ShapedArray(host.shape, host.dtype, False))
+
+
+def _put(x, shared: bool = True) -> Array:
+    """x on the device. shared=False: a buffer of its own even for a small constant (which
+    is otherwise one cached device copy: a donated argument must not be that)."""
     if isinstance(x, Array):
         return x
     if isinstance(x, ArrayBase):
         raise TypeError("device_put of a traced value; it is already part of the computation")
     aval = get_aval(x)
     host = np.array(to_numpy_const(x, aval.dtype), order="C")  # ascontiguousarray makes 0-d 1-d
-    key = (host.dtype.str, aval.shape, host.tobytes(), aval.weak_type) if host.size <= 4 else None
+    key = (host.dtype.str, aval.shape, host.tobytes(), aval.weak_type) \
+        if shared and host.size <= 4 else None
     if key in _small:
         return _small[key]
     out = Array(memory.upload(runtime().device, host), aval)

@@ -16,6 +16,7 @@ import operator
 
 import numpy as np
 
+from ..ops import prim
 from ..ops.core import ArrayBase, ConcretizationError, bind
 from . import numpy as lnp
 from .eager import Array
@@ -106,8 +107,7 @@ def getitem(x, idx):
                 raise IndexError(f"index {i} is out of bounds for axis {k} with size {n}")
             starts.append(i % n), steps.append(1), shape.append(1)
             drop.append(k)
-    if (tuple(starts), tuple(steps), tuple(shape)) != ((0,) * x.ndim, (1,) * x.ndim, x.shape):
-        x = _bind_slice(x, starts, steps, shape)
+    x = prim.strided_slice(x, starts, steps, shape)
     if drop:
         x = lnp.reshape(x, tuple(d for k, d in enumerate(x.shape) if k not in drop))
         keep = [k for k in range(len(entries)) if k not in drop]
@@ -116,11 +116,6 @@ def getitem(x, idx):
     if not advanced:
         return x
     return _gather_advanced(x, [entries[k] for k in advanced], advanced)
-
-
-def _bind_slice(x, starts, steps, shape):
-    return bind("slice", x, starts=tuple(starts), steps=tuple(steps), shape=tuple(shape),
-                weak=x.weak_type)
 
 
 def _wrap_clamp(i, n):
@@ -236,9 +231,7 @@ def _scatter(x, idx, values, reduction):
     if lead is not None:
         parts = lnp.broadcast_arrays(*[lnp.astype(lnp.asarray(e), np.int32) for e in lead])
         ind = lnp.stack(parts, axis=-1)
-        v = lnp.asarray(values)
-        v = lnp._cast(v, x.dtype) if v.dtype != x.dtype else v
-        v = lnp.broadcast_to(v, ind.shape[:-1] + x.shape[len(lead):])
+        v = lnp.broadcast_to(lnp.astype(values, x.dtype), ind.shape[:-1] + x.shape[len(lead):])
         if v.size == 0:
             return x
         return bind("scatter_nd", x, ind, v, reduction=reduction)
@@ -247,9 +240,7 @@ def _scatter(x, idx, values, reduction):
         pos = iota[_to_host(idx)]
     else:
         pos = getitem(lnp.asarray(iota), idx)
-    v = lnp.asarray(values)
-    v = lnp._cast(v, x.dtype) if v.dtype != x.dtype else v
-    v = lnp.broadcast_to(v, lnp.shape(pos))
+    v = lnp.broadcast_to(lnp.astype(values, x.dtype), lnp.shape(pos))
     if lnp.size(pos) == 0:
         return x
     pos = pos.reshape(-1) if isinstance(pos, np.ndarray) else lnp.ravel(pos)

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from ..compiler import Options, compile as compile_graph
+from ..errors import InputError
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
 from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, aval_of_type, dynamic_mains,
@@ -23,7 +24,7 @@ from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, aval_of_type, dyn
 from ..runtime import Executable, Executor
 from . import pytree
 from .dtypes import canonicalize
-from .eager import Array, _put, runtime
+from .eager import Array, _put, put_exact, runtime
 
 
 class TraceBuilder(GraphBuilder):
@@ -178,22 +179,56 @@ def _arg_names(fun, dyn_args, dyn_kwargs, tree) -> list[str]:
 
 
 class Compiled:
-    """One traced and compiled signature of a jitted function."""
+    """One traced and compiled signature of a jitted function (or any Graph: `of_graph`).
 
-    def __init__(self, graph: Graph, out_tree, out_avals, opt_level: int = 2):
+    `donate`: positions of input leaves whose buffers the program may write its results into
+    (lgc.backends.in_place); a donated Array is deleted by the call, as in JAX, and a donated
+    host value gets a device buffer of its own."""
+
+    def __init__(self, graph: Graph, out_tree, out_avals, opt_level: int = 2, donate=()):
         self.graph = graph
         self.out_tree = out_tree
         self.out_avals = out_avals
+        self.donate = frozenset(donate)
         rt = runtime()
-        program = compile_graph(graph, rt.backend, Options(opt_level)).program
+        names = frozenset(graph.input_names[i] for i in self.donate)
+        program = compile_graph(graph, rt.backend, Options(opt_level, donate=names)).program
         self.executor = Executor(program, rt.device, queue=rt.queue, lock=rt.lock)
+
+    @classmethod
+    def of_graph(cls, graph: Graph, opt_level: int = 2, donate=()) -> "Compiled":
+        """`graph` compiled to run on lgc.numpy Arrays: called with its inputs in order (Arrays
+        or NumPy), it returns its outputs as a tuple of Arrays left on the device. `donate`:
+        input names, as Options.donate."""
+        positions = [graph.input_names.index(n) for n in donate]
+        avals = [aval_of_type(v.type, False) for v in graph.outputs]
+        tree = pytree.flatten(tuple(range(len(avals))))[1]
+        out = cls(graph, tree, avals, opt_level, positions)
+        out.input_dtypes = [v.dtype.np for v in graph.inputs]
+        return out
 
     def as_text(self) -> str:
         """The traced graph's IR text (before optimisation)."""
         return str(self.graph)
 
+    input_dtypes = None     # of_graph: host leaves are uploaded as these dtypes exactly
+
     def __call__(self, leaves):
-        bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
+        if self.input_dtypes is not None:
+            leaves = [x if isinstance(x, Array) else put_exact(np.asarray(x, dt))
+                      for x, dt in zip(leaves, self.input_dtypes)]
+        if self.donate:
+            arrays = [_put(x, shared=i not in self.donate) for i, x in enumerate(leaves)]
+            ins = [a._buf for a in arrays]
+            for i in self.donate:
+                if sum(b is ins[i] for b in ins) > 1:
+                    raise InputError(f"donated argument {self.graph.input_names[i]!r} is also "
+                                     f"passed as another argument")
+            bufs = self.executor.run_buffers(ins)
+            for i in self.donate:
+                arrays[i].delete()
+        else:
+            bufs = self.executor.run_buffers([_put(x)._buf for x in leaves])
         if self.out_tree.kind is None:       # one array: no tree to rebuild
             return Array(bufs[0], self.out_avals[0])
         return pytree.unflatten(self.out_tree,
@@ -208,7 +243,7 @@ def _fast_avals(args) -> tuple | None:
         t = type(a)
         if t is Array:
             out.append(a.aval)
-        elif t is np.ndarray and a.dtype.kind in "biuf":
+        elif t is np.ndarray and a.dtype.kind in "biufc":
             out.append(ShapedArray(a.shape, canonicalize(a.dtype), False))
         else:
             return None
@@ -218,11 +253,16 @@ def _fast_avals(args) -> tuple | None:
 class JitFunction:
     """A function compiled per signature; calling it runs on the device and returns Arrays."""
 
-    def __init__(self, fun, static_argnums=(), static_argnames=(), opt_level: int = 2):
+    def __init__(self, fun, static_argnums=(), static_argnames=(), opt_level: int = 2,
+                 donate_argnums=()):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.static_argnums, self.static_argnames = _norm_static(fun, static_argnums,
                                                                  static_argnames)
+        self.donate_argnums = (donate_argnums,) if isinstance(donate_argnums, int) \
+            else tuple(donate_argnums or ())
+        if set(self.donate_argnums) & set(self.static_argnums):
+            raise ValueError("an argument cannot be both static and donated")
         self.opt_level = opt_level
         self._cache: dict = {}
         # calls whose arguments are each one array (no kwargs, nothing static) skip the
@@ -270,8 +310,21 @@ class JitFunction:
                                                 self.static_argnames, tree, list(avals), names,
                                                 None)
             self.trace_count += 1
-            entry = self._cache[key] = Compiled(graph, out_tree, out_avals, self.opt_level)
+            entry = self._cache[key] = Compiled(graph, out_tree, out_avals, self.opt_level,
+                                                self._donated_leaves(args))
             return entry
+
+    def _donated_leaves(self, args) -> list[int]:
+        """Positions, among the flattened dynamic arguments, of the donated arguments' leaves."""
+        out, at = [], 0
+        for i, a in enumerate(args):
+            if i in self.static_argnums or i - len(args) in self.static_argnums:
+                continue
+            n = len(pytree.flatten(a)[0])
+            if i in self.donate_argnums or i - len(args) in self.donate_argnums:
+                out += range(at, at + n)
+            at += n
+        return out
 
     def __call__(self, *args, **kwargs):
         if dynamic_mains.items:
@@ -294,10 +347,13 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), donate_argnums=(),
         opt_level: int = 2):
     """Compile `fun` for the OpenCL device (jax.jit): traced once per signature and cached.
     Usable as @jit, @jit(static_argnums=...) or jit(f, static_argnums=...).
-    donate_argnums is accepted for ported code and ignored (outputs get fresh buffers)."""
+    donate_argnums: positional arguments whose device buffers the call may reuse for its
+    results, as in JAX: a scatter into one (x.at[i].set(v), lax.dynamic_update_slice, a KV
+    cache write) writes in place instead of copying it (lgc.backends.in_place), and the
+    donated Arrays are deleted by the call (using one again raises)."""
     if fun is None:
-        return lambda f: JitFunction(f, static_argnums, static_argnames, opt_level)
-    return JitFunction(fun, static_argnums, static_argnames, opt_level)
+        return lambda f: JitFunction(f, static_argnums, static_argnames, opt_level, donate_argnums)
+    return JitFunction(fun, static_argnums, static_argnames, opt_level, donate_argnums)
 
 
 def make_ir(fun, static_argnums=(), static_argnames=()):

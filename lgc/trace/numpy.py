@@ -1,21 +1,22 @@
 """lgc.numpy: jax.numpy on lgc's core ops (`import lgc.numpy as lnp`).
 
-Every function lowers to ops of the one registry through `bind`, so the same code runs
-eagerly (op by op on the device) and under lgc.jit (staged into one graph). Names,
-signatures and semantics follow jax.numpy: 32-bit defaults, JAX type promotion with weak
-Python scalars, NumPy broadcasting, immutable arrays (update with `x.at[i].set(v)`).
+Each function does what is NumPy's (JAX type promotion with weak Python scalars, conversion
+to float, the bool cases, NumPy's argument names) and leaves the array logic to lgc.ops.prim,
+as jax.numpy leaves it to lax; the rest binds core ops itself. Both lower to ops of the one
+registry, so the same code runs eagerly (op by op on the device) and under lgc.jit (staged
+into one graph). Names, signatures and semantics follow jax.numpy: 32-bit defaults, NumPy
+broadcasting, immutable arrays (update with `x.at[i].set(v)`).
 NumPy is used here only to compute constants (arange, eye, index tables) at trace time.
 """
 from __future__ import annotations
 
 import builtins
 import math
-import operator
 
 import numpy as np
 
-from ..ir.dtypes import from_numpy as _ir_dtype
-from ..ops.core import ArrayBase, ShapedArray, bind, find_top_trace, get_aval
+from ..ops import prim
+from ..ops.core import ArrayBase, ShapedArray, bind, get_aval
 from . import dtypes as _dt
 from .batching import vmap as _vmap
 from .eager import Array
@@ -27,6 +28,7 @@ pi, e, inf, nan, euler_gamma = np.pi, np.e, np.inf, np.nan, np.euler_gamma
 bool_, int8, int16, int32, int64 = np.bool_, np.int8, np.int16, np.int32, np.int64
 uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
 float16, float32, float64 = np.float16, np.float32, np.float64
+complex64, complex128, complexfloating = np.complex64, np.complex128, np.complexfloating
 dtype, finfo, iinfo, issubdtype = np.dtype, np.finfo, np.iinfo, np.issubdtype
 number, integer, signedinteger, unsignedinteger = np.number, np.integer, np.signedinteger, np.unsignedinteger
 floating, inexact, bool = np.floating, np.inexact, np.bool_  # noqa: A001 (as jax.numpy)
@@ -38,26 +40,19 @@ def _is_array(x) -> builtins.bool:
     return isinstance(x, ArrayBase)
 
 
+def _holds_arrays(a) -> builtins.bool:
+    """Whether a is a list or tuple with lgc arrays among its leaves (prim takes none)."""
+    return isinstance(a, (list, tuple)) and builtins.any(_is_array(v) for v in _tree_leaves(a))
+
+
 def asarray(a, dtype=None, copy=None):
     """An lgc array (device Array, or tracer under jit) from any array-like."""
-    if _is_array(a):
-        return a if dtype is None else astype(a, dtype)
-    if isinstance(a, (list, tuple)) and builtins.any(_is_array(v) for v in _tree_leaves(a)):
-        out = stack([asarray(v) for v in a])
-        return out if dtype is None else astype(out, dtype)
-    aval = get_aval(a)
-    if dtype is None and aval.weak_type:
-        return _const(a)
-    host = np.asarray(a, dtype=_dt.canonicalize(dtype if dtype is not None else aval.dtype))
-    return _const(host)
+    if _holds_arrays(a):
+        a = stack([asarray(v) for v in a])
+    return prim.asarray(a, dtype)
 
 
 array = asarray
-
-
-def _const(x):
-    """x (a host value) as a value of the current trace: a device Array or a const node."""
-    return find_top_trace(()).pure(x)
 
 
 def result_type(*args):
@@ -73,25 +68,18 @@ def promote_types(a, b):
 
 def _cast(x, dt):
     """x converted to dtype dt; host values stay host values (they become constants)."""
-    dt = np.dtype(dt)
-    if _is_array(x):
-        if x.dtype == dt:
-            return x
-        if dt == np.bool_:
-            return not_equal(x, 0)
-        return bind("cast", x, to=_ir_dtype(dt).name)
-    return np.asarray(x, dtype=dt)
+    return prim.astype(x, dt) if _is_array(x) else np.asarray(x, dtype=dt)
 
 
 def astype(x, dtype):
-    return _cast(asarray(x), _dt.canonicalize(dtype))
+    return prim.astype(asarray(x), dtype)
 
 
 def _promote(*args, to_float=False):
     """Operands converted to their JAX result type; returns (operands, dtype, weak)."""
     avals = [get_aval(a) for a in args]
     dt, weak = _dt.promote(*[(a.dtype, a.weak_type) for a in avals])
-    if to_float and dt.kind != "f":
+    if to_float and dt.kind not in "fc":
         dt = _dt.default_float()
     return [_cast(a, dt) for a in args], dt, weak
 
@@ -100,26 +88,10 @@ def _shape(x):
     return get_aval(x).shape
 
 
-def _norm_axis(axis, ndim) -> int:
-    axis = _index(axis)
-    if not -ndim <= axis < builtins.max(ndim, 1):
-        raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
-    return axis % ndim if ndim else 0
-
-
-def _norm_axes(axis, ndim) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, (tuple, list)):
-        axes = tuple(_norm_axis(a, ndim) for a in axis)
-        if len(set(axes)) != len(axes):
-            raise ValueError(f"repeated axis in {axis}")
-        return tuple(sorted(axes))
-    return (_norm_axis(axis, ndim),)
-
-
-def _index(x) -> int:
-    return operator.index(x)
+def _as_float(a):
+    """a as an lgc array of a float (or complex) dtype: its own, else the default float."""
+    a = asarray(a)
+    return _cast(a, a.dtype if a.dtype.kind in "fc" else _dt.default_float())
 
 
 # ---- elementwise ------------------------------------------------------------------------------
@@ -133,6 +105,7 @@ def _unary(op, to_float=True):
 
 
 exp, log, sqrt = _unary("exp"), _unary("log"), _unary("sqrt")
+log1p, expm1 = _unary("log1p"), _unary("expm1")
 sin, cos, tan = _unary("sin"), _unary("cos"), _unary("tan")
 arcsin, arccos, arctan = _unary("asin"), _unary("acos"), _unary("atan")
 sinh, cosh, tanh = _unary("sinh"), _unary("cosh"), _unary("tanh")
@@ -162,10 +135,8 @@ def _weak(x, weak):
 
 
 exp2 = _float_fn("exp2", lambda x, dt: bind("pow", np.asarray(2, dt), x))
-expm1 = _float_fn("expm1", lambda x, dt: bind("sub", bind("exp", x), np.asarray(1, dt)))
 log2 = _float_fn("log2", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(2), dt)))
 log10 = _float_fn("log10", lambda x, dt: bind("mul", bind("log", x), np.asarray(1 / np.log(10), dt)))
-log1p = _float_fn("log1p", lambda x, dt: bind("log", bind("add", x, np.asarray(1, dt))))
 rsqrt = _float_fn("rsqrt", lambda x, dt: bind("reciprocal", bind("sqrt", x)))
 cbrt = _float_fn("cbrt", lambda x, dt: bind("mul", bind("sign", x),
                                              bind("pow", bind("abs", x), np.asarray(1 / 3, dt))))
@@ -193,24 +164,17 @@ trunc = fix = _same_kind_unary("trunc", lambda x, dt: where(less(x, 0), ceil(x),
 
 
 def round(a, decimals=0):  # noqa: A001 (jax.numpy name)
-    a = asarray(a)
-    if a.dtype.kind != "f":
-        return a
-    if decimals == 0:
-        return rint(a)
-    s = np.asarray(10.0 ** decimals, a.dtype)
-    return _weak(bind("div", bind("round", bind("mul", a, s)), s), a.weak_type)
+    return prim.round(asarray(a), decimals)
 
 
 around = round
 
 
 def negative(x, /):
-    (x,), dt, weak = _promote(x)
-    if dt == np.bool_:
+    x = asarray(x)
+    if x.dtype == np.bool_:
         raise TypeError("negative of a boolean array; use logical_not or ~")
-    return bind("neg" if dt.kind != "u" else "sub", *([x] if dt.kind != "u" else [np.asarray(0, dt), x]),
-                weak=weak)
+    return prim.neg(x)
 
 
 def positive(x, /):
@@ -218,16 +182,52 @@ def positive(x, /):
 
 
 def abs(x, /):  # noqa: A001
-    (x,), dt, weak = _promote(asarray(x))
-    return x if dt.kind in "bu" else bind("abs", x, weak=weak)
+    return prim.abs(asarray(x))
 
 
 absolute = abs
 
 
+def real(val, /):
+    return prim.real(val)
+
+
+def imag(val, /):
+    return prim.imag(val)
+
+
+def conjugate(x, /):
+    return prim.conj(x)
+
+
+conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of z, arctan2(imag, real) (of a real z: 0, or pi where it is negative)."""
+    z = asarray(z)
+    a = arctan2(imag(z), real(z))
+    return multiply(a, 180 / np.pi) if deg else a
+
+
+def iscomplexobj(x):
+    return np.dtype(get_aval(x).dtype).kind == "c"
+
+
+def isrealobj(x):
+    return not iscomplexobj(x)
+
+
+def iscomplex(x):
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    return equal(imag(x), 0)
+
+
 def sign(x, /):
-    (x,), dt, weak = _promote(asarray(x))
-    return x if dt == np.bool_ else bind("sign", x, weak=weak)
+    return prim.sign(asarray(x))
 
 
 def square(x, /):
@@ -240,18 +240,29 @@ def reciprocal(x, /):
     return bind("reciprocal", x, weak=weak) if dt.kind == "f" else bind("div", np.asarray(1, dt), x, weak=weak)
 
 
+def _either_part(fn):
+    """fn of a complex x: true where it holds for the real or the imaginary part."""
+    return lambda x: logical_or(fn(real(x)), fn(imag(x)))
+
+
 def isnan(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isnan)(x)
     return bind("isnan", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isinf(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return _either_part(isinf)(x)
     return bind("isinf", x) if x.dtype.kind == "f" else full(x.shape, False)
 
 
 def isfinite(x, /):
     x = asarray(x)
+    if x.dtype.kind == "c":
+        return logical_and(isfinite(real(x)), isfinite(imag(x)))
     if x.dtype.kind != "f":
         return full(x.shape, True)
     return logical_not(logical_or(isnan(x), isinf(x)))
@@ -299,16 +310,9 @@ def fmod(x1, x2, /):
 
 def floor_divide(x1, x2, /):
     (a, b), dt, weak = _promote(x1, x2)
-    if dt.kind == "f":
-        return _weak(bind("floor", bind("div", a, b)), weak)
     if dt == np.bool_:
         raise TypeError("floor_divide is not defined for boolean arrays")
-    q = bind("div", a, b, weak=weak)                     # C division truncates toward zero
-    if dt.kind == "u":
-        return q
-    r = bind("sub", a, bind("mul", q, b))
-    fix_ = logical_and(not_equal(r, 0), not_equal(less(r, 0), less(b, 0)))
-    return _weak(where(fix_, bind("sub", q, np.asarray(1, dt)), q), weak)
+    return _weak(prim.floor_divide(a, b), weak)
 
 
 def divmod(x1, x2, /):  # noqa: A001
@@ -425,57 +429,19 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
 
 # ---- creation ---------------------------------------------------------------------------------
 
-def _shape_tuple(shape) -> tuple[int, ...]:
-    return (_index(shape),) if not isinstance(shape, (tuple, list)) else \
-        tuple(_index(d) for d in shape)
-
-
 def full(shape, fill_value, dtype=None):
-    shape = _shape_tuple(shape)
-    if _is_array(fill_value):
-        v = fill_value if dtype is None else astype(fill_value, dtype)
-    else:
-        v = asarray(fill_value, dtype=dtype)
-    return broadcast_to(v, shape)
-
-
-def zeros(shape, dtype=None):
-    return full(shape, 0, dtype or _dt.default_float())
-
-
-def ones(shape, dtype=None):
-    return full(shape, 1, dtype or _dt.default_float())
-
-
-empty = zeros
+    if _holds_arrays(fill_value):
+        fill_value = asarray(fill_value)
+    return prim.full(shape, fill_value, dtype)
 
 
 def full_like(a, fill_value, dtype=None, shape=None):
     return full(_shape(a) if shape is None else shape, fill_value, dtype or get_aval(a).dtype)
 
 
-def zeros_like(a, dtype=None, shape=None):
-    return full_like(a, 0, dtype, shape)
-
-
-def ones_like(a, dtype=None, shape=None):
-    return full_like(a, 1, dtype, shape)
-
-
-empty_like = zeros_like
-
-
-def arange(start, stop=None, step=None, dtype=None):
-    """A constant computed with NumPy at trace time (there is no iota core op)."""
-    vals = [v for v in (start, stop, step) if v is not None]
-    if builtins.any(_is_array(v) for v in vals):
-        raise TypeError("arange needs concrete (Python) bounds: its size must be static")
-    if dtype is None:
-        dtype = _dt.default_float() if builtins.any(isinstance(v, float) or np.asarray(v).dtype.kind == "f"
-                                           for v in vals) else _dt.default_int()
-    dtype = _dt.canonicalize(dtype)
-    return asarray(np.arange(start, stop, step).astype(dtype) if stop is not None or step is not None
-                   else np.arange(start).astype(dtype))
+zeros, ones, zeros_like, ones_like = prim.zeros, prim.ones, prim.zeros_like, prim.ones_like
+empty, empty_like = zeros, zeros_like
+arange = prim.arange   # a constant computed with NumPy at trace time (there is no iota op)
 
 
 def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
@@ -525,20 +491,9 @@ def size(a, axis=None):
 def reshape(a, shape=None, order="C", *, newshape=None):
     if order != "C":
         raise NotImplementedError("reshape supports order='C' only")
-    a = asarray(a)
     if shape is None and newshape is None:
         raise TypeError("reshape needs the new shape")
-    shape = _shape_tuple(shape if shape is not None else newshape)
-    if shape.count(-1) > 1:
-        raise ValueError("can only specify one unknown dimension")
-    if -1 in shape:
-        known = math.prod(d for d in shape if d != -1)
-        if known == 0 or a.size % known:
-            raise ValueError(f"cannot reshape array of shape {a.shape} into shape {shape}")
-        shape = tuple(a.size // known if d == -1 else d for d in shape)
-    if math.prod(shape) != a.size:
-        raise ValueError(f"cannot reshape array of shape {a.shape} into shape {shape}")
-    return a if shape == a.shape else bind("reshape", a, shape=shape, weak=a.weak_type)
+    return prim.reshape(asarray(a), shape if shape is not None else newshape)
 
 
 def ravel(a, order="C"):
@@ -546,11 +501,7 @@ def ravel(a, order="C"):
 
 
 def transpose(a, axes=None):
-    a = asarray(a)
-    perm = tuple(range(a.ndim))[::-1] if axes is None else tuple(_norm_axis(x, a.ndim) for x in axes)
-    if sorted(perm) != list(range(a.ndim)):
-        raise ValueError(f"axes {axes} don't match array of dimension {a.ndim}")
-    return a if perm == tuple(range(a.ndim)) else bind("transpose", a, perm=perm, weak=a.weak_type)
+    return prim.transpose(asarray(a), axes)
 
 
 def permute_dims(a, axes):
@@ -558,46 +509,19 @@ def permute_dims(a, axes):
 
 
 def swapaxes(a, axis1, axis2):
-    a = asarray(a)
-    perm = list(range(a.ndim))
-    i, j = _norm_axis(axis1, a.ndim), _norm_axis(axis2, a.ndim)
-    perm[i], perm[j] = perm[j], perm[i]
-    return transpose(a, perm)
+    return prim.swapaxes(asarray(a), axis1, axis2)
 
 
 def moveaxis(a, source, destination):
-    a = asarray(a)
-    src = [_norm_axis(s, a.ndim) for s in (source if isinstance(source, (tuple, list)) else [source])]
-    dst = [_norm_axis(d, a.ndim) for d in (destination if isinstance(destination, (tuple, list))
-                                           else [destination])]
-    order = [n for n in range(a.ndim) if n not in src]
-    for d, s in sorted(zip(dst, src)):
-        order.insert(d, s)
-    return transpose(a, order)
+    return prim.moveaxis(asarray(a), source, destination)
 
 
 def expand_dims(a, axis):
-    a = asarray(a)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out_ndim = a.ndim + len(axes)
-    axes = sorted(_norm_axis(x, out_ndim) for x in axes)
-    shape = list(a.shape)
-    for x in axes:
-        shape.insert(x, 1)
-    return reshape(a, tuple(shape))
+    return prim.expand_dims(asarray(a), axis)
 
 
 def squeeze(a, axis=None):
-    a = asarray(a)
-    if axis is None:
-        axes = [i for i, d in enumerate(a.shape) if d == 1]
-    else:
-        axes = _norm_axes(axis, a.ndim)
-        bad = [x for x in axes if a.shape[x] != 1]
-        if bad:
-            raise ValueError(f"cannot select an axis to squeeze out which has size not equal "
-                             f"to one (axis {bad[0]} of shape {a.shape})")
-    return reshape(a, tuple(d for i, d in enumerate(a.shape) if i not in axes))
+    return prim.squeeze(asarray(a), axis)
 
 
 def atleast_1d(*arys):
@@ -618,13 +542,7 @@ def broadcast_shapes(*shapes):
 
 
 def broadcast_to(array, shape):
-    a = asarray(array)
-    shape = _shape_tuple(shape)
-    if a.shape == shape:
-        return a
-    if broadcast_shapes(a.shape, shape) != shape:
-        raise ValueError(f"cannot broadcast array of shape {a.shape} to {shape}")
-    return bind("broadcast_to", a, shape=shape, weak=a.weak_type)
+    return prim.broadcast_to(asarray(array), shape)
 
 
 def broadcast_arrays(*args):
@@ -633,22 +551,16 @@ def broadcast_arrays(*args):
 
 
 def concatenate(arrays, axis=0, dtype=None):
+    """prim.concatenate of the arrays at their result type (or at dtype when given)."""
     arrays = list(arrays)
     if not arrays:
         raise ValueError("need at least one array to concatenate")
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
-    arrays, dt, weak = _promote(*arrays)
-    arrays = [asarray(a) for a in arrays]
+    arrays, _, weak = _promote(*arrays)
     if dtype is not None:
         arrays = [astype(a, dtype) for a in arrays]
-    nd = arrays[0].ndim
-    if nd == 0:
-        raise ValueError("zero-dimensional arrays cannot be concatenated")
-    axis = _norm_axis(axis, nd)
-    if len(arrays) == 1:
-        return arrays[0]
-    return bind("concat", *arrays, axis=axis, weak=weak)
+    return _weak(prim.concatenate(arrays, axis), weak)
 
 
 concat = concatenate
@@ -658,7 +570,7 @@ def stack(arrays, axis=0, dtype=None):
     arrays = [asarray(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")
-    axis = _norm_axis(axis, arrays[0].ndim + 1)
+    axis = prim.normalize_axis(axis, arrays[0].ndim + 1)
     return concatenate([expand_dims(a, axis) for a in arrays], axis, dtype)
 
 
@@ -671,47 +583,20 @@ def vstack(tup):
     return concatenate([atleast_2d(a) for a in tup], 0)
 
 
-def _slice_axis(a, axis, start, stop, step=1):
-    """a[..., start:stop:step, ...] along one axis with a core slice op."""
-    n = a.shape[axis]
-    start, stop, step = slice(start, stop, step).indices(n)
-    m = len(range(start, stop, step))
-    if (start, step, m) == (0, 1, n):
-        return a
-    starts, steps, shape = [0] * a.ndim, [1] * a.ndim, list(a.shape)
-    starts[axis], steps[axis], shape[axis] = (start if m else 0), step, m
-    return bind("slice", a, starts=tuple(starts), steps=tuple(steps), shape=tuple(shape),
-                weak=a.weak_type)
-
-
 def split(ary, indices_or_sections, axis=0):
-    a = asarray(ary)
-    axis = _norm_axis(axis, a.ndim)
-    n = a.shape[axis]
-    if isinstance(indices_or_sections, (int, np.integer)):
-        k = int(indices_or_sections)
-        if n % k:
-            raise ValueError("array split does not result in an equal division")
-        cuts = [i * (n // k) for i in range(1, k)]
-    else:
-        cuts = [int(i) for i in indices_or_sections]
-    bounds = [0] + cuts + [n]
-    return [_slice_axis(a, axis, lo, builtins.max(lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
+    return prim.split(asarray(ary), indices_or_sections, axis)
 
 
 def array_split(ary, indices_or_sections, axis=0):
     if isinstance(indices_or_sections, (int, np.integer)):
-        n, k = _shape(ary)[_norm_axis(axis, ndim(ary))], int(indices_or_sections)
+        n, k = _shape(ary)[prim.normalize_axis(axis, ndim(ary))], int(indices_or_sections)
         sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
         return split(ary, list(np.cumsum(sizes)[:-1]), axis)
     return split(ary, indices_or_sections, axis)
 
 
 def flip(m, axis=None):
-    a = asarray(m)
-    for ax in _norm_axes(axis, a.ndim):
-        a = _slice_axis(a, ax, None, None, -1) if a.shape[ax] > 1 else a
-    return a
+    return prim.flip(asarray(m), axis)
 
 
 def fliplr(m):
@@ -729,17 +614,18 @@ def roll(a, shift, axis=None):
     shifts = shift if isinstance(shift, (tuple, list)) else (shift,)
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     for s, ax in zip(shifts, axes):
-        ax = _norm_axis(ax, a.ndim)
+        ax = prim.normalize_axis(ax, a.ndim)
         n = a.shape[ax]
         s = int(s) % n if n else 0
         if s:
-            a = concatenate([_slice_axis(a, ax, n - s, n), _slice_axis(a, ax, 0, n - s)], ax)
+            a = concatenate([prim.slice_in_dim(a, n - s, n, axis=ax),
+                             prim.slice_in_dim(a, 0, n - s, axis=ax)], ax)
     return a
 
 
 def tile(A, reps):
     a = asarray(A)
-    reps = _shape_tuple(reps)
+    reps = prim.shape_tuple(reps)
     nd = builtins.max(a.ndim, len(reps))
     a = reshape(a, (1,) * (nd - a.ndim) + a.shape)
     reps = (1,) * (nd - len(reps)) + reps
@@ -750,24 +636,16 @@ def repeat(a, repeats, axis=None, total_repeat_length=None):
     a = asarray(a)
     if axis is None:
         a, axis = ravel(a), 0
-    axis = _norm_axis(axis, a.ndim)
     if _is_array(repeats):
         raise TypeError("repeat needs static repeats (an int or a NumPy array)")
-    idx = np.repeat(np.arange(a.shape[axis]), np.asarray(repeats)).astype(np.int32)
-    return bind("gather", a, idx, axis=axis, weak=a.weak_type)
+    n = a.shape[prim.normalize_axis(axis, a.ndim)]
+    return prim.take(a, np.repeat(np.arange(n), np.asarray(repeats)).astype(np.int32), axis)
 
 
 def pad(array, pad_width, mode="constant", constant_values=0):
-    a = asarray(array)
-    pw = np.broadcast_to(np.asarray(pad_width, np.int64), (a.ndim, 2))
-    if mode not in ("constant", "edge", "reflect", "wrap"):
-        raise NotImplementedError(f"pad mode {mode!r} (supported: constant, edge, reflect, wrap)")
     if np.ndim(constant_values) != 0:
         raise NotImplementedError("pad with per-axis constant_values")
-    pads = tuple(int(p) for p in pw[:, 0]) + tuple(int(p) for p in pw[:, 1])
-    if not builtins.any(pads):
-        return a
-    return bind("pad", a, pads=pads, mode=mode, value=float(constant_values), weak=a.weak_type)
+    return prim.pad(asarray(array), pad_width, mode, constant_values)
 
 
 def tril(m, k=0):
@@ -780,48 +658,71 @@ def triu(m, k=0):
 
 # ---- reductions -------------------------------------------------------------------------------
 
-def _int_accumulator(dt):
-    """jnp.sum/prod/cumsum promote bool and narrow ints to the default width."""
-    if dt == np.bool_ or (dt.kind == "i" and dt.itemsize < _dt.default_int().itemsize):
-        return _dt.default_int()
-    if dt.kind == "u" and dt.itemsize < 4:
-        return np.dtype(np.uint32)
-    return dt
-
-
-def _reduce(op, a, axis, keepdims, dtype=None, promote=False):
+def _accumulated(a, dtype):
+    """a in the dtype its sum, product or cumsum runs in: dtype when given, else a's own with
+    bool and narrow integers widened to the default width (as jax.numpy does)."""
     a = asarray(a)
+    dt = a.dtype
     if dtype is not None:
-        a = astype(a, dtype)
-    elif promote:
-        a = _cast(a, _int_accumulator(a.dtype))
-    axes = _norm_axes(axis, a.ndim)
-    if not axes:
+        return astype(a, dtype)
+    if dt == np.bool_ or (dt.kind == "i" and dt.itemsize < _dt.default_int().itemsize):
+        return _cast(a, _dt.default_int())
+    if dt.kind == "u" and dt.itemsize < 4:
+        return _cast(a, np.uint32)
+    return a
+
+
+def _masked(a, where_, fill):
+    """a with fill wherever the mask where_ (broadcast against a) is False: the values a
+    reduction with `where=` leaves out are replaced by its identity (as jax.numpy)."""
+    if where_ is None:
         return a
-    return bind(op, a, axes=axes, keepdims=int(builtins.bool(keepdims)), weak=a.weak_type)
+    return prim.where(_to_bool(where_), a, fill)
+
+
+def _identity_of(op_name, dt):
+    """The identity of max (-inf or the smallest integer) or min for dtype dt."""
+    if dt == np.bool_:
+        return op_name == "min"
+    if dt.kind == "f":
+        return -np.inf if op_name == "max" else np.inf
+    info = np.iinfo(dt)
+    return info.min if op_name == "max" else info.max
+
+
+def _needs_initial(name, initial, where_):
+    if where_ is not None and initial is None:
+        raise ValueError(f"reduction operation {name!r} does not have an identity, so to use a "
+                         f"where mask one has to specify 'initial'")
 
 
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = _reduce("reduce_sum", a, axis, keepdims, dtype, promote=True)
+    _no(out)
+    a = _accumulated(a, dtype)
+    r = prim.sum(_masked(a, where, 0), axis, keepdims)
     return r if initial is None else add(r, initial)
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _no(out, where)
-    r = _reduce("reduce_prod", a, axis, keepdims, dtype, promote=True)
+    _no(out)
+    a = _accumulated(a, dtype)
+    r = prim.prod(_masked(a, where, 1), axis, keepdims)
     return r if initial is None else multiply(r, initial)
 
 
 def max(a, axis=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = _reduce("reduce_max", a, axis, keepdims)
+    _no(out)
+    _needs_initial("max", initial, where)
+    a = asarray(a)
+    r = prim.max(_masked(a, where, _identity_of("max", a.dtype)), axis, keepdims)
     return r if initial is None else maximum(r, initial)
 
 
 def min(a, axis=None, out=None, keepdims=False, initial=None, where=None):  # noqa: A001
-    _no(out, where)
-    r = _reduce("reduce_min", a, axis, keepdims)
+    _no(out)
+    _needs_initial("min", initial, where)
+    a = asarray(a)
+    r = prim.min(_masked(a, where, _identity_of("min", a.dtype)), axis, keepdims)
     return r if initial is None else minimum(r, initial)
 
 
@@ -829,33 +730,45 @@ amax, amin = max, min
 
 
 def all(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    _no(out, where)
-    return _reduce("reduce_min", _to_bool(a), axis, keepdims)
+    _no(out)
+    return prim.min(_masked(_to_bool(a), where, True), axis, keepdims)
 
 
 def any(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    _no(out, where)
-    return _reduce("reduce_max", _to_bool(a), axis, keepdims)
+    _no(out)
+    return prim.max(_masked(_to_bool(a), where, False), axis, keepdims)
+
+
+def _count(a, axis, keepdims, where_):
+    """How many elements a reduction over axis averages: a static number, or with a mask
+    the number of True entries (in a's float dtype)."""
+    axes = prim.normalize_axes(axis, a.ndim)
+    if where_ is None:
+        return np.asarray(math.prod(a.shape[x] for x in axes), a.dtype)
+    m = prim.broadcast_to(_to_bool(where_), a.shape)
+    return prim.sum(_cast(m, a.dtype), axes, keepdims)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
-    _no(out, where)
-    a = asarray(a)
-    dt = _dt.canonicalize(dtype) if dtype is not None else (a.dtype if a.dtype.kind == "f"
-                                                            else _dt.default_float())
-    return _reduce("reduce_mean", _cast(a, dt), axis, keepdims)
+    _no(out)
+    a = _as_float(a) if dtype is None else astype(a, dtype)
+    if where is None:
+        return prim.mean(a, axis, keepdims)
+    return divide(sum(a, axis, keepdims=keepdims, where=where), _count(a, axis, keepdims, where))
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, correction=None):
-    _no(out, where)
-    a = asarray(a)
+    _no(out)
+    a = _as_float(a)
     ddof = ddof if correction is None else correction
-    a = _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float())
-    axes = _norm_axes(axis, a.ndim)
-    n = math.prod(a.shape[x] for x in axes)
-    d = subtract(a, mean(a, axes, keepdims=True))
-    s = sum(multiply(d, d), axes, keepdims=keepdims)
-    r = divide(s, np.asarray(builtins.max(n - ddof, 0), a.dtype))
+    axes = prim.normalize_axes(axis, a.ndim)
+    d = subtract(a, mean(a, axes, keepdims=True, where=where))
+    sq = real(multiply(d, conj(d))) if d.dtype.kind == "c" else multiply(d, d)   # |d|^2
+    s = sum(sq, axes, keepdims=keepdims, where=where)
+    n = _count(a, axes, keepdims, where)
+    n = (np.maximum(np.real(n) - ddof, 0).astype(s.dtype) if where is None
+         else maximum(subtract(real(n), ddof), 0))
+    r = divide(s, n)
     return r if dtype is None else astype(r, dtype)
 
 
@@ -863,11 +776,9 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     return sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, correction=correction))
 
 
-def _no(out, where_):
+def _no(out):
     if out is not None:
         raise NotImplementedError("out= is not supported: lgc arrays are immutable")
-    if where_ is not None:
-        raise NotImplementedError("where= in reductions is not supported yet")
 
 
 def _arg(op, a, axis, keepdims):
@@ -876,7 +787,7 @@ def _arg(op, a, axis, keepdims):
         r = bind(op, ravel(a), axis=0, keepdims=0)
         r = reshape(r, (1,) * a.ndim) if keepdims else r
     else:
-        r = bind(op, a, axis=_norm_axis(axis, a.ndim), keepdims=int(builtins.bool(keepdims)))
+        r = bind(op, a, axis=prim.normalize_axis(axis, a.ndim), keepdims=int(builtins.bool(keepdims)))
     return _cast(r, _dt.default_int())
 
 
@@ -892,10 +803,10 @@ def _scan(op, a, axis, dtype, reverse=False):
     a = asarray(a)
     if axis is None:
         a, axis = ravel(a), 0
-    a = astype(a, dtype) if dtype is not None else _cast(a, _int_accumulator(a.dtype))
+    a = _accumulated(a, dtype)
     if a.ndim == 0:
         return a
-    return bind(op, a, axis=_norm_axis(axis, a.ndim), reverse=int(reverse), weak=a.weak_type)
+    return bind(op, a, axis=prim.normalize_axis(axis, a.ndim), reverse=int(reverse), weak=a.weak_type)
 
 
 def cumsum(a, axis=None, dtype=None, out=None):
@@ -906,27 +817,25 @@ def cumprod(a, axis=None, dtype=None, out=None):
     return _scan("cumprod", a, axis, dtype)
 
 
-def sort(a, axis=-1, kind=None, order=None, *, stable=True, descending=False):
-    """Sorted along axis: a topk over the whole axis (NaN sorts last, as in NumPy)."""
-    a = asarray(a)
+def _sort_topk(a, axis, descending):
+    """(values, indices) of one topk over the whole axis (of the flattened a when axis is
+    None): NaN sorts last, as in NumPy; bools sort as uint8."""
     if axis is None:
         a, axis = ravel(a), 0
-    if a.ndim == 0:
-        return a
-    axis = _norm_axis(axis, a.ndim)
+    axis = prim.normalize_axis(axis, a.ndim)
     x = _cast(a, np.uint8) if a.dtype == np.bool_ else a
-    vals, _ = bind("topk", x, axis=axis, k=a.shape[axis], largest=int(descending))
-    return _cast(vals, a.dtype)
+    return bind("topk", x, axis=axis, k=a.shape[axis], largest=int(descending))
+
+
+def sort(a, axis=-1, kind=None, order=None, *, stable=True, descending=False):
+    a = asarray(a)
+    if axis is not None and a.ndim == 0:
+        return a
+    return _cast(_sort_topk(a, axis, descending)[0], a.dtype)
 
 
 def argsort(a, axis=-1, kind=None, order=None, *, stable=True, descending=False):
-    a = asarray(a)
-    if axis is None:
-        a, axis = ravel(a), 0
-    axis = _norm_axis(axis, a.ndim)
-    x = _cast(a, np.uint8) if a.dtype == np.bool_ else a
-    _, idx = bind("topk", x, axis=axis, k=a.shape[axis], largest=int(descending))
-    return _cast(idx, _dt.default_int())
+    return _cast(_sort_topk(asarray(a), axis, descending)[1], _dt.default_int())
 
 
 def count_nonzero(a, axis=None, keepdims=False):
@@ -937,39 +846,20 @@ def count_nonzero(a, axis=None, keepdims=False):
 
 def take(a, indices, axis=None, mode=None, fill_value=None):
     """np.take; out-of-range indices are clamped (negative ones wrap once)."""
-    a = asarray(a)
-    if axis is None:
-        a, axis = ravel(a), 0
-    ind = asarray(indices)
-    if ind.dtype.kind not in "iu":
-        raise TypeError(f"take indices must be integers, got {ind.dtype}")
-    return bind("gather", a, ind, axis=_norm_axis(axis, a.ndim), weak=a.weak_type)
+    return prim.take(asarray(a), asarray(indices), axis)
 
 
 def take_along_axis(arr, indices, axis):
-    a, ind = asarray(arr), asarray(indices)
-    if axis is None:
-        a, ind, axis = ravel(a), ravel(ind), 0
-    axis = _norm_axis(axis, a.ndim)
-    if a.ndim != ind.ndim:
-        raise ValueError("indices and arr must have the same number of dimensions")
-    common = broadcast_shapes(tuple(1 if i == axis else d for i, d in enumerate(a.shape)),
-                              tuple(1 if i == axis else d for i, d in enumerate(ind.shape)))
-    a = broadcast_to(a, tuple(a.shape[i] if i == axis else d for i, d in enumerate(common)))
-    ind = broadcast_to(ind, tuple(ind.shape[i] if i == axis else d for i, d in enumerate(common)))
-    return bind("gather_elements", a, ind, axis=axis, weak=a.weak_type)
+    return prim.take_along_axis(asarray(arr), asarray(indices), axis)
 
 
 # ---- linear algebra -----------------------------------------------------------------------------
 
 def matmul(a, b, /):
     (a, b), dt, weak = _promote(a, b)
-    a, b = asarray(a), asarray(b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul: operands must have at least one dimension")
-    if dt == np.bool_:
+    if dt == np.bool_:   # as int32 (the core op has no bool type), then back
         return _cast(matmul(_cast(a, np.int32), _cast(b, np.int32)), np.bool_)
-    return bind("matmul", a, b, weak=weak)
+    return _weak(prim.matmul(a, b), weak)
 
 
 def dot(a, b):
@@ -1007,8 +897,8 @@ def tensordot(a, b, axes=2):
         ax_a, ax_b = axes
         ax_a = [ax_a] if isinstance(ax_a, (int, np.integer)) else list(ax_a)
         ax_b = [ax_b] if isinstance(ax_b, (int, np.integer)) else list(ax_b)
-    ax_a = [_norm_axis(x, a.ndim) for x in ax_a]
-    ax_b = [_norm_axis(x, b.ndim) for x in ax_b]
+    ax_a = [prim.normalize_axis(x, a.ndim) for x in ax_a]
+    ax_b = [prim.normalize_axis(x, b.ndim) for x in ax_b]
     if [a.shape[i] for i in ax_a] != [b.shape[i] for i in ax_b]:
         raise ValueError(f"tensordot: shape mismatch {a.shape} {ax_a} vs {b.shape} {ax_b}")
     free_a = [i for i in range(a.ndim) if i not in ax_a]
@@ -1032,15 +922,15 @@ def trace(a, offset=0, axis1=0, axis2=1):
 def diagonal(a, offset=0, axis1=0, axis2=1):
     """The diagonal moved to the last axis, read as a strided slice of the flattened pair."""
     a = asarray(a)
-    i, j = _norm_axis(axis1, a.ndim), _norm_axis(axis2, a.ndim)
+    i, j = prim.normalize_axis(axis1, a.ndim), prim.normalize_axis(axis2, a.ndim)
     a = moveaxis(a, (i, j), (-2, -1))
     n, m = a.shape[-2:]
     rows = range(builtins.max(0, -offset), builtins.min(n, m - offset))
     flat = reshape(a, a.shape[:-2] + (n * m,))
     if not len(rows):
-        return reshape(_slice_axis(flat, flat.ndim - 1, 0, 0), a.shape[:-2] + (0,))
+        return reshape(prim.slice_in_dim(flat, 0, 0, axis=-1), a.shape[:-2] + (0,))
     start = rows[0] * m + rows[0] + offset
-    return _slice_axis(flat, flat.ndim - 1, start, start + (len(rows) - 1) * (m + 1) + 1, m + 1)
+    return prim.slice_in_dim(flat, start, start + (len(rows) - 1) * (m + 1) + 1, m + 1, axis=-1)
 
 
 def diag(v, k=0):
@@ -1151,14 +1041,15 @@ def ptp(a, axis=None, keepdims=False):
 
 def diff(a, n=1, axis=-1, prepend=None, append=None):
     a = asarray(a)
-    axis = _norm_axis(axis, a.ndim)
+    axis = prim.normalize_axis(axis, a.ndim)
     if prepend is not None or append is not None:
         parts = [broadcast_to(asarray(p), a.shape[:axis] + (1,) + a.shape[axis + 1:])
                  if ndim(p) == 0 else asarray(p) for p in (prepend, a, append) if p is not None]
         a = concatenate(parts, axis)
     for _ in range(n):
         k = a.shape[axis]
-        a = subtract(_slice_axis(a, axis, 1, k), _slice_axis(a, axis, 0, builtins.max(k - 1, 0)))
+        a = subtract(prim.slice_in_dim(a, 1, k, axis=axis),
+                     prim.slice_in_dim(a, 0, builtins.max(k - 1, 0), axis=axis))
     return a
 
 
@@ -1170,7 +1061,7 @@ def average(a, axis=None, weights=None, returned=False, keepdims=False):
     a, w = asarray(a), asarray(weights)
     if w.ndim == 1 and a.ndim > 1 and axis is not None:
         shape = [1] * a.ndim
-        shape[_norm_axis(axis, a.ndim)] = w.shape[0]
+        shape[prim.normalize_axis(axis, a.ndim)] = w.shape[0]
         w = reshape(w, tuple(shape))
     wsum = sum(broadcast_to(w, a.shape), axis, keepdims=keepdims)
     avg = divide(sum(multiply(a, w), axis, keepdims=keepdims), wsum)
@@ -1181,12 +1072,11 @@ def quantile(a, q, axis=None, keepdims=False, method="linear"):
     """Linear interpolation between the sorted neighbours (NumPy's default method)."""
     if method != "linear":
         raise NotImplementedError(f"quantile method {method!r}")
-    a = asarray(a)
-    a = _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float())
+    a = _as_float(a)
     if axis is None:
         a, axis, shape = ravel(a), 0, (1,) * a.ndim
     else:
-        axis = _norm_axis(axis, a.ndim)
+        axis = prim.normalize_axis(axis, a.ndim)
         shape = a.shape[:axis] + (1,) + a.shape[axis + 1:]
     srt = sort(a, axis)
     n = a.shape[axis]
@@ -1427,7 +1317,7 @@ def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     """func1d on every 1-D slice along `axis` (by vmap over the other axes); the slices'
     results take the axis' place (jnp.apply_along_axis)."""
     arr = asarray(arr)
-    axis = _norm_axis(axis, arr.ndim)
+    axis = prim.normalize_axis(axis, arr.ndim)
     f = lambda a: func1d(a, *args, **kwargs)  # noqa: E731
     for i in range(1, arr.ndim - axis):
         f = _vmap(f, in_axes=i, out_axes=-1)
@@ -1436,29 +1326,83 @@ def apply_along_axis(func1d, axis, arr, *args, **kwargs):
     return f(arr)
 
 
+def _vector_norm(x, ord, axis, keepdims):  # noqa: A002 (NumPy's name)
+    if ord is None or ord == 2:
+        return sqrt(sum(multiply(x, x), axis, keepdims=keepdims))
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid order {ord!r} for vector norm")
+    if ord == np.inf:
+        return max(abs(x), axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return min(abs(x), axis, keepdims=keepdims)
+    if ord == 0:
+        return sum(not_equal(x, 0), axis, dtype=x.dtype, keepdims=keepdims)
+    if ord == 1:
+        return sum(abs(x), axis, keepdims=keepdims)
+    p = np.asarray(ord, x.dtype)
+    return power(sum(power(abs(x), p), axis, keepdims=keepdims), np.asarray(1 / p, x.dtype))
+
+
+def _singular_value_norm(x, ord, axes, keepdims):  # noqa: A002
+    """Matrix norms of the singular values (the core svd op without vectors, as
+    lnp.linalg.svdvals): 2 the largest, -2 the smallest, 'nuc' their sum."""
+    m = moveaxis(x, axes, (-2, -1))
+    s = bind("svd", m, full_matrices=0, compute_uv=0)
+    out = {2: max, -2: min, "nuc": sum}[ord](s, -1)
+    if keepdims:
+        for a in sorted(axes):
+            out = expand_dims(out, a)
+    return out
+
+
+def _matrix_norm(x, ord, axes, keepdims):  # noqa: A002
+    """jax.numpy's matrix norms over the axis pair (rows, cols) = axes."""
+    rows, cols = axes
+    if ord in (None, "fro"):
+        return sqrt(sum(multiply(x, x), axes, keepdims=keepdims))
+    if ord in (1, -1, np.inf, -np.inf):
+        inner, outer = (rows, cols) if ord in (1, -1) else (cols, rows)   # 1: max column sum
+        if not keepdims and outer > inner:
+            outer -= 1
+        pick = max if ord in (1, np.inf) else min
+        return pick(sum(abs(x), inner, keepdims=keepdims), outer, keepdims=keepdims)
+    if ord in (2, -2, "nuc"):
+        return _singular_value_norm(x, ord, axes, keepdims)
+    raise ValueError(f"Invalid order {ord!r} for matrix norm")
+
+
 class _Linalg:
     """lnp.linalg: what the core ops cover (norm, det)."""
 
     @staticmethod
-    def norm(x, ord=None, axis=None, keepdims=False):
-        x = asarray(x)
-        x = _cast(x, x.dtype if x.dtype.kind == "f" else _dt.default_float())
-        if ord in (None, 2, "fro") and (axis is None or isinstance(axis, (int, np.integer))
-                                         or ord in (None, "fro")):
-            return sqrt(sum(multiply(x, x), axis, keepdims=keepdims))
-        if ord == 1 and isinstance(axis, (int, np.integer)):
-            return sum(abs(x), axis, keepdims=keepdims)
-        if ord in (np.inf, "inf") and isinstance(axis, (int, np.integer)):
-            return max(abs(x), axis, keepdims=keepdims)
-        raise NotImplementedError(f"norm with ord={ord!r}, axis={axis!r}")
+    def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
+        """jax.numpy.linalg.norm: vector norms (any p, inf, -inf, 0) over one axis, matrix
+        norms ('fro', 1, -1, inf, -inf, and 2, -2, 'nuc' of the singular values) over two; axis None: the
+        2-norm of everything for ord None, else a vector or matrix norm by x's rank. Of a
+        complex x, the norms of |x|."""
+        x = _as_float(x)
+        x = abs(x) if x.dtype.kind == "c" else x
+        if axis is None:
+            if ord is None:
+                return sqrt(sum(multiply(x, x), keepdims=keepdims))
+            axis = tuple(range(x.ndim))
+        axes = (prim.normalize_axis(axis, x.ndim),) if not isinstance(axis, (tuple, list)) \
+            else tuple(prim.normalize_axis(a, x.ndim) for a in axis)
+        if len(axes) == 1:
+            return _vector_norm(x, ord, axes[0], keepdims)
+        if len(axes) == 2 and axes[0] != axes[1]:
+            return _matrix_norm(x, ord, axes, keepdims)
+        raise ValueError(f"Improper number of dimensions to norm: axis={axis!r} of a "
+                         f"{x.ndim}-d array")
 
     @staticmethod
     def det(a):
-        a = asarray(a)
-        return bind("det", _cast(a, a.dtype if a.dtype.kind == "f" else _dt.default_float()))
+        return bind("det", _as_float(a))
 
 
-linalg = _Linalg()
+from . import linalg  # noqa: E402  (lnp.linalg is lgc/trace/linalg.py; norm stays above)
+
+from . import fft  # noqa: E402  (lnp.fft: jax.numpy.fft, built on the functions above)
 
 
 def __getattr__(name):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ops.linalg import prod
-from ..kernel import Arg, Kernel
+from ..kernel import Kernel, template_args
 from .loads import batch_offsets, lane, vtype
 from .store import Place, looped, unrolled
 
@@ -88,18 +88,20 @@ def scale_tile(t: Tile, affine, row, col) -> list[str]:
 
 
 def matmul_kernel(node, name, mm, t: Tile, it: str, reduction, epilogue=None, affine=None,
-                  params=()) -> Kernel:
+                  params=(), rows_first: bool = False) -> Kernel:
     """A batched matmul-shaped kernel (`mm`: a problem.Matmul) on this schedule: work-item
     (pn, pm, b) computes the tile at rows m0 = pm * TM, columns n0 = pn * TN of batch entry
     b with the lines `reduction` (which find A's and B's offsets of the entry in offa and
     offb), then applies `affine` and stores. `params`: sizes passed as kernel arguments (M_,
     N_, K_, and SA_, SB_: A's and B's elements per entry), so layers that differ only in
-    them share one kernel; the stores then loop (store.looped)."""
+    them share one kernel; the stores then loop (store.looped). `rows_first`: the launch's
+    first (fastest) dimension is pm, so consecutive work-items share B's columns (they stay
+    in cache while A's rows stream past), else pn."""
     generic = bool(params)
     M, N, SA, SB, MN = ("M_", "N_", "SA_", "SB_", "M_ * N_") if generic else \
         (mm.M, mm.N, mm.M * mm.K, mm.K * mm.N, mm.M * mm.N)
-    body = [f"const {it} pn = ({it})get_global_id(0);",
-            f"const {it} pm = ({it})get_global_id(1);",
+    body = [f"const {it} pn = ({it})get_global_id({int(rows_first)});",
+            f"const {it} pm = ({it})get_global_id({int(not rows_first)});",
             f"const {it} b = ({it})get_global_id(2);",
             f"const {it} m0 = pm * {t.rows};",
             f"const {it} n0 = pn * {t.cols};"]
@@ -111,8 +113,8 @@ def matmul_kernel(node, name, mm, t: Tile, it: str, reduction, epilogue=None, af
         body += scale_tile(t, affine, place.row, place.col)
     out = epilogue.output if epilogue is not None else node.outputs[0]
     body += looped(t, out.dtype, epilogue, place, M, N, it) if generic else unrolled(t, out.dtype, epilogue, place)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + (epilogue.args if epilogue else [])
     nb = prod(mm.batch)
-    return Kernel(name, args + [Arg("out0", out, writable=True)], body,
-                  global_size=(-(-mm.N // t.cols), -(-mm.M // t.rows), nb), local_size=(1, 1, 1), index_type=it,
+    grid = (-(-mm.N // t.cols), -(-mm.M // t.rows))
+    return Kernel(name, template_args(node.inputs, epilogue, out), body,
+                  global_size=(grid[::-1] if rows_first else grid) + (nb,), local_size=(1, 1, 1), index_type=it,
                   node_name=node.name or "", flops=2 * mm.M * mm.N * mm.K * nb, params=params)

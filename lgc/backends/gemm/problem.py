@@ -13,8 +13,9 @@ from .loads import Load, gather
 
 @dataclass(frozen=True)
 class Matmul:
-    """C[batch, M, N] = A @ B of a matmul or qmatmul node. A qmatmul's x [..., K] is M rows of
-    one matrix; `mshape` and `nshape` are the output axes the rows and columns span."""
+    """C[batch, M, N] = A @ B of a matmul, qmatmul or qmatmul_nbits node. A q-op's x [..., K]
+    is M rows of one matrix; `mshape` and `nshape` are the output axes the rows and columns
+    span."""
     batch: tuple
     ba: tuple                # A's and B's own batch shapes (broadcast against `batch`)
     bb: tuple
@@ -28,9 +29,9 @@ class Matmul:
     @staticmethod
     def of(node) -> "Matmul":
         A, B = node.inputs[:2]
-        if node.op == "qmatmul":
-            lead = A.shape[:-1]
-            return Matmul((), (), (), prod(lead), A.shape[-1], B.shape[1], lead, (B.shape[1],))
+        if node.op in ("qmatmul", "qmatmul_nbits"):     # x [..., K] times one matrix
+            lead, N = A.shape[:-1], node.outputs[0].shape[-1]
+            return Matmul((), (), (), prod(lead), A.shape[-1], N, lead, (N,))
         ba, bb, batch, M, K, N, _ = mm_shapes(A.shape, b_shape(B.shape, node.attrs))
         return Matmul(batch, ba, bb, M, K, N, (M,) if len(A.shape) > 1 else (),
                       (N,) if len(B.shape) > 1 else (), bool(node.attrs["trans_b"]))

@@ -9,6 +9,7 @@ serving the schedules they fit through the schedules' protocols:
   Columns     B row-major [K, N], or stored [N, K] (trans_b)         CPU (not trans) and GPU
   Panels      B packed in column panels of 16                        CPU
   Im2col      B as a convolution's image, never materialised        CPU and GPU
+  NBitsColumns  B of 4-bit weights, MatMulNBits' layout              CPU (dot tile) and GPU
 Sizes and offsets are C expressions (numbers, or names of kernel arguments). CPU readers
 clamp rows and columns past C's edge to its last one (computed, then not stored).
 """
@@ -97,19 +98,36 @@ class TiledRows(Reader):
 
 class RowPanels(Reader):
     """A packed as row panels ([..., M/per, K, per]: per = 4 floats, or 8 int8 in one
-    vector load): the tile's rows are whole panels from panel pm * TM / per."""
+    vector load). Float panels are read one scalar per row, which LLVM folds into the
+    multiply-add as a broadcast from memory; as a vector load split into lanes it took a
+    register shuffle per row, on Intel the port that also does half of the FMAs
+    (docs/HARDWARE.md, PoCL). A tile of whole panels (TM a multiple of per) reads them from
+    one pointer; other tiles keep a pointer per row, clamped to row `last`."""
 
-    def __init__(self, load: Load, per: int, K, base: str = ""):
-        self.load, self.per, self.K, self.base = load, per, K, base
+    def __init__(self, load: Load, per: int, K, base: str = "", last: str = ""):
+        self.load, self.per, self.K, self.base, self.last = load, per, K, base, last
+
+    def _whole(self, t) -> bool:
+        return t.rows % self.per == 0
 
     def setup(self, t) -> list[str]:
-        return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
+        if self._whole(t):
+            return [self.pointer("aq", self.base, f"pm * {self.K} * {t.rows}")]
+        rows = [f"min(m0 + {i}, {self.last})" for i in range(t.rows)]
+        return [self.pointer(f"aq{i}", self.base, f"{r} / {self.per} * {self.per} * {self.K}",
+                             f"{r} % {self.per}") for i, r in enumerate(rows)]
 
     def step(self, t, k: str):
+        per = self.per
+        if not self._whole(t):
+            return [], [Load(f"aq{i}", self.load.dtype, self.load.ct).scalar(f"{k} * {per}")
+                        for i in range(t.rows)]
         aq = Load("aq", self.load.dtype, self.load.ct)
-        lines = [f"const {vtype(t.ct, self.per)} ap{j} = {aq.vector(f'{j * self.per} * {self.K}', self.per, nth=k)};"
-                 for j in range(t.rows // self.per)]
-        return lines, [f"ap{i // self.per}.s{i % self.per}" for i in range(t.rows)]
+        if not aq.converts:
+            return [], [aq.scalar(f"{i // per * per} * {self.K} + {k} * {per} + {i % per}") for i in range(t.rows)]
+        lines = [f"const {vtype(t.ct, per)} ap{j} = {aq.vector(f'{j * per} * {self.K}', per, nth=k)};"
+                 for j in range(t.rows // per)]
+        return lines, [f"ap{i // per}.s{i % per}" for i in range(t.rows)]
 
 
 class Columns(Reader):
@@ -141,19 +159,33 @@ class Columns(Reader):
 
 
 class Panels(Reader):
-    """B packed in column panels ([..., N/16, K, 16], zero past N): the tile's 16 columns
-    are panel pn, one contiguous stream."""
+    """B packed in column panels ([..., NP, K, 16], zero past N): the tile's TN columns are
+    TN / 16 consecutive panels from pn * TN / 16, each one contiguous stream. `NP` (an
+    expression) is the panel count: a tile's panels past it read the last one (computed,
+    then not stored)."""
     WIDTH = 16
 
-    def __init__(self, load: Load, K, base: str = "", it: str = "int"):
-        self.load, self.K, self.base, self.it = load, K, base, it
+    def __init__(self, load: Load, K, base: str = "", it: str = "int", NP=None):
+        self.load, self.K, self.base, self.it, self.NP = load, K, base, it, NP
+
+    def _count(self, t) -> int:
+        assert t.cols % self.WIDTH == 0, "a tile of whole panels"
+        return t.cols // self.WIDTH
 
     def setup(self, t) -> list[str]:
-        return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
+        n = self._count(t)
+        if n == 1:
+            return [self.pointer("bq", self.base, f"pn * {self.K} * {self.WIDTH}")]
+        return [self.pointer(f"bq{p}", self.base, f"min(pn * {n} + {p}, {self.NP} - 1) * {self.K} * {self.WIDTH}")
+                for p in range(n)]
 
     def walks(self, t):
-        bq = Load("bq", self.load.dtype, self.load.ct)
-        step = [f"const {t.vt} b{h} = {bq.vector(f'k * {self.WIDTH}', t.width, nth=h)};" for h in range(t.vectors)]
+        n, W = self._count(t), self.WIDTH
+        step = []
+        for h in range(t.vectors):
+            col = h * t.width
+            bq = Load("bq" if n == 1 else f"bq{col // W}", self.load.dtype, self.load.ct)
+            step.append(f"const {t.vt} b{h} = {bq.vector(f'k * {W}', t.width, nth=str((col % W) // t.width))};")
         return [("", flat_walk(self.it, self.K, step))]
 
 
@@ -263,3 +295,79 @@ class Im2col(Reader):
         if not self.c.pointwise or self.fold or prod(self.c.S) % w:
             return None
         return self.load.aligned(f"offx + ({k}) * {prod(self.c.S)} + {n}", w, self.zero)
+
+
+class NBitsColumns(Reader):
+    """B [K, N] of 4-bit weights in onnxruntime's MatMulNBits layout (lgc.ops.quant): column
+    n's bytes contiguous, two k per byte (the even one in the low nibble), a scale and zero
+    point per column and block of `block` k. GCN and PoCL have no packed integer dot product
+    (docs/HARDWARE.md): nibbles are unpacked with masks and shifts and multiplied in float.
+    GPU local memory: `at` dequantizes one element as it is staged (k fastest: a wave reads
+    consecutive bytes). Dot-product tiles (lgc.backends.nbits_kernels, CPU and GPU GEMV) load
+    w bytes of a column at once: `columns` declares the columns' offsets, `dequant` a block's
+    scale and offset, `halves` the low and high nibbles as float vectors scaled in registers.
+    `first`: the buffer number of b (scales and zero points follow it)."""
+    k_fastest = True
+
+    def __init__(self, K: int, N: int, block: int, zeros: bool, it: str = "int", first: int = 1):
+        self.K, self.N, self.block, self.zeros, self.it = K, N, block, zeros, it
+        self.b, self.s, self.z = (f"in{first + i}" for i in range(3))
+        self.G = -(-K // block)
+        self.KB, self.ZB = self.G * block // 2, -(-self.G // 2)
+
+    @staticmethod
+    def of(node, it: str, first: int = 1) -> "NBitsColumns":
+        at = node.attrs
+        return NBitsColumns(at["k"], node.inputs[first].shape[0], at["block_size"],
+                            len(node.inputs) > first + 2, it, first)
+
+    def scale(self, n: str, g: str) -> str:
+        return f"{self.s}[({n}) * {self.G} + ({g})]"
+
+    def zero(self, n: str, g: str) -> str:
+        return _nibble(self.z, f"({n}) * {self.ZB}", g) if self.zeros else "8.0f"
+
+    def nibble(self, n: str, k: str) -> str:
+        return _nibble(self.b, f"({n}) * {self.KB}", k)
+
+    # ---- GPU local memory
+    def at(self, k: str, n: str):
+        it = self.it
+        lines = [f"const {it} kq_ = {k}, nq_ = {n}, gq_ = kq_ / {self.block};"]
+        return lines, f"(({self.nibble('nq_', 'kq_')} - {self.zero('nq_', 'gq_')}) * {self.scale('nq_', 'gq_')})"
+
+    # ---- dot-product tiles
+    def columns(self, cols: list[str]) -> list[str]:
+        """Offsets of the tile's columns (expressions, clamped to B): bytes, scales, zeros."""
+        it, lines = self.it, []
+        for j, n in enumerate(cols):
+            lines += [f"const {it} br{j} = ({n}) * {self.KB}, sr{j} = ({n}) * {self.G};"]
+            if self.zeros:
+                lines.append(f"const {it} zr{j} = ({n}) * {self.ZB};")
+        return lines
+
+    def dequant(self, j: int, g: str) -> list[str]:
+        """Column j's scale s{j} and offset o{j} = -zero * scale in block g: w = q * s + o."""
+        z = _nibble(self.z, f"zr{j}", g) if self.zeros else "8.0f"
+        return [f"const float s{j} = {self.s}[sr{j} + ({g})], o{j} = -{z} * s{j};"]
+
+    def halves(self, j: int, kb: str, w: int, scaled: bool = True) -> tuple[list[str], str, str]:
+        """(lines, low, high): w bytes of column j from byte kb, the even and odd k's levels as
+        float vectors, dequantized with the block's s{j} and o{j} unless not `scaled`."""
+        q, fw = f"q{j}", f"float{w}"
+        lines = [f"const uchar{w} {q} = vload{w}(0, {self.b} + br{j} + {kb});"]
+        lo, hi = f"convert_{fw}({q} & (uchar{w})15)", f"convert_{fw}({q} >> (uchar{w})4)"
+        if scaled:
+            lo, hi = f"({lo} * s{j} + o{j})", f"({hi} * s{j} + o{j})"
+        return lines, lo, hi
+
+    def one(self, j: int, k: str, scaled: bool = True) -> str:
+        """Column j's weight at k (in the block whose s{j} and o{j} are declared), or its
+        level (not `scaled`)."""
+        q = _nibble(self.b, f"br{j}", k)
+        return f"({q} * s{j} + o{j})" if scaled else q
+
+
+def _nibble(buf: str, row: str, i: str) -> str:
+    """Nibble i of the row of nibbles at byte `row` of buf (low nibble first), as a float."""
+    return f"(float)(({buf}[{row} + ({i}) / 2] >> ((({i}) & 1) << 2)) & 15)"

@@ -34,10 +34,10 @@ class Place:
 
     def row(self, i: int) -> str:
         """Row i of the tile, clamped to C (its values are computed, then not stored)."""
-        return f"min(m0 + {i}, {self.m_last})" if self.m_ragged else f"m0 + {i}"
+        return f"min(m0 + {i}, {self.m_last})" if self.m_ragged else f"(m0 + {i})"
 
     def col(self, j: int) -> str:
-        return f"min({self.n0} + {j}, {self.n_last})" if self.n_ragged else f"{self.n0} + {j}"
+        return f"min({self.n0} + {j}, {self.n_last})" if self.n_ragged else f"({self.n0} + {j})"
 
 
 def unrolled(t, dtype, epilogue, place: Place) -> list[str]:

@@ -5,14 +5,19 @@ lgc.backends.templates.Elementwise does the loads, broadcasting and conversions 
   UNARY     - expr(x, t): x loaded and converted to the input's type t
   BOOL_OUT  - expr(x, attrs): a test of x whose result is stored as bool
   BINARY    - expr(a, b, t, attrs): both operands converted to the first input's type t
+complex64 operands take lgc.backends.kernels.complex's expression where it has one (mul,
+div, eq, exp, abs); the others (add, sub, neg) are the same C on float2.
 """
 from __future__ import annotations
 
 from ..templates import Elementwise, Pointwise, literal
+from . import complex as cplx
 
 UNARY = {
     "exp": lambda x, t: f"exp({x})",
     "log": lambda x, t: f"log({x})",
+    "log1p": lambda x, t: f"log1p({x})",
+    "expm1": lambda x, t: f"expm1({x})",
     "sqrt": lambda x, t: f"sqrt({x})",
     "sin": lambda x, t: f"sin({x})",
     "cos": lambda x, t: f"cos({x})",
@@ -138,16 +143,24 @@ BINARY = {
 }
 
 
-def _unary(c_expr) -> Elementwise:
-    return Elementwise(lambda a, em: c_expr(a[0], em.in_type(0)))
+def _unary(op, c_expr) -> Elementwise:
+    complex_expr = cplx.UNARY.get(op)
+    if complex_expr is None:
+        return Elementwise(lambda a, em: c_expr(a[0], em.in_type(0)))
+    return Elementwise(lambda a, em: complex_expr(a[0]) if em.in_type(0).is_complex
+                       else c_expr(a[0], em.in_type(0)))
 
 
 def _bool_out(c_expr) -> Elementwise:
     return Elementwise(lambda a, em: c_expr(a[0], em.node.attrs))
 
 
-def _binary(c_expr) -> Elementwise:
-    return Elementwise(lambda a, em: c_expr(a[0], a[1], em.in_type(0), em.node.attrs))
+def _binary(op, c_expr) -> Elementwise:
+    complex_expr = cplx.BINARY.get(op)
+    if complex_expr is None:
+        return Elementwise(lambda a, em: c_expr(a[0], a[1], em.in_type(0), em.node.attrs))
+    return Elementwise(lambda a, em: complex_expr(a[0], a[1]) if em.in_type(0).is_complex
+                       else c_expr(a[0], a[1], em.in_type(0), em.node.attrs))
 
 
 def _where_body(em):
@@ -158,9 +171,9 @@ def _where_body(em):
 
 
 LOWERINGS: dict = {
-    **{op: _unary(expr) for op, expr in UNARY.items()},
+    **{op: _unary(op, expr) for op, expr in UNARY.items()},
     **{op: _bool_out(expr) for op, expr in BOOL_OUT.items()},
-    **{op: _binary(expr) for op, expr in BINARY.items()},
+    **{op: _binary(op, expr) for op, expr in BINARY.items()},
     "where": Pointwise(_where_body),
     # the loaded input converted to the output type: Elementwise's own conversion is the cast
     "cast": Elementwise(lambda a, em: a[0], on_output=False),

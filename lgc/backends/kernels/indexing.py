@@ -31,7 +31,6 @@ def _zero_body(em):
 
 class Steps:
     """Several Pointwise kernels for one node, launched in order (e.g. copy, then scatter)."""
-    alias = False
 
     def __init__(self, *steps):
         self.steps = steps  # (body(em), domain(node) or None)
@@ -125,7 +124,6 @@ def _scatter_elements_write(em):
 
 class _ByReduction:
     """Copy + one write per update without a reduction; the scanning kernel with one."""
-    alias = False
 
     def __init__(self, write, reduce):
         self.write = Steps((_copy_body, None), (write, lambda n: n.inputs[2].shape))
@@ -241,6 +239,36 @@ def _tensor_scatter_body(em):
     if em.node.attrs["mode"] == "circular":
         em.emit(f"{st} = (({st} % {m}) + {m}) % {m};")
     em.store(f"(({st} >= 0 && {st} < {s}) ? {em.load(1, c[:a] + [st] + c[a + 1:])} : {em.load(0)})")
+
+
+def _tensor_scatter_write(em):
+    """One work-item per update element, written where it lands (in place: the rest of the
+    cache is not touched)."""
+    cache = em.inputs[0].shape
+    a, c = norm_axis(em.node.attrs["axis"], len(cache)), list(em.coords)
+    m = cache[a]
+    t = em.tmp(em.index_type, f"({em.index_type})({em.load(2, [c[0]])}) + {c[a]}", "t")
+    if em.node.attrs["mode"] == "circular":
+        em.emit(f"{t} = (({t} % {m}) + {m}) % {m};")
+    em.emit(f"if ({t} >= 0 && {t} < {m}) {{")
+    em.store(em.load(1), coords=c[:a] + [t] + c[a + 1:])
+    em.emit("}")
+
+
+class _WriteInto:
+    """A scatter written into its data operand's buffer (the *_into ops of lgc.ops.lowered):
+    one work-item per update element, and no data argument, since the output is that
+    buffer (lgc.backends.program gives both one buffer id)."""
+
+    def __init__(self, body, updates: int):
+        self.body, self.updates = body, updates
+
+    def kernels(self, node, name):
+        em = Emitter(node, domain=node.inputs[self.updates].shape)
+        self.body(em)
+        k = em.kernel(name)
+        k.args = [a for a in k.args if a.name != "in0"]
+        return [k]
 
 
 # ---- col2im ---------------------------------------------------------------------------------
@@ -410,6 +438,9 @@ LOWERINGS = {
     "reverse_sequence": Pointwise(_reverse_sequence_body, flops_per_point=0),
     "resize": Pointwise(_resize_body, flops_per_point=4),
     "tensor_scatter": Pointwise(_tensor_scatter_body, flops_per_point=0),
+    "tensor_scatter_into": _WriteInto(_tensor_scatter_write, updates=1),
+    "scatter_nd_into": _WriteInto(_scatter_nd_write, updates=2),
+    "scatter_elements_into": _WriteInto(_scatter_elements_write, updates=2),
     "col2im": Pointwise(_col2im_body),
     "affine_grid": Pointwise(_affine_grid_body),
     "grid_sample": Pointwise(_grid_sample_body),

@@ -15,7 +15,8 @@ from ..gemm.cpu_tile import Tile, accumulate, matmul_kernel
 from ..gemm.loads import Load, lane, vtype, width_for
 from ..gemm.problem import Matmul, int8_terms
 from ..gemm.readers import Columns, Rows
-from ..kernel import index_type_for
+from ..kernel import Template, index_type_for
+from ..target import current_target
 from ..templates import Pointwise
 from ..tuning import tuned   # tile choice: tuning database, else heuristic
 
@@ -35,34 +36,41 @@ def matmul_params(M: int, K: int, N: int) -> MatmulParams:
     return MatmulParams(TM=max(1, min(8, M)), TN=width_for(N))
 
 
-class MatmulGen:
-    """Kernel generator for matmul and qmatmul; `params(M, K, N)` picks the CPU tile."""
-    alias = False
+class TileGen(Template):
+    """The GEMM-shaped ops (matmul, conv and their int8 forms): on GPU targets the
+    local-memory variant `gpu` for the dtypes it serves, else the CPU register tile
+    (`cpu_kernel`) that `params` sizes."""
 
-    def __init__(self, params=matmul_params):
+    def __init__(self, params):
         self.params = params
-
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return node.outputs[0].type.size > 0
 
     def kernels(self, node, name, epilogue=None):
         """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
         if node.outputs[0].type.size == 0:
             return []
-        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # local-memory tiled GEMM
-            return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
+        if gpu_gemm.use_gpu(node, target := current_target()):
+            return self.gpu(node, name, target, epilogue)
+        return [self.cpu_kernel(node, name, epilogue)]
+
+
+class MatmulGen(TileGen):
+    """Kernel generator for matmul and qmatmul; `params(M, K, N)` picks the CPU tile."""
+
+    def gpu(self, node, name, target, epilogue):      # the local-memory tiled GEMM
+        return gpu_gemm.matmul_kernels(node, name, target, epilogue=epilogue)
+
+    def cpu_kernel(self, node, name, epilogue):
         mm = Matmul.of(node)
         A, B = node.inputs[:2]
         it = index_type_for(A.type.size, B.type.size, node.outputs[0].type.size)
         if mm.trans:
-            return [self.dot_kernel(node, name, mm, it, epilogue)]
+            return self.dot_kernel(node, name, mm, it, epilogue)
         p = self.params(mm.M, mm.K, mm.N)
         t = Tile(p.TM, p.TN, 1, "float" if node.op == "qmatmul" else node.outputs[0].dtype.cl_compute)
         zero, affine = int8_terms(node) if node.op == "qmatmul" else (None, None)
         a = Rows(Load("in0", A.dtype, t.ct), mm.K, "offa", f"({it}){mm.M - 1}", zero, it)
         b = Columns(Load("in1", B.dtype, t.ct), mm.K, mm.N, "offb", it=it)
-        return [matmul_kernel(node, name, mm, t, it, accumulate(t, a, b), epilogue, affine)]
+        return matmul_kernel(node, name, mm, t, it, accumulate(t, a, b), epilogue, affine)
 
     @staticmethod
     def dot_kernel(node, name, mm, it, epilogue=None):

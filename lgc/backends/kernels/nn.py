@@ -16,15 +16,16 @@ import numpy as np
 
 from ...ops.linalg import prod
 from ...ops.nn import spatial_attrs
-from .. import gpu_conv, gpu_gemm
+from .. import gpu_conv
 from ..gemm.cpu_tile import Tile, accumulate, scale_tile
 from ..gemm.loads import Load, width_for
 from ..gemm.problem import Conv, int8_terms, unravel
 from ..gemm.readers import Im2col, Rows, TiledRows
 from ..gemm.store import Place, unrolled
-from ..kernel import Arg, Kernel, index_type_for
+from ..kernel import Kernel, index_type_for, template_args
 from ..templates import Pointwise, literal
 from ..tuning import tuned   # tile choice: tuning database, else heuristic
+from .linalg import TileGen
 
 
 # ---- conv -----------------------------------------------------------------------------------
@@ -65,27 +66,17 @@ def conv_tile_indices(it: str, O, TP: int, TM: int, Mg: int) -> list[str]:
                    f"const {it} n = ({it})get_global_id(2);"]
 
 
-class ConvGen:
+class ConvGen(TileGen):
     """Kernel generator for conv (and, with int8 reads, qconv); see the module docstring."""
-    alias = False
 
-    def __init__(self, params=conv_params):
-        self.params = params
+    def gpu(self, node, name, target, epilogue):      # the implicit GEMM, local memory
+        return gpu_conv.conv_kernels(node, name, target, epilogue=epilogue)
 
-    @staticmethod
-    def takes_epilogue(node) -> bool:
-        return True
-
-    def kernels(self, node, name, epilogue=None):
-        """epilogue (lgc.backends.fused.Epilogue): applied to each value before the store."""
-        if node.outputs[0].type.size == 0:
-            return []
-        if gpu_gemm.use_gpu(node, target := gpu_gemm.current_target()):   # implicit GEMM, local memory
-            return gpu_conv.conv_kernels(node, name, target, epilogue=epilogue)
+    def cpu_kernel(self, node, name, epilogue):
         c = Conv.of(node).flattened()
         p = self.params(c.Mg, c.O[-1], c.s[-1], c.KS)
         ct = "float" if node.op == "qconv" else node.outputs[0].dtype.cl_compute
-        return [tile_kernel(node, name, c, Tile(c.tm or p.TM, p.TP, 1, ct), epilogue)]
+        return tile_kernel(node, name, c, Tile(c.tm or p.TM, p.TP, 1, ct), epilogue)
 
 
 def tile_kernel(node, name, c: Conv, t: Tile, epilogue=None) -> Kernel:
@@ -114,8 +105,7 @@ def tile_kernel(node, name, c: Conv, t: Tile, epilogue=None) -> Kernel:
     if affine is not None:
         body += scale_tile(t, affine, place.row, place.col)
     body += unrolled(t, out.dtype, epilogue, place)
-    args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)]
-    args += (epilogue.args if epilogue is not None else []) + [Arg("out0", out, True)]
+    args = template_args(node.inputs, epilogue, Y)
     return Kernel(name, args, body, global_size=(-(-O[-1] // t.width) * prod(O[:-1]), c.g * -(-Mg // t.rows), c.N),
                   local_size=(1, 1, 1), index_type=it, node_name=node.name or "",
                   flops=2 * Y.type.size * c.Cg * c.KS)

@@ -1,12 +1,15 @@
 """OpenCL kernels of the quant op family (lgc.ops.quant holds their semantics): quantize as
-a C expression, and the qmatmul and qconv templates of lgc.backends.quant_kernels, which
-every backend lowers (the CPU's int8 panel ops are in that module's own table)."""
+a C expression, the qmatmul and qconv templates of lgc.backends.quant_kernels, which every
+backend lowers (the CPU's int8 panel ops are in that module's own table), and the 4-bit
+ops' kernels (lgc.backends.nbits_kernels)."""
 from __future__ import annotations
 
 from ...ir import dtypes
 from ...ops.quant import RANGES
-from ..quant_kernels import QConvGen, QMatmulGen
+from ..nbits_kernels import LOWERINGS as NBITS
+from ..quant_kernels import QConvGen, QMatmulGen, qconv_params
 from ..templates import Elementwise, literal
+from .linalg import matmul_params
 
 
 def _quantize_expr(ops, em):
@@ -17,6 +20,7 @@ def _quantize_expr(ops, em):
 
 LOWERINGS: dict = {
     "quantize": Elementwise(_quantize_expr),
-    "qmatmul": QMatmulGen(),
-    "qconv": QConvGen(),
+    "qmatmul": QMatmulGen(matmul_params),
+    "qconv": QConvGen(qconv_params),
+    **NBITS,
 }

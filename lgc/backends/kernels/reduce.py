@@ -116,8 +116,9 @@ def _reduce_kernel(init, step, finish=lambda acc, n, t: acc):
 
 def _c_mean(acc, n, t):
     if n == 0:  # NumPy: mean of nothing is nan (for ints, we store 0)
-        return literal(float("nan"), t) if t.is_float else literal(0, t)
-    return f"({acc} / {literal(n, t)})"
+        nan = float("nan")
+        return literal(complex(nan, nan) if t.is_complex else nan if t.is_float else 0, t)
+    return f"({acc} / {literal(n, dtypes.f32 if t.is_complex else t)})"   # float2 / float
 
 
 _REDUCE = {
@@ -142,9 +143,9 @@ def _arg_kernel(largest):
         coords = _laned(coords, lanes)
         first = list(coords)
         first[a["axis"]] = "0"
-        em.emit(f"{ct} best[{lanes}];", f"long idx[{lanes}];",
-                f"{_lane_loop(lanes)} {{ best[j] = {em.load(0, first)}; idx[j] = 0; }}",
-                *loops, _lane_loop(lanes) + " {")
+        em.emit(f"{ct} best[{lanes}];", f"long idx[{lanes}];", _lane_loop(lanes) + " {")
+        # inside the lane loop: a fused producer's statements for the first element use j
+        em.emit(f"best[j] = {em.load(0, first)}; idx[j] = 0; }}", *loops, _lane_loop(lanes) + " {")
         v = em.tmp(ct, em.load(0, coords), "v")
         last = a["select_last_index"]
         op = (">" if largest else "<") + ("=" if last else "")

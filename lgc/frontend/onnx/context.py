@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ModelError
-from ...ir import registry
-from ...ir.builder import GraphBuilder
-from ...ir.graph import Value
+from ...errors import ModelError, UnsupportedOp
+from ...ir import dtypes, registry
+from ...ir.builder import GraphBuilder, size_problem
+from ...ir.graph import TensorType, Value
 
 FOLD_LIMIT = 1 << 24  # elements; larger constant results stay as graph nodes
 SPECIALISE_LIMIT = 16  # elements: inputs the size of a shape, axes or pads vector
@@ -33,6 +33,7 @@ class Context:
         self.input_of = input_of      # graph-input Value -> its ONNX name
         self.node = None              # the ONNX node being converted (for errors and names)
         self.env: dict = {}           # ONNX name -> Value in scope (subgraphs read outer names)
+        self.nbits: dict = {}         # Value -> (inputs, attrs) of 4-bit weights a MatMul reads packed
 
     # -- building --------------------------------------------------------------------
     @property
@@ -41,7 +42,10 @@ class Context:
 
     def const(self, array, dtype=None) -> Value:
         a = np.asarray(array, dtype=dtype)
-        v = self.b.const(a)
+        try:
+            v = self.b.const(a)
+        except TypeError as e:  # a dtype lgc has no kernels for (complex, strings)
+            raise UnsupportedOp(f"node {self.name!r}: {e}") from None
         self.known[v] = a
         return v
 
@@ -51,7 +55,7 @@ class Context:
             opdef = registry.get(op)
             attrs_n = opdef.normalize_attrs(attrs or {})
             types = opdef.infer([v.type for v in inputs], attrs_n)
-            if all(t.size <= FOLD_LIMIT for t in types):
+            if all(size_problem(t) is None and t.size <= FOLD_LIMIT for t in types):
                 outs = opdef.reference([self.known[v] for v in inputs], attrs_n)
                 vals = []
                 for t, o in zip(types, outs):
@@ -61,6 +65,13 @@ class Context:
                     vals.append(self.const(o))
                 return vals[0] if len(vals) == 1 and num_outputs is None else tuple(vals)
         return self.b.op(op, inputs, attrs, name=self.name or None, num_outputs=num_outputs)
+
+    def check_size(self, shape, dtype, what: str) -> None:
+        """Refuse, before NumPy allocates it, an array a converter computes at import whose
+        shape comes from the model (a Range's length, a window's size)."""
+        problem = size_problem(TensorType(dtypes.from_numpy(np.dtype(dtype)), tuple(int(d) for d in shape)))
+        if problem:
+            raise registry.OpError(f"{what}: {problem}")
 
     # -- compile-time values ---------------------------------------------------------
     def value(self, v: Value | None) -> np.ndarray | None:

@@ -13,15 +13,22 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...errors import ModelError, UnsupportedOp
-from ...ir import dtypes
-from ...ir.builder import GraphBuilder
+from ...ir.builder import GraphBuilder, size_problem
 from ...ir.graph import Graph, TensorType, Value
 from ...ir.registry import OpError
 from . import functions
 from .context import Context, NeedsInputValue
 from .converters import CONVERTERS
+from .validate import (DEFAULT_DOMAINS, check_declared_output, check_external_paths,
+                       check_model, default_opset, node_input_problem, node_name, onnx_dtype,
+                       subgraphs)
 
-DEFAULT_DOMAINS = ("", "ai.onnx")
+# A converter that trips over inputs its op's schema allows but its code did not expect (a rank,
+# an attribute's length): still a one-line error naming the node, not a traceback. The fuzz
+# test (tests/test_onnx_fuzz.py) requires its corpus to be refused by the checks before this.
+CONVERTER_SLIPS = (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError,
+                   AttributeError)
+CANNOT_CONVERT = "lgc's converter cannot handle"
 
 
 class OnnxNode:
@@ -31,12 +38,24 @@ class OnnxNode:
         self.proto = proto
         self.op_type = proto.op_type
         self.domain = proto.domain
-        self.name = proto.name or (proto.output[0] if proto.output else proto.op_type)
-        self.attrs = {a.name: _attr_value(a) for a in proto.attribute}
+        self.name = node_name(proto)
+        self.attrs = {a.name: self._decoded(a) for a in proto.attribute}
         self.num_outputs = len(proto.output)
 
     def attr(self, name, default=None):
         return self.attrs.get(name, default)
+
+    def _decoded(self, a: onnx.AttributeProto):
+        try:
+            return _attr_value(a)
+        except Exception as e:
+            raise ModelError(f"node {self.name!r} ({self.op_type}): attribute {a.name!r} cannot be "
+                             f"read ({_first_line(e, 'bad value')})") from None
+
+
+# 4-bit initializers (blocked DequantizeLinear's weights) are read as int8 / uint8; the
+# DequantizeLinear converter packs them again where a MatMul reads them (qmatmul_nbits)
+FOUR_BIT = {onnx.TensorProto.INT4: np.int8, onnx.TensorProto.UINT4: np.uint8}
 
 
 def _attr_value(a):
@@ -48,23 +67,6 @@ def _attr_value(a):
     if isinstance(v, list) and v and isinstance(v[0], bytes):
         return [x.decode("utf-8", "replace") for x in v]
     return v
-
-
-def onnx_dtype(elem_type: int, where: str) -> dtypes.DType:
-    try:
-        npt = helper.tensor_dtype_to_np_dtype(elem_type)
-        return dtypes.from_numpy(npt)
-    except (KeyError, TypeError, ValueError):
-        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type in \
-            onnx.TensorProto.DataType.values() else str(elem_type)
-        raise UnsupportedOp(f"{where}: element type {name} is not supported") from None
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in DEFAULT_DOMAINS:
-            return int(o.version)
-    return 1 if not model.opset_import else 21
 
 
 def declared_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -91,26 +93,49 @@ def default_input_types(model: onnx.ModelProto, input_shapes: dict | None = None
 
 
 def load_model(source) -> onnx.ModelProto:
-    """Read an ONNX model from a path, bytes or a ModelProto; clear error when malformed."""
+    """Read an ONNX model from a path, bytes or a ModelProto and check it (validate.py);
+    a clear one-line ModelError when it is malformed."""
     if isinstance(source, onnx.ModelProto):
-        return source
+        model, base_dir = source, None
+    else:
+        model, base_dir = _parse(source)
+    if not model.graph.node and not model.graph.output:
+        raise ModelError("model has an empty graph (is the file an ONNX model?)")
+    check_external_paths(model, base_dir)
+    if base_dir is not None:
+        _read_external_data(model, base_dir)
+    check_model(model)
+    return model
+
+
+def _parse(source) -> tuple[onnx.ModelProto, str | None]:
+    """The model without its external data, and the folder that data is read from."""
+    where = "model bytes" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
         if isinstance(source, (bytes, bytearray)):
-            model = onnx.load_from_string(bytes(source))
-        else:
-            path = os.fspath(source)
-            if not os.path.exists(path):
-                raise ModelError(f"{path}: no such file")
-            model = onnx.load(path, load_external_data=True)
+            return onnx.load_from_string(bytes(source)), None
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ModelError(f"{path}: no such file" if not os.path.exists(path) else
+                             f"{path}: not a regular file")
+        return onnx.load(path, load_external_data=False), os.path.dirname(os.path.abspath(path))
     except ModelError:
         raise
     except Exception as e:
-        where = "model bytes" if isinstance(source, (bytes, bytearray)) else str(source)
-        raise ModelError(f"{where}: not a readable ONNX model ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else 'parse error'})") from None
-    if not model.graph.node and not model.graph.output:
-        raise ModelError("model has an empty graph (is the file an ONNX model?)")
-    return model
+        raise ModelError(f"{where}: not a readable ONNX model ({_first_line(e, 'parse error')})") from None
+
+
+def _read_external_data(model: onnx.ModelProto, base_dir: str) -> None:
+    try:
+        onnx.load_external_data_for_model(model, base_dir)
+    except Exception as e:
+        raise ModelError(f"external data of the model cannot be read ({_first_line(e, 'read error')})") \
+            from None
+
+
+def _first_line(e: Exception, default: str) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else default}"
 
 
 def check_supported(model: onnx.ModelProto) -> None:
@@ -124,14 +149,10 @@ def check_supported(model: onnx.ModelProto) -> None:
             if (domain, proto.op_type) not in CONVERTERS and \
                     not functions.has_body(proto.op_type, proto.domain, opset):
                 dom = f" in domain {proto.domain!r}" if domain else ""
-                name = proto.name or (proto.output[0] if proto.output else proto.op_type)
                 raise UnsupportedOp(f"unsupported ONNX operator {proto.op_type}{dom} "
-                                    f"(node {name!r}, opset {opset})")
-            for a in proto.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    walk(a.g)
-                for g in a.graphs:
-                    walk(g)
+                                    f"(node {node_name(proto)!r}, opset {opset})")
+            for g in subgraphs(proto):
+                walk(g)
     walk(model.graph)
 
 
@@ -149,13 +170,21 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
         if vi.name in static_values:
             env[vi.name] = ctx.const(static_values[vi.name])
             continue
+        problem = size_problem(input_types[vi.name])
+        if problem:
+            raise ModelError(f"input {vi.name!r}: {problem}")
         v = b.input(vi.name, input_types[vi.name])
         input_of[v] = vi.name
         env[vi.name] = v
         graph_inputs.append(v)
     for init in model.graph.initializer:
+        four_bit = FOUR_BIT.get(init.data_type)
+        if four_bit is None:
+            onnx_dtype(init.data_type, f"initializer {init.name!r}")
         try:
             arr = numpy_helper.to_array(init)
+            if four_bit is not None:      # lgc has no 4-bit dtype: the values widened to 8 bits
+                arr = arr.astype(four_bit)
         except Exception as e:
             raise ModelError(f"initializer {init.name!r} cannot be read: {e}") from None
         if arr.dtype == object:
@@ -169,6 +198,7 @@ def import_graph(model: onnx.ModelProto, input_types: dict[str, TensorType],
         if not isinstance(env[o.name], Value):
             raise UnsupportedOp(f"graph output {o.name!r} is a sequence or optional, which lgc "
                                 f"cannot return (only tensors)")
+        check_declared_output(o, env[o.name].dtype.np, env[o.name].shape)
         outputs.append(env[o.name])
     return b.build(outputs, [input_of[v] for v in graph_inputs],
                    [o.name for o in model.graph.output])
@@ -193,31 +223,53 @@ def convert_nodes(ctx: Context, nodes, env: dict, opset: int) -> None:
             else:
                 raise ModelError(f"node {node.name!r} ({node.op_type}) reads {name!r}, "
                                  f"which no earlier node or input defines")
+        problem = node_input_problem(proto, [v.type if isinstance(v, Value) else v for v in inputs],
+                                     opset)
         if fn is None:
+            if problem:
+                raise ModelError(problem)
             results = _expand_function(ctx, node, inputs, opset)
-            for name, v in zip(proto.output, results):
-                if name:
-                    env[name] = v
-            continue
-        ctx.node = node
-        ctx.env = env
-        try:
-            result = fn(ctx, node, *inputs)
-        except (NeedsInputValue, ModelError):
-            raise
-        except OpError as e:
-            msg = str(e)
-            inner = f"node {node.name!r} ("
-            if msg.startswith(inner) and "): " in msg:  # the builder already named the node
-                msg = msg.split("): ", 1)[1]
-            raise ModelError(f"node {node.name!r} ({node.op_type}): {msg}") from None
-        except NotImplementedError as e:
-            raise UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        else:
+            results = _convert(ctx, node, fn, inputs, env, opset, problem)
         for name, v in zip(proto.output, results):
             if name:
                 env[name] = v
+
+
+def _convert(ctx: Context, node: OnnxNode, fn, inputs: list, env: dict, opset: int,
+             problem: str | None) -> list:
+    """The node's converter run on its inputs, its outputs as a list; every failure a one-line
+    lgc error naming the node. `problem`: why onnx's inference rejects the inputs. The
+    converter's own OpError says it in lgc's words where it has them; otherwise the problem
+    is the error, also when the converter would have gone on."""
+    ctx.node, ctx.env = node, env
+    try:
+        result = fn(ctx, node, *inputs)
+    except (NeedsInputValue, ModelError):
+        raise
+    except OpError as e:
+        msg = str(e)
+        inner = f"node {node.name!r} ("
+        if msg.startswith(inner) and "): " in msg:  # the builder already named the node
+            msg = msg.split("): ", 1)[1]
+        raise ModelError(f"node {node.name!r} ({node.op_type}): {msg}") from None
+    except NotImplementedError as e:
+        raise ModelError(problem) if problem else \
+            UnsupportedOp(f"node {node.name!r} ({node.op_type}, opset {opset}): {e}") from None
+    except CONVERTER_SLIPS as e:
+        raise ModelError(problem or f"node {node.name!r} ({node.op_type}): {CANNOT_CONVERT} inputs "
+                         f"{_types_of(inputs)} and attributes {sorted(node.attrs)} "
+                         f"({_first_line(e, 'no detail')})") from None
+    finally:
         ctx.node = None
+    if problem:
+        raise ModelError(problem)
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def _types_of(inputs) -> str:
+    return "(" + ", ".join(str(v.type) if isinstance(v, Value) else type(v).__name__.lower()
+                           for v in inputs) + ")"
 
 
 def _expand_function(ctx: Context, node: OnnxNode, inputs: list, opset: int) -> list:

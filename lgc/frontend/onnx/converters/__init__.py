@@ -14,6 +14,8 @@ import importlib
 import pkgutil
 from typing import Callable
 
+from ..validate import onnx_dtype
+
 CONVERTERS: dict[tuple[str, str], Callable] = {}
 
 
@@ -26,6 +28,12 @@ def converter(*op_types: str, domain: str = ""):
             CONVERTERS[key] = fn
         return fn
     return deco
+
+
+def attr_dtype(node, name: str, default=None):
+    """The lgc dtype an attribute (Cast's `to`, EyeLike's `dtype`...) names; UnsupportedOp
+    naming node and attribute for a type lgc lacks or a number that is no type."""
+    return onnx_dtype(node.attr(name, default), f"node {node.name!r} ({node.op_type}) attribute {name!r}")
 
 
 def _load():

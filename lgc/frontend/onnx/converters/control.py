@@ -22,22 +22,24 @@ from . import converter
 MAX_UNROLL = 4096
 
 
-def _run_subgraph(ctx, graph, bound: list, outer_env: dict) -> list:
-    """Inline `graph` with its inputs bound to `bound`; returns its output Values."""
+def _run_subgraph(ctx, graph, bound: list, outer_env: dict, into=None, what: str = "subgraph") -> list:
+    """Inline `graph` into the graph of `into` (default: ctx's) with its inputs bound to
+    `bound`; returns its output Values."""
     from ..importer import convert_nodes   # the importer loads the converters
     from onnx import numpy_helper
+    into = into or ctx
     env = dict(outer_env)
     for vi, v in zip(graph.input, bound):
         env[vi.name] = v
     for init in graph.initializer:
-        env[init.name] = ctx.const(numpy_helper.to_array(init))
+        env[init.name] = into.const(numpy_helper.to_array(init))
     saved = ctx.node
-    convert_nodes(ctx, graph.node, env, ctx.opset)
+    convert_nodes(into, graph.node, env, ctx.opset)
     ctx.node = saved
     try:
         return [env[o.name] for o in graph.output]
     except KeyError as e:
-        raise ModelError(f"node {ctx.name!r}: subgraph output {e} is never produced") from None
+        raise ModelError(f"node {ctx.name!r}: {what} output {e} is never produced") from None
 
 
 @converter("If")
@@ -51,6 +53,9 @@ def if_(ctx, node, cond):
     other = _run_subgraph(ctx, node.attr("else_branch"), [], env)
     outs = []
     for a, b in zip(then, other):
+        if any(v is None or isinstance(v, list) for v in (a, b)):
+            raise NotImplementedError("If with a data-dependent condition whose branches give "
+                                      "sequences or empty optionals")
         if a.type != b.type:
             raise NotImplementedError(f"If with a data-dependent condition whose branches give "
                                       f"different types ({a.type} vs {b.type})")
@@ -126,8 +131,6 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
     """The Loop as one while op. Carry: (iteration, keep going, loop state...); constants:
     the trip count, then the values of the enclosing graph the body reads (constants known
     when compiling are copied into the body instead)."""
-    from ..importer import convert_nodes   # as in _run_subgraph
-    from onnx import numpy_helper
     body = node.attr("body")
     n_state = len(carried)
     if len(body.output) - 1 - n_state:
@@ -162,17 +165,7 @@ def _as_while(ctx, node, trip, cond, carried, why: str):
     g_cond = b.build([keep])
 
     b, sctx, ins, env = subgraph("body")
-    for vi, v in zip(body.input, [ins[0], ins[1]] + ins[2:len(carry0)]):
-        env[vi.name] = v
-    for init in body.initializer:
-        env[init.name] = sctx.const(numpy_helper.to_array(init))
-    saved = ctx.node
-    convert_nodes(sctx, body.node, env, ctx.opset)
-    ctx.node = saved
-    try:
-        outs = [env[o.name] for o in body.output]
-    except KeyError as e:
-        raise ModelError(f"node {ctx.name!r}: Loop body output {e} is never produced") from None
+    outs = _run_subgraph(ctx, body, ins[:len(carry0)], env, sctx, "Loop body")
     keep_out = ins[1] if cond is None else outs[0]   # no cond input: the body's is ignored
     if keep_out.type.shape != ():
         keep_out = sctx.op("reshape", [keep_out], {"shape": ()})
@@ -195,6 +188,9 @@ def scan(ctx, node, *inputs):
     body = node.attr("body")
     env = ctx.env
     n_scan_in = int(node.attr("num_scan_inputs"))
+    if not 0 < n_scan_in <= len(inputs):
+        raise ModelError(f"node {node.name!r} (Scan): num_scan_inputs {n_scan_in}, but the node "
+                         f"has {len(inputs)} inputs")
     n_state = len(inputs) - n_scan_in
     state, xs = list(inputs[:n_state]), list(inputs[n_state:])
     in_axes = list(node.attr("scan_input_axes", [0] * n_scan_in))

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
-from ....ir import dtypes
-from . import converter
+from . import attr_dtype, converter
 
 _UNARY = {
     "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Sin": "sin", "Cos": "cos", "Tan": "tan",
@@ -63,8 +61,7 @@ def constant(ctx, node):
 
 @converter("Cast")
 def cast(ctx, node, x):
-    to = helper.tensor_dtype_to_np_dtype(node.attr("to"))
-    dt = dtypes.from_numpy(to)
+    dt = attr_dtype(node, "to")
     if dt == x.dtype:
         return x
     return ctx.op("cast", [x], {"to": dt.name})

@@ -4,9 +4,9 @@ are constants. Window generators fold at compile time when their size is known."
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
-from . import converter
+from . import attr_dtype, converter
+from .nn import check_window
 
 
 @converter("Gather")
@@ -158,11 +158,12 @@ def _window(coeffs):
     """Generalised cosine window sum_j c_j cos(2 pi j k / N), folded (size is known)."""
     def conv(ctx, node, size):
         (n,) = ctx.ints(size, f"{node.op_type} size")
+        ctx.check_size([n], np.float64, f"{node.op_type} size")
         m = n if node.attr("periodic", 1) else n - 1
         k = np.arange(n, dtype=np.float64)
         w = sum(c * np.cos(2 * np.pi * j * k / m) for j, c in enumerate(coeffs)) if m > 0 \
             else np.ones(n)
-        return ctx.const(w.astype(helper.tensor_dtype_to_np_dtype(node.attr("output_datatype", 1))))
+        return ctx.const(w.astype(attr_dtype(node, "output_datatype", 1).np))
     return conv
 
 
@@ -224,6 +225,7 @@ def max_unpool(ctx, node, x, indices, output_shape=None):
     k = node.attr("kernel_shape")
     d = len(k)
     strides, pads = node.attr("strides", [1] * d), node.attr("pads", [0] * 2 * d)
+    check_window(x, k, strides, pads)
     shape = list(x.shape[:2]) + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[d + i] + k[i]
                                  for i in range(d)]
     y = ctx.op("max_unpool", [x, indices], {"shape": tuple(shape)})

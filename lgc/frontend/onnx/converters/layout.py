@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import helper
 
-from ....ir import dtypes
 from ....ir.registry import OpError
 from ....ops._rules import broadcast_shapes
-from . import converter
+from . import attr_dtype, converter
 
 BIG_CONST = 1 << 16  # filled tensors larger than this are broadcast on the device, not stored
 
@@ -29,6 +27,8 @@ def reshape(ctx, x, shape):
 
 def transpose(ctx, x, perm):
     perm = tuple(int(p) for p in perm)
+    if sorted(perm) != list(range(x.type.rank)):
+        raise OpError(f"perm {perm} is not a permutation of the {x.type.rank} axes of {x.shape}")
     big = [p for p in perm if x.shape[p] != 1]
     if big == sorted(big):  # only size-1 axes move: the element order is unchanged
         return reshape(ctx, x, [x.shape[p] for p in perm])
@@ -103,13 +103,18 @@ def constant_of_shape(ctx, node, shp):
 def range_(ctx, node, start, limit, delta):
     s, l, d = (ctx.need(v, f"Range {w}") for v, w in ((start, "start"), (limit, "limit"),
                                                         (delta, "delta")))
+    if any(np.size(v) != 1 for v in (s, l, d)):
+        raise OpError("Range start, limit and delta must be scalars")
+    count = (float(l.item()) - float(s.item())) / float(d.item()) if d.item() else math.nan
+    if not math.isfinite(count):
+        raise OpError(f"Range from {s.item()} to {l.item()} by {d.item()} has no finite length")
+    ctx.check_size([max(math.ceil(count), 0)], s.dtype, "Range")
     return ctx.const(np.arange(s.item(), l.item(), d.item()).astype(s.dtype))
 
 
 @converter("EyeLike")
 def eye_like(ctx, node, x):
-    dt = x.dtype.np if node.attr("dtype") is None else \
-        dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(node.attr("dtype"))).np
+    dt = x.dtype.np if node.attr("dtype") is None else attr_dtype(node, "dtype").np
     rows, cols = x.shape
     return ctx.const(np.eye(rows, cols, node.attr("k", 0), dtype=dt))
 
@@ -166,6 +171,8 @@ def transpose_(ctx, node, x):
 @converter("Concat")
 def concat(ctx, node, *xs):
     xs = [x for x in xs if x is not None]
+    if len({x.type.rank for x in xs}) > 1:
+        raise OpError(f"inputs of different ranks {[x.shape for x in xs]} cannot be concatenated")
     axis = _axis(node.attr("axis", 1), len(xs[0].shape))
     parts = [x for x in xs if x.shape[axis]] or xs[:1]  # empty parts add nothing
     rest = lambda x: (x.dtype, x.shape[:axis] + x.shape[axis + 1:])  # noqa: E731

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....ir.registry import OpError
 from . import converter
 
 
@@ -39,6 +40,9 @@ def _product(ctx, a, b, b_transposed=False):
 
 @converter("MatMul")
 def matmul(ctx, node, a, b):
+    if b in ctx.nbits:      # 4-bit weights of a blocked DequantizeLinear: read packed
+        inputs, attrs = ctx.nbits[b]
+        return ctx.op("qmatmul_nbits", [a] + inputs, attrs)
     return _product(ctx, a, b)
 
 
@@ -85,7 +89,18 @@ def _window_attrs(node, x, kernel):
         pads = tuple(node.attr("pads") or (0,) * (2 * r))
     else:
         raise NotImplementedError(f"auto_pad={auto_pad!r}")
+    check_window(x, kernel, strides, pads, dilations)
     return {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+def check_window(x, kernel, strides, pads, dilations=None):
+    """One stride (dilation) per spatial axis of x, two pads: else OpError naming them all."""
+    r = len(kernel)
+    if x.type.rank != r + 2 or len(strides) != r or len(pads) != 2 * r or \
+            (dilations is not None and len(dilations) != r):
+        raise OpError(f"kernel {tuple(kernel)}, strides {tuple(strides)}, pads {tuple(pads)}"
+                      + (f", dilations {tuple(dilations)}" if dilations is not None else "")
+                      + f" do not fit an input of shape {x.shape}")
 
 
 @converter("Conv")

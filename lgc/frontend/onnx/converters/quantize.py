@@ -1,16 +1,20 @@
 """QuantizeLinear / DequantizeLinear for integer types, as elementwise core ops.
 
 Per-tensor, per-axis and blocked scales are supported; scales and zero points are broadcast
-to the input (blocked ones repeated along the axis with a constant gather). Float8/4-bit
-types have no lgc dtype and are reported as unsupported.
+to the input (blocked ones repeated along the axis with a constant gather). Float8 types have
+no lgc dtype and are reported as unsupported; 4-bit initializers are read widened to 8 bits,
+and a blocked DequantizeLinear of constant 4-bit weights [K, N] along K becomes
+dequantize_nbits (onnxruntime's MatMulNBits layout), which a MatMul reading it turns into
+qmatmul_nbits: the weights stay 4-bit. onnxruntime's com.microsoft MatMulNBits maps onto
+qmatmul_nbits as it is.
 """
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
 from ....ir import dtypes
-from . import converter
+from ....ops.quant import pack_nbits, pack_nibbles
+from . import attr_dtype, converter
 from .nn import _window_attrs, average_pool
 
 _RANGES = {"u8": (0, 255), "i8": (-128, 127), "u16": (0, 65535), "i16": (-32768, 32767)}
@@ -32,8 +36,7 @@ def _broadcast_param(ctx, p, x, axis, block):
 def _out_dtype(node, zp, default="u8"):
     if zp is not None:
         return zp.dtype
-    to = node.attr("output_dtype", 0)
-    return dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(to)) if to else dtypes.by_name(default)
+    return attr_dtype(node, "output_dtype") if node.attr("output_dtype", 0) else dtypes.by_name(default)
 
 
 @converter("QuantizeLinear")
@@ -42,8 +45,7 @@ def quantize_linear(ctx, node, x, scale, zp=None):
     if out.name not in _RANGES:
         raise NotImplementedError(f"quantizing to {out} (only int8, uint8, int16, uint16)")
     axis, block = node.attr("axis", 1), node.attr("block_size", 0)
-    precision = node.attr("precision", 0)
-    work = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(precision)) if precision else x.dtype
+    work = attr_dtype(node, "precision") if node.attr("precision", 0) else x.dtype
     xs = x if x.dtype == work else ctx.op("cast", [x], {"to": work.name})
     s = _broadcast_param(ctx, scale, x, axis, block)
     s = s if s.dtype == work else ctx.op("cast", [s], {"to": work.name})
@@ -61,6 +63,9 @@ def dequantize_linear(ctx, node, x, scale, zp=None):
     if x.dtype.name not in _RANGES and x.dtype.name != "i32":
         raise NotImplementedError(f"dequantizing {x.dtype}")
     axis, block = node.attr("axis", 1), node.attr("block_size", 0)
+    packed = _blocked_nbits(ctx, node, x, scale, zp, axis, block)
+    if packed is not None:
+        return packed
     dx = ctx.op("cast", [x], {"to": "f32"})
     if zp is not None:
         z = ctx.op("cast", [_broadcast_param(ctx, zp, x, axis, block)], {"to": "f32"})
@@ -68,14 +73,62 @@ def dequantize_linear(ctx, node, x, scale, zp=None):
     s = ctx.op("cast", [_broadcast_param(ctx, scale, x, axis, block)], {"to": "f32"}) \
         if scale.dtype.name != "f32" else _broadcast_param(ctx, scale, x, axis, block)
     y = ctx.op("mul", [dx, s])
-    to = node.attr("output_dtype", 0)
-    out = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(to)) if to else scale.dtype
+    out = attr_dtype(node, "output_dtype") if node.attr("output_dtype", 0) else scale.dtype
     return y if out.name == "f32" else ctx.op("cast", [y], {"to": out.name})
+
+
+def _blocked_nbits(ctx, node, x, scale, zp, axis, block):
+    """dequantize_nbits of constant weights x [K, N] whose blocks run along K and whose values
+    (less their zero points) fit 4 bits, else None. Not folded into float32: a MatMul reading
+    it becomes qmatmul_nbits (ctx.nbits); anything else runs the dequantize kernel."""
+    xv, sv = ctx.value(x), ctx.value(scale)
+    zv = ctx.value(zp) if zp is not None else np.zeros((), np.int64)
+    if xv is None or sv is None or zv is None or xv.ndim != 2 or axis % 2 != 0 or \
+            block < 16 or block & (block - 1) or sv.shape != (-(-xv.shape[0] // block), xv.shape[1]):
+        return None
+    signed = xv.dtype.kind == "i"
+    q = xv.astype(np.int64) + (8 if signed else 0)              # as unsigned nibbles
+    z = np.broadcast_to(np.asarray(zv, np.int64) + (8 if signed else 0), sv.shape)
+    if q.min(initial=0) < 0 or q.max(initial=0) > 15 or z.min() < 0 or z.max() > 15:
+        return None
+    b, s, zps = pack_nbits(q, sv.astype(np.float32), None if np.all(z == 8) else z, block)
+    inputs = [ctx.const(a) for a in (b, s, zps) if a is not None]
+    attrs = {"k": xv.shape[0], "block_size": block}
+    y = ctx.b.op("dequantize_nbits", inputs, attrs, name=ctx.name or None)
+    ctx.nbits[y] = (inputs, attrs)
+    out = attr_dtype(node, "output_dtype") if node.attr("output_dtype", 0) else scale.dtype
+    return y if out.name == "f32" else ctx.op("cast", [y], {"to": out.name})
+
+
+@converter("MatMulNBits", domain="com.microsoft")
+def matmul_nbits(ctx, node, a, b, scales, zero_points=None, g_idx=None, bias=None):
+    """onnxruntime's 4-bit weight-only MatMul as qmatmul_nbits (the same layout). Its
+    accuracy_level (int8 arithmetic on CPUs) is a speed option: lgc computes in float32."""
+    K, N, bits, block = node.attr("K"), node.attr("N"), node.attr("bits", 4), node.attr("block_size")
+    if bits != 4:
+        raise NotImplementedError(f"MatMulNBits with bits={bits} (only 4-bit weights)")
+    G = -(-K // block)
+    if g_idx is not None:
+        gv = ctx.value(g_idx)
+        if gv is None or not np.array_equal(np.asarray(gv).reshape(-1), np.arange(K) // block):
+            raise NotImplementedError("MatMulNBits with a g_idx that reorders blocks (act-order)")
+    inputs = [ctx.op("reshape", [b], {"shape": (N, G, block // 2)}),
+              ctx.op("reshape", [_f32(ctx, scales)], {"shape": (N, G)})]
+    if zero_points is not None:
+        if zero_points.dtype.name != "u8":
+            zv = ctx.value(zero_points)
+            if zv is None or np.any(zv != np.rint(zv)) or zv.min() < 0 or zv.max() > 15:
+                raise NotImplementedError("MatMulNBits with float zero points that are not "
+                                          "constant integers 0..15")
+            zero_points = ctx.const(pack_nibbles(np.asarray(zv).reshape(N, G).astype(np.uint8)))
+        inputs.append(ctx.op("reshape", [zero_points], {"shape": (N, -(-G // 2))}))
+    y = ctx.op("qmatmul_nbits", [a] + inputs, {"k": K, "block_size": block})
+    return y if bias is None else ctx.op("add", [y, _f32(ctx, bias)])
 
 
 @converter("BitCast")
 def bit_cast(ctx, node, x):
-    to = dtypes.from_numpy(helper.tensor_dtype_to_np_dtype(node.attr("to")))
+    to = attr_dtype(node, "to")
     return x if to == x.dtype else ctx.op("bitcast", [x], {"to": to.name})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....ir.registry import OpError
 from . import converter
 
 
@@ -79,8 +80,12 @@ class _Spec:
         if self.layout:
             X = ctx.op("transpose", [X], {"perm": (1, 0, 2)})
         self.X = X
+        if X.type.rank != 3 or R.type.rank != 3 or W.type.rank != 3:
+            raise OpError(f"X, W and R must have rank 3, not {X.shape}, {W.shape}, {R.shape}")
         self.seq, self.batch = X.shape[0], X.shape[1]
         self.hidden = node.attr("hidden_size") or R.shape[-1]
+        if self.hidden != R.shape[-1]:
+            raise OpError(f"hidden_size {self.hidden} does not match R of shape {R.shape}")
         self.direction = node.attr("direction", "forward")
         self.dirs = 2 if self.direction == "bidirectional" else 1
         self.clip = node.attr("clip")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....ir.registry import OpError
 from . import converter
 from .control import _run_subgraph
+from .layout import _axis
 
 
 def _pos(ctx, pos, n, insert=False):
@@ -61,7 +63,9 @@ def sequence_erase(ctx, node, seq, pos=None):
 
 @converter("SplitToSequence")
 def split_to_sequence(ctx, node, x, split=None):
-    axis = node.attr("axis", 0) % len(x.shape)
+    if not x.shape:
+        raise OpError("SplitToSequence of a scalar")
+    axis = _axis(node.attr("axis", 0), len(x.shape))
     n = x.shape[axis]
     if split is None:
         sizes, keep = [1] * n, node.attr("keepdims", 1)

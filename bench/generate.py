@@ -1,0 +1,173 @@
+"""Generation speed: lgc's KV-cache decoding against onnxruntime on the same ONNX decoder.
+
+A Llama decoder with random weights (tests/llama_decoder.py: transformers' LlamaConfig,
+exported with past_key_values) is run greedily by
+  lgc           lgc.generation.OnnxDecoder: the cache resident on the device, written in
+                place; one step program, one prefill program
+  onnxruntime   the same ONNX, its own KV loop (present fed back as past each token)
+for the same prompt and number of new tokens, the two interleaved round by round (order
+rotating), each warmed up first. Prefill (prompt -> first logits) and decode (tokens/s of
+the steps after it) are timed apart; the best round of each is kept, and the table gives
+lgc / onnxruntime. Both must produce the same tokens (checked, and printed).
+
+    python bench/generate.py [--model tiny|tinyllama|FILE.onnx] [--layers N]
+                             [--prompt-len 32] [--new-tokens 32] [--rounds 3]
+                             [--quantize none] [--json out.json]
+
+`--model tinyllama` has TinyLlama-1.1B's shapes (hidden 2048, 32 heads, 4 KV heads,
+intermediate 5632, vocab 32000) with --layers of its 22 (default 2: the weights are random
+and float32, 4.4 GB at 22 layers). `--quantize`: a weight format both peers then run (each
+QUANTIZERS entry maps an ONNX file to its quantized copy; none yet beside float32).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from common import load, say, write_json
+
+# name -> function(float32 ONNX path, output folder) -> ONNX path of that weight format
+QUANTIZERS = {"none": lambda path, folder: path}
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown CPU"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+class LgcPeer:
+    def __init__(self, path: str, capacity: int, prompt_len: int):
+        from lgc.generation import OnnxDecoder
+        self.decoder = OnnxDecoder(path, max_seq_len=capacity)
+        self.decoder.prepare(prompt_len)
+
+    def prefill(self, prompt) -> np.ndarray:
+        return self.decoder.prefill(np.asarray(prompt))
+
+    def step(self, token: int) -> np.ndarray:
+        return self.decoder.step(token)
+
+
+class OrtPeer:
+    """onnxruntime's own loop: present outputs fed back as the next step's past."""
+
+    def __init__(self, path: str):
+        import onnxruntime as ort
+        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past")]
+
+    def prefill(self, prompt) -> np.ndarray:
+        n = len(prompt)
+        feeds = {p.name: np.zeros((1, p.shape[1], 0, p.shape[3]), np.float32) for p in self.pasts}
+        self.position = 0
+        return self._run(np.asarray(prompt, np.int64)[None], feeds)
+
+    def step(self, token: int) -> np.ndarray:
+        return self._run(np.array([[token]], np.int64), self.past)
+
+    def _run(self, ids, past) -> np.ndarray:
+        n, pos = ids.shape[1], self.position
+        outs = self.session.run(None, {"input_ids": ids, "position_ids": np.arange(pos, pos + n)[None],
+                                       "attention_mask": np.ones((1, pos + n), np.int64), **past})
+        self.past = {p.name: o for p, o in zip(self.pasts, outs[1:])}
+        self.position = pos + n
+        return outs[0][0, -1]
+
+
+def one_round(peer, prompt, new_tokens: int) -> tuple[float, float, list[int]]:
+    """(prefill seconds, decode tokens/s, greedy tokens)."""
+    t0 = time.perf_counter()
+    logits = peer.prefill(prompt)
+    prefill = time.perf_counter() - t0
+    tokens = [int(np.argmax(logits))]
+    t0 = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        tokens.append(int(np.argmax(peer.step(tokens[-1]))))
+    return prefill, (new_tokens - 1) / (time.perf_counter() - t0), tokens
+
+
+def model_path(args, folder: str) -> tuple[str, str]:
+    """(ONNX path, description) of the float32 decoder to measure."""
+    if args.model not in ("tiny", "tinyllama"):
+        return args.model, os.path.basename(args.model)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.llama_decoder import TINY, TINYLLAMA, export_llama_decoder
+    shape = dict(TINYLLAMA if args.model == "tinyllama" else TINY)
+    if args.layers:
+        shape["num_hidden_layers"] = args.layers
+    elif args.model == "tinyllama":
+        shape["num_hidden_layers"] = 2
+    path = os.path.join(folder, f"{args.model}.onnx")
+    say(f"exporting {args.model} ({shape}) ...")
+    export_llama_decoder(path, **shape)
+    return path, (f"{args.model}: {shape['num_hidden_layers']} layers, hidden {shape['hidden_size']}, "
+                  f"{shape['num_attention_heads']} heads ({shape['num_key_value_heads']} KV), "
+                  f"intermediate {shape['intermediate_size']}, vocab {shape['vocab_size']}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny", help="tiny, tinyllama or an ONNX decoder file")
+    ap.add_argument("--layers", type=int, default=0, help="decoder layers of tiny/tinyllama")
+    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quantize", choices=list(QUANTIZERS), default="none",
+                    help="weight format both peers run (none: float32)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        path, what = model_path(args, folder)
+        path = QUANTIZERS[args.quantize](path, folder)
+        prompt = list(np.random.default_rng(0).integers(1, 200, args.prompt_len))
+        capacity = args.prompt_len + args.new_tokens
+        say("compiling and warming up lgc ...")
+        t0 = time.perf_counter()
+        peers = {"lgc": LgcPeer(path, capacity, args.prompt_len)}
+        compile_s = time.perf_counter() - t0
+        peers["onnxruntime"] = OrtPeer(path)
+        results = {k: [] for k in peers}
+        names = list(peers)
+        for r in range(args.rounds):
+            for k in names[r % 2:] + names[:r % 2]:
+                one_round(peers[k], prompt, min(4, args.new_tokens))       # its own steady state
+                results[k].append(one_round(peers[k], prompt, args.new_tokens))
+            say(f"round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{k} prefill {results[k][-1][0] * 1e3:.1f} ms, {results[k][-1][1]:.1f} tokens/s"
+                for k in names))
+    same = results["lgc"][0][2] == results["onnxruntime"][0][2]
+    rows = {k: (min(p for p, _, _ in v) * 1e3, max(t for _, t, _ in v)) for k, v in results.items()}
+    lp, lt = rows["lgc"]
+    op, ot = rows["onnxruntime"]
+    weights = "float32" if args.quantize == "none" else args.quantize
+    print(f"{what}; {weights} weights; prompt {args.prompt_len}, {args.new_tokens} new tokens "
+          f"(cache of {capacity}); best of {args.rounds} interleaved rounds")
+    print(f"CPU: {cpu_name()} ({load()}); lgc compile + warm-up {compile_s:.1f} s; "
+          f"same greedy tokens: {'yes' if same else 'NO'}")
+    print("| peer | prefill ms | decode tokens/s |")
+    print("|---|---|---|")
+    for k, (p, t) in rows.items():
+        print(f"| {k} | {p:.1f} | {t:.1f} |")
+    print(f"| lgc / onnxruntime | {lp / op:.2f}x time | {lt / ot:.2f}x speed |")
+    write_json(args.json, {"model": what, "weights": weights, "cpu": cpu_name(), "load": load(),
+                           "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
+                           "same_tokens": same, "compile_s": compile_s,
+                           "peers": {k: {"prefill_ms": p, "tokens_per_s": t} for k, (p, t) in rows.items()}})
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
