@@ -24,6 +24,37 @@ from .fixed_cache import WRITE_INDEX, last_position_only, past_inputs, prefill_g
 REQUIRED = ("input_ids", "position_ids")
 
 
+def prefill_feeds(n: int) -> dict:
+    """The side inputs of a prefill of n tokens (positions 0..n-1, all attended)."""
+    return {"position_ids": np.arange(n).reshape(1, n), "attention_mask": np.ones((1, n))}
+
+
+def step_feeds(pos: int, capacity: int) -> dict:
+    """The side inputs of the step writing position `pos` of a cache of `capacity` slots:
+    the mask is 1 up to and including it, 0 after."""
+    mask = np.zeros((1, capacity))
+    mask[0, :pos + 1] = 1
+    return {"position_ids": np.full((1, 1), pos), "attention_mask": mask}
+
+
+def run_on_caches(program: Compiled, caches: dict, feeds: dict, write_at: int,
+                  presents: list[str]) -> tuple[dict, list]:
+    """Run a step or prefill program (Compiled.of_graph, caches donated) on these cache
+    buffers ({input name: buffer}) and host feeds (cast to the program's input types; names
+    it does not take are ignored); returns (outputs by name, the caches, which come back as
+    the same buffers under the `presents` output names, in that order)."""
+    args = []
+    for name in program.graph.input_names:
+        if name in caches:
+            args.append(caches[name])
+        elif name == WRITE_INDEX:
+            args.append(np.array([write_at], np.int64))
+        else:
+            args.append(feeds[name])
+    outs = dict(zip(program.graph.output_names, program(args)))
+    return outs, [outs[name] for name in presents]
+
+
 class OnnxDecoder:
     """A decoder-only ONNX model (input_ids, position_ids, optional attention_mask, the
     past_key_values inputs; logits and present outputs) ready for lgc.generate.
@@ -95,9 +126,7 @@ class OnnxDecoder:
         if self.caches is None:
             self.caches = [device_put(np.zeros(shape, dt.np)) for dt, shape in self.cache_shapes.values()]
         program = self._prefills.get(n) or self._compile_prefill(n)
-        feeds = {"input_ids": ids.reshape(1, n), "position_ids": np.arange(n).reshape(1, n),
-                 "attention_mask": np.ones((1, n))}
-        logits = self._run(program, feeds, 0)
+        logits = self._run(program, {"input_ids": ids.reshape(1, n), **prefill_feeds(n)}, 0)
         self.position = n
         return logits
 
@@ -109,33 +138,28 @@ class OnnxDecoder:
         if pos >= self.max_seq_len:
             raise InputError(f"the sequence is full: max_seq_len {self.max_seq_len} positions")
         program = self._step or self._compile_step()
-        mask = np.zeros((1, self.max_seq_len))
-        mask[0, :pos + 1] = 1
         logits = self._run(program, {"input_ids": np.full((1, 1), token),
-                                     "position_ids": np.full((1, 1), pos),
-                                     "attention_mask": mask}, pos)
+                                     **step_feeds(pos, self.max_seq_len)}, pos)
         self.position = pos + 1
         return logits
 
     # -- running ----------------------------------------------------------------------------
     def _run(self, program: Compiled, feeds: dict, write_at: int) -> np.ndarray:
-        caches = dict(zip(self.pasts, self.caches))
-        args = []
-        for name in program.graph.input_names:
-            if name in caches:
-                args.append(caches[name])
-            elif name == WRITE_INDEX:
-                args.append(np.array([write_at], np.int64))
-            else:
-                args.append(np.asarray(feeds[name], self.model.inputs[name][0].np))
-        outs = dict(zip(program.graph.output_names, program(args)))
-        # the donated caches come back as the same buffers, under the present outputs' names
-        self.caches = [outs[name] for name in self._present]
+        outs, self.caches = run_on_caches(program, dict(zip(self.pasts, self.caches)), feeds,
+                                          write_at, self._present)
         return np.asarray(outs[self.logits_name])[0, -1]
 
+    def step_graph(self) -> tuple:
+        """(the step's graph on fixed-capacity caches, {past input: present output})."""
+        return step_graph(self._import(1, self.max_seq_len - 1), self.pasts, self.max_seq_len)
+
+    def prefill_graph(self, n: int, presents: dict):
+        """The prefill's graph for prompts of n tokens (only the last position's logits)."""
+        graph = prefill_graph(self._import(n, 0), presents, self.max_seq_len)
+        return last_position_only(graph, self.logits_name) if n > 1 else graph
+
     def _compile_step(self) -> Compiled:
-        graph, presents = step_graph(self._import(1, self.max_seq_len - 1), self.pasts,
-                                     self.max_seq_len)
+        graph, presents = self.step_graph()
         self._present = [presents[n] for n in self.pasts]   # the outputs holding the caches
         self._step = self._compile(graph)
         return self._step
@@ -143,11 +167,7 @@ class OnnxDecoder:
     def _compile_prefill(self, n: int) -> Compiled:
         if self._step is None:
             self._compile_step()             # it finds which output is which cache
-        graph = prefill_graph(self._import(n, 0), dict(zip(self.pasts, self._present)),
-                              self.max_seq_len)
-        if n > 1:
-            graph = last_position_only(graph, self.logits_name)
-        self._prefills[n] = self._compile(graph)
+        self._prefills[n] = self._compile(self.prefill_graph(n, dict(zip(self.pasts, self._present))))
         return self._prefills[n]
 
     def _import(self, new: int, past: int):
