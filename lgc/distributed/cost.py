@@ -185,7 +185,7 @@ class CostModel:
             members = fp.group_of(node).nodes if fused else [node]
             inside = {o for m in members for o in m.outputs}
             ext = {v for m in members for v in m.inputs if v not in inside}
-            nbytes[p] = sum(v.type.nbytes for v in ext) + sum(o.type.nbytes for o in node.outputs)
+            nbytes[p] = sum(_read_bytes(v, members) for v in ext) + sum(o.type.nbytes for o in node.outputs)
             launches[p] = 1
         self._groups[target] = (nbytes, launches)
         return nbytes, launches
@@ -216,6 +216,16 @@ class CostModel:
                 for p in ps:
                     out[p] = fallback[p] if launches[p] else 0.0
         return out
+
+
+def _read_bytes(v: Value, members) -> int:
+    """Bytes a kernel reads of its input v: all of it, except a table that is read only by
+    gathers (an embedding lookup reads the rows it gathers, not the table)."""
+    readers = [m for m in members if any(x is v for x in m.inputs)]
+    if readers and all(m.op == "gather" and m.inputs[0] is v and not any(x is v for x in m.inputs[1:])
+                       for m in readers):
+        return min(v.type.nbytes, sum(m.output.type.nbytes for m in readers))
+    return v.type.nbytes
 
 
 # -- kernel times files ------------------------------------------------------------------

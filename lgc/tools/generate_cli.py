@@ -39,6 +39,22 @@ def add_parsers(sub) -> None:
                    help="write {tokens, prefill_ms, tokens_per_s, decode_ms, compile_ms, ...} here")
     p.add_argument("--device", help="OpenCL device (as LGC_DEVICE: cpu, gpu, an index from "
                                     "`lgc devices`, or part of a name)")
+    pipe = p.add_argument_group("across workers (Ray; docs/CLUSTER.md, \"Decoding across workers\")")
+    pipe.add_argument("--workers", help="split the layers over these workers by memory and decode "
+                                        "as a pipeline of Ray actors: KIND:MEMORY[:PEAK_FLOPS[:BANDWIDTH]]"
+                                        "[*COUNT], e.g. cpu:2GB,cpu:2GB (MEMORY is the limit the layers' "
+                                        "weights + KV cache must fit; as `lgc plan --workers`)")
+    pipe.add_argument("--sequences", type=int, default=1,
+                      help="with --workers: run this many copies of the prompt at once, each with its "
+                           "own KV cache, so that every stage has work (default 1)")
+    pipe.add_argument("--stages", type=int, help="with --workers: pipeline stages (default: the fewest "
+                                                 "workers whose memory holds the model)")
+    pipe.add_argument("--bandwidth", default="1Gbit", help="with --workers: link bandwidth between "
+                                                          "workers for the prediction (default 1Gbit)")
+    pipe.add_argument("--hop-latency", default="0", help="with --workers: fixed time per hop for the "
+                                                         "prediction, e.g. 0.5ms (default 0)")
+    pipe.add_argument("--ray-address", help="with --workers: join this Ray cluster (HOST:PORT or auto) "
+                                            "instead of starting a local Ray")
     p.set_defaults(fn=cmd_generate)
 
 
@@ -69,6 +85,8 @@ def cmd_generate(args) -> int:
         codec = TextCodec(path)
     ids = codec.encode(args.prompt) if args.prompt is not None else _prompt_ids(args.prompt_ids)
     sampling = Sampling(args.greedy, args.temperature, args.top_k, args.top_p, args.seed)
+    if args.workers:
+        return _generate_across_workers(args, ids, sampling, codec)
     say(f"lgc generate: compiling {args.model} ...")
     decoder = OnnxDecoder(args.model, args.max_seq_len or len(ids) + args.max_new_tokens)
     result = Generation()
@@ -82,6 +100,55 @@ def cmd_generate(args) -> int:
     say(f"lgc generate: {len(result.tokens)} tokens after a prompt of {len(ids)}; prefill "
         f"{result.prefill_ms:.1f} ms, {result.tokens_per_s:.1f} tokens/s after it "
         f"(compile and warm-up {result.compile_ms / 1e3:.1f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    return 0
+
+
+def _generate_across_workers(args, ids, sampling, codec) -> int:
+    """--workers: the layers placed by memory, decoded by Ray actors; prints the plan and
+    the predicted against the measured per-token latency and tokens/s."""
+    from ..cluster.connect import join, require_ray
+    from ..distributed.cost import Link
+    from ..distributed.decode import decode_table
+    from ..distributed.specs import parse_bandwidth, parse_duration, parse_workers
+    workers = parse_workers(args.workers)
+    link = Link(parse_bandwidth(args.bandwidth, "--bandwidth"), parse_duration(args.hop_latency, "--hop-latency"))
+    if args.sequences < 1:
+        raise InputError(f"--sequences must be at least 1, got {args.sequences}")
+    ray = require_ray()
+    started = False
+    if args.ray_address:
+        join(args.ray_address)
+    elif not ray.is_initialized():          # a local Ray for this command (one already up is used)
+        ray.init(num_cpus=max(2, len(workers)), include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+        started = True
+    from ..cluster.decode import DecodePipeline     # imports ray: only once it is wanted
+    try:
+        say(f"lgc generate: placing {args.model} on {len(workers)} worker(s) ...")
+        pipe = DecodePipeline(args.model, workers, args.max_seq_len or len(ids) + args.max_new_tokens,
+                              args.sequences, link, args.stages)
+        print(decode_table(pipe.plan))
+        say("lgc generate: compiling the stages ...")
+        run = pipe.generate([ids] * args.sequences, args.max_new_tokens, sampling, args.eos_id)
+        pipe.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
+    tokens = run.generations[0].tokens
+    print(",".join(str(t) for t in tokens))
+    doc = run.generations[0].as_json()
+    if codec is not None:
+        doc["text"] = codec.decode(tokens)
+        print(doc["text"])
+    measured = {"latency_ms": run.latency_ms, "tokens_per_s": run.tokens_per_s, "sequences": args.sequences}
+    doc["pipeline"] = {**pipe.plan.as_json(), "measured": measured}
+    print(f"per-token latency: predicted {pipe.plan.latency_s * 1e3:.3f} ms (one sequence alone), "
+          f"measured {run.latency_ms:.3f} ms (mean, {args.sequences} in flight); tokens/s with "
+          f"{args.sequences} sequence(s): predicted {pipe.plan.tokens_per_s:.1f}, measured "
+          f"{run.tokens_per_s:.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
