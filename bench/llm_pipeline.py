@@ -20,9 +20,12 @@ parameters. Decoding is bound by the weight bytes each token reads, so the figur
 
 Part 2 exports a small Llama decoder (tests/llama_decoder.py), splits it over 2 workers
 whose memory limit is below the model's size, and runs it with Ray (`ray.init(num_cpus=2)`):
-one sequence (per-token latency) and 2 in flight (throughput), interleaved in rounds, next
-to the planner's prediction with the Ray hop measured (an empty actor call) as the link
-latency and PoCL's measured kernel times as the compute.
+one sequence (per-token latency) and 2 in flight (throughput), next to the planner's
+prediction from measured parts: PoCL's kernel times (profiling events), the host's time per
+launch (a single-process step less its kernels' time, over its launches) and Ray's share (a
+chain of empty actor calls, one per stage) as the link latency. A measuring round is: the
+single-process step, the Ray chain, the pipeline with 1 sequence, with 2; interleaved over
+rounds, as the machine's load moves every figure.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import lgc  # noqa: E402
 from lgc.backends.target import GFX803  # noqa: E402
 from lgc.distributed.cost import CostModel, Link, Worker  # noqa: E402
 from lgc.distributed.decode import decode_table, find_layers, place_layers  # noqa: E402
@@ -209,51 +213,88 @@ def measure(tokens: int, rounds: int) -> None:
     export_llama_decoder(path, num_hidden_layers=4, hidden_size=128, intermediate_size=384,
                          vocab_size=512, initializer_range=0.1)
     capacity, prompt = 16 + tokens, 16
-    # the prediction's inputs: PoCL's kernel times of the whole step (profiling events), and
-    # the Ray hop (an empty actor call) as the link's latency
-    step, _ = OnnxDecoder(path, capacity).step_graph()
+    dec = OnnxDecoder(path, capacity)
+    step, _ = dec.step_graph()
     kernel_times = measure_kernel_times(step)
+    device = sum(kernel_times["nodes"].values())
+    launches = CostModel(step).launches(workers_target())
+    lgc.generate(dec, list(range(1, prompt + 1)), 4, greedy=True)      # compile and warm up
     limit = int(os.path.getsize(path) * 0.6)              # each worker holds ~60% of the model
-    workers = parse_workers(f"cpu:{limit},cpu:{limit}", kernel_times={"*": kernel_times})
+    print(f"small Llama decoder: 4 layers, hidden 128, vocab 512, {os.path.getsize(path) / 1e6:.2f} MB "
+          f"of ONNX; worker memory limit {limit / 1e6:.2f} MB; step kernels {device * 1e3:.3f} ms "
+          f"(profiling events), {launches} launches; {tokens} new tokens after {prompt}")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
     try:
-        hop = _ray_hop_s(ray)
-        pipe = DecodePipeline(path, workers, capacity, sequences=2, link=Link(10e9, hop))
-        plan = pipe.plan
-        print(f"small Llama decoder: 4 layers, hidden 128, vocab 512, {os.path.getsize(path) / 1e6:.2f} MB "
-              f"of ONNX; worker limit {limit / 1e6:.2f} MB; Ray hop {hop * 1e3:.3f} ms (median)")
-        print(decode_table(plan))
+        pipe = DecodePipeline(path, parse_workers(f"cpu:{limit},cpu:{limit}"), capacity, sequences=2)
+        S = len(pipe.plan.stages)
         prompts = [list(range(1, prompt + 1)), list(range(5, prompt + 5))]
-        one, two = [], []
-        for _ in range(rounds):                   # interleaved: 1 sequence, then 2, per round
-            one.append(pipe.generate(prompts[:1], tokens, Sampling(greedy=True)))
-            two.append(pipe.generate(prompts, tokens, Sampling(greedy=True)))
-        assert one[0].generations[0].tokens == two[0].generations[0].tokens
-        rows = [("per-token latency, 1 sequence (ms)", plan.latency_s * 1e3, min(r.latency_ms for r in one)),
-                ("tokens/s, 1 sequence", 1 / plan.latency_s, max(r.tokens_per_s for r in one)),
-                ("tokens/s, 2 sequences in flight", plan.tokens_per_s, max(r.tokens_per_s for r in two))]
-        print(f"{'(best of ' + str(rounds) + ' rounds)':<36} {'predicted':>10} {'measured':>10} {'pred/meas':>9}")
-        for what, p, m in rows:
-            print(f"{what:<36} {p:>10.2f} {m:>10.2f} {p / m:>9.2f}")
+        pipe.generate(prompts, 4, Sampling(greedy=True))                 # compile and warm up
+        print(f"{'round':<6} {'1 proc ms':>9} {'Ray ms':>7} | {'latency ms':>21} | {'tokens/s, 1 seq':>21} | "
+              f"{'tokens/s, 2 seqs':>21}")
+        print(f"{'':<6} {'':>9} {'':>7} | {'pred':>6} {'meas':>6} {'p/m':>6} | {'pred':>6} {'meas':>6} "
+              f"{'p/m':>6} | {'pred':>6} {'meas':>6} {'p/m':>6}")
+        ratios, inside = [], []
+        for r in range(rounds):        # interleaved: the parts, then the pipeline, each round
+            wall = _step_s(dec, prompt, tokens)
+            chain = _ray_chain_s(ray, S)
+            pipe.step_stats(reset=True)
+            one = pipe.generate(prompts[:1], tokens, Sampling(greedy=True))
+            inside.append(sum(st["mean_step_s"] for st in pipe.step_stats()))
+            two = pipe.generate(prompts, tokens, Sampling(greedy=True))
+            assert one.generations[0].tokens == two.generations[0].tokens
+            # the prediction from this round's parts: kernels + the host's time per launch (a
+            # single-process step less its kernels, over its launches), and a chain of S empty
+            # actor calls (Ray's share, spread over the S + 1 transfers the model counts)
+            workers = parse_workers(f"cpu:{limit},cpu:{limit}", kernel_times={"*": kernel_times},
+                                    launch_overhead_s=max(wall - device, 0.0) / launches)
+            plan = place_layers(pipe.layers, workers, Link(10e9, chain / (S + 1)), sequences=2, stages=S)
+            row = [(plan.latency_s * 1e3, one.latency_ms), (1 / plan.latency_s, one.tokens_per_s),
+                   (plan.tokens_per_s, two.tokens_per_s)]
+            ratios.append([p / m for p, m in row])
+            print(f"{r:<6} {wall * 1e3:>9.3f} {chain * 1e3:>7.3f} | "
+                  + " | ".join(f"{p:>6.1f} {m:>6.1f} {p / m:>6.2f}" for p, m in row))
+        print("time inside the stages' step calls, 1 sequence (sum over stages, ms per token): "
+              + ", ".join(f"{t * 1e3:.2f}" for t in inside))
+        med = np.median(np.array(ratios), axis=0)
+        print(f"median predicted/measured: latency {med[0]:.2f}, tokens/s 1 sequence {med[1]:.2f}, "
+              f"tokens/s 2 sequences {med[2]:.2f}")
+        print(f"roofline only (cpu Target 200 GFLOP/s, 20 GB/s, no overheads, 1 Gbit/s): "
+              + decode_table(pipe.plan).splitlines()[-1])
         pipe.shutdown()
     finally:
         ray.shutdown()
 
 
-def _ray_hop_s(ray) -> float:
+def workers_target():
+    from lgc.distributed.cost import CPU_WORKER
+    return CPU_WORKER
+
+
+def _step_s(dec, prompt: int, tokens: int) -> float:
+    r = lgc.generate(dec, list(range(1, prompt + 1)), tokens, greedy=True)
+    return r.decode_ms / 1e3 / r.steps
+
+
+def _ray_chain_s(ray, stages: int) -> float:
+    """Median seconds of a chain of `stages` empty actor calls, each taking the previous
+    one's ObjectRef, with a hidden-state-sized array: Ray's share of a token."""
     @ray.remote(num_cpus=0)
     class Echo:
         def call(self, x):
             return x
 
-    a = Echo.remote()
-    ray.get(a.call.remote(0))
+    actors = [Echo.remote() for _ in range(stages)]
     ts = []
-    for _ in range(50):
+    for i in range(60):
         t = time.perf_counter()
-        ray.get(a.call.remote(np.zeros((1, 1, 128), np.float32)))
-        ts.append(time.perf_counter() - t)
-    ray.kill(a)
+        x = np.zeros((1, 1, 128), np.float32)
+        for a in actors:
+            x = a.call.remote(x)
+        ray.get(x)
+        if i >= 10:
+            ts.append(time.perf_counter() - t)
+    for a in actors:
+        ray.kill(a)
     return float(np.median(ts))
 
 
@@ -263,7 +304,7 @@ def main() -> None:
                     help="KV cache positions (default 128: the 128 tokens of llama-bench's tg128)")
     ap.add_argument("--skip-measure", action="store_true", help="only the TinyLlama prediction")
     ap.add_argument("--tokens", type=int, default=48, help="new tokens per sequence when measuring")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best of)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds")
     args = ap.parse_args()
     prediction(args.capacity)
     if not args.skip_measure:

@@ -35,6 +35,7 @@ class DecodeStageActor:
 
     def __init__(self, step, presents: dict, capacity: int, sequences: int, opt_level: int = 2):
         self.stage = DecoderStage(step, presents, capacity, sequences, opt_level)
+        self.steps, self.step_s = 0, 0.0
 
     def add_prefill(self, n: int, graph) -> None:
         self.stage.add_prefill(n, graph)
@@ -43,7 +44,19 @@ class DecodeStageActor:
         return self.stage.prefill(seq, x, n)
 
     def step(self, seq: int, x, pos: int):
-        return self.stage.step(seq, x, pos)
+        t = time.perf_counter()
+        out = self.stage.step(seq, x, pos)
+        self.steps += 1
+        self.step_s += time.perf_counter() - t
+        return out
+
+    def step_stats(self, reset: bool = False) -> dict:
+        """Steps run and their mean seconds inside this stage (its share of a token's latency,
+        without Ray's); `reset` starts counting again."""
+        out = {"steps": self.steps, "mean_step_s": self.step_s / self.steps if self.steps else 0.0}
+        if reset:
+            self.steps, self.step_s = 0, 0.0
+        return out
 
 
 @dataclass
@@ -86,7 +99,7 @@ class DecodePipeline:
         for s in self.plan.stages:
             g = stage_graph(self.layers, s.first, s.end)
             mine = {p: self.presents[p] for p in g.input_names if p in self.presents}
-            self.actors.append(DecodeStageActor.options(name=None).remote(
+            self.actors.append(DecodeStageActor.remote(
                 g, mine, self.max_seq_len, self.sequences, opt_level))
         self._prefill_lengths: set[int] = set()
         self._warm: set[int] = set()
@@ -165,6 +178,10 @@ class DecodePipeline:
             return
         sent[i] = time.perf_counter()
         pending[self._chain("step", i, np.full((1, 1), token, np.int64), pos)] = i
+
+    def step_stats(self, reset: bool = False) -> list[dict]:
+        """Each stage's DecodeStageActor.step_stats."""
+        return ray.get([a.step_stats.remote(reset) for a in self.actors])
 
     def shutdown(self) -> None:
         for a in self.actors:

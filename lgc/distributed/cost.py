@@ -3,7 +3,8 @@ schedule of a graph (lgc.distributed.shard.schedule), turned into seconds on a w
 
 Time of a node on a worker, in this order of preference:
   1. measured: a kernel-times file (`lgc plan --measure-kernels FILE`, format below) gives
-     seconds per launching node, from OpenCL profiling events on a real device;
+     seconds per launching node, from OpenCL profiling events on a real device (device
+     time: the worker's launch overhead is added per launch, for the host's share);
   2. roofline: max(FLOPs / peak FLOP/s, bytes / bandwidth) / efficiency + launch overhead,
      with the worker's Target (lgc/backends/target.py; GFX803 = RX 580: 6.17 TFLOP/s,
      256 GB/s). Fusion is taken from lgc.backends.fusion.plan for that Target: a node inlined
@@ -156,7 +157,7 @@ class CostModel:
         if key not in self._roof:
             t = self._roofline(worker)
             if worker.kernel_times:
-                t = self._measured(worker.kernel_times, t, worker.target)
+                t = self._measured(worker.kernel_times, t, worker.target, worker.launch_overhead_s)
             self._roof[key] = t
         return self._roof[key]
 
@@ -200,7 +201,14 @@ class CostModel:
         return (np.maximum(self.flops / (t.peak_flops * eff), nbytes / (t.bandwidth * eff))
                 + launches * w.launch_overhead_s)
 
-    def _measured(self, times: dict, fallback: np.ndarray, target: Target) -> np.ndarray:
+    def launches(self, target: Target) -> int:
+        """Kernel launches of the whole graph under the fusion plan for target."""
+        return int(self._fusion(target)[1].sum())
+
+    def _measured(self, times: dict, fallback: np.ndarray, target: Target,
+                  launch_overhead_s: float = 0.0) -> np.ndarray:
+        """Measured kernel (device) seconds per position, plus the host's launch overhead
+        per launch; the roofline where a label was not measured."""
         _, launches = self._fusion(target)
         by_label: dict[str, list[int]] = {}
         for p, lab in enumerate(self.labels):
@@ -211,7 +219,7 @@ class CostModel:
             if lab in nodes:
                 lp = [p for p in ps if launches[p]] or ps
                 for p in lp:
-                    out[p] = float(nodes[lab]) / len(lp)
+                    out[p] = float(nodes[lab]) / len(lp) + launches[p] * launch_overhead_s
             else:                       # fused into another label's kernel, or not measured
                 for p in ps:
                     out[p] = fallback[p] if launches[p] else 0.0

@@ -92,18 +92,28 @@ def cmd_generate(args) -> int:
     result = Generation()
     for _ in stream(decoder, ids, args.max_new_tokens, sampling, args.eos_id, result):
         pass
+    doc = _show(result, codec)
+    say(f"lgc generate: {len(result.tokens)} tokens after a prompt of {len(ids)}; prefill "
+        f"{result.prefill_ms:.1f} ms, {result.tokens_per_s:.1f} tokens/s after it "
+        f"(compile and warm-up {result.compile_ms / 1e3:.1f} s)")
+    _write(args.json, doc)
+    return 0
+
+
+def _show(result, codec) -> dict:
+    """Print a Generation's tokens (and text, with a tokenizer); its JSON document."""
     print(",".join(str(t) for t in result.tokens))
     doc = result.as_json()
     if codec is not None:
         doc["text"] = codec.decode(result.tokens)
         print(doc["text"])
-    say(f"lgc generate: {len(result.tokens)} tokens after a prompt of {len(ids)}; prefill "
-        f"{result.prefill_ms:.1f} ms, {result.tokens_per_s:.1f} tokens/s after it "
-        f"(compile and warm-up {result.compile_ms / 1e3:.1f} s)")
-    if args.json:
-        with open(args.json, "w") as f:
+    return doc
+
+
+def _write(path, doc) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump(doc, f, indent=1)
-    return 0
 
 
 def _generate_across_workers(args, ids, sampling, codec) -> int:
@@ -137,19 +147,12 @@ def _generate_across_workers(args, ids, sampling, codec) -> int:
     finally:
         if started:
             ray.shutdown()
-    tokens = run.generations[0].tokens
-    print(",".join(str(t) for t in tokens))
-    doc = run.generations[0].as_json()
-    if codec is not None:
-        doc["text"] = codec.decode(tokens)
-        print(doc["text"])
+    doc = _show(run.generations[0], codec)
     measured = {"latency_ms": run.latency_ms, "tokens_per_s": run.tokens_per_s, "sequences": args.sequences}
     doc["pipeline"] = {**pipe.plan.as_json(), "measured": measured}
     print(f"per-token latency: predicted {pipe.plan.latency_s * 1e3:.3f} ms (one sequence alone), "
           f"measured {run.latency_ms:.3f} ms (mean, {args.sequences} in flight); tokens/s with "
           f"{args.sequences} sequence(s): predicted {pipe.plan.tokens_per_s:.1f}, measured "
           f"{run.tokens_per_s:.1f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+    _write(args.json, doc)
     return 0
