@@ -120,6 +120,15 @@ def test_stages_in_one_process_give_the_same_tokens(llama, step, single):
     assert tokens == single[0]
 
 
+def test_pipeline_needs_ray_started(llama):
+    import ray
+
+    from lgc.cluster.decode import DecodePipeline
+    assert not ray.is_initialized()
+    with pytest.raises(InputError, match="Ray is not initialized"):
+        DecodePipeline(llama, parse_workers("cpu:1GB"), CAPACITY)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     import ray

@@ -55,8 +55,8 @@ class Layers:
 
 
 def find_layers(graph: Graph, caches: list[str], token: str = "input_ids") -> Layers:
-    """The layer units of a decoder graph (see the module docstring); a ModelError when its
-    caches cannot be told apart into layers by single-value cuts."""
+    """The layer units of a decoder graph (see the module docstring); layers that no
+    single-value cut separates form one unit. A ModelError names a missing or unread input."""
     by_name = dict(zip(graph.input_names, graph.inputs))
     missing = [n for n in [token, *caches] if n not in by_name]
     if missing:
@@ -125,7 +125,7 @@ def _as_early_as_possible(graph: Graph, idx: list[int]) -> list[int]:
     return sorted(idx, key=lambda i: (max((made.get(v, -1) for v in graph.nodes[i].inputs), default=-1), i))
 
 
-def _present_outputs(graph: Graph, cache_of: dict) -> set[Value]:
+def _present_outputs(graph: Graph, cache_of) -> set[Value]:
     """Graph outputs computed from a cache that stay with it (the written caches), as
     opposed to the logits, which go back to the caller."""
     producers = graph.producers()
@@ -262,7 +262,7 @@ class LayerCosts:
         self.side_pos = side
         self.in_bytes = [by_name[layers.token].type.nbytes] + \
             [layers.crossing[layers.bounds[u]].type.nbytes for u in range(1, self.n)]
-        finals = [v for v in g.outputs if v not in _present_outputs(g, {c: 1 for c in caches})]
+        finals = [v for v in g.outputs if v not in _present_outputs(g, caches)]
         self.out_bytes = sum(v.type.nbytes for v in finals)
         self._tables: dict = {}
 
