@@ -8,10 +8,12 @@ Part 1 needs no model: the step graph of a Llama decoder at TinyLlama's shapes (
 hidden 2048, intermediate 5632, 32 heads, 4 KV heads, vocab 32000) is built from shapes
 alone, in lgc's IR, as lgc.generation's fixed-capacity step is after `--quantize
 int4-weights:g128`: every projection and the output head qmatmul_nbits (4-bit, a float32
-scale and a 4-bit zero point per 128 rows and column), the embedding float32 (one row read
-per token), the caches float32 [1, 4, capacity, 64]. Its weights are broadcast views (no
-memory). lgc.distributed.decode places it on the gfx803 Target (RX 580: 6.17 TFLOP/s,
-256 GB/s, 8 GB) and the roofline gives seconds per token.
+scale and a 4-bit zero point per 128 rows and column), the embedding int8 with a float32
+scale per row (one row read per token), the caches float32 [1, 4, capacity, 64]. Its weights
+are broadcast views (no memory). lgc.distributed.decode places it on the gfx803 Target
+(RX 580: 6.17 TFLOP/s, 256 GB/s, 8 GB) and the roofline gives seconds per token. `--check`
+builds it at small shapes next to lgc's own import of an exported decoder quantized with
+int4-weights:g128, under the same cost model.
 
 The reference: 34 tokens/s for a 7B Q4_K_M on an RX 580 (the figure the issue quotes), taken
 as LLaMA-2-7B Q4_K_M as llama-bench lists it: 3.80 GiB (4.08 GB) of weights, 6.74 B
@@ -133,7 +135,10 @@ def llama_int4_step(capacity: int, block: int = 128, **shape) -> tuple[Graph, li
         x = b.op("broadcast_to", [x], shape=(1, KV, NH // KV, capacity, D))
         return b.op("reshape", [x], shape=(1, NH, capacity, D))
 
-    h = b.op("gather", [b.weight(np.float32, (V, H)), ids], axis=0)
+    # the embedding as lgc's int4 mode leaves it: int8 rows with a float32 scale per row
+    rows = b.op("gather", [b.weight(np.int8, (V, H)), ids], axis=0)
+    row_scale = b.op("gather", [b.weight(np.float32, (V, 1)), ids], axis=0)
+    h = b.op("mul", [b.op("cast", [rows], to="f32"), row_scale])
     presents = []
     for i in range(L):
         x = rms(h)
@@ -166,11 +171,11 @@ def prediction(capacity: int) -> None:
     pcie = Link(12e9)                 # one card: the logits come back over PCIe 3.0 x16
     plan = place_layers(layers, [rx580], pcie, sequences=1, capacity=capacity)
     lc_weights = plan.stages[0].weight_bytes
-    embed = TINYLLAMA["vocab"] * TINYLLAMA["hidden"] * 4
-    read = lc_weights - embed + TINYLLAMA["hidden"] * 4        # one embedding row per token
+    embed = TINYLLAMA["vocab"] * (TINYLLAMA["hidden"] + 4)              # int8 rows, f32 scales
+    read = lc_weights - embed + TINYLLAMA["hidden"] + 4                 # one row per token
     scaled = LLAMA_CPP_TOKENS_PER_S * LLAMA_CPP_7B_Q4_K_M_BYTES / read
     print(f"TinyLlama-1.1B int4-weights:g128 step at capacity {capacity}: {layers.count} layers, "
-          f"weights stored {lc_weights / 1e9:.3f} GB (float32 embedding {embed / 1e9:.3f} GB), "
+          f"weights stored {lc_weights / 1e9:.3f} GB (int8 embedding {embed / 1e9:.3f} GB), "
           f"read per token {read / 1e9:.3f} GB, KV cache {plan.stages[0].kv_bytes / 1e6:.1f} MB")
     print(decode_table(plan))
     cm = CostModel(graph)
@@ -186,7 +191,8 @@ def prediction(capacity: int) -> None:
           f"({LLAMA_CPP_7B_Q4_K_M_BYTES / 1e9:.2f} GB) on an RX 580, scaled by weight bytes "
           f"(34 * {LLAMA_CPP_7B_Q4_K_M_BYTES / 1e9:.2f} / {read / 1e9:.3f}): {scaled:.0f} tokens/s; "
           f"scaled by bytes stored instead (34 * {LLAMA_CPP_7B_Q4_K_M_BYTES / 1e9:.2f} / "
-          f"{lc_weights / 1e9:.3f}): {LLAMA_CPP_TOKENS_PER_S * LLAMA_CPP_7B_Q4_K_M_BYTES / lc_weights:.0f}")
+          f"{lc_weights / 1e9:.3f}): {LLAMA_CPP_TOKENS_PER_S * LLAMA_CPP_7B_Q4_K_M_BYTES / lc_weights:.0f}"
+          f" tokens/s")
     print(f"ratio predicted / llama.cpp scaled: {predicted / scaled:.2f} "
           f"(llama.cpp reaches {LLAMA_CPP_TOKENS_PER_S * LLAMA_CPP_7B_Q4_K_M_BYTES / 256e9:.0%} of "
           f"256 GB/s on the 7B: the roofline is an upper bound)")
@@ -194,6 +200,32 @@ def prediction(capacity: int) -> None:
                        Link(125e6), sequences=2, stages=2, capacity=capacity)
     print(f"the same over 2 RX 580s (1 Gbit/s link), 2 sequences in flight: "
           f"{two.tokens_per_s:.0f} tokens/s, {two.latency_s * 1e3:.3f} ms per token")
+
+
+def check_against_import(capacity: int) -> None:
+    """The shape-built step against lgc's own: a small Llama decoder exported with torch,
+    imported as lgc.generate imports it and quantized with `int4-weights:g128`, and the
+    builder at the same shapes, side by side under the same cost model."""
+    from lgc.compress import quantize_graph
+    from lgc.generation import OnnxDecoder
+    from tests.llama_decoder import export_llama_decoder
+
+    small = dict(vocab=512, hidden=256, intermediate=512, layers=2, heads=4, kv_heads=2)
+    path = os.path.join(tempfile.mkdtemp(prefix="lgc-llm-check-"), "decoder.onnx")
+    export_llama_decoder(path, vocab_size=512, hidden_size=256, intermediate_size=512,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    dec = OnnxDecoder(path, capacity)
+    step, _ = dec.step_graph()
+    rx580 = Worker("rx580", GFX803, 8 * 10**9)
+    print(f"check at {small}, capacity {capacity}, on gfx803:")
+    for what, graph, caches in [("lgc import + int4-weights:g128", quantize_graph(step, None, "int4-weights:g128"),
+                                 dec.pasts),
+                                ("built from shapes", *llama_int4_step(capacity, **small))]:
+        stage = place_layers(find_layers(graph, caches), [rx580], capacity=capacity).stages[0]
+        cm = CostModel(graph)
+        print(f"  {what:<31} weights {stage.weight_bytes:>9,} B  KV {stage.kv_bytes:>8,} B  "
+              f"FLOPs {int(cm.flops.sum()):>10,}  launches {cm.launches(GFX803):>3}  "
+              f"roofline {stage.compute_s * 1e6:.2f} us")
 
 
 def measure(tokens: int, rounds: int) -> None:
@@ -303,10 +335,14 @@ def main() -> None:
     ap.add_argument("--capacity", type=int, default=128,
                     help="KV cache positions (default 128: the 128 tokens of llama-bench's tg128)")
     ap.add_argument("--skip-measure", action="store_true", help="only the TinyLlama prediction")
+    ap.add_argument("--check", action="store_true",
+                    help="also compare the shape-built step with lgc's own int4 import at small shapes")
     ap.add_argument("--tokens", type=int, default=48, help="new tokens per sequence when measuring")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds")
     args = ap.parse_args()
     prediction(args.capacity)
+    if args.check:
+        check_against_import(args.capacity)
     if not args.skip_measure:
         measure(args.tokens, args.rounds)
 
