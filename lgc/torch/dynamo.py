@@ -86,17 +86,22 @@ def lgc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | None =
     device = options.pop("device", None)
     opt_level = options.pop("opt_level", 2)
     freeze = options.pop("freeze", True)
+    # autograd will ask for a backward: parameters are run-time inputs then (they change with
+    # every optimizer step), not constants
+    training = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)
     if options:
         raise TypeError(f"unknown lgc backend option(s): {', '.join(sorted(options))}")
 
     def forward_compiler(fw: torch.fx.GraphModule, fw_inputs):
         check_supported(fw.graph)   # now, not at the first call: dynamo reports it as its own
         n = sum(1 for node in fw.graph.nodes if node.op == "placeholder")
-        static = _static_inputs(n) if freeze else []
+        static = _static_inputs(n) if freeze and not training else []
         return make_boxed_func(FrozenForward(fw, static, device, opt_level))
 
     def backward_compiler(bw: torch.fx.GraphModule, bw_inputs):
-        return make_boxed_func(bw.forward)
+        check_supported(bw.graph)
+        return make_boxed_func(FrozenForward(bw, [], device, opt_level))
 
     # oneDNN off while tracing: the RNN decompositions then unroll into matmuls and pointwise
     # ops instead of calling aten.mkldnn_rnn_layer, a CPU library kernel
