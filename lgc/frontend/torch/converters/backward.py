@@ -168,3 +168,44 @@ def embedding_dense_backward(ctx, g, indices, num_weights, padding_idx, scale_gr
         flat_g = ctx.op("mul", [flat_g, reshape(ctx, ctx.cast(keep, g.dtype), (indices.type.size, 1))])
     zeros = ctx.const(np.zeros((num_weights, d), g.dtype.np))
     return index_put(ctx, zeros, [flat_i], flat_g, True)
+
+
+# ---- attention ----------------------------------------------------------------------------
+
+def _swap_last(ctx, x):
+    r = x.type.rank
+    return transpose(ctx, x, list(range(r - 2)) + [r - 1, r - 2])
+
+
+@converter("aten._scaled_dot_product_flash_attention_for_cpu_backward.default")
+def sdpa_flash_cpu_backward(ctx, g, q, k, v, out, lse, dropout_p, is_causal, attn_mask=None,
+                            scale=None):
+    """(dq, dk, dv) from the forward's output and the attention weights P: dv = P^T g,
+    dS = P (g v^T - rowsum(g out)), dq = scale dS k, dk = scale dS^T q. P comes as the
+    forward saved it: torch's decomposition of the forward (which AOTAutograd applies) saves
+    P itself in the log-sum-exp's place, the kernel the log-sum-exp [..., L]."""
+    if dropout_p:
+        raise NotImplementedError("attention backward with dropout (random numbers)")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    p = lse if lse.type.rank == q.type.rank else _attention_weights(ctx, q, k, lse, is_causal,
+                                                                  attn_mask, scale)
+    dv = ctx.op("matmul", [_swap_last(ctx, p), g])
+    dp = ctx.op("matmul", [g, _swap_last(ctx, v)])
+    row = _reduce_sum(ctx, ctx.op("mul", [g, out]), (g.type.rank - 1,), keepdims=1)
+    ds = ctx.op("mul", [ctx.op("mul", [p, ctx.op("sub", [dp, row])]), ctx.scalar(scale, p)])
+    dq = ctx.op("matmul", [ds, k])
+    dk = ctx.op("matmul", [_swap_last(ctx, ds), q])
+    return dq, dk, dv
+
+
+def _attention_weights(ctx, q, k, lse, is_causal, attn_mask, scale):
+    """P = exp(S - lse), S = scale q k^T plus the mask (-inf where a boolean one is false)."""
+    s = ctx.op("mul", [ctx.op("matmul", [q, _swap_last(ctx, k)]), ctx.scalar(scale, q)])
+    if is_causal:
+        attn_mask = ctx.const(np.tril(np.ones((q.shape[-2], k.shape[-2]), bool)))
+    if attn_mask is not None:
+        if attn_mask.dtype.is_bool:
+            s = ctx.op("where", [attn_mask, s, ctx.scalar(-np.inf, s)])
+        else:
+            s = ctx.op("add", [s, ctx.cast(attn_mask, s.dtype)])
+    return ctx.op("exp", [ctx.op("sub", [s, reshape(ctx, lse, lse.shape + (1,))])])
