@@ -30,8 +30,10 @@ class FrozenForward:
     """A forward graph whose static inputs (parameters, buffers) are constants, taken from
     the first call's arguments and taken again if one of them changes."""
 
-    def __init__(self, gm: torch.fx.GraphModule, static: list[int], device, opt_level: int):
+    def __init__(self, gm: torch.fx.GraphModule, static: list[int], device, opt_level: int,
+                 resident: bool = False):
         self.gm, self.static, self.device, self.opt_level = gm, static, device, opt_level
+        self.resident = resident
         self.names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
         self._stamp = None
         self._program: FxProgram | None = None
@@ -51,7 +53,7 @@ class FrozenForward:
                 attributes = {n.target: to_numpy(_attribute(self.gm, n.target))
                               for n in self.gm.graph.nodes if n.op == "get_attr"}
                 self._program = FxProgram(self.gm.graph, constants, self.names, self.device,
-                                          self.opt_level, "dynamo", attributes)
+                                          self.opt_level, "dynamo", attributes, self.resident)
                 self._stamp = stamp
             return self._program
 
@@ -97,11 +99,11 @@ def lgc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | None =
         check_supported(fw.graph)   # now, not at the first call: dynamo reports it as its own
         n = sum(1 for node in fw.graph.nodes if node.op == "placeholder")
         static = _static_inputs(n) if freeze and not training else []
-        return make_boxed_func(FrozenForward(fw, static, device, opt_level))
+        return make_boxed_func(FrozenForward(fw, static, device, opt_level, resident=training))
 
     def backward_compiler(bw: torch.fx.GraphModule, bw_inputs):
         check_supported(bw.graph)
-        return make_boxed_func(FrozenForward(bw, [], device, opt_level))
+        return make_boxed_func(FrozenForward(bw, [], device, opt_level, resident=True))
 
     # oneDNN off while tracing: the RNN decompositions then unroll into matmuls and pointwise
     # ops instead of calling aten.mkldnn_rnn_layer, a CPU library kernel
