@@ -164,7 +164,7 @@ def embedding_dense_backward(ctx, g, indices, num_weights, padding_idx, scale_gr
         per_row = ctx.op("gather", [counts, flat_i], {"axis": 0})
         flat_g = ctx.op("div", [flat_g, reshape(ctx, per_row, (indices.type.size, 1))])
     if padding_idx is not None and padding_idx >= 0:
-        keep = ctx.op("ne", [flat_i, ctx.scalar(padding_idx, flat_i)])
+        keep = ctx.op("not", [ctx.op("eq", [flat_i, ctx.scalar(padding_idx, flat_i)])])
         flat_g = ctx.op("mul", [flat_g, reshape(ctx, ctx.cast(keep, g.dtype), (indices.type.size, 1))])
     zeros = ctx.const(np.zeros((num_weights, d), g.dtype.np))
     return index_put(ctx, zeros, [flat_i], flat_g, True)
@@ -199,13 +199,11 @@ def sdpa_flash_cpu_backward(ctx, g, q, k, v, out, lse, dropout_p, is_causal, att
 
 
 def _attention_weights(ctx, q, k, lse, is_causal, attn_mask, scale):
-    """P = exp(S - lse), S = scale q k^T plus the mask (-inf where a boolean one is false)."""
+    """P = exp(S - lse), S = scale q k^T plus the mask."""
     s = ctx.op("mul", [ctx.op("matmul", [q, _swap_last(ctx, k)]), ctx.scalar(scale, q)])
     if is_causal:
-        attn_mask = ctx.const(np.tril(np.ones((q.shape[-2], k.shape[-2]), bool)))
-    if attn_mask is not None:
-        if attn_mask.dtype.is_bool:
-            s = ctx.op("where", [attn_mask, s, ctx.scalar(-np.inf, s)])
-        else:
-            s = ctx.op("add", [s, ctx.cast(attn_mask, s.dtype)])
+        keep = ctx.const(np.tril(np.ones((q.shape[-2], k.shape[-2]), bool)))
+        s = ctx.op("where", [keep, s, ctx.scalar(-np.inf, s)])
+    if attn_mask is not None:   # additive, of q's dtype (the kernel takes no other)
+        s = ctx.op("add", [s, attn_mask])
     return ctx.op("exp", [ctx.op("sub", [s, reshape(ctx, lse, lse.shape + (1,))])])
