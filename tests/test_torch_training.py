@@ -20,6 +20,9 @@ from lgc.errors import UnsupportedOp  # noqa: E402
 from lgc.torch import resident  # noqa: E402
 from lgc.torch.runner import FxProgram  # noqa: E402
 
+from tests.torch_nets import (SmallCNN, cnn_loss, counting_batches, image_batches,  # noqa: E402
+                              lm_loss, train_gpt2)
+
 pytestmark = pytest.mark.torch
 A = torch.ops.aten
 STEPS = 20
@@ -29,29 +32,6 @@ def rel_error(got, want) -> float:
     got, want = got.detach().double(), want.detach().double()
     assert got.shape == want.shape, (got.shape, want.shape)
     return float((got - want).abs().max() / max(want.abs().max(), 1e-30))
-
-
-class SmallCNN(torch.nn.Module):
-    """conv, batch norm (training mode), relu, max pool, linear. The conv has no bias: a
-    batch norm right after cancels it, so its gradient would be rounding noise only."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.bn = torch.nn.BatchNorm2d(8)
-        self.pool = torch.nn.MaxPool2d(2)
-        self.fc = torch.nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
-
-
-def small_gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-    config = GPT2Config(n_layer=2, n_positions=64, n_embd=64, n_head=4, vocab_size=256,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-                        bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(config)
 
 
 def sgd(model, batches, loss_of):
@@ -82,12 +62,8 @@ def check_training(model, batches, loss_of):
 
 
 def test_cnn_trains_as_in_eager():
-    g = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
-    batches = [(torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g))
-               for _ in range(STEPS)]
-    model, twin = check_training(
-        SmallCNN(), batches, lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]))
+    model, twin = check_training(SmallCNN(), image_batches(STEPS, seed=1), cnn_loss)
     # the running statistics AOTAutograd copies back from lgc's outputs
     assert rel_error(twin.bn.running_mean, model.bn.running_mean) < 1e-4
     assert rel_error(twin.bn.running_var, model.bn.running_var) < 1e-4
@@ -95,12 +71,7 @@ def test_cnn_trains_as_in_eager():
 
 
 def test_gpt2_lm_trains_as_in_eager():
-    g = torch.Generator().manual_seed(2)
-    torch.manual_seed(2)
-    # counting sequences from random starts: learnable, so the loss falls in 20 steps
-    starts = torch.randint(0, 256, (STEPS, 2, 1), generator=g)
-    batches = list((starts + torch.arange(64)) % 256)
-    check_training(small_gpt2(), batches, lambda m, ids: m(ids, labels=ids).loss)
+    check_training(train_gpt2(seed=2), counting_batches(STEPS, seed=2), lm_loss)
 
 
 def test_parameters_upload_once_per_step():

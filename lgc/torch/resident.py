@@ -60,6 +60,10 @@ class DeviceCopies:
             if hit is not None and not hit[0].expired() and hit[1] == t._version:
                 self.transfers.reused += host.nbytes
                 return hit[2]
+        return self.upload(t, host)
+
+    def upload(self, t: torch.Tensor, host: np.ndarray):
+        """A new device buffer of `host` (t's values), kept as t's device copy."""
         buf = memory.upload(self.device, host)
         self.keep(t, buf, uploaded=host.nbytes)
         return buf

@@ -53,6 +53,7 @@ class FxProgram:
         self.out_devices = _output_devices(graph)
         # inputs through kept device copies (lgc.torch.resident), for training's parameters
         self.copies = device_copies(self.device) if resident else None
+        self._constant_buffers: dict[int, object] = {}   # id(plan's array) -> device copy
         self._cache: dict = {}
         self._lock = threading.Lock()
 
@@ -111,10 +112,23 @@ class FxProgram:
             elif slot.kind == "input":
                 outs.append(tensors[slot.index])
             elif isinstance(slot.value, np.ndarray):
-                outs.append(torch.from_numpy(slot.value.copy()))
+                outs.append(self._constant_output(slot.value))
             else:
                 outs.append(slot.value)
         return [_to_device(o, d) for o, d in zip(outs, self.out_devices)]
+
+    def _constant_output(self, value: np.ndarray) -> torch.Tensor:
+        """A fresh tensor of an output lgc computed at compile time (a mask, position ids);
+        resident, it shares one device copy, uploaded once, so the backward that takes it
+        finds it there."""
+        t = torch.from_numpy(value.copy())
+        if self.copies is not None:   # the plans keep `value`: its id stays its own
+            buf = self._constant_buffers.get(id(value))
+            if buf is None:
+                self._constant_buffers[id(value)] = self.copies.upload(t, value)
+            else:
+                self.copies.keep(t, buf)
+        return t
 
     def _run_resident(self, exe: Executable, inputs: list) -> list[torch.Tensor]:
         """Run on the inputs' kept device copies (uploading those new or changed); each
@@ -122,10 +136,10 @@ class FxProgram:
         output the backward takes (a saved activation) is not uploaded again."""
         copies, ex = self.copies, exe.executor
         buffers = ex.run_buffers([copies.buffer(t, to_numpy(t)) for t in inputs])
+        hosts = [np.empty(spec.shape, dtypes.by_name(spec.dtype).np) for spec in ex.program.outputs]
+        memory.download_all(ex.queue, zip(buffers, hosts), ex.lock)
         results = []
-        for spec, buf in zip(ex.program.outputs, buffers):
-            host = np.empty(spec.shape, dtypes.by_name(spec.dtype).np)
-            memory.download(ex.queue, buf, host, ex.lock)
+        for buf, host in zip(buffers, hosts):
             t = torch.from_numpy(host)
             copies.keep(t, buf, downloaded=host.nbytes)
             results.append(t)
