@@ -17,15 +17,13 @@ device to host) with what they were.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import os
 import statistics
 import time
 
 import common  # noqa: F401  (puts this checkout's lgc on sys.path)
-from common import cpu_model, each_model, load, write_json
-from torch_models import blocks
+from common import each_model, load, write_json
+from torch_models import arguments, blocks, start
 
 
 def cases():
@@ -107,23 +105,10 @@ def bench_model(name: str, build, steps: int, rounds: int, block: int) -> dict:
 def main():
     import torch
     table = cases()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(table))
+    ap = arguments(__doc__, table, "steps in a row per block")
     ap.add_argument("--steps", type=int, default=20, help="steps of the accuracy comparison")
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of one block of each")
-    ap.add_argument("--block", type=int, default=3, help="steps in a row per block")
-    ap.add_argument("--threads", type=int, help="threads for each side (default: theirs)")
-    ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    if args.threads:   # before the OpenCL device is made
-        torch.set_num_threads(args.threads)
-        os.environ["POCL_MAX_PTHREAD_COUNT"] = os.environ["POCL_CPU_MAX_CU_COUNT"] = str(args.threads)
-    import lgc
-    dev = lgc.runtime.select_device()
-    cpu = cpu_model()
-    print(f"CPU: {cpu}; lgc device: {dev.describe()}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"start: {load()}")
+    cpu, dev = start(args)
     print(f"{'model':<6} {'lgc ms':>8} {'eager ms':>9} {'lgc/eager':>9} {'1st step s':>10} "
           f"{'grad err':>9} {'loss diff':>9} {'loss 1st->last':>15} {'up KB':>7} {'down KB':>8} "
           f"{'params KB':>9}  load", flush=True)

@@ -243,7 +243,8 @@ def batch_norm_functional(ctx, x, weight, bias, running_mean, running_var, train
 def _running_update(ctx, running: Value, batch: Value, momentum: float) -> Value:
     """(1 - momentum) running + momentum batch, in the running statistic's dtype."""
     kept = ctx.op("mul", [running, ctx.scalar(1 - momentum, running)])
-    return ctx.op("add", [kept, ctx.op("mul", [ctx.cast(batch, running.dtype), ctx.scalar(momentum, running)])])
+    moved = ctx.op("mul", [ctx.cast(batch, running.dtype), ctx.scalar(momentum, running)])
+    return ctx.op("add", [kept, moved])
 
 
 @converter("aten.native_batch_norm.default")
