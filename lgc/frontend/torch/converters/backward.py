@@ -13,7 +13,7 @@ from ..rules import run_vjp
 from . import converter
 from .indexing import index_put
 from .layout import transpose
-from .nn import _per_dim, _window
+from .nn import _window, conv_op
 
 
 def _masked(grads, output_mask):
@@ -34,13 +34,7 @@ def _reduce_mean(ctx, x, axes):
 def convolution_backward(ctx, g, x, w, bias_sizes, stride, padding, dilation, transposed,
                          output_padding, groups, output_mask):
     """(dx, dW, dbias): conv's (or conv_transpose's) vjp rule; dbias sums g over all but C."""
-    r = x.type.rank - 2
-    pads = _per_dim(padding, r)
-    attrs = {"strides": _per_dim(stride, r), "pads": pads + pads,
-             "dilations": _per_dim(dilation, r), "group": int(groups)}
-    op = "conv"
-    if transposed:
-        op, attrs = "conv_transpose", {**attrs, "output_padding": _per_dim(output_padding, r)}
+    op, attrs = conv_op(x.type.rank - 2, stride, padding, dilation, transposed, output_padding, groups)
     dx, dw = run_vjp(ctx, op, [g], [x, w], [None], attrs) if any(output_mask[:2]) else (None, None)
     db = _reduce_sum(ctx, g, (0,) + tuple(range(2, g.type.rank))) if output_mask[2] else None
     return _masked((dx, dw, db), output_mask)
