@@ -104,16 +104,21 @@ def bench_model(name: str, build, rounds: int, block: int) -> dict:
             "compile_s": compile_s, "max_rel_diff": err}
 
 
-def main():
-    import torch
-    table = cases()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(table))
+def arguments(doc: str, models, block_help: str) -> argparse.ArgumentParser:
+    """The options torch_models.py and torch_training.py share."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--models", default=",".join(models))
     ap.add_argument("--rounds", type=int, default=5, help="rounds of one block of each")
-    ap.add_argument("--block", type=int, default=3, help="calls in a row per block")
+    ap.add_argument("--block", type=int, default=3, help=block_help)
     ap.add_argument("--threads", type=int, help="threads for each side (default: theirs)")
     ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args()
+    return ap
+
+
+def start(args) -> tuple:
+    """(CPU name, lgc's device) after giving each side --threads threads, printed with the
+    torch version and the machine's load."""
+    import torch
     if args.threads:   # before the OpenCL device is made
         torch.set_num_threads(args.threads)
         os.environ["POCL_MAX_PTHREAD_COUNT"] = os.environ["POCL_CPU_MAX_CU_COUNT"] = str(args.threads)
@@ -123,6 +128,14 @@ def main():
     print(f"CPU: {cpu}; lgc device: {dev.describe()}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"start: {load()}")
+    return cpu, dev
+
+
+def main():
+    import torch
+    table = cases()
+    args = arguments(__doc__, table, "calls in a row per block").parse_args()
+    cpu, dev = start(args)
     print(f"{'model':<13} {'lgc ms':>9} {'eager ms':>9} {'lgc/eager':>9} {'compile s':>9} "
           f"{'max rel diff':>12}  load", flush=True)
     def show(r):

@@ -205,13 +205,13 @@ def test_graph_breaks_run_in_between_and_weights_refreeze():
 
 
 def test_gradients_flow_through_the_lgc_forward():
-    """With autograd on, the forward runs on lgc and its backward in PyTorch (the slot
-    training on lgc will fill): the gradients match eager's."""
+    """With autograd on, the forward and the backward both run on lgc (training:
+    tests/test_torch_training.py): the gradients match eager's."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(8 * 62 * 62, 5))
     x = images(2)
-    compiled = torch.compile(model, backend=lgc.torch.lgc_backend, options={"freeze": False})
+    compiled = torch.compile(model, backend=lgc.torch.lgc_backend)
     compiled(x).square().sum().backward()
     got = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()

@@ -318,3 +318,52 @@ def gpt2_past(lm, batch: int, length: int, seed: int = 1) -> tuple[torch.Tensor,
     g = torch.Generator().manual_seed(seed)
     shape = (batch, cfg.n_head, length, cfg.n_embd // cfg.n_head)
     return tuple(torch.randn(shape, generator=g) for _ in range(2 * cfg.n_layer))
+
+
+# ---- the training models (tests/test_torch_training.py, bench/torch_training.py) -----------
+
+class SmallCNN(nn.Module):
+    """conv, batch norm (training mode), relu, max pool, linear, for 3x16x16 images. The conv
+    has no bias: the batch norm right after cancels it, so its gradient is rounding noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def train_gpt2(seed: int = 0):
+    """A GPT-2 LM to train: 2 layers, 64 positions, width 64, 4 heads, 256 tokens, dropouts 0
+    (lgc refuses random dropout masks), no key/value cache returned."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(seed)
+    config = GPT2Config(n_layer=2, n_positions=64, n_embd=64, n_head=4, vocab_size=256,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+                        bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config)
+
+
+def counting_batches(steps: int, batch: int = 2, length: int = 64, seed: int = 0) -> list:
+    """Token sequences counting up (mod 256) from random starts: learnable in a few steps."""
+    starts = torch.randint(0, 256, (steps, batch, 1), generator=torch.Generator().manual_seed(seed))
+    return list((starts + torch.arange(length)) % 256)
+
+
+def image_batches(steps: int, batch: int = 8, seed: int = 0) -> list:
+    """(images 3x16x16, labels of 10 classes) per step."""
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch, 3, 16, 16, generator=g), torch.randint(0, 10, (batch,), generator=g))
+            for _ in range(steps)]
+
+
+def cnn_loss(model, batch):
+    return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
+def lm_loss(model, ids):
+    return model(ids, labels=ids).loss

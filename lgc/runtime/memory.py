@@ -40,6 +40,14 @@ def download(queue: cl.CommandQueue, buffer: cl.Buffer, host: np.ndarray,
     return host
 
 
+def download_all(queue: cl.CommandQueue, pairs, lock=None) -> None:
+    """Copy each (buffer, host array) pair, waiting once for all of them."""
+    with lock or nullcontext():
+        done = [cl.enqueue_copy(queue, host, buf, is_blocking=False) for buf, host in pairs if host.size]
+    if done:
+        cl.wait_for_events(done)
+
+
 def wait_for_queue(queue: cl.CommandQueue, lock=None) -> None:
     """Wait until everything put on `queue` so far has run."""
     with lock or nullcontext():

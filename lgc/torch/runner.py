@@ -15,9 +15,11 @@ import torch
 
 from ..errors import InputError
 from ..frontend.torch.context import lgc_dtype
+from ..ir import dtypes
 from ..frontend.torch.importer import Placeholder, check_supported, import_fx, output_leaves
 from ..ir.graph import TensorType
-from ..runtime import Executable, select_device
+from ..runtime import Executable, memory, select_device
+from .resident import device_copies
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -36,7 +38,8 @@ class FxProgram:
     holds the arrays get_attr nodes read (constants AOTAutograd lifted)."""
 
     def __init__(self, graph, constants: dict[int, np.ndarray], names: list[str], device=None,
-                 opt_level: int = 2, name: str = "torch", attributes: dict | None = None):
+                 opt_level: int = 2, name: str = "torch", attributes: dict | None = None,
+                 resident: bool = False):
         check_supported(graph)
         self.graph = graph
         self.constants = constants
@@ -48,6 +51,9 @@ class FxProgram:
         n = sum(1 for node in graph.nodes if node.op == "placeholder")
         self.runtime_positions = [i for i in range(n) if i not in constants]
         self.out_devices = _output_devices(graph)
+        # inputs through kept device copies (lgc.torch.resident), for training's parameters
+        self.copies = device_copies(self.device) if resident else None
+        self._constant_buffers: dict[int, object] = {}   # id(plan's array) -> device copy
         self._cache: dict = {}
         self._lock = threading.Lock()
 
@@ -93,22 +99,51 @@ class FxProgram:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         results = []
         if exe is not None:
-            feeds = {}
             by_name = {self.names[p]: a for p, a in zip(self.runtime_positions, args)}
-            for n in exe.input_names:
-                feeds[n] = to_numpy(by_name[n])
-            results = list(exe.run(feeds).values())
+            if self.copies is not None:
+                results = self._run_resident(exe, [by_name[n] for n in exe.input_names])
+            else:
+                feeds = {n: to_numpy(by_name[n]) for n in exe.input_names}
+                results = [torch.from_numpy(r) for r in exe.run(feeds).values()]
         outs = []
         for slot in plan:
             if slot.kind == "graph":
-                outs.append(torch.from_numpy(results[slot.index]))
+                outs.append(results[slot.index])
             elif slot.kind == "input":
                 outs.append(tensors[slot.index])
             elif isinstance(slot.value, np.ndarray):
-                outs.append(torch.from_numpy(slot.value.copy()))
+                outs.append(self._constant_output(slot.value))
             else:
                 outs.append(slot.value)
         return [_to_device(o, d) for o, d in zip(outs, self.out_devices)]
+
+    def _constant_output(self, value: np.ndarray) -> torch.Tensor:
+        """A fresh tensor of an output lgc computed at compile time (a mask, position ids);
+        resident, it shares one device copy, uploaded once, so the backward that takes it
+        finds it there."""
+        t = torch.from_numpy(value.copy())
+        if self.copies is not None:   # the plans keep `value`: its id stays its own
+            buf = self._constant_buffers.get(id(value))
+            if buf is None:
+                self._constant_buffers[id(value)] = self.copies.upload(t, value)
+            else:
+                self.copies.keep(t, buf)
+        return t
+
+    def _run_resident(self, exe: Executable, inputs: list) -> list[torch.Tensor]:
+        """Run on the inputs' kept device copies (uploading those new or changed); each
+        output is downloaded into a tensor whose device copy is then kept too, so a forward
+        output the backward takes (a saved activation) is not uploaded again."""
+        copies, ex = self.copies, exe.executor
+        buffers = ex.run_buffers([copies.buffer(t, to_numpy(t)) for t in inputs])
+        hosts = [np.empty(spec.shape, dtypes.by_name(spec.dtype).np) for spec in ex.program.outputs]
+        memory.download_all(ex.queue, zip(buffers, hosts), ex.lock)
+        results = []
+        for buf, host in zip(buffers, hosts):
+            t = torch.from_numpy(host)
+            copies.keep(t, buf, downloaded=host.nbytes)
+            results.append(t)
+        return results
 
 
 def _output_devices(graph) -> list:

@@ -10,7 +10,7 @@ from .converters import CONVERTERS
 
 # Why an operator is not converted, by the first matching name fragment.
 NOT_CONVERTED = [
-    ("backward", "a backward operator: gradients run in PyTorch for now"),
+    ("backward", "a backward operator without a converter yet"),
     ("aten.rand", "random numbers"),
     ("_fft_", "complex numbers"),
     ("nonzero", "its output's shape depends on the data"),

@@ -61,16 +61,20 @@ def _per_dim(v, r):
     return tuple(v * r if len(v) == 1 else v)
 
 
-@converter("aten.convolution.default")
-def convolution(ctx, x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
-    r = x.type.rank - 2
+def conv_op(r, stride, padding, dilation, transposed, output_padding, groups) -> tuple[str, dict]:
+    """(lgc op, its attributes) of an ATen convolution over r spatial axes."""
     pads = _per_dim(padding, r)
     attrs = {"strides": _per_dim(stride, r), "pads": pads + pads,
              "dilations": _per_dim(dilation, r), "group": int(groups)}
-    ins = [x, w] + ([bias] if bias is not None else [])
     if transposed:
-        return ctx.op("conv_transpose", ins, {**attrs, "output_padding": _per_dim(output_padding, r)})
-    return ctx.op("conv", ins, attrs)
+        return "conv_transpose", {**attrs, "output_padding": _per_dim(output_padding, r)}
+    return "conv", attrs
+
+
+@converter("aten.convolution.default")
+def convolution(ctx, x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
+    op, attrs = conv_op(x.type.rank - 2, stride, padding, dilation, transposed, output_padding, groups)
+    return ctx.op(op, [x, w] + ([bias] if bias is not None else []), attrs)
 
 
 # ---- pools --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import dtypes
+from ....ir.graph import Value
 from ...onnx.converters.layout import reshape
 from ..context import lgc_dtype
 from . import converter
@@ -222,6 +223,40 @@ def batch_norm_legit(ctx, x, weight, bias, *rest):
     if bias is not None:
         y = ctx.op("add", [y, reshape(ctx, bias, per_channel)])
     return y, reshape(ctx, mean, (c,)), reshape(ctx, rstd, (c,))
+
+
+@converter("aten._native_batch_norm_legit_functional.default")
+def batch_norm_functional(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Training mode as AOTAutograd functionalizes it: (y, mean, 1/std, new running mean,
+    new running variance); the running variance takes the unbiased batch variance, as torch's."""
+    if not training:
+        y, a, b = batch_norm_inference(ctx, x, weight, bias, running_mean, running_var, momentum, eps)
+        return y, a, b, running_mean, running_var
+    y, mean, rstd = batch_norm_legit(ctx, x, weight, bias, training, momentum, eps)
+    n = x.type.size // x.shape[1]
+    var = ctx.op("sub", [ctx.op("reciprocal", [ctx.op("mul", [rstd, rstd])]), ctx.scalar(eps, rstd)])
+    unbiased = ctx.op("mul", [var, ctx.scalar(n / max(n - 1, 1), var)])
+    return (y, mean, rstd, _running_update(ctx, running_mean, mean, momentum),
+            _running_update(ctx, running_var, unbiased, momentum))
+
+
+def _running_update(ctx, running: Value, batch: Value, momentum: float) -> Value:
+    """(1 - momentum) running + momentum batch, in the running statistic's dtype."""
+    kept = ctx.op("mul", [running, ctx.scalar(1 - momentum, running)])
+    moved = ctx.op("mul", [ctx.cast(batch, running.dtype), ctx.scalar(momentum, running)])
+    return ctx.op("add", [kept, moved])
+
+
+@converter("aten.native_batch_norm.default")
+def native_batch_norm(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """(y, mean, 1/std). In training mode with running statistics the operator writes them in
+    place, which a graph of values cannot: refused (AOTAutograd's graphs hold the functional
+    form instead)."""
+    if training and running_mean is not None:
+        raise NotImplementedError("training mode updating running statistics in place")
+    if running_mean is None:
+        return batch_norm_legit(ctx, x, weight, bias, training, momentum, eps)
+    return batch_norm_inference(ctx, x, weight, bias, running_mean, running_var, momentum, eps)
 
 
 @converter("aten.native_group_norm.default")
