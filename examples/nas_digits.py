@@ -1,6 +1,6 @@
 """Hardware-aware architecture search (lgc.search.nas) for a CNN on scikit-learn's digits.
 
-    python examples/nas_digits.py [--budget 900] [--target gfx803|device] [--seed 0]
+    python examples/nas_digits.py [--budget 1800] [--target gfx803|device] [--seed 0]
 
 NSGA-II over inverted-residual CNNs (1-4 blocks; width 8/16/24/32, depthwise kernel 3/5,
 expansion 1/2/4/6) minimising 1 - validation accuracy and latency. Every candidate is trained
@@ -54,7 +54,7 @@ def row(name: str, ev: nas.Evaluation, mark: str = "") -> str:
             f"{ev.kernels:>7d} {ev.params:>8,d}  {mark}")
 
 
-def main(budget_s: float | None = 900, target: str = "gfx803", seed: int = 0, epochs: int = 10,
+def main(budget_s: float | None = 1800, target: str = "gfx803", seed: int = 0, epochs: int = 5,
          population: int = 8, generations: int | None = None, max_evaluations: int | None = None,
          latency_batch: int = 1, space: nas.Space = nas.Space(), n_train: int | None = None,
          verbose: bool = True) -> dict:
@@ -101,13 +101,13 @@ def main(budget_s: float | None = 900, target: str = "gfx803", seed: int = 0, ep
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--budget", type=float, default=900,
-                    help="wall-clock seconds for the search (0: no limit; default 900)")
+    ap.add_argument("--budget", type=float, default=1800,
+                    help="wall-clock seconds for the search (0: no limit; default 1800)")
     ap.add_argument("--target", default="gfx803",
                     help="latency from the cost model of this GPU target (gfx803), or 'device': "
                          "measured on the OpenCL device")
     ap.add_argument("--seed", type=int, default=0, help="seeds the search and every training run")
-    ap.add_argument("--epochs", type=int, default=10, help="training epochs per candidate")
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs per candidate")
     ap.add_argument("--population", type=int, default=8, help="NSGA-II population size")
     ap.add_argument("--generations", type=int, default=None, help="stop after this many generations")
     ap.add_argument("--max-evaluations", type=int, default=None,

@@ -52,9 +52,14 @@ class Block(NamedTuple):
 Arch = tuple          # tuple[Block, ...]: the genome
 
 
+def as_blocks(arch) -> Arch:
+    """Any sequence of (width, kernel, expansion) as a tuple of Blocks."""
+    return tuple(Block(*b) for b in arch)
+
+
 def arch_str(arch: Arch) -> str:
     """'16k3e1-24k5e4': each block as width, k kernel, e expansion."""
-    return "-".join(str(b) for b in arch)
+    return "-".join(str(b) for b in as_blocks(arch))
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class Space:
 
     def check(self, arch: Arch) -> Arch:
         """The arch as a tuple of Blocks, or an InputError naming what is outside the space."""
-        arch = tuple(Block(*b) for b in arch)
+        arch = as_blocks(arch)
         if len(arch) not in self.depths:
             raise InputError(f"architecture {arch_str(arch)!r}: depth {len(arch)} not in {self.depths}")
         for b in arch:
@@ -131,6 +136,7 @@ class Space:
 def init_params(arch: Arch, seed: int, side: int = 8, channels: int = 1,
                 classes: int = 10) -> dict:
     """He-initialised weights (zero biases) for `arch` on [N, channels, side, side] inputs."""
+    arch = as_blocks(arch)
     rng = np.random.default_rng(seed)
 
     def he(*shape):
@@ -157,7 +163,7 @@ def init_params(arch: Arch, seed: int, side: int = 8, channels: int = 1,
 def logits(arch: Arch, p: dict, x):
     """Class scores of `arch` with weights p for images x [N, C, H, W]."""
     h = nn.relu(nn.conv(x, p["stem"], padding="SAME", bias=p["stem_b"]))
-    for i, b in enumerate(arch):
+    for i, b in enumerate(as_blocks(arch)):
         skip = h
         if b.expansion > 1:
             h = nn.relu(nn.conv(h, p[f"b{i}_expand"], bias=p[f"b{i}_expand_b"]))
@@ -268,14 +274,17 @@ class CostModelLatency:
     efficiency: float = 0.3
     launch_overhead_s: float = 10e-6
 
-    def __call__(self, graph) -> tuple[float, dict]:
+    def __post_init__(self):
         try:
             target = by_name(self.target)
         except ValueError as e:
-            raise InputError(str(e)) from None
+            raise InputError(f"latency {e}; or 'device' to measure") from None
         if not target.peak_flops or not target.bandwidth:
             raise InputError(f"latency target {self.target!r} has no peak FLOP/s or bandwidth for "
                              f"the cost model (use a GPU target such as gfx803, or 'device')")
+
+    def __call__(self, graph) -> tuple[float, dict]:
+        target = by_name(self.target)
         compiled = compile_graph(graph, backend_for(target), Options(2))
         cm = CostModel(compiled.graph)
         kernels = len(compiled.program.launches)
