@@ -89,7 +89,7 @@ def main(budget_s: float | None = 1800, target: str = "gfx803", seed: int = 0, e
     for ind in front:
         mark = "dominates baseline" if ind in beats else ""
         say(row(nas.arch_str(ind.genome), ind.info["eval"], mark))
-    say(row("baseline: cnn_digits conv16-conv32-fc64", baseline))
+    say(row("baseline (cnn_digits.py)", baseline))
     say(f"{len(beats)} of {len(front)} front points dominate the baseline"
         + (": " + ", ".join(nas.arch_str(i.genome) for i in beats) if beats else "."))
     if target != "device":
