@@ -1,0 +1,203 @@
+"""The evolutionary compression search against the greedy sensitivity search, same budget.
+
+    python bench/search.py [--models digits,resnet50] [--budget-digits 60] [--budget-resnet50 300]
+                           [--max-drift-digits 0.05] [--max-drift-resnet50 0.05] [--runs 20]
+
+For each model both searches run as the `lgc compile` commands printed (the greedy one is
+`--prune channels:0.75 --max-drift X`, whose sensitivity search picks each layer's fraction;
+the evolutionary one `--search evolutionary --budget B --max-drift X`, B the same seconds the
+greedy search was offered). Then both artifacts are loaded and timed interleaved in blocks
+(A A A B B B, repeated) on the device, and their drift is measured the same way (max |out -
+float| / max |float| on the first calibration sample) plus, for digits, top-1 accuracy on the
+held-out images.
+
+  digits    examples/cnn_digits.py's CNN trained with lgc for a few epochs, written as ONNX;
+            calibration: 64 held-out images of scikit-learn's load_digits
+  resnet50  onnx's light ResNet-50 with seeded random weights (bench/random_weights.py);
+            calibration: 4 seeded normal images. The search's latency objective is the
+            cost model of gfx803 (`--target gfx803`: measuring every candidate on this CPU
+            would leave a handful of evaluations); the final points are measured here too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common  # noqa: F401  (this checkout's lgc on sys.path)
+from common import cpu_model, load, say
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- the models --------------------------------------------------------------------------------
+
+def digits_onnx(path: str, epochs: int, seed: int = 0):
+    """Train examples/cnn_digits.py's CNN and write it as ONNX; returns the held-out split."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    sys.path.insert(0, str(ROOT / "examples"))
+    import cnn_digits
+    xtr, ytr, xte, yte = cnn_digits.load(seed)
+    p = {k: np.asarray(v, np.float32) for k, v in
+         cnn_digits.train(xtr, ytr, epochs=epochs, seed=seed, verbose=False).items()}
+    inits = [numpy_helper.from_array(v, k) for k, v in p.items()]
+    pool = dict(kernel_shape=[2, 2], strides=[2, 2])
+    nodes = [
+        helper.make_node("Conv", ["x", "conv1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("AveragePool", ["r1"], ["p1"], **pool),
+        helper.make_node("Conv", ["p1", "conv2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("AveragePool", ["r2"], ["p2"], **pool),
+        helper.make_node("Flatten", ["p2"], ["f"], axis=1),
+        helper.make_node("MatMul", ["f", "fc1"], ["m1"], name="fc1"),
+        helper.make_node("Add", ["m1", "bf1"], ["a1"]),
+        helper.make_node("Relu", ["a1"], ["h"]),
+        helper.make_node("MatMul", ["h", "fc2"], ["m2"], name="fc2"),
+        helper.make_node("Add", ["m2", "bf2"], ["logits"]),
+    ]
+    g = helper.make_graph(nodes, "cnn_digits",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return xte, yte
+
+
+def resnet50_onnx(path: str, seed: int = 0) -> None:
+    import onnx
+    from random_weights import random_light_model
+    onnx.save(random_light_model("resnet50", seed), path)
+
+
+# ---- running and measuring ---------------------------------------------------------------------
+
+def lgc_compile(model: str, out: str, flags: list[str]) -> tuple[float, str, list[str]]:
+    """(seconds, stdout, the command) of `lgc compile model -o out flags`."""
+    cmd = [sys.executable, "-m", "lgc.tools.cli", "compile", model, "-o", out, *flags]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    took = time.perf_counter() - t
+    if res.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    shown = ["lgc", "compile", os.path.basename(model), "-o", os.path.basename(out),
+             *[os.path.basename(f) if os.sep in f else f for f in flags]]
+    return took, res.stdout, shown
+
+
+def interleaved_ms(exes: dict, feed: dict, blocks: int, per_block: int = 3) -> dict:
+    """Median ms per run of each executable, timed in blocks (A A A B B B, repeated)."""
+    times = {k: [] for k in exes}
+    for e in exes.values():
+        e.run(feed)                                      # warm-up
+    for _ in range(blocks):
+        for k, e in exes.items():
+            for _ in range(per_block):
+                t = time.perf_counter()
+                e.run(feed)
+                times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+
+
+def first_output(exe, feed) -> np.ndarray:
+    out = exe.run(feed)
+    return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out[0])
+
+
+def compare(name: str, model: str, calib: str, budget: float, max_drift: float, runs: int,
+            extra: list[str], tmp: str, accuracy=None) -> dict:
+    import lgc
+    from lgc.compress.graphtools import max_relative_error
+    say(f"{name}: greedy search")
+    greedy_s, greedy_out, greedy_cmd = lgc_compile(
+        model, f"{tmp}/{name}-greedy.lgc",
+        ["--prune", "channels:0.75", "--max-drift", str(max_drift), "--calibrate", calib])
+    say(f"{name}: greedy took {greedy_s:.1f} s; evolutionary search, budget {budget:g} s")
+    evo_s, evo_out, evo_cmd = lgc_compile(
+        model, f"{tmp}/{name}-evo.lgc",
+        ["--search", "evolutionary", "--budget", f"{budget:g}", "--max-drift", str(max_drift),
+         "--calibrate", calib, "--report", f"{tmp}/{name}-search.json", *extra])
+    say(f"{name}: evolutionary took {evo_s:.1f} s")
+    lgc_compile(model, f"{tmp}/{name}-float.lgc", [])
+    exes = {k: lgc.load(f"{tmp}/{name}-{k}.lgc") for k in ("float", "greedy", "evo")}
+    feed = {k: v[0:1] for k, v in np.load(calib).items()}
+    ref = first_output(exes["float"], feed)
+    ms = interleaved_ms(exes, feed, blocks=runs)
+    rows = {}
+    for k, e in exes.items():
+        rows[k] = {"latency_ms": ms[k], "artifact_bytes": os.path.getsize(f"{tmp}/{name}-{k}.lgc"),
+                   "drift": max_relative_error([ref], [first_output(e, feed)])}
+        if accuracy is not None:
+            rows[k]["accuracy"] = accuracy(e)
+    front = evo_out[evo_out.index("Pareto front"):evo_out.index("wrote ")].rstrip()
+    return {"model": name, "budget_s": budget, "max_drift": max_drift, "greedy_s": greedy_s,
+            "evo_s": evo_s, "rows": rows, "front": front,
+            "commands": {"greedy": " ".join(greedy_cmd), "evo": " ".join(evo_cmd)}}
+
+
+def show(r: dict) -> None:
+    print(f"\n== {r['model']}: max drift {r['max_drift']:g}, budget {r['budget_s']:g} s "
+          f"(greedy ran {r['greedy_s']:.1f} s, evolutionary {r['evo_s']:.1f} s, both with startup)")
+    print(f"greedy:       {r['commands']['greedy']}")
+    print(f"evolutionary: {r['commands']['evo']}")
+    print(f"{'':14}{'latency ms':>11}{'vs float':>9}{'artifact B':>12}{'drift':>10}"
+          + ("  accuracy" if "accuracy" in r["rows"]["float"] else ""))
+    base = r["rows"]["float"]["latency_ms"]
+    for k, row in r["rows"].items():
+        acc = f"  {row['accuracy']:.4f}" if "accuracy" in row else ""
+        print(f"{k:14}{row['latency_ms']:11.4f}{base / row['latency_ms']:8.2f}x"
+              f"{row['artifact_bytes']:12d}{row['drift']:10.4g}{acc}")
+    g, e = r["rows"]["greedy"], r["rows"]["evo"]
+    verdict = "lower" if e["latency_ms"] < g["latency_ms"] else "NOT lower"
+    print(f"evolutionary / greedy latency: {e['latency_ms'] / g['latency_ms']:.3f} ({verdict}); "
+          f"drift {e['drift']:.4g} vs {g['drift']:.4g} "
+          f"({'equal or lower' if e['drift'] <= g['drift'] else 'HIGHER'})")
+    print(r["front"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="digits,resnet50")
+    ap.add_argument("--budget-digits", type=float, default=60.0)
+    ap.add_argument("--budget-resnet50", type=float, default=300.0)
+    ap.add_argument("--max-drift-digits", type=float, default=0.05)
+    ap.add_argument("--max-drift-resnet50", type=float, default=0.05)
+    ap.add_argument("--epochs", type=int, default=15, help="digits CNN training epochs")
+    ap.add_argument("--runs", type=int, default=20, help="timing blocks per artifact")
+    args = ap.parse_args(argv)
+    print(f"CPU: {cpu_model()}; {load()}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            model, calib = f"{tmp}/{name}.onnx", f"{tmp}/{name}-calib.npz"
+            if name == "digits":
+                xte, yte = digits_onnx(model, args.epochs)
+                np.savez(calib, x=xte[:64])
+
+                def accuracy(exe, xte=xte, yte=yte):
+                    pred = [int(np.argmax(first_output(exe, {"x": xte[i:i + 1]}))) for i in range(len(xte))]
+                    return float(np.mean(np.array(pred) == yte))
+                results.append(compare(name, model, calib, args.budget_digits, args.max_drift_digits,
+                                       args.runs, [], tmp, accuracy))
+            elif name == "resnet50":
+                resnet50_onnx(model)
+                rng = np.random.default_rng(0)
+                np.savez(calib, data_0=rng.standard_normal((4, 3, 224, 224)).astype(np.float32))
+                results.append(compare(name, model, calib, args.budget_resnet50,
+                                       args.max_drift_resnet50, max(3, args.runs // 4),
+                                       ["--target", "gfx803"], tmp))
+            else:
+                raise SystemExit(f"unknown model {name!r} (digits, resnet50)")
+            show(results[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
