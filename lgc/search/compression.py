@@ -2,8 +2,8 @@
 
 A genome gives every conv/matmul layer with a constant weight three choices:
 
-  prune      fraction of its output channels removed (structured, lgc.compress.prune's
-             prune_channels; only layers that function finds prunable)    PRUNE
+  prune      fraction of its output channels removed, 0 to 0.75 in eighths (structured,
+             lgc.compress.prune's prune_channels; only layers it finds prunable)   PRUNE
   rank       low-rank factors holding that fraction of its parameters (SVD / Tucker-2,
              lgc.compress.decompose; None: not decomposed)               RANKS
   precision  fp32, fp16 (weights stored as half, lgc.compress.fp16) or int8 (weights and
@@ -38,7 +38,7 @@ from ..compress.decompose import candidates as decomposable
 from ..compress.fp16 import to_fp16
 from ..compress.graphtools import (Rebuild, as_feed_list, layer_names, max_relative_error,
                                    param_bytes, reference_run, run_seconds)
-from ..compress.prune import channel_groups, prune_channels
+from ..compress.prune import LEVELS, channel_groups, prune_channels
 from ..compress.decompose import decompose
 from ..compress.quantize import find_layers, quantize
 from ..distributed.cost import WORKER_TARGETS, CostModel, Worker
@@ -48,7 +48,7 @@ from ..passes import optimize
 from ..runtime import Executable
 from .nsga2 import Individual, SearchResult, evolve
 
-PRUNE = (0.0, 0.25, 0.5, 0.75)
+PRUNE = (0.0,) + tuple(lv for lv in LEVELS if lv <= 0.75)     # the greedy search's levels
 RANKS = (None, 0.75, 0.5, 0.25)
 PRECISIONS = ("fp32", "fp16", "int8")
 # Kernel launch cost the cost model adds per kernel on a named Target: an assumption (a few
@@ -91,23 +91,39 @@ def named_layers(graph: Graph) -> Graph:
 # ---- latency ---------------------------------------------------------------------------------
 
 class MeasuredLatency:
-    """Seconds per run on the device: the graph compiled as `lgc compile` would, the median
-    of as many runs as fit in `seconds` (at least 10, at most 200) after warm-up runs. The
-    machine's load still moves it: compare final points timed interleaved."""
+    """Seconds per run on the device: the graph compiled as `lgc compile` would, timed
+    interleaved with the uncompressed graph (A B A B ..., as many runs as fit in `seconds`,
+    10 to 200), reported as its ratio to that baseline times the baseline's first time. The
+    machine's load moves both alike, so candidates measured minutes apart stay comparable."""
     deterministic = False
 
     def __init__(self, device, opt_level: int = 2, seconds: float = 0.25):
         self.device, self.opt_level, self.seconds = device, opt_level, seconds
+        self.base = None               # (baseline Executable, its feed, its first time)
+
+    def set_baseline(self, graph: Graph, feed) -> None:
+        exe, fl = self._compiled(graph, feed)
+        self.base = (exe, fl, self._time({"g": exe}, {"g": fl})["g"])
+
+    def _compiled(self, graph: Graph, feed):
+        exe = Executable.from_graph(graph, self.device, self.opt_level)
+        return exe, dict(zip(exe.input_names, as_feed_list(graph, feed)))
+
+    def _time(self, exes: dict, feeds: dict) -> dict:
+        once = max(run_seconds(exes, feeds, 2, warmup=1).values())
+        runs = int(min(200, max(10, self.seconds / max(once * len(exes), 1e-9))))
+        return run_seconds(exes, feeds, runs, warmup=0)
 
     def __call__(self, graph: Graph, feed) -> float:
-        exe = Executable.from_graph(graph, self.device, self.opt_level)
-        feeds = {"g": dict(zip(exe.input_names, as_feed_list(graph, feed)))}
-        once = run_seconds({"g": exe}, feeds, 2, warmup=1)["g"]
-        runs = int(min(200, max(10, self.seconds / max(once, 1e-9))))
-        return run_seconds({"g": exe}, feeds, runs, warmup=0)["g"]
+        exe, fl = self._compiled(graph, feed)
+        if self.base is None:
+            return self._time({"g": exe}, {"g": fl})["g"]
+        base_exe, base_fl, base_s = self.base
+        t = self._time({"g": exe, "base": base_exe}, {"g": fl, "base": base_fl})
+        return t["g"] / t["base"] * base_s
 
     def describe(self) -> str:
-        return f"measured on {getattr(self.device, 'name', 'the device')}"
+        return f"measured on {getattr(self.device, 'name', 'the device')}, relative to float32"
 
 
 class ModelLatency:
@@ -136,13 +152,13 @@ class CompressionSearch:
     """Genomes, their variation operators and their evaluation for one float32 graph."""
 
     def __init__(self, graph: Graph, feeds: list, latency: Callable, opt_level: int = 2,
-                 min_params: int = 0):
+                 max_drift: float | None = None, min_params: int = 0):
         if not feeds:
             raise InputError("the compression search needs calibration data to measure drift on")
         self.graph = named_layers(graph)
         self.feed = feeds[0]
         self.feeds = feeds
-        self.latency, self.opt_level = latency, opt_level
+        self.latency, self.opt_level, self.max_drift = latency, opt_level, max_drift
         names = layer_names(self.graph)
         prunable = {g.name for g in channel_groups(self.graph)}
         decomp = {id(n) for n in decomposable(self.graph, min_params=min_params)}
@@ -154,6 +170,8 @@ class CompressionSearch:
             raise InputError("the model has no conv/matmul layer with constant weights to compress")
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        if hasattr(latency, "set_baseline"):
+            latency.set_baseline(optimize(self.graph, opt_level), self.feed)
 
     # -- genomes -------------------------------------------------------------------------
     def canonical(self, genome) -> Genome:
@@ -172,11 +190,14 @@ class CompressionSearch:
         return self.canonical(tuple(self.random_gene(rng) for _ in self.layers))
 
     def mutate(self, genome: Genome, rng) -> Genome:
-        """One or two layers get one of their choices redrawn."""
+        """One or two layers get one of their choices changed: half the time a step to the
+        next level up or down (small moves near a good policy), else redrawn."""
         g = [list(x) for x in genome]
         for _ in range(1 + int(rng.random() < 0.5)):
             i, k = int(rng.integers(len(g))), int(rng.integers(3))
-            g[i][k] = int(rng.integers((len(PRUNE), len(RANKS), len(PRECISIONS))[k]))
+            n = (len(PRUNE), len(RANKS), len(PRECISIONS))[k]
+            step = int(rng.choice((-1, 1)))
+            g[i][k] = min(n - 1, max(0, g[i][k] + step)) if rng.random() < 0.5 else int(rng.integers(n))
         return self.canonical(tuple(tuple(x) for x in g))
 
     def crossover(self, a: Genome, b: Genome, rng) -> Genome:
@@ -203,6 +224,15 @@ class CompressionSearch:
             if p or r or q:
                 out[la.name] = {"prune": PRUNE[p], "rank": RANKS[r], "precision": PRECISIONS[q]}
         return out
+
+    def genome_of(self, policy: dict[str, dict]) -> Genome:
+        """The genome of a policy as `policy` (or a --report file's "policy") writes it."""
+        unknown = [n for n in policy if n not in {la.name for la in self.layers}]
+        if unknown:
+            raise InputError(f"policy names layer {unknown[0]!r}, which the model does not have")
+        gene = {n: (PRUNE.index(c["prune"]), RANKS.index(c["rank"]), PRECISIONS.index(c["precision"]))
+                for n, c in policy.items()}
+        return self.canonical(tuple(gene.get(la.name, (0, 0, 0)) for la in self.layers))
 
     def summary(self, genome: Genome) -> str:
         """e.g. 'prune 0.5 x3, rank 0.5 x1, int8 x4' (counts of layers per choice)."""
@@ -256,13 +286,24 @@ class CompressionSearch:
             g = self.apply(genome)
             drift = max_relative_error(self.ref, reference_run(g, self.feed))
             compiled = optimize(g, self.opt_level)
-            lat = self.latency(compiled, self.feed)
             size = float(param_bytes(compiled))
+            info = {"summary": self.summary(genome)}
+            if self.skips(drift):
+                lat = np.inf
+                info["latency"] = "not measured: drift over the budget"
+            else:
+                lat = self.latency(compiled, self.feed)
         except Exception as e:       # noqa: BLE001  a policy a pass refuses scores worst, not fatal
             return (np.inf, np.inf, np.inf), {"error": f"{type(e).__name__}: {e}",
                                                "summary": self.summary(genome)}
-        return (lat, size, float(drift)), {"summary": self.summary(genome),
-                                          "seconds": time.perf_counter() - t}
+        return (lat, size, float(drift)), {**info, "seconds": time.perf_counter() - t}
+
+    def skips(self, drift: float) -> bool:
+        """Whether a policy's latency goes unmeasured: with measured latency (compiling and
+        timing, the costly part) and a drift budget, one over the budget can never be chosen,
+        so the device's time goes to those that can; its latency is +inf."""
+        return self.max_drift is not None and drift > self.max_drift and \
+            not getattr(self.latency, "deterministic", False)
 
     def run(self, budget_s: float | None = None, generations: int | None = None,
             population: int = 16, seed: int = 0, progress: bool = True,
@@ -297,13 +338,15 @@ def choose(result: SearchResult, max_drift: float) -> Individual:
 
 
 def front_table(search: CompressionSearch, result: SearchResult, chosen: Individual | None = None) -> str:
-    """The Pareto front as text: latency, bytes, drift, policy summary; * marks the chosen."""
+    """The Pareto front as text: latency, bytes, drift, policy summary; * marks the chosen,
+    '-' a latency not measured (drift over the budget)."""
     rows = sorted(result.front, key=lambda p: p.objectives)
     lines = [f"  {'latency ms':>10}  {'bytes':>10}  {'drift':>9}  policy"]
     for p in rows:
         lat, size, drift = p.objectives
         mark = "*" if chosen is not None and p.genome == chosen.genome else " "
-        lines.append(f"{mark} {lat * 1e3:10.4f}  {size:10.0f}  {drift:9.3g}  {search.summary(p.genome)}")
+        shown = f"{lat * 1e3:10.4f}" if np.isfinite(lat) else f"{'-':>10}"
+        lines.append(f"{mark} {shown}  {size:10.0f}  {drift:9.3g}  {search.summary(p.genome)}")
     return "\n".join(lines)
 
 

@@ -45,6 +45,8 @@ OpenCL 1.2+ device: AMD GCN cards that ROCm dropped, other GPUs, or PoCL on the 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
     key = private_key(args.sign) if args.sign else None   # a bad key fails before compiling
+    if args.search:
+        check_search_args(args)
     if args.plan:
         with signing(key):
             return _compile_stages(args, t)
@@ -64,7 +66,6 @@ def cmd_compile(args) -> int:
     copts = None if args.search else _compress_options(args)
     crep = search_doc = None
     if args.search:
-        check_search_args(args)
         graph = optimize(import_graph(model.model, types), args.opt_level)
         exe, search_doc = run_search(args, graph, types, device)
     elif copts.active:

@@ -14,7 +14,7 @@ CALIBRATION_SAMPLES = 16      # samples int8 ranges are observed on (drift: the 
 def add_search_flags(p) -> None:
     q = p.add_argument_group("compression search (docs/COMPRESSION.md)")
     q.add_argument("--search", metavar="KIND",
-                   help="evolutionary: NSGA-II over per-layer policies (channel pruning 0/.25/.5/.75, "
+                   help="evolutionary: NSGA-II over per-layer policies (channel pruning 0 to .75 in eighths, "
                         "fp32/fp16/int8, low-rank factors at .75/.5/.25 of the parameters) "
                         "minimising latency, bytes and drift; prints the Pareto front and compiles "
                         "its fastest point within --max-drift. Needs --calibrate and --max-drift; "
@@ -60,7 +60,7 @@ def run_search(args, graph, types, device):
     from lgc.search.compression import CompressionSearch, choose, front_table, report_json
     feeds = load_calibration(args.calibrate, types, limit=CALIBRATION_SAMPLES)
     latency = latency_objective(args, device)
-    search = CompressionSearch(graph, feeds, latency, args.opt_level)
+    search = CompressionSearch(graph, feeds, latency, args.opt_level, args.max_drift)
     say(f"search: {len(search.layers)} layers, latency {latency.describe()}, budget {args.budget:g} s, "
         f"seed {args.seed}, population {args.population}")
     result = search.run(budget_s=args.budget, population=args.population, seed=args.seed)
