@@ -263,11 +263,13 @@ def main(argv=None) -> int:
                     show(results[-1])
             elif name == "resnet50":
                 resnet50_onnx(model)
+                import onnx
+                x_name = onnx.load(model).graph.input[0].name
                 rng = np.random.default_rng(0)
-                np.savez(calib, data_0=rng.standard_normal((4, 3, 224, 224)).astype(np.float32))
+                np.savez(calib, **{x_name: rng.standard_normal((4, 3, 224, 224)).astype(np.float32)})
                 for d in args.max_drift_resnet50.split(","):
                     results.append(compare(name, model, calib, float(d), max(3, args.runs // 4),
-                                           {"data_0": (1, 3, 224, 224)}, tmp, None, args.budget_resnet50,
+                                           {x_name: (1, 3, 224, 224)}, tmp, None, args.budget_resnet50,
                                            "gfx803"))
                     show(results[-1])
             else:

@@ -187,3 +187,26 @@ def test_help_names_the_search_flags(capsys):
         main(["compile", "--help"])
     out = capsys.readouterr().out
     assert "--search KIND" in out and "--population" in out and "--seed" in out
+
+
+def test_fp16_layers_and_decompose_memo(cnn):
+    """The two hooks the search adds to lgc.compress: to_fp16(layers=) halves only the named
+    layers' weights; decompose(memo=) reuses factors and gives the same graph."""
+    from lgc.compress.decompose import decompose
+    from lgc.compress.fp16 import to_fp16
+    from lgc.errors import InputError
+    _, model, x = cnn
+    _, graph = search_for(model, x)
+    half = to_fp16(graph, weights=True, activations=False, layers=["fc1"])
+    f16 = [n.output.shape for n in half.nodes if n.op == "const" and n.output.dtype.name == "f16"]
+    assert f16 == [(32, 1024)]                # fc1's weight (stored transposed), nothing else
+    with pytest.raises(InputError, match="weights only"):
+        to_fp16(graph, layers=["fc1"])
+    memo = {}
+    a = decompose(graph, compression=0.5, layers=["conv2", "fc1"], memo=memo)
+    assert len(memo) == 2
+    b = decompose(graph, compression=0.5, layers=["conv2", "fc1"], memo=memo)
+    plain = decompose(graph, compression=0.5, layers=["conv2", "fc1"])
+    assert len(memo) == 2
+    for g in (b, plain):
+        np.testing.assert_array_equal(reference_run(a, {"x": x[:2]})[0], reference_run(g, {"x": x[:2]})[0])

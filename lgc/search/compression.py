@@ -22,8 +22,9 @@ point with a `layers=` / `keep_float=` selection. Three objectives, all minimise
              search to (lgc.compress.graphtools.max_relative_error)
 
 The initial population holds the trivial policy (nothing compressed) and every uniform one
-(each prune level, each rank, int8, fp16 for all layers), so the front cannot be worse than
-the uniform policies the greedy search chooses between.
+(each prune level, each rank, int8, fp16 for all layers), so the front is never worse than
+any of them; on small models also each layer pruned alone at each level. With measured latency and a drift budget, a policy over the budget is not
+compiled (latency +inf): the device's time goes to policies that can be chosen.
 """
 from __future__ import annotations
 
@@ -34,15 +35,14 @@ from typing import Callable
 import numpy as np
 
 from ..backends.target import Target
-from ..compress.decompose import candidates as decomposable
+from ..compress.decompose import candidates as decomposable, decompose
 from ..compress.fp16 import to_fp16
 from ..compress.graphtools import (Rebuild, as_feed_list, layer_names, max_relative_error,
                                    param_bytes, reference_run, run_seconds)
 from ..compress.prune import LEVELS, channel_groups, prune_channels
-from ..compress.decompose import decompose
 from ..compress.quantize import find_layers, quantize
 from ..distributed.cost import WORKER_TARGETS, CostModel, Worker
-from ..errors import InputError
+from ..errors import InputError, LgcError
 from ..ir.graph import Graph
 from ..passes import optimize
 from ..runtime import Executable
@@ -55,6 +55,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # microseconds per enqueue on GCN under OpenCL), without which a policy that adds kernels
 # (decomposition) would look free.
 LAUNCH_OVERHEAD_S = 5e-6
+
+MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
 
 Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
 Genome = tuple[Gene, ...]              # one gene per layer, in graph order
@@ -209,10 +211,17 @@ class CompressionSearch:
         return self.canonical(((prune, rank, precision),) * len(self.layers))
 
     def seeds(self) -> list[Genome]:
-        """The trivial policy, then every uniform one (decomposition, the slowest to apply, last)."""
+        """The trivial policy, every uniform one (decomposition, the slowest to apply, last),
+        and on small models every prunable layer pruned alone at each level (the greedy
+        search's sensitivity probes: crossover then combines them)."""
         out = [self.uniform()]
         out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
         out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
+        prunable = [i for i, la in enumerate(self.layers) if la.prunable]
+        if len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS:
+            trivial = self.uniform()
+            out += [trivial[:i] + ((p, 0, 0),) + trivial[i + 1:]
+                    for p in range(1, len(PRUNE)) for i in prunable]
         out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
         return list(dict.fromkeys(out))
 
@@ -293,7 +302,7 @@ class CompressionSearch:
                 info["latency"] = "not measured: drift over the budget"
             else:
                 lat = self.latency(compiled, self.feed)
-        except Exception as e:       # noqa: BLE001  a policy a pass refuses scores worst, not fatal
+        except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
             return (np.inf, np.inf, np.inf), {"error": f"{type(e).__name__}: {e}",
                                                "summary": self.summary(genome)}
         return (lat, size, float(drift)), {**info, "seconds": time.perf_counter() - t}
