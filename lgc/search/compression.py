@@ -200,10 +200,11 @@ class CompressionSearch:
         return self.canonical(tuple(self.random_gene(rng) for _ in self.layers))
 
     def mutate(self, genome: Genome, rng) -> Genome:
-        """One or two layers get one of their choices changed: half the time a step to the
-        next level up or down (small moves near a good policy), else redrawn."""
+        """None, one or two layers (a third of the time each: a child of crossover often
+        is the combination wanted) get one of their choices changed: half the time a step to
+        the next level up or down (small moves near a good policy), else redrawn."""
         g = [list(x) for x in genome]
-        for _ in range(1 + int(rng.random() < 0.5)):
+        for _ in range(int(rng.integers(3))):
             i, k = int(rng.integers(len(g))), int(rng.integers(3))
             n = (len(PRUNE), len(RANKS), len(PRECISIONS))[k]
             step = int(rng.choice((-1, 1)))

@@ -3,8 +3,8 @@ non-dominated sorting and crowding distance, every objective minimised.
 
 The problem is four callables over genomes (any hashable value): init, mutate, crossover and
 evaluate. Everything random draws from one np.random.Generator seeded by `seed`, so a search
-with the same seed evaluates the same genomes in the same order; a wall-clock budget only
-decides how long a prefix of that sequence is run. A genome seen before is never evaluated
+with the same seed and a deterministic evaluate evaluates the same genomes in the same order;
+a wall-clock budget only decides how long a prefix of that sequence is run. A genome seen before is never evaluated
 again (its first result is reused).
 """
 from __future__ import annotations
