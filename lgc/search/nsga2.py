@@ -3,8 +3,8 @@ non-dominated sorting and crowding distance, every objective minimised.
 
 The problem is four callables over genomes (any hashable value): init, mutate, crossover and
 evaluate. Everything random draws from one np.random.Generator seeded by `seed`, so a search
-with the same seed evaluates the same genomes in the same order; a wall-clock budget only
-decides how long a prefix of that sequence is run. A genome seen before is never evaluated
+with the same seed and a deterministic evaluate evaluates the same genomes in the same order;
+a wall-clock budget only decides how long a prefix of that sequence is run. A genome seen before is never evaluated
 again (its first result is reused).
 """
 from __future__ import annotations
@@ -81,12 +81,14 @@ def crowding_distance(objectives, front: Sequence[int]) -> np.ndarray:
         return np.full(m, np.inf)
     for col in f.T:
         order = np.argsort(col, kind="stable")
-        lo, hi = col[order[0]], col[order[-1]]
         dist[order[0]] = dist[order[-1]] = np.inf
-        span = hi - lo
-        if not np.isfinite(span) or span <= 0:
+        finite = col[np.isfinite(col)]
+        span = finite.max() - finite.min() if finite.size else 0.0
+        if span <= 0:
             continue
-        dist[order[1:-1]] += (col[order[2:]] - col[order[:-2]]) / span
+        with np.errstate(invalid="ignore"):          # inf - inf: a gap next to an unknown value
+            gaps = col[order[2:]] - col[order[:-2]]
+        dist[order[1:-1]] += np.where(np.isnan(gaps), np.inf, gaps) / span
     return dist
 
 
@@ -152,7 +154,8 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
     Stops after `generations` generations (0: the initial population only), when `budget_s`
     seconds of wall clock are spent, or after `max_evaluations` evaluations, whichever comes
     first (at least one must be given). The initial population holds `seeds` (genomes that must
-    be tried, e.g. a known-good policy) then init(rng) genomes. Each generation breeds
+    be tried, e.g. a known-good policy; all are evaluated, the best `population` kept) then
+    init(rng) genomes. Each generation breeds
     `population` children by binary tournament (rank, then crowding), crossover and mutation;
     parents and children compete for the next population. Genomes must be hashable; a repeat is
     not evaluated again.
@@ -195,7 +198,7 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
 
     pop: list[Individual] = []
     try:
-        for genome in list(seeds)[:population]:
+        for genome in seeds:
             if genome not in seen:
                 pop.append(score(genome))
         while len(pop) < population:
@@ -203,6 +206,8 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
             if genome in seen:
                 break                                  # init cannot make anything new
             pop.append(score(genome))
+        if len(pop) > population:                       # more seeds than places: the best stay
+            pop = [pop[i] for i in sorted(select_survivors([p.objectives for p in pop], population))]
         generation = 0
         bar.show(generation, len(evaluated), len(non_dominated_sort([p.objectives for p in pop])[0]),
                  time.monotonic() - start)
