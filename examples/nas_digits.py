@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout
 
+from lgc.errors import InputError  # noqa: E402
 from lgc.search import nas  # noqa: E402
 from lgc.search.nsga2 import dominates  # noqa: E402
 
@@ -59,6 +60,8 @@ def main(budget_s: float | None = 1800, target: str = "gfx803", seed: int = 0, e
          latency_batch: int = 1, space: nas.Space = nas.Space(), n_train: int | None = None,
          verbose: bool = True) -> dict:
     say = print if verbose else (lambda *a, **k: None)
+    if budget_s is None and generations is None and max_evaluations is None:
+        raise InputError("--budget 0 needs --generations or --max-evaluations to end the search")
     t0 = time.perf_counter()
     cd = _cnn_digits()
     data = nas.Data.split(*cd.load(0), val_fraction=0.2, seed=0)    # fixed split, as cnn_digits
@@ -114,5 +117,8 @@ if __name__ == "__main__":
                     help="stop after this many trained candidates")
     ap.add_argument("--latency-batch", type=int, default=1, help="images per inference timed")
     a = ap.parse_args()
-    main(a.budget or None, a.target, a.seed, a.epochs, a.population, a.generations,
-         a.max_evaluations, a.latency_batch)
+    try:
+        main(a.budget or None, a.target, a.seed, a.epochs, a.population, a.generations,
+             a.max_evaluations, a.latency_batch)
+    except InputError as e:          # a bad flag value: one line, not a traceback
+        ap.error(str(e))
