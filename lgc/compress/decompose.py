@@ -14,6 +14,7 @@ rank whose factors hold at most that fraction of the layer's parameters); `max_d
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 import numpy as np
@@ -28,7 +29,7 @@ def decompose(graph: Graph, rank=None, energy: float | None = None,
               convs: bool = True, matmuls: bool = True, keep_larger: bool = False,
               max_drift: float | None = None, data=None,
               drift_fn: Callable | None = None, select: Callable | None = None,
-              multiple_of: int = 1, verbose: bool = False) -> Graph:
+              multiple_of: int = 1, verbose: bool = False, memo: dict | None = None) -> Graph:
     """Low-rank SVD of matmul weights and Tucker-2 of convolutions (entry point).
 
     Options (defaults in brackets):
@@ -50,6 +51,8 @@ def decompose(graph: Graph, rank=None, energy: float | None = None,
       multiple_of  round each chosen rank up to a multiple of this (matmul kernels tile by
                    8/16 columns: rank 225 runs no faster than 240) [1]
       select       Python only: predicate select(node, weight) -> bool on candidate layers
+      memo         Python only: a dict kept across calls that holds the factors of each
+                   (weight, setting) once computed (a search decomposes the same layers often)
     """
     if sum(x is not None for x in (rank, energy, compression)) > 1:
         raise InputError("decompose: give at most one of rank, energy and compression")
@@ -67,7 +70,7 @@ def decompose(graph: Graph, rank=None, energy: float | None = None,
     policy = {id(n): (rank, energy, compression) for n in cands}
     mult = max(1, int(multiple_of))
     if max_drift is None:
-        return _apply(graph, policy, keep_larger, mult)
+        return _apply(graph, policy, keep_larger, mult, memo)
     drift_fn = drift_fn or relative_l1
     ref = reference_run(graph, data)
     consts = graph.constants()
@@ -203,7 +206,19 @@ def tucker2(w: np.ndarray, rank=None, energy=None, compression=None, multiple_of
 
 # ---- the rewrite -----------------------------------------------------------------------------
 
-def _apply(graph: Graph, policy: dict, keep_larger: bool, mult: int = 1) -> Graph:
+def _factors(fn, w: np.ndarray, setting, mult: int, memo: dict | None):
+    """fn(w, *setting, multiple_of=mult), looked up in memo by the weight's bytes first."""
+    if memo is None:
+        return fn(w, *setting, multiple_of=mult)
+    key = (fn.__name__, w.shape, str(w.dtype), hashlib.blake2b(np.ascontiguousarray(w).tobytes(),
+                                                               digest_size=16).digest(), setting, mult)
+    if key not in memo:
+        memo[key] = fn(w, *setting, multiple_of=mult)
+    return memo[key]
+
+
+def _apply(graph: Graph, policy: dict, keep_larger: bool, mult: int = 1,
+           memo: dict | None = None) -> Graph:
     consts = graph.constants()
     rb = Rebuild(graph)
     for node in graph.nodes:
@@ -215,14 +230,14 @@ def _apply(graph: Graph, policy: dict, keep_larger: bool, mult: int = 1) -> Grap
         x = rb[node.inputs[0]]
         if node.op == "matmul":
             wm = w.T if node.attrs["trans_b"] else w
-            a, b = svd_factors(wm, *setting, multiple_of=mult)
+            a, b = _factors(svd_factors, wm, setting, mult, memo)
             if not keep_larger and a.size + b.size >= w.size:
                 rb.copy(node)
                 continue
             h = rb.op("matmul", [x, rb.const(a, _name(node, "U"))], {"trans_b": 0})
             y = rb.op("matmul", [h, rb.const(b, _name(node, "V"))], {"trans_b": 0}, node.name)
         else:
-            uo, core, ui = tucker2(w, *setting, multiple_of=mult)
+            uo, core, ui = _factors(tucker2, w, setting, mult, memo)
             nd = w.ndim - 2
             if not keep_larger and uo.size + core.size + ui.size >= w.size:
                 rb.copy(node)

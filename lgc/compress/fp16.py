@@ -26,13 +26,13 @@ import numpy as np
 from ..errors import InputError
 from ..ir.dtypes import f32
 from ..ir.graph import Graph
-from .graphtools import Rebuild
+from .graphtools import Rebuild, weighted_layers
 
 F16_MAX = 65504.0
 
 
 def to_fp16(graph: Graph, weights: bool = True, activations: bool = True,
-            min_params: int = 16) -> Graph:
+            min_params: int = 16, layers=None) -> Graph:
     """Store float32 weights (and activations) as half, computing in float (entry point).
 
     Options (defaults in brackets):
@@ -42,9 +42,14 @@ def to_fp16(graph: Graph, weights: bool = True, activations: bool = True,
       min_params   smaller constants (scalars, epsilons) stay float32 in weights-only
                    mode; with activations every float constant becomes half, since ops
                    take operands of one dtype [16]
+      layers       weights only: just the weights of these conv/matmul layers (named as
+                   graphtools.layer_names does) become half [every weight]
     """
     if not (weights or activations):
         return graph
+    if layers is not None and activations:
+        raise InputError("to_fp16: layers= selects weights only; give activations=False")
+    only = None if layers is None else _layer_weights(graph, layers)
     rb = Rebuild(graph)
     for v in graph.inputs:
         if activations and v.dtype == f32:
@@ -52,7 +57,7 @@ def to_fp16(graph: Graph, weights: bool = True, activations: bool = True,
     for node in graph.nodes:
         if node.op == "const":
             arr = node.attrs["value"]
-            big = arr.size >= min_params
+            big = arr.size >= min_params if only is None else node.output in only
             if arr.dtype == np.float32 and (activations or (weights and big)):
                 half = _half(arr, node.output.name)
                 c = rb.const(half, node.output.name)
@@ -71,6 +76,12 @@ def to_fp16(graph: Graph, weights: bool = True, activations: bool = True,
             if v.dtype == f32:
                 rb.bind(v, rb.op("cast", [rb[v]], {"to": "f32"}))
     return rb.finish()
+
+
+def _layer_weights(graph: Graph, layers) -> set:
+    """The weight Values of the named conv/matmul layers."""
+    picked = weighted_layers(graph, layers)
+    return {n.inputs[1] for n in graph.nodes if id(n) in picked}
 
 
 def _half(arr: np.ndarray, name) -> np.ndarray:

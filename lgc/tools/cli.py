@@ -31,6 +31,7 @@ from lgc.tools.cluster_cli import add_parsers as add_cluster_parsers  # lgc depl
 from lgc.tools.common import add_device_flags, parse_shape_args, say
 from lgc.tools.generate_cli import add_parsers as add_generate_parsers  # lgc generate
 from lgc.tools.plan_cli import add_parsers as add_plan_parsers  # lgc plan
+from lgc.tools.search_cli import add_search_flags, check_search_args, run_search  # compile --search
 from lgc.tools.serve_cli import add_parsers as add_serve_parsers  # lgc serve
 
 DESCRIPTION = """lgc compiles ONNX models (and traced Python) to OpenCL and runs them on any
@@ -44,6 +45,8 @@ OpenCL 1.2+ device: AMD GCN cards that ROCm dropped, other GPUs, or PoCL on the 
 def cmd_compile(args) -> int:
     t = time.perf_counter()
     key = private_key(args.sign) if args.sign else None   # a bad key fails before compiling
+    if args.search:
+        check_search_args(args)
     if args.plan:
         with signing(key):
             return _compile_stages(args, t)
@@ -60,9 +63,12 @@ def cmd_compile(args) -> int:
     say(f"compiling {args.model} for " + ", ".join(f"{k}: {v}" for k, v in types.items()))
     if args.tune:
         _tune(model.model, types, args)
-    copts = _compress_options(args)
-    crep = None
-    if copts.active:
+    copts = None if args.search else _compress_options(args)
+    crep = search_doc = None
+    if args.search:
+        graph = optimize(import_graph(model.model, types), args.opt_level)
+        exe, search_doc = run_search(args, graph, types, device)
+    elif copts.active:
         exe, crep = _compress(model, types, copts, args, device)
     else:
         exe = model.executable(types)
@@ -82,6 +88,8 @@ def cmd_compile(args) -> int:
         import json
         data = crep.to_dict() if crep is not None else {}
         data["passes"] = [vars(r) for r in records]
+        if search_doc is not None:
+            data["search"] = search_doc
         with open(args.report, "w") as f:
             json.dump(data, f, indent=2)
         print(f"wrote {args.report}")
@@ -101,9 +109,9 @@ def _compile_stages(args, t0) -> int:
     """`lgc compile --plan`: one self-contained artifact per pipeline stage of a plan made by
     `lgc plan`, plus the stages.json that `lgc deploy` reads."""
     from lgc.distributed.shard import compile_from_plan   # (see the note above cmd_compile)
-    if _compress_options(args).active or args.tune or args.isa_report or args.explain:
+    if args.search or _compress_options(args).active or args.tune or args.isa_report or args.explain:
         raise InputError("--plan compiles the planned float model as it is: it does not combine "
-                         "with compression, --tune, --explain or --isa-report")
+                         "with compression, --search, --tune, --explain or --isa-report")
     out_dir = args.output or os.path.splitext(args.model)[0] + ".stages"
     paths = compile_from_plan(args.model, args.plan, out_dir, device=args.device, progress=say)
     print(f"wrote {len(paths)} stage artifacts to {out_dir} ({time.perf_counter() - t0:.1f} s); "
@@ -322,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true",
                    help="print the fusion groups: which ops each kernel computes, why it stops there")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
-    p.add_argument("--budget", type=float, default=60.0, help="seconds for --tune (default 60)")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="seconds for --tune or --search (default 60)")
+    add_search_flags(p)
     p.add_argument("--plan", metavar="PLAN.json",
                    help="compile one artifact per pipeline stage of a plan from `lgc plan` into the "
                         "folder -o (default MODEL.stages/), with stages.json for `lgc deploy`")

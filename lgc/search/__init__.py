@@ -1,0 +1,9 @@
+"""Search over compiler and model choices, scored on several objectives at once.
+
+nsga2.py        a generic NSGA-II: non-dominated sorting, crowding distance, evolve()
+"""
+from .nsga2 import (Individual, SearchResult, crowding_distance, dominates, evolve,
+                    non_dominated_sort, pareto_front)
+
+__all__ = ["Individual", "SearchResult", "crowding_distance", "dominates", "evolve",
+           "non_dominated_sort", "pareto_front"]

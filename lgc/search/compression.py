@@ -1,0 +1,404 @@
+"""Per-layer compression policies searched by NSGA-II (`lgc compile --search evolutionary`).
+
+A genome gives every conv/matmul layer with a constant weight three choices:
+
+  prune      fraction of its output channels removed, 0 to 0.75 in eighths (structured,
+             lgc.compress.prune's prune_channels; only layers it finds prunable)   PRUNE
+  rank       low-rank factors holding that fraction of its parameters (SVD / Tucker-2,
+             lgc.compress.decompose; None: not decomposed)               RANKS
+  precision  fp32, fp16 (weights stored as half, lgc.compress.fp16) or int8 (weights and
+             calibrated activations, lgc.compress.quantize)               PRECISIONS
+
+applied in the order prune -> decompose -> quantize -> fp16, each by the lgc.compress entry
+point with a `layers=` / `keep_float=` selection. Three objectives, all minimised:
+
+  latency    seconds per run: measured on the device (compiled, median of interleaved runs),
+             or, for a named Target (`--target gfx803`) that is not the device, predicted by
+             the roofline cost model of lgc.distributed.cost (deterministic)
+  bytes      the constant bytes of the graph as compiled (optimized: fp16 weights whose cast
+             back to float32 the optimizer folds count as float32), what dominates the artifact
+  drift      max |out - float| / max |float| on the first calibration sample, computed with
+             the ops' NumPy references: the measure `--prune ... --max-drift` holds its greedy
+             search to (lgc.compress.graphtools.max_relative_error)
+
+The initial population holds the trivial policy (nothing compressed) and every uniform one
+(each prune level, each rank, int8, fp16 for all layers), so the front is never worse than
+any of them; on small models also each layer pruned alone at each level. With measured latency and a drift budget, a policy over the budget is not
+compiled (latency +inf): the device's time goes to policies that can be chosen.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..backends.target import Target
+from ..compress.decompose import candidates as decomposable, decompose
+from ..compress.fp16 import to_fp16
+from ..compress.graphtools import (Rebuild, as_feed_list, layer_names, max_relative_error,
+                                   param_bytes, reference_run, run_seconds)
+from ..compress.prune import LEVELS, channel_groups, prune_channels
+from ..compress.quantize import find_layers, quantize
+from ..distributed.cost import WORKER_TARGETS, CostModel, Worker
+from ..errors import InputError, LgcError
+from ..ir.graph import Graph
+from ..passes import optimize
+from ..runtime import Executable
+from .nsga2 import Individual, SearchResult, evolve
+
+PRUNE = (0.0,) + tuple(lv for lv in LEVELS if lv <= 0.75)     # the greedy search's levels
+RANKS = (None, 0.75, 0.5, 0.25)
+PRECISIONS = ("fp32", "fp16", "int8")
+# Kernel launch cost the cost model adds per kernel on a named Target: an assumption (a few
+# microseconds per enqueue on GCN under OpenCL), without which a policy that adds kernels
+# (decomposition) would look free.
+LAUNCH_OVERHEAD_S = 5e-6
+
+MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
+
+Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
+Genome = tuple[Gene, ...]              # one gene per layer, in graph order
+
+
+@dataclass(frozen=True)
+class LayerChoices:
+    """One layer and which of the three choices apply to it."""
+    name: str
+    base: str                          # the name lgc.compress.decompose gives its factors' prefix
+    prunable: bool
+    decomposable: bool
+    quantizable: bool
+
+
+def named_layers(graph: Graph) -> Graph:
+    """The graph with every conv/matmul node named (graphtools.layer_names), so that each
+    pass and the policy name a layer alike even after others rewrote the graph."""
+    names = layer_names(graph)
+    if all(n.name for n in graph.nodes if id(n) in names):
+        return graph
+    rb = Rebuild(graph)
+    for node in graph.nodes:
+        if id(node) in names and not node.name:
+            outs = rb.op(node.op, [rb[v] for v in node.inputs], dict(node.attrs), names[id(node)],
+                         num_outputs=len(node.outputs))
+            for old, new in zip(node.outputs, outs if isinstance(outs, tuple) else (outs,)):
+                rb.bind(old, new)
+        else:
+            rb.copy(node)
+    return rb.finish()
+
+
+# ---- latency ---------------------------------------------------------------------------------
+
+class MeasuredLatency:
+    """Seconds per run on the device: the graph compiled as `lgc compile` would, timed
+    interleaved with the uncompressed graph (A B A B ..., as many runs as fit in `seconds`,
+    10 to 200), reported as its ratio to that baseline times the baseline's first time. The
+    machine's load moves both alike, so candidates measured minutes apart stay comparable."""
+    deterministic = False
+
+    def __init__(self, device, opt_level: int = 2, seconds: float = 0.25):
+        self.device, self.opt_level, self.seconds = device, opt_level, seconds
+        self.base = None               # (baseline Executable, its feed, its first time)
+
+    def set_baseline(self, graph: Graph, feed) -> None:
+        exe, fl = self._compiled(graph, feed)
+        self.base = (exe, fl, self._time({"g": exe}, {"g": fl})["g"])
+
+    def _compiled(self, graph: Graph, feed):
+        exe = Executable.from_graph(graph, self.device, self.opt_level)
+        return exe, dict(zip(exe.input_names, as_feed_list(graph, feed)))
+
+    def _time(self, exes: dict, feeds: dict) -> dict:
+        once = max(run_seconds(exes, feeds, 2, warmup=1).values())
+        runs = int(min(200, max(10, self.seconds / max(once * len(exes), 1e-9))))
+        return run_seconds(exes, feeds, runs, warmup=0)
+
+    def __call__(self, graph: Graph, feed) -> float:
+        exe, fl = self._compiled(graph, feed)
+        if self.base is None:
+            return self._time({"g": exe}, {"g": fl})["g"]
+        base_exe, base_fl, base_s = self.base
+        t = self._time({"g": exe, "base": base_exe}, {"g": fl, "base": base_fl})
+        return t["g"] / t["base"] * base_s
+
+    def again(self, graphs: list[Graph], feed) -> list[float]:
+        """The graphs timed again together with the baseline, interleaved (A B C base ...)."""
+        exes = dict(enumerate(self._compiled(g, feed) for g in graphs))
+        base_exe, base_fl, base_s = self.base
+        t = self._time({**{k: e for k, (e, _) in exes.items()}, "base": base_exe},
+                       {**{k: fl for k, (_, fl) in exes.items()}, "base": base_fl})
+        return [t[k] / t["base"] * base_s for k in exes]
+
+    def describe(self) -> str:
+        return f"measured on {getattr(self.device, 'name', 'the device')}, relative to float32"
+
+
+class ModelLatency:
+    """Seconds per run predicted for `target` by lgc.distributed's roofline cost model over
+    the optimized graph (fused as for that Target), plus LAUNCH_OVERHEAD_S per kernel."""
+    deterministic = True
+
+    def __init__(self, target: Target | str):
+        if isinstance(target, str):
+            if target not in WORKER_TARGETS:
+                raise InputError(f"no cost model for target {target!r} "
+                                 f"(known: {', '.join(sorted(WORKER_TARGETS))})")
+            target = WORKER_TARGETS[target]
+        self.worker = Worker(target.name, target, 1 << 62, launch_overhead_s=LAUNCH_OVERHEAD_S)
+
+    def __call__(self, graph: Graph, feed) -> float:
+        return float(CostModel(graph).node_times(self.worker).sum())
+
+    def describe(self) -> str:
+        return f"cost model of {self.worker.target.name}"
+
+
+# ---- the problem -----------------------------------------------------------------------------
+
+class CompressionSearch:
+    """Genomes, their variation operators and their evaluation for one float32 graph."""
+
+    def __init__(self, graph: Graph, feeds: list, latency: Callable, opt_level: int = 2,
+                 max_drift: float | None = None, min_params: int = 0):
+        if not feeds:
+            raise InputError("the compression search needs calibration data to measure drift on")
+        self.graph = named_layers(graph)
+        self.feed = feeds[0]
+        self.feeds = feeds
+        self.latency, self.opt_level, self.max_drift = latency, opt_level, max_drift
+        names = layer_names(self.graph)
+        prunable = {g.name for g in channel_groups(self.graph)}
+        decomp = {id(n) for n in decomposable(self.graph, min_params=min_params)}
+        quant = {la.name for la in find_layers(self.graph) if la.kind != "gather"}
+        self.layers = [LayerChoices(names[id(n)], n.inputs[1].name or names[id(n)],
+                                    names[id(n)] in prunable, id(n) in decomp, names[id(n)] in quant)
+                       for n in self.graph.nodes if id(n) in names and n.op != "sparse_matmul"]
+        if not self.layers:
+            raise InputError("the model has no conv/matmul layer with constant weights to compress")
+        self.ref = reference_run(self.graph, self.feed)
+        self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        if hasattr(latency, "set_baseline"):
+            latency.set_baseline(optimize(self.graph, opt_level), self.feed)
+
+    # -- genomes -------------------------------------------------------------------------
+    def canonical(self, genome) -> Genome:
+        """Choices that do not apply to a layer reset to 0, so equal policies are equal genomes."""
+        return tuple((p if la.prunable else 0, r if la.decomposable else 0,
+                      q if la.quantizable else 0)
+                     for la, (p, r, q) in zip(self.layers, genome))
+
+    def random_gene(self, rng, change: float = 0.3) -> Gene:
+        """Each choice left at its default with probability 1 - change, else drawn uniformly
+        (random policies stay near the uncompressed model, where the drift budget is)."""
+        return tuple(int(rng.integers(1, n)) if rng.random() < change else 0
+                     for n in (len(PRUNE), len(RANKS), len(PRECISIONS)))
+
+    def init(self, rng) -> Genome:
+        return self.canonical(tuple(self.random_gene(rng) for _ in self.layers))
+
+    def mutate(self, genome: Genome, rng) -> Genome:
+        """None, one or two layers (a third of the time each: a child of crossover often
+        is the combination wanted) get one of their choices changed: half the time a step to
+        the next level up or down (small moves near a good policy), else redrawn."""
+        g = [list(x) for x in genome]
+        for _ in range(int(rng.integers(3))):
+            i, k = int(rng.integers(len(g))), int(rng.integers(3))
+            n = (len(PRUNE), len(RANKS), len(PRECISIONS))[k]
+            step = int(rng.choice((-1, 1)))
+            g[i][k] = min(n - 1, max(0, g[i][k] + step)) if rng.random() < 0.5 else int(rng.integers(n))
+        return self.canonical(tuple(tuple(x) for x in g))
+
+    def crossover(self, a: Genome, b: Genome, rng) -> Genome:
+        """Each layer's gene from either parent (uniform crossover)."""
+        pick = rng.random(len(a)) < 0.5
+        return tuple(x if p else y for x, y, p in zip(a, b, pick))
+
+    def uniform(self, prune: int = 0, rank: int = 0, precision: int = 0) -> Genome:
+        return self.canonical(((prune, rank, precision),) * len(self.layers))
+
+    def seeds(self) -> list[Genome]:
+        """The trivial policy, every uniform one (decomposition, the slowest to apply, last),
+        and on small models every prunable layer pruned alone at each level (the greedy
+        search's sensitivity probes: crossover then combines them)."""
+        out = [self.uniform()]
+        out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
+        out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
+        prunable = [i for i, la in enumerate(self.layers) if la.prunable]
+        if len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS:
+            trivial = self.uniform()
+            out += [trivial[:i] + ((p, 0, 0),) + trivial[i + 1:]
+                    for p in range(1, len(PRUNE)) for i in prunable]
+        out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
+        return list(dict.fromkeys(out))
+
+    # -- applying ------------------------------------------------------------------------
+    def policy(self, genome: Genome) -> dict[str, dict]:
+        """{layer: {prune, rank, precision}} for the layers the genome changes."""
+        out = {}
+        for la, (p, r, q) in zip(self.layers, genome):
+            if p or r or q:
+                out[la.name] = {"prune": PRUNE[p], "rank": RANKS[r], "precision": PRECISIONS[q]}
+        return out
+
+    def genome_of(self, policy: dict[str, dict]) -> Genome:
+        """The genome of a policy as `policy` (or a --report file's "policy") writes it."""
+        unknown = [n for n in policy if n not in {la.name for la in self.layers}]
+        if unknown:
+            raise InputError(f"policy names layer {unknown[0]!r}, which the model does not have")
+        gene = {n: (PRUNE.index(c["prune"]), RANKS.index(c["rank"]), PRECISIONS.index(c["precision"]))
+                for n, c in policy.items()}
+        return self.canonical(tuple(gene.get(la.name, (0, 0, 0)) for la in self.layers))
+
+    def summary(self, genome: Genome) -> str:
+        """e.g. 'prune 0.5 x3, rank 0.5 x1, int8 x4' (counts of layers per choice)."""
+        counts: dict[str, int] = {}
+        for p, r, q in genome:
+            for key, on in ((f"prune {PRUNE[p]:g}", p), (f"rank {RANKS[r]}", r), (PRECISIONS[q], q)):
+                if on:
+                    counts[key] = counts.get(key, 0) + 1
+        return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) or "float32 (unchanged)"
+
+    def apply(self, genome: Genome) -> Graph:
+        """The compressed graph: prune -> decompose -> quantize -> fp16 with this policy."""
+        g = self.graph
+        amounts = {la.name: PRUNE[p] for la, (p, _, _) in zip(self.layers, genome) if p}
+        if amounts:
+            g = prune_channels(g, amount=0.0, amounts=amounts, layers=sorted(amounts))
+        by_rank: dict[float, list[str]] = {}
+        for la, (_, r, _) in zip(self.layers, genome):
+            if r:
+                by_rank.setdefault(RANKS[r], []).append(la.name)
+        for level, names in sorted(by_rank.items()):
+            g = decompose(g, compression=level, layers=names, memo=self.memo)
+        g = named_layers(_name_factors(g))
+        owner = self._owners(g)
+        prec = {la.name: PRECISIONS[q] for la, (_, _, q) in zip(self.layers, genome)}
+        int8 = {n for n, o in owner.items() if prec.get(o) == "int8"}
+        if int8:
+            keep = [la.name for la in find_layers(g) if la.name not in int8]
+            g = quantize(g, self.feeds, "int8", keep_float=keep).graph
+        half = [n for n, o in owner.items() if prec.get(o) == "fp16"]
+        if half:
+            present = set(layer_names(g).values())
+            g = to_fp16(g, weights=True, activations=False, layers=[n for n in half if n in present])
+        return g
+
+    def _owners(self, graph: Graph) -> dict[str, str]:
+        """{conv/matmul name in graph: the original layer it came from} (a decomposed layer's
+        factors are named '<base>_U', '_V', '_in', '_core', '_out')."""
+        by_base = {la.base: la.name for la in self.layers}
+        known = {la.name for la in self.layers}
+        out = {}
+        for name in layer_names(graph).values():
+            base = name.rpartition("_")[0]
+            out[name] = name if name in known else by_base.get(base, name)
+        return out
+
+    # -- scoring -------------------------------------------------------------------------
+    def evaluate(self, genome: Genome) -> tuple[tuple[float, float, float], dict]:
+        t = time.perf_counter()
+        try:
+            g = self.apply(genome)
+            drift = max_relative_error(self.ref, reference_run(g, self.feed))
+            compiled = optimize(g, self.opt_level)
+            size = float(param_bytes(compiled))
+            info = {"summary": self.summary(genome)}
+            if self.skips(drift):
+                lat = np.inf
+                info["latency"] = "not measured: drift over the budget"
+            else:
+                lat = self.latency(compiled, self.feed)
+        except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
+            return (np.inf, np.inf, np.inf), {"error": f"{type(e).__name__}: {e}",
+                                               "summary": self.summary(genome)}
+        return (lat, size, float(drift)), {**info, "seconds": time.perf_counter() - t}
+
+    def skips(self, drift: float) -> bool:
+        """Whether a policy's latency goes unmeasured: with measured latency (compiling and
+        timing, the costly part) and a drift budget, one over the budget can never be chosen,
+        so the device's time goes to those that can; its latency is +inf."""
+        return self.max_drift is not None and drift > self.max_drift and \
+            not getattr(self.latency, "deterministic", False)
+
+    def choose(self, result: SearchResult, max_drift: float, confirm: int = 4) -> Individual:
+        """The fastest policy within the drift budget. With measured latency, the `confirm`
+        fastest are first timed again together, interleaved, and the fastest of those wins
+        (one lucky measurement among many would otherwise be chosen); their times go to
+        info["confirmed_latency_s"]."""
+        ok = feasible(result, max_drift)
+        if getattr(self.latency, "deterministic", True) or len(ok) < 2 or confirm < 2:
+            return ok[0]
+        top = ok[:confirm]
+        for p, t in zip(top, self.latency.again([optimize(self.apply(p.genome), self.opt_level)
+                                                 for p in top], self.feed)):
+            p.info["confirmed_latency_s"] = t
+        return min(top, key=lambda p: p.info["confirmed_latency_s"])
+
+    def run(self, budget_s: float | None = None, generations: int | None = None,
+            population: int = 16, seed: int = 0, progress: bool = True,
+            max_evaluations: int | None = None) -> SearchResult:
+        return evolve(self.init, self.mutate, self.crossover, self.evaluate,
+                      population=population, generations=generations, budget_s=budget_s,
+                      seed=seed, progress=progress, seeds=self.seeds(),
+                      max_evaluations=max_evaluations)
+
+
+def _name_factors(graph: Graph) -> Graph:
+    """Decomposition leaves its factor nodes unnamed; name each after its weight (e.g.
+    'fc1_U') so that it stays tied to the layer it came from."""
+    rb = Rebuild(graph)
+    for node in graph.nodes:
+        w = node.inputs[1].name if node.op in ("conv", "matmul") and len(node.inputs) > 1 else None
+        if node.name or not w:
+            rb.copy(node)
+            continue
+        out = rb.op(node.op, [rb[v] for v in node.inputs], dict(node.attrs), w)
+        rb.bind(node.output, out)
+    return rb.finish()
+
+
+def feasible(result: SearchResult, max_drift: float) -> list[Individual]:
+    """The evaluated policies within the drift budget, fastest first (then fewest bytes)."""
+    ok = [p for p in result.evaluated if p.objectives[2] <= max_drift]
+    if not ok:
+        raise InputError(f"no evaluated policy keeps drift within {max_drift:g}")
+    return sorted(ok, key=lambda p: p.objectives)
+
+
+def choose(result: SearchResult, max_drift: float) -> Individual:
+    """The lowest latency within the drift budget (then fewest bytes): on the front, since
+    nothing dominates the fastest feasible point."""
+    return feasible(result, max_drift)[0]
+
+
+def front_table(search: CompressionSearch, result: SearchResult, chosen: Individual | None = None) -> str:
+    """The Pareto front as text: latency, bytes, drift, policy summary; * marks the chosen,
+    '-' a latency not measured (drift over the budget)."""
+    rows = sorted(result.front, key=lambda p: p.objectives)
+    lines = [f"  {'latency ms':>10}  {'bytes':>10}  {'drift':>9}  policy"]
+    for p in rows:
+        lat, size, drift = p.objectives
+        mark = "*" if chosen is not None and p.genome == chosen.genome else " "
+        shown = f"{lat * 1e3:10.4f}" if np.isfinite(lat) else f"{'-':>10}"
+        lines.append(f"{mark} {shown}  {size:10.0f}  {drift:9.3g}  {search.summary(p.genome)}")
+    return "\n".join(lines)
+
+
+def report_json(search: CompressionSearch, result: SearchResult, chosen: Individual | None,
+                **meta) -> dict:
+    """Every evaluated policy (in evaluation order) with its objectives, the front and the choice."""
+    front = {p.genome for p in result.front}
+
+    def row(i, p):
+        lat, size, drift = p.objectives
+        return {"index": i, "latency_s": lat if np.isfinite(lat) else None,
+                "bytes": size if np.isfinite(size) else None,
+                "drift": drift if np.isfinite(drift) else None,
+                "on_front": p.genome in front, "policy": search.policy(p.genome), **p.info}
+    rows = [row(i, p) for i, p in enumerate(result.evaluated)]
+    pick = next((i for i, p in enumerate(result.evaluated) if chosen is not None and p is chosen), None)
+    return {"format": "lgc-compression-search", "version": 1, **meta,
+            "layers": [la.name for la in search.layers], "chosen": pick, "evaluated": rows}
