@@ -2,11 +2,14 @@
 
 The generic conv template (ConvGen) tiles output channels of one group, so a depthwise conv
 (one channel per group) leaves it a single channel per work-item and ~5 GFLOP/s. Here a
-work-item owns one (n, c, output row) and SEG <= 8 adjacent outputs of it: for each kernel
-row it loads the input span those outputs need once into registers (zero outside the image),
-then every tap is SEG multiply-adds with one weight read per work-item. Any kernel size,
-stride, pads and dilation; the bias and the fusion epilogue (activation, residual) are
-applied before the store.
+work-item owns one (n, c, output row) and a segment of adjacent outputs of it. Stride 1 or
+2 along W without dilation (MobileNets, ShuffleNet): VEC = 8 outputs in one float8, each tap
+one vector multiply-add on a vload of the input row where the segment's window lies inside
+the image, else on lanes of the row's span built in float16 registers (zero outside). This
+ran a MobileNetV2's depthwise layers ~1.5x faster than scalar accumulators, whose taps PoCL
+left unvectorized. Other strides and dilations: SEG <= 8 scalar accumulators, the input span
+loaded once into registers per kernel row. The bias and the fusion epilogue (activation,
+residual) are applied before the store.
 
 `shuffle` = g > 1 folds a preceding ShuffleNet channel shuffle (reshape [N, g, C/g, H, W],
 transpose (0, 2, 1, 3, 4), reshape back) into the input index: output channel c reads input
@@ -61,6 +64,15 @@ def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value) -> lis
     return b
 
 
+VEC = 8           # outputs per work-item of the vector kernel (floatV accumulators along W)
+
+
+def vector_ok(at) -> bool:
+    """The vector kernel reads a tap's V inputs as one vload (stride 1) or the even lanes of
+    one vload of 2V (stride 2); other strides and dilations take the scalar kernel."""
+    return at["strides"][1] in (1, 2) and at["dilations"][1] == 1
+
+
 class DepthwiseGen(Template):
     def kernels(self, node, name, epilogue=None):
         X, Wt, Y = node.inputs[0], node.inputs[1], node.outputs[0]
@@ -71,7 +83,8 @@ class DepthwiseGen(Template):
         (sh, sw), (dh, dw) = at["strides"], at["dilations"]
         pt, pl = at["pads"][:2]
         g = at["shuffle"]
-        S = segment(OW)
+        vector = vector_ok(at)
+        S = VEC if vector else segment(OW)
         nseg = -(-OW // S)
         span = (S - 1) * sw + (KW - 1) * dw + 1
         it = index_type_for(X.type.size, Y.type.size)
@@ -79,22 +92,76 @@ class DepthwiseGen(Template):
         b = segment_head(it, C, S, sw, pl) + [f"const __global float* src = in0 + (n * {C} + {ci}) * {H * W};"]
         b.append(f"const __global float* wk = in1 + c * {KH * KW};")
         init = "in2[c]" if len(node.inputs) == 3 else "0.0f"
-        b += [f"float a{i} = {init};" for i in range(S)]
-        for kh in range(KH):
-            b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-            b.append(f"  if (iy >= 0 && iy < {H}) {{")
-            b.append(f"    const __global float* row = src + iy * {W};")
-            b += row_loads(it, span, W, "0.0f")
-            for kw in range(KW):
-                b.append(f"    const float w{kw} = wk[{kh * KW + kw}];")
-                b += [f"    a{i} = fma(w{kw}, r{i * sw + kw * dw}, a{i});" for i in range(S)]
-            b.append("  }")
-            b.append("}")
-        b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i: f"a{i}")
+        if vector:     # inside the image: vloads; at its edges: the row built in registers
+            vt = f"float{S}"
+            reach = KW - 1 + sw * S      # the last tap's vload: V lanes, or 2V at stride 2
+            b += [f"{vt} a = ({vt})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
+            b += ["  " + ln for ln in _vector_taps(it, S, H, W, KH, KW, sh, sw, dh, pt)]
+            b += ["} else {"] + ["  " + ln for ln in _edge_taps(it, S, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
+            value = lambda i: f"a.s{i:x}"     # noqa: E731
+        else:
+            b += _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init)
+            value = lambda i: f"a{i}"     # noqa: E731
+        b += segment_stores(it, S, OH, OW, Y, epilogue, value)
         args = template_args(node.inputs, epilogue, Y)
         return [Kernel(name, args, b, global_size=(nseg, OH, N * C), local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]
+
+
+def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[str]:
+    """a0..a{S-1}: S outputs as scalars, every tap S multiply-adds on the row's registers."""
+    b = [f"float a{i} = {init};" for i in range(S)]
+    for kh in range(KH):
+        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W};")
+        b += row_loads(it, span, W, "0.0f")
+        for kw in range(KW):
+            b.append(f"    const float w{kw} = wk[{kh * KW + kw}];")
+            b += [f"    a{i} += w{kw} * r{i * sw + kw * dw};" for i in range(S)]
+        b.append("  }")
+        b.append("}")
+    return b
+
+
+def _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
+    """Adds every tap to floatV a for a segment at the image's edge: each row's span read
+    element by element (zero outside) into float16 registers r0, r1, ..., each tap one
+    vector multiply-add on the lanes it needs."""
+    b = []
+    chunks = -(-span // 16)
+    for kh in range(KH):
+        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W};")
+        for q in range(chunks):
+            lanes = [f"(x0 + {j} >= 0 && x0 + {j} < {W}) ? row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : 0.0f"
+                     if j < span else "0.0f" for j in range(16 * q, 16 * q + 16)]
+            b.append(f"    const float16 r{q} = (float16)({', '.join(lanes)});")
+        for kw in range(KW):
+            lanes = [kw + i * sw for i in range(V)]
+            vec = ", ".join(f"r{j // 16}.s{j % 16:x}" for j in lanes)
+            b.append(f"    a += wk[{kh * KW + kw}] * (float{V})({vec});")
+        b.append("  }")
+        b.append("}")
+    return b
+
+
+def _vector_taps(it, V, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
+    """Adds every tap to floatV a, the segment lying inside the image: one vector
+    multiply-add per tap on one vload (stride 1) or the even lanes of one of 2V (stride 2)."""
+    b = []
+    for kh in range(KH):
+        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W} + x0;")
+        for kw in range(KW):
+            load = f"vload{V}(0, row + {kw})" if sw == 1 else f"vload{2 * V}(0, row + {kw}).even"
+            b.append(f"    a += wk[{kh * KW + kw}] * {load};")
+        b.append("  }")
+        b.append("}")
+    return b
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
