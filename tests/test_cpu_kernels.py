@@ -333,6 +333,29 @@ def test_pool_rows_relu_residual(op, xs, at):
     np.testing.assert_allclose(got, np.maximum(want, 0) + r, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("xs,at", [
+    ((1, 4, 56, 56), {"kernel": (3, 3), "strides": (2, 2)}),                # 28 x 28, not 27
+    ((1, 3, 12, 10), {"kernel": (3, 2), "strides": (2, 3), "pads": (1, 0, 1, 1)}),
+    ((2, 2, 6, 6), {"kernel": (2, 2), "strides": (2, 2)}),                  # ceil = floor here
+])
+def test_max_pool_ceil_mode_on_pool_rows(xs, at):
+    """A max pool in ceil mode runs on pool_rows (floor mode over grown end pads), one launch
+    with the relu fused, equal to max_pool's NumPy reference in ceil mode."""
+    from lgc.ops.nn import max_pool_ref
+    x = rand(np.random.default_rng(xs[2]), xs)
+    full = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), **at, "ceil_mode": 1,
+            "storage_order": 0, "return_indices": 0}
+    want = np.maximum(max_pool_ref([x], full)[0], 0)
+    g = GraphBuilder("pool")
+    xv = g.input("x", TensorType(F32, xs))
+    graph = g.build([g.op("relu", [g.op("max_pool", [xv], {**at, "ceil_mode": 1})])])
+    program = lower(graph)
+    assert [ln.kernel.split("_", 1)[1] for ln in program.launches] == ["pool_rows_relu"]
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])
 def test_constant_integer_powers_are_products(e):
     """pow(x, 2 | 3 | 4) runs as products (PoCL's pow() is very slow); other exponents keep pow."""

@@ -28,6 +28,7 @@ import numpy as np
 from ..ir.graph import Graph, Node
 from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
 from ..ops.linalg import prod
+from ..ops.nn import pool_out
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_winograd
@@ -197,17 +198,33 @@ def _pow(rw: Rewriter, node: Node, consts) -> bool:
 
 
 def _pool(rw: Rewriter, node: Node) -> bool:
-    """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows."""
+    """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows; a max pool in
+    ceil mode too (SqueezeNet's), as floor mode over end pads that reach its last windows
+    (they read -inf, as the windows ceil mode adds do)."""
     at, X = node.attrs, node.inputs[0]
     if (not current_settings().cpu_pool or not _f32(node) or len(X.shape) != 4
-            or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
+            or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
-    rw.compute(node, "pool_rows", [rw.get(X)], {"mode": mode, "kernel": tuple(at["kernel"]),
-                                                "strides": tuple(at["strides"]) or (1, 1),
-                                                "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                                "dilations": tuple(at["dilations"]) or (1, 1)})
+    attrs = {"mode": mode, "kernel": tuple(at["kernel"]), "strides": tuple(at["strides"]) or (1, 1),
+             "pads": tuple(at["pads"]) or (0, 0, 0, 0), "dilations": tuple(at["dilations"]) or (1, 1)}
+    if at["ceil_mode"]:
+        if mode != "max":    # an average's divisor differs in the windows ceil mode adds
+            return False
+        attrs["pads"] = _ceil_pads(X.shape, node.outputs[0].shape, attrs)
+        if pool_out(X.shape, {**attrs, "ceil_mode": 0}) != node.outputs[0].shape:
+            return False
+    rw.compute(node, "pool_rows", [rw.get(X)], attrs)
     return True
+
+
+def _ceil_pads(x, y, at) -> tuple:
+    """A pool's pads with the end pads grown so that floor mode gives output shape `y`."""
+    pads = list(at["pads"])
+    for i in range(2):
+        reach = (y[2 + i] - 1) * at["strides"][i] + at["dilations"][i] * (at["kernel"][i] - 1) + 1
+        pads[2 + i] = max(pads[2 + i], reach - x[2 + i] - pads[i])
+    return tuple(pads)
 
 
 def _unshuffled(X, producer):
