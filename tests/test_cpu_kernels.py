@@ -356,6 +356,33 @@ def test_max_pool_ceil_mode_on_pool_rows(xs, at):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("ca,cb,hw,split", [(6, 6, (7, 7), True), (4, 8, (4, 8), False), (5, 3, (3, 5), True)])
+def test_channel_shuffle_of_a_concat(ca, cb, hw, split):
+    """ShuffleNet's concat -> reshape [N, 2, C/2, H, W] -> transpose -> reshape (-> the next
+    block's split as two slices) runs as channel_shuffle plane copies, no concat launch,
+    equal to NumPy's reshape and transpose of the concatenation."""
+    rng = np.random.default_rng(ca * 10 + cb)
+    a, b = rand(rng, (2, ca) + hw), rand(rng, (2, cb) + hw)
+    C = ca + cb
+    want = np.concatenate([a, b], 1).reshape((2, 2, C // 2) + hw).transpose(0, 2, 1, 3, 4).reshape((2, C) + hw)
+    g = GraphBuilder("shuffle")
+    av, bv = g.input("a", TensorType(F32, a.shape)), g.input("b", TensorType(F32, b.shape))
+    t = g.op("reshape", [g.op("concat", [av, bv], {"axis": 1})], {"shape": (2, 2, C // 2) + hw})
+    y = g.op("reshape", [g.op("transpose", [t], {"perm": (0, 2, 1, 3, 4)})], {"shape": (2, C) + hw})
+    half = (2, C // 2) + hw
+    outs = [g.op("slice", [y], {"starts": (0, s, 0, 0), "steps": (1, 1, 1, 1), "shape": half})
+            for s in (0, C // 2)] if split else [y]
+    graph = g.build([g.op("relu", [o]) for o in outs])
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert not any("concat" in k or "transpose" in k for k in kernels), kernels
+    assert sum(k.startswith("channel_shuffle") for k in kernels) == len(outs), kernels
+    got = list(Executable(program, graph).run({"a": a, "b": b}).values())
+    wants = [want[:, :C // 2], want[:, C // 2:]] if split else [want]
+    for gv, wv in zip(got, wants):
+        np.testing.assert_array_equal(gv, np.maximum(wv, 0))
+
+
 @pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])
 def test_constant_integer_powers_are_products(e):
     """pow(x, 2 | 3 | 4) runs as products (PoCL's pow() is very slow); other exponents keep pow."""

@@ -12,7 +12,10 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
                          (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
-  max_pool / avg_pool, 2-D, floor mode -> pool_rows (cpu_pool; LGC_CPU_POOL=0 turns it off)
+  max_pool / avg_pool, 2-D, floor mode (max: ceil mode too) -> pool_rows (cpu_pool;
+                         LGC_CPU_POOL=0 turns it off)
+  a channel shuffle (reshape, transpose, reshape) of a concat, or a slice of its channels
+                      -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
   pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
@@ -64,6 +67,8 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
             done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
+        elif node.op in ("slice", "reshape"):
+            done = _channel_shuffle(rw, node, producer)
         if not done:
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
@@ -169,6 +174,8 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
             or node.outputs[0].type.size == 0):
         return False
     src, g = _unshuffled(X, producer)
+    if _joined(src, producer):   # the shuffle of a concat is one channel_shuffle copy: read it
+        src, g = X, 1
     ins = [rw.get(src), rw.get(W)] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
     rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
                                              "pads": tuple(at["pads"]) or (0, 0, 0, 0),
@@ -225,6 +232,36 @@ def _ceil_pads(x, y, at) -> tuple:
         reach = (y[2 + i] - 1) * at["strides"][i] + at["dilations"][i] * (at["kernel"][i] - 1) + 1
         pads[2 + i] = max(pads[2 + i], reach - x[2 + i] - pads[i])
     return tuple(pads)
+
+
+def _channel_shuffle(rw: Rewriter, node: Node, producer) -> bool:
+    """A ShuffleNet channel shuffle (the reshape that ends it), or a slice of its channels
+    (the next block's split), -> channel_shuffle of the concat's inputs (or of the shuffle's
+    input): plane copies instead of element-wise index arithmetic and the concat's copy."""
+    X = node.outputs[0] if node.op == "reshape" else node.inputs[0]
+    if not _f32(node) or len(X.shape) != 4 or node.outputs[0].type.size == 0:
+        return False
+    start, count = 0, X.shape[1]
+    if node.op == "slice":
+        at, out = node.attrs, node.outputs[0].shape
+        if (set(at["steps"]) != {1} or any(v for i, v in enumerate(at["starts"]) if i != 1)
+                or out[:1] + out[2:] != X.shape[:1] + X.shape[2:]):
+            return False
+        start, count = at["starts"][1], out[1]
+    src, g = _unshuffled(X, producer)
+    if g == 1:
+        return False
+    ins = _joined(src, producer) or [src]
+    rw.compute(node, "channel_shuffle", [rw.get(v) for v in ins], {"groups": g, "start": start, "count": count})
+    return True
+
+
+def _joined(X, producer) -> list | None:
+    """The inputs of the concat along the channels that makes X, or None."""
+    c = producer.get(X)
+    if c is None or c.op != "concat" or c.attrs["axis"] not in (1, 1 - len(X.shape)):
+        return None
+    return list(c.inputs)
 
 
 def _unshuffled(X, producer):
