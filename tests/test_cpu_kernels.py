@@ -207,8 +207,9 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # wide rows, many segments
     ((1, 3, 6, 75), (5, 5), {"strides": (2, 2), "pads": (2, 2, 2, 2)}, True, False, 1),
     ((1, 2, 4, 50), (3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True, True, 1),
-    ((1, 2, 5, 57), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),  # vloads and edges
-    ((1, 3, 7, 7), (5, 5), {"pads": (2, 2, 2, 2)}, True, True, 1),      # one segment, both edges
+    ((1, 2, 5, 113), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),  # vloads and edges
+    ((1, 3, 7, 7), (5, 5), {"pads": (2, 2, 2, 2)}, True, True, 1),      # a whole row per work-item
+    ((1, 2, 4, 31), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # 4 segments, one work-item
     ((1, 2, 3, 40), (3, 3), {"strides": (1, 2), "pads": (0, 0, 0, 0)}, True, False, 1),   # no pads
 ]
 

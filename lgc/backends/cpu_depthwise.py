@@ -5,9 +5,11 @@ The generic conv template (ConvGen) tiles output channels of one group, so a dep
 work-item owns one (n, c, output row) and a segment of adjacent outputs of it. Stride 1 or
 2 along W without dilation (MobileNets, ShuffleNet): VEC = 8 outputs in one float8, each tap
 one vector multiply-add on a vload of the input row where the segment's window lies inside
-the image, else on lanes of the row's span built in float16 registers (zero outside). This
-ran a MobileNetV2's depthwise layers ~1.5x faster than scalar accumulators, whose taps PoCL
-left unvectorized. Other strides and dilations: SEG <= 8 scalar accumulators, the input span
+the image, else on lanes of the row's span built in float16 registers (zero outside). Rows
+of at most ROW_SEGMENTS segments (14 x 14, 7 x 7 maps) are one work-item each, the segments'
+edges known when the kernel is generated (no bounds tests). Over MobileNet-shaped layers
+(1x32x112x112 ... 1x960x7x7, 3x3 and 5x5) this took 0.67x the kernel time of scalar
+accumulators, whose taps PoCL left unvectorized (one process, alternating, profiling events). Other strides and dilations: SEG <= 8 scalar accumulators, the input span
 loaded once into registers per kernel row. The bias and the fusion epilogue (activation,
 residual) are applied before the store.
 
@@ -46,25 +48,27 @@ def row_loads(it: str, span: int, W: int, fill: str) -> list[str]:
             f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};" for j in range(span)]
 
 
-def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value) -> list[str]:
-    """The segment's outputs `value(i)`, each through the fusion epilogue, stored (those past
-    OW in the last segment are not)."""
+def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value, ox0: str = "ox0") -> list[str]:
+    """The segment's outputs `value(i)` from column `ox0`, each through the fusion epilogue,
+    stored (those past OW in the last segment are not)."""
     out = epilogue.output if epilogue is not None else y
     b = []
     for i in range(S):
         tail = OW % S and i >= OW % S
-        ox = f"min(ox0 + {i}, ({it}){OW - 1})" if tail else f"ox0 + {i}"
+        ox = f"min({ox0} + {i}, ({it}){OW - 1})" if tail else f"{ox0} + {i}"
         flat = f"(nc * {OH} + oy) * {OW} + {ox}"
         v = value(i)
         if epilogue is not None:     # at top level: it may reuse what it declared
             lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
             b += lines
         store = f"out0[{flat}] = ({out.dtype.cl_storage})({v});"
-        b.append(f"if (ox0 + {i} < {OW}) {store}" if tail else store)
+        b.append(f"if ({ox0} + {i} < {OW}) {store}" if tail else store)
     return b
 
 
 VEC = 8           # outputs per work-item of the vector kernel (floatV accumulators along W)
+ROW_SEGMENTS = 4  # output rows of at most this many segments (OW <= 32) in one work-item: 0.86x
+                  # the kernel time of a work-item per segment over MobileNet-shaped layers
 
 
 def vector_ok(at) -> bool:
@@ -92,7 +96,13 @@ class DepthwiseGen(Template):
         b = segment_head(it, C, S, sw, pl) + [f"const __global float* src = in0 + (n * {C} + {ci}) * {H * W};"]
         b.append(f"const __global float* wk = in1 + c * {KH * KW};")
         init = "in2[c]" if len(node.inputs) == 3 else "0.0f"
-        if vector:     # inside the image: vloads; at its edges: the row built in registers
+        whole = vector and nseg <= ROW_SEGMENTS
+        if whole:      # every segment of the row in this work-item, edges known when generated
+            b = b[1:4] + b[5:]     # oy, nc, n and c, src, wk: no segment
+            b += _row_taps(it, S, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init)
+            for k in range(nseg):
+                b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i, k=k: f"a{k}.s{i:x}", str(k * S))
+        elif vector:   # inside the image: vloads; at its edges: the row built in registers
             vt = f"float{S}"
             reach = KW - 1 + sw * S      # the last tap's vload: V lanes, or 2V at stride 2
             b += [f"{vt} a = ({vt})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
@@ -102,9 +112,10 @@ class DepthwiseGen(Template):
         else:
             b += _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init)
             value = lambda i: f"a{i}"     # noqa: E731
-        b += segment_stores(it, S, OH, OW, Y, epilogue, value)
+        if not whole:
+            b += segment_stores(it, S, OH, OW, Y, epilogue, value)
         args = template_args(node.inputs, epilogue, Y)
-        return [Kernel(name, args, b, global_size=(nseg, OH, N * C), local_size=None,
+        return [Kernel(name, args, b, global_size=(1 if whole else nseg, OH, N * C), local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]
 
@@ -120,6 +131,30 @@ def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[st
         for kw in range(KW):
             b.append(f"    const float w{kw} = wk[{kh * KW + kw}];")
             b += [f"    a{i} += w{kw} * r{i * sw + kw * dw};" for i in range(S)]
+        b.append("  }")
+        b.append("}")
+    return b
+
+
+def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list[str]:
+    """a0..a{nseg-1}: every segment of an output row in floatV accumulators. The segments'
+    columns are known when the kernel is generated, so a row's span is built in float16
+    registers from plain loads and zeros (no bounds tests), each tap one vector multiply-add."""
+    b = [f"float{V} a{k} = (float{V})({init});" for k in range(nseg)]
+    chunks = -(-span // 16)
+    for kh in range(KH):
+        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W};")
+        for k in range(nseg):
+            x0 = k * V * sw - pl
+            for q in range(chunks):
+                lanes = [f"row[{x0 + j}]" if j < span and 0 <= x0 + j < W else "0.0f"
+                         for j in range(16 * q, 16 * q + 16)]
+                b.append(f"    const float16 r{k}_{q} = (float16)({', '.join(lanes)});")
+            for kw in range(KW):
+                vec = ", ".join(f"r{k}_{j // 16}.s{j % 16:x}" for j in (kw + i * sw for i in range(V)))
+                b.append(f"    a{k} += wk[{kh * KW + kw}] * (float{V})({vec});")
         b.append("  }")
         b.append("}")
     return b
