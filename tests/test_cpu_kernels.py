@@ -384,6 +384,28 @@ def test_channel_shuffle_of_a_concat(ca, cb, hw, split):
         np.testing.assert_array_equal(gv, np.maximum(wv, 0))
 
 
+@pytest.mark.parametrize("c,m,hw,k", [(24, 8, (14, 14), 1), (16, 40, (28, 28), 1), (8, 6, (9, 9), 3), (64, 96, (2, 2), 1)])
+def test_excite_scales_the_weights(c, m, hw, k):
+    """conv(x * s, W), s one scale per channel (a squeeze-and-excitation block's excite), runs
+    as conv(x, W * s) when W is smaller than the image: no launch writes the scaled image;
+    equal to NumPy's conv of the scaled image either way."""
+    rng = np.random.default_rng(c + m)
+    x, s, w, b = rand(rng, (1, c) + hw), rand(rng, (1, c, 1, 1)), rand(rng, (m, c, k, k)), rand(rng, (m,))
+    at = {"pads": (k // 2,) * 4}
+    full = {"strides": (), "dilations": (), "group": 1, **at}
+    want = conv_ref([(x * s).astype(np.float64), w.astype(np.float64), b], full)[0]
+    g = GraphBuilder("se")
+    xv, sv = g.input("x", TensorType(F32, x.shape)), g.input("s", TensorType(F32, s.shape))
+    graph = g.build([g.op("conv", [g.op("mul", [xv, sv]), g.const(w), g.const(b)], at)])
+    program = lower(graph)
+    image = x.size
+    big_muls = [ln for ln in program.launches if ln.kernel.split("_", 1)[1].startswith("mul")
+                and program.buffers[ln.args[-1]].nbytes >= image * 4]
+    assert (not big_muls) == (w.size < x.size), [ln.kernel for ln in program.launches]
+    got = list(Executable(program, graph).run({"x": x, "s": s}).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])
 def test_constant_integer_powers_are_products(e):
     """pow(x, 2 | 3 | 4) runs as products (PoCL's pow() is very slow); other exponents keep pow."""

@@ -16,6 +16,8 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
                          LGC_CPU_POOL=0 turns it off)
   a channel shuffle (reshape, transpose, reshape) of a concat, or a slice of its channels
                       -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
+  conv(x * s, W), s a scale per channel of a batch-1 image (a squeeze-and-excitation block)
+                      -> conv(x, W * s): the weights scaled instead of the image
   pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
@@ -25,6 +27,8 @@ rewrite of matmuls, convs and pools off (the direct kernels then run them, for c
 """
 from __future__ import annotations
 
+
+from collections import Counter
 
 import numpy as np
 
@@ -54,6 +58,7 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
     panels = current_settings().cpu_panels
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
+    uses = Counter([v for n in graph.nodes for v in n.inputs] + list(graph.outputs))
     rw = Rewriter(graph)
     for node in graph.nodes:
         done = False
@@ -64,7 +69,9 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
         elif node.op == "matmul":
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
-            done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
+            scaled = _channel_scaled(node, producer, uses, consts)
+            done = (_scale_into_weights(rw, node, consts, *scaled) if scaled else
+                    _depthwise(rw, node, producer) or _conv(rw, node, consts))
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
         elif node.op in ("slice", "reshape"):
@@ -111,8 +118,10 @@ def _matmul(rw: Rewriter, node: Node, consts) -> bool:
     return _emit(rw, node, A, bp, {"m": M, "n": N, "a_packed": packed, "out_shape": out.shape})
 
 
-def _conv(rw: Rewriter, node: Node, consts) -> bool:
-    X, W = (rw.get(v) for v in node.inputs[:2])
+def _conv(rw: Rewriter, node: Node, consts, X=None, W=None) -> bool:
+    """`node` on the panel GEMM; X, W: its (rewritten) operands where they are not its own."""
+    X = rw.get(node.inputs[0]) if X is None else X
+    W = rw.get(node.inputs[1]) if W is None else W
     at = node.attrs
     out = node.outputs[0]
     if not _f32(node) or at["group"] != 1 or out.type.size == 0:
@@ -143,6 +152,32 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
         attrs["a_packed"] = 0
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     return _emit(rw, node, a, bp, attrs, bias)
+
+
+def _channel_scaled(node: Node, producer, uses, consts):
+    """(x, s) when conv `node` reads x * s, s one scale per input channel of a batch-1 image
+    (a squeeze-and-excitation block's excite), nothing else reads the product and the
+    constant weights are smaller than the image; else None."""
+    X, W = node.inputs[:2]
+    m = producer.get(X)
+    if (m is None or m.op != "mul" or uses[X] != 1 or node.attrs["group"] != 1 or W not in consts
+            or not _f32(node) or len(X.shape) != 4 or X.shape[0] != 1 or W.type.size >= X.type.size):
+        return None
+    for x, s in (m.inputs, m.inputs[::-1]):
+        if x.shape == X.shape and s.dtype == X.dtype and tuple(s.shape) in ((1, X.shape[1], 1, 1), (X.shape[1], 1, 1)):
+            return x, s
+    return None
+
+
+def _scale_into_weights(rw: Rewriter, node: Node, consts, x, s) -> bool:
+    """conv(x * s, W) -> conv(x, W * s): the excite scales the conv's M x C weights instead of
+    the C x H x W image, so the scaled image is never written (MobileNetV3's SE blocks)."""
+    W = node.inputs[1]
+    scale = rw.op("reshape", [rw.get(s)], {"shape": (1, x.shape[1], 1, 1)})
+    w = rw.op("mul", [rw.const(consts[W], W.name), scale], name=node.name)
+    if not _conv(rw, node, consts, rw.get(x), w):
+        rw.compute(node, "conv", [rw.get(x), w] + [rw.get(b) for b in node.inputs[2:]], node.attrs)
+    return True
 
 
 def _single_position(rw: Rewriter, node: Node, X, w) -> bool:
