@@ -25,6 +25,7 @@ F32 = dtypes.by_name("f32")
 def always_pack(monkeypatch):
     """Small problems take the panel path too (in use it starts at cpu_lowering.MIN_FLOPS)."""
     monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 0)
+    monkeypatch.setattr(cpu_lowering, "MIN_POINTWISE_FLOPS", 0)
     monkeypatch.setattr(cpu_lowering, "MIN_N", 1)
     monkeypatch.setattr(cpu_lowering, "MIN_M", 1)
     monkeypatch.setattr(cpu_lowering, "MIN_M_PACKED", 64)  # A packed at run time from 64 rows

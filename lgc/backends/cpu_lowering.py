@@ -44,6 +44,9 @@ from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
+MIN_POINTWISE_FLOPS = 1 << 18   # a 1x1 conv's: its B is the image as it stands (a plain copy to
+                                # pack), and the direct conv kernel ran MobileNetV3's small 1x1
+                                # convs at 35-60 GFLOP/s against the panel GEMM's 60-100
 MIN_N = 16               # narrower B: a panel would be mostly padding
 MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
 MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out channels: Winograd
@@ -132,7 +135,7 @@ def _conv(rw: Rewriter, node: Node, consts, X=None, W=None) -> bool:
     pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise and prod(X.shape[2:]) == 1 and W in consts:
         return _single_position(rw, node, X, consts[W])
-    if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
+    if 2 * out.type.size * KK < (MIN_POINTWISE_FLOPS if pointwise else MIN_FLOPS) or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
