@@ -138,8 +138,9 @@ def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[st
 
 def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list[str]:
     """a0..a{nseg-1}: every segment of an output row in floatV accumulators. The segments'
-    columns are known when the kernel is generated, so a row's span is built in float16
-    registers from plain loads and zeros (no bounds tests), each tap one vector multiply-add."""
+    columns are known when the kernel is generated: one inside the image reads its taps with
+    vloads, one at an edge builds its span in float16 registers from plain loads and zeros
+    (no bounds tests); each tap is one vector multiply-add."""
     b = [f"float{V} a{k} = (float{V})({init});" for k in range(nseg)]
     chunks = -(-span // 16)
     for kh in range(KH):
@@ -148,6 +149,12 @@ def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list
         b.append(f"    const __global float* row = src + iy * {W};")
         for k in range(nseg):
             x0 = k * V * sw - pl
+            if x0 >= 0 and x0 + KW - 1 + sw * V <= W:     # inside the image: vloads
+                for kw in range(KW):
+                    at = f"row + {x0 + kw}"
+                    load = f"vload{V}(0, {at})" if sw == 1 else f"vload{2 * V}(0, {at}).even"
+                    b.append(f"    a{k} += wk[{kh * KW + kw}] * {load};")
+                continue
             for q in range(chunks):
                 lanes = [f"row[{x0 + j}]" if j < span and 0 <= x0 + j < W else "0.0f"
                          for j in range(16 * q, 16 * q + 16)]
