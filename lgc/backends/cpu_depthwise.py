@@ -120,20 +120,48 @@ class DepthwiseGen(Template):
                        flops=2 * KH * KW * Y.type.size)]
 
 
-def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[str]:
-    """a0..a{S-1}: S outputs as scalars, every tap S multiply-adds on the row's registers."""
-    b = [f"float a{i} = {init};" for i in range(S)]
+def _rows(it, KH, sh, dh, pt, H, W, taps, offset: str = "") -> list[str]:
+    """For each kernel row kh inside the image: `row` points at it (plus `offset`), then
+    taps(kh)'s statements."""
+    b = []
     for kh in range(KH):
         b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
         b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W};")
-        b += row_loads(it, span, W, "0.0f")
-        for kw in range(KW):
-            b.append(f"    const float w{kw} = wk[{kh * KW + kw}];")
-            b += [f"    a{i} += w{kw} * r{i * sw + kw * dw};" for i in range(S)]
+        b.append(f"    const __global float* row = src + iy * {W}{offset};")
+        b += ["    " + ln for ln in taps(kh)]
         b.append("  }")
         b.append("}")
     return b
+
+
+def _vload_taps(acc: str, at, V, KW, sw, kh) -> list[str]:
+    """acc += each tap of kernel row kh times one vload at `at(kw)` (stride 2: even lanes)."""
+    load = (lambda kw: f"vload{V}(0, {at(kw)})") if sw == 1 else (lambda kw: f"vload{2 * V}(0, {at(kw)}).even")
+    return [f"{acc} += wk[{kh * KW + kw}] * {load(kw)};" for kw in range(KW)]
+
+
+def _register_taps(acc: str, r: str, lane, span, V, KW, sw, kh) -> list[str]:
+    """acc += each tap of kernel row kh times lanes of the row's span, built in float16
+    registers {r}0, {r}1, ... from lane(j) (an expression, "0.0f" outside the image)."""
+    b = []
+    for q in range(-(-span // 16)):
+        lanes = [lane(j) if j < span else "0.0f" for j in range(16 * q, 16 * q + 16)]
+        b.append(f"const float16 {r}{q} = (float16)({', '.join(lanes)});")
+    for kw in range(KW):
+        vec = ", ".join(f"{r}{j // 16}.s{j % 16:x}" for j in (kw + i * sw for i in range(V)))
+        b.append(f"{acc} += wk[{kh * KW + kw}] * (float{V})({vec});")
+    return b
+
+
+def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[str]:
+    """a0..a{S-1}: S outputs as scalars, every tap S multiply-adds on the row's registers."""
+    def taps(kh):
+        b = [ln.strip() for ln in row_loads(it, span, W, "0.0f")]
+        for kw in range(KW):
+            b.append(f"const float w{kw} = wk[{kh * KW + kw}];")
+            b += [f"a{i} += w{kw} * r{i * sw + kw * dw};" for i in range(S)]
+        return b
+    return [f"float a{i} = {init};" for i in range(S)] + _rows(it, KH, sh, dh, pt, H, W, taps)
 
 
 def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list[str]:
@@ -141,69 +169,33 @@ def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list
     columns are known when the kernel is generated: one inside the image reads its taps with
     vloads, one at an edge builds its span in float16 registers from plain loads and zeros
     (no bounds tests); each tap is one vector multiply-add."""
-    b = [f"float{V} a{k} = (float{V})({init});" for k in range(nseg)]
-    chunks = -(-span // 16)
-    for kh in range(KH):
-        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-        b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W};")
+    def taps(kh):
+        b = []
         for k in range(nseg):
             x0 = k * V * sw - pl
             if x0 >= 0 and x0 + KW - 1 + sw * V <= W:     # inside the image: vloads
-                for kw in range(KW):
-                    at = f"row + {x0 + kw}"
-                    load = f"vload{V}(0, {at})" if sw == 1 else f"vload{2 * V}(0, {at}).even"
-                    b.append(f"    a{k} += wk[{kh * KW + kw}] * {load};")
-                continue
-            for q in range(chunks):
-                lanes = [f"row[{x0 + j}]" if j < span and 0 <= x0 + j < W else "0.0f"
-                         for j in range(16 * q, 16 * q + 16)]
-                b.append(f"    const float16 r{k}_{q} = (float16)({', '.join(lanes)});")
-            for kw in range(KW):
-                vec = ", ".join(f"r{k}_{j // 16}.s{j % 16:x}" for j in (kw + i * sw for i in range(V)))
-                b.append(f"    a{k} += wk[{kh * KW + kw}] * (float{V})({vec});")
-        b.append("  }")
-        b.append("}")
-    return b
+                b += _vload_taps(f"a{k}", lambda kw: f"row + {x0 + kw}", V, KW, sw, kh)
+            else:
+                lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
+                b += _register_taps(f"a{k}", f"r{k}_", lane, span, V, KW, sw, kh)
+        return b
+    return [f"float{V} a{k} = (float{V})({init});" for k in range(nseg)] + _rows(it, KH, sh, dh, pt, H, W, taps)
 
 
 def _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
     """Adds every tap to floatV a for a segment at the image's edge: each row's span read
-    element by element (zero outside) into float16 registers r0, r1, ..., each tap one
-    vector multiply-add on the lanes it needs."""
-    b = []
-    chunks = -(-span // 16)
-    for kh in range(KH):
-        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-        b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W};")
-        for q in range(chunks):
-            lanes = [f"(x0 + {j} >= 0 && x0 + {j} < {W}) ? row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : 0.0f"
-                     if j < span else "0.0f" for j in range(16 * q, 16 * q + 16)]
-            b.append(f"    const float16 r{q} = (float16)({', '.join(lanes)});")
-        for kw in range(KW):
-            lanes = [kw + i * sw for i in range(V)]
-            vec = ", ".join(f"r{j // 16}.s{j % 16:x}" for j in lanes)
-            b.append(f"    a += wk[{kh * KW + kw}] * (float{V})({vec});")
-        b.append("  }")
-        b.append("}")
-    return b
+    element by element (zero outside) into float16 registers, each tap one vector
+    multiply-add on the lanes it needs."""
+    def lane(j):
+        return f"(x0 + {j} >= 0 && x0 + {j} < {W}) ? row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : 0.0f"
+    return _rows(it, KH, sh, dh, pt, H, W, lambda kh: _register_taps("a", "r", lane, span, V, KW, sw, kh))
 
 
 def _vector_taps(it, V, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
     """Adds every tap to floatV a, the segment lying inside the image: one vector
     multiply-add per tap on one vload (stride 1) or the even lanes of one of 2V (stride 2)."""
-    b = []
-    for kh in range(KH):
-        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-        b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W} + x0;")
-        for kw in range(KW):
-            load = f"vload{V}(0, row + {kw})" if sw == 1 else f"vload{2 * V}(0, row + {kw}).even"
-            b.append(f"    a += wk[{kh * KW + kw}] * {load};")
-        b.append("  }")
-        b.append("}")
-    return b
+    return _rows(it, KH, sh, dh, pt, H, W, lambda kh: _vload_taps("a", lambda kw: f"row + {kw}", V, KW, sw, kh),
+                 " + x0")
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
