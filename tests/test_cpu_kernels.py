@@ -386,7 +386,8 @@ def test_channel_shuffle_of_a_concat(ca, cb, hw, split):
         np.testing.assert_array_equal(gv, np.maximum(wv, 0))
 
 
-@pytest.mark.parametrize("c,m,hw,k", [(24, 8, (14, 14), 1), (16, 40, (28, 28), 1), (8, 6, (9, 9), 3), (64, 96, (2, 2), 1)])
+@pytest.mark.parametrize("c,m,hw,k", [(24, 8, (14, 14), 1), (16, 40, (28, 28), 1), (8, 6, (9, 9), 3),
+                                     (64, 96, (2, 2), 1)])
 def test_excite_scales_the_weights(c, m, hw, k):
     """conv(x * s, W), s one scale per channel (a squeeze-and-excitation block's excite), runs
     as conv(x, W * s) when W is smaller than the image: no launch writes the scaled image;

@@ -8,9 +8,10 @@ one vector multiply-add on a vload of the input row where the segment's window l
 the image, else on lanes of the row's span built in float16 registers (zero outside). Rows
 of at most ROW_SEGMENTS segments (14 x 14, 7 x 7 maps) are one work-item each, the segments'
 edges known when the kernel is generated (no bounds tests). Over MobileNet-shaped layers
-(1x32x112x112 ... 1x960x7x7, 3x3 and 5x5) this took 0.67x the kernel time of scalar
-accumulators, whose taps PoCL left unvectorized (one process, alternating, profiling events). Other strides and dilations: SEG <= 8 scalar accumulators, the input span
-loaded once into registers per kernel row. The bias and the fusion epilogue (activation,
+(1x32x112x112 ... 1x960x7x7, 3x3 and 5x5) the vector kernels took 0.6x the kernel time of
+scalar accumulators, whose taps PoCL left unvectorized (one process, alternating, profiling
+events). Other strides and dilations: SEG <= 8 scalar accumulators, the input span loaded
+once into registers per kernel row. The bias and the fusion epilogue (activation,
 residual) are applied before the store.
 
 `shuffle` = g > 1 folds a preceding ShuffleNet channel shuffle (reshape [N, g, C/g, H, W],
