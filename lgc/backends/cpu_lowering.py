@@ -13,7 +13,8 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
                          (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
   max_pool / avg_pool, 2-D, floor mode (max: ceil mode too) -> pool_rows (cpu_pool;
-                         LGC_CPU_POOL=0 turns it off)
+                         LGC_CPU_POOL=0 turns it off); an average over the whole image ->
+                         reduce_mean over H, W (a vector row kernel, cpu_rows)
   a channel shuffle (reshape, transpose, reshape) of a concat, or a slice of its channels
                       -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
   conv(x * s, W), s a scale per channel of a batch-1 image (a squeeze-and-excitation block)
@@ -245,12 +246,17 @@ def _pow(rw: Rewriter, node: Node, consts) -> bool:
 def _pool(rw: Rewriter, node: Node) -> bool:
     """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows; a max pool in
     ceil mode too (SqueezeNet's), as floor mode over end pads that reach its last windows
-    (they read -inf, as the windows ceil mode adds do)."""
+    (they read -inf, as the windows ceil mode adds do). An average over the whole image
+    -> reduce_mean over H, W: the CPU's vector row kernel (cpu_rows), which took half
+    pool_rows' time over MobileNetV3's squeeze-and-excitation pools."""
     at, X = node.attrs, node.inputs[0]
     if (not current_settings().cpu_pool or not _f32(node) or len(X.shape) != 4
             or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
+    if mode != "max" and _global(X.shape, at):     # a mean over each contiguous plane: a row kernel
+        rw.compute(node, "reduce_mean", [rw.get(X)], {"axes": (2, 3), "keepdims": 1})
+        return True
     attrs = {"mode": mode, "kernel": tuple(at["kernel"]), "strides": tuple(at["strides"]) or (1, 1),
              "pads": tuple(at["pads"]) or (0, 0, 0, 0), "dilations": tuple(at["dilations"]) or (1, 1)}
     if at["ceil_mode"]:
@@ -261,6 +267,12 @@ def _pool(rw: Rewriter, node: Node) -> bool:
             return False
     rw.compute(node, "pool_rows", [rw.get(X)], attrs)
     return True
+
+
+def _global(x, at) -> bool:
+    """A pool whose one window is the whole image (GlobalAveragePool as ONNX exports it)."""
+    return (tuple(at["kernel"]) == tuple(x[2:]) and not any(at["pads"] or ())
+            and set(at["dilations"] or (1,)) == {1})
 
 
 def _ceil_pads(x, y, at) -> tuple:
