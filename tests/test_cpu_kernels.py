@@ -212,6 +212,7 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 3, 7, 7), (5, 5), {"pads": (2, 2, 2, 2)}, True, True, 1),      # a whole row per work-item
     ((1, 2, 4, 31), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # 4 segments, one work-item
     ((1, 2, 5, 60), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),  # and vloads inside
+    ((1, 4, 9, 12), (3, 3), {"pads": (2, 1, 2, 1), "dilations": (2, 1)}, True, True, 1),  # 3 rows, dilated
     ((1, 2, 3, 40), (3, 3), {"strides": (1, 2), "pads": (0, 0, 0, 0)}, True, False, 1),   # no pads
 ]
 

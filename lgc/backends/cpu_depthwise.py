@@ -6,8 +6,10 @@ work-item owns one (n, c, output row) and a segment of adjacent outputs of it. S
 2 along W without dilation (MobileNets, ShuffleNet): VEC = 8 outputs in one float8, each tap
 one vector multiply-add on a vload of the input row where the segment's window lies inside
 the image, else on lanes of the row's span built in float16 registers (zero outside). Rows
-of at most ROW_SEGMENTS segments (14 x 14, 7 x 7 maps) are one work-item each, the segments'
-edges known when the kernel is generated (no bounds tests). Over MobileNet-shaped layers
+of at most ROW_SEGMENTS segments (14 x 14, 7 x 7 maps) are up to MAX_ROWS rows per work-item,
+each input row visited once for all of them, the segments' edges known when the kernel is
+generated (no bounds tests): 0.6-0.7x the kernel time of a row per work-item on 28 x 28 to
+7 x 7 maps. Over MobileNet-shaped layers
 (1x32x112x112 ... 1x960x7x7, 3x3 and 5x5) the vector kernels took 0.6x the kernel time of
 scalar accumulators, whose taps PoCL left unvectorized (one process, alternating, profiling
 events). Other strides and dilations: SEG <= 8 scalar accumulators, the input span loaded
@@ -49,7 +51,8 @@ def row_loads(it: str, span: int, W: int, fill: str) -> list[str]:
             f"row[clamp(x0 + {j}, ({it})0, ({it}){W - 1})] : {fill};" for j in range(span)]
 
 
-def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value, ox0: str = "ox0") -> list[str]:
+def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value, ox0: str = "ox0",
+                   oy: str = "oy") -> list[str]:
     """The segment's outputs `value(i)` from column `ox0`, each through the fusion epilogue,
     stored (those past OW in the last segment are not)."""
     out = epilogue.output if epilogue is not None else y
@@ -57,10 +60,10 @@ def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value, ox0: s
     for i in range(S):
         tail = OW % S and i >= OW % S
         ox = f"min({ox0} + {i}, ({it}){OW - 1})" if tail else f"{ox0} + {i}"
-        flat = f"(nc * {OH} + oy) * {OW} + {ox}"
+        flat = f"(nc * {OH} + {oy}) * {OW} + {ox}"
         v = value(i)
         if epilogue is not None:     # at top level: it may reuse what it declared
-            lines, v = epilogue(v, ["n", "c", "oy", ox], flat)
+            lines, v = epilogue(v, ["n", "c", oy, ox], flat)
             b += lines
         store = f"out0[{flat}] = ({out.dtype.cl_storage})({v});"
         b.append(f"if ({ox0} + {i} < {OW}) {store}" if tail else store)
@@ -68,6 +71,7 @@ def segment_stores(it: str, S: int, OH: int, OW: int, y, epilogue, value, ox0: s
 
 
 VEC = 8           # outputs per work-item of the vector kernel (floatV accumulators along W)
+MAX_ROWS = 7      # output rows per work-item of the whole-row kernel (7 x 7 maps: one per plane)
 ROW_SEGMENTS = 4  # output rows of at most this many segments (OW <= 32) in one work-item: 0.86x
                   # the kernel time of a work-item per segment over MobileNet-shaped layers
 
@@ -99,10 +103,13 @@ class DepthwiseGen(Template):
         init = "in2[c]" if len(node.inputs) == 3 else "0.0f"
         whole = vector and nseg <= ROW_SEGMENTS
         if whole:      # every segment of the row in this work-item, edges known when generated
-            b = b[1:4] + b[5:]     # oy, nc, n and c, src, wk: no segment
-            b += _row_taps(it, S, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init)
-            for k in range(nseg):
-                b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i, k=k: f"a{k}.s{i:x}", str(k * S))
+            R = _rows_per_item(OH, nseg)
+            b = [f"const {it} oy0 = ({it})get_global_id(1) * {R};"] + b[2:4] + b[5:]   # nc, n and c, src, wk
+            b += _row_taps(it, S, nseg, R, span, H, W, KH, KW, sh, sw, dh, pt, pl, init)
+            for r in range(R):
+                for k in range(nseg):
+                    b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i, k=k, r=r: f"a{k}_{r}.s{i:x}",
+                                        str(k * S), f"(oy0 + {r})")
         elif vector:   # inside the image: vloads; at its edges: the row built in registers
             vt = f"float{S}"
             reach = KW - 1 + sw * S      # the last tap's vload: V lanes, or 2V at stride 2
@@ -116,7 +123,8 @@ class DepthwiseGen(Template):
         if not whole:
             b += segment_stores(it, S, OH, OW, Y, epilogue, value)
         args = template_args(node.inputs, epilogue, Y)
-        return [Kernel(name, args, b, global_size=(1 if whole else nseg, OH, N * C), local_size=None,
+        launch = (1, OH // R, N * C) if whole else (nseg, OH, N * C)
+        return [Kernel(name, args, b, global_size=launch, local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]
 
@@ -165,22 +173,40 @@ def _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init) -> list[st
     return [f"float a{i} = {init};" for i in range(S)] + _rows(it, KH, sh, dh, pt, H, W, taps)
 
 
-def _row_taps(it, V, nseg, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list[str]:
-    """a0..a{nseg-1}: every segment of an output row in floatV accumulators. The segments'
-    columns are known when the kernel is generated: one inside the image reads its taps with
-    vloads, one at an edge builds its span in float16 registers from plain loads and zeros
-    (no bounds tests); each tap is one vector multiply-add."""
-    def taps(kh):
-        b = []
+def _rows_per_item(OH: int, nseg: int) -> int:
+    """Output rows per work-item of the whole-row kernel: the largest divisor of OH up to
+    MAX_ROWS with at most 16 accumulators in all."""
+    return max(r for r in range(1, MAX_ROWS + 1) if OH % r == 0 and r * nseg <= 16)
+
+
+def _row_taps(it, V, nseg, R, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> list[str]:
+    """a{k}_{r}: segment k of output row oy0 + r, every segment of R output rows in floatV
+    accumulators. Each input row they read is visited once for all the rows that use it.
+    The segments' columns are known when the kernel is generated: one inside the image reads
+    its taps with vloads, one at an edge builds its span in float16 registers from plain loads
+    and zeros once per input row (no bounds tests); each tap is one vector multiply-add."""
+    users: dict[int, list] = {}      # input row offset from oy0 * sh - pt -> its (r, kh)
+    for r in range(R):
+        for kh in range(KH):
+            users.setdefault(r * sh + kh * dh, []).append((r, kh))
+    b = [f"float{V} a{k}_{r} = (float{V})({init});" for r in range(R) for k in range(nseg)]
+    for d, rk in sorted(users.items()):
+        b.append(f"{{ const {it} iy = oy0 * {sh} - {pt} + {d};")
+        b.append(f"  if (iy >= 0 && iy < {H}) {{")
+        b.append(f"    const __global float* row = src + iy * {W};")
         for k in range(nseg):
             x0 = k * V * sw - pl
             if x0 >= 0 and x0 + KW - 1 + sw * V <= W:     # inside the image: vloads
-                b += _vload_taps(f"a{k}", lambda kw: f"row + {x0 + kw}", V, KW, sw, kh)
-            else:
-                lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
-                b += _register_taps(f"a{k}", f"r{k}_", lane, span, V, KW, sw, kh)
-        return b
-    return [f"float{V} a{k} = (float{V})({init});" for k in range(nseg)] + _rows(it, KH, sh, dh, pt, H, W, taps)
+                for r, kh in rk:
+                    b += ["    " + ln for ln in _vload_taps(f"a{k}_{r}", lambda kw: f"row + {x0 + kw}", V, KW, sw, kh)]
+                continue
+            lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
+            for i, (r, kh) in enumerate(rk):
+                taps = _register_taps(f"a{k}_{r}", f"r{k}_", lane, span, V, KW, sw, kh)
+                b += ["    " + ln for ln in (taps if i == 0 else [t for t in taps if not t.startswith("const")])]
+        b.append("  }")
+        b.append("}")
+    return b
 
 
 def _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
