@@ -25,6 +25,7 @@ F32 = dtypes.by_name("f32")
 def always_pack(monkeypatch):
     """Small problems take the panel path too (in use it starts at cpu_lowering.MIN_FLOPS)."""
     monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 0)
+    monkeypatch.setattr(cpu_lowering, "MIN_POINTWISE_FLOPS", 0)
     monkeypatch.setattr(cpu_lowering, "MIN_N", 1)
     monkeypatch.setattr(cpu_lowering, "MIN_M", 1)
     monkeypatch.setattr(cpu_lowering, "MIN_M_PACKED", 64)  # A packed at run time from 64 rows
@@ -207,6 +208,12 @@ DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before
     ((1, 3, 5, 70), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # wide rows, many segments
     ((1, 3, 6, 75), (5, 5), {"strides": (2, 2), "pads": (2, 2, 2, 2)}, True, False, 1),
     ((1, 2, 4, 50), (3, 3), {"strides": (3, 3), "pads": (1, 1, 1, 1)}, True, True, 1),
+    ((1, 2, 5, 113), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),  # vloads and edges
+    ((1, 3, 7, 7), (5, 5), {"pads": (2, 2, 2, 2)}, True, True, 1),      # a whole row per work-item
+    ((1, 2, 4, 31), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),     # 4 segments, one work-item
+    ((1, 2, 5, 60), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),  # and vloads inside
+    ((1, 4, 9, 12), (3, 3), {"pads": (2, 1, 2, 1), "dilations": (2, 1)}, True, True, 1),  # 3 rows, dilated
+    ((1, 2, 3, 40), (3, 3), {"strides": (1, 2), "pads": (0, 0, 0, 0)}, True, False, 1),   # no pads
 ]
 
 
@@ -290,7 +297,8 @@ POOLS = [  # op, x shape, attrs
     ("avg_pool", (1, 5, 28, 28), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
     ("avg_pool", (1, 3, 14, 15), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
                                   "count_include_pad": 1}),
-    ("avg_pool", (1, 6, 7, 7), {"kernel": (7, 7)}),
+    ("avg_pool", (1, 6, 7, 7), {"kernel": (7, 7)}),                          # global: reduce_mean
+    ("avg_pool", (2, 3, 14, 14), {"kernel": (14, 14), "count_include_pad": 1}),
 ]
 
 
@@ -325,9 +333,83 @@ def test_pool_rows_relu_residual(op, xs, at):
     graph = g.build([g.op("add", [g.op("relu", [g.op(op, [xv], at)]), rv])])
     program = lower(graph)
     kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
-    assert kernels == ["pool_rows_relu_add"], kernels
+    whole = op == "avg_pool" and k == xs[2:] and not any(at.get("pads", ()))     # a global average
+    assert kernels == ["reduce_mean_relu_add" if whole else "pool_rows_relu_add"], kernels
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(want, 0) + r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("xs,at", [
+    ((1, 4, 56, 56), {"kernel": (3, 3), "strides": (2, 2)}),                # 28 x 28, not 27
+    ((1, 3, 12, 10), {"kernel": (3, 2), "strides": (2, 3), "pads": (1, 0, 1, 1)}),
+    ((2, 2, 6, 6), {"kernel": (2, 2), "strides": (2, 2)}),                  # ceil = floor here
+])
+def test_max_pool_ceil_mode_on_pool_rows(xs, at):
+    """A max pool in ceil mode runs on pool_rows (floor mode over grown end pads), one launch
+    with the relu fused, equal to max_pool's NumPy reference in ceil mode."""
+    from lgc.ops.nn import max_pool_ref
+    x = rand(np.random.default_rng(xs[2]), xs)
+    full = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), **at, "ceil_mode": 1,
+            "storage_order": 0, "return_indices": 0}
+    want = np.maximum(max_pool_ref([x], full)[0], 0)
+    g = GraphBuilder("pool")
+    xv = g.input("x", TensorType(F32, xs))
+    graph = g.build([g.op("relu", [g.op("max_pool", [xv], {**at, "ceil_mode": 1})])])
+    program = lower(graph)
+    assert [ln.kernel.split("_", 1)[1] for ln in program.launches] == ["pool_rows_relu"]
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("ca,cb,hw,split", [(6, 6, (7, 7), True), (4, 8, (4, 8), False), (5, 3, (3, 5), True)])
+def test_channel_shuffle_of_a_concat(ca, cb, hw, split):
+    """ShuffleNet's concat -> reshape [N, 2, C/2, H, W] -> transpose -> reshape (-> the next
+    block's split as two slices) runs as channel_shuffle plane copies, no concat launch,
+    equal to NumPy's reshape and transpose of the concatenation."""
+    rng = np.random.default_rng(ca * 10 + cb)
+    a, b = rand(rng, (2, ca) + hw), rand(rng, (2, cb) + hw)
+    C = ca + cb
+    want = np.concatenate([a, b], 1).reshape((2, 2, C // 2) + hw).transpose(0, 2, 1, 3, 4).reshape((2, C) + hw)
+    g = GraphBuilder("shuffle")
+    av, bv = g.input("a", TensorType(F32, a.shape)), g.input("b", TensorType(F32, b.shape))
+    t = g.op("reshape", [g.op("concat", [av, bv], {"axis": 1})], {"shape": (2, 2, C // 2) + hw})
+    y = g.op("reshape", [g.op("transpose", [t], {"perm": (0, 2, 1, 3, 4)})], {"shape": (2, C) + hw})
+    half = (2, C // 2) + hw
+    outs = [g.op("slice", [y], {"starts": (0, s, 0, 0), "steps": (1, 1, 1, 1), "shape": half})
+            for s in (0, C // 2)] if split else [y]
+    graph = g.build([g.op("relu", [o]) for o in outs])
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert not any("concat" in k or "transpose" in k for k in kernels), kernels
+    assert sum(k.startswith("channel_shuffle") for k in kernels) == len(outs), kernels
+    got = list(Executable(program, graph).run({"a": a, "b": b}).values())
+    wants = [want[:, :C // 2], want[:, C // 2:]] if split else [want]
+    for gv, wv in zip(got, wants):
+        np.testing.assert_array_equal(gv, np.maximum(wv, 0))
+
+
+@pytest.mark.parametrize("c,m,hw,k", [(24, 8, (14, 14), 1), (16, 40, (28, 28), 1), (8, 6, (9, 9), 3),
+                                     (64, 96, (2, 2), 1)])
+def test_excite_scales_the_weights(c, m, hw, k):
+    """conv(x * s, W), s one scale per channel (a squeeze-and-excitation block's excite), runs
+    as conv(x, W * s) when W is smaller than the image: no launch writes the scaled image;
+    equal to NumPy's conv of the scaled image either way."""
+    rng = np.random.default_rng(c + m)
+    x, s, w, b = rand(rng, (1, c) + hw), rand(rng, (1, c, 1, 1)), rand(rng, (m, c, k, k)), rand(rng, (m,))
+    at = {"pads": (k // 2,) * 4}
+    full = {"strides": (), "dilations": (), "group": 1, **at}
+    want = conv_ref([(x * s).astype(np.float64), w.astype(np.float64), b], full)[0]
+    g = GraphBuilder("se")
+    xv, sv = g.input("x", TensorType(F32, x.shape)), g.input("s", TensorType(F32, s.shape))
+    graph = g.build([g.op("conv", [g.op("mul", [xv, sv]), g.const(w), g.const(b)], at)])
+    program = lower(graph)
+    image = x.size
+    big_muls = [ln for ln in program.launches if ln.kernel.split("_", 1)[1].startswith("mul")
+                and program.buffers[ln.args[-1]].nbytes >= image * 4]
+    assert (not big_muls) == (w.size < x.size), [ln.kernel for ln in program.launches]
+    got = list(Executable(program, graph).run({"x": x, "s": s}).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("e", [2.0, 3.0, 4.0, 2.5])

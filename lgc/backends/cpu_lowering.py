@@ -12,7 +12,13 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
   conv, 2-D, group = C = M -> depthwise_conv(X or the input of a channel shuffle, W[, bias])
                          (cpu_depthwise; LGC_CPU_DEPTHWISE=0 turns it off)
-  max_pool / avg_pool, 2-D, floor mode -> pool_rows (cpu_pool; LGC_CPU_POOL=0 turns it off)
+  max_pool / avg_pool, 2-D, floor mode (max: ceil mode too) -> pool_rows (cpu_pool;
+                         LGC_CPU_POOL=0 turns it off); an average over the whole image ->
+                         reduce_mean over H, W (a vector row kernel, cpu_rows)
+  a channel shuffle (reshape, transpose, reshape) of a concat, or a slice of its channels
+                      -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
+  conv(x * s, W), s a scale per channel of a batch-1 image (a squeeze-and-excitation block)
+                      -> conv(x, W * s): the weights scaled instead of the image
   pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
@@ -23,11 +29,14 @@ rewrite of matmuls, convs and pools off (the direct kernels then run them, for c
 from __future__ import annotations
 
 
+from collections import Counter
+
 import numpy as np
 
 from ..ir.graph import Graph, Node
 from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
 from ..ops.linalg import prod
+from ..ops.nn import pool_out
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
 from . import cpu_winograd
@@ -36,6 +45,9 @@ from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
 
 MIN_FLOPS = 1 << 22      # below this a runtime packing launch costs more than it saves
+MIN_POINTWISE_FLOPS = 1 << 18   # a 1x1 conv's: its B is the image as it stands (a plain copy to
+                                # pack), and the direct conv kernel ran MobileNetV3's small 1x1
+                                # convs at 35-60 GFLOP/s against the panel GEMM's 60-100
 MIN_N = 16               # narrower B: a panel would be mostly padding
 MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
 MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out channels: Winograd
@@ -50,6 +62,7 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
     panels = current_settings().cpu_panels
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
+    uses = Counter([v for n in graph.nodes for v in n.inputs] + list(graph.outputs))
     rw = Rewriter(graph)
     for node in graph.nodes:
         done = False
@@ -60,9 +73,13 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
         elif node.op == "matmul":
             done = _matmul(rw, node, consts)
         elif node.op == "conv":
-            done = _depthwise(rw, node, producer) or _conv(rw, node, consts)
+            scaled = _channel_scaled(node, producer, uses, consts)
+            done = (_scale_into_weights(rw, node, consts, *scaled) if scaled else
+                    _depthwise(rw, node, producer) or _conv(rw, node, consts))
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
+        elif node.op in ("slice", "reshape"):
+            done = _channel_shuffle(rw, node, producer)
         if not done:
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
@@ -105,8 +122,10 @@ def _matmul(rw: Rewriter, node: Node, consts) -> bool:
     return _emit(rw, node, A, bp, {"m": M, "n": N, "a_packed": packed, "out_shape": out.shape})
 
 
-def _conv(rw: Rewriter, node: Node, consts) -> bool:
-    X, W = (rw.get(v) for v in node.inputs[:2])
+def _conv(rw: Rewriter, node: Node, consts, X=None, W=None) -> bool:
+    """`node` on the panel GEMM; X, W: its (rewritten) operands where they are not its own."""
+    X = rw.get(node.inputs[0]) if X is None else X
+    W = rw.get(node.inputs[1]) if W is None else W
     at = node.attrs
     out = node.outputs[0]
     if not _f32(node) or at["group"] != 1 or out.type.size == 0:
@@ -117,7 +136,7 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
     pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise and prod(X.shape[2:]) == 1 and W in consts:
         return _single_position(rw, node, X, consts[W])
-    if 2 * out.type.size * KK < MIN_FLOPS or P < 8:
+    if 2 * out.type.size * KK < (MIN_POINTWISE_FLOPS if pointwise else MIN_FLOPS) or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
@@ -137,6 +156,32 @@ def _conv(rw: Rewriter, node: Node, consts) -> bool:
         attrs["a_packed"] = 0
     bias = node.inputs[2] if len(node.inputs) == 3 else None
     return _emit(rw, node, a, bp, attrs, bias)
+
+
+def _channel_scaled(node: Node, producer, uses, consts):
+    """(x, s) when conv `node` reads x * s, s one scale per input channel of a batch-1 image
+    (a squeeze-and-excitation block's excite), nothing else reads the product and the
+    constant weights are smaller than the image; else None."""
+    X, W = node.inputs[:2]
+    m = producer.get(X)
+    if (m is None or m.op != "mul" or uses[X] != 1 or node.attrs["group"] != 1 or W not in consts
+            or not _f32(node) or len(X.shape) != 4 or X.shape[0] != 1 or W.type.size >= X.type.size):
+        return None
+    for x, s in (m.inputs, m.inputs[::-1]):
+        if x.shape == X.shape and s.dtype == X.dtype and tuple(s.shape) in ((1, X.shape[1], 1, 1), (X.shape[1], 1, 1)):
+            return x, s
+    return None
+
+
+def _scale_into_weights(rw: Rewriter, node: Node, consts, x, s) -> bool:
+    """conv(x * s, W) -> conv(x, W * s): the excite scales the conv's M x C weights instead of
+    the C x H x W image, so the scaled image is never written (MobileNetV3's SE blocks)."""
+    W = node.inputs[1]
+    scale = rw.op("reshape", [rw.get(s)], {"shape": (1, x.shape[1], 1, 1)})
+    w = rw.op("mul", [rw.const(consts[W], W.name), scale], name=node.name)
+    if not _conv(rw, node, consts, rw.get(x), w):
+        rw.compute(node, "conv", [rw.get(x), w] + [rw.get(b) for b in node.inputs[2:]], node.attrs)
+    return True
 
 
 def _single_position(rw: Rewriter, node: Node, X, w) -> bool:
@@ -168,6 +213,8 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
             or node.outputs[0].type.size == 0):
         return False
     src, g = _unshuffled(X, producer)
+    if _joined(src, producer):   # the shuffle of a concat is one channel_shuffle copy: read it
+        src, g = X, 1
     ins = [rw.get(src), rw.get(W)] + ([rw.get(node.inputs[2])] if len(node.inputs) == 3 else [])
     rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
                                              "pads": tuple(at["pads"]) or (0, 0, 0, 0),
@@ -197,17 +244,74 @@ def _pow(rw: Rewriter, node: Node, consts) -> bool:
 
 
 def _pool(rw: Rewriter, node: Node) -> bool:
-    """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows."""
+    """A 2-D f32 max or average pool, floor mode, no argmax -> pool_rows; a max pool in
+    ceil mode too (SqueezeNet's), as floor mode over end pads that reach its last windows
+    (they read -inf, as the windows ceil mode adds do). An average over the whole image
+    -> reduce_mean over H, W: the CPU's vector row kernel (cpu_rows), which took half
+    pool_rows' time over MobileNetV3's squeeze-and-excitation pools."""
     at, X = node.attrs, node.inputs[0]
     if (not current_settings().cpu_pool or not _f32(node) or len(X.shape) != 4
-            or at["ceil_mode"] or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
+            or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
-    rw.compute(node, "pool_rows", [rw.get(X)], {"mode": mode, "kernel": tuple(at["kernel"]),
-                                                "strides": tuple(at["strides"]) or (1, 1),
-                                                "pads": tuple(at["pads"]) or (0, 0, 0, 0),
-                                                "dilations": tuple(at["dilations"]) or (1, 1)})
+    if mode != "max" and _global(X.shape, at):     # a mean over each contiguous plane: a row kernel
+        rw.compute(node, "reduce_mean", [rw.get(X)], {"axes": (2, 3), "keepdims": 1})
+        return True
+    attrs = {"mode": mode, "kernel": tuple(at["kernel"]), "strides": tuple(at["strides"]) or (1, 1),
+             "pads": tuple(at["pads"]) or (0, 0, 0, 0), "dilations": tuple(at["dilations"]) or (1, 1)}
+    if at["ceil_mode"]:
+        if mode != "max":    # an average's divisor differs in the windows ceil mode adds
+            return False
+        attrs["pads"] = _ceil_pads(X.shape, node.outputs[0].shape, attrs)
+        if pool_out(X.shape, {**attrs, "ceil_mode": 0}) != node.outputs[0].shape:
+            return False
+    rw.compute(node, "pool_rows", [rw.get(X)], attrs)
     return True
+
+
+def _global(x, at) -> bool:
+    """A pool whose one window is the whole image (GlobalAveragePool as ONNX exports it)."""
+    return (tuple(at["kernel"]) == tuple(x[2:]) and not any(at["pads"] or ())
+            and set(at["dilations"] or (1,)) == {1})
+
+
+def _ceil_pads(x, y, at) -> tuple:
+    """A pool's pads with the end pads grown so that floor mode gives output shape `y`."""
+    pads = list(at["pads"])
+    for i in range(2):
+        reach = (y[2 + i] - 1) * at["strides"][i] + at["dilations"][i] * (at["kernel"][i] - 1) + 1
+        pads[2 + i] = max(pads[2 + i], reach - x[2 + i] - pads[i])
+    return tuple(pads)
+
+
+def _channel_shuffle(rw: Rewriter, node: Node, producer) -> bool:
+    """A ShuffleNet channel shuffle (the reshape that ends it), or a slice of its channels
+    (the next block's split), -> channel_shuffle of the concat's inputs (or of the shuffle's
+    input): plane copies instead of element-wise index arithmetic and the concat's copy."""
+    X = node.outputs[0] if node.op == "reshape" else node.inputs[0]
+    if not _f32(node) or len(X.shape) != 4 or node.outputs[0].type.size == 0:
+        return False
+    start, count = 0, X.shape[1]
+    if node.op == "slice":
+        at, out = node.attrs, node.outputs[0].shape
+        if (set(at["steps"]) != {1} or any(v for i, v in enumerate(at["starts"]) if i != 1)
+                or out[:1] + out[2:] != X.shape[:1] + X.shape[2:]):
+            return False
+        start, count = at["starts"][1], out[1]
+    src, g = _unshuffled(X, producer)
+    if g == 1:
+        return False
+    ins = _joined(src, producer) or [src]
+    rw.compute(node, "channel_shuffle", [rw.get(v) for v in ins], {"groups": g, "start": start, "count": count})
+    return True
+
+
+def _joined(X, producer) -> list | None:
+    """The inputs of the concat along the channels that makes X, or None."""
+    c = producer.get(X)
+    if c is None or c.op != "concat" or c.attrs["axis"] not in (1, 1 - len(X.shape)):
+        return None
+    return list(c.inputs)
 
 
 def _unshuffled(X, producer):

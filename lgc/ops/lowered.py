@@ -15,6 +15,7 @@ run after differentiation and batching, so these ops have no gradient or batchin
   winograd_output(Mt[, bias])   the products [N, 16, M, T16] -> Y [N, M, OH, OW]
   depthwise_conv(X, W[, bias])  2-D depthwise conv, optionally read through a channel shuffle
   pool_rows(X)                  2-D max / average pool, floor mode
+  channel_shuffle(X0, X1, ...)  a channel range of a channel shuffle of X0, X1, ... joined on axis 1
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
   tensor_scatter_into, scatter_nd_into, scatter_elements_into
@@ -311,6 +312,36 @@ register_lowered(OpDef(
     num_inputs=(2, 3),
     attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
     doc="2-D depthwise conv, optionally reading through a channel shuffle (CPU lowering only)"))
+
+
+# ---- channel_shuffle ------------------------------------------------------------------------
+# ShuffleNet's channel shuffle of a concat, or a channel range of it (the next block's split):
+# X_0, X_1, ... [N, C_i, *S] joined along the channels (C = sum C_i), shuffled in `groups`
+# (output channel s reads joined channel shuffle_map(C, groups)[s]), channels [start, start +
+# count) kept. One plane copy per output channel instead of the concat, reshape, transpose,
+# reshape and slice that ONNX spells it with.
+
+def _shuffle_infer(types, attrs):
+    x = types[0].shape
+    C = sum(t.shape[1] for t in types if len(t.shape) > 1)
+    g, start, count = attrs["groups"], attrs["start"], attrs["count"]
+    if len(x) < 3 or any(t.shape[:1] + t.shape[2:] != x[:1] + x[2:] or t.dtype != types[0].dtype for t in types):
+        raise OpError(f"channel_shuffle: inputs {[str(t) for t in types]} do not join along axis 1")
+    if g < 1 or C % g or start < 0 or count < 1 or start + count > C:
+        raise OpError(f"channel_shuffle: {C} channels, groups {g}, start {start}, count {count} do not fit")
+    return [TensorType(types[0].dtype, (x[0], count) + tuple(x[2:]))]
+
+
+def channel_shuffle_ref(xs, attrs):
+    x = np.concatenate(xs, axis=1)
+    s = attrs["start"]
+    return [x[:, shuffle_map(x.shape[1], attrs["groups"])[s:s + attrs["count"]]]]
+
+
+register_lowered(OpDef(
+    "channel_shuffle", _shuffle_infer, channel_shuffle_ref, fusion="opaque",
+    attrs={"groups": 1, "start": 0, "count": 1},
+    doc="channels [start, start + count) of a channel shuffle of inputs joined along axis 1 (CPU lowering only)"))
 
 
 # ---- pool_rows ------------------------------------------------------------------------------
