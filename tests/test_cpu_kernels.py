@@ -291,6 +291,13 @@ POOLS = [  # op, x shape, attrs
     ("avg_pool", (1, 3, 14, 15), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
                                   "count_include_pad": 1}),
     ("avg_pool", (1, 6, 7, 7), {"kernel": (7, 7)}),
+    # stride 2, 2 or 3 wide, 16+ outputs a row: the vector path (cpu_pool._stride2_kernel)
+    ("max_pool", (1, 3, 111, 111), {"kernel": (3, 3), "strides": (2, 2)}),
+    ("max_pool", (2, 2, 9, 71), {"kernel": (2, 2), "strides": (2, 2)}),
+    ("max_pool", (1, 2, 12, 40), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
+    ("avg_pool", (1, 4, 8, 64), {"kernel": (2, 2), "strides": (2, 2)}),
+    ("avg_pool", (1, 2, 9, 45), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+                                 "count_include_pad": 1}),
 ]
 
 
