@@ -67,15 +67,21 @@ def test_elementwise_kernel_launches_on_a_grid():
 
 def test_rank_two_and_switch_off(monkeypatch):
     b = GraphBuilder()
-    x = b.input("x", TensorType(F32, (6, 10)))
-    g = b.build([b.op("relu", [b.op("add", [x, b.const(np.arange(10, dtype=np.float32))])])])
-    assert [ln.global_size for ln in _compile(g).program.launches] == [(10, 6)]
-    monkeypatch.setenv("LGC_CPU_GRID", "0")
-    exe = _compile(g)
-    assert [ln.global_size for ln in exe.program.launches] == [(60,)]
-    xv = RNG.standard_normal((6, 10)).astype(np.float32)
-    [out] = exe.run({"x": xv}).values()
-    np.testing.assert_allclose(out, np.maximum(xv + np.arange(10), 0), rtol=1e-6)
+    x = b.input("x", TensorType(F32, (6, 40)))
+    g = b.build([b.op("relu", [b.op("add", [x, b.const(np.arange(40, dtype=np.float32))])])])
+    xv = RNG.standard_normal((6, 40)).astype(np.float32)
+    for grid, launch in (("1", (40, 6)), ("0", (240,))):
+        monkeypatch.setenv("LGC_CPU_GRID", grid)
+        exe = _compile(g)
+        assert [ln.global_size for ln in exe.program.launches] == [launch]
+        [out] = exe.run({"x": xv}).values()
+        np.testing.assert_allclose(out, np.maximum(xv + np.arange(40), 0), rtol=1e-6)
+
+
+def test_split_axis():
+    from lgc.backends.cpu_grid import split_axis
+    assert [split_axis(d) for d in [(1, 64, 56, 56), (1, 64, 1, 1), (1, 1000), (8, 4), (2, 3, 4, 5, 6),
+                                    (2, 3, 2, 2, 2)]] == [2, 1, 1, 0, 3, 1]
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 8, 8), (1, 16, 4, 4)])

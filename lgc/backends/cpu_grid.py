@@ -19,6 +19,7 @@ GPU targets keep the flat launch; LGC_CPU_GRID=0 turns both off, for comparisons
 """
 from __future__ import annotations
 
+from ..ops.linalg import prod
 from .settings import current_settings
 from .target import Target, current_target
 
@@ -28,12 +29,20 @@ def enabled(target: Target | None = None) -> bool:
     return not target.is_gpu and current_settings().cpu_grid
 
 
+MIN_LANES = 16     # inner points a grid needs (one AVX-512 vector); fewer: the flat launch
+
+
 def split_axis(domain) -> int:
     """The first axis launched along dimension 0 (0: a flat launch): the last two axes of
-    a domain of rank >= 3, the last of rank 2; on GPU targets (or with the grid off) 0."""
+    a domain of rank >= 3, the last of rank 2, more where those hold under MIN_LANES points
+    ([1, C, 1, 1]: all of C); 0 on GPU targets, with the grid off, or when even the axes
+    after the first hold under MIN_LANES."""
     if len(domain) < 2 or not enabled():
         return 0
-    return max(1, len(domain) - 2)
+    s = max(1, len(domain) - 2)
+    while s > 1 and prod(domain[s:]) < MIN_LANES:
+        s -= 1
+    return s if prod(domain[s:]) >= MIN_LANES else 0
 
 
 def keeps_concat(node, target: Target) -> bool:
