@@ -197,6 +197,28 @@ def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
     np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
 
 
+def test_small_3x3_convs_take_winograd_below_the_panel_threshold(monkeypatch):
+    """DenseNet-121's 3x3 convs at 7x7 (3.6 MFLOP) are under MIN_FLOPS but over
+    MIN_WINOGRAD_FLOPS: Winograd, where a 1x1 conv of the same size stays direct."""
+    monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 1 << 22)
+    rng = np.random.default_rng(5)
+    x, w = rand(rng, (1, 128, 7, 7)), rand(rng, (32, 128, 3, 3))
+    g = GraphBuilder("small3x3")
+    xv = g.input("x", TensorType(F32, x.shape))
+    graph = g.build([g.op("conv", [xv, g.const(w)], {"pads": (1, 1, 1, 1)})])
+    program = lower(graph)
+    assert [ln.kernel.split("_", 1)[1] for ln in program.launches] == \
+        ["winograd_input", "matmul_panels", "winograd_output"]
+    full = {"strides": (), "pads": (1, 1, 1, 1), "dilations": (), "group": 1}
+    want = conv_ref([x.astype(np.float64), w.astype(np.float64)], full)[0]
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    h = GraphBuilder("small1x1")
+    xv = h.input("x", TensorType(F32, (1, 128, 21, 21)))
+    one = h.build([h.op("conv", [xv, h.const(rand(rng, (32, 128, 1, 1)))], {})])
+    assert [ln.kernel.split("_", 1)[1] for ln in lower(one).launches] == ["conv"]
+
+
 DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before the conv
     ((1, 8, 14, 14), (3, 3), {"pads": (1, 1, 1, 1)}, True, True, 1),
     ((2, 6, 15, 13), (3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True, 1),
