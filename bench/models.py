@@ -36,11 +36,12 @@ def _compile(model, device, direct: bool):
         return m.executable(types), types
 
 
-def bench_model(name: str, runs: int, device, threads: int, seed: int = 0, direct: bool = False) -> dict:
+def bench_model(name: str, runs: int, device, threads: int, seed: int = 0, direct: bool = False,
+                spinning: bool = False) -> dict:
     from lgc.testing import onnxruntime_session, random_light_model
     # random weights saturate a final Softmax to one-hot: the logits are compared too
     model = random_light_model(name, seed)
-    sess = onnxruntime_session(model, threads, spinning=True)
+    sess = onnxruntime_session(model, threads, spinning=spinning)
 
     t = time.perf_counter()
     exe, types = _compile(model, device, False)
@@ -76,11 +77,15 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="timed runs of each, interleaved")
     ap.add_argument("--direct", action="store_true",
                     help="also time lgc with LGC_CPU_PANELS=0 (the direct kernels), interleaved")
+    ap.add_argument("--ort-spinning", action="store_true",
+                    help="let onnxruntime's idle threads spin (off by default, as the issues measure: "
+                         "spinning workers take the shared cores from PoCL's)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     dev = lgc_device()
     threads = peer_threads(dev)
     print(setup(dev, threads))
+    print(f"onnxruntime intra-op spinning: {'on' if args.ort_spinning else 'off'}")
     print(f"start: {load()}")
     rows = []
     print(f"{'model':<14} {'lgc ms':>9} {'ort ms':>9} {'lgc/ort':>8} {'compile s':>9} "
@@ -88,7 +93,7 @@ def main():
     for name in args.models.split(","):
         say(f"{name} ...")
         try:
-            r = bench_model(name, args.runs, dev, threads, direct=args.direct)
+            r = bench_model(name, args.runs, dev, threads, direct=args.direct, spinning=args.ort_spinning)
         except Exception as e:  # report and go on: one model must not hide the others
             r = {"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
             print(f"{name:<14} failed: {r['error']}", flush=True)

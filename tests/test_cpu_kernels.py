@@ -125,6 +125,7 @@ CONVS = [  # x shape, w shape, attrs, W constant, bias
     ((1, 2, 3, 4, 5), (4, 2, 2, 3, 2), {"pads": (0, 1, 1, 1, 0, 0)}, True, True),    # 3-D
     ((1, 3, 64, 64), (8, 3, 3, 3), {"strides": (2, 2), "pads": (1, 1, 1, 1)}, True, True),  # stride-2
     ((1, 2, 33, 64), (5, 2, 3, 3), {"strides": (2, 2), "pads": (0, 1, 2, 0)}, False, False),  # vload path
+    ((1, 3, 15, 47), (6, 3, 3, 3), {"strides": (2, 2)}, True, True),   # 23 a row: panels across rows
     ((2, 40, 1, 1), (24, 40, 1, 1), {}, True, True),          # one position (squeeze-excitation): X @ W^T
     ((1, 24, 1, 1), (40, 24, 1, 1), {}, True, False),
 ]
@@ -145,7 +146,7 @@ def test_conv_relu_residual(xs, ws, at, const, bias):
     feeds = {"x": x, "r": r} | ({} if const else {"w": w})
     got = list(run(graph, feeds).values())[0]
     np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
-    if at.get("strides") == (2, 2) and y.shape[-1] % 16 == 0:
+    if at.get("strides") == (2, 2) and y.shape[-1] >= 16 and len(xs) == 4 and ws[-1] > 1:
         assert ".even" in lower(graph).source      # the stride-2 fast path of im2col_panels
 
 
@@ -195,6 +196,28 @@ def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
     assert kernels == ["winograd_input", "matmul_panels", "winograd_output_relu_add"], kernels
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
+
+
+def test_small_3x3_convs_take_winograd_below_the_panel_threshold(monkeypatch):
+    """DenseNet-121's 3x3 convs at 7x7 (3.6 MFLOP) are under MIN_FLOPS but over
+    MIN_WINOGRAD_FLOPS: Winograd, where a 1x1 conv of the same size stays direct."""
+    monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 1 << 22)
+    rng = np.random.default_rng(5)
+    x, w = rand(rng, (1, 128, 7, 7)), rand(rng, (32, 128, 3, 3))
+    g = GraphBuilder("small3x3")
+    xv = g.input("x", TensorType(F32, x.shape))
+    graph = g.build([g.op("conv", [xv, g.const(w)], {"pads": (1, 1, 1, 1)})])
+    program = lower(graph)
+    assert [ln.kernel.split("_", 1)[1] for ln in program.launches] == \
+        ["winograd_input", "matmul_panels", "winograd_output"]
+    full = {"strides": (), "pads": (1, 1, 1, 1), "dilations": (), "group": 1}
+    want = conv_ref([x.astype(np.float64), w.astype(np.float64)], full)[0]
+    got = list(Executable(program, graph).run({"x": x}).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    h = GraphBuilder("small1x1")
+    xv = h.input("x", TensorType(F32, (1, 128, 21, 21)))
+    one = h.build([h.op("conv", [xv, h.const(rand(rng, (32, 128, 1, 1)))], {})])
+    assert [ln.kernel.split("_", 1)[1] for ln in lower(one).launches] == ["conv"]
 
 
 DEPTHWISE = [  # x shape, kernel, attrs, W constant, bias, shuffle groups before the conv
@@ -299,6 +322,13 @@ POOLS = [  # op, x shape, attrs
                                   "count_include_pad": 1}),
     ("avg_pool", (1, 6, 7, 7), {"kernel": (7, 7)}),                          # global: reduce_mean
     ("avg_pool", (2, 3, 14, 14), {"kernel": (14, 14), "count_include_pad": 1}),
+    # stride 2, 2 or 3 wide, 16+ outputs a row: the vector path (cpu_pool._stride2_kernel)
+    ("max_pool", (1, 3, 111, 111), {"kernel": (3, 3), "strides": (2, 2)}),
+    ("max_pool", (2, 2, 9, 71), {"kernel": (2, 2), "strides": (2, 2)}),
+    ("max_pool", (1, 2, 12, 40), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
+    ("avg_pool", (1, 4, 8, 64), {"kernel": (2, 2), "strides": (2, 2)}),
+    ("avg_pool", (1, 2, 9, 45), {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
+                                 "count_include_pad": 1}),
 ]
 
 

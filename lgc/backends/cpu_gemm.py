@@ -143,12 +143,14 @@ class Im2colGen:
                      f"if ((p * 16) % {OW} + 16 <= {OW} && x0 >= 0 && x0 + 16 <= {S[-1]} && "
                      f"{row_cond}) vstore16(vload16(0, src + {row_flat}), 0, dst);",
                      f"else {slow}"]
-        elif s[-1] == 2 and OW >= PANEL and OW % PANEL == 0 and STRIDE2_VLOAD:
+        elif s[-1] == 2 and OW >= PANEL and STRIDE2_VLOAD:
             # stride 2 (stems): the 16 positions are the even lanes of 31 inputs, two vload16s
+            # (when they lie in one output row: all panels where OW is a multiple of 16)
             row_cond, row_flat = lane("(p * 16)")
             ix0 = f"(p * 16) % {OW} * 2 - {pb[-1]} + kk{r - 1} * {d[-1]}"
+            one_row = f"(p * 16) % {OW} + 16 <= {OW} && " if OW % PANEL else ""
             body += [f"const {it} x0 = {ix0};",
-                     f"if (x0 >= 0 && x0 + 31 <= {S[-1]} && {row_cond}) {{",
+                     f"if ({one_row}x0 >= 0 && x0 + 31 <= {S[-1]} && {row_cond}) {{",
                      f"  __global const float* q = src + {row_flat};",
                      "  vstore16((float16)(vload16(0, q).even, vload16(0, q + 15).odd), 0, dst);",
                      f"}} else {slow}"]

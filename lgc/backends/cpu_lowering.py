@@ -51,6 +51,9 @@ MIN_POINTWISE_FLOPS = 1 << 18   # a 1x1 conv's: its B is the image as it stands 
 MIN_N = 16               # narrower B: a panel would be mostly padding
 MIN_M = 4                # fewer rows of A: packing B at run time costs more than it saves
 MIN_WINOGRAD_CHANNELS = 16   # 3x3 stride-1 convs with this many in and out channels: Winograd
+MIN_WINOGRAD_FLOPS = 1 << 21  # smaller than MIN_FLOPS: DenseNet-121's 3x3 convs at 7x7 (128 -> 32,
+                              # 3.6 MFLOP) took 0.186 ms on the direct conv kernel (28 work-items),
+                              # 0.061 ms in Winograd's three launches (PoCL 3.1, AMD EPYC)
 MIN_M_PACKED = 1024      # from here on A is packed at run time too: it won at 1024^3, lost at 512^3
 
 
@@ -136,10 +139,14 @@ def _conv(rw: Rewriter, node: Node, consts, X=None, W=None) -> bool:
     pointwise = all(k == 1 for k in ks) and set(at["strides"]) <= {1} and not any(at["pads"])
     if pointwise and prod(X.shape[2:]) == 1 and W in consts:
         return _single_position(rw, node, X, consts[W])
-    if 2 * out.type.size * KK < (MIN_POINTWISE_FLOPS if pointwise else MIN_FLOPS) or P < 8:
+    flops = 2 * out.type.size * KK
+    least = MIN_POINTWISE_FLOPS if pointwise else MIN_FLOPS
+    if flops < min(least, MIN_WINOGRAD_FLOPS) or P < 8:
         return False
     if W in consts and _winograd_fits(X, W, at) and winograd_wins(X.shape, W.shape, at["pads"]):
         return _winograd(rw, node, X, consts[W])
+    if flops < least:
+        return False
     if pointwise:      # the image is already B: [N, C, P] packed as it stands
         flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
         bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)

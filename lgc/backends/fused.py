@@ -23,7 +23,7 @@ import re
 from ..ir import registry
 from ..ir.graph import Node, Value
 from ..ops.linalg import prod
-from . import cpu_rows
+from . import cpu_grid, cpu_rows
 from .emit import Emitter, linear_index, read, write
 from .kernel import Arg, Kernel, index_type_for
 from .templates import Elementwise
@@ -213,6 +213,9 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
     that is max/exp/sum/div (after an elementwise prologue) is the vector softmax instead."""
     if cpu_rows.softmax_group(nodes):     # CPU: max/exp/sum/div is the vector softmax
         return cpu_rows.softmax_kernel(nodes, name)
+    if cpu_grid.split_axis(root.outputs[0].shape) and not any(
+            registry.get(n.op).fusion == "reduction" for n in nodes):
+        return _grid_kernel(root, nodes, name)
     dom = domain_of(root)
     shape = tuple(root.outputs[0].shape)
     rank = len(dom)
@@ -247,6 +250,30 @@ def pointwise_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
     return Kernel(name, args, [ln for ln in fused.lines if ln], domain=dom,
                   index_type=fused.index_type,
                   node_name="+".join(n.name or n.op for n in nodes), flops=_flops(nodes))
+
+
+def _grid_kernel(root: Node, nodes: list[Node], name: str) -> Kernel:
+    """A group without reductions on a CPU target, on a 2-D grid (lgc.backends.cpu_grid):
+    reads of the kernel's own shape at its own point use `gid`. A reshape at the root is
+    no work of its own: the group is walked in the shape of what it views (the same
+    row-major positions), whose inner axes are the image's, not the flattened ones."""
+    view = getattr(lowering_of(root.op), "alias", False)
+    top = root.inputs[0] if view else root.outputs[0]
+    dom = tuple(top.shape) if view else domain_of(root)
+    if dom != tuple(top.shape) or not cpu_grid.split_axis(dom):
+        view, dom = False, domain_of(root)
+    fused = FusedBody(nodes, _index_type(nodes, prod(dom)))
+    coords = [f"c{i}" for i in range(len(dom))]
+    fused.point = (tuple(coords), dom, "gid")
+    if view:
+        value = fused.value(top, coords)
+        fused.lines.append(write("out0", root.outputs[0].dtype, "gid", value))
+    else:
+        body_of(root)(InlineEmitter(fused, root, coords, None, dom))
+    args = [Arg(n, v) for v, n in fused.args.items()] + [Arg("out0", root.outputs[0], True)]
+    return Kernel(name, args, [ln for ln in fused.lines if ln], domain=dom,
+                  index_type=fused.index_type, node_name="+".join(n.name or n.op for n in nodes),
+                  flops=_flops(nodes), split=cpu_grid.split_axis(dom))
 
 
 class AnchorEmitter(InlineEmitter):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..ops.linalg import prod
-from . import cpu_rows
+from . import cpu_grid, cpu_rows
 from .fused import Epilogue, anchored_kernel, pointwise_kernel
 from .target import CPU, Target, use_target
 from .templates import Pointwise
@@ -187,6 +187,8 @@ def _plan(graph: Graph, target: Target) -> Plan:
             return f"{node.op}'s kernel takes no epilogue here"
         if cls == "alias" and not region_inputs(node):
             return f"{node.op} of a stored value shares its buffer (no kernel)"
+        if cpu_grid.keeps_concat(node, target):
+            return "CPU: a concat stays in memory, written in place by its producers"
         big = heavy.get(node)
         if len(cons) > 1 and not shared_ok:
             if big:

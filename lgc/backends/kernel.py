@@ -43,10 +43,18 @@ class Kernel:
     # body by default; `render(k, generic=True)` makes them kernel arguments instead, so one
     # kernel text serves every layer that differs only in them (lgc.backends.program).
     params: tuple[tuple[str, int], ...] = ()
+    # Domain kernels: 0 launches one flat dimension; s > 0 a 2-D grid of (the axes from s
+    # on, the axes before s), so that the inner coordinates run along the lanes a CPU
+    # vectorises and the outer ones are the same for all of them (lgc.backends.cpu_grid).
+    split: int = 0
 
     @property
     def launch_global(self) -> tuple[int, ...]:
-        return self.global_size if self.global_size is not None else (prod(self.domain),)
+        if self.global_size is not None:
+            return self.global_size
+        if self.split:
+            return (prod(self.domain[self.split:]), prod(self.domain[:self.split]))
+        return (prod(self.domain),)
 
     @property
     def empty(self) -> bool:
@@ -91,7 +99,9 @@ def render(k: Kernel, generic: bool = False) -> str:
     lines = [f"__kernel void {k.name}({', '.join(params)})", "{"]
     if not generic:
         lines += [f"  const {it} {name} = {value};" for name, value in k.params]
-    if k.global_size is None:
+    if k.global_size is None and k.split:
+        lines += _grid_coordinates(k.domain, k.split, it)
+    elif k.global_size is None:
         lines.append(f"  const {it} gid = ({it})get_global_id(0);")
         rank = len(k.domain)
         if rank:
@@ -102,6 +112,20 @@ def render(k: Kernel, generic: bool = False) -> str:
     lines += ["  " + s for s in k.body]
     lines.append("}")
     return "\n".join(lines)
+
+
+def _grid_coordinates(domain, split: int, it: str) -> list[str]:
+    """The flat id and coordinates of a 2-D grid launch (Kernel.split): axes from `split`
+    on decoded from get_global_id(0), the others from get_global_id(1)."""
+    inner = prod(domain[split:])
+    lines = [f"  const {it} gid = ({it})get_global_id(0) + ({it})get_global_id(1) * {inner};"]
+    for g, axes in ((0, range(len(domain) - 1, split - 1, -1)), (1, range(split - 1, -1, -1))):
+        lines.append(f"  {it} rem{g}_ = ({it})get_global_id({g});")
+        for axis in axes:
+            last = axis == axes[-1]
+            lines.append(f"  const {it} c{axis} = rem{g}_" + ("" if last else
+                         f" % {domain[axis]}; rem{g}_ /= {domain[axis]}") + ";")
+    return lines
 
 
 def scalar_params(k: Kernel) -> bool:

@@ -13,7 +13,9 @@ _KERNEL = re.compile(r"__kernel\s+void\s+(\w+)\s*\(([^)]*)\)")
 _POINTER = re.compile(r"__global\s+(const\s+)?(\w+)\s*\*\s*(?:restrict\s+)?(\w+)")
 _SCALAR = re.compile(r"const\s+(int|long)\s+(\w+)")
 # render()'s first line of a one-work-item-per-point kernel: the flat work-item id
-_DOMAIN = re.compile(r"^\s*const (int|long) gid = \(\1\)get_global_id\(0\);", re.M)
+# (on CPU targets possibly a 2-D grid: gid = id(0) + id(1) * the inner size)
+_DOMAIN = re.compile(r"^\s*const (int|long) gid = \(\1\)get_global_id\(0\)"
+                     r"(?: \+ \(\1\)get_global_id\(1\) \* \d+)?;", re.M)
 
 
 @dataclass
