@@ -200,8 +200,10 @@ def test_winograd_conv_relu_residual(monkeypatch, xs, M, pads, bias):
 
 def test_small_3x3_convs_take_winograd_below_the_panel_threshold(monkeypatch):
     """DenseNet-121's 3x3 convs at 7x7 (3.6 MFLOP) are under MIN_FLOPS but over
-    MIN_WINOGRAD_FLOPS: Winograd, where a 1x1 conv of the same size stays direct."""
+    MIN_WINOGRAD_FLOPS: Winograd, where a 1x1 conv of the same size under its own GEMM
+    threshold stays direct."""
     monkeypatch.setattr(cpu_lowering, "MIN_FLOPS", 1 << 22)
+    monkeypatch.setattr(cpu_lowering, "MIN_POINTWISE_FLOPS", 1 << 22)
     rng = np.random.default_rng(5)
     x, w = rand(rng, (1, 128, 7, 7)), rand(rng, (32, 128, 3, 3))
     g = GraphBuilder("small3x3")
