@@ -7,7 +7,9 @@ For each model both searches run as the `lgc compile` commands printed: the gree
 `--prune channels:0.75 --max-drift X` (its sensitivity search picks each layer's fraction and
 stops when done: it takes no budget), the evolutionary one `--search evolutionary --budget B
 --max-drift X`. B: --budget-digits for digits; for ResNet-50 the greedy command's own wall
-time unless --budget-resnet50 is given. Then the float32, greedy and evolutionary artifacts
+time unless --budget-resnet50 is given. A smaller B than the greedy's time handicaps only the
+evolutionary search: with the deterministic cost model a seeded run with a longer budget
+evaluates the same policies first (a prefix), so its chosen point can only be as fast or faster. Then the float32, greedy and evolutionary artifacts
 (and "evo@greedy-drift": the search's fastest evaluated policy whose drift is no more than
 the greedy artifact's, compiled here) are timed interleaved in blocks (A A A B B B, repeated)
 on the device; drift is max |out - float| / max |float| on the first calibration sample,
