@@ -175,3 +175,19 @@ def test_progress_line_on_stderr(capsys):
 def test_bad_arguments(kwargs, msg):
     with pytest.raises(InputError, match=msg):
         evolve(init, mutate, crossover, make_evaluate([]), progress=False, **kwargs)
+
+
+def test_an_exhausted_space_ends_the_search():
+    """Two bits: four genomes in all. A budget-only search stops once nothing new turns up
+    instead of breeding repeats until the clock runs out."""
+    import time
+    log = []
+
+    def evaluate(g):
+        log.append(g)
+        return (sum(g), -sum(g)), {}
+    t = time.monotonic()
+    evolve(lambda rng: tuple(int(b) for b in rng.integers(0, 2, 2)),
+           lambda g, rng: (1 - g[0], g[1]), lambda a, b, rng: (a[0], b[1]), evaluate,
+           population=2, budget_s=30, seed=0, progress=False)
+    assert time.monotonic() - t < 5 and len(log) == len(set(log)) <= 4

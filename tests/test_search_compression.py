@@ -210,3 +210,4 @@ def test_fp16_layers_and_decompose_memo(cnn):
     assert len(memo) == 2
     for g in (b, plain):
         np.testing.assert_array_equal(reference_run(a, {"x": x[:2]})[0], reference_run(g, {"x": x[:2]})[0])
+

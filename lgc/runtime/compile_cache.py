@@ -160,9 +160,9 @@ class LazyGraphExecutable(Executable):
     def graph(self, value):
         self._graph = value
 
-    def save(self, path) -> None:   # the stats come from the cached manifest
+    def save(self, path, sign_key=None) -> None:   # the stats come from the cached manifest
         fn, self._graph_fn = self._graph_fn, None
         try:
-            super().save(path)
+            super().save(path, sign_key=sign_key)
         finally:
             self._graph_fn = fn

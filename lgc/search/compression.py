@@ -22,8 +22,9 @@ point with a `layers=` / `keep_float=` selection. Three objectives, all minimise
              search to (lgc.compress.graphtools.max_relative_error)
 
 The initial population holds the trivial policy (nothing compressed) and every uniform one
-(each prune level, each rank, int8, fp16 for all layers), so the front is never worse than
-any of them; on small models also each layer pruned alone at each level. With measured latency and a drift budget, a policy over the budget is not
+(each prune level, int8, fp16 for all layers; each rank on models with few layers), so the
+front is never worse than any of them; on small models also each layer pruned alone at
+each level. With measured latency and a drift budget, a policy over the budget is not
 compiled (latency +inf): the device's time goes to policies that can be chosen.
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 LAUNCH_OVERHEAD_S = 5e-6
 
 MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
+MAX_DECOMPOSE_SEEDS = 16  # uniform decomposition seeds only with at most this many such layers
 
 Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
 Genome = tuple[Gene, ...]              # one gene per layer, in graph order
@@ -197,7 +199,10 @@ class CompressionSearch:
                      for n in (len(PRUNE), len(RANKS), len(PRECISIONS)))
 
     def init(self, rng) -> Genome:
-        return self.canonical(tuple(self.random_gene(rng) for _ in self.layers))
+        """A random policy changing about two layers per kind of choice on large models
+        (a policy decomposing dozens of layers takes minutes to apply), 30% on small ones."""
+        change = min(0.3, 2.0 / len(self.layers))
+        return self.canonical(tuple(self.random_gene(rng, change) for _ in self.layers))
 
     def mutate(self, genome: Genome, rng) -> Genome:
         """None, one or two layers (a third of the time each: a child of crossover often
@@ -220,9 +225,10 @@ class CompressionSearch:
         return self.canonical(((prune, rank, precision),) * len(self.layers))
 
     def seeds(self) -> list[Genome]:
-        """The trivial policy, every uniform one (decomposition, the slowest to apply, last),
-        and on small models every prunable layer pruned alone at each level (the greedy
-        search's sensitivity probes: crossover then combines them)."""
+        """The trivial policy, every uniform one, and on small models every prunable layer
+        pruned alone at each level (the greedy search's sensitivity probes: crossover then
+        combines them). Uniform decomposition comes last and only on models with few layers
+        to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
         out = [self.uniform()]
         out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
         out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
@@ -231,7 +237,8 @@ class CompressionSearch:
             trivial = self.uniform()
             out += [trivial[:i] + ((p, 0, 0),) + trivial[i + 1:]
                     for p in range(1, len(PRUNE)) for i in prunable]
-        out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
+        if sum(la.decomposable for la in self.layers) <= MAX_DECOMPOSE_SEEDS:
+            out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
         return list(dict.fromkeys(out))
 
     # -- applying ------------------------------------------------------------------------

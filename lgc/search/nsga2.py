@@ -138,6 +138,9 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+STALE_GENERATIONS = 20
+
+
 class _BudgetSpent(Exception):
     """Raised inside evolve when the wall clock or the evaluation cap runs out."""
 
@@ -153,12 +156,12 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
 
     Stops after `generations` generations (0: the initial population only), when `budget_s`
     seconds of wall clock are spent, or after `max_evaluations` evaluations, whichever comes
-    first (at least one must be given). The initial population holds `seeds` (genomes that must
-    be tried, e.g. a known-good policy; all are evaluated, the best `population` kept) then
-    init(rng) genomes. Each generation breeds
-    `population` children by binary tournament (rank, then crowding), crossover and mutation;
-    parents and children compete for the next population. Genomes must be hashable; a repeat is
-    not evaluated again.
+    first (at least one must be given), or when STALE_GENERATIONS generations in a row bred
+    nothing new (a small space exhausted). The initial population holds `seeds` (genomes that
+    must be tried, e.g. a known-good policy; all are evaluated, the best `population` kept),
+    then init(rng) genomes. Each generation breeds `population` children by binary tournament
+    (rank, then crowding), crossover and mutation; parents and children compete for the next
+    population. Genomes must be hashable; a repeat is not evaluated again.
     """
     if population < 2:
         raise InputError(f"search population must be at least 2, got {population}")
@@ -211,7 +214,10 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
         generation = 0
         bar.show(generation, len(evaluated), len(non_dominated_sort([p.objectives for p in pop])[0]),
                  time.monotonic() - start)
-        while generations is None or generation < generations:
+        stale = 0                                       # generations that found nothing new
+        while (generations is None or generation < generations) and not spent() \
+                and stale < STALE_GENERATIONS:
+            before = len(evaluated)
             objs = [p.objectives for p in pop]
             rank, crowd = rank_and_crowding(objs)
 
@@ -227,6 +233,7 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
             keep = select_survivors([p.objectives for p in pool], population)
             pop = [pool[i] for i in sorted(keep)]
             generation += 1
+            stale = stale + 1 if len(evaluated) == before else 0
             bar.show(generation, len(evaluated),
                      len(non_dominated_sort([p.objectives for p in evaluated])[0]),
                      time.monotonic() - start)
