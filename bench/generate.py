@@ -17,7 +17,9 @@ lgc / onnxruntime. Both must produce the same tokens (checked, and printed).
 `--model tinyllama` has TinyLlama-1.1B's shapes (hidden 2048, 32 heads, 4 KV heads,
 intermediate 5632, vocab 32000) with --layers of its 22 (default 2: the weights are random
 and float32, 4.4 GB at 22 layers). `--quantize`: a weight format both peers then run (each
-QUANTIZERS entry maps an ONNX file to its quantized copy; none yet beside float32).
+QUANTIZERS entry maps an ONNX file to its quantized copy): int4 is onnxruntime's
+MatMulNBits (4-bit, block 128, zero points, written by onnxruntime's own quantizer).
+onnxruntime runs with every core as intra-op threads and spinning off.
 """
 from __future__ import annotations
 
@@ -32,8 +34,26 @@ import numpy as np
 
 from common import load, say, write_json
 
+
+
+def int4_matmulnbits(path: str, folder: str, block: int = 128) -> str:
+    """The decoder with every MatMul over a constant weight as onnxruntime's MatMulNBits
+    (4-bit, block 128, zero points: onnxruntime's own quantizer and defaults), which both
+    peers then run: lgc imports MatMulNBits as qmatmul_nbits."""
+    import logging
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    say(f"quantizing MatMul weights to int4 (MatMulNBits, block {block}) ...")
+    q = MatMulNBitsQuantizer(onnx.load(path), bits=4, block_size=block, is_symmetric=False)
+    q.process()
+    out = os.path.join(folder, "int4.onnx")
+    q.model.save_model_to_file(out, use_external_data_format=True)
+    return out
+
+
 # name -> function(float32 ONNX path, output folder) -> ONNX path of that weight format
-QUANTIZERS = {"none": lambda path, folder: path}
+QUANTIZERS = {"none": lambda path, folder: path, "int4": int4_matmulnbits}
 
 
 def cpu_name() -> str:
@@ -65,7 +85,10 @@ class OrtPeer:
 
     def __init__(self, path: str):
         import onnxruntime as ort
-        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = os.cpu_count() or 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.pasts = [i for i in self.session.get_inputs() if i.name.startswith("past")]
 
     def prefill(self, prompt) -> np.ndarray:
@@ -125,7 +148,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quantize", choices=list(QUANTIZERS), default="none",
-                    help="weight format both peers run (none: float32)")
+                    help="weight format both peers run (none: float32; int4: MatMulNBits, block 128)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
