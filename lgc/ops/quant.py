@@ -30,7 +30,8 @@ The 4-bit layout is MatMulNBits' (what onnxruntime's quantizer and optimum write
 k in the low nibble), K padded to G * block_size; scales float32 [N, G]; zero_points uint8
 [N, ceil(G / 2)], two blocks' per byte (low nibble first), 8 where absent. Element (k, n) is
 (nibble - zero point of its block) * scale of its block. Kernels:
-lgc/backends/nbits_kernels.py.
+lgc/backends/nbits_kernels.py. On CPU targets a qmatmul_nbits with constant weights becomes
+qmatmul_nbits_panels over the same levels repacked in column panels of 16 (pack_nbits_panels).
 """
 from __future__ import annotations
 
