@@ -13,7 +13,8 @@ onnxruntime must produce the same tokens in each format (checked, and printed).
 
     python bench/generate.py [--model tiny|tinyllama|FILE.onnx] [--layers N]
                              [--prompt-len 32] [--new-tokens 32] [--rounds 3]
-                             [--quantize none[,int4]] [--ort-spinning] [--json out.json]
+                             [--quantize none[,int4]] [--ort-spinning] [--profile]
+                             [--json out.json]
 
 `--model tinyllama` has TinyLlama-1.1B's shapes (hidden 2048, 32 heads, 4 KV heads,
 intermediate 5632, vocab 32000) with --layers of its 22 (default 2: the weights are random
@@ -80,6 +81,17 @@ class LgcPeer:
 
     def step(self, token: int) -> np.ndarray:
         return self.decoder.step(token)
+
+    def step_kernels(self, runs: int = 5) -> str:
+        """The decode step's per-kernel table (`lgc bench`'s, from profiling events on a
+        queue of its own; inputs zero but the mask)."""
+        from lgc.runtime.executable import Executable
+        from lgc.tools.bench import kernel_table, profile_kernels
+        from lgc.trace.eager import runtime
+        exe = Executable(self.decoder._step.executor.program, device=runtime().device)
+        feeds = {n: (np.ones if n == "attention_mask" else np.zeros)(t.shape, t.dtype.np)
+                 for n, t in exe.input_types().items()}
+        return kernel_table(profile_kernels(exe, feeds, runs), exe.device.target, top=12)
 
 
 class OrtPeer:
@@ -155,6 +167,8 @@ def main():
                          f"rounds ({', '.join(QUANTIZERS)}; none: float32; int4: MatMulNBits, block 128)")
     ap.add_argument("--ort-spinning", action="store_true",
                     help="leave onnxruntime's intra-op spinning on (its default; off otherwise)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print each lgc peer's per-kernel table of one decode step")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     formats = args.quantize.split(",")
@@ -183,6 +197,7 @@ def main():
             say(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{k} prefill {results[k][-1][0] * 1e3:.1f} ms, {results[k][-1][1]:.1f} tokens/s"
                 for k in names))
+        tables = {k: p.step_kernels() for k, p in peers.items() if args.profile and isinstance(p, LgcPeer)}
     same = {f: results[f"lgc {f}"][0][2] == results[f"onnxruntime {f}"][0][2] for f in formats}
     rows = {k: (min(p for p, _, _ in v) * 1e3, max(t for _, t, _ in v),
                 float(np.median([p for p, _, _ in v])) * 1e3, float(np.median([t for _, t, _ in v])))
@@ -202,6 +217,8 @@ def main():
         op, ot, opm, otm = rows[f"onnxruntime {f}"]
         print(f"| lgc / onnxruntime, {f} | {lp / op:.2f}x time | {lt / ot:.2f}x speed | "
               f"{lpm / opm:.2f}x time | {ltm / otm:.2f}x speed |")
+    for k, table in tables.items():
+        print(f"\n{k}, one decode step:\n{table}")
     write_json(args.json, {"model": what, "cpu": cpu_name(), "load": load(), "ort_spinning": args.ort_spinning,
                            "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
                            "same_tokens": same, "compile_s": compile_s,
