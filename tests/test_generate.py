@@ -64,6 +64,21 @@ def test_step_logits_match_onnxruntime(llama, decoder):
             logits = decoder.step(token)
 
 
+def test_kv_heads_shared_not_repeated_and_head_on_the_last_position(decoder):
+    """The tiny decoder has 2 KV heads for 4 query heads: its programs multiply each group's
+    queries against the cache as it is (no broadcast_to of the cache; the logits match
+    onnxruntime above), and the prefill's LM head multiplies the last position only."""
+    from lgc.generation.shared_kv import share_kv_heads
+    with decoder.lock:
+        decoder.prepare(len(PROMPT))
+    imported = decoder._import(1, decoder.max_seq_len - 1)
+    for program in (decoder._step, decoder._prefills[len(PROMPT)]):
+        assert not any(n.op == "broadcast_to" for n in program.graph.nodes)
+    assert share_kv_heads(imported) is imported                 # nothing left to rewrite
+    head = [n for n in decoder._prefills[len(PROMPT)].graph.nodes if n.op == "matmul"][-1]
+    assert head.inputs[0].shape[:2] == (1, 1)
+
+
 def test_cache_is_the_same_device_buffer_every_step(decoder):
     with decoder.lock:
         decoder.prefill(np.array(PROMPT))

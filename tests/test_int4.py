@@ -147,6 +147,47 @@ def test_blocked_dequantize_alone_runs_its_kernel():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+# ---- the CPU's column panels (qmatmul_nbits_panels) ----------------------------------------
+
+PANEL_CASES = [((1,), 256, 40, 128, True), ((2,), 64, 33, 16, False), ((3,), 128, 16, 32, True),
+               ((4,), 256, 7, 64, True), ((2, 5), 128, 48, 128, False), ((9,), 96, 20, 32, True)]
+
+
+@pytest.mark.parametrize("case", PANEL_CASES, ids=lambda c: "x".join(map(str, c[0] + c[1:3])))
+def test_panel_kernel_matches_numpy(case):
+    """The repacked weights' kernel on 1-2 rows (summing levels) and 3+ (scaling them in
+    registers), N ragged against the panels of 16, against x @ W from MatMulNBits' layout."""
+    from lgc.ops.quant import pack_nbits_panels
+    from lgc.testing import run_op
+    lead, K, N, block, zeros = case
+    G = K // block
+    b, s, z = pack_nbits(RNG.integers(0, 16, (K, N)), RNG.uniform(0.01, 0.1, (G, N)),
+                         RNG.integers(0, 16, (G, N)) if zeros else None, block)
+    x = _f(*lead, K)
+    want = x.astype(np.float64) @ dequantize_nbits_ref(b, s, z, K, block)
+    (got,) = run_op("qmatmul_nbits_panels", [x, *pack_nbits_panels(b, s, z, block)],
+                    {"k": K, "block_size": block, "n": N})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("M", [1, 6])
+def test_cpu_repacks_constant_int4_weights_and_fuses(M):
+    """On the CPU a MatMulNBits with constant weights runs on its column panels with the bias
+    and the Relu after it in the same kernel; K not a whole number of blocks keeps the tile."""
+    from lgc.api import Model
+    node, x, y, inits = _matmul_nbits(0, M, 256, 40, 64, True, bias=True)
+    relu = helper.make_node("Relu", ["y0"], ["r"])
+    model = _model([node, relu], [x], [("r", y[1])], inits)
+    feeds = {"x0": _f(M, 256)}
+    lm = Model(model)
+    kernels = lm.executable(lm.default_types()).program.kernel_names
+    assert len(kernels) == 1 and "qmatmul_nbits_panels" in kernels[0], kernels
+    np.testing.assert_allclose(lm(**feeds), _ort(model, feeds)[0], rtol=1e-4, atol=1e-5)
+    node, x, y, inits = _matmul_nbits(0, M, 200, 40, 64, True)
+    ragged = Model(_model([node], [x], [y], inits))
+    assert "panels" not in ragged.executable(ragged.default_types()).program.kernel_names[0]
+
+
 # ---- the quantizer ------------------------------------------------------------------------
 
 def test_modes_parse_and_refuse():

@@ -17,6 +17,7 @@ s, once per block and column) and accumulates in float32.
 """
 from __future__ import annotations
 
+from ..ops.quant import NBITS_PANEL, pack_nbits_panels
 from .gemm.cpu_tile import Tile, matmul_kernel
 from .gemm.problem import Matmul
 from .gemm.readers import NBitsColumns
@@ -178,4 +179,89 @@ def _dequantize_body(em) -> None:
     em.store(v)
 
 
-LOWERINGS: dict = {"qmatmul_nbits": NBitsMatmulGen(), "dequantize_nbits": Pointwise(_dequantize_body)}
+# ---- CPU: the weights repacked in column panels of 16 (lgc.ops.quant.pack_nbits_panels) -------
+
+PANEL_ROWS = 4      # rows of x per work-item from SCALED_ROWS on (see panel_tile)
+PANEL_UNROLL = 2    # k pairs per step of a summing tile: 2 * 2 accumulators per row
+
+
+def panel_tile(M: int) -> Tile:
+    """One or two rows sum levels (scale and zero point once per block); more rows scale
+    the levels as they are unpacked, shared by PANEL_ROWS rows."""
+    return Tile(rows=min(M, 2 if M < SCALED_ROWS else PANEL_ROWS), width=NBITS_PANEL)
+
+
+def lower_nbits_panels(rw, node, consts) -> bool:
+    """qmatmul_nbits with constant weights and K a whole number of blocks ->
+    qmatmul_nbits_panels over the weights repacked once, here (CPU targets)."""
+    K, bs = node.attrs["k"], node.attrs["block_size"]
+    x, *w = (rw.get(v) for v in node.inputs)
+    Y = node.outputs[0]
+    if K % bs or x.dtype.name != "f32" or Y.type.size == 0 or not all(v in consts for v in w):
+        return False
+    packed = pack_nbits_panels(consts[w[0]], consts[w[1]], consts[w[2]] if len(w) > 2 else None, bs)
+    y = rw.op("qmatmul_nbits_panels", [x] + [rw.const(a) for a in packed],
+              {"k": K, "block_size": bs, "n": Y.shape[-1]}, name=node.name)
+    rw.replace(Y, y)
+    return True
+
+
+class NBitsPanelsGen(Template):
+    """qmatmul_nbits_panels(x [..., K], bytes, scales, zero points): one work-item per
+    panel of 16 columns and tile of rows, every lane a column; x broadcast per k."""
+    stores_any_dtype = True
+
+    def kernels(self, node, name, epilogue=None):
+        if node.outputs[0].type.size == 0:
+            return []
+        return [panel_kernel(node, name, epilogue)]
+
+
+def panel_kernel(node, name, epilogue=None) -> Kernel:
+    """Per block: its 16 scales s and offsets o = -zero * s as vectors. Summing tiles add x *
+    level in 2 * PANEL_UNROLL accumulators a{i}_{u} per row and x's block sum in sx{i}, then
+    c += s * sum(a) + o * sx; scaling tiles unpack each k pair to lo, hi = level * s + o and
+    add x * lo + x' * hi into every row. The panel's bytes are read once, in order."""
+    mm = Matmul.of(node)
+    M, K = mm.M, mm.K
+    bs = node.attrs["block_size"]
+    G, half = K // bs, bs // 2
+    it = _index_type(node, epilogue)
+    t = panel_tile(M)
+    TM, P, V = t.rows, NBITS_PANEL, t.vt
+    scaled = TM >= SCALED_ROWS
+    U = 1 if scaled else PANEL_UNROLL
+    rows = range(TM)
+    body = [f"const {it} xr{i} = min(m0 + {i}, ({it}){M - 1}) * {K};" for i in rows]
+    body += [f"__global const uchar* bq = in1 + pn * {G * half * P};",
+             f"__global const float* sq = in2 + pn * {G * P};",
+             f"__global const uchar* zq = in3 + pn * {G * P};"]
+    body += [f"{V} {t.acc(i)} = ({V})0;" for i in rows]
+    block = [f"const {V} s = vload16(0, sq + g * {P}), o = -convert_{V}(vload16(0, zq + g * {P})) * s;"]
+    if not scaled:
+        for i in rows:
+            x = " + ".join(f"vload16({j}, in0 + xr{i} + g * {bs})" for j in range(bs // P))
+            block += [f"const {V} xs{i} = {x};"] + _lane_sum(f"xs{i}", P, f"sx{i}")
+            block += [f"{V} " + ", ".join(f"a{i}_{u} = ({V})0" for u in range(2 * U)) + ";"]
+    step = [f"const {it} kb = g * {half} + c * {U};"]
+    for u in range(U):
+        k = f"2 * (kb + {u})" if u else "2 * kb"
+        lo, hi = f"convert_{V}(q{u} & 15)", f"convert_{V}(q{u} >> 4)"
+        step += [f"const int16 q{u} = convert_int16(vload16(0, bq + (kb + {u}) * {P}));"]
+        if scaled:
+            step += [f"const {V} lo{u} = {lo} * s + o, hi{u} = {hi} * s + o;"]
+            step += [f"{t.acc(i)} += in0[xr{i} + {k}] * lo{u} + in0[xr{i} + {k} + 1] * hi{u};" for i in rows]
+        else:
+            step += [f"const {V} lo{u} = {lo}, hi{u} = {hi};"]
+            step += [f"a{i}_{2 * u} += in0[xr{i} + {k}] * lo{u}; a{i}_{2 * u + 1} += in0[xr{i} + {k} + 1] * hi{u};"
+                     for i in rows]
+    block += [f"for ({it} c = 0; c < {half // U}; ++c) {{"] + ["  " + ln for ln in step] + ["}"]
+    if not scaled:
+        block += [f"{t.acc(i)} += s * (" + " + ".join(f"a{i}_{u}" for u in range(2 * U)) + f") + o * sx{i};"
+                  for i in rows]
+    body += [f"for ({it} g = 0; g < {G}; ++g) {{"] + ["  " + ln for ln in block] + ["}"]
+    return matmul_kernel(node, name, mm, t, it, body, epilogue, rows_first=M > TM)
+
+
+LOWERINGS: dict = {"qmatmul_nbits": NBitsMatmulGen(), "dequantize_nbits": Pointwise(_dequantize_body),
+                   "qmatmul_nbits_panels": NBitsPanelsGen()}

@@ -18,6 +18,7 @@ from .cpu_gemm import PanelGemmGen
 from .gemm.loads import width_for
 from .kernels.linalg import MatmulGen
 from .kernels.nn import ConvGen, ConvParams
+from .nbits_kernels import lower_nbits_panels
 from .settings import current_settings
 from .target import CPU, Target, current_target
 
@@ -83,19 +84,22 @@ def lower_quant_for_cpu(graph, target: Target = CPU):
     """CPU targets: qconvs (group 1, big enough) onto int8 row panels times the float panel
     GEMM's B panels (im2col_panels, or pack_panels of a pointwise conv's image); int8
     activations are dequantized to float32 first. Weight-only qmatmuls (float x) onto int8
-    column panels (qmatmul_bpanels). Runs in lgc.backends.program.lower, after lower_for_cpu;
+    column panels (qmatmul_bpanels). 4-bit qmatmul_nbits with constant weights onto their
+    column panels (qmatmul_nbits_panels, lgc.backends.nbits_kernels). Runs in
+    lgc.backends.program.lower, after lower_for_cpu;
     LGC_CPU_PANELS=0 turns it off with the float rewrite."""
 
     from ..passes.dce import dce
     from ..passes.rewrite import Rewriter
     if target.is_gpu or not current_settings().cpu_panels or \
-            not any(n.op in ("qconv", "qmatmul") for n in graph.nodes):
+            not any(n.op in ("qconv", "qmatmul", "qmatmul_nbits") for n in graph.nodes):
         return graph
     consts = graph.constants()
     rw = Rewriter(graph)
     for node in graph.nodes:
         if not (node.op == "qconv" and _panel_qconv(rw, node, consts) or
-                node.op == "qmatmul" and _panel_qmatmul(rw, node, consts)):
+                node.op == "qmatmul" and _panel_qmatmul(rw, node, consts) or
+                node.op == "qmatmul_nbits" and lower_nbits_panels(rw, node, consts)):
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
 

@@ -130,16 +130,33 @@ def _finish(rw: Rewriter, graph: Graph, caches: dict, index: Value, written: dic
     return out.replace(inputs=inputs, outputs=outputs, input_names=graph.input_names + [WRITE_INDEX])
 
 
+# ops whose output row at a position comes from their first input's row there alone (the
+# rest are weights): a prefill's last position needs that input's last row only
+ROW_OPS = ("matmul", "qmatmul_nbits")
+
+
 def last_position_only(graph: Graph, output: str) -> Graph:
     """`graph` with output `output` [B, S, V] cut to its last position [B, 1, V] (a prefill
-    needs only the last position's logits: less to copy back)."""
+    needs only the last position's logits: less to copy back). Where a matmul over weights
+    makes it (the LM head), the cut moves to that matmul's input, so the head multiplies one
+    row, not S (TinyLlama's shapes: 32 positions x 2048 x 32000)."""
     i = graph.output_names.index(output)
     v = graph.outputs[i]
     b, s, n = v.shape
+    node = next((nd for nd in graph.nodes if v in nd.outputs), None)
     rw = Rewriter(graph)
-    for node in graph.nodes:
-        rw.keep(node)
-    last = rw.op("slice", [v], {"starts": (0, s - 1, 0), "steps": (1, 1, 1), "shape": (b, 1, n)})
+    for nd in graph.nodes:
+        rw.keep(nd)
+
+    def last_row(x):
+        return rw.op("slice", [x], {"starts": (0, s - 1, 0), "steps": (1, 1, 1), "shape": (b, 1, x.shape[-1])})
+    x = node.inputs[0] if node is not None and node.op in ROW_OPS else None
+    if x is not None and x.shape[:2] == (b, s) and len(x.shape) == 3 and \
+            all(w.shape and len(w.shape) <= (3 if node.op == "qmatmul_nbits" else 2) for w in node.inputs[1:]):
+        last = rw.op(node.op, [last_row(rw.get(x))] + [rw.get(w) for w in node.inputs[1:]], node.attrs,
+                     name=node.name)
+    else:
+        last = last_row(v)
     out = rw.finish()
     outputs = list(out.outputs)
     outputs[i] = last

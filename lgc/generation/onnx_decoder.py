@@ -20,6 +20,7 @@ from ..ir.graph import TensorType
 from ..trace.eager import device_put, runtime
 from ..trace.jit import Compiled
 from .fixed_cache import WRITE_INDEX, last_position_only, past_inputs, prefill_graph, step_graph
+from .shared_kv import share_kv_heads
 
 REQUIRED = ("input_ids", "position_ids")
 
@@ -182,7 +183,7 @@ class OnnxDecoder:
             else:
                 shape = (1, new)
             types[name] = TensorType(dt, tuple(shape))
-        return import_graph(self.model.model, types)
+        return share_kv_heads(import_graph(self.model.model, types))
 
     def _compile(self, graph) -> Compiled:
         self.compiles += 1

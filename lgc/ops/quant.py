@@ -30,7 +30,8 @@ The 4-bit layout is MatMulNBits' (what onnxruntime's quantizer and optimum write
 k in the low nibble), K padded to G * block_size; scales float32 [N, G]; zero_points uint8
 [N, ceil(G / 2)], two blocks' per byte (low nibble first), 8 where absent. Element (k, n) is
 (nibble - zero point of its block) * scale of its block. Kernels:
-lgc/backends/nbits_kernels.py.
+lgc/backends/nbits_kernels.py. On CPU targets a qmatmul_nbits with constant weights becomes
+qmatmul_nbits_panels over the same levels repacked in column panels of 16 (pack_nbits_panels).
 """
 from __future__ import annotations
 
@@ -404,3 +405,58 @@ OPS["qmatmul_nbits"].batch = batch_rules.leading_axes("qmatmul_nbits")
 OPS["qmatmul_nbits"].vjp = _no_nbits_gradient("qmatmul_nbits")
 OPS["dequantize_nbits"].batch = batch_rules.loop("dequantize_nbits")   # a stack of weight sets
 OPS["dequantize_nbits"].vjp = _no_nbits_gradient("dequantize_nbits")
+
+
+# ---- qmatmul_nbits_panels (CPU lowering of qmatmul_nbits: lgc.backends.nbits_kernels) -------
+# A GEMV reading MatMulNBits' layout as it is streams 4 columns' bytes 1 KB or more apart and
+# splits x into even and odd k per step; with 16 columns' bytes of each k pair side by side it
+# streams one contiguous panel per work-item, every lane a column, x broadcast: 2.5-3x faster
+# on a Zen 5 (1 x 2048 x 5632 and x 32000, 2 cores, PoCL).
+
+NBITS_PANEL = 16      # columns per panel
+
+
+def pack_nbits_panels(b, scales, zero_points, block_size: int):
+    """MatMulNBits' b [N, G, block/2], scales [N, G], zero points [N, ceil(G/2)] (or None:
+    8) -> column panels of 16: bytes [NP, G * block/2, 16] (byte kb of the 16 columns side by
+    side: k = 2 kb in the low nibbles, 2 kb + 1 in the high), scales f32 [NP, G, 16] and zero
+    points u8 [NP, G, 16] (one level per byte); columns past N are zero (computed, not stored)."""
+    b = np.asarray(b, np.uint8)
+    N, G, half = b.shape
+    NP = -(-N // NBITS_PANEL)
+    zp = np.full((N, G), 8, np.uint8) if zero_points is None else unpack_nibbles(zero_points, G)
+
+    def panels(a, dtype):        # [N, ...] -> [NP, ..., 16]
+        a = np.concatenate([np.asarray(a, dtype), np.zeros((NP * NBITS_PANEL - N,) + a.shape[1:], dtype)])
+        return np.ascontiguousarray(np.moveaxis(a.reshape((NP, NBITS_PANEL) + a.shape[1:]), 1, -1))
+    return panels(b.reshape(N, G * half), np.uint8), panels(scales, np.float32), panels(zp, np.uint8)
+
+
+def _qmnp_infer(types, attrs):
+    x, bp, sp, zp = types
+    K, bs, N = attrs["k"], attrs["block_size"], attrs["n"]
+    G, NP = nbits_blocks(K, bs), -(-N // NBITS_PANEL)
+    want = ((dtypes.f32, None), (dtypes.u8, (NP, G * bs // 2, 16)), (dtypes.f32, (NP, G, 16)),
+            (dtypes.u8, (NP, G, 16)))
+    if not x.shape or x.shape[-1] != K or any(t.dtype != d or (s and t.shape != s)
+                                               for t, (d, s) in zip(types, want)):
+        raise OpError(f"qmatmul_nbits_panels: x {x}, panels {bp}, scales {sp}, zero points {zp} "
+                      f"do not fit k={K}, n={N}, block_size={bs}")
+    return [TensorType(dtypes.f32, x.shape[:-1] + (N,))]
+
+
+def _qmnp_ref(xs, attrs):
+    x, bp, sp, zp = xs
+    K, bs, N = attrs["k"], attrs["block_size"], attrs["n"]
+    q = unpack_nibbles(np.moveaxis(bp, -1, 1), 2 * bp.shape[1]).astype(np.float32)  # [NP, 16, G*bs]
+    w = (q.reshape(q.shape[:2] + (-1, bs)) - np.moveaxis(zp, -1, 1)[..., None]) * np.moveaxis(sp, -1, 1)[..., None]
+    w = w.reshape(-1, q.shape[-1])[:N, :K].T
+    return [(x.astype(np.float64) @ w).astype(np.float32)]
+
+
+register_lowered(OpDef(
+    "qmatmul_nbits_panels", _qmnp_infer, _qmnp_ref, fusion="out_fusable", num_inputs=4,
+    attrs={"k": REQUIRED, "block_size": REQUIRED, "n": REQUIRED},
+    flops=lambda ins, outs, at: 2 * outs[0].size * at["k"],
+    doc="x @ W with W's 4-bit levels in column panels of 16 (pack_nbits_panels; CPU lowering "
+        "of qmatmul_nbits)"))

@@ -13,7 +13,7 @@ from .loads import Load, gather
 
 @dataclass(frozen=True)
 class Matmul:
-    """C[batch, M, N] = A @ B of a matmul, qmatmul or qmatmul_nbits node. A q-op's x [..., K]
+    """C[batch, M, N] = A @ B of a matmul, qmatmul or qmatmul_nbits(_panels) node. A q-op's x [..., K]
     is M rows of one matrix; `mshape` and `nshape` are the output axes the rows and columns
     span."""
     batch: tuple
@@ -29,7 +29,7 @@ class Matmul:
     @staticmethod
     def of(node) -> "Matmul":
         A, B = node.inputs[:2]
-        if node.op in ("qmatmul", "qmatmul_nbits"):     # x [..., K] times one matrix
+        if node.op in ("qmatmul", "qmatmul_nbits", "qmatmul_nbits_panels"):   # x [..., K] times one matrix
             lead, N = A.shape[:-1], node.outputs[0].shape[-1]
             return Matmul((), (), (), prod(lead), A.shape[-1], N, lead, (N,))
         ba, bb, batch, M, K, N, _ = mm_shapes(A.shape, b_shape(B.shape, node.attrs))
