@@ -80,12 +80,13 @@ def test_against_onnxruntime(kind, S, B, I, H, options):
 
 def test_batch_first_layout():
     """layout=1 (onnxruntime refuses it): the layout=0 result with batch and time swapped."""
-    model, feeds = onnx_model("LSTM", 4, 3, 3, 4, direction="bidirectional", init=False)
+    model, feeds = onnx_model("LSTM", 4, 3, 3, 4, direction="bidirectional")
     want = onnxruntime(model, feeds)
     model.graph.node[0].attribute.append(helper.make_attribute("layout", 1))
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 3
-    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 4
-    got = lgc_run(model, {"X": feeds["X"].transpose(1, 0, 2)})
+    for i in model.graph.input:   # X [S, B, I] -> [B, S, I]; h0, c0 [D, B, H] -> [B, D, H]
+        dims = i.type.tensor_type.shape.dim
+        dims[0].dim_value, dims[1].dim_value = dims[1].dim_value, dims[0].dim_value
+    got = lgc_run(model, {k: v.transpose(1, 0, 2) for k, v in feeds.items()})
     np.testing.assert_allclose(got[0], want[0].transpose(2, 0, 1, 3), rtol=1e-4, atol=1e-5)
     for g, w in zip(got[1:], want[1:]):
         np.testing.assert_allclose(g, w.transpose(1, 0, 2), rtol=1e-4, atol=1e-5)
@@ -194,3 +195,35 @@ def test_torch_lstm_gru_launches(tmp_path):
     got = list(exe.run({"x": x.numpy()}).values())[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert len(exe.program.launches) <= 12, len(exe.program.launches)   # was ~340 unrolled
+
+
+# ---- lgc.torch: nn.LSTM / GRU / RNN as recurrent ops, not the unrolled decomposition ----------
+
+TORCH_LAYERS = [  # (module, input shape, initial states?)
+    ("LSTM", dict(input_size=5, hidden_size=6, num_layers=2, batch_first=True, bidirectional=True), (2, 4, 5), True),
+    ("GRU", dict(input_size=5, hidden_size=8, num_layers=2), (4, 3, 5), True),
+    ("RNN", dict(input_size=5, hidden_size=4, nonlinearity="relu", bidirectional=True), (4, 2, 5), False),
+]
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")   # torch's own
+@pytest.mark.parametrize("name,kw,shape,states", TORCH_LAYERS, ids=lambda c: c if isinstance(c, str) else None)
+def test_torch_export(name, kw, shape, states):
+    import torch
+    import lgc.torch
+    torch.manual_seed(0)
+    layer = getattr(torch.nn, name)(**kw).eval()
+    x = torch.randn(*shape)
+    args = (x,)
+    if states:
+        D = 2 if kw.get("bidirectional") else 1
+        h = torch.randn(kw["num_layers"] * D, shape[0 if kw.get("batch_first") else 1], kw["hidden_size"])
+        args = (x, (h, torch.randn_like(h)) if name == "LSTM" else h)
+    compiled = lgc.torch.compile(layer, args)
+    with torch.no_grad():
+        want = torch.utils._pytree.tree_leaves(layer(*args))
+    got = torch.utils._pytree.tree_leaves(compiled(*args))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    exe, _ = compiled.program.compiled([a for a in torch.utils._pytree.tree_leaves(args)])
+    assert len(exe.program.launches) <= 8 * kw.get("num_layers", 1) + 6, len(exe.program.launches)   # not per step

@@ -38,8 +38,9 @@ def _activation_attrs(node, kind, D):
 
 def _recurrent(ctx, node, kind, X, W, R, B, seq_lens, init_h, init_c=None, P=None):
     layout = node.attr("layout", 0)
-    if layout:
-        X = ctx.op("transpose", [X], {"perm": (1, 0, 2)})
+    if layout:   # batch first: X [B, S, I] and the states [B, D, H]
+        X, init_h, init_c = (None if v is None else ctx.op("transpose", [v], {"perm": (1, 0, 2)})
+                             for v in (X, init_h, init_c))
     if X.type.rank != 3 or R.type.rank != 3 or W.type.rank != 3:
         raise OpError(f"X, W and R must have rank 3, not {X.shape}, {W.shape}, {R.shape}")
     direction = node.attr("direction", "forward")
