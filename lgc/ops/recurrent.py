@@ -70,6 +70,8 @@ def _infer(types, attrs):
         raise OpError(f"recurrent: xw must be [S, B, D, G*H] and rt [D, H, G*H], got "
                       f"{list(xw.shape)} and {list(rt.shape)}")
     S, B, H = xw.shape[0], xw.shape[1], rt.shape[1]
+    if S == 0:
+        raise OpError(f"recurrent {kind}: the sequence has no steps")
     shapes = {"xw": (xw, (S, B, D, G * H)), "rt": (rt, (D, H, G * H)), "rb": (rb, (D, G * H)),
               "h0": (h0, (D, B, H)), "lens": (lens, (B,))}
     if kind == "lstm":
