@@ -24,9 +24,9 @@ def _joined(*modules) -> dict:
 def _common() -> dict:
     # the generators import this module (through fused.py), and `import lgc` needs none of them
     from .kernels import (complex, control, elementwise, factor, fft, indexing, layout, linalg,
-                          misc, nn, quant, reduce, sparse, spike)
+                          misc, nn, quant, recurrent, reduce, sparse, spike)
     return _joined(elementwise, complex, layout, misc, control, indexing, reduce, linalg, factor,
-                   nn, quant, sparse, fft, spike)
+                   nn, quant, sparse, fft, spike, recurrent)
 
 
 def _cpu_only() -> dict:

@@ -5,4 +5,4 @@ NumPy reference, fusion class, rules) when imported. The other modules are what 
 families are written with: core (tracing: bind), prim (array functions for the rules),
 dtypes, batch_rules and _rules."""
 from . import (complex, control, elementwise, fft, indexing, layout, linalg, lowered,  # noqa: F401
-               misc, nn, quant, reduce, sparse, spike)
+               misc, nn, quant, recurrent, reduce, sparse, spike)

@@ -7,6 +7,7 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
 from ..errors import InputError, ModelError, UnsupportedOp
+from ..frontend.torch.converters.recurrent import RECURRENT_OPS
 from .runner import FxProgram, to_numpy
 
 
@@ -14,7 +15,7 @@ class ExportedModel:
     """Call it as the exported module: same arguments (torch tensors), same output structure."""
 
     def __init__(self, ep: ExportedProgram, device=None, opt_level: int = 2):
-        self.ep = ep = ep.run_decompositions()   # the default table: the core ATen operators
+        self.ep = ep = ep.run_decompositions(_decompositions())
         writes = [o for o in ep.graph_signature.output_specs if o.kind != OutputKind.USER_OUTPUT]
         if writes:
             raise ModelError(f"the program writes {writes[0].target!r} ({writes[0].kind.name.lower()}); "
@@ -40,6 +41,15 @@ class ExportedModel:
         except Exception as e:
             msg = str(e).strip().splitlines()
             raise InputError(msg[0] if msg else type(e).__name__) from None
+
+
+def _decompositions() -> dict:
+    """The default table (the core ATen operators) less the recurrent layers, which lgc
+    runs as one op each instead of the per-step graph their decompositions unroll into."""
+    table = torch.export.default_decompositions()
+    for name in RECURRENT_OPS:
+        table.pop(getattr(torch.ops.aten, name.split(".")[1]).input, None)
+    return table
 
 
 def _inputs(ep: ExportedProgram):

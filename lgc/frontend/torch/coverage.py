@@ -3,6 +3,7 @@ writes docs/TORCH-OPS.md from the converter table and torch's own list (the over
 tagged torch.Tag.core, the set torch.export decomposes to)."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -62,7 +63,12 @@ def markdown() -> str:
 
 
 def main(argv=None) -> int:
-    out = Path(argv[0] if argv else Path(__file__).resolve().parents[3] / "docs" / "TORCH-OPS.md")
+    parser = argparse.ArgumentParser(prog="python -m lgc.frontend.torch.coverage",
+                                     description="Write the table of converted core ATen operators.")
+    parser.add_argument("out", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parents[3] / "docs" / "TORCH-OPS.md",
+                        help="the Markdown file to write [docs/TORCH-OPS.md]")
+    out = parser.parse_args(argv).out
     text = markdown()
     out.write_text(text)
     print(f"{out}: {text.splitlines()[6]}")

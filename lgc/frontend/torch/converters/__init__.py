@@ -26,4 +26,4 @@ def converter(*names: str):
 
 
 # the families, which register their converters with `converter` as they load
-from . import backward, elementwise, indexing, layout, nn, reduce, symbolic  # noqa: E402,F401
+from . import backward, elementwise, indexing, layout, nn, recurrent, reduce, symbolic  # noqa: E402,F401
