@@ -352,3 +352,13 @@ def test_choose_keeps_the_faster_measured_path():
     c = snn.choose(w, _spikes((64, 64), 0.05), runs=3)
     assert c.dense_seconds > 0 and c.sparse_seconds > 0
     assert c.path == ("sparse" if c.sparse_seconds < c.dense_seconds else "dense")
+
+
+def test_spike_matmul_vmapped_over_its_weights_takes_the_per_example_rule():
+    """A batch of weight matrices has no specialised rule: the loop rule applies spike_matmul
+    to each."""
+    rng = np.random.default_rng(3)
+    s = (rng.random((4, 6)) < 0.3).astype(np.float32)
+    ws = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    got = lgc.jit(lgc.vmap(lambda w: snn.sparse.spike_matmul(lnp.asarray(s), w)))(ws)
+    np.testing.assert_allclose(np.asarray(got), np.einsum("ij,bjk->bik", s, ws), rtol=1e-5, atol=1e-5)
