@@ -170,6 +170,19 @@ def test_gradient_matches_finite_differences():
         enable_x64(False)
 
 
+def test_vmap_runs_each_example_through_the_op():
+    """vmap over xw (a batch of input projections): the per-example loop rule."""
+    op, ins, at = op_case("lstm", S=3, B=2, H=3, lens=[3, 2])
+    lens = ins[4]
+    xws = np.stack([ins[0], 0.5 * ins[0]])
+
+    def f(xw):
+        return bind(op, xw, *ins[1:4], lens, *ins[5:], **at)[0]
+    got = np.asarray(lgc.jit(lgc.vmap(f))(xws))
+    want = np.stack([np.asarray(lgc.jit(f)(x)) for x in xws])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 # ---- a torch model like bench/zoo.py's lstm_gru ---------------------------------------------------
 
 def test_torch_lstm_gru_launches(tmp_path):

@@ -26,7 +26,6 @@ once against a small table of array functions: NumPy's, or lgc.ops.prim's for th
 """
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
@@ -300,4 +299,4 @@ def _vjp(cts, ins, outs, attrs):
 
 
 OPS["recurrent"].vjp = _vjp
-OPS["recurrent"].batch = functools.partial(batch_rules.loop, "recurrent")   # each example in turn
+OPS["recurrent"].batch = batch_rules.loop("recurrent")   # each example in turn
