@@ -27,12 +27,20 @@ from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
 
 ROWS = 4        # query rows per work-item: 4 x (Dv / 16) + 4 float16 accumulators fit AVX-512's 32
+STEP = 2        # key panels per step of the online softmax (its max, sum and rescale per step)
 MAX_DV = 128    # wider values rows would spill the output accumulators
 
 
 def fits(d: int, dv: int) -> bool:
     """Head sizes the kernel takes: value rows whole float16 vectors, not too many of them."""
     return dv % PANEL == 0 and 0 < dv <= MAX_DV and d > 0
+
+
+def _fold(terms, combine) -> str:
+    out = terms[0]
+    for t in terms[1:]:
+        out = combine(out, t)
+    return out
 
 
 def _mask_offset(mask, out_shape, bh: str, row: str) -> str:
@@ -71,46 +79,60 @@ class AttentionGen:
         if mask is not None:
             b += [f"__global const float* mk{r} = in3 + {_mask_offset(mask, Y.shape[:-1] + (Tk,), 'bh', f'min(r0 + {r}, ({it}){Tq - 1})')};"
                   for r in range(R)]
+        S = STEP
         # causal: the panels past the block's last row are all masked
         end = f"min(({it}){NP}, (r0 + {R + PANEL - 1}) / {PANEL})" if at["causal"] else f"({it}){NP}"
         b += ["const float16 lane = (float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);",
-              f"for ({it} p = 0; p < {end}; ++p) {{",
-              f"  const {it} j0 = p * {PANEL};",
-              f"  __global const float* kb = kp + p * {D * PANEL};"]
-        b += [f"  float16 s{r} = (float16)(0.0f);" for r in range(R)]
-        b += [f"  for ({it} d = 0; d < {D}; ++d) {{",
-              f"    const float16 k_ = vload16(0, kb + d * {PANEL});"]
-        b += [f"    s{r} += q{r}[d] * k_;" for r in range(R)]
-        b += ["  }",
-              f"  const int full = j0 + {PANEL} <= {Tk};",
-              "  const float16 key = lane + (float)j0;"]
+              f"for ({it} p = 0; p < {end}; p += {S}) {{",
+              f"  const {it} j0 = p * {PANEL};"]
+        # a step past the last panel reads the last one again; its keys are past Tk: masked
+        b += [f"  __global const float* kb{h} = kp + min(p + {h}, ({it}){NP - 1}) * {D * PANEL};" for h in range(S)]
+        b += [f"  float16 s{r}_{h} = (float16)(0.0f);" for r in range(R) for h in range(S)]
+        b += [f"  for ({it} d = 0; d < {D}; ++d) {{"]
+        b += [f"    const float16 k{h} = vload16(d, kb{h});" for h in range(S)]
+        b += [f"    s{r}_{h} += q{r}[d] * k{h};" for r in range(R) for h in range(S)]
+        b += ["  }"]
+        b += [f"  const float16 key{h} = lane + (float)(j0 + {h * PANEL});" for h in range(S)]
         for r in range(R):
-            s = f"s{r}"
-            if scale != 1.0:
-                b.append(f"  {s} *= {scale!r}f;")
-            if mask is not None:
-                b.append(f"  if (full) {s} += vload16(0, mk{r} + j0); else {{ float t_[{PANEL}]; "
-                         f"for (int j = 0; j < {PANEL}; ++j) t_[j] = j0 + j < {Tk} ? mk{r}[j0 + j] : 0.0f; "
-                         f"{s} += vload16(0, t_); }}")
-            dead = f"key >= (float){Tk}"
-            if at["causal"]:
-                dead = f"key > (float)(r0 + {r}) || {dead}"
-            b.append(f"  {s} = select({s}, (float16)(-INFINITY), ({dead}));")
-            # online softmax: a row whose keys so far are all masked keeps max -inf (exp base 0)
-            b.append(f"  float16 mv{r} = {s};")
+            for h in range(S):
+                sv = f"s{r}_{h}"
+                if scale != 1.0:
+                    b.append(f"  {sv} *= {scale!r}f;")
+                if mask is not None:
+                    jh = f"j0 + {h * PANEL}"
+                    if Tk % PANEL == 0:
+                        b.append(f"  if ({jh} < {Tk}) {sv} += vload16(0, mk{r} + {jh});")
+                    else:
+                        b.append(f"  if ({jh} + {PANEL} <= {Tk}) {sv} += vload16(0, mk{r} + {jh}); else {{ float t_[{PANEL}]; "
+                             f"for (int j = 0; j < {PANEL}; ++j) t_[j] = {jh} + j < {Tk} ? mk{r}[{jh} + j] : 0.0f; "
+                                 f"{sv} += vload16(0, t_); }}")
+                dead = f"key{h} >= (float){Tk}"
+                if at["causal"]:
+                    dead = f"key{h} > (float)(r0 + {r}) || {dead}"
+                b.append(f"  {sv} = select({sv}, (float16)(-INFINITY), ({dead}));")
+            # online softmax: a row whose keys so far are all masked keeps max -inf (exp base 0);
+            # the output and sum are rescaled only when the max grows
+            b.append(f"  float16 mv{r} = " + _fold([f"s{r}_{h}" for h in range(S)], lambda x, y: _max(x, y, "float16")) + ";")
             b += ["  " + ln for ln in _horizontal(f"mv{r}", PANEL, _max)]
-            b += [f"  const float mn{r} = fmax(m{r}, mv{r}_1);",
-                  f"  const float base{r} = mn{r} == -INFINITY ? 0.0f : mn{r};",
-                  f"  const float16 e{r} = exp({s} - base{r});",
-                  f"  const float c{r} = exp(m{r} - base{r});",
-                  f"  float16 sv{r} = e{r};"]
+            b += [f"  if (mv{r}_1 > m{r}) {{",
+                  f"    const float c_ = exp(m{r} - mv{r}_1);",
+                  f"    l{r} *= c_; m{r} = mv{r}_1;"]
+            b += [f"    o{r}_{c} *= c_;" for c in range(C)]
+            b += ["  }", f"  const float base{r} = m{r} == -INFINITY ? 0.0f : m{r};"]
+            b += [f"  const float16 e{r}_{h} = exp(s{r}_{h} - base{r});" for h in range(S)]
+            b.append(f"  float16 sv{r} = " + " + ".join(f"e{r}_{h}" for h in range(S)) + ";")
             b += ["  " + ln for ln in _horizontal(f"sv{r}", PANEL, lambda x, y, t: f"{x} + {y}")]
-            b += [f"  l{r} = l{r} * c{r} + sv{r}_1;", f"  m{r} = mn{r};"]
-            b += [f"  o{r}_{c} *= c{r};" for c in range(C)]
-        for j in range(PANEL):   # keys past Tk have probability 0: read row Tk - 1 for them
-            b.append(f"  {{ __global const float* vr = v + min(j0 + {j}, ({it}){Tk - 1}) * {Dv};")
+            b.append(f"  l{r} += sv{r}_1;")
+        b.append(f"  float pr_[{R * S * PANEL}];")
+        b += [f"  vstore16(e{r}_{h}, {r * S + h}, pr_);" for r in range(R) for h in range(S)]
+        exact = Tk % (S * PANEL) == 0    # no step reaches past Tk: V rows at constant offsets
+        if exact:
+            b.append(f"  __global const float* vs = v + j0 * {Dv};")
+        for j in range(S * PANEL):   # keys past Tk have probability 0: read row Tk - 1 for them
+            b.append("  { __global const float* vr = " +
+                     (f"vs + {j * Dv};" if exact else f"v + min(j0 + {j}, ({it}){Tk - 1}) * {Dv};"))
             b += [f"    const float16 v{c} = vload16({c}, vr);" for c in range(C)]
-            b += [f"    o{r}_{c} += e{r}.s{j:X} * v{c};" for r in range(R) for c in range(C)]
+            b += [f"    o{r}_{c} += pr_[{r * S * PANEL + j}] * v{c};" for r in range(R) for c in range(C)]
             b.append("  }")
         b.append("}")
         for r in range(R):
@@ -120,7 +142,7 @@ class AttentionGen:
             b.append("}")
         args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + [Arg("out0", Y, writable=True)]
         flops = 2 * BH * Tq * Tk * (D + Dv)
-        return [Kernel(name, args, b, global_size=(-(-Tq // R), BH), local_size=None,
+        return [Kernel(name, args, b, global_size=(-(-Tq // R), BH), local_size=(1, 1),
                        index_type=it, node_name=node.name or "", flops=flops)]
 
 
