@@ -19,6 +19,8 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
                       -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
   conv(x * s, W), s a scale per channel of a batch-1 image (a squeeze-and-excitation block)
                       -> conv(x, W * s): the weights scaled instead of the image
+  matmul(softmax(matmul(Q, K^T) * scale + mask), V) -> attention(Q, pack_panels(K^T), V[, mask])
+                      (cpu_attention_rewrite; LGC_CPU_ATTENTION=0 turns it off)
   pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
 A constant B, or a constant W (as row panels of 4), is packed here, once, by the NumPy
 reference: weights are never packed per call. What stays on the direct kernels: float16
@@ -39,7 +41,7 @@ from ..ops.linalg import prod
 from ..ops.nn import pool_out
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_winograd
+from . import cpu_attention_rewrite, cpu_winograd
 from .settings import current_settings
 from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
@@ -74,7 +76,7 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
         elif not panels:
             pass
         elif node.op == "matmul":
-            done = _matmul(rw, node, consts)
+            done = cpu_attention_rewrite.attention(rw, node, consts, producer, uses) or _matmul(rw, node, consts)
         elif node.op == "conv":
             scaled = _channel_scaled(node, producer, uses, consts)
             done = (_scale_into_weights(rw, node, consts, *scaled) if scaled else

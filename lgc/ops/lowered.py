@@ -15,6 +15,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
   winograd_output(Mt[, bias])   the products [N, 16, M, T16] -> Y [N, M, OH, OW]
   depthwise_conv(X, W[, bias])  2-D depthwise conv, optionally read through a channel shuffle
   pool_rows(X)                  2-D max / average pool, floor mode
+  attention(Q, Kp, V[, mask])   softmax(Q K^T * scale + mask [, causal]) V, K^T read as B panels
+                                Kp [..., ceil(Tk/16), D, 16] (pack_panels of K^T)
   channel_shuffle(X0, X1, ...)  a channel range of a channel shuffle of X0, X1, ... joined on axis 1
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
@@ -373,6 +375,41 @@ register_lowered(OpDef(
     attrs={"mode": "max", "kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0),
            "dilations": (1, 1)},
     doc="2-D max / average pool by output row segments (CPU lowering only)"))
+
+
+# ---- attention ------------------------------------------------------------------------------
+
+def unpack_panels(bp: np.ndarray, n: int) -> np.ndarray:
+    """B [..., K, n] from its column panels [..., ceil(n/16), K, 16] (pack_panels' inverse)."""
+    return np.concatenate(list(np.moveaxis(bp, -3, 0)), axis=-1)[..., :n]
+
+
+def _attention_infer(types, attrs):
+    q, kp, v = (t.shape for t in types[:3])
+    if (any(t.dtype.name != "f32" for t in types) or len(q) < 2 or kp[:-3] != q[:-2] or v[:-2] != q[:-2]
+            or kp[-1] != PANEL or kp[-2] != q[-1] or kp[-3] != panels(v[-2])):
+        raise OpError(f"attention: needs f32 Q [..., Tq, D], K panels [..., ceil(Tk/16), D, 16] and "
+                      f"V [..., Tk, Dv] with the same leading axes, got {', '.join(map(str, types[:3]))}")
+    if len(types) == 4:
+        broadcast_shapes(types[3].shape, q[:-1] + (v[-2],))
+    return [TensorType(types[0].dtype, q[:-1] + (v[-1],))]
+
+
+def attention_ref(xs, attrs):
+    q, kp, v = (x.astype(np.float64) for x in xs[:3])
+    s = q @ unpack_panels(kp, v.shape[-2]) * attrs["scale"]
+    if len(xs) == 4:
+        s = s + xs[3]
+    if attrs["causal"]:
+        s = np.where(np.triu(np.ones(s.shape[-2:], bool), 1), -np.inf, s)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return [((e / e.sum(-1, keepdims=True)) @ v).astype(xs[0].dtype)]
+
+
+register_lowered(OpDef(
+    "attention", _attention_infer, attention_ref, fusion="opaque", num_inputs=(3, 4),
+    attrs={"scale": 1.0, "causal": 0},
+    doc="softmax(Q K^T * scale + mask) V in one kernel, no score matrix stored (CPU lowering only)"))
 
 
 # ---- conv_split_k, sum_splits ---------------------------------------------------------------
