@@ -483,3 +483,14 @@ def test_pointwise_conv_reads_the_image_as_b(monkeypatch, xs, m, rows):
     assert any("pack_panels" in k for k in program.kernel_names) != rows, program.kernel_names
     got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
     np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_panels_b_rows_shapes():
+    """b_rows: B [..., K, N] as it stands; an N that is not attrs n is named in the error."""
+    from lgc.ir.registry import OpError
+    from lgc.ops.lowered import matmul_panels_dims
+    at = {"m": 0, "n": 49, "a_packed": 0, "b_rows": 1}
+    types = [TensorType(F32, (40, 24)), TensorType(F32, (2, 24, 49))]
+    assert matmul_panels_dims(types, at) == ((), (2,), 40, 24, 49)
+    with pytest.raises(OpError, match="B"):
+        matmul_panels_dims(types, {**at, "n": 48})
