@@ -457,3 +457,40 @@ def test_constant_integer_powers_are_products(e):
     got = list(Executable(program, graph).run({"x": x}).values())[0]
     want = np.power(x.astype(np.float64), e) * 0.5
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+POINTWISE = [  # x shape, output channels: P ragged (49, 5), whole panels (64), a batch of 2
+    ((1, 24, 7, 7), 40), ((2, 16, 8, 8), 20), ((1, 3, 2, 5), 9), ((1, 32, 14, 14), 96), ((2, 5, 6, 7), 64),
+]
+
+
+@pytest.mark.parametrize("xs,m", POINTWISE)
+@pytest.mark.parametrize("rows", [True, False])
+def test_pointwise_conv_reads_the_image_as_b(monkeypatch, xs, m, rows):
+    """A 1x1 conv's B is the image [C, P] as it stands: read row by row (no pack_panels
+    launch), or packed first with LGC_CPU_POINTWISE_ROWS=0; both against NumPy."""
+    monkeypatch.setenv("LGC_CPU_POINTWISE_ROWS", "1" if rows else "0")
+    rng = np.random.default_rng(xs[1] + m)
+    x, w, b = rand(rng, xs), rand(rng, (m, xs[1], 1, 1)), rand(rng, (m,))
+    y = np.einsum("mc,nchw->nmhw", w[:, :, 0, 0].astype(np.float64), x) + b[:, None, None]
+    r = rand(rng, y.shape)
+    g = GraphBuilder("pw")
+    xv, rv = g.input("x", TensorType(F32, xs)), g.input("r", TensorType(F32, y.shape))
+    c = g.op("conv", [xv, g.const(w), g.const(b)], {})
+    graph = g.build([g.op("add", [g.op("relu", [c]), rv])])
+    program = lower(graph)
+    assert any("matmul_panels" in k for k in program.kernel_names), program.kernel_names
+    assert any("pack_panels" in k for k in program.kernel_names) != rows, program.kernel_names
+    got = list(Executable(program, graph).run({"x": x, "r": r}).values())[0]
+    np.testing.assert_allclose(got, np.maximum(y, 0) + r, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_panels_b_rows_shapes():
+    """b_rows: B [..., K, N] as it stands; an N that is not attrs n is named in the error."""
+    from lgc.ir.registry import OpError
+    from lgc.ops.lowered import matmul_panels_dims
+    at = {"m": 0, "n": 49, "a_packed": 0, "b_rows": 1}
+    types = [TensorType(F32, (40, 24)), TensorType(F32, (2, 24, 49))]
+    assert matmul_panels_dims(types, at) == ((), (2,), 40, 24, 49)
+    with pytest.raises(OpError, match="B"):
+        matmul_panels_dims(types, {**at, "n": 48})

@@ -28,7 +28,7 @@ from .fused import unravel
 from .gemm.cpu_tile import Tile, accumulate, matmul_kernel
 from .gemm.loads import Load
 from .gemm.problem import Affine, Matmul
-from .gemm.readers import Panels, RowPanels, Rows
+from .gemm.readers import Columns, Panels, RowPanels, Rows
 from .gemm.store import NO_UNROLL
 from .kernel import Arg, Kernel, Template, index_type_for
 from .tuning import PanelTile
@@ -230,10 +230,15 @@ class PanelGemmGen(Template):
             a = Rows(a_load, "K_", "offa", "M_ - 1", pointers=True)
         bias = node.op == "matmul_panels" and len(node.inputs) == 3
         bias = (lambda i: f"in2[min(m0 + {i}, M_ - 1)]") if bias else None
-        reduction = accumulate(t, a, Panels(b_load, "K_", "offb", it, "((N_ + 15) / 16)"), bias)
+        if g.b_rows:     # B as it stands: row k's columns n0.. are one vector load
+            b = Columns(b_load, "K_", "N_", "offb", it=it)
+        else:
+            b = Panels(b_load, "K_", "offb", it, "((N_ + 15) / 16)")
+        reduction = accumulate(t, a, b, bias)
         # Sizes are kernel arguments (Kernel.params), so layers that differ only in M, N, K
         # share one kernel; guards for ragged tiles are always there (cheap at run time).
-        params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", panels(mm.N) * mm.K * PANEL))
+        SB = mm.K * mm.N if g.b_rows else panels(mm.N) * mm.K * PANEL
+        params = (("M_", mm.M), ("N_", mm.N), ("K_", mm.K), ("SA_", g.SA), ("SB_", SB))
         return [matmul_kernel(node, name, mm, t, it, reduction, epilogue, g.affine, params, g.rows_first)]
 
 
@@ -250,6 +255,7 @@ class PanelGemm:
     acc: int = QACC        # lanes per accumulator
     panels: int = 1        # B panels per tile
     rows_first: bool = False   # launch order: tiles of one column block consecutive
+    b_rows: bool = False       # B row-major [K, N] as it stands (matmul_panels' b_rows)
 
     @staticmethod
     def of(node) -> "PanelGemm":
@@ -274,7 +280,8 @@ class PanelGemm:
         return PanelGemm(Matmul(batch, ba, bb, M, K, N, (M,), out[nb_rank + 1:]),
                          tile.rows, ROWS if packed else 0,
                          panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K,
-                         acc=tile.acc, panels=tile.panels, rows_first=bool(tile.order))
+                         acc=tile.acc, panels=tile.panels, rows_first=bool(tile.order),
+                         b_rows=bool(at.get("b_rows")))
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).

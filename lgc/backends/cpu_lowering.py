@@ -7,6 +7,8 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
 
   matmul(A, B)        -> matmul_panels(pack_rows(A) if M >= 1024 else A, pack_panels(B))
   conv(X, W[, bias])  -> matmul_panels(W as [M, C*KS], im2col_panels(X)[, bias]), group 1;
+                         1x1, stride 1: the image [C, P] read as B as it stands (b_rows, no
+                         packing launch; LGC_CPU_POINTWISE_ROWS=0 packs it)
                          1x1 over a single position (W constant): X as [N, C] @ W^T panels
                          a 3x3 stride-1 one with a constant W: Winograd F(2x2,3x3)
                          (cpu_winograd), LGC_CPU_WINOGRAD=0 turns that off
@@ -149,14 +151,17 @@ def _conv(rw: Rewriter, node: Node, consts, X=None, W=None) -> bool:
         return _winograd(rw, node, X, consts[W])
     if flops < least:
         return False
-    if pointwise:      # the image is already B: [N, C, P] packed as it stands
-        flat = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
-        bp = rw.op("pack_panels", [flat], {"trans": 0}, name=node.name)
+    attrs = {"m": M, "n": P, "out_shape": out.shape}
+    if pointwise:      # the image is already B: [N, C, P], read as it stands (or packed)
+        bp = rw.op("reshape", [X], {"shape": (X.shape[0], X.shape[1], P)})
+        if current_settings().cpu_pointwise_rows:
+            attrs["b_rows"] = 1
+        else:
+            bp = rw.op("pack_panels", [bp], {"trans": 0}, name=node.name)
     else:
         bp = rw.op("im2col_panels", [X], {"kernel": tuple(ks), "strides": at["strides"],
                                           "pads": at["pads"], "dilations": at["dilations"]},
                    name=node.name)
-    attrs = {"m": M, "n": P, "out_shape": out.shape}
     if W in consts:
         a = rw.const(lowered.pack_rows_ref(consts[W].reshape(M, KK)), W.name)
         attrs["a_packed"] = 1

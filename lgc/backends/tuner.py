@@ -115,7 +115,8 @@ def panel_shape(node):
     at = node.attrs
     out = tuple(at["out_shape"])
     K = node.inputs[1].shape[-2]
-    nb = max(len(node.inputs[0].shape) - (3 if at["a_packed"] else 2), len(node.inputs[1].shape) - 3)
+    b_rank = 2 if at.get("b_rows") else 3     # B as it stands, or its panels
+    nb = max(len(node.inputs[0].shape) - (3 if at["a_packed"] else 2), len(node.inputs[1].shape) - b_rank)
     return at["m"], at["n"], K, prod(out[:nb]), int(at["a_packed"])
 
 

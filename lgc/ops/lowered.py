@@ -10,7 +10,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
   im2col_panels(X)              X [N, C, *S] -> the conv's patches as B panels
                                 [N, ceil(P/16), C*KS, 16]
   pack_rows(A)                  A [..., M, K] -> row panels [..., ceil(M/8)*2, K, 4]
-  matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`
+  matmul_panels(A, Bp[, bias])  C = A @ B (+ bias per row), stored in shape `out_shape`;
+                                b_rows: B as it stands, [..., K, N] row-major (a 1x1 conv's image)
   winograd_input(X)             X [N, C, H, W] -> V [N, 16, ceil(T/16), C, 16] (B panels, T tiles)
   winograd_output(Mt[, bias])   the products [N, 16, M, T16] -> Y [N, M, OH, OW]
   depthwise_conv(X, W[, bias])  2-D depthwise conv, optionally read through a channel shuffle
@@ -153,17 +154,22 @@ register_lowered(OpDef(
 
 def matmul_panels_dims(types, attrs):
     """(batch_a, batch_b, M, K, N) of a matmul_panels node."""
-    a, bp = types[0].shape, types[1].shape
-    K = bp[-2]
+    a, b = types[0].shape, types[1].shape
+    K, N = b[-2], attrs["n"]
+    if attrs.get("b_rows"):      # B [..., K, N] as it stands
+        bb, b_ok = b[:-2], b[-1] == N
+    else:
+        bb, b_ok = b[:-3], b[-1] == PANEL and b[-3] == panels(N)
     if attrs["a_packed"]:
         ba, M = a[:-3], attrs["m"]
         ok = a[-2:] == (K, ROWS) and a[-3] * ROWS == panels(M, PACKED_TILE) * PACKED_TILE
     else:
         ba, M = a[:-2], a[-2]
         ok = a[-1] == K
-    if not ok or bp[-1] != PANEL or bp[-3] != panels(attrs["n"]):
-        raise OpError(f"matmul_panels: A {a} and panels {bp} do not fit (m={attrs['m']}, n={attrs['n']})")
-    return tuple(ba), tuple(bp[:-3]), M, K, attrs["n"]
+    if not ok or not b_ok:
+        raise OpError(f"matmul_panels: A {a} and {'B' if attrs.get('b_rows') else 'panels'} {b} "
+                      f"do not fit (m={attrs['m']}, n={N})")
+    return tuple(ba), tuple(bb), M, K, N
 
 
 def _mmp_infer(types, attrs):
@@ -180,7 +186,8 @@ def _mmp_ref(xs, attrs):
     a, bp = xs[0], xs[1]
     if attrs["a_packed"]:
         a = np.swapaxes(a, -1, -2).reshape(a.shape[:-3] + (-1, a.shape[-2]))[..., :attrs["m"], :]
-    b = np.moveaxis(bp, -3, -2).reshape(bp.shape[:-3] + (bp.shape[-2], -1))[..., :attrs["n"]]
+    b = bp if attrs.get("b_rows") else \
+        np.moveaxis(bp, -3, -2).reshape(bp.shape[:-3] + (bp.shape[-2], -1))[..., :attrs["n"]]
     c = np.matmul(a, b)
     if len(xs) == 3:
         c = c + xs[2][:, None]
@@ -189,10 +196,10 @@ def _mmp_ref(xs, attrs):
 
 register_lowered(OpDef(
     "matmul_panels", _mmp_infer, _mmp_ref, fusion="out_fusable", num_inputs=(2, 3),
-    attrs={"m": 0, "n": 0, "a_packed": 0, "out_shape": ()},
+    attrs={"m": 0, "n": 0, "a_packed": 0, "b_rows": 0, "out_shape": ()},
     flops=lambda ins, outs, at: 2 * outs[0].size * ins[1].shape[-2],
-    doc="A (or its row panels) times B's column panels (+ bias per row), stored as "
-        "out_shape (CPU lowering only)"))
+    doc="A (or its row panels) times B's column panels (b_rows: B row-major as it stands) "
+        "(+ bias per row), stored as out_shape (CPU lowering only)"))
 
 
 # ---- winograd_input, winograd_output --------------------------------------------------------
