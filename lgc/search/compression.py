@@ -207,10 +207,20 @@ class CompressionSearch:
     def mutate(self, genome: Genome, rng) -> Genome:
         """None, one or two layers (a third of the time each: a child of crossover often
         is the combination wanted) get one of their choices changed: half the time a step to
-        the next level up or down (small moves near a good policy), else redrawn."""
+        the next level up or down (small moves near a good policy), else redrawn. Only
+        choices that apply to the layer are drawn (a move that canonical() would undo is a
+        wasted evaluation), and decomposition a quarter as often as the others on large
+        models, where factorising a layer costs seconds of SVD per evaluation."""
         g = [list(x) for x in genome]
         for _ in range(int(rng.integers(3))):
-            i, k = int(rng.integers(len(g))), int(rng.integers(3))
+            i = int(rng.integers(len(g)))
+            la = self.layers[i]
+            kinds = [k for k, on in enumerate((la.prunable, la.decomposable, la.quantizable)) if on]
+            if not kinds:
+                continue
+            weight = np.array([0.25 if k == 1 and len(self.layers) > MAX_DECOMPOSE_SEEDS else 1.0
+                               for k in kinds])
+            k = kinds[int(rng.choice(len(kinds), p=weight / weight.sum()))]
             n = (len(PRUNE), len(RANKS), len(PRECISIONS))[k]
             step = int(rng.choice((-1, 1)))
             g[i][k] = min(n - 1, max(0, g[i][k] + step)) if rng.random() < 0.5 else int(rng.integers(n))
@@ -225,18 +235,27 @@ class CompressionSearch:
         return self.canonical(((prune, rank, precision),) * len(self.layers))
 
     def seeds(self) -> list[Genome]:
-        """The trivial policy, every uniform one, and on small models every prunable layer
-        pruned alone at each level (the greedy search's sensitivity probes: crossover then
-        combines them). Uniform decomposition comes last and only on models with few layers
+        """The trivial policy, every uniform one, int8 everywhere combined with each uniform
+        prune level, and on small models every prunable layer pruned alone at each level, in
+        float32 and in int8 (the greedy search's sensitivity probes: crossover then combines
+        them). Cheap, likely-chosen ones first: a short budget evaluates a prefix. Uniform decomposition comes last and only on models with few layers
         to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
+        int8 = PRECISIONS.index("int8")
         out = [self.uniform()]
         out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
-        out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
         prunable = [i for i, la in enumerate(self.layers) if la.prunable]
-        if len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS:
-            trivial = self.uniform()
-            out += [trivial[:i] + ((p, 0, 0),) + trivial[i + 1:]
-                    for p in range(1, len(PRUNE)) for i in prunable]
+        probes = len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS
+
+        def probes_at(q: int) -> list[Genome]:
+            base = self.uniform(precision=q)
+            return [self.canonical(base[:i] + ((p, 0, q),) + base[i + 1:])
+                    for p in range(1, len(PRUNE)) for i in prunable] if probes else []
+        out += probes_at(0)
+        # mixed seeds: int8 everywhere with every layer also pruned at each level (int8 is the
+        # cheapest uniform policy on most Targets; pruning where drift allows comes on top)
+        out += [self.uniform(prune=i, precision=int8) for i in range(1, len(PRUNE))]
+        out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
+        out += probes_at(int8)
         if sum(la.decomposable for la in self.layers) <= MAX_DECOMPOSE_SEEDS:
             out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
         return list(dict.fromkeys(out))
@@ -350,7 +369,15 @@ class CompressionSearch:
         return evolve(self.init, self.mutate, self.crossover, self.evaluate,
                       population=population, generations=generations, budget_s=budget_s,
                       seed=seed, progress=progress, seeds=self.seeds(),
-                      max_evaluations=max_evaluations)
+                      max_evaluations=max_evaluations, violation=self.violation)
+
+    def violation(self, ind: Individual) -> float:
+        """How far a policy's drift is over --max-drift (0: within it; none without a budget):
+        NSGA-II's constraint, so the population breeds within the budget."""
+        if self.max_drift is None:
+            return 0.0
+        drift = ind.objectives[2]
+        return float(drift - self.max_drift) if np.isfinite(drift) else np.inf
 
 
 def _name_factors(graph: Graph) -> Graph:
