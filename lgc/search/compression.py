@@ -60,6 +60,8 @@ LAUNCH_OVERHEAD_S = 5e-6
 MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
 MAX_DECOMPOSE_SEEDS = 16  # uniform decomposition seeds only with at most this many such layers
 
+PROBES = ("single-layer prune probes",)           # seeds() entries run() replaces
+COMBINED = ("greedy combination of the probes",)
 Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
 Genome = tuple[Gene, ...]              # one gene per layer, in graph order
 
@@ -182,6 +184,8 @@ class CompressionSearch:
             raise InputError("the model has no conv/matmul layer with constant weights to compress")
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
+        self.seeded: set = set()       # the genomes the last run() drew from the seeds
         if hasattr(latency, "set_baseline"):
             latency.set_baseline(optimize(self.graph, opt_level), self.feed)
 
@@ -235,30 +239,81 @@ class CompressionSearch:
         return self.canonical(((prune, rank, precision),) * len(self.layers))
 
     def seeds(self) -> list[Genome]:
-        """The trivial policy, every uniform one, int8 everywhere combined with each uniform
-        prune level, and on small models every prunable layer pruned alone at each level, in
-        float32 and in int8 (the greedy search's sensitivity probes: crossover then combines
-        them). Cheap, likely-chosen ones first: a short budget evaluates a prefix. Uniform decomposition comes last and only on models with few layers
-        to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
+        """The initial population, in evaluation order (a short budget evaluates a prefix):
+        the trivial policy; on small models the greedy search's probes and its combination
+        (PROBES, COMBINED: placeholders _seed_stream fills in); int8 and fp16 everywhere; int8
+        everywhere with each uniform prune level; each uniform prune level; on small models
+        each layer pruned alone in int8. Uniform decomposition comes last and only on models
+        with few layers to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
         int8 = PRECISIONS.index("int8")
-        out = [self.uniform()]
-        out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
         prunable = [i for i, la in enumerate(self.layers) if la.prunable]
         probes = len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS
-
-        def probes_at(q: int) -> list[Genome]:
-            base = self.uniform(precision=q)
-            return [self.canonical(base[:i] + ((p, 0, q),) + base[i + 1:])
-                    for p in range(1, len(PRUNE)) for i in prunable] if probes else []
-        out += probes_at(0)
+        out = [self.uniform()] + ([PROBES, COMBINED] if probes else [])
+        out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
         # mixed seeds: int8 everywhere with every layer also pruned at each level (int8 is the
         # cheapest uniform policy on most Targets; pruning where drift allows comes on top)
         out += [self.uniform(prune=i, precision=int8) for i in range(1, len(PRUNE))]
         out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
-        out += probes_at(int8)
+        if probes:
+            base = self.uniform(precision=int8)
+            out += [self.canonical(base[:i] + ((p, 0, int8),) + base[i + 1:])
+                    for p in range(1, len(PRUNE)) for i in prunable]
         if sum(la.decomposable for la in self.layers) <= MAX_DECOMPOSE_SEEDS:
             out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
         return list(dict.fromkeys(out))
+
+    def _seed_stream(self):
+        """seeds(), with PROBES replaced by the greedy search's sensitivity probes (each
+        prunable layer pruned alone, level by level up while within --max-drift) and
+        COMBINED, once they are evaluated, by the greedy search's own answer
+        (`--prune --max-drift`'s rule: each layer at its largest probe level within the
+        budget, then the layer most sensitive at its level stepped back until the whole
+        fits) in float32 and with int8 everywhere: evolution starts where the greedy search
+        ends."""
+        self.seeded = set()
+        for genome in self.seeds():
+            stream = (self._probes() if genome is PROBES else self._greedy_combinations()
+                      if genome is COMBINED else (genome,))
+            for g in stream:
+                self.seeded.add(g)
+                yield g
+
+    def _probe(self, i: int, p: int) -> Genome:
+        trivial = self.uniform()
+        return self.canonical(trivial[:i] + ((p, 0, 0),) + trivial[i + 1:])
+
+    def _probes(self):
+        budget = np.inf if self.max_drift is None else self.max_drift
+        for i, la in enumerate(self.layers):
+            if la.prunable:
+                for p in range(1, len(PRUNE)):
+                    yield self._probe(i, p)
+                    if self.drifts.get(self._probe(i, p), np.inf) > budget:
+                        break
+    def seed_count(self, result: SearchResult) -> int:
+        """How many of result.evaluated (a prefix) came from the seeds."""
+        return next((i for i, p in enumerate(result.evaluated) if p.genome not in self.seeded),
+                    len(result.evaluated))
+
+    def _greedy_combinations(self):
+        budget = np.inf if self.max_drift is None else self.max_drift
+        int8 = PRECISIONS.index("int8")
+        sens = {}                              # (layer, level) -> drift of that probe alone
+        for i, la in enumerate(self.layers):
+            for p in range(1, len(PRUNE)):
+                probe = self._probe(i, p)
+                if probe in self.drifts:
+                    sens[i, p] = self.drifts[probe]
+        choice = {i: max([p for (j, p), d in sens.items() if j == i and d <= budget], default=0)
+                  for i in range(len(self.layers))}
+        for _ in range(len(PRUNE) * len(self.layers)):
+            genome = self.canonical(tuple((choice[i], 0, 0) for i in range(len(self.layers))))
+            yield genome
+            yield self.canonical(tuple((p, r, int8) for p, r, _ in genome))
+            if self.drifts.get(genome, np.inf) <= budget or not any(choice.values()):
+                return
+            worst = max((i for i in choice if choice[i]), key=lambda i: sens[i, choice[i]])
+            choice[worst] -= 1
 
     # -- applying ------------------------------------------------------------------------
     def policy(self, genome: Genome) -> dict[str, dict]:
@@ -329,6 +384,7 @@ class CompressionSearch:
         try:
             g = self.apply(genome)
             drift = max_relative_error(self.ref, reference_run(g, self.feed))
+            self.drifts[genome] = drift
             compiled = optimize(g, self.opt_level)
             size = float(param_bytes(compiled))
             info = {"summary": self.summary(genome)}
@@ -368,7 +424,7 @@ class CompressionSearch:
             max_evaluations: int | None = None) -> SearchResult:
         return evolve(self.init, self.mutate, self.crossover, self.evaluate,
                       population=population, generations=generations, budget_s=budget_s,
-                      seed=seed, progress=progress, seeds=self.seeds(),
+                      seed=seed, progress=progress, seeds=self._seed_stream(),
                       max_evaluations=max_evaluations, violation=self.violation)
 
     def violation(self, ind: Individual) -> float:
