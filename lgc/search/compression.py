@@ -62,6 +62,7 @@ MAX_DECOMPOSE_SEEDS = 16  # uniform decomposition seeds only with at most this m
 
 PROBES = ("single-layer prune probes",)           # seeds() entries run() replaces
 COMBINED = ("greedy combination of the probes",)
+CLIMB = ("hill-climbing from the best so far",)
 Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
 Genome = tuple[Gene, ...]              # one gene per layer, in graph order
 
@@ -185,6 +186,7 @@ class CompressionSearch:
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
         self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
+        self.scores: dict = {}         # genome -> objectives, for the hill-climbing seeds
         self.seeded: set = set()       # the genomes the last run() drew from the seeds
         if hasattr(latency, "set_baseline"):
             latency.set_baseline(optimize(self.graph, opt_level), self.feed)
@@ -240,15 +242,15 @@ class CompressionSearch:
 
     def seeds(self) -> list[Genome]:
         """The initial population, in evaluation order (a short budget evaluates a prefix):
-        the trivial policy; on small models the greedy search's probes and its combination
-        (PROBES, COMBINED: placeholders _seed_stream fills in); int8 and fp16 everywhere; int8
+        the trivial policy; on small models the greedy search's probes, its combination and
+        a hill-climb from there (PROBES, COMBINED, CLIMB: placeholders _seed_stream fills in); int8 and fp16 everywhere; int8
         everywhere with each uniform prune level; each uniform prune level; on small models
         each layer pruned alone in int8. Uniform decomposition comes last and only on models
         with few layers to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
         int8 = PRECISIONS.index("int8")
         prunable = [i for i, la in enumerate(self.layers) if la.prunable]
         probes = len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS
-        out = [self.uniform()] + ([PROBES, COMBINED] if probes else [])
+        out = [self.uniform()] + ([PROBES, COMBINED, CLIMB] if probes else [])
         out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
         # mixed seeds: int8 everywhere with every layer also pruned at each level (int8 is the
         # cheapest uniform policy on most Targets; pruning where drift allows comes on top)
@@ -263,8 +265,7 @@ class CompressionSearch:
         return list(dict.fromkeys(out))
 
     def _seed_stream(self):
-        """seeds(), with PROBES replaced by the greedy search's sensitivity probes (each
-        prunable layer pruned alone, level by level up while within --max-drift) and
+        """seeds(), with PROBES replaced by the greedy search's sensitivity probes and
         COMBINED, once they are evaluated, by the greedy search's own answer
         (`--prune --max-drift`'s rule: each layer at its largest probe level within the
         budget, then the layer most sensitive at its level stepped back until the whole
@@ -272,24 +273,50 @@ class CompressionSearch:
         ends."""
         self.seeded = set()
         for genome in self.seeds():
-            stream = (self._probes() if genome is PROBES else self._greedy_combinations()
-                      if genome is COMBINED else (genome,))
+            stream = {PROBES: self._probes, COMBINED: self._greedy_combinations,
+                      CLIMB: self._climb}.get(genome, lambda genome=genome: (genome,))()
             for g in stream:
                 self.seeded.add(g)
                 yield g
+
+    def _climb(self, rounds: int = 4):
+        """Hill-climbing from the fastest policy within --max-drift seen so far, one layer
+        one step at a time (its prune level up one, or its precision to int8 or fp16), the
+        first move that is faster and within the budget taken: the moves the greedy search
+        never makes once it has stepped back."""
+        budget = np.inf if self.max_drift is None else self.max_drift
+        ok = {g: o for g, o in self.scores.items() if o[2] <= budget and np.isfinite(o[0])}
+        if not ok:
+            return
+        best = min(ok, key=lambda g: ok[g])
+        for _ in range(rounds):
+            moved = False
+            for i, (p, r, q) in enumerate(best):
+                for gene in ((min(p + 1, len(PRUNE) - 1), r, q), (p, r, 2), (p, r, 1)):
+                    cand = self.canonical(best[:i] + (gene,) + best[i + 1:])
+                    if cand == best:
+                        continue
+                    yield cand
+                    o = self.scores.get(cand)
+                    if o is not None and o[2] <= budget and o[:2] < self.scores[best][:2]:
+                        best, moved = cand, True
+                        break
+                if moved:
+                    break
+            if not moved:
+                return
 
     def _probe(self, i: int, p: int) -> Genome:
         trivial = self.uniform()
         return self.canonical(trivial[:i] + ((p, 0, 0),) + trivial[i + 1:])
 
     def _probes(self):
-        budget = np.inf if self.max_drift is None else self.max_drift
+        """Every prunable layer pruned alone at every level, as the greedy search probes
+        (drift is not monotone in the level: a larger fraction can drift less)."""
         for i, la in enumerate(self.layers):
             if la.prunable:
                 for p in range(1, len(PRUNE)):
                     yield self._probe(i, p)
-                    if self.drifts.get(self._probe(i, p), np.inf) > budget:
-                        break
     def seed_count(self, result: SearchResult) -> int:
         """How many of result.evaluated (a prefix) came from the seeds."""
         return next((i for i, p in enumerate(result.evaluated) if p.genome not in self.seeded),
@@ -396,6 +423,7 @@ class CompressionSearch:
         except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
             return (np.inf, np.inf, np.inf), {"error": f"{type(e).__name__}: {e}",
                                                "summary": self.summary(genome)}
+        self.scores[genome] = (lat, size, float(drift))
         return (lat, size, float(drift)), {**info, "seconds": time.perf_counter() - t}
 
     def skips(self, drift: float) -> bool:
