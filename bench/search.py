@@ -6,8 +6,10 @@
 For each model both searches run as the `lgc compile` commands printed: the greedy one is
 `--prune channels:0.75 --max-drift X` (its sensitivity search picks each layer's fraction and
 stops when done: it takes no budget), the evolutionary one `--search evolutionary --budget B
---max-drift X`. B: --budget-digits for digits; for ResNet-50 the greedy command's own wall
-time unless --budget-resnet50 is given. A smaller B than the greedy's time handicaps only the
+--max-drift X --target gfx803`. B: the greedy command's own wall time (measured in the same
+run) unless --budget-digits / --budget-resnet50 is given. The card is absent, so both chosen
+points are priced by the gfx803 cost model (the fair comparison) and also measured here; the
+search's best seed and its final point are printed (did evolution improve on its seeds?). A smaller B than the greedy's time handicaps only the
 evolutionary search: with the deterministic cost model a seeded run with a longer budget
 evaluates the same policies first (a prefix), so its chosen point can only be as fast or faster. Then the float32, greedy and evolutionary artifacts
 (and "evo@greedy-drift": the search's fastest evaluated policy whose drift is no more than
@@ -17,7 +19,7 @@ plus, for digits, top-1 accuracy on the held-out images.
 
   digits    examples/cnn_digits.py's CNN trained with lgc for a few epochs, written as ONNX
             with a free batch, compiled at batch 64; calibration: 2 samples of 64 held-out
-            images of scikit-learn's load_digits
+            images of scikit-learn's load_digits; search latency: the gfx803 cost model
   resnet50  onnx's light ResNet-50 with seeded random weights, softmax removed (bench/
             compress_models.py's resnet50_logits), batch 1; calibration: 4 seeded normal
             images. The search's latency objective is the gfx803 cost model (`--target
