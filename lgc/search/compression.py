@@ -262,6 +262,8 @@ class CompressionSearch:
                     for p in range(1, len(PRUNE)) for i in prunable]
         if sum(la.decomposable for la in self.layers) <= MAX_DECOMPOSE_SEEDS:
             out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
+        if not probes:
+            out.append(CLIMB)                  # large models: climb from the best uniform policy
         return list(dict.fromkeys(out))
 
     def _seed_stream(self):
