@@ -191,3 +191,15 @@ def test_an_exhausted_space_ends_the_search():
            lambda g, rng: (1 - g[0], g[1]), lambda a, b, rng: (a[0], b[1]), evaluate,
            population=2, budget_s=30, seed=0, progress=False)
     assert time.monotonic() - t < 5 and len(log) == len(set(log)) <= 4
+
+
+def test_constraint_domination_ranks_feasible_first():
+    """A row over its constraint ranks behind every feasible one, however good its
+    objectives; among infeasible rows the smaller violation ranks first."""
+    from lgc.search.nsga2 import constrained_order, select_survivors
+    objs = [(1.0, 1.0), (5.0, 5.0), (0.1, 0.1), (6.0, 4.0), (0.2, 0.2)]
+    viol = [0.0, 0.0, 0.3, 0.0, 0.1]
+    rank, _ = constrained_order(objs, viol)
+    assert list(rank) == [0, 1, 3, 1, 2]
+    assert select_survivors(objs, 3, viol) == [0, 1, 3]
+    assert select_survivors(objs, 3) == [2, 4, 0]                  # unconstrained: the best objectives

@@ -60,6 +60,9 @@ LAUNCH_OVERHEAD_S = 5e-6
 MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
 MAX_DECOMPOSE_SEEDS = 16  # uniform decomposition seeds only with at most this many such layers
 
+PROBES = ("single-layer prune probes",)           # seeds() entries run() replaces
+COMBINED = ("greedy combination of the probes",)
+CLIMB = ("hill-climbing from the best so far",)
 Gene = tuple[int, int, int]            # (prune index, rank index, precision index)
 Genome = tuple[Gene, ...]              # one gene per layer, in graph order
 
@@ -182,6 +185,9 @@ class CompressionSearch:
             raise InputError("the model has no conv/matmul layer with constant weights to compress")
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
+        self.scores: dict = {}         # genome -> objectives, for the hill-climbing seeds
+        self.seeded: set = set()       # the genomes the last run() drew from the seeds
         if hasattr(latency, "set_baseline"):
             latency.set_baseline(optimize(self.graph, opt_level), self.feed)
 
@@ -207,10 +213,20 @@ class CompressionSearch:
     def mutate(self, genome: Genome, rng) -> Genome:
         """None, one or two layers (a third of the time each: a child of crossover often
         is the combination wanted) get one of their choices changed: half the time a step to
-        the next level up or down (small moves near a good policy), else redrawn."""
+        the next level up or down (small moves near a good policy), else redrawn. Only
+        choices that apply to the layer are drawn (a move that canonical() would undo is a
+        wasted evaluation), and decomposition a quarter as often as the others on large
+        models, where factorising a layer costs seconds of SVD per evaluation."""
         g = [list(x) for x in genome]
         for _ in range(int(rng.integers(3))):
-            i, k = int(rng.integers(len(g))), int(rng.integers(3))
+            i = int(rng.integers(len(g)))
+            la = self.layers[i]
+            kinds = [k for k, on in enumerate((la.prunable, la.decomposable, la.quantizable)) if on]
+            if not kinds:
+                continue
+            weight = np.array([0.25 if k == 1 and len(self.layers) > MAX_DECOMPOSE_SEEDS else 1.0
+                               for k in kinds])
+            k = kinds[int(rng.choice(len(kinds), p=weight / weight.sum()))]
             n = (len(PRUNE), len(RANKS), len(PRECISIONS))[k]
             step = int(rng.choice((-1, 1)))
             g[i][k] = min(n - 1, max(0, g[i][k] + step)) if rng.random() < 0.5 else int(rng.integers(n))
@@ -225,21 +241,108 @@ class CompressionSearch:
         return self.canonical(((prune, rank, precision),) * len(self.layers))
 
     def seeds(self) -> list[Genome]:
-        """The trivial policy, every uniform one, and on small models every prunable layer
-        pruned alone at each level (the greedy search's sensitivity probes: crossover then
-        combines them). Uniform decomposition comes last and only on models with few layers
-        to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
-        out = [self.uniform()]
-        out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
-        out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
+        """The initial population, in evaluation order (a short budget evaluates a prefix):
+        the trivial policy; on small models the greedy search's probes, its combination and
+        a hill-climb from there (PROBES, COMBINED, CLIMB: placeholders _seed_stream fills in); int8 and fp16 everywhere; int8
+        everywhere with each uniform prune level; each uniform prune level; on small models
+        each layer pruned alone in int8. Uniform decomposition comes last and only on models
+        with few layers to factorise (on ResNet-50 each such policy takes minutes of SVDs)."""
+        int8 = PRECISIONS.index("int8")
         prunable = [i for i, la in enumerate(self.layers) if la.prunable]
-        if len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS:
-            trivial = self.uniform()
-            out += [trivial[:i] + ((p, 0, 0),) + trivial[i + 1:]
+        probes = len(prunable) * (len(PRUNE) - 1) <= MAX_PROBE_SEEDS
+        out = [self.uniform()] + ([PROBES, COMBINED, CLIMB] if probes else [])
+        out += [self.uniform(precision=i) for i in range(len(PRECISIONS) - 1, 0, -1)]
+        # mixed seeds: int8 everywhere with every layer also pruned at each level (int8 is the
+        # cheapest uniform policy on most Targets; pruning where drift allows comes on top)
+        out += [self.uniform(prune=i, precision=int8) for i in range(1, len(PRUNE))]
+        out += [self.uniform(prune=i) for i in range(1, len(PRUNE))]
+        if probes:
+            base = self.uniform(precision=int8)
+            out += [self.canonical(base[:i] + ((p, 0, int8),) + base[i + 1:])
                     for p in range(1, len(PRUNE)) for i in prunable]
         if sum(la.decomposable for la in self.layers) <= MAX_DECOMPOSE_SEEDS:
             out += [self.uniform(rank=i) for i in range(1, len(RANKS))]
+        if not probes:
+            out.append(CLIMB)                  # large models: climb from the best uniform policy
         return list(dict.fromkeys(out))
+
+    def _seed_stream(self):
+        """seeds(), with PROBES replaced by the greedy search's sensitivity probes and
+        COMBINED, once they are evaluated, by the greedy search's own answer
+        (`--prune --max-drift`'s rule: each layer at its largest probe level within the
+        budget, then the layer most sensitive at its level stepped back until the whole
+        fits) in float32 and with int8 everywhere: evolution starts where the greedy search
+        ends."""
+        self.seeded = set()
+        for genome in self.seeds():
+            stream = {PROBES: self._probes, COMBINED: self._greedy_combinations,
+                      CLIMB: self._climb}.get(genome, lambda genome=genome: (genome,))()
+            for g in stream:
+                self.seeded.add(g)
+                yield g
+
+    def _climb(self, rounds: int = 4):
+        """Hill-climbing from the fastest policy within --max-drift seen so far, one layer
+        one step at a time (its prune level up one, or its precision to int8 or fp16), the
+        first move that is faster and within the budget taken: the moves the greedy search
+        never makes once it has stepped back."""
+        budget = np.inf if self.max_drift is None else self.max_drift
+        ok = {g: o for g, o in self.scores.items() if o[2] <= budget and np.isfinite(o[0])}
+        if not ok:
+            return
+        best = min(ok, key=lambda g: ok[g])
+        for _ in range(rounds):
+            moved = False
+            for i, (p, r, q) in enumerate(best):
+                for gene in ((min(p + 1, len(PRUNE) - 1), r, q), (p, r, 2), (p, r, 1)):
+                    cand = self.canonical(best[:i] + (gene,) + best[i + 1:])
+                    if cand == best:
+                        continue
+                    yield cand
+                    o = self.scores.get(cand)
+                    if o is not None and o[2] <= budget and o[:2] < self.scores[best][:2]:
+                        best, moved = cand, True
+                        break
+                if moved:
+                    break
+            if not moved:
+                return
+
+    def _probe(self, i: int, p: int) -> Genome:
+        trivial = self.uniform()
+        return self.canonical(trivial[:i] + ((p, 0, 0),) + trivial[i + 1:])
+
+    def _probes(self):
+        """Every prunable layer pruned alone at every level, as the greedy search probes
+        (drift is not monotone in the level: a larger fraction can drift less)."""
+        for i, la in enumerate(self.layers):
+            if la.prunable:
+                for p in range(1, len(PRUNE)):
+                    yield self._probe(i, p)
+    def seed_count(self, result: SearchResult) -> int:
+        """How many of result.evaluated (a prefix) came from the seeds."""
+        return next((i for i, p in enumerate(result.evaluated) if p.genome not in self.seeded),
+                    len(result.evaluated))
+
+    def _greedy_combinations(self):
+        budget = np.inf if self.max_drift is None else self.max_drift
+        int8 = PRECISIONS.index("int8")
+        sens = {}                              # (layer, level) -> drift of that probe alone
+        for i, la in enumerate(self.layers):
+            for p in range(1, len(PRUNE)):
+                probe = self._probe(i, p)
+                if probe in self.drifts:
+                    sens[i, p] = self.drifts[probe]
+        choice = {i: max([p for (j, p), d in sens.items() if j == i and d <= budget], default=0)
+                  for i in range(len(self.layers))}
+        for _ in range(len(PRUNE) * len(self.layers)):
+            genome = self.canonical(tuple((choice[i], 0, 0) for i in range(len(self.layers))))
+            yield genome
+            yield self.canonical(tuple((p, r, int8) for p, r, _ in genome))
+            if self.drifts.get(genome, np.inf) <= budget or not any(choice.values()):
+                return
+            worst = max((i for i in choice if choice[i]), key=lambda i: sens[i, choice[i]])
+            choice[worst] -= 1
 
     # -- applying ------------------------------------------------------------------------
     def policy(self, genome: Genome) -> dict[str, dict]:
@@ -310,6 +413,7 @@ class CompressionSearch:
         try:
             g = self.apply(genome)
             drift = max_relative_error(self.ref, reference_run(g, self.feed))
+            self.drifts[genome] = drift
             compiled = optimize(g, self.opt_level)
             size = float(param_bytes(compiled))
             info = {"summary": self.summary(genome)}
@@ -321,6 +425,7 @@ class CompressionSearch:
         except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
             return (np.inf, np.inf, np.inf), {"error": f"{type(e).__name__}: {e}",
                                                "summary": self.summary(genome)}
+        self.scores[genome] = (lat, size, float(drift))
         return (lat, size, float(drift)), {**info, "seconds": time.perf_counter() - t}
 
     def skips(self, drift: float) -> bool:
@@ -349,8 +454,16 @@ class CompressionSearch:
             max_evaluations: int | None = None) -> SearchResult:
         return evolve(self.init, self.mutate, self.crossover, self.evaluate,
                       population=population, generations=generations, budget_s=budget_s,
-                      seed=seed, progress=progress, seeds=self.seeds(),
-                      max_evaluations=max_evaluations)
+                      seed=seed, progress=progress, seeds=self._seed_stream(),
+                      max_evaluations=max_evaluations, violation=self.violation)
+
+    def violation(self, ind: Individual) -> float:
+        """How far a policy's drift is over --max-drift (0: within it; none without a budget):
+        NSGA-II's constraint, so the population breeds within the budget."""
+        if self.max_drift is None:
+            return 0.0
+        drift = ind.objectives[2]
+        return float(drift - self.max_drift) if np.isfinite(drift) else np.inf
 
 
 def _name_factors(graph: Graph) -> Graph:

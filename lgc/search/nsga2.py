@@ -102,7 +102,33 @@ def rank_and_crowding(objectives) -> tuple[np.ndarray, np.ndarray]:
     return rank, crowd
 
 
-def select_survivors(objectives, size: int) -> list[int]:
+def constrained_order(objectives, violation) -> tuple[np.ndarray, np.ndarray]:
+    """Deb's constraint domination as (rank, crowding) per row: rows violating nothing are
+    ranked by fronts and crowding as usual; every violating row ranks behind all of them,
+    the smaller violation first."""
+    v = np.asarray(violation, np.float64)
+    ok = np.flatnonzero(v <= 0)
+    rank, crowd = np.zeros(len(v), int), np.zeros(len(v))
+    if ok.size:
+        r, c = rank_and_crowding([objectives[i] for i in ok])
+        rank[ok], crowd[ok] = r, c
+    bad = np.flatnonzero(v > 0)
+    top = int(rank[ok].max()) + 1 if ok.size else 0
+    for place, i in enumerate(sorted(bad, key=lambda i: (v[i], i))):
+        rank[i] = top + place
+    return rank, crowd
+
+
+def select_survivors(objectives, size: int, violation=None) -> list[int]:
+    """With `violation` (one number per row, > 0: infeasible): constraint domination
+    (constrained_order); else plain NSGA-II below."""
+    if violation is not None:
+        rank, crowd = constrained_order(objectives, violation)
+        return sorted(range(len(rank)), key=lambda i: (rank[i], -crowd[i], i))[:size]
+    return _select_unconstrained(objectives, size)
+
+
+def _select_unconstrained(objectives, size: int) -> list[int]:
     """The `size` best rows by NSGA-II's order: whole fronts first, the last one cut by largest
     crowding distance (ties: lower index)."""
     chosen: list[int] = []
@@ -151,7 +177,8 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
            evaluate: Callable[[Hashable], tuple[tuple[float, ...], dict]],
            *, population: int = 16, generations: int | None = None, budget_s: float | None = None,
            seed: int = 0, progress: bool = True, seeds: Sequence[Hashable] = (),
-           max_evaluations: int | None = None) -> SearchResult:
+           max_evaluations: int | None = None,
+           violation: Callable[[Individual], float] | None = None) -> SearchResult:
     """NSGA-II over genomes, minimising every objective evaluate returns.
 
     Stops after `generations` generations (0: the initial population only), when `budget_s`
@@ -162,6 +189,9 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
     then init(rng) genomes. Each generation breeds `population` children by binary tournament
     (rank, then crowding), crossover and mutation; parents and children compete for the next
     population. Genomes must be hashable; a repeat is not evaluated again.
+    With `violation` (an individual's constraint violation, > 0 infeasible, e.g. drift over
+    its budget) selection uses Deb's constraint domination: feasible individuals always
+    rank ahead, so breeding concentrates where a point can be chosen.
     """
     if population < 2:
         raise InputError(f"search population must be at least 2, got {population}")
@@ -209,8 +239,12 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
             if genome in seen:
                 break                                  # init cannot make anything new
             pop.append(score(genome))
+        def survivors(inds: list[Individual]) -> list[int]:
+            return select_survivors([p.objectives for p in inds], population,
+                                    None if violation is None else [violation(p) for p in inds])
+
         if len(pop) > population:                       # more seeds than places: the best stay
-            pop = [pop[i] for i in sorted(select_survivors([p.objectives for p in pop], population))]
+            pop = [pop[i] for i in sorted(survivors(pop))]
         generation = 0
         bar.show(generation, len(evaluated), len(non_dominated_sort([p.objectives for p in pop])[0]),
                  time.monotonic() - start)
@@ -219,7 +253,8 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
                 and stale < STALE_GENERATIONS:
             before = len(evaluated)
             objs = [p.objectives for p in pop]
-            rank, crowd = rank_and_crowding(objs)
+            rank, crowd = (rank_and_crowding(objs) if violation is None
+                           else constrained_order(objs, [violation(p) for p in pop]))
 
             def tournament() -> Individual:
                 i, j = rng.integers(len(pop), size=2)
@@ -230,7 +265,7 @@ def evolve(init: Callable[[np.random.Generator], Hashable],
                                                              tournament().genome, rng), rng)))
                         for _ in range(population)]
             pool = list({p.genome: p for p in pop + children}.values())   # parents first, no repeats
-            keep = select_survivors([p.objectives for p in pool], population)
+            keep = survivors(pool)
             pop = [pool[i] for i in sorted(keep)]
             generation += 1
             stale = stale + 1 if len(evaluated) == before else 0
@@ -252,5 +287,5 @@ def pareto_front(individuals: Sequence[Individual]) -> list[Individual]:
     return [individuals[i] for i in first]
 
 
-__all__ = ["Individual", "SearchResult", "crowding_distance", "dominates", "evolve",
+__all__ = ["Individual", "SearchResult", "constrained_order", "crowding_distance", "dominates", "evolve",
            "non_dominated_sort", "pareto_front", "rank_and_crowding", "select_survivors"]

@@ -76,7 +76,7 @@ def run_search(args, graph, types, device):
     exe = Executable.from_graph(search.apply(chosen.genome), device, args.opt_level)
     doc = report_json(search, result, chosen, model=str(args.model), seed=args.seed,
                       population=args.population, budget_s=args.budget, max_drift=args.max_drift,
-                      latency=latency.describe())
+                      latency=latency.describe(), seeds=search.seed_count(result))
     return exe, doc
 
 
