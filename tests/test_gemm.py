@@ -153,13 +153,12 @@ def test_epilogue_reads_full_shaped_operands_at_their_own_rows(target):
 
 
 @pytest.mark.parametrize("out", [(1, 48, 40), (1, 48, 5, 8), (1, 6, 8, 40), (48, 1, 40)])
-def test_epilogue_through_a_reshape_that_keeps_the_order(out):
+def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
     """A reshape of C [48, 40] that keeps its row-major order (GPT-2's export: [64, 3072] as
     [1, 64, 3072] before its GELU and residual add) is the panel GEMM storing in that shape,
     so the ops after it (tanh, a residual add) run as its epilogue: one launch, not two."""
     import lgc
     from onnx import TensorProto, helper, numpy_helper
-    from lgc.backends.settings import Settings, use_settings
     x, w, d = _f(1, 48, 32), _f(32, 40), _f(*out)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(d, "d"),
              numpy_helper.from_array(np.array([48, 32], np.int64), "rows"),
@@ -173,9 +172,9 @@ def test_epilogue_through_a_reshape_that_keeps_the_order(out):
     want = np.tanh((x[0] @ w).reshape(out)) + d
     launches = {}
     for on in (False, True):
-        with use_settings(Settings(cpu_gemm_reshape=on)):
-            m = lgc.Model(model)
-            exe = m.executable(m.default_types())
+        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))   # the compile reads the environment
+        m = lgc.Model(model)
+        exe = m.executable(m.default_types())
         launches[on] = len(exe.program.launches)
         np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
     assert launches == {False: 2, True: 1}, launches
