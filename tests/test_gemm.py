@@ -178,3 +178,35 @@ def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
         launches[on] = len(exe.program.launches)
         np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
     assert launches == {False: 2, True: 1}, launches
+
+
+def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
+    """GPT-2's MLP: c_fc's C viewed as [1, T, 4E], a GELU that reads it four times (a diamond),
+    then a reshape back to [T, 4E] as c_proj's A. The GELU is c_fc's epilogue and the reshape
+    at the group's root stores at the same positions: two launches (the GEMMs), not three."""
+    import lgc
+    from onnx import TensorProto, helper, numpy_helper
+    x, w1, w2 = _f(1, 48, 32), _f(32, 40) * 0.3, _f(40, 24) * 0.3
+    consts = {"w1": w1, "w2": w2, "rows": np.array([48, 32], np.int64),
+              "wide": np.array([1, 48, 40], np.int64), "flat": np.array([48, 40], np.int64),
+              "half": np.array(0.5, np.float32), "k": np.array(0.044715, np.float32)}
+    mk = helper.make_node
+    nodes = [mk("Reshape", ["x", "rows"], ["x2"]), mk("MatMul", ["x2", "w1"], ["c"]),
+             mk("Reshape", ["c", "wide"], ["h"]), mk("Mul", ["h", "h"], ["h2"]), mk("Mul", ["h2", "h"], ["h3"]),
+             mk("Mul", ["h3", "k"], ["kh3"]), mk("Add", ["h", "kh3"], ["inner"]), mk("Tanh", ["inner"], ["t"]),
+             mk("Mul", ["t", "h"], ["th"]), mk("Add", ["th", "h"], ["s"]), mk("Mul", ["s", "half"], ["g"]),
+             mk("Reshape", ["g", "flat"], ["g2"]), mk("MatMul", ["g2", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "gpt2_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [48, 24])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    h = x[0] @ w1
+    want = (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
+    launches = {}
+    for on in (False, True):
+        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))
+        m = lgc.Model(model)
+        exe = m.executable(m.default_types())
+        launches[on] = len(exe.program.launches)
+        np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str(on))
+    assert launches == {False: 3, True: 2}, launches
