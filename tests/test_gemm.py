@@ -210,3 +210,22 @@ def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
         launches[on] = len(exe.program.launches)
         np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str(on))
     assert launches == {False: 3, True: 2}, launches
+
+
+@pytest.mark.parametrize("target", [None, GFX803], ids=["cpu-tile", "gpu-local"])
+def test_epilogue_group_may_end_in_a_reshape(target):
+    """h * tanh(h) + h after a 3-D matmul, reshaped to [48, 40] as the next matmul's A: the
+    diamond joins the first GEMM's epilogue and the reshape at the group's root stores the
+    same values at the same row-major positions (before: a kernel of its own)."""
+    import lgc
+    import lgc.numpy as lnp
+    from lgc.api import Executable
+    a, w1, w2 = _f(1, 48, 32), _f(32, 40) * 0.3, _f(40, 24) * 0.3
+
+    def f(a):
+        h = a @ w1
+        return (h * lnp.tanh(h) + h).reshape((48, 40)) @ w2
+    exe = Executable.from_graph(lgc.make_ir(f)(a), target=target)
+    assert len(exe.program.launches) == 2, [ln.kernel for ln in exe.program.launches]
+    h = a @ w1
+    np.testing.assert_allclose(exe(a), (h * np.tanh(h) + h).reshape(48, 40) @ w2, rtol=1e-4, atol=1e-4)
