@@ -1,7 +1,9 @@
 """Whole-model kernel time with the CPU's fused attention off and on (LGC_CPU_ATTENTION=0/1),
-on ONNX files bench/zoo.py --keep DIR exported (vit_small, gpt2, t5_encoder).
+or another switch (--switch LGC_CPU_GEMM_RESHAPE: GEMM epilogues through reshapes), on ONNX
+files bench/zoo.py --keep DIR exported (vit_small, gpt2, t5_encoder).
 
     python bench/attention_models.py DIR [--models vit_small,gpt2,t5_encoder] [--rounds 5]
+                                         [--switch LGC_CPU_ATTENTION]
 
 Both compiles of a model run in alternating blocks (the machine is shared: read the ratio);
 kernel time is the sum of OpenCL profiling events of one call, its attention part the
@@ -22,13 +24,15 @@ def main():
     ap.add_argument("folder", help="where bench/zoo.py --keep put the ONNX files")
     ap.add_argument("--models", default="vit_small,gpt2,t5_encoder")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--switch", default="LGC_CPU_ATTENTION",
+                    help="the LGC_* setting compared off (=0, 'unfused') against on (=1, 'fused')")
     args = ap.parse_args()
     import lgc
     print(f"CPU: {cpu_model()}; {load()}")
     for name in args.models.split(","):
         exes = {}
         for mode, on in (("unfused", "0"), ("fused", "1")):
-            with env(LGC_CPU_ATTENTION=on):
+            with env(**{args.switch: on}):
                 m = lgc.Model(os.path.join(args.folder, f"{name}.onnx"))
                 exes[mode] = m.executable(m.default_types())
         feeds = {n: np.asarray(v) for n, v in _feeds(m).items()}
@@ -44,7 +48,7 @@ def main():
         part = {k: sum(t for kn, t in zip(kinds[k], med[k]) if kn not in common_kernels) for k in med}
         print(f"{name}: kernel time unfused {med['unfused'].sum():.2f} ms ({len(kinds['unfused'])} launches), "
               f"fused {med['fused'].sum():.2f} ms ({len(kinds['fused'])}), fused / unfused "
-              f"{med['fused'].sum() / med['unfused'].sum():.3f}; attention launches {part['unfused']:.2f} -> "
+              f"{med['fused'].sum() / med['unfused'].sum():.3f}; launches that differ {part['unfused']:.2f} -> "
               f"{part['fused']:.2f} ms; max rel diff {err:.1e}")
 
 

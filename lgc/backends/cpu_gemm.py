@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops.linalg import prod
-from ..ops.lowered import PACKED_TILE, PANEL, ROWS, conv_geometry, matmul_panels_dims, panels
+from ..ops.lowered import (PACKED_TILE, PANEL, ROWS, columns_start, conv_geometry, matmul_panels_dims,
+                           panels)
 from .fused import unravel
 from .gemm.cpu_tile import Tile, accumulate, matmul_kernel
 from .gemm.loads import Load
@@ -277,7 +278,8 @@ class PanelGemm:
         nb_rank = max(len(ba), len(bb))
         batch, packed = out[:nb_rank], bool(at["a_packed"])
         tile = panel_tile(M, N, K, prod(batch), packed)
-        return PanelGemm(Matmul(batch, ba, bb, M, K, N, (M,), out[nb_rank + 1:]),
+        cols = columns_start(out, batch, M, N)
+        return PanelGemm(Matmul(batch, ba, bb, M, K, N, out[nb_rank:cols], out[cols:]),
                          tile.rows, ROWS if packed else 0,
                          panels(M, PACKED_TILE) * PACKED_TILE * K if packed else M * K,
                          acc=tile.acc, panels=tile.panels, rows_first=bool(tile.order),

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..ir.graph import Graph, Node
 from ..ops import lowered   # the ops made here; their NumPy references pack constant operands
+from ..ops._rules import broadcast_shapes
 from ..ops.linalg import prod
 from ..ops.nn import pool_out
 from ..passes.dce import dce
@@ -86,7 +87,7 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
         elif node.op in ("slice", "reshape"):
-            done = _channel_shuffle(rw, node, producer)
+            done = _channel_shuffle(rw, node, producer) or _into_gemm_store(rw, node, uses)
         if not done:
             rw.keep(node)
     return dce(rw.finish()) if rw.changed else graph
@@ -99,6 +100,28 @@ def _f32(node: Node) -> bool:
 def _emit(rw: Rewriter, node: Node, a, bp, attrs, bias=None):
     """`node` computed by a matmul_panels node."""
     rw.compute(node, "matmul_panels", [a, bp] + ([rw.get(bias)] if bias is not None else []), attrs)
+    return True
+
+
+def _into_gemm_store(rw: Rewriter, node: Node, uses) -> bool:
+    """A reshape that is the only reader of a panel GEMM's C and keeps C's row-major order
+    (GPT-2's [64, 3072] as [1, 64, 3072] before its GELU and residual adds) becomes the GEMM
+    storing in that shape: the same bytes, and the ops after it now read C point for point,
+    so fusion takes them as the GEMM's epilogue instead of a kernel of their own."""
+    x = node.inputs[0]
+    if node.op != "reshape" or uses[x] != 1 or rw.get(x) is not x or not current_settings().cpu_gemm_reshape:
+        return False
+    at = next((i for i in range(len(rw.nodes) - 1, -1, -1) if x in rw.nodes[i].outputs), None)
+    gemm = rw.nodes[at] if at is not None else None
+    if gemm is None or gemm.op != "matmul_panels":
+        return False
+    ba, bb, M, _, N = lowered.matmul_panels_dims([v.type for v in gemm.inputs], gemm.attrs)
+    out = tuple(node.outputs[0].shape)
+    if lowered.columns_start(out, broadcast_shapes(ba, bb), M, N) is None:
+        return False
+    rw.nodes[at] = Node(gemm.op, gemm.inputs, {**gemm.attrs, "out_shape": out},
+                                          node.outputs, gemm.name)
+    rw.changed = True
     return True
 
 

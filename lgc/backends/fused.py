@@ -319,7 +319,11 @@ class Epilogue:
 
     def __init__(self, anchor: Node, nodes: list[Node], root: Node):
         self.anchor, self.root = anchor, root
+        # a reshape at the root stores the same values at the same row-major positions: the
+        # template computes what it views, at its own coordinates
+        view = root.op == "reshape" and root is not anchor and root.inputs[0].shape == anchor.outputs[0].shape
         self.output = root.outputs[0]
+        self.computes = root.inputs[0] if view else self.output
         self.fused = FusedBody(nodes, _index_type(nodes + [anchor]), arg_prefix="ep")
         self.flops = _flops(nodes)
 
@@ -329,12 +333,12 @@ class Epilogue:
         residual) use instead of recomputing it from `coords` (divisions, for a conv
         walking a flattened image)."""
         start = len(self.fused.lines)
-        self.fused.point = (tuple(map(str, coords)), self.output.shape, flat) if flat else None
+        self.fused.point = (tuple(map(str, coords)), self.computes.shape, flat) if flat else None
         y = self.anchor.outputs[0]
         # a name of our own: inlined bodies declare names that could shadow the template's
         self.fused.bound[y] = self.fused.fresh("y")
         self.fused.lines.append(f"const {y.dtype.cl_compute} {self.fused.bound[y]} = {value};")
-        result = self.fused.value(self.output, coords)
+        result = self.fused.value(self.computes, coords)
         return self.fused.lines[start:], result
 
     @property

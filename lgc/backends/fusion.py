@@ -338,8 +338,12 @@ def _plan(graph: Graph, target: Target) -> Plan:
                 continue
         elif anchor[node] is not None or heavy[node] or size[node] > recompute:
             # everything from here to the root is the epilogue: same points, same type
-            if any(_kind(n)[0] not in ("elementwise", "broadcast") or n.outputs[0].shape != shape
-                   or n.outputs[0].dtype != dt for n in between):
+            # (a view at the root of a template's group, GPT-2's reshape into the next GEMM's
+            # A, is the same stores at the same row-major positions: fused.Epilogue)
+            view_ok = anchor[node] is not None and not isinstance(lowering_of(anchor[node].op), Pointwise)
+            if any((_kind(n)[0] not in ("elementwise", "broadcast") or n.outputs[0].shape != shape
+                    or n.outputs[0].dtype != dt) and not (view_ok and n is root and _is_view(n))
+                   for n in between):
                 continue
         if anchor[node] is not None and any(anchor.get(n) is n for n in group):
             continue

@@ -172,11 +172,24 @@ def matmul_panels_dims(types, attrs):
     return tuple(ba), tuple(bb), M, K, N
 
 
+def columns_start(out, batch, M: int, N: int) -> int | None:
+    """Where C's column axes begin in `out` (batch, then axes spanning M rows, then axes
+    spanning N columns: C in row-major order, as a reshape that keeps the order views it,
+    e.g. [64, 3072] as [1, 64, 3072]); None when `out` is not such a shape."""
+    nb = len(batch)
+    if tuple(out[:nb]) != tuple(batch):
+        return None
+    for p in range(nb + 1, len(out) + 1):
+        if prod(out[nb:p]) == M and prod(out[p:]) == N:
+            return p
+    return None
+
+
 def _mmp_infer(types, attrs):
     ba, bb, M, K, N = matmul_panels_dims(types, attrs)
     out = tuple(attrs["out_shape"])
     batch = broadcast_shapes(ba, bb)
-    if prod(out) != prod(batch) * M * N or out[:len(batch) + 1] != batch + (M,):
+    if columns_start(out, batch, M, N) is None:
         raise OpError(f"matmul_panels: out_shape {out} is not batch {batch} x {M} x {N}")
     check_bias(types, 2, M, "matmul_panels")
     return [TensorType(types[0].dtype, out)]
