@@ -4,7 +4,7 @@ Each model is a torch.nn module with seeded random weights (no download), shaped
 known one, exported to ONNX in a temporary folder (torch.onnx.export, the TorchScript
 exporter): MobileNetV2, MobileNetV3-small, ShuffleNetV2 x1.0, SqueezeNet 1.1 (224x224,
 batch 1), an LSTM+GRU sequence model (64 steps), a small ViT (patch 16, 224x224, 6 blocks of
-width 192), GPT-2 (transformers' GPT2Config: 12 layers of 768, 64 tokens) and a T5-small
+width 192) and ViT-B/16 (12 blocks of width 768, 12 heads, 197 tokens), GPT-2 (transformers' GPT2Config: 12 layers of 768, 64 tokens) and a T5-small
 encoder (transformers' T5Config: 6 layers of 512, 64 tokens). torchvision is not used. Needs
 torch and, for gpt2 and t5_encoder, transformers (pip install torch transformers); a model
 that fails to build or export gets a line saying why and the table goes on.
@@ -210,11 +210,11 @@ def _torch_models():
     return {"mobilenet_v2": (mobilenet_v2, image), "mobilenet_v3_small": (mobilenet_v3_small, image),
             "shufflenet_v2": (shufflenet_v2, image), "squeezenet1_1": (squeezenet1_1, image),
             "lstm_gru": (Recurrent, lambda: (torch.randn(64, 1, 64, generator=g),)),
-            "vit_small": (ViT, image), "gpt2": (gpt2, tokens(50257)), "t5_encoder": (t5_encoder, tokens(32128))}
+            "vit_small": (ViT, image), "vit_b16": (lambda: ViT(768, 12, 12), image), "gpt2": (gpt2, tokens(50257)), "t5_encoder": (t5_encoder, tokens(32128))}
 
 
 MODELS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2", "squeezenet1_1", "lstm_gru", "vit_small",
-          "gpt2", "t5_encoder"]
+          "vit_b16", "gpt2", "t5_encoder"]
 
 
 def export(name: str, folder: str) -> tuple[str, dict]:
