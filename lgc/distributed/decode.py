@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import InputError, ModelError
 from ..ir.graph import Graph, Value
 from .cost import CostModel, Link, Worker
-from .planner import PlanError, _gib, best_split
+from .planner import PlanError, StageCost, _gib, best_split
 from .shard import static_values, upstream
 
 HIDDEN = "hidden"          # the name of the value that crosses a cut between layer ranges
@@ -170,25 +170,14 @@ def stage_graph(layers: Layers, first: int, end: int) -> Graph:
 # -- placement and prediction ------------------------------------------------------------------
 
 @dataclass
-class DecodeStage:
-    index: int
-    first: int                       # units [first, end)
-    end: int
-    worker: Worker
-    weight_bytes: int
+class DecodeStage(StageCost):
+    """A layer range of a decoder (units are layers; in_s receives the token or the hidden
+    state, out_s sends the logits back from the last stage)."""
     kv_bytes: int                    # caches of its layers for all sequences
-    activation_bytes: int
-    in_s: float                      # receiving the token or the hidden state
-    compute_s: float
-    out_s: float                     # the logits back to the caller (last stage)
 
     @property
     def memory_bytes(self) -> int:
         return self.weight_bytes + self.kv_bytes + self.activation_bytes
-
-    @property
-    def time_s(self) -> float:
-        return self.in_s + self.compute_s + self.out_s
 
 
 @dataclass
@@ -295,9 +284,9 @@ class LayerCosts:
         return self._tables[key]
 
     def stage(self, k: int, w: Worker, a: int, b: int) -> DecodeStage:
-        return DecodeStage(k, a, b, w, self.weight_bytes(a, b), int(sum(self.kv[a:b])),
-                           int(max(self.acts[a:b])), self.in_s(a), self.compute_s(w, a, b),
-                           self.out_s(b))
+        return DecodeStage(k, a, b, w, self.weight_bytes(a, b), int(max(self.acts[a:b])),
+                           self.in_s(a), self.compute_s(w, a, b), self.out_s(b),
+                           kv_bytes=int(sum(self.kv[a:b])))
 
 
 def place_layers(layers: Layers, workers: list[Worker], link: Link = Link(), sequences: int = 1,

@@ -190,22 +190,29 @@ def _gib(n) -> str:
 # -- plans ------------------------------------------------------------------------------------
 
 @dataclass
-class StagePlan:
+class StageCost:
+    """One pipeline stage as the cost model predicts it: units [first, end) on `worker`, the
+    bytes it holds and the seconds one request (or token) spends in it. The common part of
+    StagePlan and decode.DecodeStage."""
     index: int
-    first: int
+    first: int                        # units [first, end)
     end: int
-    worker: Worker
-    replicas: list[Worker]            # the primary first
+    worker: Worker                    # the primary worker
+    weight_bytes: int
+    activation_bytes: int
     in_s: float                       # incoming transfer on the link
     compute_s: float                  # on the primary worker
     out_s: float                      # results back to the client (last stage)
-    weight_bytes: int
-    activation_bytes: int
-    capacity: float                   # requests/s of all replicas together
 
     @property
     def time_s(self) -> float:
         return self.in_s + self.compute_s + self.out_s
+
+
+@dataclass
+class StagePlan(StageCost):
+    replicas: list[Worker]            # the primary first
+    capacity: float                   # requests/s of all replicas together
 
 
 @dataclass
@@ -334,9 +341,9 @@ def _assemble(prob: Problem, seq: list[Worker], cuts: list[int], workers: list[W
     stages = []
     for k, w in enumerate(seq):
         a, b = bounds[k], bounds[k + 1]
-        stages.append(StagePlan(k, a, b, w, reps[k], float(prob.in_time[a]),
-                                cm.compute_time(w, a, b), prob.out_time if b == n else 0.0,
-                                int(prob.weights[a, b]), int(prob.acts[a, b]), cap[k]))
+        stages.append(StagePlan(k, a, b, w, int(prob.weights[a, b]), int(prob.acts[a, b]),
+                                float(prob.in_time[a]), cm.compute_time(w, a, b),
+                                prob.out_time if b == n else 0.0, replicas=reps[k], capacity=cap[k]))
     k_min = min(range(len(stages)), key=lambda k: cap[k])
     throughput, limited = cap[k_min], f"stage {k_min}"
     if front_link:
