@@ -152,6 +152,34 @@ def test_compiled_model_cache(disk_cache, onnx_file, monkeypatch):
     assert cache.counts["compiled_hit"] == before.get("compiled_hit", 0)
 
 
+def test_cli_compile_from_cache_saves_signed(disk_cache, onnx_file, monkeypatch, tmp_path):
+    """`lgc compile --sign` of a model served from the compile cache (a LazyGraphExecutable,
+    whose save once took no sign_key: TypeError) writes an artifact that loads with the key's
+    public half and is refused with another key."""
+    from lgc import compile_cache
+    from lgc.errors import SignatureError
+    from lgc.runtime.compile_cache import LazyGraphExecutable
+    from lgc.tools.cli import main
+    monkeypatch.setattr(compile_cache, "MIN_BYTES", 0)
+    path, w = onnx_file
+    key, other = tmp_path / "k.pem", tmp_path / "o.pem"
+    assert main(["keygen", str(key)]) == 0 and main(["keygen", str(other)]) == 0
+    assert main(["compile", path, "--sign", str(key), "-o", str(tmp_path / "cold.lgc")]) == 0
+    cache.clear_memory()
+    m = lgc.Model(path)
+    assert isinstance(m.executable(m.default_types()), LazyGraphExecutable)   # from the cache
+    cache.clear_memory()
+    before = dict(cache.counts)
+    out = tmp_path / "warm.lgc"
+    assert main(["compile", path, "--sign", str(key), "-o", str(out)]) == 0
+    assert cache.counts["compiled_hit"] - before.get("compiled_hit", 0) == 1
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    got = lgc.load(out, trusted_keys=tmp_path / "k.pub.pem")(x)
+    np.testing.assert_allclose(got, x @ w, rtol=1e-5)
+    with pytest.raises(SignatureError):
+        lgc.load(out, trusted_keys=tmp_path / "o.pub.pem")
+
+
 def test_prune_removes_least_recently_used(tmp_path):
     import os
     for i, name in enumerate(["old", "mid", "new"]):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ..ops.linalg import prod
 from ..ops.lowered import PANEL, panels
-from .cpu_rows import _horizontal, _max
+from .cpu_rows import horizontal_fold, nan_max
 from .fused import unravel
 from .kernel import Arg, Kernel, index_type_for
 
@@ -112,8 +112,8 @@ class AttentionGen:
                 b.append(f"  {sv} = select({sv}, (float16)(-INFINITY), ({dead}));")
             # online softmax: a row whose keys so far are all masked keeps max -inf (exp base 0);
             # the output and sum are rescaled only when the max grows
-            b.append(f"  float16 mv{r} = " + _fold([f"s{r}_{h}" for h in range(S)], lambda x, y: _max(x, y, "float16")) + ";")
-            b += ["  " + ln for ln in _horizontal(f"mv{r}", PANEL, _max)]
+            b.append(f"  float16 mv{r} = " + _fold([f"s{r}_{h}" for h in range(S)], lambda x, y: nan_max(x, y, "float16")) + ";")
+            b += ["  " + ln for ln in horizontal_fold(f"mv{r}", PANEL, nan_max)]
             b += [f"  if (mv{r}_1 > m{r}) {{",
                   f"    const float c_ = exp(m{r} - mv{r}_1);",
                   f"    l{r} *= c_; m{r} = mv{r}_1;"]
@@ -121,7 +121,7 @@ class AttentionGen:
             b += ["  }", f"  const float base{r} = m{r} == -INFINITY ? 0.0f : m{r};"]
             b += [f"  const float16 e{r}_{h} = exp(s{r}_{h} - base{r});" for h in range(S)]
             b.append(f"  float16 sv{r} = " + " + ".join(f"e{r}_{h}" for h in range(S)) + ";")
-            b += ["  " + ln for ln in _horizontal(f"sv{r}", PANEL, lambda x, y, t: f"{x} + {y}")]
+            b += ["  " + ln for ln in horizontal_fold(f"sv{r}", PANEL, lambda x, y, t: f"{x} + {y}")]
             b.append(f"  l{r} += sv{r}_1;")
         b.append(f"  float pr_[{R * S * PANEL}];")
         b += [f"  vstore16(e{r}_{h}, {r * S + h}, pr_);" for r in range(R) for h in range(S)]

@@ -48,8 +48,9 @@ def softmax_applies(node) -> bool:
             and x.shape and node.attrs["axis"] == len(x.shape) - 1 and x.shape[-1] > 0)
 
 
-def _horizontal(acc: str, width: int, combine) -> list[str]:
-    """Statements folding vector `acc` (floatW) to a float named `{acc}_1` by halves."""
+def horizontal_fold(acc: str, width: int, combine) -> list[str]:
+    """Statements folding vector `acc` (floatW) to a float named `{acc}_1` by halves; shared
+    with the fused attention kernel (cpu_attention)."""
     lines, cur = [], acc
     while width > 1:
         width //= 2
@@ -60,7 +61,7 @@ def _horizontal(acc: str, width: int, combine) -> list[str]:
     return lines
 
 
-def _max(a: str, b: str, t: str) -> str:
+def nan_max(a: str, b: str, t: str) -> str:
     """max(a, b) where a NaN in either wins (as np.maximum); a vector select for vectors."""
     if t == "float":
         return f"(({b} > {a} || {b} != {b}) ? {b} : {a})"
@@ -94,20 +95,20 @@ def softmax_body(em, log: bool, prologue=None) -> None:
         em.emit(f"float t_[{w}];", f"for (int j = 0; j < {w}; ++j) {{")
         em.emit(f"t_[j] = {prologue('k + j')};", "}",
                 f"const {vt} v_ = vload{w}(0, t_);", f"vstore{w}(v_, 0, y_ + k);")
-    em.emit(f"  mv_ = {_max('mv_', 'v_', vt)};", "}",
-            *_horizontal("mv_", w, _max), "float m_ = mv__1;",
+    em.emit(f"  mv_ = {nan_max('mv_', 'v_', vt)};", "}",
+            *horizontal_fold("mv_", w, nan_max), "float m_ = mv__1;",
             f"for ({it} k = {full}; k < {n}; ++k) {{")
     if prologue is None:
         em.emit("const float v_ = x_[k];")
     else:
         em.emit(f"const float v_ = {prologue('k')};", "y_[k] = v_;")
-    em.emit(f"m_ = {_max('m_', 'v_', 'float')}; }}",
+    em.emit(f"m_ = {nan_max('m_', 'v_', 'float')}; }}",
             f"{vt} sv_ = ({vt})(0.0f);",
             f"for ({it} k = 0; k < {full}; k += {w}) {{",
             f"  const {vt} e_ = exp(vload{w}(0, x_ + k) - m_);", "  sv_ += e_;")
     if not log:
         em.emit(f"  vstore{w}(e_, 0, y_ + k);")
-    em.emit("}", *_horizontal("sv_", w, lambda a, b, t: f"{a} + {b}"), "float s_ = sv__1;",
+    em.emit("}", *horizontal_fold("sv_", w, lambda a, b, t: f"{a} + {b}"), "float s_ = sv__1;",
             f"for ({it} k = {full}; k < {n}; ++k) {{ const float e_ = exp(x_[k] - m_); s_ += e_;"
             + ("" if log else " y_[k] = e_;") + " }")
     if log:

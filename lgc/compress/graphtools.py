@@ -7,8 +7,6 @@ shape (pruned channels, a factorised matmul) gets every consumer retyped for fre
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import lgc
@@ -18,6 +16,7 @@ from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph, Node, Value
 from ..ops.control import run_reference
 from ..passes.dce import dce
+from ..runtime.timing import run_seconds   # timing (lgc.search imports it from here)
 
 
 class Rebuild(GraphBuilder):
@@ -103,19 +102,6 @@ def latencies(graphs: dict, feeds, runs: int = 10, device=None, warmup: int = 2)
     exes = {k: lgc.compile(g, device=device, opt_level=0) for k, g in graphs.items()}
     fl = {k: dict(zip(e.input_names, as_feed_list(graphs[k], feeds))) for k, e in exes.items()}
     return run_seconds(exes, fl, runs, warmup)
-
-
-def run_seconds(exes: dict, feeds: dict, runs: int, warmup: int = 1) -> dict:
-    """Median seconds per run of each exes[k] on feeds[k], timed interleaved (A B A B ...)
-    after `warmup` untimed rounds, so that machine load hits all alike."""
-    times = {k: [] for k in exes}
-    for i in range(warmup + runs):
-        for k, e in exes.items():
-            t0 = time.perf_counter()
-            e.run(feeds[k])
-            if i >= warmup:
-                times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def weighted_layers(graph: Graph, layers=None, min_params: int = 4096) -> dict[int, np.ndarray]:

@@ -17,6 +17,7 @@ from ..ir.builder import GraphBuilder
 from ..ir.graph import TensorType, Value
 from ..ops.sparse import dense_to_csr
 from ..runtime.device import select_device
+from ..runtime.timing import run_seconds
 
 _cache: dict = {}
 
@@ -47,11 +48,7 @@ def choose(x_type: TensorType, w: np.ndarray, device=None, runs: int = 15) -> tu
         return _cache[key]
     exes = [lgc.compile(g, device=dev, opt_level=0, profile=True) for g in layer_graphs(x_type, w)]
     x = np.random.default_rng(0).standard_normal(x_type.shape).astype(x_type.dtype.np)
-    times = ([], [])
-    for r in range(runs + 2):
-        for k, e in enumerate(exes):
-            e.run({e.input_names[0]: x})
-            if r >= 2:
-                times[k].append(sum(t for _, _, t in e.executor.last_profile))
-    _cache[key] = (float(np.median(times[0])), float(np.median(times[1])))
+    secs = run_seconds(dict(enumerate(exes)), [{e.input_names[0]: x} for e in exes], runs,
+                       warmup=2, kernel_time=True)
+    _cache[key] = (secs[0], secs[1])
     return _cache[key]

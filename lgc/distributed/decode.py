@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import InputError, ModelError
 from ..ir.graph import Graph, Value
 from .cost import CostModel, Link, Worker
-from .planner import PlanError, _gib, best_split
+from .planner import PlanError, StageCost, _gib, best_split, fill_in_order
 from .shard import static_values, upstream
 
 HIDDEN = "hidden"          # the name of the value that crosses a cut between layer ranges
@@ -170,25 +170,14 @@ def stage_graph(layers: Layers, first: int, end: int) -> Graph:
 # -- placement and prediction ------------------------------------------------------------------
 
 @dataclass
-class DecodeStage:
-    index: int
-    first: int                       # units [first, end)
-    end: int
-    worker: Worker
-    weight_bytes: int
+class DecodeStage(StageCost):
+    """A layer range of a decoder (units are layers; in_s receives the token or the hidden
+    state, out_s sends the logits back from the last stage)."""
     kv_bytes: int                    # caches of its layers for all sequences
-    activation_bytes: int
-    in_s: float                      # receiving the token or the hidden state
-    compute_s: float
-    out_s: float                     # the logits back to the caller (last stage)
 
     @property
     def memory_bytes(self) -> int:
         return self.weight_bytes + self.kv_bytes + self.activation_bytes
-
-    @property
-    def time_s(self) -> float:
-        return self.in_s + self.compute_s + self.out_s
 
 
 @dataclass
@@ -295,9 +284,9 @@ class LayerCosts:
         return self._tables[key]
 
     def stage(self, k: int, w: Worker, a: int, b: int) -> DecodeStage:
-        return DecodeStage(k, a, b, w, self.weight_bytes(a, b), int(sum(self.kv[a:b])),
-                           int(max(self.acts[a:b])), self.in_s(a), self.compute_s(w, a, b),
-                           self.out_s(b))
+        return DecodeStage(k, a, b, w, self.weight_bytes(a, b), int(max(self.acts[a:b])),
+                           self.in_s(a), self.compute_s(w, a, b), self.out_s(b),
+                           kv_bytes=int(sum(self.kv[a:b])))
 
 
 def place_layers(layers: Layers, workers: list[Worker], link: Link = Link(), sequences: int = 1,
@@ -331,26 +320,18 @@ def place_layers(layers: Layers, workers: list[Worker], link: Link = Link(), seq
 
 
 def _no_fit(lc: LayerCosts, workers: list[Worker]) -> PlanError:
-    """Why no placement fits: filled in order, each worker taking as many layers as its
-    memory holds (no contiguous split reaches further)."""
-    a, held = 0, []
-    for w in workers:
-        b = a
-        while b < lc.n and lc.memory(a, b + 1) <= w.memory_bytes:
-            b += 1
-        if b == a:
-            need = lc.memory(a, a + 1)
-            return PlanError(
-                f"worker {w.name} ({w.kind}, memory limit {_gib(w.memory_bytes)}) cannot hold layer "
-                f"{a}: it needs {_gib(need)} (weights {_gib(lc.weight_bytes(a, a + 1))}, KV cache "
-                f"{_gib(lc.kv[a])} for {lc.sequences} sequence(s), activations {_gib(lc.acts[a])})"
-                + (f"; workers before it hold layers 0-{a - 1}" if a else ""))
-        held.append(f"{w.name} layers {a}-{b - 1}")
-        a = b
-        if a == lc.n:
-            break
+    """Why no placement fits: where filling the workers in order stops (fill_in_order)."""
+    spans, stuck, a = fill_in_order(lc.n, lc.memory, workers)
+    if stuck is not None:
+        return PlanError(
+            f"worker {stuck.name} ({stuck.kind}, memory limit {_gib(stuck.memory_bytes)}) cannot "
+            f"hold layer {a}: it needs {_gib(lc.memory(a, a + 1))} (weights "
+            f"{_gib(lc.weight_bytes(a, a + 1))}, KV cache {_gib(lc.kv[a])} for {lc.sequences} "
+            f"sequence(s), activations {_gib(lc.acts[a])})"
+            + (f"; workers before it hold layers 0-{a - 1}" if a else ""))
+    held = "; ".join(f"{w.name} layers {first}-{end - 1}" for w, first, end in spans)
     return PlanError(f"the decoder does not fit the {len(workers)} worker(s): filled in order, "
-                     f"{'; '.join(held)}, and layers {a}-{lc.n - 1} ({_gib(lc.memory(a, lc.n))}) "
+                     f"{held}, and layers {a}-{lc.n - 1} ({_gib(lc.memory(a, lc.n))}) "
                      f"are left over")
 
 

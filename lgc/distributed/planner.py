@@ -155,29 +155,40 @@ def brute_force(prob: Problem, workers: list[Worker]) -> tuple[float, float, lis
     return found
 
 
-def _greedy_reach(prob: Problem, workers: list[Worker]) -> PlanError:
-    """Why no split fits: fill each worker in order with as many nodes as its memory takes;
-    this reaches furthest of any contiguous split, so where it stops is the reason."""
-    cm, a, held = prob.cm, 0, []
+def fill_in_order(n: int, memory, workers: list[Worker]):
+    """Each worker in order takes as many units from where the last one stopped as its memory
+    holds (memory(a, b): the bytes of units [a, b)). No contiguous split reaches further, so
+    where this stops is why none fits. -> (spans [(worker, first, end)] of the workers that
+    took units, the worker that could take none or None, the unit reached)."""
+    a, spans = 0, []
     for w in workers:
-        fits = prob.memory[a] <= w.memory_bytes
         b = a
-        while b + 1 <= prob.n and fits[b + 1]:
+        while b < n and memory(a, b + 1) <= w.memory_bytes:
             b += 1
         if b == a:
-            need = int(prob.memory[a, a + 1])
-            return PlanError(
-                f"worker {w.name} ({w.kind}, {_gib(w.memory_bytes)}) cannot hold node {a} "
-                f"({cm.labels[a]!r}): it needs {need:,} bytes ({_gib(need)}: weights "
-                f"{_gib(prob.weights[a, a + 1])}, activations {_gib(prob.acts[a, a + 1])})"
-                + (f"; workers before it hold nodes 0-{a - 1}" if a else ""))
-        held.append(f"{w.name} nodes {a}-{b - 1}")
+            return spans, w, a
+        spans.append((w, a, b))
         a = b
-        if a == prob.n:
+        if a == n:
             break
+    return spans, None, a
+
+
+def _greedy_reach(prob: Problem, workers: list[Worker]) -> PlanError:
+    """Why no split fits: where filling the workers in order stops (fill_in_order)."""
+    cm = prob.cm
+    spans, stuck, a = fill_in_order(prob.n, lambda a, b: prob.memory[a, b], workers)
+    if stuck is not None:
+        need = int(prob.memory[a, a + 1])
+        return PlanError(
+            f"worker {stuck.name} ({stuck.kind}, {_gib(stuck.memory_bytes)}) cannot hold node {a} "
+            f"({cm.labels[a]!r}): it needs {need:,} bytes ({_gib(need)}: weights "
+            f"{_gib(prob.weights[a, a + 1])}, activations {_gib(prob.acts[a, a + 1])})"
+            + (f"; workers before it hold nodes 0-{a - 1}" if a else ""))
+    held = "; ".join(f"{w.name} nodes {first}-{end - 1}" for w, first, end in spans)
     rest = int(prob.memory[a, prob.n])
     return PlanError(f"the model does not fit the {len(workers)} worker(s): filled in order, "
-                     f"{'; '.join(held)} (as much as each holds), and nodes {a}-{prob.n - 1} "
+                     f"{held} (as much as each holds), and nodes {a}-{prob.n - 1} "
                      f"({rest:,} bytes, {_gib(rest)}) are left over")
 
 
@@ -190,22 +201,29 @@ def _gib(n) -> str:
 # -- plans ------------------------------------------------------------------------------------
 
 @dataclass
-class StagePlan:
+class StageCost:
+    """One pipeline stage as the cost model predicts it: units [first, end) on `worker`, the
+    bytes it holds and the seconds one request (or token) spends in it. The common part of
+    StagePlan and decode.DecodeStage."""
     index: int
-    first: int
+    first: int                        # units [first, end)
     end: int
-    worker: Worker
-    replicas: list[Worker]            # the primary first
+    worker: Worker                    # the primary worker
+    weight_bytes: int
+    activation_bytes: int
     in_s: float                       # incoming transfer on the link
     compute_s: float                  # on the primary worker
     out_s: float                      # results back to the client (last stage)
-    weight_bytes: int
-    activation_bytes: int
-    capacity: float                   # requests/s of all replicas together
 
     @property
     def time_s(self) -> float:
         return self.in_s + self.compute_s + self.out_s
+
+
+@dataclass
+class StagePlan(StageCost):
+    replicas: list[Worker]            # the primary first
+    capacity: float                   # requests/s of all replicas together
 
 
 @dataclass
@@ -334,9 +352,9 @@ def _assemble(prob: Problem, seq: list[Worker], cuts: list[int], workers: list[W
     stages = []
     for k, w in enumerate(seq):
         a, b = bounds[k], bounds[k + 1]
-        stages.append(StagePlan(k, a, b, w, reps[k], float(prob.in_time[a]),
-                                cm.compute_time(w, a, b), prob.out_time if b == n else 0.0,
-                                int(prob.weights[a, b]), int(prob.acts[a, b]), cap[k]))
+        stages.append(StagePlan(k, a, b, w, int(prob.weights[a, b]), int(prob.acts[a, b]),
+                                float(prob.in_time[a]), cm.compute_time(w, a, b),
+                                prob.out_time if b == n else 0.0, replicas=reps[k], capacity=cap[k]))
     k_min = min(range(len(stages)), key=lambda k: cap[k])
     throughput, limited = cap[k_min], f"stage {k_min}"
     if front_link:

@@ -325,3 +325,31 @@ def to_numpy_const(x, dtype=None) -> np.ndarray:
     """A concrete host value as a NumPy array of the lgc dtype (constants and eager inputs)."""
     aval = get_aval(x)
     return np.asarray(x, dtype=np.dtype(dtype) if dtype is not None else aval.dtype)
+
+
+class ValueTracer(Tracer):
+    """A tracer standing for an IR Value of a graph being built (StagingTrace)."""
+
+    def __init__(self, trace: Trace, value, weak: bool = False):
+        self._trace = trace
+        self.value = value
+        self.aval = aval_of_type(value.type, weak)
+
+
+class StagingTrace(Trace):
+    """Stages every op into main.global_data, anything with GraphBuilder's `op` and `const`:
+    lgc.jit's graph builder (lgc.trace.jit.GraphTrace) or an ATen converter's context (the
+    gradient rules of lgc.frontend.torch.rules). Ops are type-checked first, so a rule or a
+    traced function gets the same errors as in eager mode."""
+
+    def pure(self, x):
+        aval = get_aval(x)
+        return ValueTracer(self, self.main.global_data.const(to_numpy_const(x, aval.dtype)),
+                           aval.weak_type)
+
+    lift = pure
+
+    def process_op(self, op, tracers, attrs, weak):
+        infer_avals(op, [t.aval for t in tracers], attrs, weak)
+        outs = self.main.global_data.op(op, [t.value for t in tracers], attrs, num_outputs=-1)
+        return [ValueTracer(self, v, weak) for v in outs]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..ops.core import bind
 from ..runtime import Executable
+from ..runtime.timing import run_seconds
 from ..trace.eager import runtime
 from ..trace.jit import make_ir
 
@@ -48,13 +49,9 @@ def time_paths(w: np.ndarray, spikes: np.ndarray, runs: int = 15, device=None):
     dev = device if device is not None else runtime().device
     exes = [Executable.from_graph(make_ir(lambda s, p=p: matmul(s, w, p))(spikes), dev,
                                   profile=True) for p in ("dense", "sparse")]
-    times = ([], [])
-    for r in range(runs + 2):                      # two warm-up rounds
-        for k, e in enumerate(exes):
-            e.run({e.input_names[0]: spikes})
-            if r >= 2:
-                times[k].append(sum(t for _, _, t in e.executor.last_profile))
-    return float(np.median(times[0])), float(np.median(times[1]))
+    secs = run_seconds(dict(enumerate(exes)), [{e.input_names[0]: spikes} for e in exes], runs,
+                       warmup=2, kernel_time=True)
+    return secs[0], secs[1]
 
 
 def choose(w: np.ndarray, spikes: np.ndarray, runs: int = 15, device=None) -> Choice:

@@ -19,8 +19,8 @@ from ..compiler import Options, compile as compile_graph
 from ..errors import InputError
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph
-from ..ops.core import (ArrayBase, ShapedArray, Trace, Tracer, aval_of_type, dynamic_mains,
-                        full_raise, get_aval, infer_avals, new_main, to_numpy_const)
+from ..ops.core import (ArrayBase, ShapedArray, StagingTrace, Tracer, ValueTracer, aval_of_type,
+                        dynamic_mains, full_raise, get_aval, new_main, to_numpy_const)
 from ..runtime import Executable, Executor
 from . import pytree
 from .dtypes import canonicalize
@@ -35,15 +35,12 @@ class TraceBuilder(GraphBuilder):
         self.small_consts: dict = {}
 
 
-class GraphTracer(Tracer):
-    def __init__(self, trace: "GraphTrace", value, weak: bool = False):
-        self._trace = trace
-        self.value = value
-        self.aval = aval_of_type(value.type, weak)
+GraphTracer = ValueTracer    # a traced value of lgc.jit: an IR Value of the graph being built
 
 
-class GraphTrace(Trace):
-    """Adds every op to the graph being built (main.global_data is the GraphBuilder)."""
+class GraphTrace(StagingTrace):
+    """Adds every op to the graph being built (main.global_data is the GraphBuilder), sharing
+    one const node per small constant."""
 
     @property
     def builder(self) -> TraceBuilder:
@@ -62,11 +59,6 @@ class GraphTrace(Trace):
         return GraphTracer(self, v, aval.weak_type)
 
     lift = pure
-
-    def process_op(self, op, tracers, attrs, weak):
-        infer_avals(op, [t.aval for t in tracers], attrs, weak)   # same errors as eager mode
-        outs = self.builder.op(op, [t.value for t in tracers], attrs, num_outputs=-1)
-        return [GraphTracer(self, v, weak) for v in outs]
 
 
 def _ident(s: str) -> str:
