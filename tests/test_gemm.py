@@ -152,12 +152,9 @@ def test_epilogue_reads_full_shaped_operands_at_their_own_rows(target):
 
 
 
-@pytest.mark.parametrize("out", [(1, 48, 40), (1, 48, 5, 8), (1, 6, 8, 40), (48, 1, 40)])
-def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
-    """A reshape of C [48, 40] that keeps its row-major order (GPT-2's export: [64, 3072] as
-    [1, 64, 3072] before its GELU and residual add) is the panel GEMM storing in that shape,
-    so the ops after it (tanh, a residual add) run as its epilogue: one launch, not two."""
-    import lgc
+def _reshape_tanh_add(out):
+    """(ONNX model, x, NumPy result) of tanh(reshape(x2 @ w, out)) + d, x [1, 48, 32] seen as
+    [48, 32]: an export's 2-D MatMul wrapped in reshapes."""
     from onnx import TensorProto, helper, numpy_helper
     x, w, d = _f(1, 48, 32), _f(32, 40), _f(*out)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(d, "d"),
@@ -169,22 +166,12 @@ def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
     graph = helper.make_graph(nodes, "gemm_reshape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
-    want = np.tanh((x[0] @ w).reshape(out)) + d
-    launches = {}
-    for on in (False, True):
-        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))   # the compile reads the environment
-        m = lgc.Model(model)
-        exe = m.executable(m.default_types())
-        launches[on] = len(exe.program.launches)
-        np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
-    assert launches == {False: 2, True: 1}, launches
+    return model, x, np.tanh((x[0] @ w).reshape(out)) + d
 
 
-def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
-    """GPT-2's MLP: c_fc's C viewed as [1, T, 4E], a GELU that reads it four times (a diamond),
-    then a reshape back to [T, 4E] as c_proj's A. The GELU is c_fc's epilogue and the reshape
-    at the group's root stores at the same positions: two launches (the GEMMs), not three."""
-    import lgc
+def _gpt2_mlp():
+    """(ONNX model, x, NumPy result) of GPT-2's MLP as exported: c_fc's C viewed as [1, T, 4E],
+    the tanh GELU reading it four times (a diamond), a reshape back to [T, 4E] as c_proj's A."""
     from onnx import TensorProto, helper, numpy_helper
     x, w1, w2 = _f(1, 48, 32), _f(32, 40) * 0.3, _f(40, 24) * 0.3
     consts = {"w1": w1, "w2": w2, "rows": np.array([48, 32], np.int64),
@@ -201,7 +188,32 @@ def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
                               [numpy_helper.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
     h = x[0] @ w1
-    want = (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
+    return model, x, (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
+
+
+@pytest.mark.parametrize("out", [(1, 48, 40), (1, 48, 5, 8), (1, 6, 8, 40), (48, 1, 40)])
+def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
+    """A reshape of C [48, 40] that keeps its row-major order (GPT-2's export: [64, 3072] as
+    [1, 64, 3072] before its GELU and residual add) is the panel GEMM storing in that shape,
+    so the ops after it (tanh, a residual add) run as its epilogue: one launch, not two."""
+    import lgc
+    model, x, want = _reshape_tanh_add(out)
+    launches = {}
+    for on in (False, True):
+        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))   # the compile reads the environment
+        m = lgc.Model(model)
+        exe = m.executable(m.default_types())
+        launches[on] = len(exe.program.launches)
+        np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
+    assert launches == {False: 2, True: 1}, launches
+
+
+def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
+    """GPT-2's MLP: c_fc's C viewed as [1, T, 4E], a GELU that reads it four times (a diamond),
+    then a reshape back to [T, 4E] as c_proj's A. The GELU is c_fc's epilogue and the reshape
+    at the group's root stores at the same positions: two launches (the GEMMs), not three."""
+    import lgc
+    model, x, want = _gpt2_mlp()
     launches = {}
     for on in (False, True):
         monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))
@@ -237,45 +249,19 @@ def test_gpu_epilogue_through_a_unit_reshape(out):
     value at its own point, so tanh and a residual add after it are the GEMM's epilogue (one
     launch); one that splits an axis still stops it (two)."""
     import lgc
-    from onnx import TensorProto, helper, numpy_helper
-    x, w, d = _f(1, 48, 32), _f(32, 40), _f(*out)
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(d, "d"),
-             numpy_helper.from_array(np.array([48, 32], np.int64), "rows"),
-             numpy_helper.from_array(np.array(out, np.int64), "out")]
-    nodes = [helper.make_node("Reshape", ["x", "rows"], ["x2"]), helper.make_node("MatMul", ["x2", "w"], ["c"]),
-             helper.make_node("Reshape", ["c", "out"], ["c2"]), helper.make_node("Tanh", ["c2"], ["t"]),
-             helper.make_node("Add", ["t", "d"], ["y"])]
-    graph = helper.make_graph(nodes, "gemm_unit_reshape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out))], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    model, x, want = _reshape_tanh_add(out)
     m = lgc.Model(model, target=GFX803)
     exe = m.executable(m.default_types())
     assert len(exe.program.launches) == (2 if len(out) == 4 else 1), [ln.kernel for ln in exe.program.launches]
-    np.testing.assert_allclose(exe.run({"x": x})["y"], np.tanh((x[0] @ w).reshape(out)) + d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
 
 
 def test_gpu_gelu_epilogue_through_unit_reshapes():
     """GPT-2's MLP on the GPU schedule: c_fc's C viewed as [1, T, 4E], the tanh GELU (a
     diamond: four reads), a reshape back to [T, 4E]: c_fc's epilogue, two launches."""
     import lgc
-    from onnx import TensorProto, helper, numpy_helper
-    x, w1, w2 = _f(1, 48, 32), _f(32, 40) * 0.3, _f(40, 24) * 0.3
-    consts = {"w1": w1, "w2": w2, "rows": np.array([48, 32], np.int64),
-              "wide": np.array([1, 48, 40], np.int64), "flat": np.array([48, 40], np.int64),
-              "half": np.array(0.5, np.float32), "k": np.array(0.044715, np.float32)}
-    mk = helper.make_node
-    nodes = [mk("Reshape", ["x", "rows"], ["x2"]), mk("MatMul", ["x2", "w1"], ["c"]),
-             mk("Reshape", ["c", "wide"], ["h"]), mk("Mul", ["h", "h"], ["h2"]), mk("Mul", ["h2", "h"], ["h3"]),
-             mk("Mul", ["h3", "k"], ["kh3"]), mk("Add", ["h", "kh3"], ["inner"]), mk("Tanh", ["inner"], ["t"]),
-             mk("Mul", ["t", "h"], ["th"]), mk("Add", ["th", "h"], ["s"]), mk("Mul", ["s", "half"], ["g"]),
-             mk("Reshape", ["g", "flat"], ["g2"]), mk("MatMul", ["g2", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "gpt2_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [48, 24])],
-                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    model, x, want = _gpt2_mlp()
     m = lgc.Model(model, target=GFX803)
     exe = m.executable(m.default_types())
     assert len(exe.program.launches) == 2, [ln.kernel for ln in exe.program.launches]
-    h = x[0] @ w1
-    want = (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
     np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
