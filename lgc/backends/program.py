@@ -51,10 +51,10 @@ float lgc_erf(float x)
   return x * p / q;
 }
 """,
-    # float32 tanh as a rational approximation on [-7.9, 7.9] (Eigen's fast tanh, as XLA's
-    # CPU backend uses it; within 3 ulp): only multiplies, adds and a division, so a row loop of it
-    # vectorises, where PoCL's tanh() is a scalar call (GPT-2's GELU: 0.62 against 1.73 ns an
-    # element, /tmp micro-benchmark on PoCL 3.1, AMD EPYC). NaN stays NaN. CPU targets only.
+    # float32 tanh as a rational approximation on [-7.9, 7.9] (Eigen's fast tanh, as XLA's CPU
+    # backend uses it; within 3 ulp, +-1 past 9, NaN kept): only multiplies, adds and a division,
+    # so a row loop of it vectorises where PoCL's tanh() is a scalar call (GPT-2's GELU epilogue:
+    # bench/gelu_epilogue.py, docs/HARDWARE.md). CPU targets only (kernels/elementwise.py).
     "lgc_tanh": """\
 float lgc_tanh(float x)
 {

@@ -15,6 +15,7 @@ from ..target import current_target
 from ..templates import Elementwise, Pointwise, literal
 from . import complex as cplx
 
+
 def _cpu_tanh() -> bool:
     """float32 tanh as the program's lgc_tanh (lgc.backends.program.HELPERS) on CPU targets,
     where PoCL's tanh() is a scalar call that keeps a row loop (a GEMM's epilogue) from
