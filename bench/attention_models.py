@@ -3,11 +3,13 @@ or another switch (--switch LGC_CPU_GEMM_RESHAPE: GEMM epilogues through reshape
 files bench/zoo.py --keep DIR exported (vit_small, gpt2, t5_encoder).
 
     python bench/attention_models.py DIR [--models vit_small,gpt2,t5_encoder] [--rounds 5]
-                                         [--switch LGC_CPU_ATTENTION]
+                                         [--switch LGC_CPU_ATTENTION] [--top N]
 
 Both compiles of a model run in alternating blocks (the machine is shared: read the ratio);
 kernel time is the sum of OpenCL profiling events of one call, its attention part the
-launches that the fused path replaces (what differs between the two programs).
+launches that the fused path replaces (what differs between the two programs). --top N also
+prints the N kernels with the most time, summed over their launches, in each program (a switch
+that changes code, not launches: LGC_CPU_TANH, the GELU epilogue of GPT-2's MLP).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--switch", default="LGC_CPU_ATTENTION",
                     help="the LGC_* setting compared off (=0, 'unfused') against on (=1, 'fused')")
+    ap.add_argument("--top", type=int, default=0, help="also print the N kernels with the most time")
     args = ap.parse_args()
     import lgc
     print(f"CPU: {cpu_model()}; {load()}")
@@ -50,6 +53,22 @@ def main():
               f"fused {med['fused'].sum():.2f} ms ({len(kinds['fused'])}), fused / unfused "
               f"{med['fused'].sum() / med['unfused'].sum():.3f}; launches that differ {part['unfused']:.2f} -> "
               f"{part['fused']:.2f} ms; max rel diff {err:.1e}")
+        if args.top:
+            _top_kernels(kinds, med, args.top)
+
+
+def _top_kernels(kinds: dict, med: dict, top: int) -> None:
+    """The `top` kernels of the unfused program by time, and each one's time in both."""
+    per = {k: {} for k in med}
+    for k in med:
+        for kn, t in zip(kinds[k], med[k]):
+            per[k][kn] = per[k].get(kn, 0.0) + t
+    for kn in sorted(per["unfused"], key=per["unfused"].get, reverse=True)[:top]:
+        on = per["fused"].get(kn)
+        ratio = f"{on / per['unfused'][kn]:.3f}" if on is not None else "-"
+        on = f"{on:8.3f}" if on is not None else f"{'-':>8}"
+        print(f"  {kn[:48]:48s} {kinds['unfused'].count(kn):3d}x  off {per['unfused'][kn]:8.3f} ms  "
+              f"on {on} ms  on / off {ratio}")
 
 
 def _feeds(model):

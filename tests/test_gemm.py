@@ -152,12 +152,9 @@ def test_epilogue_reads_full_shaped_operands_at_their_own_rows(target):
 
 
 
-@pytest.mark.parametrize("out", [(1, 48, 40), (1, 48, 5, 8), (1, 6, 8, 40), (48, 1, 40)])
-def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
-    """A reshape of C [48, 40] that keeps its row-major order (GPT-2's export: [64, 3072] as
-    [1, 64, 3072] before its GELU and residual add) is the panel GEMM storing in that shape,
-    so the ops after it (tanh, a residual add) run as its epilogue: one launch, not two."""
-    import lgc
+def _reshape_tanh_add(out):
+    """(ONNX model, x, NumPy result) of tanh(reshape(x2 @ w, out)) + d, x [1, 48, 32] seen as
+    [48, 32]: an export's 2-D MatMul wrapped in reshapes."""
     from onnx import TensorProto, helper, numpy_helper
     x, w, d = _f(1, 48, 32), _f(32, 40), _f(*out)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(d, "d"),
@@ -169,22 +166,12 @@ def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
     graph = helper.make_graph(nodes, "gemm_reshape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
-    want = np.tanh((x[0] @ w).reshape(out)) + d
-    launches = {}
-    for on in (False, True):
-        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))   # the compile reads the environment
-        m = lgc.Model(model)
-        exe = m.executable(m.default_types())
-        launches[on] = len(exe.program.launches)
-        np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
-    assert launches == {False: 2, True: 1}, launches
+    return model, x, np.tanh((x[0] @ w).reshape(out)) + d
 
 
-def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
-    """GPT-2's MLP: c_fc's C viewed as [1, T, 4E], a GELU that reads it four times (a diamond),
-    then a reshape back to [T, 4E] as c_proj's A. The GELU is c_fc's epilogue and the reshape
-    at the group's root stores at the same positions: two launches (the GEMMs), not three."""
-    import lgc
+def _gpt2_mlp():
+    """(ONNX model, x, NumPy result) of GPT-2's MLP as exported: c_fc's C viewed as [1, T, 4E],
+    the tanh GELU reading it four times (a diamond), a reshape back to [T, 4E] as c_proj's A."""
     from onnx import TensorProto, helper, numpy_helper
     x, w1, w2 = _f(1, 48, 32), _f(32, 40) * 0.3, _f(40, 24) * 0.3
     consts = {"w1": w1, "w2": w2, "rows": np.array([48, 32], np.int64),
@@ -201,7 +188,32 @@ def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
                               [numpy_helper.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
     h = x[0] @ w1
-    want = (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
+    return model, x, (0.5 * h * (1 + np.tanh(h + 0.044715 * h ** 3))) @ w2
+
+
+@pytest.mark.parametrize("out", [(1, 48, 40), (1, 48, 5, 8), (1, 6, 8, 40), (48, 1, 40)])
+def test_epilogue_through_a_reshape_that_keeps_the_order(out, monkeypatch):
+    """A reshape of C [48, 40] that keeps its row-major order (GPT-2's export: [64, 3072] as
+    [1, 64, 3072] before its GELU and residual add) is the panel GEMM storing in that shape,
+    so the ops after it (tanh, a residual add) run as its epilogue: one launch, not two."""
+    import lgc
+    model, x, want = _reshape_tanh_add(out)
+    launches = {}
+    for on in (False, True):
+        monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))   # the compile reads the environment
+        m = lgc.Model(model)
+        exe = m.executable(m.default_types())
+        launches[on] = len(exe.program.launches)
+        np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4, err_msg=str((out, on)))
+    assert launches == {False: 2, True: 1}, launches
+
+
+def test_gelu_epilogue_stored_through_the_next_gemms_reshape(monkeypatch):
+    """GPT-2's MLP: c_fc's C viewed as [1, T, 4E], a GELU that reads it four times (a diamond),
+    then a reshape back to [T, 4E] as c_proj's A. The GELU is c_fc's epilogue and the reshape
+    at the group's root stores at the same positions: two launches (the GEMMs), not three."""
+    import lgc
+    model, x, want = _gpt2_mlp()
     launches = {}
     for on in (False, True):
         monkeypatch.setenv("LGC_CPU_GEMM_RESHAPE", str(int(on)))
@@ -229,3 +241,27 @@ def test_epilogue_group_may_end_in_a_reshape(target):
     assert len(exe.program.launches) == 2, [ln.kernel for ln in exe.program.launches]
     h = a @ w1
     np.testing.assert_allclose(exe(a), (h * np.tanh(h) + h).reshape(48, 40) @ w2, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("out", [(1, 48, 40), (48, 1, 40), (1, 48, 5, 8)])
+def test_gpu_epilogue_through_a_unit_reshape(out):
+    """On the GPU schedule a reshape of C [48, 40] that only adds axes of size 1 reads each
+    value at its own point, so tanh and a residual add after it are the GEMM's epilogue (one
+    launch); one that splits an axis still stops it (two)."""
+    import lgc
+    model, x, want = _reshape_tanh_add(out)
+    m = lgc.Model(model, target=GFX803)
+    exe = m.executable(m.default_types())
+    assert len(exe.program.launches) == (2 if len(out) == 4 else 1), [ln.kernel for ln in exe.program.launches]
+    np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
+
+
+def test_gpu_gelu_epilogue_through_unit_reshapes():
+    """GPT-2's MLP on the GPU schedule: c_fc's C viewed as [1, T, 4E], the tanh GELU (a
+    diamond: four reads), a reshape back to [T, 4E]: c_fc's epilogue, two launches."""
+    import lgc
+    model, x, want = _gpt2_mlp()
+    m = lgc.Model(model, target=GFX803)
+    exe = m.executable(m.default_types())
+    assert len(exe.program.launches) == 2, [ln.kernel for ln in exe.program.launches]
+    np.testing.assert_allclose(exe.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)

@@ -175,3 +175,35 @@ def test_registry_rules_reject_bad_types():
         b.infer([TensorType(f32, (2,)), TensorType(f32, (3,))], {})
     with pytest.raises(registry.OpError, match="not supported"):
         registry.get("exp").infer([TensorType(i32, (2,))], {})
+
+
+def test_float32_tanh_on_cpu_is_the_vectorisable_rational():
+    """CPU targets compute float32 tanh as lgc_tanh (a rational that a GEMM epilogue's row
+    loop vectorises): within 3 ulp of float64 tanh over its whole range, exactly +-1 past 9,
+    x itself near 0, NaN kept; LGC_CPU_TANH=0 and GPU targets keep the tanh() builtin."""
+    import lgc
+    import lgc.numpy as lnp
+    from lgc.api import Executable
+    from lgc.backends.target import GFX803
+    x = np.concatenate([np.linspace(-12, 12, 20001), [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 3e-4, -5e-4,
+                                                      7.9, 8.5, -9.5]]).astype(np.float32)
+    graph = lgc.make_ir(lambda v: lnp.tanh(v))(x)
+    exe = Executable.from_graph(graph)
+    assert "lgc_tanh(" in exe.program.source
+    got, want = np.asarray(exe(x)), np.tanh(x.astype(np.float64))
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=3 * 1.2e-7, atol=1e-37)
+    assert np.isnan(got[np.isnan(x)]).all() and list(got[np.isinf(x)]) == [1.0, -1.0]
+    assert list(got[np.abs(x) > 9]) == list(np.sign(x[np.abs(x) > 9]))
+    assert "lgc_tanh(" not in Executable.from_graph(graph, target=GFX803).program.source
+
+
+def test_cpu_tanh_switch_keeps_the_builtin(monkeypatch):
+    import lgc
+    import lgc.numpy as lnp
+    from lgc.api import Executable
+    monkeypatch.setenv("LGC_CPU_TANH", "0")
+    x = RNG.uniform(-4, 4, (33,)).astype(np.float32)
+    exe = Executable.from_graph(lgc.make_ir(lambda v: lnp.tanh(v))(x))
+    assert "lgc_tanh(" not in exe.program.source
+    np.testing.assert_allclose(np.asarray(exe(x)), np.tanh(x), rtol=1e-6, atol=1e-7)

@@ -190,6 +190,23 @@ def unravel(flat: str, shape) -> list[str]:
     return out
 
 
+def unit_squeezed(shape) -> tuple:
+    """`shape` without its size-1 axes."""
+    return tuple(d for d in shape if d != 1)
+
+
+def unit_axes(src, dst):
+    """A function giving, for coordinates of a point of shape `src`, the coordinates of the
+    same point in `dst`, where the two differ only by axes of size 1 (`None`: they are equal)."""
+    if tuple(src) == tuple(dst):
+        return None
+
+    def lift(coords):
+        inner = iter(c for c, d in zip(coords, src) if d != 1)
+        return ["0" if d == 1 else next(inner) for d in dst]
+    return lift
+
+
 def _index_type(nodes: list[Node], *extra: int) -> str:
     sizes = [v.type.size for n in nodes for v in (*n.inputs, *n.outputs)]
     return index_type_for(*sizes, *extra)
@@ -321,9 +338,14 @@ class Epilogue:
         self.anchor, self.root = anchor, root
         # a reshape at the root stores the same values at the same row-major positions: the
         # template computes what it views, at its own coordinates
-        view = root.op == "reshape" and root is not anchor and root.inputs[0].shape == anchor.outputs[0].shape
+        shape = unit_squeezed(anchor.outputs[0].shape)
+        view = root.op == "reshape" and root is not anchor and unit_squeezed(root.inputs[0].shape) == shape
         self.output = root.outputs[0]
         self.computes = root.inputs[0] if view else self.output
+        # the group may view the anchor's value with size-1 axes added or dropped (a GPU
+        # GEMM's [M, N] as [1, M, N]): the same point, at coordinates of the computed shape
+        self.lift = unit_axes(anchor.outputs[0].shape, self.computes.shape) \
+            if unit_squeezed(self.computes.shape) == shape else None
         self.fused = FusedBody(nodes, _index_type(nodes + [anchor]), arg_prefix="ep")
         self.flops = _flops(nodes)
 
@@ -333,6 +355,7 @@ class Epilogue:
         residual) use instead of recomputing it from `coords` (divisions, for a conv
         walking a flattened image)."""
         start = len(self.fused.lines)
+        coords = self.lift(coords) if self.lift else coords
         self.fused.point = (tuple(map(str, coords)), self.computes.shape, flat) if flat else None
         y = self.anchor.outputs[0]
         # a name of our own: inlined bodies declare names that could shadow the template's

@@ -30,7 +30,7 @@ from ..ir import registry
 from ..ir.graph import Graph, Node
 from ..ops.linalg import prod
 from . import cpu_grid, cpu_rows
-from .fused import Epilogue, anchored_kernel, pointwise_kernel
+from .fused import Epilogue, anchored_kernel, pointwise_kernel, unit_squeezed
 from .target import CPU, Target, use_target
 from .templates import Pointwise
 from .lowering import lowering_of
@@ -133,6 +133,19 @@ def _is_view(node: Node) -> bool:
     return registry.get(node.op).fusion == "alias" and node.outputs[0].dtype == node.inputs[0].dtype
 
 
+def _unit_view(c: Node, node: Node) -> bool:
+    """`c` reshapes `node`'s value only by adding or dropping axes of size 1 (GPT-2's GEMM
+    result [64, 3072] viewed as [1, 64, 3072]): it reads each value at the same point, so an
+    epilogue runs through it (fused.Epilogue maps the coordinates). GPU targets only: the
+    CPU's panel GEMM stores in the reshape's shape instead (cpu_lowering._into_gemm_store)."""
+    return _is_view(c) and unit_squeezed(c.outputs[0].shape) == unit_squeezed(node.outputs[0].shape)
+
+
+def _template(node: Node | None) -> bool:
+    """A conv/matmul template (it calls an Epilogue), not a Pointwise anchor."""
+    return node is not None and not isinstance(lowering_of(node.op), Pointwise)
+
+
 def _takes_epilogue(node: Node) -> bool:
     cg = lowering_of(node.op)
     ask = getattr(cg, "takes_epilogue", None)
@@ -212,6 +225,7 @@ def _plan(graph: Graph, target: Target) -> Plan:
                 return (f"consumer {_label(c)} reads each value {reads:.0f} times, and its "
                         f"{size[node]} ops are more than the {recompute} worth recomputing")
             same = ccls in ("elementwise", "broadcast") and c.outputs[0].shape == node.outputs[0].shape
+            same = same or target.is_gpu and _unit_view(c, node) and _template(anchor.get(node))
             if big and not same:
                 why_not = row_refusal(node, c)
                 if why_not:
@@ -340,7 +354,7 @@ def _plan(graph: Graph, target: Target) -> Plan:
             # everything from here to the root is the epilogue: same points, same type
             # (a view at the root of a template's group, GPT-2's reshape into the next GEMM's
             # A, is the same stores at the same row-major positions: fused.Epilogue)
-            view_ok = anchor[node] is not None and not isinstance(lowering_of(anchor[node].op), Pointwise)
+            view_ok = _template(anchor[node])
             if any((_kind(n)[0] not in ("elementwise", "broadcast") or n.outputs[0].shape != shape
                     or n.outputs[0].dtype != dt) and not (view_ok and n is root and _is_view(n))
                    for n in between):

@@ -51,6 +51,30 @@ float lgc_erf(float x)
   return x * p / q;
 }
 """,
+    # float32 tanh as a rational approximation on [-7.9, 7.9] (Eigen's fast tanh, as XLA's CPU
+    # backend uses it; within 3 ulp, +-1 past 9, NaN kept): only multiplies, adds and a division,
+    # so a row loop of it vectorises where PoCL's tanh() is a scalar call (GPT-2's GELU epilogue:
+    # bench/gelu_epilogue.py, docs/HARDWARE.md). CPU targets only (kernels/elementwise.py).
+    "lgc_tanh": """\
+float lgc_tanh(float x)
+{
+  const float c = clamp(x, -7.90531110763549805f, 7.90531110763549805f);
+  const float c2 = c * c;
+  float p = -2.76076847742355e-16f;
+  p = p * c2 + 2.00018790482477e-13f;
+  p = p * c2 - 8.60467152213735e-11f;
+  p = p * c2 + 5.12229709037114e-08f;
+  p = p * c2 + 1.48572235717979e-05f;
+  p = p * c2 + 6.37261928875436e-04f;
+  p = p * c2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * c2 + 1.18534705686654e-04f;
+  q = q * c2 + 2.26843463243900e-03f;
+  q = q * c2 + 4.89352518554385e-03f;
+  const float y = fabs(x) > 9.0f ? copysign(1.0f, x) : c * p / q;   /* tanh rounds to 1 */
+  return (fabs(x) < 0.0004f || x != x) ? x : y;
+}
+""",
     # complex64 division as NumPy's loop does it (Smith's method: no overflow in |b|^2)
     "lgc_cdiv": """\
 float2 lgc_cdiv(float2 a, float2 b)

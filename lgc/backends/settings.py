@@ -27,6 +27,7 @@ class Settings:
     cpu_attention: bool = True      # LGC_CPU_ATTENTION: CPU attention as one fused kernel (cpu_attention)
     cpu_grid: bool = True           # LGC_CPU_GRID: CPU elementwise kernels on a 2-D grid (cpu_grid)
     cpu_gemm_reshape: bool = True   # LGC_CPU_GEMM_RESHAPE: a panel GEMM stores in the shape of a reshape of C
+    cpu_tanh: bool = True           # LGC_CPU_TANH: CPU float32 tanh as a rational (lgc_tanh: vectorises)
     gpu_conv_fold: bool = True      # LGC_GPU_CONV_FOLD: a batch's images side by side in GEMM columns
     gpu_split_k: bool = True        # LGC_GPU_SPLIT_K: split-K for convs that underfill the GPU
 

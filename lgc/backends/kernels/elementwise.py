@@ -10,8 +10,18 @@ div, eq, exp, abs); the others (add, sub, neg) are the same C on float2.
 """
 from __future__ import annotations
 
+from ..settings import current_settings
+from ..target import current_target
 from ..templates import Elementwise, Pointwise, literal
 from . import complex as cplx
+
+
+def _cpu_tanh() -> bool:
+    """float32 tanh as the program's lgc_tanh (lgc.backends.program.HELPERS) on CPU targets,
+    where PoCL's tanh() is a scalar call that keeps a row loop (a GEMM's epilogue) from
+    vectorising; GPUs keep their native tanh. LGC_CPU_TANH=0 turns it off."""
+    return not current_target().is_gpu and current_settings().cpu_tanh
+
 
 UNARY = {
     "exp": lambda x, t: f"exp({x})",
@@ -27,7 +37,7 @@ UNARY = {
     "atan": lambda x, t: f"atan({x})",
     "sinh": lambda x, t: f"sinh({x})",
     "cosh": lambda x, t: f"cosh({x})",
-    "tanh": lambda x, t: f"tanh({x})",
+    "tanh": lambda x, t: f"lgc_tanh({x})" if t.cl_compute == "float" and _cpu_tanh() else f"tanh({x})",
     "asinh": lambda x, t: f"asinh({x})",
     "acosh": lambda x, t: f"acosh({x})",
     "atanh": lambda x, t: f"atanh({x})",
