@@ -110,12 +110,8 @@ class DepthwiseGen(Template):
                 for k in range(nseg):
                     b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i, k=k, r=r: f"a{k}_{r}.s{i:x}",
                                         str(k * S), f"(oy0 + {r})")
-        elif vector:   # inside the image: vloads; at its edges: the row built in registers
-            vt = f"float{S}"
-            reach = KW - 1 + sw * S      # the last tap's vload: V lanes, or 2V at stride 2
-            b += [f"{vt} a = ({vt})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
-            b += ["  " + ln for ln in _vector_taps(it, S, H, W, KH, KW, sh, sw, dh, pt)]
-            b += ["} else {"] + ["  " + ln for ln in _edge_taps(it, S, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
+        elif vector:
+            b += segment_taps(it, S, H, W, KH, KW, sh, sw, dh, pt, init)
             value = lambda i: f"a.s{i:x}"     # noqa: E731
         else:
             b += _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init)
@@ -127,6 +123,17 @@ class DepthwiseGen(Template):
         return [Kernel(name, args, b, global_size=launch, local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]
+
+
+def segment_taps(it, V, H, W, KH, KW, sh, sw, dh, pt, init) -> list[str]:
+    """floatV a = `init` plus every tap for the segment of output row oy from input column
+    x0 (src: the input plane, wk: its KH x KW weights). Inside the image: vloads; at its
+    edges: the row built in registers."""
+    span = (V - 1) * sw + KW
+    reach = KW - 1 + sw * V      # the last tap's vload: V lanes, or 2V at stride 2
+    b = [f"float{V} a = (float{V})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
+    b += ["  " + ln for ln in _vector_taps(it, V, H, W, KH, KW, sh, sw, dh, pt)]
+    return b + ["} else {"] + ["  " + ln for ln in _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
 
 
 def _rows(it, KH, sh, dh, pt, H, W, taps, offset: str = "") -> list[str]:

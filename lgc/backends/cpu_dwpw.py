@@ -1,0 +1,218 @@
+"""A depthwise conv, its activation and the 1x1 conv after it in one CPU kernel (MobileNets).
+
+In an inverted residual block the depthwise conv's output (C expanded channels) is written
+by one kernel and read back by the 1x1 projection's GEMM. Here a work-item owns a strip of
+16 output pixels (two segments of 8 along output rows, as cpu_depthwise's vector kernel
+computes them) of one image and a range of output-channel tiles: it computes the depthwise
+result of its strip for every input channel, adds its bias and runs its activation (the
+elementwise chain: relu6, hard-swish, ...), holding the C x 16 values in a private array,
+then runs the 1x1 conv from it as 8 x 16 register tiles (8 output channels, one float16
+accumulator each, the packed-panel GEMM's shape), its A the weights as row panels of 4 (two
+float4 loads per channel). The tile's store applies the fusion epilogue (residual add). The
+intermediate never goes to memory and the projection's launch goes away. Strips are few on
+small maps (7 x 7: 4): there the output channels are split over work-items too, each
+recomputing the depthwise part (a fraction of the GEMM's work).
+
+  depthwise_pointwise(X [N, C, H, W], Wd [C, 1, KH, KW], bd [C], Wp panels, bp [M])
+      -> [N, M, OH, OW]   (semantics and NumPy reference in lgc.ops.lowered)
+
+`fusable` decides (for the lowering and for `lgc compile --explain`) whether a 1x1 conv and
+the depthwise conv before it fit.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Node
+from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
+from .cpu_depthwise import VEC, segment_taps
+from .kernel import Kernel, Template, index_type_for, template_args
+
+STRIP = 2 * VEC          # output pixels per work-item: one float16 accumulator per tile row
+MAX_CHANNELS = 1024      # the private array holds C x 16 floats (64 KiB at this bound)
+MIN_ITEMS = 16           # work-items a launch should have: small maps split the output channels
+CL_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
+          "max": "fmax({}, {})", "min": "fmin({}, {})"}
+
+
+# ---- the pattern ------------------------------------------------------------------------------
+
+def fusable(pw: Node, producer, uses, consts) -> tuple[Node | None, tuple, str]:
+    """(the depthwise conv, the chain, "") when 1x1 conv `pw` reads a depthwise conv through
+    an elementwise chain only it reads; else (dw or None, (), why not)."""
+    X, Wp = pw.inputs[:2]
+    at = pw.attrs
+    if (len(X.shape) != 4 or at["group"] != 1 or Wp not in consts or tuple(Wp.shape[2:]) != (1, 1)
+            or set(at["strides"]) - {1} or any(at["pads"]) or set(at["dilations"]) - {1}):
+        return None, (), "not a 1x1 conv with constant weights"
+    found = _chain(X, producer, consts)
+    if found is None:
+        return None, (), "its input is not a depthwise conv through elementwise ops"
+    dw, nodes, chain = found
+    readers = [dw.outputs[0]] + [n.outputs[0] for n in nodes]
+    inside = {dw.outputs[0]: 0}
+    for n in nodes:
+        for v in n.inputs:
+            inside[v] = inside.get(v, 0) + 1
+    extra = [v for v in readers if uses[v] != inside.get(v, 0) + (v is X)]
+    if extra:
+        return dw, (), f"{extra[0].name or 'the depthwise output'} has readers besides the 1x1 conv"
+    dat = dw.attrs
+    if not all(v.dtype.name == "f32" for v in list(dw.inputs) + list(pw.inputs) + list(pw.outputs)):
+        return dw, (), "not float32"
+    if dat["strides"][1] not in (1, 2) or set(dat["dilations"]) - {1}:
+        return dw, (), f"strides {dat['strides']}, dilations {dat['dilations']}: not the vector kernel's"
+    if X.shape[1] > MAX_CHANNELS:
+        return dw, (), f"{X.shape[1]} channels, more than the private array's {MAX_CHANNELS}"
+    return dw, chain, ""
+
+
+def _chain(y, producer, consts):
+    """(dw conv, chain nodes in graph order, chain steps) when y is computed from a depthwise
+    conv's output by CHAIN_OPS / relu with scalar constants; else None."""
+    order: list[Node] = []
+    names: dict = {}
+    root: list[Node] = []
+
+    def visit(v) -> bool:
+        if v in names:
+            return True
+        n = producer.get(v)
+        if n is None:
+            return False
+        if n.op == "conv" and _depthwise(n) and (not root or root[0] is n):
+            root[:] = [n]
+            names[v] = "v0"
+            return True
+        if n.op not in CHAIN_OPS and n.op != "relu" or v.shape != y.shape:
+            return False
+        for u in n.inputs:
+            if u in consts and consts[u].size == 1:
+                continue
+            if u.shape != y.shape or not visit(u):
+                return False
+        order.append(n)
+        names[v] = f"v{len(order)}"
+        return True
+
+    if not visit(y) or not root:
+        return None
+    steps = []
+    for n in order:
+        args = [names[u] if u in names else repr(float(consts[u].reshape(()))) for u in n.inputs]
+        steps.append(("max", args[0], "0.0") if n.op == "relu" else (n.op, *args))
+    return root[0], order, tuple(steps)
+
+
+def _depthwise(n: Node) -> bool:
+    X, W = n.inputs[:2]
+    return (len(X.shape) == 4 and n.attrs["group"] == X.shape[1] and n.attrs["group"] > 1
+            and tuple(W.shape[:2]) == (X.shape[1], 1))
+
+
+def explain(graph) -> list[str]:
+    """A line per depthwise conv of `graph`: fused with the 1x1 conv after it, or why not."""
+    from collections import Counter
+    consts = graph.constants()
+    producer = {v: n for n in graph.nodes for v in n.outputs}
+    uses = Counter([v for n in graph.nodes for v in n.inputs] + list(graph.outputs))
+    said = {}
+    for n in graph.nodes:
+        if n.op == "conv":
+            dw, chain, why = fusable(n, producer, uses, consts)
+            if dw is not None:
+                said[dw] = f"fused with 1x1 conv {n.name}" if not why else f"not fused with {n.name}: {why}"
+    return [f"depthwise_pointwise: conv {n.name}: {said.get(n, 'no 1x1 conv reads it through elementwise ops only')}"
+            for n in graph.nodes if n.op == "conv" and _depthwise(n)]
+
+
+# ---- the kernel -------------------------------------------------------------------------------
+
+def _segment(it, s: str, index: str, nseg: int, sw: int, pl: int, last: int) -> list[str]:
+    """Where segment `index` (clamped to the last) lies: its output row oy_s, first output
+    column ox_s and the input column x_s where that output's window starts."""
+    return [f"const {it} s_{s} = min(({it})({index}), ({it}){last});",
+            f"const {it} oy_{s} = s_{s} / {nseg}, ox_{s} = (s_{s} % {nseg}) * {VEC};",
+            f"const {it} x_{s} = ox_{s} * {sw} - {pl};"]
+
+
+def _chain_lines(chain, vt: str) -> list[str]:
+    """v1.. = the chain's steps on vectors (v0 given); constants as float literals."""
+    def arg(a):
+        return a if a.startswith("v") else f"{float(a)!r}f"
+    return [f"const {vt} v{i + 1} = {CL_OPS[op].format(arg(x), arg(y))};" for i, (op, x, y) in enumerate(chain)]
+
+
+class DepthwisePointwiseGen(Template):
+    def kernels(self, node, name, epilogue=None):
+        X, Wd, bd, Wp, bp = node.inputs
+        Y = node.outputs[0]
+        at = node.attrs
+        N, C, H, W = X.shape
+        KH, KW = Wd.shape[2:]
+        M, OH, OW = Y.shape[1:]
+        (sh, sw), dh = at["strides"], at["dilations"][0]
+        pt, pl = at["pads"][:2]
+        nseg = -(-OW // VEC)
+        segs = OH * nseg
+        strips = -(-segs // 2)
+        tiles = -(-M // PACKED_TILE)
+        per = -(-tiles // min(tiles, -(-MIN_ITEMS // strips)))     # tiles per work-item
+        groups = -(-tiles // per)
+        it = index_type_for(X.type.size, Y.type.size)
+        b = [f"const {it} q = ({it})get_global_id(0);",
+             f"const {it} g = ({it})get_global_id(1);",
+             f"const {it} n = ({it})get_global_id(2);",
+             f"const int has_b = 2 * q + 1 < {segs};"]
+        b += _segment(it, "a", "2 * q", nseg, sw, pl, segs - 1) + _segment(it, "b", "2 * q + 1", nseg, sw, pl, segs - 1)
+        b += [f"float16 h_[{C}];",
+              f"for ({it} c = 0; c < {C}; ++c) {{",
+              f"  const __global float* src = in0 + (n * {C} + c) * {H * W};",
+              f"  const __global float* wk = in1 + c * {KH * KW};",
+              "  float8 d_a, d_b;"]
+        for s in ("a", "b"):
+            taps = segment_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, "in2[c]")
+            b += [f"  {{ const {it} oy = oy_{s}, x0 = x_{s};"] + ["    " + ln for ln in taps] + [f"    d_{s} = a; }}"]
+        b.append("  const float16 v0 = (float16)(d_a, d_b);")
+        b += ["  " + ln for ln in _chain_lines(at["chain"], "float16")]
+        b += [f"  h_[c] = v{len(at['chain'])};", "}"]
+        b += self._gemm(it, C, M, OH, OW, tiles, per, Y, epilogue)
+        flops = 2 * N * OH * OW * (KH * KW * C * groups + C * M)
+        return [Kernel(name, template_args(node.inputs, epilogue, Y), b, global_size=(strips, groups, N),
+                       local_size=(1, 1, 1), index_type=it, node_name=node.name or "", flops=flops)]
+
+    @staticmethod
+    def _gemm(it, C, M, OH, OW, tiles, per, Y, epilogue) -> list[str]:
+        """The 1x1 conv from h_: tiles g * per .. of 8 output channels x the strip's 16 pixels."""
+        T = PACKED_TILE
+        row = (lambda i: f"min(m0 + {i}, {M - 1})") if M % T else (lambda i: f"m0 + {i}")
+        b = [f"for ({it} t = g * {per}; t < min(({it})((g + 1) * {per}), ({it}){tiles}); ++t) {{",
+             f"  const {it} m0 = t * {T};",
+             f"  const __global float* pa = in3 + t * {2 * C * ROWS};",
+             f"  const __global float* pb = pa + {C * ROWS};"]
+        b += [f"  float16 c{i} = (float16)(in4[{row(i)}]);" for i in range(T)]
+        b += [f"  for ({it} c = 0; c < {C}; ++c) {{",
+              "    const float16 h = h_[c];",
+              "    const float4 a0 = vload4(c, pa), a1 = vload4(c, pb);"]
+        b += ["    " + " ".join(f"c{i} += a{i // ROWS}.s{i % ROWS} * h;" for i in range(T)), "  }"]
+        out = epilogue.output if epilogue is not None else Y
+        for i in range(T):
+            m = row(i)
+            for j in range(2 * VEC):
+                s, lane = ("a", j) if j < VEC else ("b", j - VEC)
+                ox = f"ox_{s} + {lane}"
+                guards = ([f"m0 + {i} < {M}"] if M % T else []) + (["has_b"] if s == "b" else [])
+                if OW % VEC:
+                    guards.append(f"{ox} < {OW}")
+                    ox = f"min({ox}, ({it}){OW - 1})"
+                flat = f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + {ox}"
+                v = f"c{i}.s{j:x}"
+                lines = []
+                if epilogue is not None:
+                    lines, v = epilogue(v, ["n", m, f"oy_{s}", ox], flat)
+                store = f"out0[{flat}] = ({out.dtype.cl_storage})({v});"
+                b += ["  " + ln for ln in lines]
+                b.append("  " + (f"if ({' && '.join(guards)}) {store}" if guards else store))
+        return b + ["}"]
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {"depthwise_pointwise": DepthwisePointwiseGen()}

@@ -1,0 +1,102 @@
+"""A depthwise conv, its activation and the 1x1 conv after it in one CPU kernel (cpu_dwpw)
+against NumPy, and the cases the lowering must leave alone."""
+import numpy as np
+import pytest
+
+from lgc.api import Executable
+from lgc.backends import cpu_dwpw, cpu_lowering
+from lgc.backends.program import lower
+from lgc.backends.settings import Settings, use_settings
+from lgc.ir import dtypes
+from lgc.ir.builder import GraphBuilder
+from lgc.ir.graph import TensorType
+from lgc.ops.nn import conv_ref
+
+F32 = dtypes.by_name("f32")
+
+
+@pytest.fixture(autouse=True)
+def small_convs(monkeypatch):
+    """Small 1x1 convs take the panel GEMM when not fused (in use from MIN_POINTWISE_FLOPS)."""
+    monkeypatch.setattr(cpu_lowering, "MIN_POINTWISE_FLOPS", 0)
+
+
+def relu6(g, v):
+    return g.op("min", [g.op("max", [v, g.const(np.float32(0))]), g.const(np.float32(6))])
+
+
+def hardswish(g, v):
+    t = g.op("mul", [v, g.const(np.float32(1 / 6))])
+    t = g.op("min", [g.op("max", [g.op("add", [t, g.const(np.float32(0.5))]), g.const(np.float32(0))]),
+                     g.const(np.float32(1))])
+    return g.op("mul", [v, t])
+
+
+ACTS = {"relu6": (relu6, lambda x: np.clip(x, 0, 6)),
+        "hardswish": (hardswish, lambda x: x * np.clip(x / 6 + 0.5, 0, 1)),
+        "relu": (lambda g, v: g.op("relu", [v]), lambda x: np.maximum(x, 0)),
+        "none": (lambda g, v: v, lambda x: x)}
+
+CASES = [  # x shape, depthwise kernel, stride, output channels, activation, residual
+    ((1, 24, 14, 14), 3, 1, 16, "relu6", False),
+    ((1, 24, 15, 13), 3, 2, 24, "relu6", False),      # odd sizes, stride 2
+    ((2, 16, 7, 7), 5, 1, 16, "hardswish", True),     # a batch, 5x5, residual, 4 strips
+    ((1, 20, 11, 19), 5, 2, 12, "relu", False),       # M not a multiple of 8
+    ((1, 8, 9, 30), 3, 1, 8, "none", True),           # segments inside the image (vloads)
+    ((1, 12, 6, 40), 3, 2, 20, "relu6", False),       # stride-2 vloads, M split over work-items
+]
+
+
+def graph_of(xs, k, s, M, act, residual, rng):
+    N, C, H, W = xs
+    wd, bd = rng.standard_normal((C, 1, k, k)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    wp, bp = rng.standard_normal((M, C, 1, 1)).astype(np.float32) / 4, rng.standard_normal(M).astype(np.float32)
+    g = GraphBuilder("dwpw")
+    x = g.input("x", TensorType(F32, xs))
+    d = g.op("conv", [x, g.const(wd), g.const(bd)], {"group": C, "strides": (s, s), "pads": (k // 2,) * 4})
+    y = g.op("conv", [ACTS[act][0](g, d), g.const(wp), g.const(bp)], {})
+    args = {}
+    if residual:
+        r = g.input("r", TensorType(F32, y.shape))
+        y = g.op("add", [y, r])
+        args["r"] = rng.standard_normal(y.shape).astype(np.float32)
+    xv = rng.standard_normal(xs).astype(np.float32)
+    dd = conv_ref([t.astype(np.float64) for t in (xv, wd, bd)],
+                  {"group": C, "strides": (s, s), "pads": (k // 2,) * 4, "dilations": ()})[0]
+    want = conv_ref([ACTS[act][1](dd), wp.astype(np.float64), bp.astype(np.float64)],
+                    {"group": 1, "strides": (), "pads": (), "dilations": ()})[0] + args.get("r", 0)
+    return g.build([y]), {"x": xv} | args, want
+
+
+@pytest.mark.parametrize("xs,k,s,M,act,residual", CASES)
+def test_fused_against_numpy(xs, k, s, M, act, residual):
+    graph, feeds, want = graph_of(xs, k, s, M, act, residual, np.random.default_rng(xs[1] * 7 + M))
+    program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert kernels == ["depthwise_pointwise" + ("_add" if residual else "")], kernels
+    got = list(Executable(program, graph).run(feeds).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_switch_off_keeps_two_launches():
+    graph, feeds, want = graph_of((1, 16, 14, 14), 3, 1, 24, "relu6", True, np.random.default_rng(1))
+    with use_settings(Settings(cpu_dwpw=False)):
+        program = lower(graph)
+    kernels = [ln.kernel.split("_", 1)[1] for ln in program.launches]
+    assert len(kernels) == 2 and kernels[0].startswith("depthwise_conv"), kernels
+    got = list(Executable(program, graph).run(feeds).values())[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_depthwise_output_read_twice_is_not_fused():
+    """The activation also feeds a second op (a squeeze-excite pool): it must be written."""
+    rng = np.random.default_rng(2)
+    g = GraphBuilder("two")
+    x = g.input("x", TensorType(F32, (1, 8, 10, 10)))
+    d = relu6(g, g.op("conv", [x, g.const(rng.standard_normal((8, 1, 3, 3)).astype(np.float32))],
+                      {"group": 8, "pads": (1, 1, 1, 1)}))
+    y = g.op("conv", [d, g.const(rng.standard_normal((16, 8, 1, 1)).astype(np.float32))], {})
+    graph = g.build([y, g.op("reduce_mean", [d], {"axes": (2, 3), "keepdims": 1})])
+    assert not any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
+    lines = cpu_dwpw.explain(graph)
+    assert len(lines) == 1 and "readers besides the 1x1 conv" in lines[0], lines
