@@ -125,15 +125,29 @@ class DepthwiseGen(Template):
                        flops=2 * KH * KW * Y.type.size)]
 
 
-def segment_taps(it, V, H, W, KH, KW, sh, sw, dh, pt, init) -> list[str]:
+def segment_taps(it, V, H, W, KH, KW, sh, sw, dh, pt, init, edge=None) -> list[str]:
     """floatV a = `init` plus every tap for the segment of output row oy from input column
     x0 (src: the input plane, wk: its KH x KW weights). Inside the image: vloads; at its
-    edges: the row built in registers."""
+    edges: the row built in registers (`edge`: those lines, when the caller has better)."""
     span = (V - 1) * sw + KW
     reach = KW - 1 + sw * V      # the last tap's vload: V lanes, or 2V at stride 2
     b = [f"float{V} a = (float{V})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
     b += ["  " + ln for ln in _vector_taps(it, V, H, W, KH, KW, sh, sw, dh, pt)]
-    return b + ["} else {"] + ["  " + ln for ln in _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
+    edge = _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt) if edge is None else edge
+    return b + ["} else {"] + ["  " + ln for ln in edge] + ["}"]
+
+
+def inside(x0: int, V: int, KW: int, sw: int, W: int) -> bool:
+    """A segment from input column x0 whose taps all lie inside the row (vloads)."""
+    return x0 >= 0 and x0 + KW - 1 + sw * V <= W
+
+
+def known_edge_taps(it, V, x0: int, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:
+    """Adds every tap to floatV a for the segment from input column x0, a constant: the
+    row's span built in float16 registers from plain loads and zeros (no bounds tests)."""
+    span = (V - 1) * sw + KW
+    lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
+    return _rows(it, KH, sh, dh, pt, H, W, lambda kh: _register_taps("a", "r", lane, span, V, KW, sw, kh))
 
 
 def _rows(it, KH, sh, dh, pt, H, W, taps, offset: str = "") -> list[str]:
@@ -203,7 +217,7 @@ def _row_taps(it, V, nseg, R, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> l
         b.append(f"    const __global float* row = src + iy * {W};")
         for k in range(nseg):
             x0 = k * V * sw - pl
-            if x0 >= 0 and x0 + KW - 1 + sw * V <= W:     # inside the image: vloads
+            if inside(x0, V, KW, sw, W):     # vloads
                 for r, kh in rk:
                     b += ["    " + ln for ln in _vload_taps(f"a{k}_{r}", lambda kw: f"row + {x0 + kw}", V, KW, sw, kh)]
                 continue

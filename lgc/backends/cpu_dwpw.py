@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from ..ir.graph import Node
 from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
-from .cpu_depthwise import VEC, segment_taps
+from .cpu_depthwise import VEC, inside, known_edge_taps, segment_taps
+from .emit import write
 from .kernel import Kernel, Template, index_type_for, template_args
 
 STRIP = 2 * VEC          # output pixels per work-item: one float16 accumulator per tile row
@@ -168,8 +169,15 @@ class DepthwisePointwiseGen(Template):
               f"  const __global float* src = in0 + (n * {C} + c) * {H * W};",
               f"  const __global float* wk = in1 + c * {KH * KW};",
               "  float8 d_a, d_b;"]
+        edges = [k for k in range(nseg) if not inside(k * VEC * sw - pl, VEC, KW, sw, W)]
+        edge = []
+        for i, k in enumerate(edges):    # the edge segments' columns known: no bounds tests
+            head = "" if i == len(edges) - 1 else f"if (x0 == {k * VEC * sw - pl}) "
+            edge += [("} else " if i else "") + head + "{"]
+            edge += ["  " + ln for ln in known_edge_taps(it, VEC, k * VEC * sw - pl, H, W, KH, KW, sh, sw, dh, pt)]
+        edge += ["}"] if edges else []
         for s in ("a", "b"):
-            taps = segment_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, "in2[c]")
+            taps = segment_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, "in2[c]", edge)
             b += [f"  {{ const {it} oy = oy_{s}, x0 = x_{s};"] + ["    " + ln for ln in taps] + [f"    d_{s} = a; }}"]
         b.append("  const float16 v0 = (float16)(d_a, d_b);")
         b += ["  " + ln for ln in _chain_lines(at["chain"], "float16")]
@@ -196,22 +204,31 @@ class DepthwisePointwiseGen(Template):
         out = epilogue.output if epilogue is not None else Y
         for i in range(T):
             m = row(i)
-            for j in range(2 * VEC):
-                s, lane = ("a", j) if j < VEC else ("b", j - VEC)
-                ox = f"ox_{s} + {lane}"
-                guards = ([f"m0 + {i} < {M}"] if M % T else []) + (["has_b"] if s == "b" else [])
-                if OW % VEC:
-                    guards.append(f"{ox} < {OW}")
-                    ox = f"min({ox}, ({it}){OW - 1})"
-                flat = f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + {ox}"
-                v = f"c{i}.s{j:x}"
-                lines = []
-                if epilogue is not None:
-                    lines, v = epilogue(v, ["n", m, f"oy_{s}", ox], flat)
-                store = f"out0[{flat}] = ({out.dtype.cl_storage})({v});"
-                b += ["  " + ln for ln in lines]
-                b.append("  " + (f"if ({' && '.join(guards)}) {store}" if guards else store))
+            for s in ("a", "b"):
+                b += ["  " + ln for ln in _segment_store(it, i, s, m, M, OH, OW, out.dtype, epilogue)]
         return b + ["}"]
+
+
+def _segment_store(it, i: int, s: str, m: str, M: int, OH: int, OW: int, dtype, epilogue) -> list[str]:
+    """Tile row i's lanes of segment s (0-7: a, 8-15: b) through the epilogue, stored with
+    one vstore8 where the segment lies inside the row, else lane by lane."""
+    base = f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + ox_{s}"
+    lanes, lines = [], []
+    for j in range(VEC):
+        ox = f"min(ox_{s} + {j}, ({it}){OW - 1})" if OW % VEC else f"ox_{s} + {j}"
+        v = f"c{i}.s{j + (VEC if s == 'b' else 0):x}"
+        if epilogue is not None:
+            ls, v = epilogue(v, ["n", m, f"oy_{s}", ox], f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + {ox}")
+            lines += ls
+        lanes.append(v)
+    lines.append(f"const float{VEC} e{i}{s} = (float{VEC})({', '.join(lanes)});")
+    store = f"vstore{VEC}(e{i}{s}, 0, out0 + {base});"
+    if OW % VEC:
+        single = " ".join(f"if (ox_{s} + {j} < {OW}) {write('out0', dtype, f'{base} + {j}', f'e{i}{s}.s{j}')}"
+                          for j in range(VEC))
+        store = f"if (ox_{s} + {VEC} <= {OW}) {store} else {{ {single} }}"
+    guards = ([f"m0 + {i} < {M}"] if M % PACKED_TILE else []) + (["has_b"] if s == "b" else [])
+    return lines + [(f"if ({' && '.join(guards)}) " if guards else "") + store]
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
