@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..ir.graph import Node
 from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
-from .cpu_depthwise import VEC, inside, known_edge_taps, segment_taps
+from .cpu_depthwise import VEC, row_pair_taps
 from .emit import write
 from .kernel import Kernel, Template, index_type_for, template_args
 from .target import current_target
@@ -131,14 +131,6 @@ def explain(graph) -> list[str]:
 
 # ---- the kernel -------------------------------------------------------------------------------
 
-def _segment(it, s: str, index: str, nseg: int, sw: int, pl: int, last: int) -> list[str]:
-    """Where segment `index` (clamped to the last) lies: its output row oy_s, first output
-    column ox_s and the input column x_s where that output's window starts."""
-    return [f"const {it} s_{s} = min(({it})({index}), ({it}){last});",
-            f"const {it} oy_{s} = s_{s} / {nseg}, ox_{s} = (s_{s} % {nseg}) * {VEC};",
-            f"const {it} x_{s} = ox_{s} * {sw} - {pl};"]
-
-
 def _chain_lines(chain, vt: str) -> list[str]:
     """v1.. = the chain's steps on vectors (v0 given); constants as float literals."""
     def arg(a):
@@ -157,8 +149,7 @@ class DepthwisePointwiseGen(Template):
         (sh, sw), dh = at["strides"], at["dilations"][0]
         pt, pl = at["pads"][:2]
         nseg = -(-OW // VEC)
-        segs = OH * nseg
-        strips = -(-segs // 2)
+        strips = nseg * -(-OH // 2)
         tiles = -(-M // PACKED_TILE)
         want = ITEMS_PER_CU * current_target().compute_units
         per = -(-tiles // min(tiles, -(-want // strips)))     # tiles per work-item
@@ -167,24 +158,15 @@ class DepthwisePointwiseGen(Template):
         b = [f"const {it} q = ({it})get_global_id(0);",
              f"const {it} g = ({it})get_global_id(1);",
              f"const {it} n = ({it})get_global_id(2);",
-             f"const int has_b = 2 * q + 1 < {segs};"]
-        b += _segment(it, "a", "2 * q", nseg, sw, pl, segs - 1) + _segment(it, "b", "2 * q + 1", nseg, sw, pl, segs - 1)
-        b += [f"float16 h_[{C}];",
-              f"for ({it} c = 0; c < {C}; ++c) {{",
-              f"  const __global float* src = in0 + (n * {C} + c) * {H * W};",
-              f"  const __global float* wk = in1 + c * {KH * KW};",
-              "  float8 d_a, d_b;"]
-        edges = [k for k in range(nseg) if not inside(k * VEC * sw - pl, VEC, KW, sw, W)]
-        edge = []
-        for i, k in enumerate(edges):    # the edge segments' columns known: no bounds tests
-            head = "" if i == len(edges) - 1 else f"if (x0 == {k * VEC * sw - pl}) "
-            edge += [("} else " if i else "") + head + "{"]
-            edge += ["  " + ln for ln in known_edge_taps(it, VEC, k * VEC * sw - pl, H, W, KH, KW, sh, sw, dh, pt)]
-        edge += ["}"] if edges else []
-        for s in ("a", "b"):
-            taps = segment_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, "in2[c]", edge)
-            b += [f"  {{ const {it} oy = oy_{s}, x0 = x_{s};"] + ["    " + ln for ln in taps] + [f"    d_{s} = a; }}"]
-        b.append("  const float16 v0 = (float16)(d_a, d_b);")
+             f"const {it} oy0 = q / {nseg} * 2, ox_a = q % {nseg} * {VEC}, ox_b = ox_a;",
+             f"const {it} oy_a = oy0, oy_b = min(oy0 + 1, ({it}){OH - 1}), x0 = ox_a * {sw} - {pl};",
+             f"const int has_b = oy0 + 1 < {OH};",
+             f"float16 h_[{C}];",
+             f"for ({it} c = 0; c < {C}; ++c) {{",
+             f"  const __global float* src = in0 + (n * {C} + c) * {H * W};",
+             f"  const __global float* wk = in1 + c * {KH * KW};"]
+        b += ["  " + ln for ln in row_pair_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, "in2[c]")]
+        b.append("  const float16 v0 = (float16)(a0, a1);")
         b += ["  " + ln for ln in _chain_lines(at["chain"], "float16")]
         b += [f"  h_[c] = v{len(at['chain'])};", "}"]
         b += self._gemm(it, C, M, OH, OW, tiles, per, Y, epilogue)
