@@ -237,18 +237,20 @@ def _row_segment(x0, rk, acc, regs: str, V, span, W, KW, sw) -> list[str]:
     return b
 
 
-def row_pair_taps(it, V, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, init) -> list[str]:
-    """floatV a0, a1 = `init` plus every tap for output rows oy0 and oy0 + 1 of the segment
-    from input column x0, the input rows visited once for both. Inside the image: vloads;
-    the segments at its edges (columns known when generated): registers, no bounds tests."""
+def rows_taps(it, V, R, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, init) -> list[str]:
+    """floatV a0 .. a{R-1} = `init` plus every tap for output rows oy0 .. oy0 + R - 1 of the
+    segment from input column x0, the input rows visited once for all. Inside the image:
+    vloads; the segments at its edges (columns known when generated): registers, no bounds
+    tests."""
     span = (V - 1) * sw + KW
-    b = [f"float{V} a0 = (float{V})({init}), a1 = a0;", f"if (x0 >= 0 && x0 + {KW - 1 + sw * V} <= {W}) {{"]
+    b = [f"float{V} " + ", ".join(f"a{r} = (float{V})({init})" for r in range(R)) + ";",
+         f"if (x0 >= 0 && x0 + {KW - 1 + sw * V} <= {W}) {{"]
     cases = [("x0", "")] + [(k * V * sw - pl, f"x0 == {k * V * sw - pl}") for k in range(nseg)
                              if not inside(k * V * sw - pl, V, KW, sw, W)]
     for i, (x0, cond) in enumerate(cases):
         if i:
             b.append("} else " + (f"if ({cond}) {{" if i < len(cases) - 1 else "{"))
-        b += ["  " + ln for ln in _input_rows(it, 2, H, W, KH, sh, dh, pt, lambda rk, x0=x0: _row_segment(
+        b += ["  " + ln for ln in _input_rows(it, R, H, W, KH, sh, dh, pt, lambda rk, x0=x0: _row_segment(
             x0, rk, lambda r: f"a{r}", "r", V, span, W, KW, sw))]
     return b + ["}"]
 

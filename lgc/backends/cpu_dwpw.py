@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..ir.graph import Node
 from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
-from .cpu_depthwise import VEC, row_pair_taps
+from .cpu_depthwise import VEC, rows_taps
 from .emit import write
 from .kernel import Kernel, Template, index_type_for, template_args
 from .target import current_target
@@ -131,6 +131,12 @@ def explain(graph) -> list[str]:
 
 # ---- the kernel -------------------------------------------------------------------------------
 
+def rows_per_item(nseg: int, OH: int, want: int) -> int:
+    """Output rows per work-item: 4 (input rows shared by more outputs, the A loads by 32
+    columns) while that leaves `want` work-items, else 2."""
+    return 4 if nseg * -(-OH // 4) >= want else 2
+
+
 def _chain_lines(chain, vt: str) -> list[str]:
     """v1.. = the chain's steps on vectors (v0 given); constants as float literals."""
     def arg(a):
@@ -149,73 +155,82 @@ class DepthwisePointwiseGen(Template):
         (sh, sw), dh = at["strides"], at["dilations"][0]
         pt, pl = at["pads"][:2]
         nseg = -(-OW // VEC)
-        strips = nseg * -(-OH // 2)
-        tiles = -(-M // PACKED_TILE)
         want = ITEMS_PER_CU * current_target().compute_units
+        R = rows_per_item(nseg, OH, want)
+        strips = nseg * -(-OH // R)
+        tiles = -(-M // PACKED_TILE)
         per = -(-tiles // min(tiles, -(-want // strips)))     # tiles per work-item
         groups = -(-tiles // per)
         it = index_type_for(X.type.size, Y.type.size)
         b = [f"const {it} q = ({it})get_global_id(0);",
              f"const {it} g = ({it})get_global_id(1);",
              f"const {it} n = ({it})get_global_id(2);",
-             f"const {it} oy0 = q / {nseg} * 2, ox_a = q % {nseg} * {VEC}, ox_b = ox_a;",
-             f"const {it} oy_a = oy0, oy_b = min(oy0 + 1, ({it}){OH - 1}), x0 = ox_a * {sw} - {pl};",
-             f"const int has_b = oy0 + 1 < {OH};",
-             f"float16 h_[{C}];",
+             f"const {it} oy0 = q / {nseg} * {R}, ox = q % {nseg} * {VEC}, x0 = ox * {sw} - {pl};",
+             f"float16 h_[{C * R // 2}];",
              f"for ({it} c = 0; c < {C}; ++c) {{",
              f"  const __global float* src = in0 + (n * {C} + c) * {H * W};",
              f"  const __global float* wk = in1 + c * {KH * KW};"]
-        b += ["  " + ln for ln in row_pair_taps(it, VEC, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, "in2[c]")]
-        b.append("  const float16 v0 = (float16)(a0, a1);")
-        b += ["  " + ln for ln in _chain_lines(at["chain"], "float16")]
-        b += [f"  h_[c] = v{len(at['chain'])};", "}"]
-        b += self._gemm(it, C, M, OH, OW, tiles, per, Y, epilogue)
+        b += ["  " + ln for ln in rows_taps(it, VEC, R, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, "in2[c]")]
+        last = f"v{len(at['chain'])}"
+        for j in range(R // 2):      # two rows' segments in one float16, through the activation
+            b += ["  { " + f"const float16 v0 = (float16)(a{2 * j}, a{2 * j + 1});"]
+            b += ["    " + ln for ln in _chain_lines(at["chain"], "float16")]
+            b += [f"    h_[c * {R // 2} + {j}] = {last}; }}"]
+        b.append("}")
+        b += self._gemm(it, C, M, OH, OW, R, tiles, per, Y, epilogue)
         flops = 2 * N * OH * OW * (KH * KW * C * groups + C * M)
         return [Kernel(name, template_args(node.inputs, epilogue, Y), b, global_size=(strips, groups, N),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "", flops=flops)]
 
     @staticmethod
-    def _gemm(it, C, M, OH, OW, tiles, per, Y, epilogue) -> list[str]:
-        """The 1x1 conv from h_: tiles g * per .. of 8 output channels x the strip's 16 pixels."""
-        T = PACKED_TILE
+    def _gemm(it, C, M, OH, OW, R, tiles, per, Y, epilogue) -> list[str]:
+        """The 1x1 conv from h_: tiles g * per .. of 8 output channels x the strip's R x 8
+        pixels, R / 2 float16 accumulators per tile row."""
+        T, H2 = PACKED_TILE, R // 2
         row = (lambda i: f"min(m0 + {i}, {M - 1})") if M % T else (lambda i: f"m0 + {i}")
         b = [f"for ({it} t = g * {per}; t < min(({it})((g + 1) * {per}), ({it}){tiles}); ++t) {{",
              f"  const {it} m0 = t * {T};",
              f"  const __global float* pa = in3 + t * {2 * C * ROWS};",
              f"  const __global float* pb = pa + {C * ROWS};"]
-        b += [f"  float16 c{i} = (float16)(in4[{row(i)}]);" for i in range(T)]
-        b += [f"  for ({it} c = 0; c < {C}; ++c) {{",
-              "    const float16 h = h_[c];"]
+        b += [f"  float16 " + ", ".join(f"c{i}_{j} = (float16)(in4[{row(i)}])" for j in range(H2)) + ";"
+              for i in range(T)]
+        b += [f"  for ({it} c = 0; c < {C}; ++c) {{"]
+        b += [f"    const float16 h{j} = h_[c * {H2} + {j}];" for j in range(H2)]
         # scalar reads of A: each a broadcast from memory (float4 loads were split into lanes
         # by shuffles that compete with the multiply-adds)
-        b += ["    " + " ".join(f"c{i} += p{'ab'[i // ROWS]}[c * {ROWS} + {i % ROWS}] * h;" for i in range(T)), "  }"]
+        for i in range(T):
+            b.append(f"    {{ const float a = p{'ab'[i // ROWS]}[c * {ROWS} + {i % ROWS}]; "
+                     + " ".join(f"c{i}_{j} += a * h{j};" for j in range(H2)) + " }")
+        b.append("  }")
         out = epilogue.output if epilogue is not None else Y
         for i in range(T):
-            m = row(i)
-            for s in ("a", "b"):
-                b += ["  " + ln for ln in _segment_store(it, i, s, m, M, OH, OW, out.dtype, epilogue)]
+            for r in range(R):
+                b += ["  " + ln for ln in _segment_store(it, i, r, R, row(i), M, OH, OW, out.dtype, epilogue)]
         return b + ["}"]
 
 
-def _segment_store(it, i: int, s: str, m: str, M: int, OH: int, OW: int, dtype, epilogue) -> list[str]:
-    """Tile row i's lanes of segment s (0-7: a, 8-15: b) through the epilogue, stored with
-    one vstore8 where the segment lies inside the row, else lane by lane."""
-    base = f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + ox_{s}"
+def _segment_store(it, i: int, r: int, R: int, m: str, M: int, OH: int, OW: int, dtype, epilogue) -> list[str]:
+    """Tile row i's segment of output row oy0 + r through the epilogue, stored with one
+    vstore8 where the segment lies inside the row, else lane by lane."""
+    past = OH % R and r >= OH % R           # the last strip's row r may lie past the image
+    oy = f"min(oy0 + {r}, ({it}){OH - 1})" if past else f"oy0 + {r}"
+    base = f"((n * {M} + {m}) * {OH} + {oy}) * {OW} + ox"
     lanes, lines = [], []
     for j in range(VEC):
-        ox = f"min(ox_{s} + {j}, ({it}){OW - 1})" if OW % VEC else f"ox_{s} + {j}"
-        v = f"c{i}.s{j + (VEC if s == 'b' else 0):x}"
+        ox = f"min(ox + {j}, ({it}){OW - 1})" if OW % VEC else f"ox + {j}"
+        v = f"c{i}_{r // 2}.s{j + VEC * (r % 2):x}"
         if epilogue is not None:
-            ls, v = epilogue(v, ["n", m, f"oy_{s}", ox], f"((n * {M} + {m}) * {OH} + oy_{s}) * {OW} + {ox}")
+            ls, v = epilogue(v, ["n", m, oy, ox], f"((n * {M} + {m}) * {OH} + {oy}) * {OW} + {ox}")
             lines += ls
         lanes.append(v)
-    lines.append(f"const float{VEC} e{i}{s} = (float{VEC})({', '.join(lanes)});")
-    store = f"vstore{VEC}(e{i}{s}, 0, out0 + {base});"
-    if OW % VEC:
-        single = " ".join(f"if (ox_{s} + {j} < {OW}) {write('out0', dtype, f'{base} + {j}', f'e{i}{s}.s{j}')}"
+    e = f"e{i}_{r}"
+    lines.append(f"const float{VEC} {e} = (float{VEC})({', '.join(lanes)});")
+    store = f"vstore{VEC}({e}, 0, out0 + {base});" if dtype.name == "f32" else ""
+    if OW % VEC or not store:
+        single = " ".join(f"if (ox + {j} < {OW}) {write('out0', dtype, f'{base} + {j}', f'{e}.s{j}')}"
                           for j in range(VEC))
-        store = f"if (ox_{s} + {VEC} <= {OW}) {store} else {{ {single} }}"
-    guards = ([f"m0 + {i} < {M}"] if M % PACKED_TILE else []) + (["has_b"] if s == "b" else [])
+        store = f"if (ox + {VEC} <= {OW}) {store} else {{ {single} }}" if store else single
+    guards = ([f"m0 + {i} < {M}"] if M % PACKED_TILE else []) + ([f"oy0 + {r} < {OH}"] if past else [])
     return lines + [(f"if ({' && '.join(guards)}) " if guards else "") + store]
 
 
