@@ -98,5 +98,5 @@ def test_depthwise_output_read_twice_is_not_fused():
     y = g.op("conv", [d, g.const(rng.standard_normal((16, 8, 1, 1)).astype(np.float32))], {})
     graph = g.build([y, g.op("reduce_mean", [d], {"axes": (2, 3), "keepdims": 1})])
     assert not any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
-    lines = cpu_dwpw.explain(graph)
+    lines = cpu_dwpw.explain(graph, Settings())
     assert len(lines) == 1 and "readers besides the 1x1 conv" in lines[0], lines

@@ -21,6 +21,8 @@ the depthwise conv before it fit.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from ..ir.graph import Node
 from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
 from .cpu_depthwise import VEC, rows_taps
@@ -34,6 +36,10 @@ ITEMS_PER_CU = 2         # work-items a launch should have per compute unit: sma
                          # the output channels (each part computes the depthwise values again).
                          # 7x7 and 14x14 MobileNetV2 layers on 2 CUs: 0.75-0.95x the kernel
                          # time at 2 per CU against 8 per CU
+# Output rows this wide stay on the two kernels: MobileNetV2/V3's layers with 28 x 28 outputs
+# took 1.0-1.16x the kernel time fused (the depthwise kernel's whole-row schedule is at its
+# best there); 112, 56, 14 and 7 wide ones 0.75-0.95x (AMD EPYC, 2 cores, interleaved)
+SLOWER_WIDTHS = (17, 32)
 CL_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
           "max": "fmax({}, {})", "min": "fmin({}, {})"}
 
@@ -67,6 +73,9 @@ def fusable(pw: Node, producer, uses, consts) -> tuple[Node | None, tuple, str]:
         return dw, (), f"strides {dat['strides']}, dilations {dat['dilations']}: not the vector kernel's"
     if X.shape[1] > MAX_CHANNELS:
         return dw, (), f"{X.shape[1]} channels, more than the private array's {MAX_CHANNELS}"
+    OW = pw.outputs[0].shape[3]
+    if SLOWER_WIDTHS[0] <= OW <= SLOWER_WIDTHS[1]:
+        return dw, (), f"rows of {OW} outputs, where the two kernels apart measured faster"
     return dw, chain, ""
 
 
@@ -113,9 +122,11 @@ def _depthwise(n: Node) -> bool:
             and tuple(W.shape[:2]) == (X.shape[1], 1))
 
 
-def explain(graph) -> list[str]:
-    """A line per depthwise conv of `graph`: fused with the 1x1 conv after it, or why not."""
-    from collections import Counter
+def explain(graph, settings) -> list[str]:
+    """A line per depthwise conv of `graph`: fused with the 1x1 conv after it, or why not
+    (what `lgc compile --explain` prints on CPU targets)."""
+    if not (settings.cpu_dwpw and settings.cpu_depthwise and settings.cpu_panels):
+        return ["depthwise_pointwise: off (LGC_CPU_DWPW, LGC_CPU_DEPTHWISE or LGC_CPU_PANELS is 0)"]
     consts = graph.constants()
     producer = {v: n for n in graph.nodes for v in n.outputs}
     uses = Counter([v for n in graph.nodes for v in n.inputs] + list(graph.outputs))
