@@ -19,6 +19,7 @@ F32 = dtypes.by_name("f32")
 def small_convs(monkeypatch):
     """Small 1x1 convs take the panel GEMM when not fused (in use from MIN_POINTWISE_FLOPS)."""
     monkeypatch.setattr(cpu_lowering, "MIN_POINTWISE_FLOPS", 0)
+    monkeypatch.setattr(cpu_dwpw, "SLOWER_WIDTHS", (0, -1))    # every width fuses (test_slower_widths)
 
 
 def relu6(g, v):
@@ -100,3 +101,14 @@ def test_depthwise_output_read_twice_is_not_fused():
     assert not any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
     lines = cpu_dwpw.explain(graph, Settings())
     assert len(lines) == 1 and "readers besides the 1x1 conv" in lines[0], lines
+
+
+def test_slower_widths_stay_apart(monkeypatch):
+    """Rows of 17-32 outputs (28 x 28 maps) keep the two kernels, which measured faster."""
+    monkeypatch.setattr(cpu_dwpw, "SLOWER_WIDTHS", (17, 32))
+    graph, _, _ = graph_of((1, 16, 28, 28), 3, 1, 24, "relu6", False, np.random.default_rng(3))
+    assert not any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
+    assert "rows of 28 outputs" in cpu_dwpw.explain(graph, Settings())[0]
+    graph, _, _ = graph_of((1, 16, 14, 14), 3, 1, 24, "relu6", False, np.random.default_rng(3))
+    assert any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
+    assert "fused with 1x1 conv" in cpu_dwpw.explain(graph, Settings())[0]

@@ -331,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "
                         "LDS, scratch and waves per SIMD (implies --target gfx803 unless given)")
     p.add_argument("--explain", action="store_true",
-                   help="print the fusion groups: which ops each kernel computes, why it stops there")
+                   help="print the fusion groups: which ops each kernel computes, why it stops there; "
+                        "on CPU targets also which depthwise convs fuse with the 1x1 conv after them "
+                        "(LGC_CPU_DWPW) and why not")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
     p.add_argument("--budget", type=float, default=60.0,
                    help="seconds for --tune or --search (default 60)")
