@@ -31,7 +31,8 @@ from .kernel import Kernel, Template, index_type_for, template_args
 from .target import current_target
 
 STRIP = 2 * VEC          # output pixels per work-item: one float16 accumulator per tile row
-MAX_CHANNELS = 1024      # the private array holds C x 16 floats (64 KiB at this bound)
+PRIVATE_BYTES = 65536    # the private array of depthwise results: C x R x 8 floats at most
+MAX_CHANNELS = PRIVATE_BYTES // (2 * VEC * 4)     # with R = 2 rows: 1024
 ITEMS_PER_CU = 2         # work-items a launch should have per compute unit: small maps split
                          # the output channels (each part computes the depthwise values again).
                          # 7x7 and 14x14 MobileNetV2 layers on 2 CUs: 0.75-0.95x the kernel
@@ -142,10 +143,10 @@ def explain(graph, settings) -> list[str]:
 
 # ---- the kernel -------------------------------------------------------------------------------
 
-def rows_per_item(nseg: int, OH: int, want: int) -> int:
+def rows_per_item(nseg: int, OH: int, C: int, want: int) -> int:
     """Output rows per work-item: 4 (input rows shared by more outputs, the A loads by 32
-    columns) while that leaves `want` work-items, else 2."""
-    return 4 if nseg * -(-OH // 4) >= want else 2
+    columns) while that leaves `want` work-items and the private array fits, else 2."""
+    return 4 if nseg * -(-OH // 4) >= want and C * 4 * VEC * 4 <= PRIVATE_BYTES else 2
 
 
 def _chain_lines(chain, vt: str) -> list[str]:
@@ -167,7 +168,7 @@ class DepthwisePointwiseGen(Template):
         pt, pl = at["pads"][:2]
         nseg = -(-OW // VEC)
         want = ITEMS_PER_CU * current_target().compute_units
-        R = rows_per_item(nseg, OH, want)
+        R = rows_per_item(nseg, OH, C, want)
         strips = nseg * -(-OH // R)
         tiles = -(-M // PACKED_TILE)
         per = -(-tiles // min(tiles, -(-want // strips)))     # tiles per work-item
