@@ -143,6 +143,12 @@ def explain(graph, settings) -> list[str]:
 
 # ---- the kernel -------------------------------------------------------------------------------
 
+def tile_rows(R: int, M: int) -> int:
+    """Output channels per register tile: 16 where a row's pixels are one float16 (R = 2)
+    and M allows, halving the passes over the private array; else 8 (R = 4: two float16)."""
+    return 16 if R == 2 and M % 16 == 0 else PACKED_TILE
+
+
 def rows_per_item(nseg: int, OH: int, C: int, want: int) -> int:
     """Output rows per work-item: 4 (input rows shared by more outputs, the A loads by 32
     columns) while that leaves `want` work-items and the private array fits, else 2."""
@@ -170,7 +176,8 @@ class DepthwisePointwiseGen(Template):
         want = ITEMS_PER_CU * current_target().compute_units
         R = rows_per_item(nseg, OH, C, want)
         strips = nseg * -(-OH // R)
-        tiles = -(-M // PACKED_TILE)
+        T = tile_rows(R, M)
+        tiles = -(-M // T)
         per = -(-tiles // min(tiles, -(-want // strips)))     # tiles per work-item
         groups = -(-tiles // per)
         it = index_type_for(X.type.size, Y.type.size)
@@ -189,21 +196,20 @@ class DepthwisePointwiseGen(Template):
             b += ["    " + ln for ln in _chain_lines(at["chain"], "float16")]
             b += [f"    h_[c * {R // 2} + {j}] = {last}; }}"]
         b.append("}")
-        b += self._gemm(it, C, M, OH, OW, R, tiles, per, Y, epilogue)
+        b += self._gemm(it, C, M, OH, OW, R, T, tiles, per, Y, epilogue)
         flops = 2 * N * OH * OW * (KH * KW * C * groups + C * M)
         return [Kernel(name, template_args(node.inputs, epilogue, Y), b, global_size=(strips, groups, N),
                        local_size=(1, 1, 1), index_type=it, node_name=node.name or "", flops=flops)]
 
     @staticmethod
-    def _gemm(it, C, M, OH, OW, R, tiles, per, Y, epilogue) -> list[str]:
-        """The 1x1 conv from h_: tiles g * per .. of 8 output channels x the strip's R x 8
+    def _gemm(it, C, M, OH, OW, R, T, tiles, per, Y, epilogue) -> list[str]:
+        """The 1x1 conv from h_: tiles g * per .. of T output channels x the strip's R x 8
         pixels, R / 2 float16 accumulators per tile row."""
-        T, H2 = PACKED_TILE, R // 2
+        H2 = R // 2
         row = (lambda i: f"min(m0 + {i}, {M - 1})") if M % T else (lambda i: f"m0 + {i}")
         b = [f"for ({it} t = g * {per}; t < min(({it})((g + 1) * {per}), ({it}){tiles}); ++t) {{",
-             f"  const {it} m0 = t * {T};",
-             f"  const __global float* pa = in3 + t * {2 * C * ROWS};",
-             f"  const __global float* pb = pa + {C * ROWS};"]
+             f"  const {it} m0 = t * {T};"]
+        b += [f"  const __global float* p{k} = in3 + (t * {T // ROWS} + {k}) * {C * ROWS};" for k in range(T // ROWS)]
         b += [f"  float16 " + ", ".join(f"c{i}_{j} = (float16)(in4[{row(i)}])" for j in range(H2)) + ";"
               for i in range(T)]
         b += [f"  for ({it} c = 0; c < {C}; ++c) {{"]
@@ -211,7 +217,7 @@ class DepthwisePointwiseGen(Template):
         # scalar reads of A: each a broadcast from memory (float4 loads were split into lanes
         # by shuffles that compete with the multiply-adds)
         for i in range(T):
-            b.append(f"    {{ const float a = p{'ab'[i // ROWS]}[c * {ROWS} + {i % ROWS}]; "
+            b.append(f"    {{ const float a = p{i // ROWS}[c * {ROWS} + {i % ROWS}]; "
                      + " ".join(f"c{i}_{j} += a * h{j};" for j in range(H2)) + " }")
         b.append("  }")
         out = epilogue.output if epilogue is not None else Y
