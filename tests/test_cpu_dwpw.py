@@ -112,3 +112,25 @@ def test_slower_widths_stay_apart(monkeypatch):
     graph, _, _ = graph_of((1, 16, 14, 14), 3, 1, 24, "relu6", False, np.random.default_rng(3))
     assert any(n.op == "depthwise_pointwise" for n in cpu_lowering.lower_for_cpu(graph).nodes)
     assert "fused with 1x1 conv" in cpu_dwpw.explain(graph, Settings())[0]
+
+
+def test_compile_explain_says_which_depthwise_convs_fuse(tmp_path, capsys):
+    """`lgc compile --explain` lists each depthwise conv: fused with its 1x1 conv, or why not."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from lgc.tools.cli import main
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(a, n) for n, a in (
+        ("wd", rng.standard_normal((8, 1, 3, 3)).astype(np.float32)),
+        ("wp", rng.standard_normal((16, 8, 1, 1)).astype(np.float32)),
+        ("lo", np.float32(0)), ("hi", np.float32(6)))]
+    nodes = [helper.make_node("Conv", ["x", "wd"], ["d"], name="dw", group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["d", "lo", "hi"], ["a"], name="relu6"),
+             helper.make_node("Conv", ["a", "wp"], ["y"], name="pw")]
+    graph = helper.make_graph(nodes, "dwpw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 14, 14])], inits)
+    path = tmp_path / "dwpw.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert main(["compile", str(path), "-o", str(tmp_path / "m.lgc"), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "depthwise_pointwise: conv dw: fused with 1x1 conv pw" in out, out
