@@ -1,17 +1,19 @@
 """A depthwise conv, its activation and the 1x1 conv after it in one CPU kernel (MobileNets).
 
 In an inverted residual block the depthwise conv's output (C expanded channels) is written
-by one kernel and read back by the 1x1 projection's GEMM. Here a work-item owns a strip of
-16 output pixels (two segments of 8 along output rows, as cpu_depthwise's vector kernel
-computes them) of one image and a range of output-channel tiles: it computes the depthwise
-result of its strip for every input channel, adds its bias and runs its activation (the
-elementwise chain: relu6, hard-swish, ...), holding the C x 16 values in a private array,
-then runs the 1x1 conv from it as 8 x 16 register tiles (8 output channels, one float16
-accumulator each, the packed-panel GEMM's shape), its A the weights as row panels of 4 (two
-float4 loads per channel). The tile's store applies the fusion epilogue (residual add). The
-intermediate never goes to memory and the projection's launch goes away. Strips are few on
-small maps (7 x 7: 4): there the output channels are split over work-items too, each
-recomputing the depthwise part (a fraction of the GEMM's work).
+by one kernel and read back by the 1x1 projection's GEMM. Here a work-item owns one 8-wide
+segment (as cpu_depthwise's vector kernel computes it) of R = 4 or 2 output rows of one image
+and a range of output-channel tiles. For every input channel it computes the segment's
+depthwise values, the input rows visited once for all R rows (vloads inside the image; at its
+edges, columns known when generated, the rows built in registers), adds the bias and runs the
+activation (the elementwise chain: ReLU6, hard-swish, ...) on float16 pairs of rows, holding
+the C x R x 8 values in a private array. Then it runs the 1x1 conv from that array in register
+tiles of T = 8 or 16 output channels x R x 8 pixels (R / 2 float16 accumulators a row, the
+packed-panel GEMM's shape), A the weights as row panels of 4 read as scalars (broadcast loads;
+float4 loads were split into lanes by shuffles that competed with the multiply-adds). The
+tile's store applies the fusion epilogue (residual add). The intermediate never goes to memory
+and the projection's launch goes away. Small maps leave few work-items (7 x 7: 4): there the
+output channels are split over work-items too, each recomputing its depthwise values.
 
   depthwise_pointwise(X [N, C, H, W], Wd [C, 1, KH, KW], bd [C], Wp panels, bp [M])
       -> [N, M, OH, OW]   (semantics and NumPy reference in lgc.ops.lowered)
@@ -31,7 +33,6 @@ from .gemm.store import NO_UNROLL
 from .kernel import Kernel, Template, index_type_for, template_args
 from .target import current_target
 
-STRIP = 2 * VEC          # output pixels per work-item: one float16 accumulator per tile row
 PRIVATE_BYTES = 65536    # the private array of depthwise results: C x R x 8 floats at most
 MAX_CHANNELS = PRIVATE_BYTES // (2 * VEC * 4)     # with R = 2 rows: 1024
 ITEMS_PER_CU = 2         # work-items a launch should have per compute unit: small maps split
@@ -39,8 +40,8 @@ ITEMS_PER_CU = 2         # work-items a launch should have per compute unit: sma
                          # 7x7 and 14x14 MobileNetV2 layers on 2 CUs: 0.75-0.95x the kernel
                          # time at 2 per CU against 8 per CU
 # Output rows this wide stay on the two kernels: MobileNetV2/V3's layers with 28 x 28 outputs
-# took 1.0-1.16x the kernel time fused (the depthwise kernel's whole-row schedule is at its
-# best there); 112, 56, 14 and 7 wide ones 0.75-0.95x (AMD EPYC, 2 cores, interleaved)
+# took 1.0-1.25x the kernel time fused; 112, 56, 14 and 7 wide ones 0.6-0.95x (AMD EPYC Zen 4,
+# 2 cores, interleaved, in the model and alone)
 SLOWER_WIDTHS = (17, 32)
 CL_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
           "max": "fmax({}, {})", "min": "fmin({}, {})"}
