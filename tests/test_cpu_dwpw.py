@@ -54,7 +54,8 @@ def graph_of(xs, k, s, M, act, residual, rng):
     wp, bp = rng.standard_normal((M, C, 1, 1)).astype(np.float32) / 4, rng.standard_normal(M).astype(np.float32)
     g = GraphBuilder("dwpw")
     x = g.input("x", TensorType(F32, xs))
-    d = g.op("conv", [x, g.const(wd), g.const(bd)], {"group": C, "strides": (s, s), "pads": (k // 2,) * 4})
+    strides = {"strides": (s, s)} if s > 1 else {}       # stride 1: the attribute left out, as ONNX may
+    d = g.op("conv", [x, g.const(wd), g.const(bd)], {"group": C, **strides, "pads": (k // 2,) * 4})
     y = g.op("conv", [ACTS[act][0](g, d), g.const(wp), g.const(bp)], {})
     args = {}
     if residual:

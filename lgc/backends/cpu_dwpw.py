@@ -69,11 +69,11 @@ def fusable(pw: Node, producer, uses, consts) -> tuple[Node | None, tuple, str]:
     extra = [v for v in readers if uses[v] != inside.get(v, 0) + (v is X)]
     if extra:
         return dw, (), f"{extra[0].name or 'the depthwise output'} has readers besides the 1x1 conv"
-    dat = dw.attrs
+    strides, dilations = tuple(dw.attrs["strides"]) or (1, 1), tuple(dw.attrs["dilations"]) or (1, 1)
     if not all(v.dtype.name == "f32" for v in list(dw.inputs) + list(pw.inputs) + list(pw.outputs)):
         return dw, (), "not float32"
-    if dat["strides"][1] not in (1, 2) or set(dat["dilations"]) - {1}:
-        return dw, (), f"strides {dat['strides']}, dilations {dat['dilations']}: not the vector kernel's"
+    if strides[1] not in (1, 2) or set(dilations) - {1}:
+        return dw, (), f"strides {strides}, dilations {dilations}: not the vector kernel's"
     if X.shape[1] > MAX_CHANNELS:
         return dw, (), f"{X.shape[1]} channels, more than the private array's {MAX_CHANNELS}"
     OW = pw.outputs[0].shape[3]

@@ -80,7 +80,8 @@ def cmd_compile(args) -> int:
         print(plan(lowered, backend.target).explain() if settings.fuse else "fusion is off (LGC_FUSE=0)")
         if not backend.target.is_gpu:
             from lgc.backends.cpu_dwpw import explain as explain_dwpw
-            print("\n".join(explain_dwpw(exe.graph, settings)))
+            for line in explain_dwpw(exe.graph, settings):
+                print(line)
     if args.report:
         records = []
         optimize(import_graph(model.model, types), args.opt_level, records)
