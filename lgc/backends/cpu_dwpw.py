@@ -256,7 +256,7 @@ def _segment_store(it, T: int, R: int, M: int, OH: int, OW: int, dtype, epilogue
                           for j in range(VEC))
         store = f"if (ox + {VEC} <= {OW}) {store} else {{ {single} }}" if store else single
     guards = ([f"m0 + i < {M}"] if M % T else []) + ([f"oy0 + r < {OH}"] if OH % R else [])
-    return lines + [(f"if ({' && '.join(guards)}) " if guards else "") + store]
+    return lines + [f"if ({' && '.join(guards)}) {{ {store} }}" if guards else store]
 
 
 # Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
