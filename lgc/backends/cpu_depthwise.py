@@ -110,12 +110,8 @@ class DepthwiseGen(Template):
                 for k in range(nseg):
                     b += segment_stores(it, S, OH, OW, Y, epilogue, lambda i, k=k, r=r: f"a{k}_{r}.s{i:x}",
                                         str(k * S), f"(oy0 + {r})")
-        elif vector:   # inside the image: vloads; at its edges: the row built in registers
-            vt = f"float{S}"
-            reach = KW - 1 + sw * S      # the last tap's vload: V lanes, or 2V at stride 2
-            b += [f"{vt} a = ({vt})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
-            b += ["  " + ln for ln in _vector_taps(it, S, H, W, KH, KW, sh, sw, dh, pt)]
-            b += ["} else {"] + ["  " + ln for ln in _edge_taps(it, S, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
+        elif vector:
+            b += segment_taps(it, S, H, W, KH, KW, sh, sw, dh, pt, init)
             value = lambda i: f"a.s{i:x}"     # noqa: E731
         else:
             b += _scalar_taps(it, S, span, H, W, KH, KW, sh, sw, dh, dw, pt, init)
@@ -127,6 +123,22 @@ class DepthwiseGen(Template):
         return [Kernel(name, args, b, global_size=launch, local_size=None,
                        index_type=it, node_name=node.name or "",
                        flops=2 * KH * KW * Y.type.size)]
+
+
+def segment_taps(it, V, H, W, KH, KW, sh, sw, dh, pt, init) -> list[str]:
+    """floatV a = `init` plus every tap for the segment of output row oy from input column
+    x0 (src: the input plane, wk: its KH x KW weights). Inside the image: vloads; at its
+    edges: the row built in registers."""
+    span = (V - 1) * sw + KW
+    reach = KW - 1 + sw * V      # the last tap's vload: V lanes, or 2V at stride 2
+    b = [f"float{V} a = (float{V})({init});", f"if (x0 >= 0 && x0 + {reach} <= {W}) {{"]
+    b += ["  " + ln for ln in _vector_taps(it, V, H, W, KH, KW, sh, sw, dh, pt)]
+    return b + ["} else {"] + ["  " + ln for ln in _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt)] + ["}"]
+
+
+def inside(x0: int, V: int, KW: int, sw: int, W: int) -> bool:
+    """A segment from input column x0 whose taps all lie inside the row (vloads)."""
+    return x0 >= 0 and x0 + KW - 1 + sw * V <= W
 
 
 def _rows(it, KH, sh, dh, pt, H, W, taps, offset: str = "") -> list[str]:
@@ -185,28 +197,62 @@ def _row_taps(it, V, nseg, R, span, H, W, KH, KW, sh, sw, dh, pt, pl, init) -> l
     The segments' columns are known when the kernel is generated: one inside the image reads
     its taps with vloads, one at an edge builds its span in float16 registers from plain loads
     and zeros once per input row (no bounds tests); each tap is one vector multiply-add."""
+    b = [f"float{V} a{k}_{r} = (float{V})({init});" for r in range(R) for k in range(nseg)]
+    return b + _input_rows(it, R, H, W, KH, sh, dh, pt, lambda rk: [
+        ln for k in range(nseg) for ln in _row_segment(k * V * sw - pl, rk, lambda r, k=k: f"a{k}_{r}", f"r{k}_",
+                                                       V, span, W, KW, sw)])
+
+
+def _input_rows(it, R, H, W, KH, sh, dh, pt, taps) -> list[str]:
+    """Each input row that R output rows from oy0 read, visited once: `row` points at it,
+    then taps(rk)'s statements, rk its users (r, kh): output row r, kernel row kh."""
     users: dict[int, list] = {}      # input row offset from oy0 * sh - pt -> its (r, kh)
     for r in range(R):
         for kh in range(KH):
             users.setdefault(r * sh + kh * dh, []).append((r, kh))
-    b = [f"float{V} a{k}_{r} = (float{V})({init});" for r in range(R) for k in range(nseg)]
+    b = []
     for d, rk in sorted(users.items()):
         b.append(f"{{ const {it} iy = oy0 * {sh} - {pt} + {d};")
         b.append(f"  if (iy >= 0 && iy < {H}) {{")
         b.append(f"    const __global float* row = src + iy * {W};")
-        for k in range(nseg):
-            x0 = k * V * sw - pl
-            if x0 >= 0 and x0 + KW - 1 + sw * V <= W:     # inside the image: vloads
-                for r, kh in rk:
-                    b += ["    " + ln for ln in _vload_taps(f"a{k}_{r}", lambda kw: f"row + {x0 + kw}", V, KW, sw, kh)]
-                continue
-            lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
-            for i, (r, kh) in enumerate(rk):
-                taps = _register_taps(f"a{k}_{r}", f"r{k}_", lane, span, V, KW, sw, kh)
-                b += ["    " + ln for ln in (taps if i == 0 else [t for t in taps if not t.startswith("const")])]
+        b += ["    " + ln for ln in taps(rk)]
         b.append("  }")
         b.append("}")
     return b
+
+
+def _row_segment(x0, rk, acc, regs: str, V, span, W, KW, sw) -> list[str]:
+    """The taps of input row `row` for the segment from input column x0 in the accumulators
+    acc(r) of its users rk. x0 a number: known when generated, vloads inside the image, else
+    the span built once in float16 registers {regs}0.. (no bounds tests); a name: a column
+    whose taps lie inside the row (vloads)."""
+    if isinstance(x0, str) or inside(x0, V, KW, sw, W):
+        at = (lambda kw: f"row + {x0} + {kw}") if isinstance(x0, str) else (lambda kw: f"row + {x0 + kw}")
+        return [ln for r, kh in rk for ln in _vload_taps(acc(r), at, V, KW, sw, kh)]
+    lane = lambda j: f"row[{x0 + j}]" if 0 <= x0 + j < W else "0.0f"     # noqa: E731
+    b = []
+    for i, (r, kh) in enumerate(rk):
+        taps = _register_taps(acc(r), regs, lane, span, V, KW, sw, kh)
+        b += taps if i == 0 else [t for t in taps if not t.startswith("const")]
+    return b
+
+
+def rows_taps(it, V, R, H, W, KH, KW, sh, sw, dh, pt, pl, nseg, init) -> list[str]:
+    """floatV a0 .. a{R-1} = `init` plus every tap for output rows oy0 .. oy0 + R - 1 of the
+    segment from input column x0, the input rows visited once for all. Inside the image:
+    vloads; the segments at its edges (columns known when generated): registers, no bounds
+    tests."""
+    span = (V - 1) * sw + KW
+    b = [f"float{V} " + ", ".join(f"a{r} = (float{V})({init})" for r in range(R)) + ";",
+         f"if (x0 >= 0 && x0 + {KW - 1 + sw * V} <= {W}) {{"]
+    cases = [("x0", "")] + [(k * V * sw - pl, f"x0 == {k * V * sw - pl}") for k in range(nseg)
+                             if not inside(k * V * sw - pl, V, KW, sw, W)]
+    for i, (x0, cond) in enumerate(cases):
+        if i:
+            b.append("} else " + (f"if ({cond}) {{" if i < len(cases) - 1 else "{"))
+        b += ["  " + ln for ln in _input_rows(it, R, H, W, KH, sh, dh, pt, lambda rk, x0=x0: _row_segment(
+            x0, rk, lambda r: f"a{r}", "r", V, span, W, KW, sw))]
+    return b + ["}"]
 
 
 def _edge_taps(it, V, span, H, W, KH, KW, sh, sw, dh, pt) -> list[str]:

@@ -44,7 +44,7 @@ from ..ops.linalg import prod
 from ..ops.nn import pool_out
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_attention_rewrite, cpu_winograd
+from . import cpu_attention_rewrite, cpu_dwpw, cpu_winograd
 from .settings import current_settings
 from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
@@ -83,7 +83,8 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
         elif node.op == "conv":
             scaled = _channel_scaled(node, producer, uses, consts)
             done = (_scale_into_weights(rw, node, consts, *scaled) if scaled else
-                    _depthwise(rw, node, producer) or _conv(rw, node, consts))
+                    _depthwise_pointwise(rw, node, producer, uses, consts)
+                    or _depthwise(rw, node, producer) or _conv(rw, node, consts))
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
         elif node.op in ("slice", "reshape"):
@@ -256,6 +257,25 @@ def _depthwise(rw: Rewriter, node: Node, producer) -> bool:
     rw.compute(node, "depthwise_conv", ins, {"strides": tuple(at["strides"]) or (1, 1),
                                              "pads": tuple(at["pads"]) or (0, 0, 0, 0),
                                              "dilations": tuple(at["dilations"]) or (1, 1), "shuffle": g})
+    return True
+
+
+def _depthwise_pointwise(rw: Rewriter, node: Node, producer, uses, consts) -> bool:
+    """A 1x1 conv reading a depthwise conv through its activation only -> depthwise_pointwise
+    (cpu_dwpw): the depthwise output is never written (LGC_CPU_DWPW=0 turns it off)."""
+    if not (current_settings().cpu_dwpw and current_settings().cpu_depthwise):
+        return False
+    dw, chain, why = cpu_dwpw.fusable(node, producer, uses, consts)
+    if dw is None or why:
+        return False
+    at, Wp = dw.attrs, consts[node.inputs[1]]
+    C, M = dw.inputs[0].shape[1], Wp.shape[0]
+    biases = [rw.get(c.inputs[2]) if len(c.inputs) == 3 else rw.const(np.zeros(k, np.float32))
+              for c, k in ((dw, C), (node, M))]
+    wp = rw.const(lowered.pack_rows_ref(Wp.reshape(M, C)), node.inputs[1].name)
+    rw.compute(node, "depthwise_pointwise", [rw.get(dw.inputs[0]), rw.get(dw.inputs[1]), biases[0], wp, biases[1]],
+               {"strides": tuple(at["strides"]) or (1, 1), "pads": tuple(at["pads"]) or (0, 0, 0, 0),
+                "dilations": tuple(at["dilations"]) or (1, 1), "chain": chain, "m": M})
     return True
 
 

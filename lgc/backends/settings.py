@@ -21,6 +21,7 @@ class Settings:
     cpu_panels: bool = True         # LGC_CPU_PANELS: CPU matmul/conv on the packed-panel GEMM
     cpu_winograd: bool = True       # LGC_CPU_WINOGRAD: CPU 3x3 convs through Winograd F(2x2,3x3)
     cpu_depthwise: bool = True      # LGC_CPU_DEPTHWISE: CPU depthwise convs on row kernels
+    cpu_dwpw: bool = True           # LGC_CPU_DWPW: CPU depthwise conv + 1x1 conv in one kernel (cpu_dwpw)
     cpu_pool: bool = True           # LGC_CPU_POOL: CPU pools on row kernels
     cpu_pointwise_rows: bool = True  # LGC_CPU_POINTWISE_ROWS: CPU 1x1 convs read the image as B (no pack)
     cpu_rowvec: bool = True         # LGC_CPU_ROWVEC: CPU softmax/row reductions as vector rows

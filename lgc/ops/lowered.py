@@ -15,6 +15,8 @@ run after differentiation and batching, so these ops have no gradient or batchin
   winograd_input(X)             X [N, C, H, W] -> V [N, 16, ceil(T/16), C, 16] (B panels, T tiles)
   winograd_output(Mt[, bias])   the products [N, 16, M, T16] -> Y [N, M, OH, OW]
   depthwise_conv(X, W[, bias])  2-D depthwise conv, optionally read through a channel shuffle
+  depthwise_pointwise(X, Wd, bd, Wp, bp)  a depthwise conv (+ bd), an elementwise chain (its
+                                activation), then a 1x1 conv: Wp [M, C] as row panels of 4
   pool_rows(X)                  2-D max / average pool, floor mode
   attention(Q, Kp, V[, mask])   softmax(Q K^T * scale + mask [, causal]) V, K^T read as B panels
                                 Kp [..., ceil(Tk/16), D, 16] (pack_panels of K^T)
@@ -334,6 +336,64 @@ register_lowered(OpDef(
     num_inputs=(2, 3),
     attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "shuffle": 1},
     doc="2-D depthwise conv, optionally reading through a channel shuffle (CPU lowering only)"))
+
+
+# ---- depthwise_pointwise --------------------------------------------------------------------
+# A MobileNet inverted residual's depthwise conv, its activation and the 1x1 projection in one
+# op. `chain`: the activation as steps (op, x, y) over names "v0" (the depthwise result, bias
+# added), "v1".. (the steps' results) and float constants written as text; the last step's
+# result (v0 when there is none) is what the 1x1 conv reads. Wp is the [M, C] weights as row
+# panels ([ceil(M/8) * 2, C, 4], pack_rows_ref), `m` their rows.
+
+CHAIN_OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+             "max": np.maximum, "min": np.minimum}
+
+
+def run_chain(v0: np.ndarray, chain) -> np.ndarray:
+    """The chain's result from v0 (NumPy)."""
+    vals = [v0]
+    for op, x, y in chain:
+        arg = [vals[int(a[1:])] if a.startswith("v") else np.float64(float(a)) for a in (x, y)]
+        vals.append(CHAIN_OPS[op](*arg))
+    return vals[-1]
+
+
+def unpack_rows(a: np.ndarray, m: int) -> np.ndarray:
+    """The [m, K] matrix that pack_rows_ref packed into `a`."""
+    return np.swapaxes(a, 1, 2).reshape(-1, a.shape[1])[:m]
+
+
+def _dwpw_attrs(attrs):
+    return {k: attrs[k] for k in ("strides", "pads", "dilations")}
+
+
+def _dwpw_infer(types, attrs):
+    x, wd, wp = types[0].shape, types[1].shape, types[3].shape
+    m = attrs["m"]
+    if len(x) != 4 or wd[:2] != (x[1], 1) or len(wd) != 4 or wp[1:] != (x[1], ROWS) or wp[0] * ROWS < m:
+        raise OpError(f"depthwise_pointwise: X {x}, Wd {wd} and Wp {wp} are not a depthwise conv and "
+                      f"a 1x1 conv to {m} channels")
+    check_bias(types[:3], 2, x[1], "depthwise_pointwise")
+    check_bias(types[:2] + types[4:5], 2, m, "depthwise_pointwise")
+    oh, ow = _depthwise_out_hw(x, wd, attrs)
+    if oh < 1 or ow < 1:
+        raise OpError(f"depthwise_pointwise: X {x} with Wd {wd} leaves no output")
+    return [TensorType(types[0].dtype, (x[0], m, oh, ow))]
+
+
+def depthwise_pointwise_ref(xs, attrs):
+    x, wd, bd, wp, bp = (v.astype(np.float64) for v in xs)
+    d = conv_ref([x, wd, bd], {**_dwpw_attrs(attrs), "group": x.shape[1]})[0]
+    h = run_chain(d, attrs["chain"])
+    y = np.einsum("mc,nchw->nmhw", unpack_rows(wp, attrs["m"]), h) + bp.reshape(1, -1, 1, 1)
+    return [y.astype(xs[0].dtype)]
+
+
+register_lowered(OpDef(
+    "depthwise_pointwise", _dwpw_infer, depthwise_pointwise_ref, fusion="out_fusable",
+    num_inputs=(5, 5),
+    attrs={"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "chain": (), "m": 0},
+    doc="depthwise conv, its activation and a 1x1 conv in one op (CPU lowering only)"))
 
 
 # ---- channel_shuffle ------------------------------------------------------------------------

@@ -78,6 +78,10 @@ def cmd_compile(args) -> int:
         settings = Settings.from_env()
         lowered = backend.rewrite(exe.graph, settings)   # the graph the backend fuses
         print(plan(lowered, backend.target).explain() if settings.fuse else "fusion is off (LGC_FUSE=0)")
+        if not backend.target.is_gpu:
+            from lgc.backends.cpu_dwpw import explain as explain_dwpw
+            for line in explain_dwpw(exe.graph, settings):
+                print(line)
     if args.report:
         records = []
         optimize(import_graph(model.model, types), args.opt_level, records)
@@ -328,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile each kernel for gfx803 with LLVM (clang-16, libclc-16) and print registers, "
                         "LDS, scratch and waves per SIMD (implies --target gfx803 unless given)")
     p.add_argument("--explain", action="store_true",
-                   help="print the fusion groups: which ops each kernel computes, why it stops there")
+                   help="print the fusion groups: which ops each kernel computes, why it stops there; "
+                        "on CPU targets also which depthwise convs fuse with the 1x1 conv after them "
+                        "(LGC_CPU_DWPW) and why not")
     p.add_argument("--tune", action="store_true", help="tune the matmul/conv kernels on the device first")
     p.add_argument("--budget", type=float, default=60.0,
                    help="seconds for --tune or --search (default 60)")
