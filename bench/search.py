@@ -132,12 +132,13 @@ def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, 
     from lgc.compress.calibrate import load_calibration
     from lgc.frontend.onnx.importer import default_input_types, import_graph
     from lgc.passes import optimize
-    from lgc.search.compression import CompressionSearch, ModelLatency
+    from lgc.search.compression import CompressionSearch
+    from lgc.search.latency import CostModelLatency
     doc = json.load(open(report))["search"]
     m = lgc.Model(model, shapes).model
     types = default_input_types(m, shapes)
     graph = optimize(import_graph(m, types), 2)
-    search = CompressionSearch(graph, load_calibration(calib, types, limit=1), ModelLatency("gfx803"))
+    search = CompressionSearch(graph, load_calibration(calib, types, limit=1), CostModelLatency("gfx803"))
     chosen = search.genome_of(doc["evaluated"][doc["chosen"] if index is None else index]["policy"])
     lgc.compile(search.apply(chosen)).save(out)
 
@@ -145,8 +146,8 @@ def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, 
 def cost_model_ms(path: str) -> float:
     """gfx803 cost-model latency of an artifact's graph (the search's latency objective)."""
     from lgc.distributed.lgc_graph import graph_of_artifact
-    from lgc.search.compression import ModelLatency
-    return 1e3 * ModelLatency("gfx803")(graph_of_artifact(path), None)
+    from lgc.search.latency import CostModelLatency
+    return 1e3 * CostModelLatency("gfx803")(graph_of_artifact(path))
 
 
 def compare(name: str, model: str, calib: str, max_drift: float, runs: int, shapes: dict,

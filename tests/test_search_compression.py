@@ -12,8 +12,8 @@ from lgc.compress.graphtools import max_relative_error, reference_run
 from lgc.frontend.onnx.importer import default_input_types, import_graph
 from lgc.passes import optimize
 from lgc.search import non_dominated_sort
-from lgc.search.compression import (PRECISIONS, PRUNE, RANKS, CompressionSearch, ModelLatency,
-                                    choose)
+from lgc.search.compression import PRECISIONS, PRUNE, RANKS, CompressionSearch, choose
+from lgc.search.latency import CostModelLatency
 from lgc.tools.cli import main
 
 
@@ -58,7 +58,7 @@ def search_for(model, x, latency=None):
     types = default_input_types(m)
     graph = optimize(import_graph(m, types), 2)
     feeds = [{"x": x[i:i + 2]} for i in range(0, len(x), 2)]
-    return CompressionSearch(graph, feeds, latency or ModelLatency("gfx803")), graph
+    return CompressionSearch(graph, feeds, latency or CostModelLatency("gfx803")), graph
 
 
 def test_seeded_search_repeats_exactly_with_the_cost_model(cnn):
