@@ -115,6 +115,7 @@ class CompressionSearch:
         self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
         self.scores: dict = {}         # genome -> objectives, for the hill-climbing seeds
         self.seeded: set = set()       # the genomes the last run() drew from the seeds
+        self.probes: set = set()       # the single-layer prune probes among them
         if hasattr(latency, "set_baseline"):
             latency.set_baseline(optimize(self.graph, opt_level), self.feed, "float32")
 
@@ -200,7 +201,7 @@ class CompressionSearch:
         budget, then the layer most sensitive at its level stepped back until the whole
         fits) in float32 and with int8 everywhere: evolution starts where the greedy search
         ends."""
-        self.seeded = set()
+        self.seeded, self.probes = set(), set()
         for genome in self.seeds():
             stream = {PROBES: self._probes, COMBINED: self._greedy_combinations,
                       CLIMB: self._climb}.get(genome, lambda genome=genome: (genome,))()
@@ -245,7 +246,9 @@ class CompressionSearch:
         for i, la in enumerate(self.layers):
             if la.prunable:
                 for p in range(1, len(PRUNE)):
+                    self.probes.add(self._probe(i, p))
                     yield self._probe(i, p)
+
     def seed_count(self, result: SearchResult) -> int:
         """How many of result.evaluated (a prefix) came from the seeds."""
         return next((i for i, p in enumerate(result.evaluated) if p.genome not in self.seeded),
@@ -347,6 +350,9 @@ class CompressionSearch:
             if self.skips(drift):
                 lat = np.inf
                 info["latency"] = "not measured: drift over the budget"
+            elif self.probe_only(genome):
+                lat = np.inf
+                info["latency"] = "not measured: a sensitivity probe (its drift is what is used)"
             else:
                 lat = self.latency(compiled, self.feed)
         except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
@@ -362,15 +368,22 @@ class CompressionSearch:
         return self.max_drift is not None and drift > self.max_drift and \
             not getattr(self.latency, "deterministic", False)
 
+    def probe_only(self, genome: Genome) -> bool:
+        """Whether a policy is one of the greedy search's single-layer probes evaluated for its
+        drift only: with measured latency, timing the dozens of probes before their
+        combination (which prunes the same layers further) would spend most of a short
+        budget; the cost model prices them as it goes (milliseconds)."""
+        return genome in self.probes and not getattr(self.latency, "deterministic", False)
+
     def choose(self, result: SearchResult, max_drift: float, confirm: int = 4) -> Individual:
         """The fastest policy within the drift budget. With measured latency, the `confirm`
         fastest are first timed again together, interleaved, and the fastest of those wins
         (one lucky measurement among many would otherwise be chosen); their times go to
         info["confirmed_latency_s"]."""
         ok = feasible(result, max_drift)
-        if getattr(self.latency, "deterministic", True) or len(ok) < 2 or confirm < 2:
+        top = [p for p in ok if np.isfinite(p.objectives[0])][:confirm]    # probes: not timed
+        if getattr(self.latency, "deterministic", True) or len(top) < 2 or confirm < 2:
             return ok[0]
-        top = ok[:confirm]
         for p, t in zip(top, self.latency.again([optimize(self.apply(p.genome), self.opt_level)
                                                  for p in top], self.feed)):
             p.info["confirmed_latency_s"] = t
@@ -423,7 +436,7 @@ def choose(result: SearchResult, max_drift: float) -> Individual:
 
 def front_table(search: CompressionSearch, result: SearchResult, chosen: Individual | None = None) -> str:
     """The Pareto front as text: latency, bytes, drift, policy summary; * marks the chosen,
-    '-' a latency not measured (drift over the budget)."""
+    '-' a latency not measured (drift over the budget, or a probe timed not at all)."""
     rows = sorted(result.front, key=lambda p: p.objectives)
     lines = [f"  {'latency ms':>10}  {'bytes':>10}  {'drift':>9}  policy"]
     for p in rows:
