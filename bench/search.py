@@ -122,6 +122,34 @@ def first_output(exe, feed) -> np.ndarray:
     return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out[0])
 
 
+def prune_optimum(model: str, calib: str, shapes: dict, max_drift: float) -> dict:
+    """Every float32 structured-pruning policy of the search's levels (each prunable layer at
+    0 to .75 in eighths) priced by the gfx803 cost model, drift on the same sample: the
+    fastest within max_drift, i.e. the best any search over pruning alone can find."""
+    import itertools
+
+    import lgc
+    from lgc.compress.calibrate import load_calibration
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
+    from lgc.passes import optimize
+    from lgc.search.compression import PRUNE, CompressionSearch
+    from lgc.search.latency import CostModelLatency
+    m = lgc.Model(model, shapes).model
+    types = default_input_types(m, shapes)
+    search = CompressionSearch(optimize(import_graph(m, types), 2), load_calibration(calib, types, limit=1),
+                               CostModelLatency("gfx803"), max_drift=max_drift)
+    prunable = [i for i, la in enumerate(search.layers) if la.prunable]
+    best, count = None, 0
+    for levels in itertools.product(range(len(PRUNE)), repeat=len(prunable)):
+        genes = dict(zip(prunable, levels))
+        genome = search.canonical(tuple((genes.get(i, 0), 0, 0) for i in range(len(search.layers))))
+        (lat, _, drift), _ = search.evaluate(genome)
+        count += 1
+        if drift <= max_drift and (best is None or lat < best[0]):
+            best = (lat, drift, search.summary(genome))
+    return {"policies": count, "ms": 1e3 * best[0], "drift": best[1], "policy": best[2]}
+
+
 def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, index=None) -> None:
     """An evaluated policy of the evolutionary search's --report (default: the chosen one)
     applied again and compiled for this device (the search's own artifact may have been
@@ -210,14 +238,14 @@ def compare(name: str, model: str, calib: str, max_drift: float, runs: int, shap
                  "final_ms": best(len(rows_)), "chosen_index": doc["chosen"]}
     front = evo_out[evo_out.index("Pareto front"):]
     front = front[:front.index("\n", front.index("\nchosen:") + 1)]
-    return {"model": name, "budget_s": budget, "max_drift": max_drift, "greedy_s": greedy_s,
+    return {"model": name, "latency": target or "measured here", "budget_s": budget, "max_drift": max_drift, "greedy_s": greedy_s,
             "evo_s": evo_s, "rows": rows, "front": front, "evolution": evolution,
             "commands": {"greedy": " ".join(greedy_cmd), "evo": " ".join(evo_cmd)}}
 
 
 def show(r: dict) -> None:
-    print(f"\n== {r['model']}: max drift {r['max_drift']:g}, budget {r['budget_s']:g} s "
-          f"(greedy ran {r['greedy_s']:.1f} s, evolutionary {r['evo_s']:.1f} s, both with startup)")
+    print(f"\n== {r['model']}, search latency {r['latency']}: max drift {r['max_drift']:g}, "
+          f"budget {r['budget_s']:g} s (greedy ran {r['greedy_s']:.1f} s, evolutionary {r['evo_s']:.1f} s, both with startup)")
     print(f"greedy:       {r['commands']['greedy']}")
     print(f"evolutionary: {r['commands']['evo']}")
     cm = "cost_model_ms" in r["rows"]["float"]
@@ -243,9 +271,14 @@ def show(r: dict) -> None:
           f"drift {e['drift']:.4g} vs {g['drift']:.4g} "
           f"({'equal or lower' if e['drift'] <= g['drift'] else 'HIGHER'})")
     ev = r["evolution"]
-    print(f"evolution (gfx803 cost model, within max drift): best seed "
+    print(f"evolution ({r['latency']}, within max drift): best seed "
           f"{ev['best_seed_ms']:.4f} ms of {ev['seeds']} seeds -> final {ev['final_ms']:.4f} ms after "
           f"{ev['evaluated']} evaluations (chosen: evaluation #{ev['chosen_index']})")
+    opt = r.get("prune_optimum")
+    if opt:
+        print(f"exhaustive: the fastest of all {opt['policies']} float32 pruning policies within drift "
+              f"{r['max_drift']:g}, gfx803 model: {opt['ms']:.4f} ms, drift {opt['drift']:.4g} "
+              f"({opt['policy']})")
     print(r["front"])
 
 
@@ -254,6 +287,12 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="digits,resnet50")
     ap.add_argument("--max-drift-digits", default="0.05,0.2", help="comma-separated: one comparison each")
     ap.add_argument("--max-drift-resnet50", default="0.05")
+    ap.add_argument("--latency-digits", default="gfx803,device",
+                    help="the digits search's latency objective, comma-separated: one comparison "
+                         "each (gfx803: its cost model, `--target gfx803`; device: measured here)")
+    ap.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=True,
+                    help="digits on gfx803: also price every float32 pruning policy (the optimum "
+                         "of pruning alone)")
     ap.add_argument("--budget-digits", type=float,
                     help="search seconds for digits (default: the greedy command's wall time)")
     ap.add_argument("--budget-resnet50", type=float,
@@ -280,9 +319,14 @@ def main(argv=None) -> int:
                                            for i in range(0, n, 64)])
                     return float(np.mean(pred == yte[:n]))
                 for d in args.max_drift_digits.split(","):
-                    results.append(compare(name, model, calib, float(d), args.runs, {"x": (64, 1, 8, 8)},
-                                           tmp, accuracy, args.budget_digits, "gfx803"))
-                    show(results[-1])
+                    for lat in args.latency_digits.split(","):
+                        target = None if lat == "device" else lat
+                        results.append(compare(name, model, calib, float(d), args.runs, {"x": (64, 1, 8, 8)},
+                                               tmp, accuracy, args.budget_digits, target))
+                        if target is not None and args.exhaustive:
+                            results[-1]["prune_optimum"] = prune_optimum(model, calib, {"x": (64, 1, 8, 8)},
+                                                                         float(d))
+                        show(results[-1])
             elif name == "resnet50":
                 resnet50_onnx(model)
                 import onnx

@@ -229,3 +229,39 @@ def test_greedy_combination_seed_follows_the_probes(cnn):
     first = s.canonical(tuple((best[i], 0, 0) for i in range(len(s.layers))))
     assert first in s.seeded and first in {p.genome for p in res.evaluated}
     assert sum(1 for v in best.values() if v) >= 2                # it combines several layers
+
+
+class CountingLatency:
+    """A stand-in for MeasuredLatency (not deterministic): the graph's node count in us,
+    recording which graphs it was asked to time."""
+    deterministic = False
+
+    def __init__(self):
+        self.timed = 0
+
+    def set_baseline(self, graph, feed, name):
+        pass
+
+    def __call__(self, graph, feed):
+        self.timed += 1
+        return 1e-6 * len(graph.nodes)
+
+    def again(self, graphs, feed):
+        return [1e-6 * len(g.nodes) for g in graphs]
+
+
+def test_measured_search_does_not_time_the_probes(cnn):
+    """With measured latency the greedy search's single-layer probes are scored for drift
+    only; the policies after them (their greedy combination first) are timed."""
+    _, model, x = cnn
+    lat = CountingLatency()
+    s, _ = search_for(model, x, lat)
+    s.max_drift = 0.5
+    res = s.run(generations=0, population=2, seed=0, progress=False)
+    probes = [p for p in res.evaluated if p.genome in s.probes]
+    assert probes and all(p.objectives[0] == np.inf and "not measured" in p.info["latency"] for p in probes)
+    assert any("probe" in p.info["latency"] for p in probes)    # within the budget, yet not timed
+    timed = [p for p in res.evaluated if np.isfinite(p.objectives[0])]
+    assert lat.timed == len(timed) and len(timed) > 2
+    chosen = s.choose(res, 0.5)
+    assert np.isfinite(chosen.objectives[0]) and chosen.genome not in s.probes
