@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lgc.compress.graphtools import max_relative_error, reference_run
+from lgc.errors import InputError
 from lgc.frontend.onnx.importer import default_input_types, import_graph
 from lgc.passes import optimize
 from lgc.search import non_dominated_sort
@@ -265,3 +266,26 @@ def test_measured_search_does_not_time_the_probes(cnn):
     assert lat.timed == len(timed) and len(timed) > 2
     chosen = s.choose(res, 0.5)
     assert np.isfinite(chosen.objectives[0]) and chosen.genome not in s.probes
+
+
+def test_int8_ranges_are_reused_exactly(cnn, monkeypatch):
+    """Policies with the same pruning and ranks quantize the same graph: the second one reuses
+    the first one's observed ranges (no calibration run) and is the same graph as without."""
+    import importlib
+    q = importlib.import_module("lgc.compress.quantize")     # the module (the package exports the function)
+    _, model, x = cnn
+    s, _ = search_for(model, x)
+    first = s.canonical(((1, 0, 2), (0, 0, 2), (0, 0, 2), (0, 0, 0)))
+    second = s.canonical(((1, 0, 0), (0, 0, 2), (0, 0, 1), (0, 0, 2)))
+    fresh, _ = search_for(model, x)
+    want = reference_run(fresh.apply(second), {"x": x[:2]})
+    s.apply(first)
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated again")
+    monkeypatch.setattr(q, "_observe", no_calibration)
+    got = reference_run(s.apply(second), {"x": x[:2]})
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    graph = s.apply(s.uniform())
+    with pytest.raises(InputError, match="no observed range for layer"):
+        q.quantize(graph, s.feeds, "int8", ranges={})

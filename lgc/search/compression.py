@@ -112,6 +112,9 @@ class CompressionSearch:
             raise InputError("the model has no conv/matmul layer with constant weights to compress")
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        self.ranges: dict = {}         # prune and rank genes -> int8 input ranges observed on
+                                       # that graph: int8 policies differing in which layers
+                                       # are int8 or fp16 skip the calibration run
         self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
         self.scores: dict = {}         # genome -> objectives, for the hill-climbing seeds
         self.seeded: set = set()       # the genomes the last run() drew from the seeds
@@ -319,7 +322,10 @@ class CompressionSearch:
         int8 = {n for n, o in owner.items() if prec.get(o) == "int8"}
         if int8:
             keep = [la.name for la in find_layers(g) if la.name not in int8]
-            g = quantize(g, self.feeds, "int8", keep_float=keep).graph
+            shape = tuple((p, r) for p, r, _ in genome)          # what the graph quantized depends on
+            q = quantize(g, self.feeds, "int8", keep_float=keep, ranges=self.ranges.get(shape))
+            self.ranges[shape] = q.ranges
+            g = q.graph
         half = [n for n, o in owner.items() if prec.get(o) == "fp16"]
         if half:
             present = set(layer_names(g).values())
