@@ -136,10 +136,3 @@ class MeasuredLatency:
         where = getattr(self.device, "name", None) or self.device or "the device"
         return f"measured on {where}" + (f", relative to {self.base_name}" if self.base else "")
 
-
-def latency_model(target: str | None, device=None, opt_level: int = 2):
-    """'device' or None -> MeasuredLatency on `device`; a Target name with peaks (gfx803) ->
-    CostModelLatency."""
-    if target in (None, "device"):
-        return MeasuredLatency(device, opt_level)
-    return CostModelLatency(target, opt_level)
