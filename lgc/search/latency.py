@@ -15,8 +15,9 @@ worker (bench/planner_scaling.py's "derated" RX 580: the one scenario there mean
 realistic rather than a bound) and the ~10 us of wall time a launch costs, measured in
 docs/HARDWARE.md. At efficiency 1 the roofline is a lower bound (docs/DISTRIBUTED.md); pairing
 that bound with a realistic launch cost would weigh launches 3x too heavily against FLOPs and
-bytes. Launches are counted in the compiled program, not the fusion plan: a lowered conv may
-launch a packing kernel too (ResNet-50 on gfx803: 84 launches for 56 fused kernels).
+bytes. Launches are counted in the compiled program, not the fusion plan: a conv split along K
+for the GPU launches a second kernel that sums the splits (ResNet-50 on gfx803: 84 launches,
+28 of them such sums, for 56 kernels in the fusion plan).
 """
 from __future__ import annotations
 
