@@ -2,16 +2,22 @@
 
     python bench/search.py [--models digits,resnet50] [--budget-digits 30] [--budget-resnet50 S]
                            [--max-drift-digits 0.05,0.2] [--max-drift-resnet50 0.05] [--runs 20]
+                           [--latency-digits gfx803,device] [--no-exhaustive] [--no-policies]
 
 For each model both searches run as the `lgc compile` commands printed: the greedy one is
 `--prune channels:0.75 --max-drift X` (its sensitivity search picks each layer's fraction and
 stops when done: it takes no budget), the evolutionary one `--search evolutionary --budget B
---max-drift X --target gfx803`. B: the greedy command's own wall time (measured in the same
-run) unless --budget-digits / --budget-resnet50 is given. The card is absent, so both chosen
-points are priced by the gfx803 cost model (the fair comparison) and also measured here; the
-search's best seed and its final point are printed (did evolution improve on its seeds?). A smaller B than the greedy's time handicaps only the
-evolutionary search: with the deterministic cost model a seeded run with a longer budget
-evaluates the same policies first (a prefix), so its chosen point can only be as fast or faster. Then the float32, greedy and evolutionary artifacts
+--max-drift X --target gfx803` (for digits also without --target: latency measured here,
+--latency-digits). B: the greedy command's own wall time (measured in the same run) unless
+--budget-digits / --budget-resnet50 is given. The card is absent, so both chosen points are
+priced by the gfx803 cost model (lgc.search.latency, the search's own objective) and also
+measured here; the search's best seed and its final point are printed (did evolution
+improve on its seeds?). A smaller B than the greedy's time handicaps only the evolutionary
+search: with the deterministic cost model a seeded run with a longer budget evaluates the
+same policies first (a prefix), so its chosen point can only be as fast or faster. For
+digits on gfx803, every float32 pruning policy is also priced (the optimum any search over
+pruning alone can reach; --no-exhaustive skips it), and the greedy points and their int8
+variants are timed interleaved (--no-policies skips it). Then the float32, greedy and evolutionary artifacts
 (and "evo@greedy-drift": the search's fastest evaluated policy whose drift is no more than
 the greedy artifact's, compiled here) are timed interleaved in blocks (A A A B B B, repeated)
 on the device; drift is max |out - float| / max |float| on the first calibration sample,
@@ -19,7 +25,8 @@ plus, for digits, top-1 accuracy on the held-out images.
 
   digits    examples/cnn_digits.py's CNN trained with lgc for a few epochs, written as ONNX
             with a free batch, compiled at batch 64; calibration: 2 samples of 64 held-out
-            images of scikit-learn's load_digits; search latency: the gfx803 cost model
+            images of scikit-learn's load_digits; search latency: the gfx803 cost model and
+            measured on this device (one comparison each)
   resnet50  onnx's light ResNet-50 with seeded random weights, softmax removed (bench/
             compress_models.py's resnet50_logits), batch 1; calibration: 4 seeded normal
             images. The search's latency objective is the gfx803 cost model (`--target
@@ -122,6 +129,71 @@ def first_output(exe, feed) -> np.ndarray:
     return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out[0])
 
 
+def prune_optimum(model: str, calib: str, shapes: dict, max_drift: float) -> dict:
+    """Every float32 structured-pruning policy of the search's levels (each prunable layer at
+    0 to .75 in eighths) priced by the gfx803 cost model, drift on the same sample: the
+    fastest within max_drift, i.e. the best any search over pruning alone can find."""
+    import itertools
+
+    import lgc
+    from lgc.compress.calibrate import load_calibration
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
+    from lgc.passes import optimize
+    from lgc.search.compression import PRUNE, CompressionSearch
+    from lgc.search.latency import CostModelLatency
+    m = lgc.Model(model, shapes).model
+    types = default_input_types(m, shapes)
+    search = CompressionSearch(optimize(import_graph(m, types), 2), load_calibration(calib, types, limit=1),
+                               CostModelLatency("gfx803"), max_drift=max_drift)
+    prunable = [i for i, la in enumerate(search.layers) if la.prunable]
+    best, count = None, 0
+    for levels in itertools.product(range(len(PRUNE)), repeat=len(prunable)):
+        genes = dict(zip(prunable, levels))
+        genome = search.canonical(tuple((genes.get(i, 0), 0, 0) for i in range(len(search.layers))))
+        (lat, _, drift), _ = search.evaluate(genome)
+        count += 1
+        if drift <= max_drift and (best is None or lat < best[0]):
+            best = (lat, drift, search.summary(genome))
+    return {"policies": count, "ms": 1e3 * best[0], "drift": best[1], "policy": best[2]}
+
+
+def policy_times(model: str, calib: str, shapes: dict, policies: dict, blocks: int) -> dict:
+    """{name: (drift, gfx803 cost-model ms, measured ms)} of named digits policies ({layer:
+    (prune, precision)}), applied as the search applies them and timed interleaved here."""
+    import lgc
+    from lgc.compress.calibrate import load_calibration
+    from lgc.compress.graphtools import max_relative_error, reference_run
+    from lgc.frontend.onnx.importer import default_input_types, import_graph
+    from lgc.passes import optimize
+    from lgc.runtime import Executable
+    from lgc.search.compression import CompressionSearch
+    from lgc.search.latency import CostModelLatency
+    from lgc.tools.search_cli import CALIBRATION_SAMPLES
+    m = lgc.Model(model, shapes).model
+    types = default_input_types(m, shapes)
+    feeds = load_calibration(calib, types, limit=CALIBRATION_SAMPLES)     # as `lgc compile` loads it
+    search = CompressionSearch(optimize(import_graph(m, types), 2), feeds, CostModelLatency("gfx803"))
+    graphs = {k: search.apply(search.genome_of({la: {"prune": p, "rank": None, "precision": q}
+                                                for la, (p, q) in pol.items()}))
+              for k, pol in policies.items()}
+    ms = interleaved_ms({k: Executable.from_graph(g) for k, g in graphs.items()},
+                        feeds[0], blocks)
+    return {k: (max_relative_error(search.ref, reference_run(g, search.feed)),
+                1e3 * search.latency(optimize(g, 2)), ms[k]) for k, g in graphs.items()}
+
+
+DIGITS_POLICIES = {      # the greedy points and their int8 variants, for policy_times
+    "float32": {},
+    "fc1 25%": {"fc1": (0.25, "fp32")},
+    "int8, fc1 25%": {"conv1": (0.0, "int8"), "conv2": (0.0, "int8"), "fc1": (0.25, "int8"),
+                      "fc2": (0.0, "int8")},
+    "conv1 12.5%": {"conv1": (0.125, "fp32")},
+    "conv1 12.5%, fc1 25%": {"conv1": (0.125, "fp32"), "fc1": (0.25, "fp32")},
+    "int8, conv1 12.5%, fc1 25%": {"conv1": (0.125, "int8"), "conv2": (0.0, "int8"),
+                                   "fc1": (0.25, "int8"), "fc2": (0.0, "int8")},
+}
+
+
 def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, index=None) -> None:
     """An evaluated policy of the evolutionary search's --report (default: the chosen one)
     applied again and compiled for this device (the search's own artifact may have been
@@ -132,12 +204,13 @@ def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, 
     from lgc.compress.calibrate import load_calibration
     from lgc.frontend.onnx.importer import default_input_types, import_graph
     from lgc.passes import optimize
-    from lgc.search.compression import CompressionSearch, ModelLatency
+    from lgc.search.compression import CompressionSearch
+    from lgc.search.latency import CostModelLatency
     doc = json.load(open(report))["search"]
     m = lgc.Model(model, shapes).model
     types = default_input_types(m, shapes)
     graph = optimize(import_graph(m, types), 2)
-    search = CompressionSearch(graph, load_calibration(calib, types, limit=1), ModelLatency("gfx803"))
+    search = CompressionSearch(graph, load_calibration(calib, types, limit=1), CostModelLatency("gfx803"))
     chosen = search.genome_of(doc["evaluated"][doc["chosen"] if index is None else index]["policy"])
     lgc.compile(search.apply(chosen)).save(out)
 
@@ -145,8 +218,8 @@ def evo_for_device(model: str, calib: str, report: str, shapes: dict, out: str, 
 def cost_model_ms(path: str) -> float:
     """gfx803 cost-model latency of an artifact's graph (the search's latency objective)."""
     from lgc.distributed.lgc_graph import graph_of_artifact
-    from lgc.search.compression import ModelLatency
-    return 1e3 * ModelLatency("gfx803")(graph_of_artifact(path), None)
+    from lgc.search.latency import CostModelLatency
+    return 1e3 * CostModelLatency("gfx803")(graph_of_artifact(path))
 
 
 def compare(name: str, model: str, calib: str, max_drift: float, runs: int, shapes: dict,
@@ -209,14 +282,16 @@ def compare(name: str, model: str, calib: str, max_drift: float, runs: int, shap
                  "final_ms": best(len(rows_)), "chosen_index": doc["chosen"]}
     front = evo_out[evo_out.index("Pareto front"):]
     front = front[:front.index("\n", front.index("\nchosen:") + 1)]
-    return {"model": name, "budget_s": budget, "max_drift": max_drift, "greedy_s": greedy_s,
+    return {"model": name, "latency": target or "measured here", "budget_s": budget,
+            "max_drift": max_drift, "greedy_s": greedy_s,
             "evo_s": evo_s, "rows": rows, "front": front, "evolution": evolution,
             "commands": {"greedy": " ".join(greedy_cmd), "evo": " ".join(evo_cmd)}}
 
 
 def show(r: dict) -> None:
-    print(f"\n== {r['model']}: max drift {r['max_drift']:g}, budget {r['budget_s']:g} s "
-          f"(greedy ran {r['greedy_s']:.1f} s, evolutionary {r['evo_s']:.1f} s, both with startup)")
+    print(f"\n== {r['model']}, search latency {r['latency']}: max drift {r['max_drift']:g}, "
+          f"budget {r['budget_s']:g} s (greedy ran {r['greedy_s']:.1f} s, evolutionary "
+          f"{r['evo_s']:.1f} s, both with startup)")
     print(f"greedy:       {r['commands']['greedy']}")
     print(f"evolutionary: {r['commands']['evo']}")
     cm = "cost_model_ms" in r["rows"]["float"]
@@ -242,9 +317,14 @@ def show(r: dict) -> None:
           f"drift {e['drift']:.4g} vs {g['drift']:.4g} "
           f"({'equal or lower' if e['drift'] <= g['drift'] else 'HIGHER'})")
     ev = r["evolution"]
-    print(f"evolution (gfx803 cost model, within max drift): best seed "
+    print(f"evolution ({r['latency']}, within max drift): best seed "
           f"{ev['best_seed_ms']:.4f} ms of {ev['seeds']} seeds -> final {ev['final_ms']:.4f} ms after "
           f"{ev['evaluated']} evaluations (chosen: evaluation #{ev['chosen_index']})")
+    opt = r.get("prune_optimum")
+    if opt:
+        print(f"exhaustive: the fastest of all {opt['policies']} float32 pruning policies within drift "
+              f"{r['max_drift']:g}, gfx803 model: {opt['ms']:.4f} ms, drift {opt['drift']:.4g} "
+              f"({opt['policy']})")
     print(r["front"])
 
 
@@ -253,6 +333,14 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="digits,resnet50")
     ap.add_argument("--max-drift-digits", default="0.05,0.2", help="comma-separated: one comparison each")
     ap.add_argument("--max-drift-resnet50", default="0.05")
+    ap.add_argument("--latency-digits", default="gfx803,device",
+                    help="the digits search's latency objective, comma-separated: one comparison "
+                         "each (gfx803: its cost model, `--target gfx803`; device: measured here)")
+    ap.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=True,
+                    help="digits on gfx803: also price every float32 pruning policy (the optimum "
+                         "of pruning alone)")
+    ap.add_argument("--policies", action=argparse.BooleanOptionalAction, default=True,
+                    help="digits: also time the greedy points and their int8 variants interleaved")
     ap.add_argument("--budget-digits", type=float,
                     help="search seconds for digits (default: the greedy command's wall time)")
     ap.add_argument("--budget-resnet50", type=float,
@@ -278,10 +366,23 @@ def main(argv=None) -> int:
                     pred = np.concatenate([first_output(exe, {"x": xte[i:i + 64]}).argmax(1)
                                            for i in range(0, n, 64)])
                     return float(np.mean(pred == yte[:n]))
-                for d in args.max_drift_digits.split(","):
-                    results.append(compare(name, model, calib, float(d), args.runs, {"x": (64, 1, 8, 8)},
-                                           tmp, accuracy, args.budget_digits, "gfx803"))
-                    show(results[-1])
+                if args.policies:
+                    say("digits: named policies, timed interleaved")
+                    times = policy_times(model, calib, {"x": (64, 1, 8, 8)}, DIGITS_POLICIES, 2 * args.runs)
+                    print(f"\n== digits: named policies, timed interleaved\n{'':28}{'drift':>8}"
+                          f"{'gfx803 model ms':>16}{'measured ms':>12}")
+                    for k, (d, cm, ms) in times.items():
+                        print(f"{k:28}{d:8.4f}{cm:16.4f}{ms:12.4f}")
+                    results.append({"model": name, "policy_times": times})
+                for d in filter(None, args.max_drift_digits.split(",")):
+                    for lat in args.latency_digits.split(","):
+                        target = None if lat == "device" else lat
+                        results.append(compare(name, model, calib, float(d), args.runs, {"x": (64, 1, 8, 8)},
+                                               tmp, accuracy, args.budget_digits, target))
+                        if target is not None and args.exhaustive:
+                            results[-1]["prune_optimum"] = prune_optimum(model, calib, {"x": (64, 1, 8, 8)},
+                                                                         float(d))
+                        show(results[-1])
             elif name == "resnet50":
                 resnet50_onnx(model)
                 import onnx

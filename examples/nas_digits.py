@@ -8,7 +8,8 @@ with the same short recipe (Adam, --epochs, seeded) on 64% of the images, ranked
 (validation) and reported on the same held-out 20% as examples/cnn_digits.py. Latency is the
 inference function at --latency-batch compiled for --target: gfx803 is priced by the cost model
 (derated RX 580: 30% of the roofline, 10 us a kernel launch; deterministic), `device` is timed
-on the OpenCL device (median of 10 runs; varies between runs).
+on the OpenCL device (for about 0.25 s; varies between runs). Both are lgc.search.latency,
+the convention the compression search shares.
 
 Prints the Pareto front next to the hand-designed CNN of examples/cnn_digits.py trained with the
 same recipe, and marks the front points that dominate it (at least as accurate on validation
@@ -68,11 +69,11 @@ def main(budget_s: float | None = 1800, target: str = "gfx803", seed: int = 0, e
     if n_train is not None:
         data = data.subset(n_train, n_train // 2)
     recipe = nas.Recipe(epochs=epochs, seed=seed)
-    latency = nas.latency_model(target, latency_batch)
+    latency = nas.latency_model(target)
     say(f"digits: {len(data.ytr)} train / {len(data.yval)} validation / {len(data.yte)} test; "
-        f"recipe {recipe}; latency {latency}; CPU {cpu_name()}")
+        f"recipe {recipe}; latency {latency.describe()} at batch {latency_batch}; CPU {cpu_name()}")
 
-    baseline = nas.evaluate_model(cd.init, cd.logits, data, recipe, latency)
+    baseline = nas.evaluate_model(cd.init, cd.logits, data, recipe, latency, latency_batch)
     say(f"[{time.perf_counter() - t0:.0f}s] baseline (examples/cnn_digits.py): validation "
         f"{baseline.accuracy:.4f}, latency {baseline.latency_s * 1e6:.1f} us")
     say(f"searching {space.size:,} architectures (population {population}, budget "
@@ -80,7 +81,8 @@ def main(budget_s: float | None = 1800, target: str = "gfx803", seed: int = 0, e
         f"seed {seed})")
     result = nas.search(data, space=space, recipe=recipe, latency=latency, population=population,
                         generations=generations, budget_s=budget_s,
-                        max_evaluations=max_evaluations, seed=seed, progress=verbose)
+                        max_evaluations=max_evaluations, seed=seed, progress=verbose,
+                        batch=latency_batch)
     front = sorted(result.front, key=lambda i: i.objectives[::-1])
     beats = [i for i in front if dominates(i.objectives, baseline.objectives)]
 

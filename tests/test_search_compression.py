@@ -9,11 +9,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lgc.compress.graphtools import max_relative_error, reference_run
+from lgc.errors import InputError
 from lgc.frontend.onnx.importer import default_input_types, import_graph
 from lgc.passes import optimize
 from lgc.search import non_dominated_sort
-from lgc.search.compression import (PRECISIONS, PRUNE, RANKS, CompressionSearch, ModelLatency,
-                                    choose)
+from lgc.search.compression import PRECISIONS, PRUNE, RANKS, CompressionSearch, choose
+from lgc.search.latency import CostModelLatency
 from lgc.tools.cli import main
 
 
@@ -58,7 +59,7 @@ def search_for(model, x, latency=None):
     types = default_input_types(m)
     graph = optimize(import_graph(m, types), 2)
     feeds = [{"x": x[i:i + 2]} for i in range(0, len(x), 2)]
-    return CompressionSearch(graph, feeds, latency or ModelLatency("gfx803")), graph
+    return CompressionSearch(graph, feeds, latency or CostModelLatency("gfx803")), graph
 
 
 def test_seeded_search_repeats_exactly_with_the_cost_model(cnn):
@@ -229,3 +230,62 @@ def test_greedy_combination_seed_follows_the_probes(cnn):
     first = s.canonical(tuple((best[i], 0, 0) for i in range(len(s.layers))))
     assert first in s.seeded and first in {p.genome for p in res.evaluated}
     assert sum(1 for v in best.values() if v) >= 2                # it combines several layers
+
+
+class CountingLatency:
+    """A stand-in for MeasuredLatency (not deterministic): the graph's node count in us,
+    recording which graphs it was asked to time."""
+    deterministic = False
+
+    def __init__(self):
+        self.timed = 0
+
+    def set_baseline(self, graph, feed, name):
+        pass
+
+    def __call__(self, graph, feed):
+        self.timed += 1
+        return 1e-6 * len(graph.nodes)
+
+    def again(self, graphs, feed):
+        return [1e-6 * len(g.nodes) for g in graphs]
+
+
+def test_measured_search_does_not_time_the_probes(cnn):
+    """With measured latency the greedy search's single-layer probes are scored for drift
+    only; the policies after them (their greedy combination first) are timed."""
+    _, model, x = cnn
+    lat = CountingLatency()
+    s, _ = search_for(model, x, lat)
+    s.max_drift = 0.5
+    res = s.run(generations=0, population=2, seed=0, progress=False)
+    probes = [p for p in res.evaluated if p.genome in s.probes]
+    assert probes and all(p.objectives[0] == np.inf and "not measured" in p.info["latency"] for p in probes)
+    assert any("probe" in p.info["latency"] for p in probes)    # within the budget, yet not timed
+    timed = [p for p in res.evaluated if np.isfinite(p.objectives[0])]
+    assert lat.timed == len(timed) and len(timed) > 2
+    chosen = s.choose(res, 0.5)
+    assert np.isfinite(chosen.objectives[0]) and chosen.genome not in s.probes
+
+
+def test_int8_ranges_are_reused_exactly(cnn, monkeypatch):
+    """Policies with the same pruning and ranks quantize the same graph: the second one reuses
+    the first one's observed ranges (no calibration run) and is the same graph as without."""
+    import importlib
+    q = importlib.import_module("lgc.compress.quantize")     # the module (the package exports the function)
+    _, model, x = cnn
+    s, _ = search_for(model, x)
+    first = s.canonical(((1, 0, 2), (0, 0, 2), (0, 0, 2), (0, 0, 0)))
+    second = s.canonical(((1, 0, 0), (0, 0, 2), (0, 0, 1), (0, 0, 2)))
+    fresh, _ = search_for(model, x)
+    want = reference_run(fresh.apply(second), {"x": x[:2]})
+    s.apply(first)
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated again")
+    monkeypatch.setattr(q, "_observe", no_calibration)
+    got = reference_run(s.apply(second), {"x": x[:2]})
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    graph = s.apply(s.uniform())
+    with pytest.raises(InputError, match="no observed range for layer"):
+        q.quantize(graph, s.feeds, "int8", ranges={})

@@ -31,7 +31,7 @@ float, and the drift is measured again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class QuantResult:
     layers: list[Layer]
     kept_float: list[str]
     drift: float | None = None                    # measured, when a budget was given
+    ranges: dict = field(default_factory=dict)    # {layer name: (lo, hi) of its input}, int8
 
 
 def find_layers(graph: Graph) -> list[Layer]:
@@ -105,9 +106,12 @@ def quantize_graph(graph: Graph, calibration=None, mode: str = "int8", **options
 
 def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str = "minmax",
              keep_float=(), max_drift: float | None = None, device=None,
-             progress=None) -> QuantResult:
+             progress=None, ranges: dict | None = None) -> QuantResult:
     """Quantize `graph`. calibration: feeds (a list of {input name: array}), or anything
-    lgc.compress.load_calibration accepts; needed for mode int8 and for max_drift."""
+    lgc.compress.load_calibration accepts; needed for mode int8 and for max_drift.
+    ranges: the .ranges of an earlier int8 result on the same graph and calibration data
+    (another keep_float, say): its layers' input ranges are reused and the calibration run,
+    a compile and a run per sample, is skipped (int8 without max_drift only)."""
     if mode not in MODES[:3] and parse_int4(mode) is None:
         raise InputError(f"unknown quantization mode {mode!r} (choose from {', '.join(MODES)})")
     say = progress or (lambda msg: None)
@@ -123,13 +127,19 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
     if feeds is None and (mode == "int8" or max_drift is not None):
         raise InputError(f"mode {mode}{' with --max-drift' if max_drift is not None else ''} "
                          "needs calibration data (--calibrate)")
-    ranges, samples, hessians = {}, {}, {}
+    observed, samples, hessians = {}, {}, {}
     int4 = parse_int4(mode)
-    if mode == "int8" or max_drift is not None or int4 and feeds is not None:
+    if ranges is not None and mode == "int8" and max_drift is None:
+        missing = [la.name for la in layers if la.kind != "gather" and la.name not in ranges]
+        if missing:
+            raise InputError(f"quantize: no observed range for layer {missing[0]!r} (ranges come "
+                             f"from an int8 result on the same graph)")
+        observed = {la.node.inputs[0]: ranges[la.name] for la in layers if la.kind != "gather"}
+    elif mode == "int8" or max_drift is not None or int4 and feeds is not None:
         say(f"calibrating on {len(feeds)} sample(s) ({'GPTQ' if int4 else observer})")
-        ranges, samples, hessians = _observe(graph, layers, feeds, observer, device, hessians=bool(int4))
+        observed, samples, hessians = _observe(graph, layers, feeds, observer, device, hessians=bool(int4))
     kept = list(keep_float)
-    qgraph = _rewrite(graph, layers, mode, ranges, set(kept), hessians)
+    qgraph = _rewrite(graph, layers, mode, observed, set(kept), hessians)
     drift = None
     if max_drift is not None:
         ref = run_outputs(graph, feeds, device)
@@ -138,16 +148,18 @@ def quantize(graph: Graph, calibration=None, mode: str = "int8", observer: str =
         if drift > max_drift:
             consts = graph.constants()
             for layer in layers:
-                layer.sensitivity = _sensitivity(layer, mode, ranges, samples, consts, hessians)
+                layer.sensitivity = _sensitivity(layer, mode, observed, samples, consts, hessians)
             order = sorted((la for la in layers if la.name not in kept), key=lambda la: -la.sensitivity)
             for layer in order:
                 kept.append(layer.name)
-                qgraph = _rewrite(graph, layers, mode, ranges, set(kept), hessians)
+                qgraph = _rewrite(graph, layers, mode, observed, set(kept), hessians)
                 drift = output_drift(ref, run_outputs(qgraph, feeds, device))
                 say(f"  {layer.name} back to float (sensitivity {layer.sensitivity:.3g}): drift {drift:.4g}")
                 if drift <= max_drift:
                     break
-    return QuantResult(qgraph, layers, kept, drift)
+    by_layer = {la.name: observed[la.node.inputs[0]] for la in layers
+                if mode == "int8" and la.kind != "gather" and la.node.inputs[0] in observed}
+    return QuantResult(qgraph, layers, kept, drift, by_layer)
 
 
 def output_drift(ref: list[dict], got: list[dict]) -> float:

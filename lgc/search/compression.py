@@ -12,9 +12,9 @@ A genome gives every conv/matmul layer with a constant weight three choices:
 applied in the order prune -> decompose -> quantize -> fp16, each by the lgc.compress entry
 point with a `layers=` / `keep_float=` selection. Three objectives, all minimised:
 
-  latency    seconds per run: measured on the device (compiled, median of interleaved runs),
-             or, for a named Target (`--target gfx803`) that is not the device, predicted by
-             the roofline cost model of lgc.distributed.cost (deterministic)
+  latency    seconds per run (lgc.search.latency): measured on the device (compiled, timed
+             interleaved with the float32 graph), or, for a named Target (`--target gfx803`)
+             that is not the device, predicted by the planner's cost model (deterministic)
   bytes      the constant bytes of the graph as compiled (optimized: fp16 weights whose cast
              back to float32 the optimizer folds count as float32), what dominates the artifact
   drift      max |out - float| / max |float| on the first calibration sample, computed with
@@ -35,27 +35,20 @@ from typing import Callable
 
 import numpy as np
 
-from ..backends.target import Target
 from ..compress.decompose import candidates as decomposable, decompose
 from ..compress.fp16 import to_fp16
-from ..compress.graphtools import (Rebuild, as_feed_list, layer_names, max_relative_error,
-                                   param_bytes, reference_run, run_seconds)
+from ..compress.graphtools import (Rebuild, layer_names, max_relative_error, param_bytes,
+                                   reference_run)
 from ..compress.prune import LEVELS, channel_groups, prune_channels
 from ..compress.quantize import find_layers, quantize
-from ..distributed.cost import WORKER_TARGETS, CostModel, Worker
 from ..errors import InputError, LgcError
 from ..ir.graph import Graph
 from ..passes import optimize
-from ..runtime import Executable
 from .nsga2 import Individual, SearchResult, evolve
 
 PRUNE = (0.0,) + tuple(lv for lv in LEVELS if lv <= 0.75)     # the greedy search's levels
 RANKS = (None, 0.75, 0.5, 0.25)
 PRECISIONS = ("fp32", "fp16", "int8")
-# Kernel launch cost the cost model adds per kernel on a named Target: an assumption (a few
-# microseconds per enqueue on GCN under OpenCL), without which a policy that adds kernels
-# (decomposition) would look free.
-LAUNCH_OVERHEAD_S = 5e-6
 
 MAX_PROBE_SEEDS = 32     # single-layer prune seeds only while they are this few (small models)
 MAX_DECOMPOSE_SEEDS = 16  # uniform decomposition seeds only with at most this many such layers
@@ -95,72 +88,6 @@ def named_layers(graph: Graph) -> Graph:
     return rb.finish()
 
 
-# ---- latency ---------------------------------------------------------------------------------
-
-class MeasuredLatency:
-    """Seconds per run on the device: the graph compiled as `lgc compile` would, timed
-    interleaved with the uncompressed graph (A B A B ..., as many runs as fit in `seconds`,
-    10 to 200), reported as its ratio to that baseline times the baseline's first time. The
-    machine's load moves both alike, so candidates measured minutes apart stay comparable."""
-    deterministic = False
-
-    def __init__(self, device, opt_level: int = 2, seconds: float = 0.25):
-        self.device, self.opt_level, self.seconds = device, opt_level, seconds
-        self.base = None               # (baseline Executable, its feed, its first time)
-
-    def set_baseline(self, graph: Graph, feed) -> None:
-        exe, fl = self._compiled(graph, feed)
-        self.base = (exe, fl, self._time({"g": exe}, {"g": fl})["g"])
-
-    def _compiled(self, graph: Graph, feed):
-        exe = Executable.from_graph(graph, self.device, self.opt_level)
-        return exe, dict(zip(exe.input_names, as_feed_list(graph, feed)))
-
-    def _time(self, exes: dict, feeds: dict) -> dict:
-        once = max(run_seconds(exes, feeds, 2, warmup=1).values())
-        runs = int(min(200, max(10, self.seconds / max(once * len(exes), 1e-9))))
-        return run_seconds(exes, feeds, runs, warmup=0)
-
-    def __call__(self, graph: Graph, feed) -> float:
-        exe, fl = self._compiled(graph, feed)
-        if self.base is None:
-            return self._time({"g": exe}, {"g": fl})["g"]
-        base_exe, base_fl, base_s = self.base
-        t = self._time({"g": exe, "base": base_exe}, {"g": fl, "base": base_fl})
-        return t["g"] / t["base"] * base_s
-
-    def again(self, graphs: list[Graph], feed) -> list[float]:
-        """The graphs timed again together with the baseline, interleaved (A B C base ...)."""
-        exes = dict(enumerate(self._compiled(g, feed) for g in graphs))
-        base_exe, base_fl, base_s = self.base
-        t = self._time({**{k: e for k, (e, _) in exes.items()}, "base": base_exe},
-                       {**{k: fl for k, (_, fl) in exes.items()}, "base": base_fl})
-        return [t[k] / t["base"] * base_s for k in exes]
-
-    def describe(self) -> str:
-        return f"measured on {getattr(self.device, 'name', 'the device')}, relative to float32"
-
-
-class ModelLatency:
-    """Seconds per run predicted for `target` by lgc.distributed's roofline cost model over
-    the optimized graph (fused as for that Target), plus LAUNCH_OVERHEAD_S per kernel."""
-    deterministic = True
-
-    def __init__(self, target: Target | str):
-        if isinstance(target, str):
-            if target not in WORKER_TARGETS:
-                raise InputError(f"no cost model for target {target!r} "
-                                 f"(known: {', '.join(sorted(WORKER_TARGETS))})")
-            target = WORKER_TARGETS[target]
-        self.worker = Worker(target.name, target, 1 << 62, launch_overhead_s=LAUNCH_OVERHEAD_S)
-
-    def __call__(self, graph: Graph, feed) -> float:
-        return float(CostModel(graph).node_times(self.worker).sum())
-
-    def describe(self) -> str:
-        return f"cost model of {self.worker.target.name}"
-
-
 # ---- the problem -----------------------------------------------------------------------------
 
 class CompressionSearch:
@@ -185,11 +112,15 @@ class CompressionSearch:
             raise InputError("the model has no conv/matmul layer with constant weights to compress")
         self.ref = reference_run(self.graph, self.feed)
         self.memo: dict = {}           # decomposition factors, computed once per weight and rank
+        self.ranges: dict = {}         # prune and rank genes -> int8 input ranges observed on
+                                       # that graph: int8 policies differing in which layers
+                                       # are int8 or fp16 skip the calibration run
         self.drifts: dict = {}         # genome -> drift, for the seeds built from the probes
         self.scores: dict = {}         # genome -> objectives, for the hill-climbing seeds
         self.seeded: set = set()       # the genomes the last run() drew from the seeds
+        self.probes: set = set()       # the single-layer prune probes among them
         if hasattr(latency, "set_baseline"):
-            latency.set_baseline(optimize(self.graph, opt_level), self.feed)
+            latency.set_baseline(optimize(self.graph, opt_level), self.feed, "float32")
 
     # -- genomes -------------------------------------------------------------------------
     def canonical(self, genome) -> Genome:
@@ -273,7 +204,7 @@ class CompressionSearch:
         budget, then the layer most sensitive at its level stepped back until the whole
         fits) in float32 and with int8 everywhere: evolution starts where the greedy search
         ends."""
-        self.seeded = set()
+        self.seeded, self.probes = set(), set()
         for genome in self.seeds():
             stream = {PROBES: self._probes, COMBINED: self._greedy_combinations,
                       CLIMB: self._climb}.get(genome, lambda genome=genome: (genome,))()
@@ -318,7 +249,9 @@ class CompressionSearch:
         for i, la in enumerate(self.layers):
             if la.prunable:
                 for p in range(1, len(PRUNE)):
+                    self.probes.add(self._probe(i, p))
                     yield self._probe(i, p)
+
     def seed_count(self, result: SearchResult) -> int:
         """How many of result.evaluated (a prefix) came from the seeds."""
         return next((i for i, p in enumerate(result.evaluated) if p.genome not in self.seeded),
@@ -389,7 +322,10 @@ class CompressionSearch:
         int8 = {n for n, o in owner.items() if prec.get(o) == "int8"}
         if int8:
             keep = [la.name for la in find_layers(g) if la.name not in int8]
-            g = quantize(g, self.feeds, "int8", keep_float=keep).graph
+            shape = tuple((p, r) for p, r, _ in genome)          # what the graph quantized depends on
+            q = quantize(g, self.feeds, "int8", keep_float=keep, ranges=self.ranges.get(shape))
+            self.ranges[shape] = q.ranges
+            g = q.graph
         half = [n for n, o in owner.items() if prec.get(o) == "fp16"]
         if half:
             present = set(layer_names(g).values())
@@ -420,6 +356,9 @@ class CompressionSearch:
             if self.skips(drift):
                 lat = np.inf
                 info["latency"] = "not measured: drift over the budget"
+            elif self.probe_only(genome):
+                lat = np.inf
+                info["latency"] = "not measured: a sensitivity probe (its drift is what is used)"
             else:
                 lat = self.latency(compiled, self.feed)
         except (LgcError, ValueError, np.linalg.LinAlgError) as e:   # a policy a pass refuses: worst
@@ -435,15 +374,22 @@ class CompressionSearch:
         return self.max_drift is not None and drift > self.max_drift and \
             not getattr(self.latency, "deterministic", False)
 
+    def probe_only(self, genome: Genome) -> bool:
+        """Whether a policy is one of the greedy search's single-layer probes evaluated for its
+        drift only: with measured latency, timing the dozens of probes before their
+        combination (which prunes the same layers further) would spend most of a short
+        budget; the cost model prices them as it goes (milliseconds)."""
+        return genome in self.probes and not getattr(self.latency, "deterministic", False)
+
     def choose(self, result: SearchResult, max_drift: float, confirm: int = 4) -> Individual:
         """The fastest policy within the drift budget. With measured latency, the `confirm`
         fastest are first timed again together, interleaved, and the fastest of those wins
         (one lucky measurement among many would otherwise be chosen); their times go to
         info["confirmed_latency_s"]."""
         ok = feasible(result, max_drift)
-        if getattr(self.latency, "deterministic", True) or len(ok) < 2 or confirm < 2:
+        top = [p for p in ok if np.isfinite(p.objectives[0])][:confirm]    # probes: not timed
+        if getattr(self.latency, "deterministic", True) or len(top) < 2 or confirm < 2:
             return ok[0]
-        top = ok[:confirm]
         for p, t in zip(top, self.latency.again([optimize(self.apply(p.genome), self.opt_level)
                                                  for p in top], self.feed)):
             p.info["confirmed_latency_s"] = t
@@ -496,7 +442,7 @@ def choose(result: SearchResult, max_drift: float) -> Individual:
 
 def front_table(search: CompressionSearch, result: SearchResult, chosen: Individual | None = None) -> str:
     """The Pareto front as text: latency, bytes, drift, policy summary; * marks the chosen,
-    '-' a latency not measured (drift over the budget)."""
+    '-' a latency not measured (drift over the budget, or a probe timed not at all)."""
     rows = sorted(result.front, key=lambda p: p.objectives)
     lines = [f"  {'latency ms':>10}  {'bytes':>10}  {'drift':>9}  policy"]
     for p in rows:

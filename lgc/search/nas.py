@@ -8,9 +8,10 @@ map. A genome is a tuple of `Block`s, hashable as NSGA-II needs.
 
 Accuracy: a short seeded training run (lgc.jit of lgc.value_and_grad, Adam from lgc.optim),
 then top-1 on a held-out validation split. Latency: the inference function traced at a fixed
-batch and compiled for the target: for a named GPU target (gfx803) the program is lowered for
-it and priced by lgc.distributed's cost model (deterministic); for "device" it is compiled for
-the OpenCL device and timed (median of a few runs; it varies from run to run). Every random
+batch and compiled for the target (lgc.search.latency, shared with the compression search): for
+a named GPU target (gfx803) the program is lowered for it and priced by the planner's cost model
+(deterministic); for "device" it is compiled for the OpenCL device and timed (it varies from
+run to run). Every random
 choice draws from a seed, so a search on the cost model repeats exactly.
 """
 from __future__ import annotations
@@ -28,12 +29,8 @@ import lgc.numpy as lnp
 import lgc.optim as optim
 import lgc.tree_util as tu
 
-from ..backends.target import by_name
-from ..compiler import Options, backend_for, compile as compile_graph
-from ..compress.graphtools import run_seconds
-from ..distributed.cost import CostModel, Worker
 from ..errors import InputError
-from ..feeds import random_inputs
+from .latency import CostModelLatency, MeasuredLatency
 from .nsga2 import SearchResult, evolve
 
 POOLED_BLOCKS = 2          # 2x2 average pooling follows each of the first two blocks
@@ -262,60 +259,11 @@ def accuracies(logits_fn: Callable, params, *sets) -> list[float]:
 
 # -- latency -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class CostModelLatency:
-    """Seconds of one inference batch on a named GPU target: the graph is compiled (lowered)
-    for the target, and priced by lgc.distributed's cost model: the roofline of each node under
-    the target's fusion plan at `efficiency`, plus `launch_overhead_s` per kernel of the
-    compiled program. The defaults are the cost model's derated RX 580 (30%, 10 us a launch,
-    as bench/planner_scaling.py); an estimate, not a measurement, and deterministic."""
-    target: str = "gfx803"
-    batch: int = 1
-    efficiency: float = 0.3
-    launch_overhead_s: float = 10e-6
-
-    def __post_init__(self):
-        try:
-            target = by_name(self.target)
-        except ValueError as e:
-            raise InputError(f"latency {e}; or 'device' to measure") from None
-        if not target.peak_flops or not target.bandwidth:
-            raise InputError(f"latency target {self.target!r} has no peak FLOP/s or bandwidth for "
-                             f"the cost model (use a GPU target such as gfx803, or 'device')")
-
-    def __call__(self, graph) -> tuple[float, dict]:
-        target = by_name(self.target)
-        compiled = compile_graph(graph, backend_for(target), Options(2))
-        cm = CostModel(compiled.graph)
-        kernels = len(compiled.program.launches)
-        worker = Worker(target.name, target, 0, self.efficiency, 0.0)
-        roofline = cm.compute_time(worker, 0, cm.n)
-        return roofline + kernels * self.launch_overhead_s, {"kernels": kernels,
-                                                             "roofline_s": roofline}
-
-
-@dataclass(frozen=True)
-class MeasuredLatency:
-    """Median seconds of one inference batch compiled for and run on an OpenCL device (None:
-    LGC_DEVICE or the default). Measured, so it varies between runs and machines."""
-    device: str | None = None
-    batch: int = 1
-    runs: int = 10
-
-    def __call__(self, graph) -> tuple[float, dict]:
-        exe = lgc.compile(graph, device=self.device)
-        feeds = random_inputs(exe.input_types(), 0)
-        secs = run_seconds({"m": exe}, {"m": feeds}, self.runs, warmup=2)["m"]
-        return secs, {"kernels": len(exe.program.launches)}
-
-
-def latency_model(target: str, batch: int = 1, runs: int = 10):
-    """'device' -> MeasuredLatency, a GPU target name (gfx803) -> CostModelLatency."""
-    if batch < 1:
-        raise InputError(f"latency batch must be at least 1, got {batch}")
-    if target == "device":
-        return MeasuredLatency(None, batch, runs)
-    return CostModelLatency(target, batch)
+def latency_model(target: str):
+    """'device' -> MeasuredLatency on the OpenCL device (LGC_DEVICE or the default), a GPU
+    target name (gfx803) -> CostModelLatency: lgc.search.latency, the convention every search
+    shares."""
+    return MeasuredLatency() if target == "device" else CostModelLatency(target)
 
 
 def inference_graph(logits_fn: Callable, params, x, batch: int):
@@ -343,37 +291,41 @@ class Evaluation:
 
 
 def evaluate_model(init_fn: Callable[[int], dict], logits_fn: Callable, data: Data,
-                   recipe: Recipe, latency) -> Evaluation:
-    """Train with the recipe, score validation and test top-1, price the latency."""
+                   recipe: Recipe, latency, batch: int = 1) -> Evaluation:
+    """Train with the recipe, score validation and test top-1, price the latency of the
+    inference function at `batch` images."""
+    if batch < 1:
+        raise InputError(f"latency batch must be at least 1, got {batch}")
     t0 = time.perf_counter()
     params = train(init_fn, logits_fn, data.xtr, data.ytr, recipe)
     acc, test = accuracies(logits_fn, params, (data.xval, data.yval), (data.xte, data.yte))
-    secs, info = latency(inference_graph(logits_fn, params, data.xtr, latency.batch))
+    est = latency.estimate(inference_graph(logits_fn, params, data.xtr, batch))
     n_params = int(sum(np.asarray(v).size for v in params.values()))
-    return Evaluation(acc, test, secs, n_params, info.pop("kernels"), time.perf_counter() - t0, info)
+    extra = {} if est.roofline_s is None else {"roofline_s": est.roofline_s}
+    return Evaluation(acc, test, est.seconds, n_params, est.kernels, time.perf_counter() - t0, extra)
 
 
-def evaluate_arch(arch: Arch, data: Data, recipe: Recipe, latency) -> Evaluation:
+def evaluate_arch(arch: Arch, data: Data, recipe: Recipe, latency, batch: int = 1) -> Evaluation:
     side, channels = data.xtr.shape[2], data.xtr.shape[1]
     return evaluate_model(lambda seed: init_params(arch, seed, side, channels,
                                                    int(max(data.ytr.max(), data.yval.max())) + 1),
-                          lambda p, x: logits(arch, p, x), data, recipe, latency)
+                          lambda p, x: logits(arch, p, x), data, recipe, latency, batch)
 
 
 def search(data: Data, *, space: Space = Space(), recipe: Recipe = Recipe(), latency=None,
            population: int = 8, generations: int | None = None, budget_s: float | None = None,
            max_evaluations: int | None = None, seed: int = 0, progress: bool = True,
-           seeds=()) -> SearchResult:
+           seeds=(), batch: int = 1) -> SearchResult:
     """NSGA-II over `space` minimising (1 - validation accuracy, latency). Each Individual's
-    info holds its Evaluation under "eval". With a cost-model latency and no budget_s cutting
-    it short, the same seed gives the same result."""
+    info holds its Evaluation under "eval"; latency is priced at `batch` images. With a
+    cost-model latency and no budget_s cutting it short, the same seed gives the same result."""
     latency = latency or CostModelLatency()
     seeds = [space.check(a) for a in seeds]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     count = [0]
 
     def evaluate(arch):
-        ev = evaluate_arch(arch, data, recipe, latency)
+        ev = evaluate_arch(arch, data, recipe, latency, batch)
         count[0] += 1
         say(f"  [{count[0]:3d}] {arch_str(arch):<28} val {ev.accuracy:.4f}  "
             f"latency {ev.latency_s * 1e6:8.1f} us  {ev.kernels:3d} kernels  ({ev.seconds:.1f}s)")

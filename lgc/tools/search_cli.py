@@ -47,9 +47,9 @@ def latency_objective(args, device):
     no RX 580 here); else latency measured on the device."""
     from dataclasses import replace
 
-    from lgc.search.compression import MeasuredLatency, ModelLatency
+    from lgc.search.latency import CostModelLatency, MeasuredLatency
     if args.target and replace(device, target_override=None).target.name != args.target:
-        return ModelLatency(args.target)
+        return CostModelLatency(args.target, args.opt_level)
     return MeasuredLatency(device, args.opt_level)
 
 
