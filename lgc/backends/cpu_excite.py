@@ -1,0 +1,94 @@
+"""A squeeze-and-excitation block as one CPU kernel (squeeze_excite, made by cpu_excite_rewrite).
+
+MobileNetV3's SE blocks took four launches each on the CPU: the mean over the image, the
+two small FCs (matrix-vector products on the panel GEMM) and the scaling of the next conv's
+weights by the excite. Each is a few microseconds of work, so the launches cost as much as
+the work. Here one kernel does all four: each work-group computes the mean, both FCs and
+their activations in private arrays (float16 vectors along the contiguous axis), then scales
+its share of the next conv's weight rows. The few work-groups (one per compute unit) repeat
+the small FCs rather than wait for each other: there is no barrier between work-groups.
+"""
+from __future__ import annotations
+
+from ..ops.lowered import EXCITE_STEPS
+from .cpu_rows import _horizontal
+from .kernel import Arg, Kernel, index_type_for
+from .target import current_target
+from .templates import literal
+
+VEC = 16      # float16 vectors along the contiguous axis (AVX-512)
+
+
+def step_lines(v: str, u: str, steps, dtype) -> list[str]:
+    """Statements applying the pointwise chain `steps` (lgc.ops.lowered.apply_steps) to float
+    variable `v`, whose value before the first step is `u`."""
+    exprs = {"add": "{v} + {k}", "sub": "{v} - {k}", "mul": "{v} * {k}", "div": "{v} / {k}",
+             "max": "(({v} != {v} || {v} > {k}) ? {v} : {k})",
+             "min": "(({v} != {v} || {v} < {k}) ? {v} : {k})",
+             "relu": "({v} < 0.0f ? 0.0f : {v})", "sigmoid": "1.0f / (1.0f + exp(-{v}))",
+             "mul_in": "{v} * {u}"}
+    assert set(exprs) == set(EXCITE_STEPS)
+    return [f"{v} = {exprs[op].format(v=v, u=u, k=literal(k, dtype))};" for op, k in steps]
+
+
+def _sum_lines(acc: str, dst: str, init: str, rows: str, vec: str, n: int) -> list[str]:
+    """`float dst` = init + sum of rows[i] * vec[i] for i < n (vec None: of rows[i]),
+    float16 vectors then a scalar tail."""
+    term = f"vload{VEC}(0, {rows} + i)" + (f" * vload{VEC}(0, {vec} + i)" if vec else "")
+    tail = f"({rows})[i]" + (f" * {vec}[i]" if vec else "")
+    return ([f"float{VEC} {acc} = (float{VEC})(0.0f);", "int i = 0;",
+             f"for (; i + {VEC} <= {n}; i += {VEC}) {acc} += {term};"]
+            + _horizontal(acc, VEC, lambda a, b, t: f"{a} + {b}")
+            + [f"float {dst} = {init} + {acc}_1;", f"for (; i < {n}; ++i) {dst} += {tail};"])
+
+
+class SqueezeExciteGen:
+    """squeeze_excite: one work-item per work-group, one work-group per compute unit, each
+    scaling a contiguous range of the rows of in5 (the next conv's weights, or the image)."""
+
+    def kernels(self, node, name):
+        X, W1, W2, Wn = (node.inputs[i] for i in (0, 1, 3, 5))
+        Y = node.outputs[0]
+        _, C, H, W = X.shape
+        R, M, HW = W1.shape[0], Wn.shape[0], H * W
+        KS = Wn.type.size // (M * C)
+        groups = max(1, min(current_target().compute_units, M if KS == 1 else M * C))
+        f32 = X.dtype
+        body = ["const int g = get_global_id(0);",
+                f"float mean_[{C}], hid_[{R}], s_[{C}];",
+                f"for (int c = 0; c < {C}; ++c) {{",
+                f"  __global const float* p = in0 + c * {HW};"]
+        body += ["  " + ln for ln in _sum_lines("accm", "t", "0.0f", "p", None, HW)]
+        body += [f"  mean_[c] = t / {HW}.0f;", "}",
+                 f"for (int r = 0; r < {R}; ++r) {{"]
+        body += ["  " + ln for ln in _sum_lines("acc1", "v", "in2[r]", f"in1 + r * {C}", "mean_", C)]
+        body += ["  const float u = v;"] + ["  " + ln for ln in step_lines("v", "u", node.attrs["act"], f32)]
+        body += ["  hid_[r] = v;", "}",
+                 f"for (int c = 0; c < {C}; ++c) {{"]
+        body += ["  " + ln for ln in _sum_lines("acc2", "v", "in4[c]", f"in3 + c * {R}", "hid_", R)]
+        body += ["  const float u = v;"] + ["  " + ln for ln in step_lines("v", "u", node.attrs["gate"], f32)]
+        body += ["  s_[c] = v;", "}"]
+        body += self._scale_rows(M, C, KS, groups)
+        args = [Arg(f"in{i}", v) for i, v in enumerate(node.inputs)] + [Arg("out0", Y, writable=True)]
+        return [Kernel(name, args, body, global_size=(groups,), local_size=(1,),
+                       index_type=index_type_for(X.type.size, Y.type.size), node_name=node.name or "",
+                       flops=groups * (C * HW + 4 * R * C) + Y.type.size)]
+
+    @staticmethod
+    def _scale_rows(M: int, C: int, KS: int, groups: int) -> list[str]:
+        """out0[m, c, k] = in5[m, c, k] * s_[c], work-group g taking its share of the rows m
+        (KS = 1: along c in vectors) or of the rows (m, c) (KS > 1: along k in vectors)."""
+        rows, n = (M, C) if KS == 1 else (M * C, KS)
+        scale = f"vload{VEC}(0, s_ + j)" if KS == 1 else "s_[r % " + str(C) + "]"
+        tail = "s_[j]" if KS == 1 else "s_[r % " + str(C) + "]"
+        return [f"for (int r = g * {rows} / {groups}; r < (g + 1) * {rows} / {groups}; ++r) {{",
+                f"  __global const float* w = in5 + r * {n};",
+                f"  __global float* o = out0 + r * {n};",
+                "  int j = 0;",
+                f"  for (; j + {VEC} <= {n}; j += {VEC}) vstore{VEC}(vload{VEC}(0, w + j) * {scale}, 0, o + j);",
+                f"  for (; j < {n}; ++j) o[j] = w[j] * {tail};",
+                "}"]
+
+
+# Generators of the ops this module lowers (joined per backend in lgc.backends.lowering).
+LOWERINGS: dict = {"squeeze_excite": SqueezeExciteGen()}
