@@ -20,6 +20,7 @@ class Settings:
     concat_inplace: bool = True     # LGC_CONCAT_INPLACE: concat inputs written into their output
     cpu_panels: bool = True         # LGC_CPU_PANELS: CPU matmul/conv on the packed-panel GEMM
     cpu_winograd: bool = True       # LGC_CPU_WINOGRAD: CPU 3x3 convs through Winograd F(2x2,3x3)
+    cpu_winograd_wide_stores: bool = True  # LGC_CPU_WINOGRAD_WIDE_STORES: its output transform stores float4 rows
     cpu_depthwise: bool = True      # LGC_CPU_DEPTHWISE: CPU depthwise convs on row kernels
     cpu_pool: bool = True           # LGC_CPU_POOL: CPU pools on row kernels
     cpu_excite: bool = True         # LGC_CPU_EXCITE: CPU squeeze-and-excitation blocks as one kernel
