@@ -141,3 +141,38 @@ def test_apply_steps_is_hard_swish_and_hard_sigmoid():
     np.testing.assert_allclose(apply_steps(u, hs), np.clip(u / 6 + 0.5, 0, 1), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(apply_steps(u, hs + (("mul_in", 0.0),)), u * np.clip(u / 6 + 0.5, 0, 1),
                                rtol=1e-6, atol=1e-7)
+
+
+def test_onnx_se_block_as_exported_matches_onnxruntime(monkeypatch):
+    """MobileNetV3's block as ONNX writes it (GlobalAveragePool, Conv, Relu, Conv, HardSigmoid,
+    Mul, Conv), through the importer and the optimizer (which folds HardSigmoid's scale into
+    the second conv): one launch fewer than four per block, and onnxruntime's values."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    import lgc
+    rng = np.random.default_rng(8)
+    C, R, M, H = 24, 8, 16, 10
+    inits = {"w1": rand(rng, (R, C, 1, 1), 0.5), "b1": rand(rng, (R,)), "w2": rand(rng, (C, R, 1, 1), 0.5),
+             "b2": rand(rng, (C,)), "wn": rand(rng, (M, C, 1, 1))}
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["m"]),
+             helper.make_node("Conv", ["m", "w1", "b1"], ["h0"]), helper.make_node("Relu", ["h0"], ["h"]),
+             helper.make_node("Conv", ["h", "w2", "b2"], ["g"]), helper.make_node("HardSigmoid", ["g"], ["s"], alpha=1 / 6),
+             helper.make_node("Mul", ["x", "s"], ["xs"]), helper.make_node("Conv", ["xs", "wn"], ["y"])]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rand(rng, (1, C, H, H))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    want = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    launches = {}
+    for on in (True, False):
+        monkeypatch.setenv("LGC_CPU_EXCITE", "1" if on else "0")     # a Model compiles with the environment's settings
+        model = lgc.Model(proto)
+        exe = model.executable(model.default_types())
+        launches[on] = kinds(exe.program)
+        np.testing.assert_allclose(list(exe.run({"x": x}).values())[0], want, rtol=1e-4, atol=1e-5)
+    assert sum(k.startswith("squeeze_excite") for k in launches[True]) == 1, launches[True]
+    assert len(launches[False]) - len(launches[True]) == 3, launches
