@@ -20,7 +20,9 @@ kernels (gpu_gemm, gpu_conv) and never see these ops.
   a channel shuffle (reshape, transpose, reshape) of a concat, or a slice of its channels
                       -> channel_shuffle (cpu_shuffle): ShuffleNet's, plane by plane
   conv(x * s, W), s a scale per channel of a batch-1 image (a squeeze-and-excitation block)
-                      -> conv(x, W * s): the weights scaled instead of the image
+                      -> conv(x, W * s): the weights scaled instead of the image; with the
+                         block's mean and FCs, one squeeze_excite launch (cpu_excite;
+                         LGC_CPU_EXCITE=0 turns that off)
   matmul(softmax(matmul(Q, K^T) * scale + mask), V) -> attention(Q, pack_panels(K^T), V[, mask])
                       (cpu_attention_rewrite; LGC_CPU_ATTENTION=0 turns it off)
   pow(x, 2 | 3 | 4), a constant exponent -> x * x (* x ...): PoCL's pow() is very slow
@@ -44,7 +46,8 @@ from ..ops.linalg import prod
 from ..ops.nn import pool_out
 from ..passes.dce import dce
 from ..passes.rewrite import Rewriter
-from . import cpu_attention_rewrite, cpu_dwpw, cpu_winograd
+from . import cpu_attention_rewrite, cpu_dwpw, cpu_excite_rewrite, cpu_winograd
+from .cpu_excite_rewrite import whole_image
 from .settings import current_settings
 from .target import CPU, Target
 from .tuning import winograd_wins   # a stored `lgc tune` timing can keep a conv on im2col
@@ -82,11 +85,13 @@ def lower_for_cpu(graph: Graph, target: Target = CPU) -> Graph:
             done = cpu_attention_rewrite.attention(rw, node, consts, producer, uses) or _matmul(rw, node, consts)
         elif node.op == "conv":
             scaled = _channel_scaled(node, producer, uses, consts)
-            done = (_scale_into_weights(rw, node, consts, *scaled) if scaled else
+            done = (_scale_into_weights(rw, node, consts, producer, *scaled) if scaled else
                     _depthwise_pointwise(rw, node, producer, uses, consts)
                     or _depthwise(rw, node, producer) or _conv(rw, node, consts))
         elif node.op in ("max_pool", "avg_pool"):
             done = _pool(rw, node)
+        elif node.op == "mul":
+            done = _excite_image(rw, node, producer, consts)
         elif node.op in ("slice", "reshape"):
             done = _channel_shuffle(rw, node, producer) or _into_gemm_store(rw, node, uses)
         if not done:
@@ -211,15 +216,32 @@ def _channel_scaled(node: Node, producer, uses, consts):
     return None
 
 
-def _scale_into_weights(rw: Rewriter, node: Node, consts, x, s) -> bool:
+def _scale_into_weights(rw: Rewriter, node: Node, consts, producer, x, s) -> bool:
     """conv(x * s, W) -> conv(x, W * s): the excite scales the conv's M x C weights instead of
-    the C x H x W image, so the scaled image is never written (MobileNetV3's SE blocks)."""
+    the C x H x W image, so the scaled image is never written (MobileNetV3's SE blocks); the
+    whole block in one squeeze_excite launch where s is one (cpu_excite_rewrite)."""
     W = node.inputs[1]
-    scale = rw.op("reshape", [rw.get(s)], {"shape": (1, x.shape[1], 1, 1)})
-    w = rw.op("mul", [rw.const(consts[W], W.name), scale], name=node.name)
+    w = cpu_excite_rewrite.excite(rw, x, s, rw.const(consts[W], W.name), producer, consts)
+    if w is None:
+        scale = rw.op("reshape", [rw.get(s)], {"shape": (1, x.shape[1], 1, 1)})
+        w = rw.op("mul", [rw.const(consts[W], W.name), scale], name=node.name)
     if not _conv(rw, node, consts, rw.get(x), w):
         rw.compute(node, "conv", [rw.get(x), w] + [rw.get(b) for b in node.inputs[2:]], node.attrs)
     return True
+
+
+def _excite_image(rw: Rewriter, node: Node, producer, consts) -> bool:
+    """x * s, s the scale an SE block computes from x [1, C, H, W] -> one squeeze_excite launch
+    that scales x itself (where the next conv's weights are larger than x, or no conv follows;
+    a conv that takes s into its weights makes this node dead)."""
+    y = node.outputs[0]
+    for x, s in (node.inputs, node.inputs[::-1]):
+        if len(x.shape) == 4 and x.shape == y.shape and x.shape[0] == 1 and s.shape == (1, x.shape[1], 1, 1):
+            sx = cpu_excite_rewrite.excite(rw, x, s, rw.get(x), producer, consts)
+            if sx is not None:
+                rw.replace(y, sx)
+                return True
+    return False
 
 
 def _single_position(rw: Rewriter, node: Node, X, w) -> bool:
@@ -311,7 +333,7 @@ def _pool(rw: Rewriter, node: Node) -> bool:
             or len(node.outputs) != 1 or node.outputs[0].type.size == 0):
         return False
     mode = "max" if node.op == "max_pool" else ("avg_pad" if at["count_include_pad"] else "avg")
-    if mode != "max" and _global(X.shape, at):     # a mean over each contiguous plane: a row kernel
+    if mode != "max" and whole_image(X.shape, at):     # a mean over each contiguous plane: a row kernel
         rw.compute(node, "reduce_mean", [rw.get(X)], {"axes": (2, 3), "keepdims": 1})
         return True
     attrs = {"mode": mode, "kernel": tuple(at["kernel"]), "strides": tuple(at["strides"]) or (1, 1),
@@ -324,12 +346,6 @@ def _pool(rw: Rewriter, node: Node) -> bool:
             return False
     rw.compute(node, "pool_rows", [rw.get(X)], attrs)
     return True
-
-
-def _global(x, at) -> bool:
-    """A pool whose one window is the whole image (GlobalAveragePool as ONNX exports it)."""
-    return (tuple(at["kernel"]) == tuple(x[2:]) and not any(at["pads"] or ())
-            and set(at["dilations"] or (1,)) == {1})
 
 
 def _ceil_pads(x, y, at) -> tuple:

@@ -32,9 +32,11 @@ def _common() -> dict:
 def _cpu_only() -> dict:
     """Ops that only the CPU backend's graph rewrites create (packed panels, Winograd, row
     kernels, int8 panels, the LAPACK-style eigh and svd)."""
-    from . import cpu_attention, cpu_depthwise, cpu_dwpw, cpu_gemm, cpu_pool, cpu_shuffle, cpu_winograd, quant_kernels   # as in _common
+    from . import (cpu_attention, cpu_depthwise, cpu_dwpw, cpu_excite, cpu_gemm, cpu_pool,   # as in _common
+                   cpu_shuffle, cpu_winograd, quant_kernels)
     from .kernels import factor
-    return {**_joined(cpu_attention, cpu_gemm, cpu_winograd, cpu_depthwise, cpu_dwpw, cpu_pool, cpu_shuffle, quant_kernels),
+    return {**_joined(cpu_attention, cpu_gemm, cpu_winograd, cpu_depthwise, cpu_dwpw, cpu_pool, cpu_shuffle,
+                      cpu_excite, quant_kernels),
             **factor.CPU_LOWERINGS}
 
 

@@ -21,6 +21,9 @@ run after differentiation and batching, so these ops have no gradient or batchin
   attention(Q, Kp, V[, mask])   softmax(Q K^T * scale + mask [, causal]) V, K^T read as B panels
                                 Kp [..., ceil(Tk/16), D, 16] (pack_panels of K^T)
   channel_shuffle(X0, X1, ...)  a channel range of a channel shuffle of X0, X1, ... joined on axis 1
+  squeeze_excite(X, W1, b1, W2, b2, Wn)
+                                a squeeze-and-excitation block's scale s of X [1, C, H, W] applied
+                                to the next conv's weights: Wn [M, C, ...] * s per input channel
   conv_split_k(X, W)            partial convs over S slices of the input channels, [S, N, M, *O]
   sum_splits(P[, bias])         the sum of those partials (+ bias per channel)
   tensor_scatter_into, scatter_nd_into, scatter_elements_into
@@ -611,3 +614,60 @@ register_lowered(OpDef(
     attrs={"full_matrices": 0, "compute_uv": 1},
     doc="svd of [..., m, n], m >= n, as (s, U^T, Vt, work); without compute_uv, U^T and Vt "
         "are scratch"))
+
+
+# ---- squeeze_excite -------------------------------------------------------------------------
+# A squeeze-and-excitation block (MobileNetV3's) folded into the weights of the conv after it:
+#   m = mean of X [1, C, H, W] over H, W;  h = act(W1 [R, C] @ m + b1);  s = gate(W2 [C, R] @ h + b2)
+#   out = Wn [M, C, *K] * s (per input channel c), the conv's weights for conv(X * s, Wn).
+# `act` and `gate` are pointwise chains, a tuple of steps (op, constant) applied in order to
+# v (the FC's result, u): add, sub, mul, div, max, min with the constant, relu, sigmoid, and
+# mul_in (v * u: hard-swish is (mul 1/6) (add 0.5) (max 0) (min 1) (mul_in)).
+
+EXCITE_STEPS = ("add", "sub", "mul", "div", "max", "min", "relu", "sigmoid", "mul_in")
+
+
+def apply_steps(u: np.ndarray, steps) -> np.ndarray:
+    """The pointwise chain `steps` applied to u, in u's dtype (NaN propagates as in NumPy)."""
+    c = lambda k: u.dtype.type(k)    # noqa: E731  (the constant in u's dtype)
+    ops = {"add": lambda v, k: v + c(k), "sub": lambda v, k: v - c(k), "mul": lambda v, k: v * c(k),
+           "div": lambda v, k: v / c(k), "max": lambda v, k: np.maximum(v, c(k)),
+           "min": lambda v, k: np.minimum(v, c(k)), "relu": lambda v, k: np.where(v < 0, c(0), v),
+           "sigmoid": lambda v, k: c(1) / (c(1) + np.exp(-v)), "mul_in": lambda v, k: v * u}
+    v = u
+    for op, k in steps:
+        v = ops[op](v, k)
+    return v
+
+
+def _excite_infer(types, attrs):
+    x, w1, b1, w2, b2, wn = (t.shape for t in types)
+    C = x[1] if len(x) == 4 else -1
+    R = w1[0] if len(w1) == 2 else -1
+    if (len(x) != 4 or x[0] != 1 or w1 != (R, C) or b1 != (R,) or w2 != (C, R) or b2 != (C,)
+            or len(wn) < 2 or wn[1] != C or any(t.dtype.name != "f32" for t in types)):
+        raise OpError(f"squeeze_excite: needs f32 X [1, C, H, W], W1 [R, C], b1 [R], W2 [C, R], b2 [C], "
+                      f"Wn [M, C, ...], got {[str(t) for t in types]}")
+    bad = [op for op, _ in tuple(attrs["act"]) + tuple(attrs["gate"]) if op not in EXCITE_STEPS]
+    if bad:
+        raise OpError(f"squeeze_excite: unknown step(s) {bad}; known: {EXCITE_STEPS}")
+    return [types[5]]
+
+
+def squeeze_excite_ref(xs, attrs):
+    x, w1, b1, w2, b2, wn = xs
+    m = x.mean(axis=(2, 3), dtype=np.float64)[0].astype(x.dtype)
+    h = apply_steps(w1 @ m + b1, attrs["act"])
+    s = apply_steps(w2 @ h + b2, attrs["gate"])
+    return [(wn * s.reshape((1, -1) + (1,) * (wn.ndim - 2))).astype(wn.dtype)]
+
+
+def _excite_flops(ins, outs, attrs):
+    (_, C, H, W), (R, _) = ins[0].shape, ins[1].shape
+    return C * H * W + 4 * R * C + outs[0].size
+
+
+register_lowered(OpDef(
+    "squeeze_excite", _excite_infer, squeeze_excite_ref, fusion="opaque", num_inputs=6,
+    attrs={"act": (), "gate": ()}, flops=_excite_flops,
+    doc="a squeeze-and-excitation scale applied to the next conv's weights (CPU lowering only)"))
