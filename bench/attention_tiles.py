@@ -2,11 +2,11 @@
 (ROWS) and key panels per online-softmax step (STEP), timed interleaved in one process on
 the attention shapes of ViT (197 tokens) or others, to choose those constants.
 
-    python bench/attention_tiles.py [--shapes 197x3x64,197x12x64,197x6x32] [--tiles 4/2,4/1,2/2] [--rounds 5]
+    python bench/attention_tiles.py [--shapes 197x3x64,197x12x64] [--tiles 4/2,4/4] [--rounds 5] [--causal]
 
-A shape is TxHxD: [1, H, T, D] queries, keys and values, no mask (ViT's). Kernel time per
-call is the attention kernel's OpenCL profiling event (median over rounds); outputs are
-checked against NumPy. The first line names the CPU and its load.
+A shape is TxHxD: [1, H, T, D] queries, keys and values, no mask (ViT's; --causal: GPT-2's
+causal mask). Kernel time per call is the attention kernel's OpenCL profiling event (median
+over rounds); outputs are checked against NumPy. The first line names the CPU and its load.
 """
 from __future__ import annotations
 
@@ -17,15 +17,24 @@ import numpy as np
 from common import cpu_model, load
 
 
-def attention(q, k, v):
+def causal_mask(T: int) -> np.ndarray:
+    return np.triu(np.full((T, T), -1e9, np.float32), 1)
+
+
+def attention_fn(causal: bool):
     import lgc.nn as lnn
     import lgc.numpy as lnp
-    s = lnp.matmul(q, lnp.swapaxes(k, -1, -2)) * (1.0 / np.sqrt(q.shape[-1]))
-    return lnp.matmul(lnn.softmax(s, axis=-1), v)
+
+    def attention(q, k, v):
+        s = lnp.matmul(q, lnp.swapaxes(k, -1, -2)) * (1.0 / np.sqrt(q.shape[-1]))
+        return lnp.matmul(lnn.softmax(s + causal_mask(q.shape[-2]) if causal else s, axis=-1), v)
+    return attention
 
 
-def reference(q, k, v):
+def reference(q, k, v, causal: bool = False):
     s = q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if causal:
+        s = s + causal_mask(q.shape[-2])
     p = np.exp(s - s.max(-1, keepdims=True))
     return (p / p.sum(-1, keepdims=True)) @ v
 
@@ -35,6 +44,7 @@ def main():
     ap.add_argument("--shapes", default="197x3x64,197x12x64,197x6x32")
     ap.add_argument("--tiles", default="4/2,4/1,2/2,6/1,8/1", help="ROWS/STEP pairs, the first the reference")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--causal", action="store_true", help="a causal mask (GPT-2's), which the kernel computes")
     args = ap.parse_args()
     import lgc
     from lgc.backends import cpu_attention
@@ -46,8 +56,8 @@ def main():
     for shape in args.shapes.split(","):
         T, H, D = map(int, shape.split("x"))
         qkv = [rng.standard_normal((1, H, T, D)).astype(np.float32) for _ in range(3)]
-        g = make_ir(attention)(*qkv)
-        exes, ref = [], reference(*qkv)
+        g = make_ir(attention_fn(args.causal))(*qkv)
+        exes, ref = [], reference(*qkv, args.causal)
         saved = cpu_attention.ROWS, cpu_attention.STEP
         for r, s in tiles:
             cpu_attention.ROWS, cpu_attention.STEP = r, s
@@ -68,7 +78,7 @@ def main():
                 t = e.launch_times(feeds, runs=5, warmup=1)
                 times[i].append(sum(x for k, x in zip(kinds, t) if "attention" in k))
         med = [np.median(t) * 1e6 for t in times]
-        flops = 4.0 * H * T * T * D
+        flops = 4.0 * H * T * T * D / (2 if args.causal else 1)
         print(f"{shape:<12}" + "".join(f"{m:>12.0f}" for m in med) + f"   ({flops / med[0] / 1e3:.1f})"
               + (f"  WRONG: {', '.join(bad)}" if bad else ""))
     print(f"end: {load()}")

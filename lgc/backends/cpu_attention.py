@@ -14,7 +14,9 @@ one (batch, head) and walks the keys a panel of 16 at a time, as FlashAttention 
   - P V: each of the 16 probabilities of a row times that key's row of V (D / 16 float16
     vectors), into ROWS x D / 16 float16 accumulators; divided by the sum at the end.
 
-No score is ever stored. cpu_lowering chooses this over the unfused path (ATTENTION_RULE).
+The walk takes STEP panels at a time while that many are left, then the rest one at a time
+(ViT's 197 keys: 13 panels, not a 14th of masked keys). No score is ever stored.
+cpu_lowering chooses this over the unfused path (ATTENTION_RULE).
   attention(Q [..., Tq, D], Kp [..., ceil(Tk/16), D, 16], V [..., Tk, Dv][, mask]) -> [..., Tq, Dv]
 The op's semantics and NumPy reference are in lgc.ops.lowered.
 """
