@@ -34,6 +34,10 @@ def _qkv(shape, seed=0):
     return [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
 
 
+# Key counts of 1, 3 and 13 panels of 16 (odd: a last single-panel step after the steps of
+# cpu_attention.STEP) and 4 (none), ragged (5, 21, 37, 197) or whole (48, 64).
+
+
 def _traced(decomposed: bool, masked: bool):
     def attn(q, k, v, mask=None):
         s = lnp.matmul(q, lnp.swapaxes(k, -1, -2)) / 8.0
@@ -58,7 +62,7 @@ def _run(graph, *args):
 
 
 @pytest.mark.parametrize("decomposed", [False, True])
-@pytest.mark.parametrize("T,D", [(64, 64), (37, 32), (5, 16)])
+@pytest.mark.parametrize("T,D", [(64, 64), (37, 32), (5, 16), (48, 16)])
 def test_traced_attention_fused_and_matches_numpy(T, D, decomposed):
     q, k, v = _qkv((2, 3, T, D))
     mask = np.random.default_rng(1).standard_normal((2, 1, 1, T)).astype(np.float32)
@@ -70,15 +74,17 @@ def test_traced_attention_fused_and_matches_numpy(T, D, decomposed):
     np.testing.assert_allclose(_run(g, q, k, v, mask), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
-def test_unmasked_attention():
-    q, k, v = _qkv((1, 4, 40, 64), 2)
+@pytest.mark.parametrize("T", [40, 197])
+def test_unmasked_attention(T):
+    """197 keys (ViT's) are 13 panels: six steps of two and a last panel on its own."""
+    q, k, v = _qkv((1, 4, T, 64), 2)
     g = make_ir(_traced(False, False))(q, k, v)
     assert "attention" in _ops(g)
     ref = _reference(q, k, v, None, 1 / 8)
     np.testing.assert_allclose(_run(g, q, k, v), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("T", [64, 21])
+@pytest.mark.parametrize("T", [64, 21, 37, 48])
 def test_constant_causal_mask_becomes_the_causal_flag(T):
     q, k, v = _qkv((1, 2, T, 32), 3)
     causal = np.triu(np.full((T, T), -1e9, np.float32), 1)
