@@ -57,13 +57,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def digits_onnx(path: str, epochs: int, seed: int = 0):
     """Train examples/cnn_digits.py's CNN and write it as ONNX; returns the held-out split."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    cnn_digits = _cnn_digits()
+    xtr, ytr, xte, yte = cnn_digits.load(seed)
+    write_digits_onnx(path, cnn_digits.train(xtr, ytr, epochs=epochs, seed=seed, verbose=False))
+    return xte, yte
+
+
+def _cnn_digits():
     sys.path.insert(0, str(ROOT / "examples"))
     import cnn_digits
-    xtr, ytr, xte, yte = cnn_digits.load(seed)
-    p = {k: np.asarray(v, np.float32) for k, v in
-         cnn_digits.train(xtr, ytr, epochs=epochs, seed=seed, verbose=False).items()}
+    return cnn_digits
+
+
+def write_digits_onnx(path: str, params: dict) -> None:
+    """examples/cnn_digits.py's CNN with `params` (its names: conv1, b1, ...) as ONNX, batch free."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    p = {k: np.asarray(v, np.float32) for k, v in params.items()}
     inits = [numpy_helper.from_array(v, k) for k, v in p.items()]
     pool = dict(kernel_shape=[2, 2], strides=[2, 2])
     nodes = [
@@ -84,7 +94,6 @@ def digits_onnx(path: str, epochs: int, seed: int = 0):
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return xte, yte
 
 
 def resnet50_onnx(path: str, seed: int = 0) -> None:

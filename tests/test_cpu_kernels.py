@@ -174,7 +174,7 @@ WINOGRAD = [  # x shape, M, pads, bias
     ((1, 3, 8, 8), 4, (1, 1, 1, 1), True),
     ((2, 5, 7, 9), 3, (0, 1, 2, 0), False),     # odd output height and width, uneven pads
     ((1, 20, 14, 14), 17, (1, 1, 1, 1), True),
-    ((1, 2, 5, 6), 2, (0, 0, 0, 0), True),
+    ((1, 2, 6, 7), 2, (0, 0, 0, 0), True),      # 4x5 outputs: 6 tiles, enough against 20 positions
 ]
 
 
