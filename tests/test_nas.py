@@ -9,6 +9,7 @@ import pytest
 
 import lgc
 from lgc.errors import InputError
+from lgc.runtime import Executable
 from lgc.search import nas
 from lgc.search.nsga2 import dominates
 
@@ -119,7 +120,9 @@ def test_latency_sources():
     measured = nas.latency_model("device")
     measured.seconds = 0.01
     est = measured.estimate(graph(one))
-    assert 0 < est.seconds < 1 and est.kernels == e1.kernels and est.roofline_s is None
+    on_device = Executable.from_graph(graph(one), None, 2)       # the CPU's own program: its
+    assert 0 < est.seconds < 1 and est.roofline_s is None          # kernel choices (dwpw fusion)
+    assert est.kernels == len(on_device.program.launches) > 0      # differ from gfx803's
 
 
 def load_example():
