@@ -144,15 +144,18 @@ def inside(x0: int, V: int, KW: int, sw: int, W: int) -> bool:
 def _rows(it, KH, sh, dh, pt, H, W, taps, offset: str = "") -> list[str]:
     """For each kernel row kh inside the image: `row` points at it (plus `offset`), then
     taps(kh)'s statements."""
-    b = []
-    for kh in range(KH):
-        b.append(f"{{ const {it} iy = oy * {sh} - {pt} + {kh * dh};")
-        b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W}{offset};")
-        b += ["    " + ln for ln in taps(kh)]
-        b.append("  }")
-        b.append("}")
-    return b
+    return [ln for kh in range(KH) for ln in _guarded_row(it, "oy", kh * dh, sh, pt, H, W, taps(kh), offset)]
+
+
+def _guarded_row(it, oy: str, d: int, sh, pt, H, W, body: list[str], offset: str = "") -> list[str]:
+    """`body` in a block where `row` points at input row oy * sh - pt + d (plus `offset`),
+    skipped where that row lies outside the image (zero padding)."""
+    return [f"{{ const {it} iy = {oy} * {sh} - {pt} + {d};",
+            f"  if (iy >= 0 && iy < {H}) {{",
+            f"    const __global float* row = src + iy * {W}{offset};",
+            *("    " + ln for ln in body),
+            "  }",
+            "}"]
 
 
 def _vload_taps(acc: str, at, V, KW, sw, kh) -> list[str]:
@@ -210,15 +213,7 @@ def _input_rows(it, R, H, W, KH, sh, dh, pt, taps) -> list[str]:
     for r in range(R):
         for kh in range(KH):
             users.setdefault(r * sh + kh * dh, []).append((r, kh))
-    b = []
-    for d, rk in sorted(users.items()):
-        b.append(f"{{ const {it} iy = oy0 * {sh} - {pt} + {d};")
-        b.append(f"  if (iy >= 0 && iy < {H}) {{")
-        b.append(f"    const __global float* row = src + iy * {W};")
-        b += ["    " + ln for ln in taps(rk)]
-        b.append("  }")
-        b.append("}")
-    return b
+    return [ln for d, rk in sorted(users.items()) for ln in _guarded_row(it, "oy0", d, sh, pt, H, W, taps(rk))]
 
 
 def _row_segment(x0, rk, acc, regs: str, V, span, W, KW, sw) -> list[str]:
