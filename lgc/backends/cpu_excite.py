@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..ops.lowered import EXCITE_STEPS
 from .cpu_rows import horizontal_fold
 from .kernel import Arg, Kernel, index_type_for
+from .kernels.elementwise import BINARY, UNARY
 from .templates import literal
 
 VEC = 16      # float16 vectors along the contiguous axis (AVX-512)
@@ -22,13 +23,12 @@ VEC = 16      # float16 vectors along the contiguous axis (AVX-512)
 def step_lines(v: str, u: str, steps, dtype) -> list[str]:
     """Statements applying the pointwise chain `steps` (lgc.ops.lowered.apply_steps) to float
     variable `v`, whose value before the first step is `u`."""
-    exprs = {"add": "{v} + {k}", "sub": "{v} - {k}", "mul": "{v} * {k}", "div": "{v} / {k}",
-             "max": "(({v} != {v} || {v} > {k}) ? {v} : {k})",
-             "min": "(({v} != {v} || {v} < {k}) ? {v} : {k})",
-             "relu": "({v} < 0.0f ? 0.0f : {v})", "sigmoid": "1.0f / (1.0f + exp(-{v}))",
-             "mul_in": "{v} * {u}"}
-    assert set(exprs) == set(EXCITE_STEPS)
-    return [f"{v} = {exprs[op].format(v=v, u=u, k=literal(k, dtype))};" for op, k in steps]
+    def expr(op, k):       # each op as the elementwise kernels write it
+        if op in UNARY:
+            return UNARY[op](v, dtype)
+        return BINARY["mul"](v, u, dtype, {}) if op == "mul_in" else BINARY[op](v, literal(k, dtype), dtype, {})
+    assert set(EXCITE_STEPS) <= set(UNARY) | set(BINARY) | {"mul_in"}
+    return [f"{v} = {expr(op, k)};" for op, k in steps]
 
 
 def _sum_lines(acc: str, dst: str, init: str, rows: str, vec: str, n: int) -> list[str]:
