@@ -135,3 +135,20 @@ def test_compile_explain_says_which_depthwise_convs_fuse(tmp_path, capsys):
     assert main(["compile", str(path), "-o", str(tmp_path / "m.lgc"), "--explain"]) == 0
     out = capsys.readouterr().out
     assert "depthwise_pointwise: conv dw: fused with 1x1 conv pw" in out, out
+
+
+def test_a_nan_propagates_as_unfused():
+    """The fused activation's max/min keep a NaN as the graph's ops (and NumPy) do: the outputs
+    that read it are NaN in the fused and the unfused program alike (fmax would drop it)."""
+    graph, feeds, _ = graph_of((1, 8, 9, 9), 3, 1, 8, "relu6", False, np.random.default_rng(3))
+    feeds["x"][0, 2, 4, 4] = np.nan
+    got = {}
+    for fused in (True, False):
+        with use_settings(Settings(cpu_dwpw=fused)):
+            program = lower(graph)
+        assert any("depthwise_pointwise" in ln.kernel for ln in program.launches) == fused
+        got[fused] = list(Executable(program, graph).run(feeds).values())[0]
+    nan = np.isnan(got[False])
+    assert nan[0, :, 3:6, 3:6].all() and nan.sum() == 8 * 9
+    np.testing.assert_array_equal(np.isnan(got[True]), nan)
+    np.testing.assert_allclose(got[True][~nan], got[False][~nan], rtol=1e-5, atol=1e-5)

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..ir import dtypes
 from ..ir.graph import Node
 from ..ops.lowered import CHAIN_OPS, PACKED_TILE, ROWS
 from .cpu_depthwise import VEC, rows_taps
 from .emit import write
 from .gemm.store import NO_UNROLL
 from .kernel import Kernel, Template, index_type_for, template_args
+from .kernels.elementwise import BINARY
 from .target import current_target
+from .templates import literal
 
 PRIVATE_BYTES = 65536    # the private array of depthwise results: C x R x 8 floats at most
 MAX_CHANNELS = PRIVATE_BYTES // (2 * VEC * 4)     # with R = 2 rows: 1024
@@ -43,8 +46,6 @@ ITEMS_PER_CU = 2         # work-items a launch should have per compute unit: sma
 # took 1.0-1.25x the kernel time fused; 112, 56, 14 and 7 wide ones 0.6-0.95x (AMD EPYC Zen 4,
 # 2 cores, interleaved, in the model and alone)
 SLOWER_WIDTHS = (17, 32)
-CL_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
-          "max": "fmax({}, {})", "min": "fmin({}, {})"}
 
 
 # ---- the pattern ------------------------------------------------------------------------------
@@ -158,10 +159,13 @@ def rows_per_item(nseg: int, OH: int, C: int, want: int) -> int:
 
 
 def _chain_lines(chain, vt: str) -> list[str]:
-    """v1.. = the chain's steps on vectors (v0 given); constants as float literals."""
+    """v1.. = the chain's steps on vectors (v0 given), each op as the elementwise kernels
+    write it (max/min keep a NaN, as the unfused graph and run_chain do); constants as float
+    literals."""
     def arg(a):
-        return a if a.startswith("v") else f"{float(a)!r}f"
-    return [f"const {vt} v{i + 1} = {CL_OPS[op].format(arg(x), arg(y))};" for i, (op, x, y) in enumerate(chain)]
+        return a if a.startswith("v") else literal(float(a), dtypes.f32)
+    return [f"const {vt} v{i + 1} = {BINARY[op](arg(x), arg(y), dtypes.f32, {})};"
+            for i, (op, x, y) in enumerate(chain)]
 
 
 class DepthwisePointwiseGen(Template):
